@@ -1,0 +1,93 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// MARK: - Shared settings
+
+/// The project is written in the Swift 5 language mode: the engine hands raw
+/// buffers to worker threads (DispatchQueue.concurrentPerform), which strict
+/// Swift 6 checking would force through `@unchecked Sendable` wrappers on
+/// every kernel without making them any safer.
+let swiftSettings: [SwiftSetting] = []
+
+// MARK: - C libraries (system-library targets)
+
+let cLibraries: [Target] = [
+    // libzmq (Debian: libzmq3-dev). Its header is in /usr/include; no pkgConfig,
+    // because libzmq.pc carries an `-isystem` flag SwiftPM refuses with a warning.
+    .systemLibrary(
+        name: "CZeroMQ",
+        path: "Sources/CZeroMQ",
+        providers: [.apt(["libzmq3-dev"])]
+    ),
+    // OpenBLAS (Debian: libopenblas-dev). Header only: the library is loaded
+    // with dlopen by `BLAS` after OPENBLAS_CORETYPE is chosen, because
+    // OpenBLAS reads that variable once, when it is loaded.
+    .systemLibrary(
+        name: "COpenBLAS",
+        path: "Sources/COpenBLAS",
+        providers: [.apt(["libopenblas-dev"])]
+    ),
+    // libpng (Debian: libpng-dev).
+    .systemLibrary(
+        name: "CLibPNG",
+        path: "Sources/CLibPNG",
+        pkgConfig: "libpng",
+        providers: [.apt(["libpng-dev"])]
+    ),
+]
+
+// MARK: - Package
+
+let package = Package(
+    name: "Tessera",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tessera-coordinator", targets: ["Coordinator"]),
+        .executable(name: "tessera-worker", targets: ["Worker"]),
+        .library(name: "TesseraShared", targets: ["Shared"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: cLibraries + [
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CZeroMQ", "COpenBLAS", "CLibPNG",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Sources/Shared",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Coordinator",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Coordinator",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Worker",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Worker",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SharedTests",
+            dependencies: ["Shared", "CZeroMQ", "CLibPNG", "COpenBLAS"],
+            path: "Tests/SharedTests",
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

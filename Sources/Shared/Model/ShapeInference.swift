@@ -1,0 +1,152 @@
+/// The shape of one image's activations: channels × height × width.
+public struct Shape: Hashable, Sendable, CustomStringConvertible {
+    public var c: Int
+    public var h: Int
+    public var w: Int
+    public init(c: Int, h: Int, w: Int) {
+        self.c = c
+        self.h = h
+        self.w = w
+    }
+    public var count: Int { c * h * w }
+    public var spatial: Size2 { Size2(h, w) }
+    public var description: String { "\(c)×\(h)×\(w)" }
+}
+
+/// An error in a model: which file and layer, and what is wrong, in words a user can act on.
+public struct ModelError: Error, CustomStringConvertible, Equatable {
+    public var file: String?
+    public var layer: String?
+    public var message: String
+
+    public init(file: String? = nil, layer: String? = nil, _ message: String) {
+        self.file = file
+        self.layer = layer
+        self.message = message
+    }
+
+    public var description: String {
+        var s = ""
+        if let file { s += "\(file): " }
+        if let layer { s += "layer '\(layer)': " }
+        return s + message
+    }
+
+    /// The same error attributed to a file.
+    public func inFile(_ file: String) -> ModelError {
+        var e = self
+        if e.file == nil { e.file = file }
+        return e
+    }
+}
+
+/// Output sizes of the spatial layers, as Caffe computes them.
+public enum OutputSize {
+    /// Convolution: floor division (Caffe's `ConvolutionLayer::compute_output_shape`).
+    public static func convolution(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int) -> Int {
+        let extent = dilation * (kernel - 1) + 1
+        return (input + 2 * pad - extent) / stride + 1
+    }
+
+    /// Pooling: Caffe rounds up, then drops a last window that would start in the padding.
+    public static func pooling(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1) -> Int {
+        let extent = dilation * (kernel - 1) + 1
+        let span = input + 2 * pad - extent
+        var pooled = (span + stride - 1).floorDiv(stride) + 1
+        if pad > 0, (pooled - 1) * stride >= input + pad { pooled -= 1 }
+        return pooled
+    }
+}
+
+extension Int {
+    /// Division rounding toward minus infinity.
+    @inlinable func floorDiv(_ d: Int) -> Int {
+        let q = self / d
+        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
+    }
+}
+
+extension Net {
+    /// Shapes for one input of `input` pixels: every blob by name, and each
+    /// layer's output (its first top) in layer order. Throws naming the layer
+    /// whose input does not fit.
+    public func shapes(input: Size2) throws -> (blobs: [String: Shape], layers: [Shape]) {
+        var blobs: [String: Shape] = [inputName: Shape(c: inputChannels, h: input.h, w: input.w)]
+        var perLayer: [Shape] = []
+        perLayer.reserveCapacity(layers.count)
+        for layer in layers {
+            let ins = try layer.bottoms.map { name -> Shape in
+                guard let s = blobs[name] else {
+                    throw ModelError(layer: layer.name, "input blob '\(name)' is not produced by any earlier layer")
+                }
+                return s
+            }
+            let out = try layer.outputShape(inputs: ins)
+            for top in layer.tops { blobs[top] = out }
+            perLayer.append(out)
+        }
+        return (blobs, perLayer)
+    }
+}
+
+extension Layer {
+    /// The shape this layer produces from its inputs' shapes.
+    public func outputShape(inputs: [Shape]) throws -> Shape {
+        guard let first = inputs.first else { throw ModelError(layer: name, "has no input") }
+        func fail(_ message: String) -> ModelError { ModelError(layer: name, message) }
+        switch op {
+        case .convolution(let conv):
+            let expected = conv.inputsPerGroup * conv.group
+            guard first.c == expected else {
+                throw fail("expects \(expected) input channels (weights \(conv.outputs)×\(conv.inputsPerGroup)×"
+                    + "\(conv.kernel.h)×\(conv.kernel.w), group \(conv.group)) but its input has \(first.c)")
+            }
+            let h = OutputSize.convolution(input: first.h, kernel: conv.kernel.h, stride: conv.stride.h,
+                                           pad: conv.pad.h, dilation: conv.dilation.h)
+            let w = OutputSize.convolution(input: first.w, kernel: conv.kernel.w, stride: conv.stride.w,
+                                           pad: conv.pad.w, dilation: conv.dilation.w)
+            guard h > 0, w > 0 else {
+                throw fail("a \(conv.kernel) kernel (dilation \(conv.dilation)) does not fit its "
+                    + "\(first.h)×\(first.w) input")
+            }
+            return Shape(c: conv.outputs, h: h, w: w)
+        case .pooling(let pool):
+            if pool.global { return Shape(c: first.c, h: 1, w: 1) }
+            let h = OutputSize.pooling(input: first.h, kernel: pool.kernel.h, stride: pool.stride.h,
+                                       pad: pool.pad.h, dilation: pool.dilation.h)
+            let w = OutputSize.pooling(input: first.w, kernel: pool.kernel.w, stride: pool.stride.w,
+                                       pad: pool.pad.w, dilation: pool.dilation.w)
+            guard h > 0, w > 0 else {
+                throw fail("a \(pool.kernel) pooling window does not fit its \(first.h)×\(first.w) input")
+            }
+            return Shape(c: first.c, h: h, w: w)
+        case .innerProduct(let ip):
+            guard first.count == ip.inputs else {
+                throw fail("weights expect \(ip.inputs) inputs but its input is \(first) = \(first.count) values")
+            }
+            return Shape(c: ip.outputs, h: 1, w: 1)
+        case .relu, .sigmoid, .tanh, .lrn, .identity, .softmax:
+            return first
+        case .batchNorm(let bn):
+            guard bn.mean.count == first.c else {
+                throw fail("has \(bn.mean.count) channels of statistics but its input has \(first.c) channels")
+            }
+            return first
+        case .scale(let s):
+            guard s.scale.count == first.c else {
+                throw fail("has \(s.scale.count) scale values but its input has \(first.c) channels")
+            }
+            return first
+        case .concat:
+            for s in inputs where s.h != first.h || s.w != first.w {
+                throw fail("concatenates \(first) with \(s): spatial sizes differ")
+            }
+            return Shape(c: inputs.reduce(0) { $0 + $1.c }, h: first.h, w: first.w)
+        case .eltwise:
+            for s in inputs where s != first {
+                throw fail("combines \(first) with \(s): shapes differ")
+            }
+            return first
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import CLibPNG
+import CZeroMQ
+
+/// Versions of the C libraries and the BLAS kernel, for `info` and start-up logs.
+public enum SystemInfo {
+    public static var zmqVersion: String {
+        var major: CInt = 0, minor: CInt = 0, patch: CInt = 0
+        zmq_version(&major, &minor, &patch)
+        return "\(major).\(minor).\(patch)"
+    }
+
+    public static var pngVersion: String {
+        guard let v = png_get_libpng_ver(nil) else { return "unknown" }
+        return String(cString: v)
+    }
+
+    /// One line per component; throws when OpenBLAS cannot be loaded.
+    public static func lines() throws -> [String] {
+        let blas = try BLAS.get()
+        return [
+            "libzmq      \(zmqVersion)",
+            "libpng      \(pngVersion)",
+            "OpenBLAS    \(blas.libraryPath), kernel \(blas.coreName) (\(blas.coreChoice)), \(blas.threads) threads",
+            "CPU         \(CPUFeatures.current.modelName)",
+        ]
+    }
+}
