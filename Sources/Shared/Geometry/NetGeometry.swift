@@ -78,6 +78,11 @@ extension Net {
                 }
             case .innerProduct:
                 kernel = inShape.spatial
+            case .lrn(let l) where l.region == .withinChannel && l.size > 1:
+                // Caffe computes it with a size×size average pool padded by (size-1)/2.
+                kernel = Size2(square: l.size)
+                pad = Size2(square: (l.size - 1) / 2)
+                reasons.append("layer '\(layer.name)' (LRN within channel, \(l.size)×\(l.size)) pads by \(pad)")
             default:
                 break
             }

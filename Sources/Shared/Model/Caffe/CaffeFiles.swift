@@ -1,0 +1,190 @@
+import Foundation
+import SwiftProtobuf
+
+/// Reading Caffe's files into their protobuf messages, with errors that name the
+/// file and, for text, the line and column.
+enum CaffeFiles {
+    /// Largest file Tessera reads (Caffe's own limit for a protobuf message is 2 GiB).
+    static let maxFileBytes = 2_147_483_647
+
+    static func readBytes(_ path: String, what: String) throws -> Data {
+        let url = URL(fileURLWithPath: path)
+        let attributes: [FileAttributeKey: Any]
+        do {
+            attributes = try FileManager.default.attributesOfItem(atPath: path)
+        } catch {
+            throw ModelError(file: path, "cannot read the \(what): the file does not exist or is not readable")
+        }
+        if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
+            throw ModelError(file: path, "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
+        }
+        do {
+            return try Data(contentsOf: url)
+        } catch {
+            throw ModelError(file: path, "cannot read the \(what): \(error.localizedDescription)")
+        }
+    }
+
+    /// A text prototxt. Fields Tessera does not know are skipped (each noted in
+    /// `ignored` with its position); anything else wrong is an error with line and column.
+    static func readPrototxt(_ path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
+        let data = try readBytes(path, what: "model definition (prototxt)")
+        guard let text = String(data: data, encoding: .utf8) else {
+            if looksBinary(data) {
+                throw ModelError(file: path, "this is not a text prototxt but a binary file: "
+                    + "a .caffemodel goes with --weights, not --model")
+            }
+            throw ModelError(file: path, "the prototxt is not valid UTF-8 text")
+        }
+        return try parsePrototxt(text, file: path, ignored: &ignored)
+    }
+
+    static func parsePrototxt(_ text: String, file: String, ignored: inout [String]) throws -> Caffe_NetParameter {
+        var scanner = PrototxtScanner(text)
+        let entries: [PrototxtScanner.Entry]
+        do {
+            entries = try scanner.parse()
+        } catch let e as PrototxtScanner.SyntaxError {
+            throw ModelError(file: file, "syntax error at line \(e.line), column \(e.column): \(e.message)")
+        }
+        _ = entries
+        var current = scanner.bytes
+        for _ in 0..<1000 {
+            let candidate = String(decoding: current, as: UTF8.self)
+            let error: Error
+            do {
+                return try Caffe_NetParameter(textFormatString: candidate)
+            } catch let e {
+                error = e
+            }
+            // Locate the failing field.
+            var s = PrototxtScanner(candidate)
+            let tree = (try? s.parse()) ?? []
+            guard let culprit = s.culprit(in: tree, decodes: { (try? Caffe_NetParameter(textFormatString: $0)) != nil })
+            else {
+                throw ModelError(file: file, "cannot parse the prototxt: \(describe(error))")
+            }
+            let at = "line \(culprit.line), column \(culprit.column)"
+            if case TextFormatDecodingError.unknownField = error {
+                ignored.append("\(file): ignored field '\(culprit.name)' at \(at) (not used by Tessera)")
+                current = s.blanking(culprit, in: current)
+                continue
+            }
+            let value = s.valueText(culprit)
+            throw ModelError(file: file, "error at \(at): field '\(culprit.name)'"
+                + (value.isEmpty ? "" : " = \(value)") + ": \(describe(error))")
+        }
+        throw ModelError(file: file, "too many unknown fields: is this a Caffe prototxt?")
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case TextFormatDecodingError.malformedNumber: return "not a valid number for this field (or out of range)"
+        case TextFormatDecodingError.unrecognizedEnumValue: return "not one of the values this field allows"
+        case TextFormatDecodingError.schemaMismatch: return "the value has the wrong type for this field"
+        case TextFormatDecodingError.malformedText: return "malformed text"
+        case TextFormatDecodingError.unknownField: return "unknown field"
+        case TextFormatDecodingError.invalidUTF8: return "invalid UTF-8 in a string"
+        case TextFormatDecodingError.truncated: return "the text ends in the middle of a field"
+        case TextFormatDecodingError.messageDepthLimit: return "messages nested too deeply"
+        default: return "\(error)"
+        }
+    }
+
+    private static func looksBinary(_ data: Data) -> Bool {
+        data.prefix(4096).contains { $0 == 0 || ($0 < 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09) }
+    }
+
+    /// A binary NetParameter (.caffemodel).
+    static func readCaffemodel(_ path: String) throws -> Caffe_NetParameter {
+        let data = try readBytes(path, what: "weights (caffemodel)")
+        guard !data.isEmpty else { throw ModelError(file: path, "the caffemodel is empty") }
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            return try Caffe_NetParameter(serializedBytes: data, options: options)
+        } catch {
+            let looksText = String(data: data.prefix(4096), encoding: .utf8) != nil && !looksBinary(data)
+            if looksText {
+                throw ModelError(file: path, "this is a text file, not a binary caffemodel: "
+                    + "a prototxt goes with --model, not --weights")
+            }
+            throw ModelError(file: path, "the caffemodel is truncated or corrupt (\(binaryReason(error))): "
+                + "it does not decode as a Caffe NetParameter")
+        }
+    }
+
+    /// A binary BlobProto (mean.binaryproto).
+    static func readBlob(_ path: String) throws -> Caffe_BlobProto {
+        let data = try readBytes(path, what: "mean file (binaryproto)")
+        do {
+            return try Caffe_BlobProto(serializedBytes: data)
+        } catch {
+            throw ModelError(file: path, "the mean file is truncated or corrupt (\(binaryReason(error))): "
+                + "it does not decode as a Caffe BlobProto")
+        }
+    }
+
+    static func binaryReason(_ error: Error) -> String {
+        switch error {
+        case BinaryDecodingError.truncated: return "it ends in the middle of a field"
+        case BinaryDecodingError.malformedProtobuf: return "malformed protobuf data"
+        case BinaryDecodingError.invalidUTF8: return "a string is not valid UTF-8"
+        case BinaryDecodingError.messageDepthLimit: return "messages nested too deeply"
+        default: return "\(error)"
+        }
+    }
+}
+
+/// A blob's shape and values, checked for sane sizes.
+struct BlobValues {
+    var dims: [Int]
+    var data: [Float]
+    var count: Int { data.count }
+
+    /// Largest blob Tessera accepts (elements).
+    static let maxElements = 1 << 31
+
+    /// Dimensions with the size-1 axes removed: how shapes are compared, so that
+    /// legacy 4-D shapes (1×1×64×1024) match modern ones (64×1024).
+    var squeezed: [Int] { dims.filter { $0 != 1 } }
+
+    var shapeText: String { dims.isEmpty ? "(scalar)" : dims.map(String.init).joined(separator: "×") }
+
+    init(dims: [Int], data: [Float]) {
+        self.dims = dims
+        self.data = data
+    }
+
+    init(_ blob: Caffe_BlobProto, file: String?, layer: String, index: Int) throws {
+        func fail(_ m: String) -> ModelError { ModelError(file: file, layer: layer, "blob \(index): \(m)") }
+        let raw: [Int64]
+        if blob.hasShape {
+            raw = blob.shape.dim
+        } else if blob.hasNum || blob.hasChannels || blob.hasHeight || blob.hasWidth {
+            raw = [Int64(blob.num), Int64(blob.channels), Int64(blob.height), Int64(blob.width)]
+        } else {
+            raw = [Int64(max(blob.data.count, blob.doubleData.count))]
+        }
+        guard raw.count <= 32 else { throw fail("has \(raw.count) dimensions") }
+        var count: Int64 = 1
+        for d in raw {
+            guard d >= 0 else { throw fail("has a negative dimension (\(raw.map(String.init).joined(separator: "×")))") }
+            let (p, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, p <= Int64(Self.maxElements) else {
+                throw fail("its shape \(raw.map(String.init).joined(separator: "×")) has more than 2^31 elements")
+            }
+            count = p
+        }
+        dims = raw.map { Int($0) }
+        if !blob.data.isEmpty {
+            data = blob.data
+        } else {
+            data = blob.doubleData.map { Float($0) }
+        }
+        guard data.count == Int(count) else {
+            throw fail("its shape \(dims.map(String.init).joined(separator: "×")) holds \(count) values "
+                + "but it stores \(data.count)")
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+
+/// Which files make a model, as the user gave them on the command line.
+public struct ModelSource: Sendable, Equatable {
+    /// Deploy prototxt (text). Optional when the caffemodel holds its (training) net.
+    public var model: String?
+    /// Trained weights (binary caffemodel).
+    public var weights: String?
+    /// The classifier's patch size P, overriding what the files say.
+    public var patchSize: Int?
+    /// When false, a prototxt without weights loads with zero placeholder weights (shapes only).
+    public var requireWeights: Bool
+
+    public init(model: String? = nil, weights: String? = nil, patchSize: Int? = nil, requireWeights: Bool = true) {
+        self.model = model
+        self.weights = weights
+        self.patchSize = patchSize
+        self.requireWeights = requireWeights
+    }
+}
+
+/// A model ready for the engine: the fully convolutional net, its geometry, and what was done to get there.
+public struct LoadedModel: Sendable {
+    /// The net as imported (a patch classifier: may contain InnerProduct layers).
+    public var classifier: Net
+    /// The fully convolutional net (InnerProduct → Convolution); `patchSize` is set.
+    public var net: Net
+    /// Receptive field, stride, classes and exactness at patch size.
+    public var geometry: NetGeometry
+    public var layerGeometry: [LayerGeometry]
+    /// Where the patch size came from (for reports).
+    public var patchSizeSource: String
+    /// The input size the definition declares, if any (a deploy FCN's full input, e.g. 2064).
+    public var declaredInput: Size2?
+    /// False for a shape-only load (prototxt without weights): the weights are zeros.
+    public var hasWeights: Bool
+    /// Mean file named by the training data layer (a path on the training machine), if any.
+    public var meanFileHint: String?
+    /// What the loader did that the user should know (skipped layers, ignored fields, BatchNorm layout…).
+    public var notes: [String]
+
+    public var patchSize: Size2 { geometry.patchSize }
+
+    /// Throws, naming the layers and numbers, unless the FCN is exactly the classifier
+    /// at every pixel or approximate maps were asked for (`--allow-padding`).
+    public func requireExact(allowApproximate: Bool) throws {
+        guard !geometry.isExact, !allowApproximate else { return }
+        throw ModelError("the fully convolutional net is not exactly the patch classifier at every pixel: "
+            + geometry.inexactReasons.joined(separator: "; ")
+            + ". Pass --allow-padding to compute an approximate map anyway")
+    }
+}
+
+public enum ModelLoader {
+    /// Loads a model: reads the files, merges weights by layer name, drops training-only
+    /// layers, finds the patch size, and performs net surgery.
+    public static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
+        var ignored: [String] = []
+        let definition: Caffe_NetParameter
+        var importer: CaffeImporter
+        if let model = source.model {
+            definition = try CaffeFiles.readPrototxt(model, ignored: &ignored)
+            importer = CaffeImporter(definitionFile: model)
+            if let weights = source.weights {
+                let w = try CaffeImporter.upgradeV1(CaffeFiles.readCaffemodel(weights), file: weights)
+                importer.weightsFile = weights
+                for l in w.layer where !l.blobs.isEmpty { importer.weightsByLayer[l.name] = l.blobs }
+                if importer.weightsByLayer.isEmpty {
+                    throw ModelError(file: weights, "the caffemodel holds no weights at all")
+                }
+            } else if source.requireWeights {
+                throw ModelError(file: model, "no weights: give the trained .caffemodel with --weights")
+            } else {
+                importer.shapeOnly = true
+            }
+        } else if let weights = source.weights {
+            definition = try CaffeFiles.readCaffemodel(weights)
+            importer = CaffeImporter(definitionFile: weights)
+        } else {
+            throw ModelError("no model: give --model (a deploy prototxt) and/or --weights (a caffemodel)")
+        }
+        if let p = source.patchSize {
+            guard p > 0, p <= 1 << 16 else { throw ModelError("--patch-size \(p) is not between 1 and 65536") }
+            importer.patchOverride = Size2(square: p)
+        }
+        let imported = try importer.importNet(definition)
+        var notes = ignored + importer.notes
+        if importer.shapeOnly {
+            notes.append("no weights given: shapes and geometry only (weights are zero placeholders)")
+        }
+
+        // Patch size: --patch-size, the data layer's crop_size, the declared input when the
+        // net gives 1×1 there, else (a fully convolutional net) its receptive field.
+        var classifier = imported.net
+        let patch: Size2
+        let patchSource: String
+        if let p = importer.patchOverride {
+            (patch, patchSource) = (p, "--patch-size")
+        } else if let c = imported.cropSize {
+            (patch, patchSource) = (Size2(square: c), "the data layer's crop_size")
+        } else if let d = imported.declaredInput, (try? classifier.geometry(patch: d)) != nil {
+            (patch, patchSource) = (d, "the declared input size")
+        } else if let rf = classifier.receptiveFieldWithoutShapes() {
+            (patch, patchSource) = (rf, "the receptive field (the declared input \(imported.declaredInput.map { "\($0)" } ?? "-") "
+                + "is a full image, not a patch)")
+        } else {
+            throw ModelError(file: importer.definitionFile,
+                "the patch size is unknown: give --patch-size (the size of the patches the classifier was trained on)")
+        }
+        classifier.patchSize = patch
+        var fcn = try classifier.fullyConvolutional(patch: patch)
+        fcn.patchSize = patch
+        let (geometry, perLayer): (NetGeometry, [LayerGeometry])
+        do {
+            (geometry, perLayer) = try fcn.geometry(patch: patch)
+        } catch let e as ModelError {
+            throw e.inFile(importer.definitionFile)
+        }
+        notes.append("patch size \(patch) from \(patchSource)")
+        for n in notes { logger?.info("\(n)") }
+        return LoadedModel(classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
+                           patchSizeSource: patchSource, declaredInput: imported.declaredInput,
+                           hasWeights: !importer.shapeOnly, meanFileHint: imported.meanFileHint, notes: notes)
+    }
+}
+
+extension Net {
+    /// Receptive field from kernels, strides and dilations alone (no InnerProduct):
+    /// the patch size of a net that is already fully convolutional.
+    func receptiveFieldWithoutShapes() -> Size2? {
+        var rf: [String: (Size2, Size2)] = [inputName: (.one, .one)]
+        for layer in layers {
+            guard let first = layer.bottoms.first, let (r, j) = rf[first] else { return nil }
+            var k = Size2.one, s = Size2.one, d = Size2.one
+            switch layer.op {
+            case .convolution(let c): (k, s, d) = (c.kernel, c.stride, c.dilation)
+            case .pooling(let p):
+                if p.global { return nil }
+                (k, s, d) = (p.kernel, p.stride, p.dilation)
+            case .innerProduct: return nil
+            case .lrn(let l) where l.region == .withinChannel: k = Size2(square: l.size)
+            default: break
+            }
+            let out = (Size2(r.h + d.h * (k.h - 1) * j.h, r.w + d.w * (k.w - 1) * j.w), Size2(j.h * s.h, j.w * s.w))
+            for t in layer.tops { rf[t] = out }
+        }
+        return rf[outputName]?.0
+    }
+}

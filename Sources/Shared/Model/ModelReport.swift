@@ -1,0 +1,176 @@
+import Foundation
+
+/// What `inspect` prints: per-layer table and summary, also as one JSON object.
+public struct ModelReport: Codable, Sendable {
+    public struct LayerRow: Codable, Sendable {
+        public var name: String
+        public var type: String
+        /// Output shape at patch size: [channels, height, width].
+        public var output: [Int]
+        public var kernel: [Int]?
+        public var stride: [Int]?
+        public var pad: [Int]?
+        public var dilation: [Int]?
+        /// Multiply-accumulates for one output position (all output channels).
+        public var macsPerPosition: Int
+        /// Multiply-accumulates for one patch pass (at patch size).
+        public var macsPerPatch: Int
+        /// Receptive field of this layer's output.
+        public var receptiveField: [Int]
+    }
+
+    /// Multiply-accumulates per pixel of the final H×W map, for each engine mode.
+    public struct ModeCost: Codable, Sendable {
+        public var naive: Int
+        public var fast: Int
+        public var shift: Int
+        public var dense: Int
+    }
+
+    public struct PreprocessingInfo: Codable, Sendable {
+        public var channelOrder: String
+        public var rawScale: Float
+        public var mean: [Float]
+        public var meanSource: String?
+        public var scale: Float
+    }
+
+    public var name: String
+    public var inputChannels: Int
+    public var patchSize: Int
+    public var patchSizeSource: String
+    public var receptiveField: Int
+    public var receptiveFieldSize: [Int]
+    public var stride: Int
+    public var strideSize: [Int]
+    public var origin: [Int]
+    public var classes: Int
+    public var exact: Bool
+    public var inexactReasons: [String]
+    public var hasWeights: Bool
+    public var layers: [LayerRow]
+    public var macsPerOutputPixel: ModeCost
+    public var preprocessing: PreprocessingInfo
+    public var notes: [String]
+
+    public init(model: LoadedModel, preprocessing: Preprocessing) throws {
+        let net = model.net
+        let g = model.geometry
+        let (_, shapes) = try net.shapes(input: g.patchSize)
+        var rows: [LayerRow] = []
+        var blobChannels: [String: Int] = [net.inputName: net.inputChannels]
+        var naive = 0.0, fast = 0.0, dense = 0.0
+        for (i, layer) in net.layers.enumerated() {
+            let out = shapes[i]
+            let lg = model.layerGeometry[i]
+            var row = LayerRow(name: layer.name, type: layer.op.typeName, output: [out.c, out.h, out.w],
+                               macsPerPosition: 0, macsPerPatch: 0,
+                               receptiveField: [lg.receptiveField.h, lg.receptiveField.w])
+            switch layer.op {
+            case .convolution(let c):
+                row.kernel = [c.kernel.h, c.kernel.w]
+                row.stride = [c.stride.h, c.stride.w]
+                row.pad = [c.pad.h, c.pad.w]
+                row.dilation = [c.dilation.h, c.dilation.w]
+                row.macsPerPosition = c.outputs * c.inputsPerGroup * c.kernel.h * c.kernel.w
+            case .pooling(let p):
+                let k = p.global ? Size2(blobChannels.isEmpty ? 1 : out.h, out.w) : p.kernel
+                row.kernel = p.global ? nil : [k.h, k.w]
+                row.stride = [p.stride.h, p.stride.w]
+                row.pad = [p.pad.h, p.pad.w]
+                row.dilation = [p.dilation.h, p.dilation.w]
+            case .innerProduct(let ip):
+                row.macsPerPosition = ip.outputs * ip.inputs
+            case .lrn(let l):
+                row.kernel = l.region == .withinChannel ? [l.size, l.size] : [1, 1]
+            default:
+                break
+            }
+            for t in layer.tops { blobChannels[t] = out.c }
+            row.macsPerPatch = row.macsPerPosition * out.h * out.w
+            let jump = Double(lg.inputJump.h * lg.stride.h * lg.inputJump.w * lg.stride.w)
+            naive += Double(row.macsPerPatch)
+            dense += Double(row.macsPerPosition)
+            fast += Double(row.macsPerPosition) / jump
+            rows.append(row)
+        }
+        let s2 = Double(g.stride.h * g.stride.w)
+        name = net.name
+        inputChannels = net.inputChannels
+        patchSize = g.patchSize.h
+        patchSizeSource = model.patchSizeSource
+        receptiveField = g.receptiveField.h
+        receptiveFieldSize = [g.receptiveField.h, g.receptiveField.w]
+        stride = g.stride.h
+        strideSize = [g.stride.h, g.stride.w]
+        origin = [g.origin.h, g.origin.w]
+        classes = g.classes
+        exact = g.isExact
+        inexactReasons = g.inexactReasons
+        hasWeights = model.hasWeights
+        layers = rows
+        macsPerOutputPixel = ModeCost(naive: Int(naive.rounded()), fast: Int(fast.rounded()),
+                                      shift: Int((fast * s2).rounded()), dense: Int(dense.rounded()))
+        self.preprocessing = PreprocessingInfo(channelOrder: preprocessing.channelOrder.rawValue,
+                                               rawScale: preprocessing.rawScale, mean: preprocessing.mean,
+                                               meanSource: preprocessing.meanSource, scale: preprocessing.scale)
+        notes = model.notes
+        _ = blobChannels
+    }
+
+    /// One JSON object (sorted keys, pretty).
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// The human-readable table and summary.
+    public func text(preprocessing: Preprocessing) -> String {
+        func pair(_ v: [Int]?) -> String {
+            guard let v else { return "-" }
+            return v[0] == v[1] ? "\(v[0])" : "\(v[0])×\(v[1])"
+        }
+        var header = ["layer", "type", "output (C×H×W)", "kernel", "stride", "dilation", "pad", "MACs/position",
+                      "MACs/patch"]
+        var table: [[String]] = layers.map {
+            [$0.name, $0.type, "\($0.output[0])×\($0.output[1])×\($0.output[2])", pair($0.kernel), pair($0.stride),
+             pair($0.dilation), pair($0.pad), "\($0.macsPerPosition)", "\($0.macsPerPatch)"]
+        }
+        table.insert(header, at: 0)
+        header = []
+        var widths = [Int](repeating: 0, count: table[0].count)
+        for r in table { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        var out = ""
+        for (n, r) in table.enumerated() {
+            out += r.enumerated().map { i, c in
+                i >= 7 ? String(repeating: " ", count: widths[i] - c.count) + c
+                       : c + String(repeating: " ", count: widths[i] - c.count)
+            }.joined(separator: "  ") + "\n"
+            if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
+        }
+        out += "\n"
+        out += "input: \(inputChannels) channels, patch size \(patchSize) (from \(patchSizeSource))\n"
+        out += "receptive field: \(pair(receptiveFieldSize))\n"
+        out += "total stride: \(pair(strideSize))\n"
+        out += "classes: \(classes)\n"
+        if exact {
+            out += "exact: yes (no padding, no partial pooling windows at patch size)\n"
+        } else {
+            out += "exact: no\n"
+            for r in inexactReasons { out += "  - \(r)\n" }
+            out += "  (dense/shift maps will differ from the patch classifier; --allow-padding computes them anyway)\n"
+        }
+        out += "weights: \(hasWeights ? "loaded" : "none (shape-only)")\n"
+        out += "MACs per output pixel (Convolution/InnerProduct multiply-accumulates): "
+        out += "naive \(macsPerOutputPixel.naive), fast \(macsPerOutputPixel.fast), "
+        out += "shift \(macsPerOutputPixel.shift), dense \(macsPerOutputPixel.dense)\n"
+        out += "preprocessing:\n"
+        for l in preprocessing.descriptionLines { out += "  \(l)\n" }
+        if !notes.isEmpty {
+            out += "notes:\n"
+            for n in notes { out += "  - \(n)\n" }
+        }
+        return out
+    }
+}

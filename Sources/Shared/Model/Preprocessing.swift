@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+
+/// What happens to each pixel before the net (DESIGN.md §1, Caffe's conventions):
+/// `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
+public struct Preprocessing: Sendable, Equatable {
+    public enum ChannelOrder: String, Sendable, CaseIterable, Codable {
+        case bgr, rgb
+    }
+
+    /// Per-channel mean in the network's channel order (empty: none subtracted).
+    public var mean: [Float]
+    /// Applied to the raw 0–255 pixel first (Caffe's `raw_scale`).
+    public var rawScale: Float
+    /// Applied after the mean is subtracted (Caffe's `scale`/`input_scale`).
+    public var scale: Float
+    /// The channel order the net was trained on (Caffe/OpenCV: BGR).
+    public var channelOrder: ChannelOrder
+    /// Where the mean came from, for reports ("mean.binaryproto (32×32 image reduced per channel)").
+    public var meanSource: String?
+
+    public init(mean: [Float] = [], rawScale: Float = 1, scale: Float = 1, channelOrder: ChannelOrder = .bgr,
+                meanSource: String? = nil) {
+        self.mean = mean
+        self.rawScale = rawScale
+        self.scale = scale
+        self.channelOrder = channelOrder
+        self.meanSource = meanSource
+    }
+
+    /// Mean of channel `c` (a single mean applies to every channel).
+    public func mean(channel c: Int) -> Float {
+        mean.isEmpty ? 0 : (mean.count == 1 ? mean[0] : mean[c])
+    }
+
+    /// Checks the mean against the net's input channels.
+    public func validated(channels: Int) throws -> Preprocessing {
+        guard mean.isEmpty || mean.count == 1 || mean.count == channels else {
+            throw ModelError("the mean has \(mean.count) values but the net's input has \(channels) channels")
+        }
+        guard rawScale.isFinite, scale.isFinite, mean.allSatisfy(\.isFinite) else {
+            throw ModelError("preprocessing values must be finite numbers")
+        }
+        return self
+    }
+
+    /// One line per step, as `inspect` prints them.
+    public var descriptionLines: [String] {
+        var lines: [String] = []
+        lines.append("channel order: \(channelOrder.rawValue.uppercased()) (image channels are fed to the net in this order)")
+        lines.append("raw scale: \(rawScale) (pixels 0–255 are multiplied by this first)")
+        if mean.isEmpty {
+            lines.append("mean: none")
+        } else {
+            let values = mean.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+            lines.append("mean: [\(values)] subtracted" + (meanSource.map { " (from \($0))" } ?? ""))
+        }
+        lines.append("scale: \(scale) (applied after the mean)")
+        lines.append("value = (raw × \(rawScale) − mean[c]) × \(scale)")
+        return lines
+    }
+
+    /// Reads a `mean.binaryproto` (a C×H×W mean image) and reduces it to per-channel means,
+    /// as the original fully convolutional code does.
+    public static func readMeanFile(_ path: String, logger: Logger? = nil) throws -> (mean: [Float], source: String) {
+        let blob = try CaffeFiles.readBlob(path)
+        let v = try BlobValues(blob, file: path, layer: "mean", index: 0)
+        var dims = v.dims
+        while dims.count > 3, dims.first == 1 { dims.removeFirst() }
+        guard dims.count == 3 || dims.count == 1, v.count > 0 else {
+            throw ModelError(file: path, "the mean blob has shape \(v.shapeText); expected channels×height×width "
+                + "(or 1×C×H×W)")
+        }
+        let c = dims[0]
+        let hw = dims.count == 3 ? dims[1] * dims[2] : 1
+        var means: [Float] = []
+        for ch in 0..<c {
+            var sum = 0.0
+            for i in 0..<hw { sum += Double(v.data[ch * hw + i]) }
+            means.append(Float(sum / Double(hw)))
+        }
+        let size = dims.count == 3 ? "\(dims[1])×\(dims[2])" : "1×1"
+        let source = "\((path as NSString).lastPathComponent): \(size) mean image reduced to per-channel means"
+        logger?.notice("mean image reduced to per-channel means: a fully convolutional pass can only subtract one mean per channel", metadata: ["file": "\(path)", "size": "\(size)",
+                                                    "means": "\(means.map { String(format: "%.3f", $0) })"])
+        return (means, source)
+    }
+}
