@@ -1,0 +1,79 @@
+/// A ROUTER peer's routing id (the first frame libzmq adds on receive). Opaque;
+/// chosen by the peer, so not proof of identity: use `WireEnvelope.userID` for that.
+public struct RoutingID: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// Hex, for logs.
+    public var description: String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+}
+
+/// One received protocol message with where it came from. Malformed messages are not
+/// thrown: `message` is `.failure` with the reason, so the caller can log the peer and
+/// go on serving.
+public struct WireEnvelope: Sendable {
+    /// The sender, on a ROUTER socket; nil on DEALER/PAIR.
+    public var peer: RoutingID?
+    /// The ZAP `User-Id` of the sender's connection (key name in CURVE mode).
+    public var userID: String?
+    /// The sender's IP address, when known.
+    public var peerAddress: String?
+    /// The decoded message, or why it was rejected.
+    public var message: Result<WireMessage, WireError>
+}
+
+extension ZMQSocket {
+    /// Encodes and sends `message`; on a ROUTER pass the peer's routing id `to`.
+    /// Throws `ZMQError` (`.hostUnreachable` for a gone peer with `ROUTER_MANDATORY`,
+    /// `.again` with `.dontWait` when the peer's pipe is full).
+    public func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
+        if case .result(let result) = message {
+            return try sendResult(result, to: peer, flags: flags)
+        }
+        let frames = message.encode()
+        if let peer { try sendFrame(peer.bytes, more: true, flags: flags) }
+        try send(frames, flags: flags)
+    }
+
+    /// Sends a `result` with its float32 payload read straight from `result.values`
+    /// (no intermediate byte array; libzmq copies it once).
+    public func sendResult(_ result: Wire.TaskResult, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
+        if let peer { try sendFrame(peer.bytes, more: true, flags: flags) }
+        try sendFrame(WireMessage.resultHeader(result), more: true, flags: flags)
+        #if _endian(little)
+        try result.values.withUnsafeBytes { try sendFrame(bytes: $0, more: false, flags: flags) }
+        #else
+        try sendFrame(WireMessage.floatBytes(result.values), more: false, flags: flags)
+        #endif
+    }
+
+    /// Receives and decodes one message (blocking; `dontWait: true` returns nil when
+    /// nothing is queued). On a ROUTER the routing frame becomes `peer`. Messages over
+    /// the frame/byte limits are drained and reported as `.failure(.limitExceeded)`.
+    /// Throws only `ZMQError` (e.g. `.terminated`).
+    public func receiveWire(limits: WireLimits = .default, dontWait: Bool = false) throws -> WireEnvelope? {
+        let envelopeFrames = type == .router ? 1 : 0
+        let maxFrames = limits.maxFrames + envelopeFrames
+        let maxBytes = limits.maxTotalBytes.addingReportingOverflow(256).overflow ? Int.max : limits.maxTotalBytes + 256
+        let received: ZMQMessage?
+        do {
+            received = dontWait ? try receiveIfAvailable(maxFrames: maxFrames, maxBytes: maxBytes)
+                : try receive(maxFrames: maxFrames, maxBytes: maxBytes)
+        } catch ZMQError.messageTooLarge {
+            return WireEnvelope(peer: nil, userID: nil, peerAddress: nil,
+                                message: .failure(WireError(.limitExceeded, "message over \(maxFrames) frames or \(maxBytes) bytes")))
+        }
+        guard let received else { return nil }
+        var frames = received.frames
+        var peer: RoutingID?
+        if envelopeFrames == 1, !frames.isEmpty { peer = RoutingID(frames.removeFirst()) }
+        let result: Result<WireMessage, WireError>
+        do {
+            result = .success(try WireMessage.decode(frames, limits: limits))
+        } catch let error as WireError {
+            result = .failure(error)
+        } catch {
+            result = .failure(WireError(.invalidValue, "\(error)"))
+        }
+        return WireEnvelope(peer: peer, userID: received.userID, peerAddress: received.peerAddress, message: result)
+    }
+}

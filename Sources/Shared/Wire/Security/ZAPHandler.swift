@@ -1,0 +1,172 @@
+import Foundation
+
+/// One ZAP authentication request (RFC 27), as libzmq sends it to the handler.
+public struct ZAPRequest: Sendable, Equatable {
+    /// The server socket's `ZMQ_ZAP_DOMAIN`.
+    public var domain: String
+    /// The client's IP address.
+    public var address: String
+    /// The routing id the client asked for (may be empty; not authenticated).
+    public var identity: [UInt8]
+    /// "NULL", "PLAIN" or "CURVE".
+    public var mechanism: String
+    /// Mechanism credentials (CURVE: one frame, the client's 32-byte public key).
+    public var credentials: [[UInt8]]
+
+    /// The client's CURVE public key, when the mechanism is CURVE.
+    public var curvePublicKey: ZMQCurveKey? {
+        guard mechanism == "CURVE", credentials.count == 1 else { return nil }
+        return ZMQCurveKey(bytes: credentials[0])
+    }
+}
+
+/// What the handler answers.
+public enum ZAPDecision: Sendable, Equatable {
+    /// Status 200; `userID` becomes the message metadata `User-Id` (`ZMQMessage.userID`).
+    case allow(userID: String)
+    /// Status 400: the handshake fails and the peer gets nothing.
+    case deny(reason: String)
+}
+
+/// The rule a `ZAPHandler` applies.
+public struct ZAPPolicy: Sendable {
+    public let decide: @Sendable (ZAPRequest) -> ZAPDecision
+
+    public init(_ decide: @escaping @Sendable (ZAPRequest) -> ZAPDecision) { self.decide = decide }
+
+    /// Lets everyone in (User-Id "anonymous"). Use it on NULL sockets with a ZAP domain
+    /// set: that alone makes libzmq refuse ZMTP 1.0 garbage (RELIABILITY.md §0).
+    public static let allowAll = ZAPPolicy { _ in .allow(userID: "anonymous") }
+
+    /// CURVE only, and only the listed public keys; the User-Id is the key's name.
+    public static func allowList(_ keys: [ZMQCurveKey: String]) -> ZAPPolicy {
+        ZAPPolicy { request in
+            guard request.mechanism == "CURVE" else {
+                return .deny(reason: "mechanism \(request.mechanism) not allowed")
+            }
+            guard let key = request.curvePublicKey else { return .deny(reason: "malformed CURVE credentials") }
+            guard let name = keys[key] else { return .deny(reason: "unlisted public key \(key.z85)") }
+            return .allow(userID: name)
+        }
+    }
+}
+
+/// A ZAP handler: a thread with a REP socket bound to `inproc://zeromq.zap.01` in the
+/// given context, answering libzmq's authentication requests with a `ZAPPolicy`.
+///
+/// Start it before binding the sockets it protects (which need `ZMQ_ZAP_DOMAIN` set,
+/// e.g. through `ZMQCurve.configureServer`). One handler per context. Call `stop()`
+/// (or drop the handler) before the context goes away: its socket holds a reference to
+/// the context, and `stop()` closes it so `zmq_ctx_term` does not hang.
+///
+///     let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedDir)
+///     let zap = try ZAPHandler(context: context, policy: .allowList(keys)) { request, reason in
+///         logger.warning("refused \(request.address): \(reason)")
+///     }
+public final class ZAPHandler: @unchecked Sendable {
+    /// The endpoint libzmq sends ZAP requests to.
+    public static let endpoint = "inproc://zeromq.zap.01"
+
+    private final class State: @unchecked Sendable {
+        let lock = NSLock()
+        var stopping = false
+        var policy: ZAPPolicy
+        let onRefusal: @Sendable (ZAPRequest, String) -> Void
+        let started = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        var startError: Error?
+        init(policy: ZAPPolicy, onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void) {
+            self.policy = policy
+            self.onRefusal = onRefusal
+        }
+        func withLock<R>(_ body: () -> R) -> R { lock.lock(); defer { lock.unlock() }; return body() }
+    }
+
+    private let state: State
+    private var stopped = false
+    private let stopLock = NSLock()
+
+    /// Binds the handler in `context` and starts its thread. Throws if the endpoint is
+    /// taken (another handler in this context). `onRefusal` runs on the handler thread.
+    public init(context: ZMQContext, policy: ZAPPolicy,
+                onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }) throws {
+        let state = State(policy: policy, onRefusal: onRefusal)
+        self.state = state
+        let thread = Thread { Self.run(context: context, state: state) }
+        thread.name = "tessera-zap"
+        thread.start()
+        state.started.wait()
+        if let error = state.startError {
+            state.finished.wait()
+            stopped = true
+            throw error
+        }
+    }
+
+    /// Replaces the policy (e.g. after the authorized-keys folder changed). New
+    /// handshakes use it; established connections are not affected.
+    public func update(policy: ZAPPolicy) {
+        state.withLock { state.policy = policy }
+    }
+
+    /// Stops the thread and closes its socket; waits (≤ ~100 ms) for it. Idempotent.
+    public func stop() {
+        stopLock.lock()
+        defer { stopLock.unlock() }
+        guard !stopped else { return }
+        stopped = true
+        state.withLock { state.stopping = true }
+        state.finished.wait()
+    }
+
+    deinit { stop() }
+
+    private static func run(context: ZMQContext, state: State) {
+        defer { state.finished.signal() }
+        let socket: ZMQSocket
+        do {
+            socket = try bindSocket(context)
+        } catch {
+            state.startError = error
+            state.started.signal()
+            return
+        }
+        state.started.signal()
+        while !state.withLock({ state.stopping }) {
+            do {
+                guard try socket.waitForMessage(timeoutMilliseconds: 100) else { continue }
+                let message = try socket.receive(maxFrames: 16, maxBytes: 64 * 1024)
+                try socket.send(reply(to: message.frames, state: state))
+            } catch {
+                // ETERM (context shut down) or a broken REP state: nothing sane to retry.
+                break
+            }
+        }
+    }
+
+    private static func bindSocket(_ context: ZMQContext) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, type: .rep)
+        try socket.set(.linger, 0)
+        try socket.bind(endpoint)
+        return socket
+    }
+
+    /// Builds the six-frame ZAP reply for a request (`version, id, status, text, user, metadata`).
+    private static func reply(to frames: [[UInt8]], state: State) -> [[UInt8]] {
+        func text(_ i: Int) -> String { i < frames.count ? String(decoding: frames[i], as: UTF8.self) : "" }
+        let requestID = frames.count > 1 ? frames[1] : []
+        guard frames.count >= 6, text(0) == "1.0" else {
+            return [Array("1.0".utf8), requestID, Array("500".utf8), Array("malformed ZAP request".utf8), [], []]
+        }
+        let request = ZAPRequest(domain: text(2), address: text(3), identity: frames[4], mechanism: text(5),
+                                 credentials: Array(frames.dropFirst(6)))
+        let policy = state.withLock { state.policy }
+        switch policy.decide(request) {
+        case .allow(let userID):
+            return [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(userID.utf8), []]
+        case .deny(let reason):
+            state.onRefusal(request, reason)
+            return [Array("1.0".utf8), requestID, Array("400".utf8), Array(reason.utf8.prefix(200)), [], []]
+        }
+    }
+}

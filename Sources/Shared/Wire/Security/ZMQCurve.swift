@@ -1,0 +1,208 @@
+import CZeroMQ
+import Foundation
+
+/// A 32-byte Curve25519 key, public or secret, shown as 40 Z85 characters.
+public struct ZMQCurveKey: Hashable, Sendable, ZMQOptionValue, CustomStringConvertible {
+    /// The raw 32 bytes.
+    public let bytes: [UInt8]
+
+    /// Wraps 32 raw bytes; nil for any other length.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Decodes a 40-character Z85 key (surrounding whitespace ignored); nil if invalid.
+    public init?(z85: String) {
+        let text = z85.trimmingCharacters(in: .whitespacesAndNewlines)
+        let utf8 = Array(text.utf8)
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
+        guard utf8.count == 40, utf8.allSatisfy(alphabet.contains) else { return nil }
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = out.withUnsafeMutableBufferPointer { zmq_z85_decode($0.baseAddress, text) != nil }
+        guard ok else { return nil }
+        self.bytes = out
+    }
+
+    /// The 40-character Z85 text.
+    public var z85: String {
+        var text = [CChar](repeating: 0, count: 41)
+        _ = bytes.withUnsafeBufferPointer { zmq_z85_encode(&text, $0.baseAddress, 32) }
+        return String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Only the Z85 form (do not log secret keys).
+    public var description: String { z85 }
+
+    public func withOptionBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes(body)
+    }
+    public init(optionBytes: UnsafeRawBufferPointer) {
+        self.bytes = optionBytes.count == 32 ? Array(optionBytes) : [UInt8](repeating: 0, count: 32)
+    }
+    public static var optionBufferSize: Int { 32 }
+}
+
+/// A CURVE long-term key pair.
+public struct ZMQCurveKeyPair: Hashable, Sendable {
+    public var publicKey: ZMQCurveKey
+    public var secretKey: ZMQCurveKey
+
+    public init(publicKey: ZMQCurveKey, secretKey: ZMQCurveKey) {
+        self.publicKey = publicKey
+        self.secretKey = secretKey
+    }
+}
+
+/// Errors reading or writing key files.
+public struct ZMQKeyFileError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// CurveZMQ helpers: key generation, key files, and socket setup.
+///
+/// Key files are small text files in the spirit of czmq's certificates:
+///
+///     # Tessera CURVE public key
+///     public-key = "<40 Z85 characters>"
+///
+/// `NAME.pub` holds the public key (share it, put it in the coordinator's
+/// authorized-keys folder); `NAME.key` holds both keys and is created with mode 0600.
+/// A file holding just the 40 Z85 characters is also read as a public key.
+public enum ZMQCurve {
+    /// Whether this libzmq has CURVE (`zmq_has("curve")`).
+    public static var isAvailable: Bool { ZMQContext.has("curve") }
+
+    /// A fresh key pair (`zmq_curve_keypair`).
+    public static func keypair() throws -> ZMQCurveKeyPair {
+        var publicText = [CChar](repeating: 0, count: 41)
+        var secretText = [CChar](repeating: 0, count: 41)
+        try ZMQCall.check { zmq_curve_keypair(&publicText, &secretText) }
+        func key(_ text: [CChar]) -> ZMQCurveKey {
+            ZMQCurveKey(z85: String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self))!
+        }
+        return ZMQCurveKeyPair(publicKey: key(publicText), secretKey: key(secretText))
+    }
+
+    /// Writes `NAME.pub` (mode 0644) and `NAME.key` (mode 0600) into `directory`,
+    /// refusing to overwrite existing files. Returns the two paths.
+    @discardableResult
+    public static func writeKeyFiles(_ pair: ZMQCurveKeyPair, name: String, directory: String) throws
+        -> (publicPath: String, secretPath: String)
+    {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw ZMQKeyFileError(path: name, reason: "invalid key name")
+        }
+        let base = (directory as NSString).appendingPathComponent(name)
+        let publicPath = base + ".pub", secretPath = base + ".key"
+        let publicText = "# Tessera CURVE public key '\(name)'\npublic-key = \"\(pair.publicKey.z85)\"\n"
+        let secretText = "# Tessera CURVE secret key '\(name)': keep private\n"
+            + "public-key = \"\(pair.publicKey.z85)\"\nsecret-key = \"\(pair.secretKey.z85)\"\n"
+        try createFile(secretPath, contents: secretText, mode: 0o600)
+        try createFile(publicPath, contents: publicText, mode: 0o644)
+        return (publicPath, secretPath)
+    }
+
+    /// Reads the public key of a `.pub` or `.key` file.
+    public static func readPublicKey(path: String) throws -> ZMQCurveKey {
+        let fields = try readFields(path: path)
+        guard let text = fields["public-key"], let key = ZMQCurveKey(z85: text) else {
+            throw ZMQKeyFileError(path: path, reason: "no valid public-key")
+        }
+        return key
+    }
+
+    /// Reads the key pair of a `.key` file.
+    public static func readKeyPair(path: String) throws -> ZMQCurveKeyPair {
+        let fields = try readFields(path: path)
+        guard let p = fields["public-key"].flatMap(ZMQCurveKey.init(z85:)),
+              let s = fields["secret-key"].flatMap(ZMQCurveKey.init(z85:))
+        else { throw ZMQKeyFileError(path: path, reason: "needs valid public-key and secret-key") }
+        return ZMQCurveKeyPair(publicKey: p, secretKey: s)
+    }
+
+    /// Loads every `*.pub` and `*.key` file in `directory` as an allow-list entry:
+    /// public key → key name (file name without extension), used as the ZAP User-Id.
+    /// Unreadable or invalid files are reported through `onSkip` and skipped.
+    public static func loadAuthorizedKeys(directory: String,
+                                          onSkip: (ZMQKeyFileError) -> Void = { _ in }) throws -> [ZMQCurveKey: String]
+    {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        var keys: [ZMQCurveKey: String] = [:]
+        for file in names where file.hasSuffix(".pub") || file.hasSuffix(".key") {
+            let path = (directory as NSString).appendingPathComponent(file)
+            do {
+                let key = try readPublicKey(path: path)
+                keys[key] = (file as NSString).deletingPathExtension
+            } catch let error as ZMQKeyFileError {
+                onSkip(error)
+            }
+        }
+        return keys
+    }
+
+    /// Makes `socket` a CURVE server with `pair` (set before `bind`). Clients are
+    /// authenticated only if a `ZAPHandler` runs in the same context and `zapDomain`
+    /// is set: without a handler libzmq accepts any client key.
+    public static func configureServer(_ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
+                                       zapDomain: String = "tessera") throws {
+        try socket.set(.curveServer, true)
+        try socket.set(.curveSecretKey, pair.secretKey)
+        try socket.set(.zapDomain, zapDomain)
+    }
+
+    /// Makes `socket` a CURVE client of the server with `serverKey` (set before `connect`).
+    public static func configureClient(_ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
+                                       serverKey: ZMQCurveKey) throws {
+        try socket.set(.curveServerKey, serverKey)
+        try socket.set(.curvePublicKey, pair.publicKey)
+        try socket.set(.curveSecretKey, pair.secretKey)
+    }
+
+    // MARK: Files
+
+    private static func readFields(path: String) throws -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path), data.count <= 64 * 1024,
+              let text = String(data: data, encoding: .utf8)
+        else { throw ZMQKeyFileError(path: path, reason: "unreadable or not UTF-8") }
+        var fields: [String: String] = [:]
+        for rawLine in text.split(whereSeparator: \.isNewline) {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if let eq = line.firstIndex(of: "=") {
+                let name = line[..<eq].trimmingCharacters(in: .whitespaces)
+                var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                    value = String(value.dropFirst().dropLast())
+                }
+                fields[name] = value
+            } else if line.count == 40, fields["public-key"] == nil {
+                fields["public-key"] = line
+            }
+        }
+        return fields
+    }
+
+    private static func createFile(_ path: String, contents: String, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        // The umask may have narrowed `mode`; make it exact.
+        _ = fchmod(fd, mode)
+        let bytes = Array(contents.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno)))
+            }
+            written += n
+        }
+        guard fsync(fd) == 0 else { throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno))) }
+    }
+}

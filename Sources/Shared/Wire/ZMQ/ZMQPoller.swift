@@ -1,0 +1,57 @@
+import CZeroMQ
+
+/// Poll events. The corresponding C constants are `ZMQ_POLLIN`, `ZMQ_POLLOUT`, `ZMQ_POLLERR`.
+public struct ZMQPollEvents: OptionSet, Sendable {
+    public let rawValue: Int16
+    public init(rawValue: Int16) { self.rawValue = rawValue }
+    /// A message can be received. The corresponding C constant is `ZMQ_POLLIN`.
+    public static let readable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLIN))
+    /// A message can be sent without blocking. The corresponding C constant is `ZMQ_POLLOUT`.
+    public static let writable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLOUT))
+}
+
+/// Waits on several sockets at once (`zmq_poll`).
+///
+/// Build it where the sockets live, add each socket once, then poll in the loop:
+///
+///     var poller = ZMQPoller()
+///     let workers = poller.add(workerRouter)
+///     let clients = poller.add(clientRouter)
+///     while running {
+///         try poller.poll(timeoutMilliseconds: heartbeatInterval)
+///         if poller.isReadable(workers) { … drain with receiveIfAvailable … }
+///         if poller.isReadable(clients) { … }
+///     }
+///
+/// The poller stores the sockets' handles, not the sockets: it must not be used after
+/// any of its sockets has been closed or replaced (rebuild it then). A poller, like its
+/// sockets, belongs to one thread.
+public struct ZMQPoller {
+    private var items: [zmq_pollitem_t] = []
+
+    public init() {}
+
+    /// Adds `socket`, waiting for `events`; returns its index for `isReadable`/`events(at:)`.
+    @discardableResult
+    public mutating func add(_ socket: borrowing ZMQSocket, events: ZMQPollEvents = .readable) -> Int {
+        items.append(zmq_pollitem_t(socket: socket.handle, fd: 0, events: events.rawValue, revents: 0))
+        return items.count - 1
+    }
+
+    /// Waits until an event or the timeout (ms; 0 = just check, -1 = forever). Returns
+    /// how many sockets have events. `EINTR` is retried (with the full timeout again).
+    @discardableResult
+    public mutating func poll(timeoutMilliseconds: Int) throws -> Int {
+        let count = items.count
+        let timeout = CLong(clamping: timeoutMilliseconds)
+        return Int(try items.withUnsafeMutableBufferPointer { buffer in
+            try ZMQCall.check { zmq_poll(buffer.baseAddress, CInt(count), timeout) }
+        })
+    }
+
+    /// The events that fired for the socket at `index` in the last `poll`.
+    public func events(at index: Int) -> ZMQPollEvents { ZMQPollEvents(rawValue: items[index].revents) }
+
+    /// Whether the socket at `index` had a message waiting in the last `poll`.
+    public func isReadable(_ index: Int) -> Bool { events(at: index).contains(.readable) }
+}
