@@ -34,5 +34,5 @@ struct Inspect: ParsableCommand {
 struct ModelCommandError: Error, CustomStringConvertible {
     var error: ModelError
     init(_ error: ModelError) { self.error = error }
-    var description: String { "error: \(error.description)" }
+    var description: String { error.description }
 }

@@ -23,8 +23,29 @@ public enum CaffeWriter {
                 withBlobs.layer.append(full)
             }
         }
-        let text = def.textFormatString()
+        let text = expandingLists(def.textFormatString())
         return (text, try withBlobs.serializedBytes())
+    }
+
+    /// swift-protobuf prints repeated numbers as `dim: [1, 3, 32, 32]`; the protobuf 2
+    /// text parser of older Caffe builds only reads one `dim: 1` per line.
+    static func expandingLists(_ text: String) -> String {
+        var out: [Substring] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.drop(while: { $0 == " " })
+            guard let colon = trimmed.range(of: ": ["), trimmed.hasSuffix("]"),
+                  !trimmed.contains("\""), !trimmed.contains("{") else {
+                out.append(line)
+                continue
+            }
+            let indent = line.prefix(line.count - trimmed.count)
+            let name = trimmed[..<colon.lowerBound]
+            let values = trimmed[colon.upperBound..<trimmed.index(before: trimmed.endIndex)]
+            for v in values.split(separator: ",") {
+                out.append(Substring("\(indent)\(name): \(v.trimmingCharacters(in: .whitespaces))"))
+            }
+        }
+        return out.joined(separator: "\n")
     }
 
     static func blob(_ data: [Float], _ dims: [Int]) -> Caffe_BlobProto {
