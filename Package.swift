@@ -36,6 +36,14 @@ let cLibraries: [Target] = [
     ),
 ]
 
+// MARK: - C helpers (compiled targets)
+
+let cHelpers: [Target] = [
+    // libpng's row-by-row API reports errors by longjmp, which Swift cannot
+    // survive: this target owns every setjmp and returns status codes.
+    .target(name: "CPNGIO", dependencies: ["CLibPNG"], path: "Sources/CPNGIO"),
+]
+
 // MARK: - Package
 
 let package = Package(
@@ -51,11 +59,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
-    targets: cLibraries + [
+    targets: cLibraries + cHelpers + [
         .target(
             name: "Shared",
             dependencies: [
-                "CZeroMQ", "COpenBLAS", "CLibPNG",
+                "CZeroMQ", "COpenBLAS", "CLibPNG", "CPNGIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
