@@ -1,0 +1,85 @@
+import CPNGIO
+
+/// What a PNG's header says, and what `PNGReader.read` will deliver.
+public struct PNGHeader: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    /// IHDR's bit depth: 1, 2, 4, 8 or 16.
+    public let fileBitDepth: Int
+    /// IHDR's colour type: 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA.
+    public let fileColorType: Int
+    public let interlaced: Bool
+    /// Channels delivered: 1 (gray, gray+alpha) or 3 (RGB, RGBA, palette).
+    public let channels: Int
+    /// Bit depth delivered: 8 (files of 1–8 bits) or 16.
+    public let bitDepth: Int
+    /// The file has an alpha channel or a tRNS chunk, which reading drops (not composited).
+    public var hadAlpha: Bool { fileColorType & 4 != 0 || hadTransparency }
+    let hadTransparency: Bool
+}
+
+/// Reads PNG files with libpng, row by row, straight into a compact buffer.
+///
+/// Supported: every colour type (gray, gray+alpha, RGB, RGBA, palette), every
+/// bit depth PNG allows (1, 2, 4 and 8-bit samples arrive as 8-bit — 1/2/4-bit
+/// gray is scaled to 0…255 by libpng — 16-bit stays 16-bit), Adam7 interlacing.
+/// Alpha and tRNS transparency are dropped, not composited.
+public enum PNGReader {
+    /// Default pixel limit: 1.5 × 10⁹ pixels (4.5 GB of RGB 8-bit samples).
+    public static let defaultMaxPixels = 1_500_000_000
+
+    /// The header of `path`, checked against `maxPixels`; reads no image data.
+    public static func header(path: String, maxPixels: Int = defaultMaxPixels) throws -> PNGHeader {
+        let (reader, header) = try open(path: path, maxPixels: maxPixels)
+        tpng_reader_close(reader)
+        return header
+    }
+
+    /// Decodes `path`. The pixel limit is checked against the header before
+    /// any image memory is allocated; the samples are decoded row by row (all
+    /// passes for interlaced files) into the one buffer the image keeps.
+    public static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> PixelImage {
+        let (reader, header) = try open(path: path, maxPixels: maxPixels)
+        defer { tpng_reader_close(reader) }
+        let count = header.width * header.height * header.channels
+        let rowBytes = header.width * header.channels * header.bitDepth / 8
+        var message = [CChar](repeating: 0, count: cMessageSize)
+        func readInto(_ base: UnsafeMutableRawPointer?) throws {
+            let status = tpng_reader_read_image(reader, base, rowBytes, &message, message.count)
+            if status != Int32(TPNG_OK.rawValue) {
+                throw ImageIOError(status: status, path: path, message: message)
+            }
+        }
+        let samples: PixelImage.Samples
+        if header.bitDepth == 8 {
+            samples = .uint8(try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                try readInto(buffer.baseAddress)
+                initialized = count
+            })
+        } else {
+            samples = .uint16(try [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
+                try readInto(buffer.baseAddress)
+                initialized = count
+            })
+        }
+        return PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples)
+    }
+
+    private static func open(path: String, maxPixels: Int) throws -> (OpaquePointer, PNGHeader) {
+        guard maxPixels > 0 else {
+            throw ImageIOError(.invalidArgument, path: path, detail: "the pixel limit must be positive")
+        }
+        var message = [CChar](repeating: 0, count: cMessageSize)
+        var reader: OpaquePointer?
+        var info = tpng_info()
+        let status = tpng_reader_open(path, UInt64(maxPixels), &reader, &info, &message, message.count)
+        guard status == Int32(TPNG_OK.rawValue), let reader else {
+            throw ImageIOError(status: status, path: path, message: message)
+        }
+        let header = PNGHeader(width: Int(info.width), height: Int(info.height),
+                               fileBitDepth: Int(info.file_bit_depth), fileColorType: Int(info.file_color_type),
+                               interlaced: info.interlaced != 0, channels: Int(info.channels),
+                               bitDepth: Int(info.bit_depth), hadTransparency: info.has_trns != 0)
+        return (reader, header)
+    }
+}
