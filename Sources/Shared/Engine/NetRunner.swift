@@ -6,6 +6,8 @@ public final class NetRunner: @unchecked Sendable {
     private let steps: [Step]
     /// For each layer, the bottoms whose last reader it is (freed after it runs).
     private let releases: [[String]]
+    /// For each layer, the input pixel spacing of one of its output pixels (product of strides so far).
+    private let outputJump: [Size2]
     private let blas: BLAS
 
     private enum Step {
@@ -51,6 +53,19 @@ public final class NetRunner: @unchecked Sendable {
             }
         }
         self.steps = steps
+        var jump: [String: Size2] = [net.inputName: .one]
+        var outputJump: [Size2] = []
+        for layer in net.layers {
+            var j = layer.bottoms.first.flatMap { jump[$0] } ?? .one
+            switch layer.op {
+            case .convolution(let c): j = Size2(j.h * c.stride.h, j.w * c.stride.w)
+            case .pooling(let p) where !p.global: j = Size2(j.h * p.stride.h, j.w * p.stride.w)
+            default: break
+            }
+            outputJump.append(j)
+            for top in layer.tops { jump[top] = j }
+        }
+        self.outputJump = outputJump
         var lastReader: [String: Int] = [:]
         for (i, layer) in net.layers.enumerated() {
             for b in layer.bottoms { lastReader[b] = i }
@@ -63,7 +78,10 @@ public final class NetRunner: @unchecked Sendable {
     }
 
     /// The net's output for `input` (shape checked against the net first).
-    public func forward(_ input: Tensor, threads: Int) throws -> Tensor {
+    /// `origin` is the global position of the input's pixel (0, 0): convolutions
+    /// block their work on a grid aligned to it, so a pixel's value does not
+    /// depend on how the image was tiled (see `ConvolutionKernel`).
+    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero) throws -> Tensor {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
@@ -83,7 +101,9 @@ public final class NetRunner: @unchecked Sendable {
                 PointwiseKernels.eltwise(inputs, output, op: e, threads: threads)
             default:
                 output = Tensor(shapes[i])
-                run(steps[i], inputs[0], output, threads: threads)
+                let j = outputJump[i]
+                let layerOrigin = Size2(origin.h.floorDiv(j.h), origin.w.floorDiv(j.w))
+                run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
             }
             for top in layer.tops { blobs[top] = output }
             for name in releases[i] { blobs[name] = nil }
@@ -91,9 +111,9 @@ public final class NetRunner: @unchecked Sendable {
         return blobs[net.outputName]!
     }
 
-    private func run(_ step: Step, _ input: Tensor, _ output: Tensor, threads: Int) {
+    private func run(_ step: Step, _ input: Tensor, _ output: Tensor, origin: Size2, threads: Int) {
         switch step {
-        case .convolution(let k): k.forward(input, into: output, threads: threads, blas: blas)
+        case .convolution(let k): k.forward(input, into: output, origin: origin, threads: threads, blas: blas)
         case .pooling(let k): k.forward(input, into: output, threads: threads)
         case .innerProduct(let ip): PointwiseKernels.innerProduct(input, output, ip: ip, blas: blas)
         case .relu(let slope): PointwiseKernels.relu(input, output, slope: slope, threads: threads)

@@ -1,0 +1,95 @@
+/// Everything needed to compute any task of any mode for one model: the
+/// classifier (naive), its fully convolutional form (fast, shift) and the
+/// dense form (dense), each prepared once. Immutable after init and safe to
+/// share between threads; this is what a worker holds per model.
+public final class MapEngine: @unchecked Sendable {
+    public let fcn: Net
+    public let geometry: NetGeometry
+    public let tasks: TaskGeometry
+    private let classifierRunner: NetRunner
+    private let stridedRunner: NetRunner
+    private let denseRunner: NetRunner
+
+    /// - Parameters:
+    ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
+    ///   - patch: the patch size when the net does not say.
+    ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
+    public init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+        let fcn = try classifier.fullyConvolutional(patch: patch)
+        let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
+        if !geometry.isExact && !allowPadding {
+            throw ModelError("the net cannot give an exact dense map: "
+                + geometry.inexactReasons.joined(separator: "; ")
+                + ". Use --allow-padding to compute an approximate map anyway")
+        }
+        let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
+        self.fcn = fcn
+        self.geometry = geometry
+        tasks = TaskGeometry(geometry)
+        classifierRunner = try NetRunner(net: classifier)
+        stridedRunner = try NetRunner(net: fcn)
+        denseRunner = try NetRunner(net: dense, lrnDilation: lrnDilation)
+    }
+
+    public var classes: Int { geometry.classes }
+
+    /// Computes `task` from its preprocessed input (the tensor of `tasks.inputRect(task)`):
+    /// a `classes × rows × cols` tensor (`tasks.outputSize(task)`).
+    public func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
+        let expected = tasks.inputRect(task)
+        guard input.h == expected.height, input.w == expected.width else {
+            throw ModelError("task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
+        }
+        let size = tasks.outputSize(task)
+        let origin = Size2(expected.y, expected.x)
+        switch task.mode {
+        case .naive:
+            return try naive(task, input: input, threads: threads)
+        case .dense:
+            return try crop(denseRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
+        case .fast, .shift:
+            return try crop(stridedRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
+        }
+    }
+
+    /// The top-left `size` of `t` (a net may produce a few extra outputs past the
+    /// ones asked for, when its receptive field is smaller than the patch).
+    private func crop(_ t: Tensor, to size: Size2, task: TileTask) throws -> Tensor {
+        guard t.h >= size.h, t.w >= size.w else {
+            throw ModelError("task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) asked for")
+        }
+        if t.h == size.h && t.w == size.w { return t }
+        let out = Tensor(Shape(c: t.c, h: size.h, w: size.w))
+        for c in 0..<t.c {
+            for y in 0..<size.h {
+                (out.plane(c) + y * size.w).update(from: t.plane(c) + y * t.w, count: size.w)
+            }
+        }
+        return out
+    }
+
+    /// Every pixel's patch through the classifier, in parallel over pixels.
+    private func naive(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
+        let (h, w) = (task.rect.height, task.rect.width)
+        let p = tasks.patch
+        // Shapes are checked once here, so the per-patch forward cannot fail.
+        _ = try classifierRunner.net.shapes(input: p)
+        let out = Tensor(Shape(c: classes, h: h, w: w))
+        parallelRanges(h * w, threads: threads) { pixels in
+            let patch = Tensor(Shape(c: input.c, h: p.h, w: p.w))
+            for pixel in pixels {
+                let (y, x) = (pixel / w, pixel % w)
+                for c in 0..<input.c {
+                    for r in 0..<p.h {
+                        (patch.plane(c) + r * p.w).update(from: input.plane(c) + (y + r) * input.w + x, count: p.w)
+                    }
+                }
+                guard let probs = try? classifierRunner.forward(patch, threads: 1) else {
+                    preconditionFailure("forward failed after its shapes were checked")
+                }
+                for c in 0..<classes { out[c, y, x] = probs.storage[c] }
+            }
+        }
+        return out
+    }
+}
