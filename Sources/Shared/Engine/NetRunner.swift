@@ -94,13 +94,13 @@ public final class NetRunner: @unchecked Sendable {
             case .identity:
                 output = inputs[0]
             case .concat:
-                output = Tensor(shapes[i])
+                output = Tensor(uninitialized: shapes[i])
                 PointwiseKernels.concat(inputs, output)
             case .eltwise(let e):
-                output = Tensor(shapes[i])
+                output = Tensor(uninitialized: shapes[i])
                 PointwiseKernels.eltwise(inputs, output, op: e, threads: threads)
             default:
-                output = Tensor(shapes[i])
+                output = Tensor(uninitialized: shapes[i])
                 let j = outputJump[i]
                 let layerOrigin = Size2(origin.h.floorDiv(j.h), origin.w.floorDiv(j.w))
                 run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)

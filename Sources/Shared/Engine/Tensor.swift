@@ -6,16 +6,22 @@ public final class Tensor: @unchecked Sendable {
     public let storage: UnsafeMutableBufferPointer<Float>
 
     /// A zero-filled tensor.
-    public init(_ shape: Shape) {
+    public convenience init(_ shape: Shape) {
+        self.init(uninitialized: shape)
+        storage.initialize(repeating: 0)
+    }
+
+    /// A tensor whose values the caller writes in full before reading them
+    /// (layer outputs: zero-filling them first would cost a pass over memory).
+    public init(uninitialized shape: Shape) {
         self.shape = shape
         storage = .allocate(capacity: max(1, shape.count))
-        storage.initialize(repeating: 0)
     }
 
     /// A tensor holding `values` (count must match).
     public convenience init(_ shape: Shape, values: [Float]) {
         precondition(values.count == shape.count, "tensor values do not match the shape \(shape)")
-        self.init(shape)
+        self.init(uninitialized: shape)
         _ = storage.initialize(from: values)
     }
 

@@ -14,9 +14,18 @@ public final class MapEngine: @unchecked Sendable {
     ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
     ///   - patch: the patch size when the net does not say.
     ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
-    public init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+    public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
         let fcn = try classifier.fullyConvolutional(patch: patch)
         let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
+        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding)
+    }
+
+    /// The engine for a model as `ModelLoader` loaded it (surgery already done).
+    public convenience init(model: LoadedModel, allowPadding: Bool = false) throws {
+        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
+    }
+
+    init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
         if !geometry.isExact && !allowPadding {
             throw ModelError("the net cannot give an exact dense map: "
                 + geometry.inexactReasons.joined(separator: "; ")
@@ -32,6 +41,32 @@ public final class MapEngine: @unchecked Sendable {
     }
 
     public var classes: Int { geometry.classes }
+
+    /// Multiply-accumulates of the convolutions (and InnerProducts) `task` runs:
+    /// the work count benchmarks report GFLOP/s and speed-ups against.
+    public func convolutionMACs(_ task: TileTask) throws -> Int {
+        func macs(_ net: Net, input: Size2) throws -> Int {
+            let (blobs, shapes) = try net.shapes(input: input)
+            var total = 0
+            for (i, layer) in net.layers.enumerated() {
+                switch layer.op {
+                case .convolution(let c):
+                    total += shapes[i].count * c.inputsPerGroup * c.kernel.h * c.kernel.w
+                case .innerProduct(let ip):
+                    total += ip.outputs * ip.inputs
+                default:
+                    _ = blobs
+                }
+            }
+            return total
+        }
+        let r = tasks.inputRect(task)
+        switch task.mode {
+        case .naive: return try macs(classifierRunner.net, input: tasks.patch) * task.rect.height * task.rect.width
+        case .dense: return try macs(denseRunner.net, input: Size2(r.height, r.width))
+        case .fast, .shift: return try macs(stridedRunner.net, input: Size2(r.height, r.width))
+        }
+    }
 
     /// Computes `task` from its preprocessed input (the tensor of `tasks.inputRect(task)`):
     /// a `classes × rows × cols` tensor (`tasks.outputSize(task)`).
