@@ -34,13 +34,29 @@ public final class MapEngine: @unchecked Sendable {
         let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
         self.fcn = fcn
         self.geometry = geometry
-        tasks = TaskGeometry(geometry)
+        if geometry.isExact {
+            tasks = TaskGeometry(geometry)
+        } else {
+            // Padding and partial windows change how much input one output needs: measure it.
+            tasks = TaskGeometry(geometry, extent: try Self.extent(of: fcn, limit: 8 * geometry.patchSize.h),
+                                 denseExtent: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h))
+        }
         classifierRunner = try NetRunner(net: classifier)
         stridedRunner = try NetRunner(net: fcn)
         denseRunner = try NetRunner(net: dense, lrnDilation: lrnDilation)
     }
 
     public var classes: Int { geometry.classes }
+
+    /// The smallest square input for which `net` produces an output.
+    static func extent(of net: Net, limit: Int) throws -> Size2 {
+        for n in 1...max(1, limit) {
+            if let (_, shapes) = try? net.shapes(input: Size2(n, n)), let last = shapes.last, last.h >= 1, last.w >= 1 {
+                return Size2(n, n)
+            }
+        }
+        throw ModelError("the net produces no output for inputs up to \(limit)×\(limit) pixels")
+    }
 
     /// Multiply-accumulates of the convolutions (and InnerProducts) `task` runs:
     /// the work count benchmarks report GFLOP/s and speed-ups against.

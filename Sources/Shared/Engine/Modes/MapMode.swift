@@ -30,19 +30,33 @@ public struct TileTask: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The geometry a task needs from the net: patch size, stride, and how many
-/// input pixels one output pixel spans in the strided net.
+/// input pixels one output pixel spans in the strided and the dense net.
 public struct TaskGeometry: Sendable, Equatable {
     public var patch: Size2
     public var stride: Size2
-    /// Input extent of one output pixel of the fully convolutional net:
-    /// the receptive field for exact nets, the patch for padded ones (whose
-    /// windows also cover zero padding).
+    /// Input extent of one output pixel of the strided (fast, shift) net: the
+    /// receptive field for exact nets.
     public var extent: Size2
+    /// The same for the dense net.
+    public var denseExtent: Size2
+    /// How far a task's input starts before its first patch: 0 for exact nets
+    /// (a patch's output reads its first rows); for approximate nets (padding)
+    /// the net's window, which starts at `origin` and spans the receptive
+    /// field, is centred on the patch.
+    public var lead: Size2
 
+    /// Exact nets: every extent is the receptive field.
     public init(_ g: NetGeometry) {
+        self.init(g, extent: g.receptiveField, denseExtent: g.receptiveField)
+    }
+
+    public init(_ g: NetGeometry, extent: Size2, denseExtent: Size2) {
         patch = g.patchSize
         stride = g.stride
-        extent = g.isExact ? g.receptiveField : g.patchSize
+        self.extent = extent
+        self.denseExtent = denseExtent
+        lead = g.isExact ? .zero : Size2(g.origin.h + (g.receptiveField.h - g.patchSize.h).floorDiv(2),
+                                         g.origin.w + (g.receptiveField.w - g.patchSize.w).floorDiv(2))
     }
 
     /// Half the patch: the padding added on the top/left of the image.
@@ -71,13 +85,14 @@ public struct TaskGeometry: Sendable, Equatable {
         case .naive:
             return PixelRect(y: r.y, x: r.x, height: r.height + patch.h - 1, width: r.width + patch.w - 1)
         case .dense:
-            return PixelRect(y: r.y, x: r.x, height: r.height + extent.h - 1, width: r.width + extent.w - 1)
+            return PixelRect(y: r.y - lead.h, x: r.x - lead.w,
+                             height: r.height + denseExtent.h - 1, width: r.width + denseExtent.w - 1)
         case .fast:
-            return PixelRect(y: r.y * stride.h, x: r.x * stride.w,
+            return PixelRect(y: r.y * stride.h - lead.h, x: r.x * stride.w - lead.w,
                              height: (r.height - 1) * stride.h + extent.h, width: (r.width - 1) * stride.w + extent.w)
         case .shift:
             let n = outputSize(task)
-            return PixelRect(y: r.y + task.displacement.h, x: r.x + task.displacement.w,
+            return PixelRect(y: r.y + task.displacement.h - lead.h, x: r.x + task.displacement.w - lead.w,
                              height: (n.h - 1) * stride.h + extent.h, width: (n.w - 1) * stride.w + extent.w)
         }
     }
