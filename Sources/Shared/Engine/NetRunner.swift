@@ -29,6 +29,7 @@ public final class NetRunner: @unchecked Sendable {
     public init(net: Net, lrnDilation: [Size2]? = nil) throws {
         self.net = net
         blas = try BLAS.get()
+        MemoryTuning.keepLargeBuffers()
         // The engine parallelises over bands and tiles itself; each sgemm runs on one thread.
         blas.threads = 1
         var steps: [Step] = []
