@@ -3,16 +3,9 @@ extension Net {
     /// 1/√fan-in so activations stay O(1)): for benchmarks and tests of nets
     /// whose trained weights are not published.
     public func withRandomWeights(seed: UInt64 = 1) -> Net {
-        var state = seed
+        var rng = SplitMix64(seed: seed)
         func values(_ n: Int, scale: Float) -> [Float] {
-            (0..<n).map { _ in
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                z ^= z >> 31
-                return (Float(z >> 40) / Float(1 << 24) * 2 - 1) * scale
-            }
+            (0..<n).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }
         }
         var net = self
         for i in net.layers.indices {

@@ -82,13 +82,13 @@ enum Reference {
     }
 
     static func random(_ shape: Shape, seed: UInt64, scale: Float = 1) -> Tensor {
-        var rng = SplitMix(seed: seed)
-        return Tensor(shape, values: (0..<shape.count).map { _ in (rng.nextFloat() * 2 - 1) * scale })
+        var rng = SplitMix64(seed: seed)
+        return Tensor(shape, values: (0..<shape.count).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale })
     }
 
     static func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var rng = SplitMix(seed: seed)
-        return (0..<n).map { _ in (rng.nextFloat() * 2 - 1) * scale }
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }
     }
 
     static func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
@@ -97,18 +97,4 @@ enum Reference {
         for i in 0..<a.count { m = max(m, abs(a.storage[i] - b.storage[i])) }
         return m
     }
-}
-
-/// A small deterministic generator for test data.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }

@@ -97,7 +97,7 @@ struct ArrayImage: PixelSource {
     func value(y: Int, x: Int, channel: Int) -> Float { pixels[(y * width + x) * channels + channel] }
 
     static func random(height: Int, width: Int, channels: Int = 3, seed: UInt64) -> ArrayImage {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         return ArrayImage(width: width, height: height, channels: channels,
                           pixels: (0..<(width * height * channels)).map { _ in Float(rng.next() % 256) })
     }
