@@ -12,6 +12,7 @@ struct TesseraCoordinator: ParsableCommand {
             computes its map over large images: on this machine, or split into tile jobs for \
             stateless workers over ZeroMQ.
             """,
-        subcommands: [Run.self, Info.self, Inspect.self, Convert.self, Benchmark.self]
+        subcommands: [Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
+                      Info.self, Inspect.self, Convert.self, Benchmark.self]
     )
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import Shared
 
@@ -6,10 +7,68 @@ import Shared
 struct TesseraWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera-worker",
-        abstract: "A stateless Tessera worker: takes tile tasks from a coordinator and runs the engine."
+        abstract: "A stateless Tessera worker: takes tile tasks from a coordinator and runs the engine.",
+        discussion: """
+            The worker registers with the coordinator's worker endpoint, heartbeats, fetches the models \
+            it lacks (checked against their SHA-256 digest) and returns each task's map tile. It keeps \
+            no job state: stop it at any time (SIGTERM returns its unfinished tasks).
+
+            Example: tessera-worker --coordinator tcp://10.0.0.5:5555 --threads 8
+            """
     )
 
+    @Option(help: ArgumentHelp("The coordinator's worker endpoint (default: $TESSERA_COORDINATOR).", valueName: "endpoint"))
+    var coordinator: String?
+    @Option(help: "Engine threads per task (default: all cores).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Name shown in the coordinator's log and status (default: host-pid).")
+    var name: String?
+    @Option(help: .hidden) var heartbeatMs = 1000
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: .hidden) var parentPid: Int32?
+    @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
+
+    func validate() throws {
+        guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+        guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
     func run() throws {
-        for line in try SystemInfo.lines() { print(line) }
+        if info {
+            for line in try SystemInfo.lines() { print(line) }
+            return
+        }
+        guard let endpoint = coordinator ?? ProcessInfo.processInfo.environment["TESSERA_COORDINATOR"] else {
+            throw ValidationError("give --coordinator tcp://HOST:5555")
+        }
+        var logger = Logger(label: "tessera.worker")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        _ = try BLAS.get()
+        var config = WorkerAgent.Configuration(
+            coordinator: endpoint, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads)
+        config.heartbeat.intervalMilliseconds = heartbeatMs
+        let agent = try WorkerAgent(configuration: config, logger: logger)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { agent.stop() }
+            source.resume()
+            sources.append(source)
+        }
+        // An embedded run's workers leave when their parent dies, however it died.
+        var orphanTimer: DispatchSourceTimer?
+        if let parentPid {
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
+            timer.setEventHandler { if getppid() != parentPid { agent.stop() } }
+            timer.resume()
+            orphanTimer = timer
+        }
+        logger.info("worker starting", metadata: ["coordinator": "\(endpoint)", "threads": "\(threads)",
+                                                  "name": "\(config.name)"])
+        try agent.run()
+        withExtendedLifetime((sources, orphanTimer)) {}
     }
 }

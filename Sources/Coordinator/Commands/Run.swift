@@ -3,7 +3,8 @@ import Foundation
 import Logging
 import Shared
 
-/// `tessera-coordinator run`: maps images on this machine.
+/// `tessera-coordinator run`: maps images on this machine, by default through an
+/// embedded coordinator and local worker processes (the same protocol as a cluster).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compute the probability maps of PNG images with a Caffe patch classifier.",
@@ -12,6 +13,11 @@ struct Run: ParsableCommand {
             passes interlaced), fast (one strided pass, interpolated between grid points every S \
             pixels), naive (the classifier on every patch; a reference for small images). \
             dense, shift and naive give the same map to ~1e-5.
+
+            By default an embedded coordinator on loopback hands the tiles to --workers local \
+            tessera-worker processes (found next to this executable, or --worker-binary / \
+            $TESSERA_WORKER_BINARY); --in-process computes in this process instead. Both give \
+            byte-identical maps.
 
             Example:
               tessera-coordinator run --model models/demo/deploy.prototxt \\
@@ -23,34 +29,43 @@ struct Run: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var preprocessing: PreprocessingOptions
     @OptionGroup var output: OutputFlags
+    @OptionGroup var job: JobFlags
 
-    @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
-    @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
-    @Option(help: "Memory budget for one tile's activations, in MiB.") var memoryBudget = 768
-    @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
-    @Flag(help: "Accept a net that cannot be exact (padding, partial pooling windows): the map is approximate.")
-    var allowPadding = false
+    @Option(help: "Engine threads (default: all cores, shared between the workers).") var threads: Int?
+    @Option(help: "Local worker processes.") var workers = 1
+    @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
+    @Option(help: ArgumentHelp("The tessera-worker executable.", valueName: "path")) var workerBinary: String?
+    @Option(help: "Job store folder for the embedded coordinator (default: temporary).") var store: String?
     @Option(help: "Refuse images with more pixels than this, before decoding them.")
     var maxPixels = PNGReader.defaultMaxPixels
     @Argument(help: ArgumentHelp("PNG images to map.", valueName: "image")) var images: [String]
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
-        if let tile, tile <= 0 || tile > 1 << 20 { throw ValidationError("--tile must be between 1 and 1048576") }
-        guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
     }
 
     func run() throws {
         let logger = Logger(label: "tessera.run")
-        let (loaded, prep) = try loadModel(model, preprocessing, logger: logger)
-        try loaded.requireExact(allowApproximate: allowPadding)
-        let engine = try MapEngine(model: loaded, allowPadding: allowPadding)
+        let settings = job.engineSettings(model)
+        let (engine, loaded) = try settings.makeEngine(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
+        let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let blas = try BLAS.get()
         logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
-        let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads,
-                                 memoryBudget: memoryBudget << 20)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads ?? cores,
+                                 memoryBudget: job.memoryBudget << 20)
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
+        if inProcess {
+            try runInProcess(mapper, loaded: loaded, logger: logger)
+        } else {
+            try runEmbedded(mapper, settings: settings, preprocessing: prep,
+                            workerThreads: threads ?? max(1, cores / workers), logger: logger)
+        }
+    }
+
+    private func runInProcess(_ mapper: LocalMapper, loaded: LoadedModel, logger: Logger) throws {
         let progress = Progress(stream: stderr)
         for path in images {
             let image = try PNGReader.read(path: path, maxPixels: maxPixels)
@@ -58,10 +73,10 @@ struct Run: ParsableCommand {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
             }
             let start = Date()
-            let t = try tile ?? mapper.defaultTile(mode: mode, image: Size2(image.height, image.width))
+            let t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: Size2(image.height, image.width))
             logger.info("mapping", metadata: ["image": "\(path)", "size": "\(image.width)×\(image.height)",
-                                              "mode": "\(mode.rawValue)", "tile": "\(t)"])
-            let map = try mapper.map(image, mode: mode, tile: t) { done, total in
+                                              "mode": "\(job.mode.rawValue)", "tile": "\(t)"])
+            let map = try mapper.map(image, mode: job.mode, tile: t) { done, total in
                 progress.update(label: OutputOptions.stem(forInput: path), done: done, total: total,
                                 pixels: image.width * image.height, since: start)
             }
@@ -71,6 +86,94 @@ struct Run: ParsableCommand {
                                            "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
                                            "files": "\(written.count)"])
         }
+    }
+
+    private func runEmbedded(_ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
+                             workerThreads: Int, logger: Logger) throws {
+        let binary = locateWorkerBinary(workerBinary)
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw ClusterError("no tessera-worker at \(binary): build it, pass --worker-binary, or use --in-process")
+        }
+        let context = try ZMQContext()
+        var config = CoordinatorService.Configuration(
+            workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "inproc://tessera-run-\(UUID().uuidString)",
+            storeDirectory: store)
+        config.allowLocalPaths = true
+        var coordinatorLogger = Logger(label: "tessera.coordinator")
+        coordinatorLogger.logLevel = .warning
+        let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
+        let (workerEndpoint, clientEndpoint) = try service.start()
+        defer { service.stop() }
+        let pool = try LocalWorkers(binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads)
+        defer { pool.stop() }
+        logger.info("embedded coordinator", metadata: ["workers": "\(workers)", "threads": "\(workerThreads)",
+                                                       "endpoint": "\(workerEndpoint)"])
+        let client = try ClusterClient(endpoint: clientEndpoint, context: context)
+        let progress = Progress(stream: stderr)
+        for path in images {
+            let header = try PNGReader.header(path: path, maxPixels: maxPixels)
+            let start = Date()
+            let t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: Size2(header.height, header.width))
+            logger.info("mapping", metadata: ["image": "\(path)", "size": "\(header.width)×\(header.height)",
+                                              "mode": "\(job.mode.rawValue)", "tile": "\(t)"])
+            let options = job.jobOptions(model, output, outputDirectory: output.out)
+            let spec = Wire.JobSpec(
+                mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
+                outputOptions: options.encoded,
+                prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
+                weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
+                image: .path(path))
+            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600) else {
+                throw ClusterError("unexpected reply to submit")
+            }
+            let status = try client.wait(job: id, label: OutputOptions.stem(forInput: path),
+                                         pixels: header.width * header.height, progress: progress) {
+                try pool.checkAlive()
+            }
+            logger.info("done", metadata: ["image": "\(path)",
+                                           "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                                           "files": "\(status.outputFiles.count)"])
+        }
+    }
+}
+
+/// The worker processes of an embedded `run`: started with the coordinator's
+/// endpoint, stopped with SIGTERM (SIGKILL after 5 s); they also exit on their own
+/// when this process dies (`--parent-pid`).
+final class LocalWorkers {
+    private var processes: [Process] = []
+
+    init(binary: String, count: Int, endpoint: String, threads: Int) throws {
+        for i in 0..<count {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
+                           "--log-level", "warning", "--parent-pid", "\(getpid())"]
+            do {
+                try p.run()
+            } catch {
+                stop()
+                throw ClusterError("cannot start \(binary): \(error)")
+            }
+            processes.append(p)
+        }
+    }
+
+    /// Throws when every worker has exited.
+    func checkAlive() throws {
+        if !processes.isEmpty, processes.allSatisfy({ !$0.isRunning }) {
+            let codes = processes.map { "\($0.terminationStatus)" }.joined(separator: ", ")
+            throw ClusterError("all local workers exited (status \(codes))")
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
+        processes.removeAll()
     }
 }
 

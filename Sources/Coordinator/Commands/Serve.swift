@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+
+/// `tessera-coordinator serve`: the long-running coordinator.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a coordinator: workers connect to one endpoint, clients submit jobs to the other.",
+        discussion: """
+            Endpoints default to loopback. Binding another interface exposes an unauthenticated \
+            service (CURVE keys are not wired in yet): do it only on a trusted network.
+
+            Example:
+              tessera-coordinator serve --worker-endpoint tcp://127.0.0.1:5555 \\
+                --client-endpoint tcp://127.0.0.1:5556 --store /var/lib/tessera
+            """
+    )
+
+    @Option(help: "Where workers connect (ROUTER).") var workerEndpoint = "tcp://127.0.0.1:5555"
+    @Option(help: "Where clients submit jobs (ROUTER).") var clientEndpoint = "tcp://127.0.0.1:5556"
+    @Option(help: "Job store folder (job specs, models, images, completed tiles, outputs).") var store: String?
+    @Option(help: "Tasks one worker may hold at once.") var credit = 2
+    @Option(help: .hidden) var heartbeatMs = 1000
+    @Option(help: .hidden) var readyFile: String?
+
+    func validate() throws {
+        guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
+        guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+    }
+
+    func run() throws {
+        let logger = Logger(label: "tessera.coordinator")
+        for endpoint in [workerEndpoint, clientEndpoint] where !isLoopback(endpoint) {
+            logger.warning("""
+                BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can submit jobs, \
+                read outputs or pose as a worker. Use loopback or a trusted network.
+                """)
+        }
+        let context = try ZMQContext()
+        var config = CoordinatorService.Configuration(workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
+                                                      storeDirectory: store)
+        config.credit = credit
+        config.heartbeat.intervalMilliseconds = heartbeatMs
+        let service = CoordinatorService(context: context, configuration: config, logger: logger)
+        let (workers, clients) = try service.start()
+        logger.info("coordinator serving", metadata: ["workers": "\(workers)", "clients": "\(clients)",
+                                                      "store": "\(store ?? "(temporary)")"])
+        if let readyFile {
+            try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
+        }
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { service.stop() }
+            source.resume()
+            sources.append(source)
+        }
+        service.waitUntilStopped()
+        logger.info("coordinator stopped")
+        withExtendedLifetime(sources) {}
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+
+/// Heartbeat contract (the zguide's Paranoid Pirate): any message counts as a sign of
+/// life; a peer silent for `liveness` intervals is dead.
+public struct Heartbeat: Sendable, Equatable {
+    public var intervalMilliseconds: Int = 1000
+    public var liveness: Int = 3
+    public init(intervalMilliseconds: Int = 1000, liveness: Int = 3) {
+        self.intervalMilliseconds = intervalMilliseconds
+        self.liveness = liveness
+    }
+    public var interval: Double { Double(intervalMilliseconds) / 1000 }
+    /// Seconds of silence after which a peer is declared dead.
+    public var deadline: Double { interval * Double(liveness) }
+}
+
+/// Monotonic seconds (never jumps with the wall clock).
+func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// Log lines about untrusted input, at most `burst` per reason every `window`
+/// seconds; the rest are counted and reported with the next line let through. A peer
+/// sending garbage cannot fill the disk.
+struct RateLimitedLog {
+    let logger: Logger
+    var burst = 5
+    var window = 10.0
+    private var windows: [String: (start: Double, count: Int, suppressed: Int)] = [:]
+
+    init(logger: Logger) { self.logger = logger }
+
+    mutating func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
+        let now = monotonicSeconds()
+        var w = windows[key] ?? (now, 0, 0)
+        if now - w.start > window { w = (now, 0, w.suppressed) }
+        if w.count < burst {
+            w.count += 1
+            var m = metadata
+            if w.suppressed > 0 { m["suppressed"] = "\(w.suppressed)"; w.suppressed = 0 }
+            logger.warning("\(message)", metadata: m)
+        } else {
+            w.suppressed += 1
+        }
+        windows[key] = w
+    }
+}
+
+/// Write temp → fsync → rename → fsync the folder: a file appears under its final
+/// name only complete and durable (the job store's tiles and files).
+enum DurableFile {
+    static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let temp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
+        var ok = true
+        var offset = 0
+        while offset < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 { if errno == EINTR { continue }; ok = false; break }
+            offset += n
+        }
+        if ok { ok = fsync(fd) == 0 }
+        close(fd)
+        guard ok, rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw ClusterError("cannot write \(path): \(reason)")
+        }
+        let dfd = open(dir, O_RDONLY)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path) }
+    }
+}

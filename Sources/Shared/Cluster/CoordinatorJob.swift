@@ -1,0 +1,88 @@
+import Foundation
+
+/// One job as the coordinator tracks it: one image, one model, its planned tasks,
+/// which of them are queued, running (on which worker) or done, and the assembler
+/// that collects the results.
+final class CoordinatorJob {
+    enum TaskState: Equatable {
+        case pending
+        case running(worker: RoutingID, attempt: UInt32)
+        case done
+    }
+
+    let id: UInt64
+    let options: JobOptions
+    let mode: MapMode
+    let tile: Int
+    let model: ModelBundle
+    let settingsBytes: [UInt8]
+    let engine: MapEngine
+    let preprocessing: Wire.Preprocessing
+    /// Released once the outputs are written.
+    var image: PixelImage?
+    let imageSize: Size2
+    let stem: String
+    let directory: String
+    let outputDirectory: String
+    let tasks: [TileTask]
+    var states: [TaskState]
+    /// Queued task indices; the last one is dispatched next (requeued tasks go last, so first).
+    var pending: [Int]
+    var running = 0
+    var done = 0
+    var attempts: [Int: UInt32] = [:]
+    var failures: [Int: [String]] = [:]
+    var assembler: MapAssembler?
+    var state: Wire.JobState = .running
+    var message = ""
+    var outputFiles: [String] = []
+    let started = monotonicSeconds()
+    var finished: Double?
+    var workersUsed: Set<String> = []
+
+    init(id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, engine: MapEngine,
+         preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,
+         outputDirectory: String, tasks: [TileTask]) {
+        self.id = id
+        self.options = options
+        self.mode = mode
+        self.tile = tile
+        self.model = model
+        settingsBytes = options.engine.encoded
+        self.engine = engine
+        self.preprocessing = preprocessing
+        self.image = image
+        imageSize = Size2(image.height, image.width)
+        self.stem = stem
+        self.directory = directory
+        self.outputDirectory = outputDirectory
+        self.tasks = tasks
+        states = Array(repeating: .pending, count: tasks.count)
+        pending = Array((0..<tasks.count).reversed())
+        assembler = MapAssembler(mode: mode, image: imageSize, classes: engine.classes, stride: engine.tasks.stride)
+    }
+
+    var isActive: Bool { state == .running || state == .queued }
+
+    func status(workers: Int) -> Wire.JobStatus {
+        let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
+        let fraction = Double(done) / Double(max(1, tasks.count))
+        return Wire.JobStatus(
+            jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
+            tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
+            tasksPerSecond: Double(done) / elapsed,
+            pixelsPerSecond: fraction * Double(imageSize.h * imageSize.w) / elapsed,
+            message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+    }
+
+    /// The wire task for task `index`, with its input pixels cut from the image.
+    func spec(_ index: Int, attempt: UInt32) -> Wire.TaskSpec? {
+        guard let image, let rect = TaskCodec.rect(tasks[index]) else { return nil }
+        let task = tasks[index]
+        let input = TaskCodec.cut(image, paddedRect: engine.tasks.inputRect(task), halfPatch: engine.tasks.halfPatch)
+        return Wire.TaskSpec(jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
+                             mode: TaskCodec.mode(mode), outputRect: rect,
+                             displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
+                             input: input, preprocessing: preprocessing, options: settingsBytes)
+    }
+}

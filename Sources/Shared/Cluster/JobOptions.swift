@@ -1,0 +1,76 @@
+/// The per-job settings that `Wire.JobSpec` carries as text in its options string:
+/// `key=value` pairs separated by `;` (values never contain `;` or `=`).
+///
+/// | key | meaning |
+/// |---|---|
+/// | outputs | output kinds, CLI syntax (`all`, `npy,prob`…) |
+/// | bit-depth | 8 or 16 |
+/// | classes | probability PNG classes (`0,2`) |
+/// | overlay-class | the overlay's class |
+/// | patch-size, allow-padding, random-weights | `EngineSettings` |
+/// | memory-budget | MiB for one tile's activations (sets the default tile) |
+/// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator |
+public struct JobOptions: Equatable, Sendable {
+    public var outputs: String = "all"
+    public var bitDepth: Int = 8
+    public var classes: String?
+    public var overlayClass: Int?
+    public var engine = EngineSettings()
+    public var outputDirectory: String?
+
+    public init() {}
+
+    public var encoded: String {
+        var parts = ["outputs=\(outputs)", "bit-depth=\(bitDepth)"]
+        if let classes { parts.append("classes=\(classes)") }
+        if let overlayClass { parts.append("overlay-class=\(overlayClass)") }
+        if let p = engine.patchSize { parts.append("patch-size=\(p)") }
+        if engine.allowPadding { parts.append("allow-padding=1") }
+        if let s = engine.randomWeightsSeed { parts.append("random-weights=\(s)") }
+        if let outputDirectory { parts.append("out=\(outputDirectory)") }
+        return parts.joined(separator: ";")
+    }
+
+    /// Parses `encoded`, rejecting unknown keys and malformed values.
+    public init(encoded text: String) throws {
+        for part in text.split(separator: ";") {
+            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2 else { throw ClusterError("job option \"\(part)\" is not key=value") }
+            let (key, value) = (String(kv[0]), String(kv[1]))
+            func int(_ range: ClosedRange<Int>) throws -> Int {
+                guard let v = Int(value), range.contains(v) else { throw ClusterError("job option \(key)=\(value) out of range") }
+                return v
+            }
+            switch key {
+            case "outputs": outputs = value
+            case "bit-depth": bitDepth = try int(8...16)
+            case "classes": classes = value
+            case "overlay-class": overlayClass = try int(0...65535)
+            case "patch-size": engine.patchSize = try int(1...65536)
+            case "allow-padding": engine.allowPadding = try int(0...1) == 1
+            case "random-weights":
+                guard let s = UInt64(value) else { throw ClusterError("job option random-weights=\(value)") }
+                engine.randomWeightsSeed = s
+            case "out": outputDirectory = value
+            default: throw ClusterError("unknown job option \"\(key)\"")
+            }
+        }
+    }
+
+    /// The writers' options for an image whose outputs are named `stem`, in `directory`.
+    public func outputOptions(directory: String, stem: String) throws -> OutputOptions {
+        do {
+            return try OutputOptions(directory: directory, stem: stem, kinds: OutputOptions.parseKinds(outputs),
+                                     bitDepth: OutputOptions.parseBitDepth(String(bitDepth)),
+                                     classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
+        } catch let e as OutputOptionError {
+            throw ClusterError(e.description)
+        }
+    }
+}
+
+/// A failure in the cluster code, with a message for the user or the log.
+public struct ClusterError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

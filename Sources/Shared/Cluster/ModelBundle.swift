@@ -1,0 +1,117 @@
+import Foundation
+import Logging
+
+/// A model as it travels between coordinator and workers: the raw bytes of its
+/// files, named by their content digest. Both sides build their engine from these
+/// bytes with `EngineSettings.makeEngine`, so a worker computes with exactly the
+/// engine the coordinator planned for.
+public struct ModelBundle: Sendable, Equatable {
+    /// Deploy prototxt (empty when the caffemodel carries its own net).
+    public var prototxt: [UInt8]
+    /// Trained weights (empty for a shape-only model run with random weights).
+    public var weights: [UInt8]
+    /// SHA-256 over `u64-LE(prototxt size) ‖ prototxt ‖ weights`: the size prefix
+    /// keeps a split between the two files from colliding with another split.
+    public let digest: Wire.ModelDigest
+
+    public init(prototxt: [UInt8], weights: [UInt8]) {
+        self.prototxt = prototxt
+        self.weights = weights
+        digest = Self.digest(prototxt: prototxt, weights: weights)
+    }
+
+    public static func digest(prototxt: [UInt8], weights: [UInt8]) -> Wire.ModelDigest {
+        var h = SHA256()
+        var size = UInt64(prototxt.count).littleEndian
+        h.update(withUnsafeBytes(of: &size) { Array($0) })
+        h.update(prototxt)
+        h.update(weights)
+        return Wire.ModelDigest(bytes: h.finalize())!
+    }
+
+    /// Reads the files (either may be nil, not both).
+    public init(prototxtPath: String?, weightsPath: String?) throws {
+        func read(_ path: String?) throws -> [UInt8] {
+            guard let path else { return [] }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ModelError(file: path, "cannot read the file")
+            }
+            return [UInt8](data)
+        }
+        self.init(prototxt: try read(prototxtPath), weights: try read(weightsPath))
+    }
+}
+
+/// How a job's engine is built from its model: the part of a job every worker must
+/// agree on. Travels in each task's options frame (a few bytes), so a task is
+/// self-contained; workers cache one engine per (digest, settings).
+public struct EngineSettings: Hashable, Sendable {
+    /// Patch size override (`--patch-size`), nil = from the files.
+    public var patchSize: Int?
+    /// Accept an approximate net (`--allow-padding`).
+    public var allowPadding: Bool
+    /// Seed for `Net.withRandomWeights` when the model has no weights (benchmarks).
+    public var randomWeightsSeed: UInt64?
+
+    public init(patchSize: Int? = nil, allowPadding: Bool = false, randomWeightsSeed: UInt64? = nil) {
+        self.patchSize = patchSize
+        self.allowPadding = allowPadding
+        self.randomWeightsSeed = randomWeightsSeed
+    }
+
+    /// 1 version byte, u32 patch size (0 = none), u8 flags (bit 0 padding, bit 1 seed), u64 seed.
+    public var encoded: [UInt8] {
+        var out: [UInt8] = [1]
+        let p = UInt32(clamping: patchSize ?? 0)
+        for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: p >> (8 * UInt32(i)))) }
+        out.append((allowPadding ? 1 : 0) | (randomWeightsSeed != nil ? 2 : 0))
+        let s = randomWeightsSeed ?? 0
+        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: s >> (8 * UInt64(i)))) }
+        return out
+    }
+
+    /// Parses `encoded`; nil for anything else.
+    public init?(encoded b: [UInt8]) {
+        guard b.count == 14, b[0] == 1, b[5] & ~3 == 0 else { return nil }
+        var p: UInt32 = 0
+        for i in 0..<4 { p |= UInt32(b[1 + i]) << (8 * UInt32(i)) }
+        var s: UInt64 = 0
+        for i in 0..<8 { s |= UInt64(b[6 + i]) << (8 * UInt64(i)) }
+        guard p <= 65536 else { return nil }
+        self.init(patchSize: p == 0 ? nil : Int(p), allowPadding: b[5] & 1 != 0,
+                  randomWeightsSeed: b[5] & 2 != 0 ? s : nil)
+    }
+
+    /// Loads `bundle` (written to a private temporary folder: the loader reads files)
+    /// and builds its engine: the one construction every process uses.
+    public func makeEngine(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tessera-model-\(getpid())-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var proto: String?, weights: String?
+        if !bundle.prototxt.isEmpty {
+            proto = dir + "/deploy.prototxt"
+            try Data(bundle.prototxt).write(to: URL(fileURLWithPath: proto!))
+        }
+        if !bundle.weights.isEmpty {
+            weights = dir + "/weights.caffemodel"
+            try Data(bundle.weights).write(to: URL(fileURLWithPath: weights!))
+        }
+        return try makeEngine(prototxtPath: proto, weightsPath: weights, logger: logger)
+    }
+
+    /// The same from files on disk (the in-process `run`).
+    public func makeEngine(prototxtPath: String?, weightsPath: String?,
+                           logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
+        let source = ModelSource(model: prototxtPath, weights: weightsPath, patchSize: patchSize,
+                                 requireWeights: randomWeightsSeed == nil)
+        let loaded = try ModelLoader.load(source, logger: logger)
+        if let seed = randomWeightsSeed, !loaded.hasWeights {
+            let classifier = loaded.classifier.withRandomWeights(seed: seed)
+            return (try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding), loaded)
+        }
+        try loaded.requireExact(allowApproximate: allowPadding)
+        return (try MapEngine(model: loaded, allowPadding: allowPadding), loaded)
+    }
+}

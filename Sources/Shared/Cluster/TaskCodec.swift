@@ -1,0 +1,115 @@
+import Foundation
+
+/// Conversions between the engine's task types and the wire's, shared by the
+/// coordinator (which cuts inputs and places results) and the worker (which
+/// rebuilds the engine's input and returns its output).
+public enum TaskCodec {
+    /// The wire form of `task`'s geometry (rect, displacement). Nil if a coordinate
+    /// does not fit the wire's unsigned fields (cannot happen for planned tasks).
+    public static func rect(_ task: TileTask) -> Wire.Rect? {
+        let r = task.rect
+        guard r.y >= 0, r.x >= 0, r.height > 0, r.width > 0,
+              let y = UInt32(exactly: r.y), let x = UInt32(exactly: r.x),
+              let h = UInt32(exactly: r.height), let w = UInt32(exactly: r.width) else { return nil }
+        return Wire.Rect(y0: y, x0: x, height: h, width: w)
+    }
+
+    public static func mode(_ m: MapMode) -> Wire.Mode {
+        switch m {
+        case .naive: .naive
+        case .fast: .fast
+        case .shift: .shift
+        case .dense: .dense
+        }
+    }
+
+    public static func mode(_ m: Wire.Mode) -> MapMode {
+        switch m {
+        case .naive: .naive
+        case .fast: .fast
+        case .shift: .shift
+        case .dense: .dense
+        }
+    }
+
+    /// The engine task a wire task describes.
+    public static func tileTask(_ spec: Wire.TaskSpec) -> TileTask {
+        TileTask(mode: mode(spec.mode),
+                 rect: PixelRect(y: Int(spec.outputRect.y0), x: Int(spec.outputRect.x0),
+                                 height: Int(spec.outputRect.height), width: Int(spec.outputRect.width)),
+                 displacement: Size2(Int(spec.displacementY), Int(spec.displacementX)))
+    }
+
+    /// Raw samples of `rect` (padded coordinates) of `image`, mirrored beyond its edges
+    /// exactly as `PixelRegion(image:paddedRect:halfPatch:)` does, as UInt8 or
+    /// UInt16-LE bytes: what a task carries.
+    public static func cut(_ image: PixelImage, paddedRect rect: PixelRect, halfPatch: Size2) -> Wire.PixelRegion {
+        let ch = image.channels
+        let rows = (0..<rect.height).map { reflectIndex(rect.y + $0 - halfPatch.h, image.height) }
+        let cols = (0..<rect.width).map { reflectIndex(rect.x + $0 - halfPatch.w, image.width) }
+        let rowSamples = rect.width * ch
+        switch image.samples {
+        case .uint8(let values):
+            var out = [UInt8](repeating: 0, count: rect.height * rowSamples)
+            values.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    var i = 0
+                    for r in rows {
+                        let base = r * image.width * ch
+                        for c in cols {
+                            let s = base + c * ch
+                            for k in 0..<ch { dst[i + k] = src[s + k] }
+                            i += ch
+                        }
+                    }
+                }
+            }
+            return Wire.PixelRegion(height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
+                                    bytesPerSample: 1, pixels: out)
+        case .uint16(let values):
+            var out = [UInt8](repeating: 0, count: rect.height * rowSamples * 2)
+            values.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    var i = 0
+                    for r in rows {
+                        let base = r * image.width * ch
+                        for c in cols {
+                            let s = base + c * ch
+                            for k in 0..<ch {
+                                let v = src[s + k]
+                                dst[i] = UInt8(truncatingIfNeeded: v)
+                                dst[i + 1] = UInt8(truncatingIfNeeded: v >> 8)
+                                i += 2
+                            }
+                        }
+                    }
+                }
+            }
+            return Wire.PixelRegion(height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
+                                    bytesPerSample: 2, pixels: out)
+        }
+    }
+
+    /// The engine's view of received pixels (unscaled float samples, HWC).
+    public static func region(_ p: Wire.PixelRegion) -> PixelRegion {
+        let n = Int(p.height) * Int(p.width) * Int(p.channels)
+        var samples = [Float](repeating: 0, count: n)
+        p.pixels.withUnsafeBufferPointer { src in
+            if p.bytesPerSample == 1 {
+                for i in 0..<n { samples[i] = Float(src[i]) }
+            } else {
+                for i in 0..<n { samples[i] = Float(UInt16(src[2 * i]) | UInt16(src[2 * i + 1]) << 8) }
+            }
+        }
+        return PixelRegion(height: Int(p.height), width: Int(p.width), channels: Int(p.channels), samples: samples)
+    }
+
+    public static func preprocessing(_ p: Preprocessing) -> Wire.Preprocessing {
+        Wire.Preprocessing(channelOrder: p.channelOrder == .bgr ? .bgr : .rgb, rawScale: p.rawScale, scale: p.scale,
+                           mean: p.mean)
+    }
+
+    public static func preprocessing(_ p: Wire.Preprocessing) -> Preprocessing {
+        Preprocessing(mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb)
+    }
+}
