@@ -183,8 +183,8 @@ public final class CoordinatorService: @unchecked Sendable {
         switch envelope.message {
         case .success(let m): message = m
         case .failure(let error):
-            rejects.warning("malformed", "rejected a malformed message from a worker endpoint peer",
-                            metadata: ["peer": "\(peer)", "address": "\(envelope.peerAddress ?? "?")", "reason": "\(error)"])
+            rejects.warning("malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
+                            metadata: ["peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")", "reason": "\(error)"])
             return
         }
         if case .hello(let hello) = message {
@@ -202,7 +202,7 @@ public final class CoordinatorService: @unchecked Sendable {
         guard let worker = workers[peer] else {
             // A stranger, or a worker this coordinator forgot (restart, declared dead): make it register again.
             rejects.warning("unregistered", "message from an unregistered worker: asked it to say hello",
-                            metadata: ["peer": "\(peer)", "type": "\(message.type)"])
+                            metadata: ["peer": "\(String(peer.description.prefix(16)))", "type": "\(message.type)"])
             try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
             return
         }

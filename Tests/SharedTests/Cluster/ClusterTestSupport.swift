@@ -35,7 +35,7 @@ final class ProcessGroup: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: Self.binary(name))
         p.arguments = arguments
         let logPath = "\(directory)/\(log).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         p.standardOutput = handle
         p.standardError = handle
@@ -130,9 +130,10 @@ struct TestClient: ~Copyable {
     let socket: ZMQSocket
 
     init(_ context: ZMQContext, _ endpoint: String) throws {
-        socket = try ZMQSocket(context, type: .dealer)
-        try socket.applyTesseraDefaults()
-        try socket.connect(endpoint)
+        let s = try ZMQSocket(context, type: .dealer)
+        try s.applyTesseraDefaults()
+        try s.connect(endpoint)
+        socket = s
     }
 
     func request(_ m: WireMessage) throws -> WireMessage {
