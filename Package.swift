@@ -68,6 +68,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Sources/Shared",
+            exclude: ["Model/Caffe/caffe.proto"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

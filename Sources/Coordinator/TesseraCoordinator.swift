@@ -12,6 +12,6 @@ struct TesseraCoordinator: ParsableCommand {
             computes its map over large images: on this machine, or split into tile jobs for \
             stateless workers over ZeroMQ.
             """,
-        subcommands: [Info.self, Inspect.self, Convert.self]
+        subcommands: [Run.self, Info.self, Inspect.self, Convert.self, Benchmark.self]
     )
 }

@@ -6,9 +6,17 @@ extension Net {
     /// The weights `outputs × (C·h·w)` are the same numbers read as
     /// `outputs × C × h × w` (row-major). Renamed like the original hand-made
     /// FCNs: layer and output blob `fc6` become `fc6-conv`.
-    /// A net without InnerProduct layers is returned unchanged.
+    /// Global pooling becomes an ordinary pooling whose window is its input at
+    /// patch size (stride 1), for the same reason.
+    /// A net without InnerProduct or global pooling layers is returned unchanged.
     public func fullyConvolutional(patch: Size2? = nil) throws -> Net {
-        guard layers.contains(where: { if case .innerProduct = $0.op { return true } else { return false } }) else {
+        guard layers.contains(where: {
+            switch $0.op {
+            case .innerProduct: return true
+            case .pooling(let pl): return pl.global
+            default: return false
+            }
+        }) else {
             return self
         }
         guard let p = patch ?? patchSize else {
@@ -36,6 +44,13 @@ extension Net {
                     renamed[t] = t + "-conv"
                 }
                 l.tops = layer.tops.map { renamed[$0] ?? $0 }
+            }
+            if case .pooling(var pl) = layer.op, pl.global, let input = ins.first {
+                pl.global = false
+                pl.kernel = input.spatial
+                pl.stride = .one
+                pl.pad = .zero
+                l.op = .pooling(pl)
             }
             for t in layer.tops { current[t] = shape }
             out.layers.append(l)

@@ -37,13 +37,6 @@ public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(kind.rawValue): \(reason)" }
 }
 
-extension WireError.Kind {
-    /// Lets `catch WireError.Kind.truncated { … }` match a thrown `WireError` by kind.
-    public static func ~= (kind: WireError.Kind, error: any Error) -> Bool {
-        (error as? WireError)?.kind == kind
-    }
-}
-
 /// Upper bounds a decoder enforces before trusting any declared size. The defaults
 /// suit Tessera's tiles; tighten them per endpoint (e.g. a client endpoint needs large
 /// files but no tasks).

@@ -171,6 +171,11 @@ public enum ZMQCurve {
         for rawLine in text.split(whereSeparator: \.isNewline) {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
+            // A bare key first: the Z85 alphabet itself contains "=".
+            if line.count == 40, ZMQCurveKey(z85: line) != nil {
+                if fields["public-key"] == nil { fields["public-key"] = line }
+                continue
+            }
             if let eq = line.firstIndex(of: "=") {
                 let name = line[..<eq].trimmingCharacters(in: .whitespaces)
                 var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
@@ -178,8 +183,6 @@ public enum ZMQCurve {
                     value = String(value.dropFirst().dropLast())
                 }
                 fields[name] = value
-            } else if line.count == 40, fields["public-key"] == nil {
-                fields["public-key"] = line
             }
         }
         return fields

@@ -156,6 +156,9 @@ public struct ZMQSocket: ~Copyable {
             total = total.addingReportingOverflow(size).overflow ? Int.max : total + size
             if message.frames.count >= maxFrames || total > maxBytes { overflow = true }
             if !overflow { message.frames.append(raw.bytes()) }
+            // A ROUTER's routing-id frame carries no metadata: take it from a later frame.
+            if message.userID == nil { message.userID = raw.property("User-Id") }
+            if message.peerAddress == nil { message.peerAddress = raw.property("Peer-Address") }
             guard raw.hasMore else { break }
             // The rest of a multipart message is already queued: never blocks.
             _ = try raw.receive(from: handle, dontWait: false)

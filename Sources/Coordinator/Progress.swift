@@ -1,0 +1,41 @@
+import Foundation
+
+/// Progress of long work on stderr: a bar redrawn in place on a terminal,
+/// plain lines (at most one every few seconds) otherwise.
+final class Progress {
+    private let stream: UnsafeMutablePointer<FILE>
+    private let isTerminal: Bool
+    private var lastLine = Date.distantPast
+    private var drawn = false
+
+    init(stream: UnsafeMutablePointer<FILE>) {
+        self.stream = stream
+        isTerminal = isatty(fileno(stream)) != 0
+    }
+
+    /// `done` of `total` tasks of an image of `pixels` pixels, started at `since`.
+    func update(label: String, done: Int, total: Int, pixels: Int, since: Date) {
+        let elapsed = Date().timeIntervalSince(since)
+        let fraction = Double(done) / Double(max(1, total))
+        let rate = elapsed > 0 ? Double(pixels) * fraction / elapsed : 0
+        let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
+        let stats = String(format: "%d/%d tasks  %.2f Mpx/s  ETA %.0fs", done, total, rate / 1e6, eta)
+        if isTerminal {
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            fputs("\r\(label) \(bar) \(stats)", stream)
+            drawn = true
+        } else if done == total || Date().timeIntervalSince(lastLine) >= 5 {
+            fputs("\(label): \(stats)\n", stream)
+            lastLine = Date()
+        }
+        fflush(stream)
+    }
+
+    func finish() {
+        if drawn { fputs("\n", stream) }
+        drawn = false
+        lastLine = .distantPast
+    }
+}

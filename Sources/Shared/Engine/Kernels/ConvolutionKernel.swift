@@ -1,0 +1,115 @@
+/// Convolution as im2col + sgemm (Caffe's method), computed in blocks of
+/// output pixels so the column buffer stays within a fixed budget however
+/// large the input is; blocks run in parallel, each with a single-threaded sgemm.
+///
+/// Bit-identical tiles: OpenBLAS's sgemm rounds a column differently depending
+/// on where it sits in the call (measured: columns 0–7 and from 320 on take
+/// other paths). So blocks are `blockRows × blockCols` rectangles aligned to a
+/// grid in *global* output coordinates, every call has the same shape, and a
+/// pixel always sits in the same column whatever tile it is computed in. Partial
+/// blocks at tile edges are padded with zeros.
+struct ConvolutionKernel {
+    let conv: Convolution
+    /// Column-buffer budget per thread, in floats.
+    static let columnBudget = 1 << 20
+    static let blockCols = 32
+
+    /// Rows of a block for a reduction size `k`: a function of the layer only.
+    static func blockRows(k: Int) -> Int {
+        max(2, min(128, columnBudget / max(1, k) / blockCols))
+    }
+
+    /// - Parameter origin: global output coordinates of `output`'s pixel (0, 0).
+    func forward(_ input: Tensor, into output: Tensor, origin: Size2, threads: Int, blas: BLAS) {
+        let g = conv.group
+        let cg = input.c / g, mg = conv.outputs / g
+        let k = cg * conv.kernel.h * conv.kernel.w
+        let bh = Self.blockRows(k: k), bw = Self.blockCols, nb = bh * bw
+        // Global block grid covering this output.
+        let by0 = origin.h.floorDiv(bh), by1 = (origin.h + output.h - 1).floorDiv(bh) + 1
+        let bx0 = origin.w.floorDiv(bw), bx1 = (origin.w + output.w - 1).floorDiv(bw) + 1
+        let cols = bx1 - bx0
+        let blocks = (by1 - by0) * cols
+        conv.weights.withUnsafeBufferPointer { wts in
+            parallelRanges(blocks, threads: threads) { blockRange in
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: k * nb)
+                let result = UnsafeMutablePointer<Float>.allocate(capacity: mg * nb)
+                defer { col.deallocate(); result.deallocate() }
+                for block in blockRange {
+                    // Block rectangle in this output's coordinates (may start before 0).
+                    let top = (by0 + block / cols) * bh - origin.h
+                    let left = (bx0 + block % cols) * bw - origin.w
+                    let rows = max(0, top)..<min(output.h, top + bh)
+                    let xs = max(0, left)..<min(output.w, left + bw)
+                    for grp in 0..<g {
+                        im2col(input, channels: grp * cg..<(grp + 1) * cg, top: top, left: left,
+                               rows: rows, xs: xs, blockRows: bh, into: col)
+                        blas.sgemm(m: mg, n: nb, k: k, a: wts.baseAddress! + grp * mg * k, lda: k,
+                                   b: col, ldb: nb, c: result, ldc: nb)
+                        for m in 0..<mg {
+                            let bias = conv.bias?[grp * mg + m] ?? 0
+                            let dst = output.plane(grp * mg + m)
+                            for y in rows {
+                                let src = result + m * nb + (y - top) * bw - left
+                                let row = dst + y * output.w
+                                for x in xs { row[x] = src[x] + bias }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Column matrix of one block: row `(ci·kh + ky)·kw + kx`, column
+    /// `(y - top)·blockCols + (x - left)` holds input `(ci, y·sh + ky·dh - ph, x·sw + kx·dw - pw)`
+    /// for output pixels `y ∈ rows`, `x ∈ xs`; zero elsewhere (outside the input or the output).
+    private func im2col(_ input: Tensor, channels: Range<Int>, top: Int, left: Int, rows: Range<Int>,
+                        xs: Range<Int>, blockRows: Int, into col: UnsafeMutablePointer<Float>) {
+        let (kh, kw) = (conv.kernel.h, conv.kernel.w)
+        let (sh, sw) = (conv.stride.h, conv.stride.w)
+        let (dh, dw) = (conv.dilation.h, conv.dilation.w)
+        let (ph, pw) = (conv.pad.h, conv.pad.w)
+        let (inH, inW) = (input.h, input.w)
+        let bw = Self.blockCols, nb = blockRows * bw
+        let full = rows.count == blockRows && xs.count == bw
+        if !full { col.update(repeating: 0, count: nb * channels.count * kh * kw) }
+        var r = 0
+        for ci in channels {
+            let src = input.plane(ci)
+            for ky in 0..<kh {
+                for kx in 0..<kw {
+                    let x0 = kx * dw - pw
+                    // Output columns of this block whose input column lies inside the image.
+                    let xLo = max(xs.lowerBound, x0 >= 0 ? 0 : (-x0 + sw - 1) / sw)
+                    let xHi = min(xs.upperBound, x0 >= inW ? 0 : (inW - 1 - x0) / sw + 1)
+                    for y in rows {
+                        let dst = col + r * nb + (y - top) * bw - left
+                        let iy = y * sh + ky * dh - ph
+                        guard iy >= 0, iy < inH, xHi > xLo else {
+                            if full { (dst + xs.lowerBound).update(repeating: 0, count: xs.count) }
+                            continue
+                        }
+                        let srcRow = src + iy * inW
+                        if full && xLo > xs.lowerBound {
+                            (dst + xs.lowerBound).update(repeating: 0, count: xLo - xs.lowerBound)
+                        }
+                        if sw == 1 {
+                            (dst + xLo).update(from: srcRow + x0 + xLo, count: xHi - xLo)
+                        } else {
+                            var ix = x0 + xLo * sw
+                            for x in xLo..<xHi {
+                                dst[x] = srcRow[ix]
+                                ix += sw
+                            }
+                        }
+                        if full && xHi < xs.upperBound {
+                            (dst + xHi).update(repeating: 0, count: xs.upperBound - xHi)
+                        }
+                    }
+                    r += 1
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+/// MAX and AVE pooling with Caffe's window rules, plus dilation (used by the
+/// dense mode). Max clips the window to the input; average divides by the
+/// window clipped to the padded input (Caffe's `pool_size`), summing only the
+/// pixels inside the input.
+///
+/// Separable: each output row first reduces the window's input rows to one
+/// row (max or sum over ky), then reduces along x.
+struct PoolingKernel {
+    let pool: Pooling
+
+    /// Per output position along one axis: the taps inside the input, and how
+    /// many taps lie inside the padded input (AVE's divisor).
+    struct Taps {
+        var start: Int  // input index of tap 0
+        var lo: Int, hi: Int  // valid taps lo..<hi
+        var inPadded: Int
+    }
+
+    static func taps(outputs: Int, input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int) -> [Taps] {
+        (0..<outputs).map { o in
+            let start = o * stride - pad
+            var lo = 0, hi = kernel
+            while lo < hi && start + lo * dilation < 0 { lo += 1 }
+            while hi > lo && start + (hi - 1) * dilation >= input { hi -= 1 }
+            let inPadded = (0..<kernel).filter { start + $0 * dilation < input + pad }.count
+            return Taps(start: start, lo: lo, hi: hi, inPadded: inPadded)
+        }
+    }
+
+    func forward(_ input: Tensor, into output: Tensor, threads: Int) {
+        let kernel = pool.global ? input.shape.spatial : pool.kernel
+        let stride = pool.global ? Size2.one : pool.stride
+        let pad = pool.global ? Size2.zero : pool.pad
+        let dil = pool.global ? Size2.one : pool.dilation
+        let (inW, outH, outW) = (input.w, output.h, output.w)
+        let ys = Self.taps(outputs: outH, input: input.h, kernel: kernel.h, stride: stride.h, pad: pad.h, dilation: dil.h)
+        let xs = Self.taps(outputs: outW, input: inW, kernel: kernel.w, stride: stride.w, pad: pad.w, dilation: dil.w)
+        let isMax = pool.method == .max
+        parallelRanges(input.c * outH, threads: threads, minimumPerThread: 8) { rows in
+            let line = UnsafeMutablePointer<Float>.allocate(capacity: max(1, inW))
+            defer { line.deallocate() }
+            for row in rows {
+                let ch = row / outH, oy = row % outH
+                let src = input.plane(ch)
+                let dst = output.plane(ch) + oy * outW
+                let ty = ys[oy]
+                // Reduce the window's rows into one line.
+                let first = src + (ty.start + ty.lo * dil.h) * inW
+                if ty.hi > ty.lo {
+                    line.update(from: first, count: inW)
+                } else {
+                    line.update(repeating: isMax ? -Float.greatestFiniteMagnitude : 0, count: inW)
+                }
+                if ty.hi - ty.lo > 1 {
+                    for ky in (ty.lo + 1)..<ty.hi {
+                        let r = src + (ty.start + ky * dil.h) * inW
+                        if isMax {
+                            for x in 0..<inW { line[x] = max(line[x], r[x]) }
+                        } else {
+                            for x in 0..<inW { line[x] += r[x] }
+                        }
+                    }
+                }
+                // Reduce along x.
+                for ox in 0..<outW {
+                    let tx = xs[ox]
+                    if isMax {
+                        var m = -Float.greatestFiniteMagnitude
+                        for kx in tx.lo..<tx.hi { m = max(m, line[tx.start + kx * dil.w]) }
+                        dst[ox] = m
+                    } else {
+                        var s: Float = 0
+                        for kx in tx.lo..<tx.hi { s += line[tx.start + kx * dil.w] }
+                        dst[ox] = s / Float(ty.inPadded * tx.inPadded)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Computes a whole map in this process: plans tiles, cuts each tile's input
+/// out of the image, runs it on the engine and assembles the result. The
+/// distributed coordinator does the same with workers in between.
+public struct LocalMapper: Sendable {
+    public let engine: MapEngine
+    public let preprocessing: Preprocessing
+    /// Threads used inside each tile (bands of output rows, pixels, channels).
+    public var threads: Int
+    /// Memory budget for one tile's activations, in bytes (sets the default tile size).
+    public var memoryBudget: Int
+
+    public init(engine: MapEngine, preprocessing: Preprocessing,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                memoryBudget: Int = 768 << 20) {
+        self.engine = engine
+        self.preprocessing = preprocessing
+        self.threads = threads
+        self.memoryBudget = memoryBudget
+    }
+
+    /// The map of `image` in `mode`, in tiles of `tile` map pixels (default: the
+    /// largest that fits `memoryBudget`). `progress(done, total)` after each tile.
+    public func map(_ image: PixelSource, mode: MapMode, tile: Int? = nil,
+                    progress: ((Int, Int) -> Void)? = nil) throws -> ProbabilityMap {
+        let size = Size2(image.height, image.width)
+        let t = try tile ?? defaultTile(mode: mode, image: size)
+        guard t > 0 else { throw ModelError("the tile size must be positive, got \(t)") }
+        let mapping = try ChannelMapping.resolve(
+            imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
+        let tasks = TilePlan.tasks(mode: mode, image: size, tile: t, geometry: engine.tasks)
+        var assembler = MapAssembler(mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride)
+        for (i, task) in tasks.enumerated() {
+            let region = PixelRegion(image: image, paddedRect: engine.tasks.inputRect(task),
+                                     halfPatch: engine.tasks.halfPatch)
+            let input = region.tensor(mapping: mapping, preprocessing: preprocessing)
+            let result = try engine.run(task, input: input, threads: threads)
+            assembler.add(task, result: result)
+            progress?(i + 1, tasks.count)
+        }
+        return assembler.finish()
+    }
+
+    /// The largest square tile (in map pixels, a multiple of the stride) whose
+    /// activations fit the memory budget, capped at the image size.
+    public func defaultTile(mode: MapMode, image: Size2) throws -> Int {
+        let s = max(engine.tasks.stride.h, engine.tasks.stride.w)
+        let largest = TilePlan.roundUp(max(image.h, image.w), s)
+        if mode == .naive { return min(largest, 64) }
+        var lo = s, hi = largest
+        while lo < hi {
+            let mid = TilePlan.roundUp((lo + hi + 1) / 2, s)
+            if mid > hi { break }
+            if try activationBytes(mode: mode, tile: mid) <= memoryBudget { lo = mid } else { hi = mid - s }
+        }
+        return max(s, lo)
+    }
+
+    /// Peak bytes of two consecutive activations (a layer's input and output) for one tile.
+    func activationBytes(mode: MapMode, tile: Int) throws -> Int {
+        let task = TileTask(mode: mode == .fast ? .fast : mode,
+                            rect: PixelRect(y: 0, x: 0, height: mode == .fast ? max(1, tile / engine.tasks.stride.h) : tile,
+                                            width: mode == .fast ? max(1, tile / engine.tasks.stride.w) : tile))
+        let input = engine.tasks.inputRect(task)
+        let net = mode == .dense ? try engine.fcn.densified().net : engine.fcn
+        let (_, shapes) = try net.shapes(input: Size2(input.height, input.width))
+        var peak = input.height * input.width * engine.fcn.inputChannels
+        var previous = peak
+        for s in shapes {
+            peak = max(peak, previous + s.count)
+            previous = s.count
+        }
+        return peak * MemoryLayout<Float>.size
+    }
+}

@@ -1,0 +1,146 @@
+/// Everything needed to compute any task of any mode for one model: the
+/// classifier (naive), its fully convolutional form (fast, shift) and the
+/// dense form (dense), each prepared once. Immutable after init and safe to
+/// share between threads; this is what a worker holds per model.
+public final class MapEngine: @unchecked Sendable {
+    public let fcn: Net
+    public let geometry: NetGeometry
+    public let tasks: TaskGeometry
+    private let classifierRunner: NetRunner
+    private let stridedRunner: NetRunner
+    private let denseRunner: NetRunner
+
+    /// - Parameters:
+    ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
+    ///   - patch: the patch size when the net does not say.
+    ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
+    public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+        let fcn = try classifier.fullyConvolutional(patch: patch)
+        let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
+        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding)
+    }
+
+    /// The engine for a model as `ModelLoader` loaded it (surgery already done).
+    public convenience init(model: LoadedModel, allowPadding: Bool = false) throws {
+        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
+    }
+
+    init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
+        if !geometry.isExact && !allowPadding {
+            throw ModelError("the net cannot give an exact dense map: "
+                + geometry.inexactReasons.joined(separator: "; ")
+                + ". Use --allow-padding to compute an approximate map anyway")
+        }
+        let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
+        self.fcn = fcn
+        self.geometry = geometry
+        if geometry.isExact {
+            tasks = TaskGeometry(geometry)
+        } else {
+            // Padding and partial windows change how much input one output needs: measure it.
+            tasks = TaskGeometry(geometry, extent: try Self.extent(of: fcn, limit: 8 * geometry.patchSize.h),
+                                 denseExtent: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h))
+        }
+        classifierRunner = try NetRunner(net: classifier)
+        stridedRunner = try NetRunner(net: fcn)
+        denseRunner = try NetRunner(net: dense, lrnDilation: lrnDilation)
+    }
+
+    public var classes: Int { geometry.classes }
+
+    /// The smallest square input for which `net` produces an output.
+    static func extent(of net: Net, limit: Int) throws -> Size2 {
+        for n in 1...max(1, limit) {
+            if let (_, shapes) = try? net.shapes(input: Size2(n, n)), let last = shapes.last, last.h >= 1, last.w >= 1 {
+                return Size2(n, n)
+            }
+        }
+        throw ModelError("the net produces no output for inputs up to \(limit)×\(limit) pixels")
+    }
+
+    /// Multiply-accumulates of the convolutions (and InnerProducts) `task` runs:
+    /// the work count benchmarks report GFLOP/s and speed-ups against.
+    public func convolutionMACs(_ task: TileTask) throws -> Int {
+        func macs(_ net: Net, input: Size2) throws -> Int {
+            let (blobs, shapes) = try net.shapes(input: input)
+            var total = 0
+            for (i, layer) in net.layers.enumerated() {
+                switch layer.op {
+                case .convolution(let c):
+                    total += shapes[i].count * c.inputsPerGroup * c.kernel.h * c.kernel.w
+                case .innerProduct(let ip):
+                    total += ip.outputs * ip.inputs
+                default:
+                    _ = blobs
+                }
+            }
+            return total
+        }
+        let r = tasks.inputRect(task)
+        switch task.mode {
+        case .naive: return try macs(classifierRunner.net, input: tasks.patch) * task.rect.height * task.rect.width
+        case .dense: return try macs(denseRunner.net, input: Size2(r.height, r.width))
+        case .fast, .shift: return try macs(stridedRunner.net, input: Size2(r.height, r.width))
+        }
+    }
+
+    /// Computes `task` from its preprocessed input (the tensor of `tasks.inputRect(task)`):
+    /// a `classes × rows × cols` tensor (`tasks.outputSize(task)`).
+    public func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
+        let expected = tasks.inputRect(task)
+        guard input.h == expected.height, input.w == expected.width else {
+            throw ModelError("task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
+        }
+        let size = tasks.outputSize(task)
+        let origin = Size2(expected.y, expected.x)
+        switch task.mode {
+        case .naive:
+            return try naive(task, input: input, threads: threads)
+        case .dense:
+            return try crop(denseRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
+        case .fast, .shift:
+            return try crop(stridedRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
+        }
+    }
+
+    /// The top-left `size` of `t` (a net may produce a few extra outputs past the
+    /// ones asked for, when its receptive field is smaller than the patch).
+    private func crop(_ t: Tensor, to size: Size2, task: TileTask) throws -> Tensor {
+        guard t.h >= size.h, t.w >= size.w else {
+            throw ModelError("task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) asked for")
+        }
+        if t.h == size.h && t.w == size.w { return t }
+        let out = Tensor(Shape(c: t.c, h: size.h, w: size.w))
+        for c in 0..<t.c {
+            for y in 0..<size.h {
+                (out.plane(c) + y * size.w).update(from: t.plane(c) + y * t.w, count: size.w)
+            }
+        }
+        return out
+    }
+
+    /// Every pixel's patch through the classifier, in parallel over pixels.
+    private func naive(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
+        let (h, w) = (task.rect.height, task.rect.width)
+        let p = tasks.patch
+        // Shapes are checked once here, so the per-patch forward cannot fail.
+        _ = try classifierRunner.net.shapes(input: p)
+        let out = Tensor(Shape(c: classes, h: h, w: w))
+        parallelRanges(h * w, threads: threads) { pixels in
+            let patch = Tensor(Shape(c: input.c, h: p.h, w: p.w))
+            for pixel in pixels {
+                let (y, x) = (pixel / w, pixel % w)
+                for c in 0..<input.c {
+                    for r in 0..<p.h {
+                        (patch.plane(c) + r * p.w).update(from: input.plane(c) + (y + r) * input.w + x, count: p.w)
+                    }
+                }
+                guard let probs = try? classifierRunner.forward(patch, threads: 1) else {
+                    preconditionFailure("forward failed after its shapes were checked")
+                }
+                for c in 0..<classes { out[c, y, x] = probs.storage[c] }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,129 @@
+/// Runs a `Net` forward on one input tensor. Built once per net (weights and
+/// coefficients prepared here, never per call); `forward` only reads it, so one
+/// runner serves any number of tiles, from any number of threads.
+public final class NetRunner: @unchecked Sendable {
+    public let net: Net
+    private let steps: [Step]
+    /// For each layer, the bottoms whose last reader it is (freed after it runs).
+    private let releases: [[String]]
+    /// For each layer, the input pixel spacing of one of its output pixels (product of strides so far).
+    private let outputJump: [Size2]
+    private let blas: BLAS
+
+    private enum Step {
+        case convolution(ConvolutionKernel)
+        case pooling(PoolingKernel)
+        case innerProduct(InnerProduct)
+        case relu(Float)
+        case sigmoid
+        case tanh
+        case lrn(LRNKernel)
+        case affine(a: [Float], b: [Float])
+        case identity
+        case softmax
+        case concat
+        case eltwise(Eltwise)
+    }
+
+    /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode); default 1.
+    public init(net: Net, lrnDilation: [Size2]? = nil) throws {
+        self.net = net
+        blas = try BLAS.get()
+        MemoryTuning.keepLargeBuffers()
+        // The engine parallelises over bands and tiles itself; each sgemm runs on one thread.
+        blas.threads = 1
+        var steps: [Step] = []
+        for (i, layer) in net.layers.enumerated() {
+            switch layer.op {
+            case .convolution(let c): steps.append(.convolution(ConvolutionKernel(conv: c)))
+            case .pooling(let p): steps.append(.pooling(PoolingKernel(pool: p)))
+            case .innerProduct(let ip): steps.append(.innerProduct(ip))
+            case .relu(let slope): steps.append(.relu(slope))
+            case .sigmoid: steps.append(.sigmoid)
+            case .tanh: steps.append(.tanh)
+            case .lrn(let l): steps.append(.lrn(LRNKernel(lrn: l, dilation: lrnDilation?[i] ?? .one)))
+            case .batchNorm(let bn):
+                let (a, b) = PointwiseKernels.batchNormCoefficients(bn)
+                steps.append(.affine(a: a, b: b))
+            case .scale(let s):
+                steps.append(.affine(a: s.scale, b: s.bias ?? [Float](repeating: 0, count: s.scale.count)))
+            case .identity: steps.append(.identity)
+            case .softmax: steps.append(.softmax)
+            case .concat: steps.append(.concat)
+            case .eltwise(let e): steps.append(.eltwise(e))
+            }
+        }
+        self.steps = steps
+        var jump: [String: Size2] = [net.inputName: .one]
+        var outputJump: [Size2] = []
+        for layer in net.layers {
+            var j = layer.bottoms.first.flatMap { jump[$0] } ?? .one
+            switch layer.op {
+            case .convolution(let c): j = Size2(j.h * c.stride.h, j.w * c.stride.w)
+            case .pooling(let p) where !p.global: j = Size2(j.h * p.stride.h, j.w * p.stride.w)
+            default: break
+            }
+            outputJump.append(j)
+            for top in layer.tops { jump[top] = j }
+        }
+        self.outputJump = outputJump
+        var lastReader: [String: Int] = [:]
+        for (i, layer) in net.layers.enumerated() {
+            for b in layer.bottoms { lastReader[b] = i }
+        }
+        var releases = [[String]](repeating: [], count: net.layers.count)
+        for (name, i) in lastReader where !net.layers[i].tops.contains(name) && name != net.outputName {
+            releases[i].append(name)
+        }
+        self.releases = releases
+    }
+
+    /// The net's output for `input` (shape checked against the net first).
+    /// `origin` is the global position of the input's pixel (0, 0): convolutions
+    /// block their work on a grid aligned to it, so a pixel's value does not
+    /// depend on how the image was tiled (see `ConvolutionKernel`).
+    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero) throws -> Tensor {
+        let (_, shapes) = try net.shapes(input: input.shape.spatial)
+        guard input.c == net.inputChannels else {
+            throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
+        }
+        var blobs: [String: Tensor] = [net.inputName: input]
+        for (i, layer) in net.layers.enumerated() {
+            let inputs = layer.bottoms.map { blobs[$0]! }
+            let output: Tensor
+            switch steps[i] {
+            case .identity:
+                output = inputs[0]
+            case .concat:
+                output = Tensor(uninitialized: shapes[i])
+                PointwiseKernels.concat(inputs, output)
+            case .eltwise(let e):
+                output = Tensor(uninitialized: shapes[i])
+                PointwiseKernels.eltwise(inputs, output, op: e, threads: threads)
+            default:
+                output = Tensor(uninitialized: shapes[i])
+                let j = outputJump[i]
+                let layerOrigin = Size2(origin.h.floorDiv(j.h), origin.w.floorDiv(j.w))
+                run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
+            }
+            for top in layer.tops { blobs[top] = output }
+            for name in releases[i] { blobs[name] = nil }
+        }
+        return blobs[net.outputName]!
+    }
+
+    private func run(_ step: Step, _ input: Tensor, _ output: Tensor, origin: Size2, threads: Int) {
+        switch step {
+        case .convolution(let k): k.forward(input, into: output, origin: origin, threads: threads, blas: blas)
+        case .pooling(let k): k.forward(input, into: output, threads: threads)
+        case .innerProduct(let ip): PointwiseKernels.innerProduct(input, output, ip: ip, blas: blas)
+        case .relu(let slope): PointwiseKernels.relu(input, output, slope: slope, threads: threads)
+        case .sigmoid: PointwiseKernels.sigmoid(input, output, threads: threads)
+        case .tanh: PointwiseKernels.tanh(input, output, threads: threads)
+        case .lrn(let k): k.forward(input, into: output, threads: threads)
+        case .affine(let a, let b): PointwiseKernels.affine(input, output, a: a, b: b, threads: threads)
+        case .softmax: PointwiseKernels.softmax(input, output, threads: threads)
+        case .identity, .concat, .eltwise: preconditionFailure("handled by forward")
+        }
+    }
+}

@@ -1,0 +1,46 @@
+/// A float32 activation of one image, `c × h × w`, row-major (CHW), in memory
+/// the tensor owns. A class so that large activations are never copied by
+/// accident; the engine frees each one as soon as its last reader has run.
+public final class Tensor: @unchecked Sendable {
+    public let shape: Shape
+    public let storage: UnsafeMutableBufferPointer<Float>
+
+    /// A zero-filled tensor.
+    public convenience init(_ shape: Shape) {
+        self.init(uninitialized: shape)
+        storage.initialize(repeating: 0)
+    }
+
+    /// A tensor whose values the caller writes in full before reading them
+    /// (layer outputs: zero-filling them first would cost a pass over memory).
+    public init(uninitialized shape: Shape) {
+        self.shape = shape
+        storage = .allocate(capacity: max(1, shape.count))
+    }
+
+    /// A tensor holding `values` (count must match).
+    public convenience init(_ shape: Shape, values: [Float]) {
+        precondition(values.count == shape.count, "tensor values do not match the shape \(shape)")
+        self.init(uninitialized: shape)
+        _ = storage.initialize(from: values)
+    }
+
+    deinit { storage.deallocate() }
+
+    public var c: Int { shape.c }
+    public var h: Int { shape.h }
+    public var w: Int { shape.w }
+    public var count: Int { shape.count }
+    public var planeSize: Int { shape.h * shape.w }
+    public var pointer: UnsafeMutablePointer<Float> { storage.baseAddress! }
+
+    /// Start of channel `c`'s plane.
+    @inlinable public func plane(_ c: Int) -> UnsafeMutablePointer<Float> { storage.baseAddress! + c * h * w }
+
+    @inlinable public subscript(c: Int, y: Int, x: Int) -> Float {
+        get { storage[(c * h + y) * w + x] }
+        set { storage[(c * h + y) * w + x] = newValue }
+    }
+
+    public var values: [Float] { Array(storage.prefix(count)) }
+}

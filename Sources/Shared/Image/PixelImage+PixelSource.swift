@@ -1,0 +1,2 @@
+/// A decoded PNG is what the engine reads pixels from.
+extension PixelImage: PixelSource {}

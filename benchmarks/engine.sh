@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Engine benchmark (issue 4): the seed network on a SIZE x SIZE image in fast,
+# shift and dense, against this machine's sgemm peak and, where onnxruntime can
+# be installed from PyPI, against onnxruntime running the same dense net.
+# Everything in one run, because this machine is shared and noisy.
+#   benchmarks/engine.sh [SIZE] [THREADS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-2000}
+threads=${2:-$(nproc)}
+model=../shared/models/seed/efficient-pixelwise/deploy.prototxt
+[[ -f $model ]] || { echo "needs $model (the seed models beside the repository)" >&2; exit 1; }
+scripts/bootstrap.sh
+swift build -c release >/dev/null
+bin=$(swift build -c release --show-bin-path)
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+"$bin/tessera-coordinator" benchmark --model "$model" --size "$size" --threads "$threads" --modes fast,shift,dense \
+  --json > /tmp/tessera-bench.json
+python3 - <<'PY'
+import json
+b = json.load(open("/tmp/tessera-bench.json"))
+print(f"sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s ({b['threads']} threads, kernel {b['blasKernel']})")
+print(f"{'mode':6} {'seconds':>8} {'GMAC':>7} {'GFLOP/s':>8} {'of peak':>8} {'peak RSS':>9}")
+for r in b["modes"]:
+    print(f"{r['mode']:6} {r['seconds']:8.2f} {r['gmacs']:7.1f} {r['gflops']:8.1f} {100*r['fractionOfPeak']:7.0f}% "
+          f"{r['peakRSSMiB']:6.0f} MiB")
+if "denseSpeedupOverShift" in b:
+    s, m = b["denseSpeedupOverShift"], b["shiftToDenseMACRatio"]
+    print(f"dense over shift: {s:.2f}x (MAC ratio {m:.2f}x; {100*s/m:.0f}% of it)")
+PY
+if python3 -c 'import onnxruntime, onnx' 2>/dev/null || pip install -q onnxruntime onnx >/dev/null 2>&1; then
+  python3 benchmarks/onnx_peer.py --size "$size" --threads "$threads" > /tmp/tessera-peer.json
+  python3 - <<'PY'
+import json
+b = json.load(open("/tmp/tessera-bench.json")); p = json.load(open("/tmp/tessera-peer.json"))
+dense = next(r for r in b["modes"] if r["mode"] == "dense")
+print(f"peer {p['peer']}: best {p['best']:.2f} s, median {p['median']:.2f} s, peak RSS {p['peakRSSMiB']:.0f} MiB")
+print(f"Tessera dense / onnxruntime best: {dense['seconds'] / p['best']:.2f}x")
+PY
+else
+  echo "onnxruntime not installable here: peer row skipped"
+fi
