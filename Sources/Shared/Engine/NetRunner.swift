@@ -35,10 +35,17 @@ public final class NetRunner: @unchecked Sendable {
         var steps: [Step] = []
         for (i, layer) in net.layers.enumerated() {
             switch layer.op {
-            case .convolution(let c): steps.append(.convolution(ConvolutionKernel(conv: c)))
+            case .convolution(let c):
+                steps.append(.convolution(ConvolutionKernel(conv: c, fusedReLUSlope: Self.fusedReLU(after: i, in: net))))
             case .pooling(let p): steps.append(.pooling(PoolingKernel(pool: p)))
             case .innerProduct(let ip): steps.append(.innerProduct(ip))
-            case .relu(let slope): steps.append(.relu(slope))
+            case .relu(let slope):
+                if i > 0, Self.fusedReLU(after: i - 1, in: net) != nil,
+                   case .convolution = net.layers[i - 1].op {
+                    steps.append(.identity)  // done by the convolution before it
+                } else {
+                    steps.append(.relu(slope))
+                }
             case .sigmoid: steps.append(.sigmoid)
             case .tanh: steps.append(.tanh)
             case .lrn(let l): steps.append(.lrn(LRNKernel(lrn: l, dilation: lrnDilation?[i] ?? .one)))
@@ -76,6 +83,17 @@ public final class NetRunner: @unchecked Sendable {
             releases[i].append(name)
         }
         self.releases = releases
+    }
+
+    /// The slope of a ReLU that directly follows layer `i` in place (same blob
+    /// in and out, the blob's only reader), so the layer can apply it itself.
+    static func fusedReLU(after i: Int, in net: Net) -> Float? {
+        guard i + 1 < net.layers.count, let top = net.layers[i].tops.first, net.layers[i].tops.count == 1 else {
+            return nil
+        }
+        let next = net.layers[i + 1]
+        guard case .relu(let slope) = next.op, next.bottoms == [top], next.tops == [top] else { return nil }
+        return slope
     }
 
     /// The net's output for `input` (shape checked against the net first).

@@ -28,23 +28,37 @@ struct LRNKernel {
         let c = input.c, plane = input.planeSize
         let lo = (lrn.size - 1) / 2, hi = lrn.size - 1 - lo
         let alphaOverN = lrn.alpha / Float(lrn.size)
-        let block = 1024
-        // Parallel over pixel ranges, in cache-sized blocks; each channel's sum of
-        // squares is recomputed from its window (no running sum: no drift).
+        let block = 512
+        // Parallel over pixel ranges, in cache-sized blocks. As Caffe does, the
+        // window sum of squares slides over the channels: add the square that
+        // enters, subtract the one that leaves.
         parallelRanges(plane, threads: threads, minimumPerThread: block) { pixels in
+            let squares = UnsafeMutablePointer<Float>.allocate(capacity: block * c)
             let acc = UnsafeMutablePointer<Float>.allocate(capacity: block)
-            defer { acc.deallocate() }
+            defer { squares.deallocate(); acc.deallocate() }
             var p0 = pixels.lowerBound
             while p0 < pixels.upperBound {
                 let n = min(block, pixels.upperBound - p0)
                 for ch in 0..<c {
-                    acc.update(repeating: 0, count: n)
-                    for j in max(0, ch - lo)...min(c - 1, ch + hi) {
-                        let src = input.plane(j) + p0
-                        for i in 0..<n { acc[i] += src[i] * src[i] }
+                    let src = input.plane(ch) + p0, sq = squares + ch * block
+                    for i in 0..<n { sq[i] = src[i] * src[i] }
+                }
+                acc.update(repeating: 0, count: n)
+                for j in 0..<min(c, hi) {
+                    let sq = squares + j * block
+                    for i in 0..<n { acc[i] += sq[i] }
+                }
+                for ch in 0..<c {
+                    if ch + hi < c {
+                        let sq = squares + (ch + hi) * block
+                        for i in 0..<n { acc[i] += sq[i] }
+                    }
+                    if ch - lo - 1 >= 0 {
+                        let sq = squares + (ch - lo - 1) * block
+                        for i in 0..<n { acc[i] -= sq[i] }
                     }
                     let src = input.plane(ch) + p0, dst = output.plane(ch) + p0
-                    for i in 0..<n { dst[i] = src[i] * powNegBeta(lrn.k + alphaOverN * acc[i]) }
+                    for i in 0..<n { dst[i] = src[i] * powNegBeta(lrn.k + alphaOverN * max(0, acc[i])) }
                 }
                 p0 += n
             }

@@ -61,8 +61,30 @@ struct PoolingKernel {
                         }
                     }
                 }
-                // Reduce along x.
-                for ox in 0..<outW {
+                // Reduce along x: outputs whose whole window lies inside the
+                // line, tap by tap over a run of outputs (vectorisable); the rest one by one.
+                var ix0 = 0
+                while ix0 < outW && (xs[ix0].lo != 0 || xs[ix0].hi != kernel.w) { ix0 += 1 }
+                var ix1 = ix0
+                while ix1 < outW && xs[ix1].lo == 0 && xs[ix1].hi == kernel.w { ix1 += 1 }
+                if ix1 > ix0 {
+                    let base = line + xs[ix0].start
+                    let (sx, dx) = (stride.w, dil.w)
+                    let run = dst + ix0
+                    for i in 0..<(ix1 - ix0) { run[i] = base[i * sx] }
+                    for kx in 1..<max(1, kernel.w) {
+                        let tap = base + kx * dx
+                        if isMax {
+                            for i in 0..<(ix1 - ix0) { run[i] = max(run[i], tap[i * sx]) }
+                        } else {
+                            for i in 0..<(ix1 - ix0) { run[i] += tap[i * sx] }
+                        }
+                    }
+                    if !isMax {
+                        for i in 0..<(ix1 - ix0) { run[i] /= Float(ty.inPadded * xs[ix0 + i].inPadded) }
+                    }
+                }
+                for ox in 0..<outW where ox < ix0 || ox >= ix1 {
                     let tx = xs[ox]
                     if isMax {
                         var m = -Float.greatestFiniteMagnitude
