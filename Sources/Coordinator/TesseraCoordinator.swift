@@ -4,6 +4,12 @@ import Shared
 
 @main
 struct TesseraCoordinator: ParsableCommand {
+    /// Memory settings first, before any thread allocates (see `MemoryTuning`).
+    static func main() {
+        MemoryTuning.keepLargeBuffers()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tessera-coordinator",
         abstract: "Exact full-resolution pixel-wise probability maps from a patch-classifier CNN.",

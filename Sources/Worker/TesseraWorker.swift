@@ -5,6 +5,12 @@ import Shared
 
 @main
 struct TesseraWorker: ParsableCommand {
+    /// Memory settings first, before any thread allocates (see `MemoryTuning`).
+    static func main() {
+        MemoryTuning.keepLargeBuffers()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tessera-worker",
         abstract: "A stateless Tessera worker: takes tile tasks from a coordinator and runs the engine.",
