@@ -44,34 +44,3 @@ struct RateLimitedLog {
         windows[key] = w
     }
 }
-
-/// Write temp → fsync → rename → fsync the folder: a file appears under its final
-/// name only complete and durable (the job store's tiles and files).
-enum DurableFile {
-    static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        let temp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
-        var ok = true
-        var offset = 0
-        while offset < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 { if errno == EINTR { continue }; ok = false; break }
-            offset += n
-        }
-        if ok { ok = fsync(fd) == 0 }
-        close(fd)
-        guard ok, rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw ClusterError("cannot write \(path): \(reason)")
-        }
-        let dfd = open(dir, O_RDONLY)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
-    }
-
-    static func write(_ bytes: [UInt8], to path: String) throws {
-        try bytes.withUnsafeBytes { try write($0, to: path) }
-    }
-}
