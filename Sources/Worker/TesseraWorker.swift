@@ -30,6 +30,7 @@ struct TesseraWorker: ParsableCommand {
     @Option(help: "Name shown in the coordinator's log and status (default: host-pid).")
     var name: String?
     @Option(help: .hidden) var heartbeatMs = 1000
+    @Option(help: .hidden) var debugTaskDelayMs = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Option(help: .hidden) var parentPid: Int32?
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
@@ -54,6 +55,7 @@ struct TesseraWorker: ParsableCommand {
         var config = WorkerAgent.Configuration(
             coordinator: endpoint, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads)
         config.heartbeat.intervalMilliseconds = heartbeatMs
+        config.taskDelayMilliseconds = max(0, debugTaskDelayMs)
         let agent = try WorkerAgent(configuration: config, logger: logger)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {

@@ -19,14 +19,22 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Where workers connect (ROUTER).") var workerEndpoint = "tcp://127.0.0.1:5555"
     @Option(help: "Where clients submit jobs (ROUTER).") var clientEndpoint = "tcp://127.0.0.1:5556"
-    @Option(help: "Job store folder (job specs, models, images, completed tiles, outputs).") var store: String?
+    @Option(help: "Job store folder (job specs, models, images, completed tiles, outputs). Restarted on the same folder, the coordinator resumes unfinished jobs.")
+    var store: String?
     @Option(help: "Tasks one worker may hold at once.") var credit = 2
     @Option(help: .hidden) var heartbeatMs = 1000
+    @Option(help: .hidden) var heartbeatLiveness = 3
+    @Option(help: .hidden) var stragglerFloorMs = 10_000
+    @Option(help: .hidden) var stragglerFactor = 3.0
     @Option(help: .hidden) var readyFile: String?
 
     func validate() throws {
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        guard (2...1000).contains(heartbeatLiveness) else { throw ValidationError("--heartbeat-liveness must be 2...1000") }
+        guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
+            throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
+        }
     }
 
     func run() throws {
@@ -42,6 +50,9 @@ struct Serve: ParsableCommand {
                                                       storeDirectory: store)
         config.credit = credit
         config.heartbeat.intervalMilliseconds = heartbeatMs
+        config.heartbeat.liveness = heartbeatLiveness
+        config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
+        config.stragglers.factor = stragglerFactor
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
         let (workers, clients) = try service.start()
         logger.info("coordinator serving", metadata: ["workers": "\(workers)", "clients": "\(clients)",
@@ -58,7 +69,7 @@ struct Serve: ParsableCommand {
             sources.append(source)
         }
         service.waitUntilStopped()
-        logger.info("coordinator stopped")
+        logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
         withExtendedLifetime(sources) {}
     }
 }

@@ -4,9 +4,17 @@ import Foundation
 /// which of them are queued, running (on which worker) or done, and the assembler
 /// that collects the results.
 final class CoordinatorJob {
+    /// One dispatch of a task to a worker.
+    struct Attempt: Equatable {
+        let worker: RoutingID
+        let number: UInt32
+        let since: Double
+    }
+
     enum TaskState: Equatable {
         case pending
-        case running(worker: RoutingID, attempt: UInt32)
+        /// On one worker, or two once a straggler got a copy elsewhere (first result wins).
+        case running([Attempt])
         case done
     }
 
@@ -39,6 +47,22 @@ final class CoordinatorJob {
     let started = monotonicSeconds()
     var finished: Double?
     var workersUsed: Set<String> = []
+    /// Tiles read back from the store at a restart (not recomputed).
+    var restored = 0
+    /// Tiles computed by workers in this coordinator's life.
+    var computed = 0
+    /// Copies sent for overdue tasks, and results dropped because another copy won.
+    var copiesSent = 0
+    var duplicatesDropped = 0
+    /// Dispatch → result seconds of recent tasks, and the straggler deadline they give.
+    private(set) var taskTimes: [Double] = []
+    private(set) var taskDeadline: Double?
+
+    func recordTaskTime(_ seconds: Double, policy: StragglerPolicy) {
+        taskTimes.append(seconds)
+        if taskTimes.count > StragglerPolicy.window { taskTimes.removeFirst(taskTimes.count - StragglerPolicy.window) }
+        taskDeadline = policy.deadline(samples: taskTimes)
+    }
 
     init(id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, engine: MapEngine,
          preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,

@@ -3,8 +3,11 @@ import Logging
 
 /// The coordinator: binds a ROUTER for workers and one for clients, plans jobs into
 /// tasks, dispatches them with per-worker credit, heartbeats both ways, requeues the
-/// tasks of dead or departing workers, drops duplicate and unsolicited results,
-/// assembles maps and writes outputs (DESIGN.md §4–5).
+/// tasks of dead or departing workers, sends a copy of an overdue task to another
+/// worker (first result wins, later duplicates are dropped), drops unsolicited
+/// results, assembles maps and writes outputs (DESIGN.md §4–5). With a persistent
+/// store it keeps every job and completed tile on disk and resumes unfinished jobs
+/// at start (`CoordinatorService+Resume.swift`).
 ///
 /// All sockets and all scheduling state live on one thread (`start()` creates it);
 /// only writing a finished job's outputs runs elsewhere, so heartbeats keep flowing
@@ -19,6 +22,8 @@ public final class CoordinatorService: @unchecked Sendable {
         /// Accept `path` sources and an `out=` folder from clients (the embedded `run` only).
         public var allowLocalPaths = false
         public var heartbeat = Heartbeat()
+        /// When a running task is overdue and gets a copy on another worker.
+        public var stragglers = StragglerPolicy()
         /// Tasks one worker may hold at once.
         public var credit = 2
         /// Largest message accepted on the client endpoint (uploads travel in one message).
@@ -55,15 +60,24 @@ public final class CoordinatorService: @unchecked Sendable {
     private var completions: [(UInt64, Result<[String], Error>)] = []
     private let stopped = DispatchSemaphore(value: 0)
     private let finishQueue = DispatchQueue(label: "tessera.coordinator.outputs")
+    /// Tile and job-state writes, in order, off the loop thread (each one fsyncs).
+    let storeQueue = DispatchQueue(label: "tessera.coordinator.store")
 
     // Loop-thread state.
     private var workers: [RoutingID: Worker] = [:]
     private var workerOrder: [RoutingID] = []
-    private var jobs: [UInt64: CoordinatorJob] = [:]
-    private var jobOrder: [UInt64] = []
+    var jobs: [UInt64: CoordinatorJob] = [:]
+    var jobOrder: [UInt64] = []
+    /// Jobs that ended before this coordinator started (read from the store).
+    var archived: [UInt64: ArchivedJob] = [:]
     private var nextJobID: UInt64 = 1
     private var rotation = 0
-    private var storeRoot = ""
+    private var lastStragglerScan = 0.0
+    /// Set once stopping: submissions are refused.
+    private var draining = false
+    var store = JobStore(root: "")
+    /// Whether the store outlives this process (`storeDirectory` given).
+    var persistent: Bool { configuration.storeDirectory != nil }
     private var engines: [String: MapEngine] = [:]
 
     public init(context: ZMQContext, configuration: Configuration, logger: Logger) {
@@ -127,15 +141,16 @@ public final class CoordinatorService: @unchecked Sendable {
 
     private func prepareStore() throws {
         if let dir = configuration.storeDirectory {
-            storeRoot = dir
+            store = JobStore(root: dir)
+            try DurableFile.createDirectory(store.jobsDirectory)
         } else {
-            storeRoot = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path
+            store = JobStore(root: FileManager.default.temporaryDirectory
+                .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
+            try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
         }
-        let jobsDir = storeRoot + "/jobs"
-        try FileManager.default.createDirectory(atPath: jobsDir, withIntermediateDirectories: true)
         // Job ids stay unique across restarts on the same store.
-        let existing = (try? FileManager.default.contentsOfDirectory(atPath: jobsDir)) ?? []
-        nextJobID = (existing.compactMap { UInt64($0) }.max() ?? 0) + 1
+        nextJobID = (store.jobIDs().max() ?? 0) + 1
+        if persistent { resumeFromStore() }
     }
 
     // MARK: Loop
@@ -171,8 +186,31 @@ public final class CoordinatorService: @unchecked Sendable {
                 logger.error("coordinator loop: \(error)")
             }
         }
+        shutDown(workerSocket, clientSocket, clientLimits)
+    }
+
+    /// Stops accepting jobs (a last pass over waiting client requests refuses
+    /// submissions), waits for outputs being written and for the store's queued
+    /// writes, then tells the workers to go (they reconnect with backoff, so a
+    /// restarted coordinator gets them back).
+    private func shutDown(_ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket,
+                          _ clientLimits: WireLimits) {
+        draining = true
+        while let envelope = try? clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
+            handleClient(envelope, clientSocket)
+        }
+        finishQueue.sync {}
+        collectCompletions()
+        storeQueue.sync {}
         for (_, w) in workers { try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait) }
-        if configuration.storeDirectory == nil { try? FileManager.default.removeItem(atPath: storeRoot) }
+        if persistent {
+            let unfinished = jobs.values.filter(\.isActive)
+            logger.info("store synced", metadata: [
+                "store": "\(store.root)", "unfinished": "\(unfinished.count)",
+                "tiles": "\(unfinished.reduce(0) { $0 + $1.done })"])
+        } else {
+            try? FileManager.default.removeItem(atPath: store.root)
+        }
     }
 
     // MARK: Workers
@@ -252,11 +290,18 @@ public final class CoordinatorService: @unchecked Sendable {
         }
         worker.inFlight.remove(ref)
         let index = Int(r.taskID)
-        guard case .running(let owner, _) = job.states[index], owner == worker.id, job.isActive else {
-            logger.debug("duplicate or late result dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
+        guard job.isActive, case .running(let attempts) = job.states[index],
+              let mine = attempts.first(where: { $0.worker == worker.id }) else {
+            if job.states[index] == .done {
+                job.duplicatesDropped += 1
+                logger.info("duplicate result dropped: the task was already done (first result wins)",
+                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
+                                       "attempt": "\(r.attempt)"])
+            } else {
+                logger.debug("late result dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
+            }
             return
         }
-        job.running -= 1
         let task = job.tasks[index]
         let size = job.engine.tasks.outputSize(task)
         guard Int(r.classes) == job.engine.classes, Int(r.height) == size.h, Int(r.width) == size.w else {
@@ -264,19 +309,30 @@ public final class CoordinatorService: @unchecked Sendable {
                             metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
                                        "got": "\(r.classes)×\(r.height)×\(r.width)",
                                        "expected": "\(job.engine.classes)×\(size.h)×\(size.w)"])
-            fail(job, index, "\(worker.name): result of the wrong shape")
+            attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return
         }
+        // The other copy, if any, stays in its worker's in-flight set: its result will be
+        // recognised as a duplicate, and the worker gets no new task while still busy.
+        job.recordTaskTime(monotonicSeconds() - mine.since, policy: configuration.stragglers)
+        job.running -= 1
         job.states[index] = .done
         job.done += 1
+        job.computed += 1
         worker.tasksDone += 1
         job.workersUsed.insert(worker.name)
         job.assembler?.add(task, result: Tensor(Shape(c: Int(r.classes), h: Int(r.height), w: Int(r.width)), values: r.values))
-        if configuration.storeDirectory != nil {
-            do {
-                try r.values.withUnsafeBytes { try DurableFile.write($0, to: "\(job.directory)/tiles/\(index).f32") }
-            } catch {
-                logger.error("cannot store a tile", metadata: ["job": "\(job.id)", "error": "\(error)"])
+        if persistent {
+            let tile = TileFile(index: index, task: task, classes: Int(r.classes), height: Int(r.height),
+                                width: Int(r.width), values: r.values)
+            let (store, logger, id) = (store, logger, job.id)
+            storeQueue.async {
+                do {
+                    try store.writeTile(tile, job: id)
+                } catch {
+                    logger.error("cannot store a tile (it will be recomputed after a restart)",
+                                 metadata: ["job": "\(id)", "task": "\(index)", "error": "\(error)"])
+                }
             }
         }
         if job.done == job.tasks.count { finish(job) }
@@ -290,33 +346,45 @@ public final class CoordinatorService: @unchecked Sendable {
             return
         }
         let index = Int(f.taskID)
-        guard case .running(let owner, _) = job.states[index], owner == worker.id, job.isActive else { return }
-        job.running -= 1
         logger.warning("task failed on a worker", metadata: ["worker": "\(worker.name)", "job": "\(job.id)",
                                                              "task": "\(index)", "error": "\(f.message)"])
-        fail(job, index, "\(worker.name): \(f.message)")
+        attemptFailed(job, index, worker, "\(worker.name): \(f.message)")
     }
 
-    /// Records a failed attempt: requeue, or fail the job after 3 failures.
-    private func fail(_ job: CoordinatorJob, _ index: Int, _ message: String) {
+    /// Records a failed attempt: the job fails after 3 failures of the task; else the
+    /// task is requeued unless another copy of it still runs.
+    private func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
+        guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         if job.failures[index]!.count >= 3 {
             abort(job, state: .failed, message: "task \(index) failed 3 times: "
                   + job.failures[index]!.joined(separator: "; "))
-        } else {
+        }
+    }
+
+    /// Removes `worker`'s attempt at task `index`; with no copy left the task is
+    /// queued again. Returns nil if the worker had no attempt running, else how many
+    /// copies still run.
+    @discardableResult
+    private func removeAttempt(_ job: CoordinatorJob, _ index: Int, _ worker: RoutingID) -> Int? {
+        guard case .running(var attempts) = job.states[index], attempts.contains(where: { $0.worker == worker }) else {
+            return nil
+        }
+        attempts.removeAll { $0.worker == worker }
+        if attempts.isEmpty {
+            job.running -= 1
             job.states[index] = .pending
             job.pending.append(index)
+        } else {
+            job.states[index] = .running(attempts)
         }
+        return attempts.count
     }
 
     private func requeue(_ ref: Wire.TaskRef, from worker: Worker) {
         worker.inFlight.remove(ref)
         guard let job = jobs[ref.jobID], job.isActive else { return }
-        let index = Int(ref.taskID)
-        guard case .running(let owner, _) = job.states[index], owner == worker.id else { return }
-        job.running -= 1
-        job.states[index] = .pending
-        job.pending.append(index)
+        removeAttempt(job, Int(ref.taskID), worker.id)
     }
 
     private func retire(_ worker: Worker, reason: String) {
@@ -350,44 +418,100 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    /// Gives each worker tasks up to its credit, taking jobs in turn.
+    /// Gives each worker tasks up to its credit: first a copy of an overdue task that
+    /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
     private func dispatch(_ socket: borrowing ZMQSocket) {
-        let active = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
-        guard !active.isEmpty else { return }
+        let now = monotonicSeconds()
+        var overdue: [Overdue] = []
+        if now - lastStragglerScan >= 0.1 {
+            lastStragglerScan = now
+            overdue = overdueTasks(now)
+        }
+        guard !overdue.isEmpty || jobs.values.contains(where: { $0.isActive && !$0.pending.isEmpty }) else { return }
         var turn = rotation
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             while w.inFlight.count < configuration.credit {
+                if let k = overdue.firstIndex(where: { $0.holder != w.id }) {
+                    let late = overdue.remove(at: k)
+                    guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
+                          attempts.count == 1 else { continue }
+                    guard send(late.job, late.index, to: w, socket) else { break }
+                    late.job.copiesSent += 1
+                    logger.warning("straggler: task overdue, a copy sent to another worker", metadata: [
+                        "job": "\(late.job.id)", "task": "\(late.index)",
+                        "worker": "\(workers[late.holder]?.name ?? "?")", "copy-to": "\(w.name)",
+                        "running": "\(String(format: "%.2f", now - attempts[0].since))s",
+                        "deadline": "\(String(format: "%.2f", late.deadline))s"])
+                    continue
+                }
                 let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
-                if candidates.isEmpty { return }
+                if candidates.isEmpty { break }
                 let job = candidates[turn % candidates.count]
                 turn += 1
                 let index = job.pending.removeLast()
-                let attempt = (job.attempts[index] ?? 0) + 1
-                guard let spec = job.spec(index, attempt: attempt) else {
-                    abort(job, state: .failed, message: "task \(index) cannot be expressed on the wire")
-                    continue
-                }
-                do {
-                    try socket.send(.task(spec), to: w.id, flags: .dontWait)
-                } catch {
+                guard send(job, index, to: w, socket) else {
                     job.pending.append(index)
-                    if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
                     break
                 }
-                w.lastSent = monotonicSeconds()
-                job.attempts[index] = attempt
-                job.states[index] = .running(worker: w.id, attempt: attempt)
-                job.running += 1
-                w.inFlight.insert(spec.ref)
             }
         }
         rotation = turn
     }
 
+    struct Overdue {
+        let job: CoordinatorJob
+        let index: Int
+        let holder: RoutingID
+        let deadline: Double
+    }
+
+    /// Running tasks with a single copy that have run past their job's deadline, most overdue first.
+    private func overdueTasks(_ now: Double) -> [Overdue] {
+        var out: [(Overdue, Double)] = []
+        for id in jobOrder {
+            guard let job = jobs[id], job.isActive, job.running > 0, let limit = job.taskDeadline else { continue }
+            for (index, state) in job.states.enumerated() {
+                if case .running(let a) = state, a.count == 1, now - a[0].since > limit {
+                    out.append((Overdue(job: job, index: index, holder: a[0].worker, deadline: limit),
+                                now - a[0].since - limit))
+                }
+            }
+        }
+        return out.sorted { $0.1 > $1.1 }.map(\.0)
+    }
+
+    /// Sends task `index` of `job` to `w` as a new attempt. False if the send failed
+    /// (the task is not dispatched; an unreachable worker is retired).
+    private func send(_ job: CoordinatorJob, _ index: Int, to w: Worker, _ socket: borrowing ZMQSocket) -> Bool {
+        let attempt = (job.attempts[index] ?? 0) + 1
+        guard let spec = job.spec(index, attempt: attempt) else {
+            abort(job, state: .failed, message: "task \(index) cannot be expressed on the wire")
+            return true
+        }
+        do {
+            try socket.send(.task(spec), to: w.id, flags: .dontWait)
+        } catch {
+            if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
+            return false
+        }
+        let now = monotonicSeconds()
+        w.lastSent = now
+        job.attempts[index] = attempt
+        let a = CoordinatorJob.Attempt(worker: w.id, number: attempt, since: now)
+        if case .running(let others) = job.states[index] {
+            job.states[index] = .running(others + [a])
+        } else {
+            job.states[index] = .running([a])
+            job.running += 1
+        }
+        w.inFlight.insert(spec.ref)
+        return true
+    }
+
     // MARK: Jobs
 
-    private func finish(_ job: CoordinatorJob) {
+    func finish(_ job: CoordinatorJob) {
         guard let assembler = job.assembler, let image = job.image else { return }
         job.assembler = nil
         let options: OutputOptions
@@ -423,11 +547,32 @@ public final class CoordinatorService: @unchecked Sendable {
                 job.state = .done
                 logger.info("job finished", metadata: [
                     "job": "\(id)", "seconds": "\(String(format: "%.2f", job.finished! - job.started))",
-                    "tasks": "\(job.tasks.count)", "workers": "\(job.workersUsed.count)", "files": "\(files.count)"])
+                    "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
+                    "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
+                    "workers": "\(job.workersUsed.count)", "files": "\(files.count)"])
             case .failure(let error):
                 job.state = .failed
                 job.message = "writing the outputs failed: \(error)"
                 logger.error("job failed", metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+            persistEnding(job)
+        }
+    }
+
+    /// Records in the store how the job ended (so a restart does not resume it) and
+    /// drops its tiles, which the outputs now hold. Queued after the job's tile writes.
+    func persistEnding(_ job: CoordinatorJob) {
+        guard persistent else { return }
+        let ending = JobEnding(state: job.state, message: job.message, tasks: job.tasks.count,
+                               files: job.outputFiles.map { ($0 as NSString).lastPathComponent })
+        let (store, logger, id) = (store, logger, job.id)
+        storeQueue.async {
+            do {
+                try store.writeEnding(ending, id)
+                try? FileManager.default.removeItem(atPath: store.tilesDirectory(id))
+            } catch {
+                logger.error("cannot record the job's end in the store (a restart will redo it)",
+                             metadata: ["job": "\(id)", "error": "\(error)"])
             }
         }
     }
@@ -447,6 +592,7 @@ public final class CoordinatorService: @unchecked Sendable {
         } else {
             logger.info("job cancelled", metadata: ["job": "\(job.id)"])
         }
+        persistEnding(job)
     }
 
     // MARK: Clients
@@ -459,7 +605,12 @@ public final class CoordinatorService: @unchecked Sendable {
             rejects.warning("malformed-client", "rejected a malformed client message",
                             metadata: ["peer": "\(peer)", "reason": "\(error)"])
             reply = .error(message: "malformed message: \(error)")
-        case .success(.submit(let spec)):
+        case .success(.submit):
+            if draining {
+                reply = .error(message: "the coordinator is shutting down: submit again once it is back")
+                break
+            }
+            guard case .success(.submit(let spec)) = envelope.message else { return }
             do {
                 reply = .submitted(jobID: try createJob(spec))
             } catch {
@@ -469,6 +620,7 @@ public final class CoordinatorService: @unchecked Sendable {
         case .success(.statusRequest(let id)):
             if let id {
                 reply = jobs[id].map { .status($0.status(workers: workers.count)) }
+                    ?? archived[id].map { .status($0.status(workers: workers.count)) }
                     ?? .status(Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
             } else {
                 let active = jobs.values.filter(\.isActive)
@@ -485,6 +637,8 @@ public final class CoordinatorService: @unchecked Sendable {
             if let job = jobs[id] {
                 abort(job, state: .cancelled, message: "cancelled by a client")
                 reply = .status(job.status(workers: workers.count))
+            } else if let old = archived[id] {
+                reply = .status(old.status(workers: workers.count))
             } else {
                 reply = .error(message: "no job \(id)")
             }
@@ -502,9 +656,17 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     private func fetch(_ req: Wire.FetchRequest) -> WireMessage {
-        guard let job = jobs[req.jobID] else { return .error(message: "no job \(req.jobID)") }
-        guard job.state == .done else { return .error(message: "job \(req.jobID) is \(job.state), not done") }
-        guard let path = job.outputFiles.first(where: { ($0 as NSString).lastPathComponent == req.fileName }),
+        let state: Wire.JobState
+        let files: [String]
+        if let job = jobs[req.jobID] {
+            (state, files) = (job.state, job.outputFiles)
+        } else if let old = archived[req.jobID] {
+            (state, files) = (old.state, old.outputFiles)
+        } else {
+            return .error(message: "no job \(req.jobID)")
+        }
+        guard state == .done else { return .error(message: "job \(req.jobID) is \(state), not done") }
+        guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }),
               let handle = FileHandle(forReadingAtPath: path) else {
             return .error(message: "job \(req.jobID) has no output \(req.fileName)")
         }
@@ -522,7 +684,8 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    /// Stores the job's files, loads its model and image, plans its tasks.
+    /// Stores the job's files (durably, with a persistent store: the job exists once
+    /// `submitted` is sent), loads its model and image, plans its tasks.
     private func createJob(_ spec: Wire.JobSpec) throws -> UInt64 {
         let options = try JobOptions(encoded: spec.outputOptions)
         if options.outputDirectory != nil && !configuration.allowLocalPaths {
@@ -530,8 +693,12 @@ public final class CoordinatorService: @unchecked Sendable {
         }
         let id = nextJobID
         nextJobID += 1
-        let dir = "\(storeRoot)/jobs/\(id)"
-        try FileManager.default.createDirectory(atPath: dir + "/tiles", withIntermediateDirectories: true)
+        let dir = store.directory(id)
+        if persistent {
+            try DurableFile.createDirectory(store.tilesDirectory(id))
+        } else {
+            try FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
+        }
         do {
             return try createJob(spec, options: options, id: id, directory: dir)
         } catch {
@@ -561,8 +728,9 @@ public final class CoordinatorService: @unchecked Sendable {
         let bundle = ModelBundle(prototxt: proto?.bytes ?? [], weights: weights?.bytes ?? [])
         let imagePath: String
         let stem: String
+        var imageCheck: (crc: UInt32, bytes: Int) = (0, 0)
         switch spec.image {
-        case .path(let path) where configuration.allowLocalPaths && configuration.storeDirectory == nil:
+        case .path(let path) where configuration.allowLocalPaths && !persistent:
             imagePath = path
             stem = OutputOptions.stem(forInput: path)
         default:
@@ -570,13 +738,35 @@ public final class CoordinatorService: @unchecked Sendable {
             imagePath = dir + "/image.png"
             try DurableFile.write(image.bytes, to: imagePath)
             stem = OutputOptions.stem(forInput: image.name)
+            imageCheck = (CRC32.checksum(image.bytes), image.bytes.count)
         }
-        if configuration.storeDirectory != nil {
+        if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
-            let text = "mode=\(spec.mode.name)\ntile=\(spec.tileSize)\nstem=\(stem)\noptions=\(spec.outputOptions)\n"
-            try DurableFile.write(Array(text.utf8), to: dir + "/job.txt")
         }
+        let job = try makeJob(id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
+                              preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
+        if persistent {
+            // Last: a whole entry is one with a record.
+            try store.writeRecord(JobRecord(mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
+                                            options: spec.outputOptions, preprocessing: spec.preprocessing,
+                                            modelDigest: bundle.digest.hex, imageCRC32: imageCheck.crc,
+                                            imageBytes: imageCheck.bytes), id)
+        }
+        register(job)
+        logger.info("job started", metadata: ["job": "\(id)", "image": "\(stem)",
+                                              "size": "\(job.imageSize.w)×\(job.imageSize.h)",
+                                              "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
+                                              "tasks": "\(job.tasks.count)", "model": "\(bundle.digest.hex.prefix(12))"])
+        if job.tasks.isEmpty { finish(job) }
+        return id
+    }
+
+    /// Builds (or reuses) the engine, reads the image and plans the tasks: a new job,
+    /// or one read back from the store.
+    func makeJob(id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
+                 preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
+                 stem: String) throws -> CoordinatorJob {
         let key = bundle.digest.hex + options.engine.encoded.map { String($0) }.joined(separator: ".")
         let engine: MapEngine
         if let cached = engines[key] {
@@ -587,25 +777,23 @@ public final class CoordinatorService: @unchecked Sendable {
             engines[key] = engine
         }
         let image = try PNGReader.read(path: imagePath)
-        let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
+        let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: engine.fcn.inputChannels)
         _ = try ChannelMapping.resolve(imageChannels: image.channels, netChannels: engine.fcn.inputChannels,
                                        order: pre.channelOrder)
-        let mode = TaskCodec.mode(spec.mode)
-        let tasks = TilePlan.tasks(mode: mode, image: Size2(image.height, image.width), tile: Int(spec.tileSize),
+        let mode = TaskCodec.mode(wireMode)
+        let tasks = TilePlan.tasks(mode: mode, image: Size2(image.height, image.width), tile: tile,
                                    geometry: engine.tasks)
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tasks.first(where: { let r = engine.tasks.inputRect($0); return r.height * r.width > limit }) {
-            throw ClusterError("tile \(spec.tileSize) is too large: task \(big) needs more than \(limit) input pixels")
+            throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
         }
-        let job = CoordinatorJob(id: id, options: options, mode: mode, tile: Int(spec.tileSize), model: bundle,
-                                 engine: engine, preprocessing: TaskCodec.preprocessing(pre), image: image, stem: stem,
-                                 directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
-        jobs[id] = job
-        jobOrder.append(id)
-        logger.info("job started", metadata: ["job": "\(id)", "image": "\(stem)", "size": "\(image.width)×\(image.height)",
-                                              "mode": "\(mode.rawValue)", "tile": "\(spec.tileSize)",
-                                              "tasks": "\(tasks.count)", "model": "\(bundle.digest.hex.prefix(12))"])
-        if tasks.isEmpty { finish(job) }
-        return id
+        return CoordinatorJob(id: id, options: options, mode: mode, tile: tile, model: bundle,
+                              engine: engine, preprocessing: TaskCodec.preprocessing(pre), image: image, stem: stem,
+                              directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
+    }
+
+    func register(_ job: CoordinatorJob) {
+        jobs[job.id] = job
+        jobOrder.append(job.id)
     }
 }

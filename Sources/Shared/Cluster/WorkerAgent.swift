@@ -16,6 +16,8 @@ public final class WorkerAgent: @unchecked Sendable {
         /// Engine threads per task.
         public var threads: Int
         public var heartbeat = Heartbeat()
+        /// Test hook: sleep this long before each task (a slow worker, a job that lasts).
+        public var taskDelayMilliseconds = 0
         public init(coordinator: String, name: String, threads: Int) {
             self.coordinator = coordinator
             self.name = name
@@ -259,6 +261,7 @@ public final class WorkerAgent: @unchecked Sendable {
             computing = spec.ref
             lock.unlock()
 
+            if configuration.taskDelayMilliseconds > 0 { usleep(UInt32(configuration.taskDelayMilliseconds) * 1000) }
             let outcome: Outcome
             do {
                 outcome = .result(try compute(spec, bundle, engines: &engines))
