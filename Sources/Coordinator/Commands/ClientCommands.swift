@@ -6,6 +6,8 @@ import Shared
 struct CoordinatorOption: ParsableArguments {
     @Option(help: ArgumentHelp("The coordinator's client endpoint.", valueName: "endpoint"))
     var coordinator = "tcp://127.0.0.1:5556"
+    @Option(help: "Seconds to keep retrying while the coordinator does not answer (a restart).")
+    var reconnectTimeout = 60.0
 }
 
 /// `tessera-coordinator submit`: uploads model files and images as jobs.
@@ -35,7 +37,8 @@ struct Submit: ParsableCommand {
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: context)
+        let client = try ClusterClient(endpoint: endpoint.coordinator, context: context,
+                                       reconnectTimeout: endpoint.reconnectTimeout)
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
             let header = try PNGReader.header(path: path)
@@ -49,7 +52,7 @@ struct Submit: ParsableCommand {
                 prototxt: .inline(name: "deploy.prototxt", bytes: bundle.prototxt),
                 weights: .inline(name: "weights.caffemodel", bytes: bundle.weights),
                 image: .inline(name: name, bytes: [UInt8](bytes)))
-            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300) else {
+            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300, isIdempotent: false) else {
                 throw ClusterError("unexpected reply to submit")
             }
             print("job \(id) \(path)")
@@ -73,7 +76,8 @@ struct Status: ParsableCommand {
     @Argument(help: "Job id (default: the whole cluster).") var job: UInt64?
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext())
+        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
+                                       reconnectTimeout: endpoint.reconnectTimeout)
         let s = try client.status(job)
         print(Self.describe(s))
     }
@@ -98,7 +102,8 @@ struct Cancel: ParsableCommand {
     @Argument(help: "Job id.") var job: UInt64
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext())
+        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
+                                       reconnectTimeout: endpoint.reconnectTimeout)
         guard case .status(let s) = try client.request(.cancel(jobID: job)) else {
             throw ClusterError("unexpected reply to cancel")
         }
@@ -114,7 +119,8 @@ struct Fetch: ParsableCommand {
     @Option(help: "Folder for the outputs.") var out: String
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext())
+        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
+                                       reconnectTimeout: endpoint.reconnectTimeout)
         let s = try client.status(job)
         guard s.state == .done else { throw ClusterError("job \(job) is \(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")") }
         for path in try client.fetchOutputs(job: job, files: s.outputFiles, into: out) { print(path) }

@@ -4,38 +4,87 @@ import Logging
 import Shared
 
 /// A client of a coordinator's client endpoint: one request, one reply, in order.
+///
+/// Survives a coordinator restart (the zguide's Lazy Pirate): a request that gets no
+/// answer is sent again on a fresh socket (so no stale reply can be mistaken for the
+/// new one, and libzmq's reconnect backoff starts over) until `reconnectTimeout`
+/// seconds have passed without an answer. Only idempotent requests are resent after
+/// they left; a submission is resent only if it never left (no connection).
 final class ClusterClient {
     let endpoint: String
+    let reconnectTimeout: Double
+    private let context: ZMQContext
     private var socket: ZMQSocket
+    private let logger = Logger(label: "tessera.client")
 
-    init(endpoint: String, context: ZMQContext) throws {
+    init(endpoint: String, context: ZMQContext, reconnectTimeout: Double = 60) throws {
         self.endpoint = endpoint
-        socket = try ZMQSocket(context, type: .dealer)
-        try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
-        try socket.set(.sendTimeout, 10_000)
-        try socket.connect(endpoint)
+        self.context = context
+        self.reconnectTimeout = reconnectTimeout
+        socket = try Self.connect(endpoint, context)
     }
 
-    /// Sends `message` and waits up to `timeout` seconds for the reply; an `.error` reply throws.
-    func request(_ message: WireMessage, timeout: Double = 60) throws -> WireMessage {
-        do {
-            try socket.send(message)
-        } catch ZMQError.again {
-            throw ClusterError("no coordinator answers at \(endpoint)")
-        }
+    private static func connect(_ endpoint: String, _ context: ZMQContext) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, type: .dealer)
+        try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        // IMMEDIATE: a send with no live connection waits this long, then fails (never left).
+        try socket.set(.sendTimeout, 1_000)
+        try socket.connect(endpoint)
+        return socket
+    }
+
+    /// Sends `message` and waits for the reply; an `.error` reply throws. A request
+    /// that `isIdempotent` (status, fetch, cancel) is resent on a fresh socket when
+    /// no reply comes within `attemptTimeout` s; one that is not (submit) waits
+    /// `timeout` s for its reply. Either way the client keeps trying for
+    /// `reconnectTimeout` s while the coordinator is unreachable.
+    func request(_ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
+                 attemptTimeout: Double = 3) throws -> WireMessage {
         var limits = WireLimits()
         limits.maxTotalBytes = 1 << 30
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            guard try socket.waitForMessage(timeoutMilliseconds: 200) else { continue }
-            guard let envelope = try socket.receiveWire(limits: limits, dontWait: true) else { continue }
-            switch envelope.message {
-            case .success(.error(let text)): throw ClusterError(text)
-            case .success(let reply): return reply
-            case .failure(let e): throw ClusterError("malformed reply from the coordinator: \(e)")
+        var outageSince: Date?
+        while true {
+            var sent = false
+            do {
+                try socket.send(message)
+                sent = true
+            } catch ZMQError.again {
+                // Not connected: the message never left, so it can be sent again.
             }
+            if sent {
+                let wait = isIdempotent ? min(timeout, attemptTimeout) : timeout
+                let deadline = Date().addingTimeInterval(wait)
+                while Date() < deadline {
+                    guard try socket.waitForMessage(timeoutMilliseconds: 200) else { continue }
+                    guard let envelope = try socket.receiveWire(limits: limits, dontWait: true) else { continue }
+                    if outageSince != nil {
+                        logger.notice("the coordinator answers again", metadata: ["coordinator": "\(endpoint)"])
+                    }
+                    switch envelope.message {
+                    case .success(.error(let text)): throw ClusterError(text)
+                    case .success(let reply): return reply
+                    case .failure(let e): throw ClusterError("malformed reply from the coordinator: \(e)")
+                    }
+                }
+                if !isIdempotent {
+                    throw ClusterError("the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
+                                       + "(the request may or may not have been carried out)")
+                }
+            }
+            let since = outageSince ?? Date()
+            if outageSince == nil {
+                outageSince = since
+                logger.warning("no answer from the coordinator: retrying (it may be restarting)",
+                               metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
+            }
+            guard Date().timeIntervalSince(since) < reconnectTimeout else {
+                throw ClusterError("no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
+                                   + "(is it running? --reconnect-timeout sets how long to wait)")
+            }
+            // A fresh socket: no late reply to the lost request can arrive on it.
+            socket = try Self.connect(endpoint, context)
+            usleep(250_000)
         }
-        throw ClusterError("the coordinator at \(endpoint) did not answer within \(Int(timeout)) s")
     }
 
     func status(_ job: UInt64?) throws -> Wire.JobStatus {
