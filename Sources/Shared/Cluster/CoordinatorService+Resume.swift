@@ -116,9 +116,15 @@ extension CoordinatorService {
                 guard index < job.tasks.count else {
                     throw TileFile.Unusable("task \(index) does not exist: the job has \(job.tasks.count) tasks")
                 }
-                guard let data = FileManager.default.contents(atPath: path) else { throw TileFile.Unusable("unreadable") }
                 let task = job.tasks[index]
                 let size = job.engine.tasks.outputSize(task)
+                // The size first: a replaced, oversized file is refused without reading it.
+                let expected = TileFile.headerBytes + job.engine.classes * size.h * size.w * 4 + 4
+                let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+                guard bytes == expected else {
+                    throw TileFile.Unusable("\(bytes) bytes, expected \(expected) (truncated or not a tile of this job)")
+                }
+                guard let data = FileManager.default.contents(atPath: path) else { throw TileFile.Unusable("unreadable") }
                 let values = try TileFile.decode([UInt8](data), index: index, task: task, classes: job.engine.classes,
                                                  height: size.h, width: size.w)
                 job.assembler?.add(task, result: Tensor(Shape(c: job.engine.classes, h: size.h, w: size.w), values: values))

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import Shared
@@ -98,5 +99,41 @@ struct StoreFormatTests {
         #expect(p.deadline(samples: [0.1, 0.2]) == nil)
         #expect(p.deadline(samples: [0.1, 0.2, 0.3]) == 1)
         #expect(p.deadline(samples: [2, 1, 3, 100, 2]) == 6)
+    }
+}
+
+@Suite("Job store: damaged entries at start")
+struct DamagedStoreTests {
+    @Test("A damaged job entry fails that job with the file and reason; an interrupted one is skipped; the coordinator serves on")
+    func damagedEntries() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-damaged-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = JobStore(root: root)
+        try DurableFile.createDirectory(store.tilesDirectory(5))
+        try DurableFile.write(Array("format=2\nmode=dense\ntile=abc\n".utf8), to: store.directory(5) + "/job.txt")
+        try DurableFile.createDirectory(store.tilesDirectory(6))  // no job.txt: submission interrupted
+        try DurableFile.createDirectory(store.directory(8))
+        try DurableFile.write(Array("format=1\nmode=dense\n".utf8), to: store.directory(8) + "/job.txt")
+        let context = try ZMQContext()
+        let id = UUID().uuidString
+        let service = CoordinatorService(
+            context: context,
+            configuration: .init(workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+            logger: Logger(label: "test.store"))
+        _ = try service.start()
+        defer { service.stop() }
+        let client = try TestClient(context, "inproc://c-\(id)")
+        let five = try client.status(5)
+        #expect(five.state == .failed)
+        #expect(five.message.contains("job.txt") && five.message.contains("tile=abc"), "\(five.message)")
+        #expect(try client.status(6).state == .unknown)
+        let eight = try client.status(8)
+        #expect(eight.state == .failed && eight.message.contains("another version"), "\(eight.message)")
+        // New ids continue after the highest one in the store.
+        guard case .error(let text) = try client.request(.fetchRequest(Wire.FetchRequest(jobID: 9, fileName: "x"))) else {
+            Issue.record("fetch of an unknown job should fail")
+            return
+        }
+        #expect(text.contains("no job 9"))
     }
 }
