@@ -55,6 +55,9 @@ enum DurableFile {
             d = (d as NSString).deletingLastPathComponent
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        for m in missing.reversed() { try syncDirectory((m as NSString).deletingLastPathComponent) }
+        for m in missing.reversed() {
+            let parent = (m as NSString).deletingLastPathComponent
+            try syncDirectory(parent.isEmpty ? "." : parent)  // a relative path's first folder lives in "."
+        }
     }
 }
