@@ -28,6 +28,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var credit = 2
         /// Largest message accepted on the client endpoint (uploads travel in one message).
         public var maxClientMessageBytes = 1 << 30
+        /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
+        public var curve: CurveServerSecurity?
 
         public init(workerEndpoint: String, clientEndpoint: String, storeDirectory: String? = nil) {
             self.workerEndpoint = workerEndpoint
@@ -95,11 +97,15 @@ public final class CoordinatorService: @unchecked Sendable {
         let box = Box()
         let thread = Thread { [self] in
             do {
+                let zap = try startAuthentication()
+                defer { zap.stop() }
                 let workerSocket = try ZMQSocket(context, type: .router)
                 try workerSocket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+                try secure(workerSocket)
                 try workerSocket.bind(configuration.workerEndpoint)
                 let clientSocket = try ZMQSocket(context, type: .router)
                 try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
+                try secure(clientSocket)
                 try clientSocket.bind(configuration.clientEndpoint)
                 try prepareStore()
                 box.outcome = .success((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))

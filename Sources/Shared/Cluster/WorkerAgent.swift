@@ -18,6 +18,8 @@ public final class WorkerAgent: @unchecked Sendable {
         public var heartbeat = Heartbeat()
         /// Test hook: sleep this long before each task (a slow worker, a job that lasts).
         public var taskDelayMilliseconds = 0
+        /// CURVE keys (`WorkerAgent+Security`); nil: plain connection.
+        public var curve: CurveClientSecurity?
         public init(coordinator: String, name: String, threads: Int) {
             self.coordinator = coordinator
             self.name = name
@@ -68,6 +70,7 @@ public final class WorkerAgent: @unchecked Sendable {
     /// Serves until `stop()`.
     public func run() throws {
         let wake = try ZMQSocket(context, type: .pair)
+        try wake.set(.maxMessageSize, 1024)
         try wake.bind(wakeEndpoint)
         let compute = Thread { [self] in computeLoop() }
         compute.name = "tessera-compute"
@@ -91,6 +94,8 @@ public final class WorkerAgent: @unchecked Sendable {
     private func session(_ wake: borrowing ZMQSocket) throws -> Bool {
         let socket = try ZMQSocket(context, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        try secure(socket)
+        var handshakes = try HandshakeWatch(socket, context: context, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
         lock.lock()
         generation += 1
@@ -129,6 +134,7 @@ public final class WorkerAgent: @unchecked Sendable {
                 helloSent = trySend(hello)
                 if !helloSent {
                     // Not connected yet: nothing else may go out before the hello.
+                    handshakes.check(logger)
                     usleep(10_000)
                     if monotonicSeconds() - lastHeard > hb.deadline { return false }
                     continue
@@ -240,6 +246,7 @@ public final class WorkerAgent: @unchecked Sendable {
     private func computeLoop() {
         do {
             let wake = try ZMQSocket(context, type: .pair)
+            try wake.set(.maxMessageSize, 1024)
             try wake.connect(wakeEndpoint)
             computeLoop(wake)
         } catch {

@@ -147,6 +147,8 @@ public final class ZAPHandler: @unchecked Sendable {
     private static func bindSocket(_ context: ZMQContext) throws -> ZMQSocket {
         let socket = try ZMQSocket(context, type: .rep)
         try socket.set(.linger, 0)
+        // inproc ignores it, but every Tessera socket carries a size limit.
+        try socket.set(.maxMessageSize, Int64(64 * 1024))
         try socket.bind(endpoint)
         return socket
     }

@@ -86,10 +86,13 @@ public enum ZMQCurve {
         return ZMQCurveKeyPair(publicKey: key(publicText), secretKey: key(secretText))
     }
 
-    /// Writes `NAME.pub` (mode 0644) and `NAME.key` (mode 0600) into `directory`,
-    /// refusing to overwrite existing files. Returns the two paths.
+    /// Writes `NAME.pub` (mode 0644) and `NAME.key` (mode 0600) into `directory`.
+    /// Unless `replace`, an existing file of either name is an error and nothing is
+    /// written; with `replace`, each file is written aside and renamed over the old one.
+    /// Returns the two paths.
     @discardableResult
-    public static func writeKeyFiles(_ pair: ZMQCurveKeyPair, name: String, directory: String) throws
+    public static func writeKeyFiles(_ pair: ZMQCurveKeyPair, name: String, directory: String,
+                                     replace: Bool = false) throws
         -> (publicPath: String, secretPath: String)
     {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
@@ -100,8 +103,25 @@ public enum ZMQCurve {
         let publicText = "# Tessera CURVE public key '\(name)'\npublic-key = \"\(pair.publicKey.z85)\"\n"
         let secretText = "# Tessera CURVE secret key '\(name)': keep private\n"
             + "public-key = \"\(pair.publicKey.z85)\"\nsecret-key = \"\(pair.secretKey.z85)\"\n"
-        try createFile(secretPath, contents: secretText, mode: 0o600)
-        try createFile(publicPath, contents: publicText, mode: 0o644)
+        if !replace {
+            for path in [secretPath, publicPath] where access(path, F_OK) == 0 {
+                throw ZMQKeyFileError(path: path, reason: "already exists")
+            }
+        }
+        for (path, text, mode) in [(secretPath, secretText, mode_t(0o600)), (publicPath, publicText, mode_t(0o644))] {
+            if replace {
+                let temp = "\(path).tmp-\(getpid())"
+                unlink(temp)
+                try createFile(temp, contents: text, mode: mode)
+                guard rename(temp, path) == 0 else {
+                    let reason = String(cString: strerror(errno))
+                    unlink(temp)
+                    throw ZMQKeyFileError(path: path, reason: reason)
+                }
+            } else {
+                try createFile(path, contents: text, mode: mode)
+            }
+        }
         return (publicPath, secretPath)
     }
 

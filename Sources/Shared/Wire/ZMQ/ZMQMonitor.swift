@@ -100,10 +100,12 @@ extension ZMQSocket {
     /// Starts monitoring `events` on this socket and returns the monitor. Events that
     /// happen before this call are not reported.
     public func monitor(events: ZMQSocketEvent = .all, context: ZMQContext) throws -> ZMQMonitor {
-        let endpoint = "inproc://tessera-monitor-\(UInt(bitPattern: handle))"
+        // Unique even when a closed socket's address is reused before its monitor is gone.
+        let endpoint = "inproc://tessera-monitor-\(UInt(bitPattern: handle))-\(UInt64.random(in: 0...UInt64.max))"
         try ZMQCall.check { zmq_socket_monitor(handle, endpoint, CInt(events.rawValue)) }
         let pair = try ZMQSocket(context, type: .pair)
         try pair.set(.linger, 0)
+        try pair.set(.maxMessageSize, Int64(4096))
         try pair.connect(endpoint)
         return ZMQMonitor(socket: pair)
     }

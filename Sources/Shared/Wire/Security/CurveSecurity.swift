@@ -1,0 +1,116 @@
+import Foundation
+
+/// What a CURVE server (the coordinator) needs: its own key pair and the folder of
+/// public keys allowed in (one `NAME.pub` per worker or user; the name becomes the
+/// connection's User-Id). The coordinator's own public key is always allowed, so a
+/// health check can use the coordinator's key file as a client key.
+public struct CurveServerSecurity: Sendable, Equatable {
+    public var keyPair: ZMQCurveKeyPair
+    public var authorizedKeysDirectory: String
+
+    public init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String) {
+        self.keyPair = keyPair
+        self.authorizedKeysDirectory = authorizedKeysDirectory
+    }
+}
+
+/// What a CURVE client (worker or user) needs: its own key pair and the server's public key.
+public struct CurveClientSecurity: Sendable, Equatable {
+    public var keyPair: ZMQCurveKeyPair
+    public var serverKey: ZMQCurveKey
+
+    public init(keyPair: ZMQCurveKeyPair, serverKey: ZMQCurveKey) {
+        self.keyPair = keyPair
+        self.serverKey = serverKey
+    }
+}
+
+extension CurveClientSecurity {
+    /// Reads the client's key pair (`NAME.key`) and the server's public key (`.pub`,
+    /// or the server's `.key`, whose public half is used). Errors name the file.
+    public static func load(secretKeyFile: String, serverKeyFile: String) throws -> CurveClientSecurity {
+        try CurveClientSecurity(keyPair: CurveKeyFiles.readSecret(secretKeyFile),
+                                serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
+    }
+}
+
+extension CurveServerSecurity {
+    /// Reads the server's key pair and checks that the authorized-keys folder exists
+    /// and lists at least one valid key (an empty folder would lock everyone out).
+    public static func load(secretKeyFile: String, authorizedKeysDirectory: String) throws -> CurveServerSecurity {
+        let pair = try CurveKeyFiles.readSecret(secretKeyFile)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),
+              isDirectory.boolValue
+        else { throw ZMQKeyFileError(path: authorizedKeysDirectory, reason: "not a folder (authorized public keys)") }
+        let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedKeysDirectory)
+        guard !keys.isEmpty else {
+            throw ZMQKeyFileError(path: authorizedKeysDirectory,
+                                  reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
+        }
+        return CurveServerSecurity(keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory)
+    }
+}
+
+/// Key-file checks shared by servers and clients.
+enum CurveKeyFiles {
+    /// Reads a `.key` file, refusing one that other users can read or write.
+    static func readSecret(_ path: String) throws -> ZMQCurveKeyPair {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw ZMQKeyFileError(path: path, reason: "not a regular file") }
+        guard info.st_mode & 0o007 == 0 else {
+            throw ZMQKeyFileError(path: path, reason: String(format: "secret key file is accessible by other users (mode %o): chmod 600 it",
+                                                             info.st_mode & 0o777))
+        }
+        return try ZMQCurve.readKeyPair(path: path)
+    }
+}
+
+/// The ZAP policy of a CURVE coordinator: the keys of `directory` (re-read at most
+/// every `reloadSeconds` when a handshake arrives, so adding or deleting a `.pub`
+/// file takes effect without a restart) plus the server's own public key.
+final class AuthorizedKeysPolicy: @unchecked Sendable {
+    private let directory: String
+    private let ownKey: ZMQCurveKey
+    private let reloadSeconds: Double
+    private let lock = NSLock()
+    private var keys: [ZMQCurveKey: String] = [:]
+    private var loadedAt = -Double.infinity
+    private var reported: Set<String> = []
+    private let onSkip: @Sendable (ZMQKeyFileError) -> Void
+
+    init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
+         onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void) {
+        directory = security.authorizedKeysDirectory
+        ownKey = security.keyPair.publicKey
+        self.reloadSeconds = reloadSeconds
+        self.onSkip = onSkip
+    }
+
+    /// The current allow-list (reloaded when stale; the previous list is kept if the
+    /// folder cannot be read).
+    func current() -> [ZMQCurveKey: String] {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = monotonicSeconds()
+        if now - loadedAt >= reloadSeconds {
+            var skipped: [ZMQKeyFileError] = []
+            if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
+                fresh[ownKey] = fresh[ownKey] ?? "coordinator"
+                keys = fresh
+            }
+            // Report each broken file once, not at every reload.
+            for error in skipped where !reported.contains(error.path) { onSkip(error) }
+            reported = Set(skipped.map(\.path))
+            loadedAt = now
+        }
+        return keys
+    }
+
+    var policy: ZAPPolicy {
+        ZAPPolicy { [self] request in ZAPPolicy.allowList(current()).decide(request) }
+    }
+}
