@@ -71,10 +71,21 @@ let package = Package(
             exclude: ["Model/Caffe/caffe.proto"],
             swiftSettings: swiftSettings
         ),
+        // Command-line helpers both binaries share: options from the environment
+        // (TESSERA_…), CURVE key options.
+        .target(
+            name: "CLISupport",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/CLISupport",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Coordinator",
             dependencies: [
-                "Shared",
+                "Shared", "CLISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -84,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "Shared",
+                "Shared", "CLISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,7 +104,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["Shared", "CZeroMQ", "CLibPNG", "COpenBLAS"],
+            // The executables too: the environment-variable test parses their real commands.
+            dependencies: ["Shared", "CZeroMQ", "CLibPNG", "COpenBLAS", "CLISupport", "Coordinator", "Worker",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tests/SharedTests",
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CLISupport
 import Logging
 import Shared
 
@@ -8,7 +9,7 @@ struct TesseraWorker: ParsableCommand {
     /// Memory settings first, before any thread allocates (see `MemoryTuning`).
     static func main() {
         MemoryTuning.keepLargeBuffers()
-        main(nil)
+        main(environment: .worker)
     }
 
     static let configuration = CommandConfiguration(
@@ -19,11 +20,15 @@ struct TesseraWorker: ParsableCommand {
             it lacks (checked against their SHA-256 digest) and returns each task's map tile. It keeps \
             no job state: stop it at any time (SIGTERM returns its unfinished tasks).
 
-            Example: tessera-worker --coordinator tcp://10.0.0.5:5555 --threads 8
+            Every option can also be set by an environment variable, TESSERA_WORKER_<OPTION> (listed \
+            with it below); the command line wins.
+
+            Example: tessera-worker --coordinator tcp://10.0.0.5:5555 --threads 8 \\
+              --curve --curve-secret-key worker.key --curve-server-key coordinator.pub
             """
     )
 
-    @Option(help: ArgumentHelp("The coordinator's worker endpoint (default: $TESSERA_COORDINATOR).", valueName: "endpoint"))
+    @Option(help: ArgumentHelp("The coordinator's worker endpoint.", valueName: "endpoint"))
     var coordinator: String?
     @Option(help: "Engine threads per task (default: all cores).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -34,6 +39,7 @@ struct TesseraWorker: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Option(help: .hidden) var parentPid: Int32?
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
+    @OptionGroup var curve: CurveClientOptions
 
     func validate() throws {
         guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
@@ -46,16 +52,24 @@ struct TesseraWorker: ParsableCommand {
             for line in try SystemInfo.lines() { print(line) }
             return
         }
-        guard let endpoint = coordinator ?? ProcessInfo.processInfo.environment["TESSERA_COORDINATOR"] else {
-            throw ValidationError("give --coordinator tcp://HOST:5555")
+        guard let endpoint = coordinator else {
+            throw ValidationError("give --coordinator tcp://HOST:5555 (or TESSERA_WORKER_COORDINATOR)")
         }
         var logger = Logger(label: "tessera.worker")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let security = try curve.security()
+        if security == nil && !isLoopback(endpoint) {
+            logger.warning("""
+                CONNECTING TO \(endpoint) WITHOUT AUTHENTICATION OR ENCRYPTION: anyone on the path can read \
+                the tiles or pose as the coordinator. Use --curve on untrusted networks.
+                """)
+        }
         _ = try BLAS.get()
         var config = WorkerAgent.Configuration(
             coordinator: endpoint, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads)
         config.heartbeat.intervalMilliseconds = heartbeatMs
         config.taskDelayMilliseconds = max(0, debugTaskDelayMs)
+        config.curve = security
         let agent = try WorkerAgent(configuration: config, logger: logger)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
@@ -75,7 +89,7 @@ struct TesseraWorker: ParsableCommand {
             orphanTimer = timer
         }
         logger.info("worker starting", metadata: ["coordinator": "\(endpoint)", "threads": "\(threads)",
-                                                  "name": "\(config.name)"])
+                                                  "name": "\(config.name)", "curve": "\(security != nil)"])
         try agent.run()
         withExtendedLifetime((sources, orphanTimer)) {}
     }

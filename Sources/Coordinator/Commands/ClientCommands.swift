@@ -1,13 +1,26 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import Logging
 import Shared
 
+/// How a client command reaches the coordinator: its client endpoint and CURVE keys.
 struct CoordinatorOption: ParsableArguments {
     @Option(help: ArgumentHelp("The coordinator's client endpoint.", valueName: "endpoint"))
     var coordinator = "tcp://127.0.0.1:5556"
     @Option(help: "Seconds to keep retrying while the coordinator does not answer (a restart).")
     var reconnectTimeout = 60.0
+    @OptionGroup var curve: CurveClientOptions
+
+    /// A client connected to `--coordinator` (keys read and checked first).
+    func connect(_ context: ZMQContext) throws -> ClusterClient {
+        let security = try curve.security()
+        if security == nil && !isLoopback(coordinator) {
+            FileHandle.standardError.write(Data("warning: \(coordinator) without --curve: the connection is neither authenticated nor encrypted\n".utf8))
+        }
+        return try ClusterClient(endpoint: coordinator, curve: security, context: context,
+                                 reconnectTimeout: reconnectTimeout)
+    }
 }
 
 /// `tessera-coordinator submit`: uploads model files and images as jobs.
@@ -37,8 +50,7 @@ struct Submit: ParsableCommand {
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: context,
-                                       reconnectTimeout: endpoint.reconnectTimeout)
+        let client = try endpoint.connect(context)
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
             let header = try PNGReader.header(path: path)
@@ -76,8 +88,7 @@ struct Status: ParsableCommand {
     @Argument(help: "Job id (default: the whole cluster).") var job: UInt64?
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
-                                       reconnectTimeout: endpoint.reconnectTimeout)
+        let client = try endpoint.connect(try ZMQContext())
         let s = try client.status(job)
         print(Self.describe(s))
     }
@@ -102,8 +113,7 @@ struct Cancel: ParsableCommand {
     @Argument(help: "Job id.") var job: UInt64
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
-                                       reconnectTimeout: endpoint.reconnectTimeout)
+        let client = try endpoint.connect(try ZMQContext())
         guard case .status(let s) = try client.request(.cancel(jobID: job)) else {
             throw ClusterError("unexpected reply to cancel")
         }
@@ -119,8 +129,7 @@ struct Fetch: ParsableCommand {
     @Option(help: "Folder for the outputs.") var out: String
 
     func run() throws {
-        let client = try ClusterClient(endpoint: endpoint.coordinator, context: try ZMQContext(),
-                                       reconnectTimeout: endpoint.reconnectTimeout)
+        let client = try endpoint.connect(try ZMQContext())
         let s = try client.status(job)
         guard s.state == .done else { throw ClusterError("job \(job) is \(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")") }
         for path in try client.fetchOutputs(job: job, files: s.outputFiles, into: out) { print(path) }

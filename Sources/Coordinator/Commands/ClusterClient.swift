@@ -10,27 +10,54 @@ import Shared
 /// new one, and libzmq's reconnect backoff starts over) until `reconnectTimeout`
 /// seconds have passed without an answer. Only idempotent requests are resent after
 /// they left; a submission is resent only if it never left (no connection).
+///
+/// A refused security handshake is not an outage: a socket monitor reports it, and the
+/// request fails at once with the reason (key not authorized, CURVE required, wrong
+/// coordinator key) instead of retrying for `reconnectTimeout`.
 final class ClusterClient {
     let endpoint: String
     let reconnectTimeout: Double
     private let context: ZMQContext
+    private let curve: CurveClientSecurity?
     private var socket: ZMQSocket
+    private var monitor: ZMQMonitor
     private let logger = Logger(label: "tessera.client")
 
-    init(endpoint: String, context: ZMQContext, reconnectTimeout: Double = 60) throws {
+    init(endpoint: String, curve: CurveClientSecurity? = nil, context: ZMQContext, reconnectTimeout: Double = 60) throws {
         self.endpoint = endpoint
         self.context = context
+        self.curve = curve
         self.reconnectTimeout = reconnectTimeout
-        socket = try Self.connect(endpoint, context)
+        let fresh = try Self.makeSocket(context, curve)
+        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        try fresh.connect(endpoint)
+        socket = fresh
     }
 
-    private static func connect(_ endpoint: String, _ context: ZMQContext) throws -> ZMQSocket {
+    /// A DEALER with Tessera's options and the CURVE keys, not connected yet.
+    private static func makeSocket(_ context: ZMQContext, _ curve: CurveClientSecurity?) throws -> ZMQSocket {
         let socket = try ZMQSocket(context, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
         // IMMEDIATE: a send with no live connection waits this long, then fails (never left).
         try socket.set(.sendTimeout, 1_000)
-        try socket.connect(endpoint)
+        if let curve { try ZMQCurve.configureClient(socket, pair: curve.keyPair, serverKey: curve.serverKey) }
         return socket
+    }
+
+    /// Replaces the socket (and its monitor) with a fresh, connected one.
+    private func reconnect() throws {
+        let fresh = try Self.makeSocket(context, curve)
+        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        try fresh.connect(endpoint)
+        socket = fresh
+    }
+
+    /// Why the coordinator refused this connection's handshake, if it did.
+    private func handshakeFailure() -> String? {
+        while let event = try? monitor.next(timeoutMilliseconds: 0) {
+            if let reason = HandshakeFailure.explain(event, curve: curve != nil) { return reason }
+        }
+        return nil
     }
 
     /// Sends `message` and waits for the reply; an `.error` reply throws. A request
@@ -49,7 +76,9 @@ final class ClusterClient {
                 try socket.send(message)
                 sent = true
             } catch ZMQError.again {
-                // Not connected: the message never left, so it can be sent again.
+                // Not connected: the message never left, so it can be sent again, unless
+                // the coordinator refused the handshake (retrying cannot change that).
+                if let reason = handshakeFailure() { throw ClusterError(reason) }
             }
             if sent {
                 let wait = isIdempotent ? min(timeout, attemptTimeout) : timeout
@@ -82,7 +111,7 @@ final class ClusterClient {
                                    + "(is it running? --reconnect-timeout sets how long to wait)")
             }
             // A fresh socket: no late reply to the lost request can arrive on it.
-            socket = try Self.connect(endpoint, context)
+            try reconnect()
             usleep(250_000)
         }
     }

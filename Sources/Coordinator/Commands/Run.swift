@@ -149,6 +149,9 @@ final class LocalWorkers {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
                            "--log-level", "warning", "--parent-pid", "\(getpid())"]
+            // Only these flags configure them: TESSERA_WORKER_* meant for other workers
+            // (CURVE keys, another coordinator) must not reach the embedded ones.
+            p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_WORKER_") }
             do {
                 try p.run()
             } catch {

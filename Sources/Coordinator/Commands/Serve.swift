@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import Logging
 import Shared
@@ -8,12 +9,15 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a coordinator: workers connect to one endpoint, clients submit jobs to the other.",
         discussion: """
-            Endpoints default to loopback. Binding another interface exposes an unauthenticated \
-            service (CURVE keys are not wired in yet): do it only on a trusted network.
+            Endpoints default to loopback. To serve other machines, use --curve: every connection is \
+            encrypted and only the public keys in --authorized-keys get in (keys: `keygen`). Binding \
+            another interface without --curve exposes an unauthenticated service (a loud warning is \
+            logged): do it only on a trusted network.
 
             Example:
-              tessera-coordinator serve --worker-endpoint tcp://127.0.0.1:5555 \\
-                --client-endpoint tcp://127.0.0.1:5556 --store /var/lib/tessera
+              tessera-coordinator serve --worker-endpoint tcp://0.0.0.0:5555 \\
+                --client-endpoint tcp://0.0.0.0:5556 --store /var/lib/tessera \\
+                --curve --curve-secret-key keys/coordinator.key --authorized-keys keys/authorized
             """
     )
 
@@ -27,6 +31,7 @@ struct Serve: ParsableCommand {
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0
     @Option(help: .hidden) var readyFile: String?
+    @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
@@ -39,16 +44,18 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let logger = Logger(label: "tessera.coordinator")
-        for endpoint in [workerEndpoint, clientEndpoint] where !isLoopback(endpoint) {
+        let security = try curve.security()
+        for endpoint in [workerEndpoint, clientEndpoint] where security == nil && !isLoopback(endpoint) {
             logger.warning("""
                 BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can submit jobs, \
-                read outputs or pose as a worker. Use loopback or a trusted network.
+                read outputs or pose as a worker. Use --curve, loopback, or a trusted network.
                 """)
         }
         let context = try ZMQContext()
         var config = CoordinatorService.Configuration(workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
                                                       storeDirectory: store)
         config.credit = credit
+        config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
@@ -56,7 +63,8 @@ struct Serve: ParsableCommand {
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
         let (workers, clients) = try service.start()
         logger.info("coordinator serving", metadata: ["workers": "\(workers)", "clients": "\(clients)",
-                                                      "store": "\(store ?? "(temporary)")"])
+                                                      "store": "\(store ?? "(temporary)")",
+                                                      "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")"])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
         }

@@ -28,12 +28,16 @@ final class ProcessGroup: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// Starts `name` with `arguments`; stdout and stderr go to `<directory>/<log>.log`.
+    /// Starts `name` with `arguments` (and `environment` added to this process's);
+    /// stdout and stderr go to `<directory>/<log>.log`.
     @discardableResult
-    func start(_ name: String, _ arguments: [String], log: String) throws -> Process {
+    func start(_ name: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary(name))
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let logPath = "\(directory)/\(log).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

@@ -22,11 +22,15 @@ enum DeployFiles {
 
     // MARK: Running programs
 
-    /// Runs `executable` with `arguments`; returns (status, stdout + stderr).
-    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> (Int32, String) {
+    /// Runs `executable` with `arguments` (and `environment` added); returns (status, stdout + stderr).
+    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+                    environment: [String: String] = [:]) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out

@@ -1,0 +1,64 @@
+import Foundation
+
+/// How a binary's options are named in the environment: `--worker-endpoint` of
+/// `tessera-coordinator serve` is `TESSERA_WORKER_ENDPOINT`.
+///
+/// The rule is `prefix` + the long flag name in capitals with `-` → `_`, except where
+/// a `Scope` gives some flags of some subcommands another prefix: the same variable
+/// must never mean two different things to programs that may share an environment
+/// (a systemd environment file, a container's variables seen by its health check).
+public struct EnvironmentScheme: Sendable {
+    /// Flags of some subcommands that take a different prefix.
+    public struct Scope: Sendable {
+        /// Subcommand names (nil: the root command, for binaries without subcommands).
+        public var subcommands: Set<String>
+        /// Long flag names; nil: all of the subcommands' flags.
+        public var flags: Set<String>?
+        public var prefix: String
+    }
+
+    public var binary: String
+    public var prefix: String
+    public var scopes: [Scope]
+    /// Flags that are actions rather than settings: never read from the environment.
+    public var actions: Set<String>
+
+    /// Every `tessera-coordinator` subcommand: `TESSERA_<FLAG>`, except
+    /// - the client connection of `submit`, `status`, `cancel`, `fetch`:
+    ///   `TESSERA_CLIENT_COORDINATOR`, `TESSERA_CLIENT_RECONNECT_TIMEOUT`, `TESSERA_CLIENT_CURVE`, `TESSERA_CLIENT_CURVE_SECRET_KEY`,
+    ///   `TESSERA_CLIENT_CURVE_SERVER_KEY` (serve's `TESSERA_CURVE_SECRET_KEY` is the
+    ///   coordinator's own key; a client's is the user's);
+    /// - `keygen`: `TESSERA_KEYGEN_OUT`, `TESSERA_KEYGEN_FORCE` (its `--out` is a key
+    ///   folder, not the outputs folder of `run`/`submit`/`fetch`).
+    public static let coordinator = EnvironmentScheme(
+        binary: "tessera-coordinator", prefix: "TESSERA_",
+        scopes: [
+            Scope(subcommands: ["submit", "status", "cancel", "fetch"],
+                  flags: ["coordinator", "reconnect-timeout", "curve", "curve-secret-key", "curve-server-key"],
+                  prefix: "TESSERA_CLIENT_"),
+            Scope(subcommands: ["keygen"], flags: nil, prefix: "TESSERA_KEYGEN_"),
+        ],
+        actions: [])
+
+    /// `tessera-worker`: `TESSERA_WORKER_<FLAG>` (its `--coordinator` is the worker
+    /// endpoint, its `--threads` are per task: they must not be read by the coordinator's
+    /// commands). `--info` prints a report and exits: not a setting.
+    public static let worker = EnvironmentScheme(binary: "tessera-worker", prefix: "TESSERA_WORKER_", scopes: [],
+                                                 actions: ["info"])
+
+    /// ArgumentParser's own flags.
+    static let builtIn: Set<String> = ["help", "version", "experimental-dump-help"]
+
+    /// The variable for `--flag` of `subcommand` (nil: the root command).
+    public func variable(subcommand: String?, flag: String) -> String {
+        var p = prefix
+        if let sub = subcommand,
+           let scope = scopes.first(where: { $0.subcommands.contains(sub) && ($0.flags?.contains(flag) ?? true) }) {
+            p = scope.prefix
+        }
+        return p + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// Whether `--flag` is read from the environment.
+    public func isSetting(_ flag: String) -> Bool { !Self.builtIn.contains(flag) && !actions.contains(flag) }
+}
