@@ -13,9 +13,10 @@ case "$role" in
     ;;
   healthcheck)
     # The health check runs as a separate process: it reads the role from PID 1's arguments.
+    # The coordinator: a status request, configured by the container's TESSERA_CLIENT_*
+    # variables (endpoint, default tcp://127.0.0.1:5556; CURVE keys).
     if tr '\0' ' ' < /proc/1/cmdline | grep -q 'tessera-coordinator serve'; then
-      exec /usr/local/bin/tessera-coordinator status \
-        --coordinator "${TESSERA_HEALTH_ENDPOINT:-tcp://127.0.0.1:5556}"
+      exec /usr/local/bin/tessera-coordinator status
     fi
     exec /usr/local/bin/tessera-worker --info
     ;;

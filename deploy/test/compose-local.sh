@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Runs the exact commands of deploy/compose.yaml (coordinator, 2 workers, demo) as
-# local processes and checks the demo's outputs: proof that the compose file
-# describes a working cluster, without a Docker engine.
+# Runs the exact commands and environments of deploy/compose.yaml (keys, coordinator,
+# 2 workers, demo) as local processes and checks the demo's outputs: proof that the
+# compose file describes a working cluster, CURVE keys included, without a Docker engine.
 #
 #   deploy/test/compose-local.sh            (after `swift build -c release`)
 #   TESSERA_BIN=/path/to/bin deploy/test/compose-local.sh
 #
 # Only container-specific values are mapped: the host `coordinator` -> 127.0.0.1,
-# /opt/tessera/ -> the repository, /var/lib/tessera and /out -> a scratch folder,
-# ${TESSERA_WORKER_THREADS:-2} -> 2. As root it runs in a private network namespace
-# (unshare -n), so the fixed ports 5555/5556 cannot collide with anything.
+# /opt/tessera/ -> the repository, every mounted path (volumes and ./keys folders) ->
+# a scratch folder, ${TESSERA_WORKER_THREADS:-2} -> 2, and $$ -> $ in the keys script.
+# As root it runs in a private network namespace (unshare -n), so the fixed ports
+# 5555/5556 cannot collide with anything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,36 +25,71 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait; rm -rf "$SCRATCH"; }
 trap cleanup EXIT
 
-# The command of a compose service, one argument a line, values mapped as above.
-command_of() {
+# A compose service as local settings: `env NAME=VALUE` lines, then `arg VALUE` lines
+# (the command without its entrypoint role), values mapped as above.
+service() {
   python3 - "$1" "$SCRATCH" <<'PY'
-import sys, yaml
-service, scratch = sys.argv[1], sys.argv[2]
-args = yaml.safe_load(open("deploy/compose.yaml"))["services"][service]["command"]
-for a in args[1:]:  # args[0] is the entrypoint role (coordinator | worker)
-    a = a.replace("tcp://coordinator:", "tcp://127.0.0.1:").replace("/opt/tessera/", "./")
-    a = a.replace("${TESSERA_WORKER_THREADS:-2}", "2")
-    a = a.replace("/var/lib/tessera", scratch + "/store")
-    if a == "/out": a = scratch + "/out"
-    print(a)
+import re, sys, yaml
+name, scratch = sys.argv[1], sys.argv[2]
+svc = yaml.safe_load(open("deploy/compose.yaml"))["services"][name]
+paths = {}
+for v in svc.get("volumes", []):
+    source, target = v.split(":")[:2]
+    host = scratch + "/" + (source[2:] if source.startswith("./") else source)
+    paths[target] = host
+def mapped(a):
+    a = str(a).replace("tcp://coordinator:", "tcp://127.0.0.1:").replace("/opt/tessera/", "./")
+    a = a.replace("${TESSERA_WORKER_THREADS:-2}", "2").replace("$$", "$")
+    for target in sorted(paths, key=len, reverse=True):
+        # The mounted path as a word or the start of one (also inside the keys script).
+        a = re.sub(r"(?<![^\s\"'=])" + re.escape(target) + r"(?=$|[/\s\"'])", paths[target], a)
+    return a
+for k, v in (svc.get("environment") or {}).items():
+    print(f"env {k}={mapped(v)}")
+command = svc["command"]
+for a in (command if "entrypoint" in svc else command[1:]):  # command[0]: the role
+    print("arg " + mapped(a).replace("\n", "\\n"))
 PY
 }
 
-mapfile -t COORDINATOR < <(command_of coordinator)
-mapfile -t WORKER < <(command_of worker)
-mapfile -t DEMO < <(command_of demo)
+# Loads a service into ENV and ARGS.
+load() {
+  ENV=(); ARGS=()
+  while IFS= read -r line; do
+    case "$line" in
+      env\ *) ENV+=("${line#env }") ;;
+      arg\ *) ARGS+=("${line#arg }") ;;
+    esac
+  done < <(service "$1")
+}
+load keys; ARGS_keys=("${ARGS[@]}")
+load coordinator; ENV_coordinator=("${ENV[@]}"); ARGS_coordinator=("${ARGS[@]}")
+load worker; ENV_worker=("${ENV[@]}"); ARGS_worker=("${ARGS[@]}")
+load demo; ENV_demo=("${ENV[@]}"); ARGS_demo=("${ARGS[@]}")
+mkdir -p "$SCRATCH/keys" "$SCRATCH/store" "$SCRATCH/demo-out"
 
-"$BIN/tessera-coordinator" "${COORDINATOR[@]}" >"$SCRATCH/coordinator.log" 2>&1 & PIDS+=($!)
-for i in 1 2; do "$BIN/tessera-worker" "${WORKER[@]}" >"$SCRATCH/worker$i.log" 2>&1 & PIDS+=($!); done
-# The compose health check: the coordinator answers status.
+# keys: its shell script, with this build's tessera-coordinator on the PATH (chown needs root).
+script=$(printf '%b' "${ARGS_keys[0]}")
+# shellcheck disable=SC2001  # a per-line edit
+[[ $(id -u) -eq 0 ]] || script=$(sed 's/^ *chown .*/true/' <<<"$script")
+(cd "$SCRATCH/keys" && PATH="$BIN:$PATH" sh -c "$script") >"$SCRATCH/keys.log" 2>&1 \
+  || { echo "compose-local: the keys service failed" >&2; cat "$SCRATCH/keys.log" >&2; exit 1; }
+
+env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" "${ARGS_coordinator[@]}" >"$SCRATCH/coordinator.log" 2>&1 & PIDS+=($!)
+for i in 1 2; do
+  env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/worker$i.log" 2>&1 & PIDS+=($!)
+done
+# The compose health check: `tessera-coordinator status` with the coordinator's environment.
 for _ in $(seq 50); do
-  "$BIN/tessera-coordinator" status --coordinator tcp://127.0.0.1:5556 >/dev/null 2>&1 && break
+  env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status >/dev/null 2>&1 && break
   sleep 0.2
 done
 
-timeout 600 "$BIN/tessera-coordinator" "${DEMO[@]}"
+timeout 600 env "${ENV_demo[@]}" "$BIN/tessera-coordinator" "${ARGS_demo[@]}" \
+  || { echo "compose-local: the demo failed" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
 for f in ihc.npy ihc.labels.png ihc.overlay.png ihc.prob-1.png; do
-  [[ -s "$SCRATCH/out/$f" ]] || { echo "compose-local: $f missing" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
+  [[ -s "$SCRATCH/demo-out/$f" ]] || { echo "compose-local: $f missing" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
 done
-"$BIN/tessera-coordinator" status --coordinator tcp://127.0.0.1:5556
-echo "compose-local: OK (the compose commands ran the demo on 2 workers)"
+env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status
+grep -q "curve=on" "$SCRATCH/coordinator.log" || { echo "compose-local: the coordinator did not use CURVE" >&2; exit 1; }
+echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers)"

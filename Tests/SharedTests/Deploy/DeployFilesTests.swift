@@ -72,7 +72,7 @@ enum DeployFiles {
     // MARK: The binaries' real flags
 
     static let coordinatorSubcommands = ["serve", "submit", "status", "cancel", "fetch", "run", "inspect",
-                                         "convert", "info", "benchmark"]
+                                         "convert", "info", "benchmark", "keygen"]
 
     /// The long options listed by `<binary> [subcommand] --help`.
     static func helpFlags(_ binary: String, _ subcommand: String?) throws -> Set<String> {
@@ -97,18 +97,53 @@ enum DeployFiles {
         return flags
     }
 
+    /// The environment variables `<binary> [subcommand] --help` lists, each with its
+    /// flag: `TESSERA_WORKER_ENDPOINT` → `--worker-endpoint`.
+    static func helpVariables(_ binary: String, _ subcommand: String?) throws -> [String: String] {
+        let (status, help) = try run(ProcessGroup.binary(binary), (subcommand.map { [$0] } ?? []) + ["--help"])
+        guard status == 0 else { throw DeployError("\(binary) \(subcommand ?? "") --help failed: \(help)") }
+        var result: [String: String] = [:]
+        var flag: String?
+        for line in help.split(separator: "\n") {
+            let body = line.drop { $0 == " " }
+            // Option lines are indented by 2; deeper lines continue a description.
+            if body.hasPrefix("-"), line.count - body.count <= 4 {
+                flag = body.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "/" }).map(String.init)
+                    .first { $0.hasPrefix("--") }
+            } else if body.hasPrefix("(env: "), let flag {
+                result[String(body.dropFirst(6).prefix { $0 != ")" })] = flag
+            }
+        }
+        return result
+    }
+
+    nonisolated(unsafe) static var variableCache: [String: [String: String]] = [:]
+
+    static func variables(_ binary: String, _ subcommand: String?) throws -> [String: String] {
+        let key = "\(binary) \(subcommand ?? "")"
+        cacheLock.lock()
+        defer { cacheLock.unlock() }
+        if let cached = variableCache[key] { return cached }
+        let variables = try helpVariables(binary, subcommand)
+        variableCache[key] = variables
+        return variables
+    }
+
     /// One command line: the binary, the subcommand (coordinator only), its tokens.
     struct Invocation: CustomStringConvertible {
         var binary: String
         var subcommand: String?
         var arguments: [String]
         var origin: String
+        /// The program's environment variables (container `env`, compose `environment`).
+        var environment: [String: String] = [:]
         var description: String { "\(origin): \(binary) \(subcommand ?? "") \(arguments.joined(separator: " "))" }
 
-        /// The value following `flag`, if any.
+        /// The value of `flag`: the token after it, else its environment variable's value.
         func value(_ flag: String) -> String? {
-            guard let i = arguments.firstIndex(of: flag), i + 1 < arguments.count else { return nil }
-            return arguments[i + 1]
+            if let i = arguments.firstIndex(of: flag) { return i + 1 < arguments.count ? arguments[i + 1] : nil }
+            let variables = (try? DeployFiles.variables(binary, subcommand)) ?? [:]
+            return variables.first { $0.value == flag }.flatMap { environment[$0.key] }
         }
     }
 
@@ -122,6 +157,18 @@ enum DeployFiles {
         for token in invocation.arguments where token.hasPrefix("--") {
             let flag = String(token.split(separator: "=", maxSplits: 1)[0])
             #expect(known.contains(flag), "\(flag) is not a flag of `\(invocation.binary) \(invocation.subcommand ?? "")` (\(invocation.origin))")
+        }
+        try checkVariables(Array(invocation.environment.keys), of: invocation.binary, [invocation.subcommand],
+                           origin: invocation.origin)
+    }
+
+    /// Checks that every `TESSERA_*` name is a variable that `binary` (one of
+    /// `subcommands`) really reads, according to its `--help`.
+    static func checkVariables(_ names: [String], of binary: String, _ subcommands: [String?], origin: String) throws {
+        var real: [String: String] = [:]
+        for sub in subcommands { real.merge(try variables(binary, sub)) { a, _ in a } }
+        for name in names where name.hasPrefix("TESSERA_") {
+            #expect(real[name] != nil, "\(origin): \(name) is not a variable of `\(binary) \(subcommands.map { $0 ?? "" })`")
         }
     }
 
@@ -210,27 +257,65 @@ struct DeployFilesTests {
         #expect(known.contains("--worker-endpoint") && known.contains("--store"))
         #expect(!known.contains("--no-such-flag"))
         #expect(try DeployFiles.flags("tessera-worker", nil).contains("--coordinator"))
+        // Variables come from the real --help: a renamed flag renames its variable.
+        #expect(try DeployFiles.variables("tessera-worker", nil)["TESSERA_WORKER_COORDINATOR"] == "--coordinator")
+        #expect(try DeployFiles.variables("tessera-coordinator", "serve")["TESSERA_WORKER_ENDPOINT"] == "--worker-endpoint")
+        #expect(try DeployFiles.variables("tessera-coordinator", "status")["TESSERA_CLIENT_COORDINATOR"] == "--coordinator")
+        #expect(try DeployFiles.variables("tessera-worker", nil)["TESSERA_COORDINATOR"] == nil)
+        let env = DeployFiles.Invocation(binary: "tessera-worker", subcommand: nil, arguments: [], origin: "t",
+                                         environment: ["TESSERA_WORKER_COORDINATOR": "tcp://c:5555"])
+        #expect(env.value("--coordinator") == "tcp://c:5555")
         let parsed = DeployFiles.shellInvocations("x && tessera-coordinator serve \\\n  --store /s --credit=2 # c\n",
                                                   origin: "t")
         #expect(parsed.count == 1 && parsed[0].subcommand == "serve" && parsed[0].arguments == ["--store", "/s", "--credit=2"])
     }
 
-    @Test("compose.yaml: commands, ports, volumes and the demo's files")
+    @Test("compose.yaml: commands, variables, ports, volumes, keys and the demo's files")
     func compose() throws {
         try #require(DeployFiles.yamlAvailable, "python3 with PyYAML is missing: compose.yaml not checked")
         let doc = dict(try DeployFiles.yaml("compose.yaml").first)
         let services = dict(doc["services"])
-        #expect(Set(services.keys) == ["coordinator", "worker", "demo"])
+        #expect(Set(services.keys) == ["keys", "coordinator", "worker", "demo"])
 
         var invocations: [String: DeployFiles.Invocation] = [:]
-        for (name, service) in services {
+        for (name, service) in services where name != "keys" {
             let command = strings(dict(service)["command"])
-            let inv = try DeployFiles.imageInvocation(command, origin: "compose.yaml service \(name)")
-            try DeployFiles.check(inv)
+            var inv = try DeployFiles.imageInvocation(command, origin: "compose.yaml service \(name)")
+            inv.environment = dict(dict(service)["environment"]).mapValues { "\($0)" }
+            // The coordinator's container also runs the health check, a `status` client.
+            if inv.subcommand == "serve" {
+                try DeployFiles.checkVariables(Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: inv.origin)
+                var flagsOnly = inv
+                flagsOnly.environment = [:]
+                try DeployFiles.check(flagsOnly)
+            } else {
+                try DeployFiles.check(inv)
+            }
             invocations[name] = inv
+            // Every key file a variable names lies in a folder mounted into this service.
+            let mounts = strings(dict(service)["volumes"]).map { $0.split(separator: ":").map(String.init) }
+            for (variable, value) in inv.environment where value.hasPrefix("/etc/tessera/") {
+                #expect(mounts.contains { $0.count >= 2 && value.hasPrefix($0[1] + "/") || value == $0[1] },
+                        "compose.yaml \(name): \(variable)=\(value) is not in a mounted folder")
+            }
         }
+        // The keys service runs keygen (real flags) into the folders the others mount.
+        let keys = dict(services["keys"])
+        let script = strings(keys["command"]).joined(separator: "\n")
+        let keygens = DeployFiles.shellInvocations(script, origin: "compose.yaml service keys")
+        #expect(!keygens.isEmpty && keygens.allSatisfy { $0.subcommand == "keygen" })
+        for inv in keygens { try DeployFiles.check(inv) }
+        #expect(strings(keys["volumes"]) == ["./keys:/keys"])
+        for name in ["coordinator", "worker", "demo"] {
+            for volume in strings(dict(services[name])["volumes"]) where volume.hasPrefix("./keys/") {
+                let folder = String(volume.dropFirst("./keys/".count).prefix { $0 != ":" })
+                #expect(script.contains(folder), "compose.yaml: the keys service never fills keys/\(folder)")
+            }
+        }
+
         let serve = try #require(invocations["coordinator"])
         #expect(serve.subcommand == "serve")
+        #expect(serve.value("--curve") == "true", "compose.yaml: the coordinator does not use CURVE")
         let workerPort = try #require(DeployFiles.port(serve.value("--worker-endpoint")))
         let clientPort = try #require(DeployFiles.port(serve.value("--client-endpoint")))
         let published = strings(dict(services["coordinator"])["ports"]).compactMap { Int($0.split(separator: ":").last!) }
@@ -238,14 +323,16 @@ struct DeployFilesTests {
         // The store flag points at the store volume.
         let store = try #require(serve.value("--store"))
         #expect(strings(dict(services["coordinator"])["volumes"]).contains { $0.hasSuffix(":\(store)") })
-        // Workers and the demo reach the coordinator by its service name and the right ports.
+        // Workers and the demo reach the coordinator by its service name and the right ports, with CURVE.
         let worker = try #require(invocations["worker"])
         #expect(DeployFiles.host(worker.value("--coordinator")) == "coordinator")
         #expect(DeployFiles.port(worker.value("--coordinator")) == workerPort)
+        #expect(worker.value("--curve") == "true")
         let demo = try #require(invocations["demo"])
         #expect(demo.subcommand == "submit" && demo.arguments.contains("--wait"))
         #expect(DeployFiles.host(demo.value("--coordinator")) == "coordinator")
         #expect(DeployFiles.port(demo.value("--coordinator")) == clientPort)
+        #expect(demo.value("--curve") == "true")
         // The demo's files are baked into the image under /opt/tessera from the repository.
         let dockerfile = try DeployFiles.text("docker/Dockerfile")
         #expect(dockerfile.contains("COPY models/demo /opt/tessera/models/demo"))
@@ -260,6 +347,11 @@ struct DeployFilesTests {
         #expect(readme.contains("--channel-order \(demo.value("--channel-order") ?? "?") --mean \(demo.value("--mean") ?? "?") --scale \(demo.value("--scale") ?? "?")"))
         // The image exposes the ports the coordinator binds.
         #expect(dockerfile.contains("EXPOSE \(workerPort) \(clientPort)"))
+        // The Dockerfile's ENV names are real variables too.
+        for line in dockerfile.split(separator: "\n") where line.hasPrefix("ENV ") {
+            let names = line.dropFirst(4).split(separator: " ").map { String($0.split(separator: "=")[0]) }
+            try DeployFiles.checkVariables(names, of: "tessera-coordinator", ["serve", "run"], origin: "docker/Dockerfile")
+        }
     }
 
     @Test("kubernetes/: every manifest parses; args, probes, ports, volumes and the Service agree")
@@ -299,8 +391,19 @@ struct DeployFilesTests {
             for c in list(podSpec["containers"]).map(dict) {
                 let origin = "kubernetes \(kind) \(name)"
                 #expect(imageNames.contains("\(c["image"] ?? "")"), "\(origin): image not set by kustomization")
-                let inv = try DeployFiles.imageInvocation(strings(c["args"]), origin: origin)
-                try DeployFiles.check(inv)
+                var inv = try DeployFiles.imageInvocation(strings(c["args"]), origin: origin)
+                let envList = list(c["env"]).map(dict)
+                inv.environment = Dictionary(envList.map { ("\($0["name"] ?? "")", "\($0["value"] ?? "(from \($0["valueFrom"] != nil ? "valueFrom" : "?"))")") }) { a, _ in a }
+                if inv.subcommand == "serve" {
+                    // The liveness probe (`status`) reads the client variables of the same container.
+                    try DeployFiles.checkVariables(Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: origin)
+                    var flagsOnly = inv
+                    flagsOnly.environment = [:]
+                    try DeployFiles.check(flagsOnly)
+                    #expect(inv.value("--curve") == "true", "\(origin): no CURVE")
+                } else {
+                    try DeployFiles.check(inv)
+                }
                 // Probes run the binaries directly.
                 for probe in ["readinessProbe", "livenessProbe"] {
                     let exec = strings(dict(dict(c[probe])["exec"])["command"])
@@ -316,6 +419,15 @@ struct DeployFilesTests {
                 let mounts = list(c["volumeMounts"]).map(dict)
                 for m in mounts { #expect(volumes.contains("\(m["name"] ?? "")"), "\(origin): volume \(m["name"] ?? "") missing") }
                 #expect(mounts.contains { "\($0["mountPath"] ?? "")" == "/etc/tessera/keys" }, "\(origin): keys not mounted")
+                // Key files named by variables lie in mounted Secrets that exist.
+                let secretNames = Set(objects.filter { $0["kind"] as? String == "Secret" }.map { "\(dict($0["metadata"])["name"] ?? "")" })
+                for (variable, value) in inv.environment where value.hasPrefix("/etc/tessera/") {
+                    let mount = mounts.first { value.hasPrefix("\($0["mountPath"] ?? "")/") || value == "\($0["mountPath"] ?? "")" }
+                    let m = try #require(mount, "\(origin): \(variable)=\(value) is not in a mounted volume")
+                    let volume = list(podSpec["volumes"]).map(dict).first { "\($0["name"] ?? "")" == "\(m["name"] ?? "")" }
+                    let secret = "\(dict(volume?["secret"])["secretName"] ?? "")"
+                    #expect(secretNames.contains(secret), "\(origin): \(variable) reads Secret \(secret), which is not defined")
+                }
                 if inv.subcommand == "serve" {
                     sawServe = true
                     let store = try #require(inv.value("--store"))
@@ -335,6 +447,7 @@ struct DeployFilesTests {
                 }
                 if inv.binary == "tessera-worker" {
                     sawWorker = true
+                    #expect(inv.value("--curve") == "true", "\(origin): no CURVE")
                     let target = try #require(inv.value("--coordinator"))
                     let host = try #require(DeployFiles.host(target))
                     let service = try #require(services[host], "\(origin): --coordinator names no Service")
@@ -352,34 +465,54 @@ struct DeployFilesTests {
         #expect(sawServe && sawWorker && sawGPU && sawSecret && sawHPA)
     }
 
-    @Test("systemd units: ExecStart flags exist, variables are defined, binaries in the named paths")
+    @Test("systemd units: ExecStart flags and every variable (also in tessera.env.example) are real")
     func systemd() throws {
-        let example = try DeployFiles.text("systemd/tessera.env.example")
-        let exampleVars = Set(example.split(separator: "\n").compactMap { line -> String? in
-            guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { return nil }
-            return String(line[..<eq])
-        })
-        for unit in ["tessera-coordinator.service", "tessera-worker@.service"] {
-            let settings = DeployFiles.unitSettings(try DeployFiles.text("systemd/\(unit)"))
+        func assignments(_ text: String) -> [String] {
+            text.split(separator: "\n").compactMap { line -> String? in
+                guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { return nil }
+                return String(line[..<eq])
+            }
+        }
+        let exampleVars = assignments(try DeployFiles.text("systemd/tessera.env.example"))
+        var unitVars: Set<String> = []
+        for (unit, sub) in [("tessera-coordinator.service", Optional("serve")), ("tessera-worker@.service", nil)] {
+            let text = try DeployFiles.text("systemd/\(unit)")
+            let settings = DeployFiles.unitSettings(text)
             let exec = try #require(settings.first { $0.key == "ExecStart" }?.value, "\(unit): no ExecStart")
             let words = exec.split(separator: " ").map(String.init)
             let binaryPath = try #require(words.first)
             #expect(binaryPath.hasPrefix("/usr/local/bin/tessera-"))
             let inv = DeployFiles.invocation((binaryPath as NSString).lastPathComponent, Array(words.dropFirst()),
                                              origin: "systemd/\(unit)")
+            #expect(inv.subcommand == sub)
             try DeployFiles.check(inv)
-            let defaults = Set(settings.filter { $0.key == "Environment" }.map { String($0.value.split(separator: "=")[0]) })
+            // Environment= lines, the commented CURVE ones included: NAME=value words.
+            var names: [String] = []
+            for line in text.split(separator: "\n") {
+                let l = line.hasPrefix("#Environment=") ? line.dropFirst() : line
+                guard l.hasPrefix("Environment=") else { continue }
+                names += l.dropFirst("Environment=".count).split(separator: " ").map { String($0.split(separator: "=")[0]) }
+            }
+            #expect(!names.isEmpty)
+            try DeployFiles.checkVariables(names, of: inv.binary, [inv.subcommand], origin: "systemd/\(unit)")
+            unitVars.formUnion(names)
+            // The commented CURVE lines agree: the credential is the file the variable names.
+            let credential = text.split(separator: "\n").first { $0.hasPrefix("#LoadCredential=") }
+            let credentialName = try #require(credential.map { String($0.dropFirst("#LoadCredential=".count).prefix { $0 != ":" }) })
+            #expect(text.contains("SECRET_KEY=%d/\(credentialName)"), "\(unit): the credential and the key variable differ")
             for word in inv.arguments where word.hasPrefix("${") {
-                let name = String(word.dropFirst(2).dropLast())
-                #expect(defaults.contains(name), "\(unit): \(word) has no Environment= default")
-                #expect(exampleVars.contains(name), "\(unit): \(word) is missing from tessera.env.example")
+                #expect(exampleVars.contains(String(word.dropFirst(2).dropLast())), "\(unit): \(word) is missing from tessera.env.example")
             }
             #expect(settings.contains { $0.key == "DynamicUser" && $0.value == "yes" })
             #expect(settings.contains { $0.key == "ProtectSystem" && $0.value == "strict" })
         }
-        // Every variable of the example is used by a unit (no stale names).
-        let units = try DeployFiles.text("systemd/tessera-coordinator.service") + DeployFiles.text("systemd/tessera-worker@.service")
-        for name in exampleVars { #expect(units.contains("${\(name)}"), "tessera.env.example sets \(name), no unit uses it") }
+        // One file for both units: each name is a variable of serve or of the worker, and a unit sets it too.
+        let serveVars = try DeployFiles.variables("tessera-coordinator", "serve")
+        let workerVars = try DeployFiles.variables("tessera-worker", nil)
+        for name in exampleVars {
+            #expect(serveVars[name] != nil || workerVars[name] != nil, "tessera.env.example: \(name) is read by neither unit")
+            #expect(unitVars.contains(name), "tessera.env.example sets \(name), no unit has a default for it")
+        }
     }
 
     @Test("Dockerfile, entrypoint and README: every command line uses real flags")
@@ -397,6 +530,26 @@ struct DeployFilesTests {
         invocations += DeployFiles.shellInvocations(code, origin: "README.md")
         #expect(invocations.count > 3)
         for inv in invocations { try DeployFiles.check(inv) }
+        // Every TESSERA_ variable named anywhere in deploy/ is one a binary reads (or a
+        // script's own: the compose image name, the local test's settings).
+        var real: Set<String> = ["TESSERA_IMAGE", "TESSERA_BIN", "TESSERA_IN_NETNS"]
+        for sub in DeployFiles.coordinatorSubcommands {
+            real.formUnion(try DeployFiles.variables("tessera-coordinator", sub).keys)
+        }
+        real.formUnion(try DeployFiles.variables("tessera-worker", nil).keys)
+        let regex = try NSRegularExpression(pattern: "TESSERA_[A-Z0-9_]+(?![A-Za-z0-9_<…])")
+        let files = FileManager.default.enumerator(atPath: DeployFiles.deploy.path)?.compactMap { $0 as? String } ?? []
+        var seen = 0
+        for file in files where !file.hasPrefix("keys/") || file == "keys/README.md" {
+            guard let text = try? DeployFiles.text(file) else { continue }
+            for match in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                let name = String(text[Range(match.range, in: text)!])
+                if name.hasSuffix("_") { continue }
+                seen += 1
+                #expect(real.contains(name), "deploy/\(file): \(name) is not a variable of tessera-coordinator or tessera-worker")
+            }
+        }
+        #expect(seen > 30)
         // The Dockerfile's health check goes through the entrypoint's `healthcheck` role.
         let dockerfile = try DeployFiles.text("docker/Dockerfile")
         let entrypoint = try DeployFiles.text("docker/entrypoint.sh")
