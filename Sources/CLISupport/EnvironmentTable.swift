@@ -15,6 +15,8 @@ public struct EnvironmentOption: Sendable, Equatable, CustomStringConvertible {
     public var isShown: Bool
     /// The flag's inversion (`no-wait` of `--wait/--no-wait`), if any.
     public var inversion: String?
+    /// The values an enumeration option accepts (empty: any text the option parses).
+    public var values: [String] = []
 
     public var description: String { "\(subcommand.map { "\($0) " } ?? "")--\(flag) ← \(variable)" }
 }
@@ -47,7 +49,8 @@ public struct EnvironmentTable: Sendable {
                 return EnvironmentOption(subcommand: name, flag: flag,
                                          variable: scheme.variable(subcommand: name, flag: flag),
                                          takesValue: argument.kind == "option", isShown: argument.shouldDisplay,
-                                         inversion: longs.dropFirst().first { $0 == "no-" + flag })
+                                         inversion: longs.dropFirst().first { $0 == "no-" + flag },
+                                         values: argument.allValues ?? [])
             }
         }
         if let info {
@@ -135,4 +138,5 @@ struct DumpedArgument: Decodable {
     var kind: String
     var names: [Name]?
     var shouldDisplay: Bool
+    var allValues: [String]?
 }

@@ -86,7 +86,7 @@ struct EnvironmentVariableTests {
                         // The first sample the command accepts that is not the default.
                         var value: String?
                         var viaFlag = ""
-                        for sample in Self.samples {
+                        for sample in option.values + Self.samples {
                             guard let parsed = try? binary.parse(args + ["--\(option.flag)", sample]) else { continue }
                             viaFlag = Self.dump(parsed)
                             if viaFlag != baseline { value = sample; break }
@@ -94,7 +94,7 @@ struct EnvironmentVariableTests {
                         let v = try #require(value, "\(label): no sample value is accepted; extend `samples`")
                         #expect(try viaEnvironment(v) == viaFlag, "\(label): \(option.variable)=\(v) differs from the flag")
                         // The command line wins over the environment.
-                        let other = Self.samples.first { $0 != v && (try? binary.parse(args + ["--\(option.flag)", $0])) != nil }
+                        let other = (option.values + Self.samples).first { $0 != v && (try? binary.parse(args + ["--\(option.flag)", $0])) != nil }
                         if let other {
                             #expect(try viaEnvironment(other, extra: ["--\(option.flag)", v]) == viaFlag,
                                     "\(label): the environment beat the command line")

@@ -100,12 +100,17 @@ struct CurveClusterTests {
             "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/mallory-worker.key",
             "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub"])
 
-        // An unlisted client: refused with a clear message, quickly.
+        // An unlisted client cannot submit: refused with a clear message, quickly.
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
         var start = Date()
-        var p = try group.start("tessera-coordinator", ["status"] + clientFlags("mallory"), log: "mallory")
+        var p = try group.start("tessera-coordinator",
+                                ["submit"] + clientFlags("mallory") + ClusterFixture.modelFlags
+                                    + ["--out", group.directory + "/mallory-out", image], log: "mallory")
         #expect(group.wait(p, timeout: 15) == 1, "\(group.log("mallory"))")
         #expect(Date().timeIntervalSince(start) < 12)
         #expect(group.log("mallory").contains("authorized-keys"), "\(group.log("mallory"))")
+        #expect(!group.log("mallory").contains("job 1"), "an unlisted client submitted a job")
         // A plain client against a CURVE coordinator.
         start = Date()
         p = try group.start("tessera-coordinator", ["status", "--coordinator", clients], log: "plain")
@@ -121,8 +126,6 @@ struct CurveClusterTests {
         try group.start("tessera-worker", ["--threads", "1", "--name", "trusted", "--coordinator", workers], log: "trusted",
                         environment: ["TESSERA_WORKER_CURVE": "1", "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/worker.key",
                                       "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub"])
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
         let out = group.directory + "/out"
         p = try group.start("tessera-coordinator",
                             ["submit"] + clientFlags("alice") + ClusterFixture.modelFlags
