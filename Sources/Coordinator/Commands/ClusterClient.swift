@@ -212,11 +212,3 @@ func locateWorkerBinary(_ explicit: String?) -> String {
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     return ((me as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tessera-worker")
 }
-
-/// Whether binding `endpoint` keeps it on this machine.
-func isLoopback(_ endpoint: String) -> Bool {
-    if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-    guard endpoint.hasPrefix("tcp://") else { return false }
-    let host = endpoint.dropFirst(6).split(separator: ":").dropLast().joined(separator: ":")
-    return host.hasPrefix("127.") || host == "localhost" || host == "[::1]" || host == "::1"
-}
