@@ -130,7 +130,8 @@ public final class CoordinatorService: @unchecked Sendable {
         let already = stopRequested
         stopRequested = true
         lock.unlock()
-        if !already { stopped.wait() }
+        // Pass the one signal on: `waitUntilStopped()` (main thread) may be waiting too.
+        if !already { stopped.wait(); stopped.signal() }
     }
 
     /// Blocks until `stop()` is called from elsewhere (a signal handler).
