@@ -1,7 +1,15 @@
+/// Something that runs a `Net` forward: the CPU `NetRunner` or the GPU `CUDANetRunner`.
+public protocol NetExecutor: AnyObject, Sendable {
+    var net: Net { get }
+    /// The net's output for `input`; `origin` is the global position of the input's
+    /// pixel (0, 0) (the CPU engine aligns its work to it; see `ConvolutionKernel`).
+    func forward(_ input: Tensor, threads: Int, origin: Size2) throws -> Tensor
+}
+
 /// Runs a `Net` forward on one input tensor. Built once per net (weights and
 /// coefficients prepared here, never per call); `forward` only reads it, so one
 /// runner serves any number of tiles, from any number of threads.
-public final class NetRunner: @unchecked Sendable {
+public final class NetRunner: NetExecutor, @unchecked Sendable {
     public let net: Net
     private let steps: [Step]
     /// For each layer, the bottoms whose last reader it is (freed after it runs).
@@ -74,6 +82,11 @@ public final class NetRunner: @unchecked Sendable {
             for top in layer.tops { jump[top] = j }
         }
         self.outputJump = outputJump
+        releases = Self.releaseSchedule(net)
+    }
+
+    /// For each layer, the blobs whose last reader it is (freed after it runs).
+    static func releaseSchedule(_ net: Net) -> [[String]] {
         var lastReader: [String: Int] = [:]
         for (i, layer) in net.layers.enumerated() {
             for b in layer.bottoms { lastReader[b] = i }
@@ -82,7 +95,7 @@ public final class NetRunner: @unchecked Sendable {
         for (name, i) in lastReader where !net.layers[i].tops.contains(name) && name != net.outputName {
             releases[i].append(name)
         }
-        self.releases = releases
+        return releases
     }
 
     /// The slope of a ReLU that directly follows layer `i` in place (same blob

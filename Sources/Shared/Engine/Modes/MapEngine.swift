@@ -6,26 +6,31 @@ public final class MapEngine: @unchecked Sendable {
     public let fcn: Net
     public let geometry: NetGeometry
     public let tasks: TaskGeometry
+    /// Where `fast`, `shift` and `dense` run (`naive`, the reference, always runs on the CPU).
+    public let device: ComputeDevice
     private let classifierRunner: NetRunner
-    private let stridedRunner: NetRunner
-    private let denseRunner: NetRunner
+    private let stridedRunner: any NetExecutor
+    private let denseRunner: any NetExecutor
 
     /// - Parameters:
     ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
     ///   - patch: the patch size when the net does not say.
     ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
-    public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+    ///   - device: where `fast`, `shift` and `dense` run.
+    public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
+                            device: ComputeDevice = .cpu) throws {
         let fcn = try classifier.fullyConvolutional(patch: patch)
         let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
-        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding)
+        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding, device: device)
     }
 
     /// The engine for a model as `ModelLoader` loaded it (surgery already done).
-    public convenience init(model: LoadedModel, allowPadding: Bool = false) throws {
-        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
+    public convenience init(model: LoadedModel, allowPadding: Bool = false, device: ComputeDevice = .cpu) throws {
+        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding,
+                      device: device)
     }
 
-    init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
+    init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool, device: ComputeDevice) throws {
         if !geometry.isExact && !allowPadding {
             throw ModelError("the net cannot give an exact dense map: "
                 + geometry.inexactReasons.joined(separator: "; ")
@@ -41,9 +46,10 @@ public final class MapEngine: @unchecked Sendable {
             tasks = TaskGeometry(geometry, extent: try Self.extent(of: fcn, limit: 8 * geometry.patchSize.h),
                                  denseExtent: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h))
         }
+        self.device = device
         classifierRunner = try NetRunner(net: classifier)
-        stridedRunner = try NetRunner(net: fcn)
-        denseRunner = try NetRunner(net: dense, lrnDilation: lrnDilation)
+        stridedRunner = try device.executor(fcn)
+        denseRunner = try device.executor(dense, lrnDilation: lrnDilation)
     }
 
     public var classes: Int { geometry.classes }

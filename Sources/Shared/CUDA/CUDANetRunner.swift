@@ -1,0 +1,374 @@
+import Foundation
+
+/// Arithmetic the CUDA backend may use for convolutions. `fp32` is exact IEEE
+/// single precision (no tensor cores); `tf32` lets cuDNN/cuBLAS use TF32 tensor
+/// cores (10-bit mantissa inputs: the demo map moved by 1.6e-3 on an H100).
+public enum CUDAPrecision: String, Sendable, CaseIterable {
+    case fp32, tf32
+}
+
+/// Runs a `Net` forward on a CUDA device: the GPU counterpart of `NetRunner`,
+/// with the same contract (same net, same input tensor, output on the host).
+/// Weights are uploaded once; activations stay on the device between layers;
+/// only the input and the output cross the bus, through pinned buffers.
+/// Convolutions run on cuDNN (or im2col + cuBLAS), everything else on the
+/// backend's own kernels (`CUDAKernelSource`).
+///
+/// Not bit-identical to the CPU engine (different summation order; ≤ 1e-4 on
+/// probabilities, checked by `tessera-coordinator gpu-check`), and the same tile
+/// gives the same bytes on the same kind of device: algorithms are chosen by
+/// cuDNN's heuristics, which depend only on the device and the shapes.
+public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
+    public let net: Net
+    public let context: CUDAContext
+    public let precision: CUDAPrecision
+    private var steps: [Step] = []
+    private let releases: [[String]]
+    /// cuDNN plans per (layer, input shape), made on first use.
+    private var plans: [PlanKey: ConvolutionPlan] = [:]
+    private var workspace: DevicePointer = 0
+    private var workspaceBytes = 0
+    private let profile = ProcessInfo.processInfo.environment["TESSERA_CUDA_PROFILE"] == "1"
+    private let findAlgorithms = ProcessInfo.processInfo.environment["TESSERA_CUDNN_ALGO"] == "find"
+    /// im2col path: floats in one column buffer (256 MiB).
+    static let columnBudget = 64 << 20
+    /// cuDNN workspace limit per convolution.
+    static let workspaceLimit = 2 << 30
+
+    private struct PlanKey: Hashable { let layer: Int; let input: Shape }
+    /// Descriptors and the algorithms cuDNN ranks first for one input shape, best first
+    /// (the next is tried when one reports NOT_SUPPORTED at run time).
+    private struct ConvolutionPlan { let x: CUHandle; let y: CUHandle; var candidates: [(algorithm: Int32, workspace: Int)] }
+
+    private final class ConvolutionStep {
+        let conv: Convolution
+        let weights: DeviceTensor
+        let bias: DeviceTensor?
+        let reluSlope: Float?
+        var filter: CUHandle = nil
+        var descriptor: CUHandle = nil
+        init(conv: Convolution, weights: DeviceTensor, bias: DeviceTensor?, reluSlope: Float?) {
+            self.conv = conv
+            self.weights = weights
+            self.bias = bias
+            self.reluSlope = reluSlope
+        }
+    }
+
+    private enum Step {
+        case convolution(ConvolutionStep)
+        case pooling(Pooling)
+        case innerProduct(InnerProduct, weights: DeviceTensor, bias: DeviceTensor?)
+        case activation(kind: Int, slope: Float)
+        case lrn(LRN, dilation: Size2)
+        case affine(a: DeviceTensor, b: DeviceTensor)
+        case identity, softmax, concat
+        case eltwise(Eltwise)
+    }
+
+    /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode).
+    public init(net: Net, lrnDilation: [Size2]? = nil, context: CUDAContext, precision: CUDAPrecision = .fp32) throws {
+        self.net = net
+        self.context = context
+        self.precision = precision
+        releases = NetRunner.releaseSchedule(net)
+        try context.exclusive {
+            for (i, layer) in net.layers.enumerated() {
+                steps.append(try makeStep(layer, index: i, lrnDilation: lrnDilation?[i] ?? .one))
+            }
+            try context.synchronize()
+        }
+    }
+
+    private func array(_ values: [Float]) throws -> DeviceTensor {
+        let t = try DeviceTensor(Shape(c: 1, h: 1, w: max(1, values.count)), pool: context.pool)
+        if !values.isEmpty {
+            try values.withUnsafeBufferPointer { try context.upload($0.baseAddress!, count: values.count, to: t.pointer) }
+        }
+        return t
+    }
+
+    private func makeStep(_ layer: Layer, index i: Int, lrnDilation: Size2) throws -> Step {
+        switch layer.op {
+        case .convolution(let c):
+            let step = ConvolutionStep(conv: c, weights: try array(c.weights), bias: try c.bias.map(array),
+                                       reluSlope: NetRunner.fusedReLU(after: i, in: net))
+            if let dnn = context.cudnn {
+                try dnn.check(dnn.cudnnCreateFilterDescriptor(&step.filter), "cudnnCreateFilterDescriptor")
+                try dnn.check(dnn.cudnnSetFilter4dDescriptor(step.filter, CuDNN.float32, CuDNN.formatNCHW,
+                    Int32(c.outputs), Int32(c.inputsPerGroup), Int32(c.kernel.h), Int32(c.kernel.w)),
+                    "layer \(layer.name): cudnnSetFilter4dDescriptor")
+                try dnn.check(dnn.cudnnCreateConvolutionDescriptor(&step.descriptor), "cudnnCreateConvolutionDescriptor")
+                try dnn.check(dnn.cudnnSetConvolution2dDescriptor(step.descriptor, Int32(c.pad.h), Int32(c.pad.w),
+                    Int32(c.stride.h), Int32(c.stride.w), Int32(c.dilation.h), Int32(c.dilation.w),
+                    CuDNN.crossCorrelation, CuDNN.float32), "layer \(layer.name): cudnnSetConvolution2dDescriptor")
+                try dnn.check(dnn.cudnnSetConvolutionGroupCount(step.descriptor, Int32(c.group)),
+                              "layer \(layer.name): cudnnSetConvolutionGroupCount")
+                try dnn.check(dnn.cudnnSetConvolutionMathType(step.descriptor,
+                                                              precision == .fp32 ? CuDNN.fmaMath : CuDNN.defaultMath),
+                              "layer \(layer.name): cudnnSetConvolutionMathType")
+            }
+            return .convolution(step)
+        case .pooling(let p): return .pooling(p)
+        case .innerProduct(let ip):
+            return .innerProduct(ip, weights: try array(ip.weights), bias: try ip.bias.map(array))
+        case .relu(let slope):
+            if i > 0, NetRunner.fusedReLU(after: i - 1, in: net) != nil, case .convolution = net.layers[i - 1].op {
+                return .identity
+            }
+            return .activation(kind: 0, slope: slope)
+        case .sigmoid: return .activation(kind: 1, slope: 0)
+        case .tanh: return .activation(kind: 2, slope: 0)
+        case .lrn(let l): return .lrn(l, dilation: lrnDilation)
+        case .batchNorm(let bn):
+            let (a, b) = PointwiseKernels.batchNormCoefficients(bn)
+            return .affine(a: try array(a), b: try array(b))
+        case .scale(let s):
+            return .affine(a: try array(s.scale), b: try array(s.bias ?? [Float](repeating: 0, count: s.scale.count)))
+        case .identity: return .identity
+        case .softmax: return .softmax
+        case .concat: return .concat
+        case .eltwise(let e): return .eltwise(e)
+        }
+    }
+
+    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero) throws -> Tensor {
+        let (_, shapes) = try net.shapes(input: input.shape.spatial)
+        guard input.c == net.inputChannels else {
+            throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
+        }
+        for (i, s) in shapes.enumerated() where s.count >= Int(Int32.max) {
+            throw ModelError("layer \(net.layers[i].name) would produce \(s) = \(s.count) values on the GPU, "
+                + "more than 2³¹: use smaller tiles (--tile)")
+        }
+        return try context.exclusive {
+            let x = try DeviceTensor(input.shape, pool: context.pool)
+            try context.upload(input.pointer, count: input.count, to: x.pointer)
+            var blobs: [String: DeviceTensor] = [net.inputName: x]
+            var times: [(String, Double)] = []
+            var clock = DispatchTime.now()
+            if profile { try context.synchronize(); clock = DispatchTime.now() }
+            for (i, layer) in net.layers.enumerated() {
+                let inputs = layer.bottoms.map { blobs[$0]! }
+                let output: DeviceTensor
+                switch steps[i] {
+                case .identity:
+                    output = inputs[0]
+                default:
+                    output = try DeviceTensor(shapes[i], pool: context.pool)
+                    try run(steps[i], layer: i, inputs, output)
+                }
+                for top in layer.tops { blobs[top] = output }
+                for name in releases[i] { blobs[name] = nil }
+                if profile {
+                    try context.synchronize()
+                    let now = DispatchTime.now()
+                    times.append((layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
+                    clock = now
+                }
+            }
+            let out = blobs[net.outputName]!
+            let result = Tensor(uninitialized: out.shape)
+            try context.download(out.pointer, count: out.shape.count, into: result.pointer)
+            if profile {
+                let line = times.map { String(format: "%@ %.2f", $0.0, $0.1) }.joined(separator: ", ")
+                FileHandle.standardError.write(Data("cuda profile (ms) \(input.shape): \(line)\n".utf8))
+            }
+            return result
+        }
+    }
+
+    private func run(_ step: Step, layer i: Int, _ inputs: [DeviceTensor], _ y: DeviceTensor) throws {
+        let x = inputs[0]
+        let plane = y.shape.h * y.shape.w
+        switch step {
+        case .convolution(let c):
+            if context.cudnn != nil { try cudnnConvolution(c, layer: i, x, y) } else { try gemmConvolution(c, x, y) }
+            if c.bias != nil || c.reluSlope != nil {
+                try context.launch("bias_act", count: y.shape.count, [
+                    .pointer(y.pointer), .pointer(c.bias?.pointer ?? 0), .long(plane), .int(y.shape.c),
+                    .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0), .float(c.reluSlope ?? 0)])
+            }
+        case .pooling(let p):
+            let kernel = p.global ? x.shape.spatial : p.kernel
+            let stride = p.global ? Size2.one : p.stride
+            let pad = p.global ? Size2.zero : p.pad
+            let dil = p.global ? Size2.one : p.dilation
+            try context.launch("pool2d", count: y.shape.count, [
+                .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
+                .int(y.shape.h), .int(y.shape.w), .int(kernel.h), .int(kernel.w), .int(stride.h), .int(stride.w),
+                .int(pad.h), .int(pad.w), .int(dil.h), .int(dil.w), .int(p.method == .max ? 1 : 0)])
+        case .innerProduct(let ip, let w, let b):
+            guard x.shape.count == ip.inputs else {
+                throw ModelError("layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got \(x.shape)")
+            }
+            try context.launch("inner_product", count: ip.outputs, [
+                .pointer(x.pointer), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y.pointer),
+                .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0)])
+        case .activation(let kind, let slope):
+            try context.launch("activation", count: y.shape.count, [
+                .pointer(x.pointer), .pointer(y.pointer), .long(y.shape.count), .int(kind), .float(slope)])
+        case .lrn(let l, let dilation):
+            switch l.region {
+            case .acrossChannels:
+                try context.launch("lrn_across", count: plane, [
+                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane), .int(l.size),
+                    .float(l.alpha / Float(l.size)), .float(l.k), .float(l.beta)])
+            case .withinChannel:
+                try context.launch("lrn_within", count: y.shape.count, [
+                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
+                    .int(l.size), .float(l.alpha / Float(l.size * l.size)), .float(l.beta),
+                    .int(dilation.h), .int(dilation.w)])
+            }
+        case .affine(let a, let b):
+            try context.launch("affine", count: y.shape.count, [
+                .pointer(x.pointer), .pointer(y.pointer), .pointer(a.pointer), .pointer(b.pointer), .long(plane),
+                .int(y.shape.c)])
+        case .softmax:
+            try context.launch("softmax_channels", count: plane, [
+                .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane)])
+        case .concat:
+            var offset = 0
+            for t in inputs {
+                try context.copy(t.pointer, to: y.pointer + UInt64(offset), bytes: t.shape.count * 4)
+                offset += t.shape.count * 4
+            }
+        case .eltwise(let e):
+            let coefficients = e.coefficients.isEmpty ? [Float](repeating: 1, count: inputs.count) : e.coefficients
+            let op: Int
+            switch e.operation {
+            case .product: op = 0
+            case .sum: op = 1
+            case .max: op = 2
+            }
+            for (j, t) in inputs.enumerated() {
+                try context.launch("eltwise", count: y.shape.count, [
+                    .pointer(y.pointer), .pointer(t.pointer), .long(y.shape.count), .int(op),
+                    .float(coefficients[j]), .int(j == 0 ? 1 : 0)])
+            }
+        case .identity:
+            preconditionFailure("identity is handled by forward")
+        }
+    }
+
+    private func tensorDescriptor(_ dnn: CuDNN, _ s: Shape) throws -> CUHandle {
+        var d: CUHandle = nil
+        try dnn.check(dnn.cudnnCreateTensorDescriptor(&d), "cudnnCreateTensorDescriptor")
+        try dnn.check(dnn.cudnnSetTensor4dDescriptor(d, CuDNN.formatNCHW, CuDNN.float32, 1, Int32(s.c), Int32(s.h),
+                                                     Int32(s.w)), "cudnnSetTensor4dDescriptor \(s)")
+        return d
+    }
+
+    private func plan(_ c: ConvolutionStep, layer i: Int, input: Shape, output: Shape) throws -> ConvolutionPlan {
+        let key = PlanKey(layer: i, input: input)
+        if let p = plans[key] { return p }
+        let dnn = context.cudnn!
+        let handle = context.cudnnHandle
+        let name = net.layers[i].name
+        let xd = try tensorDescriptor(dnn, input)
+        var n: Int32 = 0, ch: Int32 = 0, h: Int32 = 0, w: Int32 = 0
+        try dnn.check(dnn.cudnnGetConvolution2dForwardOutputDim(c.descriptor, xd, c.filter, &n, &ch, &h, &w),
+                      "layer \(name): cudnnGetConvolution2dForwardOutputDim")
+        guard Int(ch) == output.c, Int(h) == output.h, Int(w) == output.w else {
+            throw CUDAError("layer \(name): cuDNN computes a \(ch)×\(h)×\(w) output for \(input), "
+                + "Tessera's shape inference \(output)")
+        }
+        let yd = try tensorDescriptor(dnn, output)
+        let requested: Int32 = 8
+        let perf = UnsafeMutableRawPointer.allocate(byteCount: CuDNN.perfStructBytes * Int(requested), alignment: 8)
+        defer { perf.deallocate() }
+        var returned: Int32 = 0
+        if findAlgorithms {
+            try dnn.check(dnn.cudnnFindConvolutionForwardAlgorithm(handle, xd, c.filter, c.descriptor, yd, requested,
+                                                                   &returned, perf),
+                          "layer \(name): cudnnFindConvolutionForwardAlgorithm")
+        } else {
+            try dnn.check(dnn.cudnnGetConvolutionForwardAlgorithm_v7(handle, xd, c.filter, c.descriptor, yd,
+                                                                     requested, &returned, perf),
+                          "layer \(name): cudnnGetConvolutionForwardAlgorithm_v7")
+        }
+        var candidates: [(algorithm: Int32, workspace: Int)] = []
+        var measured: [String] = []
+        for k in 0..<Int(returned) {
+            let entry = perf + k * CuDNN.perfStructBytes
+            let algorithm = entry.load(as: Int32.self)
+            let status = entry.load(fromByteOffset: 4, as: Int32.self)
+            guard status == 0 else { continue }
+            var bytes = 0
+            guard dnn.cudnnGetConvolutionForwardWorkspaceSize(handle, xd, c.filter, c.descriptor, yd, algorithm,
+                                                              &bytes) == 0,
+                  bytes <= Self.workspaceLimit else { continue }
+            candidates.append((algorithm, bytes))
+            if findAlgorithms { measured.append(String(format: "%d: %.2f ms", algorithm, entry.load(fromByteOffset: 8, as: Float.self))) }
+        }
+        guard !candidates.isEmpty else {
+            throw CUDAError("layer \(name): cuDNN offers no forward algorithm for input \(input) "
+                + "within a \(Self.workspaceLimit >> 20) MiB workspace")
+        }
+        let p = ConvolutionPlan(x: xd, y: yd, candidates: candidates)
+        plans[key] = p
+        if profile {
+            let list = candidates.map { "\($0.algorithm) (\($0.workspace >> 20) MiB)" }.joined(separator: ", ")
+            FileHandle.standardError.write(Data(("cuda plan \(name) \(input): algorithms \(list)"
+                + (measured.isEmpty ? "" : "; measured \(measured.joined(separator: ", "))") + "\n").utf8))
+        }
+        return p
+    }
+
+    private func cudnnConvolution(_ c: ConvolutionStep, layer i: Int, _ x: DeviceTensor, _ y: DeviceTensor) throws {
+        let dnn = context.cudnn!
+        var p = try plan(c, layer: i, input: x.shape, output: y.shape)
+        var one: Float = 1, zero: Float = 0
+        while true {
+            let (algorithm, bytes) = p.candidates[0]
+            if bytes > workspaceBytes {
+                try context.synchronize()
+                if workspaceBytes > 0 { context.pool.release(workspace, bytes: workspaceBytes) }
+                workspaceBytes = 0
+                workspace = try context.pool.allocate(bytes)
+                workspaceBytes = bytes
+            }
+            let status = dnn.cudnnConvolutionForward(context.cudnnHandle, &one, p.x, x.pointer, c.filter,
+                                                     c.weights.pointer, c.descriptor, algorithm, workspace, bytes,
+                                                     &zero, p.y, y.pointer)
+            if status != 0 && p.candidates.count > 1 {  // e.g. NOT_SUPPORTED (9; 3000… in cuDNN 9): next one
+                p.candidates.removeFirst()
+                plans[PlanKey(layer: i, input: x.shape)] = p
+                continue
+            }
+            try dnn.check(status, "layer \(net.layers[i].name): cudnnConvolutionForward (algorithm \(algorithm))")
+            return
+        }
+    }
+
+    /// im2col in row chunks + one sgemm per chunk and group, written straight into
+    /// the output planes (column-major view: C[pixels × outputs] = col[pixels × K] · W[K × outputs]).
+    private func gemmConvolution(_ c: ConvolutionStep, _ x: DeviceTensor, _ y: DeviceTensor) throws {
+        guard let blas = context.cublas else { throw CUDAError("no cuBLAS for the im2col convolution path") }
+        let conv = c.conv
+        let g = conv.group, cg = x.shape.c / g, mg = conv.outputs / g
+        let k = cg * conv.kernel.h * conv.kernel.w
+        let (outH, outW) = (y.shape.h, y.shape.w)
+        let rowsPerChunk = max(1, min(outH, Self.columnBudget / max(1, k * outW)))
+        let col = try DeviceTensor(Shape(c: 1, h: 1, w: k * rowsPerChunk * outW), pool: context.pool)
+        var one: Float = 1, zero: Float = 0
+        for grp in 0..<g {
+            var row0 = 0
+            while row0 < outH {
+                let rows = min(rowsPerChunk, outH - row0)
+                try context.launch("im2col", count: k * rows * outW, [
+                    .pointer(x.pointer + UInt64(grp * cg * x.shape.h * x.shape.w * 4)), .pointer(col.pointer),
+                    .int(cg), .int(x.shape.h), .int(x.shape.w), .int(outW), .int(row0), .int(rows),
+                    .int(conv.kernel.h), .int(conv.kernel.w), .int(conv.stride.h), .int(conv.stride.w),
+                    .int(conv.pad.h), .int(conv.pad.w), .int(conv.dilation.h), .int(conv.dilation.w)])
+                let n = rows * outW
+                try blas.check(blas.cublasSgemm(context.cublasHandle, 0, 0, Int32(n), Int32(mg), Int32(k), &one,
+                                                col.pointer, Int32(n), c.weights.pointer + UInt64(grp * mg * k * 4),
+                                                Int32(k), &zero,
+                                                y.pointer + UInt64((grp * mg * outH * outW + row0 * outW) * 4),
+                                                Int32(outH * outW)), "cublasSgemm")
+                row0 += rows
+            }
+        }
+    }
+}

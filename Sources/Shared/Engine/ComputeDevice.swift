@@ -1,0 +1,48 @@
+/// Where an engine computes: this machine's CPU cores (OpenBLAS) or a CUDA GPU.
+public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
+    case cpu
+    case cuda(index: Int, precision: CUDAPrecision)
+
+    /// Parses `cpu`, `cuda` or `cuda:N` (the `--device` flag).
+    public init(parsing text: String, precision: CUDAPrecision = .fp32) throws {
+        let t = text.lowercased()
+        if t == "cpu" {
+            self = .cpu
+        } else if t == "cuda" {
+            self = .cuda(index: 0, precision: precision)
+        } else if t.hasPrefix("cuda:"), let n = Int(t.dropFirst(5)), n >= 0 {
+            self = .cuda(index: n, precision: precision)
+        } else {
+            throw ModelError("unknown device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index)")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .cpu: return "cpu"
+        case .cuda(let i, let p): return p == .fp32 ? "cuda:\(i)" : "cuda:\(i) (\(p.rawValue))"
+        }
+    }
+
+    /// A runner for `net` on this device.
+    func executor(_ net: Net, lrnDilation: [Size2]? = nil) throws -> any NetExecutor {
+        switch self {
+        case .cpu: return try NetRunner(net: net, lrnDilation: lrnDilation)
+        case .cuda(let i, let p):
+            return try CUDANetRunner(net: net, lrnDilation: lrnDilation, context: CUDAContext.get(device: i),
+                                     precision: p)
+        }
+    }
+
+    /// Bytes of activations one tile may use: CPU from `cpuBudget`; a GPU from its
+    /// free memory (40 %, leaving room for cuDNN's workspace), at most 8 GiB so
+    /// that no activation reaches cuDNN's 2³¹-element limit.
+    public func tileMemoryBudget(cpuBudget: Int) throws -> Int {
+        switch self {
+        case .cpu: return cpuBudget
+        case .cuda(let i, _):
+            let free = try CUDAContext.get(device: i).memoryInfo().free
+            return min(free / 5 * 2, 8 << 30)
+        }
+    }
+}
