@@ -22,6 +22,12 @@ public enum SystemInfo {
             "libpng      \(pngVersion)",
             "OpenBLAS    \(blas.libraryPath), kernel \(blas.coreName) (\(blas.coreChoice)), \(blas.threads) threads",
             "CPU         \(CPUFeatures.current.modelName)",
+            "CUDA        \(cudaLine)",
         ]
+    }
+
+    /// GPU 0 as `--device cuda` would use it, or why it cannot.
+    static var cudaLine: String {
+        do { return try CUDAContext.get(device: 0).summary } catch { return "not available: \(error)" }
     }
 }

@@ -21,15 +21,26 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed repetitions per mode; the best is reported.") var repeats = 1
     @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @OptionGroup var compute: DeviceFlags
 
     func run() throws {
         let loaded = try ModelLoader.load(model.source(requireWeights: false))
         var classifier = loaded.classifier
         if !loaded.hasWeights { classifier = classifier.withRandomWeights(seed: 42) }
-        let engine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true)
-        let mapper = LocalMapper(engine: engine, preprocessing: Preprocessing(mean: [104, 117, 123]), threads: threads)
+        let device = try compute.resolve()
+        let engine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
+        let mapper = LocalMapper(engine: engine, preprocessing: Preprocessing(mean: [104, 117, 123]), threads: threads,
+                                 memoryBudget: try device.tileMemoryBudget(cpuBudget: 768 << 20))
         let image = SyntheticImage(side: size, seed: 7)
-        let peak = try SgemmPeak.measure(threads: threads)
+        // The reference the GFLOP/s are compared with: OpenBLAS sgemm on the CPU, cuBLAS sgemm on a GPU.
+        let peak: Double
+        var peakName = "sgemm peak"
+        if case .cuda(let index, _) = device {
+            peak = try CUDAContext.get(device: index).sgemmPeak()
+            peakName = "GPU sgemm peak (cuBLAS fp32)"
+        } else {
+            peak = try SgemmPeak.measure(threads: threads)
+        }
         var rows: [[String: Any]] = []
         var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
         for name in modes.split(separator: ",") {
@@ -51,6 +62,7 @@ struct Benchmark: ParsableCommand {
                          "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576])
         }
         var summary: [String: Any] = ["image": size, "threads": threads, "sgemmPeakGflops": peak,
+                                      "device": device.description,
                                       "blasKernel": try BLAS.get().coreName, "modes": rows]
         if let s = seconds[.shift], let d = seconds[.dense], let ms = macs[.shift], let md = macs[.dense] {
             summary["denseSpeedupOverShift"] = s / d
@@ -61,8 +73,9 @@ struct Benchmark: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("net \(classifier.name), image \(size)×\(size), \(threads) threads, BLAS kernel \(summary["blasKernel"]!)")
-        print(String(format: "sgemm peak: %.1f GFLOP/s", peak))
+        print("net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
+              + "BLAS kernel \(summary["blasKernel"]!)")
+        print(String(format: "%@: %.1f GFLOP/s", peakName, peak))
         print("mode     seconds   GMAC    GFLOP/s  of peak  tile  tasks  peak RSS")
         for r in rows {
             print(String(format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,

@@ -30,6 +30,7 @@ struct Run: ParsableCommand {
     @OptionGroup var preprocessing: PreprocessingOptions
     @OptionGroup var output: OutputFlags
     @OptionGroup var job: JobFlags
+    @OptionGroup var compute: DeviceFlags
 
     @Option(help: "Engine threads (default: all cores, shared between the workers).") var threads: Int?
     @Option(help: "Local worker processes.") var workers = 1
@@ -49,13 +50,25 @@ struct Run: ParsableCommand {
     func run() throws {
         let logger = Logger(label: "tessera.run")
         let settings = job.engineSettings(model)
-        let (engine, loaded) = try settings.makeEngine(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
+        let device = try compute.resolve()
+        // Embedded runs compute on the workers: this process's engine only plans tiles.
+        let (engine, loaded) = try settings.makeEngine(prototxtPath: model.model, weightsPath: model.weights,
+                                                       device: inProcess ? device : .cpu, logger: logger)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let blas = try BLAS.get()
         logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
+        var budget = job.memoryBudget << 20
+        if case .cuda(let index, _) = device {
+            if inProcess {
+                let gpu = try CUDAContext.get(device: index)
+                logger.info("GPU \(gpu.summary)")
+                budget = try device.tileMemoryBudget(cpuBudget: budget)
+            } else {
+                budget = max(budget, 4 << 30)  // a GPU worker holds large tiles; the workers report their own limits
+            }
+        }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads ?? cores,
-                                 memoryBudget: job.memoryBudget << 20)
+        let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads ?? cores, memoryBudget: budget)
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
         if inProcess {
             try runInProcess(mapper, loaded: loaded, logger: logger)
@@ -104,7 +117,8 @@ struct Run: ParsableCommand {
         let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }
-        let pool = try LocalWorkers(binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads)
+        let pool = try LocalWorkers(binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
+                                    arguments: ["--device", compute.device, "--precision", compute.precision])
         defer { pool.stop() }
         logger.info("embedded coordinator", metadata: ["workers": "\(workers)", "threads": "\(workerThreads)",
                                                        "endpoint": "\(workerEndpoint)"])
@@ -143,12 +157,12 @@ struct Run: ParsableCommand {
 final class LocalWorkers {
     private var processes: [Process] = []
 
-    init(binary: String, count: Int, endpoint: String, threads: Int) throws {
+    init(binary: String, count: Int, endpoint: String, threads: Int, arguments: [String] = []) throws {
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
-                           "--log-level", "warning", "--parent-pid", "\(getpid())"]
+                           "--log-level", "warning", "--parent-pid", "\(getpid())"] + arguments
             // Only these flags configure them: TESSERA_WORKER_* meant for other workers
             // (CURVE keys, another coordinator) must not reach the embedded ones.
             p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_WORKER_") }

@@ -84,7 +84,8 @@ public struct EngineSettings: Hashable, Sendable {
 
     /// Loads `bundle` (written to a private temporary folder: the loader reads files)
     /// and builds its engine: the one construction every process uses.
-    public func makeEngine(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
+    public func makeEngine(_ bundle: ModelBundle, device: ComputeDevice = .cpu,
+                           logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("tessera-model-\(getpid())-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -98,20 +99,21 @@ public struct EngineSettings: Hashable, Sendable {
             weights = dir + "/weights.caffemodel"
             try Data(bundle.weights).write(to: URL(fileURLWithPath: weights!))
         }
-        return try makeEngine(prototxtPath: proto, weightsPath: weights, logger: logger)
+        return try makeEngine(prototxtPath: proto, weightsPath: weights, device: device, logger: logger)
     }
 
     /// The same from files on disk (the in-process `run`).
-    public func makeEngine(prototxtPath: String?, weightsPath: String?,
+    public func makeEngine(prototxtPath: String?, weightsPath: String?, device: ComputeDevice = .cpu,
                            logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
         let source = ModelSource(model: prototxtPath, weights: weightsPath, patchSize: patchSize,
                                  requireWeights: randomWeightsSeed == nil)
         let loaded = try ModelLoader.load(source, logger: logger)
         if let seed = randomWeightsSeed, !loaded.hasWeights {
             let classifier = loaded.classifier.withRandomWeights(seed: seed)
-            return (try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding), loaded)
+            return (try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding,
+                                  device: device), loaded)
         }
         try loaded.requireExact(allowApproximate: allowPadding)
-        return (try MapEngine(model: loaded, allowPadding: allowPadding), loaded)
+        return (try MapEngine(model: loaded, allowPadding: allowPadding, device: device), loaded)
     }
 }

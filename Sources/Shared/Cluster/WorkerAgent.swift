@@ -20,6 +20,8 @@ public final class WorkerAgent: @unchecked Sendable {
         public var taskDelayMilliseconds = 0
         /// CURVE keys (`WorkerAgent+Security`); nil: plain connection.
         public var curve: CurveClientSecurity?
+        /// Where this worker computes its tiles.
+        public var device: ComputeDevice = .cpu
         public init(coordinator: String, name: String, threads: Int) {
             self.coordinator = coordinator
             self.name = name
@@ -297,7 +299,7 @@ public final class WorkerAgent: @unchecked Sendable {
         if let e = engines[key] {
             engine = e
         } else {
-            engine = try settings.makeEngine(bundle, logger: nil).0
+            engine = try settings.makeEngine(bundle, device: configuration.device, logger: nil).0
             if engines.count >= 2 { engines.removeAll() }
             engines[key] = engine
         }
