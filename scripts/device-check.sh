@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# GPU acceptance checks (issue #10) on a machine with an NVIDIA GPU, no Swift
+# toolchain and no internet. Prepare on the build machine with
+# scripts/device-bundle.sh (writes .device/bundle.tar.xz), copy the repository
+# with .device/ to the GPU machine, run this from anywhere. Every step runs even
+# when an earlier one failed; logs and results go to $OUT (default /tmp/device-check),
+# a summary to stdout. Exit status: number of failed steps.
+#
+# Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine)
+# with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, a
+# per-layer profile, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
+# and a coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device-check}
+mkdir -p "$OUT"
+D=.device
+if [[ -f $D/bundle.tar.xz && ! -x $D/bin/tessera-coordinator ]]; then tar -xJf $D/bundle.tar.xz -C $D; fi
+B=$D/bin
+ORIGINAL_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}  # PyTorch must find its own cuDNN, not the system's
+export LD_LIBRARY_PATH="$PWD/$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cudnn=$(find /usr /opt -name 'libcudnn.so.9' 2>/dev/null | head -1)
+cudadirs=/usr/local/cuda/lib64${cudnn:+:$(dirname "$cudnn")}
+export TESSERA_CUDA_LIBRARY_PATH=$cudadirs
+export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cudadirs"
+PY=python3
+for p in /opt/torch/.venv/bin/python python3; do
+  if $p -c 'import torch' 2>/dev/null; then PY=$p; break; fi
+done
+SEED=$D/seed/deploy.prototxt
+[[ -f $SEED ]] || SEED=../shared/models/seed/efficient-pixelwise/deploy.prototxt
+DEMO=(--model models/demo/deploy.prototxt --weights models/demo/nuclei32.caffemodel
+      --channel-order bgr --mean 134,151,171 --scale 0.015625)
+failed=0
+step() {  # step NAME TIMEOUT COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name"
+  local t0=$SECONDS
+  if declare -F "$1" >/dev/null; then "$@" >"$OUT/$name.log" 2>&1; else timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; fi
+  local rc=$?
+  tail -n 40 "$OUT/$name.log"
+  echo "=== $name: exit $rc, $((SECONDS - t0)) s"
+  [[ $rc -eq 0 ]] || failed=$((failed + 1))
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
+echo "cuDNN: ${cudnn:-not found}; python: $PY"
+step info 60 $B/tessera-coordinator info
+step gpu-check 400 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
+  --export-dense "$OUT/dense-net.json"
+step gpu-check-gemm 300 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --no-cpu-timing
+step gpu-check-find 300 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --no-cpu-timing --repeats 10
+step profile 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda --model "$SEED" \
+  --modes dense --repeats 2
+step benchmark 120 $B/tessera-coordinator benchmark --device cuda --model "$SEED" --repeats 5
+step benchmark-tf32 120 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --repeats 5
+if $PY -c 'import torch' 2>/dev/null && [[ -f $OUT/dense-net.json ]]; then
+  for p in fp32 tf32 bf16; do
+    step "torch-$p" 180 env LD_LIBRARY_PATH="$ORIGINAL_LD_LIBRARY_PATH" $PY benchmarks/torch_peer.py "$OUT/dense-net.json" --precision $p
+  done
+  $PY - "$OUT" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+log = open(f"{out}/gpu-check.log").read()
+m = re.search(r"dense\s+GPU best ([0-9.]+) s", log)
+try:
+    peer = json.loads(open(f"{out}/torch-fp32.log").read().strip().splitlines()[-1])
+except Exception as e:
+    sys.exit(f"no peer result: {e}")
+if m:
+    ours = float(m.group(1))
+    print(f"dense 2000x2000 fp32: Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
+          f"(device only {peer['deviceOnlyBest']*1000:.1f} ms): ratio {ours/peer['best']:.2f}")
+PY
+fi
+
+# A CPU coordinator with one CUDA worker and one CPU worker; the same tiles in-process
+# on each device: every tile of the mixed map must equal one of them byte for byte.
+mixed() {
+  local dir=$OUT/mixed
+  rm -rf "$dir"; mkdir -p "$dir"
+  $B/tessera-coordinator serve --worker-endpoint tcp://127.0.0.1:5555 --client-endpoint tcp://127.0.0.1:5556 \
+    --store "$dir/store" >"$dir/coordinator.log" 2>&1 & local c=$!
+  $B/tessera-worker --coordinator tcp://127.0.0.1:5555 --device cuda --name gpu-worker >"$dir/gpu-worker.log" 2>&1 &
+  local g=$!
+  $B/tessera-worker --coordinator tcp://127.0.0.1:5555 --device cpu --threads 4 --name cpu-worker \
+    >"$dir/cpu-worker.log" 2>&1 & local w=$!
+  sleep 2
+  timeout 240 $B/tessera-coordinator submit --coordinator tcp://127.0.0.1:5556 "${DEMO[@]}" --mode dense --tile 48 \
+    --outputs npy --wait --out "$dir/mixed" examples/ihc.png
+  local rc=$?
+  timeout 20 $B/tessera-coordinator status --coordinator tcp://127.0.0.1:5556
+  kill $g $w; sleep 1; kill $c; wait
+  timeout 120 $B/tessera-coordinator run --in-process --device cpu "${DEMO[@]}" --mode dense --tile 48 --outputs npy \
+    --out "$dir/cpu" examples/ihc.png || rc=1
+  timeout 120 $B/tessera-coordinator run --in-process --device cuda "${DEMO[@]}" --mode dense --tile 48 --outputs npy \
+    --out "$dir/gpu" examples/ihc.png || rc=1
+  timeout 120 $B/tessera-coordinator run --device cuda "${DEMO[@]}" --mode dense --outputs npy \
+    --out "$dir/embedded" examples/ihc.png || rc=1
+  $PY - "$dir" <<'PY' || rc=1
+import sys, numpy as np
+d = sys.argv[1]
+mixed, cpu, gpu = (np.load(f"{d}/{k}/ihc.npy") for k in ("mixed", "cpu", "gpu"))
+emb = np.load(f"{d}/embedded/ihc.npy")
+t = 48
+kinds = {"cpu": 0, "gpu": 0, "neither": 0}
+for y in range(0, mixed.shape[1], t):
+    for x in range(0, mixed.shape[2], t):
+        m = mixed[:, y:y+t, x:x+t]
+        if m.tobytes() == cpu[:, y:y+t, x:x+t].tobytes(): kinds["cpu"] += 1
+        elif m.tobytes() == gpu[:, y:y+t, x:x+t].tobytes(): kinds["gpu"] += 1
+        else: kinds["neither"] += 1
+diff = float(np.abs(mixed - cpu).max())
+print(f"mixed job tiles: {kinds}; max |mixed - cpu| = {diff:.3g}; "
+      f"max |gpu - cpu| = {float(np.abs(gpu - cpu).max()):.3g}; "
+      f"max |embedded gpu run - cpu| = {float(np.abs(emb - cpu).max()):.3g}")
+ok = kinds["neither"] == 0 and kinds["cpu"] > 0 and kinds["gpu"] > 0 and diff <= 1e-4
+print("PASS" if ok else "FAIL", "mixed CPU+GPU cluster")
+sys.exit(0 if ok else 1)
+PY
+  return $rc
+}
+step mixed-cluster 300 mixed
+TESSERA_CUDNN_ALGO=find step mixed-cluster-find 300 mixed
+echo "device-check: $failed step(s) failed; logs in $OUT"
+exit $failed
