@@ -41,13 +41,14 @@ struct EnvironmentVariableTests {
         "benchmark": ([("model", "m.prototxt")], []),
         "info": ([], []),
         "keygen": ([], ["alice"]),
+        "gpu-check": ([], []),
         "": ([("curve", nil), ("curve-secret-key", "w.key"), ("curve-server-key", "c.pub")], []),
     ]
     /// Options that exclude a baseline option (`--weights-npy` replaces `--weights`).
     static let exclusions: [String: Set<String>] = ["convert weights-npy": ["weights"]]
 
     /// Values tried in order until one is accepted and differs from the default.
-    static let samples = ["3", "17", "debug", "fast", "rgb", "prob", "16", "0.5", "1,2,3"]
+    static let samples = ["3", "17", "debug", "fast", "rgb", "prob", "16", "0.5", "1,2,3", "cuda:1", "tf32"]
 
     static func dump(_ command: ParsableCommand) -> String {
         var text = ""
