@@ -57,30 +57,48 @@ public enum ModelLoader {
     /// layers, finds the patch size, and performs net surgery.
     public static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
         var ignored: [String] = []
-        let definition: Caffe_NetParameter
-        var importer: CaffeImporter
         if let model = source.model {
-            definition = try CaffeFiles.readPrototxt(model, ignored: &ignored)
-            importer = CaffeImporter(definitionFile: model)
-            if let weights = source.weights {
-                let w = try CaffeImporter.upgradeV1(CaffeFiles.readCaffemodel(weights), file: weights)
-                importer.weightsFile = weights
-                for l in w.layer where !l.blobs.isEmpty { importer.weightsByLayer[l.name] = l.blobs }
-                if importer.weightsByLayer.isEmpty {
-                    throw ModelError(file: weights, "the caffemodel holds no weights at all")
-                }
+            let definition = try CaffeFiles.readPrototxt(model, ignored: &ignored)
+            var weights: Caffe_NetParameter?
+            if let file = source.weights {
+                weights = try CaffeFiles.readCaffemodel(file)
             } else if source.requireWeights {
                 throw ModelError(file: model, "no weights: give the trained .caffemodel with --weights")
-            } else {
-                importer.shapeOnly = true
             }
-        } else if let weights = source.weights {
-            definition = try CaffeFiles.readCaffemodel(weights)
-            importer = CaffeImporter(definitionFile: weights)
+            return try load(definition: definition, definitionFile: model, weights: weights,
+                            weightsFile: source.weights, patchSize: source.patchSize, ignored: ignored, logger: logger)
+        } else if let file = source.weights {
+            let definition = try CaffeFiles.readCaffemodel(file)
+            return try load(definition: definition, definitionFile: file, definitionHoldsWeights: true,
+                            patchSize: source.patchSize, ignored: ignored, logger: logger)
         } else {
             throw ModelError("no model: give --model (a deploy prototxt) and/or --weights (a caffemodel)")
         }
-        if let p = source.patchSize {
+    }
+
+    /// Loads a model from messages already read: `definition` from `definitionFile`,
+    /// with the weights of `weights` (merged by layer name) when given; without
+    /// them, shapes only (zero placeholder weights) unless the definition holds
+    /// its own weights (a caffemodel given alone). `placeholderLimit` caps the
+    /// placeholder weights of a shape-only load (elements).
+    static func load(definition: Caffe_NetParameter, definitionFile: String, definitionHoldsWeights: Bool = false,
+                     weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?,
+                     ignored: [String] = [], placeholderLimit: Int = CaffeImporter.maxPlaceholderElements,
+                     logger: Logger? = nil) throws -> LoadedModel {
+        var importer = CaffeImporter(definitionFile: definitionFile)
+        importer.placeholderLimit = placeholderLimit
+        if let weights {
+            let file = weightsFile ?? "(weights)"
+            let w = try CaffeImporter.upgradeV1(weights, file: file)
+            importer.weightsFile = file
+            for l in w.layer where !l.blobs.isEmpty { importer.weightsByLayer[l.name] = l.blobs }
+            if importer.weightsByLayer.isEmpty {
+                throw ModelError(file: file, "the caffemodel holds no weights at all")
+            }
+        } else if !definitionHoldsWeights {
+            importer.shapeOnly = true
+        }
+        if let p = patchSize {
             guard p > 0, p <= 1 << 16 else { throw ModelError("--patch-size \(p) is not between 1 and 65536") }
             importer.patchOverride = Size2(square: p)
         }

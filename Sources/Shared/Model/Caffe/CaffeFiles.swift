@@ -97,7 +97,11 @@ enum CaffeFiles {
 
     /// A binary NetParameter (.caffemodel).
     static func readCaffemodel(_ path: String) throws -> Caffe_NetParameter {
-        let data = try readBytes(path, what: "weights (caffemodel)")
+        try decodeCaffemodel(readBytes(path, what: "weights (caffemodel)"), file: path)
+    }
+
+    /// A binary NetParameter (.caffemodel) already in memory; `file` names it in errors.
+    static func decodeCaffemodel(_ data: Data, file path: String) throws -> Caffe_NetParameter {
         guard !data.isEmpty else { throw ModelError(file: path, "the caffemodel is empty") }
         do {
             var options = BinaryDecodingOptions()

@@ -18,6 +18,8 @@ struct CaffeImporter {
 
     /// Largest total of placeholder weights built for a shape-only import (elements).
     static let maxPlaceholderElements = 1 << 31
+    /// The cap this import uses (tests lower it to keep hostile inputs cheap).
+    var placeholderLimit = maxPlaceholderElements
 
     /// Result of an import.
     struct Imported {
@@ -363,22 +365,24 @@ struct CaffeImporter {
         let name = lp.name
         guard let raw = try blobs(for: lp) else {
             if shapeOnly {
+                let limitText = placeholderLimit.nonzeroBitCount == 1 ? "2^\(placeholderLimit.trailingZeroBitCount)"
+                    : "\(placeholderLimit)"
                 var out: [[Float]] = []
                 for e in expected {
                     var n = 1
                     for d in e.dims {
                         let (p, o) = n.multipliedReportingOverflow(by: d)
-                        guard !o, d >= 0, p <= Self.maxPlaceholderElements else {
+                        guard !o, d >= 0, p <= placeholderLimit else {
                             throw ModelError(file: definitionFile, layer: name,
                                 "its \(e.what) would be \(e.dims.map(String.init).joined(separator: "×")): "
-                                + "more than 2^31 values")
+                                + "more than \(limitText) values")
                         }
                         n = p
                     }
                     placeholderTotal += n
-                    guard placeholderTotal <= Self.maxPlaceholderElements else {
+                    guard placeholderTotal <= placeholderLimit else {
                         throw ModelError(file: definitionFile, layer: name,
-                            "the net's weights would hold more than 2^31 values in total")
+                            "the net's weights would hold more than \(limitText) values in total")
                     }
                     out.append([Float](repeating: 0, count: n))
                 }
