@@ -255,17 +255,25 @@ extension PrototxtScanner {
         func text(upTo cut: Int, closers: Int) -> String {
             String(decoding: bytes[0..<cut], as: UTF8.self) + String(repeating: "\n}", count: closers)
         }
+        // Decoding stops at the first error, so once a prefix fails every longer
+        // one does: the first failing sibling is found by bisection, in
+        // log2(n) + 1 decodes instead of up to n (a hostile or long file fails fast).
         func search(_ siblings: [Entry], depth: Int) -> Entry? {
-            for entry in siblings {
-                guard !decodes(text(upTo: entry.end, closers: depth)) else { continue }
-                if let body = entry.bodyStart {
-                    // Does the message itself (with no fields) fail? Then its name is the problem.
-                    if !decodes(text(upTo: body, closers: depth + 1)) { return entry }
-                    return search(entry.children, depth: depth + 1) ?? entry
-                }
-                return entry
+            guard let last = siblings.indices.last, !decodes(text(upTo: siblings[last].end, closers: depth)) else {
+                return nil
             }
-            return nil
+            var lo = 0, hi = last  // siblings[hi]'s prefix fails
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if decodes(text(upTo: siblings[mid].end, closers: depth)) { lo = mid + 1 } else { hi = mid }
+            }
+            let entry = siblings[lo]
+            if let body = entry.bodyStart {
+                // Does the message itself (with no fields) fail? Then its name is the problem.
+                if !decodes(text(upTo: body, closers: depth + 1)) { return entry }
+                return search(entry.children, depth: depth + 1) ?? entry
+            }
+            return entry
         }
         return search(entries, depth: 0)
     }
