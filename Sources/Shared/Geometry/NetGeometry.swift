@@ -29,6 +29,11 @@ public struct LayerGeometry: Sendable, Equatable {
 }
 
 extension Net {
+    /// Largest receptive field, total stride or offset (pixels, per axis) a net may
+    /// have: PNG's own limit on a side, 2^31 − 1. Beyond it the arithmetic of the
+    /// geometry and of the engine's dense mode would overflow.
+    public static let maxGeometry = Int(Int32.max)
+
     /// Geometry at patch size `patch` (defaults to the net's own patch size).
     /// Throws when the net's output at patch size is not 1×1 or shapes don't fit.
     public func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
@@ -86,11 +91,30 @@ extension Net {
             default:
                 break
             }
-            let extent = Size2(dilation.h * (kernel.h - 1) + 1, dilation.w * (kernel.w - 1) + 1)
-            let out = Position(
-                rf: Size2(at.rf.h + (extent.h - 1) * at.jump.h, at.rf.w + (extent.w - 1) * at.jump.w),
-                jump: Size2(at.jump.h * stride.h, at.jump.w * stride.w),
-                origin: Size2(at.origin.h - pad.h * at.jump.h, at.origin.w - pad.w * at.jump.w))
+            // Checked: absurd strides, kernels and dilations (each up to 65536) multiply
+            // past Int within a few layers.
+            func axis(_ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String)
+                throws -> (rf: Int, jump: Int, origin: Int) {
+                let extent = d.multipliedReportingOverflow(by: k - 1)
+                let grow = extent.partialValue.multipliedReportingOverflow(by: jump)
+                let newRF = rf.addingReportingOverflow(grow.partialValue)
+                let newJump = jump.multipliedReportingOverflow(by: s)
+                let shift = p.multipliedReportingOverflow(by: jump)
+                let newOrigin = origin.subtractingReportingOverflow(shift.partialValue)
+                let overflow = extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
+                    || newOrigin.overflow
+                guard !overflow, newRF.partialValue <= Self.maxGeometry, newJump.partialValue <= Self.maxGeometry,
+                      abs(newOrigin.partialValue) <= Self.maxGeometry else {
+                    throw ModelError(layer: layer.name,
+                        "its \(name) receptive field, total stride or offset exceeds \(Self.maxGeometry) pixels "
+                        + "(kernel \(kernel), stride \(stride), dilation \(dilation), pad \(pad) after a total stride "
+                        + "of \(at.jump)): larger than any image Tessera reads")
+                }
+                return (newRF.partialValue, newJump.partialValue, newOrigin.partialValue)
+            }
+            let h = try axis(at.rf.h, at.jump.h, at.origin.h, kernel.h, stride.h, pad.h, dilation.h, "vertical")
+            let w = try axis(at.rf.w, at.jump.w, at.origin.w, kernel.w, stride.w, pad.w, dilation.w, "horizontal")
+            let out = Position(rf: Size2(h.rf, w.rf), jump: Size2(h.jump, w.jump), origin: Size2(h.origin, w.origin))
             perLayer.append(LayerGeometry(inputJump: at.jump, stride: stride, receptiveField: out.rf))
             for top in layer.tops {
                 pos[top] = out

@@ -160,7 +160,20 @@ extension Net {
             case .lrn(let l) where l.region == .withinChannel: k = Size2(square: l.size)
             default: break
             }
-            let out = (Size2(r.h + d.h * (k.h - 1) * j.h, r.w + d.w * (k.w - 1) * j.w), Size2(j.h * s.h, j.w * s.w))
+            // Checked: a net whose receptive field or stride passes Net.maxGeometry has no patch size.
+            func grow(_ r: Int, _ d: Int, _ k: Int, _ j: Int, _ s: Int) -> (Int, Int)? {
+                let a = d.multipliedReportingOverflow(by: k - 1)
+                let b = a.partialValue.multipliedReportingOverflow(by: j)
+                let c = r.addingReportingOverflow(b.partialValue)
+                let n = j.multipliedReportingOverflow(by: s)
+                guard !a.overflow, !b.overflow, !c.overflow, !n.overflow, c.partialValue <= Net.maxGeometry,
+                      n.partialValue <= Net.maxGeometry else { return nil }
+                return (c.partialValue, n.partialValue)
+            }
+            guard let (rh, jh) = grow(r.h, d.h, k.h, j.h, s.h), let (rw, jw) = grow(r.w, d.w, k.w, j.w, s.w) else {
+                return nil
+            }
+            let out = (Size2(rh, rw), Size2(jh, jw))
             for t in layer.tops { rf[t] = out }
         }
         return rf[outputName]?.0
