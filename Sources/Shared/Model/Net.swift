@@ -119,7 +119,13 @@ public struct Convolution: Sendable, Equatable {
     }
 
     /// Input channels implied by the weights.
-    public var inputsPerGroup: Int { weights.count / max(1, outputs * kernel.h * kernel.w) }
+    public var inputsPerGroup: Int {
+        let a = outputs.multipliedReportingOverflow(by: kernel.h)
+        let b = a.partialValue.multipliedReportingOverflow(by: kernel.w)
+        // More weights per input than there can be: no whole input channel.
+        guard !a.overflow, !b.overflow else { return 0 }
+        return weights.count / max(1, b.partialValue)
+    }
 }
 
 public struct Pooling: Sendable, Equatable {

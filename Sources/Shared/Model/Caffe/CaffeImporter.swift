@@ -341,9 +341,10 @@ struct CaffeImporter {
     static func guessChannels(_ lp: Caffe_LayerParameter, weights: [Caffe_BlobProto]?) -> Int? {
         guard lp.type == "Convolution", let w = weights?.first,
               let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0) else { return nil }
-        let d = v.dims.count == 4 ? v.dims : nil
+        guard v.dims.count == 4, v.dims[1] > 0 else { return nil }
         let group = Int(max(1, lp.convolutionParam.group))
-        return d.map { $0[1] * group }
+        let (c, overflow) = v.dims[1].multipliedReportingOverflow(by: group)
+        return overflow ? nil : c
     }
 
     // MARK: - Weights
@@ -468,6 +469,10 @@ struct CaffeImporter {
             perGroup = v.dims[1]
         } else {
             throw fail("the number of its input channels is unknown")
+        }
+        guard perGroup >= 1 else {
+            throw fail(inputChannels.map { "its input has \($0) channels, \(perGroup) per group" }
+                ?? "its weights blob gives 0 input channels" + ": a convolution needs at least one")
         }
         var expected = [(what: "weights", dims: [outputs, perGroup, kernel.h, kernel.w])]
         if p.biasTerm { expected.append((what: "bias", dims: [outputs])) }
