@@ -72,7 +72,7 @@ public struct ModelReport: Codable, Sendable {
                 row.stride = [c.stride.h, c.stride.w]
                 row.pad = [c.pad.h, c.pad.w]
                 row.dilation = [c.dilation.h, c.dilation.w]
-                row.macsPerPosition = c.outputs * c.inputsPerGroup * c.kernel.h * c.kernel.w
+                row.macsPerPosition = Self.saturatingProduct([c.outputs, c.inputsPerGroup, c.kernel.h, c.kernel.w])
             case .pooling(let p):
                 let k = p.global ? Size2(blobChannels.isEmpty ? 1 : out.h, out.w) : p.kernel
                 row.kernel = p.global ? nil : [k.h, k.w]
@@ -80,21 +80,21 @@ public struct ModelReport: Codable, Sendable {
                 row.pad = [p.pad.h, p.pad.w]
                 row.dilation = [p.dilation.h, p.dilation.w]
             case .innerProduct(let ip):
-                row.macsPerPosition = ip.outputs * ip.inputs
+                row.macsPerPosition = Self.saturatingProduct([ip.outputs, ip.inputs])
             case .lrn(let l):
                 row.kernel = l.region == .withinChannel ? [l.size, l.size] : [1, 1]
             default:
                 break
             }
             for t in layer.tops { blobChannels[t] = out.c }
-            row.macsPerPatch = row.macsPerPosition * out.h * out.w
-            let jump = Double(lg.inputJump.h * lg.stride.h * lg.inputJump.w * lg.stride.w)
+            row.macsPerPatch = Self.saturatingProduct([row.macsPerPosition, out.h, out.w])
+            let jump = [lg.inputJump.h, lg.stride.h, lg.inputJump.w, lg.stride.w].reduce(1.0) { $0 * Double($1) }
             naive += Double(row.macsPerPatch)
             dense += Double(row.macsPerPosition)
             fast += Double(row.macsPerPosition) / jump
             rows.append(row)
         }
-        let s2 = Double(g.stride.h * g.stride.w)
+        let s2 = Double(g.stride.h) * Double(g.stride.w)
         name = net.name
         inputChannels = net.inputChannels
         patchSize = g.patchSize.h
@@ -109,13 +109,28 @@ public struct ModelReport: Codable, Sendable {
         inexactReasons = g.inexactReasons
         hasWeights = model.hasWeights
         layers = rows
-        macsPerOutputPixel = ModeCost(naive: Int(naive.rounded()), fast: Int(fast.rounded()),
-                                      shift: Int((fast * s2).rounded()), dense: Int(dense.rounded()))
+        macsPerOutputPixel = ModeCost(naive: Self.saturatingInt(naive), fast: Self.saturatingInt(fast),
+                                      shift: Self.saturatingInt(fast * s2), dense: Self.saturatingInt(dense))
         self.preprocessing = PreprocessingInfo(channelOrder: preprocessing.channelOrder.rawValue,
                                                rawScale: preprocessing.rawScale, mean: preprocessing.mean,
                                                meanSource: preprocessing.meanSource, scale: preprocessing.scale)
         notes = model.notes
         _ = blobChannels
+    }
+
+    /// The counts of absurd nets saturate at Int.max rather than trap.
+    private static func saturatingProduct(_ factors: [Int]) -> Int {
+        var p = 1
+        for f in factors {
+            let (q, overflow) = p.multipliedReportingOverflow(by: f)
+            if overflow { return Int.max }
+            p = q
+        }
+        return p
+    }
+
+    private static func saturatingInt(_ value: Double) -> Int {
+        value.isNaN ? 0 : (value >= 0x1p63 ? Int.max : Int(value.rounded()))
     }
 
     /// One JSON object (sorted keys, pretty).

@@ -90,8 +90,25 @@ extension Net {
 }
 
 extension Layer {
-    /// The shape this layer produces from its inputs' shapes.
+    /// Largest activation (values of one blob for one image) shape inference
+    /// accepts: 2^48, past any memory, far enough from Int's limit that sizes in
+    /// bytes and sums over a few blobs cannot overflow.
+    public static let maxActivationCount = 1 << 48
+
+    /// The shape this layer produces from its inputs' shapes; throws when it
+    /// would hold more than `maxActivationCount` values.
     public func outputShape(inputs: [Shape]) throws -> Shape {
+        let shape = try uncheckedOutputShape(inputs: inputs)
+        let a = shape.c.multipliedReportingOverflow(by: shape.h)
+        let b = a.partialValue.multipliedReportingOverflow(by: shape.w)
+        guard shape.c >= 0, !a.overflow, !b.overflow, b.partialValue <= Self.maxActivationCount else {
+            throw ModelError(layer: name, "its output would be \(shape.c)×\(shape.h)×\(shape.w) values, "
+                + "more than 2^48")
+        }
+        return shape
+    }
+
+    private func uncheckedOutputShape(inputs: [Shape]) throws -> Shape {
         guard let first = inputs.first else { throw ModelError(layer: name, "has no input") }
         func fail(_ message: String) -> ModelError { ModelError(layer: name, message) }
         switch op {
@@ -141,7 +158,13 @@ extension Layer {
             for s in inputs where s.h != first.h || s.w != first.w {
                 throw fail("concatenates \(first) with \(s): spatial sizes differ")
             }
-            return Shape(c: inputs.reduce(0) { $0 + $1.c }, h: first.h, w: first.w)
+            var channels = 0
+            for s in inputs {
+                let (sum, overflow) = channels.addingReportingOverflow(s.c)
+                guard !overflow else { throw fail("concatenates more channels than Int can count") }
+                channels = sum
+            }
+            return Shape(c: channels, h: first.h, w: first.w)
         case .eltwise:
             for s in inputs where s != first {
                 throw fail("combines \(first) with \(s): shapes differ")
