@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // MARK: - Shared helpers
@@ -217,6 +218,27 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
                     (unsigned long long)width * height, (unsigned long long)max_pixels);
         tpng_reader_close(reader);
         return TPNG_ERR_TOO_LARGE;
+    }
+    // A header may claim far more pixels than the file holds (a few hundred
+    // bytes declaring 40000 x 30000): refuse it before libpng allocates its
+    // row buffers (png_read_update_info zeroes a whole row) and before the
+    // caller allocates the image. Deflate cannot compress better than 1032:1
+    // (2 bits per 258-byte match), and the filtered data holds at least every
+    // pixel's bits, so a file shorter than that is truncated or lying.
+    struct stat st;
+    if (fstat(fileno(reader->file), &st) == 0 && st.st_size >= 0) {
+        int samples = (color_type & PNG_COLOR_MASK_PALETTE) ? 1
+                      : ((color_type & PNG_COLOR_MASK_COLOR) ? 3 : 1) + ((color_type & PNG_COLOR_MASK_ALPHA) ? 1 : 0);
+        uint64_t pixel_bytes = ((uint64_t)width * (uint64_t)samples * (uint64_t)bit_depth + 7) / 8 * (uint64_t)height;
+        uint64_t most = (uint64_t)st.st_size * 1032u + 1032u;
+        if (pixel_bytes > most) {
+            set_message(message, message_size,
+                        "the header declares %u x %u pixels (%llu bytes of samples) but the file has only %lld bytes, "
+                        "fewer than even the best deflate compression (1032:1) needs",
+                        width, height, (unsigned long long)pixel_bytes, (long long)st.st_size);
+            tpng_reader_close(reader);
+            return TPNG_ERR_TRUNCATED;
+        }
     }
     memset(info, 0, sizeof *info);
     info->width = width;
