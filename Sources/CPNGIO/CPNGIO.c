@@ -139,6 +139,34 @@ void tpng_reader_close(tpng_reader *reader) {
     free(reader);
 }
 
+/// Walks the chunk headers after the signature up to IEND: every declared
+/// length must fit in what is left of the file. libpng trusts a length until
+/// it has read it: an ancillary chunk declaring 1 GB in a 100-byte file made
+/// it allocate and zero a gigabyte before the read failed.
+static int check_chunk_lengths(FILE *file, long long file_size, char *message, size_t size) {
+    long long at = 8;
+    while (at + 8 <= file_size) {
+        png_byte head[8];
+        if (fseeko(file, (off_t)at, SEEK_SET) != 0 || fread(head, 1, sizeof head, file) != sizeof head) break;
+        png_uint_32 length = png_get_uint_32(head);
+        if ((long long)length + 12 > file_size - at) {
+            char type[5];
+            for (int i = 0; i < 4; i++) {
+                png_byte c = head[4 + i];
+                type[i] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? (char)c : '?';
+            }
+            type[4] = 0;
+            set_message(message, size,
+                        "chunk '%s' at byte %lld declares %u bytes of data, but the file has only %lld bytes left",
+                        type, at, length, file_size - at - 8);
+            return TPNG_ERR_TRUNCATED;
+        }
+        if (memcmp(head + 4, "IEND", 4) == 0) break;
+        at += 12 + (long long)length;
+    }
+    return TPNG_OK;
+}
+
 int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, tpng_info *info,
                      char *message, size_t message_size) {
     if (path == NULL || out == NULL || info == NULL || max_pixels == 0) {
@@ -186,6 +214,14 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
             return TPNG_ERR_TOO_LARGE;
         }
     }
+    struct stat st;
+    if (fstat(fileno(reader->file), &st) == 0 && S_ISREG(st.st_mode)) {
+        int status = check_chunk_lengths(reader->file, (long long)st.st_size, message, message_size);
+        if (status != TPNG_OK) {
+            tpng_reader_close(reader);
+            return status;
+        }
+    }
     if (fseek(reader->file, (long)sizeof signature, SEEK_SET) != 0) {
         set_message(message, message_size, "cannot seek: %s", strerror(errno));
         tpng_reader_close(reader);
@@ -225,8 +261,7 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
     // caller allocates the image. Deflate cannot compress better than 1032:1
     // (2 bits per 258-byte match), and the filtered data holds at least every
     // pixel's bits, so a file shorter than that is truncated or lying.
-    struct stat st;
-    if (fstat(fileno(reader->file), &st) == 0 && st.st_size >= 0) {
+    if (fstat(fileno(reader->file), &st) == 0 && S_ISREG(st.st_mode)) {
         int samples = (color_type & PNG_COLOR_MASK_PALETTE) ? 1
                       : ((color_type & PNG_COLOR_MASK_COLOR) ? 3 : 1) + ((color_type & PNG_COLOR_MASK_ALPHA) ? 1 : 0);
         uint64_t pixel_bytes = ((uint64_t)width * (uint64_t)samples * (uint64_t)bit_depth + 7) / 8 * (uint64_t)height;

@@ -56,7 +56,8 @@ typedef struct tpng_writer tpng_writer;
 /// dropped (not composited), 16-bit kept and swapped to host order.
 /// Width and height are each limited to `max_pixels` through
 /// png_set_user_limits, and width × height to `max_pixels` here, before any
-/// image memory exists. A file too short to hold the pixels its header
+/// image memory exists. A chunk whose declared length passes the end of the
+/// file, and a file too short to hold the pixels its header
 /// declares, even at deflate's best ratio (1032:1), fails with
 /// TPNG_ERR_TRUNCATED before libpng allocates its row buffers. On success
 /// `*out` owns the file; close it with tpng_reader_close.
