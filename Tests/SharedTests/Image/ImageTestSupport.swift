@@ -6,8 +6,8 @@ import Foundation
 struct TemporaryDirectory {
     let path: String
 
-    init() throws {
-        path = FileManager.default.temporaryDirectory
+    init(under parent: String? = nil) throws {
+        path = (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("tessera-image-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
