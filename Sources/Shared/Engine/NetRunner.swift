@@ -1,3 +1,5 @@
+import Foundation
+
 /// Something that runs a `Net` forward: the CPU `NetRunner` or the GPU `CUDANetRunner`.
 public protocol NetExecutor: AnyObject, Sendable {
     var net: Net { get }
@@ -17,6 +19,8 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     /// For each layer, the input pixel spacing of one of its output pixels (product of strides so far).
     private let outputJump: [Size2]
     private let blas: BLAS
+    /// `TESSERA_PROFILE=1`: print each layer's time to stderr after every forward pass.
+    private let profile = ProcessInfo.processInfo.environment["TESSERA_PROFILE"] == "1"
 
     private enum Step {
         case convolution(ConvolutionKernel)
@@ -119,6 +123,8 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
         }
         var blobs: [String: Tensor] = [net.inputName: input]
+        var times: [String] = []
+        var clock = DispatchTime.now()
         for (i, layer) in net.layers.enumerated() {
             let inputs = layer.bottoms.map { blobs[$0]! }
             let output: Tensor
@@ -139,6 +145,14 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
             }
             for top in layer.tops { blobs[top] = output }
             for name in releases[i] { blobs[name] = nil }
+            if profile {
+                let now = DispatchTime.now()
+                times.append(String(format: "%@ %.1f", layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
+                clock = now
+            }
+        }
+        if profile {
+            FileHandle.standardError.write(Data("profile (ms) \(input.shape): \(times.joined(separator: ", "))\n".utf8))
         }
         return blobs[net.outputName]!
     }

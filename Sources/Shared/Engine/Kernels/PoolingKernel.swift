@@ -55,7 +55,7 @@ struct PoolingKernel {
                     for ky in (ty.lo + 1)..<ty.hi {
                         let r = src + (ty.start + ky * dil.h) * inW
                         if isMax {
-                            for x in 0..<inW { line[x] = max(line[x], r[x]) }
+                            for x in 0..<inW { line[x] = r[x] > line[x] ? r[x] : line[x] }
                         } else {
                             for x in 0..<inW { line[x] += r[x] }
                         }
@@ -71,13 +71,26 @@ struct PoolingKernel {
                     let base = line + xs[ix0].start
                     let (sx, dx) = (stride.w, dil.w)
                     let run = dst + ix0
-                    for i in 0..<(ix1 - ix0) { run[i] = base[i * sx] }
-                    for kx in 1..<max(1, kernel.w) {
-                        let tap = base + kx * dx
-                        if isMax {
-                            for i in 0..<(ix1 - ix0) { run[i] = max(run[i], tap[i * sx]) }
-                        } else {
-                            for i in 0..<(ix1 - ix0) { run[i] += tap[i * sx] }
+                    let n = ix1 - ix0
+                    if sx == 1 {  // dense mode: unit stride, so the loops vectorise
+                        run.update(from: base, count: n)
+                        for kx in 1..<max(1, kernel.w) {
+                            let tap = base + kx * dx
+                            if isMax {
+                                for i in 0..<n { run[i] = tap[i] > run[i] ? tap[i] : run[i] }
+                            } else {
+                                for i in 0..<n { run[i] += tap[i] }
+                            }
+                        }
+                    } else {
+                        for i in 0..<n { run[i] = base[i * sx] }
+                        for kx in 1..<max(1, kernel.w) {
+                            let tap = base + kx * dx
+                            if isMax {
+                                for i in 0..<n { run[i] = max(run[i], tap[i * sx]) }
+                            } else {
+                                for i in 0..<n { run[i] += tap[i * sx] }
+                            }
                         }
                     }
                     if !isMax {
