@@ -6,31 +6,67 @@
 #   deploy/test/compose-local.sh            (after `swift build -c release`)
 #   TESSERA_BIN=/path/to/bin deploy/test/compose-local.sh
 #
-# Only container-specific values are mapped: the host `coordinator` -> 127.0.0.1,
-# /opt/tessera/ -> the repository, every mounted path (volumes and ./keys folders) ->
-# a scratch folder, ${TESSERA_WORKER_THREADS:-2} -> 2, and $$ -> $ in the keys script.
-# As root it runs in a private network namespace (unshare -n), so the fixed ports
-# 5555/5556 cannot collide with anything.
+# As root, each service runs in its own network namespace, like a container: the
+# coordinator, the two workers and the demo client each get an address on a private
+# bridge and reach each other through it, and the name `coordinator` resolves to the
+# coordinator's address (/etc/netns/NAME/hosts), so the commands run exactly as written.
+# The bridge itself lives in a namespace of its own (unshare -n): nothing touches the
+# host's network. Without root (or without `ip netns`) everything runs on loopback,
+# with the host `coordinator` mapped to 127.0.0.1.
+# Other container-specific values are mapped: /opt/tessera/ -> the repository, every
+# mounted path (volumes and ./keys folders) -> a scratch folder,
+# ${TESSERA_WORKER_THREADS:-2} -> 2, and $$ -> $ in the keys script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if [[ $(id -u) -eq 0 && -z "${TESSERA_IN_NETNS:-}" ]] && command -v unshare >/dev/null; then
+if [[ $(id -u) -eq 0 && -z "${TESSERA_IN_NETNS:-}" ]] && command -v unshare >/dev/null \
+   && ip netns list >/dev/null 2>&1; then
   TESSERA_IN_NETNS=1 exec unshare -n "$0" "$@"
 fi
-[[ -n "${TESSERA_IN_NETNS:-}" ]] && ip link set lo up
+NETNS=()
+if [[ -n "${TESSERA_IN_NETNS:-}" ]]; then
+  ip link set lo up
+  ip link add tessera-br type bridge
+  ip addr add 10.77.0.254/24 dev tessera-br
+  ip link set tessera-br up
+  tag=$$
+  # One namespace per container: NAME ADDRESS
+  for spec in coordinator:1 worker1:11 worker2:12 demo:20; do
+    name=${spec%%:*} host=${spec##*:} ns="tessera-$tag-${spec%%:*}"
+    ip netns add "$ns"
+    NETNS+=("$ns")
+    ip link add "v$tag$host" type veth peer name eth0 netns "$ns"
+    ip link set "v$tag$host" master tessera-br up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "10.77.0.$host/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    mkdir -p "/etc/netns/$ns"
+    printf '127.0.0.1 localhost\n10.77.0.1 coordinator\n10.77.0.%s %s\n' "$host" "$name" >"/etc/netns/$ns/hosts"
+  done
+fi
+# Runs a command in a service's namespace (directly, without namespaces).
+in_service() {
+  local name=$1; shift
+  if [[ ${#NETNS[@]} -gt 0 ]]; then ip netns exec "tessera-$tag-$name" "$@"; else "$@"; fi
+}
 
 BIN="${TESSERA_BIN:-$(swift build -c release --show-bin-path)}"
 SCRATCH=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait; rm -rf "$SCRATCH"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait
+  rm -rf "$SCRATCH"
+  for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
+}
 trap cleanup EXIT
 
 # A compose service as local settings: `env NAME=VALUE` lines, then `arg VALUE` lines
 # (the command without its entrypoint role), values mapped as above.
 service() {
-  python3 - "$1" "$SCRATCH" <<'PY'
+  python3 - "$1" "$SCRATCH" "$([[ ${#NETNS[@]} -gt 0 ]] && echo 0 || echo 1)" <<'PY'
 import re, sys, yaml
-name, scratch = sys.argv[1], sys.argv[2]
+name, scratch, loopback = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 svc = yaml.safe_load(open("deploy/compose.yaml"))["services"][name]
 paths = {}
 for v in svc.get("volumes", []):
@@ -38,7 +74,9 @@ for v in svc.get("volumes", []):
     host = scratch + "/" + (source[2:] if source.startswith("./") else source)
     paths[target] = host
 def mapped(a):
-    a = str(a).replace("tcp://coordinator:", "tcp://127.0.0.1:").replace("/opt/tessera/", "./")
+    a = str(a).replace("/opt/tessera/", "./")
+    if loopback:
+        a = a.replace("tcp://coordinator:", "tcp://127.0.0.1:")
     a = a.replace("${TESSERA_WORKER_THREADS:-2}", "2").replace("$$", "$")
     for target in sorted(paths, key=len, reverse=True):
         # The mounted path as a word or the start of one (also inside the keys script).
@@ -75,21 +113,34 @@ script=$(printf '%b' "${ARGS_keys[0]}")
 (cd "$SCRATCH/keys" && PATH="$BIN:$PATH" sh -c "$script") >"$SCRATCH/keys.log" 2>&1 \
   || { echo "compose-local: the keys service failed" >&2; cat "$SCRATCH/keys.log" >&2; exit 1; }
 
-env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" "${ARGS_coordinator[@]}" >"$SCRATCH/coordinator.log" 2>&1 & PIDS+=($!)
+in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" "${ARGS_coordinator[@]}" \
+  >"$SCRATCH/coordinator.log" 2>&1 & PIDS+=($!)
 for i in 1 2; do
-  env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/worker$i.log" 2>&1 & PIDS+=($!)
+  in_service "worker$i" env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/worker$i.log" 2>&1 &
+  PIDS+=($!)
 done
 # The compose health check: `tessera-coordinator status` with the coordinator's environment.
 for _ in $(seq 50); do
-  env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status >/dev/null 2>&1 && break
+  in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status >/dev/null 2>&1 && break
   sleep 0.2
 done
 
-timeout 600 env "${ENV_demo[@]}" "$BIN/tessera-coordinator" "${ARGS_demo[@]}" \
+demo_ns=(); [[ ${#NETNS[@]} -gt 0 ]] && demo_ns=(ip netns exec "tessera-$tag-demo")
+timeout 600 "${demo_ns[@]}" env "${ENV_demo[@]}" "$BIN/tessera-coordinator" "${ARGS_demo[@]}" \
   || { echo "compose-local: the demo failed" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
 for f in ihc.npy ihc.labels.png ihc.overlay.png ihc.prob-1.png; do
   [[ -s "$SCRATCH/demo-out/$f" ]] || { echo "compose-local: $f missing" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
 done
-env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status
+in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status
 grep -q "curve=on" "$SCRATCH/coordinator.log" || { echo "compose-local: the coordinator did not use CURVE" >&2; exit 1; }
-echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers)"
+if [[ ${#NETNS[@]} -gt 0 ]]; then
+  # Each worker reached the coordinator from its own address, not loopback.
+  for i in 1 2; do
+    in_service coordinator ss -tn | grep -q "10.77.0.1$i:" \
+      || { echo "compose-local: no sign of worker$i connecting from 10.77.0.1$i" >&2; exit 1; }
+  done
+  where="4 network namespaces on a private bridge"
+else
+  where="loopback"
+fi
+echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers, $where)"
