@@ -42,6 +42,10 @@ let cHelpers: [Target] = [
     // libpng's row-by-row API reports errors by longjmp, which Swift cannot
     // survive: this target owns every setjmp and returns status codes.
     .target(name: "CPNGIO", dependencies: ["CLibPNG"], path: "Sources/CPNGIO"),
+    // Inner loops that Swift cannot vectorise (libm calls): exact IEEE arithmetic,
+    // no FMA contraction, so results equal the scalar Swift formula bit for bit.
+    .target(name: "CKernels", path: "Sources/CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 ]
 
 // MARK: - Package
@@ -63,7 +67,7 @@ let package = Package(
         .target(
             name: "Shared",
             dependencies: [
-                "CZeroMQ", "COpenBLAS", "CLibPNG", "CPNGIO",
+                "CZeroMQ", "COpenBLAS", "CLibPNG", "CPNGIO", "CKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Local response normalisation, as Caffe computes it.
@@ -58,7 +59,11 @@ struct LRNKernel {
                         for i in 0..<n { acc[i] -= sq[i] }
                     }
                     let src = input.plane(ch) + p0, dst = output.plane(ch) + p0
-                    for i in 0..<n { dst[i] = src[i] * powNegBeta(lrn.k + alphaOverN * max(0, acc[i])) }
+                    if lrn.beta == 0.75 {  // the usual β: vectorised in C, same bits
+                        tessera_lrn_scale_beta075(src, acc, dst, n, lrn.k, alphaOverN)
+                    } else {
+                        for i in 0..<n { dst[i] = src[i] * powNegBeta(lrn.k + alphaOverN * max(0, acc[i])) }
+                    }
                 }
                 p0 += n
             }
