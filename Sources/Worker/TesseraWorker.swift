@@ -87,14 +87,7 @@ struct TesseraWorker: ParsableCommand {
         config.curve = security
         config.device = computeDevice
         let agent = try WorkerAgent(configuration: config, logger: logger)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { agent.stop() }
-            source.resume()
-            sources.append(source)
-        }
+        let sources = onStopSignals { agent.stop() }
         // An embedded run's workers leave when their parent dies, however it died.
         var orphanTimer: DispatchSourceTimer?
         if let parentPid {

@@ -68,14 +68,7 @@ struct Serve: ParsableCommand {
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
         }
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { service.stop() }
-            source.resume()
-            sources.append(source)
-        }
+        let sources = onStopSignals { service.stop() }
         service.waitUntilStopped()
         logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
         withExtendedLifetime(sources) {}
