@@ -180,7 +180,10 @@ struct JobFlags: ParsableArguments {
     @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
     @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
     @Option(help: "Memory budget for one tile's activations, in MiB.") var memoryBudget = 768
-    @Flag(help: "Accept a net that cannot be exact (padding, partial pooling windows): the map is approximate.")
+    @Flag(help: ArgumentHelp("Accept a net that cannot be exact (padding, partial pooling windows).",
+                             discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
+                                 + "at its edges only: an approximation of the classifier, but the same in dense, "
+                                 + "shift and fast, tiled or not."))
     var allowPadding = false
     @Option(help: .hidden) var randomWeights: UInt64?
 

@@ -4,7 +4,7 @@
 /// 64-bit element counts. Convolutions are not here: cuDNN (or im2col + cuBLAS) does them.
 enum CUDAKernelSource {
     static let names = ["bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
-                        "softmax_channels", "inner_product", "eltwise", "im2col"]
+                        "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside"]
 
     static let code = #"""
 #define LOOP(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
@@ -145,6 +145,16 @@ __global__ void eltwise(float* y, const float* x, long long n, int op, float coe
         else if (op == 0) y[i] *= v;
         else if (op == 1) y[i] += coef * v;
         else y[i] = fmaxf(y[i], v);
+    }
+}
+
+// Padding where the whole-image pass pads (Tensor.fill(outside:with:)): every value of
+// each h×w plane outside rows [y0, y1) × columns [x0, x1) becomes `value`.
+__global__ void fill_outside(float* t, long long n, int h, int w, int y0, int y1, int x0, int x1, float value) {
+    LOOP(i, n) {
+        int x = (int)(i % w);
+        int y = (int)((i / w) % h);
+        if (y < y0 || y >= y1 || x < x0 || x >= x1) t[i] = value;
     }
 }
 

@@ -24,6 +24,8 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     public let precision: CUDAPrecision
     private var steps: [Step] = []
     private let releases: [[String]]
+    /// Which layers pad, and with what (`PassLayout`).
+    private let layout: PassLayout
     /// cuDNN plans per (layer, input shape), made on first use.
     private var plans: [PlanKey: ConvolutionPlan] = [:]
     private var workspace: DevicePointer = 0
@@ -72,6 +74,7 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         self.context = context
         self.precision = precision
         releases = NetRunner.releaseSchedule(net)
+        layout = PassLayout(net, lrnDilation: lrnDilation)
         try context.exclusive {
             for (i, layer) in net.layers.enumerated() {
                 steps.append(try makeStep(layer, index: i, lrnDilation: lrnDilation?[i] ?? .one))
@@ -132,7 +135,8 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
-    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero) throws -> Tensor {
+    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
+        throws -> Tensor {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
@@ -149,6 +153,17 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             var clock = DispatchTime.now()
             if profile { try context.synchronize(); clock = DispatchTime.now() }
             for (i, layer) in net.layers.enumerated() {
+                if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first,
+                   let t = blobs[name] {
+                    let (h, w) = (t.shape.h, t.shape.w)
+                    let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
+                    let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
+                    if !(y0 == 0 && y1 == h && x0 == 0 && x1 == w) {
+                        try context.launch("fill_outside", count: t.shape.count, [
+                            .pointer(t.pointer), .long(t.shape.count), .int(h), .int(w), .int(y0), .int(y1),
+                            .int(x0), .int(x1), .float(window.padValue)])
+                    }
+                }
                 let inputs = layer.bottoms.map { blobs[$0]! }
                 let output: DeviceTensor
                 switch steps[i] {

@@ -107,6 +107,7 @@ final class CoordinatorJob {
         return Wire.TaskSpec(jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
                              mode: TaskCodec.mode(mode), outputRect: rect,
                              displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
+                             imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
                              input: input, preprocessing: preprocessing, options: settingsBytes)
     }
 }

@@ -37,7 +37,8 @@ public enum TaskCodec {
         TileTask(mode: mode(spec.mode),
                  rect: PixelRect(y: Int(spec.outputRect.y0), x: Int(spec.outputRect.x0),
                                  height: Int(spec.outputRect.height), width: Int(spec.outputRect.width)),
-                 displacement: Size2(Int(spec.displacementY), Int(spec.displacementX)))
+                 displacement: Size2(Int(spec.displacementY), Int(spec.displacementX)),
+                 image: Size2(Int(spec.imageHeight), Int(spec.imageWidth)))
     }
 
     /// Raw samples of `rect` (padded coordinates) of `image`, mirrored beyond its edges

@@ -5,7 +5,16 @@ public protocol NetExecutor: AnyObject, Sendable {
     var net: Net { get }
     /// The net's output for `input`; `origin` is the global position of the input's
     /// pixel (0, 0) (the CPU engine aligns its work to it; see `ConvolutionKernel`).
-    func forward(_ input: Tensor, threads: Int, origin: Size2) throws -> Tensor
+    /// `masks` (from `PassLayout.paddingMasks`, one entry per layer): before a layer
+    /// with a rectangle runs, its input outside the rectangle is set to the layer's
+    /// padding value, so the pass pads where the whole-image pass does.
+    func forward(_ input: Tensor, threads: Int, origin: Size2, masks: [PixelRect?]?) throws -> Tensor
+}
+
+extension NetExecutor {
+    public func forward(_ input: Tensor, threads: Int, origin: Size2) throws -> Tensor {
+        try forward(input, threads: threads, origin: origin, masks: nil)
+    }
 }
 
 /// Runs a `Net` forward on one input tensor. Built once per net (weights and
@@ -16,8 +25,8 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     private let steps: [Step]
     /// For each layer, the bottoms whose last reader it is (freed after it runs).
     private let releases: [[String]]
-    /// For each layer, the input pixel spacing of one of its output pixels (product of strides so far).
-    private let outputJump: [Size2]
+    /// Where each layer's pixels sit (convolutions align their blocks to it) and which layers pad.
+    let layout: PassLayout
     private let blas: BLAS
     /// `TESSERA_PROFILE=1`: print each layer's time to stderr after every forward pass.
     private let profile = ProcessInfo.processInfo.environment["TESSERA_PROFILE"] == "1"
@@ -73,19 +82,7 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
             }
         }
         self.steps = steps
-        var jump: [String: Size2] = [net.inputName: .one]
-        var outputJump: [Size2] = []
-        for layer in net.layers {
-            var j = layer.bottoms.first.flatMap { jump[$0] } ?? .one
-            switch layer.op {
-            case .convolution(let c): j = Size2(j.h * c.stride.h, j.w * c.stride.w)
-            case .pooling(let p) where !p.global: j = Size2(j.h * p.stride.h, j.w * p.stride.w)
-            default: break
-            }
-            outputJump.append(j)
-            for top in layer.tops { jump[top] = j }
-        }
-        self.outputJump = outputJump
+        layout = PassLayout(net, lrnDilation: lrnDilation)
         releases = Self.releaseSchedule(net)
     }
 
@@ -117,7 +114,8 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     /// `origin` is the global position of the input's pixel (0, 0): convolutions
     /// block their work on a grid aligned to it, so a pixel's value does not
     /// depend on how the image was tiled (see `ConvolutionKernel`).
-    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero) throws -> Tensor {
+    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
+        throws -> Tensor {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
@@ -126,6 +124,11 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
         var times: [String] = []
         var clock = DispatchTime.now()
         for (i, layer) in net.layers.enumerated() {
+            if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first {
+                // The caller's input is not ours to overwrite.
+                if blobs[name] === input { blobs[name] = input.copy() }
+                blobs[name]!.fill(outside: rect, with: window.padValue)
+            }
             let inputs = layer.bottoms.map { blobs[$0]! }
             let output: Tensor
             switch steps[i] {
@@ -139,8 +142,9 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
                 PointwiseKernels.eltwise(inputs, output, op: e, threads: threads)
             default:
                 output = Tensor(uninitialized: shapes[i])
-                let j = outputJump[i]
-                let layerOrigin = Size2(origin.h.floorDiv(j.h), origin.w.floorDiv(j.w))
+                let p = layout.outputs[i]
+                let layerOrigin = Size2((origin.h + p.offset.h).floorDiv(p.jump.h),
+                                        (origin.w + p.offset.w).floorDiv(p.jump.w))
                 run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
             }
             for top in layer.tops { blobs[top] = output }

@@ -43,4 +43,28 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public var values: [Float] { Array(storage.prefix(count)) }
+
+    /// A copy with its own storage.
+    public func copy() -> Tensor {
+        let t = Tensor(uninitialized: shape)
+        t.pointer.update(from: pointer, count: count)
+        return t
+    }
+
+    /// Sets every value outside `rect` (rows and columns of each channel's plane) to `value`.
+    public func fill(outside rect: PixelRect, with value: Float) {
+        let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
+        let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
+        if y0 == 0 && y1 == h && x0 == 0 && x1 == w { return }
+        for c in 0..<self.c {
+            let p = plane(c)
+            p.update(repeating: value, count: y0 * w)
+            (p + y1 * w).update(repeating: value, count: (h - y1) * w)
+            for y in y0..<y1 {
+                (p + y * w).update(repeating: value, count: x0)
+                (p + y * w + x1).update(repeating: value, count: w - x1)
+            }
+        }
+    }
 }
+

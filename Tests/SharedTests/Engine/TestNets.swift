@@ -71,6 +71,30 @@ enum TestNets {
         ])
     }
 
+    /// Padding of every kind (so not exact: needs `allowPadding`): conv pad 2, MAX 3/2
+    /// pad 1 with a partial last window, WITHIN_CHANNEL LRN, strided conv pad 1, AVE 3/2
+    /// pad 1 (divisor counts the padding), then an InnerProduct. P = 20, S = 8.
+    static var padded: Net {
+        func padded(_ layer: Layer, _ pad: Int) -> Layer {
+            var l = layer
+            if case .convolution(var c) = l.op { c.pad = Size2(square: pad); l.op = .convolution(c) }
+            return l
+        }
+        let lrn = LRN(region: .withinChannel, size: 3, alpha: 0.5, beta: 0.75, k: 1)
+        return Net(name: "padded", inputName: "data", inputChannels: 3, patchSize: Size2(square: 20), layers: [
+            padded(conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 5, seed: 40), 2),
+            op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
+            op("pool1", .pooling(Pooling(method: .max, kernel: Size2(square: 3), stride: Size2(square: 2),
+                                         pad: .one)), ["conv1"], "pool1"),
+            op("norm1", .lrn(lrn), ["pool1"], "norm1"),
+            padded(conv("conv2", "norm1", "conv2", cin: 4, cout: 5, k: 3, stride: 2, seed: 41), 1),
+            op("pool2", .pooling(Pooling(method: .average, kernel: Size2(square: 3), stride: Size2(square: 2),
+                                         pad: .one)), ["conv2"], "pool2"),
+            ip("fc", "pool2", "fc", inputs: 5 * 16, outputs: 3, seed: 42),
+            op("prob", .softmax, ["fc"], "prob"),
+        ])
+    }
+
     /// Odd patch (15), stride 2 from a 3/2 max pool, average pooling, a branch
     /// joined by Eltwise and Concat, Sigmoid; ends in an InnerProduct.
     static var oddBranchy: Net {

@@ -7,7 +7,7 @@ struct WireCodecTests {
     @Test("Every message type survives encode → decode", arguments: WireSamples.all)
     func roundTrip(_ message: WireMessage) throws {
         let frames = message.encode()
-        #expect(Array(frames[0].prefix(4)) == [0x54, 0x53, 0x52, 1])
+        #expect(Array(frames[0].prefix(4)) == [0x54, 0x53, 0x52, WireMessage.version])
         #expect(frames[0][4] == message.type.rawValue)
         let decoded = try WireMessage.decode(frames)
         #expect(decoded == message, "decoded \(decoded), expected \(message)")
@@ -46,14 +46,16 @@ struct WireCodecTests {
         for i in 0..<4 { frames[0][offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
     }
 
-    // Task header offsets: prefix 6, job 8, task 8, attempt 4, digest 32, mode 1 → rect at 59.
+    // Task header offsets: prefix 6, job 8, task 8, attempt 4, digest 32, mode 1 → rect at 59;
+    // then rect 16, displacement 8, image size 8 → input dimensions.
     static let taskRect = 59
-    static let taskInputDims = 59 + 16 + 8
+    static let taskImage = 59 + 16 + 8
+    static let taskInputDims = 59 + 16 + 8 + 8
 
     static let badCases: [BadCase] = [
         BadCase(name: "empty message", kind: .frameCount, frames: { [] }),
         BadCase(name: "wrong magic", kind: .badMagic, frames: mutated(.heartbeat) { $0[0][0] = UInt8(ascii: "X") }),
-        BadCase(name: "future version", kind: .unsupportedVersion, frames: mutated(.heartbeat) { $0[0][3] = 2 }),
+        BadCase(name: "future version", kind: .unsupportedVersion, frames: mutated(.heartbeat) { $0[0][3] = WireMessage.version + 1 }),
         BadCase(name: "unknown type", kind: .unknownType, frames: mutated(.heartbeat) { $0[0][4] = 0xEE }),
         BadCase(name: "undefined flags", kind: .badFlags, frames: mutated(.heartbeat) { $0[0][5] = 0x80 }),
         BadCase(name: "header cut inside prefix", kind: .truncated, frames: mutated(.heartbeat) { $0[0].removeLast() }),
@@ -81,6 +83,8 @@ struct WireCodecTests {
                 frames: mutated(.task(WireSamples.task())) { $0[1].append(0) }),
         BadCase(name: "task output rect overflows", kind: .invalidValue,
                 frames: mutated(.task(WireSamples.task())) { put32(.max - 1, at: taskRect, in: &$0) }),
+        BadCase(name: "task image larger than PNG allows", kind: .limitExceeded,
+                frames: mutated(.task(WireSamples.task())) { put32(1 << 31, at: taskImage, in: &$0) }),
         BadCase(name: "3 bytes per sample", kind: .invalidValue,
                 frames: mutated(.task(WireSamples.task())) { $0[0][taskInputDims + 12] = 3 }),
         BadCase(name: "displacement outside shift mode", kind: .invalidValue,

@@ -11,7 +11,7 @@ enum WireSamples {
         let count = Int(h * w * c) * Int(bytesPerSample)
         return Wire.TaskSpec(jobID: 7, taskID: 42, attempt: 2, modelDigest: digest, mode: mode,
                              outputRect: Wire.Rect(y0: 8, x0: 16, height: 2, width: 3),
-                             displacementY: mode == .shift ? 1 : 0, displacementX: mode == .shift ? 3 : 0,
+                             displacementY: mode == .shift ? 1 : 0, displacementX: mode == .shift ? 3 : 0, imageHeight: 40, imageWidth: 37,
                              input: Wire.PixelRegion(height: h, width: w, channels: c, bytesPerSample: bytesPerSample,
                                                      pixels: (0..<count).map { UInt8($0 & 0xFF) }),
                              preprocessing: preprocessing, options: [1, 2, 3, 4])

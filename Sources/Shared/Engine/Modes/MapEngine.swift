@@ -11,6 +11,9 @@ public final class MapEngine: @unchecked Sendable {
     private let classifierRunner: NetRunner
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
+    /// Where each net's pixels sit and which layers pad (`PassLayout`).
+    private let stridedLayout: PassLayout
+    private let denseLayout: PassLayout
 
     /// - Parameters:
     ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
@@ -39,12 +42,13 @@ public final class MapEngine: @unchecked Sendable {
         let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
         self.fcn = fcn
         self.geometry = geometry
+        stridedLayout = PassLayout(fcn)
+        denseLayout = PassLayout(dense, lrnDilation: lrnDilation)
         if geometry.isExact {
             tasks = TaskGeometry(geometry)
         } else {
-            // Padding and partial windows change how much input one output needs: measure it.
-            tasks = TaskGeometry(geometry, extent: try Self.extent(of: fcn, limit: 8 * geometry.patchSize.h),
-                                 denseExtent: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h))
+            tasks = TaskGeometry(geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
+                                 pads: stridedLayout.pads)
         }
         self.device = device
         classifierRunner = try NetRunner(net: classifier)
@@ -97,29 +101,46 @@ public final class MapEngine: @unchecked Sendable {
         guard input.h == expected.height, input.w == expected.width else {
             throw ModelError("task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
         }
-        let size = tasks.outputSize(task)
+        let size = tasks.outputSize(task), offset = tasks.outputOffset(task)
         let origin = Size2(expected.y, expected.x)
+        let (runner, layout, net) = task.mode == .dense ? (denseRunner, denseLayout, denseRunner.net)
+                                                        : (stridedRunner, stridedLayout, stridedRunner.net)
         switch task.mode {
         case .naive:
             return try naive(task, input: input, threads: threads)
-        case .dense:
-            return try crop(denseRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
-        case .fast, .shift:
-            return try crop(stridedRunner.forward(input, threads: threads, origin: origin), to: size, task: task)
+        case .dense, .fast, .shift:
+            let masks = try paddingMasks(task, layout: layout, net: net, inputOrigin: origin)
+            return try crop(runner.forward(input, threads: threads, origin: origin, masks: masks),
+                            at: offset, size: size, task: task)
         }
     }
 
-    /// The top-left `size` of `t` (a net may produce a few extra outputs past the
-    /// ones asked for, when its receptive field is smaller than the patch).
-    private func crop(_ t: Tensor, to size: Size2, task: TileTask) throws -> Tensor {
-        guard t.h >= size.h, t.w >= size.w else {
-            throw ModelError("task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) asked for")
+    /// For a net that pads: where each padded layer of `task`'s pass must see
+    /// padding, so that it pads where the whole-image pass does and not at the
+    /// tile's edges. Nil for nets that do not pad.
+    private func paddingMasks(_ task: TileTask, layout: PassLayout, net: Net, inputOrigin: Size2) throws
+        -> [PixelRect?]? {
+        guard tasks.pads else { return nil }
+        guard task.image.h > 0, task.image.w > 0 else {
+            throw ModelError("task \(task): the net pads, so the task must say the size of the whole image")
+        }
+        let valid = stridedLayout.validRegions(fcn, input: tasks.wholeImageInput(task.image))
+        return layout.paddingMasks(net, valid: valid, inputOrigin: inputOrigin)
+    }
+
+    /// The `size` outputs at `offset` of the pass's output `t` (a pass computes
+    /// a margin around them when the net pads, and a net may produce a few extra
+    /// outputs past the ones asked for when its receptive field is smaller than the patch).
+    private func crop(_ t: Tensor, at offset: Size2, size: Size2, task: TileTask) throws -> Tensor {
+        guard offset.h >= 0, offset.w >= 0, t.h >= offset.h + size.h, t.w >= offset.w + size.w else {
+            throw ModelError("task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) "
+                + "asked for at \(offset)")
         }
         if t.h == size.h && t.w == size.w { return t }
         let out = Tensor(Shape(c: t.c, h: size.h, w: size.w))
         for c in 0..<t.c {
             for y in 0..<size.h {
-                (out.plane(c) + y * size.w).update(from: t.plane(c) + y * t.w, count: size.w)
+                (out.plane(c) + y * size.w).update(from: t.plane(c) + (y + offset.h) * t.w + offset.w, count: size.w)
             }
         }
         return out

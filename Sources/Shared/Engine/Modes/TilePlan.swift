@@ -11,11 +11,11 @@ public enum TilePlan {
         precondition(image.h > 0 && image.w > 0 && tile > 0)
         switch mode {
         case .naive, .dense:
-            return rects(Size2(image.h, image.w), tile: Size2(tile, tile)).map { TileTask(mode: mode, rect: $0) }
+            return rects(Size2(image.h, image.w), tile: Size2(tile, tile)).map { TileTask(mode: mode, rect: $0, image: image) }
         case .fast:
             let grid = fastGrid(image: image, stride: g.stride)
             let cells = Size2(max(1, tile / g.stride.h), max(1, tile / g.stride.w))
-            return rects(grid, tile: cells).map { TileTask(mode: .fast, rect: $0) }
+            return rects(grid, tile: cells).map { TileTask(mode: .fast, rect: $0, image: image) }
         case .shift:
             // Tile origins on multiples of S, so every tile has the same S² phases.
             let t = Size2(roundUp(tile, g.stride.h), roundUp(tile, g.stride.w))
@@ -23,7 +23,7 @@ public enum TilePlan {
             for rect in rects(image, tile: t) {
                 for dy in 0..<g.stride.h {
                     for dx in 0..<g.stride.w {
-                        let task = TileTask(mode: .shift, rect: rect, displacement: Size2(dy, dx))
+                        let task = TileTask(mode: .shift, rect: rect, displacement: Size2(dy, dx), image: image)
                         let n = g.outputSize(task)
                         if n.h > 0 && n.w > 0 { tasks.append(task) }
                     }

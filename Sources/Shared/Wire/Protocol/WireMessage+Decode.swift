@@ -160,6 +160,8 @@ extension WireMessage {
             guard mode == .shift || (dy == 0 && dx == 0) else {
                 throw r.error(.invalidValue, "displacement (\(dy), \(dx)) in mode \(mode)")
             }
+            let imageH = try r.u32("image height", in: 0...Int(Int32.max))
+            let imageW = try r.u32("image width", in: 0...Int(Int32.max))
             let ih = try r.u32("input height", in: 1...pixelLimit), iw = try r.u32("input width", in: 1...pixelLimit)
             let channels = try r.u32("channels", in: 1...limits.maxChannels)
             let bps = try r.u8("bytes per sample")
@@ -187,7 +189,8 @@ extension WireMessage {
                                          pixels: payload[0])
             return .task(Wire.TaskSpec(jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode,
                                        outputRect: Wire.Rect(y0: y0, x0: x0, height: oh, width: ow),
-                                       displacementY: dy, displacementX: dx, input: input, preprocessing: pre,
+                                       displacementY: dy, displacementX: dx, imageHeight: imageH, imageWidth: imageW,
+                                       input: input, preprocessing: pre,
                                        options: payload[1]))
 
         case .modelData:

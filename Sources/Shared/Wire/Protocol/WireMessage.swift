@@ -12,7 +12,7 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
 
 /// Every Tessera message, in both directions.
 ///
-/// **Wire format (version 1).** A message is one ZeroMQ multipart message (after the
+/// **Wire format (version 2).** A message is one ZeroMQ multipart message (after the
 /// ROUTER routing frame, if any). Frame 0 is the header: `"TSR"`, the version byte
 /// (1), the type byte (`WireMessageType`), a flags byte, then the type's fixed fields,
 /// little-endian (strings: UInt16 byte count + UTF-8; float lists: UInt16 count +
@@ -28,7 +28,7 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | modelRequest | 32-byte digest | – |
 /// | goodbye | u32 count, count × (u64 job, u64 task) | – |
 /// | welcome | u32 heartbeat ms, u32 liveness, u32 max tasks in flight | – |
-/// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 h w c, u8 bytes/sample, preprocessing, u32 options size | pixels, options |
+/// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
 /// | disconnect | str reason | – |
 /// | submit | u8 mode, u32 tile, preprocessing, str options, 3 × source | one per inline source (flags bit 0/1/2: prototxt/weights/image inline) |
@@ -70,7 +70,7 @@ public enum WireMessage: Equatable, Sendable {
     /// "TSR".
     public static let magic: [UInt8] = [0x54, 0x53, 0x52]
     /// The protocol version this build speaks.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
@@ -133,7 +133,7 @@ public enum WireMessage: Equatable, Sendable {
             var w = WireWriter(type: .task)
             w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.raw(m.modelDigest.bytes); w.u8(m.mode.rawValue)
             w.u32(m.outputRect.y0); w.u32(m.outputRect.x0); w.u32(m.outputRect.height); w.u32(m.outputRect.width)
-            w.u32(m.displacementY); w.u32(m.displacementX)
+            w.u32(m.displacementY); w.u32(m.displacementX); w.u32(m.imageHeight); w.u32(m.imageWidth)
             w.u32(m.input.height); w.u32(m.input.width); w.u32(m.input.channels); w.u8(m.input.bytesPerSample)
             Self.write(m.preprocessing, to: &w)
             w.u32(UInt32(clamping: m.options.count))

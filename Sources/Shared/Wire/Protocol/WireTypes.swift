@@ -144,6 +144,8 @@ public enum Wire {
         public var outputRect: Rect
         /// `shift` only: the pass's displacement (each below the net's stride); (0, 0) otherwise.
         public var displacementY: UInt32, displacementX: UInt32
+        /// The whole image's size (nets that pad need it to pad where the whole-image pass does).
+        public var imageHeight: UInt32, imageWidth: UInt32
         /// The padded input pixels the output rect needs.
         public var input: PixelRegion
         public var preprocessing: Preprocessing
@@ -151,11 +153,13 @@ public enum Wire {
         public var options: [UInt8]
 
         public init(jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode,
-                    outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0, input: PixelRegion,
+                    outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0,
+                    imageHeight: UInt32 = 0, imageWidth: UInt32 = 0, input: PixelRegion,
                     preprocessing: Preprocessing, options: [UInt8] = []) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.modelDigest = modelDigest
             self.mode = mode; self.outputRect = outputRect; self.displacementY = displacementY
-            self.displacementX = displacementX; self.input = input; self.preprocessing = preprocessing
+            self.displacementX = displacementX; self.imageHeight = imageHeight; self.imageWidth = imageWidth
+            self.input = input; self.preprocessing = preprocessing
             self.options = options
         }
 
