@@ -12,7 +12,9 @@ extension EnvironmentTable {
         let options = options[subcommand] ?? []
         guard !options.isEmpty else { return help }
         var lines = help.components(separatedBy: "\n")
-        var i = 0
+        // Options are listed after USAGE; an example command in the overview above it
+        // may also start a line with `--flag`, and is left as written.
+        var i = (lines.firstIndex { $0.hasPrefix("USAGE:") } ?? lines.count - 1) + 1
         while i < lines.count {
             let line = lines[i]
             let indent = line.prefix { $0 == " " }.count
