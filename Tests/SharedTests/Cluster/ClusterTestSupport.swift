@@ -115,8 +115,10 @@ enum ClusterFixture {
     }
 
     /// The in-process map's `.npy` bytes (the reference the distributed maps must equal).
-    static func localNPY(image path: String, mode: MapMode, scratch: String) throws -> [UInt8] {
-        let (engine, _) = try EngineSettings(allowPadding: true).makeEngine(prototxtPath: prototxt, weightsPath: weights)
+    static func localNPY(image path: String, mode: MapMode, scratch: String,
+                         model: (prototxt: String, weights: String) = (prototxt, weights)) throws -> [UInt8] {
+        let (engine, _) = try EngineSettings(allowPadding: true).makeEngine(prototxtPath: model.prototxt,
+                                                                            weightsPath: model.weights)
         let mapper = LocalMapper(engine: engine, preprocessing: preprocessing, threads: 2)
         let map = try mapper.map(try PNGReader.read(path: path), mode: mode, tile: tile)
         let out = "\(scratch)/local-\(mode.rawValue).npy"

@@ -37,6 +37,31 @@ struct DistributedTests {
         #expect(log.contains("workers=3"), "\(log)")
     }
 
+    @Test("A net that pads: distributed dense and shift equal the in-process map byte for byte")
+    func paddedNet() throws {
+        // AVE pooling with pad 1: every task needs the image size to pad where the whole-image pass does.
+        let dir = ClusterFixture.fixtures.appendingPathComponent("branch_eltwise_concat").path
+        let model = (prototxt: dir + "/deploy.prototxt", weights: dir + "/weights.caffemodel")
+        let group = try ProcessGroup("padded")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        for i in 1...2 { try group.startWorker(workers, name: "w\(i)") }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 61, width: 47)
+        for mode in [MapMode.dense, .shift] {
+            let out = "\(group.directory)/out-\(mode.rawValue)"
+            let p = try group.start("tessera-coordinator",
+                                    ["submit", "--coordinator", clients, "--model", model.prototxt, "--weights",
+                                     model.weights, "--mean", "104,117,123", "--scale", "0.015625", "--allow-padding",
+                                     "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
+                                     "--wait", "--out", out, image], log: "submit-\(mode.rawValue)")
+            let status = group.wait(p, timeout: 60)
+            #expect(status == 0, "submit \(mode): \(group.log("submit-\(mode.rawValue)"))\n\(group.log("coordinator"))")
+            let local = try ClusterFixture.localNPY(image: image, mode: mode, scratch: group.directory, model: model)
+            #expect(ClusterFixture.bytes("\(out)/tissue.npy") == local, "\(mode): the distributed map differs")
+        }
+    }
+
     @Test("Two clients submit at once; a worker that joins after the jobs started gets their tasks")
     func twoClientsLateWorker() throws {
         let group = try ProcessGroup("two-clients")
