@@ -10,6 +10,8 @@ import Testing
 struct PaddedNetTests {
     static let preprocessing = ModeAgreementTests.preprocessing
 
+    /// The test net, and the seed's nuclei net where the seed models are present
+    /// (a real net that pads: 32 channels, receptive field 67, so it gets smaller cases).
     static func engines() throws -> [(String, MapEngine, Preprocessing)] {
         var out = [("padded test net", try MapEngine(classifier: TestNets.padded, allowPadding: true), preprocessing)]
         if Seed.available {
@@ -29,7 +31,8 @@ struct PaddedNetTests {
         for (name, engine, prep) in try Self.engines() {
             #expect(!engine.geometry.isExact && engine.tasks.pads, "\(name) should pad")
             let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
-            for (h, w) in [(29, 41), (7, 5), (1, 2)] {
+            let sizes = name.hasPrefix("nuclei") ? [(13, 21), (1, 2)] : [(29, 41), (7, 5), (1, 2)]
+            for (h, w) in sizes {
                 let image = ArrayImage.random(height: h, width: w, seed: UInt64(h * 100 + w))
                 let dense = try mapper.map(image, mode: .dense)
                 let shift = try mapper.map(image, mode: .shift)
@@ -45,7 +48,7 @@ struct PaddedNetTests {
                 }
                 #expect(worst <= 1e-5, "\(name) \(h)×\(w): fast vs dense at grid points: \(worst)")
                 // Not trivially equal: the map varies over the image.
-                if h * w > 100 { #expect(Set(dense.data).count > 100, "\(name): a constant map proves nothing") }
+                if h * w > 100 { #expect(Set(dense.data).count > 50, "\(name): a constant map proves nothing") }
             }
         }
     }
@@ -54,10 +57,11 @@ struct PaddedNetTests {
     func tilingIsExact() throws {
         for (name, engine, prep) in try Self.engines() {
             let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
-            let image = ArrayImage.random(height: 45, width: 38, seed: 8)
+            let heavy = name.hasPrefix("nuclei")
+            let image = heavy ? ArrayImage.random(height: 21, width: 18, seed: 8) : ArrayImage.random(height: 45, width: 38, seed: 8)
             for mode in [MapMode.dense, .shift, .fast] {
                 let whole = try mapper.map(image, mode: mode, tile: 64)
-                for tile in [8, 13, 24] {
+                for tile in heavy ? [8, 13] : [8, 13, 24] {
                     let tiled = try mapper.map(image, mode: mode, tile: tile)
                     #expect(tiled.data == whole.data,
                             "\(name) \(mode) tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
@@ -69,7 +73,8 @@ struct PaddedNetTests {
     @Test("The map is the dense net's own pass over the whole padded image: it pads at the image's edges only")
     func wholeImagePass() throws {
         for (name, engine, prep) in try Self.engines() {
-            let image = ArrayImage.random(height: 30, width: 27, seed: 11)
+            let image = name.hasPrefix("nuclei") ? ArrayImage.random(height: 17, width: 14, seed: 11)
+                                                 : ArrayImage.random(height: 30, width: 27, seed: 11)
             let size = Size2(image.height, image.width)
             let whole = engine.tasks.wholeImageInput(size)
             let mapping = try ChannelMapping.resolve(imageChannels: 3, netChannels: engine.fcn.inputChannels,
