@@ -11,4 +11,28 @@
 void tessera_lrn_scale_beta075(const float *src, const float *acc, float *dst, size_t n, float k,
                                float alpha_over_n);
 
+/// Direct convolution, stride 1 and no padding (see conv_direct.c).
+typedef struct {
+    const float *input;   ///< `channels` planes of in_h x in_w
+    long in_h, in_w;
+    int channels;
+    const float *packed;  ///< weights from tessera_conv_pack_weights
+    int outputs;
+    const float *bias;    ///< one per output, or NULL
+    int activation;       ///< 0 none, 1 ReLU, 2 leaky ReLU with `slope`
+    float slope;
+    float *output;        ///< `outputs` planes of out_h x out_w
+    long out_h, out_w;    ///< out_h = in_h - (kh-1)*dh, out_w = in_w - (kw-1)*dw
+    int kh, kw, dh, dw;
+} tessera_conv_args;
+
+/// Non-zero when this CPU runs tessera_conv_direct_rows (x86-64 with AVX2 and FMA).
+int tessera_conv_direct_available(void);
+/// Floats tessera_conv_pack_weights writes for `outputs` x `k` weights.
+size_t tessera_conv_packed_count(int outputs, int k);
+/// Reorders row-major `outputs` x `k` weights (k = channels*kh*kw) for the kernel.
+void tessera_conv_pack_weights(const float *w, int outputs, int k, float *packed);
+/// Output rows [y0, y1) of every output channel.
+void tessera_conv_direct_rows(const tessera_conv_args *args, long y0, long y1);
+
 #endif

@@ -1,4 +1,14 @@
-/// Convolution as im2col + sgemm (Caffe's method), computed in blocks of
+import CKernels
+import Foundation
+
+/// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
+/// run a direct AVX2/FMA kernel (`Sources/CKernels/conv_direct.c`) that reads
+/// its operands straight from the input planes: no column matrix to write and
+/// no sgemm packing, which cost a third of the dense net's time. Its results
+/// do not depend on a pixel's position, so tiles stay bit-identical.
+///
+/// Every other layer (strides, padding, CPUs without AVX2/FMA, or
+/// `TESSERA_DIRECT_CONV=0`) uses im2col + sgemm (Caffe's method), computed in blocks of
 /// output pixels so the column buffer stays within a fixed budget however
 /// large the input is; blocks run in parallel, each with a single-threaded sgemm.
 ///
@@ -12,7 +22,37 @@ struct ConvolutionKernel {
     let conv: Convolution
     /// A ReLU that follows in place, applied while the output is written
     /// (saves a pass over the activation); nil when none.
-    var fusedReLUSlope: Float?
+    let fusedReLUSlope: Float?
+    /// Weights reordered for the direct kernel, group after group; nil when the layer uses im2col.
+    private let packed: [Float]?
+
+    /// Whether this process may use the direct kernel: the CPU has AVX2 and FMA
+    /// and `TESSERA_DIRECT_CONV` is not `0` (the switch exists to compare the two paths).
+    static let directAvailable: Bool =
+        tessera_conv_direct_available() != 0 && ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"] != "0"
+
+    /// - Parameter allowDirect: false forces im2col + sgemm (tests compare the two paths).
+    init(conv: Convolution, fusedReLUSlope: Float?, allowDirect: Bool = ConvolutionKernel.directAvailable) {
+        self.conv = conv
+        self.fusedReLUSlope = fusedReLUSlope
+        let g = max(1, conv.group), mg = conv.outputs / g
+        let k = conv.weights.count / max(1, conv.outputs)
+        if allowDirect, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
+           conv.weights.count == conv.outputs * k {
+            var packed = [Float](repeating: 0, count: conv.weights.count)
+            conv.weights.withUnsafeBufferPointer { w in
+                packed.withUnsafeMutableBufferPointer { p in
+                    for grp in 0..<g {
+                        tessera_conv_pack_weights(w.baseAddress! + grp * mg * k, Int32(mg), Int32(k),
+                                                  p.baseAddress! + grp * mg * k)
+                    }
+                }
+            }
+            self.packed = packed
+        } else {
+            packed = nil
+        }
+    }
     /// Column-buffer budget per thread, in floats (2 MiB: stays in L2/L3 while sgemm packs it).
     static let columnBudget = 1 << 19
     /// Block width: 64 columns keeps im2col's row copies long enough to be cheap
@@ -25,8 +65,16 @@ struct ConvolutionKernel {
         max(2, min(128, columnBudget / max(1, k) / blockCols))
     }
 
+    /// Whether this layer runs the direct kernel.
+    var isDirect: Bool { packed != nil }
+
     /// - Parameter origin: global output coordinates of `output`'s pixel (0, 0).
     func forward(_ input: Tensor, into output: Tensor, origin: Size2, threads: Int, blas: BLAS) {
+        // The direct kernel's offsets are 32-bit: planes beyond 2^31 floats take the im2col path.
+        if let packed, input.c * input.h * input.w < Int(Int32.max) {
+            forwardDirect(input, into: output, packed: packed, threads: threads)
+            return
+        }
         let g = conv.group
         let cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
@@ -69,6 +117,34 @@ struct ConvolutionKernel {
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    private func forwardDirect(_ input: Tensor, into output: Tensor, packed: [Float], threads: Int) {
+        let g = conv.group
+        let cg = input.c / g, mg = conv.outputs / g
+        let k = cg * conv.kernel.h * conv.kernel.w
+        precondition(output.h == input.h - (conv.kernel.h - 1) * conv.dilation.h
+                     && output.w == input.w - (conv.kernel.w - 1) * conv.dilation.w && output.c == conv.outputs,
+                     "convolution output shape")
+        let activation: Int32 = switch fusedReLUSlope { case nil: 0; case 0: 1; default: 2 }
+        packed.withUnsafeBufferPointer { pk in
+            (conv.bias ?? []).withUnsafeBufferPointer { bias in
+                // Bands of output rows in parallel; the kernel walks every group's channels.
+                parallelRanges(output.h, threads: threads) { rows in
+                    for grp in 0..<g {
+                        var args = tessera_conv_args(
+                            input: UnsafePointer(input.plane(grp * cg)), in_h: input.h, in_w: input.w,
+                            channels: Int32(cg), packed: pk.baseAddress! + grp * mg * k, outputs: Int32(mg),
+                            bias: conv.bias == nil ? nil : bias.baseAddress! + grp * mg,
+                            activation: activation, slope: fusedReLUSlope ?? 0,
+                            output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
+                            kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
+                            dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
+                        tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
                     }
                 }
             }

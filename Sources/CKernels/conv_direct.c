@@ -1,0 +1,267 @@
+// Direct convolution (stride 1, no padding, any kernel and dilation) on AVX2 + FMA.
+//
+// The engine's hot layers are convolutions whose im2col matrix would be
+// 36x larger than their input (the dense net's fc6: 6x6 taps, dilation 4).
+// Copying it and letting sgemm pack it again cost a third of the layer's time;
+// with stride 1 every tap of a row of output pixels reads a contiguous run of
+// input, so this kernel loads its operands straight from the input planes.
+//
+// Blocking (a small GEMM, outputs x taps x pixels):
+//   - a register tile of 6 output channels x NR = 16 pixels (12 ymm accumulators,
+//     2 input vectors, 1 broadcast weight: 15 of the 16 registers; a 4 x 24 tile
+//     needs all 16 and clang then shuffles registers every step, at half speed);
+//     the last output channels go through 4-, 2- and 1-wide tiles;
+//   - the reduction runs over chunks of whole input channels (about KC taps),
+//     so a chunk's input rows stay in L1 while every block of output channels
+//     passes over them; partial sums wait in a small buffer between chunks;
+//   - in a panel of PANEL pixels the chunks run outermost, so each input row
+//     is read as one run of PANEL floats.
+// Measured on one Zen 3 core: 84 GFLOP/s for the dense fc6 (64 x 32·6·6, dilation 4),
+// as fast as OpenBLAS's sgemm on the same core, without the im2col copy.
+// Each output value is one FMA chain over k = (ci*kh + ky)*kw + kx in order,
+// starting from 0, then + bias, then the activation: its rounding does not
+// depend on where the pixel sits in the row, the chunk or the tile (masked
+// lanes compute the same per-lane FMAs), so tiled maps equal untiled ones.
+
+#include "CKernels.h"
+
+#include <stdlib.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define TESSERA_X86 1
+#include <immintrin.h>
+#endif
+
+#ifndef PANEL_CHUNKS
+#define PANEL_CHUNKS 4
+#endif
+enum { MR = 6, NR = 16, KC = 128, PANEL = PANEL_CHUNKS * NR };
+
+size_t tessera_conv_packed_count(int outputs, int k) { return (size_t)outputs * (size_t)k; }
+
+// Width of the block of output channels that starts at m0: 6 while there are 6, then 4, 2, 1.
+static int block_width(int outputs, int m0) {
+    int left = outputs - m0;
+    return left >= 6 ? 6 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+}
+
+void tessera_conv_pack_weights(const float *w, int outputs, int k, float *packed) {
+    // Blocks of output channels (widths from block_width); block [m0, m0+r) is stored at
+    // m0*k, k-major, r values per k.
+    for (int m0 = 0; m0 < outputs;) {
+        int r = block_width(outputs, m0);
+        float *dst = packed + (size_t)m0 * k;
+        for (int kk = 0; kk < k; kk++)
+            for (int i = 0; i < r; i++) dst[(size_t)kk * r + i] = w[(size_t)(m0 + i) * k + kk];
+        m0 += r;
+    }
+}
+
+#ifdef TESSERA_X86
+
+int tessera_conv_direct_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+#define TARGET __attribute__((target("avx2,fma")))
+
+// One register tile: outputs [m, m+R) (R = 1, 2, 4 or 6) x the 16 pixels at `in` (the
+// chunk's first pixel), over reduction steps [t0, t1) whose input offsets from `in` are
+// off[t]. Starts from the partial sums in `sums` unless `first`; stores them back
+// unless `last`, else writes bias + activation to the output. Accumulators are named
+// variables (an array of vectors makes clang shuffle registers every iteration).
+#define LOAD2(p)                                                                                   \
+    if (MASKED) {                                                                                  \
+        i0 = _mm256_maskload_ps((p), m0v);                                                         \
+        i1 = _mm256_maskload_ps((p) + 8, m1v);                                                     \
+    } else {                                                                                       \
+        i0 = _mm256_loadu_ps(p);                                                                   \
+        i1 = _mm256_loadu_ps((p) + 8);                                                             \
+    }
+#define FMA2(j, w)                                                                                 \
+    a##j##0 = _mm256_fmadd_ps(w, i0, a##j##0);                                                     \
+    a##j##1 = _mm256_fmadd_ps(w, i1, a##j##1);
+#define INIT2(j)                                                                                   \
+    __m256 a##j##0 = _mm256_setzero_ps(), a##j##1 = a##j##0;                                       \
+    if (!first) {                                                                                  \
+        a##j##0 = _mm256_load_ps(sums + (m + j) * PANEL);                                             \
+        a##j##1 = _mm256_load_ps(sums + (m + j) * PANEL + 8);                                         \
+    }
+#define FINISH2(j)                                                                                 \
+    if (!last) {                                                                                   \
+        _mm256_store_ps(sums + (m + j) * PANEL, a##j##0);                                             \
+        _mm256_store_ps(sums + (m + j) * PANEL + 8, a##j##1);                                         \
+    } else {                                                                                       \
+        float *o = out + (size_t)(m + j) * out_plane;                                              \
+        const __m256 b = _mm256_set1_ps(a->bias ? a->bias[m + j] : 0.0f);                          \
+        emit(a, o, _mm256_add_ps(a##j##0, b), MASKED, m0v);                                        \
+        emit(a, o + 8, _mm256_add_ps(a##j##1, b), MASKED, m1v);                                    \
+    }
+
+static inline __attribute__((always_inline)) TARGET void emit(const tessera_conv_args *a, float *o, __m256 x,
+                                                              int masked, __m256i mask) {
+    const __m256 zero = _mm256_setzero_ps();
+    if (a->activation == 1) {
+        x = _mm256_max_ps(x, zero);
+    } else if (a->activation == 2) {
+        x = _mm256_blendv_ps(_mm256_mul_ps(x, _mm256_set1_ps(a->slope)), x, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+    }
+    if (masked) _mm256_maskstore_ps(o, mask, x);
+    else _mm256_storeu_ps(o, x);
+}
+
+#define TILE_ARGS                                                                                  \
+    const tessera_conv_args *a, const float *in, const int *off, const float *wp, int m, int t0, int t1, \
+        int first, int last, float *sums, float *out, size_t out_plane, __m256i m0v, __m256i m1v
+
+#define DEFINE_TILES(MASKED_)                                                                      \
+    static inline __attribute__((always_inline)) TARGET void tile6_##MASKED_(TILE_ARGS) {          \
+        enum { MASKED = MASKED_ };                                                                 \
+        INIT2(0) INIT2(1) INIT2(2) INIT2(3) INIT2(4) INIT2(5)                                      \
+        for (int t = t0; t < t1; t++) {                                                            \
+            const float *p = in + off[t];                                                          \
+            __m256 i0, i1;                                                                     \
+            LOAD2(p)                                                                               \
+            __m256 w0 = _mm256_broadcast_ss(wp);                                                   \
+            FMA2(0, w0)                                                                            \
+            __m256 w1 = _mm256_broadcast_ss(wp + 1);                                               \
+            FMA2(1, w1)                                                                            \
+            __m256 w2 = _mm256_broadcast_ss(wp + 2);                                               \
+            FMA2(2, w2)                                                                            \
+            __m256 w3 = _mm256_broadcast_ss(wp + 3);                                               \
+            FMA2(3, w3)                                                                            \
+            __m256 w4 = _mm256_broadcast_ss(wp + 4);                                               \
+            FMA2(4, w4)                                                                            \
+            __m256 w5 = _mm256_broadcast_ss(wp + 5);                                               \
+            FMA2(5, w5)                                                                            \
+            wp += 6;                                                                               \
+        }                                                                                          \
+        FINISH2(0) FINISH2(1) FINISH2(2) FINISH2(3) FINISH2(4) FINISH2(5)                        \
+    }                                                                                              \
+    static inline __attribute__((always_inline)) TARGET void tile4_##MASKED_(TILE_ARGS) {          \
+        enum { MASKED = MASKED_ };                                                                 \
+        INIT2(0) INIT2(1) INIT2(2) INIT2(3)                                                        \
+        for (int t = t0; t < t1; t++) {                                                            \
+            const float *p = in + off[t];                                                          \
+            __m256 i0, i1;                                                                     \
+            LOAD2(p)                                                                               \
+            __m256 w0 = _mm256_broadcast_ss(wp);                                                   \
+            FMA2(0, w0)                                                                            \
+            __m256 w1 = _mm256_broadcast_ss(wp + 1);                                               \
+            FMA2(1, w1)                                                                            \
+            __m256 w2 = _mm256_broadcast_ss(wp + 2);                                               \
+            FMA2(2, w2)                                                                            \
+            __m256 w3 = _mm256_broadcast_ss(wp + 3);                                               \
+            FMA2(3, w3)                                                                            \
+            wp += 4;                                                                               \
+        }                                                                                          \
+        FINISH2(0) FINISH2(1) FINISH2(2) FINISH2(3)                                                \
+    }                                                                                              \
+    static inline __attribute__((always_inline)) TARGET void tile2_##MASKED_(TILE_ARGS) {          \
+        enum { MASKED = MASKED_ };                                                                 \
+        INIT2(0) INIT2(1)                                                                          \
+        for (int t = t0; t < t1; t++) {                                                            \
+            const float *p = in + off[t];                                                          \
+            __m256 i0, i1;                                                                     \
+            LOAD2(p)                                                                               \
+            __m256 w0 = _mm256_broadcast_ss(wp);                                                   \
+            FMA2(0, w0)                                                                            \
+            __m256 w1 = _mm256_broadcast_ss(wp + 1);                                               \
+            FMA2(1, w1)                                                                            \
+            wp += 2;                                                                               \
+        }                                                                                          \
+        FINISH2(0) FINISH2(1)                                                                      \
+    }                                                                                              \
+    static inline __attribute__((always_inline)) TARGET void tile1_##MASKED_(TILE_ARGS) {          \
+        enum { MASKED = MASKED_ };                                                                 \
+        INIT2(0)                                                                                   \
+        for (int t = t0; t < t1; t++) {                                                            \
+            const float *p = in + off[t];                                                          \
+            __m256 i0, i1;                                                                     \
+            LOAD2(p)                                                                               \
+            __m256 w0 = _mm256_broadcast_ss(wp);                                                   \
+            FMA2(0, w0)                                                                            \
+            wp += 1;                                                                               \
+        }                                                                                          \
+        FINISH2(0)                                                                                 \
+    }
+
+DEFINE_TILES(0)
+DEFINE_TILES(1)
+
+static inline __attribute__((always_inline)) TARGET void chunk(
+    const tessera_conv_args *a, int masked, const float *in, const int *off, int t0, int t1, int first, int last,
+    float *sums, float *out, size_t out_plane, __m256i m0v, __m256i m1v) {
+    const int k = a->channels * a->kh * a->kw, M = a->outputs;
+    for (int m = 0; m < M;) {
+        int r = block_width(M, m);
+        // This block's packed weights start at m*k, r values per k; skip to step t0.
+        const float *wp = a->packed + (size_t)m * k + (size_t)t0 * r;
+        if (r == 6) {
+            if (masked) tile6_1(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+            else tile6_0(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+        } else if (r == 4) {
+            if (masked) tile4_1(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+            else tile4_0(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+        } else if (r == 2) {
+            if (masked) tile2_1(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+            else tile2_0(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+        } else {
+            if (masked) tile1_1(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+            else tile1_0(a, in, off, wp, m, t0, t1, first, last, sums, out, out_plane, m0v, m1v);
+        }
+        m += r;
+    }
+}
+
+TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y1) {
+    const int taps = a->kh * a->kw, k = a->channels * taps;
+    const size_t out_plane = (size_t)a->out_h * (size_t)a->out_w;
+    // Chunks of whole input channels, about KC reduction steps each.
+    int step = (KC / taps < 1 ? 1 : KC / taps) * taps;
+    // Partial sums of a panel of PANEL pixels: `outputs` rows of PANEL.
+    float *sums = aligned_alloc(32, sizeof(float) * PANEL * (size_t)(a->outputs + MR));
+    int *off = malloc(sizeof(int) * (size_t)k);
+    if (!sums || !off) abort();
+    // Input offset of reduction step t = (ci*kh + ky)*kw + kx from the output pixel's position.
+    for (int ci = 0, t = 0; ci < a->channels; ci++)
+        for (int ky = 0; ky < a->kh; ky++)
+            for (int kx = 0; kx < a->kw; kx++, t++)
+                off[t] = (int)(((long)ci * a->in_h + (long)ky * a->dh) * a->in_w + (long)kx * a->dw);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (long y = y0; y < y1; y++) {
+        const float *in_row = a->input + (size_t)y * a->in_w;
+        float *out_row = a->output + (size_t)y * a->out_w;
+        // Panels of up to PANEL pixels; in each, the reduction chunks run outermost so each
+        // chunk's input rows are read as runs of PANEL floats (a few long streams).
+        for (long p0 = 0; p0 < a->out_w; p0 += PANEL) {
+            long p1 = p0 + PANEL < a->out_w ? p0 + PANEL : a->out_w;
+            for (int t0 = 0; t0 < k; t0 += step) {
+                int t1 = t0 + step < k ? t0 + step : k;
+                int first = t0 == 0, last = t1 == k;
+                for (long x0 = p0; x0 < p1; x0 += NR) {
+                    int n = p1 - x0 < NR ? (int)(p1 - x0) : NR;
+                    float *s = sums + (x0 - p0);
+                    if (n < NR) {
+                        __m256i m0v = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
+                        __m256i m1v = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lanes);
+                        chunk(a, 1, in_row + x0, off, t0, t1, first, last, s, out_row + x0, out_plane, m0v, m1v);
+                    } else {
+                        chunk(a, 0, in_row + x0, off, t0, t1, first, last, s, out_row + x0, out_plane, all, all);
+                    }
+                }
+            }
+        }
+    }
+    free(off);
+    free(sums);
+}
+
+#else
+
+int tessera_conv_direct_available(void) { return 0; }
+void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y1) { (void)a; (void)y0; (void)y1; abort(); }
+
+#endif
