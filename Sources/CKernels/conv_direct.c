@@ -37,6 +37,8 @@
 #endif
 enum { MR = 6, NR = 16, KC = 128, PANEL = PANEL_CHUNKS * NR };
 
+long tessera_claim(long *counter, long n) { return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED); }
+
 size_t tessera_conv_packed_count(int outputs, int k) { return (size_t)outputs * (size_t)k; }
 
 // Width of the block of output channels that starts at m0: 6 while there are 6, then 4, 2, 1.

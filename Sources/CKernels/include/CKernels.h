@@ -11,6 +11,9 @@
 void tessera_lrn_scale_beta075(const float *src, const float *acc, float *dst, size_t n, float k,
                                float alpha_over_n);
 
+/// Atomically adds `n` to `*counter` and returns its previous value (work claiming).
+long tessera_claim(long *counter, long n);
+
 /// Direct convolution, stride 1 and no padding (see conv_direct.c).
 typedef struct {
     const float *input;   ///< `channels` planes of in_h x in_w

@@ -133,18 +133,29 @@ struct ConvolutionKernel {
         let activation: Int32 = switch fusedReLUSlope { case nil: 0; case 0: 1; default: 2 }
         packed.withUnsafeBufferPointer { pk in
             (conv.bias ?? []).withUnsafeBufferPointer { bias in
-                // Bands of output rows in parallel; the kernel walks every group's channels.
-                parallelRanges(output.h, threads: threads) { rows in
-                    for grp in 0..<g {
-                        var args = tessera_conv_args(
-                            input: UnsafePointer(input.plane(grp * cg)), in_h: input.h, in_w: input.w,
-                            channels: Int32(cg), packed: pk.baseAddress! + grp * mg * k, outputs: Int32(mg),
-                            bias: conv.bias == nil ? nil : bias.baseAddress! + grp * mg,
-                            activation: activation, slope: fusedReLUSlope ?? 0,
-                            output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
-                            kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
-                            dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
-                        tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
+                // Bands of a few output rows, claimed one after another by the threads: on a
+                // shared machine a halved layer waits for its slower half, bands keep both busy.
+                let band = max(1, min(8, output.h / max(1, 8 * threads)))
+                let bands = (output.h + band - 1) / band
+                let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+                next.initialize(to: 0)
+                defer { next.deallocate() }
+                parallelRanges(min(threads, bands), threads: threads) { _ in
+                    while true {
+                        let b = tessera_claim(next, 1)
+                        if b >= bands { break }
+                        let rows = b * band..<min(output.h, (b + 1) * band)
+                        for grp in 0..<g {
+                            var args = tessera_conv_args(
+                                input: UnsafePointer(input.plane(grp * cg)), in_h: input.h, in_w: input.w,
+                                channels: Int32(cg), packed: pk.baseAddress! + grp * mg * k, outputs: Int32(mg),
+                                bias: conv.bias == nil ? nil : bias.baseAddress! + grp * mg,
+                                activation: activation, slope: fusedReLUSlope ?? 0,
+                                output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
+                                kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
+                                dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
+                            tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
+                        }
                     }
                 }
             }
