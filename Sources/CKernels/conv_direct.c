@@ -46,9 +46,12 @@ long tessera_claim(long *counter, long n) { return __atomic_fetch_add(counter, n
 
 size_t tessera_conv_packed_count(int outputs, int k) { return (size_t)outputs * (size_t)k; }
 
-// Width of the block of output channels that starts at m0: 6 while there are 6, then 4, 2, 1.
+// Width of the block of output channels that starts at m0: 6 while there are 6,
+// then 4, 2, 1; but 8 left go as 4 + 4 (32 outputs: 6·4 + 4·2, no 2-wide tile,
+// whose 4 accumulators cannot hide the FMA latency) and 7 as 4 + 2 + 1.
 static int block_width(int outputs, int m0) {
     int left = outputs - m0;
+    if (left == 8 || left == 7) return 4;
     return left >= 6 ? 6 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
 }
 
