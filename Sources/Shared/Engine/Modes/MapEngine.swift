@@ -103,13 +103,12 @@ public final class MapEngine: @unchecked Sendable {
         }
         let size = tasks.outputSize(task), offset = tasks.outputOffset(task)
         let origin = Size2(expected.y, expected.x)
-        let (runner, layout, net) = task.mode == .dense ? (denseRunner, denseLayout, denseRunner.net)
-                                                        : (stridedRunner, stridedLayout, stridedRunner.net)
+        let (runner, layout) = task.mode == .dense ? (denseRunner, denseLayout) : (stridedRunner, stridedLayout)
         switch task.mode {
         case .naive:
             return try naive(task, input: input, threads: threads)
         case .dense, .fast, .shift:
-            let masks = try paddingMasks(task, layout: layout, net: net, inputOrigin: origin)
+            let masks = try paddingMasks(task, layout: layout, net: runner.net, inputOrigin: origin)
             return try crop(runner.forward(input, threads: threads, origin: origin, masks: masks),
                             at: offset, size: size, task: task)
         }
