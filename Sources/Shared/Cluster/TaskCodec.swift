@@ -46,8 +46,7 @@ public enum TaskCodec {
     /// UInt16-LE bytes: what a task carries.
     public static func cut(_ image: PixelImage, paddedRect rect: PixelRect, halfPatch: Size2) -> Wire.PixelRegion {
         let ch = image.channels
-        let rows = (0..<rect.height).map { reflectIndex(rect.y + $0 - halfPatch.h, image.height) }
-        let cols = (0..<rect.width).map { reflectIndex(rect.x + $0 - halfPatch.w, image.width) }
+        let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
         let rowSamples = rect.width * ch
         switch image.samples {
         case .uint8(let values):

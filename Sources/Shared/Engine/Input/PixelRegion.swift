@@ -24,6 +24,15 @@ public struct PixelRect: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "[\(y)..<\(y + height), \(x)..<\(x + width)]" }
 }
 
+extension PixelRect {
+    /// The image rows and columns this rectangle (padded coordinates) reads,
+    /// mirrored beyond the image's edges: what every cut of task pixels uses.
+    public func mirroredSources(image: Size2, halfPatch: Size2) -> (rows: [Int], cols: [Int]) {
+        ((0..<height).map { reflectIndex(y + $0 - halfPatch.h, image.h) },
+         (0..<width).map { reflectIndex(x + $0 - halfPatch.w, image.w) })
+    }
+}
+
 /// Symmetric mirroring with the edge pixel repeated (numpy 'symmetric',
 /// OpenCV BORDER_REFLECT), repeated as often as needed: never out of bounds.
 @inlinable
@@ -54,8 +63,7 @@ public struct PixelRegion: Sendable, Equatable {
     /// Cuts `rect` (padded coordinates) out of `image`, mirroring beyond its edges.
     public init(image: PixelSource, paddedRect rect: PixelRect, halfPatch: Size2) {
         let ch = image.channels
-        let rows = (0..<rect.height).map { reflectIndex(rect.y + $0 - halfPatch.h, image.height) }
-        let cols = (0..<rect.width).map { reflectIndex(rect.x + $0 - halfPatch.w, image.width) }
+        let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
         var samples = [Float](repeating: 0, count: rect.height * rect.width * ch)
         var i = 0
         for r in rows {
