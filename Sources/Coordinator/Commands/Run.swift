@@ -21,7 +21,8 @@ struct Run: ParsableCommand {
 
             Example:
               tessera-coordinator run --model models/demo/deploy.prototxt \\
-                --weights models/demo/nuclei32.caffemodel --mean 180,140,190 --scale 0.015625 \\
+                --weights models/demo/nuclei32.caffemodel \\
+                --mean 134,151,171 --scale 0.015625 \\
                 --mode dense --out out examples/ihc.png
             """
     )

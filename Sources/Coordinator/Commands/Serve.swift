@@ -17,7 +17,8 @@ struct Serve: ParsableCommand {
             Example:
               tessera-coordinator serve --worker-endpoint tcp://0.0.0.0:5555 \\
                 --client-endpoint tcp://0.0.0.0:5556 --store /var/lib/tessera \\
-                --curve --curve-secret-key keys/coordinator.key --authorized-keys keys/authorized
+                --curve --curve-secret-key keys/coordinator.key \\
+                --authorized-keys keys/authorized
             """
     )
 

@@ -169,6 +169,14 @@ struct EnvironmentVariableTests {
                 // Example commands in the overview stay as written.
                 let overview = help.components(separatedBy: "USAGE:")[0]
                 #expect(!overview.contains("(env:"), "\(binary.name) \(sub ?? ""): variable inside the overview:\n\(overview)")
+                // An example command is not wrapped mid-line (a shell would cut it there): a
+                // line of an indented example never runs on into an unindented one.
+                let lines = overview.components(separatedBy: "\n")
+                for (a, b) in zip(lines, lines.dropFirst()) where a.hasPrefix(" ") && !b.isEmpty {
+                    let command = a.trimmingCharacters(in: .whitespaces)
+                    guard command.hasPrefix("tessera-") || command.hasPrefix("--") else { continue }
+                    #expect(b.hasPrefix(" "), "\(binary.name) \(sub ?? ""): example wrapped after '\(a)': '\(b)'")
+                }
                 if !(binary.table.options[sub] ?? []).isEmpty { #expect(help.contains("ENVIRONMENT:")) }
             }
         }
