@@ -3,11 +3,13 @@ import PackageDescription
 
 // MARK: - Shared settings
 
-/// The project is written in the Swift 5 language mode: the engine hands raw
-/// buffers to worker threads (DispatchQueue.concurrentPerform), which strict
-/// Swift 6 checking would force through `@unchecked Sendable` wrappers on
-/// every kernel without making them any safer.
-let swiftSettings: [SwiftSetting] = []
+/// Targets whose code hands raw buffers to worker threads (the engine's kernels
+/// under DispatchQueue.concurrentPerform, the CUDA backend) stay in the Swift 5
+/// language mode: strict Swift 6 checking would force `@unchecked Sendable`
+/// wrappers on every kernel without making them any safer. The others are
+/// checked in the Swift 6 language mode (strict concurrency) where they are ready.
+let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 // MARK: - C libraries (system-library targets)
 
@@ -48,6 +50,139 @@ let cHelpers: [Target] = [
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 ]
 
+// MARK: - Tessera modules (Sources/Shared/*)
+//
+// One module per concern, each depending only on the ones before it in this list
+// (docs/ARCHITECTURE.md draws the graph; Tests/ArchitectureTests checks it):
+//
+//   TesseraCore   plain value types: sizes, rects, pixel sources, maps, checksums, durable files
+//   TesseraImage  PNG and .npy in and out, output writers                      → Core
+//   TesseraModel  Caffe import, nets, surgery, geometry, preprocessing         → Core, Image (.npy weights)
+//   TesseraPlan   modes, tasks, tile plans, map assembly: planning, no compute → Core, Model
+//   TesseraEngine tensors, kernels, BLAS, runners, the local mapper           → Core, Model, Plan
+//   TesseraCUDA   the GPU backend, installed into the engine at start-up       → Engine
+//   TesseraWire   ZeroMQ, CURVE/ZAP, the binary protocol                       → Core
+//   TesseraCluster what coordinator and workers share: task codec, model bundles, job options → Wire, Plan, Image
+//   CLISupport    the executables' shared CLI helpers and system report
+//   CoordinatorService (Sources/Coordinator/Service): scheduling, store, resume → Cluster; never Engine
+
+let modules: [Target] = [
+    .target(name: "TesseraCore", path: "Sources/Shared/Core", swiftSettings: swift6),
+    .target(name: "TesseraImage", dependencies: ["TesseraCore", "CPNGIO", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/Shared/Image",
+            swiftSettings: swift6),
+    .target(
+        name: "TesseraModel",
+        dependencies: ["TesseraCore", "TesseraImage",
+                       .product(name: "Logging", package: "swift-log"),
+                       .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+        path: "Sources/Shared/Model",
+        exclude: ["Caffe/caffe.proto"],
+        swiftSettings: swift5
+    ),
+    .target(name: "TesseraPlan", dependencies: ["TesseraCore", "TesseraModel"], path: "Sources/Shared/Plan",
+            swiftSettings: swift6),
+    .target(
+        name: "TesseraEngine",
+        dependencies: ["TesseraCore", "TesseraModel", "TesseraPlan", "CKernels", "COpenBLAS"],
+        path: "Sources/Shared/Engine",
+        swiftSettings: swift5
+    ),
+    .target(name: "TesseraCUDA", dependencies: ["TesseraCore", "TesseraModel", "TesseraEngine"],
+            path: "Sources/Shared/CUDA", swiftSettings: swift5),
+    .target(
+        name: "TesseraWire",
+        dependencies: ["TesseraCore", "CZeroMQ", .product(name: "Logging", package: "swift-log")],
+        path: "Sources/Shared/Wire",
+        swiftSettings: swift5
+    ),
+    .target(
+        name: "TesseraCluster",
+        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire",
+                       .product(name: "Logging", package: "swift-log")],
+        path: "Sources/Shared/Cluster",
+        swiftSettings: swift5
+    ),
+    // Command-line helpers both executables share: options from the environment
+    // (TESSERA_…), CURVE key options, stop signals, the system report.
+    .target(
+        name: "CLISupport",
+        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire",
+                       .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        path: "Sources/Shared/CLISupport",
+        swiftSettings: swift5
+    ),
+]
+
+// MARK: - Executables and their services
+
+let services: [Target] = [
+    // The coordinator's scheduling service: plans from `ModelPlan` only, so it never
+    // loads BLAS or builds an engine.
+    .target(
+        name: "CoordinatorService",
+        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
+                       .product(name: "Logging", package: "swift-log")],
+        path: "Sources/Coordinator/Service",
+        swiftSettings: swift5
+    ),
+    .executableTarget(
+        name: "Coordinator",
+        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
+                       "TesseraWire", "TesseraCluster", "CoordinatorService", "CLISupport",
+                       .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                       .product(name: "Logging", package: "swift-log")],
+        path: "Sources/Coordinator/CLI",
+        swiftSettings: swift5
+    ),
+    .executableTarget(
+        name: "Worker",
+        dependencies: ["TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
+                       "TesseraCluster", "CLISupport",
+                       .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                       .product(name: "Logging", package: "swift-log")],
+        path: "Sources/Worker",
+        swiftSettings: swift5
+    ),
+]
+
+// MARK: - Tests
+
+let allModules: [Target.Dependency] = ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine",
+                                       "TesseraCUDA", "TesseraWire", "TesseraCluster"]
+
+let tests: [Target] = [
+    // Helpers every test target shares: seeded random numbers, temporary folders,
+    // test nets, image and model fixtures, process groups.
+    .target(name: "TestSupport", dependencies: allModules + ["CPNGIO"], path: "Tests/TestSupport",
+            swiftSettings: swift5),
+    .testTarget(name: "CoreTests", dependencies: allModules + ["TestSupport"], path: "Tests/CoreTests",
+                swiftSettings: swift5),
+    .testTarget(name: "ImageTests", dependencies: allModules + ["TestSupport"], path: "Tests/ImageTests",
+                swiftSettings: swift5),
+    .testTarget(name: "ModelTests", dependencies: allModules + ["TestSupport"], path: "Tests/ModelTests",
+                swiftSettings: swift5),
+    .testTarget(name: "EngineTests", dependencies: allModules + ["TestSupport", "COpenBLAS"], path: "Tests/EngineTests",
+                swiftSettings: swift5),
+    .testTarget(name: "WireTests", dependencies: allModules + ["TestSupport", "CZeroMQ"], path: "Tests/WireTests",
+                swiftSettings: swift5),
+    .testTarget(name: "ClusterTests", dependencies: allModules + ["TestSupport", "CoordinatorService"],
+                path: "Tests/ClusterTests", swiftSettings: swift5),
+    .testTarget(name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG"], path: "Tests/FuzzTests",
+                swiftSettings: swift5),
+    // The module graph: every import checked against docs/ARCHITECTURE.md's table.
+    .testTarget(name: "ArchitectureTests", path: "Tests/ArchitectureTests", swiftSettings: swift6),
+    // Suites that start the built executables (cluster, CLI, deploy files) and the
+    // architecture check: `swift test --skip IntegrationTests` leaves them out.
+    .testTarget(
+        name: "IntegrationTests",
+        dependencies: allModules + ["TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker",
+                                    .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        path: "Tests/IntegrationTests",
+        swiftSettings: swift5
+    ),
+]
+
 // MARK: - Package
 
 let package = Package(
@@ -56,64 +191,11 @@ let package = Package(
     products: [
         .executable(name: "tessera-coordinator", targets: ["Coordinator"]),
         .executable(name: "tessera-worker", targets: ["Worker"]),
-        .library(name: "TesseraShared", targets: ["Shared"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
-    targets: cLibraries + cHelpers + [
-        .target(
-            name: "Shared",
-            dependencies: [
-                "CZeroMQ", "COpenBLAS", "CLibPNG", "CPNGIO", "CKernels",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ],
-            path: "Sources/Shared",
-            exclude: ["Model/Caffe/caffe.proto"],
-            swiftSettings: swiftSettings
-        ),
-        // Command-line helpers both binaries share: options from the environment
-        // (TESSERA_…), CURVE key options.
-        .target(
-            name: "CLISupport",
-            dependencies: [
-                "Shared",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Sources/CLISupport",
-            swiftSettings: swiftSettings
-        ),
-        .executableTarget(
-            name: "Coordinator",
-            dependencies: [
-                "Shared", "CLISupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Sources/Coordinator",
-            swiftSettings: swiftSettings
-        ),
-        .executableTarget(
-            name: "Worker",
-            dependencies: [
-                "Shared", "CLISupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Sources/Worker",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SharedTests",
-            // The executables too: the environment-variable test parses their real commands.
-            dependencies: ["Shared", "CZeroMQ", "CLibPNG", "COpenBLAS", "CLISupport", "Coordinator", "Worker",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Tests/SharedTests",
-            swiftSettings: swiftSettings
-        ),
-    ],
-    swiftLanguageModes: [.v5]
+    targets: cLibraries + cHelpers + modules + services + tests
 )

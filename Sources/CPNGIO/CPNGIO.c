@@ -571,3 +571,5 @@ int tpng_write_raw(const char *path, uint32_t width, uint32_t height, int bit_de
     tpng_writer_close(writer);
     return status;
 }
+
+const char *tpng_library_version(void) { return png_get_libpng_ver(NULL); }

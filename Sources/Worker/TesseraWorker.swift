@@ -2,13 +2,15 @@ import ArgumentParser
 import Foundation
 import CLISupport
 import Logging
-import Shared
+import TesseraCUDA
+import TesseraEngine
 
 @main
 struct TesseraWorker: ParsableCommand {
     /// Memory settings first, before any thread allocates (see `MemoryTuning`).
     static func main() {
         MemoryTuning.keepLargeBuffers()
+        CUDABackend.install()
         main(environment: .worker)
     }
 

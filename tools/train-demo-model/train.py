@@ -29,7 +29,7 @@ from skimage.color import rgb2hed  # noqa: E402
 from skimage.filters import gaussian, threshold_otsu  # noqa: E402
 
 P = 32             # patch size
-A = P // 2         # pixels before the centre (DESIGN.md section 1: rows y-16 ... y+15)
+A = P // 2         # pixels before the centre (docs/ARCHITECTURE.md section 1: rows y-16 ... y+15)
 B_AFTER = P - A - 1
 HELD_OUT_ROW = 384  # rows 384..511 (the bottom quarter) are never trained on
 GUARD = B_AFTER + 1  # training pixels stop 16 rows above it, so no training patch sees a held-out row
@@ -202,7 +202,7 @@ def preprocess(bgr, mean, scale):
 
 
 def patches(padded_chw, ys, xs):
-    """(N, C, P, P) patches centred (DESIGN.md geometry) on pixels (ys, xs) of the
+    """(N, C, P, P) patches centred (docs/ARCHITECTURE.md geometry) on pixels (ys, xs) of the
     unpadded image; `padded_chw` is the image padded A before, P-A-1 after."""
     v = np.lib.stride_tricks.sliding_window_view(padded_chw, (P, P), axis=(1, 2))  # C, H, W, P, P
     return np.ascontiguousarray(v[:, ys, xs].transpose(1, 0, 2, 3))

@@ -112,6 +112,9 @@ int tpng_write_raw(const char *path, uint32_t width, uint32_t height, int bit_de
                    int palette_entries, const uint8_t *trns, int trns_count, const uint16_t *trns_color,
                    char *message, size_t message_size);
 
+/* The version of the libpng this program runs with (for `info`). */
+const char *tpng_library_version(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraModel
 
 /// One CUDA device as the engine uses it: the libraries, the device's primary
 /// context, one stream, the compiled kernels, a cache of device buffers, pinned
@@ -30,7 +31,7 @@ public final class CUDAContext: @unchecked Sendable {
     /// cuBLAS sgemm throughput on this device (n×n×n, fp32 without tensor cores,
     /// best of 5 after a warm-up), in GFLOP/s: the benchmark's GPU reference.
     public func sgemmPeak(n: Int = 8192) throws -> Double {
-        guard let blas = cublas else { throw CUDAError("no cuBLAS: cannot measure the sgemm peak") }
+        guard let blas = cublas else { throw CUDAError(.library, "no cuBLAS: cannot measure the sgemm peak") }
         return try exclusive {
             let bytes = n * n * 4
             let a = try pool.allocate(bytes), b = try pool.allocate(bytes), c = try pool.allocate(bytes)
@@ -77,7 +78,7 @@ public final class CUDAContext: @unchecked Sendable {
         var count: Int32 = 0
         try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
         guard index >= 0 && index < Int(count) else {
-            throw CUDAError(count == 0 ? "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+            throw CUDAError(.device, count == 0 ? "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)"
                                        : "there is no CUDA device \(index): this machine has \(count) (0…\(count - 1))")
         }
         var device: Int32 = 0
@@ -101,7 +102,7 @@ public final class CUDAContext: @unchecked Sendable {
         pool = DeviceMemoryPool(driver: driver)
         let convPath = ProcessInfo.processInfo.environment["TESSERA_CUDA_CONV"] ?? "auto"
         guard ["auto", "cudnn", "gemm"].contains(convPath) else {
-            throw CUDAError("TESSERA_CUDA_CONV must be auto, cudnn or gemm, not \(convPath)")
+            throw CUDAError(.library, "TESSERA_CUDA_CONV must be auto, cudnn or gemm, not \(convPath)")
         }
         var cudnnError: Error?
         if convPath != "gemm" {
@@ -114,7 +115,7 @@ public final class CUDAContext: @unchecked Sendable {
         var cublasError: Error?
         do { cublas = try CuBLAS() } catch { cublas = nil; cublasError = error }
         if cudnn == nil, let cublasError {
-            throw CUDAError("convolutions need cuDNN or cuBLAS: \(cudnnError.map { "\($0); " } ?? "")\(cublasError)")
+            throw CUDAError(.library, "convolutions need cuDNN or cuBLAS: \(cudnnError.map { "\($0); " } ?? "")\(cublasError)")
         }
         if let cudnn, convPath != "gemm" {
             var h: CUHandle = nil

@@ -1,11 +1,7 @@
 import Foundation
-
-/// Arithmetic the CUDA backend may use for convolutions. `fp32` is exact IEEE
-/// single precision (no tensor cores); `tf32` lets cuDNN/cuBLAS use TF32 tensor
-/// cores (10-bit mantissa inputs: the demo map moved by 1.6e-3 on an H100).
-public enum CUDAPrecision: String, Sendable, CaseIterable {
-    case fp32, tf32
-}
+import TesseraCore
+import TesseraEngine
+import TesseraModel
 
 /// Runs a `Net` forward on a CUDA device: the GPU counterpart of `NetRunner`,
 /// with the same contract (same net, same input tensor, output on the host).
@@ -359,7 +355,7 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     /// im2col in row chunks + one sgemm per chunk and group, written straight into
     /// the output planes (column-major view: C[pixels × outputs] = col[pixels × K] · W[K × outputs]).
     private func gemmConvolution(_ c: ConvolutionStep, _ x: DeviceTensor, _ y: DeviceTensor) throws {
-        guard let blas = context.cublas else { throw CUDAError("no cuBLAS for the im2col convolution path") }
+        guard let blas = context.cublas else { throw CUDAError(.library, "no cuBLAS for the im2col convolution path") }
         let conv = c.conv
         let g = conv.group, cg = x.shape.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w

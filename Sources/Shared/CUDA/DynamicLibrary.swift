@@ -30,7 +30,7 @@ struct DynamicLibrary: @unchecked Sendable {
             let error = dlerror().map { String(cString: $0) } ?? "unknown error"
             if lastError.isEmpty { lastError = error }
         }
-        throw CUDAError("""
+        throw CUDAError(.library, """
             \(what) could not be loaded (tried \(names.joined(separator: ", ")) in \
             \(searchFolders.joined(separator: ", ")) and the loader's path): \(lastError). \
             Install it, or set TESSERA_CUDA_LIBRARY_PATH to the folder that holds it.
@@ -40,15 +40,8 @@ struct DynamicLibrary: @unchecked Sendable {
     /// The entry point `name` as a C function of type `T`.
     func symbol<T>(_ name: String, _ type: T.Type = T.self) throws -> T {
         guard let p = dlsym(handle, name) else {
-            throw CUDAError("\(path) has no symbol \(name) (a library older than Tessera needs?)")
+            throw CUDAError(.library, "\(path) has no symbol \(name) (a library older than Tessera needs?)")
         }
         return unsafeBitCast(p, to: type)
     }
-}
-
-/// An error from the CUDA backend: a missing library or device, or a failed call
-/// (named, with the library's own error text).
-public struct CUDAError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TesseraCore
 
 /// Heartbeat contract (the zguide's Paranoid Pirate): any message counts as a sign of
 /// life; a peer silent for `liveness` intervals is dead.
@@ -15,21 +16,18 @@ public struct Heartbeat: Sendable, Equatable {
     public var deadline: Double { interval * Double(liveness) }
 }
 
-/// Monotonic seconds (never jumps with the wall clock).
-func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
 /// Log lines about untrusted input, at most `burst` per reason every `window`
 /// seconds; the rest are counted and reported with the next line let through. A peer
 /// sending garbage cannot fill the disk.
-struct RateLimitedLog {
+package struct RateLimitedLog {
     let logger: Logger
-    var burst = 5
-    var window = 10.0
+    package var burst = 5
+    package var window = 10.0
     private var windows: [String: (start: Double, count: Int, suppressed: Int)] = [:]
 
-    init(logger: Logger) { self.logger = logger }
+    package init(logger: Logger) { self.logger = logger }
 
-    mutating func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
+    package mutating func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
         let now = monotonicSeconds()
         var w = windows[key] ?? (now, 0, 0)
         if now - w.start > window { w = (now, 0, w.suppressed) }

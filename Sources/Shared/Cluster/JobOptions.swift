@@ -1,3 +1,4 @@
+import TesseraImage
 /// The per-job settings that `Wire.JobSpec` carries as text in its options string:
 /// `key=value` pairs separated by `;` (values never contain `;` or `=`).
 ///

@@ -1,10 +1,14 @@
 import Foundation
 import Logging
+import TesseraCore
+import TesseraModel
+import TesseraPlan
+import TesseraWire
 
 /// A model as it travels between coordinator and workers: the raw bytes of its
 /// files, named by their content digest. Both sides build their engine from these
-/// bytes with `EngineSettings.makeEngine`, so a worker computes with exactly the
-/// engine the coordinator planned for.
+/// bytes with `EngineSettings.plan`, so a worker computes with exactly the
+/// plan the coordinator made.
 public struct ModelBundle: Sendable, Equatable {
     /// Deploy prototxt (empty when the caffemodel carries its own net).
     public var prototxt: [UInt8]
@@ -34,7 +38,7 @@ public struct ModelBundle: Sendable, Equatable {
         func read(_ path: String?) throws -> [UInt8] {
             guard let path else { return [] }
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw ModelError(file: path, "cannot read the file")
+                throw ModelError(.unreadable, file: path, "cannot read the file")
             }
             return [UInt8](data)
         }
@@ -82,38 +86,29 @@ public struct EngineSettings: Hashable, Sendable {
                   randomWeightsSeed: b[5] & 2 != 0 ? s : nil)
     }
 
-    /// Loads `bundle` (written to a private temporary folder: the loader reads files)
-    /// and builds its engine: the one construction every process uses.
-    public func makeEngine(_ bundle: ModelBundle, device: ComputeDevice = .cpu,
-                           logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tessera-model-\(getpid())-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var proto: String?, weights: String?
-        if !bundle.prototxt.isEmpty {
-            proto = dir + "/deploy.prototxt"
-            try Data(bundle.prototxt).write(to: URL(fileURLWithPath: proto!))
-        }
-        if !bundle.weights.isEmpty {
-            weights = dir + "/weights.caffemodel"
-            try Data(bundle.weights).write(to: URL(fileURLWithPath: weights!))
-        }
-        return try makeEngine(prototxtPath: proto, weightsPath: weights, device: device, logger: logger)
+    /// Loads `bundle` from its bytes and plans its maps: the one construction every
+    /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
+    public func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
+        let contents = ModelContents(prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
+                                     weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
+        return try plan(ModelLoader.load(contents, patchSize: patchSize, requireWeights: randomWeightsSeed == nil,
+                                         logger: logger))
     }
 
     /// The same from files on disk (the in-process `run`).
-    public func makeEngine(prototxtPath: String?, weightsPath: String?, device: ComputeDevice = .cpu,
-                           logger: Logger? = nil) throws -> (MapEngine, LoadedModel) {
+    public func plan(prototxtPath: String?, weightsPath: String?, logger: Logger? = nil) throws
+        -> (plan: ModelPlan, model: LoadedModel) {
         let source = ModelSource(model: prototxtPath, weights: weightsPath, patchSize: patchSize,
                                  requireWeights: randomWeightsSeed == nil)
-        let loaded = try ModelLoader.load(source, logger: logger)
+        return try plan(ModelLoader.load(source, logger: logger))
+    }
+
+    private func plan(_ loaded: LoadedModel) throws -> (plan: ModelPlan, model: LoadedModel) {
         if let seed = randomWeightsSeed, !loaded.hasWeights {
             let classifier = loaded.classifier.withRandomWeights(seed: seed)
-            return (try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding,
-                                  device: device), loaded)
+            return (try ModelPlan(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding), loaded)
         }
         try loaded.requireExact(allowApproximate: allowPadding)
-        return (try MapEngine(model: loaded, allowPadding: allowPadding, device: device), loaded)
+        return (try ModelPlan(model: loaded, allowPadding: allowPadding), loaded)
     }
 }

@@ -1,4 +1,9 @@
 import Foundation
+import TesseraCore
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
 
 /// Conversions between the engine's task types and the wire's, shared by the
 /// coordinator (which cuts inputs and places results) and the worker (which

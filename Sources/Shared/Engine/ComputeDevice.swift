@@ -1,3 +1,13 @@
+import TesseraModel
+import TesseraCore
+
+/// Arithmetic a GPU backend may use for convolutions. `fp32` is exact IEEE
+/// single precision (no tensor cores); `tf32` lets cuDNN/cuBLAS use TF32 tensor
+/// cores (10-bit mantissa inputs: the demo map moved by 1.6e-3 on an H100).
+public enum CUDAPrecision: String, Sendable, CaseIterable {
+    case fp32, tf32
+}
+
 /// Where an engine computes: this machine's CPU cores (OpenBLAS) or a CUDA GPU.
 public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
     case cpu
@@ -13,7 +23,7 @@ public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         } else if t.hasPrefix("cuda:"), let n = Int(t.dropFirst(5)), n >= 0 {
             self = .cuda(index: n, precision: precision)
         } else {
-            throw ModelError("unknown device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index)")
+            throw EngineError(.invalidDevice, "unknown device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index)")
         }
     }
 
@@ -29,8 +39,7 @@ public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .cpu: return try NetRunner(net: net, lrnDilation: lrnDilation)
         case .cuda(let i, let p):
-            return try CUDANetRunner(net: net, lrnDilation: lrnDilation, context: CUDAContext.get(device: i),
-                                     precision: p)
+            return try GPUBackends.current().executor(net, lrnDilation: lrnDilation, device: i, precision: p)
         }
     }
 
@@ -41,7 +50,7 @@ public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .cpu: return cpuBudget
         case .cuda(let i, _):
-            let free = try CUDAContext.get(device: i).memoryInfo().free
+            let free = try GPUBackends.current().freeMemory(device: i)
             return min(free / 5 * 2, 8 << 30)
         }
     }

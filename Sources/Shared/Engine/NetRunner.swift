@@ -1,4 +1,6 @@
 import Foundation
+import TesseraCore
+import TesseraModel
 
 /// Something that runs a `Net` forward: the CPU `NetRunner` or the GPU `CUDANetRunner`.
 public protocol NetExecutor: AnyObject, Sendable {
@@ -87,7 +89,7 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     }
 
     /// For each layer, the blobs whose last reader it is (freed after it runs).
-    static func releaseSchedule(_ net: Net) -> [[String]] {
+    package static func releaseSchedule(_ net: Net) -> [[String]] {
         var lastReader: [String: Int] = [:]
         for (i, layer) in net.layers.enumerated() {
             for b in layer.bottoms { lastReader[b] = i }
@@ -101,7 +103,7 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
 
     /// The slope of a ReLU that directly follows layer `i` in place (same blob
     /// in and out, the blob's only reader), so the layer can apply it itself.
-    static func fusedReLU(after i: Int, in net: Net) -> Float? {
+    package static func fusedReLU(after i: Int, in net: Net) -> Float? {
         guard i + 1 < net.layers.count, let top = net.layers[i].tops.first, net.layers[i].tops.count == 1 else {
             return nil
         }

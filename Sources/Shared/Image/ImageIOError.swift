@@ -1,4 +1,4 @@
-import CPNGIO
+internal import CPNGIO
 
 /// An image or map file could not be read or written. `kind` says what went
 /// wrong (callers can `catch let error as ImageIOError where error.kind == .truncated`),

@@ -1,4 +1,5 @@
 import Logging
+import TesseraCore
 
 /// Writes the outputs `options` asks for, each row by row from `map` (never a
 /// second full-size copy) and atomically (complete or absent under its final

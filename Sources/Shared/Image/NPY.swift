@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import TesseraCore
 
 /// NumPy's `.npy` format for float32 arrays: version 1.0 written (magic
 /// `\x93NUMPY`, 1, 0, a little-endian u16 header length, a Python dict literal

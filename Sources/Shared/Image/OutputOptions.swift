@@ -1,3 +1,4 @@
+import TesseraCore
 /// The files written for one probability map.
 public enum OutputKind: String, CaseIterable, Sendable, Hashable, Comparable {
     /// `<stem>.prob-<class>.png`: one gray PNG per requested class, probability × 255 (or × 65535).

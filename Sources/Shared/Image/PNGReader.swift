@@ -1,4 +1,4 @@
-import CPNGIO
+internal import CPNGIO
 
 /// What a PNG's header says, and what `PNGReader.read` will deliver.
 public struct PNGHeader: Sendable, Equatable {
@@ -25,6 +25,9 @@ public struct PNGHeader: Sendable, Equatable {
 /// gray is scaled to 0…255 by libpng — 16-bit stays 16-bit), Adam7 interlacing.
 /// Alpha and tRNS transparency are dropped, not composited.
 public enum PNGReader {
+    /// The version of libpng this program runs with.
+    public static var libraryVersion: String { String(cString: tpng_library_version()) }
+
     /// Default pixel limit: 1.5 × 10⁹ pixels (4.5 GB of RGB 8-bit samples).
     public static let defaultMaxPixels = 1_500_000_000
 

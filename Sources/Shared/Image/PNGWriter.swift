@@ -1,4 +1,5 @@
-import CPNGIO
+internal import CPNGIO
+import TesseraCore
 
 /// Writes a non-interlaced 8/16-bit gray or RGB PNG one row at a time, so an
 /// image of any size needs one row of memory. Use it through

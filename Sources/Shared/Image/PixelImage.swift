@@ -1,3 +1,5 @@
+import TesseraCore
+
 /// A decoded image as compact integer samples: `height` rows of `width`
 /// pixels of `channels` samples (1 gray, 3 RGB in that order), interleaved
 /// (HWC, C order), 8 or 16 bits each, exactly as stored in the file after
@@ -120,3 +122,6 @@ public struct PixelRows {
         }
     }
 }
+
+/// A decoded PNG is what the engine reads pixels from.
+extension PixelImage: PixelSource {}

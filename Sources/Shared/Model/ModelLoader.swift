@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TesseraCore
 
 /// Which files make a model, as the user gave them on the command line.
 public struct ModelSource: Sendable, Equatable {
@@ -17,6 +18,24 @@ public struct ModelSource: Sendable, Equatable {
         self.weights = weights
         self.patchSize = patchSize
         self.requireWeights = requireWeights
+    }
+}
+
+/// A model's files as bytes in memory, with the names error messages use.
+public struct ModelContents: Sendable {
+    /// Deploy prototxt (text), or nil when the caffemodel holds its (training) net.
+    public var prototxt: Data?
+    public var prototxtName: String
+    /// Trained weights (binary caffemodel), or nil for a shape-only load.
+    public var weights: Data?
+    public var weightsName: String
+
+    public init(prototxt: Data?, prototxtName: String = "deploy.prototxt", weights: Data?,
+                weightsName: String = "weights.caffemodel") {
+        self.prototxt = prototxt
+        self.prototxtName = prototxtName
+        self.weights = weights
+        self.weightsName = weightsName
     }
 }
 
@@ -46,9 +65,9 @@ public struct LoadedModel: Sendable {
     /// at every pixel or approximate maps were asked for (`--allow-padding`).
     public func requireExact(allowApproximate: Bool) throws {
         guard !geometry.isExact, !allowApproximate else { return }
-        throw ModelError("the fully convolutional net is not exactly the patch classifier at every pixel: "
+        throw ModelError(.inexact, "the fully convolutional net is not exactly the patch classifier at every pixel: "
             + geometry.inexactReasons.joined(separator: "; ")
-            + ". Pass --allow-padding to compute an approximate map anyway")
+            + ". Allow approximate maps to compute one anyway")
     }
 }
 
@@ -56,23 +75,36 @@ public enum ModelLoader {
     /// Loads a model: reads the files, merges weights by layer name, drops training-only
     /// layers, finds the patch size, and performs net surgery.
     public static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
+        let definition = try source.model.map { try CaffeFiles.readBytes($0, what: "model definition (prototxt)") }
+        let weights = try source.weights.map { try CaffeFiles.readBytes($0, what: "weights (caffemodel)") }
+        let contents = ModelContents(prototxt: definition, prototxtName: source.model ?? "",
+                                     weights: weights, weightsName: source.weights ?? "")
+        return try load(contents, patchSize: source.patchSize, requireWeights: source.requireWeights, logger: logger)
+    }
+
+    /// Loads a model from its files' contents in memory (what a worker receives):
+    /// the same parsing, checks and surgery as from files, with the names in messages.
+    public static func load(_ contents: ModelContents, patchSize: Int?, requireWeights: Bool = true,
+                            logger: Logger? = nil) throws -> LoadedModel {
         var ignored: [String] = []
-        if let model = source.model {
-            let definition = try CaffeFiles.readPrototxt(model, ignored: &ignored)
+        if let data = contents.prototxt {
+            let model = contents.prototxtName
+            let definition = try CaffeFiles.decodePrototxt(data, file: model, ignored: &ignored)
             var weights: Caffe_NetParameter?
-            if let file = source.weights {
-                weights = try CaffeFiles.readCaffemodel(file)
-            } else if source.requireWeights {
-                throw ModelError(file: model, "no weights: give the trained .caffemodel with --weights")
+            if let w = contents.weights {
+                weights = try CaffeFiles.decodeCaffemodel(w, file: contents.weightsName)
+            } else if requireWeights {
+                throw ModelError(.weights, file: model, "no weights: give the trained .caffemodel")
             }
             return try load(definition: definition, definitionFile: model, weights: weights,
-                            weightsFile: source.weights, patchSize: source.patchSize, ignored: ignored, logger: logger)
-        } else if let file = source.weights {
-            let definition = try CaffeFiles.readCaffemodel(file)
-            return try load(definition: definition, definitionFile: file, definitionHoldsWeights: true,
-                            patchSize: source.patchSize, ignored: ignored, logger: logger)
+                            weightsFile: contents.weights == nil ? nil : contents.weightsName, patchSize: patchSize,
+                            ignored: ignored, logger: logger)
+        } else if let w = contents.weights {
+            let definition = try CaffeFiles.decodeCaffemodel(w, file: contents.weightsName)
+            return try load(definition: definition, definitionFile: contents.weightsName, definitionHoldsWeights: true,
+                            patchSize: patchSize, ignored: ignored, logger: logger)
         } else {
-            throw ModelError("no model: give --model (a deploy prototxt) and/or --weights (a caffemodel)")
+            throw ModelError("no model: give a deploy prototxt and/or a caffemodel")
         }
     }
 
@@ -93,13 +125,13 @@ public enum ModelLoader {
             importer.weightsFile = file
             for l in w.layer where !l.blobs.isEmpty { importer.weightsByLayer[l.name] = l.blobs }
             if importer.weightsByLayer.isEmpty {
-                throw ModelError(file: file, "the caffemodel holds no weights at all")
+                throw ModelError(.weights, file: file, "the caffemodel holds no weights at all")
             }
         } else if !definitionHoldsWeights {
             importer.shapeOnly = true
         }
         if let p = patchSize {
-            guard p > 0, p <= 1 << 16 else { throw ModelError("--patch-size \(p) is not between 1 and 65536") }
+            guard p > 0, p <= 1 << 16 else { throw ModelError(.patchSize, "the patch size \(p) is not between 1 and 65536") }
             importer.patchOverride = Size2(square: p)
         }
         let imported = try importer.importNet(definition)
@@ -123,8 +155,8 @@ public enum ModelLoader {
             (patch, patchSource) = (rf, "the receptive field (the declared input \(imported.declaredInput.map { "\($0)" } ?? "-") "
                 + "is a full image, not a patch)")
         } else {
-            throw ModelError(file: importer.definitionFile,
-                "the patch size is unknown: give --patch-size (the size of the patches the classifier was trained on)")
+            throw ModelError(.patchSize, file: importer.definitionFile,
+                "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         classifier.patchSize = patch
         var fcn = try classifier.fullyConvolutional(patch: patch)

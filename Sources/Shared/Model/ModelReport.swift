@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 /// What `inspect` prints: per-layer table and summary, also as one JSON object.
 public struct ModelReport: Codable, Sendable {

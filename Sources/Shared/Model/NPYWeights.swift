@@ -1,4 +1,5 @@
 import Foundation
+import TesseraImage
 
 /// Weights from NumPy: a model trained outside Caffe (e.g. by
 /// `tools/train-demo-model`) brings its deploy prototxt and one `.npy` float32
@@ -32,7 +33,7 @@ extension Net {
             let shapeText = "(" + dims.map(String.init).joined(separator: ", ") + (dims.count == 1 ? ",)" : ")")
             guard FileManager.default.fileExists(atPath: file) else {
                 if optional { return nil }
-                throw ModelError(file: file, layer: layer.name, "missing: expected its \(what), shape \(shapeText)")
+                throw ModelError(.weights, file: file, layer: layer.name, "missing: expected its \(what), shape \(shapeText)")
             }
             used.insert((file as NSString).lastPathComponent)
             let array: NPY.FloatArray
@@ -43,7 +44,7 @@ extension Net {
             }
             guard array.shape == dims else {
                 let got = "(" + array.shape.map(String.init).joined(separator: ", ") + (array.shape.count == 1 ? ",)" : ")")
-                throw ModelError(file: file, layer: layer.name, "its \(what) has shape \(got), expected \(shapeText)")
+                throw ModelError(.weights, file: file, layer: layer.name, "its \(what) has shape \(got), expected \(shapeText)")
             }
             return array.data
         }

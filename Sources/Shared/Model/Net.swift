@@ -1,3 +1,4 @@
+import TesseraCore
 /// Tessera's own description of a network: what the Caffe importer produces,
 /// what net surgery rewrites, and what the engine plans and runs.
 ///
@@ -25,21 +26,6 @@ public struct Net: Sendable, Equatable {
 
     /// Name of the blob the net produces (the last layer's first top).
     public var outputName: String { layers.last?.tops.first ?? inputName }
-}
-
-/// A height/width pair (kernel, stride, pad, dilation, spatial size).
-public struct Size2: Hashable, Sendable, CustomStringConvertible {
-    public var h: Int
-    public var w: Int
-    public init(_ h: Int, _ w: Int) {
-        self.h = h
-        self.w = w
-    }
-    public init(square n: Int) { self.init(n, n) }
-    public static let one = Size2(1, 1)
-    public static let zero = Size2(0, 0)
-    public var isSquare: Bool { h == w }
-    public var description: String { h == w ? "\(h)" : "\(h)×\(w)" }
 }
 
 public struct Layer: Sendable, Equatable {

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 
-/// What happens to each pixel before the net (DESIGN.md §1, Caffe's conventions):
+/// What happens to each pixel before the net (docs/ARCHITECTURE.md §1, Caffe's conventions):
 /// `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
 public struct Preprocessing: Sendable, Equatable {
     public enum ChannelOrder: String, Sendable, CaseIterable, Codable {
@@ -36,10 +36,10 @@ public struct Preprocessing: Sendable, Equatable {
     /// Checks the mean against the net's input channels.
     public func validated(channels: Int) throws -> Preprocessing {
         guard mean.isEmpty || mean.count == 1 || mean.count == channels else {
-            throw ModelError("the mean has \(mean.count) values but the net's input has \(channels) channels")
+            throw ModelError(.preprocessing, "the mean has \(mean.count) values but the net's input has \(channels) channels")
         }
         guard rawScale.isFinite, scale.isFinite, mean.allSatisfy(\.isFinite) else {
-            throw ModelError("preprocessing values must be finite numbers")
+            throw ModelError(.preprocessing, "preprocessing values must be finite numbers")
         }
         return self
     }
@@ -68,7 +68,7 @@ public struct Preprocessing: Sendable, Equatable {
         var dims = v.dims
         while dims.count > 3, dims.first == 1 { dims.removeFirst() }
         guard dims.count == 3 || dims.count == 1, v.count > 0 else {
-            throw ModelError(file: path, "the mean blob has shape \(v.shapeText); expected channels×height×width "
+            throw ModelError(.unreadable, file: path, "the mean blob has shape \(v.shapeText); expected channels×height×width "
                 + "(or 1×C×H×W)")
         }
         let c = dims[0]

@@ -1,3 +1,4 @@
+import TesseraCore
 /// The shape of one image's activations: channels × height × width.
 public struct Shape: Hashable, Sendable, CustomStringConvertible {
     public var c: Int
@@ -11,33 +12,6 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible {
     public var count: Int { c * h * w }
     public var spatial: Size2 { Size2(h, w) }
     public var description: String { "\(c)×\(h)×\(w)" }
-}
-
-/// An error in a model: which file and layer, and what is wrong, in words a user can act on.
-public struct ModelError: Error, CustomStringConvertible, Equatable {
-    public var file: String?
-    public var layer: String?
-    public var message: String
-
-    public init(file: String? = nil, layer: String? = nil, _ message: String) {
-        self.file = file
-        self.layer = layer
-        self.message = message
-    }
-
-    public var description: String {
-        var s = ""
-        if let file { s += "\(file): " }
-        if let layer { s += "layer '\(layer)': " }
-        return s + message
-    }
-
-    /// The same error attributed to a file.
-    public func inFile(_ file: String) -> ModelError {
-        var e = self
-        if e.file == nil { e.file = file }
-        return e
-    }
 }
 
 /// Output sizes of the spatial layers, as Caffe computes them.
@@ -55,14 +29,6 @@ public enum OutputSize {
         var pooled = (span + stride - 1).floorDiv(stride) + 1
         if pad > 0, (pooled - 1) * stride >= input + pad { pooled -= 1 }
         return pooled
-    }
-}
-
-extension Int {
-    /// Division rounding toward minus infinity.
-    @inlinable func floorDiv(_ d: Int) -> Int {
-        let q = self / d
-        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
     }
 }
 
@@ -102,7 +68,7 @@ extension Layer {
         let a = shape.c.multipliedReportingOverflow(by: shape.h)
         let b = a.partialValue.multipliedReportingOverflow(by: shape.w)
         guard shape.c >= 0, !a.overflow, !b.overflow, b.partialValue <= Self.maxActivationCount else {
-            throw ModelError(layer: name, "its output would be \(shape.c)×\(shape.h)×\(shape.w) values, "
+            throw ModelError(.shape, layer: name, "its output would be \(shape.c)×\(shape.h)×\(shape.w) values, "
                 + "more than 2^48")
         }
         return shape

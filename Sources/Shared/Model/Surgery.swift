@@ -1,4 +1,5 @@
-/// Net surgery (DESIGN.md §2): the patch classifier becomes a fully convolutional
+import TesseraCore
+/// Net surgery (docs/ARCHITECTURE.md §2): the patch classifier becomes a fully convolutional
 /// net that computes the same numbers at every output position.
 extension Net {
     /// Every InnerProduct becomes a Convolution whose kernel is the spatial size of
@@ -20,7 +21,7 @@ extension Net {
             return self
         }
         guard let p = patch ?? patchSize else {
-            throw ModelError("the patch size is unknown: give --patch-size (the classifier's input size)")
+            throw ModelError(.patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         _ = try shapes(input: p)  // the whole net fits at patch size
         var current: [String: Shape] = [inputName: Shape(c: inputChannels, h: p.h, w: p.w)]
@@ -35,7 +36,7 @@ extension Net {
             l.tops = layer.tops.map { renamed[$0] ?? $0 }
             if case .innerProduct(let ip) = layer.op, let input = ins.first {
                 guard input.count == ip.inputs else {
-                    throw ModelError(layer: layer.name, "weights expect \(ip.inputs) inputs but its input is \(input)")
+                    throw ModelError(.weights, layer: layer.name, "weights expect \(ip.inputs) inputs but its input is \(input)")
                 }
                 l.op = .convolution(Convolution(outputs: ip.outputs, kernel: input.spatial, weights: ip.weights,
                                                 bias: ip.bias))

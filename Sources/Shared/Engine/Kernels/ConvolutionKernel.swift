@@ -1,5 +1,7 @@
 import CKernels
 import Foundation
+import TesseraCore
+import TesseraModel
 
 /// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
 /// run a direct AVX2/FMA kernel (`Sources/CKernels/conv_direct.c`) that reads

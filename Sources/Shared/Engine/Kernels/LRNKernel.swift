@@ -1,5 +1,7 @@
 import CKernels
 import Foundation
+import TesseraCore
+import TesseraModel
 
 /// Local response normalisation, as Caffe computes it.
 /// ACROSS_CHANNELS: `y = x · (k + α/n · Σ x²)^-β` over `n` neighbouring channels.

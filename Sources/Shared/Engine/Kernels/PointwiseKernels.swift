@@ -1,8 +1,9 @@
 import Foundation
+import TesseraModel
 
 /// Layers that act on each value, or on each pixel across channels, without
 /// looking at neighbours. All run in parallel over channel planes or pixels.
-enum PointwiseKernels {
+package enum PointwiseKernels {
     /// `f` applied to every value, per channel plane: `f(channel, src, dst, count)`.
     static func perPlane(_ input: Tensor, _ output: Tensor, threads: Int,
                          _ f: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) {
@@ -49,7 +50,7 @@ enum PointwiseKernels {
     }
 
     /// BatchNorm's per-channel multiplier and offset.
-    static func batchNormCoefficients(_ bn: BatchNorm) -> (a: [Float], b: [Float]) {
+    package static func batchNormCoefficients(_ bn: BatchNorm) -> (a: [Float], b: [Float]) {
         var a = [Float](repeating: 1, count: bn.mean.count), b = a
         for c in a.indices {
             let inv = 1 / (bn.variance[c] + bn.eps).squareRoot()

@@ -1,3 +1,5 @@
+import TesseraCore
+import TesseraModel
 /// MAX and AVE pooling with Caffe's window rules, plus dilation (used by the
 /// dense mode). Max clips the window to the input; average divides by the
 /// window clipped to the padded input (Caffe's `pool_size`), summing only the

@@ -1,4 +1,7 @@
 import Foundation
+import TesseraCore
+import TesseraModel
+import TesseraPlan
 
 /// Computes a whole map in this process: plans tiles, cuts each tile's input
 /// out of the image, runs it on the engine and assembles the result. The
@@ -26,7 +29,7 @@ public struct LocalMapper: Sendable {
                     progress: ((Int, Int) -> Void)? = nil) throws -> ProbabilityMap {
         let size = Size2(image.height, image.width)
         let t = try tile ?? defaultTile(mode: mode, image: size)
-        guard t > 0 else { throw ModelError("the tile size must be positive, got \(t)") }
+        guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
         let mapping = try ChannelMapping.resolve(
             imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
         let tasks = TilePlan.tasks(mode: mode, image: size, tile: t, geometry: engine.tasks)
@@ -45,32 +48,6 @@ public struct LocalMapper: Sendable {
     /// The largest square tile (in map pixels, a multiple of the stride) whose
     /// activations fit the memory budget, capped at the image size.
     public func defaultTile(mode: MapMode, image: Size2) throws -> Int {
-        let s = max(engine.tasks.stride.h, engine.tasks.stride.w)
-        let largest = TilePlan.roundUp(max(image.h, image.w), s)
-        if mode == .naive { return min(largest, 64) }
-        var lo = s, hi = largest
-        while lo < hi {
-            let mid = TilePlan.roundUp((lo + hi + 1) / 2, s)
-            if mid > hi { break }
-            if try activationBytes(mode: mode, tile: mid) <= memoryBudget { lo = mid } else { hi = mid - s }
-        }
-        return max(s, lo)
-    }
-
-    /// Peak bytes of two consecutive activations (a layer's input and output) for one tile.
-    func activationBytes(mode: MapMode, tile: Int) throws -> Int {
-        let task = TileTask(mode: mode == .fast ? .fast : mode,
-                            rect: PixelRect(y: 0, x: 0, height: mode == .fast ? max(1, tile / engine.tasks.stride.h) : tile,
-                                            width: mode == .fast ? max(1, tile / engine.tasks.stride.w) : tile))
-        let input = engine.tasks.inputRect(task)
-        let net = mode == .dense ? try engine.fcn.densified().net : engine.fcn
-        let (_, shapes) = try net.shapes(input: Size2(input.height, input.width))
-        var peak = input.height * input.width * engine.fcn.inputChannels
-        var previous = peak
-        for s in shapes {
-            peak = max(peak, previous + s.count)
-            previous = s.count
-        }
-        return peak * MemoryLayout<Float>.size
+        try engine.plan.defaultTile(mode: mode, image: image, memoryBudget: memoryBudget)
     }
 }

@@ -1,19 +1,27 @@
+import TesseraCore
+import TesseraModel
+import TesseraPlan
 /// Everything needed to compute any task of any mode for one model: the
 /// classifier (naive), its fully convolutional form (fast, shift) and the
 /// dense form (dense), each prepared once. Immutable after init and safe to
 /// share between threads; this is what a worker holds per model.
 public final class MapEngine: @unchecked Sendable {
-    public let fcn: Net
-    public let geometry: NetGeometry
-    public let tasks: TaskGeometry
+    /// The model's classifier, nets, layouts and task geometry.
+    public let plan: ModelPlan
     /// Where `fast`, `shift` and `dense` run (`naive`, the reference, always runs on the CPU).
     public let device: ComputeDevice
     private let classifierRunner: NetRunner
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
-    /// Where each net's pixels sit and which layers pad (`PassLayout`).
-    private let stridedLayout: PassLayout
-    private let denseLayout: PassLayout
+
+    /// The runners for `plan` on `device`: weights packed once, shared by every task.
+    public init(plan: ModelPlan, device: ComputeDevice = .cpu) throws {
+        self.plan = plan
+        self.device = device
+        classifierRunner = try NetRunner(net: plan.classifier)
+        stridedRunner = try device.executor(plan.fcn)
+        denseRunner = try device.executor(plan.dense, lrnDilation: plan.lrnDilation)
+    }
 
     /// - Parameters:
     ///   - classifier: the patch classifier as imported (InnerProduct layers allowed).
@@ -22,51 +30,20 @@ public final class MapEngine: @unchecked Sendable {
     ///   - device: where `fast`, `shift` and `dense` run.
     public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
                             device: ComputeDevice = .cpu) throws {
-        let fcn = try classifier.fullyConvolutional(patch: patch)
-        let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
-        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding, device: device)
+        try self.init(plan: ModelPlan(classifier: classifier, patch: patch, allowPadding: allowPadding), device: device)
     }
 
     /// The engine for a model as `ModelLoader` loaded it (surgery already done).
     public convenience init(model: LoadedModel, allowPadding: Bool = false, device: ComputeDevice = .cpu) throws {
-        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding,
-                      device: device)
+        try self.init(plan: ModelPlan(model: model, allowPadding: allowPadding), device: device)
     }
 
-    init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool, device: ComputeDevice) throws {
-        if !geometry.isExact && !allowPadding {
-            throw ModelError("the net cannot give an exact dense map: "
-                + geometry.inexactReasons.joined(separator: "; ")
-                + ". Use --allow-padding to compute an approximate map anyway")
-        }
-        let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
-        self.fcn = fcn
-        self.geometry = geometry
-        stridedLayout = PassLayout(fcn)
-        denseLayout = PassLayout(dense, lrnDilation: lrnDilation)
-        if geometry.isExact {
-            tasks = TaskGeometry(geometry)
-        } else {
-            tasks = TaskGeometry(geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
-                                 pads: stridedLayout.pads)
-        }
-        self.device = device
-        classifierRunner = try NetRunner(net: classifier)
-        stridedRunner = try device.executor(fcn)
-        denseRunner = try device.executor(dense, lrnDilation: lrnDilation)
-    }
-
-    public var classes: Int { geometry.classes }
-
-    /// The smallest square input for which `net` produces an output.
-    static func extent(of net: Net, limit: Int) throws -> Size2 {
-        for n in 1...max(1, limit) {
-            if let (_, shapes) = try? net.shapes(input: Size2(n, n)), let last = shapes.last, last.h >= 1, last.w >= 1 {
-                return Size2(n, n)
-            }
-        }
-        throw ModelError("the net produces no output for inputs up to \(limit)×\(limit) pixels")
-    }
+    public var fcn: Net { plan.fcn }
+    public var geometry: NetGeometry { plan.geometry }
+    public var tasks: TaskGeometry { plan.tasks }
+    public var classes: Int { plan.classes }
+    private var stridedLayout: PassLayout { plan.stridedLayout }
+    private var denseLayout: PassLayout { plan.denseLayout }
 
     /// Multiply-accumulates of the convolutions (and InnerProducts) `task` runs:
     /// the work count benchmarks report GFLOP/s and speed-ups against.
@@ -99,7 +76,7 @@ public final class MapEngine: @unchecked Sendable {
     public func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
         let expected = tasks.inputRect(task)
         guard input.h == expected.height, input.w == expected.width else {
-            throw ModelError("task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
+            throw EngineError(.invalidTask, "task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
         }
         let size = tasks.outputSize(task), offset = tasks.outputOffset(task)
         let origin = Size2(expected.y, expected.x)
@@ -121,7 +98,7 @@ public final class MapEngine: @unchecked Sendable {
         -> [PixelRect?]? {
         guard tasks.pads else { return nil }
         guard task.image.h > 0, task.image.w > 0 else {
-            throw ModelError("task \(task): the net pads, so the task must say the size of the whole image")
+            throw EngineError(.invalidTask, "task \(task): the net pads, so the task must say the size of the whole image")
         }
         let valid = stridedLayout.validRegions(fcn, input: tasks.wholeImageInput(task.image))
         return layout.paddingMasks(net, valid: valid, inputOrigin: inputOrigin)
@@ -132,7 +109,7 @@ public final class MapEngine: @unchecked Sendable {
     /// outputs past the ones asked for when its receptive field is smaller than the patch).
     private func crop(_ t: Tensor, at offset: Size2, size: Size2, task: TileTask) throws -> Tensor {
         guard offset.h >= 0, offset.w >= 0, t.h >= offset.h + size.h, t.w >= offset.w + size.w else {
-            throw ModelError("task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) "
+            throw EngineError(.netOutput, "task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) "
                 + "asked for at \(offset)")
         }
         if t.h == size.h && t.w == size.w { return t }

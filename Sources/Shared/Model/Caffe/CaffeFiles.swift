@@ -13,28 +13,32 @@ enum CaffeFiles {
         do {
             attributes = try FileManager.default.attributesOfItem(atPath: path)
         } catch {
-            throw ModelError(file: path, "cannot read the \(what): the file does not exist or is not readable")
+            throw ModelError(.unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
         }
         if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
-            throw ModelError(file: path, "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
+            throw ModelError(.unreadable, file: path, "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
         }
         do {
             return try Data(contentsOf: url)
         } catch {
-            throw ModelError(file: path, "cannot read the \(what): \(error.localizedDescription)")
+            throw ModelError(.unreadable, file: path, "cannot read the \(what): \(error.localizedDescription)")
         }
     }
 
     /// A text prototxt. Fields Tessera does not know are skipped (each noted in
     /// `ignored` with its position); anything else wrong is an error with line and column.
     static func readPrototxt(_ path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
-        let data = try readBytes(path, what: "model definition (prototxt)")
+        try decodePrototxt(readBytes(path, what: "model definition (prototxt)"), file: path, ignored: &ignored)
+    }
+
+    /// A text prototxt already in memory; `path` names it in errors.
+    static func decodePrototxt(_ data: Data, file path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
         guard let text = String(data: data, encoding: .utf8) else {
             if looksBinary(data) {
-                throw ModelError(file: path, "this is not a text prototxt but a binary file: "
+                throw ModelError(.unreadable, file: path, "this is not a text prototxt but a binary file: "
                     + "a .caffemodel goes with --weights, not --model")
             }
-            throw ModelError(file: path, "the prototxt is not valid UTF-8 text")
+            throw ModelError(.unreadable, file: path, "the prototxt is not valid UTF-8 text")
         }
         return try parsePrototxt(text, file: path, ignored: &ignored)
     }
@@ -45,7 +49,7 @@ enum CaffeFiles {
         do {
             entries = try scanner.parse()
         } catch let e as PrototxtScanner.SyntaxError {
-            throw ModelError(file: file, "syntax error at line \(e.line), column \(e.column): \(e.message)")
+            throw ModelError(.syntax, file: file, "syntax error at line \(e.line), column \(e.column): \(e.message)")
         }
         _ = entries
         var current = scanner.bytes
@@ -62,7 +66,7 @@ enum CaffeFiles {
             let tree = (try? s.parse()) ?? []
             guard let culprit = s.culprit(in: tree, decodes: { (try? Caffe_NetParameter(textFormatString: $0)) != nil })
             else {
-                throw ModelError(file: file, "cannot parse the prototxt: \(describe(error))")
+                throw ModelError(.syntax, file: file, "cannot parse the prototxt: \(describe(error))")
             }
             let at = "line \(culprit.line), column \(culprit.column)"
             if case TextFormatDecodingError.unknownField = error {
@@ -71,10 +75,10 @@ enum CaffeFiles {
                 continue
             }
             let value = s.valueText(culprit)
-            throw ModelError(file: file, "error at \(at): field '\(culprit.name)'"
+            throw ModelError(.syntax, file: file, "error at \(at): field '\(culprit.name)'"
                 + (value.isEmpty ? "" : " = \(value)") + ": \(describe(error))")
         }
-        throw ModelError(file: file, "too many unknown fields: is this a Caffe prototxt?")
+        throw ModelError(.syntax, file: file, "too many unknown fields: is this a Caffe prototxt?")
     }
 
     static func describe(_ error: Error) -> String {
@@ -102,7 +106,7 @@ enum CaffeFiles {
 
     /// A binary NetParameter (.caffemodel) already in memory; `file` names it in errors.
     static func decodeCaffemodel(_ data: Data, file path: String) throws -> Caffe_NetParameter {
-        guard !data.isEmpty else { throw ModelError(file: path, "the caffemodel is empty") }
+        guard !data.isEmpty else { throw ModelError(.unreadable, file: path, "the caffemodel is empty") }
         do {
             var options = BinaryDecodingOptions()
             options.messageDepthLimit = 64
@@ -110,10 +114,10 @@ enum CaffeFiles {
         } catch {
             let looksText = String(data: data.prefix(4096), encoding: .utf8) != nil && !looksBinary(data)
             if looksText {
-                throw ModelError(file: path, "this is a text file, not a binary caffemodel: "
+                throw ModelError(.unreadable, file: path, "this is a text file, not a binary caffemodel: "
                     + "a prototxt goes with --model, not --weights")
             }
-            throw ModelError(file: path, "the caffemodel is truncated or corrupt (\(binaryReason(error))): "
+            throw ModelError(.unreadable, file: path, "the caffemodel is truncated or corrupt (\(binaryReason(error))): "
                 + "it does not decode as a Caffe NetParameter")
         }
     }
@@ -124,7 +128,7 @@ enum CaffeFiles {
         do {
             return try Caffe_BlobProto(serializedBytes: data)
         } catch {
-            throw ModelError(file: path, "the mean file is truncated or corrupt (\(binaryReason(error))): "
+            throw ModelError(.unreadable, file: path, "the mean file is truncated or corrupt (\(binaryReason(error))): "
                 + "it does not decode as a Caffe BlobProto")
         }
     }
@@ -161,7 +165,7 @@ struct BlobValues {
     }
 
     init(_ blob: Caffe_BlobProto, file: String?, layer: String, index: Int) throws {
-        func fail(_ m: String) -> ModelError { ModelError(file: file, layer: layer, "blob \(index): \(m)") }
+        func fail(_ m: String) -> ModelError { ModelError(.weights, file: file, layer: layer, "blob \(index): \(m)") }
         let raw: [Int64]
         if blob.hasShape {
             raw = blob.shape.dim

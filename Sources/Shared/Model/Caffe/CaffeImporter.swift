@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 /// Turns Caffe's NetParameter (a deploy prototxt, a caffemodel, or both merged by
 /// layer name) into Tessera's `Net`, as Caffe would run it in the TEST phase.
@@ -528,7 +529,7 @@ struct CaffeImporter {
                   let last = v.squeezed.last {
             inputs = p.transpose ? (v.squeezed.first ?? last) : (v.count / max(1, outputs))
         } else {
-            throw fail("its input size is unknown: give the patch size (--patch-size)")
+            throw fail("its input size is unknown: give the patch size")
         }
         let wDims = p.transpose ? [inputs, outputs] : [outputs, inputs]
         var expected = [(what: "weights", dims: wDims)]

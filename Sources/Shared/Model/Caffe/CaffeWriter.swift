@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import TesseraCore
 
 /// Writes a `Net` as Caffe files: a deploy prototxt (no weights) and a caffemodel
 /// (the same layers with their blobs), readable by BVLC Caffe and by Tessera.

@@ -1,3 +1,4 @@
+import TesseraCore
 extension WireMessage {
     /// Parses untrusted frames (routing envelope already removed).
     ///

@@ -1,3 +1,4 @@
+import TesseraCore
 /// Namespace for the payloads of `WireMessage` (kept apart from the engine's own
 /// types of similar names: converting is the coordinator's and worker's job).
 public enum Wire {
@@ -17,7 +18,7 @@ public enum Wire {
         public var description: String { hex }
     }
 
-    /// The four engine modes (DESIGN.md §3).
+    /// The four engine modes (docs/ARCHITECTURE.md §3).
     public enum Mode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case naive = 0, fast = 1, shift = 2, dense = 3
         public var description: String { name }
@@ -135,7 +136,7 @@ public enum Wire {
         }
     }
 
-    /// One self-contained unit of work (DESIGN.md §4).
+    /// One self-contained unit of work (docs/ARCHITECTURE.md §4).
     public struct TaskSpec: Equatable, Sendable {
         public var jobID: UInt64, taskID: UInt64, attempt: UInt32
         public var modelDigest: ModelDigest

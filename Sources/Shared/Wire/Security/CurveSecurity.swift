@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 /// What a CURVE server (the coordinator) needs: its own key pair and the folder of
 /// public keys allowed in (one `NAME.pub` per worker or user; the name becomes the
@@ -72,7 +73,7 @@ enum CurveKeyFiles {
 /// The ZAP policy of a CURVE coordinator: the keys of `directory` (re-read at most
 /// every `reloadSeconds` when a handshake arrives, so adding or deleting a `.pub`
 /// file takes effect without a restart) plus the server's own public key.
-final class AuthorizedKeysPolicy: @unchecked Sendable {
+package final class AuthorizedKeysPolicy: @unchecked Sendable {
     private let directory: String
     private let ownKey: ZMQCurveKey
     private let reloadSeconds: Double
@@ -82,7 +83,7 @@ final class AuthorizedKeysPolicy: @unchecked Sendable {
     private var reported: Set<String> = []
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
-    init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
+    package init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
          onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void) {
         directory = security.authorizedKeysDirectory
         ownKey = security.keyPair.publicKey
@@ -110,7 +111,7 @@ final class AuthorizedKeysPolicy: @unchecked Sendable {
         return keys
     }
 
-    var policy: ZAPPolicy {
+    package var policy: ZAPPolicy {
         ZAPPolicy { [self] request in ZAPPolicy.allowList(current()).decide(request) }
     }
 }

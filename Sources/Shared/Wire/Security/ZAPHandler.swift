@@ -35,7 +35,7 @@ public struct ZAPPolicy: Sendable {
     public init(_ decide: @escaping @Sendable (ZAPRequest) -> ZAPDecision) { self.decide = decide }
 
     /// Lets everyone in (User-Id "anonymous"). Use it on NULL sockets with a ZAP domain
-    /// set: that alone makes libzmq refuse ZMTP 1.0 garbage (RELIABILITY.md §0).
+    /// set: that alone makes libzmq refuse ZMTP 1.0 garbage (docs/ARCHITECTURE.md §9).
     public static let allowAll = ZAPPolicy { _ in .allow(userID: "anonymous") }
 
     /// CURVE only, and only the listed public keys; the User-Id is the key's name.

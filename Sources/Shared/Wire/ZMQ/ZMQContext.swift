@@ -18,6 +18,13 @@ import Darwin
 ///
 /// A context is thread-safe (unlike its sockets).
 public final class ZMQContext: @unchecked Sendable {
+    /// The version of libzmq this program runs with.
+    public static var libraryVersion: String {
+        var major: CInt = 0, minor: CInt = 0, patch: CInt = 0
+        zmq_version(&major, &minor, &patch)
+        return "\(major).\(minor).\(patch)"
+    }
+
     let handle: UnsafeMutableRawPointer
 
     /// Creates a context. `ioThreads` is libzmq's I/O thread count (1 is plenty

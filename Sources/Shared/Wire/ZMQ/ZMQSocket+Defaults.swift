@@ -1,5 +1,5 @@
 extension ZMQSocket {
-    /// Applies the options RELIABILITY.md §0 recommends for Tessera's sockets:
+    /// Applies the options docs/ARCHITECTURE.md §9 lists for Tessera's sockets:
     ///
     /// - `MAXMSGSIZE` = `maxMessageSize`: a peer announcing a bigger frame is dropped
     ///   before anything is allocated (pass the largest legal frame: tile + header);

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import TesseraCUDA
+import TesseraCore
+import TesseraEngine
+import TesseraModel
+import TesseraPlan
+
+/// `tessera-coordinator benchmark`: times the engine's modes on a synthetic image
+/// against this machine's sgemm peak, in one run (benchmarks/run.sh adds a peer).
+struct Benchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time fast, shift and dense on a synthetic image and compare with the sgemm peak.",
+        discussion: """
+            Without --weights the net gets fixed pseudo-random weights (the seed net's trained \
+            weights are not published); the work is the same. GFLOP/s counts convolution \
+            multiply-accumulates only (2 FLOPs each). Run a release build.
+            """
+    )
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Image side in pixels (a square RGB image of random pixels).") var size = 2000
+    @Option(help: "Comma-separated modes to time, in this order.") var modes = "fast,shift,dense"
+    @Option(help: "Tile size in map pixels (default: from the memory budget).") var tile: Int?
+    @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Timed repetitions per mode; the best is reported.") var repeats = 1
+    @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @OptionGroup var compute: DeviceFlags
+
+    func run() throws {
+        let loaded = try ModelLoader.load(model.source(requireWeights: false))
+        var classifier = loaded.classifier
+        if !loaded.hasWeights { classifier = classifier.withRandomWeights(seed: 42) }
+        let device = try compute.resolve()
+        let engine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
+        let mapper = LocalMapper(engine: engine, preprocessing: Preprocessing(mean: [104, 117, 123]), threads: threads,
+                                 memoryBudget: try device.tileMemoryBudget(cpuBudget: 768 << 20))
+        let image = SyntheticImage(side: size, seed: 7)
+        // The reference the GFLOP/s are compared with: OpenBLAS sgemm on the CPU, cuBLAS sgemm on a GPU.
+        let peak: Double
+        var peakName = "sgemm peak"
+        if case .cuda(let index, _) = device {
+            peak = try CUDAContext.get(device: index).sgemmPeak()
+            peakName = "GPU sgemm peak (cuBLAS fp32)"
+        } else {
+            peak = try SgemmPeak.measure(threads: threads)
+        }
+        var rows: [[String: Any]] = []
+        var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
+        for name in modes.split(separator: ",") {
+            guard let mode = MapMode(rawValue: String(name)) else { throw ValidationError("unknown mode \(name)") }
+            let t = try tile ?? mapper.defaultTile(mode: mode, image: Size2(size, size))
+            let tasks = TilePlan.tasks(mode: mode, image: Size2(size, size), tile: t, geometry: engine.tasks)
+            let work = try tasks.reduce(0) { $0 + (try engine.convolutionMACs($1)) }
+            var best = Double.infinity
+            for _ in 0..<max(1, repeats) {
+                let start = DispatchTime.now()
+                _ = try mapper.map(image, mode: mode, tile: t)
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+            }
+            seconds[mode] = best
+            macs[mode] = work
+            let gflops = 2 * Double(work) / best / 1e9
+            rows.append(["mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count,
+                         "gmacs": Double(work) / 1e9, "gflops": gflops, "fractionOfPeak": gflops / peak,
+                         "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576])
+        }
+        var summary: [String: Any] = ["image": size, "threads": threads, "sgemmPeakGflops": peak,
+                                      "device": device.description,
+                                      "blasKernel": try BLAS.get().coreName, "modes": rows]
+        if let s = seconds[.shift], let d = seconds[.dense], let ms = macs[.shift], let md = macs[.dense] {
+            summary["denseSpeedupOverShift"] = s / d
+            summary["shiftToDenseMACRatio"] = Double(ms) / Double(md)
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
+              + "BLAS kernel \(summary["blasKernel"]!)")
+        print(String(format: "%@: %.1f GFLOP/s", peakName, peak))
+        print("mode     seconds   GMAC    GFLOP/s  of peak  tile  tasks  peak RSS")
+        for r in rows {
+            print(String(format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,
+                         r["seconds"] as! Double, r["gmacs"] as! Double, r["gflops"] as! Double,
+                         100 * (r["fractionOfPeak"] as! Double), r["tile"] as! Int, r["tasks"] as! Int,
+                         r["peakRSSMiB"] as! Double))
+        }
+        if let speedup = summary["denseSpeedupOverShift"] as? Double, let ratio = summary["shiftToDenseMACRatio"] as? Double {
+            print(String(format: "dense speed-up over shift: %.2f× (MAC ratio %.2f×, %.0f%% of it)",
+                         speedup, ratio, 100 * speedup / ratio))
+        }
+    }
+}
+
+/// A square RGB image of reproducible random pixels.
+struct SyntheticImage: PixelSource {
+    let width: Int, height: Int, channels = 3
+    private let pixels: [UInt8]
+    init(side: Int, seed: UInt64) {
+        width = side
+        height = side
+        var state = seed
+        pixels = (0..<(side * side * 3)).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+    }
+    func value(y: Int, x: Int, channel: Int) -> Float { Float(pixels[(y * width + x) * 3 + channel]) }
+}

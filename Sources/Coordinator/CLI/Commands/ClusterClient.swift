@@ -1,0 +1,219 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraPlan
+import TesseraWire
+
+/// A client of a coordinator's client endpoint: one request, one reply, in order.
+///
+/// Survives a coordinator restart (the zguide's Lazy Pirate): a request that gets no
+/// answer is sent again on a fresh socket (so no stale reply can be mistaken for the
+/// new one, and libzmq's reconnect backoff starts over) until `reconnectTimeout`
+/// seconds have passed without an answer. Only idempotent requests are resent after
+/// they left; a submission is resent only if it never left (no connection).
+///
+/// A refused security handshake is not an outage: a socket monitor reports it, and the
+/// request fails at once with the reason (key not authorized, CURVE required, wrong
+/// coordinator key) instead of retrying for `reconnectTimeout`.
+final class ClusterClient {
+    let endpoint: String
+    let reconnectTimeout: Double
+    private let context: ZMQContext
+    private let curve: CurveClientSecurity?
+    private var socket: ZMQSocket
+    private var monitor: ZMQMonitor
+    private let logger = Logger(label: "tessera.client")
+
+    init(endpoint: String, curve: CurveClientSecurity? = nil, context: ZMQContext, reconnectTimeout: Double = 60) throws {
+        self.endpoint = endpoint
+        self.context = context
+        self.curve = curve
+        self.reconnectTimeout = reconnectTimeout
+        let fresh = try Self.makeSocket(context, curve)
+        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        try fresh.connect(endpoint)
+        socket = fresh
+    }
+
+    /// A DEALER with Tessera's options and the CURVE keys, not connected yet.
+    private static func makeSocket(_ context: ZMQContext, _ curve: CurveClientSecurity?) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, type: .dealer)
+        try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        // IMMEDIATE: a send with no live connection waits this long, then fails (never left).
+        try socket.set(.sendTimeout, 1_000)
+        if let curve { try ZMQCurve.configureClient(socket, pair: curve.keyPair, serverKey: curve.serverKey) }
+        return socket
+    }
+
+    /// Replaces the socket (and its monitor) with a fresh, connected one.
+    private func reconnect() throws {
+        let fresh = try Self.makeSocket(context, curve)
+        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        try fresh.connect(endpoint)
+        socket = fresh
+    }
+
+    /// Why the coordinator refused this connection's handshake, if it did.
+    private func handshakeFailure() -> String? {
+        while let event = try? monitor.next(timeoutMilliseconds: 0) {
+            if let reason = HandshakeFailure.explain(event, curve: curve != nil) { return reason }
+        }
+        return nil
+    }
+
+    /// Sends `message` and waits for the reply; an `.error` reply throws. A request
+    /// that `isIdempotent` (status, fetch, cancel) is resent on a fresh socket when
+    /// no reply comes within `attemptTimeout` s; one that is not (submit) waits
+    /// `timeout` s for its reply. Either way the client keeps trying for
+    /// `reconnectTimeout` s while the coordinator is unreachable.
+    func request(_ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
+                 attemptTimeout: Double = 3) throws -> WireMessage {
+        var limits = WireLimits()
+        limits.maxTotalBytes = 1 << 30
+        var outageSince: Date?
+        while true {
+            var sent = false
+            do {
+                try socket.send(message)
+                sent = true
+            } catch ZMQError.again {
+                // Not connected: the message never left, so it can be sent again, unless
+                // the coordinator refused the handshake (retrying cannot change that).
+                if let reason = handshakeFailure() { throw ClusterError(reason) }
+            }
+            if sent {
+                let wait = isIdempotent ? min(timeout, attemptTimeout) : timeout
+                let deadline = Date().addingTimeInterval(wait)
+                while Date() < deadline {
+                    guard try socket.waitForMessage(timeoutMilliseconds: 200) else { continue }
+                    guard let envelope = try socket.receiveWire(limits: limits, dontWait: true) else { continue }
+                    if outageSince != nil {
+                        logger.notice("the coordinator answers again", metadata: ["coordinator": "\(endpoint)"])
+                    }
+                    switch envelope.message {
+                    case .success(.error(let text)): throw ClusterError(text)
+                    case .success(let reply): return reply
+                    case .failure(let e): throw ClusterError("malformed reply from the coordinator: \(e)")
+                    }
+                }
+                if !isIdempotent {
+                    throw ClusterError("the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
+                                       + "(the request may or may not have been carried out)")
+                }
+            }
+            let since = outageSince ?? Date()
+            if outageSince == nil {
+                outageSince = since
+                logger.warning("no answer from the coordinator: retrying (it may be restarting)",
+                               metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
+            }
+            guard Date().timeIntervalSince(since) < reconnectTimeout else {
+                throw ClusterError("no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
+                                   + "(is it running? --reconnect-timeout sets how long to wait)")
+            }
+            // A fresh socket: no late reply to the lost request can arrive on it.
+            try reconnect()
+            usleep(250_000)
+        }
+    }
+
+    func status(_ job: UInt64?) throws -> Wire.JobStatus {
+        guard case .status(let s) = try request(.statusRequest(jobID: job)) else {
+            throw ClusterError("unexpected reply to a status request")
+        }
+        return s
+    }
+
+    /// Polls the job until it ends, drawing progress; throws unless it is done.
+    /// `alive` is asked between polls (the embedded run checks its workers).
+    func wait(job: UInt64, label: String, pixels: Int, progress: Progress?,
+              alive: () throws -> Void = {}) throws -> Wire.JobStatus {
+        let start = Date()
+        while true {
+            let s = try status(job)
+            let total = Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
+            progress?.update(label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start)
+            switch s.state {
+            case .done:
+                progress?.finish()
+                return s
+            case .failed, .cancelled, .unknown:
+                progress?.finish()
+                throw ClusterError("job \(job) \(s.state): \(s.message)")
+            case .queued, .running:
+                try alive()
+                usleep(100_000)
+            }
+        }
+    }
+
+    /// Downloads the job's output files into `directory` (chunks of 8 MiB, written atomically).
+    func fetchOutputs(job: UInt64, files: [String], into directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var written: [String] = []
+        for name in files {
+            let path = "\(directory)/\(name)"
+            let temp = "\(directory)/.\(name).partial-\(getpid())"
+            _ = FileManager.default.createFile(atPath: temp, contents: nil)
+            guard let handle = FileHandle(forWritingAtPath: temp) else { throw ClusterError("cannot write \(temp)") }
+            var offset: UInt64 = 0
+            while true {
+                guard case .fetchData(let chunk) = try request(.fetchRequest(
+                    Wire.FetchRequest(jobID: job, fileName: name, offset: offset, maxBytes: 8 << 20))) else {
+                    throw ClusterError("unexpected reply to a fetch request")
+                }
+                guard chunk.offset == offset else { throw ClusterError("fetch: chunk at \(chunk.offset), asked \(offset)") }
+                try handle.write(contentsOf: chunk.bytes)
+                offset += UInt64(chunk.bytes.count)
+                if chunk.isLast || chunk.bytes.isEmpty { break }
+            }
+            try handle.synchronize()
+            try handle.close()
+            guard rename(temp, path) == 0 else { throw ClusterError("cannot rename \(temp) to \(path)") }
+            written.append(path)
+        }
+        return written
+    }
+}
+
+/// What `run` and `submit` share to describe one image's job.
+struct JobFlags: ParsableArguments {
+    @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
+    @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
+    @Option(help: "Memory budget for one tile's activations, in MiB.") var memoryBudget = 768
+    @Flag(help: ArgumentHelp("Accept a net that cannot be exact (padding, partial pooling windows).",
+                             discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
+                                 + "at its edges only: an approximation of the classifier, but the same in dense, "
+                                 + "shift and fast, tiled or not."))
+    var allowPadding = false
+    @Option(help: .hidden) var randomWeights: UInt64?
+
+    func validate() throws {
+        if let tile, tile <= 0 || tile > 1 << 15 { throw ValidationError("--tile must be between 1 and 32768") }
+        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+    }
+
+    func engineSettings(_ model: ModelOptions) -> EngineSettings {
+        EngineSettings(patchSize: model.patchSize, allowPadding: allowPadding, randomWeightsSeed: randomWeights)
+    }
+
+    func jobOptions(_ model: ModelOptions, _ output: OutputFlags, outputDirectory: String?) -> JobOptions {
+        var o = JobOptions()
+        o.outputs = output.outputs
+        o.bitDepth = output.bitDepth
+        o.classes = output.classes
+        o.overlayClass = output.overlayClass
+        o.engine = engineSettings(model)
+        o.outputDirectory = outputDirectory
+        return o
+    }
+}
+
+/// The worker binary: `--worker-binary`, `$TESSERA_WORKER_BINARY`, or next to this executable.
+func locateWorkerBinary(_ explicit: String?) -> String {
+    if let explicit { return explicit }
+    if let env = ProcessInfo.processInfo.environment["TESSERA_WORKER_BINARY"], !env.isEmpty { return env }
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return ((me as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tessera-worker")
+}

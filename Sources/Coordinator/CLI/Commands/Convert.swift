@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import TesseraCore
+import TesseraModel
+
+/// `tessera-coordinator convert`: writes the fully convolutional prototxt + caffemodel,
+/// what the original hand-editing and Python script produced. With `--weights-npy` the
+/// weights come from NumPy `.npy` files (a net trained outside Caffe), and with
+/// `--keep-classifier` the patch classifier itself is written (InnerProduct layers, P×P input).
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the fully convolutional version of a Caffe patch classifier (prototxt + caffemodel).",
+        discussion: """
+            A net trained outside Caffe: give its deploy prototxt with --model and its weights with \
+            --weights-npy DIR, one float32 .npy file per blob named <layer>.<blobIndex>.npy (Convolution \
+            (out, in, kh, kw) and bias (out,); InnerProduct (out, in) and bias (out,)). Add --keep-classifier \
+            to write the patch classifier as it is (input P×P) instead of its fully convolutional form.
+            """
+    )
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .long, help: ArgumentHelp("Where to write the fully convolutional prototxt.", valueName: "prototxt"))
+    var outModel: String
+
+    @Option(name: .long, help: ArgumentHelp("Where to write its weights.", valueName: "caffemodel"))
+    var outWeights: String
+
+    @Option(name: .long, help: ArgumentHelp("Input size of the written net (default: a 2000×2000 image padded by "
+                                            + "the patch size: 2000 + 2·⌊P/2⌋).", valueName: "N"))
+    var inputSize: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Read the weights from this folder of .npy files, one per blob, named "
+                                            + "<layer>.<blobIndex>.npy (instead of --weights).", valueName: "dir"))
+    var weightsNpy: String?
+
+    @Flag(name: .long, help: ArgumentHelp("Write the patch classifier as it is (InnerProduct layers, P×P input), "
+                                          + "not its fully convolutional form."))
+    var keepClassifier = false
+
+    func validate() throws {
+        if let n = inputSize, n <= 0 || n > 1 << 20 { throw ValidationError("--input-size must be between 1 and 2^20") }
+        if keepClassifier, inputSize != nil {
+            throw ValidationError("--input-size does not apply to --keep-classifier (its input is the patch size)")
+        }
+        if weightsNpy != nil {
+            guard model.weights == nil else { throw ValidationError("give --weights or --weights-npy, not both") }
+            guard model.model != nil else { throw ValidationError("--weights-npy needs the deploy prototxt: give --model") }
+        } else {
+            guard model.weights != nil else {
+                throw ValidationError("convert needs the trained weights: give --weights (or --weights-npy)")
+            }
+        }
+    }
+
+    func run() throws {
+        do {
+            var loaded = try ModelLoader.load(model.source(requireWeights: weightsNpy == nil))
+            let p = loaded.patchSize
+            if let dir = weightsNpy {
+                loaded.classifier = try loaded.classifier.fillingBlobs(fromNPYDirectory: dir)
+                loaded.net = try loaded.classifier.fullyConvolutional(patch: p)
+                loaded.net.patchSize = p
+            }
+            let written = keepClassifier ? loaded.classifier : loaded.net
+            let n = keepClassifier ? max(p.h, p.w) : inputSize ?? (2000 + 2 * (p.h / 2))
+            guard n >= p.h, n >= p.w else {
+                throw ModelError("--input-size \(n) is smaller than the patch size \(p)")
+            }
+            let input = keepClassifier ? p : Size2(square: n)
+            let (_, shapes) = try written.shapes(input: input)
+            let (text, data) = try CaffeWriter.write(written, input: input)
+            do {
+                try text.write(toFile: outModel, atomically: true, encoding: .utf8)
+                try data.write(to: URL(fileURLWithPath: outWeights), options: .atomic)
+            } catch {
+                throw ModelError("cannot write the output: \(error.localizedDescription)")
+            }
+            let out = shapes.last.map { keepClassifier ? "\($0.count)-value" : "\($0.h)×\($0.w)" } ?? "?"
+            print("wrote \(outModel) and \(outWeights)\(keepClassifier ? " (the patch classifier)" : ""): "
+                + "input \(input.h)×\(input.w) gives a \(out) output "
+                + "(receptive field \(loaded.geometry.receptiveField), stride \(loaded.geometry.stride))")
+            if !loaded.geometry.isExact {
+                print("note: not exact: " + loaded.geometry.inexactReasons.joined(separator: "; "))
+            }
+        } catch let e as ModelError {
+            throw ModelCommandError(e)
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TesseraModel
+
+/// `tessera-coordinator inspect`: what Tessera makes of a Caffe model.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model's layers, geometry (receptive field, stride, exactness), cost and preprocessing.",
+        discussion: """
+            Without --weights, a prototxt is inspected for shapes only. The layer table is at patch \
+            size, after net surgery (InnerProduct layers become convolutions).
+            """
+    )
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var preprocessing: PreprocessingOptions
+
+    @Flag(name: .long, help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func run() throws {
+        do {
+            let (loaded, pre) = try loadModel(model, preprocessing, requireWeights: false)
+            let report = try ModelReport(model: loaded, preprocessing: pre)
+            print(json ? try report.json() : report.text(preprocessing: pre))
+        } catch let e as ModelError {
+            throw ModelCommandError(e)
+        }
+    }
+}
+
+/// A model error as the command line shows it: the message, exit code 1.
+struct ModelCommandError: Error, CustomStringConvertible {
+    var error: ModelError
+    init(_ error: ModelError) { self.error = error }
+    var description: String { error.description }
+}

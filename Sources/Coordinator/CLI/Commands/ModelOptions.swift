@@ -1,0 +1,94 @@
+import ArgumentParser
+import Logging
+import TesseraModel
+
+/// `--model`, `--weights`, `--patch-size`: the files that make a model. Shared by every
+/// command that loads one (`@OptionGroup var model: ModelOptions`).
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Deploy prototxt (text). Optional when the caffemodel holds its training net.",
+                                            valueName: "prototxt"))
+    var model: String?
+
+    @Option(name: .long, help: ArgumentHelp("Trained weights (binary .caffemodel), matched to layers by name.",
+                                            valueName: "caffemodel"))
+    var weights: String?
+
+    @Option(name: .long, help: ArgumentHelp("Patch size P the classifier was trained on (default: the data layer's "
+                                            + "crop_size, the declared input, or the receptive field).", valueName: "P"))
+    var patchSize: Int?
+
+    func validate() throws {
+        guard model != nil || weights != nil else {
+            throw ValidationError("give --model (a deploy prototxt) and/or --weights (a caffemodel)")
+        }
+        if let p = patchSize, p <= 0 || p > 65536 {
+            throw ValidationError("--patch-size must be between 1 and 65536")
+        }
+    }
+
+    func source(requireWeights: Bool = true) -> ModelSource {
+        ModelSource(model: model, weights: weights, patchSize: patchSize, requireWeights: requireWeights)
+    }
+}
+
+/// `--mean-file`, `--mean`, `--raw-scale`, `--scale`, `--channel-order`: what is done to each
+/// pixel before the net. Shared by every command that runs a model.
+struct PreprocessingOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Mean image (mean.binaryproto), reduced to one mean per channel.",
+                                            valueName: "file"))
+    var meanFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Per-channel mean in the network's channel order, e.g. 104,117,123.",
+                                            valueName: "V1,V2,V3"))
+    var mean: String?
+
+    @Option(name: .long, help: "Multiply raw 0-255 pixels by this first (Caffe's raw_scale).")
+    var rawScale: Float = 1
+
+    @Option(name: .long, help: "Multiply by this after subtracting the mean (Caffe's scale).")
+    var scale: Float = 1
+
+    @Option(name: .long, help: "Channel order the net was trained on: bgr (Caffe/OpenCV) or rgb.")
+    var channelOrder: Preprocessing.ChannelOrder = .bgr
+
+    func validate() throws {
+        if meanFile != nil, mean != nil { throw ValidationError("give --mean-file or --mean, not both") }
+        if mean != nil { _ = try parsedMean() }
+        guard rawScale.isFinite, scale.isFinite else { throw ValidationError("--raw-scale and --scale must be finite") }
+    }
+
+    func parsedMean() throws -> [Float] {
+        guard let mean else { return [] }
+        let parts = mean.split(separator: ",", omittingEmptySubsequences: false)
+        let values = parts.map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
+            throw ValidationError("--mean \(mean): expected comma-separated numbers, e.g. 104,117,123")
+        }
+        return values.map { $0! }
+    }
+
+    /// The preprocessing for a net with `channels` input channels.
+    func resolve(channels: Int, logger: Logger? = nil) throws -> Preprocessing {
+        var p = Preprocessing(rawScale: rawScale, scale: scale, channelOrder: channelOrder)
+        if let meanFile {
+            let (m, source) = try Preprocessing.readMeanFile(meanFile, logger: logger)
+            p.mean = m
+            p.meanSource = source
+        } else {
+            p.mean = try parsedMean()
+            if !p.mean.isEmpty { p.meanSource = "--mean" }
+        }
+        return try p.validated(channels: channels)
+    }
+}
+
+extension Preprocessing.ChannelOrder: ExpressibleByArgument {}
+
+/// Loads a model and its preprocessing from the command-line options: the one entry
+/// point for every command that runs a model.
+func loadModel(_ model: ModelOptions, _ preprocessing: PreprocessingOptions, requireWeights: Bool = true,
+               logger: Logger? = nil) throws -> (model: LoadedModel, preprocessing: Preprocessing) {
+    let loaded = try ModelLoader.load(model.source(requireWeights: requireWeights), logger: logger)
+    let pre = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
+    return (loaded, pre)
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import CLISupport
+import Foundation
+import Logging
+import CoordinatorService
+import TesseraWire
+
+/// `tessera-coordinator serve`: the long-running coordinator.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a coordinator: workers connect to one endpoint, clients submit jobs to the other.",
+        discussion: """
+            Endpoints default to loopback. To serve other machines, use --curve: every connection is \
+            encrypted and only the public keys in --authorized-keys get in (keys: `keygen`). Binding \
+            another interface without --curve exposes an unauthenticated service (a loud warning is \
+            logged): do it only on a trusted network.
+
+            Example:
+              tessera-coordinator serve --worker-endpoint tcp://0.0.0.0:5555 \\
+                --client-endpoint tcp://0.0.0.0:5556 --store /var/lib/tessera \\
+                --curve --curve-secret-key keys/coordinator.key \\
+                --authorized-keys keys/authorized
+            """
+    )
+
+    @Option(help: "Where workers connect (ROUTER).") var workerEndpoint = "tcp://127.0.0.1:5555"
+    @Option(help: "Where clients submit jobs (ROUTER).") var clientEndpoint = "tcp://127.0.0.1:5556"
+    @Option(help: "Job store folder (job specs, models, images, completed tiles, outputs). Restarted on the same folder, the coordinator resumes unfinished jobs.")
+    var store: String?
+    @Option(help: "Tasks one worker may hold at once.") var credit = 2
+    @Option(help: .hidden) var heartbeatMs = 1000
+    @Option(help: .hidden) var heartbeatLiveness = 3
+    @Option(help: .hidden) var stragglerFloorMs = 10_000
+    @Option(help: .hidden) var stragglerFactor = 3.0
+    @Option(help: .hidden) var readyFile: String?
+    @OptionGroup var curve: CurveServerOptions
+
+    func validate() throws {
+        guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
+        guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        guard (2...1000).contains(heartbeatLiveness) else { throw ValidationError("--heartbeat-liveness must be 2...1000") }
+        guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
+            throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
+        }
+    }
+
+    func run() throws {
+        let logger = Logger(label: "tessera.coordinator")
+        let security = try curve.security()
+        for endpoint in [workerEndpoint, clientEndpoint] where security == nil && !isLoopback(endpoint) {
+            logger.warning("""
+                BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can submit jobs, \
+                read outputs or pose as a worker. Use --curve, loopback, or a trusted network.
+                """)
+        }
+        let context = try ZMQContext()
+        var config = CoordinatorService.Configuration(workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
+                                                      storeDirectory: store)
+        config.credit = credit
+        config.curve = security
+        config.heartbeat.intervalMilliseconds = heartbeatMs
+        config.heartbeat.liveness = heartbeatLiveness
+        config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
+        config.stragglers.factor = stragglerFactor
+        let service = CoordinatorService(context: context, configuration: config, logger: logger)
+        let (workers, clients) = try service.start()
+        logger.info("coordinator serving", metadata: ["workers": "\(workers)", "clients": "\(clients)",
+                                                      "store": "\(store ?? "(temporary)")",
+                                                      "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")"])
+        if let readyFile {
+            try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
+        }
+        let sources = onStopSignals { service.stop() }
+        service.waitUntilStopped()
+        logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
+        withExtendedLifetime(sources) {}
+    }
+}

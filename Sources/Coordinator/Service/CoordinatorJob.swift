@@ -1,0 +1,119 @@
+import Foundation
+import TesseraCluster
+import TesseraCore
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
+
+/// One job as the coordinator tracks it: one image, one model, its planned tasks,
+/// which of them are queued, running (on which worker) or done, and the assembler
+/// that collects the results.
+final class CoordinatorJob {
+    /// One dispatch of a task to a worker.
+    struct Attempt: Equatable {
+        let worker: RoutingID
+        let number: UInt32
+        let since: Double
+    }
+
+    enum TaskState: Equatable {
+        case pending
+        /// On one worker, or two once a straggler got a copy elsewhere (first result wins).
+        case running([Attempt])
+        case done
+    }
+
+    let id: UInt64
+    let options: JobOptions
+    let mode: MapMode
+    let tile: Int
+    let model: ModelBundle
+    let settingsBytes: [UInt8]
+    let plan: ModelPlan
+    let preprocessing: Wire.Preprocessing
+    /// Released once the outputs are written.
+    var image: PixelImage?
+    let imageSize: Size2
+    let stem: String
+    let directory: String
+    let outputDirectory: String
+    let tasks: [TileTask]
+    var states: [TaskState]
+    /// Queued task indices; the last one is dispatched next (requeued tasks go last, so first).
+    var pending: [Int]
+    var running = 0
+    var done = 0
+    var attempts: [Int: UInt32] = [:]
+    var failures: [Int: [String]] = [:]
+    var assembler: MapAssembler?
+    var state: Wire.JobState = .running
+    var message = ""
+    var outputFiles: [String] = []
+    let started = monotonicSeconds()
+    var finished: Double?
+    var workersUsed: Set<String> = []
+    /// Tiles read back from the store at a restart (not recomputed).
+    var restored = 0
+    /// Tiles computed by workers in this coordinator's life.
+    var computed = 0
+    /// Copies sent for overdue tasks, and results dropped because another copy won.
+    var copiesSent = 0
+    var duplicatesDropped = 0
+    /// Dispatch → result seconds of recent tasks, and the straggler deadline they give.
+    private(set) var taskTimes: [Double] = []
+    private(set) var taskDeadline: Double?
+
+    func recordTaskTime(_ seconds: Double, policy: StragglerPolicy) {
+        taskTimes.append(seconds)
+        if taskTimes.count > StragglerPolicy.window { taskTimes.removeFirst(taskTimes.count - StragglerPolicy.window) }
+        taskDeadline = policy.deadline(samples: taskTimes)
+    }
+
+    init(id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, plan: ModelPlan,
+         preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,
+         outputDirectory: String, tasks: [TileTask]) {
+        self.id = id
+        self.options = options
+        self.mode = mode
+        self.tile = tile
+        self.model = model
+        settingsBytes = options.engine.encoded
+        self.plan = plan
+        self.preprocessing = preprocessing
+        self.image = image
+        imageSize = Size2(image.height, image.width)
+        self.stem = stem
+        self.directory = directory
+        self.outputDirectory = outputDirectory
+        self.tasks = tasks
+        states = Array(repeating: .pending, count: tasks.count)
+        pending = Array((0..<tasks.count).reversed())
+        assembler = MapAssembler(mode: mode, image: imageSize, classes: plan.classes, stride: plan.tasks.stride)
+    }
+
+    var isActive: Bool { state == .running || state == .queued }
+
+    func status(workers: Int) -> Wire.JobStatus {
+        let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
+        let fraction = Double(done) / Double(max(1, tasks.count))
+        return Wire.JobStatus(
+            jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
+            tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
+            tasksPerSecond: Double(done) / elapsed,
+            pixelsPerSecond: fraction * Double(imageSize.h * imageSize.w) / elapsed,
+            message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+    }
+
+    /// The wire task for task `index`, with its input pixels cut from the image.
+    func spec(_ index: Int, attempt: UInt32) -> Wire.TaskSpec? {
+        guard let image, let rect = TaskCodec.rect(tasks[index]) else { return nil }
+        let task = tasks[index]
+        let input = TaskCodec.cut(image, paddedRect: plan.tasks.inputRect(task), halfPatch: plan.tasks.halfPatch)
+        return Wire.TaskSpec(jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
+                             mode: TaskCodec.mode(mode), outputRect: rect,
+                             displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
+                             imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
+                             input: input, preprocessing: preprocessing, options: settingsBytes)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraCore
+import TesseraWire
+
+/// A job that ended before this coordinator started, as the store recorded it: still
+/// answers `status` and, when done, `fetch`.
+struct ArchivedJob {
+    let id: UInt64
+    let state: Wire.JobState
+    let message: String
+    let tasks: Int
+    /// Full paths of the outputs.
+    let outputFiles: [String]
+
+    func status(workers: Int) -> Wire.JobStatus {
+        Wire.JobStatus(jobID: id, state: state, tasksDone: state == .done ? UInt64(tasks) : 0, workers: UInt32(workers),
+                       message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+    }
+}
+
+extension CoordinatorService {
+    /// Reads the store back at start: ended jobs stay answerable (`status`, `fetch`);
+    /// every unfinished job is rebuilt from its stored spec, model and image, its
+    /// completed tiles are placed from their files (checked: size, geometry, CRC) and
+    /// only the missing ones are queued. A damaged tile is logged and recomputed; a
+    /// damaged job entry fails that job with the reason, never the coordinator.
+    func resumeFromStore() {
+        for id in store.jobIDs() {
+            let dir = store.directory(id)
+            do {
+                guard let record = try store.readRecord(id) else {
+                    logger.warning("store: skipped a job entry without \(JobRecord.fileName) (its submission was interrupted)",
+                                   metadata: ["job": "\(id)", "folder": "\(dir)"])
+                    continue
+                }
+                if let ending = try store.readEnding(id) {
+                    archive(id, record, ending)
+                } else {
+                    try resume(id, record)
+                }
+            } catch {
+                logger.error("store: cannot resume a job: it is marked failed",
+                             metadata: ["job": "\(id)", "folder": "\(dir)", "error": "\(error)"])
+                archived[id] = ArchivedJob(id: id, state: .failed, message: "cannot resume from the store: \(error)",
+                                           tasks: 0, outputFiles: [])
+            }
+        }
+    }
+
+    private func archive(_ id: UInt64, _ record: JobRecord, _ ending: JobEnding) {
+        var message = ending.message
+        var state = ending.state
+        var files: [String] = []
+        if state == .done {
+            let outDir = (try? JobOptions(encoded: record.options))?.outputDirectory ?? store.directory(id) + "/out"
+            files = ending.files.map { "\(outDir)/\($0)" }
+            let missing = files.filter { !FileManager.default.fileExists(atPath: $0) }
+            if !missing.isEmpty {
+                state = .failed
+                message = "outputs missing from the store: " + missing.joined(separator: ", ")
+                logger.error("store: a finished job's outputs are missing", metadata: ["job": "\(id)", "files": "\(missing)"])
+                files = []
+            }
+        }
+        archived[id] = ArchivedJob(id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files)
+        logger.debug("store: ended job", metadata: ["job": "\(id)", "state": "\(state)"])
+    }
+
+    private func resume(_ id: UInt64, _ record: JobRecord) throws {
+        let dir = store.directory(id)
+        let options = try JobOptions(encoded: record.options)
+        let bundle = ModelBundle(prototxt: try store.read(id, "deploy.prototxt") ?? [],
+                                 weights: try store.read(id, "weights.caffemodel") ?? [])
+        guard bundle.digest.hex == record.modelDigest else {
+            throw ClusterError("the model files in \(dir) do not match their recorded SHA-256 (corrupt or replaced)")
+        }
+        let imagePath = dir + "/image.png"
+        guard let image = try store.read(id, "image.png") else { throw ClusterError("\(imagePath) is missing") }
+        guard image.count == record.imageBytes, CRC32.checksum(image) == record.imageCRC32 else {
+            throw ClusterError("\(imagePath) is corrupt: \(image.count) bytes, CRC-32 "
+                               + String(format: "%08x, recorded %d bytes, %08x", CRC32.checksum(image),
+                                        record.imageBytes, record.imageCRC32))
+        }
+        let job = try makeJob(id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
+                              preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
+                              stem: record.stem)
+        try? FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
+        let unusable = restoreTiles(job)
+        job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
+        let n = job.tasks.count
+        job.message = "resumed: \(job.restored)/\(n) tiles restored from the store, \(n - job.restored) to compute"
+            + (unusable > 0 ? " (\(unusable) stored tiles were unusable)" : "")
+        register(job)
+        logger.info("resumed job \(id): \(job.restored)/\(n) tiles from store", metadata: [
+            "job": "\(id)", "image": "\(record.stem)", "restored": "\(job.restored)", "to-compute": "\(n - job.restored)",
+            "unusable": "\(unusable)"])
+        if job.done == n { finish(job) }
+    }
+
+    /// Places every usable stored tile of `job`; returns how many were unusable
+    /// (each logged with its file and reason, and deleted so a fresh copy replaces it).
+    private func restoreTiles(_ job: CoordinatorJob) -> Int {
+        let (indices, others) = store.tileFiles(job.id)
+        for name in others {
+            let path = store.tilesDirectory(job.id) + "/" + name
+            if name.hasPrefix("."), name.contains(".tmp-") {
+                try? FileManager.default.removeItem(atPath: path)
+                logger.debug("store: removed an interrupted tile write", metadata: ["file": "\(path)"])
+            } else {
+                logger.warning("store: ignored a file that is not a tile", metadata: ["job": "\(job.id)", "file": "\(path)"])
+            }
+        }
+        var unusable = 0
+        for index in indices.sorted() {
+            let path = store.tilePath(job.id, index)
+            do {
+                guard index < job.tasks.count else {
+                    throw TileFile.Unusable("task \(index) does not exist: the job has \(job.tasks.count) tasks")
+                }
+                let task = job.tasks[index]
+                let size = job.plan.tasks.outputSize(task)
+                // The size first: a replaced, oversized file is refused without reading it.
+                let expected = TileFile.headerBytes + job.plan.classes * size.h * size.w * 4 + 4
+                let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+                guard bytes == expected else {
+                    throw TileFile.Unusable("\(bytes) bytes, expected \(expected) (truncated or not a tile of this job)")
+                }
+                guard let data = FileManager.default.contents(atPath: path) else { throw TileFile.Unusable("unreadable") }
+                let values = try TileFile.decode([UInt8](data), index: index, task: task, classes: job.plan.classes,
+                                                 height: size.h, width: size.w)
+                job.assembler?.add(task, result: values, classes: job.plan.classes, rows: size.h, cols: size.w)
+                job.states[index] = .done
+                job.done += 1
+                job.restored += 1
+            } catch {
+                unusable += 1
+                logger.error("store: tile unusable, recomputing it", metadata: [
+                    "job": "\(job.id)", "task": "\(index)", "file": "\(path)", "reason": "\(error)"])
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+        return unusable
+    }
+}

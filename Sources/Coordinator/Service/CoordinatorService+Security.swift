@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraWire
+
+/// Socket authentication of the coordinator (docs/ARCHITECTURE.md §9).
+///
+/// Both ROUTERs always get a ZAP domain and a ZAP handler runs in the context:
+/// - without CURVE (`configuration.curve == nil`) the handler allows every peer: that
+///   alone makes libzmq refuse ZMTP 1.0 framing, so random bytes never reach the app;
+/// - with CURVE the sockets are CURVE servers and the handler lets in only the public
+///   keys of the authorized-keys folder (re-read every 2 s) and the coordinator's own;
+///   every refusal is logged (rate-limited) with the peer's address and key.
+extension CoordinatorService {
+    static let zapDomain = "tessera"
+
+    /// Starts the ZAP handler for this service's context. Call before binding.
+    func startAuthentication() throws -> ZAPHandler {
+        let policy: ZAPPolicy
+        if let curve = configuration.curve {
+            let logger = self.logger
+            policy = AuthorizedKeysPolicy(curve) { error in
+                logger.warning("authorized-keys: skipped a file", metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
+            }.policy
+        } else {
+            policy = .allowAll
+        }
+        let refusals = LockedRateLimitedLog(logger: logger)
+        do {
+            return try ZAPHandler(context: context, policy: policy) { request, reason in
+                refusals.warning(reason, "refused a connection (ZAP)", metadata: [
+                    "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
+                ])
+            }
+        } catch {
+            throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
+        }
+    }
+
+    /// Applies the authentication settings to a ROUTER before it binds.
+    func secure(_ socket: borrowing ZMQSocket) throws {
+        if let curve = configuration.curve {
+            try ZMQCurve.configureServer(socket, pair: curve.keyPair, zapDomain: Self.zapDomain)
+        } else {
+            try socket.set(.zapDomain, Self.zapDomain)
+        }
+    }
+}
+
+/// `RateLimitedLog` for a callback that runs on another thread (the ZAP handler's).
+final class LockedRateLimitedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var log: RateLimitedLog
+
+    init(logger: Logger) { log = RateLimitedLog(logger: logger) }
+
+    func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
+        lock.lock()
+        defer { lock.unlock() }
+        log.warning(key, message, metadata: metadata)
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import TesseraCluster
+
+/// Write temp → fsync → rename → fsync the folder: a file appears under its final
+/// name only complete and durable (the job store's records, tiles and files). A
+/// crash at any point leaves either the old state or the new one, plus at worst a
+/// `.NAME.tmp-*` file that `JobStore` removes at start.
+enum DurableFile {
+    static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let temp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
+        var failure: String?
+        var offset = 0
+        while offset < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = "write: \(String(cString: strerror(errno)))"
+                break
+            }
+            offset += n
+        }
+        if failure == nil && fsync(fd) != 0 { failure = "fsync: \(String(cString: strerror(errno)))" }
+        if close(fd) != 0 && failure == nil { failure = "close: \(String(cString: strerror(errno)))" }
+        if failure == nil && rename(temp, path) != 0 { failure = "rename: \(String(cString: strerror(errno)))" }
+        if let failure {
+            unlink(temp)
+            throw ClusterError("cannot write \(path): \(failure)")
+        }
+        try syncDirectory(dir)
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path) }
+    }
+
+    /// Makes the folder's entries (a rename, a new file or subfolder) durable.
+    static func syncDirectory(_ dir: String) throws {
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw ClusterError("cannot open the folder \(dir): \(String(cString: strerror(errno)))") }
+        defer { close(dfd) }
+        // EINVAL: a file system that cannot sync folders (nothing more to do there).
+        if fsync(dfd) != 0 && errno != EINVAL {
+            throw ClusterError("cannot sync the folder \(dir): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Creates `dir` (and missing parents) and makes each new entry durable.
+    static func createDirectory(_ dir: String) throws {
+        var missing: [String] = []
+        var d = dir
+        while !FileManager.default.fileExists(atPath: d) && d != "/" && !d.isEmpty {
+            missing.append(d)
+            d = (d as NSString).deletingLastPathComponent
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for m in missing.reversed() {
+            let parent = (m as NSString).deletingLastPathComponent
+            try syncDirectory(parent.isEmpty ? "." : parent)  // a relative path's first folder lives in "."
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+
+extension ParsableCommand {
+    /// `main()` with the environment: options missing from the command line are taken
+    /// from their variables (`EnvironmentTable.apply`), and `--help` lists the variables.
+    public static func main(environment scheme: EnvironmentScheme,
+                            arguments: [String] = Array(CommandLine.arguments.dropFirst()),
+                            environment: [String: String] = ProcessInfo.processInfo.environment) -> Never {
+        let table = EnvironmentTable(Self.self, scheme: scheme)
+        let applied: EnvironmentTable.Applied
+        do {
+            applied = try table.apply(arguments, environment: environment)
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
+        do {
+            var command = try parseAsRoot(applied.arguments)
+            try command.run()
+        } catch {
+            // A help request (ArgumentParser reports it as an error that exits 0).
+            let text = exitCode(for: error) == .success ? fullMessage(for: error) : ""
+            if !text.isEmpty {
+                print(text.hasPrefix("{") ? text : table.annotateHelp(text, subcommand: applied.subcommand))
+                exit(withError: ExitCode.success)
+            }
+            if !applied.used.isEmpty {
+                let list = applied.used.map { "\($0.variable) → --\($0.flag)" }.joined(separator: ", ")
+                FileHandle.standardError.write(Data("note: from the environment: \(list)\n".utf8))
+            }
+            exit(withError: FlagHints.annotate(error))
+        }
+        exit(withError: ExitCode.success)
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import TesseraWire
+
+/// `--curve`, `--curve-secret-key`, `--curve-server-key`: CURVE for a program that
+/// connects to the coordinator (a worker, or a client command).
+public struct CurveClientOptions: ParsableArguments {
+    @Flag(help: "Encrypt and authenticate with CurveZMQ (needs --curve-secret-key and --curve-server-key).")
+    public var curve = false
+
+    @Option(help: ArgumentHelp("This program's key pair: a NAME.key file from `tessera-coordinator keygen` (mode 0600).",
+                               valueName: "file"))
+    public var curveSecretKey: String?
+
+    @Option(help: ArgumentHelp("The coordinator's public key: its NAME.pub file.", valueName: "file"))
+    public var curveServerKey: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if curve {
+            guard curveSecretKey != nil, curveServerKey != nil else {
+                throw ValidationError("--curve needs --curve-secret-key FILE and --curve-server-key FILE")
+            }
+        } else if curveSecretKey != nil || curveServerKey != nil {
+            throw ValidationError("--curve-secret-key and --curve-server-key are used only with --curve")
+        }
+    }
+
+    /// The keys, read from their files (nil without `--curve`). Errors name the flag and file.
+    public func security() throws -> CurveClientSecurity? {
+        guard curve, let secret = curveSecretKey, let server = curveServerKey else { return nil }
+        do {
+            return try CurveClientSecurity.load(secretKeyFile: secret, serverKeyFile: server)
+        } catch let error as ZMQKeyFileError {
+            let flag = error.path == secret ? "--curve-secret-key" : "--curve-server-key"
+            throw ValidationError("\(flag) \(error)")
+        }
+    }
+}
+
+/// `--curve`, `--curve-secret-key`, `--authorized-keys`: CURVE for the coordinator.
+public struct CurveServerOptions: ParsableArguments {
+    @Flag(help: "Require CurveZMQ: encrypt every connection and let in only the keys of --authorized-keys.")
+    public var curve = false
+
+    @Option(help: ArgumentHelp("The coordinator's key pair: a NAME.key file from `keygen` (mode 0600).",
+                               valueName: "file"))
+    public var curveSecretKey: String?
+
+    @Option(help: ArgumentHelp("Folder of the public keys allowed in: one NAME.pub per worker or user, NAME "
+                               + "being the identity logged (re-read every 2 s: delete a file to revoke a key).",
+                               valueName: "dir"))
+    public var authorizedKeys: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if curve {
+            guard curveSecretKey != nil, authorizedKeys != nil else {
+                throw ValidationError("--curve needs --curve-secret-key FILE and --authorized-keys DIR")
+            }
+        } else if curveSecretKey != nil || authorizedKeys != nil {
+            throw ValidationError("--curve-secret-key and --authorized-keys are used only with --curve")
+        }
+    }
+
+    /// The keys (nil without `--curve`). Errors name the flag and file.
+    public func security() throws -> CurveServerSecurity? {
+        guard curve, let secret = curveSecretKey, let folder = authorizedKeys else { return nil }
+        do {
+            return try CurveServerSecurity.load(secretKeyFile: secret, authorizedKeysDirectory: folder)
+        } catch let error as ZMQKeyFileError {
+            let flag = error.path == secret ? "--curve-secret-key" : "--authorized-keys"
+            throw ValidationError("\(flag) \(error)")
+        } catch {
+            throw ValidationError("--authorized-keys \(folder): \(error)")
+        }
+    }
+}
+
+/// Whether binding or connecting `endpoint` stays on this machine.
+public func isLoopback(_ endpoint: String) -> Bool {
+    if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+    guard endpoint.hasPrefix("tcp://") else { return false }
+    let host = endpoint.dropFirst(6).split(separator: ":").dropLast().joined(separator: ":")
+    return host.hasPrefix("127.") || host == "localhost" || host == "[::1]" || host == "::1"
+}

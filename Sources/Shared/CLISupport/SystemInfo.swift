@@ -1,0 +1,24 @@
+import TesseraCUDA
+import TesseraEngine
+import TesseraImage
+import TesseraWire
+
+/// Versions of the C libraries, the BLAS kernel and the GPU, for `info` and start-up logs.
+public enum SystemInfo {
+    /// One line per component; throws when OpenBLAS cannot be loaded.
+    public static func lines() throws -> [String] {
+        let blas = try BLAS.get()
+        return [
+            "libzmq      \(ZMQContext.libraryVersion)",
+            "libpng      \(PNGReader.libraryVersion)",
+            "OpenBLAS    \(blas.libraryPath), kernel \(blas.coreName) (\(blas.coreChoice)), \(blas.threads) threads",
+            "CPU         \(CPUFeatures.current.modelName)",
+            "CUDA        \(cudaLine)",
+        ]
+    }
+
+    /// GPU 0 as `--device cuda` would use it, or why it cannot.
+    static var cudaLine: String {
+        do { return try CUDAContext.get(device: 0).summary } catch { return "not available: \(error)" }
+    }
+}

@@ -1,0 +1,23 @@
+import TesseraEngine
+import TesseraModel
+import TesseraCore
+
+/// The CUDA backend as the engine sees it: `ComputeDevice.cuda` runs on this once
+/// an executable has called `CUDABackend.install()`.
+public struct CUDABackend: GPUBackend {
+    public init() {}
+
+    /// Makes CUDA the engine's GPU backend (each executable calls this at start-up;
+    /// nothing is loaded until a GPU is first used).
+    public static func install() { GPUBackends.install(CUDABackend()) }
+
+    public func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws
+        -> any NetExecutor {
+        try CUDANetRunner(net: net, lrnDilation: lrnDilation, context: CUDAContext.get(device: device),
+                          precision: precision)
+    }
+
+    public func freeMemory(device: Int) throws -> Int {
+        try CUDAContext.get(device: device).memoryInfo().free
+    }
+}

@@ -1,0 +1,24 @@
+/// The engine could not compute: a bad device or tile request, a task whose input
+/// does not fit, or a net that gives no output. `kind` is what callers match on.
+public struct EngineError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        /// A `--device` text that names no device.
+        case invalidDevice = "invalid device"
+        /// A GPU was asked for in a program without a GPU backend.
+        case noGPUBackend = "no GPU backend"
+        /// A tile size or task that cannot be computed (non-positive, input of the wrong size).
+        case invalidTask = "invalid task"
+        /// The net's outputs do not cover what a task asked for.
+        case netOutput = "net output"
+    }
+
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,32 @@
+import Foundation
+import TesseraModel
+import TesseraCore
+
+/// A GPU library the engine can run nets on. The engine names no GPU library
+/// itself: the CUDA module provides a backend and each executable installs it at
+/// start-up (`GPUBackends.install`), so the engine builds, links and tests without it.
+public protocol GPUBackend: Sendable {
+    /// A runner for `net` on GPU `device`, with the same contract as the CPU `NetRunner`.
+    func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws -> any NetExecutor
+    /// Free memory of GPU `device`, in bytes.
+    func freeMemory(device: Int) throws -> Int
+}
+
+/// The installed GPU backend (at most one per process).
+public enum GPUBackends {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var installed: (any GPUBackend)?
+
+    /// Makes `backend` the one `ComputeDevice.cuda` runs on.
+    public static func install(_ backend: any GPUBackend) {
+        lock.withLock { installed = backend }
+    }
+
+    /// The installed backend, or an error saying that this program has none.
+    static func current() throws -> any GPUBackend {
+        guard let backend = lock.withLock({ installed }) else {
+            throw EngineError(.noGPUBackend, "this program was built without a GPU backend: --device cuda is not available")
+        }
+        return backend
+    }
+}

@@ -1,0 +1,138 @@
+import TesseraCore
+/// How a patch classifier's output pixels map onto its input (docs/ARCHITECTURE.md §1–2):
+/// receptive field, total stride, where the first window starts, and whether
+/// the fully convolutional net is exactly the classifier applied to every patch.
+public struct NetGeometry: Sendable, Equatable {
+    /// The patch size P the classifier takes.
+    public var patchSize: Size2
+    /// Input pixels one output pixel depends on.
+    public var receptiveField: Size2
+    /// Total stride S: product of all strides.
+    public var stride: Size2
+    /// Input offset of output pixel 0's window (negative when layers pad).
+    public var origin: Size2
+    /// Why the fully convolutional net is not exact; empty when it is.
+    public var inexactReasons: [String]
+    /// The classifier's number of classes (output channels).
+    public var classes: Int
+
+    public var isExact: Bool { inexactReasons.isEmpty }
+}
+
+/// Per-layer position in the net: accumulated stride and dilation the dense mode needs.
+public struct LayerGeometry: Sendable, Equatable {
+    /// Product of the strides of all layers before this one (its input's pixel spacing).
+    public var inputJump: Size2
+    /// This layer's own stride.
+    public var stride: Size2
+    /// Receptive field of this layer's output.
+    public var receptiveField: Size2
+}
+
+extension Net {
+    /// Largest receptive field, total stride or offset (pixels, per axis) a net may
+    /// have: PNG's own limit on a side, 2^31 − 1. Beyond it the arithmetic of the
+    /// geometry and of the engine's dense mode would overflow.
+    public static let maxGeometry = Int(Int32.max)
+
+    /// Geometry at patch size `patch` (defaults to the net's own patch size).
+    /// Throws when the net's output at patch size is not 1×1 or shapes don't fit.
+    public func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
+        guard let p = patch ?? patchSize else {
+            throw ModelError(.patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
+        }
+        let (_, shapes) = try shapes(input: p)
+        struct Position { var rf: Size2; var jump: Size2; var origin: Size2 }
+        var pos: [String: Position] = [inputName: Position(rf: .one, jump: .one, origin: .zero)]
+        var inputShape: [String: Shape] = [inputName: Shape(c: inputChannels, h: p.h, w: p.w)]
+        var reasons: [String] = []
+        var perLayer: [LayerGeometry] = []
+
+        for (index, layer) in layers.enumerated() {
+            guard let first = layer.bottoms.first, let at = pos[first], let inShape = inputShape[first] else {
+                throw ModelError(layer: layer.name, "has no input")
+            }
+            for other in layer.bottoms.dropFirst() {
+                if let o = pos[other], o.jump != at.jump || o.origin != at.origin {
+                    throw ModelError(layer: layer.name,
+                        "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
+                        + "\(o.jump)/\(o.origin)): its output pixels would not line up")
+                }
+            }
+            var kernel = Size2.one, stride = Size2.one, pad = Size2.zero, dilation = Size2.one
+            switch layer.op {
+            case .convolution(let c):
+                (kernel, stride, pad, dilation) = (c.kernel, c.stride, c.pad, c.dilation)
+                if c.pad != .zero {
+                    reasons.append("layer '\(layer.name)' (Convolution \(c.kernel)) pads by \(c.pad)")
+                }
+            case .pooling(let pl):
+                if pl.global {
+                    kernel = inShape.spatial
+                } else {
+                    (kernel, stride, pad, dilation) = (pl.kernel, pl.stride, pl.pad, pl.dilation)
+                }
+                if pl.pad != .zero {
+                    reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel)) pads by \(pl.pad)")
+                }
+                let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
+                let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
+                if !pl.global, spanH % stride.h != 0 || spanW % stride.w != 0 {
+                    reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
+                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
+                        + "the output up to \(shapes[index].h)×\(shapes[index].w)")
+                }
+            case .innerProduct:
+                kernel = inShape.spatial
+            case .lrn(let l) where l.region == .withinChannel && l.size > 1:
+                // Caffe computes it with a size×size average pool padded by (size-1)/2.
+                kernel = Size2(square: l.size)
+                pad = Size2(square: (l.size - 1) / 2)
+                reasons.append("layer '\(layer.name)' (LRN within channel, \(l.size)×\(l.size)) pads by \(pad)")
+            default:
+                break
+            }
+            // Checked: absurd strides, kernels and dilations (each up to 65536) multiply
+            // past Int within a few layers.
+            func axis(_ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String)
+                throws -> (rf: Int, jump: Int, origin: Int) {
+                let extent = d.multipliedReportingOverflow(by: k - 1)
+                let grow = extent.partialValue.multipliedReportingOverflow(by: jump)
+                let newRF = rf.addingReportingOverflow(grow.partialValue)
+                let newJump = jump.multipliedReportingOverflow(by: s)
+                let shift = p.multipliedReportingOverflow(by: jump)
+                let newOrigin = origin.subtractingReportingOverflow(shift.partialValue)
+                let overflow = extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
+                    || newOrigin.overflow
+                guard !overflow, newRF.partialValue <= Self.maxGeometry, newJump.partialValue <= Self.maxGeometry,
+                      abs(newOrigin.partialValue) <= Self.maxGeometry else {
+                    throw ModelError(layer: layer.name,
+                        "its \(name) receptive field, total stride or offset exceeds \(Self.maxGeometry) pixels "
+                        + "(kernel \(kernel), stride \(stride), dilation \(dilation), pad \(pad) after a total stride "
+                        + "of \(at.jump)): larger than any image Tessera reads")
+                }
+                return (newRF.partialValue, newJump.partialValue, newOrigin.partialValue)
+            }
+            let h = try axis(at.rf.h, at.jump.h, at.origin.h, kernel.h, stride.h, pad.h, dilation.h, "vertical")
+            let w = try axis(at.rf.w, at.jump.w, at.origin.w, kernel.w, stride.w, pad.w, dilation.w, "horizontal")
+            let out = Position(rf: Size2(h.rf, w.rf), jump: Size2(h.jump, w.jump), origin: Size2(h.origin, w.origin))
+            perLayer.append(LayerGeometry(inputJump: at.jump, stride: stride, receptiveField: out.rf))
+            for top in layer.tops {
+                pos[top] = out
+                inputShape[top] = shapes[index]
+            }
+        }
+        guard let last = layers.last, let final = pos[last.tops.first ?? ""], let outShape = shapes.last else {
+            throw ModelError("the net has no layers")
+        }
+        guard outShape.h == 1, outShape.w == 1 else {
+            throw ModelError(layer: last.name,
+                "the net's output at patch size \(p) is \(outShape.h)×\(outShape.w), not 1×1: "
+                + "the patch size does not match the classifier (give the training crop size with --patch-size)")
+        }
+        let geometry = NetGeometry(
+            patchSize: p, receptiveField: final.rf, stride: final.jump, origin: final.origin,
+            inexactReasons: reasons, classes: outShape.c)
+        return (geometry, perLayer)
+    }
+}

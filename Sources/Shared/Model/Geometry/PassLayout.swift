@@ -1,0 +1,118 @@
+import TesseraCore
+/// Where every blob's pixels sit in the image during one forward pass of a net,
+/// and which layers read past their input's edges (padding).
+///
+/// In a pass whose input pixel 0 lies at global (padded-image) position `c0`,
+/// pixel `x` of blob `b` is the one whose window starts at
+/// `c0 + offset[b] + x · jump[b]` (per axis). Padding moves a window start back
+/// by `pad · inputJump`; strides multiply the jump. The strided net and its dense
+/// form have the same offsets; the dense form's jumps are all 1.
+public struct PassLayout: Sendable, Equatable {
+    /// A layer's window over its input, in that input's pixels.
+    public struct Window: Sendable, Equatable {
+        public var kernel: Size2
+        public var dilation: Size2
+        public var pad: Size2
+        /// What the layer reads where it pads: 0, or −FLT_MAX for MAX pooling (Caffe ignores padding there).
+        public var padValue: Float
+        public var pads: Bool { pad != .zero }
+    }
+
+    public struct Placement: Sendable, Equatable {
+        public var offset: Size2
+        public var jump: Size2
+    }
+
+    /// Per layer: its window (nil for pointwise layers).
+    public private(set) var windows: [Window?] = []
+    /// Per layer: where its (first) input's and its output's pixels sit.
+    public private(set) var inputs: [Placement] = []
+    public private(set) var outputs: [Placement] = []
+
+    /// - Parameter lrnDilation: per-layer dilation of WITHIN_CHANNEL LRN windows (the dense form's; default 1).
+    public init(_ net: Net, lrnDilation: [Size2]? = nil) {
+        var blobs = [net.inputName: Placement(offset: .zero, jump: .one)]
+        for (i, layer) in net.layers.enumerated() {
+            let at = layer.bottoms.first.flatMap { blobs[$0] } ?? Placement(offset: .zero, jump: .one)
+            var window: Window?
+            var stride = Size2.one
+            switch layer.op {
+            case .convolution(let c):
+                window = Window(kernel: c.kernel, dilation: c.dilation, pad: c.pad, padValue: 0)
+                stride = c.stride
+            case .pooling(let p) where !p.global:
+                window = Window(kernel: p.kernel, dilation: p.dilation, pad: p.pad,
+                                padValue: p.method == .max ? -Float.greatestFiniteMagnitude : 0)
+                stride = p.stride
+            case .lrn(let l) where l.region == .withinChannel && l.size > 1:
+                // Caffe's within-channel LRN averages x² over a size×size window padded by (size−1)/2.
+                let d = lrnDilation?[i] ?? .one, half = (l.size - 1) / 2
+                window = Window(kernel: Size2(square: l.size), dilation: d, pad: Size2(half * d.h, half * d.w),
+                                padValue: 0)
+            default:
+                break
+            }
+            let pad = window?.pad ?? .zero
+            let out = Placement(offset: Size2(at.offset.h - pad.h * at.jump.h, at.offset.w - pad.w * at.jump.w),
+                                jump: Size2(at.jump.h * stride.h, at.jump.w * stride.w))
+            windows.append(window)
+            inputs.append(at)
+            outputs.append(out)
+            for top in layer.tops { blobs[top] = out }
+        }
+    }
+
+    /// Whether any layer pads: only then do passes need `validRegions`.
+    public var pads: Bool { windows.contains { $0?.pads == true } }
+
+    /// For a pass over the whole image whose input covers the global `input`
+    /// rectangle: the global rectangle of each blob that holds real values (the
+    /// rest of the blob, when a tile computes it, is padding to its readers).
+    /// Computed as the dense form's pass (all jumps 1, windows dilated by the
+    /// input jump), which is what `shift` and `fast` passes sample.
+    public func validRegions(_ net: Net, input: PixelRect) -> [String: PixelRect] {
+        var valid: [String: PixelRect] = [net.inputName: input]
+        for (i, layer) in net.layers.enumerated() {
+            guard var r = layer.bottoms.first.flatMap({ valid[$0] }) else { continue }
+            for other in layer.bottoms.dropFirst() {
+                if let o = valid[other] { r = r.intersection(o) }
+            }
+            if let w = windows[i] {
+                let j = inputs[i].jump
+                let (ph, pw) = (w.pad.h * j.h, w.pad.w * j.w)
+                let (sh, sw) = ((w.kernel.h - 1) * w.dilation.h * j.h, (w.kernel.w - 1) * w.dilation.w * j.w)
+                r = PixelRect(y: r.y - ph, x: r.x - pw, height: r.height + 2 * ph - sh, width: r.width + 2 * pw - sw)
+            }
+            for top in layer.tops { valid[top] = r }
+        }
+        return valid
+    }
+
+    /// For a pass of `net` (the net this layout was made from) whose input pixel 0
+    /// lies at global `inputOrigin`: for each layer that pads, the part of its
+    /// input, in that input's own pixels, that holds real values according to
+    /// `valid` (from `validRegions`); the layer must see its padding value
+    /// everywhere else. Nil for layers that do not pad.
+    public func paddingMasks(_ net: Net, valid: [String: PixelRect], inputOrigin c0: Size2) -> [PixelRect?] {
+        func ceilDiv(_ a: Int, _ b: Int) -> Int { -((-a).floorDiv(b)) }
+        return net.layers.indices.map { i in
+            guard windows[i]?.pads == true, let name = net.layers[i].bottoms.first, let v = valid[name] else {
+                return nil
+            }
+            let p = inputs[i]
+            let (dy, dx) = (c0.h + p.offset.h, c0.w + p.offset.w)
+            let y0 = ceilDiv(v.y - dy, p.jump.h), y1 = ceilDiv(v.y + v.height - dy, p.jump.h)
+            let x0 = ceilDiv(v.x - dx, p.jump.w), x1 = ceilDiv(v.x + v.width - dx, p.jump.w)
+            return PixelRect(y: y0, x: x0, height: max(0, y1 - y0), width: max(0, x1 - x0))
+        }
+    }
+}
+
+extension PixelRect {
+    /// The overlap of two rectangles (empty: zero height or width).
+    public func intersection(_ o: PixelRect) -> PixelRect {
+        let y0 = max(y, o.y), x0 = max(x, o.x)
+        let y1 = min(y + height, o.y + o.height), x1 = min(x + width, o.x + o.width)
+        return PixelRect(y: y0, x: x0, height: max(0, y1 - y0), width: max(0, x1 - x0))
+    }
+}

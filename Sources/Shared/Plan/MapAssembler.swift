@@ -1,0 +1,75 @@
+import TesseraCore
+
+/// Puts task results together into the full map: copies tiles (naive, dense),
+/// interlaces displaced passes (shift), or fills the grid and interpolates (fast).
+public struct MapAssembler: Sendable {
+    public let mode: MapMode
+    public let image: Size2
+    public let stride: Size2
+    /// The map, or for `fast` the grid of exact values until `finish()`.
+    private var target: ProbabilityMap
+
+    public init(mode: MapMode, image: Size2, classes: Int, stride: Size2) {
+        self.mode = mode
+        self.image = image
+        self.stride = stride
+        let size = mode == .fast ? TilePlan.fastGrid(image: image, stride: stride) : image
+        target = ProbabilityMap(classes: classes, height: size.h, width: size.w)
+    }
+
+    /// Places one task's result: `classes × rows × cols` values (`outputSize(task)`), C order.
+    public mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int) {
+        precondition(classes == target.classes, "result has \(classes) classes, map has \(target.classes)")
+        precondition(result.count >= classes * rows * cols, "result holds fewer values than its shape")
+        let (h, w) = (target.height, target.width)
+        target.data.withUnsafeMutableBufferPointer { map in
+            for c in 0..<classes {
+                let src = result.baseAddress! + c * rows * cols
+                let dst = map.baseAddress! + c * h * w
+                if mode == .shift {
+                    let (sy, sx) = (stride.h, stride.w)
+                    let y0 = task.rect.y + task.displacement.h, x0 = task.rect.x + task.displacement.w
+                    for i in 0..<rows {
+                        let row = dst + (y0 + i * sy) * w + x0
+                        for j in 0..<cols { row[j * sx] = src[i * cols + j] }
+                    }
+                } else {
+                    for i in 0..<rows {
+                        (dst + (task.rect.y + i) * w + task.rect.x).update(from: src + i * cols, count: cols)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same from an array (a result that came over the wire or from the store).
+    public mutating func add(_ task: TileTask, result: [Float], classes: Int, rows: Int, cols: Int) {
+        result.withUnsafeBufferPointer { add(task, result: $0, classes: classes, rows: rows, cols: cols) }
+    }
+
+    /// The finished map; for `fast`, the grid bilinearly interpolated to every
+    /// pixel in grid coordinates (pixel y sits at grid position y / S), exact at grid points.
+    public func finish() -> ProbabilityMap {
+        guard mode == .fast else { return target }
+        var map = ProbabilityMap(classes: target.classes, height: image.h, width: image.w)
+        let (gh, gw) = (target.height, target.width)
+        func axis(_ n: Int, _ s: Int, _ g: Int) -> [(Int, Int, Float)] {
+            (0..<n).map { p in
+                let i0 = p / s
+                let t = Float(p % s) / Float(s)
+                return (i0, min(i0 + 1, g - 1), t)
+            }
+        }
+        let ys = axis(image.h, stride.h, gh), xs = axis(image.w, stride.w, gw)
+        for c in 0..<target.classes {
+            for (y, (i0, i1, ty)) in ys.enumerated() {
+                for (x, (j0, j1, tx)) in xs.enumerated() {
+                    let top = target[c, i0, j0] * (1 - tx) + target[c, i0, j1] * tx
+                    let bottom = target[c, i1, j0] * (1 - tx) + target[c, i1, j1] * tx
+                    map[c, y, x] = ty == 0 ? top : top * (1 - ty) + bottom * ty
+                }
+            }
+        }
+        return map
+    }
+}

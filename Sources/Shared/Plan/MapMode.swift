@@ -1,0 +1,144 @@
+import TesseraCore
+import TesseraModel
+/// The four ways to produce a map (docs/ARCHITECTURE.md §3).
+public enum MapMode: String, Sendable, CaseIterable, Codable {
+    /// The classifier on every patch: the reference, for small images.
+    case naive
+    /// One strided pass: a grid every S pixels, interpolated (exact at grid points).
+    case fast
+    /// S² displaced strided passes, interlaced: exact.
+    case shift
+    /// One pass of the dilated net: exact, each value computed once.
+    case dense
+}
+
+/// One self-contained unit of work: what to compute for one tile of one image.
+/// `rect` is in map pixels, except for `fast`, where it is in grid cells.
+public struct TileTask: Hashable, Sendable, CustomStringConvertible {
+    public var mode: MapMode
+    public var rect: PixelRect
+    /// `shift` only: the displacement (dy, dx), each in 0..<S.
+    public var displacement: Size2
+    /// The size of the whole map (image pixels) the task is part of: nets that
+    /// pad need it to pad where the whole-image pass does (.zero: not known).
+    public var image: Size2
+
+    public init(mode: MapMode, rect: PixelRect, displacement: Size2 = .zero, image: Size2 = .zero) {
+        self.mode = mode
+        self.rect = rect
+        self.displacement = displacement
+        self.image = image
+    }
+
+    public var description: String {
+        mode == .shift ? "\(mode) \(rect) +\(displacement.h),\(displacement.w)" : "\(mode) \(rect)"
+    }
+}
+
+/// The geometry a task needs from the net: patch size, stride, receptive field
+/// and, for approximate nets (padding, partial pooling windows), where the net's
+/// window sits on the patch.
+///
+/// Every mode computes its outputs from real input only, never from a tile's own
+/// edge: a task reads the whole window of each output it returns (its halo), and
+/// the net's padding is applied where the whole-image pass pads (see
+/// `wholeImageInput` and `PassLayout.validRegions`). So tiles never show seams,
+/// even for nets that pad, and `dense`, `shift` and `fast` sample one map.
+public struct TaskGeometry: Sendable, Equatable {
+    public var patch: Size2
+    public var stride: Size2
+    /// Input pixels one output pixel depends on.
+    public var receptiveField: Size2
+    /// Window start of a pass's output pixel 0 relative to its input pixel 0:
+    /// 0 for nets that do not pad, negative when they do.
+    public var origin: Size2
+    /// Map pixel `y`'s window starts at padded row `y − centring`: 0 for exact
+    /// nets (the window is the patch); for approximate nets the window is centred on the patch.
+    public var centring: Size2
+    /// The smallest input for which the dense net gives one output: the
+    /// whole-image pass reads `H + minimalInput − 1` rows (see `wholeImageInput`).
+    public var minimalInput: Size2
+    /// Whether some layer pads (then tasks need the image size: `TileTask.image`).
+    public var pads: Bool
+
+    /// Exact nets: the window is the patch; nothing pads.
+    public init(_ g: NetGeometry) {
+        self.init(g, minimalInput: g.receptiveField, pads: false)
+    }
+
+    public init(_ g: NetGeometry, minimalInput: Size2, pads: Bool) {
+        patch = g.patchSize
+        stride = g.stride
+        receptiveField = g.receptiveField
+        origin = g.origin
+        centring = g.isExact ? .zero : Size2((g.receptiveField.h - g.patchSize.h).floorDiv(2),
+                                             (g.receptiveField.w - g.patchSize.w).floorDiv(2))
+        self.minimalInput = minimalInput
+        self.pads = pads
+    }
+
+    /// Half the patch: the padding added on the top/left of the image.
+    public var halfPatch: Size2 { Size2(patch.h / 2, patch.w / 2) }
+
+    /// Outputs of a shift task along one axis: pixels `y0 + d + i·S < y0 + length`.
+    static func phaseCount(length: Int, displacement: Int, stride: Int) -> Int {
+        length > displacement ? (length - displacement + stride - 1) / stride : 0
+    }
+
+    /// Output shape (rows, cols) of `task`.
+    public func outputSize(_ task: TileTask) -> Size2 {
+        switch task.mode {
+        case .naive, .dense, .fast:
+            return Size2(task.rect.height, task.rect.width)
+        case .shift:
+            return Size2(Self.phaseCount(length: task.rect.height, displacement: task.displacement.h, stride: stride.h),
+                         Self.phaseCount(length: task.rect.width, displacement: task.displacement.w, stride: stride.w))
+        }
+    }
+
+    /// Strided passes (fast, shift): how many outputs before the first one
+    /// asked for the pass computes, so that the first one's window starts inside
+    /// its input (0 unless the net pads).
+    var stridedLead: Size2 {
+        Size2((-origin.h + stride.h - 1).floorDiv(stride.h), (-origin.w + stride.w - 1).floorDiv(stride.w))
+    }
+
+    /// The padded-image region `task` reads (padded coordinates: image row r is padded row r + ⌊P/2⌋).
+    public func inputRect(_ task: TileTask) -> PixelRect {
+        let r = task.rect
+        switch task.mode {
+        case .naive:
+            return PixelRect(y: r.y, x: r.x, height: r.height + patch.h - 1, width: r.width + patch.w - 1)
+        case .dense:
+            return PixelRect(y: r.y - centring.h, x: r.x - centring.w,
+                             height: r.height + receptiveField.h - 1, width: r.width + receptiveField.w - 1)
+        case .fast, .shift:
+            // First output pixel and count; the pass starts `stridedLead` outputs earlier.
+            let first = task.mode == .fast ? Size2(r.y * stride.h, r.x * stride.w)
+                                           : Size2(r.y + task.displacement.h, r.x + task.displacement.w)
+            let n = outputSize(task), k = stridedLead
+            let back = Size2(origin.h + k.h * stride.h, origin.w + k.w * stride.w)
+            return PixelRect(y: first.h - centring.h - back.h, x: first.w - centring.w - back.w,
+                             height: (n.h - 1) * stride.h + receptiveField.h + back.h,
+                             width: (n.w - 1) * stride.w + receptiveField.w + back.w)
+        }
+    }
+
+    /// Where `task`'s outputs start in its pass's output (the pass computes a
+    /// margin around them when the net pads).
+    public func outputOffset(_ task: TileTask) -> Size2 {
+        switch task.mode {
+        case .naive: return .zero
+        case .dense: return Size2(-origin.h, -origin.w)
+        case .fast, .shift: return stridedLead
+        }
+    }
+
+    /// The input of the pass over the whole `image` that defines the map of a
+    /// net that pads: it yields exactly the image's pixels, and every layer pads
+    /// the edges of its whole-image input there, whatever tile computes a pixel.
+    public func wholeImageInput(_ image: Size2) -> PixelRect {
+        PixelRect(y: -(origin.h + centring.h), x: -(origin.w + centring.w),
+                  height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
+    }
+}

@@ -1,0 +1,36 @@
+import TesseraCore
+import TesseraModel
+
+extension ModelPlan {
+    /// The largest square tile (in map pixels, a multiple of the stride) whose
+    /// activations fit the memory budget, capped at the image size.
+    public func defaultTile(mode: MapMode, image: Size2, memoryBudget: Int) throws -> Int {
+        let s = max(tasks.stride.h, tasks.stride.w)
+        let largest = TilePlan.roundUp(max(image.h, image.w), s)
+        if mode == .naive { return min(largest, 64) }
+        var lo = s, hi = largest
+        while lo < hi {
+            let mid = TilePlan.roundUp((lo + hi + 1) / 2, s)
+            if mid > hi { break }
+            if try activationBytes(mode: mode, tile: mid) <= memoryBudget { lo = mid } else { hi = mid - s }
+        }
+        return max(s, lo)
+    }
+
+    /// Peak bytes of two consecutive activations (a layer's input and output) for one tile.
+    func activationBytes(mode: MapMode, tile: Int) throws -> Int {
+        let task = TileTask(mode: mode == .fast ? .fast : mode,
+                            rect: PixelRect(y: 0, x: 0, height: mode == .fast ? max(1, tile / tasks.stride.h) : tile,
+                                            width: mode == .fast ? max(1, tile / tasks.stride.w) : tile))
+        let input = tasks.inputRect(task)
+        let net = mode == .dense ? try fcn.densified().net : fcn
+        let (_, shapes) = try net.shapes(input: Size2(input.height, input.width))
+        var peak = input.height * input.width * fcn.inputChannels
+        var previous = peak
+        for s in shapes {
+            peak = max(peak, previous + s.count)
+            previous = s.count
+        }
+        return peak * MemoryLayout<Float>.size
+    }
+}

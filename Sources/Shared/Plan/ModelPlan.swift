@@ -1,0 +1,72 @@
+import TesseraModel
+import TesseraCore
+
+/// What planning a map needs from a model, and nothing that computes: the
+/// classifier, its fully convolutional and dense forms, their layouts and the
+/// task geometry. The coordinator plans jobs from this alone; the engine is
+/// built from it (`MapEngine(plan:device:)`), so both agree on every tile.
+public struct ModelPlan: Sendable {
+    /// The patch classifier as imported (InnerProduct layers allowed): `naive` runs it.
+    public let classifier: Net
+    /// Its fully convolutional form: `fast` and `shift` run it.
+    public let fcn: Net
+    /// The dense form (every layer after a stride dilated): `dense` runs it.
+    public let dense: Net
+    /// Per layer of `dense`, the dilation a WITHIN_CHANNEL LRN uses.
+    public let lrnDilation: [Size2]
+    public let geometry: NetGeometry
+    public let tasks: TaskGeometry
+    /// Where each pass's pixels sit and which layers pad (`PassLayout`).
+    public let stridedLayout: PassLayout
+    public let denseLayout: PassLayout
+
+    /// - Parameters:
+    ///   - classifier: the patch classifier as imported.
+    ///   - patch: the patch size when the net does not say.
+    ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
+    public init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+        let fcn = try classifier.fullyConvolutional(patch: patch)
+        let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
+        try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding)
+    }
+
+    /// The plan for a model as `ModelLoader` loaded it (surgery already done).
+    public init(model: LoadedModel, allowPadding: Bool = false) throws {
+        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
+    }
+
+    public init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
+        if !geometry.isExact && !allowPadding {
+            throw ModelError(.inexact, "the net cannot give an exact dense map: "
+                + geometry.inexactReasons.joined(separator: "; ")
+                + ". Allow approximate maps to compute one anyway")
+        }
+        let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
+        self.classifier = classifier
+        self.fcn = fcn
+        self.dense = dense
+        self.lrnDilation = lrnDilation
+        self.geometry = geometry
+        stridedLayout = PassLayout(fcn)
+        denseLayout = PassLayout(dense, lrnDilation: lrnDilation)
+        if geometry.isExact {
+            tasks = TaskGeometry(geometry)
+        } else {
+            tasks = TaskGeometry(geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
+                                 pads: stridedLayout.pads)
+        }
+    }
+
+    public var classes: Int { geometry.classes }
+    public var inputChannels: Int { fcn.inputChannels }
+
+    /// The smallest square input for which `net` produces an output.
+    static func extent(of net: Net, limit: Int) throws -> Size2 {
+        for n in 1...max(1, limit) {
+            if let (_, shapes) = try? net.shapes(input: Size2(n, n)), let last = shapes.last, last.h >= 1, last.w >= 1 {
+                return Size2(n, n)
+            }
+        }
+        throw ModelError(.shape, "the net produces no output for inputs up to \(limit)×\(limit) pixels")
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraCore
+@testable import TesseraImage
+
+
+@Suite("Cluster codecs: engine settings, job options, task pixels")
+struct ClusterCodecTests {
+    @Test("Engine settings round-trip through a task's options frame", arguments: [
+        EngineSettings(), EngineSettings(patchSize: 33, allowPadding: true, randomWeightsSeed: 42),
+        EngineSettings(patchSize: nil, allowPadding: false, randomWeightsSeed: 0),
+    ])
+    func engineSettings(_ s: EngineSettings) {
+        #expect(EngineSettings(encoded: s.encoded) == s)
+        #expect(EngineSettings(encoded: Array(s.encoded.dropLast())) == nil)
+        #expect(EngineSettings(encoded: [2] + s.encoded.dropFirst()) == nil)
+    }
+
+    @Test("Job options round-trip and reject unknown keys")
+    func jobOptions() throws {
+        var o = JobOptions()
+        o.outputs = "npy,prob"
+        o.bitDepth = 16
+        o.classes = "0,2"
+        o.overlayClass = 2
+        o.engine = EngineSettings(patchSize: 18, allowPadding: true, randomWeightsSeed: 7)
+        o.outputDirectory = "/tmp/out"
+        #expect(try JobOptions(encoded: o.encoded) == o)
+        #expect(throws: ClusterError.self) { try JobOptions(encoded: "outputs=all;colour=red") }
+        #expect(throws: ClusterError.self) { try JobOptions(encoded: "bit-depth=99") }
+    }
+
+    @Test("Cut pixels equal the engine's own region, 8 and 16 bits, across mirrored edges", arguments: [8, 16])
+    func cut(_ depth: Int) {
+        let (h, w) = (7, 5)
+        let values = (0..<(h * w * 3)).map { ($0 * 2_654_435_761) % (depth == 8 ? 256 : 65536) }
+        let image = depth == 8
+            ? PixelImage(width: w, height: h, channels: 3, samples: .uint8(values.map { UInt8($0) }))
+            : PixelImage(width: w, height: h, channels: 3, samples: .uint16(values.map { UInt16($0) }))
+        for rect in [PixelRect(y: 0, x: 0, height: 12, width: 9), PixelRect(y: 3, x: 2, height: 20, width: 17)] {
+            let expected = PixelRegion(image: image, paddedRect: rect, halfPatch: Size2(4, 4))
+            let wire = TaskCodec.cut(image, paddedRect: rect, halfPatch: Size2(4, 4))
+            #expect(Int(wire.bytesPerSample) == depth / 8)
+            #expect(TaskCodec.region(wire) == expected)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraEngine
+@testable import TesseraModel
+@testable import TesseraPlan
+@testable import TestSupport
+
+
+/// Nets that pad cannot equal the patch classifier, but with `--allow-padding`
+/// every FCN mode must still sample one map: the whole-image pass, padded at
+/// the image's edges and nowhere else (no seams at tile edges).
+@Suite("Nets that pad: one map whatever the mode and the tiling")
+struct PaddedNetTests {
+    static let preprocessing = ModeAgreementTests.preprocessing
+
+    /// The test net, and the seed's nuclei net where the seed models are present
+    /// (a real net that pads: 32 channels, receptive field 67, so it gets smaller cases).
+    static func engines() throws -> [(String, MapEngine, Preprocessing)] {
+        var out = [("padded test net", try MapEngine(classifier: TestNets.padded, allowPadding: true), preprocessing)]
+        if Seed.available {
+            let m = try ModelLoader.load(ModelSource(weights: Seed.path("nuclei-cifar10quick/nuclei_w32.caffemodel")))
+            let (mean, _) = try Preprocessing.readMeanFile(Seed.path("nuclei-cifar10quick/mean_w32.binaryproto"))
+            out.append(("nuclei-cifar10quick", try MapEngine(model: m, allowPadding: true), Preprocessing(mean: mean)))
+        }
+        return out
+    }
+
+    static func maxDiff(_ a: ProbabilityMap, _ b: ProbabilityMap) -> Float {
+        zip(a.data, b.data).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+
+    @Test("dense equals shift on every pixel and fast at grid points, for several image sizes")
+    func modesAgree() throws {
+        for (name, engine, prep) in try Self.engines() {
+            #expect(!engine.geometry.isExact && engine.tasks.pads, "\(name) should pad")
+            let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
+            let sizes = name.hasPrefix("nuclei") ? [(13, 21), (1, 2)] : [(29, 41), (7, 5), (1, 2)]
+            for (h, w) in sizes {
+                let image = ArrayImage.random(height: h, width: w, seed: UInt64(h * 100 + w))
+                let dense = try mapper.map(image, mode: .dense)
+                let shift = try mapper.map(image, mode: .shift)
+                let d = Self.maxDiff(dense, shift)
+                #expect(d <= 1e-5, "\(name) \(h)×\(w): dense vs shift differ by \(d)")
+                let fast = try mapper.map(image, mode: .fast)
+                let s = engine.tasks.stride
+                var worst: Float = 0
+                for c in 0..<fast.classes {
+                    for y in stride(from: 0, to: h, by: s.h) {
+                        for x in stride(from: 0, to: w, by: s.w) { worst = max(worst, abs(fast[c, y, x] - dense[c, y, x])) }
+                    }
+                }
+                #expect(worst <= 1e-5, "\(name) \(h)×\(w): fast vs dense at grid points: \(worst)")
+                // Not trivially equal: the map varies over the image.
+                if h * w > 100 { #expect(Set(dense.data).count > 50, "\(name): a constant map proves nothing") }
+            }
+        }
+    }
+
+    @Test("Tiled maps are bit-identical to untiled ones (no seams at tile edges)")
+    func tilingIsExact() throws {
+        for (name, engine, prep) in try Self.engines() {
+            let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
+            let heavy = name.hasPrefix("nuclei")
+            let image = heavy ? ArrayImage.random(height: 21, width: 18, seed: 8) : ArrayImage.random(height: 45, width: 38, seed: 8)
+            for mode in [MapMode.dense, .shift, .fast] {
+                let whole = try mapper.map(image, mode: mode, tile: 64)
+                for tile in heavy ? [8, 13] : [8, 13, 24] {
+                    let tiled = try mapper.map(image, mode: mode, tile: tile)
+                    #expect(tiled.data == whole.data,
+                            "\(name) \(mode) tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
+                }
+            }
+        }
+    }
+
+    @Test("The map is the dense net's own pass over the whole padded image: it pads at the image's edges only")
+    func wholeImagePass() throws {
+        for (name, engine, prep) in try Self.engines() {
+            let image = name.hasPrefix("nuclei") ? ArrayImage.random(height: 17, width: 14, seed: 11)
+                                                 : ArrayImage.random(height: 30, width: 27, seed: 11)
+            let size = Size2(image.height, image.width)
+            let whole = engine.tasks.wholeImageInput(size)
+            let mapping = try ChannelMapping.resolve(imageChannels: 3, netChannels: engine.fcn.inputChannels,
+                                                     order: prep.channelOrder)
+            let input = PixelRegion(image: image, paddedRect: whole, halfPatch: engine.tasks.halfPatch)
+                .tensor(mapping: mapping, preprocessing: prep)
+            let (dense, lrnDilation) = try engine.fcn.densified(patch: engine.geometry.patchSize)
+            let direct = try NetRunner(net: dense, lrnDilation: lrnDilation).forward(input, threads: 2)
+            #expect(direct.h == size.h && direct.w == size.w)
+            let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
+            for mode in [MapMode.dense, .shift] {
+                let map = try mapper.map(image, mode: mode, tile: 8)
+                let d = zip(map.data, direct.values).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+                #expect(d <= 1e-5, "\(name) \(mode): differs from the whole-image pass by \(d)")
+            }
+        }
+    }
+
+    @Test("A task of a net that pads must say the image size")
+    func taskNeedsImageSize() throws {
+        let engine = try MapEngine(classifier: TestNets.padded, allowPadding: true)
+        let task = TileTask(mode: .dense, rect: PixelRect(y: 0, x: 0, height: 4, width: 4))
+        let r = engine.tasks.inputRect(task)
+        let input = Tensor(Shape(c: 3, h: r.height, w: r.width))
+        #expect(throws: EngineError.self) { try engine.run(task, input: input, threads: 1) }
+    }
+}

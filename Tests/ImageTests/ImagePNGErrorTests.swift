@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+@testable import TesseraImage
+@testable import TestSupport
+
+
+@Suite("PNG errors")
+struct ImagePNGErrorTests {
+    /// A valid 64×64 RGB PNG of noise (so the image data spans many bytes).
+    func noisePNG(in directory: TemporaryDirectory) throws -> (path: String, bytes: [UInt8]) {
+        var random = SeededGenerator(seed: 42)
+        let samples = (0..<(64 * 64 * 3)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let path = directory.file("noise.png")
+        try writePNG(PixelImage(width: 64, height: 64, channels: 3, samples: .uint8(samples)), to: path)
+        return (path, Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    }
+
+    func expectError(_ kind: ImageIOError.Kind, reading path: String, maxPixels: Int = PNGReader.defaultMaxPixels,
+                     sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            let image = try PNGReader.read(path: path, maxPixels: maxPixels)
+            Issue.record("read a \(image.width)×\(image.height) image, expected \(kind)", sourceLocation: sourceLocation)
+        } catch let error as ImageIOError {
+            #expect(error.kind == kind, "produced \(error)", sourceLocation: sourceLocation)
+            #expect(error.path == path && error.description.hasPrefix(path),
+                    "the message must name the file: \(error)", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("unexpected error type: \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    func write(_ bytes: [UInt8], _ name: String, in directory: TemporaryDirectory) throws -> String {
+        let path = directory.file(name)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test("a missing file, an empty file and a text file")
+    func notPNG() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        expectError(.cannotOpen, reading: directory.file("missing.png"))
+        expectError(.notPNG, reading: try write([], "empty.png", in: directory))
+        expectError(.notPNG, reading: try write(Array("P3\n1 1\n255\n0 0 0\n".utf8), "text.png", in: directory))
+    }
+
+    @Test("a truncated file fails cleanly wherever it is cut", arguments: [4, 20, 40, 100, 2000, -12, -1])
+    func truncated(cut: Int) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let (_, bytes) = try noisePNG(in: directory)
+        let length = cut > 0 ? cut : bytes.count + cut
+        let path = try write(Array(bytes.prefix(length)), "cut.png", in: directory)
+        expectError(.truncated, reading: path)
+    }
+
+    @Test("a corrupted byte fails its CRC check", arguments: [20, 200, 5000])
+    func crc(offset: Int) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        var (_, bytes) = try noisePNG(in: directory)
+        bytes[offset] ^= 0x10
+        expectError(.crcError, reading: try write(bytes, "crc.png", in: directory))
+    }
+
+    @Test("the pixel limit is enforced from the header, before any allocation")
+    func pixelLimit() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        // 10^12 RGB pixels claimed, no image data at all: reading past the
+        // header would report truncation, allocating would take 3 TB.
+        let huge = try write(handMadePNG(width: 1_000_000, height: 1_000_000), "huge.png", in: directory)
+        let start = ContinuousClock.now
+        expectError(.tooLarge, reading: huge)
+        #expect(ContinuousClock.now - start < .seconds(1))
+        do {
+            _ = try PNGReader.header(path: huge)
+        } catch let error as ImageIOError {
+            #expect(error.detail.contains("1000000 x 1000000"), "\(error)")
+        }
+        // The limit is configurable, and exact.
+        let (path, _) = try noisePNG(in: directory)
+        expectError(.tooLarge, reading: path, maxPixels: 64 * 64 - 1)
+        #expect(try PNGReader.read(path: path, maxPixels: 64 * 64).width == 64)
+        // A single absurd dimension is refused as well.
+        expectError(.tooLarge, reading: try write(handMadePNG(width: 2_000_000_000, height: 1), "wide.png",
+                                                           in: directory), maxPixels: 1_000_000)
+    }
+
+    @Test("zero and out-of-range dimensions, invalid bit depths")
+    func invalidHeaders() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        expectError(.invalidDimensions, reading: try write(handMadePNG(width: 0, height: 5), "w0.png", in: directory))
+        expectError(.invalidDimensions, reading: try write(handMadePNG(width: 5, height: 0), "h0.png", in: directory))
+        expectError(.invalidDimensions,
+                    reading: try write(handMadePNG(width: 0x8000_0000, height: 1), "w31.png", in: directory))
+        expectError(.unsupportedBitDepth,
+                    reading: try write(handMadePNG(width: 4, height: 4, bitDepth: 3), "bd3.png", in: directory))
+        expectError(.unsupportedBitDepth,
+                    reading: try write(handMadePNG(width: 4, height: 4, bitDepth: 16, colorType: 3), "p16.png",
+                                       in: directory))
+        expectError(.invalidHeader,
+                    reading: try write(handMadePNG(width: 4, height: 4, colorType: 5), "ct5.png", in: directory))
+    }
+}

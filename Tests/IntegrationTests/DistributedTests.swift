@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraPlan
+@testable import TesseraWire
+@testable import TestSupport
+
+
+/// Multi-process tests on loopback: a `tessera-coordinator serve`, `tessera-worker`
+/// processes and `submit` clients, against the in-process engine.
+@Suite("Distributed: coordinator, workers and clients on loopback", .serialized)
+struct DistributedTests {
+    func submit(_ group: ProcessGroup, _ clients: String, mode: MapMode, image: String, out: String,
+                log: String) throws -> Process {
+        try group.start("tessera-coordinator",
+                        ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                            + ["--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
+                               "--wait", "--out", out, image], log: log)
+    }
+
+    @Test("1 coordinator + 3 workers: every mode's .npy is byte-identical to the in-process map")
+    func byteIdentical() throws {
+        let group = try ProcessGroup("identical")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        for i in 1...3 { try group.startWorker(workers, name: "w\(i)") }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        for mode in MapMode.allCases {
+            let out = "\(group.directory)/out-\(mode.rawValue)"
+            let p = try submit(group, clients, mode: mode, image: image, out: out, log: "submit-\(mode.rawValue)")
+            let status = group.wait(p, timeout: 60)
+            #expect(status == 0, "submit \(mode): \(group.log("submit-\(mode.rawValue)"))\n\(group.log("coordinator"))")
+            let local = try ClusterFixture.localNPY(image: image, mode: mode, scratch: group.directory)
+            let remote = ClusterFixture.bytes("\(out)/tissue.npy")
+            #expect(remote == local, "\(mode): the distributed map differs from the in-process one")
+        }
+        // Every worker took part (3 workers, dozens of tasks, credit 2).
+        let log = group.log("coordinator")
+        #expect(log.contains("workers=3"), "\(log)")
+    }
+
+    @Test("A net that pads: distributed dense and shift equal the in-process map byte for byte")
+    func paddedNet() throws {
+        // AVE pooling with pad 1: every task needs the image size to pad where the whole-image pass does.
+        let dir = ClusterFixture.fixtures.appendingPathComponent("branch_eltwise_concat").path
+        let model = (prototxt: dir + "/deploy.prototxt", weights: dir + "/weights.caffemodel")
+        let group = try ProcessGroup("padded")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        for i in 1...2 { try group.startWorker(workers, name: "w\(i)") }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 61, width: 47)
+        for mode in [MapMode.dense, .shift] {
+            let out = "\(group.directory)/out-\(mode.rawValue)"
+            let p = try group.start("tessera-coordinator",
+                                    ["submit", "--coordinator", clients, "--model", model.prototxt, "--weights",
+                                     model.weights, "--mean", "104,117,123", "--scale", "0.015625", "--allow-padding",
+                                     "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
+                                     "--wait", "--out", out, image], log: "submit-\(mode.rawValue)")
+            let status = group.wait(p, timeout: 60)
+            #expect(status == 0, "submit \(mode): \(group.log("submit-\(mode.rawValue)"))\n\(group.log("coordinator"))")
+            let local = try ClusterFixture.localNPY(image: image, mode: mode, scratch: group.directory, model: model)
+            #expect(ClusterFixture.bytes("\(out)/tissue.npy") == local, "\(mode): the distributed map differs")
+        }
+    }
+
+    @Test("Two clients submit at once; a worker that joins after the jobs started gets their tasks")
+    func twoClientsLateWorker() throws {
+        let group = try ProcessGroup("two-clients")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let a = try submit(group, clients, mode: .dense, image: image, out: group.directory + "/a", log: "client-a")
+        let b = try submit(group, clients, mode: .shift, image: image, out: group.directory + "/b", log: "client-b")
+        // Both jobs are planned and queued with no worker at all.
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        let deadline = Date().addingTimeInterval(30)
+        var queued = false
+        while Date() < deadline {
+            if let a = try? client.status(1), let b = try? client.status(2), a.state == .running, b.state == .running {
+                queued = a.tasksQueued > 0 && b.tasksQueued > 0 && a.tasksDone == 0 && b.tasksDone == 0
+                break
+            }
+            usleep(50_000)
+        }
+        #expect(queued, "both jobs should be queued before any worker exists: \(group.log("coordinator"))")
+        try group.startWorker(workers, name: "late-1", threads: 1)
+        try group.startWorker(workers, name: "late-2", threads: 1)
+        #expect(group.wait(a) == 0, "\(group.log("client-a"))")
+        #expect(group.wait(b) == 0, "\(group.log("client-b"))")
+        #expect(ClusterFixture.bytes(group.directory + "/a/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+        #expect(ClusterFixture.bytes(group.directory + "/b/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .shift, scratch: group.directory)))
+    }
+
+    @Test("Bad input on the worker endpoint is rejected and logged; the coordinator keeps serving")
+    func badInput() throws {
+        let group = try ProcessGroup("bad-input")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let context = try ZMQContext()
+
+        let stranger = try ZMQSocket(context, type: .dealer)
+        try stranger.applyTesseraDefaults()
+        try stranger.connect(workers)
+        // 2. Random frames over ZMTP.
+        try stranger.send([(0..<300).map { _ in UInt8.random(in: 0...255) }, [1, 2, 3]])
+        // 3. A truncated frame: a hello header cut short.
+        let hello = WireMessage.hello(Wire.Hello(workerName: "fake", threads: 1, memoryBytes: 1, device: "cpu")).encode()
+        try stranger.send([Array(hello[0].prefix(hello[0].count - 3))])
+        // 4. A result header claiming 10^6 × 10^6 = 10^12 pixels.
+        var huge = WireMessage.resultHeader(Wire.TaskResult(jobID: 1, taskID: 0, attempt: 1, classes: 3, height: 1,
+                                                            width: 1, values: [0, 0, 0]))
+        Self.put(UInt32(1_000_000), at: huge.count - 8, in: &huge)
+        Self.put(UInt32(1_000_000), at: huge.count - 4, in: &huge)
+        try stranger.send([huge, [0, 0, 0, 0]])
+        // 1. Random bytes on a plain TCP connection (not even ZMTP: libzmq may take them for
+        //    legacy ZMTP frames, which then reach the decoder as garbage messages).
+        try Self.rawTCP(workers, bytes: (0..<4096).map { _ in UInt8.random(in: 0...255) })
+        // 5. A registered worker's result for an unknown job and task.
+        let fake = try ZMQSocket(context, type: .dealer)
+        try fake.applyTesseraDefaults()
+        try fake.connect(workers)
+        try fake.send(hello)
+        #expect(try Self.next(fake, { if case .welcome = $0 { true } else { false } }) != nil)
+        try fake.send(.result(Wire.TaskResult(jobID: 999, taskID: 5, attempt: 1, classes: 3, height: 1, width: 1,
+                                              values: [1, 2, 3])))
+
+        // A job, with the fake worker as the only worker: it is handed tasks.
+        let p = try submit(group, clients, mode: .dense, image: image, out: group.directory + "/out", log: "client")
+        let task = try #require(try Self.next(fake, { if case .task = $0 { true } else { false } }))
+        guard case .task(let spec) = task else { return }
+        // 6. A result (right shape, wrong values) for a task this worker was not given.
+        let other = spec.taskID + 5  // the fake holds the first two tasks only (credit 2)
+        let n = Int(spec.outputRect.height * spec.outputRect.width) * 3
+        try fake.send(.result(Wire.TaskResult(jobID: spec.jobID, taskID: other, attempt: 1, classes: 3,
+                                              height: spec.outputRect.height, width: spec.outputRect.width,
+                                              values: [Float](repeating: 0.5, count: n))))
+        // The fake worker leaves, returning what it holds; a real worker finishes the job.
+        usleep(200_000)
+        try fake.send(.goodbye([spec.ref]))
+        try group.startWorker(workers, name: "real", threads: 2)
+        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+        let log = group.log("coordinator")
+        for needle in ["malformed", "truncated", "limitExceeded", "unknown job", "not assigned"] {
+            #expect(log.contains(needle), "the coordinator log should mention \(needle): \(log)")
+        }
+        // Still serving.
+        let client = try TestClient(context, clients)
+        #expect(try client.status(1).state == .done)
+    }
+
+    static func put(_ v: UInt32, at offset: Int, in bytes: inout [UInt8]) {
+        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+    }
+
+    /// The next message on `socket` matching `match` (others skipped), within 10 s.
+    static func next(_ socket: borrowing ZMQSocket, _ match: (WireMessage) -> Bool) throws -> WireMessage? {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            guard try socket.waitForMessage(timeoutMilliseconds: 100), let e = try socket.receiveWire(dontWait: true),
+                  let m = try? e.message.get() else { continue }
+            if case .heartbeat = m { try socket.send(.heartbeat) }
+            if match(m) { return m }
+        }
+        return nil
+    }
+
+    /// Opens a TCP connection to `endpoint` (tcp://127.0.0.1:PORT), writes `bytes`, closes.
+    static func rawTCP(_ endpoint: String, bytes: [UInt8]) throws {
+        guard let port = UInt16(endpoint.split(separator: ":").last ?? "") else { throw ClusterError("bad endpoint") }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { throw ClusterError("connect failed") }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        usleep(100_000)
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraModel
+@testable import TestSupport
+
+/// Each kind of broken model gives a clear ModelError naming file, layer and numbers; none crashes.
+@Suite("Model import errors and small nets")
+struct ModelImportErrorTests {
+    /// A tiny patch classifier: 3×8×8 → conv 4@3×3 → ReLU → pool 2/2 → fc 2 → Softmax.
+    static let tiny = """
+        name: "tiny"
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+        layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+                convolution_param { num_output: 4 kernel_size: 3 } }
+        layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+        layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+        layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 2 } }
+        layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+        """
+
+    /// Writes the tiny net with random weights; returns (dir, prototxt path, caffemodel path, net).
+    static func tinyFiles() throws -> (URL, String, String, Net) {
+        let dir = try temporaryDirectory()
+        let proto = try writeFile(dir, "tiny.prototxt", tiny)
+        let shapeOnly = try ModelLoader.load(ModelSource(model: proto, requireWeights: false))
+        let net = shapeOnly.classifier.randomised(seed: 3)
+        let (_, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        let weights = try writeFile(dir, "tiny.caffemodel", data)
+        return (dir, proto, weights, net)
+    }
+
+    @Test func tinyNetLoadsAndConverts() throws {
+        let (dir, proto, weights, net) = try Self.tinyFiles()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let m = try ModelLoader.load(ModelSource(model: proto, weights: weights))
+        #expect(m.classifier == net)
+        #expect(m.geometry.receptiveField == Size2(square: 8))
+        #expect(m.geometry.stride == Size2(square: 2))
+        guard case .convolution(let fc) = m.net.layers[3].op else { Issue.record("fc not converted"); return }
+        #expect(fc.kernel == Size2(square: 3))
+        #expect(m.net.layers[3].name == "fc-conv" && m.net.layers[4].bottoms == ["fc-conv"])
+    }
+
+    @Test func truncatedCaffemodel() throws {
+        let (dir, proto, weights, _) = try Self.tinyFiles()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try Data(contentsOf: URL(fileURLWithPath: weights))
+        let cut = try writeFile(dir, "cut.caffemodel", data.prefix(data.count - 7))
+        let message = loadError(ModelSource(model: proto, weights: cut))
+        #expect(message.contains("cut.caffemodel") && message.contains("truncated or corrupt"), "\(message)")
+    }
+
+    @Test func corruptCaffemodel() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let junk = try writeFile(dir, "junk.caffemodel", Data([0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, 0x01, 0x9A]))
+        let message = loadError(ModelSource(weights: junk))
+        #expect(message.contains("junk.caffemodel") && message.contains("truncated or corrupt"), "\(message)")
+    }
+
+    @Test("prototxt syntax errors give line and column", arguments: [
+        ("layer {\n  name: \"a\"\n  type \"ReLU\"\n}\n", "line 3, column 8"),
+        ("layer {\n  name: \"a\n}\n", "line 2, column 9"),
+        ("layer {\n  name: \"a\"\n", "missing '}'"),
+        ("name: \"x\"\n}\n", "line 2, column 1"),
+    ])
+    func syntaxError(text: String, expected: String) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = try writeFile(dir, "bad.prototxt", text)
+        let message = loadError(ModelSource(model: path, requireWeights: false))
+        #expect(message.contains("bad.prototxt") && message.contains(expected), "\(message)")
+    }
+
+    @Test func schemaErrorGivesLineAndColumn() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(of: "pool: MAX", with: "pool: MAXIMUM")
+        let path = try writeFile(dir, "bad.prototxt", text)
+        let message = loadError(ModelSource(model: path, requireWeights: false))
+        #expect(message.contains("line 6, column 84") && message.contains("'pool'") && message.contains("MAXIMUM"),
+                "\(message)")
+        let numbers = Self.tiny.replacingOccurrences(of: "num_output: 4", with: "num_output: -4")
+        let p2 = try writeFile(dir, "bad2.prototxt", numbers)
+        let m2 = loadError(ModelSource(model: p2, requireWeights: false))
+        #expect(m2.contains("line 4") && m2.contains("num_output"), "\(m2)")
+    }
+
+    @Test func unknownFieldsAreSkippedWithANote() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(of: "num_output: 4", with: "num_output: 4 frobnicate: 3")
+        let path = try writeFile(dir, "extra.prototxt", text)
+        let m = try ModelLoader.load(ModelSource(model: path, requireWeights: false))
+        #expect(m.notes.contains { $0.contains("frobnicate") && $0.contains("line 4") })
+    }
+
+    @Test func layerWithoutWeights() throws {
+        let (dir, proto, _, net) = try Self.tinyFiles()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var partial = net
+        partial.layers.removeAll { $0.name == "fc" }
+        partial.layers.removeAll { $0.name == "prob" }
+        let (_, data) = try CaffeWriter.write(partial, input: Size2(square: 8))
+        let weights = try writeFile(dir, "partial.caffemodel", data)
+        let message = loadError(ModelSource(model: proto, weights: weights))
+        #expect(message.contains("layer 'fc'") && message.contains("has no weights") && message.contains("conv1"),
+                "\(message)")
+        let none = #expect(throws: ModelError.self) { try ModelLoader.load(ModelSource(model: proto)) }
+        #expect(none?.kind == .weights && none?.message.hasPrefix("no weights") == true, "\(String(describing: none))")
+    }
+
+    @Test func weightShapeMismatch() throws {
+        let (dir, proto, _, net) = try Self.tinyFiles()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var wrong = net
+        wrong.layers[0].op = .convolution(Convolution(outputs: 4, kernel: Size2(square: 5),
+                                                      weights: [Float](repeating: 0.5, count: 4 * 3 * 25),
+                                                      bias: [0, 0, 0, 0]))
+        let (_, data) = try CaffeWriter.write(wrong, input: Size2(square: 8))
+        let weights = try writeFile(dir, "wrong.caffemodel", data)
+        let message = loadError(ModelSource(model: proto, weights: weights))
+        #expect(message.contains("layer 'conv1'") && message.contains("expected 4×3×3×3")
+                && message.contains("found 4×3×5×5"), "\(message)")
+    }
+
+    @Test func unsupportedLayer() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"PReLU\"")
+        let path = try writeFile(dir, "p.prototxt", text)
+        let message = loadError(ModelSource(model: path, requireWeights: false))
+        #expect(message.contains("layer 'relu1'") && message.contains("'PReLU'"), "\(message)")
+    }
+
+    @Test func outputNotOneByOne() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fcn = """
+            input: "data"
+            input_shape { dim: 1 dim: 1 dim: 100 dim: 100 }
+            layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" convolution_param { num_output: 2 kernel_size: 5 } }
+            """
+        let path = try writeFile(dir, "fcn.prototxt", fcn)
+        let m = try ModelLoader.load(ModelSource(model: path, requireWeights: false))
+        #expect(m.patchSize == Size2(square: 5))
+        let message = loadError(ModelSource(model: path, patchSize: 9, requireWeights: false))
+        #expect(message.contains("5×5, not 1×1") && message.contains("layer 'c1'"), "\(message)")
+    }
+
+    @Test("absurd sizes are refused before allocating", arguments: [
+        ("convolution_param { num_output: 2000000000 kernel_size: 3 }", "2^31"),
+        ("convolution_param { num_output: 4 kernel_size: 300000 }", "absurdly large"),
+    ])
+    func absurdLayer(param: String, expected: String) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(of: "convolution_param { num_output: 4 kernel_size: 3 }", with: param)
+        let path = try writeFile(dir, "big.prototxt", text)
+        let message = loadError(ModelSource(model: path, requireWeights: false))
+        #expect(message.contains("conv1") && message.contains(expected), "\(message)")
+    }
+
+    @Test func absurdBlobAndInput() throws {
+        var blob = Caffe_BlobProto()
+        var s = Caffe_BlobShape()
+        s.dim = [1 << 20, 1 << 20]
+        blob.shape = s
+        #expect(throws: ModelError.self) { _ = try BlobValues(blob, file: "f", layer: "l", index: 0) }
+        s.dim = [4, -1]
+        blob.shape = s
+        do {
+            _ = try BlobValues(blob, file: "f", layer: "l", index: 0)
+            Issue.record("negative dimension accepted")
+        } catch let e as ModelError {
+            #expect(e.description.contains("negative"))
+        }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(of: "dim: 8 dim: 8", with: "dim: 8 dim: 9000000000")
+        let path = try writeFile(dir, "in.prototxt", text)
+        let message = loadError(ModelSource(model: path, requireWeights: false))
+        #expect(message.contains("input shape"), "\(message)")
+    }
+
+    @Test func legacyV1LayersAreRead() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let v1 = """
+            input: "data"
+            input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
+            layers { name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+            layers { name: "prob" type: SOFTMAX bottom: "ip" top: "prob" }
+            """
+        let path = try writeFile(dir, "v1.prototxt", v1)
+        let m = try ModelLoader.load(ModelSource(model: path, requireWeights: false))
+        #expect(m.geometry.classes == 3)
+        #expect(m.geometry.receptiveField == Size2(square: 4))
+        #expect(m.notes.contains { $0.contains("V1") })
+    }
+
+    @Test func batchNormBVLCZeroFactorAndScaleFold() throws {
+        var def = Caffe_NetParameter()
+        def.input = ["data"]
+        var s = Caffe_BlobShape(); s.dim = [1, 2, 1, 1]
+        def.inputShape = [s]
+        func blob(_ v: [Float]) -> Caffe_BlobProto { var b = Caffe_BlobProto(); b.data = v; var sh = Caffe_BlobShape(); sh.dim = [Int64(v.count)]; b.shape = sh; return b }
+        var bn = Caffe_LayerParameter(); bn.name = "bn"; bn.type = "BatchNorm"; bn.bottom = ["data"]; bn.top = ["data"]
+        bn.blobs = [blob([2, 4]), blob([8, 16]), blob([2])]
+        var sc = Caffe_LayerParameter(); sc.name = "sc"; sc.type = "Scale"; sc.bottom = ["data"]; sc.top = ["data"]
+        sc.scaleParam.biasTerm = true
+        sc.blobs = [blob([3, 5]), blob([1, -1])]
+        def.layer = [bn, sc]
+        var importer = CaffeImporter(definitionFile: "t")
+        let net = try importer.importNet(def).net
+        #expect(net.layers.count == 1)
+        #expect(net.layers[0].op == .batchNorm(BatchNorm(mean: [1, 2], variance: [4, 8], eps: 1e-5, scale: [3, 5], bias: [1, -1])))
+        def.layer[0].blobs[2] = blob([0])
+        def.layer = [def.layer[0]]
+        var i2 = CaffeImporter(definitionFile: "t")
+        let zero = try i2.importNet(def).net
+        #expect(zero.layers[0].op == .batchNorm(BatchNorm(mean: [0, 0], variance: [0, 0], eps: 1e-5)))
+    }
+
+    @Test func innerProductTransposeIsUndone() throws {
+        var def = Caffe_NetParameter()
+        def.input = ["data"]
+        var s = Caffe_BlobShape(); s.dim = [1, 3, 1, 1]
+        def.inputShape = [s]
+        var ip = Caffe_LayerParameter(); ip.name = "ip"; ip.type = "InnerProduct"; ip.bottom = ["data"]; ip.top = ["ip"]
+        ip.innerProductParam.numOutput = 2
+        ip.innerProductParam.transpose = true
+        ip.innerProductParam.biasTerm = false
+        var w = Caffe_BlobProto(); w.data = [1, 2, 3, 4, 5, 6]; var ws = Caffe_BlobShape(); ws.dim = [3, 2]; w.shape = ws
+        ip.blobs = [w]
+        def.layer = [ip]
+        var importer = CaffeImporter(definitionFile: "t")
+        let net = try importer.importNet(def).net
+        #expect(net.layers[0].op == .innerProduct(InnerProduct(outputs: 2, weights: [1, 3, 5, 2, 4, 6], bias: nil)))
+    }
+
+    @Test func preprocessingChecks() throws {
+        #expect(throws: ModelError.self) { _ = try Preprocessing(mean: [1, 2]).validated(channels: 3) }
+        let p = try Preprocessing(mean: [104, 117, 123], rawScale: 255, scale: 0.5).validated(channels: 3)
+        #expect(p.descriptionLines.contains { $0.contains("104.0000") })
+        #expect(p.mean(channel: 2) == 123)
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraWire
+@testable import TestSupport
+
+
+@Suite("CURVE keys and the ZAP handler")
+struct WireCurveZAPTests {
+    static func tempDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "tessera-wire-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test("Key pairs are Z85 and round-trip")
+    func keypair() throws {
+        #expect(ZMQCurve.isAvailable)
+        let pair = try ZMQCurve.keypair()
+        #expect(pair.publicKey.z85.count == 40 && pair.secretKey.z85.count == 40)
+        #expect(ZMQCurveKey(z85: pair.publicKey.z85) == pair.publicKey)
+        #expect(pair.publicKey != pair.secretKey)
+        #expect(ZMQCurveKey(z85: "too short") == nil)
+        #expect(ZMQCurveKey(z85: String(repeating: "~", count: 40)) == nil)
+    }
+
+    @Test("Key files: secret 0600, public readable, no overwrite, folder loads by name")
+    func keyFiles() throws {
+        let dir = try Self.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pair = try ZMQCurve.keypair()
+        let paths = try ZMQCurve.writeKeyFiles(pair, name: "worker-a", directory: dir)
+        var info = stat()
+        #expect(stat(paths.secretPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(stat(paths.publicPath, &info) == 0 && info.st_mode & 0o777 == 0o644)
+        #expect(try ZMQCurve.readKeyPair(path: paths.secretPath) == pair)
+        #expect(try ZMQCurve.readPublicKey(path: paths.publicPath) == pair.publicKey)
+        #expect(throws: ZMQKeyFileError.self) { try ZMQCurve.writeKeyFiles(pair, name: "worker-a", directory: dir) }
+        #expect(throws: ZMQKeyFileError.self) { try ZMQCurve.writeKeyFiles(pair, name: "../x", directory: dir) }
+
+        let authorized = try Self.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: authorized) }
+        try FileManager.default.copyItem(atPath: paths.publicPath, toPath: authorized + "/worker-a.pub")
+        let other = try ZMQCurve.keypair()
+        try (other.publicKey.z85 + "\n").write(toFile: authorized + "/bare.key", atomically: true, encoding: .utf8)
+        try "garbage".write(toFile: authorized + "/broken.pub", atomically: true, encoding: .utf8)
+        try "ignored".write(toFile: authorized + "/README", atomically: true, encoding: .utf8)
+        var skipped: [String] = []
+        let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorized) { skipped.append($0.path) }
+        #expect(keys == [pair.publicKey: "worker-a", other.publicKey: "bare"])
+        #expect(skipped.count == 1 && skipped[0].hasSuffix("broken.pub"))
+    }
+
+    @Test("Without a ZAP handler CURVE accepts any client key")
+    func noHandlerAcceptsAnyone() throws {
+        let setup = try CurveSetup(context: try ZMQContext())
+        let stranger = try setup.client(try ZMQCurve.keypair())
+        // No IMMEDIATE on this client: the message waits for the handshake.
+        let envelope = try #require(try setup.exchange(stranger, timeout: 5000))
+        #expect(try envelope.message.get() == .heartbeat)
+    }
+
+    @Test("With the ZAP handler an unlisted key gets nothing, a listed one gets in with its name")
+    func allowList() throws {
+        let context = try ZMQContext()
+        let alice = try ZMQCurve.keypair()
+        let refusals = LockedBox<[String]>([])
+        let zap = try ZAPHandler(context: context, policy: .allowList([alice.publicKey: "alice"])) { _, reason in
+            refusals.update { $0.append(reason) }
+        }
+        defer { zap.stop() }
+        let setup = try CurveSetup(context: context)
+        let monitor = try setup.server.monitor(events: .handshakeFailedAuth, context: context)
+
+        let mallory = try setup.client(try ZMQCurve.keypair())
+        #expect(try setup.exchange(mallory, timeout: 700) == nil, "an unlisted key was delivered")
+        let event = try #require(try monitor.next(timeoutMilliseconds: 3000))
+        #expect(event.event == .handshakeFailedAuth && event.value == 400)
+        #expect(refusals.get().first?.contains("unlisted") == true, "refusals: \(refusals.get())")
+
+        let aliceSocket = try setup.client(alice)
+        let envelope = try #require(try setup.exchange(aliceSocket, timeout: 5000))
+        #expect(try envelope.message.get() == .heartbeat)
+        #expect(envelope.userID == "alice")
+        #expect(envelope.peerAddress == "127.0.0.1")
+
+        // A second handler in the same context cannot bind.
+        #expect(throws: ZMQError.self) { _ = try ZAPHandler(context: context, policy: .allowAll) }
+    }
+
+    @Test("Random bytes over TCP to a ROUTER with a ZAP domain are not delivered")
+    func garbageOverTCP() throws {
+        let context = try ZMQContext()
+        let zap = try ZAPHandler(context: context, policy: .allowAll)
+        defer { zap.stop() }
+        let router = try ZMQSocket(context, type: .router)
+        try router.applyTesseraDefaults(maxMessageSize: 1 << 20)
+        try router.set(.zapDomain, "tessera")
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint
+        let port = UInt16(endpoint.split(separator: ":").last!)!
+
+        var rng = SplitMix64(seed: 0x7E55_E8A)
+        for _ in 0..<4 {
+            let junk = (0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            try sendRawTCP(port: port, bytes: junk)
+        }
+        var delivered = 0
+        while try router.waitForMessage(timeoutMilliseconds: 300) {
+            // Should not happen; if it does, the decoder must refuse it.
+            delivered += 1
+            let envelope = try #require(try router.receiveWire())
+            if case .success(let message) = envelope.message { Issue.record("garbage decoded as \(message)") }
+        }
+        #expect(delivered == 0, "\(delivered) garbage messages reached the application")
+
+        // A legitimate NULL peer still gets in, with the allow-all User-Id.
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.set(.linger, 0)
+        try dealer.connect(endpoint)
+        try dealer.send(.heartbeat)
+        #expect(try router.waitForMessage(timeoutMilliseconds: 5000))
+        let envelope = try #require(try router.receiveWire())
+        #expect(try envelope.message.get() == .heartbeat)
+        #expect(envelope.userID == "anonymous")
+    }
+
+    /// Connects to 127.0.0.1:`port`, writes `bytes`, waits briefly and closes.
+    func sendRawTCP(port: UInt16, bytes: [UInt8]) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(connected == 0)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        usleep(50_000)
+    }
+}
+
+/// A CURVE server ROUTER on tcp loopback, and a function making clients with a key pair.
+struct CurveSetup: ~Copyable {
+    let context: ZMQContext
+    let server: ZMQSocket
+    let serverPair: ZMQCurveKeyPair
+    let endpoint: String
+
+    init(context: ZMQContext) throws {
+        let pair = try ZMQCurve.keypair()
+        let socket = try ZMQSocket(context, type: .router)
+        try socket.applyTesseraDefaults()
+        try ZMQCurve.configureServer(socket, pair: pair)
+        try socket.bind("tcp://127.0.0.1:*")
+        let endpoint = try socket.lastEndpoint
+        self.context = context
+        self.serverPair = pair
+        self.endpoint = endpoint
+        self.server = socket
+    }
+
+    func client(_ pair: ZMQCurveKeyPair) throws -> ZMQSocket {
+        let client = try ZMQSocket(context, type: .dealer)
+        try client.set(.linger, 0)
+        try ZMQCurve.configureClient(client, pair: pair, serverKey: serverPair.publicKey)
+        try client.connect(endpoint)
+        return client
+    }
+
+    /// Sends a heartbeat from `client` and returns the envelope the server got, if any.
+    func exchange(_ client: borrowing ZMQSocket, timeout: Int) throws -> WireEnvelope? {
+        try client.send(.heartbeat, flags: .dontWait)
+        guard try server.waitForMessage(timeoutMilliseconds: timeout) else { return nil }
+        return try server.receiveWire()
+    }
+}
