@@ -4,5 +4,5 @@
 # the engine's numeric tests are 10-100x slower in a debug build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --test
 swift test -c release -Xswiftc -enable-testing "$@"

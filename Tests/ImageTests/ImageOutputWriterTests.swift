@@ -158,14 +158,18 @@ struct ImageOutputWriterTests {
     func parsing() throws {
         #expect(try OutputOptions.parseKinds("prob,labels") == [.prob, .labels])
         #expect(try OutputOptions.parseKinds("npy, overlay") == [.npy, .overlay])
-        #expect(try OutputOptions.parseKinds("all") == Set(OutputKind.allCases))
+        #expect(try OutputOptions.parseKinds("all") == Set(OutputKind.all))
+        #expect(try OutputOptions.parseKinds("zarr,tiff,npy") == [.zarr, .tiff, .npy])
         #expect(throws: OutputOptionError.self) { try OutputOptions.parseKinds("prob,jpeg") }
         #expect(try OutputOptions.parseBitDepth("16") == 16)
         #expect(throws: OutputOptionError.self) { try OutputOptions.parseBitDepth("12") }
         #expect(try OutputOptions.parseClasses("1, 2") == [1, 2])
         #expect(throws: OutputOptionError.self) { try OutputOptions.parseClasses("x") }
         #expect(OutputOptions.stem(forInput: "a/b/c.png") == "c")
-        #expect(OutputOptions.stem(forInput: "c.tif") == "c.tif")
+        #expect(OutputOptions.stem(forInput: "c.tif") == "c")
+        #expect(OutputOptions.stem(forInput: "/slides/case 7.SVS") == "case 7")
+        #expect(OutputOptions.stem(forInput: "notes.txt") == "notes.txt")
+        #expect(OutputOptions.stem(forInput: ".png") == ".png")
     }
 
     @Test("a write that fails leaves nothing under the final name, nor a temporary file")

@@ -38,6 +38,7 @@ struct EnvironmentVariableTests {
         "fetch": ([("out", "o"), ("curve", nil), ("curve-secret-key", "u.key"), ("curve-server-key", "c.pub")], ["1"]),
         "run": ([("model", "m.prototxt"), ("out", "o")], ["a.png"]),
         "inspect": ([("model", "m.prototxt")], []),
+        "inspect-image": ([], ["slide.svs"]),
         "convert": ([("model", "m.prototxt"), ("weights", "w.caffemodel"), ("out-model", "f.prototxt"),
                      ("out-weights", "f.caffemodel")], []),
         "benchmark": ([("model", "m.prototxt")], []),

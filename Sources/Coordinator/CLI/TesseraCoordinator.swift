@@ -26,6 +26,6 @@ struct TesseraCoordinator: ParsableCommand {
             TESSERA_CLIENT_…, keygen's TESSERA_KEYGEN_…). The command line wins.
             """,
         subcommands: [Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
-                      Info.self, Inspect.self, Convert.self, Benchmark.self, Keygen.self, GPUCheck.self]
+                      Info.self, Inspect.self, InspectImage.self, Convert.self, Benchmark.self, Keygen.self, GPUCheck.self]
     )
 }

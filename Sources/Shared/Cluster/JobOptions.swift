@@ -61,7 +61,12 @@ public struct JobOptions: Equatable, Sendable {
     /// The writers' options for an image whose outputs are named `stem`, in `directory`.
     public func outputOptions(directory: String, stem: String) throws -> OutputOptions {
         do {
-            return try OutputOptions(directory: directory, stem: stem, kinds: OutputOptions.parseKinds(outputs),
+            let kinds = try OutputOptions.parseKinds(outputs)
+            if let chunked = kinds.first(where: \.isChunked) {
+                throw ClusterError("the \(chunked.rawValue) output is written by in-process runs only so far: "
+                    + "a cluster job writes prob, labels, overlay and npy")
+            }
+            return try OutputOptions(directory: directory, stem: stem, kinds: kinds,
                                      bitDepth: OutputOptions.parseBitDepth(String(bitDepth)),
                                      classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
         } catch let e as OutputOptionError {

@@ -1,11 +1,47 @@
-/// Where the engine reads image pixels: anything that can give the raw value
-/// (0–255 or 0–65535, unscaled) of a pixel's channel. The PNG image type conforms.
-public protocol PixelSource {
+/// The one region-reading interface every image source implements (PNG in memory,
+/// TIFF through libtiff, whole-slide formats through OpenSlide). The engine asks for
+/// the rectangle each tile needs, when that tile is computed; the caller mirrors
+/// beyond the image's edges itself (`PixelRegion(source:paddedRect:halfPatch:)`).
+/// Implementations must be safe to call from several threads at once.
+public protocol RegionSource: Sendable {
+    /// The file path (what error messages name).
+    var name: String { get }
     var width: Int { get }
     var height: Int { get }
-    /// 1 (gray) or 3 (RGB, in that order).
+    /// 1 (gray) or 3 (RGB, in that order). Alpha is dropped, not composited.
     var channels: Int { get }
+    /// 8 or 16: the range of the raw sample values.
+    var bitDepth: Int { get }
+    /// The raw samples of `rect`, which lies inside the image. Throws (never traps,
+    /// never returns silent zeros) on a bad file, naming the file and the tile or level.
+    func readRegion(_ rect: PixelRect) throws -> PixelRegion
+}
+
+/// An image held in memory that gives any pixel's raw value (0–255 or 0–65535,
+/// unscaled): a region source by reading pixel by pixel. The PNG image type conforms.
+public protocol PixelSource: RegionSource {
     func value(y: Int, x: Int, channel: Int) -> Float
+}
+
+extension PixelSource {
+    public var name: String { "image" }
+    public var bitDepth: Int { 8 }
+
+    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        precondition(rect.y >= 0 && rect.x >= 0 && rect.y + rect.height <= height && rect.x + rect.width <= width,
+                     "region \(rect) outside a \(height)×\(width) image")
+        var samples = [Float](repeating: 0, count: rect.height * rect.width * channels)
+        var i = 0
+        for y in rect.y..<(rect.y + rect.height) {
+            for x in rect.x..<(rect.x + rect.width) {
+                for k in 0..<channels {
+                    samples[i] = value(y: y, x: x, channel: k)
+                    i += 1
+                }
+            }
+        }
+        return PixelRegion(height: rect.height, width: rect.width, channels: channels, samples: samples)
+    }
 }
 
 /// A rectangle in pixel (or grid) coordinates: rows `y ..< y + height`, columns `x ..< x + width`.
@@ -60,8 +96,36 @@ public struct PixelRegion: Sendable, Equatable {
         self.samples = samples
     }
 
-    /// Cuts `rect` (padded coordinates) out of `image`, mirroring beyond its edges.
-    public init(image: PixelSource, paddedRect rect: PixelRect, halfPatch: Size2) {
+    /// Cuts `rect` (padded coordinates) out of `source`, mirroring beyond its edges:
+    /// reads the one rectangle of the image that the mirrored rows and columns span
+    /// (the tile and its halo, clamped to the image), then places every sample.
+    public init(source: any RegionSource, paddedRect rect: PixelRect, halfPatch: Size2) throws {
+        let ch = source.channels
+        let (rows, cols) = rect.mirroredSources(image: Size2(source.height, source.width), halfPatch: halfPatch)
+        guard let r0 = rows.min(), let r1 = rows.max(), let c0 = cols.min(), let c1 = cols.max() else {
+            self.init(height: rect.height, width: rect.width, channels: ch, samples: [])
+            return
+        }
+        let box = try source.readRegion(PixelRect(y: r0, x: c0, height: r1 - r0 + 1, width: c1 - c0 + 1))
+        var samples = [Float](repeating: 0, count: rect.height * rect.width * ch)
+        box.samples.withUnsafeBufferPointer { src in
+            samples.withUnsafeMutableBufferPointer { dst in
+                var i = 0
+                for r in rows {
+                    let base = (r - r0) * box.width
+                    for c in cols {
+                        let s = (base + c - c0) * ch
+                        for k in 0..<ch { dst[i + k] = src[s + k] }
+                        i += ch
+                    }
+                }
+            }
+        }
+        self.init(height: rect.height, width: rect.width, channels: ch, samples: samples)
+    }
+
+    /// The same for an image in memory (cannot fail).
+    public init(image: some PixelSource, paddedRect rect: PixelRect, halfPatch: Size2) {
         let ch = image.channels
         let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
         var samples = [Float](repeating: 0, count: rect.height * rect.width * ch)

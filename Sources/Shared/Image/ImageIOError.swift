@@ -62,5 +62,5 @@ func cMessage(_ buffer: [CChar]) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// Size of the message buffers handed to CPNGIO.
+/// Size of the message buffers handed to CPNGIO and CSlideIO.
 let cMessageSize = 512

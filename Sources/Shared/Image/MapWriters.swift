@@ -1,12 +1,53 @@
+import Foundation
 import Logging
 import TesseraCore
 
-/// Writes the outputs `options` asks for, each row by row from `map` (never a
-/// second full-size copy) and atomically (complete or absent under its final
-/// name). `image` is needed for the overlay only and must have the map's
-/// height and width. Returns the paths written, in order.
+/// Rows of a map, read band by band: a map in memory, or a chunked store on disk
+/// that never holds the whole map. Writers take one band at a time.
+public protocol MapRowSource {
+    var classes: Int { get }
+    var height: Int { get }
+    var width: Int { get }
+    /// The values of rows `y` (`classes × y.count × width`, C order).
+    func rows(_ y: Range<Int>) throws -> [Float]
+    /// Rows per band that read best (a chunked store's chunk height), or nil.
+    var preferredBandRows: Int? { get }
+}
+
+extension MapRowSource {
+    public var preferredBandRows: Int? { nil }
+}
+
+extension ProbabilityMap: MapRowSource {
+    /// Bands of about 1 MiB: the rows are already in memory, so a writer adds only a small copy.
+    public var preferredBandRows: Int? { max(1, (1 << 20) / max(1, classes * width * 4)) }
+
+    public func rows(_ y: Range<Int>) throws -> [Float] {
+        var out = [Float](repeating: 0, count: classes * y.count * width)
+        data.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for c in 0..<classes {
+                    (dst.baseAddress! + c * y.count * width)
+                        .update(from: src.baseAddress! + (c * height + y.lowerBound) * width, count: y.count * width)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Row bands in order: the source's preferred height, else at most ~32 MiB of floats (at least one row).
+func bands(_ map: some MapRowSource) -> [Range<Int>] {
+    let rows = map.preferredBandRows ?? max(1, (32 << 20) / max(1, map.classes * map.width * 4))
+    return stride(from: 0, to: map.height, by: rows).map { $0..<min($0 + rows, map.height) }
+}
+
+/// Writes the outputs `options` asks for, each band by band from `map` (a map in
+/// memory or a chunked store: never a second full-size copy) and atomically
+/// (complete or absent under its final name). `image` is needed for the overlay
+/// only and must have the map's height and width. Returns the paths written, in order.
 @discardableResult
-public func writeOutputs(map: ProbabilityMap, image: PixelImage?, options: OutputOptions,
+public func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions,
                          logger: Logger? = nil) throws -> [String] {
     try validate(map: map, image: image, options: options)
     var written: [String] = []
@@ -30,6 +71,8 @@ public func writeOutputs(map: ProbabilityMap, image: PixelImage?, options: Outpu
         case .npy:
             try NPY.write(map, to: options.npyPath)
             written.append(options.npyPath)
+        case .zarr, .tiff:
+            continue  // written from the chunked store by the caller
         }
         logger?.debug("output written", metadata: ["kind": "\(kind.rawValue)", "stem": "\(options.stem)"])
     }
@@ -37,7 +80,7 @@ public func writeOutputs(map: ProbabilityMap, image: PixelImage?, options: Outpu
 }
 
 /// Checks everything that can be checked before the first file is written.
-private func validate(map: ProbabilityMap, image: PixelImage?, options: OutputOptions) throws {
+private func validate(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions) throws {
     let directory = options.directory
     func fail(_ detail: String) -> ImageIOError { ImageIOError(.invalidArgument, path: directory, detail: detail) }
     guard options.bitDepth == 8 || options.bitDepth == 16 else { throw fail("bit depth \(options.bitDepth) is not 8 or 16") }
@@ -60,33 +103,26 @@ private func validate(map: ProbabilityMap, image: PixelImage?, options: OutputOp
     }
 }
 
-/// Probability → sample: clamped to [0, 1] then rounded to 0…`scale`; NaN → 0.
-@inline(__always) private func quantize(_ p: Float, _ scale: Float) -> Float {
-    p > 0 ? (min(p, 1) * scale).rounded() : 0
-}
-
 /// `<stem>.prob-<class>.png`: gray, `bitDepth` 8 (p × 255) or 16 (p × 65535), one row buffer.
-public func writeProbabilityPNG(map: ProbabilityMap, classIndex: Int, bitDepth: Int = 8, to path: String,
+public func writeProbabilityPNG(map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
                                 compressionLevel: Int = 6) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     let width = map.width
     try AtomicFile.write(to: path) { temporary in
         let writer = try PNGRowWriter(path: temporary, width: width, height: map.height, channels: 1,
                                       bitDepth: bitDepth, compressionLevel: compressionLevel)
-        try map.data.withUnsafeBufferPointer { data in
-            if bitDepth == 8 {
-                var row = [UInt8](repeating: 0, count: width)
-                for y in 0..<map.height {
-                    let source = (classIndex * map.height + y) * width
-                    for x in 0..<width { row[x] = UInt8(quantize(data[source + x], 255)) }
-                    try row.withUnsafeBufferPointer { try writer.write(row: $0) }
-                }
-            } else {
-                var row = [UInt16](repeating: 0, count: width)
-                for y in 0..<map.height {
-                    let source = (classIndex * map.height + y) * width
-                    for x in 0..<width { row[x] = UInt16(quantize(data[source + x], 65535)) }
-                    try row.withUnsafeBufferPointer { try writer.write(row: $0) }
+        var row8 = [UInt8](repeating: 0, count: bitDepth == 8 ? width : 0)
+        var row16 = [UInt16](repeating: 0, count: bitDepth == 8 ? 0 : width)
+        for band in bands(map) {
+            let data = try map.rows(band)
+            for y in 0..<band.count {
+                let source = (classIndex * band.count + y) * width
+                if bitDepth == 8 {
+                    for x in 0..<width { row8[x] = UInt8(quantize(data[source + x], 255)) }
+                    try row8.withUnsafeBufferPointer { try writer.write(row: $0) }
+                } else {
+                    for x in 0..<width { row16[x] = UInt16(quantize(data[source + x], 65535)) }
+                    try row16.withUnsafeBufferPointer { try writer.write(row: $0) }
                 }
             }
         }
@@ -97,7 +133,7 @@ public func writeProbabilityPNG(map: ProbabilityMap, classIndex: Int, bitDepth: 
 /// `<stem>.labels.png`: the argmax class per pixel as its raw index (ties go
 /// to the lower class, NaN never wins); 8-bit gray, 16-bit above 256 classes.
 /// Raw indices look black in a viewer for few classes: stretch the contrast.
-public func writeLabelsPNG(map: ProbabilityMap, to path: String, compressionLevel: Int = 6) throws {
+public func writeLabelsPNG(map: some MapRowSource, to path: String, compressionLevel: Int = 6) throws {
     let width = map.width, height = map.height, classes = map.classes
     let bitDepth = classes <= 256 ? 8 : 16
     try AtomicFile.write(to: path) { temporary in
@@ -106,14 +142,15 @@ public func writeLabelsPNG(map: ProbabilityMap, to path: String, compressionLeve
         var best = [Float](repeating: 0, count: width)
         var label = [UInt16](repeating: 0, count: width)
         var row8 = [UInt8](repeating: 0, count: bitDepth == 8 ? width : 0)
-        try map.data.withUnsafeBufferPointer { data in
-            for y in 0..<height {
+        for band in bands(map) {
+            let data = try map.rows(band)
+            for y in 0..<band.count {
                 for x in 0..<width {
                     best[x] = -.infinity
                     label[x] = 0
                 }
                 for c in 0..<classes {
-                    let source = (c * height + y) * width
+                    let source = (c * band.count + y) * width
                     for x in 0..<width where data[source + x] > best[x] {
                         best[x] = data[source + x]
                         label[x] = UInt16(c)
@@ -135,7 +172,7 @@ public func writeLabelsPNG(map: ProbabilityMap, to path: String, compressionLeve
 /// RGB; 16-bit input stretched so that its brightest sample is 255) blended
 /// with the viridis colour of the class probability p at opacity `opacity × p`:
 /// unlikely pixels show the image, likely ones turn yellow.
-public func writeOverlayPNG(map: ProbabilityMap, image: PixelImage, classIndex: Int, opacity: Float = 0.6,
+public func writeOverlayPNG(map: some MapRowSource, image: any RegionSource, classIndex: Int, opacity: Float = 0.6,
                             to path: String, compressionLevel: Int = 6) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     guard image.width == map.width, image.height == map.height else {
@@ -143,34 +180,36 @@ public func writeOverlayPNG(map: ProbabilityMap, image: PixelImage, classIndex: 
                            detail: "image \(image.width)×\(image.height) vs map \(map.width)×\(map.height)")
     }
     let width = map.width, height = map.height, channels = image.channels
+    func imageRows(_ band: Range<Int>) throws -> [Float] {
+        try image.readRegion(PixelRect(y: band.lowerBound, x: 0, height: band.count, width: width)).samples
+    }
     // One pass over 16-bit images for their brightest sample (microscopes often fill 12 of 16 bits).
     var imageScale: Float = 1
-    if case .uint16(let samples) = image.samples {
-        imageScale = 255 / Float(max(samples.max() ?? 1, 1))
+    if image.bitDepth == 16 {
+        var brightest: Float = 0
+        for band in bands(map) { brightest = max(brightest, try imageRows(band).max() ?? 0) }
+        imageScale = 255 / max(brightest, 1)
     }
     let colors = ColorMap.viridis
     try AtomicFile.write(to: path) { temporary in
         let writer = try PNGRowWriter(path: temporary, width: width, height: height, channels: 3, bitDepth: 8,
                                       compressionLevel: compressionLevel)
         var row = [UInt8](repeating: 0, count: width * 3)
-        try map.data.withUnsafeBufferPointer { data in
-            for y in 0..<height {
-                let source = (classIndex * height + y) * width
-                image.withUnsafeRows(y..<(y + 1)) { pixels in
-                    for x in 0..<width {
-                        let p = quantize(data[source + x], 255)
-                        let color = colors[Int(p)]
-                        let alpha = opacity * p / 255
-                        let keep = 1 - alpha
-                        let base = x * channels
-                        for (c, tint) in [color.r, color.g, color.b].enumerated() {
-                            let sample: Float
-                            switch pixels.storage {
-                            case .uint8(let s): sample = Float(s[base + (channels == 3 ? c : 0)])
-                            case .uint16(let s): sample = Float(s[base + (channels == 3 ? c : 0)]) * imageScale
-                            }
-                            row[x * 3 + c] = UInt8(min(max((sample * keep + tint * alpha).rounded(), 0), 255))
-                        }
+        for band in bands(map) {
+            let data = try map.rows(band)
+            let pixels = try imageRows(band)
+            for y in 0..<band.count {
+                let source = (classIndex * band.count + y) * width
+                for x in 0..<width {
+                    let p = quantize(data[source + x], 255)
+                    let color = colors[Int(p)]
+                    let alpha = opacity * p / 255
+                    let keep = 1 - alpha
+                    let base = (y * width + x) * channels
+                    for (c, tint) in [color.r, color.g, color.b].enumerated() {
+                        let raw = pixels[base + (channels == 3 ? c : 0)]
+                        let sample = image.bitDepth == 16 ? raw * imageScale : raw
+                        row[x * 3 + c] = UInt8(min(max((sample * keep + tint * alpha).rounded(), 0), 255))
                     }
                 }
                 try row.withUnsafeBufferPointer { try writer.write(row: $0) }

@@ -36,6 +36,49 @@ public enum NPY {
         }
     }
 
+    /// Writes a map read band by band (a chunked store: the whole map is never in
+    /// memory) as a `(C, H, W)` float32 array, atomically: each band's class planes
+    /// go to their places in the file.
+    public static func write(_ map: some MapRowSource, to path: String) throws {
+        if let inMemory = map as? ProbabilityMap { return try write(inMemory, to: path) }
+        let (classes, height, width) = (map.classes, map.height, map.width)
+        let head = header(shape: [classes, height, width])
+        try AtomicFile.write(to: path) { temporary in
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw ImageIOError(.cannotOpen, path: path, detail: errnoText()) }
+            var closed = false
+            defer { if !closed { close(fd) } }
+            func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+                var done = 0
+                while done < bytes.count {
+                    let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                    guard n > 0 else { throw ImageIOError(.io, path: path, detail: "write failed: \(errnoText())") }
+                    done += n
+                }
+            }
+            try head.withUnsafeBytes { try put($0, at: 0) }
+            for band in bands(map) {
+                var values = try map.rows(band)
+                if 1.littleEndian != 1 {
+                    for i in values.indices { values[i] = Float(bitPattern: values[i].bitPattern.littleEndian) }
+                }
+                try values.withUnsafeBytes { all in
+                    let plane = band.count * width * 4
+                    for c in 0..<classes {
+                        try put(UnsafeRawBufferPointer(rebasing: all[(c * plane)..<((c + 1) * plane)]),
+                                at: head.count + ((c * height + band.lowerBound) * width) * 4)
+                    }
+                }
+            }
+            closed = true
+            let synced = fsync(fd) == 0
+            let code = errno
+            guard close(fd) == 0, synced else {
+                throw ImageIOError(.io, path: path, detail: "cannot complete the file: \(errnoText(code))")
+            }
+        }
+    }
+
     /// Writes `values` (C order) as an array of `shape`, atomically.
     public static func write(shape: [Int], values: UnsafeBufferPointer<Float>, to path: String) throws {
         guard shape.reduce(1, *) == values.count, shape.allSatisfy({ $0 >= 0 }) else {

@@ -9,6 +9,16 @@ public enum OutputKind: String, CaseIterable, Sendable, Hashable, Comparable {
     case overlay
     /// `<stem>.npy`: the float32 map, shape (C, H, W), NumPy `.npy` v1.0.
     case npy
+    /// `<stem>.zarr`: the map as an OME-Zarr multiscale pyramid, chunked on the tile grid (any size).
+    case zarr
+    /// `<stem>.map.tiff`: the map as a pyramidal tiled BigTIFF (any size).
+    case tiff
+
+    /// What `all` means: the PNG and `.npy` outputs (chunked outputs are asked for by name).
+    public static let all: [OutputKind] = [.prob, .labels, .overlay, .npy]
+
+    /// The outputs written from the chunked map store rather than from rows.
+    public var isChunked: Bool { self == .zarr || self == .tiff }
 
     public static func < (lhs: OutputKind, rhs: OutputKind) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -23,7 +33,7 @@ public struct OutputOptionError: Error, Equatable, Sendable, CustomStringConvert
 /// What `writeOutputs` writes, and where.
 public struct OutputOptions: Sendable, Equatable {
     /// Every output by default.
-    public static let defaultKinds: Set<OutputKind> = Set(OutputKind.allCases)
+    public static let defaultKinds: Set<OutputKind> = Set(OutputKind.all)
 
     public var kinds: Set<OutputKind>
     /// Bit depth of the probability PNGs: 8 (default) or 16.
@@ -61,13 +71,13 @@ public struct OutputOptions: Sendable, Equatable {
     /// Class 1 when there are two or more classes (the first non-background class), else 0.
     public static func defaultOverlayClass(classCount: Int) -> Int { classCount >= 2 ? 1 : 0 }
 
-    /// "prob,labels,overlay,npy" (any subset, any order; "all" for every one).
+    /// "prob,labels,overlay,npy,zarr,tiff" (any subset, any order; "all" for the PNG and .npy ones).
     public static func parseKinds(_ text: String) throws -> Set<OutputKind> {
         var kinds: Set<OutputKind> = []
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let name = part.lowercased().filter { $0 != " " }
             if name == "all" {
-                kinds.formUnion(OutputKind.allCases)
+                kinds.formUnion(OutputKind.all)
             } else if let kind = OutputKind(rawValue: name) {
                 kinds.insert(kind)
             } else {
@@ -96,10 +106,16 @@ public struct OutputOptions: Sendable, Equatable {
         }
     }
 
-    /// The stem of an input path: its file name without a final `.png` (any case).
+    /// Extensions dropped from an input's name to make its stem.
+    static let imageExtensions = [".png", ".tiff", ".tif", ".btf", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".bif"]
+
+    /// The stem of an input path: its file name without a final image extension
+    /// (`.png`, `.tif`, `.svs`, … in any case).
     public static func stem(forInput path: String) -> String {
         let name = AtomicFile.split(path).1
-        if name.lowercased().hasSuffix(".png"), name.count > 4 { return String(name.dropLast(4)) }
+        for ext in imageExtensions where name.lowercased().hasSuffix(ext) && name.count > ext.count {
+            return String(name.dropLast(ext.count))
+        }
         return name
     }
 
@@ -107,6 +123,8 @@ public struct OutputOptions: Sendable, Equatable {
     public var labelsPath: String { "\(directory)/\(stem).labels.png" }
     public var overlayPath: String { "\(directory)/\(stem).overlay.png" }
     public var npyPath: String { "\(directory)/\(stem).npy" }
+    public var zarrPath: String { "\(directory)/\(stem).zarr" }
+    public var tiffPath: String { "\(directory)/\(stem).map.tiff" }
 
     /// The probability classes to write for a map of `classCount` classes.
     public func resolvedClasses(classCount: Int) -> [Int] { classes ?? Self.defaultClasses(classCount: classCount) }

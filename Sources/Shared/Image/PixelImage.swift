@@ -123,5 +123,29 @@ public struct PixelRows {
     }
 }
 
-/// A decoded PNG is what the engine reads pixels from.
-extension PixelImage: PixelSource {}
+/// A decoded PNG is a region source held in memory.
+extension PixelImage: PixelSource {
+    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        guard rect.y >= 0, rect.x >= 0, rect.height >= 0, rect.width >= 0,
+              rect.y + rect.height <= height, rect.x + rect.width <= width else {
+            throw ImageIOError(.invalidArgument, path: "image", detail: "region \(rect) outside a \(height)×\(width) image")
+        }
+        var out = [Float](repeating: 0, count: rect.height * rect.width * channels)
+        let rowCount = rect.width * channels
+        func copy<T: BinaryInteger>(_ values: [T]) {
+            values.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for r in 0..<rect.height {
+                        let s = ((rect.y + r) * width + rect.x) * channels, d = r * rowCount
+                        for i in 0..<rowCount { dst[d + i] = Float(src[s + i]) }
+                    }
+                }
+            }
+        }
+        switch samples {
+        case .uint8(let values): copy(values)
+        case .uint16(let values): copy(values)
+        }
+        return PixelRegion(height: rect.height, width: rect.width, channels: channels, samples: out)
+    }
+}

@@ -51,16 +51,25 @@ public struct MapAssembler: Sendable {
     /// pixel in grid coordinates (pixel y sits at grid position y / S), exact at grid points.
     public func finish() -> ProbabilityMap {
         guard mode == .fast else { return target }
-        var map = ProbabilityMap(classes: target.classes, height: image.h, width: image.w)
+        return interpolated(PixelRect(y: 0, x: 0, height: image.h, width: image.w))
+    }
+
+    /// For `fast`, once every grid task is in: the interpolated values of `rect`
+    /// (map pixels) only, with the same arithmetic as `finish()`, so a large map can
+    /// be written tile by tile.
+    public func interpolated(_ rect: PixelRect) -> ProbabilityMap {
+        precondition(mode == .fast, "only fast maps are interpolated")
+        var map = ProbabilityMap(classes: target.classes, height: rect.height, width: rect.width)
         let (gh, gw) = (target.height, target.width)
-        func axis(_ n: Int, _ s: Int, _ g: Int) -> [(Int, Int, Float)] {
-            (0..<n).map { p in
+        func axis(_ range: Range<Int>, _ s: Int, _ g: Int) -> [(Int, Int, Float)] {
+            range.map { p in
                 let i0 = p / s
                 let t = Float(p % s) / Float(s)
                 return (i0, min(i0 + 1, g - 1), t)
             }
         }
-        let ys = axis(image.h, stride.h, gh), xs = axis(image.w, stride.w, gw)
+        let ys = axis(rect.y..<(rect.y + rect.height), stride.h, gh)
+        let xs = axis(rect.x..<(rect.x + rect.width), stride.w, gw)
         for c in 0..<target.classes {
             for (y, (i0, i1, ty)) in ys.enumerated() {
                 for (x, (j0, j1, tx)) in xs.enumerated() {

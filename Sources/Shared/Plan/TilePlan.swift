@@ -37,7 +37,7 @@ public enum TilePlan {
     static func roundUp(_ v: Int, _ m: Int) -> Int { max(m, (v + m - 1) / m * m) }
 
     /// Row-major tiles of at most `tile` covering `size`.
-    static func rects(_ size: Size2, tile: Size2) -> [PixelRect] {
+    package static func rects(_ size: Size2, tile: Size2) -> [PixelRect] {
         var out: [PixelRect] = []
         for y in stride(from: 0, to: size.h, by: tile.h) {
             for x in stride(from: 0, to: size.w, by: tile.w) {

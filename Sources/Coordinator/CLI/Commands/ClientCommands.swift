@@ -44,6 +44,10 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
+        if let chunked = try? OutputOptions.parseKinds(output.outputs ?? "all").first(where: \.isChunked) {
+            throw ValidationError("--outputs \(chunked.rawValue) is written by `run --in-process` only so far; "
+                + "a cluster job writes prob, labels, overlay and npy")
+        }
     }
 
     func run() throws {
@@ -58,7 +62,7 @@ struct Submit: ParsableCommand {
         for path in images {
             let header = try PNGReader.header(path: path)
             let tile = try job.tile ?? plan.defaultTile(mode: job.mode, image: Size2(header.height, header.width),
-                                                        memoryBudget: job.memoryBudget << 20)
+                                                        memoryBudget: job.memoryBudgetBytes())
             guard let bytes = FileManager.default.contents(atPath: path) else { throw ClusterError("cannot read \(path)") }
             let name = (path as NSString).lastPathComponent
             let spec = Wire.JobSpec(

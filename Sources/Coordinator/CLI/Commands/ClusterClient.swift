@@ -181,7 +181,13 @@ final class ClusterClient {
 struct JobFlags: ParsableArguments {
     @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
     @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
-    @Option(help: "Memory budget for one tile's activations, in MiB.") var memoryBudget = 768
+    @Option(help: ArgumentHelp("Memory budget for one tile's activations, in MiB (default: 768 for PNG images, "
+                               + "256 for slides, whose smaller tiles also skip background more closely).",
+                               valueName: "MiB"))
+    var memoryBudget: Int?
+
+    /// The budget in bytes for an image (slides get smaller tiles by default).
+    func memoryBudgetBytes(slide: Bool = false) -> Int { (memoryBudget ?? (slide ? 256 : 768)) << 20 }
     @Flag(help: ArgumentHelp("Accept a net that cannot be exact (padding, partial pooling windows).",
                              discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
                                  + "at its edges only: an approximation of the classifier, but the same in dense, "
@@ -191,7 +197,7 @@ struct JobFlags: ParsableArguments {
 
     func validate() throws {
         if let tile, tile <= 0 || tile > 1 << 15 { throw ValidationError("--tile must be between 1 and 32768") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        if let memoryBudget, memoryBudget < 16 { throw ValidationError("--memory-budget must be at least 16 MiB") }
     }
 
     func engineSettings(_ model: ModelOptions) -> EngineSettings {
@@ -200,7 +206,7 @@ struct JobFlags: ParsableArguments {
 
     func jobOptions(_ model: ModelOptions, _ output: OutputFlags, outputDirectory: String?) -> JobOptions {
         var o = JobOptions()
-        o.outputs = output.outputs
+        o.outputs = output.outputs ?? "all"
         o.bitDepth = output.bitDepth
         o.classes = output.classes
         o.overlayClass = output.overlayClass

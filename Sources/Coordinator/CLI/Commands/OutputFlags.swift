@@ -9,8 +9,10 @@ struct OutputFlags: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp(
         "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
-            + "overlay (map over the image), npy (float32 (C,H,W) map), or all.", valueName: "list"))
-    var outputs = "all"
+            + "overlay (map over the image), npy (float32 (C,H,W) map), all (those four), "
+            + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default: all for PNG inputs, zarr for slides.",
+        valueName: "list"))
+    var outputs: String?
 
     @Option(name: .long, help: "Bit depth of the probability PNGs: 8 or 16.")
     var bitDepth = 8
@@ -25,7 +27,7 @@ struct OutputFlags: ParsableArguments {
 
     func validate() throws {
         do {
-            _ = try OutputOptions.parseKinds(outputs)
+            _ = try OutputOptions.parseKinds(outputs ?? "all")
             _ = try OutputOptions.parseBitDepth(String(bitDepth))
             if let classes { _ = try OutputOptions.parseClasses(classes) }
         } catch let e as OutputOptionError {
@@ -33,10 +35,11 @@ struct OutputFlags: ParsableArguments {
         }
     }
 
-    /// The options for one input image.
-    func options(forImage path: String) throws -> OutputOptions {
+    /// The options for one input image (a slide's default output is its OME-Zarr map).
+    func options(forImage path: String, isPNG: Bool = true) throws -> OutputOptions {
         try OutputOptions(
-            directory: out, stem: OutputOptions.stem(forInput: path), kinds: OutputOptions.parseKinds(outputs),
+            directory: out, stem: OutputOptions.stem(forInput: path),
+            kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? "all" : "zarr")),
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
     }
 }

@@ -15,7 +15,7 @@ import TesseraWire
 /// embedded coordinator and local worker processes (the same protocol as a cluster).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compute the probability maps of PNG images with a Caffe patch classifier.",
+        abstract: "Compute the probability maps of images and whole slides with a Caffe patch classifier.",
         discussion: """
             Modes: dense (exact, one pass of the dilated net: the default), shift (exact, S² strided \
             passes interlaced), fast (one strided pass, interpolated between grid points every S \
@@ -26,6 +26,11 @@ struct Run: ParsableCommand {
             tessera-worker processes (found next to this executable, or --worker-binary / \
             $TESSERA_WORKER_BINARY); --in-process computes in this process instead. Both give \
             byte-identical maps.
+
+            Whole slides and large TIFFs (SVS, NDPI, MRXS, SCN, generic tiled TIFF/BigTIFF) are read tile \
+            by tile at the pyramid level chosen by --level or --mpp, mapped in this process, and written \
+            as an OME-Zarr pyramid (--outputs zarr, the default for them) and/or a pyramidal TIFF \
+            (tiff): memory stays flat at any image size. --tissue skips tiles without tissue.
 
             Example:
               tessera-coordinator run --model models/demo/deploy.prototxt \\
@@ -48,16 +53,50 @@ struct Run: ParsableCommand {
     @Option(help: "Job store folder for the embedded coordinator (default: temporary).") var store: String?
     @Option(help: "Refuse images with more pixels than this, before decoding them.")
     var maxPixels = PNGReader.defaultMaxPixels
-    @Argument(help: ArgumentHelp("PNG images to map.", valueName: "image")) var images: [String]
+    @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
+    var level: Int?
+    @Option(help: ArgumentHelp("Map the slide level closest to this many microns per pixel (within 20 %).",
+                               valueName: "X"))
+    var mpp: Double?
+    @Flag(help: ArgumentHelp("Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
+                             discussion: "Skipped tiles are not computed and read as the store's fill value "
+                                 + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
+    var tissue = false
+    @Option(help: ArgumentHelp("Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
+                               + "(probability × 255 or × 65535, rounded)."))
+    var dtype: MapDType = .float32
+    @Argument(help: ArgumentHelp("Images to map: PNG, TIFF/BigTIFF, or whole slides (SVS, NDPI, MRXS, SCN…).",
+                                 valueName: "image"))
+    var images: [String]
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
+        if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
+        if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
+        if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }
+    }
+
+    /// Slides, TIFFs, chunked outputs and tissue detection are mapped in this process
+    /// (the cluster path reads PNG and writes PNG and .npy so far).
+    private func needsInProcess() throws -> String? {
+        if try OutputOptions.parseKinds(output.outputs ?? "all").contains(where: \.isChunked) {
+            return "zarr and tiff outputs"
+        }
+        if tissue { return "--tissue" }
+        if level != nil || mpp != nil { return "--level/--mpp" }
+        for path in images where try SlideFormat.detect(path: path) != .png { return "\(path) is not a PNG" }
+        return nil
     }
 
     func run() throws {
         let logger = Logger(label: "tessera.run")
+        var inProcess = self.inProcess
+        if !inProcess, let reason = try needsInProcess() {
+            logger.info("mapping in this process: \(reason) do not go through the cluster path yet")
+            inProcess = true
+        }
         let settings = job.engineSettings(model)
         let device = try compute.resolve()
         // Embedded runs compute on the workers: this process's engine only plans tiles.
@@ -66,7 +105,8 @@ struct Run: ParsableCommand {
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let blas = try BLAS.get()
         logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
-        var budget = job.memoryBudget << 20
+        let slides = try images.contains { try SlideFormat.detect(path: $0) != .png }
+        var budget = job.memoryBudgetBytes(slide: slides)
         if case .cuda(let index, _) = device {
             if inProcess {
                 let gpu = try CUDAContext.get(device: index)
@@ -80,34 +120,83 @@ struct Run: ParsableCommand {
         let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads ?? cores, memoryBudget: budget)
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
         if inProcess {
-            try runInProcess(mapper, loaded: loaded, logger: logger)
+            try runInProcess(mapper, loaded: loaded, plan: plan, logger: logger)
         } else {
             try runEmbedded(mapper, settings: settings, preprocessing: prep,
                             workerThreads: threads ?? max(1, cores / workers), logger: logger)
         }
     }
 
-    private func runInProcess(_ mapper: LocalMapper, loaded: LoadedModel, logger: Logger) throws {
+    private func runInProcess(_ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, logger: Logger) throws {
         let progress = Progress(stream: stderr)
         for path in images {
-            let image = try PNGReader.read(path: path, maxPixels: maxPixels)
+            let opened = try ImageInput.open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+            let image = opened.source
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
             }
+            let options = try output.options(forImage: path, isPNG: opened.format == .png)
+            let size = Size2(image.height, image.width)
             let start = Date()
-            let t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: Size2(image.height, image.width))
-            logger.info("mapping", metadata: ["image": "\(path)", "size": "\(image.width)×\(image.height)",
-                                              "mode": "\(job.mode.rawValue)", "tile": "\(t)"])
-            let map = try mapper.map(image, mode: job.mode, tile: t) { done, total in
-                progress.update(label: OutputOptions.stem(forInput: path), done: done, total: total,
-                                pixels: image.width * image.height, since: start)
+            var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
+            var levels = 1
+            if options.kinds.contains(where: \.isChunked) {
+                (t, levels) = Self.pyramid(tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
+            } else if job.mode == .shift {
+                t = TilePlanRounding.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
             }
-            progress.finish()
-            let written = try writeOutputs(map: map, image: image, options: output.options(forImage: path), logger: logger)
+            var skip: ((PixelRect) -> Bool)?
+            var share = 1.0
+            if tissue {
+                let mask = try ImageInput.tissueMask(opened, path: path)
+                skip = { !mask.containsTissue($0) }
+                share = mask.tissueFraction
+                logger.info("tissue", metadata: ["image": "\(path)",
+                                                 "fraction": "\(String(format: "%.3f", mask.tissueFraction))"])
+            }
+            logger.info("mapping", metadata: ["image": "\(path)", "size": "\(image.width)×\(image.height)",
+                                              "level": "\(opened.levelDescription)", "mode": "\(job.mode.rawValue)",
+                                              "tile": "\(t)"])
+            let sink = try ChunkedMapOutput(options: options, classes: plan.classes, height: size.h, width: size.w,
+                                            tile: t, dtype: dtype, levels: levels)
+            let counts: TileCounts
+            let written: [String]
+            do {
+                counts = try mapper.mapTiles(image, mode: job.mode, tile: t, skip: skip, progress: { done, total in
+                    progress.update(label: OutputOptions.stem(forInput: path), done: done, total: total,
+                                    pixels: Int(Double(image.width * image.height) * share), since: start)
+                }, emit: { try sink.write($0.rect, values: $0.values) })
+                progress.finish()
+                written = try sink.finish(image: image, logger: logger)
+            } catch {
+                progress.finish()
+                sink.abandon()
+                throw error
+            }
             logger.info("done", metadata: ["image": "\(path)",
                                            "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                                           "tiles": "\(counts.computed) computed, \(counts.skipped) skipped",
+                                           "read-s": "\(String(format: "%.2f", counts.readSeconds))",
+                                           "compute-s": "\(String(format: "%.2f", counts.computeSeconds))",
                                            "files": "\(written.count)"])
         }
+    }
+
+    /// The tile and pyramid levels of a chunked output: levels until the smallest is
+    /// about 256 pixels on its longer side, with the tile divisible by 2^(levels−1)
+    /// (and by the stride, so that `shift` tiles are chunks). A tile given on the
+    /// command line is kept and the levels fit it.
+    static func pyramid(tile: Int, image: Size2, stride: Size2, fixedTile: Bool) -> (tile: Int, levels: Int) {
+        var levels = 1
+        while levels < 8 && (max(image.h, image.w) >> (levels - 1)) > 256 { levels += 1 }
+        let s = max(stride.h, stride.w)
+        if fixedTile { return (tile, min(levels, 1 + tile.trailingZeroBitCount)) }
+        while levels > 1 {
+            let step = TilePlanRounding.lcm(1 << (levels - 1), s)
+            if tile >= step { return (tile / step * step, levels) }
+            levels -= 1
+        }
+        return (TilePlanRounding.multiple(tile, of: s), 1)
     }
 
     private func runEmbedded(_ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
@@ -204,3 +293,12 @@ final class LocalWorkers {
 }
 
 extension MapMode: ExpressibleByArgument {}
+extension MapDType: ExpressibleByArgument {}
+
+/// Tile sizes that line up with strides and pyramid levels.
+enum TilePlanRounding {
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+    static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
+    /// `value` rounded down to a multiple of `m` (at least `m`).
+    static func multiple(_ value: Int, of m: Int) -> Int { max(m, value / m * m) }
+}

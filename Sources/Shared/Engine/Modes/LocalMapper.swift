@@ -25,24 +25,14 @@ public struct LocalMapper: Sendable {
 
     /// The map of `image` in `mode`, in tiles of `tile` map pixels (default: the
     /// largest that fits `memoryBudget`). `progress(done, total)` after each tile.
-    public func map(_ image: PixelSource, mode: MapMode, tile: Int? = nil,
+    public func map(_ image: any RegionSource, mode: MapMode, tile: Int? = nil,
                     progress: ((Int, Int) -> Void)? = nil) throws -> ProbabilityMap {
         let size = Size2(image.height, image.width)
         let t = try tile ?? defaultTile(mode: mode, image: size)
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
-        let mapping = try ChannelMapping.resolve(
-            imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
-        let tasks = TilePlan.tasks(mode: mode, image: size, tile: t, geometry: engine.tasks)
-        var assembler = MapAssembler(mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride)
-        for (i, task) in tasks.enumerated() {
-            let region = PixelRegion(image: image, paddedRect: engine.tasks.inputRect(task),
-                                     halfPatch: engine.tasks.halfPatch)
-            let input = region.tensor(mapping: mapping, preprocessing: preprocessing)
-            let result = try engine.run(task, input: input, threads: threads)
-            assembler.add(task, result: result)
-            progress?(i + 1, tasks.count)
-        }
-        return assembler.finish()
+        var map = ProbabilityMap(classes: engine.classes, height: size.h, width: size.w)
+        try mapTiles(image, mode: mode, tile: t, progress: progress) { map.place($0) }
+        return map
     }
 
     /// The largest square tile (in map pixels, a multiple of the stride) whose

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import TesseraCore
+import TesseraEngine
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+
+/// `tessera-coordinator inspect-image`: what Tessera sees in an image or slide, and
+/// what mapping it would cost.
+struct InspectImage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect-image",
+        abstract: "Show an image's or slide's size, pyramid levels, µm/px, vendor and tiles, and what a map costs.",
+        discussion: """
+            Reads headers only (PNG, TIFF/BigTIFF, and the whole-slide formats OpenSlide knows: SVS, NDPI, \
+            MRXS, SCN, …). With --model and/or --weights it also times the engine on one tile of this \
+            machine and prints, for every level, the map's size on disk (float32) and the estimated time.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The image or slide.", valueName: "image")) var image: String
+    @Option(name: .long, help: ArgumentHelp("Deploy prototxt, to estimate the map's cost.", valueName: "prototxt"))
+    var model: String?
+    @Option(name: .long, help: ArgumentHelp("Trained weights, to estimate the map's cost.", valueName: "caffemodel"))
+    var weights: String?
+    @Option(help: ArgumentHelp("Patch size P (default: from the model).", valueName: "P")) var patchSize: Int?
+    @Option(help: "Mode to estimate: naive, fast, shift or dense.") var mode: MapMode = .dense
+    @Flag(help: "Accept a net that cannot be exact (needed to estimate such a net).") var allowPadding = false
+    @Option(help: "Engine threads for the estimate (default: all cores).") var threads: Int?
+
+    func run() throws {
+        let levels: [SlideLevel]
+        if case .png = try SlideFormat.detect(path: image) {
+            let header = try PNGReader.header(path: image)
+            print("\(image): PNG, \(header.width)×\(header.height) px, \(header.channels) channel"
+                  + "\(header.channels == 1 ? "" : "s"), \(header.bitDepth)-bit, one level")
+            levels = [SlideLevel(index: 0, width: header.width, height: header.height, downsample: 1, mpp: nil,
+                                 tileWidth: nil, tileHeight: nil)]
+        } else {
+            let info = try SlideInfo.inspect(path: image)
+            print(info.summary)
+            levels = info.levels
+        }
+        guard model != nil || weights != nil else { return }
+        let source = ModelSource(model: model, weights: weights, patchSize: patchSize, requireWeights: false)
+        let loaded = try ModelLoader.load(source)
+        let plan = try ModelPlan(model: loaded, allowPadding: allowPadding)
+        let engine = try MapEngine(plan: plan)
+        let rate = try pixelsPerSecond(engine)
+        print(String(format: "engine: %@ on this machine (%@), %.1f Mpx/s measured on one %d² tile",
+                     mode.rawValue, CPUFeatures.current.modelName, rate / 1e6, Self.probe))
+        for level in levels {
+            let pixels = Double(level.width) * Double(level.height)
+            let bytes = pixels * Double(plan.classes) * 4
+            print(String(format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate", level.index, plan.classes,
+                         level.height, level.width, Self.size(bytes), Self.duration(pixels / rate)))
+        }
+    }
+
+    static let probe = 256
+
+    /// Map pixels per second of `mode` on one synthetic `probe`² image (every task
+    /// of it, after a warm-up run): the same tasks a real map runs, per tile.
+    private func pixelsPerSecond(_ engine: MapEngine) throws -> Double {
+        let side = mode == .naive ? 32 : Self.probe
+        let tasks = TilePlan.tasks(mode: mode, image: Size2(side, side), tile: side, geometry: engine.tasks)
+        let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        func runAll() throws {
+            for task in tasks {
+                let r = engine.tasks.inputRect(task)
+                _ = try engine.run(task, input: Tensor(Shape(c: engine.fcn.inputChannels, h: r.height, w: r.width)),
+                                   threads: n)
+            }
+        }
+        try runAll()
+        let start = Date()
+        try runAll()
+        return Double(side * side) / max(Date().timeIntervalSince(start), 1e-6)
+    }
+
+    static func size(_ bytes: Double) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var v = bytes, i = 0
+        while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
+        return String(format: "%.1f %@", v, units[i])
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 120 { return String(format: "%.0f s", seconds) }
+        if seconds < 7200 { return String(format: "%.0f min", seconds / 60) }
+        return String(format: "%.1f h", seconds / 3600)
+    }
+}

@@ -1,0 +1,67 @@
+import TesseraCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Write-then-rename: a file appears under its final name only complete. The
+/// temporary name `.NAME.tmp-PID-RANDOM` lies in the same folder (so the rename
+/// is atomic); zarr readers ignore such names, and a crash leaves at worst one
+/// of them. With `durable`, the data is fsynced before the rename and the folder
+/// after it, so the file survives a power cut once this returns.
+enum ChunkFile {
+    static func write(_ bytes: UnsafeRawBufferPointer, to path: String, durable: Bool) throws {
+        let (directory, name) = split(path)
+        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw MapStoreError(.io, path: path, detail: "cannot create \(temporary): \(errnoText())")
+        }
+        var failure: String?
+        var offset = 0
+        while offset < bytes.count {
+            let n = posixWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = "write: \(errnoText())"
+                break
+            }
+            offset += n
+        }
+        if failure == nil && durable && fsync(fd) != 0 { failure = "fsync: \(errnoText())" }
+        if close(fd) != 0 && failure == nil { failure = "close: \(errnoText())" }
+        if failure == nil && rename(temporary, path) != 0 { failure = "rename: \(errnoText())" }
+        if let failure {
+            unlink(temporary)
+            throw MapStoreError(.io, path: path, detail: failure)
+        }
+        if durable { syncDirectory(directory) }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String, durable: Bool) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, durable: durable) }
+    }
+
+    static func write(_ text: String, to path: String, durable: Bool) throws {
+        try write(Array(text.utf8), to: path, durable: durable)
+    }
+
+    /// Makes a folder's entries durable (best effort: some file systems cannot sync folders).
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
+    /// ("dir", "name") of a path; "." for a bare name.
+    static func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let directory = String(path[..<slash])
+        return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+    }
+}
+
+// Unqualified here: inside `ChunkFile`, `write` names its own methods.
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }

@@ -1,0 +1,134 @@
+import TesseraCore
+extension MapStore {
+    /// Rows `y` of `level`, all columns: classes × y.count × width floats (C order),
+    /// decoding only the chunk rows that `y` touches. Integer stores read as
+    /// probabilities (q / 255 or q / 65535), tiles never written as the fill value.
+    /// For PNG or `.npy` writers: call it band by band, never for the whole map;
+    /// bands of `layout.chunkSide(level)` rows starting at multiples of it decode
+    /// each chunk exactly once (a chunk is always decoded whole).
+    public func rows(level: Int = 0, y: Range<Int>) throws -> [Float] {
+        let width = try levelSize(level).w
+        return try region(level: level, rect: PixelRect(y: y.lowerBound, x: 0, height: y.count, width: width))
+    }
+
+    /// Any rectangle of `level` (inside it): classes × height × width floats, as `rows`.
+    public func region(level: Int, rect: PixelRect) throws -> [Float] {
+        try region(level: level, rect: rect, cache: ChunkCache(capacity: 0))
+    }
+
+    private func region(level: Int, rect: PixelRect, cache: ChunkCache) throws -> [Float] {
+        let bytes = try regionBytes(level: level, rect: rect, cache: cache)
+        let count = layout.classes * rect.height * rect.width
+        return [Float](unsafeUninitializedCapacity: count) { values, initialized in
+            bytes.withUnsafeBytes { layout.dtype.decode($0.baseAddress!, count: count, into: values.baseAddress!) }
+            initialized = count
+        }
+    }
+
+    /// One written tile at `level`: classes × h × w floats for its clipped rectangle
+    /// (`layout.rect(of:level:)`). Throws `.missingChunk` if the tile was never written.
+    public func readTile(_ tile: TileIndex, level: Int = 0) throws -> [Float] {
+        guard layout.contains(tile), (0..<layout.levels).contains(level) else {
+            throw MapStoreError(.invalidArgument, path: path, detail: "no tile \(tile) at level \(level)")
+        }
+        let cache = ChunkCache(capacity: 1)
+        guard try cache.chunk(tile, level: level, load: { try chunk(tile, level: level) }) != nil else {
+            throw MapStoreError(.missingChunk, path: chunkPath(tile, level: level),
+                                detail: "tile \(tile) was not written")
+        }
+        return try region(level: level, rect: layout.rect(of: tile, level: level), cache: cache)
+    }
+
+    func levelSize(_ level: Int) throws -> Size2 {
+        guard (0..<layout.levels).contains(level) else {
+            throw MapStoreError(.invalidArgument, path: path, detail: "level \(level) (the store has \(layout.levels))")
+        }
+        return layout.levelSize(level)
+    }
+
+    /// The decompressed (raw dtype bytes, padded) chunk of `tile` at `level`,
+    /// or nil when the file does not exist. Throws on a short or corrupt chunk.
+    func chunk(_ tile: TileIndex, level: Int) throws -> [UInt8]? {
+        let file = chunkPath(tile, level: level)
+        guard let stored = try FileIO.read(file) else { return nil }
+        guard layout.compressed else {
+            guard stored.count == layout.chunkBytes(level) else {
+                throw MapStoreError(stored.count < layout.chunkBytes(level) ? .truncated : .corrupt, path: file,
+                                    detail: "a raw chunk of \(stored.count) bytes, expected \(layout.chunkBytes(level))")
+            }
+            return stored
+        }
+        return try ChunkCodec.decompress(stored, expected: layout.chunkBytes(level), path: file)
+    }
+
+    /// A rectangle of `level` as the store's dtype bytes (classes × height × width
+    /// samples, little-endian), missing chunks as the fill value. `cache` keeps the
+    /// last chunks decoded, for callers that read neighbouring rectangles.
+    func regionBytes(level: Int, rect: PixelRect, cache: ChunkCache) throws -> [UInt8] {
+        let size = try levelSize(level)
+        guard rect.y >= 0, rect.x >= 0, rect.height >= 0, rect.width >= 0,
+              rect.y + rect.height <= size.h, rect.x + rect.width <= size.w else {
+            throw MapStoreError(.invalidArgument, path: path, detail: "\(rect) is outside level \(level) (\(size))")
+        }
+        let classes = layout.classes, sample = layout.dtype.size, side = layout.chunkSide(level)
+        var out = filled(count: classes * rect.height * rect.width)
+        guard !rect.isEmpty else { return out }
+        for row in (rect.y / side)...((rect.y + rect.height - 1) / side) {
+            for column in (rect.x / side)...((rect.x + rect.width - 1) / side) {
+                let tile = TileIndex(row: row, column: column)
+                let load = { try self.chunk(tile, level: level) }
+                guard let chunk = try cache.chunk(tile, level: level, load: load) else { continue }
+                // The intersection of the chunk with the rectangle, in level coordinates.
+                let y0 = max(rect.y, row * side), y1 = min(rect.y + rect.height, (row + 1) * side)
+                let x0 = max(rect.x, column * side), x1 = min(rect.x + rect.width, (column + 1) * side)
+                let runBytes = (x1 - x0) * sample
+                chunk.withUnsafeBytes { src in
+                    out.withUnsafeMutableBytes { dst in
+                        for c in 0..<classes {
+                            for y in y0..<y1 {
+                                let from = ((c * side + y - row * side) * side + x0 - column * side) * sample
+                                let to = ((c * rect.height + y - rect.y) * rect.width + x0 - rect.x) * sample
+                                (dst.baseAddress! + to).copyMemory(from: src.baseAddress! + from, byteCount: runBytes)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `count` samples of the fill value, encoded.
+    private func filled(count: Int) -> [UInt8] {
+        let fill = layout.dtype.fillBytes
+        if fill.allSatisfy({ $0 == 0 }) { return [UInt8](repeating: 0, count: count * fill.count) }
+        var out = [UInt8](repeating: 0, count: count * fill.count)
+        for i in 0..<count { for b in 0..<fill.count { out[i * fill.count + b] = fill[b] } }
+        return out
+    }
+}
+
+/// The last few decoded chunks, by tile and level (nil: the chunk is absent).
+/// One per reader; not shared between threads.
+final class ChunkCache {
+    private let capacity: Int
+    private var entries: [(key: ChunkKey, bytes: [UInt8]?)] = []
+
+    private struct ChunkKey: Equatable {
+        let tile: TileIndex
+        let level: Int
+    }
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func chunk(_ tile: TileIndex, level: Int, load: () throws -> [UInt8]?) throws -> [UInt8]? {
+        let key = ChunkKey(tile: tile, level: level)
+        if let index = entries.firstIndex(where: { $0.key == key }) { return entries[index].bytes }
+        let bytes = try load()
+        if capacity > 0 {
+            if entries.count >= capacity { entries.removeFirst() }
+            entries.append((key, bytes))
+        }
+        return bytes
+    }
+}

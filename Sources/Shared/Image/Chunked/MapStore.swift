@@ -1,0 +1,79 @@
+import TesseraCore
+/// A probability map as an OME-Zarr store (Zarr v2 arrays, OME-NGFF 0.4
+/// multiscales, axes c, y, x), written tile by tile by the workers that computed
+/// the tiles: each tile writes its own chunk at every pyramid level, atomically,
+/// and never reads or merges anything, so writes of different tiles may run on
+/// any threads or machines at once. Tiles never written read as the dtype's fill
+/// value. The store is presented as an image only by `finish()`. Layout on disk:
+/// see `StoreMetadata`.
+public final class MapStore: Sendable {
+    /// The store's folder.
+    public let path: String
+    public let layout: MapLayout
+    /// fsync each chunk and its folder before a write returns (slower; for stores that must survive power loss).
+    public let durable: Bool
+
+    private init(path: String, layout: MapLayout, durable: Bool) {
+        self.path = path
+        self.layout = layout
+        self.durable = durable
+    }
+
+    /// Creates an empty store at `path` (a new or empty folder; `.alreadyExists`
+    /// if it holds anything, so a job never overwrites another's map: resume with `open`).
+    public static func create(at path: String, layout: MapLayout, durable: Bool = false) throws -> MapStore {
+        if let entries = FileIO.list(path), !entries.isEmpty {
+            throw MapStoreError(.alreadyExists, path: path, detail: "the folder is not empty (open it to resume)")
+        }
+        try FileIO.makeDirectories(path)
+        let store = MapStore(path: path, layout: layout, durable: durable)
+        try ChunkFile.write(StoreMetadata.zgroup(), to: "\(path)/.zgroup", durable: durable)
+        for level in 0..<layout.levels {
+            // Every row folder now, so concurrent tile writes never race to create one.
+            for row in 0..<layout.tileGrid.h { try FileIO.makeDirectories("\(path)/\(level)/0/\(row)") }
+            try ChunkFile.write(StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
+                                 durable: durable)
+        }
+        try ChunkFile.write(StoreMetadata.zattrs(layout, complete: false), to: "\(path)/.zattrs", durable: durable)
+        if durable { ChunkFile.syncDirectory(path) }
+        return store
+    }
+
+    /// Opens an existing store (finished or not) to resume, read or export it.
+    /// Throws `.notAStore` if the folder does not hold a store this code wrote,
+    /// or a level's `.zarray` disagrees with the recorded layout.
+    public static func open(at path: String, durable: Bool = false) throws -> MapStore {
+        guard let attributes = try FileIO.read("\(path)/.zattrs") else {
+            throw MapStoreError(.notAStore, path: path, detail: "no .zattrs")
+        }
+        let layout = try StoreMetadata.parse(zattrs: attributes, path: path).layout
+        for level in 0..<layout.levels {
+            let arrayPath = "\(path)/\(level)/.zarray"
+            guard let bytes = try FileIO.read(arrayPath) else {
+                throw MapStoreError(.notAStore, path: arrayPath, detail: "level \(level) is missing")
+            }
+            guard String(decoding: bytes, as: UTF8.self) == StoreMetadata.zarray(layout, level: level) else {
+                throw MapStoreError(.notAStore, path: arrayPath, detail: "the array does not match the recorded layout")
+            }
+        }
+        return MapStore(path: path, layout: layout, durable: durable)
+    }
+
+    /// Whether `finish()` has completed (read from disk each time, so another
+    /// process's finish is seen).
+    public var isFinished: Bool {
+        guard let bytes = try? FileIO.read("\(path)/.zattrs"),
+              let parsed = try? StoreMetadata.parse(zattrs: bytes, path: path) else { return false }
+        return parsed.complete
+    }
+
+    /// Presents the store as complete: rewrites the group's `.zattrs` with the
+    /// OME multiscales and `tessera.complete`. Call once every tile is written
+    /// (tiles left out stay fill); a job that crashes before this never looks finished.
+    public func finish() throws {
+        try ChunkFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
+    }
+
+    /// The file of `tile`'s chunk at `level`.
+    public func chunkPath(_ tile: TileIndex, level: Int) -> String { "\(path)/\(layout.chunkKey(tile, level: level))" }
+}

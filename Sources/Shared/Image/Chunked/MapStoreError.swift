@@ -1,0 +1,38 @@
+import TesseraCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A map store or export could not be created, read, written or verified.
+/// `kind` says what went wrong (callers match on it, e.g. `.missingChunk` to
+/// recompute a tile on resume), `path` names the store, chunk or file, `detail`
+/// is the reason in words (strerror, zlib's or libtiff's message, or ours).
+public struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        case invalidArgument = "invalid argument"
+        case notAStore = "not a Tessera map store"
+        case alreadyExists = "already exists"
+        case notFinished = "store not finished"
+        case missingChunk = "missing chunk"
+        case truncated = "truncated chunk"
+        case corrupt = "corrupt chunk"
+        case checksumMismatch = "checksum mismatch"
+        case io = "I/O error"
+        case tiff = "TIFF error"
+    }
+
+    public let kind: Kind
+    public let path: String
+    public let detail: String
+
+    public init(_ kind: Kind, path: String, detail: String) {
+        self.kind = kind
+        self.path = path
+        self.detail = detail
+    }
+
+    public var description: String { "\(path): \(kind.rawValue): \(detail)" }
+}
+

@@ -1,0 +1,101 @@
+import Foundation
+import TesseraCore
+
+/// The JSON files of a store (Zarr v2 + OME-NGFF 0.4):
+///
+///     STORE/.zgroup            {"zarr_format": 2}
+///     STORE/.zattrs            "tessera" (layout, complete flag); "multiscales" (+ "omero") only once finished
+///     STORE/K/.zarray          level K: shape [C, ceil(H/2^K), ceil(W/2^K)], chunks [C, T>>K, T>>K],
+///                              zlib level 1, "dimension_separator": "/"
+///     STORE/K/0/ROW/COLUMN     the chunk of tile (ROW, COLUMN) at level K (full size, edge chunks padded)
+///
+/// The group's `.zattrs` is rewritten by `finish()` and only then names the
+/// multiscales, so OME readers do not see a crashed job's store as an image,
+/// and `tessera.complete` says so for Tessera.
+enum StoreMetadata {
+    static let formatVersion = 1
+
+    static func zgroup() -> String { "{\n  \"zarr_format\": 2\n}\n" }
+
+    static func zarray(_ layout: MapLayout, level: Int) -> String {
+        let size = layout.levelSize(level), side = layout.chunkSide(level)
+        return """
+        {
+          "zarr_format": 2,
+          "shape": [\(layout.classes), \(size.h), \(size.w)],
+          "chunks": [\(layout.classes), \(side), \(side)],
+          "dtype": "\(layout.dtype.zarrDType)",
+          "compressor": \(layout.compressed ? "{\"id\": \"zlib\", \"level\": \(ChunkCodec.level)}" : "null"),
+          "fill_value": \(layout.dtype.zarrFillValue),
+          "order": "C",
+          "filters": null,
+          "dimension_separator": "/"
+        }
+
+        """
+    }
+
+    /// The group attributes: always the `tessera` section; when `complete`, the
+    /// OME multiscales (and channel labels, if the layout has class names) too.
+    static func zattrs(_ layout: MapLayout, complete: Bool) throws -> [UInt8] {
+        var tessera: [String: Any] = [
+            "format": formatVersion,
+            "complete": complete,
+            "classes": layout.classes, "height": layout.height, "width": layout.width,
+            "tile_size": layout.tileSize, "dtype": layout.dtype.rawValue, "levels": layout.levels,
+            "downsampling": "2x2 mean of the existing pixels, in float32, before quantisation",
+        ]
+        if let names = layout.classNames { tessera["class_names"] = names }
+        var root: [String: Any] = ["tessera": tessera]
+        if complete {
+            let datasets: [[String: Any]] = (0..<layout.levels).map { k in
+                let f = Double(1 << k)
+                return ["path": "\(k)", "coordinateTransformations": [["type": "scale", "scale": [1.0, f, f]]]]
+            }
+            root["multiscales"] = [[
+                "version": "0.4",
+                "name": "probabilities",
+                "axes": [["name": "c", "type": "channel"], ["name": "y", "type": "space"],
+                         ["name": "x", "type": "space"]],
+                "datasets": datasets,
+                "type": "mean",
+            ] as [String: Any]]
+            if let names = layout.classNames {
+                let end: Double = layout.dtype == .uint8 ? 255 : layout.dtype == .uint16 ? 65535 : 1
+                root["omero"] = [
+                    "channels": names.map { name -> [String: Any] in
+                        ["label": name, "color": "FFFFFF", "active": true,
+                         "window": ["start": 0.0, "end": end, "min": 0.0, "max": end]]
+                    },
+                    "rdefs": ["model": "greyscale"],
+                ] as [String: Any]
+            }
+        }
+        let data = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+        return Array(data) + [0x0A]
+    }
+
+    /// The layout and completion recorded in a store's `.zattrs`.
+    static func parse(zattrs bytes: [UInt8], path: String) throws -> (layout: MapLayout, complete: Bool) {
+        func fail(_ detail: String) -> MapStoreError { MapStoreError(.notAStore, path: path, detail: detail) }
+        guard let root = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw fail(".zattrs is not a JSON object")
+        }
+        guard let t = root["tessera"] as? [String: Any] else { throw fail(".zattrs has no \"tessera\" section") }
+        guard (t["format"] as? Int) == formatVersion else { throw fail("tessera format \(t["format"] ?? "none")") }
+        guard let classes = t["classes"] as? Int, let height = t["height"] as? Int, let width = t["width"] as? Int,
+              let tile = t["tile_size"] as? Int, let levels = t["levels"] as? Int,
+              let dtype = (t["dtype"] as? String).flatMap(MapDType.init(rawValue:)) else {
+            throw fail("the tessera section lacks a field of the layout")
+        }
+        let layout: MapLayout
+        do {
+            layout = try MapLayout(classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
+                                   levels: levels, classNames: t["class_names"] as? [String])
+        } catch let error as MapStoreError {
+            throw fail("invalid layout: \(error.detail)")
+        }
+        let complete = (t["complete"] as? Bool) == true && root["multiscales"] != nil
+        return (layout, complete)
+    }
+}

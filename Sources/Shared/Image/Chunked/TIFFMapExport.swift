@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CTIFF
+import CTIFFIO
+import Foundation
+import TesseraCore
+
+/// A finished store as a pyramidal tiled BigTIFF: one directory per store
+/// level, in order, each after the first marked NewSubfileType = reduced image
+/// (the layout OpenSlide's generic-tiff reader follows; SubIFDs it ignores).
+/// The classes are planar-separate samples of one min-is-black image
+/// (SamplesPerPixel = classes, the extra ones "unspecified"), so tifffile reads
+/// the file as one series of shape (classes, H, W) — (H, W) for one class — with
+/// every level as `series[0].levels[k]`; a page per class would instead make
+/// tifffile see one series per class and the pyramid across them. Samples keep the
+/// store's dtype, deflate-compressed (zlib level `zipLevel`, 1 by default: float
+/// samples gain little from higher levels). Tiles are `tileSize`² (edge tiles
+/// zero-padded), written row by row from the chunks, a small batch at a time
+/// compressed on all cores: memory is a few chunks and a batch of tiles, whatever
+/// the image size. (A chunk taller than the tile is decoded once per tile row it
+/// spans.) OpenSlide (tested: uint8) sees every level, but renders the pixels of
+/// one-class maps only (gray); multi-class and float maps are for tifffile, QuPath
+/// and other Bio-Formats-based readers. No OME-XML is written.
+public enum TIFFMapExport {
+    /// Writes `store` to `path` atomically (temporary name in the same folder,
+    /// fsync, rename). Throws `.notFinished` unless the store is finished or
+    /// `allowUnfinished` (then unwritten tiles export as the fill value).
+    public static func write(store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
+                             allowUnfinished: Bool = false) throws {
+        guard tileSize > 0, tileSize % 16 == 0 else {
+            throw MapStoreError(.invalidArgument, path: path,
+                                detail: "TIFF tile size \(tileSize) is not a positive multiple of 16")
+        }
+        guard (0...9).contains(zipLevel) else {
+            throw MapStoreError(.invalidArgument, path: path, detail: "deflate level \(zipLevel) is not 0…9")
+        }
+        guard allowUnfinished || store.isFinished else {
+            throw MapStoreError(.notFinished, path: store.path, detail: "finish() has not completed; nothing exported")
+        }
+        let (directory, name) = ChunkFile.split(path)
+        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let errors = UnsafeMutablePointer<ttiff_errors>.allocate(capacity: 1)
+        errors.initialize(to: ttiff_errors())
+        defer { errors.deallocate() }
+        guard let tif = ttiff_open(temporary, "w8", errors) else {
+            throw MapStoreError(.tiff, path: path, detail: message(errors))
+        }
+        do {
+            defer { TIFFClose(tif) }
+            for level in 0..<levelCount(store.layout) {
+                try writeLevel(store: store, level: level, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
+                               errors: errors, path: path)
+            }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        // TIFFClose flushed the last directory; a failure there shows up in the handler.
+        let fd = open(temporary, O_RDONLY | O_CLOEXEC)
+        let synced = fd >= 0 && fsync(fd) == 0
+        if fd >= 0 { close(fd) }
+        guard errors.pointee.errors == 0, synced, rename(temporary, path) == 0 else {
+            let detail = errors.pointee.errors > 0 ? message(errors) : errnoText()
+            unlink(temporary)
+            throw MapStoreError(errors.pointee.errors > 0 ? .tiff : .io, path: path, detail: detail)
+        }
+        ChunkFile.syncDirectory(directory)
+    }
+
+    /// The levels exported: all store levels, except trailing ones no smaller than
+    /// the level before (a 1×1 map's 2×2 means), which readers cannot tell from a new series.
+    public static func levelCount(_ layout: MapLayout) -> Int {
+        var count = 1
+        while count < layout.levels && layout.levelSize(count) != layout.levelSize(count - 1) { count += 1 }
+        return count
+    }
+
+    private static func writeLevel(store: MapStore, level: Int, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
+                                    errors: UnsafeMutablePointer<ttiff_errors>, path: String) throws {
+        let layout = store.layout, size = layout.levelSize(level), dtype = layout.dtype
+        let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
+        guard ttiff_set_directory(tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
+                                  UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
+                                  nil) == 1 else {
+            throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
+        }
+        // Enough chunks for one batch of tiles plus the column it shares with the next.
+        let side = layout.chunkSide(level)
+        let span = (tileSize + side - 1) / side + 1
+        let cache = ChunkCache(capacity: span * span * batch + span)
+        let columns = Array(stride(from: 0, to: size.w, by: tileSize))
+        for y in stride(from: 0, to: size.h, by: tileSize) {
+            for first in stride(from: 0, to: columns.count, by: batch) {
+                // Read a few tiles in order (the cache is single-threaded), deflate their planes on
+                // all cores (libtiff would on one), then append them in order as raw tiles.
+                let rects = columns[first..<min(first + batch, columns.count)].map { x in
+                    PixelRect(y: y, x: x, height: min(tileSize, size.h - y), width: min(tileSize, size.w - x))
+                }
+                let regions = try rects.map { try store.regionBytes(level: level, rect: $0, cache: cache) }
+                let classes = layout.classes
+                var planes = [[UInt8]](repeating: [], count: rects.count * classes)
+                planes.withUnsafeMutableBufferPointer { out in
+                    DispatchQueue.concurrentPerform(iterations: out.count) { i in
+                        let tile = paddedTile(regions[i / classes], rect: rects[i / classes], plane: i % classes,
+                                              tileSize: tileSize, sample: dtype.size)
+                        out[i] = tile.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
+                    }
+                }
+                for (i, plane) in planes.enumerated() {
+                    let rect = rects[i / classes], c = i % classes
+                    let index = TIFFComputeTile(tif, UInt32(rect.x), UInt32(rect.y), 0, UInt16(c))
+                    let written = plane.withUnsafeBytes { raw in
+                        TIFFWriteRawTile(tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress),
+                                         tmsize_t(raw.count))
+                    }
+                    guard written == plane.count else {
+                        throw MapStoreError(.tiff, path: path,
+                                            detail: "level \(level), tile at y \(rect.y) x \(rect.x), class \(c): "
+                                                + message(errors))
+                    }
+                }
+            }
+        }
+        guard TIFFWriteDirectory(tif) == 1 else {
+            throw MapStoreError(.tiff, path: path,
+                                detail: "level \(level): cannot write the directory: \(message(errors))")
+        }
+    }
+
+    /// One class plane of a region as a full tileSize² tile (zero-padded at the image edge).
+    private static func paddedTile(_ region: [UInt8], rect: PixelRect, plane c: Int, tileSize: Int,
+                                   sample: Int) -> [UInt8] {
+        var tile = [UInt8](repeating: 0, count: tileSize * tileSize * sample)
+        tile.withUnsafeMutableBytes { dst in
+            region.withUnsafeBytes { src in
+                for row in 0..<rect.height {
+                    let from = ((c * rect.height + row) * rect.width) * sample
+                    (dst.baseAddress! + row * tileSize * sample)
+                        .copyMemory(from: src.baseAddress! + from, byteCount: rect.width * sample)
+                }
+            }
+        }
+        return tile
+    }
+
+    /// Tiles read, then compressed in parallel, at a time: enough to keep every core busy.
+    private static var batch: Int { 4 * max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    private static func message(_ errors: UnsafeMutablePointer<ttiff_errors>) -> String {
+        withUnsafeBytes(of: errors.pointee.message) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import TesseraCore
+
+/// Where a map computed tile by tile goes: each tile into a chunked store as it is
+/// finished, then every requested output from that store. With the `zarr` output
+/// the store is the OME-Zarr pyramid (built under a temporary name and renamed
+/// into place when complete, so no partial store is ever presented as finished);
+/// otherwise it is a raw temporary store that only feeds the PNG, `.npy` and TIFF
+/// outputs and is removed after. The whole map is never in memory.
+public final class ChunkedMapOutput {
+    public let options: OutputOptions
+    public let store: MapStore
+    private let finalPath: String?
+    private var finished = false
+
+    /// - Parameters:
+    ///   - tile: the map's tile size, which is the store's chunk size (tiles must start on multiples of it).
+    ///   - levels: pyramid levels of the zarr output (the tile must be divisible by 2^(levels−1)).
+    public init(options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
+                levels: Int = 1) throws {
+        self.options = options
+        let keep = options.kinds.contains(.zarr)
+        let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
+        try? FileManager.default.removeItem(atPath: temporary)
+        let layout = try MapLayout(classes: classes, height: height, width: width, tileSize: tile,
+                                   dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
+                                   classNames: nil, compressed: keep)
+        store = try MapStore.create(at: temporary, layout: layout)
+        finalPath = keep ? options.zarrPath : nil
+    }
+
+    /// Stores one finished tile (its rect on the tile grid, `classes × h × w` values).
+    public func write(_ rect: PixelRect, values: ProbabilityMap) throws {
+        try values.data.withUnsafeBufferPointer { _ = try store.write(rect: rect, values: $0) }
+    }
+
+    /// Completes the store and writes every output from it; returns the paths written.
+    /// `image` is the input (for the overlay).
+    @discardableResult
+    public func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
+        try store.finish()
+        var written: [String] = []
+        if options.kinds.contains(.tiff) {
+            try TIFFMapExport.write(store: store, to: options.tiffPath)
+            written.append(options.tiffPath)
+        }
+        if !options.kinds.subtracting([.zarr, .tiff]).isEmpty {
+            written += try writeOutputs(map: store, image: image, options: options, logger: logger)
+        }
+        if let finalPath {
+            try? FileManager.default.removeItem(atPath: finalPath)
+            guard rename(store.path, finalPath) == 0 else {
+                throw MapStoreError(.io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
+            }
+            written.insert(finalPath, at: 0)
+        } else {
+            try? FileManager.default.removeItem(atPath: store.path)
+        }
+        finished = true
+        return written
+    }
+
+    /// Removes the unfinished store (after a failure): nothing half-written is left.
+    public func abandon() {
+        guard !finished else { return }
+        try? FileManager.default.removeItem(atPath: store.path)
+    }
+}
+
+extension MapStore: MapRowSource {
+    public var classes: Int { layout.classes }
+    public var height: Int { layout.height }
+    public var width: Int { layout.width }
+    public func rows(_ y: Range<Int>) throws -> [Float] { try rows(level: 0, y: y) }
+    /// One row of chunks at a time (each chunk decoded once) when that fits 256 MiB.
+    public var preferredBandRows: Int? {
+        layout.classes * layout.tileSize * layout.width * 4 <= 256 << 20 ? layout.tileSize : nil
+    }
+}

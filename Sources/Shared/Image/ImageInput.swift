@@ -1,0 +1,81 @@
+import Foundation
+import TesseraCore
+
+/// Opens any image Tessera maps as a region source: PNG (decoded into memory),
+/// TIFF and BigTIFF (libtiff, tile by tile), and whole-slide formats OpenSlide
+/// knows (SVS, NDPI, MRXS, SCN, …), at the pyramid level asked for.
+public enum ImageInput {
+    /// An opened image and what was chosen.
+    public struct Opened: Sendable {
+        public let source: any RegionSource
+        public let format: SlideFormat
+        /// The pyramid level mapped (0 for PNG).
+        public let level: Int
+        /// Its microns per pixel, when the file says.
+        public let mpp: Double?
+        /// Levels of the file (one for PNG).
+        public let levelCount: Int
+
+        /// "level 1 of 3, 0.50 µm/px" (or "PNG").
+        public var levelDescription: String {
+            if case .png = format { return "PNG" }
+            return "level \(level) of \(levelCount)" + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+        }
+    }
+
+    /// Opens `path`: level `level`, or the level nearest `mpp` microns per pixel
+    /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
+    public static func open(path: String, level: Int? = nil, mpp: Double? = nil,
+                            maxPixels: Int = PNGReader.defaultMaxPixels) throws -> Opened {
+        let format = try SlideFormat.detect(path: path)
+        if case .png = format {
+            if level != nil || mpp != nil {
+                throw SlideError(.noSuchLevel(level ?? 0), path: path,
+                                 detail: "a PNG has one level and no microns per pixel: choose a level only for slides")
+            }
+            let image = try PNGReader.read(path: path, maxPixels: maxPixels)
+            return Opened(source: NamedImage(image: image, name: path), format: format, level: 0, mpp: nil,
+                          levelCount: 1)
+        }
+        let source = try openRegionSource(path: path, level: level, mpp: mpp)
+        guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
+            return Opened(source: source, format: format, level: 0, mpp: nil, levelCount: 1)
+        }
+        return Opened(source: source, format: format, level: leveled.level,
+                      mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
+    }
+
+    /// The tissue mask of an opened image, answering in the mapped level's pixel
+    /// coordinates; computed from the file's smallest level that still has about
+    /// 1024 pixels along its longer side, never from the full resolution of a slide.
+    public static func tissueMask(_ opened: Opened, path: String) throws -> TissueMask {
+        let target = opened.source
+        if case .png = opened.format { return try TissueMask.detect(source: target) }
+        let levels = try SlideInfo.inspect(path: path).levels
+        let wanted = TissueMask.Options().maxDimension
+        let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
+        let small = level.index == opened.level ? target : try openRegionSource(path: path, level: level.index)
+        return try TissueMask.detect(source: small, coverWidth: target.width, coverHeight: target.height)
+    }
+}
+
+/// A source that is one level of a pyramid.
+protocol LeveledSource {
+    var level: Int { get }
+    var levels: [SlideLevel] { get }
+}
+
+extension TIFFRegionSource: LeveledSource {}
+extension OpenSlideRegionSource: LeveledSource {}
+
+/// A decoded PNG with its path as its name (what errors name).
+struct NamedImage: PixelSource {
+    let image: PixelImage
+    let name: String
+    var width: Int { image.width }
+    var height: Int { image.height }
+    var channels: Int { image.channels }
+    var bitDepth: Int { image.bitDepth }
+    func value(y: Int, x: Int, channel: Int) -> Float { image.value(y: y, x: x, channel: channel) }
+    func readRegion(_ rect: PixelRect) throws -> PixelRegion { try image.readRegion(rect) }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import TesseraCore
+
+/// What a file's first bytes say it is.
+enum FileKind: Equatable {
+    case tiff(bigTIFF: Bool, firstIFD: UInt64)
+    case png
+    case other
+}
+
+/// Reads the first 16 bytes of a file: the TIFF/BigTIFF header or the PNG signature.
+enum FileSniffer {
+    static func fileSize(_ path: String) throws -> UInt64 {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw SlideError(.notFound, path: path, detail: "no such file")
+        }
+        guard !isDirectory.boolValue else {
+            throw SlideError(.notTIFF, path: path, detail: "a directory, not a file")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        return (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    static func kind(_ path: String) throws -> FileKind {
+        _ = try fileSize(path)
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw SlideError(.notFound, path: path, detail: "cannot open the file for reading")
+        }
+        defer { try? file.close() }
+        let head = [UInt8]((try? file.read(upToCount: 16)) ?? Data())
+        if head.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
+        guard head.count >= 8 else { return .other }
+        let little: Bool
+        switch (head[0], head[1]) {
+        case (0x49, 0x49): little = true
+        case (0x4D, 0x4D): little = false
+        default: return .other
+        }
+        func value(_ at: Int, _ count: Int) -> UInt64 {
+            var result: UInt64 = 0
+            for i in 0..<count {
+                let byte = UInt64(head[at + (little ? count - 1 - i : i)])
+                result = result << 8 | byte
+            }
+            return result
+        }
+        switch value(2, 2) {
+        case 42: return .tiff(bigTIFF: false, firstIFD: value(4, 4))
+        case 43 where head.count >= 16: return .tiff(bigTIFF: true, firstIFD: value(8, 8))
+        default: return .other
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import COpenSlide
+import Foundation
+import TesseraCore
+
+/// Reads rectangles of one level of a whole-slide image through OpenSlide (Aperio SVS, Hamamatsu NDPI, MIRAX,
+/// Leica SCN, …). Always 3 channels of 8 bits.
+///
+/// OpenSlide's traps, handled here:
+/// - `openslide_read_region` takes level-0 coordinates: a level-`L` rectangle starts at (x·downsample, y·downsample).
+///   When a level's downsample is not an integer OpenSlide resamples by the fractional remainder (its own
+///   behaviour, as in every OpenSlide client).
+/// - It returns zeros, with no error, outside the level and for an invalid level: the level and the rectangle
+///   are checked here first.
+/// - It returns premultiplied ARGB. α = 255 (every pixel of ordinary slides) is copied exactly. 0 < α < 255
+///   (the blended edges of some formats' scan areas) is un-premultiplied: c · 255 / α, rounded, at most 255.
+///   α = 0 means no scanned data there (gaps between MIRAX or NDPI scan areas): those pixels get the slide's
+///   `openslide.background-color`, or white when it declares none — background, as the glass would look.
+/// - Errors are sticky: after one, every read returns zeros. `openslide_get_error` is checked after every read.
+///   A failed read reopens the slide and retries once alone, so that one bad tile neither poisons later reads
+///   nor blames a read on another thread that happened to share the handle; a second failure throws, naming
+///   the file, level and rectangle.
+///
+/// Thread-safe: reads share one handle under a reader lock (OpenSlide is thread-safe and caches decoded tiles
+/// per handle); error recovery takes the writer lock.
+public final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
+    public let name: String
+    public let width: Int
+    public let height: Int
+    public let channels = 3
+    public let bitDepth = 8
+    /// The level this source reads.
+    public let level: Int
+    public let levels: [SlideLevel]
+    /// OpenSlide's vendor name ("aperio", "hamamatsu", …).
+    public let vendor: String
+    /// The colour given to pixels with no scanned data (α = 0).
+    public let background: (red: UInt8, green: UInt8, blue: UInt8)
+
+    private let downsample: Double
+    private let lock = ReadWriteLock()
+    private var handle: OpenSlideHandle
+
+    public convenience init(path: String, level: Int = 0) throws {
+        try self.init(path: path, level: level, mpp: nil)
+    }
+
+    /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
+    public convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2) throws {
+        try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance)
+    }
+
+    init(path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2) throws {
+        _ = try FileSniffer.fileSize(path)
+        let handle = try OpenSlideHandle(path: path)
+        levels = handle.levels()
+        let chosen = try LevelChoice.choose(levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
+                                            path: path)
+        name = path
+        self.level = chosen
+        self.handle = handle
+        width = levels[chosen].width
+        height = levels[chosen].height
+        downsample = levels[chosen].downsample
+        vendor = openslide_detect_vendor(path).map { String(cString: $0) } ?? "unknown"
+        background = Self.parseColor(handle.property("openslide.background-color")) ?? (255, 255, 255)
+        guard width > 0, height > 0, downsample > 0, downsample.isFinite else {
+            throw SlideError(.openSlide, path: path, level: chosen,
+                             detail: "OpenSlide reports an empty level (\(width)×\(height), downsample \(downsample))")
+        }
+    }
+
+    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        guard Self.contains(rect, height: height, width: width) else {
+            throw SlideError(.invalidArgument, path: name, level: level,
+                             detail: "region \(rect) is not inside the \(width)×\(height) level")
+        }
+        var pixels = [UInt32](repeating: 0, count: rect.height * rect.width)
+        guard !rect.isEmpty else { return convert(pixels, rect) }
+        let firstError = lock.reading { read(rect, into: &pixels, with: handle) }
+        if let firstError {
+            try lock.writing {
+                // Reopen (this read or another one left the handle in its sticky error state), retry alone.
+                if handle.error != nil { handle = try reopen(rect, firstError) }
+                if let error = read(rect, into: &pixels, with: handle) {
+                    handle = try reopen(rect, error)
+                    throw SlideError(.openSlide, path: name, level: level,
+                                     detail: "reading \(rect) (level-0 origin \(origin(rect))): \(error)")
+                }
+            }
+        }
+        return convert(pixels, rect)
+    }
+
+    /// Reads `rect` into `pixels`; returns OpenSlide's error, if it has one afterwards.
+    private func read(_ rect: PixelRect, into pixels: inout [UInt32], with handle: OpenSlideHandle) -> String? {
+        let (x0, y0) = origin(rect)
+        pixels.withUnsafeMutableBufferPointer { buffer in
+            openslide_read_region(handle.raw, buffer.baseAddress, x0, y0, Int32(level), Int64(rect.width),
+                                  Int64(rect.height))
+        }
+        return handle.error
+    }
+
+    private func reopen(_ rect: PixelRect, _ error: String) throws -> OpenSlideHandle {
+        do {
+            return try OpenSlideHandle(path: name)
+        } catch {
+            throw SlideError(.openSlide, path: name, level: level,
+                             detail: "reading \(rect) failed (\(error)) and the slide cannot be reopened")
+        }
+    }
+
+    /// The level-0 coordinates of `rect`'s origin.
+    private func origin(_ rect: PixelRect) -> (Int64, Int64) {
+        (Int64((Double(rect.x) * downsample).rounded()), Int64((Double(rect.y) * downsample).rounded()))
+    }
+
+    /// Premultiplied 0xAARRGGBB to RGB Float samples (see the type's documentation for α < 255).
+    private func convert(_ pixels: [UInt32], _ rect: PixelRect) -> PixelRegion {
+        var samples = [Float](repeating: 0, count: pixels.count * 3)
+        let background = (Float(self.background.red), Float(self.background.green), Float(self.background.blue))
+        samples.withUnsafeMutableBufferPointer { out in
+            for (i, pixel) in pixels.enumerated() {
+                let alpha = pixel >> 24
+                let red = (pixel >> 16) & 0xFF, green = (pixel >> 8) & 0xFF, blue = pixel & 0xFF
+                if alpha == 255 {
+                    out[3 * i] = Float(red)
+                    out[3 * i + 1] = Float(green)
+                    out[3 * i + 2] = Float(blue)
+                } else if alpha == 0 {
+                    out[3 * i] = background.0
+                    out[3 * i + 1] = background.1
+                    out[3 * i + 2] = background.2
+                } else {
+                    out[3 * i] = Self.unpremultiply(red, alpha)
+                    out[3 * i + 1] = Self.unpremultiply(green, alpha)
+                    out[3 * i + 2] = Self.unpremultiply(blue, alpha)
+                }
+            }
+        }
+        return PixelRegion(height: rect.height, width: rect.width, channels: 3, samples: samples)
+    }
+
+    private static func unpremultiply(_ value: UInt32, _ alpha: UInt32) -> Float {
+        Float(min(255, (value * 255 + alpha / 2) / alpha))
+    }
+
+    /// "RRGGBB" (OpenSlide's background-color property).
+    static func parseColor(_ text: String?) -> (UInt8, UInt8, UInt8)? {
+        guard let text, text.count == 6, let value = UInt32(text, radix: 16) else { return nil }
+        return (UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF))
+    }
+
+    /// Whether `rect` lies inside a `height × width` image (written so that no sum can overflow).
+    static func contains(_ rect: PixelRect, height: Int, width: Int) -> Bool {
+        rect.y >= 0 && rect.x >= 0 && rect.height >= 0 && rect.width >= 0 && rect.y <= height && rect.x <= width
+            && rect.height <= height - rect.y && rect.width <= width - rect.x
+    }
+
+}

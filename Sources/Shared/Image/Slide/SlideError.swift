@@ -1,0 +1,97 @@
+import TesseraCore
+/// A slide or TIFF file could not be opened or read. `kind` says what went wrong (callers can
+/// `catch let error as SlideError where error.kind == .truncated`), `path` names the file, `level` and
+/// `tile` say where when it applies, `detail` is the reason in words (libtiff's or OpenSlide's message, or ours).
+public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable, CustomStringConvertible {
+        case notFound
+        /// Neither a TIFF nor a format OpenSlide recognises.
+        case notTIFF
+        /// The file ends before data it declares (a directory or a tile past the end of the file).
+        case truncated
+        /// A tile or strip failed to decode, or its decoder complained (corrupt JPEG data).
+        case corruptTile
+        /// The directory structure is damaged (unreadable directory, impossible sizes).
+        case corruptFile
+        case unsupportedCompression(Int)
+        case unsupportedSampleFormat(String)
+        case unsupportedPhotometric(Int)
+        /// Another layout this reader does not handle (a tile or strip decoding to more than 256 MiB).
+        case unsupportedLayout
+        case noSuchLevel(Int)
+        /// No level's resolution is within the tolerance of the requested µm/px (or the file has no µm/px).
+        case noLevelNearMPP(Double)
+        /// OpenSlide failed to open or read (its sticky error state).
+        case openSlide
+        /// The caller asked for something invalid (a rectangle outside the image, level and mpp together).
+        case invalidArgument
+
+        /// The case name ("corruptTile", "noSuchLevel", …): stable, for logs and machine-readable output.
+        public var code: String {
+            switch self {
+            case .notFound: return "notFound"
+            case .notTIFF: return "notTIFF"
+            case .truncated: return "truncated"
+            case .corruptTile: return "corruptTile"
+            case .corruptFile: return "corruptFile"
+            case .unsupportedCompression: return "unsupportedCompression"
+            case .unsupportedSampleFormat: return "unsupportedSampleFormat"
+            case .unsupportedPhotometric: return "unsupportedPhotometric"
+            case .unsupportedLayout: return "unsupportedLayout"
+            case .noSuchLevel: return "noSuchLevel"
+            case .noLevelNearMPP: return "noLevelNearMPP"
+            case .openSlide: return "openSlide"
+            case .invalidArgument: return "invalidArgument"
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .notFound: return "file not found"
+            case .notTIFF: return "not a TIFF or a slide format OpenSlide recognises"
+            case .truncated: return "truncated file"
+            case .corruptTile: return "corrupt tile"
+            case .corruptFile: return "corrupt file"
+            case .unsupportedCompression(let code):
+                return "unsupported compression \(TIFFNames.compression(code)) (\(code))"
+            case .unsupportedSampleFormat(let format): return "unsupported sample format \(format)"
+            case .unsupportedPhotometric(let code):
+                return "unsupported photometric interpretation \(TIFFNames.photometric(code)) (\(code))"
+            case .unsupportedLayout: return "unsupported layout"
+            case .noSuchLevel(let level): return "no level \(level)"
+            case .noLevelNearMPP(let mpp): return "no level near \(mpp) µm/px"
+            case .openSlide: return "OpenSlide error"
+            case .invalidArgument: return "invalid argument"
+            }
+        }
+    }
+
+    /// Where in the file an error happened: a tile (or strip) index and the pixel rectangle it covers in its level.
+    public struct TileLocation: Equatable, Sendable, CustomStringConvertible {
+        public let index: Int
+        public let rect: PixelRect
+        public let isStrip: Bool
+        public var description: String { "\(isStrip ? "strip" : "tile") \(index) \(rect)" }
+    }
+
+    public let kind: Kind
+    public let path: String
+    public let level: Int?
+    public let tile: TileLocation?
+    public let detail: String
+
+    public init(_ kind: Kind, path: String, level: Int? = nil, tile: TileLocation? = nil, detail: String) {
+        self.kind = kind
+        self.path = path
+        self.level = level
+        self.tile = tile
+        self.detail = detail
+    }
+
+    public var description: String {
+        var text = "\(path): \(kind)"
+        if let level { text += ", level \(level)" }
+        if let tile { text += ", \(tile)" }
+        return detail.isEmpty ? text : text + ": " + detail
+    }
+}

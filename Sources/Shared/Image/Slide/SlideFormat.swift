@@ -1,0 +1,54 @@
+import Foundation
+import TesseraCore
+import COpenSlide
+
+/// Which reader a file needs.
+public enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
+    /// A PNG: the main project's PNG reader handles it.
+    case png
+    /// A plain (generic) TIFF or BigTIFF: read with libtiff, which is 2–4× faster than OpenSlide on these.
+    case tiff(bigTIFF: Bool)
+    /// A vendor format OpenSlide detects ("aperio", "hamamatsu", "mirax", "leica", …): read with OpenSlide.
+    case openSlide(vendor: String)
+    /// Neither.
+    case unknown
+
+    public var description: String {
+        switch self {
+        case .png: return "PNG"
+        case .tiff(let big): return big ? "BigTIFF" : "TIFF"
+        case .openSlide(let vendor): return "OpenSlide (\(vendor))"
+        case .unknown: return "unknown"
+        }
+    }
+
+    /// Looks at the file's header and asks OpenSlide. Throws `.notFound` for a missing file.
+    public static func detect(path: String) throws -> SlideFormat {
+        let kind = try FileSniffer.kind(path)
+        if kind == .png { return .png }
+        if let vendor = openslide_detect_vendor(path).map({ String(cString: $0) }), vendor != "generic-tiff" {
+            return .openSlide(vendor: vendor)
+        }
+        if case .tiff(let big, _) = kind { return .tiff(bigTIFF: big) }
+        return .unknown
+    }
+}
+
+/// Opens a region source for a TIFF-family or OpenSlide file: level 0 by default, level `level`, or the level
+/// within `mppTolerance` (relative) of `mpp` µm/px. Generic TIFFs are read with libtiff, vendor formats with
+/// OpenSlide. PNG files are refused with `.notTIFF` (the PNG reader handles them).
+public func openRegionSource(path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
+                             cacheBytes: Int = TIFFRegionSource.defaultCacheBytes) throws -> any RegionSource {
+    switch try SlideFormat.detect(path: path) {
+    case .tiff:
+        return try TIFFRegionSource(path: path, level: level, mpp: mpp, mppTolerance: mppTolerance,
+                                    cacheBytes: cacheBytes,
+                                    maxHandles: ProcessInfo.processInfo.activeProcessorCount)
+    case .openSlide:
+        return try OpenSlideRegionSource(path: path, level: level, mpp: mpp, mppTolerance: mppTolerance)
+    case .png:
+        throw SlideError(.notTIFF, path: path, detail: "a PNG file: read it with the PNG reader")
+    case .unknown:
+        throw SlideError(.notTIFF, path: path, detail: "no TIFF header, and OpenSlide does not recognise it")
+    }
+}

@@ -1,0 +1,91 @@
+import COpenSlide
+import Foundation
+import TesseraCore
+
+/// What an image file holds, for an `inspect-image` command.
+public struct SlideInfo: Sendable, Equatable {
+    public let path: String
+    public let format: SlideFormat
+    /// OpenSlide's vendor name when OpenSlide recognises the file ("generic-tiff" for tiled TIFFs it also reads).
+    public let vendor: String?
+    public let width: Int
+    public let height: Int
+    public let levels: [SlideLevel]
+    /// Channels and bit depth a region source delivers.
+    public let channels: Int
+    public let bitDepth: Int
+    /// Level 0's compression ("JPEG", "deflate", …), when the file is a TIFF.
+    public let compression: String?
+    public let tileWidth: Int?
+    public let tileHeight: Int?
+    /// Level-0 µm/px, when declared.
+    public let mpp: Double?
+    public let objectivePower: Double?
+    /// OpenSlide's associated images ("thumbnail", "label", "macro").
+    public let associatedImages: [String]
+    /// OpenSlide's properties, or for a TIFF a few of its tags ("tiff.ImageDescription", "mpp.source").
+    public let properties: [String: String]
+
+    /// Describes `path` without decoding any pixels.
+    public static func inspect(path: String) throws -> SlideInfo {
+        let format = try SlideFormat.detect(path: path)
+        switch format {
+        case .tiff: return try inspectTIFF(path: path, format: format)
+        case .openSlide(let vendor): return try inspectOpenSlide(path: path, format: format, vendor: vendor)
+        case .png: throw SlideError(.notTIFF, path: path, detail: "a PNG file: the PNG reader describes it")
+        case .unknown:
+            throw SlideError(.notTIFF, path: path, detail: "no TIFF header, and OpenSlide does not recognise it")
+        }
+    }
+
+    private static func inspectTIFF(path: String, format: SlideFormat) throws -> SlideInfo {
+        let handle = try TIFFHandle(path: path)
+        let structure = try TIFFStructure(path: path, handle: handle)
+        let base = structure.levels[0]
+        var properties: [String: String] = [:]
+        properties["tiff.ImageDescription"] = structure.description
+        properties["mpp.source"] = structure.mppSource
+        properties["tiff.Photometric"] = TIFFNames.photometric(base.layout.photometric)
+        properties["tiff.SamplesPerPixel"] = String(base.layout.samplesPerPixel)
+        return SlideInfo(path: path, format: format, vendor: openslide_detect_vendor(path).map { String(cString: $0) },
+                         width: base.layout.width, height: base.layout.height, levels: structure.levels.map(\.info),
+                         channels: base.layout.channels, bitDepth: base.layout.bytesPerSample * 8,
+                         compression: TIFFNames.compression(base.layout.compression),
+                         tileWidth: base.info.tileWidth, tileHeight: base.info.tileHeight, mpp: base.info.mpp,
+                         objectivePower: nil, associatedImages: [], properties: properties.compactMapValues { $0 })
+    }
+
+    private static func inspectOpenSlide(path: String, format: SlideFormat, vendor: String) throws -> SlideInfo {
+        let handle = try OpenSlideHandle(path: path)
+        let levels = handle.levels()
+        guard let base = levels.first else {
+            throw SlideError(.openSlide, path: path, detail: "OpenSlide reports no levels")
+        }
+        var properties: [String: String] = [:]
+        for name in handle.propertyNames { properties[name] = handle.property(name) }
+        var compression: String?
+        if case .tiff = try FileSniffer.kind(path), let tiff = try? TIFFHandle(path: path),
+           let info = try? tiff.select(.directory(0)) {
+            compression = TIFFNames.compression(Int(info.compression))
+        }
+        return SlideInfo(path: path, format: format, vendor: vendor, width: base.width, height: base.height,
+                         levels: levels, channels: 3, bitDepth: 8, compression: compression,
+                         tileWidth: base.tileWidth, tileHeight: base.tileHeight, mpp: base.mpp,
+                         objectivePower: properties["openslide.objective-power"].flatMap(Double.init),
+                         associatedImages: handle.associatedImageNames, properties: properties)
+    }
+
+    /// A few lines for a terminal.
+    public var summary: String {
+        var lines = ["\(path): \(format)" + (vendor.map { ", OpenSlide vendor \($0)" } ?? "")]
+        var line = "\(width)×\(height) px, \(channels) channel\(channels == 1 ? "" : "s"), \(bitDepth)-bit"
+        if let compression { line += ", \(compression)" }
+        if let tileWidth, let tileHeight { line += ", tiles \(tileWidth)×\(tileHeight)" }
+        if let mpp { line += ", \(formatNumber(mpp)) µm/px" }
+        if let objectivePower { line += ", \(formatNumber(objectivePower))×" }
+        lines.append(line)
+        lines += levels.map { "  \($0)" }
+        if !associatedImages.isEmpty { lines.append("associated images: " + associatedImages.joined(separator: ", ")) }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import TesseraCore
+
+/// Reads rectangles of one level of a TIFF or BigTIFF file with libtiff, decoding only the tiles (or strips)
+/// each rectangle touches.
+///
+/// Handles tiled and striped directories; 8- and 16-bit unsigned samples; gray, gray+alpha, RGB, RGBA (alpha
+/// dropped, not composited, like the PNG reader), MinIsWhite (inverted to MinIsBlack), JPEG YCbCr (converted
+/// to RGB by libtiff) and every codec this libtiff build decodes. Levels: see `TIFFStructure`.
+///
+/// Thread-safe: each read borrows one of up to `maxHandles` libtiff handles (opened on demand), and decoded
+/// tiles go through a shared LRU cache bounded by `cacheBytes`.
+public final class TIFFRegionSource: RegionSource, @unchecked Sendable {
+    public let name: String
+    public let width: Int
+    public let height: Int
+    public let channels: Int
+    public let bitDepth: Int
+    /// The level this source reads (0: full resolution).
+    public let level: Int
+    /// Every level of the file.
+    public let levels: [SlideLevel]
+
+    let layout: TIFFLayout
+    private let fileSize: UInt64
+    private let handles: HandlePool<TIFFHandle>
+    private let cache: TileCache
+
+    /// The default decoded-tile cache: 32 MiB (42 RGB tiles of 512², 170 of 256²).
+    public static let defaultCacheBytes = 32 << 20
+
+    /// Opens level `level` of `path`.
+    public convenience init(path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
+                            maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        try self.init(path: path, level: level, mpp: nil, cacheBytes: cacheBytes, maxHandles: maxHandles)
+    }
+
+    /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
+    public convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2,
+                            cacheBytes: Int = defaultCacheBytes,
+                            maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
+                      maxHandles: maxHandles)
+    }
+
+    init(path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int)
+        throws {
+        let first = try Self.openHandle(path: path)
+        let structure = try TIFFStructure(path: path, handle: first)
+        levels = structure.levels.map(\.info)
+        let chosen = try LevelChoice.choose(levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
+                                            path: path)
+        let location = structure.levels[chosen].location
+        _ = try first.select(location, level: chosen)
+        name = path
+        self.level = chosen
+        layout = structure.levels[chosen].layout
+        width = layout.width
+        height = layout.height
+        channels = layout.channels
+        bitDepth = layout.bytesPerSample * 8
+        fileSize = structure.fileSize
+        cache = TileCache(capacity: cacheBytes)
+        handles = HandlePool(limit: maxHandles, first: first) {
+            let handle = try Self.openHandle(path: path)
+            _ = try handle.select(location, level: chosen)
+            return handle
+        }
+    }
+
+    private static func openHandle(path: String) throws -> TIFFHandle {
+        switch try FileSniffer.kind(path) {
+        case .tiff: break
+        case .png: throw SlideError(.notTIFF, path: path, detail: "a PNG file, not a TIFF")
+        case .other: throw SlideError(.notTIFF, path: path, detail: "no TIFF or BigTIFF header")
+        }
+        return try TIFFHandle(path: path)
+    }
+
+    /// Bytes of decoded tiles held in the cache now.
+    public var cachedBytes: Int { cache.byteCount }
+
+    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        guard Self.contains(rect, height: height, width: width) else {
+            throw SlideError(.invalidArgument, path: name, level: level,
+                             detail: "region \(rect) is not inside the \(width)×\(height) image")
+        }
+        let count = rect.height * rect.width * channels
+        guard !rect.isEmpty else {
+            return PixelRegion(height: rect.height, width: rect.width, channels: channels, samples: [])
+        }
+        let rows = (rect.y / layout.chunkHeight)...((rect.y + rect.height - 1) / layout.chunkHeight)
+        let columns = (rect.x / layout.chunkWidth)...((rect.x + rect.width - 1) / layout.chunkWidth)
+        // Not zero-filled first: the tiles the rectangle touches cover every sample, and a failure throws.
+        // Planar files: one tile per delivered channel (an alpha plane is never decoded).
+        let planes = layout.planar ? channels : 1
+        let samples = try [Float](unsafeUninitializedCapacity: count) { output, initialized in
+            for row in rows {
+                for column in columns {
+                    for plane in 0..<planes {
+                        let index = row * layout.chunksAcross + column + plane * layout.planeChunks
+                        let chunk = try decodedChunk(index)
+                        copy(chunk: chunk, index: index, plane: plane, into: output, rect: rect)
+                    }
+                }
+            }
+            initialized = count
+        }
+        return PixelRegion(height: rect.height, width: rect.width, channels: channels, samples: samples)
+    }
+
+    /// The decoded bytes of tile/strip `index`, from the cache or libtiff.
+    private func decodedChunk(_ index: Int) throws -> [UInt8] {
+        try cache.value(for: index) { try handles.withHandle { handle in try decode(index, with: handle) } }
+    }
+
+    private func decode(_ index: Int, with handle: TIFFHandle) throws -> [UInt8] {
+        let rect = layout.chunkRect(index)
+        func fail(_ kind: SlideError.Kind, _ detail: String) -> SlideError {
+            SlideError(kind, path: name, level: level,
+                       tile: SlideError.TileLocation(index: index, rect: rect, isStrip: !layout.tiled), detail: detail)
+        }
+        guard let (offset, byteCount) = handle.chunkLocation(index) else {
+            throw fail(.corruptFile, "the directory has no offset or byte count for it")
+        }
+        guard byteCount > 0 else { throw fail(.corruptTile, "its byte count is 0 (no data stored)") }
+        guard offset <= fileSize, byteCount <= fileSize - offset else {
+            throw fail(.truncated, "its \(byteCount) bytes at byte \(offset) run past the end of the file"
+                           + " (\(fileSize) bytes)")
+        }
+        // A strip's decoded size depends on its rows (the last strip is shorter); a tile is always full size.
+        let needed = layout.tiled ? layout.chunkBytes
+            : rect.height * layout.width * layout.chunkSamplesPerPixel * layout.bytesPerSample
+        var bytes = [UInt8](repeating: 0, count: layout.chunkBytes)
+        var message = ""
+        guard let got = bytes.withUnsafeMutableBytes({ handle.readChunk(index, into: $0, failure: &message) }) else {
+            throw fail(.corruptTile, "libtiff could not decode it: \(message)")
+        }
+        guard got >= needed else { throw fail(.corruptTile, "libtiff decoded \(got) bytes, \(needed) expected") }
+        return bytes
+    }
+
+    /// Copies the part of chunk `index` inside `rect` into `output` (rect-relative, HWC Float): all delivered
+    /// channels of an interleaved chunk, or channel `plane` of a planar one.
+    private func copy(chunk: [UInt8], index: Int, plane: Int, into output: UnsafeMutableBufferPointer<Float>,
+                      rect: PixelRect) {
+        let chunkRect = layout.chunkRect(index)
+        let y0 = max(rect.y, chunkRect.y), y1 = min(rect.y + rect.height, chunkRect.y + chunkRect.height)
+        let x0 = max(rect.x, chunkRect.x), x1 = min(rect.x + rect.width, chunkRect.x + chunkRect.width)
+        guard y0 < y1, x0 < x1 else { return }
+        let step = Step(source: layout.chunkSamplesPerPixel, output: channels, samples: layout.planar ? 1 : channels)
+        let chunkRowSamples = layout.chunkWidth * step.source
+        let outStride = rect.width * channels
+        let count = x1 - x0
+        func rows<T: BinaryInteger>(_ source: UnsafeBufferPointer<T>, flip: Float) {
+            for y in y0..<y1 {
+                let src = (y - chunkRect.y) * chunkRowSamples + (x0 - chunkRect.x) * step.source
+                let dst = (y - rect.y) * outStride + (x0 - rect.x) * channels + plane
+                Self.copyRow(from: source, at: src, to: output, at: dst, step: step, count: count, flip: flip)
+            }
+        }
+        chunk.withUnsafeBytes { raw in
+            if layout.bytesPerSample == 1 {
+                rows(raw.bindMemory(to: UInt8.self), flip: layout.invert ? 255 : -1)
+            } else {
+                rows(raw.bindMemory(to: UInt16.self), flip: layout.invert ? 65535 : -1)
+            }
+        }
+    }
+
+    /// Samples per pixel in a decoded chunk and in the output, and how many of them a pixel copies.
+    private struct Step {
+        let source: Int
+        let output: Int
+        let samples: Int
+    }
+
+    /// Copies `count` pixels, `step.samples` samples each; `flip` ≥ 0 inverts them (MinIsWhite gray).
+    @inline(__always)
+    private static func copyRow<T: BinaryInteger>(from source: UnsafeBufferPointer<T>, at src: Int,
+                                                  to output: UnsafeMutableBufferPointer<Float>, at dst: Int,
+                                                  step: Step, count: Int, flip: Float) {
+        var s = src, d = dst
+        if flip >= 0 {
+            for _ in 0..<count {
+                output[d] = flip - Float(source[s])
+                s += step.source
+                d += step.output
+            }
+        } else if step.source == step.samples && step.output == step.samples {
+            for i in 0..<(count * step.samples) { output[d + i] = Float(source[s + i]) }
+        } else {
+            for _ in 0..<count {
+                for c in 0..<step.samples { output[d + c] = Float(source[s + c]) }
+                s += step.source
+                d += step.output
+            }
+        }
+    }
+
+    /// Whether `rect` lies inside a `height × width` image (written so that no sum can overflow).
+    static func contains(_ rect: PixelRect, height: Int, width: Int) -> Bool {
+        rect.y >= 0 && rect.x >= 0 && rect.height >= 0 && rect.width >= 0 && rect.y <= height && rect.x <= width
+            && rect.height <= height - rect.y && rect.width <= width - rect.x
+    }
+
+}

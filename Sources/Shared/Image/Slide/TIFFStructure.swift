@@ -1,0 +1,108 @@
+import CSlideIO
+import Foundation
+import TesseraCore
+
+/// The pyramid of a TIFF file: directory 0, then every later directory (main chain) or SubIFD of directory 0
+/// that is tiled, smaller, and either flagged reduced-resolution or of the same aspect ratio.
+/// Striped directories after the first (Aperio's thumbnail, label, macro) are never levels.
+struct TIFFStructure: Sendable {
+    struct Level: Sendable {
+        let location: TIFFDirectoryLocation
+        let layout: TIFFLayout
+        let info: SlideLevel
+    }
+
+    let path: String
+    let bigTIFF: Bool
+    let fileSize: UInt64
+    let levels: [Level]
+    let description: String?
+    /// Where the level-0 µm/px came from ("Aperio description", "OME-XML", "resolution tags"), if known.
+    let mppSource: String?
+
+    /// Reads the structure with `handle` (left on directory 0 when it returns).
+    init(path: String, handle: TIFFHandle) throws {
+        self.path = path
+        fileSize = try FileSniffer.fileSize(path)
+        guard case .tiff(let big, _) = try FileSniffer.kind(path) else {
+            throw SlideError(.notTIFF, path: path, detail: "no TIFF header")
+        }
+        bigTIFF = big
+        let info0 = try handle.select(.directory(0), level: 0)
+        let layout0 = try TIFFLayout(info0, path: path, level: 0)
+        description = handle.imageDescription()
+        var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(0), layout0)]
+        for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
+            if let info = try? handle.select(.subIFD(offset)),
+               let layout = try? TIFFLayout(info, path: path, level: candidates.count) {
+                candidates.append((.subIFD(offset), layout))
+            }
+        }
+        let count = min(handle.directoryCount, 256)
+        if count > 1 {
+            for index in 1..<count {
+                guard let info = try? handle.select(.directory(index)) else { break }
+                if let layout = try? TIFFLayout(info, path: path, level: candidates.count) {
+                    candidates.append((.directory(index), layout))
+                }
+            }
+        }
+        _ = try handle.select(.directory(0), level: 0)
+        let pyramid = [candidates[0]] + candidates.dropFirst().filter { Self.isLevel($0.1, of: layout0) }
+            .sorted { $0.1.width > $1.1.width }
+        let (mpp0, source) = Self.mpp(description: description, info: info0)
+        mppSource = source
+        levels = pyramid.enumerated().map { index, candidate in
+            let layout = candidate.1
+            let downsample = (Double(layout0.width) / Double(layout.width)
+                + Double(layout0.height) / Double(layout.height)) / 2
+            let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
+            let level = SlideLevel(index: index, width: layout.width, height: layout.height, downsample: downsample,
+                                   mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
+                                   tileHeight: layout.tiled ? layout.chunkHeight : nil)
+            return Level(location: candidate.0, layout: layout, info: level)
+        }
+    }
+
+    private static func isLevel(_ layout: TIFFLayout, of base: TIFFLayout) -> Bool {
+        guard layout.tiled, layout.width < base.width, layout.height < base.height,
+              layout.channels == base.channels, layout.bytesPerSample == base.bytesPerSample else { return false }
+        if layout.subfileType & 1 != 0 { return true }
+        let aspect = Double(layout.width) / Double(layout.height)
+        let baseAspect = Double(base.width) / Double(base.height)
+        return abs(aspect / baseAspect - 1) < 0.02
+    }
+
+    /// Level-0 µm/px: Aperio's `|MPP = x`, OME-XML's PhysicalSizeX (in µm), else XResolution with a unit.
+    static func mpp(description: String?, info: tsl_dir_info) -> (Double?, String?) {
+        if let description {
+            if description.hasPrefix("Aperio"), let value = number(after: "MPP = ", in: description), value > 0 {
+                return (value, "Aperio description")
+            }
+            if description.contains("<OME"), let value = number(after: "PhysicalSizeX=\"", in: description),
+               value > 0 {
+                let unit = string(after: "PhysicalSizeXUnit=\"", in: description) ?? "µm"
+                let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+                if let scale { return (value * scale, "OME-XML") }
+            }
+        }
+        let resolution = info.x_resolution
+        guard resolution > 0, resolution.isFinite else { return (nil, nil) }
+        switch info.resolution_unit {
+        case 2: return (25400 / resolution, "resolution tags")
+        case 3: return (10000 / resolution, "resolution tags")
+        default: return (nil, nil)
+        }
+    }
+
+    private static func string(after marker: String, in text: String) -> String? {
+        guard let range = text.range(of: marker) else { return nil }
+        let rest = text[range.upperBound...]
+        let end = rest.firstIndex { $0 == "\"" || $0 == "|" || $0 == "\n" || $0 == "\r" } ?? rest.endIndex
+        return String(rest[..<end]).trimmingCharacters(in: .whitespaces)
+    }
+
+    private static func number(after marker: String, in text: String) -> Double? {
+        string(after: marker, in: text).flatMap { Double($0) }.flatMap { $0.isFinite ? $0 : nil }
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import TesseraCore
+
+/// Which parts of a slide hold tissue, from a low-resolution view, so a tile planner can skip background.
+///
+/// How: the image is averaged into cells (at most `maxDimension` along the longer side), each cell's mean colour
+/// gets its HSV saturation (stained tissue is coloured, glass and background are grey or white), and an Otsu
+/// threshold on those saturations splits tissue from background, as the pathology toolkits do. Gray images use
+/// darkness (1 − value) instead. The threshold is never below `minimumThreshold`, so an empty slide's noise
+/// is not split in two. The tissue cells are then dilated by `dilation` cells so tissue edges are not cut.
+/// Deterministic: the same pixels give the same mask.
+///
+/// The mask never holds a full-resolution image: the source is read in blocks of about 1024² pixels and
+/// only per-cell sums are kept.
+public struct TissueMask: Sendable, Equatable {
+    public struct Options: Sendable, Equatable {
+        /// Cells along the longer side, at most.
+        public var maxDimension: Int
+        /// Cells of dilation around tissue (Chebyshev distance).
+        public var dilation: Int
+        /// The smallest saturation (or darkness, for gray images) counted as tissue, whatever Otsu says.
+        public var minimumThreshold: Double
+
+        public init(maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05) {
+            self.maxDimension = maxDimension
+            self.dilation = dilation
+            self.minimumThreshold = minimumThreshold
+        }
+    }
+
+    /// Mask size in cells.
+    public let width: Int
+    public let height: Int
+    /// The coordinate space that queries use (level 0 of the slide, or the source's own pixels).
+    public let coverWidth: Int
+    public let coverHeight: Int
+    /// The size of one cell in cover pixels.
+    public let cellWidth: Double
+    public let cellHeight: Double
+    /// The saturation (darkness for gray) above which a cell is tissue, before dilation.
+    public let threshold: Double
+    /// Row-major, `width × height`: true where there is tissue (after dilation).
+    public let cells: [Bool]
+
+    /// The fraction of the whole image marked as tissue.
+    public var tissueFraction: Double { Double(cells.lazy.filter { $0 }.count) / Double(max(1, cells.count)) }
+
+    /// Detects tissue in `source`. Queries use `coverWidth × coverHeight` coordinates (default: the source's
+    /// own size; give level 0's size when `source` is a lower level of the same slide).
+    public static func detect(source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
+                              options: Options = Options()) throws -> TissueMask {
+        guard source.width > 0, source.height > 0 else {
+            throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
+        }
+        let grid = try CellGrid(source: source, maxDimension: max(1, options.maxDimension))
+        let values = grid.values(gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1))
+        let threshold = max(Self.otsu(values), options.minimumThreshold)
+        let tissue = values.map { Double($0) > threshold }
+        let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
+        let coverWidth = coverWidth ?? source.width
+        let coverHeight = coverHeight ?? source.height
+        return TissueMask(width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
+                          cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
+                          cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
+                          threshold: threshold, cells: dilated)
+    }
+
+    /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
+    /// its longer side (or level 0 if none has); queries use level-0 coordinates.
+    public static func detect(path: String, options: Options = Options()) throws -> TissueMask {
+        let levels = try SlideInfo.inspect(path: path).levels
+        let wanted = max(1, options.maxDimension)
+        let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
+        let source = try openRegionSource(path: path, level: level.index, cacheBytes: 8 << 20)
+        return try detect(source: source, coverWidth: levels[0].width, coverHeight: levels[0].height,
+                          options: options)
+    }
+
+    /// Whether `rect` (in cover coordinates) touches a tissue cell, or, with `minFraction` > 0, whether at least
+    /// that fraction of the cells it touches are tissue.
+    public func containsTissue(_ rect: PixelRect, minFraction: Double = 0) -> Bool {
+        let fraction = tissueFraction(in: rect)
+        return minFraction <= 0 ? fraction > 0 : fraction >= minFraction
+    }
+
+    /// The fraction of the cells `rect` touches that are tissue (0 for an empty or outside rectangle).
+    public func tissueFraction(in rect: PixelRect) -> Double {
+        guard !rect.isEmpty else { return 0 }
+        // Clamped as Doubles before converting: no rectangle, however large, can trap.
+        func cell(_ coordinate: Double, _ size: Double, _ count: Int, _ rule: FloatingPointRoundingRule) -> Int {
+            Int(min(Double(count), max(0, (coordinate / size).rounded(rule))))
+        }
+        let x0 = cell(Double(rect.x), cellWidth, width, .down)
+        let y0 = cell(Double(rect.y), cellHeight, height, .down)
+        let x1 = cell(Double(rect.x) + Double(rect.width), cellWidth, width, .up)
+        let y1 = cell(Double(rect.y) + Double(rect.height), cellHeight, height, .up)
+        guard x0 < x1, y0 < y1 else { return 0 }
+        var count = 0
+        for y in y0..<y1 {
+            for x in x0..<x1 where cells[y * width + x] { count += 1 }
+        }
+        return Double(count) / Double((x1 - x0) * (y1 - y0))
+    }
+
+    /// Otsu's threshold of values in [0, 1] (256 bins): the bin edge that maximises the between-class variance.
+    /// Values above it are the foreground. Public for callers that threshold features of their own.
+    public static func otsu(_ values: [Float]) -> Double {
+        var histogram = [Double](repeating: 0, count: 256)
+        for value in values { histogram[min(255, max(0, Int(value * 256)))] += 1 }
+        let total = Double(values.count)
+        guard total > 0 else { return 1 }
+        let sumAll = histogram.enumerated().reduce(0) { $0 + Double($1.offset) * $1.element }
+        var weightBelow = 0.0, sumBelow = 0.0, best = -1.0, bestBin = 0
+        for bin in 0..<256 {
+            weightBelow += histogram[bin]
+            sumBelow += Double(bin) * histogram[bin]
+            let weightAbove = total - weightBelow
+            guard weightBelow > 0, weightAbove > 0 else { continue }
+            let meanBelow = sumBelow / weightBelow, meanAbove = (sumAll - sumBelow) / weightAbove
+            let between = weightBelow * weightAbove * (meanBelow - meanAbove) * (meanBelow - meanAbove)
+            if between > best {
+                best = between
+                bestBin = bin
+            }
+        }
+        // Values in bins ≤ bestBin are background: the threshold is that bin's upper edge.
+        return best < 0 ? 1 : Double(bestBin + 1) / 256
+    }
+
+    /// Square (Chebyshev) dilation, separable: rows then columns.
+    static func dilate(_ mask: [Bool], width: Int, height: Int, radius: Int) -> [Bool] {
+        guard radius > 0 else { return mask }
+        var rows = [Bool](repeating: false, count: mask.count)
+        for y in 0..<height {
+            for x in 0..<width where mask[y * width + x] {
+                for xx in max(0, x - radius)...min(width - 1, x + radius) { rows[y * width + xx] = true }
+            }
+        }
+        var result = [Bool](repeating: false, count: mask.count)
+        for y in 0..<height {
+            for x in 0..<width where rows[y * width + x] {
+                for yy in max(0, y - radius)...min(height - 1, y + radius) { result[yy * width + x] = true }
+            }
+        }
+        return result
+    }
+}
+
+/// Per-cell colour means of a source, accumulated block by block.
+struct CellGrid {
+    /// Cell size in source pixels.
+    let cell: Int
+    let width: Int
+    let height: Int
+    let channels: Int
+    /// Mean of each channel per cell, row-major, interleaved.
+    let means: [Float]
+
+    init(source: any RegionSource, maxDimension: Int) throws {
+        cell = max(1, (max(source.width, source.height) + maxDimension - 1) / maxDimension)
+        width = (source.width + cell - 1) / cell
+        height = (source.height + cell - 1) / cell
+        channels = source.channels
+        var sums = [Double](repeating: 0, count: width * height * channels)
+        var counts = [Double](repeating: 0, count: width * height)
+        let block = max(cell, 1024 / cell * cell)
+        for by in stride(from: 0, to: source.height, by: block) {
+            for bx in stride(from: 0, to: source.width, by: block) {
+                let rect = PixelRect(y: by, x: bx, height: min(block, source.height - by),
+                                     width: min(block, source.width - bx))
+                let region = try source.readRegion(rect)
+                for y in 0..<rect.height {
+                    let cellRow = (by + y) / cell * width
+                    for x in 0..<rect.width {
+                        let index = cellRow + (bx + x) / cell
+                        counts[index] += 1
+                        let at = (y * rect.width + x) * channels
+                        for c in 0..<channels { sums[index * channels + c] += Double(region.samples[at + c]) }
+                    }
+                }
+            }
+        }
+        means = sums.indices.map { Float(sums[$0] / max(1, counts[$0 / source.channels])) }
+    }
+
+    /// Per cell: HSV saturation of the mean colour, or for gray images darkness (1 − value / maxValue).
+    func values(gray: Bool, maxValue: Float) -> [Float] {
+        (0..<(width * height)).map { index in
+            if gray || channels < 3 { return 1 - means[index * channels] / maxValue }
+            let r = means[index * 3], g = means[index * 3 + 1], b = means[index * 3 + 2]
+            let high = max(r, g, b), low = min(r, g, b)
+            return high > 0 ? (high - low) / high : 0
+        }
+    }
+}

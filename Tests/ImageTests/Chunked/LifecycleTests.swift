@@ -1,0 +1,178 @@
+@testable import TesseraCore
+@testable import TesseraImage
+import Foundation
+import Testing
+
+/// Creating, resuming, finishing and checking stores; what a crashed job leaves behind.
+@Suite("Store lifecycle")
+struct LifecycleTests {
+    /// A 2-class 70 × 90 store with 32² tiles and 2 levels, tiles (0,0) and (1,2) written.
+    private func smallStore(_ dir: String, dtype: MapDType = .float32) throws -> (MapStore, [TileReceipt]) {
+        let layout = try MapLayout(classes: 2, height: 70, width: 90, tileSize: 32, dtype: dtype, levels: 2)
+        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
+        var receipts: [TileReceipt] = []
+        for tile in [TileIndex(row: 0, column: 0), TileIndex(row: 1, column: 2)] {
+            let rect = layout.rect(of: tile)
+            let values = randomMap(classes: 2, height: rect.height, width: rect.width, seed: UInt64(tile.column))
+            receipts.append(try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) })
+        }
+        return (store, receipts)
+    }
+
+    @Test func unfinishedStoreIsNotFinished() throws {
+        let dir = try temporaryDirectory("unfinished")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir)
+        #expect(!store.isFinished)
+        let reopened = try MapStore.open(at: store.path)
+        #expect(!reopened.isFinished)
+        #expect(reopened.presentTiles() == [TileIndex(row: 0, column: 0), TileIndex(row: 1, column: 2)])
+        #expect(throws: MapStoreError.self) { try TIFFMapExport.write(store: reopened, to: dir + "/x.tif") }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/x.tif"))
+        let (status, output) = try runReference(["mode": "unfinished", "store": store.path], in: dir)
+        #expect(status == 0, "\(output)")
+        try reopened.finish()
+        #expect(try MapStore.open(at: store.path).isFinished)
+    }
+
+    @Test func leftoverTemporaryFilesAreHarmless() throws {
+        let dir = try temporaryDirectory("leftover")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir, dtype: .uint8)
+        // What a crash between create and rename leaves: garbage under temporary names.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: store.path + "/0/0/1/.1.tmp-999-12345"))
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: store.path + "/0/0/0/.0.tmp-999-777"))
+        try Data("{".utf8).write(to: URL(fileURLWithPath: store.path + "/..zattrs.tmp-999-1"))
+        try store.finish()
+        #expect(store.presentTiles() == [TileIndex(row: 0, column: 0), TileIndex(row: 1, column: 2)])
+        // The reference readers still read exactly the written tiles.
+        let layout = store.layout
+        var map = [Float](repeating: -1, count: 2 * 70 * 90)
+        var skipped: [TileIndex] = []
+        for row in 0..<3 {
+            for column in 0..<3 {
+                let tile = TileIndex(row: row, column: column), rect = layout.rect(of: tile)
+                if tile != TileIndex(row: 0, column: 0) && tile != TileIndex(row: 1, column: 2) {
+                    skipped.append(tile)
+                    continue
+                }
+                let values = randomMap(classes: 2, height: rect.height, width: rect.width, seed: UInt64(column))
+                for c in 0..<2 {
+                    for y in 0..<rect.height {
+                        for x in 0..<rect.width {
+                            let value = values[(c * rect.height + y) * rect.width + x]
+                            map[(c * 70 + rect.y + y) * 90 + rect.x + x] = value
+                        }
+                    }
+                }
+            }
+        }
+        try writeRaw(map, to: dir + "/input.f32")
+        let spec: [String: Any] = [
+            "mode": "full", "store": store.path, "input": dir + "/input.f32", "shape": [2, 70, 90], "tile": 32,
+            "levels": 2, "dtype": "uint8", "skipped": skipped.map { [$0.row, $0.column] }, "ome_info": true,
+        ]
+        let (status, output) = try runReference(spec, in: dir)
+        #expect(status == 0, "\(output)")
+    }
+
+    @Test func damagedChunksAreDetected() throws {
+        let dir = try temporaryDirectory("damaged")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, receipts) = try smallStore(dir)
+        for receipt in receipts { try store.verify(receipt); try store.verify(tile: receipt.tile) }
+        #expect(receipts[0].chunks.map(\.key) == ["0/0/0/0", "1/0/0/0"])
+
+        // Truncated: the receipt's size and the zlib stream both give it away.
+        let truncated = store.chunkPath(receipts[0].tile, level: 0)
+        let handle = try #require(FileHandle(forUpdatingAtPath: truncated))
+        try handle.truncate(atOffset: UInt64(receipts[0].chunks[0].size / 2))
+        try handle.close()
+        #expect { try store.verify(receipts[0]) } throws: { ($0 as? MapStoreError)?.kind == .truncated }
+        #expect { try store.verify(tile: receipts[0].tile) } throws: { ($0 as? MapStoreError)?.kind == .truncated }
+        #expect { try store.readTile(receipts[0].tile) } throws: { ($0 as? MapStoreError)?.kind == .truncated }
+
+        // Same size, one byte changed: only the checksum can tell.
+        let flipped = store.chunkPath(receipts[1].tile, level: 1)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: flipped)))
+        bytes[bytes.count / 2] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: flipped))
+        #expect { try store.verify(receipts[1]) } throws: { ($0 as? MapStoreError)?.kind == .checksumMismatch }
+
+        // Missing.
+        try FileManager.default.removeItem(atPath: flipped)
+        #expect { try store.verify(receipts[1]) } throws: { ($0 as? MapStoreError)?.kind == .missingChunk }
+        // Presence is only the files' existence (cheap, for listing); damage is verify's job.
+        #expect(store.presentTiles() == [TileIndex(row: 0, column: 0)])
+        #expect { try store.readTile(TileIndex(row: 2, column: 2)) } throws: {
+            ($0 as? MapStoreError)?.kind == .missingChunk
+        }
+    }
+
+    @Test func rewritingATileReplacesIt() throws {
+        let dir = try temporaryDirectory("rewrite")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir)
+        let tile = TileIndex(row: 1, column: 2), rect = store.layout.rect(of: tile)
+        let values = [Float](repeating: 0.25, count: 2 * rect.height * rect.width)
+        let receipt = try values.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+        try store.verify(receipt)
+        #expect(try store.readTile(tile) == values)
+        #expect(try store.readTile(tile, level: 1).allSatisfy { $0 == 0.25 })
+    }
+
+    @Test func encodedTilesWriteLikeDirectOnes() throws {
+        let dir = try temporaryDirectory("encoded")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let layout = try MapLayout(classes: 3, height: 40, width: 50, tileSize: 16, dtype: .uint16, levels: 3)
+        let direct = try MapStore.create(at: dir + "/direct.zarr", layout: layout)
+        let shipped = try MapStore.create(at: dir + "/shipped.zarr", layout: layout)
+        let tile = TileIndex(row: 2, column: 3), rect = layout.rect(of: tile)
+        let values = randomMap(classes: 3, height: rect.height, width: rect.width, seed: 5)
+        let receipt = try values.withUnsafeBufferPointer { try direct.write(tile: tile, values: $0) }
+        // A worker without the store's file system encodes; the coordinator writes.
+        let encoded = try values.withUnsafeBufferPointer { try MapStore.encode(tile: tile, values: $0, layout: layout) }
+        #expect(encoded.receipt == receipt)
+        #expect(try shipped.write(encoded) == receipt)
+        try shipped.verify(receipt)
+        #expect(try shipped.readTile(tile, level: 2) == direct.readTile(tile, level: 2))
+        let other = try MapStore.create(at: dir + "/other.zarr",
+                                        layout: MapLayout(classes: 3, height: 40, width: 50, tileSize: 16, levels: 2))
+        #expect { try other.write(encoded) } throws: { ($0 as? MapStoreError)?.kind == .invalidArgument }
+    }
+
+    @Test func invalidArgumentsAreRejected() throws {
+        #expect { try MapLayout(classes: 1, height: 10, width: 10, tileSize: 100, levels: 4) } throws: {
+            ($0 as? MapStoreError)?.kind == .invalidArgument
+        }
+        #expect { try MapLayout(classes: 2, height: 10, width: 10, tileSize: 8, classNames: ["a"]) } throws: {
+            ($0 as? MapStoreError)?.kind == .invalidArgument
+        }
+        #expect { try MapLayout(classes: 0, height: 10, width: 10, tileSize: 8) } throws: {
+            ($0 as? MapStoreError)?.kind == .invalidArgument
+        }
+        let json = #"{"classes":1,"height":10,"width":10,"tileSize":6,"dtype":"uint8","levels":3}"#
+        #expect(throws: MapStoreError.self) { try JSONDecoder().decode(MapLayout.self, from: Data(json.utf8)) }
+        let layout = try MapLayout(classes: 2, height: 9, width: 7, tileSize: 8, dtype: .float16, levels: 4,
+                                   classNames: ["a", "b"])
+        #expect(try JSONDecoder().decode(MapLayout.self, from: JSONEncoder().encode(layout)) == layout)
+        let dir = try temporaryDirectory("invalid")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir)
+        #expect { try MapStore.create(at: store.path, layout: store.layout) } throws: {
+            ($0 as? MapStoreError)?.kind == .alreadyExists
+        }
+        #expect { try MapStore.open(at: dir) } throws: { ($0 as? MapStoreError)?.kind == .notAStore }
+        let short = [Float](repeating: 0, count: 5)
+        let first = TileIndex(row: 0, column: 0)
+        #expect { try short.withUnsafeBufferPointer { try store.write(tile: first, values: $0) } } throws: {
+            ($0 as? MapStoreError)?.kind == .invalidArgument
+        }
+        #expect {
+            try short.withUnsafeBufferPointer {
+                try store.write(rect: PixelRect(y: 16, x: 0, height: 32, width: 32), values: $0)
+            }
+        } throws: { ($0 as? MapStoreError)?.kind == .invalidArgument }
+        #expect { try store.rows(y: 60..<71) } throws: { ($0 as? MapStoreError)?.kind == .invalidArgument }
+    }
+}

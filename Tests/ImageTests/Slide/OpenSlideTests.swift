@@ -1,0 +1,120 @@
+import Foundation
+@testable import TesseraCore
+@testable import TesseraImage
+import Testing
+
+@Suite("OpenSlide source, format detection, SlideInfo")
+struct OpenSlideTests {
+    /// The Aperio-like SVS opens through OpenSlide; both levels agree with tifffile's decoding to 1 level.
+    @Test func svsThroughOpenSlide() throws {
+        let fixtures = try Fixtures.get()
+        let fixture = try fixtures.good("svs")
+        let path = fixtures.path(fixture.file)
+        let levels = try #require(fixture.levels)
+        for (index, level) in levels.enumerated() {
+            let source = try #require(try openRegionSource(path: path, level: index) as? OpenSlideRegionSource)
+            #expect(source.vendor == "aperio" && source.level == index)
+            #expect(source.width == level.width && source.height == level.height && source.channels == 3)
+            let expected = try fixtures.expected(level)
+            for rect in testRects(height: level.height, width: level.width, seed: 3) {
+                let region = try source.readRegion(rect)
+                let want = crop(expected, width: level.width, channels: 3, rect)
+                #expect(maxDifference(region.samples, want) <= 1, "level \(index) \(rect)")
+            }
+        }
+    }
+
+    /// mpp picks the level within 20 %; otherwise the error lists every level and its µm/px.
+    @Test func mppSelection() throws {
+        let fixtures = try Fixtures.get()
+        let path = fixtures.path("slide.svs")
+        #expect((try openRegionSource(path: path, mpp: 0.26) as? OpenSlideRegionSource)?.level == 0)
+        #expect((try openRegionSource(path: path, mpp: 1.1) as? OpenSlideRegionSource)?.level == 1)
+        #expect((try OpenSlideRegionSource(path: path, mpp: 0.9)).level == 1)
+        let error = slideError { _ = try openRegionSource(path: path, mpp: 0.5) }
+        #expect(error?.kind == .noLevelNearMPP(0.5))
+        let text = error?.description ?? ""
+        #expect(text.contains(path) && text.contains("0.25 µm/px") && text.contains("1 µm/px"), "\(text)")
+        #expect(text.contains("within 20%"), "\(text)")
+    }
+
+    /// A generic tiled TIFF read through OpenSlide equals the written samples exactly (lossless, α = 255).
+    /// Level 2 (75×50 in 48×64 tiles: a tile taller than the level) is left out: OpenSlide 3.4.1 returns
+    /// garbage with random alpha there, with no error (python openslide shows the same), which is one more reason
+    /// generic TIFFs go to libtiff.
+    @Test func genericTIFFThroughOpenSlideIsExact() throws {
+        let fixtures = try Fixtures.get()
+        let fixture = try fixtures.good("rgb8_tiled_zlib")
+        let levels = try #require(fixture.levels)
+        for (index, level) in levels.enumerated() where index < 2 {
+            let source = try OpenSlideRegionSource(path: fixtures.path(fixture.file), level: index)
+            #expect(source.levels.count == 3)
+            let expected = try fixtures.expected(level)
+            for rect in testRects(height: level.height, width: level.width, seed: 11) {
+                let want = crop(expected, width: level.width, channels: 3, rect)
+                #expect(try source.readRegion(rect).samples == want, "level \(index) \(rect)")
+            }
+        }
+    }
+
+    @Test func formatDetection() throws {
+        let fixtures = try Fixtures.get()
+        #expect(try SlideFormat.detect(path: fixtures.path("slide.svs")) == .openSlide(vendor: "aperio"))
+        #expect(try SlideFormat.detect(path: fixtures.path("rgb8_tiled_zlib.tif")) == .tiff(bigTIFF: false))
+        #expect(try SlideFormat.detect(path: fixtures.path("rgb8_bigtiff.tif")) == .tiff(bigTIFF: true))
+        #expect(try SlideFormat.detect(path: fixtures.path("gray8_striped.tif")) == .tiff(bigTIFF: false))
+        #expect(try SlideFormat.detect(path: fixtures.path("not_a_tiff.tif")) == .unknown)
+        #expect(try openRegionSource(path: fixtures.path("rgb8_tiled_zlib.tif")) is TIFFRegionSource)
+        #expect(try openRegionSource(path: fixtures.path("slide.svs")) is OpenSlideRegionSource)
+    }
+
+    @Test func slideInfoDescribesBothKinds() throws {
+        let fixtures = try Fixtures.get()
+        let svs = try SlideInfo.inspect(path: fixtures.path("slide.svs"))
+        #expect(svs.vendor == "aperio" && svs.width == 1024 && svs.height == 768)
+        #expect(svs.levels.map(\.downsample) == [1, 4] && svs.levels.map(\.mpp) == [0.25, 1.0])
+        #expect(svs.mpp == 0.25 && svs.objectivePower == 40 && svs.compression == "JPEG")
+        #expect(svs.tileWidth == 256 && svs.associatedImages == ["thumbnail"])
+        #expect(svs.summary.contains("level 1: 256×192, downsample 4, 1 µm/px"), "\(svs.summary)")
+        let tiff = try SlideInfo.inspect(path: fixtures.path("rgb16_tiled.tif"))
+        #expect(tiff.format == .tiff(bigTIFF: false) && tiff.vendor == "generic-tiff")
+        #expect(tiff.bitDepth == 16 && tiff.channels == 3 && tiff.compression == "deflate")
+        #expect(tiff.tileWidth == 32 && tiff.tileHeight == 48 && tiff.levels.count == 1 && tiff.mpp == nil)
+        let striped = try SlideInfo.inspect(path: fixtures.path("gray8_striped.tif"))
+        #expect(striped.vendor == nil && striped.tileWidth == nil && striped.channels == 1)
+        #expect(striped.compression == "LZW")
+    }
+}
+
+@Suite("OpenSlide errors")
+struct OpenSlideErrorTests {
+    /// A corrupt tile in an SVS throws (OpenSlide's sticky error), naming file, level and rectangle; the slide
+    /// is reopened, so reads elsewhere, before and after, still return the right pixels.
+    @Test func corruptSVSTileThrowsAndOtherReadsRecover() throws {
+        let fixtures = try Fixtures.get()
+        let path = fixtures.path("bad_tile.svs")
+        let source = try OpenSlideRegionSource(path: path)
+        let level = try #require(try fixtures.good("svs").levels?.first)
+        let expected = try fixtures.expected(level)
+        let fine = PixelRect(y: 0, x: 0, height: 256, width: 1024)
+        let want = crop(expected, width: 1024, channels: 3, fine)
+        #expect(maxDifference(try source.readRegion(fine).samples, want) <= 1)
+        let bad = PixelRect(y: 300, x: 300, height: 20, width: 20)
+        let error = slideError { _ = try source.readRegion(bad) }
+        #expect(error?.kind == .openSlide && error?.level == 0)
+        #expect(error?.description.contains(path) == true && error?.description.contains("\(bad)") == true)
+        #expect(maxDifference(try source.readRegion(fine).samples, want) <= 1)
+        // Several threads, some on the bad tile: the others still get correct pixels.
+        let results = ResultBox(count: 16)
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            results.set(i, (try? source.readRegion(i % 4 == 0 ? bad : fine).samples) ?? [-1])
+        }
+        for i in 0..<16 {
+            if i % 4 == 0 {
+                #expect(results.get(i) == [-1])
+            } else {
+                #expect(maxDifference(results.get(i), want) <= 1, "read \(i)")
+            }
+        }
+    }
+}

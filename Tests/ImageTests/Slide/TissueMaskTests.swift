@@ -1,0 +1,80 @@
+import Foundation
+@testable import TesseraCore
+@testable import TesseraImage
+import Testing
+
+@Suite("Tissue detection")
+struct TissueMaskTests {
+    /// Two stained blobs on white glass: the blobs are tissue, the corners and the gap between them are not.
+    @Test func findsTheBlobs() throws {
+        let fixtures = try Fixtures.get()
+        let fixture = try fixtures.good("tissue_blobs")
+        let path = fixtures.path(fixture.file)
+        let mask = try TissueMask.detect(path: path, options: .init(maxDimension: 150, dilation: 1))
+        #expect(mask.coverWidth == 800 && mask.coverHeight == 600)
+        #expect(mask.width == 100 && mask.height == 75)  // read from the ¼ level (200×150), cells of 2×2 px
+        for blob in try #require(fixture.blobs) {
+            let (cy, cx) = (blob[0], blob[1])
+            #expect(mask.containsTissue(PixelRect(y: cy - 8, x: cx - 8, height: 16, width: 16), minFraction: 1))
+        }
+        let background = [
+            PixelRect(y: 0, x: 0, height: 64, width: 64), PixelRect(y: 536, x: 736, height: 64, width: 64),
+            PixelRect(y: 0, x: 700, height: 100, width: 100), PixelRect(y: 450, x: 0, height: 150, width: 300),
+        ]
+        for rect in background {
+            #expect(!mask.containsTissue(rect), "\(rect)")
+        }
+        // The blobs cover π(80·120 + 100·90) px of 480 000: about 12 %; dilation adds a little.
+        #expect(mask.tissueFraction > 0.10 && mask.tissueFraction < 0.18, "\(mask.tissueFraction)")
+        // A tile that only grazes the first blob's edge counts (edges are kept), one 40 px away does not.
+        #expect(mask.containsTissue(PixelRect(y: 150, x: 318, height: 10, width: 10)))
+        #expect(!mask.containsTissue(PixelRect(y: 150, x: 360, height: 10, width: 10)))
+    }
+
+    @Test func deterministicAndConsistentAcrossLevels() throws {
+        let fixtures = try Fixtures.get()
+        let path = fixtures.path("tissue.tif")
+        let a = try TissueMask.detect(path: path, options: .init(maxDimension: 150))
+        let b = try TissueMask.detect(path: path, options: .init(maxDimension: 150))
+        #expect(a == b)
+        // From level 0, strided into 100 cells across: the same regions.
+        let full = try TIFFRegionSource(path: path)
+        let coarse = try TissueMask.detect(source: full, options: .init(maxDimension: 100, dilation: 0))
+        #expect(coarse.width == 100 && coarse.height == 75 && coarse.cellWidth == 8)
+        #expect(coarse.containsTissue(PixelRect(y: 140, x: 190, height: 20, width: 20), minFraction: 1))
+        #expect(!coarse.containsTissue(PixelRect(y: 0, x: 0, height: 100, width: 100)))
+        #expect(abs(coarse.tissueFraction - a.tissueFraction) < 0.05)
+    }
+
+    /// A blank slide has no tissue: the threshold floor stops Otsu from splitting noise in two.
+    @Test func blankHasNoTissue() throws {
+        let source = ConstantSource(width: 300, height: 200, value: [245, 244, 246])
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 64))
+        #expect(mask.tissueFraction == 0)
+        #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 200, width: 300)))
+    }
+
+    @Test func otsuSplitsTwoModes() {
+        let mask = TissueMask.otsu([Float](repeating: 0.05, count: 100) + [Float](repeating: 0.6, count: 30))
+        #expect(mask > 0.05 && mask <= 0.6)
+    }
+}
+
+/// An in-memory RGB source with one colour everywhere.
+final class ConstantSource: RegionSource, @unchecked Sendable {
+    let name = "constant"
+    let width: Int
+    let height: Int
+    let channels = 3
+    let bitDepth = 8
+    let value: [Float]
+    init(width: Int, height: Int, value: [Float]) {
+        self.width = width
+        self.height = height
+        self.value = value
+    }
+    func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        let samples = (0..<(rect.height * rect.width)).flatMap { _ in value }
+        return PixelRegion(height: rect.height, width: rect.width, channels: 3, samples: samples)
+    }
+}

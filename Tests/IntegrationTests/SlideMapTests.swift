@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraImage
+@testable import TesseraPlan
+@testable import TestSupport
+
+/// Slides in, chunked maps out, through the built `tessera-coordinator run`: the
+/// OME-Zarr map read by PyPI `zarr` equals the `.npy` of the cluster path; the same
+/// pixels as PNG, tiled TIFF (libtiff) and SVS (OpenSlide) give the same map;
+/// tissue detection skips background; bad files fail with their name.
+@Suite("Slides and chunked maps", .serialized)
+struct SlideMapTests {
+    static let makeSlide = TestPaths.packageRoot.appendingPathComponent("tools/make-test-slide.py").path
+
+    /// Runs `tessera-coordinator ARGS`; returns its exit status and output.
+    @discardableResult
+    static func coordinator(_ group: ProcessGroup, _ arguments: [String], log: String) throws -> (Int32, String) {
+        let p = try group.start("tessera-coordinator", arguments, log: log)
+        let status = group.wait(p, timeout: 300) ?? -1
+        return (status, group.log(log))
+    }
+
+    /// Runs python3 with `script`; returns stdout+stderr, expecting exit 0.
+    static func python(_ script: String, _ arguments: [String] = []) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script] + arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(p.terminationStatus == 0, "python failed: \(text)")
+        return text
+    }
+
+    static func bytes(_ path: String) -> [UInt8]? { ClusterFixture.bytes(path) }
+
+    @Test("PNG: the OME-Zarr float32 map (zarr) equals the cluster path's .npy bit for bit, tiled or not",
+          arguments: MapMode.allCases)
+    func zarrEqualsClusterMap(mode: MapMode) throws {
+        let group = try ProcessGroup("zarr-\(mode.rawValue)")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: mode == .naive ? 40 : 90, width: mode == .naive ? 52 : 120)
+        let model = ClusterFixture.modelFlags + ["--mode", mode.rawValue, "--threads", "2"]
+        // The reference: the cluster path (an embedded coordinator and one worker), as before this change.
+        let (status, log) = try Self.coordinator(group, ["run"] + model + ["--outputs", "npy", "--tile", "24",
+                                                                          "--out", group.directory + "/ref", image],
+                                                 log: "ref")
+        #expect(status == 0, "\(log)")
+        let reference = try #require(Self.bytes(group.directory + "/ref/img.npy"))
+        for tile in ["24", "32", "64"] {
+            let out = group.directory + "/t\(tile)"
+            let (s, l) = try Self.coordinator(group, ["run", "--in-process"] + model
+                                                + ["--outputs", "npy,zarr,tiff", "--tile", tile, "--out", out, image],
+                                              log: "t\(tile)")
+            #expect(s == 0, "\(l)")
+            #expect(Self.bytes(out + "/img.npy") == reference, "tile \(tile): .npy differs from the cluster path's")
+            let check = try Self.python("""
+                import sys, numpy as np, zarr, tifffile
+                ref = np.load(sys.argv[1]); z = zarr.open(sys.argv[2], mode='r')
+                a = z['0'][:]
+                assert a.dtype == np.float32 and a.shape == ref.shape, (a.dtype, a.shape, ref.shape)
+                assert np.array_equal(a.view(np.uint32), ref.view(np.uint32)), 'zarr level 0 differs'
+                t = tifffile.TiffFile(sys.argv[3]).series[0]
+                assert np.array_equal(t.levels[0].asarray().view(np.uint32), ref.view(np.uint32)), 'tiff differs'
+                print('levels', len(z.attrs['multiscales'][0]['datasets']), len(t.levels))
+                """, [group.directory + "/ref/img.npy", out + "/img.zarr", out + "/img.map.tiff"])
+            #expect(check.contains("levels"), "\(check)")
+        }
+    }
+
+    @Test("the same pixels as PNG, tiled TIFF and SVS (OpenSlide) give bit-identical maps; --mpp picks the level")
+    func formatsAgree() throws {
+        let group = try ProcessGroup("formats")
+        defer { group.stop() }
+        let png = group.directory + "/pixels.png"
+        try ClusterFixture.writeImage(to: png, height: 200, width: 260, seed: 5)
+        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+                            [Self.makeSlide, png, group.directory])
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "64", "--threads", "2",
+                                                  "--in-process", "--outputs", "npy"]
+        func map(_ name: String, _ extra: [String] = []) throws -> [UInt8]? {
+            let out = group.directory + "/out-" + name
+            let (s, l) = try Self.coordinator(group, ["run"] + model + extra + ["--out", out,
+                                                                                group.directory + "/" + name],
+                                              log: "map-" + name)
+            #expect(s == 0, "\(name): \(l)")
+            return try FileManager.default.contentsOfDirectory(atPath: out).first { $0.hasSuffix(".npy") }
+                .flatMap { Self.bytes(out + "/" + $0) }
+        }
+        let fromPNG = try #require(try map("pixels.png"))
+        #expect(try map("tiled.tif") == fromPNG, "libtiff's map differs from the PNG's")
+        let decoded = try #require(try map("slide-decoded.png"))
+        #expect(try map("slide.svs") == decoded, "OpenSlide's map differs from the map of its decoded pixels")
+        // --mpp 1.0: the ¼ level (0.25 µm/px × 4), 50×65 pixels.
+        let out = group.directory + "/mpp"
+        let (s, l) = try Self.coordinator(group, ["run"] + model + ["--mpp", "1.0", "--out", out,
+                                                                    group.directory + "/slide.svs"], log: "mpp")
+        #expect(s == 0 && l.contains("level 1 of 2") && l.contains("1.000 µm/px"), "\(l)")
+        let shape = try Self.python("import numpy as np, sys; print(np.load(sys.argv[1]).shape)", [out + "/slide.npy"])
+        #expect(shape.contains("50, 65"), "\(shape)")
+    }
+
+    @Test("--tissue: background tiles are not computed, read as NaN in the zarr map, and are counted")
+    func tissue() throws {
+        let group = try ProcessGroup("tissue")
+        defer { group.stop() }
+        let png = group.directory + "/islands.png"
+        // White background with two stained islands.
+        _ = try Self.python("""
+            import sys, numpy as np, imagecodecs
+            a = np.full((256, 320, 3), 245, np.uint8)
+            a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
+            open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
+            """, [png])
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--in-process"]
+        let out = group.directory + "/out"
+        let (s, l) = try Self.coordinator(group, ["run"] + model + ["--tissue", "--outputs", "zarr,npy",
+                                                                    "--out", out, png], log: "tissue")
+        #expect(s == 0, "\(l)")
+        let skipped = l.range(of: #"(\d+) computed, (\d+) skipped"#, options: .regularExpression).map { String(l[$0]) }
+        #expect(skipped != nil && !(skipped!.hasSuffix(" 0 skipped")), "\(l)")
+        let (s2, l2) = try Self.coordinator(group, ["run"] + model + ["--outputs", "npy", "--out", out + "-all", png],
+                                            log: "all")
+        #expect(s2 == 0, "\(l2)")
+        let check = try Self.python("""
+            import sys, numpy as np, zarr
+            z = zarr.open(sys.argv[1], mode='r')['0'][:]; full = np.load(sys.argv[2])
+            nan = np.isnan(z[0])
+            assert nan.any() and not nan.all(), 'expected some skipped tiles'
+            assert not nan[32:96, 40:120].any() and not nan[160:224, 200:290].any(), 'an island was skipped'
+            assert np.array_equal(z[:, ~nan], full[:, ~nan]), 'computed tiles differ from the full map'
+            print('skipped fraction', nan.mean())
+            """, [out + "/islands.zarr", out + "-all/islands.npy"])
+        #expect(check.contains("skipped fraction"), "\(check)")
+    }
+
+    @Test("bad inputs fail with the file named and leave no store: truncated TIFF, not an image, missing level")
+    func badInputs() throws {
+        let group = try ProcessGroup("bad-slides")
+        defer { group.stop() }
+        let png = group.directory + "/pixels.png"
+        try ClusterFixture.writeImage(to: png, height: 120, width: 150, seed: 9)
+        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+                            [Self.makeSlide, png, group.directory])
+        let tiled = try #require(Self.bytes(group.directory + "/tiled.tif"))
+        try Data(tiled.prefix(tiled.count / 2)).write(to: URL(fileURLWithPath: group.directory + "/cut.tif"))
+        try Data("not an image at all".utf8).write(to: URL(fileURLWithPath: group.directory + "/junk.tif"))
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--in-process", "--outputs", "zarr"]
+        let cases: [(String, [String], String)] = [
+            ("cut.tif", [], "cut.tif"),
+            ("junk.tif", [], "junk.tif"),
+            ("slide.svs", ["--level", "7"], "level"),
+            ("slide.svs", ["--mpp", "0.5"], "µm/px"),
+        ]
+        for (i, (file, extra, expected)) in cases.enumerated() {
+            let out = group.directory + "/out\(i)"
+            let (s, l) = try Self.coordinator(group, ["run"] + model + extra + ["--out", out,
+                                                                                group.directory + "/" + file],
+                                              log: "bad\(i)")
+            #expect(s != 0, "\(file) \(extra) was accepted: \(l)")
+            #expect(l.contains(expected) && !l.contains("Fatal error"), "\(file) \(extra): \(l)")
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+            #expect(left.allSatisfy { !$0.contains("zarr") }, "\(file): a store was left: \(left)")
+        }
+    }
+}
