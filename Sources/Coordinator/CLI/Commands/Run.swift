@@ -62,6 +62,10 @@ struct Run: ParsableCommand {
                              discussion: "Skipped tiles are not computed and read as the store's fill value "
                                  + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
     var tissue = false
+    @Option(help: ArgumentHelp("After mapping, classify N random pixels with the exact patch classifier and report "
+                               + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
+                               + "not exact (--allow-padding), else 0. In-process runs.", valueName: "N"))
+    var check: Int?
     @Option(help: ArgumentHelp("Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
                                + "(probability × 255 or × 65535, rounded)."))
     var dtype: MapDType = .float32
@@ -76,6 +80,7 @@ struct Run: ParsableCommand {
         if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
         if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
         if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }
+        if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
     }
 
     /// Slides, TIFFs, chunked outputs and tissue detection are mapped in this process
@@ -85,6 +90,7 @@ struct Run: ParsableCommand {
             return "zarr and tiff outputs"
         }
         if tissue { return "--tissue" }
+        if let check, check > 0 { return "--check" }
         if level != nil || mpp != nil { return "--level/--mpp" }
         for path in images where try SlideFormat.detect(path: path) != .png { return "\(path) is not a PNG" }
         return nil
@@ -159,15 +165,29 @@ struct Run: ParsableCommand {
                                               "tile": "\(t)"])
             let sink = try ChunkedMapOutput(options: options, classes: plan.classes, height: size.h, width: size.w,
                                             tile: t, dtype: dtype, levels: levels)
+            let checks = check ?? (plan.geometry.isExact ? 0 : 256)
+            var checker = checks > 0 ? MapChecker(count: checks, image: size, keep: skip.map { skip in
+                { y, x in !skip(PixelRect(y: y, x: x, height: 1, width: 1)) }
+            }) : nil
             let counts: TileCounts
             let written: [String]
             do {
                 counts = try mapper.mapTiles(image, mode: job.mode, tile: t, skip: skip, progress: { done, total in
                     progress.update(label: OutputOptions.stem(forInput: path), done: done, total: total,
                                     pixels: Int(Double(image.width * image.height) * share), since: start)
-                }, emit: { try sink.write($0.rect, values: $0.values) })
+                }, emit: { tile in
+                    checker?.record(tile)
+                    try sink.write(tile.rect, values: tile.values)
+                })
                 progress.finish()
                 written = try sink.finish(image: image, logger: logger)
+                if let checker {
+                    let result = try checker.finish(mapper, image: image)
+                    let report = "\(options.directory)/\(options.stem).check.json"
+                    try result.json().write(to: URL(fileURLWithPath: report), options: .atomic)
+                    logger.info("check against the exact classifier: \(result.summary)",
+                                metadata: ["image": "\(path)", "report": "\(report)"])
+                }
             } catch {
                 progress.finish()
                 sink.abandon()
