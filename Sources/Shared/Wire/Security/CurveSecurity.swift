@@ -73,14 +73,19 @@ enum CurveKeyFiles {
 /// The ZAP policy of a CURVE coordinator: the keys of `directory` (re-read at most
 /// every `reloadSeconds` when a handshake arrives, so adding or deleting a `.pub`
 /// file takes effect without a restart) plus the server's own public key.
-package final class AuthorizedKeysPolicy: @unchecked Sendable {
+package final class AuthorizedKeysPolicy: Sendable {
+    /// The allow-list as last read, shared by every handshake that asks for it.
+    private struct Loaded: Sendable {
+        var keys: [ZMQCurveKey: String] = [:]
+        var loadedAt = -Double.infinity
+        /// Broken files already reported.
+        var reported: Set<String> = []
+    }
+
     private let directory: String
     private let ownKey: ZMQCurveKey
     private let reloadSeconds: Double
-    private let lock = NSLock()
-    private var keys: [ZMQCurveKey: String] = [:]
-    private var loadedAt = -Double.infinity
-    private var reported: Set<String> = []
+    private let loaded = Locked(Loaded())
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
     package init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
@@ -94,21 +99,21 @@ package final class AuthorizedKeysPolicy: @unchecked Sendable {
     /// The current allow-list (reloaded when stale; the previous list is kept if the
     /// folder cannot be read).
     func current() -> [ZMQCurveKey: String] {
-        lock.lock()
-        defer { lock.unlock() }
-        let now = monotonicSeconds()
-        if now - loadedAt >= reloadSeconds {
-            var skipped: [ZMQKeyFileError] = []
-            if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
-                fresh[ownKey] = fresh[ownKey] ?? "coordinator"
-                keys = fresh
+        loaded.withLock { loaded in
+            let now = monotonicSeconds()
+            if now - loaded.loadedAt >= reloadSeconds {
+                var skipped: [ZMQKeyFileError] = []
+                if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
+                    fresh[ownKey] = fresh[ownKey] ?? "coordinator"
+                    loaded.keys = fresh
+                }
+                // Report each broken file once, not at every reload.
+                for error in skipped where !loaded.reported.contains(error.path) { onSkip(error) }
+                loaded.reported = Set(skipped.map(\.path))
+                loaded.loadedAt = now
             }
-            // Report each broken file once, not at every reload.
-            for error in skipped where !reported.contains(error.path) { onSkip(error) }
-            reported = Set(skipped.map(\.path))
-            loadedAt = now
+            return loaded.keys
         }
-        return keys
     }
 
     package var policy: ZAPPolicy {
