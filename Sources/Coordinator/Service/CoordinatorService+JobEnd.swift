@@ -19,20 +19,18 @@ extension CoordinatorService {
             return
         }
         let id = job.id
-        let logger = self.logger
-        finishQueue.async { [self] in
+        let (logger, completions) = (self.logger, self.completions)
+        finishQueue.async {
             let result = Result { try writeOutputs(map: assembler.finish(), image: image, options: options, logger: logger) }
-            lock.lock()
-            completions.append((id, result))
-            lock.unlock()
+            completions.withLock { $0.append((id, result)) }
         }
     }
 
     func collectCompletions() {
-        lock.lock()
-        let done = completions
-        completions.removeAll()
-        lock.unlock()
+        let done = completions.withLock { completions in
+            defer { completions.removeAll() }
+            return completions
+        }
         for (id, result) in done {
             guard let job = jobs[id] else { continue }
             job.finished = monotonicSeconds()

@@ -18,6 +18,11 @@ import TesseraWire
 /// All sockets and all scheduling state live on one thread (`start()` creates it);
 /// only writing a finished job's outputs runs elsewhere, so heartbeats keep flowing
 /// while a large map is written.
+///
+/// Unchecked Sendable: the scheduling state below ("Loop-thread state") is read and
+/// written only by the loop thread (`prepareStore`, `loop`, `shutDown` and what they
+/// call); what other threads touch is `Locked` (`shared`, `completions`), immutable,
+/// or a queue or semaphore.
 public final class CoordinatorService: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var workerEndpoint: String
@@ -63,9 +68,10 @@ public final class CoordinatorService: @unchecked Sendable {
     let context: ZMQContext
     let logger: Logger
     var rejects: RateLimitedLog
-    let lock = NSLock()
-    var stopRequested = false
-    var completions: [(UInt64, Result<[String], Error>)] = []
+    /// Set by `stop()` from any thread; the loop ends when it sees it.
+    private let stopRequested = Locked(false)
+    /// Finished jobs' output writes, from `finishQueue` to the loop thread.
+    let completions = Locked<[(UInt64, Result<[String], any Error>)]>([])
     private let stopped = DispatchSemaphore(value: 0)
     let finishQueue = DispatchQueue(label: "tessera.coordinator.outputs")
     /// Tile and job-state writes, in order, off the loop thread (each one fsyncs).
@@ -99,8 +105,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// (with the real ports for `tcp://…:*`).
     public func start() throws -> (workers: String, clients: String) {
         let ready = DispatchSemaphore(value: 0)
-        final class Box: @unchecked Sendable { var outcome: Result<(String, String), Error> = .failure(ClusterError("not started")) }
-        let box = Box()
+        let outcome = Locked<Result<(String, String), any Error>>(.failure(ClusterError("not started")))
         let thread = Thread { [self] in
             do {
                 let zap = try startAuthentication()
@@ -114,11 +119,12 @@ public final class CoordinatorService: @unchecked Sendable {
                 try secure(clientSocket)
                 try clientSocket.bind(configuration.clientEndpoint)
                 try prepareStore()
-                box.outcome = .success((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
+                let endpoints = (try workerSocket.lastEndpoint, try clientSocket.lastEndpoint)
+                outcome.withLock { $0 = .success(endpoints) }
                 ready.signal()
                 loop(workerSocket, clientSocket)
             } catch {
-                box.outcome = .failure(error)
+                outcome.withLock { $0 = .failure(error) }
                 ready.signal()
             }
             stopped.signal()
@@ -126,16 +132,16 @@ public final class CoordinatorService: @unchecked Sendable {
         thread.name = "tessera-coordinator"
         thread.start()
         ready.wait()
-        let endpoints = try box.outcome.get()
+        let endpoints = try outcome.withLock { $0 }.get()
         return (endpoints.0, endpoints.1)
     }
 
     /// Asks the loop to end and waits for it (sockets are closed on its thread).
     public func stop() {
-        lock.lock()
-        let already = stopRequested
-        stopRequested = true
-        lock.unlock()
+        let already = stopRequested.withLock { requested in
+            defer { requested = true }
+            return requested
+        }
         // Pass the one signal on: `waitUntilStopped()` (main thread) may be waiting too.
         if !already { stopped.wait(); stopped.signal() }
     }
@@ -147,9 +153,7 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     private var shouldStop: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopRequested
+        stopRequested.withLock { $0 }
     }
 
     private func prepareStore() throws {
