@@ -24,16 +24,13 @@ extension WorkerAgent {
     private func computeLoop(_ wake: borrowing ZMQSocket) {
         var engines: [String: MapEngine] = [:]
         while true {
-            lock.lock()
-            while queue.isEmpty && !stopRequested { lock.wait() }
-            if stopRequested {
-                lock.unlock()
-                return
+            let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }) { s -> (Wire.TaskSpec, ModelBundle, Int)? in
+                if s.stopRequested { return nil }
+                let (spec, bundle) = s.queue.removeFirst()
+                s.computing = spec.ref
+                return (spec, bundle, s.generation)
             }
-            let (spec, bundle) = queue.removeFirst()
-            let gen = generation
-            computing = spec.ref
-            lock.unlock()
+            guard let (spec, bundle, gen) = next else { return }
 
             if configuration.taskDelayMilliseconds > 0 { usleep(UInt32(configuration.taskDelayMilliseconds) * 1000) }
             let outcome: Outcome
@@ -43,13 +40,13 @@ extension WorkerAgent {
                 outcome = .failure(Wire.TaskFailure(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
                                                     message: "\(error)"))
             }
-            lock.lock()
-            computing = nil
-            if gen == generation {
-                outbox.append(outcome)
-                if case .result = outcome { tasksDone += 1 }
+            shared.withLock { s in
+                s.computing = nil
+                if gen == s.generation {
+                    s.outbox.append(outcome)
+                    if case .result = outcome { s.tasksDone += 1 }
+                }
             }
-            lock.unlock()
             try? wake.send([[1]], flags: .dontWait)
         }
     }

@@ -82,19 +82,19 @@ extension WorkerAgent {
     /// A new session's generation: what is queued or in the outbox belonged to the
     /// last coordinator, which requeues it itself.
     private func startGeneration() {
-        lock.lock()
-        generation += 1
-        queue.removeAll()
-        outbox.removeAll()
-        lock.unlock()
+        shared.withLock { s in
+            s.generation += 1
+            s.queue.removeAll()
+            s.outbox.removeAll()
+        }
     }
 
     /// Sends the compute thread's outcomes, in order, as far as the socket takes them.
     private func sendOutcomes(_ socket: borrowing ZMQSocket, _ s: inout Session) {
-        lock.lock()
-        s.pendingOut += outbox
-        outbox.removeAll()
-        lock.unlock()
+        s.pendingOut += shared.withLock { shared in
+            defer { shared.outbox.removeAll() }
+            return shared.outbox
+        }
         while let first = s.pendingOut.first {
             let m: WireMessage = switch first {
             case .result(let r): .result(r)
@@ -187,11 +187,10 @@ extension WorkerAgent {
 
     /// Leaving: return what is queued or running so the coordinator requeues it now.
     private func leave(_ socket: borrowing ZMQSocket, _ s: inout Session) {
-        lock.lock()
-        var refs = queue.map { $0.0.ref }
-        if let c = computing { refs.append(c) }
-        queue.removeAll()
-        lock.unlock()
+        var refs = shared.withLock { s in
+            defer { s.queue.removeAll() }
+            return s.queue.map { $0.0.ref } + (s.computing.map { [$0] } ?? [])
+        }
         refs += s.parked.values.flatMap { $0.map(\.ref) }
         _ = s.trySend(.goodbye(refs), on: socket)
         logger.info("worker stopping", metadata: ["tasks": "\(tasksDone)", "returned": "\(refs.count)"])

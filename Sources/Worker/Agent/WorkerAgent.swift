@@ -13,8 +13,8 @@ import TesseraWire
 /// Two threads: the socket thread (the caller of `run()`) owns the DEALER and never
 /// computes, so heartbeats flow while a task runs; the compute thread takes tasks
 /// from a lock-protected queue and posts outcomes to an outbox, waking the socket
-/// thread through an inproc PAIR.
-public final class WorkerAgent: @unchecked Sendable {
+/// thread through an inproc PAIR. All the two threads share is in `shared`.
+public final class WorkerAgent: Sendable {
     public struct Configuration: Sendable {
         public var coordinator: String
         public var name: String
@@ -34,7 +34,7 @@ public final class WorkerAgent: @unchecked Sendable {
         }
     }
 
-    enum Outcome {
+    enum Outcome: Sendable {
         case result(Wire.TaskResult)
         case failure(Wire.TaskFailure)
     }
@@ -44,15 +44,24 @@ public final class WorkerAgent: @unchecked Sendable {
     let context: ZMQContext
     let wakeEndpoint = "inproc://tessera-worker-wake-\(UUID().uuidString)"
 
-    // Shared between the two threads, under `lock`.
-    let lock = NSCondition()
-    var queue: [(Wire.TaskSpec, ModelBundle)] = []
-    var outbox: [Outcome] = []
-    var computing: Wire.TaskRef?
-    var stopRequested = false
-    var generation = 0
+    /// What the socket thread and the compute thread share.
+    struct Shared: Sendable {
+        /// Tasks for the compute thread, oldest first.
+        var queue: [(Wire.TaskSpec, ModelBundle)] = []
+        /// Outcomes for the socket thread to send, oldest first.
+        var outbox: [Outcome] = []
+        /// The task being computed, returned with the queue when leaving.
+        var computing: Wire.TaskRef?
+        var stopRequested = false
+        /// Bumped by each session: an outcome computed for an older one is dropped.
+        var generation = 0
+        var tasksDone = 0
+    }
 
-    public internal(set) var tasksDone = 0
+    let shared = Locked(Shared())
+
+    /// Tasks computed and handed to the socket thread so far.
+    public var tasksDone: Int { shared.withLock { $0.tasksDone } }
 
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
@@ -62,16 +71,11 @@ public final class WorkerAgent: @unchecked Sendable {
 
     /// Asks `run()` to return (after saying goodbye with the unfinished tasks). Thread-safe.
     public func stop() {
-        lock.lock()
-        stopRequested = true
-        lock.broadcast()
-        lock.unlock()
+        shared.withLockWakingWaiters { $0.stopRequested = true }
     }
 
     var shouldStop: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopRequested
+        shared.withLock { $0.stopRequested }
     }
 
     /// Serves until `stop()`.
@@ -96,10 +100,8 @@ public final class WorkerAgent: @unchecked Sendable {
         }
     }
 
+    /// Queues a task for the compute thread and wakes it.
     func enqueue(_ spec: Wire.TaskSpec, _ bundle: ModelBundle) {
-        lock.lock()
-        queue.append((spec, bundle))
-        lock.signal()
-        lock.unlock()
+        shared.withLockWakingWaiters { $0.queue.append((spec, bundle)) }
     }
 }
