@@ -94,14 +94,14 @@ let modules: [Target] = [
         name: "TesseraWire",
         dependencies: ["TesseraCore", "CZeroMQ", .product(name: "Logging", package: "swift-log")],
         path: "Sources/Shared/Wire",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .target(
         name: "TesseraCluster",
         dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire",
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Shared/Cluster",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     // Command-line helpers both executables share: options from the environment
     // (TESSERA_…), CURVE key options, stop signals, the system report.
@@ -124,7 +124,7 @@ let services: [Target] = [
         dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Coordinator/Service",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .executableTarget(
         name: "Coordinator",
@@ -142,7 +142,7 @@ let services: [Target] = [
                        .product(name: "ArgumentParser", package: "swift-argument-parser"),
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Worker",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
 ]
 
