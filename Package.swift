@@ -78,7 +78,7 @@ let modules: [Target] = [
                        .product(name: "SwiftProtobuf", package: "swift-protobuf")],
         path: "Sources/Shared/Model",
         exclude: ["Caffe/caffe.proto"],
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .target(name: "TesseraPlan", dependencies: ["TesseraCore", "TesseraModel"], path: "Sources/Shared/Plan",
             swiftSettings: swift6),
