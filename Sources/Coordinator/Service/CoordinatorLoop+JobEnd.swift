@@ -6,7 +6,7 @@ import TesseraWire
 
 /// How a job ends: its outputs written off the loop thread and collected back on it,
 /// a failure or a cancellation, and the end recorded in the store.
-extension CoordinatorService {
+extension CoordinatorLoop {
     func finish(_ job: CoordinatorJob) {
         guard let assembler = job.assembler, let image = job.image else { return }
         job.assembler = nil

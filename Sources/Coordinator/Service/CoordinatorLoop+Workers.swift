@@ -7,7 +7,7 @@ import TesseraWire
 /// The worker endpoint: registration, results and failures (checked against what was
 /// asked of whom), model requests, goodbyes, heartbeats both ways and the retirement
 /// of silent or departing workers, whose tasks go back to the queue.
-extension CoordinatorService {
+extension CoordinatorLoop {
     func handleWorker(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
         guard let peer = envelope.peer else { return }
         let message: WireMessage

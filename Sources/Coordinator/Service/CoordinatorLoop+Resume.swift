@@ -20,7 +20,7 @@ struct ArchivedJob {
     }
 }
 
-extension CoordinatorService {
+extension CoordinatorLoop {
     /// Reads the store back at start: ended jobs stay answerable (`status`, `fetch`);
     /// every unfinished job is rebuilt from its stored spec, model and image, its
     /// completed tiles are placed from their files (checked: size, geometry, CRC) and

@@ -4,7 +4,7 @@ import TesseraWire
 
 /// Scheduling: which worker gets which task next, with per-worker credit, jobs taken
 /// in turn, and copies of overdue tasks (stragglers) sent to other workers.
-extension CoordinatorService {
+extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
     func dispatch(_ socket: borrowing ZMQSocket) {

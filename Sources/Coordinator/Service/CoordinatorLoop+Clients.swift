@@ -6,7 +6,7 @@ import TesseraWire
 
 /// The client endpoint: submissions, status, cancellation and output downloads. Every
 /// request gets exactly one reply.
-extension CoordinatorService {
+extension CoordinatorLoop {
     func handleClient(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
         guard let peer = envelope.peer else { return }
         let reply: WireMessage

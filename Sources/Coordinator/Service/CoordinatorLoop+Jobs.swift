@@ -9,7 +9,7 @@ import TesseraWire
 /// Creating a job: its files stored (durably with a persistent store), its model
 /// planned (plans are cached by model and engine settings), its image read and its
 /// tasks planned. Resuming from the store builds jobs the same way.
-extension CoordinatorService {
+extension CoordinatorLoop {
     /// Stores the job's files (durably, with a persistent store: the job exists once
     /// `submitted` is sent), loads its model and image, plans its tasks.
     func createJob(_ spec: Wire.JobSpec) throws -> UInt64 {
