@@ -24,12 +24,7 @@ extension WorkerAgent {
     private func computeLoop(_ wake: borrowing ZMQSocket) {
         var engines: [String: MapEngine] = [:]
         while true {
-            let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }) { s -> (Wire.TaskSpec, ModelBundle, Int)? in
-                if s.stopRequested { return nil }
-                let (spec, bundle) = s.queue.removeFirst()
-                s.computing = spec.ref
-                return (spec, bundle, s.generation)
-            }
+            let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
             guard let (spec, bundle, gen) = next else { return }
 
             if configuration.taskDelayMilliseconds > 0 { usleep(UInt32(configuration.taskDelayMilliseconds) * 1000) }
@@ -49,6 +44,15 @@ extension WorkerAgent {
             }
             try? wake.send([[1]], flags: .dontWait)
         }
+    }
+
+    /// The oldest queued task, now the one being computed, and the session it is for;
+    /// nil once stopping.
+    private static func takeTask(_ s: inout Shared) -> (Wire.TaskSpec, ModelBundle, Int)? {
+        if s.stopRequested { return nil }
+        let (spec, bundle) = s.queue.removeFirst()
+        s.computing = spec.ref
+        return (spec, bundle, s.generation)
     }
 
     private func compute(_ spec: Wire.TaskSpec, _ bundle: ModelBundle,
