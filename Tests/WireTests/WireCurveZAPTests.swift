@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 @Suite("CURVE keys and the ZAP handler")
 struct WireCurveZAPTests {
     static func tempDirectory() throws -> String {

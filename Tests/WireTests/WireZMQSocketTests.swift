@@ -4,7 +4,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// A unique inproc endpoint per test (tests run in parallel).
 func uniqueInproc(_ name: String) -> String { "inproc://\(name)-\(UUID().uuidString)" }
 

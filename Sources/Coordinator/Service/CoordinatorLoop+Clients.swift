@@ -12,8 +12,9 @@ extension CoordinatorLoop {
         let reply: WireMessage
         switch envelope.message {
         case .failure(let error):
-            rejects.warning("malformed-client", "rejected a malformed client message",
-                            metadata: ["peer": "\(peer)", "reason": "\(error)"])
+            rejects.warning(
+                "malformed-client", "rejected a malformed client message",
+                metadata: ["peer": "\(peer)", "reason": "\(error)"])
             reply = .error(message: "malformed message: \(error)")
         case .success(.submit(let spec)):
             reply = submit(spec)
@@ -24,7 +25,8 @@ extension CoordinatorLoop {
         case .success(.fetchRequest(let req)):
             reply = fetch(req)
         case .success(let other):
-            rejects.warning("unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
+            rejects.warning(
+                "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
             reply = .error(message: "unexpected message \(other.type)")
         }
         do {
@@ -51,20 +53,24 @@ extension CoordinatorLoop {
     private func jobStatus(_ id: UInt64) -> WireMessage {
         jobs[id].map { .status($0.status(workers: workers.count)) }
             ?? archived[id].map { .status($0.status(workers: workers.count)) }
-            ?? .status(Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
+            ?? .status(
+                Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
     }
 
     /// The cluster's status: task counts over the active jobs, and the workers.
     private func clusterStatus() -> WireMessage {
         let active = jobs.values.filter(\.isActive)
-        return .status(Wire.JobStatus(
-            jobID: nil, state: active.isEmpty ? .done : .running,
-            tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
-            tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
-            tasksDone: UInt64(jobs.values.reduce(0) { $0 + $1.done }), workers: UInt32(workers.count),
-            message: "\(active.count) active job(s) of \(jobs.count); workers: "
-                + workerOrder.compactMap { workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" } }
-                .joined(separator: ", ")))
+        return .status(
+            Wire.JobStatus(
+                jobID: nil, state: active.isEmpty ? .done : .running,
+                tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
+                tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
+                tasksDone: UInt64(jobs.values.reduce(0) { $0 + $1.done }), workers: UInt32(workers.count),
+                message: "\(active.count) active job(s) of \(jobs.count); workers: "
+                    + workerOrder.compactMap {
+                        workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" }
+                    }
+                    .joined(separator: ", ")))
     }
 
     /// Cancels an active job; an ended one keeps its status.
@@ -90,7 +96,8 @@ extension CoordinatorLoop {
         }
         guard state == .done else { return .error(message: "job \(req.jobID) is \(state), not done") }
         guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }),
-              let handle = FileHandle(forReadingAtPath: path) else {
+            let handle = FileHandle(forReadingAtPath: path)
+        else {
             return .error(message: "job \(req.jobID) has no output \(req.fileName)")
         }
         defer { try? handle.close() }
@@ -100,8 +107,10 @@ extension CoordinatorLoop {
             try handle.seek(toOffset: req.offset)
             let count = Int(min(UInt64(min(req.maxBytes, 16 << 20)), total - req.offset))
             let data = try handle.read(upToCount: count) ?? Data()
-            return .fetchData(Wire.FetchChunk(jobID: req.jobID, fileName: req.fileName, offset: req.offset,
-                                              totalSize: total, bytes: [UInt8](data)))
+            return .fetchData(
+                Wire.FetchChunk(
+                    jobID: req.jobID, fileName: req.fileName, offset: req.offset,
+                    totalSize: total, bytes: [UInt8](data)))
         } catch {
             return .error(message: "reading \(req.fileName): \(error)")
         }

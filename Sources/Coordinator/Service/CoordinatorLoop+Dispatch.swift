@@ -22,14 +22,18 @@ extension CoordinatorLoop {
                 if let k = overdue.firstIndex(where: { $0.holder != w.id }) {
                     let late = overdue.remove(at: k)
                     guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
-                          attempts.count == 1 else { continue }
+                        attempts.count == 1
+                    else { continue }
                     guard send(late.job, late.index, to: w, socket) else { break }
                     late.job.copiesSent += 1
-                    logger.warning("straggler: task overdue, a copy sent to another worker", metadata: [
-                        "job": "\(late.job.id)", "task": "\(late.index)",
-                        "worker": "\(workers[late.holder]?.name ?? "?")", "copy-to": "\(w.name)",
-                        "running": "\(String(format: "%.2f", now - attempts[0].since))s",
-                        "deadline": "\(String(format: "%.2f", late.deadline))s"])
+                    logger.warning(
+                        "straggler: task overdue, a copy sent to another worker",
+                        metadata: [
+                            "job": "\(late.job.id)", "task": "\(late.index)",
+                            "worker": "\(workers[late.holder]?.name ?? "?")", "copy-to": "\(w.name)",
+                            "running": "\(String(format: "%.2f", now - attempts[0].since))s",
+                            "deadline": "\(String(format: "%.2f", late.deadline))s",
+                        ])
                     continue
                 }
                 let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
@@ -60,8 +64,11 @@ extension CoordinatorLoop {
             guard let job = jobs[id], job.isActive, job.running > 0, let limit = job.taskDeadline else { continue }
             for (index, state) in job.states.enumerated() {
                 if case .running(let a) = state, a.count == 1, now - a[0].since > limit {
-                    out.append((Overdue(job: job, index: index, holder: a[0].worker, deadline: limit),
-                                now - a[0].since - limit))
+                    out.append(
+                        (
+                            Overdue(job: job, index: index, holder: a[0].worker, deadline: limit),
+                            now - a[0].since - limit
+                        ))
                 }
             }
         }

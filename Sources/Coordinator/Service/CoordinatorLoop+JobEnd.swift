@@ -21,7 +21,9 @@ extension CoordinatorLoop {
         let id = job.id
         let (logger, completions) = (self.logger, self.completions)
         finishQueue.async {
-            let result = Result { try writeOutputs(map: assembler.finish(), image: image, options: options, logger: logger) }
+            let result = Result {
+                try writeOutputs(map: assembler.finish(), image: image, options: options, logger: logger)
+            }
             completions.withLock { $0.append((id, result)) }
         }
     }
@@ -39,11 +41,14 @@ extension CoordinatorLoop {
             case .success(let files):
                 job.outputFiles = files
                 job.state = .done
-                logger.info("job finished", metadata: [
-                    "job": "\(id)", "seconds": "\(String(format: "%.2f", job.finished! - job.started))",
-                    "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
-                    "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
-                    "workers": "\(job.workersUsed.count)", "files": "\(files.count)"])
+                logger.info(
+                    "job finished",
+                    metadata: [
+                        "job": "\(id)", "seconds": "\(String(format: "%.2f", job.finished! - job.started))",
+                        "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
+                        "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
+                        "workers": "\(job.workersUsed.count)", "files": "\(files.count)",
+                    ])
             case .failure(let error):
                 job.state = .failed
                 job.message = "writing the outputs failed: \(error)"
@@ -57,16 +62,18 @@ extension CoordinatorLoop {
     /// drops its tiles, which the outputs now hold. Queued after the job's tile writes.
     func persistEnding(_ job: CoordinatorJob) {
         guard persistent else { return }
-        let ending = JobEnding(state: job.state, message: job.message, tasks: job.tasks.count,
-                               files: job.outputFiles.map { ($0 as NSString).lastPathComponent })
+        let ending = JobEnding(
+            state: job.state, message: job.message, tasks: job.tasks.count,
+            files: job.outputFiles.map { ($0 as NSString).lastPathComponent })
         let (store, logger, id) = (store, logger, job.id)
         storeQueue.async {
             do {
                 try store.writeEnding(ending, id)
                 try? FileManager.default.removeItem(atPath: store.tilesDirectory(id))
             } catch {
-                logger.error("cannot record the job's end in the store (a restart will redo it)",
-                             metadata: ["job": "\(id)", "error": "\(error)"])
+                logger.error(
+                    "cannot record the job's end in the store (a restart will redo it)",
+                    metadata: ["job": "\(id)", "error": "\(error)"])
             }
         }
     }

@@ -33,8 +33,10 @@ extension CoordinatorLoop {
         }
     }
 
-    private func createJob(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
-                           directory dir: String) throws -> UInt64 {
+    private func createJob(
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
+        directory dir: String
+    ) throws -> UInt64 {
         let proto = try fileBytes(spec.prototxt, "prototxt")
         let weights = try fileBytes(spec.weights, "weights")
         guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
@@ -44,20 +46,27 @@ extension CoordinatorLoop {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
         }
-        let job = try makeJob(id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
-                              preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
+        let job = try makeJob(
+            id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
+            preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
         if persistent {
             // Last: a whole entry is one with a record.
-            try store.writeRecord(JobRecord(mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
-                                            options: spec.outputOptions, preprocessing: spec.preprocessing,
-                                            modelDigest: bundle.digest.hex, imageCRC32: imageCheck.crc,
-                                            imageBytes: imageCheck.bytes), id)
+            try store.writeRecord(
+                JobRecord(
+                    mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
+                    options: spec.outputOptions, preprocessing: spec.preprocessing,
+                    modelDigest: bundle.digest.hex, imageCRC32: imageCheck.crc,
+                    imageBytes: imageCheck.bytes), id)
         }
         register(job)
-        logger.info("job started", metadata: ["job": "\(id)", "image": "\(stem)",
-                                              "size": "\(job.imageSize.w)×\(job.imageSize.h)",
-                                              "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
-                                              "tasks": "\(job.tasks.count)", "model": "\(bundle.digest.hex.prefix(12))"])
+        logger.info(
+            "job started",
+            metadata: [
+                "job": "\(id)", "image": "\(stem)",
+                "size": "\(job.imageSize.w)×\(job.imageSize.h)",
+                "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
+                "tasks": "\(job.tasks.count)", "model": "\(bundle.digest.hex.prefix(12))",
+            ])
         if job.tasks.isEmpty { finish(job) }
         return id
     }
@@ -83,8 +92,11 @@ extension CoordinatorLoop {
     /// `run` (local paths, no persistent store) reads the image where it is; every
     /// other image is written into the job's folder, with the size and CRC-32 its
     /// record keeps so a resume can check it.
-    private func storeImage(_ source: Wire.FileSource, directory dir: String) throws
-        -> (path: String, stem: String, check: (crc: UInt32, bytes: Int)) {
+    private func storeImage(
+        _ source: Wire.FileSource, directory dir: String
+    ) throws
+        -> (path: String, stem: String, check: (crc: UInt32, bytes: Int))
+    {
         switch source {
         case .path(let path) where configuration.allowLocalPaths && !persistent:
             return (path, OutputOptions.stem(forInput: path), (0, 0))
@@ -92,15 +104,19 @@ extension CoordinatorLoop {
             guard let image = try fileBytes(source, "image") else { throw ClusterError("empty image") }
             let imagePath = dir + "/image.png"
             try DurableFile.write(image.bytes, to: imagePath)
-            return (imagePath, OutputOptions.stem(forInput: image.name), (CRC32.checksum(image.bytes), image.bytes.count))
+            return (
+                imagePath, OutputOptions.stem(forInput: image.name), (CRC32.checksum(image.bytes), image.bytes.count)
+            )
         }
     }
 
     /// Plans (or reuses the plan of) the model, reads the image and plans the tasks: a new job,
     /// or one read back from the store.
-    func makeJob(id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
-                 preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
-                 stem: String) throws -> CoordinatorJob {
+    func makeJob(
+        id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
+        preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
+        stem: String
+    ) throws -> CoordinatorJob {
         let key = bundle.digest.hex + options.engine.encoded.map { String($0) }.joined(separator: ".")
         let plan: ModelPlan
         if let cached = plans[key] {
@@ -112,18 +128,23 @@ extension CoordinatorLoop {
         }
         let image = try PNGReader.read(path: imagePath)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
-        _ = try ChannelMapping.resolve(imageChannels: image.channels, netChannels: plan.inputChannels,
-                                       order: pre.channelOrder)
+        _ = try ChannelMapping.resolve(
+            imageChannels: image.channels, netChannels: plan.inputChannels,
+            order: pre.channelOrder)
         let mode = TaskCodec.mode(wireMode)
-        let tasks = TilePlan.tasks(mode: mode, image: Size2(image.height, image.width), tile: tile,
-                                   geometry: plan.tasks)
+        let tasks = TilePlan.tasks(
+            mode: mode, image: Size2(image.height, image.width), tile: tile,
+            geometry: plan.tasks)
         let limit = WireLimits.default.maxPixelsPerTask
-        if let big = tasks.first(where: { let r = plan.tasks.inputRect($0); return r.height * r.width > limit }) {
+        if let big = tasks.first(where: {
+            let r = plan.tasks.inputRect($0); return r.height * r.width > limit
+        }) {
             throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
         }
-        return CoordinatorJob(id: id, options: options, mode: mode, tile: tile, model: bundle,
-                              plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, stem: stem,
-                              directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
+        return CoordinatorJob(
+            id: id, options: options, mode: mode, tile: tile, model: bundle,
+            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, stem: stem,
+            directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
     }
 
     func register(_ job: CoordinatorJob) {

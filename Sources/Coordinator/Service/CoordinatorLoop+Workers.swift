@@ -14,8 +14,12 @@ extension CoordinatorLoop {
         switch envelope.message {
         case .success(let m): message = m
         case .failure(let error):
-            rejects.warning("malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
-                            metadata: ["peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")", "reason": "\(error)"])
+            rejects.warning(
+                "malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
+                metadata: [
+                    "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
+                    "reason": "\(error)",
+                ])
             return
         }
         if case .hello(let hello) = message {
@@ -24,8 +28,9 @@ extension CoordinatorLoop {
         }
         guard let worker = workers[peer] else {
             // A stranger, or a worker this coordinator forgot (restart, declared dead): make it register again.
-            rejects.warning("unregistered", "message from an unregistered worker: asked it to say hello",
-                            metadata: ["peer": "\(String(peer.description.prefix(16)))", "type": "\(message.type)"])
+            rejects.warning(
+                "unregistered", "message from an unregistered worker: asked it to say hello",
+                metadata: ["peer": "\(String(peer.description.prefix(16)))", "type": "\(message.type)"])
             try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
             return
         }
@@ -43,8 +48,9 @@ extension CoordinatorLoop {
             for ref in refs where worker.inFlight.contains(ref) { requeue(ref, from: worker) }
             retire(worker, reason: "said goodbye")
         default:
-            rejects.warning("unexpected", "unexpected message on the worker endpoint",
-                            metadata: ["worker": "\(worker.name)", "type": "\(message.type)"])
+            rejects.warning(
+                "unexpected", "unexpected message on the worker endpoint",
+                metadata: ["worker": "\(worker.name)", "type": "\(message.type)"])
         }
     }
 
@@ -55,21 +61,30 @@ extension CoordinatorLoop {
         let w = Worker(id: peer, name: hello.workerName, threads: hello.threads)
         workers[peer] = w
         workerOrder.append(peer)
-        logger.info("worker joined", metadata: ["worker": "\(hello.workerName)", "threads": "\(hello.threads)",
-                                                "device": "\(hello.device)", "workers": "\(workers.count)"])
-        send(.welcome(Wire.Welcome(heartbeatIntervalMilliseconds: UInt32(configuration.heartbeat.intervalMilliseconds),
-                                   heartbeatLiveness: UInt32(configuration.heartbeat.liveness),
-                                   maxTasksInFlight: UInt32(configuration.credit))), to: w, socket)
+        logger.info(
+            "worker joined",
+            metadata: [
+                "worker": "\(hello.workerName)", "threads": "\(hello.threads)",
+                "device": "\(hello.device)", "workers": "\(workers.count)",
+            ])
+        send(
+            .welcome(
+                Wire.Welcome(
+                    heartbeatIntervalMilliseconds: UInt32(configuration.heartbeat.intervalMilliseconds),
+                    heartbeatLiveness: UInt32(configuration.heartbeat.liveness),
+                    maxTasksInFlight: UInt32(configuration.credit))), to: w, socket)
     }
 
     /// Sends the model files of an active job with that digest; only those are served.
     private func serveModel(_ digest: Wire.ModelDigest, to worker: Worker, _ socket: borrowing ZMQSocket) {
         if let job = jobs.values.first(where: { $0.model.digest == digest && $0.isActive }) {
-            send(.modelData(Wire.ModelData(digest: digest, prototxt: job.model.prototxt, weights: job.model.weights)),
-                 to: worker, socket)
+            send(
+                .modelData(Wire.ModelData(digest: digest, prototxt: job.model.prototxt, weights: job.model.weights)),
+                to: worker, socket)
         } else {
-            rejects.warning("model", "a worker asked for a model no active job uses",
-                            metadata: ["worker": "\(worker.name)", "digest": "\(digest)"])
+            rejects.warning(
+                "model", "a worker asked for a model no active job uses",
+                metadata: ["worker": "\(worker.name)", "digest": "\(digest)"])
             send(.error(message: "no active job uses model \(digest)"), to: worker, socket)
         }
     }
@@ -80,10 +95,13 @@ extension CoordinatorLoop {
         let task = job.tasks[index]
         let size = job.plan.tasks.outputSize(task)
         guard Int(r.classes) == job.plan.classes, Int(r.height) == size.h, Int(r.width) == size.w else {
-            rejects.warning("bad-result", "rejected a result of the wrong shape",
-                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
-                                       "got": "\(r.classes)×\(r.height)×\(r.width)",
-                                       "expected": "\(job.plan.classes)×\(size.h)×\(size.w)"])
+            rejects.warning(
+                "bad-result", "rejected a result of the wrong shape",
+                metadata: [
+                    "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
+                    "got": "\(r.classes)×\(r.height)×\(r.width)",
+                    "expected": "\(job.plan.classes)×\(size.h)×\(size.w)",
+                ])
             attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return
         }
@@ -105,33 +123,42 @@ extension CoordinatorLoop {
     /// an unknown job or task, from a worker that was not assigned it, or for a task
     /// that no longer runs there (a duplicate of a done task, or a late one). The task
     /// leaves the worker's in-flight set once it was assigned there.
-    private func runningAttempt(of r: Wire.TaskResult,
-                                from worker: Worker) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
+    private func runningAttempt(
+        of r: Wire.TaskResult,
+        from worker: Worker
+    ) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
         let ref = Wire.TaskRef(jobID: r.jobID, taskID: r.taskID)
         guard let job = jobs[r.jobID] else {
-            rejects.warning("unknown-task", "rejected a result for an unknown job",
-                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            rejects.warning(
+                "unknown-task", "rejected a result for an unknown job",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
             return nil
         }
         guard r.taskID < UInt64(job.tasks.count) else {
-            rejects.warning("unknown-task", "rejected a result for an unknown task",
-                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            rejects.warning(
+                "unknown-task", "rejected a result for an unknown task",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
             return nil
         }
         guard worker.inFlight.contains(ref) else {
-            rejects.warning("not-assigned", "rejected a result from a worker that was not assigned the task",
-                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            rejects.warning(
+                "not-assigned", "rejected a result from a worker that was not assigned the task",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
             return nil
         }
         worker.inFlight.remove(ref)
         let index = Int(r.taskID)
         guard job.isActive, case .running(let attempts) = job.states[index],
-              let mine = attempts.first(where: { $0.worker == worker.id }) else {
+            let mine = attempts.first(where: { $0.worker == worker.id })
+        else {
             if job.states[index] == .done {
                 job.duplicatesDropped += 1
-                logger.info("duplicate result dropped: the task was already done (first result wins)",
-                            metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
-                                       "attempt": "\(r.attempt)"])
+                logger.info(
+                    "duplicate result dropped: the task was already done (first result wins)",
+                    metadata: [
+                        "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
+                        "attempt": "\(r.attempt)",
+                    ])
             } else {
                 logger.debug("late result dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
             }
@@ -143,15 +170,17 @@ extension CoordinatorLoop {
     /// Writes the tile to the store on the store queue (it fsyncs), after the job's
     /// earlier writes; a failed write only costs recomputing the tile after a restart.
     private func storeTile(_ r: Wire.TaskResult, of job: CoordinatorJob, index: Int) {
-        let tile = TileFile(index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
-                            width: Int(r.width), values: r.values)
+        let tile = TileFile(
+            index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
+            width: Int(r.width), values: r.values)
         let (store, logger, id) = (store, logger, job.id)
         storeQueue.async {
             do {
                 try store.writeTile(tile, job: id)
             } catch {
-                logger.error("cannot store a tile (it will be recomputed after a restart)",
-                             metadata: ["job": "\(id)", "task": "\(index)", "error": "\(error)"])
+                logger.error(
+                    "cannot store a tile (it will be recomputed after a restart)",
+                    metadata: ["job": "\(id)", "task": "\(index)", "error": "\(error)"])
             }
         }
     }
@@ -159,13 +188,18 @@ extension CoordinatorLoop {
     func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
         guard worker.inFlight.remove(ref) != nil, let job = jobs[f.jobID] else {
-            rejects.warning("not-assigned", "ignored a failure report for a task the worker does not hold",
-                            metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
+            rejects.warning(
+                "not-assigned", "ignored a failure report for a task the worker does not hold",
+                metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
             return
         }
         let index = Int(f.taskID)
-        logger.warning("task failed on a worker", metadata: ["worker": "\(worker.name)", "job": "\(job.id)",
-                                                             "task": "\(index)", "error": "\(f.message)"])
+        logger.warning(
+            "task failed on a worker",
+            metadata: [
+                "worker": "\(worker.name)", "job": "\(job.id)",
+                "task": "\(index)", "error": "\(f.message)",
+            ])
         attemptFailed(job, index, worker, "\(worker.name): \(f.message)")
     }
 
@@ -175,8 +209,10 @@ extension CoordinatorLoop {
         guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         if job.failures[index]!.count >= 3 {
-            abort(job, state: .failed, message: "task \(index) failed 3 times: "
-                  + job.failures[index]!.joined(separator: "; "))
+            abort(
+                job, state: .failed,
+                message: "task \(index) failed 3 times: "
+                    + job.failures[index]!.joined(separator: "; "))
         }
     }
 
@@ -209,8 +245,12 @@ extension CoordinatorLoop {
         for ref in worker.inFlight { requeue(ref, from: worker) }
         workers[worker.id] = nil
         workerOrder.removeAll { $0 == worker.id }
-        logger.info("worker left", metadata: ["worker": "\(worker.name)", "reason": "\(reason)",
-                                              "tasks": "\(worker.tasksDone)", "workers": "\(workers.count)"])
+        logger.info(
+            "worker left",
+            metadata: [
+                "worker": "\(worker.name)", "reason": "\(reason)",
+                "tasks": "\(worker.tasksDone)", "workers": "\(workers.count)",
+            ])
     }
 
     func send(_ m: WireMessage, to worker: Worker, _ socket: borrowing ZMQSocket) {

@@ -74,8 +74,9 @@ final class CoordinatorLoop {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
         } else {
-            store = JobStore(root: FileManager.default.temporaryDirectory
-                .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
+            store = JobStore(
+                root: FileManager.default.temporaryDirectory
+                    .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
             try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
         }
         // Job ids stay unique across restarts on the same store.
@@ -123,8 +124,10 @@ final class CoordinatorLoop {
     /// submissions), waits for outputs being written and for the store's queued
     /// writes, then tells the workers to go (they reconnect with backoff, so a
     /// restarted coordinator gets them back).
-    private func shutDown(_ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket,
-                          _ clientLimits: WireLimits) {
+    private func shutDown(
+        _ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket,
+        _ clientLimits: WireLimits
+    ) {
         draining = true
         while let envelope = try? clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
             handleClient(envelope, clientSocket)
@@ -132,15 +135,19 @@ final class CoordinatorLoop {
         finishQueue.sync {}
         collectCompletions()
         storeQueue.sync {}
-        for (_, w) in workers { try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait) }
+        for (_, w) in workers {
+            try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait)
+        }
         if persistent {
             let unfinished = jobs.values.filter(\.isActive)
-            logger.info("store synced", metadata: [
-                "store": "\(store.root)", "unfinished": "\(unfinished.count)",
-                "tiles": "\(unfinished.reduce(0) { $0 + $1.done })"])
+            logger.info(
+                "store synced",
+                metadata: [
+                    "store": "\(store.root)", "unfinished": "\(unfinished.count)",
+                    "tiles": "\(unfinished.reduce(0) { $0 + $1.done })",
+                ])
         } else {
             try? FileManager.default.removeItem(atPath: store.root)
         }
     }
 }
-

@@ -19,9 +19,12 @@ extension CoordinatorService {
         let policy: ZAPPolicy
         if let curve = configuration.curve {
             let logger = self.logger
-            policy = AuthorizedKeysPolicy(curve) { error in
-                logger.warning("authorized-keys: skipped a file", metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
-            }.policy
+            policy =
+                AuthorizedKeysPolicy(curve) { error in
+                    logger.warning(
+                        "authorized-keys: skipped a file",
+                        metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
+                }.policy
         } else {
             policy = .allowAll
         }
@@ -30,9 +33,11 @@ extension CoordinatorService {
         do {
             return try ZAPHandler(context: context, policy: policy) { request, reason in
                 refusals.withLock {
-                    $0.warning(reason, "refused a connection (ZAP)", metadata: [
-                        "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
-                    ])
+                    $0.warning(
+                        reason, "refused a connection (ZAP)",
+                        metadata: [
+                            "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
+                        ])
                 }
             }
         } catch {

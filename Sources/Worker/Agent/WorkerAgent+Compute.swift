@@ -32,8 +32,10 @@ extension WorkerAgent {
             do {
                 outcome = .result(try compute(spec, bundle, engines: &engines))
             } catch {
-                outcome = .failure(Wire.TaskFailure(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
-                                                    message: "\(error)"))
+                outcome = .failure(
+                    Wire.TaskFailure(
+                        jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+                        message: "\(error)"))
             }
             shared.withLock { s in
                 s.computing = nil
@@ -55,8 +57,10 @@ extension WorkerAgent {
         return (spec, bundle, s.generation)
     }
 
-    private func compute(_ spec: Wire.TaskSpec, _ bundle: ModelBundle,
-                         engines: inout [String: MapEngine]) throws -> Wire.TaskResult {
+    private func compute(
+        _ spec: Wire.TaskSpec, _ bundle: ModelBundle,
+        engines: inout [String: MapEngine]
+    ) throws -> Wire.TaskResult {
         guard let settings = EngineSettings(encoded: spec.options) else {
             throw ClusterError("task options are not engine settings this worker understands")
         }
@@ -72,15 +76,18 @@ extension WorkerAgent {
         let task = TaskCodec.tileTask(spec)
         let expected = engine.tasks.inputRect(task)
         guard Int(spec.input.height) == expected.height, Int(spec.input.width) == expected.width else {
-            throw ClusterError("task input is \(spec.input.height)×\(spec.input.width), the engine needs "
-                               + "\(expected.height)×\(expected.width)")
+            throw ClusterError(
+                "task input is \(spec.input.height)×\(spec.input.width), the engine needs "
+                    + "\(expected.height)×\(expected.width)")
         }
         let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
-        let mapping = try ChannelMapping.resolve(imageChannels: Int(spec.input.channels),
-                                                 netChannels: engine.fcn.inputChannels, order: pre.channelOrder)
+        let mapping = try ChannelMapping.resolve(
+            imageChannels: Int(spec.input.channels),
+            netChannels: engine.fcn.inputChannels, order: pre.channelOrder)
         let input = TaskCodec.region(spec.input).tensor(mapping: mapping, preprocessing: pre)
         let out = try engine.run(task, input: input, threads: configuration.threads)
-        return Wire.TaskResult(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: UInt32(out.c),
-                               height: UInt32(out.h), width: UInt32(out.w), values: out.values)
+        return Wire.TaskResult(
+            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: UInt32(out.c),
+            height: UInt32(out.h), width: UInt32(out.w), values: out.values)
     }
 }

@@ -47,9 +47,10 @@ extension WorkerAgent {
         startGeneration()
 
         var s = Session(heartbeat: configuration.heartbeat, rejects: RateLimitedLog(logger: logger))
-        let hello = WireMessage.hello(Wire.Hello(
-            workerName: configuration.name, threads: UInt32(configuration.threads),
-            memoryBytes: ProcessInfo.processInfo.physicalMemory, device: "cpu"))
+        let hello = WireMessage.hello(
+            Wire.Hello(
+                workerName: configuration.name, threads: UInt32(configuration.threads),
+                memoryBytes: ProcessInfo.processInfo.physicalMemory, device: "cpu"))
         var poller = ZMQPoller()
         let si = poller.add(socket)
         let wi = poller.add(wake)
@@ -71,7 +72,8 @@ extension WorkerAgent {
             let now = monotonicSeconds()
             if now - s.lastSent >= s.heartbeat.interval { _ = s.trySend(.heartbeat, on: socket) }
             if now - s.lastHeard > s.heartbeat.deadline {
-                logger.warning("coordinator silent", metadata: ["seconds": "\(String(format: "%.1f", now - s.lastHeard))"])
+                logger.warning(
+                    "coordinator silent", metadata: ["seconds": "\(String(format: "%.1f", now - s.lastHeard))"])
                 return s.welcomed
             }
         }
@@ -96,10 +98,11 @@ extension WorkerAgent {
             return shared.outbox
         }
         while let first = s.pendingOut.first {
-            let m: WireMessage = switch first {
-            case .result(let r): .result(r)
-            case .failure(let f): .taskFailed(f)
-            }
+            let m: WireMessage =
+                switch first {
+                case .result(let r): .result(r)
+                case .failure(let f): .taskFailed(f)
+                }
             guard s.trySend(m, on: socket) else { break }
             s.pendingOut.removeFirst()
         }
@@ -113,8 +116,9 @@ extension WorkerAgent {
             switch envelope.message {
             case .success(let m): message = m
             case .failure(let e):
-                s.rejects.warning("malformed", "rejected a malformed message from the coordinator",
-                                  metadata: ["reason": "\(e)"])
+                s.rejects.warning(
+                    "malformed", "rejected a malformed message from the coordinator",
+                    metadata: ["reason": "\(e)"])
                 continue
             }
             s.lastHeard = monotonicSeconds()
@@ -127,12 +131,16 @@ extension WorkerAgent {
     private func handle(_ message: WireMessage, _ socket: borrowing ZMQSocket, _ s: inout Session) -> Bool {
         switch message {
         case .welcome(let w):
-            s.heartbeat = Heartbeat(intervalMilliseconds: Int(w.heartbeatIntervalMilliseconds),
-                                    liveness: Int(w.heartbeatLiveness))
+            s.heartbeat = Heartbeat(
+                intervalMilliseconds: Int(w.heartbeatIntervalMilliseconds),
+                liveness: Int(w.heartbeatLiveness))
             if !s.welcomed {
-                logger.info("registered with the coordinator",
-                            metadata: ["coordinator": "\(configuration.coordinator)",
-                                       "credit": "\(w.maxTasksInFlight)"])
+                logger.info(
+                    "registered with the coordinator",
+                    metadata: [
+                        "coordinator": "\(configuration.coordinator)",
+                        "credit": "\(w.maxTasksInFlight)",
+                    ])
             }
             s.welcomed = true
         case .heartbeat:
@@ -153,8 +161,9 @@ extension WorkerAgent {
             logger.warning("coordinator error", metadata: ["message": "\(text)"])
             failParked(text, socket, &s)
         default:
-            s.rejects.warning("unexpected", "unexpected message from the coordinator",
-                              metadata: ["type": "\(message.type)"])
+            s.rejects.warning(
+                "unexpected", "unexpected message from the coordinator",
+                metadata: ["type": "\(message.type)"])
         }
         return true
     }
@@ -163,14 +172,19 @@ extension WorkerAgent {
     private func receiveModel(_ data: Wire.ModelData, _ s: inout Session) {
         let bundle = ModelBundle(prototxt: data.prototxt, weights: data.weights)
         guard bundle.digest == data.digest else {
-            s.rejects.warning("digest", "model data does not match its digest: ignored",
-                              metadata: ["digest": "\(data.digest)"])
+            s.rejects.warning(
+                "digest", "model data does not match its digest: ignored",
+                metadata: ["digest": "\(data.digest)"])
             return
         }
         if s.models.count >= 4 { s.models.removeAll() }
         s.models[data.digest] = bundle
-        logger.info("model received", metadata: ["digest": "\(data.digest.hex.prefix(12))",
-                                                 "bytes": "\(data.prototxt.count + data.weights.count)"])
+        logger.info(
+            "model received",
+            metadata: [
+                "digest": "\(data.digest.hex.prefix(12))",
+                "bytes": "\(data.prototxt.count + data.weights.count)",
+            ])
         for spec in s.parked.removeValue(forKey: data.digest) ?? [] { enqueue(spec, bundle) }
     }
 
@@ -178,8 +192,11 @@ extension WorkerAgent {
     private func failParked(_ text: String, _ socket: borrowing ZMQSocket, _ s: inout Session) {
         for (_, specs) in s.parked {
             for spec in specs {
-                _ = s.trySend(.taskFailed(Wire.TaskFailure(jobID: spec.jobID, taskID: spec.taskID,
-                                                           attempt: spec.attempt, message: text)), on: socket)
+                _ = s.trySend(
+                    .taskFailed(
+                        Wire.TaskFailure(
+                            jobID: spec.jobID, taskID: spec.taskID,
+                            attempt: spec.attempt, message: text)), on: socket)
             }
         }
         s.parked.removeAll()

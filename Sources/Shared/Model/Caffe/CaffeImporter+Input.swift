@@ -9,15 +9,18 @@ extension CaffeImporter {
         guard let first = def.input.first else { return }
         progress.inputName = first
         if def.input.count > 1 {
-            throw ModelError(file: file, "the net declares \(def.input.count) inputs (\(def.input.joined(separator: ", "))); "
-                + "a patch classifier has one")
+            throw ModelError(
+                file: file,
+                "the net declares \(def.input.count) inputs (\(def.input.joined(separator: ", "))); "
+                    + "a patch classifier has one")
         }
         if let shape = def.inputShape.first {
             progress.inputDims = shape.dim.map { Int(clamping: $0) }
         } else if def.inputDim.count >= 4 {
             progress.inputDims = def.inputDim.prefix(4).map { Int($0) }
         } else if !def.inputDim.isEmpty {
-            throw ModelError(file: file, "input_dim has \(def.inputDim.count) values, expected 4 (num, channels, height, width)")
+            throw ModelError(
+                file: file, "input_dim has \(def.inputDim.count) values, expected 4 (num, channels, height, width)")
         }
     }
 
@@ -45,7 +48,8 @@ extension CaffeImporter {
         guard let top = lp.top.first else { throw layerError(lp, "the \(type) layer has no top") }
         if let existing = progress.inputName, existing != top {
             if Self.includedInTest(lp) {
-                throw layerError(lp, "a second input '\(top)' (the first is '\(existing)'): a patch classifier has one input")
+                throw layerError(
+                    lp, "a second input '\(top)' (the first is '\(existing)'): a patch classifier has one input")
             }
         } else {
             progress.inputName = top
@@ -72,12 +76,16 @@ extension CaffeImporter {
     static func spatial(_ dims: [Int]?, file: String) throws -> Size2? {
         guard let dims else { return nil }
         guard dims.count == 4 else {
-            throw ModelError(file: file, "the input shape has \(dims.count) dimensions (\(dims.map(String.init).joined(separator: "×"))); "
-                + "expected 4: num, channels, height, width")
+            throw ModelError(
+                file: file,
+                "the input shape has \(dims.count) dimensions (\(dims.map(String.init).joined(separator: "×"))); "
+                    + "expected 4: num, channels, height, width")
         }
         for d in dims where d <= 0 || d > 1 << 20 {
-            throw ModelError(file: file, "the input shape \(dims.map(String.init).joined(separator: "×")) has a dimension "
-                + "that is not between 1 and 2^20")
+            throw ModelError(
+                file: file,
+                "the input shape \(dims.map(String.init).joined(separator: "×")) has a dimension "
+                    + "that is not between 1 and 2^20")
         }
         return Size2(dims[2], dims[3])
     }
@@ -85,7 +93,8 @@ extension CaffeImporter {
     /// Channels of the input from the first layer's weights (for a training net whose data layer does not say).
     static func guessChannels(_ lp: Caffe_LayerParameter, weights: [Caffe_BlobProto]?) -> Int? {
         guard lp.type == "Convolution", let w = weights?.first,
-              let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0) else { return nil }
+            let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0)
+        else { return nil }
         guard v.dims.count == 4, v.dims[1] > 0 else { return nil }
         let group = Int(max(1, lp.convolutionParam.group))
         let (c, overflow) = v.dims[1].multipliedReportingOverflow(by: group)

@@ -17,9 +17,10 @@ extension CaffeImporter {
             l.exclude = old.exclude
             l.blobs = old.blobs
             guard let type = v1Types[old.type] else {
-                throw ModelError(file: file, layer: old.name,
+                throw ModelError(
+                    file: file, layer: old.name,
                     "this legacy (V1 'layers') file uses the layer type \(old.type), which Tessera does not support; "
-                    + "upgrade it with Caffe's upgrade_net_proto_text/upgrade_net_proto_binary")
+                        + "upgrade it with Caffe's upgrade_net_proto_text/upgrade_net_proto_binary")
             }
             l.type = type
             if old.hasConvolutionParam { l.convolutionParam = old.convolutionParam }

@@ -26,7 +26,8 @@ extension CaffeImporter {
     mutating func importNet(_ param: Caffe_NetParameter) throws -> Imported {
         let def = try Self.upgradeV1(param, file: definitionFile)
         if !param.layers.isEmpty, param.layer.isEmpty {
-            notes.append("\(definitionFile): legacy V1 'layers' definition, read with its layer types mapped to current names")
+            notes.append(
+                "\(definitionFile): legacy V1 'layers' definition, read with its layer types mapped to current names")
         }
         var progress = Progress(patch: patchOverride)
         try readNetInput(def, into: &progress)
@@ -63,21 +64,25 @@ extension CaffeImporter {
 
     /// Turns `lp` into a layer (or folds a Scale into the BatchNorm before it) and
     /// records its tops' channels and shapes.
-    private mutating func addLayer(_ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
-                                   to progress: inout Progress) throws {
+    private mutating func addLayer(
+        _ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
+        to progress: inout Progress
+    ) throws {
         var bottoms = Array(lp.bottom)
         let tops = Array(lp.top)
         let inC = bottoms.first.flatMap { progress.channels[$0] }
         let inShape = bottoms.first.flatMap { progress.shapes[$0] }
-        let op = try operation(lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
-                               placeholderTotal: &progress.placeholderTotal)
+        let op = try operation(
+            lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
+            placeholderTotal: &progress.placeholderTotal)
         guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
         if tops.isEmpty { throw layerError(lp, "the layer has no top (output)") }
         if lp.type != "Split", tops.count > 1 {
             throw layerError(lp, "the layer has \(tops.count) tops; a \(lp.type) layer has one")
         }
         if case .scale(let s) = op,
-           foldScale(s, lp, of: def, bottoms: bottoms, tops: tops, inC: inC, inShape: inShape, into: &progress) {
+            foldScale(s, lp, of: def, bottoms: bottoms, tops: tops, inC: inC, inShape: inShape, into: &progress)
+        {
             return
         }
         try append(Layer(name: lp.name, op: op, bottoms: bottoms, tops: tops), inC: inC, to: &progress)
@@ -85,8 +90,10 @@ extension CaffeImporter {
 
     /// The layer's operation, its settings and weights checked. A SoftmaxWithLoss
     /// becomes a Softmax on its first bottom only (the others are labels).
-    private mutating func operation(_ lp: Caffe_LayerParameter, inputChannels inC: Int?, inputShape inShape: Shape?,
-                                    bottoms: inout [String], placeholderTotal: inout Int) throws -> LayerOp {
+    private mutating func operation(
+        _ lp: Caffe_LayerParameter, inputChannels inC: Int?, inputShape inShape: Shape?,
+        bottoms: inout [String], placeholderTotal: inout Int
+    ) throws -> LayerOp {
         let type = lp.type
         switch type {
         case "Convolution":
@@ -107,14 +114,17 @@ extension CaffeImporter {
             return .batchNorm(try batchNorm(lp, channels: inC, placeholderTotal: &placeholderTotal))
         case "Scale":
             guard lp.bottom.count == 1 else {
-                throw layerError(lp, "a Scale layer with \(lp.bottom.count) inputs (scale taken from a second input) is not supported")
+                throw layerError(
+                    lp,
+                    "a Scale layer with \(lp.bottom.count) inputs (scale taken from a second input) is not supported")
             }
             return .scale(try scale(lp, channels: inC))
         case "Dropout", "Split":
             return .identity
         case "Softmax", "SoftmaxWithLoss":
             if lp.hasSoftmaxParam, lp.softmaxParam.axis != 1 {
-                throw layerError(lp, "softmax_param.axis is \(lp.softmaxParam.axis); only the channel axis (1) is supported")
+                throw layerError(
+                    lp, "softmax_param.axis is \(lp.softmaxParam.axis); only the channel axis (1) is supported")
             }
             if type == "SoftmaxWithLoss" {
                 bottoms = Array(bottoms.prefix(1))
@@ -123,25 +133,31 @@ extension CaffeImporter {
             return .softmax
         case "Concat":
             let axis = lp.concatParam.hasAxis ? Int(lp.concatParam.axis) : Int(lp.concatParam.concatDim)
-            guard axis == 1 else { throw layerError(lp, "concat_param axis is \(axis); only the channel axis (1) is supported") }
+            guard axis == 1 else {
+                throw layerError(lp, "concat_param axis is \(axis); only the channel axis (1) is supported")
+            }
             return .concat
         case "Eltwise":
             return .eltwise(try eltwise(lp))
         default:
-            throw layerError(lp, "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise and Split")
+            throw layerError(
+                lp,
+                "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
+                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise and Split")
         }
     }
 
     /// A Scale right after a BatchNorm, on its output (in place, or a blob nothing
     /// else reads), becomes that BatchNorm's scale and bias: one layer. False when
     /// it does not follow one that way.
-    private mutating func foldScale(_ s: Scale, _ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
-                                    bottoms: [String], tops: [String], inC: Int?, inShape: Shape?,
-                                    into progress: inout Progress) -> Bool {
+    private mutating func foldScale(
+        _ s: Scale, _ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
+        bottoms: [String], tops: [String], inC: Int?, inShape: Shape?,
+        into progress: inout Progress
+    ) -> Bool {
         guard let last = progress.layers.last, case .batchNorm(var bn) = last.op,
-              bottoms.count == 1, last.tops.first == bottoms[0],
-              tops == bottoms || !def.layer.contains(where: { $0.name != lp.name && $0.bottom.contains(bottoms[0]) })
+            bottoms.count == 1, last.tops.first == bottoms[0],
+            tops == bottoms || !def.layer.contains(where: { $0.name != lp.name && $0.bottom.contains(bottoms[0]) })
         else { return false }
         let s0 = bn.scale ?? [Float](repeating: 1, count: s.scale.count)
         let b0 = bn.bias ?? [Float](repeating: 0, count: s.scale.count)
@@ -172,8 +188,9 @@ extension CaffeImporter {
         if !progress.shapes.isEmpty {
             let ins = try layer.bottoms.map { b -> Shape in
                 guard let s = progress.shapes[b] else {
-                    throw ModelError(file: definitionFile, layer: layer.name,
-                                     "its input blob '\(b)' is not produced by any earlier layer")
+                    throw ModelError(
+                        file: definitionFile, layer: layer.name,
+                        "its input blob '\(b)' is not produced by any earlier layer")
                 }
                 return s
             }
@@ -182,8 +199,9 @@ extension CaffeImporter {
             for t in layer.tops { progress.shapes[t] = out }
         } else {
             for b in layer.bottoms where progress.channels[b] == nil && b != progress.inputName {
-                throw ModelError(file: definitionFile, layer: layer.name,
-                                 "its input blob '\(b)' is not produced by any earlier layer")
+                throw ModelError(
+                    file: definitionFile, layer: layer.name,
+                    "its input blob '\(b)' is not produced by any earlier layer")
             }
         }
         for t in layer.tops { progress.channels[t] = outC }
@@ -198,15 +216,19 @@ extension CaffeImporter {
             throw ModelError(file: file, "the net declares no input (no Input layer, 'input:' field, or data layer)")
         }
         guard let inChannels = progress.channels[input] else {
-            throw ModelError(file: file, "the number of input channels is unknown: declare an Input layer "
-                + "(input_param { shape { dim: 1 dim: 3 dim: P dim: P } })")
+            throw ModelError(
+                file: file,
+                "the number of input channels is unknown: declare an Input layer "
+                    + "(input_param { shape { dim: 1 dim: 3 dim: P dim: P } })")
         }
         guard !progress.layers.isEmpty else { throw ModelError(file: file, "the net has no layers Tessera can run") }
         let declared = try Self.spatial(progress.inputDims, file: file)
-        let net = Net(name: def.name, inputName: input, inputChannels: inChannels,
-                      patchSize: progress.patch ?? declared, layers: progress.layers)
-        return Imported(net: net, declaredInput: declared, cropSize: progress.cropSize,
-                        meanFileHint: progress.meanFileHint)
+        let net = Net(
+            name: def.name, inputName: input, inputChannels: inChannels,
+            patchSize: progress.patch ?? declared, layers: progress.layers)
+        return Imported(
+            net: net, declaredInput: declared, cropSize: progress.cropSize,
+            meanFileHint: progress.meanFileHint)
     }
 
     /// An error about layer `lp` of the definition file.

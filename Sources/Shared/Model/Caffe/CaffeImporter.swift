@@ -51,8 +51,12 @@ struct CaffeImporter {
         return true
     }
 
-    static let dataTypes: Set<String> = ["Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData",
-                                         "AnnotatedData", "Python"]
-    static let dropTypes: Set<String> = ["Accuracy", "Silence", "EuclideanLoss", "HingeLoss", "InfogainLoss",
-                                         "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss"]
+    static let dataTypes: Set<String> = [
+        "Data", "ImageData", "HDF5Data", "MemoryData", "DummyData", "WindowData",
+        "AnnotatedData", "Python",
+    ]
+    static let dropTypes: Set<String> = [
+        "Accuracy", "Silence", "EuclideanLoss", "HingeLoss", "InfogainLoss",
+        "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss",
+    ]
 }

@@ -9,9 +9,17 @@ extension CaffeWriter {
         var p = Caffe_ConvolutionParameter()
         p.numOutput = UInt32(c.outputs)
         p.biasTerm = c.bias != nil
-        if c.kernel.isSquare { p.kernelSize = [UInt32(c.kernel.h)] } else { p.kernelH = UInt32(c.kernel.h); p.kernelW = UInt32(c.kernel.w) }
+        if c.kernel.isSquare {
+            p.kernelSize = [UInt32(c.kernel.h)]
+        } else {
+            p.kernelH = UInt32(c.kernel.h); p.kernelW = UInt32(c.kernel.w)
+        }
         if c.stride != .one {
-            if c.stride.isSquare { p.stride = [UInt32(c.stride.h)] } else { p.strideH = UInt32(c.stride.h); p.strideW = UInt32(c.stride.w) }
+            if c.stride.isSquare {
+                p.stride = [UInt32(c.stride.h)]
+            } else {
+                p.strideH = UInt32(c.stride.h); p.strideW = UInt32(c.stride.w)
+            }
         }
         if c.pad != .zero {
             if c.pad.isSquare { p.pad = [UInt32(c.pad.h)] } else { p.padH = UInt32(c.pad.h); p.padW = UInt32(c.pad.w) }
@@ -33,10 +41,22 @@ extension CaffeWriter {
         if pl.global {
             p.globalPooling = true
         } else {
-            if pl.kernel.isSquare { p.kernelSize = UInt32(pl.kernel.h) } else { p.kernelH = UInt32(pl.kernel.h); p.kernelW = UInt32(pl.kernel.w) }
-            if pl.stride.isSquare { p.stride = UInt32(pl.stride.h) } else { p.strideH = UInt32(pl.stride.h); p.strideW = UInt32(pl.stride.w) }
+            if pl.kernel.isSquare {
+                p.kernelSize = UInt32(pl.kernel.h)
+            } else {
+                p.kernelH = UInt32(pl.kernel.h); p.kernelW = UInt32(pl.kernel.w)
+            }
+            if pl.stride.isSquare {
+                p.stride = UInt32(pl.stride.h)
+            } else {
+                p.strideH = UInt32(pl.stride.h); p.strideW = UInt32(pl.stride.w)
+            }
             if pl.pad != .zero {
-                if pl.pad.isSquare { p.pad = UInt32(pl.pad.h) } else { p.padH = UInt32(pl.pad.h); p.padW = UInt32(pl.pad.w) }
+                if pl.pad.isSquare {
+                    p.pad = UInt32(pl.pad.h)
+                } else {
+                    p.padH = UInt32(pl.pad.h); p.padW = UInt32(pl.pad.w)
+                }
             }
         }
         guard pl.dilation == .one else {
@@ -69,8 +89,10 @@ extension CaffeWriter {
 
     /// A BatchNorm layer (mean, variance, factor 1) and, when it has a scale or a bias,
     /// an in-place Scale layer after it, as BVLC Caffe splits them.
-    static func batchNorm(_ bn: BatchNorm, of layer: Layer,
-                          into lp: Caffe_LayerParameter) -> [(Caffe_LayerParameter, [Caffe_BlobProto])] {
+    static func batchNorm(
+        _ bn: BatchNorm, of layer: Layer,
+        into lp: Caffe_LayerParameter
+    ) -> [(Caffe_LayerParameter, [Caffe_BlobProto])] {
         var lp = lp
         lp.type = "BatchNorm"
         var p = Caffe_BatchNormParameter()
@@ -91,8 +113,16 @@ extension CaffeWriter {
         var sparam = Caffe_ScaleParameter()
         sparam.biasTerm = true
         sp.scaleParam = sparam
-        return [(lp, blobs), (sp, [blob(bn.scale ?? [Float](repeating: 1, count: c), [c]),
-                                   blob(bn.bias ?? [Float](repeating: 0, count: c), [c])])]
+        return [
+            (lp, blobs),
+            (
+                sp,
+                [
+                    blob(bn.scale ?? [Float](repeating: 1, count: c), [c]),
+                    blob(bn.bias ?? [Float](repeating: 0, count: c), [c]),
+                ]
+            ),
+        ]
     }
 
     static func scale(_ s: Scale, into lp: inout Caffe_LayerParameter) -> [Caffe_BlobProto] {

@@ -35,7 +35,8 @@ public enum CaffeWriter {
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.drop(while: { $0 == " " })
             guard let colon = trimmed.range(of: ": ["), trimmed.hasSuffix("]"),
-                  !trimmed.contains("\""), !trimmed.contains("{") else {
+                !trimmed.contains("\""), !trimmed.contains("{")
+            else {
                 out.append(line)
                 continue
             }

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// How a patch classifier's output pixels map onto its input (docs/ARCHITECTURE.md §1–2):
 /// receptive field, total stride, where the first window starts, and whether
 /// the fully convolutional net is exactly the classifier applied to every patch.
@@ -39,7 +40,8 @@ extension Net {
     /// Throws when the net's output at patch size is not 1×1 or shapes don't fit.
     public func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
         guard let p = patch ?? patchSize else {
-            throw ModelError(.patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
+            throw ModelError(
+                .patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         let (_, shapes) = try shapes(input: p)
         var pos: [String: GeometryPosition] = [inputName: GeometryPosition(rf: .one, jump: .one, origin: .zero)]
@@ -64,9 +66,10 @@ extension Net {
             throw ModelError("the net has no layers")
         }
         guard outShape.h == 1, outShape.w == 1 else {
-            throw ModelError(layer: last.name,
+            throw ModelError(
+                layer: last.name,
                 "the net's output at patch size \(p) is \(outShape.h)×\(outShape.w), not 1×1: "
-                + "the patch size does not match the classifier (give the training crop size with --patch-size)")
+                    + "the patch size does not match the classifier (give the training crop size with --patch-size)")
         }
         let geometry = NetGeometry(
             patchSize: p, receptiveField: final.rf, stride: final.jump, origin: final.origin,
@@ -78,9 +81,10 @@ extension Net {
     private func checkAligned(_ layer: Layer, at: GeometryPosition, positions pos: [String: GeometryPosition]) throws {
         for other in layer.bottoms.dropFirst() {
             if let o = pos[other], o.jump != at.jump || o.origin != at.origin {
-                throw ModelError(layer: layer.name,
+                throw ModelError(
+                    layer: layer.name,
                     "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
-                    + "\(o.jump)/\(o.origin)): its output pixels would not line up")
+                        + "\(o.jump)/\(o.origin)): its output pixels would not line up")
             }
         }
     }
@@ -97,29 +101,36 @@ private struct GeometryPosition {
     /// absurd strides, kernels and dilations (each up to 65536) multiply past Int
     /// within a few layers.
     func after(_ window: LayerWindow, layer: String) throws -> GeometryPosition {
-        let h = try axis(rf.h, jump.h, origin.h, window.kernel.h, window.stride.h, window.pad.h, window.dilation.h,
-                         "vertical", window: window, layer: layer)
-        let w = try axis(rf.w, jump.w, origin.w, window.kernel.w, window.stride.w, window.pad.w, window.dilation.w,
-                         "horizontal", window: window, layer: layer)
+        let h = try axis(
+            rf.h, jump.h, origin.h, window.kernel.h, window.stride.h, window.pad.h, window.dilation.h,
+            "vertical", window: window, layer: layer)
+        let w = try axis(
+            rf.w, jump.w, origin.w, window.kernel.w, window.stride.w, window.pad.w, window.dilation.w,
+            "horizontal", window: window, layer: layer)
         return GeometryPosition(rf: Size2(h.rf, w.rf), jump: Size2(h.jump, w.jump), origin: Size2(h.origin, w.origin))
     }
 
-    private func axis(_ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String,
-                      window: LayerWindow, layer: String) throws -> (rf: Int, jump: Int, origin: Int) {
+    private func axis(
+        _ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String,
+        window: LayerWindow, layer: String
+    ) throws -> (rf: Int, jump: Int, origin: Int) {
         let extent = d.multipliedReportingOverflow(by: k - 1)
         let grow = extent.partialValue.multipliedReportingOverflow(by: jump)
         let newRF = rf.addingReportingOverflow(grow.partialValue)
         let newJump = jump.multipliedReportingOverflow(by: s)
         let shift = p.multipliedReportingOverflow(by: jump)
         let newOrigin = origin.subtractingReportingOverflow(shift.partialValue)
-        let overflow = extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
+        let overflow =
+            extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
             || newOrigin.overflow
         guard !overflow, newRF.partialValue <= Net.maxGeometry, newJump.partialValue <= Net.maxGeometry,
-              abs(newOrigin.partialValue) <= Net.maxGeometry else {
-            throw ModelError(layer: layer,
+            abs(newOrigin.partialValue) <= Net.maxGeometry
+        else {
+            throw ModelError(
+                layer: layer,
                 "its \(name) receptive field, total stride or offset exceeds \(Net.maxGeometry) pixels "
-                + "(kernel \(window.kernel), stride \(window.stride), dilation \(window.dilation), pad \(window.pad) "
-                + "after a total stride of \(self.jump)): larger than any image Tessera reads")
+                    + "(kernel \(window.kernel), stride \(window.stride), dilation \(window.dilation), pad \(window.pad) "
+                    + "after a total stride of \(self.jump)): larger than any image Tessera reads")
         }
         return (newRF.partialValue, newJump.partialValue, newOrigin.partialValue)
     }
@@ -151,9 +162,10 @@ private struct LayerWindow {
             let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
             let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
             if !pl.global, spanH % stride.h != 0 || spanW % stride.w != 0 {
-                reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
-                    + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
-                    + "the output up to \(outShape.h)×\(outShape.w)")
+                reasons.append(
+                    "layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
+                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
+                        + "the output up to \(outShape.h)×\(outShape.w)")
             }
         case .innerProduct:
             kernel = inShape.spatial

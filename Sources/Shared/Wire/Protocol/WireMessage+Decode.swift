@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension WireMessage {
     /// Parses untrusted frames (routing envelope already removed).
     ///
@@ -32,11 +33,12 @@ extension WireMessage {
             throw WireError(.unknownType, "message type 0x\(String(header[4], radix: 16))")
         }
         let flags = header[5]
-        let allowedFlags: UInt8 = switch type {
-        case .submit: 0b111
-        case .statusRequest, .status: 0b1
-        default: 0
-        }
+        let allowedFlags: UInt8 =
+            switch type {
+            case .submit: 0b111
+            case .statusRequest, .status: 0b1
+            default: 0
+            }
         guard flags & ~allowedFlags == 0 else {
             throw WireError(.badFlags, "\(type): flags 0x\(String(flags, radix: 16)) not defined")
         }
@@ -80,8 +82,10 @@ extension WireMessage {
     /// The body of each message type; `r` is positioned after the 6-byte prefix.
     /// One decoder per type (`WireMessage+Decode{Worker,Coordinator,Client}.swift`),
     /// so each reads its fields top to bottom in the order `encode()` writes them.
-    private static func decodeBody(type: WireMessageType, flags: UInt8, reader r: inout WireReader,
-                                   payload: [[UInt8]], limits: WireLimits) throws -> WireMessage {
+    private static func decodeBody(
+        type: WireMessageType, flags: UInt8, reader r: inout WireReader,
+        payload: [[UInt8]], limits: WireLimits
+    ) throws -> WireMessage {
         switch type {
         // Worker → coordinator.
         case .hello: return try decodeHello(&r, payload)

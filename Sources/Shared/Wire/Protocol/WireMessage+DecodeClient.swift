@@ -2,22 +2,28 @@
 /// `WireMessage`). The flags byte only means something here: which submitted files
 /// travel inline, and whether a status names a job.
 extension WireMessage {
-    static func decodeSubmit(_ r: inout WireReader, _ flags: UInt8, _ payload: [[UInt8]],
-                             _ limits: WireLimits) throws -> WireMessage {
+    static func decodeSubmit(
+        _ r: inout WireReader, _ flags: UInt8, _ payload: [[UInt8]],
+        _ limits: WireLimits
+    ) throws -> WireMessage {
         try expectFrames(payload, flags.nonzeroBitCount, r)
         let mode = try mode(&r)
         let tile = try r.u32("tile size", in: 1...limits.maxTileSize)
         let pre = try preprocessing(&r, limits: limits)
         let options = try r.string("output options")
         let sources = try fileSources(&r, flags, payload)
-        return .submit(Wire.JobSpec(mode: mode, tileSize: tile, preprocessing: pre, outputOptions: options,
-                                    prototxt: sources[0], weights: sources[1], image: sources[2]))
+        return .submit(
+            Wire.JobSpec(
+                mode: mode, tileSize: tile, preprocessing: pre, outputOptions: options,
+                prototxt: sources[0], weights: sources[1], image: sources[2]))
     }
 
     /// The prototxt, weights and image of a submission: inline (flags bit 0/1/2; a
     /// name and a size that must match its payload frame, taken in order) or a path.
-    private static func fileSources(_ r: inout WireReader, _ flags: UInt8,
-                                    _ payload: [[UInt8]]) throws -> [Wire.FileSource] {
+    private static func fileSources(
+        _ r: inout WireReader, _ flags: UInt8,
+        _ payload: [[UInt8]]
+    ) throws -> [Wire.FileSource] {
         var sources: [Wire.FileSource] = []
         var next = 0
         for (i, name) in ["prototxt", "weights", "image"].enumerated() {
@@ -25,7 +31,8 @@ extension WireMessage {
                 let fileName = try r.fileName("\(name) file name")
                 let size = try r.u64("\(name) size")
                 guard size == UInt64(payload[next].count) else {
-                    throw r.error(.sizeMismatch, "\(name) frame has \(payload[next].count) bytes, header declares \(size)")
+                    throw r.error(
+                        .sizeMismatch, "\(name) frame has \(payload[next].count) bytes, header declares \(size)")
                 }
                 sources.append(.inline(name: fileName, bytes: payload[next]))
                 next += 1
@@ -48,8 +55,10 @@ extension WireMessage {
         return .statusRequest(jobID: try optionalJobID(&r, flags))
     }
 
-    static func decodeStatus(_ r: inout WireReader, _ flags: UInt8, _ payload: [[UInt8]],
-                             _ limits: WireLimits) throws -> WireMessage {
+    static func decodeStatus(
+        _ r: inout WireReader, _ flags: UInt8, _ payload: [[UInt8]],
+        _ limits: WireLimits
+    ) throws -> WireMessage {
         try expectFrames(payload, 0, r)
         let id = try optionalJobID(&r, flags)
         let stateByte = try r.u8("state")
@@ -60,10 +69,12 @@ extension WireMessage {
         let tps = try r.nonNegativeF64("tasks per second"), pps = try r.nonNegativeF64("pixels per second")
         let message = try r.string("message")
         let files = try outputFileNames(&r, limits)
-        return .status(Wire.JobStatus(jobID: id, state: state, tasksQueued: queued,
-                                      tasksRunning: running, tasksDone: done, tasksFailed: failed,
-                                      workers: workers, tasksPerSecond: tps, pixelsPerSecond: pps,
-                                      message: message, outputFiles: files))
+        return .status(
+            Wire.JobStatus(
+                jobID: id, state: state, tasksQueued: queued,
+                tasksRunning: running, tasksDone: done, tasksFailed: failed,
+                workers: workers, tasksPerSecond: tps, pixelsPerSecond: pps,
+                message: message, outputFiles: files))
     }
 
     /// A job id that flags bit 0 says is present; when absent the field must be 0.
@@ -81,7 +92,9 @@ extension WireMessage {
             throw r.error(.limitExceeded, "\(fileCount) files, limit \(limits.maxListCount)")
         }
         // Each file name takes at least 2 bytes: reject lies before reserving.
-        guard fileCount * 2 <= r.bytes.count - r.offset else { throw r.error(.truncated, "header ends inside file names") }
+        guard fileCount * 2 <= r.bytes.count - r.offset else {
+            throw r.error(.truncated, "header ends inside file names")
+        }
         var files: [String] = []
         files.reserveCapacity(fileCount)
         for i in 0..<fileCount { files.append(try r.fileName("file name \(i)")) }
@@ -111,8 +124,10 @@ extension WireMessage {
         guard !overflow, end <= total else {
             throw r.error(.invalidValue, "chunk \(offset)+\(payload[0].count) beyond total \(total)")
         }
-        return .fetchData(Wire.FetchChunk(jobID: job, fileName: name, offset: offset, totalSize: total,
-                                          bytes: payload[0]))
+        return .fetchData(
+            Wire.FetchChunk(
+                jobID: job, fileName: name, offset: offset, totalSize: total,
+                bytes: payload[0]))
     }
 
     static func decodeError(_ r: inout WireReader, _ payload: [[UInt8]]) throws -> WireMessage {

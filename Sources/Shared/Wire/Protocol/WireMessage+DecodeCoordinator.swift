@@ -7,8 +7,10 @@ extension WireMessage {
         let interval = try r.u32("heartbeat interval", in: 1...3_600_000)
         let liveness = try r.u32("heartbeat liveness", in: 1...1000)
         let credit = try r.u32("max tasks in flight", in: 1...65_536)
-        return .welcome(Wire.Welcome(heartbeatIntervalMilliseconds: interval, heartbeatLiveness: liveness,
-                                     maxTasksInFlight: credit))
+        return .welcome(
+            Wire.Welcome(
+                heartbeatIntervalMilliseconds: interval, heartbeatLiveness: liveness,
+                maxTasksInFlight: credit))
     }
 
     /// A task: its ids and model, where its output goes, its input pixels (frame 0),
@@ -29,11 +31,13 @@ extension WireMessage {
             throw r.error(.invalidValue, "\(pre.mean.count) mean values for \(input.channels) channels")
         }
         try taskOptionsSize(&r, frame: payload[1], limits)
-        return .task(Wire.TaskSpec(jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode,
-                                   outputRect: outputRect,
-                                   displacementY: dy, displacementX: dx, imageHeight: imageH, imageWidth: imageW,
-                                   input: input, preprocessing: pre,
-                                   options: payload[1]))
+        return .task(
+            Wire.TaskSpec(
+                jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode,
+                outputRect: outputRect,
+                displacementY: dy, displacementX: dx, imageHeight: imageH, imageWidth: imageW,
+                input: input, preprocessing: pre,
+                options: payload[1]))
     }
 
     /// The output rectangle: within UInt32 and within the per-task pixel limit.
@@ -51,8 +55,10 @@ extension WireMessage {
     }
 
     /// The displacement of a `shift` task; every other mode has none.
-    private static func taskDisplacement(_ r: inout WireReader, mode: Wire.Mode,
-                                         _ limits: WireLimits) throws -> (y: UInt32, x: UInt32) {
+    private static func taskDisplacement(
+        _ r: inout WireReader, mode: Wire.Mode,
+        _ limits: WireLimits
+    ) throws -> (y: UInt32, x: UInt32) {
         let dy = try r.u32("displacement y", in: 0...limits.maxDisplacement)
         let dx = try r.u32("displacement x", in: 0...limits.maxDisplacement)
         guard mode == .shift || (dy == 0 && dx == 0) else {
@@ -62,8 +68,10 @@ extension WireMessage {
     }
 
     /// The input region's shape, checked against the limits and the pixel frame's size.
-    private static func taskInput(_ r: inout WireReader, pixels: [UInt8],
-                                  _ limits: WireLimits) throws -> Wire.PixelRegion {
+    private static func taskInput(
+        _ r: inout WireReader, pixels: [UInt8],
+        _ limits: WireLimits
+    ) throws -> Wire.PixelRegion {
         let pixelLimit = limits.maxPixelsPerTask
         let ih = try r.u32("input height", in: 1...pixelLimit), iw = try r.u32("input width", in: 1...pixelLimit)
         let channels = try r.u32("channels", in: 1...limits.maxChannels)
@@ -74,8 +82,10 @@ extension WireMessage {
         }
         guard let pixelBytes = Checked.product(inPixels, Int(channels), Int(bps)), pixelBytes == pixels.count
         else {
-            throw r.error(.sizeMismatch, "pixel frame has \(pixels.count) bytes, header declares "
-                          + "\(ih)×\(iw)×\(channels)×\(bps)")
+            throw r.error(
+                .sizeMismatch,
+                "pixel frame has \(pixels.count) bytes, header declares "
+                    + "\(ih)×\(iw)×\(channels)×\(bps)")
         }
         return Wire.PixelRegion(height: ih, width: iw, channels: channels, bytesPerSample: bps, pixels: pixels)
     }
@@ -96,8 +106,10 @@ extension WireMessage {
         let d = try digest(&r)
         let protoSize = try r.u64("prototxt size"), weightsSize = try r.u64("weights size")
         guard protoSize == UInt64(payload[0].count), weightsSize == UInt64(payload[1].count) else {
-            throw r.error(.sizeMismatch, "frames of \(payload[0].count)/\(payload[1].count) bytes, "
-                          + "header declares \(protoSize)/\(weightsSize)")
+            throw r.error(
+                .sizeMismatch,
+                "frames of \(payload[0].count)/\(payload[1].count) bytes, "
+                    + "header declares \(protoSize)/\(weightsSize)")
         }
         return .modelData(Wire.ModelData(digest: d, prototxt: payload[0], weights: payload[1]))
     }

@@ -11,8 +11,10 @@ extension WireMessage {
         let memory = try r.u64("memory")
         let name = try r.string("worker name")
         let device = try r.string("device")
-        return .hello(Wire.Hello(protocolVersion: version, workerName: name, threads: threads,
-                                 memoryBytes: memory, device: device))
+        return .hello(
+            Wire.Hello(
+                protocolVersion: version, workerName: name, threads: threads,
+                memoryBytes: memory, device: device))
     }
 
     static func decodeResult(_ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits) throws -> WireMessage {
@@ -26,12 +28,16 @@ extension WireMessage {
             throw r.error(.limitExceeded, "\(height)×\(width) pixels, limit \(pixelLimit)")
         }
         guard let bytes = Checked.product(pixels, Int(classes), 4), bytes == payload[0].count else {
-            throw r.error(.sizeMismatch, "values frame has \(payload[0].count) bytes, "
-                          + "header declares \(classes)×\(height)×\(width) float32")
+            throw r.error(
+                .sizeMismatch,
+                "values frame has \(payload[0].count) bytes, "
+                    + "header declares \(classes)×\(height)×\(width) float32")
         }
-        return .result(Wire.TaskResult(jobID: job, taskID: task, attempt: attempt, classes: classes,
-                                       height: height, width: width,
-                                       values: floats(fromLittleEndian: payload[0])))
+        return .result(
+            Wire.TaskResult(
+                jobID: job, taskID: task, attempt: attempt, classes: classes,
+                height: height, width: width,
+                values: floats(fromLittleEndian: payload[0])))
     }
 
     static func decodeTaskFailed(_ r: inout WireReader, _ payload: [[UInt8]]) throws -> WireMessage {
@@ -55,7 +61,8 @@ extension WireMessage {
             throw r.error(.limitExceeded, "\(count) tasks, limit \(limits.maxListCount)")
         }
         guard r.bytes.count - r.offset == count * 16 else {
-            throw r.error(.sizeMismatch, "\(count) tasks need \(count * 16) bytes, header has \(r.bytes.count - r.offset)")
+            throw r.error(
+                .sizeMismatch, "\(count) tasks need \(count * 16) bytes, header has \(r.bytes.count - r.offset)")
         }
         var refs: [Wire.TaskRef] = []
         refs.reserveCapacity(count)

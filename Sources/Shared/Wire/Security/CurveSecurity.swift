@@ -30,8 +30,9 @@ extension CurveClientSecurity {
     /// Reads the client's key pair (`NAME.key`) and the server's public key (`.pub`,
     /// or the server's `.key`, whose public half is used). Errors name the file.
     public static func load(secretKeyFile: String, serverKeyFile: String) throws -> CurveClientSecurity {
-        try CurveClientSecurity(keyPair: CurveKeyFiles.readSecret(secretKeyFile),
-                                serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
+        try CurveClientSecurity(
+            keyPair: CurveKeyFiles.readSecret(secretKeyFile),
+            serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
     }
 }
 
@@ -42,12 +43,13 @@ extension CurveServerSecurity {
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),
-              isDirectory.boolValue
+            isDirectory.boolValue
         else { throw ZMQKeyFileError(path: authorizedKeysDirectory, reason: "not a folder (authorized public keys)") }
         let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedKeysDirectory)
         guard !keys.isEmpty else {
-            throw ZMQKeyFileError(path: authorizedKeysDirectory,
-                                  reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
+            throw ZMQKeyFileError(
+                path: authorizedKeysDirectory,
+                reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
         }
         return CurveServerSecurity(keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory)
     }
@@ -63,8 +65,11 @@ enum CurveKeyFiles {
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw ZMQKeyFileError(path: path, reason: "not a regular file") }
         guard info.st_mode & 0o007 == 0 else {
-            throw ZMQKeyFileError(path: path, reason: String(format: "secret key file is accessible by other users (mode %o): chmod 600 it",
-                                                             info.st_mode & 0o777))
+            throw ZMQKeyFileError(
+                path: path,
+                reason: String(
+                    format: "secret key file is accessible by other users (mode %o): chmod 600 it",
+                    info.st_mode & 0o777))
         }
         return try ZMQCurve.readKeyPair(path: path)
     }
@@ -88,8 +93,10 @@ package final class AuthorizedKeysPolicy: Sendable {
     private let loaded = Locked(Loaded())
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
-    package init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
-         onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void) {
+    package init(
+        _ security: CurveServerSecurity, reloadSeconds: Double = 2,
+        onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void
+    ) {
         directory = security.authorizedKeysDirectory
         ownKey = security.keyPair.publicKey
         self.reloadSeconds = reloadSeconds

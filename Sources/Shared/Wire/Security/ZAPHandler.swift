@@ -91,8 +91,10 @@ public final class ZAPHandler: Sendable {
 
     /// Binds the handler in `context` and starts its thread. Throws if the endpoint is
     /// taken (another handler in this context). `onRefusal` runs on the handler thread.
-    public init(context: ZMQContext, policy: ZAPPolicy,
-                onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }) throws {
+    public init(
+        context: ZMQContext, policy: ZAPPolicy,
+        onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }
+    ) throws {
         let state = State(policy: policy, onRefusal: onRefusal)
         self.state = state
         let thread = Thread { Self.run(context: context, state: state) }
@@ -163,8 +165,9 @@ public final class ZAPHandler: Sendable {
         guard frames.count >= 6, text(0) == "1.0" else {
             return [Array("1.0".utf8), requestID, Array("500".utf8), Array("malformed ZAP request".utf8), [], []]
         }
-        let request = ZAPRequest(domain: text(2), address: text(3), identity: frames[4], mechanism: text(5),
-                                 credentials: Array(frames.dropFirst(6)))
+        let request = ZAPRequest(
+            domain: text(2), address: text(3), identity: frames[4], mechanism: text(5),
+            credentials: Array(frames.dropFirst(6)))
         let policy = state.shared.withLock { $0.policy }
         switch policy.decide(request) {
         case .allow(let userID):

@@ -39,8 +39,10 @@ package final class Locked<State: Sendable>: @unchecked Sendable {
 
     /// Sleeps until `ready` holds (checked under the lock, which is released while
     /// sleeping), then runs `body` on the state before releasing the lock.
-    package func wait<Result>(until ready: (State) -> Bool,
-                              then body: (inout State) throws -> Result) rethrows -> Result {
+    package func wait<Result>(
+        until ready: (State) -> Bool,
+        then body: (inout State) throws -> Result
+    ) rethrows -> Result {
         condition.lock()
         defer { condition.unlock() }
         while !ready(state) { condition.wait() }
