@@ -94,7 +94,7 @@ let modules: [Target] = [
                        .product(name: "SwiftProtobuf", package: "swift-protobuf")],
         path: "Sources/Shared/Model",
         exclude: ["Caffe/caffe.proto"],
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .target(name: "TesseraPlan", dependencies: ["TesseraCore", "TesseraModel"], path: "Sources/Shared/Plan",
             swiftSettings: swift6),
@@ -110,14 +110,14 @@ let modules: [Target] = [
         name: "TesseraWire",
         dependencies: ["TesseraCore", "CZeroMQ", .product(name: "Logging", package: "swift-log")],
         path: "Sources/Shared/Wire",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .target(
         name: "TesseraCluster",
         dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire",
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Shared/Cluster",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     // Command-line helpers both executables share: options from the environment
     // (TESSERA_…), CURVE key options, stop signals, the system report.
@@ -140,7 +140,7 @@ let services: [Target] = [
         dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Coordinator/Service",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
     .executableTarget(
         name: "Coordinator",
@@ -158,7 +158,7 @@ let services: [Target] = [
                        .product(name: "ArgumentParser", package: "swift-argument-parser"),
                        .product(name: "Logging", package: "swift-log")],
         path: "Sources/Worker",
-        swiftSettings: swift5
+        swiftSettings: swift6
     ),
 ]
 

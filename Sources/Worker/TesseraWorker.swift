@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import CLISupport
+import Foundation
 import Logging
 import TesseraCUDA
 import TesseraEngine
@@ -40,12 +40,16 @@ struct TesseraWorker: ParsableCommand {
     @Option(help: .hidden) var debugTaskDelayMs = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Option(help: .hidden) var parentPid: Int32?
-    @Option(help: ArgumentHelp("Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
-                               + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
-                               + "/usr/local/cuda/lib64 or the loader path).", valueName: "device"))
+    @Option(
+        help: ArgumentHelp(
+            "Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
+                + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
+                + "/usr/local/cuda/lib64 or the loader path).", valueName: "device"))
     var device = "cpu"
-    @Option(help: ArgumentHelp("GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
-                               + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
+    @Option(
+        help: ArgumentHelp(
+            "GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
+                + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
     var precision = "fp32"
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
     @OptionGroup var curve: CurveClientOptions
@@ -54,7 +58,9 @@ struct TesseraWorker: ParsableCommand {
         guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-        guard CUDAPrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or tf32") }
+        guard CUDAPrecision(rawValue: precision) != nil else {
+            throw ValidationError("--precision must be fp32 or tf32")
+        }
         _ = try ComputeDevice(parsing: device)
     }
 
@@ -70,7 +76,8 @@ struct TesseraWorker: ParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let security = try curve.security()
         if security == nil && !isLoopback(endpoint) {
-            logger.warning("""
+            logger.warning(
+                """
                 CONNECTING TO \(endpoint) WITHOUT AUTHENTICATION OR ENCRYPTION: anyone on the path can read \
                 the tiles or pose as the coordinator. Use --curve on untrusted networks.
                 """)
@@ -99,9 +106,13 @@ struct TesseraWorker: ParsableCommand {
             timer.resume()
             orphanTimer = timer
         }
-        logger.info("worker starting", metadata: ["coordinator": "\(endpoint)", "threads": "\(threads)",
-                                                  "name": "\(config.name)", "curve": "\(security != nil)",
-                                                  "device": "\(computeDevice)"])
+        logger.info(
+            "worker starting",
+            metadata: [
+                "coordinator": "\(endpoint)", "threads": "\(threads)",
+                "name": "\(config.name)", "curve": "\(security != nil)",
+                "device": "\(computeDevice)",
+            ])
         try agent.run()
         withExtendedLifetime((sources, orphanTimer)) {}
     }

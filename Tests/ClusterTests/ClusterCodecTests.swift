@@ -5,13 +5,14 @@ import Testing
 @testable import TesseraCore
 @testable import TesseraImage
 
-
 @Suite("Cluster codecs: engine settings, job options, task pixels")
 struct ClusterCodecTests {
-    @Test("Engine settings round-trip through a task's options frame", arguments: [
-        EngineSettings(), EngineSettings(patchSize: 33, allowPadding: true, randomWeightsSeed: 42),
-        EngineSettings(patchSize: nil, allowPadding: false, randomWeightsSeed: 0),
-    ])
+    @Test(
+        "Engine settings round-trip through a task's options frame",
+        arguments: [
+            EngineSettings(), EngineSettings(patchSize: 33, allowPadding: true, randomWeightsSeed: 42),
+            EngineSettings(patchSize: nil, allowPadding: false, randomWeightsSeed: 0),
+        ])
     func engineSettings(_ s: EngineSettings) {
         #expect(EngineSettings(encoded: s.encoded) == s)
         #expect(EngineSettings(encoded: Array(s.encoded.dropLast())) == nil)
@@ -36,7 +37,8 @@ struct ClusterCodecTests {
     func cut(_ depth: Int) {
         let (h, w) = (7, 5)
         let values = (0..<(h * w * 3)).map { ($0 * 2_654_435_761) % (depth == 8 ? 256 : 65536) }
-        let image = depth == 8
+        let image =
+            depth == 8
             ? PixelImage(width: w, height: h, channels: 3, samples: .uint8(values.map { UInt8($0) }))
             : PixelImage(width: w, height: h, channels: 3, samples: .uint16(values.map { UInt16($0) }))
         for rect in [PixelRect(y: 0, x: 0, height: 12, width: 9), PixelRect(y: 3, x: 2, height: 20, width: 17)] {

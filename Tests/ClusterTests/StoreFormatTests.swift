@@ -9,7 +9,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// The job store's file formats: what a restarted coordinator trusts and what it refuses.
 @Suite("Job store formats: tiles, records, straggler deadlines")
 struct StoreFormatTests {
@@ -61,10 +60,12 @@ struct StoreFormatTests {
 
     @Test("A job record keeps the preprocessing floats exactly; damaged records name the key at fault")
     func record() throws {
-        let r = JobRecord(mode: .dense, tile: 24, stem: "tissue", options: "outputs=npy;bit-depth=8;out=/a b/c",
-                          preprocessing: Wire.Preprocessing(channelOrder: .rgb, rawScale: 1.0 / 255, scale: 0.017_123_4,
-                                                            mean: [123.675, 116.28, -0.0]),
-                          modelDigest: String(repeating: "ab", count: 32), imageCRC32: 0xDEAD_BEEF, imageBytes: 1234)
+        let r = JobRecord(
+            mode: .dense, tile: 24, stem: "tissue", options: "outputs=npy;bit-depth=8;out=/a b/c",
+            preprocessing: Wire.Preprocessing(
+                channelOrder: .rgb, rawScale: 1.0 / 255, scale: 0.017_123_4,
+                mean: [123.675, 116.28, -0.0]),
+            modelDigest: String(repeating: "ab", count: 32), imageCRC32: 0xDEAD_BEEF, imageBytes: 1234)
         let back = try JobRecord(text: r.encoded())
         #expect(back == r)
         #expect(back.preprocessing.mean.map(\.bitPattern) == r.preprocessing.mean.map(\.bitPattern))
@@ -80,19 +81,23 @@ struct StoreFormatTests {
         } catch {
             #expect("\(error)".contains("no "))
         }
-        let ending = JobEnding(state: .done, message: "resumed: 3/4\nrestored", tasks: 4, files: ["a.npy", "a_prob.png"])
+        let ending = JobEnding(
+            state: .done, message: "resumed: 3/4\nrestored", tasks: 4, files: ["a.npy", "a_prob.png"])
         let e = try JobEnding(text: ending.encoded())
         #expect(e.state == .done && e.files == ending.files && e.tasks == 4 && !e.message.contains("\n"))
     }
 
     @Test("Durable writes leave only the final file; a store's tile listing separates tiles from leftovers")
     func durableStore() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-store-fmt-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tessera-store-fmt-\(UUID().uuidString)"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = JobStore(root: root)
         try DurableFile.createDirectory(store.tilesDirectory(3))
         try store.writeTile(tile(), job: 3)
-        #expect(FileManager.default.createFile(atPath: store.tilesDirectory(3) + "/.9.tile.tmp-1-2", contents: Data([1])))
+        #expect(
+            FileManager.default.createFile(atPath: store.tilesDirectory(3) + "/.9.tile.tmp-1-2", contents: Data([1])))
         let listing = store.tileFiles(3)
         #expect(listing.indices == [7])
         #expect(listing.others == [".9.tile.tmp-1-2"])
@@ -110,9 +115,12 @@ struct StoreFormatTests {
 
 @Suite("Job store: damaged entries at start")
 struct DamagedStoreTests {
-    @Test("A damaged job entry fails that job with the file and reason; an interrupted one is skipped; the coordinator serves on")
+    @Test(
+        "A damaged job entry fails that job with the file and reason; an interrupted one is skipped; the coordinator serves on"
+    )
     func damagedEntries() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-damaged-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-damaged-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = JobStore(root: root)
         try DurableFile.createDirectory(store.tilesDirectory(5))
@@ -124,7 +132,8 @@ struct DamagedStoreTests {
         let id = UUID().uuidString
         let service = CoordinatorService(
             context: context,
-            configuration: .init(workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+            configuration: .init(
+                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
             logger: Logger(label: "test.store"))
         _ = try service.start()
         defer { service.stop() }
@@ -136,7 +145,8 @@ struct DamagedStoreTests {
         let eight = try client.status(8)
         #expect(eight.state == .failed && eight.message.contains("another version"), "\(eight.message)")
         // New ids continue after the highest one in the store.
-        guard case .error(let text) = try client.request(.fetchRequest(Wire.FetchRequest(jobID: 9, fileName: "x"))) else {
+        guard case .error(let text) = try client.request(.fetchRequest(Wire.FetchRequest(jobID: 9, fileName: "x")))
+        else {
             Issue.record("fetch of an unknown job should fail")
             return
         }

@@ -60,12 +60,14 @@ struct ModelImportErrorTests {
         #expect(message.contains("junk.caffemodel") && message.contains("truncated or corrupt"), "\(message)")
     }
 
-    @Test("prototxt syntax errors give line and column", arguments: [
-        ("layer {\n  name: \"a\"\n  type \"ReLU\"\n}\n", "line 3, column 8"),
-        ("layer {\n  name: \"a\n}\n", "line 2, column 9"),
-        ("layer {\n  name: \"a\"\n", "missing '}'"),
-        ("name: \"x\"\n}\n", "line 2, column 1"),
-    ])
+    @Test(
+        "prototxt syntax errors give line and column",
+        arguments: [
+            ("layer {\n  name: \"a\"\n  type \"ReLU\"\n}\n", "line 3, column 8"),
+            ("layer {\n  name: \"a\n}\n", "line 2, column 9"),
+            ("layer {\n  name: \"a\"\n", "missing '}'"),
+            ("name: \"x\"\n}\n", "line 2, column 1"),
+        ])
     func syntaxError(text: String, expected: String) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -80,8 +82,9 @@ struct ModelImportErrorTests {
         let text = Self.tiny.replacingOccurrences(of: "pool: MAX", with: "pool: MAXIMUM")
         let path = try writeFile(dir, "bad.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
-        #expect(message.contains("line 6, column 84") && message.contains("'pool'") && message.contains("MAXIMUM"),
-                "\(message)")
+        #expect(
+            message.contains("line 6, column 84") && message.contains("'pool'") && message.contains("MAXIMUM"),
+            "\(message)")
         let numbers = Self.tiny.replacingOccurrences(of: "num_output: 4", with: "num_output: -4")
         let p2 = try writeFile(dir, "bad2.prototxt", numbers)
         let m2 = loadError(ModelSource(model: p2, requireWeights: false))
@@ -106,8 +109,9 @@ struct ModelImportErrorTests {
         let (_, data) = try CaffeWriter.write(partial, input: Size2(square: 8))
         let weights = try writeFile(dir, "partial.caffemodel", data)
         let message = loadError(ModelSource(model: proto, weights: weights))
-        #expect(message.contains("layer 'fc'") && message.contains("has no weights") && message.contains("conv1"),
-                "\(message)")
+        #expect(
+            message.contains("layer 'fc'") && message.contains("has no weights") && message.contains("conv1"),
+            "\(message)")
         let none = #expect(throws: ModelError.self) { try ModelLoader.load(ModelSource(model: proto)) }
         #expect(none?.kind == .weights && none?.message.hasPrefix("no weights") == true, "\(String(describing: none))")
     }
@@ -116,20 +120,24 @@ struct ModelImportErrorTests {
         let (dir, proto, _, net) = try Self.tinyFiles()
         defer { try? FileManager.default.removeItem(at: dir) }
         var wrong = net
-        wrong.layers[0].op = .convolution(Convolution(outputs: 4, kernel: Size2(square: 5),
-                                                      weights: [Float](repeating: 0.5, count: 4 * 3 * 25),
-                                                      bias: [0, 0, 0, 0]))
+        wrong.layers[0].op = .convolution(
+            Convolution(
+                outputs: 4, kernel: Size2(square: 5),
+                weights: [Float](repeating: 0.5, count: 4 * 3 * 25),
+                bias: [0, 0, 0, 0]))
         let (_, data) = try CaffeWriter.write(wrong, input: Size2(square: 8))
         let weights = try writeFile(dir, "wrong.caffemodel", data)
         let message = loadError(ModelSource(model: proto, weights: weights))
-        #expect(message.contains("layer 'conv1'") && message.contains("expected 4×3×3×3")
+        #expect(
+            message.contains("layer 'conv1'") && message.contains("expected 4×3×3×3")
                 && message.contains("found 4×3×5×5"), "\(message)")
     }
 
     @Test func unsupportedLayer() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let text = Self.tiny.replacingOccurrences(of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"PReLU\"")
+        let text = Self.tiny.replacingOccurrences(
+            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"PReLU\"")
         let path = try writeFile(dir, "p.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
         #expect(message.contains("layer 'relu1'") && message.contains("'PReLU'"), "\(message)")
@@ -150,10 +158,12 @@ struct ModelImportErrorTests {
         #expect(message.contains("5×5, not 1×1") && message.contains("layer 'c1'"), "\(message)")
     }
 
-    @Test("absurd sizes are refused before allocating", arguments: [
-        ("convolution_param { num_output: 2000000000 kernel_size: 3 }", "2^31"),
-        ("convolution_param { num_output: 4 kernel_size: 300000 }", "absurdly large"),
-    ])
+    @Test(
+        "absurd sizes are refused before allocating",
+        arguments: [
+            ("convolution_param { num_output: 2000000000 kernel_size: 3 }", "2^31"),
+            ("convolution_param { num_output: 4 kernel_size: 300000 }", "absurdly large"),
+        ])
     func absurdLayer(param: String, expected: String) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -206,7 +216,10 @@ struct ModelImportErrorTests {
         def.input = ["data"]
         var s = Caffe_BlobShape(); s.dim = [1, 2, 1, 1]
         def.inputShape = [s]
-        func blob(_ v: [Float]) -> Caffe_BlobProto { var b = Caffe_BlobProto(); b.data = v; var sh = Caffe_BlobShape(); sh.dim = [Int64(v.count)]; b.shape = sh; return b }
+        func blob(_ v: [Float]) -> Caffe_BlobProto {
+            var b = Caffe_BlobProto(); b.data = v; var sh = Caffe_BlobShape(); sh.dim = [Int64(v.count)]; b.shape = sh;
+            return b
+        }
         var bn = Caffe_LayerParameter(); bn.name = "bn"; bn.type = "BatchNorm"; bn.bottom = ["data"]; bn.top = ["data"]
         bn.blobs = [blob([2, 4]), blob([8, 16]), blob([2])]
         var sc = Caffe_LayerParameter(); sc.name = "sc"; sc.type = "Scale"; sc.bottom = ["data"]; sc.top = ["data"]
@@ -216,7 +229,9 @@ struct ModelImportErrorTests {
         var importer = CaffeImporter(definitionFile: "t")
         let net = try importer.importNet(def).net
         #expect(net.layers.count == 1)
-        #expect(net.layers[0].op == .batchNorm(BatchNorm(mean: [1, 2], variance: [4, 8], eps: 1e-5, scale: [3, 5], bias: [1, -1])))
+        #expect(
+            net.layers[0].op
+                == .batchNorm(BatchNorm(mean: [1, 2], variance: [4, 8], eps: 1e-5, scale: [3, 5], bias: [1, -1])))
         def.layer[0].blobs[2] = blob([0])
         def.layer = [def.layer[0]]
         var i2 = CaffeImporter(definitionFile: "t")
@@ -233,7 +248,8 @@ struct ModelImportErrorTests {
         ip.innerProductParam.numOutput = 2
         ip.innerProductParam.transpose = true
         ip.innerProductParam.biasTerm = false
-        var w = Caffe_BlobProto(); w.data = [1, 2, 3, 4, 5, 6]; var ws = Caffe_BlobShape(); ws.dim = [3, 2]; w.shape = ws
+        var w = Caffe_BlobProto(); w.data = [1, 2, 3, 4, 5, 6]; var ws = Caffe_BlobShape(); ws.dim = [3, 2];
+        w.shape = ws
         ip.blobs = [w]
         def.layer = [ip]
         var importer = CaffeImporter(definitionFile: "t")

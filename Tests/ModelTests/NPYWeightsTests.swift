@@ -21,7 +21,8 @@ struct NPYWeightsTests {
         for layer in trained.layers {
             switch layer.op {
             case .convolution(let c):
-                try save(c.weights, [c.outputs, c.inputsPerGroup, c.kernel.h, c.kernel.w], blobs, "\(layer.name).0.npy")
+                try save(
+                    c.weights, [c.outputs, c.inputsPerGroup, c.kernel.h, c.kernel.w], blobs, "\(layer.name).0.npy")
                 try save(c.bias!, [c.outputs], blobs, "\(layer.name).1.npy")
             case .innerProduct(let ip):
                 try save(ip.weights, [ip.outputs, ip.inputs], blobs, "\(layer.name).0.npy")
@@ -109,7 +110,9 @@ struct NPYWeightsTests {
         #expect(f?.layer == "fc")
         #expect(f?.message.contains("<f8") == true)
 
-        let missing = Self.modelError { _ = try shapeOnly.fillingBlobs(fromNPYDirectory: dir.appendingPathComponent("nope").path) }
+        let missing = Self.modelError {
+            _ = try shapeOnly.fillingBlobs(fromNPYDirectory: dir.appendingPathComponent("nope").path)
+        }
         #expect(missing?.message.contains("not a directory") == true)
     }
 }

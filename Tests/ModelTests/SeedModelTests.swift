@@ -38,10 +38,12 @@ struct SeedModelTests {
         let full = try ModelLoader.load(ModelSource(model: Self.deployFull, requireWeights: false))
         #expect(full.net.layers.count == m.net.layers.count)
         for (a, b) in zip(m.net.layers, full.net.layers) {
-            #expect(a.name == b.name && a.op.typeName == b.op.typeName && a.bottoms == b.bottoms && a.tops == b.tops,
-                    "converted \(a.name) \(a.op.typeName) \(a.bottoms)→\(a.tops), hand-made \(b.name) \(b.op.typeName)")
+            #expect(
+                a.name == b.name && a.op.typeName == b.op.typeName && a.bottoms == b.bottoms && a.tops == b.tops,
+                "converted \(a.name) \(a.op.typeName) \(a.bottoms)→\(a.tops), hand-made \(b.name) \(b.op.typeName)")
             if case .convolution(let x) = a.op, case .convolution(let y) = b.op {
-                #expect(x.kernel == y.kernel && x.stride == y.stride && x.outputs == y.outputs
+                #expect(
+                    x.kernel == y.kernel && x.stride == y.stride && x.outputs == y.outputs
                         && x.inputsPerGroup == y.inputsPerGroup, "layer \(a.name)")
             }
         }
@@ -75,8 +77,9 @@ struct SeedModelTests {
         #expect(m.geometry.classes == 2)
         #expect(!m.geometry.isExact)
         for layer in ["conv1", "conv2", "conv3"] {
-            #expect(m.geometry.inexactReasons.contains { $0.contains("'\(layer)'") && $0.contains("pads by 2") },
-                    "reasons: \(m.geometry.inexactReasons)")
+            #expect(
+                m.geometry.inexactReasons.contains { $0.contains("'\(layer)'") && $0.contains("pads by 2") },
+                "reasons: \(m.geometry.inexactReasons)")
         }
         #expect(!m.net.layers.contains { $0.name == "cifar_train" })
         #expect(m.net.layers.last.map { $0.op == .softmax } == true, "SoftmaxWithLoss becomes Softmax")
@@ -110,9 +113,11 @@ struct SeedModelTests {
         // CuDNNBatchNormLayer (blobs: scale, bias, unused factor = 0.0, mean, variance; eps 1e-4),
         //   y[c] = blob0[c] · (x[c] − blob3[c]) / sqrt(blob4[c] + 1e-4) + blob1[c],  x[c] = 0.5·c − 3.
         // With BVLC's reading (factor 0 → statistics scaled by 0) these numbers could not come out.
-        let expected: [Float] = [0.440459174, 0.348667328, 0.00869856614, 0.0333609297, -0.15430625, 0.172842422,
-                                 -0.312251248, 0.0869381283, 0.233798958, 0.227412578, 0.480797813, 0.0797950095,
-                                 -0.0300142007, -0.314077958, 0.114671405, -0.220792325]
+        let expected: [Float] = [
+            0.440459174, 0.348667328, 0.00869856614, 0.0333609297, -0.15430625, 0.172842422,
+            -0.312251248, 0.0869381283, 0.233798958, 0.227412578, 0.480797813, 0.0797950095,
+            -0.0300142007, -0.314077958, 0.114671405, -0.220792325,
+        ]
         #expect(bn.eps == 1e-4)
         #expect(bn.variance.allSatisfy { $0 > 300 && $0 < 2500 })
         for c in 0..<16 {
@@ -122,11 +127,14 @@ struct SeedModelTests {
         }
     }
 
-    @Test("convert round trip: the written prototxt + caffemodel re-read give the same net",
-          arguments: ["nuclei", "fcn"])
+    @Test(
+        "convert round trip: the written prototxt + caffemodel re-read give the same net",
+        arguments: ["nuclei", "fcn"])
     func convertRoundTrip(which: String) throws {
-        let source = which == "nuclei" ? ModelSource(weights: Self.nuclei)
-                                       : ModelSource(model: Self.fcnDeploy, weights: Self.fcnWeights)
+        let source =
+            which == "nuclei"
+            ? ModelSource(weights: Self.nuclei)
+            : ModelSource(model: Self.fcnDeploy, weights: Self.fcnWeights)
         let m = try ModelLoader.load(source)
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -3,7 +3,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 @Suite("Wire protocol codec")
 struct WireCodecTests {
     @Test("Every message type survives encode → decode", arguments: WireSamples.all)
@@ -19,7 +18,8 @@ struct WireCodecTests {
     @Test("The samples cover every message type")
     func coverage() {
         let covered = Set(WireSamples.all.map(\.type))
-        #expect(covered == Set(WireMessageType.allCases), "missing \(Set(WireMessageType.allCases).subtracting(covered))")
+        #expect(
+            covered == Set(WireMessageType.allCases), "missing \(Set(WireMessageType.allCases).subtracting(covered))")
     }
 
     @Test("Result values travel as raw little-endian float32")
@@ -37,10 +37,14 @@ struct WireCodecTests {
         var testDescription: String { name }
     }
 
-    static func mutated(_ message: WireMessage, _ change: @escaping @Sendable (inout [[UInt8]]) -> Void)
+    static func mutated(
+        _ message: WireMessage, _ change: @escaping @Sendable (inout [[UInt8]]) -> Void
+    )
         -> @Sendable () -> [[UInt8]]
     {
-        { var frames = message.encode(); change(&frames); return frames }
+        {
+            var frames = message.encode(); change(&frames); return frames
+        }
     }
 
     /// Overwrites a little-endian UInt32 at `offset` of frame 0.
@@ -57,74 +61,113 @@ struct WireCodecTests {
     static let badCases: [BadCase] = [
         BadCase(name: "empty message", kind: .frameCount, frames: { [] }),
         BadCase(name: "wrong magic", kind: .badMagic, frames: mutated(.heartbeat) { $0[0][0] = UInt8(ascii: "X") }),
-        BadCase(name: "future version", kind: .unsupportedVersion, frames: mutated(.heartbeat) { $0[0][3] = WireMessage.version + 1 }),
+        BadCase(
+            name: "future version", kind: .unsupportedVersion,
+            frames: mutated(.heartbeat) { $0[0][3] = WireMessage.version + 1 }),
         BadCase(name: "unknown type", kind: .unknownType, frames: mutated(.heartbeat) { $0[0][4] = 0xEE }),
         BadCase(name: "undefined flags", kind: .badFlags, frames: mutated(.heartbeat) { $0[0][5] = 0x80 }),
         BadCase(name: "header cut inside prefix", kind: .truncated, frames: mutated(.heartbeat) { $0[0].removeLast() }),
-        BadCase(name: "header cut inside fields", kind: .truncated,
-                frames: mutated(.submitted(jobID: 1)) { $0[0].removeLast(3) }),
+        BadCase(
+            name: "header cut inside fields", kind: .truncated,
+            frames: mutated(.submitted(jobID: 1)) { $0[0].removeLast(3) }),
         BadCase(name: "trailing byte", kind: .trailingBytes, frames: mutated(.cancel(jobID: 1)) { $0[0].append(0) }),
         BadCase(name: "extra frame", kind: .frameCount, frames: mutated(.heartbeat) { $0.append([1]) }),
-        BadCase(name: "missing payload frame", kind: .frameCount,
-                frames: mutated(.result(WireSamples.result)) { $0.removeLast() }),
-        BadCase(name: "result payload shorter than declared", kind: .sizeMismatch,
-                frames: mutated(.result(WireSamples.result)) { $0[1].removeLast(4) }),
-        BadCase(name: "result with 0 classes", kind: .invalidValue,
-                frames: mutated(.result(WireSamples.result)) { put32(0, at: 26, in: &$0) }),
-        BadCase(name: "task claiming 10^12 output pixels", kind: .limitExceeded,
-                frames: mutated(.task(WireSamples.task())) {
-                    put32(1_000_000, at: taskRect + 8, in: &$0); put32(1_000_000, at: taskRect + 12, in: &$0)
-                }),
-        BadCase(name: "task claiming 10^12 input pixels", kind: .limitExceeded,
-                frames: mutated(.task(WireSamples.task())) {
-                    put32(1_000_000, at: taskInputDims, in: &$0); put32(1_000_000, at: taskInputDims + 4, in: &$0)
-                }),
-        BadCase(name: "task with 4 GiB height", kind: .limitExceeded,
-                frames: mutated(.task(WireSamples.task())) { put32(.max, at: taskInputDims, in: &$0) }),
-        BadCase(name: "task pixel frame lies", kind: .sizeMismatch,
-                frames: mutated(.task(WireSamples.task())) { $0[1].append(0) }),
-        BadCase(name: "task output rect overflows", kind: .invalidValue,
-                frames: mutated(.task(WireSamples.task())) { put32(.max - 1, at: taskRect, in: &$0) }),
-        BadCase(name: "task image larger than PNG allows", kind: .limitExceeded,
-                frames: mutated(.task(WireSamples.task())) { put32(1 << 31, at: taskImage, in: &$0) }),
-        BadCase(name: "3 bytes per sample", kind: .invalidValue,
-                frames: mutated(.task(WireSamples.task())) { $0[0][taskInputDims + 12] = 3 }),
-        BadCase(name: "displacement outside shift mode", kind: .invalidValue,
-                frames: mutated(.task(WireSamples.task(mode: .dense))) { put32(1, at: taskRect + 16, in: &$0) }),
-        BadCase(name: "NaN raw scale", kind: .invalidValue,
-                frames: mutated(.task(WireSamples.task())) { put32(Float.nan.bitPattern, at: taskInputDims + 14, in: &$0) }),
-        BadCase(name: "infinite mean", kind: .invalidValue,
-                frames: mutated(.task(WireSamples.task())) {
-                    put32(Float.infinity.bitPattern, at: taskInputDims + 24, in: &$0)
-                }),
-        BadCase(name: "negative throughput", kind: .invalidValue,
-                frames: { WireMessage.status(Wire.JobStatus(jobID: 1, state: .done, tasksPerSecond: -1)).encode() }),
-        BadCase(name: "non-UTF-8 string", kind: .invalidString,
-                frames: mutated(.error(message: "ab")) { $0[0][$0[0].count - 1] = 0xFF }),
-        BadCase(name: "NUL in string", kind: .invalidString,
-                frames: mutated(.error(message: "ab")) { $0[0][$0[0].count - 1] = 0 }),
-        BadCase(name: "path in fetch file name", kind: .invalidString,
-                frames: { WireMessage.fetchRequest(Wire.FetchRequest(jobID: 1, fileName: "../etc/passwd")).encode() }),
-        BadCase(name: "string longer than the limit", kind: .limitExceeded,
-                frames: { WireMessage.error(message: String(repeating: "x", count: 5000)).encode() }),
-        BadCase(name: "goodbye count lies", kind: .sizeMismatch,
-                frames: mutated(.goodbye([Wire.TaskRef(jobID: 1, taskID: 2)])) { put32(2, at: 6, in: &$0) }),
-        BadCase(name: "goodbye count huge", kind: .limitExceeded,
-                frames: mutated(.goodbye([])) { put32(.max, at: 6, in: &$0) }),
-        BadCase(name: "fetch chunk beyond total", kind: .invalidValue,
-                frames: { WireMessage.fetchData(Wire.FetchChunk(jobID: 1, fileName: "a", offset: 8, totalSize: 10,
-                                                                bytes: [1, 2, 3])).encode() }),
-        BadCase(name: "fetch chunk offset overflow", kind: .invalidValue,
-                frames: { WireMessage.fetchData(Wire.FetchChunk(jobID: 1, fileName: "a", offset: .max, totalSize: .max,
-                                                                bytes: [1])).encode() }),
-        BadCase(name: "submit flag without frame", kind: .frameCount,
-                frames: mutated(WireSamples.all.first { $0.type == .submit }!) { $0.removeLast() }),
-        BadCase(name: "too many frames", kind: .frameCount,
-                frames: { [WireMessage.heartbeat.encode()[0]] + Array(repeating: [], count: 8) }),
-        BadCase(name: "unknown job state", kind: .invalidValue,
-                frames: mutated(.status(Wire.JobStatus(jobID: 1, state: .done))) { $0[0][14] = 77 }),
-        BadCase(name: "zero heartbeat interval", kind: .invalidValue,
-                frames: { WireMessage.welcome(Wire.Welcome(heartbeatIntervalMilliseconds: 0)).encode() }),
+        BadCase(
+            name: "missing payload frame", kind: .frameCount,
+            frames: mutated(.result(WireSamples.result)) { $0.removeLast() }),
+        BadCase(
+            name: "result payload shorter than declared", kind: .sizeMismatch,
+            frames: mutated(.result(WireSamples.result)) { $0[1].removeLast(4) }),
+        BadCase(
+            name: "result with 0 classes", kind: .invalidValue,
+            frames: mutated(.result(WireSamples.result)) { put32(0, at: 26, in: &$0) }),
+        BadCase(
+            name: "task claiming 10^12 output pixels", kind: .limitExceeded,
+            frames: mutated(.task(WireSamples.task())) {
+                put32(1_000_000, at: taskRect + 8, in: &$0); put32(1_000_000, at: taskRect + 12, in: &$0)
+            }),
+        BadCase(
+            name: "task claiming 10^12 input pixels", kind: .limitExceeded,
+            frames: mutated(.task(WireSamples.task())) {
+                put32(1_000_000, at: taskInputDims, in: &$0); put32(1_000_000, at: taskInputDims + 4, in: &$0)
+            }),
+        BadCase(
+            name: "task with 4 GiB height", kind: .limitExceeded,
+            frames: mutated(.task(WireSamples.task())) { put32(.max, at: taskInputDims, in: &$0) }),
+        BadCase(
+            name: "task pixel frame lies", kind: .sizeMismatch,
+            frames: mutated(.task(WireSamples.task())) { $0[1].append(0) }),
+        BadCase(
+            name: "task output rect overflows", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task())) { put32(.max - 1, at: taskRect, in: &$0) }),
+        BadCase(
+            name: "task image larger than PNG allows", kind: .limitExceeded,
+            frames: mutated(.task(WireSamples.task())) { put32(1 << 31, at: taskImage, in: &$0) }),
+        BadCase(
+            name: "3 bytes per sample", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task())) { $0[0][taskInputDims + 12] = 3 }),
+        BadCase(
+            name: "displacement outside shift mode", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task(mode: .dense))) { put32(1, at: taskRect + 16, in: &$0) }),
+        BadCase(
+            name: "NaN raw scale", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task())) { put32(Float.nan.bitPattern, at: taskInputDims + 14, in: &$0) }),
+        BadCase(
+            name: "infinite mean", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task())) {
+                put32(Float.infinity.bitPattern, at: taskInputDims + 24, in: &$0)
+            }),
+        BadCase(
+            name: "negative throughput", kind: .invalidValue,
+            frames: { WireMessage.status(Wire.JobStatus(jobID: 1, state: .done, tasksPerSecond: -1)).encode() }),
+        BadCase(
+            name: "non-UTF-8 string", kind: .invalidString,
+            frames: mutated(.error(message: "ab")) { $0[0][$0[0].count - 1] = 0xFF }),
+        BadCase(
+            name: "NUL in string", kind: .invalidString,
+            frames: mutated(.error(message: "ab")) { $0[0][$0[0].count - 1] = 0 }),
+        BadCase(
+            name: "path in fetch file name", kind: .invalidString,
+            frames: { WireMessage.fetchRequest(Wire.FetchRequest(jobID: 1, fileName: "../etc/passwd")).encode() }),
+        BadCase(
+            name: "string longer than the limit", kind: .limitExceeded,
+            frames: { WireMessage.error(message: String(repeating: "x", count: 5000)).encode() }),
+        BadCase(
+            name: "goodbye count lies", kind: .sizeMismatch,
+            frames: mutated(.goodbye([Wire.TaskRef(jobID: 1, taskID: 2)])) { put32(2, at: 6, in: &$0) }),
+        BadCase(
+            name: "goodbye count huge", kind: .limitExceeded,
+            frames: mutated(.goodbye([])) { put32(.max, at: 6, in: &$0) }),
+        BadCase(
+            name: "fetch chunk beyond total", kind: .invalidValue,
+            frames: {
+                WireMessage.fetchData(
+                    Wire.FetchChunk(
+                        jobID: 1, fileName: "a", offset: 8, totalSize: 10,
+                        bytes: [1, 2, 3])
+                ).encode()
+            }),
+        BadCase(
+            name: "fetch chunk offset overflow", kind: .invalidValue,
+            frames: {
+                WireMessage.fetchData(
+                    Wire.FetchChunk(
+                        jobID: 1, fileName: "a", offset: .max, totalSize: .max,
+                        bytes: [1])
+                ).encode()
+            }),
+        BadCase(
+            name: "submit flag without frame", kind: .frameCount,
+            frames: mutated(WireSamples.all.first { $0.type == .submit }!) { $0.removeLast() }),
+        BadCase(
+            name: "too many frames", kind: .frameCount,
+            frames: { [WireMessage.heartbeat.encode()[0]] + Array(repeating: [], count: 8) }),
+        BadCase(
+            name: "unknown job state", kind: .invalidValue,
+            frames: mutated(.status(Wire.JobStatus(jobID: 1, state: .done))) { $0[0][14] = 77 }),
+        BadCase(
+            name: "zero heartbeat interval", kind: .invalidValue,
+            frames: { WireMessage.welcome(Wire.Welcome(heartbeatIntervalMilliseconds: 0)).encode() }),
     ]
 
     @Test("Malformed messages are rejected with the right reason", arguments: badCases)
@@ -144,10 +187,14 @@ struct WireCodecTests {
     func limits() throws {
         var tight = WireLimits()
         tight.maxTotalBytes = 16
-        #expect(throws: WireError.self) { try WireMessage.decode(WireMessage.result(WireSamples.result).encode(), limits: tight) }
+        #expect(throws: WireError.self) {
+            try WireMessage.decode(WireMessage.result(WireSamples.result).encode(), limits: tight)
+        }
         tight = WireLimits()
         tight.maxPixelsPerTask = 5
-        #expect(throws: WireError.self) { try WireMessage.decode(WireMessage.result(WireSamples.result).encode(), limits: tight) }
+        #expect(throws: WireError.self) {
+            try WireMessage.decode(WireMessage.result(WireSamples.result).encode(), limits: tight)
+        }
         tight.maxPixelsPerTask = 6
         _ = try WireMessage.decode(WireMessage.result(WireSamples.result).encode(), limits: tight)
         do {

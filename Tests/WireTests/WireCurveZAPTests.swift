@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 @Suite("CURVE keys and the ZAP handler")
 struct WireCurveZAPTests {
     static func tempDirectory() throws -> String {
@@ -65,9 +64,9 @@ struct WireCurveZAPTests {
     func allowList() throws {
         let context = try ZMQContext()
         let alice = try ZMQCurve.keypair()
-        let refusals = LockedBox<[String]>([])
+        let refusals = Locked<[String]>([])
         let zap = try ZAPHandler(context: context, policy: .allowList([alice.publicKey: "alice"])) { _, reason in
-            refusals.update { $0.append(reason) }
+            refusals.withLock { $0.append(reason) }
         }
         defer { zap.stop() }
         let setup = try CurveSetup(context: context)
@@ -77,7 +76,7 @@ struct WireCurveZAPTests {
         #expect(try setup.exchange(mallory, timeout: 700) == nil, "an unlisted key was delivered")
         let event = try #require(try monitor.next(timeoutMilliseconds: 3000))
         #expect(event.event == .handshakeFailedAuth && event.value == 400)
-        #expect(refusals.get().first?.contains("unlisted") == true, "refusals: \(refusals.get())")
+        #expect(refusals.withLock { $0 }.first?.contains("unlisted") == true, "refusals: \(refusals.withLock { $0 })")
 
         let aliceSocket = try setup.client(alice)
         let envelope = try #require(try setup.exchange(aliceSocket, timeout: 5000))

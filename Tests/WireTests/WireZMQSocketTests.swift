@@ -4,7 +4,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// A unique inproc endpoint per test (tests run in parallel).
 func uniqueInproc(_ name: String) -> String { "inproc://\(name)-\(UUID().uuidString)" }
 
@@ -179,7 +178,7 @@ struct WireZMQSocketTests {
         let context = try ZMQContext()
         let endpoint = uniqueInproc("term")
         let done = DispatchSemaphore(value: 0)
-        let outcome = LockedBox<String>("none")
+        let outcome = Locked<String>("none")
         let ready = DispatchSemaphore(value: 0)
         Thread {
             do {
@@ -187,27 +186,17 @@ struct WireZMQSocketTests {
                 try pull.bind(endpoint)
                 ready.signal()
                 _ = try pull.receive()
-                outcome.set("received")
+                outcome.withLock { $0 = "received" }
             } catch ZMQError.terminated {
-                outcome.set("terminated")
+                outcome.withLock { $0 = "terminated" }
             } catch {
-                outcome.set("\(error)")
+                outcome.withLock { $0 = "\(error)" }
             }
             done.signal()
         }.start()
         ready.wait()
         context.shutdown()
         #expect(done.wait(timeout: .now() + 5) == .success)
-        #expect(outcome.get() == "terminated")
+        #expect(outcome.withLock { $0 } == "terminated")
     }
-}
-
-/// A tiny lock-protected value for test threads.
-final class LockedBox<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ value: T) { self.value = value }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func update(_ body: (inout T) -> Void) { lock.lock(); body(&value); lock.unlock() }
 }

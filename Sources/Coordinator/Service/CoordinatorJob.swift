@@ -70,9 +70,11 @@ final class CoordinatorJob {
         taskDeadline = policy.deadline(samples: taskTimes)
     }
 
-    init(id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, plan: ModelPlan,
-         preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,
-         outputDirectory: String, tasks: [TileTask]) {
+    init(
+        id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, plan: ModelPlan,
+        preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,
+        outputDirectory: String, tasks: [TileTask]
+    ) {
         self.id = id
         self.options = options
         self.mode = mode
@@ -110,10 +112,11 @@ final class CoordinatorJob {
         guard let image, let rect = TaskCodec.rect(tasks[index]) else { return nil }
         let task = tasks[index]
         let input = TaskCodec.cut(image, paddedRect: plan.tasks.inputRect(task), halfPatch: plan.tasks.halfPatch)
-        return Wire.TaskSpec(jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
-                             mode: TaskCodec.mode(mode), outputRect: rect,
-                             displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
-                             imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
-                             input: input, preprocessing: preprocessing, options: settingsBytes)
+        return Wire.TaskSpec(
+            jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
+            mode: TaskCodec.mode(mode), outputRect: rect,
+            displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
+            imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
+            input: input, preprocessing: preprocessing, options: settingsBytes)
     }
 }

@@ -19,18 +19,26 @@ extension CoordinatorService {
         let policy: ZAPPolicy
         if let curve = configuration.curve {
             let logger = self.logger
-            policy = AuthorizedKeysPolicy(curve) { error in
-                logger.warning("authorized-keys: skipped a file", metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
-            }.policy
+            policy =
+                AuthorizedKeysPolicy(curve) { error in
+                    logger.warning(
+                        "authorized-keys: skipped a file",
+                        metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
+                }.policy
         } else {
             policy = .allowAll
         }
-        let refusals = LockedRateLimitedLog(logger: logger)
+        // Refusals are logged on the handler's thread.
+        let refusals = Locked(RateLimitedLog(logger: logger))
         do {
             return try ZAPHandler(context: context, policy: policy) { request, reason in
-                refusals.warning(reason, "refused a connection (ZAP)", metadata: [
-                    "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
-                ])
+                refusals.withLock {
+                    $0.warning(
+                        reason, "refused a connection (ZAP)",
+                        metadata: [
+                            "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
+                        ])
+                }
             }
         } catch {
             throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
@@ -44,19 +52,5 @@ extension CoordinatorService {
         } else {
             try socket.set(.zapDomain, Self.zapDomain)
         }
-    }
-}
-
-/// `RateLimitedLog` for a callback that runs on another thread (the ZAP handler's).
-final class LockedRateLimitedLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var log: RateLimitedLog
-
-    init(logger: Logger) { log = RateLimitedLog(logger: logger) }
-
-    func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
-        lock.lock()
-        defer { lock.unlock() }
-        log.warning(key, message, metadata: metadata)
     }
 }

@@ -1,6 +1,6 @@
+import TesseraCore
 import TesseraEngine
 import TesseraModel
-import TesseraCore
 
 /// The CUDA backend as the engine sees it: `ComputeDevice.cuda` runs on this once
 /// an executable has called `CUDABackend.install()`.
@@ -11,10 +11,14 @@ public struct CUDABackend: GPUBackend {
     /// nothing is loaded until a GPU is first used).
     public static func install() { GPUBackends.install(CUDABackend()) }
 
-    public func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws
-        -> any NetExecutor {
-        try CUDANetRunner(net: net, lrnDilation: lrnDilation, context: CUDAContext.get(device: device),
-                          precision: precision)
+    public func executor(
+        _ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision
+    ) throws
+        -> any NetExecutor
+    {
+        try CUDANetRunner(
+            net: net, lrnDilation: lrnDilation, context: CUDAContext.get(device: device),
+            precision: precision)
     }
 
     public func freeMemory(device: Int) throws -> Int {

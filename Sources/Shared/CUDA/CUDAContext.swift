@@ -41,8 +41,10 @@ public final class CUDAContext: @unchecked Sendable {
             for r in 0..<6 {
                 try synchronize()
                 let start = DispatchTime.now()
-                try blas.check(blas.cublasSgemm(cublasHandle, 0, 0, Int32(n), Int32(n), Int32(n), &one, a, Int32(n), b,
-                                                Int32(n), &zero, c, Int32(n)), "cublasSgemm")
+                try blas.check(
+                    blas.cublasSgemm(
+                        cublasHandle, 0, 0, Int32(n), Int32(n), Int32(n), &one, a, Int32(n), b,
+                        Int32(n), &zero, c, Int32(n)), "cublasSgemm")
                 try synchronize()
                 let t = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
                 if r > 0 { best = min(best, t) }
@@ -53,7 +55,9 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// What the log and `info` show: device, capability, libraries and convolution path.
     public var summary: String {
-        let conv = usesCuDNN ? "cuDNN \(cudnn!.cudnnGetVersion()) (\(cudnn!.library.path))"
+        let conv =
+            usesCuDNN
+            ? "cuDNN \(cudnn!.cudnnGetVersion()) (\(cudnn!.library.path))"
             : "im2col + cuBLAS (\(cublas?.library.path ?? "?"))"
         return "cuda:\(deviceIndex) \(deviceName), sm_\(computeCapability.major)\(computeCapability.minor), "
             + "convolutions: \(conv), NVRTC \(nvrtc.library.path)"
@@ -78,8 +82,11 @@ public final class CUDAContext: @unchecked Sendable {
         var count: Int32 = 0
         try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
         guard index >= 0 && index < Int(count) else {
-            throw CUDAError(.device, count == 0 ? "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)"
-                                       : "there is no CUDA device \(index): this machine has \(count) (0…\(count - 1))")
+            throw CUDAError(
+                .device,
+                count == 0
+                    ? "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+                    : "there is no CUDA device \(index): this machine has \(count) (0…\(count - 1))")
         }
         var device: Int32 = 0
         try driver.check(driver.cuDeviceGet(&device, Int32(index)), "cuDeviceGet(\(index))")
@@ -115,7 +122,8 @@ public final class CUDAContext: @unchecked Sendable {
         var cublasError: Error?
         do { cublas = try CuBLAS() } catch { cublas = nil; cublasError = error }
         if cudnn == nil, let cublasError {
-            throw CUDAError(.library, "convolutions need cuDNN or cuBLAS: \(cudnnError.map { "\($0); " } ?? "")\(cublasError)")
+            throw CUDAError(
+                .library, "convolutions need cuDNN or cuBLAS: \(cudnnError.map { "\($0); " } ?? "")\(cublasError)")
         }
         if let cudnn, convPath != "gemm" {
             var h: CUHandle = nil
@@ -152,8 +160,9 @@ public final class CUDAContext: @unchecked Sendable {
 
     private func compileKernels() throws {
         var program: CUHandle = nil
-        try nvrtc.check(nvrtc.nvrtcCreateProgram(&program, CUDAKernelSource.code, "tessera_kernels.cu", 0, nil, nil),
-                        "nvrtcCreateProgram")
+        try nvrtc.check(
+            nvrtc.nvrtcCreateProgram(&program, CUDAKernelSource.code, "tessera_kernels.cu", 0, nil, nil),
+            "nvrtcCreateProgram")
         defer { _ = nvrtc.nvrtcDestroyProgram(&program) }
         let options = ["--gpu-architecture=sm_\(computeCapability.major)\(computeCapability.minor)", "--std=c++14"]
         let cOptions = options.map { strdup($0) }
@@ -166,15 +175,19 @@ public final class CUDAContext: @unchecked Sendable {
             _ = nvrtc.nvrtcGetProgramLogSize(program, &size)
             var log = [CChar](repeating: 0, count: max(1, size))
             _ = nvrtc.nvrtcGetProgramLog(program, &log)
-            try nvrtc.check(result, "compiling the kernels for sm_\(computeCapability.major)\(computeCapability.minor) "
-                            + "(\(options.joined(separator: " "))): \(String(cString: log))")
+            try nvrtc.check(
+                result,
+                "compiling the kernels for sm_\(computeCapability.major)\(computeCapability.minor) "
+                    + "(\(options.joined(separator: " "))): \(String(cString: log))")
         }
         var size = 0
         try nvrtc.check(nvrtc.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize")
         var cubin = [CChar](repeating: 0, count: size)
         try nvrtc.check(nvrtc.nvrtcGetCUBIN(program, &cubin), "nvrtcGetCUBIN")
         var module: CUHandle = nil
-        try cubin.withUnsafeBytes { try driver.check(driver.cuModuleLoadData(&module, $0.baseAddress!), "cuModuleLoadData") }
+        try cubin.withUnsafeBytes {
+            try driver.check(driver.cuModuleLoadData(&module, $0.baseAddress!), "cuModuleLoadData")
+        }
         for name in CUDAKernelSource.names {
             var f: CUHandle = nil
             try driver.check(driver.cuModuleGetFunction(&f, module, name), "cuModuleGetFunction(\(name))")

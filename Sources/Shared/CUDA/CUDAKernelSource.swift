@@ -3,176 +3,178 @@
 /// same order of operations where it matters); all use grid-stride loops over
 /// 64-bit element counts. Convolutions are not here: cuDNN (or im2col + cuBLAS) does them.
 enum CUDAKernelSource {
-    static let names = ["bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
-                        "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside"]
+    static let names = [
+        "bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
+        "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside",
+    ]
 
     static let code = #"""
-#define LOOP(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-                        i += (long long)gridDim.x * blockDim.x)
+        #define LOOP(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+                                i += (long long)gridDim.x * blockDim.x)
 
-__device__ __forceinline__ float pow_neg(float v, float beta) {
-    if (beta == 0.75f) { float r = sqrtf(v); return 1.0f / (r * sqrtf(r)); }
-    return powf(v, -beta);
-}
+        __device__ __forceinline__ float pow_neg(float v, float beta) {
+            if (beta == 0.75f) { float r = sqrtf(v); return 1.0f / (r * sqrtf(r)); }
+            return powf(v, -beta);
+        }
 
-extern "C" {
+        extern "C" {
 
-// Convolution epilogue, in place: + bias[c], then ReLU with `slope` when relu != 0.
-__global__ void bias_act(float* y, const float* bias, long long plane, int channels, int has_bias, int relu,
-                         float slope) {
-    LOOP(i, plane * channels) {
-        float v = y[i];
-        if (has_bias) v += bias[i / plane];
-        if (relu) v = v > 0.0f ? v : v * slope;
-        y[i] = v;
-    }
-}
-
-// kind 0: ReLU (slope), 1: sigmoid, 2: tanh.
-__global__ void activation(const float* x, float* y, long long n, int kind, float slope) {
-    LOOP(i, n) {
-        float v = x[i];
-        if (kind == 0) v = v > 0.0f ? v : v * slope;
-        else if (kind == 1) v = 1.0f / (1.0f + expf(-v));
-        else v = tanhf(v);
-        y[i] = v;
-    }
-}
-
-// BatchNorm and Scale: y = x * a[c] + b[c].
-__global__ void affine(const float* x, float* y, const float* a, const float* b, long long plane, int channels) {
-    LOOP(i, plane * channels) {
-        int c = (int)(i / plane);
-        y[i] = x[i] * a[c] + b[c];
-    }
-}
-
-// MAX / AVE pooling with Caffe's window rules plus dilation: max over the taps
-// inside the input; average = sum of taps inside / taps inside the padded input.
-__global__ void pool2d(const float* x, float* y, int channels, int in_h, int in_w, int out_h, int out_w,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int is_max) {
-    long long n = (long long)channels * out_h * out_w;
-    LOOP(i, n) {
-        int ox = (int)(i % out_w);
-        int oy = (int)((i / out_w) % out_h);
-        long long c = i / ((long long)out_w * out_h);
-        const float* src = x + c * in_h * in_w;
-        int y0 = oy * sh - ph, x0 = ox * sw - pw;
-        float acc = is_max ? -3.402823466e+38f : 0.0f;
-        int pad_y = 0, pad_x = 0;
-        for (int ky = 0; ky < kh; ky++) if (y0 + ky * dh < in_h + ph) pad_y++;
-        for (int kx = 0; kx < kw; kx++) if (x0 + kx * dw < in_w + pw) pad_x++;
-        for (int ky = 0; ky < kh; ky++) {
-            int iy = y0 + ky * dh;
-            if (iy < 0 || iy >= in_h) continue;
-            const float* row = src + (long long)iy * in_w;
-            for (int kx = 0; kx < kw; kx++) {
-                int ix = x0 + kx * dw;
-                if (ix < 0 || ix >= in_w) continue;
-                float v = row[ix];
-                acc = is_max ? fmaxf(acc, v) : acc + v;
+        // Convolution epilogue, in place: + bias[c], then ReLU with `slope` when relu != 0.
+        __global__ void bias_act(float* y, const float* bias, long long plane, int channels, int has_bias, int relu,
+                                 float slope) {
+            LOOP(i, plane * channels) {
+                float v = y[i];
+                if (has_bias) v += bias[i / plane];
+                if (relu) v = v > 0.0f ? v : v * slope;
+                y[i] = v;
             }
         }
-        y[i] = is_max ? acc : acc / (float)(pad_y * pad_x);
-    }
-}
 
-// ACROSS_CHANNELS LRN with Caffe's sliding sum of squares over channels.
-__global__ void lrn_across(const float* x, float* y, int channels, long long plane, int size, float alpha_over_n,
-                           float k, float beta) {
-    int lo = (size - 1) / 2, hi = size - 1 - lo;
-    LOOP(p, plane) {
-        float acc = 0.0f;
-        for (int j = 0; j < (channels < hi ? channels : hi); j++) { float v = x[j * plane + p]; acc += v * v; }
-        for (int c = 0; c < channels; c++) {
-            if (c + hi < channels) { float v = x[(c + hi) * plane + p]; acc += v * v; }
-            if (c - lo - 1 >= 0) { float v = x[(c - lo - 1) * plane + p]; acc -= v * v; }
-            y[c * plane + p] = x[c * plane + p] * pow_neg(k + alpha_over_n * fmaxf(0.0f, acc), beta);
-        }
-    }
-}
-
-// WITHIN_CHANNEL LRN: window of size x size taps spaced by the dilation, zero outside.
-__global__ void lrn_within(const float* x, float* y, int channels, int h, int w, int size, float alpha_over_n2,
-                           float beta, int dh, int dw) {
-    int half = (size - 1) / 2;
-    LOOP(i, (long long)channels * h * w) {
-        int ox = (int)(i % w);
-        int oy = (int)((i / w) % h);
-        const float* src = x + (i / ((long long)w * h)) * h * w;
-        float s = 0.0f;
-        for (int ky = -half; ky <= half; ky++) {
-            int iy = oy + ky * dh;
-            if (iy < 0 || iy >= h) continue;
-            for (int kx = -half; kx <= half; kx++) {
-                int ix = ox + kx * dw;
-                if (ix < 0 || ix >= w) continue;
-                float v = src[(long long)iy * w + ix];
-                s += v * v;
+        // kind 0: ReLU (slope), 1: sigmoid, 2: tanh.
+        __global__ void activation(const float* x, float* y, long long n, int kind, float slope) {
+            LOOP(i, n) {
+                float v = x[i];
+                if (kind == 0) v = v > 0.0f ? v : v * slope;
+                else if (kind == 1) v = 1.0f / (1.0f + expf(-v));
+                else v = tanhf(v);
+                y[i] = v;
             }
         }
-        y[i] = x[i] * pow_neg(1.0f + alpha_over_n2 * s, beta);
-    }
-}
 
-// Softmax over channels at every pixel, max subtracted.
-__global__ void softmax_channels(const float* x, float* y, int channels, long long plane) {
-    LOOP(p, plane) {
-        float m = x[p];
-        for (int c = 1; c < channels; c++) m = fmaxf(m, x[c * plane + p]);
-        float s = 0.0f;
-        for (int c = 0; c < channels; c++) { float e = expf(x[c * plane + p] - m); y[c * plane + p] = e; s += e; }
-        for (int c = 0; c < channels; c++) y[c * plane + p] /= s;
-    }
-}
+        // BatchNorm and Scale: y = x * a[c] + b[c].
+        __global__ void affine(const float* x, float* y, const float* a, const float* b, long long plane, int channels) {
+            LOOP(i, plane * channels) {
+                int c = (int)(i / plane);
+                y[i] = x[i] * a[c] + b[c];
+            }
+        }
 
-// InnerProduct on one image: y[o] = sum_i w[o, i] x[i] (+ bias[o]).
-__global__ void inner_product(const float* x, const float* w, const float* bias, float* y, int outputs,
-                              int inputs, int has_bias) {
-    LOOP(o, outputs) {
-        const float* row = w + o * (long long)inputs;
-        float s = 0.0f;
-        for (int i = 0; i < inputs; i++) s += row[i] * x[i];
-        y[o] = has_bias ? s + bias[o] : s;
-    }
-}
+        // MAX / AVE pooling with Caffe's window rules plus dilation: max over the taps
+        // inside the input; average = sum of taps inside / taps inside the padded input.
+        __global__ void pool2d(const float* x, float* y, int channels, int in_h, int in_w, int out_h, int out_w,
+                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int is_max) {
+            long long n = (long long)channels * out_h * out_w;
+            LOOP(i, n) {
+                int ox = (int)(i % out_w);
+                int oy = (int)((i / out_w) % out_h);
+                long long c = i / ((long long)out_w * out_h);
+                const float* src = x + c * in_h * in_w;
+                int y0 = oy * sh - ph, x0 = ox * sw - pw;
+                float acc = is_max ? -3.402823466e+38f : 0.0f;
+                int pad_y = 0, pad_x = 0;
+                for (int ky = 0; ky < kh; ky++) if (y0 + ky * dh < in_h + ph) pad_y++;
+                for (int kx = 0; kx < kw; kx++) if (x0 + kx * dw < in_w + pw) pad_x++;
+                for (int ky = 0; ky < kh; ky++) {
+                    int iy = y0 + ky * dh;
+                    if (iy < 0 || iy >= in_h) continue;
+                    const float* row = src + (long long)iy * in_w;
+                    for (int kx = 0; kx < kw; kx++) {
+                        int ix = x0 + kx * dw;
+                        if (ix < 0 || ix >= in_w) continue;
+                        float v = row[ix];
+                        acc = is_max ? fmaxf(acc, v) : acc + v;
+                    }
+                }
+                y[i] = is_max ? acc : acc / (float)(pad_y * pad_x);
+            }
+        }
 
-// Eltwise, one bottom at a time. op 0: product, 1: sum (coef), 2: max. first: y = bottom (· coef).
-__global__ void eltwise(float* y, const float* x, long long n, int op, float coef, int first) {
-    LOOP(i, n) {
-        float v = x[i];
-        if (first) y[i] = op == 1 ? coef * v : v;
-        else if (op == 0) y[i] *= v;
-        else if (op == 1) y[i] += coef * v;
-        else y[i] = fmaxf(y[i], v);
-    }
-}
+        // ACROSS_CHANNELS LRN with Caffe's sliding sum of squares over channels.
+        __global__ void lrn_across(const float* x, float* y, int channels, long long plane, int size, float alpha_over_n,
+                                   float k, float beta) {
+            int lo = (size - 1) / 2, hi = size - 1 - lo;
+            LOOP(p, plane) {
+                float acc = 0.0f;
+                for (int j = 0; j < (channels < hi ? channels : hi); j++) { float v = x[j * plane + p]; acc += v * v; }
+                for (int c = 0; c < channels; c++) {
+                    if (c + hi < channels) { float v = x[(c + hi) * plane + p]; acc += v * v; }
+                    if (c - lo - 1 >= 0) { float v = x[(c - lo - 1) * plane + p]; acc -= v * v; }
+                    y[c * plane + p] = x[c * plane + p] * pow_neg(k + alpha_over_n * fmaxf(0.0f, acc), beta);
+                }
+            }
+        }
 
-// Padding where the whole-image pass pads (Tensor.fill(outside:with:)): every value of
-// each h×w plane outside rows [y0, y1) × columns [x0, x1) becomes `value`.
-__global__ void fill_outside(float* t, long long n, int h, int w, int y0, int y1, int x0, int x1, float value) {
-    LOOP(i, n) {
-        int x = (int)(i % w);
-        int y = (int)((i / w) % h);
-        if (y < y0 || y >= y1 || x < x0 || x >= x1) t[i] = value;
-    }
-}
+        // WITHIN_CHANNEL LRN: window of size x size taps spaced by the dilation, zero outside.
+        __global__ void lrn_within(const float* x, float* y, int channels, int h, int w, int size, float alpha_over_n2,
+                                   float beta, int dh, int dw) {
+            int half = (size - 1) / 2;
+            LOOP(i, (long long)channels * h * w) {
+                int ox = (int)(i % w);
+                int oy = (int)((i / w) % h);
+                const float* src = x + (i / ((long long)w * h)) * h * w;
+                float s = 0.0f;
+                for (int ky = -half; ky <= half; ky++) {
+                    int iy = oy + ky * dh;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int kx = -half; kx <= half; kx++) {
+                        int ix = ox + kx * dw;
+                        if (ix < 0 || ix >= w) continue;
+                        float v = src[(long long)iy * w + ix];
+                        s += v * v;
+                    }
+                }
+                y[i] = x[i] * pow_neg(1.0f + alpha_over_n2 * s, beta);
+            }
+        }
 
-// Column matrix for output rows row0 ..< row0 + rows: row (c*kh + ky)*kw + kx, column
-// (oy - row0)*out_w + ox holds x[c, oy*sh + ky*dh - ph, ox*sw + kx*dw - pw] (0 outside).
-__global__ void im2col(const float* x, float* col, int channels, int in_h, int in_w, int out_w, int row0, int rows,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
-    long long ncol = (long long)rows * out_w;
-    LOOP(i, ncol * channels * kh * kw) {
-        long long n = i % ncol;
-        int r = (int)(i / ncol);
-        int kx = r % kw, ky = (r / kw) % kh, c = r / (kw * kh);
-        int oy = row0 + (int)(n / out_w), ox = (int)(n % out_w);
-        int iy = oy * sh + ky * dh - ph, ix = ox * sw + kx * dw - pw;
-        col[i] = (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) ? x[((long long)c * in_h + iy) * in_w + ix] : 0.0f;
-    }
-}
+        // Softmax over channels at every pixel, max subtracted.
+        __global__ void softmax_channels(const float* x, float* y, int channels, long long plane) {
+            LOOP(p, plane) {
+                float m = x[p];
+                for (int c = 1; c < channels; c++) m = fmaxf(m, x[c * plane + p]);
+                float s = 0.0f;
+                for (int c = 0; c < channels; c++) { float e = expf(x[c * plane + p] - m); y[c * plane + p] = e; s += e; }
+                for (int c = 0; c < channels; c++) y[c * plane + p] /= s;
+            }
+        }
 
-}
-"""#
+        // InnerProduct on one image: y[o] = sum_i w[o, i] x[i] (+ bias[o]).
+        __global__ void inner_product(const float* x, const float* w, const float* bias, float* y, int outputs,
+                                      int inputs, int has_bias) {
+            LOOP(o, outputs) {
+                const float* row = w + o * (long long)inputs;
+                float s = 0.0f;
+                for (int i = 0; i < inputs; i++) s += row[i] * x[i];
+                y[o] = has_bias ? s + bias[o] : s;
+            }
+        }
+
+        // Eltwise, one bottom at a time. op 0: product, 1: sum (coef), 2: max. first: y = bottom (· coef).
+        __global__ void eltwise(float* y, const float* x, long long n, int op, float coef, int first) {
+            LOOP(i, n) {
+                float v = x[i];
+                if (first) y[i] = op == 1 ? coef * v : v;
+                else if (op == 0) y[i] *= v;
+                else if (op == 1) y[i] += coef * v;
+                else y[i] = fmaxf(y[i], v);
+            }
+        }
+
+        // Padding where the whole-image pass pads (Tensor.fill(outside:with:)): every value of
+        // each h×w plane outside rows [y0, y1) × columns [x0, x1) becomes `value`.
+        __global__ void fill_outside(float* t, long long n, int h, int w, int y0, int y1, int x0, int x1, float value) {
+            LOOP(i, n) {
+                int x = (int)(i % w);
+                int y = (int)((i / w) % h);
+                if (y < y0 || y >= y1 || x < x0 || x >= x1) t[i] = value;
+            }
+        }
+
+        // Column matrix for output rows row0 ..< row0 + rows: row (c*kh + ky)*kw + kx, column
+        // (oy - row0)*out_w + ox holds x[c, oy*sh + ky*dh - ph, ox*sw + kx*dw - pw] (0 outside).
+        __global__ void im2col(const float* x, float* col, int channels, int in_h, int in_w, int out_w, int row0, int rows,
+                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
+            long long ncol = (long long)rows * out_w;
+            LOOP(i, ncol * channels * kh * kw) {
+                long long n = i % ncol;
+                int r = (int)(i / ncol);
+                int kx = r % kw, ky = (r / kw) % kh, c = r / (kw * kh);
+                int oy = row0 + (int)(n / out_w), ox = (int)(n % out_w);
+                int iy = oy * sh + ky * dh - ph, ix = ox * sw + kx * dw - pw;
+                col[i] = (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) ? x[((long long)c * in_h + iy) * in_w + ix] : 0.0f;
+            }
+        }
+
+        }
+        """#
 }

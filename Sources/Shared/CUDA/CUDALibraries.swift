@@ -31,9 +31,12 @@ struct CUDADriver: @unchecked Sendable {
     let cuEventSynchronize: @convention(c) (CUHandle) -> Int32
     let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<CUHandle>, UnsafeRawPointer) -> Int32
     let cuModuleGetFunction: @convention(c) (UnsafeMutablePointer<CUHandle>, CUHandle, UnsafePointer<CChar>) -> Int32
-    let cuLaunchKernel: @convention(c) (CUHandle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle,
-                                        UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
-                                        UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    let cuLaunchKernel:
+        @convention(c) (
+            CUHandle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> Int32
     let cuGetErrorString: @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
 
     init() throws {
@@ -79,9 +82,12 @@ struct CUDADriver: @unchecked Sendable {
 struct NVRTC: @unchecked Sendable {
     let library: DynamicLibrary
     let nvrtcVersion: @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int32
-    let nvrtcCreateProgram: @convention(c) (UnsafeMutablePointer<CUHandle>, UnsafePointer<CChar>, UnsafePointer<CChar>?,
-                                            Int32, UnsafePointer<UnsafePointer<CChar>?>?,
-                                            UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
+    let nvrtcCreateProgram:
+        @convention(c) (
+            UnsafeMutablePointer<CUHandle>, UnsafePointer<CChar>, UnsafePointer<CChar>?,
+            Int32, UnsafePointer<UnsafePointer<CChar>?>?,
+            UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> Int32
     let nvrtcCompileProgram: @convention(c) (CUHandle, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
     let nvrtcGetProgramLogSize: @convention(c) (CUHandle, UnsafeMutablePointer<Int>) -> Int32
     let nvrtcGetProgramLog: @convention(c) (CUHandle, UnsafeMutablePointer<CChar>) -> Int32
@@ -127,23 +133,41 @@ struct CuDNN: @unchecked Sendable {
     let cudnnSetFilter4dDescriptor: @convention(c) (CUHandle, Int32, Int32, Int32, Int32, Int32, Int32) -> Int32
     let cudnnCreateConvolutionDescriptor: @convention(c) (UnsafeMutablePointer<CUHandle>) -> Int32
     /// (desc, padH, padW, strideH, strideW, dilationH, dilationW, mode, computeType)
-    let cudnnSetConvolution2dDescriptor: @convention(c) (CUHandle, Int32, Int32, Int32, Int32, Int32, Int32,
-                                                         Int32, Int32) -> Int32
+    let cudnnSetConvolution2dDescriptor:
+        @convention(c) (
+            CUHandle, Int32, Int32, Int32, Int32, Int32, Int32,
+            Int32, Int32
+        ) -> Int32
     let cudnnSetConvolutionGroupCount: @convention(c) (CUHandle, Int32) -> Int32
     let cudnnSetConvolutionMathType: @convention(c) (CUHandle, Int32) -> Int32
-    let cudnnGetConvolution2dForwardOutputDim: @convention(c) (CUHandle, CUHandle, CUHandle,
-        UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>,
-        UnsafeMutablePointer<Int32>) -> Int32
+    let cudnnGetConvolution2dForwardOutputDim:
+        @convention(c) (
+            CUHandle, CUHandle, CUHandle,
+            UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>,
+            UnsafeMutablePointer<Int32>
+        ) -> Int32
     /// (handle, x, w, conv, y, requested, returned, perfResults): perf structs are 48 bytes.
-    let cudnnGetConvolutionForwardAlgorithm_v7: @convention(c) (CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
-        Int32, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer) -> Int32
-    let cudnnFindConvolutionForwardAlgorithm: @convention(c) (CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
-        Int32, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer) -> Int32
-    let cudnnGetConvolutionForwardWorkspaceSize: @convention(c) (CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
-        Int32, UnsafeMutablePointer<Int>) -> Int32
+    let cudnnGetConvolutionForwardAlgorithm_v7:
+        @convention(c) (
+            CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
+            Int32, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer
+        ) -> Int32
+    let cudnnFindConvolutionForwardAlgorithm:
+        @convention(c) (
+            CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
+            Int32, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer
+        ) -> Int32
+    let cudnnGetConvolutionForwardWorkspaceSize:
+        @convention(c) (
+            CUHandle, CUHandle, CUHandle, CUHandle, CUHandle,
+            Int32, UnsafeMutablePointer<Int>
+        ) -> Int32
     /// (handle, alpha, xDesc, x, wDesc, w, convDesc, algo, workspace, workspaceBytes, beta, yDesc, y)
-    let cudnnConvolutionForward: @convention(c) (CUHandle, UnsafeRawPointer, CUHandle, DevicePointer, CUHandle,
-        DevicePointer, CUHandle, Int32, DevicePointer, Int, UnsafeRawPointer, CUHandle, DevicePointer) -> Int32
+    let cudnnConvolutionForward:
+        @convention(c) (
+            CUHandle, UnsafeRawPointer, CUHandle, DevicePointer, CUHandle,
+            DevicePointer, CUHandle, Int32, DevicePointer, Int, UnsafeRawPointer, CUHandle, DevicePointer
+        ) -> Int32
 
     init() throws {
         let l = try DynamicLibrary.open(["libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"], what: "cuDNN (libcudnn)")
@@ -190,12 +214,16 @@ struct CuBLAS: @unchecked Sendable {
     let cublasSetStream: @convention(c) (CUHandle, CUHandle) -> Int32
     let cublasSetMathMode: @convention(c) (CUHandle, Int32) -> Int32
     /// (handle, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), column-major.
-    let cublasSgemm: @convention(c) (CUHandle, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>,
-        DevicePointer, Int32, DevicePointer, Int32, UnsafePointer<Float>, DevicePointer, Int32) -> Int32
+    let cublasSgemm:
+        @convention(c) (
+            CUHandle, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>,
+            DevicePointer, Int32, DevicePointer, Int32, UnsafePointer<Float>, DevicePointer, Int32
+        ) -> Int32
 
     init() throws {
-        let l = try DynamicLibrary.open(["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
-                                        what: "cuBLAS (libcublas)")
+        let l = try DynamicLibrary.open(
+            ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
+            what: "cuBLAS (libcublas)")
         library = l
         cublasCreate = try l.symbol("cublasCreate_v2")
         cublasSetStream = try l.symbol("cublasSetStream_v2")

@@ -36,7 +36,9 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     private struct PlanKey: Hashable { let layer: Int; let input: Shape }
     /// Descriptors and the algorithms cuDNN ranks first for one input shape, best first
     /// (the next is tried when one reports NOT_SUPPORTED at run time).
-    private struct ConvolutionPlan { let x: CUHandle; let y: CUHandle; var candidates: [(algorithm: Int32, workspace: Int)] }
+    private struct ConvolutionPlan {
+        let x: CUHandle; let y: CUHandle; var candidates: [(algorithm: Int32, workspace: Int)]
+    }
 
     private final class ConvolutionStep {
         let conv: Convolution
@@ -82,7 +84,9 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     private func array(_ values: [Float]) throws -> DeviceTensor {
         let t = try DeviceTensor(Shape(c: 1, h: 1, w: max(1, values.count)), pool: context.pool)
         if !values.isEmpty {
-            try values.withUnsafeBufferPointer { try context.upload($0.baseAddress!, count: values.count, to: t.pointer) }
+            try values.withUnsafeBufferPointer {
+                try context.upload($0.baseAddress!, count: values.count, to: t.pointer)
+            }
         }
         return t
     }
@@ -90,22 +94,31 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     private func makeStep(_ layer: Layer, index i: Int, lrnDilation: Size2) throws -> Step {
         switch layer.op {
         case .convolution(let c):
-            let step = ConvolutionStep(conv: c, weights: try array(c.weights), bias: try c.bias.map(array),
-                                       reluSlope: NetRunner.fusedReLU(after: i, in: net))
+            let step = ConvolutionStep(
+                conv: c, weights: try array(c.weights), bias: try c.bias.map(array),
+                reluSlope: NetRunner.fusedReLU(after: i, in: net))
             if let dnn = context.cudnn {
                 try dnn.check(dnn.cudnnCreateFilterDescriptor(&step.filter), "cudnnCreateFilterDescriptor")
-                try dnn.check(dnn.cudnnSetFilter4dDescriptor(step.filter, CuDNN.float32, CuDNN.formatNCHW,
-                    Int32(c.outputs), Int32(c.inputsPerGroup), Int32(c.kernel.h), Int32(c.kernel.w)),
+                try dnn.check(
+                    dnn.cudnnSetFilter4dDescriptor(
+                        step.filter, CuDNN.float32, CuDNN.formatNCHW,
+                        Int32(c.outputs), Int32(c.inputsPerGroup), Int32(c.kernel.h), Int32(c.kernel.w)),
                     "layer \(layer.name): cudnnSetFilter4dDescriptor")
-                try dnn.check(dnn.cudnnCreateConvolutionDescriptor(&step.descriptor), "cudnnCreateConvolutionDescriptor")
-                try dnn.check(dnn.cudnnSetConvolution2dDescriptor(step.descriptor, Int32(c.pad.h), Int32(c.pad.w),
-                    Int32(c.stride.h), Int32(c.stride.w), Int32(c.dilation.h), Int32(c.dilation.w),
-                    CuDNN.crossCorrelation, CuDNN.float32), "layer \(layer.name): cudnnSetConvolution2dDescriptor")
-                try dnn.check(dnn.cudnnSetConvolutionGroupCount(step.descriptor, Int32(c.group)),
-                              "layer \(layer.name): cudnnSetConvolutionGroupCount")
-                try dnn.check(dnn.cudnnSetConvolutionMathType(step.descriptor,
-                                                              precision == .fp32 ? CuDNN.fmaMath : CuDNN.defaultMath),
-                              "layer \(layer.name): cudnnSetConvolutionMathType")
+                try dnn.check(
+                    dnn.cudnnCreateConvolutionDescriptor(&step.descriptor), "cudnnCreateConvolutionDescriptor")
+                try dnn.check(
+                    dnn.cudnnSetConvolution2dDescriptor(
+                        step.descriptor, Int32(c.pad.h), Int32(c.pad.w),
+                        Int32(c.stride.h), Int32(c.stride.w), Int32(c.dilation.h), Int32(c.dilation.w),
+                        CuDNN.crossCorrelation, CuDNN.float32), "layer \(layer.name): cudnnSetConvolution2dDescriptor")
+                try dnn.check(
+                    dnn.cudnnSetConvolutionGroupCount(step.descriptor, Int32(c.group)),
+                    "layer \(layer.name): cudnnSetConvolutionGroupCount")
+                try dnn.check(
+                    dnn.cudnnSetConvolutionMathType(
+                        step.descriptor,
+                        precision == .fp32 ? CuDNN.fmaMath : CuDNN.defaultMath),
+                    "layer \(layer.name): cudnnSetConvolutionMathType")
             }
             return .convolution(step)
         case .pooling(let p): return .pooling(p)
@@ -131,15 +144,19 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
-    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
-        throws -> Tensor {
+    public func forward(
+        _ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil
+    )
+        throws -> Tensor
+    {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
         }
         for (i, s) in shapes.enumerated() where s.count >= Int(Int32.max) {
-            throw ModelError("layer \(net.layers[i].name) would produce \(s) = \(s.count) values on the GPU, "
-                + "more than 2³¹: use smaller tiles (--tile)")
+            throw ModelError(
+                "layer \(net.layers[i].name) would produce \(s) = \(s.count) values on the GPU, "
+                    + "more than 2³¹: use smaller tiles (--tile)")
         }
         return try context.exclusive {
             let x = try DeviceTensor(input.shape, pool: context.pool)
@@ -150,14 +167,18 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             if profile { try context.synchronize(); clock = DispatchTime.now() }
             for (i, layer) in net.layers.enumerated() {
                 if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first,
-                   let t = blobs[name] {
+                    let t = blobs[name]
+                {
                     let (h, w) = (t.shape.h, t.shape.w)
                     let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
                     let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
                     if !(y0 == 0 && y1 == h && x0 == 0 && x1 == w) {
-                        try context.launch("fill_outside", count: t.shape.count, [
-                            .pointer(t.pointer), .long(t.shape.count), .int(h), .int(w), .int(y0), .int(y1),
-                            .int(x0), .int(x1), .float(window.padValue)])
+                        try context.launch(
+                            "fill_outside", count: t.shape.count,
+                            [
+                                .pointer(t.pointer), .long(t.shape.count), .int(h), .int(w), .int(y0), .int(y1),
+                                .int(x0), .int(x1), .float(window.padValue),
+                            ])
                     }
                 }
                 let inputs = layer.bottoms.map { blobs[$0]! }
@@ -196,48 +217,73 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         case .convolution(let c):
             if context.cudnn != nil { try cudnnConvolution(c, layer: i, x, y) } else { try gemmConvolution(c, x, y) }
             if c.bias != nil || c.reluSlope != nil {
-                try context.launch("bias_act", count: y.shape.count, [
-                    .pointer(y.pointer), .pointer(c.bias?.pointer ?? 0), .long(plane), .int(y.shape.c),
-                    .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0), .float(c.reluSlope ?? 0)])
+                try context.launch(
+                    "bias_act", count: y.shape.count,
+                    [
+                        .pointer(y.pointer), .pointer(c.bias?.pointer ?? 0), .long(plane), .int(y.shape.c),
+                        .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0), .float(c.reluSlope ?? 0),
+                    ])
             }
         case .pooling(let p):
             let kernel = p.global ? x.shape.spatial : p.kernel
             let stride = p.global ? Size2.one : p.stride
             let pad = p.global ? Size2.zero : p.pad
             let dil = p.global ? Size2.one : p.dilation
-            try context.launch("pool2d", count: y.shape.count, [
-                .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
-                .int(y.shape.h), .int(y.shape.w), .int(kernel.h), .int(kernel.w), .int(stride.h), .int(stride.w),
-                .int(pad.h), .int(pad.w), .int(dil.h), .int(dil.w), .int(p.method == .max ? 1 : 0)])
+            try context.launch(
+                "pool2d", count: y.shape.count,
+                [
+                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
+                    .int(y.shape.h), .int(y.shape.w), .int(kernel.h), .int(kernel.w), .int(stride.h), .int(stride.w),
+                    .int(pad.h), .int(pad.w), .int(dil.h), .int(dil.w), .int(p.method == .max ? 1 : 0),
+                ])
         case .innerProduct(let ip, let w, let b):
             guard x.shape.count == ip.inputs else {
-                throw ModelError("layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got \(x.shape)")
+                throw ModelError(
+                    "layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got \(x.shape)")
             }
-            try context.launch("inner_product", count: ip.outputs, [
-                .pointer(x.pointer), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y.pointer),
-                .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0)])
+            try context.launch(
+                "inner_product", count: ip.outputs,
+                [
+                    .pointer(x.pointer), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y.pointer),
+                    .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0),
+                ])
         case .activation(let kind, let slope):
-            try context.launch("activation", count: y.shape.count, [
-                .pointer(x.pointer), .pointer(y.pointer), .long(y.shape.count), .int(kind), .float(slope)])
+            try context.launch(
+                "activation", count: y.shape.count,
+                [
+                    .pointer(x.pointer), .pointer(y.pointer), .long(y.shape.count), .int(kind), .float(slope),
+                ])
         case .lrn(let l, let dilation):
             switch l.region {
             case .acrossChannels:
-                try context.launch("lrn_across", count: plane, [
-                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane), .int(l.size),
-                    .float(l.alpha / Float(l.size)), .float(l.k), .float(l.beta)])
+                try context.launch(
+                    "lrn_across", count: plane,
+                    [
+                        .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane), .int(l.size),
+                        .float(l.alpha / Float(l.size)), .float(l.k), .float(l.beta),
+                    ])
             case .withinChannel:
-                try context.launch("lrn_within", count: y.shape.count, [
-                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
-                    .int(l.size), .float(l.alpha / Float(l.size * l.size)), .float(l.beta),
-                    .int(dilation.h), .int(dilation.w)])
+                try context.launch(
+                    "lrn_within", count: y.shape.count,
+                    [
+                        .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
+                        .int(l.size), .float(l.alpha / Float(l.size * l.size)), .float(l.beta),
+                        .int(dilation.h), .int(dilation.w),
+                    ])
             }
         case .affine(let a, let b):
-            try context.launch("affine", count: y.shape.count, [
-                .pointer(x.pointer), .pointer(y.pointer), .pointer(a.pointer), .pointer(b.pointer), .long(plane),
-                .int(y.shape.c)])
+            try context.launch(
+                "affine", count: y.shape.count,
+                [
+                    .pointer(x.pointer), .pointer(y.pointer), .pointer(a.pointer), .pointer(b.pointer), .long(plane),
+                    .int(y.shape.c),
+                ])
         case .softmax:
-            try context.launch("softmax_channels", count: plane, [
-                .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane)])
+            try context.launch(
+                "softmax_channels", count: plane,
+                [
+                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane),
+                ])
         case .concat:
             var offset = 0
             for t in inputs {
@@ -253,9 +299,12 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             case .max: op = 2
             }
             for (j, t) in inputs.enumerated() {
-                try context.launch("eltwise", count: y.shape.count, [
-                    .pointer(y.pointer), .pointer(t.pointer), .long(y.shape.count), .int(op),
-                    .float(coefficients[j]), .int(j == 0 ? 1 : 0)])
+                try context.launch(
+                    "eltwise", count: y.shape.count,
+                    [
+                        .pointer(y.pointer), .pointer(t.pointer), .long(y.shape.count), .int(op),
+                        .float(coefficients[j]), .int(j == 0 ? 1 : 0),
+                    ])
             }
         case .identity:
             preconditionFailure("identity is handled by forward")
@@ -265,8 +314,10 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     private func tensorDescriptor(_ dnn: CuDNN, _ s: Shape) throws -> CUHandle {
         var d: CUHandle = nil
         try dnn.check(dnn.cudnnCreateTensorDescriptor(&d), "cudnnCreateTensorDescriptor")
-        try dnn.check(dnn.cudnnSetTensor4dDescriptor(d, CuDNN.formatNCHW, CuDNN.float32, 1, Int32(s.c), Int32(s.h),
-                                                     Int32(s.w)), "cudnnSetTensor4dDescriptor \(s)")
+        try dnn.check(
+            dnn.cudnnSetTensor4dDescriptor(
+                d, CuDNN.formatNCHW, CuDNN.float32, 1, Int32(s.c), Int32(s.h),
+                Int32(s.w)), "cudnnSetTensor4dDescriptor \(s)")
         return d
     }
 
@@ -278,11 +329,13 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         let name = net.layers[i].name
         let xd = try tensorDescriptor(dnn, input)
         var n: Int32 = 0, ch: Int32 = 0, h: Int32 = 0, w: Int32 = 0
-        try dnn.check(dnn.cudnnGetConvolution2dForwardOutputDim(c.descriptor, xd, c.filter, &n, &ch, &h, &w),
-                      "layer \(name): cudnnGetConvolution2dForwardOutputDim")
+        try dnn.check(
+            dnn.cudnnGetConvolution2dForwardOutputDim(c.descriptor, xd, c.filter, &n, &ch, &h, &w),
+            "layer \(name): cudnnGetConvolution2dForwardOutputDim")
         guard Int(ch) == output.c, Int(h) == output.h, Int(w) == output.w else {
-            throw CUDAError("layer \(name): cuDNN computes a \(ch)×\(h)×\(w) output for \(input), "
-                + "Tessera's shape inference \(output)")
+            throw CUDAError(
+                "layer \(name): cuDNN computes a \(ch)×\(h)×\(w) output for \(input), "
+                    + "Tessera's shape inference \(output)")
         }
         let yd = try tensorDescriptor(dnn, output)
         let requested: Int32 = 8
@@ -290,13 +343,17 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         defer { perf.deallocate() }
         var returned: Int32 = 0
         if findAlgorithms {
-            try dnn.check(dnn.cudnnFindConvolutionForwardAlgorithm(handle, xd, c.filter, c.descriptor, yd, requested,
-                                                                   &returned, perf),
-                          "layer \(name): cudnnFindConvolutionForwardAlgorithm")
+            try dnn.check(
+                dnn.cudnnFindConvolutionForwardAlgorithm(
+                    handle, xd, c.filter, c.descriptor, yd, requested,
+                    &returned, perf),
+                "layer \(name): cudnnFindConvolutionForwardAlgorithm")
         } else {
-            try dnn.check(dnn.cudnnGetConvolutionForwardAlgorithm_v7(handle, xd, c.filter, c.descriptor, yd,
-                                                                     requested, &returned, perf),
-                          "layer \(name): cudnnGetConvolutionForwardAlgorithm_v7")
+            try dnn.check(
+                dnn.cudnnGetConvolutionForwardAlgorithm_v7(
+                    handle, xd, c.filter, c.descriptor, yd,
+                    requested, &returned, perf),
+                "layer \(name): cudnnGetConvolutionForwardAlgorithm_v7")
         }
         var candidates: [(algorithm: Int32, workspace: Int)] = []
         var measured: [String] = []
@@ -306,22 +363,30 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             let status = entry.load(fromByteOffset: 4, as: Int32.self)
             guard status == 0 else { continue }
             var bytes = 0
-            guard dnn.cudnnGetConvolutionForwardWorkspaceSize(handle, xd, c.filter, c.descriptor, yd, algorithm,
-                                                              &bytes) == 0,
-                  bytes <= Self.workspaceLimit else { continue }
+            guard
+                dnn.cudnnGetConvolutionForwardWorkspaceSize(
+                    handle, xd, c.filter, c.descriptor, yd, algorithm,
+                    &bytes) == 0,
+                bytes <= Self.workspaceLimit
+            else { continue }
             candidates.append((algorithm, bytes))
-            if findAlgorithms { measured.append(String(format: "%d: %.2f ms", algorithm, entry.load(fromByteOffset: 8, as: Float.self))) }
+            if findAlgorithms {
+                measured.append(String(format: "%d: %.2f ms", algorithm, entry.load(fromByteOffset: 8, as: Float.self)))
+            }
         }
         guard !candidates.isEmpty else {
-            throw CUDAError("layer \(name): cuDNN offers no forward algorithm for input \(input) "
-                + "within a \(Self.workspaceLimit >> 20) MiB workspace")
+            throw CUDAError(
+                "layer \(name): cuDNN offers no forward algorithm for input \(input) "
+                    + "within a \(Self.workspaceLimit >> 20) MiB workspace")
         }
         let p = ConvolutionPlan(x: xd, y: yd, candidates: candidates)
         plans[key] = p
         if profile {
             let list = candidates.map { "\($0.algorithm) (\($0.workspace >> 20) MiB)" }.joined(separator: ", ")
-            FileHandle.standardError.write(Data(("cuda plan \(name) \(input): algorithms \(list)"
-                + (measured.isEmpty ? "" : "; measured \(measured.joined(separator: ", "))") + "\n").utf8))
+            FileHandle.standardError.write(
+                Data(
+                    ("cuda plan \(name) \(input): algorithms \(list)"
+                        + (measured.isEmpty ? "" : "; measured \(measured.joined(separator: ", "))") + "\n").utf8))
         }
         return p
     }
@@ -339,9 +404,10 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 workspace = try context.pool.allocate(bytes)
                 workspaceBytes = bytes
             }
-            let status = dnn.cudnnConvolutionForward(context.cudnnHandle, &one, p.x, x.pointer, c.filter,
-                                                     c.weights.pointer, c.descriptor, algorithm, workspace, bytes,
-                                                     &zero, p.y, y.pointer)
+            let status = dnn.cudnnConvolutionForward(
+                context.cudnnHandle, &one, p.x, x.pointer, c.filter,
+                c.weights.pointer, c.descriptor, algorithm, workspace, bytes,
+                &zero, p.y, y.pointer)
             if status != 0 && p.candidates.count > 1 {  // e.g. NOT_SUPPORTED (9; 3000… in cuDNN 9): next one
                 p.candidates.removeFirst()
                 plans[PlanKey(layer: i, input: x.shape)] = p
@@ -367,17 +433,22 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             var row0 = 0
             while row0 < outH {
                 let rows = min(rowsPerChunk, outH - row0)
-                try context.launch("im2col", count: k * rows * outW, [
-                    .pointer(x.pointer + UInt64(grp * cg * x.shape.h * x.shape.w * 4)), .pointer(col.pointer),
-                    .int(cg), .int(x.shape.h), .int(x.shape.w), .int(outW), .int(row0), .int(rows),
-                    .int(conv.kernel.h), .int(conv.kernel.w), .int(conv.stride.h), .int(conv.stride.w),
-                    .int(conv.pad.h), .int(conv.pad.w), .int(conv.dilation.h), .int(conv.dilation.w)])
+                try context.launch(
+                    "im2col", count: k * rows * outW,
+                    [
+                        .pointer(x.pointer + UInt64(grp * cg * x.shape.h * x.shape.w * 4)), .pointer(col.pointer),
+                        .int(cg), .int(x.shape.h), .int(x.shape.w), .int(outW), .int(row0), .int(rows),
+                        .int(conv.kernel.h), .int(conv.kernel.w), .int(conv.stride.h), .int(conv.stride.w),
+                        .int(conv.pad.h), .int(conv.pad.w), .int(conv.dilation.h), .int(conv.dilation.w),
+                    ])
                 let n = rows * outW
-                try blas.check(blas.cublasSgemm(context.cublasHandle, 0, 0, Int32(n), Int32(mg), Int32(k), &one,
-                                                col.pointer, Int32(n), c.weights.pointer + UInt64(grp * mg * k * 4),
-                                                Int32(k), &zero,
-                                                y.pointer + UInt64((grp * mg * outH * outW + row0 * outW) * 4),
-                                                Int32(outH * outW)), "cublasSgemm")
+                try blas.check(
+                    blas.cublasSgemm(
+                        context.cublasHandle, 0, 0, Int32(n), Int32(mg), Int32(k), &one,
+                        col.pointer, Int32(n), c.weights.pointer + UInt64(grp * mg * k * 4),
+                        Int32(k), &zero,
+                        y.pointer + UInt64((grp * mg * outH * outW + row0 * outW) * 4),
+                        Int32(outH * outW)), "cublasSgemm")
                 row0 += rows
             }
         }

@@ -20,7 +20,8 @@ struct DynamicLibrary: @unchecked Sendable {
     static func open(_ names: [String], what: String) throws -> DynamicLibrary {
         var tried: [String] = []
         var lastError = ""  // the first failure says most (the preferred name)
-        let candidates = searchFolders.flatMap { folder in names.map { "\(folder)/\($0)" } }
+        let candidates =
+            searchFolders.flatMap { folder in names.map { "\(folder)/\($0)" } }
             .filter { FileManager.default.fileExists(atPath: $0) } + names
         for candidate in candidates {
             tried.append(candidate)
@@ -30,7 +31,9 @@ struct DynamicLibrary: @unchecked Sendable {
             let error = dlerror().map { String(cString: $0) } ?? "unknown error"
             if lastError.isEmpty { lastError = error }
         }
-        throw CUDAError(.library, """
+        throw CUDAError(
+            .library,
+            """
             \(what) could not be loaded (tried \(names.joined(separator: ", ")) in \
             \(searchFolders.joined(separator: ", ")) and the loader's path): \(lastError). \
             Install it, or set TESSERA_CUDA_LIBRARY_PATH to the folder that holds it.

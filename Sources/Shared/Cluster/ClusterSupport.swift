@@ -19,7 +19,7 @@ public struct Heartbeat: Sendable, Equatable {
 /// Log lines about untrusted input, at most `burst` per reason every `window`
 /// seconds; the rest are counted and reported with the next line let through. A peer
 /// sending garbage cannot fill the disk.
-package struct RateLimitedLog {
+package struct RateLimitedLog: Sendable {
     let logger: Logger
     package var burst = 5
     package var window = 10.0

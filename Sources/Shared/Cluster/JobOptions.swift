@@ -1,4 +1,5 @@
 import TesseraImage
+
 /// The per-job settings that `Wire.JobSpec` carries as text in its options string:
 /// `key=value` pairs separated by `;` (values never contain `;` or `=`).
 ///
@@ -39,7 +40,9 @@ public struct JobOptions: Equatable, Sendable {
             guard kv.count == 2 else { throw ClusterError("job option \"\(part)\" is not key=value") }
             let (key, value) = (String(kv[0]), String(kv[1]))
             func int(_ range: ClosedRange<Int>) throws -> Int {
-                guard let v = Int(value), range.contains(v) else { throw ClusterError("job option \(key)=\(value) out of range") }
+                guard let v = Int(value), range.contains(v) else {
+                    throw ClusterError("job option \(key)=\(value) out of range")
+                }
                 return v
             }
             switch key {
@@ -63,12 +66,14 @@ public struct JobOptions: Equatable, Sendable {
         do {
             let kinds = try OutputOptions.parseKinds(outputs)
             if let chunked = kinds.first(where: \.isChunked) {
-                throw ClusterError("the \(chunked.rawValue) output is written by in-process runs only so far: "
-                    + "a cluster job writes prob, labels, overlay and npy")
+                throw ClusterError(
+                    "the \(chunked.rawValue) output is written by in-process runs only so far: "
+                        + "a cluster job writes prob, labels, overlay and npy")
             }
-            return try OutputOptions(directory: directory, stem: stem, kinds: kinds,
-                                     bitDepth: OutputOptions.parseBitDepth(String(bitDepth)),
-                                     classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
+            return try OutputOptions(
+                directory: directory, stem: stem, kinds: kinds,
+                bitDepth: OutputOptions.parseBitDepth(String(bitDepth)),
+                classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
         } catch let e as OutputOptionError {
             throw ClusterError(e.description)
         }

@@ -82,24 +82,32 @@ public struct EngineSettings: Hashable, Sendable {
         var s: UInt64 = 0
         for i in 0..<8 { s |= UInt64(b[6 + i]) << (8 * UInt64(i)) }
         guard p <= 65536 else { return nil }
-        self.init(patchSize: p == 0 ? nil : Int(p), allowPadding: b[5] & 1 != 0,
-                  randomWeightsSeed: b[5] & 2 != 0 ? s : nil)
+        self.init(
+            patchSize: p == 0 ? nil : Int(p), allowPadding: b[5] & 1 != 0,
+            randomWeightsSeed: b[5] & 2 != 0 ? s : nil)
     }
 
     /// Loads `bundle` from its bytes and plans its maps: the one construction every
     /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
     public func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
-        let contents = ModelContents(prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
-                                     weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
-        return try plan(ModelLoader.load(contents, patchSize: patchSize, requireWeights: randomWeightsSeed == nil,
-                                         logger: logger))
+        let contents = ModelContents(
+            prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
+            weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
+        return try plan(
+            ModelLoader.load(
+                contents, patchSize: patchSize, requireWeights: randomWeightsSeed == nil,
+                logger: logger))
     }
 
     /// The same from files on disk (the in-process `run`).
-    public func plan(prototxtPath: String?, weightsPath: String?, logger: Logger? = nil) throws
-        -> (plan: ModelPlan, model: LoadedModel) {
-        let source = ModelSource(model: prototxtPath, weights: weightsPath, patchSize: patchSize,
-                                 requireWeights: randomWeightsSeed == nil)
+    public func plan(
+        prototxtPath: String?, weightsPath: String?, logger: Logger? = nil
+    ) throws
+        -> (plan: ModelPlan, model: LoadedModel)
+    {
+        let source = ModelSource(
+            model: prototxtPath, weights: weightsPath, patchSize: patchSize,
+            requireWeights: randomWeightsSeed == nil)
         return try plan(ModelLoader.load(source, logger: logger))
     }
 

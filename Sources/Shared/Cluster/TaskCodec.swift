@@ -14,8 +14,9 @@ public enum TaskCodec {
     public static func rect(_ task: TileTask) -> Wire.Rect? {
         let r = task.rect
         guard r.y >= 0, r.x >= 0, r.height > 0, r.width > 0,
-              let y = UInt32(exactly: r.y), let x = UInt32(exactly: r.x),
-              let h = UInt32(exactly: r.height), let w = UInt32(exactly: r.width) else { return nil }
+            let y = UInt32(exactly: r.y), let x = UInt32(exactly: r.x),
+            let h = UInt32(exactly: r.height), let w = UInt32(exactly: r.width)
+        else { return nil }
         return Wire.Rect(y0: y, x0: x, height: h, width: w)
     }
 
@@ -39,11 +40,13 @@ public enum TaskCodec {
 
     /// The engine task a wire task describes.
     public static func tileTask(_ spec: Wire.TaskSpec) -> TileTask {
-        TileTask(mode: mode(spec.mode),
-                 rect: PixelRect(y: Int(spec.outputRect.y0), x: Int(spec.outputRect.x0),
-                                 height: Int(spec.outputRect.height), width: Int(spec.outputRect.width)),
-                 displacement: Size2(Int(spec.displacementY), Int(spec.displacementX)),
-                 image: Size2(Int(spec.imageHeight), Int(spec.imageWidth)))
+        TileTask(
+            mode: mode(spec.mode),
+            rect: PixelRect(
+                y: Int(spec.outputRect.y0), x: Int(spec.outputRect.x0),
+                height: Int(spec.outputRect.height), width: Int(spec.outputRect.width)),
+            displacement: Size2(Int(spec.displacementY), Int(spec.displacementX)),
+            image: Size2(Int(spec.imageHeight), Int(spec.imageWidth)))
     }
 
     /// Raw samples of `rect` (padded coordinates) of `image`, mirrored beyond its edges
@@ -69,8 +72,9 @@ public enum TaskCodec {
                     }
                 }
             }
-            return Wire.PixelRegion(height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
-                                    bytesPerSample: 1, pixels: out)
+            return Wire.PixelRegion(
+                height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
+                bytesPerSample: 1, pixels: out)
         case .uint16(let values):
             var out = [UInt8](repeating: 0, count: rect.height * rowSamples * 2)
             values.withUnsafeBufferPointer { src in
@@ -90,8 +94,9 @@ public enum TaskCodec {
                     }
                 }
             }
-            return Wire.PixelRegion(height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
-                                    bytesPerSample: 2, pixels: out)
+            return Wire.PixelRegion(
+                height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
+                bytesPerSample: 2, pixels: out)
         }
     }
 
@@ -110,11 +115,13 @@ public enum TaskCodec {
     }
 
     public static func preprocessing(_ p: Preprocessing) -> Wire.Preprocessing {
-        Wire.Preprocessing(channelOrder: p.channelOrder == .bgr ? .bgr : .rgb, rawScale: p.rawScale, scale: p.scale,
-                           mean: p.mean)
+        Wire.Preprocessing(
+            channelOrder: p.channelOrder == .bgr ? .bgr : .rgb, rawScale: p.rawScale, scale: p.scale,
+            mean: p.mean)
     }
 
     public static func preprocessing(_ p: Wire.Preprocessing) -> Preprocessing {
-        Preprocessing(mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb)
+        Preprocessing(
+            mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb)
     }
 }

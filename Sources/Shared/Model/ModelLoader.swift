@@ -30,8 +30,10 @@ public struct ModelContents: Sendable {
     public var weights: Data?
     public var weightsName: String
 
-    public init(prototxt: Data?, prototxtName: String = "deploy.prototxt", weights: Data?,
-                weightsName: String = "weights.caffemodel") {
+    public init(
+        prototxt: Data?, prototxtName: String = "deploy.prototxt", weights: Data?,
+        weightsName: String = "weights.caffemodel"
+    ) {
         self.prototxt = prototxt
         self.prototxtName = prototxtName
         self.weights = weights
@@ -65,9 +67,11 @@ public struct LoadedModel: Sendable {
     /// at every pixel or approximate maps were asked for (`--allow-padding`).
     public func requireExact(allowApproximate: Bool) throws {
         guard !geometry.isExact, !allowApproximate else { return }
-        throw ModelError(.inexact, "the fully convolutional net is not exactly the patch classifier at every pixel: "
-            + geometry.inexactReasons.joined(separator: "; ")
-            + ". Allow approximate maps to compute one anyway")
+        throw ModelError(
+            .inexact,
+            "the fully convolutional net is not exactly the patch classifier at every pixel: "
+                + geometry.inexactReasons.joined(separator: "; ")
+                + ". Allow approximate maps to compute one anyway")
     }
 }
 
@@ -77,15 +81,18 @@ public enum ModelLoader {
     public static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
         let definition = try source.model.map { try CaffeFiles.readBytes($0, what: "model definition (prototxt)") }
         let weights = try source.weights.map { try CaffeFiles.readBytes($0, what: "weights (caffemodel)") }
-        let contents = ModelContents(prototxt: definition, prototxtName: source.model ?? "",
-                                     weights: weights, weightsName: source.weights ?? "")
+        let contents = ModelContents(
+            prototxt: definition, prototxtName: source.model ?? "",
+            weights: weights, weightsName: source.weights ?? "")
         return try load(contents, patchSize: source.patchSize, requireWeights: source.requireWeights, logger: logger)
     }
 
     /// Loads a model from its files' contents in memory (what a worker receives):
     /// the same parsing, checks and surgery as from files, with the names in messages.
-    public static func load(_ contents: ModelContents, patchSize: Int?, requireWeights: Bool = true,
-                            logger: Logger? = nil) throws -> LoadedModel {
+    public static func load(
+        _ contents: ModelContents, patchSize: Int?, requireWeights: Bool = true,
+        logger: Logger? = nil
+    ) throws -> LoadedModel {
         var ignored: [String] = []
         if let data = contents.prototxt {
             let model = contents.prototxtName
@@ -96,13 +103,15 @@ public enum ModelLoader {
             } else if requireWeights {
                 throw ModelError(.weights, file: model, "no weights: give the trained .caffemodel")
             }
-            return try load(definition: definition, definitionFile: model, weights: weights,
-                            weightsFile: contents.weights == nil ? nil : contents.weightsName, patchSize: patchSize,
-                            ignored: ignored, logger: logger)
+            return try load(
+                definition: definition, definitionFile: model, weights: weights,
+                weightsFile: contents.weights == nil ? nil : contents.weightsName, patchSize: patchSize,
+                ignored: ignored, logger: logger)
         } else if let w = contents.weights {
             let definition = try CaffeFiles.decodeCaffemodel(w, file: contents.weightsName)
-            return try load(definition: definition, definitionFile: contents.weightsName, definitionHoldsWeights: true,
-                            patchSize: patchSize, ignored: ignored, logger: logger)
+            return try load(
+                definition: definition, definitionFile: contents.weightsName, definitionHoldsWeights: true,
+                patchSize: patchSize, ignored: ignored, logger: logger)
         } else {
             throw ModelError("no model: give a deploy prototxt and/or a caffemodel")
         }
@@ -113,10 +122,12 @@ public enum ModelLoader {
     /// them, shapes only (zero placeholder weights) unless the definition holds
     /// its own weights (a caffemodel given alone). `placeholderLimit` caps the
     /// placeholder weights of a shape-only load (elements).
-    static func load(definition: Caffe_NetParameter, definitionFile: String, definitionHoldsWeights: Bool = false,
-                     weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?,
-                     ignored: [String] = [], placeholderLimit: Int = CaffeImporter.maxPlaceholderElements,
-                     logger: Logger? = nil) throws -> LoadedModel {
+    static func load(
+        definition: Caffe_NetParameter, definitionFile: String, definitionHoldsWeights: Bool = false,
+        weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?,
+        ignored: [String] = [], placeholderLimit: Int = CaffeImporter.maxPlaceholderElements,
+        logger: Logger? = nil
+    ) throws -> LoadedModel {
         var importer = CaffeImporter(definitionFile: definitionFile)
         importer.placeholderLimit = placeholderLimit
         if let weights {
@@ -131,7 +142,9 @@ public enum ModelLoader {
             importer.shapeOnly = true
         }
         if let p = patchSize {
-            guard p > 0, p <= 1 << 16 else { throw ModelError(.patchSize, "the patch size \(p) is not between 1 and 65536") }
+            guard p > 0, p <= 1 << 16 else {
+                throw ModelError(.patchSize, "the patch size \(p) is not between 1 and 65536")
+            }
             importer.patchOverride = Size2(square: p)
         }
         let imported = try importer.importNet(definition)
@@ -152,10 +165,14 @@ public enum ModelLoader {
         } else if let d = imported.declaredInput, (try? classifier.geometry(patch: d)) != nil {
             (patch, patchSource) = (d, "the declared input size")
         } else if let rf = classifier.receptiveFieldWithoutShapes() {
-            (patch, patchSource) = (rf, "the receptive field (the declared input \(imported.declaredInput.map { "\($0)" } ?? "-") "
-                + "is a full image, not a patch)")
+            (patch, patchSource) = (
+                rf,
+                "the receptive field (the declared input \(imported.declaredInput.map { "\($0)" } ?? "-") "
+                    + "is a full image, not a patch)"
+            )
         } else {
-            throw ModelError(.patchSize, file: importer.definitionFile,
+            throw ModelError(
+                .patchSize, file: importer.definitionFile,
                 "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         classifier.patchSize = patch
@@ -169,9 +186,10 @@ public enum ModelLoader {
         }
         notes.append("patch size \(patch) from \(patchSource)")
         for n in notes { logger?.info("\(n)") }
-        return LoadedModel(classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
-                           patchSizeSource: patchSource, declaredInput: imported.declaredInput,
-                           hasWeights: !importer.shapeOnly, meanFileHint: imported.meanFileHint, notes: notes)
+        return LoadedModel(
+            classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
+            patchSizeSource: patchSource, declaredInput: imported.declaredInput,
+            hasWeights: !importer.shapeOnly, meanFileHint: imported.meanFileHint, notes: notes)
     }
 }
 
@@ -199,7 +217,8 @@ extension Net {
                 let c = r.addingReportingOverflow(b.partialValue)
                 let n = j.multipliedReportingOverflow(by: s)
                 guard !a.overflow, !b.overflow, !c.overflow, !n.overflow, c.partialValue <= Net.maxGeometry,
-                      n.partialValue <= Net.maxGeometry else { return nil }
+                    n.partialValue <= Net.maxGeometry
+                else { return nil }
                 return (c.partialValue, n.partialValue)
             }
             guard let (rh, jh) = grow(r.h, d.h, k.h, j.h, s.h), let (rw, jw) = grow(r.w, d.w, k.w, j.w, s.w) else {

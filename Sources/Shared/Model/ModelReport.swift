@@ -64,9 +64,10 @@ public struct ModelReport: Codable, Sendable {
         for (i, layer) in net.layers.enumerated() {
             let out = shapes[i]
             let lg = model.layerGeometry[i]
-            var row = LayerRow(name: layer.name, type: layer.op.typeName, output: [out.c, out.h, out.w],
-                               macsPerPosition: 0, macsPerPatch: 0,
-                               receptiveField: [lg.receptiveField.h, lg.receptiveField.w])
+            var row = LayerRow(
+                name: layer.name, type: layer.op.typeName, output: [out.c, out.h, out.w],
+                macsPerPosition: 0, macsPerPatch: 0,
+                receptiveField: [lg.receptiveField.h, lg.receptiveField.w])
             switch layer.op {
             case .convolution(let c):
                 row.kernel = [c.kernel.h, c.kernel.w]
@@ -110,11 +111,13 @@ public struct ModelReport: Codable, Sendable {
         inexactReasons = g.inexactReasons
         hasWeights = model.hasWeights
         layers = rows
-        macsPerOutputPixel = ModeCost(naive: Self.saturatingInt(naive), fast: Self.saturatingInt(fast),
-                                      shift: Self.saturatingInt(fast * s2), dense: Self.saturatingInt(dense))
-        self.preprocessing = PreprocessingInfo(channelOrder: preprocessing.channelOrder.rawValue,
-                                               rawScale: preprocessing.rawScale, mean: preprocessing.mean,
-                                               meanSource: preprocessing.meanSource, scale: preprocessing.scale)
+        macsPerOutputPixel = ModeCost(
+            naive: Self.saturatingInt(naive), fast: Self.saturatingInt(fast),
+            shift: Self.saturatingInt(fast * s2), dense: Self.saturatingInt(dense))
+        self.preprocessing = PreprocessingInfo(
+            channelOrder: preprocessing.channelOrder.rawValue,
+            rawScale: preprocessing.rawScale, mean: preprocessing.mean,
+            meanSource: preprocessing.meanSource, scale: preprocessing.scale)
         notes = model.notes
         _ = blobChannels
     }
@@ -147,11 +150,15 @@ public struct ModelReport: Codable, Sendable {
             guard let v else { return "-" }
             return v[0] == v[1] ? "\(v[0])" : "\(v[0])×\(v[1])"
         }
-        var header = ["layer", "type", "output (C×H×W)", "kernel", "stride", "dilation", "pad", "MACs/position",
-                      "MACs/patch"]
+        var header = [
+            "layer", "type", "output (C×H×W)", "kernel", "stride", "dilation", "pad", "MACs/position",
+            "MACs/patch",
+        ]
         var table: [[String]] = layers.map {
-            [$0.name, $0.type, "\($0.output[0])×\($0.output[1])×\($0.output[2])", pair($0.kernel), pair($0.stride),
-             pair($0.dilation), pair($0.pad), "\($0.macsPerPosition)", "\($0.macsPerPatch)"]
+            [
+                $0.name, $0.type, "\($0.output[0])×\($0.output[1])×\($0.output[2])", pair($0.kernel), pair($0.stride),
+                pair($0.dilation), pair($0.pad), "\($0.macsPerPosition)", "\($0.macsPerPatch)",
+            ]
         }
         table.insert(header, at: 0)
         header = []
@@ -159,10 +166,12 @@ public struct ModelReport: Codable, Sendable {
         for r in table { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
         var out = ""
         for (n, r) in table.enumerated() {
-            out += r.enumerated().map { i, c in
-                i >= 7 ? String(repeating: " ", count: widths[i] - c.count) + c
-                       : c + String(repeating: " ", count: widths[i] - c.count)
-            }.joined(separator: "  ") + "\n"
+            out +=
+                r.enumerated().map { i, c in
+                    i >= 7
+                        ? String(repeating: " ", count: widths[i] - c.count) + c
+                        : c + String(repeating: " ", count: widths[i] - c.count)
+                }.joined(separator: "  ") + "\n"
             if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
         }
         out += "\n"

@@ -28,12 +28,15 @@ extension Net {
             URL(fileURLWithPath: directory).appendingPathComponent("\(layer.name).\(index).npy").path
         }
         /// Reads blob `index` of `layer`, checking its shape against `dims`; nil when optional and absent.
-        func read(_ layer: Layer, _ index: Int, _ what: String, _ dims: [Int], optional: Bool = false) throws -> [Float]? {
+        func read(
+            _ layer: Layer, _ index: Int, _ what: String, _ dims: [Int], optional: Bool = false
+        ) throws -> [Float]? {
             let file = path(layer, index)
             let shapeText = "(" + dims.map(String.init).joined(separator: ", ") + (dims.count == 1 ? ",)" : ")")
             guard FileManager.default.fileExists(atPath: file) else {
                 if optional { return nil }
-                throw ModelError(.weights, file: file, layer: layer.name, "missing: expected its \(what), shape \(shapeText)")
+                throw ModelError(
+                    .weights, file: file, layer: layer.name, "missing: expected its \(what), shape \(shapeText)")
             }
             used.insert((file as NSString).lastPathComponent)
             let array: NPY.FloatArray
@@ -43,8 +46,10 @@ extension Net {
                 throw ModelError(layer: layer.name, "\(what): \(e.description)")
             }
             guard array.shape == dims else {
-                let got = "(" + array.shape.map(String.init).joined(separator: ", ") + (array.shape.count == 1 ? ",)" : ")")
-                throw ModelError(.weights, file: file, layer: layer.name, "its \(what) has shape \(got), expected \(shapeText)")
+                let got =
+                    "(" + array.shape.map(String.init).joined(separator: ", ") + (array.shape.count == 1 ? ",)" : ")")
+                throw ModelError(
+                    .weights, file: file, layer: layer.name, "its \(what) has shape \(got), expected \(shapeText)")
             }
             return array.data
         }
@@ -84,9 +89,11 @@ extension Net {
         let present = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         let unused = present.filter { $0.hasSuffix(".npy") && !used.contains($0) }.sorted()
         guard unused.isEmpty else {
-            throw ModelError(file: directory, "\(unused.joined(separator: ", ")) belong\(unused.count == 1 ? "s" : "") "
-                + "to no blob of the net (files are named <layer>.<blobIndex>.npy; layers with weights: "
-                + layers.filter(\.hasParameters).map(\.name).joined(separator: ", ") + ")")
+            throw ModelError(
+                file: directory,
+                "\(unused.joined(separator: ", ")) belong\(unused.count == 1 ? "s" : "") "
+                    + "to no blob of the net (files are named <layer>.<blobIndex>.npy; layers with weights: "
+                    + layers.filter(\.hasParameters).map(\.name).joined(separator: ", ") + ")")
         }
         return out
     }

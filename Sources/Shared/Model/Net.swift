@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Tessera's own description of a network: what the Caffe importer produces,
 /// what net surgery rewrites, and what the engine plans and runs.
 ///
@@ -92,8 +93,10 @@ public struct Convolution: Sendable, Equatable {
     /// One value per output channel, or nil when `bias_term: false`.
     public var bias: [Float]?
 
-    public init(outputs: Int, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
-                dilation: Size2 = .one, group: Int = 1, weights: [Float], bias: [Float]?) {
+    public init(
+        outputs: Int, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
+        dilation: Size2 = .one, group: Int = 1, weights: [Float], bias: [Float]?
+    ) {
         self.outputs = outputs
         self.kernel = kernel
         self.stride = stride
@@ -125,8 +128,10 @@ public struct Pooling: Sendable, Equatable {
     /// Not a Caffe field: the engine's dense mode dilates pooling windows.
     public var dilation: Size2
 
-    public init(method: Method, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
-                global: Bool = false, dilation: Size2 = .one) {
+    public init(
+        method: Method, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
+        global: Bool = false, dilation: Size2 = .one
+    ) {
         self.method = method
         self.kernel = kernel
         self.stride = stride

@@ -19,8 +19,10 @@ public struct Preprocessing: Sendable, Equatable {
     /// Where the mean came from, for reports ("mean.binaryproto (32×32 image reduced per channel)").
     public var meanSource: String?
 
-    public init(mean: [Float] = [], rawScale: Float = 1, scale: Float = 1, channelOrder: ChannelOrder = .bgr,
-                meanSource: String? = nil) {
+    public init(
+        mean: [Float] = [], rawScale: Float = 1, scale: Float = 1, channelOrder: ChannelOrder = .bgr,
+        meanSource: String? = nil
+    ) {
         self.mean = mean
         self.rawScale = rawScale
         self.scale = scale
@@ -36,7 +38,8 @@ public struct Preprocessing: Sendable, Equatable {
     /// Checks the mean against the net's input channels.
     public func validated(channels: Int) throws -> Preprocessing {
         guard mean.isEmpty || mean.count == 1 || mean.count == channels else {
-            throw ModelError(.preprocessing, "the mean has \(mean.count) values but the net's input has \(channels) channels")
+            throw ModelError(
+                .preprocessing, "the mean has \(mean.count) values but the net's input has \(channels) channels")
         }
         guard rawScale.isFinite, scale.isFinite, mean.allSatisfy(\.isFinite) else {
             throw ModelError(.preprocessing, "preprocessing values must be finite numbers")
@@ -47,7 +50,8 @@ public struct Preprocessing: Sendable, Equatable {
     /// One line per step, as `inspect` prints them.
     public var descriptionLines: [String] {
         var lines: [String] = []
-        lines.append("channel order: \(channelOrder.rawValue.uppercased()) (image channels are fed to the net in this order)")
+        lines.append(
+            "channel order: \(channelOrder.rawValue.uppercased()) (image channels are fed to the net in this order)")
         lines.append("raw scale: \(rawScale) (pixels 0–255 are multiplied by this first)")
         if mean.isEmpty {
             lines.append("mean: none")
@@ -68,8 +72,10 @@ public struct Preprocessing: Sendable, Equatable {
         var dims = v.dims
         while dims.count > 3, dims.first == 1 { dims.removeFirst() }
         guard dims.count == 3 || dims.count == 1, v.count > 0 else {
-            throw ModelError(.unreadable, file: path, "the mean blob has shape \(v.shapeText); expected channels×height×width "
-                + "(or 1×C×H×W)")
+            throw ModelError(
+                .unreadable, file: path,
+                "the mean blob has shape \(v.shapeText); expected channels×height×width "
+                    + "(or 1×C×H×W)")
         }
         let c = dims[0]
         let hw = dims.count == 3 ? dims[1] * dims[2] : 1
@@ -81,8 +87,12 @@ public struct Preprocessing: Sendable, Equatable {
         }
         let size = dims.count == 3 ? "\(dims[1])×\(dims[2])" : "1×1"
         let source = "\((path as NSString).lastPathComponent): \(size) mean image reduced to per-channel means"
-        logger?.notice("mean image reduced to per-channel means: a fully convolutional pass can only subtract one mean per channel", metadata: ["file": "\(path)", "size": "\(size)",
-                                                    "means": "\(means.map { String(format: "%.3f", $0) })"])
+        logger?.notice(
+            "mean image reduced to per-channel means: a fully convolutional pass can only subtract one mean per channel",
+            metadata: [
+                "file": "\(path)", "size": "\(size)",
+                "means": "\(means.map { String(format: "%.3f", $0) })",
+            ])
         return (means, source)
     }
 }

@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension Net {
     /// The same net with deterministic pseudo-random weights (uniform, scaled by
     /// 1/√fan-in so activations stay O(1)): for benchmarks and tests of nets

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// The shape of one image's activations: channels × height × width.
 public struct Shape: Hashable, Sendable, CustomStringConvertible {
     public var c: Int
@@ -68,8 +69,10 @@ extension Layer {
         let a = shape.c.multipliedReportingOverflow(by: shape.h)
         let b = a.partialValue.multipliedReportingOverflow(by: shape.w)
         guard shape.c >= 0, !a.overflow, !b.overflow, b.partialValue <= Self.maxActivationCount else {
-            throw ModelError(.shape, layer: name, "its output would be \(shape.c)×\(shape.h)×\(shape.w) values, "
-                + "more than 2^48")
+            throw ModelError(
+                .shape, layer: name,
+                "its output would be \(shape.c)×\(shape.h)×\(shape.w) values, "
+                    + "more than 2^48")
         }
         return shape
     }
@@ -81,24 +84,30 @@ extension Layer {
         case .convolution(let conv):
             let expected = conv.inputsPerGroup * conv.group
             guard first.c == expected else {
-                throw fail("expects \(expected) input channels (weights \(conv.outputs)×\(conv.inputsPerGroup)×"
-                    + "\(conv.kernel.h)×\(conv.kernel.w), group \(conv.group)) but its input has \(first.c)")
+                throw fail(
+                    "expects \(expected) input channels (weights \(conv.outputs)×\(conv.inputsPerGroup)×"
+                        + "\(conv.kernel.h)×\(conv.kernel.w), group \(conv.group)) but its input has \(first.c)")
             }
-            let h = OutputSize.convolution(input: first.h, kernel: conv.kernel.h, stride: conv.stride.h,
-                                           pad: conv.pad.h, dilation: conv.dilation.h)
-            let w = OutputSize.convolution(input: first.w, kernel: conv.kernel.w, stride: conv.stride.w,
-                                           pad: conv.pad.w, dilation: conv.dilation.w)
+            let h = OutputSize.convolution(
+                input: first.h, kernel: conv.kernel.h, stride: conv.stride.h,
+                pad: conv.pad.h, dilation: conv.dilation.h)
+            let w = OutputSize.convolution(
+                input: first.w, kernel: conv.kernel.w, stride: conv.stride.w,
+                pad: conv.pad.w, dilation: conv.dilation.w)
             guard h > 0, w > 0 else {
-                throw fail("a \(conv.kernel) kernel (dilation \(conv.dilation)) does not fit its "
-                    + "\(first.h)×\(first.w) input")
+                throw fail(
+                    "a \(conv.kernel) kernel (dilation \(conv.dilation)) does not fit its "
+                        + "\(first.h)×\(first.w) input")
             }
             return Shape(c: conv.outputs, h: h, w: w)
         case .pooling(let pool):
             if pool.global { return Shape(c: first.c, h: 1, w: 1) }
-            let h = OutputSize.pooling(input: first.h, kernel: pool.kernel.h, stride: pool.stride.h,
-                                       pad: pool.pad.h, dilation: pool.dilation.h)
-            let w = OutputSize.pooling(input: first.w, kernel: pool.kernel.w, stride: pool.stride.w,
-                                       pad: pool.pad.w, dilation: pool.dilation.w)
+            let h = OutputSize.pooling(
+                input: first.h, kernel: pool.kernel.h, stride: pool.stride.h,
+                pad: pool.pad.h, dilation: pool.dilation.h)
+            let w = OutputSize.pooling(
+                input: first.w, kernel: pool.kernel.w, stride: pool.stride.w,
+                pad: pool.pad.w, dilation: pool.dilation.w)
             guard h > 0, w > 0 else {
                 throw fail("a \(pool.kernel) pooling window does not fit its \(first.h)×\(first.w) input")
             }

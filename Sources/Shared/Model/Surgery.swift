@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Net surgery (docs/ARCHITECTURE.md §2): the patch classifier becomes a fully convolutional
 /// net that computes the same numbers at every output position.
 extension Net {
@@ -11,17 +12,20 @@ extension Net {
     /// patch size (stride 1), for the same reason.
     /// A net without InnerProduct or global pooling layers is returned unchanged.
     public func fullyConvolutional(patch: Size2? = nil) throws -> Net {
-        guard layers.contains(where: {
-            switch $0.op {
-            case .innerProduct: return true
-            case .pooling(let pl): return pl.global
-            default: return false
-            }
-        }) else {
+        guard
+            layers.contains(where: {
+                switch $0.op {
+                case .innerProduct: return true
+                case .pooling(let pl): return pl.global
+                default: return false
+                }
+            })
+        else {
             return self
         }
         guard let p = patch ?? patchSize else {
-            throw ModelError(.patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
+            throw ModelError(
+                .patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         _ = try shapes(input: p)  // the whole net fits at patch size
         var current: [String: Shape] = [inputName: Shape(c: inputChannels, h: p.h, w: p.w)]
@@ -36,10 +40,13 @@ extension Net {
             l.tops = layer.tops.map { renamed[$0] ?? $0 }
             if case .innerProduct(let ip) = layer.op, let input = ins.first {
                 guard input.count == ip.inputs else {
-                    throw ModelError(.weights, layer: layer.name, "weights expect \(ip.inputs) inputs but its input is \(input)")
+                    throw ModelError(
+                        .weights, layer: layer.name, "weights expect \(ip.inputs) inputs but its input is \(input)")
                 }
-                l.op = .convolution(Convolution(outputs: ip.outputs, kernel: input.spatial, weights: ip.weights,
-                                                bias: ip.bias))
+                l.op = .convolution(
+                    Convolution(
+                        outputs: ip.outputs, kernel: input.spatial, weights: ip.weights,
+                        bias: ip.bias))
                 l.name = layer.name + "-conv"
                 for t in layer.tops {
                     renamed[t] = t + "-conv"

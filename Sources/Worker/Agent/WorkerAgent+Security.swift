@@ -26,7 +26,8 @@ struct HandshakeWatch: ~Copyable {
     mutating func check(_ logger: Logger) {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
             guard let reason = HandshakeFailure.explain(event, curve: curve),
-                  logged.insert(event.event.rawValue).inserted else { continue }
+                logged.insert(event.event.rawValue).inserted
+            else { continue }
             logger.error("cannot register with the coordinator: \(reason)")
         }
     }

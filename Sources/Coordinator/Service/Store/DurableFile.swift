@@ -8,7 +8,8 @@ import TesseraCluster
 enum DurableFile {
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        let temp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temp =
+            "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
         var failure: String?

@@ -63,7 +63,9 @@ struct JobRecord: Equatable {
         guard try field("format") == "\(Self.formatVersion)" else {
             throw ClusterError("format \(fields["format"]!) is not \(Self.formatVersion) (written by another version)")
         }
-        guard let mode = Wire.Mode(name: try field("mode")) else { throw ClusterError("unknown mode \(fields["mode"]!)") }
+        guard let mode = Wire.Mode(name: try field("mode")) else {
+            throw ClusterError("unknown mode \(fields["mode"]!)")
+        }
         self.mode = mode
         guard let tile = Int(try field("tile")), tile > 0 else { throw ClusterError("bad tile=\(fields["tile"]!)") }
         self.tile = tile
@@ -83,8 +85,10 @@ struct JobRecord: Equatable {
         imageBytes = n
     }
 
-    init(mode: Wire.Mode, tile: Int, stem: String, options: String, preprocessing: Wire.Preprocessing,
-         modelDigest: String, imageCRC32: UInt32, imageBytes: Int) {
+    init(
+        mode: Wire.Mode, tile: Int, stem: String, options: String, preprocessing: Wire.Preprocessing,
+        modelDigest: String, imageCRC32: UInt32, imageBytes: Int
+    ) {
         self.mode = mode; self.tile = tile; self.stem = stem; self.options = options
         self.preprocessing = preprocessing; self.modelDigest = modelDigest
         self.imageCRC32 = imageCRC32; self.imageBytes = imageBytes

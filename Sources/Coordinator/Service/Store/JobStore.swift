@@ -34,7 +34,8 @@ struct JobStore {
     func readRecord(_ id: UInt64) throws -> JobRecord? {
         let path = directory(id) + "/" + JobRecord.fileName
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             throw ClusterError("\(path): unreadable")
         }
         do {
@@ -51,7 +52,8 @@ struct JobStore {
     func readEnding(_ id: UInt64) throws -> JobEnding? {
         let path = directory(id) + "/" + JobEnding.fileName
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             throw ClusterError("\(path): unreadable")
         }
         do {

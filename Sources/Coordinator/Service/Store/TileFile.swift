@@ -30,8 +30,10 @@ struct TileFile: Equatable {
     func encoded() -> [UInt8] {
         var out = Self.magic
         out.reserveCapacity(Self.headerBytes + values.count * 4 + 4)
-        for v in [index, task.rect.y, task.rect.x, task.rect.height, task.rect.width,
-                  task.displacement.h, task.displacement.w, classes, height, width] {
+        for v in [
+            index, task.rect.y, task.rect.x, task.rect.height, task.rect.width,
+            task.displacement.h, task.displacement.w, classes, height, width,
+        ] {
             withUnsafeBytes(of: UInt32(truncatingIfNeeded: v).littleEndian) { out += $0 }
         }
         values.withUnsafeBytes { raw in
@@ -50,27 +52,36 @@ struct TileFile: Equatable {
 
     /// Parses and checks a tile file against the task it must hold and the map shape
     /// the job expects. Throws `Unusable` naming what is wrong.
-    static func decode(_ bytes: [UInt8], index: Int, task: TileTask, classes: Int, height: Int,
-                       width: Int) throws -> [Float] {
+    static func decode(
+        _ bytes: [UInt8], index: Int, task: TileTask, classes: Int, height: Int,
+        width: Int
+    ) throws -> [Float] {
         let count = classes * height * width
         let expected = headerBytes + count * 4 + 4
         guard bytes.count == expected else {
             throw Unusable("\(bytes.count) bytes, expected \(expected) (truncated or not a tile of this job)")
         }
         guard Array(bytes[0..<8]) == magic else { throw Unusable("bad magic (not a Tessera tile file)") }
-        let stored = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: expected - 4, as: UInt32.self)) }
+        let stored = bytes.withUnsafeBytes {
+            UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: expected - 4, as: UInt32.self))
+        }
         let actual = bytes.withUnsafeBytes { CRC32.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<(expected - 4)])) }
         guard stored == actual else {
             throw Unusable(String(format: "checksum mismatch (stored %08x, computed %08x): corrupt", stored, actual))
         }
         let header = (0..<10).map { i in
-            bytes.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8 + 4 * i, as: UInt32.self))) }
+            bytes.withUnsafeBytes {
+                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8 + 4 * i, as: UInt32.self)))
+            }
         }
-        let want = [index, task.rect.y, task.rect.x, task.rect.height, task.rect.width,
-                    task.displacement.h, task.displacement.w, classes, height, width]
+        let want = [
+            index, task.rect.y, task.rect.x, task.rect.height, task.rect.width,
+            task.displacement.h, task.displacement.w, classes, height, width,
+        ]
         guard header == want else {
-            throw Unusable("holds task \(header[0]) rect \(header[1...4]) shape \(header[7...9]), "
-                           + "the plan says task \(index) rect \(want[1...4]) shape \(want[7...9])")
+            throw Unusable(
+                "holds task \(header[0]) rect \(header[1...4]) shape \(header[7...9]), "
+                    + "the plan says task \(index) rect \(want[1...4]) shape \(want[7...9])")
         }
         var values = [Float](repeating: 0, count: count)
         values.withUnsafeMutableBytes { dst in

@@ -13,10 +13,13 @@ enum CaffeFiles {
         do {
             attributes = try FileManager.default.attributesOfItem(atPath: path)
         } catch {
-            throw ModelError(.unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
+            throw ModelError(
+                .unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
         }
         if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
-            throw ModelError(.unreadable, file: path, "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
+            throw ModelError(
+                .unreadable, file: path,
+                "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
         }
         do {
             return try Data(contentsOf: url)
@@ -35,8 +38,10 @@ enum CaffeFiles {
     static func decodePrototxt(_ data: Data, file path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
         guard let text = String(data: data, encoding: .utf8) else {
             if looksBinary(data) {
-                throw ModelError(.unreadable, file: path, "this is not a text prototxt but a binary file: "
-                    + "a .caffemodel goes with --weights, not --model")
+                throw ModelError(
+                    .unreadable, file: path,
+                    "this is not a text prototxt but a binary file: "
+                        + "a .caffemodel goes with --weights, not --model")
             }
             throw ModelError(.unreadable, file: path, "the prototxt is not valid UTF-8 text")
         }
@@ -75,8 +80,10 @@ enum CaffeFiles {
                 continue
             }
             let value = s.valueText(culprit)
-            throw ModelError(.syntax, file: file, "error at \(at): field '\(culprit.name)'"
-                + (value.isEmpty ? "" : " = \(value)") + ": \(describe(error))")
+            throw ModelError(
+                .syntax, file: file,
+                "error at \(at): field '\(culprit.name)'"
+                    + (value.isEmpty ? "" : " = \(value)") + ": \(describe(error))")
         }
         throw ModelError(.syntax, file: file, "too many unknown fields: is this a Caffe prototxt?")
     }
@@ -114,11 +121,15 @@ enum CaffeFiles {
         } catch {
             let looksText = String(data: data.prefix(4096), encoding: .utf8) != nil && !looksBinary(data)
             if looksText {
-                throw ModelError(.unreadable, file: path, "this is a text file, not a binary caffemodel: "
-                    + "a prototxt goes with --model, not --weights")
+                throw ModelError(
+                    .unreadable, file: path,
+                    "this is a text file, not a binary caffemodel: "
+                        + "a prototxt goes with --model, not --weights")
             }
-            throw ModelError(.unreadable, file: path, "the caffemodel is truncated or corrupt (\(binaryReason(error))): "
-                + "it does not decode as a Caffe NetParameter")
+            throw ModelError(
+                .unreadable, file: path,
+                "the caffemodel is truncated or corrupt (\(binaryReason(error))): "
+                    + "it does not decode as a Caffe NetParameter")
         }
     }
 
@@ -128,8 +139,10 @@ enum CaffeFiles {
         do {
             return try Caffe_BlobProto(serializedBytes: data)
         } catch {
-            throw ModelError(.unreadable, file: path, "the mean file is truncated or corrupt (\(binaryReason(error))): "
-                + "it does not decode as a Caffe BlobProto")
+            throw ModelError(
+                .unreadable, file: path,
+                "the mean file is truncated or corrupt (\(binaryReason(error))): "
+                    + "it does not decode as a Caffe BlobProto")
         }
     }
 
@@ -177,7 +190,9 @@ struct BlobValues {
         guard raw.count <= 32 else { throw fail("has \(raw.count) dimensions") }
         var count: Int64 = 1
         for d in raw {
-            guard d >= 0 else { throw fail("has a negative dimension (\(raw.map(String.init).joined(separator: "×")))") }
+            guard d >= 0 else {
+                throw fail("has a negative dimension (\(raw.map(String.init).joined(separator: "×")))")
+            }
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
             guard !overflow, p <= Int64(Self.maxElements) else {
                 throw fail("its shape \(raw.map(String.init).joined(separator: "×")) has more than 2^31 elements")
@@ -191,8 +206,9 @@ struct BlobValues {
             data = blob.doubleData.map { Float($0) }
         }
         guard data.count == Int(count) else {
-            throw fail("its shape \(dims.map(String.init).joined(separator: "×")) holds \(count) values "
-                + "but it stores \(data.count)")
+            throw fail(
+                "its shape \(dims.map(String.init).joined(separator: "×")) holds \(count) values "
+                    + "but it stores \(data.count)")
         }
     }
 }

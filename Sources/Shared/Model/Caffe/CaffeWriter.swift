@@ -35,7 +35,8 @@ public enum CaffeWriter {
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.drop(while: { $0 == " " })
             guard let colon = trimmed.range(of: ": ["), trimmed.hasSuffix("]"),
-                  !trimmed.contains("\""), !trimmed.contains("{") else {
+                !trimmed.contains("\""), !trimmed.contains("{")
+            else {
                 out.append(line)
                 continue
             }
@@ -58,57 +59,21 @@ public enum CaffeWriter {
         return b
     }
 
+    /// The Caffe layer (and its blobs) for `layer`: one, or two for a BatchNorm
+    /// with scale and bias (`batchNorm(_:of:into:)`).
     static func parameters(_ layer: Layer) throws -> [(Caffe_LayerParameter, [Caffe_BlobProto])] {
         var lp = Caffe_LayerParameter()
         lp.name = layer.name
         lp.bottom = layer.bottoms
         lp.top = layer.tops
         var blobs: [Caffe_BlobProto] = []
-        var extra: [(Caffe_LayerParameter, [Caffe_BlobProto])] = []
-        func pairFields(_ v: Size2, set: (UInt32, UInt32) -> Void) { set(UInt32(v.h), UInt32(v.w)) }
         switch layer.op {
         case .convolution(let c):
-            lp.type = "Convolution"
-            var p = Caffe_ConvolutionParameter()
-            p.numOutput = UInt32(c.outputs)
-            p.biasTerm = c.bias != nil
-            if c.kernel.isSquare { p.kernelSize = [UInt32(c.kernel.h)] } else { p.kernelH = UInt32(c.kernel.h); p.kernelW = UInt32(c.kernel.w) }
-            if c.stride != .one {
-                if c.stride.isSquare { p.stride = [UInt32(c.stride.h)] } else { p.strideH = UInt32(c.stride.h); p.strideW = UInt32(c.stride.w) }
-            }
-            if c.pad != .zero {
-                if c.pad.isSquare { p.pad = [UInt32(c.pad.h)] } else { p.padH = UInt32(c.pad.h); p.padW = UInt32(c.pad.w) }
-            }
-            if c.dilation != .one { p.dilation = [UInt32(c.dilation.h), UInt32(c.dilation.w)] }
-            if c.group != 1 { p.group = UInt32(c.group) }
-            lp.convolutionParam = p
-            blobs.append(blob(c.weights, [c.outputs, c.inputsPerGroup, c.kernel.h, c.kernel.w]))
-            if let b = c.bias { blobs.append(blob(b, [c.outputs])) }
+            blobs = convolution(c, into: &lp)
         case .pooling(let pl):
-            lp.type = "Pooling"
-            var p = Caffe_PoolingParameter()
-            p.pool = pl.method == .max ? .max : .ave
-            if pl.global {
-                p.globalPooling = true
-            } else {
-                if pl.kernel.isSquare { p.kernelSize = UInt32(pl.kernel.h) } else { p.kernelH = UInt32(pl.kernel.h); p.kernelW = UInt32(pl.kernel.w) }
-                if pl.stride.isSquare { p.stride = UInt32(pl.stride.h) } else { p.strideH = UInt32(pl.stride.h); p.strideW = UInt32(pl.stride.w) }
-                if pl.pad != .zero {
-                    if pl.pad.isSquare { p.pad = UInt32(pl.pad.h) } else { p.padH = UInt32(pl.pad.h); p.padW = UInt32(pl.pad.w) }
-                }
-            }
-            guard pl.dilation == .one else {
-                throw ModelError(layer: layer.name, "a dilated pooling window cannot be written as a Caffe layer")
-            }
-            lp.poolingParam = p
+            try pooling(pl, layer: layer.name, into: &lp)
         case .innerProduct(let ip):
-            lp.type = "InnerProduct"
-            var p = Caffe_InnerProductParameter()
-            p.numOutput = UInt32(ip.outputs)
-            p.biasTerm = ip.bias != nil
-            lp.innerProductParam = p
-            blobs.append(blob(ip.weights, [ip.outputs, ip.inputs]))
-            if let b = ip.bias { blobs.append(blob(b, [ip.outputs])) }
+            blobs = innerProduct(ip, into: &lp)
         case .relu(let slope):
             lp.type = "ReLU"
             if slope != 0 { var p = Caffe_ReLUParameter(); p.negativeSlope = slope; lp.reluParam = p }
@@ -117,44 +82,11 @@ public enum CaffeWriter {
         case .tanh:
             lp.type = "TanH"
         case .lrn(let l):
-            lp.type = "LRN"
-            var p = Caffe_LRNParameter()
-            p.localSize = UInt32(l.size)
-            p.alpha = l.alpha
-            p.beta = l.beta
-            p.k = l.k
-            if l.region == .withinChannel { p.normRegion = .withinChannel }
-            lp.lrnParam = p
+            lrn(l, into: &lp)
         case .batchNorm(let bn):
-            lp.type = "BatchNorm"
-            var p = Caffe_BatchNormParameter()
-            p.useGlobalStats = true
-            p.eps = bn.eps
-            lp.batchNormParam = p
-            let c = bn.mean.count
-            blobs = [blob(bn.mean, [c]), blob(bn.variance, [c]), blob([1], [1])]
-            if bn.scale != nil || bn.bias != nil {
-                // BatchNorm writes its own top; the Scale layer works in place on it.
-                let top = layer.tops.first ?? layer.name
-                lp.top = [top]
-                var sp = Caffe_LayerParameter()
-                sp.name = layer.name + "-scale"
-                sp.type = "Scale"
-                sp.bottom = [top]
-                sp.top = [top]
-                var p = Caffe_ScaleParameter()
-                p.biasTerm = true
-                sp.scaleParam = p
-                extra.append((sp, [blob(bn.scale ?? [Float](repeating: 1, count: c), [c]),
-                                   blob(bn.bias ?? [Float](repeating: 0, count: c), [c])]))
-            }
+            return batchNorm(bn, of: layer, into: lp)
         case .scale(let s):
-            lp.type = "Scale"
-            var p = Caffe_ScaleParameter()
-            p.biasTerm = s.bias != nil
-            lp.scaleParam = p
-            blobs.append(blob(s.scale, [s.scale.count]))
-            if let b = s.bias { blobs.append(blob(b, [b.count])) }
+            blobs = scale(s, into: &lp)
         case .identity:
             lp.type = layer.tops.count > 1 ? "Split" : "Dropout"
         case .softmax:
@@ -162,16 +94,8 @@ public enum CaffeWriter {
         case .concat:
             lp.type = "Concat"
         case .eltwise(let e):
-            lp.type = "Eltwise"
-            var p = Caffe_EltwiseParameter()
-            switch e.operation {
-            case .product: p.operation = .prod
-            case .sum: p.operation = .sum
-            case .max: p.operation = .max
-            }
-            p.coeff = e.coefficients
-            lp.eltwiseParam = p
+            eltwise(e, into: &lp)
         }
-        return [(lp, blobs)] + extra
+        return [(lp, blobs)]
     }
 }

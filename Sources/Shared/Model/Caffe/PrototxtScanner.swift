@@ -104,7 +104,8 @@ struct PrototxtScanner {
             pos += 1
             while pos < bytes.count {
                 let c = bytes[pos]
-                let exponentSign = (c == UInt8(ascii: "-") || c == UInt8(ascii: "+"))
+                let exponentSign =
+                    (c == UInt8(ascii: "-") || c == UInt8(ascii: "+"))
                     && (bytes[pos - 1] == UInt8(ascii: "e") || bytes[pos - 1] == UInt8(ascii: "E"))
                 guard Self.isIdentChar(c) || c == UInt8(ascii: ".") || exponentSign else { break }
                 pos += 1
@@ -157,8 +158,10 @@ struct PrototxtScanner {
             case .end:
                 if let closer {
                     let (l, c) = location(of: openedAt)
-                    throw fail(at, "missing '\(String(decoding: [closer], as: UTF8.self))' for the block opened "
-                        + "at line \(l), column \(c)")
+                    throw fail(
+                        at,
+                        "missing '\(String(decoding: [closer], as: UTF8.self))' for the block opened "
+                            + "at line \(l), column \(c)")
                 }
                 return entries
             case .punct(let p) where p == closer:
@@ -202,8 +205,9 @@ struct PrototxtScanner {
         switch t {
         case .punct(let p) where p == UInt8(ascii: "{") || p == UInt8(ascii: "<"):
             entry.bodyStart = pos
-            entry.children = try parseEntries(closer: p == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: ">"),
-                                              openedAt: at)
+            entry.children = try parseEntries(
+                closer: p == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: ">"),
+                openedAt: at)
         case .punct(UInt8(ascii: "[")) where hadColon:
             // A list: scalars or messages separated by commas.
             var first = true
@@ -212,8 +216,9 @@ struct PrototxtScanner {
                 if case .punct(UInt8(ascii: "]")) = lt, first { break }
                 switch lt {
                 case .punct(let p) where p == UInt8(ascii: "{") || p == UInt8(ascii: "<"):
-                    _ = try parseEntries(closer: p == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: ">"),
-                                         openedAt: lat)
+                    _ = try parseEntries(
+                        closer: p == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: ">"),
+                        openedAt: lat)
                 case .identifier, .number:
                     break
                 case .string:

@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension Net {
     /// The dense form of a fully convolutional net (docs/ARCHITECTURE.md §3): every layer
     /// after a stride-s layer is dilated by the accumulated stride and run with
@@ -19,14 +20,16 @@ extension Net {
                 dense.layers[i].op = .convolution(c)
             case .pooling(var p):
                 guard !p.global else {
-                    throw ModelError(layer: layer.name, "global pooling has no dense form: the net is not fully convolutional")
+                    throw ModelError(
+                        layer: layer.name, "global pooling has no dense form: the net is not fully convolutional")
                 }
                 p.dilation = Size2(p.dilation.h * j.h, p.dilation.w * j.w)
                 p.pad = Size2(p.pad.h * j.h, p.pad.w * j.w)
                 p.stride = .one
                 dense.layers[i].op = .pooling(p)
             case .innerProduct:
-                throw ModelError(layer: layer.name,
+                throw ModelError(
+                    layer: layer.name,
                     "is an InnerProduct: convert the net to a fully convolutional one first (net surgery)")
             case .lrn(let l) where l.region == .withinChannel:
                 lrnDilation[i] = j

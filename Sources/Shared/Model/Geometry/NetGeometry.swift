@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// How a patch classifier's output pixels map onto its input (docs/ARCHITECTURE.md §1–2):
 /// receptive field, total stride, where the first window starts, and whether
 /// the fully convolutional net is exactly the classifier applied to every patch.
@@ -39,11 +40,11 @@ extension Net {
     /// Throws when the net's output at patch size is not 1×1 or shapes don't fit.
     public func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
         guard let p = patch ?? patchSize else {
-            throw ModelError(.patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
+            throw ModelError(
+                .patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         let (_, shapes) = try shapes(input: p)
-        struct Position { var rf: Size2; var jump: Size2; var origin: Size2 }
-        var pos: [String: Position] = [inputName: Position(rf: .one, jump: .one, origin: .zero)]
+        var pos: [String: GeometryPosition] = [inputName: GeometryPosition(rf: .one, jump: .one, origin: .zero)]
         var inputShape: [String: Shape] = [inputName: Shape(c: inputChannels, h: p.h, w: p.w)]
         var reasons: [String] = []
         var perLayer: [LayerGeometry] = []
@@ -52,71 +53,10 @@ extension Net {
             guard let first = layer.bottoms.first, let at = pos[first], let inShape = inputShape[first] else {
                 throw ModelError(layer: layer.name, "has no input")
             }
-            for other in layer.bottoms.dropFirst() {
-                if let o = pos[other], o.jump != at.jump || o.origin != at.origin {
-                    throw ModelError(layer: layer.name,
-                        "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
-                        + "\(o.jump)/\(o.origin)): its output pixels would not line up")
-                }
-            }
-            var kernel = Size2.one, stride = Size2.one, pad = Size2.zero, dilation = Size2.one
-            switch layer.op {
-            case .convolution(let c):
-                (kernel, stride, pad, dilation) = (c.kernel, c.stride, c.pad, c.dilation)
-                if c.pad != .zero {
-                    reasons.append("layer '\(layer.name)' (Convolution \(c.kernel)) pads by \(c.pad)")
-                }
-            case .pooling(let pl):
-                if pl.global {
-                    kernel = inShape.spatial
-                } else {
-                    (kernel, stride, pad, dilation) = (pl.kernel, pl.stride, pl.pad, pl.dilation)
-                }
-                if pl.pad != .zero {
-                    reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel)) pads by \(pl.pad)")
-                }
-                let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
-                let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
-                if !pl.global, spanH % stride.h != 0 || spanW % stride.w != 0 {
-                    reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
-                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
-                        + "the output up to \(shapes[index].h)×\(shapes[index].w)")
-                }
-            case .innerProduct:
-                kernel = inShape.spatial
-            case .lrn(let l) where l.region == .withinChannel && l.size > 1:
-                // Caffe computes it with a size×size average pool padded by (size-1)/2.
-                kernel = Size2(square: l.size)
-                pad = Size2(square: (l.size - 1) / 2)
-                reasons.append("layer '\(layer.name)' (LRN within channel, \(l.size)×\(l.size)) pads by \(pad)")
-            default:
-                break
-            }
-            // Checked: absurd strides, kernels and dilations (each up to 65536) multiply
-            // past Int within a few layers.
-            func axis(_ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String)
-                throws -> (rf: Int, jump: Int, origin: Int) {
-                let extent = d.multipliedReportingOverflow(by: k - 1)
-                let grow = extent.partialValue.multipliedReportingOverflow(by: jump)
-                let newRF = rf.addingReportingOverflow(grow.partialValue)
-                let newJump = jump.multipliedReportingOverflow(by: s)
-                let shift = p.multipliedReportingOverflow(by: jump)
-                let newOrigin = origin.subtractingReportingOverflow(shift.partialValue)
-                let overflow = extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
-                    || newOrigin.overflow
-                guard !overflow, newRF.partialValue <= Self.maxGeometry, newJump.partialValue <= Self.maxGeometry,
-                      abs(newOrigin.partialValue) <= Self.maxGeometry else {
-                    throw ModelError(layer: layer.name,
-                        "its \(name) receptive field, total stride or offset exceeds \(Self.maxGeometry) pixels "
-                        + "(kernel \(kernel), stride \(stride), dilation \(dilation), pad \(pad) after a total stride "
-                        + "of \(at.jump)): larger than any image Tessera reads")
-                }
-                return (newRF.partialValue, newJump.partialValue, newOrigin.partialValue)
-            }
-            let h = try axis(at.rf.h, at.jump.h, at.origin.h, kernel.h, stride.h, pad.h, dilation.h, "vertical")
-            let w = try axis(at.rf.w, at.jump.w, at.origin.w, kernel.w, stride.w, pad.w, dilation.w, "horizontal")
-            let out = Position(rf: Size2(h.rf, w.rf), jump: Size2(h.jump, w.jump), origin: Size2(h.origin, w.origin))
-            perLayer.append(LayerGeometry(inputJump: at.jump, stride: stride, receptiveField: out.rf))
+            try checkAligned(layer, at: at, positions: pos)
+            let window = LayerWindow(layer, input: inShape, output: shapes[index], patch: p, reasons: &reasons)
+            let out = try at.after(window, layer: layer.name)
+            perLayer.append(LayerGeometry(inputJump: at.jump, stride: window.stride, receptiveField: out.rf))
             for top in layer.tops {
                 pos[top] = out
                 inputShape[top] = shapes[index]
@@ -126,13 +66,116 @@ extension Net {
             throw ModelError("the net has no layers")
         }
         guard outShape.h == 1, outShape.w == 1 else {
-            throw ModelError(layer: last.name,
+            throw ModelError(
+                layer: last.name,
                 "the net's output at patch size \(p) is \(outShape.h)×\(outShape.w), not 1×1: "
-                + "the patch size does not match the classifier (give the training crop size with --patch-size)")
+                    + "the patch size does not match the classifier (give the training crop size with --patch-size)")
         }
         let geometry = NetGeometry(
             patchSize: p, receptiveField: final.rf, stride: final.jump, origin: final.origin,
             inexactReasons: reasons, classes: outShape.c)
         return (geometry, perLayer)
+    }
+
+    /// A layer with several inputs needs them on one pixel grid: same total stride, same offset.
+    private func checkAligned(_ layer: Layer, at: GeometryPosition, positions pos: [String: GeometryPosition]) throws {
+        for other in layer.bottoms.dropFirst() {
+            if let o = pos[other], o.jump != at.jump || o.origin != at.origin {
+                throw ModelError(
+                    layer: layer.name,
+                    "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
+                        + "\(o.jump)/\(o.origin)): its output pixels would not line up")
+            }
+        }
+    }
+}
+
+/// Where a blob's pixels sit on the input: receptive field, spacing (total stride)
+/// and the input offset of its pixel 0's window.
+private struct GeometryPosition {
+    var rf: Size2
+    var jump: Size2
+    var origin: Size2
+
+    /// The position of a layer's output, given its window on this input. Checked:
+    /// absurd strides, kernels and dilations (each up to 65536) multiply past Int
+    /// within a few layers.
+    func after(_ window: LayerWindow, layer: String) throws -> GeometryPosition {
+        let h = try axis(
+            rf.h, jump.h, origin.h, window.kernel.h, window.stride.h, window.pad.h, window.dilation.h,
+            "vertical", window: window, layer: layer)
+        let w = try axis(
+            rf.w, jump.w, origin.w, window.kernel.w, window.stride.w, window.pad.w, window.dilation.w,
+            "horizontal", window: window, layer: layer)
+        return GeometryPosition(rf: Size2(h.rf, w.rf), jump: Size2(h.jump, w.jump), origin: Size2(h.origin, w.origin))
+    }
+
+    private func axis(
+        _ rf: Int, _ jump: Int, _ origin: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ name: String,
+        window: LayerWindow, layer: String
+    ) throws -> (rf: Int, jump: Int, origin: Int) {
+        let extent = d.multipliedReportingOverflow(by: k - 1)
+        let grow = extent.partialValue.multipliedReportingOverflow(by: jump)
+        let newRF = rf.addingReportingOverflow(grow.partialValue)
+        let newJump = jump.multipliedReportingOverflow(by: s)
+        let shift = p.multipliedReportingOverflow(by: jump)
+        let newOrigin = origin.subtractingReportingOverflow(shift.partialValue)
+        let overflow =
+            extent.overflow || grow.overflow || newRF.overflow || newJump.overflow || shift.overflow
+            || newOrigin.overflow
+        guard !overflow, newRF.partialValue <= Net.maxGeometry, newJump.partialValue <= Net.maxGeometry,
+            abs(newOrigin.partialValue) <= Net.maxGeometry
+        else {
+            throw ModelError(
+                layer: layer,
+                "its \(name) receptive field, total stride or offset exceeds \(Net.maxGeometry) pixels "
+                    + "(kernel \(window.kernel), stride \(window.stride), dilation \(window.dilation), pad \(window.pad) "
+                    + "after a total stride of \(self.jump)): larger than any image Tessera reads")
+        }
+        return (newRF.partialValue, newJump.partialValue, newOrigin.partialValue)
+    }
+}
+
+/// The window a layer slides over its input, as far as geometry is concerned; layers
+/// that work pixel by pixel have a 1×1 window of stride 1.
+private struct LayerWindow {
+    var kernel = Size2.one, stride = Size2.one, pad = Size2.zero, dilation = Size2.one
+
+    /// The layer's window at patch size; appends to `reasons` why the layer makes
+    /// the fully convolutional net inexact (padding, a partial pooling window).
+    init(_ layer: Layer, input inShape: Shape, output outShape: Shape, patch p: Size2, reasons: inout [String]) {
+        switch layer.op {
+        case .convolution(let c):
+            (kernel, stride, pad, dilation) = (c.kernel, c.stride, c.pad, c.dilation)
+            if c.pad != .zero {
+                reasons.append("layer '\(layer.name)' (Convolution \(c.kernel)) pads by \(c.pad)")
+            }
+        case .pooling(let pl):
+            if pl.global {
+                kernel = inShape.spatial
+            } else {
+                (kernel, stride, pad, dilation) = (pl.kernel, pl.stride, pl.pad, pl.dilation)
+            }
+            if pl.pad != .zero {
+                reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel)) pads by \(pl.pad)")
+            }
+            let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
+            let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
+            if !pl.global, spanH % stride.h != 0 || spanW % stride.w != 0 {
+                reasons.append(
+                    "layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
+                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
+                        + "the output up to \(outShape.h)×\(outShape.w)")
+            }
+        case .innerProduct:
+            kernel = inShape.spatial
+        case .lrn(let l) where l.region == .withinChannel && l.size > 1:
+            // Caffe computes it with a size×size average pool padded by (size-1)/2.
+            kernel = Size2(square: l.size)
+            pad = Size2(square: (l.size - 1) / 2)
+            reasons.append("layer '\(layer.name)' (LRN within channel, \(l.size)×\(l.size)) pads by \(pad)")
+        default:
+            break
+        }
     }
 }

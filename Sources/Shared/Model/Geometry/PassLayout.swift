@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Where every blob's pixels sit in the image during one forward pass of a net,
 /// and which layers read past their input's edges (padding).
 ///
@@ -41,20 +42,23 @@ public struct PassLayout: Sendable, Equatable {
                 window = Window(kernel: c.kernel, dilation: c.dilation, pad: c.pad, padValue: 0)
                 stride = c.stride
             case .pooling(let p) where !p.global:
-                window = Window(kernel: p.kernel, dilation: p.dilation, pad: p.pad,
-                                padValue: p.method == .max ? -Float.greatestFiniteMagnitude : 0)
+                window = Window(
+                    kernel: p.kernel, dilation: p.dilation, pad: p.pad,
+                    padValue: p.method == .max ? -Float.greatestFiniteMagnitude : 0)
                 stride = p.stride
             case .lrn(let l) where l.region == .withinChannel && l.size > 1:
                 // Caffe's within-channel LRN averages x² over a size×size window padded by (size−1)/2.
                 let d = lrnDilation?[i] ?? .one, half = (l.size - 1) / 2
-                window = Window(kernel: Size2(square: l.size), dilation: d, pad: Size2(half * d.h, half * d.w),
-                                padValue: 0)
+                window = Window(
+                    kernel: Size2(square: l.size), dilation: d, pad: Size2(half * d.h, half * d.w),
+                    padValue: 0)
             default:
                 break
             }
             let pad = window?.pad ?? .zero
-            let out = Placement(offset: Size2(at.offset.h - pad.h * at.jump.h, at.offset.w - pad.w * at.jump.w),
-                                jump: Size2(at.jump.h * stride.h, at.jump.w * stride.w))
+            let out = Placement(
+                offset: Size2(at.offset.h - pad.h * at.jump.h, at.offset.w - pad.w * at.jump.w),
+                jump: Size2(at.jump.h * stride.h, at.jump.w * stride.w))
             windows.append(window)
             inputs.append(at)
             outputs.append(out)

@@ -98,8 +98,9 @@ struct WireReader {
     mutating func u32(_ field: String, in range: ClosedRange<Int>) throws -> UInt32 {
         let v = try u32(field)
         guard range.contains(Int(v)) else {
-            throw error(range.lowerBound > Int(v) ? .invalidValue : .limitExceeded,
-                        "\(field) \(v) outside \(range.lowerBound)…\(range.upperBound)")
+            throw error(
+                range.lowerBound > Int(v) ? .invalidValue : .limitExceeded,
+                "\(field) \(v) outside \(range.lowerBound)…\(range.upperBound)")
         }
         return v
     }

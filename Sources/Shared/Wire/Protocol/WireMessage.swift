@@ -225,14 +225,16 @@ public enum WireMessage: Equatable, Sendable {
         #if _endian(little)
         return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             bytes.withUnsafeBytes { src in
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: src.prefix(count * 4)))
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: src.prefix(count * 4)))
             }
             initialized = count
         }
         #else
         return (0..<count).map { i in
-            Float(bitPattern: UInt32(bytes[4 * i]) | UInt32(bytes[4 * i + 1]) << 8
-                | UInt32(bytes[4 * i + 2]) << 16 | UInt32(bytes[4 * i + 3]) << 24)
+            Float(
+                bitPattern: UInt32(bytes[4 * i]) | UInt32(bytes[4 * i + 1]) << 8
+                    | UInt32(bytes[4 * i + 2]) << 16 | UInt32(bytes[4 * i + 3]) << 24)
         }
         #endif
     }

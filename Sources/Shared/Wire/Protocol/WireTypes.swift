@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Namespace for the payloads of `WireMessage` (kept apart from the engine's own
 /// types of similar names: converting is the coordinator's and worker's job).
 public enum Wire {
@@ -91,8 +92,10 @@ public enum Wire {
         public var memoryBytes: UInt64
         /// "cpu", "cuda:0"…
         public var device: String
-        public init(protocolVersion: UInt8 = WireMessage.version, workerName: String, threads: UInt32,
-                    memoryBytes: UInt64, device: String) {
+        public init(
+            protocolVersion: UInt8 = WireMessage.version, workerName: String, threads: UInt32,
+            memoryBytes: UInt64, device: String
+        ) {
             self.protocolVersion = protocolVersion; self.workerName = workerName; self.threads = threads
             self.memoryBytes = memoryBytes; self.device = device
         }
@@ -103,8 +106,10 @@ public enum Wire {
         public var jobID: UInt64, taskID: UInt64, attempt: UInt32
         public var classes: UInt32, height: UInt32, width: UInt32
         public var values: [Float]
-        public init(jobID: UInt64, taskID: UInt64, attempt: UInt32, classes: UInt32, height: UInt32, width: UInt32,
-                    values: [Float]) {
+        public init(
+            jobID: UInt64, taskID: UInt64, attempt: UInt32, classes: UInt32, height: UInt32, width: UInt32,
+            values: [Float]
+        ) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt
             self.classes = classes; self.height = height; self.width = width; self.values = values
         }
@@ -128,8 +133,10 @@ public enum Wire {
         public var heartbeatLiveness: UInt32
         /// Tasks the worker may hold at once.
         public var maxTasksInFlight: UInt32
-        public init(heartbeatIntervalMilliseconds: UInt32 = 1000, heartbeatLiveness: UInt32 = 3,
-                    maxTasksInFlight: UInt32 = 2) {
+        public init(
+            heartbeatIntervalMilliseconds: UInt32 = 1000, heartbeatLiveness: UInt32 = 3,
+            maxTasksInFlight: UInt32 = 2
+        ) {
             self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
             self.heartbeatLiveness = heartbeatLiveness
             self.maxTasksInFlight = maxTasksInFlight
@@ -153,10 +160,12 @@ public enum Wire {
         /// Opaque engine settings (small).
         public var options: [UInt8]
 
-        public init(jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode,
-                    outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0,
-                    imageHeight: UInt32 = 0, imageWidth: UInt32 = 0, input: PixelRegion,
-                    preprocessing: Preprocessing, options: [UInt8] = []) {
+        public init(
+            jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode,
+            outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0,
+            imageHeight: UInt32 = 0, imageWidth: UInt32 = 0, input: PixelRegion,
+            preprocessing: Preprocessing, options: [UInt8] = []
+        ) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.modelDigest = modelDigest
             self.mode = mode; self.outputRect = outputRect; self.displacementY = displacementY
             self.displacementX = displacementX; self.imageHeight = imageHeight; self.imageWidth = imageWidth
@@ -197,8 +206,10 @@ public enum Wire {
         public var prototxt: FileSource
         public var weights: FileSource
         public var image: FileSource
-        public init(mode: Mode, tileSize: UInt32, preprocessing: Preprocessing, outputOptions: String,
-                    prototxt: FileSource, weights: FileSource, image: FileSource) {
+        public init(
+            mode: Mode, tileSize: UInt32, preprocessing: Preprocessing, outputOptions: String,
+            prototxt: FileSource, weights: FileSource, image: FileSource
+        ) {
             self.mode = mode; self.tileSize = tileSize; self.preprocessing = preprocessing
             self.outputOptions = outputOptions; self.prototxt = prototxt; self.weights = weights; self.image = image
         }
@@ -221,9 +232,11 @@ public enum Wire {
         public var message: String
         /// Output files ready for `fetchRequest`.
         public var outputFiles: [String]
-        public init(jobID: UInt64?, state: JobState, tasksQueued: UInt64 = 0, tasksRunning: UInt64 = 0,
-                    tasksDone: UInt64 = 0, tasksFailed: UInt64 = 0, workers: UInt32 = 0, tasksPerSecond: Double = 0,
-                    pixelsPerSecond: Double = 0, message: String = "", outputFiles: [String] = []) {
+        public init(
+            jobID: UInt64?, state: JobState, tasksQueued: UInt64 = 0, tasksRunning: UInt64 = 0,
+            tasksDone: UInt64 = 0, tasksFailed: UInt64 = 0, workers: UInt32 = 0, tasksPerSecond: Double = 0,
+            pixelsPerSecond: Double = 0, message: String = "", outputFiles: [String] = []
+        ) {
             self.jobID = jobID; self.state = state; self.tasksQueued = tasksQueued; self.tasksRunning = tasksRunning
             self.tasksDone = tasksDone; self.tasksFailed = tasksFailed; self.workers = workers
             self.tasksPerSecond = tasksPerSecond; self.pixelsPerSecond = pixelsPerSecond

@@ -56,11 +56,14 @@ extension ZMQSocket {
         let maxBytes = limits.maxTotalBytes.addingReportingOverflow(256).overflow ? Int.max : limits.maxTotalBytes + 256
         let received: ZMQMessage?
         do {
-            received = dontWait ? try receiveIfAvailable(maxFrames: maxFrames, maxBytes: maxBytes)
+            received =
+                dontWait
+                ? try receiveIfAvailable(maxFrames: maxFrames, maxBytes: maxBytes)
                 : try receive(maxFrames: maxFrames, maxBytes: maxBytes)
         } catch ZMQError.messageTooLarge {
-            return WireEnvelope(peer: nil, userID: nil, peerAddress: nil,
-                                message: .failure(WireError(.limitExceeded, "message over \(maxFrames) frames or \(maxBytes) bytes")))
+            return WireEnvelope(
+                peer: nil, userID: nil, peerAddress: nil,
+                message: .failure(WireError(.limitExceeded, "message over \(maxFrames) frames or \(maxBytes) bytes")))
         }
         guard let received else { return nil }
         var frames = received.frames

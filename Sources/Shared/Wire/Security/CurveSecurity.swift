@@ -30,8 +30,9 @@ extension CurveClientSecurity {
     /// Reads the client's key pair (`NAME.key`) and the server's public key (`.pub`,
     /// or the server's `.key`, whose public half is used). Errors name the file.
     public static func load(secretKeyFile: String, serverKeyFile: String) throws -> CurveClientSecurity {
-        try CurveClientSecurity(keyPair: CurveKeyFiles.readSecret(secretKeyFile),
-                                serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
+        try CurveClientSecurity(
+            keyPair: CurveKeyFiles.readSecret(secretKeyFile),
+            serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
     }
 }
 
@@ -42,12 +43,13 @@ extension CurveServerSecurity {
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),
-              isDirectory.boolValue
+            isDirectory.boolValue
         else { throw ZMQKeyFileError(path: authorizedKeysDirectory, reason: "not a folder (authorized public keys)") }
         let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedKeysDirectory)
         guard !keys.isEmpty else {
-            throw ZMQKeyFileError(path: authorizedKeysDirectory,
-                                  reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
+            throw ZMQKeyFileError(
+                path: authorizedKeysDirectory,
+                reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
         }
         return CurveServerSecurity(keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory)
     }
@@ -63,8 +65,11 @@ enum CurveKeyFiles {
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw ZMQKeyFileError(path: path, reason: "not a regular file") }
         guard info.st_mode & 0o007 == 0 else {
-            throw ZMQKeyFileError(path: path, reason: String(format: "secret key file is accessible by other users (mode %o): chmod 600 it",
-                                                             info.st_mode & 0o777))
+            throw ZMQKeyFileError(
+                path: path,
+                reason: String(
+                    format: "secret key file is accessible by other users (mode %o): chmod 600 it",
+                    info.st_mode & 0o777))
         }
         return try ZMQCurve.readKeyPair(path: path)
     }
@@ -73,18 +78,25 @@ enum CurveKeyFiles {
 /// The ZAP policy of a CURVE coordinator: the keys of `directory` (re-read at most
 /// every `reloadSeconds` when a handshake arrives, so adding or deleting a `.pub`
 /// file takes effect without a restart) plus the server's own public key.
-package final class AuthorizedKeysPolicy: @unchecked Sendable {
+package final class AuthorizedKeysPolicy: Sendable {
+    /// The allow-list as last read, shared by every handshake that asks for it.
+    private struct Loaded: Sendable {
+        var keys: [ZMQCurveKey: String] = [:]
+        var loadedAt = -Double.infinity
+        /// Broken files already reported.
+        var reported: Set<String> = []
+    }
+
     private let directory: String
     private let ownKey: ZMQCurveKey
     private let reloadSeconds: Double
-    private let lock = NSLock()
-    private var keys: [ZMQCurveKey: String] = [:]
-    private var loadedAt = -Double.infinity
-    private var reported: Set<String> = []
+    private let loaded = Locked(Loaded())
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
-    package init(_ security: CurveServerSecurity, reloadSeconds: Double = 2,
-         onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void) {
+    package init(
+        _ security: CurveServerSecurity, reloadSeconds: Double = 2,
+        onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void
+    ) {
         directory = security.authorizedKeysDirectory
         ownKey = security.keyPair.publicKey
         self.reloadSeconds = reloadSeconds
@@ -94,21 +106,21 @@ package final class AuthorizedKeysPolicy: @unchecked Sendable {
     /// The current allow-list (reloaded when stale; the previous list is kept if the
     /// folder cannot be read).
     func current() -> [ZMQCurveKey: String] {
-        lock.lock()
-        defer { lock.unlock() }
-        let now = monotonicSeconds()
-        if now - loadedAt >= reloadSeconds {
-            var skipped: [ZMQKeyFileError] = []
-            if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
-                fresh[ownKey] = fresh[ownKey] ?? "coordinator"
-                keys = fresh
+        loaded.withLock { loaded in
+            let now = monotonicSeconds()
+            if now - loaded.loadedAt >= reloadSeconds {
+                var skipped: [ZMQKeyFileError] = []
+                if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
+                    fresh[ownKey] = fresh[ownKey] ?? "coordinator"
+                    loaded.keys = fresh
+                }
+                // Report each broken file once, not at every reload.
+                for error in skipped where !loaded.reported.contains(error.path) { onSkip(error) }
+                loaded.reported = Set(skipped.map(\.path))
+                loaded.loadedAt = now
             }
-            // Report each broken file once, not at every reload.
-            for error in skipped where !reported.contains(error.path) { onSkip(error) }
-            reported = Set(skipped.map(\.path))
-            loadedAt = now
+            return loaded.keys
         }
-        return keys
     }
 
     package var policy: ZAPPolicy {

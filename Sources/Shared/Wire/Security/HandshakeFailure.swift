@@ -2,8 +2,10 @@
 /// in words a user can act on (CURVE key not listed, mechanism mismatch, wrong key).
 public enum HandshakeFailure {
     /// The monitor events that say a handshake succeeded or failed.
-    public static let events: ZMQSocketEvent = [.handshakeSucceeded, .handshakeFailedAuth,
-                                                .handshakeFailedProtocol, .handshakeFailedNoDetail]
+    public static let events: ZMQSocketEvent = [
+        .handshakeSucceeded, .handshakeFailedAuth,
+        .handshakeFailedProtocol, .handshakeFailedNoDetail,
+    ]
 
     /// nil for a success or an unrelated event; otherwise why the peer at `endpoint`
     /// refused us, given whether we used CURVE.
@@ -17,7 +19,8 @@ public enum HandshakeFailure {
             // ZMTP error codes (zmq.h): 0x11000001 cryptographic, 0x11000002/3 mechanism or command mismatch.
             let code = "0x" + String(event.value, radix: 16)
             if event.value == 0x1100_0001 {
-                return "CURVE handshake with \(endpoint) failed (\(code), cryptographic error): wrong coordinator public key (--curve-server-key)?"
+                return
+                    "CURVE handshake with \(endpoint) failed (\(code), cryptographic error): wrong coordinator public key (--curve-server-key)?"
             }
             return curve
                 ? "security handshake with \(endpoint) failed (\(code)): does the coordinator run with --curve?"

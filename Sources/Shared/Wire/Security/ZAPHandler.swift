@@ -63,42 +63,47 @@ public struct ZAPPolicy: Sendable {
 ///     let zap = try ZAPHandler(context: context, policy: .allowList(keys)) { request, reason in
 ///         logger.warning("refused \(request.address): \(reason)")
 ///     }
-public final class ZAPHandler: @unchecked Sendable {
+public final class ZAPHandler: Sendable {
     /// The endpoint libzmq sends ZAP requests to.
     public static let endpoint = "inproc://zeromq.zap.01"
 
-    private final class State: @unchecked Sendable {
-        let lock = NSLock()
-        var stopping = false
-        var policy: ZAPPolicy
+    /// What the handler thread shares with its owner. The thread holds this, not the
+    /// handler, so dropping the handler still stops the thread (`deinit`).
+    private final class State: Sendable {
+        struct Shared: Sendable {
+            var stopping = false
+            var policy: ZAPPolicy
+            var startError: (any Error)?
+        }
+        let shared: Locked<Shared>
         let onRefusal: @Sendable (ZAPRequest, String) -> Void
         let started = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
-        var startError: Error?
         init(policy: ZAPPolicy, onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void) {
-            self.policy = policy
+            shared = Locked(Shared(policy: policy))
             self.onRefusal = onRefusal
         }
-        func withLock<R>(_ body: () -> R) -> R { lock.lock(); defer { lock.unlock() }; return body() }
     }
 
     private let state: State
-    private var stopped = false
-    private let stopLock = NSLock()
+    /// Whether `stop()` has run; held while it waits, so a second caller waits too.
+    private let stopped = Locked(false)
 
     /// Binds the handler in `context` and starts its thread. Throws if the endpoint is
     /// taken (another handler in this context). `onRefusal` runs on the handler thread.
-    public init(context: ZMQContext, policy: ZAPPolicy,
-                onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }) throws {
+    public init(
+        context: ZMQContext, policy: ZAPPolicy,
+        onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }
+    ) throws {
         let state = State(policy: policy, onRefusal: onRefusal)
         self.state = state
         let thread = Thread { Self.run(context: context, state: state) }
         thread.name = "tessera-zap"
         thread.start()
         state.started.wait()
-        if let error = state.startError {
+        if let error = state.shared.withLock({ $0.startError }) {
             state.finished.wait()
-            stopped = true
+            stopped.withLock { $0 = true }
             throw error
         }
     }
@@ -106,17 +111,17 @@ public final class ZAPHandler: @unchecked Sendable {
     /// Replaces the policy (e.g. after the authorized-keys folder changed). New
     /// handshakes use it; established connections are not affected.
     public func update(policy: ZAPPolicy) {
-        state.withLock { state.policy = policy }
+        state.shared.withLock { $0.policy = policy }
     }
 
     /// Stops the thread and closes its socket; waits (≤ ~100 ms) for it. Idempotent.
     public func stop() {
-        stopLock.lock()
-        defer { stopLock.unlock() }
-        guard !stopped else { return }
-        stopped = true
-        state.withLock { state.stopping = true }
-        state.finished.wait()
+        stopped.withLock { stopped in
+            guard !stopped else { return }
+            stopped = true
+            state.shared.withLock { $0.stopping = true }
+            state.finished.wait()
+        }
     }
 
     deinit { stop() }
@@ -127,12 +132,12 @@ public final class ZAPHandler: @unchecked Sendable {
         do {
             socket = try bindSocket(context)
         } catch {
-            state.startError = error
+            state.shared.withLock { $0.startError = error }
             state.started.signal()
             return
         }
         state.started.signal()
-        while !state.withLock({ state.stopping }) {
+        while !state.shared.withLock({ $0.stopping }) {
             do {
                 guard try socket.waitForMessage(timeoutMilliseconds: 100) else { continue }
                 let message = try socket.receive(maxFrames: 16, maxBytes: 64 * 1024)
@@ -160,9 +165,10 @@ public final class ZAPHandler: @unchecked Sendable {
         guard frames.count >= 6, text(0) == "1.0" else {
             return [Array("1.0".utf8), requestID, Array("500".utf8), Array("malformed ZAP request".utf8), [], []]
         }
-        let request = ZAPRequest(domain: text(2), address: text(3), identity: frames[4], mechanism: text(5),
-                                 credentials: Array(frames.dropFirst(6)))
-        let policy = state.withLock { state.policy }
+        let request = ZAPRequest(
+            domain: text(2), address: text(3), identity: frames[4], mechanism: text(5),
+            credentials: Array(frames.dropFirst(6)))
+        let policy = state.shared.withLock { $0.policy }
         switch policy.decide(request) {
         case .allow(let userID):
             return [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(userID.utf8), []]

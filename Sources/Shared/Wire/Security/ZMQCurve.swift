@@ -16,7 +16,8 @@ public struct ZMQCurveKey: Hashable, Sendable, ZMQOptionValue, CustomStringConve
     public init?(z85: String) {
         let text = z85.trimmingCharacters(in: .whitespacesAndNewlines)
         let utf8 = Array(text.utf8)
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
+        let alphabet = Array(
+            "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
         guard utf8.count == 40, utf8.allSatisfy(alphabet.contains) else { return nil }
         var out = [UInt8](repeating: 0, count: 32)
         let ok = out.withUnsafeMutableBufferPointer { zmq_z85_decode($0.baseAddress, text) != nil }
@@ -91,8 +92,10 @@ public enum ZMQCurve {
     /// written; with `replace`, each file is written aside and renamed over the old one.
     /// Returns the two paths.
     @discardableResult
-    public static func writeKeyFiles(_ pair: ZMQCurveKeyPair, name: String, directory: String,
-                                     replace: Bool = false) throws
+    public static func writeKeyFiles(
+        _ pair: ZMQCurveKeyPair, name: String, directory: String,
+        replace: Bool = false
+    ) throws
         -> (publicPath: String, secretPath: String)
     {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
@@ -101,7 +104,8 @@ public enum ZMQCurve {
         let base = (directory as NSString).appendingPathComponent(name)
         let publicPath = base + ".pub", secretPath = base + ".key"
         let publicText = "# Tessera CURVE public key '\(name)'\npublic-key = \"\(pair.publicKey.z85)\"\n"
-        let secretText = "# Tessera CURVE secret key '\(name)': keep private\n"
+        let secretText =
+            "# Tessera CURVE secret key '\(name)': keep private\n"
             + "public-key = \"\(pair.publicKey.z85)\"\nsecret-key = \"\(pair.secretKey.z85)\"\n"
         if !replace {
             for path in [secretPath, publicPath] where access(path, F_OK) == 0 {
@@ -138,7 +142,7 @@ public enum ZMQCurve {
     public static func readKeyPair(path: String) throws -> ZMQCurveKeyPair {
         let fields = try readFields(path: path)
         guard let p = fields["public-key"].flatMap(ZMQCurveKey.init(z85:)),
-              let s = fields["secret-key"].flatMap(ZMQCurveKey.init(z85:))
+            let s = fields["secret-key"].flatMap(ZMQCurveKey.init(z85:))
         else { throw ZMQKeyFileError(path: path, reason: "needs valid public-key and secret-key") }
         return ZMQCurveKeyPair(publicKey: p, secretKey: s)
     }
@@ -146,9 +150,10 @@ public enum ZMQCurve {
     /// Loads every `*.pub` and `*.key` file in `directory` as an allow-list entry:
     /// public key → key name (file name without extension), used as the ZAP User-Id.
     /// Unreadable or invalid files are reported through `onSkip` and skipped.
-    public static func loadAuthorizedKeys(directory: String,
-                                          onSkip: (ZMQKeyFileError) -> Void = { _ in }) throws -> [ZMQCurveKey: String]
-    {
+    public static func loadAuthorizedKeys(
+        directory: String,
+        onSkip: (ZMQKeyFileError) -> Void = { _ in }
+    ) throws -> [ZMQCurveKey: String] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         var keys: [ZMQCurveKey: String] = [:]
         for file in names where file.hasSuffix(".pub") || file.hasSuffix(".key") {
@@ -166,16 +171,20 @@ public enum ZMQCurve {
     /// Makes `socket` a CURVE server with `pair` (set before `bind`). Clients are
     /// authenticated only if a `ZAPHandler` runs in the same context and `zapDomain`
     /// is set: without a handler libzmq accepts any client key.
-    public static func configureServer(_ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
-                                       zapDomain: String = "tessera") throws {
+    public static func configureServer(
+        _ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
+        zapDomain: String = "tessera"
+    ) throws {
         try socket.set(.curveServer, true)
         try socket.set(.curveSecretKey, pair.secretKey)
         try socket.set(.zapDomain, zapDomain)
     }
 
     /// Makes `socket` a CURVE client of the server with `serverKey` (set before `connect`).
-    public static func configureClient(_ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
-                                       serverKey: ZMQCurveKey) throws {
+    public static func configureClient(
+        _ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
+        serverKey: ZMQCurveKey
+    ) throws {
         try socket.set(.curveServerKey, serverKey)
         try socket.set(.curvePublicKey, pair.publicKey)
         try socket.set(.curveSecretKey, pair.secretKey)
@@ -185,7 +194,7 @@ public enum ZMQCurve {
 
     private static func readFields(path: String) throws -> [String: String] {
         guard let data = FileManager.default.contents(atPath: path), data.count <= 64 * 1024,
-              let text = String(data: data, encoding: .utf8)
+            let text = String(data: data, encoding: .utf8)
         else { throw ZMQKeyFileError(path: path, reason: "unreadable or not UTF-8") }
         var fields: [String: String] = [:]
         for rawLine in text.split(whereSeparator: \.isNewline) {

@@ -1,4 +1,5 @@
 import CZeroMQ
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,6 +19,8 @@ import Darwin
 ///
 /// A context is thread-safe (unlike its sockets).
 public final class ZMQContext: @unchecked Sendable {
+    // Unchecked because `handle` is a raw pointer: libzmq documents a context as safe
+    // to use from any thread, and `handle` never changes after `init`.
     /// The version of libzmq this program runs with.
     public static var libraryVersion: String {
         var major: CInt = 0, minor: CInt = 0, patch: CInt = 0

@@ -91,8 +91,9 @@ public struct ZMQMonitor: ~Copyable {
         let head = message.frames[0]
         let event = head.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt16.self) }
         let value = head.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 2, as: UInt32.self) }
-        return ZMQMonitorEvent(event: ZMQSocketEvent(rawValue: event), value: value,
-                               endpoint: String(decoding: message.frames[1], as: UTF8.self))
+        return ZMQMonitorEvent(
+            event: ZMQSocketEvent(rawValue: event), value: value,
+            endpoint: String(decoding: message.frames[1], as: UTF8.self))
     }
 }
 

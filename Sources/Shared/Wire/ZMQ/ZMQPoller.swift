@@ -44,9 +44,10 @@ public struct ZMQPoller {
     public mutating func poll(timeoutMilliseconds: Int) throws -> Int {
         let count = items.count
         let timeout = CLong(clamping: timeoutMilliseconds)
-        return Int(try items.withUnsafeMutableBufferPointer { buffer in
-            try ZMQCall.check { zmq_poll(buffer.baseAddress, CInt(count), timeout) }
-        })
+        return Int(
+            try items.withUnsafeMutableBufferPointer { buffer in
+                try ZMQCall.check { zmq_poll(buffer.baseAddress, CInt(count), timeout) }
+            })
     }
 
     /// The events that fired for the socket at `index` in the last `poll`.

@@ -147,8 +147,9 @@ public struct ZMQSocket: ~Copyable {
     private func receive(dontWait: Bool, maxFrames: Int, maxBytes: Int) throws -> ZMQMessage? {
         let raw = ZMQRawMessage()
         guard try raw.receive(from: handle, dontWait: dontWait) else { return nil }
-        var message = ZMQMessage(frames: [], userID: raw.property("User-Id"),
-                                 peerAddress: raw.property("Peer-Address"))
+        var message = ZMQMessage(
+            frames: [], userID: raw.property("User-Id"),
+            peerAddress: raw.property("Peer-Address"))
         var total = 0
         var overflow = false
         while true {

@@ -15,12 +15,13 @@ struct ArchivedJob {
     let outputFiles: [String]
 
     func status(workers: Int) -> Wire.JobStatus {
-        Wire.JobStatus(jobID: id, state: state, tasksDone: state == .done ? UInt64(tasks) : 0, workers: UInt32(workers),
-                       message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+        Wire.JobStatus(
+            jobID: id, state: state, tasksDone: state == .done ? UInt64(tasks) : 0, workers: UInt32(workers),
+            message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }
 }
 
-extension CoordinatorService {
+extension CoordinatorLoop {
     /// Reads the store back at start: ended jobs stay answerable (`status`, `fetch`);
     /// every unfinished job is rebuilt from its stored spec, model and image, its
     /// completed tiles are placed from their files (checked: size, geometry, CRC) and
@@ -31,8 +32,9 @@ extension CoordinatorService {
             let dir = store.directory(id)
             do {
                 guard let record = try store.readRecord(id) else {
-                    logger.warning("store: skipped a job entry without \(JobRecord.fileName) (its submission was interrupted)",
-                                   metadata: ["job": "\(id)", "folder": "\(dir)"])
+                    logger.warning(
+                        "store: skipped a job entry without \(JobRecord.fileName) (its submission was interrupted)",
+                        metadata: ["job": "\(id)", "folder": "\(dir)"])
                     continue
                 }
                 if let ending = try store.readEnding(id) {
@@ -41,10 +43,12 @@ extension CoordinatorService {
                     try resume(id, record)
                 }
             } catch {
-                logger.error("store: cannot resume a job: it is marked failed",
-                             metadata: ["job": "\(id)", "folder": "\(dir)", "error": "\(error)"])
-                archived[id] = ArchivedJob(id: id, state: .failed, message: "cannot resume from the store: \(error)",
-                                           tasks: 0, outputFiles: [])
+                logger.error(
+                    "store: cannot resume a job: it is marked failed",
+                    metadata: ["job": "\(id)", "folder": "\(dir)", "error": "\(error)"])
+                archived[id] = ArchivedJob(
+                    id: id, state: .failed, message: "cannot resume from the store: \(error)",
+                    tasks: 0, outputFiles: [])
             }
         }
     }
@@ -60,7 +64,8 @@ extension CoordinatorService {
             if !missing.isEmpty {
                 state = .failed
                 message = "outputs missing from the store: " + missing.joined(separator: ", ")
-                logger.error("store: a finished job's outputs are missing", metadata: ["job": "\(id)", "files": "\(missing)"])
+                logger.error(
+                    "store: a finished job's outputs are missing", metadata: ["job": "\(id)", "files": "\(missing)"])
                 files = []
             }
         }
@@ -71,31 +76,40 @@ extension CoordinatorService {
     private func resume(_ id: UInt64, _ record: JobRecord) throws {
         let dir = store.directory(id)
         let options = try JobOptions(encoded: record.options)
-        let bundle = ModelBundle(prototxt: try store.read(id, "deploy.prototxt") ?? [],
-                                 weights: try store.read(id, "weights.caffemodel") ?? [])
+        let bundle = ModelBundle(
+            prototxt: try store.read(id, "deploy.prototxt") ?? [],
+            weights: try store.read(id, "weights.caffemodel") ?? [])
         guard bundle.digest.hex == record.modelDigest else {
             throw ClusterError("the model files in \(dir) do not match their recorded SHA-256 (corrupt or replaced)")
         }
         let imagePath = dir + "/image.png"
         guard let image = try store.read(id, "image.png") else { throw ClusterError("\(imagePath) is missing") }
         guard image.count == record.imageBytes, CRC32.checksum(image) == record.imageCRC32 else {
-            throw ClusterError("\(imagePath) is corrupt: \(image.count) bytes, CRC-32 "
-                               + String(format: "%08x, recorded %d bytes, %08x", CRC32.checksum(image),
-                                        record.imageBytes, record.imageCRC32))
+            throw ClusterError(
+                "\(imagePath) is corrupt: \(image.count) bytes, CRC-32 "
+                    + String(
+                        format: "%08x, recorded %d bytes, %08x", CRC32.checksum(image),
+                        record.imageBytes, record.imageCRC32))
         }
-        let job = try makeJob(id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
-                              preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
-                              stem: record.stem)
+        let job = try makeJob(
+            id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
+            preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
+            stem: record.stem)
         try? FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
         let unusable = restoreTiles(job)
         job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
         let n = job.tasks.count
-        job.message = "resumed: \(job.restored)/\(n) tiles restored from the store, \(n - job.restored) to compute"
+        job.message =
+            "resumed: \(job.restored)/\(n) tiles restored from the store, \(n - job.restored) to compute"
             + (unusable > 0 ? " (\(unusable) stored tiles were unusable)" : "")
         register(job)
-        logger.info("resumed job \(id): \(job.restored)/\(n) tiles from store", metadata: [
-            "job": "\(id)", "image": "\(record.stem)", "restored": "\(job.restored)", "to-compute": "\(n - job.restored)",
-            "unusable": "\(unusable)"])
+        logger.info(
+            "resumed job \(id): \(job.restored)/\(n) tiles from store",
+            metadata: [
+                "job": "\(id)", "image": "\(record.stem)", "restored": "\(job.restored)",
+                "to-compute": "\(n - job.restored)",
+                "unusable": "\(unusable)",
+            ])
         if job.done == n { finish(job) }
     }
 
@@ -109,7 +123,8 @@ extension CoordinatorService {
                 try? FileManager.default.removeItem(atPath: path)
                 logger.debug("store: removed an interrupted tile write", metadata: ["file": "\(path)"])
             } else {
-                logger.warning("store: ignored a file that is not a tile", metadata: ["job": "\(job.id)", "file": "\(path)"])
+                logger.warning(
+                    "store: ignored a file that is not a tile", metadata: ["job": "\(job.id)", "file": "\(path)"])
             }
         }
         var unusable = 0
@@ -123,21 +138,29 @@ extension CoordinatorService {
                 let size = job.plan.tasks.outputSize(task)
                 // The size first: a replaced, oversized file is refused without reading it.
                 let expected = TileFile.headerBytes + job.plan.classes * size.h * size.w * 4 + 4
-                let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+                let bytes =
+                    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
                 guard bytes == expected else {
-                    throw TileFile.Unusable("\(bytes) bytes, expected \(expected) (truncated or not a tile of this job)")
+                    throw TileFile.Unusable(
+                        "\(bytes) bytes, expected \(expected) (truncated or not a tile of this job)")
                 }
-                guard let data = FileManager.default.contents(atPath: path) else { throw TileFile.Unusable("unreadable") }
-                let values = try TileFile.decode([UInt8](data), index: index, task: task, classes: job.plan.classes,
-                                                 height: size.h, width: size.w)
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw TileFile.Unusable("unreadable")
+                }
+                let values = try TileFile.decode(
+                    [UInt8](data), index: index, task: task, classes: job.plan.classes,
+                    height: size.h, width: size.w)
                 job.assembler?.add(task, result: values, classes: job.plan.classes, rows: size.h, cols: size.w)
                 job.states[index] = .done
                 job.done += 1
                 job.restored += 1
             } catch {
                 unusable += 1
-                logger.error("store: tile unusable, recomputing it", metadata: [
-                    "job": "\(job.id)", "task": "\(index)", "file": "\(path)", "reason": "\(error)"])
+                logger.error(
+                    "store: tile unusable, recomputing it",
+                    metadata: [
+                        "job": "\(job.id)", "task": "\(index)", "file": "\(path)", "reason": "\(error)",
+                    ])
                 try? FileManager.default.removeItem(atPath: path)
             }
         }

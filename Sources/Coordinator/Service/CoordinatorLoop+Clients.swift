@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraCore
+import TesseraWire
+
+/// The client endpoint: submissions, status, cancellation and output downloads. Every
+/// request gets exactly one reply.
+extension CoordinatorLoop {
+    func handleClient(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
+        guard let peer = envelope.peer else { return }
+        let reply: WireMessage
+        switch envelope.message {
+        case .failure(let error):
+            rejects.warning(
+                "malformed-client", "rejected a malformed client message",
+                metadata: ["peer": "\(peer)", "reason": "\(error)"])
+            reply = .error(message: "malformed message: \(error)")
+        case .success(.submit(let spec)):
+            reply = submit(spec)
+        case .success(.statusRequest(let id)):
+            reply = id.map(jobStatus) ?? clusterStatus()
+        case .success(.cancel(let id)):
+            reply = cancel(id)
+        case .success(.fetchRequest(let req)):
+            reply = fetch(req)
+        case .success(let other):
+            rejects.warning(
+                "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
+            reply = .error(message: "unexpected message \(other.type)")
+        }
+        do {
+            try socket.send(reply, to: peer, flags: .dontWait)
+        } catch {
+            logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A new job's id, or why it was refused (also while shutting down).
+    private func submit(_ spec: Wire.JobSpec) -> WireMessage {
+        if draining {
+            return .error(message: "the coordinator is shutting down: submit again once it is back")
+        }
+        do {
+            return .submitted(jobID: try createJob(spec))
+        } catch {
+            logger.warning("job refused", metadata: ["error": "\(error)"])
+            return .error(message: "\(error)")
+        }
+    }
+
+    /// The status of a job of this coordinator's life or of the store's past.
+    private func jobStatus(_ id: UInt64) -> WireMessage {
+        jobs[id].map { .status($0.status(workers: workers.count)) }
+            ?? archived[id].map { .status($0.status(workers: workers.count)) }
+            ?? .status(
+                Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
+    }
+
+    /// The cluster's status: task counts over the active jobs, and the workers.
+    private func clusterStatus() -> WireMessage {
+        let active = jobs.values.filter(\.isActive)
+        return .status(
+            Wire.JobStatus(
+                jobID: nil, state: active.isEmpty ? .done : .running,
+                tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
+                tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
+                tasksDone: UInt64(jobs.values.reduce(0) { $0 + $1.done }), workers: UInt32(workers.count),
+                message: "\(active.count) active job(s) of \(jobs.count); workers: "
+                    + workerOrder.compactMap {
+                        workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" }
+                    }
+                    .joined(separator: ", ")))
+    }
+
+    /// Cancels an active job; an ended one keeps its status.
+    private func cancel(_ id: UInt64) -> WireMessage {
+        if let job = jobs[id] {
+            abort(job, state: .cancelled, message: "cancelled by a client")
+            return .status(job.status(workers: workers.count))
+        } else if let old = archived[id] {
+            return .status(old.status(workers: workers.count))
+        }
+        return .error(message: "no job \(id)")
+    }
+
+    func fetch(_ req: Wire.FetchRequest) -> WireMessage {
+        let state: Wire.JobState
+        let files: [String]
+        if let job = jobs[req.jobID] {
+            (state, files) = (job.state, job.outputFiles)
+        } else if let old = archived[req.jobID] {
+            (state, files) = (old.state, old.outputFiles)
+        } else {
+            return .error(message: "no job \(req.jobID)")
+        }
+        guard state == .done else { return .error(message: "job \(req.jobID) is \(state), not done") }
+        guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }),
+            let handle = FileHandle(forReadingAtPath: path)
+        else {
+            return .error(message: "job \(req.jobID) has no output \(req.fileName)")
+        }
+        defer { try? handle.close() }
+        do {
+            let total = try handle.seekToEnd()
+            guard req.offset <= total else { return .error(message: "offset \(req.offset) beyond \(total) bytes") }
+            try handle.seek(toOffset: req.offset)
+            let count = Int(min(UInt64(min(req.maxBytes, 16 << 20)), total - req.offset))
+            let data = try handle.read(upToCount: count) ?? Data()
+            return .fetchData(
+                Wire.FetchChunk(
+                    jobID: req.jobID, fileName: req.fileName, offset: req.offset,
+                    totalSize: total, bytes: [UInt8](data)))
+        } catch {
+            return .error(message: "reading \(req.fileName): \(error)")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import TesseraCore
+import TesseraWire
+
+/// Scheduling: which worker gets which task next, with per-worker credit, jobs taken
+/// in turn, and copies of overdue tasks (stragglers) sent to other workers.
+extension CoordinatorLoop {
+    /// Gives each worker tasks up to its credit: first a copy of an overdue task that
+    /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
+    func dispatch(_ socket: borrowing ZMQSocket) {
+        let now = monotonicSeconds()
+        var overdue: [Overdue] = []
+        if now - lastStragglerScan >= 0.1 {
+            lastStragglerScan = now
+            overdue = overdueTasks(now)
+        }
+        guard !overdue.isEmpty || jobs.values.contains(where: { $0.isActive && !$0.pending.isEmpty }) else { return }
+        var turn = rotation
+        for id in workerOrder {
+            guard let w = workers[id] else { continue }
+            while w.inFlight.count < configuration.credit {
+                if let k = overdue.firstIndex(where: { $0.holder != w.id }) {
+                    let late = overdue.remove(at: k)
+                    guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
+                        attempts.count == 1
+                    else { continue }
+                    guard send(late.job, late.index, to: w, socket) else { break }
+                    late.job.copiesSent += 1
+                    logger.warning(
+                        "straggler: task overdue, a copy sent to another worker",
+                        metadata: [
+                            "job": "\(late.job.id)", "task": "\(late.index)",
+                            "worker": "\(workers[late.holder]?.name ?? "?")", "copy-to": "\(w.name)",
+                            "running": "\(String(format: "%.2f", now - attempts[0].since))s",
+                            "deadline": "\(String(format: "%.2f", late.deadline))s",
+                        ])
+                    continue
+                }
+                let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
+                if candidates.isEmpty { break }
+                let job = candidates[turn % candidates.count]
+                turn += 1
+                let index = job.pending.removeLast()
+                guard send(job, index, to: w, socket) else {
+                    job.pending.append(index)
+                    break
+                }
+            }
+        }
+        rotation = turn
+    }
+
+    struct Overdue {
+        let job: CoordinatorJob
+        let index: Int
+        let holder: RoutingID
+        let deadline: Double
+    }
+
+    /// Running tasks with a single copy that have run past their job's deadline, most overdue first.
+    func overdueTasks(_ now: Double) -> [Overdue] {
+        var out: [(Overdue, Double)] = []
+        for id in jobOrder {
+            guard let job = jobs[id], job.isActive, job.running > 0, let limit = job.taskDeadline else { continue }
+            for (index, state) in job.states.enumerated() {
+                if case .running(let a) = state, a.count == 1, now - a[0].since > limit {
+                    out.append(
+                        (
+                            Overdue(job: job, index: index, holder: a[0].worker, deadline: limit),
+                            now - a[0].since - limit
+                        ))
+                }
+            }
+        }
+        return out.sorted { $0.1 > $1.1 }.map(\.0)
+    }
+
+    /// Sends task `index` of `job` to `w` as a new attempt. False if the send failed
+    /// (the task is not dispatched; an unreachable worker is retired).
+    func send(_ job: CoordinatorJob, _ index: Int, to w: Worker, _ socket: borrowing ZMQSocket) -> Bool {
+        let attempt = (job.attempts[index] ?? 0) + 1
+        guard let spec = job.spec(index, attempt: attempt) else {
+            abort(job, state: .failed, message: "task \(index) cannot be expressed on the wire")
+            return true
+        }
+        do {
+            try socket.send(.task(spec), to: w.id, flags: .dontWait)
+        } catch {
+            if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
+            return false
+        }
+        let now = monotonicSeconds()
+        w.lastSent = now
+        job.attempts[index] = attempt
+        let a = CoordinatorJob.Attempt(worker: w.id, number: attempt, since: now)
+        if case .running(let others) = job.states[index] {
+            job.states[index] = .running(others + [a])
+        } else {
+            job.states[index] = .running([a])
+            job.running += 1
+        }
+        w.inFlight.insert(spec.ref)
+        return true
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import TesseraCore
+import TesseraImage
+import TesseraWire
+
+/// How a job ends: its outputs written off the loop thread and collected back on it,
+/// a failure or a cancellation, and the end recorded in the store.
+extension CoordinatorLoop {
+    func finish(_ job: CoordinatorJob) {
+        guard let assembler = job.assembler, let image = job.image else { return }
+        job.assembler = nil
+        let options: OutputOptions
+        do {
+            options = try job.options.outputOptions(directory: job.outputDirectory, stem: job.stem)
+            try FileManager.default.createDirectory(atPath: job.outputDirectory, withIntermediateDirectories: true)
+        } catch {
+            abort(job, state: .failed, message: "\(error)")
+            return
+        }
+        let id = job.id
+        let (logger, completions) = (self.logger, self.completions)
+        finishQueue.async {
+            let result = Result {
+                try writeOutputs(map: assembler.finish(), image: image, options: options, logger: logger)
+            }
+            completions.withLock { $0.append((id, result)) }
+        }
+    }
+
+    func collectCompletions() {
+        let done = completions.withLock { completions in
+            defer { completions.removeAll() }
+            return completions
+        }
+        for (id, result) in done {
+            guard let job = jobs[id] else { continue }
+            job.finished = monotonicSeconds()
+            job.image = nil
+            switch result {
+            case .success(let files):
+                job.outputFiles = files
+                job.state = .done
+                logger.info(
+                    "job finished",
+                    metadata: [
+                        "job": "\(id)", "seconds": "\(String(format: "%.2f", job.finished! - job.started))",
+                        "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
+                        "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
+                        "workers": "\(job.workersUsed.count)", "files": "\(files.count)",
+                    ])
+            case .failure(let error):
+                job.state = .failed
+                job.message = "writing the outputs failed: \(error)"
+                logger.error("job failed", metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+            persistEnding(job)
+        }
+    }
+
+    /// Records in the store how the job ended (so a restart does not resume it) and
+    /// drops its tiles, which the outputs now hold. Queued after the job's tile writes.
+    func persistEnding(_ job: CoordinatorJob) {
+        guard persistent else { return }
+        let ending = JobEnding(
+            state: job.state, message: job.message, tasks: job.tasks.count,
+            files: job.outputFiles.map { ($0 as NSString).lastPathComponent })
+        let (store, logger, id) = (store, logger, job.id)
+        storeQueue.async {
+            do {
+                try store.writeEnding(ending, id)
+                try? FileManager.default.removeItem(atPath: store.tilesDirectory(id))
+            } catch {
+                logger.error(
+                    "cannot record the job's end in the store (a restart will redo it)",
+                    metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func abort(_ job: CoordinatorJob, state: Wire.JobState, message: String) {
+        guard job.isActive else { return }
+        job.state = state
+        job.message = message
+        job.finished = monotonicSeconds()
+        job.pending.removeAll()
+        job.assembler = nil
+        job.image = nil
+        for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
+        job.running = 0
+        if state == .failed {
+            logger.error("job failed", metadata: ["job": "\(job.id)", "error": "\(message)"])
+        } else {
+            logger.info("job cancelled", metadata: ["job": "\(job.id)"])
+        }
+        persistEnding(job)
+    }
+}

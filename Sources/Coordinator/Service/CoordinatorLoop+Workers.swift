@@ -1,0 +1,278 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraCore
+import TesseraWire
+
+/// The worker endpoint: registration, results and failures (checked against what was
+/// asked of whom), model requests, goodbyes, heartbeats both ways and the retirement
+/// of silent or departing workers, whose tasks go back to the queue.
+extension CoordinatorLoop {
+    func handleWorker(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
+        guard let peer = envelope.peer else { return }
+        let message: WireMessage
+        switch envelope.message {
+        case .success(let m): message = m
+        case .failure(let error):
+            rejects.warning(
+                "malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
+                metadata: [
+                    "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
+                    "reason": "\(error)",
+                ])
+            return
+        }
+        if case .hello(let hello) = message {
+            register(hello, peer: peer, socket)
+            return
+        }
+        guard let worker = workers[peer] else {
+            // A stranger, or a worker this coordinator forgot (restart, declared dead): make it register again.
+            rejects.warning(
+                "unregistered", "message from an unregistered worker: asked it to say hello",
+                metadata: ["peer": "\(String(peer.description.prefix(16)))", "type": "\(message.type)"])
+            try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
+            return
+        }
+        worker.lastHeard = monotonicSeconds()
+        switch message {
+        case .heartbeat:
+            break
+        case .result(let result):
+            handleResult(result, from: worker)
+        case .taskFailed(let failure):
+            handleFailure(failure, from: worker)
+        case .modelRequest(let digest):
+            serveModel(digest, to: worker, socket)
+        case .goodbye(let refs):
+            for ref in refs where worker.inFlight.contains(ref) { requeue(ref, from: worker) }
+            retire(worker, reason: "said goodbye")
+        default:
+            rejects.warning(
+                "unexpected", "unexpected message on the worker endpoint",
+                metadata: ["worker": "\(worker.name)", "type": "\(message.type)"])
+        }
+    }
+
+    /// A hello registers the peer as a new worker (one that says hello again starts
+    /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
+    private func register(_ hello: Wire.Hello, peer: RoutingID, _ socket: borrowing ZMQSocket) {
+        if let old = workers[peer] { retire(old, reason: "said hello again") }
+        let w = Worker(id: peer, name: hello.workerName, threads: hello.threads)
+        workers[peer] = w
+        workerOrder.append(peer)
+        logger.info(
+            "worker joined",
+            metadata: [
+                "worker": "\(hello.workerName)", "threads": "\(hello.threads)",
+                "device": "\(hello.device)", "workers": "\(workers.count)",
+            ])
+        send(
+            .welcome(
+                Wire.Welcome(
+                    heartbeatIntervalMilliseconds: UInt32(configuration.heartbeat.intervalMilliseconds),
+                    heartbeatLiveness: UInt32(configuration.heartbeat.liveness),
+                    maxTasksInFlight: UInt32(configuration.credit))), to: w, socket)
+    }
+
+    /// Sends the model files of an active job with that digest; only those are served.
+    private func serveModel(_ digest: Wire.ModelDigest, to worker: Worker, _ socket: borrowing ZMQSocket) {
+        if let job = jobs.values.first(where: { $0.model.digest == digest && $0.isActive }) {
+            send(
+                .modelData(Wire.ModelData(digest: digest, prototxt: job.model.prototxt, weights: job.model.weights)),
+                to: worker, socket)
+        } else {
+            rejects.warning(
+                "model", "a worker asked for a model no active job uses",
+                metadata: ["worker": "\(worker.name)", "digest": "\(digest)"])
+            send(.error(message: "no active job uses model \(digest)"), to: worker, socket)
+        }
+    }
+
+    /// Checks a result against what was asked of whom, then places it (first result wins).
+    func handleResult(_ r: Wire.TaskResult, from worker: Worker) {
+        guard let (job, index, mine) = runningAttempt(of: r, from: worker) else { return }
+        let task = job.tasks[index]
+        let size = job.plan.tasks.outputSize(task)
+        guard Int(r.classes) == job.plan.classes, Int(r.height) == size.h, Int(r.width) == size.w else {
+            rejects.warning(
+                "bad-result", "rejected a result of the wrong shape",
+                metadata: [
+                    "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
+                    "got": "\(r.classes)×\(r.height)×\(r.width)",
+                    "expected": "\(job.plan.classes)×\(size.h)×\(size.w)",
+                ])
+            attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
+            return
+        }
+        // The other copy, if any, stays in its worker's in-flight set: its result will be
+        // recognised as a duplicate, and the worker gets no new task while still busy.
+        job.recordTaskTime(monotonicSeconds() - mine.since, policy: configuration.stragglers)
+        job.running -= 1
+        job.states[index] = .done
+        job.done += 1
+        job.computed += 1
+        worker.tasksDone += 1
+        job.workersUsed.insert(worker.name)
+        job.assembler?.add(task, result: r.values, classes: Int(r.classes), rows: Int(r.height), cols: Int(r.width))
+        if persistent { storeTile(r, of: job, index: index) }
+        if job.done == job.tasks.count { finish(job) }
+    }
+
+    /// The job, task index and attempt a result answers: nil (logged) for a result of
+    /// an unknown job or task, from a worker that was not assigned it, or for a task
+    /// that no longer runs there (a duplicate of a done task, or a late one). The task
+    /// leaves the worker's in-flight set once it was assigned there.
+    private func runningAttempt(
+        of r: Wire.TaskResult,
+        from worker: Worker
+    ) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
+        let ref = Wire.TaskRef(jobID: r.jobID, taskID: r.taskID)
+        guard let job = jobs[r.jobID] else {
+            rejects.warning(
+                "unknown-task", "rejected a result for an unknown job",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            return nil
+        }
+        guard r.taskID < UInt64(job.tasks.count) else {
+            rejects.warning(
+                "unknown-task", "rejected a result for an unknown task",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            return nil
+        }
+        guard worker.inFlight.contains(ref) else {
+            rejects.warning(
+                "not-assigned", "rejected a result from a worker that was not assigned the task",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
+            return nil
+        }
+        worker.inFlight.remove(ref)
+        let index = Int(r.taskID)
+        guard job.isActive, case .running(let attempts) = job.states[index],
+            let mine = attempts.first(where: { $0.worker == worker.id })
+        else {
+            if job.states[index] == .done {
+                job.duplicatesDropped += 1
+                logger.info(
+                    "duplicate result dropped: the task was already done (first result wins)",
+                    metadata: [
+                        "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
+                        "attempt": "\(r.attempt)",
+                    ])
+            } else {
+                logger.debug("late result dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
+            }
+            return nil
+        }
+        return (job, index, mine)
+    }
+
+    /// Writes the tile to the store on the store queue (it fsyncs), after the job's
+    /// earlier writes; a failed write only costs recomputing the tile after a restart.
+    private func storeTile(_ r: Wire.TaskResult, of job: CoordinatorJob, index: Int) {
+        let tile = TileFile(
+            index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
+            width: Int(r.width), values: r.values)
+        let (store, logger, id) = (store, logger, job.id)
+        storeQueue.async {
+            do {
+                try store.writeTile(tile, job: id)
+            } catch {
+                logger.error(
+                    "cannot store a tile (it will be recomputed after a restart)",
+                    metadata: ["job": "\(id)", "task": "\(index)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {
+        let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
+        guard worker.inFlight.remove(ref) != nil, let job = jobs[f.jobID] else {
+            rejects.warning(
+                "not-assigned", "ignored a failure report for a task the worker does not hold",
+                metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
+            return
+        }
+        let index = Int(f.taskID)
+        logger.warning(
+            "task failed on a worker",
+            metadata: [
+                "worker": "\(worker.name)", "job": "\(job.id)",
+                "task": "\(index)", "error": "\(f.message)",
+            ])
+        attemptFailed(job, index, worker, "\(worker.name): \(f.message)")
+    }
+
+    /// Records a failed attempt: the job fails after 3 failures of the task; else the
+    /// task is requeued unless another copy of it still runs.
+    func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
+        guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
+        job.failures[index, default: []].append(message)
+        if job.failures[index]!.count >= 3 {
+            abort(
+                job, state: .failed,
+                message: "task \(index) failed 3 times: "
+                    + job.failures[index]!.joined(separator: "; "))
+        }
+    }
+
+    /// Removes `worker`'s attempt at task `index`; with no copy left the task is
+    /// queued again. Returns nil if the worker had no attempt running, else how many
+    /// copies still run.
+    @discardableResult
+    func removeAttempt(_ job: CoordinatorJob, _ index: Int, _ worker: RoutingID) -> Int? {
+        guard case .running(var attempts) = job.states[index], attempts.contains(where: { $0.worker == worker }) else {
+            return nil
+        }
+        attempts.removeAll { $0.worker == worker }
+        if attempts.isEmpty {
+            job.running -= 1
+            job.states[index] = .pending
+            job.pending.append(index)
+        } else {
+            job.states[index] = .running(attempts)
+        }
+        return attempts.count
+    }
+
+    func requeue(_ ref: Wire.TaskRef, from worker: Worker) {
+        worker.inFlight.remove(ref)
+        guard let job = jobs[ref.jobID], job.isActive else { return }
+        removeAttempt(job, Int(ref.taskID), worker.id)
+    }
+
+    func retire(_ worker: Worker, reason: String) {
+        for ref in worker.inFlight { requeue(ref, from: worker) }
+        workers[worker.id] = nil
+        workerOrder.removeAll { $0 == worker.id }
+        logger.info(
+            "worker left",
+            metadata: [
+                "worker": "\(worker.name)", "reason": "\(reason)",
+                "tasks": "\(worker.tasksDone)", "workers": "\(workers.count)",
+            ])
+    }
+
+    func send(_ m: WireMessage, to worker: Worker, _ socket: borrowing ZMQSocket) {
+        do {
+            try socket.send(m, to: worker.id, flags: .dontWait)
+            worker.lastSent = monotonicSeconds()
+        } catch {
+            logger.debug("send to worker failed", metadata: ["worker": "\(worker.name)", "error": "\(error)"])
+        }
+    }
+
+    func heartbeatAndPurge(_ socket: borrowing ZMQSocket) {
+        let now = monotonicSeconds()
+        let hb = configuration.heartbeat
+        for id in workerOrder {
+            guard let w = workers[id] else { continue }
+            if now - w.lastHeard > hb.deadline {
+                retire(w, reason: "silent for \(hb.liveness) heartbeats")
+                try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
+            } else if now - w.lastSent >= hb.interval {
+                send(.heartbeat, to: w, socket)
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraCore
+import TesseraPlan
+import TesseraWire
+
+/// The coordinator's scheduling state and its loop, on the loop thread only:
+/// `CoordinatorService.start()` creates it on that thread and never hands it on, so
+/// it needs no lock and is not Sendable (the compiler keeps it on its thread). What
+/// other threads touch is a `Locked` value or a queue.
+///
+/// The loop polls both sockets, handles every waiting message (`+Workers`,
+/// `+Clients`), collects finished outputs (`+JobEnd`), heartbeats and purges workers,
+/// and dispatches tasks (`+Dispatch`). Jobs are created in `+Jobs` and read back from
+/// the store at start in `+Resume`.
+final class CoordinatorLoop {
+    /// A registered worker and what it holds.
+    final class Worker {
+        let id: RoutingID
+        let name: String
+        let threads: UInt32
+        var lastHeard = monotonicSeconds()
+        var lastSent = monotonicSeconds()
+        var inFlight: Set<Wire.TaskRef> = []
+        var tasksDone = 0
+        init(id: RoutingID, name: String, threads: UInt32) {
+            self.id = id
+            self.name = name
+            self.threads = threads
+        }
+    }
+
+    let configuration: CoordinatorService.Configuration
+    let logger: Logger
+    var rejects: RateLimitedLog
+    /// `CoordinatorService.stop()` sets it; the loop ends when it sees it.
+    private let stopRequested: Locked<Bool>
+    /// Finished jobs' output writes, from `finishQueue` to the loop thread.
+    let completions = Locked<[(UInt64, Result<[String], any Error>)]>([])
+    let finishQueue = DispatchQueue(label: "tessera.coordinator.outputs")
+    /// Tile and job-state writes, in order, off the loop thread (each one fsyncs).
+    let storeQueue = DispatchQueue(label: "tessera.coordinator.store")
+
+    var workers: [RoutingID: Worker] = [:]
+    var workerOrder: [RoutingID] = []
+    var jobs: [UInt64: CoordinatorJob] = [:]
+    var jobOrder: [UInt64] = []
+    /// Jobs that ended before this coordinator started (read from the store).
+    var archived: [UInt64: ArchivedJob] = [:]
+    var nextJobID: UInt64 = 1
+    var rotation = 0
+    var lastStragglerScan = 0.0
+    /// Set once stopping: submissions are refused.
+    var draining = false
+    var store = JobStore(root: "")
+    /// Whether the store outlives this process (`storeDirectory` given).
+    var persistent: Bool { configuration.storeDirectory != nil }
+    var plans: [String: ModelPlan] = [:]
+
+    init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
+        self.configuration = configuration
+        self.logger = logger
+        self.stopRequested = stopRequested
+        rejects = RateLimitedLog(logger: logger)
+    }
+
+    private var shouldStop: Bool {
+        stopRequested.withLock { $0 }
+    }
+
+    func prepareStore() throws {
+        if let dir = configuration.storeDirectory {
+            store = JobStore(root: dir)
+            try DurableFile.createDirectory(store.jobsDirectory)
+        } else {
+            store = JobStore(
+                root: FileManager.default.temporaryDirectory
+                    .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
+            try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
+        }
+        // Job ids stay unique across restarts on the same store.
+        nextJobID = (store.jobIDs().max() ?? 0) + 1
+        if persistent { resumeFromStore() }
+    }
+
+    // MARK: Loop
+
+    func run(_ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket) {
+        var poller = ZMQPoller()
+        let wi = poller.add(workerSocket)
+        let ci = poller.add(clientSocket)
+        let clientLimits: WireLimits = {
+            var l = WireLimits()
+            l.maxTotalBytes = configuration.maxClientMessageBytes
+            return l
+        }()
+        while !shouldStop {
+            do {
+                try poller.poll(timeoutMilliseconds: 50)
+                if poller.isReadable(wi) {
+                    while let envelope = try workerSocket.receiveWire(dontWait: true) {
+                        handleWorker(envelope, workerSocket)
+                    }
+                }
+                if poller.isReadable(ci) {
+                    while let envelope = try clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
+                        handleClient(envelope, clientSocket)
+                    }
+                }
+                collectCompletions()
+                heartbeatAndPurge(workerSocket)
+                dispatch(workerSocket)
+            } catch ZMQError.terminated {
+                break
+            } catch {
+                logger.error("coordinator loop: \(error)")
+            }
+        }
+        shutDown(workerSocket, clientSocket, clientLimits)
+    }
+
+    /// Stops accepting jobs (a last pass over waiting client requests refuses
+    /// submissions), waits for outputs being written and for the store's queued
+    /// writes, then tells the workers to go (they reconnect with backoff, so a
+    /// restarted coordinator gets them back).
+    private func shutDown(
+        _ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket,
+        _ clientLimits: WireLimits
+    ) {
+        draining = true
+        while let envelope = try? clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
+            handleClient(envelope, clientSocket)
+        }
+        finishQueue.sync {}
+        collectCompletions()
+        storeQueue.sync {}
+        for (_, w) in workers {
+            try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait)
+        }
+        if persistent {
+            let unfinished = jobs.values.filter(\.isActive)
+            logger.info(
+                "store synced",
+                metadata: [
+                    "store": "\(store.root)", "unfinished": "\(unfinished.count)",
+                    "tiles": "\(unfinished.reduce(0) { $0 + $1.done })",
+                ])
+        } else {
+            try? FileManager.default.removeItem(atPath: store.root)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import TesseraCore
+
+/// Where the net's input comes from and what shape it has: the net's `input` fields,
+/// an Input layer, or a training net's data layer (whose crop size gives the patch size).
+extension CaffeImporter {
+    /// Input from the net's own fields: `input` with `input_shape` or `input_dim`.
+    func readNetInput(_ def: Caffe_NetParameter, into progress: inout Progress) throws {
+        let file = definitionFile
+        guard let first = def.input.first else { return }
+        progress.inputName = first
+        if def.input.count > 1 {
+            throw ModelError(
+                file: file,
+                "the net declares \(def.input.count) inputs (\(def.input.joined(separator: ", "))); "
+                    + "a patch classifier has one")
+        }
+        if let shape = def.inputShape.first {
+            progress.inputDims = shape.dim.map { Int(clamping: $0) }
+        } else if def.inputDim.count >= 4 {
+            progress.inputDims = def.inputDim.prefix(4).map { Int($0) }
+        } else if !def.inputDim.isEmpty {
+            throw ModelError(
+                file: file, "input_dim has \(def.inputDim.count) values, expected 4 (num, channels, height, width)")
+        }
+    }
+
+    /// A data or Input layer: the crop size, the mean file, the input shape and name.
+    /// A second input is an error only when it is part of the TEST phase.
+    func readInputLayer(_ lp: Caffe_LayerParameter, into progress: inout Progress) throws {
+        let type = lp.type
+        if lp.hasTransformParam, lp.transformParam.cropSize > 0, progress.cropSize == nil {
+            progress.cropSize = Int(lp.transformParam.cropSize)
+        }
+        if lp.hasDataParam, lp.dataParam.cropSize > 0, progress.cropSize == nil {
+            progress.cropSize = Int(lp.dataParam.cropSize)
+        }
+        if lp.hasImageDataParam, lp.imageDataParam.cropSize > 0, progress.cropSize == nil {
+            progress.cropSize = Int(lp.imageDataParam.cropSize)
+        }
+        if lp.hasTransformParam, lp.transformParam.hasMeanFile { progress.meanFileHint = lp.transformParam.meanFile }
+        if type == "MemoryData", lp.hasMemoryDataParam, progress.inputDims == nil {
+            let m = lp.memoryDataParam
+            progress.inputDims = [Int(m.batchSize), Int(m.channels), Int(m.height), Int(m.width)]
+        }
+        if type == "Input" {
+            if let s = lp.inputParam.shape.first { progress.inputDims = s.dim.map { Int(clamping: $0) } }
+        }
+        guard let top = lp.top.first else { throw layerError(lp, "the \(type) layer has no top") }
+        if let existing = progress.inputName, existing != top {
+            if Self.includedInTest(lp) {
+                throw layerError(
+                    lp, "a second input '\(top)' (the first is '\(existing)'): a patch classifier has one input")
+            }
+        } else {
+            progress.inputName = top
+        }
+        progress.labelBlobs.formUnion(lp.top.dropFirst())
+    }
+
+    /// Until the input has a shape: its channels (declared, else guessed from the
+    /// weights of `lp`, the first layer that computes) and, once a patch size is
+    /// known (given, crop size, declared), its shape.
+    func settleInputShape(before lp: Caffe_LayerParameter, _ progress: inout Progress) throws {
+        guard progress.shapes.isEmpty, let input = progress.inputName else { return }
+        let declared = try Self.spatial(progress.inputDims, file: definitionFile)
+        if progress.patch == nil, let c = progress.cropSize { progress.patch = Size2(square: c) }
+        if let dims = progress.inputDims, dims.count >= 2 { progress.channels[input] = dims[1] }
+        let inC = try progress.channels[input] ?? Self.guessChannels(lp, weights: blobs(for: lp))
+        if let inC { progress.channels[input] = inC }
+        if let p = progress.patch ?? declared, let c = progress.channels[input] {
+            progress.shapes[input] = Shape(c: c, h: p.h, w: p.w)
+        }
+    }
+
+    /// Height and width of a declared (num, channels, height, width) input shape.
+    static func spatial(_ dims: [Int]?, file: String) throws -> Size2? {
+        guard let dims else { return nil }
+        guard dims.count == 4 else {
+            throw ModelError(
+                file: file,
+                "the input shape has \(dims.count) dimensions (\(dims.map(String.init).joined(separator: "×"))); "
+                    + "expected 4: num, channels, height, width")
+        }
+        for d in dims where d <= 0 || d > 1 << 20 {
+            throw ModelError(
+                file: file,
+                "the input shape \(dims.map(String.init).joined(separator: "×")) has a dimension "
+                    + "that is not between 1 and 2^20")
+        }
+        return Size2(dims[2], dims[3])
+    }
+
+    /// Channels of the input from the first layer's weights (for a training net whose data layer does not say).
+    static func guessChannels(_ lp: Caffe_LayerParameter, weights: [Caffe_BlobProto]?) -> Int? {
+        guard lp.type == "Convolution", let w = weights?.first,
+            let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0)
+        else { return nil }
+        guard v.dims.count == 4, v.dims[1] > 0 else { return nil }
+        let group = Int(max(1, lp.convolutionParam.group))
+        let (c, overflow) = v.dims[1].multipliedReportingOverflow(by: group)
+        return overflow ? nil : c
+    }
+}

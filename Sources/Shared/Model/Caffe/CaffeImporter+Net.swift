@@ -1,0 +1,238 @@
+import TesseraCore
+
+/// The import itself: the definition's layers in order, each either giving the
+/// input, left out of the TEST phase, or turned into a Tessera layer whose output
+/// channels (and shape, once the input size is known) the next layers build on.
+extension CaffeImporter {
+    /// What the import has learnt so far, carried from one layer to the next.
+    struct Progress {
+        var inputName: String?
+        /// The input shape as declared (num, channels, height, width), if it is.
+        var inputDims: [Int]?
+        var cropSize: Int?
+        var meanFileHint: String?
+        var layers: [Layer] = []
+        /// Channels of every blob produced so far.
+        var channels: [String: Int] = [:]
+        /// Shapes of every blob produced so far; empty while the input size is unknown.
+        var shapes: [String: Shape] = [:]
+        var patch: Size2?
+        /// Placeholder weight values built so far (a shape-only import).
+        var placeholderTotal = 0
+        /// The data layers' extra tops (labels): layers reading them only train.
+        var labelBlobs: Set<String> = []
+    }
+
+    mutating func importNet(_ param: Caffe_NetParameter) throws -> Imported {
+        let def = try Self.upgradeV1(param, file: definitionFile)
+        if !param.layers.isEmpty, param.layer.isEmpty {
+            notes.append(
+                "\(definitionFile): legacy V1 'layers' definition, read with its layer types mapped to current names")
+        }
+        var progress = Progress(patch: patchOverride)
+        try readNetInput(def, into: &progress)
+        for lp in def.layer {
+            // Data layers give the input name and the crop size, whatever their phase.
+            if Self.dataTypes.contains(lp.type) || lp.type == "Input" {
+                try readInputLayer(lp, into: &progress)
+                continue
+            }
+            guard runsAtInference(lp, labelBlobs: progress.labelBlobs) else { continue }
+            try settleInputShape(before: lp, &progress)
+            try addLayer(lp, of: def, to: &progress)
+        }
+        return try imported(def, progress)
+    }
+
+    /// Whether the layer runs at inference; a note says why one does not.
+    private mutating func runsAtInference(_ lp: Caffe_LayerParameter, labelBlobs: Set<String>) -> Bool {
+        let name = lp.name, type = lp.type
+        guard Self.includedInTest(lp) else {
+            notes.append("layer '\(name)' (\(type)) skipped: its include/exclude rules leave it out of the TEST phase")
+            return false
+        }
+        if Self.dropTypes.contains(type) || (type.hasSuffix("Loss") && type != "SoftmaxWithLoss") {
+            notes.append("layer '\(name)' (\(type)) dropped: it is only used in training")
+            return false
+        }
+        if lp.bottom.contains(where: labelBlobs.contains), type != "SoftmaxWithLoss" {
+            notes.append("layer '\(name)' (\(type)) dropped: it reads the training labels")
+            return false
+        }
+        return true
+    }
+
+    /// Turns `lp` into a layer (or folds a Scale into the BatchNorm before it) and
+    /// records its tops' channels and shapes.
+    private mutating func addLayer(
+        _ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
+        to progress: inout Progress
+    ) throws {
+        var bottoms = Array(lp.bottom)
+        let tops = Array(lp.top)
+        let inC = bottoms.first.flatMap { progress.channels[$0] }
+        let inShape = bottoms.first.flatMap { progress.shapes[$0] }
+        let op = try operation(
+            lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
+            placeholderTotal: &progress.placeholderTotal)
+        guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
+        if tops.isEmpty { throw layerError(lp, "the layer has no top (output)") }
+        if lp.type != "Split", tops.count > 1 {
+            throw layerError(lp, "the layer has \(tops.count) tops; a \(lp.type) layer has one")
+        }
+        if case .scale(let s) = op,
+            foldScale(s, lp, of: def, bottoms: bottoms, tops: tops, inC: inC, inShape: inShape, into: &progress)
+        {
+            return
+        }
+        try append(Layer(name: lp.name, op: op, bottoms: bottoms, tops: tops), inC: inC, to: &progress)
+    }
+
+    /// The layer's operation, its settings and weights checked. A SoftmaxWithLoss
+    /// becomes a Softmax on its first bottom only (the others are labels).
+    private mutating func operation(
+        _ lp: Caffe_LayerParameter, inputChannels inC: Int?, inputShape inShape: Shape?,
+        bottoms: inout [String], placeholderTotal: inout Int
+    ) throws -> LayerOp {
+        let type = lp.type
+        switch type {
+        case "Convolution":
+            return .convolution(try convolution(lp, inputChannels: inC, placeholderTotal: &placeholderTotal))
+        case "Pooling":
+            return .pooling(try pooling(lp))
+        case "InnerProduct":
+            return .innerProduct(try innerProduct(lp, input: inShape, placeholderTotal: &placeholderTotal))
+        case "ReLU":
+            return .relu(negativeSlope: lp.reluParam.negativeSlope)
+        case "Sigmoid":
+            return .sigmoid
+        case "TanH":
+            return .tanh
+        case "LRN":
+            return .lrn(try lrn(lp))
+        case "BatchNorm":
+            return .batchNorm(try batchNorm(lp, channels: inC, placeholderTotal: &placeholderTotal))
+        case "Scale":
+            guard lp.bottom.count == 1 else {
+                throw layerError(
+                    lp,
+                    "a Scale layer with \(lp.bottom.count) inputs (scale taken from a second input) is not supported")
+            }
+            return .scale(try scale(lp, channels: inC))
+        case "Dropout", "Split":
+            return .identity
+        case "Softmax", "SoftmaxWithLoss":
+            if lp.hasSoftmaxParam, lp.softmaxParam.axis != 1 {
+                throw layerError(
+                    lp, "softmax_param.axis is \(lp.softmaxParam.axis); only the channel axis (1) is supported")
+            }
+            if type == "SoftmaxWithLoss" {
+                bottoms = Array(bottoms.prefix(1))
+                notes.append("layer '\(lp.name)' (SoftmaxWithLoss) replaced by Softmax")
+            }
+            return .softmax
+        case "Concat":
+            let axis = lp.concatParam.hasAxis ? Int(lp.concatParam.axis) : Int(lp.concatParam.concatDim)
+            guard axis == 1 else {
+                throw layerError(lp, "concat_param axis is \(axis); only the channel axis (1) is supported")
+            }
+            return .concat
+        case "Eltwise":
+            return .eltwise(try eltwise(lp))
+        default:
+            throw layerError(
+                lp,
+                "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
+                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise and Split")
+        }
+    }
+
+    /// A Scale right after a BatchNorm, on its output (in place, or a blob nothing
+    /// else reads), becomes that BatchNorm's scale and bias: one layer. False when
+    /// it does not follow one that way.
+    private mutating func foldScale(
+        _ s: Scale, _ lp: Caffe_LayerParameter, of def: Caffe_NetParameter,
+        bottoms: [String], tops: [String], inC: Int?, inShape: Shape?,
+        into progress: inout Progress
+    ) -> Bool {
+        guard let last = progress.layers.last, case .batchNorm(var bn) = last.op,
+            bottoms.count == 1, last.tops.first == bottoms[0],
+            tops == bottoms || !def.layer.contains(where: { $0.name != lp.name && $0.bottom.contains(bottoms[0]) })
+        else { return false }
+        let s0 = bn.scale ?? [Float](repeating: 1, count: s.scale.count)
+        let b0 = bn.bias ?? [Float](repeating: 0, count: s.scale.count)
+        bn.scale = zip(s0, s.scale).map { $0 * $1 }
+        bn.bias = (0..<s.scale.count).map { b0[$0] * s.scale[$0] + (s.bias?[$0] ?? 0) }
+        var merged = last
+        merged.op = .batchNorm(bn)
+        merged.tops = tops
+        progress.layers[progress.layers.count - 1] = merged
+        for t in tops {
+            progress.channels[t] = inC
+            if let sh = inShape { progress.shapes[t] = sh }
+        }
+        notes.append("layer '\(lp.name)' (Scale) folded into BatchNorm '\(last.name)'")
+        return true
+    }
+
+    /// Appends the layer and records its tops' channels and, when the input size is
+    /// known, their shapes; every bottom must come from an earlier layer.
+    private func append(_ layer: Layer, inC: Int?, to progress: inout Progress) throws {
+        var outC = inC
+        switch layer.op {
+        case .convolution(let c): outC = c.outputs
+        case .innerProduct(let ip): outC = ip.outputs
+        case .concat: outC = layer.bottoms.reduce(0) { $0 + (progress.channels[$1] ?? 0) }
+        default: break
+        }
+        if !progress.shapes.isEmpty {
+            let ins = try layer.bottoms.map { b -> Shape in
+                guard let s = progress.shapes[b] else {
+                    throw ModelError(
+                        file: definitionFile, layer: layer.name,
+                        "its input blob '\(b)' is not produced by any earlier layer")
+                }
+                return s
+            }
+            let out: Shape
+            do { out = try layer.outputShape(inputs: ins) } catch let e as ModelError { throw e.inFile(definitionFile) }
+            for t in layer.tops { progress.shapes[t] = out }
+        } else {
+            for b in layer.bottoms where progress.channels[b] == nil && b != progress.inputName {
+                throw ModelError(
+                    file: definitionFile, layer: layer.name,
+                    "its input blob '\(b)' is not produced by any earlier layer")
+            }
+        }
+        for t in layer.tops { progress.channels[t] = outC }
+        progress.layers.append(layer)
+    }
+
+    /// The net, once every layer is read: it needs an input with known channels and
+    /// at least one layer.
+    private func imported(_ def: Caffe_NetParameter, _ progress: Progress) throws -> Imported {
+        let file = definitionFile
+        guard let input = progress.inputName else {
+            throw ModelError(file: file, "the net declares no input (no Input layer, 'input:' field, or data layer)")
+        }
+        guard let inChannels = progress.channels[input] else {
+            throw ModelError(
+                file: file,
+                "the number of input channels is unknown: declare an Input layer "
+                    + "(input_param { shape { dim: 1 dim: 3 dim: P dim: P } })")
+        }
+        guard !progress.layers.isEmpty else { throw ModelError(file: file, "the net has no layers Tessera can run") }
+        let declared = try Self.spatial(progress.inputDims, file: file)
+        let net = Net(
+            name: def.name, inputName: input, inputChannels: inChannels,
+            patchSize: progress.patch ?? declared, layers: progress.layers)
+        return Imported(
+            net: net, declaredInput: declared, cropSize: progress.cropSize,
+            meanFileHint: progress.meanFileHint)
+    }
+
+    /// An error about layer `lp` of the definition file.
+    func layerError(_ lp: Caffe_LayerParameter, _ message: String) -> ModelError {
+        ModelError(file: definitionFile, layer: lp.name, message)
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraCore
+import TesseraWire
+
+/// One registration with the coordinator, on the socket thread: connect, hello, then
+/// serve (pass tasks to the compute thread, return its outcomes, fetch models,
+/// heartbeat) until the coordinator goes silent or disconnects us, or `stop()`.
+extension WorkerAgent {
+    /// What one session keeps; a new session starts from nothing.
+    struct Session {
+        var heartbeat: Heartbeat
+        var helloSent = false
+        var welcomed = false
+        var lastHeard = monotonicSeconds()
+        var lastSent = 0.0
+        /// Models received this session, by digest (at most 4).
+        var models: [Wire.ModelDigest: ModelBundle] = [:]
+        /// Tasks waiting for their model, asked for once per digest.
+        var parked: [Wire.ModelDigest: [Wire.TaskSpec]] = [:]
+        /// Outcomes taken from the outbox that could not be sent yet.
+        var pendingOut: [Outcome] = []
+        var rejects: RateLimitedLog
+
+        /// Sends without blocking; false when it could not go out (not connected yet,
+        /// or the coordinator's queue is full).
+        mutating func trySend(_ m: WireMessage, on socket: borrowing ZMQSocket) -> Bool {
+            do {
+                try socket.send(m, flags: .dontWait)
+                lastSent = monotonicSeconds()
+                return true
+            } catch {
+                return false
+            }
+        }
+    }
+
+    /// One registration: connect, hello, serve until the coordinator goes silent or
+    /// disconnects us. Returns whether the coordinator ever answered.
+    func session(_ wake: borrowing ZMQSocket) throws -> Bool {
+        let socket = try ZMQSocket(context, type: .dealer)
+        try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        try secure(socket)
+        var handshakes = try HandshakeWatch(socket, context: context, curve: configuration.curve != nil)
+        try socket.connect(configuration.coordinator)
+        startGeneration()
+
+        var s = Session(heartbeat: configuration.heartbeat, rejects: RateLimitedLog(logger: logger))
+        let hello = WireMessage.hello(
+            Wire.Hello(
+                workerName: configuration.name, threads: UInt32(configuration.threads),
+                memoryBytes: ProcessInfo.processInfo.physicalMemory, device: "cpu"))
+        var poller = ZMQPoller()
+        let si = poller.add(socket)
+        let wi = poller.add(wake)
+        while !shouldStop {
+            if !s.helloSent {
+                s.helloSent = s.trySend(hello, on: socket)
+                if !s.helloSent {
+                    // Not connected yet: nothing else may go out before the hello.
+                    handshakes.check(logger)
+                    usleep(10_000)
+                    if monotonicSeconds() - s.lastHeard > s.heartbeat.deadline { return false }
+                    continue
+                }
+            }
+            try poller.poll(timeoutMilliseconds: min(100, s.heartbeat.intervalMilliseconds))
+            if poller.isReadable(wi) { while try wake.receiveIfAvailable() != nil {} }
+            sendOutcomes(socket, &s)
+            if poller.isReadable(si), try !receiveAll(socket, &s) { return true }
+            let now = monotonicSeconds()
+            if now - s.lastSent >= s.heartbeat.interval { _ = s.trySend(.heartbeat, on: socket) }
+            if now - s.lastHeard > s.heartbeat.deadline {
+                logger.warning(
+                    "coordinator silent", metadata: ["seconds": "\(String(format: "%.1f", now - s.lastHeard))"])
+                return s.welcomed
+            }
+        }
+        leave(socket, &s)
+        return true
+    }
+
+    /// A new session's generation: what is queued or in the outbox belonged to the
+    /// last coordinator, which requeues it itself.
+    private func startGeneration() {
+        shared.withLock { s in
+            s.generation += 1
+            s.queue.removeAll()
+            s.outbox.removeAll()
+        }
+    }
+
+    /// Sends the compute thread's outcomes, in order, as far as the socket takes them.
+    private func sendOutcomes(_ socket: borrowing ZMQSocket, _ s: inout Session) {
+        s.pendingOut += shared.withLock { shared in
+            defer { shared.outbox.removeAll() }
+            return shared.outbox
+        }
+        while let first = s.pendingOut.first {
+            let m: WireMessage =
+                switch first {
+                case .result(let r): .result(r)
+                case .failure(let f): .taskFailed(f)
+                }
+            guard s.trySend(m, on: socket) else { break }
+            s.pendingOut.removeFirst()
+        }
+    }
+
+    /// Handles every message waiting on the socket; false once the coordinator
+    /// disconnected us (the session ends).
+    private func receiveAll(_ socket: borrowing ZMQSocket, _ s: inout Session) throws -> Bool {
+        while let envelope = try socket.receiveWire(dontWait: true) {
+            let message: WireMessage
+            switch envelope.message {
+            case .success(let m): message = m
+            case .failure(let e):
+                s.rejects.warning(
+                    "malformed", "rejected a malformed message from the coordinator",
+                    metadata: ["reason": "\(e)"])
+                continue
+            }
+            s.lastHeard = monotonicSeconds()
+            guard handle(message, socket, &s) else { return false }
+        }
+        return true
+    }
+
+    /// One message from the coordinator; false when it disconnected us.
+    private func handle(_ message: WireMessage, _ socket: borrowing ZMQSocket, _ s: inout Session) -> Bool {
+        switch message {
+        case .welcome(let w):
+            s.heartbeat = Heartbeat(
+                intervalMilliseconds: Int(w.heartbeatIntervalMilliseconds),
+                liveness: Int(w.heartbeatLiveness))
+            if !s.welcomed {
+                logger.info(
+                    "registered with the coordinator",
+                    metadata: [
+                        "coordinator": "\(configuration.coordinator)",
+                        "credit": "\(w.maxTasksInFlight)",
+                    ])
+            }
+            s.welcomed = true
+        case .heartbeat:
+            break
+        case .task(let spec):
+            if let bundle = s.models[spec.modelDigest] {
+                enqueue(spec, bundle)
+            } else {
+                if s.parked[spec.modelDigest] == nil { _ = s.trySend(.modelRequest(spec.modelDigest), on: socket) }
+                s.parked[spec.modelDigest, default: []].append(spec)
+            }
+        case .modelData(let data):
+            receiveModel(data, &s)
+        case .disconnect(let reason):
+            logger.warning("coordinator disconnected us", metadata: ["reason": "\(reason)"])
+            return false
+        case .error(let text):
+            logger.warning("coordinator error", metadata: ["message": "\(text)"])
+            failParked(text, socket, &s)
+        default:
+            s.rejects.warning(
+                "unexpected", "unexpected message from the coordinator",
+                metadata: ["type": "\(message.type)"])
+        }
+        return true
+    }
+
+    /// Keeps a model whose bytes match its digest and queues the tasks parked for it.
+    private func receiveModel(_ data: Wire.ModelData, _ s: inout Session) {
+        let bundle = ModelBundle(prototxt: data.prototxt, weights: data.weights)
+        guard bundle.digest == data.digest else {
+            s.rejects.warning(
+                "digest", "model data does not match its digest: ignored",
+                metadata: ["digest": "\(data.digest)"])
+            return
+        }
+        if s.models.count >= 4 { s.models.removeAll() }
+        s.models[data.digest] = bundle
+        logger.info(
+            "model received",
+            metadata: [
+                "digest": "\(data.digest.hex.prefix(12))",
+                "bytes": "\(data.prototxt.count + data.weights.count)",
+            ])
+        for spec in s.parked.removeValue(forKey: data.digest) ?? [] { enqueue(spec, bundle) }
+    }
+
+    /// A model nobody serves: fail the parked tasks so they are not lost silently.
+    private func failParked(_ text: String, _ socket: borrowing ZMQSocket, _ s: inout Session) {
+        for (_, specs) in s.parked {
+            for spec in specs {
+                _ = s.trySend(
+                    .taskFailed(
+                        Wire.TaskFailure(
+                            jobID: spec.jobID, taskID: spec.taskID,
+                            attempt: spec.attempt, message: text)), on: socket)
+            }
+        }
+        s.parked.removeAll()
+    }
+
+    /// Leaving: return what is queued or running so the coordinator requeues it now.
+    private func leave(_ socket: borrowing ZMQSocket, _ s: inout Session) {
+        var refs = shared.withLock { s in
+            defer { s.queue.removeAll() }
+            return s.queue.map { $0.0.ref } + (s.computing.map { [$0] } ?? [])
+        }
+        refs += s.parked.values.flatMap { $0.map(\.ref) }
+        _ = s.trySend(.goodbye(refs), on: socket)
+        logger.info("worker stopping", metadata: ["tasks": "\(tasksDone)", "returned": "\(refs.count)"])
+    }
+}
