@@ -22,11 +22,7 @@ enum AtomicFile {
             throw error
         }
         // Make the rename itself durable; a failure here loses nothing written.
-        let fd = open(directory, O_RDONLY)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
+        syncDirectory(directory)
     }
 
     /// ("dir", "name") of a path; "." for a bare name.

@@ -45,7 +45,7 @@ enum FileIO {
     static func makeDirectories(_ path: String) throws {
         if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
         guard errno == ENOENT else { throw MapStoreError(.io, path: path, detail: "mkdir: \(errnoText())") }
-        try makeDirectories(ChunkFile.split(path).0)
+        try makeDirectories(AtomicFile.split(path).0)
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw MapStoreError(.io, path: path, detail: "mkdir: \(errnoText())")
         }

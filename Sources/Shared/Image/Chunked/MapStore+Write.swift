@@ -28,7 +28,7 @@ extension MapStore {
             throw MapStoreError(.invalidArgument, path: path, detail: "the encoded tile does not fit this store")
         }
         for level in (0..<layout.levels).reversed() {
-            try ChunkFile.write(encoded.chunks[level], to: chunkPath(encoded.tile, level: level), durable: durable)
+            try AtomicFile.write(encoded.chunks[level], to: chunkPath(encoded.tile, level: level), durable: durable)
         }
         return encoded.receipt
     }

@@ -27,15 +27,15 @@ public final class MapStore: Sendable {
         }
         try FileIO.makeDirectories(path)
         let store = MapStore(path: path, layout: layout, durable: durable)
-        try ChunkFile.write(StoreMetadata.zgroup(), to: "\(path)/.zgroup", durable: durable)
+        try AtomicFile.write(StoreMetadata.zgroup(), to: "\(path)/.zgroup", durable: durable)
         for level in 0..<layout.levels {
             // Every row folder now, so concurrent tile writes never race to create one.
             for row in 0..<layout.tileGrid.h { try FileIO.makeDirectories("\(path)/\(level)/0/\(row)") }
-            try ChunkFile.write(StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
+            try AtomicFile.write(StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
                                  durable: durable)
         }
-        try ChunkFile.write(StoreMetadata.zattrs(layout, complete: false), to: "\(path)/.zattrs", durable: durable)
-        if durable { ChunkFile.syncDirectory(path) }
+        try AtomicFile.write(StoreMetadata.zattrs(layout, complete: false), to: "\(path)/.zattrs", durable: durable)
+        if durable { AtomicFile.syncDirectory(path) }
         return store
     }
 
@@ -71,7 +71,7 @@ public final class MapStore: Sendable {
     /// OME multiscales and `tessera.complete`. Call once every tile is written
     /// (tiles left out stay fill); a job that crashes before this never looks finished.
     public func finish() throws {
-        try ChunkFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
+        try AtomicFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
     }
 
     /// The file of `tile`'s chunk at `level`.

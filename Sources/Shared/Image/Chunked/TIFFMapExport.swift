@@ -40,7 +40,7 @@ public enum TIFFMapExport {
         guard allowUnfinished || store.isFinished else {
             throw MapStoreError(.notFinished, path: store.path, detail: "finish() has not completed; nothing exported")
         }
-        let (directory, name) = ChunkFile.split(path)
+        let (directory, name) = AtomicFile.split(path)
         let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let errors = UnsafeMutablePointer<ttiff_errors>.allocate(capacity: 1)
         errors.initialize(to: ttiff_errors())
@@ -67,7 +67,7 @@ public enum TIFFMapExport {
             unlink(temporary)
             throw MapStoreError(errors.pointee.errors > 0 ? .tiff : .io, path: path, detail: detail)
         }
-        ChunkFile.syncDirectory(directory)
+        AtomicFile.syncDirectory(directory)
     }
 
     /// The levels exported: all store levels, except trailing ones no smaller than

@@ -5,12 +5,12 @@ import Glibc
 import Darwin
 #endif
 
-/// Write-then-rename: a file appears under its final name only complete. The
+/// Write-then-rename of bytes already in memory (store chunks and metadata): the
 /// temporary name `.NAME.tmp-PID-RANDOM` lies in the same folder (so the rename
 /// is atomic); zarr readers ignore such names, and a crash leaves at worst one
 /// of them. With `durable`, the data is fsynced before the rename and the folder
 /// after it, so the file survives a power cut once this returns.
-enum ChunkFile {
+extension AtomicFile {
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String, durable: Bool) throws {
         let (directory, name) = split(path)
         let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -54,14 +54,7 @@ enum ChunkFile {
         _ = fsync(fd)
         close(fd)
     }
-
-    /// ("dir", "name") of a path; "." for a bare name.
-    static func split(_ path: String) -> (String, String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        let directory = String(path[..<slash])
-        return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
-    }
 }
 
-// Unqualified here: inside `ChunkFile`, `write` names its own methods.
+// Unqualified here: inside `AtomicFile`, `write` names its own methods.
 private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }
