@@ -31,6 +31,14 @@ struct ClusterCodecTests {
         #expect(try JobOptions(encoded: o.encoded) == o)
         #expect(throws: ClusterError.self) { try JobOptions(encoded: "outputs=all;colour=red") }
         #expect(throws: ClusterError.self) { try JobOptions(encoded: "bit-depth=99") }
+        for bad in ["outputs=all;colour=red", "bit-depth=99", "nokey", "random-weights=x"] {
+            let e = #expect(throws: ClusterError.self) { try JobOptions(encoded: bad) }
+            #expect(e?.kind == .invalidOption, "\(bad): \(String(describing: e))")
+        }
+        let zarr = #expect(throws: ClusterError.self) {
+            try JobOptions(encoded: "outputs=npy,zarr").outputOptions(directory: "/tmp", stem: "a")
+        }
+        #expect(zarr?.kind == .invalidOption && zarr?.description.contains("in-process") == true)
     }
 
     @Test("Cut pixels equal the engine's own region, 8 and 16 bits, across mirrored edges", arguments: [8, 16])

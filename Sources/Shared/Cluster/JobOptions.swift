@@ -37,11 +37,11 @@ public struct JobOptions: Equatable, Sendable {
     public init(encoded text: String) throws {
         for part in text.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard kv.count == 2 else { throw ClusterError("job option \"\(part)\" is not key=value") }
+            guard kv.count == 2 else { throw ClusterError(.invalidOption, "job option \"\(part)\" is not key=value") }
             let (key, value) = (String(kv[0]), String(kv[1]))
             func int(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
-                    throw ClusterError("job option \(key)=\(value) out of range")
+                    throw ClusterError(.invalidOption, "job option \(key)=\(value) out of range")
                 }
                 return v
             }
@@ -53,10 +53,10 @@ public struct JobOptions: Equatable, Sendable {
             case "patch-size": engine.patchSize = try int(1...65536)
             case "allow-padding": engine.allowPadding = try int(0...1) == 1
             case "random-weights":
-                guard let s = UInt64(value) else { throw ClusterError("job option random-weights=\(value)") }
+                guard let s = UInt64(value) else { throw ClusterError(.invalidOption, "job option random-weights=\(value)") }
                 engine.randomWeightsSeed = s
             case "out": outputDirectory = value
-            default: throw ClusterError("unknown job option \"\(key)\"")
+            default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
         }
     }
@@ -67,7 +67,7 @@ public struct JobOptions: Equatable, Sendable {
             let kinds = try OutputOptions.parseKinds(outputs)
             if let chunked = kinds.first(where: \.isChunked) {
                 throw ClusterError(
-                    "the \(chunked.rawValue) output is written by in-process runs only so far: "
+                    .invalidOption, "the \(chunked.rawValue) output is written by in-process runs only so far: "
                         + "a cluster job writes prob, labels, overlay and npy")
             }
             return try OutputOptions(
@@ -75,13 +75,7 @@ public struct JobOptions: Equatable, Sendable {
                 bitDepth: OutputOptions.parseBitDepth(String(bitDepth)),
                 classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
         } catch let e as OutputOptionError {
-            throw ClusterError(e.description)
+            throw ClusterError(.invalidOption, e.description)
         }
     }
-}
-
-/// A failure in the cluster code, with a message for the user or the log.
-public struct ClusterError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -80,7 +80,7 @@ final class ClusterClient {
             } catch ZMQError.again {
                 // Not connected: the message never left, so it can be sent again, unless
                 // the coordinator refused the handshake (retrying cannot change that).
-                if let reason = handshakeFailure() { throw ClusterError(reason) }
+                if let reason = handshakeFailure() { throw ClusterError(.unreachable, reason) }
             }
             if sent {
                 let wait = isIdempotent ? min(timeout, attemptTimeout) : timeout
@@ -92,13 +92,13 @@ final class ClusterClient {
                         logger.notice("the coordinator answers again", metadata: ["coordinator": "\(endpoint)"])
                     }
                     switch envelope.message {
-                    case .success(.error(let text)): throw ClusterError(text)
+                    case .success(.error(let text)): throw ClusterError(.refused, text)
                     case .success(let reply): return reply
-                    case .failure(let e): throw ClusterError("malformed reply from the coordinator: \(e)")
+                    case .failure(let e): throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }
                 }
                 if !isIdempotent {
-                    throw ClusterError("the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
+                    throw ClusterError(.unreachable, "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
                                        + "(the request may or may not have been carried out)")
                 }
             }
@@ -109,7 +109,7 @@ final class ClusterClient {
                                metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
             }
             guard Date().timeIntervalSince(since) < reconnectTimeout else {
-                throw ClusterError("no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
+                throw ClusterError(.unreachable, "no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
                                    + "(is it running? --reconnect-timeout sets how long to wait)")
             }
             // A fresh socket: no late reply to the lost request can arrive on it.
@@ -120,7 +120,7 @@ final class ClusterClient {
 
     func status(_ job: UInt64?) throws -> Wire.JobStatus {
         guard case .status(let s) = try request(.statusRequest(jobID: job)) else {
-            throw ClusterError("unexpected reply to a status request")
+            throw ClusterError(.protocolViolation, "unexpected reply to a status request")
         }
         return s
     }
@@ -140,7 +140,7 @@ final class ClusterClient {
                 return s
             case .failed, .cancelled, .unknown:
                 progress?.finish()
-                throw ClusterError("job \(job) \(s.state): \(s.message)")
+                throw ClusterError(.jobFailed, "job \(job) \(s.state): \(s.message)")
             case .queued, .running:
                 try alive()
                 usleep(100_000)
@@ -156,21 +156,21 @@ final class ClusterClient {
             let path = "\(directory)/\(name)"
             let temp = "\(directory)/.\(name).partial-\(getpid())"
             _ = FileManager.default.createFile(atPath: temp, contents: nil)
-            guard let handle = FileHandle(forWritingAtPath: temp) else { throw ClusterError("cannot write \(temp)") }
+            guard let handle = FileHandle(forWritingAtPath: temp) else { throw ClusterError(.storage, "cannot write \(temp)") }
             var offset: UInt64 = 0
             while true {
                 guard case .fetchData(let chunk) = try request(.fetchRequest(
                     Wire.FetchRequest(jobID: job, fileName: name, offset: offset, maxBytes: 8 << 20))) else {
-                    throw ClusterError("unexpected reply to a fetch request")
+                    throw ClusterError(.protocolViolation, "unexpected reply to a fetch request")
                 }
-                guard chunk.offset == offset else { throw ClusterError("fetch: chunk at \(chunk.offset), asked \(offset)") }
+                guard chunk.offset == offset else { throw ClusterError(.protocolViolation, "fetch: chunk at \(chunk.offset), asked \(offset)") }
                 try handle.write(contentsOf: chunk.bytes)
                 offset += UInt64(chunk.bytes.count)
                 if chunk.isLast || chunk.bytes.isEmpty { break }
             }
             try handle.synchronize()
             try handle.close()
-            guard rename(temp, path) == 0 else { throw ClusterError("cannot rename \(temp) to \(path)") }
+            guard rename(temp, path) == 0 else { throw ClusterError(.storage, "cannot rename \(temp) to \(path)") }
             written.append(path)
         }
         return written
