@@ -171,3 +171,25 @@ struct SlideMapTests {
         }
     }
 }
+
+extension SlideMapTests {
+    @Test("inspect-image: levels, µm/px and vendor of a slide; map size and a time estimate per level with a model")
+    func inspectImage() throws {
+        let group = try ProcessGroup("inspect-image")
+        defer { group.stop() }
+        let png = group.directory + "/pixels.png"
+        try ClusterFixture.writeImage(to: png, height: 120, width: 160, seed: 3)
+        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+                            [Self.makeSlide, png, group.directory])
+        let (s, l) = try Self.coordinator(group, ["inspect-image", group.directory + "/slide.svs", "--model",
+                                                  ClusterFixture.prototxt, "--weights", ClusterFixture.weights,
+                                                  "--allow-padding"], log: "inspect")
+        #expect(s == 0, "\(l)")
+        for expected in ["aperio", "160×120", "level 0: 160×120", "level 1: 40×30", "0.25 µm/px", "1 µm/px",
+                         "map 3×120×160", "Mpx/s"] {
+            #expect(l.contains(expected), "missing \"\(expected)\" in:\n\(l)")
+        }
+        let (s2, l2) = try Self.coordinator(group, ["inspect-image", group.directory + "/nothing.svs"], log: "missing")
+        #expect(s2 != 0 && l2.contains("nothing.svs"), "\(l2)")
+    }
+}

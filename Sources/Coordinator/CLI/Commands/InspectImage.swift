@@ -53,12 +53,12 @@ struct InspectImage: ParsableCommand {
         for level in levels {
             let pixels = Double(level.width) * Double(level.height)
             let bytes = pixels * Double(plan.classes) * 4
-            print(String(format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate", level.index, plan.classes,
+            print(String(format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate (without --tissue)", level.index, plan.classes,
                          level.height, level.width, Self.size(bytes), Self.duration(pixels / rate)))
         }
     }
 
-    static let probe = 256
+    static let probe = 512
 
     /// Map pixels per second of `mode` on one synthetic `probe`² image (every task
     /// of it, after a warm-up run): the same tasks a real map runs, per tile.
@@ -87,6 +87,7 @@ struct InspectImage: ParsableCommand {
     }
 
     static func duration(_ seconds: Double) -> String {
+        if seconds < 1 { return "<1 s" }
         if seconds < 120 { return String(format: "%.0f s", seconds) }
         if seconds < 7200 { return String(format: "%.0f min", seconds / 60) }
         return String(format: "%.1f h", seconds / 3600)
