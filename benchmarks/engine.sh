@@ -40,3 +40,10 @@ PY
 else
   echo "onnxruntime not installable here: peer row skipped"
 fi
+# naive of the seed's padded nuclei net (the only exact map of a net that pads):
+# timed on a 64² crop, extrapolated per pixel to SIZE².
+nuclei=../shared/models/seed/nuclei-cifar10quick/nuclei_w32.caffemodel
+if [[ -f $nuclei ]]; then
+  "$bin/tessera-coordinator" benchmark --weights "$nuclei" --size "$size" --threads "$threads" --modes naive \
+    --naive-crop 64 | tail -1 | sed 's/^/nuclei-cifar10quick /'
+fi

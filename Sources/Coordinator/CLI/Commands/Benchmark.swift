@@ -10,11 +10,13 @@ import TesseraPlan
 /// against this machine's sgemm peak, in one run (benchmarks/run.sh adds a peer).
 struct Benchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time fast, shift and dense on a synthetic image and compare with the sgemm peak.",
+        abstract: "Time the modes on a synthetic image and compare with the sgemm peak.",
         discussion: """
             Without --weights the net gets fixed pseudo-random weights (the seed net's trained \
             weights are not published); the work is the same. GFLOP/s counts convolution \
-            multiply-accumulates only (2 FLOPs each). Run a release build.
+            multiply-accumulates only (2 FLOPs each). naive (the classifier on every pixel's patch) \
+            is timed on a --naive-crop square crop and extrapolated per pixel to the full size. Run a \
+            release build.
             """
     )
 
@@ -24,6 +26,7 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Tile size in map pixels (default: from the memory budget).") var tile: Int?
     @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed repetitions per mode; the best is reported.") var repeats = 1
+    @Option(help: "Side of the crop naive is timed on (extrapolated per pixel).") var naiveCrop = 64
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @OptionGroup var compute: DeviceFlags
 
@@ -49,19 +52,24 @@ struct Benchmark: ParsableCommand {
         var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
         for name in modes.split(separator: ",") {
             guard let mode = MapMode(rawValue: String(name)) else { throw ValidationError("unknown mode \(name)") }
-            let t = try tile ?? mapper.defaultTile(mode: mode, image: Size2(size, size))
-            let tasks = TilePlan.tasks(mode: mode, image: Size2(size, size), tile: t, geometry: engine.tasks)
-            let work = try tasks.reduce(0) { $0 + (try engine.convolutionMACs($1)) }
+            // naive runs the classifier per pixel: timed on a crop, extrapolated per pixel.
+            let side = mode == .naive ? min(size, max(1, naiveCrop)) : size
+            let scale = Double(size * size) / Double(side * side)
+            let input = side == size ? image : SyntheticImage(side: side, seed: 7)
+            let t = try tile ?? mapper.defaultTile(mode: mode, image: Size2(side, side))
+            let tasks = TilePlan.tasks(mode: mode, image: Size2(side, side), tile: t, geometry: engine.tasks)
+            let work = Int(Double(try tasks.reduce(0) { $0 + (try engine.convolutionMACs($1)) }) * scale)
             var best = Double.infinity
             for _ in 0..<max(1, repeats) {
                 let start = DispatchTime.now()
-                _ = try mapper.map(image, mode: mode, tile: t)
+                _ = try mapper.map(input, mode: mode, tile: t)
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
             }
+            best *= scale
             seconds[mode] = best
             macs[mode] = work
             let gflops = 2 * Double(work) / best / 1e9
-            rows.append(["mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count,
+            rows.append(["mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count, "measuredSide": side,
                          "gmacs": Double(work) / 1e9, "gflops": gflops, "fractionOfPeak": gflops / peak,
                          "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576])
         }
@@ -85,7 +93,8 @@ struct Benchmark: ParsableCommand {
             print(String(format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,
                          r["seconds"] as! Double, r["gmacs"] as! Double, r["gflops"] as! Double,
                          100 * (r["fractionOfPeak"] as! Double), r["tile"] as! Int, r["tasks"] as! Int,
-                         r["peakRSSMiB"] as! Double))
+                         r["peakRSSMiB"] as! Double)
+                  + ((r["measuredSide"] as! Int) != size ? "  (timed on a \(r["measuredSide"]!)² crop, extrapolated)" : ""))
         }
         if let speedup = summary["denseSpeedupOverShift"] as? Double, let ratio = summary["shiftToDenseMACRatio"] as? Double {
             print(String(format: "dense speed-up over shift: %.2f× (MAC ratio %.2f×, %.0f%% of it)",
