@@ -44,6 +44,10 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
+        for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
+            throw ValidationError("\(path) is not a PNG: slides and TIFFs are mapped by `run` (in its own process) "
+                + "so far; the cluster path takes PNG images")
+        }
         if let chunked = try? OutputOptions.parseKinds(output.outputs ?? "all").first(where: \.isChunked) {
             throw ValidationError("--outputs \(chunked.rawValue) is written by `run --in-process` only so far; "
                 + "a cluster job writes prob, labels, overlay and npy")
