@@ -94,6 +94,18 @@ struct ModuleGraphTests {
         }
     }
 
+    @Test("no regular target uses @testable imports: a plain `swift build -c release` builds them")
+    func noTestableOutsideTests() throws {
+        for folder in Self.allowed.map(\.folder) + ["Tests/TestSupport"] {
+            let base = Self.root.appendingPathComponent(folder)
+            guard let walker = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil) else { continue }
+            for case let url as URL in walker where url.pathExtension == "swift" {
+                let text = try String(contentsOf: url, encoding: .utf8)
+                #expect(!text.contains("@testable import"), "\(url.path) uses @testable: release builds without testing fail")
+            }
+        }
+    }
+
     @Test("the check can fail: a forbidden import is reported")
     func checkCanFail() throws {
         let dir = Self.root.appendingPathComponent("Sources/Shared/Engine/.graph-probe-\(getpid())")

@@ -1,12 +1,12 @@
 import Foundation
 import Testing
 
-@testable import TesseraCluster
-@testable import TesseraEngine
-@testable import TesseraImage
-@testable import TesseraModel
-@testable import TesseraPlan
-@testable import TesseraWire
+import TesseraCluster
+import TesseraEngine
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
 
 
 /// Starts the built executables (`tessera-coordinator`, `tessera-worker`, found next

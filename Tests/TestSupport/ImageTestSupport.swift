@@ -1,6 +1,6 @@
 import Foundation
 
-@testable import TesseraImage
+import TesseraImage
 
 
 /// A fresh empty directory under the system's temporary directory, removed by `cleanup()`.

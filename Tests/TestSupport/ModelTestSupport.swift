@@ -1,6 +1,6 @@
 import Foundation
 
-@testable import TesseraModel
+import TesseraModel
 
 /// The seed models (../shared/models/seed next to the package): reference data that is
 /// never committed; tests that need it are skipped when it is absent.

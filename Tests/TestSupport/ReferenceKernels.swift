@@ -1,8 +1,8 @@
 import Foundation
 
-@testable import TesseraCore
-@testable import TesseraEngine
-@testable import TesseraModel
+import TesseraCore
+import TesseraEngine
+import TesseraModel
 
 
 /// Slow, obviously-correct loops that the engine's kernels are checked against

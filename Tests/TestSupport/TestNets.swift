@@ -1,6 +1,6 @@
 
-@testable import TesseraCore
-@testable import TesseraModel
+import TesseraCore
+import TesseraModel
 
 /// Small patch classifiers with random weights, built by hand, covering the
 /// stride patterns the modes must handle.

@@ -1,7 +1,7 @@
 
-@testable import TesseraCore
-@testable import TesseraModel
-@testable import TesseraWire
+import TesseraCore
+import TesseraModel
+import TesseraWire
 
 /// One or more sample messages of every type, small enough to fuzz quickly.
 enum WireSamples {
