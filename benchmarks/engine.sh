@@ -11,7 +11,9 @@ threads=${2:-$(nproc)}
 model=../shared/models/seed/efficient-pixelwise/deploy.prototxt
 [[ -f $model ]] || { echo "needs $model (the seed models beside the repository)" >&2; exit 1; }
 scripts/bootstrap.sh
-swift build -c release >/dev/null
+# Only the product it runs: `swift build -c release` also builds TestSupport, whose
+# @testable imports fail outside a build with -enable-testing.
+swift build -c release --product tessera-coordinator >/dev/null
 bin=$(swift build -c release --show-bin-path)
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 "$bin/tessera-coordinator" benchmark --model "$model" --size "$size" --threads "$threads" --modes fast,shift,dense \

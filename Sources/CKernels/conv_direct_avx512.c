@@ -81,7 +81,7 @@ int tessera_conv_direct_avx512_available(void) {
 #define TARGET512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
 
-static inline __attribute__((always_inline)) TARGET512 __m512 emit512(const tessera_conv_args *a, __m512 x) {
+INLINE TARGET512 __m512 emit512(const tessera_conv_args *a, __m512 x) {
     const __m512 zero = _mm512_setzero_ps();
     if (a->activation == 1) {
         x = _mm512_max_ps(x, zero);
