@@ -11,7 +11,9 @@ threads=${2:-$(nproc)}
 model=../shared/models/seed/efficient-pixelwise/deploy.prototxt
 [[ -f $model ]] || { echo "needs $model (the seed models beside the repository)" >&2; exit 1; }
 scripts/bootstrap.sh
-swift build -c release >/dev/null
+# Only the product it runs: `swift build -c release` also builds TestSupport, whose
+# @testable imports fail outside a build with -enable-testing.
+swift build -c release --product tessera-coordinator >/dev/null
 bin=$(swift build -c release --show-bin-path)
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 "$bin/tessera-coordinator" benchmark --model "$model" --size "$size" --threads "$threads" --modes fast,shift,dense \
@@ -19,7 +21,8 @@ echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | 
 python3 - <<'PY'
 import json
 b = json.load(open("/tmp/tessera-bench.json"))
-print(f"sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s ({b['threads']} threads, kernel {b['blasKernel']})")
+print(f"sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s ({b['threads']} threads, kernel {b['blasKernel']}); "
+      f"direct convolution: {b.get('directConvolution', '?')}")
 print(f"{'mode':6} {'seconds':>8} {'GMAC':>7} {'GFLOP/s':>8} {'of peak':>8} {'peak RSS':>9}")
 for r in b["modes"]:
     print(f"{r['mode']:6} {r['seconds']:8.2f} {r['gmacs']:7.1f} {r['gflops']:8.1f} {100*r['fractionOfPeak']:7.0f}% "

@@ -38,4 +38,12 @@ void tessera_conv_pack_weights(const float *w, int outputs, int k, float *packed
 /// Output rows [y0, y1) of every output channel.
 void tessera_conv_direct_rows(const tessera_conv_args *args, long y0, long y1);
 
+/// The same convolution on AVX-512F (conv_direct_avx512.c): a larger register tile,
+/// outputs equal to tessera_conv_direct_rows's bit for bit. Its weights are packed
+/// by tessera_conv_pack_weights_avx512 (other blocks, the same count of floats).
+/// Non-zero when this CPU runs it (x86-64 with AVX-512F).
+int tessera_conv_direct_avx512_available(void);
+void tessera_conv_pack_weights_avx512(const float *w, int outputs, int k, float *packed);
+void tessera_conv_direct_rows_avx512(const tessera_conv_args *args, long y0, long y1);
+
 #endif

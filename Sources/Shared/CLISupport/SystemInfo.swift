@@ -13,6 +13,7 @@ public enum SystemInfo {
             "libpng      \(PNGReader.libraryVersion)",
             "OpenBLAS    \(blas.libraryPath), kernel \(blas.coreName) (\(blas.coreChoice)), \(blas.threads) threads",
             "CPU         \(CPUFeatures.current.modelName)",
+            "Direct conv \(DirectConvolutionKernel.selected?.rawValue ?? "none (im2col + sgemm)") (TESSERA_DIRECT_CONV=avx2|avx512|0)",
             "CUDA        \(cudaLine)",
         ]
     }

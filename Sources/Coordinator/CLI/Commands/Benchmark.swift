@@ -75,7 +75,8 @@ struct Benchmark: ParsableCommand {
         }
         var summary: [String: Any] = ["image": size, "threads": threads, "sgemmPeakGflops": peak,
                                       "device": device.description,
-                                      "blasKernel": try BLAS.get().coreName, "modes": rows]
+                                      "blasKernel": try BLAS.get().coreName, "modes": rows,
+                                      "directConvolution": DirectConvolutionKernel.selected?.rawValue ?? "none"]
         if let s = seconds[.shift], let d = seconds[.dense], let ms = macs[.shift], let md = macs[.dense] {
             summary["denseSpeedupOverShift"] = s / d
             summary["shiftToDenseMACRatio"] = Double(ms) / Double(md)
@@ -86,7 +87,7 @@ struct Benchmark: ParsableCommand {
             return
         }
         print("net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
-              + "BLAS kernel \(summary["blasKernel"]!)")
+              + "BLAS kernel \(summary["blasKernel"]!), direct convolution \(summary["directConvolution"]!)")
         print(String(format: "%@: %.1f GFLOP/s", peakName, peak))
         print("mode     seconds   GMAC    GFLOP/s  of peak  tile  tasks  peak RSS")
         for r in rows {

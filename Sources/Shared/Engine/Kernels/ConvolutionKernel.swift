@@ -3,11 +3,47 @@ import Foundation
 import TesseraCore
 import TesseraModel
 
+/// The direct convolution kernels in `Sources/CKernels`, best first. Both compute
+/// every output as the same FMA chain in the same order, so their maps are equal
+/// bit for bit; the choice only changes speed.
+public enum DirectConvolutionKernel: String, Sendable {
+    /// `conv_direct_avx512.c`: 16-lane vectors, a register tile of up to 12 outputs × 16 pixels.
+    case avx512
+    /// `conv_direct.c`: 8-lane vectors, a register tile of 6 outputs × 16 pixels.
+    case avx2
+
+    /// Whether this CPU runs the kernel.
+    public var isSupported: Bool {
+        switch self {
+        case .avx512: tessera_conv_direct_avx512_available() != 0
+        case .avx2: tessera_conv_direct_available() != 0
+        }
+    }
+
+    /// The kernel for `TESSERA_DIRECT_CONV`: unset, empty or `auto` picks the best this CPU
+    /// runs (AVX-512F, else AVX2 + FMA); `avx512` or `avx2` asks for one (a CPU without
+    /// it gets the best it has below it); `0` none: im2col + sgemm for every layer.
+    /// The switches exist to compare the paths.
+    static func choose(_ setting: String?) -> DirectConvolutionKernel? {
+        let order: [DirectConvolutionKernel]
+        switch setting?.lowercased() {
+        case "0", "off", "none", "im2col": return nil
+        case "avx2": order = [.avx2]
+        default: order = [.avx512, .avx2]
+        }
+        return order.first { $0.isSupported }
+    }
+
+    /// The kernel this process uses (from `TESSERA_DIRECT_CONV` and the CPU), nil for none.
+    public static let selected: DirectConvolutionKernel? = choose(ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
+}
+
 /// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
-/// run a direct AVX2/FMA kernel (`Sources/CKernels/conv_direct.c`) that reads
-/// its operands straight from the input planes: no column matrix to write and
-/// no sgemm packing, which cost a third of the dense net's time. Its results
-/// do not depend on a pixel's position, so tiles stay bit-identical.
+/// run a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
+/// `Sources/CKernels`) that reads its operands straight from the input planes:
+/// no column matrix to write and no sgemm packing, which cost a third of the
+/// dense net's time. Its results do not depend on a pixel's position, so tiles
+/// stay bit-identical, and both kernels give the same bits.
 ///
 /// Every other layer (strides, padding, CPUs without AVX2/FMA, or
 /// `TESSERA_DIRECT_CONV=0`) uses im2col + sgemm (Caffe's method), computed in blocks of
@@ -27,32 +63,40 @@ struct ConvolutionKernel {
     let fusedReLUSlope: Float?
     /// Weights reordered for the direct kernel, group after group; nil when the layer uses im2col.
     private let packed: [Float]?
+    /// The direct kernel this layer runs; nil when it uses im2col.
+    let direct: DirectConvolutionKernel?
 
-    /// Whether this process may use the direct kernel: the CPU has AVX2 and FMA
-    /// and `TESSERA_DIRECT_CONV` is not `0` (the switch exists to compare the two paths).
-    static let directAvailable: Bool =
-        tessera_conv_direct_available() != 0 && ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"] != "0"
+    /// Whether this process may use a direct kernel (see `DirectConvolutionKernel.selected`).
+    static var directAvailable: Bool { DirectConvolutionKernel.selected != nil }
 
-    /// - Parameter allowDirect: false forces im2col + sgemm (tests compare the two paths).
-    init(conv: Convolution, fusedReLUSlope: Float?, allowDirect: Bool = ConvolutionKernel.directAvailable) {
+    /// - Parameter direct: the direct kernel for stride-1 unpadded layers; nil forces im2col
+    ///   + sgemm (tests compare the paths). It must be supported by this CPU.
+    init(conv: Convolution, fusedReLUSlope: Float?,
+         direct: DirectConvolutionKernel? = DirectConvolutionKernel.selected) {
         self.conv = conv
         self.fusedReLUSlope = fusedReLUSlope
         let g = max(1, conv.group), mg = conv.outputs / g
         let k = conv.weights.count / max(1, conv.outputs)
-        if allowDirect, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
+        if let direct, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
            conv.weights.count == conv.outputs * k {
+            precondition(direct.isSupported, "this CPU does not run the \(direct.rawValue) kernel")
             var packed = [Float](repeating: 0, count: conv.weights.count)
             conv.weights.withUnsafeBufferPointer { w in
                 packed.withUnsafeMutableBufferPointer { p in
                     for grp in 0..<g {
-                        tessera_conv_pack_weights(w.baseAddress! + grp * mg * k, Int32(mg), Int32(k),
-                                                  p.baseAddress! + grp * mg * k)
+                        let (src, dst) = (w.baseAddress! + grp * mg * k, p.baseAddress! + grp * mg * k)
+                        switch direct {
+                        case .avx512: tessera_conv_pack_weights_avx512(src, Int32(mg), Int32(k), dst)
+                        case .avx2: tessera_conv_pack_weights(src, Int32(mg), Int32(k), dst)
+                        }
                     }
                 }
             }
             self.packed = packed
+            self.direct = direct
         } else {
             packed = nil
+            self.direct = nil
         }
     }
     /// Column-buffer budget per thread, in floats (2 MiB: stays in L2/L3 while sgemm packs it).
@@ -73,8 +117,8 @@ struct ConvolutionKernel {
     /// - Parameter origin: global output coordinates of `output`'s pixel (0, 0).
     func forward(_ input: Tensor, into output: Tensor, origin: Size2, threads: Int, blas: BLAS) {
         // The direct kernel's offsets are 32-bit: planes beyond 2^31 floats take the im2col path.
-        if let packed, input.c * input.h * input.w < Int(Int32.max) {
-            forwardDirect(input, into: output, packed: packed, threads: threads)
+        if let packed, let direct, input.c * input.h * input.w < Int(Int32.max) {
+            forwardDirect(input, into: output, packed: packed, kernel: direct, threads: threads)
             return
         }
         let g = conv.group
@@ -125,7 +169,8 @@ struct ConvolutionKernel {
         }
     }
 
-    private func forwardDirect(_ input: Tensor, into output: Tensor, packed: [Float], threads: Int) {
+    private func forwardDirect(_ input: Tensor, into output: Tensor, packed: [Float], kernel: DirectConvolutionKernel,
+                               threads: Int) {
         let g = conv.group
         let cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
@@ -156,7 +201,10 @@ struct ConvolutionKernel {
                                 output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
                                 kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
                                 dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
-                            tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
+                            switch kernel {
+                            case .avx512: tessera_conv_direct_rows_avx512(&args, rows.lowerBound, rows.upperBound)
+                            case .avx2: tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
+                            }
                         }
                     }
                 }
