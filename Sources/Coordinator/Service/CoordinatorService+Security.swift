@@ -11,6 +11,10 @@ import TesseraWire
 /// - with CURVE the sockets are CURVE servers and the handler lets in only the public
 ///   keys of the authorized-keys folder (re-read every 2 s) and the coordinator's own;
 ///   every refusal is logged (rate-limited) with the peer's address and key.
+///
+/// It fails closed: if the ZAP handler stops answering, the service stops (its
+/// endpoints close, `failure` says why) rather than run on with libzmq letting
+/// every CURVE client in.
 extension CoordinatorService {
     static let zapDomain = "tessera"
 
@@ -30,16 +34,26 @@ extension CoordinatorService {
         }
         // Refusals are logged on the handler's thread.
         let refusals = Locked(RateLimitedLog(logger: logger))
+        let logger = self.logger
         do {
-            return try ZAPHandler(context: context, policy: policy) { request, reason in
-                refusals.withLock {
-                    $0.warning(
-                        reason, "refused a connection (ZAP)",
-                        metadata: [
-                            "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
-                        ])
-                }
-            }
+            return try ZAPHandler(
+                context: context, policy: policy,
+                onRefusal: { request, reason in
+                    refusals.withLock {
+                        $0.warning(
+                            reason, "refused a connection (ZAP)",
+                            metadata: [
+                                "address": "\(request.address)", "mechanism": "\(request.mechanism)",
+                                "reason": "\(reason)",
+                            ])
+                    }
+                },
+                onFailure: { [weak self] error in
+                    logger.critical(
+                        "the authentication (ZAP) handler failed: stopping, so that no connection is let in unchecked",
+                        metadata: ["error": "\(error)"])
+                    self?.fail(ClusterError("the authentication (ZAP) handler failed: \(error)"))
+                })
         } catch {
             throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
         }
