@@ -218,6 +218,19 @@ struct StoreFormatTests {
 
 @Suite("Job store: damaged entries at start")
 struct DamagedStoreTests {
+    /// A job of the small padded test net on `image` (PNG bytes) named `name`.
+    static func spec(_ name: String, image: [UInt8]) -> Wire.JobSpec {
+        var options = JobOptions()
+        options.engine.allowPadding = true
+        return Wire.JobSpec(
+            mode: .dense, tileSize: UInt32(ClusterFixture.tile),
+            preprocessing: Wire.Preprocessing(channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
+            outputOptions: options.encoded,
+            prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
+            weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
+            image: .inline(name: name, bytes: image))
+    }
+
     @Test(
         "A damaged job entry fails that job with the file and reason; an interrupted one is skipped; the coordinator serves on"
     )
@@ -266,18 +279,7 @@ struct DamagedStoreTests {
         try ClusterFixture.writeImage(to: imagePath, height: 40, width: 50)
         let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
         let names = ["a\ntile=1.png", "b;mode=fast=%41\r\n\u{1F600}.png"]
-        var options = JobOptions()
-        options.engine.allowPadding = true
-        func spec(_ name: String) throws -> Wire.JobSpec {
-            Wire.JobSpec(
-                mode: .dense, tileSize: UInt32(ClusterFixture.tile),
-                preprocessing: Wire.Preprocessing(
-                    channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
-                outputOptions: options.encoded,
-                prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
-                weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
-                image: .inline(name: name, bytes: image))
-        }
+        func spec(_ name: String) throws -> Wire.JobSpec { Self.spec(name, image: image) }
         let context = try ZMQContext()
         func start() throws -> (CoordinatorService, String) {
             let id = UUID().uuidString
@@ -327,5 +329,77 @@ struct DamagedStoreTests {
             return
         }
         #expect(data.bytes == [1, 2, 3])
+    }
+
+    @Test("The store is owner-only: folders 0700, files 0600; an older store's jobs folder is restricted at start")
+    func permissions() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-perm-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let imagePath = root + "-image.png"
+        defer { try? FileManager.default.removeItem(atPath: imagePath) }
+        try ClusterFixture.writeImage(to: imagePath, height: 30, width: 30)
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        func mode(_ path: String) -> mode_t {
+            var info = stat()
+            return stat(path, &info) == 0 ? info.st_mode & 0o777 : 0xFFFF
+        }
+        let oldUmask = umask(0o022)
+        defer { umask(oldUmask) }
+        let context = try ZMQContext()
+        let store = JobStore(root: root)
+        do {
+            let id = UUID().uuidString
+            let service = CoordinatorService(
+                context: context,
+                configuration: .init(
+                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+                logger: Logger(label: "test.perm"))
+            _ = try service.start()
+            defer { service.stop() }
+            let client = try TestClient(context, "inproc://c-\(id)")
+            guard case .submitted = try client.request(.submit(Self.spec("slide.png", image: image))) else {
+                Issue.record("the submission was refused")
+                return
+            }
+        }
+        for folder in [root, store.jobsDirectory, store.directory(1), store.tilesDirectory(1)] {
+            #expect(mode(folder) == 0o700, "\(folder): 0\(String(mode(folder), radix: 8))")
+        }
+        for file in ["job.txt", "image.png", "deploy.prototxt", "weights.caffemodel"] {
+            let path = store.directory(1) + "/" + file
+            #expect(mode(path) == 0o600, "\(path): 0\(String(mode(path), radix: 8))")
+        }
+        // A store written by an older version: its jobs folder is made owner-only at start.
+        #expect(chmod(store.jobsDirectory, 0o755) == 0)
+        let id = UUID().uuidString
+        let service = CoordinatorService(
+            context: context,
+            configuration: .init(
+                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+            logger: Logger(label: "test.perm"))
+        _ = try service.start()
+        service.stop()
+        #expect(mode(store.jobsDirectory) == 0o700)
+    }
+}
+
+@Suite("Authorized-keys folder permissions")
+struct KeyFolderTests {
+    @Test("A key folder writable by its group or by everyone is reported; an owner-only one is not")
+    func keyFolderWarning() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-keys-\(UUID().uuidString)")
+            .path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(chmod(dir, 0o777) == 0)
+        let world = CoordinatorService.keyFolderWarning(dir)
+        #expect(world?.contains("writable by everyone") == true && world?.contains("0777") == true, "\(world ?? "nil")")
+        #expect(chmod(dir, 0o775) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir)?.contains("writable by its group") == true)
+        #expect(chmod(dir, 0o755) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir) == nil)
+        #expect(chmod(dir, 0o700) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir) == nil)
     }
 }

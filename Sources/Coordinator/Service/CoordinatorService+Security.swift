@@ -23,6 +23,9 @@ extension CoordinatorService {
         let policy: ZAPPolicy
         if let curve = configuration.curve {
             let logger = self.logger
+            if let warning = Self.keyFolderWarning(curve.authorizedKeysDirectory) {
+                logger.warning("authorized-keys: \(warning)", metadata: ["folder": "\(curve.authorizedKeysDirectory)"])
+            }
             policy =
                 AuthorizedKeysPolicy(curve) { error in
                     logger.warning(
@@ -57,6 +60,16 @@ extension CoordinatorService {
         } catch {
             throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
         }
+    }
+
+    /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can
+    /// let any key in, so a folder writable by its group or by everyone is reported.
+    static func keyFolderWarning(_ directory: String) -> String? {
+        var info = stat()
+        guard stat(directory, &info) == 0, info.st_mode & 0o022 != 0 else { return nil }
+        let who = info.st_mode & 0o002 != 0 ? "everyone" : "its group"
+        return "the folder is writable by \(who) (mode 0\(String(info.st_mode & 0o777, radix: 8))): "
+            + "anyone who can write in it can authorize a key; make it writable by its owner only (chmod 755 or 700)"
     }
 
     /// Applies the authentication settings to a ROUTER before it binds.
