@@ -57,6 +57,10 @@ struct TesseraWorker: ParsableCommand {
     func validate() throws {
         guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        guard (0...WorkerAgent.maxTaskDelayMilliseconds).contains(debugTaskDelayMs) else {
+            throw ValidationError(
+                "--debug-task-delay-ms must be between 0 and \(WorkerAgent.maxTaskDelayMilliseconds) (a day)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard CUDAPrecision(rawValue: precision) != nil else {
             throw ValidationError("--precision must be fp32 or tf32")
@@ -92,7 +96,7 @@ struct TesseraWorker: ParsableCommand {
         var config = WorkerAgent.Configuration(
             coordinator: endpoint, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads)
         config.heartbeat.intervalMilliseconds = heartbeatMs
-        config.taskDelayMilliseconds = max(0, debugTaskDelayMs)
+        config.taskDelayMilliseconds = debugTaskDelayMs
         config.curve = security
         config.device = computeDevice
         let agent = try WorkerAgent(configuration: config, logger: logger)

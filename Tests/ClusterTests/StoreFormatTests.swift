@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import TesseraCluster
+import TesseraImage
 import Testing
 
 @testable import CoordinatorService
@@ -84,7 +86,108 @@ struct StoreFormatTests {
         let ending = JobEnding(
             state: .done, message: "resumed: 3/4\nrestored", tasks: 4, files: ["a.npy", "a_prob.png"])
         let e = try JobEnding(text: ending.encoded())
-        #expect(e.state == .done && e.files == ending.files && e.tasks == 4 && !e.message.contains("\n"))
+        #expect(e == ending)
+    }
+
+    /// A random string as a file name can be: any Unicode scalar but NUL and `/`, with
+    /// the characters a record line is made of (line breaks, `=`, `;`, `%`) over-represented;
+    /// one in twenty is very long (up to ~60 000 bytes).
+    static func randomName(_ rng: inout SeededGenerator) -> String {
+        let specials: [String] = [
+            "\n", "\r\n", "\r", "=", ";", "%", "%4", "%zz", "tile=1", "\nformat=1\n", " ", "\u{85}",
+            "\u{2028}", "é", "\u{1F600}", "\t", "\u{7F}", "\u{1}",
+        ]
+        let length = Int.random(in: 0..<5, using: &rng) == 0 ? 0 : Int.random(in: 1...40, using: &rng)
+        var name = ""
+        for _ in 0..<length {
+            if Bool.random(using: &rng) {
+                name += specials.randomElement(using: &rng)!
+            } else {
+                var scalar: Unicode.Scalar?
+                while scalar == nil || scalar == "\0" || scalar == "/" {
+                    let range: ClosedRange<UInt32> = Bool.random(using: &rng) ? 1...0x7F : 1...0x10_FFFF
+                    scalar = Unicode.Scalar(UInt32.random(in: range, using: &rng))
+                }
+                name.unicodeScalars.append(scalar!)
+            }
+        }
+        if Int.random(in: 0..<20, using: &rng) == 0 { name = String(repeating: name + "=\n;", count: 300) }
+        return name
+    }
+
+    @Test("Fuzz: records and endings with random file names (line breaks, =, ;, %, any scalar, very long) round-trip")
+    func recordFuzz() throws {
+        var rng = SeededGenerator(seed: 18)
+        for round in 0..<1000 {
+            let stem = Self.randomName(&rng)
+            let r = JobRecord(
+                mode: Wire.Mode.allCases.randomElement(using: &rng)!, tile: Int.random(in: 1...4096, using: &rng),
+                stem: stem, options: "outputs=all;out=" + Self.randomName(&rng),
+                preprocessing: Wire.Preprocessing(
+                    channelOrder: Bool.random(using: &rng) ? .bgr : .rgb,
+                    rawScale: Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng)),
+                    scale: Float.random(in: -1...1, using: &rng),
+                    mean: (0..<Int.random(in: 0...4, using: &rng)).map { _ in
+                        Float.random(in: -1e30...1e30, using: &rng)
+                    }),
+                modelDigest: String(repeating: "0f", count: 32),
+                imageCRC32: UInt32.random(in: 0...UInt32.max, using: &rng),
+                imageBytes: Int.random(in: 0...Int.max, using: &rng))
+            let text = r.encoded()
+            // Exactly one line per key, whatever the values hold.
+            #expect(text.utf8.filter { $0 == UInt8(ascii: "\n") }.count == 12, "round \(round)")
+            let back = try JobRecord(text: text)
+            #expect(back.stem == r.stem && back.options == r.options, "round \(round): \(stem.debugDescription)")
+            #expect(back.preprocessing.rawScale.bitPattern == r.preprocessing.rawScale.bitPattern)
+            #expect(back.mode == r.mode && back.tile == r.tile && back.imageBytes == r.imageBytes)
+            #expect(back.imageCRC32 == r.imageCRC32 && back.preprocessing.mean == r.preprocessing.mean)
+
+            let ending = JobEnding(
+                state: Wire.JobState.allCases.randomElement(using: &rng)!, message: Self.randomName(&rng),
+                tasks: Int.random(in: 0...1_000_000, using: &rng),
+                files: (0..<Int.random(in: 0...4, using: &rng)).map { _ in stem + Self.randomName(&rng) + ".png" })
+            let e = try JobEnding(text: ending.encoded())
+            #expect(e == ending, "round \(round)")
+        }
+    }
+
+    @Test("A file name cannot add a key: `a⏎tile=1.png` stays the stem; format 2 records are still read")
+    func recordInjectionAndOldFormat() throws {
+        let r = JobRecord(
+            mode: .shift, tile: 48, stem: "a\ntile=1", options: "outputs=npy;out=/x;y=z\nmode=fast",
+            preprocessing: Wire.Preprocessing(channelOrder: .bgr, rawScale: 1, scale: 1, mean: []),
+            modelDigest: String(repeating: "cd", count: 32), imageCRC32: 7, imageBytes: 9)
+        let text = r.encoded()
+        #expect(!text.contains("\ntile=1\n") && !text.contains("\nmode=fast"), "\(text)")
+        #expect(try JobRecord(text: text) == r)
+        // A value that is not a valid escape: that record is refused, naming the key.
+        do {
+            _ = try JobRecord(text: text.replacingOccurrences(of: "stem=a%0A", with: "stem=a%0"))
+            Issue.record("a record with a broken escape was accepted")
+        } catch {
+            #expect("\(error)".contains("stem"), "\(error)")
+        }
+        // Written by the previous version: values raw, a literal `%` kept as it is.
+        let old = """
+            format=2
+            mode=dense
+            tile=24
+            stem=100%-tissue
+            options=outputs=all;bit-depth=8
+            channel-order=rgb
+            raw-scale=3f800000
+            scale=3f800000
+            mean=42d00000,42ea0000
+            model-sha256=\(String(repeating: "ab", count: 32))
+            image-crc32=deadbeef
+            image-bytes=12
+
+            """
+        let o = try JobRecord(text: old)
+        #expect(
+            o.stem == "100%-tissue" && o.options == "outputs=all;bit-depth=8" && o.preprocessing.mean == [104, 117])
+        let oldEnding = try JobEnding(text: "state=2\ntasks=4\nmessage=50% done\nfile=100%.npy\n")
+        #expect(oldEnding == JobEnding(state: .done, message: "50% done", tasks: 4, files: ["100%.npy"]))
     }
 
     @Test("Durable writes leave only the final file; a store's tile listing separates tiles from leftovers")
@@ -115,6 +218,19 @@ struct StoreFormatTests {
 
 @Suite("Job store: damaged entries at start")
 struct DamagedStoreTests {
+    /// A job of the small padded test net on `image` (PNG bytes) named `name`.
+    static func spec(_ name: String, image: [UInt8]) -> Wire.JobSpec {
+        var options = JobOptions()
+        options.engine.allowPadding = true
+        return Wire.JobSpec(
+            mode: .dense, tileSize: UInt32(ClusterFixture.tile),
+            preprocessing: Wire.Preprocessing(channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
+            outputOptions: options.encoded,
+            prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
+            weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
+            image: .inline(name: name, bytes: image))
+    }
+
     @Test(
         "A damaged job entry fails that job with the file and reason; an interrupted one is skipped; the coordinator serves on"
     )
@@ -151,5 +267,139 @@ struct DamagedStoreTests {
             return
         }
         #expect(text.contains("no job 9"))
+    }
+
+    @Test("Jobs whose image names hold line breaks, = and ; resume after a restart; a finished one is still served")
+    func resumeWithHostileNames() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-names-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let imagePath = root + "-image.png"
+        defer { try? FileManager.default.removeItem(atPath: imagePath) }
+        try ClusterFixture.writeImage(to: imagePath, height: 40, width: 50)
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        let names = ["a\ntile=1.png", "b;mode=fast=%41\r\n\u{1F600}.png"]
+        func spec(_ name: String) throws -> Wire.JobSpec { Self.spec(name, image: image) }
+        let context = try ZMQContext()
+        func start() throws -> (CoordinatorService, String) {
+            let id = UUID().uuidString
+            let service = CoordinatorService(
+                context: context,
+                configuration: .init(
+                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+                logger: Logger(label: "test.names"))
+            _ = try service.start()
+            return (service, "inproc://c-\(id)")
+        }
+        do {  // No workers: both jobs stay unfinished.
+            let (service, endpoint) = try start()
+            defer { service.stop() }
+            let client = try TestClient(context, endpoint)
+            for (i, name) in names.enumerated() {
+                guard case .submitted(let id) = try client.request(.submit(try spec(name))) else {
+                    Issue.record("the submission of \(name.debugDescription) was refused")
+                    return
+                }
+                #expect(id == UInt64(i + 1))
+            }
+        }
+        // Job 2 ended while the coordinator was down: its ending names outputs with the same name.
+        let stem2 = OutputOptions.stem(forInput: names[1])
+        let files = ["\(stem2).npy", "\(stem2)\n=;.png"]
+        let store = JobStore(root: root)
+        try DurableFile.createDirectory(store.directory(2) + "/out")
+        for f in files { try DurableFile.write([1, 2, 3], to: store.directory(2) + "/out/" + f) }
+        try store.writeEnding(JobEnding(state: .done, message: "done\nin two lines", tasks: 6, files: files), 2)
+
+        let (service, endpoint) = try start()
+        defer { service.stop() }
+        let client = try TestClient(context, endpoint)
+        let one = try client.status(1)
+        #expect(one.state == .queued || one.state == .running, "\(one.state): \(one.message)")
+        // 40×50 pixels in 24-pixel tiles: 6 tasks (an injected `tile=1` would make 2 000).
+        #expect(one.message.contains("resumed: 0/6 tiles"), "\(one.message)")
+        let two = try client.status(2)
+        #expect(two.state == .done && two.outputFiles == files, "\(two.state): \(two.message)")
+        #expect(two.message == "done\nin two lines")
+        guard
+            case .fetchData(let data) = try client.request(
+                .fetchRequest(Wire.FetchRequest(jobID: 2, fileName: files[1])))
+        else {
+            Issue.record("the output named with a line break could not be fetched")
+            return
+        }
+        #expect(data.bytes == [1, 2, 3])
+    }
+
+    @Test("The store is owner-only: folders 0700, files 0600; an older store's jobs folder is restricted at start")
+    func permissions() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-perm-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let imagePath = root + "-image.png"
+        defer { try? FileManager.default.removeItem(atPath: imagePath) }
+        try ClusterFixture.writeImage(to: imagePath, height: 30, width: 30)
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        func mode(_ path: String) -> mode_t {
+            var info = stat()
+            return stat(path, &info) == 0 ? info.st_mode & 0o777 : 0xFFFF
+        }
+        let oldUmask = umask(0o022)
+        defer { umask(oldUmask) }
+        let context = try ZMQContext()
+        let store = JobStore(root: root)
+        do {
+            let id = UUID().uuidString
+            let service = CoordinatorService(
+                context: context,
+                configuration: .init(
+                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+                logger: Logger(label: "test.perm"))
+            _ = try service.start()
+            defer { service.stop() }
+            let client = try TestClient(context, "inproc://c-\(id)")
+            guard case .submitted = try client.request(.submit(Self.spec("slide.png", image: image))) else {
+                Issue.record("the submission was refused")
+                return
+            }
+        }
+        for folder in [root, store.jobsDirectory, store.directory(1), store.tilesDirectory(1)] {
+            #expect(mode(folder) == 0o700, "\(folder): 0\(String(mode(folder), radix: 8))")
+        }
+        for file in ["job.txt", "image.png", "deploy.prototxt", "weights.caffemodel"] {
+            let path = store.directory(1) + "/" + file
+            #expect(mode(path) == 0o600, "\(path): 0\(String(mode(path), radix: 8))")
+        }
+        // A store written by an older version: its jobs folder is made owner-only at start.
+        #expect(chmod(store.jobsDirectory, 0o755) == 0)
+        let id = UUID().uuidString
+        let service = CoordinatorService(
+            context: context,
+            configuration: .init(
+                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+            logger: Logger(label: "test.perm"))
+        _ = try service.start()
+        service.stop()
+        #expect(mode(store.jobsDirectory) == 0o700)
+    }
+}
+
+@Suite("Authorized-keys folder permissions")
+struct KeyFolderTests {
+    @Test("A key folder writable by its group or by everyone is reported; an owner-only one is not")
+    func keyFolderWarning() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-keys-\(UUID().uuidString)")
+            .path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(chmod(dir, 0o777) == 0)
+        let world = CoordinatorService.keyFolderWarning(dir)
+        #expect(world?.contains("writable by everyone") == true && world?.contains("0777") == true, "\(world ?? "nil")")
+        #expect(chmod(dir, 0o775) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir)?.contains("writable by its group") == true)
+        #expect(chmod(dir, 0o755) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir) == nil)
+        #expect(chmod(dir, 0o700) == 0)
+        #expect(CoordinatorService.keyFolderWarning(dir) == nil)
     }
 }

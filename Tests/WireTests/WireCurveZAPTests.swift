@@ -88,6 +88,30 @@ struct WireCurveZAPTests {
         #expect(throws: ZMQError.self) { _ = try ZAPHandler(context: context, policy: .allowAll) }
     }
 
+    @Test("A ZAP handler that fails reports why and lets no CURVE client in, listed or not, until stopped")
+    func failsClosed() throws {
+        struct Broken: Error, CustomStringConvertible { var description: String { "REP socket in a bad state" } }
+        let context = try ZMQContext()
+        let alice = try ZMQCurve.keypair()
+        let failures = Locked<[String]>([])
+        let zap = try ZAPHandler(
+            context: context, policy: .allowList([alice.publicKey: "alice"]),
+            onFailure: { error in failures.withLock { $0.append("\(error)") } })
+        defer { zap.stop() }
+        let setup = try CurveSetup(context: context)
+        #expect(zap.failure == nil)
+        zap.injectFailure(Broken())
+        let deadline = Date().addingTimeInterval(5)
+        while failures.withLock({ $0.isEmpty }) && Date() < deadline { usleep(10_000) }
+        #expect(failures.withLock { $0 } == ["REP socket in a bad state"])
+        #expect(zap.failure.map { "\($0)" } == "REP socket in a bad state")
+
+        let mallory = try setup.client(try ZMQCurve.keypair())
+        #expect(try setup.exchange(mallory, timeout: 700) == nil, "an unlisted key got in after the handler failed")
+        let aliceSocket = try setup.client(alice)
+        #expect(try setup.exchange(aliceSocket, timeout: 700) == nil, "no handshake may complete unchecked")
+    }
+
     @Test("Random bytes over TCP to a ROUTER with a ZAP domain are not delivered")
     func garbageOverTCP() throws {
         let context = try ZMQContext()

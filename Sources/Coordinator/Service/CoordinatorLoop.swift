@@ -73,15 +73,39 @@ final class CoordinatorLoop {
         if let dir = configuration.storeDirectory {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
+            restrictJobsFolder()
         } else {
             store = JobStore(
                 root: FileManager.default.temporaryDirectory
                     .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
+            try FileManager.default.createDirectory(
+                atPath: store.root, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: Int(DurableFile.directoryMode)])
             try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
         }
         // Job ids stay unique across restarts on the same store.
         nextJobID = (store.jobIDs().max() ?? 0) + 1
         if persistent { resumeFromStore() }
+    }
+
+    /// A store made by an older version has a `jobs/` folder others can read: make it
+    /// owner-only (everything of every job is inside it).
+    private func restrictJobsFolder() {
+        var info = stat()
+        guard stat(store.jobsDirectory, &info) == 0, info.st_mode & 0o077 != 0 else { return }
+        let was = String(info.st_mode & 0o777, radix: 8)
+        if chmod(store.jobsDirectory, DurableFile.directoryMode) == 0 {
+            logger.notice(
+                "store: made the jobs folder owner-only",
+                metadata: ["folder": "\(store.jobsDirectory)", "was": "0\(was)"])
+        } else {
+            logger.warning(
+                "store: the jobs folder is readable by others and cannot be restricted",
+                metadata: [
+                    "folder": "\(store.jobsDirectory)", "mode": "0\(was)",
+                    "error": "\(String(cString: strerror(errno)))",
+                ])
+        }
     }
 
     // MARK: Loop

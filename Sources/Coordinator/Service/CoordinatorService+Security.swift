@@ -11,6 +11,10 @@ import TesseraWire
 /// - with CURVE the sockets are CURVE servers and the handler lets in only the public
 ///   keys of the authorized-keys folder (re-read every 2 s) and the coordinator's own;
 ///   every refusal is logged (rate-limited) with the peer's address and key.
+///
+/// It fails closed: if the ZAP handler stops answering, the service stops (its
+/// endpoints close, `failure` says why) rather than run on with libzmq letting
+/// every CURVE client in.
 extension CoordinatorService {
     static let zapDomain = "tessera"
 
@@ -19,6 +23,9 @@ extension CoordinatorService {
         let policy: ZAPPolicy
         if let curve = configuration.curve {
             let logger = self.logger
+            if let warning = Self.keyFolderWarning(curve.authorizedKeysDirectory) {
+                logger.warning("authorized-keys: \(warning)", metadata: ["folder": "\(curve.authorizedKeysDirectory)"])
+            }
             policy =
                 AuthorizedKeysPolicy(curve) { error in
                     logger.warning(
@@ -30,19 +37,39 @@ extension CoordinatorService {
         }
         // Refusals are logged on the handler's thread.
         let refusals = Locked(RateLimitedLog(logger: logger))
+        let logger = self.logger
         do {
-            return try ZAPHandler(context: context, policy: policy) { request, reason in
-                refusals.withLock {
-                    $0.warning(
-                        reason, "refused a connection (ZAP)",
-                        metadata: [
-                            "address": "\(request.address)", "mechanism": "\(request.mechanism)", "reason": "\(reason)",
-                        ])
-                }
-            }
+            return try ZAPHandler(
+                context: context, policy: policy,
+                onRefusal: { request, reason in
+                    refusals.withLock {
+                        $0.warning(
+                            reason, "refused a connection (ZAP)",
+                            metadata: [
+                                "address": "\(request.address)", "mechanism": "\(request.mechanism)",
+                                "reason": "\(reason)",
+                            ])
+                    }
+                },
+                onFailure: { [weak self] error in
+                    logger.critical(
+                        "the authentication (ZAP) handler failed: stopping, so that no connection is let in unchecked",
+                        metadata: ["error": "\(error)"])
+                    self?.fail(ClusterError("the authentication (ZAP) handler failed: \(error)"))
+                })
         } catch {
             throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
         }
+    }
+
+    /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can
+    /// let any key in, so a folder writable by its group or by everyone is reported.
+    static func keyFolderWarning(_ directory: String) -> String? {
+        var info = stat()
+        guard stat(directory, &info) == 0, info.st_mode & 0o022 != 0 else { return nil }
+        let who = info.st_mode & 0o002 != 0 ? "everyone" : "its group"
+        return "the folder is writable by \(who) (mode 0\(String(info.st_mode & 0o777, radix: 8))): "
+            + "anyone who can write in it can authorize a key; make it writable by its owner only (chmod 755 or 700)"
     }
 
     /// Applies the authentication settings to a ROUTER before it binds.

@@ -46,7 +46,13 @@ public final class CoordinatorService: Sendable {
     let logger: Logger
     /// Set by `stop()` from any thread; the loop ends when it sees it.
     private let stopRequested = Locked(false)
+    /// Whether `start()` started the loop thread (which signals `stopped` when it ends).
+    private let threadStarted = Locked(false)
     private let stopped = DispatchSemaphore(value: 0)
+    /// Why the service stopped on its own (`fail`), nil if it did not.
+    private let failureReason = Locked<ClusterError?>(nil)
+    /// The running ZAP handler, for tests that make it fail.
+    let authentication = Locked<ZAPHandler?>(nil)
 
     public init(context: ZMQContext, configuration: Configuration, logger: Logger) {
         self.context = context
@@ -62,21 +68,16 @@ public final class CoordinatorService: Sendable {
         let thread = Thread { [self] in
             do {
                 let zap = try startAuthentication()
-                defer { zap.stop() }
-                let workerSocket = try ZMQSocket(context, type: .router)
-                try workerSocket.applyTesseraDefaults(maxMessageSize: 1 << 30)
-                try secure(workerSocket)
-                try workerSocket.bind(configuration.workerEndpoint)
-                let clientSocket = try ZMQSocket(context, type: .router)
-                try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
-                try secure(clientSocket)
-                try clientSocket.bind(configuration.clientEndpoint)
-                let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
-                try loop.prepareStore()
-                let endpoints = (try workerSocket.lastEndpoint, try clientSocket.lastEndpoint)
-                outcome.withLock { $0 = .success(endpoints) }
-                ready.signal()
-                loop.run(workerSocket, clientSocket)
+                authentication.withLock { $0 = zap }
+                defer {
+                    authentication.withLock { $0 = nil }
+                    zap.stop()
+                }
+                // The endpoints are closed when this returns: before the ZAP handler stops.
+                try serve { endpoints in
+                    outcome.withLock { $0 = .success(endpoints) }
+                    ready.signal()
+                }
             } catch {
                 outcome.withLock { $0 = .failure(error) }
                 ready.signal()
@@ -84,25 +85,60 @@ public final class CoordinatorService: Sendable {
             stopped.signal()
         }
         thread.name = "tessera-coordinator"
+        threadStarted.withLock { $0 = true }
         thread.start()
         ready.wait()
         let endpoints = try outcome.withLock { $0 }.get()
         return (endpoints.0, endpoints.1)
     }
 
-    /// Asks the loop to end and waits for it (sockets are closed on its thread).
-    public func stop() {
-        let already = stopRequested.withLock { requested in
-            defer { requested = true }
-            return requested
-        }
-        // Pass the one signal on: `waitUntilStopped()` (main thread) may be waiting too.
-        if !already { stopped.wait(); stopped.signal() }
+    /// On the loop thread: binds both endpoints, reads the store, reports the bound
+    /// endpoints and runs the loop until it stops; the sockets close on return.
+    private func serve(started: ((String, String)) -> Void) throws {
+        let workerSocket = try ZMQSocket(context, type: .router)
+        try workerSocket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        try secure(workerSocket)
+        try workerSocket.bind(configuration.workerEndpoint)
+        let clientSocket = try ZMQSocket(context, type: .router)
+        try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
+        try secure(clientSocket)
+        try clientSocket.bind(configuration.clientEndpoint)
+        let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
+        try loop.prepareStore()
+        started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
+        loop.run(workerSocket, clientSocket)
+        workerSocket.close()
+        clientSocket.close()
     }
 
-    /// Blocks until `stop()` is called from elsewhere (a signal handler).
-    public func waitUntilStopped() {
+    /// Asks the loop to end and waits for it (sockets are closed on its thread).
+    /// Returns at once if `start()` never ran.
+    public func stop() {
+        stopRequested.withLock { $0 = true }
+        guard threadStarted.withLock({ $0 }) else { return }
+        // Pass the one signal on: another `stop()` or `waitUntilStopped()` may be waiting too.
         stopped.wait()
         stopped.signal()
+    }
+
+    /// Blocks until the service stops: `stop()` called from elsewhere (a signal
+    /// handler), or a failure (`failure`). Returns at once if `start()` never ran.
+    public func waitUntilStopped() {
+        guard threadStarted.withLock({ $0 }) else { return }
+        stopped.wait()
+        stopped.signal()
+    }
+
+    /// Why the service stopped on its own (the ZAP handler failed), nil if it did not:
+    /// `serve` exits non-zero with it.
+    public var failure: ClusterError? {
+        failureReason.withLock { $0 }
+    }
+
+    /// Stops the service because it cannot go on safely (from any thread): the loop
+    /// ends and the endpoints close; `failure` keeps the first reason.
+    func fail(_ reason: ClusterError) {
+        failureReason.withLock { if $0 == nil { $0 = reason } }
+        stopRequested.withLock { $0 = true }
     }
 }

@@ -10,15 +10,25 @@ import TesseraWire
 /// An outcome of an earlier session (a generation ago) is dropped: that coordinator
 /// has requeued the task already.
 extension WorkerAgent {
-    func computeLoop() {
+    /// The compute thread's body: reports through `started` whether it could connect its
+    /// wake-up pipe (`run()` waits for that and stops the worker if not), then serves.
+    func computeLoop(started: Locked<Result<Void, any Error>?>) {
         do {
-            let wake = try ZMQSocket(context, type: .pair)
-            try wake.set(.maxMessageSize, 1024)
-            try wake.connect(wakeEndpoint)
+            let wake = try connectWake()
+            started.withLockWakingWaiters { $0 = .success(()) }
             computeLoop(wake)
         } catch {
-            logger.critical("cannot connect the compute thread's wake-up pipe: \(error)")
+            logger.critical("cannot connect the compute thread's wake-up pipe", metadata: ["error": "\(error)"])
+            started.withLockWakingWaiters { $0 = .failure(error) }
         }
+    }
+
+    private func connectWake() throws -> ZMQSocket {
+        if let fault = computeStartFault.withLock({ $0 }) { throw fault }
+        let wake = try ZMQSocket(context, type: .pair)
+        try wake.set(.maxMessageSize, 1024)
+        try wake.connect(wakeEndpoint)
+        return wake
     }
 
     private func computeLoop(_ wake: borrowing ZMQSocket) {
@@ -27,7 +37,8 @@ extension WorkerAgent {
             let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
             guard let (spec, bundle, gen) = next else { return }
 
-            if configuration.taskDelayMilliseconds > 0 { usleep(UInt32(configuration.taskDelayMilliseconds) * 1000) }
+            // Stopped during the delay: the task stays `computing`, returned by the goodbye.
+            guard delayTask() else { return }
             let outcome: Outcome
             do {
                 outcome = .result(try compute(spec, bundle, engines: &engines))
@@ -46,6 +57,19 @@ extension WorkerAgent {
             }
             try? wake.send([[1]], flags: .dontWait)
         }
+    }
+
+    /// The test hook's delay before a task (`taskDelayMilliseconds`, at most a day), in
+    /// slices so that a stopping worker does not sleep on; false if it is stopping.
+    private func delayTask() -> Bool {
+        let total = min(max(0, configuration.taskDelayMilliseconds), Self.maxTaskDelayMilliseconds)
+        let until = monotonicSeconds() + Double(total) / 1000
+        while !shouldStop {
+            let left = until - monotonicSeconds()
+            if left <= 0 { return true }
+            Thread.sleep(forTimeInterval: min(left, 0.1))
+        }
+        return false
     }
 
     /// The oldest queued task, now the one being computed, and the session it is for;

@@ -50,7 +50,7 @@ extension WorkerAgent {
         let hello = WireMessage.hello(
             Wire.Hello(
                 workerName: configuration.name, threads: UInt32(configuration.threads),
-                memoryBytes: ProcessInfo.processInfo.physicalMemory, device: "cpu"))
+                memoryBytes: ProcessInfo.processInfo.physicalMemory, device: "\(configuration.device)"))
         var poller = ZMQPoller()
         let si = poller.add(socket)
         let wi = poller.add(wake)

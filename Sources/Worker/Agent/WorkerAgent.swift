@@ -21,7 +21,8 @@ public final class WorkerAgent: Sendable {
         /// Engine threads per task.
         public var threads: Int
         public var heartbeat = Heartbeat()
-        /// Test hook: sleep this long before each task (a slow worker, a job that lasts).
+        /// Test hook: sleep this long before each task (a slow worker, a job that lasts);
+        /// at most `maxTaskDelayMilliseconds`.
         public var taskDelayMilliseconds = 0
         /// CURVE keys (`WorkerAgent+Security`); nil: plain connection.
         public var curve: CurveClientSecurity?
@@ -38,6 +39,9 @@ public final class WorkerAgent: Sendable {
         case result(Wire.TaskResult)
         case failure(Wire.TaskFailure)
     }
+
+    /// The longest `taskDelayMilliseconds` honoured (a day); longer delays are cut to it.
+    public static let maxTaskDelayMilliseconds = 86_400_000
 
     public let configuration: Configuration
     let logger: Logger
@@ -59,6 +63,8 @@ public final class WorkerAgent: Sendable {
     }
 
     let shared = Locked(Shared())
+    /// Test hook: the compute thread fails to start with this error.
+    let computeStartFault = Locked<(any Error)?>(nil)
 
     /// Tasks computed and handed to the socket thread so far.
     public var tasksDone: Int { shared.withLock { $0.tasksDone } }
@@ -78,16 +84,21 @@ public final class WorkerAgent: Sendable {
         shared.withLock { $0.stopRequested }
     }
 
-    /// Serves until `stop()`.
+    /// Serves until `stop()`. Throws, before taking any task, if the compute thread
+    /// cannot start.
     public func run() throws {
         let wake = try ZMQSocket(context, type: .pair)
         try wake.set(.maxMessageSize, 1024)
         try wake.bind(wakeEndpoint)
-        let compute = Thread { [self] in computeLoop() }
+        let computeStarted = Locked<Result<Void, any Error>?>(nil)
+        let compute = Thread { [self] in computeLoop(started: computeStarted) }
         compute.name = "tessera-compute"
         compute.start()
         defer {
             stop()
+        }
+        if case .failure(let error) = computeStarted.wait(until: { $0 != nil }, then: { $0! }) {
+            throw ClusterError("the compute thread cannot start: \(error)")
         }
         var backoff = 1.0
         while !shouldStop {

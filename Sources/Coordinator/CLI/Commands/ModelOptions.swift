@@ -38,14 +38,17 @@ struct PreprocessingOptions: ParsableArguments {
                                             valueName: "file"))
     var meanFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("Per-channel mean in the network's channel order, e.g. 104,117,123.",
-                                            valueName: "V1,V2,V3"))
+    // The numeric options take the next argument whatever it looks like (`.unconditional`),
+    // so a negative value (`--mean -1e30,5,5`) is a value, not an unknown flag.
+    @Option(name: .long, parsing: .unconditional,
+            help: ArgumentHelp("Per-channel mean in the network's channel order, e.g. 104,117,123.",
+                               valueName: "V1,V2,V3"))
     var mean: String?
 
-    @Option(name: .long, help: "Multiply raw 0-255 pixels by this first (Caffe's raw_scale).")
+    @Option(name: .long, parsing: .unconditional, help: "Multiply raw 0-255 pixels by this first (Caffe's raw_scale).")
     var rawScale: Float = 1
 
-    @Option(name: .long, help: "Multiply by this after subtracting the mean (Caffe's scale).")
+    @Option(name: .long, parsing: .unconditional, help: "Multiply by this after subtracting the mean (Caffe's scale).")
     var scale: Float = 1
 
     @Option(name: .long, help: "Channel order the net was trained on: bgr (Caffe/OpenCV) or rgb.")

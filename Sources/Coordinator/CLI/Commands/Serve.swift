@@ -72,7 +72,11 @@ struct Serve: ParsableCommand {
         }
         let sources = onStopSignals { service.stop() }
         service.waitUntilStopped()
-        logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
         withExtendedLifetime(sources) {}
+        if let failure = service.failure {
+            logger.critical("coordinator stopped on a failure", metadata: ["reason": "\(failure)"])
+            throw failure
+        }
+        logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
     }
 }

@@ -5,12 +5,18 @@ import TesseraCluster
 /// name only complete and durable (the job store's records, tiles and files). A
 /// crash at any point leaves either the old state or the new one, plus at worst a
 /// `.NAME.tmp-*` file that `JobStore` removes at start.
+///
+/// The store holds other people's slides, models and maps: files are created 0600
+/// and folders 0700 (owner only), whatever the umask.
 enum DurableFile {
+    static let fileMode: mode_t = 0o600
+    static let directoryMode: mode_t = 0o700
+
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let temp =
             "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, fileMode)
         guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
         var failure: String?
         var offset = 0
@@ -48,7 +54,7 @@ enum DurableFile {
         }
     }
 
-    /// Creates `dir` (and missing parents) and makes each new entry durable.
+    /// Creates `dir` (and missing parents, each 0700) and makes each new entry durable.
     static func createDirectory(_ dir: String) throws {
         var missing: [String] = []
         var d = dir
@@ -56,8 +62,10 @@ enum DurableFile {
             missing.append(d)
             d = (d as NSString).deletingLastPathComponent
         }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for m in missing.reversed() {
+            if mkdir(m, directoryMode) != 0 && errno != EEXIST {
+                throw ClusterError("cannot create the folder \(m): \(String(cString: strerror(errno)))")
+            }
             let parent = (m as NSString).deletingLastPathComponent
             try syncDirectory(parent.isEmpty ? "." : parent)  // a relative path's first folder lives in "."
         }

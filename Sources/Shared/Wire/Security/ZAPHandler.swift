@@ -59,6 +59,12 @@ public struct ZAPPolicy: Sendable {
 /// (or drop the handler) before the context goes away: its socket holds a reference to
 /// the context, and `stop()` closes it so `zmq_ctx_term` does not hang.
 ///
+/// It fails closed: libzmq 4.3 lets every CURVE client in when no handler is bound, so
+/// a handler thread that hits an error does not close its socket. It reports the error
+/// (`onFailure`, `failure`) and leaves the socket bound and unanswered until `stop()`,
+/// so new handshakes wait instead of succeeding; the owner must then close the sockets
+/// it protects (the coordinator stops).
+///
 ///     let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedDir)
 ///     let zap = try ZAPHandler(context: context, policy: .allowList(keys)) { request, reason in
 ///         logger.warning("refused \(request.address): \(reason)")
@@ -74,14 +80,23 @@ public final class ZAPHandler: Sendable {
             var stopping = false
             var policy: ZAPPolicy
             var startError: (any Error)?
+            /// Why the thread stopped answering (nil while it answers).
+            var failure: (any Error)?
+            /// Test hook: the thread fails with this at its next turn.
+            var injectedFailure: (any Error)?
         }
         let shared: Locked<Shared>
         let onRefusal: @Sendable (ZAPRequest, String) -> Void
+        let onFailure: @Sendable (any Error) -> Void
         let started = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
-        init(policy: ZAPPolicy, onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void) {
+        init(
+            policy: ZAPPolicy, onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void,
+            onFailure: @escaping @Sendable (any Error) -> Void
+        ) {
             shared = Locked(Shared(policy: policy))
             self.onRefusal = onRefusal
+            self.onFailure = onFailure
         }
     }
 
@@ -90,12 +105,15 @@ public final class ZAPHandler: Sendable {
     private let stopped = Locked(false)
 
     /// Binds the handler in `context` and starts its thread. Throws if the endpoint is
-    /// taken (another handler in this context). `onRefusal` runs on the handler thread.
+    /// taken (another handler in this context). `onRefusal` runs on the handler thread;
+    /// so does `onFailure`, once, if the thread stops answering on an error (it then
+    /// answers no more requests: see the type's documentation).
     public init(
         context: ZMQContext, policy: ZAPPolicy,
-        onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in }
+        onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in },
+        onFailure: @escaping @Sendable (any Error) -> Void = { _ in }
     ) throws {
-        let state = State(policy: policy, onRefusal: onRefusal)
+        let state = State(policy: policy, onRefusal: onRefusal, onFailure: onFailure)
         self.state = state
         let thread = Thread { Self.run(context: context, state: state) }
         thread.name = "tessera-zap"
@@ -114,12 +132,22 @@ public final class ZAPHandler: Sendable {
         state.shared.withLock { $0.policy = policy }
     }
 
+    /// Why the handler stopped answering; nil while it answers.
+    public var failure: (any Error)? {
+        state.shared.withLock { $0.failure }
+    }
+
+    /// Test hook: makes the handler thread fail with `error` as a real fault would.
+    func injectFailure(_ error: any Error) {
+        state.shared.withLock { $0.injectedFailure = error }
+    }
+
     /// Stops the thread and closes its socket; waits (≤ ~100 ms) for it. Idempotent.
     public func stop() {
         stopped.withLock { stopped in
             guard !stopped else { return }
             stopped = true
-            state.shared.withLock { $0.stopping = true }
+            state.shared.withLockWakingWaiters { $0.stopping = true }
             state.finished.wait()
         }
     }
@@ -139,12 +167,19 @@ public final class ZAPHandler: Sendable {
         state.started.signal()
         while !state.shared.withLock({ $0.stopping }) {
             do {
+                if let injected = state.shared.withLock({ $0.injectedFailure }) { throw injected }
                 guard try socket.waitForMessage(timeoutMilliseconds: 100) else { continue }
                 let message = try socket.receive(maxFrames: 16, maxBytes: 64 * 1024)
                 try socket.send(reply(to: message.frames, state: state))
             } catch {
                 // ETERM (context shut down) or a broken REP state: nothing sane to retry.
-                break
+                // Fail closed: report, and keep the socket bound but unanswered until
+                // stop(), so handshakes wait on it instead of finding no handler (which
+                // libzmq 4.3 takes as "allow").
+                state.shared.withLock { $0.failure = error }
+                state.onFailure(error)
+                state.shared.wait(until: { $0.stopping }, then: { _ in })
+                return
             }
         }
     }

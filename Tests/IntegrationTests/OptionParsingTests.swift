@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Testing
+
+@testable import Coordinator
+
+/// Command-line values that look like flags.
+@Suite("Option values: negative numbers")
+struct OptionParsingTests {
+    static let base = ["--model", "m.prototxt", "--out", "o", "a.png"]
+
+    @Test("Negative numbers are values of --mean, --raw-scale and --scale (run, submit, inspect)", arguments: [
+        ["run"], ["submit"], ["inspect"],
+    ])
+    func negativeNumbers(_ command: [String]) throws {
+        let base = command == ["inspect"] ? ["--model", "m.prototxt"] : Self.base
+        let parsed = try TesseraCoordinator.parseAsRoot(
+            command + base + ["--mean", "-1e30,5,5", "--raw-scale", "-1", "--scale", "-0.5"])
+        let pre: PreprocessingOptions
+        switch parsed {
+        case let c as Run: pre = c.preprocessing
+        case let c as Submit: pre = c.preprocessing
+        case let c as Inspect: pre = c.preprocessing
+        default:
+            Issue.record("parsed as \(type(of: parsed))")
+            return
+        }
+        #expect(try pre.parsedMean() == [-1e30, 5, 5])
+        #expect(pre.rawScale == -1 && pre.scale == -0.5)
+    }
+
+    @Test("A single negative mean and the = form still parse; a missing value is still an error")
+    func edgeCases() throws {
+        let one = try TesseraCoordinator.parseAsRoot(["run"] + Self.base + ["--mean", "-104"]) as? Run
+        #expect(try one?.preprocessing.parsedMean() == [-104])
+        let eq = try TesseraCoordinator.parseAsRoot(["run"] + Self.base + ["--scale=-2"]) as? Run
+        #expect(eq?.preprocessing.scale == -2)
+        #expect(throws: (any Error).self) { try TesseraCoordinator.parseAsRoot(["run"] + Self.base + ["--mean"]) }
+    }
+}
