@@ -15,33 +15,33 @@ import TesseraWire
 /// the state is a `CoordinatorLoop` that this thread creates and never hands on, so
 /// the compiler checks that nothing else reaches it. Only writing a finished job's
 /// outputs runs elsewhere, so heartbeats keep flowing while a large map is written.
-public final class CoordinatorService: Sendable {
-    public struct Configuration: Sendable {
-        public var workerEndpoint: String
-        public var clientEndpoint: String
+package final class CoordinatorService: Sendable {
+    package struct Configuration: Sendable {
+        package var workerEndpoint: String
+        package var clientEndpoint: String
         /// Job store: `jobs/<id>/` holds the job's spec, model files, image, completed
         /// tiles (`tiles/<task>.f32`) and outputs. Nil: a temporary folder.
-        public var storeDirectory: String?
+        package var storeDirectory: String?
         /// Accept `path` sources and an `out=` folder from clients (the embedded `run` only).
-        public var allowLocalPaths = false
-        public var heartbeat = Heartbeat()
+        package var allowLocalPaths = false
+        package var heartbeat = Heartbeat()
         /// When a running task is overdue and gets a copy on another worker.
-        public var stragglers = StragglerPolicy()
+        package var stragglers = StragglerPolicy()
         /// Tasks one worker may hold at once.
-        public var credit = 2
+        package var credit = 2
         /// Largest message accepted on the client endpoint (uploads travel in one message).
-        public var maxClientMessageBytes = 1 << 30
+        package var maxClientMessageBytes = 1 << 30
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
-        public var curve: CurveServerSecurity?
+        package var curve: CurveServerSecurity?
 
-        public init(workerEndpoint: String, clientEndpoint: String, storeDirectory: String? = nil) {
+        package init(workerEndpoint: String, clientEndpoint: String, storeDirectory: String? = nil) {
             self.workerEndpoint = workerEndpoint
             self.clientEndpoint = clientEndpoint
             self.storeDirectory = storeDirectory
         }
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     let context: ZMQContext
     let logger: Logger
     /// Set by `stop()` from any thread; the loop ends when it sees it.
@@ -54,7 +54,7 @@ public final class CoordinatorService: Sendable {
     /// The running ZAP handler, for tests that make it fail.
     let authentication = Locked<ZAPHandler?>(nil)
 
-    public init(context: ZMQContext, configuration: Configuration, logger: Logger) {
+    package init(context: ZMQContext, configuration: Configuration, logger: Logger) {
         self.context = context
         self.configuration = configuration
         self.logger = logger
@@ -62,7 +62,7 @@ public final class CoordinatorService: Sendable {
 
     /// Binds both endpoints and starts the loop thread; returns the bound endpoints
     /// (with the real ports for `tcp://…:*`).
-    public func start() throws -> (workers: String, clients: String) {
+    package func start() throws -> (workers: String, clients: String) {
         let ready = DispatchSemaphore(value: 0)
         let outcome = Locked<Result<(String, String), any Error>>(.failure(ClusterError("not started")))
         let thread = Thread { [self] in
@@ -113,7 +113,7 @@ public final class CoordinatorService: Sendable {
 
     /// Asks the loop to end and waits for it (sockets are closed on its thread).
     /// Returns at once if `start()` never ran.
-    public func stop() {
+    package func stop() {
         stopRequested.withLock { $0 = true }
         guard threadStarted.withLock({ $0 }) else { return }
         // Pass the one signal on: another `stop()` or `waitUntilStopped()` may be waiting too.
@@ -123,7 +123,7 @@ public final class CoordinatorService: Sendable {
 
     /// Blocks until the service stops: `stop()` called from elsewhere (a signal
     /// handler), or a failure (`failure`). Returns at once if `start()` never ran.
-    public func waitUntilStopped() {
+    package func waitUntilStopped() {
         guard threadStarted.withLock({ $0 }) else { return }
         stopped.wait()
         stopped.signal()
@@ -131,7 +131,7 @@ public final class CoordinatorService: Sendable {
 
     /// Why the service stopped on its own (the ZAP handler failed), nil if it did not:
     /// `serve` exits non-zero with it.
-    public var failure: ClusterError? {
+    package var failure: ClusterError? {
         failureReason.withLock { $0 }
     }
 

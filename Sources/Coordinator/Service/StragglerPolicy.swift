@@ -4,17 +4,17 @@
 /// longer than `max(floor, factor × quantile of the job's task times)` is overdue.
 /// Task time is dispatch → result, so it includes the wait behind the worker's other
 /// task (credit): the factor covers that.
-public struct StragglerPolicy: Sendable, Equatable {
+package struct StragglerPolicy: Sendable, Equatable {
     /// Never call a task late before this many seconds.
-    public var floorSeconds: Double = 10
-    public var factor: Double = 3
+    package var floorSeconds: Double = 10
+    package var factor: Double = 3
     /// Which quantile of the measured times (0.5 = median).
-    public var quantile: Double = 0.5
-    public var minSamples = 3
+    package var quantile: Double = 0.5
+    package var minSamples = 3
     /// The most recent task times kept per job.
-    public static let window = 512
+    package static let window = 512
 
-    public init(floorSeconds: Double = 10, factor: Double = 3, quantile: Double = 0.5, minSamples: Int = 3) {
+    package init(floorSeconds: Double = 10, factor: Double = 3, quantile: Double = 0.5, minSamples: Int = 3) {
         self.floorSeconds = floorSeconds
         self.factor = factor
         self.quantile = quantile
@@ -22,7 +22,7 @@ public struct StragglerPolicy: Sendable, Equatable {
     }
 
     /// The deadline for the job's tasks given its measured task times, nil while too few are measured.
-    public func deadline(samples: [Double]) -> Double? {
+    package func deadline(samples: [Double]) -> Double? {
         guard samples.count >= max(1, minSamples) else { return nil }
         let sorted = samples.sorted()
         let q = sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * quantile).rounded()))]

@@ -4,7 +4,7 @@ import Foundation
 extension ParsableCommand {
     /// `main()` with the environment: options missing from the command line are taken
     /// from their variables (`EnvironmentTable.apply`), and `--help` lists the variables.
-    public static func main(environment scheme: EnvironmentScheme,
+    package static func main(environment scheme: EnvironmentScheme,
                             arguments: [String] = Array(CommandLine.arguments.dropFirst()),
                             environment: [String: String] = ProcessInfo.processInfo.environment) -> Never {
         let table = EnvironmentTable(Self.self, scheme: scheme)

@@ -3,20 +3,20 @@ import TesseraWire
 
 /// `--curve`, `--curve-secret-key`, `--curve-server-key`: CURVE for a program that
 /// connects to the coordinator (a worker, or a client command).
-public struct CurveClientOptions: ParsableArguments {
+package struct CurveClientOptions: ParsableArguments {
     @Flag(help: "Encrypt and authenticate with CurveZMQ (needs --curve-secret-key and --curve-server-key).")
-    public var curve = false
+    package var curve = false
 
     @Option(help: ArgumentHelp("This program's key pair: a NAME.key file from `tessera-coordinator keygen` (mode 0600).",
                                valueName: "file"))
-    public var curveSecretKey: String?
+    package var curveSecretKey: String?
 
     @Option(help: ArgumentHelp("The coordinator's public key: its NAME.pub file.", valueName: "file"))
-    public var curveServerKey: String?
+    package var curveServerKey: String?
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if curve {
             guard curveSecretKey != nil, curveServerKey != nil else {
                 throw ValidationError("--curve needs --curve-secret-key FILE and --curve-server-key FILE")
@@ -27,7 +27,7 @@ public struct CurveClientOptions: ParsableArguments {
     }
 
     /// The keys, read from their files (nil without `--curve`). Errors name the flag and file.
-    public func security() throws -> CurveClientSecurity? {
+    package func security() throws -> CurveClientSecurity? {
         guard curve, let secret = curveSecretKey, let server = curveServerKey else { return nil }
         do {
             return try CurveClientSecurity.load(secretKeyFile: secret, serverKeyFile: server)
@@ -39,22 +39,22 @@ public struct CurveClientOptions: ParsableArguments {
 }
 
 /// `--curve`, `--curve-secret-key`, `--authorized-keys`: CURVE for the coordinator.
-public struct CurveServerOptions: ParsableArguments {
+package struct CurveServerOptions: ParsableArguments {
     @Flag(help: "Require CurveZMQ: encrypt every connection and let in only the keys of --authorized-keys.")
-    public var curve = false
+    package var curve = false
 
     @Option(help: ArgumentHelp("The coordinator's key pair: a NAME.key file from `keygen` (mode 0600).",
                                valueName: "file"))
-    public var curveSecretKey: String?
+    package var curveSecretKey: String?
 
     @Option(help: ArgumentHelp("Folder of the public keys allowed in: one NAME.pub per worker or user, NAME "
                                + "being the identity logged (re-read every 2 s: delete a file to revoke a key).",
                                valueName: "dir"))
-    public var authorizedKeys: String?
+    package var authorizedKeys: String?
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if curve {
             guard curveSecretKey != nil, authorizedKeys != nil else {
                 throw ValidationError("--curve needs --curve-secret-key FILE and --authorized-keys DIR")
@@ -65,7 +65,7 @@ public struct CurveServerOptions: ParsableArguments {
     }
 
     /// The keys (nil without `--curve`). Errors name the flag and file.
-    public func security() throws -> CurveServerSecurity? {
+    package func security() throws -> CurveServerSecurity? {
         guard curve, let secret = curveSecretKey, let folder = authorizedKeys else { return nil }
         do {
             return try CurveServerSecurity.load(secretKeyFile: secret, authorizedKeysDirectory: folder)
@@ -79,7 +79,7 @@ public struct CurveServerOptions: ParsableArguments {
 }
 
 /// Whether binding or connecting `endpoint` stays on this machine.
-public func isLoopback(_ endpoint: String) -> Bool {
+package func isLoopback(_ endpoint: String) -> Bool {
     if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
     guard endpoint.hasPrefix("tcp://") else { return false }
     let host = endpoint.dropFirst(6).split(separator: ":").dropLast().joined(separator: ":")

@@ -8,7 +8,7 @@ import Foundation
 ///
 /// and an ENVIRONMENT section explaining the rules.
 extension EnvironmentTable {
-    public func annotateHelp(_ help: String, subcommand: String?) -> String {
+    package func annotateHelp(_ help: String, subcommand: String?) -> String {
         let options = options[subcommand] ?? []
         guard !options.isEmpty else { return help }
         var lines = help.components(separatedBy: "\n")

@@ -7,21 +7,21 @@ import Foundation
 /// a `Scope` gives some flags of some subcommands another prefix: the same variable
 /// must never mean two different things to programs that may share an environment
 /// (a systemd environment file, a container's variables seen by its health check).
-public struct EnvironmentScheme: Sendable {
+package struct EnvironmentScheme: Sendable {
     /// Flags of some subcommands that take a different prefix.
-    public struct Scope: Sendable {
+    package struct Scope: Sendable {
         /// Subcommand names (nil: the root command, for binaries without subcommands).
-        public var subcommands: Set<String>
+        package var subcommands: Set<String>
         /// Long flag names; nil: all of the subcommands' flags.
-        public var flags: Set<String>?
-        public var prefix: String
+        package var flags: Set<String>?
+        package var prefix: String
     }
 
-    public var binary: String
-    public var prefix: String
-    public var scopes: [Scope]
+    package var binary: String
+    package var prefix: String
+    package var scopes: [Scope]
     /// Flags that are actions rather than settings: never read from the environment.
-    public var actions: Set<String>
+    package var actions: Set<String>
 
     /// Every `tessera-coordinator` subcommand: `TESSERA_<FLAG>`, except
     /// - the client connection of `submit`, `status`, `cancel`, `fetch`:
@@ -30,7 +30,7 @@ public struct EnvironmentScheme: Sendable {
     ///   coordinator's own key; a client's is the user's);
     /// - `keygen`: `TESSERA_KEYGEN_OUT`, `TESSERA_KEYGEN_FORCE` (its `--out` is a key
     ///   folder, not the outputs folder of `run`/`submit`/`fetch`).
-    public static let coordinator = EnvironmentScheme(
+    package static let coordinator = EnvironmentScheme(
         binary: "tessera-coordinator", prefix: "TESSERA_",
         scopes: [
             Scope(subcommands: ["submit", "status", "cancel", "fetch"],
@@ -43,14 +43,14 @@ public struct EnvironmentScheme: Sendable {
     /// `tessera-worker`: `TESSERA_WORKER_<FLAG>` (its `--coordinator` is the worker
     /// endpoint, its `--threads` are per task: they must not be read by the coordinator's
     /// commands). `--info` prints a report and exits: not a setting.
-    public static let worker = EnvironmentScheme(binary: "tessera-worker", prefix: "TESSERA_WORKER_", scopes: [],
+    package static let worker = EnvironmentScheme(binary: "tessera-worker", prefix: "TESSERA_WORKER_", scopes: [],
                                                  actions: ["info"])
 
     /// ArgumentParser's own flags.
     static let builtIn: Set<String> = ["help", "version", "experimental-dump-help"]
 
     /// The variable for `--flag` of `subcommand` (nil: the root command).
-    public func variable(subcommand: String?, flag: String) -> String {
+    package func variable(subcommand: String?, flag: String) -> String {
         var p = prefix
         if let sub = subcommand,
            let scope = scopes.first(where: { $0.subcommands.contains(sub) && ($0.flags?.contains(flag) ?? true) }) {
@@ -60,5 +60,5 @@ public struct EnvironmentScheme: Sendable {
     }
 
     /// Whether `--flag` is read from the environment.
-    public func isSetting(_ flag: String) -> Bool { !Self.builtIn.contains(flag) && !actions.contains(flag) }
+    package func isSetting(_ flag: String) -> Bool { !Self.builtIn.contains(flag) && !actions.contains(flag) }
 }

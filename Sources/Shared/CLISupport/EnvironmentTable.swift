@@ -2,41 +2,41 @@ import ArgumentParser
 import Foundation
 
 /// One option that can come from the environment.
-public struct EnvironmentOption: Sendable, Equatable, CustomStringConvertible {
+package struct EnvironmentOption: Sendable, Equatable, CustomStringConvertible {
     /// The subcommand (nil: the root command).
-    public var subcommand: String?
+    package var subcommand: String?
     /// The long name without dashes (`worker-endpoint`).
-    public var flag: String
+    package var flag: String
     /// The variable (`TESSERA_WORKER_ENDPOINT`).
-    public var variable: String
+    package var variable: String
     /// false: a Bool flag (`1`/`true` sets it, `0`/`false` leaves it off).
-    public var takesValue: Bool
+    package var takesValue: Bool
     /// Listed by `--help` (false for hidden options).
-    public var isShown: Bool
+    package var isShown: Bool
     /// The flag's inversion (`no-wait` of `--wait/--no-wait`), if any.
-    public var inversion: String?
+    package var inversion: String?
     /// The values an enumeration option accepts (empty: any text the option parses).
-    public var values: [String] = []
+    package var values: [String] = []
 
-    public var description: String { "\(subcommand.map { "\($0) " } ?? "")--\(flag) ← \(variable)" }
+    package var description: String { "\(subcommand.map { "\($0) " } ?? "")--\(flag) ← \(variable)" }
 }
 
 /// A variable whose value cannot be used.
-public struct EnvironmentError: Error, CustomStringConvertible {
-    public var description: String
+package struct EnvironmentError: Error, CustomStringConvertible {
+    package var description: String
 }
 
 /// Every option of a command tree and its variable, read from ArgumentParser's own
 /// description of the commands (`_dumpHelp()`), so a new flag gets its variable
 /// without anyone writing code for it.
-public struct EnvironmentTable: Sendable {
-    public let scheme: EnvironmentScheme
+package struct EnvironmentTable: Sendable {
+    package let scheme: EnvironmentScheme
     /// Options per subcommand (key nil: the root command).
-    public let options: [String?: [EnvironmentOption]]
+    package let options: [String?: [EnvironmentOption]]
     /// The subcommand names (empty for a binary without subcommands).
-    public let subcommands: [String]
+    package let subcommands: [String]
 
-    public init<Root: ParsableCommand>(_ root: Root.Type, scheme: EnvironmentScheme) {
+    package init<Root: ParsableCommand>(_ root: Root.Type, scheme: EnvironmentScheme) {
         self.scheme = scheme
         let info = (try? JSONDecoder().decode(DumpedTool.self, from: Data(root._dumpHelp().utf8)))?.command
         var options: [String?: [EnvironmentOption]] = [:]
@@ -65,12 +65,12 @@ public struct EnvironmentTable: Sendable {
     }
 
     /// Every option of every (sub)command.
-    public var all: [EnvironmentOption] {
+    package var all: [EnvironmentOption] {
         ([nil] + subcommands.map(Optional.some)).flatMap { options[$0] ?? [] }
     }
 
     /// The subcommand `arguments` name (nil: the root command); `help SUB` counts as SUB.
-    public func subcommand(in arguments: [String]) -> String? {
+    package func subcommand(in arguments: [String]) -> String? {
         var words = arguments.prefix { $0 != "--" }.filter { !$0.hasPrefix("-") }
         if words.first == "help" { words.removeFirst() }
         guard let first = words.first, subcommands.contains(first) else { return nil }
@@ -78,17 +78,17 @@ public struct EnvironmentTable: Sendable {
     }
 
     /// The result of `apply`.
-    public struct Applied {
-        public var arguments: [String]
-        public var subcommand: String?
+    package struct Applied {
+        package var arguments: [String]
+        package var subcommand: String?
         /// The variables that supplied a flag.
-        public var used: [EnvironmentOption]
+        package var used: [EnvironmentOption]
     }
 
     /// `arguments` with the options the command line lacks added from `environment`,
     /// right after the subcommand (before any positional argument or `--`). The command
     /// line wins. Empty variables count as unset. Bool flags take 1, 0, true or false.
-    public func apply(_ arguments: [String], environment: [String: String]) throws -> Applied {
+    package func apply(_ arguments: [String], environment: [String: String]) throws -> Applied {
         let sub = subcommand(in: arguments)
         // A help request prints the help whatever the environment holds.
         if arguments.first == "help" || arguments.contains("--help") || arguments.contains("-h") {

@@ -4,7 +4,7 @@ import Foundation
 /// SIGTERM and SIGINT call `stop` (on a global queue) instead of killing the
 /// process, so a service can hand back or persist its work first. Keep the
 /// returned sources alive for as long as the handlers should stay installed.
-public func onStopSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+package func onStopSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
     [SIGTERM, SIGINT].map { sig in
         signal(sig, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())

@@ -4,9 +4,9 @@ import TesseraImage
 import TesseraWire
 
 /// Versions of the C libraries, the BLAS kernel and the GPU, for `info` and start-up logs.
-public enum SystemInfo {
+package enum SystemInfo {
     /// One line per component; throws when OpenBLAS cannot be loaded.
-    public static func lines() throws -> [String] {
+    package static func lines() throws -> [String] {
         let blas = try BLAS.get()
         return [
             "libzmq      \(ZMQContext.libraryVersion)",

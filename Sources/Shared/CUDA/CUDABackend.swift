@@ -4,14 +4,14 @@ import TesseraModel
 
 /// The CUDA backend as the engine sees it: `ComputeDevice.cuda` runs on this once
 /// an executable has called `CUDABackend.install()`.
-public struct CUDABackend: GPUBackend {
-    public init() {}
+package struct CUDABackend: GPUBackend {
+    package init() {}
 
     /// Makes CUDA the engine's GPU backend (each executable calls this at start-up;
     /// nothing is loaded until a GPU is first used).
-    public static func install() { GPUBackends.install(CUDABackend()) }
+    package static func install() { GPUBackends.install(CUDABackend()) }
 
-    public func executor(
+    package func executor(
         _ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision
     ) throws
         -> any NetExecutor
@@ -21,7 +21,7 @@ public struct CUDABackend: GPUBackend {
             precision: precision)
     }
 
-    public func freeMemory(device: Int) throws -> Int {
+    package func freeMemory(device: Int) throws -> Int {
         try CUDAContext.get(device: device).memoryInfo().free
     }
 }

@@ -6,15 +6,15 @@ import TesseraModel
 /// host buffers for transfers, and the cuDNN / cuBLAS handles. One per device
 /// per process (`CUDAContext.get(device:)`); every use goes through `exclusive`,
 /// so runners on several threads share it safely.
-public final class CUDAContext: @unchecked Sendable {
+package final class CUDAContext: @unchecked Sendable {
     let driver: CUDADriver
     let nvrtc: NVRTC
     /// nil when cuDNN is missing or `TESSERA_CUDA_CONV=gemm`: convolutions then use im2col + cuBLAS.
     let cudnn: CuDNN?
     let cublas: CuBLAS?
-    public let deviceIndex: Int
-    public let deviceName: String
-    public let computeCapability: (major: Int, minor: Int)
+    package let deviceIndex: Int
+    package let deviceName: String
+    package let computeCapability: (major: Int, minor: Int)
     let context: CUHandle
     let stream: CUHandle
     var cudnnHandle: CUHandle = nil
@@ -30,7 +30,7 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// cuBLAS sgemm throughput on this device (n×n×n, fp32 without tensor cores,
     /// best of 5 after a warm-up), in GFLOP/s: the benchmark's GPU reference.
-    public func sgemmPeak(n: Int = 8192) throws -> Double {
+    package func sgemmPeak(n: Int = 8192) throws -> Double {
         guard let blas = cublas else { throw CUDAError(.library, "no cuBLAS: cannot measure the sgemm peak") }
         return try exclusive {
             let bytes = n * n * 4
@@ -54,7 +54,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// What the log and `info` show: device, capability, libraries and convolution path.
-    public var summary: String {
+    package var summary: String {
         let conv =
             usesCuDNN
             ? "cuDNN \(cudnn!.cudnnGetVersion()) (\(cudnn!.library.path))"
@@ -67,7 +67,7 @@ public final class CUDAContext: @unchecked Sendable {
     nonisolated(unsafe) private static var registry: [Int: CUDAContext] = [:]
 
     /// The process's context for device `index`, created on first use.
-    public static func get(device index: Int) throws -> CUDAContext {
+    package static func get(device index: Int) throws -> CUDAContext {
         registryLock.lock()
         defer { registryLock.unlock() }
         if let c = registry[index] { return c }
@@ -150,7 +150,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// Free and total device memory in bytes.
-    public func memoryInfo() throws -> (free: Int, total: Int) {
+    package func memoryInfo() throws -> (free: Int, total: Int) {
         try exclusive {
             var free = 0, total = 0
             try driver.check(driver.cuMemGetInfo(&free, &total), "cuMemGetInfo")

@@ -14,10 +14,10 @@ import TesseraModel
 /// probabilities, checked by `tessera-coordinator gpu-check`), and the same tile
 /// gives the same bytes on the same kind of device: algorithms are chosen by
 /// cuDNN's heuristics, which depend only on the device and the shapes.
-public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
-    public let net: Net
-    public let context: CUDAContext
-    public let precision: CUDAPrecision
+package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
+    package let net: Net
+    package let context: CUDAContext
+    package let precision: CUDAPrecision
     private var steps: [Step] = []
     private let releases: [[String]]
     /// Which layers pad, and with what (`PassLayout`).
@@ -67,7 +67,7 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     }
 
     /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode).
-    public init(net: Net, lrnDilation: [Size2]? = nil, context: CUDAContext, precision: CUDAPrecision = .fp32) throws {
+    package init(net: Net, lrnDilation: [Size2]? = nil, context: CUDAContext, precision: CUDAPrecision = .fp32) throws {
         self.net = net
         self.context = context
         self.precision = precision
@@ -144,7 +144,7 @@ public final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
-    public func forward(
+    package func forward(
         _ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil
     )
         throws -> Tensor

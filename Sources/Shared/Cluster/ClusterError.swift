@@ -1,7 +1,7 @@
 /// A failure in the cluster code, with a message for the user or the log. `kind`
 /// is what callers match on (retry when unreachable, report a refusal, …).
-public struct ClusterError: Error, CustomStringConvertible, Equatable, Sendable {
-    public enum Kind: String, Sendable, Equatable, CaseIterable {
+package struct ClusterError: Error, CustomStringConvertible, Equatable, Sendable {
+    package enum Kind: String, Sendable, Equatable, CaseIterable {
         /// A job option or setting that does not parse or is not allowed.
         case invalidOption
         /// The coordinator did not answer in time, or could not be reached.
@@ -18,14 +18,14 @@ public struct ClusterError: Error, CustomStringConvertible, Equatable, Sendable 
         case other
     }
 
-    public let kind: Kind
-    public let description: String
+    package let kind: Kind
+    package let description: String
 
-    public init(_ kind: Kind, _ description: String) {
+    package init(_ kind: Kind, _ description: String) {
         self.kind = kind
         self.description = description
     }
 
     /// An `.other` error.
-    public init(_ description: String) { self.init(.other, description) }
+    package init(_ description: String) { self.init(.other, description) }
 }

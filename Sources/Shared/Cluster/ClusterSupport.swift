@@ -4,16 +4,16 @@ import TesseraCore
 
 /// Heartbeat contract (the zguide's Paranoid Pirate): any message counts as a sign of
 /// life; a peer silent for `liveness` intervals is dead.
-public struct Heartbeat: Sendable, Equatable {
-    public var intervalMilliseconds: Int = 1000
-    public var liveness: Int = 3
-    public init(intervalMilliseconds: Int = 1000, liveness: Int = 3) {
+package struct Heartbeat: Sendable, Equatable {
+    package var intervalMilliseconds: Int = 1000
+    package var liveness: Int = 3
+    package init(intervalMilliseconds: Int = 1000, liveness: Int = 3) {
         self.intervalMilliseconds = intervalMilliseconds
         self.liveness = liveness
     }
-    public var interval: Double { Double(intervalMilliseconds) / 1000 }
+    package var interval: Double { Double(intervalMilliseconds) / 1000 }
     /// Seconds of silence after which a peer is declared dead.
-    public var deadline: Double { interval * Double(liveness) }
+    package var deadline: Double { interval * Double(liveness) }
 }
 
 /// Log lines about untrusted input, at most `burst` per reason every `window`

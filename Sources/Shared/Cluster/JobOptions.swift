@@ -12,17 +12,17 @@ import TesseraImage
 /// | patch-size, allow-padding, random-weights | `EngineSettings` |
 /// | memory-budget | MiB for one tile's activations (sets the default tile) |
 /// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator |
-public struct JobOptions: Equatable, Sendable {
-    public var outputs: String = "all"
-    public var bitDepth: Int = 8
-    public var classes: String?
-    public var overlayClass: Int?
-    public var engine = EngineSettings()
-    public var outputDirectory: String?
+package struct JobOptions: Equatable, Sendable {
+    package var outputs: String = "all"
+    package var bitDepth: Int = 8
+    package var classes: String?
+    package var overlayClass: Int?
+    package var engine = EngineSettings()
+    package var outputDirectory: String?
 
-    public init() {}
+    package init() {}
 
-    public var encoded: String {
+    package var encoded: String {
         var parts = ["outputs=\(outputs)", "bit-depth=\(bitDepth)"]
         if let classes { parts.append("classes=\(classes)") }
         if let overlayClass { parts.append("overlay-class=\(overlayClass)") }
@@ -34,7 +34,7 @@ public struct JobOptions: Equatable, Sendable {
     }
 
     /// Parses `encoded`, rejecting unknown keys and malformed values.
-    public init(encoded text: String) throws {
+    package init(encoded text: String) throws {
         for part in text.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard kv.count == 2 else { throw ClusterError(.invalidOption, "job option \"\(part)\" is not key=value") }
@@ -62,7 +62,7 @@ public struct JobOptions: Equatable, Sendable {
     }
 
     /// The writers' options for an image whose outputs are named `stem`, in `directory`.
-    public func outputOptions(directory: String, stem: String) throws -> OutputOptions {
+    package func outputOptions(directory: String, stem: String) throws -> OutputOptions {
         do {
             let kinds = try OutputOptions.parseKinds(outputs)
             if let chunked = kinds.first(where: \.isChunked) {

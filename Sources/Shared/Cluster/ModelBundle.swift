@@ -9,22 +9,22 @@ import TesseraWire
 /// files, named by their content digest. Both sides build their engine from these
 /// bytes with `EngineSettings.plan`, so a worker computes with exactly the
 /// plan the coordinator made.
-public struct ModelBundle: Sendable, Equatable {
+package struct ModelBundle: Sendable, Equatable {
     /// Deploy prototxt (empty when the caffemodel carries its own net).
-    public var prototxt: [UInt8]
+    package var prototxt: [UInt8]
     /// Trained weights (empty for a shape-only model run with random weights).
-    public var weights: [UInt8]
+    package var weights: [UInt8]
     /// SHA-256 over `u64-LE(prototxt size) ‖ prototxt ‖ weights`: the size prefix
     /// keeps a split between the two files from colliding with another split.
-    public let digest: Wire.ModelDigest
+    package let digest: Wire.ModelDigest
 
-    public init(prototxt: [UInt8], weights: [UInt8]) {
+    package init(prototxt: [UInt8], weights: [UInt8]) {
         self.prototxt = prototxt
         self.weights = weights
         digest = Self.digest(prototxt: prototxt, weights: weights)
     }
 
-    public static func digest(prototxt: [UInt8], weights: [UInt8]) -> Wire.ModelDigest {
+    package static func digest(prototxt: [UInt8], weights: [UInt8]) -> Wire.ModelDigest {
         var h = SHA256()
         var size = UInt64(prototxt.count).littleEndian
         h.update(withUnsafeBytes(of: &size) { Array($0) })
@@ -34,7 +34,7 @@ public struct ModelBundle: Sendable, Equatable {
     }
 
     /// Reads the files (either may be nil, not both).
-    public init(prototxtPath: String?, weightsPath: String?) throws {
+    package init(prototxtPath: String?, weightsPath: String?) throws {
         func read(_ path: String?) throws -> [UInt8] {
             guard let path else { return [] }
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -49,22 +49,22 @@ public struct ModelBundle: Sendable, Equatable {
 /// How a job's engine is built from its model: the part of a job every worker must
 /// agree on. Travels in each task's options frame (a few bytes), so a task is
 /// self-contained; workers cache one engine per (digest, settings).
-public struct EngineSettings: Hashable, Sendable {
+package struct EngineSettings: Hashable, Sendable {
     /// Patch size override (`--patch-size`), nil = from the files.
-    public var patchSize: Int?
+    package var patchSize: Int?
     /// Accept an approximate net (`--allow-padding`).
-    public var allowPadding: Bool
+    package var allowPadding: Bool
     /// Seed for `Net.withRandomWeights` when the model has no weights (benchmarks).
-    public var randomWeightsSeed: UInt64?
+    package var randomWeightsSeed: UInt64?
 
-    public init(patchSize: Int? = nil, allowPadding: Bool = false, randomWeightsSeed: UInt64? = nil) {
+    package init(patchSize: Int? = nil, allowPadding: Bool = false, randomWeightsSeed: UInt64? = nil) {
         self.patchSize = patchSize
         self.allowPadding = allowPadding
         self.randomWeightsSeed = randomWeightsSeed
     }
 
     /// 1 version byte, u32 patch size (0 = none), u8 flags (bit 0 padding, bit 1 seed), u64 seed.
-    public var encoded: [UInt8] {
+    package var encoded: [UInt8] {
         var out: [UInt8] = [1]
         let p = UInt32(clamping: patchSize ?? 0)
         for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: p >> (8 * UInt32(i)))) }
@@ -75,7 +75,7 @@ public struct EngineSettings: Hashable, Sendable {
     }
 
     /// Parses `encoded`; nil for anything else.
-    public init?(encoded b: [UInt8]) {
+    package init?(encoded b: [UInt8]) {
         guard b.count == 14, b[0] == 1, b[5] & ~3 == 0 else { return nil }
         var p: UInt32 = 0
         for i in 0..<4 { p |= UInt32(b[1 + i]) << (8 * UInt32(i)) }
@@ -89,7 +89,7 @@ public struct EngineSettings: Hashable, Sendable {
 
     /// Loads `bundle` from its bytes and plans its maps: the one construction every
     /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
-    public func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
+    package func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
         let contents = ModelContents(
             prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
             weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
@@ -100,7 +100,7 @@ public struct EngineSettings: Hashable, Sendable {
     }
 
     /// The same from files on disk (the in-process `run`).
-    public func plan(
+    package func plan(
         prototxtPath: String?, weightsPath: String?, logger: Logger? = nil
     ) throws
         -> (plan: ModelPlan, model: LoadedModel)

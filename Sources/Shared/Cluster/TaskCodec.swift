@@ -8,10 +8,10 @@ import TesseraWire
 /// Conversions between the engine's task types and the wire's, shared by the
 /// coordinator (which cuts inputs and places results) and the worker (which
 /// rebuilds the engine's input and returns its output).
-public enum TaskCodec {
+package enum TaskCodec {
     /// The wire form of `task`'s geometry (rect, displacement). Nil if a coordinate
     /// does not fit the wire's unsigned fields (cannot happen for planned tasks).
-    public static func rect(_ task: TileTask) -> Wire.Rect? {
+    package static func rect(_ task: TileTask) -> Wire.Rect? {
         let r = task.rect
         guard r.y >= 0, r.x >= 0, r.height > 0, r.width > 0,
             let y = UInt32(exactly: r.y), let x = UInt32(exactly: r.x),
@@ -20,7 +20,7 @@ public enum TaskCodec {
         return Wire.Rect(y0: y, x0: x, height: h, width: w)
     }
 
-    public static func mode(_ m: MapMode) -> Wire.Mode {
+    package static func mode(_ m: MapMode) -> Wire.Mode {
         switch m {
         case .naive: .naive
         case .fast: .fast
@@ -29,7 +29,7 @@ public enum TaskCodec {
         }
     }
 
-    public static func mode(_ m: Wire.Mode) -> MapMode {
+    package static func mode(_ m: Wire.Mode) -> MapMode {
         switch m {
         case .naive: .naive
         case .fast: .fast
@@ -39,7 +39,7 @@ public enum TaskCodec {
     }
 
     /// The engine task a wire task describes.
-    public static func tileTask(_ spec: Wire.TaskSpec) -> TileTask {
+    package static func tileTask(_ spec: Wire.TaskSpec) -> TileTask {
         TileTask(
             mode: mode(spec.mode),
             rect: PixelRect(
@@ -52,7 +52,7 @@ public enum TaskCodec {
     /// Raw samples of `rect` (padded coordinates) of `image`, mirrored beyond its edges
     /// exactly as `PixelRegion(image:paddedRect:halfPatch:)` does, as UInt8 or
     /// UInt16-LE bytes: what a task carries.
-    public static func cut(_ image: PixelImage, paddedRect rect: PixelRect, halfPatch: Size2) -> Wire.PixelRegion {
+    package static func cut(_ image: PixelImage, paddedRect rect: PixelRect, halfPatch: Size2) -> Wire.PixelRegion {
         let ch = image.channels
         let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
         let rowSamples = rect.width * ch
@@ -101,7 +101,7 @@ public enum TaskCodec {
     }
 
     /// The engine's view of received pixels (unscaled float samples, HWC).
-    public static func region(_ p: Wire.PixelRegion) -> PixelRegion {
+    package static func region(_ p: Wire.PixelRegion) -> PixelRegion {
         let n = Int(p.height) * Int(p.width) * Int(p.channels)
         var samples = [Float](repeating: 0, count: n)
         p.pixels.withUnsafeBufferPointer { src in
@@ -114,13 +114,13 @@ public enum TaskCodec {
         return PixelRegion(height: Int(p.height), width: Int(p.width), channels: Int(p.channels), samples: samples)
     }
 
-    public static func preprocessing(_ p: Preprocessing) -> Wire.Preprocessing {
+    package static func preprocessing(_ p: Preprocessing) -> Wire.Preprocessing {
         Wire.Preprocessing(
             channelOrder: p.channelOrder == .bgr ? .bgr : .rgb, rawScale: p.rawScale, scale: p.scale,
             mean: p.mean)
     }
 
-    public static func preprocessing(_ p: Wire.Preprocessing) -> Preprocessing {
+    package static func preprocessing(_ p: Wire.Preprocessing) -> Preprocessing {
         Preprocessing(
             mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb)
     }

@@ -3,7 +3,7 @@
 /// the rectangle each tile needs, when that tile is computed; the caller mirrors
 /// beyond the image's edges itself (`PixelRegion(source:paddedRect:halfPatch:)`).
 /// Implementations must be safe to call from several threads at once.
-public protocol RegionSource: Sendable {
+package protocol RegionSource: Sendable {
     /// The file path (what error messages name).
     var name: String { get }
     var width: Int { get }
@@ -19,15 +19,15 @@ public protocol RegionSource: Sendable {
 
 /// An image held in memory that gives any pixel's raw value (0–255 or 0–65535,
 /// unscaled): a region source by reading pixel by pixel. The PNG image type conforms.
-public protocol PixelSource: RegionSource {
+package protocol PixelSource: RegionSource {
     func value(y: Int, x: Int, channel: Int) -> Float
 }
 
 extension PixelSource {
-    public var name: String { "image" }
-    public var bitDepth: Int { 8 }
+    package var name: String { "image" }
+    package var bitDepth: Int { 8 }
 
-    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+    package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         precondition(rect.y >= 0 && rect.x >= 0 && rect.y + rect.height <= height && rect.x + rect.width <= width,
                      "region \(rect) outside a \(height)×\(width) image")
         var samples = [Float](repeating: 0, count: rect.height * rect.width * channels)
@@ -45,25 +45,25 @@ extension PixelSource {
 }
 
 /// A rectangle in pixel (or grid) coordinates: rows `y ..< y + height`, columns `x ..< x + width`.
-public struct PixelRect: Hashable, Sendable, CustomStringConvertible {
-    public var y: Int
-    public var x: Int
-    public var height: Int
-    public var width: Int
-    public init(y: Int, x: Int, height: Int, width: Int) {
+package struct PixelRect: Hashable, Sendable, CustomStringConvertible {
+    package var y: Int
+    package var x: Int
+    package var height: Int
+    package var width: Int
+    package init(y: Int, x: Int, height: Int, width: Int) {
         self.y = y
         self.x = x
         self.height = height
         self.width = width
     }
-    public var isEmpty: Bool { height <= 0 || width <= 0 }
-    public var description: String { "[\(y)..<\(y + height), \(x)..<\(x + width)]" }
+    package var isEmpty: Bool { height <= 0 || width <= 0 }
+    package var description: String { "[\(y)..<\(y + height), \(x)..<\(x + width)]" }
 }
 
 extension PixelRect {
     /// The image rows and columns this rectangle (padded coordinates) reads,
     /// mirrored beyond the image's edges: what every cut of task pixels uses.
-    public func mirroredSources(image: Size2, halfPatch: Size2) -> (rows: [Int], cols: [Int]) {
+    package func mirroredSources(image: Size2, halfPatch: Size2) -> (rows: [Int], cols: [Int]) {
         ((0..<height).map { reflectIndex(y + $0 - halfPatch.h, image.h) },
          (0..<width).map { reflectIndex(x + $0 - halfPatch.w, image.w) })
     }
@@ -72,7 +72,7 @@ extension PixelRect {
 /// Symmetric mirroring with the edge pixel repeated (numpy 'symmetric',
 /// OpenCV BORDER_REFLECT), repeated as often as needed: never out of bounds.
 @inlinable
-public func reflectIndex(_ i: Int, _ n: Int) -> Int {
+package func reflectIndex(_ i: Int, _ n: Int) -> Int {
     let period = 2 * n
     var m = i % period
     if m < 0 { m += period }
@@ -82,13 +82,13 @@ public func reflectIndex(_ i: Int, _ n: Int) -> Int {
 /// Raw pixels of a region of the *padded* image (image shifted by the patch
 /// half-size a = ⌊P/2⌋ and mirrored beyond its edges): what a task needs and
 /// what travels to a worker. Samples are interleaved HWC, unscaled.
-public struct PixelRegion: Sendable, Equatable {
-    public var height: Int
-    public var width: Int
-    public var channels: Int
-    public var samples: [Float]
+package struct PixelRegion: Sendable, Equatable {
+    package var height: Int
+    package var width: Int
+    package var channels: Int
+    package var samples: [Float]
 
-    public init(height: Int, width: Int, channels: Int, samples: [Float]) {
+    package init(height: Int, width: Int, channels: Int, samples: [Float]) {
         precondition(samples.count == height * width * channels, "region samples do not match its shape")
         self.height = height
         self.width = width
@@ -99,7 +99,7 @@ public struct PixelRegion: Sendable, Equatable {
     /// Cuts `rect` (padded coordinates) out of `source`, mirroring beyond its edges:
     /// reads the one rectangle of the image that the mirrored rows and columns span
     /// (the tile and its halo, clamped to the image), then places every sample.
-    public init(source: any RegionSource, paddedRect rect: PixelRect, halfPatch: Size2) throws {
+    package init(source: any RegionSource, paddedRect rect: PixelRect, halfPatch: Size2) throws {
         let ch = source.channels
         let (rows, cols) = rect.mirroredSources(image: Size2(source.height, source.width), halfPatch: halfPatch)
         guard let r0 = rows.min(), let r1 = rows.max(), let c0 = cols.min(), let c1 = cols.max() else {
@@ -125,7 +125,7 @@ public struct PixelRegion: Sendable, Equatable {
     }
 
     /// The same for an image in memory (cannot fail).
-    public init(image: some PixelSource, paddedRect rect: PixelRect, halfPatch: Size2) {
+    package init(image: some PixelSource, paddedRect rect: PixelRect, halfPatch: Size2) {
         let ch = image.channels
         let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
         var samples = [Float](repeating: 0, count: rect.height * rect.width * ch)

@@ -1,13 +1,13 @@
 /// A pixel-wise class-probability map: float32, `classes × height × width`,
 /// row-major (C order), exactly the layout of the `.npy` output.
-public struct ProbabilityMap: Sendable, Equatable {
-    public let classes: Int
-    public let height: Int
-    public let width: Int
+package struct ProbabilityMap: Sendable, Equatable {
+    package let classes: Int
+    package let height: Int
+    package let width: Int
     /// `classes * height * width` values; `data[(c * height + y) * width + x]`.
-    public var data: [Float]
+    package var data: [Float]
 
-    public init(classes: Int, height: Int, width: Int, data: [Float]) {
+    package init(classes: Int, height: Int, width: Int, data: [Float]) {
         precondition(data.count == classes * height * width, "map data does not match its shape")
         self.classes = classes
         self.height = height
@@ -15,12 +15,12 @@ public struct ProbabilityMap: Sendable, Equatable {
         self.data = data
     }
 
-    public init(classes: Int, height: Int, width: Int) {
+    package init(classes: Int, height: Int, width: Int) {
         self.init(classes: classes, height: height, width: width,
                   data: [Float](repeating: 0, count: classes * height * width))
     }
 
-    @inlinable public subscript(c: Int, y: Int, x: Int) -> Float {
+    @inlinable package subscript(c: Int, y: Int, x: Int) -> Float {
         get { data[(c * height + y) * width + x] }
         set { data[(c * height + y) * width + x] = newValue }
     }

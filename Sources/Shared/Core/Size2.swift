@@ -1,16 +1,16 @@
 /// A height/width pair (kernel, stride, pad, dilation, spatial size).
-public struct Size2: Hashable, Sendable, CustomStringConvertible {
-    public var h: Int
-    public var w: Int
-    public init(_ h: Int, _ w: Int) {
+package struct Size2: Hashable, Sendable, CustomStringConvertible {
+    package var h: Int
+    package var w: Int
+    package init(_ h: Int, _ w: Int) {
         self.h = h
         self.w = w
     }
-    public init(square n: Int) { self.init(n, n) }
-    public static let one = Size2(1, 1)
-    public static let zero = Size2(0, 0)
-    public var isSquare: Bool { h == w }
-    public var description: String { h == w ? "\(h)" : "\(h)×\(w)" }
+    package init(square n: Int) { self.init(n, n) }
+    package static let one = Size2(1, 1)
+    package static let zero = Size2(0, 0)
+    package var isSquare: Bool { h == w }
+    package var description: String { h == w ? "\(h)" : "\(h)×\(w)" }
 }
 
 extension Int {

@@ -4,17 +4,17 @@ import TesseraCore
 /// Arithmetic a GPU backend may use for convolutions. `fp32` is exact IEEE
 /// single precision (no tensor cores); `tf32` lets cuDNN/cuBLAS use TF32 tensor
 /// cores (10-bit mantissa inputs: the demo map moved by 1.6e-3 on an H100).
-public enum CUDAPrecision: String, Sendable, CaseIterable {
+package enum CUDAPrecision: String, Sendable, CaseIterable {
     case fp32, tf32
 }
 
 /// Where an engine computes: this machine's CPU cores (OpenBLAS) or a CUDA GPU.
-public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
+package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
     case cpu
     case cuda(index: Int, precision: CUDAPrecision)
 
     /// Parses `cpu`, `cuda` or `cuda:N` (the `--device` flag).
-    public init(parsing text: String, precision: CUDAPrecision = .fp32) throws {
+    package init(parsing text: String, precision: CUDAPrecision = .fp32) throws {
         let t = text.lowercased()
         if t == "cpu" {
             self = .cpu
@@ -27,7 +27,7 @@ public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .cpu: return "cpu"
         case .cuda(let i, let p): return p == .fp32 ? "cuda:\(i)" : "cuda:\(i) (\(p.rawValue))"
@@ -46,7 +46,7 @@ public enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
     /// Bytes of activations one tile may use: CPU from `cpuBudget`; a GPU from its
     /// free memory (40 %, leaving room for cuDNN's workspace), at most 8 GiB so
     /// that no activation reaches cuDNN's 2³¹-element limit.
-    public func tileMemoryBudget(cpuBudget: Int) throws -> Int {
+    package func tileMemoryBudget(cpuBudget: Int) throws -> Int {
         switch self {
         case .cpu: return cpuBudget
         case .cuda(let i, _):

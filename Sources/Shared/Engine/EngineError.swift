@@ -1,7 +1,7 @@
 /// The engine could not compute: a bad device or tile request, a task whose input
 /// does not fit, or a net that gives no output. `kind` is what callers match on.
-public struct EngineError: Error, CustomStringConvertible, Equatable, Sendable {
-    public enum Kind: String, Sendable, Equatable, CaseIterable {
+package struct EngineError: Error, CustomStringConvertible, Equatable, Sendable {
+    package enum Kind: String, Sendable, Equatable, CaseIterable {
         /// A `--device` text that names no device.
         case invalidDevice = "invalid device"
         /// A GPU was asked for in a program without a GPU backend.
@@ -12,13 +12,13 @@ public struct EngineError: Error, CustomStringConvertible, Equatable, Sendable {
         case netOutput = "net output"
     }
 
-    public let kind: Kind
-    public let message: String
+    package let kind: Kind
+    package let message: String
 
-    public init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
-    public var description: String { message }
+    package var description: String { message }
 }

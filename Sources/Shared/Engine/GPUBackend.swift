@@ -5,7 +5,7 @@ import TesseraCore
 /// A GPU library the engine can run nets on. The engine names no GPU library
 /// itself: the CUDA module provides a backend and each executable installs it at
 /// start-up (`GPUBackends.install`), so the engine builds, links and tests without it.
-public protocol GPUBackend: Sendable {
+package protocol GPUBackend: Sendable {
     /// A runner for `net` on GPU `device`, with the same contract as the CPU `NetRunner`.
     func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws -> any NetExecutor
     /// Free memory of GPU `device`, in bytes.
@@ -13,12 +13,12 @@ public protocol GPUBackend: Sendable {
 }
 
 /// The installed GPU backend (at most one per process).
-public enum GPUBackends {
+package enum GPUBackends {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var installed: (any GPUBackend)?
 
     /// Makes `backend` the one `ComputeDevice.cuda` runs on.
-    public static func install(_ backend: any GPUBackend) {
+    package static func install(_ backend: any GPUBackend) {
         lock.withLock { installed = backend }
     }
 

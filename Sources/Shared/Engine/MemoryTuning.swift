@@ -9,7 +9,7 @@
 /// there (measured: a worker's compute thread ran tiles 1.6× slower than the
 /// same engine on the main thread). Call this first thing in `main`, before
 /// any thread has allocated.
-public enum MemoryTuning {
+package enum MemoryTuning {
     #if os(Linux)
     /// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not export).
     @_silgen_name("mallopt") private static func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
@@ -26,5 +26,5 @@ public enum MemoryTuning {
         #endif
     }()
 
-    public static func keepLargeBuffers() { _ = once }
+    package static func keepLargeBuffers() { _ = once }
 }

@@ -3,7 +3,7 @@ import TesseraCore
 import TesseraModel
 
 /// Something that runs a `Net` forward: the CPU `NetRunner` or the GPU `CUDANetRunner`.
-public protocol NetExecutor: AnyObject, Sendable {
+package protocol NetExecutor: AnyObject, Sendable {
     var net: Net { get }
     /// The net's output for `input`; `origin` is the global position of the input's
     /// pixel (0, 0) (the CPU engine aligns its work to it; see `ConvolutionKernel`).
@@ -14,7 +14,7 @@ public protocol NetExecutor: AnyObject, Sendable {
 }
 
 extension NetExecutor {
-    public func forward(_ input: Tensor, threads: Int, origin: Size2) throws -> Tensor {
+    package func forward(_ input: Tensor, threads: Int, origin: Size2) throws -> Tensor {
         try forward(input, threads: threads, origin: origin, masks: nil)
     }
 }
@@ -22,8 +22,8 @@ extension NetExecutor {
 /// Runs a `Net` forward on one input tensor. Built once per net (weights and
 /// coefficients prepared here, never per call); `forward` only reads it, so one
 /// runner serves any number of tiles, from any number of threads.
-public final class NetRunner: NetExecutor, @unchecked Sendable {
-    public let net: Net
+package final class NetRunner: NetExecutor, @unchecked Sendable {
+    package let net: Net
     private let steps: [Step]
     /// For each layer, the bottoms whose last reader it is (freed after it runs).
     private let releases: [[String]]
@@ -49,7 +49,7 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     }
 
     /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode); default 1.
-    public init(net: Net, lrnDilation: [Size2]? = nil) throws {
+    package init(net: Net, lrnDilation: [Size2]? = nil) throws {
         self.net = net
         blas = try BLAS.get()
         MemoryTuning.keepLargeBuffers()
@@ -116,7 +116,7 @@ public final class NetRunner: NetExecutor, @unchecked Sendable {
     /// `origin` is the global position of the input's pixel (0, 0): convolutions
     /// block their work on a grid aligned to it, so a pixel's value does not
     /// depend on how the image was tiled (see `ConvolutionKernel`).
-    public func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
+    package func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
         throws -> Tensor {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {

@@ -1,9 +1,9 @@
 import Dispatch
 
 /// This machine's sgemm throughput, the yardstick engine speed is reported against.
-public enum SgemmPeak {
+package enum SgemmPeak {
     /// Best GFLOP/s of a few 2048×2048×2048 products with OpenBLAS on `threads` threads.
-    public static func measure(threads: Int, size n: Int = 2048, repeats: Int = 3) throws -> Double {
+    package static func measure(threads: Int, size n: Int = 2048, repeats: Int = 3) throws -> Double {
         let blas = try BLAS.get()
         let saved = blas.threads
         blas.threads = threads

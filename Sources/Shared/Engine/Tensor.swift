@@ -3,25 +3,25 @@ import TesseraModel
 /// A float32 activation of one image, `c × h × w`, row-major (CHW), in memory
 /// the tensor owns. A class so that large activations are never copied by
 /// accident; the engine frees each one as soon as its last reader has run.
-public final class Tensor: @unchecked Sendable {
-    public let shape: Shape
-    public let storage: UnsafeMutableBufferPointer<Float>
+package final class Tensor: @unchecked Sendable {
+    package let shape: Shape
+    package let storage: UnsafeMutableBufferPointer<Float>
 
     /// A zero-filled tensor.
-    public convenience init(_ shape: Shape) {
+    package convenience init(_ shape: Shape) {
         self.init(uninitialized: shape)
         storage.initialize(repeating: 0)
     }
 
     /// A tensor whose values the caller writes in full before reading them
     /// (layer outputs: zero-filling them first would cost a pass over memory).
-    public init(uninitialized shape: Shape) {
+    package init(uninitialized shape: Shape) {
         self.shape = shape
         storage = .allocate(capacity: max(1, shape.count))
     }
 
     /// A tensor holding `values` (count must match).
-    public convenience init(_ shape: Shape, values: [Float]) {
+    package convenience init(_ shape: Shape, values: [Float]) {
         precondition(values.count == shape.count, "tensor values do not match the shape \(shape)")
         self.init(uninitialized: shape)
         _ = storage.initialize(from: values)
@@ -29,32 +29,32 @@ public final class Tensor: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    public var c: Int { shape.c }
-    public var h: Int { shape.h }
-    public var w: Int { shape.w }
-    public var count: Int { shape.count }
-    public var planeSize: Int { shape.h * shape.w }
-    public var pointer: UnsafeMutablePointer<Float> { storage.baseAddress! }
+    package var c: Int { shape.c }
+    package var h: Int { shape.h }
+    package var w: Int { shape.w }
+    package var count: Int { shape.count }
+    package var planeSize: Int { shape.h * shape.w }
+    package var pointer: UnsafeMutablePointer<Float> { storage.baseAddress! }
 
     /// Start of channel `c`'s plane.
-    @inlinable public func plane(_ c: Int) -> UnsafeMutablePointer<Float> { storage.baseAddress! + c * h * w }
+    @inlinable package func plane(_ c: Int) -> UnsafeMutablePointer<Float> { storage.baseAddress! + c * h * w }
 
-    @inlinable public subscript(c: Int, y: Int, x: Int) -> Float {
+    @inlinable package subscript(c: Int, y: Int, x: Int) -> Float {
         get { storage[(c * h + y) * w + x] }
         set { storage[(c * h + y) * w + x] = newValue }
     }
 
-    public var values: [Float] { Array(storage.prefix(count)) }
+    package var values: [Float] { Array(storage.prefix(count)) }
 
     /// A copy with its own storage.
-    public func copy() -> Tensor {
+    package func copy() -> Tensor {
         let t = Tensor(uninitialized: shape)
         t.pointer.update(from: pointer, count: count)
         return t
     }
 
     /// Sets every value outside `rect` (rows and columns of each channel's plane) to `value`.
-    public func fill(outside rect: PixelRect, with value: Float) {
+    package func fill(outside rect: PixelRect, with value: Float) {
         let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
         let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
         if y0 == 0 && y1 == h && x0 == 0 && x1 == w { return }

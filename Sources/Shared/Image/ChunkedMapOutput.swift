@@ -8,16 +8,16 @@ import TesseraCore
 /// into place when complete, so no partial store is ever presented as finished);
 /// otherwise it is a raw temporary store that only feeds the PNG, `.npy` and TIFF
 /// outputs and is removed after. The whole map is never in memory.
-public final class ChunkedMapOutput {
-    public let options: OutputOptions
-    public let store: MapStore
+package final class ChunkedMapOutput {
+    package let options: OutputOptions
+    package let store: MapStore
     private let finalPath: String?
     private var finished = false
 
     /// - Parameters:
     ///   - tile: the map's tile size, which is the store's chunk size (tiles must start on multiples of it).
     ///   - levels: pyramid levels of the zarr output (the tile must be divisible by 2^(levels−1)).
-    public init(options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
+    package init(options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
                 levels: Int = 1) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
@@ -31,14 +31,14 @@ public final class ChunkedMapOutput {
     }
 
     /// Stores one finished tile (its rect on the tile grid, `classes × h × w` values).
-    public func write(_ rect: PixelRect, values: ProbabilityMap) throws {
+    package func write(_ rect: PixelRect, values: ProbabilityMap) throws {
         try values.data.withUnsafeBufferPointer { _ = try store.write(rect: rect, values: $0) }
     }
 
     /// Completes the store and writes every output from it; returns the paths written.
     /// `image` is the input (for the overlay).
     @discardableResult
-    public func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
+    package func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
         try store.finish()
         var written: [String] = []
         if options.kinds.contains(.tiff) {
@@ -62,19 +62,19 @@ public final class ChunkedMapOutput {
     }
 
     /// Removes the unfinished store (after a failure): nothing half-written is left.
-    public func abandon() {
+    package func abandon() {
         guard !finished else { return }
         try? FileManager.default.removeItem(atPath: store.path)
     }
 }
 
 extension MapStore: MapRowSource {
-    public var classes: Int { layout.classes }
-    public var height: Int { layout.height }
-    public var width: Int { layout.width }
-    public func rows(_ y: Range<Int>) throws -> [Float] { try rows(level: 0, y: y) }
+    package var classes: Int { layout.classes }
+    package var height: Int { layout.height }
+    package var width: Int { layout.width }
+    package func rows(_ y: Range<Int>) throws -> [Float] { try rows(level: 0, y: y) }
     /// One row of chunks at a time (each chunk decoded once) when that fits 256 MiB.
-    public var preferredBandRows: Int? {
+    package var preferredBandRows: Int? {
         layout.classes * layout.tileSize * layout.width * 4 <= 256 << 20 ? layout.tileSize : nil
     }
 }

@@ -4,8 +4,8 @@ internal import CPNGIO
 /// wrong (callers can `catch let error as ImageIOError where error.kind == .truncated`),
 /// `path` names the file, `detail` is the reason in words (libpng's message,
 /// strerror, or ours).
-public struct ImageIOError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Equatable, CaseIterable {
+package struct ImageIOError: Error, Equatable, Sendable, CustomStringConvertible {
+    package enum Kind: String, Sendable, Equatable, CaseIterable {
         case cannotOpen = "cannot open"
         case notPNG = "not a PNG file"
         case truncated = "truncated file"
@@ -23,17 +23,17 @@ public struct ImageIOError: Error, Equatable, Sendable, CustomStringConvertible 
         case invalidArgument = "invalid argument"
     }
 
-    public let kind: Kind
-    public let path: String
-    public let detail: String
+    package let kind: Kind
+    package let path: String
+    package let detail: String
 
-    public init(_ kind: Kind, path: String, detail: String) {
+    package init(_ kind: Kind, path: String, detail: String) {
         self.kind = kind
         self.path = path
         self.detail = detail
     }
 
-    public var description: String { "\(path): \(kind.rawValue): \(detail)" }
+    package var description: String { "\(path): \(kind.rawValue): \(detail)" }
 
     /// Maps a CPNGIO status code (not `TPNG_OK`) to an error.
     init(status: Int32, path: String, message: [CChar]) {

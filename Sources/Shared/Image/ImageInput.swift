@@ -4,20 +4,20 @@ import TesseraCore
 /// Opens any image Tessera maps as a region source: PNG (decoded into memory),
 /// TIFF and BigTIFF (libtiff, tile by tile), and whole-slide formats OpenSlide
 /// knows (SVS, NDPI, MRXS, SCN, …), at the pyramid level asked for.
-public enum ImageInput {
+package enum ImageInput {
     /// An opened image and what was chosen.
-    public struct Opened: Sendable {
-        public let source: any RegionSource
-        public let format: SlideFormat
+    package struct Opened: Sendable {
+        package let source: any RegionSource
+        package let format: SlideFormat
         /// The pyramid level mapped (0 for PNG).
-        public let level: Int
+        package let level: Int
         /// Its microns per pixel, when the file says.
-        public let mpp: Double?
+        package let mpp: Double?
         /// Levels of the file (one for PNG).
-        public let levelCount: Int
+        package let levelCount: Int
 
         /// "level 1 of 3, 0.50 µm/px" (or "PNG").
-        public var levelDescription: String {
+        package var levelDescription: String {
             if case .png = format { return "PNG" }
             return "level \(level) of \(levelCount)" + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
         }
@@ -25,7 +25,7 @@ public enum ImageInput {
 
     /// Opens `path`: level `level`, or the level nearest `mpp` microns per pixel
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
-    public static func open(path: String, level: Int? = nil, mpp: Double? = nil,
+    package static func open(path: String, level: Int? = nil, mpp: Double? = nil,
                             maxPixels: Int = PNGReader.defaultMaxPixels) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
@@ -48,7 +48,7 @@ public enum ImageInput {
     /// The tissue mask of an opened image, answering in the mapped level's pixel
     /// coordinates; computed from the file's smallest level that still has about
     /// 1024 pixels along its longer side, never from the full resolution of a slide.
-    public static func tissueMask(_ opened: Opened, path: String) throws -> TissueMask {
+    package static func tissueMask(_ opened: Opened, path: String) throws -> TissueMask {
         let target = opened.source
         if case .png = opened.format { return try TissueMask.detect(source: target) }
         let levels = try SlideInfo.inspect(path: path).levels

@@ -4,7 +4,7 @@ import TesseraCore
 
 /// Rows of a map, read band by band: a map in memory, or a chunked store on disk
 /// that never holds the whole map. Writers take one band at a time.
-public protocol MapRowSource {
+package protocol MapRowSource {
     var classes: Int { get }
     var height: Int { get }
     var width: Int { get }
@@ -15,14 +15,14 @@ public protocol MapRowSource {
 }
 
 extension MapRowSource {
-    public var preferredBandRows: Int? { nil }
+    package var preferredBandRows: Int? { nil }
 }
 
 extension ProbabilityMap: MapRowSource {
     /// Bands of about 1 MiB: the rows are already in memory, so a writer adds only a small copy.
-    public var preferredBandRows: Int? { max(1, (1 << 20) / max(1, classes * width * 4)) }
+    package var preferredBandRows: Int? { max(1, (1 << 20) / max(1, classes * width * 4)) }
 
-    public func rows(_ y: Range<Int>) throws -> [Float] {
+    package func rows(_ y: Range<Int>) throws -> [Float] {
         var out = [Float](repeating: 0, count: classes * y.count * width)
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -47,7 +47,7 @@ func bands(_ map: some MapRowSource) -> [Range<Int>] {
 /// (complete or absent under its final name). `image` is needed for the overlay
 /// only and must have the map's height and width. Returns the paths written, in order.
 @discardableResult
-public func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions,
+package func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions,
                          logger: Logger? = nil) throws -> [String] {
     try validate(map: map, image: image, options: options)
     var written: [String] = []
@@ -104,7 +104,7 @@ private func validate(map: some MapRowSource, image: (any RegionSource)?, option
 }
 
 /// `<stem>.prob-<class>.png`: gray, `bitDepth` 8 (p × 255) or 16 (p × 65535), one row buffer.
-public func writeProbabilityPNG(map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
+package func writeProbabilityPNG(map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
                                 compressionLevel: Int = 6) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     let width = map.width
@@ -133,7 +133,7 @@ public func writeProbabilityPNG(map: some MapRowSource, classIndex: Int, bitDept
 /// `<stem>.labels.png`: the argmax class per pixel as its raw index (ties go
 /// to the lower class, NaN never wins); 8-bit gray, 16-bit above 256 classes.
 /// Raw indices look black in a viewer for few classes: stretch the contrast.
-public func writeLabelsPNG(map: some MapRowSource, to path: String, compressionLevel: Int = 6) throws {
+package func writeLabelsPNG(map: some MapRowSource, to path: String, compressionLevel: Int = 6) throws {
     let width = map.width, height = map.height, classes = map.classes
     let bitDepth = classes <= 256 ? 8 : 16
     try AtomicFile.write(to: path) { temporary in
@@ -172,7 +172,7 @@ public func writeLabelsPNG(map: some MapRowSource, to path: String, compressionL
 /// RGB; 16-bit input stretched so that its brightest sample is 255) blended
 /// with the viridis colour of the class probability p at opacity `opacity × p`:
 /// unlikely pixels show the image, likely ones turn yellow.
-public func writeOverlayPNG(map: some MapRowSource, image: any RegionSource, classIndex: Int, opacity: Float = 0.6,
+package func writeOverlayPNG(map: some MapRowSource, image: any RegionSource, classIndex: Int, opacity: Float = 0.6,
                             to path: String, compressionLevel: Int = 6) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     guard image.width == map.width, image.height == map.height else {

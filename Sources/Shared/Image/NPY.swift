@@ -10,11 +10,11 @@ import TesseraCore
 /// padded with spaces and ended by `\n` so that data starts at a multiple of
 /// 64 bytes, then the raw little-endian float32 values in C order); versions
 /// 1.0–3.0 read.
-public enum NPY {
+package enum NPY {
     /// A float32 array read from a `.npy` file.
-    public struct FloatArray: Sendable, Equatable {
-        public let shape: [Int]
-        public let data: [Float]
+    package struct FloatArray: Sendable, Equatable {
+        package let shape: [Int]
+        package let data: [Float]
     }
 
     static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
@@ -30,7 +30,7 @@ public enum NPY {
     }
 
     /// Writes `map` as a `(C, H, W)` float32 array, atomically.
-    public static func write(_ map: ProbabilityMap, to path: String) throws {
+    package static func write(_ map: ProbabilityMap, to path: String) throws {
         try map.data.withUnsafeBufferPointer { values in
             try write(shape: [map.classes, map.height, map.width], values: values, to: path)
         }
@@ -39,7 +39,7 @@ public enum NPY {
     /// Writes a map read band by band (a chunked store: the whole map is never in
     /// memory) as a `(C, H, W)` float32 array, atomically: each band's class planes
     /// go to their places in the file.
-    public static func write(_ map: some MapRowSource, to path: String) throws {
+    package static func write(_ map: some MapRowSource, to path: String) throws {
         if let inMemory = map as? ProbabilityMap { return try write(inMemory, to: path) }
         let (classes, height, width) = (map.classes, map.height, map.width)
         let head = header(shape: [classes, height, width])
@@ -80,7 +80,7 @@ public enum NPY {
     }
 
     /// Writes `values` (C order) as an array of `shape`, atomically.
-    public static func write(shape: [Int], values: UnsafeBufferPointer<Float>, to path: String) throws {
+    package static func write(shape: [Int], values: UnsafeBufferPointer<Float>, to path: String) throws {
         guard shape.reduce(1, *) == values.count, shape.allSatisfy({ $0 >= 0 }) else {
             throw ImageIOError(.invalidArgument, path: path, detail: "shape \(shape) does not hold \(values.count) values")
         }
@@ -121,7 +121,7 @@ public enum NPY {
 
     /// Reads a float32 (`<f4`, C order) array. The data size implied by the
     /// header is checked against the file's size before anything is allocated.
-    public static func read(path: String) throws -> FloatArray {
+    package static func read(path: String) throws -> FloatArray {
         guard let file = fopen(path, "rb") else { throw ImageIOError(.cannotOpen, path: path, detail: errnoText()) }
         defer { fclose(file) }
         func bytes(_ count: Int) throws -> [UInt8] {
@@ -214,7 +214,7 @@ public enum NPY {
 
 extension ProbabilityMap {
     /// Reads a `(C, H, W)` float32 `.npy` file as written by `NPY.write`.
-    public init(npyPath path: String) throws {
+    package init(npyPath path: String) throws {
         let array = try NPY.read(path: path)
         guard array.shape.count == 3 else {
             throw ImageIOError(.unsupportedNPY, path: path, detail: "shape \(array.shape) is not (C, H, W)")

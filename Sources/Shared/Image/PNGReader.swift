@@ -1,20 +1,20 @@
 internal import CPNGIO
 
 /// What a PNG's header says, and what `PNGReader.read` will deliver.
-public struct PNGHeader: Sendable, Equatable {
-    public let width: Int
-    public let height: Int
+package struct PNGHeader: Sendable, Equatable {
+    package let width: Int
+    package let height: Int
     /// IHDR's bit depth: 1, 2, 4, 8 or 16.
-    public let fileBitDepth: Int
+    package let fileBitDepth: Int
     /// IHDR's colour type: 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA.
-    public let fileColorType: Int
-    public let interlaced: Bool
+    package let fileColorType: Int
+    package let interlaced: Bool
     /// Channels delivered: 1 (gray, gray+alpha) or 3 (RGB, RGBA, palette).
-    public let channels: Int
+    package let channels: Int
     /// Bit depth delivered: 8 (files of 1–8 bits) or 16.
-    public let bitDepth: Int
+    package let bitDepth: Int
     /// The file has an alpha channel or a tRNS chunk, which reading drops (not composited).
-    public var hadAlpha: Bool { fileColorType & 4 != 0 || hadTransparency }
+    package var hadAlpha: Bool { fileColorType & 4 != 0 || hadTransparency }
     let hadTransparency: Bool
 }
 
@@ -24,15 +24,15 @@ public struct PNGHeader: Sendable, Equatable {
 /// bit depth PNG allows (1, 2, 4 and 8-bit samples arrive as 8-bit — 1/2/4-bit
 /// gray is scaled to 0…255 by libpng — 16-bit stays 16-bit), Adam7 interlacing.
 /// Alpha and tRNS transparency are dropped, not composited.
-public enum PNGReader {
+package enum PNGReader {
     /// The version of libpng this program runs with.
-    public static var libraryVersion: String { String(cString: tpng_library_version()) }
+    package static var libraryVersion: String { String(cString: tpng_library_version()) }
 
     /// Default pixel limit: 1.5 × 10⁹ pixels (4.5 GB of RGB 8-bit samples).
-    public static let defaultMaxPixels = 1_500_000_000
+    package static let defaultMaxPixels = 1_500_000_000
 
     /// The header of `path`, checked against `maxPixels`; reads no image data.
-    public static func header(path: String, maxPixels: Int = defaultMaxPixels) throws -> PNGHeader {
+    package static func header(path: String, maxPixels: Int = defaultMaxPixels) throws -> PNGHeader {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         tpng_reader_close(reader)
         return header
@@ -41,7 +41,7 @@ public enum PNGReader {
     /// Decodes `path`. The pixel limit is checked against the header before
     /// any image memory is allocated; the samples are decoded row by row (all
     /// passes for interlaced files) into the one buffer the image keeps.
-    public static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> PixelImage {
+    package static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> PixelImage {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
         let count = header.width * header.height * header.channels

@@ -97,7 +97,7 @@ struct PNGRawFile {
 }
 
 /// Writes `image` as a PNG of its own channels and bit depth, row by row, atomically.
-public func writePNG(_ image: PixelImage, to path: String, compressionLevel: Int = 6) throws {
+package func writePNG(_ image: PixelImage, to path: String, compressionLevel: Int = 6) throws {
     try AtomicFile.write(to: path) { temporary in
         let writer = try PNGRowWriter(path: temporary, width: image.width, height: image.height,
                                       channels: image.channels, bitDepth: image.bitDepth,

@@ -5,20 +5,20 @@ import TesseraCore
 /// (HWC, C order), 8 or 16 bits each, exactly as stored in the file after
 /// palette expansion and alpha removal. No scaling: 8-bit samples are
 /// 0…255, 16-bit ones 0…65535. A 20000×20000 RGB 8-bit image is 1.2 GB.
-public struct PixelImage: Sendable, Equatable {
-    public enum Samples: Sendable, Equatable {
+package struct PixelImage: Sendable, Equatable {
+    package enum Samples: Sendable, Equatable {
         case uint8([UInt8])
         case uint16([UInt16])
     }
 
-    public let width: Int
-    public let height: Int
+    package let width: Int
+    package let height: Int
     /// 1 (gray) or 3 (RGB).
-    public let channels: Int
+    package let channels: Int
     /// `width * height * channels` samples; sample `(y, x, c)` is at `(y * width + x) * channels + c`.
-    public let samples: Samples
+    package let samples: Samples
 
-    public init(width: Int, height: Int, channels: Int, samples: Samples) {
+    package init(width: Int, height: Int, channels: Int, samples: Samples) {
         precondition(width > 0 && height > 0, "image dimensions must be positive")
         precondition(channels == 1 || channels == 3, "an image has 1 or 3 channels")
         let count: Int
@@ -34,20 +34,20 @@ public struct PixelImage: Sendable, Equatable {
     }
 
     /// 8 or 16.
-    public var bitDepth: Int {
+    package var bitDepth: Int {
         if case .uint8 = samples { return 8 }
         return 16
     }
 
     /// The largest sample value of the bit depth: 255 or 65535.
-    public var maxSampleValue: Float { bitDepth == 8 ? 255 : 65535 }
+    package var maxSampleValue: Float { bitDepth == 8 ? 255 : 65535 }
 
     /// Samples in one row.
-    public var samplesPerRow: Int { width * channels }
+    package var samplesPerRow: Int { width * channels }
 
     /// The raw sample at `(y, x, channel)`, unscaled. For per-pixel work over
     /// many pixels use `withUnsafeRows`, which avoids this switch per call.
-    @inlinable public func value(y: Int, x: Int, channel: Int) -> Float {
+    @inlinable package func value(y: Int, x: Int, channel: Int) -> Float {
         precondition(y >= 0 && y < height && x >= 0 && x < width && channel >= 0 && channel < channels,
                      "pixel (\(y), \(x), \(channel)) outside a \(height)×\(width)×\(channels) image")
         let index = (y * width + x) * channels + channel
@@ -60,7 +60,7 @@ public struct PixelImage: Sendable, Equatable {
     /// Calls `body` with a view of `rows` (absolute row indices) that points
     /// into this image's storage: nothing is copied. The view is valid only
     /// inside `body`.
-    public func withUnsafeRows<R>(_ rows: Range<Int>, _ body: (PixelRows) throws -> R) rethrows -> R {
+    package func withUnsafeRows<R>(_ rows: Range<Int>, _ body: (PixelRows) throws -> R) rethrows -> R {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= height, "rows \(rows) outside 0..<\(height)")
         let start = rows.lowerBound * samplesPerRow
         let count = rows.count * samplesPerRow
@@ -80,39 +80,39 @@ public struct PixelImage: Sendable, Equatable {
 }
 
 /// A borrowed view of a band of rows of a `PixelImage` (see `withUnsafeRows`).
-public struct PixelRows {
-    public enum Storage {
+package struct PixelRows {
+    package enum Storage {
         case uint8(UnsafeBufferPointer<UInt8>)
         case uint16(UnsafeBufferPointer<UInt16>)
     }
 
     /// The absolute image rows this view covers.
-    public let rows: Range<Int>
-    public let width: Int
-    public let channels: Int
+    package let rows: Range<Int>
+    package let width: Int
+    package let channels: Int
     /// The rows' samples, HWC, the first element being row `rows.lowerBound`, column 0, channel 0.
-    public let storage: Storage
+    package let storage: Storage
 
-    public var samplesPerRow: Int { width * channels }
-    public var bitDepth: Int {
+    package var samplesPerRow: Int { width * channels }
+    package var bitDepth: Int {
         if case .uint8 = storage { return 8 }
         return 16
     }
 
     /// The 8-bit samples, or nil for a 16-bit image.
-    public var uint8: UnsafeBufferPointer<UInt8>? {
+    package var uint8: UnsafeBufferPointer<UInt8>? {
         if case .uint8(let buffer) = storage { return buffer }
         return nil
     }
 
     /// The 16-bit samples (host byte order), or nil for an 8-bit image.
-    public var uint16: UnsafeBufferPointer<UInt16>? {
+    package var uint16: UnsafeBufferPointer<UInt16>? {
         if case .uint16(let buffer) = storage { return buffer }
         return nil
     }
 
     /// The raw sample at absolute row `y` (which must lie in `rows`), column `x`, `channel`.
-    @inlinable public func value(y: Int, x: Int, channel: Int) -> Float {
+    @inlinable package func value(y: Int, x: Int, channel: Int) -> Float {
         precondition(rows.contains(y) && x >= 0 && x < width && channel >= 0 && channel < channels,
                      "pixel (\(y), \(x), \(channel)) outside rows \(rows) of width \(width)")
         let index = ((y - rows.lowerBound) * width + x) * channels + channel
@@ -125,7 +125,7 @@ public struct PixelRows {
 
 /// A decoded PNG is a region source held in memory.
 extension PixelImage: PixelSource {
-    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+    package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard rect.y >= 0, rect.x >= 0, rect.height >= 0, rect.width >= 0,
               rect.y + rect.height <= height, rect.x + rect.width <= width else {
             throw ImageIOError(.invalidArgument, path: "image", detail: "region \(rect) outside a \(height)×\(width) image")

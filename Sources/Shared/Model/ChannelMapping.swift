@@ -1,9 +1,9 @@
 /// Which image channel feeds each of the net's input channels.
-public enum ChannelMapping {
+package enum ChannelMapping {
     /// For a net with `netChannels` inputs trained on `order`, reading an image
     /// with `imageChannels` (1 gray, 3 RGB). Gray images are expanded to every
     /// net channel; a colour image for a one-channel net is refused.
-    public static func resolve(
+    package static func resolve(
         imageChannels: Int, netChannels: Int,
         order: Preprocessing.ChannelOrder
     ) throws -> [Int] {

@@ -1,8 +1,8 @@
 /// An error in a model: what kind of problem (callers match on `kind`), which file
 /// and layer, and what is wrong, in words a user can act on. Library messages name
 /// no command-line flag: the CLI adds the flag that fixes a kind (see `CLISupport`).
-public struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
-    public enum Kind: String, Sendable, Equatable, CaseIterable {
+package struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
+    package enum Kind: String, Sendable, Equatable, CaseIterable {
         /// A file that cannot be read, or is not what it should be (binary vs text, truncated, corrupt).
         case unreadable
         /// A prototxt that does not parse.
@@ -23,12 +23,12 @@ public struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case invalid
     }
 
-    public var kind: Kind
-    public var file: String?
-    public var layer: String?
-    public var message: String
+    package var kind: Kind
+    package var file: String?
+    package var layer: String?
+    package var message: String
 
-    public init(_ kind: Kind, file: String? = nil, layer: String? = nil, _ message: String) {
+    package init(_ kind: Kind, file: String? = nil, layer: String? = nil, _ message: String) {
         self.kind = kind
         self.file = file
         self.layer = layer
@@ -36,11 +36,11 @@ public struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 
     /// An `.invalid` error.
-    public init(file: String? = nil, layer: String? = nil, _ message: String) {
+    package init(file: String? = nil, layer: String? = nil, _ message: String) {
         self.init(.invalid, file: file, layer: layer, message)
     }
 
-    public var description: String {
+    package var description: String {
         var s = ""
         if let file { s += "\(file): " }
         if let layer { s += "layer '\(layer)': " }
@@ -48,7 +48,7 @@ public struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 
     /// The same error attributed to a file.
-    public func inFile(_ file: String) -> ModelError {
+    package func inFile(_ file: String) -> ModelError {
         var e = self
         if e.file == nil { e.file = file }
         return e

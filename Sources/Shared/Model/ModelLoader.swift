@@ -3,17 +3,17 @@ import Logging
 import TesseraCore
 
 /// Which files make a model, as the user gave them on the command line.
-public struct ModelSource: Sendable, Equatable {
+package struct ModelSource: Sendable, Equatable {
     /// Deploy prototxt (text). Optional when the caffemodel holds its (training) net.
-    public var model: String?
+    package var model: String?
     /// Trained weights (binary caffemodel).
-    public var weights: String?
+    package var weights: String?
     /// The classifier's patch size P, overriding what the files say.
-    public var patchSize: Int?
+    package var patchSize: Int?
     /// When false, a prototxt without weights loads with zero placeholder weights (shapes only).
-    public var requireWeights: Bool
+    package var requireWeights: Bool
 
-    public init(model: String? = nil, weights: String? = nil, patchSize: Int? = nil, requireWeights: Bool = true) {
+    package init(model: String? = nil, weights: String? = nil, patchSize: Int? = nil, requireWeights: Bool = true) {
         self.model = model
         self.weights = weights
         self.patchSize = patchSize
@@ -22,15 +22,15 @@ public struct ModelSource: Sendable, Equatable {
 }
 
 /// A model's files as bytes in memory, with the names error messages use.
-public struct ModelContents: Sendable {
+package struct ModelContents: Sendable {
     /// Deploy prototxt (text), or nil when the caffemodel holds its (training) net.
-    public var prototxt: Data?
-    public var prototxtName: String
+    package var prototxt: Data?
+    package var prototxtName: String
     /// Trained weights (binary caffemodel), or nil for a shape-only load.
-    public var weights: Data?
-    public var weightsName: String
+    package var weights: Data?
+    package var weightsName: String
 
-    public init(
+    package init(
         prototxt: Data?, prototxtName: String = "deploy.prototxt", weights: Data?,
         weightsName: String = "weights.caffemodel"
     ) {
@@ -42,30 +42,30 @@ public struct ModelContents: Sendable {
 }
 
 /// A model ready for the engine: the fully convolutional net, its geometry, and what was done to get there.
-public struct LoadedModel: Sendable {
+package struct LoadedModel: Sendable {
     /// The net as imported (a patch classifier: may contain InnerProduct layers).
-    public var classifier: Net
+    package var classifier: Net
     /// The fully convolutional net (InnerProduct → Convolution); `patchSize` is set.
-    public var net: Net
+    package var net: Net
     /// Receptive field, stride, classes and exactness at patch size.
-    public var geometry: NetGeometry
-    public var layerGeometry: [LayerGeometry]
+    package var geometry: NetGeometry
+    package var layerGeometry: [LayerGeometry]
     /// Where the patch size came from (for reports).
-    public var patchSizeSource: String
+    package var patchSizeSource: String
     /// The input size the definition declares, if any (a deploy FCN's full input, e.g. 2064).
-    public var declaredInput: Size2?
+    package var declaredInput: Size2?
     /// False for a shape-only load (prototxt without weights): the weights are zeros.
-    public var hasWeights: Bool
+    package var hasWeights: Bool
     /// Mean file named by the training data layer (a path on the training machine), if any.
-    public var meanFileHint: String?
+    package var meanFileHint: String?
     /// What the loader did that the user should know (skipped layers, ignored fields, BatchNorm layout…).
-    public var notes: [String]
+    package var notes: [String]
 
-    public var patchSize: Size2 { geometry.patchSize }
+    package var patchSize: Size2 { geometry.patchSize }
 
     /// Throws, naming the layers and numbers, unless the FCN is exactly the classifier
     /// at every pixel or approximate maps were asked for (`--allow-padding`).
-    public func requireExact(allowApproximate: Bool) throws {
+    package func requireExact(allowApproximate: Bool) throws {
         guard !geometry.isExact, !allowApproximate else { return }
         throw ModelError(
             .inexact,
@@ -75,10 +75,10 @@ public struct LoadedModel: Sendable {
     }
 }
 
-public enum ModelLoader {
+package enum ModelLoader {
     /// Loads a model: reads the files, merges weights by layer name, drops training-only
     /// layers, finds the patch size, and performs net surgery.
-    public static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
+    package static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
         let definition = try source.model.map { try CaffeFiles.readBytes($0, what: "model definition (prototxt)") }
         let weights = try source.weights.map { try CaffeFiles.readBytes($0, what: "weights (caffemodel)") }
         let contents = ModelContents(
@@ -89,7 +89,7 @@ public enum ModelLoader {
 
     /// Loads a model from its files' contents in memory (what a worker receives):
     /// the same parsing, checks and surgery as from files, with the names in messages.
-    public static func load(
+    package static func load(
         _ contents: ModelContents, patchSize: Int?, requireWeights: Bool = true,
         logger: Logger? = nil
     ) throws -> LoadedModel {

@@ -2,59 +2,59 @@ import Foundation
 import TesseraCore
 
 /// What `inspect` prints: per-layer table and summary, also as one JSON object.
-public struct ModelReport: Codable, Sendable {
-    public struct LayerRow: Codable, Sendable {
-        public var name: String
-        public var type: String
+package struct ModelReport: Codable, Sendable {
+    package struct LayerRow: Codable, Sendable {
+        package var name: String
+        package var type: String
         /// Output shape at patch size: [channels, height, width].
-        public var output: [Int]
-        public var kernel: [Int]?
-        public var stride: [Int]?
-        public var pad: [Int]?
-        public var dilation: [Int]?
+        package var output: [Int]
+        package var kernel: [Int]?
+        package var stride: [Int]?
+        package var pad: [Int]?
+        package var dilation: [Int]?
         /// Multiply-accumulates for one output position (all output channels).
-        public var macsPerPosition: Int
+        package var macsPerPosition: Int
         /// Multiply-accumulates for one patch pass (at patch size).
-        public var macsPerPatch: Int
+        package var macsPerPatch: Int
         /// Receptive field of this layer's output.
-        public var receptiveField: [Int]
+        package var receptiveField: [Int]
     }
 
     /// Multiply-accumulates per pixel of the final H×W map, for each engine mode.
-    public struct ModeCost: Codable, Sendable {
-        public var naive: Int
-        public var fast: Int
-        public var shift: Int
-        public var dense: Int
+    package struct ModeCost: Codable, Sendable {
+        package var naive: Int
+        package var fast: Int
+        package var shift: Int
+        package var dense: Int
     }
 
-    public struct PreprocessingInfo: Codable, Sendable {
-        public var channelOrder: String
-        public var rawScale: Float
-        public var mean: [Float]
-        public var meanSource: String?
-        public var scale: Float
+    package struct PreprocessingInfo: Codable, Sendable {
+        package var channelOrder: String
+        package var rawScale: Float
+        package var mean: [Float]
+        package var meanSource: String?
+        package var scale: Float
     }
 
-    public var name: String
-    public var inputChannels: Int
-    public var patchSize: Int
-    public var patchSizeSource: String
-    public var receptiveField: Int
-    public var receptiveFieldSize: [Int]
-    public var stride: Int
-    public var strideSize: [Int]
-    public var origin: [Int]
-    public var classes: Int
-    public var exact: Bool
-    public var inexactReasons: [String]
-    public var hasWeights: Bool
-    public var layers: [LayerRow]
-    public var macsPerOutputPixel: ModeCost
-    public var preprocessing: PreprocessingInfo
-    public var notes: [String]
+    package var name: String
+    package var inputChannels: Int
+    package var patchSize: Int
+    package var patchSizeSource: String
+    package var receptiveField: Int
+    package var receptiveFieldSize: [Int]
+    package var stride: Int
+    package var strideSize: [Int]
+    package var origin: [Int]
+    package var classes: Int
+    package var exact: Bool
+    package var inexactReasons: [String]
+    package var hasWeights: Bool
+    package var layers: [LayerRow]
+    package var macsPerOutputPixel: ModeCost
+    package var preprocessing: PreprocessingInfo
+    package var notes: [String]
 
-    public init(model: LoadedModel, preprocessing: Preprocessing) throws {
+    package init(model: LoadedModel, preprocessing: Preprocessing) throws {
         let net = model.net
         let g = model.geometry
         let (_, shapes) = try net.shapes(input: g.patchSize)
@@ -138,14 +138,14 @@ public struct ModelReport: Codable, Sendable {
     }
 
     /// One JSON object (sorted keys, pretty).
-    public func json() throws -> String {
+    package func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
     /// The human-readable table and summary.
-    public func text(preprocessing: Preprocessing) -> String {
+    package func text(preprocessing: Preprocessing) -> String {
         func pair(_ v: [Int]?) -> String {
             guard let v else { return "-" }
             return v[0] == v[1] ? "\(v[0])" : "\(v[0])×\(v[1])"

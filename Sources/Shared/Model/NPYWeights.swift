@@ -18,7 +18,7 @@ extension Net {
     /// `ModelError` naming the layer and the file when a file is missing, is not a
     /// float32 `.npy`, or has the wrong shape, and when a `.npy` file in the
     /// directory belongs to no blob of the net (a misspelt layer name).
-    public func fillingBlobs(fromNPYDirectory directory: String) throws -> Net {
+    package func fillingBlobs(fromNPYDirectory directory: String) throws -> Net {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ModelError(file: directory, "not a directory of .npy weights")

@@ -6,18 +6,18 @@ import TesseraCore
 /// Weights live in the layer that uses them, already normalised by the importer
 /// (BatchNorm's moving-average factor divided out, InnerProduct `transpose`
 /// undone), so the engine never needs to know how Caffe stored them.
-public struct Net: Sendable, Equatable {
-    public var name: String
+package struct Net: Sendable, Equatable {
+    package var name: String
     /// Name of the input blob (Caffe's `data`).
-    public var inputName: String
+    package var inputName: String
     /// Channels of the input blob (3 for RGB/BGR, 1 for gray).
-    public var inputChannels: Int
+    package var inputChannels: Int
     /// The patch size P the classifier was trained on (its input height/width), when known.
-    public var patchSize: Size2?
+    package var patchSize: Size2?
     /// Layers in execution order (Caffe's order, which is topological).
-    public var layers: [Layer]
+    package var layers: [Layer]
 
-    public init(name: String, inputName: String, inputChannels: Int, patchSize: Size2?, layers: [Layer]) {
+    package init(name: String, inputName: String, inputChannels: Int, patchSize: Size2?, layers: [Layer]) {
         self.name = name
         self.inputName = inputName
         self.inputChannels = inputChannels
@@ -26,16 +26,16 @@ public struct Net: Sendable, Equatable {
     }
 
     /// Name of the blob the net produces (the last layer's first top).
-    public var outputName: String { layers.last?.tops.first ?? inputName }
+    package var outputName: String { layers.last?.tops.first ?? inputName }
 }
 
-public struct Layer: Sendable, Equatable {
-    public var name: String
-    public var op: LayerOp
-    public var bottoms: [String]
-    public var tops: [String]
+package struct Layer: Sendable, Equatable {
+    package var name: String
+    package var op: LayerOp
+    package var bottoms: [String]
+    package var tops: [String]
 
-    public init(name: String, op: LayerOp, bottoms: [String], tops: [String]) {
+    package init(name: String, op: LayerOp, bottoms: [String], tops: [String]) {
         self.name = name
         self.op = op
         self.bottoms = bottoms
@@ -43,7 +43,7 @@ public struct Layer: Sendable, Equatable {
     }
 }
 
-public enum LayerOp: Sendable, Equatable {
+package enum LayerOp: Sendable, Equatable {
     case convolution(Convolution)
     case pooling(Pooling)
     case innerProduct(InnerProduct)
@@ -62,7 +62,7 @@ public enum LayerOp: Sendable, Equatable {
     case eltwise(Eltwise)
 
     /// Caffe's type name, for tables and messages.
-    public var typeName: String {
+    package var typeName: String {
         switch self {
         case .convolution: return "Convolution"
         case .pooling: return "Pooling"
@@ -82,18 +82,18 @@ public enum LayerOp: Sendable, Equatable {
 }
 
 /// Convolution. `weights` are `[outputs, inputs/group, kernel.h, kernel.w]` row-major.
-public struct Convolution: Sendable, Equatable {
-    public var outputs: Int
-    public var kernel: Size2
-    public var stride: Size2
-    public var pad: Size2
-    public var dilation: Size2
-    public var group: Int
-    public var weights: [Float]
+package struct Convolution: Sendable, Equatable {
+    package var outputs: Int
+    package var kernel: Size2
+    package var stride: Size2
+    package var pad: Size2
+    package var dilation: Size2
+    package var group: Int
+    package var weights: [Float]
     /// One value per output channel, or nil when `bias_term: false`.
-    public var bias: [Float]?
+    package var bias: [Float]?
 
-    public init(
+    package init(
         outputs: Int, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
         dilation: Size2 = .one, group: Int = 1, weights: [Float], bias: [Float]?
     ) {
@@ -108,7 +108,7 @@ public struct Convolution: Sendable, Equatable {
     }
 
     /// Input channels implied by the weights.
-    public var inputsPerGroup: Int {
+    package var inputsPerGroup: Int {
         let a = outputs.multipliedReportingOverflow(by: kernel.h)
         let b = a.partialValue.multipliedReportingOverflow(by: kernel.w)
         // More weights per input than there can be: no whole input channel.
@@ -117,18 +117,18 @@ public struct Convolution: Sendable, Equatable {
     }
 }
 
-public struct Pooling: Sendable, Equatable {
-    public enum Method: String, Sendable { case max = "MAX", average = "AVE" }
-    public var method: Method
-    public var kernel: Size2
-    public var stride: Size2
-    public var pad: Size2
+package struct Pooling: Sendable, Equatable {
+    package enum Method: String, Sendable { case max = "MAX", average = "AVE" }
+    package var method: Method
+    package var kernel: Size2
+    package var stride: Size2
+    package var pad: Size2
     /// Global pooling: the kernel is the whole input (resolved by shape inference).
-    public var global: Bool
+    package var global: Bool
     /// Not a Caffe field: the engine's dense mode dilates pooling windows.
-    public var dilation: Size2
+    package var dilation: Size2
 
-    public init(
+    package init(
         method: Method, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
         global: Bool = false, dilation: Size2 = .one
     ) {
@@ -143,28 +143,28 @@ public struct Pooling: Sendable, Equatable {
 
 /// InnerProduct. `weights` are `[outputs, inputs]` row-major (Caffe's layout
 /// without `transpose`; the importer undoes `transpose: true`).
-public struct InnerProduct: Sendable, Equatable {
-    public var outputs: Int
-    public var weights: [Float]
-    public var bias: [Float]?
+package struct InnerProduct: Sendable, Equatable {
+    package var outputs: Int
+    package var weights: [Float]
+    package var bias: [Float]?
 
-    public init(outputs: Int, weights: [Float], bias: [Float]?) {
+    package init(outputs: Int, weights: [Float], bias: [Float]?) {
         self.outputs = outputs
         self.weights = weights
         self.bias = bias
     }
-    public var inputs: Int { weights.count / max(1, outputs) }
+    package var inputs: Int { weights.count / max(1, outputs) }
 }
 
-public struct LRN: Sendable, Equatable {
-    public enum Region: String, Sendable { case acrossChannels = "ACROSS_CHANNELS", withinChannel = "WITHIN_CHANNEL" }
-    public var region: Region
-    public var size: Int
-    public var alpha: Float
-    public var beta: Float
-    public var k: Float
+package struct LRN: Sendable, Equatable {
+    package enum Region: String, Sendable { case acrossChannels = "ACROSS_CHANNELS", withinChannel = "WITHIN_CHANNEL" }
+    package var region: Region
+    package var size: Int
+    package var alpha: Float
+    package var beta: Float
+    package var k: Float
 
-    public init(region: Region, size: Int, alpha: Float, beta: Float, k: Float) {
+    package init(region: Region, size: Int, alpha: Float, beta: Float, k: Float) {
         self.region = region
         self.size = size
         self.alpha = alpha
@@ -176,14 +176,14 @@ public struct LRN: Sendable, Equatable {
 /// Inference-time BatchNorm: `y = (x - mean) / sqrt(variance + eps)`, then, for
 /// NVIDIA's 5-blob variant, `· scale + bias`. Mean and variance are the saved
 /// running sums already divided by the moving-average factor.
-public struct BatchNorm: Sendable, Equatable {
-    public var mean: [Float]
-    public var variance: [Float]
-    public var eps: Float
-    public var scale: [Float]?
-    public var bias: [Float]?
+package struct BatchNorm: Sendable, Equatable {
+    package var mean: [Float]
+    package var variance: [Float]
+    package var eps: Float
+    package var scale: [Float]?
+    package var bias: [Float]?
 
-    public init(mean: [Float], variance: [Float], eps: Float, scale: [Float]? = nil, bias: [Float]? = nil) {
+    package init(mean: [Float], variance: [Float], eps: Float, scale: [Float]? = nil, bias: [Float]? = nil) {
         self.mean = mean
         self.variance = variance
         self.eps = eps
@@ -193,23 +193,23 @@ public struct BatchNorm: Sendable, Equatable {
 }
 
 /// Per-channel `y = x · scale + bias` (Caffe's Scale layer with axis 1).
-public struct Scale: Sendable, Equatable {
-    public var scale: [Float]
-    public var bias: [Float]?
+package struct Scale: Sendable, Equatable {
+    package var scale: [Float]
+    package var bias: [Float]?
 
-    public init(scale: [Float], bias: [Float]?) {
+    package init(scale: [Float], bias: [Float]?) {
         self.scale = scale
         self.bias = bias
     }
 }
 
-public struct Eltwise: Sendable, Equatable {
-    public enum Operation: String, Sendable { case product = "PROD", sum = "SUM", max = "MAX" }
-    public var operation: Operation
+package struct Eltwise: Sendable, Equatable {
+    package enum Operation: String, Sendable { case product = "PROD", sum = "SUM", max = "MAX" }
+    package var operation: Operation
     /// Per-bottom coefficients for SUM (empty: all 1).
-    public var coefficients: [Float]
+    package var coefficients: [Float]
 
-    public init(operation: Operation, coefficients: [Float] = []) {
+    package init(operation: Operation, coefficients: [Float] = []) {
         self.operation = operation
         self.coefficients = coefficients
     }

@@ -3,23 +3,23 @@ import Logging
 
 /// What happens to each pixel before the net (docs/ARCHITECTURE.md §1, Caffe's conventions):
 /// `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
-public struct Preprocessing: Sendable, Equatable {
-    public enum ChannelOrder: String, Sendable, CaseIterable, Codable {
+package struct Preprocessing: Sendable, Equatable {
+    package enum ChannelOrder: String, Sendable, CaseIterable, Codable {
         case bgr, rgb
     }
 
     /// Per-channel mean in the network's channel order (empty: none subtracted).
-    public var mean: [Float]
+    package var mean: [Float]
     /// Applied to the raw 0–255 pixel first (Caffe's `raw_scale`).
-    public var rawScale: Float
+    package var rawScale: Float
     /// Applied after the mean is subtracted (Caffe's `scale`/`input_scale`).
-    public var scale: Float
+    package var scale: Float
     /// The channel order the net was trained on (Caffe/OpenCV: BGR).
-    public var channelOrder: ChannelOrder
+    package var channelOrder: ChannelOrder
     /// Where the mean came from, for reports ("mean.binaryproto (32×32 image reduced per channel)").
-    public var meanSource: String?
+    package var meanSource: String?
 
-    public init(
+    package init(
         mean: [Float] = [], rawScale: Float = 1, scale: Float = 1, channelOrder: ChannelOrder = .bgr,
         meanSource: String? = nil
     ) {
@@ -31,12 +31,12 @@ public struct Preprocessing: Sendable, Equatable {
     }
 
     /// Mean of channel `c` (a single mean applies to every channel).
-    public func mean(channel c: Int) -> Float {
+    package func mean(channel c: Int) -> Float {
         mean.isEmpty ? 0 : (mean.count == 1 ? mean[0] : mean[c])
     }
 
     /// Checks the mean against the net's input channels.
-    public func validated(channels: Int) throws -> Preprocessing {
+    package func validated(channels: Int) throws -> Preprocessing {
         guard mean.isEmpty || mean.count == 1 || mean.count == channels else {
             throw ModelError(
                 .preprocessing, "the mean has \(mean.count) values but the net's input has \(channels) channels")
@@ -48,7 +48,7 @@ public struct Preprocessing: Sendable, Equatable {
     }
 
     /// One line per step, as `inspect` prints them.
-    public var descriptionLines: [String] {
+    package var descriptionLines: [String] {
         var lines: [String] = []
         lines.append(
             "channel order: \(channelOrder.rawValue.uppercased()) (image channels are fed to the net in this order)")
@@ -66,7 +66,7 @@ public struct Preprocessing: Sendable, Equatable {
 
     /// Reads a `mean.binaryproto` (a C×H×W mean image) and reduces it to per-channel means,
     /// as the original fully convolutional code does.
-    public static func readMeanFile(_ path: String, logger: Logger? = nil) throws -> (mean: [Float], source: String) {
+    package static func readMeanFile(_ path: String, logger: Logger? = nil) throws -> (mean: [Float], source: String) {
         let blob = try CaffeFiles.readBlob(path)
         let v = try BlobValues(blob, file: path, layer: "mean", index: 0)
         var dims = v.dims

@@ -4,7 +4,7 @@ extension Net {
     /// The same net with deterministic pseudo-random weights (uniform, scaled by
     /// 1/√fan-in so activations stay O(1)): for benchmarks and tests of nets
     /// whose trained weights are not published.
-    public func withRandomWeights(seed: UInt64 = 1) -> Net {
+    package func withRandomWeights(seed: UInt64 = 1) -> Net {
         var rng = SplitMix64(seed: seed)
         func values(_ n: Int, scale: Float) -> [Float] {
             (0..<n).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }

@@ -1,30 +1,30 @@
 import TesseraCore
 
 /// The shape of one image's activations: channels × height × width.
-public struct Shape: Hashable, Sendable, CustomStringConvertible {
-    public var c: Int
-    public var h: Int
-    public var w: Int
-    public init(c: Int, h: Int, w: Int) {
+package struct Shape: Hashable, Sendable, CustomStringConvertible {
+    package var c: Int
+    package var h: Int
+    package var w: Int
+    package init(c: Int, h: Int, w: Int) {
         self.c = c
         self.h = h
         self.w = w
     }
-    public var count: Int { c * h * w }
-    public var spatial: Size2 { Size2(h, w) }
-    public var description: String { "\(c)×\(h)×\(w)" }
+    package var count: Int { c * h * w }
+    package var spatial: Size2 { Size2(h, w) }
+    package var description: String { "\(c)×\(h)×\(w)" }
 }
 
 /// Output sizes of the spatial layers, as Caffe computes them.
-public enum OutputSize {
+package enum OutputSize {
     /// Convolution: floor division (Caffe's `ConvolutionLayer::compute_output_shape`).
-    public static func convolution(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int) -> Int {
+    package static func convolution(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int) -> Int {
         let extent = dilation * (kernel - 1) + 1
         return (input + 2 * pad - extent) / stride + 1
     }
 
     /// Pooling: Caffe rounds up, then drops a last window that would start in the padding.
-    public static func pooling(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1) -> Int {
+    package static func pooling(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1) -> Int {
         let extent = dilation * (kernel - 1) + 1
         let span = input + 2 * pad - extent
         var pooled = (span + stride - 1).floorDiv(stride) + 1
@@ -37,7 +37,7 @@ extension Net {
     /// Shapes for one input of `input` pixels: every blob by name, and each
     /// layer's output (its first top) in layer order. Throws naming the layer
     /// whose input does not fit.
-    public func shapes(input: Size2) throws -> (blobs: [String: Shape], layers: [Shape]) {
+    package func shapes(input: Size2) throws -> (blobs: [String: Shape], layers: [Shape]) {
         var blobs: [String: Shape] = [inputName: Shape(c: inputChannels, h: input.h, w: input.w)]
         var perLayer: [Shape] = []
         perLayer.reserveCapacity(layers.count)
@@ -60,11 +60,11 @@ extension Layer {
     /// Largest activation (values of one blob for one image) shape inference
     /// accepts: 2^48, past any memory, far enough from Int's limit that sizes in
     /// bytes and sums over a few blobs cannot overflow.
-    public static let maxActivationCount = 1 << 48
+    package static let maxActivationCount = 1 << 48
 
     /// The shape this layer produces from its inputs' shapes; throws when it
     /// would hold more than `maxActivationCount` values.
-    public func outputShape(inputs: [Shape]) throws -> Shape {
+    package func outputShape(inputs: [Shape]) throws -> Shape {
         let shape = try uncheckedOutputShape(inputs: inputs)
         let a = shape.c.multipliedReportingOverflow(by: shape.h)
         let b = a.partialValue.multipliedReportingOverflow(by: shape.w)

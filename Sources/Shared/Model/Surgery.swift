@@ -11,7 +11,7 @@ extension Net {
     /// Global pooling becomes an ordinary pooling whose window is its input at
     /// patch size (stride 1), for the same reason.
     /// A net without InnerProduct or global pooling layers is returned unchanged.
-    public func fullyConvolutional(patch: Size2? = nil) throws -> Net {
+    package func fullyConvolutional(patch: Size2? = nil) throws -> Net {
         guard
             layers.contains(where: {
                 switch $0.op {

@@ -2,14 +2,14 @@ import TesseraCore
 
 /// Puts task results together into the full map: copies tiles (naive, dense),
 /// interlaces displaced passes (shift), or fills the grid and interpolates (fast).
-public struct MapAssembler: Sendable {
-    public let mode: MapMode
-    public let image: Size2
-    public let stride: Size2
+package struct MapAssembler: Sendable {
+    package let mode: MapMode
+    package let image: Size2
+    package let stride: Size2
     /// The map, or for `fast` the grid of exact values until `finish()`.
     private var target: ProbabilityMap
 
-    public init(mode: MapMode, image: Size2, classes: Int, stride: Size2) {
+    package init(mode: MapMode, image: Size2, classes: Int, stride: Size2) {
         self.mode = mode
         self.image = image
         self.stride = stride
@@ -18,7 +18,7 @@ public struct MapAssembler: Sendable {
     }
 
     /// Places one task's result: `classes × rows × cols` values (`outputSize(task)`), C order.
-    public mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int) {
+    package mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int) {
         precondition(classes == target.classes, "result has \(classes) classes, map has \(target.classes)")
         precondition(result.count >= classes * rows * cols, "result holds fewer values than its shape")
         let (h, w) = (target.height, target.width)
@@ -43,13 +43,13 @@ public struct MapAssembler: Sendable {
     }
 
     /// The same from an array (a result that came over the wire or from the store).
-    public mutating func add(_ task: TileTask, result: [Float], classes: Int, rows: Int, cols: Int) {
+    package mutating func add(_ task: TileTask, result: [Float], classes: Int, rows: Int, cols: Int) {
         result.withUnsafeBufferPointer { add(task, result: $0, classes: classes, rows: rows, cols: cols) }
     }
 
     /// The finished map; for `fast`, the grid bilinearly interpolated to every
     /// pixel in grid coordinates (pixel y sits at grid position y / S), exact at grid points.
-    public func finish() -> ProbabilityMap {
+    package func finish() -> ProbabilityMap {
         guard mode == .fast else { return target }
         return interpolated(PixelRect(y: 0, x: 0, height: image.h, width: image.w))
     }
@@ -57,7 +57,7 @@ public struct MapAssembler: Sendable {
     /// For `fast`, once every grid task is in: the interpolated values of `rect`
     /// (map pixels) only, with the same arithmetic as `finish()`, so a large map can
     /// be written tile by tile.
-    public func interpolated(_ rect: PixelRect) -> ProbabilityMap {
+    package func interpolated(_ rect: PixelRect) -> ProbabilityMap {
         precondition(mode == .fast, "only fast maps are interpolated")
         var map = ProbabilityMap(classes: target.classes, height: rect.height, width: rect.width)
         let (gh, gw) = (target.height, target.width)

@@ -1,7 +1,7 @@
 import TesseraCore
 import TesseraModel
 /// The four ways to produce a map (docs/ARCHITECTURE.md §3).
-public enum MapMode: String, Sendable, CaseIterable, Codable {
+package enum MapMode: String, Sendable, CaseIterable, Codable {
     /// The classifier on every patch: the reference, for small images.
     case naive
     /// One strided pass: a grid every S pixels, interpolated (exact at grid points).
@@ -14,23 +14,23 @@ public enum MapMode: String, Sendable, CaseIterable, Codable {
 
 /// One self-contained unit of work: what to compute for one tile of one image.
 /// `rect` is in map pixels, except for `fast`, where it is in grid cells.
-public struct TileTask: Hashable, Sendable, CustomStringConvertible {
-    public var mode: MapMode
-    public var rect: PixelRect
+package struct TileTask: Hashable, Sendable, CustomStringConvertible {
+    package var mode: MapMode
+    package var rect: PixelRect
     /// `shift` only: the displacement (dy, dx), each in 0..<S.
-    public var displacement: Size2
+    package var displacement: Size2
     /// The size of the whole map (image pixels) the task is part of: nets that
     /// pad need it to pad where the whole-image pass does (.zero: not known).
-    public var image: Size2
+    package var image: Size2
 
-    public init(mode: MapMode, rect: PixelRect, displacement: Size2 = .zero, image: Size2 = .zero) {
+    package init(mode: MapMode, rect: PixelRect, displacement: Size2 = .zero, image: Size2 = .zero) {
         self.mode = mode
         self.rect = rect
         self.displacement = displacement
         self.image = image
     }
 
-    public var description: String {
+    package var description: String {
         mode == .shift ? "\(mode) \(rect) +\(displacement.h),\(displacement.w)" : "\(mode) \(rect)"
     }
 }
@@ -44,29 +44,29 @@ public struct TileTask: Hashable, Sendable, CustomStringConvertible {
 /// the net's padding is applied where the whole-image pass pads (see
 /// `wholeImageInput` and `PassLayout.validRegions`). So tiles never show seams,
 /// even for nets that pad, and `dense`, `shift` and `fast` sample one map.
-public struct TaskGeometry: Sendable, Equatable {
-    public var patch: Size2
-    public var stride: Size2
+package struct TaskGeometry: Sendable, Equatable {
+    package var patch: Size2
+    package var stride: Size2
     /// Input pixels one output pixel depends on.
-    public var receptiveField: Size2
+    package var receptiveField: Size2
     /// Window start of a pass's output pixel 0 relative to its input pixel 0:
     /// 0 for nets that do not pad, negative when they do.
-    public var origin: Size2
+    package var origin: Size2
     /// Map pixel `y`'s window starts at padded row `y − centring`: 0 for exact
     /// nets (the window is the patch); for approximate nets the window is centred on the patch.
-    public var centring: Size2
+    package var centring: Size2
     /// The smallest input for which the dense net gives one output: the
     /// whole-image pass reads `H + minimalInput − 1` rows (see `wholeImageInput`).
-    public var minimalInput: Size2
+    package var minimalInput: Size2
     /// Whether some layer pads (then tasks need the image size: `TileTask.image`).
-    public var pads: Bool
+    package var pads: Bool
 
     /// Exact nets: the window is the patch; nothing pads.
-    public init(_ g: NetGeometry) {
+    package init(_ g: NetGeometry) {
         self.init(g, minimalInput: g.receptiveField, pads: false)
     }
 
-    public init(_ g: NetGeometry, minimalInput: Size2, pads: Bool) {
+    package init(_ g: NetGeometry, minimalInput: Size2, pads: Bool) {
         patch = g.patchSize
         stride = g.stride
         receptiveField = g.receptiveField
@@ -78,7 +78,7 @@ public struct TaskGeometry: Sendable, Equatable {
     }
 
     /// Half the patch: the padding added on the top/left of the image.
-    public var halfPatch: Size2 { Size2(patch.h / 2, patch.w / 2) }
+    package var halfPatch: Size2 { Size2(patch.h / 2, patch.w / 2) }
 
     /// Outputs of a shift task along one axis: pixels `y0 + d + i·S < y0 + length`.
     static func phaseCount(length: Int, displacement: Int, stride: Int) -> Int {
@@ -86,7 +86,7 @@ public struct TaskGeometry: Sendable, Equatable {
     }
 
     /// Output shape (rows, cols) of `task`.
-    public func outputSize(_ task: TileTask) -> Size2 {
+    package func outputSize(_ task: TileTask) -> Size2 {
         switch task.mode {
         case .naive, .dense, .fast:
             return Size2(task.rect.height, task.rect.width)
@@ -104,7 +104,7 @@ public struct TaskGeometry: Sendable, Equatable {
     }
 
     /// The padded-image region `task` reads (padded coordinates: image row r is padded row r + ⌊P/2⌋).
-    public func inputRect(_ task: TileTask) -> PixelRect {
+    package func inputRect(_ task: TileTask) -> PixelRect {
         let r = task.rect
         switch task.mode {
         case .naive:
@@ -126,7 +126,7 @@ public struct TaskGeometry: Sendable, Equatable {
 
     /// Where `task`'s outputs start in its pass's output (the pass computes a
     /// margin around them when the net pads).
-    public func outputOffset(_ task: TileTask) -> Size2 {
+    package func outputOffset(_ task: TileTask) -> Size2 {
         switch task.mode {
         case .naive: return .zero
         case .dense: return Size2(-origin.h, -origin.w)
@@ -137,7 +137,7 @@ public struct TaskGeometry: Sendable, Equatable {
     /// The input of the pass over the whole `image` that defines the map of a
     /// net that pads: it yields exactly the image's pixels, and every layer pads
     /// the edges of its whole-image input there, whatever tile computes a pixel.
-    public func wholeImageInput(_ image: Size2) -> PixelRect {
+    package func wholeImageInput(_ image: Size2) -> PixelRect {
         PixelRect(y: -(origin.h + centring.h), x: -(origin.w + centring.w),
                   height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
     }

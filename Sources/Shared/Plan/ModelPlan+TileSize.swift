@@ -4,7 +4,7 @@ import TesseraModel
 extension ModelPlan {
     /// The largest square tile (in map pixels, a multiple of the stride) whose
     /// activations fit the memory budget, capped at the image size.
-    public func defaultTile(mode: MapMode, image: Size2, memoryBudget: Int) throws -> Int {
+    package func defaultTile(mode: MapMode, image: Size2, memoryBudget: Int) throws -> Int {
         let s = max(tasks.stride.h, tasks.stride.w)
         let largest = TilePlan.roundUp(max(image.h, image.w), s)
         if mode == .naive { return min(largest, 64) }

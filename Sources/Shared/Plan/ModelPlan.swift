@@ -5,37 +5,37 @@ import TesseraCore
 /// classifier, its fully convolutional and dense forms, their layouts and the
 /// task geometry. The coordinator plans jobs from this alone; the engine is
 /// built from it (`MapEngine(plan:device:)`), so both agree on every tile.
-public struct ModelPlan: Sendable {
+package struct ModelPlan: Sendable {
     /// The patch classifier as imported (InnerProduct layers allowed): `naive` runs it.
-    public let classifier: Net
+    package let classifier: Net
     /// Its fully convolutional form: `fast` and `shift` run it.
-    public let fcn: Net
+    package let fcn: Net
     /// The dense form (every layer after a stride dilated): `dense` runs it.
-    public let dense: Net
+    package let dense: Net
     /// Per layer of `dense`, the dilation a WITHIN_CHANNEL LRN uses.
-    public let lrnDilation: [Size2]
-    public let geometry: NetGeometry
-    public let tasks: TaskGeometry
+    package let lrnDilation: [Size2]
+    package let geometry: NetGeometry
+    package let tasks: TaskGeometry
     /// Where each pass's pixels sit and which layers pad (`PassLayout`).
-    public let stridedLayout: PassLayout
-    public let denseLayout: PassLayout
+    package let stridedLayout: PassLayout
+    package let denseLayout: PassLayout
 
     /// - Parameters:
     ///   - classifier: the patch classifier as imported.
     ///   - patch: the patch size when the net does not say.
     ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
-    public init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
+    package init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false) throws {
         let fcn = try classifier.fullyConvolutional(patch: patch)
         let (geometry, _) = try fcn.geometry(patch: patch ?? classifier.patchSize)
         try self.init(classifier: classifier, fcn: fcn, geometry: geometry, allowPadding: allowPadding)
     }
 
     /// The plan for a model as `ModelLoader` loaded it (surgery already done).
-    public init(model: LoadedModel, allowPadding: Bool = false) throws {
+    package init(model: LoadedModel, allowPadding: Bool = false) throws {
         try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
     }
 
-    public init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
+    package init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
         if !geometry.isExact && !allowPadding {
             throw ModelError(.inexact, "the net cannot give an exact dense map: "
                 + geometry.inexactReasons.joined(separator: "; ")
@@ -57,8 +57,8 @@ public struct ModelPlan: Sendable {
         }
     }
 
-    public var classes: Int { geometry.classes }
-    public var inputChannels: Int { fcn.inputChannels }
+    package var classes: Int { geometry.classes }
+    package var inputChannels: Int { fcn.inputChannels }
 
     /// The smallest square input for which `net` produces an output.
     static func extent(of net: Net, limit: Int) throws -> Size2 {

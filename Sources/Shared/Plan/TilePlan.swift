@@ -1,14 +1,14 @@
 import TesseraCore
 /// Splits one image's map into tasks (docs/ARCHITECTURE.md §4). Tiles are independent:
 /// each reads only its own input region, so any split gives the same map.
-public enum TilePlan {
+package enum TilePlan {
     /// Size of the grid `fast` computes for an image: pixels `(iS, jS)`, `i = 0 … ⌈(H-1)/S⌉`.
-    public static func fastGrid(image: Size2, stride: Size2) -> Size2 {
+    package static func fastGrid(image: Size2, stride: Size2) -> Size2 {
         Size2((image.h - 1 + stride.h - 1) / stride.h + 1, (image.w - 1 + stride.w - 1) / stride.w + 1)
     }
 
     /// The tasks for an `image`-sized map in `mode` with tiles of about `tile` map pixels.
-    public static func tasks(mode: MapMode, image: Size2, tile: Int, geometry g: TaskGeometry) -> [TileTask] {
+    package static func tasks(mode: MapMode, image: Size2, tile: Int, geometry g: TaskGeometry) -> [TileTask] {
         precondition(image.h > 0 && image.w > 0 && tile > 0)
         switch mode {
         case .naive, .dense:

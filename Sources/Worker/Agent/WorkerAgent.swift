@@ -14,21 +14,21 @@ import TesseraWire
 /// computes, so heartbeats flow while a task runs; the compute thread takes tasks
 /// from a lock-protected queue and posts outcomes to an outbox, waking the socket
 /// thread through an inproc PAIR. All the two threads share is in `shared`.
-public final class WorkerAgent: Sendable {
-    public struct Configuration: Sendable {
-        public var coordinator: String
-        public var name: String
+package final class WorkerAgent: Sendable {
+    package struct Configuration: Sendable {
+        package var coordinator: String
+        package var name: String
         /// Engine threads per task.
-        public var threads: Int
-        public var heartbeat = Heartbeat()
+        package var threads: Int
+        package var heartbeat = Heartbeat()
         /// Test hook: sleep this long before each task (a slow worker, a job that lasts);
         /// at most `maxTaskDelayMilliseconds`.
-        public var taskDelayMilliseconds = 0
+        package var taskDelayMilliseconds = 0
         /// CURVE keys (`WorkerAgent+Security`); nil: plain connection.
-        public var curve: CurveClientSecurity?
+        package var curve: CurveClientSecurity?
         /// Where this worker computes its tiles.
-        public var device: ComputeDevice = .cpu
-        public init(coordinator: String, name: String, threads: Int) {
+        package var device: ComputeDevice = .cpu
+        package init(coordinator: String, name: String, threads: Int) {
             self.coordinator = coordinator
             self.name = name
             self.threads = threads
@@ -41,9 +41,9 @@ public final class WorkerAgent: Sendable {
     }
 
     /// The longest `taskDelayMilliseconds` honoured (a day); longer delays are cut to it.
-    public static let maxTaskDelayMilliseconds = 86_400_000
+    package static let maxTaskDelayMilliseconds = 86_400_000
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     let logger: Logger
     let context: ZMQContext
     let wakeEndpoint = "inproc://tessera-worker-wake-\(UUID().uuidString)"
@@ -67,16 +67,16 @@ public final class WorkerAgent: Sendable {
     let computeStartFault = Locked<(any Error)?>(nil)
 
     /// Tasks computed and handed to the socket thread so far.
-    public var tasksDone: Int { shared.withLock { $0.tasksDone } }
+    package var tasksDone: Int { shared.withLock { $0.tasksDone } }
 
-    public init(configuration: Configuration, logger: Logger) throws {
+    package init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         context = try ZMQContext()
     }
 
     /// Asks `run()` to return (after saying goodbye with the unfinished tasks). Thread-safe.
-    public func stop() {
+    package func stop() {
         shared.withLockWakingWaiters { $0.stopRequested = true }
     }
 
@@ -86,7 +86,7 @@ public final class WorkerAgent: Sendable {
 
     /// Serves until `stop()`. Throws, before taking any task, if the compute thread
     /// cannot start.
-    public func run() throws {
+    package func run() throws {
         let wake = try ZMQSocket(context, type: .pair)
         try wake.set(.maxMessageSize, 1024)
         try wake.bind(wakeEndpoint)

@@ -12,13 +12,13 @@ import Foundation
 ///
 /// Overrides: `TESSERA_BLAS_CORETYPE` (or `OPENBLAS_CORETYPE`) names the kernel,
 /// `TESSERA_BLAS_LIBRARY` the library file.
-public final class BLAS: @unchecked Sendable {
-    public enum LoadError: Error, CustomStringConvertible {
+package final class BLAS: @unchecked Sendable {
+    package enum LoadError: Error, CustomStringConvertible {
         case libraryNotFound(tried: [String], reason: String)
         case symbolMissing(String, library: String)
         case verificationFailed(coreType: String, maxError: Float)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .libraryNotFound(let tried, let reason):
                 return "OpenBLAS could not be loaded (tried \(tried.joined(separator: ", "))): \(reason). "
@@ -42,11 +42,11 @@ public final class BLAS: @unchecked Sendable {
     typealias CorenameFn = @convention(c) () -> UnsafeMutablePointer<CChar>?
 
     /// The library file that was loaded.
-    public let libraryPath: String
+    package let libraryPath: String
     /// The kernel OpenBLAS reports it uses, e.g. `SkylakeX`, `Haswell`, `Zen`.
-    public let coreName: String
+    package let coreName: String
     /// How the kernel was chosen, for the log: "cpu features: avx512", "TESSERA_BLAS_CORETYPE", …
-    public let coreChoice: String
+    package let coreChoice: String
 
     private let sgemmFn: SgemmFn
     private let setThreadsFn: SetThreadsFn?
@@ -54,12 +54,12 @@ public final class BLAS: @unchecked Sendable {
 
     /// The process-wide instance. Loading happens on first use; failure is fatal
     /// for numeric work, so callers that want a clean message use `load()`.
-    public static let shared: Result<BLAS, LoadError> = {
+    package static let shared: Result<BLAS, LoadError> = {
         do throws(LoadError) { return .success(try BLAS.load()) } catch { return .failure(error) }
     }()
 
     /// The loaded library, or a thrown `LoadError` with a message for the user.
-    public static func get() throws -> BLAS { try shared.get() }
+    package static func get() throws -> BLAS { try shared.get() }
 
     private init(
         libraryPath: String, coreName: String, coreChoice: String,
@@ -124,7 +124,7 @@ public final class BLAS: @unchecked Sendable {
     }
 
     /// Number of threads OpenBLAS uses for one call.
-    public var threads: Int {
+    package var threads: Int {
         get { Int(getThreadsFn?() ?? 1) }
         set { setThreadsFn?(CInt(max(1, newValue))) }
     }
@@ -132,7 +132,7 @@ public final class BLAS: @unchecked Sendable {
     /// C = alpha·op(A)·op(B) + beta·C, row-major. A is M×K (or K×M when transA),
     /// B is K×N (or N×K when transB), C is M×N; lda/ldb/ldc are row strides.
     @inline(__always)
-    public func sgemm(
+    package func sgemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,

@@ -3,24 +3,24 @@ import Foundation
 /// The SIMD features of this CPU that decide which OpenBLAS kernel to load,
 /// read from `/proc/cpuinfo` (Linux). Elsewhere nothing is known and OpenBLAS
 /// detects the CPU itself.
-public struct CPUFeatures: Sendable {
-    public let flags: Set<String>
-    public let modelName: String
+package struct CPUFeatures: Sendable {
+    package let flags: Set<String>
+    package let modelName: String
 
-    public static let current: CPUFeatures = {
+    package static let current: CPUFeatures = {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
             return CPUFeatures(flags: [], modelName: "unknown")
         }
         return CPUFeatures(cpuinfo: text)
     }()
 
-    public init(flags: Set<String>, modelName: String) {
+    package init(flags: Set<String>, modelName: String) {
         self.flags = flags
         self.modelName = modelName
     }
 
     /// Parses the first processor block of a `/proc/cpuinfo` text.
-    public init(cpuinfo text: String) {
+    package init(cpuinfo text: String) {
         var flags = Set<String>()
         var model = "unknown"
         for line in text.split(separator: "\n") {
@@ -40,7 +40,7 @@ public struct CPUFeatures: Sendable {
     /// The OpenBLAS core type whose sgemm kernel this CPU runs best, among
     /// those OpenBLAS 0.3.x knows: SkylakeX (AVX-512), Haswell (AVX2 + FMA),
     /// Sandybridge (AVX). Nil when the features are unknown.
-    public var preferredOpenBLASCore: String? {
+    package var preferredOpenBLASCore: String? {
         if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"]) {
             return "SkylakeX"
         }
@@ -50,7 +50,7 @@ public struct CPUFeatures: Sendable {
     }
 
     /// A short description for logs: the widest vector extension present.
-    public var summary: String {
+    package var summary: String {
         if flags.contains("avx512f") { return "avx512" }
         if flags.contains("avx2") { return "avx2" }
         if flags.contains("avx") { return "avx" }

@@ -4,7 +4,7 @@ import TesseraModel
 extension PixelRegion {
     /// The net's input for this region: `(raw · rawScale − mean[c]) · scale`,
     /// channels reordered by `mapping` (from `ChannelMapping.resolve`).
-    public func tensor(mapping: [Int], preprocessing p: Preprocessing) -> Tensor {
+    package func tensor(mapping: [Int], preprocessing p: Preprocessing) -> Tensor {
         let t = Tensor(Shape(c: mapping.count, h: height, w: width))
         let n = height * width
         for (k, source) in mapping.enumerated() {

@@ -6,14 +6,14 @@ import TesseraModel
 /// The direct convolution kernels in `Sources/CKernels`, best first. Both compute
 /// every output as the same FMA chain in the same order, so their maps are equal
 /// bit for bit; the choice only changes speed.
-public enum DirectConvolutionKernel: String, Sendable {
+package enum DirectConvolutionKernel: String, Sendable {
     /// `conv_direct_avx512.c`: 16-lane vectors, a register tile of up to 12 outputs × 16 pixels.
     case avx512
     /// `conv_direct.c`: 8-lane vectors, a register tile of 6 outputs × 16 pixels.
     case avx2
 
     /// Whether this CPU runs the kernel.
-    public var isSupported: Bool {
+    package var isSupported: Bool {
         switch self {
         case .avx512: tessera_conv_direct_avx512_available() != 0
         case .avx2: tessera_conv_direct_available() != 0
@@ -35,7 +35,7 @@ public enum DirectConvolutionKernel: String, Sendable {
     }
 
     /// The kernel this process uses (from `TESSERA_DIRECT_CONV` and the CPU), nil for none.
-    public static let selected: DirectConvolutionKernel? = choose(ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
+    package static let selected: DirectConvolutionKernel? = choose(ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
 }
 
 /// Convolution. Stride-1 unpadded layers (every convolution of the dense net)

@@ -5,11 +5,11 @@ import TesseraPlan
 
 /// One finished tile of a map: where it lies (map pixels) and its values
 /// (`classes × rect.height × rect.width`).
-public struct MapTile: Sendable {
-    public let rect: PixelRect
-    public let values: ProbabilityMap
+package struct MapTile: Sendable {
+    package let rect: PixelRect
+    package let values: ProbabilityMap
 
-    public init(rect: PixelRect, values: ProbabilityMap) {
+    package init(rect: PixelRect, values: ProbabilityMap) {
         precondition(values.height == rect.height && values.width == rect.width, "tile values do not match its rect")
         self.rect = rect
         self.values = values
@@ -18,13 +18,13 @@ public struct MapTile: Sendable {
 
 /// How many output tiles a streamed map computed, how many it skipped (no tissue),
 /// and where the time went.
-public struct TileCounts: Sendable, Equatable {
-    public var computed = 0
-    public var skipped = 0
+package struct TileCounts: Sendable, Equatable {
+    package var computed = 0
+    package var skipped = 0
     /// Seconds spent reading and decoding input regions, and computing on the engine.
-    public var readSeconds = 0.0
-    public var computeSeconds = 0.0
-    public init() {}
+    package var readSeconds = 0.0
+    package var computeSeconds = 0.0
+    package init() {}
 }
 
 extension LocalMapper {
@@ -34,7 +34,7 @@ extension LocalMapper {
     /// Tiles for which `skip(rect)` holds are neither computed nor emitted.
     /// `progress(done, total)` counts the tasks that are computed (skipped ones are not in `total`).
     @discardableResult
-    public func mapTiles(_ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
+    package func mapTiles(_ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
                          progress: ((Int, Int) -> Void)? = nil, emit: (MapTile) throws -> Void) throws -> TileCounts {
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
         let size = Size2(image.height, image.width)
@@ -120,7 +120,7 @@ extension LocalMapper {
 
 extension ProbabilityMap {
     /// Copies `tile` into this map at its rectangle.
-    public mutating func place(_ tile: MapTile) {
+    package mutating func place(_ tile: MapTile) {
         let (h, w) = (height, width), r = tile.rect
         precondition(tile.values.classes == classes && r.y >= 0 && r.x >= 0 && r.y + r.height <= h && r.x + r.width <= w,
                      "tile \(r) does not fit a \(classes)×\(h)×\(w) map")

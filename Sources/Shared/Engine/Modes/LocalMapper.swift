@@ -6,15 +6,15 @@ import TesseraPlan
 /// Computes a whole map in this process: plans tiles, cuts each tile's input
 /// out of the image, runs it on the engine and assembles the result. The
 /// distributed coordinator does the same with workers in between.
-public struct LocalMapper: Sendable {
-    public let engine: MapEngine
-    public let preprocessing: Preprocessing
+package struct LocalMapper: Sendable {
+    package let engine: MapEngine
+    package let preprocessing: Preprocessing
     /// Threads used inside each tile (bands of output rows, pixels, channels).
-    public var threads: Int
+    package var threads: Int
     /// Memory budget for one tile's activations, in bytes (sets the default tile size).
-    public var memoryBudget: Int
+    package var memoryBudget: Int
 
-    public init(engine: MapEngine, preprocessing: Preprocessing,
+    package init(engine: MapEngine, preprocessing: Preprocessing,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                 memoryBudget: Int = 768 << 20) {
         self.engine = engine
@@ -25,7 +25,7 @@ public struct LocalMapper: Sendable {
 
     /// The map of `image` in `mode`, in tiles of `tile` map pixels (default: the
     /// largest that fits `memoryBudget`). `progress(done, total)` after each tile.
-    public func map(_ image: any RegionSource, mode: MapMode, tile: Int? = nil,
+    package func map(_ image: any RegionSource, mode: MapMode, tile: Int? = nil,
                     progress: ((Int, Int) -> Void)? = nil) throws -> ProbabilityMap {
         let size = Size2(image.height, image.width)
         let t = try tile ?? defaultTile(mode: mode, image: size)
@@ -37,7 +37,7 @@ public struct LocalMapper: Sendable {
 
     /// The largest square tile (in map pixels, a multiple of the stride) whose
     /// activations fit the memory budget, capped at the image size.
-    public func defaultTile(mode: MapMode, image: Size2) throws -> Int {
+    package func defaultTile(mode: MapMode, image: Size2) throws -> Int {
         try engine.plan.defaultTile(mode: mode, image: image, memoryBudget: memoryBudget)
     }
 }

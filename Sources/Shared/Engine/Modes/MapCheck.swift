@@ -8,41 +8,41 @@ import TesseraPlan
 /// approximation; this says what that costs, pixel by pixel, in probability and in
 /// decisions. The map's values are taken from its tiles as they are computed, so
 /// checking needs no second pass over the map.
-public struct MapCheck: Sendable, Codable, Equatable {
+package struct MapCheck: Sendable, Codable, Equatable {
     /// The sampled pixels, `[y, x]`, in sampling order.
-    public var pixels: [[Int]]
+    package var pixels: [[Int]]
     /// Per pixel, the map's class probabilities and the classifier's.
-    public var map: [[Float]]
-    public var classifier: [[Float]]
+    package var map: [[Float]]
+    package var classifier: [[Float]]
 
-    public var count: Int { pixels.count }
+    package var count: Int { pixels.count }
 
     /// Largest |map − classifier| over every sampled pixel and class.
-    public var maxAbsDeviation: Float {
+    package var maxAbsDeviation: Float {
         zip(map, classifier).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
     }
 
     /// Mean |map − classifier| over every sampled pixel and class.
-    public var meanAbsDeviation: Double {
+    package var meanAbsDeviation: Double {
         let all = zip(map, classifier).flatMap { zip($0, $1).map { Double(abs($0 - $1)) } }
         return all.isEmpty ? 0 : all.reduce(0, +) / Double(all.count)
     }
 
     /// Fraction of sampled pixels whose most likely class is the same in both.
-    public var argmaxAgreement: Double {
+    package var argmaxAgreement: Double {
         func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }
         let same = zip(map, classifier).filter { argmax($0) == argmax($1) }.count
         return count == 0 ? 1 : Double(same) / Double(count)
     }
 
     /// One line for the log.
-    public var summary: String {
+    package var summary: String {
         String(format: "%d pixels: max |Δp| %.3g, mean |Δp| %.3g, same decision at %.1f%%", count,
                maxAbsDeviation, meanAbsDeviation, argmaxAgreement * 100)
     }
 
     /// The JSON report written next to the outputs.
-    public func json() throws -> Data {
+    package func json() throws -> Data {
         struct Report: Encodable {
             let pixels: Int, maxAbsDeviation: Float, meanAbsDeviation: Double, argmaxAgreement: Double
             let samples: MapCheck
@@ -57,13 +57,13 @@ public struct MapCheck: Sendable, Codable, Equatable {
 
 /// Collects a map's values at sampled pixels while its tiles stream past, then runs
 /// the exact classifier there.
-public struct MapChecker {
-    public let pixels: [(y: Int, x: Int)]
+package struct MapChecker {
+    package let pixels: [(y: Int, x: Int)]
     private var values: [Int: [Float]] = [:]
 
     /// `count` pixels of an `image`-sized map drawn with a fixed seed, among those
     /// `keep` accepts (the tissue, when tiles are skipped); fewer if few qualify.
-    public init(count: Int, image: Size2, seed: UInt64 = 0x7E55_E7A0, keep: ((Int, Int) -> Bool)? = nil) {
+    package init(count: Int, image: Size2, seed: UInt64 = 0x7E55_E7A0, keep: ((Int, Int) -> Bool)? = nil) {
         var rng = SplitMix64(seed: seed)
         var chosen: [(y: Int, x: Int)] = []
         var seen = Set<Int>()
@@ -78,7 +78,7 @@ public struct MapChecker {
     }
 
     /// Takes the sampled pixels' values out of a finished tile.
-    public mutating func record(_ tile: MapTile) {
+    package mutating func record(_ tile: MapTile) {
         let r = tile.rect
         for (i, p) in pixels.enumerated() where p.y >= r.y && p.y < r.y + r.height && p.x >= r.x && p.x < r.x + r.width {
             values[i] = (0..<tile.values.classes).map { tile.values[$0, p.y - r.y, p.x - r.x] }
@@ -86,7 +86,7 @@ public struct MapChecker {
     }
 
     /// The exact classifier (`naive`) at every sampled pixel whose tile was computed, against the map.
-    public func finish(_ mapper: LocalMapper, image: any RegionSource) throws -> MapCheck {
+    package func finish(_ mapper: LocalMapper, image: any RegionSource) throws -> MapCheck {
         let size = Size2(image.height, image.width)
         let geometry = mapper.engine.tasks
         let mapping = try ChannelMapping.resolve(imageChannels: image.channels,

@@ -5,17 +5,17 @@ import TesseraPlan
 /// classifier (naive), its fully convolutional form (fast, shift) and the
 /// dense form (dense), each prepared once. Immutable after init and safe to
 /// share between threads; this is what a worker holds per model.
-public final class MapEngine: @unchecked Sendable {
+package final class MapEngine: @unchecked Sendable {
     /// The model's classifier, nets, layouts and task geometry.
-    public let plan: ModelPlan
+    package let plan: ModelPlan
     /// Where `fast`, `shift` and `dense` run (`naive`, the reference, always runs on the CPU).
-    public let device: ComputeDevice
+    package let device: ComputeDevice
     private let classifierRunner: NetRunner
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
 
     /// The runners for `plan` on `device`: weights packed once, shared by every task.
-    public init(plan: ModelPlan, device: ComputeDevice = .cpu) throws {
+    package init(plan: ModelPlan, device: ComputeDevice = .cpu) throws {
         self.plan = plan
         self.device = device
         classifierRunner = try NetRunner(net: plan.classifier)
@@ -28,26 +28,26 @@ public final class MapEngine: @unchecked Sendable {
     ///   - patch: the patch size when the net does not say.
     ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
     ///   - device: where `fast`, `shift` and `dense` run.
-    public convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
+    package convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
                             device: ComputeDevice = .cpu) throws {
         try self.init(plan: ModelPlan(classifier: classifier, patch: patch, allowPadding: allowPadding), device: device)
     }
 
     /// The engine for a model as `ModelLoader` loaded it (surgery already done).
-    public convenience init(model: LoadedModel, allowPadding: Bool = false, device: ComputeDevice = .cpu) throws {
+    package convenience init(model: LoadedModel, allowPadding: Bool = false, device: ComputeDevice = .cpu) throws {
         try self.init(plan: ModelPlan(model: model, allowPadding: allowPadding), device: device)
     }
 
-    public var fcn: Net { plan.fcn }
-    public var geometry: NetGeometry { plan.geometry }
-    public var tasks: TaskGeometry { plan.tasks }
-    public var classes: Int { plan.classes }
+    package var fcn: Net { plan.fcn }
+    package var geometry: NetGeometry { plan.geometry }
+    package var tasks: TaskGeometry { plan.tasks }
+    package var classes: Int { plan.classes }
     private var stridedLayout: PassLayout { plan.stridedLayout }
     private var denseLayout: PassLayout { plan.denseLayout }
 
     /// Multiply-accumulates of the convolutions (and InnerProducts) `task` runs:
     /// the work count benchmarks report GFLOP/s and speed-ups against.
-    public func convolutionMACs(_ task: TileTask) throws -> Int {
+    package func convolutionMACs(_ task: TileTask) throws -> Int {
         func macs(_ net: Net, input: Size2) throws -> Int {
             let (blobs, shapes) = try net.shapes(input: input)
             var total = 0
@@ -73,7 +73,7 @@ public final class MapEngine: @unchecked Sendable {
 
     /// Computes `task` from its preprocessed input (the tensor of `tasks.inputRect(task)`):
     /// a `classes × rows × cols` tensor (`tasks.outputSize(task)`).
-    public func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
+    package func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
         let expected = tasks.inputRect(task)
         guard input.h == expected.height, input.w == expected.width else {
             throw EngineError(.invalidTask, "task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")

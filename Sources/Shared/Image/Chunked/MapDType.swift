@@ -3,11 +3,11 @@ import TesseraCore
 /// p × 65535, clamped to [0, 1] first and rounded to nearest (halves away from
 /// zero), NaN → 0: the same rule as Tessera's PNG writers, so a PNG exported
 /// from a uint8 store equals one written from the floats.
-public enum MapDType: String, Sendable, Codable, CaseIterable {
+package enum MapDType: String, Sendable, Codable, CaseIterable {
     case float32, float16, uint8, uint16
 
     /// Bytes per sample.
-    public var size: Int {
+    package var size: Int {
         switch self {
         case .float32: 4
         case .float16, .uint16: 2
@@ -29,7 +29,7 @@ public enum MapDType: String, Sendable, Codable, CaseIterable {
     /// viewers and NumPy's nan-functions skip), 0 for integers (no NaN exists, and
     /// the skipped tiles are background, where 0 is the truthful display value;
     /// `MapStore.presentTiles()` still tells them apart).
-    public var fillValue: Float { isFloat ? .nan : 0 }
+    package var fillValue: Float { isFloat ? .nan : 0 }
 
     var isFloat: Bool { self == .float32 || self == .float16 }
 
@@ -38,7 +38,7 @@ public enum MapDType: String, Sendable, Codable, CaseIterable {
 
     /// The little-endian bytes of `values`, quantised for this type. Pure: a
     /// worker can call it on the tile it computed without any store.
-    public func encode(values: UnsafeBufferPointer<Float>) -> [UInt8] {
+    package func encode(values: UnsafeBufferPointer<Float>) -> [UInt8] {
         guard !values.isEmpty else { return [] }
         return [UInt8](unsafeUninitializedCapacity: values.count * size) { bytes, initialized in
             encode(values, into: UnsafeMutableRawPointer(bytes.baseAddress!))

@@ -3,25 +3,25 @@ import TesseraCore
 /// reads back. Level k is ceil(H/2^k) × ceil(W/2^k) in chunks of
 /// [classes, T>>k, T>>k], so every level has the same chunk grid as the tile
 /// grid and each tile owns exactly one chunk per level (written once, never merged).
-public struct MapLayout: Sendable, Equatable, Codable {
-    public let classes: Int
-    public let height: Int
-    public let width: Int
+package struct MapLayout: Sendable, Equatable, Codable {
+    package let classes: Int
+    package let height: Int
+    package let width: Int
     /// T: the tile (and level-0 chunk) side.
-    public let tileSize: Int
-    public let dtype: MapDType
+    package let tileSize: Int
+    package let dtype: MapDType
     /// Pyramid levels, level 0 included.
-    public let levels: Int
+    package let levels: Int
     /// One label per class (OME `omero.channels`), or nil.
-    public let classNames: [String]?
+    package let classNames: [String]?
     /// Chunks zlib-compressed (Zarr's `zlib` compressor), or stored raw (`null`):
     /// raw is for a store that only feeds other outputs and is removed after.
-    public let compressed: Bool
+    package let compressed: Bool
 
     /// Throws `.invalidArgument` unless every count is positive, T is divisible
     /// by 2^(levels−1) (so tiles stay aligned at every level) and there are as
     /// many names as classes.
-    public init(classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
+    package init(classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
                 classNames: [String]? = nil, compressed: Bool = true) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -46,7 +46,7 @@ public struct MapLayout: Sendable, Equatable, Codable {
     private enum CodingKeys: String, CodingKey { case classes, height, width, tileSize, dtype, levels, classNames, compressed }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         try self.init(classes: c.decode(Int.self, forKey: .classes), height: c.decode(Int.self, forKey: .height),
                       width: c.decode(Int.self, forKey: .width), tileSize: c.decode(Int.self, forKey: .tileSize),
@@ -56,36 +56,36 @@ public struct MapLayout: Sendable, Equatable, Codable {
     }
 
     /// Tile rows × tile columns (the same at every level).
-    public var tileGrid: Size2 { Size2((height + tileSize - 1) / tileSize, (width + tileSize - 1) / tileSize) }
+    package var tileGrid: Size2 { Size2((height + tileSize - 1) / tileSize, (width + tileSize - 1) / tileSize) }
 
     /// Height × width of level `level`.
-    public func levelSize(_ level: Int) -> Size2 {
+    package func levelSize(_ level: Int) -> Size2 {
         let f = 1 << level
         return Size2((height + f - 1) / f, (width + f - 1) / f)
     }
 
     /// Chunk side at `level` (T >> level).
-    public func chunkSide(_ level: Int) -> Int { tileSize >> level }
+    package func chunkSide(_ level: Int) -> Int { tileSize >> level }
 
     /// The pixels of `tile` at level 0, clipped to the image.
-    public func rect(of tile: TileIndex) -> PixelRect { rect(of: tile, level: 0) }
+    package func rect(of tile: TileIndex) -> PixelRect { rect(of: tile, level: 0) }
 
     /// The pixels of `tile` at `level`, clipped to that level.
-    public func rect(of tile: TileIndex, level: Int) -> PixelRect {
+    package func rect(of tile: TileIndex, level: Int) -> PixelRect {
         let side = chunkSide(level), size = levelSize(level)
         let y = tile.row * side, x = tile.column * side
         return PixelRect(y: y, x: x, height: min(side, size.h - y), width: min(side, size.w - x))
     }
 
     /// The tile whose level-0 rectangle is exactly `rect`, or nil.
-    public func tile(for rect: PixelRect) -> TileIndex? {
+    package func tile(for rect: PixelRect) -> TileIndex? {
         guard rect.y >= 0, rect.x >= 0, rect.y % tileSize == 0, rect.x % tileSize == 0 else { return nil }
         let tile = TileIndex(row: rect.y / tileSize, column: rect.x / tileSize)
         guard contains(tile), self.rect(of: tile) == rect else { return nil }
         return tile
     }
 
-    public func contains(_ tile: TileIndex) -> Bool {
+    package func contains(_ tile: TileIndex) -> Bool {
         let grid = tileGrid
         return (0..<grid.h).contains(tile.row) && (0..<grid.w).contains(tile.column)
     }
@@ -98,10 +98,10 @@ public struct MapLayout: Sendable, Equatable, Codable {
 }
 
 /// A tile's position in the tile grid (row, column), counted from 0.
-public struct TileIndex: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
-    public var row: Int
-    public var column: Int
-    public init(row: Int, column: Int) { self.row = row; self.column = column }
-    public static func < (a: TileIndex, b: TileIndex) -> Bool { (a.row, a.column) < (b.row, b.column) }
-    public var description: String { "(\(row), \(column))" }
+package struct TileIndex: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+    package var row: Int
+    package var column: Int
+    package init(row: Int, column: Int) { self.row = row; self.column = column }
+    package static func < (a: TileIndex, b: TileIndex) -> Bool { (a.row, a.column) < (b.row, b.column) }
+    package var description: String { "(\(row), \(column))" }
 }

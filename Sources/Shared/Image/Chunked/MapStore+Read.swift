@@ -6,13 +6,13 @@ extension MapStore {
     /// For PNG or `.npy` writers: call it band by band, never for the whole map;
     /// bands of `layout.chunkSide(level)` rows starting at multiples of it decode
     /// each chunk exactly once (a chunk is always decoded whole).
-    public func rows(level: Int = 0, y: Range<Int>) throws -> [Float] {
+    package func rows(level: Int = 0, y: Range<Int>) throws -> [Float] {
         let width = try levelSize(level).w
         return try region(level: level, rect: PixelRect(y: y.lowerBound, x: 0, height: y.count, width: width))
     }
 
     /// Any rectangle of `level` (inside it): classes × height × width floats, as `rows`.
-    public func region(level: Int, rect: PixelRect) throws -> [Float] {
+    package func region(level: Int, rect: PixelRect) throws -> [Float] {
         try region(level: level, rect: rect, cache: ChunkCache(capacity: 0))
     }
 
@@ -27,7 +27,7 @@ extension MapStore {
 
     /// One written tile at `level`: classes × h × w floats for its clipped rectangle
     /// (`layout.rect(of:level:)`). Throws `.missingChunk` if the tile was never written.
-    public func readTile(_ tile: TileIndex, level: Int = 0) throws -> [Float] {
+    package func readTile(_ tile: TileIndex, level: Int = 0) throws -> [Float] {
         guard layout.contains(tile), (0..<layout.levels).contains(level) else {
             throw MapStoreError(.invalidArgument, path: path, detail: "no tile \(tile) at level \(level)")
         }

@@ -2,7 +2,7 @@ import TesseraCore
 extension MapStore {
     /// The tiles whose chunks exist at every level, in row-major order (what a
     /// resumed job need not compute again). Temporary files are ignored.
-    public func presentTiles() -> [TileIndex] {
+    package func presentTiles() -> [TileIndex] {
         var present: Set<TileIndex>?
         for level in 0..<layout.levels {
             var found = Set<TileIndex>()
@@ -23,7 +23,7 @@ extension MapStore {
     /// Checks the chunk files of `receipt`'s tile against it: each must exist
     /// (`.missingChunk`), have the recorded size (`.truncated` if shorter,
     /// `.corrupt` if longer) and CRC-32 (`.checksumMismatch`).
-    public func verify(_ receipt: TileReceipt) throws {
+    package func verify(_ receipt: TileReceipt) throws {
         for record in receipt.chunks {
             let file = "\(path)/\(record.key)"
             guard let bytes = try FileIO.read(file) else {
@@ -43,7 +43,7 @@ extension MapStore {
 
     /// Checks `tile` without a receipt: every level's chunk must exist and
     /// decompress to exactly one chunk (catches truncated and garbled files).
-    public func verify(tile: TileIndex) throws {
+    package func verify(tile: TileIndex) throws {
         for level in 0..<layout.levels where try chunk(tile, level: level) == nil {
             throw MapStoreError(.missingChunk, path: chunkPath(tile, level: level),
                                 detail: "tile \(tile) was not written")

@@ -5,13 +5,13 @@ extension MapStore {
     /// tile's pyramid, quantises each level and writes one chunk per level,
     /// atomically. Rewriting a tile replaces it. Safe to call concurrently for different tiles.
     @discardableResult
-    public func write(tile: TileIndex, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
+    package func write(tile: TileIndex, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
         try write(MapStore.encode(tile: tile, values: values, layout: layout, path: path))
     }
 
     /// `write(tile:values:)` for the tile whose rectangle is `rect` (aligned to T and clipped to the image).
     @discardableResult
-    public func write(rect: PixelRect, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
+    package func write(rect: PixelRect, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
         guard let tile = layout.tile(for: rect) else {
             throw MapStoreError(.invalidArgument, path: path,
                                 detail: "\(rect) is not one of the \(layout.tileSize)² tiles")
@@ -21,7 +21,7 @@ extension MapStore {
 
     /// Writes a tile encoded by `encode` (coarsest level first, level 0 last).
     @discardableResult
-    public func write(_ encoded: EncodedTile) throws -> TileReceipt {
+    package func write(_ encoded: EncodedTile) throws -> TileReceipt {
         let keys = (0..<layout.levels).map { layout.chunkKey(encoded.tile, level: $0) }
         guard encoded.chunks.count == layout.levels, layout.contains(encoded.tile),
               encoded.receipt.chunks.map(\.key) == keys else {
@@ -34,7 +34,7 @@ extension MapStore {
     }
 
     /// Encodes a tile for a store of `layout` without touching any file (see `write(tile:values:)`).
-    public static func encode(tile: TileIndex, values: UnsafeBufferPointer<Float>, layout: MapLayout,
+    package static func encode(tile: TileIndex, values: UnsafeBufferPointer<Float>, layout: MapLayout,
                               path: String = "") throws -> EncodedTile {
         guard layout.contains(tile) else {
             throw MapStoreError(.invalidArgument, path: path,

@@ -6,12 +6,12 @@ import TesseraCore
 /// any threads or machines at once. Tiles never written read as the dtype's fill
 /// value. The store is presented as an image only by `finish()`. Layout on disk:
 /// see `StoreMetadata`.
-public final class MapStore: Sendable {
+package final class MapStore: Sendable {
     /// The store's folder.
-    public let path: String
-    public let layout: MapLayout
+    package let path: String
+    package let layout: MapLayout
     /// fsync each chunk and its folder before a write returns (slower; for stores that must survive power loss).
-    public let durable: Bool
+    package let durable: Bool
 
     private init(path: String, layout: MapLayout, durable: Bool) {
         self.path = path
@@ -21,7 +21,7 @@ public final class MapStore: Sendable {
 
     /// Creates an empty store at `path` (a new or empty folder; `.alreadyExists`
     /// if it holds anything, so a job never overwrites another's map: resume with `open`).
-    public static func create(at path: String, layout: MapLayout, durable: Bool = false) throws -> MapStore {
+    package static func create(at path: String, layout: MapLayout, durable: Bool = false) throws -> MapStore {
         if let entries = FileIO.list(path), !entries.isEmpty {
             throw MapStoreError(.alreadyExists, path: path, detail: "the folder is not empty (open it to resume)")
         }
@@ -42,7 +42,7 @@ public final class MapStore: Sendable {
     /// Opens an existing store (finished or not) to resume, read or export it.
     /// Throws `.notAStore` if the folder does not hold a store this code wrote,
     /// or a level's `.zarray` disagrees with the recorded layout.
-    public static func open(at path: String, durable: Bool = false) throws -> MapStore {
+    package static func open(at path: String, durable: Bool = false) throws -> MapStore {
         guard let attributes = try FileIO.read("\(path)/.zattrs") else {
             throw MapStoreError(.notAStore, path: path, detail: "no .zattrs")
         }
@@ -61,7 +61,7 @@ public final class MapStore: Sendable {
 
     /// Whether `finish()` has completed (read from disk each time, so another
     /// process's finish is seen).
-    public var isFinished: Bool {
+    package var isFinished: Bool {
         guard let bytes = try? FileIO.read("\(path)/.zattrs"),
               let parsed = try? StoreMetadata.parse(zattrs: bytes, path: path) else { return false }
         return parsed.complete
@@ -70,10 +70,10 @@ public final class MapStore: Sendable {
     /// Presents the store as complete: rewrites the group's `.zattrs` with the
     /// OME multiscales and `tessera.complete`. Call once every tile is written
     /// (tiles left out stay fill); a job that crashes before this never looks finished.
-    public func finish() throws {
+    package func finish() throws {
         try AtomicFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
     }
 
     /// The file of `tile`'s chunk at `level`.
-    public func chunkPath(_ tile: TileIndex, level: Int) -> String { "\(path)/\(layout.chunkKey(tile, level: level))" }
+    package func chunkPath(_ tile: TileIndex, level: Int) -> String { "\(path)/\(layout.chunkKey(tile, level: level))" }
 }

@@ -9,8 +9,8 @@ import Darwin
 /// `kind` says what went wrong (callers match on it, e.g. `.missingChunk` to
 /// recompute a tile on resume), `path` names the store, chunk or file, `detail`
 /// is the reason in words (strerror, zlib's or libtiff's message, or ours).
-public struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Equatable, CaseIterable {
+package struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    package enum Kind: String, Sendable, Equatable, CaseIterable {
         case invalidArgument = "invalid argument"
         case notAStore = "not a Tessera map store"
         case alreadyExists = "already exists"
@@ -23,16 +23,16 @@ public struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertible
         case tiff = "TIFF error"
     }
 
-    public let kind: Kind
-    public let path: String
-    public let detail: String
+    package let kind: Kind
+    package let path: String
+    package let detail: String
 
-    public init(_ kind: Kind, path: String, detail: String) {
+    package init(_ kind: Kind, path: String, detail: String) {
         self.kind = kind
         self.path = path
         self.detail = detail
     }
 
-    public var description: String { "\(path): \(kind.rawValue): \(detail)" }
+    package var description: String { "\(path): \(kind.rawValue): \(detail)" }
 }
 

@@ -24,11 +24,11 @@ import TesseraCore
 /// spans.) OpenSlide (tested: uint8) sees every level, but renders the pixels of
 /// one-class maps only (gray); multi-class and float maps are for tifffile, QuPath
 /// and other Bio-Formats-based readers. No OME-XML is written.
-public enum TIFFMapExport {
+package enum TIFFMapExport {
     /// Writes `store` to `path` atomically (temporary name in the same folder,
     /// fsync, rename). Throws `.notFinished` unless the store is finished or
     /// `allowUnfinished` (then unwritten tiles export as the fill value).
-    public static func write(store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
+    package static func write(store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
                              allowUnfinished: Bool = false) throws {
         guard tileSize > 0, tileSize % 16 == 0 else {
             throw MapStoreError(.invalidArgument, path: path,
@@ -72,7 +72,7 @@ public enum TIFFMapExport {
 
     /// The levels exported: all store levels, except trailing ones no smaller than
     /// the level before (a 1×1 map's 2×2 means), which readers cannot tell from a new series.
-    public static func levelCount(_ layout: MapLayout) -> Int {
+    package static func levelCount(_ layout: MapLayout) -> Int {
         var count = 1
         while count < layout.levels && layout.levelSize(count) != layout.levelSize(count - 1) { count += 1 }
         return count

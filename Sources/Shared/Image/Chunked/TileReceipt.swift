@@ -2,27 +2,27 @@ import TesseraCore
 /// What writing a tile produced: one record per pyramid level. A worker sends
 /// this to the coordinator instead of the values; on resume, `MapStore.verify`
 /// checks the chunk files against it.
-public struct TileReceipt: Sendable, Equatable, Codable {
-    public struct Chunk: Sendable, Equatable, Codable {
+package struct TileReceipt: Sendable, Equatable, Codable {
+    package struct Chunk: Sendable, Equatable, Codable {
         /// Path relative to the store (level/0/row/column).
-        public let key: String
+        package let key: String
         /// Bytes in the (compressed) chunk file.
-        public let size: Int
+        package let size: Int
         /// CRC-32 (zlib's) of the chunk file.
-        public let crc32: UInt32
+        package let crc32: UInt32
     }
 
-    public let tile: TileIndex
+    package let tile: TileIndex
     /// Level 0 first.
-    public let chunks: [Chunk]
+    package let chunks: [Chunk]
 }
 
 /// A tile encoded for a store but not yet written: the compressed chunk of each
 /// level. `MapStore.encode` is pure, so a worker without the store's file system
 /// can encode and ship this; `MapStore.write(_:)` puts it in place.
-public struct EncodedTile: Sendable {
-    public let tile: TileIndex
+package struct EncodedTile: Sendable {
+    package let tile: TileIndex
     /// Compressed chunk bytes, level 0 first.
-    public let chunks: [[UInt8]]
-    public let receipt: TileReceipt
+    package let chunks: [[UInt8]]
+    package let receipt: TileReceipt
 }

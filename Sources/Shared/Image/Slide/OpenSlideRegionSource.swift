@@ -22,30 +22,30 @@ import TesseraCore
 ///
 /// Thread-safe: reads share one handle under a reader lock (OpenSlide is thread-safe and caches decoded tiles
 /// per handle); error recovery takes the writer lock.
-public final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
-    public let name: String
-    public let width: Int
-    public let height: Int
-    public let channels = 3
-    public let bitDepth = 8
+package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
+    package let name: String
+    package let width: Int
+    package let height: Int
+    package let channels = 3
+    package let bitDepth = 8
     /// The level this source reads.
-    public let level: Int
-    public let levels: [SlideLevel]
+    package let level: Int
+    package let levels: [SlideLevel]
     /// OpenSlide's vendor name ("aperio", "hamamatsu", …).
-    public let vendor: String
+    package let vendor: String
     /// The colour given to pixels with no scanned data (α = 0).
-    public let background: (red: UInt8, green: UInt8, blue: UInt8)
+    package let background: (red: UInt8, green: UInt8, blue: UInt8)
 
     private let downsample: Double
     private let lock = ReadWriteLock()
     private var handle: OpenSlideHandle
 
-    public convenience init(path: String, level: Int = 0) throws {
+    package convenience init(path: String, level: Int = 0) throws {
         try self.init(path: path, level: level, mpp: nil)
     }
 
     /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
-    public convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2) throws {
+    package convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2) throws {
         try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance)
     }
 
@@ -69,7 +69,7 @@ public final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         }
     }
 
-    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+    package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard Self.contains(rect, height: height, width: width) else {
             throw SlideError(.invalidArgument, path: name, level: level,
                              detail: "region \(rect) is not inside the \(width)×\(height) level")

@@ -2,8 +2,8 @@ import TesseraCore
 /// A slide or TIFF file could not be opened or read. `kind` says what went wrong (callers can
 /// `catch let error as SlideError where error.kind == .truncated`), `path` names the file, `level` and
 /// `tile` say where when it applies, `detail` is the reason in words (libtiff's or OpenSlide's message, or ours).
-public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: Equatable, Sendable, CustomStringConvertible {
+package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
+    package enum Kind: Equatable, Sendable, CustomStringConvertible {
         case notFound
         /// Neither a TIFF nor a format OpenSlide recognises.
         case notTIFF
@@ -27,7 +27,7 @@ public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         case invalidArgument
 
         /// The case name ("corruptTile", "noSuchLevel", …): stable, for logs and machine-readable output.
-        public var code: String {
+        package var code: String {
             switch self {
             case .notFound: return "notFound"
             case .notTIFF: return "notTIFF"
@@ -45,7 +45,7 @@ public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
             }
         }
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .notFound: return "file not found"
             case .notTIFF: return "not a TIFF or a slide format OpenSlide recognises"
@@ -67,20 +67,20 @@ public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Where in the file an error happened: a tile (or strip) index and the pixel rectangle it covers in its level.
-    public struct TileLocation: Equatable, Sendable, CustomStringConvertible {
-        public let index: Int
-        public let rect: PixelRect
-        public let isStrip: Bool
-        public var description: String { "\(isStrip ? "strip" : "tile") \(index) \(rect)" }
+    package struct TileLocation: Equatable, Sendable, CustomStringConvertible {
+        package let index: Int
+        package let rect: PixelRect
+        package let isStrip: Bool
+        package var description: String { "\(isStrip ? "strip" : "tile") \(index) \(rect)" }
     }
 
-    public let kind: Kind
-    public let path: String
-    public let level: Int?
-    public let tile: TileLocation?
-    public let detail: String
+    package let kind: Kind
+    package let path: String
+    package let level: Int?
+    package let tile: TileLocation?
+    package let detail: String
 
-    public init(_ kind: Kind, path: String, level: Int? = nil, tile: TileLocation? = nil, detail: String) {
+    package init(_ kind: Kind, path: String, level: Int? = nil, tile: TileLocation? = nil, detail: String) {
         self.kind = kind
         self.path = path
         self.level = level
@@ -88,7 +88,7 @@ public struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         self.detail = detail
     }
 
-    public var description: String {
+    package var description: String {
         var text = "\(path): \(kind)"
         if let level { text += ", level \(level)" }
         if let tile { text += ", \(tile)" }

@@ -3,7 +3,7 @@ import TesseraCore
 import COpenSlide
 
 /// Which reader a file needs.
-public enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
+package enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
     /// A PNG: the main project's PNG reader handles it.
     case png
     /// A plain (generic) TIFF or BigTIFF: read with libtiff, which is 2–4× faster than OpenSlide on these.
@@ -13,7 +13,7 @@ public enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
     /// Neither.
     case unknown
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .png: return "PNG"
         case .tiff(let big): return big ? "BigTIFF" : "TIFF"
@@ -23,7 +23,7 @@ public enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Looks at the file's header and asks OpenSlide. Throws `.notFound` for a missing file.
-    public static func detect(path: String) throws -> SlideFormat {
+    package static func detect(path: String) throws -> SlideFormat {
         let kind = try FileSniffer.kind(path)
         if kind == .png { return .png }
         if let vendor = openslide_detect_vendor(path).map({ String(cString: $0) }), vendor != "generic-tiff" {
@@ -37,7 +37,7 @@ public enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
 /// Opens a region source for a TIFF-family or OpenSlide file: level 0 by default, level `level`, or the level
 /// within `mppTolerance` (relative) of `mpp` µm/px. Generic TIFFs are read with libtiff, vendor formats with
 /// OpenSlide. PNG files are refused with `.notTIFF` (the PNG reader handles them).
-public func openRegionSource(path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
+package func openRegionSource(path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
                              cacheBytes: Int = TIFFRegionSource.defaultCacheBytes) throws -> any RegionSource {
     switch try SlideFormat.detect(path: path) {
     case .tiff:

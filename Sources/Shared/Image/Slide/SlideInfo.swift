@@ -3,31 +3,31 @@ import Foundation
 import TesseraCore
 
 /// What an image file holds, for an `inspect-image` command.
-public struct SlideInfo: Sendable, Equatable {
-    public let path: String
-    public let format: SlideFormat
+package struct SlideInfo: Sendable, Equatable {
+    package let path: String
+    package let format: SlideFormat
     /// OpenSlide's vendor name when OpenSlide recognises the file ("generic-tiff" for tiled TIFFs it also reads).
-    public let vendor: String?
-    public let width: Int
-    public let height: Int
-    public let levels: [SlideLevel]
+    package let vendor: String?
+    package let width: Int
+    package let height: Int
+    package let levels: [SlideLevel]
     /// Channels and bit depth a region source delivers.
-    public let channels: Int
-    public let bitDepth: Int
+    package let channels: Int
+    package let bitDepth: Int
     /// Level 0's compression ("JPEG", "deflate", …), when the file is a TIFF.
-    public let compression: String?
-    public let tileWidth: Int?
-    public let tileHeight: Int?
+    package let compression: String?
+    package let tileWidth: Int?
+    package let tileHeight: Int?
     /// Level-0 µm/px, when declared.
-    public let mpp: Double?
-    public let objectivePower: Double?
+    package let mpp: Double?
+    package let objectivePower: Double?
     /// OpenSlide's associated images ("thumbnail", "label", "macro").
-    public let associatedImages: [String]
+    package let associatedImages: [String]
     /// OpenSlide's properties, or for a TIFF a few of its tags ("tiff.ImageDescription", "mpp.source").
-    public let properties: [String: String]
+    package let properties: [String: String]
 
     /// Describes `path` without decoding any pixels.
-    public static func inspect(path: String) throws -> SlideInfo {
+    package static func inspect(path: String) throws -> SlideInfo {
         let format = try SlideFormat.detect(path: path)
         switch format {
         case .tiff: return try inspectTIFF(path: path, format: format)
@@ -76,7 +76,7 @@ public struct SlideInfo: Sendable, Equatable {
     }
 
     /// A few lines for a terminal.
-    public var summary: String {
+    package var summary: String {
         var lines = ["\(path): \(format)" + (vendor.map { ", OpenSlide vendor \($0)" } ?? "")]
         var line = "\(width)×\(height) px, \(channels) channel\(channels == 1 ? "" : "s"), \(bitDepth)-bit"
         if let compression { line += ", \(compression)" }

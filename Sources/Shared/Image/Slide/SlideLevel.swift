@@ -1,18 +1,18 @@
 import TesseraCore
 /// One resolution level of a slide or pyramidal TIFF.
-public struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
-    public let index: Int
-    public let width: Int
-    public let height: Int
+package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
+    package let index: Int
+    package let width: Int
+    package let height: Int
     /// Level-0 pixels per pixel of this level (OpenSlide's value; for TIFF the mean of both axes' ratios).
-    public let downsample: Double
+    package let downsample: Double
     /// Micrometres per pixel along x, when the file declares a resolution.
-    public let mpp: Double?
+    package let mpp: Double?
     /// The tile size; nil for a striped TIFF directory (or when OpenSlide does not say).
-    public let tileWidth: Int?
-    public let tileHeight: Int?
+    package let tileWidth: Int?
+    package let tileHeight: Int?
 
-    public init(index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, tileWidth: Int?,
+    package init(index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, tileWidth: Int?,
                 tileHeight: Int?) {
         self.index = index
         self.width = width
@@ -23,7 +23,7 @@ public struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
         self.tileHeight = tileHeight
     }
 
-    public var description: String {
+    package var description: String {
         var text = "level \(index): \(width)×\(height), downsample \(formatNumber(downsample))"
         if let mpp { text += ", \(formatNumber(mpp)) µm/px" }
         if let tileWidth, let tileHeight { text += ", tiles \(tileWidth)×\(tileHeight)" }

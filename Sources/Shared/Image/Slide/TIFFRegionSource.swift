@@ -10,16 +10,16 @@ import TesseraCore
 ///
 /// Thread-safe: each read borrows one of up to `maxHandles` libtiff handles (opened on demand), and decoded
 /// tiles go through a shared LRU cache bounded by `cacheBytes`.
-public final class TIFFRegionSource: RegionSource, @unchecked Sendable {
-    public let name: String
-    public let width: Int
-    public let height: Int
-    public let channels: Int
-    public let bitDepth: Int
+package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
+    package let name: String
+    package let width: Int
+    package let height: Int
+    package let channels: Int
+    package let bitDepth: Int
     /// The level this source reads (0: full resolution).
-    public let level: Int
+    package let level: Int
     /// Every level of the file.
-    public let levels: [SlideLevel]
+    package let levels: [SlideLevel]
 
     let layout: TIFFLayout
     private let fileSize: UInt64
@@ -27,16 +27,16 @@ public final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     private let cache: TileCache
 
     /// The default decoded-tile cache: 32 MiB (42 RGB tiles of 512², 170 of 256²).
-    public static let defaultCacheBytes = 32 << 20
+    package static let defaultCacheBytes = 32 << 20
 
     /// Opens level `level` of `path`.
-    public convenience init(path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
+    package convenience init(path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
                             maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         try self.init(path: path, level: level, mpp: nil, cacheBytes: cacheBytes, maxHandles: maxHandles)
     }
 
     /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
-    public convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2,
+    package convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2,
                             cacheBytes: Int = defaultCacheBytes,
                             maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
@@ -78,9 +78,9 @@ public final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     }
 
     /// Bytes of decoded tiles held in the cache now.
-    public var cachedBytes: Int { cache.byteCount }
+    package var cachedBytes: Int { cache.byteCount }
 
-    public func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+    package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard Self.contains(rect, height: height, width: width) else {
             throw SlideError(.invalidArgument, path: name, level: level,
                              detail: "region \(rect) is not inside the \(width)×\(height) image")

@@ -12,16 +12,16 @@ import TesseraCore
 ///
 /// The mask never holds a full-resolution image: the source is read in blocks of about 1024² pixels and
 /// only per-cell sums are kept.
-public struct TissueMask: Sendable, Equatable {
-    public struct Options: Sendable, Equatable {
+package struct TissueMask: Sendable, Equatable {
+    package struct Options: Sendable, Equatable {
         /// Cells along the longer side, at most.
-        public var maxDimension: Int
+        package var maxDimension: Int
         /// Cells of dilation around tissue (Chebyshev distance).
-        public var dilation: Int
+        package var dilation: Int
         /// The smallest saturation (or darkness, for gray images) counted as tissue, whatever Otsu says.
-        public var minimumThreshold: Double
+        package var minimumThreshold: Double
 
-        public init(maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05) {
+        package init(maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05) {
             self.maxDimension = maxDimension
             self.dilation = dilation
             self.minimumThreshold = minimumThreshold
@@ -29,25 +29,25 @@ public struct TissueMask: Sendable, Equatable {
     }
 
     /// Mask size in cells.
-    public let width: Int
-    public let height: Int
+    package let width: Int
+    package let height: Int
     /// The coordinate space that queries use (level 0 of the slide, or the source's own pixels).
-    public let coverWidth: Int
-    public let coverHeight: Int
+    package let coverWidth: Int
+    package let coverHeight: Int
     /// The size of one cell in cover pixels.
-    public let cellWidth: Double
-    public let cellHeight: Double
+    package let cellWidth: Double
+    package let cellHeight: Double
     /// The saturation (darkness for gray) above which a cell is tissue, before dilation.
-    public let threshold: Double
+    package let threshold: Double
     /// Row-major, `width × height`: true where there is tissue (after dilation).
-    public let cells: [Bool]
+    package let cells: [Bool]
 
     /// The fraction of the whole image marked as tissue.
-    public var tissueFraction: Double { Double(cells.lazy.filter { $0 }.count) / Double(max(1, cells.count)) }
+    package var tissueFraction: Double { Double(cells.lazy.filter { $0 }.count) / Double(max(1, cells.count)) }
 
     /// Detects tissue in `source`. Queries use `coverWidth × coverHeight` coordinates (default: the source's
     /// own size; give level 0's size when `source` is a lower level of the same slide).
-    public static func detect(source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
+    package static func detect(source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
                               options: Options = Options()) throws -> TissueMask {
         guard source.width > 0, source.height > 0 else {
             throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
@@ -67,7 +67,7 @@ public struct TissueMask: Sendable, Equatable {
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
     /// its longer side (or level 0 if none has); queries use level-0 coordinates.
-    public static func detect(path: String, options: Options = Options()) throws -> TissueMask {
+    package static func detect(path: String, options: Options = Options()) throws -> TissueMask {
         let levels = try SlideInfo.inspect(path: path).levels
         let wanted = max(1, options.maxDimension)
         let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
@@ -78,13 +78,13 @@ public struct TissueMask: Sendable, Equatable {
 
     /// Whether `rect` (in cover coordinates) touches a tissue cell, or, with `minFraction` > 0, whether at least
     /// that fraction of the cells it touches are tissue.
-    public func containsTissue(_ rect: PixelRect, minFraction: Double = 0) -> Bool {
+    package func containsTissue(_ rect: PixelRect, minFraction: Double = 0) -> Bool {
         let fraction = tissueFraction(in: rect)
         return minFraction <= 0 ? fraction > 0 : fraction >= minFraction
     }
 
     /// The fraction of the cells `rect` touches that are tissue (0 for an empty or outside rectangle).
-    public func tissueFraction(in rect: PixelRect) -> Double {
+    package func tissueFraction(in rect: PixelRect) -> Double {
         guard !rect.isEmpty else { return 0 }
         // Clamped as Doubles before converting: no rectangle, however large, can trap.
         func cell(_ coordinate: Double, _ size: Double, _ count: Int, _ rule: FloatingPointRoundingRule) -> Int {
@@ -104,7 +104,7 @@ public struct TissueMask: Sendable, Equatable {
 
     /// Otsu's threshold of values in [0, 1] (256 bins): the bin edge that maximises the between-class variance.
     /// Values above it are the foreground. Public for callers that threshold features of their own.
-    public static func otsu(_ values: [Float]) -> Double {
+    package static func otsu(_ values: [Float]) -> Double {
         var histogram = [Double](repeating: 0, count: 256)
         for value in values { histogram[min(255, max(0, Int(value * 256)))] += 1 }
         let total = Double(values.count)

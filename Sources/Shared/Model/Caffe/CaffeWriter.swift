@@ -6,9 +6,9 @@ import TesseraCore
 /// (the same layers with their blobs), readable by BVLC Caffe and by Tessera.
 /// BatchNorm with scale/bias is written as BVLC does it: a BatchNorm layer
 /// (mean, variance, factor 1) followed by an in-place Scale layer.
-public enum CaffeWriter {
+package enum CaffeWriter {
     /// The prototxt text and caffemodel bytes for `net` with an `input`×`input` input.
-    public static func write(_ net: Net, input: Size2) throws -> (prototxt: String, caffemodel: Data) {
+    package static func write(_ net: Net, input: Size2) throws -> (prototxt: String, caffemodel: Data) {
         var def = Caffe_NetParameter()
         def.name = net.name
         def.input = [net.inputName]

@@ -6,7 +6,7 @@ extension Net {
     /// stride 1, so one pass yields every pixel of the S² shifted passes, each
     /// unique value computed once. Returns the net and, per layer, the dilation
     /// WITHIN_CHANNEL LRN must use.
-    public func densified(patch: Size2? = nil) throws -> (net: Net, lrnDilation: [Size2]) {
+    package func densified(patch: Size2? = nil) throws -> (net: Net, lrnDilation: [Size2]) {
         let (_, perLayer) = try geometry(patch: patch)
         var dense = self
         var lrnDilation = [Size2](repeating: .one, count: layers.count)

@@ -3,42 +3,42 @@ import TesseraCore
 /// How a patch classifier's output pixels map onto its input (docs/ARCHITECTURE.md §1–2):
 /// receptive field, total stride, where the first window starts, and whether
 /// the fully convolutional net is exactly the classifier applied to every patch.
-public struct NetGeometry: Sendable, Equatable {
+package struct NetGeometry: Sendable, Equatable {
     /// The patch size P the classifier takes.
-    public var patchSize: Size2
+    package var patchSize: Size2
     /// Input pixels one output pixel depends on.
-    public var receptiveField: Size2
+    package var receptiveField: Size2
     /// Total stride S: product of all strides.
-    public var stride: Size2
+    package var stride: Size2
     /// Input offset of output pixel 0's window (negative when layers pad).
-    public var origin: Size2
+    package var origin: Size2
     /// Why the fully convolutional net is not exact; empty when it is.
-    public var inexactReasons: [String]
+    package var inexactReasons: [String]
     /// The classifier's number of classes (output channels).
-    public var classes: Int
+    package var classes: Int
 
-    public var isExact: Bool { inexactReasons.isEmpty }
+    package var isExact: Bool { inexactReasons.isEmpty }
 }
 
 /// Per-layer position in the net: accumulated stride and dilation the dense mode needs.
-public struct LayerGeometry: Sendable, Equatable {
+package struct LayerGeometry: Sendable, Equatable {
     /// Product of the strides of all layers before this one (its input's pixel spacing).
-    public var inputJump: Size2
+    package var inputJump: Size2
     /// This layer's own stride.
-    public var stride: Size2
+    package var stride: Size2
     /// Receptive field of this layer's output.
-    public var receptiveField: Size2
+    package var receptiveField: Size2
 }
 
 extension Net {
     /// Largest receptive field, total stride or offset (pixels, per axis) a net may
     /// have: PNG's own limit on a side, 2^31 − 1. Beyond it the arithmetic of the
     /// geometry and of the engine's dense mode would overflow.
-    public static let maxGeometry = Int(Int32.max)
+    package static let maxGeometry = Int(Int32.max)
 
     /// Geometry at patch size `patch` (defaults to the net's own patch size).
     /// Throws when the net's output at patch size is not 1×1 or shapes don't fit.
-    public func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
+    package func geometry(patch: Size2? = nil) throws -> (net: NetGeometry, layers: [LayerGeometry]) {
         guard let p = patch ?? patchSize else {
             throw ModelError(
                 .patchSize, "the patch size is unknown: give the size of the patches the classifier was trained on")

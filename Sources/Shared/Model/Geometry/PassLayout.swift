@@ -8,30 +8,30 @@ import TesseraCore
 /// `c0 + offset[b] + x · jump[b]` (per axis). Padding moves a window start back
 /// by `pad · inputJump`; strides multiply the jump. The strided net and its dense
 /// form have the same offsets; the dense form's jumps are all 1.
-public struct PassLayout: Sendable, Equatable {
+package struct PassLayout: Sendable, Equatable {
     /// A layer's window over its input, in that input's pixels.
-    public struct Window: Sendable, Equatable {
-        public var kernel: Size2
-        public var dilation: Size2
-        public var pad: Size2
+    package struct Window: Sendable, Equatable {
+        package var kernel: Size2
+        package var dilation: Size2
+        package var pad: Size2
         /// What the layer reads where it pads: 0, or −FLT_MAX for MAX pooling (Caffe ignores padding there).
-        public var padValue: Float
-        public var pads: Bool { pad != .zero }
+        package var padValue: Float
+        package var pads: Bool { pad != .zero }
     }
 
-    public struct Placement: Sendable, Equatable {
-        public var offset: Size2
-        public var jump: Size2
+    package struct Placement: Sendable, Equatable {
+        package var offset: Size2
+        package var jump: Size2
     }
 
     /// Per layer: its window (nil for pointwise layers).
-    public private(set) var windows: [Window?] = []
+    package private(set) var windows: [Window?] = []
     /// Per layer: where its (first) input's and its output's pixels sit.
-    public private(set) var inputs: [Placement] = []
-    public private(set) var outputs: [Placement] = []
+    package private(set) var inputs: [Placement] = []
+    package private(set) var outputs: [Placement] = []
 
     /// - Parameter lrnDilation: per-layer dilation of WITHIN_CHANNEL LRN windows (the dense form's; default 1).
-    public init(_ net: Net, lrnDilation: [Size2]? = nil) {
+    package init(_ net: Net, lrnDilation: [Size2]? = nil) {
         var blobs = [net.inputName: Placement(offset: .zero, jump: .one)]
         for (i, layer) in net.layers.enumerated() {
             let at = layer.bottoms.first.flatMap { blobs[$0] } ?? Placement(offset: .zero, jump: .one)
@@ -67,14 +67,14 @@ public struct PassLayout: Sendable, Equatable {
     }
 
     /// Whether any layer pads: only then do passes need `validRegions`.
-    public var pads: Bool { windows.contains { $0?.pads == true } }
+    package var pads: Bool { windows.contains { $0?.pads == true } }
 
     /// For a pass over the whole image whose input covers the global `input`
     /// rectangle: the global rectangle of each blob that holds real values (the
     /// rest of the blob, when a tile computes it, is padding to its readers).
     /// Computed as the dense form's pass (all jumps 1, windows dilated by the
     /// input jump), which is what `shift` and `fast` passes sample.
-    public func validRegions(_ net: Net, input: PixelRect) -> [String: PixelRect] {
+    package func validRegions(_ net: Net, input: PixelRect) -> [String: PixelRect] {
         var valid: [String: PixelRect] = [net.inputName: input]
         for (i, layer) in net.layers.enumerated() {
             guard var r = layer.bottoms.first.flatMap({ valid[$0] }) else { continue }
@@ -97,7 +97,7 @@ public struct PassLayout: Sendable, Equatable {
     /// input, in that input's own pixels, that holds real values according to
     /// `valid` (from `validRegions`); the layer must see its padding value
     /// everywhere else. Nil for layers that do not pad.
-    public func paddingMasks(_ net: Net, valid: [String: PixelRect], inputOrigin c0: Size2) -> [PixelRect?] {
+    package func paddingMasks(_ net: Net, valid: [String: PixelRect], inputOrigin c0: Size2) -> [PixelRect?] {
         func ceilDiv(_ a: Int, _ b: Int) -> Int { -((-a).floorDiv(b)) }
         return net.layers.indices.map { i in
             guard windows[i]?.pads == true, let name = net.layers[i].bottoms.first, let v = valid[name] else {
@@ -114,7 +114,7 @@ public struct PassLayout: Sendable, Equatable {
 
 extension PixelRect {
     /// The overlap of two rectangles (empty: zero height or width).
-    public func intersection(_ o: PixelRect) -> PixelRect {
+    package func intersection(_ o: PixelRect) -> PixelRect {
         let y0 = max(y, o.y), x0 = max(x, o.x)
         let y1 = min(y + height, o.y + o.height), x1 = min(x + width, o.x + o.width)
         return PixelRect(y: y0, x: x0, height: max(0, y1 - y0), width: max(0, x1 - x0))

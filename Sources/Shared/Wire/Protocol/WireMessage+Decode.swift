@@ -8,7 +8,7 @@ extension WireMessage {
     /// header prefix, then every count, size and product with overflow-checked
     /// arithmetic against both the limits and the actual frame sizes. Throws
     /// `WireError` (only) with a reason for the log.
-    public static func decode(_ frames: [[UInt8]], limits: WireLimits = .default) throws -> WireMessage {
+    package static func decode(_ frames: [[UInt8]], limits: WireLimits = .default) throws -> WireMessage {
         guard !frames.isEmpty else { throw WireError(.frameCount, "empty message") }
         guard frames.count <= limits.maxFrames else {
             throw WireError(.frameCount, "\(frames.count) frames, limit \(limits.maxFrames)")

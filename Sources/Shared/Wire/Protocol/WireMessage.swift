@@ -1,5 +1,5 @@
 /// The message type byte of frame 0.
-public enum WireMessageType: UInt8, Sendable, CaseIterable {
+package enum WireMessageType: UInt8, Sendable, CaseIterable {
     // Worker → coordinator (heartbeat goes both ways).
     case hello = 0x01, heartbeat = 0x02, result = 0x03, taskFailed = 0x04, modelRequest = 0x05, goodbye = 0x06
     // Coordinator → worker.
@@ -44,7 +44,7 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
 ///
 /// Use `encode()` to get the frames and `WireMessage.decode(_:limits:)` to parse
 /// untrusted frames; `ZMQSocket.send(_:to:)` / `receiveWire(limits:)` do both.
-public enum WireMessage: Equatable, Sendable {
+package enum WireMessage: Equatable, Sendable {
     case hello(Wire.Hello)
     case heartbeat
     case result(Wire.TaskResult)
@@ -68,14 +68,14 @@ public enum WireMessage: Equatable, Sendable {
     case error(message: String)
 
     /// "TSR".
-    public static let magic: [UInt8] = [0x54, 0x53, 0x52]
+    package static let magic: [UInt8] = [0x54, 0x53, 0x52]
     /// The protocol version this build speaks.
-    public static let version: UInt8 = 2
+    package static let version: UInt8 = 2
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
     /// The message's type byte.
-    public var type: WireMessageType {
+    package var type: WireMessageType {
         switch self {
         case .hello: .hello
         case .heartbeat: .heartbeat
@@ -102,7 +102,7 @@ public enum WireMessage: Equatable, Sendable {
 
     /// The frames of this message (header first). Payload frames are copied once
     /// (float results are converted to little-endian bytes).
-    public func encode() -> [[UInt8]] {
+    package func encode() -> [[UInt8]] {
         switch self {
         case .hello(let m):
             var w = WireWriter(type: .hello)

@@ -2,29 +2,29 @@ import TesseraCore
 
 /// Namespace for the payloads of `WireMessage` (kept apart from the engine's own
 /// types of similar names: converting is the coordinator's and worker's job).
-public enum Wire {
+package enum Wire {
     /// A model's content digest: SHA-256 of the prototxt followed by the caffemodel
     /// (computed by the model code; here just 32 opaque bytes).
-    public struct ModelDigest: Hashable, Sendable, CustomStringConvertible {
-        public let bytes: [UInt8]
+    package struct ModelDigest: Hashable, Sendable, CustomStringConvertible {
+        package let bytes: [UInt8]
         /// nil unless exactly 32 bytes.
-        public init?(bytes: [UInt8]) {
+        package init?(bytes: [UInt8]) {
             guard bytes.count == 32 else { return nil }
             self.bytes = bytes
         }
         /// Lower-case hex.
-        public var hex: String {
+        package var hex: String {
             bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         }
-        public var description: String { hex }
+        package var description: String { hex }
     }
 
     /// The four engine modes (docs/ARCHITECTURE.md §3).
-    public enum Mode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    package enum Mode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case naive = 0, fast = 1, shift = 2, dense = 3
-        public var description: String { name }
+        package var description: String { name }
         /// "naive", "fast", "shift", "dense".
-        public var name: String {
+        package var name: String {
             switch self {
             case .naive: "naive"
             case .fast: "fast"
@@ -32,22 +32,22 @@ public enum Wire {
             case .dense: "dense"
             }
         }
-        public init?(name: String) {
+        package init?(name: String) {
             guard let mode = Self.allCases.first(where: { $0.name == name }) else { return nil }
             self = mode
         }
     }
 
     /// Pixel preprocessing: `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
-    public struct Preprocessing: Equatable, Sendable {
-        public enum ChannelOrder: UInt8, Sendable, CaseIterable { case rgb = 0, bgr = 1 }
-        public var channelOrder: ChannelOrder
-        public var rawScale: Float
-        public var scale: Float
+    package struct Preprocessing: Equatable, Sendable {
+        package enum ChannelOrder: UInt8, Sendable, CaseIterable { case rgb = 0, bgr = 1 }
+        package var channelOrder: ChannelOrder
+        package var rawScale: Float
+        package var scale: Float
         /// Empty, one value for all channels, or one per channel (finite values).
-        public var mean: [Float]
+        package var mean: [Float]
 
-        public init(channelOrder: ChannelOrder = .bgr, rawScale: Float = 1, scale: Float = 1, mean: [Float] = []) {
+        package init(channelOrder: ChannelOrder = .bgr, rawScale: Float = 1, scale: Float = 1, mean: [Float] = []) {
             self.channelOrder = channelOrder
             self.rawScale = rawScale
             self.scale = scale
@@ -56,26 +56,26 @@ public enum Wire {
     }
 
     /// A rectangle in output pixels.
-    public struct Rect: Equatable, Hashable, Sendable {
-        public var y0: UInt32, x0: UInt32, height: UInt32, width: UInt32
-        public init(y0: UInt32, x0: UInt32, height: UInt32, width: UInt32) {
+    package struct Rect: Equatable, Hashable, Sendable {
+        package var y0: UInt32, x0: UInt32, height: UInt32, width: UInt32
+        package init(y0: UInt32, x0: UInt32, height: UInt32, width: UInt32) {
             self.y0 = y0; self.x0 = x0; self.height = height; self.width = width
         }
     }
 
     /// Identifies one task of one job.
-    public struct TaskRef: Hashable, Sendable {
-        public var jobID: UInt64
-        public var taskID: UInt64
-        public init(jobID: UInt64, taskID: UInt64) { self.jobID = jobID; self.taskID = taskID }
+    package struct TaskRef: Hashable, Sendable {
+        package var jobID: UInt64
+        package var taskID: UInt64
+        package init(jobID: UInt64, taskID: UInt64) { self.jobID = jobID; self.taskID = taskID }
     }
 
     /// A block of input pixels: `height × width × channels` samples, interleaved
     /// (HWC), each `bytesPerSample` bytes (1 = UInt8, 2 = UInt16 little-endian).
-    public struct PixelRegion: Equatable, Sendable {
-        public var height: UInt32, width: UInt32, channels: UInt32, bytesPerSample: UInt8
-        public var pixels: [UInt8]
-        public init(height: UInt32, width: UInt32, channels: UInt32, bytesPerSample: UInt8, pixels: [UInt8]) {
+    package struct PixelRegion: Equatable, Sendable {
+        package var height: UInt32, width: UInt32, channels: UInt32, bytesPerSample: UInt8
+        package var pixels: [UInt8]
+        package init(height: UInt32, width: UInt32, channels: UInt32, bytesPerSample: UInt8, pixels: [UInt8]) {
             self.height = height; self.width = width; self.channels = channels
             self.bytesPerSample = bytesPerSample; self.pixels = pixels
         }
@@ -84,15 +84,15 @@ public enum Wire {
     // MARK: Worker → coordinator
 
     /// A worker's first message: who it is and what it can do.
-    public struct Hello: Equatable, Sendable {
+    package struct Hello: Equatable, Sendable {
         /// The protocol version the worker speaks (`WireMessage.version`).
-        public var protocolVersion: UInt8
-        public var workerName: String
-        public var threads: UInt32
-        public var memoryBytes: UInt64
+        package var protocolVersion: UInt8
+        package var workerName: String
+        package var threads: UInt32
+        package var memoryBytes: UInt64
         /// "cpu", "cuda:0"…
-        public var device: String
-        public init(
+        package var device: String
+        package init(
             protocolVersion: UInt8 = WireMessage.version, workerName: String, threads: UInt32,
             memoryBytes: UInt64, device: String
         ) {
@@ -102,11 +102,11 @@ public enum Wire {
     }
 
     /// A task's output: `classes × height × width` float32 values, row-major per class.
-    public struct TaskResult: Equatable, Sendable {
-        public var jobID: UInt64, taskID: UInt64, attempt: UInt32
-        public var classes: UInt32, height: UInt32, width: UInt32
-        public var values: [Float]
-        public init(
+    package struct TaskResult: Equatable, Sendable {
+        package var jobID: UInt64, taskID: UInt64, attempt: UInt32
+        package var classes: UInt32, height: UInt32, width: UInt32
+        package var values: [Float]
+        package init(
             jobID: UInt64, taskID: UInt64, attempt: UInt32, classes: UInt32, height: UInt32, width: UInt32,
             values: [Float]
         ) {
@@ -116,10 +116,10 @@ public enum Wire {
     }
 
     /// A task the worker could not run.
-    public struct TaskFailure: Equatable, Sendable {
-        public var jobID: UInt64, taskID: UInt64, attempt: UInt32
-        public var message: String
-        public init(jobID: UInt64, taskID: UInt64, attempt: UInt32, message: String) {
+    package struct TaskFailure: Equatable, Sendable {
+        package var jobID: UInt64, taskID: UInt64, attempt: UInt32
+        package var message: String
+        package init(jobID: UInt64, taskID: UInt64, attempt: UInt32, message: String) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.message = message
         }
     }
@@ -127,13 +127,13 @@ public enum Wire {
     // MARK: Coordinator → worker
 
     /// The coordinator's answer to `hello`: the heartbeat contract and the credit.
-    public struct Welcome: Equatable, Sendable {
-        public var heartbeatIntervalMilliseconds: UInt32
+    package struct Welcome: Equatable, Sendable {
+        package var heartbeatIntervalMilliseconds: UInt32
         /// Missed intervals before a peer is declared dead.
-        public var heartbeatLiveness: UInt32
+        package var heartbeatLiveness: UInt32
         /// Tasks the worker may hold at once.
-        public var maxTasksInFlight: UInt32
-        public init(
+        package var maxTasksInFlight: UInt32
+        package init(
             heartbeatIntervalMilliseconds: UInt32 = 1000, heartbeatLiveness: UInt32 = 3,
             maxTasksInFlight: UInt32 = 2
         ) {
@@ -144,23 +144,23 @@ public enum Wire {
     }
 
     /// One self-contained unit of work (docs/ARCHITECTURE.md §4).
-    public struct TaskSpec: Equatable, Sendable {
-        public var jobID: UInt64, taskID: UInt64, attempt: UInt32
-        public var modelDigest: ModelDigest
-        public var mode: Mode
+    package struct TaskSpec: Equatable, Sendable {
+        package var jobID: UInt64, taskID: UInt64, attempt: UInt32
+        package var modelDigest: ModelDigest
+        package var mode: Mode
         /// The output pixels this task produces.
-        public var outputRect: Rect
+        package var outputRect: Rect
         /// `shift` only: the pass's displacement (each below the net's stride); (0, 0) otherwise.
-        public var displacementY: UInt32, displacementX: UInt32
+        package var displacementY: UInt32, displacementX: UInt32
         /// The whole image's size (nets that pad need it to pad where the whole-image pass does).
-        public var imageHeight: UInt32, imageWidth: UInt32
+        package var imageHeight: UInt32, imageWidth: UInt32
         /// The padded input pixels the output rect needs.
-        public var input: PixelRegion
-        public var preprocessing: Preprocessing
+        package var input: PixelRegion
+        package var preprocessing: Preprocessing
         /// Opaque engine settings (small).
-        public var options: [UInt8]
+        package var options: [UInt8]
 
-        public init(
+        package init(
             jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode,
             outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0,
             imageHeight: UInt32 = 0, imageWidth: UInt32 = 0, input: PixelRegion,
@@ -173,15 +173,15 @@ public enum Wire {
             self.options = options
         }
 
-        public var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
+        package var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
     }
 
     /// A model's files, sent to a worker that asked with `modelRequest`.
-    public struct ModelData: Equatable, Sendable {
-        public var digest: ModelDigest
-        public var prototxt: [UInt8]
-        public var weights: [UInt8]
-        public init(digest: ModelDigest, prototxt: [UInt8], weights: [UInt8]) {
+    package struct ModelData: Equatable, Sendable {
+        package var digest: ModelDigest
+        package var prototxt: [UInt8]
+        package var weights: [UInt8]
+        package init(digest: ModelDigest, prototxt: [UInt8], weights: [UInt8]) {
             self.digest = digest; self.prototxt = prototxt; self.weights = weights
         }
     }
@@ -189,7 +189,7 @@ public enum Wire {
     // MARK: Client ↔ coordinator
 
     /// A file either uploaded with the message or named by a path the coordinator can read.
-    public enum FileSource: Equatable, Sendable {
+    package enum FileSource: Equatable, Sendable {
         /// The bytes travel in a frame; `name` is the original file name (for outputs).
         case inline(name: String, bytes: [UInt8])
         /// A path on the coordinator's machine.
@@ -197,16 +197,16 @@ public enum Wire {
     }
 
     /// A job as a client submits it.
-    public struct JobSpec: Equatable, Sendable {
-        public var mode: Mode
-        public var tileSize: UInt32
-        public var preprocessing: Preprocessing
+    package struct JobSpec: Equatable, Sendable {
+        package var mode: Mode
+        package var tileSize: UInt32
+        package var preprocessing: Preprocessing
         /// Output options, in the CLI's syntax (opaque here).
-        public var outputOptions: String
-        public var prototxt: FileSource
-        public var weights: FileSource
-        public var image: FileSource
-        public init(
+        package var outputOptions: String
+        package var prototxt: FileSource
+        package var weights: FileSource
+        package var image: FileSource
+        package init(
             mode: Mode, tileSize: UInt32, preprocessing: Preprocessing, outputOptions: String,
             prototxt: FileSource, weights: FileSource, image: FileSource
         ) {
@@ -216,23 +216,23 @@ public enum Wire {
     }
 
     /// A job's life cycle.
-    public enum JobState: UInt8, Sendable, CaseIterable {
+    package enum JobState: UInt8, Sendable, CaseIterable {
         case queued = 0, running = 1, done = 2, failed = 3, cancelled = 4, unknown = 5
     }
 
     /// The coordinator's answer to `statusRequest` (for a job, or the cluster when `jobID` is nil).
-    public struct JobStatus: Equatable, Sendable {
-        public var jobID: UInt64?
-        public var state: JobState
-        public var tasksQueued: UInt64, tasksRunning: UInt64, tasksDone: UInt64, tasksFailed: UInt64
-        public var workers: UInt32
-        public var tasksPerSecond: Double
-        public var pixelsPerSecond: Double
+    package struct JobStatus: Equatable, Sendable {
+        package var jobID: UInt64?
+        package var state: JobState
+        package var tasksQueued: UInt64, tasksRunning: UInt64, tasksDone: UInt64, tasksFailed: UInt64
+        package var workers: UInt32
+        package var tasksPerSecond: Double
+        package var pixelsPerSecond: Double
         /// A failure reason or note ("" if none).
-        public var message: String
+        package var message: String
         /// Output files ready for `fetchRequest`.
-        public var outputFiles: [String]
-        public init(
+        package var outputFiles: [String]
+        package init(
             jobID: UInt64?, state: JobState, tasksQueued: UInt64 = 0, tasksRunning: UInt64 = 0,
             tasksDone: UInt64 = 0, tasksFailed: UInt64 = 0, workers: UInt32 = 0, tasksPerSecond: Double = 0,
             pixelsPerSecond: Double = 0, message: String = "", outputFiles: [String] = []
@@ -245,28 +245,28 @@ public enum Wire {
     }
 
     /// Asks for up to `maxBytes` of an output file from `offset`.
-    public struct FetchRequest: Equatable, Sendable {
-        public var jobID: UInt64
-        public var fileName: String
-        public var offset: UInt64
-        public var maxBytes: UInt32
-        public init(jobID: UInt64, fileName: String, offset: UInt64 = 0, maxBytes: UInt32 = 1 << 20) {
+    package struct FetchRequest: Equatable, Sendable {
+        package var jobID: UInt64
+        package var fileName: String
+        package var offset: UInt64
+        package var maxBytes: UInt32
+        package init(jobID: UInt64, fileName: String, offset: UInt64 = 0, maxBytes: UInt32 = 1 << 20) {
             self.jobID = jobID; self.fileName = fileName; self.offset = offset; self.maxBytes = maxBytes
         }
     }
 
     /// One chunk of an output file: `bytes` start at `offset` of a `totalSize`-byte file.
-    public struct FetchChunk: Equatable, Sendable {
-        public var jobID: UInt64
-        public var fileName: String
-        public var offset: UInt64
-        public var totalSize: UInt64
-        public var bytes: [UInt8]
-        public init(jobID: UInt64, fileName: String, offset: UInt64, totalSize: UInt64, bytes: [UInt8]) {
+    package struct FetchChunk: Equatable, Sendable {
+        package var jobID: UInt64
+        package var fileName: String
+        package var offset: UInt64
+        package var totalSize: UInt64
+        package var bytes: [UInt8]
+        package init(jobID: UInt64, fileName: String, offset: UInt64, totalSize: UInt64, bytes: [UInt8]) {
             self.jobID = jobID; self.fileName = fileName; self.offset = offset; self.totalSize = totalSize
             self.bytes = bytes
         }
         /// True when this chunk reaches the end of the file.
-        public var isLast: Bool { offset + UInt64(bytes.count) == totalSize }
+        package var isLast: Bool { offset + UInt64(bytes.count) == totalSize }
     }
 }

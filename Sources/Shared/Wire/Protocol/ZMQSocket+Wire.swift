@@ -1,31 +1,31 @@
 /// A ROUTER peer's routing id (the first frame libzmq adds on receive). Opaque;
 /// chosen by the peer, so not proof of identity: use `WireEnvelope.userID` for that.
-public struct RoutingID: Hashable, Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+package struct RoutingID: Hashable, Sendable, CustomStringConvertible {
+    package let bytes: [UInt8]
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
     /// Hex, for logs.
-    public var description: String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+    package var description: String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }
 
 /// One received protocol message with where it came from. Malformed messages are not
 /// thrown: `message` is `.failure` with the reason, so the caller can log the peer and
 /// go on serving.
-public struct WireEnvelope: Sendable {
+package struct WireEnvelope: Sendable {
     /// The sender, on a ROUTER socket; nil on DEALER/PAIR.
-    public var peer: RoutingID?
+    package var peer: RoutingID?
     /// The ZAP `User-Id` of the sender's connection (key name in CURVE mode).
-    public var userID: String?
+    package var userID: String?
     /// The sender's IP address, when known.
-    public var peerAddress: String?
+    package var peerAddress: String?
     /// The decoded message, or why it was rejected.
-    public var message: Result<WireMessage, WireError>
+    package var message: Result<WireMessage, WireError>
 }
 
 extension ZMQSocket {
     /// Encodes and sends `message`; on a ROUTER pass the peer's routing id `to`.
     /// Throws `ZMQError` (`.hostUnreachable` for a gone peer with `ROUTER_MANDATORY`,
     /// `.again` with `.dontWait` when the peer's pipe is full).
-    public func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
+    package func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
         if case .result(let result) = message {
             return try sendResult(result, to: peer, flags: flags)
         }
@@ -36,7 +36,7 @@ extension ZMQSocket {
 
     /// Sends a `result` with its float32 payload read straight from `result.values`
     /// (no intermediate byte array; libzmq copies it once).
-    public func sendResult(_ result: Wire.TaskResult, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
+    package func sendResult(_ result: Wire.TaskResult, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
         if let peer { try sendFrame(peer.bytes, more: true, flags: flags) }
         try sendFrame(WireMessage.resultHeader(result), more: true, flags: flags)
         #if _endian(little)
@@ -50,7 +50,7 @@ extension ZMQSocket {
     /// nothing is queued). On a ROUTER the routing frame becomes `peer`. Messages over
     /// the frame/byte limits are drained and reported as `.failure(.limitExceeded)`.
     /// Throws only `ZMQError` (e.g. `.terminated`).
-    public func receiveWire(limits: WireLimits = .default, dontWait: Bool = false) throws -> WireEnvelope? {
+    package func receiveWire(limits: WireLimits = .default, dontWait: Bool = false) throws -> WireEnvelope? {
         let envelopeFrames = type == .router ? 1 : 0
         let maxFrames = limits.maxFrames + envelopeFrames
         let maxBytes = limits.maxTotalBytes.addingReportingOverflow(256).overflow ? Int.max : limits.maxTotalBytes + 256

@@ -5,22 +5,22 @@ import TesseraCore
 /// public keys allowed in (one `NAME.pub` per worker or user; the name becomes the
 /// connection's User-Id). The coordinator's own public key is always allowed, so a
 /// health check can use the coordinator's key file as a client key.
-public struct CurveServerSecurity: Sendable, Equatable {
-    public var keyPair: ZMQCurveKeyPair
-    public var authorizedKeysDirectory: String
+package struct CurveServerSecurity: Sendable, Equatable {
+    package var keyPair: ZMQCurveKeyPair
+    package var authorizedKeysDirectory: String
 
-    public init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String) {
+    package init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String) {
         self.keyPair = keyPair
         self.authorizedKeysDirectory = authorizedKeysDirectory
     }
 }
 
 /// What a CURVE client (worker or user) needs: its own key pair and the server's public key.
-public struct CurveClientSecurity: Sendable, Equatable {
-    public var keyPair: ZMQCurveKeyPair
-    public var serverKey: ZMQCurveKey
+package struct CurveClientSecurity: Sendable, Equatable {
+    package var keyPair: ZMQCurveKeyPair
+    package var serverKey: ZMQCurveKey
 
-    public init(keyPair: ZMQCurveKeyPair, serverKey: ZMQCurveKey) {
+    package init(keyPair: ZMQCurveKeyPair, serverKey: ZMQCurveKey) {
         self.keyPair = keyPair
         self.serverKey = serverKey
     }
@@ -29,7 +29,7 @@ public struct CurveClientSecurity: Sendable, Equatable {
 extension CurveClientSecurity {
     /// Reads the client's key pair (`NAME.key`) and the server's public key (`.pub`,
     /// or the server's `.key`, whose public half is used). Errors name the file.
-    public static func load(secretKeyFile: String, serverKeyFile: String) throws -> CurveClientSecurity {
+    package static func load(secretKeyFile: String, serverKeyFile: String) throws -> CurveClientSecurity {
         try CurveClientSecurity(
             keyPair: CurveKeyFiles.readSecret(secretKeyFile),
             serverKey: ZMQCurve.readPublicKey(path: serverKeyFile))
@@ -39,7 +39,7 @@ extension CurveClientSecurity {
 extension CurveServerSecurity {
     /// Reads the server's key pair and checks that the authorized-keys folder exists
     /// and lists at least one valid key (an empty folder would lock everyone out).
-    public static func load(secretKeyFile: String, authorizedKeysDirectory: String) throws -> CurveServerSecurity {
+    package static func load(secretKeyFile: String, authorizedKeysDirectory: String) throws -> CurveServerSecurity {
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),

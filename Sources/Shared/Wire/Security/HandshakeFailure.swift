@@ -1,15 +1,15 @@
 /// Turns a client socket's monitor events into the reason a connection cannot work,
 /// in words a user can act on (CURVE key not listed, mechanism mismatch, wrong key).
-public enum HandshakeFailure {
+package enum HandshakeFailure {
     /// The monitor events that say a handshake succeeded or failed.
-    public static let events: ZMQSocketEvent = [
+    package static let events: ZMQSocketEvent = [
         .handshakeSucceeded, .handshakeFailedAuth,
         .handshakeFailedProtocol, .handshakeFailedNoDetail,
     ]
 
     /// nil for a success or an unrelated event; otherwise why the peer at `endpoint`
     /// refused us, given whether we used CURVE.
-    public static func explain(_ event: ZMQMonitorEvent, curve: Bool) -> String? {
+    package static func explain(_ event: ZMQMonitorEvent, curve: Bool) -> String? {
         let endpoint = event.endpoint
         switch event.event {
         case .handshakeFailedAuth:

@@ -1,27 +1,27 @@
 import Foundation
 
 /// One ZAP authentication request (RFC 27), as libzmq sends it to the handler.
-public struct ZAPRequest: Sendable, Equatable {
+package struct ZAPRequest: Sendable, Equatable {
     /// The server socket's `ZMQ_ZAP_DOMAIN`.
-    public var domain: String
+    package var domain: String
     /// The client's IP address.
-    public var address: String
+    package var address: String
     /// The routing id the client asked for (may be empty; not authenticated).
-    public var identity: [UInt8]
+    package var identity: [UInt8]
     /// "NULL", "PLAIN" or "CURVE".
-    public var mechanism: String
+    package var mechanism: String
     /// Mechanism credentials (CURVE: one frame, the client's 32-byte public key).
-    public var credentials: [[UInt8]]
+    package var credentials: [[UInt8]]
 
     /// The client's CURVE public key, when the mechanism is CURVE.
-    public var curvePublicKey: ZMQCurveKey? {
+    package var curvePublicKey: ZMQCurveKey? {
         guard mechanism == "CURVE", credentials.count == 1 else { return nil }
         return ZMQCurveKey(bytes: credentials[0])
     }
 }
 
 /// What the handler answers.
-public enum ZAPDecision: Sendable, Equatable {
+package enum ZAPDecision: Sendable, Equatable {
     /// Status 200; `userID` becomes the message metadata `User-Id` (`ZMQMessage.userID`).
     case allow(userID: String)
     /// Status 400: the handshake fails and the peer gets nothing.
@@ -29,17 +29,17 @@ public enum ZAPDecision: Sendable, Equatable {
 }
 
 /// The rule a `ZAPHandler` applies.
-public struct ZAPPolicy: Sendable {
-    public let decide: @Sendable (ZAPRequest) -> ZAPDecision
+package struct ZAPPolicy: Sendable {
+    package let decide: @Sendable (ZAPRequest) -> ZAPDecision
 
-    public init(_ decide: @escaping @Sendable (ZAPRequest) -> ZAPDecision) { self.decide = decide }
+    package init(_ decide: @escaping @Sendable (ZAPRequest) -> ZAPDecision) { self.decide = decide }
 
     /// Lets everyone in (User-Id "anonymous"). Use it on NULL sockets with a ZAP domain
     /// set: that alone makes libzmq refuse ZMTP 1.0 garbage (docs/ARCHITECTURE.md §9).
-    public static let allowAll = ZAPPolicy { _ in .allow(userID: "anonymous") }
+    package static let allowAll = ZAPPolicy { _ in .allow(userID: "anonymous") }
 
     /// CURVE only, and only the listed public keys; the User-Id is the key's name.
-    public static func allowList(_ keys: [ZMQCurveKey: String]) -> ZAPPolicy {
+    package static func allowList(_ keys: [ZMQCurveKey: String]) -> ZAPPolicy {
         ZAPPolicy { request in
             guard request.mechanism == "CURVE" else {
                 return .deny(reason: "mechanism \(request.mechanism) not allowed")
@@ -69,9 +69,9 @@ public struct ZAPPolicy: Sendable {
 ///     let zap = try ZAPHandler(context: context, policy: .allowList(keys)) { request, reason in
 ///         logger.warning("refused \(request.address): \(reason)")
 ///     }
-public final class ZAPHandler: Sendable {
+package final class ZAPHandler: Sendable {
     /// The endpoint libzmq sends ZAP requests to.
-    public static let endpoint = "inproc://zeromq.zap.01"
+    package static let endpoint = "inproc://zeromq.zap.01"
 
     /// What the handler thread shares with its owner. The thread holds this, not the
     /// handler, so dropping the handler still stops the thread (`deinit`).
@@ -108,7 +108,7 @@ public final class ZAPHandler: Sendable {
     /// taken (another handler in this context). `onRefusal` runs on the handler thread;
     /// so does `onFailure`, once, if the thread stops answering on an error (it then
     /// answers no more requests: see the type's documentation).
-    public init(
+    package init(
         context: ZMQContext, policy: ZAPPolicy,
         onRefusal: @escaping @Sendable (ZAPRequest, String) -> Void = { _, _ in },
         onFailure: @escaping @Sendable (any Error) -> Void = { _ in }
@@ -128,12 +128,12 @@ public final class ZAPHandler: Sendable {
 
     /// Replaces the policy (e.g. after the authorized-keys folder changed). New
     /// handshakes use it; established connections are not affected.
-    public func update(policy: ZAPPolicy) {
+    package func update(policy: ZAPPolicy) {
         state.shared.withLock { $0.policy = policy }
     }
 
     /// Why the handler stopped answering; nil while it answers.
-    public var failure: (any Error)? {
+    package var failure: (any Error)? {
         state.shared.withLock { $0.failure }
     }
 
@@ -143,7 +143,7 @@ public final class ZAPHandler: Sendable {
     }
 
     /// Stops the thread and closes its socket; waits (≤ ~100 ms) for it. Idempotent.
-    public func stop() {
+    package func stop() {
         stopped.withLock { stopped in
             guard !stopped else { return }
             stopped = true

@@ -2,18 +2,18 @@ import CZeroMQ
 import Foundation
 
 /// A 32-byte Curve25519 key, public or secret, shown as 40 Z85 characters.
-public struct ZMQCurveKey: Hashable, Sendable, ZMQOptionValue, CustomStringConvertible {
+package struct ZMQCurveKey: Hashable, Sendable, ZMQOptionValue, CustomStringConvertible {
     /// The raw 32 bytes.
-    public let bytes: [UInt8]
+    package let bytes: [UInt8]
 
     /// Wraps 32 raw bytes; nil for any other length.
-    public init?(bytes: [UInt8]) {
+    package init?(bytes: [UInt8]) {
         guard bytes.count == 32 else { return nil }
         self.bytes = bytes
     }
 
     /// Decodes a 40-character Z85 key (surrounding whitespace ignored); nil if invalid.
-    public init?(z85: String) {
+    package init?(z85: String) {
         let text = z85.trimmingCharacters(in: .whitespacesAndNewlines)
         let utf8 = Array(text.utf8)
         let alphabet = Array(
@@ -26,40 +26,40 @@ public struct ZMQCurveKey: Hashable, Sendable, ZMQOptionValue, CustomStringConve
     }
 
     /// The 40-character Z85 text.
-    public var z85: String {
+    package var z85: String {
         var text = [CChar](repeating: 0, count: 41)
         _ = bytes.withUnsafeBufferPointer { zmq_z85_encode(&text, $0.baseAddress, 32) }
         return String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Only the Z85 form (do not log secret keys).
-    public var description: String { z85 }
+    package var description: String { z85 }
 
-    public func withOptionBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withOptionBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try bytes.withUnsafeBytes(body)
     }
-    public init(optionBytes: UnsafeRawBufferPointer) {
+    package init(optionBytes: UnsafeRawBufferPointer) {
         self.bytes = optionBytes.count == 32 ? Array(optionBytes) : [UInt8](repeating: 0, count: 32)
     }
-    public static var optionBufferSize: Int { 32 }
+    package static var optionBufferSize: Int { 32 }
 }
 
 /// A CURVE long-term key pair.
-public struct ZMQCurveKeyPair: Hashable, Sendable {
-    public var publicKey: ZMQCurveKey
-    public var secretKey: ZMQCurveKey
+package struct ZMQCurveKeyPair: Hashable, Sendable {
+    package var publicKey: ZMQCurveKey
+    package var secretKey: ZMQCurveKey
 
-    public init(publicKey: ZMQCurveKey, secretKey: ZMQCurveKey) {
+    package init(publicKey: ZMQCurveKey, secretKey: ZMQCurveKey) {
         self.publicKey = publicKey
         self.secretKey = secretKey
     }
 }
 
 /// Errors reading or writing key files.
-public struct ZMQKeyFileError: Error, CustomStringConvertible, Sendable {
-    public var path: String
-    public var reason: String
-    public var description: String { "\(path): \(reason)" }
+package struct ZMQKeyFileError: Error, CustomStringConvertible, Sendable {
+    package var path: String
+    package var reason: String
+    package var description: String { "\(path): \(reason)" }
 }
 
 /// CurveZMQ helpers: key generation, key files, and socket setup.
@@ -72,12 +72,12 @@ public struct ZMQKeyFileError: Error, CustomStringConvertible, Sendable {
 /// `NAME.pub` holds the public key (share it, put it in the coordinator's
 /// authorized-keys folder); `NAME.key` holds both keys and is created with mode 0600.
 /// A file holding just the 40 Z85 characters is also read as a public key.
-public enum ZMQCurve {
+package enum ZMQCurve {
     /// Whether this libzmq has CURVE (`zmq_has("curve")`).
-    public static var isAvailable: Bool { ZMQContext.has("curve") }
+    package static var isAvailable: Bool { ZMQContext.has("curve") }
 
     /// A fresh key pair (`zmq_curve_keypair`).
-    public static func keypair() throws -> ZMQCurveKeyPair {
+    package static func keypair() throws -> ZMQCurveKeyPair {
         var publicText = [CChar](repeating: 0, count: 41)
         var secretText = [CChar](repeating: 0, count: 41)
         try ZMQCall.check { zmq_curve_keypair(&publicText, &secretText) }
@@ -92,7 +92,7 @@ public enum ZMQCurve {
     /// written; with `replace`, each file is written aside and renamed over the old one.
     /// Returns the two paths.
     @discardableResult
-    public static func writeKeyFiles(
+    package static func writeKeyFiles(
         _ pair: ZMQCurveKeyPair, name: String, directory: String,
         replace: Bool = false
     ) throws
@@ -130,7 +130,7 @@ public enum ZMQCurve {
     }
 
     /// Reads the public key of a `.pub` or `.key` file.
-    public static func readPublicKey(path: String) throws -> ZMQCurveKey {
+    package static func readPublicKey(path: String) throws -> ZMQCurveKey {
         let fields = try readFields(path: path)
         guard let text = fields["public-key"], let key = ZMQCurveKey(z85: text) else {
             throw ZMQKeyFileError(path: path, reason: "no valid public-key")
@@ -139,7 +139,7 @@ public enum ZMQCurve {
     }
 
     /// Reads the key pair of a `.key` file.
-    public static func readKeyPair(path: String) throws -> ZMQCurveKeyPair {
+    package static func readKeyPair(path: String) throws -> ZMQCurveKeyPair {
         let fields = try readFields(path: path)
         guard let p = fields["public-key"].flatMap(ZMQCurveKey.init(z85:)),
             let s = fields["secret-key"].flatMap(ZMQCurveKey.init(z85:))
@@ -150,7 +150,7 @@ public enum ZMQCurve {
     /// Loads every `*.pub` and `*.key` file in `directory` as an allow-list entry:
     /// public key → key name (file name without extension), used as the ZAP User-Id.
     /// Unreadable or invalid files are reported through `onSkip` and skipped.
-    public static func loadAuthorizedKeys(
+    package static func loadAuthorizedKeys(
         directory: String,
         onSkip: (ZMQKeyFileError) -> Void = { _ in }
     ) throws -> [ZMQCurveKey: String] {
@@ -171,7 +171,7 @@ public enum ZMQCurve {
     /// Makes `socket` a CURVE server with `pair` (set before `bind`). Clients are
     /// authenticated only if a `ZAPHandler` runs in the same context and `zapDomain`
     /// is set: without a handler libzmq accepts any client key.
-    public static func configureServer(
+    package static func configureServer(
         _ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
         zapDomain: String = "tessera"
     ) throws {
@@ -181,7 +181,7 @@ public enum ZMQCurve {
     }
 
     /// Makes `socket` a CURVE client of the server with `serverKey` (set before `connect`).
-    public static func configureClient(
+    package static func configureClient(
         _ socket: borrowing ZMQSocket, pair: ZMQCurveKeyPair,
         serverKey: ZMQCurveKey
     ) throws {

@@ -18,11 +18,11 @@ import Darwin
 /// and the context can then terminate.
 ///
 /// A context is thread-safe (unlike its sockets).
-public final class ZMQContext: @unchecked Sendable {
+package final class ZMQContext: @unchecked Sendable {
     // Unchecked because `handle` is a raw pointer: libzmq documents a context as safe
     // to use from any thread, and `handle` never changes after `init`.
     /// The version of libzmq this program runs with.
-    public static var libraryVersion: String {
+    package static var libraryVersion: String {
         var major: CInt = 0, minor: CInt = 0, patch: CInt = 0
         zmq_version(&major, &minor, &patch)
         return "\(major).\(minor).\(patch)"
@@ -32,7 +32,7 @@ public final class ZMQContext: @unchecked Sendable {
 
     /// Creates a context. `ioThreads` is libzmq's I/O thread count (1 is plenty
     /// below ~1 GB/s).
-    public init(ioThreads: Int = 1) throws {
+    package init(ioThreads: Int = 1) throws {
         handle = try ZMQCall.handle { zmq_ctx_new() }
         if ioThreads != 1 {
             try ZMQCall.check { zmq_ctx_set(handle, ZMQ_IO_THREADS, CInt(clamping: ioThreads)) }
@@ -41,7 +41,7 @@ public final class ZMQContext: @unchecked Sendable {
 
     /// Makes every blocking call on this context's sockets return `ZMQError.terminated`
     /// (`zmq_ctx_shutdown`). Idempotent. Sockets must still be closed afterwards.
-    public func shutdown() {
+    package func shutdown() {
         _ = zmq_ctx_shutdown(handle)
     }
 
@@ -51,14 +51,14 @@ public final class ZMQContext: @unchecked Sendable {
     }
 
     /// The linked libzmq version, e.g. (4, 3, 4).
-    public static var version: (major: Int, minor: Int, patch: Int) {
+    package static var version: (major: Int, minor: Int, patch: Int) {
         var major: CInt = 0, minor: CInt = 0, patch: CInt = 0
         zmq_version(&major, &minor, &patch)
         return (Int(major), Int(minor), Int(patch))
     }
 
     /// Whether libzmq was built with a capability (`"curve"`, `"ipc"`, `"draft"`…).
-    public static func has(_ capability: String) -> Bool {
+    package static func has(_ capability: String) -> Bool {
         zmq_has(capability) != 0
     }
 }

@@ -13,46 +13,46 @@ import Darwin
 ///
 /// The description comes from `zmq_strerror`, which also knows libzmq's own codes
 /// (`ETERM`, `EFSM`, …).
-public struct ZMQError: RawRepresentable, Error, Hashable, Sendable, CustomStringConvertible {
+package struct ZMQError: RawRepresentable, Error, Hashable, Sendable, CustomStringConvertible {
     /// The `errno` value.
-    public let rawValue: CInt
+    package let rawValue: CInt
 
-    public init(rawValue: CInt) { self.rawValue = rawValue }
+    package init(rawValue: CInt) { self.rawValue = rawValue }
 
     /// The operation would block (non-blocking send/receive, full pipe with
     /// `ROUTER_MANDATORY`, or a receive timeout). The corresponding C constant is `EAGAIN`.
-    public static let again = ZMQError(rawValue: EAGAIN)
+    package static let again = ZMQError(rawValue: EAGAIN)
     /// A ROUTER with `ROUTER_MANDATORY` was asked to send to an unknown peer.
     /// The corresponding C constant is `EHOSTUNREACH`.
-    public static let hostUnreachable = ZMQError(rawValue: EHOSTUNREACH)
+    package static let hostUnreachable = ZMQError(rawValue: EHOSTUNREACH)
     /// The context was terminated or shut down. The corresponding C constant is `ETERM`.
-    public static let terminated = ZMQError(rawValue: ETERM)
+    package static let terminated = ZMQError(rawValue: ETERM)
     /// A signal interrupted the call (retried internally; only seen if it persists).
     /// The corresponding C constant is `EINTR`.
-    public static let interrupted = ZMQError(rawValue: EINTR)
+    package static let interrupted = ZMQError(rawValue: EINTR)
     /// The operation is not valid in the socket's current state (e.g. a REQ sending
     /// twice). The corresponding C constant is `EFSM`.
-    public static let invalidState = ZMQError(rawValue: EFSM)
+    package static let invalidState = ZMQError(rawValue: EFSM)
     /// An argument was invalid (bad option value, bad endpoint). The corresponding C
     /// constant is `EINVAL`.
-    public static let invalidArgument = ZMQError(rawValue: EINVAL)
+    package static let invalidArgument = ZMQError(rawValue: EINVAL)
     /// The endpoint's transport is not supported. The corresponding C constant is `EPROTONOSUPPORT`.
-    public static let protocolNotSupported = ZMQError(rawValue: EPROTONOSUPPORT)
+    package static let protocolNotSupported = ZMQError(rawValue: EPROTONOSUPPORT)
     /// The address is already in use. The corresponding C constant is `EADDRINUSE`.
-    public static let addressInUse = ZMQError(rawValue: EADDRINUSE)
+    package static let addressInUse = ZMQError(rawValue: EADDRINUSE)
     /// A received multipart message exceeded the frame or byte limits given to
     /// `ZMQSocket.receive`; it was drained and discarded. The corresponding C constant is `EMSGSIZE`.
-    public static let messageTooLarge = ZMQError(rawValue: EMSGSIZE)
+    package static let messageTooLarge = ZMQError(rawValue: EMSGSIZE)
 
     /// Lets `catch ZMQError.again { … }` match a thrown error.
-    public static func ~= (lhs: ZMQError, rhs: any Error) -> Bool {
+    package static func ~= (lhs: ZMQError, rhs: any Error) -> Bool {
         (rhs as? ZMQError) == lhs
     }
 
     /// The current `zmq_errno()` as an error.
     static var current: ZMQError { ZMQError(rawValue: zmq_errno()) }
 
-    public var description: String {
+    package var description: String {
         "ZMQError(\(rawValue)): " + String(cString: zmq_strerror(rawValue))
     }
 }

@@ -5,23 +5,23 @@ import CZeroMQ
 ///
 /// On a ROUTER the first frame is the sender's routing id; `ZMQSocket+Wire`'s
 /// `receiveWire` splits it off for you.
-public struct ZMQMessage: Sendable, Equatable {
+package struct ZMQMessage: Sendable, Equatable {
     /// The frames in order.
-    public var frames: [[UInt8]]
+    package var frames: [[UInt8]]
     /// The `User-Id` the ZAP handler returned for the sending connection (the key's
     /// name in CURVE mode), or nil without ZAP. Trust this, not the routing id.
-    public var userID: String?
+    package var userID: String?
     /// The peer's IP address (`Peer-Address`), when the transport has one.
-    public var peerAddress: String?
+    package var peerAddress: String?
 
-    public init(frames: [[UInt8]], userID: String? = nil, peerAddress: String? = nil) {
+    package init(frames: [[UInt8]], userID: String? = nil, peerAddress: String? = nil) {
         self.frames = frames
         self.userID = userID
         self.peerAddress = peerAddress
     }
 
     /// Total payload bytes over all frames.
-    public var byteCount: Int { frames.reduce(0) { $0 + $1.count } }
+    package var byteCount: Int { frames.reduce(0) { $0 + $1.count } }
 }
 
 /// A `zmq_msg_t` owned for the duration of one receive (heap-allocated: libzmq may

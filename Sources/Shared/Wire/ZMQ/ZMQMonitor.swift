@@ -1,45 +1,45 @@
 import CZeroMQ
 
 /// A socket event reported by a monitor. The corresponding C constants are `ZMQ_EVENT_*`.
-public struct ZMQSocketEvent: OptionSet, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
+package struct ZMQSocketEvent: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    package let rawValue: UInt16
+    package init(rawValue: UInt16) { self.rawValue = rawValue }
 
     /// The corresponding C constant is `ZMQ_EVENT_CONNECTED`.
-    public static let connected = Self(rawValue: UInt16(ZMQ_EVENT_CONNECTED))
+    package static let connected = Self(rawValue: UInt16(ZMQ_EVENT_CONNECTED))
     /// The corresponding C constant is `ZMQ_EVENT_CONNECT_DELAYED`.
-    public static let connectDelayed = Self(rawValue: UInt16(ZMQ_EVENT_CONNECT_DELAYED))
+    package static let connectDelayed = Self(rawValue: UInt16(ZMQ_EVENT_CONNECT_DELAYED))
     /// The corresponding C constant is `ZMQ_EVENT_CONNECT_RETRIED`.
-    public static let connectRetried = Self(rawValue: UInt16(ZMQ_EVENT_CONNECT_RETRIED))
+    package static let connectRetried = Self(rawValue: UInt16(ZMQ_EVENT_CONNECT_RETRIED))
     /// The corresponding C constant is `ZMQ_EVENT_LISTENING`.
-    public static let listening = Self(rawValue: UInt16(ZMQ_EVENT_LISTENING))
+    package static let listening = Self(rawValue: UInt16(ZMQ_EVENT_LISTENING))
     /// The corresponding C constant is `ZMQ_EVENT_BIND_FAILED`.
-    public static let bindFailed = Self(rawValue: UInt16(ZMQ_EVENT_BIND_FAILED))
+    package static let bindFailed = Self(rawValue: UInt16(ZMQ_EVENT_BIND_FAILED))
     /// The corresponding C constant is `ZMQ_EVENT_ACCEPTED`.
-    public static let accepted = Self(rawValue: UInt16(ZMQ_EVENT_ACCEPTED))
+    package static let accepted = Self(rawValue: UInt16(ZMQ_EVENT_ACCEPTED))
     /// The corresponding C constant is `ZMQ_EVENT_ACCEPT_FAILED`.
-    public static let acceptFailed = Self(rawValue: UInt16(ZMQ_EVENT_ACCEPT_FAILED))
+    package static let acceptFailed = Self(rawValue: UInt16(ZMQ_EVENT_ACCEPT_FAILED))
     /// The corresponding C constant is `ZMQ_EVENT_CLOSED`.
-    public static let closed = Self(rawValue: UInt16(ZMQ_EVENT_CLOSED))
+    package static let closed = Self(rawValue: UInt16(ZMQ_EVENT_CLOSED))
     /// A peer went away (kill -9, network loss, heartbeat timeout).
     /// The corresponding C constant is `ZMQ_EVENT_DISCONNECTED`.
-    public static let disconnected = Self(rawValue: UInt16(ZMQ_EVENT_DISCONNECTED))
+    package static let disconnected = Self(rawValue: UInt16(ZMQ_EVENT_DISCONNECTED))
     /// The corresponding C constant is `ZMQ_EVENT_MONITOR_STOPPED`.
-    public static let monitorStopped = Self(rawValue: UInt16(ZMQ_EVENT_MONITOR_STOPPED))
+    package static let monitorStopped = Self(rawValue: UInt16(ZMQ_EVENT_MONITOR_STOPPED))
     /// The corresponding C constant is `ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL`.
-    public static let handshakeFailedNoDetail = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+    package static let handshakeFailedNoDetail = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
     /// The corresponding C constant is `ZMQ_EVENT_HANDSHAKE_SUCCEEDED`.
-    public static let handshakeSucceeded = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_SUCCEEDED))
+    package static let handshakeSucceeded = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_SUCCEEDED))
     /// Wrong mechanism or bad key material; `value` holds the ZMTP error code.
     /// The corresponding C constant is `ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL`.
-    public static let handshakeFailedProtocol = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+    package static let handshakeFailedProtocol = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
     /// The ZAP handler refused the peer; `value` is its status code (e.g. 400).
     /// The corresponding C constant is `ZMQ_EVENT_HANDSHAKE_FAILED_AUTH`.
-    public static let handshakeFailedAuth = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+    package static let handshakeFailedAuth = Self(rawValue: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
     /// Every event. The corresponding C constant is `ZMQ_EVENT_ALL`.
-    public static let all = Self(rawValue: UInt16(truncatingIfNeeded: ZMQ_EVENT_ALL))
+    package static let all = Self(rawValue: UInt16(truncatingIfNeeded: ZMQ_EVENT_ALL))
 
-    public var description: String {
+    package var description: String {
         let names: [(Self, String)] = [
             (.connected, "connected"), (.connectDelayed, "connectDelayed"), (.connectRetried, "connectRetried"),
             (.listening, "listening"), (.bindFailed, "bindFailed"), (.accepted, "accepted"),
@@ -54,16 +54,16 @@ public struct ZMQSocketEvent: OptionSet, Hashable, Sendable, CustomStringConvert
 }
 
 /// One decoded monitor notification.
-public struct ZMQMonitorEvent: Sendable, Equatable, CustomStringConvertible {
+package struct ZMQMonitorEvent: Sendable, Equatable, CustomStringConvertible {
     /// What happened (a single event bit).
-    public var event: ZMQSocketEvent
+    package var event: ZMQSocketEvent
     /// The event's value: a file descriptor, a reconnect interval, an errno, a ZMTP
     /// error code (`handshakeFailedProtocol`) or a ZAP status (`handshakeFailedAuth`).
-    public var value: UInt32
+    package var value: UInt32
     /// The endpoint concerned (`tcp://127.0.0.1:5555`).
-    public var endpoint: String
+    package var endpoint: String
 
-    public var description: String { "\(event) value=\(value) endpoint=\(endpoint)" }
+    package var description: String { "\(event) value=\(value) endpoint=\(endpoint)" }
 }
 
 /// Watches a socket's connection events (`zmq_socket_monitor` → an inproc PAIR),
@@ -72,14 +72,14 @@ public struct ZMQMonitorEvent: Sendable, Equatable, CustomStringConvertible {
 /// Create it from the monitored socket's thread with `socket.monitor(events:)`; read
 /// it with `next(timeoutMilliseconds:)` (it can also be added to a `ZMQPoller` via
 /// `socket`). Drop the monitor before the monitored socket is closed.
-public struct ZMQMonitor: ~Copyable {
+package struct ZMQMonitor: ~Copyable {
     /// The PAIR socket receiving the events.
-    public let socket: ZMQSocket
+    package let socket: ZMQSocket
 
     init(socket: consuming ZMQSocket) { self.socket = socket }
 
     /// The next event, or nil if none arrives within the timeout (ms; -1 = forever).
-    public func next(timeoutMilliseconds: Int) throws -> ZMQMonitorEvent? {
+    package func next(timeoutMilliseconds: Int) throws -> ZMQMonitorEvent? {
         guard try socket.waitForMessage(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
         return try Self.decode(socket.receive(maxFrames: 2, maxBytes: 4096))
     }
@@ -100,7 +100,7 @@ public struct ZMQMonitor: ~Copyable {
 extension ZMQSocket {
     /// Starts monitoring `events` on this socket and returns the monitor. Events that
     /// happen before this call are not reported.
-    public func monitor(events: ZMQSocketEvent = .all, context: ZMQContext) throws -> ZMQMonitor {
+    package func monitor(events: ZMQSocketEvent = .all, context: ZMQContext) throws -> ZMQMonitor {
         // Unique even when a closed socket's address is reused before its monitor is gone.
         let endpoint = "inproc://tessera-monitor-\(UInt(bitPattern: handle))-\(UInt64.random(in: 0...UInt64.max))"
         try ZMQCall.check { zmq_socket_monitor(handle, endpoint, CInt(events.rawValue)) }
@@ -112,7 +112,7 @@ extension ZMQSocket {
     }
 
     /// Stops the monitor started by `monitor(events:context:)`.
-    public func stopMonitor() throws {
+    package func stopMonitor() throws {
         try ZMQCall.check { zmq_socket_monitor(handle, nil, 0) }
     }
 }

@@ -1,13 +1,13 @@
 import CZeroMQ
 
 /// Poll events. The corresponding C constants are `ZMQ_POLLIN`, `ZMQ_POLLOUT`, `ZMQ_POLLERR`.
-public struct ZMQPollEvents: OptionSet, Sendable {
-    public let rawValue: Int16
-    public init(rawValue: Int16) { self.rawValue = rawValue }
+package struct ZMQPollEvents: OptionSet, Sendable {
+    package let rawValue: Int16
+    package init(rawValue: Int16) { self.rawValue = rawValue }
     /// A message can be received. The corresponding C constant is `ZMQ_POLLIN`.
-    public static let readable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLIN))
+    package static let readable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLIN))
     /// A message can be sent without blocking. The corresponding C constant is `ZMQ_POLLOUT`.
-    public static let writable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLOUT))
+    package static let writable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLOUT))
 }
 
 /// Waits on several sockets at once (`zmq_poll`).
@@ -26,14 +26,14 @@ public struct ZMQPollEvents: OptionSet, Sendable {
 /// The poller stores the sockets' handles, not the sockets: it must not be used after
 /// any of its sockets has been closed or replaced (rebuild it then). A poller, like its
 /// sockets, belongs to one thread.
-public struct ZMQPoller {
+package struct ZMQPoller {
     private var items: [zmq_pollitem_t] = []
 
-    public init() {}
+    package init() {}
 
     /// Adds `socket`, waiting for `events`; returns its index for `isReadable`/`events(at:)`.
     @discardableResult
-    public mutating func add(_ socket: borrowing ZMQSocket, events: ZMQPollEvents = .readable) -> Int {
+    package mutating func add(_ socket: borrowing ZMQSocket, events: ZMQPollEvents = .readable) -> Int {
         items.append(zmq_pollitem_t(socket: socket.handle, fd: 0, events: events.rawValue, revents: 0))
         return items.count - 1
     }
@@ -41,7 +41,7 @@ public struct ZMQPoller {
     /// Waits until an event or the timeout (ms; 0 = just check, -1 = forever). Returns
     /// how many sockets have events. `EINTR` is retried (with the full timeout again).
     @discardableResult
-    public mutating func poll(timeoutMilliseconds: Int) throws -> Int {
+    package mutating func poll(timeoutMilliseconds: Int) throws -> Int {
         let count = items.count
         let timeout = CLong(clamping: timeoutMilliseconds)
         return Int(
@@ -51,8 +51,8 @@ public struct ZMQPoller {
     }
 
     /// The events that fired for the socket at `index` in the last `poll`.
-    public func events(at index: Int) -> ZMQPollEvents { ZMQPollEvents(rawValue: items[index].revents) }
+    package func events(at index: Int) -> ZMQPollEvents { ZMQPollEvents(rawValue: items[index].revents) }
 
     /// Whether the socket at `index` had a message waiting in the last `poll`.
-    public func isReadable(_ index: Int) -> Bool { events(at: index).contains(.readable) }
+    package func isReadable(_ index: Int) -> Bool { events(at: index).contains(.readable) }
 }

@@ -18,19 +18,19 @@ import CZeroMQ
 ///
 /// Use a socket only from the thread that owns it. Create it on that thread (or hand
 /// it over once, e.g. before starting the thread).
-public struct ZMQSocket: ~Copyable {
+package struct ZMQSocket: ~Copyable {
     /// The bounded linger every new socket gets, in milliseconds.
-    public static let defaultLinger: Int32 = 500
+    package static let defaultLinger: Int32 = 500
 
     let handle: UnsafeMutableRawPointer
     /// The socket's type.
-    public let type: ZMQSocketType
+    package let type: ZMQSocketType
     // Keeps the context alive until this socket is closed: zmq_ctx_term in the
     // context's deinit therefore never waits for a socket.
     private let context: ZMQContext
 
     /// Creates a socket of `type` in `context`, with a bounded linger.
-    public init(_ context: ZMQContext, type: ZMQSocketType) throws {
+    package init(_ context: ZMQContext, type: ZMQSocketType) throws {
         let raw = try ZMQCall.handle { zmq_socket(context.handle, type.rawValue) }
         var linger = Self.defaultLinger
         if zmq_setsockopt(raw, ZMQ_LINGER, &linger, 4) != 0 {
@@ -49,48 +49,48 @@ public struct ZMQSocket: ~Copyable {
 
     /// Closes the socket now (unsent messages are kept up to the linger time).
     /// After this the value is gone: using it again does not compile.
-    public consuming func close() {
+    package consuming func close() {
         // Consuming `self` ends its lifetime here; `deinit` does the closing.
     }
 
     // MARK: Endpoints
 
     /// Binds to `endpoint` (`tcp://127.0.0.1:*` picks a free port: read `lastEndpoint`).
-    public func bind(_ endpoint: String) throws {
+    package func bind(_ endpoint: String) throws {
         try ZMQCall.check { zmq_bind(handle, endpoint) }
     }
 
     /// Connects to `endpoint` (asynchronously: libzmq reconnects on its own).
-    public func connect(_ endpoint: String) throws {
+    package func connect(_ endpoint: String) throws {
         try ZMQCall.check { zmq_connect(handle, endpoint) }
     }
 
     /// Stops connecting to / disconnects from `endpoint`.
-    public func disconnect(_ endpoint: String) throws {
+    package func disconnect(_ endpoint: String) throws {
         try ZMQCall.check { zmq_disconnect(handle, endpoint) }
     }
 
     /// Stops listening on `endpoint` (use the `lastEndpoint` form for wildcard binds).
-    public func unbind(_ endpoint: String) throws {
+    package func unbind(_ endpoint: String) throws {
         try ZMQCall.check { zmq_unbind(handle, endpoint) }
     }
 
     /// The endpoint last bound, with the real port (`ZMQ_LAST_ENDPOINT`).
-    public var lastEndpoint: String {
+    package var lastEndpoint: String {
         get throws { try get(.lastEndpoint) }
     }
 
     // MARK: Options
 
     /// Sets an option: `try socket.set(.linger, 0)`.
-    public func set<Value>(_ option: ZMQSocketOption<Value>, _ value: Value) throws {
+    package func set<Value>(_ option: ZMQSocketOption<Value>, _ value: Value) throws {
         _ = try value.withOptionBytes { bytes in
             try ZMQCall.check { zmq_setsockopt(handle, option.rawValue, bytes.baseAddress, bytes.count) }
         }
     }
 
     /// Reads an option: `try socket.get(.maxMessageSize)`.
-    public func get<Value>(_ option: ZMQSocketOption<Value>) throws -> Value {
+    package func get<Value>(_ option: ZMQSocketOption<Value>) throws -> Value {
         var buffer = [UInt8](repeating: 0, count: Value.optionBufferSize)
         var size = buffer.count
         _ = try buffer.withUnsafeMutableBytes { raw in
@@ -107,7 +107,7 @@ public struct ZMQSocket: ~Copyable {
     /// `ZMQError.again` instead of blocking. On a ROUTER with `ROUTER_MANDATORY`, an
     /// unknown first frame (routing id) throws `ZMQError.hostUnreachable` and nothing is sent.
     /// An empty `frames` array sends nothing.
-    public func send(_ frames: [[UInt8]], flags: ZMQSendFlags = []) throws {
+    package func send(_ frames: [[UInt8]], flags: ZMQSendFlags = []) throws {
         for (index, frame) in frames.enumerated() {
             let more = index < frames.count - 1
             try sendFrame(frame, more: more, flags: flags)
@@ -115,13 +115,13 @@ public struct ZMQSocket: ~Copyable {
     }
 
     /// Sends one frame; `more` = further frames of the same message follow.
-    public func sendFrame(_ frame: [UInt8], more: Bool, flags: ZMQSendFlags = []) throws {
+    package func sendFrame(_ frame: [UInt8], more: Bool, flags: ZMQSendFlags = []) throws {
         try frame.withUnsafeBytes { try sendFrame(bytes: $0, more: more, flags: flags) }
     }
 
     /// Sends one frame from raw memory without an intermediate Swift array (for large
     /// `[Float]` results: `try floats.withUnsafeBytes { try socket.sendFrame(bytes: $0, more: false) }`).
-    public func sendFrame(bytes: UnsafeRawBufferPointer, more: Bool, flags: ZMQSendFlags = []) throws {
+    package func sendFrame(bytes: UnsafeRawBufferPointer, more: Bool, flags: ZMQSendFlags = []) throws {
         let cFlags = flags.rawValue | (more ? ZMQ_SNDMORE : 0)
         try ZMQCall.check { zmq_send(handle, bytes.baseAddress, bytes.count, cFlags) }
     }
@@ -134,13 +134,13 @@ public struct ZMQSocket: ~Copyable {
     /// A message with more than `maxFrames` frames or `maxBytes` bytes in total is
     /// received to the end and discarded, then `ZMQError.messageTooLarge` is thrown;
     /// the socket stays usable. (`ZMQ_MAXMSGSIZE` bounds each frame before allocation.)
-    public func receive(maxFrames: Int = 64, maxBytes: Int = Int.max) throws -> ZMQMessage {
+    package func receive(maxFrames: Int = 64, maxBytes: Int = Int.max) throws -> ZMQMessage {
         // Blocking receive never reports "no message": it throws instead.
         try receive(dontWait: false, maxFrames: maxFrames, maxBytes: maxBytes)!
     }
 
     /// Receives a message if one is waiting; nil (no error) when there is none.
-    public func receiveIfAvailable(maxFrames: Int = 64, maxBytes: Int = Int.max) throws -> ZMQMessage? {
+    package func receiveIfAvailable(maxFrames: Int = 64, maxBytes: Int = Int.max) throws -> ZMQMessage? {
         try receive(dontWait: true, maxFrames: maxFrames, maxBytes: maxBytes)
     }
 
@@ -171,7 +171,7 @@ public struct ZMQSocket: ~Copyable {
     // MARK: Waiting
 
     /// Waits up to `timeoutMilliseconds` (-1 = forever) for a message; true if one is ready.
-    public func waitForMessage(timeoutMilliseconds: Int) throws -> Bool {
+    package func waitForMessage(timeoutMilliseconds: Int) throws -> Bool {
         var poller = ZMQPoller()
         poller.add(self, events: .readable)
         return try poller.poll(timeoutMilliseconds: timeoutMilliseconds) > 0
