@@ -33,8 +33,9 @@ let cLibraries: [Target] = [
     // the CSlideIO (reading) and CTIFFIO (writing) helpers, which Swift cannot call.
     .systemLibrary(name: "CTIFF", path: "Sources/CTIFF", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"])]),
     // OpenSlide 3.4 (Debian: libopenslide-dev): a plain C API, called from TesseraImage.
-    .systemLibrary(name: "COpenSlide", path: "Sources/COpenSlide", pkgConfig: "openslide",
-                   providers: [.apt(["libopenslide-dev"])]),
+    .systemLibrary(
+        name: "COpenSlide", path: "Sources/COpenSlide", pkgConfig: "openslide",
+        providers: [.apt(["libopenslide-dev"])]),
     // zlib (Debian: zlib1g-dev): Zarr chunk compression.
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // libpng (Debian: libpng-dev).
@@ -60,8 +61,9 @@ let cHelpers: [Target] = [
     .target(name: "CTIFFIO", dependencies: ["CTIFF"], path: "Sources/CTIFFIO"),
     // Inner loops that Swift cannot vectorise (libm calls): exact IEEE arithmetic,
     // no FMA contraction, so results equal the scalar Swift formula bit for bit.
-    .target(name: "CKernels", path: "Sources/CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+    .target(
+        name: "CKernels", path: "Sources/CKernels",
+        cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 ]
 
 // MARK: - Tessera modules (Sources/Shared/*)
@@ -82,30 +84,37 @@ let cHelpers: [Target] = [
 
 let modules: [Target] = [
     .target(name: "TesseraCore", path: "Sources/Shared/Core", swiftSettings: swift6),
-    .target(name: "TesseraImage",
-            dependencies: ["TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib",
-                           .product(name: "Logging", package: "swift-log")],
-            path: "Sources/Shared/Image",
-            swiftSettings: swift5),
+    .target(
+        name: "TesseraImage",
+        dependencies: [
+            "TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib",
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Sources/Shared/Image",
+        swiftSettings: swift5),
     .target(
         name: "TesseraModel",
-        dependencies: ["TesseraCore", "TesseraImage",
-                       .product(name: "Logging", package: "swift-log"),
-                       .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+        dependencies: [
+            "TesseraCore", "TesseraImage",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ],
         path: "Sources/Shared/Model",
         exclude: ["Caffe/caffe.proto"],
         swiftSettings: swift6
     ),
-    .target(name: "TesseraPlan", dependencies: ["TesseraCore", "TesseraModel"], path: "Sources/Shared/Plan",
-            swiftSettings: swift6),
+    .target(
+        name: "TesseraPlan", dependencies: ["TesseraCore", "TesseraModel"], path: "Sources/Shared/Plan",
+        swiftSettings: swift6),
     .target(
         name: "TesseraEngine",
         dependencies: ["TesseraCore", "TesseraModel", "TesseraPlan", "CKernels", "COpenBLAS"],
         path: "Sources/Shared/Engine",
         swiftSettings: swift5
     ),
-    .target(name: "TesseraCUDA", dependencies: ["TesseraCore", "TesseraModel", "TesseraEngine"],
-            path: "Sources/Shared/CUDA", swiftSettings: swift5),
+    .target(
+        name: "TesseraCUDA", dependencies: ["TesseraCore", "TesseraModel", "TesseraEngine"],
+        path: "Sources/Shared/CUDA", swiftSettings: swift5),
     .target(
         name: "TesseraWire",
         dependencies: ["TesseraCore", "CZeroMQ", .product(name: "Logging", package: "swift-log")],
@@ -114,8 +123,10 @@ let modules: [Target] = [
     ),
     .target(
         name: "TesseraCluster",
-        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire",
-                       .product(name: "Logging", package: "swift-log")],
+        dependencies: [
+            "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire",
+            .product(name: "Logging", package: "swift-log"),
+        ],
         path: "Sources/Shared/Cluster",
         swiftSettings: swift6
     ),
@@ -123,8 +134,10 @@ let modules: [Target] = [
     // (TESSERA_…), CURVE key options, stop signals, the system report.
     .target(
         name: "CLISupport",
-        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-                       .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        dependencies: [
+            "TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
         path: "Sources/Shared/CLISupport",
         swiftSettings: swift5
     ),
@@ -137,26 +150,32 @@ let services: [Target] = [
     // loads BLAS or builds an engine.
     .target(
         name: "CoordinatorService",
-        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
-                       .product(name: "Logging", package: "swift-log")],
+        dependencies: [
+            "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
+            .product(name: "Logging", package: "swift-log"),
+        ],
         path: "Sources/Coordinator/Service",
         swiftSettings: swift6
     ),
     .executableTarget(
         name: "Coordinator",
-        dependencies: ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
-                       "TesseraWire", "TesseraCluster", "CoordinatorService", "CLISupport",
-                       .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                       .product(name: "Logging", package: "swift-log")],
+        dependencies: [
+            "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
+            "TesseraWire", "TesseraCluster", "CoordinatorService", "CLISupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
         path: "Sources/Coordinator/CLI",
         swiftSettings: swift5
     ),
     .executableTarget(
         name: "Worker",
-        dependencies: ["TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-                       "TesseraCluster", "CLISupport",
-                       .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                       .product(name: "Logging", package: "swift-log")],
+        dependencies: [
+            "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
+            "TesseraCluster", "CLISupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
         path: "Sources/Worker",
         swiftSettings: swift6
     ),
@@ -164,36 +183,48 @@ let services: [Target] = [
 
 // MARK: - Tests
 
-let allModules: [Target.Dependency] = ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine",
-                                       "TesseraCUDA", "TesseraWire", "TesseraCluster"]
+let allModules: [Target.Dependency] = [
+    "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine",
+    "TesseraCUDA", "TesseraWire", "TesseraCluster",
+]
 
 let tests: [Target] = [
     // Helpers every test target shares: seeded random numbers, temporary folders,
     // test nets, image and model fixtures, process groups.
-    .target(name: "TestSupport", dependencies: allModules + ["CPNGIO"], path: "Tests/TestSupport",
-            swiftSettings: swift5),
-    .testTarget(name: "CoreTests", dependencies: allModules + ["TestSupport"], path: "Tests/CoreTests",
-                swiftSettings: swift5),
-    .testTarget(name: "ImageTests", dependencies: allModules + ["TestSupport"], path: "Tests/ImageTests",
-                exclude: ["Slide/make_fixtures.py"], swiftSettings: swift5),
-    .testTarget(name: "ModelTests", dependencies: allModules + ["TestSupport"], path: "Tests/ModelTests",
-                swiftSettings: swift5),
-    .testTarget(name: "EngineTests", dependencies: allModules + ["TestSupport", "COpenBLAS"], path: "Tests/EngineTests",
-                swiftSettings: swift5),
-    .testTarget(name: "WireTests", dependencies: allModules + ["TestSupport", "CZeroMQ"], path: "Tests/WireTests",
-                swiftSettings: swift5),
-    .testTarget(name: "ClusterTests", dependencies: allModules + ["TestSupport", "CoordinatorService"],
-                path: "Tests/ClusterTests", swiftSettings: swift5),
-    .testTarget(name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG"], path: "Tests/FuzzTests",
-                swiftSettings: swift5),
+    .target(
+        name: "TestSupport", dependencies: allModules + ["CPNGIO"], path: "Tests/TestSupport",
+        swiftSettings: swift5),
+    .testTarget(
+        name: "CoreTests", dependencies: allModules + ["TestSupport"], path: "Tests/CoreTests",
+        swiftSettings: swift5),
+    .testTarget(
+        name: "ImageTests", dependencies: allModules + ["TestSupport"], path: "Tests/ImageTests",
+        exclude: ["Slide/make_fixtures.py"], swiftSettings: swift5),
+    .testTarget(
+        name: "ModelTests", dependencies: allModules + ["TestSupport"], path: "Tests/ModelTests",
+        swiftSettings: swift5),
+    .testTarget(
+        name: "EngineTests", dependencies: allModules + ["TestSupport", "COpenBLAS"], path: "Tests/EngineTests",
+        swiftSettings: swift5),
+    .testTarget(
+        name: "WireTests", dependencies: allModules + ["TestSupport", "CZeroMQ"], path: "Tests/WireTests",
+        swiftSettings: swift5),
+    .testTarget(
+        name: "ClusterTests", dependencies: allModules + ["TestSupport", "CoordinatorService"],
+        path: "Tests/ClusterTests", swiftSettings: swift5),
+    .testTarget(
+        name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG"], path: "Tests/FuzzTests",
+        swiftSettings: swift5),
     // The module graph: every import checked against docs/ARCHITECTURE.md's table.
     .testTarget(name: "ArchitectureTests", path: "Tests/ArchitectureTests", swiftSettings: swift6),
     // Suites that start the built executables (cluster, CLI, deploy files) and the
     // architecture check: `swift test --skip IntegrationTests` leaves them out.
     .testTarget(
         name: "IntegrationTests",
-        dependencies: allModules + ["TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker",
-                                    .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        dependencies: allModules + [
+            "TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
         path: "Tests/IntegrationTests",
         swiftSettings: swift5
     ),

@@ -10,30 +10,54 @@ struct ModuleGraphTests {
     /// Each module's folder and the project modules (including C shims) it may import.
     static let allowed: [(module: String, folder: String, imports: Set<String>)] = [
         ("TesseraCore", "Sources/Shared/Core", []),
-        ("TesseraImage", "Sources/Shared/Image",
-         ["TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib"]),
+        (
+            "TesseraImage", "Sources/Shared/Image",
+            ["TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib"]
+        ),
         ("TesseraModel", "Sources/Shared/Model", ["TesseraCore", "TesseraImage"]),
         ("TesseraPlan", "Sources/Shared/Plan", ["TesseraCore", "TesseraModel"]),
-        ("TesseraEngine", "Sources/Shared/Engine", ["TesseraCore", "TesseraModel", "TesseraPlan", "CKernels", "COpenBLAS"]),
+        (
+            "TesseraEngine", "Sources/Shared/Engine",
+            ["TesseraCore", "TesseraModel", "TesseraPlan", "CKernels", "COpenBLAS"]
+        ),
         ("TesseraCUDA", "Sources/Shared/CUDA", ["TesseraCore", "TesseraModel", "TesseraEngine"]),
         ("TesseraWire", "Sources/Shared/Wire", ["TesseraCore", "CZeroMQ"]),
-        ("TesseraCluster", "Sources/Shared/Cluster",
-         ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire"]),
-        ("CLISupport", "Sources/Shared/CLISupport",
-         ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire"]),
-        ("CoordinatorService", "Sources/Coordinator/Service",
-         ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster"]),
-        ("Coordinator", "Sources/Coordinator/CLI",
-         ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-          "TesseraCluster", "CoordinatorService", "CLISupport"]),
-        ("Worker", "Sources/Worker",
-         ["TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire", "TesseraCluster",
-          "CLISupport"]),
+        (
+            "TesseraCluster", "Sources/Shared/Cluster",
+            ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire"]
+        ),
+        (
+            "CLISupport", "Sources/Shared/CLISupport",
+            ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire"]
+        ),
+        (
+            "CoordinatorService", "Sources/Coordinator/Service",
+            ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster"]
+        ),
+        (
+            "Coordinator", "Sources/Coordinator/CLI",
+            [
+                "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
+                "TesseraWire",
+                "TesseraCluster", "CoordinatorService", "CLISupport",
+            ]
+        ),
+        (
+            "Worker", "Sources/Worker",
+            [
+                "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
+                "TesseraCluster",
+                "CLISupport",
+            ]
+        ),
     ]
 
     /// Modules of this package (everything else imported is the toolchain's or a dependency's).
     static let projectModules: Set<String> = Set(allowed.map(\.module))
-        .union(["CPNGIO", "CKernels", "COpenBLAS", "CZeroMQ", "CLibPNG", "CTIFF", "COpenSlide", "CSlideIO", "CTIFFIO", "CZlib"])
+        .union([
+            "CPNGIO", "CKernels", "COpenBLAS", "CZeroMQ", "CLibPNG", "CTIFF", "COpenSlide", "CSlideIO", "CTIFFIO",
+            "CZlib",
+        ])
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
@@ -48,10 +72,17 @@ struct ModuleGraphTests {
             for line in text.split(separator: "\n") {
                 let words = line.split(separator: " ").map(String.init)
                 guard let i = words.firstIndex(of: "import"), i + 1 < words.count,
-                      words[..<i].allSatisfy({ ["@testable", "internal", "public", "package", "@_exported",
-                                                "private", "fileprivate"].contains($0) }) else { continue }
+                    words[..<i].allSatisfy({
+                        [
+                            "@testable", "internal", "public", "package", "@_exported",
+                            "private", "fileprivate",
+                        ].contains($0)
+                    })
+                else { continue }
                 let module = words[i + 1]
-                if projectModules.contains(module) { out.append((String(url.path.dropFirst(root.path.count + 1)), module)) }
+                if projectModules.contains(module) {
+                    out.append((String(url.path.dropFirst(root.path.count + 1)), module))
+                }
             }
         }
         return out
@@ -85,7 +116,8 @@ struct ModuleGraphTests {
     func oneWrapperPerCLibrary() throws {
         var owners: [String: Set<String>] = [:]
         for entry in Self.allowed {
-            for (_, imported) in try Self.imports(under: entry.folder) where imported.hasPrefix("C") && imported != "CLISupport" {
+            for (_, imported) in try Self.imports(under: entry.folder)
+            where imported.hasPrefix("C") && imported != "CLISupport" {
                 owners[imported, default: []].insert(entry.module)
             }
         }
@@ -98,10 +130,14 @@ struct ModuleGraphTests {
     func noTestableOutsideTests() throws {
         for folder in Self.allowed.map(\.folder) + ["Tests/TestSupport"] {
             let base = Self.root.appendingPathComponent(folder)
-            guard let walker = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil) else { continue }
+            guard let walker = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil) else {
+                continue
+            }
             for case let url as URL in walker where url.pathExtension == "swift" {
                 let text = try String(contentsOf: url, encoding: .utf8)
-                #expect(!text.contains("@testable import"), "\(url.path) uses @testable: release builds without testing fail")
+                #expect(
+                    !text.contains("@testable import"),
+                    "\(url.path) uses @testable: release builds without testing fail")
             }
         }
     }
@@ -111,7 +147,8 @@ struct ModuleGraphTests {
         let dir = Self.root.appendingPathComponent("Sources/Shared/Engine/.graph-probe-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        try "import TesseraCluster\n".write(to: dir.appendingPathComponent("Probe.swift"), atomically: true, encoding: .utf8)
+        try "import TesseraCluster\n".write(
+            to: dir.appendingPathComponent("Probe.swift"), atomically: true, encoding: .utf8)
         let engine = try #require(Self.allowed.first { $0.module == "TesseraEngine" })
         let bad = try Self.imports(under: engine.folder).filter { !engine.imports.contains($0.module) }
         #expect(bad.map(\.module) == ["TesseraCluster"])

@@ -6,7 +6,6 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 /// `--device` parsing, and what a CUDA device does on a machine without one. The
 /// GPU numerics themselves are checked on a GPU machine by `gpu-check`
 /// (scripts/device-check.sh); this machine has no NVIDIA driver.

@@ -7,7 +7,6 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 /// The bundled demo (models/demo + examples/ihc.png): a real trained classifier
 /// on a real image, where the modes must agree just as on the synthetic nets.
 @Suite("Demo model on the demo image")
@@ -15,9 +14,10 @@ struct DemoModelTests {
     static let root = TestPaths.packageRoot
 
     static func load() throws -> (MapEngine, Preprocessing, PixelImage) {
-        let model = try ModelLoader.load(ModelSource(
-            model: root.appendingPathComponent("models/demo/deploy.prototxt").path,
-            weights: root.appendingPathComponent("models/demo/nuclei32.caffemodel").path))
+        let model = try ModelLoader.load(
+            ModelSource(
+                model: root.appendingPathComponent("models/demo/deploy.prototxt").path,
+                weights: root.appendingPathComponent("models/demo/nuclei32.caffemodel").path))
         // The flags documented in models/demo/README.md.
         let prep = Preprocessing(mean: [134, 151, 171], rawScale: 1, scale: 0.015625, channelOrder: .bgr)
         let image = try PNGReader.read(path: root.appendingPathComponent("examples/ihc.png").path)

@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 /// The direct stride-1 convolution kernels (CKernels/conv_direct.c, conv_direct_avx512.c)
 /// against the im2col + sgemm path they replace for unpadded stride-1 layers, and
 /// against each other.
@@ -30,19 +29,25 @@ struct DirectConvolutionTests {
         Case(cin: 40, cout: 2, h: 4, w: 70, kernel: Size2(square: 2), dilation: Size2(square: 2)),
         Case(cin: 1, cout: 1, h: 3, w: 1, kernel: .one),
         Case(cin: 5, cout: 29, h: 12, w: 53, kernel: Size2(square: 5), dilation: Size2(2, 1), slope: 0.25),
-        Case(cin: 32, cout: 13, h: 18, w: 47, kernel: Size2(square: 3), dilation: Size2(square: 8), bias: false, slope: 0),
+        Case(
+            cin: 32, cout: 13, h: 18, w: 47, kernel: Size2(square: 3), dilation: Size2(square: 8), bias: false, slope: 0
+        ),
     ]
 
     static func conv(_ tc: Case) -> Convolution {
         let kCount = tc.cout * (tc.cin / tc.group) * tc.kernel.h * tc.kernel.w
-        return Convolution(outputs: tc.cout, kernel: tc.kernel, dilation: tc.dilation, group: tc.group,
-                           weights: Reference.randomValues(kCount, seed: 12), bias: tc.bias ? Reference.randomValues(tc.cout, seed: 13) : nil)
+        return Convolution(
+            outputs: tc.cout, kernel: tc.kernel, dilation: tc.dilation, group: tc.group,
+            weights: Reference.randomValues(kCount, seed: 12),
+            bias: tc.bias ? Reference.randomValues(tc.cout, seed: 13) : nil)
     }
 
     static func run(_ k: ConvolutionKernel, _ x: Tensor, threads: Int) throws -> Tensor {
         let c = k.conv
-        let out = Tensor(uninitialized: Shape(c: c.outputs, h: x.h - (c.kernel.h - 1) * c.dilation.h,
-                                              w: x.w - (c.kernel.w - 1) * c.dilation.w))
+        let out = Tensor(
+            uninitialized: Shape(
+                c: c.outputs, h: x.h - (c.kernel.h - 1) * c.dilation.h,
+                w: x.w - (c.kernel.w - 1) * c.dilation.w))
         k.forward(x, into: out, origin: .zero, threads: threads, blas: try BLAS.get())
         return out
     }
@@ -97,10 +102,12 @@ struct DirectConvolutionTests {
     /// Both kernels compute each output as one FMA chain in tap order, then bias and
     /// activation: the AVX-512 kernel's maps must equal the AVX2 kernel's bit for bit
     /// (on an AVX-512 machine the engine uses it; maps made elsewhere must match).
-    @Test("AVX-512 kernel equals the AVX2 kernel bit for bit, and im2col + sgemm",
-          .enabled(if: DirectConvolutionKernel.avx512.isSupported && DirectConvolutionKernel.avx2.isSupported,
-                   "this CPU lacks AVX-512F (or AVX2/FMA): nothing to compare"),
-          arguments: cases)
+    @Test(
+        "AVX-512 kernel equals the AVX2 kernel bit for bit, and im2col + sgemm",
+        .enabled(
+            if: DirectConvolutionKernel.avx512.isSupported && DirectConvolutionKernel.avx2.isSupported,
+            "this CPU lacks AVX-512F (or AVX2/FMA): nothing to compare"),
+        arguments: cases)
     func avx512MatchesAVX2(_ tc: Case) throws {
         let avx512 = ConvolutionKernel(conv: Self.conv(tc), fusedReLUSlope: tc.slope, direct: .avx512)
         let avx2 = ConvolutionKernel(conv: Self.conv(tc), fusedReLUSlope: tc.slope, direct: .avx2)
@@ -112,7 +119,9 @@ struct DirectConvolutionTests {
         for threads in [1, 2] {
             let got = try Self.run(avx512, x, threads: threads)
             let differing = (0..<want.count).filter { got.storage[$0].bitPattern != want.storage[$0].bitPattern }
-            #expect(differing.isEmpty, "\(differing.count) of \(want.count) values differ from AVX2's with \(threads) threads")
+            #expect(
+                differing.isEmpty,
+                "\(differing.count) of \(want.count) values differ from AVX2's with \(threads) threads")
             var worst: Float = 0
             for i in 0..<loose.count {
                 worst = max(worst, abs(got.storage[i] - loose.storage[i]) / (1 + abs(loose.storage[i])))
@@ -123,7 +132,9 @@ struct DirectConvolutionTests {
 
     @Test("TESSERA_DIRECT_CONV picks the kernel, falling back to what the CPU runs")
     func kernelChoice() {
-        let best: DirectConvolutionKernel? = DirectConvolutionKernel.avx512.isSupported ? .avx512
+        let best: DirectConvolutionKernel? =
+            DirectConvolutionKernel.avx512.isSupported
+            ? .avx512
             : DirectConvolutionKernel.avx2.isSupported ? .avx2 : nil
         #expect(DirectConvolutionKernel.choose(nil) == best)
         #expect(DirectConvolutionKernel.choose("auto") == best)

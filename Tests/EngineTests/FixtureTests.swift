@@ -7,7 +7,6 @@ import Testing
 @testable import TesseraPlan
 @testable import TestSupport
 
-
 /// The engine against an independent implementation: fixtures made by
 /// `tools/fixtures/make_fixtures.py` with OpenCV's dnn module (or NumPy, where
 /// OpenCV cannot read a layer). See `Tests/Fixtures/README.md`.
@@ -17,8 +16,10 @@ struct FixtureTests {
 
     static var names: [String] {
         let items = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return items.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/manifest.json").path) }
-            .sorted()
+        return items.filter {
+            FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/manifest.json").path)
+        }
+        .sorted()
     }
 
     struct Manifest: Decodable {
@@ -40,9 +41,12 @@ struct FixtureTests {
 
         init(_ name: String) throws {
             dir = FixtureTests.root.appendingPathComponent(name)
-            manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
-            model = try ModelLoader.load(ModelSource(model: dir.appendingPathComponent("deploy.prototxt").path,
-                                                     weights: dir.appendingPathComponent("weights.caffemodel").path))
+            manifest = try JSONDecoder().decode(
+                Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+            model = try ModelLoader.load(
+                ModelSource(
+                    model: dir.appendingPathComponent("deploy.prototxt").path,
+                    weights: dir.appendingPathComponent("weights.caffemodel").path))
         }
 
         func floats(_ a: Manifest.Array) throws -> [Float] {
@@ -55,14 +59,16 @@ struct FixtureTests {
             get throws {
                 let a = manifest.map.image
                 let bytes = try Data(contentsOf: dir.appendingPathComponent(a.file))
-                return ArrayImage(width: a.shape[1], height: a.shape[0], channels: a.shape[2], pixels: bytes.map(Float.init))
+                return ArrayImage(
+                    width: a.shape[1], height: a.shape[0], channels: a.shape[2], pixels: bytes.map(Float.init))
             }
         }
 
         var preprocessing: Preprocessing {
             let p = manifest.map.preprocess
-            return Preprocessing(mean: p.mean, rawScale: p.raw_scale, scale: p.scale,
-                                 channelOrder: manifest.map.channel_order == "rgb" ? .rgb : .bgr)
+            return Preprocessing(
+                mean: p.mean, rawScale: p.raw_scale, scale: p.scale,
+                channelOrder: manifest.map.channel_order == "rgb" ? .rgb : .bgr)
         }
     }
 
@@ -100,10 +106,12 @@ struct FixtureTests {
         let mapper = LocalMapper(engine: engine, preprocessing: f.preprocessing, threads: 2)
 
         // Preprocessing: the engine's input for the whole image (no padding) vs the fixture's.
-        let mapping = try ChannelMapping.resolve(imageChannels: image.channels, netChannels: f.model.net.inputChannels,
-                                                 order: f.preprocessing.channelOrder)
-        let region = PixelRegion(image: image, paddedRect: PixelRect(y: 0, x: 0, height: image.height, width: image.width),
-                                 halfPatch: .zero)
+        let mapping = try ChannelMapping.resolve(
+            imageChannels: image.channels, netChannels: f.model.net.inputChannels,
+            order: f.preprocessing.channelOrder)
+        let region = PixelRegion(
+            image: image, paddedRect: PixelRect(y: 0, x: 0, height: image.height, width: image.width),
+            halfPatch: .zero)
         let input = region.tensor(mapping: mapping, preprocessing: f.preprocessing)
         let preDiff = Self.maxDiff(input.values, try f.floats(f.manifest.map.preprocessed))
         #expect(preDiff <= 1e-6, "preprocessing differs by \(preDiff)")

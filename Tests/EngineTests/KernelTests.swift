@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 @Suite("Engine kernels against reference loops")
 struct KernelTests {
     struct ConvCase: CustomTestStringConvertible, Sendable {
@@ -79,8 +78,9 @@ struct KernelTests {
     func lrnAcross(size: Int) throws {
         let x = Reference.random(Shape(c: 7, h: 5, w: 9), seed: 5, scale: 3)
         let lrn = LRN(region: .acrossChannels, size: size, alpha: 0.2, beta: 0.75, k: 1)
-        let net = Net(name: "t", inputName: "data", inputChannels: 7, patchSize: nil,
-                      layers: [Layer(name: "norm", op: .lrn(lrn), bottoms: ["data"], tops: ["out"])])
+        let net = Net(
+            name: "t", inputName: "data", inputChannels: 7, patchSize: nil,
+            layers: [Layer(name: "norm", op: .lrn(lrn), bottoms: ["data"], tops: ["out"])])
         let got = try NetRunner(net: net).forward(x, threads: 2)
         let diff = Reference.maxDifference(got, Reference.lrnAcross(x, lrn))
         #expect(diff < 1e-5, "max difference \(diff)")

@@ -6,7 +6,6 @@ import Testing
 @testable import TesseraPlan
 @testable import TestSupport
 
-
 @Suite("naive, fast, shift and dense agree")
 struct ModeAgreementTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -82,8 +81,10 @@ struct ModeAgreementTests {
     func threadsAreExact() throws {
         let engine = try MapEngine(classifier: TestNets.stridedConvs)
         let image = ArrayImage.random(height: 40, width: 33, seed: 9)
-        let one = try LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 1).map(image, mode: .dense)
-        let two = try LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2).map(image, mode: .dense)
+        let one = try LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 1).map(
+            image, mode: .dense)
+        let two = try LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2).map(
+            image, mode: .dense)
         let identical = one.data == two.data
         #expect(identical, "max difference \(Self.maxDiff(one, two))")
     }

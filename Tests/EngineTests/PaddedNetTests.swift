@@ -7,7 +7,6 @@ import Testing
 @testable import TesseraPlan
 @testable import TestSupport
 
-
 /// Nets that pad cannot equal the patch classifier, but with `--allow-padding`
 /// every FCN mode must still sample one map: the whole-image pass, padded at
 /// the image's edges and nowhere else (no seams at tile edges).
@@ -48,7 +47,9 @@ struct PaddedNetTests {
                 var worst: Float = 0
                 for c in 0..<fast.classes {
                     for y in stride(from: 0, to: h, by: s.h) {
-                        for x in stride(from: 0, to: w, by: s.w) { worst = max(worst, abs(fast[c, y, x] - dense[c, y, x])) }
+                        for x in stride(from: 0, to: w, by: s.w) {
+                            worst = max(worst, abs(fast[c, y, x] - dense[c, y, x]))
+                        }
                     }
                 }
                 #expect(worst <= 1e-5, "\(name) \(h)×\(w): fast vs dense at grid points: \(worst)")
@@ -63,13 +64,16 @@ struct PaddedNetTests {
         for (name, engine, prep) in try Self.engines() {
             let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: 2)
             let heavy = name.hasPrefix("nuclei")
-            let image = heavy ? ArrayImage.random(height: 21, width: 18, seed: 8) : ArrayImage.random(height: 45, width: 38, seed: 8)
+            let image =
+                heavy
+                ? ArrayImage.random(height: 21, width: 18, seed: 8) : ArrayImage.random(height: 45, width: 38, seed: 8)
             for mode in [MapMode.dense, .shift, .fast] {
                 let whole = try mapper.map(image, mode: mode, tile: 64)
                 for tile in heavy ? [8, 13] : [8, 13, 24] {
                     let tiled = try mapper.map(image, mode: mode, tile: tile)
-                    #expect(tiled.data == whole.data,
-                            "\(name) \(mode) tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
+                    #expect(
+                        tiled.data == whole.data,
+                        "\(name) \(mode) tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
                 }
             }
         }
@@ -78,12 +82,15 @@ struct PaddedNetTests {
     @Test("The map is the dense net's own pass over the whole padded image: it pads at the image's edges only")
     func wholeImagePass() throws {
         for (name, engine, prep) in try Self.engines() {
-            let image = name.hasPrefix("nuclei") ? ArrayImage.random(height: 17, width: 14, seed: 11)
-                                                 : ArrayImage.random(height: 30, width: 27, seed: 11)
+            let image =
+                name.hasPrefix("nuclei")
+                ? ArrayImage.random(height: 17, width: 14, seed: 11)
+                : ArrayImage.random(height: 30, width: 27, seed: 11)
             let size = Size2(image.height, image.width)
             let whole = engine.tasks.wholeImageInput(size)
-            let mapping = try ChannelMapping.resolve(imageChannels: 3, netChannels: engine.fcn.inputChannels,
-                                                     order: prep.channelOrder)
+            let mapping = try ChannelMapping.resolve(
+                imageChannels: 3, netChannels: engine.fcn.inputChannels,
+                order: prep.channelOrder)
             let input = PixelRegion(image: image, paddedRect: whole, halfPatch: engine.tasks.halfPatch)
                 .tensor(mapping: mapping, preprocessing: prep)
             let (dense, lrnDilation) = try engine.fcn.densified(patch: engine.geometry.patchSize)

@@ -1,15 +1,14 @@
 import Foundation
 import Testing
 
+@testable import TesseraCore
+@testable import TestSupport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-@testable import TesseraCore
-@testable import TestSupport
-
 
 // Seeded fuzzing of Tessera's file parsers.
 //
@@ -29,7 +28,8 @@ import Darwin
 enum FuzzEnvironment {
     static func integer(_ name: String) -> UInt64? {
         guard let text = ProcessInfo.processInfo.environment[name]?.trimmingCharacters(in: .whitespaces),
-              !text.isEmpty else { return nil }
+            !text.isEmpty
+        else { return nil }
         if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) }
         return UInt64(text.replacingOccurrences(of: "_", with: ""))
     }
@@ -63,9 +63,12 @@ private func writeStderr(_ text: UnsafePointer<CChar>, _ count: Int) {
 
 /// Writes `value` in `radix` to stderr without allocating.
 private func writeNumber(_ value: UInt64, radix: UInt64) {
-    var digits: (CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar,
-                 CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var digits:
+        (
+            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar,
+            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar
+        ) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     withUnsafeMutableBytes(of: &digits) { raw in
         let buffer = raw.bindMemory(to: CChar.self)
         var v = value
@@ -155,7 +158,8 @@ struct FuzzSummary {
     var inputsPerSecond: Double { seconds > 0 ? Double(inputs) / seconds : 0 }
 
     var text: String {
-        let top = rejected.sorted { $0.value > $1.value }.prefix(8).map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let top = rejected.sorted { $0.value > $1.value }.prefix(8).map { "\($0.key)=\($0.value)" }.joined(
+            separator: " ")
         return "\(target) fuzz: \(inputs) inputs (seed 0x\(String(seed, radix: 16))) in "
             + String(format: "%.1f s = %.0f inputs/s", seconds, inputsPerSecond)
             + "; accepted \(accepted), rejected \(inputs - accepted) [\(top)]; slowest input #\(slowestIndex) "
@@ -167,10 +171,12 @@ struct FuzzSummary {
 /// `make` builds input `index` from its own generator; `body` returns the outcome
 /// and throws only for an unexpected failure (a wrong error type, a broken
 /// invariant), which is recorded with the seed, index and the input's bytes.
-func runFuzz(target: String, seed defaultSeed: UInt64, iterations defaultIterations: Int,
-             slowLimit: Double = 2.0,
-             make: (inout SplitMix64, Int) -> [UInt8],
-             body: ([UInt8]) throws -> FuzzOutcome) -> FuzzSummary {
+func runFuzz(
+    target: String, seed defaultSeed: UInt64, iterations defaultIterations: Int,
+    slowLimit: Double = 2.0,
+    make: (inout SplitMix64, Int) -> [UInt8],
+    body: ([UInt8]) throws -> FuzzOutcome
+) -> FuzzSummary {
     let seed = FuzzEnvironment.seed(default: defaultSeed)
     let only = FuzzEnvironment.onlyIndex
     let iterations = FuzzEnvironment.iterations(default: defaultIterations)
@@ -185,8 +191,9 @@ func runFuzz(target: String, seed defaultSeed: UInt64, iterations defaultIterati
         var rng = SplitMix64(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
         let input = make(&rng, index)
         if only != nil {
-            print("\(target) input #\(index) (seed 0x\(String(seed, radix: 16))), \(input.count) bytes:\n"
-                  + hex(input, limit: 1 << 20))
+            print(
+                "\(target) input #\(index) (seed 0x\(String(seed, radix: 16))), \(input.count) bytes:\n"
+                    + hex(input, limit: 1 << 20))
         }
         if let slot { crashIndices[slot] = index }
         let t0 = clock.now
@@ -196,7 +203,8 @@ func runFuzz(target: String, seed defaultSeed: UInt64, iterations defaultIterati
         } catch {
             failures += 1
             if failures <= 5 {
-                let message = "\(target) input #\(index) (seed 0x\(String(seed, radix: 16))): \(error)\n"
+                let message =
+                    "\(target) input #\(index) (seed 0x\(String(seed, radix: 16))): \(error)\n"
                     + "replay: TESSERA_FUZZ_SEED=0x\(String(seed, radix: 16)) TESSERA_FUZZ_INDEX=\(index)\n"
                     + "input (\(input.count) bytes): \(hex(input, limit: 4096))"
                 Issue.record(Comment(rawValue: message))
@@ -209,7 +217,8 @@ func runFuzz(target: String, seed defaultSeed: UInt64, iterations defaultIterati
         if seconds > summary.slowest { (summary.slowest, summary.slowestIndex) = (seconds, index) }
         if seconds > slowLimit {
             failures += 1
-            let message = "\(target) input #\(index) (seed 0x\(String(seed, radix: 16))) took "
+            let message =
+                "\(target) input #\(index) (seed 0x\(String(seed, radix: 16))) took "
                 + String(format: "%.2f s", seconds) + ": a hostile input must be refused quickly\n"
                 + "input (\(input.count) bytes): \(hex(input, limit: 4096))"
             Issue.record(Comment(rawValue: message))
@@ -253,7 +262,8 @@ func writeInput(_ bytes: [UInt8], to path: String) throws {
 func fuzzScratchDirectory() throws -> TemporaryDirectory {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory), isDirectory.boolValue,
-       access("/dev/shm", W_OK) == 0 {
+        access("/dev/shm", W_OK) == 0
+    {
         return try TemporaryDirectory(under: "/dev/shm")
     }
     return try TemporaryDirectory()
@@ -287,28 +297,28 @@ enum ByteMutation {
     static func mutate(_ data: inout [UInt8], _ rng: inout SplitMix64, donors: [[UInt8]]) {
         if data.isEmpty { data = rng.bytes(1 + rng.int(32)); return }
         switch rng.int(9) {
-        case 0: // bit flip
+        case 0:  // bit flip
             data[rng.int(data.count)] ^= 1 << UInt8(rng.int(8))
-        case 1: // boundary byte
+        case 1:  // boundary byte
             data[rng.int(data.count)] = rng.pick([0, 0xFF, 0x7F, 0x80, 1, 0xFE])
-        case 2: // truncate
+        case 2:  // truncate
             data.removeLast(1 + rng.int(data.count))
-        case 3: // duplicate a range somewhere else
+        case 3:  // duplicate a range somewhere else
             let (a, n) = range(in: data.count, &rng)
             data.insert(contentsOf: data[a..<(a + n)], at: rng.int(data.count + 1))
-        case 4: // splice a range of another input
+        case 4:  // splice a range of another input
             let donor = rng.pick(donors)
             guard !donor.isEmpty else { return }
             let (a, n) = range(in: donor.count, &rng)
             let at = rng.int(data.count + 1)
             let cut = min(data.count - at, rng.int(n + 1))
             data.replaceSubrange(at..<(at + cut), with: donor[a..<(a + n)])
-        case 5: // delete a range
+        case 5:  // delete a range
             let (a, n) = range(in: data.count, &rng)
             data.removeSubrange(a..<(a + n))
-        case 6: // insert random bytes
+        case 6:  // insert random bytes
             data.insert(contentsOf: rng.bytes(1 + rng.int(16)), at: rng.int(data.count + 1))
-        case 7: // overwrite 1, 2, 4 or 8 bytes with an interesting integer, either byte order
+        case 7:  // overwrite 1, 2, 4 or 8 bytes with an interesting integer, either byte order
             let width = rng.pick([1, 2, 4, 8])
             guard data.count >= width else { return }
             let at = rng.int(data.count - width + 1)
@@ -318,7 +328,7 @@ enum ByteMutation {
                 let shift = UInt64(8 * (big ? width - 1 - i : i))
                 data[at + i] = UInt8(truncatingIfNeeded: value >> shift)
             }
-        default: // random byte
+        default:  // random byte
             data[rng.int(data.count)] = UInt8(truncatingIfNeeded: rng.next())
         }
     }

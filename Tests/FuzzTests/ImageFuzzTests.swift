@@ -7,12 +7,13 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 /// Mutates `.npy` files: the header's shape, dtype, order, version and length
 /// fields, and the bytes.
 enum NPYMutator {
-    static let dims = ["0", "1", "-1", "2", "65536", "2147483647", "2147483648", "4294967296", "9223372036854775807",
-                      "9223372036854775808", "99999999999999999999", "1e3", "", " ", "3,", "(1", "2)"]
+    static let dims = [
+        "0", "1", "-1", "2", "65536", "2147483647", "2147483648", "4294967296", "9223372036854775807",
+        "9223372036854775808", "99999999999999999999", "1e3", "", " ", "3,", "(1", "2)",
+    ]
     static let descrs = ["'<f4'", "'<f8'", "'>f4'", "'|u1'", "'<i4'", "'<f4", "<f4", "'<f2'", "''"]
 
     static func seeds() -> [[UInt8]] {
@@ -39,7 +40,7 @@ enum NPYMutator {
         var b = seed
         for _ in 0..<(1 + rng.int(3)) {
             switch rng.int(8) {
-            case 0, 1: // a shape number
+            case 0, 1:  // a shape number
                 let text = String(decoding: b, as: UTF8.self)
                 if let open = text.range(of: "'shape': ("), let close = text[open.upperBound...].firstIndex(of: ")") {
                     var parts = text[open.upperBound..<close].split(separator: ",", omittingEmptySubsequences: false)
@@ -54,7 +55,7 @@ enum NPYMutator {
                     b = Array(Array(replaced.utf8)[..<newHeaderEnd]) + Array(b[min(headerEnd, b.count)...])
                     if rng.chance(2) { fixLength(&b) }
                 }
-            case 2: // dtype or order
+            case 2:  // dtype or order
                 var text = String(decoding: b, as: UTF8.self)
                 if rng.chance(2) {
                     text = text.replacingOccurrences(of: "'<f4'", with: rng.pick(descrs))
@@ -62,7 +63,7 @@ enum NPYMutator {
                     text = text.replacingOccurrences(of: "False", with: rng.pick(["True", "0", "", "Fals"]))
                 }
                 if text.utf8.count == b.count || rng.chance(2) { b = Array(text.utf8) }
-            case 3: // header length field
+            case 3:  // header length field
                 if b.count >= 10 {
                     let v = rng.interesting()
                     b[8] = UInt8(truncatingIfNeeded: v)
@@ -72,10 +73,12 @@ enum NPYMutator {
                         b[11] = UInt8(truncatingIfNeeded: v >> 24)
                     }
                 }
-            case 4: // version
+            case 4:  // version
                 if b.count > 7 { b[6] = rng.pick([0, 1, 2, 3, 4, 0xFF]) }
-            case 5: // data length: drop or add floats
-                if rng.chance(2), b.count >= 4 { b.removeLast(4 * (1 + rng.int(min(4, b.count / 4)))) } else {
+            case 5:  // data length: drop or add floats
+                if rng.chance(2), b.count >= 4 {
+                    b.removeLast(4 * (1 + rng.int(min(4, b.count / 4))))
+                } else {
                     b += rng.bytes(4 * (1 + rng.int(4)))
                 }
             default:
@@ -170,8 +173,10 @@ enum PNGMutator {
     static func seeds() -> [Seed] {
         var rng = SplitMix64(seed: 0x9A6)
         var out: [Seed] = []
-        let kinds: [(UInt8, [UInt8])] = [(0, [1, 2, 4, 8, 16]), (2, [8, 16]), (3, [1, 2, 4, 8]), (4, [8, 16]),
-                                         (6, [8, 16])]
+        let kinds: [(UInt8, [UInt8])] = [
+            (0, [1, 2, 4, 8, 16]), (2, [8, 16]), (3, [1, 2, 4, 8]), (4, [8, 16]),
+            (6, [8, 16]),
+        ]
         for (colorType, depths) in kinds {
             for depth in depths {
                 let width = UInt32(1 + rng.int(13)), height = UInt32(1 + rng.int(9))
@@ -188,61 +193,71 @@ enum PNGMutator {
                     if rng.chance(2) { extra.append(Chunk(type: Array("tRNS".utf8), data: rng.bytes(entries))) }
                 }
                 let interlaced = rng.chance(3)
-                out.append(Seed(width: width, height: height, bitDepth: depth, colorType: colorType,
-                                interlaced: interlaced, raw: raw, extra: extra))
+                out.append(
+                    Seed(
+                        width: width, height: height, bitDepth: depth, colorType: colorType,
+                        interlaced: interlaced, raw: raw, extra: extra))
             }
         }
         return out
     }
 
-    static let ancillary: [String] = ["gAMA", "sBIT", "bKGD", "tRNS", "iCCP", "zTXt", "sPLT", "cHRM", "sRGB",
-                                      "pHYs", "tIME", "tEXt", "iTXt", "eXIf", "hIST", "PLTE", "IHDR", "IDAT",
-                                      "IEND", "oFFs", "acTL", "fcTL", "xxxX", "AAAA"]
+    static let ancillary: [String] = [
+        "gAMA", "sBIT", "bKGD", "tRNS", "iCCP", "zTXt", "sPLT", "cHRM", "sRGB",
+        "pHYs", "tIME", "tEXt", "iTXt", "eXIf", "hIST", "PLTE", "IHDR", "IDAT",
+        "IEND", "oFFs", "acTL", "fcTL", "xxxX", "AAAA",
+    ]
 
     static func mutate(_ seed: Seed, _ rng: inout SplitMix64, donors: [Seed], files: [[UInt8]]) -> [UInt8] {
         var s = seed
         // Structured mutations first (consistent CRCs), then optionally raw damage.
         for _ in 0..<(1 + rng.int(3)) {
             switch rng.int(8) {
-            case 0: // width / height
+            case 0:  // width / height
                 let v = rng.chance(2) ? UInt32(truncatingIfNeeded: rng.interesting()) : UInt32(rng.int(70_000))
                 if rng.chance(2) { s.width = v } else { s.height = v }
             case 1: s.bitDepth = rng.pick([0, 1, 2, 3, 4, 5, 8, 16, 32, 255])
             case 2: s.colorType = rng.pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 255])
             case 3: s.interlaced.toggle()
-            case 4: // scanline damage: filter bytes and samples, still valid zlib
+            case 4:  // scanline damage: filter bytes and samples, still valid zlib
                 if !s.raw.isEmpty {
                     let i = rng.int(s.raw.count)
-                    s.raw[i] = rng.chance(2) ? rng.pick([0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF]) : UInt8(truncatingIfNeeded: rng.next())
+                    s.raw[i] =
+                        rng.chance(2)
+                        ? rng.pick([0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF]) : UInt8(truncatingIfNeeded: rng.next())
                 }
-            case 5: // too much or too little image data
-                if rng.chance(2), !s.raw.isEmpty { s.raw.removeLast(1 + rng.int(s.raw.count)) } else {
+            case 5:  // too much or too little image data
+                if rng.chance(2), !s.raw.isEmpty {
+                    s.raw.removeLast(1 + rng.int(s.raw.count))
+                } else {
                     s.raw += rng.bytes(1 + rng.int(64))
                 }
-            case 6: // an ancillary or critical chunk with random or borrowed content
+            case 6:  // an ancillary or critical chunk with random or borrowed content
                 let type = rng.pick(ancillary)
                 let donor = rng.pick(donors)
                 let data = rng.chance(2) ? rng.bytes(rng.int(40)) : (donor.extra.first?.data ?? donor.ihdr)
                 s.extra.insert(Chunk(type: Array(type.utf8), data: data), at: rng.int(s.extra.count + 1))
-            default: // drop, duplicate or swap extra chunks
-                if !s.extra.isEmpty, rng.chance(2) { s.extra.remove(at: rng.int(s.extra.count)) } else {
+            default:  // drop, duplicate or swap extra chunks
+                if !s.extra.isEmpty, rng.chance(2) {
+                    s.extra.remove(at: rng.int(s.extra.count))
+                } else {
                     s.extra += rng.pick(donors).extra
                 }
             }
         }
         var chunks = s.chunks
         switch rng.int(6) {
-        case 0: // IDAT split into several chunks (some empty)
+        case 0:  // IDAT split into several chunks (some empty)
             if let i = chunks.firstIndex(where: { $0.type == Array("IDAT".utf8) }) {
                 let d = chunks[i].data
                 let cut = rng.int(d.count + 1)
                 chunks[i].data = Array(d[..<cut])
                 chunks.insert(Chunk(type: Array("IDAT".utf8), data: Array(d[cut...])), at: i + 1)
             }
-        case 1: // reorder two chunks
+        case 1:  // reorder two chunks
             let a = rng.int(chunks.count), b = rng.int(chunks.count)
             chunks.swapAt(a, b)
-        case 2: // damage a chunk's data, CRC fixed
+        case 2:  // damage a chunk's data, CRC fixed
             let i = rng.int(chunks.count)
             ByteMutation.mutate(&chunks[i].data, &rng, donors: files)
         default: break
@@ -267,9 +282,14 @@ struct ImageFuzzTests {
         try FileManager.default.createDirectory(atPath: weightsDir, withIntermediateDirectories: true)
         let seeds = NPYMutator.seeds()
         // A one-layer net whose weights come from the mutated file (shape 2×3 as a 2-output, 3-input IP).
-        let net = Net(name: "npy", inputName: "data", inputChannels: 3, patchSize: Size2(1, 1),
-                      layers: [Layer(name: "ip", op: .innerProduct(InnerProduct(outputs: 2, weights: [Float](repeating: 0, count: 6), bias: nil)),
-                                     bottoms: ["data"], tops: ["ip"])])
+        let net = Net(
+            name: "npy", inputName: "data", inputChannels: 3, patchSize: Size2(1, 1),
+            layers: [
+                Layer(
+                    name: "ip",
+                    op: .innerProduct(InnerProduct(outputs: 2, weights: [Float](repeating: 0, count: 6), bias: nil)),
+                    bottoms: ["data"], tops: ["ip"])
+            ])
         let summary = runFuzz(target: "npy", seed: 0x4E90, iterations: 100_000) { rng, _ in
             NPYMutator.mutate(rng.pick(seeds), &rng, donors: seeds)
         } body: { input in
@@ -336,8 +356,11 @@ struct ImageFuzzTests {
                 let header = try PNGReader.header(path: path)
                 let image = try PNGReader.read(path: path)
                 guard image.width == header.width, image.height == header.height, image.channels == header.channels
-                else { throw FuzzInvariantError("decoded \(image.width)×\(image.height)×\(image.channels), header said "
-                    + "\(header.width)×\(header.height)×\(header.channels)") }
+                else {
+                    throw FuzzInvariantError(
+                        "decoded \(image.width)×\(image.height)×\(image.channels), header said "
+                            + "\(header.width)×\(header.height)×\(header.channels)")
+                }
                 return .accepted
             } catch let e as ImageIOError {
                 guard !e.detail.isEmpty else { throw FuzzInvariantError("an ImageIOError without detail") }

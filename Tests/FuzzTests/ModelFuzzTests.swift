@@ -6,7 +6,6 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-
 /// Real model files the mutators start from: the fixtures, the demo model and,
 /// when present, the seed models next to the package (never committed).
 enum ModelFuzzSeeds {
@@ -27,11 +26,14 @@ enum ModelFuzzSeeds {
         for name in names {
             let dir = fixtures.appendingPathComponent(name)
             guard let p = text(dir.appendingPathComponent("deploy.prototxt")) else { continue }
-            models.append(Model(name: name, prototxt: p, caffemodel: bytes(dir.appendingPathComponent("weights.caffemodel"))))
+            models.append(
+                Model(name: name, prototxt: p, caffemodel: bytes(dir.appendingPathComponent("weights.caffemodel"))))
         }
         let demo = packageRoot.appendingPathComponent("models/demo")
-        models.append(Model(name: "demo", prototxt: text(demo.appendingPathComponent("deploy.prototxt")),
-                            caffemodel: bytes(demo.appendingPathComponent("nuclei32.caffemodel"))))
+        models.append(
+            Model(
+                name: "demo", prototxt: text(demo.appendingPathComponent("deploy.prototxt")),
+                caffemodel: bytes(demo.appendingPathComponent("nuclei32.caffemodel"))))
         // Seed models: every prototxt; their caffemodels are large, so they are
         // mutated less often (see `caffemodelWeight`).
         let seed = URL(fileURLWithPath: Seed.root.path)
@@ -41,8 +43,10 @@ enum ModelFuzzSeeds {
             let weights = files.first { $0.hasSuffix(".caffemodel") }.flatMap { bytes(dir.appendingPathComponent($0)) }
             let prototxts = files.filter { $0.hasSuffix(".prototxt") }
             for p in prototxts {
-                models.append(Model(name: "seed/\(model)/\(p)", prototxt: text(dir.appendingPathComponent(p)),
-                                    caffemodel: p == prototxts.first ? weights : nil))
+                models.append(
+                    Model(
+                        name: "seed/\(model)/\(p)", prototxt: text(dir.appendingPathComponent(p)),
+                        caffemodel: p == prototxts.first ? weights : nil))
             }
             if prototxts.isEmpty, let weights {
                 models.append(Model(name: "seed/\(model)", prototxt: nil, caffemodel: weights))
@@ -59,15 +63,19 @@ enum ModelFuzzSeeds {
         for text in prototxts {
             var word = ""
             for ch in text.unicodeScalars {
-                if CharacterSet.alphanumerics.contains(ch) || ch == "_" { word.unicodeScalars.append(ch) } else {
+                if CharacterSet.alphanumerics.contains(ch) || ch == "_" {
+                    word.unicodeScalars.append(ch)
+                } else {
                     if let f = word.unicodeScalars.first, CharacterSet.letters.contains(f) { set.insert(word) }
                     word = ""
                 }
             }
         }
-        return set.sorted() + ["Input", "Convolution", "Pooling", "InnerProduct", "Concat", "Eltwise", "Softmax",
-                               "SoftmaxWithLoss", "BatchNorm", "Scale", "LRN", "Split", "Dropout", "Data",
-                               "MemoryData", "STOCHASTIC", "PROD", "MAX", "AVE", "WITHIN_CHANNEL", "TRAIN", "TEST"]
+        return set.sorted() + [
+            "Input", "Convolution", "Pooling", "InnerProduct", "Concat", "Eltwise", "Softmax",
+            "SoftmaxWithLoss", "BatchNorm", "Scale", "LRN", "Split", "Dropout", "Data",
+            "MemoryData", "STOCHASTIC", "PROD", "MAX", "AVE", "WITHIN_CHANNEL", "TRAIN", "TEST",
+        ]
     }()
 }
 
@@ -146,20 +154,24 @@ enum PrototxtMutator {
         let text = String(decoding: b, as: UTF8.self)
         var blob = "data"
         if let r = text.range(of: "top: \"", options: .backwards),
-           let end = text[r.upperBound...].firstIndex(of: "\"") {
+            let end = text[r.upperBound...].firstIndex(of: "\"")
+        {
             blob = String(text[r.upperBound..<end])
         }
         let template = rng.pick(chain)
         var added = "\n"
         for i in 0..<(1 + rng.int(5)) {
-            added += template.replacingOccurrences(of: "@", with: blob).replacingOccurrences(of: "#", with: "fz\(i)") + "\n"
+            added +=
+                template.replacingOccurrences(of: "@", with: blob).replacingOccurrences(of: "#", with: "fz\(i)") + "\n"
         }
         b += Array(added.utf8)
     }
 
     static func insertBlob(_ b: inout [UInt8], _ rng: inout SplitMix64) {
         let text = String(decoding: b, as: UTF8.self)
-        let layerStarts = text.ranges(of: "layer {").map { text.utf8.distance(from: text.utf8.startIndex, to: $0.upperBound.samePosition(in: text.utf8)!) }
+        let layerStarts = text.ranges(of: "layer {").map {
+            text.utf8.distance(from: text.utf8.startIndex, to: $0.upperBound.samePosition(in: text.utf8)!)
+        }
         guard !layerStarts.isEmpty else { return }
         let at = rng.pick(layerStarts)
         b.insert(contentsOf: Array((" " + rng.pick(blobs) + " ").utf8), at: at)
@@ -176,9 +188,11 @@ enum PrototxtMutator {
             case 5: insertLine(&bytes, rng.pick(layers), &rng)
             case 6: replaceIdentifier(&bytes, &rng)
             case 7: duplicateOrDropBlock(&bytes, &rng)
-            case 8: // splice a layer from another model
+            case 8:  // splice a layer from another model
                 let donor = rng.pick(donors)
-                if let block = randomBlock(donor, &rng) { insertLine(&bytes, String(decoding: donor[block], as: UTF8.self), &rng) }
+                if let block = randomBlock(donor, &rng) {
+                    insertLine(&bytes, String(decoding: donor[block], as: UTF8.self), &rng)
+                }
             default: ByteMutation.mutate(&bytes, &rng, donors: donors)
             }
         }
@@ -321,7 +335,8 @@ enum ProtobufMutator {
                 // Packed floats (blob data) are left as bytes: cheaper, and their
                 // content is never structure.
                 if depth < 8, body.count < 4096 || number != 5, let nested = parse(body, depth: depth + 1),
-                   !nested.isEmpty {
+                    !nested.isEmpty
+                {
                     fields.append(Field(number: number, value: .message(nested)))
                 } else {
                     fields.append(Field(number: number, value: .bytes(body)))
@@ -379,8 +394,10 @@ enum ProtobufMutator {
     }
 
     /// Applies `change` to the `target`-th field (pre-order) of the tree, with its siblings.
-    static func visit(_ fields: inout [Field], _ target: inout Int,
-                      _ change: (inout [Field], Int) -> Void) -> Bool {
+    static func visit(
+        _ fields: inout [Field], _ target: inout Int,
+        _ change: (inout [Field], Int) -> Void
+    ) -> Bool {
         var i = 0
         while i < fields.count {
             if target == 0 {
@@ -399,8 +416,10 @@ enum ProtobufMutator {
         return false
     }
 
-    static let floats: [UInt32] = [0, 0x8000_0000, 0x3F80_0000, 0xBF80_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000,
-                                   0x7F7F_FFFF, 0x0000_0001, 0x4F00_0000]
+    static let floats: [UInt32] = [
+        0, 0x8000_0000, 0x3F80_0000, 0xBF80_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000,
+        0x7F7F_FFFF, 0x0000_0001, 0x4F00_0000,
+    ]
 
     static func mutate(_ tree: [Field], _ rng: inout SplitMix64, donors: [[Field]]) -> [Field] {
         var tree = tree
@@ -421,7 +440,7 @@ enum ProtobufMutator {
             let newNumber = UInt64(1 + rng.int(rng.chance(2) ? 12 : 120))
             _ = visit(&tree, &target) { siblings, i in
                 switch choice {
-                case 0, 1, 2: // a varint becomes a hostile value (dims, sizes, enums, counts)
+                case 0, 1, 2:  // a varint becomes a hostile value (dims, sizes, enums, counts)
                     if case .varint = siblings[i].value {
                         siblings[i].value = .varint(choice == 2 ? small : interesting)
                     } else if case .fixed32 = siblings[i].value {
@@ -433,21 +452,21 @@ enum ProtobufMutator {
                         for k in 0..<4 { b[at + k] = UInt8(truncatingIfNeeded: float >> (8 * UInt32(k))) }
                         siblings[i].value = .bytes(b)
                     }
-                case 3: // drop the field
+                case 3:  // drop the field
                     siblings.remove(at: i)
-                case 4: // duplicate it (repeated dims, blobs, layers)
+                case 4:  // duplicate it (repeated dims, blobs, layers)
                     siblings.insert(siblings[i], at: i)
-                case 5: // truncate a string/packed/bytes value
+                case 5:  // truncate a string/packed/bytes value
                     if case .bytes(let b) = siblings[i].value, !b.isEmpty {
                         siblings[i].value = .bytes(Array(b.prefix(Int(cut % UInt64(b.count)))))
                     } else if case .message(let m) = siblings[i].value, !m.isEmpty {
                         siblings[i].value = .message(Array(m.prefix(Int(cut % UInt64(m.count)))))
                     }
-                case 6: // splice in a field of another message
+                case 6:  // splice in a field of another message
                     if let donorField { siblings.insert(donorField, at: i) }
-                case 7: // renumber (the value now means something else)
+                case 7:  // renumber (the value now means something else)
                     siblings[i].number = newNumber
-                default: // a message flattened to bytes, or bytes replaced by a small message
+                default:  // a message flattened to bytes, or bytes replaced by a small message
                     if case .message(let m) = siblings[i].value {
                         siblings[i].value = .bytes(serialize(m))
                     } else {
@@ -471,13 +490,16 @@ private struct ModelCase {
 /// patch size, net surgery, geometry, shape inference at the declared input,
 /// the report. Returns normally or throws a `ModelError`; any other error is a
 /// finding.
-private func exerciseModel(definition: Caffe_NetParameter, file: String, holdsWeights: Bool,
-                           weights: Caffe_NetParameter?, patchSize: Int?) throws -> FuzzOutcome {
+private func exerciseModel(
+    definition: Caffe_NetParameter, file: String, holdsWeights: Bool,
+    weights: Caffe_NetParameter?, patchSize: Int?
+) throws -> FuzzOutcome {
     do {
-        let loaded = try ModelLoader.load(definition: definition, definitionFile: file,
-                                          definitionHoldsWeights: holdsWeights, weights: weights,
-                                          weightsFile: weights == nil ? nil : "weights.caffemodel",
-                                          patchSize: patchSize, placeholderLimit: 1 << 22)
+        let loaded = try ModelLoader.load(
+            definition: definition, definitionFile: file,
+            definitionHoldsWeights: holdsWeights, weights: weights,
+            weightsFile: weights == nil ? nil : "weights.caffemodel",
+            patchSize: patchSize, placeholderLimit: 1 << 22)
         try? loaded.requireExact(allowApproximate: false)
         // The report's per-layer arithmetic (MACs, strides), as `inspect` computes it.
         _ = try ModelReport(model: loaded, preprocessing: Preprocessing())
@@ -517,11 +539,13 @@ struct ModelFuzzTests {
                 return .rejected("parse")
             }
             // Shape-only (what `inspect` does without weights), then with the seed's real weights.
-            let outcome = try exerciseModel(definition: net, file: "deploy.prototxt", holdsWeights: false,
-                                            weights: nil, patchSize: nil)
+            let outcome = try exerciseModel(
+                definition: net, file: "deploy.prototxt", holdsWeights: false,
+                weights: nil, patchSize: nil)
             if let w = weights[lastSeed] {
-                _ = try exerciseModel(definition: net, file: "deploy.prototxt", holdsWeights: false, weights: w,
-                                      patchSize: nil)
+                _ = try exerciseModel(
+                    definition: net, file: "deploy.prototxt", holdsWeights: false, weights: w,
+                    patchSize: nil)
             }
             return outcome
         }
@@ -565,11 +589,13 @@ struct ModelFuzzTests {
                 return .rejected("decode")
             }
             // The caffemodel alone (its own layers), then as the weights of its prototxt.
-            let alone = try exerciseModel(definition: net, file: "weights.caffemodel", holdsWeights: true,
-                                          weights: nil, patchSize: nil)
+            let alone = try exerciseModel(
+                definition: net, file: "weights.caffemodel", holdsWeights: true,
+                weights: nil, patchSize: nil)
             guard let definition = definitions[lastSeed] else { return alone }
-            let merged = try exerciseModel(definition: definition, file: "deploy.prototxt", holdsWeights: false,
-                                           weights: net, patchSize: nil)
+            let merged = try exerciseModel(
+                definition: definition, file: "deploy.prototxt", holdsWeights: false,
+                weights: net, patchSize: nil)
             if case .accepted = merged { return .accepted }
             return alone
         }

@@ -65,15 +65,19 @@ struct TIFFFuzzTests {
                 guard source.width > 0, source.height > 0, [1, 3].contains(source.channels) else {
                     throw FuzzInvariantError("opened as \(source.width)×\(source.height)×\(source.channels)")
                 }
-                let whole = try source.readRegion(PixelRect(y: 0, x: 0, height: min(source.height, 256),
-                                                            width: min(source.width, 256)))
+                let whole = try source.readRegion(
+                    PixelRect(
+                        y: 0, x: 0, height: min(source.height, 256),
+                        width: min(source.width, 256)))
                 let limit = Float(source.bitDepth == 16 ? 65535 : 255)
                 guard whole.samples.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
                     throw FuzzInvariantError("a sample outside 0…\(limit)")
                 }
                 return .accepted
             } catch let e as SlideError {
-                guard "\(e)".contains(path) else { throw FuzzInvariantError("an error that does not name the file: \(e)") }
+                guard "\(e)".contains(path) else {
+                    throw FuzzInvariantError("an error that does not name the file: \(e)")
+                }
                 return .rejected("\(e.kind)")
             } catch let e as ImageIOError {
                 return .rejected(e.kind.rawValue)

@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraImage
 @testable import TestSupport
 
-
 /// Peak memory while writing outputs from a map, measured in a child process
 /// (this test binary run again with only this test selected), so that no other
 /// test's allocations count. `benchmarks/png-memory.sh` runs the same probe at
@@ -81,7 +80,10 @@ struct ImageMemoryTests {
         var lines = ["map \(map.data.count * 4)"]
         let writes: [(String, () throws -> Void)] = [
             ("prob8", { try writeProbabilityPNG(map: map, classIndex: 1, bitDepth: 8, to: directory.file("p8.png")) }),
-            ("prob16", { try writeProbabilityPNG(map: map, classIndex: 1, bitDepth: 16, to: directory.file("p16.png")) }),
+            (
+                "prob16",
+                { try writeProbabilityPNG(map: map, classIndex: 1, bitDepth: 16, to: directory.file("p16.png")) }
+            ),
             ("labels", { try writeLabelsPNG(map: map, to: directory.file("labels.png")) }),
             ("npy", { try NPY.write(map, to: directory.file("map.npy")) }),
         ]
@@ -94,8 +96,9 @@ struct ImageMemoryTests {
             let seconds = (ContinuousClock.now - start).components
             let after = residentMemory()
             let base = reset ? before.current : before.peak
-            lines.append("extra \(name) \(max(after.peak - base, 0)) peak \(after.peak) seconds \(seconds.seconds)"
-                         + (reset ? "" : " (peak not reset)"))
+            lines.append(
+                "extra \(name) \(max(after.peak - base, 0)) peak \(after.peak) seconds \(seconds.seconds)"
+                    + (reset ? "" : " (peak not reset)"))
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: resultPath, atomically: true, encoding: .utf8)
     }

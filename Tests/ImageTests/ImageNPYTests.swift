@@ -5,16 +5,18 @@ import Testing
 @testable import TesseraImage
 @testable import TestSupport
 
-
 @Suite("NumPy .npy files")
 struct ImageNPYTests {
     func randomMap(classes: Int, height: Int, width: Int) -> ProbabilityMap {
         var random = SeededGenerator(seed: 7)
-        return ProbabilityMap(classes: classes, height: height, width: width,
-                              data: (0..<(classes * height * width)).map { _ in Float.random(in: -1...1, using: &random) })
+        return ProbabilityMap(
+            classes: classes, height: height, width: width,
+            data: (0..<(classes * height * width)).map { _ in Float.random(in: -1...1, using: &random) })
     }
 
-    @Test("header: v1.0, the dict NumPy writes, data 64-byte aligned", arguments: [[2, 3, 4], [5], [1, 1000, 17], [0, 3]])
+    @Test(
+        "header: v1.0, the dict NumPy writes, data 64-byte aligned",
+        arguments: [[2, 3, 4], [5], [1, 1000, 17], [0, 3]])
     func header(shape: [Int]) throws {
         let header = NPY.header(shape: shape)
         #expect(Array(header.prefix(8)) == [0x93] + Array("NUMPY".utf8) + [1, 0])

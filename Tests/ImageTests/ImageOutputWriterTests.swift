@@ -5,7 +5,6 @@ import Testing
 @testable import TesseraImage
 @testable import TestSupport
 
-
 @Suite("Output writers")
 struct ImageOutputWriterTests {
     /// A 3-class map over 7×5 with a known argmax pattern, including NaN and out-of-range values.
@@ -62,7 +61,7 @@ struct ImageOutputWriterTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         var map = sampleMap()
-        map[0, 0, 0] = 0.1 // no NaN here: check the plain argmax
+        map[0, 0, 0] = 0.1  // no NaN here: check the plain argmax
         let options = OutputOptions(directory: directory.path, stem: "img", kinds: [.labels])
         try writeOutputs(map: map, image: nil, options: options)
         let labels = try PNGReader.read(path: options.labelsPath)
@@ -126,7 +125,7 @@ struct ImageOutputWriterTests {
                     p = max(p, 1 / (1 + exp((d - cell.r) / 3)))
                 }
                 let texture = 0.5 + 0.25 * sin(Double(x) / 5) * cos(Double(y) / 7)
-                samples[y * width + x] = UInt16((texture * (1 - 0.5 * p) * 4095).rounded()) // 12-bit data
+                samples[y * width + x] = UInt16((texture * (1 - 0.5 * p) * 4095).rounded())  // 12-bit data
                 map[1, y, x] = Float(p)
                 map[0, y, x] = Float(1 - p)
             }
@@ -192,7 +191,7 @@ struct ImageOutputWriterTests {
             try AtomicFile.write(to: path) { temporary in
                 let writer = try PNGRowWriter(path: temporary, width: 4, height: 4, channels: 1, bitDepth: 8)
                 try [UInt8](repeating: 7, count: 4).withUnsafeBufferPointer { try writer.write(row: $0) }
-                try writer.finish() // 1 of 4 rows: refused
+                try writer.finish()  // 1 of 4 rows: refused
             }
         }
         #expect(try directory.contents() == ["out.png"])

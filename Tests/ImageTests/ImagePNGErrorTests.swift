@@ -4,7 +4,6 @@ import Testing
 @testable import TesseraImage
 @testable import TestSupport
 
-
 @Suite("PNG errors")
 struct ImagePNGErrorTests {
     /// A valid 64×64 RGB PNG of noise (so the image data spans many bytes).
@@ -16,15 +15,19 @@ struct ImagePNGErrorTests {
         return (path, Array(try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 
-    func expectError(_ kind: ImageIOError.Kind, reading path: String, maxPixels: Int = PNGReader.defaultMaxPixels,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectError(
+        _ kind: ImageIOError.Kind, reading path: String, maxPixels: Int = PNGReader.defaultMaxPixels,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         do {
             let image = try PNGReader.read(path: path, maxPixels: maxPixels)
-            Issue.record("read a \(image.width)×\(image.height) image, expected \(kind)", sourceLocation: sourceLocation)
+            Issue.record(
+                "read a \(image.width)×\(image.height) image, expected \(kind)", sourceLocation: sourceLocation)
         } catch let error as ImageIOError {
             #expect(error.kind == kind, "produced \(error)", sourceLocation: sourceLocation)
-            #expect(error.path == path && error.description.hasPrefix(path),
-                    "the message must name the file: \(error)", sourceLocation: sourceLocation)
+            #expect(
+                error.path == path && error.description.hasPrefix(path),
+                "the message must name the file: \(error)", sourceLocation: sourceLocation)
         } catch {
             Issue.record("unexpected error type: \(error)", sourceLocation: sourceLocation)
         }
@@ -84,8 +87,11 @@ struct ImagePNGErrorTests {
         expectError(.tooLarge, reading: path, maxPixels: 64 * 64 - 1)
         #expect(try PNGReader.read(path: path, maxPixels: 64 * 64).width == 64)
         // A single absurd dimension is refused as well.
-        expectError(.tooLarge, reading: try write(handMadePNG(width: 2_000_000_000, height: 1), "wide.png",
-                                                           in: directory), maxPixels: 1_000_000)
+        expectError(
+            .tooLarge,
+            reading: try write(
+                handMadePNG(width: 2_000_000_000, height: 1), "wide.png",
+                in: directory), maxPixels: 1_000_000)
     }
 
     @Test("zero and out-of-range dimensions, invalid bit depths")
@@ -94,14 +100,19 @@ struct ImagePNGErrorTests {
         defer { directory.cleanup() }
         expectError(.invalidDimensions, reading: try write(handMadePNG(width: 0, height: 5), "w0.png", in: directory))
         expectError(.invalidDimensions, reading: try write(handMadePNG(width: 5, height: 0), "h0.png", in: directory))
-        expectError(.invalidDimensions,
-                    reading: try write(handMadePNG(width: 0x8000_0000, height: 1), "w31.png", in: directory))
-        expectError(.unsupportedBitDepth,
-                    reading: try write(handMadePNG(width: 4, height: 4, bitDepth: 3), "bd3.png", in: directory))
-        expectError(.unsupportedBitDepth,
-                    reading: try write(handMadePNG(width: 4, height: 4, bitDepth: 16, colorType: 3), "p16.png",
-                                       in: directory))
-        expectError(.invalidHeader,
-                    reading: try write(handMadePNG(width: 4, height: 4, colorType: 5), "ct5.png", in: directory))
+        expectError(
+            .invalidDimensions,
+            reading: try write(handMadePNG(width: 0x8000_0000, height: 1), "w31.png", in: directory))
+        expectError(
+            .unsupportedBitDepth,
+            reading: try write(handMadePNG(width: 4, height: 4, bitDepth: 3), "bd3.png", in: directory))
+        expectError(
+            .unsupportedBitDepth,
+            reading: try write(
+                handMadePNG(width: 4, height: 4, bitDepth: 16, colorType: 3), "p16.png",
+                in: directory))
+        expectError(
+            .invalidHeader,
+            reading: try write(handMadePNG(width: 4, height: 4, colorType: 5), "ct5.png", in: directory))
     }
 }

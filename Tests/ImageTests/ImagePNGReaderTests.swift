@@ -4,7 +4,6 @@ import Testing
 @testable import TesseraImage
 @testable import TestSupport
 
-
 /// One kind of input PNG: colour type, bit depth, extras.
 struct PNGCase: CustomTestStringConvertible, Sendable {
     var colorType: Int
@@ -50,7 +49,9 @@ struct PNGCase: CustomTestStringConvertible, Sendable {
         var paletteAlpha: [UInt8] = []
         if colorType == 3 {
             palette = (0..<(3 << bitDepth)).map { _ in UInt8.random(in: 0...255, using: &random) }
-            if transparency { paletteAlpha = (0..<(1 << bitDepth)).map { _ in UInt8.random(in: 0...255, using: &random) } }
+            if transparency {
+                paletteAlpha = (0..<(1 << bitDepth)).map { _ in UInt8.random(in: 0...255, using: &random) }
+            }
         }
         let channelsInFile = [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][colorType]!
         let colorChannels = colorType & 2 != 0 ? 3 : 1
@@ -67,8 +68,9 @@ struct PNGCase: CustomTestStringConvertible, Sendable {
             }
             data += packRow(row, bitDepth: bitDepth)
         }
-        var file = PNGRawFile(width: width, height: height, bitDepth: bitDepth, colorType: colorType,
-                              interlaced: interlaced, data: data, palette: palette, paletteAlpha: paletteAlpha)
+        var file = PNGRawFile(
+            width: width, height: height, bitDepth: bitDepth, colorType: colorType,
+            interlaced: interlaced, data: data, palette: palette, paletteAlpha: paletteAlpha)
         if transparency && colorType != 3 {
             file.transparentColor = colorType == 0 ? [UInt16(maxValue)] : [1, 2, 3]
         }
@@ -96,7 +98,10 @@ struct ImagePNGReaderTests {
         #expect(image.channels == channels, "produced \(image.channels) channels, expected \(channels)")
         #expect(image.bitDepth == (pngCase.bitDepth == 16 ? 16 : 8))
         let got = image.allSamples
-        #expect(got == expected, "first mismatch at sample \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)")
+        #expect(
+            got == expected,
+            "first mismatch at sample \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)"
+        )
     }
 
     @Test("value(y:x:channel:) and withUnsafeRows agree with the samples, without copying")
@@ -122,11 +127,14 @@ struct ImagePNGReaderTests {
         defer { directory.cleanup() }
         var random = SeededGenerator(seed: UInt64(channels * bitDepth))
         let width = 17, height = 9, count = width * height * channels
-        let image = bitDepth == 8
-            ? PixelImage(width: width, height: height, channels: channels,
-                         samples: .uint8((0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }))
-            : PixelImage(width: width, height: height, channels: channels,
-                         samples: .uint16((0..<count).map { _ in UInt16.random(in: 0...65535, using: &random) }))
+        let image =
+            bitDepth == 8
+            ? PixelImage(
+                width: width, height: height, channels: channels,
+                samples: .uint8((0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }))
+            : PixelImage(
+                width: width, height: height, channels: channels,
+                samples: .uint16((0..<count).map { _ in UInt16.random(in: 0...65535, using: &random) }))
         let path = directory.file("written.png")
         try writePNG(image, to: path)
         #expect(try PNGReader.read(path: path) == image)

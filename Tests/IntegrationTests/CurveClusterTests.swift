@@ -4,14 +4,14 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// `--curve` end to end with the real binaries: keys from `keygen`, a coordinator that
 /// lets in only its authorized keys, listed and unlisted workers and clients.
 @Suite("CURVE: keygen, authorized keys, refused strangers", .serialized)
 struct CurveClusterTests {
     /// Runs `tessera-coordinator keygen NAME --out DIR`.
     static func keygen(_ group: ProcessGroup, _ name: String, _ extra: [String] = []) throws -> (Int32, String) {
-        try DeployFiles.run(ProcessGroup.binary("tessera-coordinator"), ["keygen", name, "--out", group.directory + "/keys"] + extra)
+        try DeployFiles.run(
+            ProcessGroup.binary("tessera-coordinator"), ["keygen", name, "--out", group.directory + "/keys"] + extra)
     }
 
     @Test("keygen: NAME.key 0600 and NAME.pub readable, keys load, no overwrite without --force, bad names refused")
@@ -43,8 +43,9 @@ struct CurveClusterTests {
             #expect(code != 0 && text.contains("key name"), "\(bad): \(text)")
         }
         // Through the environment: TESSERA_KEYGEN_OUT.
-        let p = try group.start("tessera-coordinator", ["keygen", "bob"], log: "keygen-env",
-                                environment: ["TESSERA_KEYGEN_OUT": keys])
+        let p = try group.start(
+            "tessera-coordinator", ["keygen", "bob"], log: "keygen-env",
+            environment: ["TESSERA_KEYGEN_OUT": keys])
         #expect(group.wait(p, timeout: 20) == 0, "\(group.log("keygen-env"))")
         #expect(FileManager.default.fileExists(atPath: keys + "/bob.key"))
     }
@@ -58,25 +59,41 @@ struct CurveClusterTests {
         try "garbage".write(toFile: keys + "/broken.key", atomically: true, encoding: .utf8)
         chmod(keys + "/broken.key", 0o600)
         let coordinator = ProcessGroup.binary("tessera-coordinator")
-        var (code, text) = try DeployFiles.run(coordinator, ["serve", "--curve", "--curve-secret-key", keys + "/broken.key",
-                                                             "--authorized-keys", keys])
+        var (code, text) = try DeployFiles.run(
+            coordinator,
+            [
+                "serve", "--curve", "--curve-secret-key", keys + "/broken.key",
+                "--authorized-keys", keys,
+            ])
         #expect(code != 0 && text.contains("--curve-secret-key") && text.contains("broken.key"), "\(text)")
-        (code, text) = try DeployFiles.run(coordinator, ["serve", "--curve", "--curve-secret-key", keys + "/coordinator.key",
-                                                         "--authorized-keys", keys + "/missing"])
+        (code, text) = try DeployFiles.run(
+            coordinator,
+            [
+                "serve", "--curve", "--curve-secret-key", keys + "/coordinator.key",
+                "--authorized-keys", keys + "/missing",
+            ])
         #expect(code != 0 && text.contains("--authorized-keys") && text.contains("missing"), "\(text)")
-        (code, text) = try DeployFiles.run(coordinator, ["serve", "--curve", "--curve-secret-key", keys + "/coordinator.key"])
+        (code, text) = try DeployFiles.run(
+            coordinator, ["serve", "--curve", "--curve-secret-key", keys + "/coordinator.key"])
         #expect(code != 0 && text.contains("--authorized-keys"), "\(text)")
         chmod(keys + "/coordinator.key", 0o644)
-        (code, text) = try DeployFiles.run(coordinator, ["status", "--curve", "--curve-secret-key", keys + "/coordinator.key",
-                                                         "--curve-server-key", keys + "/coordinator.pub"])
+        (code, text) = try DeployFiles.run(
+            coordinator,
+            [
+                "status", "--curve", "--curve-secret-key", keys + "/coordinator.key",
+                "--curve-server-key", keys + "/coordinator.pub",
+            ])
         #expect(code != 0 && text.contains("chmod 600"), "\(text)")
-        (code, text) = try DeployFiles.run(ProcessGroup.binary("tessera-worker"), ["--coordinator", "tcp://127.0.0.1:1", "--curve"])
+        (code, text) = try DeployFiles.run(
+            ProcessGroup.binary("tessera-worker"), ["--coordinator", "tcp://127.0.0.1:1", "--curve"])
         #expect(code != 0 && text.contains("--curve-secret-key"), "\(text)")
         (code, text) = try DeployFiles.run(coordinator, ["status"], environment: ["TESSERA_CLIENT_CURVE": "maybe"])
         #expect(code != 0 && text.contains("TESSERA_CLIENT_CURVE=maybe"), "\(text)")
     }
 
-    @Test("With --curve: an unlisted worker gets no task and is logged, unlisted and plain clients are refused fast, listed ones finish a job")
+    @Test(
+        "With --curve: an unlisted worker gets no task and is logged, unlisted and plain clients are refused fast, listed ones finish a job"
+    )
     func authorizedKeysOnly() throws {
         let group = try ProcessGroup("curve")
         defer { group.stop() }
@@ -92,23 +109,30 @@ struct CurveClusterTests {
         }
         // The coordinator from flags, the workers and clients partly from the environment.
         let (workers, clients) = try group.startCoordinator(extra: [
-            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", authorized])
+            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", authorized,
+        ])
         func clientFlags(_ name: String) -> [String] {
-            ["--coordinator", clients, "--curve", "--curve-secret-key", "\(keys)/\(name).key",
-             "--curve-server-key", keys + "/coordinator.pub"]
+            [
+                "--coordinator", clients, "--curve", "--curve-secret-key", "\(keys)/\(name).key",
+                "--curve-server-key", keys + "/coordinator.pub",
+            ]
         }
-        try group.start("tessera-worker", ["--threads", "1", "--name", "intruder"], log: "intruder", environment: [
-            "TESSERA_WORKER_COORDINATOR": workers, "TESSERA_WORKER_CURVE": "true",
-            "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/mallory-worker.key",
-            "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub"])
+        try group.start(
+            "tessera-worker", ["--threads", "1", "--name", "intruder"], log: "intruder",
+            environment: [
+                "TESSERA_WORKER_COORDINATOR": workers, "TESSERA_WORKER_CURVE": "true",
+                "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/mallory-worker.key",
+                "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub",
+            ])
 
         // An unlisted client cannot submit: refused with a clear message, quickly.
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image, height: 60, width: 70)
         var start = Date()
-        var p = try group.start("tessera-coordinator",
-                                ["submit"] + clientFlags("mallory") + ClusterFixture.modelFlags
-                                    + ["--out", group.directory + "/mallory-out", image], log: "mallory")
+        var p = try group.start(
+            "tessera-coordinator",
+            ["submit"] + clientFlags("mallory") + ClusterFixture.modelFlags
+                + ["--out", group.directory + "/mallory-out", image], log: "mallory")
         #expect(group.wait(p, timeout: 15) == 1, "\(group.log("mallory"))")
         #expect(Date().timeIntervalSince(start) < 12)
         #expect(group.log("mallory").contains("authorized-keys"), "\(group.log("mallory"))")
@@ -119,20 +143,30 @@ struct CurveClusterTests {
         #expect(group.wait(p, timeout: 15) == 1, "\(group.log("plain"))")
         #expect(group.log("plain").contains("requires CURVE"), "\(group.log("plain"))")
         // A client that has the wrong server key.
-        p = try group.start("tessera-coordinator", ["status", "--coordinator", clients, "--curve",
-                                                    "--curve-secret-key", keys + "/alice.key",
-                                                    "--curve-server-key", keys + "/alice.pub"], log: "wrong-server")
+        p = try group.start(
+            "tessera-coordinator",
+            [
+                "status", "--coordinator", clients, "--curve",
+                "--curve-secret-key", keys + "/alice.key",
+                "--curve-server-key", keys + "/alice.pub",
+            ], log: "wrong-server")
         #expect(group.wait(p, timeout: 15) == 1, "\(group.log("wrong-server"))")
 
         // The listed worker and client finish a job; the intruder never joins.
-        try group.start("tessera-worker", ["--threads", "1", "--name", "trusted", "--coordinator", workers], log: "trusted",
-                        environment: ["TESSERA_WORKER_CURVE": "1", "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/worker.key",
-                                      "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub"])
+        try group.start(
+            "tessera-worker", ["--threads", "1", "--name", "trusted", "--coordinator", workers], log: "trusted",
+            environment: [
+                "TESSERA_WORKER_CURVE": "1", "TESSERA_WORKER_CURVE_SECRET_KEY": keys + "/worker.key",
+                "TESSERA_WORKER_CURVE_SERVER_KEY": keys + "/coordinator.pub",
+            ])
         let out = group.directory + "/out"
-        p = try group.start("tessera-coordinator",
-                            ["submit"] + clientFlags("alice") + ClusterFixture.modelFlags
-                                + ["--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--wait",
-                                   "--out", out, image], log: "alice")
+        p = try group.start(
+            "tessera-coordinator",
+            ["submit"] + clientFlags("alice") + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--wait",
+                    "--out", out, image,
+                ], log: "alice")
         #expect(group.wait(p, timeout: 90) == 0, "\(group.log("alice"))\n\(group.log("coordinator"))")
         let local = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
         #expect(ClusterFixture.bytes(out + "/tissue.npy") == local)
@@ -144,9 +178,13 @@ struct CurveClusterTests {
         #expect(group.log("intruder").contains("refused this key"), "\(group.log("intruder"))")
 
         // The coordinator's own key is a valid client key (health checks in containers).
-        p = try group.start("tessera-coordinator", ["status", "--coordinator", clients, "--curve",
-                                                    "--curve-secret-key", keys + "/coordinator.key",
-                                                    "--curve-server-key", keys + "/coordinator.key"], log: "self")
+        p = try group.start(
+            "tessera-coordinator",
+            [
+                "status", "--coordinator", clients, "--curve",
+                "--curve-secret-key", keys + "/coordinator.key",
+                "--curve-server-key", keys + "/coordinator.key",
+            ], log: "self")
         #expect(group.wait(p, timeout: 15) == 0, "\(group.log("self"))")
         #expect(group.log("self").contains("workers: 1"), "\(group.log("self"))")
     }

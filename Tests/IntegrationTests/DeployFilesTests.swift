@@ -24,8 +24,10 @@ enum DeployFiles {
     // MARK: Running programs
 
     /// Runs `executable` with `arguments` (and `environment` added); returns (status, stdout + stderr).
-    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
-                    environment: [String: String] = [:]) throws -> (Int32, String) {
+    static func run(
+        _ executable: String, _ arguments: [String], stdin: Data? = nil,
+        environment: [String: String] = [:]
+    ) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
@@ -72,8 +74,10 @@ enum DeployFiles {
 
     // MARK: The binaries' real flags
 
-    static let coordinatorSubcommands = ["serve", "submit", "status", "cancel", "fetch", "run", "inspect",
-                                         "convert", "info", "benchmark", "keygen"]
+    static let coordinatorSubcommands = [
+        "serve", "submit", "status", "cancel", "fetch", "run", "inspect",
+        "convert", "info", "benchmark", "keygen",
+    ]
 
     /// The long options listed by `<binary> [subcommand] --help`.
     static func helpFlags(_ binary: String, _ subcommand: String?) throws -> Set<String> {
@@ -157,10 +161,13 @@ enum DeployFiles {
         let known = try flags(invocation.binary, invocation.subcommand)
         for token in invocation.arguments where token.hasPrefix("--") {
             let flag = String(token.split(separator: "=", maxSplits: 1)[0])
-            #expect(known.contains(flag), "\(flag) is not a flag of `\(invocation.binary) \(invocation.subcommand ?? "")` (\(invocation.origin))")
+            #expect(
+                known.contains(flag),
+                "\(flag) is not a flag of `\(invocation.binary) \(invocation.subcommand ?? "")` (\(invocation.origin))")
         }
-        try checkVariables(Array(invocation.environment.keys), of: invocation.binary, [invocation.subcommand],
-                           origin: invocation.origin)
+        try checkVariables(
+            Array(invocation.environment.keys), of: invocation.binary, [invocation.subcommand],
+            origin: invocation.origin)
     }
 
     /// Checks that every `TESSERA_*` name is a variable that `binary` (one of
@@ -169,7 +176,9 @@ enum DeployFiles {
         var real: [String: String] = [:]
         for sub in subcommands { real.merge(try variables(binary, sub)) { a, _ in a } }
         for name in names where name.hasPrefix("TESSERA_") {
-            #expect(real[name] != nil, "\(origin): \(name) is not a variable of `\(binary) \(subcommands.map { $0 ?? "" })`")
+            #expect(
+                real[name] != nil, "\(origin): \(name) is not a variable of `\(binary) \(subcommands.map { $0 ?? "" })`"
+            )
         }
     }
 
@@ -196,7 +205,8 @@ enum DeployFiles {
                 // The program itself, a bin/ path to it, or `$BIN/…` (not `svc/tessera-coordinator`).
                 let name = (word as NSString).lastPathComponent
                 guard name == "tessera-coordinator" || name == "tessera-worker",
-                      word == name || word.hasSuffix("bin/\(name)") || word.hasPrefix("$") else { continue }
+                    word == name || word.hasSuffix("bin/\(name)") || word.hasPrefix("$")
+                else { continue }
                 var tokens: [String] = []
                 for token in words[(i + 1)...] {
                     if ["|", "||", "&&", ";", "#", ">", "2>&1", "&"].contains(token) || token.hasPrefix("#") { break }
@@ -216,7 +226,9 @@ enum DeployFiles {
     /// Image arguments (`coordinator serve …`, `worker …`) of the entrypoint.
     static func imageInvocation(_ args: [String], origin: String) throws -> Invocation {
         let role = try #require(args.first, "\(origin): empty command")
-        #expect(["coordinator", "worker"].contains(role), "\(origin): the entrypoint takes coordinator or worker, not \(role)")
+        #expect(
+            ["coordinator", "worker"].contains(role),
+            "\(origin): the entrypoint takes coordinator or worker, not \(role)")
         return invocation("tessera-\(role)", Array(args.dropFirst()), origin: origin)
     }
 
@@ -260,15 +272,21 @@ struct DeployFilesTests {
         #expect(try DeployFiles.flags("tessera-worker", nil).contains("--coordinator"))
         // Variables come from the real --help: a renamed flag renames its variable.
         #expect(try DeployFiles.variables("tessera-worker", nil)["TESSERA_WORKER_COORDINATOR"] == "--coordinator")
-        #expect(try DeployFiles.variables("tessera-coordinator", "serve")["TESSERA_WORKER_ENDPOINT"] == "--worker-endpoint")
-        #expect(try DeployFiles.variables("tessera-coordinator", "status")["TESSERA_CLIENT_COORDINATOR"] == "--coordinator")
+        #expect(
+            try DeployFiles.variables("tessera-coordinator", "serve")["TESSERA_WORKER_ENDPOINT"] == "--worker-endpoint")
+        #expect(
+            try DeployFiles.variables("tessera-coordinator", "status")["TESSERA_CLIENT_COORDINATOR"] == "--coordinator")
         #expect(try DeployFiles.variables("tessera-worker", nil)["TESSERA_COORDINATOR"] == nil)
-        let env = DeployFiles.Invocation(binary: "tessera-worker", subcommand: nil, arguments: [], origin: "t",
-                                         environment: ["TESSERA_WORKER_COORDINATOR": "tcp://c:5555"])
+        let env = DeployFiles.Invocation(
+            binary: "tessera-worker", subcommand: nil, arguments: [], origin: "t",
+            environment: ["TESSERA_WORKER_COORDINATOR": "tcp://c:5555"])
         #expect(env.value("--coordinator") == "tcp://c:5555")
-        let parsed = DeployFiles.shellInvocations("x && tessera-coordinator serve \\\n  --store /s --credit=2 # c\n",
-                                                  origin: "t")
-        #expect(parsed.count == 1 && parsed[0].subcommand == "serve" && parsed[0].arguments == ["--store", "/s", "--credit=2"])
+        let parsed = DeployFiles.shellInvocations(
+            "x && tessera-coordinator serve \\\n  --store /s --credit=2 # c\n",
+            origin: "t")
+        #expect(
+            parsed.count == 1 && parsed[0].subcommand == "serve"
+                && parsed[0].arguments == ["--store", "/s", "--credit=2"])
     }
 
     @Test("compose.yaml: commands, variables, ports, volumes, keys and the demo's files")
@@ -285,7 +303,8 @@ struct DeployFilesTests {
             inv.environment = dict(dict(service)["environment"]).mapValues { "\($0)" }
             // The coordinator's container also runs the health check, a `status` client.
             if inv.subcommand == "serve" {
-                try DeployFiles.checkVariables(Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: inv.origin)
+                try DeployFiles.checkVariables(
+                    Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: inv.origin)
                 var flagsOnly = inv
                 flagsOnly.environment = [:]
                 try DeployFiles.check(flagsOnly)
@@ -296,8 +315,9 @@ struct DeployFilesTests {
             // Every key file a variable names lies in a folder mounted into this service.
             let mounts = strings(dict(service)["volumes"]).map { $0.split(separator: ":").map(String.init) }
             for (variable, value) in inv.environment where value.hasPrefix("/etc/tessera/") {
-                #expect(mounts.contains { $0.count >= 2 && value.hasPrefix($0[1] + "/") || value == $0[1] },
-                        "compose.yaml \(name): \(variable)=\(value) is not in a mounted folder")
+                #expect(
+                    mounts.contains { $0.count >= 2 && value.hasPrefix($0[1] + "/") || value == $0[1] },
+                    "compose.yaml \(name): \(variable)=\(value) is not in a mounted folder")
             }
         }
         // The keys service runs keygen (real flags) into the folders the others mount.
@@ -319,7 +339,9 @@ struct DeployFilesTests {
         #expect(serve.value("--curve") == "true", "compose.yaml: the coordinator does not use CURVE")
         let workerPort = try #require(DeployFiles.port(serve.value("--worker-endpoint")))
         let clientPort = try #require(DeployFiles.port(serve.value("--client-endpoint")))
-        let published = strings(dict(services["coordinator"])["ports"]).compactMap { Int($0.split(separator: ":").last!) }
+        let published = strings(dict(services["coordinator"])["ports"]).compactMap {
+            Int($0.split(separator: ":").last!)
+        }
         #expect(Set(published) == [workerPort, clientPort])
         // The store flag points at the store volume.
         let store = try #require(serve.value("--store"))
@@ -344,14 +366,19 @@ struct DeployFilesTests {
             #expect(FileManager.default.fileExists(atPath: local), "the demo uses \(file): \(local) is missing")
         }
         // The demo's preprocessing is the one models/demo/README.md documents.
-        let readme = try String(contentsOf: DeployFiles.root.appendingPathComponent("models/demo/README.md"), encoding: .utf8)
-        #expect(readme.contains("--channel-order \(demo.value("--channel-order") ?? "?") --mean \(demo.value("--mean") ?? "?") --scale \(demo.value("--scale") ?? "?")"))
+        let readme = try String(
+            contentsOf: DeployFiles.root.appendingPathComponent("models/demo/README.md"), encoding: .utf8)
+        #expect(
+            readme.contains(
+                "--channel-order \(demo.value("--channel-order") ?? "?") --mean \(demo.value("--mean") ?? "?") --scale \(demo.value("--scale") ?? "?")"
+            ))
         // The image exposes the ports the coordinator binds.
         #expect(dockerfile.contains("EXPOSE \(workerPort) \(clientPort)"))
         // The Dockerfile's ENV names are real variables too.
         for line in dockerfile.split(separator: "\n") where line.hasPrefix("ENV ") {
             let names = line.dropFirst(4).split(separator: " ").map { String($0.split(separator: "=")[0]) }
-            try DeployFiles.checkVariables(names, of: "tessera-coordinator", ["serve", "run"], origin: "docker/Dockerfile")
+            try DeployFiles.checkVariables(
+                names, of: "tessera-coordinator", ["serve", "run"], origin: "docker/Dockerfile")
         }
     }
 
@@ -381,23 +408,35 @@ struct DeployFilesTests {
             if kind == "HorizontalPodAutoscaler" {
                 sawHPA = true
                 let target = dict(dict(o["spec"])["scaleTargetRef"])
-                #expect(objects.contains { $0["kind"] as? String == target["kind"] as? String
-                    && "\(dict($0["metadata"])["name"] ?? "")" == "\(target["name"] ?? "")" }, "HPA target missing")
+                #expect(
+                    objects.contains {
+                        $0["kind"] as? String == target["kind"] as? String
+                            && "\(dict($0["metadata"])["name"] ?? "")" == "\(target["name"] ?? "")"
+                    }, "HPA target missing")
             }
             guard kind == "StatefulSet" || kind == "Deployment" else { continue }
             let spec = dict(o["spec"])
             let podSpec = dict(dict(spec["template"])["spec"])
-            let volumes = list(podSpec["volumes"]).map { "\(dict($0)["name"] ?? "")" }
+            let volumes =
+                list(podSpec["volumes"]).map { "\(dict($0)["name"] ?? "")" }
                 + list(spec["volumeClaimTemplates"]).map { "\(dict(dict($0)["metadata"])["name"] ?? "")" }
             for c in list(podSpec["containers"]).map(dict) {
                 let origin = "kubernetes \(kind) \(name)"
                 #expect(imageNames.contains("\(c["image"] ?? "")"), "\(origin): image not set by kustomization")
                 var inv = try DeployFiles.imageInvocation(strings(c["args"]), origin: origin)
                 let envList = list(c["env"]).map(dict)
-                inv.environment = Dictionary(envList.map { ("\($0["name"] ?? "")", "\($0["value"] ?? "(from \($0["valueFrom"] != nil ? "valueFrom" : "?"))")") }) { a, _ in a }
+                inv.environment = Dictionary(
+                    envList.map {
+                        (
+                            "\($0["name"] ?? "")",
+                            "\($0["value"] ?? "(from \($0["valueFrom"] != nil ? "valueFrom" : "?"))")"
+                        )
+                    }
+                ) { a, _ in a }
                 if inv.subcommand == "serve" {
                     // The liveness probe (`status`) reads the client variables of the same container.
-                    try DeployFiles.checkVariables(Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: origin)
+                    try DeployFiles.checkVariables(
+                        Array(inv.environment.keys), of: inv.binary, ["serve", "status"], origin: origin)
                     var flagsOnly = inv
                     flagsOnly.environment = [:]
                     try DeployFiles.check(flagsOnly)
@@ -409,7 +448,8 @@ struct DeployFilesTests {
                 for probe in ["readinessProbe", "livenessProbe"] {
                     let exec = strings(dict(dict(c[probe])["exec"])["command"])
                     guard let binary = exec.first else { continue }
-                    try DeployFiles.check(DeployFiles.invocation(binary, Array(exec.dropFirst()), origin: "\(origin) \(probe)"))
+                    try DeployFiles.check(
+                        DeployFiles.invocation(binary, Array(exec.dropFirst()), origin: "\(origin) \(probe)"))
                 }
                 #expect(c["readinessProbe"] != nil && c["livenessProbe"] != nil, "\(origin): probes missing")
                 // $(VAR) in args must be defined in the container's env.
@@ -418,21 +458,35 @@ struct DeployFilesTests {
                     #expect(env.contains(String(arg.dropFirst(2).dropLast())), "\(origin): \(arg) undefined")
                 }
                 let mounts = list(c["volumeMounts"]).map(dict)
-                for m in mounts { #expect(volumes.contains("\(m["name"] ?? "")"), "\(origin): volume \(m["name"] ?? "") missing") }
-                #expect(mounts.contains { "\($0["mountPath"] ?? "")" == "/etc/tessera/keys" }, "\(origin): keys not mounted")
+                for m in mounts {
+                    #expect(volumes.contains("\(m["name"] ?? "")"), "\(origin): volume \(m["name"] ?? "") missing")
+                }
+                #expect(
+                    mounts.contains { "\($0["mountPath"] ?? "")" == "/etc/tessera/keys" }, "\(origin): keys not mounted"
+                )
                 // Key files named by variables lie in mounted Secrets that exist.
-                let secretNames = Set(objects.filter { $0["kind"] as? String == "Secret" }.map { "\(dict($0["metadata"])["name"] ?? "")" })
+                let secretNames = Set(
+                    objects.filter { $0["kind"] as? String == "Secret" }.map { "\(dict($0["metadata"])["name"] ?? "")" }
+                )
                 for (variable, value) in inv.environment where value.hasPrefix("/etc/tessera/") {
-                    let mount = mounts.first { value.hasPrefix("\($0["mountPath"] ?? "")/") || value == "\($0["mountPath"] ?? "")" }
+                    let mount = mounts.first {
+                        value.hasPrefix("\($0["mountPath"] ?? "")/") || value == "\($0["mountPath"] ?? "")"
+                    }
                     let m = try #require(mount, "\(origin): \(variable)=\(value) is not in a mounted volume")
-                    let volume = list(podSpec["volumes"]).map(dict).first { "\($0["name"] ?? "")" == "\(m["name"] ?? "")" }
+                    let volume = list(podSpec["volumes"]).map(dict).first {
+                        "\($0["name"] ?? "")" == "\(m["name"] ?? "")"
+                    }
                     let secret = "\(dict(volume?["secret"])["secretName"] ?? "")"
-                    #expect(secretNames.contains(secret), "\(origin): \(variable) reads Secret \(secret), which is not defined")
+                    #expect(
+                        secretNames.contains(secret),
+                        "\(origin): \(variable) reads Secret \(secret), which is not defined")
                 }
                 if inv.subcommand == "serve" {
                     sawServe = true
                     let store = try #require(inv.value("--store"))
-                    #expect(mounts.contains { "\($0["mountPath"] ?? "")" == store }, "\(origin): --store is not a mounted volume")
+                    #expect(
+                        mounts.contains { "\($0["mountPath"] ?? "")" == store },
+                        "\(origin): --store is not a mounted volume")
                     let ports = list(c["ports"]).map(dict)
                     let containerPorts = ports.compactMap { $0["containerPort"] as? Int }
                     let workerPort = try #require(DeployFiles.port(inv.value("--worker-endpoint")))
@@ -442,9 +496,14 @@ struct DeployFilesTests {
                     let service = try #require(services[name], "no Service \(name)")
                     let portNames = Set(ports.map { "\($0["name"] ?? "")" })
                     for p in list(dict(service["spec"])["ports"]).map(dict) {
-                        #expect(portNames.contains("\(p["targetPort"] ?? "")") || containerPorts.contains(p["targetPort"] as? Int ?? -1))
+                        #expect(
+                            portNames.contains("\(p["targetPort"] ?? "")")
+                                || containerPorts.contains(p["targetPort"] as? Int ?? -1))
                     }
-                    #expect(Set(list(dict(service["spec"])["ports"]).compactMap { dict($0)["port"] as? Int }) == [workerPort, clientPort])
+                    #expect(
+                        Set(list(dict(service["spec"])["ports"]).compactMap { dict($0)["port"] as? Int }) == [
+                            workerPort, clientPort,
+                        ])
                 }
                 if inv.binary == "tessera-worker" {
                     sawWorker = true
@@ -483,8 +542,9 @@ struct DeployFilesTests {
             let words = exec.split(separator: " ").map(String.init)
             let binaryPath = try #require(words.first)
             #expect(binaryPath.hasPrefix("/usr/local/bin/tessera-"))
-            let inv = DeployFiles.invocation((binaryPath as NSString).lastPathComponent, Array(words.dropFirst()),
-                                             origin: "systemd/\(unit)")
+            let inv = DeployFiles.invocation(
+                (binaryPath as NSString).lastPathComponent, Array(words.dropFirst()),
+                origin: "systemd/\(unit)")
             #expect(inv.subcommand == sub)
             try DeployFiles.check(inv)
             // Environment= lines, the commented CURVE ones included: NAME=value words.
@@ -492,17 +552,23 @@ struct DeployFilesTests {
             for line in text.split(separator: "\n") {
                 let l = line.hasPrefix("#Environment=") ? line.dropFirst() : line
                 guard l.hasPrefix("Environment=") else { continue }
-                names += l.dropFirst("Environment=".count).split(separator: " ").map { String($0.split(separator: "=")[0]) }
+                names += l.dropFirst("Environment=".count).split(separator: " ").map {
+                    String($0.split(separator: "=")[0])
+                }
             }
             #expect(!names.isEmpty)
             try DeployFiles.checkVariables(names, of: inv.binary, [inv.subcommand], origin: "systemd/\(unit)")
             unitVars.formUnion(names)
             // The commented CURVE lines agree: the credential is the file the variable names.
             let credential = text.split(separator: "\n").first { $0.hasPrefix("#LoadCredential=") }
-            let credentialName = try #require(credential.map { String($0.dropFirst("#LoadCredential=".count).prefix { $0 != ":" }) })
-            #expect(text.contains("SECRET_KEY=%d/\(credentialName)"), "\(unit): the credential and the key variable differ")
+            let credentialName = try #require(
+                credential.map { String($0.dropFirst("#LoadCredential=".count).prefix { $0 != ":" }) })
+            #expect(
+                text.contains("SECRET_KEY=%d/\(credentialName)"), "\(unit): the credential and the key variable differ")
             for word in inv.arguments where word.hasPrefix("${") {
-                #expect(exampleVars.contains(String(word.dropFirst(2).dropLast())), "\(unit): \(word) is missing from tessera.env.example")
+                #expect(
+                    exampleVars.contains(String(word.dropFirst(2).dropLast())),
+                    "\(unit): \(word) is missing from tessera.env.example")
             }
             #expect(settings.contains { $0.key == "DynamicUser" && $0.value == "yes" })
             #expect(settings.contains { $0.key == "ProtectSystem" && $0.value == "strict" })
@@ -511,15 +577,19 @@ struct DeployFilesTests {
         let serveVars = try DeployFiles.variables("tessera-coordinator", "serve")
         let workerVars = try DeployFiles.variables("tessera-worker", nil)
         for name in exampleVars {
-            #expect(serveVars[name] != nil || workerVars[name] != nil, "tessera.env.example: \(name) is read by neither unit")
+            #expect(
+                serveVars[name] != nil || workerVars[name] != nil,
+                "tessera.env.example: \(name) is read by neither unit")
             #expect(unitVars.contains(name), "tessera.env.example sets \(name), no unit has a default for it")
         }
     }
 
     @Test("Dockerfile, entrypoint and README: every command line uses real flags")
     func shellText() throws {
-        var invocations = DeployFiles.shellInvocations(try DeployFiles.text("docker/entrypoint.sh"), origin: "docker/entrypoint.sh")
-        #expect(invocations.contains { $0.subcommand == "status" } && invocations.contains { $0.arguments == ["--info"] })
+        var invocations = DeployFiles.shellInvocations(
+            try DeployFiles.text("docker/entrypoint.sh"), origin: "docker/entrypoint.sh")
+        #expect(
+            invocations.contains { $0.subcommand == "status" } && invocations.contains { $0.arguments == ["--info"] })
         // README: the fenced code blocks.
         let readme = try DeployFiles.text("README.md")
         var inCode = false
@@ -547,7 +617,9 @@ struct DeployFilesTests {
                 let name = String(text[Range(match.range, in: text)!])
                 if name.hasSuffix("_") { continue }
                 seen += 1
-                #expect(real.contains(name), "deploy/\(file): \(name) is not a variable of tessera-coordinator or tessera-worker")
+                #expect(
+                    real.contains(name),
+                    "deploy/\(file): \(name) is not a variable of tessera-coordinator or tessera-worker")
             }
         }
         #expect(seen > 30)

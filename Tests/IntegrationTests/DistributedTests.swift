@@ -6,17 +6,21 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// Multi-process tests on loopback: a `tessera-coordinator serve`, `tessera-worker`
 /// processes and `submit` clients, against the in-process engine.
 @Suite("Distributed: coordinator, workers and clients on loopback", .serialized)
 struct DistributedTests {
-    func submit(_ group: ProcessGroup, _ clients: String, mode: MapMode, image: String, out: String,
-                log: String) throws -> Process {
-        try group.start("tessera-coordinator",
-                        ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                            + ["--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
-                               "--wait", "--out", out, image], log: log)
+    func submit(
+        _ group: ProcessGroup, _ clients: String, mode: MapMode, image: String, out: String,
+        log: String
+    ) throws -> Process {
+        try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + [
+                    "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
+                    "--wait", "--out", out, image,
+                ], log: log)
     }
 
     @Test("1 coordinator + 3 workers: every mode's .npy is byte-identical to the in-process map")
@@ -54,11 +58,14 @@ struct DistributedTests {
         try ClusterFixture.writeImage(to: image, height: 61, width: 47)
         for mode in [MapMode.dense, .shift] {
             let out = "\(group.directory)/out-\(mode.rawValue)"
-            let p = try group.start("tessera-coordinator",
-                                    ["submit", "--coordinator", clients, "--model", model.prototxt, "--weights",
-                                     model.weights, "--mean", "104,117,123", "--scale", "0.015625", "--allow-padding",
-                                     "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
-                                     "--wait", "--out", out, image], log: "submit-\(mode.rawValue)")
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "submit", "--coordinator", clients, "--model", model.prototxt, "--weights",
+                    model.weights, "--mean", "104,117,123", "--scale", "0.015625", "--allow-padding",
+                    "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
+                    "--wait", "--out", out, image,
+                ], log: "submit-\(mode.rawValue)")
             let status = group.wait(p, timeout: 60)
             #expect(status == 0, "submit \(mode): \(group.log("submit-\(mode.rawValue)"))\n\(group.log("coordinator"))")
             let local = try ClusterFixture.localNPY(image: image, mode: mode, scratch: group.directory, model: model)
@@ -92,9 +99,11 @@ struct DistributedTests {
         try group.startWorker(workers, name: "late-2", threads: 1)
         #expect(group.wait(a) == 0, "\(group.log("client-a"))")
         #expect(group.wait(b) == 0, "\(group.log("client-b"))")
-        #expect(ClusterFixture.bytes(group.directory + "/a/tissue.npy")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/a/tissue.npy")
                 == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
-        #expect(ClusterFixture.bytes(group.directory + "/b/tissue.npy")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/b/tissue.npy")
                 == (try ClusterFixture.localNPY(image: image, mode: .shift, scratch: group.directory)))
     }
 
@@ -113,11 +122,14 @@ struct DistributedTests {
         // 2. Random frames over ZMTP.
         try stranger.send([(0..<300).map { _ in UInt8.random(in: 0...255) }, [1, 2, 3]])
         // 3. A truncated frame: a hello header cut short.
-        let hello = WireMessage.hello(Wire.Hello(workerName: "fake", threads: 1, memoryBytes: 1, device: "cpu")).encode()
+        let hello = WireMessage.hello(Wire.Hello(workerName: "fake", threads: 1, memoryBytes: 1, device: "cpu"))
+            .encode()
         try stranger.send([Array(hello[0].prefix(hello[0].count - 3))])
         // 4. A result header claiming 10^6 × 10^6 = 10^12 pixels.
-        var huge = WireMessage.resultHeader(Wire.TaskResult(jobID: 1, taskID: 0, attempt: 1, classes: 3, height: 1,
-                                                            width: 1, values: [0, 0, 0]))
+        var huge = WireMessage.resultHeader(
+            Wire.TaskResult(
+                jobID: 1, taskID: 0, attempt: 1, classes: 3, height: 1,
+                width: 1, values: [0, 0, 0]))
         Self.put(UInt32(1_000_000), at: huge.count - 8, in: &huge)
         Self.put(UInt32(1_000_000), at: huge.count - 4, in: &huge)
         try stranger.send([huge, [0, 0, 0, 0]])
@@ -130,8 +142,11 @@ struct DistributedTests {
         try fake.connect(workers)
         try fake.send(hello)
         #expect(try Self.next(fake, { if case .welcome = $0 { true } else { false } }) != nil)
-        try fake.send(.result(Wire.TaskResult(jobID: 999, taskID: 5, attempt: 1, classes: 3, height: 1, width: 1,
-                                              values: [1, 2, 3])))
+        try fake.send(
+            .result(
+                Wire.TaskResult(
+                    jobID: 999, taskID: 5, attempt: 1, classes: 3, height: 1, width: 1,
+                    values: [1, 2, 3])))
 
         // A job, with the fake worker as the only worker: it is handed tasks.
         let p = try submit(group, clients, mode: .dense, image: image, out: group.directory + "/out", log: "client")
@@ -140,15 +155,19 @@ struct DistributedTests {
         // 6. A result (right shape, wrong values) for a task this worker was not given.
         let other = spec.taskID + 5  // the fake holds the first two tasks only (credit 2)
         let n = Int(spec.outputRect.height * spec.outputRect.width) * 3
-        try fake.send(.result(Wire.TaskResult(jobID: spec.jobID, taskID: other, attempt: 1, classes: 3,
-                                              height: spec.outputRect.height, width: spec.outputRect.width,
-                                              values: [Float](repeating: 0.5, count: n))))
+        try fake.send(
+            .result(
+                Wire.TaskResult(
+                    jobID: spec.jobID, taskID: other, attempt: 1, classes: 3,
+                    height: spec.outputRect.height, width: spec.outputRect.width,
+                    values: [Float](repeating: 0.5, count: n))))
         // The fake worker leaves, returning what it holds; a real worker finishes the job.
         usleep(200_000)
         try fake.send(.goodbye([spec.ref]))
         try group.startWorker(workers, name: "real", threads: 2)
         #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
-        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
                 == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
         let log = group.log("coordinator")
         for needle in ["malformed", "truncated", "limitExceeded", "unknown job", "not assigned"] {
@@ -168,7 +187,8 @@ struct DistributedTests {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             guard try socket.waitForMessage(timeoutMilliseconds: 100), let e = try socket.receiveWire(dontWait: true),
-                  let m = try? e.message.get() else { continue }
+                let m = try? e.message.get()
+            else { continue }
             if case .heartbeat = m { try socket.send(.heartbeat) }
             if match(m) { return m }
         }
@@ -185,7 +205,9 @@ struct DistributedTests {
         addr.sin_port = port.bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard ok == 0 else { throw ClusterError("connect failed") }
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -3,10 +3,9 @@ import CLISupport
 import Foundation
 import Testing
 
-@testable import TestSupport
 @testable import Coordinator
+@testable import TestSupport
 @testable import Worker
-
 
 /// Every option of both binaries can come from its environment variable: the test
 /// walks ArgumentParser's own list of each subcommand's options (so a new flag is
@@ -21,26 +20,36 @@ struct EnvironmentVariableTests {
     }
 
     static let binaries = [
-        Binary(name: "tessera-coordinator", table: EnvironmentTable(TesseraCoordinator.self, scheme: .coordinator),
-               parse: { try TesseraCoordinator.parseAsRoot($0) }),
-        Binary(name: "tessera-worker", table: EnvironmentTable(TesseraWorker.self, scheme: .worker),
-               parse: { try TesseraWorker.parseAsRoot($0) }),
+        Binary(
+            name: "tessera-coordinator", table: EnvironmentTable(TesseraCoordinator.self, scheme: .coordinator),
+            parse: { try TesseraCoordinator.parseAsRoot($0) }),
+        Binary(
+            name: "tessera-worker", table: EnvironmentTable(TesseraWorker.self, scheme: .worker),
+            parse: { try TesseraWorker.parseAsRoot($0) }),
     ]
 
     /// Arguments that make each subcommand parse: (flag, value) pairs and positionals.
     /// Options of a CURVE group need each other, so the whole group is in the baseline.
     static let baselines: [String: (options: [(String, String?)], positionals: [String])] = [
         "serve": ([("curve", nil), ("curve-secret-key", "c.key"), ("authorized-keys", "auth")], []),
-        "submit": ([("model", "m.prototxt"), ("out", "o"), ("curve", nil), ("curve-secret-key", "u.key"),
-                    ("curve-server-key", "c.pub")], ["a.png"]),
+        "submit": (
+            [
+                ("model", "m.prototxt"), ("out", "o"), ("curve", nil), ("curve-secret-key", "u.key"),
+                ("curve-server-key", "c.pub"),
+            ], ["a.png"]
+        ),
         "status": ([("curve", nil), ("curve-secret-key", "u.key"), ("curve-server-key", "c.pub")], []),
         "cancel": ([("curve", nil), ("curve-secret-key", "u.key"), ("curve-server-key", "c.pub")], ["1"]),
         "fetch": ([("out", "o"), ("curve", nil), ("curve-secret-key", "u.key"), ("curve-server-key", "c.pub")], ["1"]),
         "run": ([("model", "m.prototxt"), ("out", "o")], ["a.png"]),
         "inspect": ([("model", "m.prototxt")], []),
         "inspect-image": ([], ["slide.svs"]),
-        "convert": ([("model", "m.prototxt"), ("weights", "w.caffemodel"), ("out-model", "f.prototxt"),
-                     ("out-weights", "f.caffemodel")], []),
+        "convert": (
+            [
+                ("model", "m.prototxt"), ("weights", "w.caffemodel"), ("out-model", "f.prototxt"),
+                ("out-weights", "f.caffemodel"),
+            ], []
+        ),
         "benchmark": ([("model", "m.prototxt")], []),
         "info": ([], []),
         "keygen": ([], ["alice"]),
@@ -77,9 +86,12 @@ struct EnvironmentVariableTests {
                 for option in options {
                     let label = "\(binary.name) \(sub ?? "") --\(option.flag)"
                     #expect(option.variable == binary.table.scheme.variable(subcommand: sub, flag: option.flag))
-                    #expect(option.variable.range(of: "^TESSERA_[A-Z0-9_]+$", options: .regularExpression) != nil, "\(label)")
-                    let args = try #require(Self.arguments(sub, without: option.flag),
-                                            "no baseline arguments for `\(binary.name) \(sub ?? "")`: add them to the test")
+                    #expect(
+                        option.variable.range(of: "^TESSERA_[A-Z0-9_]+$", options: .regularExpression) != nil,
+                        "\(label)")
+                    let args = try #require(
+                        Self.arguments(sub, without: option.flag),
+                        "no baseline arguments for `\(binary.name) \(sub ?? "")`: add them to the test")
                     let baseline = (try? binary.parse(args)).map(Self.dump)
                     let env = binary.table
                     func viaEnvironment(_ value: String, extra: [String] = []) throws -> String {
@@ -96,16 +108,22 @@ struct EnvironmentVariableTests {
                             if viaFlag != baseline { value = sample; break }
                         }
                         let v = try #require(value, "\(label): no sample value is accepted; extend `samples`")
-                        #expect(try viaEnvironment(v) == viaFlag, "\(label): \(option.variable)=\(v) differs from the flag")
+                        #expect(
+                            try viaEnvironment(v) == viaFlag, "\(label): \(option.variable)=\(v) differs from the flag")
                         // The command line wins over the environment.
-                        let other = (option.values + Self.samples).first { $0 != v && (try? binary.parse(args + ["--\(option.flag)", $0])) != nil }
+                        let other = (option.values + Self.samples).first {
+                            $0 != v && (try? binary.parse(args + ["--\(option.flag)", $0])) != nil
+                        }
                         if let other {
-                            #expect(try viaEnvironment(other, extra: ["--\(option.flag)", v]) == viaFlag,
-                                    "\(label): the environment beat the command line")
+                            #expect(
+                                try viaEnvironment(other, extra: ["--\(option.flag)", v]) == viaFlag,
+                                "\(label): the environment beat the command line")
                         }
                     } else {
                         let viaFlag = Self.dump(try binary.parse(args + ["--\(option.flag)"]))
-                        for yes in ["1", "true", "TRUE"] { #expect(try viaEnvironment(yes) == viaFlag, "\(label)=\(yes)") }
+                        for yes in ["1", "true", "TRUE"] {
+                            #expect(try viaEnvironment(yes) == viaFlag, "\(label)=\(yes)")
+                        }
                         if let baseline {
                             for no in ["0", "false"] { #expect(try viaEnvironment(no) == baseline, "\(label)=\(no)") }
                         }
@@ -140,8 +158,11 @@ struct EnvironmentVariableTests {
         #expect(worker.scheme.variable(subcommand: nil, flag: "coordinator") == "TESSERA_WORKER_COORDINATOR")
         #expect(coordinator.scheme.variable(subcommand: "status", flag: "coordinator") == "TESSERA_CLIENT_COORDINATOR")
         #expect(coordinator.scheme.variable(subcommand: "serve", flag: "worker-endpoint") == "TESSERA_WORKER_ENDPOINT")
-        #expect(coordinator.scheme.variable(subcommand: "serve", flag: "curve-secret-key") == "TESSERA_CURVE_SECRET_KEY")
-        #expect(coordinator.scheme.variable(subcommand: "submit", flag: "curve-secret-key") == "TESSERA_CLIENT_CURVE_SECRET_KEY")
+        #expect(
+            coordinator.scheme.variable(subcommand: "serve", flag: "curve-secret-key") == "TESSERA_CURVE_SECRET_KEY")
+        #expect(
+            coordinator.scheme.variable(subcommand: "submit", flag: "curve-secret-key")
+                == "TESSERA_CLIENT_CURVE_SECRET_KEY")
         #expect(coordinator.scheme.variable(subcommand: "keygen", flag: "out") == "TESSERA_KEYGEN_OUT")
         // Actions are not settings.
         #expect(!worker.all.contains { $0.flag == "info" || $0.flag == "help" })
@@ -152,7 +173,10 @@ struct EnvironmentVariableTests {
         let table = Self.binaries[0].table
         let applied = try table.apply(["serve"], environment: ["TESSERA_STORE": "-odd", "TESSERA_CREDIT": ""])
         #expect(applied.arguments == ["serve", "--store=-odd"])
-        #expect(try table.apply(["serve", "--help"], environment: ["TESSERA_CURVE": "maybe"]).arguments == ["serve", "--help"])
+        #expect(
+            try table.apply(["serve", "--help"], environment: ["TESSERA_CURVE": "maybe"]).arguments == [
+                "serve", "--help",
+            ])
         // Inserted before positionals and `--`.
         let run = try table.apply(["run", "a.png"], environment: ["TESSERA_OUT": "o"])
         #expect(run.arguments == ["run", "--out=o", "a.png"])
@@ -163,15 +187,19 @@ struct EnvironmentVariableTests {
         for binary in Self.binaries {
             let subs: [String?] = binary.table.subcommands.isEmpty ? [nil] : binary.table.subcommands.map { $0 }
             for sub in subs {
-                let (status, help) = try DeployFiles.run(ProcessGroup.binary(binary.name), (sub.map { [$0] } ?? []) + ["--help"])
+                let (status, help) = try DeployFiles.run(
+                    ProcessGroup.binary(binary.name), (sub.map { [$0] } ?? []) + ["--help"])
                 #expect(status == 0)
                 for option in binary.table.options[sub] ?? [] where option.isShown {
-                    #expect(help.components(separatedBy: "(env: \(option.variable))").count == 2,
-                            "\(binary.name) \(sub ?? "") --help should show \(option.variable) once:\n\(help)")
+                    #expect(
+                        help.components(separatedBy: "(env: \(option.variable))").count == 2,
+                        "\(binary.name) \(sub ?? "") --help should show \(option.variable) once:\n\(help)")
                 }
                 // Example commands in the overview stay as written.
                 let overview = help.components(separatedBy: "USAGE:")[0]
-                #expect(!overview.contains("(env:"), "\(binary.name) \(sub ?? ""): variable inside the overview:\n\(overview)")
+                #expect(
+                    !overview.contains("(env:"),
+                    "\(binary.name) \(sub ?? ""): variable inside the overview:\n\(overview)")
                 // An example command is not wrapped mid-line (a shell would cut it there): a
                 // line of an indented example never runs on into an unindented one.
                 let lines = overview.components(separatedBy: "\n")

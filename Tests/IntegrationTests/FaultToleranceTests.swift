@@ -6,7 +6,6 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-
 /// Faults on real processes (docs/ARCHITECTURE.md §9): `kill -9` of workers and
 /// of the coordinator in the middle of a `dense` job, a SIGSTOPped worker, a graceful
 /// SIGTERM; each job must end byte-identical to the in-process map. Workers are slowed
@@ -18,26 +17,36 @@ struct FaultToleranceTests {
 
     /// Submits the test image as a dense job and waits for it (`submit --wait`).
     func submit(_ group: ProcessGroup, _ clients: String, image: String, out: String) throws -> Process {
-        try group.start("tessera-coordinator",
-                        ["submit", "--coordinator", clients, "--reconnect-timeout", "60"] + ClusterFixture.modelFlags
-                            + Self.modeFlags + ["--wait", "--out", out, image], log: "client")
+        try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients, "--reconnect-timeout", "60"] + ClusterFixture.modelFlags
+                + Self.modeFlags + ["--wait", "--out", out, image], log: "client")
     }
 
     func worker(_ group: ProcessGroup, _ endpoint: String, _ name: String, delayMs: Int) throws -> Process {
-        try group.start("tessera-worker", ["--coordinator", endpoint, "--threads", "1", "--name", name,
-                                           "--heartbeat-ms", "300", "--debug-task-delay-ms", "\(delayMs)"], log: name)
+        try group.start(
+            "tessera-worker",
+            [
+                "--coordinator", endpoint, "--threads", "1", "--name", name,
+                "--heartbeat-ms", "300", "--debug-task-delay-ms", "\(delayMs)",
+            ], log: name)
     }
 
     /// Polls job 1's status until `done(status)` holds; fails the test after `timeout` s.
-    func waitFor(_ clients: String, timeout: Double = 30, _ what: String,
-                 _ done: (Wire.JobStatus) -> Bool) throws -> Wire.JobStatus {
+    func waitFor(
+        _ clients: String, timeout: Double = 30, _ what: String,
+        _ done: (Wire.JobStatus) -> Bool
+    ) throws -> Wire.JobStatus {
         let context = try ZMQContext()
         let client = try TestClient(context, clients)
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             // Only once the job is planned: before that, status says `unknown` with no tasks.
             if let s = try? client.status(1), s.state != .unknown, s.tasksQueued + s.tasksRunning + s.tasksDone > 0,
-               done(s) { return s }
+                done(s)
+            {
+                return s
+            }
             usleep(20_000)
         }
         throw ClusterError("timed out waiting for \(what)")
@@ -68,21 +77,28 @@ struct FaultToleranceTests {
         let w = try (1...3).map { try worker(group, workers, "w\($0)", delayMs: 80) }
         let (image, expected) = try reference(group)
         let client = try submit(group, clients, image: image, out: group.directory + "/out")
-        let first = try waitFor(clients, "a quarter of the tasks") { $0.tasksDone * 4 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone }
+        let first = try waitFor(clients, "a quarter of the tasks") {
+            $0.tasksDone * 4 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone
+        }
         kill(w[0].processIdentifier, SIGKILL)
         let total = first.tasksQueued + first.tasksRunning + first.tasksDone
         _ = try waitFor(clients, "half of the tasks") { $0.tasksDone * 2 >= total }
         kill(w[1].processIdentifier, SIGKILL)
         #expect(group.wait(client, timeout: 60) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
-        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
-                "the map after two worker kills differs from the in-process one")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
+            "the map after two worker kills differs from the in-process one")
         let log = group.log("coordinator")
-        #expect(log.components(separatedBy: "worker left").count - 1 >= 2, "both dead workers should be retired: \(log)")
+        #expect(
+            log.components(separatedBy: "worker left").count - 1 >= 2, "both dead workers should be retired: \(log)")
         #expect(log.contains("computed=\(total)"), "every tile computed once it is placed: \(log)")
-        print("R1: \(total) tasks, 2 of 3 workers killed, \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        print(
+            "R1: \(total) tasks, 2 of 3 workers killed, \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
-    @Test("R3 + R8: kill -9 the coordinator mid-job, restart on its store (one tile damaged), then SIGTERM and restart again: identical map, stored tiles not recomputed")
+    @Test(
+        "R3 + R8: kill -9 the coordinator mid-job, restart on its store (one tile damaged), then SIGTERM and restart again: identical map, stored tiles not recomputed"
+    )
     func killCoordinator() throws {
         let group = try ProcessGroup("kill-coordinator")
         defer { group.stop() }
@@ -91,9 +107,12 @@ struct FaultToleranceTests {
         let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
         let store = group.directory + "/store"
         func coordinator(_ log: String) throws -> Process {
-            let p = try group.start("tessera-coordinator", [
-                "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store", store,
-                "--heartbeat-ms", "300"], log: log)
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store", store,
+                    "--heartbeat-ms", "300",
+                ], log: log)
             guard waitForLog(group, log, "coordinator serving") else {
                 throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
             }
@@ -103,7 +122,9 @@ struct FaultToleranceTests {
         for i in 1...3 { _ = try worker(group, workers, "w\(i)", delayMs: 80) }
         let (image, expected) = try reference(group)
         let client = try submit(group, clients, image: image, out: group.directory + "/out")
-        let s1 = try waitFor(clients, "a third of the tasks") { $0.tasksDone * 3 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone }
+        let s1 = try waitFor(clients, "a third of the tasks") {
+            $0.tasksDone * 3 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone
+        }
         let total = Int(s1.tasksQueued + s1.tasksRunning + s1.tasksDone)
 
         // 1. kill -9 mid-job; damage one stored tile and leave an interrupted write behind.
@@ -111,7 +132,9 @@ struct FaultToleranceTests {
         #expect(group.wait(coord, timeout: 10) != nil)
         let tiles = store + "/jobs/1/tiles"
         var onDisk = try Self.tileIndices(tiles)
-        #expect(onDisk.count >= total / 3 - 2 && onDisk.count < total, "tiles on disk after the kill: \(onDisk.count)/\(total)")
+        #expect(
+            onDisk.count >= total / 3 - 2 && onDisk.count < total,
+            "tiles on disk after the kill: \(onDisk.count)/\(total)")
         let damaged = try #require(onDisk.first)
         var bytes = try #require(ClusterFixture.bytes("\(tiles)/\(damaged).tile"))
         bytes[TileFile.headerBytes + 3] ^= 0x40
@@ -124,7 +147,8 @@ struct FaultToleranceTests {
         coord = try coordinator("coordinator-2")
         let log2 = group.log("coordinator-2")
         #expect(log2.contains("resumed job 1: \(restored1)/\(total) tiles from store"), "\(log2)")
-        #expect(log2.contains("tile unusable, recomputing it") && log2.contains("checksum mismatch")
+        #expect(
+            log2.contains("tile unusable, recomputing it") && log2.contains("checksum mismatch")
                 && log2.contains("\(damaged).tile"), "the damaged tile should be named in the log: \(log2)")
         let s2 = try waitFor(clients, "the restored count in status") { _ in true }
         #expect(s2.message.contains("resumed: \(restored1)/\(total) tiles restored from the store"), "\(s2.message)")
@@ -133,46 +157,60 @@ struct FaultToleranceTests {
         // 2. Graceful SIGTERM once more tiles are done: exit 0, store synced, then resume again.
         _ = try waitFor(clients, "more progress") { Int($0.tasksDone) >= restored1 + (total - restored1) / 3 }
         kill(coord.processIdentifier, SIGTERM)
-        #expect(group.wait(coord, timeout: 15) == 0, "SIGTERM should stop the coordinator cleanly: \(group.log("coordinator-2"))")
+        #expect(
+            group.wait(coord, timeout: 15) == 0,
+            "SIGTERM should stop the coordinator cleanly: \(group.log("coordinator-2"))")
         #expect(group.log("coordinator-2").contains("store synced"))
         onDisk = try Self.tileIndices(tiles)
         let restored2 = onDisk.count
         if restored2 < total {
             coord = try coordinator("coordinator-3")
-            #expect(group.log("coordinator-3").contains("resumed job 1: \(restored2)/\(total) tiles from store"),
-                    "\(group.log("coordinator-3"))")
+            #expect(
+                group.log("coordinator-3").contains("resumed job 1: \(restored2)/\(total) tiles from store"),
+                "\(group.log("coordinator-3"))")
         } else {
             coord = try coordinator("coordinator-3")  // every tile stored: the restart only writes the outputs
         }
 
         #expect(group.wait(client, timeout: 90) == 0, "\(group.log("client"))\n\(group.log("coordinator-3"))")
-        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
-                "the map after a coordinator kill and restart differs from the in-process one")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
+            "the map after a coordinator kill and restart differs from the in-process one")
         let log3 = group.log("coordinator-3")
-        #expect(log3.contains("restored=\(restored2)") && log3.contains("computed=\(total - restored2)"),
-                "only the missing tiles may be computed after the restart: \(log3)")
-        #expect(group.log("client").contains("retrying"), "the client should say it is retrying: \(group.log("client"))")
+        #expect(
+            log3.contains("restored=\(restored2)") && log3.contains("computed=\(total - restored2)"),
+            "only the missing tiles may be computed after the restart: \(log3)")
+        #expect(
+            group.log("client").contains("retrying"), "the client should say it is retrying: \(group.log("client"))")
 
         // Status and fetch of the finished job after yet another restart (it is archived in the store).
         kill(coord.processIdentifier, SIGTERM)
         #expect(group.wait(coord, timeout: 15) == 0)
         coord = try coordinator("coordinator-4")
-        let fetch = try group.start("tessera-coordinator", ["fetch", "1", "--coordinator", clients,
-                                                             "--out", group.directory + "/refetch"], log: "fetch")
+        let fetch = try group.start(
+            "tessera-coordinator",
+            [
+                "fetch", "1", "--coordinator", clients,
+                "--out", group.directory + "/refetch",
+            ], log: "fetch")
         #expect(group.wait(fetch, timeout: 30) == 0, "\(group.log("fetch"))\n\(group.log("coordinator-4"))")
         #expect(ClusterFixture.bytes(group.directory + "/refetch/tissue.npy") == expected)
-        print("R3: \(total) tasks; restored \(restored1) after kill -9 (1 damaged tile recomputed), "
-              + "\(restored2) after SIGTERM; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        print(
+            "R3: \(total) tasks; restored \(restored1) after kill -9 (1 damaged tile recomputed), "
+                + "\(restored2) after SIGTERM; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
-    @Test("R2: a SIGSTOPped worker's tasks are copied to others past their deadline; after SIGCONT its late results are dropped")
+    @Test(
+        "R2: a SIGSTOPped worker's tasks are copied to others past their deadline; after SIGCONT its late results are dropped"
+    )
     func stoppedWorker() throws {
         let group = try ProcessGroup("stopped-worker")
         defer { group.stop() }
         // Heartbeat deadline 20 s: only the task deadline can rescue the stopped worker's tasks.
         let (workers, clients) = try group.startCoordinator(extra: [
             "--heartbeat-ms", "500", "--heartbeat-liveness", "40", "--straggler-floor-ms", "500",
-            "--straggler-factor", "3"])
+            "--straggler-factor", "3",
+        ])
         let slow = try worker(group, workers, "w1", delayMs: 120)
         defer { kill(slow.processIdentifier, SIGCONT) }
         for i in 2...3 { _ = try worker(group, workers, "w\(i)", delayMs: 120) }
@@ -188,13 +226,19 @@ struct FaultToleranceTests {
         kill(slow.processIdentifier, SIGCONT)
         #expect(waitForLog(group, "coordinator", "duplicate result dropped"), "\(group.log("coordinator"))")
         let log = group.log("coordinator")
-        let dropped = log.split(separator: "\n").filter { $0.contains("duplicate result dropped") && $0.contains("worker=w1") }
+        let dropped = log.split(separator: "\n").filter {
+            $0.contains("duplicate result dropped") && $0.contains("worker=w1")
+        }
         #expect(!dropped.isEmpty, "w1's late result should be dropped as a duplicate: \(log)")
-        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
-                "the map with a stopped worker differs from the in-process one")
-        if let line = log.split(separator: "\n").first(where: { $0.contains("straggler: task overdue") }) { print(line) }
-        print("R2: straggler copy sent \(String(format: "%.2f", redispatch)) s after SIGSTOP; "
-              + "\(dropped.count) late result(s) of w1 dropped")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected,
+            "the map with a stopped worker differs from the in-process one")
+        if let line = log.split(separator: "\n").first(where: { $0.contains("straggler: task overdue") }) {
+            print(line)
+        }
+        print(
+            "R2: straggler copy sent \(String(format: "%.2f", redispatch)) s after SIGSTOP; "
+                + "\(dropped.count) late result(s) of w1 dropped")
     }
 
     // MARK: Helpers

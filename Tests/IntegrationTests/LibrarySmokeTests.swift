@@ -5,7 +5,6 @@ import Testing
 
 @testable import TesseraEngine
 
-
 /// One real call into each C library: these fail when a library is missing or broken.
 @Suite("C library smoke tests")
 struct LibrarySmokeTests {
@@ -46,8 +45,11 @@ struct LibrarySmokeTests {
 
     @Test("BLAS kernel choice follows the CPU's features")
     func kernelChoice() {
-        #expect(CPUFeatures(flags: ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"],
-                            modelName: "x").preferredOpenBLASCore == "SkylakeX")
+        #expect(
+            CPUFeatures(
+                flags: ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"],
+                modelName: "x"
+            ).preferredOpenBLASCore == "SkylakeX")
         #expect(CPUFeatures(flags: ["avx", "avx2", "fma"], modelName: "x").preferredOpenBLASCore == "Haswell")
         #expect(CPUFeatures(flags: ["avx"], modelName: "x").preferredOpenBLASCore == "Sandybridge")
         #expect(CPUFeatures(flags: ["sse2"], modelName: "x").preferredOpenBLASCore == nil)

@@ -13,13 +13,17 @@ struct MapCheckTests {
         defer { group.stop() }
         let root = TestPaths.packageRoot.path
         let out = group.directory + "/out"
-        let (s, l) = try SlideMapTests.coordinator(group, [
-            "run", "--in-process", "--model", root + "/models/demo/deploy.prototxt",
-            "--weights", root + "/models/demo/nuclei32.caffemodel", "--mean", "134,151,171", "--scale", "0.015625",
-            "--mode", "dense", "--tile", "96", "--outputs", "npy", "--check", "30", "--out", out,
-            root + "/examples/ihc.png"], log: "run")
+        let (s, l) = try SlideMapTests.coordinator(
+            group,
+            [
+                "run", "--in-process", "--model", root + "/models/demo/deploy.prototxt",
+                "--weights", root + "/models/demo/nuclei32.caffemodel", "--mean", "134,151,171", "--scale", "0.015625",
+                "--mode", "dense", "--tile", "96", "--outputs", "npy", "--check", "30", "--out", out,
+                root + "/examples/ihc.png",
+            ], log: "run")
         #expect(s == 0, "\(l)")
-        let report = try SlideMapTests.python("""
+        let report = try SlideMapTests.python(
+            """
             import json, sys; r = json.load(open(sys.argv[1]))
             assert r['pixels'] == 30, r['pixels']
             assert r['maxAbsDeviation'] < 1e-5, r['maxAbsDeviation']
@@ -36,16 +40,25 @@ struct MapCheckTests {
         let image = group.directory + "/img.png"
         try ClusterFixture.writeImage(to: image, height: 48, width: 60)
         let model = ClusterFixture.modelFlags + ["--in-process", "--outputs", "npy", "--tile", "24"]
-        let (s1, l1) = try SlideMapTests.coordinator(group, ["run"] + model + ["--mode", "naive", "--check", "0",
-                                                                               "--out", group.directory + "/naive", image],
-                                                     log: "naive")
+        let (s1, l1) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + model + [
+                "--mode", "naive", "--check", "0",
+                "--out", group.directory + "/naive", image,
+            ],
+            log: "naive")
         #expect(s1 == 0, "\(l1)")
         // Default for a net that is not exact: 256 samples.
-        let (s2, l2) = try SlideMapTests.coordinator(group, ["run"] + model + ["--mode", "dense",
-                                                                               "--out", group.directory + "/dense", image],
-                                                     log: "dense")
+        let (s2, l2) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + model + [
+                "--mode", "dense",
+                "--out", group.directory + "/dense", image,
+            ],
+            log: "dense")
         #expect(s2 == 0 && l2.contains("check against the exact classifier: 256 pixels"), "\(l2)")
-        let verdict = try SlideMapTests.python("""
+        let verdict = try SlideMapTests.python(
+            """
             import json, sys, numpy as np
             r = json.load(open(sys.argv[1])); naive = np.load(sys.argv[2]); dense = np.load(sys.argv[3])
             px = np.array(r['samples']['pixels']); ys, xs = px[:, 0], px[:, 1]
@@ -59,8 +72,11 @@ struct MapCheckTests {
             assert abs(agree - r['argmaxAgreement']) < 1e-12, (agree, r['argmaxAgreement'])
             assert d.max() > 0, 'a padded net should deviate somewhere'
             print('ok', d.max(), agree)
-            """, [group.directory + "/dense/img.check.json", group.directory + "/naive/img.npy",
-                  group.directory + "/dense/img.npy"])
+            """,
+            [
+                group.directory + "/dense/img.check.json", group.directory + "/naive/img.npy",
+                group.directory + "/dense/img.npy",
+            ])
         #expect(verdict.contains("ok"), "\(verdict)")
     }
 }

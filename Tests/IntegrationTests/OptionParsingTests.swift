@@ -9,9 +9,11 @@ import Testing
 struct OptionParsingTests {
     static let base = ["--model", "m.prototxt", "--out", "o", "a.png"]
 
-    @Test("Negative numbers are values of --mean, --raw-scale and --scale (run, submit, inspect)", arguments: [
-        ["run"], ["submit"], ["inspect"],
-    ])
+    @Test(
+        "Negative numbers are values of --mean, --raw-scale and --scale (run, submit, inspect)",
+        arguments: [
+            ["run"], ["submit"], ["inspect"],
+        ])
     func negativeNumbers(_ command: [String]) throws {
         let base = command == ["inspect"] ? ["--model", "m.prototxt"] : Self.base
         let parsed = try TesseraCoordinator.parseAsRoot(

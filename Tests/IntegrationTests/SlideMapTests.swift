@@ -40,8 +40,9 @@ struct SlideMapTests {
 
     static func bytes(_ path: String) -> [UInt8]? { ClusterFixture.bytes(path) }
 
-    @Test("PNG: the OME-Zarr float32 map (zarr) equals the cluster path's .npy bit for bit, tiled or not",
-          arguments: MapMode.allCases)
+    @Test(
+        "PNG: the OME-Zarr float32 map (zarr) equals the cluster path's .npy bit for bit, tiled or not",
+        arguments: MapMode.allCases)
     func zarrEqualsClusterMap(mode: MapMode) throws {
         let group = try ProcessGroup("zarr-\(mode.rawValue)")
         defer { group.stop() }
@@ -49,19 +50,26 @@ struct SlideMapTests {
         try ClusterFixture.writeImage(to: image, height: mode == .naive ? 40 : 90, width: mode == .naive ? 52 : 120)
         let model = ClusterFixture.modelFlags + ["--mode", mode.rawValue, "--threads", "2"]
         // The reference: the cluster path (an embedded coordinator and one worker), as before this change.
-        let (status, log) = try Self.coordinator(group, ["run"] + model + ["--outputs", "npy", "--tile", "24",
-                                                                          "--out", group.directory + "/ref", image],
-                                                 log: "ref")
+        let (status, log) = try Self.coordinator(
+            group,
+            ["run"] + model + [
+                "--outputs", "npy", "--tile", "24",
+                "--out", group.directory + "/ref", image,
+            ],
+            log: "ref")
         #expect(status == 0, "\(log)")
         let reference = try #require(Self.bytes(group.directory + "/ref/img.npy"))
         for tile in ["24", "32", "64"] {
             let out = group.directory + "/t\(tile)"
-            let (s, l) = try Self.coordinator(group, ["run", "--in-process"] + model
-                                                + ["--outputs", "npy,zarr,tiff", "--tile", tile, "--out", out, image],
-                                              log: "t\(tile)")
+            let (s, l) = try Self.coordinator(
+                group,
+                ["run", "--in-process"] + model
+                    + ["--outputs", "npy,zarr,tiff", "--tile", tile, "--out", out, image],
+                log: "t\(tile)")
             #expect(s == 0, "\(l)")
             #expect(Self.bytes(out + "/img.npy") == reference, "tile \(tile): .npy differs from the cluster path's")
-            let check = try Self.python("""
+            let check = try Self.python(
+                """
                 import sys, numpy as np, zarr, tifffile
                 ref = np.load(sys.argv[1]); z = zarr.open(sys.argv[2], mode='r')
                 a = z['0'][:]
@@ -81,15 +89,23 @@ struct SlideMapTests {
         defer { group.stop() }
         let png = group.directory + "/pixels.png"
         try ClusterFixture.writeImage(to: png, height: 200, width: 260, seed: 5)
-        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
-                            [Self.makeSlide, png, group.directory])
-        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "64", "--threads", "2",
-                                                  "--in-process", "--outputs", "npy"]
+        _ = try Self.python(
+            "import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+            [Self.makeSlide, png, group.directory])
+        let model =
+            ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "64", "--threads", "2",
+                "--in-process", "--outputs", "npy",
+            ]
         func map(_ name: String, _ extra: [String] = []) throws -> [UInt8]? {
             let out = group.directory + "/out-" + name
-            let (s, l) = try Self.coordinator(group, ["run"] + model + extra + ["--out", out,
-                                                                                group.directory + "/" + name],
-                                              log: "map-" + name)
+            let (s, l) = try Self.coordinator(
+                group,
+                ["run"] + model + extra + [
+                    "--out", out,
+                    group.directory + "/" + name,
+                ],
+                log: "map-" + name)
             #expect(s == 0, "\(name): \(l)")
             return try FileManager.default.contentsOfDirectory(atPath: out).first { $0.hasSuffix(".npy") }
                 .flatMap { Self.bytes(out + "/" + $0) }
@@ -100,8 +116,12 @@ struct SlideMapTests {
         #expect(try map("slide.svs") == decoded, "OpenSlide's map differs from the map of its decoded pixels")
         // --mpp 1.0: the ¼ level (0.25 µm/px × 4), 50×65 pixels.
         let out = group.directory + "/mpp"
-        let (s, l) = try Self.coordinator(group, ["run"] + model + ["--mpp", "1.0", "--out", out,
-                                                                    group.directory + "/slide.svs"], log: "mpp")
+        let (s, l) = try Self.coordinator(
+            group,
+            ["run"] + model + [
+                "--mpp", "1.0", "--out", out,
+                group.directory + "/slide.svs",
+            ], log: "mpp")
         #expect(s == 0 && l.contains("level 1 of 2") && l.contains("1.000 µm/px"), "\(l)")
         let shape = try Self.python("import numpy as np, sys; print(np.load(sys.argv[1]).shape)", [out + "/slide.npy"])
         #expect(shape.contains("50, 65"), "\(shape)")
@@ -113,7 +133,8 @@ struct SlideMapTests {
         defer { group.stop() }
         let png = group.directory + "/islands.png"
         // White background with two stained islands.
-        _ = try Self.python("""
+        _ = try Self.python(
+            """
             import sys, numpy as np, imagecodecs
             a = np.full((256, 320, 3), 245, np.uint8)
             a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
@@ -121,15 +142,21 @@ struct SlideMapTests {
             """, [png])
         let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--in-process"]
         let out = group.directory + "/out"
-        let (s, l) = try Self.coordinator(group, ["run"] + model + ["--tissue", "--outputs", "zarr,npy",
-                                                                    "--out", out, png], log: "tissue")
+        let (s, l) = try Self.coordinator(
+            group,
+            ["run"] + model + [
+                "--tissue", "--outputs", "zarr,npy",
+                "--out", out, png,
+            ], log: "tissue")
         #expect(s == 0, "\(l)")
         let skipped = l.range(of: #"(\d+) computed, (\d+) skipped"#, options: .regularExpression).map { String(l[$0]) }
         #expect(skipped != nil && !(skipped!.hasSuffix(" 0 skipped")), "\(l)")
-        let (s2, l2) = try Self.coordinator(group, ["run"] + model + ["--outputs", "npy", "--out", out + "-all", png],
-                                            log: "all")
+        let (s2, l2) = try Self.coordinator(
+            group, ["run"] + model + ["--outputs", "npy", "--out", out + "-all", png],
+            log: "all")
         #expect(s2 == 0, "\(l2)")
-        let check = try Self.python("""
+        let check = try Self.python(
+            """
             import sys, numpy as np, zarr
             z = zarr.open(sys.argv[1], mode='r')['0'][:]; full = np.load(sys.argv[2])
             nan = np.isnan(z[0])
@@ -147,8 +174,9 @@ struct SlideMapTests {
         defer { group.stop() }
         let png = group.directory + "/pixels.png"
         try ClusterFixture.writeImage(to: png, height: 120, width: 150, seed: 9)
-        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
-                            [Self.makeSlide, png, group.directory])
+        _ = try Self.python(
+            "import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+            [Self.makeSlide, png, group.directory])
         let tiled = try #require(Self.bytes(group.directory + "/tiled.tif"))
         try Data(tiled.prefix(tiled.count / 2)).write(to: URL(fileURLWithPath: group.directory + "/cut.tif"))
         try Data("not an image at all".utf8).write(to: URL(fileURLWithPath: group.directory + "/junk.tif"))
@@ -161,9 +189,13 @@ struct SlideMapTests {
         ]
         for (i, (file, extra, expected)) in cases.enumerated() {
             let out = group.directory + "/out\(i)"
-            let (s, l) = try Self.coordinator(group, ["run"] + model + extra + ["--out", out,
-                                                                                group.directory + "/" + file],
-                                              log: "bad\(i)")
+            let (s, l) = try Self.coordinator(
+                group,
+                ["run"] + model + extra + [
+                    "--out", out,
+                    group.directory + "/" + file,
+                ],
+                log: "bad\(i)")
             #expect(s != 0, "\(file) \(extra) was accepted: \(l)")
             #expect(l.contains(expected) && !l.contains("Fatal error"), "\(file) \(extra): \(l)")
             let left = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
@@ -179,14 +211,21 @@ extension SlideMapTests {
         defer { group.stop() }
         let png = group.directory + "/pixels.png"
         try ClusterFixture.writeImage(to: png, height: 120, width: 160, seed: 3)
-        _ = try Self.python("import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
-                            [Self.makeSlide, png, group.directory])
-        let (s, l) = try Self.coordinator(group, ["inspect-image", group.directory + "/slide.svs", "--model",
-                                                  ClusterFixture.prototxt, "--weights", ClusterFixture.weights,
-                                                  "--allow-padding"], log: "inspect")
+        _ = try Self.python(
+            "import subprocess, sys; subprocess.run([sys.executable] + sys.argv[1:], check=True)",
+            [Self.makeSlide, png, group.directory])
+        let (s, l) = try Self.coordinator(
+            group,
+            [
+                "inspect-image", group.directory + "/slide.svs", "--model",
+                ClusterFixture.prototxt, "--weights", ClusterFixture.weights,
+                "--allow-padding",
+            ], log: "inspect")
         #expect(s == 0, "\(l)")
-        for expected in ["aperio", "160×120", "level 0: 160×120", "level 1: 40×30", "0.25 µm/px", "1 µm/px",
-                         "map 3×120×160", "Mpx/s"] {
+        for expected in [
+            "aperio", "160×120", "level 0: 160×120", "level 1: 40×30", "0.25 µm/px", "1 µm/px",
+            "map 3×120×160", "Mpx/s",
+        ] {
             #expect(l.contains(expected), "missing \"\(expected)\" in:\n\(l)")
         }
         let (s2, l2) = try Self.coordinator(group, ["inspect-image", group.directory + "/nothing.svs"], log: "missing")

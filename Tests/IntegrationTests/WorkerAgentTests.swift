@@ -93,7 +93,8 @@ struct WorkerAgentTests {
             Issue.record("the worker kept running without its compute thread")
             return
         }
-        #expect("\(error)".contains("compute thread cannot start") && "\(error)".contains("no wake-up pipe"), "\(error)")
+        #expect(
+            "\(error)".contains("compute thread cannot start") && "\(error)".contains("no wake-up pipe"), "\(error)")
         #expect(try coordinator.next(timeout: 0.3) == nil, "the worker registered without a compute thread")
     }
 
@@ -142,7 +143,9 @@ struct WorkerAgentTests {
     @Test("--debug-task-delay-ms above a day is refused")
     func taskDelayOption() throws {
         let base = ["--coordinator", "tcp://127.0.0.1:5555"]
-        #expect(throws: (any Error).self) { try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms", "86400001"]) }
+        #expect(throws: (any Error).self) {
+            try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms", "86400001"])
+        }
         #expect(throws: (any Error).self) { try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms=-1"]) }
         #expect(throws: Never.self) { try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms", "5000000"]) }
     }

@@ -1,20 +1,19 @@
 import Foundation
-import Testing
-
 import TesseraCluster
 import TesseraEngine
 import TesseraImage
 import TesseraModel
 import TesseraPlan
 import TesseraWire
-
+import Testing
 
 /// Starts the built executables (`tessera-coordinator`, `tessera-worker`, found next
 /// to the test binary: `swift test` builds them into the same folder) and kills every
 /// one of them when the test ends, passed or failed (`defer { group.stop() }`).
 final class ProcessGroup: @unchecked Sendable {
     static let binDirectory: String = {
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let me =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = (me as NSString).deletingLastPathComponent
         // macOS: …/TesseraPackageTests.xctest/Contents/MacOS/…
         while !FileManager.default.fileExists(atPath: dir + "/tessera-coordinator") && dir.count > 1 {
@@ -30,14 +29,17 @@ final class ProcessGroup: @unchecked Sendable {
     private let lock = NSLock()
 
     init(_ label: String) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(label)-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(label)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
     /// Starts `name` with `arguments` (and `environment` added to this process's);
     /// stdout and stderr go to `<directory>/<log>.log`.
     @discardableResult
-    func start(_ name: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws -> Process {
+    func start(
+        _ name: String, _ arguments: [String], log: String, environment: [String: String] = [:]
+    ) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary(name))
         p.arguments = arguments
@@ -63,9 +65,13 @@ final class ProcessGroup: @unchecked Sendable {
     /// Starts `tessera-coordinator serve` on ephemeral loopback ports; returns (worker, client) endpoints.
     func startCoordinator(extra: [String] = []) throws -> (workers: String, clients: String) {
         let ready = "\(directory)/ready"
-        try start("tessera-coordinator", ["serve", "--worker-endpoint", "tcp://127.0.0.1:*",
-                                          "--client-endpoint", "tcp://127.0.0.1:*", "--store", "\(directory)/store",
-                                          "--ready-file", ready] + extra, log: "coordinator")
+        try start(
+            "tessera-coordinator",
+            [
+                "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+                "--client-endpoint", "tcp://127.0.0.1:*", "--store", "\(directory)/store",
+                "--ready-file", ready,
+            ] + extra, log: "coordinator")
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: ready, encoding: .utf8) {
@@ -105,8 +111,10 @@ enum ClusterFixture {
     static let prototxt = fixtures.appendingPathComponent("conv_pool_ip/deploy.prototxt").path
     static let weights = fixtures.appendingPathComponent("conv_pool_ip/weights.caffemodel").path
     static let preprocessing = Preprocessing(mean: [104, 117, 123], rawScale: 1, scale: 0.015625, channelOrder: .bgr)
-    static let modelFlags = ["--model", prototxt, "--weights", weights, "--mean", "104,117,123", "--scale", "0.015625",
-                             "--allow-padding"]
+    static let modelFlags = [
+        "--model", prototxt, "--weights", weights, "--mean", "104,117,123", "--scale", "0.015625",
+        "--allow-padding",
+    ]
     static let tile = 24
 
     /// A reproducible random RGB PNG.
@@ -120,10 +128,15 @@ enum ClusterFixture {
     }
 
     /// The in-process map's `.npy` bytes (the reference the distributed maps must equal).
-    static func localNPY(image path: String, mode: MapMode, scratch: String,
-                         model: (prototxt: String, weights: String) = (prototxt, weights)) throws -> [UInt8] {
-        let engine = try MapEngine(plan: EngineSettings(allowPadding: true).plan(prototxtPath: model.prototxt,
-                                                                                 weightsPath: model.weights).plan)
+    static func localNPY(
+        image path: String, mode: MapMode, scratch: String,
+        model: (prototxt: String, weights: String) = (prototxt, weights)
+    ) throws -> [UInt8] {
+        let engine = try MapEngine(
+            plan: EngineSettings(allowPadding: true).plan(
+                prototxtPath: model.prototxt,
+                weightsPath: model.weights
+            ).plan)
         let mapper = LocalMapper(engine: engine, preprocessing: preprocessing, threads: 2)
         let map = try mapper.map(try PNGReader.read(path: path), mode: mode, tile: tile)
         let out = "\(scratch)/local-\(mode.rawValue).npy"

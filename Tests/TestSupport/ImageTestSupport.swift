@@ -1,14 +1,13 @@
 import Foundation
-
 import TesseraImage
-
 
 /// A fresh empty directory under the system's temporary directory, removed by `cleanup()`.
 struct TemporaryDirectory {
     let path: String
 
     init(under parent: String? = nil) throws {
-        path = (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
+        path =
+            (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("tessera-image-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }

@@ -1,5 +1,4 @@
 import Foundation
-
 import TesseraModel
 
 /// The seed models (../shared/models/seed next to the package): reference data that is

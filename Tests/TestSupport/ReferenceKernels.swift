@@ -1,18 +1,18 @@
 import Foundation
-
 import TesseraCore
 import TesseraEngine
 import TesseraModel
-
 
 /// Slow, obviously-correct loops that the engine's kernels are checked against
 /// (in the spirit of Caffe's own layer tests).
 enum Reference {
     static func convolution(_ x: Tensor, _ conv: Convolution) -> Tensor {
-        let oh = OutputSize.convolution(input: x.h, kernel: conv.kernel.h, stride: conv.stride.h,
-                                        pad: conv.pad.h, dilation: conv.dilation.h)
-        let ow = OutputSize.convolution(input: x.w, kernel: conv.kernel.w, stride: conv.stride.w,
-                                        pad: conv.pad.w, dilation: conv.dilation.w)
+        let oh = OutputSize.convolution(
+            input: x.h, kernel: conv.kernel.h, stride: conv.stride.h,
+            pad: conv.pad.h, dilation: conv.dilation.h)
+        let ow = OutputSize.convolution(
+            input: x.w, kernel: conv.kernel.w, stride: conv.stride.w,
+            pad: conv.pad.w, dilation: conv.dilation.w)
         let out = Tensor(Shape(c: conv.outputs, h: oh, w: ow))
         let cg = x.c / conv.group, mg = conv.outputs / conv.group
         for m in 0..<conv.outputs {
@@ -40,10 +40,12 @@ enum Reference {
 
     /// Caffe's pooling loops (pooling_layer.cpp semantics), extended with dilation.
     static func pooling(_ x: Tensor, _ p: Pooling) -> Tensor {
-        let oh = OutputSize.pooling(input: x.h, kernel: p.kernel.h, stride: p.stride.h, pad: p.pad.h,
-                                    dilation: p.dilation.h)
-        let ow = OutputSize.pooling(input: x.w, kernel: p.kernel.w, stride: p.stride.w, pad: p.pad.w,
-                                    dilation: p.dilation.w)
+        let oh = OutputSize.pooling(
+            input: x.h, kernel: p.kernel.h, stride: p.stride.h, pad: p.pad.h,
+            dilation: p.dilation.h)
+        let ow = OutputSize.pooling(
+            input: x.w, kernel: p.kernel.w, stride: p.stride.w, pad: p.pad.w,
+            dilation: p.dilation.w)
         let out = Tensor(Shape(c: x.c, h: oh, w: ow))
         for c in 0..<x.c {
             for oy in 0..<oh {
@@ -58,7 +60,8 @@ enum Reference {
                             if iy >= 0, iy < x.h, ix >= 0, ix < x.w { taps.append(x[c, iy, ix]) }
                         }
                     }
-                    out[c, oy, ox] = p.method == .max
+                    out[c, oy, ox] =
+                        p.method == .max
                         ? taps.max()! : taps.reduce(0, +) / Float(windowInPadded)
                 }
             }

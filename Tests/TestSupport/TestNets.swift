@@ -1,24 +1,34 @@
-
 import TesseraCore
 import TesseraModel
 
 /// Small patch classifiers with random weights, built by hand, covering the
 /// stride patterns the modes must handle.
 enum TestNets {
-    static func conv(_ name: String, _ bottom: String, _ top: String, cin: Int, cout: Int, k: Int,
-                     stride: Int = 1, seed: UInt64) -> Layer {
+    static func conv(
+        _ name: String, _ bottom: String, _ top: String, cin: Int, cout: Int, k: Int,
+        stride: Int = 1, seed: UInt64
+    ) -> Layer {
         let scale = 1 / Float(cin * k * k).squareRoot() * 1.5
-        return Layer(name: name, op: .convolution(Convolution(
-            outputs: cout, kernel: Size2(square: k), stride: Size2(square: stride),
-            weights: Reference.randomValues(cout * cin * k * k, seed: seed, scale: scale),
-            bias: Reference.randomValues(cout, seed: seed + 1000, scale: 0.1))), bottoms: [bottom], tops: [top])
+        return Layer(
+            name: name,
+            op: .convolution(
+                Convolution(
+                    outputs: cout, kernel: Size2(square: k), stride: Size2(square: stride),
+                    weights: Reference.randomValues(cout * cin * k * k, seed: seed, scale: scale),
+                    bias: Reference.randomValues(cout, seed: seed + 1000, scale: 0.1))), bottoms: [bottom], tops: [top])
     }
 
     static func ip(_ name: String, _ bottom: String, _ top: String, inputs: Int, outputs: Int, seed: UInt64) -> Layer {
-        Layer(name: name, op: .innerProduct(InnerProduct(
-            outputs: outputs, weights: Reference.randomValues(outputs * inputs, seed: seed,
-                                                              scale: 1.5 / Float(inputs).squareRoot()),
-            bias: Reference.randomValues(outputs, seed: seed + 1000, scale: 0.1))), bottoms: [bottom], tops: [top])
+        Layer(
+            name: name,
+            op: .innerProduct(
+                InnerProduct(
+                    outputs: outputs,
+                    weights: Reference.randomValues(
+                        outputs * inputs, seed: seed,
+                        scale: 1.5 / Float(inputs).squareRoot()),
+                    bias: Reference.randomValues(outputs, seed: seed + 1000, scale: 0.1))), bottoms: [bottom],
+            tops: [top])
     }
 
     static func op(_ name: String, _ op: LayerOp, _ bottoms: [String], _ top: String) -> Layer {
@@ -33,44 +43,49 @@ enum TestNets {
     /// fc6 (6×6), fc7, fc8, Softmax. P = 32, S = 4.
     static var seedLike: Net {
         let lrn = LRN(region: .acrossChannels, size: 5, alpha: 1e-3, beta: 0.75, k: 1)
-        return Net(name: "seed-like", inputName: "data", inputChannels: 3, patchSize: Size2(square: 32), layers: [
-            conv("conv1", "data", "conv1", cin: 3, cout: 6, k: 3, seed: 10),
-            op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
-            op("norm1", .lrn(lrn), ["conv1"], "norm1"),
-            op("pool1", maxPool(4, 2), ["norm1"], "pool1"),
-            conv("conv2", "pool1", "conv2", cin: 6, cout: 6, k: 3, seed: 11),
-            op("relu2", .relu(negativeSlope: 0), ["conv2"], "conv2"),
-            op("norm2", .lrn(lrn), ["conv2"], "norm2"),
-            op("pool2", maxPool(2, 2), ["norm2"], "pool2"),
-            ip("fc6", "pool2", "fc6", inputs: 6 * 36, outputs: 8, seed: 12),
-            op("relu6", .relu(negativeSlope: 0), ["fc6"], "fc6"),
-            op("drop6", .identity, ["fc6"], "fc6"),
-            ip("fc7", "fc6", "fc7", inputs: 8, outputs: 8, seed: 13),
-            op("relu7", .relu(negativeSlope: 0.1), ["fc7"], "fc7"),
-            ip("fc8", "fc7", "fc8", inputs: 8, outputs: 2, seed: 14),
-            op("prob", .softmax, ["fc8"], "prob"),
-        ])
+        return Net(
+            name: "seed-like", inputName: "data", inputChannels: 3, patchSize: Size2(square: 32),
+            layers: [
+                conv("conv1", "data", "conv1", cin: 3, cout: 6, k: 3, seed: 10),
+                op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
+                op("norm1", .lrn(lrn), ["conv1"], "norm1"),
+                op("pool1", maxPool(4, 2), ["norm1"], "pool1"),
+                conv("conv2", "pool1", "conv2", cin: 6, cout: 6, k: 3, seed: 11),
+                op("relu2", .relu(negativeSlope: 0), ["conv2"], "conv2"),
+                op("norm2", .lrn(lrn), ["conv2"], "norm2"),
+                op("pool2", maxPool(2, 2), ["norm2"], "pool2"),
+                ip("fc6", "pool2", "fc6", inputs: 6 * 36, outputs: 8, seed: 12),
+                op("relu6", .relu(negativeSlope: 0), ["fc6"], "fc6"),
+                op("drop6", .identity, ["fc6"], "fc6"),
+                ip("fc7", "fc6", "fc7", inputs: 8, outputs: 8, seed: 13),
+                op("relu7", .relu(negativeSlope: 0.1), ["fc7"], "fc7"),
+                ip("fc8", "fc7", "fc8", inputs: 8, outputs: 2, seed: 14),
+                op("prob", .softmax, ["fc8"], "prob"),
+            ])
     }
 
     /// Stride from strided convolutions (like fcn-batchnorm): 2×2/2 three times, S = 8, P = 38 (even).
     static var stridedConvs: Net {
-        let bn = BatchNorm(mean: [0.1, -0.2, 0.05, 0.3], variance: [1.2, 0.8, 0.5, 2], eps: 1e-5,
-                           scale: [1, 0.5, 1.5, 0.8], bias: [0, 0.1, -0.1, 0.2])
-        return Net(name: "strided", inputName: "data", inputChannels: 3, patchSize: Size2(square: 38), layers: [
-            conv("c1", "data", "c1", cin: 3, cout: 4, k: 3, seed: 20),
-            op("bn1", .batchNorm(bn), ["c1"], "c1"),
-            op("r1", .relu(negativeSlope: 0), ["c1"], "c1"),
-            conv("d1", "c1", "d1", cin: 4, cout: 4, k: 2, stride: 2, seed: 21),
-            conv("c2", "d1", "c2", cin: 4, cout: 4, k: 3, seed: 22),
-            op("t2", .tanh, ["c2"], "c2"),
-            conv("d2", "c2", "d2", cin: 4, cout: 5, k: 2, stride: 2, seed: 23),
-            conv("c3", "d2", "c3", cin: 5, cout: 5, k: 3, seed: 24),
-            op("s3", .scale(Scale(scale: [1, 2, 0.5, 1, 1.5], bias: [0, 0, 0.1, 0, -0.1])), ["c3"], "c3"),
-            op("r3", .relu(negativeSlope: 0), ["c3"], "c3"),
-            conv("d3", "c3", "d3", cin: 5, cout: 5, k: 2, stride: 2, seed: 25),
-            conv("head", "d3", "head", cin: 5, cout: 3, k: 3, seed: 26),
-            op("prob", .softmax, ["head"], "prob"),
-        ])
+        let bn = BatchNorm(
+            mean: [0.1, -0.2, 0.05, 0.3], variance: [1.2, 0.8, 0.5, 2], eps: 1e-5,
+            scale: [1, 0.5, 1.5, 0.8], bias: [0, 0.1, -0.1, 0.2])
+        return Net(
+            name: "strided", inputName: "data", inputChannels: 3, patchSize: Size2(square: 38),
+            layers: [
+                conv("c1", "data", "c1", cin: 3, cout: 4, k: 3, seed: 20),
+                op("bn1", .batchNorm(bn), ["c1"], "c1"),
+                op("r1", .relu(negativeSlope: 0), ["c1"], "c1"),
+                conv("d1", "c1", "d1", cin: 4, cout: 4, k: 2, stride: 2, seed: 21),
+                conv("c2", "d1", "c2", cin: 4, cout: 4, k: 3, seed: 22),
+                op("t2", .tanh, ["c2"], "c2"),
+                conv("d2", "c2", "d2", cin: 4, cout: 5, k: 2, stride: 2, seed: 23),
+                conv("c3", "d2", "c3", cin: 5, cout: 5, k: 3, seed: 24),
+                op("s3", .scale(Scale(scale: [1, 2, 0.5, 1, 1.5], bias: [0, 0, 0.1, 0, -0.1])), ["c3"], "c3"),
+                op("r3", .relu(negativeSlope: 0), ["c3"], "c3"),
+                conv("d3", "c3", "d3", cin: 5, cout: 5, k: 2, stride: 2, seed: 25),
+                conv("head", "d3", "head", cin: 5, cout: 3, k: 3, seed: 26),
+                op("prob", .softmax, ["head"], "prob"),
+            ])
     }
 
     /// Padding of every kind (so not exact: needs `allowPadding`): conv pad 2, MAX 3/2
@@ -83,36 +98,48 @@ enum TestNets {
             return l
         }
         let lrn = LRN(region: .withinChannel, size: 3, alpha: 0.5, beta: 0.75, k: 1)
-        return Net(name: "padded", inputName: "data", inputChannels: 3, patchSize: Size2(square: 20), layers: [
-            padded(conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 5, seed: 40), 2),
-            op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
-            op("pool1", .pooling(Pooling(method: .max, kernel: Size2(square: 3), stride: Size2(square: 2),
-                                         pad: .one)), ["conv1"], "pool1"),
-            op("norm1", .lrn(lrn), ["pool1"], "norm1"),
-            padded(conv("conv2", "norm1", "conv2", cin: 4, cout: 5, k: 3, stride: 2, seed: 41), 1),
-            op("pool2", .pooling(Pooling(method: .average, kernel: Size2(square: 3), stride: Size2(square: 2),
-                                         pad: .one)), ["conv2"], "pool2"),
-            ip("fc", "pool2", "fc", inputs: 5 * 16, outputs: 3, seed: 42),
-            op("prob", .softmax, ["fc"], "prob"),
-        ])
+        return Net(
+            name: "padded", inputName: "data", inputChannels: 3, patchSize: Size2(square: 20),
+            layers: [
+                padded(conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 5, seed: 40), 2),
+                op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
+                op(
+                    "pool1",
+                    .pooling(
+                        Pooling(
+                            method: .max, kernel: Size2(square: 3), stride: Size2(square: 2),
+                            pad: .one)), ["conv1"], "pool1"),
+                op("norm1", .lrn(lrn), ["pool1"], "norm1"),
+                padded(conv("conv2", "norm1", "conv2", cin: 4, cout: 5, k: 3, stride: 2, seed: 41), 1),
+                op(
+                    "pool2",
+                    .pooling(
+                        Pooling(
+                            method: .average, kernel: Size2(square: 3), stride: Size2(square: 2),
+                            pad: .one)), ["conv2"], "pool2"),
+                ip("fc", "pool2", "fc", inputs: 5 * 16, outputs: 3, seed: 42),
+                op("prob", .softmax, ["fc"], "prob"),
+            ])
     }
 
     /// Odd patch (15), stride 2 from a 3/2 max pool, average pooling, a branch
     /// joined by Eltwise and Concat, Sigmoid; ends in an InnerProduct.
     static var oddBranchy: Net {
-        Net(name: "odd-branchy", inputName: "data", inputChannels: 3, patchSize: Size2(square: 15), layers: [
-            conv("c1", "data", "c1", cin: 3, cout: 4, k: 3, seed: 30),
-            op("p1", maxPool(3, 2), ["c1"], "p1"),
-            conv("a", "p1", "a", cin: 4, cout: 4, k: 1, seed: 31),
-            conv("b", "p1", "b", cin: 4, cout: 4, k: 1, seed: 32),
-            op("sum", .eltwise(Eltwise(operation: .sum, coefficients: [0.7, -1.3])), ["a", "b"], "sum"),
-            op("sig", .sigmoid, ["b"], "sig"),
-            op("cat", .concat, ["sum", "sig"], "cat"),
-            conv("c2", "cat", "c2", cin: 8, cout: 4, k: 3, seed: 33),
-            op("p2", .pooling(Pooling(method: .average, kernel: Size2(square: 2), stride: .one)), ["c2"], "p2"),
-            ip("fc", "p2", "fc", inputs: 4 * 3 * 3, outputs: 3, seed: 34),
-            op("prob", .softmax, ["fc"], "prob"),
-        ])
+        Net(
+            name: "odd-branchy", inputName: "data", inputChannels: 3, patchSize: Size2(square: 15),
+            layers: [
+                conv("c1", "data", "c1", cin: 3, cout: 4, k: 3, seed: 30),
+                op("p1", maxPool(3, 2), ["c1"], "p1"),
+                conv("a", "p1", "a", cin: 4, cout: 4, k: 1, seed: 31),
+                conv("b", "p1", "b", cin: 4, cout: 4, k: 1, seed: 32),
+                op("sum", .eltwise(Eltwise(operation: .sum, coefficients: [0.7, -1.3])), ["a", "b"], "sum"),
+                op("sig", .sigmoid, ["b"], "sig"),
+                op("cat", .concat, ["sum", "sig"], "cat"),
+                conv("c2", "cat", "c2", cin: 8, cout: 4, k: 3, seed: 33),
+                op("p2", .pooling(Pooling(method: .average, kernel: Size2(square: 2), stride: .one)), ["c2"], "p2"),
+                ip("fc", "p2", "fc", inputs: 4 * 3 * 3, outputs: 3, seed: 34),
+                op("prob", .softmax, ["fc"], "prob"),
+            ])
     }
 }
 
@@ -124,7 +151,8 @@ struct ArrayImage: PixelSource {
 
     static func random(height: Int, width: Int, channels: Int = 3, seed: UInt64) -> ArrayImage {
         var rng = SplitMix64(seed: seed)
-        return ArrayImage(width: width, height: height, channels: channels,
-                          pixels: (0..<(width * height * channels)).map { _ in Float(rng.next() % 256) })
+        return ArrayImage(
+            width: width, height: height, channels: channels,
+            pixels: (0..<(width * height * channels)).map { _ in Float(rng.next() % 256) })
     }
 }

@@ -1,4 +1,3 @@
-
 import TesseraCore
 import TesseraModel
 import TesseraWire
@@ -6,22 +5,27 @@ import TesseraWire
 /// One or more sample messages of every type, small enough to fuzz quickly.
 enum WireSamples {
     static let digest = Wire.ModelDigest(bytes: (0..<32).map { UInt8($0 * 7 & 0xFF) })!
-    static let preprocessing = Wire.Preprocessing(channelOrder: .bgr, rawScale: 255, scale: 0.017,
-                                                  mean: [104, 117, 123])
+    static let preprocessing = Wire.Preprocessing(
+        channelOrder: .bgr, rawScale: 255, scale: 0.017,
+        mean: [104, 117, 123])
 
     static func task(mode: Wire.Mode = .shift, bytesPerSample: UInt8 = 1) -> Wire.TaskSpec {
         let (h, w, c) = (UInt32(6), UInt32(5), UInt32(3))
         let count = Int(h * w * c) * Int(bytesPerSample)
-        return Wire.TaskSpec(jobID: 7, taskID: 42, attempt: 2, modelDigest: digest, mode: mode,
-                             outputRect: Wire.Rect(y0: 8, x0: 16, height: 2, width: 3),
-                             displacementY: mode == .shift ? 1 : 0, displacementX: mode == .shift ? 3 : 0, imageHeight: 40, imageWidth: 37,
-                             input: Wire.PixelRegion(height: h, width: w, channels: c, bytesPerSample: bytesPerSample,
-                                                     pixels: (0..<count).map { UInt8($0 & 0xFF) }),
-                             preprocessing: preprocessing, options: [1, 2, 3, 4])
+        return Wire.TaskSpec(
+            jobID: 7, taskID: 42, attempt: 2, modelDigest: digest, mode: mode,
+            outputRect: Wire.Rect(y0: 8, x0: 16, height: 2, width: 3),
+            displacementY: mode == .shift ? 1 : 0, displacementX: mode == .shift ? 3 : 0, imageHeight: 40,
+            imageWidth: 37,
+            input: Wire.PixelRegion(
+                height: h, width: w, channels: c, bytesPerSample: bytesPerSample,
+                pixels: (0..<count).map { UInt8($0 & 0xFF) }),
+            preprocessing: preprocessing, options: [1, 2, 3, 4])
     }
 
-    static let result = Wire.TaskResult(jobID: 7, taskID: 42, attempt: 2, classes: 2, height: 2, width: 3,
-                                        values: [0, 1, 0.25, -0.5, 1e-7, 3.5, 2, 4, 8, 16, 32, .pi])
+    static let result = Wire.TaskResult(
+        jobID: 7, taskID: 42, attempt: 2, classes: 2, height: 2, width: 3,
+        values: [0, 1, 0.25, -0.5, 1e-7, 3.5, 2, 4, 8, 16, 32, .pi])
 
     static let all: [WireMessage] = [
         .hello(Wire.Hello(workerName: "gpu-box-1 ⚡", threads: 8, memoryBytes: 64 << 30, device: "cuda:0")),
@@ -36,22 +40,29 @@ enum WireSamples {
         .task(task(mode: .dense, bytesPerSample: 2)),
         .modelData(Wire.ModelData(digest: digest, prototxt: Array("name: \"net\"\n".utf8), weights: [9, 8, 7, 6, 5])),
         .disconnect(reason: "coordinator restarting"),
-        .submit(Wire.JobSpec(mode: .dense, tileSize: 512, preprocessing: preprocessing, outputOptions: "png,npy",
-                             prototxt: .inline(name: "deploy.prototxt", bytes: Array("layer {}".utf8)),
-                             weights: .path("/models/net.caffemodel"),
-                             image: .inline(name: "slide.png", bytes: [0x89, 0x50, 0x4E, 0x47]))),
-        .submit(Wire.JobSpec(mode: .fast, tileSize: 1024, preprocessing: Wire.Preprocessing(), outputOptions: "",
-                             prototxt: .path("a.prototxt"), weights: .path("a.caffemodel"), image: .path("a.png"))),
+        .submit(
+            Wire.JobSpec(
+                mode: .dense, tileSize: 512, preprocessing: preprocessing, outputOptions: "png,npy",
+                prototxt: .inline(name: "deploy.prototxt", bytes: Array("layer {}".utf8)),
+                weights: .path("/models/net.caffemodel"),
+                image: .inline(name: "slide.png", bytes: [0x89, 0x50, 0x4E, 0x47]))),
+        .submit(
+            Wire.JobSpec(
+                mode: .fast, tileSize: 1024, preprocessing: Wire.Preprocessing(), outputOptions: "",
+                prototxt: .path("a.prototxt"), weights: .path("a.caffemodel"), image: .path("a.png"))),
         .submitted(jobID: 12),
         .statusRequest(jobID: 12),
         .statusRequest(jobID: nil),
-        .status(Wire.JobStatus(jobID: 12, state: .running, tasksQueued: 10, tasksRunning: 3, tasksDone: 87,
-                               tasksFailed: 1, workers: 3, tasksPerSecond: 12.5, pixelsPerSecond: 3.2e6,
-                               message: "", outputFiles: ["slide.npy", "slide-labels.png"])),
+        .status(
+            Wire.JobStatus(
+                jobID: 12, state: .running, tasksQueued: 10, tasksRunning: 3, tasksDone: 87,
+                tasksFailed: 1, workers: 3, tasksPerSecond: 12.5, pixelsPerSecond: 3.2e6,
+                message: "", outputFiles: ["slide.npy", "slide-labels.png"])),
         .status(Wire.JobStatus(jobID: nil, state: .unknown, workers: 4)),
         .cancel(jobID: 12),
         .fetchRequest(Wire.FetchRequest(jobID: 12, fileName: "slide.npy", offset: 1 << 20, maxBytes: 1 << 20)),
-        .fetchData(Wire.FetchChunk(jobID: 12, fileName: "slide.npy", offset: 4, totalSize: 10, bytes: [1, 2, 3, 4, 5, 6])),
+        .fetchData(
+            Wire.FetchChunk(jobID: 12, fileName: "slide.npy", offset: 4, totalSize: 10, bytes: [1, 2, 3, 4, 5, 6])),
         .error(message: "unknown job 99"),
     ]
 }

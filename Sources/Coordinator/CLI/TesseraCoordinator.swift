@@ -25,7 +25,9 @@ struct TesseraCoordinator: ParsableCommand {
             subcommand's --help (TESSERA_<OPTION>; the client commands' connection options are \
             TESSERA_CLIENT_…, keygen's TESSERA_KEYGEN_…). The command line wins.
             """,
-        subcommands: [Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
-                      Info.self, Inspect.self, InspectImage.self, Convert.self, Benchmark.self, Keygen.self, GPUCheck.self]
+        subcommands: [
+            Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
+            Info.self, Inspect.self, InspectImage.self, Convert.self, Benchmark.self, Keygen.self, GPUCheck.self,
+        ]
     )
 }

@@ -4,9 +4,11 @@ import Foundation
 extension ParsableCommand {
     /// `main()` with the environment: options missing from the command line are taken
     /// from their variables (`EnvironmentTable.apply`), and `--help` lists the variables.
-    package static func main(environment scheme: EnvironmentScheme,
-                            arguments: [String] = Array(CommandLine.arguments.dropFirst()),
-                            environment: [String: String] = ProcessInfo.processInfo.environment) -> Never {
+    package static func main(
+        environment scheme: EnvironmentScheme,
+        arguments: [String] = Array(CommandLine.arguments.dropFirst()),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> Never {
         let table = EnvironmentTable(Self.self, scheme: scheme)
         let applied: EnvironmentTable.Applied
         do {

@@ -7,8 +7,10 @@ package struct CurveClientOptions: ParsableArguments {
     @Flag(help: "Encrypt and authenticate with CurveZMQ (needs --curve-secret-key and --curve-server-key).")
     package var curve = false
 
-    @Option(help: ArgumentHelp("This program's key pair: a NAME.key file from `tessera-coordinator keygen` (mode 0600).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "This program's key pair: a NAME.key file from `tessera-coordinator keygen` (mode 0600).",
+            valueName: "file"))
     package var curveSecretKey: String?
 
     @Option(help: ArgumentHelp("The coordinator's public key: its NAME.pub file.", valueName: "file"))
@@ -43,13 +45,17 @@ package struct CurveServerOptions: ParsableArguments {
     @Flag(help: "Require CurveZMQ: encrypt every connection and let in only the keys of --authorized-keys.")
     package var curve = false
 
-    @Option(help: ArgumentHelp("The coordinator's key pair: a NAME.key file from `keygen` (mode 0600).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The coordinator's key pair: a NAME.key file from `keygen` (mode 0600).",
+            valueName: "file"))
     package var curveSecretKey: String?
 
-    @Option(help: ArgumentHelp("Folder of the public keys allowed in: one NAME.pub per worker or user, NAME "
-                               + "being the identity logged (re-read every 2 s: delete a file to revoke a key).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Folder of the public keys allowed in: one NAME.pub per worker or user, NAME "
+                + "being the identity logged (re-read every 2 s: delete a file to revoke a key).",
+            valueName: "dir"))
     package var authorizedKeys: String?
 
     package init() {}

@@ -20,12 +20,13 @@ extension EnvironmentTable {
             let indent = line.prefix { $0 == " " }.count
             let body = line.dropFirst(indent)
             guard indent > 0, body.hasPrefix("-"),
-                  let option = options.first(where: { Self.label(of: body).contains("--\($0.flag)") })
+                let option = options.first(where: { Self.label(of: body).contains("--\($0.flag)") })
             else { i += 1; continue }
             // The block ends at the next line that is not a continuation of the description.
             var end = i + 1
             while end < lines.count, lines[end].prefix(while: { $0 == " " }).count > indent,
-                  !lines[end].trimmingCharacters(in: .whitespaces).isEmpty { end += 1 }
+                !lines[end].trimmingCharacters(in: .whitespaces).isEmpty
+            { end += 1 }
             let column = end > i + 1 ? lines[i + 1].prefix { $0 == " " }.count : Self.descriptionColumn(of: line)
             lines.insert(String(repeating: " ", count: column) + "(env: \(option.variable))", at: end)
             i = end + 1

@@ -33,9 +33,10 @@ package struct EnvironmentScheme: Sendable {
     package static let coordinator = EnvironmentScheme(
         binary: "tessera-coordinator", prefix: "TESSERA_",
         scopes: [
-            Scope(subcommands: ["submit", "status", "cancel", "fetch"],
-                  flags: ["coordinator", "reconnect-timeout", "curve", "curve-secret-key", "curve-server-key"],
-                  prefix: "TESSERA_CLIENT_"),
+            Scope(
+                subcommands: ["submit", "status", "cancel", "fetch"],
+                flags: ["coordinator", "reconnect-timeout", "curve", "curve-secret-key", "curve-server-key"],
+                prefix: "TESSERA_CLIENT_"),
             Scope(subcommands: ["keygen"], flags: nil, prefix: "TESSERA_KEYGEN_"),
         ],
         actions: [])
@@ -43,8 +44,9 @@ package struct EnvironmentScheme: Sendable {
     /// `tessera-worker`: `TESSERA_WORKER_<FLAG>` (its `--coordinator` is the worker
     /// endpoint, its `--threads` are per task: they must not be read by the coordinator's
     /// commands). `--info` prints a report and exits: not a setting.
-    package static let worker = EnvironmentScheme(binary: "tessera-worker", prefix: "TESSERA_WORKER_", scopes: [],
-                                                 actions: ["info"])
+    package static let worker = EnvironmentScheme(
+        binary: "tessera-worker", prefix: "TESSERA_WORKER_", scopes: [],
+        actions: ["info"])
 
     /// ArgumentParser's own flags.
     static let builtIn: Set<String> = ["help", "version", "experimental-dump-help"]
@@ -53,7 +55,8 @@ package struct EnvironmentScheme: Sendable {
     package func variable(subcommand: String?, flag: String) -> String {
         var p = prefix
         if let sub = subcommand,
-           let scope = scopes.first(where: { $0.subcommands.contains(sub) && ($0.flags?.contains(flag) ?? true) }) {
+            let scope = scopes.first(where: { $0.subcommands.contains(sub) && ($0.flags?.contains(flag) ?? true) })
+        {
             p = scope.prefix
         }
         return p + flag.uppercased().replacingOccurrences(of: "-", with: "_")

@@ -46,11 +46,12 @@ package struct EnvironmentTable: Sendable {
                 guard argument.kind != "positional" else { return nil }
                 let longs = (argument.names ?? []).filter { $0.kind == "long" }.map(\.name)
                 guard let flag = longs.first, scheme.isSetting(flag) else { return nil }
-                return EnvironmentOption(subcommand: name, flag: flag,
-                                         variable: scheme.variable(subcommand: name, flag: flag),
-                                         takesValue: argument.kind == "option", isShown: argument.shouldDisplay,
-                                         inversion: longs.dropFirst().first { $0 == "no-" + flag },
-                                         values: argument.allValues ?? [])
+                return EnvironmentOption(
+                    subcommand: name, flag: flag,
+                    variable: scheme.variable(subcommand: name, flag: flag),
+                    takesValue: argument.kind == "option", isShown: argument.shouldDisplay,
+                    inversion: longs.dropFirst().first { $0 == "no-" + flag },
+                    values: argument.allValues ?? [])
             }
         }
         if let info {
@@ -94,15 +95,17 @@ package struct EnvironmentTable: Sendable {
         if arguments.first == "help" || arguments.contains("--help") || arguments.contains("-h") {
             return Applied(arguments: arguments, subcommand: sub, used: [])
         }
-        let given = Set(arguments.prefix { $0 != "--" }.compactMap { token -> String? in
-            guard token.hasPrefix("--") else { return nil }
-            return String(token.dropFirst(2).split(separator: "=", maxSplits: 1).first ?? "")
-        })
+        let given = Set(
+            arguments.prefix { $0 != "--" }.compactMap { token -> String? in
+                guard token.hasPrefix("--") else { return nil }
+                return String(token.dropFirst(2).split(separator: "=", maxSplits: 1).first ?? "")
+            })
         var added: [String] = []
         var used: [EnvironmentOption] = []
         for option in options[sub] ?? [] {
             guard !given.contains(option.flag), !(option.inversion.map(given.contains) ?? false),
-                  let raw = environment[option.variable], !raw.isEmpty else { continue }
+                let raw = environment[option.variable], !raw.isEmpty
+            else { continue }
             if option.takesValue {
                 // `--flag=value`: a value starting with "-" stays a value.
                 added.append("--\(option.flag)=\(raw)")
@@ -111,7 +114,8 @@ package struct EnvironmentTable: Sendable {
                 case "1", "true": added.append("--\(option.flag)")
                 case "0", "false": if let inversion = option.inversion { added.append("--\(inversion)") }
                 default:
-                    throw EnvironmentError(description: "\(option.variable)=\(raw): expected 1, 0, true or false (for --\(option.flag))")
+                    throw EnvironmentError(
+                        description: "\(option.variable)=\(raw): expected 1, 0, true or false (for --\(option.flag))")
                 }
             }
             used.append(option)

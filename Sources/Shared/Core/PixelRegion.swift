@@ -28,8 +28,9 @@ extension PixelSource {
     package var bitDepth: Int { 8 }
 
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
-        precondition(rect.y >= 0 && rect.x >= 0 && rect.y + rect.height <= height && rect.x + rect.width <= width,
-                     "region \(rect) outside a \(height)×\(width) image")
+        precondition(
+            rect.y >= 0 && rect.x >= 0 && rect.y + rect.height <= height && rect.x + rect.width <= width,
+            "region \(rect) outside a \(height)×\(width) image")
         var samples = [Float](repeating: 0, count: rect.height * rect.width * channels)
         var i = 0
         for y in rect.y..<(rect.y + rect.height) {
@@ -64,8 +65,10 @@ extension PixelRect {
     /// The image rows and columns this rectangle (padded coordinates) reads,
     /// mirrored beyond the image's edges: what every cut of task pixels uses.
     package func mirroredSources(image: Size2, halfPatch: Size2) -> (rows: [Int], cols: [Int]) {
-        ((0..<height).map { reflectIndex(y + $0 - halfPatch.h, image.h) },
-         (0..<width).map { reflectIndex(x + $0 - halfPatch.w, image.w) })
+        (
+            (0..<height).map { reflectIndex(y + $0 - halfPatch.h, image.h) },
+            (0..<width).map { reflectIndex(x + $0 - halfPatch.w, image.w) }
+        )
     }
 }
 

@@ -16,8 +16,9 @@ package struct ProbabilityMap: Sendable, Equatable {
     }
 
     package init(classes: Int, height: Int, width: Int) {
-        self.init(classes: classes, height: height, width: width,
-                  data: [Float](repeating: 0, count: classes * height * width))
+        self.init(
+            classes: classes, height: height, width: width,
+            data: [Float](repeating: 0, count: classes * height * width))
     }
 
     @inlinable package subscript(c: Int, y: Int, x: Int) -> Float {

@@ -1,5 +1,5 @@
-import TesseraModel
 import TesseraCore
+import TesseraModel
 
 /// Arithmetic a GPU backend may use for convolutions. `fp32` is exact IEEE
 /// single precision (no tensor cores); `tf32` lets cuDNN/cuBLAS use TF32 tensor

@@ -1,6 +1,6 @@
 import Foundation
-import TesseraModel
 import TesseraCore
+import TesseraModel
 
 /// A GPU library the engine can run nets on. The engine names no GPU library
 /// itself: the CUDA module provides a backend and each executable installs it at
@@ -25,7 +25,8 @@ package enum GPUBackends {
     /// The installed backend, or an error saying that this program has none.
     static func current() throws -> any GPUBackend {
         guard let backend = lock.withLock({ installed }) else {
-            throw EngineError(.noGPUBackend, "this program was built without a GPU backend: --device cuda is not available")
+            throw EngineError(
+                .noGPUBackend, "this program was built without a GPU backend: --device cuda is not available")
         }
         return backend
     }

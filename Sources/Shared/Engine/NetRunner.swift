@@ -59,12 +59,14 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
         for (i, layer) in net.layers.enumerated() {
             switch layer.op {
             case .convolution(let c):
-                steps.append(.convolution(ConvolutionKernel(conv: c, fusedReLUSlope: Self.fusedReLU(after: i, in: net))))
+                steps.append(
+                    .convolution(ConvolutionKernel(conv: c, fusedReLUSlope: Self.fusedReLU(after: i, in: net))))
             case .pooling(let p): steps.append(.pooling(PoolingKernel(pool: p)))
             case .innerProduct(let ip): steps.append(.innerProduct(ip))
             case .relu(let slope):
                 if i > 0, Self.fusedReLU(after: i - 1, in: net) != nil,
-                   case .convolution = net.layers[i - 1].op {
+                    case .convolution = net.layers[i - 1].op
+                {
                     steps.append(.identity)  // done by the convolution before it
                 } else {
                     steps.append(.relu(slope))
@@ -116,8 +118,11 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
     /// `origin` is the global position of the input's pixel (0, 0): convolutions
     /// block their work on a grid aligned to it, so a pixel's value does not
     /// depend on how the image was tiled (see `ConvolutionKernel`).
-    package func forward(_ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil)
-        throws -> Tensor {
+    package func forward(
+        _ input: Tensor, threads: Int, origin: Size2 = .zero, masks: [PixelRect?]? = nil
+    )
+        throws -> Tensor
+    {
         let (_, shapes) = try net.shapes(input: input.shape.spatial)
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
@@ -145,15 +150,18 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             default:
                 output = Tensor(uninitialized: shapes[i])
                 let p = layout.outputs[i]
-                let layerOrigin = Size2((origin.h + p.offset.h).floorDiv(p.jump.h),
-                                        (origin.w + p.offset.w).floorDiv(p.jump.w))
+                let layerOrigin = Size2(
+                    (origin.h + p.offset.h).floorDiv(p.jump.h),
+                    (origin.w + p.offset.w).floorDiv(p.jump.w))
                 run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
             }
             for top in layer.tops { blobs[top] = output }
             for name in releases[i] { blobs[name] = nil }
             if profile {
                 let now = DispatchTime.now()
-                times.append(String(format: "%@ %.1f", layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
+                times.append(
+                    String(format: "%@ %.1f", layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6)
+                )
                 clock = now
             }
         }

@@ -4,8 +4,10 @@ import Dispatch
 /// `body` receives a contiguous range of items; with one thread (or one item)
 /// it runs on the caller's thread.
 @inlinable
-func parallelRanges(_ count: Int, threads: Int, minimumPerThread: Int = 1,
-                    _ body: (Range<Int>) -> Void) {
+func parallelRanges(
+    _ count: Int, threads: Int, minimumPerThread: Int = 1,
+    _ body: (Range<Int>) -> Void
+) {
     guard count > 0 else { return }
     let workers = min(max(1, threads), max(1, count / max(1, minimumPerThread)))
     if workers == 1 {

@@ -1,5 +1,6 @@
 import TesseraCore
 import TesseraModel
+
 /// A float32 activation of one image, `c × h × w`, row-major (CHW), in memory
 /// the tensor owns. A class so that large activations are never copied by
 /// accident; the engine frees each one as soon as its last reader has run.
@@ -69,4 +70,3 @@ package final class Tensor: @unchecked Sendable {
         }
     }
 }
-

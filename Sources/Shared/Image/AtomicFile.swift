@@ -15,7 +15,8 @@ enum AtomicFile {
         do {
             try body(temporary)
             guard rename(temporary, path) == 0 else {
-                throw ImageIOError(.io, path: path, detail: "cannot rename the finished file into place: \(errnoText())")
+                throw ImageIOError(
+                    .io, path: path, detail: "cannot rename the finished file into place: \(errnoText())")
             }
         } catch {
             unlink(temporary)

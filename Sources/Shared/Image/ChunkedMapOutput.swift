@@ -17,15 +17,18 @@ package final class ChunkedMapOutput {
     /// - Parameters:
     ///   - tile: the map's tile size, which is the store's chunk size (tiles must start on multiples of it).
     ///   - levels: pyramid levels of the zarr output (the tile must be divisible by 2^(levels−1)).
-    package init(options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
-                levels: Int = 1) throws {
+    package init(
+        options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
+        levels: Int = 1
+    ) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
         let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: temporary)
-        let layout = try MapLayout(classes: classes, height: height, width: width, tileSize: tile,
-                                   dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
-                                   classNames: nil, compressed: keep)
+        let layout = try MapLayout(
+            classes: classes, height: height, width: width, tileSize: tile,
+            dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
+            classNames: nil, compressed: keep)
         store = try MapStore.create(at: temporary, layout: layout)
         finalPath = keep ? options.zarrPath : nil
     }
@@ -51,7 +54,8 @@ package final class ChunkedMapOutput {
         if let finalPath {
             try? FileManager.default.removeItem(atPath: finalPath)
             guard rename(store.path, finalPath) == 0 else {
-                throw MapStoreError(.io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
+                throw MapStoreError(
+                    .io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
             }
             written.insert(finalPath, at: 0)
         } else {

@@ -19,30 +19,36 @@ package enum ImageInput {
         /// "level 1 of 3, 0.50 µm/px" (or "PNG").
         package var levelDescription: String {
             if case .png = format { return "PNG" }
-            return "level \(level) of \(levelCount)" + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+            return "level \(level) of \(levelCount)"
+                + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
         }
     }
 
     /// Opens `path`: level `level`, or the level nearest `mpp` microns per pixel
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
-    package static func open(path: String, level: Int? = nil, mpp: Double? = nil,
-                            maxPixels: Int = PNGReader.defaultMaxPixels) throws -> Opened {
+    package static func open(
+        path: String, level: Int? = nil, mpp: Double? = nil,
+        maxPixels: Int = PNGReader.defaultMaxPixels
+    ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
             if level != nil || mpp != nil {
-                throw SlideError(.noSuchLevel(level ?? 0), path: path,
-                                 detail: "a PNG has one level and no microns per pixel: choose a level only for slides")
+                throw SlideError(
+                    .noSuchLevel(level ?? 0), path: path,
+                    detail: "a PNG has one level and no microns per pixel: choose a level only for slides")
             }
             let image = try PNGReader.read(path: path, maxPixels: maxPixels)
-            return Opened(source: NamedImage(image: image, name: path), format: format, level: 0, mpp: nil,
-                          levelCount: 1)
+            return Opened(
+                source: NamedImage(image: image, name: path), format: format, level: 0, mpp: nil,
+                levelCount: 1)
         }
         let source = try openRegionSource(path: path, level: level, mpp: mpp)
         guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
             return Opened(source: source, format: format, level: 0, mpp: nil, levelCount: 1)
         }
-        return Opened(source: source, format: format, level: leveled.level,
-                      mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
+        return Opened(
+            source: source, format: format, level: leveled.level,
+            mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
     }
 
     /// The tissue mask of an opened image, answering in the mapped level's pixel

@@ -47,8 +47,10 @@ func bands(_ map: some MapRowSource) -> [Range<Int>] {
 /// (complete or absent under its final name). `image` is needed for the overlay
 /// only and must have the map's height and width. Returns the paths written, in order.
 @discardableResult
-package func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions,
-                         logger: Logger? = nil) throws -> [String] {
+package func writeOutputs(
+    map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions,
+    logger: Logger? = nil
+) throws -> [String] {
     try validate(map: map, image: image, options: options)
     var written: [String] = []
     for kind in options.kinds.sorted() {
@@ -56,17 +58,19 @@ package func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, op
         case .prob:
             for index in options.resolvedClasses(classCount: map.classes) {
                 let path = options.probabilityPath(forClass: index)
-                try writeProbabilityPNG(map: map, classIndex: index, bitDepth: options.bitDepth, to: path,
-                                        compressionLevel: options.compressionLevel)
+                try writeProbabilityPNG(
+                    map: map, classIndex: index, bitDepth: options.bitDepth, to: path,
+                    compressionLevel: options.compressionLevel)
                 written.append(path)
             }
         case .labels:
             try writeLabelsPNG(map: map, to: options.labelsPath, compressionLevel: options.compressionLevel)
             written.append(options.labelsPath)
         case .overlay:
-            try writeOverlayPNG(map: map, image: image!, classIndex: options.resolvedOverlayClass(classCount: map.classes),
-                                opacity: options.overlayOpacity, to: options.overlayPath,
-                                compressionLevel: options.compressionLevel)
+            try writeOverlayPNG(
+                map: map, image: image!, classIndex: options.resolvedOverlayClass(classCount: map.classes),
+                opacity: options.overlayOpacity, to: options.overlayPath,
+                compressionLevel: options.compressionLevel)
             written.append(options.overlayPath)
         case .npy:
             try NPY.write(map, to: options.npyPath)
@@ -83,8 +87,12 @@ package func writeOutputs(map: some MapRowSource, image: (any RegionSource)?, op
 private func validate(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions) throws {
     let directory = options.directory
     func fail(_ detail: String) -> ImageIOError { ImageIOError(.invalidArgument, path: directory, detail: detail) }
-    guard options.bitDepth == 8 || options.bitDepth == 16 else { throw fail("bit depth \(options.bitDepth) is not 8 or 16") }
-    guard map.classes > 0, map.height > 0, map.width > 0 else { throw fail("empty map \(map.classes)×\(map.height)×\(map.width)") }
+    guard options.bitDepth == 8 || options.bitDepth == 16 else {
+        throw fail("bit depth \(options.bitDepth) is not 8 or 16")
+    }
+    guard map.classes > 0, map.height > 0, map.width > 0 else {
+        throw fail("empty map \(map.classes)×\(map.height)×\(map.width)")
+    }
     if options.kinds.contains(.prob) {
         for index in options.resolvedClasses(classCount: map.classes) where !(0..<map.classes).contains(index) {
             throw fail("class \(index) does not exist (the map has \(map.classes) classes)")
@@ -97,20 +105,24 @@ private func validate(map: some MapRowSource, image: (any RegionSource)?, option
         }
         guard let image else { throw fail("the overlay needs the input image") }
         guard image.width == map.width, image.height == map.height else {
-            throw ImageIOError(.mismatch, path: options.overlayPath,
-                               detail: "image \(image.width)×\(image.height) vs map \(map.width)×\(map.height)")
+            throw ImageIOError(
+                .mismatch, path: options.overlayPath,
+                detail: "image \(image.width)×\(image.height) vs map \(map.width)×\(map.height)")
         }
     }
 }
 
 /// `<stem>.prob-<class>.png`: gray, `bitDepth` 8 (p × 255) or 16 (p × 65535), one row buffer.
-package func writeProbabilityPNG(map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
-                                compressionLevel: Int = 6) throws {
+package func writeProbabilityPNG(
+    map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
+    compressionLevel: Int = 6
+) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     let width = map.width
     try AtomicFile.write(to: path) { temporary in
-        let writer = try PNGRowWriter(path: temporary, width: width, height: map.height, channels: 1,
-                                      bitDepth: bitDepth, compressionLevel: compressionLevel)
+        let writer = try PNGRowWriter(
+            path: temporary, width: width, height: map.height, channels: 1,
+            bitDepth: bitDepth, compressionLevel: compressionLevel)
         var row8 = [UInt8](repeating: 0, count: bitDepth == 8 ? width : 0)
         var row16 = [UInt16](repeating: 0, count: bitDepth == 8 ? 0 : width)
         for band in bands(map) {
@@ -137,8 +149,9 @@ package func writeLabelsPNG(map: some MapRowSource, to path: String, compression
     let width = map.width, height = map.height, classes = map.classes
     let bitDepth = classes <= 256 ? 8 : 16
     try AtomicFile.write(to: path) { temporary in
-        let writer = try PNGRowWriter(path: temporary, width: width, height: height, channels: 1,
-                                      bitDepth: bitDepth, compressionLevel: compressionLevel)
+        let writer = try PNGRowWriter(
+            path: temporary, width: width, height: height, channels: 1,
+            bitDepth: bitDepth, compressionLevel: compressionLevel)
         var best = [Float](repeating: 0, count: width)
         var label = [UInt16](repeating: 0, count: width)
         var row8 = [UInt8](repeating: 0, count: bitDepth == 8 ? width : 0)
@@ -172,12 +185,15 @@ package func writeLabelsPNG(map: some MapRowSource, to path: String, compression
 /// RGB; 16-bit input stretched so that its brightest sample is 255) blended
 /// with the viridis colour of the class probability p at opacity `opacity × p`:
 /// unlikely pixels show the image, likely ones turn yellow.
-package func writeOverlayPNG(map: some MapRowSource, image: any RegionSource, classIndex: Int, opacity: Float = 0.6,
-                            to path: String, compressionLevel: Int = 6) throws {
+package func writeOverlayPNG(
+    map: some MapRowSource, image: any RegionSource, classIndex: Int, opacity: Float = 0.6,
+    to path: String, compressionLevel: Int = 6
+) throws {
     precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
     guard image.width == map.width, image.height == map.height else {
-        throw ImageIOError(.mismatch, path: path,
-                           detail: "image \(image.width)×\(image.height) vs map \(map.width)×\(map.height)")
+        throw ImageIOError(
+            .mismatch, path: path,
+            detail: "image \(image.width)×\(image.height) vs map \(map.width)×\(map.height)")
     }
     let width = map.width, height = map.height, channels = image.channels
     func imageRows(_ band: Range<Int>) throws -> [Float] {
@@ -192,8 +208,9 @@ package func writeOverlayPNG(map: some MapRowSource, image: any RegionSource, cl
     }
     let colors = ColorMap.viridis
     try AtomicFile.write(to: path) { temporary in
-        let writer = try PNGRowWriter(path: temporary, width: width, height: height, channels: 3, bitDepth: 8,
-                                      compressionLevel: compressionLevel)
+        let writer = try PNGRowWriter(
+            path: temporary, width: width, height: height, channels: 3, bitDepth: 8,
+            compressionLevel: compressionLevel)
         var row = [UInt8](repeating: 0, count: width * 3)
         for band in bands(map) {
             let data = try map.rows(band)

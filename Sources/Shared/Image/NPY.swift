@@ -1,9 +1,10 @@
+import TesseraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import TesseraCore
 
 /// NumPy's `.npy` format for float32 arrays: version 1.0 written (magic
 /// `\x93NUMPY`, 1, 0, a little-endian u16 header length, a Python dict literal
@@ -65,8 +66,9 @@ package enum NPY {
                 try values.withUnsafeBytes { all in
                     let plane = band.count * width * 4
                     for c in 0..<classes {
-                        try put(UnsafeRawBufferPointer(rebasing: all[(c * plane)..<((c + 1) * plane)]),
-                                at: head.count + ((c * height + band.lowerBound) * width) * 4)
+                        try put(
+                            UnsafeRawBufferPointer(rebasing: all[(c * plane)..<((c + 1) * plane)]),
+                            at: head.count + ((c * height + band.lowerBound) * width) * 4)
                     }
                 }
             }
@@ -82,7 +84,8 @@ package enum NPY {
     /// Writes `values` (C order) as an array of `shape`, atomically.
     package static func write(shape: [Int], values: UnsafeBufferPointer<Float>, to path: String) throws {
         guard shape.reduce(1, *) == values.count, shape.allSatisfy({ $0 >= 0 }) else {
-            throw ImageIOError(.invalidArgument, path: path, detail: "shape \(shape) does not hold \(values.count) values")
+            throw ImageIOError(
+                .invalidArgument, path: path, detail: "shape \(shape) does not hold \(values.count) values")
         }
         try AtomicFile.write(to: path) { temporary in
             guard let file = fopen(temporary, "wb") else {
@@ -164,8 +167,9 @@ package enum NPY {
         guard fseeko(file, 0, SEEK_END) == 0 else { throw ImageIOError(.io, path: path, detail: errnoText()) }
         let available = Int(ftello(file) - dataStart)
         guard available == count * 4 else {
-            throw ImageIOError(available < count * 4 ? .truncated : .unsupportedNPY, path: path,
-                               detail: "shape \(shape) needs \(count * 4) bytes of data, the file has \(available)")
+            throw ImageIOError(
+                available < count * 4 ? .truncated : .unsupportedNPY, path: path,
+                detail: "shape \(shape) needs \(count * 4) bytes of data, the file has \(available)")
         }
         guard fseeko(file, dataStart, SEEK_SET) == 0 else { throw ImageIOError(.io, path: path, detail: errnoText()) }
         let data = try [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -190,12 +194,15 @@ package enum NPY {
             throw ImageIOError(.notNPY, path: path, detail: "no 'descr' in the header \(dict)")
         }
         guard descr.hasPrefix("'<f4'") else {
-            throw ImageIOError(.unsupportedNPY, path: path, detail: "dtype \(descr.prefix { $0 != "," }), only '<f4' is read")
+            throw ImageIOError(
+                .unsupportedNPY, path: path, detail: "dtype \(descr.prefix { $0 != "," }), only '<f4' is read")
         }
         guard let order = value(of: "fortran_order"), order.hasPrefix("False") else {
-            throw ImageIOError(.unsupportedNPY, path: path, detail: "only C-order (fortran_order False) arrays are read")
+            throw ImageIOError(
+                .unsupportedNPY, path: path, detail: "only C-order (fortran_order False) arrays are read")
         }
-        guard let shapeText = value(of: "shape"), shapeText.first == "(", let close = shapeText.firstIndex(of: ")") else {
+        guard let shapeText = value(of: "shape"), shapeText.first == "(", let close = shapeText.firstIndex(of: ")")
+        else {
             throw ImageIOError(.notNPY, path: path, detail: "no 'shape' tuple in the header \(dict)")
         }
         let inner = shapeText[shapeText.index(after: shapeText.startIndex)..<close]
@@ -225,7 +232,9 @@ extension ProbabilityMap {
 
 extension Substring {
     fileprivate func trimmingSpaces() -> Substring {
-        guard let first = firstIndex(where: { $0 != " " }), let last = lastIndex(where: { $0 != " " }) else { return "" }
+        guard let first = firstIndex(where: { $0 != " " }), let last = lastIndex(where: { $0 != " " }) else {
+            return ""
+        }
         return self[first...last]
     }
 }

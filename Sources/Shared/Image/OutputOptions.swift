@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// The files written for one probability map.
 package enum OutputKind: String, CaseIterable, Sendable, Hashable, Comparable {
     /// `<stem>.prob-<class>.png`: one gray PNG per requested class, probability × 255 (or × 65535).
@@ -50,9 +51,11 @@ package struct OutputOptions: Sendable, Equatable {
     /// File names start with this (usually the input's name without `.png`).
     package var stem: String
 
-    package init(directory: String, stem: String, kinds: Set<OutputKind> = OutputOptions.defaultKinds,
-                bitDepth: Int = 8, classes: [Int]? = nil, overlayClass: Int? = nil, overlayOpacity: Float = 0.6,
-                compressionLevel: Int = 6) {
+    package init(
+        directory: String, stem: String, kinds: Set<OutputKind> = OutputOptions.defaultKinds,
+        bitDepth: Int = 8, classes: [Int]? = nil, overlayClass: Int? = nil, overlayOpacity: Float = 0.6,
+        compressionLevel: Int = 6
+    ) {
         self.directory = directory
         self.stem = stem
         self.kinds = kinds

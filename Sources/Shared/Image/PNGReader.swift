@@ -55,15 +55,17 @@ package enum PNGReader {
         }
         let samples: PixelImage.Samples
         if header.bitDepth == 8 {
-            samples = .uint8(try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                try readInto(buffer.baseAddress)
-                initialized = count
-            })
+            samples = .uint8(
+                try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    try readInto(buffer.baseAddress)
+                    initialized = count
+                })
         } else {
-            samples = .uint16(try [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
-                try readInto(buffer.baseAddress)
-                initialized = count
-            })
+            samples = .uint16(
+                try [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    try readInto(buffer.baseAddress)
+                    initialized = count
+                })
         }
         return PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples)
     }
@@ -79,10 +81,11 @@ package enum PNGReader {
         guard status == Int32(TPNG_OK.rawValue), let reader else {
             throw ImageIOError(status: status, path: path, message: message)
         }
-        let header = PNGHeader(width: Int(info.width), height: Int(info.height),
-                               fileBitDepth: Int(info.file_bit_depth), fileColorType: Int(info.file_color_type),
-                               interlaced: info.interlaced != 0, channels: Int(info.channels),
-                               bitDepth: Int(info.bit_depth), hadTransparency: info.has_trns != 0)
+        let header = PNGHeader(
+            width: Int(info.width), height: Int(info.height),
+            fileBitDepth: Int(info.file_bit_depth), fileColorType: Int(info.file_color_type),
+            interlaced: info.interlaced != 0, channels: Int(info.channels),
+            bitDepth: Int(info.bit_depth), hadTransparency: info.has_trns != 0)
         return (reader, header)
     }
 }

@@ -16,18 +16,23 @@ final class PNGRowWriter {
     /// `compressionLevel`: zlib's 0 (none) … 9 (smallest), -1 libpng's default.
     init(path: String, width: Int, height: Int, channels: Int, bitDepth: Int, compressionLevel: Int = -1) throws {
         guard width > 0, height > 0, width <= Int(Int32.max), height <= Int(Int32.max),
-              channels == 1 || channels == 3, bitDepth == 8 || bitDepth == 16 else {
-            throw ImageIOError(.invalidArgument, path: path,
-                               detail: "cannot write \(width)×\(height), \(channels) channels, \(bitDepth) bits")
+            channels == 1 || channels == 3, bitDepth == 8 || bitDepth == 16
+        else {
+            throw ImageIOError(
+                .invalidArgument, path: path,
+                detail: "cannot write \(width)×\(height), \(channels) channels, \(bitDepth) bits")
         }
         self.path = path
         self.width = width
         self.height = height
         self.channels = channels
         self.bitDepth = bitDepth
-        let status = tpng_writer_open(path, UInt32(width), UInt32(height), Int32(channels), Int32(bitDepth),
-                                      Int32(compressionLevel), &writer, &message, message.count)
-        guard status == Int32(TPNG_OK.rawValue) else { throw ImageIOError(status: status, path: path, message: message) }
+        let status = tpng_writer_open(
+            path, UInt32(width), UInt32(height), Int32(channels), Int32(bitDepth),
+            Int32(compressionLevel), &writer, &message, message.count)
+        guard status == Int32(TPNG_OK.rawValue) else {
+            throw ImageIOError(status: status, path: path, message: message)
+        }
     }
 
     deinit { tpng_writer_close(writer) }
@@ -50,7 +55,9 @@ final class PNGRowWriter {
     }
 
     private func check(_ status: Int32) throws {
-        guard status == Int32(TPNG_OK.rawValue) else { throw ImageIOError(status: status, path: path, message: message) }
+        guard status == Int32(TPNG_OK.rawValue) else {
+            throw ImageIOError(status: status, path: path, message: message)
+        }
     }
 }
 
@@ -84,24 +91,29 @@ struct PNGRawFile {
         let status: Int32
         if let color = transparentColor {
             var trnsDummy: UInt8 = 0
-            status = tpng_write_raw(path, UInt32(width), UInt32(height), Int32(bitDepth), Int32(colorType),
-                                    interlaced ? 1 : 0, data, rowBytes, palette, Int32(palette.count / 3),
-                                    &trnsDummy, 1, color, &message, message.count)
+            status = tpng_write_raw(
+                path, UInt32(width), UInt32(height), Int32(bitDepth), Int32(colorType),
+                interlaced ? 1 : 0, data, rowBytes, palette, Int32(palette.count / 3),
+                &trnsDummy, 1, color, &message, message.count)
         } else {
-            status = tpng_write_raw(path, UInt32(width), UInt32(height), Int32(bitDepth), Int32(colorType),
-                                    interlaced ? 1 : 0, data, rowBytes, palette, Int32(palette.count / 3),
-                                    paletteAlpha, Int32(paletteAlpha.count), nil, &message, message.count)
+            status = tpng_write_raw(
+                path, UInt32(width), UInt32(height), Int32(bitDepth), Int32(colorType),
+                interlaced ? 1 : 0, data, rowBytes, palette, Int32(palette.count / 3),
+                paletteAlpha, Int32(paletteAlpha.count), nil, &message, message.count)
         }
-        guard status == Int32(TPNG_OK.rawValue) else { throw ImageIOError(status: status, path: path, message: message) }
+        guard status == Int32(TPNG_OK.rawValue) else {
+            throw ImageIOError(status: status, path: path, message: message)
+        }
     }
 }
 
 /// Writes `image` as a PNG of its own channels and bit depth, row by row, atomically.
 package func writePNG(_ image: PixelImage, to path: String, compressionLevel: Int = 6) throws {
     try AtomicFile.write(to: path) { temporary in
-        let writer = try PNGRowWriter(path: temporary, width: image.width, height: image.height,
-                                      channels: image.channels, bitDepth: image.bitDepth,
-                                      compressionLevel: compressionLevel)
+        let writer = try PNGRowWriter(
+            path: temporary, width: image.width, height: image.height,
+            channels: image.channels, bitDepth: image.bitDepth,
+            compressionLevel: compressionLevel)
         for y in 0..<image.height {
             try image.withUnsafeRows(y..<(y + 1)) { row in
                 switch row.storage {

@@ -48,8 +48,9 @@ package struct PixelImage: Sendable, Equatable {
     /// The raw sample at `(y, x, channel)`, unscaled. For per-pixel work over
     /// many pixels use `withUnsafeRows`, which avoids this switch per call.
     @inlinable package func value(y: Int, x: Int, channel: Int) -> Float {
-        precondition(y >= 0 && y < height && x >= 0 && x < width && channel >= 0 && channel < channels,
-                     "pixel (\(y), \(x), \(channel)) outside a \(height)×\(width)×\(channels) image")
+        precondition(
+            y >= 0 && y < height && x >= 0 && x < width && channel >= 0 && channel < channels,
+            "pixel (\(y), \(x), \(channel)) outside a \(height)×\(width)×\(channels) image")
         let index = (y * width + x) * channels + channel
         switch samples {
         case .uint8(let values): return Float(values[index])
@@ -67,13 +68,17 @@ package struct PixelImage: Sendable, Equatable {
         switch samples {
         case .uint8(let values):
             return try values.withUnsafeBufferPointer { all in
-                try body(PixelRows(rows: rows, width: width, channels: channels,
-                                   storage: .uint8(UnsafeBufferPointer(rebasing: all[start..<(start + count)]))))
+                try body(
+                    PixelRows(
+                        rows: rows, width: width, channels: channels,
+                        storage: .uint8(UnsafeBufferPointer(rebasing: all[start..<(start + count)]))))
             }
         case .uint16(let values):
             return try values.withUnsafeBufferPointer { all in
-                try body(PixelRows(rows: rows, width: width, channels: channels,
-                                   storage: .uint16(UnsafeBufferPointer(rebasing: all[start..<(start + count)]))))
+                try body(
+                    PixelRows(
+                        rows: rows, width: width, channels: channels,
+                        storage: .uint16(UnsafeBufferPointer(rebasing: all[start..<(start + count)]))))
             }
         }
     }
@@ -113,8 +118,9 @@ package struct PixelRows {
 
     /// The raw sample at absolute row `y` (which must lie in `rows`), column `x`, `channel`.
     @inlinable package func value(y: Int, x: Int, channel: Int) -> Float {
-        precondition(rows.contains(y) && x >= 0 && x < width && channel >= 0 && channel < channels,
-                     "pixel (\(y), \(x), \(channel)) outside rows \(rows) of width \(width)")
+        precondition(
+            rows.contains(y) && x >= 0 && x < width && channel >= 0 && channel < channels,
+            "pixel (\(y), \(x), \(channel)) outside rows \(rows) of width \(width)")
         let index = ((y - rows.lowerBound) * width + x) * channels + channel
         switch storage {
         case .uint8(let buffer): return Float(buffer[index])
@@ -127,8 +133,10 @@ package struct PixelRows {
 extension PixelImage: PixelSource {
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard rect.y >= 0, rect.x >= 0, rect.height >= 0, rect.width >= 0,
-              rect.y + rect.height <= height, rect.x + rect.width <= width else {
-            throw ImageIOError(.invalidArgument, path: "image", detail: "region \(rect) outside a \(height)×\(width) image")
+            rect.y + rect.height <= height, rect.x + rect.width <= width
+        else {
+            throw ImageIOError(
+                .invalidArgument, path: "image", detail: "region \(rect) outside a \(height)×\(width) image")
         }
         var out = [Float](repeating: 0, count: rect.height * rect.width * channels)
         let rowCount = rect.width * channels

@@ -18,7 +18,8 @@ package struct MapAssembler: Sendable {
     }
 
     /// Places one task's result: `classes × rows × cols` values (`outputSize(task)`), C order.
-    package mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int) {
+    package mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int)
+    {
         precondition(classes == target.classes, "result has \(classes) classes, map has \(target.classes)")
         precondition(result.count >= classes * rows * cols, "result holds fewer values than its shape")
         let (h, w) = (target.height, target.width)

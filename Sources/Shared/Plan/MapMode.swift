@@ -1,5 +1,6 @@
 import TesseraCore
 import TesseraModel
+
 /// The four ways to produce a map (docs/ARCHITECTURE.md §3).
 package enum MapMode: String, Sendable, CaseIterable, Codable {
     /// The classifier on every patch: the reference, for small images.
@@ -71,8 +72,12 @@ package struct TaskGeometry: Sendable, Equatable {
         stride = g.stride
         receptiveField = g.receptiveField
         origin = g.origin
-        centring = g.isExact ? .zero : Size2((g.receptiveField.h - g.patchSize.h).floorDiv(2),
-                                             (g.receptiveField.w - g.patchSize.w).floorDiv(2))
+        centring =
+            g.isExact
+            ? .zero
+            : Size2(
+                (g.receptiveField.h - g.patchSize.h).floorDiv(2),
+                (g.receptiveField.w - g.patchSize.w).floorDiv(2))
         self.minimalInput = minimalInput
         self.pads = pads
     }
@@ -91,8 +96,9 @@ package struct TaskGeometry: Sendable, Equatable {
         case .naive, .dense, .fast:
             return Size2(task.rect.height, task.rect.width)
         case .shift:
-            return Size2(Self.phaseCount(length: task.rect.height, displacement: task.displacement.h, stride: stride.h),
-                         Self.phaseCount(length: task.rect.width, displacement: task.displacement.w, stride: stride.w))
+            return Size2(
+                Self.phaseCount(length: task.rect.height, displacement: task.displacement.h, stride: stride.h),
+                Self.phaseCount(length: task.rect.width, displacement: task.displacement.w, stride: stride.w))
         }
     }
 
@@ -110,17 +116,21 @@ package struct TaskGeometry: Sendable, Equatable {
         case .naive:
             return PixelRect(y: r.y, x: r.x, height: r.height + patch.h - 1, width: r.width + patch.w - 1)
         case .dense:
-            return PixelRect(y: r.y - centring.h, x: r.x - centring.w,
-                             height: r.height + receptiveField.h - 1, width: r.width + receptiveField.w - 1)
+            return PixelRect(
+                y: r.y - centring.h, x: r.x - centring.w,
+                height: r.height + receptiveField.h - 1, width: r.width + receptiveField.w - 1)
         case .fast, .shift:
             // First output pixel and count; the pass starts `stridedLead` outputs earlier.
-            let first = task.mode == .fast ? Size2(r.y * stride.h, r.x * stride.w)
-                                           : Size2(r.y + task.displacement.h, r.x + task.displacement.w)
+            let first =
+                task.mode == .fast
+                ? Size2(r.y * stride.h, r.x * stride.w)
+                : Size2(r.y + task.displacement.h, r.x + task.displacement.w)
             let n = outputSize(task), k = stridedLead
             let back = Size2(origin.h + k.h * stride.h, origin.w + k.w * stride.w)
-            return PixelRect(y: first.h - centring.h - back.h, x: first.w - centring.w - back.w,
-                             height: (n.h - 1) * stride.h + receptiveField.h + back.h,
-                             width: (n.w - 1) * stride.w + receptiveField.w + back.w)
+            return PixelRect(
+                y: first.h - centring.h - back.h, x: first.w - centring.w - back.w,
+                height: (n.h - 1) * stride.h + receptiveField.h + back.h,
+                width: (n.w - 1) * stride.w + receptiveField.w + back.w)
         }
     }
 
@@ -138,7 +148,8 @@ package struct TaskGeometry: Sendable, Equatable {
     /// net that pads: it yields exactly the image's pixels, and every layer pads
     /// the edges of its whole-image input there, whatever tile computes a pixel.
     package func wholeImageInput(_ image: Size2) -> PixelRect {
-        PixelRect(y: -(origin.h + centring.h), x: -(origin.w + centring.w),
-                  height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
+        PixelRect(
+            y: -(origin.h + centring.h), x: -(origin.w + centring.w),
+            height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
     }
 }

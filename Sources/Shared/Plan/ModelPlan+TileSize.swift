@@ -19,9 +19,11 @@ extension ModelPlan {
 
     /// Peak bytes of two consecutive activations (a layer's input and output) for one tile.
     func activationBytes(mode: MapMode, tile: Int) throws -> Int {
-        let task = TileTask(mode: mode == .fast ? .fast : mode,
-                            rect: PixelRect(y: 0, x: 0, height: mode == .fast ? max(1, tile / tasks.stride.h) : tile,
-                                            width: mode == .fast ? max(1, tile / tasks.stride.w) : tile))
+        let task = TileTask(
+            mode: mode == .fast ? .fast : mode,
+            rect: PixelRect(
+                y: 0, x: 0, height: mode == .fast ? max(1, tile / tasks.stride.h) : tile,
+                width: mode == .fast ? max(1, tile / tasks.stride.w) : tile))
         let input = tasks.inputRect(task)
         let net = mode == .dense ? try fcn.densified().net : fcn
         let (_, shapes) = try net.shapes(input: Size2(input.height, input.width))

@@ -1,5 +1,5 @@
-import TesseraModel
 import TesseraCore
+import TesseraModel
 
 /// What planning a map needs from a model, and nothing that computes: the
 /// classifier, its fully convolutional and dense forms, their layouts and the
@@ -32,14 +32,17 @@ package struct ModelPlan: Sendable {
 
     /// The plan for a model as `ModelLoader` loaded it (surgery already done).
     package init(model: LoadedModel, allowPadding: Bool = false) throws {
-        try self.init(classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
+        try self.init(
+            classifier: model.classifier, fcn: model.net, geometry: model.geometry, allowPadding: allowPadding)
     }
 
     package init(classifier: Net, fcn: Net, geometry: NetGeometry, allowPadding: Bool) throws {
         if !geometry.isExact && !allowPadding {
-            throw ModelError(.inexact, "the net cannot give an exact dense map: "
-                + geometry.inexactReasons.joined(separator: "; ")
-                + ". Allow approximate maps to compute one anyway")
+            throw ModelError(
+                .inexact,
+                "the net cannot give an exact dense map: "
+                    + geometry.inexactReasons.joined(separator: "; ")
+                    + ". Allow approximate maps to compute one anyway")
         }
         let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
         self.classifier = classifier
@@ -52,8 +55,9 @@ package struct ModelPlan: Sendable {
         if geometry.isExact {
             tasks = TaskGeometry(geometry)
         } else {
-            tasks = TaskGeometry(geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
-                                 pads: stridedLayout.pads)
+            tasks = TaskGeometry(
+                geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
+                pads: stridedLayout.pads)
         }
     }
 

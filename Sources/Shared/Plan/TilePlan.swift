@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Splits one image's map into tasks (docs/ARCHITECTURE.md §4). Tiles are independent:
 /// each reads only its own input region, so any split gives the same map.
 package enum TilePlan {
@@ -12,7 +13,9 @@ package enum TilePlan {
         precondition(image.h > 0 && image.w > 0 && tile > 0)
         switch mode {
         case .naive, .dense:
-            return rects(Size2(image.h, image.w), tile: Size2(tile, tile)).map { TileTask(mode: mode, rect: $0, image: image) }
+            return rects(Size2(image.h, image.w), tile: Size2(tile, tile)).map {
+                TileTask(mode: mode, rect: $0, image: image)
+            }
         case .fast:
             let grid = fastGrid(image: image, stride: g.stride)
             let cells = Size2(max(1, tile / g.stride.h), max(1, tile / g.stride.w))

@@ -1,6 +1,7 @@
+import Testing
+
 @testable import TesseraCore
 @testable import TesseraImage
-import Testing
 
 @Suite("Quantisation")
 struct DTypeTests {

@@ -1,7 +1,8 @@
-@testable import TesseraCore
-@testable import TesseraImage
 import Foundation
 import Testing
+
+@testable import TesseraCore
+@testable import TesseraImage
 
 /// Creating, resuming, finishing and checking stores; what a crashed job leaves behind.
 @Suite("Store lifecycle")
@@ -136,8 +137,9 @@ struct LifecycleTests {
         #expect(try shipped.write(encoded) == receipt)
         try shipped.verify(receipt)
         #expect(try shipped.readTile(tile, level: 2) == direct.readTile(tile, level: 2))
-        let other = try MapStore.create(at: dir + "/other.zarr",
-                                        layout: MapLayout(classes: 3, height: 40, width: 50, tileSize: 16, levels: 2))
+        let other = try MapStore.create(
+            at: dir + "/other.zarr",
+            layout: MapLayout(classes: 3, height: 40, width: 50, tileSize: 16, levels: 2))
         #expect { try other.write(encoded) } throws: { ($0 as? MapStoreError)?.kind == .invalidArgument }
     }
 
@@ -153,8 +155,9 @@ struct LifecycleTests {
         }
         let json = #"{"classes":1,"height":10,"width":10,"tileSize":6,"dtype":"uint8","levels":3}"#
         #expect(throws: MapStoreError.self) { try JSONDecoder().decode(MapLayout.self, from: Data(json.utf8)) }
-        let layout = try MapLayout(classes: 2, height: 9, width: 7, tileSize: 8, dtype: .float16, levels: 4,
-                                   classNames: ["a", "b"])
+        let layout = try MapLayout(
+            classes: 2, height: 9, width: 7, tileSize: 8, dtype: .float16, levels: 4,
+            classNames: ["a", "b"])
         #expect(try JSONDecoder().decode(MapLayout.self, from: JSONEncoder().encode(layout)) == layout)
         let dir = try temporaryDirectory("invalid")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,7 +1,8 @@
-@testable import TesseraCore
-@testable import TesseraImage
 import Foundation
 import Testing
+
+@testable import TesseraCore
+@testable import TesseraImage
 
 /// One map shape written through the store and checked by the reference readers.
 struct MapCase: Sendable, CustomStringConvertible {
@@ -20,22 +21,29 @@ struct MapCase: Sendable, CustomStringConvertible {
 struct RoundTripTests {
     static let cases: [MapCase] = [
         MapCase(classes: 1, height: 100, width: 130, tile: 32, dtype: .float32, levels: 1, skipped: [], tiffTile: 32),
-        MapCase(classes: 3, height: 100, width: 130, tile: 32, dtype: .float32, levels: 3,
-                skipped: [TileIndex(row: 0, column: 1), TileIndex(row: 3, column: 4)], tiffTile: 16),
-        MapCase(classes: 2, height: 257, width: 300, tile: 64, dtype: .float16, levels: 4,
-                skipped: [TileIndex(row: 4, column: 0), TileIndex(row: 1, column: 2)], tiffTile: 32),
-        MapCase(classes: 1, height: 61, width: 45, tile: 16, dtype: .uint8, levels: 2,
-                skipped: [TileIndex(row: 3, column: 2)], tiffTile: 16),
-        MapCase(classes: 3, height: 130, width: 97, tile: 32, dtype: .uint16, levels: 3,
-                skipped: [TileIndex(row: 0, column: 0)], tiffTile: 48),
+        MapCase(
+            classes: 3, height: 100, width: 130, tile: 32, dtype: .float32, levels: 3,
+            skipped: [TileIndex(row: 0, column: 1), TileIndex(row: 3, column: 4)], tiffTile: 16),
+        MapCase(
+            classes: 2, height: 257, width: 300, tile: 64, dtype: .float16, levels: 4,
+            skipped: [TileIndex(row: 4, column: 0), TileIndex(row: 1, column: 2)], tiffTile: 32),
+        MapCase(
+            classes: 1, height: 61, width: 45, tile: 16, dtype: .uint8, levels: 2,
+            skipped: [TileIndex(row: 3, column: 2)], tiffTile: 16),
+        MapCase(
+            classes: 3, height: 130, width: 97, tile: 32, dtype: .uint16, levels: 3,
+            skipped: [TileIndex(row: 0, column: 0)], tiffTile: 48),
         MapCase(classes: 2, height: 200, width: 200, tile: 64, dtype: .uint8, levels: 4, skipped: [], tiffTile: 256),
-        MapCase(classes: 1, height: 300, width: 257, tile: 64, dtype: .uint8, levels: 3,
-                skipped: [TileIndex(row: 1, column: 1)], tiffTile: 64),
+        MapCase(
+            classes: 1, height: 300, width: 257, tile: 64, dtype: .uint8, levels: 3,
+            skipped: [TileIndex(row: 1, column: 1)], tiffTile: 64),
         MapCase(classes: 1, height: 1, width: 1, tile: 8, dtype: .uint16, levels: 4, skipped: [], tiffTile: 16),
-        MapCase(classes: 3, height: 300, width: 520, tile: 128, dtype: .float16, levels: 2,
-                skipped: [TileIndex(row: 2, column: 4)], tiffTile: 256),
-        MapCase(classes: 1, height: 513, width: 257, tile: 256, dtype: .float32, levels: 2,
-                skipped: [TileIndex(row: 1, column: 0)], tiffTile: 256),
+        MapCase(
+            classes: 3, height: 300, width: 520, tile: 128, dtype: .float16, levels: 2,
+            skipped: [TileIndex(row: 2, column: 4)], tiffTile: 256),
+        MapCase(
+            classes: 1, height: 513, width: 257, tile: 256, dtype: .float32, levels: 2,
+            skipped: [TileIndex(row: 1, column: 0)], tiffTile: 256),
     ]
 
     @Test(arguments: cases)
@@ -44,8 +52,9 @@ struct RoundTripTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let storePath = dir + "/map.zarr", tiffPath = dir + "/map.tif"
         let names = c.classes == 1 ? nil : (0..<c.classes).map { "class \($0)" }
-        let layout = try MapLayout(classes: c.classes, height: c.height, width: c.width, tileSize: c.tile,
-                                   dtype: c.dtype, levels: c.levels, classNames: names)
+        let layout = try MapLayout(
+            classes: c.classes, height: c.height, width: c.width, tileSize: c.tile,
+            dtype: c.dtype, levels: c.levels, classNames: names)
         let map = randomMap(classes: c.classes, height: c.height, width: c.width, seed: UInt64(c.height * 7 + c.width))
         let store = try MapStore.create(at: storePath, layout: layout)
         let grid = layout.tileGrid
@@ -75,15 +84,20 @@ struct RoundTripTests {
         while y < c.height {
             let band = y..<min(c.height, y + 23)
             let rows = try reopened.rows(y: band)
-            let want = crop(expected, classes: c.classes, height: c.height, width: c.width,
-                            PixelRect(y: band.lowerBound, x: 0, height: band.count, width: c.width))
+            let want = crop(
+                expected, classes: c.classes, height: c.height, width: c.width,
+                PixelRect(y: band.lowerBound, x: 0, height: band.count, width: c.width))
             #expect(sameValues(rows, want), "rows \(band)")
             y = band.upperBound
         }
         if let first = tiles.first {
             let tile = try reopened.readTile(first)
-            #expect(sameValues(tile, crop(expected, classes: c.classes, height: c.height, width: c.width,
-                                          layout.rect(of: first))))
+            #expect(
+                sameValues(
+                    tile,
+                    crop(
+                        expected, classes: c.classes, height: c.height, width: c.width,
+                        layout.rect(of: first))))
         }
 
         try TIFFMapExport.write(store: reopened, to: tiffPath, tileSize: c.tiffTile)

@@ -1,6 +1,7 @@
+import Foundation
+
 @testable import TesseraCore
 @testable import TesseraImage
-import Foundation
 
 /// A fresh folder under the system's temporary directory.
 func temporaryDirectory(_ label: String) throws -> String {

@@ -1,13 +1,16 @@
 import Foundation
+import Testing
+
 @testable import TesseraCore
 @testable import TesseraImage
-import Testing
 
 @Suite("Bad input: clear errors, never a crash or silent garbage")
 struct BadInputTests {
     /// Each damaged or unsupported file throws the listed kind, naming the file (and the tile when it applies).
-    @Test(arguments: ["bad_jpeg_tile", "bad_jpeg_tables_tile", "bad_zlib_tile", "truncated_tiles",
-                      "truncated_directory", "jpeg2000", "float32", "not_a_tiff", "bad_svs_tile"])
+    @Test(arguments: [
+        "bad_jpeg_tile", "bad_jpeg_tables_tile", "bad_zlib_tile", "truncated_tiles",
+        "truncated_directory", "jpeg2000", "float32", "not_a_tiff", "bad_svs_tile",
+    ])
     func badFileThrows(name: String) throws {
         let fixtures = try Fixtures.get()
         let bad = try #require(fixtures.manifest.bad[name])

@@ -1,7 +1,8 @@
 import Foundation
+import Testing
+
 @testable import TesseraCore
 @testable import TesseraImage
-import Testing
 
 /// The test images, written once per test run by make_fixtures.py (python3 + tifffile + tiffcp) into a fresh
 /// temporary directory, with the samples each level must read back as.

@@ -1,7 +1,8 @@
 import Foundation
+import Testing
+
 @testable import TesseraCore
 @testable import TesseraImage
-import Testing
 
 @Suite("TIFF region source (libtiff)")
 struct TIFFRegionSourceTests {

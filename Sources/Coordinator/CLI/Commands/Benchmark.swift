@@ -36,8 +36,9 @@ struct Benchmark: ParsableCommand {
         if !loaded.hasWeights { classifier = classifier.withRandomWeights(seed: 42) }
         let device = try compute.resolve()
         let engine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
-        let mapper = LocalMapper(engine: engine, preprocessing: Preprocessing(mean: [104, 117, 123]), threads: threads,
-                                 memoryBudget: try device.tileMemoryBudget(cpuBudget: 768 << 20))
+        let mapper = LocalMapper(
+            engine: engine, preprocessing: Preprocessing(mean: [104, 117, 123]), threads: threads,
+            memoryBudget: try device.tileMemoryBudget(cpuBudget: 768 << 20))
         let image = SyntheticImage(side: size, seed: 7)
         // The reference the GFLOP/s are compared with: OpenBLAS sgemm on the CPU, cuBLAS sgemm on a GPU.
         let peak: Double
@@ -69,14 +70,18 @@ struct Benchmark: ParsableCommand {
             seconds[mode] = best
             macs[mode] = work
             let gflops = 2 * Double(work) / best / 1e9
-            rows.append(["mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count, "measuredSide": side,
-                         "gmacs": Double(work) / 1e9, "gflops": gflops, "fractionOfPeak": gflops / peak,
-                         "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576])
+            rows.append([
+                "mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count, "measuredSide": side,
+                "gmacs": Double(work) / 1e9, "gflops": gflops, "fractionOfPeak": gflops / peak,
+                "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576,
+            ])
         }
-        var summary: [String: Any] = ["image": size, "threads": threads, "sgemmPeakGflops": peak,
-                                      "device": device.description,
-                                      "blasKernel": try BLAS.get().coreName, "modes": rows,
-                                      "directConvolution": DirectConvolutionKernel.selected?.rawValue ?? "none"]
+        var summary: [String: Any] = [
+            "image": size, "threads": threads, "sgemmPeakGflops": peak,
+            "device": device.description,
+            "blasKernel": try BLAS.get().coreName, "modes": rows,
+            "directConvolution": DirectConvolutionKernel.selected?.rawValue ?? "none",
+        ]
         if let s = seconds[.shift], let d = seconds[.dense], let ms = macs[.shift], let md = macs[.dense] {
             summary["denseSpeedupOverShift"] = s / d
             summary["shiftToDenseMACRatio"] = Double(ms) / Double(md)
@@ -86,20 +91,28 @@ struct Benchmark: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
-              + "BLAS kernel \(summary["blasKernel"]!), direct convolution \(summary["directConvolution"]!)")
+        print(
+            "net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
+                + "BLAS kernel \(summary["blasKernel"]!), direct convolution \(summary["directConvolution"]!)")
         print(String(format: "%@: %.1f GFLOP/s", peakName, peak))
         print("mode     seconds   GMAC    GFLOP/s  of peak  tile  tasks  peak RSS")
         for r in rows {
-            print(String(format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,
-                         r["seconds"] as! Double, r["gmacs"] as! Double, r["gflops"] as! Double,
-                         100 * (r["fractionOfPeak"] as! Double), r["tile"] as! Int, r["tasks"] as! Int,
-                         r["peakRSSMiB"] as! Double)
-                  + ((r["measuredSide"] as! Int) != size ? "  (timed on a \(r["measuredSide"]!)² crop, extrapolated)" : ""))
+            print(
+                String(
+                    format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,
+                    r["seconds"] as! Double, r["gmacs"] as! Double, r["gflops"] as! Double,
+                    100 * (r["fractionOfPeak"] as! Double), r["tile"] as! Int, r["tasks"] as! Int,
+                    r["peakRSSMiB"] as! Double)
+                    + ((r["measuredSide"] as! Int) != size
+                        ? "  (timed on a \(r["measuredSide"]!)² crop, extrapolated)" : ""))
         }
-        if let speedup = summary["denseSpeedupOverShift"] as? Double, let ratio = summary["shiftToDenseMACRatio"] as? Double {
-            print(String(format: "dense speed-up over shift: %.2f× (MAC ratio %.2f×, %.0f%% of it)",
-                         speedup, ratio, 100 * speedup / ratio))
+        if let speedup = summary["denseSpeedupOverShift"] as? Double,
+            let ratio = summary["shiftToDenseMACRatio"] as? Double
+        {
+            print(
+                String(
+                    format: "dense speed-up over shift: %.2f× (MAC ratio %.2f×, %.0f%% of it)",
+                    speedup, ratio, 100 * speedup / ratio))
         }
     }
 }

@@ -19,10 +19,14 @@ struct CoordinatorOption: ParsableArguments {
     func connect(_ context: ZMQContext) throws -> ClusterClient {
         let security = try curve.security()
         if security == nil && !isLoopback(coordinator) {
-            FileHandle.standardError.write(Data("warning: \(coordinator) without --curve: the connection is neither authenticated nor encrypted\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "warning: \(coordinator) without --curve: the connection is neither authenticated nor encrypted\n"
+                        .utf8))
         }
-        return try ClusterClient(endpoint: coordinator, curve: security, context: context,
-                                 reconnectTimeout: reconnectTimeout)
+        return try ClusterClient(
+            endpoint: coordinator, curve: security, context: context,
+            reconnectTimeout: reconnectTimeout)
     }
 }
 
@@ -45,12 +49,14 @@ struct Submit: ParsableCommand {
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
         for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
-            throw ValidationError("\(path) is not a PNG: slides and TIFFs are mapped by `run` (in its own process) "
-                + "so far; the cluster path takes PNG images")
+            throw ValidationError(
+                "\(path) is not a PNG: slides and TIFFs are mapped by `run` (in its own process) "
+                    + "so far; the cluster path takes PNG images")
         }
         if let chunked = try? OutputOptions.parseKinds(output.outputs ?? "all").first(where: \.isChunked) {
-            throw ValidationError("--outputs \(chunked.rawValue) is written by `run --in-process` only so far; "
-                + "a cluster job writes prob, labels, overlay and npy")
+            throw ValidationError(
+                "--outputs \(chunked.rawValue) is written by `run --in-process` only so far; "
+                    + "a cluster job writes prob, labels, overlay and npy")
         }
     }
 
@@ -65,9 +71,14 @@ struct Submit: ParsableCommand {
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
             let header = try PNGReader.header(path: path)
-            let tile = try job.tile ?? plan.defaultTile(mode: job.mode, image: Size2(header.height, header.width),
-                                                        memoryBudget: job.memoryBudgetBytes())
-            guard let bytes = FileManager.default.contents(atPath: path) else { throw ClusterError("cannot read \(path)") }
+            let tile =
+                try job.tile
+                ?? plan.defaultTile(
+                    mode: job.mode, image: Size2(header.height, header.width),
+                    memoryBudget: job.memoryBudgetBytes())
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw ClusterError("cannot read \(path)")
+            }
             let name = (path as NSString).lastPathComponent
             let spec = Wire.JobSpec(
                 mode: TaskCodec.mode(job.mode), tileSize: UInt32(tile), preprocessing: TaskCodec.preprocessing(prep),
@@ -84,8 +95,9 @@ struct Submit: ParsableCommand {
         guard wait else { return }
         let progress = Progress(stream: stderr)
         for (id, path, pixels) in submitted {
-            let status = try client.wait(job: id, label: OutputOptions.stem(forInput: path), pixels: pixels,
-                                         progress: progress)
+            let status = try client.wait(
+                job: id, label: OutputOptions.stem(forInput: path), pixels: pixels,
+                progress: progress)
             let files = try client.fetchOutputs(job: id, files: status.outputFiles, into: output.out)
             logger.info("job done", metadata: ["job": "\(id)", "files": "\(files.count)"])
         }
@@ -142,7 +154,9 @@ struct Fetch: ParsableCommand {
     func run() throws {
         let client = try endpoint.connect(try ZMQContext())
         let s = try client.status(job)
-        guard s.state == .done else { throw ClusterError("job \(job) is \(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")") }
+        guard s.state == .done else {
+            throw ClusterError("job \(job) is \(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")")
+        }
         for path in try client.fetchOutputs(job: job, files: s.outputFiles, into: out) { print(path) }
     }
 }

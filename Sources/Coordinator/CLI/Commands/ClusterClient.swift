@@ -25,7 +25,8 @@ final class ClusterClient {
     private var monitor: ZMQMonitor
     private let logger = Logger(label: "tessera.client")
 
-    init(endpoint: String, curve: CurveClientSecurity? = nil, context: ZMQContext, reconnectTimeout: Double = 60) throws {
+    init(endpoint: String, curve: CurveClientSecurity? = nil, context: ZMQContext, reconnectTimeout: Double = 60) throws
+    {
         self.endpoint = endpoint
         self.context = context
         self.curve = curve
@@ -67,8 +68,10 @@ final class ClusterClient {
     /// no reply comes within `attemptTimeout` s; one that is not (submit) waits
     /// `timeout` s for its reply. Either way the client keeps trying for
     /// `reconnectTimeout` s while the coordinator is unreachable.
-    func request(_ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
-                 attemptTimeout: Double = 3) throws -> WireMessage {
+    func request(
+        _ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
+        attemptTimeout: Double = 3
+    ) throws -> WireMessage {
         var limits = WireLimits()
         limits.maxTotalBytes = 1 << 30
         var outageSince: Date?
@@ -94,23 +97,29 @@ final class ClusterClient {
                     switch envelope.message {
                     case .success(.error(let text)): throw ClusterError(.refused, text)
                     case .success(let reply): return reply
-                    case .failure(let e): throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
+                    case .failure(let e):
+                        throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }
                 }
                 if !isIdempotent {
-                    throw ClusterError(.unreachable, "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
-                                       + "(the request may or may not have been carried out)")
+                    throw ClusterError(
+                        .unreachable,
+                        "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s "
+                            + "(the request may or may not have been carried out)")
                 }
             }
             let since = outageSince ?? Date()
             if outageSince == nil {
                 outageSince = since
-                logger.warning("no answer from the coordinator: retrying (it may be restarting)",
-                               metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
+                logger.warning(
+                    "no answer from the coordinator: retrying (it may be restarting)",
+                    metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
             }
             guard Date().timeIntervalSince(since) < reconnectTimeout else {
-                throw ClusterError(.unreachable, "no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
-                                   + "(is it running? --reconnect-timeout sets how long to wait)")
+                throw ClusterError(
+                    .unreachable,
+                    "no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
+                        + "(is it running? --reconnect-timeout sets how long to wait)")
             }
             // A fresh socket: no late reply to the lost request can arrive on it.
             try reconnect()
@@ -127,8 +136,10 @@ final class ClusterClient {
 
     /// Polls the job until it ends, drawing progress; throws unless it is done.
     /// `alive` is asked between polls (the embedded run checks its workers).
-    func wait(job: UInt64, label: String, pixels: Int, progress: Progress?,
-              alive: () throws -> Void = {}) throws -> Wire.JobStatus {
+    func wait(
+        job: UInt64, label: String, pixels: Int, progress: Progress?,
+        alive: () throws -> Void = {}
+    ) throws -> Wire.JobStatus {
         let start = Date()
         while true {
             let s = try status(job)
@@ -156,14 +167,21 @@ final class ClusterClient {
             let path = "\(directory)/\(name)"
             let temp = "\(directory)/.\(name).partial-\(getpid())"
             _ = FileManager.default.createFile(atPath: temp, contents: nil)
-            guard let handle = FileHandle(forWritingAtPath: temp) else { throw ClusterError(.storage, "cannot write \(temp)") }
+            guard let handle = FileHandle(forWritingAtPath: temp) else {
+                throw ClusterError(.storage, "cannot write \(temp)")
+            }
             var offset: UInt64 = 0
             while true {
-                guard case .fetchData(let chunk) = try request(.fetchRequest(
-                    Wire.FetchRequest(jobID: job, fileName: name, offset: offset, maxBytes: 8 << 20))) else {
+                guard
+                    case .fetchData(let chunk) = try request(
+                        .fetchRequest(
+                            Wire.FetchRequest(jobID: job, fileName: name, offset: offset, maxBytes: 8 << 20)))
+                else {
                     throw ClusterError(.protocolViolation, "unexpected reply to a fetch request")
                 }
-                guard chunk.offset == offset else { throw ClusterError(.protocolViolation, "fetch: chunk at \(chunk.offset), asked \(offset)") }
+                guard chunk.offset == offset else {
+                    throw ClusterError(.protocolViolation, "fetch: chunk at \(chunk.offset), asked \(offset)")
+                }
                 try handle.write(contentsOf: chunk.bytes)
                 offset += UInt64(chunk.bytes.count)
                 if chunk.isLast || chunk.bytes.isEmpty { break }
@@ -181,17 +199,21 @@ final class ClusterClient {
 struct JobFlags: ParsableArguments {
     @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
     @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
-    @Option(help: ArgumentHelp("Memory budget for one tile's activations, in MiB (default: 768 for PNG images, "
-                               + "256 for slides, whose smaller tiles also skip background more closely).",
-                               valueName: "MiB"))
+    @Option(
+        help: ArgumentHelp(
+            "Memory budget for one tile's activations, in MiB (default: 768 for PNG images, "
+                + "256 for slides, whose smaller tiles also skip background more closely).",
+            valueName: "MiB"))
     var memoryBudget: Int?
 
     /// The budget in bytes for an image (slides get smaller tiles by default).
     func memoryBudgetBytes(slide: Bool = false) -> Int { (memoryBudget ?? (slide ? 256 : 768)) << 20 }
-    @Flag(help: ArgumentHelp("Accept a net that cannot be exact (padding, partial pooling windows).",
-                             discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
-                                 + "at its edges only: an approximation of the classifier, but the same in dense, "
-                                 + "shift and fast, tiled or not."))
+    @Flag(
+        help: ArgumentHelp(
+            "Accept a net that cannot be exact (padding, partial pooling windows).",
+            discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
+                + "at its edges only: an approximation of the classifier, but the same in dense, "
+                + "shift and fast, tiled or not."))
     var allowPadding = false
     @Option(help: .hidden) var randomWeights: UInt64?
 

@@ -26,16 +26,25 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Where to write its weights.", valueName: "caffemodel"))
     var outWeights: String
 
-    @Option(name: .long, help: ArgumentHelp("Input size of the written net (default: a 2000×2000 image padded by "
-                                            + "the patch size: 2000 + 2·⌊P/2⌋).", valueName: "N"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Input size of the written net (default: a 2000×2000 image padded by "
+                + "the patch size: 2000 + 2·⌊P/2⌋).", valueName: "N"))
     var inputSize: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Read the weights from this folder of .npy files, one per blob, named "
-                                            + "<layer>.<blobIndex>.npy (instead of --weights).", valueName: "dir"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Read the weights from this folder of .npy files, one per blob, named "
+                + "<layer>.<blobIndex>.npy (instead of --weights).", valueName: "dir"))
     var weightsNpy: String?
 
-    @Flag(name: .long, help: ArgumentHelp("Write the patch classifier as it is (InnerProduct layers, P×P input), "
-                                          + "not its fully convolutional form."))
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Write the patch classifier as it is (InnerProduct layers, P×P input), "
+                + "not its fully convolutional form."))
     var keepClassifier = false
 
     func validate() throws {
@@ -45,7 +54,9 @@ struct Convert: ParsableCommand {
         }
         if weightsNpy != nil {
             guard model.weights == nil else { throw ValidationError("give --weights or --weights-npy, not both") }
-            guard model.model != nil else { throw ValidationError("--weights-npy needs the deploy prototxt: give --model") }
+            guard model.model != nil else {
+                throw ValidationError("--weights-npy needs the deploy prototxt: give --model")
+            }
         } else {
             guard model.weights != nil else {
                 throw ValidationError("convert needs the trained weights: give --weights (or --weights-npy)")
@@ -77,9 +88,10 @@ struct Convert: ParsableCommand {
                 throw ModelError("cannot write the output: \(error.localizedDescription)")
             }
             let out = shapes.last.map { keepClassifier ? "\($0.count)-value" : "\($0.h)×\($0.w)" } ?? "?"
-            print("wrote \(outModel) and \(outWeights)\(keepClassifier ? " (the patch classifier)" : ""): "
-                + "input \(input.h)×\(input.w) gives a \(out) output "
-                + "(receptive field \(loaded.geometry.receptiveField), stride \(loaded.geometry.stride))")
+            print(
+                "wrote \(outModel) and \(outWeights)\(keepClassifier ? " (the patch classifier)" : ""): "
+                    + "input \(input.h)×\(input.w) gives a \(out) output "
+                    + "(receptive field \(loaded.geometry.receptiveField), stride \(loaded.geometry.stride))")
             if !loaded.geometry.isExact {
                 print("note: not exact: " + loaded.geometry.inexactReasons.joined(separator: "; "))
             }

@@ -3,17 +3,23 @@ import TesseraEngine
 
 /// `--device` and `--precision`: where the engine computes `fast`, `shift` and `dense`.
 struct DeviceFlags: ParsableArguments {
-    @Option(help: ArgumentHelp("Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
-                               + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
-                               + "/usr/local/cuda/lib64 or the loader path); naive always runs on the CPU.",
-                               valueName: "device"))
+    @Option(
+        help: ArgumentHelp(
+            "Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
+                + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
+                + "/usr/local/cuda/lib64 or the loader path); naive always runs on the CPU.",
+            valueName: "device"))
     var device = "cpu"
-    @Option(help: ArgumentHelp("GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
-                               + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
+    @Option(
+        help: ArgumentHelp(
+            "GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
+                + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
     var precision = "fp32"
 
     func validate() throws {
-        guard CUDAPrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or tf32") }
+        guard CUDAPrecision(rawValue: precision) != nil else {
+            throw ValidationError("--precision must be fp32 or tf32")
+        }
         _ = try ComputeDevice(parsing: device)
     }
 

@@ -32,7 +32,8 @@ struct GPUCheck: ParsableCommand {
     @Option(help: "Side of the synthetic timing image.") var size = 2000
     @Option(help: "Timed repetitions (best and median reported).") var repeats = 5
     @Option(help: "Largest accepted |GPU − CPU| and |GPU − reference| on probabilities.") var tolerance: Float = 1e-4
-    @Option(help: "Write the dense form of --seed-model as JSON (for benchmarks/torch_peer.py).") var exportDense: String?
+    @Option(help: "Write the dense form of --seed-model as JSON (for benchmarks/torch_peer.py).") var exportDense:
+        String?
     @Flag(help: "Skip the CPU timings of --seed-model (they take seconds).") var noCpuTiming = false
 
     func run() throws {
@@ -63,24 +64,29 @@ struct GPUCheck: ParsableCommand {
         guard !names.isEmpty else { throw ValidationError("no fixtures under \(fixtures)") }
         for name in names {
             let f = try FixtureFiles(folder: "\(fixtures)/\(name)")
-            let model = try ModelLoader.load(ModelSource(model: "\(f.folder)/deploy.prototxt",
-                                                         weights: "\(f.folder)/weights.caffemodel"))
+            let model = try ModelLoader.load(
+                ModelSource(
+                    model: "\(f.folder)/deploy.prototxt",
+                    weights: "\(f.folder)/weights.caffemodel"))
             // Patches through the classifier as imported (InnerProduct layers and all).
             guard case .cuda(let index, let precision) = device else { return }
-            let gpu = try CUDANetRunner(net: model.classifier, context: CUDAContext.get(device: index), precision: precision)
+            let gpu = try CUDANetRunner(
+                net: model.classifier, context: CUDAContext.get(device: index), precision: precision)
             let inputs = try f.floats("patches", "input"), expected = try f.floats("patches", "probabilities")
             let shape = try f.shape("patches", "input")
             let (n, c, p) = (shape[0], shape[1], shape[2])
             var got: [Float] = []
             for i in 0..<n {
-                let patch = Tensor(Shape(c: c, h: p, w: p), values: Array(inputs[(i * c * p * p)..<((i + 1) * c * p * p)]))
+                let patch = Tensor(
+                    Shape(c: c, h: p, w: p), values: Array(inputs[(i * c * p * p)..<((i + 1) * c * p * p)]))
                 got += try gpu.forward(patch, threads: 1, origin: .zero).values
             }
             report("\(name): patches, GPU vs \(f.reference)", Self.maxDiff(got, expected), nil)
             // Maps: GPU engine vs CPU engine in each mode, and vs the reference naive map.
             let cpuEngine = try MapEngine(classifier: model.classifier, patch: model.patchSize, allowPadding: true)
-            let gpuEngine = try MapEngine(classifier: model.classifier, patch: model.patchSize, allowPadding: true,
-                                          device: device)
+            let gpuEngine = try MapEngine(
+                classifier: model.classifier, patch: model.patchSize, allowPadding: true,
+                device: device)
             let image = try f.image()
             let prep = try f.preprocessing()
             let reference = try f.floats("map", "map")
@@ -89,16 +95,19 @@ struct GPUCheck: ParsableCommand {
                 let gpuMap = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: mode)
                 report("\(name): \(mode.rawValue) map, GPU vs CPU", Self.maxDiff(gpuMap.data, cpuMap.data), nil)
                 if mode != .fast && model.geometry.isExact {
-                    report("\(name): \(mode.rawValue) map, GPU vs \(f.reference) naive map",
-                           Self.maxDiff(gpuMap.data, reference), nil)
+                    report(
+                        "\(name): \(mode.rawValue) map, GPU vs \(f.reference) naive map",
+                        Self.maxDiff(gpuMap.data, reference), nil)
                 }
             }
         }
     }
 
     private func checkDemo(_ device: ComputeDevice, _ report: (String, Float, Float?) -> Void) throws {
-        let model = try ModelLoader.load(ModelSource(model: "\(demo)/deploy.prototxt",
-                                                     weights: "\(demo)/nuclei32.caffemodel"))
+        let model = try ModelLoader.load(
+            ModelSource(
+                model: "\(demo)/deploy.prototxt",
+                weights: "\(demo)/nuclei32.caffemodel"))
         let prep = Preprocessing(mean: [134, 151, 171], scale: 0.015625, channelOrder: .bgr)
         let image = try PNGReader.read(path: demoImage)
         let cpuEngine = try MapEngine(model: model)
@@ -106,25 +115,31 @@ struct GPUCheck: ParsableCommand {
         for mode in [MapMode.dense, .shift] {
             let cpuMap = try LocalMapper(engine: cpuEngine, preprocessing: prep).map(image, mode: mode)
             let gpuMap = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: mode)
-            report("demo \(image.width)×\(image.height): \(mode.rawValue) map, GPU vs CPU",
-                   Self.maxDiff(gpuMap.data, cpuMap.data), nil)
+            report(
+                "demo \(image.width)×\(image.height): \(mode.rawValue) map, GPU vs CPU",
+                Self.maxDiff(gpuMap.data, cpuMap.data), nil)
         }
         // The same tile twice gives the same bytes (tiles of 96 map pixels).
         let a = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: .dense, tile: 96)
         let b = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: .dense, tile: 96)
-        report("demo: dense tiles computed twice on the GPU are byte-identical",
-               a.data.withUnsafeBytes { x in b.data.withUnsafeBytes { y in x.elementsEqual(y) ? 0 : 1 } }, 0)
+        report(
+            "demo: dense tiles computed twice on the GPU are byte-identical",
+            a.data.withUnsafeBytes { x in b.data.withUnsafeBytes { y in x.elementsEqual(y) ? 0 : 1 } }, 0)
     }
 
     private func timeSeed(_ path: String, _ device: ComputeDevice, _ report: (String, Float, Float?) -> Void) throws {
         let loaded = try ModelLoader.load(ModelSource(model: path, requireWeights: false))
         let classifier = loaded.hasWeights ? loaded.classifier : loaded.classifier.withRandomWeights(seed: 42)
-        let gpuEngine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
-        let cpuEngine = noCpuTiming ? nil
+        let gpuEngine = try MapEngine(
+            classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
+        let cpuEngine =
+            noCpuTiming
+            ? nil
             : try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true)
         if let exportDense {
             let dense = try gpuEngine.fcn.densified(patch: gpuEngine.geometry.patchSize).net
-            let input = gpuEngine.tasks.inputRect(TileTask(mode: .dense, rect: PixelRect(y: 0, x: 0, height: size, width: size)))
+            let input = gpuEngine.tasks.inputRect(
+                TileTask(mode: .dense, rect: PixelRect(y: 0, x: 0, height: size, width: size)))
             try DenseNetExport.write(dense, inputSize: Size2(input.height, input.width), to: exportDense)
         }
         let image = SyntheticImage(side: size, seed: 7)
@@ -134,8 +149,10 @@ struct GPUCheck: ParsableCommand {
         for mode in [MapMode.fast, .shift, .dense] {
             let tasks = TilePlan.tasks(mode: mode, image: Size2(size, size), tile: size, geometry: gpuEngine.tasks)
             let inputs = tasks.map { task in
-                PixelRegion(image: image, paddedRect: gpuEngine.tasks.inputRect(task), halfPatch: gpuEngine.tasks.halfPatch)
-                    .tensor(mapping: mapping, preprocessing: prep)
+                PixelRegion(
+                    image: image, paddedRect: gpuEngine.tasks.inputRect(task), halfPatch: gpuEngine.tasks.halfPatch
+                )
+                .tensor(mapping: mapping, preprocessing: prep)
             }
             let macs = try tasks.reduce(0) { $0 + (try gpuEngine.convolutionMACs($1)) }
             var times: [Double] = []
@@ -147,9 +164,10 @@ struct GPUCheck: ParsableCommand {
                 if r > 0 { times.append(t) } else { gpuOut = outs }
             }
             times.sort()
-            var line = String(format: "  %-6@ GPU best %.4f s, median %.4f s, %.0f GFLOP/s (%d task%@)",
-                              mode.rawValue, times[0], times[times.count / 2], 2 * Double(macs) / times[0] / 1e9,
-                              tasks.count, tasks.count == 1 ? "" : "s")
+            var line = String(
+                format: "  %-6@ GPU best %.4f s, median %.4f s, %.0f GFLOP/s (%d task%@)",
+                mode.rawValue, times[0], times[times.count / 2], 2 * Double(macs) / times[0] / 1e9,
+                tasks.count, tasks.count == 1 ? "" : "s")
             if let cpuEngine {
                 let threads = ProcessInfo.processInfo.activeProcessorCount
                 let start = DispatchTime.now()
@@ -221,9 +239,10 @@ private struct FixtureFiles {
             throw ValidationError("\(folder)/manifest.json has no map.preprocess")
         }
         let mean = (p["mean"] as? [Double] ?? []).map(Float.init)
-        return Preprocessing(mean: mean, rawScale: Float(p["raw_scale"] as? Double ?? 1),
-                             scale: Float(p["scale"] as? Double ?? 1),
-                             channelOrder: (map["channel_order"] as? String) == "rgb" ? .rgb : .bgr)
+        return Preprocessing(
+            mean: mean, rawScale: Float(p["raw_scale"] as? Double ?? 1),
+            scale: Float(p["scale"] as? Double ?? 1),
+            channelOrder: (map["channel_order"] as? String) == "rgb" ? .rgb : .bgr)
     }
 }
 
@@ -269,8 +288,10 @@ enum DenseNetExport {
             }
             layers.append(l)
         }
-        let json: [String: Any] = ["name": net.name, "inputChannels": net.inputChannels,
-                                   "inputSize": [inputSize.h, inputSize.w], "layers": layers]
+        let json: [String: Any] = [
+            "name": net.name, "inputChannels": net.inputChannels,
+            "inputSize": [inputSize.h, inputSize.w], "layers": layers,
+        ]
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: path))
     }

@@ -33,10 +33,14 @@ struct InspectImage: ParsableCommand {
         let levels: [SlideLevel]
         if case .png = try SlideFormat.detect(path: image) {
             let header = try PNGReader.header(path: image)
-            print("\(image): PNG, \(header.width)×\(header.height) px, \(header.channels) channel"
-                  + "\(header.channels == 1 ? "" : "s"), \(header.bitDepth)-bit, one level")
-            levels = [SlideLevel(index: 0, width: header.width, height: header.height, downsample: 1, mpp: nil,
-                                 tileWidth: nil, tileHeight: nil)]
+            print(
+                "\(image): PNG, \(header.width)×\(header.height) px, \(header.channels) channel"
+                    + "\(header.channels == 1 ? "" : "s"), \(header.bitDepth)-bit, one level")
+            levels = [
+                SlideLevel(
+                    index: 0, width: header.width, height: header.height, downsample: 1, mpp: nil,
+                    tileWidth: nil, tileHeight: nil)
+            ]
         } else {
             let info = try SlideInfo.inspect(path: image)
             print(info.summary)
@@ -48,13 +52,18 @@ struct InspectImage: ParsableCommand {
         let plan = try ModelPlan(model: loaded, allowPadding: allowPadding)
         let engine = try MapEngine(plan: plan)
         let rate = try pixelsPerSecond(engine)
-        print(String(format: "engine: %@ on this machine (%@), %.1f Mpx/s measured on one %d² tile",
-                     mode.rawValue, CPUFeatures.current.modelName, rate / 1e6, Self.probe))
+        print(
+            String(
+                format: "engine: %@ on this machine (%@), %.1f Mpx/s measured on one %d² tile",
+                mode.rawValue, CPUFeatures.current.modelName, rate / 1e6, Self.probe))
         for level in levels {
             let pixels = Double(level.width) * Double(level.height)
             let bytes = pixels * Double(plan.classes) * 4
-            print(String(format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate (without --tissue)", level.index, plan.classes,
-                         level.height, level.width, Self.size(bytes), Self.duration(pixels / rate)))
+            print(
+                String(
+                    format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate (without --tissue)", level.index,
+                    plan.classes,
+                    level.height, level.width, Self.size(bytes), Self.duration(pixels / rate)))
         }
     }
 
@@ -69,8 +78,9 @@ struct InspectImage: ParsableCommand {
         func runAll() throws {
             for task in tasks {
                 let r = engine.tasks.inputRect(task)
-                _ = try engine.run(task, input: Tensor(Shape(c: engine.fcn.inputChannels, h: r.height, w: r.width)),
-                                   threads: n)
+                _ = try engine.run(
+                    task, input: Tensor(Shape(c: engine.fcn.inputChannels, h: r.height, w: r.width)),
+                    threads: n)
             }
         }
         try runAll()

@@ -17,8 +17,10 @@ struct Keygen: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("Key name: the files' stem and the identity the coordinator logs "
-                                 + "(letters, digits, '.', '_', '-').", valueName: "name"))
+    @Argument(
+        help: ArgumentHelp(
+            "Key name: the files' stem and the identity the coordinator logs "
+                + "(letters, digits, '.', '_', '-').", valueName: "name"))
     var name: String
     @Option(help: ArgumentHelp("Folder for the two files (created with mode 0700 when missing).", valueName: "dir"))
     var out = "."
@@ -36,8 +38,9 @@ struct Keygen: ParsableCommand {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
             do {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: out, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
             } catch {
                 throw ValidationError("--out \(out): cannot create the folder: \(error.localizedDescription)")
             }
@@ -49,7 +52,8 @@ struct Keygen: ParsableCommand {
         do {
             paths = try ZMQCurve.writeKeyFiles(pair, name: name, directory: out, replace: force)
         } catch let error as ZMQKeyFileError where error.reason == "already exists" {
-            throw ValidationError("\(error.path) already exists: pass --force to replace it (and redistribute the new key)")
+            throw ValidationError(
+                "\(error.path) already exists: pass --force to replace it (and redistribute the new key)")
         } catch let error as ZMQKeyFileError {
             throw ValidationError("\(error)")
         }

@@ -5,16 +5,25 @@ import TesseraModel
 /// `--model`, `--weights`, `--patch-size`: the files that make a model. Shared by every
 /// command that loads one (`@OptionGroup var model: ModelOptions`).
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Deploy prototxt (text). Optional when the caffemodel holds its training net.",
-                                            valueName: "prototxt"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Deploy prototxt (text). Optional when the caffemodel holds its training net.",
+            valueName: "prototxt"))
     var model: String?
 
-    @Option(name: .long, help: ArgumentHelp("Trained weights (binary .caffemodel), matched to layers by name.",
-                                            valueName: "caffemodel"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Trained weights (binary .caffemodel), matched to layers by name.",
+            valueName: "caffemodel"))
     var weights: String?
 
-    @Option(name: .long, help: ArgumentHelp("Patch size P the classifier was trained on (default: the data layer's "
-                                            + "crop_size, the declared input, or the receptive field).", valueName: "P"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Patch size P the classifier was trained on (default: the data layer's "
+                + "crop_size, the declared input, or the receptive field).", valueName: "P"))
     var patchSize: Int?
 
     func validate() throws {
@@ -34,15 +43,20 @@ struct ModelOptions: ParsableArguments {
 /// `--mean-file`, `--mean`, `--raw-scale`, `--scale`, `--channel-order`: what is done to each
 /// pixel before the net. Shared by every command that runs a model.
 struct PreprocessingOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Mean image (mean.binaryproto), reduced to one mean per channel.",
-                                            valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Mean image (mean.binaryproto), reduced to one mean per channel.",
+            valueName: "file"))
     var meanFile: String?
 
     // The numeric options take the next argument whatever it looks like (`.unconditional`),
     // so a negative value (`--mean -1e30,5,5`) is a value, not an unknown flag.
-    @Option(name: .long, parsing: .unconditional,
-            help: ArgumentHelp("Per-channel mean in the network's channel order, e.g. 104,117,123.",
-                               valueName: "V1,V2,V3"))
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Per-channel mean in the network's channel order, e.g. 104,117,123.",
+            valueName: "V1,V2,V3"))
     var mean: String?
 
     @Option(name: .long, parsing: .unconditional, help: "Multiply raw 0-255 pixels by this first (Caffe's raw_scale).")
@@ -89,8 +103,10 @@ extension Preprocessing.ChannelOrder: ExpressibleByArgument {}
 
 /// Loads a model and its preprocessing from the command-line options: the one entry
 /// point for every command that runs a model.
-func loadModel(_ model: ModelOptions, _ preprocessing: PreprocessingOptions, requireWeights: Bool = true,
-               logger: Logger? = nil) throws -> (model: LoadedModel, preprocessing: Preprocessing) {
+func loadModel(
+    _ model: ModelOptions, _ preprocessing: PreprocessingOptions, requireWeights: Bool = true,
+    logger: Logger? = nil
+) throws -> (model: LoadedModel, preprocessing: Preprocessing) {
     let loaded = try ModelLoader.load(model.source(requireWeights: requireWeights), logger: logger)
     let pre = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
     return (loaded, pre)

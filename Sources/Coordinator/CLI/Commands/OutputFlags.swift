@@ -7,19 +7,23 @@ struct OutputFlags: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Folder for the outputs (created when missing).", valueName: "dir"))
     var out: String
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
-            + "overlay (map over the image), npy (float32 (C,H,W) map), all (those four), "
-            + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default: all for PNG inputs, zarr for slides.",
-        valueName: "list"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
+                + "overlay (map over the image), npy (float32 (C,H,W) map), all (those four), "
+                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default: all for PNG inputs, zarr for slides.",
+            valueName: "list"))
     var outputs: String?
 
     @Option(name: .long, help: "Bit depth of the probability PNGs: 8 or 16.")
     var bitDepth = 8
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Classes written as probability PNGs, e.g. 1 or 0,2 (default: all but 0 for two classes, else all).",
-        valueName: "list"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Classes written as probability PNGs, e.g. 1 or 0,2 (default: all but 0 for two classes, else all).",
+            valueName: "list"))
     var classes: String?
 
     @Option(name: .long, help: "Class shown by the overlay (default: 1).")

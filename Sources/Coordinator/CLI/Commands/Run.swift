@@ -1,7 +1,7 @@
 import ArgumentParser
+import CoordinatorService
 import Foundation
 import Logging
-import CoordinatorService
 import TesseraCUDA
 import TesseraCluster
 import TesseraCore
@@ -55,22 +55,32 @@ struct Run: ParsableCommand {
     var maxPixels = PNGReader.defaultMaxPixels
     @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
     var level: Int?
-    @Option(help: ArgumentHelp("Map the slide level closest to this many microns per pixel (within 20 %).",
-                               valueName: "X"))
+    @Option(
+        help: ArgumentHelp(
+            "Map the slide level closest to this many microns per pixel (within 20 %).",
+            valueName: "X"))
     var mpp: Double?
-    @Flag(help: ArgumentHelp("Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
-                             discussion: "Skipped tiles are not computed and read as the store's fill value "
-                                 + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
+    @Flag(
+        help: ArgumentHelp(
+            "Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
+            discussion: "Skipped tiles are not computed and read as the store's fill value "
+                + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
     var tissue = false
-    @Option(help: ArgumentHelp("After mapping, classify N random pixels with the exact patch classifier and report "
-                               + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
-                               + "not exact (--allow-padding), else 0. In-process runs.", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "After mapping, classify N random pixels with the exact patch classifier and report "
+                + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
+                + "not exact (--allow-padding), else 0. In-process runs.", valueName: "N"))
     var check: Int?
-    @Option(help: ArgumentHelp("Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
-                               + "(probability × 255 or × 65535, rounded)."))
+    @Option(
+        help: ArgumentHelp(
+            "Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
+                + "(probability × 255 or × 65535, rounded)."))
     var dtype: MapDType = .float32
-    @Argument(help: ArgumentHelp("Images to map: PNG, TIFF/BigTIFF, or whole slides (SVS, NDPI, MRXS, SCN…).",
-                                 valueName: "image"))
+    @Argument(
+        help: ArgumentHelp(
+            "Images to map: PNG, TIFF/BigTIFF, or whole slides (SVS, NDPI, MRXS, SCN…).",
+            valueName: "image"))
     var images: [String]
 
     func validate() throws {
@@ -128,8 +138,9 @@ struct Run: ParsableCommand {
         if inProcess {
             try runInProcess(mapper, loaded: loaded, plan: plan, logger: logger)
         } else {
-            try runEmbedded(mapper, settings: settings, preprocessing: prep,
-                            workerThreads: threads ?? max(1, cores / workers), logger: logger)
+            try runEmbedded(
+                mapper, settings: settings, preprocessing: prep,
+                workerThreads: threads ?? max(1, cores / workers), logger: logger)
         }
     }
 
@@ -157,48 +168,70 @@ struct Run: ParsableCommand {
                 let mask = try ImageInput.tissueMask(opened, path: path)
                 skip = { !mask.containsTissue($0) }
                 share = mask.tissueFraction
-                logger.info("tissue", metadata: ["image": "\(path)",
-                                                 "fraction": "\(String(format: "%.3f", mask.tissueFraction))"])
+                logger.info(
+                    "tissue",
+                    metadata: [
+                        "image": "\(path)",
+                        "fraction": "\(String(format: "%.3f", mask.tissueFraction))",
+                    ])
             }
-            logger.info("mapping", metadata: ["image": "\(path)", "size": "\(image.width)×\(image.height)",
-                                              "level": "\(opened.levelDescription)", "mode": "\(job.mode.rawValue)",
-                                              "tile": "\(t)"])
-            let sink = try ChunkedMapOutput(options: options, classes: plan.classes, height: size.h, width: size.w,
-                                            tile: t, dtype: dtype, levels: levels)
+            logger.info(
+                "mapping",
+                metadata: [
+                    "image": "\(path)", "size": "\(image.width)×\(image.height)",
+                    "level": "\(opened.levelDescription)", "mode": "\(job.mode.rawValue)",
+                    "tile": "\(t)",
+                ])
+            let sink = try ChunkedMapOutput(
+                options: options, classes: plan.classes, height: size.h, width: size.w,
+                tile: t, dtype: dtype, levels: levels)
             let checks = check ?? (plan.geometry.isExact ? 0 : 256)
-            var checker = checks > 0 ? MapChecker(count: checks, image: size, keep: skip.map { skip in
-                { y, x in !skip(PixelRect(y: y, x: x, height: 1, width: 1)) }
-            }) : nil
+            var checker =
+                checks > 0
+                ? MapChecker(
+                    count: checks, image: size,
+                    keep: skip.map { skip in
+                        { y, x in !skip(PixelRect(y: y, x: x, height: 1, width: 1)) }
+                    }) : nil
             let counts: TileCounts
             let written: [String]
             do {
-                counts = try mapper.mapTiles(image, mode: job.mode, tile: t, skip: skip, progress: { done, total in
-                    progress.update(label: OutputOptions.stem(forInput: path), done: done, total: total,
-                                    pixels: Int(Double(image.width * image.height) * share), since: start)
-                }, emit: { tile in
-                    checker?.record(tile)
-                    try sink.write(tile.rect, values: tile.values)
-                })
+                counts = try mapper.mapTiles(
+                    image, mode: job.mode, tile: t, skip: skip,
+                    progress: { done, total in
+                        progress.update(
+                            label: OutputOptions.stem(forInput: path), done: done, total: total,
+                            pixels: Int(Double(image.width * image.height) * share), since: start)
+                    },
+                    emit: { tile in
+                        checker?.record(tile)
+                        try sink.write(tile.rect, values: tile.values)
+                    })
                 progress.finish()
                 written = try sink.finish(image: image, logger: logger)
                 if let checker {
                     let result = try checker.finish(mapper, image: image)
                     let report = "\(options.directory)/\(options.stem).check.json"
                     try result.json().write(to: URL(fileURLWithPath: report), options: .atomic)
-                    logger.info("check against the exact classifier: \(result.summary)",
-                                metadata: ["image": "\(path)", "report": "\(report)"])
+                    logger.info(
+                        "check against the exact classifier: \(result.summary)",
+                        metadata: ["image": "\(path)", "report": "\(report)"])
                 }
             } catch {
                 progress.finish()
                 sink.abandon()
                 throw error
             }
-            logger.info("done", metadata: ["image": "\(path)",
-                                           "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
-                                           "tiles": "\(counts.computed) computed, \(counts.skipped) skipped",
-                                           "read-s": "\(String(format: "%.2f", counts.readSeconds))",
-                                           "compute-s": "\(String(format: "%.2f", counts.computeSeconds))",
-                                           "files": "\(written.count)"])
+            logger.info(
+                "done",
+                metadata: [
+                    "image": "\(path)",
+                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                    "tiles": "\(counts.computed) computed, \(counts.skipped) skipped",
+                    "read-s": "\(String(format: "%.2f", counts.readSeconds))",
+                    "compute-s": "\(String(format: "%.2f", counts.computeSeconds))",
+                    "files": "\(written.count)",
+                ])
         }
     }
 
@@ -219,8 +252,10 @@ struct Run: ParsableCommand {
         return (TilePlanRounding.multiple(tile, of: s), 1)
     }
 
-    private func runEmbedded(_ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
-                             workerThreads: Int, logger: Logger) throws {
+    private func runEmbedded(
+        _ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
+        workerThreads: Int, logger: Logger
+    ) throws {
         let binary = locateWorkerBinary(workerBinary)
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ClusterError("no tessera-worker at \(binary): build it, pass --worker-binary, or use --in-process")
@@ -235,19 +270,28 @@ struct Run: ParsableCommand {
         let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }
-        let pool = try LocalWorkers(binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
-                                    arguments: ["--device", compute.device, "--precision", compute.precision])
+        let pool = try LocalWorkers(
+            binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
+            arguments: ["--device", compute.device, "--precision", compute.precision])
         defer { pool.stop() }
-        logger.info("embedded coordinator", metadata: ["workers": "\(workers)", "threads": "\(workerThreads)",
-                                                       "endpoint": "\(workerEndpoint)"])
+        logger.info(
+            "embedded coordinator",
+            metadata: [
+                "workers": "\(workers)", "threads": "\(workerThreads)",
+                "endpoint": "\(workerEndpoint)",
+            ])
         let client = try ClusterClient(endpoint: clientEndpoint, context: context)
         let progress = Progress(stream: stderr)
         for path in images {
             let header = try PNGReader.header(path: path, maxPixels: maxPixels)
             let start = Date()
             let t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: Size2(header.height, header.width))
-            logger.info("mapping", metadata: ["image": "\(path)", "size": "\(header.width)×\(header.height)",
-                                              "mode": "\(job.mode.rawValue)", "tile": "\(t)"])
+            logger.info(
+                "mapping",
+                metadata: [
+                    "image": "\(path)", "size": "\(header.width)×\(header.height)",
+                    "mode": "\(job.mode.rawValue)", "tile": "\(t)",
+                ])
             let options = job.jobOptions(model, output, outputDirectory: output.out)
             let spec = Wire.JobSpec(
                 mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
@@ -258,13 +302,19 @@ struct Run: ParsableCommand {
             guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, isIdempotent: false) else {
                 throw ClusterError("unexpected reply to submit")
             }
-            let status = try client.wait(job: id, label: OutputOptions.stem(forInput: path),
-                                         pixels: header.width * header.height, progress: progress) {
+            let status = try client.wait(
+                job: id, label: OutputOptions.stem(forInput: path),
+                pixels: header.width * header.height, progress: progress
+            ) {
                 try pool.checkAlive()
             }
-            logger.info("done", metadata: ["image": "\(path)",
-                                           "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
-                                           "files": "\(status.outputFiles.count)"])
+            logger.info(
+                "done",
+                metadata: [
+                    "image": "\(path)",
+                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                    "files": "\(status.outputFiles.count)",
+                ])
         }
     }
 }
@@ -279,8 +329,11 @@ final class LocalWorkers {
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
-                           "--log-level", "warning", "--parent-pid", "\(getpid())"] + arguments
+            p.arguments =
+                [
+                    "--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
+                    "--log-level", "warning", "--parent-pid", "\(getpid())",
+                ] + arguments
             // Only these flags configure them: TESSERA_WORKER_* meant for other workers
             // (CURVE keys, another coordinator) must not reach the embedded ones.
             p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_WORKER_") }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import CLISupport
+import CoordinatorService
 import Foundation
 import Logging
-import CoordinatorService
 import TesseraWire
 
 /// `tessera-coordinator serve`: the long-running coordinator.
@@ -25,7 +25,10 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Where workers connect (ROUTER).") var workerEndpoint = "tcp://127.0.0.1:5555"
     @Option(help: "Where clients submit jobs (ROUTER).") var clientEndpoint = "tcp://127.0.0.1:5556"
-    @Option(help: "Job store folder (job specs, models, images, completed tiles, outputs). Restarted on the same folder, the coordinator resumes unfinished jobs.")
+    @Option(
+        help:
+            "Job store folder (job specs, models, images, completed tiles, outputs). Restarted on the same folder, the coordinator resumes unfinished jobs."
+    )
     var store: String?
     @Option(help: "Tasks one worker may hold at once.") var credit = 2
     @Option(help: .hidden) var heartbeatMs = 1000
@@ -38,7 +41,9 @@ struct Serve: ParsableCommand {
     func validate() throws {
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
-        guard (2...1000).contains(heartbeatLiveness) else { throw ValidationError("--heartbeat-liveness must be 2...1000") }
+        guard (2...1000).contains(heartbeatLiveness) else {
+            throw ValidationError("--heartbeat-liveness must be 2...1000")
+        }
         guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
         }
@@ -48,14 +53,16 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "tessera.coordinator")
         let security = try curve.security()
         for endpoint in [workerEndpoint, clientEndpoint] where security == nil && !isLoopback(endpoint) {
-            logger.warning("""
+            logger.warning(
+                """
                 BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can submit jobs, \
                 read outputs or pose as a worker. Use --curve, loopback, or a trusted network.
                 """)
         }
         let context = try ZMQContext()
-        var config = CoordinatorService.Configuration(workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
-                                                      storeDirectory: store)
+        var config = CoordinatorService.Configuration(
+            workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
+            storeDirectory: store)
         config.credit = credit
         config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs
@@ -64,9 +71,13 @@ struct Serve: ParsableCommand {
         config.stragglers.factor = stragglerFactor
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
         let (workers, clients) = try service.start()
-        logger.info("coordinator serving", metadata: ["workers": "\(workers)", "clients": "\(clients)",
-                                                      "store": "\(store ?? "(temporary)")",
-                                                      "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")"])
+        logger.info(
+            "coordinator serving",
+            metadata: [
+                "workers": "\(workers)", "clients": "\(clients)",
+                "store": "\(store ?? "(temporary)")",
+                "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")",
+            ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
         }

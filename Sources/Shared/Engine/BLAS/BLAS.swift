@@ -32,11 +32,12 @@ package final class BLAS: @unchecked Sendable {
         }
     }
 
-    typealias SgemmFn = @convention(c) (
-        CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint,
-        Float, UnsafePointer<Float>?, blasint, UnsafePointer<Float>?, blasint,
-        Float, UnsafeMutablePointer<Float>?, blasint
-    ) -> Void
+    typealias SgemmFn =
+        @convention(c) (
+            CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint,
+            Float, UnsafePointer<Float>?, blasint, UnsafePointer<Float>?, blasint,
+            Float, UnsafeMutablePointer<Float>?, blasint
+        ) -> Void
     typealias SetThreadsFn = @convention(c) (CInt) -> Void
     typealias GetThreadsFn = @convention(c) () -> CInt
     typealias CorenameFn = @convention(c) () -> UnsafeMutablePointer<CChar>?
@@ -155,8 +156,9 @@ package final class BLAS: @unchecked Sendable {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
-                    sgemm(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n,
-                          c: pc.baseAddress!, ldc: n)
+                    sgemm(
+                        m: m, n: n, k: k, a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n,
+                        c: pc.baseAddress!, ldc: n)
                 }
             }
         }

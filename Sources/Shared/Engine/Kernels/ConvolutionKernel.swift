@@ -35,7 +35,8 @@ package enum DirectConvolutionKernel: String, Sendable {
     }
 
     /// The kernel this process uses (from `TESSERA_DIRECT_CONV` and the CPU), nil for none.
-    package static let selected: DirectConvolutionKernel? = choose(ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
+    package static let selected: DirectConvolutionKernel? = choose(
+        ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
 }
 
 /// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
@@ -71,14 +72,17 @@ struct ConvolutionKernel {
 
     /// - Parameter direct: the direct kernel for stride-1 unpadded layers; nil forces im2col
     ///   + sgemm (tests compare the paths). It must be supported by this CPU.
-    init(conv: Convolution, fusedReLUSlope: Float?,
-         direct: DirectConvolutionKernel? = DirectConvolutionKernel.selected) {
+    init(
+        conv: Convolution, fusedReLUSlope: Float?,
+        direct: DirectConvolutionKernel? = DirectConvolutionKernel.selected
+    ) {
         self.conv = conv
         self.fusedReLUSlope = fusedReLUSlope
         let g = max(1, conv.group), mg = conv.outputs / g
         let k = conv.weights.count / max(1, conv.outputs)
         if let direct, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
-           conv.weights.count == conv.outputs * k {
+            conv.weights.count == conv.outputs * k
+        {
             precondition(direct.isSupported, "this CPU does not run the \(direct.rawValue) kernel")
             var packed = [Float](repeating: 0, count: conv.weights.count)
             conv.weights.withUnsafeBufferPointer { w in
@@ -142,10 +146,12 @@ struct ConvolutionKernel {
                     let rows = max(0, top)..<min(output.h, top + bh)
                     let xs = max(0, left)..<min(output.w, left + bw)
                     for grp in 0..<g {
-                        im2col(input, channels: grp * cg..<(grp + 1) * cg, top: top, left: left,
-                               rows: rows, xs: xs, blockRows: bh, into: col)
-                        blas.sgemm(m: mg, n: nb, k: k, a: wts.baseAddress! + grp * mg * k, lda: k,
-                                   b: col, ldb: nb, c: result, ldc: nb)
+                        im2col(
+                            input, channels: grp * cg..<(grp + 1) * cg, top: top, left: left,
+                            rows: rows, xs: xs, blockRows: bh, into: col)
+                        blas.sgemm(
+                            m: mg, n: nb, k: k, a: wts.baseAddress! + grp * mg * k, lda: k,
+                            b: col, ldb: nb, c: result, ldc: nb)
                         for m in 0..<mg {
                             let bias = conv.bias?[grp * mg + m] ?? 0
                             let dst = output.plane(grp * mg + m)
@@ -169,15 +175,23 @@ struct ConvolutionKernel {
         }
     }
 
-    private func forwardDirect(_ input: Tensor, into output: Tensor, packed: [Float], kernel: DirectConvolutionKernel,
-                               threads: Int) {
+    private func forwardDirect(
+        _ input: Tensor, into output: Tensor, packed: [Float], kernel: DirectConvolutionKernel,
+        threads: Int
+    ) {
         let g = conv.group
         let cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
-        precondition(output.h == input.h - (conv.kernel.h - 1) * conv.dilation.h
-                     && output.w == input.w - (conv.kernel.w - 1) * conv.dilation.w && output.c == conv.outputs,
-                     "convolution output shape")
-        let activation: Int32 = switch fusedReLUSlope { case nil: 0; case 0: 1; default: 2 }
+        precondition(
+            output.h == input.h - (conv.kernel.h - 1) * conv.dilation.h
+                && output.w == input.w - (conv.kernel.w - 1) * conv.dilation.w && output.c == conv.outputs,
+            "convolution output shape")
+        let activation: Int32 =
+            switch fusedReLUSlope {
+            case nil: 0;
+            case 0: 1;
+            default: 2
+            }
         packed.withUnsafeBufferPointer { pk in
             (conv.bias ?? []).withUnsafeBufferPointer { bias in
                 // Bands of a few output rows, claimed one after another by the threads: on a
@@ -215,8 +229,10 @@ struct ConvolutionKernel {
     /// Column matrix of one block: row `(ci·kh + ky)·kw + kx`, column
     /// `(y - top)·blockCols + (x - left)` holds input `(ci, y·sh + ky·dh - ph, x·sw + kx·dw - pw)`
     /// for output pixels `y ∈ rows`, `x ∈ xs`; zero elsewhere (outside the input or the output).
-    private func im2col(_ input: Tensor, channels: Range<Int>, top: Int, left: Int, rows: Range<Int>,
-                        xs: Range<Int>, blockRows: Int, into col: UnsafeMutablePointer<Float>) {
+    private func im2col(
+        _ input: Tensor, channels: Range<Int>, top: Int, left: Int, rows: Range<Int>,
+        xs: Range<Int>, blockRows: Int, into col: UnsafeMutablePointer<Float>
+    ) {
         let (kh, kw) = (conv.kernel.h, conv.kernel.w)
         let (sh, sw) = (conv.stride.h, conv.stride.w)
         let (dh, dw) = (conv.dilation.h, conv.dilation.w)

@@ -5,8 +5,10 @@ import TesseraModel
 /// looking at neighbours. All run in parallel over channel planes or pixels.
 package enum PointwiseKernels {
     /// `f` applied to every value, per channel plane: `f(channel, src, dst, count)`.
-    static func perPlane(_ input: Tensor, _ output: Tensor, threads: Int,
-                         _ f: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) {
+    static func perPlane(
+        _ input: Tensor, _ output: Tensor, threads: Int,
+        _ f: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
+    ) {
         let plane = input.planeSize
         // Split large planes too, so a 2-channel map still uses every thread.
         let pieces = max(1, min(16, plane / 65536))
@@ -135,8 +137,9 @@ package enum PointwiseKernels {
     /// InnerProduct on one image: `y = W · vec(x) + b`.
     static func innerProduct(_ input: Tensor, _ output: Tensor, ip: InnerProduct, blas: BLAS) {
         ip.weights.withUnsafeBufferPointer { w in
-            blas.sgemm(m: ip.outputs, n: 1, k: ip.inputs, a: w.baseAddress!, lda: ip.inputs,
-                       b: input.pointer, ldb: 1, c: output.pointer, ldc: 1)
+            blas.sgemm(
+                m: ip.outputs, n: 1, k: ip.inputs, a: w.baseAddress!, lda: ip.inputs,
+                b: input.pointer, ldb: 1, c: output.pointer, ldc: 1)
         }
         if let bias = ip.bias {
             for i in 0..<ip.outputs { output.pointer[i] += bias[i] }

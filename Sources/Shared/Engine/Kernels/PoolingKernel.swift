@@ -1,5 +1,6 @@
 import TesseraCore
 import TesseraModel
+
 /// MAX and AVE pooling with Caffe's window rules, plus dilation (used by the
 /// dense mode). Max clips the window to the input; average divides by the
 /// window clipped to the padded input (Caffe's `pool_size`), summing only the
@@ -35,7 +36,8 @@ struct PoolingKernel {
         let pad = pool.global ? Size2.zero : pool.pad
         let dil = pool.global ? Size2.one : pool.dilation
         let (inW, outH, outW) = (input.w, output.h, output.w)
-        let ys = Self.taps(outputs: outH, input: input.h, kernel: kernel.h, stride: stride.h, pad: pad.h, dilation: dil.h)
+        let ys = Self.taps(
+            outputs: outH, input: input.h, kernel: kernel.h, stride: stride.h, pad: pad.h, dilation: dil.h)
         let xs = Self.taps(outputs: outW, input: inW, kernel: kernel.w, stride: stride.w, pad: pad.w, dilation: dil.w)
         let isMax = pool.method == .max
         // Outputs ix0..<ix1: the run whose whole window lies inside the line (the

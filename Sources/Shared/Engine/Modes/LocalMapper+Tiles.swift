@@ -34,8 +34,10 @@ extension LocalMapper {
     /// Tiles for which `skip(rect)` holds are neither computed nor emitted.
     /// `progress(done, total)` counts the tasks that are computed (skipped ones are not in `total`).
     @discardableResult
-    package func mapTiles(_ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
-                         progress: ((Int, Int) -> Void)? = nil, emit: (MapTile) throws -> Void) throws -> TileCounts {
+    package func mapTiles(
+        _ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
+        progress: ((Int, Int) -> Void)? = nil, emit: (MapTile) throws -> Void
+    ) throws -> TileCounts {
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
         let size = Size2(image.height, image.width)
         let mapping = try ChannelMapping.resolve(
@@ -46,8 +48,9 @@ extension LocalMapper {
         func covered(_ task: TileTask) -> PixelRect {
             guard mode == .fast else { return task.rect }
             let r = task.rect
-            return PixelRect(y: r.y * s.h, x: r.x * s.w, height: min(r.height * s.h, size.h - r.y * s.h),
-                             width: min(r.width * s.w, size.w - r.x * s.w))
+            return PixelRect(
+                y: r.y * s.h, x: r.x * s.w, height: min(r.height * s.h, size.h - r.y * s.h),
+                width: min(r.width * s.w, size.w - r.x * s.w))
         }
         let skipped = tasks.map { skip?(covered($0)) == true }
         let total = skipped.lazy.filter { !$0 }.count
@@ -55,11 +58,13 @@ extension LocalMapper {
         var counts = TileCounts()
         func compute(_ task: TileTask) throws -> Tensor {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let region = try PixelRegion(source: image, paddedRect: engine.tasks.inputRect(task),
-                                         halfPatch: engine.tasks.halfPatch)
+            let region = try PixelRegion(
+                source: image, paddedRect: engine.tasks.inputRect(task),
+                halfPatch: engine.tasks.halfPatch)
             let t1 = DispatchTime.now().uptimeNanoseconds
-            let out = try engine.run(task, input: region.tensor(mapping: mapping, preprocessing: preprocessing),
-                                     threads: threads)
+            let out = try engine.run(
+                task, input: region.tensor(mapping: mapping, preprocessing: preprocessing),
+                threads: threads)
             counts.readSeconds += Double(t1 - t0) / 1e9
             counts.computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
             done += 1
@@ -74,8 +79,12 @@ extension LocalMapper {
                     continue
                 }
                 let r = try compute(task)
-                try emit(MapTile(rect: task.rect, values: ProbabilityMap(classes: r.c, height: r.h, width: r.w,
-                                                                          data: r.values)))
+                try emit(
+                    MapTile(
+                        rect: task.rect,
+                        values: ProbabilityMap(
+                            classes: r.c, height: r.h, width: r.w,
+                            data: r.values)))
                 counts.computed += 1
             }
         case .shift:
@@ -90,8 +99,9 @@ extension LocalMapper {
                     counts.skipped += 1
                     continue
                 }
-                var assembler = MapAssembler(mode: .shift, image: Size2(rect.height, rect.width),
-                                             classes: engine.classes, stride: s)
+                var assembler = MapAssembler(
+                    mode: .shift, image: Size2(rect.height, rect.width),
+                    classes: engine.classes, stride: s)
                 for k in i..<j {
                     var placed = tasks[k]
                     placed.rect = PixelRect(y: 0, x: 0, height: rect.height, width: rect.width)
@@ -122,8 +132,9 @@ extension ProbabilityMap {
     /// Copies `tile` into this map at its rectangle.
     package mutating func place(_ tile: MapTile) {
         let (h, w) = (height, width), r = tile.rect
-        precondition(tile.values.classes == classes && r.y >= 0 && r.x >= 0 && r.y + r.height <= h && r.x + r.width <= w,
-                     "tile \(r) does not fit a \(classes)×\(h)×\(w) map")
+        precondition(
+            tile.values.classes == classes && r.y >= 0 && r.x >= 0 && r.y + r.height <= h && r.x + r.width <= w,
+            "tile \(r) does not fit a \(classes)×\(h)×\(w) map")
         data.withUnsafeMutableBufferPointer { dst in
             tile.values.data.withUnsafeBufferPointer { src in
                 for c in 0..<classes {

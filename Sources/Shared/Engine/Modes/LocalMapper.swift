@@ -14,9 +14,11 @@ package struct LocalMapper: Sendable {
     /// Memory budget for one tile's activations, in bytes (sets the default tile size).
     package var memoryBudget: Int
 
-    package init(engine: MapEngine, preprocessing: Preprocessing,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                memoryBudget: Int = 768 << 20) {
+    package init(
+        engine: MapEngine, preprocessing: Preprocessing,
+        threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+        memoryBudget: Int = 768 << 20
+    ) {
         self.engine = engine
         self.preprocessing = preprocessing
         self.threads = threads
@@ -25,8 +27,10 @@ package struct LocalMapper: Sendable {
 
     /// The map of `image` in `mode`, in tiles of `tile` map pixels (default: the
     /// largest that fits `memoryBudget`). `progress(done, total)` after each tile.
-    package func map(_ image: any RegionSource, mode: MapMode, tile: Int? = nil,
-                    progress: ((Int, Int) -> Void)? = nil) throws -> ProbabilityMap {
+    package func map(
+        _ image: any RegionSource, mode: MapMode, tile: Int? = nil,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> ProbabilityMap {
         let size = Size2(image.height, image.width)
         let t = try tile ?? defaultTile(mode: mode, image: size)
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }

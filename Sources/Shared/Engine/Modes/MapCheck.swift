@@ -37,8 +37,9 @@ package struct MapCheck: Sendable, Codable, Equatable {
 
     /// One line for the log.
     package var summary: String {
-        String(format: "%d pixels: max |Δp| %.3g, mean |Δp| %.3g, same decision at %.1f%%", count,
-               maxAbsDeviation, meanAbsDeviation, argmaxAgreement * 100)
+        String(
+            format: "%d pixels: max |Δp| %.3g, mean |Δp| %.3g, same decision at %.1f%%", count,
+            maxAbsDeviation, meanAbsDeviation, argmaxAgreement * 100)
     }
 
     /// The JSON report written next to the outputs.
@@ -49,9 +50,11 @@ package struct MapCheck: Sendable, Codable, Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Report(pixels: count, maxAbsDeviation: maxAbsDeviation,
-                                         meanAbsDeviation: meanAbsDeviation, argmaxAgreement: argmaxAgreement,
-                                         samples: self))
+        return try encoder.encode(
+            Report(
+                pixels: count, maxAbsDeviation: maxAbsDeviation,
+                meanAbsDeviation: meanAbsDeviation, argmaxAgreement: argmaxAgreement,
+                samples: self))
     }
 }
 
@@ -80,7 +83,8 @@ package struct MapChecker {
     /// Takes the sampled pixels' values out of a finished tile.
     package mutating func record(_ tile: MapTile) {
         let r = tile.rect
-        for (i, p) in pixels.enumerated() where p.y >= r.y && p.y < r.y + r.height && p.x >= r.x && p.x < r.x + r.width {
+        for (i, p) in pixels.enumerated() where p.y >= r.y && p.y < r.y + r.height && p.x >= r.x && p.x < r.x + r.width
+        {
             values[i] = (0..<tile.values.classes).map { tile.values[$0, p.y - r.y, p.x - r.x] }
         }
     }
@@ -89,18 +93,23 @@ package struct MapChecker {
     package func finish(_ mapper: LocalMapper, image: any RegionSource) throws -> MapCheck {
         let size = Size2(image.height, image.width)
         let geometry = mapper.engine.tasks
-        let mapping = try ChannelMapping.resolve(imageChannels: image.channels,
-                                                 netChannels: mapper.engine.fcn.inputChannels,
-                                                 order: mapper.preprocessing.channelOrder)
+        let mapping = try ChannelMapping.resolve(
+            imageChannels: image.channels,
+            netChannels: mapper.engine.fcn.inputChannels,
+            order: mapper.preprocessing.channelOrder)
         var check = MapCheck(pixels: [], map: [], classifier: [])
         for (i, p) in pixels.enumerated() {
             guard let mapped = values[i] else { continue }
             let task = TileTask(mode: .naive, rect: PixelRect(y: p.y, x: p.x, height: 1, width: 1), image: size)
-            let region = try PixelRegion(source: image, paddedRect: geometry.inputRect(task),
-                                         halfPatch: geometry.halfPatch)
-            let out = try mapper.engine.run(task, input: region.tensor(mapping: mapping,
-                                                                       preprocessing: mapper.preprocessing),
-                                            threads: mapper.threads)
+            let region = try PixelRegion(
+                source: image, paddedRect: geometry.inputRect(task),
+                halfPatch: geometry.halfPatch)
+            let out = try mapper.engine.run(
+                task,
+                input: region.tensor(
+                    mapping: mapping,
+                    preprocessing: mapper.preprocessing),
+                threads: mapper.threads)
             check.pixels.append([p.y, p.x])
             check.map.append(mapped)
             check.classifier.append(out.values)

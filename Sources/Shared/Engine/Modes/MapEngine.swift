@@ -1,6 +1,7 @@
 import TesseraCore
 import TesseraModel
 import TesseraPlan
+
 /// Everything needed to compute any task of any mode for one model: the
 /// classifier (naive), its fully convolutional form (fast, shift) and the
 /// dense form (dense), each prepared once. Immutable after init and safe to
@@ -28,8 +29,10 @@ package final class MapEngine: @unchecked Sendable {
     ///   - patch: the patch size when the net does not say.
     ///   - allowPadding: accept a net that cannot be exact (padding, partial pooling windows).
     ///   - device: where `fast`, `shift` and `dense` run.
-    package convenience init(classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
-                            device: ComputeDevice = .cpu) throws {
+    package convenience init(
+        classifier: Net, patch: Size2? = nil, allowPadding: Bool = false,
+        device: ComputeDevice = .cpu
+    ) throws {
         try self.init(plan: ModelPlan(classifier: classifier, patch: patch, allowPadding: allowPadding), device: device)
     }
 
@@ -76,7 +79,9 @@ package final class MapEngine: @unchecked Sendable {
     package func run(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
         let expected = tasks.inputRect(task)
         guard input.h == expected.height, input.w == expected.width else {
-            throw EngineError(.invalidTask, "task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
+            throw EngineError(
+                .invalidTask,
+                "task \(task) needs a \(expected.height)×\(expected.width) input, got \(input.h)×\(input.w)")
         }
         let size = tasks.outputSize(task), offset = tasks.outputOffset(task)
         let origin = Size2(expected.y, expected.x)
@@ -86,19 +91,24 @@ package final class MapEngine: @unchecked Sendable {
             return try naive(task, input: input, threads: threads)
         case .dense, .fast, .shift:
             let masks = try paddingMasks(task, layout: layout, net: runner.net, inputOrigin: origin)
-            return try crop(runner.forward(input, threads: threads, origin: origin, masks: masks),
-                            at: offset, size: size, task: task)
+            return try crop(
+                runner.forward(input, threads: threads, origin: origin, masks: masks),
+                at: offset, size: size, task: task)
         }
     }
 
     /// For a net that pads: where each padded layer of `task`'s pass must see
     /// padding, so that it pads where the whole-image pass does and not at the
     /// tile's edges. Nil for nets that do not pad.
-    private func paddingMasks(_ task: TileTask, layout: PassLayout, net: Net, inputOrigin: Size2) throws
-        -> [PixelRect?]? {
+    private func paddingMasks(
+        _ task: TileTask, layout: PassLayout, net: Net, inputOrigin: Size2
+    ) throws
+        -> [PixelRect?]?
+    {
         guard tasks.pads else { return nil }
         guard task.image.h > 0, task.image.w > 0 else {
-            throw EngineError(.invalidTask, "task \(task): the net pads, so the task must say the size of the whole image")
+            throw EngineError(
+                .invalidTask, "task \(task): the net pads, so the task must say the size of the whole image")
         }
         let valid = stridedLayout.validRegions(fcn, input: tasks.wholeImageInput(task.image))
         return layout.paddingMasks(net, valid: valid, inputOrigin: inputOrigin)
@@ -109,8 +119,10 @@ package final class MapEngine: @unchecked Sendable {
     /// outputs past the ones asked for when its receptive field is smaller than the patch).
     private func crop(_ t: Tensor, at offset: Size2, size: Size2, task: TileTask) throws -> Tensor {
         guard offset.h >= 0, offset.w >= 0, t.h >= offset.h + size.h, t.w >= offset.w + size.w else {
-            throw EngineError(.netOutput, "task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) "
-                + "asked for at \(offset)")
+            throw EngineError(
+                .netOutput,
+                "task \(task): the net produced \(t.h)×\(t.w) outputs, fewer than the \(size) "
+                    + "asked for at \(offset)")
         }
         if t.h == size.h && t.w == size.w { return t }
         let out = Tensor(Shape(c: t.c, h: size.h, w: size.w))

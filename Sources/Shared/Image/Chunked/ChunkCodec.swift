@@ -1,5 +1,5 @@
-import TesseraCore
 import CZlib
+import TesseraCore
 
 /// Chunk bytes ⇄ the v2 "zlib" codec (RFC 1950 streams, what numcodecs' Zlib
 /// reads), and the CRC32 recorded in receipts. Level 1: maps are written once per
@@ -12,8 +12,9 @@ enum ChunkCodec {
         let bound = Int(compressBound(uLong(raw.count)))
         return [UInt8](unsafeUninitializedCapacity: bound) { out, initialized in
             var length = uLongf(bound)
-            let status = compress2(out.baseAddress, &length, raw.baseAddress?.assumingMemoryBound(to: Bytef.self),
-                                   uLong(raw.count), level)
+            let status = compress2(
+                out.baseAddress, &length, raw.baseAddress?.assumingMemoryBound(to: Bytef.self),
+                uLong(raw.count), level)
             // Only Z_MEM_ERROR can happen with a compressBound-sized buffer.
             precondition(status == Z_OK, "zlib compress2 failed with status \(status)")
             initialized = Int(length)
@@ -27,8 +28,9 @@ enum ChunkCodec {
         var length = uLongf(expected)
         let status = out.withUnsafeMutableBytes { o in
             compressed.withUnsafeBytes { c in
-                uncompress(o.baseAddress?.assumingMemoryBound(to: Bytef.self), &length,
-                           c.baseAddress?.assumingMemoryBound(to: Bytef.self), uLong(c.count))
+                uncompress(
+                    o.baseAddress?.assumingMemoryBound(to: Bytef.self), &length,
+                    c.baseAddress?.assumingMemoryBound(to: Bytef.self), uLong(c.count))
             }
         }
         if status == Z_OK && Int(length) == expected { return out }
@@ -37,9 +39,11 @@ enum ChunkCodec {
         }
         // uncompress says Z_DATA_ERROR both for bad and for incomplete input: tell them apart.
         let truncated = compressed.isEmpty || isTruncated(compressed)
-        throw MapStoreError(truncated ? .truncated : .corrupt, path: path,
-                            detail: truncated ? "the zlib stream ends early (\(compressed.count) bytes)"
-                                              : "zlib error \(status): not a chunk of \(expected) bytes")
+        throw MapStoreError(
+            truncated ? .truncated : .corrupt, path: path,
+            detail: truncated
+                ? "the zlib stream ends early (\(compressed.count) bytes)"
+                : "zlib error \(status): not a chunk of \(expected) bytes")
     }
 
     /// Whether inflating `compressed` runs out of input before the stream ends

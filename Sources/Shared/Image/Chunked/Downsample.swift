@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// The next pyramid level of one tile: each output pixel is the mean of the
 /// 2×2 block below it, over the pixels that exist (an odd last row or column
 /// averages 2 pixels, the corner 1). Done in Float on the unquantised values,

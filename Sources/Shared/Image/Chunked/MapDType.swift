@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// How a map's probabilities are stored. Integer types hold p × 255 or
 /// p × 65535, clamped to [0, 1] first and rounded to nearest (halves away from
 /// zero), NaN → 0: the same rule as Tessera's PNG writers, so a PNG exported
@@ -67,8 +68,9 @@ package enum MapDType: String, Sendable, Codable, CaseIterable {
             for i in 0..<n { out[i] = UInt8(quantize(values[i], 255)) }
         case .uint16:
             for i in 0..<n {
-                destination.storeBytes(of: UInt16(quantize(values[i], 65535)).littleEndian, toByteOffset: i * 2,
-                                       as: UInt16.self)
+                destination.storeBytes(
+                    of: UInt16(quantize(values[i], 65535)).littleEndian, toByteOffset: i * 2,
+                    as: UInt16.self)
             }
         }
     }
@@ -79,13 +81,19 @@ package enum MapDType: String, Sendable, Codable, CaseIterable {
         switch self {
         case .float32:
             for i in 0..<count {
-                values[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4,
-                                                                                        as: UInt32.self)))
+                values[i] = Float(
+                    bitPattern: UInt32(
+                        littleEndian: source.loadUnaligned(
+                            fromByteOffset: i * 4,
+                            as: UInt32.self)))
             }
         case .float16:
             for i in 0..<count {
-                values[i] = halfValue(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2,
-                                                                                as: UInt16.self)))
+                values[i] = halfValue(
+                    UInt16(
+                        littleEndian: source.loadUnaligned(
+                            fromByteOffset: i * 2,
+                            as: UInt16.self)))
             }
         case .uint8:
             let bytes = source.assumingMemoryBound(to: UInt8.self)

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// The shape of a map store: what `MapStore.create` is given and `MapStore.open`
 /// reads back. Level k is ceil(H/2^k) × ceil(W/2^k) in chunks of
 /// [classes, T>>k, T>>k], so every level has the same chunk grid as the tile
@@ -21,8 +22,10 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// Throws `.invalidArgument` unless every count is positive, T is divisible
     /// by 2^(levels−1) (so tiles stay aligned at every level) and there are as
     /// many names as classes.
-    package init(classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
-                classNames: [String]? = nil, compressed: Bool = true) throws {
+    package init(
+        classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
+        classNames: [String]? = nil, compressed: Bool = true
+    ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
         guard tileSize > 0 else { throw fail("tile size \(tileSize)") }
@@ -43,16 +46,19 @@ package struct MapLayout: Sendable, Equatable, Codable {
         self.compressed = compressed
     }
 
-    private enum CodingKeys: String, CodingKey { case classes, height, width, tileSize, dtype, levels, classNames, compressed }
+    private enum CodingKeys: String, CodingKey {
+        case classes, height, width, tileSize, dtype, levels, classNames, compressed
+    }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
     package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        try self.init(classes: c.decode(Int.self, forKey: .classes), height: c.decode(Int.self, forKey: .height),
-                      width: c.decode(Int.self, forKey: .width), tileSize: c.decode(Int.self, forKey: .tileSize),
-                      dtype: c.decode(MapDType.self, forKey: .dtype), levels: c.decode(Int.self, forKey: .levels),
-                      classNames: c.decodeIfPresent([String].self, forKey: .classNames),
-                      compressed: c.decodeIfPresent(Bool.self, forKey: .compressed) ?? true)
+        try self.init(
+            classes: c.decode(Int.self, forKey: .classes), height: c.decode(Int.self, forKey: .height),
+            width: c.decode(Int.self, forKey: .width), tileSize: c.decode(Int.self, forKey: .tileSize),
+            dtype: c.decode(MapDType.self, forKey: .dtype), levels: c.decode(Int.self, forKey: .levels),
+            classNames: c.decodeIfPresent([String].self, forKey: .classNames),
+            compressed: c.decodeIfPresent(Bool.self, forKey: .compressed) ?? true)
     }
 
     /// Tile rows × tile columns (the same at every level).

@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension MapStore {
     /// Rows `y` of `level`, all columns: classes × y.count × width floats (C order),
     /// decoding only the chunk rows that `y` touches. Integer stores read as
@@ -33,8 +34,9 @@ extension MapStore {
         }
         let cache = ChunkCache(capacity: 1)
         guard try cache.chunk(tile, level: level, load: { try chunk(tile, level: level) }) != nil else {
-            throw MapStoreError(.missingChunk, path: chunkPath(tile, level: level),
-                                detail: "tile \(tile) was not written")
+            throw MapStoreError(
+                .missingChunk, path: chunkPath(tile, level: level),
+                detail: "tile \(tile) was not written")
         }
         return try region(level: level, rect: layout.rect(of: tile, level: level), cache: cache)
     }
@@ -53,8 +55,9 @@ extension MapStore {
         guard let stored = try FileIO.read(file) else { return nil }
         guard layout.compressed else {
             guard stored.count == layout.chunkBytes(level) else {
-                throw MapStoreError(stored.count < layout.chunkBytes(level) ? .truncated : .corrupt, path: file,
-                                    detail: "a raw chunk of \(stored.count) bytes, expected \(layout.chunkBytes(level))")
+                throw MapStoreError(
+                    stored.count < layout.chunkBytes(level) ? .truncated : .corrupt, path: file,
+                    detail: "a raw chunk of \(stored.count) bytes, expected \(layout.chunkBytes(level))")
             }
             return stored
         }
@@ -67,7 +70,8 @@ extension MapStore {
     func regionBytes(level: Int, rect: PixelRect, cache: ChunkCache) throws -> [UInt8] {
         let size = try levelSize(level)
         guard rect.y >= 0, rect.x >= 0, rect.height >= 0, rect.width >= 0,
-              rect.y + rect.height <= size.h, rect.x + rect.width <= size.w else {
+            rect.y + rect.height <= size.h, rect.x + rect.width <= size.w
+        else {
             throw MapStoreError(.invalidArgument, path: path, detail: "\(rect) is outside level \(level) (\(size))")
         }
         let classes = layout.classes, sample = layout.dtype.size, side = layout.chunkSide(level)

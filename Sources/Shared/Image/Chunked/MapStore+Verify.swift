@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension MapStore {
     /// The tiles whose chunks exist at every level, in row-major order (what a
     /// resumed job need not compute again). Temporary files are ignored.
@@ -30,13 +31,15 @@ extension MapStore {
                 throw MapStoreError(.missingChunk, path: file, detail: "tile \(receipt.tile) has no chunk here")
             }
             guard bytes.count == record.size else {
-                throw MapStoreError(bytes.count < record.size ? .truncated : .corrupt, path: file,
-                                    detail: "\(bytes.count) bytes, the receipt says \(record.size)")
+                throw MapStoreError(
+                    bytes.count < record.size ? .truncated : .corrupt, path: file,
+                    detail: "\(bytes.count) bytes, the receipt says \(record.size)")
             }
             let crc = ChunkCodec.crc(bytes)
             guard crc == record.crc32 else {
-                throw MapStoreError(.checksumMismatch, path: file,
-                                    detail: "CRC-32 \(hex(crc)), the receipt says \(hex(record.crc32))")
+                throw MapStoreError(
+                    .checksumMismatch, path: file,
+                    detail: "CRC-32 \(hex(crc)), the receipt says \(hex(record.crc32))")
             }
         }
     }
@@ -45,8 +48,9 @@ extension MapStore {
     /// decompress to exactly one chunk (catches truncated and garbled files).
     package func verify(tile: TileIndex) throws {
         for level in 0..<layout.levels where try chunk(tile, level: level) == nil {
-            throw MapStoreError(.missingChunk, path: chunkPath(tile, level: level),
-                                detail: "tile \(tile) was not written")
+            throw MapStoreError(
+                .missingChunk, path: chunkPath(tile, level: level),
+                detail: "tile \(tile) was not written")
         }
     }
 }

@@ -1,4 +1,5 @@
 import TesseraCore
+
 extension MapStore {
     /// Writes one tile: `values` are classes × h × w floats (C order) for the
     /// tile's rectangle clipped to the image (`layout.rect(of:)`). Computes the
@@ -13,8 +14,9 @@ extension MapStore {
     @discardableResult
     package func write(rect: PixelRect, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
         guard let tile = layout.tile(for: rect) else {
-            throw MapStoreError(.invalidArgument, path: path,
-                                detail: "\(rect) is not one of the \(layout.tileSize)² tiles")
+            throw MapStoreError(
+                .invalidArgument, path: path,
+                detail: "\(rect) is not one of the \(layout.tileSize)² tiles")
         }
         return try write(tile: tile, values: values)
     }
@@ -24,7 +26,8 @@ extension MapStore {
     package func write(_ encoded: EncodedTile) throws -> TileReceipt {
         let keys = (0..<layout.levels).map { layout.chunkKey(encoded.tile, level: $0) }
         guard encoded.chunks.count == layout.levels, layout.contains(encoded.tile),
-              encoded.receipt.chunks.map(\.key) == keys else {
+            encoded.receipt.chunks.map(\.key) == keys
+        else {
             throw MapStoreError(.invalidArgument, path: path, detail: "the encoded tile does not fit this store")
         }
         for level in (0..<layout.levels).reversed() {
@@ -34,17 +37,22 @@ extension MapStore {
     }
 
     /// Encodes a tile for a store of `layout` without touching any file (see `write(tile:values:)`).
-    package static func encode(tile: TileIndex, values: UnsafeBufferPointer<Float>, layout: MapLayout,
-                              path: String = "") throws -> EncodedTile {
+    package static func encode(
+        tile: TileIndex, values: UnsafeBufferPointer<Float>, layout: MapLayout,
+        path: String = ""
+    ) throws -> EncodedTile {
         guard layout.contains(tile) else {
-            throw MapStoreError(.invalidArgument, path: path,
-                                detail: "tile \(tile) is outside the \(layout.tileGrid) tile grid")
+            throw MapStoreError(
+                .invalidArgument, path: path,
+                detail: "tile \(tile) is outside the \(layout.tileGrid) tile grid")
         }
         let rect = layout.rect(of: tile)
         let expected = layout.classes * rect.height * rect.width
         guard values.count == expected else {
-            throw MapStoreError(.invalidArgument, path: path, detail: "tile \(tile) needs \(expected) values "
-                                + "(\(layout.classes)×\(rect.height)×\(rect.width)), got \(values.count)")
+            throw MapStoreError(
+                .invalidArgument, path: path,
+                detail: "tile \(tile) needs \(expected) values "
+                    + "(\(layout.classes)×\(rect.height)×\(rect.width)), got \(values.count)")
         }
         var chunks: [[UInt8]] = []
         var records: [TileReceipt.Chunk] = []
@@ -55,7 +63,9 @@ extension MapStore {
             if k == 0 {
                 chunk = encodeChunk(values, height: h, width: w, side: layout.tileSize, layout: layout)
             } else {
-                previous = k == 1 ? downsample(values, classes: layout.classes, height: h, width: w)
+                previous =
+                    k == 1
+                    ? downsample(values, classes: layout.classes, height: h, width: w)
                     : previous.withUnsafeBufferPointer { downsample($0, classes: layout.classes, height: h, width: w) }
                 h = (h + 1) / 2
                 w = (w + 1) / 2
@@ -72,8 +82,10 @@ extension MapStore {
     /// One compressed chunk: the h × w values of each class quantised into the
     /// top-left of a side × side plane (edge chunks are stored full size; the
     /// padding is zero bytes, which readers never see).
-    private static func encodeChunk(_ values: UnsafeBufferPointer<Float>, height h: Int, width w: Int, side: Int,
-                                    layout: MapLayout) -> [UInt8] {
+    private static func encodeChunk(
+        _ values: UnsafeBufferPointer<Float>, height h: Int, width w: Int, side: Int,
+        layout: MapLayout
+    ) -> [UInt8] {
         let size = layout.dtype.size
         var raw = [UInt8](repeating: 0, count: layout.classes * side * side * size)
         raw.withUnsafeMutableBytes { out in

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// A probability map as an OME-Zarr store (Zarr v2 arrays, OME-NGFF 0.4
 /// multiscales, axes c, y, x), written tile by tile by the workers that computed
 /// the tiles: each tile writes its own chunk at every pyramid level, atomically,
@@ -31,8 +32,9 @@ package final class MapStore: Sendable {
         for level in 0..<layout.levels {
             // Every row folder now, so concurrent tile writes never race to create one.
             for row in 0..<layout.tileGrid.h { try FileIO.makeDirectories("\(path)/\(level)/0/\(row)") }
-            try AtomicFile.write(StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
-                                 durable: durable)
+            try AtomicFile.write(
+                StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
+                durable: durable)
         }
         try AtomicFile.write(StoreMetadata.zattrs(layout, complete: false), to: "\(path)/.zattrs", durable: durable)
         if durable { AtomicFile.syncDirectory(path) }
@@ -63,7 +65,8 @@ package final class MapStore: Sendable {
     /// process's finish is seen).
     package var isFinished: Bool {
         guard let bytes = try? FileIO.read("\(path)/.zattrs"),
-              let parsed = try? StoreMetadata.parse(zattrs: bytes, path: path) else { return false }
+            let parsed = try? StoreMetadata.parse(zattrs: bytes, path: path)
+        else { return false }
         return parsed.complete
     }
 

@@ -1,4 +1,5 @@
 import TesseraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -35,4 +36,3 @@ package struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertibl
 
     package var description: String { "\(path): \(kind.rawValue): \(detail)" }
 }
-

@@ -20,19 +20,19 @@ enum StoreMetadata {
     static func zarray(_ layout: MapLayout, level: Int) -> String {
         let size = layout.levelSize(level), side = layout.chunkSide(level)
         return """
-        {
-          "zarr_format": 2,
-          "shape": [\(layout.classes), \(size.h), \(size.w)],
-          "chunks": [\(layout.classes), \(side), \(side)],
-          "dtype": "\(layout.dtype.zarrDType)",
-          "compressor": \(layout.compressed ? "{\"id\": \"zlib\", \"level\": \(ChunkCodec.level)}" : "null"),
-          "fill_value": \(layout.dtype.zarrFillValue),
-          "order": "C",
-          "filters": null,
-          "dimension_separator": "/"
-        }
+            {
+              "zarr_format": 2,
+              "shape": [\(layout.classes), \(size.h), \(size.w)],
+              "chunks": [\(layout.classes), \(side), \(side)],
+              "dtype": "\(layout.dtype.zarrDType)",
+              "compressor": \(layout.compressed ? "{\"id\": \"zlib\", \"level\": \(ChunkCodec.level)}" : "null"),
+              "fill_value": \(layout.dtype.zarrFillValue),
+              "order": "C",
+              "filters": null,
+              "dimension_separator": "/"
+            }
 
-        """
+            """
     }
 
     /// The group attributes: always the `tessera` section; when `complete`, the
@@ -52,23 +52,30 @@ enum StoreMetadata {
                 let f = Double(1 << k)
                 return ["path": "\(k)", "coordinateTransformations": [["type": "scale", "scale": [1.0, f, f]]]]
             }
-            root["multiscales"] = [[
-                "version": "0.4",
-                "name": "probabilities",
-                "axes": [["name": "c", "type": "channel"], ["name": "y", "type": "space"],
-                         ["name": "x", "type": "space"]],
-                "datasets": datasets,
-                "type": "mean",
-            ] as [String: Any]]
+            root["multiscales"] = [
+                [
+                    "version": "0.4",
+                    "name": "probabilities",
+                    "axes": [
+                        ["name": "c", "type": "channel"], ["name": "y", "type": "space"],
+                        ["name": "x", "type": "space"],
+                    ],
+                    "datasets": datasets,
+                    "type": "mean",
+                ] as [String: Any]
+            ]
             if let names = layout.classNames {
                 let end: Double = layout.dtype == .uint8 ? 255 : layout.dtype == .uint16 ? 65535 : 1
-                root["omero"] = [
-                    "channels": names.map { name -> [String: Any] in
-                        ["label": name, "color": "FFFFFF", "active": true,
-                         "window": ["start": 0.0, "end": end, "min": 0.0, "max": end]]
-                    },
-                    "rdefs": ["model": "greyscale"],
-                ] as [String: Any]
+                root["omero"] =
+                    [
+                        "channels": names.map { name -> [String: Any] in
+                            [
+                                "label": name, "color": "FFFFFF", "active": true,
+                                "window": ["start": 0.0, "end": end, "min": 0.0, "max": end],
+                            ]
+                        },
+                        "rdefs": ["model": "greyscale"],
+                    ] as [String: Any]
             }
         }
         let data = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
@@ -84,14 +91,16 @@ enum StoreMetadata {
         guard let t = root["tessera"] as? [String: Any] else { throw fail(".zattrs has no \"tessera\" section") }
         guard (t["format"] as? Int) == formatVersion else { throw fail("tessera format \(t["format"] ?? "none")") }
         guard let classes = t["classes"] as? Int, let height = t["height"] as? Int, let width = t["width"] as? Int,
-              let tile = t["tile_size"] as? Int, let levels = t["levels"] as? Int,
-              let dtype = (t["dtype"] as? String).flatMap(MapDType.init(rawValue:)) else {
+            let tile = t["tile_size"] as? Int, let levels = t["levels"] as? Int,
+            let dtype = (t["dtype"] as? String).flatMap(MapDType.init(rawValue:))
+        else {
             throw fail("the tessera section lacks a field of the layout")
         }
         let layout: MapLayout
         do {
-            layout = try MapLayout(classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
-                                   levels: levels, classNames: t["class_names"] as? [String])
+            layout = try MapLayout(
+                classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
+                levels: levels, classNames: t["class_names"] as? [String])
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }

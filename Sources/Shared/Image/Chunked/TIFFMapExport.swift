@@ -1,12 +1,13 @@
+import CTIFF
+import CTIFFIO
+import Foundation
+import TesseraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CTIFF
-import CTIFFIO
-import Foundation
-import TesseraCore
 
 /// A finished store as a pyramidal tiled BigTIFF: one directory per store
 /// level, in order, each after the first marked NewSubfileType = reduced image
@@ -28,11 +29,14 @@ package enum TIFFMapExport {
     /// Writes `store` to `path` atomically (temporary name in the same folder,
     /// fsync, rename). Throws `.notFinished` unless the store is finished or
     /// `allowUnfinished` (then unwritten tiles export as the fill value).
-    package static func write(store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
-                             allowUnfinished: Bool = false) throws {
+    package static func write(
+        store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
+        allowUnfinished: Bool = false
+    ) throws {
         guard tileSize > 0, tileSize % 16 == 0 else {
-            throw MapStoreError(.invalidArgument, path: path,
-                                detail: "TIFF tile size \(tileSize) is not a positive multiple of 16")
+            throw MapStoreError(
+                .invalidArgument, path: path,
+                detail: "TIFF tile size \(tileSize) is not a positive multiple of 16")
         }
         guard (0...9).contains(zipLevel) else {
             throw MapStoreError(.invalidArgument, path: path, detail: "deflate level \(zipLevel) is not 0…9")
@@ -51,8 +55,9 @@ package enum TIFFMapExport {
         do {
             defer { TIFFClose(tif) }
             for level in 0..<levelCount(store.layout) {
-                try writeLevel(store: store, level: level, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
-                               errors: errors, path: path)
+                try writeLevel(
+                    store: store, level: level, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
+                    errors: errors, path: path)
             }
         } catch {
             unlink(temporary)
@@ -78,13 +83,18 @@ package enum TIFFMapExport {
         return count
     }
 
-    private static func writeLevel(store: MapStore, level: Int, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
-                                    errors: UnsafeMutablePointer<ttiff_errors>, path: String) throws {
+    private static func writeLevel(
+        store: MapStore, level: Int, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
+        errors: UnsafeMutablePointer<ttiff_errors>, path: String
+    ) throws {
         let layout = store.layout, size = layout.levelSize(level), dtype = layout.dtype
         let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
-        guard ttiff_set_directory(tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
-                                  UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
-                                  nil) == 1 else {
+        guard
+            ttiff_set_directory(
+                tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
+                UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
+                nil) == 1
+        else {
             throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
         }
         // Enough chunks for one batch of tiles plus the column it shares with the next.
@@ -104,8 +114,9 @@ package enum TIFFMapExport {
                 var planes = [[UInt8]](repeating: [], count: rects.count * classes)
                 planes.withUnsafeMutableBufferPointer { out in
                     DispatchQueue.concurrentPerform(iterations: out.count) { i in
-                        let tile = paddedTile(regions[i / classes], rect: rects[i / classes], plane: i % classes,
-                                              tileSize: tileSize, sample: dtype.size)
+                        let tile = paddedTile(
+                            regions[i / classes], rect: rects[i / classes], plane: i % classes,
+                            tileSize: tileSize, sample: dtype.size)
                         out[i] = tile.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
                     }
                 }
@@ -113,26 +124,31 @@ package enum TIFFMapExport {
                     let rect = rects[i / classes], c = i % classes
                     let index = TIFFComputeTile(tif, UInt32(rect.x), UInt32(rect.y), 0, UInt16(c))
                     let written = plane.withUnsafeBytes { raw in
-                        TIFFWriteRawTile(tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress),
-                                         tmsize_t(raw.count))
+                        TIFFWriteRawTile(
+                            tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress),
+                            tmsize_t(raw.count))
                     }
                     guard written == plane.count else {
-                        throw MapStoreError(.tiff, path: path,
-                                            detail: "level \(level), tile at y \(rect.y) x \(rect.x), class \(c): "
-                                                + message(errors))
+                        throw MapStoreError(
+                            .tiff, path: path,
+                            detail: "level \(level), tile at y \(rect.y) x \(rect.x), class \(c): "
+                                + message(errors))
                     }
                 }
             }
         }
         guard TIFFWriteDirectory(tif) == 1 else {
-            throw MapStoreError(.tiff, path: path,
-                                detail: "level \(level): cannot write the directory: \(message(errors))")
+            throw MapStoreError(
+                .tiff, path: path,
+                detail: "level \(level): cannot write the directory: \(message(errors))")
         }
     }
 
     /// One class plane of a region as a full tileSize² tile (zero-padded at the image edge).
-    private static func paddedTile(_ region: [UInt8], rect: PixelRect, plane c: Int, tileSize: Int,
-                                   sample: Int) -> [UInt8] {
+    private static func paddedTile(
+        _ region: [UInt8], rect: PixelRect, plane c: Int, tileSize: Int,
+        sample: Int
+    ) -> [UInt8] {
         var tile = [UInt8](repeating: 0, count: tileSize * tileSize * sample)
         tile.withUnsafeMutableBytes { dst in
             region.withUnsafeBytes { src in

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// What writing a tile produced: one record per pyramid level. A worker sends
 /// this to the coordinator instead of the values; on resume, `MapStore.verify`
 /// checks the chunk files against it.

@@ -48,8 +48,9 @@ final class OpenSlideHandle {
             let downsample = openslide_get_level_downsample(raw, Int32(index))
             let tileWidth = property("openslide.level[\(index)].tile-width").flatMap { Int($0) }
             let tileHeight = property("openslide.level[\(index)].tile-height").flatMap { Int($0) }
-            return SlideLevel(index: index, width: Int(width), height: Int(height), downsample: downsample,
-                              mpp: mpp0.map { $0 * downsample }, tileWidth: tileWidth, tileHeight: tileHeight)
+            return SlideLevel(
+                index: index, width: Int(width), height: Int(height), downsample: downsample,
+                mpp: mpp0.map { $0 * downsample }, tileWidth: tileWidth, tileHeight: tileHeight)
         }
     }
 }

@@ -53,8 +53,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         _ = try FileSniffer.fileSize(path)
         let handle = try OpenSlideHandle(path: path)
         levels = handle.levels()
-        let chosen = try LevelChoice.choose(levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
-                                            path: path)
+        let chosen = try LevelChoice.choose(
+            levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
+            path: path)
         name = path
         self.level = chosen
         self.handle = handle
@@ -64,15 +65,17 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         vendor = openslide_detect_vendor(path).map { String(cString: $0) } ?? "unknown"
         background = Self.parseColor(handle.property("openslide.background-color")) ?? (255, 255, 255)
         guard width > 0, height > 0, downsample > 0, downsample.isFinite else {
-            throw SlideError(.openSlide, path: path, level: chosen,
-                             detail: "OpenSlide reports an empty level (\(width)×\(height), downsample \(downsample))")
+            throw SlideError(
+                .openSlide, path: path, level: chosen,
+                detail: "OpenSlide reports an empty level (\(width)×\(height), downsample \(downsample))")
         }
     }
 
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard Self.contains(rect, height: height, width: width) else {
-            throw SlideError(.invalidArgument, path: name, level: level,
-                             detail: "region \(rect) is not inside the \(width)×\(height) level")
+            throw SlideError(
+                .invalidArgument, path: name, level: level,
+                detail: "region \(rect) is not inside the \(width)×\(height) level")
         }
         var pixels = [UInt32](repeating: 0, count: rect.height * rect.width)
         guard !rect.isEmpty else { return convert(pixels, rect) }
@@ -83,8 +86,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
                 if handle.error != nil { handle = try reopen(rect, firstError) }
                 if let error = read(rect, into: &pixels, with: handle) {
                     handle = try reopen(rect, error)
-                    throw SlideError(.openSlide, path: name, level: level,
-                                     detail: "reading \(rect) (level-0 origin \(origin(rect))): \(error)")
+                    throw SlideError(
+                        .openSlide, path: name, level: level,
+                        detail: "reading \(rect) (level-0 origin \(origin(rect))): \(error)")
                 }
             }
         }
@@ -95,8 +99,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
     private func read(_ rect: PixelRect, into pixels: inout [UInt32], with handle: OpenSlideHandle) -> String? {
         let (x0, y0) = origin(rect)
         pixels.withUnsafeMutableBufferPointer { buffer in
-            openslide_read_region(handle.raw, buffer.baseAddress, x0, y0, Int32(level), Int64(rect.width),
-                                  Int64(rect.height))
+            openslide_read_region(
+                handle.raw, buffer.baseAddress, x0, y0, Int32(level), Int64(rect.width),
+                Int64(rect.height))
         }
         return handle.error
     }
@@ -105,8 +110,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         do {
             return try OpenSlideHandle(path: name)
         } catch {
-            throw SlideError(.openSlide, path: name, level: level,
-                             detail: "reading \(rect) failed (\(error)) and the slide cannot be reopened")
+            throw SlideError(
+                .openSlide, path: name, level: level,
+                detail: "reading \(rect) failed (\(error)) and the slide cannot be reopened")
         }
     }
 

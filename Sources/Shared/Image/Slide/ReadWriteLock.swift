@@ -1,5 +1,6 @@
 import Foundation
 import TesseraCore
+
 #if canImport(Glibc)
 import Glibc
 #endif

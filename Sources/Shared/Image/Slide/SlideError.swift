@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// A slide or TIFF file could not be opened or read. `kind` says what went wrong (callers can
 /// `catch let error as SlideError where error.kind == .truncated`), `path` names the file, `level` and
 /// `tile` say where when it applies, `detail` is the reason in words (libtiff's or OpenSlide's message, or ours).

@@ -1,6 +1,6 @@
+import COpenSlide
 import Foundation
 import TesseraCore
-import COpenSlide
 
 /// Which reader a file needs.
 package enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
@@ -37,13 +37,16 @@ package enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
 /// Opens a region source for a TIFF-family or OpenSlide file: level 0 by default, level `level`, or the level
 /// within `mppTolerance` (relative) of `mpp` µm/px. Generic TIFFs are read with libtiff, vendor formats with
 /// OpenSlide. PNG files are refused with `.notTIFF` (the PNG reader handles them).
-package func openRegionSource(path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
-                             cacheBytes: Int = TIFFRegionSource.defaultCacheBytes) throws -> any RegionSource {
+package func openRegionSource(
+    path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
+    cacheBytes: Int = TIFFRegionSource.defaultCacheBytes
+) throws -> any RegionSource {
     switch try SlideFormat.detect(path: path) {
     case .tiff:
-        return try TIFFRegionSource(path: path, level: level, mpp: mpp, mppTolerance: mppTolerance,
-                                    cacheBytes: cacheBytes,
-                                    maxHandles: ProcessInfo.processInfo.activeProcessorCount)
+        return try TIFFRegionSource(
+            path: path, level: level, mpp: mpp, mppTolerance: mppTolerance,
+            cacheBytes: cacheBytes,
+            maxHandles: ProcessInfo.processInfo.activeProcessorCount)
     case .openSlide:
         return try OpenSlideRegionSource(path: path, level: level, mpp: mpp, mppTolerance: mppTolerance)
     case .png:

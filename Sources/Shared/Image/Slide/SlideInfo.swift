@@ -47,12 +47,13 @@ package struct SlideInfo: Sendable, Equatable {
         properties["mpp.source"] = structure.mppSource
         properties["tiff.Photometric"] = TIFFNames.photometric(base.layout.photometric)
         properties["tiff.SamplesPerPixel"] = String(base.layout.samplesPerPixel)
-        return SlideInfo(path: path, format: format, vendor: openslide_detect_vendor(path).map { String(cString: $0) },
-                         width: base.layout.width, height: base.layout.height, levels: structure.levels.map(\.info),
-                         channels: base.layout.channels, bitDepth: base.layout.bytesPerSample * 8,
-                         compression: TIFFNames.compression(base.layout.compression),
-                         tileWidth: base.info.tileWidth, tileHeight: base.info.tileHeight, mpp: base.info.mpp,
-                         objectivePower: nil, associatedImages: [], properties: properties.compactMapValues { $0 })
+        return SlideInfo(
+            path: path, format: format, vendor: openslide_detect_vendor(path).map { String(cString: $0) },
+            width: base.layout.width, height: base.layout.height, levels: structure.levels.map(\.info),
+            channels: base.layout.channels, bitDepth: base.layout.bytesPerSample * 8,
+            compression: TIFFNames.compression(base.layout.compression),
+            tileWidth: base.info.tileWidth, tileHeight: base.info.tileHeight, mpp: base.info.mpp,
+            objectivePower: nil, associatedImages: [], properties: properties.compactMapValues { $0 })
     }
 
     private static func inspectOpenSlide(path: String, format: SlideFormat, vendor: String) throws -> SlideInfo {
@@ -65,14 +66,16 @@ package struct SlideInfo: Sendable, Equatable {
         for name in handle.propertyNames { properties[name] = handle.property(name) }
         var compression: String?
         if case .tiff = try FileSniffer.kind(path), let tiff = try? TIFFHandle(path: path),
-           let info = try? tiff.select(.directory(0)) {
+            let info = try? tiff.select(.directory(0))
+        {
             compression = TIFFNames.compression(Int(info.compression))
         }
-        return SlideInfo(path: path, format: format, vendor: vendor, width: base.width, height: base.height,
-                         levels: levels, channels: 3, bitDepth: 8, compression: compression,
-                         tileWidth: base.tileWidth, tileHeight: base.tileHeight, mpp: base.mpp,
-                         objectivePower: properties["openslide.objective-power"].flatMap(Double.init),
-                         associatedImages: handle.associatedImageNames, properties: properties)
+        return SlideInfo(
+            path: path, format: format, vendor: vendor, width: base.width, height: base.height,
+            levels: levels, channels: 3, bitDepth: 8, compression: compression,
+            tileWidth: base.tileWidth, tileHeight: base.tileHeight, mpp: base.mpp,
+            objectivePower: properties["openslide.objective-power"].flatMap(Double.init),
+            associatedImages: handle.associatedImageNames, properties: properties)
     }
 
     /// A few lines for a terminal.

@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// One resolution level of a slide or pyramidal TIFF.
 package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
     package let index: Int
@@ -12,8 +13,10 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
     package let tileWidth: Int?
     package let tileHeight: Int?
 
-    package init(index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, tileWidth: Int?,
-                tileHeight: Int?) {
+    package init(
+        index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, tileWidth: Int?,
+        tileHeight: Int?
+    ) {
         self.index = index
         self.width = width
         self.height = height
@@ -33,15 +36,19 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
 
 /// Chooses a level: by index, or the one whose µm/px is nearest `mpp` (relative difference at most `tolerance`).
 enum LevelChoice {
-    static func choose(levels: [SlideLevel], level: Int?, mpp: Double?, tolerance: Double, path: String) throws
-        -> Int {
+    static func choose(
+        levels: [SlideLevel], level: Int?, mpp: Double?, tolerance: Double, path: String
+    ) throws
+        -> Int
+    {
         switch (level, mpp) {
         case (.some, .some):
             throw SlideError(.invalidArgument, path: path, detail: "give a level or a resolution (mpp), not both")
         case (.some(let index), nil):
             guard levels.indices.contains(index) else {
-                throw SlideError(.noSuchLevel(index), path: path, level: index,
-                                 detail: "the file has \(levels.count) level(s): \(listing(levels))")
+                throw SlideError(
+                    .noSuchLevel(index), path: path, level: index,
+                    detail: "the file has \(levels.count) level(s): \(listing(levels))")
             }
             return index
         case (nil, .some(let wanted)):
@@ -50,13 +57,15 @@ enum LevelChoice {
             }
             let candidates = levels.compactMap { level in level.mpp.map { (level.index, abs($0 - wanted) / wanted) } }
             guard let best = candidates.min(by: { $0.1 < $1.1 }) else {
-                throw SlideError(.noLevelNearMPP(wanted), path: path,
-                                 detail: "the file declares no resolution (µm/px); levels: \(listing(levels))")
+                throw SlideError(
+                    .noLevelNearMPP(wanted), path: path,
+                    detail: "the file declares no resolution (µm/px); levels: \(listing(levels))")
             }
             guard best.1 <= tolerance else {
-                throw SlideError(.noLevelNearMPP(wanted), path: path,
-                                 detail: "no level within \(formatNumber(tolerance * 100))% of "
-                                     + "\(formatNumber(wanted)) µm/px; levels: \(listing(levels))")
+                throw SlideError(
+                    .noLevelNearMPP(wanted), path: path,
+                    detail: "no level within \(formatNumber(tolerance * 100))% of "
+                        + "\(formatNumber(wanted)) µm/px; levels: \(listing(levels))")
             }
             return best.0
         case (nil, nil):

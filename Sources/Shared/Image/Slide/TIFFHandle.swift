@@ -1,5 +1,5 @@
-import TesseraCore
 import CSlideIO
+import TesseraCore
 
 /// Where a pyramid level's directory lives: in the main IFD chain, or as a SubIFD of directory 0.
 enum TIFFDirectoryLocation: Hashable, Sendable {
@@ -32,11 +32,14 @@ final class TIFFHandle {
         let size = (try? FileSniffer.fileSize(path)) ?? 0
         switch try? FileSniffer.kind(path) {
         case .tiff(let big, let firstIFD)? where firstIFD + (big ? 8 : 2) > size:
-            return SlideError(.truncated, path: path, detail: "the first directory is at byte \(firstIFD),"
-                                  + " past the end of the file (\(size) bytes)")
+            return SlideError(
+                .truncated, path: path,
+                detail: "the first directory is at byte \(firstIFD),"
+                    + " past the end of the file (\(size) bytes)")
         case .tiff(_, let firstIFD)? where firstIFD < 8:
-            return SlideError(.corruptFile, path: path,
-                              detail: "the header points at no directory (offset \(firstIFD))")
+            return SlideError(
+                .corruptFile, path: path,
+                detail: "the header points at no directory (offset \(firstIFD))")
         case .tiff?:
             return SlideError(.corruptFile, path: path, detail: "libtiff cannot open it: \(message)")
         default:
@@ -57,8 +60,9 @@ final class TIFFHandle {
         case .subIFD(let offset): status = tsl_tiff_select_subifd(raw, offset, &info, &message, message.count)
         }
         guard status == Int32(TSL_OK.rawValue) else {
-            throw SlideError(.corruptFile, path: path, level: level,
-                             detail: "cannot read the directory (\(location)): \(cMessage(message))")
+            throw SlideError(
+                .corruptFile, path: path, level: level,
+                detail: "cannot read the directory (\(location)): \(cMessage(message))")
         }
         return info
     }

@@ -1,5 +1,5 @@
-import TesseraCore
 import CSlideIO
+import TesseraCore
 
 /// A directory's pixel layout, checked against what `TIFFRegionSource` can deliver.
 struct TIFFLayout: Sendable, Equatable {
@@ -46,8 +46,10 @@ struct TIFFLayout: Sendable, Equatable {
         photometric = Int(info.photometric)
         subfileType = info.subfile_type
         guard width > 0, height > 0, chunkWidth > 0, chunkHeight > 0, samplesPerPixel > 0 else {
-            throw fail(.corruptFile, "impossible sizes: image \(width)×\(height), tile \(chunkWidth)×\(chunkHeight),"
-                           + " \(samplesPerPixel) samples per pixel")
+            throw fail(
+                .corruptFile,
+                "impossible sizes: image \(width)×\(height), tile \(chunkWidth)×\(chunkHeight),"
+                    + " \(samplesPerPixel) samples per pixel")
         }
         guard info.codec_configured != 0 else {
             throw fail(.unsupportedCompression(compression), "this libtiff build has no decoder for it")
@@ -57,8 +59,9 @@ struct TIFFLayout: Sendable, Equatable {
         case 2: throw fail(.unsupportedSampleFormat("signed integer"), "only unsigned integer samples are read")
         case 3: throw fail(.unsupportedSampleFormat("floating point"), "only unsigned integer samples are read")
         default:
-            throw fail(.unsupportedSampleFormat("SampleFormat \(info.sample_format)"),
-                       "only unsigned integer samples are read")
+            throw fail(
+                .unsupportedSampleFormat("SampleFormat \(info.sample_format)"),
+                "only unsigned integer samples are read")
         }
         guard info.bits_per_sample == 8 || info.bits_per_sample == 16 else {
             throw fail(.unsupportedSampleFormat("\(info.bits_per_sample)-bit"), "only 8- and 16-bit samples are read")
@@ -70,10 +73,11 @@ struct TIFFLayout: Sendable, Equatable {
         case 2 where samplesPerPixel >= 3:
             channels = 3
         case 6 where compression == 7:
-            channels = 3 // libtiff converts JPEG YCbCr to RGB (JPEGCOLORMODE_RGB)
+            channels = 3  // libtiff converts JPEG YCbCr to RGB (JPEGCOLORMODE_RGB)
         default:
-            throw fail(.unsupportedPhotometric(photometric),
-                       "\(samplesPerPixel) samples per pixel, compression \(TIFFNames.compression(compression))")
+            throw fail(
+                .unsupportedPhotometric(photometric),
+                "\(samplesPerPixel) samples per pixel, compression \(TIFFNames.compression(compression))")
         }
         invert = photometric == 0
         planar = info.planar_config == 2 && samplesPerPixel > 1
@@ -83,19 +87,25 @@ struct TIFFLayout: Sendable, Equatable {
         // In Double first: a damaged header's sizes (up to 2³² each) would overflow Int and trap.
         let bytes = Double(chunkWidth) * Double(chunkHeight) * Double(chunkSamplesPerPixel) * Double(bytesPerSample)
         guard bytes <= Double(Self.maxChunkBytes), Int(info.chunk_size) <= Self.maxChunkBytes else {
-            throw fail(.unsupportedLayout, "a \(tiled ? "tile" : "strip") of \(chunkWidth)×\(chunkHeight) pixels"
-                           + " × \(samplesPerPixel) samples exceeds the \(Self.maxChunkBytes >> 20) MiB limit")
+            throw fail(
+                .unsupportedLayout,
+                "a \(tiled ? "tile" : "strip") of \(chunkWidth)×\(chunkHeight) pixels"
+                    + " × \(samplesPerPixel) samples exceeds the \(Self.maxChunkBytes >> 20) MiB limit")
         }
         let expected = Int(bytes)
         guard Int(info.chunk_size) >= expected else {
-            throw fail(.corruptFile, "libtiff sizes a \(tiled ? "tile" : "strip") at \(info.chunk_size) bytes,"
-                           + " fewer than its \(chunkWidth)×\(chunkHeight)×\(chunkSamplesPerPixel) samples need")
+            throw fail(
+                .corruptFile,
+                "libtiff sizes a \(tiled ? "tile" : "strip") at \(info.chunk_size) bytes,"
+                    + " fewer than its \(chunkWidth)×\(chunkHeight)×\(chunkSamplesPerPixel) samples need")
         }
         chunkBytes = Int(info.chunk_size)
         let planes = Double(planar ? samplesPerPixel : 1)
         guard Double(info.chunk_count) >= Double(chunksAcross) * Double(chunksDown) * planes else {
-            throw fail(.corruptFile, "the directory lists \(info.chunk_count) \(tiled ? "tiles" : "strips"),"
-                           + " fewer than the \(chunksAcross)×\(chunksDown)×\(Int(planes)) its size needs")
+            throw fail(
+                .corruptFile,
+                "the directory lists \(info.chunk_count) \(tiled ? "tiles" : "strips"),"
+                    + " fewer than the \(chunksAcross)×\(chunksDown)×\(Int(planes)) its size needs")
         }
         planeChunks = chunksAcross * chunksDown
     }

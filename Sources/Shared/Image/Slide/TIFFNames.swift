@@ -1,4 +1,5 @@
 import TesseraCore
+
 /// Human names of TIFF tag values, for `SlideInfo` and error messages.
 enum TIFFNames {
     static func compression(_ code: Int) -> String {

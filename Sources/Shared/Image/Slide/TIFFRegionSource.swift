@@ -30,26 +30,35 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     package static let defaultCacheBytes = 32 << 20
 
     /// Opens level `level` of `path`.
-    package convenience init(path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
-                            maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+    package convenience init(
+        path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
+        maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) throws {
         try self.init(path: path, level: level, mpp: nil, cacheBytes: cacheBytes, maxHandles: maxHandles)
     }
 
     /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
-    package convenience init(path: String, mpp: Double, mppTolerance: Double = 0.2,
-                            cacheBytes: Int = defaultCacheBytes,
-                            maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
-        try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
-                      maxHandles: maxHandles)
+    package convenience init(
+        path: String, mpp: Double, mppTolerance: Double = 0.2,
+        cacheBytes: Int = defaultCacheBytes,
+        maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) throws {
+        try self.init(
+            path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
+            maxHandles: maxHandles)
     }
 
-    init(path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int)
-        throws {
+    init(
+        path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int
+    )
+        throws
+    {
         let first = try Self.openHandle(path: path)
         let structure = try TIFFStructure(path: path, handle: first)
         levels = structure.levels.map(\.info)
-        let chosen = try LevelChoice.choose(levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
-                                            path: path)
+        let chosen = try LevelChoice.choose(
+            levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
+            path: path)
         let location = structure.levels[chosen].location
         _ = try first.select(location, level: chosen)
         name = path
@@ -82,8 +91,9 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
 
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard Self.contains(rect, height: height, width: width) else {
-            throw SlideError(.invalidArgument, path: name, level: level,
-                             detail: "region \(rect) is not inside the \(width)×\(height) image")
+            throw SlideError(
+                .invalidArgument, path: name, level: level,
+                detail: "region \(rect) is not inside the \(width)×\(height) image")
         }
         let count = rect.height * rect.width * channels
         guard !rect.isEmpty else {
@@ -117,19 +127,24 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     private func decode(_ index: Int, with handle: TIFFHandle) throws -> [UInt8] {
         let rect = layout.chunkRect(index)
         func fail(_ kind: SlideError.Kind, _ detail: String) -> SlideError {
-            SlideError(kind, path: name, level: level,
-                       tile: SlideError.TileLocation(index: index, rect: rect, isStrip: !layout.tiled), detail: detail)
+            SlideError(
+                kind, path: name, level: level,
+                tile: SlideError.TileLocation(index: index, rect: rect, isStrip: !layout.tiled), detail: detail)
         }
         guard let (offset, byteCount) = handle.chunkLocation(index) else {
             throw fail(.corruptFile, "the directory has no offset or byte count for it")
         }
         guard byteCount > 0 else { throw fail(.corruptTile, "its byte count is 0 (no data stored)") }
         guard offset <= fileSize, byteCount <= fileSize - offset else {
-            throw fail(.truncated, "its \(byteCount) bytes at byte \(offset) run past the end of the file"
-                           + " (\(fileSize) bytes)")
+            throw fail(
+                .truncated,
+                "its \(byteCount) bytes at byte \(offset) run past the end of the file"
+                    + " (\(fileSize) bytes)")
         }
         // A strip's decoded size depends on its rows (the last strip is shorter); a tile is always full size.
-        let needed = layout.tiled ? layout.chunkBytes
+        let needed =
+            layout.tiled
+            ? layout.chunkBytes
             : rect.height * layout.width * layout.chunkSamplesPerPixel * layout.bytesPerSample
         var bytes = [UInt8](repeating: 0, count: layout.chunkBytes)
         var message = ""
@@ -142,8 +157,10 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
 
     /// Copies the part of chunk `index` inside `rect` into `output` (rect-relative, HWC Float): all delivered
     /// channels of an interleaved chunk, or channel `plane` of a planar one.
-    private func copy(chunk: [UInt8], index: Int, plane: Int, into output: UnsafeMutableBufferPointer<Float>,
-                      rect: PixelRect) {
+    private func copy(
+        chunk: [UInt8], index: Int, plane: Int, into output: UnsafeMutableBufferPointer<Float>,
+        rect: PixelRect
+    ) {
         let chunkRect = layout.chunkRect(index)
         let y0 = max(rect.y, chunkRect.y), y1 = min(rect.y + rect.height, chunkRect.y + chunkRect.height)
         let x0 = max(rect.x, chunkRect.x), x1 = min(rect.x + rect.width, chunkRect.x + chunkRect.width)
@@ -177,9 +194,11 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
 
     /// Copies `count` pixels, `step.samples` samples each; `flip` ≥ 0 inverts them (MinIsWhite gray).
     @inline(__always)
-    private static func copyRow<T: BinaryInteger>(from source: UnsafeBufferPointer<T>, at src: Int,
-                                                  to output: UnsafeMutableBufferPointer<Float>, at dst: Int,
-                                                  step: Step, count: Int, flip: Float) {
+    private static func copyRow<T: BinaryInteger>(
+        from source: UnsafeBufferPointer<T>, at src: Int,
+        to output: UnsafeMutableBufferPointer<Float>, at dst: Int,
+        step: Step, count: Int, flip: Float
+    ) {
         var s = src, d = dst
         if flip >= 0 {
             for _ in 0..<count {

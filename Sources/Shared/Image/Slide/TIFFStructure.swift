@@ -34,7 +34,8 @@ struct TIFFStructure: Sendable {
         var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(0), layout0)]
         for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
             if let info = try? handle.select(.subIFD(offset)),
-               let layout = try? TIFFLayout(info, path: path, level: candidates.count) {
+                let layout = try? TIFFLayout(info, path: path, level: candidates.count)
+            {
                 candidates.append((.subIFD(offset), layout))
             }
         }
@@ -48,25 +49,30 @@ struct TIFFStructure: Sendable {
             }
         }
         _ = try handle.select(.directory(0), level: 0)
-        let pyramid = [candidates[0]] + candidates.dropFirst().filter { Self.isLevel($0.1, of: layout0) }
+        let pyramid =
+            [candidates[0]]
+            + candidates.dropFirst().filter { Self.isLevel($0.1, of: layout0) }
             .sorted { $0.1.width > $1.1.width }
         let (mpp0, source) = Self.mpp(description: description, info: info0)
         mppSource = source
         levels = pyramid.enumerated().map { index, candidate in
             let layout = candidate.1
-            let downsample = (Double(layout0.width) / Double(layout.width)
-                + Double(layout0.height) / Double(layout.height)) / 2
+            let downsample =
+                (Double(layout0.width) / Double(layout.width)
+                    + Double(layout0.height) / Double(layout.height)) / 2
             let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
-            let level = SlideLevel(index: index, width: layout.width, height: layout.height, downsample: downsample,
-                                   mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
-                                   tileHeight: layout.tiled ? layout.chunkHeight : nil)
+            let level = SlideLevel(
+                index: index, width: layout.width, height: layout.height, downsample: downsample,
+                mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
+                tileHeight: layout.tiled ? layout.chunkHeight : nil)
             return Level(location: candidate.0, layout: layout, info: level)
         }
     }
 
     private static func isLevel(_ layout: TIFFLayout, of base: TIFFLayout) -> Bool {
         guard layout.tiled, layout.width < base.width, layout.height < base.height,
-              layout.channels == base.channels, layout.bytesPerSample == base.bytesPerSample else { return false }
+            layout.channels == base.channels, layout.bytesPerSample == base.bytesPerSample
+        else { return false }
         if layout.subfileType & 1 != 0 { return true }
         let aspect = Double(layout.width) / Double(layout.height)
         let baseAspect = Double(base.width) / Double(base.height)
@@ -80,7 +86,8 @@ struct TIFFStructure: Sendable {
                 return (value, "Aperio description")
             }
             if description.contains("<OME"), let value = number(after: "PhysicalSizeX=\"", in: description),
-               value > 0 {
+                value > 0
+            {
                 let unit = string(after: "PhysicalSizeXUnit=\"", in: description) ?? "µm"
                 let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
                 if let scale { return (value * scale, "OME-XML") }

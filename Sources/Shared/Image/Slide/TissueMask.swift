@@ -47,8 +47,10 @@ package struct TissueMask: Sendable, Equatable {
 
     /// Detects tissue in `source`. Queries use `coverWidth × coverHeight` coordinates (default: the source's
     /// own size; give level 0's size when `source` is a lower level of the same slide).
-    package static func detect(source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
-                              options: Options = Options()) throws -> TissueMask {
+    package static func detect(
+        source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
+        options: Options = Options()
+    ) throws -> TissueMask {
         guard source.width > 0, source.height > 0 else {
             throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
         }
@@ -59,10 +61,11 @@ package struct TissueMask: Sendable, Equatable {
         let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
         let coverWidth = coverWidth ?? source.width
         let coverHeight = coverHeight ?? source.height
-        return TissueMask(width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
-                          cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
-                          cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
-                          threshold: threshold, cells: dilated)
+        return TissueMask(
+            width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
+            cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
+            cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
+            threshold: threshold, cells: dilated)
     }
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
@@ -72,8 +75,9 @@ package struct TissueMask: Sendable, Equatable {
         let wanted = max(1, options.maxDimension)
         let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
         let source = try openRegionSource(path: path, level: level.index, cacheBytes: 8 << 20)
-        return try detect(source: source, coverWidth: levels[0].width, coverHeight: levels[0].height,
-                          options: options)
+        return try detect(
+            source: source, coverWidth: levels[0].width, coverHeight: levels[0].height,
+            options: options)
     }
 
     /// Whether `rect` (in cover coordinates) touches a tissue cell, or, with `minFraction` > 0, whether at least
@@ -166,8 +170,9 @@ struct CellGrid {
         let block = max(cell, 1024 / cell * cell)
         for by in stride(from: 0, to: source.height, by: block) {
             for bx in stride(from: 0, to: source.width, by: block) {
-                let rect = PixelRect(y: by, x: bx, height: min(block, source.height - by),
-                                     width: min(block, source.width - bx))
+                let rect = PixelRect(
+                    y: by, x: bx, height: min(block, source.height - by),
+                    width: min(block, source.width - bx))
                 let region = try source.readRegion(rect)
                 for y in 0..<rect.height {
                     let cellRow = (by + y) / cell * width
