@@ -64,6 +64,7 @@ struct Submit: ParsableCommand {
         let logger = Logger(label: "tessera.submit")
         let settings = job.engineSettings(model)
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)
+        try output.checkBeforeMapping(classes: plan.classes)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()

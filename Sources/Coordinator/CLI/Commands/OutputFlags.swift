@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TesseraImage
 
 /// `--out`, `--outputs`, `--bit-depth`, `--classes`, `--overlay-class`: what is written
@@ -46,4 +47,52 @@ struct OutputFlags: ParsableArguments {
             kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? "all" : "zarr")),
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
     }
+
+    /// What can be checked before any tile is computed: the output folder exists (or
+    /// is created) and is writable, and the classes asked for exist in a net of
+    /// `classes` classes. A job must not run for hours and then fail on these.
+    func checkBeforeMapping(classes count: Int) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw OutputCheckError(description: "--out \(out): cannot create the folder: \(Self.whyNotCreatable(out))")
+        }
+        let probe = "\(out)/.tessera-write-check-\(getpid())"
+        guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+            throw OutputCheckError(description: "--out \(out): the folder is not writable")
+        }
+        try? FileManager.default.removeItem(atPath: probe)
+        let valid = 0..<count
+        if let list = requestedClasses, let bad = list.first(where: { !valid.contains($0) }) {
+            throw OutputCheckError(description: "--classes \(bad): the net has \(count) classes (0…\(count - 1))")
+        }
+        if let overlayClass, !valid.contains(overlayClass) {
+            throw OutputCheckError(
+                description: "--overlay-class \(overlayClass): the net has \(count) classes (0…\(count - 1))")
+        }
+    }
+
+    private var requestedClasses: [Int]? { classes.flatMap { try? OutputOptions.parseClasses($0) } }
+}
+
+extension OutputFlags {
+    /// Why `path` cannot be created as a folder: its nearest existing ancestor is a
+    /// file, or is not writable.
+    static func whyNotCreatable(_ path: String) -> String {
+        var ancestor = (path as NSString).deletingLastPathComponent
+        while !ancestor.isEmpty && ancestor != "/" && !FileManager.default.fileExists(atPath: ancestor) {
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        let existing = ancestor.isEmpty ? "." : ancestor
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: existing, isDirectory: &isFolder), !isFolder.boolValue {
+            return "\(existing) is a file, not a folder"
+        }
+        return access(existing, W_OK) == 0 ? "the file system refused it" : "\(existing) is not writable"
+    }
+}
+
+/// An output option that cannot work for this model or folder (exit code 1, no usage text).
+struct OutputCheckError: Error, CustomStringConvertible {
+    let description: String
 }

@@ -117,6 +117,7 @@ struct Run: ParsableCommand {
         let device = try compute.resolve()
         // Embedded runs compute on the workers: this process's engine only plans tiles.
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
+        try output.checkBeforeMapping(classes: plan.classes)
         let engine = try MapEngine(plan: plan, device: inProcess ? device : .cpu)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let blas = try BLAS.get()
