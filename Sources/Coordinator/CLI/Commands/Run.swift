@@ -118,6 +118,10 @@ struct Run: ParsableCommand {
         // Embedded runs compute on the workers: this process's engine only plans tiles.
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
         try output.checkBeforeMapping(classes: plan.classes)
+        if !inProcess && check == nil && !plan.geometry.isExact {
+            logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
+            inProcess = true
+        }
         let engine = try MapEngine(plan: plan, device: inProcess ? device : .cpu)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let blas = try BLAS.get()
