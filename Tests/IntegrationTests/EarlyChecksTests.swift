@@ -6,8 +6,9 @@ import Testing
 /// Output options that cannot work are refused before any tile is computed.
 @Suite("Early checks of output options")
 struct EarlyChecksTests {
-    @Test("--classes and --overlay-class outside the net, and an --out that cannot be a folder, fail before mapping",
-          arguments: [["--classes", "9"], ["--overlay-class", "3"], ["--out-under-file"]])
+    @Test(
+        "--classes and --overlay-class outside the net, and an --out that cannot be a folder, fail before mapping",
+        arguments: [["--classes", "9"], ["--overlay-class", "3"], ["--out-under-file"]])
     func refusedBeforeMapping(extra: [String]) throws {
         let group = try ProcessGroup("early")
         defer { group.stop() }
