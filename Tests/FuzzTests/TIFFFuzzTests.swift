@@ -29,12 +29,8 @@ struct TIFFFuzzTests {
                 t.write(rgb, tile=(16, 16), compression='zlib', photometric='rgb')
                 t.write(rgb[::2, ::2].copy(), tile=(16, 16), compression='zlib', photometric='rgb', subfiletype=1)
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script, directory.path]
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "tifffile could not write the seeds")
+        let (status, output) = try runCommand(["python3", "-c", script, directory.path])
+        try #require(status == 0, "tifffile could not write the seeds: \(output)")
         return try (0..<6).map { [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory.file("\($0).tif")))) }
     }
 

@@ -24,17 +24,8 @@ struct SlideMapTests {
 
     /// Runs python3 with `script`; returns stdout+stderr, expecting exit 0.
     static func python(_ script: String, _ arguments: [String] = []) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script] + arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "python failed: \(text)")
+        let (status, text) = try runCommand(["python3", "-c", script] + arguments)
+        #expect(status == 0, "python failed: \(text)")
         return text
     }
 

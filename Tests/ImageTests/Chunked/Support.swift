@@ -2,6 +2,7 @@ import Foundation
 
 @testable import TesseraCore
 @testable import TesseraImage
+import TestSupport
 
 /// A fresh folder under the system's temporary directory.
 func temporaryDirectory(_ label: String) throws -> String {
@@ -10,24 +11,15 @@ func temporaryDirectory(_ label: String) throws -> String {
     return path
 }
 
-/// Deterministic test data (SplitMix64).
-struct SeededRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     /// Uniform in [lo, hi).
-    mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * Float(next() >> 40) / Float(1 << 24) }
+    mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * nextUnitFloat() }
 }
 
 /// classes × height × width values slightly outside [0, 1] (to exercise the
 /// clamp) with some exact halves of the integer steps (to exercise rounding).
 func randomMap(classes: Int, height: Int, width: Int, seed: UInt64) -> [Float] {
-    var random = SeededRandom(state: seed)
+    var random = SplitMix64(seed: seed)
     return (0..<(classes * height * width)).map { i in
         switch i % 11 {
         case 3: Float(random.next() % 255) / 255 + 0.5 / 255
@@ -65,14 +57,5 @@ func runReference(_ spec: [String: Any], in directory: String) throws -> (Int32,
     let script = directory + "/reference.py", specPath = directory + "/spec.json"
     try referenceScript.write(toFile: script, atomically: true, encoding: .utf8)
     try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: specPath))
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", script, specPath]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    return try runCommand(["python3", script, specPath])
 }

@@ -3,6 +3,7 @@ import Testing
 
 @testable import TesseraCore
 @testable import TesseraImage
+import TestSupport
 
 /// The test images, written once per test run by make_fixtures.py (python3 + tifffile + tiffcp) into a fresh
 /// temporary directory, with the samples each level must read back as.
@@ -86,17 +87,9 @@ struct FixtureError: Error, CustomStringConvertible {
 
 /// Runs a command, failing with its output when it fails.
 func run(_ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw FixtureError("\(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+    let (status, output) = try runCommand(arguments)
+    guard status == 0 else {
+        throw FixtureError("\(arguments.joined(separator: " ")) failed: \(output)")
     }
 }
 
@@ -136,19 +129,6 @@ func testRects(height: Int, width: Int, seed: UInt64 = 7) -> [PixelRect] {
         rects.append(PixelRect(y: y, x: x, height: h, width: w))
     }
     return rects
-}
-
-/// A small deterministic random generator (SplitMix64).
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Runs `body`, which must throw a `SlideError`; returns it (or records an issue and returns nil).
