@@ -51,6 +51,12 @@ struct TesseraWorker: ParsableCommand {
             "GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
                 + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
     var precision = "fp32"
+    @Option(
+        help: ArgumentHelp(
+            "Storage this worker shares with the coordinator (repeatable): shared-storage jobs read "
+                + "their images and write their map chunks under these folders only. Without it, the "
+                + "worker takes upload jobs only.", valueName: "folder"))
+    var sharedRoot: [String] = []
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
     @OptionGroup var curve: CurveClientOptions
 
@@ -99,6 +105,7 @@ struct TesseraWorker: ParsableCommand {
         config.taskDelayMilliseconds = debugTaskDelayMs
         config.curve = security
         config.device = computeDevice
+        config.sharedRoots = sharedRoot
         let agent = try WorkerAgent(configuration: config, logger: logger)
         let sources = onStopSignals { agent.stop() }
         // An embedded run's workers leave when their parent dies, however it died.

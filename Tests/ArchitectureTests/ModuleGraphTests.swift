@@ -45,9 +45,8 @@ struct ModuleGraphTests {
         (
             "Worker", "Sources/Worker",
             [
-                "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-                "TesseraCluster",
-                "CLISupport",
+                "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
+                "TesseraWire", "TesseraCluster", "CLISupport",
             ]
         ),
     ]

@@ -32,8 +32,12 @@ final class CoordinatorJob {
     let settingsBytes: [UInt8]
     let plan: ModelPlan
     let preprocessing: Wire.Preprocessing
-    /// Released once the outputs are written.
+    /// Upload jobs: the image; released once the outputs are written.
     var image: PixelImage?
+    /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
+    let shared: SharedJobFiles?
+    /// Shared-storage receipts (journal lines) not yet committed to the store.
+    var sharedUnsynced: [String] = []
     let imageSize: Size2
     let stem: String
     let directory: String
@@ -72,8 +76,8 @@ final class CoordinatorJob {
 
     init(
         id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, plan: ModelPlan,
-        preprocessing: Wire.Preprocessing, image: PixelImage, stem: String, directory: String,
-        outputDirectory: String, tasks: [TileTask]
+        preprocessing: Wire.Preprocessing, image: PixelImage?, imageSize: Size2, shared: SharedJobFiles? = nil,
+        stem: String, directory: String, outputDirectory: String, tasks: [TileTask]
     ) {
         self.id = id
         self.options = options
@@ -84,14 +88,17 @@ final class CoordinatorJob {
         self.plan = plan
         self.preprocessing = preprocessing
         self.image = image
-        imageSize = Size2(image.height, image.width)
+        self.imageSize = imageSize
+        self.shared = shared
         self.stem = stem
         self.directory = directory
         self.outputDirectory = outputDirectory
         self.tasks = tasks
         states = Array(repeating: .pending, count: tasks.count)
         pending = Array((0..<tasks.count).reversed())
-        assembler = MapAssembler(mode: mode, image: imageSize, classes: plan.classes, stride: plan.tasks.stride)
+        if shared == nil {
+            assembler = MapAssembler(mode: mode, image: imageSize, classes: plan.classes, stride: plan.tasks.stride)
+        }
     }
 
     var isActive: Bool { state == .running || state == .queued }
@@ -107,6 +114,18 @@ final class CoordinatorJob {
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }
 
+    /// The message that hands task `index` to a worker: for a shared-storage job the
+    /// tile's coordinates and paths, else its input pixels cut from the image.
+    func message(_ index: Int, attempt: UInt32) -> WireMessage? {
+        guard let shared else { return spec(index, attempt: attempt).map { .task($0) } }
+        guard let rect = TaskCodec.rect(tasks[index].rect) else { return nil }
+        return .tileTask(
+            Wire.TileTaskSpec(
+                jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
+                mode: TaskCodec.mode(mode), tile: rect, preprocessing: preprocessing, imagePath: shared.imagePath,
+                level: UInt32(shared.level), storePath: shared.store.path, options: settingsBytes))
+    }
+
     /// The wire task for task `index`, with its input pixels cut from the image.
     func spec(_ index: Int, attempt: UInt32) -> Wire.TaskSpec? {
         guard let image, let rect = TaskCodec.rect(tasks[index]) else { return nil }
@@ -119,4 +138,14 @@ final class CoordinatorJob {
             imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
             input: input, preprocessing: preprocessing, options: settingsBytes)
     }
+}
+
+/// What a shared-storage job reads and writes: the image (at one pyramid level) and
+/// the map store the workers write their tiles into, under a temporary name until
+/// the job is done, then renamed to `finalPath`.
+struct SharedJobFiles {
+    let imagePath: String
+    let level: Int
+    let store: MapStore
+    let finalPath: String
 }

@@ -79,12 +79,12 @@ extension CoordinatorLoop {
     /// (the task is not dispatched; an unreachable worker is retired).
     func send(_ job: CoordinatorJob, _ index: Int, to w: Worker, _ socket: borrowing ZMQSocket) -> Bool {
         let attempt = (job.attempts[index] ?? 0) + 1
-        guard let spec = job.spec(index, attempt: attempt) else {
+        guard let message = job.message(index, attempt: attempt) else {
             abort(job, state: .failed, message: "task \(index) cannot be expressed on the wire")
             return true
         }
         do {
-            try socket.send(.task(spec), to: w.id, flags: .dontWait)
+            try socket.send(message, to: w.id, flags: .dontWait)
         } catch {
             if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
             return false
@@ -99,7 +99,7 @@ extension CoordinatorLoop {
             job.states[index] = .running([a])
             job.running += 1
         }
-        w.inFlight.insert(spec.ref)
+        w.inFlight.insert(Wire.TaskRef(jobID: job.id, taskID: UInt64(index)))
         return true
     }
 }

@@ -8,6 +8,10 @@ import TesseraWire
 /// a failure or a cancellation, and the end recorded in the store.
 extension CoordinatorLoop {
     func finish(_ job: CoordinatorJob) {
+        if let shared = job.shared {
+            finishShared(job, shared)
+            return
+        }
         guard let assembler = job.assembler, let image = job.image else { return }
         job.assembler = nil
         let options: OutputOptions
@@ -88,6 +92,12 @@ extension CoordinatorLoop {
         job.image = nil
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0
+        job.sharedUnsynced.removeAll()
+        if let shared = job.shared {
+            // No partial map is left looking like a result (late worker writes then fail harmlessly).
+            let path = shared.store.path
+            finishQueue.async { try? FileManager.default.removeItem(atPath: path) }
+        }
         if state == .failed {
             logger.error("job failed", metadata: ["job": "\(job.id)", "error": "\(message)"])
         } else {

@@ -37,6 +37,12 @@ extension CoordinatorLoop {
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
         directory dir: String
     ) throws -> UInt64 {
+        if options.storage == .shared {
+            let job = try createSharedJob(spec, options: options, id: id, directory: dir)
+            register(job)
+            logStart(job)
+            return id
+        }
         let proto = try fileBytes(spec.prototxt, "prototxt")
         let weights = try fileBytes(spec.weights, "weights")
         guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
@@ -59,16 +65,21 @@ extension CoordinatorLoop {
                     imageBytes: imageCheck.bytes), id)
         }
         register(job)
+        logStart(job)
+        return id
+    }
+
+    private func logStart(_ job: CoordinatorJob) {
         logger.info(
             "job started",
             metadata: [
-                "job": "\(id)", "image": "\(stem)",
+                "job": "\(job.id)", "image": "\(job.stem)",
                 "size": "\(job.imageSize.w)×\(job.imageSize.h)",
                 "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
-                "tasks": "\(job.tasks.count)", "model": "\(bundle.digest.hex.prefix(12))",
+                "tasks": "\(job.tasks.count)", "model": "\(job.model.digest.hex.prefix(12))",
+                "storage": "\(job.shared == nil ? "upload" : "shared")",
             ])
         if job.tasks.isEmpty { finish(job) }
-        return id
     }
 
     /// The bytes and file name of a submitted file: inline, or read from a path when
@@ -117,15 +128,7 @@ extension CoordinatorLoop {
         preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
         stem: String
     ) throws -> CoordinatorJob {
-        let key = bundle.digest.hex + options.engine.encoded.map { String($0) }.joined(separator: ".")
-        let plan: ModelPlan
-        if let cached = plans[key] {
-            plan = cached
-        } else {
-            plan = try options.engine.plan(bundle).plan
-            if plans.count >= 4 { plans.removeAll() }
-            plans[key] = plan
-        }
+        let plan = try self.plan(bundle, options)
         let image = try PNGReader.read(path: imagePath)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
         _ = try ChannelMapping.resolve(
@@ -143,8 +146,19 @@ extension CoordinatorLoop {
         }
         return CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
-            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, stem: stem,
+            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image,
+            imageSize: Size2(image.height, image.width), stem: stem,
             directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
+    }
+
+    /// The model's plan for these engine settings, made once and cached (four at most).
+    func plan(_ bundle: ModelBundle, _ options: JobOptions) throws -> ModelPlan {
+        let key = bundle.digest.hex + options.engine.encoded.map { String($0) }.joined(separator: ".")
+        if let cached = plans[key] { return cached }
+        let plan = try options.engine.plan(bundle).plan
+        if plans.count >= 4 { plans.removeAll() }
+        plans[key] = plan
+        return plan
     }
 
     func register(_ job: CoordinatorJob) {

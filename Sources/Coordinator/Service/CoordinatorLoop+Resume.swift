@@ -82,6 +82,16 @@ extension CoordinatorLoop {
         guard bundle.digest.hex == record.modelDigest else {
             throw ClusterError("the model files in \(dir) do not match their recorded SHA-256 (corrupt or replaced)")
         }
+        if record.sharedImage != nil {
+            let job = try resumeShared(id, record, options: options, bundle: bundle)
+            job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
+            register(job)
+            logger.info(
+                "resumed shared-storage job \(id): \(job.restored)/\(job.tasks.count) tiles verified in the store",
+                metadata: ["job": "\(id)", "store": "\(job.shared!.store.path)"])
+            if job.done == job.tasks.count { finish(job) }
+            return
+        }
         let imagePath = dir + "/image.png"
         guard let image = try store.read(id, "image.png") else { throw ClusterError("\(imagePath) is missing") }
         guard image.count == record.imageBytes, CRC32.checksum(image) == record.imageCRC32 else {

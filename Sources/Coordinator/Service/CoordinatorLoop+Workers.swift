@@ -40,6 +40,8 @@ extension CoordinatorLoop {
             break
         case .result(let result):
             handleResult(result, from: worker)
+        case .receipt(let receipt):
+            handleReceipt(receipt, from: worker)
         case .taskFailed(let failure):
             handleFailure(failure, from: worker)
         case .modelRequest(let digest):
@@ -91,7 +93,12 @@ extension CoordinatorLoop {
 
     /// Checks a result against what was asked of whom, then places it (first result wins).
     func handleResult(_ r: Wire.TaskResult, from worker: Worker) {
-        guard let (job, index, mine) = runningAttempt(of: r, from: worker) else { return }
+        guard let (job, index, mine) = runningAttempt(of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
+        else { return }
+        guard job.shared == nil else {
+            attemptFailed(job, index, worker, "\(worker.name): sent values for a shared-storage task")
+            return
+        }
         let task = job.tasks[index]
         let size = job.plan.tasks.outputSize(task)
         guard Int(r.classes) == job.plan.classes, Int(r.height) == size.h, Int(r.width) == size.w else {
@@ -105,8 +112,16 @@ extension CoordinatorLoop {
             attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return
         }
-        // The other copy, if any, stays in its worker's in-flight set: its result will be
-        // recognised as a duplicate, and the worker gets no new task while still busy.
+        markDone(job, index, mine, by: worker)
+        job.assembler?.add(task, result: r.values, classes: Int(r.classes), rows: Int(r.height), cols: Int(r.width))
+        if persistent { storeTile(r, of: job, index: index) }
+        if job.done == job.tasks.count { finish(job) }
+    }
+
+    /// Records task `index` as done by `worker`. The other copy, if any, stays in its
+    /// worker's in-flight set: its result will be recognised as a duplicate, and the
+    /// worker gets no new task while still busy.
+    func markDone(_ job: CoordinatorJob, _ index: Int, _ mine: CoordinatorJob.Attempt, by worker: Worker) {
         job.recordTaskTime(monotonicSeconds() - mine.since, policy: configuration.stragglers)
         job.running -= 1
         job.states[index] = .done
@@ -114,20 +129,17 @@ extension CoordinatorLoop {
         job.computed += 1
         worker.tasksDone += 1
         job.workersUsed.insert(worker.name)
-        job.assembler?.add(task, result: r.values, classes: Int(r.classes), rows: Int(r.height), cols: Int(r.width))
-        if persistent { storeTile(r, of: job, index: index) }
-        if job.done == job.tasks.count { finish(job) }
     }
 
     /// The job, task index and attempt a result answers: nil (logged) for a result of
     /// an unknown job or task, from a worker that was not assigned it, or for a task
     /// that no longer runs there (a duplicate of a done task, or a late one). The task
     /// leaves the worker's in-flight set once it was assigned there.
-    private func runningAttempt(
-        of r: Wire.TaskResult,
+    func runningAttempt(
+        of ref: Wire.TaskRef, _ attempt: UInt32,
         from worker: Worker
     ) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
-        let ref = Wire.TaskRef(jobID: r.jobID, taskID: r.taskID)
+        let r = (jobID: ref.jobID, taskID: ref.taskID, attempt: attempt)
         guard let job = jobs[r.jobID] else {
             rejects.warning(
                 "unknown-task", "rejected a result for an unknown job",

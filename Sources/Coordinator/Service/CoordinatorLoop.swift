@@ -57,6 +57,8 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     var plans: [String: ModelPlan] = [:]
+    /// When shared-storage receipts were last committed to the store (group commit).
+    var lastReceiptCommit = 0.0
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
         self.configuration = configuration
@@ -133,6 +135,7 @@ final class CoordinatorLoop {
                     }
                 }
                 collectCompletions()
+                commitReceipts()
                 heartbeatAndPurge(workerSocket)
                 dispatch(workerSocket)
             } catch ZMQError.terminated {
@@ -153,6 +156,7 @@ final class CoordinatorLoop {
         _ clientLimits: WireLimits
     ) {
         draining = true
+        commitReceipts(force: true)
         while let envelope = try? clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
             handleClient(envelope, clientSocket)
         }

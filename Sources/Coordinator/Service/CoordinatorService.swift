@@ -24,6 +24,9 @@ package final class CoordinatorService: Sendable {
         package var storeDirectory: String?
         /// Accept `path` sources and an `out=` folder from clients (the embedded `run` only).
         package var allowLocalPaths = false
+        /// Folders (besides everything, with `allowLocalPaths`) under which clients may
+        /// name images and output folders of shared-storage jobs.
+        package var sharedRoots: [String] = []
         package var heartbeat = Heartbeat()
         /// When a running task is overdue and gets a copy on another worker.
         package var stragglers = StragglerPolicy()

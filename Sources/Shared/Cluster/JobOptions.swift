@@ -1,7 +1,8 @@
 import TesseraImage
 
 /// The per-job settings that `Wire.JobSpec` carries as text in its options string:
-/// `key=value` pairs separated by `;` (values never contain `;` or `=`).
+/// `key=value` pairs separated by `;`, each value percent-encoded (`%`, `;`, `=`
+/// and control characters), so a folder name cannot end a value or add a key.
 ///
 /// | key | meaning |
 /// |---|---|
@@ -11,25 +12,49 @@ import TesseraImage
 /// | overlay-class | the overlay's class |
 /// | patch-size, allow-padding, random-weights | `EngineSettings` |
 /// | memory-budget | MiB for one tile's activations (sets the default tile) |
-/// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator |
+/// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator or a shared-storage job |
+/// | storage | `upload` (default: the coordinator cuts and assembles pixels) or `shared` (docs/ARCHITECTURE.md §7) |
+/// | level, mpp | shared: the pyramid level to map, or the level nearest this many µm/px |
+/// | tissue | shared: 1 to compute only tiles with tissue |
+/// | dtype | shared: the store's sample type (`MapDType`) |
+/// | store | shared: `zarr` (the OME-Zarr output, kept) or `raw` (a temporary float32 store the client exports from) |
 package struct JobOptions: Equatable, Sendable {
+    /// Where a job's pixels and map live.
+    package enum Storage: String, Sendable { case upload, shared }
+    /// What a shared-storage job's store is.
+    package enum StoreKind: String, Sendable { case zarr, raw }
+
     package var outputs: String = "all"
     package var bitDepth: Int = 8
     package var classes: String?
     package var overlayClass: Int?
     package var engine = EngineSettings()
     package var outputDirectory: String?
+    package var storage = Storage.upload
+    package var level: Int?
+    package var mpp: Double?
+    package var tissue = false
+    package var dtype = MapDType.float32
+    package var storeKind = StoreKind.zarr
 
     package init() {}
 
     package var encoded: String {
-        var parts = ["outputs=\(outputs)", "bit-depth=\(bitDepth)"]
-        if let classes { parts.append("classes=\(classes)") }
+        var parts = ["outputs=\(Self.escape(outputs))", "bit-depth=\(bitDepth)"]
+        if let classes { parts.append("classes=\(Self.escape(classes))") }
         if let overlayClass { parts.append("overlay-class=\(overlayClass)") }
         if let p = engine.patchSize { parts.append("patch-size=\(p)") }
         if engine.allowPadding { parts.append("allow-padding=1") }
         if let s = engine.randomWeightsSeed { parts.append("random-weights=\(s)") }
-        if let outputDirectory { parts.append("out=\(outputDirectory)") }
+        if let outputDirectory { parts.append("out=\(Self.escape(outputDirectory))") }
+        if storage == .shared {
+            parts.append("storage=shared")
+            if let level { parts.append("level=\(level)") }
+            if let mpp { parts.append("mpp=\(mpp)") }
+            if tissue { parts.append("tissue=1") }
+            parts.append("dtype=\(dtype.rawValue)")
+            parts.append("store=\(storeKind.rawValue)")
+        }
         return parts.joined(separator: ";")
     }
 
@@ -38,7 +63,10 @@ package struct JobOptions: Equatable, Sendable {
         for part in text.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard kv.count == 2 else { throw ClusterError(.invalidOption, "job option \"\(part)\" is not key=value") }
-            let (key, value) = (String(kv[0]), String(kv[1]))
+            let key = String(kv[0])
+            guard let value = String(kv[1]).removingPercentEncoding else {
+                throw ClusterError(.invalidOption, "job option \(key): bad percent-encoding")
+            }
             func int(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
                     throw ClusterError(.invalidOption, "job option \(key)=\(value) out of range")
@@ -56,9 +84,38 @@ package struct JobOptions: Equatable, Sendable {
                 guard let s = UInt64(value) else { throw ClusterError(.invalidOption, "job option random-weights=\(value)") }
                 engine.randomWeightsSeed = s
             case "out": outputDirectory = value
+            case "storage":
+                guard let s = Storage(rawValue: value) else { throw ClusterError(.invalidOption, "job option storage=\(value)") }
+                storage = s
+            case "level": level = try int(0...64)
+            case "mpp":
+                guard let v = Double(value), v > 0, v.isFinite else {
+                    throw ClusterError(.invalidOption, "job option mpp=\(value)")
+                }
+                mpp = v
+            case "tissue": tissue = try int(0...1) == 1
+            case "dtype":
+                guard let d = MapDType(rawValue: value) else { throw ClusterError(.invalidOption, "job option dtype=\(value)") }
+                dtype = d
+            case "store":
+                guard let k = StoreKind(rawValue: value) else { throw ClusterError(.invalidOption, "job option store=\(value)") }
+                storeKind = k
             default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
         }
+    }
+
+    /// `value` with `%`, `;`, `=` and control characters percent-encoded (UTF-8 kept as is).
+    static func escape(_ value: String) -> String {
+        var bytes: [UInt8] = []
+        for byte in value.utf8 {
+            if byte == 0x25 || byte == 0x3B || byte == 0x3D || byte < 0x20 || byte == 0x7F {
+                bytes += Array("%\(byte < 16 ? "0" : "")\(String(byte, radix: 16, uppercase: true))".utf8)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The writers' options for an image whose outputs are named `stem`, in `directory`.

@@ -20,6 +20,20 @@ package enum TaskCodec {
         return Wire.Rect(y0: y, x0: x, height: h, width: w)
     }
 
+    /// The same for a plain rectangle (a map tile).
+    package static func rect(_ r: PixelRect) -> Wire.Rect? {
+        rect(TileTask(mode: .dense, rect: r))
+    }
+
+    package static func pixelRect(_ r: Wire.Rect) -> PixelRect {
+        PixelRect(y: Int(r.y0), x: Int(r.x0), height: Int(r.height), width: Int(r.width))
+    }
+
+    /// A shared-storage receipt as the store's own type (what `MapStore.verify` checks).
+    package static func receipt(_ r: Wire.TileReceipt, tile: TileIndex) -> TileReceipt {
+        TileReceipt(tile: tile, chunks: r.chunks.map { .init(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) })
+    }
+
     package static func mode(_ m: MapMode) -> Wire.Mode {
         switch m {
         case .naive: .naive

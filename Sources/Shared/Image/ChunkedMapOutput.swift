@@ -43,6 +43,27 @@ package final class ChunkedMapOutput {
     @discardableResult
     package func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
         try store.finish()
+        let written = try Self.export(store, image: image, options: options, logger: logger)
+        if let finalPath {
+            try? FileManager.default.removeItem(atPath: finalPath)
+            guard rename(store.path, finalPath) == 0 else {
+                throw MapStoreError(
+                    .io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
+            }
+            finished = true
+            return [finalPath] + written
+        }
+        try? FileManager.default.removeItem(atPath: store.path)
+        finished = true
+        return written
+    }
+
+    /// Writes every output of `options` except the store itself (the TIFF export,
+    /// PNGs, `.npy`) from a finished store, band by band; returns the paths written.
+    /// `image` is the input (for the overlay; only opened when that is asked for).
+    package static func export(
+        _ store: MapStore, image: (any RegionSource)?, options: OutputOptions, logger: Logger? = nil
+    ) throws -> [String] {
         var written: [String] = []
         if options.kinds.contains(.tiff) {
             try TIFFMapExport.write(store: store, to: options.tiffPath)
@@ -51,17 +72,6 @@ package final class ChunkedMapOutput {
         if !options.kinds.subtracting([.zarr, .tiff]).isEmpty {
             written += try writeOutputs(map: store, image: image, options: options, logger: logger)
         }
-        if let finalPath {
-            try? FileManager.default.removeItem(atPath: finalPath)
-            guard rename(store.path, finalPath) == 0 else {
-                throw MapStoreError(
-                    .io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
-            }
-            written.insert(finalPath, at: 0)
-        } else {
-            try? FileManager.default.removeItem(atPath: store.path)
-        }
-        finished = true
         return written
     }
 

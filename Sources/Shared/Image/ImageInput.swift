@@ -51,6 +51,30 @@ package enum ImageInput {
             mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
     }
 
+    /// What a map of `path` needs to be planned, without decoding any pixels: the
+    /// mapped level's size and channels and which level was chosen.
+    package struct Header: Sendable {
+        package let width: Int
+        package let height: Int
+        package let channels: Int
+        package let level: Int
+        package let format: SlideFormat
+    }
+
+    /// The header of `path` at the level `open` would choose (a PNG is not decoded).
+    package static func header(
+        path: String, level: Int? = nil, mpp: Double? = nil,
+        maxPixels: Int = PNGReader.defaultMaxPixels
+    ) throws -> Header {
+        if case .png = try SlideFormat.detect(path: path), level == nil, mpp == nil {
+            let h = try PNGReader.header(path: path, maxPixels: maxPixels)
+            return Header(width: h.width, height: h.height, channels: h.channels, level: 0, format: .png)
+        }
+        let opened = try open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+        let s = opened.source
+        return Header(width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format)
+    }
+
     /// The tissue mask of an opened image, answering in the mapped level's pixel
     /// coordinates; computed from the file's smallest level that still has about
     /// 1024 pixels along its longer side, never from the full resolution of a slide.

@@ -6,15 +6,34 @@ package struct MapAssembler: Sendable {
     package let mode: MapMode
     package let image: Size2
     package let stride: Size2
-    /// The map, or for `fast` the grid of exact values until `finish()`.
+    /// The map, or for `fast` the grid of exact values (or the window of it that
+    /// `origin` starts) until `finish()`.
     private var target: ProbabilityMap
+    /// `fast` only: the grid point `target[_, 0, 0]` holds (zero unless a window).
+    private let origin: Size2
+    /// `fast` only: the whole image's grid.
+    private let grid: Size2
 
     package init(mode: MapMode, image: Size2, classes: Int, stride: Size2) {
         self.mode = mode
         self.image = image
         self.stride = stride
-        let size = mode == .fast ? TilePlan.fastGrid(image: image, stride: stride) : image
-        target = ProbabilityMap(classes: classes, height: size.h, width: size.w)
+        grid = mode == .fast ? TilePlan.fastGrid(image: image, stride: stride) : image
+        origin = .zero
+        target = ProbabilityMap(classes: classes, height: grid.h, width: grid.w)
+    }
+
+    /// A `fast` assembler for the grid points of `window` only (grid coordinates,
+    /// within the whole image's grid): enough to interpolate the map tiles whose
+    /// grid points it holds (`TilePlan.tasks(forTile:…)`), with the same arithmetic
+    /// as a whole-grid assembler, so the values are bit-identical.
+    package init(fastWindow window: PixelRect, image: Size2, classes: Int, stride: Size2) {
+        mode = .fast
+        self.image = image
+        self.stride = stride
+        grid = TilePlan.fastGrid(image: image, stride: stride)
+        origin = Size2(window.y, window.x)
+        target = ProbabilityMap(classes: classes, height: window.height, width: window.width)
     }
 
     /// Places one task's result: `classes × rows × cols` values (`outputSize(task)`), C order.
@@ -35,8 +54,10 @@ package struct MapAssembler: Sendable {
                         for j in 0..<cols { row[j * sx] = src[i * cols + j] }
                     }
                 } else {
+                    let (y0, x0) = (task.rect.y - origin.h, task.rect.x - origin.w)
+                    precondition(y0 >= 0 && x0 >= 0 && y0 + rows <= h && x0 + cols <= w, "task outside the window")
                     for i in 0..<rows {
-                        (dst + (task.rect.y + i) * w + task.rect.x).update(from: src + i * cols, count: cols)
+                        (dst + (y0 + i) * w + x0).update(from: src + i * cols, count: cols)
                     }
                 }
             }
@@ -61,16 +82,17 @@ package struct MapAssembler: Sendable {
     package func interpolated(_ rect: PixelRect) -> ProbabilityMap {
         precondition(mode == .fast, "only fast maps are interpolated")
         var map = ProbabilityMap(classes: target.classes, height: rect.height, width: rect.width)
-        let (gh, gw) = (target.height, target.width)
-        func axis(_ range: Range<Int>, _ s: Int, _ g: Int) -> [(Int, Int, Float)] {
+        func axis(_ range: Range<Int>, _ s: Int, _ g: Int, _ o: Int, _ n: Int) -> [(Int, Int, Float)] {
             range.map { p in
                 let i0 = p / s
                 let t = Float(p % s) / Float(s)
-                return (i0, min(i0 + 1, g - 1), t)
+                let i1 = min(i0 + 1, g - 1)
+                precondition(i0 >= o && i1 - o < n, "the fast window does not hold the grid points of \(rect)")
+                return (i0 - o, i1 - o, t)
             }
         }
-        let ys = axis(rect.y..<(rect.y + rect.height), stride.h, gh)
-        let xs = axis(rect.x..<(rect.x + rect.width), stride.w, gw)
+        let ys = axis(rect.y..<(rect.y + rect.height), stride.h, grid.h, origin.h, target.height)
+        let xs = axis(rect.x..<(rect.x + rect.width), stride.w, grid.w, origin.w, target.width)
         for c in 0..<target.classes {
             for (y, (i0, i1, ty)) in ys.enumerated() {
                 for (x, (j0, j1, tx)) in xs.enumerated() {

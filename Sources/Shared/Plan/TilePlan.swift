@@ -37,7 +37,7 @@ package enum TilePlan {
         }
     }
 
-    static func roundUp(_ v: Int, _ m: Int) -> Int { max(m, (v + m - 1) / m * m) }
+    package static func roundUp(_ v: Int, _ m: Int) -> Int { max(m, (v + m - 1) / m * m) }
 
     /// Row-major tiles of at most `tile` covering `size`.
     package static func rects(_ size: Size2, tile: Size2) -> [PixelRect] {

@@ -2,6 +2,7 @@ import Foundation
 import TesseraCluster
 import TesseraCore
 import TesseraEngine
+import TesseraImage
 import TesseraModel
 import TesseraWire
 
@@ -33,26 +34,28 @@ extension WorkerAgent {
 
     private func computeLoop(_ wake: borrowing ZMQSocket) {
         var engines: [String: MapEngine] = [:]
+        var files = SharedFiles(roots: configuration.sharedRoots)
         while true {
             let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
-            guard let (spec, bundle, gen) = next else { return }
+            guard let (item, bundle, gen) = next else { return }
 
             // Stopped during the delay: the task stays `computing`, returned by the goodbye.
             guard delayTask() else { return }
             let outcome: Outcome
             do {
-                outcome = .result(try compute(spec, bundle, engines: &engines))
+                let engine = try self.engine(for: item, bundle, engines: &engines)
+                switch item {
+                case .pixels(let spec): outcome = .result(try compute(spec, engine))
+                case .tile(let spec): outcome = .receipt(try compute(spec, engine, files: &files))
+                }
             } catch {
-                outcome = .failure(
-                    Wire.TaskFailure(
-                        jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
-                        message: "\(error)"))
+                outcome = .failure(item.failure("\(error)"))
             }
             shared.withLock { s in
                 s.computing = nil
                 if gen == s.generation {
                     s.outbox.append(outcome)
-                    if case .result = outcome { s.tasksDone += 1 }
+                    if case .failure = outcome {} else { s.tasksDone += 1 }
                 }
             }
             try? wake.send([[1]], flags: .dontWait)
@@ -74,29 +77,29 @@ extension WorkerAgent {
 
     /// The oldest queued task, now the one being computed, and the session it is for;
     /// nil once stopping.
-    private static func takeTask(_ s: inout Shared) -> (Wire.TaskSpec, ModelBundle, Int)? {
+    private static func takeTask(_ s: inout Shared) -> (WorkItem, ModelBundle, Int)? {
         if s.stopRequested { return nil }
         let (spec, bundle) = s.queue.removeFirst()
         s.computing = spec.ref
         return (spec, bundle, s.generation)
     }
 
-    private func compute(
-        _ spec: Wire.TaskSpec, _ bundle: ModelBundle,
-        engines: inout [String: MapEngine]
-    ) throws -> Wire.TaskResult {
-        guard let settings = EngineSettings(encoded: spec.options) else {
+    /// The engine for a task's model and settings, built once and cached (two at most).
+    private func engine(
+        for item: WorkItem, _ bundle: ModelBundle, engines: inout [String: MapEngine]
+    ) throws -> MapEngine {
+        guard let settings = EngineSettings(encoded: item.options) else {
             throw ClusterError("task options are not engine settings this worker understands")
         }
-        let key = spec.modelDigest.hex + spec.options.map { String($0) }.joined(separator: ".")
-        let engine: MapEngine
-        if let e = engines[key] {
-            engine = e
-        } else {
-            engine = try MapEngine(plan: settings.plan(bundle).plan, device: configuration.device)
-            if engines.count >= 2 { engines.removeAll() }
-            engines[key] = engine
-        }
+        let key = item.modelDigest.hex + item.options.map { String($0) }.joined(separator: ".")
+        if let e = engines[key] { return e }
+        let engine = try MapEngine(plan: settings.plan(bundle).plan, device: configuration.device)
+        if engines.count >= 2 { engines.removeAll() }
+        engines[key] = engine
+        return engine
+    }
+
+    private func compute(_ spec: Wire.TaskSpec, _ engine: MapEngine) throws -> Wire.TaskResult {
         let task = TaskCodec.tileTask(spec)
         let expected = engine.tasks.inputRect(task)
         guard Int(spec.input.height) == expected.height, Int(spec.input.width) == expected.width else {
@@ -113,5 +116,34 @@ extension WorkerAgent {
         return Wire.TaskResult(
             jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: UInt32(out.c),
             height: UInt32(out.h), width: UInt32(out.w), values: out.values)
+    }
+
+    /// A shared-storage task: reads the tile's regions from the image, computes the
+    /// map tile in any mode, writes its chunks into the job's store (atomically) and
+    /// returns the receipt. Both paths must lie under this worker's `--shared-root`.
+    private func compute(
+        _ spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles
+    ) throws -> Wire.TileReceipt {
+        let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
+        let store = try files.store(spec.storePath)
+        let image = try files.image(spec.imagePath, level: Int(spec.level))
+        let layout = store.layout
+        guard layout.height == image.height, layout.width == image.width, layout.classes == engine.classes else {
+            throw ClusterError(
+                "the store \(spec.storePath) is \(layout.classes)×\(layout.height)×\(layout.width), but "
+                    + "\(spec.imagePath) level \(spec.level) is \(image.height)×\(image.width) and the net has "
+                    + "\(engine.classes) classes")
+        }
+        let rect = TaskCodec.pixelRect(spec.tile)
+        guard let tile = layout.tile(for: rect) else {
+            throw ClusterError("\(rect) is not a tile of the \(layout.tileSize)-pixel store \(spec.storePath)")
+        }
+        let mapper = LocalMapper(engine: engine, preprocessing: pre, threads: configuration.threads)
+        var counts = TileCounts()
+        let values = try mapper.computeTile(rect, of: image, mode: TaskCodec.mode(spec.mode), counts: &counts)
+        let receipt = try values.data.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+        return Wire.TileReceipt(
+            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+            chunks: receipt.chunks.map { .init(key: $0.key, size: UInt64($0.size), crc32: $0.crc32) })
     }
 }

@@ -18,7 +18,7 @@ extension WorkerAgent {
         /// Models received this session, by digest (at most 4).
         var models: [Wire.ModelDigest: ModelBundle] = [:]
         /// Tasks waiting for their model, asked for once per digest.
-        var parked: [Wire.ModelDigest: [Wire.TaskSpec]] = [:]
+        var parked: [Wire.ModelDigest: [WorkItem]] = [:]
         /// Outcomes taken from the outbox that could not be sent yet.
         var pendingOut: [Outcome] = []
         var rejects: RateLimitedLog
@@ -101,6 +101,7 @@ extension WorkerAgent {
             let m: WireMessage =
                 switch first {
                 case .result(let r): .result(r)
+                case .receipt(let r): .receipt(r)
                 case .failure(let f): .taskFailed(f)
                 }
             guard s.trySend(m, on: socket) else { break }
@@ -146,12 +147,9 @@ extension WorkerAgent {
         case .heartbeat:
             break
         case .task(let spec):
-            if let bundle = s.models[spec.modelDigest] {
-                enqueue(spec, bundle)
-            } else {
-                if s.parked[spec.modelDigest] == nil { _ = s.trySend(.modelRequest(spec.modelDigest), on: socket) }
-                s.parked[spec.modelDigest, default: []].append(spec)
-            }
+            take(.pixels(spec), socket, &s)
+        case .tileTask(let spec):
+            take(.tile(spec), socket, &s)
         case .modelData(let data):
             receiveModel(data, &s)
         case .disconnect(let reason):
@@ -166,6 +164,17 @@ extension WorkerAgent {
                 metadata: ["type": "\(message.type)"])
         }
         return true
+    }
+
+    /// Queues a task whose model is here, or parks it and asks for the model once.
+    private func take(_ item: WorkItem, _ socket: borrowing ZMQSocket, _ s: inout Session) {
+        let digest = item.modelDigest
+        if let bundle = s.models[digest] {
+            enqueue(item, bundle)
+        } else {
+            if s.parked[digest] == nil { _ = s.trySend(.modelRequest(digest), on: socket) }
+            s.parked[digest, default: []].append(item)
+        }
     }
 
     /// Keeps a model whose bytes match its digest and queues the tasks parked for it.
@@ -191,13 +200,7 @@ extension WorkerAgent {
     /// A model nobody serves: fail the parked tasks so they are not lost silently.
     private func failParked(_ text: String, _ socket: borrowing ZMQSocket, _ s: inout Session) {
         for (_, specs) in s.parked {
-            for spec in specs {
-                _ = s.trySend(
-                    .taskFailed(
-                        Wire.TaskFailure(
-                            jobID: spec.jobID, taskID: spec.taskID,
-                            attempt: spec.attempt, message: text)), on: socket)
-            }
+            for item in specs { _ = s.trySend(.taskFailed(item.failure(text)), on: socket) }
         }
         s.parked.removeAll()
     }

@@ -28,6 +28,9 @@ package final class WorkerAgent: Sendable {
         package var curve: CurveClientSecurity?
         /// Where this worker computes its tiles.
         package var device: ComputeDevice = .cpu
+        /// Folders (resolved, absolute) under which shared-storage tasks may read
+        /// images and write map stores; empty: such tasks are refused.
+        package var sharedRoots: [String] = []
         package init(coordinator: String, name: String, threads: Int) {
             self.coordinator = coordinator
             self.name = name
@@ -37,7 +40,43 @@ package final class WorkerAgent: Sendable {
 
     enum Outcome: Sendable {
         case result(Wire.TaskResult)
+        case receipt(Wire.TileReceipt)
         case failure(Wire.TaskFailure)
+    }
+
+    /// A task as the worker queues it: pixels in the message, or a map tile read
+    /// from and written to shared storage.
+    enum WorkItem: Sendable {
+        case pixels(Wire.TaskSpec)
+        case tile(Wire.TileTaskSpec)
+
+        var ref: Wire.TaskRef {
+            switch self {
+            case .pixels(let s): s.ref
+            case .tile(let s): s.ref
+            }
+        }
+        var modelDigest: Wire.ModelDigest {
+            switch self {
+            case .pixels(let s): s.modelDigest
+            case .tile(let s): s.modelDigest
+            }
+        }
+        var attempt: UInt32 {
+            switch self {
+            case .pixels(let s): s.attempt
+            case .tile(let s): s.attempt
+            }
+        }
+        var options: [UInt8] {
+            switch self {
+            case .pixels(let s): s.options
+            case .tile(let s): s.options
+            }
+        }
+        func failure(_ message: String) -> Wire.TaskFailure {
+            Wire.TaskFailure(jobID: ref.jobID, taskID: ref.taskID, attempt: attempt, message: message)
+        }
     }
 
     /// The longest `taskDelayMilliseconds` honoured (a day); longer delays are cut to it.
@@ -51,7 +90,7 @@ package final class WorkerAgent: Sendable {
     /// What the socket thread and the compute thread share.
     struct Shared: Sendable {
         /// Tasks for the compute thread, oldest first.
-        var queue: [(Wire.TaskSpec, ModelBundle)] = []
+        var queue: [(WorkItem, ModelBundle)] = []
         /// Outcomes for the socket thread to send, oldest first.
         var outbox: [Outcome] = []
         /// The task being computed, returned with the queue when leaving.
@@ -112,7 +151,7 @@ package final class WorkerAgent: Sendable {
     }
 
     /// Queues a task for the compute thread and wakes it.
-    func enqueue(_ spec: Wire.TaskSpec, _ bundle: ModelBundle) {
-        shared.withLockWakingWaiters { $0.queue.append((spec, bundle)) }
+    func enqueue(_ item: WorkItem, _ bundle: ModelBundle) {
+        shared.withLockWakingWaiters { $0.queue.append((item, bundle)) }
     }
 }

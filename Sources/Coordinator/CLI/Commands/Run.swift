@@ -93,16 +93,9 @@ struct Run: ParsableCommand {
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
     }
 
-    /// Slides, TIFFs, chunked outputs and tissue detection are mapped in this process
-    /// (the cluster path reads PNG and writes PNG and .npy so far).
+    /// `--check` samples the map as it is computed, so it runs in this process.
     private func needsInProcess() throws -> String? {
-        if try OutputOptions.parseKinds(output.outputs ?? "all").contains(where: \.isChunked) {
-            return "zarr and tiff outputs"
-        }
-        if tissue { return "--tissue" }
         if let check, check > 0 { return "--check" }
-        if level != nil || mpp != nil { return "--level/--mpp" }
-        for path in images where try SlideFormat.detect(path: path) != .png { return "\(path) is not a PNG" }
         return nil
     }
 
@@ -110,7 +103,7 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "tessera.run")
         var inProcess = self.inProcess
         if !inProcess, let reason = try needsInProcess() {
-            logger.info("mapping in this process: \(reason) do not go through the cluster path yet")
+            logger.info("mapping in this process: \(reason) runs there")
             inProcess = true
         }
         let settings = job.engineSettings(model)
@@ -163,9 +156,9 @@ struct Run: ParsableCommand {
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1
             if options.kinds.contains(where: \.isChunked) {
-                (t, levels) = Self.pyramid(tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
+                (t, levels) = MapPyramid.fit(tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
             } else if job.mode == .shift {
-                t = TilePlanRounding.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
+                t = MapPyramid.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
             }
             var skip: ((PixelRect) -> Bool)?
             var share = 1.0
@@ -240,23 +233,6 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// The tile and pyramid levels of a chunked output: levels until the smallest is
-    /// about 256 pixels on its longer side, with the tile divisible by 2^(levels−1)
-    /// (and by the stride, so that `shift` tiles are chunks). A tile given on the
-    /// command line is kept and the levels fit it.
-    static func pyramid(tile: Int, image: Size2, stride: Size2, fixedTile: Bool) -> (tile: Int, levels: Int) {
-        var levels = 1
-        while levels < 8 && (max(image.h, image.w) >> (levels - 1)) > 256 { levels += 1 }
-        let s = max(stride.h, stride.w)
-        if fixedTile { return (tile, min(levels, 1 + tile.trailingZeroBitCount)) }
-        while levels > 1 {
-            let step = TilePlanRounding.lcm(1 << (levels - 1), s)
-            if tile >= step { return (tile / step * step, levels) }
-            levels -= 1
-        }
-        return (TilePlanRounding.multiple(tile, of: s), 1)
-    }
-
     private func runEmbedded(
         _ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
         workerThreads: Int, logger: Logger
@@ -275,9 +251,13 @@ struct Run: ParsableCommand {
         let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }
+        // The workers read the images and write into --out: exactly those folders are shared.
+        let roots = Set([output.out] + images.map { ($0 as NSString).deletingLastPathComponent })
+            .map { $0.isEmpty ? "." : $0 }
         let pool = try LocalWorkers(
             binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
-            arguments: ["--device", compute.device, "--precision", compute.precision])
+            arguments: ["--device", compute.device, "--precision", compute.precision]
+                + roots.sorted().flatMap { ["--shared-root", $0] })
         defer { pool.stop() }
         logger.info(
             "embedded coordinator",
@@ -288,39 +268,70 @@ struct Run: ParsableCommand {
         let client = try ClusterClient(endpoint: clientEndpoint, context: context)
         let progress = Progress(stream: stderr)
         for path in images {
-            let header = try PNGReader.header(path: path, maxPixels: maxPixels)
-            let start = Date()
-            let t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: Size2(header.height, header.width))
-            logger.info(
-                "mapping",
-                metadata: [
-                    "image": "\(path)", "size": "\(header.width)×\(header.height)",
-                    "mode": "\(job.mode.rawValue)", "tile": "\(t)",
-                ])
-            let options = job.jobOptions(model, output, outputDirectory: output.out)
-            let spec = Wire.JobSpec(
-                mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
-                outputOptions: options.encoded,
-                prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
-                weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
-                image: .path(path))
-            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, isIdempotent: false) else {
-                throw ClusterError("unexpected reply to submit")
-            }
-            let status = try client.wait(
-                job: id, label: OutputOptions.stem(forInput: path),
-                pixels: header.width * header.height, progress: progress
-            ) {
-                try pool.checkAlive()
-            }
-            logger.info(
-                "done",
-                metadata: [
-                    "image": "\(path)",
-                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
-                    "files": "\(status.outputFiles.count)",
-                ])
+            try mapShared(path, client: client, pool: pool, mapper: mapper, preprocessing: prep, progress: progress, logger: logger)
         }
+    }
+
+    /// One image as a shared-storage job of the embedded coordinator: the workers read
+    /// the image and write the map's chunks themselves (the OME-Zarr output, or a raw
+    /// temporary store); then the other outputs are written here from the store.
+    private func mapShared(
+        _ path: String, client: ClusterClient, pool: LocalWorkers, mapper: LocalMapper, preprocessing prep: Preprocessing,
+        progress: Progress, logger: Logger
+    ) throws {
+        let header = try ImageInput.header(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+        let size = Size2(header.height, header.width)
+        let options = try output.options(forImage: path, isPNG: header.format == .png)
+        let keepZarr = options.kinds.contains(.zarr)
+        let stride = mapper.engine.tasks.stride
+        var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
+        if keepZarr {
+            t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
+        } else if job.mode == .shift {
+            t = MapPyramid.multiple(t, of: max(stride.h, stride.w))
+        }
+        let start = Date()
+        logger.info(
+            "mapping",
+            metadata: [
+                "image": "\(path)", "size": "\(header.width)×\(header.height)",
+                "level": "\(header.level)", "mode": "\(job.mode.rawValue)", "tile": "\(t)",
+            ])
+        var jobOptions = job.jobOptions(model, output, outputDirectory: output.out)
+        jobOptions.storage = .shared
+        jobOptions.level = header.format == .png ? nil : header.level
+        jobOptions.tissue = tissue
+        jobOptions.dtype = dtype
+        jobOptions.storeKind = keepZarr ? .zarr : .raw
+        let spec = Wire.JobSpec(
+            mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
+            outputOptions: jobOptions.encoded,
+            prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
+            weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
+            image: .path(path))
+        guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, isIdempotent: false) else {
+            throw ClusterError("unexpected reply to submit")
+        }
+        let status = try client.wait(
+            job: id, label: OutputOptions.stem(forInput: path), pixels: header.width * header.height, progress: progress
+        ) {
+            try pool.checkAlive()
+        }
+        guard let name = status.outputFiles.first else { throw ClusterError("job \(id) wrote no map store") }
+        let storePath = "\(output.out)/\(name)"
+        defer { if !keepZarr { try? FileManager.default.removeItem(atPath: storePath) } }
+        let store = try MapStore.open(at: storePath)
+        let overlay = options.kinds.contains(.overlay)
+        let image = overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
+        let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
+        logger.info(
+            "done",
+            metadata: [
+                "image": "\(path)",
+                "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                "tiles": "\(status.tasksDone)",
+                "files": "\(written.count + (keepZarr ? 1 : 0))",
+            ])
     }
 }
 
@@ -372,11 +383,3 @@ final class LocalWorkers {
 
 extension MapMode: ExpressibleByArgument {}
 extension MapDType: ExpressibleByArgument {}
-
-/// Tile sizes that line up with strides and pyramid levels.
-enum TilePlanRounding {
-    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-    static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
-    /// `value` rounded down to a multiple of `m` (at least `m`).
-    static func multiple(_ value: Int, of m: Int) -> Int { max(m, value / m * m) }
-}

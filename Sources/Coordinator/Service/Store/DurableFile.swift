@@ -70,4 +70,30 @@ enum DurableFile {
             try syncDirectory(parent.isEmpty ? "." : parent)  // a relative path's first folder lives in "."
         }
     }
+
+    /// Appends `bytes` to `path` (created 0600 if missing) and fsyncs it once: the
+    /// receipt journal's group commit. A crash mid-append leaves at worst a torn last
+    /// line, which the reader skips.
+    static func append(_ bytes: [UInt8], to path: String) throws {
+        let isNew = !FileManager.default.fileExists(atPath: path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, fileMode)
+        guard fd >= 0 else { throw ClusterError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var failure: String?
+        var offset = 0
+        bytes.withUnsafeBytes { raw in
+            while offset < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = "write: \(String(cString: strerror(errno)))"
+                    break
+                }
+                offset += n
+            }
+        }
+        if failure == nil && fsync(fd) != 0 { failure = "fsync: \(String(cString: strerror(errno)))" }
+        if close(fd) != 0 && failure == nil { failure = "close: \(String(cString: strerror(errno)))" }
+        if let failure { throw ClusterError("cannot append to \(path): \(failure)") }
+        if isNew { try syncDirectory((path as NSString).deletingLastPathComponent) }
+    }
 }

@@ -28,6 +28,10 @@ struct JobRecord: Equatable {
     var modelDigest: String
     var imageCRC32: UInt32
     var imageBytes: Int
+    /// Shared-storage jobs: the image the workers read and the map store they write
+    /// (under its temporary name); nil for upload jobs.
+    var sharedImage: String?
+    var sharedStore: String?
 
     func encoded() -> String {
         func bits(_ f: Float) -> String { String(format: "%08x", f.bitPattern) }
@@ -45,7 +49,7 @@ struct JobRecord: Equatable {
             ("model-sha256", modelDigest),
             ("image-crc32", String(format: "%08x", imageCRC32)),
             ("image-bytes", "\(imageBytes)"),
-        ])
+        ] + (sharedImage.map { [("shared-image", $0)] } ?? []) + (sharedStore.map { [("shared-store", $0)] } ?? []))
     }
 
     /// Parses a record; the error names the key at fault (the caller adds the path).
@@ -93,12 +97,19 @@ struct JobRecord: Equatable {
         imageCRC32 = crc
         guard let n = Int(try field("image-bytes")), n >= 0 else { throw ClusterError("bad image-bytes") }
         imageBytes = n
+        sharedImage = fields["shared-image"]
+        sharedStore = fields["shared-store"]
+        guard (sharedImage == nil) == (sharedStore == nil) else {
+            throw ClusterError("a shared-storage job needs both shared-image= and shared-store=")
+        }
     }
 
     init(
         mode: Wire.Mode, tile: Int, stem: String, options: String, preprocessing: Wire.Preprocessing,
-        modelDigest: String, imageCRC32: UInt32, imageBytes: Int
+        modelDigest: String, imageCRC32: UInt32, imageBytes: Int, sharedImage: String? = nil,
+        sharedStore: String? = nil
     ) {
+        self.sharedImage = sharedImage; self.sharedStore = sharedStore
         self.mode = mode; self.tile = tile; self.stem = stem; self.options = options
         self.preprocessing = preprocessing; self.modelDigest = modelDigest
         self.imageCRC32 = imageCRC32; self.imageBytes = imageBytes

@@ -28,11 +28,11 @@ package struct TileCounts: Sendable, Equatable {
 }
 
 extension LocalMapper {
-    /// Computes the map of `image` tile by tile, in row-major tile order, and hands
-    /// each finished tile to `emit`: nothing that grows with the image is held,
-    /// except for `fast`, whose grid (1/S² of the map) is interpolated once complete.
-    /// Tiles for which `skip(rect)` holds are neither computed nor emitted.
-    /// `progress(done, total)` counts the tasks that are computed (skipped ones are not in `total`).
+    /// Computes the map of `image` tile by tile, in row-major tile order
+    /// (`TilePlan.mapTiles`), and hands each finished tile to `emit`: nothing that
+    /// grows with the image is held. Tiles for which `skip(rect)` holds are neither
+    /// computed nor emitted. `progress(done, total)` counts the tasks that are
+    /// computed (skipped ones are not in `total`).
     @discardableResult
     package func mapTiles(
         _ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
@@ -40,23 +40,42 @@ extension LocalMapper {
     ) throws -> TileCounts {
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
         let size = Size2(image.height, image.width)
-        let mapping = try ChannelMapping.resolve(
-            imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
-        let tasks = TilePlan.tasks(mode: mode, image: size, tile: t, geometry: engine.tasks)
-        let s = engine.tasks.stride
-        /// The map pixels a task's outputs cover (grid cells × S for `fast`).
-        func covered(_ task: TileTask) -> PixelRect {
-            guard mode == .fast else { return task.rect }
-            let r = task.rect
-            return PixelRect(
-                y: r.y * s.h, x: r.x * s.w, height: min(r.height * s.h, size.h - r.y * s.h),
-                width: min(r.width * s.w, size.w - r.x * s.w))
+        let tiles = TilePlan.mapTiles(mode: mode, image: size, tile: t, stride: engine.tasks.stride)
+        let skipped = tiles.map { skip?($0) == true }
+        let total = zip(tiles, skipped).reduce(0) { sum, pair in
+            sum + (pair.1 ? 0 : TilePlan.tasks(forTile: pair.0, mode: mode, image: size, geometry: engine.tasks).count)
         }
-        let skipped = tasks.map { skip?(covered($0)) == true }
-        let total = skipped.lazy.filter { !$0 }.count
         var done = 0
         var counts = TileCounts()
-        func compute(_ task: TileTask) throws -> Tensor {
+        for (i, rect) in tiles.enumerated() {
+            if skipped[i] {
+                counts.skipped += 1
+                continue
+            }
+            let values = try computeTile(rect, of: image, mode: mode, counts: &counts) {
+                done += 1
+                progress?(done, total)
+            }
+            try emit(MapTile(rect: rect, values: values))
+            counts.computed += 1
+        }
+        return counts
+    }
+
+    /// The values of one map tile (`rect`, one of `TilePlan.mapTiles`) in any mode,
+    /// computed from the tile's own tasks (`TilePlan.tasks(forTile:…)`) and regions
+    /// read from `image` when each task runs: what a shared-storage worker computes
+    /// for one task, and bit-identical to the same tile of a whole-image map.
+    package func computeTile(
+        _ rect: PixelRect, of image: any RegionSource, mode: MapMode, counts: inout TileCounts,
+        taskDone: () -> Void = {}
+    ) throws -> ProbabilityMap {
+        let size = Size2(image.height, image.width)
+        let mapping = try ChannelMapping.resolve(
+            imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
+        var assembler = TileAssembler(
+            tile: rect, mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride)
+        for task in TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let region = try PixelRegion(
                 source: image, paddedRect: engine.tasks.inputRect(task),
@@ -67,64 +86,10 @@ extension LocalMapper {
                 threads: threads)
             counts.readSeconds += Double(t1 - t0) / 1e9
             counts.computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
-            done += 1
-            progress?(done, total)
-            return out
+            assembler.add(task, result: UnsafeBufferPointer(out.storage), classes: out.c, rows: out.h, cols: out.w)
+            taskDone()
         }
-        switch mode {
-        case .naive, .dense:
-            for (i, task) in tasks.enumerated() {
-                if skipped[i] {
-                    counts.skipped += 1
-                    continue
-                }
-                let r = try compute(task)
-                try emit(
-                    MapTile(
-                        rect: task.rect,
-                        values: ProbabilityMap(
-                            classes: r.c, height: r.h, width: r.w,
-                            data: r.values)))
-                counts.computed += 1
-            }
-        case .shift:
-            // TilePlan lists each tile's S² displacements one after another.
-            var i = 0
-            while i < tasks.count {
-                let rect = tasks[i].rect
-                var j = i
-                while j < tasks.count && tasks[j].rect == rect { j += 1 }
-                defer { i = j }
-                if skipped[i] {
-                    counts.skipped += 1
-                    continue
-                }
-                var assembler = MapAssembler(
-                    mode: .shift, image: Size2(rect.height, rect.width),
-                    classes: engine.classes, stride: s)
-                for k in i..<j {
-                    var placed = tasks[k]
-                    placed.rect = PixelRect(y: 0, x: 0, height: rect.height, width: rect.width)
-                    assembler.add(placed, result: try compute(tasks[k]))
-                }
-                try emit(MapTile(rect: rect, values: assembler.finish()))
-                counts.computed += 1
-            }
-        case .fast:
-            var assembler = MapAssembler(mode: .fast, image: size, classes: engine.classes, stride: s)
-            for (i, task) in tasks.enumerated() where !skipped[i] {
-                assembler.add(task, result: try compute(task))
-            }
-            for rect in TilePlan.rects(size, tile: Size2(t, t)) {
-                if skip?(rect) == true {
-                    counts.skipped += 1
-                } else {
-                    try emit(MapTile(rect: rect, values: assembler.interpolated(rect)))
-                    counts.computed += 1
-                }
-            }
-        }
-        return counts
+        return assembler.finish()
     }
 }
 

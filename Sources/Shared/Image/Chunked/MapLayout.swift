@@ -100,7 +100,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
     func chunkBytes(_ level: Int) -> Int { classes * chunkSide(level) * chunkSide(level) * dtype.size }
 
     /// The chunk's path relative to the store (v2 keys with "/" separator: level/c/y/x).
-    func chunkKey(_ tile: TileIndex, level: Int) -> String { "\(level)/0/\(tile.row)/\(tile.column)" }
+    package func chunkKey(_ tile: TileIndex, level: Int) -> String { "\(level)/0/\(tile.row)/\(tile.column)" }
 }
 
 /// A tile's position in the tile grid (row, column), counted from 0.

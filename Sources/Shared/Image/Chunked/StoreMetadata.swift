@@ -46,6 +46,7 @@ enum StoreMetadata {
             "downsampling": "2x2 mean of the existing pixels, in float32, before quantisation",
         ]
         if let names = layout.classNames { tessera["class_names"] = names }
+        if !layout.compressed { tessera["compressed"] = false }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
             let datasets: [[String: Any]] = (0..<layout.levels).map { k in
@@ -100,7 +101,8 @@ enum StoreMetadata {
         do {
             layout = try MapLayout(
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
-                levels: levels, classNames: t["class_names"] as? [String])
+                levels: levels, classNames: t["class_names"] as? [String],
+                compressed: (t["compressed"] as? Bool) ?? true)
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }

@@ -11,11 +11,20 @@ package struct TileReceipt: Sendable, Equatable, Codable {
         package let size: Int
         /// CRC-32 (zlib's) of the chunk file.
         package let crc32: UInt32
+        package init(key: String, size: Int, crc32: UInt32) {
+            self.key = key
+            self.size = size
+            self.crc32 = crc32
+        }
     }
 
     package let tile: TileIndex
     /// Level 0 first.
     package let chunks: [Chunk]
+    package init(tile: TileIndex, chunks: [Chunk]) {
+        self.tile = tile
+        self.chunks = chunks
+    }
 }
 
 /// A tile encoded for a store but not yet written: the compressed chunk of each

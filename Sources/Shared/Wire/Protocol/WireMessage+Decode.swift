@@ -96,11 +96,13 @@ extension WireMessage {
         case .taskFailed: return try decodeTaskFailed(&r, payload)
         case .modelRequest: return try decodeModelRequest(&r, payload)
         case .goodbye: return try decodeGoodbye(&r, payload, limits)
+        case .receipt: return try decodeReceipt(&r, payload, limits)
         // Coordinator → worker.
         case .welcome: return try decodeWelcome(&r, payload)
         case .task: return try decodeTask(&r, payload, limits)
         case .modelData: return try decodeModelData(&r, payload)
         case .disconnect: return try decodeDisconnect(&r, payload)
+        case .tileTask: return try decodeTileTask(&r, payload, limits)
         // Client ↔ coordinator.
         case .submit: return try decodeSubmit(&r, flags, payload, limits)
         case .submitted: return try decodeSubmitted(&r, payload)

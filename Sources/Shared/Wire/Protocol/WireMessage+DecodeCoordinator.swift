@@ -40,6 +40,29 @@ extension WireMessage {
                 options: payload[1]))
     }
 
+    /// A shared-storage task: ids, model, the map tile, preprocessing, the image
+    /// and store paths (checked by the worker against what it may read and write)
+    /// and the engine options (frame 0).
+    static func decodeTileTask(_ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits) throws
+        -> WireMessage
+    {
+        try expectFrames(payload, 1, r)
+        let job = try r.u64("job id"), task = try r.u64("task id"), attempt = try r.u32("attempt")
+        let modelDigest = try digest(&r)
+        let mode = try mode(&r)
+        let tile = try taskOutputRect(&r, limits)
+        let pre = try preprocessing(&r, limits: limits)
+        let image = try r.string("image path")
+        let level = try r.u32("level", in: 0...64)
+        let store = try r.string("store path")
+        guard !image.isEmpty, !store.isEmpty else { throw r.error(.invalidValue, "empty image or store path") }
+        try taskOptionsSize(&r, frame: payload[0], limits)
+        return .tileTask(
+            Wire.TileTaskSpec(
+                jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode, tile: tile,
+                preprocessing: pre, imagePath: image, level: level, storePath: store, options: payload[0]))
+    }
+
     /// The output rectangle: within UInt32 and within the per-task pixel limit.
     private static func taskOutputRect(_ r: inout WireReader, _ limits: WireLimits) throws -> Wire.Rect {
         let pixelLimit = limits.maxPixelsPerTask

@@ -69,4 +69,18 @@ extension WireMessage {
         for _ in 0..<count { refs.append(Wire.TaskRef(jobID: try r.u64("job id"), taskID: try r.u64("task id"))) }
         return .goodbye(refs)
     }
+
+    /// At most 64 chunks (pyramid levels); the count is checked before anything is reserved.
+    static func decodeReceipt(_ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits) throws -> WireMessage {
+        try expectFrames(payload, 0, r)
+        let job = try r.u64("job id"), task = try r.u64("task id"), attempt = try r.u32("attempt")
+        let count = Int(try r.u32("chunk count", in: 1...64))
+        var chunks: [Wire.TileReceipt.Chunk] = []
+        for _ in 0..<count {
+            let key = try r.string("chunk key")
+            let size = try r.u64("chunk size")
+            chunks.append(.init(key: key, size: size, crc32: try r.u32("chunk crc32")))
+        }
+        return .receipt(Wire.TileReceipt(jobID: job, taskID: task, attempt: attempt, chunks: chunks))
+    }
 }

@@ -2,8 +2,9 @@
 package enum WireMessageType: UInt8, Sendable, CaseIterable {
     // Worker → coordinator (heartbeat goes both ways).
     case hello = 0x01, heartbeat = 0x02, result = 0x03, taskFailed = 0x04, modelRequest = 0x05, goodbye = 0x06
+    case receipt = 0x07
     // Coordinator → worker.
-    case welcome = 0x11, task = 0x12, modelData = 0x13, disconnect = 0x14
+    case welcome = 0x11, task = 0x12, modelData = 0x13, disconnect = 0x14, tileTask = 0x15
     // Client ↔ coordinator.
     case submit = 0x21, submitted = 0x22, statusRequest = 0x23, status = 0x24, cancel = 0x25
     case fetchRequest = 0x26, fetchData = 0x27, error = 0x28
@@ -27,10 +28,12 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | taskFailed | u64 job, u64 task, u32 attempt, str message | – |
 /// | modelRequest | 32-byte digest | – |
 /// | goodbye | u32 count, count × (u64 job, u64 task) | – |
+/// | receipt | u64 job, u64 task, u32 attempt, u32 count, count × (str key, u64 size, u32 crc32) | – |
 /// | welcome | u32 heartbeat ms, u32 liveness, u32 max tasks in flight | – |
 /// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
 /// | disconnect | str reason | – |
+/// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level, str store, u32 options size | options |
 /// | submit | u8 mode, u32 tile, preprocessing, str options, 3 × source | one per inline source (flags bit 0/1/2: prototxt/weights/image inline) |
 /// | submitted, cancel | u64 job | – |
 /// | statusRequest | u64 job (flags bit 0: present) | – |
@@ -52,11 +55,15 @@ package enum WireMessage: Equatable, Sendable {
     case modelRequest(Wire.ModelDigest)
     /// The worker is leaving and returns these unfinished tasks.
     case goodbye([Wire.TaskRef])
+    /// A shared-storage task's result: the chunks the worker wrote, not the values.
+    case receipt(Wire.TileReceipt)
     case welcome(Wire.Welcome)
     case task(Wire.TaskSpec)
     case modelData(Wire.ModelData)
     /// The coordinator drops the worker (re-register on a new socket).
     case disconnect(reason: String)
+    /// A shared-storage task: coordinates only; the worker reads and writes the files.
+    case tileTask(Wire.TileTaskSpec)
     case submit(Wire.JobSpec)
     case submitted(jobID: UInt64)
     /// Status of one job, or of the cluster when nil.
@@ -83,6 +90,8 @@ package enum WireMessage: Equatable, Sendable {
         case .taskFailed: .taskFailed
         case .modelRequest: .modelRequest
         case .goodbye: .goodbye
+        case .receipt: .receipt
+        case .tileTask: .tileTask
         case .welcome: .welcome
         case .task: .task
         case .modelData: .modelData
@@ -125,6 +134,19 @@ package enum WireMessage: Equatable, Sendable {
             w.u32(UInt32(clamping: refs.count))
             for r in refs { w.u64(r.jobID); w.u64(r.taskID) }
             return [w.bytes]
+        case .receipt(let m):
+            var w = WireWriter(type: .receipt)
+            w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.u32(UInt32(clamping: m.chunks.count))
+            for c in m.chunks { w.string(c.key); w.u64(c.size); w.u32(c.crc32) }
+            return [w.bytes]
+        case .tileTask(let m):
+            var w = WireWriter(type: .tileTask)
+            w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.raw(m.modelDigest.bytes); w.u8(m.mode.rawValue)
+            w.u32(m.tile.y0); w.u32(m.tile.x0); w.u32(m.tile.height); w.u32(m.tile.width)
+            Self.write(m.preprocessing, to: &w)
+            w.string(m.imagePath); w.u32(m.level); w.string(m.storePath)
+            w.u32(UInt32(clamping: m.options.count))
+            return [w.bytes, m.options]
         case .welcome(let m):
             var w = WireWriter(type: .welcome)
             w.u32(m.heartbeatIntervalMilliseconds); w.u32(m.heartbeatLiveness); w.u32(m.maxTasksInFlight)

@@ -176,6 +176,53 @@ package enum Wire {
         package var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
     }
 
+    /// A shared-storage task (docs/ARCHITECTURE.md §7): one map tile of an image that
+    /// the worker reads itself, written by the worker into the job's map store.
+    package struct TileTaskSpec: Equatable, Sendable {
+        package var jobID: UInt64, taskID: UInt64, attempt: UInt32
+        package var modelDigest: ModelDigest
+        package var mode: Mode
+        /// The map tile (map pixels at the mapped level): one chunk of the store.
+        package var tile: Rect
+        package var preprocessing: Preprocessing
+        /// The image file and its pyramid level, on storage the worker shares.
+        package var imagePath: String
+        package var level: UInt32
+        /// The job's map store folder (its layout says the tile size, classes and dtype).
+        package var storePath: String
+        /// Opaque engine settings (small).
+        package var options: [UInt8]
+
+        package init(
+            jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode, tile: Rect,
+            preprocessing: Preprocessing, imagePath: String, level: UInt32, storePath: String, options: [UInt8]
+        ) {
+            self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.modelDigest = modelDigest
+            self.mode = mode; self.tile = tile; self.preprocessing = preprocessing; self.imagePath = imagePath
+            self.level = level; self.storePath = storePath; self.options = options
+        }
+
+        package var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
+    }
+
+    /// What a shared-storage task wrote: one record per pyramid level of its tile.
+    package struct TileReceipt: Equatable, Sendable {
+        package struct Chunk: Equatable, Sendable {
+            /// Path relative to the store.
+            package var key: String
+            package var size: UInt64
+            package var crc32: UInt32
+            package init(key: String, size: UInt64, crc32: UInt32) {
+                self.key = key; self.size = size; self.crc32 = crc32
+            }
+        }
+        package var jobID: UInt64, taskID: UInt64, attempt: UInt32
+        package var chunks: [Chunk]
+        package init(jobID: UInt64, taskID: UInt64, attempt: UInt32, chunks: [Chunk]) {
+            self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.chunks = chunks
+        }
+    }
+
     /// A model's files, sent to a worker that asked with `modelRequest`.
     package struct ModelData: Equatable, Sendable {
         package var digest: ModelDigest

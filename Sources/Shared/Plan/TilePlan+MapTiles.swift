@@ -1,0 +1,110 @@
+import TesseraCore
+
+/// Map tiles: the unit a streamed map is written in (one chunk of the store per
+/// tile) and the unit a shared-storage task computes, whatever the mode. Each map
+/// tile is computed from its own tasks only, so a worker can finish a tile alone.
+extension TilePlan {
+    /// The map tiles (map pixels, row-major) of an `image`-sized map with tiles of
+    /// `tile` pixels (rounded up to a multiple of the stride for `shift`, whose
+    /// tiles must start on multiples of S).
+    package static func mapTiles(mode: MapMode, image: Size2, tile: Int, stride: Size2) -> [PixelRect] {
+        precondition(image.h > 0 && image.w > 0 && tile > 0)
+        let t = mode == .shift ? Size2(roundUp(tile, stride.h), roundUp(tile, stride.w)) : Size2(tile, tile)
+        return rects(image, tile: t)
+    }
+
+    /// The tasks that compute map tile `rect`: the tile itself (`naive`, `dense`),
+    /// its S² displaced passes (`shift`), or the window of the `fast` grid whose
+    /// points the tile's pixels are interpolated from (`fastWindow(for:…)`).
+    package static func tasks(forTile rect: PixelRect, mode: MapMode, image: Size2, geometry g: TaskGeometry)
+        -> [TileTask]
+    {
+        switch mode {
+        case .naive, .dense:
+            return [TileTask(mode: mode, rect: rect, image: image)]
+        case .shift:
+            var tasks: [TileTask] = []
+            for dy in 0..<g.stride.h {
+                for dx in 0..<g.stride.w {
+                    let task = TileTask(mode: .shift, rect: rect, displacement: Size2(dy, dx), image: image)
+                    let n = g.outputSize(task)
+                    if n.h > 0 && n.w > 0 { tasks.append(task) }
+                }
+            }
+            return tasks
+        case .fast:
+            return [TileTask(mode: .fast, rect: fastWindow(for: rect, image: image, stride: g.stride), image: image)]
+        }
+    }
+
+    /// The grid points (grid coordinates) that `fast` interpolates map tile `rect`
+    /// from: each pixel p lies between grid points ⌊p/S⌋ and ⌊p/S⌋+1 (clamped to the grid).
+    package static func fastWindow(for rect: PixelRect, image: Size2, stride s: Size2) -> PixelRect {
+        let grid = fastGrid(image: image, stride: s)
+        let y0 = rect.y / s.h, x0 = rect.x / s.w
+        let y1 = min((rect.y + rect.height - 1) / s.h + 1, grid.h - 1)
+        let x1 = min((rect.x + rect.width - 1) / s.w + 1, grid.w - 1)
+        return PixelRect(y: y0, x: x0, height: y1 - y0 + 1, width: x1 - x0 + 1)
+    }
+}
+
+/// The tile and pyramid levels of a chunked map (docs/ARCHITECTURE.md §10).
+package enum MapPyramid {
+    /// Levels until the smallest is about 256 pixels on its longer side (at most 8),
+    /// with the tile divisible by 2^(levels−1) and by the stride (so `shift` tiles are
+    /// chunks). A `fixedTile` (given by the user) is kept and the levels fit it.
+    package static func fit(tile: Int, image: Size2, stride: Size2, fixedTile: Bool) -> (tile: Int, levels: Int) {
+        var levels = 1
+        while levels < 8 && (max(image.h, image.w) >> (levels - 1)) > 256 { levels += 1 }
+        let s = max(stride.h, stride.w)
+        if fixedTile { return (tile, min(levels, 1 + tile.trailingZeroBitCount)) }
+        while levels > 1 {
+            let step = lcm(1 << (levels - 1), s)
+            if tile >= step { return (tile / step * step, levels) }
+            levels -= 1
+        }
+        return (multiple(tile, of: s), 1)
+    }
+
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+    static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
+    /// `value` rounded down to a multiple of `m` (at least `m`).
+    package static func multiple(_ value: Int, of m: Int) -> Int { max(m, value / m * m) }
+}
+
+/// Assembles one map tile from the results of `TilePlan.tasks(forTile:…)`.
+package struct TileAssembler: Sendable {
+    package let rect: PixelRect
+    private var assembler: MapAssembler
+    private let mode: MapMode
+
+    package init(tile rect: PixelRect, mode: MapMode, image: Size2, classes: Int, stride: Size2) {
+        self.rect = rect
+        self.mode = mode
+        if mode == .fast {
+            assembler = MapAssembler(
+                fastWindow: TilePlan.fastWindow(for: rect, image: image, stride: stride), image: image,
+                classes: classes, stride: stride)
+        } else {
+            assembler = MapAssembler(
+                mode: mode, image: Size2(rect.height, rect.width), classes: classes, stride: stride)
+        }
+    }
+
+    /// Places one of the tile's task results (`classes × rows × cols`, C order).
+    package mutating func add(_ task: TileTask, result: UnsafeBufferPointer<Float>, classes: Int, rows: Int, cols: Int)
+    {
+        var placed = task
+        if mode != .fast {
+            // Shift and dense tasks are placed in the tile's own frame.
+            placed.rect = PixelRect(
+                y: task.rect.y - rect.y, x: task.rect.x - rect.x, height: task.rect.height, width: task.rect.width)
+        }
+        assembler.add(placed, result: result, classes: classes, rows: rows, cols: cols)
+    }
+
+    /// The tile's values (`classes × rect.height × rect.width`).
+    package func finish() -> ProbabilityMap {
+        mode == .fast ? assembler.interpolated(rect) : assembler.finish()
+    }
+}

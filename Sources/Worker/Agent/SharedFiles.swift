@@ -1,0 +1,62 @@
+import Foundation
+import TesseraCluster
+import TesseraCore
+import TesseraImage
+
+/// The images and map stores a worker's shared-storage tasks use, opened once and
+/// kept (a few of each), and the rule for which paths it may touch: only under the
+/// folders given with `--shared-root` (symbolic links resolved, so a link cannot
+/// lead a task outside them).
+struct SharedFiles {
+    let roots: [String]
+    private var images: [String: any RegionSource] = [:]
+    private var stores: [String: MapStore] = [:]
+
+    init(roots: [String]) { self.roots = roots.map(Self.resolve) }
+
+    /// The image at `path`, level `level`, opened once per (path, level).
+    mutating func image(_ path: String, level: Int) throws -> any RegionSource {
+        let key = "\(level):\(path)"
+        if let open = images[key] { return open }
+        let resolved = try allowed(path, "image")
+        let opened = try ImageInput.open(path: resolved, level: level == 0 ? nil : level)
+        if opened.format != .png, opened.level != level {
+            throw ClusterError("\(path) has no level \(level)")
+        }
+        if images.count >= 4 { images.removeAll() }
+        images[key] = opened.source
+        return opened.source
+    }
+
+    /// The map store at `path`, opened once.
+    mutating func store(_ path: String) throws -> MapStore {
+        if let open = stores[path] { return open }
+        let store = try MapStore.open(at: allowed(path, "map store"))
+        if stores.count >= 8 { stores.removeAll() }
+        stores[path] = store
+        return store
+    }
+
+    /// `path` resolved, if it lies under one of the roots; else a clear refusal.
+    private func allowed(_ path: String, _ what: String) throws -> String {
+        guard !roots.isEmpty else {
+            throw ClusterError(
+                "this worker takes no shared-storage tasks: start it with --shared-root FOLDER "
+                    + "(the storage it shares with the coordinator)")
+        }
+        let resolved = Self.resolve(path)
+        guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+            throw ClusterError("the \(what) \(path) is outside this worker's --shared-root (\(roots.joined(separator: ", ")))")
+        }
+        return resolved
+    }
+
+    /// The absolute path with `.`/`..` and symbolic links resolved (as far as it exists).
+    static func resolve(_ path: String) -> String {
+        if let real = realpath(path, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
