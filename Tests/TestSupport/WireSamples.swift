@@ -40,6 +40,18 @@ enum WireSamples {
         .task(task(mode: .dense, bytesPerSample: 2)),
         .modelData(Wire.ModelData(digest: digest, prototxt: Array("name: \"net\"\n".utf8), weights: [9, 8, 7, 6, 5])),
         .disconnect(reason: "coordinator restarting"),
+        .tileTask(
+            Wire.TileTaskSpec(
+                jobID: 7, taskID: 45, attempt: 1, modelDigest: digest, mode: .fast,
+                tile: Wire.Rect(y0: 512, x0: 1024, height: 512, width: 300), preprocessing: preprocessing,
+                imagePath: "/shared/slides/case 12 ⏎.svs", level: 1, storePath: "/shared/out/.case.zarr.partial-x",
+                options: [1, 2])),
+        .receipt(
+            Wire.TileReceipt(
+                jobID: 7, taskID: 45, attempt: 1,
+                chunks: [
+                    .init(key: "0/0/1/2", size: 123_456, crc32: 0xDEAD_BEEF), .init(key: "1/0/1/2", size: 77, crc32: 1),
+                ])),
         .submit(
             Wire.JobSpec(
                 mode: .dense, tileSize: 512, preprocessing: preprocessing, outputOptions: "png,npy",

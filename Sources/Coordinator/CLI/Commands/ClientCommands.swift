@@ -30,12 +30,24 @@ struct CoordinatorOption: ParsableArguments {
     }
 }
 
-/// `tessera-coordinator submit`: uploads model files and images as jobs.
+/// `tessera-coordinator submit`: uploads model files and images as jobs, or names
+/// images and an output folder on storage the cluster shares (`--shared`).
 struct Submit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Submit images to a coordinator (model files and images are uploaded).",
-        discussion: "Each image becomes one job; the job ids are printed. With --wait, progress is shown and "
-            + "the outputs are downloaded into --out. Uploads travel in one message (up to 1 GiB)."
+        abstract: "Submit images to a coordinator: uploaded, or read and written on shared storage (--shared).",
+        discussion: """
+            Each image becomes one job; the job ids are printed.
+
+            Upload jobs (the default) send the model and the PNG image in one message (up to 1 GiB); the \
+            coordinator cuts the tiles and assembles the map. With --wait, progress is shown and the outputs \
+            are downloaded into --out.
+
+            Shared-storage jobs (--shared) name the image (PNG, TIFF or a whole slide) and --out by path, \
+            the same path on the coordinator and every worker (an NFS or Lustre mount, a mounted bucket): \
+            workers read their own regions and write the OME-Zarr map's chunks into --out, and the \
+            coordinator only schedules. The coordinator needs --shared-root and the workers --shared-root \
+            covering both paths. Other outputs are written from the map with `tessera-coordinator export`.
+            """
     )
 
     @OptionGroup var endpoint: CoordinatorOption
@@ -43,20 +55,35 @@ struct Submit: ParsableCommand {
     @OptionGroup var preprocessing: PreprocessingOptions
     @OptionGroup var output: OutputFlags
     @OptionGroup var job: JobFlags
-    @Flag(help: "Wait for the jobs, show progress, and download the outputs into --out.") var wait = false
-    @Argument(help: ArgumentHelp("PNG images to map.", valueName: "image")) var images: [String]
+    @OptionGroup var slide: SlideFlags
+    @Flag(help: "Shared-storage jobs: the cluster reads the images and writes the maps into --out by path.")
+    var shared = false
+    @Flag(help: "Wait for the jobs, show progress (and for upload jobs, download the outputs into --out).")
+    var wait = false
+    @Argument(help: ArgumentHelp("Images to map (PNG; with --shared also TIFF and slides).", valueName: "image"))
+    var images: [String]
 
     func validate() throws {
-        guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
-        for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
-            throw ValidationError(
-                "\(path) is not a PNG: slides and TIFFs are mapped by `run` (in its own process) "
-                    + "so far; the cluster path takes PNG images")
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
+        if shared {
+            if let other = kinds?.first(where: { $0 != .zarr }) {
+                throw ValidationError(
+                    "--outputs \(other.rawValue): a shared-storage job writes the zarr map; write the "
+                        + "other outputs from it with `tessera-coordinator export`")
+            }
+            return
         }
-        if let chunked = try? OutputOptions.parseKinds(output.outputs ?? "all").first(where: \.isChunked) {
+        if slide.level != nil || slide.mpp != nil || slide.tissue {
+            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
+        }
+        for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
+            throw ValidationError("\(path) is not a PNG: upload jobs take PNG images; use --shared for slides and TIFFs")
+        }
+        if let chunked = kinds?.first(where: \.isChunked) {
             throw ValidationError(
-                "--outputs \(chunked.rawValue) is written by `run --in-process` only so far; "
-                    + "a cluster job writes prob, labels, overlay and npy")
+                "--outputs \(chunked.rawValue) is written by shared-storage jobs (--shared) and `run`; "
+                    + "an upload job writes prob, labels, overlay and npy")
         }
     }
 
@@ -71,22 +98,32 @@ struct Submit: ParsableCommand {
         let client = try endpoint.connect(context)
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
-            let header = try PNGReader.header(path: path)
-            let tile =
-                try job.tile
-                ?? plan.defaultTile(
-                    mode: job.mode, image: Size2(header.height, header.width),
-                    memoryBudget: job.memoryBudgetBytes())
-            guard let bytes = FileManager.default.contents(atPath: path) else {
-                throw ClusterError("cannot read \(path)")
+            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp)
+            let size = Size2(header.height, header.width)
+            let tile = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))
+            var options = job.jobOptions(model, output, outputDirectory: nil)
+            let image: Wire.FileSource
+            if shared {
+                let absolute = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+                options.outputDirectory = absolute(output.out)
+                options.outputs = "zarr"
+                options.storage = .shared
+                options.level = header.format == .png ? nil : header.level
+                options.tissue = slide.tissue
+                options.dtype = slide.dtype
+                image = .path(absolute(path))
+            } else {
+                guard let bytes = FileManager.default.contents(atPath: path) else {
+                    throw ClusterError("cannot read \(path)")
+                }
+                image = .inline(name: (path as NSString).lastPathComponent, bytes: [UInt8](bytes))
             }
-            let name = (path as NSString).lastPathComponent
             let spec = Wire.JobSpec(
                 mode: TaskCodec.mode(job.mode), tileSize: UInt32(tile), preprocessing: TaskCodec.preprocessing(prep),
-                outputOptions: job.jobOptions(model, output, outputDirectory: nil).encoded,
+                outputOptions: options.encoded,
                 prototxt: .inline(name: "deploy.prototxt", bytes: bundle.prototxt),
                 weights: .inline(name: "weights.caffemodel", bytes: bundle.weights),
-                image: .inline(name: name, bytes: [UInt8](bytes)))
+                image: image)
             guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300, isIdempotent: false) else {
                 throw ClusterError("unexpected reply to submit")
             }
@@ -99,6 +136,10 @@ struct Submit: ParsableCommand {
             let status = try client.wait(
                 job: id, label: OutputOptions.stem(forInput: path), pixels: pixels,
                 progress: progress)
+            if shared {
+                for name in status.outputFiles { print("\(output.out)/\(name)") }
+                continue
+            }
             let files = try client.fetchOutputs(job: id, files: status.outputFiles, into: output.out)
             logger.info("job done", metadata: ["job": "\(id)", "files": "\(files.count)"])
         }

@@ -53,30 +53,13 @@ struct Run: ParsableCommand {
     @Option(help: "Job store folder for the embedded coordinator (default: temporary).") var store: String?
     @Option(help: "Refuse images with more pixels than this, before decoding them.")
     var maxPixels = PNGReader.defaultMaxPixels
-    @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
-    var level: Int?
-    @Option(
-        help: ArgumentHelp(
-            "Map the slide level closest to this many microns per pixel (within 20 %).",
-            valueName: "X"))
-    var mpp: Double?
-    @Flag(
-        help: ArgumentHelp(
-            "Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
-            discussion: "Skipped tiles are not computed and read as the store's fill value "
-                + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
-    var tissue = false
+    @OptionGroup var slide: SlideFlags
     @Option(
         help: ArgumentHelp(
             "After mapping, classify N random pixels with the exact patch classifier and report "
                 + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
                 + "not exact (--allow-padding), else 0. In-process runs.", valueName: "N"))
     var check: Int?
-    @Option(
-        help: ArgumentHelp(
-            "Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
-                + "(probability × 255 or × 65535, rounded)."))
-    var dtype: MapDType = .float32
     @Argument(
         help: ArgumentHelp(
             "Images to map: PNG, TIFF/BigTIFF, or whole slides (SVS, NDPI, MRXS, SCN…).",
@@ -87,9 +70,6 @@ struct Run: ParsableCommand {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
-        if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
-        if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
-        if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
     }
 
@@ -145,7 +125,7 @@ struct Run: ParsableCommand {
     private func runInProcess(_ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, logger: Logger) throws {
         let progress = Progress(stream: stderr)
         for path in images {
-            let opened = try ImageInput.open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+            let opened = try ImageInput.open(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
             let image = opened.source
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
@@ -162,7 +142,7 @@ struct Run: ParsableCommand {
             }
             var skip: ((PixelRect) -> Bool)?
             var share = 1.0
-            if tissue {
+            if slide.tissue {
                 let mask = try ImageInput.tissueMask(opened, path: path)
                 skip = { !mask.containsTissue($0) }
                 share = mask.tissueFraction
@@ -182,7 +162,7 @@ struct Run: ParsableCommand {
                 ])
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
-                tile: t, dtype: dtype, levels: levels)
+                tile: t, dtype: slide.dtype, levels: levels)
             let checks = check ?? (plan.geometry.isExact ? 0 : 256)
             var checker =
                 checks > 0
@@ -279,7 +259,7 @@ struct Run: ParsableCommand {
         _ path: String, client: ClusterClient, pool: LocalWorkers, mapper: LocalMapper, preprocessing prep: Preprocessing,
         progress: Progress, logger: Logger
     ) throws {
-        let header = try ImageInput.header(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+        let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
         let size = Size2(header.height, header.width)
         let options = try output.options(forImage: path, isPNG: header.format == .png)
         let keepZarr = options.kinds.contains(.zarr)
@@ -300,8 +280,8 @@ struct Run: ParsableCommand {
         var jobOptions = job.jobOptions(model, output, outputDirectory: output.out)
         jobOptions.storage = .shared
         jobOptions.level = header.format == .png ? nil : header.level
-        jobOptions.tissue = tissue
-        jobOptions.dtype = dtype
+        jobOptions.tissue = slide.tissue
+        jobOptions.dtype = slide.dtype
         jobOptions.storeKind = keepZarr ? .zarr : .raw
         let spec = Wire.JobSpec(
             mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),

@@ -30,6 +30,12 @@ struct Serve: ParsableCommand {
             "Job store folder (job specs, models, images, completed tiles, outputs). Restarted on the same folder, the coordinator resumes unfinished jobs."
     )
     var store: String?
+    @Option(
+        help: ArgumentHelp(
+            "Storage shared with the workers (repeatable): clients may name images and output folders "
+                + "under it for shared-storage jobs (submit --shared). Without it, only upload jobs.",
+            valueName: "folder"))
+    var sharedRoot: [String] = []
     @Option(help: "Tasks one worker may hold at once.") var credit = 2
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(help: .hidden) var heartbeatLiveness = 3
@@ -64,6 +70,7 @@ struct Serve: ParsableCommand {
             workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
             storeDirectory: store)
         config.credit = credit
+        config.sharedRoots = sharedRoot
         config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs
         config.heartbeat.liveness = heartbeatLiveness

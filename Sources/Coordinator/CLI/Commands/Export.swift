@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TesseraCore
+import TesseraImage
+
+/// `tessera-coordinator export`: the other outputs of a finished map store (what a
+/// shared-storage job writes), read band by band: never the whole map in memory.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a pyramidal TIFF, PNGs or .npy from a finished OME-Zarr map (a shared-storage job's output).",
+        discussion: """
+            Example:
+              tessera-coordinator export /shared/out/slide.zarr --outputs tiff,labels --out /shared/out
+            The overlay needs the image the map was computed from (--image, at the same --level).
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The map store (a folder ending in .zarr).", valueName: "map")) var map: String
+    @OptionGroup var output: OutputFlags
+    @Option(help: ArgumentHelp("The mapped image, for the overlay.", valueName: "path")) var image: String?
+    @Option(help: ArgumentHelp("The pyramid level of --image that was mapped.", valueName: "N")) var level: Int?
+
+    func run() throws {
+        guard output.outputs != nil else { throw ValidationError("give --outputs (tiff, prob, labels, overlay, npy)") }
+        let logger = Logger(label: "tessera.export")
+        let store = try MapStore.open(at: map)
+        guard store.isFinished else {
+            throw ValidationError("\(map) is not a finished map (its job is still running, or failed)")
+        }
+        try output.checkBeforeMapping(classes: store.layout.classes)
+        let stem = ((map as NSString).lastPathComponent as NSString).deletingPathExtension
+        let options = try output.options(forImage: stem + ".png")
+        if options.kinds.contains(.zarr) { throw ValidationError("the map is the zarr output already") }
+        var source: (any RegionSource)?
+        if options.kinds.contains(.overlay) {
+            guard let image else { throw ValidationError("the overlay needs --image (the mapped image)") }
+            let opened = try ImageInput.open(path: image, level: level)
+            guard opened.source.height == store.layout.height, opened.source.width == store.layout.width else {
+                throw ValidationError(
+                    "\(image) at \(opened.levelDescription) is \(opened.source.width)×\(opened.source.height), "
+                        + "the map is \(store.layout.width)×\(store.layout.height)")
+            }
+            source = opened.source
+        }
+        for path in try ChunkedMapOutput.export(store, image: source, options: options, logger: logger) { print(path) }
+    }
+}

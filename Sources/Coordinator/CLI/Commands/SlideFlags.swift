@@ -1,0 +1,31 @@
+import ArgumentParser
+import TesseraImage
+
+/// What `run` and `submit --shared` share for slides: the pyramid level, tissue
+/// detection and the chunked map's sample type.
+struct SlideFlags: ParsableArguments {
+    @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
+    var level: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Map the slide level closest to this many microns per pixel (within 20 %).",
+            valueName: "X"))
+    var mpp: Double?
+    @Flag(
+        help: ArgumentHelp(
+            "Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
+            discussion: "Skipped tiles are not computed and read as the store's fill value "
+                + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
+    var tissue = false
+    @Option(
+        help: ArgumentHelp(
+            "Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
+                + "(probability × 255 or × 65535, rounded)."))
+    var dtype: MapDType = .float32
+
+    func validate() throws {
+        if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
+        if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
+        if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }
+    }
+}
