@@ -14,7 +14,7 @@ extension CoordinatorLoop {
     /// `submitted` is sent), loads its model and image, plans its tasks.
     func createJob(_ spec: Wire.JobSpec) throws -> UInt64 {
         let options = try JobOptions(encoded: spec.outputOptions)
-        if options.outputDirectory != nil && !configuration.allowLocalPaths {
+        if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
         let id = nextJobID

@@ -219,6 +219,9 @@ extension CoordinatorLoop {
         let completions = completions
         finishQueue.async {
             let result = Result { () throws -> [String] in
+                // Late copies of a task (stragglers) may still be writing: they only ever
+                // rename complete chunks into place, and their temporary files are swept here.
+                shared.store.removeInterruptedWrites()
                 try shared.store.finish()
                 if FileManager.default.fileExists(atPath: shared.finalPath) {
                     try FileManager.default.removeItem(atPath: shared.finalPath)

@@ -1,3 +1,4 @@
+import Foundation
 import TesseraCore
 
 extension MapStore {
@@ -19,6 +20,23 @@ extension MapStore {
             present = present.map { $0.intersection(found) } ?? found
         }
         return (present ?? []).sorted()
+    }
+
+    /// Removes the temporary files of chunk writes that never finished (a writer
+    /// killed mid-write): names starting with "." in the chunk folders, which no
+    /// reader ever opens. Returns how many were removed. Call when no writer is left.
+    @discardableResult
+    package func removeInterruptedWrites() -> Int {
+        var removed = 0
+        for level in 0..<layout.levels {
+            for row in 0..<layout.tileGrid.h {
+                let dir = "\(path)/\(level)/0/\(row)"
+                for name in FileIO.list(dir) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+                    if unlink("\(dir)/\(name)") == 0 { removed += 1 }
+                }
+            }
+        }
+        return removed
     }
 
     /// Checks the chunk files of `receipt`'s tile against it: each must exist

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+
+@testable import CoordinatorService
+@testable import TesseraCluster
+@testable import TesseraWire
+@testable import TestSupport
+
+/// Shared-storage jobs on real processes (docs/ARCHITECTURE.md §7): workers read
+/// their regions and write the map's chunks themselves, the coordinator schedules
+/// and commits receipts. The map must equal the in-process one and the upload
+/// job's byte for byte, in every mode, and survive killed workers, a killed
+/// coordinator, a damaged chunk and a worker killed mid-write.
+@Suite("Shared-storage jobs: same map as in-process and upload jobs; faults", .serialized)
+struct SharedStorageTests {
+    /// Starts a coordinator and `count` workers that share `root`.
+    func cluster(_ group: ProcessGroup, root: String, workers count: Int, delayMs: Int = 0, extra: [String] = [])
+        throws -> (workers: String, clients: String)
+    {
+        let endpoints = try group.startCoordinator(
+            extra: ["--shared-root", root, "--heartbeat-ms", "300"] + extra)
+        for i in 1...count { _ = try worker(group, endpoints.workers, "w\(i)", root: root, delayMs: delayMs) }
+        return endpoints
+    }
+
+    func worker(_ group: ProcessGroup, _ endpoint: String, _ name: String, root: String, delayMs: Int) throws
+        -> Process
+    {
+        try group.start(
+            "tessera-worker",
+            [
+                "--coordinator", endpoint, "--threads", "1", "--name", name, "--heartbeat-ms", "300",
+                "--shared-root", root, "--debug-task-delay-ms", "\(delayMs)",
+            ], log: name)
+    }
+
+    func submit(
+        _ group: ProcessGroup, _ clients: String, image: String, out: String, mode: String, shared: Bool,
+        log: String
+    ) throws -> Process {
+        try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients, "--reconnect-timeout", "60"] + ClusterFixture.modelFlags
+                + ["--mode", mode, "--tile", "\(ClusterFixture.tile)", "--wait", "--out", out]
+                + (shared ? ["--shared"] : ["--outputs", "npy"]) + [image], log: log)
+    }
+
+    /// `export STORE --outputs npy`: the shared job's map as `.npy` (read from its chunks).
+    func exportNPY(_ group: ProcessGroup, store: String, out: String) throws -> [UInt8]? {
+        let p = try group.start(
+            "tessera-coordinator", ["export", store, "--outputs", "npy", "--out", out], log: "export")
+        #expect(group.wait(p, timeout: 60) == 0, "\(group.log("export"))")
+        let stem = ((store as NSString).lastPathComponent as NSString).deletingPathExtension
+        return ClusterFixture.bytes("\(out)/\(stem).npy")
+    }
+
+    @Test("Every mode: the shared-storage map equals the upload job's and the in-process map, byte for byte")
+    func sameMapEveryMode() throws {
+        let group = try ProcessGroup("shared-modes")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (_, clients) = try cluster(group, root: root, workers: 2)
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        for mode in ["naive", "fast", "shift", "dense"] {
+            let expected = try ClusterFixture.localNPY(
+                image: image, mode: .init(rawValue: mode)!, scratch: group.directory)
+            let shared = try submit(
+                group, clients, image: image, out: "\(root)/\(mode)", mode: mode, shared: true, log: "shared-\(mode)")
+            let upload = try submit(
+                group, clients, image: image, out: "\(group.directory)/upload-\(mode)", mode: mode, shared: false,
+                log: "upload-\(mode)")
+            #expect(group.wait(shared, timeout: 120) == 0, "\(group.log("shared-\(mode)"))\n\(group.log("coordinator"))")
+            #expect(group.wait(upload, timeout: 120) == 0, "\(group.log("upload-\(mode)"))")
+            let store = "\(root)/\(mode)/tissue.zarr"
+            #expect(group.log("shared-\(mode)").contains(store), "submit --wait prints the map's path")
+            #expect(
+                try exportNPY(group, store: store, out: "\(group.directory)/export-\(mode)") == expected,
+                "\(mode): the shared-storage map differs from the in-process one")
+            #expect(
+                ClusterFixture.bytes("\(group.directory)/upload-\(mode)/tissue.npy") == expected,
+                "\(mode): the upload job's map differs from the in-process one")
+        }
+        let log = group.log("coordinator")
+        #expect(log.contains("storage=shared") && log.contains("storage=upload"), "\(log)")
+    }
+
+    @Test("Paths outside --shared-root are refused with the reason; a worker without it refuses shared tasks")
+    func sharedRootEnforced() throws {
+        let group = try ProcessGroup("shared-root")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (_, clients) = try group.startCoordinator(extra: ["--shared-root", root])
+        let outside = group.directory + "/elsewhere.png"
+        try ClusterFixture.writeImage(to: outside)
+        let p = try submit(group, clients, image: outside, out: root + "/out", mode: "dense", shared: true, log: "c1")
+        #expect(group.wait(p, timeout: 30) != 0)
+        #expect(group.log("c1").contains("outside the coordinator's --shared-root"), "\(group.log("c1"))")
+
+        // A worker started without --shared-root fails the task with a message that says how to fix it.
+        let (workers, clients2) = try ProcessGroup.startSecondCoordinator(group, root: root)
+        _ = try group.start(
+            "tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "plain"], log: "plain")
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let q = try submit(group, clients2, image: image, out: root + "/out2", mode: "dense", shared: true, log: "c2")
+        #expect(group.wait(q, timeout: 60) != 0)
+        #expect(group.log("c2").contains("start it with --shared-root"), "\(group.log("c2"))")
+        #expect(!FileManager.default.fileExists(atPath: root + "/out2/tissue.zarr"), "a failed job presents no map")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: root + "/out2")) ?? []
+        #expect(leftovers.isEmpty, "the failed job's partial store is removed: \(leftovers)")
+    }
+
+    @Test(
+        "Faults: kill -9 a worker and the coordinator mid-job, a damaged chunk, a write killed half-way: identical map, verified tiles kept"
+    )
+    func faults() throws {
+        let group = try ProcessGroup("shared-faults")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let ports = try FaultToleranceTests.freePorts(2)
+        let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+        func coordinator(_ log: String) throws -> Process {
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
+                    group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
+                ], log: log)
+            let deadline = Date().addingTimeInterval(20)
+            while !group.log(log).contains("coordinator serving") {
+                guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start: \(group.log(log))") }
+                usleep(50_000)
+            }
+            return p
+        }
+        let coord = try coordinator("coordinator-1")
+        let w = try (1...3).map { try worker(group, workers, "w\($0)", root: root, delayMs: 80) }
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let client = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "client")
+        let fault = FaultToleranceTests()
+        let s1 = try fault.waitFor(clients, "a quarter of the tasks") {
+            $0.tasksDone * 4 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone
+        }
+        let total = Int(s1.tasksQueued + s1.tasksRunning + s1.tasksDone)
+        kill(w[0].processIdentifier, SIGKILL)
+        _ = try fault.waitFor(clients, "half of the tasks") { Int($0.tasksDone) * 2 >= total }
+        usleep(200_000)  // past a group commit of the journal
+        kill(coord.processIdentifier, SIGKILL)
+        #expect(group.wait(coord, timeout: 10) != nil)
+
+        // The store under its temporary name: damage one committed chunk, and leave a
+        // half-written chunk as a worker killed mid-write would.
+        let partial = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: root + "/out").first { $0.contains(".partial-") })
+        let store = "\(root)/out/\(partial)"
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"), "no map is presented before the end")
+        let journal = try String(contentsOfFile: group.directory + "/store/jobs/1/receipts.log", encoding: .utf8)
+        let committed = journal.split(separator: "\n")
+        #expect(committed.count >= total / 3 && committed.count < total, "journal: \(committed.count)/\(total)")
+        let key = try #require(committed.first?.split(separator: " ").dropFirst().first?.split(separator: ":").first)
+        var chunk = try #require(ClusterFixture.bytes("\(store)/\(key)"))
+        chunk[chunk.count / 2] ^= 0x10
+        try Data(chunk).write(to: URL(fileURLWithPath: "\(store)/\(key)"))
+        let torn = "\(store)/0/0/0/.5.tmp-999-1"
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: torn))
+
+        _ = try coordinator("coordinator-2")
+        #expect(group.wait(client, timeout: 90) == 0, "\(group.log("client"))\n\(group.log("coordinator-2"))")
+        let log = group.log("coordinator-2")
+        #expect(log.contains("does not match its receipt"), "the damaged chunk is found: \(log)")
+        let resumed = try #require(
+            log.split(separator: "\n").first { $0.contains("tiles verified in the store") }, "\(log)")
+        print("shared faults: \(total) tiles; \(resumed)")
+        #expect(!FileManager.default.fileExists(atPath: torn), "the interrupted write is swept at the end")
+        #expect(
+            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
+            "the map after the faults differs from the in-process one")
+    }
+}
+
+extension ProcessGroup {
+    /// A second coordinator (its own store and ready file) sharing `root`, for tests that need two.
+    static func startSecondCoordinator(_ group: ProcessGroup, root: String) throws -> (String, String) {
+        let ready = "\(group.directory)/ready-2"
+        _ = try group.start(
+            "tessera-coordinator",
+            [
+                "serve", "--worker-endpoint", "tcp://127.0.0.1:*", "--client-endpoint", "tcp://127.0.0.1:*",
+                "--store", "\(group.directory)/store-2", "--ready-file", ready, "--shared-root", root,
+            ], log: "coordinator-2")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: ready, encoding: .utf8) {
+                let lines = text.split(separator: "\n").map(String.init)
+                if lines.count == 2 { return (lines[0], lines[1]) }
+            }
+            usleep(20_000)
+        }
+        throw ClusterError("the second coordinator did not start: \(group.log("coordinator-2"))")
+    }
+}
