@@ -68,10 +68,24 @@ final class CoordinatorJob {
     private(set) var taskTimes: [Double] = []
     private(set) var taskDeadline: Double?
 
+    private var taskTimesNext = 0
+    private var samplesSinceDeadline = 0
+
+    /// Keeps the last `StragglerPolicy.window` task times (a ring) and refreshes the
+    /// deadline: at every sample while there are few, then every 16th (a sort of the
+    /// window per completion would cost more than the rest of handling it).
     func recordTaskTime(_ seconds: Double, policy: StragglerPolicy) {
-        taskTimes.append(seconds)
-        if taskTimes.count > StragglerPolicy.window { taskTimes.removeFirst(taskTimes.count - StragglerPolicy.window) }
-        taskDeadline = policy.deadline(samples: taskTimes)
+        if taskTimes.count < StragglerPolicy.window {
+            taskTimes.append(seconds)
+        } else {
+            taskTimes[taskTimesNext] = seconds
+            taskTimesNext = (taskTimesNext + 1) % StragglerPolicy.window
+        }
+        samplesSinceDeadline += 1
+        if taskTimes.count < 64 || samplesSinceDeadline >= 16 || taskDeadline == nil {
+            samplesSinceDeadline = 0
+            taskDeadline = policy.deadline(samples: taskTimes)
+        }
     }
 
     init(

@@ -84,7 +84,7 @@ extension CoordinatorLoop {
             return true
         }
         do {
-            try socket.send(message, to: w.id, flags: .dontWait)
+            workerBytesOut += try socket.send(message, to: w.id, flags: .dontWait)
         } catch {
             if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
             return false

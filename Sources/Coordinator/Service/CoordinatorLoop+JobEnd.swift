@@ -52,6 +52,9 @@ extension CoordinatorLoop {
                         "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
                         "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
                         "workers": "\(job.workersUsed.count)", "files": "\(files.count)",
+                        "worker-bytes-in": "\(workerBytesIn)", "worker-bytes-out": "\(workerBytesOut)",
+                        "cpu-s": "\(String(format: "%.3f", ResourceUsage.cpuSeconds()))",
+                        "loop-cpu-s": "\(String(format: "%.3f", ResourceUsage.cpuSeconds(thisThread: true)))",
                     ])
             case .failure(let error):
                 job.state = .failed

@@ -267,7 +267,7 @@ extension CoordinatorLoop {
 
     func send(_ m: WireMessage, to worker: Worker, _ socket: borrowing ZMQSocket) {
         do {
-            try socket.send(m, to: worker.id, flags: .dontWait)
+            workerBytesOut += try socket.send(m, to: worker.id, flags: .dontWait)
             worker.lastSent = monotonicSeconds()
         } catch {
             logger.debug("send to worker failed", metadata: ["worker": "\(worker.name)", "error": "\(error)"])

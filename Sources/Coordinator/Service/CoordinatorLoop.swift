@@ -57,6 +57,9 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     var plans: [String: ModelPlan] = [:]
+    /// Bytes received from and sent to workers since start (the data path's cost).
+    var workerBytesIn = 0
+    var workerBytesOut = 0
     /// When shared-storage receipts were last committed to the store (group commit).
     var lastReceiptCommit = 0.0
 
@@ -126,6 +129,7 @@ final class CoordinatorLoop {
                 try poller.poll(timeoutMilliseconds: 50)
                 if poller.isReadable(wi) {
                     while let envelope = try workerSocket.receiveWire(dontWait: true) {
+                        workerBytesIn += envelope.byteCount
                         handleWorker(envelope, workerSocket)
                     }
                 }

@@ -19,19 +19,25 @@ package struct WireEnvelope: Sendable {
     package var peerAddress: String?
     /// The decoded message, or why it was rejected.
     package var message: Result<WireMessage, WireError>
+    /// Bytes received, all frames together (routing frame included).
+    package var byteCount = 0
 }
 
 extension ZMQSocket {
     /// Encodes and sends `message`; on a ROUTER pass the peer's routing id `to`.
     /// Throws `ZMQError` (`.hostUnreachable` for a gone peer with `ROUTER_MANDATORY`,
     /// `.again` with `.dontWait` when the peer's pipe is full).
-    package func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws {
+    /// Returns the bytes sent (all frames, routing frame included).
+    @discardableResult
+    package func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws -> Int {
         if case .result(let result) = message {
-            return try sendResult(result, to: peer, flags: flags)
+            try sendResult(result, to: peer, flags: flags)
+            return (peer?.bytes.count ?? 0) + WireMessage.resultHeader(result).count + result.values.count * 4
         }
         let frames = message.encode()
         if let peer { try sendFrame(peer.bytes, more: true, flags: flags) }
         try send(frames, flags: flags)
+        return (peer?.bytes.count ?? 0) + frames.reduce(0) { $0 + $1.count }
     }
 
     /// Sends a `result` with its float32 payload read straight from `result.values`
@@ -77,6 +83,8 @@ extension ZMQSocket {
         } catch {
             result = .failure(WireError(.invalidValue, "\(error)"))
         }
-        return WireEnvelope(peer: peer, userID: received.userID, peerAddress: received.peerAddress, message: result)
+        return WireEnvelope(
+            peer: peer, userID: received.userID, peerAddress: received.peerAddress, message: result,
+            byteCount: received.frames.reduce(0) { $0 + $1.count })
     }
 }
