@@ -34,14 +34,15 @@ final class ProcessGroup: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// Starts `name` with `arguments` (and `environment` added to this process's);
+    /// Starts `name` (one of the package's executables, or an absolute path) with
+    /// `arguments` (and `environment` added to this process's);
     /// stdout and stderr go to `<directory>/<log>.log`.
     @discardableResult
     func start(
         _ name: String, _ arguments: [String], log: String, environment: [String: String] = [:]
     ) throws -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary(name))
+        p.executableURL = URL(fileURLWithPath: name.hasPrefix("/") ? name : Self.binary(name))
         p.arguments = arguments
         if !environment.isEmpty {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
