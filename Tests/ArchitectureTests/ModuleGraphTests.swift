@@ -26,20 +26,24 @@ struct ModuleGraphTests {
             "TesseraCluster", "Sources/Shared/Cluster",
             ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire"]
         ),
+        ("TesseraMetrics", "Sources/Shared/Metrics", ["TesseraCore"]),
         (
             "CLISupport", "Sources/Shared/CLISupport",
             ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire"]
         ),
         (
             "CoordinatorService", "Sources/Coordinator/Service",
-            ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster"]
+            [
+                "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
+                "TesseraMetrics",
+            ]
         ),
         (
             "Coordinator", "Sources/Coordinator/CLI",
             [
                 "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
                 "TesseraWire",
-                "TesseraCluster", "CoordinatorService", "CLISupport",
+                "TesseraCluster", "CoordinatorService", "CLISupport", "TesseraMetrics",
             ]
         ),
         (
@@ -47,7 +51,7 @@ struct ModuleGraphTests {
             [
                 "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
                 "TesseraCluster",
-                "CLISupport",
+                "CLISupport", "TesseraMetrics",
             ]
         ),
     ]
