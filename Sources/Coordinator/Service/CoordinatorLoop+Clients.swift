@@ -44,6 +44,7 @@ extension CoordinatorLoop {
         do {
             return .submitted(jobID: try createJob(spec))
         } catch {
+            CoordinatorMetrics.refused("submit")
             logger.warning("job refused", metadata: ["error": "\(error)"])
             return .error(message: "\(error)")
         }

@@ -113,6 +113,7 @@ extension CoordinatorLoop {
         job.done += 1
         job.computed += 1
         worker.tasksDone += 1
+        metrics.taskDone(by: worker.name, since: mine.since, pixels: Int(r.height) * Int(r.width))
         job.workersUsed.insert(worker.name)
         job.assembler?.add(task, result: r.values, classes: Int(r.classes), rows: Int(r.height), cols: Int(r.width))
         if persistent { storeTile(r, of: job, index: index) }
@@ -226,6 +227,7 @@ extension CoordinatorLoop {
         }
         attempts.removeAll { $0.worker == worker }
         if attempts.isEmpty {
+            metrics.taskRetried()
             job.running -= 1
             job.states[index] = .pending
             job.pending.append(index)
@@ -268,6 +270,7 @@ extension CoordinatorLoop {
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             if now - w.lastHeard > hb.deadline {
+                metrics.heartbeatMissed()
                 retire(w, reason: "silent for \(hb.liveness) heartbeats")
                 try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
             } else if now - w.lastSent >= hb.interval {

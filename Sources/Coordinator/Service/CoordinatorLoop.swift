@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraMetrics
 import TesseraPlan
 import TesseraWire
 
@@ -57,12 +58,16 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     var plans: [String: ModelPlan] = [:]
+    /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop.
+    let metrics = CoordinatorMetrics()
+    var vitals: ServiceVitals?
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
         self.configuration = configuration
         self.logger = logger
         self.stopRequested = stopRequested
         rejects = RateLimitedLog(logger: logger)
+        rejects.onEvent = CoordinatorMetrics.refused
     }
 
     private var shouldStop: Bool {
@@ -135,6 +140,7 @@ final class CoordinatorLoop {
                 collectCompletions()
                 heartbeatAndPurge(workerSocket)
                 dispatch(workerSocket)
+                housekeeping(workerSocket, clientSocket)
             } catch ZMQError.terminated {
                 break
             } catch {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TesseraCluster
+import TesseraMetrics
 import TesseraWire
 
 /// The coordinator: binds a ROUTER for workers and one for clients, plans jobs into
@@ -53,6 +54,10 @@ package final class CoordinatorService: Sendable {
     private let failureReason = Locked<ClusterError?>(nil)
     /// The running ZAP handler, for tests that make it fail.
     let authentication = Locked<ZAPHandler?>(nil)
+    /// What `/healthz` and `/readyz` read: the loop's ticks, the endpoints bound.
+    package let vitals = ServiceVitals()
+    /// The store's jobs folder once it is prepared (`/readyz` checks it is writable).
+    let jobsFolder = Locked<String?>(nil)
 
     package init(context: ZMQContext, configuration: Configuration, logger: Logger) {
         self.context = context
@@ -104,9 +109,13 @@ package final class CoordinatorService: Sendable {
         try secure(clientSocket)
         try clientSocket.bind(configuration.clientEndpoint)
         let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
+        loop.vitals = vitals
         try loop.prepareStore()
+        jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
+        vitals.setReady(true, "endpoints bound")
         loop.run(workerSocket, clientSocket)
+        vitals.setReady(false, "stopping")
         workerSocket.close()
         clientSocket.close()
     }

@@ -40,6 +40,7 @@ extension WorkerAgent {
             // Stopped during the delay: the task stays `computing`, returned by the goodbye.
             guard delayTask() else { return }
             let outcome: Outcome
+            let started = monotonicSeconds()
             do {
                 outcome = .result(try compute(spec, bundle, engines: &engines))
             } catch {
@@ -47,6 +48,11 @@ extension WorkerAgent {
                     Wire.TaskFailure(
                         jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
                         message: "\(error)"))
+            }
+            if case .result = outcome {
+                metrics.computed(ok: true, seconds: monotonicSeconds() - started)
+            } else {
+                metrics.computed(ok: false, seconds: monotonicSeconds() - started)
             }
             shared.withLock { s in
                 s.computing = nil

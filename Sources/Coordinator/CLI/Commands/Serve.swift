@@ -3,6 +3,7 @@ import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
+import TesseraMetrics
 import TesseraWire
 
 /// `tessera-coordinator serve`: the long-running coordinator.
@@ -36,6 +37,11 @@ struct Serve: ParsableCommand {
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0
     @Option(help: .hidden) var readyFile: String?
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at /metrics and probes at /healthz, /readyz on HOST:PORT (:PORT or PORT: "
+                + "loopback). Off by default.", valueName: "address"))
+    var metricsAddress: String?
     @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
@@ -46,6 +52,11 @@ struct Serve: ParsableCommand {
         }
         guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
+        }
+        do {
+            _ = try metricsAddress.map(MetricsAddress.init(parsing:))
+        } catch {
+            throw ValidationError("\(error)")
         }
     }
 
@@ -69,7 +80,19 @@ struct Serve: ParsableCommand {
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
+        // Before the service starts: its metrics bind to the backend when it creates them.
+        let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
+        let probes = try metricsAddress.flatMap { text -> ProbeServer? in
+            guard let exporter else { return nil }
+            let server = try ProbeServer(
+                address: try MetricsAddress(parsing: text),
+                handler: ProbeRoutes.handler(
+                    exporter: exporter, vitals: service.vitals, extraReadiness: { service.storeReadiness }))
+            server.start()
+            warnIfExposed(server.address, logger)
+            return server
+        }
         let (workers, clients) = try service.start()
         logger.info(
             "coordinator serving",
@@ -77,6 +100,7 @@ struct Serve: ParsableCommand {
                 "workers": "\(workers)", "clients": "\(clients)",
                 "store": "\(store ?? "(temporary)")",
                 "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")",
+                "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
@@ -84,6 +108,7 @@ struct Serve: ParsableCommand {
         let sources = onStopSignals { service.stop() }
         service.waitUntilStopped()
         withExtendedLifetime(sources) {}
+        probes?.stop()
         if let failure = service.failure {
             logger.critical("coordinator stopped on a failure", metadata: ["reason": "\(failure)"])
             throw failure
