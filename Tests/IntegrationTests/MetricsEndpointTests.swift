@@ -58,7 +58,7 @@ struct MetricsEndpointTests {
         defer { group.stop() }
         let (cport, wport) = (try freeLoopbackPort(), try freeLoopbackPort())
         let (workers, clients) = try group.startCoordinator(extra: [
-            "--metrics-address", ":\(cport)",
+            "--metrics-address", ":\(cport)", "--retention-check-ms", "200",
         ])
         try group.start(
             "tessera-worker",
@@ -81,7 +81,7 @@ struct MetricsEndpointTests {
                 group.directory + "/out", image,
             ], log: "submit")
         #expect(group.wait(submit, timeout: 60) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
-        // Gauges are published twice a second.
+        // Gauges are published twice a second and the store measured every 200 ms.
         usleep(1_200_000)
 
         let c = try metrics(cport)
@@ -99,6 +99,7 @@ struct MetricsEndpointTests {
             (c.value("tessera_bytes_received_total", ["endpoint": "clients"]) ?? 0)
                 > before.value("tessera_bytes_received_total", ["endpoint": "clients"]) ?? 0)
         #expect((c.value("tessera_bytes_sent_total", ["endpoint": "workers"]) ?? 0) > 150 * 190 * 3)
+        #expect((c.value("tessera_store_bytes") ?? 0) > 0)
         #expect((c.value("process_resident_memory_bytes") ?? 0) > 1_000_000)
         checkFamilies(c, "coordinator")
 

@@ -58,9 +58,10 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     var plans: [String: ModelPlan] = [:]
-    /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop.
+    /// Counters and gauges (`+Metrics`), the probes' view of the loop, ended-job removal.
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?
+    var retention = RetentionState()
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
         self.configuration = configuration
@@ -89,7 +90,7 @@ final class CoordinatorLoop {
             try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
         }
         // Job ids stay unique across restarts on the same store.
-        nextJobID = (store.jobIDs().max() ?? 0) + 1
+        nextJobID = max(store.jobIDs().max() ?? 0, store.highestRemovedID()) + 1
         if persistent { resumeFromStore() }
     }
 

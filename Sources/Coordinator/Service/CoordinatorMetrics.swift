@@ -93,7 +93,7 @@ final class CoordinatorMetrics {
 }
 
 extension CoordinatorLoop {
-    /// Once per loop iteration: the probes' tick, the gauges (twice a second).
+    /// Once per loop iteration: the probes' tick, the gauges (twice a second), retention.
     func housekeeping(_ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket) {
         vitals?.tick()
         let now = monotonicSeconds()
@@ -105,5 +105,6 @@ extension CoordinatorLoop {
                     ("clients", clientSocket.traffic.received, clientSocket.traffic.sent),
                 ])
         }
+        enforceRetention(now)
     }
 }

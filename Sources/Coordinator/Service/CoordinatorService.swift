@@ -34,6 +34,8 @@ package final class CoordinatorService: Sendable {
         package var maxClientMessageBytes = 1 << 30
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
+        /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).
+        package var retention = RetentionPolicy()
 
         package init(workerEndpoint: String, clientEndpoint: String, storeDirectory: String? = nil) {
             self.workerEndpoint = workerEndpoint

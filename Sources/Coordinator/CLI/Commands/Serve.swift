@@ -42,6 +42,17 @@ struct Serve: ParsableCommand {
             "Serve Prometheus metrics at /metrics and probes at /healthz, /readyz on HOST:PORT (:PORT or PORT: "
                 + "loopback). Off by default.", valueName: "address"))
     var metricsAddress: String?
+    @Option(
+        help: ArgumentHelp(
+            "Remove ended (done, failed, cancelled) jobs this long after they ended, from memory and the store: "
+                + "e.g. 7d, 12h, 30m. Default: keep them.", valueName: "duration"))
+    var keepFinished: String?
+    @Option(
+        help: ArgumentHelp(
+            "While the store holds more than this, remove the oldest ended jobs (active jobs are kept): "
+                + "e.g. 50G, 500M. Default: no limit.", valueName: "size"))
+    var maxStore: String?
+    @Option(help: .hidden) var retentionCheckMs = 30_000
     @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
@@ -53,8 +64,11 @@ struct Serve: ParsableCommand {
         guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
         }
+        guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
         do {
             _ = try metricsAddress.map(MetricsAddress.init(parsing:))
+            _ = try keepFinished.map(RetentionPolicy.seconds(parsing:))
+            _ = try maxStore.map(RetentionPolicy.bytes(parsing:))
         } catch {
             throw ValidationError("\(error)")
         }
@@ -80,6 +94,9 @@ struct Serve: ParsableCommand {
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
+        config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
+        config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
+        config.retention.checkSeconds = Double(retentionCheckMs) / 1000
         // Before the service starts: its metrics bind to the backend when it creates them.
         let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
@@ -101,6 +118,8 @@ struct Serve: ParsableCommand {
                 "store": "\(store ?? "(temporary)")",
                 "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")",
                 "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
+                "retention":
+                    "\(keepFinished.map { "keep \($0)" } ?? "keep all")\(maxStore.map { ", at most \($0)" } ?? "")",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
