@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TesseraCluster
+import TesseraImage
 import TesseraMetrics
 import TesseraWire
 
@@ -34,6 +35,8 @@ package final class CoordinatorService: Sendable {
         package var maxClientMessageBytes = 1 << 30
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
+        /// Largest image (width × height, from its header) a submission may bring.
+        package var maxPixels = PNGReader.defaultMaxPixels
         /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).
         package var retention = RetentionPolicy()
 

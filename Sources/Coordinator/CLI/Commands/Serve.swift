@@ -3,6 +3,7 @@ import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
+import TesseraImage
 import TesseraMetrics
 import TesseraWire
 
@@ -52,6 +53,8 @@ struct Serve: ParsableCommand {
             "While the store holds more than this, remove the oldest ended jobs (active jobs are kept): "
                 + "e.g. 50G, 500M. Default: no limit.", valueName: "size"))
     var maxStore: String?
+    @Option(help: "Refuse submitted images with more pixels than this (read from the header, before decoding).")
+    var maxPixels = PNGReader.defaultMaxPixels
     @Option(help: .hidden) var retentionCheckMs = 30_000
     @OptionGroup var curve: CurveServerOptions
 
@@ -64,6 +67,7 @@ struct Serve: ParsableCommand {
         guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
         }
+        guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be positive") }
         guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
         do {
             _ = try metricsAddress.map(MetricsAddress.init(parsing:))
@@ -94,6 +98,7 @@ struct Serve: ParsableCommand {
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
+        config.maxPixels = maxPixels
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
         config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
         config.retention.checkSeconds = Double(retentionCheckMs) / 1000
@@ -120,6 +125,7 @@ struct Serve: ParsableCommand {
                 "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
                 "retention":
                     "\(keepFinished.map { "keep \($0)" } ?? "keep all")\(maxStore.map { ", at most \($0)" } ?? "")",
+                "max-pixels": "\(maxPixels)",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
