@@ -58,7 +58,7 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     var plans: [String: ModelPlan] = [:]
-    /// Counters and gauges (`+Metrics`), the probes' view of the loop, ended-job removal.
+    /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop, ended-job removal (`+Retention`).
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?
     var retention = RetentionState()
