@@ -79,6 +79,7 @@ let cHelpers: [Target] = [
 //   TesseraCUDA   the GPU backend, installed into the engine at start-up       → Engine
 //   TesseraWire   ZeroMQ, CURVE/ZAP, the binary protocol                       → Core
 //   TesseraCluster what coordinator and workers share: task codec, model bundles, job options → Wire, Plan, Image
+//   TesseraMetrics metrics (swift-metrics → swift-prometheus), /metrics /healthz /readyz → Core
 //   CLISupport    the executables' shared CLI helpers and system report
 //   CoordinatorService (Sources/Coordinator/Service): scheduling, store, resume → Cluster; never Engine
 
@@ -130,6 +131,19 @@ let modules: [Target] = [
         path: "Sources/Shared/Cluster",
         swiftSettings: swift6
     ),
+    // Metrics and health: swift-metrics recorded into swift-prometheus' registry, and a
+    // small POSIX-socket HTTP server for /metrics, /healthz and /readyz.
+    .target(
+        name: "TesseraMetrics",
+        dependencies: [
+            "TesseraCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ],
+        path: "Sources/Shared/Metrics",
+        swiftSettings: swift6
+    ),
     // Command-line helpers both executables share: options from the environment
     // (TESSERA_…), CURVE key options, stop signals, the system report.
     .target(
@@ -152,7 +166,9 @@ let services: [Target] = [
         name: "CoordinatorService",
         dependencies: [
             "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
+            "TesseraMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ],
         path: "Sources/Coordinator/Service",
         swiftSettings: swift6
@@ -161,7 +177,7 @@ let services: [Target] = [
         name: "Coordinator",
         dependencies: [
             "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
-            "TesseraWire", "TesseraCluster", "CoordinatorService", "CLISupport",
+            "TesseraWire", "TesseraCluster", "CoordinatorService", "CLISupport", "TesseraMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
@@ -172,9 +188,10 @@ let services: [Target] = [
         name: "Worker",
         dependencies: [
             "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-            "TesseraCluster", "CLISupport",
+            "TesseraCluster", "CLISupport", "TesseraMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ],
         path: "Sources/Worker",
         swiftSettings: swift6
@@ -185,7 +202,7 @@ let services: [Target] = [
 
 let allModules: [Target.Dependency] = [
     "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine",
-    "TesseraCUDA", "TesseraWire", "TesseraCluster",
+    "TesseraCUDA", "TesseraWire", "TesseraCluster", "TesseraMetrics",
 ]
 
 let tests: [Target] = [
@@ -215,6 +232,9 @@ let tests: [Target] = [
     .testTarget(
         name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG"], path: "Tests/FuzzTests",
         swiftSettings: swift5),
+    .testTarget(
+        name: "MetricsTests", dependencies: ["TesseraMetrics", "TestSupport"], path: "Tests/MetricsTests",
+        swiftSettings: swift5),
     // The module graph: every import checked against docs/ARCHITECTURE.md's table.
     .testTarget(name: "ArchitectureTests", path: "Tests/ArchitectureTests", swiftSettings: swift6),
     // Suites that start the built executables (cluster, CLI, deploy files) and the
@@ -243,6 +263,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: cLibraries + cHelpers + modules + services + tests
 )

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import TesseraCUDA
 import TesseraEngine
+import TesseraMetrics
 
 @main
 struct TesseraWorker: ParsableCommand {
@@ -57,6 +58,11 @@ struct TesseraWorker: ParsableCommand {
                 + "their images and write their map chunks under these folders only. Without it, the "
                 + "worker takes upload jobs only.", valueName: "folder"))
     var sharedRoot: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at /metrics and probes at /healthz, /readyz (ready: registered with a "
+                + "coordinator) on HOST:PORT (:PORT or PORT: loopback). Off by default.", valueName: "address"))
+    var metricsAddress: String?
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
     @OptionGroup var curve: CurveClientOptions
 
@@ -72,6 +78,11 @@ struct TesseraWorker: ParsableCommand {
             throw ValidationError("--precision must be fp32 or tf32")
         }
         _ = try ComputeDevice(parsing: device)
+        do {
+            _ = try metricsAddress.map(MetricsAddress.init(parsing:))
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     func run() throws {
@@ -106,7 +117,18 @@ struct TesseraWorker: ParsableCommand {
         config.curve = security
         config.device = computeDevice
         config.sharedRoots = sharedRoot
+        // Before the agent: its metrics bind to the backend when it is made.
+        let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
         let agent = try WorkerAgent(configuration: config, logger: logger)
+        let probes = try metricsAddress.flatMap { text -> ProbeServer? in
+            guard let exporter else { return nil }
+            let server = try ProbeServer(
+                address: try MetricsAddress(parsing: text),
+                handler: ProbeRoutes.handler(exporter: exporter, vitals: agent.vitals))
+            server.start()
+            warnIfExposed(server.address, logger)
+            return server
+        }
         let sources = onStopSignals { agent.stop() }
         // An embedded run's workers leave when their parent dies, however it died.
         var orphanTimer: DispatchSourceTimer?
@@ -124,6 +146,7 @@ struct TesseraWorker: ParsableCommand {
                 "name": "\(config.name)", "curve": "\(security != nil)",
                 "device": "\(computeDevice)",
             ])
+        defer { probes?.stop() }
         try agent.run()
         withExtendedLifetime((sources, orphanTimer)) {}
     }

@@ -26,27 +26,31 @@ struct ModuleGraphTests {
             "TesseraCluster", "Sources/Shared/Cluster",
             ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire"]
         ),
+        ("TesseraMetrics", "Sources/Shared/Metrics", ["TesseraCore"]),
         (
             "CLISupport", "Sources/Shared/CLISupport",
             ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraEngine", "TesseraCUDA", "TesseraWire"]
         ),
         (
             "CoordinatorService", "Sources/Coordinator/Service",
-            ["TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster"]
+            [
+                "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraWire", "TesseraCluster",
+                "TesseraMetrics",
+            ]
         ),
         (
             "Coordinator", "Sources/Coordinator/CLI",
             [
                 "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
                 "TesseraWire",
-                "TesseraCluster", "CoordinatorService", "CLISupport",
+                "TesseraCluster", "CoordinatorService", "CLISupport", "TesseraMetrics",
             ]
         ),
         (
             "Worker", "Sources/Worker",
             [
                 "TesseraCore", "TesseraImage", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA",
-                "TesseraWire", "TesseraCluster", "CLISupport",
+                "TesseraWire", "TesseraCluster", "CLISupport", "TesseraMetrics",
             ]
         ),
     ]

@@ -452,6 +452,7 @@ struct DeployFilesTests {
                         DeployFiles.invocation(binary, Array(exec.dropFirst()), origin: "\(origin) \(probe)"))
                 }
                 #expect(c["readinessProbe"] != nil && c["livenessProbe"] != nil, "\(origin): probes missing")
+                try Self.checkMetrics(c, inv, template: dict(spec["template"]), origin: origin)
                 // $(VAR) in args must be defined in the container's env.
                 let env = Set(list(c["env"]).map { "\(dict($0)["name"] ?? "")" })
                 for arg in inv.arguments where arg.hasPrefix("$(") {
@@ -491,7 +492,8 @@ struct DeployFilesTests {
                     let containerPorts = ports.compactMap { $0["containerPort"] as? Int }
                     let workerPort = try #require(DeployFiles.port(inv.value("--worker-endpoint")))
                     let clientPort = try #require(DeployFiles.port(inv.value("--client-endpoint")))
-                    #expect(Set(containerPorts) == [workerPort, clientPort])
+                    let metricsPort = DeployFiles.port(inv.value("--metrics-address"))
+                    #expect(Set(containerPorts) == Set([workerPort, clientPort] + (metricsPort.map { [$0] } ?? [])))
                     // The Service named like the StatefulSet forwards both ports.
                     let service = try #require(services[name], "no Service \(name)")
                     let portNames = Set(ports.map { "\($0["name"] ?? "")" })
@@ -523,6 +525,32 @@ struct DeployFilesTests {
             }
         }
         #expect(sawServe && sawWorker && sawGPU && sawSecret && sawHPA)
+    }
+
+    /// A container with `--metrics-address` listens beyond loopback on a declared
+    /// port, its HTTP probes use /healthz (liveness) and /readyz (readiness) on that
+    /// port, and its pod's scrape annotations name it.
+    static func checkMetrics(
+        _ c: [String: Any], _ inv: DeployFiles.Invocation, template: [String: Any], origin: String
+    ) throws {
+        guard let address = inv.value("--metrics-address") else { return }
+        let port = try #require(DeployFiles.port(address), "\(origin): --metrics-address \(address) has no port")
+        #expect(!address.hasPrefix("127.") && !address.hasPrefix(":"), "\(origin): metrics on loopback only")
+        let ports = list(c["ports"]).map(dict)
+        let declared = try #require(
+            ports.first { $0["containerPort"] as? Int == port }, "\(origin): metrics port \(port) not declared")
+        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+            let get = dict(dict(c[probe])["httpGet"])
+            #expect("\(get["path"] ?? "")" == path, "\(origin): \(probe) is not an HTTP GET of \(path)")
+            let target = get["port"]
+            #expect(
+                (target as? Int) == port || "\(target ?? "")" == "\(declared["name"] ?? "-")",
+                "\(origin): \(probe) does not use the metrics port")
+        }
+        let annotations = dict(dict(template["metadata"])["annotations"])
+        #expect("\(annotations["prometheus.io/scrape"] ?? "")" == "true", "\(origin): not scraped")
+        #expect("\(annotations["prometheus.io/port"] ?? "")" == "\(port)", "\(origin): scrape port differs")
+        #expect("\(annotations["prometheus.io/path"] ?? "/metrics")" == "/metrics")
     }
 
     @Test("systemd units: ExecStart flags and every variable (also in tessera.env.example) are real")

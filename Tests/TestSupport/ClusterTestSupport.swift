@@ -26,6 +26,8 @@ final class ProcessGroup: @unchecked Sendable {
 
     let directory: String
     private var processes: [Process] = []
+    /// The process `startCoordinator` started.
+    private(set) var coordinatorPID: Int32?
     private let lock = NSLock()
 
     init(_ label: String) throws {
@@ -66,13 +68,14 @@ final class ProcessGroup: @unchecked Sendable {
     /// Starts `tessera-coordinator serve` on ephemeral loopback ports; returns (worker, client) endpoints.
     func startCoordinator(extra: [String] = []) throws -> (workers: String, clients: String) {
         let ready = "\(directory)/ready"
-        try start(
+        let p = try start(
             "tessera-coordinator",
             [
                 "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
                 "--client-endpoint", "tcp://127.0.0.1:*", "--store", "\(directory)/store",
                 "--ready-file", ready,
             ] + extra, log: "coordinator")
+        coordinatorPID = p.processIdentifier
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: ready, encoding: .utf8) {

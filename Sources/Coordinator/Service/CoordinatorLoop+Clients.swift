@@ -42,8 +42,10 @@ extension CoordinatorLoop {
             return .error(message: "the coordinator is shutting down: submit again once it is back")
         }
         do {
+            try admit(spec)
             return .submitted(jobID: try createJob(spec))
         } catch {
+            CoordinatorMetrics.refused((error as? AdmissionRefusal)?.reason ?? "submit")
             logger.warning("job refused", metadata: ["error": "\(error)"])
             return .error(message: "\(error)")
         }

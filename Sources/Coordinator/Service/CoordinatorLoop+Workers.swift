@@ -128,6 +128,10 @@ extension CoordinatorLoop {
         job.done += 1
         job.computed += 1
         worker.tasksDone += 1
+        // Map pixels the task produced: a whole tile in a shared-storage job, its outputs otherwise.
+        let size = job.shared != nil ? Size2(job.tasks[index].rect.height, job.tasks[index].rect.width)
+            : job.plan.tasks.outputSize(job.tasks[index])
+        metrics.taskDone(by: worker.name, since: mine.since, pixels: size.h * size.w)
         job.workersUsed.insert(worker.name)
     }
 
@@ -238,6 +242,7 @@ extension CoordinatorLoop {
         }
         attempts.removeAll { $0.worker == worker }
         if attempts.isEmpty {
+            metrics.taskRetried()
             job.running -= 1
             job.states[index] = .pending
             job.pending.append(index)
@@ -280,6 +285,7 @@ extension CoordinatorLoop {
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             if now - w.lastHeard > hb.deadline {
+                metrics.heartbeatMissed()
                 retire(w, reason: "silent for \(hb.liveness) heartbeats")
                 try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
             } else if now - w.lastSent >= hb.interval {

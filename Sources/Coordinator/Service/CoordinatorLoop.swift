@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraMetrics
 import TesseraPlan
 import TesseraWire
 
@@ -62,12 +63,17 @@ final class CoordinatorLoop {
     var workerBytesOut = 0
     /// When shared-storage receipts were last committed to the store (group commit).
     var lastReceiptCommit = 0.0
+    /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop, ended-job removal (`+Retention`).
+    let metrics = CoordinatorMetrics()
+    var vitals: ServiceVitals?
+    var retention = RetentionState()
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
         self.configuration = configuration
         self.logger = logger
         self.stopRequested = stopRequested
         rejects = RateLimitedLog(logger: logger)
+        rejects.onEvent = CoordinatorMetrics.refused
     }
 
     private var shouldStop: Bool {
@@ -89,7 +95,7 @@ final class CoordinatorLoop {
             try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
         }
         // Job ids stay unique across restarts on the same store.
-        nextJobID = (store.jobIDs().max() ?? 0) + 1
+        nextJobID = max(store.jobIDs().max() ?? 0, store.highestRemovedID()) + 1
         if persistent { resumeFromStore() }
     }
 
@@ -142,6 +148,7 @@ final class CoordinatorLoop {
                 commitReceipts()
                 heartbeatAndPurge(workerSocket)
                 dispatch(workerSocket)
+                housekeeping(workerSocket, clientSocket)
             } catch ZMQError.terminated {
                 break
             } catch {

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import TesseraCluster
+import TesseraImage
+import TesseraMetrics
 import TesseraWire
 
 /// The coordinator: binds a ROUTER for workers and one for clients, plans jobs into
@@ -36,6 +38,10 @@ package final class CoordinatorService: Sendable {
         package var maxClientMessageBytes = 1 << 30
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
+        /// Largest image (width × height, from its header) a submission may bring.
+        package var maxPixels = PNGReader.defaultMaxPixels
+        /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).
+        package var retention = RetentionPolicy()
 
         package init(workerEndpoint: String, clientEndpoint: String, storeDirectory: String? = nil) {
             self.workerEndpoint = workerEndpoint
@@ -56,6 +62,10 @@ package final class CoordinatorService: Sendable {
     private let failureReason = Locked<ClusterError?>(nil)
     /// The running ZAP handler, for tests that make it fail.
     let authentication = Locked<ZAPHandler?>(nil)
+    /// What `/healthz` and `/readyz` read: the loop's ticks, the endpoints bound.
+    package let vitals = ServiceVitals()
+    /// The store's jobs folder once it is prepared (`/readyz` checks it is writable).
+    let jobsFolder = Locked<String?>(nil)
 
     package init(context: ZMQContext, configuration: Configuration, logger: Logger) {
         self.context = context
@@ -107,9 +117,13 @@ package final class CoordinatorService: Sendable {
         try secure(clientSocket)
         try clientSocket.bind(configuration.clientEndpoint)
         let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
+        loop.vitals = vitals
         try loop.prepareStore()
+        jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
+        vitals.setReady(true, "endpoints bound")
         loop.run(workerSocket, clientSocket)
+        vitals.setReady(false, "stopping")
         workerSocket.close()
         clientSocket.close()
     }

@@ -42,6 +42,7 @@ extension WorkerAgent {
             // Stopped during the delay: the task stays `computing`, returned by the goodbye.
             guard delayTask() else { return }
             let outcome: Outcome
+            let started = monotonicSeconds()
             do {
                 let engine = try self.engine(for: item, bundle, engines: &engines)
                 switch item {
@@ -50,6 +51,11 @@ extension WorkerAgent {
                 }
             } catch {
                 outcome = .failure(item.failure("\(error)"))
+            }
+            if case .result = outcome {
+                metrics.computed(ok: true, seconds: monotonicSeconds() - started)
+            } else {
+                metrics.computed(ok: false, seconds: monotonicSeconds() - started)
             }
             shared.withLock { s in
                 s.computing = nil

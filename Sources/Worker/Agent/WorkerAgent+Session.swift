@@ -22,6 +22,8 @@ extension WorkerAgent {
         /// Outcomes taken from the outbox that could not be sent yet.
         var pendingOut: [Outcome] = []
         var rejects: RateLimitedLog
+        /// The socket's traffic already counted in the metrics.
+        var trafficSeen: (UInt64, UInt64) = (0, 0)
 
         /// Sends without blocking; false when it could not go out (not connected yet,
         /// or the coordinator's queue is full).
@@ -45,6 +47,7 @@ extension WorkerAgent {
         var handshakes = try HandshakeWatch(socket, context: context, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
         startGeneration()
+        defer { registered(false) }
 
         var s = Session(heartbeat: configuration.heartbeat, rejects: RateLimitedLog(logger: logger))
         let hello = WireMessage.hello(
@@ -55,6 +58,7 @@ extension WorkerAgent {
         let si = poller.add(socket)
         let wi = poller.add(wake)
         while !shouldStop {
+            vitals.tick()
             if !s.helloSent {
                 s.helloSent = s.trySend(hello, on: socket)
                 if !s.helloSent {
@@ -69,6 +73,7 @@ extension WorkerAgent {
             if poller.isReadable(wi) { while try wake.receiveIfAvailable() != nil {} }
             sendOutcomes(socket, &s)
             if poller.isReadable(si), try !receiveAll(socket, &s) { return true }
+            s.trafficSeen = metrics.traffic(socket.traffic, since: s.trafficSeen)
             let now = monotonicSeconds()
             if now - s.lastSent >= s.heartbeat.interval { _ = s.trySend(.heartbeat, on: socket) }
             if now - s.lastHeard > s.heartbeat.deadline {
@@ -79,6 +84,12 @@ extension WorkerAgent {
         }
         leave(socket, &s)
         return true
+    }
+
+    /// Registration as `/readyz` and the metrics see it.
+    private func registered(_ yes: Bool) {
+        metrics.registered(yes)
+        vitals.setReady(yes, yes ? "registered with \(configuration.coordinator)" : "not registered with a coordinator")
     }
 
     /// A new session's generation: what is queued or in the outbox belonged to the
@@ -142,6 +153,7 @@ extension WorkerAgent {
                         "coordinator": "\(configuration.coordinator)",
                         "credit": "\(w.maxTasksInFlight)",
                     ])
+                registered(true)
             }
             s.welcomed = true
         case .heartbeat:

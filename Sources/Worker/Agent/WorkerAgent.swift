@@ -3,6 +3,7 @@ import Logging
 import TesseraCluster
 import TesseraCore
 import TesseraEngine
+import TesseraMetrics
 import TesseraModel
 import TesseraWire
 
@@ -102,6 +103,9 @@ package final class WorkerAgent: Sendable {
     }
 
     let shared = Locked(Shared())
+    /// What `/healthz` and `/readyz` read: the socket thread's ticks, registration.
+    package let vitals = ServiceVitals(notReadyBecause: "not registered with a coordinator yet")
+    let metrics = WorkerMetrics()
     /// Test hook: the compute thread fails to start with this error.
     let computeStartFault = Locked<(any Error)?>(nil)
 
@@ -146,7 +150,10 @@ package final class WorkerAgent: Sendable {
             backoff = heardBack ? 1 : min(32, backoff * 2)
             logger.warning("coordinator lost: reconnecting", metadata: ["in": "\(backoff)s"])
             let until = monotonicSeconds() + backoff
-            while !shouldStop && monotonicSeconds() < until { usleep(50_000) }
+            while !shouldStop && monotonicSeconds() < until {
+                vitals.tick()
+                usleep(50_000)
+            }
         }
     }
 

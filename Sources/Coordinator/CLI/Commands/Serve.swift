@@ -3,6 +3,8 @@ import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
+import TesseraImage
+import TesseraMetrics
 import TesseraWire
 
 /// `tessera-coordinator serve`: the long-running coordinator.
@@ -42,6 +44,24 @@ struct Serve: ParsableCommand {
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0
     @Option(help: .hidden) var readyFile: String?
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at /metrics and probes at /healthz, /readyz on HOST:PORT (:PORT or PORT: "
+                + "loopback). Off by default.", valueName: "address"))
+    var metricsAddress: String?
+    @Option(
+        help: ArgumentHelp(
+            "Remove ended (done, failed, cancelled) jobs this long after they ended, from memory and the store: "
+                + "e.g. 7d, 12h, 30m. Default: keep them.", valueName: "duration"))
+    var keepFinished: String?
+    @Option(
+        help: ArgumentHelp(
+            "While the store holds more than this, remove the oldest ended jobs (active jobs are kept): "
+                + "e.g. 50G, 500M. Default: no limit.", valueName: "size"))
+    var maxStore: String?
+    @Option(help: "Refuse submitted images with more pixels than this (read from the header, before decoding).")
+    var maxPixels = PNGReader.defaultMaxPixels
+    @Option(help: .hidden) var retentionCheckMs = 30_000
     @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
@@ -52,6 +72,15 @@ struct Serve: ParsableCommand {
         }
         guard stragglerFloorMs >= 1, stragglerFactor >= 1 else {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
+        }
+        guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be positive") }
+        guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
+        do {
+            _ = try metricsAddress.map(MetricsAddress.init(parsing:))
+            _ = try keepFinished.map(RetentionPolicy.seconds(parsing:))
+            _ = try maxStore.map(RetentionPolicy.bytes(parsing:))
+        } catch {
+            throw ValidationError("\(error)")
         }
     }
 
@@ -76,7 +105,23 @@ struct Serve: ParsableCommand {
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
+        config.maxPixels = maxPixels
+        config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
+        config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
+        config.retention.checkSeconds = Double(retentionCheckMs) / 1000
+        // Before the service starts: its metrics bind to the backend when it creates them.
+        let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
+        let probes = try metricsAddress.flatMap { text -> ProbeServer? in
+            guard let exporter else { return nil }
+            let server = try ProbeServer(
+                address: try MetricsAddress(parsing: text),
+                handler: ProbeRoutes.handler(
+                    exporter: exporter, vitals: service.vitals, extraReadiness: { service.storeReadiness }))
+            server.start()
+            warnIfExposed(server.address, logger)
+            return server
+        }
         let (workers, clients) = try service.start()
         logger.info(
             "coordinator serving",
@@ -84,6 +129,10 @@ struct Serve: ParsableCommand {
                 "workers": "\(workers)", "clients": "\(clients)",
                 "store": "\(store ?? "(temporary)")",
                 "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")",
+                "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
+                "retention":
+                    "\(keepFinished.map { "keep \($0)" } ?? "keep all")\(maxStore.map { ", at most \($0)" } ?? "")",
+                "max-pixels": "\(maxPixels)",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
@@ -91,6 +140,7 @@ struct Serve: ParsableCommand {
         let sources = onStopSignals { service.stop() }
         service.waitUntilStopped()
         withExtendedLifetime(sources) {}
+        probes?.stop()
         if let failure = service.failure {
             logger.critical("coordinator stopped on a failure", metadata: ["reason": "\(failure)"])
             throw failure

@@ -28,6 +28,8 @@ package struct ZMQSocket: ~Copyable {
     // Keeps the context alive until this socket is closed: zmq_ctx_term in the
     // context's deinit therefore never waits for a socket.
     private let context: ZMQContext
+    /// Bytes through this socket so far (for metrics).
+    package let traffic = SocketTraffic()
 
     /// Creates a socket of `type` in `context`, with a bounded linger.
     package init(_ context: ZMQContext, type: ZMQSocketType) throws {
@@ -124,6 +126,7 @@ package struct ZMQSocket: ~Copyable {
     package func sendFrame(bytes: UnsafeRawBufferPointer, more: Bool, flags: ZMQSendFlags = []) throws {
         let cFlags = flags.rawValue | (more ? ZMQ_SNDMORE : 0)
         try ZMQCall.check { zmq_send(handle, bytes.baseAddress, bytes.count, cFlags) }
+        traffic.add(sent: bytes.count)
     }
 
     // MARK: Receiving
@@ -164,6 +167,7 @@ package struct ZMQSocket: ~Copyable {
             // The rest of a multipart message is already queued: never blocks.
             _ = try raw.receive(from: handle, dontWait: false)
         }
+        traffic.add(received: total)
         if overflow { throw ZMQError.messageTooLarge }
         return message
     }

@@ -1,0 +1,40 @@
+import Foundation
+import TesseraImage
+import TesseraWire
+
+/// Why a submission was refused before anything was stored or decoded.
+struct AdmissionRefusal: Error, CustomStringConvertible {
+    /// The refusals metric's label.
+    let reason: String
+    let description: String
+}
+
+/// Admission: what a submission may ask of this coordinator, checked from the
+/// request alone (an image's header, never its pixels) before the job is stored.
+extension CoordinatorLoop {
+    func admit(_ spec: Wire.JobSpec) throws {
+        let limit = configuration.maxPixels
+        let name: String
+        let size: (width: Int, height: Int)?
+        switch spec.image {
+        case .inline(let fileName, let bytes):
+            name = fileName
+            size = PNGReader.dimensions(of: bytes)
+        case .path(let path) where configuration.allowLocalPaths:
+            name = (path as NSString).lastPathComponent
+            size = (try? PNGReader.header(path: path, maxPixels: Int.max)).map { ($0.width, $0.height) }
+        case .path:
+            return  // refused by createJob, with its reason
+        }
+        // Not a PNG (or no readable header): decoding reports why.
+        guard let size else { return }
+        let pixels = size.width.multipliedReportingOverflow(by: size.height)
+        if pixels.overflow || pixels.partialValue > limit {
+            throw AdmissionRefusal(
+                reason: "too-many-pixels",
+                description:
+                    "image \(name) is \(size.width)×\(size.height) = \(pixels.overflow ? "too many" : "\(pixels.partialValue)") pixels, over this coordinator's limit of \(limit) (serve --max-pixels)"
+            )
+        }
+    }
+}

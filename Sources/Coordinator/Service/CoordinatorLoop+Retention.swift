@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import TesseraCore
+import TesseraWire
+
+/// What the loop keeps for retention: when the store was last measured, and the
+/// measurement being made off the loop thread.
+struct RetentionState {
+    var lastCheck = -Double.infinity
+    var measuring = false
+    let measured = Locked<[UInt64: JobStore.FolderUsage]?>(nil)
+    let queue = DispatchQueue(label: "tessera.coordinator.retention", qos: .utility)
+    var warnedOverLimit = false
+}
+
+/// Retention (`serve --keep-finished`, `--max-store`): every `checkSeconds` the store
+/// is measured off the loop thread; then ended jobs older than the limit, and the
+/// oldest ended ones while the store is over its size, are removed from memory at
+/// once and from disk on the store queue (after the job's queued writes). Each
+/// removal is logged; active jobs are never removed.
+extension CoordinatorLoop {
+    func enforceRetention(_ now: Double) {
+        if let usage = retention.measured.withLock({ m in
+            defer { m = nil }; return m
+        }) {
+            retention.measuring = false
+            applyRetention(usage)
+        }
+        guard !retention.measuring, now - retention.lastCheck >= configuration.retention.checkSeconds else { return }
+        retention.lastCheck = now
+        retention.measuring = true
+        let (store, measured) = (store, retention.measured)
+        retention.queue.async {
+            let usage = store.usage()
+            measured.withLock { $0 = usage }
+        }
+    }
+
+    private func applyRetention(_ usage: [UInt64: JobStore.FolderUsage]) {
+        var total = usage.values.reduce(Int64(0)) { $0 + $1.bytes }
+        metrics.store(bytes: total)
+        let policy = configuration.retention
+        guard policy.isOn else { return }
+        let now = Date()
+        let mono = monotonicSeconds()
+        // Ended jobs, oldest end first.
+        var ended: [(id: UInt64, at: Date)] = []
+        for job in jobs.values where !job.isActive {
+            guard let finished = job.finished else { continue }
+            ended.append((job.id, now.addingTimeInterval(finished - mono)))
+        }
+        for id in archived.keys where jobs[id] == nil {
+            ended.append((id, usage[id]?.ended ?? now))
+        }
+        ended.sort { ($0.at, $0.id) < ($1.at, $1.id) }
+        var removed = Set<UInt64>()
+        if let keep = policy.keepFinishedSeconds {
+            for (id, at) in ended where now.timeIntervalSince(at) > keep {
+                removeEnded(id, reason: "ended more than --keep-finished ago", endedAt: at, bytes: usage[id]?.bytes)
+                removed.insert(id)
+                total -= usage[id]?.bytes ?? 0
+            }
+        }
+        if let limit = policy.maxStoreBytes {
+            for (id, at) in ended where total > limit && !removed.contains(id) {
+                removeEnded(id, reason: "the store is over --max-store", endedAt: at, bytes: usage[id]?.bytes)
+                removed.insert(id)
+                total -= usage[id]?.bytes ?? 0
+            }
+            if total > limit && !retention.warnedOverLimit {
+                logger.warning(
+                    "store over --max-store with no ended job left to remove (active jobs are kept)",
+                    metadata: ["bytes": "\(total)", "limit": "\(limit)"])
+            }
+            retention.warnedOverLimit = total > limit
+        }
+    }
+
+    /// Forgets an ended job and removes its folder (after its queued store writes).
+    private func removeEnded(_ id: UInt64, reason: String, endedAt: Date, bytes: Int64?) {
+        let state = jobs[id]?.state ?? archived[id]?.state ?? .unknown
+        jobs[id] = nil
+        jobOrder.removeAll { $0 == id }
+        archived[id] = nil
+        metrics.jobEvicted()
+        logger.info(
+            "job removed",
+            metadata: [
+                "job": "\(id)", "state": "\(state)", "reason": "\(reason)",
+                "ended": "\(Int(Date().timeIntervalSince(endedAt)))s ago", "bytes": "\(bytes ?? 0)",
+            ])
+        let (store, logger) = (store, logger)
+        storeQueue.async {
+            do {
+                try store.removeJob(id)
+            } catch {
+                logger.error("cannot remove a job's folder", metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+        }
+    }
+}

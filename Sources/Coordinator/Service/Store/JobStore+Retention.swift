@@ -1,0 +1,53 @@
+import Foundation
+
+/// What retention reads and writes in the store: the size and end time of each job's
+/// folder, and the highest id removed (`DIR/removed-up-to`), so that a restart never
+/// hands out the id of a removed job again.
+extension JobStore {
+    /// One job folder: its bytes and, for an ended job, when its end was recorded.
+    struct FolderUsage: Sendable {
+        var bytes: Int64
+        var ended: Date?
+    }
+
+    var removedMarkPath: String { root + "/removed-up-to" }
+
+    /// The highest job id removed by retention (0 if none).
+    func highestRemovedID() -> UInt64 {
+        guard let data = FileManager.default.contents(atPath: removedMarkPath),
+            let text = String(data: data, encoding: .utf8)
+        else { return 0 }
+        return UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    /// Removes a job's folder, after recording its id as removed.
+    func removeJob(_ id: UInt64) throws {
+        if id > highestRemovedID() {
+            try DurableFile.write(Array("\(id)\n".utf8), to: removedMarkPath)
+        }
+        try FileManager.default.removeItem(atPath: directory(id))
+    }
+
+    /// Every job folder's usage (files counted by their allocated size, links not followed).
+    func usage() -> [UInt64: FolderUsage] {
+        var out: [UInt64: FolderUsage] = [:]
+        for id in jobIDs() {
+            let ending = directory(id) + "/" + JobEnding.fileName
+            let ended = (try? FileManager.default.attributesOfItem(atPath: ending))?[.modificationDate] as? Date
+            out[id] = FolderUsage(bytes: Self.bytes(under: directory(id)), ended: ended)
+        }
+        return out
+    }
+
+    static func bytes(under path: String) -> Int64 {
+        var total: Int64 = 0
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        total += Int64(info.st_blocks) * 512
+        guard info.st_mode & S_IFMT == S_IFDIR,
+            let names = try? FileManager.default.contentsOfDirectory(atPath: path)
+        else { return total }
+        for name in names { total += bytes(under: path + "/" + name) }
+        return total
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraImage
+@testable import TesseraWire
+@testable import TestSupport
+
+/// `serve --max-pixels`: an image is refused by its header at submit, never decoded.
+@Suite("Admission: pixel limit", .serialized)
+struct AdmissionTests {
+    @Test("a 20 000² decompression bomb is refused at once, naming size and limit; RSS stays low")
+    func bombRefused() throws {
+        let group = try ProcessGroup("admission")
+        defer { group.stop() }
+        let port = try freeLoopbackPort()
+        let (_, clients) = try group.startCoordinator(extra: [
+            "--max-pixels", "100000000", "--metrics-address", "\(port)",
+        ])
+        let bomb = group.directory + "/bomb.png"
+        let size = try writeBombPNG(to: bomb, width: 20_000, height: 20_000)
+        #expect(size < 3_000_000, "the bomb is \(size) bytes")
+        let start = Date()
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--out", group.directory + "/out", bomb,
+            ], log: "submit")
+        let status = group.wait(submit, timeout: 30)
+        let seconds = Date().timeIntervalSince(start)
+        let output = group.log("submit")
+        #expect(status != nil && status != 0, "\(output)")
+        #expect(output.contains("20000×20000") && output.contains("100000000"), "\(output)")
+        #expect(seconds < 10, "refusal took \(seconds) s")
+        // Decoding would have taken 1.2 GB.
+        let coordinator = try #require(group.coordinatorPID)
+        let peak = try #require(peakResidentBytes(of: coordinator))
+        #expect(peak < 300 << 20, "coordinator peak RSS \(peak >> 20) MiB")
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1"))
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        #expect(metrics.value("tessera_refusals_total", ["reason": "too-many-pixels"]) == 1)
+        let context = try ZMQContext()
+        #expect(try TestClient(context, clients).status(1).state == .unknown)
+    }
+}
+
+@Suite("PNG dimensions from the header bytes")
+struct PNGDimensionsTests {
+    @Test("reads IHDR's width and height; nil for anything that does not start like a PNG")
+    func dimensions() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.path + "/small.png"
+        try ClusterFixture.writeImage(to: path, height: 37, width: 91)
+        let bytes = try #require(ClusterFixture.bytes(path))
+        let size = try #require(PNGReader.dimensions(of: bytes))
+        #expect(size.width == 91 && size.height == 37)
+        #expect(PNGReader.dimensions(of: Array(bytes.prefix(20))) == nil)
+        #expect(PNGReader.dimensions(of: Array("GIF89a, not a PNG at all....".utf8)) == nil)
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+
+@testable import CoordinatorService
+@testable import TesseraCluster
+@testable import TesseraWire
+@testable import TestSupport
+
+/// `serve --keep-finished` and `--max-store`: ended jobs leave memory and disk, each
+/// removal logged; active jobs stay.
+@Suite("Retention of ended jobs", .serialized)
+struct RetentionTests {
+    func submit(_ group: ProcessGroup, _ clients: String, _ image: String, log: String) throws {
+        let p = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--out",
+                group.directory + "/out-" + log, image,
+            ], log: log)
+        #expect(group.wait(p, timeout: 30) == 0, "\(group.log(log))")
+    }
+
+    func waitUntil(_ timeout: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(100_000)
+        }
+        return condition()
+    }
+
+    @Test("--keep-finished: a done job is removed from disk and status; a running one stays")
+    func keepFinished() throws {
+        let group = try ProcessGroup("retention-age")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--keep-finished", "1s", "--retention-check-ms", "200",
+        ])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        let worker = try group.start(
+            "tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        try submit(group, clients, image, log: "submit1")
+        #expect(waitUntil(20) { (try? client.status(1).state) == .done }, "\(group.log("coordinator"))")
+        // No worker from now on: job 2 stays running.
+        kill(worker.processIdentifier, SIGKILL)
+        _ = group.wait(worker, timeout: 10)
+        try submit(group, clients, image, log: "submit2")
+
+        let jobs = group.directory + "/store/jobs"
+        #expect(
+            waitUntil(15) { !FileManager.default.fileExists(atPath: jobs + "/1") },
+            "job 1 was not removed: \(group.log("coordinator"))")
+        let status = try client.status(1)
+        #expect(status.state == .unknown, "\(status)")
+        let log = group.log("coordinator")
+        #expect(log.contains("job removed") && log.contains("keep-finished"), "\(log)")
+        // The running job outlives the limit.
+        usleep(1_500_000)
+        #expect(FileManager.default.fileExists(atPath: jobs + "/2"))
+        #expect(try client.status(2).state == .running)
+        // A restart on this store never hands out a removed id again.
+        let mark = try String(contentsOfFile: group.directory + "/store/removed-up-to", encoding: .utf8)
+        #expect(mark.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+    }
+
+    @Test("--max-store: the oldest ended jobs go while the store is over the size")
+    func maxStore() throws {
+        let group = try ProcessGroup("retention-size")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--max-store", "1K", "--retention-check-ms", "200",
+        ])
+        try group.startWorker(workers, name: "w1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        try submit(group, clients, image, log: "submit1")
+        let jobs = group.directory + "/store/jobs"
+        #expect(
+            waitUntil(20) { !FileManager.default.fileExists(atPath: jobs + "/1") },
+            "job 1 was not removed: \(group.log("coordinator"))")
+        let log = group.log("coordinator")
+        #expect(log.contains("job finished"), "\(log)")
+        #expect(log.contains("job removed") && log.contains("max-store"), "\(log)")
+        #expect(try client.status(1).state == .unknown)
+    }
+
+    @Test("durations and sizes parse; nonsense is refused with the format")
+    func parsing() throws {
+        #expect(try RetentionPolicy.seconds(parsing: "7d") == 7 * 86400)
+        #expect(try RetentionPolicy.seconds(parsing: "12h") == 12 * 3600)
+        #expect(try RetentionPolicy.seconds(parsing: "30m") == 1800)
+        #expect(try RetentionPolicy.seconds(parsing: "1.5s") == 1.5)
+        #expect(try RetentionPolicy.bytes(parsing: "50G") == 50 << 30)
+        #expect(try RetentionPolicy.bytes(parsing: "500MB") == 500 << 20)
+        #expect(try RetentionPolicy.bytes(parsing: "2TiB") == 2 << 40)
+        #expect(try RetentionPolicy.bytes(parsing: "4096") == 4096)
+        for bad in ["", "7x", "-1d", "d"] {
+            #expect(throws: (any Error).self, "\(bad)") { try RetentionPolicy.seconds(parsing: bad) }
+        }
+        for bad in ["", "0", "12Q", "-5G", "G"] {
+            #expect(throws: (any Error).self, "\(bad)") { try RetentionPolicy.bytes(parsing: bad) }
+        }
+        let (status, output) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "serve", "--keep-finished", "soon",
+        ])
+        #expect(status != 0 && output.contains("duration soon"), "\(output)")
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import TesseraMetrics
+
+@Suite("Probe server: /metrics, /healthz, /readyz over plain sockets")
+struct ProbeServerTests {
+    func server(
+        _ vitals: ServiceVitals, maxStall: Double = 15,
+        extra: (@Sendable () -> (ready: Bool, detail: String))? = nil
+    ) throws -> ProbeServer {
+        let exporter = MetricsExporter()
+        exporter.factory.makeCounter(label: MetricName.tasksDone, dimensions: []).increment(by: 7)
+        let s = try ProbeServer(
+            address: MetricsAddress(host: "127.0.0.1", port: 0),
+            handler: ProbeRoutes.handler(
+                exporter: exporter, vitals: vitals, maxStallSeconds: maxStall,
+                extraReadiness: extra))
+        s.start()
+        return s
+    }
+
+    @Test("routes answer: metrics parse, health follows the loop, readiness follows the service")
+    func routes() throws {
+        let vitals = ServiceVitals()
+        let ready = LockedFlag()
+        let s = try server(vitals, extra: { (ready.value, ready.value ? "store writable" : "store read-only") })
+        defer { s.stop() }
+        let port = Int(s.address.port)
+        #expect(port != 0)
+        let metrics = try httpGet(port: port, path: "/metrics")
+        #expect(metrics.status == 200)
+        #expect(try PrometheusText(metrics.body).value(MetricName.tasksDone) == 7)
+        #expect(try httpGet(port: port, path: "/healthz").status == 200)
+        #expect(try httpGet(port: port, path: "/readyz").status == 503)
+        vitals.setReady(true, "endpoints bound")
+        let notWritable = try httpGet(port: port, path: "/readyz")
+        #expect(notWritable.status == 503 && notWritable.body.contains("read-only"), "\(notWritable)")
+        ready.value = true
+        #expect(try httpGet(port: port, path: "/readyz?verbose=1").status == 200)
+        #expect(try httpGet(port: port, path: "/nope").status == 404)
+        #expect(try httpExchange(port: port, request: "POST /metrics HTTP/1.1\r\n\r\n").status == 405)
+        #expect(try httpExchange(port: port, request: "garbage\r\n\r\n").status == 400)
+        let huge = "GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 20_000) + "\r\n\r\n"
+        #expect(try httpExchange(port: port, request: huge).status == 431)
+    }
+
+    @Test("a stalled loop fails /healthz with the stall")
+    func stalled() throws {
+        let vitals = ServiceVitals()
+        let s = try server(vitals, maxStall: 0.2)
+        defer { s.stop() }
+        usleep(300_000)
+        let reply = try httpGet(port: Int(s.address.port), path: "/healthz")
+        #expect(reply.status == 503 && reply.body.contains("stalled"), "\(reply)")
+        vitals.tick()
+        #expect(try httpGet(port: Int(s.address.port), path: "/healthz").status == 200)
+    }
+
+    @Test("silent connections do not hold up probes; a busy port is a clear error")
+    func silentClients() throws {
+        let vitals = ServiceVitals()
+        let s = try server(vitals)
+        defer { s.stop() }
+        let port = Int(s.address.port)
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = in_port_t(UInt16(port).bigEndian)
+            inet_pton(AF_INET, "127.0.0.1", &a.sin_addr)
+            _ = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            idle.append(fd)
+        }
+        let start = Date()
+        #expect(try httpGet(port: port, path: "/healthz").status == 200)
+        #expect(Date().timeIntervalSince(start) < 1)
+        #expect(throws: MetricsError.self) {
+            try ProbeServer(address: MetricsAddress(host: "127.0.0.1", port: UInt16(port)), handler: { _ in nil })
+        }
+    }
+}
+
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    var value: Bool {
+        get { lock.withLock { flag } }
+        set { lock.withLock { flag = newValue } }
+    }
+}
