@@ -44,6 +44,7 @@ struct EnvironmentVariableTests {
         "run": ([("model", "m.prototxt"), ("out", "o")], ["a.png"]),
         "inspect": ([("model", "m.prototxt")], []),
         "inspect-image": ([], ["slide.svs"]),
+        "export": ([("out", "o")], ["m.zarr"]),
         "convert": (
             [
                 ("model", "m.prototxt"), ("weights", "w.caffemodel"), ("out-model", "f.prototxt"),

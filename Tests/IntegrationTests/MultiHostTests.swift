@@ -80,6 +80,11 @@ struct MultiHostTests {
                 ["--coordinator", "tcp://10.77.\(k + 1).1:7701", "--threads", "1", "--name", "host-w\(k + 1)",
                  "--shared-root", mount], log: "w\(k + 1)")
         }
+        // Both remote workers registered over their links before the job starts.
+        let deadline = Date().addingTimeInterval(30)
+        while group.log("coordinator").components(separatedBy: "worker joined").count < 3 && Date() < deadline {
+            usleep(50_000)
+        }
         let client = try onHost(
             hosts[0], "tessera-coordinator",
             ["submit", "--coordinator", "tcp://127.0.0.1:7702", "--reconnect-timeout", "30"] + ClusterFixture.modelFlags
@@ -87,7 +92,10 @@ struct MultiHostTests {
                    image], log: "client")
         #expect(group.wait(client, timeout: 120) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
         let log = group.log("coordinator")
-        #expect(log.contains("worker=host-w1") && log.contains("worker=host-w2"), "both hosts joined: \(log)")
+        let joined = log.split(separator: "\n").filter { $0.contains("worker joined") }
+        #expect(
+            joined.contains { $0.contains("worker=host-w1") } && joined.contains { $0.contains("worker=host-w2") },
+            "both hosts joined over their links: \(log)")
         #expect(!FileManager.default.fileExists(atPath: mount + "/out"), "outside the hosts the mount point stays empty")
         let export = try group.start(
             "tessera-coordinator", ["export", backing + "/out/tissue.zarr", "--outputs", "npy", "--out", group.directory],

@@ -52,10 +52,10 @@ extension WorkerAgent {
             } catch {
                 outcome = .failure(item.failure("\(error)"))
             }
-            if case .result = outcome {
-                metrics.computed(ok: true, seconds: monotonicSeconds() - started)
-            } else {
+            if case .failure = outcome {
                 metrics.computed(ok: false, seconds: monotonicSeconds() - started)
+            } else {
+                metrics.computed(ok: true, seconds: monotonicSeconds() - started)
             }
             shared.withLock { s in
                 s.computing = nil

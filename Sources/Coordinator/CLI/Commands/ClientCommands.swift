@@ -74,9 +74,6 @@ struct Submit: ParsableCommand {
             }
             return
         }
-        if slide.level != nil || slide.mpp != nil || slide.tissue {
-            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
-        }
         for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
             throw ValidationError("\(path) is not a PNG: upload jobs take PNG images; use --shared for slides and TIFFs")
         }
@@ -88,6 +85,9 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
+        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue) {
+            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
+        }
         let logger = Logger(label: "tessera.submit")
         let settings = job.engineSettings(model)
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)

@@ -10,9 +10,10 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a pyramidal TIFF, PNGs or .npy from a finished OME-Zarr map (a shared-storage job's output).",
         discussion: """
+            The overlay needs the mapped image (--image, at the same --level).
+
             Example:
-              tessera-coordinator export /shared/out/slide.zarr --outputs tiff,labels --out /shared/out
-            The overlay needs the image the map was computed from (--image, at the same --level).
+              tessera-coordinator export maps/slide.zarr --outputs tiff --out maps
             """
     )
 
