@@ -32,8 +32,11 @@ final class CoordinatorJob {
     let settingsBytes: [UInt8]
     let plan: ModelPlan
     let preprocessing: Wire.Preprocessing
-    /// Upload jobs: the image; released once the outputs are written.
-    var image: PixelImage?
+    /// Upload jobs: the image (raw samples on disk, read a task's region at a time)
+    /// and the map assembled tile by tile into a raw store (`UploadMap`); released
+    /// once the outputs are written.
+    var image: RawPixelFile?
+    var map: UploadMap?
     /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
     let shared: SharedJobFiles?
     /// Shared-storage receipts (journal lines) not yet committed to the store.
@@ -50,7 +53,6 @@ final class CoordinatorJob {
     var done = 0
     var attempts: [Int: UInt32] = [:]
     var failures: [Int: [String]] = [:]
-    var assembler: MapAssembler?
     var state: Wire.JobState = .running
     var message = ""
     var outputFiles: [String] = []
@@ -90,7 +92,7 @@ final class CoordinatorJob {
 
     init(
         id: UInt64, options: JobOptions, mode: MapMode, tile: Int, model: ModelBundle, plan: ModelPlan,
-        preprocessing: Wire.Preprocessing, image: PixelImage?, imageSize: Size2, shared: SharedJobFiles? = nil,
+        preprocessing: Wire.Preprocessing, image: RawPixelFile?, imageSize: Size2, shared: SharedJobFiles? = nil,
         stem: String, directory: String, outputDirectory: String, tasks: [TileTask]
     ) {
         self.id = id
@@ -110,9 +112,6 @@ final class CoordinatorJob {
         self.tasks = tasks
         states = Array(repeating: .pending, count: tasks.count)
         pending = Array((0..<tasks.count).reversed())
-        if shared == nil {
-            assembler = MapAssembler(mode: mode, image: imageSize, classes: plan.classes, stride: plan.tasks.stride)
-        }
     }
 
     var isActive: Bool { state == .running || state == .queued }
@@ -140,11 +139,15 @@ final class CoordinatorJob {
                 level: UInt32(shared.level), storePath: shared.store.path, options: settingsBytes))
     }
 
-    /// The wire task for task `index`, with its input pixels cut from the image.
+    /// The wire task for task `index`, with its input pixels cut from the image
+    /// (nil if the image cannot be read: the caller fails the job).
     func spec(_ index: Int, attempt: UInt32) -> Wire.TaskSpec? {
         guard let image, let rect = TaskCodec.rect(tasks[index]) else { return nil }
         let task = tasks[index]
-        let input = TaskCodec.cut(image, paddedRect: plan.tasks.inputRect(task), halfPatch: plan.tasks.halfPatch)
+        guard
+            let input = try? TaskCodec.cut(
+                image, paddedRect: plan.tasks.inputRect(task), halfPatch: plan.tasks.halfPatch)
+        else { return nil }
         return Wire.TaskSpec(
             jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
             mode: TaskCodec.mode(mode), outputRect: rect,

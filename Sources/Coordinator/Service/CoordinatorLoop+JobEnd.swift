@@ -12,8 +12,8 @@ extension CoordinatorLoop {
             finishShared(job, shared)
             return
         }
-        guard let assembler = job.assembler, let image = job.image else { return }
-        job.assembler = nil
+        guard let map = job.map, let image = job.image else { return }
+        job.map = nil
         let options: OutputOptions
         do {
             options = try job.options.outputOptions(directory: job.outputDirectory, stem: job.stem)
@@ -22,11 +22,17 @@ extension CoordinatorLoop {
             abort(job, state: .failed, message: "\(error)")
             return
         }
-        let id = job.id
+        let (id, raw) = (job.id, job.directory + "/image.raw")
         let (logger, completions) = (self.logger, self.completions)
         finishQueue.async {
             let result = Result {
-                try writeOutputs(map: assembler.finish(), image: image, options: options, logger: logger)
+                try map.store.finish()
+                defer {
+                    // Derived files (the raw image, the map's chunks): the outputs hold the map now.
+                    try? FileManager.default.removeItem(atPath: map.store.path)
+                    try? FileManager.default.removeItem(atPath: raw)
+                }
+                return try writeOutputs(map: map.store, image: image, options: options, logger: logger)
             }
             completions.withLock { $0.append((id, result)) }
         }
@@ -91,7 +97,11 @@ extension CoordinatorLoop {
         job.message = message
         job.finished = monotonicSeconds()
         job.pending.removeAll()
-        job.assembler = nil
+        if let map = job.map {
+            let paths = [map.store.path, job.directory + "/image.raw"]
+            finishQueue.async { for p in paths { try? FileManager.default.removeItem(atPath: p) } }
+        }
+        job.map = nil
         job.image = nil
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0

@@ -129,26 +129,33 @@ extension CoordinatorLoop {
         stem: String
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
-        let image = try PNGReader.read(path: imagePath)
+        // The image goes to disk as raw samples, decoded a band at a time: tasks read
+        // their regions from there, so the coordinator's memory does not grow with it.
+        let header = try RawPixelFile.transcode(png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
+        let image = try RawPixelFile(
+            path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
+            bitDepth: header.bitDepth, name: imagePath)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
         _ = try ChannelMapping.resolve(
             imageChannels: image.channels, netChannels: plan.inputChannels,
             order: pre.channelOrder)
         let mode = TaskCodec.mode(wireMode)
-        let tasks = TilePlan.tasks(
-            mode: mode, image: Size2(image.height, image.width), tile: tile,
-            geometry: plan.tasks)
+        let size = Size2(image.height, image.width)
+        let (map, tasks) = try UploadMap.plan(
+            mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: plan.classes,
+            storePath: dir + "/map.chunks")
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tasks.first(where: {
             let r = plan.tasks.inputRect($0); return r.height * r.width > limit
         }) {
             throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
         }
-        return CoordinatorJob(
+        let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
-            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image,
-            imageSize: Size2(image.height, image.width), stem: stem,
+            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, imageSize: size, stem: stem,
             directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
+        job.map = map
+        return job
     }
 
     /// The model's plan for these engine settings, made once and cached (four at most).

@@ -160,7 +160,7 @@ extension CoordinatorLoop {
                 let values = try TileFile.decode(
                     [UInt8](data), index: index, task: task, classes: job.plan.classes,
                     height: size.h, width: size.w)
-                job.assembler?.add(task, result: values, classes: job.plan.classes, rows: size.h, cols: size.w)
+                try job.map?.add(index, task, values: values, rows: size.h, cols: size.w)
                 job.states[index] = .done
                 job.done += 1
                 job.restored += 1

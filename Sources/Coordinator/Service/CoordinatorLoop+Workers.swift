@@ -113,7 +113,12 @@ extension CoordinatorLoop {
             return
         }
         markDone(job, index, mine, by: worker)
-        job.assembler?.add(task, result: r.values, classes: Int(r.classes), rows: Int(r.height), cols: Int(r.width))
+        do {
+            try job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width))
+        } catch {
+            abort(job, state: .failed, message: "cannot store the map's tile: \(error)")
+            return
+        }
         if persistent { storeTile(r, of: job, index: index) }
         if job.done == job.tasks.count { finish(job) }
     }

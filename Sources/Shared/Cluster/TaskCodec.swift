@@ -67,8 +67,24 @@ package enum TaskCodec {
     /// exactly as `PixelRegion(image:paddedRect:halfPatch:)` does, as UInt8 or
     /// UInt16-LE bytes: what a task carries.
     package static func cut(_ image: PixelImage, paddedRect rect: PixelRect, halfPatch: Size2) -> Wire.PixelRegion {
-        let ch = image.channels
         let (rows, cols) = rect.mirroredSources(image: Size2(image.height, image.width), halfPatch: halfPatch)
+        return cut(image, rect: rect, rows: rows, cols: cols)
+    }
+
+    /// The same from an image on disk: reads only the rectangle the mirrored rows and
+    /// columns span.
+    package static func cut(_ file: RawPixelFile, paddedRect rect: PixelRect, halfPatch: Size2) throws
+        -> Wire.PixelRegion
+    {
+        let (rows, cols) = rect.mirroredSources(image: Size2(file.height, file.width), halfPatch: halfPatch)
+        let (y0, y1) = (rows.min()!, rows.max()!), (x0, x1) = (cols.min()!, cols.max()!)
+        let block = try file.read(PixelRect(y: y0, x: x0, height: y1 - y0 + 1, width: x1 - x0 + 1))
+        return cut(block, rect: rect, rows: rows.map { $0 - y0 }, cols: cols.map { $0 - x0 })
+    }
+
+    /// Gathers `rows` × `cols` of `image` (source indices per output row and column).
+    private static func cut(_ image: PixelImage, rect: PixelRect, rows: [Int], cols: [Int]) -> Wire.PixelRegion {
+        let ch = image.channels
         let rowSamples = rect.width * ch
         switch image.samples {
         case .uint8(let values):

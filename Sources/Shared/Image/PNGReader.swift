@@ -70,6 +70,42 @@ package enum PNGReader {
         return PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples)
     }
 
+    /// Decodes `path` a band of rows at a time (at most `bandBytes` per band; the
+    /// whole image at once when interlaced) and hands each band's raw samples (UInt8,
+    /// or UInt16 in host order) to `body`, top to bottom. Returns the header.
+    @discardableResult
+    package static func readBands(
+        path: String, maxPixels: Int = defaultMaxPixels, bandBytes: Int = 32 << 20,
+        _ body: ([UInt8]) throws -> Void
+    ) throws -> PNGHeader {
+        let (reader, header) = try open(path: path, maxPixels: maxPixels)
+        defer { tpng_reader_close(reader) }
+        let rowBytes = header.width * header.channels * header.bitDepth / 8
+        var message = [CChar](repeating: 0, count: cMessageSize)
+        func check(_ status: Int32) throws {
+            if status != Int32(TPNG_OK.rawValue) { throw ImageIOError(status: status, path: path, message: message) }
+        }
+        if header.interlaced {
+            var all = [UInt8](repeating: 0, count: rowBytes * header.height)
+            try all.withUnsafeMutableBytes { try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count)) }
+            try body(all)
+            return header
+        }
+        let band = max(1, bandBytes / max(1, rowBytes))
+        var row = 0
+        while row < header.height {
+            let count = min(band, header.height - row)
+            var bytes = [UInt8](repeating: 0, count: rowBytes * count)
+            try bytes.withUnsafeMutableBytes {
+                try check(tpng_reader_read_rows(reader, $0.baseAddress, UInt32(count), rowBytes, &message, message.count))
+            }
+            try body(bytes)
+            row += count
+        }
+        try check(tpng_reader_finish(reader, &message, message.count))
+        return header
+    }
+
     private static func open(path: String, maxPixels: Int) throws -> (OpaquePointer, PNGHeader) {
         guard maxPixels > 0 else {
             throw ImageIOError(.invalidArgument, path: path, detail: "the pixel limit must be positive")

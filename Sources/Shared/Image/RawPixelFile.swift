@@ -1,0 +1,113 @@
+import Foundation
+import TesseraCore
+
+/// An image kept on disk as raw samples, row by row (`height × width × channels`,
+/// UInt8, or UInt16 in host order), read a rectangle at a time with `pread`: what an
+/// upload job's coordinator cuts task inputs from, so that memory does not grow
+/// with the image. `transcode` writes one from a PNG, decoding a band of rows at a
+/// time (an interlaced PNG must be decoded whole: Adam7 spreads each row over seven
+/// passes).
+package final class RawPixelFile: RegionSource, @unchecked Sendable {
+    package let name: String
+    package let width: Int
+    package let height: Int
+    package let channels: Int
+    package let bitDepth: Int
+    private let fd: Int32
+
+    /// Opens a raw file written by `transcode` (its shape is not stored in it).
+    package init(path: String, width: Int, height: Int, channels: Int, bitDepth: Int, name: String? = nil) throws {
+        let expected = width * height * channels * (bitDepth / 8)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw ImageIOError(.io, path: path, detail: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
+            close(fd)
+            throw ImageIOError(
+                .truncated, path: path, detail: "\(info.st_size) bytes, a \(width)×\(height)×\(channels) image needs \(expected)")
+        }
+        self.fd = fd
+        self.name = name ?? path
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.bitDepth = bitDepth
+    }
+
+    deinit { close(fd) }
+
+    /// Decodes the PNG at `png` into a raw file at `raw` (written, then renamed into
+    /// place), a band of rows at a time; returns the PNG's header.
+    @discardableResult
+    package static func transcode(png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels) throws
+        -> PNGHeader
+    {
+        let temporary = raw + ".partial-\(getpid())"
+        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard out >= 0 else {
+            throw ImageIOError(.io, path: raw, detail: "cannot create: \(String(cString: strerror(errno)))")
+        }
+        var closed = false
+        defer {
+            if !closed { close(out) }
+            unlink(temporary)
+        }
+        let header = try PNGReader.readBands(path: png, maxPixels: maxPixels) { bytes in
+            try bytes.withUnsafeBytes { try writeAll(out, $0, path: raw) }
+        }
+        closed = true
+        guard close(out) == 0, rename(temporary, raw) == 0 else {
+            throw ImageIOError(.io, path: raw, detail: "cannot finish: \(String(cString: strerror(errno)))")
+        }
+        return header
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ImageIOError(.io, path: path, detail: "cannot write: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+
+    /// The raw samples of `rect` (inside the image) as an image of its own.
+    package func read(_ rect: PixelRect) throws -> PixelImage {
+        precondition(
+            rect.y >= 0 && rect.x >= 0 && rect.height > 0 && rect.width > 0 && rect.y + rect.height <= height
+                && rect.x + rect.width <= width, "region \(rect) outside a \(height)×\(width) image")
+        let bytesPerSample = bitDepth / 8
+        let rowBytes = rect.width * channels * bytesPerSample
+        var bytes = [UInt8](repeating: 0, count: rect.height * rowBytes)
+        try bytes.withUnsafeMutableBytes { dst in
+            for row in 0..<rect.height {
+                let at = off_t(((rect.y + row) * width + rect.x) * channels * bytesPerSample)
+                var done = 0
+                while done < rowBytes {
+                    let n = pread(fd, dst.baseAddress! + row * rowBytes + done, rowBytes - done, at + off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else {
+                        throw ImageIOError(
+                            .truncated, path: name, detail: "cannot read row \(rect.y + row): "
+                                + (n == 0 ? "end of file" : String(cString: strerror(errno))))
+                    }
+                    done += n
+                }
+            }
+        }
+        if bytesPerSample == 1 {
+            return PixelImage(width: rect.width, height: rect.height, channels: channels, samples: .uint8(bytes))
+        }
+        let samples = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        return PixelImage(width: rect.width, height: rect.height, channels: channels, samples: .uint16(samples))
+    }
+
+    package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        try read(rect).readRegion(PixelRect(y: 0, x: 0, height: rect.height, width: rect.width))
+    }
+}
