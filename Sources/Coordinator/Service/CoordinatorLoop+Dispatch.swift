@@ -8,6 +8,7 @@ extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
     func dispatch(_ socket: borrowing ZMQSocket) {
+        guard storeBacklog.withLock({ $0 }) < Self.maxStoreBacklog else { return }
         let now = monotonicSeconds()
         var overdue: [Overdue] = []
         if now - lastStragglerScan >= 0.1 {

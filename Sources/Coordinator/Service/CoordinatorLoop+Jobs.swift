@@ -13,6 +13,7 @@ extension CoordinatorLoop {
     /// Stores the job's files (durably, with a persistent store: the job exists once
     /// `submitted` is sent), loads its model and image, plans its tasks.
     func createJob(_ spec: Wire.JobSpec) throws -> UInt64 {
+        preparingSince = monotonicSeconds()
         let options = try JobOptions(encoded: spec.outputOptions)
         if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
@@ -74,6 +75,7 @@ extension CoordinatorLoop {
             "job started",
             metadata: [
                 "job": "\(job.id)", "image": "\(job.stem)",
+                "prepared-s": "\(String(format: "%.2f", monotonicSeconds() - preparingSince))",
                 "size": "\(job.imageSize.w)×\(job.imageSize.h)",
                 "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
                 "tasks": "\(job.tasks.count)", "model": "\(job.model.digest.hex.prefix(12))",

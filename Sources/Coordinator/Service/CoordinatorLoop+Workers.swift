@@ -194,8 +194,11 @@ extension CoordinatorLoop {
         let tile = TileFile(
             index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
             width: Int(r.width), values: r.values)
-        let (store, logger, id) = (store, logger, job.id)
+        let (store, logger, id, backlog) = (store, logger, job.id, storeBacklog)
+        let bytes = r.values.count * 4
+        backlog.withLock { $0 += bytes }
         storeQueue.async {
+            defer { backlog.withLock { $0 -= bytes } }
             do {
                 try store.writeTile(tile, job: id)
             } catch {

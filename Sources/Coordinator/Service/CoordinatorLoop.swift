@@ -63,6 +63,13 @@ final class CoordinatorLoop {
     var workerBytesOut = 0
     /// When shared-storage receipts were last committed to the store (group commit).
     var lastReceiptCommit = 0.0
+    /// Bytes of results waiting for the store queue's durable writes: dispatching
+    /// pauses above `maxStoreBacklog`, so a store slower than the workers bounds
+    /// memory instead of queueing every result in it.
+    let storeBacklog = Locked(0)
+    static let maxStoreBacklog = 128 << 20
+    /// When the job being created was received (its preparation time is logged).
+    var preparingSince = 0.0
     /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop, ended-job removal (`+Retention`).
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?

@@ -87,8 +87,11 @@ extension MapStore: MapRowSource {
     package var height: Int { layout.height }
     package var width: Int { layout.width }
     package func rows(_ y: Range<Int>) throws -> [Float] { try rows(level: 0, y: y) }
-    /// One row of chunks at a time (each chunk decoded once) when that fits 256 MiB.
+    /// One row of chunks at a time (each chunk decoded once) when that fits 64 MiB;
+    /// else an equal part of one (each chunk decoded once per part).
     package var preferredBandRows: Int? {
-        layout.classes * layout.tileSize * layout.width * 4 <= 256 << 20 ? layout.tileSize : nil
+        let band = layout.classes * layout.tileSize * layout.width * 4
+        let parts = (band + (64 << 20) - 1) / (64 << 20)
+        return max(1, (layout.tileSize + parts - 1) / parts)
     }
 }
