@@ -373,8 +373,10 @@ struct DamagedStoreTests {
         // A store written by an older version: its jobs folder is made owner-only at start.
         #expect(chmod(store.jobsDirectory, 0o755) == 0)
         let id = UUID().uuidString
+        // A context of its own: libzmq unbinds a closed socket's inproc endpoints (the
+        // first service's ZAP handler) asynchronously, so the same context may still hold them.
         let service = CoordinatorService(
-            context: context,
+            context: try ZMQContext(),
             configuration: .init(
                 workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
             logger: Logger(label: "test.perm"))

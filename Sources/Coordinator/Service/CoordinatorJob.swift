@@ -9,7 +9,11 @@ import TesseraWire
 /// One job as the coordinator tracks it: one image, one model, its planned tasks,
 /// which of them are queued, running (on which worker) or done, and the assembler
 /// that collects the results.
-final class CoordinatorJob {
+///
+/// Made by the `JobFactory` on the preparation queue and handed to the loop thread
+/// once (through `CoordinatorLoop.prepared`); from then on only the loop thread
+/// touches it, hence `@unchecked Sendable`.
+final class CoordinatorJob: @unchecked Sendable {
     /// One dispatch of a task to a worker.
     struct Attempt: Equatable {
         let worker: RoutingID

@@ -17,7 +17,9 @@ extension CoordinatorLoop {
                 metadata: ["peer": "\(peer)", "reason": "\(error)"])
             reply = .error(message: "malformed message: \(error)")
         case .success(.submit(let spec)):
-            reply = submit(spec)
+            // Answered once the job is prepared (`collectPrepared`), unless refused now.
+            guard let refusal = submit(spec, from: peer) else { return }
+            reply = refusal
         case .success(.statusRequest(let id)):
             reply = id.map(jobStatus) ?? clusterStatus()
         case .success(.cancel(let id)):
@@ -36,14 +38,16 @@ extension CoordinatorLoop {
         }
     }
 
-    /// A new job's id, or why it was refused (also while shutting down).
-    private func submit(_ spec: Wire.JobSpec) -> WireMessage {
+    /// Starts preparing a new job (nil: the answer comes when it is ready), or why it
+    /// was refused at once (also while shutting down).
+    private func submit(_ spec: Wire.JobSpec, from peer: RoutingID) -> WireMessage? {
         if draining {
             return .error(message: "the coordinator is shutting down: submit again once it is back")
         }
         do {
             try admit(spec)
-            return .submitted(jobID: try createJob(spec))
+            try startJob(spec, for: peer)
+            return nil
         } catch {
             CoordinatorMetrics.refused((error as? AdmissionRefusal)?.reason ?? "submit")
             logger.warning("job refused", metadata: ["error": "\(error)"])

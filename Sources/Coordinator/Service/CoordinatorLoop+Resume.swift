@@ -101,7 +101,7 @@ extension CoordinatorLoop {
                         format: "%08x, recorded %d bytes, %08x", CRC32.checksum(image),
                         record.imageBytes, record.imageCRC32))
         }
-        let job = try makeJob(
+        let job = try factory.makeJob(
             id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
             stem: record.stem)

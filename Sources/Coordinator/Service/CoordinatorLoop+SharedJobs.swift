@@ -14,148 +14,6 @@ import TesseraWire
 /// receipts to the job's journal (many per fsync), and renames the store into place
 /// once every tile is in.
 extension CoordinatorLoop {
-    /// The journal of committed receipts in a job's folder: one line per tile,
-    /// `<task> <key>:<bytes>:<crc32 hex> …`, appended and fsynced in groups.
-    static let receiptJournal = "receipts.log"
-
-    /// A new shared-storage job: checks the paths, plans it from the image's header,
-    /// creates its store, and records it (durably, with a persistent store).
-    func createSharedJob(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String) throws
-        -> CoordinatorJob
-    {
-        guard case .path(let imagePath) = spec.image else {
-            throw ClusterError(.invalidOption, "a shared-storage job names its image by path, it does not upload it")
-        }
-        guard let out = options.outputDirectory else {
-            throw ClusterError(.invalidOption, "a shared-storage job needs an output folder (--out) the workers share")
-        }
-        let image = try sharedPath(imagePath, "image")
-        let outDir = try sharedPath(out, "output folder")
-        let bundle = try modelBundle(spec)
-        let stem = OutputOptions.stem(forInput: image)
-        let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let job = try makeSharedJob(
-            id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
-            preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
-            storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
-            create: true)
-        if persistent {
-            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
-            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
-            try store.writeRecord(
-                JobRecord(
-                    mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,
-                    preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
-                    sharedImage: image, sharedStore: job.shared!.store.path), id)
-        }
-        return job
-    }
-
-    /// The model files of a submission (inline or by path).
-    func modelBundle(_ spec: Wire.JobSpec) throws -> ModelBundle {
-        func bytes(_ source: Wire.FileSource, _ what: String) throws -> [UInt8] {
-            switch source {
-            case .inline(_, let b): return b
-            case .path(let path):
-                guard configuration.allowLocalPaths || !configuration.sharedRoots.isEmpty else {
-                    throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
-                }
-                let resolved = try sharedPath(path, what)
-                guard let data = FileManager.default.contents(atPath: resolved) else {
-                    throw ClusterError("cannot read the \(what) \(path)")
-                }
-                return [UInt8](data)
-            }
-        }
-        let bundle = ModelBundle(prototxt: try bytes(spec.prototxt, "prototxt"), weights: try bytes(spec.weights, "weights"))
-        guard !bundle.prototxt.isEmpty || !bundle.weights.isEmpty else { throw ClusterError("the job names no model files") }
-        return bundle
-    }
-
-    /// `path` resolved, if clients may name it: anything on an embedded coordinator
-    /// (`allowLocalPaths`), else only under `--shared-root` (links resolved).
-    func sharedPath(_ path: String, _ what: String) throws -> String {
-        let resolved = Self.resolve(path)
-        if configuration.allowLocalPaths { return resolved }
-        let roots = configuration.sharedRoots.map(Self.resolve)
-        guard !roots.isEmpty else {
-            throw ClusterError(
-                .invalidOption, "this coordinator takes no shared-storage jobs: start it with --shared-root FOLDER")
-        }
-        guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
-            throw ClusterError(
-                .invalidOption, "the \(what) \(path) is outside the coordinator's --shared-root "
-                    + "(\(configuration.sharedRoots.joined(separator: ", ")))")
-        }
-        return resolved
-    }
-
-    static func resolve(_ path: String) -> String {
-        if let real = realpath(path, nil) {
-            defer { free(real) }
-            return String(cString: real)
-        }
-        return URL(fileURLWithPath: path).standardizedFileURL.path
-    }
-
-    /// Plans a shared-storage job from the image's header and creates (or, resuming,
-    /// opens) its store: one task per map tile, tiles without tissue left out.
-    func makeSharedJob(
-        id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile requested: Int,
-        preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String, stem: String,
-        storePath: String, create: Bool
-    ) throws -> CoordinatorJob {
-        let plan = try self.plan(bundle, options)
-        let header = try ImageInput.header(path: imagePath, level: options.level, mpp: options.mpp)
-        let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
-        _ = try ChannelMapping.resolve(
-            imageChannels: header.channels, netChannels: plan.inputChannels, order: pre.channelOrder)
-        let mode = TaskCodec.mode(wireMode)
-        let size = Size2(header.height, header.width)
-        let stride = plan.tasks.stride
-        var tile = mode == .shift ? TilePlan.roundUp(requested, max(stride.h, stride.w)) : requested
-        var levels = 1
-        if options.storeKind == .zarr {
-            (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)
-        }
-        var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
-        if options.tissue {
-            let opened = try ImageInput.open(path: imagePath, level: header.level)
-            let mask = try ImageInput.tissueMask(opened, path: imagePath)
-            tiles = tiles.filter { mask.containsTissue($0) }
-        }
-        let limit = WireLimits.default.maxPixelsPerTask
-        if let big = tiles.first, big.height * big.width > limit {
-            throw ClusterError("tile \(tile) is too large: more than \(limit) pixels")
-        }
-        let layout = try MapLayout(
-            classes: plan.classes, height: size.h, width: size.w, tileSize: tile,
-            dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
-            compressed: options.storeKind == .zarr)
-        let mapStore: MapStore
-        if create {
-            mapStore = try MapStore.create(at: storePath, layout: layout)
-        } else {
-            mapStore = try MapStore.open(at: storePath)
-            guard mapStore.layout == layout else {
-                throw ClusterError("the map store \(storePath) does not have the layout this job plans")
-            }
-        }
-        let outDir = (storePath as NSString).deletingLastPathComponent
-        let finalPath =
-            options.storeKind == .zarr
-            ? "\(outDir)/\(stem).zarr"
-            : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
-        let files = SharedJobFiles(imagePath: imagePath, level: header.level, store: mapStore, finalPath: finalPath)
-        return CoordinatorJob(
-            id: id, options: options, mode: mode, tile: tile, model: bundle, plan: plan,
-            preprocessing: TaskCodec.preprocessing(pre), image: nil, imageSize: size, shared: files, stem: stem,
-            directory: dir, outputDirectory: outDir,
-            tasks: tiles.map { TileTask(mode: mode, rect: $0, image: size) })
-    }
-
-    /// A worker wrote a tile: check the receipt names exactly the tile's chunks, mark
-    /// the task done and queue the receipt for the journal. The chunks are not read.
     func handleReceipt(_ r: Wire.TileReceipt, from worker: Worker) {
         guard let (job, index, mine) = runningAttempt(of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
         else { return }
@@ -193,7 +51,7 @@ extension CoordinatorLoop {
         var batches: [(String, [String])] = []
         for id in jobOrder {
             guard let job = jobs[id], !job.sharedUnsynced.isEmpty else { continue }
-            batches.append((job.directory + "/" + Self.receiptJournal, job.sharedUnsynced))
+            batches.append((job.directory + "/" + JobFactory.receiptJournal, job.sharedUnsynced))
             job.sharedUnsynced.removeAll()
         }
         guard !batches.isEmpty else { return }
@@ -242,14 +100,14 @@ extension CoordinatorLoop {
     func resumeShared(_ id: UInt64, _ record: JobRecord, options: JobOptions, bundle: ModelBundle) throws
         -> CoordinatorJob
     {
-        let job = try makeSharedJob(
+        let job = try factory.makeSharedJob(
             id: id, directory: store.directory(id), options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: record.sharedImage!, stem: record.stem,
             storePath: record.sharedStore!, create: false)
         let layout = job.shared!.store.layout
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
-        let text = (try? String(contentsOfFile: store.directory(id) + "/" + Self.receiptJournal, encoding: .utf8)) ?? ""
+        let text = (try? String(contentsOfFile: store.directory(id) + "/" + JobFactory.receiptJournal, encoding: .utf8)) ?? ""
         var unusable = 0
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")

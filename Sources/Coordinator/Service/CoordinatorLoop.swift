@@ -57,7 +57,6 @@ final class CoordinatorLoop {
     var store = JobStore(root: "")
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
-    var plans: [String: ModelPlan] = [:]
     /// Bytes received from and sent to workers since start (the data path's cost).
     var workerBytesIn = 0
     var workerBytesOut = 0
@@ -68,8 +67,12 @@ final class CoordinatorLoop {
     /// memory instead of queueing every result in it.
     let storeBacklog = Locked(0)
     static let maxStoreBacklog = 128 << 20
-    /// When the job being created was received (its preparation time is logged).
-    var preparingSince = 0.0
+    /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
+    /// plans the preparation shares.
+    let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
+    let prepared = Locked<[PreparedJob]>([])
+    var preparing = 0
+    let planCache = Locked<[String: ModelPlan]>([:])
     /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop, ended-job removal (`+Retention`).
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?
@@ -151,6 +154,7 @@ final class CoordinatorLoop {
                         handleClient(envelope, clientSocket)
                     }
                 }
+                collectPrepared(clientSocket)
                 collectCompletions()
                 commitReceipts()
                 heartbeatAndPurge(workerSocket)
@@ -174,6 +178,8 @@ final class CoordinatorLoop {
         _ clientLimits: WireLimits
     ) {
         draining = true
+        prepareQueue.sync {}
+        collectPrepared(clientSocket)
         commitReceipts(force: true)
         while let envelope = try? clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
             handleClient(envelope, clientSocket)

@@ -1,0 +1,287 @@
+import Foundation
+import TesseraCluster
+import TesseraCore
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
+
+/// Everything it takes to turn a submission into a `CoordinatorJob`: storing its
+/// files (durably with a persistent store), planning its model (plans are cached
+/// by model and engine settings), reading the image's header or transcoding an
+/// upload, planning tasks and creating the map store. It holds no loop state, so
+/// it runs on the preparation queue while the loop goes on serving (a large
+/// upload takes seconds to transcode); resuming from the store uses it too.
+struct JobFactory: Sendable {
+    let configuration: CoordinatorService.Configuration
+    let store: JobStore
+    let persistent: Bool
+    let plans: Locked<[String: ModelPlan]>
+    /// The receipt journal's name in a job's folder.
+    static let receiptJournal = "receipts.log"
+
+    /// Creates job `id` (its folder `dir` exists) from a submission.
+    func create(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String) throws
+        -> CoordinatorJob
+    {
+        if options.storage == .shared {
+            return try createSharedJob(spec, options: options, id: id, directory: dir)
+        }
+        return try createUploadJob(spec, options: options, id: id, directory: dir)
+    }
+
+    private func createUploadJob(
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
+        directory dir: String
+    ) throws -> CoordinatorJob {
+        let proto = try fileBytes(spec.prototxt, "prototxt")
+        let weights = try fileBytes(spec.weights, "weights")
+        guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
+        let bundle = ModelBundle(prototxt: proto?.bytes ?? [], weights: weights?.bytes ?? [])
+        let (imagePath, stem, imageCheck) = try storeImage(spec.image, directory: dir)
+        if persistent {
+            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
+            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
+        }
+        let job = try makeJob(
+            id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
+            preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
+        if persistent {
+            // Last: a whole entry is one with a record.
+            try store.writeRecord(
+                JobRecord(
+                    mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
+                    options: spec.outputOptions, preprocessing: spec.preprocessing,
+                    modelDigest: bundle.digest.hex, imageCRC32: imageCheck.crc,
+                    imageBytes: imageCheck.bytes), id)
+        }
+        return job
+    }
+
+
+    private func fileBytes(_ source: Wire.FileSource, _ what: String) throws -> (bytes: [UInt8], name: String)? {
+        switch source {
+        case .inline(let name, let b):
+            return b.isEmpty && what != "image" ? nil : (b, name)
+        case .path(let path):
+            guard configuration.allowLocalPaths else {
+                throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ClusterError("cannot read the \(what) \(path)")
+            }
+            return ([UInt8](data), (path as NSString).lastPathComponent)
+        }
+    }
+
+    /// Where the job reads its image and the stem of its output names. The embedded
+    /// `run` (local paths, no persistent store) reads the image where it is; every
+    /// other image is written into the job's folder, with the size and CRC-32 its
+    /// record keeps so a resume can check it.
+    private func storeImage(
+        _ source: Wire.FileSource, directory dir: String
+    ) throws
+        -> (path: String, stem: String, check: (crc: UInt32, bytes: Int))
+    {
+        switch source {
+        case .path(let path) where configuration.allowLocalPaths && !persistent:
+            return (path, OutputOptions.stem(forInput: path), (0, 0))
+        default:
+            guard let image = try fileBytes(source, "image") else { throw ClusterError("empty image") }
+            let imagePath = dir + "/image.png"
+            try DurableFile.write(image.bytes, to: imagePath)
+            return (
+                imagePath, OutputOptions.stem(forInput: image.name), (CRC32.checksum(image.bytes), image.bytes.count)
+            )
+        }
+    }
+
+    /// Plans (or reuses the plan of) the model, reads the image and plans the tasks: a new job,
+    /// or one read back from the store.
+    func makeJob(
+        id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
+        preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
+        stem: String
+    ) throws -> CoordinatorJob {
+        let plan = try self.plan(bundle, options)
+        // The image goes to disk as raw samples, decoded a band at a time: tasks read
+        // their regions from there, so the coordinator's memory does not grow with it.
+        let header = try RawPixelFile.transcode(png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
+        let image = try RawPixelFile(
+            path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
+            bitDepth: header.bitDepth, name: imagePath)
+        let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
+        _ = try ChannelMapping.resolve(
+            imageChannels: image.channels, netChannels: plan.inputChannels,
+            order: pre.channelOrder)
+        let mode = TaskCodec.mode(wireMode)
+        let size = Size2(image.height, image.width)
+        let (map, tasks) = try UploadMap.plan(
+            mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: plan.classes,
+            storePath: dir + "/map.chunks")
+        let limit = WireLimits.default.maxPixelsPerTask
+        if let big = tasks.first(where: {
+            let r = plan.tasks.inputRect($0); return r.height * r.width > limit
+        }) {
+            throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
+        }
+        let job = CoordinatorJob(
+            id: id, options: options, mode: mode, tile: tile, model: bundle,
+            plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, imageSize: size, stem: stem,
+            directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
+        job.map = map
+        return job
+    }
+
+    /// The model's plan for these engine settings, made once and cached (four at most).
+    func plan(_ bundle: ModelBundle, _ options: JobOptions) throws -> ModelPlan {
+        let key = bundle.digest.hex + options.engine.encoded.map { String($0) }.joined(separator: ".")
+        if let cached = plans.withLock({ $0[key] }) { return cached }
+        let plan = try options.engine.plan(bundle).plan
+        plans.withLock { plans in
+            if plans.count >= 4 { plans.removeAll() }
+            plans[key] = plan
+        }
+        return plan
+    }
+
+
+    /// A new shared-storage job: checks the paths, plans it from the image's header,
+    /// creates its store, and records it (durably, with a persistent store).
+    func createSharedJob(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String) throws
+        -> CoordinatorJob
+    {
+        guard case .path(let imagePath) = spec.image else {
+            throw ClusterError(.invalidOption, "a shared-storage job names its image by path, it does not upload it")
+        }
+        guard let out = options.outputDirectory else {
+            throw ClusterError(.invalidOption, "a shared-storage job needs an output folder (--out) the workers share")
+        }
+        let image = try sharedPath(imagePath, "image")
+        let outDir = try sharedPath(out, "output folder")
+        let bundle = try modelBundle(spec)
+        let stem = OutputOptions.stem(forInput: image)
+        let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let job = try makeSharedJob(
+            id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
+            preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
+            storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
+            create: true)
+        if persistent {
+            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
+            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
+            try store.writeRecord(
+                JobRecord(
+                    mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,
+                    preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
+                    sharedImage: image, sharedStore: job.shared!.store.path), id)
+        }
+        return job
+    }
+
+    /// The model files of a submission (inline or by path).
+    func modelBundle(_ spec: Wire.JobSpec) throws -> ModelBundle {
+        func bytes(_ source: Wire.FileSource, _ what: String) throws -> [UInt8] {
+            switch source {
+            case .inline(_, let b): return b
+            case .path(let path):
+                guard configuration.allowLocalPaths || !configuration.sharedRoots.isEmpty else {
+                    throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
+                }
+                let resolved = try sharedPath(path, what)
+                guard let data = FileManager.default.contents(atPath: resolved) else {
+                    throw ClusterError("cannot read the \(what) \(path)")
+                }
+                return [UInt8](data)
+            }
+        }
+        let bundle = ModelBundle(prototxt: try bytes(spec.prototxt, "prototxt"), weights: try bytes(spec.weights, "weights"))
+        guard !bundle.prototxt.isEmpty || !bundle.weights.isEmpty else { throw ClusterError("the job names no model files") }
+        return bundle
+    }
+
+    /// `path` resolved, if clients may name it: anything on an embedded coordinator
+    /// (`allowLocalPaths`), else only under `--shared-root` (links resolved).
+    func sharedPath(_ path: String, _ what: String) throws -> String {
+        let resolved = Self.resolve(path)
+        if configuration.allowLocalPaths { return resolved }
+        let roots = configuration.sharedRoots.map(Self.resolve)
+        guard !roots.isEmpty else {
+            throw ClusterError(
+                .invalidOption, "this coordinator takes no shared-storage jobs: start it with --shared-root FOLDER")
+        }
+        guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+            throw ClusterError(
+                .invalidOption, "the \(what) \(path) is outside the coordinator's --shared-root "
+                    + "(\(configuration.sharedRoots.joined(separator: ", ")))")
+        }
+        return resolved
+    }
+
+    static func resolve(_ path: String) -> String {
+        if let real = realpath(path, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    /// Plans a shared-storage job from the image's header and creates (or, resuming,
+    /// opens) its store: one task per map tile, tiles without tissue left out.
+    func makeSharedJob(
+        id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile requested: Int,
+        preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String, stem: String,
+        storePath: String, create: Bool
+    ) throws -> CoordinatorJob {
+        let plan = try self.plan(bundle, options)
+        let header = try ImageInput.header(path: imagePath, level: options.level, mpp: options.mpp)
+        let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
+        _ = try ChannelMapping.resolve(
+            imageChannels: header.channels, netChannels: plan.inputChannels, order: pre.channelOrder)
+        let mode = TaskCodec.mode(wireMode)
+        let size = Size2(header.height, header.width)
+        let stride = plan.tasks.stride
+        var tile = mode == .shift ? TilePlan.roundUp(requested, max(stride.h, stride.w)) : requested
+        var levels = 1
+        if options.storeKind == .zarr {
+            (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)
+        }
+        var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
+        if options.tissue {
+            let opened = try ImageInput.open(path: imagePath, level: header.level)
+            let mask = try ImageInput.tissueMask(opened, path: imagePath)
+            tiles = tiles.filter { mask.containsTissue($0) }
+        }
+        let limit = WireLimits.default.maxPixelsPerTask
+        if let big = tiles.first, big.height * big.width > limit {
+            throw ClusterError("tile \(tile) is too large: more than \(limit) pixels")
+        }
+        let layout = try MapLayout(
+            classes: plan.classes, height: size.h, width: size.w, tileSize: tile,
+            dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
+            compressed: options.storeKind == .zarr)
+        let mapStore: MapStore
+        if create {
+            mapStore = try MapStore.create(at: storePath, layout: layout)
+        } else {
+            mapStore = try MapStore.open(at: storePath)
+            guard mapStore.layout == layout else {
+                throw ClusterError("the map store \(storePath) does not have the layout this job plans")
+            }
+        }
+        let outDir = (storePath as NSString).deletingLastPathComponent
+        let finalPath =
+            options.storeKind == .zarr
+            ? "\(outDir)/\(stem).zarr"
+            : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        let files = SharedJobFiles(imagePath: imagePath, level: header.level, store: mapStore, finalPath: finalPath)
+        return CoordinatorJob(
+            id: id, options: options, mode: mode, tile: tile, model: bundle, plan: plan,
+            preprocessing: TaskCodec.preprocessing(pre), image: nil, imageSize: size, shared: files, stem: stem,
+            directory: dir, outputDirectory: outDir,
+            tasks: tiles.map { TileTask(mode: mode, rect: $0, image: size) })
+    }
+
+    /// A worker wrote a tile: check the receipt names exactly the tile's chunks, mark
+    /// the task done and queue the receipt for the journal. The chunks are not read.
+}
