@@ -3,6 +3,7 @@ import Testing
 
 @testable import CoordinatorService
 @testable import TesseraCluster
+import TesseraImage
 @testable import TesseraWire
 @testable import TestSupport
 
@@ -239,6 +240,46 @@ struct FaultToleranceTests {
         print(
             "R2: straggler copy sent \(String(format: "%.2f", redispatch)) s after SIGSTOP; "
                 + "\(dropped.count) late result(s) of w1 dropped")
+    }
+
+    @Test(
+        "A large upload is prepared off the loop: a running job's workers keep heartbeating, none is declared dead"
+    )
+    func largeUploadDoesNotBlock() throws {
+        let group = try ProcessGroup("large-upload")
+        defer { group.stop() }
+        // A 0.3 s heartbeat deadline: a loop blocked by the upload's decoding would drop the workers.
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--heartbeat-ms", "100", "--heartbeat-liveness", "3",
+        ])
+        for i in 1...2 {
+            _ = try group.start(
+                "tessera-worker",
+                ["--coordinator", workers, "--threads", "1", "--name", "w\(i)", "--heartbeat-ms", "100",
+                 "--debug-task-delay-ms", "40"], log: "w\(i)")
+        }
+        let (image, expected) = try reference(group)
+        let first = try submit(group, clients, image: image, out: group.directory + "/out")
+        _ = try waitFor(clients, "the first job running") { $0.tasksDone >= 2 }
+        // 9000 × 9000, compressible: a small upload that takes the coordinator a second or more to decode.
+        let side = 9000
+        var samples = [UInt8](repeating: 0, count: side * side * 3)
+        for y in 0..<side { for x in 0..<side { samples[(y * side + x) * 3] = UInt8(truncatingIfNeeded: x ^ y) } }
+        let big = group.directory + "/big.png"
+        try writePNG(PixelImage(width: side, height: side, channels: 3, samples: .uint8(samples)), to: big, compressionLevel: 1)
+        samples = []
+        let second = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + ["--mode", "dense", "--tile", "512", "--outputs", "npy", "--out", group.directory + "/out2", big],
+            log: "client-2")
+        #expect(group.wait(second, timeout: 120) == 0, "\(group.log("client-2"))\n\(group.log("coordinator"))")
+        #expect(group.wait(first, timeout: 60) == 0, "\(group.log("client"))")
+        let log = group.log("coordinator")
+        let prepared = log.split(separator: "\n").first { $0.contains("job started") && $0.contains("image=big") }
+        print("large upload: \(prepared ?? "?")")
+        #expect(!log.contains("worker left"), "no worker may be declared dead while the upload is prepared: \(log)")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
     }
 
     // MARK: Helpers
