@@ -141,6 +141,11 @@ struct FaultToleranceTests {
         bytes[TileFile.headerBytes + 3] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: "\(tiles)/\(damaged).tile"))
         #expect(FileManager.default.createFile(atPath: "\(tiles)/.\(total - 1).tile.tmp-1-1", contents: Data([0])))
+        // A partial output left by a kill during the outputs' writing (as a first finish would leave it).
+        let outDir = store + "/jobs/1/out"
+        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        let partialOutput = outDir + "/.tissue.npy.partial-1-2"
+        #expect(FileManager.default.createFile(atPath: partialOutput, contents: Data([0])))
         let restored1 = onDisk.count - 1
         // Down long enough that the waiting client notices (its sends fail after 1 s) and retries.
         usleep(2_000_000)
@@ -154,6 +159,7 @@ struct FaultToleranceTests {
         let s2 = try waitFor(clients, "the restored count in status") { _ in true }
         #expect(s2.message.contains("resumed: \(restored1)/\(total) tiles restored from the store"), "\(s2.message)")
         #expect(!FileManager.default.fileExists(atPath: "\(tiles)/.\(total - 1).tile.tmp-1-1"))
+        #expect(!FileManager.default.fileExists(atPath: partialOutput), "a partial output is removed at resume")
 
         // 2. Graceful SIGTERM once more tiles are done: exit 0, store synced, then resume again.
         _ = try waitFor(clients, "more progress") { Int($0.tasksDone) >= restored1 + (total - restored1) / 3 }

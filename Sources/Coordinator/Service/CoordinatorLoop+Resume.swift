@@ -106,6 +106,7 @@ extension CoordinatorLoop {
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
             stem: record.stem)
         try? FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
+        removePartialOutputs(job)
         let unusable = restoreTiles(job)
         job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
         let n = job.tasks.count
@@ -121,6 +122,18 @@ extension CoordinatorLoop {
                 "unusable": "\(unusable)",
             ])
         if job.done == n { finish(job) }
+    }
+
+    /// Removes output files the previous coordinator was writing when it stopped
+    /// (`.STEM.*.partial-*`, never presented under a final name): they will be written again.
+    func removePartialOutputs(_ job: CoordinatorJob) {
+        let dir = job.outputDirectory
+        let prefix = ".\(job.stem)."
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        where name.hasPrefix(prefix) && name.contains(".partial-") {
+            try? FileManager.default.removeItem(atPath: dir + "/" + name)
+            logger.info("store: removed a partial output of an interrupted run", metadata: ["file": "\(dir)/\(name)"])
+        }
     }
 
     /// Places every usable stored tile of `job`; returns how many were unusable

@@ -194,17 +194,27 @@ extension CoordinatorLoop {
         let tile = TileFile(
             index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
             width: Int(r.width), values: r.values)
-        let (store, logger, id, backlog) = (store, logger, job.id, storeBacklog)
+        let (store, logger, id, backlog, failing) = (store, logger, job.id, storeBacklog, storeFailing)
         let bytes = r.values.count * 4
         backlog.withLock { $0 += bytes }
         storeQueue.async {
             defer { backlog.withLock { $0 -= bytes } }
             do {
                 try store.writeTile(tile, job: id)
+                failing.withLock { $0.until = 0 }
             } catch {
-                logger.error(
-                    "cannot store a tile (it will be recomputed after a restart)",
-                    metadata: ["job": "\(id)", "task": "\(index)", "error": "\(error)"])
+                // A full or failing disk: dispatching pauses for a while (`dispatch`), and the
+                // log says so once per 100 failures rather than once per tile.
+                let count = failing.withLock { f -> Int in
+                    f.until = monotonicSeconds() + 2
+                    f.count += 1
+                    return f.count
+                }
+                if count % 100 == 1 {
+                    logger.error(
+                        "cannot store tiles (they will be recomputed after a restart): dispatching pauses until the store writes again",
+                        metadata: ["job": "\(id)", "task": "\(index)", "failures": "\(count)", "error": "\(error)"])
+                }
             }
         }
     }

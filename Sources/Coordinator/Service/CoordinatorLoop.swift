@@ -67,6 +67,8 @@ final class CoordinatorLoop {
     /// memory instead of queueing every result in it.
     let storeBacklog = Locked(0)
     static let maxStoreBacklog = 128 << 20
+    /// Set when a durable tile write fails (a full disk): no dispatching before `until`.
+    let storeFailing = Locked<(until: Double, count: Int)>((0, 0))
     /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
     /// plans the preparation shares.
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
