@@ -1,9 +1,9 @@
 import Foundation
+import TesseraImage
 import Testing
 
 @testable import CoordinatorService
 @testable import TesseraCluster
-import TesseraImage
 @testable import TesseraWire
 @testable import TestSupport
 
@@ -261,8 +261,10 @@ struct FaultToleranceTests {
         for i in 1...2 {
             _ = try group.start(
                 "tessera-worker",
-                ["--coordinator", workers, "--threads", "1", "--name", "w\(i)", "--heartbeat-ms", "100",
-                 "--debug-task-delay-ms", "40"], log: "w\(i)")
+                [
+                    "--coordinator", workers, "--threads", "1", "--name", "w\(i)", "--heartbeat-ms", "100",
+                    "--debug-task-delay-ms", "40",
+                ], log: "w\(i)")
         }
         let (image, expected) = try reference(group)
         let first = try submit(group, clients, image: image, out: group.directory + "/out")
@@ -272,7 +274,8 @@ struct FaultToleranceTests {
         var samples = [UInt8](repeating: 0, count: side * side * 3)
         for y in 0..<side { for x in 0..<side { samples[(y * side + x) * 3] = UInt8(truncatingIfNeeded: x ^ y) } }
         let big = group.directory + "/big.png"
-        try writePNG(PixelImage(width: side, height: side, channels: 3, samples: .uint8(samples)), to: big, compressionLevel: 1)
+        try writePNG(
+            PixelImage(width: side, height: side, channels: 3, samples: .uint8(samples)), to: big, compressionLevel: 1)
         samples = []
         let second = try group.start(
             "tessera-coordinator",

@@ -12,7 +12,9 @@ import Testing
 /// where namespaces cannot be made.
 @Suite("Multi-host: coordinator and workers in separate network namespaces", .serialized)
 struct MultiHostTests {
-    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
 
     /// Whether this machine lets us create a namespace (root and iproute2), checked once.
     static let available: Bool = {
@@ -58,7 +60,9 @@ struct MultiHostTests {
         // (empty outside the hosts' mount namespaces).
         let backing = group.directory + "/nfs-export"
         let mount = group.directory + "/mnt"
-        for d in [backing, mount] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        for d in [backing, mount] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        }
         let image = mount + "/tissue.png"
         try ClusterFixture.writeImage(to: backing + "/tissue.png")
         let expected = try ClusterFixture.localNPY(
@@ -67,18 +71,25 @@ struct MultiHostTests {
         func onHost(_ host: String, _ binary: String, _ args: [String], log: String) throws -> Process {
             let command = ([ProcessGroup.binary(binary)] + args).map { "'\($0)'" }.joined(separator: " ")
             return try group.start(
-                ip, ["netns", "exec", host, "unshare", "--mount", "sh", "-c",
-                     "mount --bind '\(backing)' '\(mount)' && exec \(command)"], log: log)
+                ip,
+                [
+                    "netns", "exec", host, "unshare", "--mount", "sh", "-c",
+                    "mount --bind '\(backing)' '\(mount)' && exec \(command)",
+                ], log: log)
         }
         _ = try onHost(
             hosts[0], "tessera-coordinator",
-            ["serve", "--worker-endpoint", "tcp://0.0.0.0:7701", "--client-endpoint", "tcp://127.0.0.1:7702",
-             "--shared-root", mount, "--heartbeat-ms", "300"], log: "coordinator")
+            [
+                "serve", "--worker-endpoint", "tcp://0.0.0.0:7701", "--client-endpoint", "tcp://127.0.0.1:7702",
+                "--shared-root", mount, "--heartbeat-ms", "300",
+            ], log: "coordinator")
         for (k, worker) in hosts.dropFirst().enumerated() {
             _ = try onHost(
                 worker, "tessera-worker",
-                ["--coordinator", "tcp://10.77.\(k + 1).1:7701", "--threads", "1", "--name", "host-w\(k + 1)",
-                 "--shared-root", mount], log: "w\(k + 1)")
+                [
+                    "--coordinator", "tcp://10.77.\(k + 1).1:7701", "--threads", "1", "--name", "host-w\(k + 1)",
+                    "--shared-root", mount,
+                ], log: "w\(k + 1)")
         }
         // Both remote workers registered over their links before the job starts.
         let deadline = Date().addingTimeInterval(30)
@@ -88,17 +99,22 @@ struct MultiHostTests {
         let client = try onHost(
             hosts[0], "tessera-coordinator",
             ["submit", "--coordinator", "tcp://127.0.0.1:7702", "--reconnect-timeout", "30"] + ClusterFixture.modelFlags
-                + ["--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--shared", "--wait", "--out", mount + "/out",
-                   image], log: "client")
+                + [
+                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--shared", "--wait", "--out",
+                    mount + "/out",
+                    image,
+                ], log: "client")
         #expect(group.wait(client, timeout: 120) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
         let log = group.log("coordinator")
         let joined = log.split(separator: "\n").filter { $0.contains("worker joined") }
         #expect(
             joined.contains { $0.contains("worker=host-w1") } && joined.contains { $0.contains("worker=host-w2") },
             "both hosts joined over their links: \(log)")
-        #expect(!FileManager.default.fileExists(atPath: mount + "/out"), "outside the hosts the mount point stays empty")
+        #expect(
+            !FileManager.default.fileExists(atPath: mount + "/out"), "outside the hosts the mount point stays empty")
         let export = try group.start(
-            "tessera-coordinator", ["export", backing + "/out/tissue.zarr", "--outputs", "npy", "--out", group.directory],
+            "tessera-coordinator",
+            ["export", backing + "/out/tissue.zarr", "--outputs", "npy", "--out", group.directory],
             log: "export")
         #expect(group.wait(export, timeout: 60) == 0, "\(group.log("export"))")
         #expect(

@@ -14,7 +14,9 @@ import Testing
 @Suite("Shared-storage jobs: same map as in-process and upload jobs; faults", .serialized)
 struct SharedStorageTests {
     /// Starts a coordinator and `count` workers that share `root`.
-    func cluster(_ group: ProcessGroup, root: String, workers count: Int, delayMs: Int = 0, extra: [String] = [])
+    func cluster(
+        _ group: ProcessGroup, root: String, workers count: Int, delayMs: Int = 0, extra: [String] = []
+    )
         throws -> (workers: String, clients: String)
     {
         let endpoints = try group.startCoordinator(
@@ -23,7 +25,9 @@ struct SharedStorageTests {
         return endpoints
     }
 
-    func worker(_ group: ProcessGroup, _ endpoint: String, _ name: String, root: String, delayMs: Int) throws
+    func worker(
+        _ group: ProcessGroup, _ endpoint: String, _ name: String, root: String, delayMs: Int
+    ) throws
         -> Process
     {
         try group.start(
@@ -71,7 +75,8 @@ struct SharedStorageTests {
             let upload = try submit(
                 group, clients, image: image, out: "\(group.directory)/upload-\(mode)", mode: mode, shared: false,
                 log: "upload-\(mode)")
-            #expect(group.wait(shared, timeout: 120) == 0, "\(group.log("shared-\(mode)"))\n\(group.log("coordinator"))")
+            #expect(
+                group.wait(shared, timeout: 120) == 0, "\(group.log("shared-\(mode)"))\n\(group.log("coordinator"))")
             #expect(group.wait(upload, timeout: 120) == 0, "\(group.log("upload-\(mode)"))")
             let store = "\(root)/\(mode)/tissue.zarr"
             #expect(group.log("shared-\(mode)").contains(store), "submit --wait prints the map's path")
@@ -132,7 +137,9 @@ struct SharedStorageTests {
                 ], log: log)
             let deadline = Date().addingTimeInterval(20)
             while !group.log(log).contains("coordinator serving") {
-                guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start: \(group.log(log))") }
+                guard Date() < deadline else {
+                    throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
+                }
                 usleep(50_000)
             }
             return p
@@ -142,7 +149,8 @@ struct SharedStorageTests {
         let image = root + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
         let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
-        let client = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "client")
+        let client = try submit(
+            group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "client")
         let fault = FaultToleranceTests()
         let s1 = try fault.waitFor(clients, "a quarter of the tasks") {
             $0.tasksDone * 4 >= $0.tasksQueued + $0.tasksRunning + $0.tasksDone
@@ -159,7 +167,8 @@ struct SharedStorageTests {
         let partial = try #require(
             try FileManager.default.contentsOfDirectory(atPath: root + "/out").first { $0.contains(".partial-") })
         let store = "\(root)/out/\(partial)"
-        #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"), "no map is presented before the end")
+        #expect(
+            !FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"), "no map is presented before the end")
         let journal = try String(contentsOfFile: group.directory + "/store/jobs/1/receipts.log", encoding: .utf8)
         let committed = journal.split(separator: "\n")
         #expect(committed.count >= total / 3 && committed.count < total, "journal: \(committed.count)/\(total)")

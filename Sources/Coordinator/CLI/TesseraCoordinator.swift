@@ -27,7 +27,8 @@ struct TesseraCoordinator: ParsableCommand {
             """,
         subcommands: [
             Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
-            Info.self, Inspect.self, InspectImage.self, Convert.self, Export.self, Benchmark.self, Keygen.self, GPUCheck.self,
+            Info.self, Inspect.self, InspectImage.self, Convert.self, Export.self, Benchmark.self, Keygen.self,
+            GPUCheck.self,
         ]
     )
 }

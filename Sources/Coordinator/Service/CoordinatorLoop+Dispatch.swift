@@ -82,7 +82,10 @@ extension CoordinatorLoop {
     func send(_ job: CoordinatorJob, _ index: Int, to w: Worker, _ socket: borrowing ZMQSocket) -> Bool {
         let attempt = (job.attempts[index] ?? 0) + 1
         guard let message = job.message(index, attempt: attempt) else {
-            abort(job, state: .failed, message: "task \(index): cannot read its input region from the stored image, or it does not fit the wire")
+            abort(
+                job, state: .failed,
+                message:
+                    "task \(index): cannot read its input region from the stored image, or it does not fit the wire")
             return true
         }
         do {

@@ -15,7 +15,9 @@ import TesseraWire
 /// once every tile is in.
 extension CoordinatorLoop {
     func handleReceipt(_ r: Wire.TileReceipt, from worker: Worker) {
-        guard let (job, index, mine) = runningAttempt(of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
+        guard
+            let (job, index, mine) = runningAttempt(
+                of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
         else { return }
         guard let shared = job.shared else {
             attemptFailed(job, index, worker, "\(worker.name): sent a receipt for an upload task")
@@ -97,7 +99,9 @@ extension CoordinatorLoop {
 
     /// Resumes a shared-storage job: the store is reopened, every journalled receipt
     /// whose chunks are present and match (size, CRC-32) counts as done, the rest is queued.
-    func resumeShared(_ id: UInt64, _ record: JobRecord, options: JobOptions, bundle: ModelBundle) throws
+    func resumeShared(
+        _ id: UInt64, _ record: JobRecord, options: JobOptions, bundle: ModelBundle
+    ) throws
         -> CoordinatorJob
     {
         let job = try factory.makeSharedJob(
@@ -107,7 +111,8 @@ extension CoordinatorLoop {
         let layout = job.shared!.store.layout
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
-        let text = (try? String(contentsOfFile: store.directory(id) + "/" + JobFactory.receiptJournal, encoding: .utf8)) ?? ""
+        let text =
+            (try? String(contentsOfFile: store.directory(id) + "/" + JobFactory.receiptJournal, encoding: .utf8)) ?? ""
         var unusable = 0
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")
@@ -116,7 +121,9 @@ extension CoordinatorLoop {
             else { continue }
             let chunks = fields.dropFirst().compactMap { field -> TileReceipt.Chunk? in
                 let parts = field.split(separator: ":")
-                guard parts.count == 3, let size = Int(parts[1]), let crc = UInt32(parts[2], radix: 16) else { return nil }
+                guard parts.count == 3, let size = Int(parts[1]), let crc = UInt32(parts[2], radix: 16) else {
+                    return nil
+                }
                 return TileReceipt.Chunk(key: String(parts[0]), size: size, crc32: crc)
             }
             do {

@@ -93,7 +93,9 @@ extension CoordinatorLoop {
 
     /// Checks a result against what was asked of whom, then places it (first result wins).
     func handleResult(_ r: Wire.TaskResult, from worker: Worker) {
-        guard let (job, index, mine) = runningAttempt(of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
+        guard
+            let (job, index, mine) = runningAttempt(
+                of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
         else { return }
         guard job.shared == nil else {
             attemptFailed(job, index, worker, "\(worker.name): sent values for a shared-storage task")
@@ -134,7 +136,9 @@ extension CoordinatorLoop {
         job.computed += 1
         worker.tasksDone += 1
         // Map pixels the task produced: a whole tile in a shared-storage job, its outputs otherwise.
-        let size = job.shared != nil ? Size2(job.tasks[index].rect.height, job.tasks[index].rect.width)
+        let size =
+            job.shared != nil
+            ? Size2(job.tasks[index].rect.height, job.tasks[index].rect.width)
             : job.plan.tasks.outputSize(job.tasks[index])
         metrics.taskDone(by: worker.name, since: mine.since, pixels: size.h * size.w)
         job.workersUsed.insert(worker.name)

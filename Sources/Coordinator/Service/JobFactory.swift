@@ -21,7 +21,9 @@ struct JobFactory: Sendable {
     static let receiptJournal = "receipts.log"
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
-    func create(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String) throws
+    func create(
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String
+    ) throws
         -> CoordinatorJob
     {
         if options.storage == .shared {
@@ -57,7 +59,6 @@ struct JobFactory: Sendable {
         }
         return job
     }
-
 
     private func fileBytes(_ source: Wire.FileSource, _ what: String) throws -> (bytes: [UInt8], name: String)? {
         switch source {
@@ -106,7 +107,8 @@ struct JobFactory: Sendable {
         let plan = try self.plan(bundle, options)
         // The image goes to disk as raw samples, decoded a band at a time: tasks read
         // their regions from there, so the coordinator's memory does not grow with it.
-        let header = try RawPixelFile.transcode(png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
+        let header = try RawPixelFile.transcode(
+            png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
         let image = try RawPixelFile(
             path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
             bitDepth: header.bitDepth, name: imagePath)
@@ -145,10 +147,11 @@ struct JobFactory: Sendable {
         return plan
     }
 
-
     /// A new shared-storage job: checks the paths, plans it from the image's header,
     /// creates its store, and records it (durably, with a persistent store).
-    func createSharedJob(_ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String) throws
+    func createSharedJob(
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String
+    ) throws
         -> CoordinatorJob
     {
         guard case .path(let imagePath) = spec.image else {
@@ -195,8 +198,11 @@ struct JobFactory: Sendable {
                 return [UInt8](data)
             }
         }
-        let bundle = ModelBundle(prototxt: try bytes(spec.prototxt, "prototxt"), weights: try bytes(spec.weights, "weights"))
-        guard !bundle.prototxt.isEmpty || !bundle.weights.isEmpty else { throw ClusterError("the job names no model files") }
+        let bundle = ModelBundle(
+            prototxt: try bytes(spec.prototxt, "prototxt"), weights: try bytes(spec.weights, "weights"))
+        guard !bundle.prototxt.isEmpty || !bundle.weights.isEmpty else {
+            throw ClusterError("the job names no model files")
+        }
         return bundle
     }
 
@@ -212,7 +218,8 @@ struct JobFactory: Sendable {
         }
         guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
             throw ClusterError(
-                .invalidOption, "the \(what) \(path) is outside the coordinator's --shared-root "
+                .invalidOption,
+                "the \(what) \(path) is outside the coordinator's --shared-root "
                     + "(\(configuration.sharedRoots.joined(separator: ", ")))")
         }
         return resolved

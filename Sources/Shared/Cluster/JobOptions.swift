@@ -81,11 +81,15 @@ package struct JobOptions: Equatable, Sendable {
             case "patch-size": engine.patchSize = try int(1...65536)
             case "allow-padding": engine.allowPadding = try int(0...1) == 1
             case "random-weights":
-                guard let s = UInt64(value) else { throw ClusterError(.invalidOption, "job option random-weights=\(value)") }
+                guard let s = UInt64(value) else {
+                    throw ClusterError(.invalidOption, "job option random-weights=\(value)")
+                }
                 engine.randomWeightsSeed = s
             case "out": outputDirectory = value
             case "storage":
-                guard let s = Storage(rawValue: value) else { throw ClusterError(.invalidOption, "job option storage=\(value)") }
+                guard let s = Storage(rawValue: value) else {
+                    throw ClusterError(.invalidOption, "job option storage=\(value)")
+                }
                 storage = s
             case "level": level = try int(0...64)
             case "mpp":
@@ -95,10 +99,14 @@ package struct JobOptions: Equatable, Sendable {
                 mpp = v
             case "tissue": tissue = try int(0...1) == 1
             case "dtype":
-                guard let d = MapDType(rawValue: value) else { throw ClusterError(.invalidOption, "job option dtype=\(value)") }
+                guard let d = MapDType(rawValue: value) else {
+                    throw ClusterError(.invalidOption, "job option dtype=\(value)")
+                }
                 dtype = d
             case "store":
-                guard let k = StoreKind(rawValue: value) else { throw ClusterError(.invalidOption, "job option store=\(value)") }
+                guard let k = StoreKind(rawValue: value) else {
+                    throw ClusterError(.invalidOption, "job option store=\(value)")
+                }
                 storeKind = k
             default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
@@ -124,7 +132,8 @@ package struct JobOptions: Equatable, Sendable {
             let kinds = try OutputOptions.parseKinds(outputs)
             if let chunked = kinds.first(where: \.isChunked) {
                 throw ClusterError(
-                    .invalidOption, "the \(chunked.rawValue) output is written by in-process runs only so far: "
+                    .invalidOption,
+                    "the \(chunked.rawValue) output is written by in-process runs only so far: "
                         + "a cluster job writes prob, labels, overlay and npy")
             }
             return try OutputOptions(

@@ -31,7 +31,8 @@ package enum TaskCodec {
 
     /// A shared-storage receipt as the store's own type (what `MapStore.verify` checks).
     package static func receipt(_ r: Wire.TileReceipt, tile: TileIndex) -> TileReceipt {
-        TileReceipt(tile: tile, chunks: r.chunks.map { .init(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) })
+        TileReceipt(
+            tile: tile, chunks: r.chunks.map { .init(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) })
     }
 
     package static func mode(_ m: MapMode) -> Wire.Mode {
@@ -73,7 +74,9 @@ package enum TaskCodec {
 
     /// The same from an image on disk: reads only the rectangle the mirrored rows and
     /// columns span.
-    package static func cut(_ file: RawPixelFile, paddedRect rect: PixelRect, halfPatch: Size2) throws
+    package static func cut(
+        _ file: RawPixelFile, paddedRect rect: PixelRect, halfPatch: Size2
+    ) throws
         -> Wire.PixelRegion
     {
         let (rows, cols) = rect.mirroredSources(image: Size2(file.height, file.width), halfPatch: halfPatch)

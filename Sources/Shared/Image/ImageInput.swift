@@ -72,7 +72,8 @@ package enum ImageInput {
         }
         let opened = try open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
         let s = opened.source
-        return Header(width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format)
+        return Header(
+            width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format)
     }
 
     /// The tissue mask of an opened image, answering in the mapped level's pixel

@@ -87,7 +87,9 @@ package enum PNGReader {
         }
         if header.interlaced {
             var all = [UInt8](repeating: 0, count: rowBytes * header.height)
-            try all.withUnsafeMutableBytes { try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count)) }
+            try all.withUnsafeMutableBytes {
+                try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count))
+            }
             try body(all)
             return header
         }
@@ -97,7 +99,8 @@ package enum PNGReader {
             let count = min(band, header.height - row)
             var bytes = [UInt8](repeating: 0, count: rowBytes * count)
             try bytes.withUnsafeMutableBytes {
-                try check(tpng_reader_read_rows(reader, $0.baseAddress, UInt32(count), rowBytes, &message, message.count))
+                try check(
+                    tpng_reader_read_rows(reader, $0.baseAddress, UInt32(count), rowBytes, &message, message.count))
             }
             try body(bytes)
             row += count

@@ -26,7 +26,8 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
         guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
             close(fd)
             throw ImageIOError(
-                .truncated, path: path, detail: "\(info.st_size) bytes, a \(width)×\(height)×\(channels) image needs \(expected)")
+                .truncated, path: path,
+                detail: "\(info.st_size) bytes, a \(width)×\(height)×\(channels) image needs \(expected)")
         }
         self.fd = fd
         self.name = name ?? path
@@ -41,7 +42,9 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
     /// Decodes the PNG at `png` into a raw file at `raw` (written, then renamed into
     /// place), a band of rows at a time; returns the PNG's header.
     @discardableResult
-    package static func transcode(png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels) throws
+    package static func transcode(
+        png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels
+    ) throws
         -> PNGHeader
     {
         let temporary = raw + ".partial-\(getpid())"
@@ -93,7 +96,8 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
                     if n < 0 && errno == EINTR { continue }
                     guard n > 0 else {
                         throw ImageIOError(
-                            .truncated, path: name, detail: "cannot read row \(rect.y + row): "
+                            .truncated, path: name,
+                            detail: "cannot read row \(rect.y + row): "
                                 + (n == 0 ? "end of file" : String(cString: strerror(errno))))
                     }
                     done += n

@@ -16,7 +16,9 @@ extension TilePlan {
     /// The tasks that compute map tile `rect`: the tile itself (`naive`, `dense`),
     /// its S² displaced passes (`shift`), or the window of the `fast` grid whose
     /// points the tile's pixels are interpolated from (`fastWindow(for:…)`).
-    package static func tasks(forTile rect: PixelRect, mode: MapMode, image: Size2, geometry g: TaskGeometry)
+    package static func tasks(
+        forTile rect: PixelRect, mode: MapMode, image: Size2, geometry g: TaskGeometry
+    )
         -> [TileTask]
     {
         switch mode {

@@ -46,7 +46,8 @@ struct SharedFiles {
         }
         let resolved = Self.resolve(path)
         guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
-            throw ClusterError("the \(what) \(path) is outside this worker's --shared-root (\(roots.joined(separator: ", ")))")
+            throw ClusterError(
+                "the \(what) \(path) is outside this worker's --shared-root (\(roots.joined(separator: ", ")))")
         }
         return resolved
     }

@@ -75,7 +75,8 @@ struct Submit: ParsableCommand {
             return
         }
         for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
-            throw ValidationError("\(path) is not a PNG: upload jobs take PNG images; use --shared for slides and TIFFs")
+            throw ValidationError(
+                "\(path) is not a PNG: upload jobs take PNG images; use --shared for slides and TIFFs")
         }
         if let chunked = kinds?.first(where: \.isChunked) {
             throw ValidationError(
@@ -100,7 +101,9 @@ struct Submit: ParsableCommand {
         for path in images {
             let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp)
             let size = Size2(header.height, header.width)
-            let tile = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))
+            let tile =
+                try job.tile
+                ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))
             var options = job.jobOptions(model, output, outputDirectory: nil)
             let image: Wire.FileSource
             if shared {

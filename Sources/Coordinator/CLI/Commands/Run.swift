@@ -136,7 +136,8 @@ struct Run: ParsableCommand {
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1
             if options.kinds.contains(where: \.isChunked) {
-                (t, levels) = MapPyramid.fit(tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
+                (t, levels) = MapPyramid.fit(
+                    tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
             } else if job.mode == .shift {
                 t = MapPyramid.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
             }
@@ -248,7 +249,9 @@ struct Run: ParsableCommand {
         let client = try ClusterClient(endpoint: clientEndpoint, context: context)
         let progress = Progress(stream: stderr)
         for path in images {
-            try mapShared(path, client: client, pool: pool, mapper: mapper, preprocessing: prep, progress: progress, logger: logger)
+            try mapShared(
+                path, client: client, pool: pool, mapper: mapper, preprocessing: prep, progress: progress,
+                logger: logger)
         }
     }
 
@@ -256,7 +259,8 @@ struct Run: ParsableCommand {
     /// the image and write the map's chunks themselves (the OME-Zarr output, or a raw
     /// temporary store); then the other outputs are written here from the store.
     private func mapShared(
-        _ path: String, client: ClusterClient, pool: LocalWorkers, mapper: LocalMapper, preprocessing prep: Preprocessing,
+        _ path: String, client: ClusterClient, pool: LocalWorkers, mapper: LocalMapper,
+        preprocessing prep: Preprocessing,
         progress: Progress, logger: Logger
     ) throws {
         let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
@@ -302,7 +306,8 @@ struct Run: ParsableCommand {
         defer { if !keepZarr { try? FileManager.default.removeItem(atPath: storePath) } }
         let store = try MapStore.open(at: storePath)
         let overlay = options.kinds.contains(.overlay)
-        let image = overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
+        let image =
+            overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
         let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
         logger.info(
             "done",

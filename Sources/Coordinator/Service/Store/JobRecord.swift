@@ -36,20 +36,21 @@ struct JobRecord: Equatable {
     func encoded() -> String {
         func bits(_ f: Float) -> String { String(format: "%08x", f.bitPattern) }
         let p = preprocessing
-        return RecordText.encode([
-            ("format", "\(Self.formatVersion)"),
-            ("mode", mode.name),
-            ("tile", "\(tile)"),
-            ("stem", stem),
-            ("options", options),
-            ("channel-order", p.channelOrder == .bgr ? "bgr" : "rgb"),
-            ("raw-scale", bits(p.rawScale)),
-            ("scale", bits(p.scale)),
-            ("mean", p.mean.map(bits).joined(separator: ",")),
-            ("model-sha256", modelDigest),
-            ("image-crc32", String(format: "%08x", imageCRC32)),
-            ("image-bytes", "\(imageBytes)"),
-        ] + (sharedImage.map { [("shared-image", $0)] } ?? []) + (sharedStore.map { [("shared-store", $0)] } ?? []))
+        return RecordText.encode(
+            [
+                ("format", "\(Self.formatVersion)"),
+                ("mode", mode.name),
+                ("tile", "\(tile)"),
+                ("stem", stem),
+                ("options", options),
+                ("channel-order", p.channelOrder == .bgr ? "bgr" : "rgb"),
+                ("raw-scale", bits(p.rawScale)),
+                ("scale", bits(p.scale)),
+                ("mean", p.mean.map(bits).joined(separator: ",")),
+                ("model-sha256", modelDigest),
+                ("image-crc32", String(format: "%08x", imageCRC32)),
+                ("image-bytes", "\(imageBytes)"),
+            ] + (sharedImage.map { [("shared-image", $0)] } ?? []) + (sharedStore.map { [("shared-store", $0)] } ?? []))
     }
 
     /// Parses a record; the error names the key at fault (the caller adds the path).

@@ -43,7 +43,9 @@ extension WireMessage {
     /// A shared-storage task: ids, model, the map tile, preprocessing, the image
     /// and store paths (checked by the worker against what it may read and write)
     /// and the engine options (frame 0).
-    static func decodeTileTask(_ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits) throws
+    static func decodeTileTask(
+        _ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits
+    ) throws
         -> WireMessage
     {
         try expectFrames(payload, 1, r)
