@@ -105,7 +105,7 @@ struct SharedStorageTests {
         #expect(group.log("c1").contains("outside the coordinator's --shared-root"), "\(group.log("c1"))")
 
         // A worker started without --shared-root fails the task with a message that says how to fix it.
-        let (workers, clients2) = try ProcessGroup.startSecondCoordinator(group, root: root)
+        let (workers, clients2) = try group.startCoordinator(extra: ["--shared-root", root], name: "coordinator-2")
         _ = try group.start(
             "tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "plain"], log: "plain")
         let image = root + "/tissue.png"
@@ -190,27 +190,5 @@ struct SharedStorageTests {
         #expect(
             try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
             "the map after the faults differs from the in-process one")
-    }
-}
-
-extension ProcessGroup {
-    /// A second coordinator (its own store and ready file) sharing `root`, for tests that need two.
-    static func startSecondCoordinator(_ group: ProcessGroup, root: String) throws -> (String, String) {
-        let ready = "\(group.directory)/ready-2"
-        _ = try group.start(
-            "tessera-coordinator",
-            [
-                "serve", "--worker-endpoint", "tcp://127.0.0.1:*", "--client-endpoint", "tcp://127.0.0.1:*",
-                "--store", "\(group.directory)/store-2", "--ready-file", ready, "--shared-root", root,
-            ], log: "coordinator-2")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if let text = try? String(contentsOfFile: ready, encoding: .utf8) {
-                let lines = text.split(separator: "\n").map(String.init)
-                if lines.count == 2 { return (lines[0], lines[1]) }
-            }
-            usleep(20_000)
-        }
-        throw ClusterError("the second coordinator did not start: \(group.log("coordinator-2"))")
     }
 }

@@ -65,17 +65,21 @@ final class ProcessGroup: @unchecked Sendable {
         (try? String(contentsOfFile: "\(directory)/\(name).log", encoding: .utf8)) ?? ""
     }
 
-    /// Starts `tessera-coordinator serve` on ephemeral loopback ports; returns (worker, client) endpoints.
-    func startCoordinator(extra: [String] = []) throws -> (workers: String, clients: String) {
-        let ready = "\(directory)/ready"
+    /// Starts `tessera-coordinator serve` on ephemeral loopback ports; returns (worker, client)
+    /// endpoints. `name` names its log, store and ready file (tests that run two).
+    func startCoordinator(
+        extra: [String] = [], name: String = "coordinator"
+    ) throws -> (workers: String, clients: String) {
+        let suffix = name == "coordinator" ? "" : "-" + name
+        let ready = "\(directory)/ready\(suffix)"
         let p = try start(
             "tessera-coordinator",
             [
                 "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
-                "--client-endpoint", "tcp://127.0.0.1:*", "--store", "\(directory)/store",
+                "--client-endpoint", "tcp://127.0.0.1:*", "--store", "\(directory)/store\(suffix)",
                 "--ready-file", ready,
-            ] + extra, log: "coordinator")
-        coordinatorPID = p.processIdentifier
+            ] + extra, log: name)
+        if name == "coordinator" { coordinatorPID = p.processIdentifier }
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: ready, encoding: .utf8) {
@@ -84,7 +88,7 @@ final class ProcessGroup: @unchecked Sendable {
             }
             usleep(20_000)
         }
-        throw ClusterError("the coordinator did not start: \(log("coordinator"))")
+        throw ClusterError("the coordinator did not start: \(log(name))")
     }
 
     func startWorker(_ endpoint: String, name: String, threads: Int = 1) throws {

@@ -209,28 +209,19 @@ struct JobFactory: Sendable {
     /// `path` resolved, if clients may name it: anything on an embedded coordinator
     /// (`allowLocalPaths`), else only under `--shared-root` (links resolved).
     func sharedPath(_ path: String, _ what: String) throws -> String {
-        let resolved = Self.resolve(path)
-        if configuration.allowLocalPaths { return resolved }
-        let roots = configuration.sharedRoots.map(Self.resolve)
-        guard !roots.isEmpty else {
+        if configuration.allowLocalPaths { return SharedRoots.resolve(path) }
+        let roots = SharedRoots(configuration.sharedRoots)
+        guard !roots.roots.isEmpty else {
             throw ClusterError(
                 .invalidOption, "this coordinator takes no shared-storage jobs: start it with --shared-root FOLDER")
         }
-        guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+        guard let resolved = roots.contains(path) else {
             throw ClusterError(
                 .invalidOption,
                 "the \(what) \(path) is outside the coordinator's --shared-root "
-                    + "(\(configuration.sharedRoots.joined(separator: ", ")))")
+                    + "(\(roots.given.joined(separator: ", ")))")
         }
         return resolved
-    }
-
-    static func resolve(_ path: String) -> String {
-        if let real = realpath(path, nil) {
-            defer { free(real) }
-            return String(cString: real)
-        }
-        return URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
     /// Plans a shared-storage job from the image's header and creates (or, resuming,

@@ -23,17 +23,7 @@ package enum TilePlan {
         case .shift:
             // Tile origins on multiples of S, so every tile has the same S² phases.
             let t = Size2(roundUp(tile, g.stride.h), roundUp(tile, g.stride.w))
-            var tasks: [TileTask] = []
-            for rect in rects(image, tile: t) {
-                for dy in 0..<g.stride.h {
-                    for dx in 0..<g.stride.w {
-                        let task = TileTask(mode: .shift, rect: rect, displacement: Size2(dy, dx), image: image)
-                        let n = g.outputSize(task)
-                        if n.h > 0 && n.w > 0 { tasks.append(task) }
-                    }
-                }
-            }
-            return tasks
+            return rects(image, tile: t).flatMap { tasks(forTile: $0, mode: .shift, image: image, geometry: g) }
         }
     }
 

@@ -8,11 +8,11 @@ import TesseraImage
 /// folders given with `--shared-root` (symbolic links resolved, so a link cannot
 /// lead a task outside them).
 struct SharedFiles {
-    let roots: [String]
+    let roots: SharedRoots
     private var images: [String: any RegionSource] = [:]
     private var stores: [String: MapStore] = [:]
 
-    init(roots: [String]) { self.roots = roots.map(Self.resolve) }
+    init(roots: [String]) { self.roots = SharedRoots(roots) }
 
     /// The image at `path`, level `level`, opened once per (path, level).
     mutating func image(_ path: String, level: Int) throws -> any RegionSource {
@@ -39,25 +39,15 @@ struct SharedFiles {
 
     /// `path` resolved, if it lies under one of the roots; else a clear refusal.
     private func allowed(_ path: String, _ what: String) throws -> String {
-        guard !roots.isEmpty else {
+        guard !roots.roots.isEmpty else {
             throw ClusterError(
                 "this worker takes no shared-storage tasks: start it with --shared-root FOLDER "
                     + "(the storage it shares with the coordinator)")
         }
-        let resolved = Self.resolve(path)
-        guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+        guard let resolved = roots.contains(path) else {
             throw ClusterError(
-                "the \(what) \(path) is outside this worker's --shared-root (\(roots.joined(separator: ", ")))")
+                "the \(what) \(path) is outside this worker's --shared-root (\(roots.given.joined(separator: ", ")))")
         }
         return resolved
-    }
-
-    /// The absolute path with `.`/`..` and symbolic links resolved (as far as it exists).
-    static func resolve(_ path: String) -> String {
-        if let real = realpath(path, nil) {
-            defer { free(real) }
-            return String(cString: real)
-        }
-        return URL(fileURLWithPath: path).standardizedFileURL.path
     }
 }

@@ -18,17 +18,7 @@ enum DurableFile {
             "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, fileMode)
         guard fd >= 0 else { throw ClusterError("cannot create \(temp): \(String(cString: strerror(errno)))") }
-        var failure: String?
-        var offset = 0
-        while offset < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = "write: \(String(cString: strerror(errno)))"
-                break
-            }
-            offset += n
-        }
+        var failure = writeAll(fd, bytes)
         if failure == nil && fsync(fd) != 0 { failure = "fsync: \(String(cString: strerror(errno)))" }
         if close(fd) != 0 && failure == nil { failure = "close: \(String(cString: strerror(errno)))" }
         if failure == nil && rename(temp, path) != 0 { failure = "rename: \(String(cString: strerror(errno)))" }
@@ -78,22 +68,24 @@ enum DurableFile {
         let isNew = !FileManager.default.fileExists(atPath: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, fileMode)
         guard fd >= 0 else { throw ClusterError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        var failure: String?
-        var offset = 0
-        bytes.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = "write: \(String(cString: strerror(errno)))"
-                    break
-                }
-                offset += n
-            }
-        }
+        var failure = bytes.withUnsafeBytes { writeAll(fd, $0) }
         if failure == nil && fsync(fd) != 0 { failure = "fsync: \(String(cString: strerror(errno)))" }
         if close(fd) != 0 && failure == nil { failure = "close: \(String(cString: strerror(errno)))" }
         if let failure { throw ClusterError("cannot append to \(path): \(failure)") }
         if isNew { try syncDirectory((path as NSString).deletingLastPathComponent) }
+    }
+
+    /// Writes all of `bytes` to `fd` (retrying short writes and EINTR); the failure, or nil.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> String? {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return "write: \(String(cString: strerror(errno)))"
+            }
+            offset += n
+        }
+        return nil
     }
 }
