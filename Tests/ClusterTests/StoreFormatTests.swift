@@ -331,6 +331,52 @@ struct DamagedStoreTests {
         #expect(data.bytes == [1, 2, 3])
     }
 
+    @Test(
+        "A retried submit (same token) gets the same job, before and after a restart; an interrupted entry is removed"
+    )
+    func idempotentSubmit() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-token-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let imagePath = root + "-image.png"
+        defer { try? FileManager.default.removeItem(atPath: imagePath) }
+        try ClusterFixture.writeImage(to: imagePath, height: 30, width: 30)
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        var spec = Self.spec("a.png", image: image)
+        var options = try JobOptions(encoded: spec.outputOptions)
+        options.token = "client-7f3a"
+        spec.outputOptions = options.encoded
+        let store = JobStore(root: root)
+        func serve(_ body: (borrowing TestClient) throws -> Void) throws {
+            let id = UUID().uuidString
+            let service = CoordinatorService(
+                context: try ZMQContext(),
+                configuration: .init(
+                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
+                logger: Logger(label: "test.token"))
+            _ = try service.start()
+            defer { service.stop() }
+            try body(try TestClient(service.context, "inproc://c-\(id)"))
+        }
+        try serve { client in
+            let first = try client.request(.submit(spec))
+            let retry = try client.request(.submit(spec))
+            var other = spec
+            other.outputOptions = Self.spec("a.png", image: image).outputOptions  // no token: a new job
+            let second = try client.request(.submit(other))
+            #expect(first == .submitted(jobID: 1))
+            #expect(retry == .submitted(jobID: 1), "the retry names the first job")
+            #expect(second == .submitted(jobID: 2))
+        }
+        #expect(store.jobIDs() == [1, 2])
+        try DurableFile.createDirectory(store.tilesDirectory(3))  // an interrupted submission: no job.txt
+        try serve { client in
+            let again = try client.request(.submit(spec))
+            #expect(again == .submitted(jobID: 1), "after a restart too")
+        }
+        #expect(store.jobIDs() == [1, 2], "the interrupted entry is removed at start")
+    }
+
     @Test("The store is owner-only: folders 0700, files 0600; an older store's jobs folder is restricted at start")
     func permissions() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-perm-\(UUID().uuidString)")

@@ -46,8 +46,7 @@ extension CoordinatorLoop {
         }
         do {
             try admit(spec)
-            try startJob(spec, for: peer)
-            return nil
+            return try startJob(spec, for: peer)
         } catch {
             CoordinatorMetrics.refused((error as? AdmissionRefusal)?.reason ?? "submit")
             logger.warning("job refused", metadata: ["error": "\(error)"])

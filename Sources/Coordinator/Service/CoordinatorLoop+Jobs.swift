@@ -25,9 +25,18 @@ extension CoordinatorLoop {
     }
 
     /// Starts preparing a submission for `client`; the answer (`submitted` or an
-    /// error) is sent when it is ready (`collectPrepared`). Throws what can be refused at once.
-    func startJob(_ spec: Wire.JobSpec, for client: RoutingID) throws {
+    /// error) is sent when it is ready (`collectPrepared`), or now (returned) for a
+    /// retry of a submission this coordinator already has. Throws what can be refused at once.
+    func startJob(_ spec: Wire.JobSpec, for client: RoutingID) throws -> WireMessage? {
         let options = try JobOptions(encoded: spec.outputOptions)
+        if let token = options.token, let known = tokens[token] {
+            logger.info("submit retried: the job exists already", metadata: ["job": "\(known)"])
+            if waitingClients[known] != nil {
+                waitingClients[known]!.append(client)
+                return nil
+            }
+            return .submitted(jobID: known)
+        }
         if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
@@ -41,6 +50,10 @@ extension CoordinatorLoop {
         }
         let (factory, prepared, since) = (factory, prepared, monotonicSeconds())
         preparing += 1
+        if let token = options.token {
+            tokens[token] = id
+            waitingClients[id] = []
+        }
         prepareQueue.async {
             let result = Result {
                 do {
@@ -52,6 +65,7 @@ extension CoordinatorLoop {
             }
             prepared.withLock { $0.append(PreparedJob(id: id, client: client, since: since, result: result)) }
         }
+        return nil
     }
 
     /// Registers the jobs prepared since the last call and answers their clients.
@@ -69,14 +83,18 @@ extension CoordinatorLoop {
                 logStart(job, preparedIn: monotonicSeconds() - p.since)
                 reply = .submitted(jobID: p.id)
             case .failure(let error):
+                tokens = tokens.filter { $0.value != p.id }
                 CoordinatorMetrics.refused("submit")
                 logger.warning("job refused", metadata: ["job": "\(p.id)", "error": "\(error)"])
                 reply = .error(message: "\(error)")
             }
-            do {
-                try socket.send(reply, to: p.client, flags: .dontWait)
-            } catch {
-                logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
+            // Clients that retried meanwhile (a lost reply, a reconnect) get the same answer.
+            for client in [p.client] + (waitingClients.removeValue(forKey: p.id) ?? []) {
+                do {
+                    try socket.send(reply, to: client, flags: .dontWait)
+                } catch {
+                    logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
+                }
             }
         }
     }
@@ -96,6 +114,7 @@ extension CoordinatorLoop {
     }
 
     func register(_ job: CoordinatorJob) {
+        if let token = job.options.token { tokens[token] = job.id }
         jobs[job.id] = job
         jobOrder.append(job.id)
     }

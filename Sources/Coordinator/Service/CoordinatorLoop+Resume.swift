@@ -32,11 +32,15 @@ extension CoordinatorLoop {
             let dir = store.directory(id)
             do {
                 guard let record = try store.readRecord(id) else {
+                    // The client was never told of it (`submitted` follows the record), and
+                    // retries with the same token: nothing refers to this folder.
+                    try? FileManager.default.removeItem(atPath: dir)
                     logger.warning(
-                        "store: skipped a job entry without \(JobRecord.fileName) (its submission was interrupted)",
+                        "store: removed a job entry without \(JobRecord.fileName) (its submission was interrupted)",
                         metadata: ["job": "\(id)", "folder": "\(dir)"])
                     continue
                 }
+                if let token = (try? JobOptions(encoded: record.options))?.token { tokens[token] = id }
                 if let ending = try store.readEnding(id) {
                     archive(id, record, ending)
                 } else {

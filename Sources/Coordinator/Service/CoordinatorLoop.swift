@@ -75,6 +75,10 @@ final class CoordinatorLoop {
     let prepared = Locked<[PreparedJob]>([])
     var preparing = 0
     let planCache = Locked<[String: ModelPlan]>([:])
+    /// Submission tokens (`JobOptions.token`) of the jobs this coordinator knows, and
+    /// the clients that retried a submission still being prepared: a retry gets the same job.
+    var tokens: [String: UInt64] = [:]
+    var waitingClients: [UInt64: [RoutingID]] = [:]
     /// Counters and gauges (`CoordinatorMetrics`), the probes' view of the loop, ended-job removal (`+Retention`).
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?

@@ -13,6 +13,7 @@ import TesseraImage
 /// | patch-size, allow-padding, random-weights | `EngineSettings` |
 /// | memory-budget | MiB for one tile's activations (sets the default tile) |
 /// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator or a shared-storage job |
+/// | token | the client's id for this submission: a retried submit with the same token gets the same job |
 /// | storage | `upload` (default: the coordinator cuts and assembles pixels) or `shared` (docs/ARCHITECTURE.md §7) |
 /// | level, mpp | shared: the pyramid level to map, or the level nearest this many µm/px |
 /// | tissue | shared: 1 to compute only tiles with tissue |
@@ -36,6 +37,9 @@ package struct JobOptions: Equatable, Sendable {
     package var tissue = false
     package var dtype = MapDType.float32
     package var storeKind = StoreKind.zarr
+    /// The submission's id, chosen by the client (a UUID): `submit` is retried across a
+    /// coordinator restart without creating a second job.
+    package var token: String?
 
     package init() {}
 
@@ -47,6 +51,7 @@ package struct JobOptions: Equatable, Sendable {
         if engine.allowPadding { parts.append("allow-padding=1") }
         if let s = engine.randomWeightsSeed { parts.append("random-weights=\(s)") }
         if let outputDirectory { parts.append("out=\(Self.escape(outputDirectory))") }
+        if let token { parts.append("token=\(Self.escape(token))") }
         if storage == .shared {
             parts.append("storage=shared")
             if let level { parts.append("level=\(level)") }
@@ -86,6 +91,11 @@ package struct JobOptions: Equatable, Sendable {
                 }
                 engine.randomWeightsSeed = s
             case "out": outputDirectory = value
+            case "token":
+                guard (1...128).contains(value.utf8.count) else {
+                    throw ClusterError(.invalidOption, "job option token: 1 to 128 bytes")
+                }
+                token = value
             case "storage":
                 guard let s = Storage(rawValue: value) else {
                     throw ClusterError(.invalidOption, "job option storage=\(value)")

@@ -127,7 +127,7 @@ struct Submit: ParsableCommand {
                 prototxt: .inline(name: "deploy.prototxt", bytes: bundle.prototxt),
                 weights: .inline(name: "weights.caffemodel", bytes: bundle.weights),
                 image: image)
-            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300, isIdempotent: false) else {
+            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300, attemptTimeout: 60) else {
                 throw ClusterError("unexpected reply to submit")
             }
             print("job \(id) \(path)")

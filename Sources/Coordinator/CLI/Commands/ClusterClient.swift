@@ -234,6 +234,8 @@ struct JobFlags: ParsableArguments {
         o.overlayClass = output.overlayClass
         o.engine = engineSettings(model)
         o.outputDirectory = outputDirectory
+        // Retried submits (a coordinator restart, a lost reply) name the same job.
+        o.token = UUID().uuidString
         return o
     }
 }

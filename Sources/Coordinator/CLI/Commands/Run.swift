@@ -293,7 +293,7 @@ struct Run: ParsableCommand {
             prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
             weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
             image: .path(path))
-        guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, isIdempotent: false) else {
+        guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, attemptTimeout: 60) else {
             throw ClusterError("unexpected reply to submit")
         }
         let status = try client.wait(
