@@ -26,7 +26,7 @@ extension WorkerAgent {
 
     private func connectWake() throws -> ZMQSocket {
         if let fault = computeStartFault.withLock({ $0 }) { throw fault }
-        let wake = try ZMQSocket(context, type: .pair)
+        let wake = try ZMQSocket(context, type: .push)
         try wake.set(.maxMessageSize, 1024)
         try wake.connect(wakeEndpoint)
         return wake
@@ -47,7 +47,11 @@ extension WorkerAgent {
                 let engine = try self.engine(for: item, bundle, engines: &engines)
                 switch item {
                 case .pixels(let spec): outcome = .result(try compute(spec, engine))
-                case .tile(let spec): outcome = .receipt(try compute(spec, engine, files: &files))
+                case .tile(let spec):
+                    // Written by the writer thread while this one computes the next task.
+                    let write = try compute(spec, engine, files: &files, generation: gen, started: started)
+                    guard handOver(write) else { return }
+                    continue
                 }
             } catch {
                 outcome = .failure(item.failure("\(error)"))
@@ -124,12 +128,12 @@ extension WorkerAgent {
             height: UInt32(out.h), width: UInt32(out.w), values: out.values)
     }
 
-    /// A shared-storage task: reads the tile's regions from the image, computes the
-    /// map tile in any mode, writes its chunks into the job's store (atomically) and
-    /// returns the receipt. Both paths must lie under this worker's `--shared-root`.
+    /// A shared-storage task: reads the tile's regions from the image and computes
+    /// the map tile in any mode; the writer thread writes its chunks (`PendingWrite`).
+    /// Both paths must lie under this worker's `--shared-root`.
     private func compute(
-        _ spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles
-    ) throws -> Wire.TileReceipt {
+        _ spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles, generation: Int, started: Double
+    ) throws -> PendingWrite {
         let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
         let store = try files.store(spec.storePath)
         let image = try files.image(spec.imagePath, level: Int(spec.level))
@@ -147,9 +151,19 @@ extension WorkerAgent {
         let mapper = LocalMapper(engine: engine, preprocessing: pre, threads: configuration.threads)
         var counts = TileCounts()
         let values = try mapper.computeTile(rect, of: image, mode: TaskCodec.mode(spec.mode), counts: &counts)
-        let receipt = try values.data.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
-        return Wire.TileReceipt(
-            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
-            chunks: receipt.chunks.map { .init(key: $0.key, size: UInt64($0.size), crc32: $0.crc32) })
+        return PendingWrite(
+            spec: spec, store: store, tile: tile, values: values.data, generation: generation, started: started)
+    }
+
+    /// Hands a computed tile to the writer once its previous write is done (so at most
+    /// one tile waits in memory); the task is then no longer `computing`. False if stopping.
+    private func handOver(_ write: PendingWrite) -> Bool {
+        let free = shared.wait(until: { $0.write == nil || $0.stopRequested }, then: { !$0.stopRequested })
+        guard free else { return false }
+        shared.withLockWakingWaiters { s in
+            s.write = write
+            s.computing = nil
+        }
+        return true
     }
 }

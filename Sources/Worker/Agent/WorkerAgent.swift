@@ -96,6 +96,9 @@ package final class WorkerAgent: Sendable {
         var outbox: [Outcome] = []
         /// The task being computed, returned with the queue when leaving.
         var computing: Wire.TaskRef?
+        /// A computed shared-storage tile waiting for (or in) the writer thread: the
+        /// compute thread goes on with the next task meanwhile (`WorkerAgent+Writer`).
+        var write: PendingWrite?
         var stopRequested = false
         /// Bumped by each session: an outcome computed for an older one is dropped.
         var generation = 0
@@ -130,13 +133,17 @@ package final class WorkerAgent: Sendable {
     /// Serves until `stop()`. Throws, before taking any task, if the compute thread
     /// cannot start.
     package func run() throws {
-        let wake = try ZMQSocket(context, type: .pair)
+        // The compute and writer threads each push a byte here when they post an outcome.
+        let wake = try ZMQSocket(context, type: .pull)
         try wake.set(.maxMessageSize, 1024)
         try wake.bind(wakeEndpoint)
         let computeStarted = Locked<Result<Void, any Error>?>(nil)
         let compute = Thread { [self] in computeLoop(started: computeStarted) }
         compute.name = "tessera-compute"
         compute.start()
+        let writer = Thread { [self] in writeLoop() }
+        writer.name = "tessera-writer"
+        writer.start()
         defer {
             stop()
         }
