@@ -22,15 +22,16 @@ struct Run: ParsableCommand {
             pixels), naive (the classifier on every patch; a reference for small images). \
             dense, shift and naive give the same map to ~1e-5.
 
-            By default an embedded coordinator on loopback hands the tiles to --workers local \
+            By default an embedded coordinator on loopback hands the map tiles to --workers local \
             tessera-worker processes (found next to this executable, or --worker-binary / \
-            $TESSERA_WORKER_BINARY); --in-process computes in this process instead. Both give \
-            byte-identical maps.
+            $TESSERA_WORKER_BINARY), exactly as a cluster's shared-storage job: the workers read the \
+            image and write the map's chunks themselves. --in-process computes in this process \
+            instead. Both give byte-identical maps.
 
             Whole slides and large TIFFs (SVS, NDPI, MRXS, SCN, generic tiled TIFF/BigTIFF) are read tile \
-            by tile at the pyramid level chosen by --level or --mpp, mapped in this process, and written \
-            as an OME-Zarr pyramid (--outputs zarr, the default for them) and/or a pyramidal TIFF \
-            (tiff): memory stays flat at any image size. --tissue skips tiles without tissue.
+            by tile at the pyramid level chosen by --level or --mpp and written as an OME-Zarr pyramid \
+            (--outputs zarr, the default for them) and/or a pyramidal TIFF (tiff): memory stays flat at \
+            any image size. --tissue skips tiles without tissue.
 
             Example:
               tessera-coordinator run --model models/demo/deploy.prototxt \\
