@@ -331,6 +331,31 @@ struct DamagedStoreTests {
         #expect(data.bytes == [1, 2, 3])
     }
 
+    @Test("When state.txt cannot be written (a full disk), the ending goes into the reserved slot and is read back")
+    func endingSlot() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-slot-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = JobStore(root: root)
+        try DurableFile.createDirectory(store.tilesDirectory(1))
+        try store.reserveEndingSlot(1)
+        #expect(try store.readEnding(1) == nil, "an empty slot is no ending")
+        // state.txt cannot be created: a folder of that name stands in for ENOSPC.
+        try FileManager.default.createDirectory(
+            atPath: store.directory(1) + "/" + JobEnding.fileName, withIntermediateDirectories: false)
+        let long = String(repeating: "task 3 failed: no space left on device; ", count: 300)
+        let ending = JobEnding(state: .cancelled, message: long, tasks: 12, files: [])
+        try store.writeEnding(ending, 1)
+        let read = try #require(try store.readEnding(1))
+        #expect(read.state == .cancelled && read.tasks == 12, "the cancellation must survive a restart")
+        #expect(read.message.hasPrefix("task 3 failed") && read.message.utf8.count < JobStore.endingSlotSize)
+        // Without a slot (an entry from an older version) the failure is reported.
+        try DurableFile.createDirectory(store.tilesDirectory(2))
+        try FileManager.default.createDirectory(
+            atPath: store.directory(2) + "/" + JobEnding.fileName, withIntermediateDirectories: false)
+        #expect(throws: ClusterError.self) { try store.writeEnding(ending, 2) }
+    }
+
     @Test(
         "A retried submit (same token) gets the same job, before and after a restart; an interrupted entry is removed"
     )

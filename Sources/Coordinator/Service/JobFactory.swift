@@ -49,7 +49,8 @@ struct JobFactory: Sendable {
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
             preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
         if persistent {
-            // Last: a whole entry is one with a record.
+            // Last: a whole entry is one with a record (and a reserved ending slot).
+            try store.reserveEndingSlot(id)
             try store.writeRecord(
                 JobRecord(
                     mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
@@ -173,6 +174,7 @@ struct JobFactory: Sendable {
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
+            try store.reserveEndingSlot(id)
             try store.writeRecord(
                 JobRecord(
                     mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,

@@ -32,8 +32,14 @@ extension JobStore {
     func usage() -> [UInt64: FolderUsage] {
         var out: [UInt64: FolderUsage] = [:]
         for id in jobIDs() {
-            let ending = directory(id) + "/" + JobEnding.fileName
-            let ended = (try? FileManager.default.attributesOfItem(atPath: ending))?[.modificationDate] as? Date
+            func modified(_ name: String) -> Date? {
+                (try? FileManager.default.attributesOfItem(atPath: directory(id) + "/" + name))?[.modificationDate]
+                    as? Date
+            }
+            // An ending written into the reserved slot (state.txt could not be written) counts too.
+            let ended =
+                modified(JobEnding.fileName)
+                ?? ((try? readEnding(id)) != nil ? modified(Self.endingSlot) : nil)
             out[id] = FolderUsage(bytes: Self.bytes(under: directory(id)), ended: ended)
         }
         return out

@@ -10,6 +10,8 @@ import TesseraCore
 ///     DIR/jobs/<id>/image.png           the image, as uploaded
 ///     DIR/jobs/<id>/tiles/<task>.tile   completed tiles (TileFile), removed once the job is done
 ///     DIR/jobs/<id>/state.txt           JobEnding, once the job is done, failed or cancelled
+///     DIR/jobs/<id>/ending.slot         4 KiB reserved at submission: the ending goes here, in
+///                                       place, when state.txt cannot be written (a full disk)
 ///     DIR/jobs/<id>/out/                outputs (unless the job named its own folder)
 ///
 /// Every file is written with `DurableFile` (temp, fsync, rename, fsync folder).
@@ -45,21 +47,73 @@ struct JobStore {
         }
     }
 
-    func writeEnding(_ ending: JobEnding, _ id: UInt64) throws {
-        try DurableFile.write(Array(ending.encoded().utf8), to: directory(id) + "/" + JobEnding.fileName)
+    static let endingSlot = "ending.slot"
+    static let endingSlotSize = 4096
+
+    /// Reserves the job's ending slot (written and fsynced now, so its blocks exist
+    /// when the disk is full later). Call before the record: a whole entry has one.
+    func reserveEndingSlot(_ id: UInt64) throws {
+        try DurableFile.write(
+            [UInt8](repeating: 0, count: Self.endingSlotSize), to: directory(id) + "/" + Self.endingSlot)
     }
 
+    /// Records how the job ended: `state.txt` (temp, fsync, rename); if that cannot be
+    /// written (a full disk), in place into the reserved slot, so that a job reported
+    /// failed or cancelled stays so after a restart. Throws if neither works.
+    func writeEnding(_ ending: JobEnding, _ id: UInt64) throws {
+        do {
+            try DurableFile.write(Array(ending.encoded().utf8), to: directory(id) + "/" + JobEnding.fileName)
+        } catch {
+            do {
+                try writeEndingInSlot(ending, id)
+            } catch let slotError {
+                throw ClusterError("\(error); and in its reserved slot: \(slotError)")
+            }
+        }
+    }
+
+    private func writeEndingInSlot(_ ending: JobEnding, _ id: UInt64) throws {
+        var e = ending
+        var bytes = Array(e.encoded().utf8)
+        while bytes.count >= Self.endingSlotSize && !e.message.isEmpty {
+            e.message = String(e.message.prefix(e.message.count / 2)) + "…"
+            bytes = Array(e.encoded().utf8)
+        }
+        guard bytes.count < Self.endingSlotSize else { throw ClusterError("the ending does not fit its slot") }
+        bytes += [UInt8](repeating: 0, count: Self.endingSlotSize - bytes.count)
+        let path = directory(id) + "/" + Self.endingSlot
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ClusterError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            throw ClusterError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// How the job ended: `state.txt`, else what its slot holds; nil while unfinished.
     func readEnding(_ id: UInt64) throws -> JobEnding? {
         let path = directory(id) + "/" + JobEnding.fileName
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
-        else {
-            throw ClusterError("\(path): unreadable")
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else {
+                throw ClusterError("\(path): unreadable")
+            }
+            do {
+                return try JobEnding(text: text)
+            } catch {
+                throw ClusterError("\(path): \(error)")
+            }
         }
+        let slot = directory(id) + "/" + Self.endingSlot
+        guard let data = FileManager.default.contents(atPath: slot) else { return nil }
+        let used = data.prefix { $0 != 0 }
+        guard !used.isEmpty else { return nil }
         do {
-            return try JobEnding(text: text)
+            return try JobEnding(text: String(decoding: used, as: UTF8.self))
         } catch {
-            throw ClusterError("\(path): \(error)")
+            throw ClusterError("\(slot): \(error)")
         }
     }
 
