@@ -141,6 +141,11 @@ final class CoordinatorLoop {
         var poller = ZMQPoller()
         let wi = poller.add(workerSocket)
         let ci = poller.add(clientSocket)
+        let workerLimits: WireLimits = {
+            var l = WireLimits()
+            l.maxTotalBytes = configuration.maxWorkerMessageBytes
+            return l
+        }()
         let clientLimits: WireLimits = {
             var l = WireLimits()
             l.maxTotalBytes = configuration.maxClientMessageBytes
@@ -150,7 +155,7 @@ final class CoordinatorLoop {
             do {
                 try poller.poll(timeoutMilliseconds: 50)
                 if poller.isReadable(wi) {
-                    while let envelope = try workerSocket.receiveWire(dontWait: true) {
+                    while let envelope = try workerSocket.receiveWire(limits: workerLimits, dontWait: true) {
                         workerBytesIn += envelope.byteCount
                         handleWorker(envelope, workerSocket)
                     }

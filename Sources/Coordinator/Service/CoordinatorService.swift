@@ -36,6 +36,10 @@ package final class CoordinatorService: Sendable {
         package var credit = 2
         /// Largest message accepted on the client endpoint (uploads travel in one message).
         package var maxClientMessageBytes = 1 << 30
+        /// The largest message a worker endpoint peer may send (libzmq drops the
+        /// connection of one that sends more, before buffering it): an upload job's
+        /// largest result must fit; shared-storage receipts are tiny.
+        package var maxWorkerMessageBytes = 256 << 20
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
         /// Largest image (width × height, from its header) a submission may bring.
@@ -109,7 +113,7 @@ package final class CoordinatorService: Sendable {
     /// endpoints and runs the loop until it stops; the sockets close on return.
     private func serve(started: ((String, String)) -> Void) throws {
         let workerSocket = try ZMQSocket(context, type: .router)
-        try workerSocket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxWorkerMessageBytes))
         try secure(workerSocket)
         try workerSocket.bind(configuration.workerEndpoint)
         let clientSocket = try ZMQSocket(context, type: .router)

@@ -128,6 +128,15 @@ struct JobFactory: Sendable {
         }) {
             throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
         }
+        // Each result must fit the worker endpoint's message limit.
+        let largest = tasks.lazy.map { plan.tasks.outputSize($0) }.map { $0.h * $0.w }.max() ?? 0
+        let bytes = largest * plan.classes * 4 + 256
+        if bytes > configuration.maxWorkerMessageBytes {
+            throw ClusterError(
+                "tile \(tile) is too large for an upload job: a result of \(bytes >> 20) MiB exceeds the worker "
+                    + "endpoint's limit of \(configuration.maxWorkerMessageBytes >> 20) MiB "
+                    + "(serve --max-worker-message-mib; or a smaller --tile, or a shared-storage job)")
+        }
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
             plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, imageSize: size, stem: stem,

@@ -39,6 +39,12 @@ struct Serve: ParsableCommand {
             valueName: "folder"))
     var sharedRoot: [String] = []
     @Option(help: "Tasks one worker may hold at once.") var credit = 2
+    @Option(
+        help: ArgumentHelp(
+            "The largest message a peer of the worker endpoint may send, in MiB: an upload job's "
+                + "result (classes × tile² × 4 bytes) must fit; a peer sending more is disconnected "
+                + "before anything is buffered.", valueName: "MiB"))
+    var maxWorkerMessageMib = 256
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(help: .hidden) var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
@@ -66,6 +72,9 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
+        guard (1...4096).contains(maxWorkerMessageMib) else {
+            throw ValidationError("--max-worker-message-mib must be between 1 and 4096")
+        }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard (2...1000).contains(heartbeatLiveness) else {
             throw ValidationError("--heartbeat-liveness must be 2...1000")
@@ -99,6 +108,7 @@ struct Serve: ParsableCommand {
             workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
             storeDirectory: store)
         config.credit = credit
+        config.maxWorkerMessageBytes = maxWorkerMessageMib << 20
         config.sharedRoots = sharedRoot
         config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs
