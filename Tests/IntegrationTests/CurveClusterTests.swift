@@ -188,4 +188,75 @@ struct CurveClusterTests {
         #expect(group.wait(p, timeout: 15) == 0, "\(group.log("self"))")
         #expect(group.log("self").contains("workers: 1"), "\(group.log("self"))")
     }
+
+    @Test(
+        "Roles: a client key cannot join as a worker; key B cannot see, cancel or fetch key A's job; refusals name the keys"
+    )
+    func roles() throws {
+        let group = try ProcessGroup("curve-roles")
+        defer { group.stop() }
+        for name in ["coordinator", "gpu-1", "alice", "bob"] {
+            let (code, text) = try Self.keygen(group, name)
+            try #require(code == 0, "\(text)")
+        }
+        let keys = group.directory + "/keys"
+        let clientKeys = group.directory + "/clients", workerKeys = group.directory + "/workers"
+        for (dir, names) in [(clientKeys, ["alice", "bob"]), (workerKeys, ["gpu-1"])] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
+        }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
+            "--worker-keys", workerKeys,
+        ])
+        func worker(_ key: String) throws {
+            try group.start(
+                "tessera-worker",
+                [
+                    "--threads", "1", "--name", "as-\(key)", "--coordinator", workers, "--curve",
+                    "--curve-secret-key", "\(keys)/\(key).key", "--curve-server-key", keys + "/coordinator.pub",
+                    "--debug-task-delay-ms", "200",
+                ], log: "worker-\(key)")
+        }
+        func client(_ key: String, _ args: [String], log: String) throws -> (Int32?, String) {
+            let p = try group.start(
+                "tessera-coordinator",
+                args + [
+                    "--coordinator", clients, "--curve", "--curve-secret-key", "\(keys)/\(key).key",
+                    "--curve-server-key", keys + "/coordinator.pub",
+                ], log: log)
+            return (group.wait(p, timeout: 60), group.log(log))
+        }
+        try worker("alice")  // a client key trying to compute
+        try worker("gpu-1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
+        let (code, text) = try client(
+            "alice",
+            ["submit"] + ClusterFixture.modelFlags
+                + ["--mode", "dense", "--tile", "24", "--outputs", "npy", "--out", group.directory + "/out", image],
+            log: "alice-submit")
+        #expect(code == 0 && text.contains("job 1"), "\(text)")
+        // Bob: status, cancel and fetch of alice's job are refused; the cluster's status is not.
+        for (verb, args) in [
+            ("status", ["status", "1"]), ("cancel", ["cancel", "1"]),
+            ("fetch", ["fetch", "1", "--out", group.directory + "/bob"]),
+        ] {
+            let (c, t) = try client("bob", args, log: "bob-\(verb)")
+            #expect(c != 0 && t.contains("submitted with another key"), "bob \(verb): \(t)")
+        }
+        let (c1, t1) = try client("bob", ["status"], log: "bob-cluster")
+        #expect(c1 == 0, "\(t1)")
+        let (c2, t2) = try client("alice", ["status", "1"], log: "alice-status")
+        #expect(c2 == 0 && t2.contains("job 1"), "\(t2)")
+        let deadline = Date().addingTimeInterval(15)
+        while !group.log("worker-alice").contains("refused this key") && Date() < deadline { usleep(100_000) }
+        #expect(group.log("worker-alice").contains("refused this key"), "\(group.log("worker-alice"))")
+        let log = group.log("coordinator")
+        #expect(log.contains("worker=as-gpu-1") && log.contains("key=gpu-1"), "the worker's key is logged: \(log)")
+        #expect(!log.contains("worker=as-alice"), "a client key joined as a worker: \(log)")
+        #expect(
+            log.contains("refused a request for another key's job") && log.contains("key=bob")
+                && log.contains("owner=alice"), "\(log)")
+    }
 }

@@ -43,6 +43,8 @@ final class CoordinatorJob: @unchecked Sendable {
     var map: UploadMap?
     /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
     let shared: SharedJobFiles?
+    /// The CURVE key name that submitted it (see `JobRecord.owner`).
+    var owner: String?
     /// Shared-storage receipts (journal lines) not yet committed to the store.
     var sharedUnsynced: [String] = []
     let imageSize: Size2

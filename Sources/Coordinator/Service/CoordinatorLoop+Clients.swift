@@ -18,14 +18,14 @@ extension CoordinatorLoop {
             reply = .error(message: "malformed message: \(error)")
         case .success(.submit(let spec)):
             // Answered once the job is prepared (`collectPrepared`), unless refused now.
-            guard let refusal = submit(spec, from: peer) else { return }
+            guard let refusal = submit(spec, from: peer, owner: envelope.userID) else { return }
             reply = refusal
         case .success(.statusRequest(let id)):
-            reply = id.map(jobStatus) ?? clusterStatus()
+            reply = id.map { notYours($0, envelope.userID) ?? jobStatus($0) } ?? clusterStatus()
         case .success(.cancel(let id)):
-            reply = cancel(id)
+            reply = notYours(id, envelope.userID) ?? cancel(id)
         case .success(.fetchRequest(let req)):
-            reply = fetch(req)
+            reply = notYours(req.jobID, envelope.userID) ?? fetch(req)
         case .success(let other):
             rejects.warning(
                 "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
@@ -40,18 +40,32 @@ extension CoordinatorLoop {
 
     /// Starts preparing a new job (nil: the answer comes when it is ready), or why it
     /// was refused at once (also while shutting down).
-    private func submit(_ spec: Wire.JobSpec, from peer: RoutingID) -> WireMessage? {
+    private func submit(_ spec: Wire.JobSpec, from peer: RoutingID, owner: String?) -> WireMessage? {
         if draining {
             return .error(message: "the coordinator is shutting down: submit again once it is back")
         }
         do {
             try admit(spec)
-            return try startJob(spec, for: peer)
+            return try startJob(spec, for: peer, owner: owner)
         } catch {
             CoordinatorMetrics.refused((error as? AdmissionRefusal)?.reason ?? "submit")
             logger.warning("job refused", metadata: ["error": "\(error)"])
             return .error(message: "\(error)")
         }
+    }
+
+    /// Roles: a job is seen, cancelled and fetched by the key that submitted it only
+    /// (jobs submitted without CURVE, "anonymous", by anyone). The refusal is logged
+    /// with both key names; the reply does not say whose the job is.
+    private func notYours(_ id: UInt64, _ requester: String?) -> WireMessage? {
+        guard let owner = jobs[id]?.owner ?? archived[id]?.owner, owner != "anonymous", owner != requester else {
+            return nil
+        }
+        CoordinatorMetrics.refused("not-owner")
+        rejects.warning(
+            "not-owner", "refused a request for another key's job",
+            metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])
+        return .error(message: "job \(id) was submitted with another key")
     }
 
     /// The status of a job of this coordinator's life or of the store's past.

@@ -27,9 +27,9 @@ extension CoordinatorLoop {
     /// Starts preparing a submission for `client`; the answer (`submitted` or an
     /// error) is sent when it is ready (`collectPrepared`), or now (returned) for a
     /// retry of a submission this coordinator already has. Throws what can be refused at once.
-    func startJob(_ spec: Wire.JobSpec, for client: RoutingID) throws -> WireMessage? {
+    func startJob(_ spec: Wire.JobSpec, for client: RoutingID, owner: String?) throws -> WireMessage? {
         let options = try JobOptions(encoded: spec.outputOptions)
-        if let token = options.token, let known = tokens[token] {
+        if let token = options.token, let known = tokens[Self.tokenKey(token, owner)] {
             logger.info("submit retried: the job exists already", metadata: ["job": "\(known)"])
             if waitingClients[known] != nil {
                 waitingClients[known]!.append(client)
@@ -51,13 +51,13 @@ extension CoordinatorLoop {
         let (factory, prepared, since) = (factory, prepared, monotonicSeconds())
         preparing += 1
         if let token = options.token {
-            tokens[token] = id
+            tokens[Self.tokenKey(token, owner)] = id
             waitingClients[id] = []
         }
         prepareQueue.async {
             let result = Result {
                 do {
-                    return try factory.create(spec, options: options, id: id, directory: dir)
+                    return try factory.create(spec, options: options, id: id, directory: dir, owner: owner)
                 } catch {
                     try? FileManager.default.removeItem(atPath: dir)
                     throw error
@@ -113,8 +113,11 @@ extension CoordinatorLoop {
         if job.tasks.isEmpty { finish(job) }
     }
 
+    /// A submission token is the submitter's own: keys do not share them.
+    static func tokenKey(_ token: String, _ owner: String?) -> String { "\(owner ?? "")/\(token)" }
+
     func register(_ job: CoordinatorJob) {
-        if let token = job.options.token { tokens[token] = job.id }
+        if let token = job.options.token { tokens[Self.tokenKey(token, job.owner)] = job.id }
         jobs[job.id] = job
         jobOrder.append(job.id)
     }

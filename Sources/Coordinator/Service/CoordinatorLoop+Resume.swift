@@ -13,6 +13,8 @@ struct ArchivedJob {
     let tasks: Int
     /// Full paths of the outputs.
     let outputFiles: [String]
+    /// Who submitted it (see `JobRecord.owner`).
+    var owner: String? = nil
 
     func status(workers: Int) -> Wire.JobStatus {
         Wire.JobStatus(
@@ -40,7 +42,9 @@ extension CoordinatorLoop {
                         metadata: ["job": "\(id)", "folder": "\(dir)"])
                     continue
                 }
-                if let token = (try? JobOptions(encoded: record.options))?.token { tokens[token] = id }
+                if let token = (try? JobOptions(encoded: record.options))?.token {
+                    tokens[Self.tokenKey(token, record.owner)] = id
+                }
                 if let ending = try store.readEnding(id) {
                     archive(id, record, ending)
                 } else {
@@ -73,7 +77,8 @@ extension CoordinatorLoop {
                 files = []
             }
         }
-        archived[id] = ArchivedJob(id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files)
+        archived[id] = ArchivedJob(
+            id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files, owner: record.owner)
         logger.debug("store: ended job", metadata: ["job": "\(id)", "state": "\(state)"])
     }
 
@@ -88,6 +93,7 @@ extension CoordinatorLoop {
         }
         if record.sharedImage != nil {
             let job = try resumeShared(id, record, options: options, bundle: bundle)
+            job.owner = record.owner
             job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
             register(job)
             logger.info(
@@ -109,6 +115,7 @@ extension CoordinatorLoop {
             id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
             stem: record.stem)
+        job.owner = record.owner
         try? FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
         removePartialOutputs(job)
         let unusable = restoreTiles(job)

@@ -23,7 +23,7 @@ extension CoordinatorLoop {
             return
         }
         if case .hello(let hello) = message {
-            register(hello, peer: peer, socket)
+            register(hello, peer: peer, key: envelope.userID, socket)
             return
         }
         guard let worker = workers[peer] else {
@@ -58,7 +58,7 @@ extension CoordinatorLoop {
 
     /// A hello registers the peer as a new worker (one that says hello again starts
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
-    private func register(_ hello: Wire.Hello, peer: RoutingID, _ socket: borrowing ZMQSocket) {
+    private func register(_ hello: Wire.Hello, peer: RoutingID, key: String?, _ socket: borrowing ZMQSocket) {
         if let old = workers[peer] { retire(old, reason: "said hello again") }
         let w = Worker(id: peer, name: hello.workerName, threads: hello.threads)
         workers[peer] = w
@@ -66,7 +66,7 @@ extension CoordinatorLoop {
         logger.info(
             "worker joined",
             metadata: [
-                "worker": "\(hello.workerName)", "threads": "\(hello.threads)",
+                "worker": "\(hello.workerName)", "key": "\(key ?? "none")", "threads": "\(hello.threads)",
                 "device": "\(hello.device)", "workers": "\(workers.count)",
             ])
         send(

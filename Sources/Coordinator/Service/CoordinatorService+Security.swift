@@ -16,7 +16,9 @@ import TesseraWire
 /// endpoints close, `failure` says why) rather than run on with libzmq letting
 /// every CURVE client in.
 extension CoordinatorService {
-    static let zapDomain = "tessera"
+    /// The ZAP domains of the two endpoints: the handler tells workers from clients by them.
+    static let workerDomain = "tessera-workers"
+    static let clientDomain = "tessera-clients"
 
     /// Starts the ZAP handler for this service's context. Call before binding.
     func startAuthentication() throws -> ZAPHandler {
@@ -26,12 +28,21 @@ extension CoordinatorService {
             if let warning = Self.keyFolderWarning(curve.authorizedKeysDirectory) {
                 logger.warning("authorized-keys: \(warning)", metadata: ["folder": "\(curve.authorizedKeysDirectory)"])
             }
-            policy =
-                AuthorizedKeysPolicy(curve) { error in
-                    logger.warning(
-                        "authorized-keys: skipped a file",
-                        metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
-                }.policy
+            let onSkip: @Sendable (ZMQKeyFileError) -> Void = { error in
+                logger.warning(
+                    "authorized-keys: skipped a file", metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
+            }
+            let clients = AuthorizedKeysPolicy(curve, onSkip: onSkip).policy
+            // Roles: with --worker-keys, each endpoint lets in only its own keys.
+            let workers = curve.workerKeysDirectory.map {
+                AuthorizedKeysPolicy(curve, directory: $0, onSkip: onSkip).policy
+            }
+            if let dir = curve.workerKeysDirectory, let warning = Self.keyFolderWarning(dir) {
+                logger.warning("worker-keys: \(warning)", metadata: ["folder": "\(dir)"])
+            }
+            policy = ZAPPolicy { request in
+                (request.domain == Self.workerDomain ? workers ?? clients : clients).decide(request)
+            }
         } else {
             policy = .allowAll
         }
@@ -73,11 +84,11 @@ extension CoordinatorService {
     }
 
     /// Applies the authentication settings to a ROUTER before it binds.
-    func secure(_ socket: borrowing ZMQSocket) throws {
+    func secure(_ socket: borrowing ZMQSocket, domain: String) throws {
         if let curve = configuration.curve {
-            try ZMQCurve.configureServer(socket, pair: curve.keyPair, zapDomain: Self.zapDomain)
+            try ZMQCurve.configureServer(socket, pair: curve.keyPair, zapDomain: domain)
         } else {
-            try socket.set(.zapDomain, Self.zapDomain)
+            try socket.set(.zapDomain, domain)
         }
     }
 }

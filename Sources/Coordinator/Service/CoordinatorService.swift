@@ -114,11 +114,11 @@ package final class CoordinatorService: Sendable {
     private func serve(started: ((String, String)) -> Void) throws {
         let workerSocket = try ZMQSocket(context, type: .router)
         try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxWorkerMessageBytes))
-        try secure(workerSocket)
+        try secure(workerSocket, domain: Self.workerDomain)
         try workerSocket.bind(configuration.workerEndpoint)
         let clientSocket = try ZMQSocket(context, type: .router)
         try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
-        try secure(clientSocket)
+        try secure(clientSocket, domain: Self.clientDomain)
         try clientSocket.bind(configuration.clientEndpoint)
         let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
         loop.vitals = vitals

@@ -22,19 +22,19 @@ struct JobFactory: Sendable {
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
     func create(
-        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String
-    ) throws
-        -> CoordinatorJob
-    {
-        if options.storage == .shared {
-            return try createSharedJob(spec, options: options, id: id, directory: dir)
-        }
-        return try createUploadJob(spec, options: options, id: id, directory: dir)
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String, owner: String?
+    ) throws -> CoordinatorJob {
+        let job =
+            options.storage == .shared
+            ? try createSharedJob(spec, options: options, id: id, directory: dir, owner: owner)
+            : try createUploadJob(spec, options: options, id: id, directory: dir, owner: owner)
+        job.owner = owner
+        return job
     }
 
     private func createUploadJob(
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
-        directory dir: String
+        directory dir: String, owner: String?
     ) throws -> CoordinatorJob {
         let proto = try fileBytes(spec.prototxt, "prototxt")
         let weights = try fileBytes(spec.weights, "weights")
@@ -56,7 +56,7 @@ struct JobFactory: Sendable {
                     mode: spec.mode, tile: Int(spec.tileSize), stem: stem,
                     options: spec.outputOptions, preprocessing: spec.preprocessing,
                     modelDigest: bundle.digest.hex, imageCRC32: imageCheck.crc,
-                    imageBytes: imageCheck.bytes), id)
+                    imageBytes: imageCheck.bytes, owner: owner), id)
         }
         return job
     }
@@ -160,10 +160,8 @@ struct JobFactory: Sendable {
     /// A new shared-storage job: checks the paths, plans it from the image's header,
     /// creates its store, and records it (durably, with a persistent store).
     func createSharedJob(
-        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String
-    ) throws
-        -> CoordinatorJob
-    {
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String, owner: String?
+    ) throws -> CoordinatorJob {
         guard case .path(let imagePath) = spec.image else {
             throw ClusterError(.invalidOption, "a shared-storage job names its image by path, it does not upload it")
         }
@@ -188,7 +186,7 @@ struct JobFactory: Sendable {
                 JobRecord(
                     mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,
                     preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
-                    sharedImage: image, sharedStore: job.shared!.store.path), id)
+                    sharedImage: image, sharedStore: job.shared!.store.path, owner: owner), id)
         }
         return job
     }

@@ -58,6 +58,13 @@ package struct CurveServerOptions: ParsableArguments {
             valueName: "dir"))
     package var authorizedKeys: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Roles: a folder of the public keys allowed to join as workers. With it, the keys of "
+                + "--authorized-keys can only submit and query (each its own jobs), and only these can "
+                + "compute. Without it, every authorized key may be either.", valueName: "dir"))
+    package var workerKeys: String?
+
     package init() {}
 
     package func validate() throws {
@@ -65,8 +72,8 @@ package struct CurveServerOptions: ParsableArguments {
             guard curveSecretKey != nil, authorizedKeys != nil else {
                 throw ValidationError("--curve needs --curve-secret-key FILE and --authorized-keys DIR")
             }
-        } else if curveSecretKey != nil || authorizedKeys != nil {
-            throw ValidationError("--curve-secret-key and --authorized-keys are used only with --curve")
+        } else if curveSecretKey != nil || authorizedKeys != nil || workerKeys != nil {
+            throw ValidationError("--curve-secret-key, --authorized-keys and --worker-keys are used only with --curve")
         }
     }
 
@@ -74,9 +81,12 @@ package struct CurveServerOptions: ParsableArguments {
     package func security() throws -> CurveServerSecurity? {
         guard curve, let secret = curveSecretKey, let folder = authorizedKeys else { return nil }
         do {
-            return try CurveServerSecurity.load(secretKeyFile: secret, authorizedKeysDirectory: folder)
+            return try CurveServerSecurity.load(
+                secretKeyFile: secret, authorizedKeysDirectory: folder, workerKeysDirectory: workerKeys)
         } catch let error as ZMQKeyFileError {
-            let flag = error.path == secret ? "--curve-secret-key" : "--authorized-keys"
+            let flag =
+                error.path == secret
+                ? "--curve-secret-key" : error.path == workerKeys ? "--worker-keys" : "--authorized-keys"
             throw ValidationError("\(flag) \(error)")
         } catch {
             throw ValidationError("--authorized-keys \(folder): \(error)")

@@ -32,25 +32,31 @@ struct JobRecord: Equatable {
     /// (under its temporary name); nil for upload jobs.
     var sharedImage: String?
     var sharedStore: String?
+    /// The CURVE key name that submitted the job (roles: only it may see, cancel or
+    /// fetch the job); nil or "anonymous" without CURVE.
+    var owner: String?
 
     func encoded() -> String {
         func bits(_ f: Float) -> String { String(format: "%08x", f.bitPattern) }
         let p = preprocessing
-        return RecordText.encode(
-            [
-                ("format", "\(Self.formatVersion)"),
-                ("mode", mode.name),
-                ("tile", "\(tile)"),
-                ("stem", stem),
-                ("options", options),
-                ("channel-order", p.channelOrder == .bgr ? "bgr" : "rgb"),
-                ("raw-scale", bits(p.rawScale)),
-                ("scale", bits(p.scale)),
-                ("mean", p.mean.map(bits).joined(separator: ",")),
-                ("model-sha256", modelDigest),
-                ("image-crc32", String(format: "%08x", imageCRC32)),
-                ("image-bytes", "\(imageBytes)"),
-            ] + (sharedImage.map { [("shared-image", $0)] } ?? []) + (sharedStore.map { [("shared-store", $0)] } ?? []))
+        var fields: [(String, String)] = [
+            ("format", "\(Self.formatVersion)"),
+            ("mode", mode.name),
+            ("tile", "\(tile)"),
+            ("stem", stem),
+            ("options", options),
+            ("channel-order", p.channelOrder == .bgr ? "bgr" : "rgb"),
+            ("raw-scale", bits(p.rawScale)),
+            ("scale", bits(p.scale)),
+            ("mean", p.mean.map(bits).joined(separator: ",")),
+            ("model-sha256", modelDigest),
+            ("image-crc32", String(format: "%08x", imageCRC32)),
+            ("image-bytes", "\(imageBytes)"),
+        ]
+        if let sharedImage { fields.append(("shared-image", sharedImage)) }
+        if let sharedStore { fields.append(("shared-store", sharedStore)) }
+        if let owner { fields.append(("owner", owner)) }
+        return RecordText.encode(fields)
     }
 
     /// Parses a record; the error names the key at fault (the caller adds the path).
@@ -100,6 +106,7 @@ struct JobRecord: Equatable {
         imageBytes = n
         sharedImage = fields["shared-image"]
         sharedStore = fields["shared-store"]
+        owner = fields["owner"]
         guard (sharedImage == nil) == (sharedStore == nil) else {
             throw ClusterError("a shared-storage job needs both shared-image= and shared-store=")
         }
@@ -108,9 +115,9 @@ struct JobRecord: Equatable {
     init(
         mode: Wire.Mode, tile: Int, stem: String, options: String, preprocessing: Wire.Preprocessing,
         modelDigest: String, imageCRC32: UInt32, imageBytes: Int, sharedImage: String? = nil,
-        sharedStore: String? = nil
+        sharedStore: String? = nil, owner: String? = nil
     ) {
-        self.sharedImage = sharedImage; self.sharedStore = sharedStore
+        self.sharedImage = sharedImage; self.sharedStore = sharedStore; self.owner = owner
         self.mode = mode; self.tile = tile; self.stem = stem; self.options = options
         self.preprocessing = preprocessing; self.modelDigest = modelDigest
         self.imageCRC32 = imageCRC32; self.imageBytes = imageBytes

@@ -8,10 +8,14 @@ import TesseraCore
 package struct CurveServerSecurity: Sendable, Equatable {
     package var keyPair: ZMQCurveKeyPair
     package var authorizedKeysDirectory: String
+    /// Roles: with a worker-keys folder, the keys of `authorizedKeysDirectory` are
+    /// clients only and only these may join as workers; nil: every listed key may be either.
+    package var workerKeysDirectory: String?
 
-    package init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String) {
+    package init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil) {
         self.keyPair = keyPair
         self.authorizedKeysDirectory = authorizedKeysDirectory
+        self.workerKeysDirectory = workerKeysDirectory
     }
 }
 
@@ -39,7 +43,12 @@ extension CurveClientSecurity {
 extension CurveServerSecurity {
     /// Reads the server's key pair and checks that the authorized-keys folder exists
     /// and lists at least one valid key (an empty folder would lock everyone out).
-    package static func load(secretKeyFile: String, authorizedKeysDirectory: String) throws -> CurveServerSecurity {
+    package static func load(
+        secretKeyFile: String, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil
+    ) throws -> CurveServerSecurity {
+        if let workerKeysDirectory {
+            _ = try load(secretKeyFile: secretKeyFile, authorizedKeysDirectory: workerKeysDirectory)
+        }
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),
@@ -51,7 +60,8 @@ extension CurveServerSecurity {
                 path: authorizedKeysDirectory,
                 reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
         }
-        return CurveServerSecurity(keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory)
+        return CurveServerSecurity(
+            keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory, workerKeysDirectory: workerKeysDirectory)
     }
 }
 
@@ -93,11 +103,12 @@ package final class AuthorizedKeysPolicy: Sendable {
     private let loaded = Locked(Loaded())
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
+    /// The keys of `directory` (default: the authorized-keys folder).
     package init(
-        _ security: CurveServerSecurity, reloadSeconds: Double = 2,
+        _ security: CurveServerSecurity, directory: String? = nil, reloadSeconds: Double = 2,
         onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void
     ) {
-        directory = security.authorizedKeysDirectory
+        self.directory = directory ?? security.authorizedKeysDirectory
         ownKey = security.keyPair.publicKey
         self.reloadSeconds = reloadSeconds
         self.onSkip = onSkip
