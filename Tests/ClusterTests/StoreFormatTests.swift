@@ -219,6 +219,23 @@ struct StoreFormatTests {
 @Suite("Job store: damaged entries at start")
 struct DamagedStoreTests {
     /// A job of the small padded test net on `image` (PNG bytes) named `name`.
+    /// A temporary store folder and a test image's PNG bytes (written beside it); `remove()` cleans both.
+    struct Scratch {
+        let root: String
+        let image: [UInt8]
+        init(_ tag: String, height: Int, width: Int) throws {
+            root =
+                FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(tag)-\(UUID().uuidString)")
+                .path
+            try ClusterFixture.writeImage(to: root + "-image.png", height: height, width: width)
+            image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "-image.png")))
+        }
+        func remove() {
+            try? FileManager.default.removeItem(atPath: root)
+            try? FileManager.default.removeItem(atPath: root + "-image.png")
+        }
+    }
+
     static func spec(_ name: String, image: [UInt8]) -> Wire.JobSpec {
         var options = JobOptions()
         options.engine.allowPadding = true
@@ -271,13 +288,9 @@ struct DamagedStoreTests {
 
     @Test("Jobs whose image names hold line breaks, = and ; resume after a restart; a finished one is still served")
     func resumeWithHostileNames() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-names-\(UUID().uuidString)")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let imagePath = root + "-image.png"
-        defer { try? FileManager.default.removeItem(atPath: imagePath) }
-        try ClusterFixture.writeImage(to: imagePath, height: 40, width: 50)
-        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        let scratch = try Scratch("names", height: 40, width: 50)
+        defer { scratch.remove() }
+        let (root, image) = (scratch.root, scratch.image)
         let names = ["a\ntile=1.png", "b;mode=fast=%41\r\n\u{1F600}.png"]
         func spec(_ name: String) throws -> Wire.JobSpec { Self.spec(name, image: image) }
         let context = try ZMQContext()
@@ -360,13 +373,9 @@ struct DamagedStoreTests {
         "A retried submit (same token) gets the same job, before and after a restart; an interrupted entry is removed"
     )
     func idempotentSubmit() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-token-\(UUID().uuidString)")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let imagePath = root + "-image.png"
-        defer { try? FileManager.default.removeItem(atPath: imagePath) }
-        try ClusterFixture.writeImage(to: imagePath, height: 30, width: 30)
-        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        let scratch = try Scratch("token", height: 30, width: 30)
+        defer { scratch.remove() }
+        let (root, image) = (scratch.root, scratch.image)
         var spec = Self.spec("a.png", image: image)
         var options = try JobOptions(encoded: spec.outputOptions)
         options.token = "client-7f3a"
@@ -404,13 +413,9 @@ struct DamagedStoreTests {
 
     @Test("The store is owner-only: folders 0700, files 0600; an older store's jobs folder is restricted at start")
     func permissions() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-perm-\(UUID().uuidString)")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let imagePath = root + "-image.png"
-        defer { try? FileManager.default.removeItem(atPath: imagePath) }
-        try ClusterFixture.writeImage(to: imagePath, height: 30, width: 30)
-        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: imagePath)))
+        let scratch = try Scratch("perm", height: 30, width: 30)
+        defer { scratch.remove() }
+        let (root, image) = (scratch.root, scratch.image)
         func mode(_ path: String) -> mode_t {
             var info = stat()
             return stat(path, &info) == 0 ? info.st_mode & 0o777 : 0xFFFF

@@ -72,6 +72,12 @@ package struct JobOptions: Equatable, Sendable {
             guard let value = String(kv[1]).removingPercentEncoding else {
                 throw ClusterError(.invalidOption, "job option \(key): bad percent-encoding")
             }
+            func named<T: RawRepresentable<String>>(_: T.Type) throws -> T {
+                guard let v = T(rawValue: value) else {
+                    throw ClusterError(.invalidOption, "job option \(key)=\(value)")
+                }
+                return v
+            }
             func int(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
                     throw ClusterError(.invalidOption, "job option \(key)=\(value) out of range")
@@ -96,11 +102,7 @@ package struct JobOptions: Equatable, Sendable {
                     throw ClusterError(.invalidOption, "job option token: 1 to 128 bytes")
                 }
                 token = value
-            case "storage":
-                guard let s = Storage(rawValue: value) else {
-                    throw ClusterError(.invalidOption, "job option storage=\(value)")
-                }
-                storage = s
+            case "storage": storage = try named(Storage.self)
             case "level": level = try int(0...64)
             case "mpp":
                 guard let v = Double(value), v > 0, v.isFinite else {
@@ -108,16 +110,8 @@ package struct JobOptions: Equatable, Sendable {
                 }
                 mpp = v
             case "tissue": tissue = try int(0...1) == 1
-            case "dtype":
-                guard let d = MapDType(rawValue: value) else {
-                    throw ClusterError(.invalidOption, "job option dtype=\(value)")
-                }
-                dtype = d
-            case "store":
-                guard let k = StoreKind(rawValue: value) else {
-                    throw ClusterError(.invalidOption, "job option store=\(value)")
-                }
-                storeKind = k
+            case "dtype": dtype = try named(MapDType.self)
+            case "store": storeKind = try named(StoreKind.self)
             default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
         }

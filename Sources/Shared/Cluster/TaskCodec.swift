@@ -29,10 +29,11 @@ package enum TaskCodec {
         PixelRect(y: Int(r.y0), x: Int(r.x0), height: Int(r.height), width: Int(r.width))
     }
 
-    /// A shared-storage receipt as the store's own type (what `MapStore.verify` checks).
-    package static func receipt(_ r: Wire.TileReceipt, tile: TileIndex) -> TileReceipt {
-        TileReceipt(
-            tile: tile, chunks: r.chunks.map { .init(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) })
+    /// The wire form of what writing a shared-storage task's tile produced.
+    package static func receipt(_ r: TileReceipt, for spec: Wire.TileTaskSpec) -> Wire.TileReceipt {
+        Wire.TileReceipt(
+            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+            chunks: r.chunks.map { .init(key: $0.key, size: UInt64($0.size), crc32: $0.crc32) })
     }
 
     package static func mode(_ m: MapMode) -> Wire.Mode {

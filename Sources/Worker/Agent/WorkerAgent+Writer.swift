@@ -41,10 +41,7 @@ extension WorkerAgent {
             let outcome: Outcome
             do {
                 let receipt = try w.values.withUnsafeBufferPointer { try w.store.write(tile: w.tile, values: $0) }
-                outcome = .receipt(
-                    Wire.TileReceipt(
-                        jobID: w.spec.jobID, taskID: w.spec.taskID, attempt: w.spec.attempt,
-                        chunks: receipt.chunks.map { .init(key: $0.key, size: UInt64($0.size), crc32: $0.crc32) }))
+                outcome = .receipt(TaskCodec.receipt(receipt, for: w.spec))
             } catch {
                 outcome = .failure(
                     Wire.TaskFailure(
