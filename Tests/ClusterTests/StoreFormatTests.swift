@@ -12,52 +12,32 @@ import Testing
 @testable import TestSupport
 
 /// The job store's file formats: what a restarted coordinator trusts and what it refuses.
-@Suite("Job store formats: tiles, records, straggler deadlines")
+@Suite("Job store formats: receipt journals, records, straggler deadlines")
 struct StoreFormatTests {
     let task = TileTask(mode: .shift, rect: PixelRect(y: 24, x: 48, height: 3, width: 4), displacement: Size2(1, 2))
 
-    func tile() -> TileFile {
-        TileFile(index: 7, task: task, classes: 2, height: 3, width: 4, values: (0..<24).map { Float($0) * 0.125 - 1 })
-    }
-
-    @Test("A tile reads back bit-exactly; a flipped bit, a cut file or another task's tile is refused with the reason")
-    func tileRoundTripAndDamage() throws {
-        let t = tile()
-        let bytes = t.encoded()
-        #expect(try TileFile.decode(bytes, index: 7, task: task, classes: 2, height: 3, width: 4) == t.values)
-
-        var flipped = bytes
-        flipped[TileFile.headerBytes + 5] ^= 0x10
-        #expect(throws: TileFile.Unusable.self) {
-            try TileFile.decode(flipped, index: 7, task: task, classes: 2, height: 3, width: 4)
-        }
-        do {
-            _ = try TileFile.decode(flipped, index: 7, task: task, classes: 2, height: 3, width: 4)
-        } catch {
-            #expect("\(error)".contains("checksum mismatch"))
-        }
-        do {
-            _ = try TileFile.decode(Array(bytes.dropLast(9)), index: 7, task: task, classes: 2, height: 3, width: 4)
-            Issue.record("a truncated tile was accepted")
-        } catch {
-            #expect("\(error)".contains("truncated"))
-        }
-        var other = task
-        other.displacement = Size2(0, 0)
-        do {
-            _ = try TileFile.decode(bytes, index: 7, task: other, classes: 2, height: 3, width: 4)
-            Issue.record("a tile of another task was accepted")
-        } catch {
-            #expect("\(error)".contains("the plan says"))
-        }
-        #expect(throws: TileFile.Unusable.self) {
-            try TileFile.decode(bytes, index: 8, task: task, classes: 2, height: 3, width: 4)
-        }
-    }
-
-    @Test("CRC-32 matches the standard check value")
-    func crc() {
-        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
+    @Test("Receipt journal lines read back exactly; a torn line names its tile without chunks; garbage is skipped")
+    func receiptJournal() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-journal-\(UUID().uuidString)")
+            .path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = [TileReceipt.Chunk(key: "0/0/3/4", size: 4096, crc32: 0xDEAD_BEEF)]
+        let b = [
+            TileReceipt.Chunk(key: "0/0/0/1", size: 17, crc32: 0), TileReceipt.Chunk(key: "1/0/0/0", size: 9, crc32: 7),
+        ]
+        let text = [
+            ReceiptJournal.line(12, a), ReceiptJournal.line(0, b), "5 0/0/0/0:12", "not a line", "-3 0/0/0/0:1:1",
+            String(ReceiptJournal.line(40, a).dropLast(3)),
+        ].joined(separator: "\n")
+        try text.write(toFile: dir + "/" + ReceiptJournal.fileName, atomically: true, encoding: .utf8)
+        let entries = ReceiptJournal.entries(in: dir)
+        #expect(entries.map(\.index) == [12, 0, 5, 40])
+        #expect(entries[0].chunks == a && entries[1].chunks == b)
+        #expect(entries[2].chunks == nil, "a field without its CRC is a torn line")
+        #expect(
+            entries[3].chunks?.first?.crc32 == 0xDEAD_B, "a cut CRC still parses: verify() refuses it, not the reader")
+        #expect(ReceiptJournal.entries(in: dir + "/missing").isEmpty)
     }
 
     @Test("A job record keeps the preprocessing floats exactly; damaged records name the key at fault")
@@ -190,20 +170,17 @@ struct StoreFormatTests {
         #expect(oldEnding == JobEnding(state: .done, message: "50% done", tasks: 4, files: ["100%.npy"]))
     }
 
-    @Test("Durable writes leave only the final file; a store's tile listing separates tiles from leftovers")
+    @Test("Durable writes leave only the final file; job ids are the numeric folders")
     func durableStore() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "tessera-store-fmt-\(UUID().uuidString)"
         ).path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = JobStore(root: root)
-        try DurableFile.createDirectory(store.tilesDirectory(3))
-        try store.writeTile(tile(), job: 3)
-        #expect(
-            FileManager.default.createFile(atPath: store.tilesDirectory(3) + "/.9.tile.tmp-1-2", contents: Data([1])))
-        let listing = store.tileFiles(3)
-        #expect(listing.indices == [7])
-        #expect(listing.others == [".9.tile.tmp-1-2"])
+        try DurableFile.createDirectory(store.directory(3))
+        try DurableFile.createDirectory(store.jobsDirectory + "/notes")
+        try DurableFile.write(Array("x".utf8), to: store.directory(3) + "/a.txt")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.directory(3)) == ["a.txt"])
         #expect(store.jobIDs() == [3])
     }
 
@@ -256,9 +233,9 @@ struct DamagedStoreTests {
             .path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = JobStore(root: root)
-        try DurableFile.createDirectory(store.tilesDirectory(5))
+        try DurableFile.createDirectory(store.directory(5))
         try DurableFile.write(Array("format=2\nmode=dense\ntile=abc\n".utf8), to: store.directory(5) + "/job.txt")
-        try DurableFile.createDirectory(store.tilesDirectory(6))  // no job.txt: submission interrupted
+        try DurableFile.createDirectory(store.directory(6))  // no job.txt: submission interrupted
         try DurableFile.createDirectory(store.directory(8))
         try DurableFile.write(Array("format=1\nmode=dense\n".utf8), to: store.directory(8) + "/job.txt")
         let context = try ZMQContext()
@@ -350,7 +327,7 @@ struct DamagedStoreTests {
             .path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = JobStore(root: root)
-        try DurableFile.createDirectory(store.tilesDirectory(1))
+        try DurableFile.createDirectory(store.directory(1))
         try store.reserveEndingSlot(1)
         #expect(try store.readEnding(1) == nil, "an empty slot is no ending")
         // state.txt cannot be created: a folder of that name stands in for ENOSPC.
@@ -363,7 +340,7 @@ struct DamagedStoreTests {
         #expect(read.state == .cancelled && read.tasks == 12, "the cancellation must survive a restart")
         #expect(read.message.hasPrefix("task 3 failed") && read.message.utf8.count < JobStore.endingSlotSize)
         // Without a slot (an entry from an older version) the failure is reported.
-        try DurableFile.createDirectory(store.tilesDirectory(2))
+        try DurableFile.createDirectory(store.directory(2))
         try FileManager.default.createDirectory(
             atPath: store.directory(2) + "/" + JobEnding.fileName, withIntermediateDirectories: false)
         #expect(throws: ClusterError.self) { try store.writeEnding(ending, 2) }
@@ -403,7 +380,7 @@ struct DamagedStoreTests {
             #expect(second == .submitted(jobID: 2))
         }
         #expect(store.jobIDs() == [1, 2])
-        try DurableFile.createDirectory(store.tilesDirectory(3))  // an interrupted submission: no job.txt
+        try DurableFile.createDirectory(store.directory(3))  // an interrupted submission: no job.txt
         try serve { client in
             let again = try client.request(.submit(spec))
             #expect(again == .submitted(jobID: 1), "after a restart too")
@@ -439,7 +416,7 @@ struct DamagedStoreTests {
                 return
             }
         }
-        for folder in [root, store.jobsDirectory, store.directory(1), store.tilesDirectory(1)] {
+        for folder in [root, store.jobsDirectory, store.directory(1), store.directory(1)] {
             #expect(mode(folder) == 0o700, "\(folder): 0\(String(mode(folder), radix: 8))")
         }
         for file in ["job.txt", "image.png", "deploy.prototxt", "weights.caffemodel"] {

@@ -131,16 +131,18 @@ struct FaultToleranceTests {
         // 1. kill -9 mid-job; damage one stored tile and leave an interrupted write behind.
         kill(coord.processIdentifier, SIGKILL)
         #expect(group.wait(coord, timeout: 10) != nil)
-        let tiles = store + "/jobs/1/tiles"
-        var onDisk = try Self.tileIndices(tiles)
+        let jobDir = store + "/jobs/1"
+        var onDisk = Self.journalledTiles(jobDir)
         #expect(
-            onDisk.count >= total / 3 - 2 && onDisk.count < total,
-            "tiles on disk after the kill: \(onDisk.count)/\(total)")
+            onDisk.count >= total / 3 - 4 && onDisk.count < total,
+            "tiles journalled with their chunk on disk after the kill: \(onDisk.count)/\(total)")
         let damaged = try #require(onDisk.first)
-        var bytes = try #require(ClusterFixture.bytes("\(tiles)/\(damaged).tile"))
-        bytes[TileFile.headerBytes + 3] ^= 0x40
-        try Data(bytes).write(to: URL(fileURLWithPath: "\(tiles)/\(damaged).tile"))
-        #expect(FileManager.default.createFile(atPath: "\(tiles)/.\(total - 1).tile.tmp-1-1", contents: Data([0])))
+        let chunk = "\(jobDir)/map.chunks/\(damaged.key)"
+        var bytes = try #require(ClusterFixture.bytes(chunk))
+        bytes[bytes.count / 2] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: chunk))
+        let interrupted = "\(jobDir)/map.chunks/0/0/0/.0.tmp-1-1"
+        #expect(FileManager.default.createFile(atPath: interrupted, contents: Data([0])))
         // A partial output left by a kill during the outputs' writing (as a first finish would leave it).
         let outDir = store + "/jobs/1/out"
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
@@ -154,11 +156,11 @@ struct FaultToleranceTests {
         let log2 = group.log("coordinator-2")
         #expect(log2.contains("resumed job 1: \(restored1)/\(total) tiles from store"), "\(log2)")
         #expect(
-            log2.contains("tile unusable, recomputing it") && log2.contains("checksum mismatch")
-                && log2.contains("\(damaged).tile"), "the damaged tile should be named in the log: \(log2)")
+            log2.contains("a map tile does not match its receipt, recomputing it") && log2.contains("checksum mismatch")
+                && log2.contains("tile=\(damaged.index)"), "the damaged tile should be named in the log: \(log2)")
         let s2 = try waitFor(clients, "the restored count in status") { _ in true }
         #expect(s2.message.contains("resumed: \(restored1)/\(total) tiles restored from the store"), "\(s2.message)")
-        #expect(!FileManager.default.fileExists(atPath: "\(tiles)/.\(total - 1).tile.tmp-1-1"))
+        #expect(!FileManager.default.fileExists(atPath: interrupted), "an interrupted chunk write is removed at resume")
         #expect(!FileManager.default.fileExists(atPath: partialOutput), "a partial output is removed at resume")
 
         // 2. Graceful SIGTERM once more tiles are done: exit 0, store synced, then resume again.
@@ -168,7 +170,7 @@ struct FaultToleranceTests {
             group.wait(coord, timeout: 15) == 0,
             "SIGTERM should stop the coordinator cleanly: \(group.log("coordinator-2"))")
         #expect(group.log("coordinator-2").contains("store synced"))
-        onDisk = try Self.tileIndices(tiles)
+        onDisk = Self.journalledTiles(jobDir)
         let restored2 = onDisk.count
         if restored2 < total {
             coord = try coordinator("coordinator-3")
@@ -317,8 +319,20 @@ struct FaultToleranceTests {
         return ports
     }
 
-    static func tileIndices(_ dir: String) throws -> [Int] {
-        try FileManager.default.contentsOfDirectory(atPath: dir)
-            .compactMap { $0.hasSuffix(".tile") ? Int($0.dropLast(5)) : nil }.sorted()
+    /// The map tiles of an upload job whose receipt is journalled and whose chunk is on
+    /// disk with the journalled size (what a resume can keep), with their chunk keys.
+    static func journalledTiles(_ jobDir: String) -> [(index: Int, key: String)] {
+        let text = (try? String(contentsOfFile: jobDir + "/receipts.log", encoding: .utf8)) ?? ""
+        var seen = Set<Int>()
+        return text.split(separator: "\n").compactMap { line -> (Int, String)? in
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let index = Int(fields[0]), seen.insert(index).inserted else { return nil }
+            let parts = fields[1].split(separator: ":")
+            guard parts.count == 3, let size = Int(parts[1]) else { return nil }
+            let key = String(parts[0])
+            let attributes = try? FileManager.default.attributesOfItem(atPath: "\(jobDir)/map.chunks/\(key)")
+            guard (attributes?[.size] as? NSNumber)?.intValue == size else { return nil }
+            return (index, key)
+        }
     }
 }

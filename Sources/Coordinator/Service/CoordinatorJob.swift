@@ -45,8 +45,13 @@ final class CoordinatorJob: @unchecked Sendable {
     let shared: SharedJobFiles?
     /// The CURVE key name that submitted it (see `JobRecord.owner`).
     var owner: String?
-    /// Shared-storage receipts (journal lines) not yet committed to the store.
-    var sharedUnsynced: [String] = []
+    /// Receipt journal lines (`ReceiptJournal`) not yet committed to the store.
+    var journalUnsynced: [String] = []
+    /// Upload jobs: finished map tiles handed to the store queue and not yet known
+    /// written, and tiles whose write failed (a full disk), kept to be written again.
+    var unwritten = 0
+    var heldTiles: [UploadMap.FinishedTile] = []
+    var writeFailures = 0
     let imageSize: Size2
     let stem: String
     let directory: String

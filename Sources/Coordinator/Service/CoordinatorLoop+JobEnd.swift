@@ -71,8 +71,8 @@ extension CoordinatorLoop {
         }
     }
 
-    /// Records in the store how the job ended (so a restart does not resume it) and
-    /// drops its tiles, which the outputs now hold. Queued after the job's tile writes.
+    /// Records in the store how the job ended (so a restart does not resume it).
+    /// Queued after the job's tile writes.
     func persistEnding(_ job: CoordinatorJob) {
         guard persistent else { return }
         let ending = JobEnding(
@@ -82,7 +82,6 @@ extension CoordinatorLoop {
         storeQueue.async {
             do {
                 try store.writeEnding(ending, id)
-                try? FileManager.default.removeItem(atPath: store.tilesDirectory(id))
             } catch {
                 logger.error(
                     "cannot record the job's end in the store (a restart will redo it)",
@@ -98,14 +97,16 @@ extension CoordinatorLoop {
         job.finished = monotonicSeconds()
         job.pending.removeAll()
         if let map = job.map {
+            // After the tile writes already queued for it.
             let paths = [map.store.path, job.directory + "/image.raw"]
-            finishQueue.async { for p in paths { try? FileManager.default.removeItem(atPath: p) } }
+            storeQueue.async { for p in paths { try? FileManager.default.removeItem(atPath: p) } }
         }
+        releaseHeldTiles(job)
         job.map = nil
         job.image = nil
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0
-        job.sharedUnsynced.removeAll()
+        job.journalUnsynced.removeAll()
         if let shared = job.shared {
             // No partial map is left looking like a result (late worker writes then fail harmlessly).
             let path = shared.store.path

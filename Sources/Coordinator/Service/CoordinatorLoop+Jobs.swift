@@ -44,9 +44,9 @@ extension CoordinatorLoop {
         nextJobID += 1
         let dir = store.directory(id)
         if persistent {
-            try DurableFile.createDirectory(store.tilesDirectory(id))
+            try DurableFile.createDirectory(dir)
         } else {
-            try FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         let (factory, prepared, since) = (factory, prepared, monotonicSeconds())
         preparing += 1

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraImage
 import TesseraWire
 
 /// A job that ended before this coordinator started, as the store recorded it: still
@@ -26,7 +27,7 @@ struct ArchivedJob {
 extension CoordinatorLoop {
     /// Reads the store back at start: ended jobs stay answerable (`status`, `fetch`);
     /// every unfinished job is rebuilt from its stored spec, model and image, its
-    /// completed tiles are placed from their files (checked: size, geometry, CRC) and
+    /// map tiles whose chunks match their journalled receipts (size, CRC-32) are kept and
     /// only the missing ones are queued. A damaged tile is logged and recomputed; a
     /// damaged job entry fails that job with the reason, never the coordinator.
     func resumeFromStore() {
@@ -114,9 +115,8 @@ extension CoordinatorLoop {
         let job = try factory.makeJob(
             id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
-            stem: record.stem)
+            stem: record.stem, resume: true)
         job.owner = record.owner
-        try? FileManager.default.createDirectory(atPath: store.tilesDirectory(id), withIntermediateDirectories: true)
         removePartialOutputs(job)
         let unusable = restoreTiles(job)
         job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
@@ -147,57 +147,37 @@ extension CoordinatorLoop {
         }
     }
 
-    /// Places every usable stored tile of `job`; returns how many were unusable
-    /// (each logged with its file and reason, and deleted so a fresh copy replaces it).
+    /// Keeps every map tile of an upload `job` whose chunk in the job's store matches
+    /// its journalled receipt (size, CRC-32): its tasks are done. Returns how many
+    /// journalled tiles did not match (each logged with the reason; recomputed).
     private func restoreTiles(_ job: CoordinatorJob) -> Int {
-        let (indices, others) = store.tileFiles(job.id)
-        for name in others {
-            let path = store.tilesDirectory(job.id) + "/" + name
-            if name.hasPrefix("."), name.contains(".tmp-") {
-                try? FileManager.default.removeItem(atPath: path)
-                logger.debug("store: removed an interrupted tile write", metadata: ["file": "\(path)"])
-            } else {
-                logger.warning(
-                    "store: ignored a file that is not a tile", metadata: ["job": "\(job.id)", "file": "\(path)"])
-            }
-        }
+        guard var map = job.map else { return 0 }
+        let layout = map.store.layout
+        let tasksByTile = map.tasksByTile
         var unusable = 0
-        for index in indices.sorted() {
-            let path = store.tilePath(job.id, index)
+        for (t, chunks) in ReceiptJournal.entries(in: job.directory) where t < map.tiles.count {
+            let tasks = tasksByTile[t]
+            guard tasks.contains(where: { job.states[$0] == .pending }) else { continue }
             do {
-                guard index < job.tasks.count else {
-                    throw TileFile.Unusable("task \(index) does not exist: the job has \(job.tasks.count) tasks")
+                guard let tile = layout.tile(for: map.tiles[t]) else {
+                    throw ClusterError("tile \(t) is not on the store's grid")
                 }
-                let task = job.tasks[index]
-                let size = job.plan.tasks.outputSize(task)
-                // The size first: a replaced, oversized file is refused without reading it.
-                let expected = TileFile.headerBytes + job.plan.classes * size.h * size.w * 4 + 4
-                let bytes =
-                    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
-                guard bytes == expected else {
-                    throw TileFile.Unusable(
-                        "\(bytes) bytes, expected \(expected) (truncated or not a tile of this job)")
+                guard let chunks, chunks.count == layout.levels else { throw ClusterError("a torn journal line") }
+                try map.store.verify(TileReceipt(tile: tile, chunks: chunks))
+                map.restored(tile: t)
+                for i in tasks where job.states[i] == .pending {
+                    job.states[i] = .done
+                    job.done += 1
+                    job.restored += 1
                 }
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw TileFile.Unusable("unreadable")
-                }
-                let values = try TileFile.decode(
-                    [UInt8](data), index: index, task: task, classes: job.plan.classes,
-                    height: size.h, width: size.w)
-                try job.map?.add(index, task, values: values, rows: size.h, cols: size.w)
-                job.states[index] = .done
-                job.done += 1
-                job.restored += 1
             } catch {
                 unusable += 1
                 logger.error(
-                    "store: tile unusable, recomputing it",
-                    metadata: [
-                        "job": "\(job.id)", "task": "\(index)", "file": "\(path)", "reason": "\(error)",
-                    ])
-                try? FileManager.default.removeItem(atPath: path)
+                    "store: a map tile does not match its receipt, recomputing it",
+                    metadata: ["job": "\(job.id)", "tile": "\(t)", "reason": "\(error)"])
             }
         }
+        job.map = map
         return unusable
     }
 }

@@ -36,8 +36,10 @@ extension CoordinatorLoop {
         }
         markDone(job, index, mine, by: worker)
         if persistent {
-            let chunks = r.chunks.map { "\($0.key):\($0.size):\(String($0.crc32, radix: 16))" }
-            job.sharedUnsynced.append("\(index) " + chunks.joined(separator: " "))
+            job.journalUnsynced.append(
+                ReceiptJournal.line(
+                    index,
+                    r.chunks.map { TileReceipt.Chunk(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) }))
         }
         if job.done == job.tasks.count { finish(job) }
     }
@@ -52,9 +54,9 @@ extension CoordinatorLoop {
         lastReceiptCommit = now
         var batches: [(String, [String])] = []
         for id in jobOrder {
-            guard let job = jobs[id], !job.sharedUnsynced.isEmpty else { continue }
-            batches.append((job.directory + "/" + JobFactory.receiptJournal, job.sharedUnsynced))
-            job.sharedUnsynced.removeAll()
+            guard let job = jobs[id], !job.journalUnsynced.isEmpty else { continue }
+            batches.append((job.directory + "/" + ReceiptJournal.fileName, job.journalUnsynced))
+            job.journalUnsynced.removeAll()
         }
         guard !batches.isEmpty else { return }
         let (logger, committed) = (logger, batches)
@@ -111,23 +113,13 @@ extension CoordinatorLoop {
         let layout = job.shared!.store.layout
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
-        let text =
-            (try? String(contentsOfFile: store.directory(id) + "/" + JobFactory.receiptJournal, encoding: .utf8)) ?? ""
         var unusable = 0
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard let index = Int(fields.first ?? ""), index < job.tasks.count, job.states[index] == .pending,
+        for (index, chunks) in ReceiptJournal.entries(in: store.directory(id)) {
+            guard index < job.tasks.count, job.states[index] == .pending,
                 let tile = layout.tile(for: job.tasks[index].rect), byTile[tile] == index
             else { continue }
-            let chunks = fields.dropFirst().compactMap { field -> TileReceipt.Chunk? in
-                let parts = field.split(separator: ":")
-                guard parts.count == 3, let size = Int(parts[1]), let crc = UInt32(parts[2], radix: 16) else {
-                    return nil
-                }
-                return TileReceipt.Chunk(key: String(parts[0]), size: size, crc32: crc)
-            }
             do {
-                guard chunks.count == layout.levels else { throw ClusterError("a torn journal line") }
+                guard let chunks, chunks.count == layout.levels else { throw ClusterError("a torn journal line") }
                 try job.shared!.store.verify(TileReceipt(tile: tile, chunks: chunks))
                 job.states[index] = .done
                 job.done += 1

@@ -115,14 +115,10 @@ extension CoordinatorLoop {
             return
         }
         markDone(job, index, mine, by: worker)
-        do {
-            try job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width))
-        } catch {
-            abort(job, state: .failed, message: "cannot store the map's tile: \(error)")
-            return
+        if let tile = job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width)) {
+            writeTile(tile, of: job)
         }
-        if persistent { storeTile(r, of: job, index: index) }
-        if job.done == job.tasks.count { finish(job) }
+        if job.done == job.tasks.count && job.unwritten == 0 && job.heldTiles.isEmpty { finish(job) }
     }
 
     /// Records task `index` as done by `worker`. The other copy, if any, stays in its
@@ -190,37 +186,6 @@ extension CoordinatorLoop {
             return nil
         }
         return (job, index, mine)
-    }
-
-    /// Writes the tile to the store on the store queue (it fsyncs), after the job's
-    /// earlier writes; a failed write only costs recomputing the tile after a restart.
-    private func storeTile(_ r: Wire.TaskResult, of job: CoordinatorJob, index: Int) {
-        let tile = TileFile(
-            index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
-            width: Int(r.width), values: r.values)
-        let (store, logger, id, backlog, failing) = (store, logger, job.id, storeBacklog, storeFailing)
-        let bytes = r.values.count * 4
-        backlog.withLock { $0 += bytes }
-        storeQueue.async {
-            defer { backlog.withLock { $0 -= bytes } }
-            do {
-                try store.writeTile(tile, job: id)
-                failing.withLock { $0.until = 0 }
-            } catch {
-                // A full or failing disk: dispatching pauses for a while (`dispatch`), and the
-                // log says so once per 100 failures rather than once per tile.
-                let count = failing.withLock { f -> Int in
-                    f.until = monotonicSeconds() + 2
-                    f.count += 1
-                    return f.count
-                }
-                if count % 100 == 1 {
-                    logger.error(
-                        "cannot store tiles (they will be recomputed after a restart): dispatching pauses until the store writes again",
-                        metadata: ["job": "\(id)", "task": "\(index)", "failures": "\(count)", "error": "\(error)"])
-                }
-            }
-        }
     }
 
     func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {

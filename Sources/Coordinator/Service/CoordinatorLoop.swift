@@ -40,7 +40,7 @@ final class CoordinatorLoop {
     /// Finished jobs' output writes, from `finishQueue` to the loop thread.
     let completions = Locked<[(UInt64, Result<[String], any Error>)]>([])
     let finishQueue = DispatchQueue(label: "tessera.coordinator.outputs")
-    /// Tile and job-state writes, in order, off the loop thread (each one fsyncs).
+    /// Map tile writes, receipt journal commits and job-state writes, in order, off the loop thread.
     let storeQueue = DispatchQueue(label: "tessera.coordinator.store")
 
     var workers: [RoutingID: Worker] = [:]
@@ -67,7 +67,9 @@ final class CoordinatorLoop {
     /// memory instead of queueing every result in it.
     let storeBacklog = Locked(0)
     static let maxStoreBacklog = 128 << 20
-    /// Set when a durable tile write fails (a full disk): no dispatching before `until`.
+    /// Upload jobs' map tile writes done on the store queue, for the loop (`+UploadTiles`).
+    let written = Locked<[TileWritten]>([])
+    /// Set when a tile write fails (a full disk): no dispatching before `until`.
     let storeFailing = Locked<(until: Double, count: Int)>((0, 0))
     /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
     /// plans the preparation shares.
@@ -167,6 +169,7 @@ final class CoordinatorLoop {
                 }
                 collectPrepared(clientSocket)
                 collectCompletions()
+                collectWritten()
                 commitReceipts()
                 heartbeatAndPurge(workerSocket)
                 dispatch(workerSocket)
@@ -197,6 +200,9 @@ final class CoordinatorLoop {
         }
         finishQueue.sync {}
         collectCompletions()
+        storeQueue.sync {}
+        collectWritten()
+        commitReceipts(force: true)
         storeQueue.sync {}
         for (_, w) in workers {
             try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait)

@@ -17,8 +17,6 @@ struct JobFactory: Sendable {
     let store: JobStore
     let persistent: Bool
     let plans: Locked<[String: ModelPlan]>
-    /// The receipt journal's name in a job's folder.
-    static let receiptJournal = "receipts.log"
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
     func create(
@@ -99,11 +97,11 @@ struct JobFactory: Sendable {
     }
 
     /// Plans (or reuses the plan of) the model, reads the image and plans the tasks: a new job,
-    /// or one read back from the store.
+    /// or (`resume`) one read back from the store, keeping its map store.
     func makeJob(
         id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
         preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
-        stem: String
+        stem: String, resume: Bool = false
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
         // The image goes to disk as raw samples, decoded a band at a time: tasks read
@@ -121,7 +119,7 @@ struct JobFactory: Sendable {
         let size = Size2(image.height, image.width)
         let (map, tasks) = try UploadMap.plan(
             mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: plan.classes,
-            storePath: dir + "/map.chunks")
+            storePath: dir + "/map.chunks", resume: resume)
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tasks.first(where: {
             let r = plan.tasks.inputRect($0); return r.height * r.width > limit
@@ -288,7 +286,4 @@ struct JobFactory: Sendable {
             directory: dir, outputDirectory: outDir,
             tasks: tiles.map { TileTask(mode: mode, rect: $0, image: size) })
     }
-
-    /// A worker wrote a tile: check the receipt names exactly the tile's chunks, mark
-    /// the task done and queue the receipt for the journal. The chunks are not read.
 }

@@ -93,15 +93,17 @@ package enum TaskCodec {
         switch image.samples {
         case .uint8(let values):
             var out = [UInt8](repeating: 0, count: rect.height * rowSamples)
+            // Columns are consecutive except where they mirror at an edge: copy runs.
+            let runs = Self.runs(cols)
             values.withUnsafeBufferPointer { src in
                 out.withUnsafeMutableBufferPointer { dst in
                     var i = 0
                     for r in rows {
                         let base = r * image.width * ch
-                        for c in cols {
-                            let s = base + c * ch
-                            for k in 0..<ch { dst[i + k] = src[s + k] }
-                            i += ch
+                        for (start, count) in runs {
+                            let n = count * ch
+                            (dst.baseAddress! + i).update(from: src.baseAddress! + base + start * ch, count: n)
+                            i += n
                         }
                     }
                 }
@@ -132,6 +134,19 @@ package enum TaskCodec {
                 height: UInt32(rect.height), width: UInt32(rect.width), channels: UInt32(ch),
                 bytesPerSample: 2, pixels: out)
         }
+    }
+
+    /// `cols` as (first, count) runs of consecutive indices.
+    static func runs(_ cols: [Int]) -> [(Int, Int)] {
+        var runs: [(Int, Int)] = []
+        for c in cols {
+            if let last = runs.last, last.0 + last.1 == c {
+                runs[runs.count - 1].1 += 1
+            } else {
+                runs.append((c, 1))
+            }
+        }
+        return runs
     }
 
     /// The engine's view of received pixels (unscaled float samples, HWC).

@@ -8,20 +8,22 @@ import TesseraCore
 ///     DIR/jobs/<id>/deploy.prototxt     model files, as uploaded
 ///     DIR/jobs/<id>/weights.caffemodel
 ///     DIR/jobs/<id>/image.png           the image, as uploaded
-///     DIR/jobs/<id>/tiles/<task>.tile   completed tiles (TileFile), removed once the job is done
+///     DIR/jobs/<id>/image.raw           upload jobs: the image decoded (tasks read their regions here)
+///     DIR/jobs/<id>/map.chunks/         upload jobs: the map, one raw chunk per map tile (`UploadMap`)
+///     DIR/jobs/<id>/receipts.log        the written tiles' receipts (`ReceiptJournal`), group-committed
 ///     DIR/jobs/<id>/state.txt           JobEnding, once the job is done, failed or cancelled
 ///     DIR/jobs/<id>/ending.slot         4 KiB reserved at submission: the ending goes here, in
 ///                                       place, when state.txt cannot be written (a full disk)
 ///     DIR/jobs/<id>/out/                outputs (unless the job named its own folder)
 ///
-/// Every file is written with `DurableFile` (temp, fsync, rename, fsync folder).
+/// Every file but the map's chunks and image.raw is written with `DurableFile` (temp,
+/// fsync, rename, fsync folder). Chunks are written atomically but not fsynced one by
+/// one: a resume keeps only those matching their committed receipts.
 struct JobStore {
     let root: String
 
     var jobsDirectory: String { root + "/jobs" }
     func directory(_ id: UInt64) -> String { "\(jobsDirectory)/\(id)" }
-    func tilesDirectory(_ id: UInt64) -> String { directory(id) + "/tiles" }
-    func tilePath(_ id: UInt64, _ index: Int) -> String { "\(tilesDirectory(id))/\(index).tile" }
 
     /// Job ids present in the store, ascending (other names are ignored).
     func jobIDs() -> [UInt64] {
@@ -123,24 +125,5 @@ struct JobStore {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let data = FileManager.default.contents(atPath: path) else { throw ClusterError("\(path): unreadable") }
         return [UInt8](data)
-    }
-
-    func writeTile(_ tile: TileFile, job id: UInt64) throws {
-        try DurableFile.write(tile.encoded(), to: tilePath(id, tile.index))
-    }
-
-    /// Task indices with a tile file, and the names in `tiles/` that are not tiles
-    /// (interrupted writes `.N.tile.tmp-*`, strays).
-    func tileFiles(_ id: UInt64) -> (indices: Set<Int>, others: [String]) {
-        var indices = Set<Int>()
-        var others: [String] = []
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: tilesDirectory(id))) ?? [] {
-            if name.hasSuffix(".tile"), let i = Int(name.dropLast(5)), i >= 0 {
-                indices.insert(i)
-            } else {
-                others.append(name)
-            }
-        }
-        return (indices, others)
     }
 }

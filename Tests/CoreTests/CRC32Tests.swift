@@ -1,0 +1,54 @@
+import Testing
+
+@testable import TesseraCore
+
+@Suite("CRC-32 (slicing-by-8 against the bit-at-a-time definition)")
+struct CRC32Tests {
+    /// The polynomial division one bit at a time: the definition, no tables.
+    static func reference(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        }
+        return ~c
+    }
+
+    @Test("Published check values (zlib, PNG)")
+    func vectors() {
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
+        #expect(CRC32.checksum([]) == 0)
+        #expect(CRC32.checksum(Array("The quick brown fox jumps over the lazy dog".utf8)) == 0x414F_A339)
+    }
+
+    @Test("Every length 0…300 at every alignment 0…7 equals the definition")
+    func lengthsAndAlignments() {
+        var rng = SplitMix64(seed: 11)
+        let data = (0..<320).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for offset in 0..<8 {
+            for length in 0...300 {
+                let slice = data[offset..<(offset + length)]
+                let fast = slice.withUnsafeBytes { CRC32.update(0, $0) }
+                let want = Self.reference(slice)
+                #expect(fast == want, "offset \(offset) length \(length): \(fast) expected \(want)")
+                if fast != want { return }
+            }
+        }
+    }
+
+    @Test("Continuing a CRC over pieces equals one pass over the whole")
+    func pieces() {
+        var rng = SplitMix64(seed: 5)
+        let data = (0..<100_003).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let whole = CRC32.checksum(data)
+        #expect(whole == Self.reference(data[...]))
+        var crc: UInt32 = 0
+        var i = 0
+        while i < data.count {
+            let n = min(Int.random(in: 1...4099, using: &rng), data.count - i)
+            crc = data[i..<(i + n)].withUnsafeBytes { CRC32.update(crc, $0) }
+            i += n
+        }
+        #expect(crc == whole)
+    }
+}
