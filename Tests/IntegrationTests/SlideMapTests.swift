@@ -75,6 +75,54 @@ struct SlideMapTests {
         }
     }
 
+    @Test(
+        "--keep-classes 0,2: the workers' and the in-process store keep only those planes of the 3-class net, equal to the full map's; labels and absent classes are refused before mapping"
+    )
+    func keepClasses() throws {
+        let group = try ProcessGroup("keep-classes")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 90, width: 120)
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--threads", "2", "--tile", "32", "--check", "0"]
+        func run(_ name: String, _ extra: [String]) throws -> (Int32, String) {
+            try Self.coordinator(
+                group, ["run"] + model + extra + ["--out", group.directory + "/" + name, image], log: name)
+        }
+        var (s, l) = try run("full", ["--outputs", "npy,prob,zarr", "--dtype", "uint8"])
+        #expect(s == 0, "\(l)")
+        for (name, extra) in [("workers", [String]()), ("local", ["--in-process"])] {
+            (s, l) = try run(name, extra + ["--keep-classes", "2,0", "--outputs", "npy,prob,zarr", "--dtype", "uint8"])
+            #expect(s == 0, "\(name): \(l)")
+            let dir = group.directory + "/" + name
+            let check = try Self.python(
+                """
+                import sys, numpy as np, zarr
+                full, kept = sys.argv[1], sys.argv[2]
+                z = zarr.open(kept + '/img.zarr', mode='r')
+                a = z['0'][:]; b = zarr.open(full + '/img.zarr', mode='r')['0'][:]
+                assert a.shape == (2,) + b.shape[1:], (a.shape, b.shape)
+                assert np.array_equal(a, b[[0, 2]]), 'the kept planes differ from classes 0 and 2 of the full map'
+                t = z.attrs['tessera']
+                assert t['kept_classes'] == [0, 2] and t['net_classes'] == 3 and t['classes'] == 2, t
+                n = np.load(kept + '/img.npy')
+                assert n.shape == a.shape and np.array_equal(n, np.load(full + '/img.npy')[[0, 2]]), 'npy differs'
+                print('ok', a.shape)
+                """, [group.directory + "/full", dir])
+            #expect(check.contains("ok (2, 90, 120)"), "\(name): \(check)")
+            for c in [0, 2] {
+                #expect(
+                    Self.bytes(dir + "/img.prob-\(c).png") == Self.bytes(group.directory + "/full/img.prob-\(c).png"),
+                    "\(name): the probability PNG of kept class \(c) differs")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/img.prob-1.png"), "\(name): class 1 is not kept")
+        }
+        (s, l) = try run("labels", ["--keep-classes", "1", "--outputs", "labels"])
+        #expect(s != 0 && l.contains("labels and overlays need every class"), "\(l)")
+        (s, l) = try run("bad", ["--keep-classes", "7"])
+        #expect(s != 0 && l.contains("class 7 does not exist (the net has 3 classes)"), "\(l)")
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/labels/img.zarr"))
+    }
+
     @Test("the same pixels as PNG, tiled TIFF and SVS (OpenSlide) give bit-identical maps; --mpp picks the level")
     func formatsAgree() throws {
         let group = try ProcessGroup("formats")

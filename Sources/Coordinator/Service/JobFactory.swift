@@ -261,10 +261,14 @@ struct JobFactory: Sendable {
         if let big = tiles.first, big.height * big.width > limit {
             throw ClusterError("tile \(tile) is too large: more than \(limit) pixels")
         }
+        if let kept = options.keptClasses, let bad = kept.first(where: { $0 >= plan.classes }) {
+            throw ClusterError(.invalidOption, "kept class \(bad) does not exist (the net has \(plan.classes) classes)")
+        }
+        let kept = options.keptClasses == Array(0..<plan.classes) ? nil : options.keptClasses
         let layout = try MapLayout(
-            classes: plan.classes, height: size.h, width: size.w, tileSize: tile,
+            classes: kept?.count ?? plan.classes, height: size.h, width: size.w, tileSize: tile,
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
-            compressed: options.storeKind == .zarr)
+            compressed: options.storeKind == .zarr, kept: kept, netClasses: plan.classes)
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)

@@ -18,6 +18,7 @@ import TesseraImage
 /// | level, mpp | shared: the pyramid level to map, or the level nearest this many µm/px |
 /// | tissue | shared: 1 to compute only tiles with tissue |
 /// | dtype | shared: the store's sample type (`MapDType`) |
+/// | keep | shared: the classes the store keeps (`1` or `0,2`; default every class), applied by the workers |
 /// | store | shared: `zarr` (the OME-Zarr output, kept) or `raw` (a temporary float32 store the client exports from) |
 package struct JobOptions: Equatable, Sendable {
     /// Where a job's pixels and map live.
@@ -37,6 +38,8 @@ package struct JobOptions: Equatable, Sendable {
     package var tissue = false
     package var dtype = MapDType.float32
     package var storeKind = StoreKind.zarr
+    /// The classes a shared-storage job's store keeps (ascending, distinct), or nil for every class.
+    package var keptClasses: [Int]?
     /// The submission's id, chosen by the client (a UUID): `submit` is retried across a
     /// coordinator restart without creating a second job.
     package var token: String?
@@ -59,6 +62,7 @@ package struct JobOptions: Equatable, Sendable {
             if tissue { parts.append("tissue=1") }
             parts.append("dtype=\(dtype.rawValue)")
             parts.append("store=\(storeKind.rawValue)")
+            if let keptClasses { parts.append("keep=\(keptClasses.map(String.init).joined(separator: ","))") }
         }
         return parts.joined(separator: ";")
     }
@@ -112,9 +116,20 @@ package struct JobOptions: Equatable, Sendable {
             case "tissue": tissue = try int(0...1) == 1
             case "dtype": dtype = try named(MapDType.self)
             case "store": storeKind = try named(StoreKind.self)
+            case "keep": keptClasses = try Self.keptClasses(value)
             default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
         }
+    }
+
+    /// A class list (`1` or `0,2`) as the ascending distinct classes a store keeps.
+    package static func keptClasses(_ text: String) throws -> [Int] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        let classes = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, classes.count == parts.count, classes.allSatisfy({ (0...65535).contains($0) }) else {
+            throw ClusterError(.invalidOption, "kept classes \"\(text)\": give class numbers like 1 or 0,2")
+        }
+        return Array(Set(classes)).sorted()
     }
 
     /// `value` with `%`, `;`, `=` and control characters percent-encoded (UTF-8 kept as is).

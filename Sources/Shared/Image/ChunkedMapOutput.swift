@@ -17,18 +17,19 @@ package final class ChunkedMapOutput {
     /// - Parameters:
     ///   - tile: the map's tile size, which is the store's chunk size (tiles must start on multiples of it).
     ///   - levels: pyramid levels of the zarr output (the tile must be divisible by 2^(levels−1)).
+    ///   - kept: the classes the store keeps (`--keep-classes`; tiles are still written with every class), or nil.
     package init(
         options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
-        levels: Int = 1
+        levels: Int = 1, kept: [Int]? = nil
     ) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
         let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: temporary)
         let layout = try MapLayout(
-            classes: classes, height: height, width: width, tileSize: tile,
+            classes: kept?.count ?? classes, height: height, width: width, tileSize: tile,
             dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
-            classNames: nil, compressed: keep)
+            classNames: nil, compressed: keep, kept: kept, netClasses: classes)
         store = try MapStore.create(at: temporary, layout: layout)
         finalPath = keep ? options.zarrPath : nil
     }
@@ -89,6 +90,8 @@ extension MapStore: MapRowSource {
     package func rows(_ y: Range<Int>) throws -> [Float] { try rows(level: 0, y: y) }
     /// One row of chunks at a time (each chunk decoded once) when that fits 64 MiB;
     /// else an equal part of one (each chunk decoded once per part).
+    package var keptClasses: [Int]? { layout.kept }
+    package var netClasses: Int { layout.netClasses }
     package var preferredBandRows: Int? {
         let band = layout.classes * layout.tileSize * layout.width * 4
         let parts = (band + (64 << 20) - 1) / (64 << 20)

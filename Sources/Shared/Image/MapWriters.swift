@@ -12,10 +12,21 @@ package protocol MapRowSource {
     func rows(_ y: Range<Int>) throws -> [Float]
     /// Rows per band that read best (a chunked store's chunk height), or nil.
     var preferredBandRows: Int? { get }
+    /// The net classes the planes are, when not all of the net's (`--keep-classes`); nil: plane c is class c.
+    var keptClasses: [Int]? { get }
+    /// How many classes the net has.
+    var netClasses: Int { get }
 }
 
 extension MapRowSource {
     package var preferredBandRows: Int? { nil }
+    package var keptClasses: [Int]? { nil }
+    package var netClasses: Int { classes }
+    /// Net class `c`'s plane, or nil if the map does not keep it.
+    func plane(ofClass c: Int) -> Int? {
+        guard let kept = keptClasses else { return (0..<classes).contains(c) ? c : nil }
+        return kept.firstIndex(of: c)
+    }
 }
 
 extension ProbabilityMap: MapRowSource {
@@ -56,10 +67,10 @@ package func writeOutputs(
     for kind in options.kinds.sorted() {
         switch kind {
         case .prob:
-            for index in options.resolvedClasses(classCount: map.classes) {
+            for index in probabilityClasses(map, options) {
                 let path = options.probabilityPath(forClass: index)
                 try writeProbabilityPNG(
-                    map: map, classIndex: index, bitDepth: options.bitDepth, to: path,
+                    map: map, classIndex: map.plane(ofClass: index)!, bitDepth: options.bitDepth, to: path,
                     compressionLevel: options.compressionLevel)
                 written.append(path)
             }
@@ -83,6 +94,11 @@ package func writeOutputs(
     return written
 }
 
+/// The classes written as probability PNGs: those asked for, else the kept ones, else the default.
+private func probabilityClasses(_ map: some MapRowSource, _ options: OutputOptions) -> [Int] {
+    options.classes ?? map.keptClasses ?? OutputOptions.defaultClasses(classCount: map.netClasses)
+}
+
 /// Checks everything that can be checked before the first file is written.
 private func validate(map: some MapRowSource, image: (any RegionSource)?, options: OutputOptions) throws {
     let directory = options.directory
@@ -94,9 +110,16 @@ private func validate(map: some MapRowSource, image: (any RegionSource)?, option
         throw fail("empty map \(map.classes)×\(map.height)×\(map.width)")
     }
     if options.kinds.contains(.prob) {
-        for index in options.resolvedClasses(classCount: map.classes) where !(0..<map.classes).contains(index) {
-            throw fail("class \(index) does not exist (the map has \(map.classes) classes)")
+        for index in probabilityClasses(map, options) where map.plane(ofClass: index) == nil {
+            if let kept = map.keptClasses, (0..<map.netClasses).contains(index) {
+                throw fail("class \(index) is not in the map: it keeps only classes \(kept) (--keep-classes)")
+            }
+            throw fail("class \(index) does not exist (the map has \(map.netClasses) classes)")
         }
+    }
+    if let kept = map.keptClasses, !options.kinds.isDisjoint(with: [.labels, .overlay]) {
+        throw fail(
+            "labels and overlays need every class, and the map keeps only classes \(kept) (--keep-classes)")
     }
     if options.kinds.contains(.overlay) {
         let index = options.resolvedOverlayClass(classCount: map.classes)

@@ -138,9 +138,9 @@ extension WorkerAgent {
         let store = try files.store(spec.storePath)
         let image = try files.image(spec.imagePath, level: Int(spec.level))
         let layout = store.layout
-        guard layout.height == image.height, layout.width == image.width, layout.classes == engine.classes else {
+        guard layout.height == image.height, layout.width == image.width, layout.netClasses == engine.classes else {
             throw ClusterError(
-                "the store \(spec.storePath) is \(layout.classes)×\(layout.height)×\(layout.width), but "
+                "the store \(spec.storePath) is for a \(layout.netClasses)-class net and \(layout.height)×\(layout.width) pixels, but "
                     + "\(spec.imagePath) level \(spec.level) is \(image.height)×\(image.width) and the net has "
                     + "\(engine.classes) classes")
         }

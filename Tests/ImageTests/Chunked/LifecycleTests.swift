@@ -143,6 +143,42 @@ struct LifecycleTests {
         #expect { try other.write(encoded) } throws: { ($0 as? MapStoreError)?.kind == .invalidArgument }
     }
 
+    @Test(
+        "Kept classes: the store holds those planes of what the writer passes, the layout survives reopening, bad lists are refused"
+    )
+    func keptClasses() throws {
+        let dir = try temporaryDirectory("kept")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let layout = try MapLayout(
+            classes: 2, height: 20, width: 30, tileSize: 16, levels: 2, kept: [0, 3], netClasses: 4)
+        let store = try MapStore.create(at: dir + "/kept.zarr", layout: layout)
+        let full = randomMap(classes: 4, height: 20, width: 30, seed: 9)
+        for tile in [
+            TileIndex(row: 0, column: 0), TileIndex(row: 0, column: 1), TileIndex(row: 1, column: 0),
+            TileIndex(row: 1, column: 1),
+        ] {
+            let rect = layout.rect(of: tile)
+            let values = crop(full, classes: 4, height: 20, width: 30, rect)
+            try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
+        }
+        try store.finish()
+        let reopened = try MapStore.open(at: store.path)
+        #expect(
+            reopened.layout == layout && reopened.layout.plane(ofClass: 3) == 1
+                && reopened.layout.plane(ofClass: 1) == nil)
+        let plane = 20 * 30
+        let expected = Array(full[0..<plane]) + Array(full[(3 * plane)..<(4 * plane)])
+        #expect(try reopened.region(level: 0, rect: PixelRect(y: 0, x: 0, height: 20, width: 30)) == expected)
+        for (kept, net) in [([1, 0], 4), ([0, 0], 4), ([4], 4)] {
+            #expect(throws: MapStoreError.self, "\(kept) of \(net)") {
+                try MapLayout(classes: kept.count, height: 9, width: 9, tileSize: 8, kept: kept, netClasses: net)
+            }
+        }
+        #expect(throws: MapStoreError.self, "fewer planes than the net without a selection") {
+            try MapLayout(classes: 1, height: 9, width: 9, tileSize: 8, netClasses: 2)
+        }
+    }
+
     @Test func invalidArgumentsAreRejected() throws {
         #expect { try MapLayout(classes: 1, height: 10, width: 10, tileSize: 100, levels: 4) } throws: {
             ($0 as? MapStoreError)?.kind == .invalidArgument

@@ -86,8 +86,8 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
-        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue) {
-            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
+        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue || slide.keepClasses != nil) {
+            throw ValidationError("--level, --mpp, --tissue and --keep-classes are for shared-storage jobs (--shared)")
         }
         let logger = Logger(label: "tessera.submit")
         let settings = job.engineSettings(model)
@@ -114,6 +114,7 @@ struct Submit: ParsableCommand {
                 options.level = header.format == .png ? nil : header.level
                 options.tissue = slide.tissue
                 options.dtype = slide.dtype
+                options.keptClasses = try slide.keptClasses(netClasses: plan.classes)
                 image = .path(absolute(path))
             } else {
                 guard let bytes = FileManager.default.contents(atPath: path) else {

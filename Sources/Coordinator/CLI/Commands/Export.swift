@@ -29,7 +29,9 @@ struct Export: ParsableCommand {
         guard store.isFinished else {
             throw ValidationError("\(map) is not a finished map (its job is still running, or failed)")
         }
-        try output.checkBeforeMapping(classes: store.layout.classes)
+        try output.checkBeforeMapping(
+            classes: store.layout.netClasses, kept: store.layout.kept,
+            kinds: output.outputs.map(OutputOptions.parseKinds))
         let stem = ((map as NSString).lastPathComponent as NSString).deletingPathExtension
         let options = try output.options(forImage: stem + ".png")
         if options.kinds.contains(.zarr) { throw ValidationError("the map is the zarr output already") }

@@ -40,18 +40,20 @@ struct OutputFlags: ParsableArguments {
         }
     }
 
-    /// The options for one input image (a slide's default output is its OME-Zarr map).
-    func options(forImage path: String, isPNG: Bool = true) throws -> OutputOptions {
+    /// The options for one input image (a slide's default output is its OME-Zarr map;
+    /// a PNG's is every output, or with `keeping` some classes only, the `.npy` and
+    /// probability PNGs: labels and overlays need every class).
+    func options(forImage path: String, isPNG: Bool = true, keeping: Bool = false) throws -> OutputOptions {
         try OutputOptions(
             directory: out, stem: OutputOptions.stem(forInput: path),
-            kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? "all" : "zarr")),
+            kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? (keeping ? "npy,prob" : "all") : "zarr")),
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
     }
 
     /// What can be checked before any tile is computed: the output folder exists (or
     /// is created) and is writable, and the classes asked for exist in a net of
     /// `classes` classes. A job must not run for hours and then fail on these.
-    func checkBeforeMapping(classes count: Int) throws {
+    func checkBeforeMapping(classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil) throws {
         do {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         } catch {
@@ -69,6 +71,15 @@ struct OutputFlags: ParsableArguments {
         if let overlayClass, !valid.contains(overlayClass) {
             throw OutputCheckError(
                 description: "--overlay-class \(overlayClass): the net has \(count) classes (0…\(count - 1))")
+        }
+        guard let kept else { return }
+        if let kinds, !kinds.isDisjoint(with: [.labels, .overlay]) {
+            throw OutputCheckError(
+                description: "--keep-classes keeps only classes \(kept): labels and overlays need every class "
+                    + "(choose --outputs among zarr, tiff, npy, prob)")
+        }
+        if let list = requestedClasses, let bad = list.first(where: { !kept.contains($0) }) {
+            throw OutputCheckError(description: "--classes \(bad): --keep-classes keeps only classes \(kept)")
         }
     }
 

@@ -91,7 +91,9 @@ struct Run: ParsableCommand {
         let device = try compute.resolve()
         // Embedded runs compute on the workers: this process's engine only plans tiles.
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
-        try output.checkBeforeMapping(classes: plan.classes)
+        try output.checkBeforeMapping(
+            classes: plan.classes, kept: slide.keptClasses(netClasses: plan.classes),
+            kinds: output.outputs.map(OutputOptions.parseKinds))
         if !inProcess && check == nil && !plan.geometry.isExact {
             logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
             inProcess = true
@@ -131,7 +133,8 @@ struct Run: ParsableCommand {
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
             }
-            let options = try output.options(forImage: path, isPNG: opened.format == .png)
+            let kept = try slide.keptClasses(netClasses: plan.classes)
+            let options = try output.options(forImage: path, isPNG: opened.format == .png, keeping: kept != nil)
             let size = Size2(image.height, image.width)
             let start = Date()
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
@@ -164,7 +167,7 @@ struct Run: ParsableCommand {
                 ])
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
-                tile: t, dtype: slide.dtype, levels: levels)
+                tile: t, dtype: slide.dtype, levels: levels, kept: kept)
             let checks = check ?? (plan.geometry.isExact ? 0 : 256)
             var checker =
                 checks > 0
@@ -266,7 +269,8 @@ struct Run: ParsableCommand {
     ) throws {
         let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
         let size = Size2(header.height, header.width)
-        let options = try output.options(forImage: path, isPNG: header.format == .png)
+        let kept = try slide.keptClasses(netClasses: mapper.engine.classes)
+        let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
         let keepZarr = options.kinds.contains(.zarr)
         let stride = mapper.engine.tasks.stride
         var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
@@ -287,6 +291,7 @@ struct Run: ParsableCommand {
         jobOptions.level = header.format == .png ? nil : header.level
         jobOptions.tissue = slide.tissue
         jobOptions.dtype = slide.dtype
+        jobOptions.keptClasses = kept
         jobOptions.storeKind = keepZarr ? .zarr : .raw
         let spec = Wire.JobSpec(
             mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),

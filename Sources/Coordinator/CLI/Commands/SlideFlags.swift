@@ -1,8 +1,9 @@
 import ArgumentParser
+import TesseraCluster
 import TesseraImage
 
 /// What `run` and `submit --shared` share for slides: the pyramid level, tissue
-/// detection and the chunked map's sample type.
+/// detection and the chunked map's sample type and classes.
 struct SlideFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
     var level: Int?
@@ -22,8 +23,26 @@ struct SlideFlags: ParsableArguments {
             "Sample type of the zarr and tiff outputs: float32 (exact), float16, uint8 or uint16 "
                 + "(probability × 255 or × 65535, rounded)."))
     var dtype: MapDType = .float32
+    @Option(
+        help: ArgumentHelp(
+            "Keep only these classes in the map (zarr, tiff, npy and probability PNGs), e.g. 1.",
+            discussion: "Workers drop the other classes before writing, so a one-class uint8 map of a two-class "
+                + "net writes 8× fewer bytes than the full float32 map. Labels and overlays need every class.",
+            valueName: "LIST"))
+    var keepClasses: String?
+
+    /// `--keep-classes` as the ascending classes kept, checked against the net's class count.
+    func keptClasses(netClasses: Int) throws -> [Int]? {
+        guard let keepClasses else { return nil }
+        let kept = try JobOptions.keptClasses(keepClasses)
+        if let bad = kept.first(where: { $0 >= netClasses }) {
+            throw ValidationError("--keep-classes: class \(bad) does not exist (the net has \(netClasses) classes)")
+        }
+        return kept == Array(0..<netClasses) ? nil : kept
+    }
 
     func validate() throws {
+        if let keepClasses { _ = try JobOptions.keptClasses(keepClasses) }
         if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
         if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
         if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }

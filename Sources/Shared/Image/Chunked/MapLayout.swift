@@ -18,13 +18,18 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// Chunks zlib-compressed (Zarr's `zlib` compressor), or stored raw (`null`):
     /// raw is for a store that only feeds other outputs and is removed after.
     package let compressed: Bool
+    /// The net's classes the planes hold when not all of them (`--keep-classes`):
+    /// writers pass all `netClasses` planes and the store keeps these. Nil: every class.
+    package let kept: [Int]?
+    /// How many classes the net has (what a writer passes per pixel).
+    package let netClasses: Int
 
     /// Throws `.invalidArgument` unless every count is positive, T is divisible
     /// by 2^(levels−1) (so tiles stay aligned at every level) and there are as
     /// many names as classes.
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
-        classNames: [String]? = nil, compressed: Bool = true
+        classNames: [String]? = nil, compressed: Bool = true, kept: [Int]? = nil, netClasses: Int? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -36,6 +41,17 @@ package struct MapLayout: Sendable, Equatable, Codable {
         if let classNames, classNames.count != classes {
             throw fail("\(classNames.count) class names for \(classes) classes")
         }
+        let net = netClasses ?? classes
+        if let kept {
+            guard kept.count == classes, kept == Array(Set(kept)).sorted(), kept.allSatisfy({ (0..<net).contains($0) })
+            else {
+                throw fail("kept classes \(kept) are not \(classes) distinct ascending classes of a \(net)-class net")
+            }
+        } else if net != classes {
+            throw fail("\(classes) stored classes of a \(net)-class net, but no kept classes named")
+        }
+        self.kept = kept
+        self.netClasses = net
         self.classes = classes
         self.height = height
         self.width = width
@@ -47,7 +63,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case classes, height, width, tileSize, dtype, levels, classNames, compressed
+        case classes, height, width, tileSize, dtype, levels, classNames, compressed, kept, netClasses
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -58,7 +74,15 @@ package struct MapLayout: Sendable, Equatable, Codable {
             width: c.decode(Int.self, forKey: .width), tileSize: c.decode(Int.self, forKey: .tileSize),
             dtype: c.decode(MapDType.self, forKey: .dtype), levels: c.decode(Int.self, forKey: .levels),
             classNames: c.decodeIfPresent([String].self, forKey: .classNames),
-            compressed: c.decodeIfPresent(Bool.self, forKey: .compressed) ?? true)
+            compressed: c.decodeIfPresent(Bool.self, forKey: .compressed) ?? true,
+            kept: c.decodeIfPresent([Int].self, forKey: .kept),
+            netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses))
+    }
+
+    /// Net class `c`'s plane in the store, or nil if the store does not keep it.
+    package func plane(ofClass c: Int) -> Int? {
+        guard let kept else { return (0..<classes).contains(c) ? c : nil }
+        return kept.firstIndex(of: c)
     }
 
     /// Tile rows × tile columns (the same at every level).

@@ -47,12 +47,29 @@ extension MapStore {
                 detail: "tile \(tile) is outside the \(layout.tileGrid) tile grid")
         }
         let rect = layout.rect(of: tile)
-        let expected = layout.classes * rect.height * rect.width
+        let expected = layout.netClasses * rect.height * rect.width
         guard values.count == expected else {
             throw MapStoreError(
                 .invalidArgument, path: path,
                 detail: "tile \(tile) needs \(expected) values "
-                    + "(\(layout.classes)×\(rect.height)×\(rect.width)), got \(values.count)")
+                    + "(\(layout.netClasses)×\(rect.height)×\(rect.width)), got \(values.count)")
+        }
+        if let kept = layout.kept {
+            // Only the kept classes' planes are stored (planes are contiguous: C order).
+            let plane = rect.height * rect.width
+            var selected = [Float](repeating: 0, count: kept.count * plane)
+            selected.withUnsafeMutableBufferPointer { dst in
+                for (i, c) in kept.enumerated() {
+                    (dst.baseAddress! + i * plane).update(from: values.baseAddress! + c * plane, count: plane)
+                }
+            }
+            let unselected = try MapLayout(
+                classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
+                dtype: layout.dtype, levels: layout.levels, classNames: layout.classNames,
+                compressed: layout.compressed)
+            return try selected.withUnsafeBufferPointer {
+                try encode(tile: tile, values: $0, layout: unselected, path: path)
+            }
         }
         var chunks: [[UInt8]] = []
         var records: [TileReceipt.Chunk] = []

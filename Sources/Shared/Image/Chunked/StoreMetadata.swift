@@ -46,6 +46,10 @@ enum StoreMetadata {
             "downsampling": "2x2 mean of the existing pixels, in float32, before quantisation",
         ]
         if let names = layout.classNames { tessera["class_names"] = names }
+        if let kept = layout.kept {
+            tessera["kept_classes"] = kept
+            tessera["net_classes"] = layout.netClasses
+        }
         if !layout.compressed { tessera["compressed"] = false }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
@@ -102,7 +106,8 @@ enum StoreMetadata {
             layout = try MapLayout(
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
-                compressed: (t["compressed"] as? Bool) ?? true)
+                compressed: (t["compressed"] as? Bool) ?? true, kept: t["kept_classes"] as? [Int],
+                netClasses: t["net_classes"] as? Int)
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
