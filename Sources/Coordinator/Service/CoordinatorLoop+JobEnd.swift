@@ -47,6 +47,7 @@ extension CoordinatorLoop {
             guard let job = jobs[id] else { continue }
             job.finished = monotonicSeconds()
             job.image = nil
+            job.releaseModel()
             switch result {
             case .success(let files):
                 job.outputFiles = files
@@ -103,6 +104,7 @@ extension CoordinatorLoop {
         }
         job.map = nil
         job.image = nil
+        job.releaseModel()
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0
         job.sharedUnsynced.removeAll()
