@@ -31,8 +31,18 @@ extension CoordinatorLoop {
                 "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
             reply = .error(message: "unexpected message \(other.type)")
         }
+        self.reply(reply, to: peer, socket)
+    }
+
+    /// Sends a reply without waiting. A client whose reply queue is full (it sends
+    /// requests without reading the answers) loses this one, logged (rate-limited).
+    func reply(_ message: WireMessage, to peer: RoutingID, _ socket: borrowing ZMQSocket) {
         do {
-            try socket.send(reply, to: peer, flags: .dontWait)
+            try socket.send(message, to: peer, flags: .dontWait)
+        } catch ZMQError.again {
+            rejects.warning(
+                "client-queue-full", "a client does not read its replies: reply dropped",
+                metadata: ["peer": "\(peer)", "reply": "\(message.type)"])
         } catch {
             logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
         }

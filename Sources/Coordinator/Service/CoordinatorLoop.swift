@@ -74,6 +74,10 @@ final class CoordinatorLoop {
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
     let prepared = Locked<[PreparedJob]>([])
     var preparing = 0
+    /// Submitted file bytes held by the submissions being prepared: the client endpoint
+    /// is not read while they reach `configuration.maxPreparingBytes`.
+    var preparingBytes = 0
+    var clientsWerePaused = false
     let planCache = Locked<[String: ModelPlan]>([:])
     /// Submission tokens (`JobOptions.token`) of the jobs this coordinator knows, and
     /// the clients that retried a submission still being prepared: a retry gets the same job.
@@ -141,6 +145,10 @@ final class CoordinatorLoop {
         var poller = ZMQPoller()
         let wi = poller.add(workerSocket)
         let ci = poller.add(clientSocket)
+        // While the preparations hold `maxPreparingBytes`, only the worker endpoint is
+        // polled: clients' messages wait in their bounded queues (`peerQueueMessages`).
+        var workersOnly = ZMQPoller()
+        workersOnly.add(workerSocket)
         let workerLimits: WireLimits = {
             var l = WireLimits()
             l.maxTotalBytes = configuration.maxWorkerMessageBytes
@@ -153,15 +161,22 @@ final class CoordinatorLoop {
         }()
         while !shouldStop {
             do {
-                try poller.poll(timeoutMilliseconds: 50)
-                if poller.isReadable(wi) {
+                let readClients = !clientsPaused()
+                if readClients {
+                    try poller.poll(timeoutMilliseconds: 50)
+                } else {
+                    try workersOnly.poll(timeoutMilliseconds: 50)
+                }
+                if readClients ? poller.isReadable(wi) : workersOnly.isReadable(0) {
                     while let envelope = try workerSocket.receiveWire(limits: workerLimits, dontWait: true) {
                         workerBytesIn += envelope.byteCount
                         handleWorker(envelope, workerSocket)
                     }
                 }
-                if poller.isReadable(ci) {
-                    while let envelope = try clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
+                if readClients && poller.isReadable(ci) {
+                    while !clientsPaused(),
+                        let envelope = try clientSocket.receiveWire(limits: clientLimits, dontWait: true)
+                    {
                         handleClient(envelope, clientSocket)
                     }
                 }
@@ -178,6 +193,22 @@ final class CoordinatorLoop {
             }
         }
         shutDown(workerSocket, clientSocket, clientLimits)
+    }
+
+    /// Whether the client endpoint waits: the submissions being prepared hold
+    /// `maxPreparingBytes` of files. Logged (rate-limited) when it starts waiting.
+    private func clientsPaused() -> Bool {
+        let paused = preparingBytes >= configuration.maxPreparingBytes
+        defer { clientsWerePaused = paused }
+        guard paused else { return false }
+        guard !clientsWerePaused else { return true }
+        rejects.warning(
+            "clients-paused", "client endpoint paused: the submissions being prepared hold their limit",
+            metadata: [
+                "preparing": "\(preparing)", "bytes": "\(preparingBytes)",
+                "limit": "\(configuration.maxPreparingBytes)",
+            ])
+        return true
     }
 
     /// Stops accepting jobs (a last pass over waiting client requests refuses
