@@ -10,7 +10,7 @@ extension CoordinatorLoop {
     func dispatch(_ socket: borrowing ZMQSocket) {
         guard storeBacklog.withLock({ $0 }) < Self.maxStoreBacklog else { return }
         let now = monotonicSeconds()
-        guard storeFailing.withLock({ $0.until }) <= now else { return }
+        guard !storeTrouble.paused(now) else { return }
         var overdue: [Overdue] = []
         if now - lastStragglerScan >= 0.1 {
             lastStragglerScan = now

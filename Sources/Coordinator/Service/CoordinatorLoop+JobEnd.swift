@@ -48,6 +48,7 @@ extension CoordinatorLoop {
             job.finished = monotonicSeconds()
             job.image = nil
             job.releaseModel()
+            storeTrouble.ended(id)
             switch result {
             case .success(let files):
                 job.outputFiles = files
@@ -105,6 +106,7 @@ extension CoordinatorLoop {
         job.map = nil
         job.image = nil
         job.releaseModel()
+        storeTrouble.ended(job.id)
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0
         job.sharedUnsynced.removeAll()

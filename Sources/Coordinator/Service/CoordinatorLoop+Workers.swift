@@ -114,13 +114,18 @@ extension CoordinatorLoop {
             attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return
         }
-        markDone(job, index, mine, by: worker)
         do {
-            try job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width))
+            if try job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width)) == true {
+                storeTrouble.succeeded(job.id)
+            }
         } catch {
-            abort(job, state: .failed, message: "cannot store the map's tile: \(error)")
+            // The map tile could not be written (a full disk): the task is computed again
+            // once dispatching resumes (`UploadMap.add` keeps the tile's other results).
+            storeTrouble.failed(job.id, "map tile", error)
+            removeAttempt(job, index, worker.id)
             return
         }
+        markDone(job, index, mine, by: worker)
         if persistent { storeTile(r, of: job, index: index) }
         if job.done == job.tasks.count { finish(job) }
     }
@@ -193,32 +198,23 @@ extension CoordinatorLoop {
     }
 
     /// Writes the tile to the store on the store queue (it fsyncs), after the job's
-    /// earlier writes; a failed write only costs recomputing the tile after a restart.
+    /// earlier writes; a failed write pauses dispatching (`StoreTrouble`) and costs
+    /// only recomputing the tile after a restart.
     private func storeTile(_ r: Wire.TaskResult, of job: CoordinatorJob, index: Int) {
         let tile = TileFile(
             index: index, task: job.tasks[index], classes: Int(r.classes), height: Int(r.height),
             width: Int(r.width), values: r.values)
-        let (store, logger, id, backlog, failing) = (store, logger, job.id, storeBacklog, storeFailing)
+        let (store, id, backlog, trouble) = (store, job.id, storeBacklog, storeTrouble)
         let bytes = r.values.count * 4
         backlog.withLock { $0 += bytes }
         storeQueue.async {
             defer { backlog.withLock { $0 -= bytes } }
             do {
                 try store.writeTile(tile, job: id)
-                failing.withLock { $0.until = 0 }
+                trouble.succeeded(id)
             } catch {
-                // A full or failing disk: dispatching pauses for a while (`dispatch`), and the
-                // log says so once per 100 failures rather than once per tile.
-                let count = failing.withLock { f -> Int in
-                    f.until = monotonicSeconds() + 2
-                    f.count += 1
-                    return f.count
-                }
-                if count % 100 == 1 {
-                    logger.error(
-                        "cannot store tiles (they will be recomputed after a restart): dispatching pauses until the store writes again",
-                        metadata: ["job": "\(id)", "task": "\(index)", "failures": "\(count)", "error": "\(error)"])
-                }
+                // The map has the tile; only a restart would have to compute it again.
+                trouble.failed(id, "durable tile \(index)", error)
             }
         }
     }

@@ -67,8 +67,8 @@ final class CoordinatorLoop {
     /// memory instead of queueing every result in it.
     let storeBacklog = Locked(0)
     static let maxStoreBacklog = 128 << 20
-    /// Set when a durable tile write fails (a full disk): no dispatching before `until`.
-    let storeFailing = Locked<(until: Double, count: Int)>((0, 0))
+    /// Failing tile writes (a full disk): dispatching pauses, logged once per job.
+    let storeTrouble: StoreTrouble
     /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
     /// plans the preparation shares.
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
@@ -93,6 +93,7 @@ final class CoordinatorLoop {
         self.logger = logger
         self.stopRequested = stopRequested
         rejects = RateLimitedLog(logger: logger)
+        storeTrouble = StoreTrouble(logger: logger)
         rejects.onEvent = CoordinatorMetrics.refused
     }
 

@@ -61,7 +61,10 @@ struct UploadMap {
     }
 
     /// Places task `index`'s result; writes its map tile to the store once complete.
-    mutating func add(_ index: Int, _ task: TileTask, values: [Float], rows: Int, cols: Int) throws {
+    /// If that write fails, the task counts as missing again and the error is thrown.
+    /// Returns whether a map tile was written.
+    @discardableResult
+    mutating func add(_ index: Int, _ task: TileTask, values: [Float], rows: Int, cols: Int) throws -> Bool {
         let t = tileOfTask[index]
         var assembler =
             assemblers[t]
@@ -70,10 +73,19 @@ struct UploadMap {
         remaining[t] -= 1
         if remaining[t] > 0 {
             assemblers[t] = assembler
-            return
+            return false
+        }
+        let tile = assembler.finish()
+        do {
+            try tile.data.withUnsafeBufferPointer { _ = try store.write(rect: tiles[t], values: $0) }
+        } catch {
+            // Not written (a full disk): the tile keeps the results it has and waits for
+            // this task again (placing a task's values twice gives the same tile).
+            assemblers[t] = assembler
+            remaining[t] = 1
+            throw error
         }
         assemblers[t] = nil
-        let tile = assembler.finish()
-        try tile.data.withUnsafeBufferPointer { _ = try store.write(rect: tiles[t], values: $0) }
+        return true
     }
 }
