@@ -152,4 +152,36 @@ struct DiskFullTests {
         let (_, after1) = try client(["status", "1"], clients, log: "status-1-after")
         #expect(after1.contains("job 1: done"), "\(after1)")
     }
+
+    @Test("A read-only store is refused at start with the store named, not at the first submission")
+    func readOnlyStore() throws {
+        let group = try ProcessGroup("read-only-store")
+        defer { group.stop() }
+        let root = group.directory + "/ro"
+        let store = root + "/store"
+        try FileManager.default.createDirectory(atPath: store + "/jobs", withIntermediateDirectories: true)
+        let serve = [
+            ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+            "--client-endpoint", "tcp://127.0.0.1:*", "--store", store,
+        ]
+        let result: (status: Int32, output: String)
+        if getuid() == 0 {
+            // Root writes through any mode: a read-only mount, in a mount namespace of its own.
+            try #require(Self.unavailable == nil, "\(Self.unavailable ?? "")")
+            let script =
+                "mount -t tmpfs none \"$0\" && mkdir -p \"$0/store/jobs\" && mount -o remount,ro \"$0\" && exec \"$@\""
+            result = try runCommand(
+                ["timeout", "20", Self.unshare, "--mount", "--propagation", "private", "sh", "-c", script, root] + serve
+            )
+        } else {
+            chmod(store + "/jobs", 0o555)
+            defer { chmod(store + "/jobs", 0o755) }
+            result = try runCommand(["timeout", "20"] + serve)
+        }
+        #expect(result.status != 0 && result.status != 124, "it served a read-only store: \(result.output)")
+        #expect(
+            result.output.contains("the store \(store) is not writable")
+                && !result.output.contains("NSCocoaErrorDomain"),
+            "\(result.output)")
+    }
 }

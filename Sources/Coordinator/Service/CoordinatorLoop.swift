@@ -105,6 +105,7 @@ final class CoordinatorLoop {
         if let dir = configuration.storeDirectory {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
+            try checkWritable()
             restrictJobsFolder()
         } else {
             store = JobStore(
@@ -118,6 +119,19 @@ final class CoordinatorLoop {
         // Job ids stay unique across restarts on the same store.
         nextJobID = max(store.jobIDs().max() ?? 0, store.highestRemovedID()) + 1
         if persistent { resumeFromStore() }
+    }
+
+    /// Refuses to start on a store it cannot write (read-only mount, wrong owner)
+    /// rather than fail at the first submission. The probe is an empty file, so a
+    /// full disk (which pauses dispatching, `StoreTrouble`) does not stop the start.
+    private func checkWritable() throws {
+        let probe = store.jobsDirectory + "/.write-check"
+        do {
+            try DurableFile.write([], to: probe)
+            unlink(probe)
+        } catch {
+            throw ClusterError("the store \(store.root) is not writable (\(error)): check its mount and owner")
+        }
     }
 
     /// A store made by an older version has a `jobs/` folder others can read: make it
