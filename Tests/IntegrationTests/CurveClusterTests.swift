@@ -190,24 +190,25 @@ struct CurveClusterTests {
     }
 
     @Test(
-        "Roles: a client key cannot join as a worker; key B cannot see, cancel or fetch key A's job; refusals name the keys"
+        "Roles: a client key cannot join as a worker; key B cannot see, cancel or fetch key A's job; an admin key can; refusals and admin uses name the keys"
     )
     func roles() throws {
         let group = try ProcessGroup("curve-roles")
         defer { group.stop() }
-        for name in ["coordinator", "gpu-1", "alice", "bob"] {
+        for name in ["coordinator", "gpu-1", "alice", "bob", "root"] {
             let (code, text) = try Self.keygen(group, name)
             try #require(code == 0, "\(text)")
         }
         let keys = group.directory + "/keys"
         let clientKeys = group.directory + "/clients", workerKeys = group.directory + "/workers"
-        for (dir, names) in [(clientKeys, ["alice", "bob"]), (workerKeys, ["gpu-1"])] {
+        let adminKeys = group.directory + "/admins"
+        for (dir, names) in [(clientKeys, ["alice", "bob"]), (workerKeys, ["gpu-1"]), (adminKeys, ["root"])] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
         }
         let (workers, clients) = try group.startCoordinator(extra: [
             "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
-            "--worker-keys", workerKeys,
+            "--worker-keys", workerKeys, "--admin-keys", adminKeys,
         ])
         func worker(_ key: String) throws {
             try group.start(
@@ -228,6 +229,7 @@ struct CurveClusterTests {
             return (group.wait(p, timeout: 60), group.log(log))
         }
         try worker("alice")  // a client key trying to compute
+        try worker("root")  // admin keys are for the client endpoint only
         try worker("gpu-1")
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image, height: 60, width: 70)
@@ -249,12 +251,46 @@ struct CurveClusterTests {
         #expect(c1 == 0, "\(t1)")
         let (c2, t2) = try client("alice", ["status", "1"], log: "alice-status")
         #expect(c2 == 0 && t2.contains("job 1"), "\(t2)")
+        // The admin key sees and fetches alice's job once done, and cancels her second one.
+        var state = ""
+        let done = Date().addingTimeInterval(60)
+        while !state.contains("job 1: done") && Date() < done {
+            let (c, t) = try client("root", ["status", "1"], log: "root-status")
+            #expect(c == 0, "root status: \(t)")
+            state = t
+            usleep(200_000)
+        }
+        #expect(state.contains("job 1: done"), "\(state)")
+        let (c3, t3) = try client("root", ["fetch", "1", "--out", group.directory + "/root"], log: "root-fetch")
+        #expect(c3 == 0 && FileManager.default.fileExists(atPath: group.directory + "/root/tissue.npy"), "\(t3)")
+        let (c4, t4) = try client(
+            "alice",
+            ["submit"] + ClusterFixture.modelFlags
+                + ["--mode", "dense", "--tile", "24", "--outputs", "npy", "--out", group.directory + "/out2", image],
+            log: "alice-submit-2")
+        #expect(c4 == 0 && t4.contains("job 2"), "\(t4)")
+        let (c5, t5) = try client("root", ["cancel", "2"], log: "root-cancel")
+        #expect(c5 == 0 && t5.contains("job 2: cancelled"), "root cancel: \(t5)")
+        let (c6, t6) = try client("bob", ["status", "2"], log: "bob-status-2")
+        #expect(c6 != 0 && t6.contains("submitted with another key"), "\(t6)")
         let deadline = Date().addingTimeInterval(15)
-        while !group.log("worker-alice").contains("refused this key") && Date() < deadline { usleep(100_000) }
+        while !(group.log("worker-alice").contains("refused this key")
+            && group.log("worker-root").contains("refused this key"))
+            && Date() < deadline
+        {
+            usleep(100_000)
+        }
         #expect(group.log("worker-alice").contains("refused this key"), "\(group.log("worker-alice"))")
+        #expect(group.log("worker-root").contains("refused this key"), "\(group.log("worker-root"))")
         let log = group.log("coordinator")
         #expect(log.contains("worker=as-gpu-1") && log.contains("key=gpu-1"), "the worker's key is logged: \(log)")
         #expect(!log.contains("worker=as-alice"), "a client key joined as a worker: \(log)")
+        #expect(!log.contains("worker=as-root"), "an admin key joined as a worker: \(log)")
+        for verb in ["status", "fetch", "cancel"] {
+            #expect(
+                log.contains("admin key: \(verb) of another key's job") && log.contains("key=admin/root"),
+                "the admin's \(verb) is logged with its key: \(log)")
+        }
         #expect(
             log.contains("refused a request for another key's job") && log.contains("key=bob")
                 && log.contains("owner=alice"), "\(log)")

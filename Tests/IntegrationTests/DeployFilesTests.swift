@@ -342,7 +342,24 @@ struct DeployFilesTests {
         let published = strings(dict(services["coordinator"])["ports"]).compactMap {
             Int($0.split(separator: ":").last!)
         }
-        #expect(Set(published) == [workerPort, clientPort])
+        // Metrics as in the Kubernetes manifests: on beyond the container's loopback, the
+        // coordinator's port published on the host's loopback, a worker's only exposed (they
+        // scale), and each container's health check is the entrypoint's HTTP probe.
+        let metricsPort = try #require(
+            DeployFiles.port(serve.value("--metrics-address")), "compose.yaml: the coordinator has no metrics")
+        #expect(Set(published) == [workerPort, clientPort, metricsPort])
+        #expect(strings(dict(services["coordinator"])["ports"]).allSatisfy { $0.hasPrefix("127.0.0.1:") })
+        for name in ["coordinator", "worker"] {
+            let inv = try #require(invocations[name])
+            let address = try #require(inv.value("--metrics-address"), "compose.yaml \(name): no --metrics-address")
+            #expect(!address.hasPrefix("127.") && !address.hasPrefix(":"), "compose.yaml \(name): metrics on loopback")
+            let test = strings(dict(dict(services[name])["healthcheck"])["test"])
+            #expect(
+                test == ["CMD", "/usr/local/bin/tessera-entrypoint", "healthcheck"], "compose.yaml \(name): \(test)")
+        }
+        let workerMetrics = DeployFiles.port(try #require(invocations["worker"]).value("--metrics-address"))
+        #expect(strings(dict(services["worker"])["expose"]).compactMap { Int($0) } == workerMetrics.map { [$0] })
+        #expect(dict(services["worker"])["ports"] == nil, "compose.yaml: scaled workers cannot publish one port")
         // The store flag points at the store volume.
         let store = try #require(serve.value("--store"))
         #expect(strings(dict(services["coordinator"])["volumes"]).contains { $0.hasSuffix(":\(store)") })
@@ -655,5 +672,29 @@ struct DeployFilesTests {
         let dockerfile = try DeployFiles.text("docker/Dockerfile")
         let entrypoint = try DeployFiles.text("docker/entrypoint.sh")
         #expect(dockerfile.contains("\"healthcheck\"") && entrypoint.contains("healthcheck)"))
+    }
+
+    @Test("entrypoint.sh probe (the containers' health check with metrics on): 200 passes, 404 and no server fail")
+    func entrypointProbe() throws {
+        let group = try ProcessGroup("entrypoint-probe")
+        defer { group.stop() }
+        let port = try freeLoopbackPort()
+        _ = try group.startCoordinator(extra: ["--metrics-address", "\(port)"])
+        let script = DeployFiles.deploy.path + "/docker/entrypoint.sh"
+        func probe(_ address: String, _ path: String) throws -> (Int32, String) {
+            try runCommand(["/bin/sh", script, "probe", address, path])
+        }
+        var ready: (Int32, String) = (1, "")
+        let deadline = Date().addingTimeInterval(20)
+        repeat {
+            ready = try probe("0.0.0.0:\(port)", "/readyz")
+            if ready.0 == 0 { break }
+            usleep(100_000)
+        } while Date() < deadline
+        #expect(ready.0 == 0, "\(ready.1)\n\(group.log("coordinator"))")
+        #expect(try probe(":\(port)", "/healthz").0 == 0)
+        let missing = try probe("127.0.0.1:\(port)", "/nothing")
+        #expect(missing.0 != 0 && missing.1.contains("404"), "\(missing.1)")
+        #expect(try probe("127.0.0.1:\(try freeLoopbackPort())", "/readyz").0 != 0)
     }
 }

@@ -51,4 +51,72 @@ struct EndpointLimitTests {
         #expect(group.log("client").contains("exceeds the worker endpoint's limit of 1 MiB"), "\(group.log("client"))")
         print("worker endpoint limit: RSS \(before >> 20) → \(after >> 20) MiB after 4 × 64 MiB frames")
     }
+
+    /// A submission whose image is `size` bytes: a real PNG header (admitted) and junk, so
+    /// the coordinator stores it and its decoder then refuses it.
+    static func junkSubmission(header png: [UInt8], size: Int) -> WireMessage {
+        var options = JobOptions()
+        options.engine.allowPadding = true
+        var image = Array(png.prefix(33))  // signature + IHDR
+        image += [UInt8](repeating: 0x5A, count: size - image.count)
+        return .submit(
+            Wire.JobSpec(
+                mode: .dense, tileSize: UInt32(ClusterFixture.tile),
+                preprocessing: Wire.Preprocessing(
+                    channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
+                outputOptions: options.encoded,
+                prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
+                weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
+                image: .inline(name: "flood.png", bytes: image)))
+    }
+
+    @Test("A client flooding large uploads: coordinator peak RSS stays bounded, a legitimate job still completes")
+    func uploadFlood() throws {
+        let group = try ProcessGroup("upload-flood")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--max-preparing-mib", "1"])
+        let pid = try #require(group.coordinatorPID)
+        try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1"], log: "w")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
+        let (size, count) = (32 << 20, 24)
+        let message = Self.junkSubmission(header: ClusterFixture.bytes(image)!, size: size)
+        let context = try ZMQContext()
+        let flood = try ZMQSocket(context, type: .dealer)
+        try flood.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        try flood.connect(clients)
+        usleep(300_000)
+        let before = try #require(peakResidentBytes(of: pid))
+        // The legitimate client submits while the flood is under way.
+        let legit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "24", "--outputs", "npy", "--wait", "--out", group.directory + "/out",
+                    image,
+                ],
+            log: "legit")
+        let started = Date()
+        for _ in 0..<count { try flood.send(message) }
+        var replies = 0
+        let deadline = Date().addingTimeInterval(180)
+        while replies < count && Date() < deadline {
+            if try flood.waitForMessage(timeoutMilliseconds: 200), try flood.receiveWire(dontWait: true) != nil {
+                replies += 1
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        #expect(replies == count, "the flood got \(replies) of \(count) replies")
+        #expect(group.wait(legit, timeout: 120) == 0, "\(group.log("legit"))\n\(group.log("coordinator"))")
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/out/tissue.npy"))
+        let growth = try #require(peakResidentBytes(of: pid)) - before
+        // Bound: one upload in preparation, the peer's queue (2 messages), one being
+        // decoded by libzmq and its copy being read: 5 × 32 MiB, plus slack.
+        #expect(growth < 7 * size, "coordinator peak RSS grew by \(growth >> 20) MiB for \(count) × \(size >> 20) MiB")
+        let log = group.log("coordinator")
+        #expect(log.contains("client endpoint paused"), "\(log)")
+        print(
+            "upload flood: \(count) × \(size >> 20) MiB in \(String(format: "%.1f", seconds)) s, "
+                + "coordinator peak RSS \(before >> 20) → \((before + growth) >> 20) MiB")
+    }
 }

@@ -142,6 +142,26 @@ struct EnvironmentVariableTests {
         #expect(checked > 40, "only \(checked) options found")
     }
 
+    @Test("An option table that cannot be read refuses TESSERA_ variables loudly instead of ignoring them")
+    func unreadableTable() throws {
+        for binary in Self.binaries {
+            #expect(binary.table.failure == nil, "\(binary.name): \(binary.table.failure ?? "")")
+        }
+        let broken = EnvironmentTable(dumpedHelp: "{ not the help", scheme: .coordinator)
+        #expect(broken.failure != nil)
+        do {
+            _ = try broken.apply(["serve"], environment: ["TESSERA_STORE": "/srv/store", "HOME": "/root"])
+            Issue.record("a variable was ignored silently")
+        } catch {
+            #expect("\(error)".contains("TESSERA_STORE") && "\(error)".contains("option table"), "\(error)")
+        }
+        // Nothing of Tessera's set (or only empty): the command line is used as it is.
+        let plain = try broken.apply(["serve", "--store", "/s"], environment: ["HOME": "/root", "TESSERA_CREDIT": ""])
+        #expect(plain.arguments == ["serve", "--store", "/s"])
+        let worker = EnvironmentTable(dumpedHelp: "", scheme: .worker)
+        #expect(throws: EnvironmentError.self) { try worker.apply([], environment: ["TESSERA_WORKER_THREADS": "4"]) }
+    }
+
     @Test("A variable means one thing: no name is shared between the binaries or between different flags")
     func namesAreDistinct() throws {
         var owner: [String: String] = [:]

@@ -115,6 +115,58 @@ struct MetricsEndpointTests {
         try promtool(try httpGet(port: wport, path: "/metrics").body, "worker", group.directory)
     }
 
+    @Test("ended jobs (done or cancelled) hold no model bytes: tessera_model_bytes counts active jobs only")
+    func endedJobsDropModels() throws {
+        let group = try ProcessGroup("metrics-models")
+        defer { group.stop() }
+        let port = try freeLoopbackPort()
+        let (workers, clients) = try group.startCoordinator(extra: ["--metrics-address", ":\(port)"])
+        #expect(waitFor(port, "/readyz", status: 200), "\(group.log("coordinator"))")
+        let modelSize = Double(
+            try FileManager.default.attributesOfItem(atPath: ClusterFixture.prototxt)[.size] as! Int
+                + (try FileManager.default.attributesOfItem(atPath: ClusterFixture.weights)[.size] as! Int))
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
+        func submit(_ name: String, wait: Bool) throws {
+            let p = try group.start(
+                "tessera-coordinator",
+                ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--out",
+                    group.directory + "/\(name)", image,
+                ] + (wait ? ["--wait"] : []), log: name)
+            #expect(group.wait(p, timeout: 60) == 0, "\(group.log(name))")
+        }
+        func modelBytes(_ expected: Double) -> Double? {
+            // Gauges are published twice a second.
+            let deadline = Date().addingTimeInterval(5)
+            var value: Double?
+            repeat {
+                value = try? metrics(port).value("tessera_model_bytes")
+                if value == expected { break }
+                usleep(100_000)
+            } while Date() < deadline
+            return value
+        }
+        // No worker yet: two jobs wait, each holding its model.
+        try submit("a", wait: false)
+        try submit("b", wait: false)
+        #expect(modelBytes(2 * modelSize) == 2 * modelSize)
+        let cancel = try group.start("tessera-coordinator", ["cancel", "2", "--coordinator", clients], log: "cancel")
+        #expect(group.wait(cancel, timeout: 30) == 0, "\(group.log("cancel"))")
+        try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1"], log: "w")
+        try submit("c", wait: true)
+        try submit("d", wait: true)
+        let done = Date().addingTimeInterval(30)
+        while (try? metrics(port).value("tessera_jobs", ["state": "done"])) != 3 && Date() < done { usleep(100_000) }
+        #expect(try metrics(port).value("tessera_jobs", ["state": "done"]) == 3)
+        #expect(modelBytes(0) == 0, "ended jobs still hold their models (\(modelSize) bytes each)")
+        // An ended job is still fetchable: the outputs never needed the model.
+        let fetch = try group.start(
+            "tessera-coordinator", ["fetch", "1", "--out", group.directory + "/fetched", "--coordinator", clients],
+            log: "fetch")
+        #expect(group.wait(fetch, timeout: 30) == 0, "\(group.log("fetch"))")
+    }
+
     @Test("a worker without a coordinator is alive but not ready; the endpoint is off unless asked for")
     func workerNotReady() throws {
         let group = try ProcessGroup("metrics-unready")

@@ -83,6 +83,9 @@ def mapped(a):
         a = re.sub(r"(?<![^\s\"'=])" + re.escape(target) + r"(?=$|[/\s\"'])", paths[target], a)
     return a
 for k, v in (svc.get("environment") or {}).items():
+    # On one loopback, the services' metrics ports would collide: only in namespaces.
+    if loopback and k.endswith("METRICS_ADDRESS"):
+        continue
     print(f"env {k}={mapped(v)}")
 command = svc["command"]
 for a in (command if "entrypoint" in svc else command[1:]):  # command[0]: the role
@@ -139,7 +142,16 @@ if [[ ${#NETNS[@]} -gt 0 ]]; then
     in_service coordinator ss -tn | grep -q "10.77.0.1$i:" \
       || { echo "compose-local: no sign of worker$i connecting from 10.77.0.1$i" >&2; exit 1; }
   done
-  where="4 network namespaces on a private bridge"
+  # The compose health checks with metrics on: the entrypoint's HTTP probe in each service.
+  probe=(sh deploy/docker/entrypoint.sh probe)
+  metrics_of() { local kv; for kv in "$@"; do [[ $kv == *METRICS_ADDRESS=* ]] && echo "${kv#*=}"; done; true; }
+  in_service coordinator "${probe[@]}" "$(metrics_of "${ENV_coordinator[@]}")" /readyz \
+    || { echo "compose-local: the coordinator's /readyz did not answer 200" >&2; exit 1; }
+  for i in 1 2; do
+    in_service "worker$i" "${probe[@]}" "$(metrics_of "${ENV_worker[@]}")" /healthz \
+      || { echo "compose-local: worker$i's /healthz did not answer 200" >&2; exit 1; }
+  done
+  where="4 network namespaces on a private bridge, health probes answered"
 else
   where="loopback"
 fi

@@ -32,7 +32,9 @@ final class CoordinatorJob: @unchecked Sendable {
     let options: JobOptions
     let mode: MapMode
     let tile: Int
-    let model: ModelBundle
+    /// The model's files while the job is active (workers ask for them by digest);
+    /// an ended job keeps only the digest (`releaseModel`).
+    private(set) var model: ModelBundle
     let settingsBytes: [UInt8]
     let plan: ModelPlan
     let preprocessing: Wire.Preprocessing
@@ -48,10 +50,11 @@ final class CoordinatorJob: @unchecked Sendable {
     /// Receipt journal lines (`ReceiptJournal`) not yet committed to the store.
     var journalUnsynced: [String] = []
     /// Upload jobs: finished map tiles handed to the store queue and not yet known
-    /// written, and tiles whose write failed (a full disk), kept to be written again.
+    /// written, tiles whose write failed (a full disk), kept to be written again, and
+    /// how many of those are being written again.
     var unwritten = 0
     var heldTiles: [UploadMap.FinishedTile] = []
-    var writeFailures = 0
+    var retrying = 0
     let imageSize: Size2
     let stem: String
     let directory: String
@@ -126,6 +129,13 @@ final class CoordinatorJob: @unchecked Sendable {
     }
 
     var isActive: Bool { state == .running || state == .queued }
+
+    /// Drops the model's bytes once the job has ended: only active jobs' models are
+    /// sent to workers, and a restart reads them from the store, so an ended job
+    /// costs no model memory (about 1.5 MB each for a typical net otherwise).
+    func releaseModel() {
+        if model.byteCount > 0 { model = model.withoutFiles }
+    }
 
     func status(workers: Int) -> Wire.JobStatus {
         let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)

@@ -21,18 +21,28 @@ extension CoordinatorLoop {
             guard let refusal = submit(spec, from: peer, owner: envelope.userID) else { return }
             reply = refusal
         case .success(.statusRequest(let id)):
-            reply = id.map { notYours($0, envelope.userID) ?? jobStatus($0) } ?? clusterStatus()
+            reply = id.map { notYours($0, envelope.userID, "status") ?? jobStatus($0) } ?? clusterStatus()
         case .success(.cancel(let id)):
-            reply = notYours(id, envelope.userID) ?? cancel(id)
+            reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
-            reply = notYours(req.jobID, envelope.userID) ?? fetch(req)
+            reply = notYours(req.jobID, envelope.userID, "fetch") ?? fetch(req)
         case .success(let other):
             rejects.warning(
                 "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
             reply = .error(message: "unexpected message \(other.type)")
         }
+        self.reply(reply, to: peer, socket)
+    }
+
+    /// Sends a reply without waiting. A client whose reply queue is full (it sends
+    /// requests without reading the answers) loses this one, logged (rate-limited).
+    func reply(_ message: WireMessage, to peer: RoutingID, _ socket: borrowing ZMQSocket) {
         do {
-            try socket.send(reply, to: peer, flags: .dontWait)
+            try socket.send(message, to: peer, flags: .dontWait)
+        } catch ZMQError.again {
+            rejects.warning(
+                "client-queue-full", "a client does not read its replies: reply dropped",
+                metadata: ["peer": "\(peer)", "reply": "\(message.type)"])
         } catch {
             logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
         }
@@ -55,16 +65,23 @@ extension CoordinatorLoop {
     }
 
     /// Roles: a job is seen, cancelled and fetched by the key that submitted it only
-    /// (jobs submitted without CURVE, "anonymous", by anyone). The refusal is logged
+    /// (jobs submitted without CURVE, "anonymous", by anyone), or by an admin key
+    /// (`--admin-keys`), whose use of another key's job is logged. A refusal is logged
     /// with both key names; the reply does not say whose the job is.
-    private func notYours(_ id: UInt64, _ requester: String?) -> WireMessage? {
+    private func notYours(_ id: UInt64, _ requester: String?, _ verb: String) -> WireMessage? {
         guard let owner = jobs[id]?.owner ?? archived[id]?.owner, owner != "anonymous", owner != requester else {
+            return nil
+        }
+        if CoordinatorService.isAdmin(requester) {
+            logger.notice(
+                "admin key: \(verb) of another key's job",
+                metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])
             return nil
         }
         CoordinatorMetrics.refused("not-owner")
         rejects.warning(
             "not-owner", "refused a request for another key's job",
-            metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])
+            metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)", "request": "\(verb)"])
         return .error(message: "job \(id) was submitted with another key")
     }
 

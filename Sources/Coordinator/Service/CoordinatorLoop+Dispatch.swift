@@ -10,7 +10,9 @@ extension CoordinatorLoop {
     func dispatch(_ socket: borrowing ZMQSocket) {
         guard storeBacklog.withLock({ $0 }) < Self.maxStoreBacklog else { return }
         let now = monotonicSeconds()
-        guard storeFailing.withLock({ $0.until }) <= now else { return }
+        guard !storeTrouble.paused(now) else { return }
+        // Map tiles the store refused wait in memory: no new work until they are written.
+        guard !tilesHeld else { return }
         var overdue: [Overdue] = []
         if now - lastStragglerScan >= 0.1 {
             lastStragglerScan = now

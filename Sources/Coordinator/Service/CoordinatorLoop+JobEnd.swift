@@ -47,6 +47,8 @@ extension CoordinatorLoop {
             guard let job = jobs[id] else { continue }
             job.finished = monotonicSeconds()
             job.image = nil
+            job.releaseModel()
+            storeTrouble.ended(id)
             switch result {
             case .success(let files):
                 job.outputFiles = files
@@ -104,6 +106,8 @@ extension CoordinatorLoop {
         releaseHeldTiles(job)
         job.map = nil
         job.image = nil
+        job.releaseModel()
+        storeTrouble.ended(job.id)
         for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
         job.running = 0
         job.journalUnsynced.removeAll()

@@ -11,6 +11,8 @@ struct PreparedJob: Sendable {
     let id: UInt64
     let client: RoutingID
     let since: Double
+    /// The submitted files' bytes it held (`CoordinatorLoop.preparingBytes`).
+    let bytes: Int
     let result: Result<CoordinatorJob, any Error>
 }
 
@@ -49,7 +51,9 @@ extension CoordinatorLoop {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         let (factory, prepared, since) = (factory, prepared, monotonicSeconds())
+        let bytes = Self.inlineBytes(spec)
         preparing += 1
+        preparingBytes += bytes
         if let token = options.token {
             tokens[Self.tokenKey(token, owner)] = id
             waitingClients[id] = []
@@ -63,7 +67,9 @@ extension CoordinatorLoop {
                     throw error
                 }
             }
-            prepared.withLock { $0.append(PreparedJob(id: id, client: client, since: since, result: result)) }
+            prepared.withLock {
+                $0.append(PreparedJob(id: id, client: client, since: since, bytes: bytes, result: result))
+            }
         }
         return nil
     }
@@ -76,6 +82,7 @@ extension CoordinatorLoop {
         }
         for p in ready {
             preparing -= 1
+            preparingBytes -= p.bytes
             let reply: WireMessage
             switch p.result {
             case .success(let job):
@@ -90,11 +97,7 @@ extension CoordinatorLoop {
             }
             // Clients that retried meanwhile (a lost reply, a reconnect) get the same answer.
             for client in [p.client] + (waitingClients.removeValue(forKey: p.id) ?? []) {
-                do {
-                    try socket.send(reply, to: client, flags: .dontWait)
-                } catch {
-                    logger.debug("reply to a client failed", metadata: ["error": "\(error)"])
-                }
+                self.reply(reply, to: client, socket)
             }
         }
     }
@@ -111,6 +114,14 @@ extension CoordinatorLoop {
                 "storage": "\(job.shared == nil ? "upload" : "shared")",
             ])
         if job.tasks.isEmpty { finish(job) }
+    }
+
+    /// The bytes of the files a submission carries (image and model, when uploaded).
+    static func inlineBytes(_ spec: Wire.JobSpec) -> Int {
+        [spec.prototxt, spec.weights, spec.image].reduce(0) { sum, source in
+            if case .inline(_, let bytes) = source { return sum + bytes.count }
+            return sum
+        }
     }
 
     /// A submission token is the submitter's own: keys do not share them.

@@ -261,6 +261,10 @@ extension CoordinatorLoop {
         do {
             workerBytesOut += try socket.send(m, to: worker.id, flags: .dontWait)
             worker.lastSent = monotonicSeconds()
+        } catch ZMQError.again {
+            rejects.warning(
+                "worker-queue-full", "a worker does not read its messages: message dropped",
+                metadata: ["worker": "\(worker.name)", "message": "\(m.type)"])
         } catch {
             logger.debug("send to worker failed", metadata: ["worker": "\(worker.name)", "error": "\(error)"])
         }

@@ -69,13 +69,17 @@ final class CoordinatorLoop {
     static let maxStoreBacklog = 128 << 20
     /// Upload jobs' map tile writes done on the store queue, for the loop (`+UploadTiles`).
     let written = Locked<[TileWritten]>([])
-    /// Set when a tile write fails (a full disk): no dispatching before `until`.
-    let storeFailing = Locked<(until: Double, count: Int)>((0, 0))
+    /// Failing tile writes (a full disk): dispatching pauses, logged once per job.
+    let storeTrouble: StoreTrouble
     /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
     /// plans the preparation shares.
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
     let prepared = Locked<[PreparedJob]>([])
     var preparing = 0
+    /// Submitted file bytes held by the submissions being prepared: the client endpoint
+    /// is not read while they reach `configuration.maxPreparingBytes`.
+    var preparingBytes = 0
+    var clientsWerePaused = false
     let planCache = Locked<[String: ModelPlan]>([:])
     /// Submission tokens (`JobOptions.token`) of the jobs this coordinator knows, and
     /// the clients that retried a submission still being prepared: a retry gets the same job.
@@ -91,6 +95,7 @@ final class CoordinatorLoop {
         self.logger = logger
         self.stopRequested = stopRequested
         rejects = RateLimitedLog(logger: logger)
+        storeTrouble = StoreTrouble(logger: logger)
         rejects.onEvent = CoordinatorMetrics.refused
     }
 
@@ -102,6 +107,7 @@ final class CoordinatorLoop {
         if let dir = configuration.storeDirectory {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
+            try checkWritable()
             restrictJobsFolder()
         } else {
             store = JobStore(
@@ -115,6 +121,19 @@ final class CoordinatorLoop {
         // Job ids stay unique across restarts on the same store.
         nextJobID = max(store.jobIDs().max() ?? 0, store.highestRemovedID()) + 1
         if persistent { resumeFromStore() }
+    }
+
+    /// Refuses to start on a store it cannot write (read-only mount, wrong owner)
+    /// rather than fail at the first submission. The probe is an empty file, so a
+    /// full disk (which pauses dispatching, `StoreTrouble`) does not stop the start.
+    private func checkWritable() throws {
+        let probe = store.jobsDirectory + "/.write-check"
+        do {
+            try DurableFile.write([], to: probe)
+            unlink(probe)
+        } catch {
+            throw ClusterError("the store \(store.root) is not writable (\(error)): check its mount and owner")
+        }
     }
 
     /// A store made by an older version has a `jobs/` folder others can read: make it
@@ -143,6 +162,10 @@ final class CoordinatorLoop {
         var poller = ZMQPoller()
         let wi = poller.add(workerSocket)
         let ci = poller.add(clientSocket)
+        // While the preparations hold `maxPreparingBytes`, only the worker endpoint is
+        // polled: clients' messages wait in their bounded queues (`peerQueueMessages`).
+        var workersOnly = ZMQPoller()
+        workersOnly.add(workerSocket)
         let workerLimits: WireLimits = {
             var l = WireLimits()
             l.maxTotalBytes = configuration.maxWorkerMessageBytes
@@ -155,15 +178,22 @@ final class CoordinatorLoop {
         }()
         while !shouldStop {
             do {
-                try poller.poll(timeoutMilliseconds: 50)
-                if poller.isReadable(wi) {
+                let readClients = !clientsPaused()
+                if readClients {
+                    try poller.poll(timeoutMilliseconds: 50)
+                } else {
+                    try workersOnly.poll(timeoutMilliseconds: 50)
+                }
+                if readClients ? poller.isReadable(wi) : workersOnly.isReadable(0) {
                     while let envelope = try workerSocket.receiveWire(limits: workerLimits, dontWait: true) {
                         workerBytesIn += envelope.byteCount
                         handleWorker(envelope, workerSocket)
                     }
                 }
-                if poller.isReadable(ci) {
-                    while let envelope = try clientSocket.receiveWire(limits: clientLimits, dontWait: true) {
+                if readClients && poller.isReadable(ci) {
+                    while !clientsPaused(),
+                        let envelope = try clientSocket.receiveWire(limits: clientLimits, dontWait: true)
+                    {
                         handleClient(envelope, clientSocket)
                     }
                 }
@@ -181,6 +211,22 @@ final class CoordinatorLoop {
             }
         }
         shutDown(workerSocket, clientSocket, clientLimits)
+    }
+
+    /// Whether the client endpoint waits: the submissions being prepared hold
+    /// `maxPreparingBytes` of files. Logged (rate-limited) when it starts waiting.
+    private func clientsPaused() -> Bool {
+        let paused = preparingBytes >= configuration.maxPreparingBytes
+        defer { clientsWerePaused = paused }
+        guard paused else { return false }
+        guard !clientsWerePaused else { return true }
+        rejects.warning(
+            "clients-paused", "client endpoint paused: the submissions being prepared hold their limit",
+            metadata: [
+                "preparing": "\(preparing)", "bytes": "\(preparingBytes)",
+                "limit": "\(configuration.maxPreparingBytes)",
+            ])
+        return true
     }
 
     /// Stops accepting jobs (a last pass over waiting client requests refuses

@@ -15,6 +15,7 @@ final class CoordinatorMetrics {
     private let heartbeatMisses = Counter(label: MetricName.heartbeatMisses)
     private let jobsEvicted = Counter(label: MetricName.jobsEvicted)
     private let storeBytes = Gauge(label: MetricName.storeBytes)
+    private let modelBytes = Gauge(label: MetricName.modelBytes)
     private let workers = Gauge(label: MetricName.workers)
     private let jobs = Dictionary(
         uniqueKeysWithValues: CoordinatorMetrics.jobStates.map {
@@ -63,11 +64,13 @@ final class CoordinatorMetrics {
         traffic sockets: [(endpoint: String, received: UInt64, sent: UInt64)]
     ) {
         lastPublished = monotonicSeconds()
+        var heldModelBytes = 0
         var byState = Dictionary(uniqueKeysWithValues: CoordinatorMetrics.jobStates.map { ($0, 0) })
         var queuedTasks = 0
         var runningTasks = 0
         for job in all {
             byState["\(job.state)", default: 0] += 1
+            heldModelBytes += job.model.byteCount
             if job.isActive {
                 queuedTasks += job.pending.count
                 runningTasks += job.running
@@ -75,6 +78,7 @@ final class CoordinatorMetrics {
         }
         for job in archived { byState["\(job.state)", default: 0] += 1 }
         for (state, gauge) in jobs { gauge.record(byState[state] ?? 0) }
+        modelBytes.record(heldModelBytes)
         queued.record(queuedTasks)
         running.record(runningTasks)
         workers.record(count)

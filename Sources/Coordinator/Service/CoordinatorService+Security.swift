@@ -10,7 +10,10 @@ import TesseraWire
 ///   alone makes libzmq refuse ZMTP 1.0 framing, so random bytes never reach the app;
 /// - with CURVE the sockets are CURVE servers and the handler lets in only the public
 ///   keys of the authorized-keys folder (re-read every 2 s) and the coordinator's own;
-///   every refusal is logged (rate-limited) with the peer's address and key.
+///   every refusal is logged (rate-limited) with the peer's address and key;
+/// - roles: with `--worker-keys` only those keys pass on the worker endpoint; with
+///   `--admin-keys` those keys pass on the client endpoint as `admin/NAME`, and may
+///   see, cancel and fetch every job (`CoordinatorLoop.notYours`).
 ///
 /// It fails closed: if the ZAP handler stops answering, the service stops (its
 /// endpoints close, `failure` says why) rather than run on with libzmq letting
@@ -19,6 +22,12 @@ extension CoordinatorService {
     /// The ZAP domains of the two endpoints: the handler tells workers from clients by them.
     static let workerDomain = "tessera-workers"
     static let clientDomain = "tessera-clients"
+
+    /// The User-Id of an admin key: a key's name is a file name, which cannot hold a
+    /// "/", so no ordinary key can pass for an admin.
+    static let adminPrefix = "admin/"
+    static func adminUserID(_ name: String) -> String { adminPrefix + name }
+    static func isAdmin(_ userID: String?) -> Bool { userID?.hasPrefix(adminPrefix) ?? false }
 
     /// Starts the ZAP handler for this service's context. Call before binding.
     func startAuthentication() throws -> ZAPHandler {
@@ -40,8 +49,19 @@ extension CoordinatorService {
             if let dir = curve.workerKeysDirectory, let warning = Self.keyFolderWarning(dir) {
                 logger.warning("worker-keys: \(warning)", metadata: ["folder": "\(dir)"])
             }
+            // Admin keys: client endpoint only, never the coordinator's own key implicitly.
+            let admins = curve.adminKeysDirectory.map {
+                AuthorizedKeysPolicy(curve, directory: $0, includingOwnKey: false, onSkip: onSkip).policy
+            }
+            if let dir = curve.adminKeysDirectory, let warning = Self.keyFolderWarning(dir) {
+                logger.warning("admin-keys: \(warning)", metadata: ["folder": "\(dir)"])
+            }
             policy = ZAPPolicy { request in
-                (request.domain == Self.workerDomain ? workers ?? clients : clients).decide(request)
+                if request.domain == Self.workerDomain { return (workers ?? clients).decide(request) }
+                if let admins, case .allow(let name) = admins.decide(request) {
+                    return .allow(userID: Self.adminUserID(name))
+                }
+                return clients.decide(request)
             }
         } else {
             policy = .allowAll

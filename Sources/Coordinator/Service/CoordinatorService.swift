@@ -40,6 +40,16 @@ package final class CoordinatorService: Sendable {
         /// connection of one that sends more, before buffering it): an upload job's
         /// largest result must fit; shared-storage receipts are tiny.
         package var maxWorkerMessageBytes = 256 << 20
+        /// Messages one peer may have received but not yet handled, per endpoint
+        /// (`ZMQ_RCVHWM`): past it libzmq stops reading that peer's connection (TCP
+        /// backpressure, nothing dropped), so a peer flooding large messages costs at most
+        /// (this + 1 being decoded) × the endpoint's message limit. Replies queued to a
+        /// client (`ZMQ_SNDHWM`) are capped alike; one past it is dropped and logged.
+        package var peerQueueMessages = 2
+        /// Bytes of submitted files (image, model) waiting for or in preparation: past
+        /// it the loop stops reading the client endpoint until a preparation finishes,
+        /// so a flood of uploads waits in the peers' bounded queues, not in memory.
+        package var maxPreparingBytes = 256 << 20
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
         /// Largest image (width × height, from its header) a submission may bring.
@@ -114,10 +124,17 @@ package final class CoordinatorService: Sendable {
     private func serve(started: ((String, String)) -> Void) throws {
         let workerSocket = try ZMQSocket(context, type: .router)
         try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxWorkerMessageBytes))
+        // Per peer: a few received messages; sent ones are tasks (at most `credit`), model
+        // data and heartbeats.
+        try workerSocket.set(.receiveHighWaterMark, Int32(configuration.peerQueueMessages))
+        try workerSocket.set(.sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages))
         try secure(workerSocket, domain: Self.workerDomain)
         try workerSocket.bind(configuration.workerEndpoint)
         let clientSocket = try ZMQSocket(context, type: .router)
         try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
+        // A client has one request in flight; its replies (up to 16 MiB fetch chunks) are capped too.
+        try clientSocket.set(.receiveHighWaterMark, Int32(configuration.peerQueueMessages))
+        try clientSocket.set(.sendHighWaterMark, Int32(configuration.peerQueueMessages))
         try secure(clientSocket, domain: Self.clientDomain)
         try clientSocket.bind(configuration.clientEndpoint)
         let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)

@@ -65,6 +65,13 @@ package struct CurveServerOptions: ParsableArguments {
                 + "compute. Without it, every authorized key may be either.", valueName: "dir"))
     package var workerKeys: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Admin keys: a folder of public keys allowed on the client endpoint that may see, cancel and "
+                + "fetch every job, not only their own (each use on another key's job is logged).",
+            valueName: "dir"))
+    package var adminKeys: String?
+
     package init() {}
 
     package func validate() throws {
@@ -72,8 +79,9 @@ package struct CurveServerOptions: ParsableArguments {
             guard curveSecretKey != nil, authorizedKeys != nil else {
                 throw ValidationError("--curve needs --curve-secret-key FILE and --authorized-keys DIR")
             }
-        } else if curveSecretKey != nil || authorizedKeys != nil || workerKeys != nil {
-            throw ValidationError("--curve-secret-key, --authorized-keys and --worker-keys are used only with --curve")
+        } else if curveSecretKey != nil || authorizedKeys != nil || workerKeys != nil || adminKeys != nil {
+            throw ValidationError(
+                "--curve-secret-key, --authorized-keys, --worker-keys and --admin-keys are used only with --curve")
         }
     }
 
@@ -82,11 +90,14 @@ package struct CurveServerOptions: ParsableArguments {
         guard curve, let secret = curveSecretKey, let folder = authorizedKeys else { return nil }
         do {
             return try CurveServerSecurity.load(
-                secretKeyFile: secret, authorizedKeysDirectory: folder, workerKeysDirectory: workerKeys)
+                secretKeyFile: secret, authorizedKeysDirectory: folder, workerKeysDirectory: workerKeys,
+                adminKeysDirectory: adminKeys)
         } catch let error as ZMQKeyFileError {
             let flag =
                 error.path == secret
-                ? "--curve-secret-key" : error.path == workerKeys ? "--worker-keys" : "--authorized-keys"
+                ? "--curve-secret-key"
+                : error.path == workerKeys
+                    ? "--worker-keys" : error.path == adminKeys ? "--admin-keys" : "--authorized-keys"
             throw ValidationError("\(flag) \(error)")
         } catch {
             throw ValidationError("--authorized-keys \(folder): \(error)")

@@ -36,9 +36,24 @@ package struct EnvironmentTable: Sendable {
     /// The subcommand names (empty for a binary without subcommands).
     package let subcommands: [String]
 
+    /// Why the option table could not be read (nil when it was): `apply` then refuses
+    /// to run with variables of this binary set, rather than ignore them silently.
+    package let failure: String?
+
     package init<Root: ParsableCommand>(_ root: Root.Type, scheme: EnvironmentScheme) {
+        self.init(dumpedHelp: root._dumpHelp(), scheme: scheme)
+    }
+
+    /// The table from ArgumentParser's JSON description of the commands.
+    package init(dumpedHelp json: String, scheme: EnvironmentScheme) {
         self.scheme = scheme
-        let info = (try? JSONDecoder().decode(DumpedTool.self, from: Data(root._dumpHelp().utf8)))?.command
+        var info: DumpedCommand?
+        do {
+            info = try JSONDecoder().decode(DumpedTool.self, from: Data(json.utf8)).command
+            failure = nil
+        } catch {
+            failure = "\(error)"
+        }
         var options: [String?: [EnvironmentOption]] = [:]
         var subcommands: [String] = []
         func collect(_ command: DumpedCommand, as name: String?) {
@@ -94,6 +109,17 @@ package struct EnvironmentTable: Sendable {
         // A help request prints the help whatever the environment holds.
         if arguments.first == "help" || arguments.contains("--help") || arguments.contains("-h") {
             return Applied(arguments: arguments, subcommand: sub, used: [])
+        }
+        if let failure {
+            let prefixes = [scheme.prefix] + scheme.scopes.map(\.prefix)
+            if let set = environment.keys.sorted().first(where: { key in
+                prefixes.contains { key.hasPrefix($0) } && !(environment[key] ?? "").isEmpty
+            }) {
+                throw EnvironmentError(
+                    description:
+                        "\(set) is set, but \(scheme.binary) cannot read its own option table (\(failure)), so no "
+                        + "TESSERA_ variable can be applied: pass the settings as flags, or unset the variables")
+            }
         }
         let given = Set(
             arguments.prefix { $0 != "--" }.compactMap { token -> String? in

@@ -24,6 +24,19 @@ package struct ModelBundle: Sendable, Equatable {
         digest = Self.digest(prototxt: prototxt, weights: weights)
     }
 
+    private init(digest: Wire.ModelDigest) {
+        prototxt = []
+        weights = []
+        self.digest = digest
+    }
+
+    /// Bytes of the two files held.
+    package var byteCount: Int { prototxt.count + weights.count }
+
+    /// The same model's name without its bytes: what an ended job keeps (the files
+    /// stay in the store; nothing sends an ended job's model).
+    package var withoutFiles: ModelBundle { ModelBundle(digest: digest) }
+
     package static func digest(prototxt: [UInt8], weights: [UInt8]) -> Wire.ModelDigest {
         var h = SHA256()
         var size = UInt64(prototxt.count).littleEndian

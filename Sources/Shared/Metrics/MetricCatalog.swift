@@ -18,6 +18,7 @@ package enum MetricName {
     package static let refusals = "tessera_refusals_total"
     package static let jobsEvicted = "tessera_jobs_evicted_total"
     package static let storeBytes = "tessera_store_bytes"
+    package static let modelBytes = "tessera_model_bytes"
     // Both
     package static let bytesReceived = "tessera_bytes_received_total"
     package static let bytesSent = "tessera_bytes_sent_total"
@@ -80,6 +81,10 @@ package enum MetricCatalog {
         Entry(
             name: MetricName.storeBytes, kind: .gauge, labels: [],
             help: "Bytes in the job store's jobs folder (measured every retention check).",
+            exporter: "coordinator"),
+        Entry(
+            name: MetricName.modelBytes, kind: .gauge, labels: [],
+            help: "Bytes of model files the coordinator holds in memory (active jobs only).",
             exporter: "coordinator"),
         Entry(
             name: MetricName.bytesReceived, kind: .counter, labels: ["endpoint"],

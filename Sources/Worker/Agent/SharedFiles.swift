@@ -4,36 +4,34 @@ import TesseraCore
 import TesseraImage
 
 /// The images and map stores a worker's shared-storage tasks use, opened once and
-/// kept (a few of each), and the rule for which paths it may touch: only under the
+/// kept (the few used last of each), and the rule for which paths it may touch: only under the
 /// folders given with `--shared-root` (symbolic links resolved, so a link cannot
 /// lead a task outside them).
 struct SharedFiles {
     let roots: SharedRoots
-    private var images: [String: any RegionSource] = [:]
-    private var stores: [String: MapStore] = [:]
+    private var images = LRUCache<String, any RegionSource>(capacity: 4)
+    private var stores = LRUCache<String, MapStore>(capacity: 8)
 
     init(roots: [String]) { self.roots = SharedRoots(roots) }
 
     /// The image at `path`, level `level`, opened once per (path, level).
     mutating func image(_ path: String, level: Int) throws -> any RegionSource {
         let key = "\(level):\(path)"
-        if let open = images[key] { return open }
+        if let open = images.get(key) { return open }
         let resolved = try allowed(path, "image")
         let opened = try ImageInput.open(path: resolved, level: level == 0 ? nil : level)
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)")
         }
-        if images.count >= 4 { images.removeAll() }
-        images[key] = opened.source
+        images.insert(opened.source, for: key)
         return opened.source
     }
 
     /// The map store at `path`, opened once.
     mutating func store(_ path: String) throws -> MapStore {
-        if let open = stores[path] { return open }
+        if let open = stores.get(path) { return open }
         let store = try MapStore.open(at: allowed(path, "map store"))
-        if stores.count >= 8 { stores.removeAll() }
-        stores[path] = store
+        stores.insert(store, for: path)
         return store
     }
 

@@ -33,7 +33,7 @@ extension WorkerAgent {
     }
 
     private func computeLoop(_ wake: borrowing ZMQSocket) {
-        var engines: [String: MapEngine] = [:]
+        var engines = LRUCache<String, MapEngine>(capacity: 2)
         var files = SharedFiles(roots: configuration.sharedRoots)
         while true {
             let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
@@ -94,18 +94,17 @@ extension WorkerAgent {
         return (spec, bundle, s.generation)
     }
 
-    /// The engine for a task's model and settings, built once and cached (two at most).
+    /// The engine for a task's model and settings, built once and cached (the two used last).
     private func engine(
-        for item: WorkItem, _ bundle: ModelBundle, engines: inout [String: MapEngine]
+        for item: WorkItem, _ bundle: ModelBundle, engines: inout LRUCache<String, MapEngine>
     ) throws -> MapEngine {
         guard let settings = EngineSettings(encoded: item.options) else {
             throw ClusterError("task options are not engine settings this worker understands")
         }
         let key = item.modelDigest.hex + item.options.map { String($0) }.joined(separator: ".")
-        if let e = engines[key] { return e }
+        if let e = engines.get(key) { return e }
         let engine = try MapEngine(plan: settings.plan(bundle).plan, device: configuration.device)
-        if engines.count >= 2 { engines.removeAll() }
-        engines[key] = engine
+        engines.insert(engine, for: key)
         return engine
     }
 

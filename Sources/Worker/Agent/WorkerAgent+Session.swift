@@ -15,8 +15,8 @@ extension WorkerAgent {
         var welcomed = false
         var lastHeard = monotonicSeconds()
         var lastSent = 0.0
-        /// Models received this session, by digest (at most 4).
-        var models: [Wire.ModelDigest: ModelBundle] = [:]
+        /// Models received this session, by digest (the 4 used last).
+        var models = LRUCache<Wire.ModelDigest, ModelBundle>(capacity: 4)
         /// Tasks waiting for their model, asked for once per digest.
         var parked: [Wire.ModelDigest: [WorkItem]] = [:]
         /// Outcomes taken from the outbox that could not be sent yet.
@@ -181,7 +181,7 @@ extension WorkerAgent {
     /// Queues a task whose model is here, or parks it and asks for the model once.
     private func take(_ item: WorkItem, _ socket: borrowing ZMQSocket, _ s: inout Session) {
         let digest = item.modelDigest
-        if let bundle = s.models[digest] {
+        if let bundle = s.models.get(digest) {
             enqueue(item, bundle)
         } else {
             if s.parked[digest] == nil { _ = s.trySend(.modelRequest(digest), on: socket) }
@@ -198,8 +198,7 @@ extension WorkerAgent {
                 metadata: ["digest": "\(data.digest)"])
             return
         }
-        if s.models.count >= 4 { s.models.removeAll() }
-        s.models[data.digest] = bundle
+        s.models.insert(bundle, for: data.digest)
         logger.info(
             "model received",
             metadata: [

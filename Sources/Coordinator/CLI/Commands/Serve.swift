@@ -45,6 +45,12 @@ struct Serve: ParsableCommand {
                 + "result (classes × tile² × 4 bytes) must fit; a peer sending more is disconnected "
                 + "before anything is buffered.", valueName: "MiB"))
     var maxWorkerMessageMib = 256
+    @Option(
+        help: ArgumentHelp(
+            "Uploaded files (images, models) of submissions waiting for preparation, in MiB: past it the "
+                + "client endpoint is not read until one is prepared, so a flood of uploads waits in the peers' "
+                + "bounded queues (2 messages each) instead of in memory.", valueName: "MiB"))
+    var maxPreparingMib = 256
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(help: .hidden) var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
@@ -74,6 +80,9 @@ struct Serve: ParsableCommand {
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
         guard (1...4096).contains(maxWorkerMessageMib) else {
             throw ValidationError("--max-worker-message-mib must be between 1 and 4096")
+        }
+        guard (1...65536).contains(maxPreparingMib) else {
+            throw ValidationError("--max-preparing-mib must be between 1 and 65536")
         }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard (2...1000).contains(heartbeatLiveness) else {
@@ -109,6 +118,7 @@ struct Serve: ParsableCommand {
             storeDirectory: store)
         config.credit = credit
         config.maxWorkerMessageBytes = maxWorkerMessageMib << 20
+        config.maxPreparingBytes = maxPreparingMib << 20
         config.sharedRoots = sharedRoot
         config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs

@@ -11,11 +11,18 @@ package struct CurveServerSecurity: Sendable, Equatable {
     /// Roles: with a worker-keys folder, the keys of `authorizedKeysDirectory` are
     /// clients only and only these may join as workers; nil: every listed key may be either.
     package var workerKeysDirectory: String?
+    /// Admin keys: let in on the client endpoint, and allowed every job (not only
+    /// their own); nil: no admin.
+    package var adminKeysDirectory: String?
 
-    package init(keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil) {
+    package init(
+        keyPair: ZMQCurveKeyPair, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil,
+        adminKeysDirectory: String? = nil
+    ) {
         self.keyPair = keyPair
         self.authorizedKeysDirectory = authorizedKeysDirectory
         self.workerKeysDirectory = workerKeysDirectory
+        self.adminKeysDirectory = adminKeysDirectory
     }
 }
 
@@ -44,10 +51,11 @@ extension CurveServerSecurity {
     /// Reads the server's key pair and checks that the authorized-keys folder exists
     /// and lists at least one valid key (an empty folder would lock everyone out).
     package static func load(
-        secretKeyFile: String, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil
+        secretKeyFile: String, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil,
+        adminKeysDirectory: String? = nil
     ) throws -> CurveServerSecurity {
-        if let workerKeysDirectory {
-            _ = try load(secretKeyFile: secretKeyFile, authorizedKeysDirectory: workerKeysDirectory)
+        for other in [workerKeysDirectory, adminKeysDirectory].compactMap({ $0 }) {
+            _ = try load(secretKeyFile: secretKeyFile, authorizedKeysDirectory: other)
         }
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
         var isDirectory: ObjCBool = false
@@ -61,7 +69,8 @@ extension CurveServerSecurity {
                 reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
         }
         return CurveServerSecurity(
-            keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory, workerKeysDirectory: workerKeysDirectory)
+            keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory, workerKeysDirectory: workerKeysDirectory,
+            adminKeysDirectory: adminKeysDirectory)
     }
 }
 
@@ -98,18 +107,20 @@ package final class AuthorizedKeysPolicy: Sendable {
     }
 
     private let directory: String
-    private let ownKey: ZMQCurveKey
+    /// The server's own public key, allowed as "coordinator" (nil: not added).
+    private let ownKey: ZMQCurveKey?
     private let reloadSeconds: Double
     private let loaded = Locked(Loaded())
     private let onSkip: @Sendable (ZMQKeyFileError) -> Void
 
-    /// The keys of `directory` (default: the authorized-keys folder).
+    /// The keys of `directory` (default: the authorized-keys folder), and the server's
+    /// own key unless `includingOwnKey` is false.
     package init(
-        _ security: CurveServerSecurity, directory: String? = nil, reloadSeconds: Double = 2,
-        onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void
+        _ security: CurveServerSecurity, directory: String? = nil, includingOwnKey: Bool = true,
+        reloadSeconds: Double = 2, onSkip: @escaping @Sendable (ZMQKeyFileError) -> Void
     ) {
         self.directory = directory ?? security.authorizedKeysDirectory
-        ownKey = security.keyPair.publicKey
+        ownKey = includingOwnKey ? security.keyPair.publicKey : nil
         self.reloadSeconds = reloadSeconds
         self.onSkip = onSkip
     }
@@ -122,7 +133,7 @@ package final class AuthorizedKeysPolicy: Sendable {
             if now - loaded.loadedAt >= reloadSeconds {
                 var skipped: [ZMQKeyFileError] = []
                 if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
-                    fresh[ownKey] = fresh[ownKey] ?? "coordinator"
+                    if let ownKey { fresh[ownKey] = fresh[ownKey] ?? "coordinator" }
                     loaded.keys = fresh
                 }
                 // Report each broken file once, not at every reload.

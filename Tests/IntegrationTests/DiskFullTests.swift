@@ -1,0 +1,187 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TestSupport
+
+/// The coordinator's store on a small tmpfs in a private mount namespace, filled up
+/// while a job runs: dispatching stops (no tile is computed that cannot be kept), the
+/// log says so once per job and, when space returns, once more with the count of
+/// failed writes; the job then finishes with the in-process map, and a job cancelled
+/// while the disk was full stays cancelled after a restart. Needs root, `unshare` and
+/// `nsenter` (util-linux): skipped, with the reason, elsewhere.
+@Suite("Disk full: the coordinator's store on a full tmpfs", .serialized)
+struct DiskFullTests {
+    static let unshare = "/usr/bin/unshare"
+    static let nsenter = "/usr/bin/nsenter"
+
+    /// Why the test cannot run here, or nil.
+    static let unavailable: String? = {
+        guard getuid() == 0 else { return "not root: cannot mount a tmpfs in a mount namespace" }
+        for tool in [unshare, nsenter] where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "\(tool) is missing (util-linux)"
+        }
+        guard (try? runCommand([unshare, "--mount", "true"]))?.status == 0 else {
+            return "unshare --mount is not permitted here"
+        }
+        return nil
+    }()
+
+    static var available: Bool {
+        if let unavailable { print("DiskFullTests skipped: \(unavailable)") }
+        return unavailable == nil
+    }
+
+    @Test(
+        "A full store pauses dispatching (logged once per job, then with the count), resumes when space returns; identical map; a cancel during the full disk survives a restart",
+        .enabled(if: available, "needs root, unshare and nsenter to mount a small tmpfs in a mount namespace"))
+    func fullStore() throws {
+        let group = try ProcessGroup("disk-full")
+        defer { group.stop() }
+        let mountPoint = group.directory + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        // A process that holds the namespace (and so the tmpfs) across coordinator restarts.
+        let holder = try group.start(
+            Self.unshare,
+            [
+                "--mount", "--propagation", "private", "sh", "-c",
+                "mount -t tmpfs -o size=8m,mode=0700 tessera-full \"$0\" && touch \"$1\" && exec sleep 900",
+                mountPoint, group.directory + "/mounted",
+            ], log: "holder")
+        let mounted = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: group.directory + "/mounted") && Date() < mounted {
+            usleep(50_000)
+        }
+        try #require(
+            FileManager.default.fileExists(atPath: group.directory + "/mounted"), "tmpfs: \(group.log("holder"))")
+        let inNamespace = [Self.nsenter, "-t", "\(holder.processIdentifier)", "-m", "--"]
+        func shell(_ script: String) throws -> (Int32, String) {
+            try runCommand(inNamespace + ["sh", "-c", script, mountPoint])
+        }
+        var coordinator: Process?
+        func startCoordinator(_ name: String) throws -> (workers: String, clients: String) {
+            let ready = group.directory + "/ready-\(name)"
+            coordinator = try group.start(
+                Self.nsenter,
+                Array(inNamespace.dropFirst()) + [
+                    ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+                    "--client-endpoint", "tcp://127.0.0.1:*", "--store", mountPoint + "/store", "--ready-file", ready,
+                ], log: name)
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let lines = ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").split(separator: "\n")
+                if lines.count == 2 { return (String(lines[0]), String(lines[1])) }
+                usleep(20_000)
+            }
+            throw ClusterError("the coordinator did not start: \(group.log(name))")
+        }
+        func client(_ args: [String], _ clients: String, log: String) throws -> (Int32?, String) {
+            let p = try group.start("tessera-coordinator", args + ["--coordinator", clients], log: log)
+            return (group.wait(p, timeout: 60), group.log(log))
+        }
+        func tasksDone(_ id: Int, _ clients: String) throws -> Int? {
+            let (_, text) = try client(["status", "\(id)"], clients, log: "status")
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tasks:") }) else { return nil }
+            let words = line.split(separator: " ")
+            return words.firstIndex(of: "done,").flatMap { Int(words[$0 - 1]) }
+        }
+
+        var (workers, clients) = try startCoordinator("coordinator")
+        try group.start(
+            "tessera-worker",
+            ["--coordinator", workers, "--threads", "1", "--name", "w1", "--debug-task-delay-ms", "100"], log: "w1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let submitFlags = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "\(ClusterFixture.tile)"]
+        for (job, out) in [(1, "out-1"), (2, "out-2")] {
+            let (code, text) = try client(
+                ["submit"] + submitFlags + ["--outputs", "npy", "--out", group.directory + "/" + out, image], clients,
+                log: "submit-\(job)")
+            try #require(code == 0 && text.contains("job \(job)"), "\(text)")
+        }
+        // Fill the disk once job 1 is under way.
+        let underWay = Date().addingTimeInterval(30)
+        while (try tasksDone(1, clients) ?? 0) < 3 && Date() < underWay { usleep(100_000) }
+        let (filled, fillText) = try shell("dd if=/dev/zero of=\"$0/filler\" bs=64k 2>&1; df -k \"$0\" | tail -1")
+        #expect(filled == 0, "\(fillText)")
+        let failing = Date().addingTimeInterval(30)
+        while !group.log("coordinator").contains("cannot store the job's tiles") && Date() < failing {
+            usleep(100_000)
+        }
+        #expect(group.log("coordinator").contains("cannot store the job's tiles"), "\(group.log("coordinator"))")
+        // Dispatching stops: nothing more is done while the disk stays full.
+        usleep(1_000_000)
+        let stalled = try tasksDone(1, clients)
+        usleep(3_000_000)
+        let stillStalled = try tasksDone(1, clients)
+        #expect(
+            stalled != nil && stalled == stillStalled,
+            "job 1 advanced on a full disk: \(stalled ?? -1) → \(stillStalled ?? -1)")
+        let (cancelled, cancelText) = try client(["cancel", "2"], clients, log: "cancel-2")
+        #expect(cancelled == 0 && cancelText.contains("job 2: cancelled"), "\(cancelText)")
+        // Space returns: the job resumes and finishes.
+        let (freed, freeText) = try shell("rm -f \"$0/filler\"")
+        #expect(freed == 0, "\(freeText)")
+        let finished = Date().addingTimeInterval(60)
+        var state = ""
+        while !state.contains("job 1: done") && Date() < finished {
+            state = try client(["status", "1"], clients, log: "status").1
+            usleep(200_000)
+        }
+        #expect(state.contains("job 1: done"), "\(state)\n\(group.log("coordinator"))")
+        let (fetched, fetchText) = try client(
+            ["fetch", "1", "--out", group.directory + "/fetched"], clients, log: "fetch")
+        #expect(fetched == 0, "\(fetchText)")
+        let local = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        #expect(ClusterFixture.bytes(group.directory + "/fetched/tissue.npy") == local, "the map differs")
+
+        // Logged once per job while failing, and once with the count when it writes again.
+        let log = group.log("coordinator").split(separator: "\n")
+        let starts = log.filter { $0.contains("cannot store the job's tiles") && $0.contains("job=1") }
+        #expect(starts.count == 1, "\(starts)")
+        let resumed = log.filter { $0.contains("the store writes the job's tiles again") && $0.contains("job=1") }
+        #expect(resumed.count == 1 && resumed[0].contains("failed-writes="), "\(resumed)")
+        print("disk full: job 1 stalled at \(stalled ?? -1) tiles; \(resumed.first ?? "")")
+
+        // A restart on the same store: job 2 stays cancelled, job 1 done.
+        if let coordinator { kill(coordinator.processIdentifier, SIGKILL) }
+        coordinator?.waitUntilExit()
+        (workers, clients) = try startCoordinator("coordinator-2")
+        let (_, after2) = try client(["status", "2"], clients, log: "status-2-after")
+        #expect(after2.contains("job 2: cancelled"), "\(after2)\n\(group.log("coordinator-2"))")
+        let (_, after1) = try client(["status", "1"], clients, log: "status-1-after")
+        #expect(after1.contains("job 1: done"), "\(after1)")
+    }
+
+    @Test("A read-only store is refused at start with the store named, not at the first submission")
+    func readOnlyStore() throws {
+        let group = try ProcessGroup("read-only-store")
+        defer { group.stop() }
+        let root = group.directory + "/ro"
+        let store = root + "/store"
+        try FileManager.default.createDirectory(atPath: store + "/jobs", withIntermediateDirectories: true)
+        let serve = [
+            ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+            "--client-endpoint", "tcp://127.0.0.1:*", "--store", store,
+        ]
+        let result: (status: Int32, output: String)
+        if getuid() == 0 {
+            // Root writes through any mode: a read-only mount, in a mount namespace of its own.
+            try #require(Self.unavailable == nil, "\(Self.unavailable ?? "")")
+            let script =
+                "mount -t tmpfs none \"$0\" && mkdir -p \"$0/store/jobs\" && mount -o remount,ro \"$0\" && exec \"$@\""
+            result = try runCommand(
+                ["timeout", "20", Self.unshare, "--mount", "--propagation", "private", "sh", "-c", script, root] + serve
+            )
+        } else {
+            chmod(store + "/jobs", 0o555)
+            defer { chmod(store + "/jobs", 0o755) }
+            result = try runCommand(["timeout", "20"] + serve)
+        }
+        #expect(result.status != 0 && result.status != 124, "it served a read-only store: \(result.output)")
+        #expect(
+            result.output.contains("the store \(store) is not writable")
+                && !result.output.contains("NSCocoaErrorDomain"),
+            "\(result.output)")
+    }
+}
