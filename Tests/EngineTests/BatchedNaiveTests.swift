@@ -76,7 +76,7 @@ struct BatchedNaiveTests {
             let task = TileTask(mode: .naive, rect: PixelRect(y: 0, x: 0, height: h, width: w))
             let input = Self.input(engine, task, seed: 5)
             var maps: [(String, Tensor)] = []
-            for batch in [1, 4, 16, 55] {
+            for batch in [1, 4, 8, 16, 55] {
                 let classifier = try #require(
                     try BatchedClassifier(net: engine.plan.classifier, patch: engine.tasks.patch, batch: batch))
                 // Two ways to cut the pixels into batches: from 0, and from an odd offset
