@@ -48,7 +48,8 @@ package final class BatchedClassifier: @unchecked Sendable {
             guard layer.bottoms == [current], layer.tops.count == 1 else { return nil }
             current = layer.tops[0]
         }
-        let (_, shapes) = try net.shapes(input: patch)
+        // A net that does not fit the patch fails where `naive` checks shapes, as before.
+        guard let shapes = try? net.shapes(input: patch).layers else { return nil }
         var segments: [PatchSegment] = [], convolutions: [StripConvolution] = []
         var shape = Shape(c: net.inputChannels, h: patch.h, w: patch.w)
         var pending: [Layer] = [], pendingInput = shape, pendingName = net.inputName
