@@ -38,10 +38,14 @@ struct BatchedNaiveTests {
         zip(a.values, b.values).reduce(0) { max($0, abs($1.0 - $1.1)) }
     }
 
-    @Test("Chains of layers get the batched classifier; branching nets keep the per-patch one")
+    /// Without a direct kernel (a CPU without AVX2/FMA, or `TESSERA_DIRECT_CONV=0`) there is
+    /// no batched classifier: naive runs per patch and the tests of batches have nothing to test.
+    static let skipReason: Comment = "no direct convolution kernel in this process: naive runs one patch at a time"
+
+    @Test(
+        "Chains of layers get the batched classifier; branching nets keep the per-patch one",
+        .enabled(if: ConvolutionKernel.directAvailable, skipReason))
     func batchedWhereItCan() throws {
-        try #require(
-            ConvolutionKernel.directAvailable, "no direct convolution kernel on this CPU: naive runs per patch")
         for (name, engine) in try Self.engines() {
             let b = try #require(engine.batchedClassifier, "\(name) should run naive in batches")
             #expect(!b.convolutions.isEmpty && b.segments.count == b.convolutions.count + 1)
@@ -69,7 +73,9 @@ struct BatchedNaiveTests {
         }
     }
 
-    @Test("A patch's values do not depend on its batch, its position in it or the batch size: bit for bit")
+    @Test(
+        "A patch's values do not depend on its batch, its position in it or the batch size: bit for bit",
+        .enabled(if: ConvolutionKernel.directAvailable, skipReason))
     func batchPositionIndependent() throws {
         for (name, engine) in try Self.engines() {
             let (h, w) = (5, 11)
