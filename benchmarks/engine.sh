@@ -4,6 +4,8 @@
 # be installed from PyPI, against onnxruntime running the same dense net.
 # Everything in one run, because this machine is shared and noisy.
 #   benchmarks/engine.sh [SIZE] [THREADS]
+# It ends with naive on the seed's padded nuclei net (timed on a crop): its GFLOP/s
+# and share of the same run's sgemm peak, by wall clock and per CPU-second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-2000}
@@ -13,8 +15,11 @@ model=../shared/models/seed/efficient-pixelwise/deploy.prototxt
 scripts/bootstrap.sh
 # Only the product it runs: `swift build -c release` also builds TestSupport, whose
 # @testable imports fail outside a build with -enable-testing.
-swift build -c release --product tessera-coordinator >/dev/null
-bin=$(swift build -c release --show-bin-path)
+# SWIFT_BUILD_FLAGS (e.g. "--scratch-path .build-x -Xswiftc -enable-testing") reuses an
+# existing build instead of making another in .build.
+read -ra flags <<<"${SWIFT_BUILD_FLAGS:-}"
+swift build -c release "${flags[@]}" --product tessera-coordinator >/dev/null
+bin=$(swift build -c release "${flags[@]}" --show-bin-path)
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 "$bin/tessera-coordinator" benchmark --model "$model" --size "$size" --threads "$threads" --modes fast,shift,dense \
   --json > /tmp/tessera-bench.json
@@ -23,10 +28,12 @@ import json
 b = json.load(open("/tmp/tessera-bench.json"))
 print(f"sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s ({b['threads']} threads, kernel {b['blasKernel']}); "
       f"direct convolution: {b.get('directConvolution', '?')}")
-print(f"{'mode':6} {'seconds':>8} {'GMAC':>7} {'GFLOP/s':>8} {'of peak':>8} {'peak RSS':>9}")
+print(f"sgemm per CPU-second: {b.get('sgemmPeakGflopPerCPUSecond', float('nan')):.1f} GFLOP")
+print(f"{'mode':6} {'seconds':>8} {'GMAC':>7} {'GFLOP/s':>8} {'of peak':>8} {'GFLOP/CPU-s':>12} {'of peak':>8} {'peak RSS':>9}")
 for r in b["modes"]:
+    per_cpu = r.get("gflopPerCPUSecond", float("nan")); of_cpu = r.get("fractionOfPeakPerCPUSecond", float("nan"))
     print(f"{r['mode']:6} {r['seconds']:8.2f} {r['gmacs']:7.1f} {r['gflops']:8.1f} {100*r['fractionOfPeak']:7.0f}% "
-          f"{r['peakRSSMiB']:6.0f} MiB")
+          f"{per_cpu:12.1f} {100*of_cpu:7.0f}% {r['peakRSSMiB']:6.0f} MiB")
 if "denseSpeedupOverShift" in b:
     s, m = b["denseSpeedupOverShift"], b["shiftToDenseMACRatio"]
     print(f"dense over shift: {s:.2f}x (MAC ratio {m:.2f}x; {100*s/m:.0f}% of it)")
@@ -44,9 +51,22 @@ else
   echo "onnxruntime not installable here: peer row skipped"
 fi
 # naive of the seed's padded nuclei net (the only exact map of a net that pads):
-# timed on a 64² crop, extrapolated per pixel to SIZE².
+# timed on a 128² crop, extrapolated per pixel to SIZE², against the sgemm peak
+# measured in the same process, by wall clock and by CPU time.
 nuclei=../shared/models/seed/nuclei-cifar10quick/nuclei_w32.caffemodel
 if [[ -f $nuclei ]]; then
   "$bin/tessera-coordinator" benchmark --weights "$nuclei" --size "$size" --threads "$threads" --modes naive \
-    --naive-crop 64 | tail -1 | sed 's/^/nuclei-cifar10quick /'
+    --naive-crop 128 --json > /tmp/tessera-naive.json
+  python3 - <<'PY'
+import json
+b = json.load(open("/tmp/tessera-naive.json")); r = b["modes"][0]
+side = b["image"]
+print(f"naive, nuclei-cifar10quick (pads): {side}x{side} extrapolated from a {r['measuredSide']}² crop, "
+      f"{b['threads']} threads, {b['cpuModel']}, direct convolution {b['directConvolution']}")
+print(f"  {r['seconds']:.0f} s ({r['seconds'] / 60:.1f} min), {r['gflops']:.1f} GFLOP/s = "
+      f"{100 * r['fractionOfPeak']:.0f}% of this run's sgemm peak ({b['sgemmPeakGflops']:.1f} GFLOP/s)")
+if "gflopPerCPUSecond" in r:
+    print(f"  CPU time {r['cpuSeconds']:.0f} s: {r['gflopPerCPUSecond']:.1f} GFLOP per CPU-second = "
+          f"{100 * r['fractionOfPeakPerCPUSecond']:.0f}% of sgemm's {b['sgemmPeakGflopPerCPUSecond']:.1f}")
+PY
 fi

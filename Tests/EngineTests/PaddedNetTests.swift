@@ -67,7 +67,8 @@ struct PaddedNetTests {
             let image =
                 heavy
                 ? ArrayImage.random(height: 21, width: 18, seed: 8) : ArrayImage.random(height: 45, width: 38, seed: 8)
-            for mode in [MapMode.dense, .shift, .fast] {
+            // naive (in batches) as well: the classifier itself, which no tiling may change.
+            for mode in [MapMode.dense, .shift, .fast, .naive] {
                 let whole = try mapper.map(image, mode: mode, tile: 64)
                 for tile in heavy ? [8, 13] : [8, 13, 24] {
                     let tiled = try mapper.map(image, mode: mode, tile: tile)

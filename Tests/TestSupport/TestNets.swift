@@ -122,6 +122,37 @@ enum TestNets {
             ])
     }
 
+    /// The layout of the seed's trained CIFAR-10-quick classifiers, narrowed, with random
+    /// weights: 5×5 convolutions with pad 2, MAX then AVE 3/2 pooling with partial last
+    /// windows (32 → 16 → 8 → 4), ReLU after pool1 and fused into conv2/conv3, two
+    /// InnerProducts. P = 32, S = 8; pads, so not exact.
+    static var cifarQuick: Net {
+        func padded(_ layer: Layer) -> Layer {
+            var l = layer
+            if case .convolution(var c) = l.op { c.pad = Size2(square: 2); l.op = .convolution(c) }
+            return l
+        }
+        func pool(_ method: Pooling.Method) -> LayerOp {
+            .pooling(Pooling(method: method, kernel: Size2(square: 3), stride: Size2(square: 2)))
+        }
+        return Net(
+            name: "cifar-quick", inputName: "data", inputChannels: 3, patchSize: Size2(square: 32),
+            layers: [
+                padded(conv("conv1", "data", "conv1", cin: 3, cout: 8, k: 5, seed: 50)),
+                op("pool1", pool(.max), ["conv1"], "pool1"),
+                op("relu1", .relu(negativeSlope: 0), ["pool1"], "pool1"),
+                padded(conv("conv2", "pool1", "conv2", cin: 8, cout: 8, k: 5, seed: 51)),
+                op("relu2", .relu(negativeSlope: 0), ["conv2"], "conv2"),
+                op("pool2", pool(.average), ["conv2"], "pool2"),
+                padded(conv("conv3", "pool2", "conv3", cin: 8, cout: 12, k: 5, seed: 52)),
+                op("relu3", .relu(negativeSlope: 0), ["conv3"], "conv3"),
+                op("pool3", pool(.average), ["conv3"], "pool3"),
+                ip("ip1", "pool3", "ip1", inputs: 12 * 16, outputs: 10, seed: 53),
+                ip("ip2", "ip1", "ip2", inputs: 10, outputs: 2, seed: 54),
+                op("prob", .softmax, ["ip2"], "prob"),
+            ])
+    }
+
     /// Odd patch (15), stride 2 from a 3/2 max pool, average pooling, a branch
     /// joined by Eltwise and Concat, Sigmoid; ends in an InnerProduct.
     static var oddBranchy: Net {

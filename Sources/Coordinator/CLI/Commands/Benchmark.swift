@@ -42,12 +42,13 @@ struct Benchmark: ParsableCommand {
         let image = SyntheticImage(side: size, seed: 7)
         // The reference the GFLOP/s are compared with: OpenBLAS sgemm on the CPU, cuBLAS sgemm on a GPU.
         let peak: Double
+        var peakPerCPUSecond: Double?
         var peakName = "sgemm peak"
         if case .cuda(let index, _) = device {
             peak = try CUDAContext.get(device: index).sgemmPeak()
             peakName = "GPU sgemm peak (cuBLAS fp32)"
         } else {
-            peak = try SgemmPeak.measure(threads: threads)
+            (peak, peakPerCPUSecond) = try SgemmPeak.measureWithCPUTime(threads: threads)
         }
         var rows: [[String: Any]] = []
         var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
@@ -60,28 +61,39 @@ struct Benchmark: ParsableCommand {
             let t = try tile ?? mapper.defaultTile(mode: mode, image: Size2(side, side))
             let tasks = TilePlan.tasks(mode: mode, image: Size2(side, side), tile: t, geometry: engine.tasks)
             let work = Int(Double(try tasks.reduce(0) { $0 + (try engine.convolutionMACs($1)) }) * scale)
-            var best = Double.infinity
+            var best = Double.infinity, bestCPU = Double.infinity
             for _ in 0..<max(1, repeats) {
-                let start = DispatchTime.now()
+                let start = DispatchTime.now(), cpu = ResourceUsage.cpuSeconds()
                 _ = try mapper.map(input, mode: mode, tile: t)
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+                bestCPU = min(bestCPU, ResourceUsage.cpuSeconds() - cpu)
             }
             best *= scale
+            bestCPU *= scale
             seconds[mode] = best
             macs[mode] = work
             let gflops = 2 * Double(work) / best / 1e9
-            rows.append([
+            var row: [String: Any] = [
                 "mode": mode.rawValue, "seconds": best, "tile": t, "tasks": tasks.count, "measuredSide": side,
                 "gmacs": Double(work) / 1e9, "gflops": gflops, "fractionOfPeak": gflops / peak,
                 "peakRSSMiB": Double(ResourceUsage.peakResidentBytes) / 1_048_576,
-            ])
+            ]
+            // CPU time (all threads): steadier than wall time on a shared machine.
+            if let peakPerCPUSecond, bestCPU > 0 {
+                let perCPU = 2 * Double(work) / bestCPU / 1e9
+                row["cpuSeconds"] = bestCPU
+                row["gflopPerCPUSecond"] = perCPU
+                row["fractionOfPeakPerCPUSecond"] = perCPU / peakPerCPUSecond
+            }
+            rows.append(row)
         }
         var summary: [String: Any] = [
-            "image": size, "threads": threads, "sgemmPeakGflops": peak,
+            "image": size, "threads": threads, "sgemmPeakGflops": peak, "cpuModel": CPUFeatures.current.modelName,
             "device": device.description,
             "blasKernel": try BLAS.get().coreName, "modes": rows,
             "directConvolution": DirectConvolutionKernel.selected?.rawValue ?? "none",
         ]
+        if let peakPerCPUSecond { summary["sgemmPeakGflopPerCPUSecond"] = peakPerCPUSecond }
         if let s = seconds[.shift], let d = seconds[.dense], let ms = macs[.shift], let md = macs[.dense] {
             summary["denseSpeedupOverShift"] = s / d
             summary["shiftToDenseMACRatio"] = Double(ms) / Double(md)
@@ -94,14 +106,20 @@ struct Benchmark: ParsableCommand {
         print(
             "net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
                 + "BLAS kernel \(summary["blasKernel"]!), direct convolution \(summary["directConvolution"]!)")
-        print(String(format: "%@: %.1f GFLOP/s", peakName, peak))
-        print("mode     seconds   GMAC    GFLOP/s  of peak  tile  tasks  peak RSS")
+        print("CPU \(CPUFeatures.current.modelName)")
+        print(
+            String(format: "%@: %.1f GFLOP/s", peakName, peak)
+                + (peakPerCPUSecond.map { String(format: ", %.1f GFLOP per CPU-second", $0) } ?? ""))
+        print("mode     seconds   GMAC    GFLOP/s  of peak  GFLOP/CPU-s  of peak  tile  tasks  peak RSS")
         for r in rows {
+            let perCPU = (r["gflopPerCPUSecond"] as? Double).map { String(format: "%12.1f", $0) } ?? "           -"
+            let ofCPU =
+                (r["fractionOfPeakPerCPUSecond"] as? Double).map { String(format: "%7.0f%%", 100 * $0) } ?? "       -"
             print(
                 String(
-                    format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %5d %6d %7.0f MiB", r["mode"] as! String,
+                    format: "%-7@ %8.3f %7.1f %9.1f %7.0f%% %@ %@ %5d %6d %7.0f MiB", r["mode"] as! String,
                     r["seconds"] as! Double, r["gmacs"] as! Double, r["gflops"] as! Double,
-                    100 * (r["fractionOfPeak"] as! Double), r["tile"] as! Int, r["tasks"] as! Int,
+                    100 * (r["fractionOfPeak"] as! Double), perCPU, ofCPU, r["tile"] as! Int, r["tasks"] as! Int,
                     r["peakRSSMiB"] as! Double)
                     + ((r["measuredSide"] as! Int) != size
                         ? "  (timed on a \(r["measuredSide"]!)² crop, extrapolated)" : ""))

@@ -1,3 +1,4 @@
+import CKernels
 import TesseraCore
 import TesseraModel
 import TesseraPlan
@@ -12,6 +13,8 @@ package final class MapEngine: @unchecked Sendable {
     /// Where `fast`, `shift` and `dense` run (`naive`, the reference, always runs on the CPU).
     package let device: ComputeDevice
     private let classifierRunner: NetRunner
+    /// The classifier on batches of patches (`naive`); nil where the net has no batched form.
+    let batchedClassifier: BatchedClassifier?
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
 
@@ -20,6 +23,7 @@ package final class MapEngine: @unchecked Sendable {
         self.plan = plan
         self.device = device
         classifierRunner = try NetRunner(net: plan.classifier)
+        batchedClassifier = try BatchedClassifier(net: plan.classifier, patch: plan.tasks.patch)
         stridedRunner = try device.executor(plan.fcn)
         denseRunner = try device.executor(plan.dense, lrnDilation: plan.lrnDilation)
     }
@@ -134,13 +138,39 @@ package final class MapEngine: @unchecked Sendable {
         return out
     }
 
-    /// Every pixel's patch through the classifier, in parallel over pixels.
+    /// Every pixel's patch through the classifier: in batches (`BatchedClassifier`)
+    /// claimed by the threads one after another, or one patch at a time for nets
+    /// without a batched form.
     private func naive(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
         let (h, w) = (task.rect.height, task.rect.width)
-        let p = tasks.patch
         // Shapes are checked once here, so the per-patch forward cannot fail.
-        _ = try classifierRunner.net.shapes(input: p)
+        _ = try classifierRunner.net.shapes(input: tasks.patch)
         let out = Tensor(Shape(c: classes, h: h, w: w))
+        guard let batched = batchedClassifier else {
+            naivePerPatch(input: input, into: out, threads: threads)
+            return out
+        }
+        let b = batched.batch, batches = (h * w + b - 1) / b
+        let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        next.initialize(to: 0)
+        defer { next.deallocate() }
+        parallelRanges(min(threads, batches), threads: threads) { _ in
+            let workspace = batched.workspace()
+            while true {
+                let i = tessera_claim(next, 1)
+                if i >= batches { break }
+                batched.classify(
+                    input, pixels: i * b..<min(h * w, (i + 1) * b), width: w, into: out, workspace: workspace)
+            }
+        }
+        return out
+    }
+
+    /// The classifier on one patch at a time, in parallel over pixels: `naive` for
+    /// nets without a batched form, and the reference the batched one is tested against.
+    func naivePerPatch(input: Tensor, into out: Tensor, threads: Int) {
+        let (h, w) = (out.h, out.w)
+        let p = tasks.patch
         parallelRanges(h * w, threads: threads) { pixels in
             let patch = Tensor(Shape(c: input.c, h: p.h, w: p.w))
             for pixel in pixels {
@@ -156,6 +186,5 @@ package final class MapEngine: @unchecked Sendable {
                 for c in 0..<classes { out[c, y, x] = probs.storage[c] }
             }
         }
-        return out
     }
 }
