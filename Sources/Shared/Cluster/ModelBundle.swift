@@ -33,10 +33,12 @@ package struct ModelBundle: Sendable, Equatable {
         return Wire.ModelDigest(bytes: h.finalize())!
     }
 
-    /// Reads the files (either may be nil, not both).
+    /// Reads the files (either may be nil, not both). An ONNX model travels as one
+    /// file, its external data put inside (`ONNXFiles.selfContainedBytes`).
     package init(prototxtPath: String?, weightsPath: String?) throws {
         func read(_ path: String?) throws -> [UInt8] {
             guard let path else { return [] }
+            if ONNXFiles.isONNX(nil, name: path) { return try ONNXFiles.selfContainedBytes(path) }
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ModelError(.unreadable, file: path, "cannot read the file")
             }

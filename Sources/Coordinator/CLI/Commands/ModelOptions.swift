@@ -8,8 +8,9 @@ struct ModelOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Deploy prototxt (text). Optional when the caffemodel holds its training net.",
-            valueName: "prototxt"))
+            "Deploy prototxt (text), optional when the caffemodel holds its training net; "
+                + "or an ONNX model (.onnx, weights inside or in external-data files next to it).",
+            valueName: "prototxt|onnx"))
     var model: String?
 
     @Option(
@@ -28,7 +29,8 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         guard model != nil || weights != nil else {
-            throw ValidationError("give --model (a deploy prototxt) and/or --weights (a caffemodel)")
+            throw ValidationError(
+                "give --model (a deploy prototxt or an ONNX model) and/or --weights (a caffemodel)")
         }
         if let p = patchSize, p <= 0 || p > 65536 {
             throw ValidationError("--patch-size must be between 1 and 65536")
