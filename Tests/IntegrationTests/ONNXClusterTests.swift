@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraEngine
+@testable import TesseraImage
+@testable import TesseraModel
+@testable import TesseraPlan
+@testable import TestSupport
+
+/// ONNX models through the command line and the cluster: `inspect`, `run` with local
+/// workers, an upload job; the seed-shaped fixture keeps its float16 weights in an
+/// external-data file, which the workers never see.
+@Suite("ONNX models through the CLI and the cluster", .serialized)
+struct ONNXClusterTests {
+    static let dir = TestPaths.fixtures.appendingPathComponent("onnx").path
+    static let seed = dir + "/seed_net/model.onnx"
+    static let torchvision = [
+        "--channel-order", "rgb", "--raw-scale", "0.00392156862745098", "--mean", "0.485,0.456,0.406", "--std",
+        "0.229,0.224,0.225",
+    ]
+    static let preprocessing = Preprocessing(
+        mean: [0.485, 0.456, 0.406], rawScale: 0.00392156862745098, channelOrder: .rgb, std: [0.229, 0.224, 0.225])
+
+    static func inProcessNPY(_ model: String, image: String, mode: MapMode, scratch: String) throws -> [UInt8] {
+        let engine = try MapEngine(plan: EngineSettings().plan(prototxtPath: model, weightsPath: nil).plan)
+        let map = try LocalMapper(engine: engine, preprocessing: preprocessing, threads: 2)
+            .map(try PNGReader.read(path: image), mode: mode, tile: 16)
+        let out = "\(scratch)/local-\(mode.rawValue).npy"
+        try NPY.write(map, to: out)
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    }
+
+    @Test("inspect shows the ONNX net, its geometry and the std formula; a padded net's reasons")
+    func inspect() throws {
+        let group = try ProcessGroup("onnx-inspect")
+        defer { group.stop() }
+        let p = try group.start(
+            "tessera-coordinator", ["inspect", "--model", Self.seed] + Self.torchvision, log: "seed")
+        #expect(group.wait(p) == 0, "\(group.log("seed"))")
+        let text = group.log("seed")
+        for needle in [
+            "conv1", "fc6-conv", "the ONNX graph's input shape", "value = (raw × 0.003921569 − mean[c]) / std[c] × 1.0",
+        ] {
+            #expect(text.contains(needle), "inspect output lacks \(needle):\n\(text)")
+        }
+        let padded = Self.dir + "/padded_residual/model.onnx"
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--model", padded, "--in-process", "--out", group.directory + "/o", group.directory + "/none.png"],
+            log: "padded")
+        #expect(group.wait(run) != 0)
+        let refusal = group.log("padded")
+        #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
+    }
+
+    @Test("An upload job and run's local workers map an ONNX model byte-identically to the in-process engine")
+    func distributedEqualsInProcess() throws {
+        let group = try ProcessGroup("onnx-cluster")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 45, width: 38)
+        let local = try Self.inProcessNPY(Self.seed, image: image, mode: .dense, scratch: group.directory)
+
+        let (workers, clients) = try group.startCoordinator()
+        for i in 1...2 { try group.startWorker(workers, name: "w\(i)") }
+        let out = group.directory + "/upload"
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients, "--model", Self.seed] + Self.torchvision
+                + ["--mode", "dense", "--tile", "16", "--outputs", "npy", "--wait", "--out", out, image],
+            log: "submit")
+        #expect(group.wait(submit, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
+        let uploadedSame = ClusterFixture.bytes(out + "/tissue.npy") == local
+        #expect(uploadedSame, "the upload job's map differs from the in-process one")
+        #expect(local.count > 38 * 45 * 2 * 4)
+
+        let runOut = group.directory + "/run"
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--model", Self.seed] + Self.torchvision
+                + ["--workers", "2", "--mode", "dense", "--tile", "16", "--outputs", "npy", "--out", runOut, image],
+            log: "run")
+        #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
+        let ranSame = ClusterFixture.bytes(runOut + "/tissue.npy") == local
+        #expect(ranSame, "run's map with local workers differs from the in-process one")
+    }
+}
