@@ -54,6 +54,27 @@ struct ONNXClusterTests {
         #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
     }
 
+    @Test("convert writes an ONNX model's fully convolutional net as Caffe files that map the same")
+    func convert() throws {
+        let group = try ProcessGroup("onnx-convert")
+        defer { group.stop() }
+        let (proto, weights) = (group.directory + "/fcn.prototxt", group.directory + "/fcn.caffemodel")
+        let p = try group.start(
+            "tessera-coordinator",
+            ["convert", "--model", Self.seed, "--out-model", proto, "--out-weights", weights, "--input-size", "64"],
+            log: "convert")
+        #expect(group.wait(p) == 0, "\(group.log("convert"))")
+        let onnx = try ModelLoader.load(ModelSource(model: Self.seed))
+        let caffe = try ModelLoader.load(ModelSource(model: proto, weights: weights, patchSize: 32))
+        let image = ArrayImage.random(height: 21, width: 17, seed: 5)
+        let a = try LocalMapper(engine: MapEngine(model: onnx), preprocessing: Self.preprocessing, threads: 2)
+            .map(image, mode: .dense)
+        let b = try LocalMapper(engine: MapEngine(model: caffe), preprocessing: Self.preprocessing, threads: 2)
+            .map(image, mode: .dense)
+        let d = zip(a.data, b.data).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(a.data.count == b.data.count && d <= 1e-6, "the converted net's map differs by \(d)")
+    }
+
     @Test("An upload job and run's local workers map an ONNX model byte-identically to the in-process engine")
     func distributedEqualsInProcess() throws {
         let group = try ProcessGroup("onnx-cluster")

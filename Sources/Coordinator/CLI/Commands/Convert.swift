@@ -58,7 +58,8 @@ struct Convert: ParsableCommand {
                 throw ValidationError("--weights-npy needs the deploy prototxt: give --model")
             }
         } else {
-            guard model.weights != nil else {
+            // An ONNX model holds its weights.
+            guard model.weights != nil || model.model.map({ ONNXFiles.isONNX(nil, name: $0) }) == true else {
                 throw ValidationError("convert needs the trained weights: give --weights (or --weights-npy)")
             }
         }
