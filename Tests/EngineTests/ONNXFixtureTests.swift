@@ -13,7 +13,7 @@ import Testing
 struct ONNXFixtureTests {
     static let root = TestPaths.fixtures.appendingPathComponent("onnx")
 
-    static let names = ["bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "padded_residual", "seed_net"]
+    static let names = ["bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "misc_ops", "padded_residual", "seed_net"]
 
     struct Manifest: Decodable {
         struct Array: Decodable { var file: String; var shape: [Int] }

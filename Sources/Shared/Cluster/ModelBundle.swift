@@ -92,8 +92,10 @@ package struct EngineSettings: Hashable, Sendable {
     /// Loads `bundle` from its bytes and plans its maps: the one construction every
     /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
     package func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
+        let onnx = ONNXFiles.isONNX(Data(bundle.prototxt.prefix(1)), name: nil)
         let contents = ModelContents(
             prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
+            prototxtName: onnx ? "model.onnx" : "deploy.prototxt",
             weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
         return try plan(
             ModelLoader.load(

@@ -254,6 +254,36 @@ def resnet_block():
     return residual("resnet_block", identity=True, seed=6)
 
 
+def misc_ops():
+    g = Graph("misc_ops", 3, 12, seed=7)
+    # Conv with auto_pad SAME_UPPER (stride 1, odd kernel: symmetric), float64 weights.
+    w = g.rng.standard_normal((6, 3, 3, 3)) * np.sqrt(2.0 / 27)
+    wn = g.const("same.weight", w, dtype=np.float64)
+    wc = g.node("Cast", [wn], name="same.weight_cast", to=F)
+    x = g.node("Conv", ["input", wc], name="same", auto_pad="SAME_UPPER")  # 12
+    # float16 values stored in int32_data (helper.make_tensor, raw=False), Cast to float32.
+    bias = helper.make_tensor("shift_fp16", TensorProto.FLOAT16, [6, 1, 1],
+                              g.rng.uniform(-0.5, 0.5, 6).astype(np.float16).tolist(), raw=False)
+    g.inits.append(bias)
+    b = g.node("Cast", ["shift_fp16"], name="shift_cast", to=F)
+    x = g.node("Sub", [b, x])  # constant − activation
+    x = g.node("Clip", [x])  # opset 10: min and max attributes left at the float limits: no bound
+    x = g.node("Relu", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[3, 3])  # 4
+    shape = g.node("Constant", [], value=helper.make_tensor("shape", TensorProto.INT64, [2], [0, -1]))
+    x = g.node("Reshape", [x, shape])
+    x = g.gemm(x, 96, 5, gain=0.5)
+    x = g.node("Softmax", [x])  # opset 10: axis 1 by default
+    g.covers = [
+        "Conv auto_pad SAME_UPPER (not exact: it pads), float64 weights (Cast)",
+        "float16 constant in int32_data (Cast), Sub of constant minus activation",
+        "Clip without effective bounds (opset 10 attributes), Relu",
+        "Constant node + Reshape [0, -1] as the flatten, Gemm, Softmax with opset 10's default axis",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[110.0, 120.0, 130.0], std=[60.0], scale=1.0)
+    return g, g.model(x, 10), pre, False
+
+
 SEED_LAYERS = """the seed's efficient-pixelwise/deploy.prototxt: conv1 32×3×3 → ReLU → LRN 5 → MAX 4/2 →
 conv2 32×3×3 → ReLU → LRN 5 → MAX 2/2 → fc6 64 → ReLU → Dropout → fc7 64 → ReLU → Dropout → fc8 2 → Softmax"""
 
@@ -470,7 +500,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 
 def main():
-    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block]:
+    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops]:
         g, model, pre, exact = make()
         build(g, model, pre, exact)
     g, model, pre, exact, w = seed_net()

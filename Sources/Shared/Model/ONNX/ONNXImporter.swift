@@ -340,9 +340,6 @@ struct ONNXImporter {
         guard shapes[out] == nil, alias[out] == nil else {
             throw n.fail(.invalid, "its output '\(out)' is also produced by an earlier node")
         }
-        if flatten, blob == inputName {
-            throw n.fail(.unsupported, "it flattens the graph's input: Tessera needs a convolutional part first")
-        }
         alias[out] = blob
         readers[blob, default: 0] += (uses[out] ?? 0) - 1
         if flatten || flat.contains(n.node.input[0]) { flat.insert(out) }
