@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import TesseraCluster
+@testable import TesseraCore
 @testable import TesseraEngine
 @testable import TesseraImage
 @testable import TesseraModel
@@ -73,6 +74,59 @@ struct ONNXClusterTests {
             .map(image, mode: .dense)
         let d = zip(a.data, b.data).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
         #expect(a.data.count == b.data.count && d <= 1e-6, "the converted net's map differs by \(d)")
+    }
+
+    /// Runs `model` in onnxruntime on `input` (1×C×H×W); nil when the script fails (its log says why).
+    static func onnxruntime(_ group: ProcessGroup, model: String, input: Tensor) throws -> [Float]? {
+        let script = """
+            import sys, numpy as np, onnxruntime as ort
+            model, src, c, h, w, dst = sys.argv[1:7]
+            x = np.fromfile(src, dtype="<f4").reshape(1, int(c), int(h), int(w))
+            o = ort.SessionOptions()
+            o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
+            s.run(None, {s.get_inputs()[0].name: x})[0].astype("<f4").tofile(dst)
+            """
+        let (src, dst) = (group.directory + "/x.f32", group.directory + "/y.f32")
+        try input.values.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: src))
+        let p = try group.start(
+            "/usr/bin/env",
+            ["python3", "-c", script, model, src, "\(input.c)", "\(input.h)", "\(input.w)", dst], log: "ort")
+        guard group.wait(p, timeout: 120) == 0, let data = FileManager.default.contents(atPath: dst) else {
+            Issue.record("onnxruntime failed: \(group.log("ort"))")
+            return nil
+        }
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test(
+        "convert --format onnx: onnxruntime computes the fully convolutional net as Tessera's engine does",
+        arguments: ["conv_pool_ip", "branch_eltwise_concat", "onnx/seed_net", "onnx/branches"])
+    func convertToONNX(_ fixture: String) throws {
+        let group = try ProcessGroup("onnx-write")
+        defer { group.stop() }
+        let dir = TestPaths.fixtures.appendingPathComponent(fixture).path
+        let modelFlags =
+            fixture.hasPrefix("onnx/")
+            ? ["--model", dir + "/model.onnx"]
+            : ["--model", dir + "/deploy.prototxt", "--weights", dir + "/weights.caffemodel"]
+        let out = group.directory + "/fcn.onnx"
+        let p = try group.start(
+            "tessera-coordinator", ["convert", "--format", "onnx"] + modelFlags + ["--out-model", out], log: "convert")
+        #expect(group.wait(p) == 0, "\(group.log("convert"))")
+        let source =
+            modelFlags.count == 2
+            ? ModelSource(model: modelFlags[1]) : ModelSource(model: modelFlags[1], weights: modelFlags[3])
+        let model = try ModelLoader.load(source)
+        // An input larger than the patch: the net's output is a map, computed by both.
+        let size = Size2(model.patchSize.h + 13, model.patchSize.w + 9)
+        let input = Reference.random(Shape(c: model.net.inputChannels, h: size.h, w: size.w), seed: 3)
+        let expected = try NetRunner(net: model.net).forward(input, threads: 2).values
+        guard let got = try Self.onnxruntime(group, model: out, input: input) else { return }
+        #expect(got.count == expected.count && expected.count > model.geometry.classes)
+        let d = zip(got, expected).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(d <= 1e-4, "\(fixture): onnxruntime and the engine differ by \(d)")
+        print("convert --format onnx \(fixture): \(expected.count) outputs, onnxruntime vs engine max |Δ| \(d)")
     }
 
     @Test("An upload job and run's local workers map an ONNX model byte-identically to the in-process engine")
