@@ -23,8 +23,11 @@ struct ONNXClusterTests {
     static let preprocessing = Preprocessing(
         mean: [0.485, 0.456, 0.406], rawScale: 0.00392156862745098, channelOrder: .rgb, std: [0.229, 0.224, 0.225])
 
-    static func inProcessNPY(_ model: String, image: String, mode: MapMode, scratch: String) throws -> [UInt8] {
-        let engine = try MapEngine(plan: EngineSettings().plan(prototxtPath: model, weightsPath: nil).plan)
+    static func inProcessNPY(
+        _ model: String, image: String, mode: MapMode, scratch: String, allowPadding: Bool = false
+    ) throws -> [UInt8] {
+        let engine = try MapEngine(
+            plan: EngineSettings(allowPadding: allowPadding).plan(prototxtPath: model, weightsPath: nil).plan)
         let map = try LocalMapper(engine: engine, preprocessing: preprocessing, threads: 2)
             .map(try PNGReader.read(path: image), mode: mode, tile: 16)
         let out = "\(scratch)/local-\(mode.rawValue).npy"
@@ -129,20 +132,27 @@ struct ONNXClusterTests {
         print("convert --format onnx \(fixture): \(expected.count) outputs, onnxruntime vs engine max |Δ| \(d)")
     }
 
-    @Test("An upload job and run's local workers map an ONNX model byte-identically to the in-process engine")
-    func distributedEqualsInProcess() throws {
+    @Test(
+        "An upload job and run's local workers map an ONNX model byte-identically to the in-process engine",
+        arguments: ["seed_net", "padded_residual"])
+    func distributedEqualsInProcess(_ name: String) throws {
         let group = try ProcessGroup("onnx-cluster")
         defer { group.stop() }
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image, height: 45, width: 38)
-        let local = try Self.inProcessNPY(Self.seed, image: image, mode: .dense, scratch: group.directory)
+        // The seed-shaped net is exact; the residual one pads (every tile pads where the whole image does).
+        let model = Self.dir + "/\(name)/model.onnx"
+        let padded = name == "padded_residual"
+        let flags = ["--model", model] + Self.torchvision + (padded ? ["--allow-padding"] : [])
+        let local = try Self.inProcessNPY(
+            model, image: image, mode: .dense, scratch: group.directory, allowPadding: padded)
 
         let (workers, clients) = try group.startCoordinator()
         for i in 1...2 { try group.startWorker(workers, name: "w\(i)") }
         let out = group.directory + "/upload"
         let submit = try group.start(
             "tessera-coordinator",
-            ["submit", "--coordinator", clients, "--model", Self.seed] + Self.torchvision
+            ["submit", "--coordinator", clients] + flags
                 + ["--mode", "dense", "--tile", "16", "--outputs", "npy", "--wait", "--out", out, image],
             log: "submit")
         #expect(group.wait(submit, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
@@ -153,7 +163,7 @@ struct ONNXClusterTests {
         let runOut = group.directory + "/run"
         let run = try group.start(
             "tessera-coordinator",
-            ["run", "--model", Self.seed] + Self.torchvision
+            ["run"] + flags
                 + ["--workers", "2", "--mode", "dense", "--tile", "16", "--outputs", "npy", "--out", runOut, image],
             log: "run")
         #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
