@@ -73,7 +73,7 @@ let cHelpers: [Target] = [
 //
 //   TesseraCore   plain value types: sizes, rects, pixel sources, maps, checksums, durable files
 //   TesseraImage  PNG and .npy in and out, output writers                      → Core
-//   TesseraModel  Caffe import, nets, surgery, geometry, preprocessing         → Core, Image (.npy weights)
+//   TesseraModel  Caffe and ONNX import, nets, surgery, geometry, preprocessing → Core, Image (.npy weights)
 //   TesseraPlan   modes, tasks, tile plans, map assembly: planning, no compute → Core, Model
 //   TesseraEngine tensors, kernels, BLAS, runners, the local mapper           → Core, Model, Plan
 //   TesseraCUDA   the GPU backend, installed into the engine at start-up       → Engine
@@ -101,7 +101,7 @@ let modules: [Target] = [
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ],
         path: "Sources/Shared/Model",
-        exclude: ["Caffe/caffe.proto"],
+        exclude: ["Caffe/caffe.proto", "ONNX/onnx.proto"],
         swiftSettings: swift6
     ),
     .target(

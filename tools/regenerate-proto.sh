@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates Sources/Shared/Model/Caffe/caffe.pb.swift from caffe.proto.
+# Regenerates Sources/Shared/Model/Caffe/caffe.pb.swift from caffe.proto and
+# Sources/Shared/Model/ONNX/onnx.pb.swift from onnx.proto (the official ONNX schema, as the
+# PyPI `onnx` 1.23 package ships it: python3 -c "import onnx, os; print(os.path.dirname(onnx.__file__))").
 # Run by hand after editing the .proto; CI never runs it (the generated file is committed).
 #
 # Needs `protoc` on PATH and the swift-protobuf plugin of the version Package.swift pins.
@@ -22,10 +24,13 @@ if [[ -z "$plugin" ]]; then
     plugin="$work/swift-protobuf/.build/release/protoc-gen-swift"
 fi
 
-protoc \
-    --plugin=protoc-gen-swift="$plugin" \
-    --proto_path="$dir" \
-    --swift_out="$dir" \
-    --swift_opt=Visibility=Internal \
-    "$dir/caffe.proto"
-echo "wrote $dir/caffe.pb.swift"
+for proto in "$dir/caffe.proto" "$root/Sources/Shared/Model/ONNX/onnx.proto"; do
+    folder="$(dirname "$proto")"
+    protoc \
+        --plugin=protoc-gen-swift="$plugin" \
+        --proto_path="$folder" \
+        --swift_out="$folder" \
+        --swift_opt=Visibility=Internal \
+        "$proto"
+    echo "wrote ${proto%.proto}.pb.swift"
+done

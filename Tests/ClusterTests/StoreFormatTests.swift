@@ -51,6 +51,14 @@ struct StoreFormatTests {
         let back = try JobRecord(text: r.encoded())
         #expect(back == r)
         #expect(back.preprocessing.mean.map(\.bitPattern) == r.preprocessing.mean.map(\.bitPattern))
+        // A per-channel std (torchvision) is kept exactly too; a record without one has no std line.
+        #expect(!r.encoded().contains("std="))
+        var withStd = r
+        withStd.preprocessing.std = [0.229, 0.224, 0.225]
+        let stdBack = try JobRecord(text: withStd.encoded())
+        #expect(
+            stdBack == withStd
+                && stdBack.preprocessing.std.map(\.bitPattern) == ([0.229, 0.224, 0.225] as [Float]).map(\.bitPattern))
         do {
             _ = try JobRecord(text: r.encoded().replacingOccurrences(of: "mode=dense", with: "mode=sparse"))
             Issue.record("an unknown mode was accepted")

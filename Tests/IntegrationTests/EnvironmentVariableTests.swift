@@ -57,11 +57,14 @@ struct EnvironmentVariableTests {
         "gpu-check": ([], []),
         "": ([("curve", nil), ("curve-secret-key", "w.key"), ("curve-server-key", "c.pub")], []),
     ]
-    /// Options that exclude a baseline option (`--weights-npy` replaces `--weights`).
-    static let exclusions: [String: Set<String>] = ["convert weights-npy": ["weights"]]
+    /// Options that exclude a baseline option (`--weights-npy` replaces `--weights`; `--format onnx` writes
+    /// no weights file).
+    static let exclusions: [String: Set<String>] = [
+        "convert weights-npy": ["weights"], "convert format": ["out-weights"],
+    ]
 
     /// Values tried in order until one is accepted and differs from the default.
-    static let samples = ["3", "17", "debug", "fast", "rgb", "prob", "16", "0.5", "1,2,3", "cuda:1", "tf32"]
+    static let samples = ["3", "17", "debug", "fast", "rgb", "prob", "16", "0.5", "1,2,3", "cuda:1", "tf32", "onnx"]
 
     static func dump(_ command: ParsableCommand) -> String {
         var text = ""

@@ -62,6 +62,14 @@ enum WireSamples {
             Wire.JobSpec(
                 mode: .fast, tileSize: 1024, preprocessing: Wire.Preprocessing(), outputOptions: "",
                 prototxt: .path("a.prototxt"), weights: .path("a.caffemodel"), image: .path("a.png"))),
+        // torchvision's preprocessing: a per-channel std (bit 7 of the channel-order byte).
+        .submit(
+            Wire.JobSpec(
+                mode: .dense, tileSize: 256,
+                preprocessing: Wire.Preprocessing(
+                    channelOrder: .rgb, rawScale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]),
+                outputOptions: "", prototxt: .inline(name: "net.onnx", bytes: [0x08, 0x07]),
+                weights: .inline(name: "weights.caffemodel", bytes: []), image: .path("a.png"))),
         .submitted(jobID: 12),
         .statusRequest(jobID: 12),
         .statusRequest(jobID: nil),

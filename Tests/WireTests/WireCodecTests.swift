@@ -22,6 +22,36 @@ struct WireCodecTests {
             covered == Set(WireMessageType.allCases), "missing \(Set(WireMessageType.allCases).subtracting(covered))")
     }
 
+    @Test("A std sets bit 7 of the channel-order byte; without one the bytes are those of earlier builds")
+    func stdFlag() throws {
+        func frame(_ p: Wire.Preprocessing) -> [UInt8] {
+            WireMessage.submit(
+                Wire.JobSpec(
+                    mode: .dense, tileSize: 64, preprocessing: p, outputOptions: "", prototxt: .path("a"),
+                    weights: .path("b"), image: .path("c"))
+            ).encode()[0]
+        }
+        let plain = frame(Wire.Preprocessing(channelOrder: .rgb, mean: [1, 2, 3]))
+        let withStd = frame(Wire.Preprocessing(channelOrder: .rgb, mean: [1, 2, 3], std: [0.5, 0.25, 2]))
+        // Header ("TSR", version, type, flags), u8 mode, u32 tile: the channel-order byte follows.
+        #expect(plain[11] == Wire.Preprocessing.ChannelOrder.rgb.rawValue)
+        #expect(withStd[11] == Wire.Preprocessing.ChannelOrder.rgb.rawValue | 0x80)
+        #expect(withStd.count == plain.count + 2 + 12)
+        guard
+            case .submit(let spec) = try WireMessage.decode(
+                WireMessage.submit(
+                    Wire.JobSpec(
+                        mode: .dense, tileSize: 64,
+                        preprocessing: Wire.Preprocessing(channelOrder: .rgb, std: [0.5]), outputOptions: "",
+                        prototxt: .path("a"), weights: .path("b"), image: .path("c"))
+                ).encode())
+        else {
+            Issue.record("not a submit")
+            return
+        }
+        #expect(spec.preprocessing.std == [0.5] && spec.preprocessing.channelOrder == .rgb)
+    }
+
     @Test("Result values travel as raw little-endian float32")
     func resultPayloadIsRaw() throws {
         let frames = WireMessage.result(WireSamples.result).encode()

@@ -67,6 +67,9 @@ struct JobFactory: Sendable {
             guard configuration.allowLocalPaths else {
                 throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
             }
+            if what == "prototxt", let onnx = try Self.onnxBytes(path) {
+                return (onnx, (path as NSString).lastPathComponent)
+            }
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ClusterError("cannot read the \(what) \(path)")
             }
@@ -189,6 +192,17 @@ struct JobFactory: Sendable {
         return job
     }
 
+    /// An ONNX model named by path, with the external-data files next to it put inside
+    /// (workers receive one file); nil for any other model file.
+    static func onnxBytes(_ path: String) throws -> [UInt8]? {
+        guard ONNXFiles.isONNX(nil, name: path) else { return nil }
+        do {
+            return try ONNXFiles.selfContainedBytes(path)
+        } catch let e as ModelError {
+            throw ClusterError(e.description)
+        }
+    }
+
     /// The model files of a submission (inline or by path).
     func modelBundle(_ spec: Wire.JobSpec) throws -> ModelBundle {
         func bytes(_ source: Wire.FileSource, _ what: String) throws -> [UInt8] {
@@ -199,6 +213,7 @@ struct JobFactory: Sendable {
                     throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
                 }
                 let resolved = try sharedPath(path, what)
+                if what == "prototxt", let onnx = try Self.onnxBytes(resolved) { return onnx }
                 guard let data = FileManager.default.contents(atPath: resolved) else {
                     throw ClusterError("cannot read the \(what) \(path)")
                 }

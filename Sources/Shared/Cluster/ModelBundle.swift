@@ -46,10 +46,12 @@ package struct ModelBundle: Sendable, Equatable {
         return Wire.ModelDigest(bytes: h.finalize())!
     }
 
-    /// Reads the files (either may be nil, not both).
+    /// Reads the files (either may be nil, not both). An ONNX model travels as one
+    /// file, its external data put inside (`ONNXFiles.selfContainedBytes`).
     package init(prototxtPath: String?, weightsPath: String?) throws {
         func read(_ path: String?) throws -> [UInt8] {
             guard let path else { return [] }
+            if ONNXFiles.isONNX(nil, name: path) { return try ONNXFiles.selfContainedBytes(path) }
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ModelError(.unreadable, file: path, "cannot read the file")
             }
@@ -103,8 +105,10 @@ package struct EngineSettings: Hashable, Sendable {
     /// Loads `bundle` from its bytes and plans its maps: the one construction every
     /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
     package func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
+        let onnx = ONNXFiles.isONNX(Data(bundle.prototxt.prefix(1)), name: nil)
         let contents = ModelContents(
             prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
+            prototxtName: onnx ? "model.onnx" : "deploy.prototxt",
             weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
         return try plan(
             ModelLoader.load(

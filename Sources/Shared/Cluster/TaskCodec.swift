@@ -166,11 +166,12 @@ package enum TaskCodec {
     package static func preprocessing(_ p: Preprocessing) -> Wire.Preprocessing {
         Wire.Preprocessing(
             channelOrder: p.channelOrder == .bgr ? .bgr : .rgb, rawScale: p.rawScale, scale: p.scale,
-            mean: p.mean)
+            mean: p.mean, std: p.std)
     }
 
     package static func preprocessing(_ p: Wire.Preprocessing) -> Preprocessing {
         Preprocessing(
-            mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb)
+            mean: p.mean, rawScale: p.rawScale, scale: p.scale, channelOrder: p.channelOrder == .bgr ? .bgr : .rgb,
+            std: p.std)
     }
 }

@@ -79,6 +79,17 @@ package enum ModelLoader {
     /// Loads a model: reads the files, merges weights by layer name, drops training-only
     /// layers, finds the patch size, and performs net surgery.
     package static func load(_ source: ModelSource, logger: Logger? = nil) throws -> LoadedModel {
+        if let path = source.model, ONNXFiles.isONNX(nil, name: path) {
+            if let w = source.weights {
+                throw ModelError(
+                    .invalid, file: w,
+                    "an ONNX model holds its own weights: give the .onnx model alone, without weights")
+            }
+            return try loadONNX(ONNXFiles.read(path), file: path, patchSize: source.patchSize, logger: logger)
+        }
+        if source.model == nil, let w = source.weights, ONNXFiles.isONNX(nil, name: w) {
+            throw ModelError(.invalid, file: w, "an ONNX model is given as the model, not as weights")
+        }
         let definition = try source.model.map { try CaffeFiles.readBytes($0, what: "model definition (prototxt)") }
         let weights = try source.weights.map { try CaffeFiles.readBytes($0, what: "weights (caffemodel)") }
         let contents = ModelContents(
@@ -94,6 +105,15 @@ package enum ModelLoader {
         logger: Logger? = nil
     ) throws -> LoadedModel {
         var ignored: [String] = []
+        if let data = contents.prototxt, ONNXFiles.isONNX(data, name: contents.prototxtName) {
+            if contents.weights != nil {
+                throw ModelError(
+                    .invalid, file: contents.weightsName,
+                    "an ONNX model holds its own weights: give the .onnx model alone, without weights")
+            }
+            let file = contents.prototxtName
+            return try loadONNX(ONNXFiles.decode(data, file: file), file: file, patchSize: patchSize, logger: logger)
+        }
         if let data = contents.prototxt {
             let model = contents.prototxtName
             let definition = try CaffeFiles.decodePrototxt(data, file: model, ignored: &ignored)
@@ -155,7 +175,7 @@ package enum ModelLoader {
 
         // Patch size: --patch-size, the data layer's crop_size, the declared input when the
         // net gives 1×1 there, else (a fully convolutional net) its receptive field.
-        var classifier = imported.net
+        let classifier = imported.net
         let patch: Size2
         let patchSource: String
         if let p = importer.patchOverride {
@@ -175,6 +195,19 @@ package enum ModelLoader {
                 .patchSize, file: importer.definitionFile,
                 "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
+        return try finish(
+            classifier, patch: patch, patchSource: patchSource, file: importer.definitionFile,
+            declaredInput: imported.declaredInput, hasWeights: !importer.shapeOnly,
+            meanFileHint: imported.meanFileHint, notes: notes, logger: logger)
+    }
+
+    /// Net surgery and geometry at patch size: what every format's import ends with.
+    static func finish(
+        _ imported: Net, patch: Size2, patchSource: String, file: String, declaredInput: Size2?,
+        hasWeights: Bool, meanFileHint: String?, notes: [String], logger: Logger?
+    ) throws -> LoadedModel {
+        var classifier = imported
+        var notes = notes
         classifier.patchSize = patch
         var fcn = try classifier.fullyConvolutional(patch: patch)
         fcn.patchSize = patch
@@ -182,14 +215,33 @@ package enum ModelLoader {
         do {
             (geometry, perLayer) = try fcn.geometry(patch: patch)
         } catch let e as ModelError {
-            throw e.inFile(importer.definitionFile)
+            throw e.inFile(file)
         }
         notes.append("patch size \(patch) from \(patchSource)")
         for n in notes { logger?.info("\(n)") }
         return LoadedModel(
             classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
-            patchSizeSource: patchSource, declaredInput: imported.declaredInput,
-            hasWeights: !importer.shapeOnly, meanFileHint: imported.meanFileHint, notes: notes)
+            patchSizeSource: patchSource, declaredInput: declaredInput,
+            hasWeights: hasWeights, meanFileHint: meanFileHint, notes: notes)
+    }
+
+    /// Imports an ONNX model (its external data already read) and performs net surgery.
+    static func loadONNX(
+        _ model: Onnx_ModelProto, file: String, patchSize: Int?, logger: Logger?
+    ) throws -> LoadedModel {
+        var importer = ONNXImporter(file: file)
+        if let p = patchSize {
+            guard p > 0, p <= 1 << 16 else {
+                throw ModelError(.patchSize, "the patch size \(p) is not between 1 and 65536")
+            }
+            importer.patchOverride = Size2(square: p)
+        }
+        let imported = try importer.importModel(model)
+        let patch = imported.net.patchSize!
+        let source = importer.patchOverride != nil ? "--patch-size" : "the ONNX graph's input shape"
+        return try finish(
+            imported.net, patch: patch, patchSource: source, file: file, declaredInput: imported.declaredInput,
+            hasWeights: true, meanFileHint: nil, notes: importer.notes, logger: logger)
     }
 }
 

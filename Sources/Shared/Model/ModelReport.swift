@@ -34,6 +34,8 @@ package struct ModelReport: Codable, Sendable {
         package var mean: [Float]
         package var meanSource: String?
         package var scale: Float
+        /// Per-channel divisors after the mean (empty: none).
+        package var std: [Float]
     }
 
     package var name: String
@@ -117,7 +119,7 @@ package struct ModelReport: Codable, Sendable {
         self.preprocessing = PreprocessingInfo(
             channelOrder: preprocessing.channelOrder.rawValue,
             rawScale: preprocessing.rawScale, mean: preprocessing.mean,
-            meanSource: preprocessing.meanSource, scale: preprocessing.scale)
+            meanSource: preprocessing.meanSource, scale: preprocessing.scale, std: preprocessing.std)
         notes = model.notes
         _ = blobChannels
     }

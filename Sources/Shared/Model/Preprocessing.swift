@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 
-/// What happens to each pixel before the net (docs/ARCHITECTURE.md §1, Caffe's conventions):
-/// `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
+/// What happens to each pixel before the net (docs/ARCHITECTURE.md §1, Caffe's conventions,
+/// and torchvision's per-channel std): `value = (raw · rawScale − mean[c]) · scale`, or with
+/// a std `value = (raw · rawScale − mean[c]) / std[c] · scale`, channels in `channelOrder`.
 package struct Preprocessing: Sendable, Equatable {
     package enum ChannelOrder: String, Sendable, CaseIterable, Codable {
         case bgr, rgb
@@ -14,6 +15,9 @@ package struct Preprocessing: Sendable, Equatable {
     package var rawScale: Float
     /// Applied after the mean is subtracted (Caffe's `scale`/`input_scale`).
     package var scale: Float
+    /// Per-channel divisor after the mean (torchvision's `Normalize(mean, std)`), in the
+    /// network's channel order; empty: none, one value: every channel.
+    package var std: [Float]
     /// The channel order the net was trained on (Caffe/OpenCV: BGR).
     package var channelOrder: ChannelOrder
     /// Where the mean came from, for reports ("mean.binaryproto (32×32 image reduced per channel)").
@@ -21,11 +25,12 @@ package struct Preprocessing: Sendable, Equatable {
 
     package init(
         mean: [Float] = [], rawScale: Float = 1, scale: Float = 1, channelOrder: ChannelOrder = .bgr,
-        meanSource: String? = nil
+        meanSource: String? = nil, std: [Float] = []
     ) {
         self.mean = mean
         self.rawScale = rawScale
         self.scale = scale
+        self.std = std
         self.channelOrder = channelOrder
         self.meanSource = meanSource
     }
@@ -35,14 +40,26 @@ package struct Preprocessing: Sendable, Equatable {
         mean.isEmpty ? 0 : (mean.count == 1 ? mean[0] : mean[c])
     }
 
-    /// Checks the mean against the net's input channels.
+    /// The std of channel `c` (nil: none).
+    package func std(channel c: Int) -> Float? {
+        std.isEmpty ? nil : (std.count == 1 ? std[0] : std[c])
+    }
+
+    /// Checks the mean and std against the net's input channels.
     package func validated(channels: Int) throws -> Preprocessing {
         guard mean.isEmpty || mean.count == 1 || mean.count == channels else {
             throw ModelError(
                 .preprocessing, "the mean has \(mean.count) values but the net's input has \(channels) channels")
         }
-        guard rawScale.isFinite, scale.isFinite, mean.allSatisfy(\.isFinite) else {
+        guard std.isEmpty || std.count == 1 || std.count == channels else {
+            throw ModelError(
+                .preprocessing, "the std has \(std.count) values but the net's input has \(channels) channels")
+        }
+        guard rawScale.isFinite, scale.isFinite, mean.allSatisfy(\.isFinite), std.allSatisfy(\.isFinite) else {
             throw ModelError(.preprocessing, "preprocessing values must be finite numbers")
+        }
+        guard std.allSatisfy({ $0 > 0 }) else {
+            throw ModelError(.preprocessing, "the std values must be positive: each channel is divided by its std")
         }
         return self
     }
@@ -59,8 +76,15 @@ package struct Preprocessing: Sendable, Equatable {
             let values = mean.map { String(format: "%.4f", $0) }.joined(separator: ", ")
             lines.append("mean: [\(values)] subtracted" + (meanSource.map { " (from \($0))" } ?? ""))
         }
-        lines.append("scale: \(scale) (applied after the mean)")
-        lines.append("value = (raw × \(rawScale) − mean[c]) × \(scale)")
+        if std.isEmpty {
+            lines.append("scale: \(scale) (applied after the mean)")
+            lines.append("value = (raw × \(rawScale) − mean[c]) × \(scale)")
+        } else {
+            let values = std.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+            lines.append("std: [\(values)] (each channel divided by its std after the mean)")
+            lines.append("scale: \(scale) (applied after the std)")
+            lines.append("value = (raw × \(rawScale) − mean[c]) / std[c] × \(scale)")
+        }
         return lines
     }
 

@@ -9,7 +9,8 @@ import TesseraModel
 /// `--keep-classifier` the patch classifier itself is written (InnerProduct layers, P×P input).
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the fully convolutional version of a Caffe patch classifier (prototxt + caffemodel).",
+        abstract:
+            "Write the fully convolutional version of a patch classifier (prototxt + caffemodel, or ONNX).",
         discussion: """
             A net trained outside Caffe: give its deploy prototxt with --model and its weights with \
             --weights-npy DIR, one float32 .npy file per blob named <layer>.<blobIndex>.npy (Convolution \
@@ -20,11 +21,25 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(name: .long, help: ArgumentHelp("Where to write the fully convolutional prototxt.", valueName: "prototxt"))
+    /// What `convert` writes.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case caffe, onnx
+    }
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "caffe: a prototxt and a caffemodel; onnx: one ONNX file (opset 17, height and width dynamic "
+                + "unless --input-size is given), e.g. to check the net in onnxruntime."))
+    var format: Format = .caffe
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Where to write the fully convolutional prototxt (or .onnx file).", valueName: "file"))
     var outModel: String
 
-    @Option(name: .long, help: ArgumentHelp("Where to write its weights.", valueName: "caffemodel"))
-    var outWeights: String
+    @Option(name: .long, help: ArgumentHelp("Where to write its weights (caffe format).", valueName: "caffemodel"))
+    var outWeights: String?
 
     @Option(
         name: .long,
@@ -49,6 +64,13 @@ struct Convert: ParsableCommand {
 
     func validate() throws {
         if let n = inputSize, n <= 0 || n > 1 << 20 { throw ValidationError("--input-size must be between 1 and 2^20") }
+        switch format {
+        case .caffe where outWeights == nil:
+            throw ValidationError("give --out-weights: the caffe format writes a prototxt and a caffemodel")
+        case .onnx where outWeights != nil:
+            throw ValidationError("--out-weights is for the caffe format: an ONNX file holds its weights")
+        default: break
+        }
         if keepClassifier, inputSize != nil {
             throw ValidationError("--input-size does not apply to --keep-classifier (its input is the patch size)")
         }
@@ -58,7 +80,8 @@ struct Convert: ParsableCommand {
                 throw ValidationError("--weights-npy needs the deploy prototxt: give --model")
             }
         } else {
-            guard model.weights != nil else {
+            // An ONNX model holds its weights.
+            guard model.weights != nil || model.model.map({ ONNXFiles.isONNX(nil, name: $0) }) == true else {
                 throw ValidationError("convert needs the trained weights: give --weights (or --weights-npy)")
             }
         }
@@ -80,16 +103,29 @@ struct Convert: ParsableCommand {
             }
             let input = keepClassifier ? p : Size2(square: n)
             let (_, shapes) = try written.shapes(input: input)
+            if format == .onnx {
+                let bytes = try ONNXWriter.write(written, input: keepClassifier || inputSize != nil ? input : nil)
+                do {
+                    try Data(bytes).write(to: URL(fileURLWithPath: outModel), options: .atomic)
+                } catch {
+                    throw ModelError("cannot write the output: \(error.localizedDescription)")
+                }
+                print(
+                    "wrote \(outModel)\(keepClassifier ? " (the patch classifier)" : ""): input "
+                        + (keepClassifier || inputSize != nil ? "\(input.h)×\(input.w)" : "any height × width ≥ \(p)")
+                        + " (receptive field \(loaded.geometry.receptiveField), stride \(loaded.geometry.stride))")
+                return
+            }
             let (text, data) = try CaffeWriter.write(written, input: input)
             do {
                 try text.write(toFile: outModel, atomically: true, encoding: .utf8)
-                try data.write(to: URL(fileURLWithPath: outWeights), options: .atomic)
+                try data.write(to: URL(fileURLWithPath: outWeights!), options: .atomic)
             } catch {
                 throw ModelError("cannot write the output: \(error.localizedDescription)")
             }
             let out = shapes.last.map { keepClassifier ? "\($0.count)-value" : "\($0.h)×\($0.w)" } ?? "?"
             print(
-                "wrote \(outModel) and \(outWeights)\(keepClassifier ? " (the patch classifier)" : ""): "
+                "wrote \(outModel) and \(outWeights!)\(keepClassifier ? " (the patch classifier)" : ""): "
                     + "input \(input.h)×\(input.w) gives a \(out) output "
                     + "(receptive field \(loaded.geometry.receptiveField), stride \(loaded.geometry.stride))")
             if !loaded.geometry.isExact {

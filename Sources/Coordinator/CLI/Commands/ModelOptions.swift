@@ -8,8 +8,9 @@ struct ModelOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Deploy prototxt (text). Optional when the caffemodel holds its training net.",
-            valueName: "prototxt"))
+            "Deploy prototxt (text), optional when the caffemodel holds its training net; "
+                + "or an ONNX model (.onnx, weights inside or in external-data files next to it).",
+            valueName: "prototxt|onnx"))
     var model: String?
 
     @Option(
@@ -28,7 +29,8 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         guard model != nil || weights != nil else {
-            throw ValidationError("give --model (a deploy prototxt) and/or --weights (a caffemodel)")
+            throw ValidationError(
+                "give --model (a deploy prototxt or an ONNX model) and/or --weights (a caffemodel)")
         }
         if let p = patchSize, p <= 0 || p > 65536 {
             throw ValidationError("--patch-size must be between 1 and 65536")
@@ -65,28 +67,48 @@ struct PreprocessingOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Multiply by this after subtracting the mean (Caffe's scale).")
     var scale: Float = 1
 
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Per-channel std, in the network's channel order: each channel is divided by it after the mean "
+                + "(torchvision's Normalize: --raw-scale 0.00392156862745098 --mean 0.485,0.456,0.406 "
+                + "--std 0.229,0.224,0.225 --channel-order rgb).",
+            valueName: "V1,V2,V3"))
+    var std: String?
+
     @Option(name: .long, help: "Channel order the net was trained on: bgr (Caffe/OpenCV) or rgb.")
     var channelOrder: Preprocessing.ChannelOrder = .bgr
 
     func validate() throws {
         if meanFile != nil, mean != nil { throw ValidationError("give --mean-file or --mean, not both") }
         if mean != nil { _ = try parsedMean() }
+        if let s = try parsedList(std, "--std"), s.contains(where: { $0 <= 0 }) {
+            throw ValidationError("--std \(std!): every std must be positive")
+        }
         guard rawScale.isFinite, scale.isFinite else { throw ValidationError("--raw-scale and --scale must be finite") }
     }
 
     func parsedMean() throws -> [Float] {
-        guard let mean else { return [] }
-        let parts = mean.split(separator: ",", omittingEmptySubsequences: false)
+        try parsedList(mean, "--mean") ?? []
+    }
+
+    /// Comma-separated finite numbers, or nil when the option is not given.
+    func parsedList(_ text: String?, _ flag: String) throws -> [Float]? {
+        guard let text else { return nil }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
         let values = parts.map { Float($0.trimmingCharacters(in: .whitespaces)) }
         guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
-            throw ValidationError("--mean \(mean): expected comma-separated numbers, e.g. 104,117,123")
+            throw ValidationError(
+                "\(flag) \(text): expected comma-separated numbers, e.g. "
+                    + (flag == "--std" ? "0.229,0.224,0.225" : "104,117,123"))
         }
         return values.map { $0! }
     }
 
     /// The preprocessing for a net with `channels` input channels.
     func resolve(channels: Int, logger: Logger? = nil) throws -> Preprocessing {
-        var p = Preprocessing(rawScale: rawScale, scale: scale, channelOrder: channelOrder)
+        var p = Preprocessing(
+            rawScale: rawScale, scale: scale, channelOrder: channelOrder, std: try parsedList(std, "--std") ?? [])
         if let meanFile {
             let (m, source) = try Preprocessing.readMeanFile(meanFile, logger: logger)
             p.mean = m

@@ -53,6 +53,7 @@ struct JobRecord: Equatable {
             ("image-crc32", String(format: "%08x", imageCRC32)),
             ("image-bytes", "\(imageBytes)"),
         ]
+        if !p.std.isEmpty { fields.append(("std", p.std.map(bits).joined(separator: ","))) }
         if let sharedImage { fields.append(("shared-image", sharedImage)) }
         if let sharedStore { fields.append(("shared-store", sharedStore)) }
         if let owner { fields.append(("owner", owner)) }
@@ -98,7 +99,8 @@ struct JobRecord: Equatable {
         preprocessing = Wire.Preprocessing(
             channelOrder: order == "bgr" ? .bgr : .rgb, rawScale: try float(try field("raw-scale"), "raw-scale"),
             scale: try float(try field("scale"), "scale"),
-            mean: try meanText.isEmpty ? [] : meanText.split(separator: ",").map { try float(String($0), "mean") })
+            mean: try meanText.isEmpty ? [] : meanText.split(separator: ",").map { try float(String($0), "mean") },
+            std: try (fields["std"] ?? "").split(separator: ",").map { try float(String($0), "std") })
         modelDigest = try field("model-sha256")
         guard let crc = UInt32(try field("image-crc32"), radix: 16) else { throw ClusterError("bad image-crc32") }
         imageCRC32 = crc

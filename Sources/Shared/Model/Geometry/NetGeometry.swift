@@ -84,7 +84,9 @@ extension Net {
                 throw ModelError(
                     layer: layer.name,
                     "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
-                        + "\(o.jump)/\(o.origin)): its output pixels would not line up")
+                        + "\(o.jump)/\(o.origin)): its output pixels would not line up. A residual connection "
+                        + "around padded convolutions (a ResNet block's identity shortcut) does this: its branches "
+                        + "see input windows of different sizes, which Tessera cannot map")
             }
         }
     }

@@ -64,13 +64,18 @@ extension WireMessage {
 
     static func preprocessing(_ r: inout WireReader, limits: WireLimits) throws -> Wire.Preprocessing {
         let orderByte = try r.u8("channel order")
-        guard let order = Wire.Preprocessing.ChannelOrder(rawValue: orderByte) else {
+        guard let order = Wire.Preprocessing.ChannelOrder(rawValue: orderByte & 0x7F) else {
             throw r.error(.invalidValue, "channel order \(orderByte)")
         }
         let rawScale = try r.f32("raw scale")
         let scale = try r.f32("scale")
         let mean = try r.floats("mean values", maxCount: limits.maxChannels)
-        return Wire.Preprocessing(channelOrder: order, rawScale: rawScale, scale: scale, mean: mean)
+        var std: [Float] = []
+        if orderByte & 0x80 != 0 {
+            std = try r.floats("std values", maxCount: limits.maxChannels)
+            guard !std.isEmpty else { throw r.error(.invalidValue, "an empty std list") }
+        }
+        return Wire.Preprocessing(channelOrder: order, rawScale: rawScale, scale: scale, mean: mean, std: std)
     }
 
     static func mode(_ r: inout WireReader) throws -> Wire.Mode {

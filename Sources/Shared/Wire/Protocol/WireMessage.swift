@@ -42,7 +42,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | fetchData | u64 job, str file, u64 offset, u64 total | chunk bytes |
 /// | error | str message | – |
 ///
-/// preprocessing = u8 channel order, f32 raw scale, f32 scale, float list mean.
+/// preprocessing = u8 channel order (bit 7: a std follows), f32 raw scale, f32 scale, float list mean[, float list std].
 /// source = str name-or-path (+ u64 size when inline).
 ///
 /// Use `encode()` to get the frames and `WireMessage.decode(_:limits:)` to parse
@@ -225,8 +225,12 @@ package enum WireMessage: Equatable, Sendable {
         return w.bytes
     }
 
+    /// Bit 7 of the channel-order byte says a std list follows the mean; without a std
+    /// the bytes are those of earlier builds.
     static func write(_ p: Wire.Preprocessing, to w: inout WireWriter) {
-        w.u8(p.channelOrder.rawValue); w.f32(p.rawScale); w.f32(p.scale); w.floats(p.mean)
+        w.u8(p.channelOrder.rawValue | (p.std.isEmpty ? 0 : 0x80)); w.f32(p.rawScale); w.f32(p.scale)
+        w.floats(p.mean)
+        if !p.std.isEmpty { w.floats(p.std) }
     }
 
     /// Float32 values as little-endian bytes (a memcpy on little-endian hosts).

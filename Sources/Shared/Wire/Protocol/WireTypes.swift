@@ -38,7 +38,8 @@ package enum Wire {
         }
     }
 
-    /// Pixel preprocessing: `value = (raw · rawScale − mean[c]) · scale`, channels in `channelOrder`.
+    /// Pixel preprocessing: `value = (raw · rawScale − mean[c]) · scale`, or with a std
+    /// `value = (raw · rawScale − mean[c]) / std[c] · scale`, channels in `channelOrder`.
     package struct Preprocessing: Equatable, Sendable {
         package enum ChannelOrder: UInt8, Sendable, CaseIterable { case rgb = 0, bgr = 1 }
         package var channelOrder: ChannelOrder
@@ -46,12 +47,18 @@ package enum Wire {
         package var scale: Float
         /// Empty, one value for all channels, or one per channel (finite values).
         package var mean: [Float]
+        /// Empty, one value for all channels, or one per channel (positive values).
+        package var std: [Float]
 
-        package init(channelOrder: ChannelOrder = .bgr, rawScale: Float = 1, scale: Float = 1, mean: [Float] = []) {
+        package init(
+            channelOrder: ChannelOrder = .bgr, rawScale: Float = 1, scale: Float = 1, mean: [Float] = [],
+            std: [Float] = []
+        ) {
             self.channelOrder = channelOrder
             self.rawScale = rawScale
             self.scale = scale
             self.mean = mean
+            self.std = std
         }
     }
 

@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""ONNX reference fixtures: small patch classifiers built with onnx.helper (no torch),
+fixed random weights, and the outputs onnxruntime computes for them.
+
+    python3 Tests/Fixtures/onnx/make_fixtures.py      # needs onnx (1.23) and onnxruntime
+
+Deterministic (fixed seeds): a re-run rewrites identical bytes. One folder per net:
+
+    model.onnx              the classifier (batch dimension dynamic, "N")
+    model.onnx.data         (seed_net only) its weights as ONNX external data
+    manifest.json           patch size, classes, preprocessing, exactness, what it covers
+    patches.f32             float32 [8, C, P, P] preprocessed patches
+    patches_probs.f32       float32 [8, K] onnxruntime's outputs for them
+    image.u8                uint8 [H, W, 3] an RGB image
+    map.f32                 float32 [K, H, W] the naive map: onnxruntime on every pixel's
+                            mirror-padded patch (docs/ARCHITECTURE.md §1)
+    deploy.prototxt, weights.caffemodel
+                            (seed_net only) the same net and weights as Caffe files
+
+Arrays are raw little-endian, C order, no header.
+"""
+
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+F = TensorProto.FLOAT
+
+
+# ---------------------------------------------------------------------------
+# Building graphs
+# ---------------------------------------------------------------------------
+
+
+class Graph:
+    def __init__(self, name, channels, patch, seed):
+        self.name = name
+        self.channels = channels
+        self.patch = patch
+        self.rng = np.random.default_rng(seed)
+        self.nodes = []
+        self.inits = []
+        self.count = 0
+        self.covers = []
+
+    def fresh(self, base):
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def const(self, name, arr, dtype=np.float32, raw=True):
+        arr = np.asarray(arr)
+        if dtype == np.float16:
+            t = numpy_helper.from_array(arr.astype(np.float16), name + "_fp16")
+            self.inits.append(t)
+            self.nodes.append(helper.make_node("Cast", [name + "_fp16"], [name], name=name + "_cast", to=F))
+            return name
+        if raw:
+            t = numpy_helper.from_array(arr.astype(dtype), name)
+        else:
+            t = helper.make_tensor(name, F, arr.shape, arr.astype(np.float32).ravel().tolist(), raw=False)
+        self.inits.append(t)
+        return name
+
+    def weights(self, shape, fan_in, gain=2.0):
+        return (self.rng.standard_normal(shape) * np.sqrt(gain / fan_in)).astype(np.float32)
+
+    def node(self, op, inputs, name=None, **attrs):
+        name = name or self.fresh(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def conv(self, x, cin, cout, k, group=1, bias=True, dtype=np.float32, name=None, **attrs):
+        name = name or self.fresh("conv")
+        w = self.const(name + ".weight", self.weights((cout, cin // group, k, k), cin // group * k * k), dtype)
+        ins = [x, w]
+        if bias:
+            ins.append(self.const(name + ".bias", self.rng.uniform(-0.2, 0.2, cout), dtype))
+        return self.node("Conv", ins, name=name, group=group, **attrs)
+
+    def bn(self, x, c, raw=True, name=None):
+        name = name or self.fresh("bn")
+        r = self.rng
+        ins = [
+            x,
+            self.const(name + ".weight", r.uniform(0.5, 1.5, c), raw=raw),
+            self.const(name + ".bias", r.uniform(-0.3, 0.3, c), raw=raw),
+            self.const(name + ".running_mean", r.uniform(-0.5, 0.5, c), raw=raw),
+            self.const(name + ".running_var", r.uniform(0.5, 2.0, c), raw=raw),
+        ]
+        return self.node("BatchNormalization", ins, name=name, epsilon=1e-3)
+
+    def gemm(self, x, k, n, trans_b=1, alpha=1.0, beta=1.0, dtype=np.float32, name=None, gain=1.0):
+        name = name or self.fresh("fc")
+        w = self.weights((n, k), k, gain=gain)
+        b = self.rng.uniform(-0.2, 0.2, n)
+        wn = self.const(name + ".weight", w if trans_b else w.T.copy(), dtype)
+        bn = self.const(name + ".bias", b, dtype)
+        return self.node("Gemm", [x, wn, bn], name=name, transB=trans_b, alpha=alpha, beta=beta)
+
+    def model(self, output, opset):
+        inp = helper.make_tensor_value_info("input", F, ["N", self.channels, self.patch, self.patch])
+        out = helper.make_tensor_value_info(output, F, ["N", None])
+        graph = helper.make_graph(self.nodes, self.name, [inp], [out], initializer=self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tessera-fixtures")
+        m.ir_version = min(m.ir_version, 10)
+        onnx.checker.check_model(m)
+        return m
+
+
+# ---------------------------------------------------------------------------
+# The nets
+# ---------------------------------------------------------------------------
+
+
+def conv_pool_gemm():
+    g = Graph("conv_pool_gemm", 3, 19, seed=1)
+    x = g.conv("input", 3, 8, 3)  # 17
+    x = g.node("Relu", [x])
+    x = g.conv(x, 8, 8, 3, group=2, bias=False, dilations=[2, 2])  # 13
+    x = g.node("LeakyRelu", [x], alpha=0.1)
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2])  # 6, windows tile exactly
+    x = g.node("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 3
+    x = g.conv(x, 8, 6, 1)  # 3
+    x = g.node("Flatten", [x], axis=1)
+    x = g.gemm(x, 54, 16, trans_b=1, gain=4.0)
+    x = g.node("Tanh", [x])
+    x = g.gemm(x, 16, 4, trans_b=0, alpha=0.5, beta=2.0)
+    x = g.node("Softmax", [x], axis=-1)
+    g.covers = [
+        "Conv k3 with bias; Conv dilation 2, group 2, no bias",
+        "Relu, LeakyRelu 0.1, Tanh",
+        "MaxPool 3/2 and AveragePool 2/2, ceil_mode 0, windows covering the input",
+        "Flatten + Gemm transB=1, Gemm transB=0 alpha 0.5 beta 2",
+        "Softmax axis -1 (opset 13)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 13), pre, True
+
+
+def bn_lrn_matmul_fp16():
+    g = Graph("bn_lrn_matmul_fp16", 3, 17, seed=2)
+    x = g.conv("input", 3, 6, 3, dtype=np.float16, strides=[2, 2])  # 8
+    x = g.bn(x, 6, raw=False)
+    lo = g.const("clip_min", np.array(0.0, dtype=np.float32))
+    x = g.node("Clip", [x, lo])
+    x = g.node("LRN", [x], size=3, alpha=1e-2, beta=0.75, bias=1.5)
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)  # 4
+    x = g.node("Sigmoid", [x])
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    w = g.const("head.weight", g.weights((6, 3), 6, gain=8.0))
+    x = g.node("MatMul", [x, w])
+    b = g.const("head.bias", g.rng.uniform(-0.5, 0.5, 3))
+    x = g.node("Add", [x, b])
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Conv stride 2 with float16 initializers (Cast to float32)",
+        "BatchNormalization (values in float_data), epsilon 1e-3",
+        "Clip(min 0) as ReLU (opset 11 inputs)",
+        "LRN size 3, alpha, beta, bias",
+        "MaxPool ceil_mode 1, Sigmoid, GlobalAveragePool",
+        "Flatten + MatMul + Add (the bias folded)",
+        "Softmax axis 1 (opset 11)",
+    ]
+    pre = dict(
+        channel_order="rgb", raw_scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], scale=1.0
+    )
+    return g, g.model(x, 11), pre, True
+
+
+def branches():
+    g = Graph("branches", 3, 14, seed=3)
+    a = g.conv("input", 3, 4, 3)  # 12
+    a = g.node("Relu", [a])
+    b1 = g.conv(a, 4, 4, 3)  # 10
+    b2 = g.conv(a, 4, 4, 3)  # 10
+    s = g.const("branch.scale", g.rng.uniform(0.5, 1.5, (4, 1, 1)))
+    b2 = g.node("Mul", [b2, s])
+    add = g.node("Add", [b1, b2])
+    off = g.const("offset", np.array([0.1], dtype=np.float32))
+    add = g.node("Sub", [add, off])
+    cat = g.node("Concat", [b1, add], axis=1)  # 8 channels
+    p = g.node("MaxPool", [cat], kernel_shape=[2, 2], strides=[2, 2])  # 5
+    sq = g.node("Mul", [p, p])
+    d = g.node("Sub", [sq, p])
+    x = g.node("GlobalMaxPool", [d])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 3, gain=0.002)
+    x = g.node("Identity", [x])
+    x = g.node("Dropout", [x])
+    x = g.node("Softmax", [x], axis=-1)
+    g.covers = [
+        "two branches from one tensor, Add of two activations",
+        "Mul by a per-channel constant (C×1×1), Sub of a scalar constant",
+        "Concat along channels, Mul and Sub of two activations",
+        "GlobalMaxPool, Gemm, Identity, Dropout (opset 17)",
+    ]
+    pre = dict(channel_order="rgb", raw_scale=1.0 / 255.0, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 0.2], scale=1.0)
+    return g, g.model(x, 17), pre, True
+
+
+def residual(name, identity, seed):
+    """A ResNet-style block: Conv pad 1 + BatchNormalization + Relu, then a residual Add. With
+    `identity`, the shortcut is the block's input (a ResNet basic block: its branches see
+    windows of different sizes, which Tessera refuses); otherwise a 3×3 projection whose
+    window equals the other branch's (Tessera runs it with --allow-padding)."""
+    g = Graph(name, 3, 16, seed=seed)
+    x = g.conv("input", 3, 8, 3, pads=[1, 1, 1, 1])  # 16
+    x = g.bn(x, 8)
+    x = g.node("Relu", [x])
+    if identity:
+        y = g.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])
+        y = g.bn(y, 8)
+        y = g.node("Relu", [y])
+        y = g.conv(y, 8, 8, 3, pads=[1, 1, 1, 1])
+        shortcut = x
+    else:
+        y = g.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])
+        shortcut = g.conv(x, 8, 8, 3, pads=[1, 1, 1, 1], bias=False)
+    y = g.bn(y, 8)
+    x = g.node("Add", [shortcut, y])
+    x = g.node("Relu", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 8
+    x = g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1)
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 2)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Conv pad 1 + BatchNormalization + Relu, residual Add "
+        + ("with the identity shortcut (a ResNet basic block)" if identity else "with a 3×3 projection shortcut"),
+        "AveragePool with pads and count_include_pad 1",
+        "GlobalAveragePool + Flatten + Gemm head (opset 9)",
+        "not exact (padding): refused without --allow-padding"
+        + ("; the identity shortcut's window differs from the other branch's: Tessera refuses the net" if identity else ""),
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[127.0], std=[], scale=1.0 / 64)
+    return g, g.model(x, 9), pre, False
+
+
+def padded_residual():
+    return residual("padded_residual", identity=False, seed=4)
+
+
+def resnet_block():
+    return residual("resnet_block", identity=True, seed=6)
+
+
+def misc_ops():
+    g = Graph("misc_ops", 3, 12, seed=7)
+    # Conv with auto_pad SAME_UPPER (stride 1, odd kernel: symmetric), float64 weights.
+    w = g.rng.standard_normal((6, 3, 3, 3)) * np.sqrt(2.0 / 27)
+    wn = g.const("same.weight", w, dtype=np.float64)
+    wc = g.node("Cast", [wn], name="same.weight_cast", to=F)
+    x = g.node("Conv", ["input", wc], name="same", auto_pad="SAME_UPPER")  # 12
+    # float16 values stored in int32_data (helper.make_tensor, raw=False), Cast to float32.
+    bias = helper.make_tensor("shift_fp16", TensorProto.FLOAT16, [6, 1, 1],
+                              g.rng.uniform(-0.5, 0.5, 6).astype(np.float16).tolist(), raw=False)
+    g.inits.append(bias)
+    b = g.node("Cast", ["shift_fp16"], name="shift_cast", to=F)
+    x = g.node("Sub", [b, x])  # constant − activation
+    x = g.node("Clip", [x])  # opset 10: min and max attributes left at the float limits: no bound
+    x = g.node("Relu", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[3, 3])  # 4
+    shape = g.node("Constant", [], value=helper.make_tensor("shape", TensorProto.INT64, [2], [0, -1]))
+    x = g.node("Reshape", [x, shape])
+    x = g.gemm(x, 96, 5, gain=0.5)
+    x = g.node("Softmax", [x])  # opset 10: axis 1 by default
+    g.covers = [
+        "Conv auto_pad SAME_UPPER (not exact: it pads), float64 weights (Cast)",
+        "float16 constant in int32_data (Cast), Sub of constant minus activation",
+        "Clip without effective bounds (opset 10 attributes), Relu",
+        "Constant node + Reshape [0, -1] as the flatten, Gemm, Softmax with opset 10's default axis",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[110.0, 120.0, 130.0], std=[60.0], scale=1.0)
+    return g, g.model(x, 10), pre, False
+
+
+SEED_LAYERS = """the seed's efficient-pixelwise/deploy.prototxt: conv1 32×3×3 → ReLU → LRN 5 → MAX 4/2 →
+conv2 32×3×3 → ReLU → LRN 5 → MAX 2/2 → fc6 64 → ReLU → Dropout → fc7 64 → ReLU → Dropout → fc8 2 → Softmax"""
+
+
+def seed_net():
+    g = Graph("seed_net", 3, 32, seed=5)
+    r = g.rng
+    # Weights rounded to float16 values: the ONNX file stores them as float16, the
+    # caffemodel as the same values in float32.
+    def half(a):
+        return np.asarray(a, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+    w = {
+        "conv1": (half(g.weights((32, 3, 3, 3), 27)), half(r.uniform(-0.1, 0.1, 32))),
+        "conv2": (half(g.weights((32, 32, 3, 3), 288)), half(r.uniform(-0.1, 0.1, 32))),
+        "fc6": (half(g.weights((64, 1152), 1152)), half(r.uniform(-0.1, 0.1, 64))),
+        "fc7": (half(g.weights((64, 64), 64)), half(r.uniform(-0.1, 0.1, 64))),
+        "fc8": (half(g.weights((2, 64), 64, gain=0.02)), half(r.uniform(-0.1, 0.1, 2))),
+    }
+
+    def c(name):
+        return g.const(name + ".weight", w[name][0], np.float16), g.const(name + ".bias", w[name][1], np.float16)
+
+    x = g.node("Conv", ["input", *c("conv1")], name="conv1")
+    x = g.node("Relu", [x], name="relu1")
+    x = g.node("LRN", [x], name="norm1", size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    x = g.node("MaxPool", [x], name="pool1", kernel_shape=[4, 4], strides=[2, 2], ceil_mode=1)
+    x = g.node("Conv", [x, *c("conv2")], name="conv2")
+    x = g.node("Relu", [x], name="relu2")
+    x = g.node("LRN", [x], name="norm2", size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    x = g.node("MaxPool", [x], name="pool2", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.node("Flatten", [x], name="flatten")
+    for i, name in enumerate(["fc6", "fc7", "fc8"]):
+        x = g.node("Gemm", [x, *c(name)], name=name, transB=1)
+        if name != "fc8":
+            x = g.node("Relu", [x], name=f"relu{6 + i}")
+            x = g.node("Dropout", [x], name=f"drop{6 + i}")
+    x = g.node("Softmax", [x], name="prob", axis=1)
+    g.covers = [
+        "the seed net's shapes (" + SEED_LAYERS.replace("\n", " ") + ")",
+        "float16 initializers (Cast), kept in an external-data file next to the model",
+        "the same weights as deploy.prototxt + weights.caffemodel (Caffe), for the Caffe-vs-ONNX map",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.0125)
+    return g, g.model(x, 18), pre, True, w
+
+
+# ---------------------------------------------------------------------------
+# Caffe files for the seed net (protobuf written by hand: field numbers of caffe.proto)
+# ---------------------------------------------------------------------------
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number, payload):
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
+
+
+def blob(arr):
+    dims = b"".join(varint(int(d)) for d in arr.shape)
+    return field(7, field(1, dims)) + field(5, np.asarray(arr, "<f4").ravel().tobytes())
+
+
+def caffemodel(weights):
+    out = field(1, b"seed_net")
+    for name, typ in [("conv1", "Convolution"), ("conv2", "Convolution"), ("fc6", "InnerProduct"),
+                      ("fc7", "InnerProduct"), ("fc8", "InnerProduct")]:
+        body = field(1, name.encode()) + field(2, typ.encode())
+        for a in weights[name]:
+            body += field(7, blob(a))
+        out += field(100, body)
+    return out
+
+
+SEED_PROTOTXT = """name: "seed_net"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 32 kernel_size: 3 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "norm1" type: "LRN" bottom: "conv1" top: "norm1" lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
+layer { name: "pool1" type: "Pooling" bottom: "norm1" top: "pool1" pooling_param { pool: MAX kernel_size: 4 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2" convolution_param { num_output: 32 kernel_size: 3 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "norm2" type: "LRN" bottom: "conv2" top: "norm2" lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }
+layer { name: "pool2" type: "Pooling" bottom: "norm2" top: "pool2" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "fc6" type: "InnerProduct" bottom: "pool2" top: "fc6" inner_product_param { num_output: 64 } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
+layer { name: "drop6" type: "Dropout" bottom: "fc6" top: "fc6" }
+layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7" inner_product_param { num_output: 64 } }
+layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" }
+layer { name: "drop7" type: "Dropout" bottom: "fc7" top: "fc7" }
+layer { name: "fc8" type: "InnerProduct" bottom: "fc7" top: "fc8" inner_product_param { num_output: 2 } }
+layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
+"""
+
+
+# ---------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------
+
+
+def session(path):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def run(sess, x, batch=256):
+    outs = []
+    for i in range(0, len(x), batch):
+        outs.append(sess.run(None, {"input": np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})[0])
+    return np.concatenate(outs).reshape(len(x), -1)
+
+
+def preprocess(img, pre, channels):
+    """float32 arithmetic in the engine's order: ((raw·raw_scale − mean[c]) / std[c]) · scale."""
+    order = [2, 1, 0] if pre["channel_order"] == "bgr" else [0, 1, 2]
+    out = np.empty((channels,) + img.shape[:2], np.float32)
+    for c in range(channels):
+        v = img[:, :, order[c]].astype(np.float32) * np.float32(pre["raw_scale"])
+        mean = pre["mean"][c] if len(pre["mean"]) > 1 else (pre["mean"][0] if pre["mean"] else 0.0)
+        v = v - np.float32(mean)
+        if pre["std"]:
+            v = v / np.float32(pre["std"][c] if len(pre["std"]) > 1 else pre["std"][0])
+        out[c] = v * np.float32(pre["scale"])
+    return out
+
+
+def mirror(i, n):
+    m = i % (2 * n)
+    return m if m < n else 2 * n - 1 - m
+
+
+def naive_map(sess, chw, p, classes):
+    c, h, w = chw.shape
+    a = p // 2
+    rows = [mirror(i - a, h) for i in range(h + p - 1)]
+    cols = [mirror(j - a, w) for j in range(w + p - 1)]
+    padded = chw[:, rows][:, :, cols]
+    patches = np.stack([padded[:, y : y + p, x : x + p] for y in range(h) for x in range(w)])
+    probs = run(sess, patches)
+    return probs.T.reshape(classes, h, w).astype(np.float32)
+
+
+def describe(file, arr, dtype):
+    return {"file": file, "dtype": dtype, "shape": list(arr.shape)}
+
+
+def write(folder, name, arr, dtype):
+    np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).tofile(os.path.join(folder, name))
+
+
+def build(g, model, pre, exact, caffe_weights=None):
+    folder = os.path.join(ROOT, g.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    path = os.path.join(folder, "model.onnx")
+    if caffe_weights is not None:
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.onnx.data", size_threshold=0)
+        with open(os.path.join(folder, "deploy.prototxt"), "w") as f:
+            f.write(SEED_PROTOTXT)
+        with open(os.path.join(folder, "weights.caffemodel"), "wb") as f:
+            f.write(caffemodel(caffe_weights))
+    else:
+        onnx.save_model(model, path)
+    sess = session(path)
+    rng = np.random.default_rng(100 + len(g.name))
+    p, c = g.patch, g.channels
+    patches = rng.uniform(-1.5, 1.5, (4 if p > 24 else 8, c, p, p)).astype(np.float32)
+    probs = run(sess, patches).astype(np.float32)
+    classes = probs.shape[1]
+    image = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    chw = preprocess(image, pre, c)
+    if c == 1:
+        pass
+    nmap = naive_map(sess, chw, p, classes)
+    write(folder, "patches.f32", patches, np.float32)
+    write(folder, "patches_probs.f32", probs, np.float32)
+    write(folder, "image.u8", image, np.uint8)
+    write(folder, "map.f32", nmap, np.float32)
+    opset = model.opset_import[0].version
+    manifest = {
+        "name": g.name,
+        "patch_size": p,
+        "input_channels": c,
+        "classes": classes,
+        "opset": opset,
+        "exact": exact,
+        "covers": g.covers,
+        "reference": f"onnxruntime {ort.__version__} (CPU, graph optimizations off)",
+        "tolerance": 1e-4,
+        "preprocess": pre,
+        "patches": {"input": describe("patches.f32", patches, "float32"),
+                    "probabilities": describe("patches_probs.f32", probs, "float32")},
+        "image": describe("image.u8", image, "uint8"),
+        "map": describe("map.f32", nmap, "float32"),
+    }
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    spread = float(probs.max() - probs.min())
+    size = sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+    print(f"{g.name}: opset {opset}, P {p}, {classes} classes, probability spread {spread:.3f}, "
+          f"map range {nmap.min():.3f}..{nmap.max():.3f}, {size} bytes")
+
+
+def main():
+    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops]:
+        g, model, pre, exact = make()
+        build(g, model, pre, exact)
+    g, model, pre, exact, w = seed_net()
+    build(g, model, pre, exact, caffe_weights=w)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

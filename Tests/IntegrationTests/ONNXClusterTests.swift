@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraCore
+@testable import TesseraEngine
+@testable import TesseraImage
+@testable import TesseraModel
+@testable import TesseraPlan
+@testable import TestSupport
+
+/// ONNX models through the command line and the cluster: `inspect`, `run` with local
+/// workers, an upload job; the seed-shaped fixture keeps its float16 weights in an
+/// external-data file, which the workers never see.
+@Suite("ONNX models through the CLI and the cluster", .serialized)
+struct ONNXClusterTests {
+    static let dir = TestPaths.fixtures.appendingPathComponent("onnx").path
+    static let seed = dir + "/seed_net/model.onnx"
+    static let torchvision = [
+        "--channel-order", "rgb", "--raw-scale", "0.00392156862745098", "--mean", "0.485,0.456,0.406", "--std",
+        "0.229,0.224,0.225",
+    ]
+    static let preprocessing = Preprocessing(
+        mean: [0.485, 0.456, 0.406], rawScale: 0.00392156862745098, channelOrder: .rgb, std: [0.229, 0.224, 0.225])
+
+    static func inProcessNPY(
+        _ model: String, image: String, mode: MapMode, scratch: String, allowPadding: Bool = false
+    ) throws -> [UInt8] {
+        let engine = try MapEngine(
+            plan: EngineSettings(allowPadding: allowPadding).plan(prototxtPath: model, weightsPath: nil).plan)
+        let map = try LocalMapper(engine: engine, preprocessing: preprocessing, threads: 2)
+            .map(try PNGReader.read(path: image), mode: mode, tile: 16)
+        let out = "\(scratch)/local-\(mode.rawValue).npy"
+        try NPY.write(map, to: out)
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    }
+
+    @Test("inspect shows the ONNX net, its geometry and the std formula; a padded net's reasons")
+    func inspect() throws {
+        let group = try ProcessGroup("onnx-inspect")
+        defer { group.stop() }
+        let p = try group.start(
+            "tessera-coordinator", ["inspect", "--model", Self.seed] + Self.torchvision, log: "seed")
+        #expect(group.wait(p) == 0, "\(group.log("seed"))")
+        let text = group.log("seed")
+        for needle in [
+            "conv1", "fc6-conv", "the ONNX graph's input shape", "value = (raw × 0.003921569 − mean[c]) / std[c] × 1.0",
+        ] {
+            #expect(text.contains(needle), "inspect output lacks \(needle):\n\(text)")
+        }
+        let padded = Self.dir + "/padded_residual/model.onnx"
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--model", padded, "--in-process", "--out", group.directory + "/o", group.directory + "/none.png"],
+            log: "padded")
+        #expect(group.wait(run) != 0)
+        let refusal = group.log("padded")
+        #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
+    }
+
+    @Test("convert writes an ONNX model's fully convolutional net as Caffe files that map the same")
+    func convert() throws {
+        let group = try ProcessGroup("onnx-convert")
+        defer { group.stop() }
+        let (proto, weights) = (group.directory + "/fcn.prototxt", group.directory + "/fcn.caffemodel")
+        let p = try group.start(
+            "tessera-coordinator",
+            ["convert", "--model", Self.seed, "--out-model", proto, "--out-weights", weights, "--input-size", "64"],
+            log: "convert")
+        #expect(group.wait(p) == 0, "\(group.log("convert"))")
+        let onnx = try ModelLoader.load(ModelSource(model: Self.seed))
+        let caffe = try ModelLoader.load(ModelSource(model: proto, weights: weights, patchSize: 32))
+        let image = ArrayImage.random(height: 21, width: 17, seed: 5)
+        let a = try LocalMapper(engine: MapEngine(model: onnx), preprocessing: Self.preprocessing, threads: 2)
+            .map(image, mode: .dense)
+        let b = try LocalMapper(engine: MapEngine(model: caffe), preprocessing: Self.preprocessing, threads: 2)
+            .map(image, mode: .dense)
+        let d = zip(a.data, b.data).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(a.data.count == b.data.count && d <= 1e-6, "the converted net's map differs by \(d)")
+    }
+
+    /// Runs `model` in onnxruntime on `input` (1×C×H×W); nil when the script fails (its log says why).
+    static func onnxruntime(_ group: ProcessGroup, model: String, input: Tensor) throws -> [Float]? {
+        let script = """
+            import sys, numpy as np, onnxruntime as ort
+            model, src, c, h, w, dst = sys.argv[1:7]
+            x = np.fromfile(src, dtype="<f4").reshape(1, int(c), int(h), int(w))
+            o = ort.SessionOptions()
+            o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
+            s.run(None, {s.get_inputs()[0].name: x})[0].astype("<f4").tofile(dst)
+            """
+        let (src, dst) = (group.directory + "/x.f32", group.directory + "/y.f32")
+        try input.values.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: src))
+        let p = try group.start(
+            "/usr/bin/env",
+            ["python3", "-c", script, model, src, "\(input.c)", "\(input.h)", "\(input.w)", dst], log: "ort")
+        guard group.wait(p, timeout: 120) == 0, let data = FileManager.default.contents(atPath: dst) else {
+            Issue.record("onnxruntime failed: \(group.log("ort"))")
+            return nil
+        }
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test(
+        "convert --format onnx: onnxruntime computes the fully convolutional net as Tessera's engine does",
+        arguments: ["conv_pool_ip", "branch_eltwise_concat", "onnx/seed_net", "onnx/branches"])
+    func convertToONNX(_ fixture: String) throws {
+        let group = try ProcessGroup("onnx-write")
+        defer { group.stop() }
+        let dir = TestPaths.fixtures.appendingPathComponent(fixture).path
+        let modelFlags =
+            fixture.hasPrefix("onnx/")
+            ? ["--model", dir + "/model.onnx"]
+            : ["--model", dir + "/deploy.prototxt", "--weights", dir + "/weights.caffemodel"]
+        let out = group.directory + "/fcn.onnx"
+        let p = try group.start(
+            "tessera-coordinator", ["convert", "--format", "onnx"] + modelFlags + ["--out-model", out], log: "convert")
+        #expect(group.wait(p) == 0, "\(group.log("convert"))")
+        let source =
+            modelFlags.count == 2
+            ? ModelSource(model: modelFlags[1]) : ModelSource(model: modelFlags[1], weights: modelFlags[3])
+        let model = try ModelLoader.load(source)
+        // An input larger than the patch: the net's output is a map, computed by both.
+        let size = Size2(model.patchSize.h + 13, model.patchSize.w + 9)
+        let input = Reference.random(Shape(c: model.net.inputChannels, h: size.h, w: size.w), seed: 3)
+        let expected = try NetRunner(net: model.net).forward(input, threads: 2).values
+        guard let got = try Self.onnxruntime(group, model: out, input: input) else { return }
+        #expect(got.count == expected.count && expected.count > model.geometry.classes)
+        let d = zip(got, expected).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(d <= 1e-4, "\(fixture): onnxruntime and the engine differ by \(d)")
+        print("convert --format onnx \(fixture): \(expected.count) outputs, onnxruntime vs engine max |Δ| \(d)")
+    }
+
+    @Test(
+        "An upload job and run's local workers map an ONNX model byte-identically to the in-process engine",
+        arguments: ["seed_net", "padded_residual"])
+    func distributedEqualsInProcess(_ name: String) throws {
+        let group = try ProcessGroup("onnx-cluster")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 45, width: 38)
+        // The seed-shaped net is exact; the residual one pads (every tile pads where the whole image does).
+        let model = Self.dir + "/\(name)/model.onnx"
+        let padded = name == "padded_residual"
+        let flags = ["--model", model] + Self.torchvision + (padded ? ["--allow-padding"] : [])
+        let local = try Self.inProcessNPY(
+            model, image: image, mode: .dense, scratch: group.directory, allowPadding: padded)
+
+        let (workers, clients) = try group.startCoordinator()
+        for i in 1...2 { try group.startWorker(workers, name: "w\(i)") }
+        let out = group.directory + "/upload"
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + flags
+                + ["--mode", "dense", "--tile", "16", "--outputs", "npy", "--wait", "--out", out, image],
+            log: "submit")
+        #expect(group.wait(submit, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
+        let uploadedSame = ClusterFixture.bytes(out + "/tissue.npy") == local
+        #expect(uploadedSame, "the upload job's map differs from the in-process one")
+        #expect(local.count > 38 * 45 * 2 * 4)
+
+        let runOut = group.directory + "/run"
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run"] + flags
+                + ["--workers", "2", "--mode", "dense", "--tile", "16", "--outputs", "npy", "--out", runOut, image],
+            log: "run")
+        #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
+        let ranSame = ClusterFixture.bytes(runOut + "/tissue.npy") == local
+        #expect(ranSame, "run's map with local workers differs from the in-process one")
+    }
+}
