@@ -84,5 +84,7 @@ enum WireSamples {
         .fetchData(
             Wire.FetchChunk(jobID: 12, fileName: "slide.npy", offset: 4, totalSize: 10, bytes: [1, 2, 3, 4, 5, 6])),
         .error(message: "unknown job 99"),
+        .uploadPart(Wire.UploadPart(jobID: 7, offset: 1 << 33, crc32: 0xCAFE_F00D, last: true, bytes: [1, 2, 3])),
+        .uploadAck(jobID: 7, received: 123_456_789_012),
     ]
 }

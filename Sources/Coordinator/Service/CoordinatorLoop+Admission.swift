@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCluster
 import TesseraImage
 import TesseraWire
 
@@ -16,15 +17,15 @@ extension CoordinatorLoop {
         let limit = configuration.maxPixels
         let name: String
         let size: (width: Int, height: Int)?
-        switch spec.image {
-        case .inline(let fileName, let bytes):
-            name = fileName
-            size = PNGReader.dimensions(of: bytes)
-        case .path(let path) where configuration.allowLocalPaths:
-            name = (path as NSString).lastPathComponent
-            size = (try? PNGReader.header(path: path, maxPixels: Int.max)).map { ($0.width, $0.height) }
-        case .path:
-            return  // refused by createJob, with its reason
+        if let shape = (try? JobOptions(encoded: spec.outputOptions))?.rawImage {
+            guard case .inline(_, let bytes) = spec.image, bytes.isEmpty else {
+                throw ClusterError(
+                    .invalidOption, "a raw-image upload sends its pixels in parts, not in the submission")
+            }
+            name = Self.imageName(spec.image)
+            size = (shape.width, shape.height)
+        } else {
+            (name, size) = try inlineOrLocal(spec)
         }
         // Not a PNG (or no readable header): decoding reports why.
         guard let size else { return }
@@ -36,5 +37,25 @@ extension CoordinatorLoop {
                     "image \(name) is \(size.width)×\(size.height) = \(pixels.overflow ? "too many" : "\(pixels.partialValue)") pixels, over this coordinator's limit of \(limit) (serve --max-pixels)"
             )
         }
+    }
+
+    private static func imageName(_ source: Wire.FileSource) -> String { JobFactory.name(of: source) }
+
+    /// The name and size of a PNG sent whole or named by path (nil size: no readable header).
+    private func inlineOrLocal(_ spec: Wire.JobSpec) throws -> (String, (width: Int, height: Int)?) {
+        let name: String
+        let size: (width: Int, height: Int)?
+        switch spec.image {
+        case .inline(let fileName, let bytes):
+            name = fileName
+            size = PNGReader.dimensions(of: bytes)
+        case .path(let path) where configuration.allowLocalPaths:
+            name = (path as NSString).lastPathComponent
+            size = (try? PNGReader.header(path: path, maxPixels: Int.max)).map { ($0.width, $0.height) }
+        case .path(let path):
+            // Refused by createJob, with its reason.
+            return ((path as NSString).lastPathComponent, nil)
+        }
+        return (name, size)
     }
 }

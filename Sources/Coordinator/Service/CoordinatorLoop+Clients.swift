@@ -26,6 +26,10 @@ extension CoordinatorLoop {
             reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
             reply = notYours(req.jobID, envelope.userID, "fetch") ?? fetch(req)
+        case .success(.uploadPart(let part)):
+            // Answered once written (`collectUploads`), unless refused now.
+            guard let refusal = handleUploadPart(part, from: peer, key: envelope.userID) else { return }
+            reply = refusal
         case .success(let other):
             rejects.warning(
                 "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])
@@ -69,7 +73,9 @@ extension CoordinatorLoop {
     /// (`--admin-keys`), whose use of another key's job is logged. A refusal is logged
     /// with both key names; the reply does not say whose the job is.
     private func notYours(_ id: UInt64, _ requester: String?, _ verb: String) -> WireMessage? {
-        guard let owner = jobs[id]?.owner ?? archived[id]?.owner, owner != "anonymous", owner != requester else {
+        guard let owner = jobs[id]?.owner ?? archived[id]?.owner ?? uploads[id]?.owner, owner != "anonymous",
+            owner != requester
+        else {
             return nil
         }
         if CoordinatorService.isAdmin(requester) {
@@ -87,7 +93,8 @@ extension CoordinatorLoop {
 
     /// The status of a job of this coordinator's life or of the store's past.
     private func jobStatus(_ id: UInt64) -> WireMessage {
-        jobs[id].map { .status($0.status(workers: workers.count)) }
+        uploads[id].map { .status(uploadStatus($0)) }
+            ?? jobs[id].map { .status($0.status(workers: workers.count)) }
             ?? archived[id].map { .status($0.status(workers: workers.count)) }
             ?? .status(
                 Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
@@ -111,6 +118,10 @@ extension CoordinatorLoop {
 
     /// Cancels an active job; an ended one keeps its status.
     private func cancel(_ id: UInt64) -> WireMessage {
+        if let u = uploads[id], !u.busy {
+            dropUpload(u, reason: "cancelled by a client")
+            return .status(Wire.JobStatus(jobID: id, state: .cancelled, message: "cancelled while uploading"))
+        }
         if let job = jobs[id] {
             abort(job, state: .cancelled, message: "cancelled by a client")
             return .status(job.status(workers: workers.count))

@@ -50,18 +50,35 @@ extension CoordinatorLoop {
         } else {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
-        let (factory, prepared, since) = (factory, prepared, monotonicSeconds())
-        let bytes = Self.inlineBytes(spec)
-        preparing += 1
-        preparingBytes += bytes
+        if let shape = options.rawImage {
+            // The image comes next, in parts (`+Uploads`); the job is prepared once it is whole.
+            if let token = options.token { tokens[Self.tokenKey(token, owner)] = id }
+            try beginUpload(id, spec: spec, options: options, shape: shape, owner: owner)
+            return .submitted(jobID: id)
+        }
         if let token = options.token {
             tokens[Self.tokenKey(token, owner)] = id
             waitingClients[id] = []
         }
+        prepare(spec, options: options, id: id, owner: owner, client: client, bytes: Self.inlineBytes(spec))
+        return nil
+    }
+
+    /// Prepares job `id` (its folder exists) on the preparation queue; `collectPrepared`
+    /// registers it and answers `client`. `uploaded`: the raw image is in the folder
+    /// already (`+Uploads`), with this CRC-32 and size.
+    func prepare(
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, owner: String?, client: RoutingID, bytes: Int,
+        uploaded: (crc: UInt32, bytes: Int)? = nil
+    ) {
+        let (factory, prepared, since, dir) = (factory, prepared, monotonicSeconds(), store.directory(id))
+        preparing += 1
+        preparingBytes += bytes
         prepareQueue.async {
             let result = Result {
                 do {
-                    return try factory.create(spec, options: options, id: id, directory: dir, owner: owner)
+                    return try factory.create(
+                        spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded)
                 } catch {
                     try? FileManager.default.removeItem(atPath: dir)
                     throw error
@@ -71,7 +88,6 @@ extension CoordinatorLoop {
                 $0.append(PreparedJob(id: id, client: client, since: since, bytes: bytes, result: result))
             }
         }
-        return nil
     }
 
     /// Registers the jobs prepared since the last call and answers their clients.

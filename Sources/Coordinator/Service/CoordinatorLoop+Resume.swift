@@ -103,14 +103,12 @@ extension CoordinatorLoop {
             if job.done == job.tasks.count { finish(job) }
             return
         }
-        let imagePath = dir + "/image.png"
-        guard let image = try store.read(id, "image.png") else { throw ClusterError("\(imagePath) is missing") }
-        guard image.count == record.imageBytes, CRC32.checksum(image) == record.imageCRC32 else {
+        let imagePath = dir + (options.rawImage == nil ? "/image.png" : "/image.raw")
+        let (bytes, crc) = try Self.fileCheck(imagePath)
+        guard bytes == record.imageBytes, crc == record.imageCRC32 else {
             throw ClusterError(
-                "\(imagePath) is corrupt: \(image.count) bytes, CRC-32 "
-                    + String(
-                        format: "%08x, recorded %d bytes, %08x", CRC32.checksum(image),
-                        record.imageBytes, record.imageCRC32))
+                "\(imagePath) is corrupt: \(bytes) bytes, CRC-32 "
+                    + String(format: "%08x, recorded %d bytes, %08x", crc, record.imageBytes, record.imageCRC32))
         }
         let job = try factory.makeJob(
             id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
@@ -133,6 +131,18 @@ extension CoordinatorLoop {
                 "unusable": "\(unusable)",
             ])
         if job.done == n { finish(job) }
+    }
+
+    /// The size and CRC-32 of a stored image, read a piece at a time (a raw upload can be gigabytes).
+    static func fileCheck(_ path: String) throws -> (bytes: Int, crc: UInt32) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ClusterError("\(path) is missing") }
+        defer { try? handle.close() }
+        var (bytes, crc) = (0, UInt32(0))
+        while let piece = try handle.read(upToCount: 16 << 20), !piece.isEmpty {
+            crc = piece.withUnsafeBytes { CRC32.update(crc, $0) }
+            bytes += piece.count
+        }
+        return (bytes, crc)
     }
 
     /// Removes output files the previous coordinator was writing when it stopped

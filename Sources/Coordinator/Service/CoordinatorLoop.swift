@@ -67,6 +67,11 @@ final class CoordinatorLoop {
     /// memory instead of queueing every result in it.
     let storeBacklog = Locked(0)
     static let maxStoreBacklog = 128 << 20
+    /// Upload jobs whose raw image is arriving, the queue that writes their parts, and
+    /// the parts written, for the loop (`+Uploads`).
+    var uploads: [UInt64: PendingUpload] = [:]
+    let uploadQueue = DispatchQueue(label: "tessera.coordinator.uploads")
+    let uploadOutcomes = Locked<[UploadOutcome]>([])
     /// Upload jobs' map tile writes done on the store queue, for the loop (`+UploadTiles`).
     let written = Locked<[TileWritten]>([])
     /// Failing tile writes (a full disk): dispatching pauses, logged once per job.
@@ -198,6 +203,7 @@ final class CoordinatorLoop {
                     }
                 }
                 collectPrepared(clientSocket)
+                collectUploads(clientSocket)
                 collectCompletions()
                 collectWritten()
                 commitReceipts()

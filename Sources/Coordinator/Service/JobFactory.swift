@@ -19,26 +19,30 @@ struct JobFactory: Sendable {
     let plans: Locked<[String: ModelPlan]>
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
+    /// `uploaded`: the image arrived in parts and lies decoded in `dir/image.raw`, with this CRC-32 and size.
     func create(
-        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String, owner: String?
+        _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String, owner: String?,
+        uploaded: (crc: UInt32, bytes: Int)? = nil
     ) throws -> CoordinatorJob {
         let job =
             options.storage == .shared
             ? try createSharedJob(spec, options: options, id: id, directory: dir, owner: owner)
-            : try createUploadJob(spec, options: options, id: id, directory: dir, owner: owner)
+            : try createUploadJob(spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded)
         job.owner = owner
         return job
     }
 
     private func createUploadJob(
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
-        directory dir: String, owner: String?
+        directory dir: String, owner: String?, uploaded: (crc: UInt32, bytes: Int)?
     ) throws -> CoordinatorJob {
         let proto = try fileBytes(spec.prototxt, "prototxt")
         let weights = try fileBytes(spec.weights, "weights")
         guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
         let bundle = ModelBundle(prototxt: proto?.bytes ?? [], weights: weights?.bytes ?? [])
-        let (imagePath, stem, imageCheck) = try storeImage(spec.image, directory: dir)
+        let (imagePath, stem, imageCheck) =
+            try uploaded.map { (dir + "/image.raw", OutputOptions.stem(forInput: Self.name(of: spec.image)), $0) }
+            ?? storeImage(spec.image, directory: dir)
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
@@ -57,6 +61,14 @@ struct JobFactory: Sendable {
                     imageBytes: imageCheck.bytes, owner: owner), id)
         }
         return job
+    }
+
+    /// The file name a source gives (the path's last component).
+    static func name(of source: Wire.FileSource) -> String {
+        switch source {
+        case .inline(let name, _): return name
+        case .path(let path): return (path as NSString).lastPathComponent
+        }
     }
 
     private func fileBytes(_ source: Wire.FileSource, _ what: String) throws -> (bytes: [UInt8], name: String)? {
@@ -107,13 +119,21 @@ struct JobFactory: Sendable {
         stem: String, resume: Bool = false
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
-        // The image goes to disk as raw samples, decoded a band at a time: tasks read
-        // their regions from there, so the coordinator's memory does not grow with it.
-        let header = try RawPixelFile.transcode(
-            png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
-        let image = try RawPixelFile(
-            path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
-            bitDepth: header.bitDepth, name: imagePath)
+        let image: RawPixelFile
+        if let shape = options.rawImage {
+            // Decoded by the client and sent in parts (`CoordinatorLoop+Uploads`).
+            image = try RawPixelFile(
+                path: dir + "/image.raw", width: shape.width, height: shape.height, channels: shape.channels,
+                bitDepth: shape.bitDepth, name: "\(stem) (uploaded)")
+        } else {
+            // The image goes to disk as raw samples, decoded a band at a time: tasks read
+            // their regions from there, so the coordinator's memory does not grow with it.
+            let header = try RawPixelFile.transcode(
+                png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
+            image = try RawPixelFile(
+                path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
+                bitDepth: header.bitDepth, name: imagePath)
+        }
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
         _ = try ChannelMapping.resolve(
             imageChannels: image.channels, netChannels: plan.inputChannels,

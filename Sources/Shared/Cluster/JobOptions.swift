@@ -18,6 +18,7 @@ import TesseraImage
 /// | level, mpp | shared: the pyramid level to map, or the level nearest this many µm/px |
 /// | tissue | shared: 1 to compute only tiles with tissue |
 /// | dtype | shared: the store's sample type (`MapDType`) |
+/// | raw-image | upload: the image arrives decoded, in `uploadPart`s: `HEIGHTxWIDTHxCHANNELSxBITS` (`RawImageShape`) |
 /// | keep | shared: the classes the store keeps (`1` or `0,2`; default every class), applied by the workers |
 /// | store | shared: `zarr` (the OME-Zarr output, kept) or `raw` (a temporary float32 store the client exports from) |
 package struct JobOptions: Equatable, Sendable {
@@ -38,6 +39,8 @@ package struct JobOptions: Equatable, Sendable {
     package var tissue = false
     package var dtype = MapDType.float32
     package var storeKind = StoreKind.zarr
+    /// An upload job whose client decodes the image and sends its raw samples in parts.
+    package var rawImage: RawImageShape?
     /// The classes a shared-storage job's store keeps (ascending, distinct), or nil for every class.
     package var keptClasses: [Int]?
     /// The submission's id, chosen by the client (a UUID): `submit` is retried across a
@@ -55,6 +58,7 @@ package struct JobOptions: Equatable, Sendable {
         if let s = engine.randomWeightsSeed { parts.append("random-weights=\(s)") }
         if let outputDirectory { parts.append("out=\(Self.escape(outputDirectory))") }
         if let token { parts.append("token=\(Self.escape(token))") }
+        if let rawImage { parts.append("raw-image=\(rawImage.encoded)") }
         if storage == .shared {
             parts.append("storage=shared")
             if let level { parts.append("level=\(level)") }
@@ -117,6 +121,7 @@ package struct JobOptions: Equatable, Sendable {
             case "dtype": dtype = try named(MapDType.self)
             case "store": storeKind = try named(StoreKind.self)
             case "keep": keptClasses = try Self.keptClasses(value)
+            case "raw-image": rawImage = try RawImageShape(encoded: value)
             default: throw ClusterError(.invalidOption, "unknown job option \"\(key)\"")
             }
         }
@@ -162,5 +167,40 @@ package struct JobOptions: Equatable, Sendable {
         } catch let e as OutputOptionError {
             throw ClusterError(.invalidOption, e.description)
         }
+    }
+}
+
+/// The shape of a raw image an upload job's client sends decoded (`JobOptions.rawImage`):
+/// rows of `width × channels` samples, UInt8, or UInt16 in host order (little-endian on
+/// every platform Tessera builds for), as
+/// `RawPixelFile` reads them.
+package struct RawImageShape: Equatable, Sendable {
+    package var height: Int
+    package var width: Int
+    package var channels: Int
+    package var bitDepth: Int
+
+    package init(height: Int, width: Int, channels: Int, bitDepth: Int) {
+        self.height = height; self.width = width; self.channels = channels; self.bitDepth = bitDepth
+    }
+
+    /// `HEIGHTxWIDTHxCHANNELSxBITS`; refuses anything else (sizes from 1 to 2^31, 1–4 channels, 8 or 16 bits).
+    init(encoded text: String) throws {
+        let parts = text.split(separator: "x").map { Int($0) }
+        guard parts.count == 4, let h = parts[0], let w = parts[1], let c = parts[2], let b = parts[3],
+            (1...(1 << 31)).contains(h), (1...(1 << 31)).contains(w), (1...4).contains(c), b == 8 || b == 16
+        else {
+            throw ClusterError(.invalidOption, "job option raw-image=\(text): expected HEIGHTxWIDTHxCHANNELSx(8|16)")
+        }
+        self.init(height: h, width: w, channels: c, bitDepth: b)
+    }
+
+    var encoded: String { "\(height)x\(width)x\(channels)x\(bitDepth)" }
+
+    /// The image's size in bytes (nil if it overflows).
+    package var byteCount: Int? {
+        let (px, o1) = height.multipliedReportingOverflow(by: width)
+        let (s, o2) = px.multipliedReportingOverflow(by: channels * bitDepth / 8)
+        return o1 || o2 ? nil : s
     }
 }

@@ -117,10 +117,11 @@ struct Submit: ParsableCommand {
                 options.keptClasses = try slide.keptClasses(netClasses: plan.classes)
                 image = .path(absolute(path))
             } else {
-                guard let bytes = FileManager.default.contents(atPath: path) else {
-                    throw ClusterError("cannot read \(path)")
+                guard header.format == .png else {
+                    throw ValidationError(
+                        "\(path): upload jobs take PNG images; map TIFFs and slides with --shared (or run)")
                 }
-                image = .inline(name: (path as NSString).lastPathComponent, bytes: [UInt8](bytes))
+                image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
             }
             let spec = Wire.JobSpec(
                 mode: TaskCodec.mode(job.mode), tileSize: UInt32(tile), preprocessing: TaskCodec.preprocessing(prep),
@@ -128,8 +129,17 @@ struct Submit: ParsableCommand {
                 prototxt: .inline(name: "deploy.prototxt", bytes: bundle.prototxt),
                 weights: .inline(name: "weights.caffemodel", bytes: bundle.weights),
                 image: image)
-            guard case .submitted(let id) = try client.request(.submit(spec), timeout: 300, attemptTimeout: 60) else {
-                throw ClusterError("unexpected reply to submit")
+            let id: UInt64
+            if shared {
+                guard
+                    case .submitted(let submitted) = try client.request(.submit(spec), timeout: 300, attemptTimeout: 60)
+                else {
+                    throw ClusterError("unexpected reply to submit")
+                }
+                id = submitted
+            } else {
+                // Decoded here and sent in parts: the coordinator never decodes the image.
+                id = try RawUpload.submit(spec, options: options, png: path, client: client)
             }
             print("job \(id) \(path)")
             submitted.append((id, path, header.width * header.height))

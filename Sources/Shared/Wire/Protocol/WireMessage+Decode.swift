@@ -116,6 +116,8 @@ extension WireMessage {
         case .cancel: return try decodeCancel(&r, payload)
         case .fetchRequest: return try decodeFetchRequest(&r, payload)
         case .fetchData: return try decodeFetchData(&r, payload)
+        case .uploadPart: return try decodeUploadPart(&r, payload)
+        case .uploadAck: return try decodeUploadAck(&r, payload)
         case .error: return try decodeError(&r, payload)
         }
     }

@@ -130,6 +130,19 @@ extension WireMessage {
                 bytes: payload[0]))
     }
 
+    static func decodeUploadPart(_ r: inout WireReader, _ payload: [[UInt8]]) throws -> WireMessage {
+        try expectFrames(payload, 1, r)
+        let job = try r.u64("job id"), offset = try r.u64("offset"), crc = try r.u32("crc32")
+        let last = try r.u8("last")
+        guard last <= 1 else { throw r.error(.invalidValue, "last flag \(last)") }
+        return .uploadPart(Wire.UploadPart(jobID: job, offset: offset, crc32: crc, last: last == 1, bytes: payload[0]))
+    }
+
+    static func decodeUploadAck(_ r: inout WireReader, _ payload: [[UInt8]]) throws -> WireMessage {
+        try expectFrames(payload, 0, r)
+        return .uploadAck(jobID: try r.u64("job id"), received: try r.u64("received"))
+    }
+
     static func decodeError(_ r: inout WireReader, _ payload: [[UInt8]]) throws -> WireMessage {
         try expectFrames(payload, 0, r)
         return .error(message: try r.string("message"))

@@ -8,6 +8,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
     // Client ↔ coordinator.
     case submit = 0x21, submitted = 0x22, statusRequest = 0x23, status = 0x24, cancel = 0x25
     case fetchRequest = 0x26, fetchData = 0x27, error = 0x28
+    case uploadPart = 0x29, uploadAck = 0x2A
 
 }
 
@@ -41,6 +42,8 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | fetchRequest | u64 job, str file, u64 offset, u32 max bytes | – |
 /// | fetchData | u64 job, str file, u64 offset, u64 total | chunk bytes |
 /// | error | str message | – |
+/// | uploadPart | u64 job, u64 offset, u32 crc32 of the bytes, u8 last (0/1) | bytes |
+/// | uploadAck | u64 job, u64 bytes received | – |
 ///
 /// preprocessing = u8 channel order (bit 7: a std follows), f32 raw scale, f32 scale, float list mean[, float list std].
 /// source = str name-or-path (+ u64 size when inline).
@@ -73,6 +76,10 @@ package enum WireMessage: Equatable, Sendable {
     case fetchRequest(Wire.FetchRequest)
     case fetchData(Wire.FetchChunk)
     case error(message: String)
+    /// Raw image bytes of an upload job whose submission announced them (`JobOptions.rawImage`).
+    case uploadPart(Wire.UploadPart)
+    /// The answer to an upload part that is not the last (the last is answered `submitted`).
+    case uploadAck(jobID: UInt64, received: UInt64)
 
     /// "TSR".
     package static let magic: [UInt8] = [0x54, 0x53, 0x52]
@@ -104,6 +111,8 @@ package enum WireMessage: Equatable, Sendable {
         case .fetchRequest: .fetchRequest
         case .fetchData: .fetchData
         case .error: .error
+        case .uploadPart: .uploadPart
+        case .uploadAck: .uploadAck
         }
     }
 
@@ -213,6 +222,14 @@ package enum WireMessage: Equatable, Sendable {
         case .error(let message):
             var w = WireWriter(type: .error)
             w.string(message)
+            return [w.bytes]
+        case .uploadPart(let m):
+            var w = WireWriter(type: .uploadPart)
+            w.u64(m.jobID); w.u64(m.offset); w.u32(m.crc32); w.u8(m.last ? 1 : 0)
+            return [w.bytes, m.bytes]
+        case .uploadAck(let id, let received):
+            var w = WireWriter(type: .uploadAck)
+            w.u64(id); w.u64(received)
             return [w.bytes]
         }
     }

@@ -309,6 +309,20 @@ package enum Wire {
         }
     }
 
+    /// A part of an upload job's raw image (`JobOptions.rawImage`): `bytes` belong at
+    /// `offset`; parts come in order, and the `last` one completes the image.
+    package struct UploadPart: Equatable, Sendable {
+        package var jobID: UInt64
+        package var offset: UInt64
+        /// CRC-32 of `bytes`: a part damaged on the way is refused, not stored.
+        package var crc32: UInt32
+        package var last: Bool
+        package var bytes: [UInt8]
+        package init(jobID: UInt64, offset: UInt64, crc32: UInt32, last: Bool, bytes: [UInt8]) {
+            self.jobID = jobID; self.offset = offset; self.crc32 = crc32; self.last = last; self.bytes = bytes
+        }
+    }
+
     /// One chunk of an output file: `bytes` start at `offset` of a `totalSize`-byte file.
     package struct FetchChunk: Equatable, Sendable {
         package var jobID: UInt64

@@ -1,0 +1,54 @@
+import Foundation
+import TesseraCluster
+import TesseraCore
+import TesseraImage
+import TesseraWire
+
+/// How `submit` sends an upload job's image: decoded here, band by band, as the raw
+/// samples the coordinator's tasks read (`JobOptions.rawImage`). The submission
+/// announces the shape (so the coordinator admits or refuses the job before any pixel
+/// travels); the samples follow in parts of at most `partBytes`, each answered before
+/// the next is sent. No message holds the whole image, the coordinator never decodes
+/// it, and the client's memory holds one band.
+enum RawUpload {
+    static let partBytes = 16 << 20
+
+    /// Submits `spec` (its image a PNG at `path`) and uploads the image; returns the job id.
+    static func submit(
+        _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient
+    ) throws -> UInt64 {
+        let header = try PNGReader.header(path: path, maxPixels: Int.max)
+        var options = options
+        let shape = RawImageShape(
+            height: header.height, width: header.width, channels: header.channels, bitDepth: header.bitDepth)
+        options.rawImage = shape
+        guard let total = shape.byteCount else { throw ClusterError("\(path): the image is too large") }
+        var announce = spec
+        announce.outputOptions = options.encoded
+        announce.image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
+        guard case .submitted(let id) = try client.request(.submit(announce), timeout: 300, attemptTimeout: 60) else {
+            throw ClusterError(.protocolViolation, "unexpected reply to submit")
+        }
+        var offset = 0
+        var answer: UInt64?
+        _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes) { band in
+            let last = offset + band.count == total
+            let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
+            let part = Wire.UploadPart(jobID: id, offset: UInt64(offset), crc32: crc, last: last, bytes: band)
+            // The last part is answered once the job is prepared.
+            switch try client.request(.uploadPart(part), timeout: 600, attemptTimeout: last ? 300 : 60) {
+            case .uploadAck(let job, let received) where job == id && received == UInt64(offset + band.count):
+                break
+            case .submitted(let job) where last && job == id:
+                answer = job
+            case let other:
+                throw ClusterError(.protocolViolation, "unexpected reply to an upload part: \(other.type)")
+            }
+            offset += band.count
+        }
+        guard let answer, offset == total else {
+            throw ClusterError("\(path): decoded \(offset) bytes, the image has \(total)")
+        }
+        return answer
+    }
+}
