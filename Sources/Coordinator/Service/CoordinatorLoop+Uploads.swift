@@ -46,9 +46,6 @@ struct UploadOutcome: Sendable {
 }
 
 extension CoordinatorLoop {
-    /// An upload left without a part for this long is dropped (its client is gone).
-    static let uploadIdleSeconds = 120.0
-
     /// Registers job `id` (its folder exists) as an upload waiting for its image.
     func beginUpload(
         _ id: UInt64, spec: Wire.JobSpec, options: JobOptions, shape: RawImageShape, owner: String?
@@ -167,8 +164,9 @@ extension CoordinatorLoop {
             }
         }
         let now = monotonicSeconds()
-        for u in uploads.values where !u.busy && now - u.lastActivity > Self.uploadIdleSeconds {
-            dropUpload(u, reason: "no part for \(Int(Self.uploadIdleSeconds)) s: the client is gone")
+        let idle = configuration.uploadIdleSeconds
+        for u in uploads.values where !u.busy && now - u.lastActivity > idle {
+            dropUpload(u, reason: "no part for \(Int(idle)) s: the client is gone")
         }
     }
 

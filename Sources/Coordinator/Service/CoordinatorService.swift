@@ -50,6 +50,8 @@ package final class CoordinatorService: Sendable {
         /// it the loop stops reading the client endpoint until a preparation finishes,
         /// so a flood of uploads waits in the peers' bounded queues, not in memory.
         package var maxPreparingBytes = 256 << 20
+        /// An upload job whose client sends no part for this long is dropped (`+Uploads`).
+        package var uploadIdleSeconds = 120.0
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
         /// Largest image (width × height, from its header) a submission may bring.

@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import TesseraCluster
+import TesseraImage
+import Testing
+
+@testable import CoordinatorService
+@testable import TesseraCore
+@testable import TesseraWire
+@testable import TestSupport
+
+/// Upload jobs whose client sends the image decoded, in parts (`CoordinatorLoop+Uploads`):
+/// what the coordinator accepts, refuses and forgets, checked message by message.
+@Suite("Raw uploads: parts in order, checked, answered one by one")
+struct RawUploadTests {
+    /// Runs `body` against a fresh in-process coordinator on a fresh store.
+    func withService(idle: Double = 120, _ body: (borrowing TestClient, String) throws -> Void) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-raw-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let context = try ZMQContext()
+        let id = UUID().uuidString
+        var configuration = CoordinatorService.Configuration(
+            workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root)
+        configuration.uploadIdleSeconds = idle
+        configuration.maxPixels = 1_000_000
+        let service = CoordinatorService(context: context, configuration: configuration, logger: Logger(label: "test"))
+        _ = try service.start()
+        defer { service.stop() }
+        let client = try TestClient(context, "inproc://c-\(id)")
+        try body(client, root)
+    }
+
+    func announce(height: Int, width: Int) -> Wire.JobSpec {
+        var options = JobOptions()
+        options.engine.allowPadding = true
+        options.rawImage = RawImageShape(height: height, width: width, channels: 3, bitDepth: 8)
+        return Wire.JobSpec(
+            mode: .dense, tileSize: UInt32(ClusterFixture.tile),
+            preprocessing: Wire.Preprocessing(channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
+            outputOptions: options.encoded,
+            prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
+            weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
+            image: .inline(name: "cells.png", bytes: []))
+    }
+
+    func part(
+        _ job: UInt64, _ bytes: ArraySlice<UInt8>, at offset: Int, last: Bool, crc: UInt32? = nil
+    )
+        -> WireMessage
+    {
+        .uploadPart(
+            Wire.UploadPart(
+                jobID: job, offset: UInt64(offset), crc32: crc ?? bytes.withUnsafeBytes { CRC32.update(0, $0) },
+                last: last, bytes: Array(bytes)))
+    }
+
+    @Test(
+        "Out-of-order, damaged and oversized parts are refused; a repeated part is acknowledged; the last part starts the job"
+    )
+    func protocolChecks() throws {
+        try withService { client, root in try protocolChecks(client, root) }
+    }
+
+    private func protocolChecks(_ client: borrowing TestClient, _ root: String) throws {
+        let (h, w) = (40, 50)
+        var rng = SplitMix64(seed: 3)
+        let image = (0..<(h * w * 3)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        guard case .submitted(let id) = try client.request(.submit(announce(height: h, width: w))) else {
+            Issue.record("the announcement was not accepted")
+            return
+        }
+        let status = try client.status(id)
+        #expect(status.state == .queued && status.message.contains("receiving the image: 0%"), "\(status)")
+        func refused(_ m: WireMessage, _ text: String) throws {
+            let reply = try client.request(m)
+            guard case .error(let message) = reply, message.contains(text) else {
+                Issue.record("expected a refusal containing \"\(text)\", got \(reply)")
+                return
+            }
+        }
+        let first = image[0..<2000]
+        try refused(part(id, image[100..<200], at: 100, last: false), "expected 0")
+        try refused(part(id, first, at: 0, last: false, crc: 1), "arrived damaged")
+        try refused(part(id, first, at: 0, last: true), "does not fit")
+        #expect(try client.request(part(id, first, at: 0, last: false)) == .uploadAck(jobID: id, received: 2000))
+        // The same part again (a lost answer): acknowledged, nothing changes.
+        #expect(
+            try client.request(part(id, image[1000..<2000], at: 1000, last: false))
+                == .uploadAck(jobID: id, received: 2000))
+        try refused(part(id, image[2000...] + [0], at: 2000, last: true), "does not fit")
+        try refused(part(id + 1, first, at: 0, last: false), "no upload in progress")
+        #expect(try client.request(part(id, image[2000...], at: 2000, last: true)) == .submitted(jobID: id))
+        let raw = try #require(FileManager.default.contents(atPath: "\(root)/jobs/\(id)/image.raw"))
+        #expect([UInt8](raw) == image, "the stored image differs from the parts sent")
+        #expect(try client.status(id).state == .running)
+        let record = try #require(try JobStore(root: root).readRecord(id))
+        #expect(record.imageBytes == image.count && record.imageCRC32 == CRC32.checksum(image))
+    }
+
+    @Test(
+        "An announced image over --max-pixels is refused before any part; an abandoned upload is dropped; a cancel stops one"
+    )
+    func admissionAndAbandon() throws {
+        try withService(idle: 0.5) { client, root in try admissionAndAbandon(client, root) }
+    }
+
+    private func admissionAndAbandon(_ client: borrowing TestClient, _ root: String) throws {
+        let big = try client.request(.submit(announce(height: 2000, width: 2000)))
+        guard case .error(let message) = big, message.contains("over this coordinator's limit") else {
+            Issue.record("a 4 Mpx announcement was not refused: \(big)")
+            return
+        }
+        guard case .submitted(let quiet) = try client.request(.submit(announce(height: 10, width: 10))),
+            case .submitted(let cancelled) = try client.request(.submit(announce(height: 10, width: 10)))
+        else {
+            Issue.record("small announcements were refused")
+            return
+        }
+        _ = try client.request(.cancel(jobID: cancelled))
+        #expect(try client.status(cancelled).state == .unknown)
+        let deadline = Date().addingTimeInterval(10)
+        while try client.status(quiet).state != .unknown && Date() < deadline { usleep(100_000) }
+        #expect(try client.status(quiet).state == .unknown, "the abandoned upload was not dropped")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(quiet)"))
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(cancelled)"))
+    }
+}
