@@ -32,16 +32,11 @@ struct RawUploadTests {
     }
 
     func announce(height: Int, width: Int) -> Wire.JobSpec {
-        var options = JobOptions()
-        options.engine.allowPadding = true
+        var spec = DamagedStoreTests.spec("cells.png", image: [])
+        var options = (try? JobOptions(encoded: spec.outputOptions)) ?? JobOptions()
         options.rawImage = RawImageShape(height: height, width: width, channels: 3, bitDepth: 8)
-        return Wire.JobSpec(
-            mode: .dense, tileSize: UInt32(ClusterFixture.tile),
-            preprocessing: Wire.Preprocessing(channelOrder: .bgr, rawScale: 1, scale: 0.015625, mean: [104, 117, 123]),
-            outputOptions: options.encoded,
-            prototxt: .inline(name: "deploy.prototxt", bytes: ClusterFixture.bytes(ClusterFixture.prototxt)!),
-            weights: .inline(name: "weights.caffemodel", bytes: ClusterFixture.bytes(ClusterFixture.weights)!),
-            image: .inline(name: "cells.png", bytes: []))
+        spec.outputOptions = options.encoded
+        return spec
     }
 
     func part(
