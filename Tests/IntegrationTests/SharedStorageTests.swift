@@ -91,6 +91,36 @@ struct SharedStorageTests {
         #expect(log.contains("storage=shared") && log.contains("storage=upload"), "\(log)")
     }
 
+    @Test("A worker reads the next tile's region while the current one computes; the map is unchanged")
+    func readAhead() throws {
+        let group = try ProcessGroup("shared-read-ahead")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let port = try freeLoopbackPort()
+        let endpoints = try group.startCoordinator(extra: ["--shared-root", root, "--credit", "3"])
+        try group.start(
+            "tessera-worker",
+            [
+                "--coordinator", endpoints.workers, "--threads", "1", "--name", "w1", "--shared-root", root,
+                "--metrics-address", "\(port)",
+            ], log: "w1")
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let job = try submit(
+            group, endpoints.clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "submit")
+        #expect(group.wait(job, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
+        #expect(
+            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
+            "the map computed with read-ahead differs from the in-process one")
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        let done = try #require(metrics.value("tessera_tasks_computed_total", ["outcome": "done"]))
+        let ahead = try #require(metrics.value("tessera_regions_prefetched_total"))
+        // Every tile but the first of each burst the worker receives is read ahead.
+        #expect(done >= 8 && ahead >= done / 2, "\(ahead) of \(done) tiles read ahead")
+    }
+
     @Test("Paths outside --shared-root are refused with the reason; a worker without it refuses shared tasks")
     func sharedRootEnforced() throws {
         let group = try ProcessGroup("shared-root")

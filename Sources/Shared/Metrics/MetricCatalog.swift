@@ -28,6 +28,7 @@ package enum MetricName {
     package static let workerRegistered = "tessera_worker_registered"
     package static let tasksComputed = "tessera_tasks_computed_total"
     package static let computeSeconds = "tessera_compute_seconds_total"
+    package static let regionsPrefetched = "tessera_regions_prefetched_total"
 }
 
 package enum MetricCatalog {
@@ -108,6 +109,10 @@ package enum MetricCatalog {
         Entry(
             name: MetricName.computeSeconds, kind: .counter, labels: [],
             help: "Seconds this worker spent computing tasks (busy time).", exporter: "worker"),
+        Entry(
+            name: MetricName.regionsPrefetched, kind: .counter, labels: [],
+            help: "Shared-storage tiles whose input region was read while the tile before computed.",
+            exporter: "worker"),
     ]
 
     /// Help text by metric name.

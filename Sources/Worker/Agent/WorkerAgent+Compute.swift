@@ -35,6 +35,7 @@ extension WorkerAgent {
     private func computeLoop(_ wake: borrowing ZMQSocket) {
         var engines = LRUCache<String, MapEngine>(capacity: 2)
         var files = SharedFiles(roots: configuration.sharedRoots)
+        let prefetcher = RegionPrefetcher()
         while true {
             let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
             guard let (item, bundle, gen) = next else { return }
@@ -49,7 +50,8 @@ extension WorkerAgent {
                 case .pixels(let spec): outcome = .result(try compute(spec, engine))
                 case .tile(let spec):
                     // Written by the writer thread while this one computes the next task.
-                    let write = try compute(spec, engine, files: &files, generation: gen, started: started)
+                    let write = try compute(
+                        spec, engine, files: &files, prefetcher: prefetcher, generation: gen, started: started)
                     guard handOver(write) else { return }
                     continue
                 }
@@ -131,7 +133,8 @@ extension WorkerAgent {
     /// the map tile in any mode; the writer thread writes its chunks (`PendingWrite`).
     /// Both paths must lie under this worker's `--shared-root`.
     private func compute(
-        _ spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles, generation: Int, started: Double
+        _ spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles, prefetcher: RegionPrefetcher,
+        generation: Int, started: Double
     ) throws -> PendingWrite {
         let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
         let store = try files.store(spec.storePath)
@@ -149,9 +152,25 @@ extension WorkerAgent {
         }
         let mapper = LocalMapper(engine: engine, preprocessing: pre, threads: configuration.threads)
         var counts = TileCounts()
-        let values = try mapper.computeTile(rect, of: image, mode: TaskCodec.mode(spec.mode), counts: &counts)
+        let ahead = prefetcher.take(spec)
+        if ahead != nil { metrics.usedPrefetchedRegion() }
+        readAhead(after: spec, engine, files: &files, prefetcher)
+        let values = try mapper.computeTile(
+            rect, of: image, mode: TaskCodec.mode(spec.mode), counts: &counts, prefetched: ahead)
         return PendingWrite(
             spec: spec, store: store, tile: tile, values: values.data, generation: generation, started: started)
+    }
+
+    /// Starts reading the next queued task's input, if it is a shared-storage tile of the
+    /// same model and settings (so `engine` plans it), while this one computes.
+    private func readAhead(
+        after spec: Wire.TileTaskSpec, _ engine: MapEngine, files: inout SharedFiles, _ prefetcher: RegionPrefetcher
+    ) {
+        guard case .tile(let next)? = shared.withLock({ $0.queue.first?.0 }),
+            next.modelDigest == spec.modelDigest, next.options == spec.options,
+            let image = try? files.image(next.imagePath, level: Int(next.level))
+        else { return }
+        prefetcher.start(next, image: image, engine: engine)
     }
 
     /// Hands a computed tile to the writer once its previous write is done (so at most

@@ -10,6 +10,7 @@ struct WorkerMetrics: Sendable {
     private let done = Counter(label: MetricName.tasksComputed, dimensions: [("outcome", "done")])
     private let failed = Counter(label: MetricName.tasksComputed, dimensions: [("outcome", "failed")])
     private let busy = FloatingPointCounter(label: MetricName.computeSeconds)
+    private let prefetched = Counter(label: MetricName.regionsPrefetched)
     private let received = Counter(label: MetricName.bytesReceived, dimensions: [("endpoint", "coordinator")])
     private let sent = Counter(label: MetricName.bytesSent, dimensions: [("endpoint", "coordinator")])
 
@@ -19,6 +20,8 @@ struct WorkerMetrics: Sendable {
     }
 
     func registered(_ yes: Bool) { registered.record(yes ? 1 : 0) }
+
+    func usedPrefetchedRegion() { prefetched.increment() }
 
     /// Adds what `traffic` moved since `seen`; returns the new mark.
     func traffic(_ traffic: SocketTraffic, since seen: (UInt64, UInt64)) -> (UInt64, UInt64) {

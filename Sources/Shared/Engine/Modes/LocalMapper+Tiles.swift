@@ -68,7 +68,7 @@ extension LocalMapper {
     /// for one task, and bit-identical to the same tile of a whole-image map.
     package func computeTile(
         _ rect: PixelRect, of image: any RegionSource, mode: MapMode, counts: inout TileCounts,
-        taskDone: () -> Void = {}
+        prefetched: PrefetchedRegion? = nil, taskDone: () -> Void = {}
     ) throws -> ProbabilityMap {
         let size = Size2(image.height, image.width)
         let mapping = try ChannelMapping.resolve(
@@ -77,9 +77,10 @@ extension LocalMapper {
             tile: rect, mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride)
         for task in TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let region = try PixelRegion(
-                source: image, paddedRect: engine.tasks.inputRect(task),
-                halfPatch: engine.tasks.halfPatch)
+            let padded = engine.tasks.inputRect(task)
+            let region =
+                try prefetched.flatMap { $0.rect == padded ? $0.region : nil }
+                ?? PixelRegion(source: image, paddedRect: padded, halfPatch: engine.tasks.halfPatch)
             let t1 = DispatchTime.now().uptimeNanoseconds
             let out = try engine.run(
                 task, input: region.tensor(mapping: mapping, preprocessing: preprocessing),
@@ -90,6 +91,18 @@ extension LocalMapper {
             taskDone()
         }
         return assembler.finish()
+    }
+}
+
+/// A task's input region read ahead of time (a worker reads the next tile's while
+/// the current one computes): used by `computeTile` for the task whose padded
+/// rectangle it is, read again otherwise.
+package struct PrefetchedRegion: Sendable {
+    package let rect: PixelRect
+    package let region: PixelRegion
+    package init(rect: PixelRect, region: PixelRegion) {
+        self.rect = rect
+        self.region = region
     }
 }
 
