@@ -33,6 +33,22 @@ final class Progress {
         fflush(stream)
     }
 
+    /// `done` of `total` bytes sent, started at `since` (an upload).
+    func transfer(label: String, done: Int, total: Int, since: Date) {
+        let elapsed = max(Date().timeIntervalSince(since), 1e-6)
+        let stats = String(
+            format: "uploaded %.0f/%.0f MB  %.0f MB/s", Double(done) / 1e6, Double(total) / 1e6,
+            Double(done) / elapsed / 1e6)
+        if isTerminal {
+            fputs("\r\(label) \(stats)", stream)
+            drawn = true
+        } else if done == total || Date().timeIntervalSince(lastLine) >= 5 {
+            fputs("\(label): \(stats)\n", stream)
+            lastLine = Date()
+        }
+        fflush(stream)
+    }
+
     func finish() {
         if drawn { fputs("\n", stream) }
         drawn = false

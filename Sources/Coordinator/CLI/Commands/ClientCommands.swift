@@ -139,7 +139,8 @@ struct Submit: ParsableCommand {
                 id = submitted
             } else {
                 // Decoded here and sent in parts: the coordinator never decodes the image.
-                id = try RawUpload.submit(spec, options: options, png: path, client: client)
+                id = try RawUpload.submit(
+                    spec, options: options, png: path, client: client, progress: Progress(stream: stderr))
             }
             print("job \(id) \(path)")
             submitted.append((id, path, header.width * header.height))

@@ -15,7 +15,8 @@ enum RawUpload {
 
     /// Submits `spec` (its image a PNG at `path`) and uploads the image; returns the job id.
     static func submit(
-        _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient
+        _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient,
+        progress: Progress? = nil
     ) throws -> UInt64 {
         let header = try PNGReader.header(path: path, maxPixels: Int.max)
         var options = options
@@ -31,6 +32,7 @@ enum RawUpload {
         }
         var offset = 0
         var answer: UInt64?
+        let (since, label) = (Date(), (path as NSString).lastPathComponent)
         _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes) { band in
             let last = offset + band.count == total
             let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
@@ -45,7 +47,9 @@ enum RawUpload {
                 throw ClusterError(.protocolViolation, "unexpected reply to an upload part: \(other.type)")
             }
             offset += band.count
+            progress?.transfer(label: label, done: offset, total: total, since: since)
         }
+        progress?.finish()
         guard let answer, offset == total else {
             throw ClusterError("\(path): decoded \(offset) bytes, the image has \(total)")
         }
