@@ -33,7 +33,20 @@ enum RawUpload {
         var offset = 0
         var answer: UInt64?
         let (since, label) = (Date(), (path as NSString).lastPathComponent)
-        _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes) { band in
+        // A thread decodes the next band while this one sends the last and waits for its answer.
+        let bands = BandQueue(capacity: 2)
+        Thread.detachNewThread {
+            do {
+                _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes) { band in
+                    guard bands.put(band) else { throw ClusterError("upload stopped") }
+                }
+                bands.finish(nil)
+            } catch {
+                bands.finish(error)
+            }
+        }
+        defer { bands.cancel() }
+        while let band = try bands.take() {
             let last = offset + band.count == total
             let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
             let part = Wire.UploadPart(jobID: id, offset: UInt64(offset), crc32: crc, last: last, bytes: band)
@@ -54,5 +67,57 @@ enum RawUpload {
             throw ClusterError("\(path): decoded \(offset) bytes, the image has \(total)")
         }
         return answer
+    }
+}
+
+/// Decoded bands between the decoding thread and the sending one, at most `capacity` waiting.
+private final class BandQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var bands: [[UInt8]] = []
+    private var done = false
+    private var failure: (any Error)?
+    private var cancelled = false
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Adds a band, waiting while the queue is full; false once the sender has given up.
+    func put(_ band: [UInt8]) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while bands.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        bands.append(band)
+        condition.broadcast()
+        return true
+    }
+
+    /// The decoder is done (or failed).
+    func finish(_ error: (any Error)?) {
+        condition.lock()
+        (done, failure) = (true, error)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The sender stops: a waiting decoder returns.
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next band, nil after the last; rethrows the decoder's error.
+    func take() throws -> [UInt8]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while bands.isEmpty && !done { condition.wait() }
+        if !bands.isEmpty {
+            condition.broadcast()
+            return bands.removeFirst()
+        }
+        if let failure { throw failure }
+        return nil
     }
 }
