@@ -46,6 +46,32 @@ struct AdmissionTests {
 
 @Suite("PNG dimensions from the header bytes")
 struct PNGDimensionsTests {
+    @Test("a PNG whose data is corrupt half-way fails on the client, naming it; the coordinator drops the upload")
+    func corruptUploadDropped() throws {
+        let group = try ProcessGroup("corrupt-upload")
+        defer { group.stop() }
+        let (_, clients) = try group.startCoordinator()
+        let image = group.directory + "/cells.png"
+        try ClusterFixture.writeImage(to: image, height: 600, width: 700)
+        var bytes = try #require(ClusterFixture.bytes(image))
+        for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bytes[i] ^= 0x55 }
+        try Data(bytes).write(to: URL(fileURLWithPath: image))
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--out", group.directory + "/out", image,
+            ],
+            log: "submit")
+        let status = group.wait(submit, timeout: 60)
+        #expect(status != nil && status != 0, "\(group.log("submit"))")
+        #expect(group.log("submit").contains("cells.png"), "\(group.log("submit"))")
+        let deadline = Date().addingTimeInterval(10)
+        while !group.log("coordinator").contains("upload dropped") && Date() < deadline { usleep(100_000) }
+        let log = group.log("coordinator")
+        #expect(log.contains("receiving an upload") && log.contains("cancelled by a client"), "\(log)")
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1"))
+    }
+
     @Test("reads IHDR's width and height; nil for anything that does not start like a PNG")
     func dimensions() throws {
         let dir = try TemporaryDirectory()

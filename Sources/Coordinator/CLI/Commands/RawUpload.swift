@@ -46,6 +46,26 @@ enum RawUpload {
             }
         }
         defer { bands.cancel() }
+        do {
+            try send(
+                bands, id: id, total: total, client: client, progress: progress, label: label, since: since,
+                offset: &offset, answer: &answer)
+        } catch {
+            // Decoding or sending failed: the coordinator need not wait for the rest.
+            _ = try? client.request(.cancel(jobID: id), timeout: 5, attemptTimeout: 5)
+            throw error
+        }
+        progress?.finish()
+        guard let answer, offset == total else {
+            throw ClusterError("\(path): decoded \(offset) bytes, the image has \(total)")
+        }
+        return answer
+    }
+
+    private static func send(
+        _ bands: BandQueue, id: UInt64, total: Int, client: ClusterClient, progress: Progress?, label: String,
+        since: Date, offset: inout Int, answer: inout UInt64?
+    ) throws {
         while let band = try bands.take() {
             let last = offset + band.count == total
             let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
@@ -62,11 +82,6 @@ enum RawUpload {
             offset += band.count
             progress?.transfer(label: label, done: offset, total: total, since: since)
         }
-        progress?.finish()
-        guard let answer, offset == total else {
-            throw ClusterError("\(path): decoded \(offset) bytes, the image has \(total)")
-        }
-        return answer
     }
 }
 
