@@ -84,6 +84,13 @@ struct UploadMap {
     /// Places task `index`'s result; returns its map tile once the tile is complete.
     mutating func add(_ index: Int, _ task: TileTask, values: [Float], rows: Int, cols: Int) -> FinishedTile? {
         let t = tileOfTask[index]
+        if remaining[t] == 1, assemblers[t] == nil, mode == .dense || mode == .naive, task.rect == tiles[t],
+            rows == task.rect.height, cols == task.rect.width, values.count == classes * rows * cols
+        {
+            // A tile of one task that covers it: the result is the tile, no copy to assemble.
+            remaining[t] = 0
+            return FinishedTile(index: t, rect: tiles[t], values: values)
+        }
         var assembler =
             assemblers[t]
             ?? TileAssembler(tile: tiles[t], mode: mode, image: image, classes: classes, stride: stride)
