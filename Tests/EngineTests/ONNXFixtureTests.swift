@@ -13,7 +13,9 @@ import Testing
 struct ONNXFixtureTests {
     static let root = TestPaths.fixtures.appendingPathComponent("onnx")
 
-    static let names = ["bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "misc_ops", "padded_residual", "seed_net"]
+    static let names = [
+        "bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "misc_ops", "padded_residual", "resnet_block", "seed_net",
+    ]
 
     struct Manifest: Decodable {
         struct Array: Decodable { var file: String; var shape: [Int] }
@@ -125,6 +127,17 @@ struct ONNXFixtureTests {
             let d = Self.maxDiff(maps[.shift]!.data, maps[.dense]!.data)
             #expect(d <= 1e-5, "\(name): shift differs from dense by \(d)")
             agreement.append("shift vs dense \(d)")
+            // The map of a net that pads is the dense net's own pass over the whole padded image.
+            let whole = engine.tasks.wholeImageInput(Size2(image.height, image.width))
+            let mapping = try ChannelMapping.resolve(
+                imageChannels: 3, netChannels: engine.fcn.inputChannels, order: f.preprocessing.channelOrder)
+            let input = PixelRegion(image: image, paddedRect: whole, halfPatch: engine.tasks.halfPatch)
+                .tensor(mapping: mapping, preprocessing: f.preprocessing)
+            let pass = try NetRunner(net: engine.plan.dense, lrnDilation: engine.plan.lrnDilation)
+                .forward(input, threads: 2)
+            let w = Self.maxDiff(maps[.dense]!.data, pass.values)
+            #expect(w <= 1e-5, "\(name): dense differs from the whole-image pass by \(w)")
+            agreement.append("dense vs whole-image pass \(w)")
         }
         print("onnx fixture \(name): naive map vs onnxruntime max |Δ| \(diff); \(agreement.joined(separator: ", "))")
         for mode in [MapMode.dense, .shift, .naive] {
@@ -177,11 +190,23 @@ struct ONNXFixtureTests {
         _ = try MapEngine(model: f.model, allowPadding: true)
     }
 
-    @Test("A ResNet basic block (identity shortcut) is refused at import, naming the Add and why")
-    func resnetBlockRefused() throws {
-        let path = Self.root.appendingPathComponent("resnet_block/model.onnx").path
-        let error = #expect(throws: ModelError.self) { try ModelLoader.load(ModelSource(model: path)) }
+    @Test("A ResNet basic block (identity shortcut): the Add takes the larger window; refused without padding allowed")
+    func resnetBlock() throws {
+        let f = try Fixture("resnet_block")
+        let g = f.model.geometry
+        #expect(!g.isExact)
+        // The Add meets the shortcut (window 3, from conv_1) and conv_1 → conv_4 → conv_7 (window 7),
+        // both centred on the same pixel: the block's output window is the 7×7 one (origin −3), so
+        // after MAX 2/2, AVE 3/1 pad 1 and the 8×8 global pool: 7 + 1 + 4 + 14 = 26, origin −3 − 2.
+        #expect(g.receptiveField == Size2(square: 26) && g.origin == Size2(square: -5) && g.stride == Size2(square: 2))
+        let error = #expect(throws: ModelError.self) { try f.model.requireExact(allowApproximate: false) }
+        #expect(error?.kind == .inexact)
         let text = error?.description ?? ""
-        #expect(text.contains("add_9") && text.contains("residual"), "\(text)")
+        for layer in ["conv_1", "conv_4", "conv_7", "averagepool_12"] {
+            #expect(text.contains(layer), "\(text) should name \(layer)")
+        }
+        #expect(!text.contains("add_9"), "\(text): the Add is not at fault")
+        #expect(throws: ModelError.self) { try MapEngine(model: f.model, allowPadding: false) }
+        _ = try MapEngine(model: f.model, allowPadding: true)
     }
 }

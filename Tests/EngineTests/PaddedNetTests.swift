@@ -17,7 +17,10 @@ struct PaddedNetTests {
     /// The test net, and the seed's nuclei net where the seed models are present
     /// (a real net that pads: 32 channels, receptive field 67, so it gets smaller cases).
     static func engines() throws -> [(String, MapEngine, Preprocessing)] {
-        var out = [("padded test net", try MapEngine(classifier: TestNets.padded, allowPadding: true), preprocessing)]
+        var out = [
+            ("padded test net", try MapEngine(classifier: TestNets.padded, allowPadding: true), preprocessing),
+            ("resnet test net", try MapEngine(classifier: TestNets.resnet, allowPadding: true), preprocessing),
+        ]
         if Seed.available {
             let m = try ModelLoader.load(ModelSource(weights: Seed.path("nuclei-cifar10quick/nuclei_w32.caffemodel")))
             let (mean, _) = try Preprocessing.readMeanFile(Seed.path("nuclei-cifar10quick/mean_w32.binaryproto"))

@@ -122,6 +122,40 @@ enum TestNets {
             ])
     }
 
+    /// ResNet blocks (pad 1, so not exact: needs `allowPadding`): a basic block with the
+    /// identity shortcut (windows 1×1 and 5×5 meet, one centre), then a downsampling block
+    /// whose 1×1 stride-2 projection is the Eltwise's first input, then an InnerProduct.
+    /// P = 16, S = 4.
+    static var resnet: Net {
+        func padded(_ layer: Layer) -> Layer {
+            var l = layer
+            if case .convolution(var c) = l.op { c.pad = c.kernel.h == 3 ? .one : .zero; l.op = .convolution(c) }
+            return l
+        }
+        let sum = LayerOp.eltwise(Eltwise(operation: .sum, coefficients: []))
+        let relu = LayerOp.relu(negativeSlope: 0)
+        return Net(
+            name: "resnet", inputName: "data", inputChannels: 3, patchSize: Size2(square: 16),
+            layers: [
+                padded(conv("conv1", "data", "x", cin: 3, cout: 4, k: 3, seed: 60)),
+                op("relu1", relu, ["x"], "x"),
+                padded(conv("a1", "x", "a1", cin: 4, cout: 4, k: 3, seed: 61)),
+                op("relu_a1", relu, ["a1"], "a1"),
+                padded(conv("a2", "a1", "a2", cin: 4, cout: 4, k: 3, seed: 62)),
+                op("add1", sum, ["x", "a2"], "b1"),
+                op("relu_b1", relu, ["b1"], "b1"),
+                padded(conv("d1", "b1", "d1", cin: 4, cout: 6, k: 3, stride: 2, seed: 63)),
+                op("relu_d1", relu, ["d1"], "d1"),
+                padded(conv("d2", "d1", "d2", cin: 6, cout: 6, k: 3, seed: 64)),
+                padded(conv("proj", "b1", "proj", cin: 4, cout: 6, k: 1, stride: 2, seed: 65)),
+                op("add2", sum, ["proj", "d2"], "b2"),
+                op("relu_b2", relu, ["b2"], "b2"),
+                op("pool", maxPool(2, 2), ["b2"], "pool"),
+                ip("fc", "pool", "fc", inputs: 6 * 16, outputs: 3, seed: 66),
+                op("prob", .softmax, ["fc"], "prob"),
+            ])
+    }
+
     /// The layout of the seed's trained CIFAR-10-quick classifiers, narrowed, with random
     /// weights: 5×5 convolutions with pad 2, MAX then AVE 3/2 pooling with partial last
     /// windows (32 → 16 → 8 → 4), ReLU after pool1 and fused into conv2/conv3, two

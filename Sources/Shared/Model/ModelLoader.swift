@@ -251,7 +251,13 @@ extension Net {
     func receptiveFieldWithoutShapes() -> Size2? {
         var rf: [String: (Size2, Size2)] = [inputName: (.one, .one)]
         for layer in layers {
-            guard let first = layer.bottoms.first, let (r, j) = rf[first] else { return nil }
+            guard let first = layer.bottoms.first, let start = rf[first] else { return nil }
+            var r = start.0
+            let j = start.1
+            // Branches that meet share a centre (`geometry` checks it): the largest window is the output's.
+            for other in layer.bottoms.dropFirst() {
+                if let (o, _) = rf[other] { r = Size2(max(r.h, o.h), max(r.w, o.w)) }
+            }
             var k = Size2.one, s = Size2.one, d = Size2.one
             switch layer.op {
             case .convolution(let c): (k, s, d) = (c.kernel, c.stride, c.dilation)

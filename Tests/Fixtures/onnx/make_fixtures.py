@@ -210,8 +210,8 @@ def branches():
 def residual(name, identity, seed):
     """A ResNet-style block: Conv pad 1 + BatchNormalization + Relu, then a residual Add. With
     `identity`, the shortcut is the block's input (a ResNet basic block: its branches see
-    windows of different sizes, which Tessera refuses); otherwise a 3×3 projection whose
-    window equals the other branch's (Tessera runs it with --allow-padding)."""
+    windows of different sizes around one centre); otherwise a 3×3 projection whose window
+    equals the other branch's. Tessera runs both with --allow-padding."""
     g = Graph(name, 3, 16, seed=seed)
     x = g.conv("input", 3, 8, 3, pads=[1, 1, 1, 1])  # 16
     x = g.bn(x, 8)
@@ -240,7 +240,7 @@ def residual(name, identity, seed):
         "AveragePool with pads and count_include_pad 1",
         "GlobalAveragePool + Flatten + Gemm head (opset 9)",
         "not exact (padding): refused without --allow-padding"
-        + ("; the identity shortcut's window differs from the other branch's: Tessera refuses the net" if identity else ""),
+        + ("; the identity shortcut's window (3×3) is smaller than the other branch's (7×7), same centre" if identity else ""),
     ]
     pre = dict(channel_order="bgr", raw_scale=1.0, mean=[127.0], std=[], scale=1.0 / 64)
     return g, g.model(x, 9), pre, False

@@ -50,10 +50,10 @@ extension Net {
         var perLayer: [LayerGeometry] = []
 
         for (index, layer) in layers.enumerated() {
-            guard let first = layer.bottoms.first, let at = pos[first], let inShape = inputShape[first] else {
+            guard let first = layer.bottoms.first, let firstAt = pos[first], let inShape = inputShape[first] else {
                 throw ModelError(layer: layer.name, "has no input")
             }
-            try checkAligned(layer, at: at, positions: pos)
+            let at = try merged(layer, first: firstAt, positions: pos)
             let window = LayerWindow(layer, input: inShape, output: shapes[index], patch: p, reasons: &reasons)
             let out = try at.after(window, layer: layer.name)
             perLayer.append(LayerGeometry(inputJump: at.jump, stride: window.stride, receptiveField: out.rf))
@@ -77,18 +77,32 @@ extension Net {
         return (geometry, perLayer)
     }
 
-    /// A layer with several inputs needs them on one pixel grid: same total stride, same offset.
-    private func checkAligned(_ layer: Layer, at: GeometryPosition, positions pos: [String: GeometryPosition]) throws {
+    /// Where the pixels of a layer with several inputs (Concat, Eltwise) sit. It pairs
+    /// its inputs' pixels by index, in the classifier and in every pass alike, so the
+    /// inputs need one pixel grid: the same total stride, and windows with the same
+    /// centre. Their windows may differ in size (a ResNet block's identity shortcut
+    /// beside convolutions padded by half their kernel): the output's window is the
+    /// largest, around that centre.
+    private func merged(
+        _ layer: Layer, first at: GeometryPosition, positions pos: [String: GeometryPosition]
+    ) throws -> GeometryPosition {
+        var out = at
         for other in layer.bottoms.dropFirst() {
-            if let o = pos[other], o.jump != at.jump || o.origin != at.origin {
+            guard let o = pos[other] else { continue }
+            guard o.jump == at.jump, o.centre2 == at.centre2 else {
                 throw ModelError(
                     layer: layer.name,
-                    "combines inputs with different strides or offsets (\(at.jump)/\(at.origin) and "
-                        + "\(o.jump)/\(o.origin)): its output pixels would not line up. A residual connection "
-                        + "around padded convolutions (a ResNet block's identity shortcut) does this: its branches "
-                        + "see input windows of different sizes, which Tessera cannot map")
+                    "combines inputs whose pixels do not line up: total strides \(at.jump) and \(o.jump), "
+                        + "window centres (of output pixel 0, in input pixels) at \(at.centreText) and "
+                        + "\(o.centreText). Branches that meet must have the same stride and windows with the "
+                        + "same centre (their sizes may differ, as around a ResNet block's identity shortcut)")
             }
+            let end = Size2(
+                max(out.origin.h + out.rf.h, o.origin.h + o.rf.h), max(out.origin.w + out.rf.w, o.origin.w + o.rf.w))
+            out.origin = Size2(min(out.origin.h, o.origin.h), min(out.origin.w, o.origin.w))
+            out.rf = Size2(end.h - out.origin.h, end.w - out.origin.w)
         }
+        return out
     }
 }
 
@@ -98,6 +112,15 @@ private struct GeometryPosition {
     var rf: Size2
     var jump: Size2
     var origin: Size2
+
+    /// Twice the input position of output pixel 0's window centre (an integer also for even windows).
+    var centre2: Size2 { Size2(2 * origin.h + rf.h - 1, 2 * origin.w + rf.w - 1) }
+
+    var centreText: String {
+        func text(_ c2: Int) -> String { c2 % 2 == 0 ? "\(c2 / 2)" : "\(Double(c2) / 2)" }
+        let c = centre2
+        return c.h == c.w ? text(c.h) : "\(text(c.h))×\(text(c.w))"
+    }
 
     /// The position of a layer's output, given its window on this input. Checked:
     /// absurd strides, kernels and dilations (each up to 65536) multiply past Int

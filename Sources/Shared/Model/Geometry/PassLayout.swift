@@ -34,7 +34,13 @@ package struct PassLayout: Sendable, Equatable {
     package init(_ net: Net, lrnDilation: [Size2]? = nil) {
         var blobs = [net.inputName: Placement(offset: .zero, jump: .one)]
         for (i, layer) in net.layers.enumerated() {
-            let at = layer.bottoms.first.flatMap { blobs[$0] } ?? Placement(offset: .zero, jump: .one)
+            var at = layer.bottoms.first.flatMap { blobs[$0] } ?? Placement(offset: .zero, jump: .one)
+            // A layer with several inputs pairs their pixels by index; their windows share a
+            // centre (`Net.geometry` checks it), so the largest window, which starts first, is the output's.
+            for other in layer.bottoms.dropFirst() {
+                guard let o = blobs[other] else { continue }
+                at.offset = Size2(min(at.offset.h, o.offset.h), min(at.offset.w, o.offset.w))
+            }
             var window: Window?
             var stride = Size2.one
             switch layer.op {
@@ -76,10 +82,22 @@ package struct PassLayout: Sendable, Equatable {
     /// input jump), which is what `shift` and `fast` passes sample.
     package func validRegions(_ net: Net, input: PixelRect) -> [String: PixelRect] {
         var valid: [String: PixelRect] = [net.inputName: input]
+        var placements = [net.inputName: Placement(offset: .zero, jump: .one)]
         for (i, layer) in net.layers.enumerated() {
             guard var r = layer.bottoms.first.flatMap({ valid[$0] }) else { continue }
-            for other in layer.bottoms.dropFirst() {
-                if let o = valid[other] { r = r.intersection(o) }
+            if layer.bottoms.count > 1 {
+                // Pixel i of each input is paired with the output's pixel i: move each input's
+                // rectangle (window starts) to the output's window starts, then intersect.
+                func moved(_ name: String) -> PixelRect? {
+                    guard let v = valid[name], let o = placements[name] else { return nil }
+                    let out = outputs[i].offset
+                    return PixelRect(
+                        y: v.y + out.h - o.offset.h, x: v.x + out.w - o.offset.w, height: v.height, width: v.width)
+                }
+                r = moved(layer.bottoms[0]) ?? r
+                for other in layer.bottoms.dropFirst() {
+                    if let o = moved(other) { r = r.intersection(o) }
+                }
             }
             if let w = windows[i] {
                 let j = inputs[i].jump
@@ -87,7 +105,10 @@ package struct PassLayout: Sendable, Equatable {
                 let (sh, sw) = ((w.kernel.h - 1) * w.dilation.h * j.h, (w.kernel.w - 1) * w.dilation.w * j.w)
                 r = PixelRect(y: r.y - ph, x: r.x - pw, height: r.height + 2 * ph - sh, width: r.width + 2 * pw - sw)
             }
-            for top in layer.tops { valid[top] = r }
+            for top in layer.tops {
+                valid[top] = r
+                placements[top] = outputs[i]
+            }
         }
         return valid
     }
