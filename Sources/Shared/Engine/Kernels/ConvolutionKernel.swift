@@ -39,14 +39,18 @@ package enum DirectConvolutionKernel: String, Sendable {
         ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
 }
 
-/// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
-/// run a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
+/// Convolution. Unpadded layers (every convolution of the dense net, and the
+/// strided ones of an FCN) run a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
 /// `Sources/CKernels`) that reads its operands straight from the input planes:
 /// no column matrix to write and no sgemm packing, which cost a third of the
 /// dense net's time. Its results do not depend on a pixel's position, so tiles
 /// stay bit-identical, and both kernels give the same bits.
 ///
-/// Every other layer (strides, padding, CPUs without AVX2/FMA, or
+/// A stride along the rows only moves the kernel's input row; along the columns
+/// the kernel first gathers each tap's pixels of a panel into a contiguous run
+/// (an im2col of one panel, in L1/L2), so the arithmetic is the same FMA chain.
+///
+/// Every other layer (padding, CPUs without AVX2/FMA, or
 /// `TESSERA_DIRECT_CONV=0`) uses im2col + sgemm (Caffe's method), computed in blocks of
 /// output pixels so the column buffer stays within a fixed budget however
 /// large the input is; blocks run in parallel, each with a single-threaded sgemm.
@@ -70,7 +74,7 @@ struct ConvolutionKernel {
     /// Whether this process may use a direct kernel (see `DirectConvolutionKernel.selected`).
     static var directAvailable: Bool { DirectConvolutionKernel.selected != nil }
 
-    /// - Parameter direct: the direct kernel for stride-1 unpadded layers; nil forces im2col
+    /// - Parameter direct: the direct kernel for unpadded layers; nil forces im2col
     ///   + sgemm (tests compare the paths). It must be supported by this CPU.
     init(
         conv: Convolution, fusedReLUSlope: Float?,
@@ -80,7 +84,7 @@ struct ConvolutionKernel {
         self.fusedReLUSlope = fusedReLUSlope
         let g = max(1, conv.group), mg = conv.outputs / g
         let k = conv.weights.count / max(1, conv.outputs)
-        if let direct, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
+        if let direct, conv.pad == .zero, conv.stride.h >= 1, conv.stride.w >= 1, mg > 0, k > 0,
             conv.weights.count == conv.outputs * k
         {
             precondition(direct.isSupported, "this CPU does not run the \(direct.rawValue) kernel")
@@ -183,8 +187,9 @@ struct ConvolutionKernel {
         let cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
         precondition(
-            output.h == input.h - (conv.kernel.h - 1) * conv.dilation.h
-                && output.w == input.w - (conv.kernel.w - 1) * conv.dilation.w && output.c == conv.outputs,
+            output.h == (input.h - (conv.kernel.h - 1) * conv.dilation.h - 1) / conv.stride.h + 1
+                && output.w == (input.w - (conv.kernel.w - 1) * conv.dilation.w - 1) / conv.stride.w + 1
+                && output.c == conv.outputs,
             "convolution output shape")
         let activation: Int32 =
             switch fusedReLUSlope {
@@ -214,7 +219,8 @@ struct ConvolutionKernel {
                                 activation: activation, slope: fusedReLUSlope ?? 0,
                                 output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
                                 kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
-                                dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
+                                dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w),
+                                sh: Int32(conv.stride.h), sw: Int32(conv.stride.w))
                             switch kernel {
                             case .avx512: tessera_conv_direct_rows_avx512(&args, rows.lowerBound, rows.upperBound)
                             case .avx2: tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
