@@ -12,9 +12,9 @@ import Testing
 struct DirectConvolutionTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var cin: Int, cout: Int, h: Int, w: Int, kernel: Size2, dilation: Size2 = .one
-        var group = 1, bias = true, slope: Float? = nil, stride: Size2 = .one
+        var group = 1, bias = true, slope: Float? = nil, stride: Size2 = .one, pad: Size2 = .zero
         var testDescription: String {
-            "\(cin)→\(cout) \(h)×\(w) k\(kernel) d\(dilation) s\(stride) g\(group) relu \(slope.map { "\($0)" } ?? "none")"
+            "\(cin)→\(cout) \(h)×\(w) k\(kernel) d\(dilation) s\(stride) p\(pad) g\(group) relu \(slope.map { "\($0)" } ?? "none")"
         }
     }
 
@@ -45,6 +45,12 @@ struct DirectConvolutionTests {
         ),
         Case(cin: 6, cout: 8, h: 9, w: 50, kernel: .one, group: 2, slope: 0, stride: Size2(1, 3)),
         Case(cin: 3, cout: 29, h: 7, w: 200, kernel: Size2(square: 5), stride: Size2(2, 1)),
+        // Padded layers (run on a zero-framed copy of the input): the nuclei net's 5×5 pad 2,
+        // pads wider than the kernel's reach, padding with strides.
+        Case(cin: 32, cout: 32, h: 16, w: 70, kernel: Size2(square: 5), slope: 0, pad: Size2(square: 2)),
+        Case(cin: 4, cout: 6, h: 5, w: 19, kernel: Size2(square: 3), dilation: Size2(2, 1), pad: Size2(3, 4)),
+        Case(
+            cin: 8, cout: 13, h: 15, w: 37, kernel: Size2(square: 3), bias: false, stride: Size2(square: 2), pad: .one),
     ]
 
     static func conv(_ tc: Case) -> Convolution {
@@ -52,9 +58,9 @@ struct DirectConvolutionTests {
         let kCount = tc.cout * k
         // Strided cases: weights of a trained net's scale (sums of O(1)), so float32 rounding
         // stays far below the 1e-5 bound against the float64 reference.
-        let scale: Float = tc.stride == .one ? 1 : 1 / Float(k).squareRoot()
+        let scale: Float = tc.stride == .one && tc.pad == .zero ? 1 : 1 / Float(k).squareRoot()
         return Convolution(
-            outputs: tc.cout, kernel: tc.kernel, stride: tc.stride, dilation: tc.dilation, group: tc.group,
+            outputs: tc.cout, kernel: tc.kernel, stride: tc.stride, pad: tc.pad, dilation: tc.dilation, group: tc.group,
             weights: Reference.randomValues(kCount, seed: 12, scale: scale),
             bias: tc.bias ? Reference.randomValues(tc.cout, seed: 13) : nil)
     }
@@ -63,8 +69,8 @@ struct DirectConvolutionTests {
         let c = k.conv
         let out = Tensor(
             uninitialized: Shape(
-                c: c.outputs, h: (x.h - (c.kernel.h - 1) * c.dilation.h - 1) / c.stride.h + 1,
-                w: (x.w - (c.kernel.w - 1) * c.dilation.w - 1) / c.stride.w + 1))
+                c: c.outputs, h: (x.h + 2 * c.pad.h - (c.kernel.h - 1) * c.dilation.h - 1) / c.stride.h + 1,
+                w: (x.w + 2 * c.pad.w - (c.kernel.w - 1) * c.dilation.w - 1) / c.stride.w + 1))
         k.forward(x, into: out, origin: .zero, threads: threads, blas: try BLAS.get())
         return out
     }
@@ -148,11 +154,12 @@ struct DirectConvolutionTests {
     }
 
     /// The kernels' documented arithmetic, written out: per output one FMA chain from +0
-    /// over t = (ci·kh + ky)·kw + kx in order, then + bias (+0 without), then the activation.
+    /// over t = (ci·kh + ky)·kw + kx in order (a padded tap reads 0), then + bias (+0
+    /// without), then the activation.
     static func fmaChain(_ x: Tensor, _ conv: Convolution, slope: Float?) -> Tensor {
         let (kh, kw) = (conv.kernel.h, conv.kernel.w)
-        let oh = (x.h - (kh - 1) * conv.dilation.h - 1) / conv.stride.h + 1
-        let ow = (x.w - (kw - 1) * conv.dilation.w - 1) / conv.stride.w + 1
+        let oh = (x.h + 2 * conv.pad.h - (kh - 1) * conv.dilation.h - 1) / conv.stride.h + 1
+        let ow = (x.w + 2 * conv.pad.w - (kw - 1) * conv.dilation.w - 1) / conv.stride.w + 1
         let out = Tensor(Shape(c: conv.outputs, h: oh, w: ow))
         let cg = x.c / conv.group, mg = conv.outputs / conv.group
         for m in 0..<conv.outputs {
@@ -163,9 +170,10 @@ struct DirectConvolutionTests {
                     for ci in 0..<cg {
                         for ky in 0..<kh {
                             for kx in 0..<kw {
-                                let v = x[
-                                    m / mg * cg + ci, oy * conv.stride.h + ky * conv.dilation.h,
-                                    ox * conv.stride.w + kx * conv.dilation.w]
+                                let iy = oy * conv.stride.h + ky * conv.dilation.h - conv.pad.h
+                                let ix = ox * conv.stride.w + kx * conv.dilation.w - conv.pad.w
+                                let inside = iy >= 0 && iy < x.h && ix >= 0 && ix < x.w
+                                let v: Float = inside ? x[m / mg * cg + ci, iy, ix] : 0
                                 acc = acc.addingProduct(conv.weights[t], v)
                                 t += 1
                             }
@@ -181,7 +189,7 @@ struct DirectConvolutionTests {
     }
 
     @Test(
-        "Strided layers: each kernel equals the FMA chain bit for bit and the float64 loop within 1e-5",
+        "Strided and padded layers: each kernel equals the FMA chain bit for bit and the float64 loop within 1e-5",
         .enabled(if: ConvolutionKernel.directAvailable, "this CPU has no direct kernel (no AVX2/FMA)"),
         arguments: stridedCases)
     func stridedMatchesReferences(_ tc: Case) throws {

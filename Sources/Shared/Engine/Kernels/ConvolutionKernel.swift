@@ -39,8 +39,7 @@ package enum DirectConvolutionKernel: String, Sendable {
         ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
 }
 
-/// Convolution. Unpadded layers (every convolution of the dense net, and the
-/// strided ones of an FCN) run a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
+/// Convolution. Every layer (stride 1 or not, padded or not) runs a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
 /// `Sources/CKernels`) that reads its operands straight from the input planes:
 /// no column matrix to write and no sgemm packing, which cost a third of the
 /// dense net's time. Its results do not depend on a pixel's position, so tiles
@@ -50,8 +49,11 @@ package enum DirectConvolutionKernel: String, Sendable {
 /// the kernel first gathers each tap's pixels of a panel into a contiguous run
 /// (an im2col of one panel, in L1/L2), so the arithmetic is the same FMA chain.
 ///
-/// Every other layer (padding, CPUs without AVX2/FMA, or
-/// `TESSERA_DIRECT_CONV=0`) uses im2col + sgemm (Caffe's method), computed in blocks of
+/// A padded layer runs on a copy of its input framed by the padding's zeros (see
+/// `framed`), as `naive`'s strips do.
+///
+/// Without a direct kernel (CPUs without AVX2/FMA, or `TESSERA_DIRECT_CONV=0`)
+/// every layer uses im2col + sgemm (Caffe's method), computed in blocks of
 /// output pixels so the column buffer stays within a fixed budget however
 /// large the input is; blocks run in parallel, each with a single-threaded sgemm.
 ///
@@ -74,7 +76,7 @@ struct ConvolutionKernel {
     /// Whether this process may use a direct kernel (see `DirectConvolutionKernel.selected`).
     static var directAvailable: Bool { DirectConvolutionKernel.selected != nil }
 
-    /// - Parameter direct: the direct kernel for unpadded layers; nil forces im2col
+    /// - Parameter direct: the direct kernel; nil forces im2col
     ///   + sgemm (tests compare the paths). It must be supported by this CPU.
     init(
         conv: Convolution, fusedReLUSlope: Float?,
@@ -84,7 +86,7 @@ struct ConvolutionKernel {
         self.fusedReLUSlope = fusedReLUSlope
         let g = max(1, conv.group), mg = conv.outputs / g
         let k = conv.weights.count / max(1, conv.outputs)
-        if let direct, conv.pad == .zero, conv.stride.h >= 1, conv.stride.w >= 1, mg > 0, k > 0,
+        if let direct, conv.pad.h >= 0, conv.pad.w >= 0, conv.stride.h >= 1, conv.stride.w >= 1, mg > 0, k > 0,
             conv.weights.count == conv.outputs * k
         {
             precondition(direct.isSupported, "this CPU does not run the \(direct.rawValue) kernel")
@@ -125,8 +127,9 @@ struct ConvolutionKernel {
     /// - Parameter origin: global output coordinates of `output`'s pixel (0, 0).
     func forward(_ input: Tensor, into output: Tensor, origin: Size2, threads: Int, blas: BLAS) {
         // The direct kernel's offsets are 32-bit: planes beyond 2^31 floats take the im2col path.
-        if let packed, let direct, input.c * input.h * input.w < Int(Int32.max) {
-            forwardDirect(input, into: output, packed: packed, kernel: direct, threads: threads)
+        let framedCount = input.c * (input.h + 2 * conv.pad.h) * (input.w + 2 * conv.pad.w)
+        if let packed, let direct, framedCount < Int(Int32.max) {
+            forwardDirect(framed(input), into: output, packed: packed, kernel: direct, threads: threads)
             return
         }
         let g = conv.group
@@ -177,6 +180,20 @@ struct ConvolutionKernel {
                 }
             }
         }
+    }
+
+    /// `input` inside a frame of `conv.pad` zeros (itself when the layer does not pad): the
+    /// unpadded convolution of the framed input is the padded one of `input`, a padded tap
+    /// adding `w · 0` (exactly nothing) to its output's FMA chain. Costs one copy of the input.
+    private func framed(_ input: Tensor) -> Tensor {
+        let (ph, pw) = (conv.pad.h, conv.pad.w)
+        guard ph > 0 || pw > 0 else { return input }
+        let f = Tensor(Shape(c: input.c, h: input.h + 2 * ph, w: input.w + 2 * pw))
+        for c in 0..<input.c {
+            let (src, dst) = (input.plane(c), f.plane(c) + ph * f.w + pw)
+            for y in 0..<input.h { (dst + y * f.w).update(from: src + y * input.w, count: input.w) }
+        }
+        return f
     }
 
     private func forwardDirect(
