@@ -225,6 +225,23 @@ static inline __attribute__((always_inline)) TARGET void chunk(
     }
 }
 
+// d[i] = s[i * sw] for i < len: a panel's run of one tap of a strided convolution.
+// Stride 2 (every strided layer of fcn-batchnorm) deinterleaves with shuffles; the
+// last load is masked so nothing past s[(len - 1) * 2] is read.
+static inline __attribute__((always_inline)) TARGET void gather(float *d, const float *s, size_t len, long sw) {
+    size_t i = 0;
+    if (sw == 2) {
+        const __m256i seven = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+        for (; i + 8 <= len; i += 8) {
+            const __m256 a = _mm256_loadu_ps(s + 2 * i), b = _mm256_maskload_ps(s + 2 * i + 8, seven);
+            // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6]
+            const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+            _mm256_storeu_ps(d + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+        }
+    }
+    for (; i < len; i++) d[i] = s[i * sw];
+}
+
 TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y1) {
     const int taps = a->kh * a->kw, k = a->channels * taps, M = a->outputs;
     const long sh = a->sh > 1 ? a->sh : 1, sw = a->sw > 1 ? a->sw : 1;
@@ -276,11 +293,8 @@ TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y
                     if (sw == 1) {
                         for (int t = t0; t < t1; t++) memcpy(panel + (size_t)(t - t0) * pw, in_row + p0 + off[t], sizeof(float) * len);
                     } else {
-                        for (int t = t0; t < t1; t++) {
-                            const float *s = in_row + p0 * sw + off[t];
-                            float *d = panel + (size_t)(t - t0) * pw;
-                            for (size_t i = 0; i < len; i++) d[i] = s[i * sw];
-                        }
+                        for (int t = t0; t < t1; t++)
+                            gather(panel + (size_t)(t - t0) * pw, in_row + p0 * sw + off[t], len, sw);
                     }
                     src = panel;
                     so = poff;
