@@ -249,6 +249,46 @@ struct ConvolutionKernel {
         }
     }
 
+    /// Whether `forward1x1Rows` runs this layer: a direct, ungrouped, unpadded 1×1 convolution, stride 1
+    /// (any dilation).
+    var isDirect1x1: Bool {
+        // Dilation does not move a 1×1 tap (the dense net dilates fc7 and fc8 by the stride).
+        isDirect && conv.kernel == .one && conv.group == 1 && conv.stride == .one && conv.pad == .zero
+    }
+
+    /// `rows` rows of `width` pixels of a direct 1×1 layer (`isDirect1x1`), on this thread:
+    /// input channel planes `inPlane` floats apart from `input`, output planes `outPlane`
+    /// apart from `output`. Each value is the same FMA chain as `forward` computes (the chain
+    /// depends on the layer only), so a band computed here equals the whole-tensor pass's rows.
+    func forward1x1Rows(
+        _ input: UnsafePointer<Float>, inPlane: Int, into output: UnsafeMutablePointer<Float>, outPlane: Int,
+        width: Int, rows: Int
+    ) {
+        guard let packed, let direct, rows > 0 else { preconditionFailure("not a direct 1×1 layer") }
+        precondition(isDirect1x1 && inPlane % width == 0 && outPlane % width == 0)
+        let activation: Int32 =
+            switch fusedReLUSlope {
+            case nil: 0
+            case 0: 1
+            default: 2
+            }
+        packed.withUnsafeBufferPointer { pk in
+            (conv.bias ?? []).withUnsafeBufferPointer { bias in
+                // in_h / out_h only set the plane strides: rows [0, rows) are computed.
+                var args = tessera_conv_args(
+                    input: input, in_h: inPlane / width, in_w: width,
+                    channels: Int32(conv.weights.count / conv.outputs), packed: pk.baseAddress!,
+                    outputs: Int32(conv.outputs), bias: conv.bias == nil ? nil : bias.baseAddress!,
+                    activation: activation, slope: fusedReLUSlope ?? 0, output: output, out_h: outPlane / width,
+                    out_w: width, kh: 1, kw: 1, dh: 1, dw: 1, sh: 1, sw: 1)
+                switch direct {
+                case .avx512: tessera_conv_direct_rows_avx512(&args, 0, rows)
+                case .avx2: tessera_conv_direct_rows(&args, 0, rows)
+                }
+            }
+        }
+    }
+
     /// Column matrix of one block: row `(ci·kh + ky)·kw + kx`, column
     /// `(y - top)·blockCols + (x - left)` holds input `(ci, y·sh + ky·dh - ph, x·sw + kx·dw - pw)`
     /// for output pixels `y ∈ rows`, `x ∈ xs`; zero elsewhere (outside the input or the output).
