@@ -1,6 +1,6 @@
 // Standalone check and benchmark of the direct convolution kernels (Sources/CKernels),
 // outside SwiftPM: the AVX-512 kernel against the AVX2 kernel bit for bit, both
-// against a scalar fmaf chain in tap order (also bit for bit), over many shapes and
+// against a scalar fmaf chain in tap order (also bit for bit), over many shapes, strides and
 // thread bands; then GFLOP/s of both on the dense seed net's convolutions.
 //
 //   clang -O3 -fno-math-errno -ffp-contract=off -ISources/CKernels/include \
@@ -53,7 +53,7 @@ static float rnd(void) {
 }
 
 typedef struct {
-    int cin, cout, h, w, kh, kw, dh, dw, act, bias;
+    int cin, cout, h, w, kh, kw, dh, dw, act, bias, sh, sw;  // sh, sw: strides (0 = 1)
 } shape;
 
 typedef struct {
@@ -64,8 +64,9 @@ typedef struct {
 
 static problem make(shape s, int specials) {
     problem p = {.s = s};
-    p.oh = s.h - (long)(s.kh - 1) * s.dh;
-    p.ow = s.w - (long)(s.kw - 1) * s.dw;
+    const long sh = s.sh > 1 ? s.sh : 1, sw = s.sw > 1 ? s.sw : 1;
+    p.oh = (s.h - (long)(s.kh - 1) * s.dh - 1) / sh + 1;
+    p.ow = (s.w - (long)(s.kw - 1) * s.dw - 1) / sw + 1;
     const int k = s.cin * s.kh * s.kw;
     const size_t nin = (size_t)s.cin * s.h * s.w, nw = (size_t)s.cout * k;
     p.in = malloc(sizeof(float) * nin);
@@ -100,13 +101,15 @@ static tessera_conv_args args(const problem *p, int avx512, float *out) {
                            .packed = avx512 ? p->pk512 : p->pk2, .outputs = p->s.cout,
                            .bias = p->s.bias ? p->b : NULL, .activation = p->s.act, .slope = 0.1f,
                            .output = out, .out_h = p->oh, .out_w = p->ow,
-                           .kh = p->s.kh, .kw = p->s.kw, .dh = p->s.dh, .dw = p->s.dw};
+                           .kh = p->s.kh, .kw = p->s.kw, .dh = p->s.dh, .dw = p->s.dw,
+                           .sh = p->s.sh, .sw = p->s.sw};
     return a;
 }
 
 // Scalar reference: the kernels' documented arithmetic, one fmaf chain in tap order.
 static void reference(const problem *p, float *out) {
     const shape s = p->s;
+    const long sh = s.sh > 1 ? s.sh : 1, sw = s.sw > 1 ? s.sw : 1;
     for (int m = 0; m < s.cout; m++)
         for (long y = 0; y < p->oh; y++)
             for (long x = 0; x < p->ow; x++) {
@@ -115,7 +118,7 @@ static void reference(const problem *p, float *out) {
                 for (int ci = 0; ci < s.cin; ci++)
                     for (int ky = 0; ky < s.kh; ky++)
                         for (int kx = 0; kx < s.kw; kx++)
-                            acc = fmaf(*w++, p->in[((size_t)ci * s.h + y + (long)ky * s.dh) * s.w + x + (long)kx * s.dw], acc);
+                            acc = fmaf(*w++, p->in[((size_t)ci * s.h + y * sh + (long)ky * s.dh) * s.w + x * sw + (long)kx * s.dw], acc);
                 float v = acc + (s.bias ? p->b[m] : 0.0f);
                 if (s.act == 1) v = v > 0.0f ? v : 0.0f;  // _mm_max_ps(v, 0): 0 unless v > 0
                 if (s.act == 2) v = v > 0.0f ? v : v * 0.1f;
@@ -169,9 +172,12 @@ static int check(void) {
         s.dw = dils[(i / 3) % 4];
         s.cout = couts[(i / 2) % 14];
         s.cin = cins[(i / 5) % 5];
+        // Strides 1-4 (i % 4 == 0 keeps stride 1); inputs 0..stride-1 wider than needed.
+        s.sw = 1 + (i / 13) % 4 * (i % 4 != 0);
+        s.sh = 1 + (i / 17) % 3 * (i % 4 != 0);
         const long ow = widths[(i / 11) % 14];
-        s.w = (int)(ow + (long)(s.kw - 1) * s.dw);
-        s.h = (int)(1 + i % 6 + (long)(s.kh - 1) * s.dh);
+        s.w = (int)((ow - 1) * s.sw + 1 + (long)(s.kw - 1) * s.dw + i % s.sw);
+        s.h = (int)((i % 6) * s.sh + 1 + (long)(s.kh - 1) * s.dh + i % s.sh);
         s.act = i % 3;
         s.bias = i % 4 != 1;
         if ((long)s.cin * s.h * s.w * s.cout > 40000000L) continue;
@@ -189,9 +195,9 @@ static int check(void) {
             failed++;
             size_t at = 0;
             while (at < n && !memcmp(o5 + at, same2 ? o2 + at : ref + at, sizeof(float))) at++;
-            printf("FAIL %d->%d %dx%d k%dx%d d%dx%d act %d bias %d threads %d band %d: avx2==ref %d avx512==avx2 %d "
+            printf("FAIL s%dx%d %d->%d %dx%d k%dx%d d%dx%d act %d bias %d threads %d band %d: avx2==ref %d avx512==avx2 %d "
                    "(first at %zu: ref %a avx2 %a avx512 %a)\n",
-                   s.cin, s.cout, s.h, s.w, s.kh, s.kw, s.dh, s.dw, s.act, s.bias, threads, band, same2, same5, at,
+                   s.sh, s.sw, s.cin, s.cout, s.h, s.w, s.kh, s.kw, s.dh, s.dw, s.act, s.bias, threads, band, same2, same5, at,
                    at < n ? ref[at] : 0, at < n ? o2[at] : 0, at < n ? o5[at] : 0);
         }
         cases++;
@@ -221,8 +227,12 @@ static void bench(int threads) {
         {"conv2 32->32 3x3 d2", {32, 32, 8 + 4, 1252 + 4, 3, 3, 2, 2, 1, 1}},
         {"conv1 3->32 3x3", {3, 32, 8 + 2, 1252 + 2, 3, 3, 1, 1, 1, 1}},
         {"fc8 64->2 1x1", {64, 2, 8, 1252, 1, 1, 1, 1, 0, 1}},
+        // fcn-batchnorm's strided convolutions as its FCN (fast, shift) runs them on a 1000² tile.
+        {"conv1b 16->16 2x2 s2", {16, 16, 16, 2 * 531, 2, 2, 1, 1, 0, 1, 2, 2}},
+        {"conv2b 32->32 3x3 s2", {32, 32, 17, 2 * 263 + 1, 3, 3, 1, 1, 0, 1, 2, 2}},
+        {"conv3b 64->64 4x4 s2", {64, 64, 18, 2 * 129 + 2, 4, 4, 1, 1, 0, 1, 2, 2}},
     };
-    for (int l = 0; l < 5; l++) {
+    for (int l = 0; l < (int)(sizeof layers / sizeof layers[0]); l++) {
         problem p = make(layers[l].s, 0);
         const size_t n = (size_t)p.s.cout * p.oh * p.ow;
         float *out = malloc(sizeof(float) * n);

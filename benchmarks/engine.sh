@@ -70,3 +70,31 @@ if "gflopPerCPUSecond" in r:
           f"{100 * r['fractionOfPeakPerCPUSecond']:.0f}% of sgemm's {b['sgemmPeakGflopPerCPUSecond']:.1f}")
 PY
 fi
+# The seed's trained fcn-batchnorm (strided 2x2/2, 3x3/2, 4x4/2 convolutions, BatchNorm):
+# fast, shift and dense against the sgemm peak measured in the same process; then fast
+# again with TESSERA_DIRECT_CONV=0 (every convolution through im2col + sgemm, as strided
+# ones ran before the direct kernels took strides), for the ratio in one run.
+fcn=../shared/models/seed/fcn-batchnorm
+if [[ -f $fcn/full_convolutional_net.caffemodel ]]; then
+  fcn_args=(--model "$fcn/deploy_full.prototxt" --weights "$fcn/full_convolutional_net.caffemodel"
+            --size "$size" --threads "$threads" --json)
+  "$bin/tessera-coordinator" benchmark "${fcn_args[@]}" --modes fast,shift,dense > /tmp/tessera-fcn.json
+  TESSERA_DIRECT_CONV=0 "$bin/tessera-coordinator" benchmark "${fcn_args[@]}" --modes fast --repeats 3 \
+    > /tmp/tessera-fcn-im2col.json
+  "$bin/tessera-coordinator" benchmark "${fcn_args[@]}" --modes fast --repeats 3 > /tmp/tessera-fcn-fast.json
+  python3 - <<'PY'
+import json
+b = json.load(open("/tmp/tessera-fcn.json"))
+print(f"fcn-batchnorm (strided), {b['image']}x{b['image']}, {b['threads']} threads, {b['cpuModel']}, "
+      f"direct convolution {b['directConvolution']}; sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s, "
+      f"{b['sgemmPeakGflopPerCPUSecond']:.1f} per CPU-second")
+for r in b["modes"]:
+    print(f"  {r['mode']:6} {r['seconds']:7.2f} s {r['gflops']:7.1f} GFLOP/s = {100*r['fractionOfPeak']:3.0f}% of peak, "
+          f"{r['gflopPerCPUSecond']:6.1f} GFLOP/CPU-s = {100*r['fractionOfPeakPerCPUSecond']:3.0f}%, "
+          f"peak RSS {r['peakRSSMiB']:.0f} MiB")
+d = json.load(open("/tmp/tessera-fcn-fast.json"))["modes"][0]
+i = json.load(open("/tmp/tessera-fcn-im2col.json"))["modes"][0]
+print(f"  fast, best of 3: direct {d['seconds']:.3f} s against im2col + sgemm {i['seconds']:.3f} s: "
+      f"{i['seconds'] / d['seconds']:.2f}x")
+PY
+fi

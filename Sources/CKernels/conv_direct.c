@@ -1,4 +1,4 @@
-// Direct convolution (stride 1, no padding, any kernel and dilation) on AVX2 + FMA.
+// Direct convolution (no padding, any kernel, stride and dilation) on AVX2 + FMA.
 //
 // The engine's hot layers are convolutions whose im2col matrix would be
 // 36x larger than their input (the dense net's fc6: 6x6 taps, dilation 4).
@@ -225,8 +225,26 @@ static inline __attribute__((always_inline)) TARGET void chunk(
     }
 }
 
+// d[i] = s[i * sw] for i < len: a panel's run of one tap of a strided convolution.
+// Stride 2 (every strided layer of fcn-batchnorm) deinterleaves with shuffles; the
+// last load is masked so nothing past s[(len - 1) * 2] is read.
+static inline __attribute__((always_inline)) TARGET void gather(float *d, const float *s, size_t len, long sw) {
+    size_t i = 0;
+    if (sw == 2) {
+        const __m256i seven = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+        for (; i + 8 <= len; i += 8) {
+            const __m256 a = _mm256_loadu_ps(s + 2 * i), b = _mm256_maskload_ps(s + 2 * i + 8, seven);
+            // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6]
+            const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+            _mm256_storeu_ps(d + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+        }
+    }
+    for (; i < len; i++) d[i] = s[i * sw];
+}
+
 TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y1) {
     const int taps = a->kh * a->kw, k = a->channels * taps, M = a->outputs;
+    const long sh = a->sh > 1 ? a->sh : 1, sw = a->sw > 1 ? a->sw : 1;
     const size_t out_plane = (size_t)a->out_h * (size_t)a->out_w;
     // Chunks of whole input channels, about KC reduction steps each.
     const int step = (KC / taps < 1 ? 1 : KC / taps) * taps;
@@ -235,25 +253,29 @@ TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y
     // every line is a demand miss and the layer ran at half speed. For them a panel
     // is wider, its input runs are first copied into one buffer, and its outputs
     // are written to `sums` and copied out as long runs: a few % more copying.
-    // Each lane still computes the same values.
-    const int pack = taps == 1;
-    const int pw = pack ? PACKED_PANEL : PANEL;
-    // Partial sums (and, when packing, the finished outputs) of a panel: M rows of pw.
+    // Strided convolutions (sw > 1) stage their input the same way: each tap's pixels,
+    // sw apart in the input row, are gathered into one contiguous run of the panel (an
+    // im2col of one panel that stays in L1/L2), so the register tiles load contiguous
+    // vectors as for stride 1. A stride along the rows only moves the input row.
+    // Each lane still computes the same values, in the same order.
+    const int pack_out = taps == 1, pack_in = pack_out || sw > 1;
+    const int pw = pack_out ? PACKED_PANEL : PANEL;
+    // Partial sums (and, when packing outputs, the finished outputs) of a panel: M rows of pw.
     float *sums = aligned_alloc(32, sizeof(float) * (size_t)pw * (size_t)(M + MR));
     int *off = malloc(sizeof(int) * (size_t)k);
-    float *panel = pack ? aligned_alloc(32, sizeof(float) * (size_t)pw * (size_t)step) : NULL;
-    int *poff = pack ? malloc(sizeof(int) * (size_t)k) : NULL;
-    if (!sums || !off || (pack && (!panel || !poff))) abort();
+    float *panel = pack_in ? aligned_alloc(32, sizeof(float) * (size_t)pw * (size_t)step) : NULL;
+    int *poff = pack_in ? malloc(sizeof(int) * (size_t)k) : NULL;
+    if (!sums || !off || (pack_in && (!panel || !poff))) abort();
     // Input offset of reduction step t = (ci*kh + ky)*kw + kx from the output pixel's position.
     for (int ci = 0, t = 0; ci < a->channels; ci++)
         for (int ky = 0; ky < a->kh; ky++)
             for (int kx = 0; kx < a->kw; kx++, t++)
                 off[t] = (int)(((long)ci * a->in_h + (long)ky * a->dh) * a->in_w + (long)kx * a->dw);
-    for (int t = 0; pack && t < k; t++) poff[t] = (t % step) * pw;
+    for (int t = 0; pack_in && t < k; t++) poff[t] = (t % step) * pw;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i all = _mm256_set1_epi32(-1);
     for (long y = y0; y < y1; y++) {
-        const float *in_row = a->input + (size_t)y * a->in_w;
+        const float *in_row = a->input + (size_t)(y * sh) * a->in_w;
         float *out_row = a->output + (size_t)y * a->out_w;
         // Panels of up to pw pixels; in each, the reduction chunks run outermost so each
         // chunk's input rows are read as runs of pw floats.
@@ -267,10 +289,17 @@ TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y
                 const int *so = off;
                 float *dst = out_row + p0;
                 size_t dst_plane = out_plane;
-                if (pack) {
-                    for (int t = t0; t < t1; t++) memcpy(panel + (size_t)(t - t0) * pw, in_row + p0 + off[t], sizeof(float) * len);
+                if (pack_in) {
+                    if (sw == 1) {
+                        for (int t = t0; t < t1; t++) memcpy(panel + (size_t)(t - t0) * pw, in_row + p0 + off[t], sizeof(float) * len);
+                    } else {
+                        for (int t = t0; t < t1; t++)
+                            gather(panel + (size_t)(t - t0) * pw, in_row + p0 * sw + off[t], len, sw);
+                    }
                     src = panel;
                     so = poff;
+                }
+                if (pack_out) {
                     dst = sums;
                     dst_plane = (size_t)pw;
                 }
@@ -286,7 +315,7 @@ TARGET void tessera_conv_direct_rows(const tessera_conv_args *a, long y0, long y
                     }
                 }
             }
-            if (pack)
+            if (pack_out)
                 for (int m = 0; m < M; m++) memcpy(out_row + p0 + (size_t)m * out_plane, sums + (size_t)m * pw, sizeof(float) * len);
         }
     }

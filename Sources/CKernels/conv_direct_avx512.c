@@ -1,4 +1,4 @@
-// Direct convolution (stride 1, no padding) on AVX-512F: the AVX2 kernel of
+// Direct convolution (no padding, any stride) on AVX-512F: the AVX2 kernel of
 // conv_direct.c with 16-lane vectors and a register tile that uses the 32 zmm
 // registers. Same arithmetic, lane for lane: each output value is one FMA chain
 // over k = (ci*kh + ky)*kw + kx in order, starting from +0, then + bias, then the
@@ -197,28 +197,47 @@ static TARGET512 void chunk512(const tessera_conv_args *a, int n, const float *i
     }
 }
 
+// d[i] = s[i * sw] for i < len: a panel's run of one tap of a strided convolution.
+// Stride 2 (every strided layer of fcn-batchnorm) deinterleaves with one permute; the
+// last load is masked so nothing past s[(len - 1) * 2] is read. Other strides copy
+// one value at a time: vectorised, clang made the loop a vgatherdps, slower on Zen 4.
+INLINE TARGET512 void gather(float *d, const float *s, size_t len, long sw) {
+    size_t i = 0;
+    if (sw == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; i + 16 <= len; i += 16) {
+            const __m512 a = _mm512_loadu_ps(s + 2 * i), b = _mm512_maskz_loadu_ps(0x7fff, s + 2 * i + 16);
+            _mm512_storeu_ps(d + i, _mm512_permutex2var_ps(a, even, b));
+        }
+    }
+#pragma clang loop vectorize(disable)
+    for (; i < len; i++) d[i] = s[i * sw];
+}
+
 TARGET512 void tessera_conv_direct_rows_avx512(const tessera_conv_args *a, long y0, long y1) {
     const int taps = a->kh * a->kw, k = a->channels * taps, M = a->outputs;
+    const long sh = a->sh > 1 ? a->sh : 1, sw = a->sw > 1 ? a->sw : 1;
     const size_t out_plane = (size_t)a->out_h * (size_t)a->out_w;
     // Chunks of whole input channels, about KC512 reduction steps each.
     const int step = (KC512 / taps < 1 ? 1 : KC512 / taps) * taps;
     // 1x1 layers: wider panels, input runs copied into one buffer, outputs written to
-    // `sums` and copied out as long runs (see conv_direct.c).
-    const int pack = taps == 1;
-    const int pw = pack ? PACKED_PANEL512 : PANEL512;
+    // `sums` and copied out as long runs; strided layers (sw > 1): each tap's pixels
+    // gathered into one contiguous run of the panel (see conv_direct.c).
+    const int pack_out = taps == 1, pack_in = pack_out || sw > 1;
+    const int pw = pack_out ? PACKED_PANEL512 : PANEL512;
     float *sums = aligned_alloc(64, sizeof(float) * (size_t)pw * (size_t)(M + MR512));
     int *off = malloc(sizeof(int) * (size_t)k);
-    float *panel = pack ? aligned_alloc(64, sizeof(float) * (size_t)pw * (size_t)step) : NULL;
-    int *poff = pack ? malloc(sizeof(int) * (size_t)k) : NULL;
-    if (!sums || !off || (pack && (!panel || !poff))) abort();
+    float *panel = pack_in ? aligned_alloc(64, sizeof(float) * (size_t)pw * (size_t)step) : NULL;
+    int *poff = pack_in ? malloc(sizeof(int) * (size_t)k) : NULL;
+    if (!sums || !off || (pack_in && (!panel || !poff))) abort();
     // Input offset of reduction step t = (ci*kh + ky)*kw + kx from the output pixel's position.
     for (int ci = 0, t = 0; ci < a->channels; ci++)
         for (int ky = 0; ky < a->kh; ky++)
             for (int kx = 0; kx < a->kw; kx++, t++)
                 off[t] = (int)(((long)ci * a->in_h + (long)ky * a->dh) * a->in_w + (long)kx * a->dw);
-    for (int t = 0; pack && t < k; t++) poff[t] = (t % step) * pw;
+    for (int t = 0; pack_in && t < k; t++) poff[t] = (t % step) * pw;
     for (long y = y0; y < y1; y++) {
-        const float *in_row = a->input + (size_t)y * a->in_w;
+        const float *in_row = a->input + (size_t)(y * sh) * a->in_w;
         float *out_row = a->output + (size_t)y * a->out_w;
         for (long p0 = 0; p0 < a->out_w; p0 += pw) {
             const long p1 = p0 + pw < a->out_w ? p0 + pw : a->out_w;
@@ -230,10 +249,17 @@ TARGET512 void tessera_conv_direct_rows_avx512(const tessera_conv_args *a, long 
                 const int *so = off;
                 float *dst = out_row + p0;
                 size_t dst_plane = out_plane;
-                if (pack) {
-                    for (int t = t0; t < t1; t++) memcpy(panel + (size_t)(t - t0) * pw, in_row + p0 + off[t], sizeof(float) * len);
+                if (pack_in) {
+                    if (sw == 1) {
+                        for (int t = t0; t < t1; t++) memcpy(panel + (size_t)(t - t0) * pw, in_row + p0 + off[t], sizeof(float) * len);
+                    } else {
+                        for (int t = t0; t < t1; t++)
+                            gather(panel + (size_t)(t - t0) * pw, in_row + p0 * sw + off[t], len, sw);
+                    }
                     src = panel;
                     so = poff;
+                }
+                if (pack_out) {
                     dst = sums;
                     dst_plane = (size_t)pw;
                 }
@@ -243,7 +269,7 @@ TARGET512 void tessera_conv_direct_rows_avx512(const tessera_conv_args *a, long 
                     chunk512(a, n, src + dx, so, t0, t1, first, last, sums + dx, pw, dst + dx, dst_plane);
                 }
             }
-            if (pack)
+            if (pack_out)
                 for (int m = 0; m < M; m++) memcpy(out_row + p0 + (size_t)m * out_plane, sums + (size_t)m * pw, sizeof(float) * len);
         }
     }

@@ -5,16 +5,16 @@ import Testing
 @testable import TesseraModel
 @testable import TestSupport
 
-/// The direct stride-1 convolution kernels (CKernels/conv_direct.c, conv_direct_avx512.c)
-/// against the im2col + sgemm path they replace for unpadded stride-1 layers, and
-/// against each other.
+/// The direct convolution kernels (CKernels/conv_direct.c, conv_direct_avx512.c)
+/// against the im2col + sgemm path they replace for unpadded layers, against each
+/// other, and (strided layers) against an FMA chain and a float64 loop.
 @Suite("Direct convolution kernel")
 struct DirectConvolutionTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var cin: Int, cout: Int, h: Int, w: Int, kernel: Size2, dilation: Size2 = .one
-        var group = 1, bias = true, slope: Float? = nil
+        var group = 1, bias = true, slope: Float? = nil, stride: Size2 = .one, pad: Size2 = .zero
         var testDescription: String {
-            "\(cin)→\(cout) \(h)×\(w) k\(kernel) d\(dilation) g\(group) relu \(slope.map { "\($0)" } ?? "none")"
+            "\(cin)→\(cout) \(h)×\(w) k\(kernel) d\(dilation) s\(stride) p\(pad) g\(group) relu \(slope.map { "\($0)" } ?? "none")"
         }
     }
 
@@ -34,11 +34,34 @@ struct DirectConvolutionTests {
         ),
     ]
 
+    /// Strided layers (fcn-batchnorm's 2×2/2, 3×3/2, 4×4/2, and odd ones): strides along
+    /// rows and columns, widths around the panel, inputs that the last window does not end.
+    static let stridedCases: [Case] = [
+        Case(cin: 16, cout: 16, h: 10, w: 133, kernel: Size2(square: 2), stride: Size2(square: 2)),
+        Case(cin: 32, cout: 32, h: 11, w: 70, kernel: Size2(square: 3), slope: 0, stride: Size2(square: 2)),
+        Case(cin: 64, cout: 64, h: 12, w: 140, kernel: Size2(square: 4), slope: 0.1, stride: Size2(square: 2)),
+        Case(
+            cin: 5, cout: 13, h: 17, w: 41, kernel: Size2(3, 2), dilation: Size2(1, 2), bias: false, stride: Size2(3, 4)
+        ),
+        Case(cin: 6, cout: 8, h: 9, w: 50, kernel: .one, group: 2, slope: 0, stride: Size2(1, 3)),
+        Case(cin: 3, cout: 29, h: 7, w: 200, kernel: Size2(square: 5), stride: Size2(2, 1)),
+        // Padded layers (run on a zero-framed copy of the input): the nuclei net's 5×5 pad 2,
+        // pads wider than the kernel's reach, padding with strides.
+        Case(cin: 32, cout: 32, h: 16, w: 70, kernel: Size2(square: 5), slope: 0, pad: Size2(square: 2)),
+        Case(cin: 4, cout: 6, h: 5, w: 19, kernel: Size2(square: 3), dilation: Size2(2, 1), pad: Size2(3, 4)),
+        Case(
+            cin: 8, cout: 13, h: 15, w: 37, kernel: Size2(square: 3), bias: false, stride: Size2(square: 2), pad: .one),
+    ]
+
     static func conv(_ tc: Case) -> Convolution {
-        let kCount = tc.cout * (tc.cin / tc.group) * tc.kernel.h * tc.kernel.w
+        let k = (tc.cin / tc.group) * tc.kernel.h * tc.kernel.w
+        let kCount = tc.cout * k
+        // Strided cases: weights of a trained net's scale (sums of O(1)), so float32 rounding
+        // stays far below the 1e-5 bound against the float64 reference.
+        let scale: Float = tc.stride == .one && tc.pad == .zero ? 1 : 1 / Float(k).squareRoot()
         return Convolution(
-            outputs: tc.cout, kernel: tc.kernel, dilation: tc.dilation, group: tc.group,
-            weights: Reference.randomValues(kCount, seed: 12),
+            outputs: tc.cout, kernel: tc.kernel, stride: tc.stride, pad: tc.pad, dilation: tc.dilation, group: tc.group,
+            weights: Reference.randomValues(kCount, seed: 12, scale: scale),
             bias: tc.bias ? Reference.randomValues(tc.cout, seed: 13) : nil)
     }
 
@@ -46,13 +69,13 @@ struct DirectConvolutionTests {
         let c = k.conv
         let out = Tensor(
             uninitialized: Shape(
-                c: c.outputs, h: x.h - (c.kernel.h - 1) * c.dilation.h,
-                w: x.w - (c.kernel.w - 1) * c.dilation.w))
+                c: c.outputs, h: (x.h + 2 * c.pad.h - (c.kernel.h - 1) * c.dilation.h - 1) / c.stride.h + 1,
+                w: (x.w + 2 * c.pad.w - (c.kernel.w - 1) * c.dilation.w - 1) / c.stride.w + 1))
         k.forward(x, into: out, origin: .zero, threads: threads, blas: try BLAS.get())
         return out
     }
 
-    @Test("Equals im2col + sgemm, with its ReLU fused", arguments: cases)
+    @Test("Equals im2col + sgemm, with its ReLU fused", arguments: cases + stridedCases)
     func matchesIm2col(_ tc: Case) throws {
         let direct = ConvolutionKernel(conv: Self.conv(tc), fusedReLUSlope: tc.slope)
         try #require(direct.isDirect || !ConvolutionKernel.directAvailable)
@@ -107,7 +130,7 @@ struct DirectConvolutionTests {
         .enabled(
             if: DirectConvolutionKernel.avx512.isSupported && DirectConvolutionKernel.avx2.isSupported,
             "this CPU lacks AVX-512F (or AVX2/FMA): nothing to compare"),
-        arguments: cases)
+        arguments: cases + stridedCases)
     func avx512MatchesAVX2(_ tc: Case) throws {
         let avx512 = ConvolutionKernel(conv: Self.conv(tc), fusedReLUSlope: tc.slope, direct: .avx512)
         let avx2 = ConvolutionKernel(conv: Self.conv(tc), fusedReLUSlope: tc.slope, direct: .avx2)
@@ -127,6 +150,78 @@ struct DirectConvolutionTests {
                 worst = max(worst, abs(got.storage[i] - loose.storage[i]) / (1 + abs(loose.storage[i])))
             }
             #expect(worst < 1e-4, "max relative difference from im2col \(worst) with \(threads) threads")
+        }
+    }
+
+    /// The kernels' documented arithmetic, written out: per output one FMA chain from +0
+    /// over t = (ci·kh + ky)·kw + kx in order (a padded tap reads 0), then + bias (+0
+    /// without), then the activation.
+    static func fmaChain(_ x: Tensor, _ conv: Convolution, slope: Float?) -> Tensor {
+        let (kh, kw) = (conv.kernel.h, conv.kernel.w)
+        let oh = (x.h + 2 * conv.pad.h - (kh - 1) * conv.dilation.h - 1) / conv.stride.h + 1
+        let ow = (x.w + 2 * conv.pad.w - (kw - 1) * conv.dilation.w - 1) / conv.stride.w + 1
+        let out = Tensor(Shape(c: conv.outputs, h: oh, w: ow))
+        let cg = x.c / conv.group, mg = conv.outputs / conv.group
+        for m in 0..<conv.outputs {
+            for oy in 0..<oh {
+                for ox in 0..<ow {
+                    var acc: Float = 0
+                    var t = m * cg * kh * kw
+                    for ci in 0..<cg {
+                        for ky in 0..<kh {
+                            for kx in 0..<kw {
+                                let iy = oy * conv.stride.h + ky * conv.dilation.h - conv.pad.h
+                                let ix = ox * conv.stride.w + kx * conv.dilation.w - conv.pad.w
+                                let inside = iy >= 0 && iy < x.h && ix >= 0 && ix < x.w
+                                let v: Float = inside ? x[m / mg * cg + ci, iy, ix] : 0
+                                acc = acc.addingProduct(conv.weights[t], v)
+                                t += 1
+                            }
+                        }
+                    }
+                    var v = acc + (conv.bias?[m] ?? 0)
+                    if let slope { v = v > 0 ? v : (slope == 0 ? 0 : v * slope) }
+                    out[m, oy, ox] = v
+                }
+            }
+        }
+        return out
+    }
+
+    @Test(
+        "Strided and padded layers: each kernel equals the FMA chain bit for bit and the float64 loop within 1e-5",
+        .enabled(if: ConvolutionKernel.directAvailable, "this CPU has no direct kernel (no AVX2/FMA)"),
+        arguments: stridedCases)
+    func stridedMatchesReferences(_ tc: Case) throws {
+        let conv = Self.conv(tc)
+        let x = Reference.random(Shape(c: tc.cin, h: tc.h, w: tc.w), seed: 11)
+        let exact = Self.fmaChain(x, conv, slope: tc.slope)
+        // Independent of the kernels' order: float64 sums, then the activation.
+        let loose = Reference.convolution(x, conv)
+        var kernels: [DirectConvolutionKernel] = [.avx2, .avx512].filter(\.isSupported)
+        if !DirectConvolutionKernel.avx512.isSupported {
+            print("DirectConvolutionTests: this CPU lacks AVX-512F; strided layers checked on AVX2 only")
+            kernels = kernels.filter { $0 != .avx512 }
+        }
+        for kernel in kernels {
+            let k = ConvolutionKernel(conv: conv, fusedReLUSlope: tc.slope, direct: kernel)
+            #expect(k.direct == kernel, "the strided layer does not take the \(kernel) direct kernel")
+            for threads in [1, 2] {
+                let got = try Self.run(k, x, threads: threads)
+                #expect(got.shape == exact.shape)
+                let differing = (0..<exact.count).filter { got.storage[$0].bitPattern != exact.storage[$0].bitPattern }
+                #expect(
+                    differing.isEmpty,
+                    "\(kernel), \(threads) threads: \(differing.count) of \(exact.count) values differ from the FMA chain"
+                )
+                var worst: Float = 0
+                for i in 0..<loose.count {
+                    var want = loose.storage[i]
+                    if let slope = tc.slope, want <= 0 { want = slope == 0 ? 0 : want * slope }
+                    worst = max(worst, abs(got.storage[i] - want) / (1 + abs(want)))
+                }
+                #expect(worst <= 1e-5, "\(kernel), \(threads) threads: max relative difference \(worst) from float64")
+            }
         }
     }
 

@@ -64,9 +64,11 @@ struct ModeAgreementTests {
         #expect(worst <= 1e-5, "fast vs naive at grid points: \(worst)")
     }
 
-    @Test("Tiled maps are bit-identical to untiled ones", arguments: [MapMode.dense, .shift, .fast, .naive])
-    func tilingIsExact(_ mode: MapMode) throws {
-        let engine = try MapEngine(classifier: TestNets.seedLike)
+    @Test(
+        "Tiled maps are bit-identical to untiled ones", arguments: ["seed-like", "strided"],
+        [MapMode.dense, .shift, .fast, .naive])
+    func tilingIsExact(_ net: String, _ mode: MapMode) throws {
+        let engine = try MapEngine(classifier: Self.net(net))
         let mapper = LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2)
         let image = ArrayImage.random(height: 45, width: 38, seed: 8)
         let whole = try mapper.map(image, mode: mode, tile: 64)
@@ -74,6 +76,35 @@ struct ModeAgreementTests {
             let tiled = try mapper.map(image, mode: mode, tile: tile)
             let identical = tiled.data == whole.data
             #expect(identical, "tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
+        }
+    }
+
+    /// The seed's trained fcn-batchnorm (strided 2×2/2, 3×3/2 and 4×4/2 convolutions, which
+    /// `fast` and `shift` run through the strided direct kernel): its modes agree with `naive`
+    /// and its tiled maps equal untiled ones bit for bit.
+    @Test(
+        "fcn-batchnorm (strided): modes agree with naive, tiled == untiled",
+        .enabled(if: Seed.available, "needs ../shared/models/seed (the seed models beside the repository)"))
+    func fcnBatchNorm() throws {
+        let m = try ModelLoader.load(
+            ModelSource(
+                model: Seed.path("fcn-batchnorm/deploy_full.prototxt"),
+                weights: Seed.path("fcn-batchnorm/full_convolutional_net.caffemodel")))
+        let engine = try MapEngine(classifier: m.classifier)
+        #expect(engine.geometry.isExact)
+        let mapper = LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2)
+        let image = ArrayImage.random(height: 21, width: 26, seed: 10)
+        let naive = try mapper.map(image, mode: .naive)
+        for mode in [MapMode.fast, .shift, .dense] {
+            let whole = try mapper.map(image, mode: mode, tile: 64)
+            if mode != .fast {
+                #expect(Self.maxDiff(naive, whole) <= 1e-5, "\(mode) vs naive: \(Self.maxDiff(naive, whole))")
+            }
+            for tile in [8, 13] {
+                let tiled = try mapper.map(image, mode: mode, tile: tile)
+                #expect(
+                    tiled.data == whole.data, "\(mode) tile \(tile): max difference \(Self.maxDiff(tiled, whole))")
+            }
         }
     }
 

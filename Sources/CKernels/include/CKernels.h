@@ -14,7 +14,7 @@ void tessera_lrn_scale_beta075(const float *src, const float *acc, float *dst, s
 /// Atomically adds `n` to `*counter` and returns its previous value (work claiming).
 long tessera_claim(long *counter, long n);
 
-/// Direct convolution, stride 1 and no padding (see conv_direct.c).
+/// Direct convolution, no padding, any stride (see conv_direct.c).
 typedef struct {
     const float *input;   ///< `channels` planes of in_h x in_w
     long in_h, in_w;
@@ -25,8 +25,9 @@ typedef struct {
     int activation;       ///< 0 none, 1 ReLU, 2 leaky ReLU with `slope`
     float slope;
     float *output;        ///< `outputs` planes of out_h x out_w
-    long out_h, out_w;    ///< out_h = in_h - (kh-1)*dh, out_w = in_w - (kw-1)*dw
+    long out_h, out_w;    ///< out_h = (in_h - (kh-1)*dh - 1)/sh + 1, out_w likewise
     int kh, kw, dh, dw;
+    int sh, sw;           ///< strides; 0 counts as 1
 } tessera_conv_args;
 
 /// Non-zero when this CPU runs tessera_conv_direct_rows (x86-64 with AVX2 and FMA).

@@ -25,6 +25,8 @@ extension NetExecutor {
 package final class NetRunner: NetExecutor, @unchecked Sendable {
     package let net: Net
     private let steps: [Step]
+    /// Runs of 1×1 layers computed band by band (`FusedHead`), by their first layer.
+    let heads: [Int: FusedHead]
     /// For each layer, the bottoms whose last reader it is (freed after it runs).
     private let releases: [[String]]
     /// Where each layer's pixels sit (convolutions align their blocks to it) and which layers pad.
@@ -49,7 +51,8 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
     }
 
     /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode); default 1.
-    package init(net: Net, lrnDilation: [Size2]? = nil) throws {
+    /// - Parameter fuseHead: run 1×1 conv → 1×1 conv (→ Softmax) band by band (`FusedHead`).
+    package init(net: Net, lrnDilation: [Size2]? = nil, fuseHead: Bool = FusedHead.enabled) throws {
         self.net = net
         blas = try BLAS.get()
         MemoryTuning.keepLargeBuffers()
@@ -86,8 +89,62 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             }
         }
         self.steps = steps
+        heads = fuseHead ? Self.fusedHeads(net, steps) : [:]
         layout = PassLayout(net, lrnDilation: lrnDilation)
         releases = Self.releaseSchedule(net)
+    }
+
+    /// Runs of layers `FusedHead` computes: a direct 1×1 convolution, layers that change
+    /// nothing (its fused ReLU, Dropout), another direct 1×1 convolution, then optionally
+    /// nothing-layers and a Softmax; one chain whose inner blobs nothing else reads.
+    private static func fusedHeads(_ net: Net, _ steps: [Step]) -> [Int: FusedHead] {
+        var heads: [Int: FusedHead] = [:]
+        func direct1x1(_ i: Int) -> ConvolutionKernel? {
+            guard i < steps.count, case .convolution(let k) = steps[i], k.isDirect1x1 else { return nil }
+            return k
+        }
+        func identity(_ i: Int) -> Bool {
+            guard i < steps.count, case .identity = steps[i] else { return false }
+            return true
+        }
+        var i = 0
+        while i < steps.count {
+            guard let first = direct1x1(i) else {
+                i += 1
+                continue
+            }
+            var j = i + 1
+            while identity(j) { j += 1 }
+            guard let second = direct1x1(j) else {
+                i += 1
+                continue
+            }
+            var end = j
+            var k = j + 1
+            while identity(k) { k += 1 }
+            var softmax = false
+            if k < steps.count, case .softmax = steps[k] {
+                softmax = true
+                end = k
+            }
+            // One chain, single tops; the blobs inside it read by nothing outside it.
+            let chain = (i...end).allSatisfy { l in
+                net.layers[l].tops.count == 1 && (l == i || net.layers[l].bottoms == net.layers[l - 1].tops)
+            }
+            let inner = Set((i..<end).map { net.layers[$0].tops[0] }).subtracting([net.layers[end].tops[0]])
+            let readOutside = net.layers.indices.contains { l in
+                !(i...end).contains(l) && net.layers[l].bottoms.contains { inner.contains($0) }
+            }
+            if chain, !readOutside, !inner.contains(net.outputName),
+                first.conv.outputs == second.conv.weights.count / max(1, second.conv.outputs)
+            {
+                heads[i] = FusedHead(first: first, second: second, softmax: softmax, start: i, end: end)
+                i = end + 1
+            } else {
+                i += 1
+            }
+        }
+        return heads
     }
 
     /// For each layer, the blobs whose last reader it is (freed after it runs).
@@ -130,7 +187,29 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
         var blobs: [String: Tensor] = [net.inputName: input]
         var times: [String] = []
         var clock = DispatchTime.now()
+        var skipThrough = -1
         for (i, layer) in net.layers.enumerated() {
+            if i <= skipThrough {
+                for name in releases[i] { blobs[name] = nil }
+                continue
+            }
+            if let head = heads[i], (head.start...head.end).allSatisfy({ (masks?[$0] ?? nil) == nil }) {
+                let output = Tensor(uninitialized: shapes[head.end])
+                head.forward(blobs[layer.bottoms[0]]!, into: output, threads: threads)
+                for top in net.layers[head.end].tops { blobs[top] = output }
+                for name in releases[i] { blobs[name] = nil }
+                skipThrough = head.end
+                if profile {
+                    let now = DispatchTime.now()
+                    let names = (head.start...head.end).map { net.layers[$0].name }.joined(separator: "+")
+                    times.append(
+                        String(
+                            format: "%@ (fused) %.1f", names,
+                            Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
+                    clock = now
+                }
+                continue
+            }
             if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first {
                 // The caller's input is not ours to overwrite.
                 if blobs[name] === input { blobs[name] = input.copy() }

@@ -39,15 +39,21 @@ package enum DirectConvolutionKernel: String, Sendable {
         ProcessInfo.processInfo.environment["TESSERA_DIRECT_CONV"])
 }
 
-/// Convolution. Stride-1 unpadded layers (every convolution of the dense net)
-/// run a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
+/// Convolution. Every layer (stride 1 or not, padded or not) runs a direct kernel (`DirectConvolutionKernel`: AVX-512F or AVX2/FMA, in
 /// `Sources/CKernels`) that reads its operands straight from the input planes:
 /// no column matrix to write and no sgemm packing, which cost a third of the
 /// dense net's time. Its results do not depend on a pixel's position, so tiles
 /// stay bit-identical, and both kernels give the same bits.
 ///
-/// Every other layer (strides, padding, CPUs without AVX2/FMA, or
-/// `TESSERA_DIRECT_CONV=0`) uses im2col + sgemm (Caffe's method), computed in blocks of
+/// A stride along the rows only moves the kernel's input row; along the columns
+/// the kernel first gathers each tap's pixels of a panel into a contiguous run
+/// (an im2col of one panel, in L1/L2), so the arithmetic is the same FMA chain.
+///
+/// A padded layer runs on a copy of its input framed by the padding's zeros (see
+/// `framed`), as `naive`'s strips do.
+///
+/// Without a direct kernel (CPUs without AVX2/FMA, or `TESSERA_DIRECT_CONV=0`)
+/// every layer uses im2col + sgemm (Caffe's method), computed in blocks of
 /// output pixels so the column buffer stays within a fixed budget however
 /// large the input is; blocks run in parallel, each with a single-threaded sgemm.
 ///
@@ -70,7 +76,7 @@ struct ConvolutionKernel {
     /// Whether this process may use a direct kernel (see `DirectConvolutionKernel.selected`).
     static var directAvailable: Bool { DirectConvolutionKernel.selected != nil }
 
-    /// - Parameter direct: the direct kernel for stride-1 unpadded layers; nil forces im2col
+    /// - Parameter direct: the direct kernel; nil forces im2col
     ///   + sgemm (tests compare the paths). It must be supported by this CPU.
     init(
         conv: Convolution, fusedReLUSlope: Float?,
@@ -80,7 +86,7 @@ struct ConvolutionKernel {
         self.fusedReLUSlope = fusedReLUSlope
         let g = max(1, conv.group), mg = conv.outputs / g
         let k = conv.weights.count / max(1, conv.outputs)
-        if let direct, conv.stride == .one, conv.pad == .zero, mg > 0, k > 0,
+        if let direct, conv.pad.h >= 0, conv.pad.w >= 0, conv.stride.h >= 1, conv.stride.w >= 1, mg > 0, k > 0,
             conv.weights.count == conv.outputs * k
         {
             precondition(direct.isSupported, "this CPU does not run the \(direct.rawValue) kernel")
@@ -121,8 +127,9 @@ struct ConvolutionKernel {
     /// - Parameter origin: global output coordinates of `output`'s pixel (0, 0).
     func forward(_ input: Tensor, into output: Tensor, origin: Size2, threads: Int, blas: BLAS) {
         // The direct kernel's offsets are 32-bit: planes beyond 2^31 floats take the im2col path.
-        if let packed, let direct, input.c * input.h * input.w < Int(Int32.max) {
-            forwardDirect(input, into: output, packed: packed, kernel: direct, threads: threads)
+        let framedCount = input.c * (input.h + 2 * conv.pad.h) * (input.w + 2 * conv.pad.w)
+        if let packed, let direct, framedCount < Int(Int32.max) {
+            forwardDirect(framed(input), into: output, packed: packed, kernel: direct, threads: threads)
             return
         }
         let g = conv.group
@@ -175,6 +182,20 @@ struct ConvolutionKernel {
         }
     }
 
+    /// `input` inside a frame of `conv.pad` zeros (itself when the layer does not pad): the
+    /// unpadded convolution of the framed input is the padded one of `input`, a padded tap
+    /// adding `w · 0` (exactly nothing) to its output's FMA chain. Costs one copy of the input.
+    private func framed(_ input: Tensor) -> Tensor {
+        let (ph, pw) = (conv.pad.h, conv.pad.w)
+        guard ph > 0 || pw > 0 else { return input }
+        let f = Tensor(Shape(c: input.c, h: input.h + 2 * ph, w: input.w + 2 * pw))
+        for c in 0..<input.c {
+            let (src, dst) = (input.plane(c), f.plane(c) + ph * f.w + pw)
+            for y in 0..<input.h { (dst + y * f.w).update(from: src + y * input.w, count: input.w) }
+        }
+        return f
+    }
+
     private func forwardDirect(
         _ input: Tensor, into output: Tensor, packed: [Float], kernel: DirectConvolutionKernel,
         threads: Int
@@ -183,8 +204,9 @@ struct ConvolutionKernel {
         let cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
         precondition(
-            output.h == input.h - (conv.kernel.h - 1) * conv.dilation.h
-                && output.w == input.w - (conv.kernel.w - 1) * conv.dilation.w && output.c == conv.outputs,
+            output.h == (input.h - (conv.kernel.h - 1) * conv.dilation.h - 1) / conv.stride.h + 1
+                && output.w == (input.w - (conv.kernel.w - 1) * conv.dilation.w - 1) / conv.stride.w + 1
+                && output.c == conv.outputs,
             "convolution output shape")
         let activation: Int32 =
             switch fusedReLUSlope {
@@ -214,13 +236,54 @@ struct ConvolutionKernel {
                                 activation: activation, slope: fusedReLUSlope ?? 0,
                                 output: output.plane(grp * mg), out_h: output.h, out_w: output.w,
                                 kh: Int32(conv.kernel.h), kw: Int32(conv.kernel.w),
-                                dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w))
+                                dh: Int32(conv.dilation.h), dw: Int32(conv.dilation.w),
+                                sh: Int32(conv.stride.h), sw: Int32(conv.stride.w))
                             switch kernel {
                             case .avx512: tessera_conv_direct_rows_avx512(&args, rows.lowerBound, rows.upperBound)
                             case .avx2: tessera_conv_direct_rows(&args, rows.lowerBound, rows.upperBound)
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Whether `forward1x1Rows` runs this layer: a direct, ungrouped, unpadded 1×1 convolution, stride 1
+    /// (any dilation).
+    var isDirect1x1: Bool {
+        // Dilation does not move a 1×1 tap (the dense net dilates fc7 and fc8 by the stride).
+        isDirect && conv.kernel == .one && conv.group == 1 && conv.stride == .one && conv.pad == .zero
+    }
+
+    /// `rows` rows of `width` pixels of a direct 1×1 layer (`isDirect1x1`), on this thread:
+    /// input channel planes `inPlane` floats apart from `input`, output planes `outPlane`
+    /// apart from `output`. Each value is the same FMA chain as `forward` computes (the chain
+    /// depends on the layer only), so a band computed here equals the whole-tensor pass's rows.
+    func forward1x1Rows(
+        _ input: UnsafePointer<Float>, inPlane: Int, into output: UnsafeMutablePointer<Float>, outPlane: Int,
+        width: Int, rows: Int
+    ) {
+        guard let packed, let direct, rows > 0 else { preconditionFailure("not a direct 1×1 layer") }
+        precondition(isDirect1x1 && inPlane % width == 0 && outPlane % width == 0)
+        let activation: Int32 =
+            switch fusedReLUSlope {
+            case nil: 0
+            case 0: 1
+            default: 2
+            }
+        packed.withUnsafeBufferPointer { pk in
+            (conv.bias ?? []).withUnsafeBufferPointer { bias in
+                // in_h / out_h only set the plane strides: rows [0, rows) are computed.
+                var args = tessera_conv_args(
+                    input: input, in_h: inPlane / width, in_w: width,
+                    channels: Int32(conv.weights.count / conv.outputs), packed: pk.baseAddress!,
+                    outputs: Int32(conv.outputs), bias: conv.bias == nil ? nil : bias.baseAddress!,
+                    activation: activation, slope: fusedReLUSlope ?? 0, output: output, out_h: outPlane / width,
+                    out_w: width, kh: 1, kw: 1, dh: 1, dw: 1, sh: 1, sw: 1)
+                switch direct {
+                case .avx512: tessera_conv_direct_rows_avx512(&args, 0, rows)
+                case .avx2: tessera_conv_direct_rows(&args, 0, rows)
                 }
             }
         }

@@ -97,6 +97,38 @@ package enum PointwiseKernels {
         }
     }
 
+    /// Softmax over the `c` channel planes (`plane` floats apart from `data`) of pixels
+    /// [p0, p1), in place: per pixel the same operations in the same order as `softmax`.
+    static func softmaxInPlace(_ data: UnsafeMutablePointer<Float>, channels c: Int, plane: Int, pixels: Range<Int>) {
+        let block = 1024
+        let mx = UnsafeMutablePointer<Float>.allocate(capacity: block)
+        let sum = UnsafeMutablePointer<Float>.allocate(capacity: block)
+        defer { mx.deallocate(); sum.deallocate() }
+        var p0 = pixels.lowerBound
+        while p0 < pixels.upperBound {
+            let n = min(block, pixels.upperBound - p0)
+            mx.update(from: data + p0, count: n)
+            for ch in 1..<max(1, c) {
+                let s = data + ch * plane + p0
+                for i in 0..<n { mx[i] = max(mx[i], s[i]) }
+            }
+            sum.update(repeating: 0, count: n)
+            for ch in 0..<c {
+                let d = data + ch * plane + p0
+                for i in 0..<n {
+                    let e = Foundation.exp(d[i] - mx[i])
+                    d[i] = e
+                    sum[i] += e
+                }
+            }
+            for ch in 0..<c {
+                let d = data + ch * plane + p0
+                for i in 0..<n { d[i] /= sum[i] }
+            }
+            p0 += n
+        }
+    }
+
     /// Channel concatenation: the inputs' planes one after another.
     static func concat(_ inputs: [Tensor], _ output: Tensor) {
         var offset = 0
