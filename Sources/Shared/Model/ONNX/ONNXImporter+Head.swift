@@ -50,6 +50,10 @@ extension ONNXImporter {
                 .unsupported,
                 "weights '\(n.node.input[1])' have shape \(b.shapeText): Tessera reads a 2-D weight matrix")
         }
+        guard b.count > 0 else {
+            throw n.fail(
+                .weights, "weights '\(n.node.input[1])' have shape \(b.shapeText): an empty matrix computes no class")
+        }
         let (k, outputs) = transB ? (b.dims[1], b.dims[0]) : (b.dims[0], b.dims[1])
         guard k == shape.count else {
             throw n.fail(

@@ -14,6 +14,7 @@ extension ONNXImporter {
 
     mutating func addConstant(_ n: inout NodeContext) throws {
         guard let out = n.node.output.first, !out.isEmpty else { throw n.fail(.invalid, "the node has no output") }
+        try requireNew(n, out)
         let c: ONNXConstant
         if let a = n.attributes["value"], a.hasT {
             c = try ONNXConstant(a.t, what: "the value of Constant node '\(n.name)'", file: file)
@@ -37,6 +38,7 @@ extension ONNXImporter {
         guard let out = n.node.output.first, !out.isEmpty, let raw = n.node.input.first else {
             throw n.fail(.invalid, "Cast needs one input and one output")
         }
+        try requireNew(n, out)
         guard n.int("to") == 1 else {
             throw n.fail(
                 .unsupported,
@@ -263,6 +265,15 @@ extension ONNXImporter {
         let x = try activation(n, xi)
         let c = try constant(n, 1 - xi)
         let shape = shapes[x]!
+        let (expanded, overflow) = broadcastValues.addingReportingOverflow(2 * min(shape.c, Int.max / 4))
+        guard !overflow, expanded <= Self.maxBroadcastValues else {
+            throw n.fail(
+                .unsupported,
+                "\(op) of a constant and a \(shape) activation: its per-channel values over \(shape.c) channels "
+                    + "take the graph past the \(Self.maxBroadcastValues) broadcast values Tessera expands "
+                    + "(a patch classifier has far fewer channels)")
+        }
+        broadcastValues = expanded
         guard let v = perChannel(c, shape, flat: flat.contains(n.node.input[xi])) else {
             throw n.fail(
                 .unsupported,

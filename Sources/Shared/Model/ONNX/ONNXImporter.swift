@@ -56,6 +56,14 @@ struct ONNXImporter {
     var layers: [Layer] = []
     var layerNames: Set<String> = []
     var inputName = ""
+    /// Values materialised by broadcasting constants over channels (Add/Sub/Mul with
+    /// a per-channel constant), all nodes together.
+    var broadcastValues = 0
+
+    /// Most values the import expands constants to (`broadcastValues`): a hostile
+    /// graph could otherwise widen an activation to 2^40 channels with a few Concats
+    /// and ask for a scalar to be broadcast over them.
+    static let maxBroadcastValues = 1 << 26
 
     init(file: String, patchOverride: Size2? = nil) {
         self.file = file
@@ -314,6 +322,7 @@ struct ONNXImporter {
     /// Appends a layer computing the node's first output from `bottoms`, and its shape.
     mutating func addLayer(_ n: NodeContext, _ op: LayerOp, _ bottoms: [String], inPlace: Bool = false) throws {
         let out = n.node.output[0]
+        try requireNew(n, out)
         let top = inPlace ? bottoms[0] : out
         let layer = Layer(name: n.name, op: op, bottoms: bottoms, tops: [top])
         let shape: Shape
@@ -332,20 +341,29 @@ struct ONNXImporter {
             alias[out] = top
             readers[top, default: 0] += (uses[out] ?? 0) - 1
         } else {
-            guard shapes[out] == nil, alias[out] == nil else {
-                throw n.fail(.invalid, "its output '\(out)' is also produced by an earlier node")
-            }
             readers[out] = uses[out] ?? 0
         }
         shapes[top] = shape
     }
 
+    /// Refuses `out` as a node's output when the graph already has a tensor of that
+    /// name (ONNX assigns each name once): a later node would read one of the two.
+    func requireNew(_ n: NodeContext, _ out: String) throws {
+        if out == inputName {
+            throw n.fail(.invalid, "its output '\(out)' is the graph's input")
+        }
+        if initializers[out] != nil {
+            throw n.fail(.invalid, "its output '\(out)' is also an initializer's name")
+        }
+        guard shapes[out] == nil, alias[out] == nil, constants[out] == nil else {
+            throw n.fail(.invalid, "its output '\(out)' is also produced by an earlier node")
+        }
+    }
+
     /// The node's output is its input (Identity, Dropout at inference, Flatten).
     mutating func addAlias(_ n: NodeContext, _ blob: String, flatten: Bool = false) throws {
         let out = n.node.output[0]
-        guard shapes[out] == nil, alias[out] == nil else {
-            throw n.fail(.invalid, "its output '\(out)' is also produced by an earlier node")
-        }
+        try requireNew(n, out)
         alias[out] = blob
         readers[blob, default: 0] += (uses[out] ?? 0) - 1
         if flatten || flat.contains(n.node.input[0]) { flat.insert(out) }
