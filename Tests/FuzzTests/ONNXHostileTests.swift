@@ -187,6 +187,52 @@ struct ONNXHostileTests {
         }
     }
 
+    @Test("Integer initializers of more than 2^16 values (12 bytes each once decoded) are refused, naming them")
+    func largeIntegerTensors() throws {
+        for (type, size) in [(Int32(2), 1), (3, 1), (6, 4), (7, 8)] {
+            var g = ONNXGraph()
+            var t = ONNXGraph.tensor("w", [1 << 17, 1, 1, 1], floats: [])
+            t.dataType = type
+            t.rawData = Data(count: (1 << 17) * size)
+            g.initializer(t)
+            g.node("Conv", ["input", "w"], ["out"])
+            let e = g.loadError()
+            #expect(e?.kind == .weights, "\(e?.description ?? "")")
+            #expect(
+                e?.message.contains("initializer 'w' (input 2 of node 'Conv_0'): 131072 ") == true
+                    && e?.message.contains("weights must be floating-point") == true, "\(e?.description ?? "")")
+        }
+    }
+
+    @Test("raw_data of every type decodes exactly, NaN and infinities included")
+    func rawDecoding() throws {
+        func decode(_ type: Int32, _ bytes: [UInt8], count: Int64) throws -> ONNXConstant {
+            var t = ONNXGraph.tensor("t", [count], floats: [])
+            t.dataType = type
+            t.rawData = Data(bytes)
+            return try ONNXConstant(t, what: "t", file: "t.onnx")
+        }
+        var c = try decode(1, [0, 0, 0xC0, 0x3F, 0, 0, 0, 0xC0, 0, 0, 0xC0, 0x7F], count: 3)
+        #expect(c.floats[0] == 1.5 && c.floats[1] == -2 && c.floats[2].isNaN && c.ints == nil)
+        c = try decode(10, [0, 0x3C, 0, 0x7C, 0, 0x7E, 1, 0, 0xFF, 0xFB], count: 5)
+        #expect(c.floats[0] == 1 && c.floats[1] == .infinity && c.floats[2].isNaN)
+        #expect(c.floats[3] == Float(bitPattern: 0x3380_0000) && c.floats[4] == -65504)
+        c = try decode(16, [0x80, 0x3F, 0x80, 0xFF, 0xC0, 0x7F], count: 3)
+        #expect(c.floats[0] == 1 && c.floats[1] == -.infinity && c.floats[2].isNaN)
+        let doubles = [1e300, -0.5, .nan].flatMap { d in
+            (0..<8).map { UInt8(truncatingIfNeeded: d.bitPattern >> (8 * $0)) }
+        }
+        c = try decode(11, doubles, count: 3)
+        #expect(c.floats[0] == .infinity && c.floats[1] == -0.5 && c.floats[2].isNaN)
+        let longs = [Int64(-3), .max].flatMap { v in (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        c = try decode(7, longs, count: 2)
+        #expect(c.ints == [-3, .max] && c.floats == [-3, Float(Int64.max)])
+        c = try decode(6, [0xF9, 0xFF, 0xFF, 0xFF], count: 1)
+        #expect(c.ints == [-7])
+        #expect(try decode(3, [0xFF, 1], count: 2).ints == [-1, 1])
+        #expect(try decode(2, [0xFF, 1], count: 2).ints == [255, 1])
+    }
+
     @Test("Hostile sizes and numbers: errors naming the field, no allocation of the declared size")
     func hostileSizes() throws {
         let big = Int64.max
