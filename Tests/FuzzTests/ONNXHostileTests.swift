@@ -233,6 +233,42 @@ struct ONNXHostileTests {
         #expect(try decode(2, [0xFF, 1], count: 2).ints == [255, 1])
     }
 
+    @Test("A 65536×65536 patch (a 500 KB file) is refused at load, not left for every worker to allocate")
+    func patchTooLarge() throws {
+        var g = ONNXGraph(channels: 3, height: 65536, width: 65536)
+        g.initializer(ONNXGraph.tensor("w", [2, 3], floats: [1, 1, 1, 1, 1, 1]))
+        g.node("GlobalAveragePool", ["input"], ["p"])
+        g.node("Flatten", ["p"], ["f"])
+        g.node("Gemm", ["f", "w"], ["out"], [ONNXGraph.attribute("transB", int: 1)])
+        var e = g.loadError()
+        #expect(e?.kind == .shape, "\(e?.description ?? "")")
+        #expect(
+            e?.message.contains("at patch size 65536, one patch needs 12884901891 activation values") == true,
+            "\(e?.description ?? "")")
+        // The same from a Caffe definition (shapes only), and a patch size given on the command line.
+        let caffe =
+            "input: \"data\" input_shape { dim: 1 dim: 2 dim: 65536 dim: 65536 }\n"
+            + "layer { name: \"c\" type: \"Convolution\" bottom: \"data\" top: \"c\" "
+            + "convolution_param { num_output: 1 kernel_size: 1 } }\n"
+            + "layer { name: \"p\" type: \"Pooling\" bottom: \"c\" top: \"p\" pooling_param { pool: AVE global_pooling: true } }\n"
+        e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(
+                ModelContents(prototxt: Data(caffe.utf8), prototxtName: "big.prototxt", weights: nil), patchSize: nil,
+                requireWeights: false)
+        }
+        #expect(
+            e?.message.contains("one patch needs 12884901888 activation values at once (at layer 'c')") == true,
+            "\(e?.description ?? "")")
+        g = ONNXGraph(channels: 3, height: 64, width: 64)
+        g.initializer(ONNXGraph.tensor("w", [2, 3], floats: [1, 1, 1, 1, 1, 1]))
+        g.node("GlobalAveragePool", ["input"], ["p"])
+        g.node("Flatten", ["p"], ["f"])
+        g.node("Gemm", ["f", "w"], ["out"], [ONNXGraph.attribute("transB", int: 1)])
+        #expect(g.loadError(patchSize: 60000)?.message.contains("one patch needs") == true)
+        _ = try ModelLoader.load(
+            ModelContents(prototxt: Data(g.bytes), prototxtName: "ok.onnx", weights: nil), patchSize: 4096)
+    }
+
     @Test("Hostile sizes and numbers: errors naming the field, no allocation of the declared size")
     func hostileSizes() throws {
         let big = Int64.max
