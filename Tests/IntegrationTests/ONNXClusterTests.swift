@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 import Testing
 
 @testable import TesseraCluster
@@ -56,6 +57,37 @@ struct ONNXClusterTests {
         #expect(group.wait(run) != 0)
         let refusal = group.log("padded")
         #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
+    }
+
+    @Test("inspect on a model that needs --patch-size prints run's hint line (ONNX and Caffe)")
+    func inspectPatchSizeHint() throws {
+        let group = try ProcessGroup("onnx-inspect-hint")
+        defer { group.stop() }
+        var m = try ONNXFiles.read(Self.dir + "/conv_pool_gemm/model.onnx")
+        m.graph.input[0].type.tensorType.shape.dim[2].dimParam = "height"
+        m.graph.input[0].type.tensorType.shape.dim[3].dimParam = "width"
+        let onnx = group.directory + "/dynamic.onnx"
+        try Data(m.serializedBytes() as [UInt8]).write(to: URL(fileURLWithPath: onnx))
+        // Four stride-65536 convolutions: neither the declared 1×1 input nor the receptive field is a patch size.
+        let caffe = group.directory + "/strides.prototxt"
+        let layers = (1...4).map {
+            "layer { name: \"c\($0)\" type: \"Convolution\" bottom: \"\($0 == 1 ? "data" : "c\($0 - 1)")\" "
+                + "top: \"c\($0)\" convolution_param { num_output: 1 kernel_size: 1 stride: 65536 } }\n"
+        }
+        try ("input: \"data\" input_shape { dim: 1 dim: 1 dim: 1 dim: 1 }\n" + layers.joined())
+            .write(toFile: caffe, atomically: true, encoding: .utf8)
+        let hint = "hint: give the classifier's patch size with --patch-size P"
+        let run = try group.start(
+            "tessera-coordinator", ["run", "--model", onnx, "--in-process", "--out", group.directory + "/o", onnx],
+            log: "run")
+        #expect(group.wait(run) != 0)
+        #expect(group.log("run").contains(hint), "\(group.log("run"))")
+        for (model, log) in [(onnx, "onnx"), (caffe, "caffe")] {
+            let p = try group.start("tessera-coordinator", ["inspect", "--model", model], log: log)
+            #expect(group.wait(p) != 0)
+            let text = group.log(log)
+            #expect(text.contains("patch size is unknown") && text.contains(hint), "\(text)")
+        }
     }
 
     @Test("convert writes an ONNX model's fully convolutional net as Caffe files that map the same")

@@ -1,14 +1,14 @@
 import TesseraModel
 
 /// Library errors name no flag; the CLI adds the one that fixes them.
-enum FlagHints {
+package enum FlagHints {
     /// The error with a hint line naming the flag, or the error itself.
     static func annotate(_ error: Error) -> Error {
         guard let e = error as? ModelError, let hint = hint(e) else { return error }
         return Hinted(error: e, hint: hint)
     }
 
-    static func hint(_ e: ModelError) -> String? {
+    package static func hint(_ e: ModelError) -> String? {
         switch e.kind {
         case .inexact: return "--allow-padding computes the approximate map anyway"
         case .patchSize: return "give the classifier's patch size with --patch-size P"

@@ -141,11 +141,13 @@ package enum ModelLoader {
     /// with the weights of `weights` (merged by layer name) when given; without
     /// them, shapes only (zero placeholder weights) unless the definition holds
     /// its own weights (a caffemodel given alone). `placeholderLimit` caps the
-    /// placeholder weights of a shape-only load (elements).
+    /// placeholder weights of a shape-only load (elements); `patchValueLimit` the
+    /// activation values of one patch (`requirePatchFits`).
     static func load(
         definition: Caffe_NetParameter, definitionFile: String, definitionHoldsWeights: Bool = false,
         weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?,
         ignored: [String] = [], placeholderLimit: Int = CaffeImporter.maxPlaceholderElements,
+        patchValueLimit: Int = maxPatchValues,
         logger: Logger? = nil
     ) throws -> LoadedModel {
         var importer = CaffeImporter(definitionFile: definitionFile)
@@ -198,13 +200,14 @@ package enum ModelLoader {
         return try finish(
             classifier, patch: patch, patchSource: patchSource, file: importer.definitionFile,
             declaredInput: imported.declaredInput, hasWeights: !importer.shapeOnly,
-            meanFileHint: imported.meanFileHint, notes: notes, logger: logger)
+            meanFileHint: imported.meanFileHint, notes: notes, patchValueLimit: patchValueLimit, logger: logger)
     }
 
     /// Net surgery and geometry at patch size: what every format's import ends with.
     static func finish(
         _ imported: Net, patch: Size2, patchSource: String, file: String, declaredInput: Size2?,
-        hasWeights: Bool, meanFileHint: String?, notes: [String], logger: Logger?
+        hasWeights: Bool, meanFileHint: String?, notes: [String], patchValueLimit: Int = maxPatchValues,
+        logger: Logger?
     ) throws -> LoadedModel {
         var classifier = imported
         var notes = notes
@@ -217,12 +220,37 @@ package enum ModelLoader {
         } catch let e as ModelError {
             throw e.inFile(file)
         }
+        try requirePatchFits(fcn, patch: patch, file: file, limit: patchValueLimit)
         notes.append("patch size \(patch) from \(patchSource)")
         for n in notes { logger?.info("\(n)") }
         return LoadedModel(
             classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
             patchSizeSource: patchSource, declaredInput: declaredInput,
             hasWeights: hasWeights, meanFileHint: meanFileHint, notes: notes)
+    }
+
+    /// Most activation values one patch may need at once (8 GiB of floats).
+    static let maxPatchValues = 1 << 31
+
+    /// Refuses a net whose activations for one patch (a layer's input and output at
+    /// once) pass `maxPatchValues`: every tile of a map, in every mode, needs at least
+    /// as much, so a small model file declaring a 65536×65536 input would otherwise
+    /// make each worker that takes one of its tasks allocate tens of GiB and abort.
+    static func requirePatchFits(_ fcn: Net, patch: Size2, file: String, limit: Int = maxPatchValues) throws {
+        let (_, shapes) = try fcn.shapes(input: patch)
+        var previous = patch.h * patch.w * fcn.inputChannels
+        var peak = (values: previous, layer: "the input")
+        for (layer, shape) in zip(fcn.layers, shapes) {
+            if previous + shape.count > peak.values { peak = (previous + shape.count, "layer '\(layer.name)'") }
+            previous = shape.count
+        }
+        guard peak.values <= limit else {
+            throw ModelError(
+                .shape, file: file,
+                "at patch size \(patch), one patch needs \(peak.values) activation values at once (at \(peak.layer)), "
+                    + "more than the \(limit) (\(limit >> 28) GiB of floats) Tessera computes with: every map tile would need as much"
+            )
+        }
     }
 
     /// Imports an ONNX model (its external data already read) and performs net surgery.

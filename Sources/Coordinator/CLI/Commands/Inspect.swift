@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import Logging
 import TesseraModel
@@ -30,9 +31,10 @@ struct Inspect: ParsableCommand {
     }
 }
 
-/// A model error as the command line shows it: the message, exit code 1.
+/// A model error as the command line shows it: the message, and the `hint:` line
+/// naming the flag that fixes it (as `run` prints it), exit code 1.
 struct ModelCommandError: Error, CustomStringConvertible {
     var error: ModelError
     init(_ error: ModelError) { self.error = error }
-    var description: String { error.description }
+    var description: String { error.description + (FlagHints.hint(error).map { "\nhint: \($0)" } ?? "") }
 }

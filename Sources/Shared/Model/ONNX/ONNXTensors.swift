@@ -16,6 +16,10 @@ struct ONNXConstant {
     /// Largest tensor Tessera reads (elements), as for Caffe blobs.
     static let maxElements = 1 << 31
 
+    /// Largest integer tensor read (shapes, axes): decoded, an int8 value takes 12
+    /// bytes (as Int64 and as Float), so a large one would multiply the model's size.
+    static let maxIntegerElements = 1 << 16
+
     /// ONNX's `TensorProto.DataType` values Tessera reads.
     enum DataType: Int32 {
         case float = 1, uint8 = 2, int8 = 3, int32 = 6, int64 = 7, float16 = 10, double = 11, bfloat16 = 16
@@ -32,6 +36,7 @@ struct ONNXConstant {
             case .bfloat16: return "bfloat16"
             }
         }
+        var isInteger: Bool { [.uint8, .int8, .int32, .int64].contains(self) }
         var byteSize: Int {
             switch self {
             case .uint8, .int8: return 1
@@ -74,26 +79,32 @@ struct ONNXConstant {
         }
         ints = nil
         floats = []
+        if type.isInteger, count > Self.maxIntegerElements {
+            throw fail(
+                "\(count) \(type.name) values (shape \(shape)): Tessera reads integer tensors only "
+                    + "as shapes and axes (at most \(Self.maxIntegerElements) values); weights must be floating-point")
+        }
         if t.hasRawData {
             let raw = t.rawData
             guard raw.count == count * type.byteSize else {
                 throw mismatch(raw.count, "bytes of raw_data (\(type.name): \(count * type.byteSize) expected)")
             }
-            let bytes = [UInt8](raw)
-            func le(_ i: Int, _ n: Int) -> UInt64 {
-                var v: UInt64 = 0
-                for k in 0..<n { v |= UInt64(bytes[i * n + k]) << (8 * UInt64(k)) }
-                return v
-            }
-            switch type {
-            case .float: floats = (0..<count).map { Float(bitPattern: UInt32(le($0, 4))) }
-            case .float16: floats = (0..<count).map { Self.half(UInt16(le($0, 2))) }
-            case .bfloat16: floats = (0..<count).map { Float(bitPattern: UInt32(le($0, 2)) << 16) }
-            case .double: floats = (0..<count).map { Float(Double(bitPattern: le($0, 8))) }
-            case .int64: ints = (0..<count).map { Int64(bitPattern: le($0, 8)) }
-            case .int32: ints = (0..<count).map { Int64(Int32(bitPattern: UInt32(le($0, 4)))) }
-            case .int8: ints = bytes.map { Int64(Int8(bitPattern: $0)) }
-            case .uint8: ints = bytes.map { Int64($0) }
+            // Straight from the bytes, little-endian, without copying them first.
+            (floats, ints) = raw.withUnsafeBytes { (b: UnsafeRawBufferPointer) -> ([Float], [Int64]?) in
+                func le<T: FixedWidthInteger>(_ i: Int, _: T.Type) -> T {
+                    T(littleEndian: b.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.size, as: T.self))
+                }
+                let all = 0..<count
+                switch type {
+                case .float: return (all.map { Float(bitPattern: le($0, UInt32.self)) }, nil)
+                case .float16: return (all.map { Self.half(le($0, UInt16.self)) }, nil)
+                case .bfloat16: return (all.map { Float(bitPattern: UInt32(le($0, UInt16.self)) << 16) }, nil)
+                case .double: return (all.map { Float(Double(bitPattern: le($0, UInt64.self))) }, nil)
+                case .int64: return ([], all.map { le($0, Int64.self) })
+                case .int32: return ([], all.map { Int64(le($0, Int32.self)) })
+                case .int8: return ([], all.map { Int64(le($0, Int8.self)) })
+                case .uint8: return ([], all.map { Int64(le($0, UInt8.self)) })
+                }
             }
             if let i = ints { floats = i.map { Float($0) } }
         } else {

@@ -1,0 +1,74 @@
+import Foundation
+
+/// External data: the files next to a large model that hold its tensors' values,
+/// read into `raw_data` (only from the model's folder or below it).
+extension ONNXFiles {
+    /// Replaces every external tensor's reference by its values; true when there was one.
+    @discardableResult
+    static func loadExternalData(_ model: inout Onnx_ModelProto, modelPath: String) throws -> Bool {
+        let folder = URL(fileURLWithPath: modelPath).deletingLastPathComponent().standardizedFileURL
+        var any = false
+        var cache: [String: Data] = [:]
+        func resolve(_ t: inout Onnx_TensorProto, _ where_: String) throws {
+            guard t.dataLocation == .external else { return }
+            any = true
+            var entries: [String: String] = [:]
+            for e in t.externalData { entries[e.key] = e.value }
+            let what = "tensor '\(t.name)'\(where_)"
+            guard let location = entries["location"], !location.isEmpty else {
+                throw ModelError(.weights, file: modelPath, "\(what) is external but names no location")
+            }
+            let url = try externalURL(location, folder: folder, modelPath: modelPath, what: what)
+            let key = url.path
+            if cache[key] == nil {
+                do {
+                    cache[key] = try Data(contentsOf: url, options: .mappedIfSafe)
+                } catch {
+                    throw ModelError(
+                        .weights, file: modelPath,
+                        "\(what): its external-data file '\(location)' cannot be read (\(url.path)): "
+                            + "keep it next to the model")
+                }
+            }
+            let file = cache[key]!
+            let offset = Int(entries["offset"] ?? "0") ?? -1
+            let length = entries["length"].map { Int($0) ?? -1 } ?? (file.count - max(0, offset))
+            guard offset >= 0, length >= 0, offset <= file.count, length <= file.count - offset else {
+                throw ModelError(
+                    .weights, file: modelPath,
+                    "\(what): offset \(entries["offset"] ?? "0") and length \(entries["length"] ?? "-") "
+                        + "do not fit its external-data file '\(location)' of \(file.count) bytes")
+            }
+            t.rawData = file.subdata(in: (file.startIndex + offset)..<(file.startIndex + offset + length))
+            t.externalData = []
+            t.clearDataLocation()
+        }
+        for i in model.graph.initializer.indices {
+            try resolve(&model.graph.initializer[i], "")
+        }
+        for n in model.graph.node.indices {
+            for a in model.graph.node[n].attribute.indices where model.graph.node[n].attribute[a].hasT {
+                try resolve(&model.graph.node[n].attribute[a].t, " of node '\(model.graph.node[n].name)'")
+            }
+        }
+        return any
+    }
+
+    /// The external-data file `location`, which must stay inside the model's folder.
+    static func externalURL(_ location: String, folder: URL, modelPath: String, what: String) throws -> URL {
+        func escapes() -> ModelError {
+            ModelError(
+                .weights, file: modelPath,
+                "\(what): its external-data location '\(location)' leaves the model's folder: "
+                    + "external data must lie next to the model (or below it)")
+        }
+        guard !location.hasPrefix("/"), !location.contains("\0") else { throw escapes() }
+        let url = folder.appendingPathComponent(location).standardizedFileURL
+        let base = folder.resolvingSymlinksInPath().path
+        let real = url.resolvingSymlinksInPath().path
+        guard url.path.hasPrefix(folder.path.hasSuffix("/") ? folder.path : folder.path + "/"),
+            real.hasPrefix(base.hasSuffix("/") ? base : base + "/")
+        else { throw escapes() }
+        return url
+    }
+}

@@ -1,0 +1,312 @@
+import Foundation
+import TesseraCore
+
+/// Per-operator mapping: activations, constants, convolution and pooling, BatchNorm,
+/// Clip, and the arithmetic and Concat nodes of branches, each onto the layer that
+/// computes the same numbers (or refused with the reason).
+extension ONNXImporter {
+    mutating func addReLU(_ n: NodeContext, slope: Float) throws {
+        let x = try activation(n, 0)
+        // In place after the layer that made its input, as Caffe nets write it: the
+        // convolution before it then applies it itself.
+        try addLayer(n, .relu(negativeSlope: slope), [x], inPlace: ownsAlone(x))
+    }
+
+    mutating func addConstant(_ n: inout NodeContext) throws {
+        guard let out = n.node.output.first, !out.isEmpty else { throw n.fail(.invalid, "the node has no output") }
+        try requireNew(n, out)
+        let c: ONNXConstant
+        if let a = n.attributes["value"], a.hasT {
+            c = try ONNXConstant(a.t, what: "the value of Constant node '\(n.name)'", file: file)
+        } else if let f = n.attributes["value_float"] {
+            c = ONNXConstant(dims: [], floats: [f.f])
+        } else if let f = n.attributes["value_floats"] {
+            c = ONNXConstant(dims: [f.floats.count], floats: f.floats)
+        } else if let i = n.attributes["value_int"] {
+            c = ONNXConstant(dims: [], floats: [Float(i.i)], ints: [i.i])
+        } else if let i = n.attributes["value_ints"] {
+            c = ONNXConstant(dims: [i.ints.count], floats: i.ints.map { Float($0) }, ints: i.ints)
+        } else {
+            throw n.fail(.unsupported, "a Constant without a tensor, float or int value")
+        }
+        constants[out] = c
+    }
+
+    /// Cast to float32: of a constant (float16 weights), a float32 constant; of the
+    /// activations (already float32), nothing.
+    mutating func addCast(_ n: inout NodeContext) throws {
+        guard let out = n.node.output.first, !out.isEmpty, let raw = n.node.input.first else {
+            throw n.fail(.invalid, "Cast needs one input and one output")
+        }
+        try requireNew(n, out)
+        guard n.int("to") == 1 else {
+            throw n.fail(
+                .unsupported,
+                "a Cast to element type \(n.int("to").map(String.init) ?? "?"): Tessera computes in float32 only")
+        }
+        if isConstant(raw) {
+            let c = try constant(n, 0)
+            constants[out] = ONNXConstant(dims: c.dims, floats: c.floats)
+        } else {
+            try addAlias(n, try activation(n, 0))
+        }
+    }
+
+    // MARK: - Convolution and pooling
+
+    /// Symmetric padding from `pads`/`auto_pad`; asymmetric padding is refused.
+    func padding(_ n: NodeContext, kernel: Size2, stride: Size2, dilation: Size2) throws -> Size2 {
+        let auto = n.string("auto_pad") ?? "NOTSET"
+        switch auto {
+        case "NOTSET", "":
+            guard let pads = n.ints("pads") else { return .zero }
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 16 }) else {
+                throw n.fail(.invalid, "pads \(pads) are not four non-negative numbers (top, left, bottom, right)")
+            }
+            guard pads[0] == pads[2], pads[1] == pads[3] else {
+                throw n.fail(
+                    .unsupported,
+                    "asymmetric pads \(pads) (top, left, bottom, right): Tessera's layers pad both sides "
+                        + "alike; export the model with symmetric padding")
+            }
+            return Size2(pads[0], pads[1])
+        case "VALID":
+            return .zero
+        case "SAME_UPPER", "SAME_LOWER":
+            guard stride == .one else {
+                throw n.fail(
+                    .unsupported,
+                    "auto_pad \(auto) with stride \(stride) pads by the input's size: export the model with explicit pads"
+                )
+            }
+            let total = Size2(dilation.h * (kernel.h - 1), dilation.w * (kernel.w - 1))
+            guard total.h % 2 == 0, total.w % 2 == 0 else {
+                throw n.fail(
+                    .unsupported,
+                    "auto_pad \(auto) with an even kernel \(kernel) pads one side more than the other: "
+                        + "Tessera's layers pad both sides alike")
+            }
+            return Size2(total.h / 2, total.w / 2)
+        default:
+            throw n.fail(.invalid, "auto_pad '\(auto)' is not NOTSET, VALID, SAME_UPPER or SAME_LOWER")
+        }
+    }
+
+    func pair(_ n: NodeContext, _ key: String, default d: Int) throws -> Size2 {
+        guard let v = n.ints(key) else { return Size2(square: d) }
+        guard v.count == 2, v.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
+            throw n.fail(
+                .unsupported,
+                "\(key) \(v): Tessera runs 2-D layers with two positive \(key) (height, width)")
+        }
+        return Size2(v[0], v[1])
+    }
+
+    /// Input 0 as an N×C×H×W activation (not a flattened one).
+    func spatial(_ n: NodeContext) throws -> String {
+        let x = try activation(n, 0)
+        guard !flat.contains(n.node.input[0]) else {
+            throw n.fail(.unsupported, "its input is flattened (N×features): Tessera runs it on N×C×H×W activations")
+        }
+        return x
+    }
+
+    mutating func addConvolution(_ n: inout NodeContext) throws {
+        let x = try spatial(n)
+        let w = try constant(n, 1)
+        guard w.dims.count == 4, w.dims.allSatisfy({ $0 > 0 }) else {
+            throw n.fail(
+                .unsupported,
+                "weights '\(n.node.input[1])' have shape \(w.shapeText): Tessera runs 2-D convolutions "
+                    + "(weights outputs×inputs/group×kH×kW)")
+        }
+        let kernel = Size2(w.dims[2], w.dims[3])
+        if let k = n.ints("kernel_shape"), k != [kernel.h, kernel.w] {
+            throw n.fail(.weights, "kernel_shape \(k) does not match its weights' shape \(w.shapeText)")
+        }
+        let stride = try pair(n, "strides", default: 1)
+        let dilation = try pair(n, "dilations", default: 1)
+        let group = n.int("group") ?? 1
+        guard group > 0, w.dims[0] % group == 0 else {
+            throw n.fail(.invalid, "group \(group) does not divide its \(w.dims[0]) output channels")
+        }
+        let pad = try padding(n, kernel: kernel, stride: stride, dilation: dilation)
+        var bias: [Float]?
+        if let b = try optionalConstant(n, 2) {
+            guard b.count == w.dims[0] else {
+                throw n.fail(
+                    .weights,
+                    "bias '\(n.node.input[2])' has \(b.count) values (shape \(b.shapeText)) for \(w.dims[0]) output channels"
+                )
+            }
+            bias = b.floats
+        }
+        let conv = Convolution(
+            outputs: w.dims[0], kernel: kernel, stride: stride, pad: pad, dilation: dilation, group: group,
+            weights: w.floats, bias: bias)
+        try addLayer(n, .convolution(conv), [x])
+    }
+
+    mutating func addPooling(_ n: inout NodeContext) throws {
+        let x = try spatial(n)
+        guard let k = n.ints("kernel_shape") else { throw n.fail(.invalid, "pooling without kernel_shape") }
+        guard k.count == 2, k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
+            throw n.fail(.unsupported, "kernel_shape \(k): Tessera pools in 2-D (height, width)")
+        }
+        let kernel = Size2(k[0], k[1])
+        let stride = try pair(n, "strides", default: 1)
+        if try pair(n, "dilations", default: 1) != .one {
+            throw n.fail(.unsupported, "dilated pooling windows are not something Tessera reads from a model")
+        }
+        let pad = try padding(n, kernel: kernel, stride: stride, dilation: .one)
+        let max = n.node.opType == "MaxPool"
+        if !max, pad != .zero, (n.int("count_include_pad") ?? 0) == 0 {
+            throw n.fail(
+                .unsupported,
+                "average pooling with pads \(pad) and count_include_pad=0 divides by the pixels inside its input; "
+                    + "Tessera's average pooling (Caffe's) counts the padding: export with count_include_pad=1 "
+                    + "(PyTorch: AvgPool2d(count_include_pad=True)) or without padding")
+        }
+        let input = shapes[x]!
+        if (n.int("ceil_mode") ?? 0) == 0 {
+            for (axis, size, kk, s, p) in [
+                ("height", input.h, kernel.h, stride.h, pad.h), ("width", input.w, kernel.w, stride.w, pad.w),
+            ] {
+                let span = size + 2 * p - kk
+                if span >= 0, span % s != 0 {
+                    throw n.fail(
+                        .unsupported,
+                        "ceil_mode=0 leaves the last \(span % s) of its \(size) input \(axis == "height" ? "rows" : "columns") "
+                            + "(with padding \(p)) outside every \(kk)-pixel window of stride \(s) at patch size; "
+                            + "Tessera pools as Caffe and ceil_mode=1 do (the last window is kept): "
+                            + "export with ceil_mode=1, or use a patch size whose windows cover the input")
+                }
+            }
+        }
+        let pool = Pooling(method: max ? .max : .average, kernel: kernel, stride: stride, pad: pad)
+        try addLayer(n, .pooling(pool), [x])
+    }
+
+    mutating func addBatchNorm(_ n: inout NodeContext) throws {
+        let x = try activation(n, 0)
+        if (n.int("training_mode") ?? 0) != 0 {
+            throw n.fail(.unsupported, "training_mode is on: export the model in eval mode (model.eval())")
+        }
+        let c = shapes[x]!.c
+        var values: [[Float]] = []
+        for (i, what) in [(1, "scale"), (2, "B (bias)"), (3, "mean"), (4, "var")] {
+            let v = try constant(n, i)
+            guard v.count == c else {
+                throw n.fail(
+                    .weights,
+                    "\(what) '\(n.node.input[i])' has \(v.count) values (shape \(v.shapeText)) for \(c) input channels")
+            }
+            values.append(v.floats)
+        }
+        let bn = BatchNorm(
+            mean: values[2], variance: values[3], eps: n.float("epsilon") ?? 1e-5, scale: values[0], bias: values[1])
+        try addLayer(n, .batchNorm(bn), [x])
+    }
+
+    mutating func addClip(_ n: inout NodeContext) throws {
+        let x = try activation(n, 0)
+        var low: Float?, high: Float?
+        if opset < 11 {
+            low = n.float("min")
+            high = n.float("max")
+        } else {
+            low = try optionalConstant(n, 1).map { $0.floats.first ?? 0 }
+            high = try optionalConstant(n, 2).map { $0.floats.first ?? 0 }
+        }
+        let noHigh = high.map { $0.isInfinite && $0 > 0 || $0 >= Float.greatestFiniteMagnitude } ?? true
+        let noLow = low.map { $0.isInfinite && $0 < 0 || $0 <= -Float.greatestFiniteMagnitude } ?? true
+        if low == 0, noHigh {
+            try addReLU(n, slope: 0)
+        } else if noLow, noHigh {
+            try addAlias(n, x)
+        } else {
+            throw n.fail(
+                .unsupported,
+                "Clip to [\(low.map { "\($0)" } ?? "-inf"), \(high.map { "\($0)" } ?? "inf")] needs a clamp layer "
+                    + "the engine does not have; Tessera runs Clip only as ReLU (min 0, no max)")
+        }
+    }
+
+    // MARK: - Arithmetic and branches
+
+    /// A constant broadcast over `shape`, one value per channel; nil when it is not one.
+    func perChannel(_ c: ONNXConstant, _ shape: Shape, flat isFlat: Bool) -> [Float]? {
+        if c.count == 1 { return [Float](repeating: c.floats[0], count: shape.c) }
+        let t = c.trimmed
+        if !isFlat, t == [shape.c, 1, 1] { return c.floats }
+        if isFlat, shape.h == 1, shape.w == 1, t == [shape.c] { return c.floats }
+        return nil
+    }
+
+    mutating func addArithmetic(_ n: inout NodeContext) throws {
+        let op = n.node.opType
+        guard n.node.input.count == 2 else { throw n.fail(.invalid, "\(op) takes two inputs") }
+        let constA = isConstant(n.node.input[0]), constB = isConstant(n.node.input[1])
+        if !constA, !constB {
+            let a = try activation(n, 0), b = try activation(n, 1)
+            let e: Eltwise
+            switch op {
+            case "Add": e = Eltwise(operation: .sum)
+            case "Sub": e = Eltwise(operation: .sum, coefficients: [1, -1])
+            default: e = Eltwise(operation: .product)
+            }
+            try addLayer(n, .eltwise(e), [a, b])
+            return
+        }
+        guard constA != constB else {
+            throw n.fail(.unsupported, "both inputs are constants: constant-fold the model first")
+        }
+        let xi = constA ? 1 : 0
+        let x = try activation(n, xi)
+        let c = try constant(n, 1 - xi)
+        let shape = shapes[x]!
+        let (expanded, overflow) = broadcastValues.addingReportingOverflow(2 * min(shape.c, Int.max / 4))
+        guard !overflow, expanded <= Self.maxBroadcastValues else {
+            throw n.fail(
+                .unsupported,
+                "\(op) of a constant and a \(shape) activation: its per-channel values over \(shape.c) channels "
+                    + "take the graph past the \(Self.maxBroadcastValues) broadcast values Tessera expands "
+                    + "(a patch classifier has far fewer channels)")
+        }
+        broadcastValues = expanded
+        guard let v = perChannel(c, shape, flat: flat.contains(n.node.input[xi])) else {
+            throw n.fail(
+                .unsupported,
+                "\(op) of a constant of shape \(c.shapeText) and a \(shape) activation: Tessera broadcasts constants "
+                    + "per channel only (a scalar, or C×1×1)")
+        }
+        let ones = [Float](repeating: 1, count: shape.c)
+        let scale: Scale
+        switch op {
+        case "Add":
+            // MatMul + Add is the classifier head's bias.
+            if ownsAlone(x), case .innerProduct(var ip) = layers.last!.op, ip.bias == nil {
+                ip.bias = v
+                layers[layers.count - 1].op = .innerProduct(ip)
+                try addAlias(n, x)
+                return
+            }
+            scale = Scale(scale: ones, bias: v)
+        case "Sub": scale = constA ? Scale(scale: ones.map { -$0 }, bias: v) : Scale(scale: ones, bias: v.map { -$0 })
+        default: scale = Scale(scale: v, bias: nil)
+        }
+        try addLayer(n, .scale(scale), [x])
+    }
+
+    mutating func addConcat(_ n: inout NodeContext) throws {
+        let xs = try n.node.input.indices.map { try activation(n, $0) }
+        guard let axis = n.int("axis") else { throw n.fail(.invalid, "Concat without 'axis'") }
+        let isFlat = n.node.input.contains(where: flat.contains)
+        let channelAxis = isFlat ? [1, -1] : [1, -3]
+        guard channelAxis.contains(axis), !isFlat || xs.allSatisfy({ shapes[$0]!.spatial == .one }) else {
+            throw n.fail(.unsupported, "Concat along axis \(axis): Tessera concatenates channels (axis 1) only")
+        }
+        try addLayer(n, .concat, xs)
+    }
+
+}
