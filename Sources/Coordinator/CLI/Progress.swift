@@ -20,14 +20,20 @@ final class Progress {
         let rate = elapsed > 0 ? Double(pixels) * fraction / elapsed : 0
         let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
         let stats = String(format: "%d/%d tasks  %.2f Mpx/s  ETA %.0fs", done, total, rate / 1e6, eta)
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        emit(terminal: "\(label) \(bar) \(stats)", line: "\(label): \(stats)", last: done == total)
+    }
+
+    /// Redraws `terminal` in place on a terminal; otherwise writes `line`, at most one
+    /// every 5 s (and always the `last`).
+    private func emit(terminal: String, line: String, last: Bool) {
         if isTerminal {
-            let width = 30
-            let filled = Int(fraction * Double(width))
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            fputs("\r\(label) \(bar) \(stats)", stream)
+            fputs("\r\(terminal)", stream)
             drawn = true
-        } else if done == total || Date().timeIntervalSince(lastLine) >= 5 {
-            fputs("\(label): \(stats)\n", stream)
+        } else if last || Date().timeIntervalSince(lastLine) >= 5 {
+            fputs("\(line)\n", stream)
             lastLine = Date()
         }
         fflush(stream)
@@ -39,14 +45,7 @@ final class Progress {
         let stats = String(
             format: "uploaded %.0f/%.0f MB  %.0f MB/s", Double(done) / 1e6, Double(total) / 1e6,
             Double(done) / elapsed / 1e6)
-        if isTerminal {
-            fputs("\r\(label) \(stats)", stream)
-            drawn = true
-        } else if done == total || Date().timeIntervalSince(lastLine) >= 5 {
-            fputs("\(label): \(stats)\n", stream)
-            lastLine = Date()
-        }
-        fflush(stream)
+        emit(terminal: "\(label) \(stats)", line: "\(label): \(stats)", last: done == total)
     }
 
     func finish() {

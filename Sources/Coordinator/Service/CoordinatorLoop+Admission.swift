@@ -22,7 +22,7 @@ extension CoordinatorLoop {
                 throw ClusterError(
                     .invalidOption, "a raw-image upload sends its pixels in parts, not in the submission")
             }
-            name = Self.imageName(spec.image)
+            name = JobFactory.name(of: spec.image)
             size = (shape.width, shape.height)
         } else {
             (name, size) = try inlineOrLocal(spec)
@@ -38,8 +38,6 @@ extension CoordinatorLoop {
             )
         }
     }
-
-    private static func imageName(_ source: Wire.FileSource) -> String { JobFactory.name(of: source) }
 
     /// The name and size of a PNG sent whole or named by path (nil size: no readable header).
     private func inlineOrLocal(_ spec: Wire.JobSpec) throws -> (String, (width: Int, height: Int)?) {
