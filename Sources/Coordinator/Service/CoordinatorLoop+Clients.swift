@@ -142,22 +142,20 @@ extension CoordinatorLoop {
             return .error(message: "no job \(req.jobID)")
         }
         guard state == .done else { return .error(message: "job \(req.jobID) is \(state), not done") }
-        guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }),
-            let handle = FileHandle(forReadingAtPath: path)
-        else {
+        guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }) else {
             return .error(message: "job \(req.jobID) has no output \(req.fileName)")
         }
-        defer { try? handle.close() }
         do {
-            let total = try handle.seekToEnd()
+            guard
+                let (total, bytes) = try StoredFile.read(
+                    path, offset: req.offset, maxBytes: min(Int(clamping: req.maxBytes), 16 << 20))
+            else {
+                return .error(message: "job \(req.jobID) has no output \(req.fileName)")
+            }
             guard req.offset <= total else { return .error(message: "offset \(req.offset) beyond \(total) bytes") }
-            try handle.seek(toOffset: req.offset)
-            let count = Int(min(UInt64(min(req.maxBytes, 16 << 20)), total - req.offset))
-            let data = try handle.read(upToCount: count) ?? Data()
             return .fetchData(
                 Wire.FetchChunk(
-                    jobID: req.jobID, fileName: req.fileName, offset: req.offset,
-                    totalSize: total, bytes: [UInt8](data)))
+                    jobID: req.jobID, fileName: req.fileName, offset: req.offset, totalSize: total, bytes: bytes))
         } catch {
             return .error(message: "reading \(req.fileName): \(error)")
         }

@@ -104,7 +104,7 @@ extension CoordinatorLoop {
             return
         }
         let imagePath = dir + (options.rawImage == nil ? "/image.png" : "/image.raw")
-        let (bytes, crc) = try Self.fileCheck(imagePath)
+        let (bytes, crc) = try StoredFile.check(imagePath)
         guard bytes == record.imageBytes, crc == record.imageCRC32 else {
             throw ClusterError(
                 "\(imagePath) is corrupt: \(bytes) bytes, CRC-32 "
@@ -131,18 +131,6 @@ extension CoordinatorLoop {
                 "unusable": "\(unusable)",
             ])
         if job.done == n { finish(job) }
-    }
-
-    /// The size and CRC-32 of a stored image, read a piece at a time (a raw upload can be gigabytes).
-    static func fileCheck(_ path: String) throws -> (bytes: Int, crc: UInt32) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw ClusterError("\(path) is missing") }
-        defer { try? handle.close() }
-        var (bytes, crc) = (0, UInt32(0))
-        while let piece = try handle.read(upToCount: 16 << 20), !piece.isEmpty {
-            crc = piece.withUnsafeBytes { CRC32.update(crc, $0) }
-            bytes += piece.count
-        }
-        return (bytes, crc)
     }
 
     /// Removes output files the previous coordinator was writing when it stopped

@@ -58,17 +58,24 @@ package enum NPY {
                 }
             }
             try head.withUnsafeBytes { try put($0, at: 0) }
-            for band in bands(map) {
-                var values = try map.rows(band)
-                if 1.littleEndian != 1 {
-                    for i in values.indices { values[i] = Float(bitPattern: values[i].bitPattern.littleEndian) }
-                }
-                try values.withUnsafeBytes { all in
-                    let plane = band.count * width * 4
-                    for c in 0..<classes {
-                        try put(
-                            UnsafeRawBufferPointer(rebasing: all[(c * plane)..<((c + 1) * plane)]),
-                            at: head.count + ((c * height + band.lowerBound) * width) * 4)
+            if let store = map as? MapStore, copyable(store) {
+                try copy(store, into: fd, header: head.count, path: path)
+            } else {
+                try writeBands()
+            }
+            func writeBands() throws {
+                for band in bands(map) {
+                    var values = try map.rows(band)
+                    if 1.littleEndian != 1 {
+                        for i in values.indices { values[i] = Float(bitPattern: values[i].bitPattern.littleEndian) }
+                    }
+                    try values.withUnsafeBytes { all in
+                        let plane = band.count * width * 4
+                        for c in 0..<classes {
+                            try put(
+                                UnsafeRawBufferPointer(rebasing: all[(c * plane)..<((c + 1) * plane)]),
+                                at: head.count + ((c * height + band.lowerBound) * width) * 4)
+                        }
                     }
                 }
             }

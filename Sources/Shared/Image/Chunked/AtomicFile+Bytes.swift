@@ -13,29 +13,50 @@ import Darwin
 /// after it, so the file survives a power cut once this returns.
 extension AtomicFile {
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String, durable: Bool) throws {
+        try write(to: path, durable: durable) { _, put in try put(bytes, 0) }
+    }
+
+    /// Write-then-rename where `body` writes the file: `put(bytes, offset)` writes
+    /// bytes at an offset (the descriptor is there for `ftruncate` and the like).
+    static func write(
+        to path: String, durable: Bool,
+        _ body: (_ fd: Int32, _ put: (UnsafeRawBufferPointer, Int) throws -> Void) throws -> Void
+    ) throws {
         let (directory, name) = split(path)
         let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw MapStoreError(.io, path: path, detail: "cannot create \(temporary): \(errnoText())")
         }
-        var failure: String?
-        var offset = 0
-        while offset < bytes.count {
-            let n = posixWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = "write: \(errnoText())"
-                break
+        func put(_ bytes: UnsafeRawBufferPointer, _ at: Int) throws {
+            var offset = 0
+            while offset < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(at + offset))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw MapStoreError(.io, path: path, detail: "write: \(errnoText())")
+                }
+                offset += n
             }
-            offset += n
         }
-        if failure == nil && durable && fsync(fd) != 0 { failure = "fsync: \(errnoText())" }
-        if close(fd) != 0 && failure == nil { failure = "close: \(errnoText())" }
-        if failure == nil && rename(temporary, path) != 0 { failure = "rename: \(errnoText())" }
+        var failure: (any Error)?
+        do {
+            try body(fd, put)
+        } catch {
+            failure = error
+        }
+        if failure == nil && durable && fsync(fd) != 0 {
+            failure = MapStoreError(.io, path: path, detail: "fsync: \(errnoText())")
+        }
+        if close(fd) != 0 && failure == nil {
+            failure = MapStoreError(.io, path: path, detail: "close: \(errnoText())")
+        }
+        if failure == nil && rename(temporary, path) != 0 {
+            failure = MapStoreError(.io, path: path, detail: "rename: \(errnoText())")
+        }
         if let failure {
             unlink(temporary)
-            throw MapStoreError(.io, path: path, detail: failure)
+            throw failure
         }
         if durable { syncDirectory(directory) }
     }
@@ -56,6 +77,3 @@ extension AtomicFile {
         close(fd)
     }
 }
-
-// Unqualified here: inside `AtomicFile`, `write` names its own methods.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }

@@ -7,7 +7,8 @@ extension MapStore {
     /// atomically. Rewriting a tile replaces it. Safe to call concurrently for different tiles.
     @discardableResult
     package func write(tile: TileIndex, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
-        try write(MapStore.encode(tile: tile, values: values, layout: layout, path: path))
+        if writesRawValues { return try writeRaw(tile: tile, values: values) }
+        return try write(MapStore.encode(tile: tile, values: values, layout: layout, path: path))
     }
 
     /// `write(tile:values:)` for the tile whose rectangle is `rect` (aligned to T and clipped to the image).

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraImage
+
+/// The raw float32 store of an upload job on the coordinator: tiles written straight
+/// from their values (edge padding left as holes) and `.npy` copied from its chunks
+/// must give exactly the bytes of the general encoder and of an in-memory map.
+@Suite("Raw float32 stores")
+struct RawStoreTests {
+    /// 2 classes, 70 × 90, 32² tiles: interior, right, bottom and corner tiles.
+    private let layout = try! MapLayout(classes: 2, height: 70, width: 90, tileSize: 32, compressed: false)
+
+    @Test func directWritesEqualTheEncodedChunks() throws {
+        let dir = try temporaryDirectory("raw-write")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        #expect(store.writesRawValues)
+        let grid = layout.tileGrid
+        for row in 0..<grid.h {
+            for column in 0..<grid.w {
+                let tile = TileIndex(row: row, column: column), rect = layout.rect(of: tile)
+                let values = randomMap(
+                    classes: 2, height: rect.height, width: rect.width, seed: UInt64(row * 7 + column))
+                let receipt = try values.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+                let encoded = try values.withUnsafeBufferPointer {
+                    try MapStore.encode(tile: tile, values: $0, layout: layout)
+                }
+                #expect(receipt == encoded.receipt, "tile \(tile)")
+                #expect(try FileIO.read(store.chunkPath(tile, level: 0)) == encoded.chunks[0], "tile \(tile)")
+                try store.verify(receipt)
+                #expect(sameValues(try store.readTile(tile), values))
+            }
+        }
+    }
+
+    @Test func npyCopiedFromChunksEqualsTheMapInMemory() throws {
+        let dir = try temporaryDirectory("raw-npy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        let full = randomMap(classes: 2, height: 70, width: 90, seed: 11)
+        let grid = layout.tileGrid
+        for row in 0..<grid.h {
+            for column in 0..<grid.w {
+                let tile = TileIndex(row: row, column: column)
+                let values = crop(full, classes: 2, height: 70, width: 90, layout.rect(of: tile))
+                try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
+            }
+        }
+        #expect(NPY.copyable(store) == (1.littleEndian == 1))
+        try NPY.write(store, to: dir + "/copied.npy")
+        try NPY.write(ProbabilityMap(classes: 2, height: 70, width: 90, data: full), to: dir + "/memory.npy")
+        #expect(try FileIO.read(dir + "/copied.npy") == FileIO.read(dir + "/memory.npy"))
+        // A missing chunk is the fill value: the general path writes it.
+        try FileManager.default.removeItem(atPath: store.chunkPath(TileIndex(row: 1, column: 1), level: 0))
+        #expect(!NPY.copyable(store))
+        try NPY.write(store, to: dir + "/holes.npy")
+        let read = try NPY.read(path: dir + "/holes.npy")
+        #expect(read.shape == [2, 70, 90])
+        #expect(read.data[32 * 90 + 40].isNaN && sameValues(Array(read.data[0..<90]), Array(full[0..<90])))
+    }
+}
