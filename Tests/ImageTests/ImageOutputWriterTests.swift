@@ -200,4 +200,48 @@ struct ImageOutputWriterTests {
         let options = OutputOptions(directory: directory.file("missing"), stem: "x", kinds: [.prob, .npy])
         #expect(throws: ImageIOError.self) { try writeOutputs(map: sampleMap(), image: nil, options: options) }
     }
+
+    /// Counts the bands read (a chunked store decodes its chunks on each read).
+    final class CountingSource: MapRowSource {
+        let map: ProbabilityMap
+        var reads = 0
+        init(_ map: ProbabilityMap) { self.map = map }
+        var classes: Int { map.classes }
+        var height: Int { map.height }
+        var width: Int { map.width }
+        var preferredBandRows: Int? { 2 }
+        func rows(_ y: Range<Int>) throws -> [Float] {
+            reads += 1
+            return try map.rows(y)
+        }
+    }
+
+    @Test("probability PNGs of many classes read the map once per 64 classes; a failure leaves none of its pass")
+    func probabilityOnePass() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let source = CountingSource(sampleMap(classes: 70))
+        let options = OutputOptions(directory: directory.path, stem: "many", kinds: [.prob])
+        let written = try writeOutputs(map: source, image: nil, options: options)
+        #expect(written.count == 70)
+        #expect(source.reads == 2 * 3)  // 5 rows in bands of 2: 3 bands, two passes (64 + 6 classes)
+        for c in [0, 63, 64, 69] {
+            let image = try PNGReader.read(path: options.probabilityPath(forClass: c))
+            for y in 0..<5 {
+                for x in 0..<7 {
+                    let p = source.map[c, y, x]
+                    let expected = p.isNaN ? 0 : (min(max(p, 0), 1) * 255).rounded()
+                    #expect(image.value(y: y, x: x, channel: 0) == expected, "class \(c) at (\(y), \(x))")
+                }
+            }
+        }
+        let fresh = try TemporaryDirectory()
+        defer { fresh.cleanup() }
+        #expect(throws: (any Error).self) {
+            try writeProbabilityPNGs(
+                map: sampleMap(), classIndices: [0, 1],
+                to: [fresh.file("a.png"), fresh.file("missing/b.png")])
+        }
+        #expect(try fresh.contents() == [])
+    }
 }

@@ -67,13 +67,12 @@ package func writeOutputs(
     for kind in options.kinds.sorted() {
         switch kind {
         case .prob:
-            for index in probabilityClasses(map, options) {
-                let path = options.probabilityPath(forClass: index)
-                try writeProbabilityPNG(
-                    map: map, classIndex: map.plane(ofClass: index)!, bitDepth: options.bitDepth, to: path,
-                    compressionLevel: options.compressionLevel)
-                written.append(path)
-            }
+            let indices = probabilityClasses(map, options)
+            let paths = indices.map { options.probabilityPath(forClass: $0) }
+            try writeProbabilityPNGs(
+                map: map, classIndices: indices.map { map.plane(ofClass: $0)! }, bitDepth: options.bitDepth,
+                to: paths, compressionLevel: options.compressionLevel)
+            written += paths
         case .labels:
             try writeLabelsPNG(map: map, to: options.labelsPath, compressionLevel: options.compressionLevel)
             written.append(options.labelsPath)
@@ -140,29 +139,63 @@ package func writeProbabilityPNG(
     map: some MapRowSource, classIndex: Int, bitDepth: Int = 8, to path: String,
     compressionLevel: Int = 6
 ) throws {
-    precondition((0..<map.classes).contains(classIndex), "class \(classIndex) outside the map")
+    try writeProbabilityPNGs(
+        map: map, classIndices: [classIndex], bitDepth: bitDepth, to: [path], compressionLevel: compressionLevel)
+}
+
+/// One probability PNG per plane in `classIndices` (to `paths`, in order), up to 64
+/// at a time in one pass over the map's bands: a chunked map is read once per 64
+/// classes, not once per class. Each file is atomic; if one of a pass fails, none
+/// of that pass is left.
+package func writeProbabilityPNGs(
+    map: some MapRowSource, classIndices: [Int], bitDepth: Int = 8, to paths: [String],
+    compressionLevel: Int = 6
+) throws {
+    precondition(classIndices.count == paths.count, "one path per class")
+    for index in classIndices { precondition((0..<map.classes).contains(index), "class \(index) outside the map") }
+    let group = 64  // open files per pass
+    if paths.count > group {
+        for start in stride(from: 0, to: paths.count, by: group) {
+            let end = min(start + group, paths.count)
+            try writeProbabilityPNGs(
+                map: map, classIndices: Array(classIndices[start..<end]), bitDepth: bitDepth,
+                to: Array(paths[start..<end]), compressionLevel: compressionLevel)
+        }
+        return
+    }
+    guard !paths.isEmpty else { return }
     let width = map.width
-    try AtomicFile.write(to: path) { temporary in
-        let writer = try PNGRowWriter(
-            path: temporary, width: width, height: map.height, channels: 1,
-            bitDepth: bitDepth, compressionLevel: compressionLevel)
+    // Nested atomic writes: the innermost body writes every file; a throw removes every temporary.
+    func write(_ k: Int, _ temporaries: [String]) throws {
+        if k < paths.count {
+            try AtomicFile.write(to: paths[k]) { try write(k + 1, temporaries + [$0]) }
+            return
+        }
+        let writers = try temporaries.map {
+            try PNGRowWriter(
+                path: $0, width: width, height: map.height, channels: 1, bitDepth: bitDepth,
+                compressionLevel: compressionLevel)
+        }
         var row8 = [UInt8](repeating: 0, count: bitDepth == 8 ? width : 0)
         var row16 = [UInt16](repeating: 0, count: bitDepth == 8 ? 0 : width)
         for band in bands(map) {
             let data = try map.rows(band)
             for y in 0..<band.count {
-                let source = (classIndex * band.count + y) * width
-                if bitDepth == 8 {
-                    for x in 0..<width { row8[x] = UInt8(quantize(data[source + x], 255)) }
-                    try row8.withUnsafeBufferPointer { try writer.write(row: $0) }
-                } else {
-                    for x in 0..<width { row16[x] = UInt16(quantize(data[source + x], 65535)) }
-                    try row16.withUnsafeBufferPointer { try writer.write(row: $0) }
+                for (writer, classIndex) in zip(writers, classIndices) {
+                    let source = (classIndex * band.count + y) * width
+                    if bitDepth == 8 {
+                        for x in 0..<width { row8[x] = UInt8(quantize(data[source + x], 255)) }
+                        try row8.withUnsafeBufferPointer { try writer.write(row: $0) }
+                    } else {
+                        for x in 0..<width { row16[x] = UInt16(quantize(data[source + x], 65535)) }
+                        try row16.withUnsafeBufferPointer { try writer.write(row: $0) }
+                    }
                 }
             }
         }
-        try writer.finish()
+        for writer in writers { try writer.finish() }
     }
+    try write(0, [])
 }
 
 /// `<stem>.labels.png`: the argmax class per pixel as its raw index (ties go

@@ -38,9 +38,10 @@ struct Submit: ParsableCommand {
         discussion: """
             Each image becomes one job; the job ids are printed.
 
-            Upload jobs (the default) send the model and the PNG image in one message (up to 1 GiB); the \
-            coordinator cuts the tiles and assembles the map. With --wait, progress is shown and the outputs \
-            are downloaded into --out.
+            Upload jobs (the default) send the model, then the PNG image decoded band by band in 16 MiB \
+            parts (any size the coordinator's --max-pixels admits); the coordinator cuts the tiles, writes \
+            each finished map tile once into the job's chunk store and makes the outputs from it. With \
+            --wait, progress is shown and the outputs are downloaded into --out.
 
             Shared-storage jobs (--shared) name the image (PNG, TIFF or a whole slide) and --out by path, \
             the same path on the coordinator and every worker (an NFS or Lustre mount, a mounted bucket): \
