@@ -3,13 +3,41 @@
 # shift and dense, against this machine's sgemm peak and, where onnxruntime can
 # be installed from PyPI, against onnxruntime running the same dense net.
 # Everything in one run, because this machine is shared and noisy.
-#   benchmarks/engine.sh [SIZE] [THREADS]
+#   benchmarks/engine.sh [--avx2] [--seed-only] [SIZE] [THREADS]
 # It ends with naive on the seed's padded nuclei net (timed on a crop): its GFLOP/s
 # and share of the same run's sgemm peak, by wall clock and per CPU-second.
+# Peak RSS is per mode: the process's resident high-water mark (VmHWM) while that
+# mode ran, restarted before each mode (see `tessera-coordinator benchmark --help`).
+#
+# --avx2 (or TESSERA_EMULATE_AVX2=1): an AVX2 machine emulated on an AVX-512 one, for
+#   the issue's "on both AVX2 and AVX-512 machines" when no AVX2-only machine is at hand:
+#   OPENBLAS_CORETYPE=Haswell (and TESSERA_BLAS_CORETYPE=Haswell: OpenBLAS's AVX2 sgemm,
+#   so the peak is the AVX2 one), TESSERA_DIRECT_CONV=avx2 (Tessera's only AVX-512 code is
+#   the direct convolution kernel, which every convolution, the fused head and batched
+#   naive use), and GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,... (glibc's memcpy/memset and
+#   libm pick their AVX2 versions). The script checks that the process reports the Haswell
+#   kernel and the avx2 direct kernel, and prints that the run is emulated, on which CPU.
+#   The onnxruntime peer cannot be told: its MLAS kernels still use AVX-512.
+# --seed-only: stop after the seed net and its onnxruntime peer (skip naive and fcn-batchnorm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+avx2=${TESSERA_EMULATE_AVX2:-0}
+seed_only=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --avx2) avx2=1 ;;
+    --seed-only) seed_only=1 ;;
+    *) echo "unknown option $1 (usage: benchmarks/engine.sh [--avx2] [--seed-only] [SIZE] [THREADS])" >&2; exit 2 ;;
+  esac
+  shift
+done
 size=${1:-2000}
 threads=${2:-$(nproc)}
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+if [[ $avx2 == 1 ]]; then
+  export OPENBLAS_CORETYPE=Haswell TESSERA_BLAS_CORETYPE=Haswell TESSERA_DIRECT_CONV=avx2
+  export GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD
+fi
 model=../shared/models/seed/efficient-pixelwise/deploy.prototxt
 [[ -f $model ]] || { echo "needs $model (the seed models beside the repository)" >&2; exit 1; }
 scripts/bootstrap.sh
@@ -20,20 +48,38 @@ scripts/bootstrap.sh
 read -ra flags <<<"${SWIFT_BUILD_FLAGS:-}"
 swift build -c release "${flags[@]}" --product tessera-coordinator >/dev/null
 bin=$(swift build -c release "${flags[@]}" --show-bin-path)
-echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $cpu, $(nproc) cores"
+if [[ $avx2 == 1 ]]; then
+  avx512=$(grep -qw avx512f /proc/cpuinfo && echo "has AVX-512F, masked" || echo "has no AVX-512F anyway")
+  echo "== EMULATED AVX2 RUN on $cpu ($avx512): OpenBLAS $OPENBLAS_CORETYPE kernel, TESSERA_DIRECT_CONV=avx2,"
+  echo "   GLIBC_TUNABLES=$GLIBC_TUNABLES; the onnxruntime peer keeps its AVX-512 kernels"
+fi
 "$bin/tessera-coordinator" benchmark --model "$model" --size "$size" --threads "$threads" --modes fast,shift,dense \
   --json > /tmp/tessera-bench.json
+if [[ $avx2 == 1 ]]; then
+  python3 - <<'PY'
+import json, sys
+b = json.load(open("/tmp/tessera-bench.json"))
+if b["blasKernel"] != "Haswell" or b["directConvolution"] != "avx2":
+    sys.exit(f"emulated AVX2 run, but the process used BLAS kernel {b['blasKernel']} and direct "
+             f"convolution {b['directConvolution']}: not an AVX2 run")
+PY
+fi
 python3 - <<'PY'
 import json
 b = json.load(open("/tmp/tessera-bench.json"))
 print(f"sgemm peak {b['sgemmPeakGflops']:.1f} GFLOP/s ({b['threads']} threads, kernel {b['blasKernel']}); "
       f"direct convolution: {b.get('directConvolution', '?')}")
 print(f"sgemm per CPU-second: {b.get('sgemmPeakGflopPerCPUSecond', float('nan')):.1f} GFLOP")
+emulated = b["blasKernel"] == "Haswell" and b.get("directConvolution") == "avx2" and " avx512f" in open("/proc/cpuinfo").read()
+print(f"CPU {b['cpuModel']}" + (" (EMULATED AVX2 run: AVX-512 masked)" if emulated else ""))
 print(f"{'mode':6} {'seconds':>8} {'GMAC':>7} {'GFLOP/s':>8} {'of peak':>8} {'GFLOP/CPU-s':>12} {'of peak':>8} {'peak RSS':>9}")
 for r in b["modes"]:
     per_cpu = r.get("gflopPerCPUSecond", float("nan")); of_cpu = r.get("fractionOfPeakPerCPUSecond", float("nan"))
     print(f"{r['mode']:6} {r['seconds']:8.2f} {r['gmacs']:7.1f} {r['gflops']:8.1f} {100*r['fractionOfPeak']:7.0f}% "
           f"{per_cpu:12.1f} {100*of_cpu:7.0f}% {r['peakRSSMiB']:6.0f} MiB")
+scope = "each mode its own" if all(r.get("peakRSSScope") == "mode" for r in b["modes"]) else "the process's so far"
+print(f"peak RSS: {scope}; whole process {b.get('processPeakRSSMiB', float('nan')):.0f} MiB")
 if "denseSpeedupOverShift" in b:
     s, m = b["denseSpeedupOverShift"], b["shiftToDenseMACRatio"]
     print(f"dense over shift: {s:.2f}x (MAC ratio {m:.2f}x; {100*s/m:.0f}% of it)")
@@ -50,6 +96,7 @@ PY
 else
   echo "onnxruntime not installable here: peer row skipped"
 fi
+if [[ $seed_only == 1 ]]; then exit 0; fi
 # naive of the seed's padded nuclei net (the only exact map of a net that pads):
 # timed on a 128² crop, extrapolated per pixel to SIZE², against the sgemm peak
 # measured in the same process, by wall clock and by CPU time.

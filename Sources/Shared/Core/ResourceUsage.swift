@@ -2,11 +2,28 @@ import Foundation
 
 /// The process's own resource counters.
 package enum ResourceUsage {
-    /// Peak resident set size so far, in bytes (getrusage's ru_maxrss).
+    /// Peak resident set size of the whole process, in bytes: since it started, or since
+    /// the last `resetPeakResident()` that succeeded. getrusage's ru_maxrss, the kernel's
+    /// high-water mark of the process's resident pages (`VmHWM` in /proc/self/status).
     package static var peakResidentBytes: Int {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         return Int(usage.ru_maxrss) * 1024
+    }
+
+    /// Restarts the peak (`peakResidentBytes`) from the current resident set, so that the
+    /// peak of one phase of a process can be read: writes 5 to /proc/self/clear_refs
+    /// (Linux 4.0 and later). False where that is not possible; the peak then still
+    /// counts from the process's start.
+    @discardableResult
+    package static func resetPeakResident() -> Bool {
+        #if os(Linux)
+        guard let file = fopen("/proc/self/clear_refs", "w") else { return false }
+        defer { fclose(file) }
+        return fputs("5", file) >= 0 && fflush(file) == 0
+        #else
+        return false
+        #endif
     }
 
     /// User + system CPU seconds of the whole process, or of the calling thread only.

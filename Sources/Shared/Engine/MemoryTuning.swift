@@ -27,4 +27,17 @@ package enum MemoryTuning {
     }()
 
     package static func keepLargeBuffers() { _ = once }
+
+    #if os(Linux)
+    @_silgen_name("malloc_trim") private static func malloc_trim(_ pad: Int) -> Int32
+    #endif
+
+    /// Returns the heap's free pages to the system (glibc's `malloc_trim(0)`, which also
+    /// releases whole free pages in the middle of the heap): what the thresholds above keep.
+    /// For a benchmark that measures one mode's peak after another's.
+    package static func releaseFreeMemory() {
+        #if os(Linux)
+        _ = malloc_trim(0)
+        #endif
+    }
 }

@@ -184,6 +184,13 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
         guard input.c == net.inputChannels else {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
         }
+        let plan = memoryPlan(shapes, masks: masks)
+        let arena = ActivationArena(count: plan.count)
+        /// Layer `i`'s output tensor (of shape `shape`), where the plan put it.
+        func allocate(_ i: Int, _ shape: Shape) -> Tensor {
+            if let offset = plan.offsets[i] { return Tensor(uninitialized: shape, in: arena, at: offset) }
+            return Tensor(uninitialized: shape)
+        }
         var blobs: [String: Tensor] = [net.inputName: input]
         var times: [String] = []
         var clock = DispatchTime.now()
@@ -193,8 +200,8 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
                 for name in releases[i] { blobs[name] = nil }
                 continue
             }
-            if let head = heads[i], (head.start...head.end).allSatisfy({ (masks?[$0] ?? nil) == nil }) {
-                let output = Tensor(uninitialized: shapes[head.end])
+            if let head = fusedHead(at: i, masks: masks) {
+                let output = allocate(i, shapes[head.end])
                 head.forward(blobs[layer.bottoms[0]]!, into: output, threads: threads)
                 for top in net.layers[head.end].tops { blobs[top] = output }
                 for name in releases[i] { blobs[name] = nil }
@@ -221,13 +228,13 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             case .identity:
                 output = inputs[0]
             case .concat:
-                output = Tensor(uninitialized: shapes[i])
+                output = allocate(i, shapes[i])
                 PointwiseKernels.concat(inputs, output)
             case .eltwise(let e):
-                output = Tensor(uninitialized: shapes[i])
+                output = allocate(i, shapes[i])
                 PointwiseKernels.eltwise(inputs, output, op: e, threads: threads)
             default:
-                output = Tensor(uninitialized: shapes[i])
+                output = allocate(i, shapes[i])
                 let p = layout.outputs[i]
                 let layerOrigin = Size2(
                     (origin.h + p.offset.h).floorDiv(p.jump.h),
@@ -248,6 +255,70 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             FileHandle.standardError.write(Data("profile (ms) \(input.shape): \(times.joined(separator: ", "))\n".utf8))
         }
         return blobs[net.outputName]!
+    }
+
+    /// The fused head starting at layer `i` that runs in this pass: not where a mask
+    /// must pad one of its layers' inputs.
+    private func fusedHead(at i: Int, masks: [PixelRect?]?) -> FusedHead? {
+        guard let head = heads[i], (head.start...head.end).allSatisfy({ (masks?[$0] ?? nil) == nil }) else {
+            return nil
+        }
+        return head
+    }
+
+    /// Where a pass puts each layer's output: `offsets[i]` in the pass's arena (see
+    /// `ActivationArena`), nil for a layer that allocates nothing (an identity, a layer
+    /// inside a fused head) or whose output is the net's (its own allocation, so that
+    /// the caller holding the result does not hold the arena). Follows `forward` step by
+    /// step: a layer's output is written while its inputs are alive, and an activation
+    /// dies after the step that drops its last name (`releases`, or a top that reuses it).
+    func memoryPlan(_ shapes: [Shape], masks: [PixelRect?]?) -> (offsets: [Int?], count: Int) {
+        var buffers: [ActivationPlan.Buffer] = [], owner: [Int] = []  // owner: the layer that writes it
+        var bound: [String: Int] = [:]  // blob → buffer; the caller's input (or its masked copy) has none
+        var names: [Int] = []  // names bound to each buffer
+        func drop(_ name: String, at i: Int) {
+            guard let b = bound.removeValue(forKey: name) else { return }
+            names[b] -= 1
+            if names[b] == 0 { buffers[b].last = i }
+        }
+        func bind(_ name: String, to b: Int?, at i: Int) {
+            if bound[name] == b && b != nil { return }
+            drop(name, at: i)
+            guard let b else { return }
+            bound[name] = b
+            names[b] += 1
+        }
+        func newBuffer(_ count: Int, at i: Int) -> Int {
+            buffers.append(ActivationPlan.Buffer(count: count, first: i, last: net.layers.count))
+            owner.append(i)
+            names.append(0)
+            return buffers.count - 1
+        }
+        var skipThrough = -1
+        for (i, layer) in net.layers.enumerated() {
+            if i > skipThrough {
+                if let head = fusedHead(at: i, masks: masks) {
+                    let b = newBuffer(shapes[head.end].count, at: i)
+                    for top in net.layers[head.end].tops { bind(top, to: b, at: i) }
+                    skipThrough = head.end
+                } else {
+                    let output: Int?
+                    if case .identity = steps[i] {
+                        output = layer.bottoms.first.flatMap { bound[$0] }
+                    } else {
+                        output = newBuffer(shapes[i].count, at: i)
+                    }
+                    for top in layer.tops { bind(top, to: output, at: i) }
+                }
+            }
+            for name in releases[i] { drop(name, at: i) }
+        }
+        let result = bound[net.outputName]
+        let placed = buffers.indices.filter { $0 != result }
+        let (offsets, count) = ActivationPlan.offsets(placed.map { buffers[$0] })
+        var layerOffsets = [Int?](repeating: nil, count: net.layers.count)
+        for (k, b) in placed.enumerated() { layerOffsets[owner[b]] = offsets[k] }
+        return (layerOffsets, count)
     }
 
     private func run(_ step: Step, _ input: Tensor, _ output: Tensor, origin: Size2, threads: Int) {

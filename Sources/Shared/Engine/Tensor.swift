@@ -7,6 +7,8 @@ import TesseraModel
 package final class Tensor: @unchecked Sendable {
     package let shape: Shape
     package let storage: UnsafeMutableBufferPointer<Float>
+    /// The memory `storage` lies in when the tensor does not own it.
+    private let arena: ActivationArena?
 
     /// A zero-filled tensor.
     package convenience init(_ shape: Shape) {
@@ -19,6 +21,15 @@ package final class Tensor: @unchecked Sendable {
     package init(uninitialized shape: Shape) {
         self.shape = shape
         storage = .allocate(capacity: max(1, shape.count))
+        arena = nil
+    }
+
+    /// A tensor in `arena`'s memory from `offset` floats on, uninitialized; the arena
+    /// lives as long as the tensor (a forward pass's activations, see `ActivationPlan`).
+    init(uninitialized shape: Shape, in arena: ActivationArena, at offset: Int) {
+        self.shape = shape
+        storage = UnsafeMutableBufferPointer(start: arena.base + offset, count: max(1, shape.count))
+        self.arena = arena
     }
 
     /// A tensor holding `values` (count must match).
@@ -28,7 +39,7 @@ package final class Tensor: @unchecked Sendable {
         _ = storage.initialize(from: values)
     }
 
-    deinit { storage.deallocate() }
+    deinit { if arena == nil { storage.deallocate() } }
 
     package var c: Int { shape.c }
     package var h: Int { shape.h }

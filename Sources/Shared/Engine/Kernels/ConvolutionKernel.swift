@@ -23,7 +23,9 @@ package enum DirectConvolutionKernel: String, Sendable {
     /// The kernel for `TESSERA_DIRECT_CONV`: unset, empty or `auto` picks the best this CPU
     /// runs (AVX-512F, else AVX2 + FMA); `avx512` or `avx2` asks for one (a CPU without
     /// it gets the best it has below it); `0` none: im2col + sgemm for every layer.
-    /// The switches exist to compare the paths.
+    /// The switches exist to compare the paths. This kernel is Tessera's only AVX-512 code
+    /// (every convolution, `FusedHead` and `BatchedClassifier` run it), so `avx2` leaves none;
+    /// OpenBLAS chooses its own (`OPENBLAS_CORETYPE`; `benchmarks/engine.sh --avx2` sets both).
     static func choose(_ setting: String?) -> DirectConvolutionKernel? {
         let order: [DirectConvolutionKernel]
         switch setting?.lowercased() {
