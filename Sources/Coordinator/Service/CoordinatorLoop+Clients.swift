@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraImage
 import TesseraWire
 
 /// The client endpoint: submissions, status, cancellation and output downloads. Every
@@ -146,10 +147,15 @@ extension CoordinatorLoop {
             return .error(message: "job \(req.jobID) has no output \(req.fileName)")
         }
         do {
-            guard
-                let (total, bytes) = try StoredFile.read(
-                    path, offset: req.offset, maxBytes: min(Int(clamping: req.maxBytes), 16 << 20))
-            else {
+            let count = min(Int(clamping: req.maxBytes), 16 << 20)
+            let total: UInt64
+            let bytes: [UInt8]
+            if let (size, read) = try StoredFile.read(path, offset: req.offset, maxBytes: count) {
+                (total, bytes) = (size, read)
+            } else if let view = servedNPY(job: req.jobID, path: path) {
+                total = UInt64(view.size)
+                bytes = req.offset <= total ? try view.read(offset: Int(req.offset), count: count) : []
+            } else {
                 return .error(message: "job \(req.jobID) has no output \(req.fileName)")
             }
             guard req.offset <= total else { return .error(message: "offset \(req.offset) beyond \(total) bytes") }
@@ -159,5 +165,12 @@ extension CoordinatorLoop {
         } catch {
             return .error(message: "reading \(req.fileName): \(error)")
         }
+    }
+
+    /// An upload job's `.npy` output, served from its map's chunks (the file itself is never written).
+    func servedNPY(job id: UInt64, path: String) -> NPYStoreView? {
+        guard path.hasSuffix(".npy"), let store = try? MapStore.open(at: self.store.directory(id) + "/map.chunks")
+        else { return nil }
+        return try? NPYStoreView(store)
     }
 }

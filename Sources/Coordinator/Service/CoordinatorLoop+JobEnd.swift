@@ -24,15 +24,28 @@ extension CoordinatorLoop {
         }
         let (id, raw) = (job.id, job.directory + "/image.raw")
         let (logger, completions) = (self.logger, self.completions)
+        // The `.npy` in the job's own folder is served from the map's chunks (`NPYStoreView`):
+        // the float map is written once. One asked for in another folder is written there.
+        let servedNPY = options.kinds.contains(.npy) && job.options.outputDirectory == nil
+        var rest = options
+        if servedNPY { rest.kinds.remove(.npy) }
+        let written = rest
         finishQueue.async {
             let result = Result {
                 try map.store.finish()
+                var keepStore = false
                 defer {
-                    // Derived files (the raw image, the map's chunks): the outputs hold the map now.
-                    try? FileManager.default.removeItem(atPath: map.store.path)
+                    // Derived files (the raw image, the map's chunks unless they serve the .npy).
+                    if !keepStore { try? FileManager.default.removeItem(atPath: map.store.path) }
                     try? FileManager.default.removeItem(atPath: raw)
                 }
-                return try writeOutputs(map: map.store, image: image, options: options, logger: logger)
+                var files = try writeOutputs(map: map.store, image: image, options: written, logger: logger)
+                if servedNPY {
+                    _ = try NPYStoreView(map.store)  // checks that every chunk is there
+                    keepStore = true
+                    files.append(options.npyPath)
+                }
+                return files
             }
             completions.withLock { $0.append((id, result)) }
         }

@@ -69,7 +69,9 @@ extension CoordinatorLoop {
         if state == .done {
             let outDir = (try? JobOptions(encoded: record.options))?.outputDirectory ?? store.directory(id) + "/out"
             files = ending.files.map { "\(outDir)/\($0)" }
-            let missing = files.filter { !FileManager.default.fileExists(atPath: $0) }
+            let missing = files.filter {
+                !FileManager.default.fileExists(atPath: $0) && servedNPY(job: id, path: $0) == nil
+            }
             if !missing.isEmpty {
                 state = .failed
                 message = "outputs missing from the store: " + missing.joined(separator: ", ")

@@ -5,8 +5,9 @@ import Testing
 @testable import TesseraImage
 
 /// The raw float32 store of an upload job on the coordinator: tiles written straight
-/// from their values (edge padding left as holes) and `.npy` copied from its chunks
-/// must give exactly the bytes of the general encoder and of an in-memory map.
+/// from their values (edge padding left as holes), `.npy` copied from its chunks and
+/// the `.npy` served from them must give exactly the bytes of the general encoder and
+/// of an in-memory map.
 @Suite("Raw float32 stores")
 struct RawStoreTests {
     /// 2 classes, 70 × 90, 32² tiles: interior, right, bottom and corner tiles.
@@ -49,9 +50,24 @@ struct RawStoreTests {
             }
         }
         #expect(NPY.copyable(store) == (1.littleEndian == 1))
+        #expect(throws: MapStoreError.self) { try NPYStoreView(store) }  // not finished yet
+        try store.finish()
         try NPY.write(store, to: dir + "/copied.npy")
         try NPY.write(ProbabilityMap(classes: 2, height: 70, width: 90, data: full), to: dir + "/memory.npy")
         #expect(try FileIO.read(dir + "/copied.npy") == FileIO.read(dir + "/memory.npy"))
+        // The served view: the written file's bytes at any offset and length.
+        let file = try #require(try FileIO.read(dir + "/copied.npy"))
+        let view = try NPYStoreView(store)
+        #expect(view.size == file.count)
+        #expect(try view.read(offset: 0, count: view.size + 100) == file)
+        var random = SplitMix64(seed: 3)
+        for (offset, count) in [(0, 5), (100, 60), (127, 1), (128, 4), (130, 7), (90 * 4 + 128 - 3, 1000)]
+            + (0..<20).map({ _ in (Int(random.next() % UInt64(file.count)), Int(random.next() % 40_000)) })
+        {
+            let end = min(file.count, offset + count)
+            #expect(try view.read(offset: offset, count: count) == Array(file[offset..<end]), "\(offset)+\(count)")
+        }
+        #expect(try view.read(offset: file.count, count: 10) == [])
         // A missing chunk is the fill value: the general path writes it.
         try FileManager.default.removeItem(atPath: store.chunkPath(TileIndex(row: 1, column: 1), level: 0))
         #expect(!NPY.copyable(store))

@@ -1,0 +1,82 @@
+import TesseraCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The bytes of the `.npy` that `NPY.write` would make of a raw float32 store,
+/// read from the chunks on demand: an upload job's `.npy` output is served to clients
+/// this way, so the coordinator writes the float map once (its chunk store) instead of
+/// twice. Byte `i` of the view equals byte `i` of the written file.
+package struct NPYStoreView: Sendable {
+    package let store: MapStore
+    private let header: [UInt8]
+    /// The file's size in bytes.
+    package let size: Int
+
+    /// A view of `store`, which must be a finished raw float32 store with every chunk
+    /// present (`NPY.copyable`); little-endian hosts only.
+    package init(_ store: MapStore) throws {
+        guard store.isFinished, NPY.copyable(store) else {
+            throw MapStoreError(
+                .invalidArgument, path: store.path, detail: "not a finished raw float32 store with every chunk")
+        }
+        let layout = store.layout
+        self.store = store
+        header = NPY.header(shape: [layout.classes, layout.height, layout.width])
+        size = header.count + layout.classes * layout.height * layout.width * 4
+    }
+
+    /// Up to `count` bytes from `offset` (fewer at the end of the file).
+    package func read(offset: Int, count: Int) throws -> [UInt8] {
+        let end = min(size, offset + max(0, count))
+        guard offset >= 0, offset < end else { return [] }
+        let layout = store.layout
+        let (height, width, side) = (layout.height, layout.width, layout.tileSize)
+        let rowBytes = width * 4
+        var files: [TileIndex: Int32] = [:]
+        defer { for fd in files.values { close(fd) } }
+        func file(_ tile: TileIndex) throws -> Int32 {
+            if let fd = files[tile] { return fd }
+            let path = store.chunkPath(tile, level: 0)
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw MapStoreError(.io, path: path, detail: "cannot open: \(errnoText())") }
+            files[tile] = fd
+            return fd
+        }
+        var out = [UInt8](repeating: 0, count: end - offset)
+        try out.withUnsafeMutableBytes { buffer in
+            var position = offset
+            while position < min(end, header.count) {
+                buffer[position - offset] = header[position]
+                position += 1
+            }
+            while position < end {
+                // Row (c, y) of the array, and the byte within it.
+                let relative = position - header.count
+                let row = relative / rowBytes, within = relative % rowBytes
+                let (c, y) = (row / height, row % height)
+                let tile = TileIndex(row: y / side, column: within / 4 / side)
+                let runEnd = min((tile.column + 1) * side, width) * 4
+                let n = min(runEnd - within, end - position)
+                let from = ((c * side + y - tile.row * side) * side) * 4 + within - tile.column * side * 4
+                let fd = try file(tile)
+                var done = 0
+                while done < n {
+                    let got = pread(fd, buffer.baseAddress! + (position - offset) + done, n - done, off_t(from + done))
+                    if got < 0 && errno == EINTR { continue }
+                    guard got > 0 else {
+                        throw MapStoreError(
+                            .truncated, path: store.chunkPath(tile, level: 0),
+                            detail: got == 0 ? "chunk shorter than its layout" : "read: \(errnoText())")
+                    }
+                    done += got
+                }
+                position += n
+            }
+        }
+        return out
+    }
+}
