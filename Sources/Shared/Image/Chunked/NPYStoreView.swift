@@ -46,8 +46,9 @@ package struct NPYStoreView: Sendable {
             files[tile] = fd
             return fd
         }
-        var out = [UInt8](repeating: 0, count: end - offset)
-        try out.withUnsafeMutableBytes { buffer in
+        // Every byte is written below (or the read throws): no zero fill first.
+        return try [UInt8](unsafeUninitializedCapacity: end - offset) { bytes, initialized in
+            let buffer = UnsafeMutableRawBufferPointer(bytes)
             var position = offset
             while position < min(end, header.count) {
                 buffer[position - offset] = header[position]
@@ -76,7 +77,7 @@ package struct NPYStoreView: Sendable {
                 }
                 position += n
             }
+            initialized = end - offset
         }
-        return out
     }
 }
