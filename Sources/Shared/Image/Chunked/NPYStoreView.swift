@@ -54,28 +54,52 @@ package struct NPYStoreView: Sendable {
                 buffer[position - offset] = header[position]
                 position += 1
             }
+            var scratch: [UInt8] = []
             while position < end {
-                // Row (c, y) of the array, and the byte within it.
+                // The array rows from here to the end of this class's chunk row (or of the
+                // range): one read per chunk of them, then each row's run copied into place.
                 let relative = position - header.count
-                let row = relative / rowBytes, within = relative % rowBytes
-                let (c, y) = (row / height, row % height)
-                let tile = TileIndex(row: y / side, column: within / 4 / side)
-                let runEnd = min((tile.column + 1) * side, width) * 4
-                let n = min(runEnd - within, end - position)
-                let from = ((c * side + y - tile.row * side) * side) * 4 + within - tile.column * side * 4
-                let fd = try file(tile)
-                var done = 0
-                while done < n {
-                    let got = pread(fd, buffer.baseAddress! + (position - offset) + done, n - done, off_t(from + done))
-                    if got < 0 && errno == EINTR { continue }
-                    guard got > 0 else {
-                        throw MapStoreError(
-                            .truncated, path: store.chunkPath(tile, level: 0),
-                            detail: got == 0 ? "chunk shorter than its layout" : "read: \(errnoText())")
+                let (c, y) = (relative / rowBytes / height, relative / rowBytes % height)
+                let tileRow = y / side
+                let bandEnd = min(end, header.count + (c * height + min((tileRow + 1) * side, height)) * rowBytes)
+                let lastY = (bandEnd - 1 - header.count) / rowBytes - c * height
+                for column in 0..<((width + side - 1) / side) {
+                    let runStart = column * side * 4, runEnd = min((column + 1) * side, width) * 4
+                    // Rows of this chunk whose run meets [position, bandEnd).
+                    let rows = (y...lastY).filter { r in
+                        let base = header.count + (c * height + r) * rowBytes
+                        return base + runEnd > position && base + runStart < bandEnd
                     }
-                    done += got
+                    guard let first = rows.first, let last = rows.last else { continue }
+                    let tile = TileIndex(row: tileRow, column: column)
+                    let count = (last - first + 1) * side * 4
+                    if scratch.count < count { scratch = [UInt8](repeating: 0, count: count) }
+                    let from = ((c * side + first - tileRow * side) * side) * 4
+                    let fd = try file(tile)
+                    try scratch.withUnsafeMutableBytes { into in
+                        var done = 0
+                        while done < count {
+                            let got = pread(fd, into.baseAddress! + done, count - done, off_t(from + done))
+                            if got < 0 && errno == EINTR { continue }
+                            guard got > 0 else {
+                                throw MapStoreError(
+                                    .truncated, path: store.chunkPath(tile, level: 0),
+                                    detail: got == 0 ? "chunk shorter than its layout" : "read: \(errnoText())")
+                            }
+                            done += got
+                        }
+                    }
+                    scratch.withUnsafeBytes { chunk in
+                        for r in rows {
+                            let base = header.count + (c * height + r) * rowBytes
+                            let lo = max(position, base + runStart), hi = min(bandEnd, base + runEnd)
+                            let source = (r - first) * side * 4 + (lo - base - runStart)
+                            (buffer.baseAddress! + (lo - offset)).copyMemory(
+                                from: chunk.baseAddress! + source, byteCount: hi - lo)
+                        }
+                    }
                 }
-                position += n
+                position = bandEnd
             }
             initialized = end - offset
         }
