@@ -51,4 +51,23 @@ struct CRC32Tests {
         }
         #expect(crc == whole)
     }
+
+    @Test("combine(crc(A), crc(B), |B|) equals crc(A + B) for any split, empty parts included")
+    func combine() {
+        var rng = SplitMix64(seed: 5)
+        let data = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for split in [0, 1, 7, 8, 100, 2500, 4999, 5000] + (0..<40).map({ _ in Int(rng.next() % 5001) }) {
+            let a = data[0..<split], b = data[split...]
+            let combined = CRC32.combine(
+                a.withUnsafeBytes { CRC32.update(0, $0) }, b.withUnsafeBytes { CRC32.update(0, $0) },
+                lengthB: b.count)
+            #expect(combined == CRC32.checksum(data), "split at \(split)")
+        }
+        // Lengths past 2^32 bits (512 MiB): only the powers table's later entries.
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var viaPieces: UInt32 = 0x1234_5678
+        for _ in 0..<513 { viaPieces = zeros.withUnsafeBytes { CRC32.update(viaPieces, $0) } }
+        let zeroCRC = zeros.withUnsafeBytes { z in (0..<513).reduce(UInt32(0)) { c, _ in CRC32.update(c, z) } }
+        #expect(CRC32.combine(0x1234_5678, zeroCRC, lengthB: 513 << 20) == viaPieces)
+    }
 }

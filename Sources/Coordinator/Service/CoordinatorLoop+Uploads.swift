@@ -111,7 +111,7 @@ extension CoordinatorLoop {
                 if part.last && fsync(fd) != 0 {
                     throw ClusterError("cannot sync \(path): \(String(cString: strerror(errno)))")
                 }
-                return (end, part.bytes.withUnsafeBytes { CRC32.update(previous, $0) })
+                return (end, CRC32.combine(previous, crc, lengthB: part.bytes.count))
             }
             outcomes.withLock { $0.append(UploadOutcome(id: id, client: client, last: part.last, result: result)) }
         }
