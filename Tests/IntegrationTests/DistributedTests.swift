@@ -45,6 +45,65 @@ struct DistributedTests {
         #expect(log.contains("workers=3"), "\(log)")
     }
 
+    @Test(
+        "--keep-classes 2,0 on an upload job: workers send only those planes (fewer bytes in), and the .npy and probability PNGs equal the full map's; labels are refused"
+    )
+    func keptClassesUpload() throws {
+        let group = try ProcessGroup("kept-upload")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        try group.startWorker(workers, name: "w1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        func submit(_ name: String, _ extra: [String]) throws -> (Int32, String) {
+            let p = try group.start(
+                "tessera-coordinator",
+                ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                    + [
+                        "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--wait", "--out",
+                        group.directory + "/" + name,
+                    ]
+                    + extra + [image], log: name)
+            return (group.wait(p, timeout: 60) ?? -1, group.log(name))
+        }
+        var (status, log) = try submit("full", ["--outputs", "npy,prob"])
+        #expect(status == 0, "\(log)")
+        (status, log) = try submit("kept", ["--outputs", "npy,prob", "--keep-classes", "2,0"])
+        #expect(status == 0, "\(log)\n\(group.log("coordinator"))")
+        let check = try runCommand([
+            "python3", "-c",
+            """
+            import sys, numpy as np
+            full, kept = np.load(sys.argv[1]), np.load(sys.argv[2])
+            assert kept.shape == (2,) + full.shape[1:], (kept.shape, full.shape)
+            assert np.array_equal(kept, full[[0, 2]]), 'the kept planes differ from classes 0 and 2 of the full map'
+            print('ok', kept.shape)
+            """,
+            group.directory + "/full/tissue.npy", group.directory + "/kept/tissue.npy",
+        ])
+        #expect(check.0 == 0 && check.1.contains("ok (2,"), "\(check.1)")
+        for c in [0, 2] {
+            #expect(
+                ClusterFixture.bytes(group.directory + "/kept/tissue.prob-\(c).png")
+                    == ClusterFixture.bytes(group.directory + "/full/tissue.prob-\(c).png"),
+                "the probability PNG of kept class \(c) differs")
+        }
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/kept/tissue.prob-1.png"))
+        // The coordinator's running count of bytes from workers, at each job's end: the
+        // kept job's results are two planes of three.
+        let counts = group.log("coordinator").components(separatedBy: "worker-bytes-in=").dropFirst()
+            .compactMap { Int($0.prefix { $0.isNumber }) }
+        #expect(counts.count == 2, "\(counts)")
+        if counts.count == 2 {
+            let (full, kept) = (counts[0], counts[1] - counts[0])
+            #expect(
+                Double(kept) < 0.72 * Double(full) && Double(kept) > 0.6 * Double(full),
+                "bytes in: full \(full), kept \(kept)")
+        }
+        (status, log) = try submit("labels", ["--outputs", "labels", "--keep-classes", "1"])
+        #expect(status != 0 && log.contains("labels and overlays need every class"), "\(log)")
+    }
+
     @Test("A net that pads: distributed dense and shift equal the in-process map byte for byte")
     func paddedNet() throws {
         // AVE pooling with pad 1: every task needs the image size to pad where the whole-image pass does.

@@ -20,7 +20,7 @@ enum WireSamples {
             input: Wire.PixelRegion(
                 height: h, width: w, channels: c, bytesPerSample: bytesPerSample,
                 pixels: (0..<count).map { UInt8($0 & 0xFF) }),
-            preprocessing: preprocessing, options: [1, 2, 3, 4])
+            preprocessing: preprocessing, options: [1, 2, 3, 4], keptClasses: [0, 2])
     }
 
     static let result = Wire.TaskResult(

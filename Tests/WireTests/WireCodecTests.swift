@@ -125,6 +125,12 @@ struct WireCodecTests {
             name: "task with 4 GiB height", kind: .limitExceeded,
             frames: mutated(.task(WireSamples.task())) { put32(.max, at: taskInputDims, in: &$0) }),
         BadCase(
+            name: "task kept classes not ascending", kind: .invalidValue,
+            frames: mutated(.task(WireSamples.task())) { put32(0, at: $0[0].count - 4, in: &$0) }),
+        BadCase(
+            name: "task keeping 70 000 classes", kind: .limitExceeded,
+            frames: mutated(.task(WireSamples.task())) { put32(70_000, at: $0[0].count - 12, in: &$0) }),
+        BadCase(
             name: "task pixel frame lies", kind: .sizeMismatch,
             frames: mutated(.task(WireSamples.task())) { $0[1].append(0) }),
         BadCase(

@@ -150,6 +150,14 @@ final class CoordinatorJob: @unchecked Sendable {
 
     /// The message that hands task `index` to a worker: for a shared-storage job the
     /// tile's coordinates and paths, else its input pixels cut from the image.
+    /// The net classes an upload job's results keep, ascending (`--keep-classes`); nil: every class.
+    var keptClasses: [Int]? {
+        options.keptClasses.flatMap { $0 == Array(0..<plan.classes) ? nil : $0 }
+    }
+
+    /// The planes of an upload job's results (and of its map).
+    var resultClasses: Int { keptClasses?.count ?? plan.classes }
+
     func message(_ index: Int, attempt: UInt32) -> WireMessage? {
         guard let shared else { return spec(index, attempt: attempt).map { .task($0) } }
         guard let rect = TaskCodec.rect(tasks[index].rect) else { return nil }
@@ -174,7 +182,8 @@ final class CoordinatorJob: @unchecked Sendable {
             mode: TaskCodec.mode(mode), outputRect: rect,
             displacementY: UInt32(task.displacement.h), displacementX: UInt32(task.displacement.w),
             imageHeight: UInt32(clamping: task.image.h), imageWidth: UInt32(clamping: task.image.w),
-            input: input, preprocessing: preprocessing, options: settingsBytes)
+            input: input, preprocessing: preprocessing, options: settingsBytes,
+            keptClasses: (keptClasses ?? []).map { UInt32($0) })
     }
 }
 

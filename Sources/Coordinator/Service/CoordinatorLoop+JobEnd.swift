@@ -30,6 +30,7 @@ extension CoordinatorLoop {
         var rest = options
         if servedNPY { rest.kinds.remove(.npy) }
         let written = rest
+        let (kept, netClasses) = (job.keptClasses, job.plan.classes)
         finishQueue.async {
             let result = Result {
                 try map.store.finish()
@@ -39,7 +40,9 @@ extension CoordinatorLoop {
                     if !keepStore { try? FileManager.default.removeItem(atPath: map.store.path) }
                     try? FileManager.default.removeItem(atPath: raw)
                 }
-                var files = try writeOutputs(map: map.store, image: image, options: written, logger: logger)
+                var files = try writeOutputs(
+                    map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
+                    options: written, logger: logger)
                 if servedNPY {
                     _ = try NPYStoreView(map.store)  // checks that every chunk is there
                     keepStore = true

@@ -103,13 +103,13 @@ extension CoordinatorLoop {
         }
         let task = job.tasks[index]
         let size = job.plan.tasks.outputSize(task)
-        guard Int(r.classes) == job.plan.classes, Int(r.height) == size.h, Int(r.width) == size.w else {
+        guard Int(r.classes) == job.resultClasses, Int(r.height) == size.h, Int(r.width) == size.w else {
             rejects.warning(
                 "bad-result", "rejected a result of the wrong shape",
                 metadata: [
                     "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)",
                     "got": "\(r.classes)×\(r.height)×\(r.width)",
-                    "expected": "\(job.plan.classes)×\(size.h)×\(size.w)",
+                    "expected": "\(job.resultClasses)×\(size.h)×\(size.w)",
                 ])
             attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return

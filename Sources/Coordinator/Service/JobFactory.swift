@@ -140,8 +140,21 @@ struct JobFactory: Sendable {
             order: pre.channelOrder)
         let mode = TaskCodec.mode(wireMode)
         let size = Size2(image.height, image.width)
+        if let kept = options.keptClasses, let bad = kept.first(where: { $0 >= plan.classes }) {
+            throw ClusterError(.invalidOption, "kept class \(bad) does not exist (the net has \(plan.classes) classes)")
+        }
+        // Workers send only the kept classes' planes, and the map holds only those.
+        let kept = options.keptClasses == Array(0..<plan.classes) ? nil : options.keptClasses
+        if let kept, let kinds = try? options.outputOptions(directory: dir, stem: stem).kinds,
+            !kinds.isDisjoint(with: [.labels, .overlay])
+        {
+            throw ClusterError(
+                .invalidOption,
+                "--keep-classes keeps only classes \(kept): labels and overlays need every class "
+                    + "(choose --outputs among npy, prob)")
+        }
         let (map, tasks) = try UploadMap.plan(
-            mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: plan.classes,
+            mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: kept?.count ?? plan.classes,
             storePath: dir + "/map.chunks", resume: resume)
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tasks.first(where: {
@@ -151,7 +164,7 @@ struct JobFactory: Sendable {
         }
         // Each result must fit the worker endpoint's message limit.
         let largest = tasks.lazy.map { plan.tasks.outputSize($0) }.map { $0.h * $0.w }.max() ?? 0
-        let bytes = largest * plan.classes * 4 + 256
+        let bytes = largest * (kept?.count ?? plan.classes) * 4 + 256
         if bytes > configuration.maxWorkerMessageBytes {
             throw ClusterError(
                 "tile \(tile) is too large for an upload job: a result of \(bytes >> 20) MiB exceeds the worker "

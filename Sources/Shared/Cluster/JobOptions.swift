@@ -66,8 +66,8 @@ package struct JobOptions: Equatable, Sendable {
             if tissue { parts.append("tissue=1") }
             parts.append("dtype=\(dtype.rawValue)")
             parts.append("store=\(storeKind.rawValue)")
-            if let keptClasses { parts.append("keep=\(keptClasses.map(String.init).joined(separator: ","))") }
         }
+        if let keptClasses { parts.append("keep=\(keptClasses.map(String.init).joined(separator: ","))") }
         return parts.joined(separator: ";")
     }
 

@@ -47,6 +47,28 @@ extension ProbabilityMap: MapRowSource {
     }
 }
 
+/// A map whose planes are some of a net's classes (`--keep-classes`), kept by a store
+/// that does not record which (an upload job's raw store): outputs name and check the
+/// classes through it.
+package struct KeptClassesMap<Base: MapRowSource>: MapRowSource {
+    package let base: Base
+    package let keptClasses: [Int]?
+    package let netClasses: Int
+
+    package init(_ base: Base, kept: [Int]?, netClasses: Int) {
+        precondition(kept.map { $0.count == base.classes } ?? (base.classes == netClasses), "one plane per kept class")
+        self.base = base
+        self.keptClasses = kept
+        self.netClasses = netClasses
+    }
+
+    package var classes: Int { base.classes }
+    package var height: Int { base.height }
+    package var width: Int { base.width }
+    package var preferredBandRows: Int? { base.preferredBandRows }
+    package func rows(_ y: Range<Int>) throws -> [Float] { try base.rows(y) }
+}
+
 /// Row bands in order: the source's preferred height, else at most ~32 MiB of floats (at least one row).
 func bands(_ map: some MapRowSource) -> [Range<Int>] {
     let rows = map.preferredBandRows ?? max(1, (32 << 20) / max(1, map.classes * map.width * 4))

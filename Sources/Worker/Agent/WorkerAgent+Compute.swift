@@ -123,10 +123,27 @@ extension WorkerAgent {
             imageChannels: Int(spec.input.channels),
             netChannels: engine.fcn.inputChannels, order: pre.channelOrder)
         let input = TaskCodec.region(spec.input).tensor(mapping: mapping, preprocessing: pre)
+        if let bad = spec.keptClasses.first(where: { Int($0) >= engine.classes }) {
+            throw ClusterError("the task keeps class \(bad), and the net has \(engine.classes) classes")
+        }
         let out = try engine.run(task, input: input, threads: configuration.threads)
         return Wire.TaskResult(
-            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: UInt32(out.c),
-            height: UInt32(out.h), width: UInt32(out.w), values: out.values)
+            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+            classes: UInt32(spec.keptClasses.isEmpty ? out.c : spec.keptClasses.count),
+            height: UInt32(out.h), width: UInt32(out.w), values: Self.kept(spec.keptClasses, of: out))
+    }
+
+    /// The planes of `out` the task keeps, in order (every plane when `kept` is empty):
+    /// only they travel back.
+    static func kept(_ kept: [UInt32], of out: Tensor) -> [Float] {
+        guard !kept.isEmpty else { return out.values }
+        let plane = out.h * out.w
+        return [Float](unsafeUninitializedCapacity: kept.count * plane) { buffer, initialized in
+            for (i, c) in kept.enumerated() {
+                (buffer.baseAddress! + i * plane).update(from: out.plane(Int(c)), count: plane)
+            }
+            initialized = kept.count * plane
+        }
     }
 
     /// A shared-storage task: reads the tile's regions from the image and computes

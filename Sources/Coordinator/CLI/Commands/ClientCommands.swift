@@ -87,13 +87,15 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
-        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue || slide.keepClasses != nil) {
-            throw ValidationError("--level, --mpp, --tissue and --keep-classes are for shared-storage jobs (--shared)")
+        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue) {
+            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
         }
         let logger = Logger(label: "tessera.submit")
         let settings = job.engineSettings(model)
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)
-        try output.checkBeforeMapping(classes: plan.classes)
+        let kept = try slide.keptClasses(netClasses: plan.classes)
+        let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
+        try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
@@ -106,6 +108,7 @@ struct Submit: ParsableCommand {
                 try job.tile
                 ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))
             var options = job.jobOptions(model, output, outputDirectory: nil)
+            options.keptClasses = kept
             let image: Wire.FileSource
             if shared {
                 let absolute = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
@@ -115,7 +118,6 @@ struct Submit: ParsableCommand {
                 options.level = header.format == .png ? nil : header.level
                 options.tissue = slide.tissue
                 options.dtype = slide.dtype
-                options.keptClasses = try slide.keptClasses(netClasses: plan.classes)
                 image = .path(absolute(path))
             } else {
                 guard header.format == .png else {

@@ -31,13 +31,22 @@ extension WireMessage {
             throw r.error(.invalidValue, "\(pre.mean.count) mean values for \(input.channels) channels")
         }
         try taskOptionsSize(&r, frame: payload[1], limits)
+        let keptCount = try r.u32("kept classes", in: 0...Int(UInt16.max))
+        var kept: [UInt32] = []
+        for _ in 0..<keptCount {
+            let k = try r.u32("kept class", in: 0...Int(UInt16.max))
+            guard kept.last.map({ $0 < k }) ?? true else {
+                throw r.error(.invalidValue, "kept classes must increase: \(k) after \(kept.last!)")
+            }
+            kept.append(k)
+        }
         return .task(
             Wire.TaskSpec(
                 jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode,
                 outputRect: outputRect,
                 displacementY: dy, displacementX: dx, imageHeight: imageH, imageWidth: imageW,
                 input: input, preprocessing: pre,
-                options: payload[1]))
+                options: payload[1], keptClasses: kept))
     }
 
     /// A shared-storage task: ids, model, the map tile, preprocessing, the image

@@ -14,7 +14,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 
 /// Every Tessera message, in both directions.
 ///
-/// **Wire format (version 2).** A message is one ZeroMQ multipart message (after the
+/// **Wire format (version 3; 3 added the kept classes of a `task`).** A message is one ZeroMQ multipart message (after the
 /// ROUTER routing frame, if any). Frame 0 is the header: `"TSR"`, the version byte
 /// (1), the type byte (`WireMessageType`), a flags byte, then the type's fixed fields,
 /// little-endian (strings: UInt16 byte count + UTF-8; float lists: UInt16 count +
@@ -31,7 +31,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | goodbye | u32 count, count × (u64 job, u64 task) | – |
 /// | receipt | u64 job, u64 task, u32 attempt, u32 count, count × (str key, u64 size, u32 crc32) | – |
 /// | welcome | u32 heartbeat ms, u32 liveness, u32 max tasks in flight | – |
-/// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size | pixels, options |
+/// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size, u32 count, count × u32 kept class (ascending; none: every class) | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
 /// | disconnect | str reason | – |
 /// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level, str store, u32 options size | options |
@@ -84,7 +84,7 @@ package enum WireMessage: Equatable, Sendable {
     /// "TSR".
     package static let magic: [UInt8] = [0x54, 0x53, 0x52]
     /// The protocol version this build speaks.
-    package static let version: UInt8 = 2
+    package static let version: UInt8 = 3
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
@@ -168,6 +168,8 @@ package enum WireMessage: Equatable, Sendable {
             w.u32(m.input.height); w.u32(m.input.width); w.u32(m.input.channels); w.u8(m.input.bytesPerSample)
             Self.write(m.preprocessing, to: &w)
             w.u32(UInt32(clamping: m.options.count))
+            w.u32(UInt32(clamping: m.keptClasses.count))
+            for k in m.keptClasses { w.u32(k) }
             return [w.bytes, m.input.pixels, m.options]
         case .modelData(let m):
             var w = WireWriter(type: .modelData)

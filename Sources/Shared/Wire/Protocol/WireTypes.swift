@@ -166,18 +166,21 @@ package enum Wire {
         package var preprocessing: Preprocessing
         /// Opaque engine settings (small).
         package var options: [UInt8]
+        /// The net classes the result keeps, in order (`--keep-classes`); empty: every class.
+        /// The worker drops the others before the values travel.
+        package var keptClasses: [UInt32]
 
         package init(
             jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode,
             outputRect: Rect, displacementY: UInt32 = 0, displacementX: UInt32 = 0,
             imageHeight: UInt32 = 0, imageWidth: UInt32 = 0, input: PixelRegion,
-            preprocessing: Preprocessing, options: [UInt8] = []
+            preprocessing: Preprocessing, options: [UInt8] = [], keptClasses: [UInt32] = []
         ) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.modelDigest = modelDigest
             self.mode = mode; self.outputRect = outputRect; self.displacementY = displacementY
             self.displacementX = displacementX; self.imageHeight = imageHeight; self.imageWidth = imageWidth
             self.input = input; self.preprocessing = preprocessing
-            self.options = options
+            self.options = options; self.keptClasses = keptClasses
         }
 
         package var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
