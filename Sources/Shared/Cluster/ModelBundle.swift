@@ -106,14 +106,25 @@ package struct EngineSettings: Hashable, Sendable {
     /// process uses (the coordinator stops here; workers build a `MapEngine` from the plan).
     package func plan(_ bundle: ModelBundle, logger: Logger? = nil) throws -> (plan: ModelPlan, model: LoadedModel) {
         let onnx = ONNXFiles.isONNX(Data(bundle.prototxt.prefix(1)), name: nil)
-        let contents = ModelContents(
-            prototxt: bundle.prototxt.isEmpty ? nil : Data(bundle.prototxt),
-            prototxtName: onnx ? "model.onnx" : "deploy.prototxt",
-            weights: bundle.weights.isEmpty ? nil : Data(bundle.weights))
-        return try plan(
-            ModelLoader.load(
-                contents, patchSize: patchSize, requireWeights: randomWeightsSeed == nil,
-                logger: logger))
+        // The loader reads the bundle's own bytes (no `Data` copy of each file: a third copy
+        // of a large model's weights beside the bundle and the decoded message). The decoders
+        // copy what they keep, so nothing holds these views after `load` returns.
+        let loaded = try bundle.prototxt.withUnsafeBytes { prototxt in
+            try bundle.weights.withUnsafeBytes { weights in
+                let contents = ModelContents(
+                    prototxt: Self.borrowed(prototxt), prototxtName: onnx ? "model.onnx" : "deploy.prototxt",
+                    weights: Self.borrowed(weights))
+                return try ModelLoader.load(
+                    contents, patchSize: patchSize, requireWeights: randomWeightsSeed == nil, logger: logger)
+            }
+        }
+        return try plan(loaded)
+    }
+
+    /// `bytes` as `Data` without copying them (nil when empty); valid only while `bytes` is.
+    private static func borrowed(_ bytes: UnsafeRawBufferPointer) -> Data? {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return nil }
+        return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: bytes.count, deallocator: .none)
     }
 
     /// The same from files on disk (the in-process `run`).

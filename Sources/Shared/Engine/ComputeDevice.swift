@@ -35,9 +35,10 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A runner for `net` on this device.
-    func executor(_ net: Net, lrnDilation: [Size2]? = nil) throws -> any NetExecutor {
+    /// `packing`: packed weights shared with the engine's other CPU runners.
+    func executor(_ net: Net, lrnDilation: [Size2]? = nil, packing: PackedWeights? = nil) throws -> any NetExecutor {
         switch self {
-        case .cpu: return try NetRunner(net: net, lrnDilation: lrnDilation)
+        case .cpu: return try NetRunner(net: net, lrnDilation: lrnDilation, packing: packing)
         case .cuda(let i, let p):
             return try GPUBackends.current().executor(net, lrnDilation: lrnDilation, device: i, precision: p)
         }

@@ -52,7 +52,10 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
 
     /// - Parameter lrnDilation: per-layer dilation for WITHIN_CHANNEL LRN (dense mode); default 1.
     /// - Parameter fuseHead: run 1×1 conv → 1×1 conv (→ Softmax) band by band (`FusedHead`).
-    package init(net: Net, lrnDilation: [Size2]? = nil, fuseHead: Bool = FusedHead.enabled) throws {
+    /// - Parameter packing: packed weights shared with the engine's other runners (`PackedWeights`).
+    package init(
+        net: Net, lrnDilation: [Size2]? = nil, fuseHead: Bool = FusedHead.enabled, packing: PackedWeights? = nil
+    ) throws {
         self.net = net
         blas = try BLAS.get()
         MemoryTuning.keepLargeBuffers()
@@ -63,7 +66,9 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             switch layer.op {
             case .convolution(let c):
                 steps.append(
-                    .convolution(ConvolutionKernel(conv: c, fusedReLUSlope: Self.fusedReLU(after: i, in: net))))
+                    .convolution(
+                        ConvolutionKernel(
+                            conv: c, fusedReLUSlope: Self.fusedReLU(after: i, in: net), packing: packing)))
             case .pooling(let p): steps.append(.pooling(PoolingKernel(pool: p)))
             case .innerProduct(let ip): steps.append(.innerProduct(ip))
             case .relu(let slope):

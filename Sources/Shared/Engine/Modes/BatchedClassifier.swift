@@ -40,7 +40,7 @@ package final class BatchedClassifier: @unchecked Sendable {
 
     /// The batched form of `net` on `patch`-sized inputs, or nil when it has none
     /// (see the type's documentation).
-    package init?(net: Net, patch: Size2, batch: Int = 8) throws {
+    package init?(net: Net, patch: Size2, batch: Int = 8, packing: PackedWeights? = nil) throws {
         guard DirectConvolutionKernel.selected != nil, batch >= 1 else { return nil }
         // A chain: every layer reads the blob the one before it wrote.
         var current = net.inputName
@@ -59,14 +59,16 @@ package final class BatchedClassifier: @unchecked Sendable {
                 inputChannels: pendingInput.c, patchSize: pendingInput.spatial, layers: pending)
             segments.append(
                 PatchSegment(
-                    runner: pending.isEmpty ? nil : try NetRunner(net: sub), input: pendingInput, output: shape))
+                    runner: pending.isEmpty ? nil : try NetRunner(net: sub, packing: packing), input: pendingInput,
+                    output: shape))
         }
         var i = 0
         while i < net.layers.count {
             let layer = net.layers[i]
             if case .convolution(let conv) = layer.op,
                 let strip = StripConvolution(
-                    conv, input: shape, output: shapes[i], fusedReLUSlope: NetRunner.fusedReLU(after: i, in: net))
+                    conv, input: shape, output: shapes[i], fusedReLUSlope: NetRunner.fusedReLU(after: i, in: net),
+                    packing: packing)
             {
                 try closeSegment()
                 convolutions.append(strip)
@@ -190,12 +192,12 @@ struct StripConvolution {
 
     /// Nil when the layer cannot run on a strip: a stride, padding wider than the
     /// kernel's reach (an output would overlap the next patch), or no direct kernel.
-    init?(_ conv: Convolution, input: Shape, output: Shape, fusedReLUSlope: Float?) {
+    init?(_ conv: Convolution, input: Shape, output: Shape, fusedReLUSlope: Float?, packing: PackedWeights? = nil) {
         let reach = Size2((conv.kernel.h - 1) * conv.dilation.h, (conv.kernel.w - 1) * conv.dilation.w)
         guard conv.stride == .one, conv.pad.h <= reach.h, conv.pad.w <= reach.w else { return nil }
         var unpadded = conv
         unpadded.pad = .zero
-        let kernel = ConvolutionKernel(conv: unpadded, fusedReLUSlope: fusedReLUSlope)
+        let kernel = ConvolutionKernel(conv: unpadded, fusedReLUSlope: fusedReLUSlope, packing: packing)
         guard kernel.isDirect,
             output
                 == Shape(

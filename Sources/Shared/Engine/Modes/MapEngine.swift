@@ -17,15 +17,21 @@ package final class MapEngine: @unchecked Sendable {
     let batchedClassifier: BatchedClassifier?
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
+    /// Distinct convolution weight arrays the CPU runners packed (one per layer when
+    /// they share them, as they should).
+    package let packedWeightArrays: Int
 
-    /// The runners for `plan` on `device`: weights packed once, shared by every task.
+    /// The runners for `plan` on `device`: weights packed once, shared by every task
+    /// and by the four runners (`PackedWeights`: each convolution's weights packed once).
     package init(plan: ModelPlan, device: ComputeDevice = .cpu) throws {
         self.plan = plan
         self.device = device
-        classifierRunner = try NetRunner(net: plan.classifier)
-        batchedClassifier = try BatchedClassifier(net: plan.classifier, patch: plan.tasks.patch)
-        stridedRunner = try device.executor(plan.fcn)
-        denseRunner = try device.executor(plan.dense, lrnDilation: plan.lrnDilation)
+        let packing = PackedWeights()
+        classifierRunner = try NetRunner(net: plan.classifier, packing: packing)
+        batchedClassifier = try BatchedClassifier(net: plan.classifier, patch: plan.tasks.patch, packing: packing)
+        stridedRunner = try device.executor(plan.fcn, packing: packing)
+        denseRunner = try device.executor(plan.dense, lrnDilation: plan.lrnDilation, packing: packing)
+        packedWeightArrays = packing.count
     }
 
     /// - Parameters:

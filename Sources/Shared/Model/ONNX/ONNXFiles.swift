@@ -57,7 +57,11 @@ package enum ONNXFiles {
     package static func selfContainedBytes(_ path: String) throws -> [UInt8] {
         let data = try CaffeFiles.readBytes(path, what: "ONNX model")
         var model = try decode(data, file: path)
-        guard try loadExternalData(&model, modelPath: path) else { return [UInt8](data) }
+        guard try loadExternalData(&model, modelPath: path) else {
+            // The message's copy of the weights goes before the file's bytes are copied out.
+            model = Onnx_ModelProto()
+            return [UInt8](data)
+        }
         do {
             return try model.serializedBytes()
         } catch {
