@@ -89,7 +89,7 @@ struct Run: ParsableCommand {
         }
         let settings = job.engineSettings(model)
         let device = try compute.resolve()
-        // Embedded runs compute on the workers: this process's engine only plans tiles.
+        // Embedded runs compute on the workers: this process only plans, from the model's plan.
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: logger)
         try output.checkBeforeMapping(
             classes: plan.classes, kept: slide.keptClasses(netClasses: plan.classes),
@@ -98,10 +98,7 @@ struct Run: ParsableCommand {
             logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
             inProcess = true
         }
-        let engine = try MapEngine(plan: plan, device: inProcess ? device : .cpu)
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
-        let blas = try BLAS.get()
-        logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
         let slides = try images.contains { try SlideFormat.detect(path: $0) != .png }
         var budget = job.memoryBudgetBytes(slide: slides)
         if case .cuda(let index, _) = device {
@@ -114,13 +111,18 @@ struct Run: ParsableCommand {
             }
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let mapper = LocalMapper(engine: engine, preprocessing: prep, threads: threads ?? cores, memoryBudget: budget)
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
         if inProcess {
+            let engine = try MapEngine(plan: plan, device: device)
+            let blas = try BLAS.get()
+            logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
+            let mapper = LocalMapper(
+                engine: engine, preprocessing: prep, threads: threads ?? cores, memoryBudget: budget)
             try runInProcess(mapper, loaded: loaded, plan: plan, logger: logger)
         } else {
+            // Embedded runs compute on the workers: this process only plans (no engine, no BLAS).
             try runEmbedded(
-                mapper, settings: settings, preprocessing: prep,
+                plan, memoryBudget: budget, settings: settings, preprocessing: prep,
                 workerThreads: threads ?? max(1, cores / workers), logger: logger)
         }
     }
@@ -219,7 +221,7 @@ struct Run: ParsableCommand {
     }
 
     private func runEmbedded(
-        _ mapper: LocalMapper, settings: EngineSettings, preprocessing prep: Preprocessing,
+        _ plan: ModelPlan, memoryBudget: Int, settings: EngineSettings, preprocessing prep: Preprocessing,
         workerThreads: Int, logger: Logger
     ) throws {
         let binary = locateWorkerBinary(workerBinary)
@@ -254,7 +256,8 @@ struct Run: ParsableCommand {
         let progress = Progress(stream: stderr)
         for path in images {
             try mapShared(
-                path, client: client, pool: pool, mapper: mapper, preprocessing: prep, progress: progress,
+                path, client: client, pool: pool, plan: plan, memoryBudget: memoryBudget, preprocessing: prep,
+                progress: progress,
                 logger: logger)
         }
     }
@@ -263,17 +266,17 @@ struct Run: ParsableCommand {
     /// the image and write the map's chunks themselves (the OME-Zarr output, or a raw
     /// temporary store); then the other outputs are written here from the store.
     private func mapShared(
-        _ path: String, client: ClusterClient, pool: LocalWorkers, mapper: LocalMapper,
+        _ path: String, client: ClusterClient, pool: LocalWorkers, plan: ModelPlan, memoryBudget: Int,
         preprocessing prep: Preprocessing,
         progress: Progress, logger: Logger
     ) throws {
         let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
         let size = Size2(header.height, header.width)
-        let kept = try slide.keptClasses(netClasses: mapper.engine.classes)
+        let kept = try slide.keptClasses(netClasses: plan.classes)
         let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
         let keepZarr = options.kinds.contains(.zarr)
-        let stride = mapper.engine.tasks.stride
-        var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
+        let stride = plan.tasks.stride
+        var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if keepZarr {
             t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
         } else if job.mode == .shift {
