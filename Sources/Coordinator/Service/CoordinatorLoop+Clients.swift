@@ -169,8 +169,13 @@ extension CoordinatorLoop {
 
     /// An upload job's `.npy` output, served from its map's chunks (the file itself is never written).
     func servedNPY(job id: UInt64, path: String) -> NPYStoreView? {
-        guard path.hasSuffix(".npy"), let store = try? MapStore.open(at: self.store.directory(id) + "/map.chunks")
+        guard path.hasSuffix(".npy") else { return nil }
+        if let view = servedViews[id] { return view }
+        guard let store = try? MapStore.open(at: self.store.directory(id) + "/map.chunks"),
+            let view = try? NPYStoreView(store)
         else { return nil }
-        return try? NPYStoreView(store)
+        if servedViews.count >= 8 { servedViews.removeAll() }
+        servedViews[id] = view
+        return view
     }
 }

@@ -82,6 +82,7 @@ extension CoordinatorLoop {
         jobs[id] = nil
         jobOrder.removeAll { $0 == id }
         archived[id] = nil
+        servedViews[id] = nil
         metrics.jobEvicted()
         logger.info(
             "job removed",

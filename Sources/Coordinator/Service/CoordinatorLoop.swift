@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraImage
 import TesseraMetrics
 import TesseraPlan
 import TesseraWire
@@ -94,6 +95,9 @@ final class CoordinatorLoop {
     let metrics = CoordinatorMetrics()
     var vitals: ServiceVitals?
     var retention = RetentionState()
+    /// Upload jobs' `.npy` views being downloaded (`servedNPY`), a few at a time: opening
+    /// one reads the store's metadata and checks every chunk, too much for every piece.
+    var servedViews: [UInt64: NPYStoreView] = [:]
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
         self.configuration = configuration
