@@ -25,18 +25,11 @@ struct ImageMemoryTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let resultPath = directory.file("result.txt")
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        child.arguments = ["--testing-library", "swift-testing", "--filter", "ImageMemoryTests"]
-        child.environment = environment.merging([Self.probeVariable: "4000:\(resultPath)"]) { $1 }
-        let output = Pipe()
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        child.waitUntilExit()
-        guard let result = try? String(contentsOfFile: resultPath, encoding: .utf8) else {
-            Issue.record("the probe child wrote no result (status \(child.terminationStatus)): \(text.suffix(2000))")
+        let child = try runProbeChild(
+            suite: "ImageMemoryTests", variable: Self.probeVariable, value: "4000:\(resultPath)",
+            resultPath: resultPath)
+        guard let result = child.result else {
+            Issue.record("the probe child wrote no result (status \(child.status)): \(child.output.suffix(2000))")
             return
         }
         print("memory probe 4000×4000:\n\(result)")
