@@ -58,8 +58,8 @@ package enum NPY {
                 }
             }
             try head.withUnsafeBytes { try put($0, at: 0) }
-            if let store = map as? MapStore, copyable(store) {
-                try copy(store, into: fd, header: head.count, path: path)
+            if let store = map as? MapStore, let view = try? NPYStoreView(store) {
+                try write(view, into: fd, header: head.count, path: path)
             } else {
                 try writeBands()
             }
