@@ -5,7 +5,7 @@ import Testing
 @testable import TesseraImage
 
 /// The raw float32 store of an upload job on the coordinator: tiles written straight
-/// from their values (edge padding left as holes), `.npy` copied from its chunks and
+/// from their values, uncached (`DirectIO`), `.npy` copied from its chunks and
 /// the `.npy` served from them must give exactly the bytes of the general encoder and
 /// of an in-memory map.
 @Suite("Raw float32 stores")
@@ -75,5 +75,45 @@ struct RawStoreTests {
         let read = try NPY.read(path: dir + "/holes.npy")
         #expect(read.shape == [2, 70, 90])
         #expect(read.data[32 * 90 + 40].isNaN && sameValues(Array(read.data[0..<90]), Array(full[0..<90])))
+    }
+
+    /// Chunks larger than a staging buffer (several uncached writes each, the last one
+    /// cut back to the chunk's unaligned size) and chunk rows read a buffer's worth at
+    /// a time, on the disk's file system and on tmpfs (where `O_DIRECT` may be refused
+    /// and buffered I/O is used).
+    @Test(arguments: [NSTemporaryDirectory(), "/dev/shm"])
+    func chunksLargerThanAStagingBuffer(root: String) throws {
+        guard FileManager.default.fileExists(atPath: root) else { return }
+        let dir = root + "/tessera-raw-large-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 2 × 1100² floats = 9.7 MB per chunk (unaligned), edge tiles 300 and 150 wide.
+        let (height, width) = (1250, 1400)
+        let layout = try MapLayout(classes: 2, height: height, width: width, tileSize: 1100, compressed: false)
+        #expect(layout.chunkBytes(0) > 2 * DirectIO.stagingBytes && layout.chunkBytes(0) % DirectIO.alignment != 0)
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        let full = randomMap(classes: 2, height: height, width: width, seed: 29)
+        for row in 0..<2 {
+            for column in 0..<2 {
+                let tile = TileIndex(row: row, column: column)
+                let values = crop(full, classes: 2, height: height, width: width, layout.rect(of: tile))
+                let receipt = try values.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+                let encoded = try values.withUnsafeBufferPointer {
+                    try MapStore.encode(tile: tile, values: $0, layout: layout)
+                }
+                #expect(receipt == encoded.receipt, "tile \(tile)")
+                #expect(try FileIO.read(store.chunkPath(tile, level: 0)) == encoded.chunks[0], "tile \(tile)")
+            }
+        }
+        try store.finish()
+        try NPY.write(ProbabilityMap(classes: 2, height: height, width: width, data: full), to: dir + "/memory.npy")
+        let file = try #require(try FileIO.read(dir + "/memory.npy"))
+        let view = try NPYStoreView(store)
+        #expect(try view.read(offset: 0, count: view.size) == file)
+        var random = SplitMix64(seed: 8)
+        for _ in 0..<6 {
+            let (offset, count) = (Int(random.next() % UInt64(file.count)), Int(random.next() % 9_000_000))
+            let end = min(file.count, offset + count)
+            #expect(try view.read(offset: offset, count: count) == Array(file[offset..<end]), "\(offset)+\(count)")
+        }
     }
 }

@@ -18,13 +18,17 @@ extension AtomicFile {
 
     /// Write-then-rename where `body` writes the file: `put(bytes, offset)` writes
     /// bytes at an offset (the descriptor is there for `ftruncate` and the like).
+    /// `uncached` opens the file for `DirectIO` (then every `put` must be aligned:
+    /// address, offset and length); where the file system refuses that, the writes
+    /// are buffered.
     static func write(
-        to path: String, durable: Bool,
+        to path: String, durable: Bool, uncached: Bool = false,
         _ body: (_ fd: Int32, _ put: (UnsafeRawBufferPointer, Int) throws -> Void) throws -> Void
     ) throws {
         let (directory, name) = split(path)
         let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let flags = O_WRONLY | O_CREAT | O_TRUNC
+        let fd = uncached ? DirectIO.open(temporary, flags) : open(temporary, flags | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw MapStoreError(.io, path: path, detail: "cannot create \(temporary): \(errnoText())")
         }
@@ -33,7 +37,7 @@ extension AtomicFile {
             while offset < bytes.count {
                 let n = pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(at + offset))
                 if n < 0 {
-                    if errno == EINTR { continue }
+                    if errno == EINTR || (errno == EINVAL && uncached && DirectIO.disable(fd)) { continue }
                     throw MapStoreError(.io, path: path, detail: "write: \(errnoText())")
                 }
                 offset += n

@@ -36,12 +36,13 @@ package struct NPYStoreView: Sendable {
         let layout = store.layout
         let (height, width, side) = (layout.height, layout.width, layout.tileSize)
         let rowBytes = width * 4
+        let rowsPerRead = max(1, (DirectIO.stagingBytes - 2 * DirectIO.alignment) / (side * 4))
         var files: [TileIndex: Int32] = [:]
         defer { for fd in files.values { close(fd) } }
         func file(_ tile: TileIndex) throws -> Int32 {
             if let fd = files[tile] { return fd }
             let path = store.chunkPath(tile, level: 0)
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let fd = DirectIO.open(path, O_RDONLY)
             guard fd >= 0 else { throw MapStoreError(.io, path: path, detail: "cannot open: \(errnoText())") }
             files[tile] = fd
             return fd
@@ -54,7 +55,6 @@ package struct NPYStoreView: Sendable {
                 buffer[position - offset] = header[position]
                 position += 1
             }
-            var scratch: [UInt8] = []
             while position < end {
                 // The array rows from here to the end of this class's chunk row (or of the
                 // range): one read per chunk of them, then each row's run copied into place.
@@ -72,36 +72,56 @@ package struct NPYStoreView: Sendable {
                     }
                     guard let first = rows.first, let last = rows.last else { continue }
                     let tile = TileIndex(row: tileRow, column: column)
-                    let count = (last - first + 1) * side * 4
-                    if scratch.count < count { scratch = [UInt8](repeating: 0, count: count) }
-                    let from = ((c * side + first - tileRow * side) * side) * 4
                     let fd = try file(tile)
-                    try scratch.withUnsafeMutableBytes { into in
-                        var done = 0
-                        while done < count {
-                            let got = pread(fd, into.baseAddress! + done, count - done, off_t(from + done))
-                            if got < 0 && errno == EINTR { continue }
-                            guard got > 0 else {
-                                throw MapStoreError(
-                                    .truncated, path: store.chunkPath(tile, level: 0),
-                                    detail: got == 0 ? "chunk shorter than its layout" : "read: \(errnoText())")
+                    // Whole chunk rows, as many as a staging buffer holds, per read.
+                    var group = first
+                    while group <= last {
+                        let groupEnd = min(last, group + rowsPerRead - 1)
+                        let from = ((c * side + group - tileRow * side) * side) * 4
+                        try read(fd, tile, from: from, count: (groupEnd - group + 1) * side * 4) { chunk in
+                            for r in rows where r >= group && r <= groupEnd {
+                                let base = header.count + (c * height + r) * rowBytes
+                                let lo = max(position, base + runStart), hi = min(bandEnd, base + runEnd)
+                                let source = (r - group) * side * 4 + (lo - base - runStart)
+                                (buffer.baseAddress! + (lo - offset)).copyMemory(
+                                    from: chunk.baseAddress! + source, byteCount: hi - lo)
                             }
-                            done += got
                         }
-                    }
-                    scratch.withUnsafeBytes { chunk in
-                        for r in rows {
-                            let base = header.count + (c * height + r) * rowBytes
-                            let lo = max(position, base + runStart), hi = min(bandEnd, base + runEnd)
-                            let source = (r - first) * side * 4 + (lo - base - runStart)
-                            (buffer.baseAddress! + (lo - offset)).copyMemory(
-                                from: chunk.baseAddress! + source, byteCount: hi - lo)
-                        }
+                        group = groupEnd + 1
                     }
                 }
                 position = bandEnd
             }
             initialized = end - offset
+        }
+    }
+
+    /// Chunk bytes [from, from + count) of `tile`, read uncached (whole aligned blocks
+    /// around them, through a staging buffer), handed to `body`.
+    private func read(
+        _ fd: Int32, _ tile: TileIndex, from: Int, count: Int, _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws {
+        let start = DirectIO.roundDown(from)
+        let wanted = from + count - start
+        try DirectIO.withStaging { staging in
+            guard DirectIO.roundUp(wanted) <= staging.count else {
+                throw MapStoreError(
+                    .invalidArgument, path: store.path,
+                    detail: "a chunk row of \(store.layout.tileSize * 4) bytes is larger than a read buffer")
+            }
+            var done = 0
+            while done < wanted {
+                // Whole blocks from an aligned offset; the chunk's end may come first (a short read).
+                let got = pread(fd, staging.baseAddress! + done, DirectIO.roundUp(wanted) - done, off_t(start + done))
+                if got < 0 && (errno == EINTR || (errno == EINVAL && DirectIO.disable(fd))) { continue }
+                guard got > 0 else {
+                    throw MapStoreError(
+                        .truncated, path: store.chunkPath(tile, level: 0),
+                        detail: got == 0 ? "chunk shorter than its layout" : "read: \(errnoText())")
+                }
+                done += got
+            }
+            body(UnsafeRawBufferPointer(rebasing: staging[(from - start)..<(from - start + count)]))
         }
     }
 }
