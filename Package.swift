@@ -61,6 +61,9 @@ let cHelpers: [Target] = [
     .target(name: "CTIFFIO", dependencies: ["CTIFF"], path: "Sources/CTIFFIO"),
     // Inner loops that Swift cannot vectorise (libm calls): exact IEEE arithmetic,
     // no FMA contraction, so results equal the scalar Swift formula bit for bit.
+    // CRC-32 by carry-less multiplication (chosen at run time) or tables: every
+    // chunk, upload and result the coordinator stores is checksummed once.
+    .target(name: "CChecksum", path: "Sources/CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
     .target(
         name: "CKernels", path: "Sources/CKernels",
         cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
@@ -71,7 +74,7 @@ let cHelpers: [Target] = [
 // One module per concern, each depending only on the ones before it in this list
 // (docs/ARCHITECTURE.md draws the graph; Tests/ArchitectureTests checks it):
 //
-//   TesseraCore   plain value types: sizes, rects, pixel sources, maps, checksums, durable files
+//   TesseraCore   plain value types: sizes, rects, pixel sources, maps, checksums, durable files → CChecksum
 //   TesseraImage  PNG and .npy in and out, output writers                      → Core
 //   TesseraModel  Caffe and ONNX import, nets, surgery, geometry, preprocessing → Core, Image (.npy weights)
 //   TesseraPlan   modes, tasks, tile plans, map assembly: planning, no compute → Core, Model
@@ -84,7 +87,7 @@ let cHelpers: [Target] = [
 //   CoordinatorService (Sources/Coordinator/Service): scheduling, store, resume → Cluster; never Engine
 
 let modules: [Target] = [
-    .target(name: "TesseraCore", path: "Sources/Shared/Core", swiftSettings: swift6),
+    .target(name: "TesseraCore", dependencies: ["CChecksum"], path: "Sources/Shared/Core", swiftSettings: swift6),
     .target(
         name: "TesseraImage",
         dependencies: [

@@ -2,7 +2,7 @@ import Testing
 
 @testable import TesseraCore
 
-@Suite("CRC-32 (slicing-by-8 against the bit-at-a-time definition)")
+@Suite("CRC-32 (carry-less folding and slicing-by-8 against the bit-at-a-time definition)")
 struct CRC32Tests {
     /// The polynomial division one bit at a time: the definition, no tables.
     static func reference(_ bytes: ArraySlice<UInt8>) -> UInt32 {
@@ -33,6 +33,36 @@ struct CRC32Tests {
                 #expect(fast == want, "offset \(offset) length \(length): \(fast) expected \(want)")
                 if fast != want { return }
             }
+        }
+    }
+
+    @Test("Folding, tables and the definition agree on long inputs, any start register and alignment")
+    func foldingAgainstDefinition() {
+        #if arch(x86_64)
+        // Every x86-64 machine this project runs on has PCLMULQDQ: a silent fall-back fails here.
+        #expect(CRC32.folds)
+        #endif
+        var rng = SplitMix64(seed: 23)
+        let data = (0..<9000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let lengths =
+            [127, 128, 129, 143, 144, 191, 192, 255, 256, 1000, 4096, 8191]
+            + (0..<30).map { _ in
+                Int(rng.next() % 8900)
+            }
+        for length in lengths {
+            let offset = Int(rng.next() % 16)
+            let slice = data[offset..<(offset + length)]
+            let start = UInt32(truncatingIfNeeded: rng.next())
+            // The definition continued from `start`: its register is ~start.
+            var c = ~start
+            for b in slice {
+                c ^= UInt32(b)
+                for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+            }
+            let want = ~c
+            let folded = slice.withUnsafeBytes { CRC32.update(start, $0) }
+            let tabled = slice.withUnsafeBytes { CRC32.updateByTables(start, $0) }
+            #expect(folded == want && tabled == want, "length \(length) at \(offset) from \(start)")
         }
     }
 

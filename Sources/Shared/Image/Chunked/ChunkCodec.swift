@@ -69,28 +69,4 @@ enum ChunkCodec {
             }
         }
     }
-
-    /// Continues `crc` over `bytes`.
-    static func crc(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        UInt32(CZlib.crc32(uLong(crc), bytes.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(bytes.count)))
-    }
-
-    /// Continues `crc` over `count` zero bytes.
-    static func crc(_ crc: UInt32, zeros count: Int) -> UInt32 {
-        var c = crc, left = count
-        zeros.withUnsafeBytes { z in
-            while left > 0 {
-                let n = min(left, z.count)
-                c = ChunkCodec.crc(c, UnsafeRawBufferPointer(rebasing: z[0..<n]))
-                left -= n
-            }
-        }
-        return c
-    }
-
-    private static let zeros = [UInt8](repeating: 0, count: 1 << 16)
-
-    static func crc(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { UInt32(crc32(0, $0.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt($0.count))) }
-    }
 }

@@ -53,7 +53,7 @@ extension MapStore {
                     bytes.count < record.size ? .truncated : .corrupt, path: file,
                     detail: "\(bytes.count) bytes, the receipt says \(record.size)")
             }
-            let crc = ChunkCodec.crc(bytes)
+            let crc = CRC32.checksum(bytes)
             guard crc == record.crc32 else {
                 throw MapStoreError(
                     .checksumMismatch, path: file,

@@ -92,7 +92,7 @@ extension MapStore {
                 }
             }
             chunks.append(chunk)
-            records.append(.init(key: layout.chunkKey(tile, level: k), size: chunk.count, crc32: ChunkCodec.crc(chunk)))
+            records.append(.init(key: layout.chunkKey(tile, level: k), size: chunk.count, crc32: CRC32.checksum(chunk)))
         }
         return EncodedTile(tile: tile, chunks: chunks, receipt: TileReceipt(tile: tile, chunks: records))
     }
