@@ -3,6 +3,7 @@ import CLISupport
 import Foundation
 import Logging
 import TesseraCUDA
+import TesseraCore
 import TesseraEngine
 import TesseraMetrics
 
@@ -63,6 +64,13 @@ struct TesseraWorker: ParsableCommand {
             "Serve Prometheus metrics at /metrics and probes at /healthz, /readyz (ready: registered with a "
                 + "coordinator) on HOST:PORT (:PORT or PORT: loopback). Off by default.", valueName: "address"))
     var metricsAddress: String?
+    @Option(
+        help: ArgumentHelp(
+            "The most memory one tile's activations may take, in MiB (default: the machine's memory, or the "
+                + "container's limit). A task that needs more fails with the sizes, and its job fails after "
+                + "3 such failures, instead of the worker being killed for memory on every attempt.",
+            valueName: "MiB"))
+    var maxMemoryMib: Int?
     @Flag(help: "Print the system report (CPU, BLAS) and exit.") var info = false
     @OptionGroup var curve: CurveClientOptions
 
@@ -78,6 +86,9 @@ struct TesseraWorker: ParsableCommand {
             throw ValidationError("--precision must be fp32 or tf32")
         }
         _ = try ComputeDevice(parsing: device)
+        if let maxMemoryMib, !(1...(1 << 24)).contains(maxMemoryMib) {
+            throw ValidationError("--max-memory-mib must be between 1 and 16777216 (16 TiB)")
+        }
         do {
             _ = try metricsAddress.map(MetricsAddress.init(parsing:))
         } catch {
@@ -104,6 +115,7 @@ struct TesseraWorker: ParsableCommand {
                 """)
         }
         _ = try BLAS.get()
+        if let maxMemoryMib { ActivationArena.limitBytes = min(SystemMemory.limit, maxMemoryMib << 20) }
         let computeDevice = try ComputeDevice(parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
         if case .cuda(let index, _) = computeDevice {
             // Fail now, with the reason, rather than on the first task.

@@ -293,6 +293,72 @@ struct FaultToleranceTests {
         #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
     }
 
+    @Test(
+        "R7: a task held by 3 workers that were lost fails its job, naming them; losses below the limit, and goodbyes, do not"
+    )
+    func lostWorkersFailTheJob() throws {
+        let group = try ProcessGroup("lost-workers")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--heartbeat-ms", "200"])
+        let (image, _) = try reference(group)
+        let client = try submit(group, clients, image: image, out: group.directory + "/out")
+        // Each worker holds its tasks for 30 s, so what it holds when it goes is known: the
+        // requeued tasks go first, so the next worker holds the same ones. Two leave with a
+        // goodbye (SIGTERM, not counted), then three are killed.
+        for i in 1...5 {
+            let w = try worker(group, workers, "w\(i)", delayMs: 30_000)
+            _ = try waitFor(clients, "w\(i) holding tasks") { $0.tasksRunning >= 1 }
+            kill(w.processIdentifier, i <= 2 ? SIGTERM : SIGKILL)
+            if i < 5 {
+                #expect(waitForLog(group, "coordinator", "worker=w\(i) workers=0"), "w\(i) retired")
+                let s = try waitFor(clients, "the job still running") { _ in true }
+                #expect(s.state == .running, "w\(i) gone must not fail the job: \(s.message)")
+            }
+        }
+        #expect(group.wait(client, timeout: 30) == 1, "the job must fail: \(group.log("client"))")
+        // (A failed job has no tasks queued or running: `waitFor` would not see it.)
+        let s = try TestClient(try ZMQContext(), clients).status(1)
+        #expect(s.state == .failed)
+        for needle in ["was in flight on 3 workers that were lost", "w3 (silent for 3 heartbeats)", "w5 (", "--tile"] {
+            #expect(s.message.contains(needle), "\(needle) in: \(s.message)")
+        }
+        #expect(!s.message.contains("w1") && !s.message.contains("w2"), "goodbyes are not losses: \(s.message)")
+        print("R7 (lost workers): \(s.message)")
+    }
+
+    @Test("R7: a tile too large for a worker's memory fails its task with the sizes; the worker serves on")
+    func tileLargerThanTheWorkersMemory() throws {
+        let group = try ProcessGroup("worker-memory")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let w = try group.start(
+            "tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "small", "--max-memory-mib", "1"],
+            log: "small")
+        let (image, expected) = try reference(group)
+        // One 192² tile: megabytes of activations, over the worker's 1 MiB.
+        let big = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "192", "--outputs", "npy", "--wait", "--out", group.directory + "/big",
+                    image,
+                ],
+            log: "client-big")
+        #expect(group.wait(big, timeout: 60) == 1, "the job must fail: \(group.log("client-big"))")
+        let message = group.log("client-big")
+        for needle in [
+            "failed 3 times", "small: a ", "input needs", "more than this process's limit of 1 MiB", "(3×)", "--tile",
+        ] {
+            #expect(message.contains(needle), "\(needle) in: \(message)")
+        }
+        // The worker is still there, and maps at the fixture's small tile.
+        let small = try submit(group, clients, image: image, out: group.directory + "/out")
+        #expect(group.wait(small, timeout: 60) == 0, "\(group.log("client"))")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
+        #expect(w.isRunning && !group.log("coordinator").contains("worker left"))
+        print("R7 (worker memory): \(message.split(separator: "\n").first { $0.contains("failed") } ?? "")")
+    }
+
     // MARK: Helpers
 
     /// Ports free right now on 127.0.0.1 (bound to port 0, then released).

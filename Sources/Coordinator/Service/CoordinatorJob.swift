@@ -67,6 +67,8 @@ final class CoordinatorJob: @unchecked Sendable {
     var done = 0
     var attempts: [Int: UInt32] = [:]
     var failures: [Int: [String]] = [:]
+    /// Per task, the lost workers it was in flight on ("name (reason)"): see `maxTaskLosses`.
+    var losses: [Int: [String]] = [:]
     var state: Wire.JobState = .running
     var message = ""
     var outputFiles: [String] = []

@@ -93,7 +93,7 @@ extension CoordinatorLoop {
         do {
             workerBytesOut += try socket.send(message, to: w.id, flags: .dontWait)
         } catch {
-            if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable") }
+            if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable", lost: true) }
             return false
         }
         let now = monotonicSeconds()

@@ -212,11 +212,19 @@ extension CoordinatorLoop {
         guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         if job.failures[index]!.count >= 3 {
-            abort(
-                job, state: .failed,
-                message: "task \(index) failed 3 times: "
-                    + job.failures[index]!.joined(separator: "; "))
+            abort(job, state: .failed, message: "task \(index) failed 3 times: " + Self.summary(job.failures[index]!))
         }
+    }
+
+    /// Messages joined with "; ", each distinct one once, with its count when repeated.
+    static func summary(_ messages: [String]) -> String {
+        var counts: [String: Int] = [:]
+        var order: [String] = []
+        for m in messages {
+            if counts[m] == nil { order.append(m) }
+            counts[m, default: 0] += 1
+        }
+        return order.map { counts[$0]! > 1 ? "\($0) (\(counts[$0]!)×)" : $0 }.joined(separator: "; ")
     }
 
     /// Removes `worker`'s attempt at task `index`; with no copy left the task is
@@ -239,14 +247,38 @@ extension CoordinatorLoop {
         return attempts.count
     }
 
+    /// Counts a lost worker against a task it held, failing the job at the limit. Every
+    /// task the worker held counts (it cannot say which one it was computing), as in
+    /// Dask's allowed-failures: a task that kills workers reaches the limit first.
+    private func taskLost(_ ref: Wire.TaskRef, on worker: Worker, reason: String) {
+        guard configuration.maxTaskLosses > 0, let job = jobs[ref.jobID], job.isActive else { return }
+        let index = Int(ref.taskID)
+        guard job.states[index] != .done else { return }
+        job.losses[index, default: []].append("\(worker.name) (\(reason))")
+        let losses = job.losses[index]!
+        guard losses.count >= configuration.maxTaskLosses else { return }
+        abort(
+            job, state: .failed,
+            message: "task \(index) was in flight on \(losses.count) workers that were lost "
+                + "(crashed, killed, out of memory or cut off): \(Self.summary(losses)). "
+                + "It may be what kills them (see their logs; a smaller --tile needs less memory); "
+                + "serve --max-task-losses sets the limit")
+    }
+
     func requeue(_ ref: Wire.TaskRef, from worker: Worker) {
         worker.inFlight.remove(ref)
         guard let job = jobs[ref.jobID], job.isActive else { return }
         removeAttempt(job, Int(ref.taskID), worker.id)
     }
 
-    func retire(_ worker: Worker, reason: String) {
-        for ref in worker.inFlight { requeue(ref, from: worker) }
+    /// Forgets a worker; its tasks are queued again. A `lost` worker (silent or
+    /// unreachable, not one that said goodbye) counts against each task it held: a task
+    /// held by `maxTaskLosses` lost workers fails its job (`taskLost`).
+    func retire(_ worker: Worker, reason: String, lost: Bool = false) {
+        for ref in worker.inFlight {
+            requeue(ref, from: worker)
+            if lost { taskLost(ref, on: worker, reason: reason) }
+        }
         workers[worker.id] = nil
         workerOrder.removeAll { $0 == worker.id }
         logger.info(
@@ -277,7 +309,7 @@ extension CoordinatorLoop {
             guard let w = workers[id] else { continue }
             if now - w.lastHeard > hb.deadline {
                 metrics.heartbeatMissed()
-                retire(w, reason: "silent for \(hb.liveness) heartbeats")
+                retire(w, reason: "silent for \(hb.liveness) heartbeats", lost: true)
                 try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
             } else if now - w.lastSent >= hb.interval {
                 send(.heartbeat, to: w, socket)

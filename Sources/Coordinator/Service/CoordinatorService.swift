@@ -54,6 +54,10 @@ package final class CoordinatorService: Sendable {
         package var uploadIdleSeconds = 120.0
         /// CURVE keys (`CoordinatorService+Security`); nil: no encryption, every peer allowed.
         package var curve: CurveServerSecurity?
+        /// A task that was in flight on this many workers that were then lost (silent or
+        /// unreachable: crashed, killed, out of memory, cut off) fails its job, so a task
+        /// that kills every worker it reaches cannot loop forever; 0: never.
+        package var maxTaskLosses = 3
         /// Largest image (width × height, from its header) a submission may bring.
         package var maxPixels = PNGReader.defaultMaxPixels
         /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).

@@ -1,3 +1,7 @@
+import Foundation
+import TesseraCore
+import TesseraModel
+
 /// The memory of one forward pass's intermediate activations: one allocation, each
 /// activation at an offset `ActivationPlan` chose so that two activations alive at the
 /// same time never share memory. Freed when the pass's last view of it goes.
@@ -9,14 +13,45 @@
 /// activations before it and went on top of them; the process peaked at 931 MiB with
 /// 599 MiB of activations alive. With the plan the activations take at most what two
 /// consecutive layers need (608 MiB there), reused from the heap by the next pass.
-final class ActivationArena: @unchecked Sendable {
+///
+/// A pass that needs more than `limitBytes`, or whose allocation fails (an address-space
+/// limit), throws `.outOfMemory` before computing anything: a tile too large for a worker
+/// fails its task with the sizes, instead of the worker being killed by the kernel's OOM
+/// killer (or aborting) on every attempt.
+package final class ActivationArena: @unchecked Sendable {
     let base: UnsafeMutablePointer<Float>
 
-    init(count: Int) {
-        base = .allocate(capacity: max(1, count))
+    /// The most one pass's activations may take in this process: the machine's memory
+    /// (`SystemMemory.limit`: RAM, or the cgroup's limit) unless set lower at start-up
+    /// (`tessera-worker --max-memory-mib`). Set before any pass runs.
+    nonisolated(unsafe) package static var limitBytes = SystemMemory.limit
+
+    init(count: Int, input: Shape) throws {
+        let bytes = max(1, count) * MemoryLayout<Float>.size
+        let limit = Self.limitBytes
+        guard bytes <= limit else {
+            throw EngineError(
+                .outOfMemory,
+                "a \(input.h)×\(input.w) input needs \(Self.text(bytes)) for its activations, more than this "
+                    + "process's limit of \(Self.text(limit)) (the machine's memory, or --max-memory-mib): "
+                    + "use a smaller --tile (or --memory-budget)")
+        }
+        guard let memory = malloc(bytes) else {
+            throw EngineError(
+                .outOfMemory,
+                "cannot allocate \(Self.text(bytes)) for the activations of a \(input.h)×\(input.w) input "
+                    + "(an address-space limit?): use a smaller --tile (or --memory-budget)")
+        }
+        base = memory.bindMemory(to: Float.self, capacity: max(1, count))
     }
 
-    deinit { base.deallocate() }
+    deinit { free(base) }
+
+    private static func text(_ bytes: Int) -> String {
+        bytes >= 1 << 30
+            ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
+            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
+    }
 }
 
 /// Offsets in one arena for buffers with known lifetimes (the steps at which each is

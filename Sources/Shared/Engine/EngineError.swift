@@ -10,6 +10,8 @@ package struct EngineError: Error, CustomStringConvertible, Equatable, Sendable 
         case invalidTask = "invalid task"
         /// The net's outputs do not cover what a task asked for.
         case netOutput = "net output"
+        /// A pass needs more memory than the process may use (`ActivationArena.limitBytes`) or can get.
+        case outOfMemory = "out of memory"
     }
 
     package let kind: Kind

@@ -190,7 +190,7 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
             throw ModelError("the input has \(input.c) channels but the net expects \(net.inputChannels)")
         }
         let plan = memoryPlan(shapes, masks: masks)
-        let arena = ActivationArena(count: plan.count)
+        let arena = try ActivationArena(count: plan.count, input: input.shape)
         /// Layer `i`'s output tensor (of shape `shape`), where the plan put it.
         func allocate(_ i: Int, _ shape: Shape) -> Tensor {
             if let offset = plan.offsets[i] { return Tensor(uninitialized: shape, in: arena, at: offset) }

@@ -51,6 +51,12 @@ struct Serve: ParsableCommand {
                 + "client endpoint is not read until one is prepared, so a flood of uploads waits in the peers' "
                 + "bounded queues (2 messages each) instead of in memory.", valueName: "MiB"))
     var maxPreparingMib = 256
+    @Option(
+        help: ArgumentHelp(
+            "Fail a job when one of its tasks was in flight on this many workers that were then lost "
+                + "(crashed, killed, out of memory, silent): a task that kills every worker it reaches "
+                + "does not loop forever. 0: never.", valueName: "N"))
+    var maxTaskLosses = 3
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(help: .hidden) var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
@@ -84,6 +90,7 @@ struct Serve: ParsableCommand {
         guard (1...65536).contains(maxPreparingMib) else {
             throw ValidationError("--max-preparing-mib must be between 1 and 65536")
         }
+        guard (0...1000).contains(maxTaskLosses) else { throw ValidationError("--max-task-losses must be 0...1000") }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard (2...1000).contains(heartbeatLiveness) else {
             throw ValidationError("--heartbeat-liveness must be 2...1000")
@@ -126,6 +133,7 @@ struct Serve: ParsableCommand {
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
         config.maxPixels = maxPixels
+        config.maxTaskLosses = maxTaskLosses
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
         config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
         config.retention.checkSeconds = Double(retentionCheckMs) / 1000

@@ -1,0 +1,18 @@
+import Foundation
+
+/// How much memory this process may use at most: the machine's RAM, or less where a
+/// control group caps it (a container's limit: cgroup v2 `memory.max`, v1
+/// `memory.limit_in_bytes`). Read once.
+package enum SystemMemory {
+    package static let limit: Int = {
+        var limit = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),
+                let bytes = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes > 0
+            {
+                limit = min(limit, bytes)  // "max" (no limit) does not parse
+            }
+        }
+        return limit
+    }()
+}
