@@ -9,6 +9,7 @@
 # Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine)
 # with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, a
 # per-layer profile, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
+# a worker's sustained throughput with one and two pipelines and `cuda:all` (benchmarks/pipelines.sh),
 # and a coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -122,6 +123,10 @@ sys.exit(0 if ok else 1)
 PY
   return $rc
 }
+# Sustained throughput of one worker process over 49 tiles of 1024² (shared storage: region
+# reads, transfers and chunk writes included) against the engine alone, with one pipeline,
+# two pipelines on GPU 0, and one per GPU (issue 20).
+step pipelines 300 env TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0 cuda:all
 step mixed-cluster 300 mixed
 TESSERA_CUDNN_ALGO=find step mixed-cluster-find 300 mixed
 echo "device-check: $failed step(s) failed; logs in $OUT"

@@ -6,6 +6,7 @@ import TesseraCUDA
 import TesseraCore
 import TesseraEngine
 import TesseraMetrics
+import TesseraWire
 
 @main
 struct TesseraWorker: ParsableCommand {
@@ -44,9 +45,11 @@ struct TesseraWorker: ParsableCommand {
     @Option(help: .hidden) var parentPid: Int32?
     @Option(
         help: ArgumentHelp(
-            "Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
-                + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
-                + "/usr/local/cuda/lib64 or the loader path).", valueName: "device"))
+            "Where tiles are computed: cpu, cuda or cuda:N (GPU N), cuda:all (every GPU), or a comma-separated "
+                + "list (cuda:0,cuda:1; a device named twice gets two pipelines). Each entry is one compute "
+                + "pipeline, which the coordinator sees as a worker of its own with its own credit. CUDA needs "
+                + "the NVIDIA driver, NVRTC and cuDNN or cuBLAS at run time (found via "
+                + "TESSERA_CUDA_LIBRARY_PATH, /usr/local/cuda/lib64 or the loader path).", valueName: "device"))
     var device = "cpu"
     @Option(
         help: ArgumentHelp(
@@ -85,7 +88,11 @@ struct TesseraWorker: ParsableCommand {
         guard CUDAPrecision(rawValue: precision) != nil else {
             throw ValidationError("--precision must be fp32 or tf32")
         }
-        _ = try ComputeDevice(parsing: device)
+        // Syntax only here (cuda:all needs the driver, asked in run()).
+        for item in device.split(separator: ",", omittingEmptySubsequences: false)
+        where item.trimmingCharacters(in: .whitespaces).lowercased() != "cuda:all" {
+            _ = try ComputeDevice(parsing: item.trimmingCharacters(in: .whitespaces))
+        }
         if let maxMemoryMib, !(1...(1 << 24)).contains(maxMemoryMib) {
             throw ValidationError("--max-memory-mib must be between 1 and 16777216 (16 TiB)")
         }
@@ -116,38 +123,47 @@ struct TesseraWorker: ParsableCommand {
         }
         _ = try BLAS.get()
         if let maxMemoryMib { ActivationArena.limitBytes = min(SystemMemory.limit, maxMemoryMib << 20) }
-        let computeDevice = try ComputeDevice(parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
-        if case .cuda(let index, _) = computeDevice {
+        let devices = try ComputeDevice.devices(
+            parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
+        for case .cuda(let index, _) in Set(devices) {
             // Fail now, with the reason, rather than on the first task.
             let gpu = try CUDAContext.get(device: index)
             logger.info("GPU ready", metadata: ["device": "\(gpu.summary)"])
         }
-        var config = WorkerAgent.Configuration(
-            coordinator: endpoint, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", threads: threads)
-        config.heartbeat.intervalMilliseconds = heartbeatMs
-        config.taskDelayMilliseconds = debugTaskDelayMs
-        config.curve = security
-        config.device = computeDevice
-        config.sharedRoots = sharedRoot
-        // Before the agent: its metrics bind to the backend when it is made.
+        let baseName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        // Before the agents: their metrics bind to the backend when they are made.
         let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
-        let agent = try WorkerAgent(configuration: config, logger: logger)
+        let agents = try devices.enumerated().map { i, computeDevice in
+            var config = WorkerAgent.Configuration(
+                coordinator: endpoint, name: devices.count == 1 ? baseName : "\(baseName)-\(i)", threads: threads)
+            config.heartbeat.intervalMilliseconds = heartbeatMs
+            config.taskDelayMilliseconds = debugTaskDelayMs
+            config.curve = security
+            config.device = computeDevice
+            config.sharedRoots = sharedRoot
+            config.pipeline = devices.count == 1 ? nil : i
+            return try WorkerAgent(configuration: config, logger: logger)
+        }
+        let vitals =
+            agents.count == 1
+            ? agents[0].vitals
+            : ServiceVitals(combining: agents.map { ($0.configuration.name, $0.vitals) })
         let probes = try metricsAddress.flatMap { text -> ProbeServer? in
             guard let exporter else { return nil }
             let server = try ProbeServer(
                 address: try MetricsAddress(parsing: text),
-                handler: ProbeRoutes.handler(exporter: exporter, vitals: agent.vitals))
+                handler: ProbeRoutes.handler(exporter: exporter, vitals: vitals))
             server.start()
             warnIfExposed(server.address, logger)
             return server
         }
-        let sources = onStopSignals { agent.stop() }
+        let sources = onStopSignals { for agent in agents { agent.stop() } }
         // An embedded run's workers leave when their parent dies, however it died.
         var orphanTimer: DispatchSourceTimer?
         if let parentPid {
             let timer = DispatchSource.makeTimerSource(queue: .global())
             timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
-            timer.setEventHandler { if getppid() != parentPid { agent.stop() } }
+            timer.setEventHandler { if getppid() != parentPid { for agent in agents { agent.stop() } } }
             timer.resume()
             orphanTimer = timer
         }
@@ -155,11 +171,36 @@ struct TesseraWorker: ParsableCommand {
             "worker starting",
             metadata: [
                 "coordinator": "\(endpoint)", "threads": "\(threads)",
-                "name": "\(config.name)", "curve": "\(security != nil)",
-                "device": "\(computeDevice)",
+                "name": "\(baseName)", "curve": "\(security != nil)",
+                "device": "\(devices.map(\.description).joined(separator: ","))",
             ])
         defer { probes?.stop() }
-        try agent.run()
+        try Self.runAll(agents)
         withExtendedLifetime((sources, orphanTimer)) {}
+    }
+
+    /// Runs every agent until all have stopped: the last on this thread, the others on
+    /// threads of their own. One that cannot start stops them all, and its error is thrown.
+    private static func runAll(_ agents: [WorkerAgent]) throws {
+        let failure = Locked<(any Error)?>(nil)
+        let finished = DispatchGroup()
+        for agent in agents.dropLast() {
+            finished.enter()
+            let thread = Thread {
+                defer { finished.leave() }
+                do { try agent.run() } catch {
+                    failure.withLock { $0 = $0 ?? error }
+                    for other in agents { other.stop() }
+                }
+            }
+            thread.name = "tessera-pipeline"
+            thread.start()
+        }
+        do { try agents.last!.run() } catch {
+            failure.withLock { $0 = $0 ?? error }
+            for other in agents { other.stop() }
+        }
+        finished.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 }

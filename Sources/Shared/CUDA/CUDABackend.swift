@@ -24,4 +24,6 @@ package struct CUDABackend: GPUBackend {
     package func freeMemory(device: Int) throws -> Int {
         try CUDAContext.get(device: device).memoryInfo().free
     }
+
+    package func deviceCount() throws -> Int { try CUDAContext.deviceCount() }
 }

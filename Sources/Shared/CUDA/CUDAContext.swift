@@ -66,6 +66,15 @@ package final class CUDAContext: @unchecked Sendable {
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [Int: CUDAContext] = [:]
 
+    /// How many CUDA devices are visible (after `CUDA_VISIBLE_DEVICES`); no context is made.
+    package static func deviceCount() throws -> Int {
+        let driver = try CUDADriver()
+        try driver.check(driver.cuInit(0), "cuInit")
+        var count: Int32 = 0
+        try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+        return Int(count)
+    }
+
     /// The process's context for device `index`, created on first use.
     package static func get(device index: Int) throws -> CUDAContext {
         registryLock.lock()

@@ -23,8 +23,37 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         } else if t.hasPrefix("cuda:"), let n = Int(t.dropFirst(5)), n >= 0 {
             self = .cuda(index: n, precision: precision)
         } else {
-            throw EngineError(.invalidDevice, "unknown device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index)")
+            throw EngineError(
+                .invalidDevice, "unknown device \"\(text)\": use cpu, cuda, cuda:N (N = GPU index), cuda:all or a list")
         }
+    }
+
+    /// The most compute pipelines one worker process runs (`devices(parsing:)`).
+    package static let maxPipelines = 64
+
+    /// Parses a worker's `--device`: one device, or a comma-separated list of them, one
+    /// compute pipeline each (a device named twice gets two pipelines); `cuda:all` is
+    /// every GPU the process sees.
+    package static func devices(parsing text: String, precision: CUDAPrecision = .fp32) throws -> [ComputeDevice] {
+        var devices: [ComputeDevice] = []
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let t = item.trimmingCharacters(in: .whitespaces)
+            if t.lowercased() == "cuda:all" {
+                let count = try GPUBackends.current().deviceCount()
+                guard count > 0 else {
+                    throw EngineError(
+                        .invalidDevice, "cuda:all: no CUDA device is visible (check CUDA_VISIBLE_DEVICES)")
+                }
+                devices += (0..<count).map { .cuda(index: $0, precision: precision) }
+            } else {
+                devices.append(try ComputeDevice(parsing: t, precision: precision))
+            }
+        }
+        guard devices.count <= maxPipelines else {
+            throw EngineError(
+                .invalidDevice, "\(devices.count) compute pipelines asked for (\(text)): at most \(maxPipelines)")
+        }
+        return devices
     }
 
     package var description: String {

@@ -10,6 +10,8 @@ package protocol GPUBackend: Sendable {
     func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws -> any NetExecutor
     /// Free memory of GPU `device`, in bytes.
     func freeMemory(device: Int) throws -> Int
+    /// How many GPUs this process can see (`cuda:all`).
+    func deviceCount() throws -> Int
 }
 
 /// The installed GPU backend (at most one per process).
@@ -23,7 +25,7 @@ package enum GPUBackends {
     }
 
     /// The installed backend, or an error saying that this program has none.
-    static func current() throws -> any GPUBackend {
+    package static func current() throws -> any GPUBackend {
         guard let backend = lock.withLock({ installed }) else {
             throw EngineError(
                 .noGPUBackend, "this program was built without a GPU backend: --device cuda is not available")

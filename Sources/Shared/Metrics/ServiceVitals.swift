@@ -15,10 +15,19 @@ package final class ServiceVitals: @unchecked Sendable {
 
     private let lock = NSLock()
     private var state = State(lastTick: monotonicSeconds())
+    /// Several loops' vitals read as one (`init(combining:)`); empty for a loop's own.
+    private let parts: [(name: String, vitals: ServiceVitals)]
 
     /// `detail`: why it is not ready yet.
     package init(notReadyBecause detail: String = "starting") {
+        parts = []
         state.readyDetail = detail
+    }
+
+    /// The vitals of a process with several loops (a worker's compute pipelines): stalled
+    /// when any loop is, ready when all are (the detail names those that are not).
+    package init(combining parts: [(name: String, vitals: ServiceVitals)]) {
+        self.parts = parts
     }
 
     private func withLock<T>(_ body: (inout State) -> T) -> T {
@@ -41,7 +50,15 @@ package final class ServiceVitals: @unchecked Sendable {
     }
 
     /// Seconds since the loop last went round.
-    package var secondsSinceTick: Double { monotonicSeconds() - withLock { $0.lastTick } }
+    package var secondsSinceTick: Double {
+        if !parts.isEmpty { return parts.map(\.vitals.secondsSinceTick).max()! }
+        return monotonicSeconds() - withLock { $0.lastTick }
+    }
 
-    package var readiness: (ready: Bool, detail: String) { withLock { ($0.ready, $0.readyDetail) } }
+    package var readiness: (ready: Bool, detail: String) {
+        guard !parts.isEmpty else { return withLock { ($0.ready, $0.readyDetail) } }
+        let waiting = parts.filter { !$0.vitals.readiness.ready }
+        if waiting.isEmpty { return (true, "\(parts.count) pipelines: \(parts[0].vitals.readiness.detail)") }
+        return (false, waiting.map { "\($0.name): \($0.vitals.readiness.detail)" }.joined(separator: "; "))
+    }
 }

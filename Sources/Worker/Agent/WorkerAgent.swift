@@ -29,6 +29,9 @@ package final class WorkerAgent: Sendable {
         package var curve: CurveClientSecurity?
         /// Where this worker computes its tiles.
         package var device: ComputeDevice = .cpu
+        /// This agent's index when the process runs several (one per `--device` entry),
+        /// nil when it runs one.
+        package var pipeline: Int?
         /// Folders (resolved, absolute) under which shared-storage tasks may read
         /// images and write map stores; empty: such tasks are refused.
         package var sharedRoots: [String] = []
@@ -108,7 +111,7 @@ package final class WorkerAgent: Sendable {
     let shared = Locked(Shared())
     /// What `/healthz` and `/readyz` read: the socket thread's ticks, registration.
     package let vitals = ServiceVitals(notReadyBecause: "not registered with a coordinator yet")
-    let metrics = WorkerMetrics()
+    let metrics: WorkerMetrics
     /// Test hook: the compute thread fails to start with this error.
     let computeStartFault = Locked<(any Error)?>(nil)
 
@@ -118,6 +121,7 @@ package final class WorkerAgent: Sendable {
     package init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        metrics = WorkerMetrics(pipeline: configuration.pipeline)
         context = try ZMQContext()
     }
 

@@ -6,13 +6,19 @@ import TesseraWire
 /// The worker's metrics (README "Metrics and health"), recorded through swift-metrics:
 /// no-ops unless `--metrics-address` bootstrapped the exporter before the agent was made.
 struct WorkerMetrics: Sendable {
-    private let registered = Gauge(label: MetricName.workerRegistered)
+    /// Per pipeline (a `pipeline` dimension) when the process runs several.
+    private let registered: Gauge
     private let done = Counter(label: MetricName.tasksComputed, dimensions: [("outcome", "done")])
     private let failed = Counter(label: MetricName.tasksComputed, dimensions: [("outcome", "failed")])
     private let busy = FloatingPointCounter(label: MetricName.computeSeconds)
     private let prefetched = Counter(label: MetricName.regionsPrefetched)
     private let received = Counter(label: MetricName.bytesReceived, dimensions: [("endpoint", "coordinator")])
     private let sent = Counter(label: MetricName.bytesSent, dimensions: [("endpoint", "coordinator")])
+
+    init(pipeline: Int?) {
+        registered = Gauge(
+            label: MetricName.workerRegistered, dimensions: pipeline.map { [("pipeline", "\($0)")] } ?? [])
+    }
 
     func computed(ok: Bool, seconds: Double) {
         (ok ? done : failed).increment()

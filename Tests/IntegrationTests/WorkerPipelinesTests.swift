@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraEngine
+@testable import TesseraWire
+@testable import TestSupport
+
+/// One worker process, several compute pipelines (`--device` with a list, `cuda:all`):
+/// the coordinator sees each pipeline as a worker with its own credit.
+@Suite("Worker pipelines: one process, several devices")
+struct WorkerPipelinesTests {
+    @Test(
+        "--device cpu,cpu: two workers to the coordinator, both compute, the map is byte-identical; SIGTERM says goodbye twice"
+    )
+    func twoPipelines() throws {
+        let group = try ProcessGroup("pipelines")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let worker = try group.start(
+            "tessera-worker",
+            [
+                "--coordinator", workers, "--threads", "1", "--name", "box", "--device", "cpu, cpu",
+                "--debug-task-delay-ms", "30",
+            ], log: "box")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let client = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--wait", "--out",
+                    group.directory + "/out", image,
+                ], log: "client")
+        #expect(group.wait(client, timeout: 60) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
+        kill(worker.processIdentifier, SIGTERM)
+        #expect(group.wait(worker, timeout: 20) == 0, "\(group.log("box"))")
+        let log = group.log("coordinator")
+        for pipeline in ["box-0", "box-1"] {
+            #expect(log.contains("worker=\(pipeline) workers="), "\(pipeline) joined: \(log)")
+            let left = log.split(separator: "\n").first {
+                $0.contains("said goodbye") && $0.contains("worker=\(pipeline) ")
+            }
+            let tasks = left.flatMap { $0.split(separator: " ").first { $0.hasPrefix("tasks=") } }
+            #expect(tasks != nil && tasks != "tasks=0", "\(pipeline) computed tasks and said goodbye: \(log)")
+        }
+    }
+
+    @Test("Device lists: parsing, pipelines per entry, clear errors")
+    func parsing() throws {
+        #expect(try ComputeDevice.devices(parsing: "cpu") == [.cpu])
+        #expect(
+            try ComputeDevice.devices(parsing: "cuda:1, cuda:0,cuda:1")
+                == [1, 0, 1].map { .cuda(index: $0, precision: .fp32) })
+        #expect(try ComputeDevice.devices(parsing: "cuda", precision: .tf32) == [.cuda(index: 0, precision: .tf32)])
+        for bad in ["", "cpu,", "gpu", "cuda:-1", "cuda:x"] {
+            #expect(throws: EngineError.self, "\(bad)") { try ComputeDevice.devices(parsing: bad) }
+        }
+        let many = Array(repeating: "cpu", count: ComputeDevice.maxPipelines + 1).joined(separator: ",")
+        #expect(throws: EngineError.self) { try ComputeDevice.devices(parsing: many) }
+    }
+}
