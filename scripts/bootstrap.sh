@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tessera needs when they are missing; with --test,
-# also the Python packages the tests use as reference readers (PyPI zarr, ome-zarr,
-# tifffile, imagecodecs). Idempotent: does nothing (and needs no root) when
-# everything is there.
+# also the Python packages the tests use as references (PyPI zarr, ome-zarr,
+# tifffile, imagecodecs; openslide-python over the system OpenSlide; onnx and
+# onnxruntime). Idempotent: does nothing (and needs no root) when everything is there.
 set -euo pipefail
 
 packages=(libzmq3-dev libopenblas-dev libpng-dev libtiff-dev libopenslide-dev zlib1g-dev pkg-config)
@@ -30,8 +30,9 @@ fi
 
 # The tests' reference readers: the versions SLIDE-FACTS were checked with.
 if [[ "${1:-}" == "--test" ]]; then
-  python_packages=(numpy tifffile==2026.3.3 imagecodecs==2026.3.6 zarr==3.1.6 numcodecs==0.16.6 ome-zarr==0.18.0)
-  if ! python3 -c "import numpy, tifffile, imagecodecs, zarr, ome_zarr" 2>/dev/null; then
+  python_packages=(numpy tifffile==2026.3.3 imagecodecs==2026.3.6 zarr==3.1.6 numcodecs==0.16.6 ome-zarr==0.18.0
+    openslide-python==1.4.7 onnx==1.23.2 onnxruntime==1.32.0)
+  if ! python3 -c "import numpy, tifffile, imagecodecs, zarr, ome_zarr, openslide, onnx, onnxruntime" 2>/dev/null; then
     echo "bootstrap: installing Python packages ${python_packages[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_packages[@]}"

@@ -56,7 +56,10 @@ struct WorkerPipelinesTests {
                 == [1, 0, 1].map { .cuda(index: $0, precision: .fp32) })
         #expect(try ComputeDevice.devices(parsing: "cuda", precision: .tf32) == [.cuda(index: 0, precision: .tf32)])
         for bad in ["", "cpu,", "gpu", "cuda:-1", "cuda:x"] {
-            #expect(throws: EngineError.self, "\(bad)") { try ComputeDevice.devices(parsing: bad) }
+            let error = #expect(throws: EngineError.self, "\(bad)") { try ComputeDevice.devices(parsing: bad) }
+            #expect(
+                error?.description.contains("cuda:all, or a comma-separated list") == true,
+                "\(bad): \(String(describing: error))")
         }
         let many = Array(repeating: "cpu", count: ComputeDevice.maxPipelines + 1).joined(separator: ",")
         #expect(throws: EngineError.self) { try ComputeDevice.devices(parsing: many) }

@@ -24,7 +24,7 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
             self = .cuda(index: n, precision: precision)
         } else {
             throw EngineError(
-                .invalidDevice, "unknown device \"\(text)\": use cpu, cuda, cuda:N (N = GPU index), cuda:all or a list")
+                .invalidDevice, "unknown device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index)")
         }
     }
 
@@ -45,8 +45,13 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
                         .invalidDevice, "cuda:all: no CUDA device is visible (check CUDA_VISIBLE_DEVICES)")
                 }
                 devices += (0..<count).map { .cuda(index: $0, precision: precision) }
+            } else if let device = try? ComputeDevice(parsing: t, precision: precision) {
+                devices.append(device)
             } else {
-                devices.append(try ComputeDevice(parsing: t, precision: precision))
+                throw EngineError(
+                    .invalidDevice,
+                    "unknown device \"\(t)\" in --device \"\(text)\": use cpu, cuda or cuda:N (N = GPU index), "
+                        + "cuda:all, or a comma-separated list of them")
             }
         }
         guard devices.count <= maxPipelines else {
