@@ -26,7 +26,9 @@ extension CoordinatorLoop {
         case .success(.cancel(let id)):
             reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
-            reply = notYours(req.jobID, envelope.userID, "fetch") ?? fetch(req)
+            // Answered once read (`collectFetched`), unless refused now.
+            guard let refusal = notYours(req.jobID, envelope.userID, "fetch") ?? fetch(req, for: peer) else { return }
+            reply = refusal
         case .success(.uploadPart(let part)):
             // Answered once written (`collectUploads`), unless refused now.
             guard let refusal = handleUploadPart(part, from: peer, key: envelope.userID) else { return }
@@ -132,7 +134,10 @@ extension CoordinatorLoop {
         return .error(message: "no job \(id)")
     }
 
-    func fetch(_ req: Wire.FetchRequest) -> WireMessage {
+    /// A piece of an output file: checked here, read on the fetch queue (a disk read
+    /// must not hold up the loop) and answered by `collectFetched`; returns the answer
+    /// when it is given at once (a refusal).
+    func fetch(_ req: Wire.FetchRequest, for client: RoutingID) -> WireMessage? {
         let state: Wire.JobState
         let files: [String]
         if let job = jobs[req.jobID] {
@@ -146,25 +151,48 @@ extension CoordinatorLoop {
         guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }) else {
             return .error(message: "job \(req.jobID) has no output \(req.fileName)")
         }
-        do {
-            let count = min(Int(clamping: req.maxBytes), 16 << 20)
-            let total: UInt64
-            let bytes: [UInt8]
-            if let (size, read) = try StoredFile.read(path, offset: req.offset, maxBytes: count) {
-                (total, bytes) = (size, read)
-            } else if let view = servedNPY(job: req.jobID, path: path) {
-                total = UInt64(view.size)
-                bytes = req.offset <= total ? try view.read(offset: Int(req.offset), count: count) : []
-            } else {
-                return .error(message: "job \(req.jobID) has no output \(req.fileName)")
+        let count = min(Int(clamping: req.maxBytes), 16 << 20)
+        let view = servedNPY(job: req.jobID, path: path)
+        let (fetched, wake) = (fetched, wake)
+        fetchQueue.async {
+            let reply: WireMessage
+            do {
+                let total: UInt64
+                let bytes: [UInt8]
+                if let (size, read) = try StoredFile.read(path, offset: req.offset, maxBytes: count) {
+                    (total, bytes) = (size, read)
+                } else if let view {
+                    total = UInt64(view.size)
+                    bytes = req.offset <= total ? try view.read(offset: Int(req.offset), count: count) : []
+                } else {
+                    throw ClusterError("job \(req.jobID) has no output \(req.fileName)")
+                }
+                if req.offset > total {
+                    reply = .error(message: "offset \(req.offset) beyond \(total) bytes")
+                } else {
+                    reply = .fetchData(
+                        Wire.FetchChunk(
+                            jobID: req.jobID, fileName: req.fileName, offset: req.offset, totalSize: total,
+                            bytes: bytes))
+                }
+            } catch let error as ClusterError {
+                reply = .error(message: error.description)
+            } catch {
+                reply = .error(message: "reading \(req.fileName): \(error)")
             }
-            guard req.offset <= total else { return .error(message: "offset \(req.offset) beyond \(total) bytes") }
-            return .fetchData(
-                Wire.FetchChunk(
-                    jobID: req.jobID, fileName: req.fileName, offset: req.offset, totalSize: total, bytes: bytes))
-        } catch {
-            return .error(message: "reading \(req.fileName): \(error)")
+            fetched.withLock { $0.append((client, reply)) }
+            wake.signal()
         }
+        return nil
+    }
+
+    /// Sends the download pieces read since the last call.
+    func collectFetched(_ socket: borrowing ZMQSocket) {
+        let ready = fetched.withLock { f in
+            defer { f.removeAll() }
+            return f
+        }
+        for (client, message) in ready { reply(message, to: client, socket) }
     }
 
     /// An upload job's `.npy` output, served from its map's chunks (the file itself is never written).

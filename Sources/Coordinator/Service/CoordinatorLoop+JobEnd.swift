@@ -23,7 +23,7 @@ extension CoordinatorLoop {
             return
         }
         let (id, raw) = (job.id, job.directory + "/image.raw")
-        let (logger, completions) = (self.logger, self.completions)
+        let (logger, completions, wake) = (self.logger, self.completions, self.wake)
         // The `.npy` in the job's own folder is served from the map's chunks (`NPYStoreView`):
         // the float map is written once. One asked for in another folder is written there.
         let servedNPY = options.kinds.contains(.npy) && job.options.outputDirectory == nil
@@ -51,6 +51,7 @@ extension CoordinatorLoop {
                 return files
             }
             completions.withLock { $0.append((id, result)) }
+            wake.signal()
         }
     }
 

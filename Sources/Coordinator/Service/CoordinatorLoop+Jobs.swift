@@ -71,7 +71,7 @@ extension CoordinatorLoop {
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, owner: String?, client: RoutingID, bytes: Int,
         uploaded: (crc: UInt32, bytes: Int)? = nil
     ) {
-        let (factory, prepared, since, dir) = (factory, prepared, monotonicSeconds(), store.directory(id))
+        let (factory, prepared, since, dir, wake) = (factory, prepared, monotonicSeconds(), store.directory(id), wake)
         preparing += 1
         preparingBytes += bytes
         prepareQueue.async {
@@ -87,6 +87,7 @@ extension CoordinatorLoop {
             prepared.withLock {
                 $0.append(PreparedJob(id: id, client: client, since: since, bytes: bytes, result: result))
             }
+            wake.signal()
         }
     }
 

@@ -78,7 +78,7 @@ extension CoordinatorLoop {
     /// map of the same name). No map values are read.
     func finishShared(_ job: CoordinatorJob, _ shared: SharedJobFiles) {
         let id = job.id
-        let completions = completions
+        let (completions, wake) = (completions, wake)
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 // Late copies of a task (stragglers) may still be writing: they only ever
@@ -96,6 +96,7 @@ extension CoordinatorLoop {
                 return [shared.finalPath]
             }
             completions.withLock { $0.append((id, result)) }
+            wake.signal()
         }
     }
 

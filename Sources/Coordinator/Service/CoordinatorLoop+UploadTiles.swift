@@ -29,12 +29,13 @@ extension CoordinatorLoop {
         guard let store = job.map?.store else { return }
         job.unwritten += 1
         if retry { job.retrying += 1 }
-        let (id, written, backlog) = (job.id, written, storeBacklog)
+        let (id, written, backlog, wake) = (job.id, written, storeBacklog, wake)
         backlog.withLock { $0 += tile.bytes }
         storeQueue.async {
             let result = Result { try UploadMap.write(tile, to: store) }
             if case .success = result { backlog.withLock { $0 -= tile.bytes } }
             written.withLock { $0.append(TileWritten(job: id, tile: tile, result: result, retry: retry)) }
+            wake.signal()
         }
     }
 

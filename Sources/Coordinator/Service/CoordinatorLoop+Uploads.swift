@@ -99,7 +99,7 @@ extension CoordinatorLoop {
         }
         u.busy = true
         u.lastActivity = monotonicSeconds()
-        let (fd, path, outcomes, id) = (u.fd, u.path, uploadOutcomes, u.id)
+        let (fd, path, outcomes, id, wake) = (u.fd, u.path, uploadOutcomes, u.id, wake)
         let previous = offset == 0 ? 0 : u.crc
         uploadQueue.async {
             let result = Result { () throws(ClusterError) -> (received: Int, crc: UInt32) in
@@ -114,6 +114,7 @@ extension CoordinatorLoop {
                 return (end, CRC32.combine(previous, crc, lengthB: part.bytes.count))
             }
             outcomes.withLock { $0.append(UploadOutcome(id: id, client: client, last: part.last, result: result)) }
+            wake.signal()
         }
         return nil
     }

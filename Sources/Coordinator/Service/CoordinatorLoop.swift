@@ -98,8 +98,15 @@ final class CoordinatorLoop {
     /// Upload jobs' `.npy` views being downloaded (`servedNPY`), a few at a time: opening
     /// one reads the store's metadata and checks every chunk, too much for every piece.
     var servedViews: [UInt64: NPYStoreView] = [:]
+    /// Download pieces are read here, off the loop (`+Clients`), and handed back in `fetched`.
+    let fetchQueue = DispatchQueue(label: "tessera.coordinator.fetch")
+    let fetched = Locked<[(client: RoutingID, reply: WireMessage)]>([])
+    /// Polled with the sockets: the queues above signal it when they hand the loop
+    /// something, so it is answered at once, not at the poll's timeout.
+    let wake: WakePipe
 
-    init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) {
+    init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) throws {
+        wake = try WakePipe()
         self.configuration = configuration
         self.logger = logger
         self.stopRequested = stopRequested
@@ -171,10 +178,12 @@ final class CoordinatorLoop {
         var poller = ZMQPoller()
         let wi = poller.add(workerSocket)
         let ci = poller.add(clientSocket)
+        let woken = poller.add(fileDescriptor: wake.readDescriptor)
         // While the preparations hold `maxPreparingBytes`, only the worker endpoint is
         // polled: clients' messages wait in their bounded queues (`peerQueueMessages`).
         var workersOnly = ZMQPoller()
         workersOnly.add(workerSocket)
+        workersOnly.add(fileDescriptor: wake.readDescriptor)
         let workerLimits: WireLimits = {
             var l = WireLimits()
             l.maxTotalBytes = configuration.maxWorkerMessageBytes
@@ -193,6 +202,7 @@ final class CoordinatorLoop {
                 } else {
                     try workersOnly.poll(timeoutMilliseconds: 50)
                 }
+                if readClients ? poller.isReadable(woken) : workersOnly.isReadable(1) { wake.drain() }
                 if readClients ? poller.isReadable(wi) : workersOnly.isReadable(0) {
                     while let envelope = try workerSocket.receiveWire(limits: workerLimits, dontWait: true) {
                         workerBytesIn += envelope.byteCount
@@ -208,6 +218,7 @@ final class CoordinatorLoop {
                 }
                 collectPrepared(clientSocket)
                 collectUploads(clientSocket)
+                collectFetched(clientSocket)
                 collectCompletions()
                 collectWritten()
                 commitReceipts()

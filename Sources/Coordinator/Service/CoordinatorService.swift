@@ -143,7 +143,7 @@ package final class CoordinatorService: Sendable {
         try clientSocket.set(.sendHighWaterMark, Int32(configuration.peerQueueMessages))
         try secure(clientSocket, domain: Self.clientDomain)
         try clientSocket.bind(configuration.clientEndpoint)
-        let loop = CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
+        let loop = try CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
         loop.vitals = vitals
         try loop.prepareStore()
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }

@@ -38,6 +38,13 @@ package struct ZMQPoller {
         return items.count - 1
     }
 
+    /// Adds a file descriptor (a `WakePipe`'s read end), waiting for `events`; returns its index.
+    @discardableResult
+    package mutating func add(fileDescriptor fd: Int32, events: ZMQPollEvents = .readable) -> Int {
+        items.append(zmq_pollitem_t(socket: nil, fd: fd, events: events.rawValue, revents: 0))
+        return items.count - 1
+    }
+
     /// Waits until an event or the timeout (ms; 0 = just check, -1 = forever). Returns
     /// how many sockets have events. `EINTR` is retried (with the full timeout again).
     @discardableResult
