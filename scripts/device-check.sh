@@ -7,8 +7,8 @@
 # a summary to stdout. Exit status: number of failed steps.
 #
 # Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine)
-# with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, a
-# per-layer profile, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
+# with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, dilated
+# convolutions through fragments (TESSERA_CUDA_DILATED=fragments), per-layer profiles, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
 # a worker's sustained throughput with one and two pipelines and `cuda:all` (benchmarks/pipelines.sh),
 # and a coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
 set -uo pipefail
@@ -53,6 +53,13 @@ step gpu-check-gemm 300 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-ch
   --seed-model "$SEED" --no-cpu-timing
 step gpu-check-find 300 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
   --seed-model "$SEED" --no-cpu-timing --repeats 10
+# Dilated convolutions as batched undilated ones over fragments (space-to-batch,
+# FragmentGeometry; issue 20): the same numerics and determinism checks (the seed's maps
+# against the CPU engine too), and the per-layer profile.
+step gpu-check-fragments 300 env TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --repeats 10
+step profile-fragments 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator benchmark \
+  --device cuda --model "$SEED" --modes dense --repeats 2
 step profile 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda --model "$SEED" \
   --modes dense --repeats 2
 step benchmark 120 $B/tessera-coordinator benchmark --device cuda --model "$SEED" --repeats 5
@@ -64,16 +71,19 @@ if $PY -c 'import torch' 2>/dev/null && [[ -f $OUT/dense-net.json ]]; then
   $PY - "$OUT" <<'PY'
 import json, re, sys
 out = sys.argv[1]
-log = open(f"{out}/gpu-check.log").read()
-m = re.search(r"dense\s+GPU best ([0-9.]+) s", log)
 try:
     peer = json.loads(open(f"{out}/torch-fp32.log").read().strip().splitlines()[-1])
 except Exception as e:
     sys.exit(f"no peer result: {e}")
-if m:
-    ours = float(m.group(1))
-    print(f"dense 2000x2000 fp32: Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
-          f"(device only {peer['deviceOnlyBest']*1000:.1f} ms): ratio {ours/peer['best']:.2f}")
+for name in ("gpu-check", "gpu-check-fragments"):
+    try:
+        m = re.search(r"dense\s+GPU best ([0-9.]+) s", open(f"{out}/{name}.log").read())
+    except OSError:
+        m = None
+    if m:
+        ours = float(m.group(1))
+        print(f"dense 2000x2000 fp32 ({name}): Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
+              f"(device only {peer['deviceOnlyBest']*1000:.1f} ms): ratio {ours/peer['best']:.2f}")
 PY
 fi
 

@@ -2,10 +2,13 @@
 /// Each mirrors its CPU counterpart in `Engine/Kernels` (same window rules,
 /// same order of operations where it matters); all use grid-stride loops over
 /// 64-bit element counts. Convolutions are not here: cuDNN (or im2col + cuBLAS) does them.
+/// `CUDAKernelEmulationTests` compiles this source for the CPU (one thread, one block)
+/// and checks kernels against the engine's reference loops on machines without a GPU.
 enum CUDAKernelSource {
     static let names = [
         "bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
-        "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside",
+        "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside", "space_to_batch",
+        "batch_to_space",
     ]
 
     static let code = #"""
@@ -172,6 +175,42 @@ enum CUDAKernelSource {
                 int oy = row0 + (int)(n / out_w), ox = (int)(n % out_w);
                 int iy = oy * sh + ky * dh - ph, ix = ox * sw + kx * dw - pw;
                 col[i] = (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) ? x[((long long)c * in_h + iy) * in_w + ix] : 0.0f;
+            }
+        }
+
+        // Space-to-batch ("fragments") for a stride-1 convolution with dilation (dh, dw) and
+        // padding (ph, pw): fragment q = a*dw + b holds rows a, a + dh, ... and columns b, b + dw, ...
+        // of the padded input, so an undilated, unpadded convolution of fragment q gives the
+        // output pixels (oy, ox) with oy % dh == a and ox % dw == b. f is [dh*dw][channels][fh][fw],
+        // 0 outside the input (the convolution's zero padding, and the round-up to whole fragments).
+        __global__ void space_to_batch(const float* x, float* f, int channels, int h, int w, int dh, int dw, int ph,
+                                       int pw, int fh, int fw) {
+            long long n = (long long)dh * dw * channels * fh * fw;
+            LOOP(i, n) {
+                int j = (int)(i % fw);
+                int r = (int)((i / fw) % fh);
+                long long t = i / ((long long)fw * fh);
+                int c = (int)(t % channels);
+                int q = (int)(t / channels);
+                int iy = q / dw + dh * r - ph, ix = q % dw + dw * j - pw;
+                f[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((long long)c * h + iy) * w + ix] : 0.0f;
+            }
+        }
+
+        // Back from fragments, with the convolution's epilogue (bias_act): g is [dh*dw][channels][gh][gw],
+        // y[c, oy, ox] = g[(oy % dh)*dw + ox % dw][c][oy / dh][ox / dw] (+ bias[c], then ReLU).
+        __global__ void batch_to_space(const float* g, float* y, int channels, int out_h, int out_w, int dh, int dw,
+                                       int gh, int gw, const float* bias, int has_bias, int relu, float slope) {
+            long long n = (long long)channels * out_h * out_w;
+            LOOP(i, n) {
+                int ox = (int)(i % out_w);
+                int oy = (int)((i / out_w) % out_h);
+                int c = (int)(i / ((long long)out_w * out_h));
+                int q = (oy % dh) * dw + ox % dw;
+                float v = g[(((long long)q * channels + c) * gh + oy / dh) * gw + ox / dw];
+                if (has_bias) v += bias[c];
+                if (relu) v = v > 0.0f ? v : v * slope;
+                y[i] = v;
             }
         }
 

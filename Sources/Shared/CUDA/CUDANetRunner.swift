@@ -33,7 +33,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     /// cuDNN workspace limit per convolution.
     static let workspaceLimit = 2 << 30
 
-    private struct PlanKey: Hashable { let layer: Int; let input: Shape }
+    /// `batch` > 1: the fragments of a dilated convolution (`FragmentGeometry`).
+    private struct PlanKey: Hashable { let layer: Int; let input: Shape; let batch: Int }
     /// Descriptors and the algorithms cuDNN ranks first for one input shape, best first
     /// (the next is tried when one reports NOT_SUPPORTED at run time).
     private struct ConvolutionPlan {
@@ -47,6 +48,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         let reluSlope: Float?
         var filter: CUHandle = nil
         var descriptor: CUHandle = nil
+        /// The same convolution undilated and unpadded, for its fragments (nil: not used).
+        var fragmentDescriptor: CUHandle = nil
         init(conv: Convolution, weights: DeviceTensor, bias: DeviceTensor?, reluSlope: Float?) {
             self.conv = conv
             self.weights = weights
@@ -81,6 +84,24 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
+    private func convolutionDescriptor(
+        _ dnn: CuDNN, _ c: Convolution, pad: Size2, dilation: Size2, layer name: String
+    ) throws -> CUHandle {
+        var d: CUHandle = nil
+        try dnn.check(dnn.cudnnCreateConvolutionDescriptor(&d), "cudnnCreateConvolutionDescriptor")
+        try dnn.check(
+            dnn.cudnnSetConvolution2dDescriptor(
+                d, Int32(pad.h), Int32(pad.w), Int32(c.stride.h), Int32(c.stride.w), Int32(dilation.h),
+                Int32(dilation.w), CuDNN.crossCorrelation, CuDNN.float32),
+            "layer \(name): cudnnSetConvolution2dDescriptor")
+        try dnn.check(
+            dnn.cudnnSetConvolutionGroupCount(d, Int32(c.group)), "layer \(name): cudnnSetConvolutionGroupCount")
+        try dnn.check(
+            dnn.cudnnSetConvolutionMathType(d, precision == .fp32 ? CuDNN.fmaMath : CuDNN.defaultMath),
+            "layer \(name): cudnnSetConvolutionMathType")
+        return d
+    }
+
     private func array(_ values: [Float]) throws -> DeviceTensor {
         let t = try DeviceTensor(Shape(c: 1, h: 1, w: max(1, values.count)), pool: context.pool)
         if !values.isEmpty {
@@ -104,21 +125,12 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                         step.filter, CuDNN.float32, CuDNN.formatNCHW,
                         Int32(c.outputs), Int32(c.inputsPerGroup), Int32(c.kernel.h), Int32(c.kernel.w)),
                     "layer \(layer.name): cudnnSetFilter4dDescriptor")
-                try dnn.check(
-                    dnn.cudnnCreateConvolutionDescriptor(&step.descriptor), "cudnnCreateConvolutionDescriptor")
-                try dnn.check(
-                    dnn.cudnnSetConvolution2dDescriptor(
-                        step.descriptor, Int32(c.pad.h), Int32(c.pad.w),
-                        Int32(c.stride.h), Int32(c.stride.w), Int32(c.dilation.h), Int32(c.dilation.w),
-                        CuDNN.crossCorrelation, CuDNN.float32), "layer \(layer.name): cudnnSetConvolution2dDescriptor")
-                try dnn.check(
-                    dnn.cudnnSetConvolutionGroupCount(step.descriptor, Int32(c.group)),
-                    "layer \(layer.name): cudnnSetConvolutionGroupCount")
-                try dnn.check(
-                    dnn.cudnnSetConvolutionMathType(
-                        step.descriptor,
-                        precision == .fp32 ? CuDNN.fmaMath : CuDNN.defaultMath),
-                    "layer \(layer.name): cudnnSetConvolutionMathType")
+                step.descriptor = try convolutionDescriptor(
+                    dnn, c, pad: c.pad, dilation: c.dilation, layer: layer.name)
+                if FragmentGeometry.enabled, c.stride == .one, c.dilation != .one {
+                    step.fragmentDescriptor = try convolutionDescriptor(
+                        dnn, c, pad: .zero, dilation: .one, layer: layer.name)
+                }
             }
             return .convolution(step)
         case .pooling(let p): return .pooling(p)
@@ -215,7 +227,20 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         let plane = y.shape.h * y.shape.w
         switch step {
         case .convolution(let c):
-            if context.cudnn != nil { try cudnnConvolution(c, layer: i, x, y) } else { try gemmConvolution(c, x, y) }
+            if c.fragmentDescriptor != nil, let g = FragmentGeometry(c.conv, input: x.shape),
+                g.count * max(x.shape.c * g.fragment.h * g.fragment.w, y.shape.c * g.result.h * g.result.w)
+                    < Int(Int32.max)
+            {
+                try fragmentConvolution(c, layer: i, x, y, g)  // the epilogue included
+                return
+            }
+            if context.cudnn != nil {
+                try cudnnConvolution(
+                    c, layer: i, descriptor: c.descriptor, x: x.pointer, input: x.shape, y: y.pointer,
+                    output: y.shape, batch: 1)
+            } else {
+                try gemmConvolution(c, x, y)
+            }
             if c.bias != nil || c.reluSlope != nil {
                 try context.launch(
                     "bias_act", count: y.shape.count,
@@ -311,33 +336,36 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
-    private func tensorDescriptor(_ dnn: CuDNN, _ s: Shape) throws -> CUHandle {
+    private func tensorDescriptor(_ dnn: CuDNN, _ s: Shape, batch: Int = 1) throws -> CUHandle {
         var d: CUHandle = nil
         try dnn.check(dnn.cudnnCreateTensorDescriptor(&d), "cudnnCreateTensorDescriptor")
         try dnn.check(
             dnn.cudnnSetTensor4dDescriptor(
-                d, CuDNN.formatNCHW, CuDNN.float32, 1, Int32(s.c), Int32(s.h),
-                Int32(s.w)), "cudnnSetTensor4dDescriptor \(s)")
+                d, CuDNN.formatNCHW, CuDNN.float32, Int32(batch), Int32(s.c), Int32(s.h),
+                Int32(s.w)), "cudnnSetTensor4dDescriptor \(batch)×\(s)")
         return d
     }
 
-    private func plan(_ c: ConvolutionStep, layer i: Int, input: Shape, output: Shape) throws -> ConvolutionPlan {
-        let key = PlanKey(layer: i, input: input)
+    /// `descriptor`: the step's own or its fragment descriptor; `batch` images of `input` each.
+    private func plan(
+        _ c: ConvolutionStep, layer i: Int, descriptor: CUHandle, input: Shape, output: Shape, batch: Int
+    ) throws -> ConvolutionPlan {
+        let key = PlanKey(layer: i, input: input, batch: batch)
         if let p = plans[key] { return p }
         let dnn = context.cudnn!
         let handle = context.cudnnHandle
         let name = net.layers[i].name
-        let xd = try tensorDescriptor(dnn, input)
+        let xd = try tensorDescriptor(dnn, input, batch: batch)
         var n: Int32 = 0, ch: Int32 = 0, h: Int32 = 0, w: Int32 = 0
         try dnn.check(
-            dnn.cudnnGetConvolution2dForwardOutputDim(c.descriptor, xd, c.filter, &n, &ch, &h, &w),
+            dnn.cudnnGetConvolution2dForwardOutputDim(descriptor, xd, c.filter, &n, &ch, &h, &w),
             "layer \(name): cudnnGetConvolution2dForwardOutputDim")
-        guard Int(ch) == output.c, Int(h) == output.h, Int(w) == output.w else {
+        guard Int(n) == batch, Int(ch) == output.c, Int(h) == output.h, Int(w) == output.w else {
             throw CUDAError(
-                "layer \(name): cuDNN computes a \(ch)×\(h)×\(w) output for \(input), "
-                    + "Tessera's shape inference \(output)")
+                "layer \(name): cuDNN computes a \(n)×\(ch)×\(h)×\(w) output for \(batch)×\(input), "
+                    + "Tessera's shape inference \(batch)×\(output)")
         }
-        let yd = try tensorDescriptor(dnn, output)
+        let yd = try tensorDescriptor(dnn, output, batch: batch)
         let requested: Int32 = 8
         let perf = UnsafeMutableRawPointer.allocate(byteCount: CuDNN.perfStructBytes * Int(requested), alignment: 8)
         defer { perf.deallocate() }
@@ -345,13 +373,13 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         if findAlgorithms {
             try dnn.check(
                 dnn.cudnnFindConvolutionForwardAlgorithm(
-                    handle, xd, c.filter, c.descriptor, yd, requested,
+                    handle, xd, c.filter, descriptor, yd, requested,
                     &returned, perf),
                 "layer \(name): cudnnFindConvolutionForwardAlgorithm")
         } else {
             try dnn.check(
                 dnn.cudnnGetConvolutionForwardAlgorithm_v7(
-                    handle, xd, c.filter, c.descriptor, yd,
+                    handle, xd, c.filter, descriptor, yd,
                     requested, &returned, perf),
                 "layer \(name): cudnnGetConvolutionForwardAlgorithm_v7")
         }
@@ -365,7 +393,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             var bytes = 0
             guard
                 dnn.cudnnGetConvolutionForwardWorkspaceSize(
-                    handle, xd, c.filter, c.descriptor, yd, algorithm,
+                    handle, xd, c.filter, descriptor, yd, algorithm,
                     &bytes) == 0,
                 bytes <= Self.workspaceLimit
             else { continue }
@@ -383,17 +411,48 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         plans[key] = p
         if profile {
             let list = candidates.map { "\($0.algorithm) (\($0.workspace >> 20) MiB)" }.joined(separator: ", ")
+            let what = batch == 1 ? "\(input)" : "\(batch) fragments \(input)"
             FileHandle.standardError.write(
                 Data(
-                    ("cuda plan \(name) \(input): algorithms \(list)"
+                    ("cuda plan \(name) \(what): algorithms \(list)"
                         + (measured.isEmpty ? "" : "; measured \(measured.joined(separator: ", "))") + "\n").utf8))
         }
         return p
     }
 
-    private func cudnnConvolution(_ c: ConvolutionStep, layer i: Int, _ x: DeviceTensor, _ y: DeviceTensor) throws {
+    /// A dilated convolution through its fragments (`FragmentGeometry`): space-to-batch,
+    /// one batched undilated convolution, batch-to-space with the bias and ReLU.
+    private func fragmentConvolution(
+        _ c: ConvolutionStep, layer i: Int, _ x: DeviceTensor, _ y: DeviceTensor, _ g: FragmentGeometry
+    ) throws {
+        let input = Shape(c: x.shape.c, h: g.fragment.h, w: g.fragment.w)
+        let output = Shape(c: y.shape.c, h: g.result.h, w: g.result.w)
+        let f = try DeviceTensor(Shape(c: g.count * input.c, h: input.h, w: input.w), pool: context.pool)
+        try context.launch(
+            "space_to_batch", count: f.shape.count,
+            [
+                .pointer(x.pointer), .pointer(f.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
+                .int(g.dilation.h), .int(g.dilation.w), .int(g.pad.h), .int(g.pad.w), .int(input.h), .int(input.w),
+            ])
+        let r = try DeviceTensor(Shape(c: g.count * output.c, h: output.h, w: output.w), pool: context.pool)
+        try cudnnConvolution(
+            c, layer: i, descriptor: c.fragmentDescriptor, x: f.pointer, input: input, y: r.pointer,
+            output: output, batch: g.count)
+        try context.launch(
+            "batch_to_space", count: y.shape.count,
+            [
+                .pointer(r.pointer), .pointer(y.pointer), .int(y.shape.c), .int(y.shape.h), .int(y.shape.w),
+                .int(g.dilation.h), .int(g.dilation.w), .int(output.h), .int(output.w), .pointer(c.bias?.pointer ?? 0),
+                .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0), .float(c.reluSlope ?? 0),
+            ])
+    }
+
+    private func cudnnConvolution(
+        _ c: ConvolutionStep, layer i: Int, descriptor: CUHandle, x: DevicePointer, input: Shape, y: DevicePointer,
+        output: Shape, batch: Int
+    ) throws {
         let dnn = context.cudnn!
-        var p = try plan(c, layer: i, input: x.shape, output: y.shape)
+        var p = try plan(c, layer: i, descriptor: descriptor, input: input, output: output, batch: batch)
         var one: Float = 1, zero: Float = 0
         while true {
             let (algorithm, bytes) = p.candidates[0]
@@ -405,12 +464,12 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 workspaceBytes = bytes
             }
             let status = dnn.cudnnConvolutionForward(
-                context.cudnnHandle, &one, p.x, x.pointer, c.filter,
-                c.weights.pointer, c.descriptor, algorithm, workspace, bytes,
-                &zero, p.y, y.pointer)
+                context.cudnnHandle, &one, p.x, x, c.filter,
+                c.weights.pointer, descriptor, algorithm, workspace, bytes,
+                &zero, p.y, y)
             if status != 0 && p.candidates.count > 1 {  // e.g. NOT_SUPPORTED (9; 3000… in cuDNN 9): next one
                 p.candidates.removeFirst()
-                plans[PlanKey(layer: i, input: x.shape)] = p
+                plans[PlanKey(layer: i, input: input, batch: batch)] = p
                 continue
             }
             try dnn.check(status, "layer \(net.layers[i].name): cudnnConvolutionForward (algorithm \(algorithm))")
