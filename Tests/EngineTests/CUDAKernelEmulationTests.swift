@@ -181,4 +181,97 @@ struct CUDAKernelEmulationTests {
         }
         #expect(worst < 1e-5, "max difference \(worst)")
     }
+
+    /// One layer through the CPU engine (`NetRunner`), the kernels' counterpart.
+    static func cpu(_ op: LayerOp, _ x: Tensor, lrnDilation: Size2 = .one) throws -> Tensor {
+        let layer = Layer(name: "layer", op: op, bottoms: ["data"], tops: ["out"])
+        let net = Net(name: "t", inputName: "data", inputChannels: x.c, patchSize: nil, layers: [layer])
+        return try NetRunner(net: net, lrnDilation: [lrnDilation]).forward(x, threads: 1)
+    }
+
+    typealias Pool2d =
+        @convention(c) (
+            UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
+            Int32, Int32, Int32, Int32, Int32, Int32
+        ) -> Void
+
+    @Test(
+        "pool2d equals the CPU engine's pooling (partial windows, padding, dilation)",
+        arguments: [
+            (Pooling.Method.max, 29, 4, 2, 0, 1), (.average, 28, 3, 2, 1, 1), (.max, 25, 4, 1, 0, 2),
+            (.average, 23, 2, 1, 0, 3), (.max, 11, 3, 2, 1, 1),
+        ])
+    func pool2d(_ method: Pooling.Method, _ side: Int, _ k: Int, _ stride: Int, _ pad: Int, _ dilation: Int) throws {
+        let x = Reference.random(Shape(c: 3, h: side, w: side + 3), seed: 31)
+        let pool = Pooling(
+            method: method, kernel: Size2(square: k), stride: Size2(square: stride), pad: Size2(square: pad),
+            dilation: Size2(square: dilation))
+        let want = try Self.cpu(.pooling(pool), x)
+        let got = Tensor(want.shape)
+        try Self.kernel("pool2d", as: Pool2d.self)(
+            x.pointer, got.pointer, 3, Int32(x.h), Int32(x.w), Int32(want.shape.h), Int32(want.shape.w), Int32(k),
+            Int32(k), Int32(stride), Int32(stride), Int32(pad), Int32(pad), Int32(dilation), Int32(dilation),
+            method == .max ? 1 : 0)
+        let diff = Reference.maxDifference(got, want)
+        #expect(diff < 1e-6, "max difference \(diff)")
+    }
+
+    typealias LRNAcross =
+        @convention(c) (
+            UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64, Int32, Float, Float, Float
+        ) -> Void
+    typealias LRNWithin =
+        @convention(c) (
+            UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int32, Int32, Int32, Float, Float, Int32, Int32
+        ) -> Void
+
+    @Test("lrn_across and lrn_within (dilated, as in dense mode) equal the CPU engine's LRN", arguments: [3, 5])
+    func lrn(size: Int) throws {
+        let x = Reference.random(Shape(c: 7, h: 13, w: 17), seed: 32, scale: 3)
+        let across = LRN(region: .acrossChannels, size: size, alpha: 0.2, beta: 0.75, k: 1.5)
+        var want = try Self.cpu(.lrn(across), x)
+        var got = Tensor(want.shape)
+        try Self.kernel("lrn_across", as: LRNAcross.self)(
+            x.pointer, got.pointer, 7, Int64(x.h * x.w), Int32(size), across.alpha / Float(size), across.k, across.beta)
+        #expect(Reference.maxDifference(got, want) < 1e-5, "across: \(Reference.maxDifference(got, want))")
+
+        let within = LRN(region: .withinChannel, size: size, alpha: 0.3, beta: 0.6, k: 1)
+        let dilation = Size2(2, 3)
+        want = try Self.cpu(.lrn(within), x, lrnDilation: dilation)
+        got = Tensor(want.shape)
+        try Self.kernel("lrn_within", as: LRNWithin.self)(
+            x.pointer, got.pointer, 7, Int32(x.h), Int32(x.w), Int32(size), within.alpha / Float(size * size),
+            within.beta, Int32(dilation.h), Int32(dilation.w))
+        #expect(Reference.maxDifference(got, want) < 1e-5, "within: \(Reference.maxDifference(got, want))")
+    }
+
+    typealias Softmax = @convention(c) (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64) -> Void
+    typealias InnerProductKernel =
+        @convention(c) (
+            UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>, Int32,
+            Int32,
+            Int32
+        ) -> Void
+
+    @Test("softmax_channels and inner_product equal the CPU engine's layers")
+    func softmaxAndInnerProduct() throws {
+        let x = Reference.random(Shape(c: 5, h: 9, w: 11), seed: 33, scale: 20)
+        var want = try Self.cpu(.softmax, x)
+        var got = Tensor(want.shape)
+        try Self.kernel("softmax_channels", as: Softmax.self)(x.pointer, got.pointer, 5, Int64(x.h * x.w))
+        #expect(Reference.maxDifference(got, want) < 1e-6, "softmax: \(Reference.maxDifference(got, want))")
+
+        let ip = InnerProduct(
+            outputs: 6, weights: Reference.randomValues(6 * x.count, seed: 34),
+            bias: Reference.randomValues(6, seed: 35))
+        want = try Self.cpu(.innerProduct(ip), x)
+        got = Tensor(want.shape)
+        try ip.weights.withUnsafeBufferPointer { w in
+            try ip.bias!.withUnsafeBufferPointer { b in
+                try Self.kernel("inner_product", as: InnerProductKernel.self)(
+                    x.pointer, w.baseAddress!, b.baseAddress, got.pointer, 6, Int32(x.count), 1)
+            }
+        }
+        #expect(Reference.maxDifference(got, want) < 1e-4, "inner product: \(Reference.maxDifference(got, want))")
+    }
 }
