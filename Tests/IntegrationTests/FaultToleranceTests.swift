@@ -294,7 +294,7 @@ struct FaultToleranceTests {
     }
 
     @Test(
-        "R7: a task held by 3 workers that were lost fails its job, naming them; losses below the limit, and goodbyes, do not"
+        "R7: a task being computed by 3 workers that were lost fails its job, naming them; losses below the limit, and goodbyes, do not"
     )
     func lostWorkersFailTheJob() throws {
         let group = try ProcessGroup("lost-workers")
@@ -319,7 +319,9 @@ struct FaultToleranceTests {
         // (A failed job has no tasks queued or running: `waitFor` would not see it.)
         let s = try TestClient(try ZMQContext(), clients).status(1)
         #expect(s.state == .failed)
-        for needle in ["was in flight on 3 workers that were lost", "w3 (silent for 3 heartbeats)", "w5 (", "--tile"] {
+        for needle in [
+            "was being computed by 3 workers that were lost", "w3 (silent for 3 heartbeats)", "w5 (", "--tile",
+        ] {
             #expect(s.message.contains(needle), "\(needle) in: \(s.message)")
         }
         #expect(!s.message.contains("w1") && !s.message.contains("w2"), "goodbyes are not losses: \(s.message)")

@@ -175,10 +175,18 @@ extension CoordinatorLoop {
                             jobID: req.jobID, fileName: req.fileName, offset: req.offset, totalSize: total,
                             bytes: bytes))
                 }
-            } catch let error as ClusterError {
-                reply = .error(message: error.description)
             } catch {
-                reply = .error(message: "reading \(req.fileName): \(error)")
+                // Retention or a cancel may have removed the job's folder while this read waited.
+                let folder = (path as NSString).deletingLastPathComponent
+                if !FileManager.default.fileExists(atPath: folder) {
+                    reply = .error(
+                        message: "job \(req.jobID)'s outputs were removed while being downloaded "
+                            + "(the coordinator's retention: serve --keep-finished, --max-store)")
+                } else if let error = error as? ClusterError {
+                    reply = .error(message: error.description)
+                } else {
+                    reply = .error(message: "reading \(req.fileName): \(error)")
+                }
             }
             fetched.withLock { $0.append((client, reply)) }
             wake.signal()

@@ -106,7 +106,11 @@ extension CoordinatorLoop {
             job.states[index] = .running([a])
             job.running += 1
         }
-        w.inFlight.insert(Wire.TaskRef(jobID: job.id, taskID: UInt64(index)))
+        let ref = Wire.TaskRef(jobID: job.id, taskID: UInt64(index))
+        w.inFlight.insert(ref)
+        w.sent.removeAll { $0 == ref }  // sent to it again (after it failed there): its new place counts
+        w.sent.append(ref)
+        if w.sent.count > 4 * configuration.credit + 8 { w.sent.removeAll { !w.inFlight.contains($0) } }
         return true
     }
 }

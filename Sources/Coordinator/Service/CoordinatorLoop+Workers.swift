@@ -247,9 +247,10 @@ extension CoordinatorLoop {
         return attempts.count
     }
 
-    /// Counts a lost worker against a task it held, failing the job at the limit. Every
-    /// task the worker held counts (it cannot say which one it was computing), as in
-    /// Dask's allowed-failures: a task that kills workers reaches the limit first.
+    /// Counts a lost worker against the task it was computing, failing the job at the
+    /// limit (as Dask's allowed-failures): a task that kills workers reaches it, while
+    /// the tasks queued behind it on those workers (of this job or another) are not
+    /// blamed. A worker computes its tasks in the order they were sent.
     private func taskLost(_ ref: Wire.TaskRef, on worker: Worker, reason: String) {
         guard configuration.maxTaskLosses > 0, let job = jobs[ref.jobID], job.isActive else { return }
         let index = Int(ref.taskID)
@@ -259,7 +260,7 @@ extension CoordinatorLoop {
         guard losses.count >= configuration.maxTaskLosses else { return }
         abort(
             job, state: .failed,
-            message: "task \(index) was in flight on \(losses.count) workers that were lost "
+            message: "task \(index) was being computed by \(losses.count) workers that were lost "
                 + "(crashed, killed, out of memory or cut off): \(Self.summary(losses)). "
                 + "It may be what kills them (see their logs; a smaller --tile needs less memory); "
                 + "serve --max-task-losses sets the limit")
@@ -272,12 +273,17 @@ extension CoordinatorLoop {
     }
 
     /// Forgets a worker; its tasks are queued again. A `lost` worker (silent or
-    /// unreachable, not one that said goodbye) counts against each task it held: a task
-    /// held by `maxTaskLosses` lost workers fails its job (`taskLost`).
+    /// unreachable, not one that said goodbye) counts against the task it was computing:
+    /// a task computed by `maxTaskLosses` workers that were lost fails its job (`taskLost`).
     func retire(_ worker: Worker, reason: String, lost: Bool = false) {
-        for ref in worker.inFlight {
+        let ordered = worker.sent.filter(worker.inFlight.contains)
+        let computing = ordered.first
+        // Requeued last in, first out (`pending` is a stack): the task it was computing
+        // goes out first again, so the next worker computes it first too.
+        let unordered = worker.inFlight.subtracting(ordered).sorted { ($0.jobID, $0.taskID) < ($1.jobID, $1.taskID) }
+        for ref in unordered + ordered.reversed() {
             requeue(ref, from: worker)
-            if lost { taskLost(ref, on: worker, reason: reason) }
+            if lost, ref == computing { taskLost(ref, on: worker, reason: reason) }
         }
         workers[worker.id] = nil
         workerOrder.removeAll { $0 == worker.id }

@@ -25,6 +25,10 @@ final class CoordinatorLoop {
         var lastHeard = monotonicSeconds()
         var lastSent = monotonicSeconds()
         var inFlight: Set<Wire.TaskRef> = []
+        /// The tasks in the order they were sent (pruned to `inFlight` now and then): a
+        /// worker computes them in that order, so the first one still held is the one
+        /// it was computing.
+        var sent: [Wire.TaskRef] = []
         var tasksDone = 0
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id

@@ -68,9 +68,11 @@ final class ClusterClient {
     /// no reply comes within `attemptTimeout` s; one that is not (submit) waits
     /// `timeout` s for its reply. Either way the client keeps trying for
     /// `reconnectTimeout` s while the coordinator is unreachable.
+    /// `answers` tells this request's reply from a late one to an earlier attempt (a
+    /// resent request is answered twice): replies it refuses are dropped.
     func request(
         _ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
-        attemptTimeout: Double = 3
+        attemptTimeout: Double = 3, answers: (WireMessage) -> Bool = { _ in true }
     ) throws -> WireMessage {
         var limits = WireLimits()
         limits.maxTotalBytes = 1 << 30
@@ -96,7 +98,9 @@ final class ClusterClient {
                     }
                     switch envelope.message {
                     case .success(.error(let text)): throw ClusterError(.refused, text)
-                    case .success(let reply): return reply
+                    case .success(let reply):
+                        guard answers(reply) else { continue }
+                        return reply
                     case .failure(let e):
                         throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }
@@ -176,10 +180,16 @@ final class ClusterClient {
             }
             var offset: UInt64 = 0
             while true {
+                let asked = offset
                 guard
                     case .fetchData(let chunk) = try request(
                         .fetchRequest(
-                            Wire.FetchRequest(jobID: job, fileName: name, offset: offset, maxBytes: 8 << 20)))
+                            Wire.FetchRequest(jobID: job, fileName: name, offset: asked, maxBytes: 8 << 20)),
+                        answers: {
+                            // A piece of an earlier attempt (it was slow, then answered twice) is dropped.
+                            guard case .fetchData(let c) = $0 else { return true }
+                            return c.offset == asked && c.fileName == name && c.jobID == job
+                        })
                 else {
                     throw ClusterError(.protocolViolation, "unexpected reply to a fetch request")
                 }

@@ -1,21 +1,20 @@
 import Foundation
 
-/// Wakes a thread waiting in `ZMQPoller.poll` from any other thread: a pipe whose read
+/// Wakes a thread waiting in `ZMQPoller.poll` from any other thread: a socket pair whose read
 /// end is polled beside the sockets (`ZMQPoller.add(fd:)`). Threads that hand the loop
 /// something (a stored upload part, a prepared job, a read for a download) `signal()`
 /// so it is answered now rather than at the poll's timeout; the loop `drain()`s it
-/// when it fires. Both ends are non-blocking: a signal on a full pipe is already pending.
+/// when it fires. Both ends are non-blocking: a signal on a full buffer is already pending.
 package final class WakePipe: Sendable {
     package let readDescriptor: Int32
     private let writeDescriptor: Int32
 
     package init() throws {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw ZMQError(rawValue: errno) }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
+        // A socket pair rather than a pipe: both flags at creation (Swift does not see
+        // pipe2), so a process started by another thread meanwhile inherits neither end.
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw ZMQError(rawValue: errno) }
         (readDescriptor, writeDescriptor) = (fds[0], fds[1])
     }
 
