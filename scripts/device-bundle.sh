@@ -8,7 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=.build-static
-swift build -c release --static-swift-stdlib --scratch-path "$scratch"
+# The two products only: a plain `swift build` also builds TestSupport, which imports
+# Testing, a module the static Swift runtime does not have.
+for product in tessera-coordinator tessera-worker; do
+  swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product "$product"
+done
 bin=$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -35,8 +35,8 @@ struct TesseraWorker: ParsableCommand {
 
     @Option(help: ArgumentHelp("The coordinator's worker endpoint.", valueName: "endpoint"))
     var coordinator: String?
-    @Option(help: "Engine threads per task (default: all cores).")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Engine threads per task and pipeline (default: the cores divided among the pipelines).")
+    var threads: Int?
     @Option(help: "Name shown in the coordinator's log and status (default: host-pid).")
     var name: String?
     @Option(help: .hidden) var heartbeatMs = 1000
@@ -78,7 +78,9 @@ struct TesseraWorker: ParsableCommand {
     @OptionGroup var curve: CurveClientOptions
 
     func validate() throws {
-        guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+        if let threads, !(1...1024).contains(threads) {
+            throw ValidationError("--threads must be between 1 and 1024")
+        }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
         guard (0...WorkerAgent.maxTaskDelayMilliseconds).contains(debugTaskDelayMs) else {
             throw ValidationError(
@@ -89,10 +91,7 @@ struct TesseraWorker: ParsableCommand {
             throw ValidationError("--precision must be fp32 or tf32")
         }
         // Syntax only here (cuda:all needs the driver, asked in run()).
-        for item in device.split(separator: ",", omittingEmptySubsequences: false)
-        where item.trimmingCharacters(in: .whitespaces).lowercased() != "cuda:all" {
-            _ = try ComputeDevice(parsing: item.trimmingCharacters(in: .whitespaces))
-        }
+        _ = try ComputeDevice.devices(parsing: device, gpuCount: { 1 })
         if let maxMemoryMib, !(1...(1 << 24)).contains(maxMemoryMib) {
             throw ValidationError("--max-memory-mib must be between 1 and 16777216 (16 TiB)")
         }
@@ -122,9 +121,16 @@ struct TesseraWorker: ParsableCommand {
                 """)
         }
         _ = try BLAS.get()
-        if let maxMemoryMib { ActivationArena.limitBytes = min(SystemMemory.limit, maxMemoryMib << 20) }
         let devices = try ComputeDevice.devices(
             parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
+        // CPU pipelines compute at the same time: each gets its share of the memory and of the cores.
+        let cpuPipelines = max(1, devices.filter { $0 == .cpu }.count)
+        let memory = min(SystemMemory.limit, maxMemoryMib.map { $0 << 20 } ?? Int.max)
+        ActivationArena.limitBytes = memory / cpuPipelines
+        ActivationArena.limitText =
+            (maxMemoryMib != nil ? "--max-memory-mib" : "the machine's memory")
+            + (cpuPipelines > 1 ? " shared by \(cpuPipelines) CPU pipelines" : "")
+        let threads = self.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / devices.count)
         for case .cuda(let index, _) in Set(devices) {
             // Fail now, with the reason, rather than on the first task.
             let gpu = try CUDAContext.get(device: index)

@@ -64,4 +64,17 @@ struct WorkerPipelinesTests {
         let many = Array(repeating: "cpu", count: ComputeDevice.maxPipelines + 1).joined(separator: ",")
         #expect(throws: EngineError.self) { try ComputeDevice.devices(parsing: many) }
     }
+
+    @Test("tessera-worker --device with a bad entry in a list says which, and what a list may hold")
+    func badListOnTheCommandLine() throws {
+        let group = try ProcessGroup("pipelines-bad-device")
+        defer { group.stop() }
+        let worker = try group.start(
+            "tessera-worker", ["--coordinator", "tcp://127.0.0.1:1", "--device", "cpu,gpu0"], log: "worker")
+        #expect(group.wait(worker, timeout: 20) != 0)
+        let log = group.log("worker")
+        for needle in ["\"gpu0\"", "cuda:all, or a comma-separated list"] {
+            #expect(log.contains(needle), "\(needle) in: \(log)")
+        }
+    }
 }

@@ -132,6 +132,9 @@ struct CuDNN: @unchecked Sendable {
     /// (desc, dataType, format, k, c, h, w): note the order differs from tensors.
     let cudnnSetFilter4dDescriptor: @convention(c) (CUHandle, Int32, Int32, Int32, Int32, Int32, Int32) -> Int32
     let cudnnCreateConvolutionDescriptor: @convention(c) (UnsafeMutablePointer<CUHandle>) -> Int32
+    let cudnnDestroyTensorDescriptor: @convention(c) (CUHandle) -> Int32
+    let cudnnDestroyFilterDescriptor: @convention(c) (CUHandle) -> Int32
+    let cudnnDestroyConvolutionDescriptor: @convention(c) (CUHandle) -> Int32
     /// (desc, padH, padW, strideH, strideW, dilationH, dilationW, mode, computeType)
     let cudnnSetConvolution2dDescriptor:
         @convention(c) (
@@ -181,6 +184,9 @@ struct CuDNN: @unchecked Sendable {
         cudnnCreateFilterDescriptor = try l.symbol("cudnnCreateFilterDescriptor")
         cudnnSetFilter4dDescriptor = try l.symbol("cudnnSetFilter4dDescriptor")
         cudnnCreateConvolutionDescriptor = try l.symbol("cudnnCreateConvolutionDescriptor")
+        cudnnDestroyTensorDescriptor = try l.symbol("cudnnDestroyTensorDescriptor")
+        cudnnDestroyFilterDescriptor = try l.symbol("cudnnDestroyFilterDescriptor")
+        cudnnDestroyConvolutionDescriptor = try l.symbol("cudnnDestroyConvolutionDescriptor")
         cudnnSetConvolution2dDescriptor = try l.symbol("cudnnSetConvolution2dDescriptor")
         cudnnSetConvolutionGroupCount = try l.symbol("cudnnSetConvolutionGroupCount")
         cudnnSetConvolutionMathType = try l.symbol("cudnnSetConvolutionMathType")

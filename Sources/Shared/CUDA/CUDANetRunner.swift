@@ -84,6 +84,24 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         }
     }
 
+    /// Gives back what the runner holds beyond its tensors: the cuDNN workspace (to the
+    /// context's pool, for the next runner) and the descriptors (host objects; no pass can
+    /// be running on a runner that is going away).
+    deinit {
+        if workspaceBytes > 0 { context.pool.release(workspace, bytes: workspaceBytes) }
+        guard let dnn = context.cudnn else { return }
+        for p in plans.values {
+            _ = dnn.cudnnDestroyTensorDescriptor(p.x)
+            _ = dnn.cudnnDestroyTensorDescriptor(p.y)
+        }
+        for case .convolution(let c) in steps {
+            if c.filter != nil { _ = dnn.cudnnDestroyFilterDescriptor(c.filter) }
+            for d in [c.descriptor, c.fragmentDescriptor] where d != nil {
+                _ = dnn.cudnnDestroyConvolutionDescriptor(d)
+            }
+        }
+    }
+
     private func convolutionDescriptor(
         _ dnn: CuDNN, _ c: Convolution, pad: Size2, dilation: Size2, layer name: String
     ) throws -> CUHandle {

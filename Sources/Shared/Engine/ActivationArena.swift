@@ -25,6 +25,8 @@ package final class ActivationArena: @unchecked Sendable {
     /// (`SystemMemory.limit`: RAM, or the cgroup's limit) unless set lower at start-up
     /// (`tessera-worker --max-memory-mib`). Set before any pass runs.
     nonisolated(unsafe) package static var limitBytes = SystemMemory.limit
+    /// Where `limitBytes` comes from, for the error message.
+    nonisolated(unsafe) package static var limitText = "the machine's memory, or --max-memory-mib"
 
     init(count: Int, input: Shape) throws {
         let bytes = max(1, count) * MemoryLayout<Float>.size
@@ -33,7 +35,7 @@ package final class ActivationArena: @unchecked Sendable {
             throw EngineError(
                 .outOfMemory,
                 "a \(input.h)×\(input.w) input needs \(Self.text(bytes)) for its activations, more than this "
-                    + "process's limit of \(Self.text(limit)) (the machine's memory, or --max-memory-mib): "
+                    + "process's limit of \(Self.text(limit)) (\(Self.limitText)): "
                     + "use a smaller --tile (or --memory-budget)")
         }
         guard let memory = malloc(bytes) else {

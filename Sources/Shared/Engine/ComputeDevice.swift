@@ -34,12 +34,17 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
     /// Parses a worker's `--device`: one device, or a comma-separated list of them, one
     /// compute pipeline each (a device named twice gets two pipelines); `cuda:all` is
     /// every GPU the process sees.
-    package static func devices(parsing text: String, precision: CUDAPrecision = .fp32) throws -> [ComputeDevice] {
+    /// `gpuCount` answers how many GPUs `cuda:all` means (the driver by default; a
+    /// syntax check before the driver is loaded passes `{ 1 }`).
+    package static func devices(
+        parsing text: String, precision: CUDAPrecision = .fp32,
+        gpuCount: () throws -> Int = { try GPUBackends.current().deviceCount() }
+    ) throws -> [ComputeDevice] {
         var devices: [ComputeDevice] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let t = item.trimmingCharacters(in: .whitespaces)
             if t.lowercased() == "cuda:all" {
-                let count = try GPUBackends.current().deviceCount()
+                let count = try gpuCount()
                 guard count > 0 else {
                     throw EngineError(
                         .invalidDevice, "cuda:all: no CUDA device is visible (check CUDA_VISIBLE_DEVICES)")
