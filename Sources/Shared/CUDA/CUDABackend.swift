@@ -21,8 +21,12 @@ package struct CUDABackend: GPUBackend {
             precision: precision)
     }
 
-    package func freeMemory(device: Int) throws -> Int {
-        try CUDAContext.get(device: device).memoryInfo().free
+    /// 40 % of the free memory (the rest for cuDNN's workspace), 20 % when dilated
+    /// convolutions run through fragments (which hold such a layer's input and output a
+    /// second time), and at most 8 GiB, so that no activation reaches cuDNN's 2³¹-element limit.
+    package func tileMemoryBudget(device: Int) throws -> Int {
+        let free = try CUDAContext.get(device: device).memoryInfo().free
+        return min(FragmentGeometry.enabled ? free / 5 : free / 5 * 2, 8 << 30)
     }
 
     package func deviceCount() throws -> Int { try CUDAContext.deviceCount() }

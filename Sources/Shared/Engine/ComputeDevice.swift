@@ -83,15 +83,12 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Bytes of activations one tile may use: CPU from `cpuBudget`; a GPU from its
-    /// free memory (40 %, leaving room for cuDNN's workspace), at most 8 GiB so
-    /// that no activation reaches cuDNN's 2³¹-element limit.
+    /// Bytes of activations one tile may use: CPU from `cpuBudget`; a GPU's from its
+    /// backend (`GPUBackend.tileMemoryBudget`: a share of its free memory).
     package func tileMemoryBudget(cpuBudget: Int) throws -> Int {
         switch self {
         case .cpu: return cpuBudget
-        case .cuda(let i, _):
-            let free = try GPUBackends.current().freeMemory(device: i)
-            return min(free / 5 * 2, 8 << 30)
+        case .cuda(let i, _): return try GPUBackends.current().tileMemoryBudget(device: i)
         }
     }
 }

@@ -8,8 +8,10 @@ import TesseraModel
 package protocol GPUBackend: Sendable {
     /// A runner for `net` on GPU `device`, with the same contract as the CPU `NetRunner`.
     func executor(_ net: Net, lrnDilation: [Size2]?, device: Int, precision: CUDAPrecision) throws -> any NetExecutor
-    /// Free memory of GPU `device`, in bytes.
-    func freeMemory(device: Int) throws -> Int
+    /// Bytes one tile's activations (a layer's input and output, `ModelPlan.activationBytes`)
+    /// may take on GPU `device`: a share of its free memory that leaves room for what the
+    /// backend allocates beside them (workspaces, copies).
+    func tileMemoryBudget(device: Int) throws -> Int
     /// How many GPUs this process can see (`cuda:all`).
     func deviceCount() throws -> Int
 }
