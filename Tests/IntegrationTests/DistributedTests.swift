@@ -10,19 +10,6 @@ import Testing
 /// processes and `submit` clients, against the in-process engine.
 @Suite("Distributed: coordinator, workers and clients on loopback", .serialized)
 struct DistributedTests {
-    func submit(
-        _ group: ProcessGroup, _ clients: String, mode: MapMode, image: String, out: String,
-        log: String
-    ) throws -> Process {
-        try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                + [
-                    "--mode", mode.rawValue, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy",
-                    "--wait", "--out", out, image,
-                ], log: log)
-    }
-
     @Test("1 coordinator + 3 workers: every mode's .npy is byte-identical to the in-process map")
     func byteIdentical() throws {
         let group = try ProcessGroup("identical")
@@ -33,7 +20,7 @@ struct DistributedTests {
         try ClusterFixture.writeImage(to: image)
         for mode in MapMode.allCases {
             let out = "\(group.directory)/out-\(mode.rawValue)"
-            let p = try submit(group, clients, mode: mode, image: image, out: out, log: "submit-\(mode.rawValue)")
+            let p = try group.submitFixture(clients, image: image, out: out, mode: mode, log: "submit-\(mode.rawValue)")
             let status = group.wait(p, timeout: 60)
             #expect(status == 0, "submit \(mode): \(group.log("submit-\(mode.rawValue)"))\n\(group.log("coordinator"))")
             let local = try ClusterFixture.localNPY(image: image, mode: mode, scratch: group.directory)
@@ -55,20 +42,14 @@ struct DistributedTests {
         try group.startWorker(workers, name: "w1")
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
-        func submit(_ name: String, _ extra: [String]) throws -> (Int32, String) {
-            let p = try group.start(
-                "tessera-coordinator",
-                ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                    + [
-                        "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--wait", "--out",
-                        group.directory + "/" + name,
-                    ]
-                    + extra + [image], log: name)
+        func submit(_ name: String, outputs: String, _ extra: [String] = []) throws -> (Int32, String) {
+            let p = try group.submitFixture(
+                clients, image: image, out: group.directory + "/" + name, outputs: outputs, extra: extra, log: name)
             return (group.wait(p, timeout: 60) ?? -1, group.log(name))
         }
-        var (status, log) = try submit("full", ["--outputs", "npy,prob"])
+        var (status, log) = try submit("full", outputs: "npy,prob")
         #expect(status == 0, "\(log)")
-        (status, log) = try submit("kept", ["--outputs", "npy,prob", "--keep-classes", "2,0"])
+        (status, log) = try submit("kept", outputs: "npy,prob", ["--keep-classes", "2,0"])
         #expect(status == 0, "\(log)\n\(group.log("coordinator"))")
         let check = try runCommand([
             "python3", "-c",
@@ -100,7 +81,7 @@ struct DistributedTests {
                 Double(kept) < 0.72 * Double(full) && Double(kept) > 0.6 * Double(full),
                 "bytes in: full \(full), kept \(kept)")
         }
-        (status, log) = try submit("labels", ["--outputs", "labels", "--keep-classes", "1"])
+        (status, log) = try submit("labels", outputs: "labels", ["--keep-classes", "1"])
         #expect(status != 0 && log.contains("labels and overlays need every class"), "\(log)")
     }
 
@@ -139,8 +120,10 @@ struct DistributedTests {
         let (workers, clients) = try group.startCoordinator()
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
-        let a = try submit(group, clients, mode: .dense, image: image, out: group.directory + "/a", log: "client-a")
-        let b = try submit(group, clients, mode: .shift, image: image, out: group.directory + "/b", log: "client-b")
+        let a = try group.submitFixture(
+            clients, image: image, out: group.directory + "/a", mode: .dense, log: "client-a")
+        let b = try group.submitFixture(
+            clients, image: image, out: group.directory + "/b", mode: .shift, log: "client-b")
         // Both jobs are planned and queued with no worker at all.
         let context = try ZMQContext()
         let client = try TestClient(context, clients)
@@ -208,7 +191,8 @@ struct DistributedTests {
                     values: [1, 2, 3])))
 
         // A job, with the fake worker as the only worker: it is handed tasks.
-        let p = try submit(group, clients, mode: .dense, image: image, out: group.directory + "/out", log: "client")
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
         let task = try #require(try Self.next(fake, { if case .task = $0 { true } else { false } }))
         guard case .task(let spec) = task else { return }
         // 6. A result (right shape, wrong values) for a task this worker was not given.

@@ -88,14 +88,8 @@ struct EndpointLimitTests {
         usleep(300_000)
         let before = try #require(peakResidentBytes(of: pid))
         // The legitimate client submits while the flood is under way.
-        let legit = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                + [
-                    "--mode", "dense", "--tile", "24", "--outputs", "npy", "--wait", "--out", group.directory + "/out",
-                    image,
-                ],
-            log: "legit")
+        let legit = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", tile: 24, log: "legit")
         let started = Date()
         for _ in 0..<count { try flood.send(message) }
         var replies = 0

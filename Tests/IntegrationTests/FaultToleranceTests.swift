@@ -338,14 +338,8 @@ struct FaultToleranceTests {
             log: "small")
         let (image, expected) = try reference(group)
         // One 192² tile: megabytes of activations, over the worker's 1 MiB.
-        let big = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                + [
-                    "--mode", "dense", "--tile", "192", "--outputs", "npy", "--wait", "--out", group.directory + "/big",
-                    image,
-                ],
-            log: "client-big")
+        let big = try group.submitFixture(
+            clients, image: image, out: group.directory + "/big", tile: 192, log: "client-big")
         #expect(group.wait(big, timeout: 60) == 1, "the job must fail: \(group.log("client-big"))")
         let message = group.log("client-big")
         for needle in [

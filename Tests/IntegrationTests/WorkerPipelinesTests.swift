@@ -26,13 +26,7 @@ struct WorkerPipelinesTests {
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
         let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
-        let client = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                + [
-                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--wait", "--out",
-                    group.directory + "/out", image,
-                ], log: "client")
+        let client = try group.submitFixture(clients, image: image, out: group.directory + "/out", log: "client")
         #expect(group.wait(client, timeout: 60) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
         #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
         kill(worker.processIdentifier, SIGTERM)
