@@ -2,8 +2,9 @@
 # Prepares .device/ for scripts/device-check.sh on a GPU machine that has no Swift
 # toolchain and no internet: both binaries built with the Swift runtime linked in
 # (--static-swift-stdlib), stripped, plus the shared libraries they need that such
-# a machine may lack (libzmq and its dependencies, libpng), and the seed net's
-# deploy.prototxt (definition only) for the timing. Everything goes into one
+# a machine may lack (libzmq and its dependencies, libpng), the seed net's
+# deploy.prototxt (definition only) for the timing, and the seed's nuclei caffemodel
+# (naive on the GPU). The seed files never enter the repository. Everything goes into one
 # .device/bundle.tar.xz (the device tool carries at most 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ ldd "$bin/tessera-coordinator" /usr/lib/x86_64-linux-gnu/libzmq.so.5 | awk '$3 ~
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 seed=../shared/models/seed/efficient-pixelwise/deploy.prototxt
 [[ -f $seed ]] && cp "$seed" "$stage/seed/deploy.prototxt"
+# The seed's trained nuclei classifier (a net that pads: GPU naive's timing and check).
+nuclei=../shared/models/seed/nuclei-cifar10quick/nuclei_w32.caffemodel
+[[ -f $nuclei ]] && cp "$nuclei" "$stage/seed/"
 mkdir -p .device
 tar -cJf .device/bundle.tar.xz -C "$stage" bin lib seed
 ls -l .device/bundle.tar.xz

@@ -6,7 +6,8 @@
 # when an earlier one failed; logs and results go to $OUT (default /tmp/device-check),
 # a summary to stdout. Exit status: number of failed steps.
 #
-# Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine)
+# Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine, naive
+# of the seed's padded nuclei net), naive at three batch sizes and on tiles
 # with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, dilated
 # convolutions through fragments (TESSERA_CUDA_DILATED=fragments), per-layer profiles, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
 # a worker's sustained throughput with one and two pipelines and `cuda:all` (benchmarks/pipelines.sh),
@@ -30,6 +31,10 @@ for p in /opt/torch/.venv/bin/python python3; do
 done
 SEED=$D/seed/deploy.prototxt
 [[ -f $SEED ]] || SEED=../shared/models/seed/efficient-pixelwise/deploy.prototxt
+NUCLEI=$D/seed/nuclei_w32.caffemodel  # the seed's trained nuclei net (pads): naive
+[[ -f $NUCLEI ]] || NUCLEI=../shared/models/seed/nuclei-cifar10quick/nuclei_w32.caffemodel
+NAIVE=()
+[[ -f $NUCLEI ]] && NAIVE=(--naive-model "$NUCLEI")
 DEMO=(--model models/demo/deploy.prototxt --weights models/demo/nuclei32.caffemodel
       --channel-order bgr --mean 134,151,171 --scale 0.015625)
 failed=0
@@ -47,8 +52,8 @@ step() {  # step NAME TIMEOUT COMMAND...
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
 echo "cuDNN: ${cudnn:-not found}; python: $PY"
 step info 60 $B/tessera-coordinator info
-step gpu-check 400 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
-  --export-dense "$OUT/dense-net.json"
+step gpu-check 500 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
+  --export-dense "$OUT/dense-net.json" "${NAIVE[@]}"
 step gpu-check-gemm 300 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda \
   --seed-model "$SEED" --no-cpu-timing
 step gpu-check-find 300 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
@@ -62,6 +67,18 @@ step profile-fragments 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDA_DILATED=fragm
   --device cuda --model "$SEED" --modes dense --repeats 2
 step profile 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda --model "$SEED" \
   --modes dense --repeats 2
+# naive of the padded nuclei net on the GPU (issue 20: 2000×2000 in at most 20 s): one
+# 2000² task at three batch sizes, then the default 64² tiles.
+if [[ -f $NUCLEI ]]; then
+  for b in 512 2048 8192; do
+    step "naive-batch-$b" 150 env TESSERA_CUDA_NAIVE_BATCH=$b $B/tessera-coordinator benchmark --device cuda \
+      --weights "$NUCLEI" --modes naive --size 2000 --naive-crop 2000 --tile 2000 --repeats 2
+  done
+  step naive-tiles 150 $B/tessera-coordinator benchmark --device cuda --weights "$NUCLEI" --modes naive --size 2000 \
+    --naive-crop 2000 --repeats 1
+  step profile-naive 60 env TESSERA_CUDA_PROFILE=1 $B/tessera-coordinator benchmark --device cuda \
+    --weights "$NUCLEI" --modes naive --size 256 --naive-crop 256 --tile 256
+fi
 step benchmark 120 $B/tessera-coordinator benchmark --device cuda --model "$SEED" --repeats 5
 step benchmark-tf32 120 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --repeats 5
 if $PY -c 'import torch' 2>/dev/null && [[ -f $OUT/dense-net.json ]]; then

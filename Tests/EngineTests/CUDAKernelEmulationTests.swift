@@ -218,7 +218,7 @@ struct CUDAKernelEmulationTests {
 
     typealias LRNAcross =
         @convention(c) (
-            UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64, Int32, Float, Float, Float
+            UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64, Int32, Float, Float, Float, Int32
         ) -> Void
     typealias LRNWithin =
         @convention(c) (
@@ -232,7 +232,8 @@ struct CUDAKernelEmulationTests {
         var want = try Self.cpu(.lrn(across), x)
         var got = Tensor(want.shape)
         try Self.kernel("lrn_across", as: LRNAcross.self)(
-            x.pointer, got.pointer, 7, Int64(x.h * x.w), Int32(size), across.alpha / Float(size), across.k, across.beta)
+            x.pointer, got.pointer, 7, Int64(x.h * x.w), Int32(size), across.alpha / Float(size), across.k, across.beta,
+            1)
         #expect(Reference.maxDifference(got, want) < 1e-5, "across: \(Reference.maxDifference(got, want))")
 
         let within = LRN(region: .withinChannel, size: size, alpha: 0.3, beta: 0.6, k: 1)
@@ -245,12 +246,11 @@ struct CUDAKernelEmulationTests {
         #expect(Reference.maxDifference(got, want) < 1e-5, "within: \(Reference.maxDifference(got, want))")
     }
 
-    typealias Softmax = @convention(c) (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64) -> Void
+    typealias Softmax = @convention(c) (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int64, Int32) -> Void
     typealias InnerProductKernel =
         @convention(c) (
             UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>, Int32,
-            Int32,
-            Int32
+            Int32, Int32, Int32
         ) -> Void
 
     @Test("softmax_channels and inner_product equal the CPU engine's layers")
@@ -258,7 +258,7 @@ struct CUDAKernelEmulationTests {
         let x = Reference.random(Shape(c: 5, h: 9, w: 11), seed: 33, scale: 20)
         var want = try Self.cpu(.softmax, x)
         var got = Tensor(want.shape)
-        try Self.kernel("softmax_channels", as: Softmax.self)(x.pointer, got.pointer, 5, Int64(x.h * x.w))
+        try Self.kernel("softmax_channels", as: Softmax.self)(x.pointer, got.pointer, 5, Int64(x.h * x.w), 1)
         #expect(Reference.maxDifference(got, want) < 1e-6, "softmax: \(Reference.maxDifference(got, want))")
 
         let ip = InnerProduct(
@@ -269,7 +269,7 @@ struct CUDAKernelEmulationTests {
         try ip.weights.withUnsafeBufferPointer { w in
             try ip.bias!.withUnsafeBufferPointer { b in
                 try Self.kernel("inner_product", as: InnerProductKernel.self)(
-                    x.pointer, w.baseAddress!, b.baseAddress, got.pointer, 6, Int32(x.count), 1)
+                    x.pointer, w.baseAddress!, b.baseAddress, got.pointer, 6, Int32(x.count), 1, 1)
             }
         }
         #expect(Reference.maxDifference(got, want) < 1e-4, "inner product: \(Reference.maxDifference(got, want))")

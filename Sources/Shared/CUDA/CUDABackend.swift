@@ -21,6 +21,14 @@ package struct CUDABackend: GPUBackend {
             precision: precision)
     }
 
+    package func patchMapper(
+        _ net: Net, patch: Size2, device: Int, precision: CUDAPrecision
+    ) throws
+        -> any PatchMapper
+    {
+        try CUDAPatchMapper(net: net, patch: patch, context: CUDAContext.get(device: device), precision: precision)
+    }
+
     /// 40 % of the free memory (the rest for cuDNN's workspace), 20 % when dilated
     /// convolutions run through fragments (which hold such a layer's input and output a
     /// second time), and at most 8 GiB, so that no activation reaches cuDNN's 2³¹-element limit.

@@ -1,14 +1,17 @@
 /// The backend's own kernels, compiled for the device by NVRTC at start-up.
 /// Each mirrors its CPU counterpart in `Engine/Kernels` (same window rules,
 /// same order of operations where it matters); all use grid-stride loops over
-/// 64-bit element counts. Convolutions are not here: cuDNN (or im2col + cuBLAS) does them.
+/// 64-bit element counts. Tensors may hold a batch of images (`naive`'s patches), one
+/// after another: kernels working plane by plane or element by element see the batch
+/// as more channels (per-channel parameters are indexed by channel modulo `channels`),
+/// those mixing channels (LRN across channels, softmax, InnerProduct) take `images`. Convolutions are not here: cuDNN (or im2col + cuBLAS) does them.
 /// `CUDAKernelEmulationTests` compiles this source for the CPU (one thread, one block)
 /// and checks kernels against the engine's reference loops on machines without a GPU.
 enum CUDAKernelSource {
     static let names = [
         "bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
         "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside", "space_to_batch",
-        "batch_to_space",
+        "batch_to_space", "gather_patches", "scatter_classes",
     ]
 
     static let code = #"""
@@ -23,11 +26,12 @@ enum CUDAKernelSource {
         extern "C" {
 
         // Convolution epilogue, in place: + bias[c], then ReLU with `slope` when relu != 0.
-        __global__ void bias_act(float* y, const float* bias, long long plane, int channels, int has_bias, int relu,
-                                 float slope) {
-            LOOP(i, plane * channels) {
+        // `channels` per image; n counts every plane of the batch.
+        __global__ void bias_act(float* y, const float* bias, long long plane, int channels, long long n, int has_bias,
+                                 int relu, float slope) {
+            LOOP(i, n) {
                 float v = y[i];
-                if (has_bias) v += bias[i / plane];
+                if (has_bias) v += bias[(i / plane) % channels];
                 if (relu) v = v > 0.0f ? v : v * slope;
                 y[i] = v;
             }
@@ -45,9 +49,10 @@ enum CUDAKernelSource {
         }
 
         // BatchNorm and Scale: y = x * a[c] + b[c].
-        __global__ void affine(const float* x, float* y, const float* a, const float* b, long long plane, int channels) {
-            LOOP(i, plane * channels) {
-                int c = (int)(i / plane);
+        __global__ void affine(const float* x, float* y, const float* a, const float* b, long long plane, int channels,
+                               long long n) {
+            LOOP(i, n) {
+                int c = (int)((i / plane) % channels);
                 y[i] = x[i] * a[c] + b[c];
             }
         }
@@ -84,9 +89,10 @@ enum CUDAKernelSource {
 
         // ACROSS_CHANNELS LRN with Caffe's sliding sum of squares over channels.
         __global__ void lrn_across(const float* x, float* y, int channels, long long plane, int size, float alpha_over_n,
-                                   float k, float beta) {
+                                   float k, float beta, int images) {
             int lo = (size - 1) / 2, hi = size - 1 - lo;
-            LOOP(p, plane) {
+            LOOP(t, plane * images) {
+                long long base = t / plane * channels * plane, p = t % plane + base;
                 float acc = 0.0f;
                 for (int j = 0; j < (channels < hi ? channels : hi); j++) { float v = x[j * plane + p]; acc += v * v; }
                 for (int c = 0; c < channels; c++) {
@@ -121,8 +127,9 @@ enum CUDAKernelSource {
         }
 
         // Softmax over channels at every pixel, max subtracted.
-        __global__ void softmax_channels(const float* x, float* y, int channels, long long plane) {
-            LOOP(p, plane) {
+        __global__ void softmax_channels(const float* x, float* y, int channels, long long plane, int images) {
+            LOOP(t, plane * images) {
+                long long p = t / plane * channels * plane + t % plane;
                 float m = x[p];
                 for (int c = 1; c < channels; c++) m = fmaxf(m, x[c * plane + p]);
                 float s = 0.0f;
@@ -131,14 +138,16 @@ enum CUDAKernelSource {
             }
         }
 
-        // InnerProduct on one image: y[o] = sum_i w[o, i] x[i] (+ bias[o]).
+        // InnerProduct on each image: y[n, o] = sum_i w[o, i] x[n, i] (+ bias[o]).
         __global__ void inner_product(const float* x, const float* w, const float* bias, float* y, int outputs,
-                                      int inputs, int has_bias) {
-            LOOP(o, outputs) {
+                                      int inputs, int has_bias, int images) {
+            LOOP(t, (long long)outputs * images) {
+                int o = (int)(t % outputs);
                 const float* row = w + o * (long long)inputs;
+                const float* in = x + t / outputs * inputs;
                 float s = 0.0f;
-                for (int i = 0; i < inputs; i++) s += row[i] * x[i];
-                y[o] = has_bias ? s + bias[o] : s;
+                for (int i = 0; i < inputs; i++) s += row[i] * in[i];
+                y[t] = has_bias ? s + bias[o] : s;
             }
         }
 
@@ -211,6 +220,31 @@ enum CUDAKernelSource {
                 if (has_bias) v += bias[c];
                 if (relu) v = v > 0.0f ? v : v * slope;
                 y[i] = v;
+            }
+        }
+
+        // naive: the patches of map pixels first ..< first + count (map rows map_w wide) as a batch
+        // of `batch` patches, [batch][channels][ph][pw]: pixel p's patch is the ph×pw window of x
+        // (channels × h × w) at row p / map_w, column p % map_w; patches count ..< batch are zeros.
+        __global__ void gather_patches(const float* x, float* out, int channels, int h, int w, int ph, int pw,
+                                       long long first, int count, int batch, int map_w) {
+            LOOP(i, (long long)batch * channels * ph * pw) {
+                int s = (int)(i % pw);
+                int r = (int)((i / pw) % ph);
+                long long t = i / ((long long)pw * ph);
+                int c = (int)(t % channels);
+                long long n = t / channels, p = first + n;
+                out[i] = n < count ? x[((long long)c * h + p / map_w + r) * w + p % map_w + s] : 0.0f;
+            }
+        }
+
+        // naive: a batch's class probabilities ([count][classes]) into the map (classes planes of
+        // `plane` pixels), at pixels first ..< first + count.
+        __global__ void scatter_classes(const float* probs, float* map, int classes, long long plane, long long first,
+                                        int count) {
+            LOOP(i, (long long)count * classes) {
+                int c = (int)(i % classes);
+                map[c * plane + first + i / classes] = probs[i];
             }
         }
 

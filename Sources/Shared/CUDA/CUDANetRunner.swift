@@ -191,61 +191,76 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         return try context.exclusive {
             let x = try DeviceTensor(input.shape, pool: context.pool)
             try context.upload(input.pointer, count: input.count, to: x.pointer)
-            var blobs: [String: DeviceTensor] = [net.inputName: x]
-            var times: [(String, Double)] = []
-            var clock = DispatchTime.now()
-            if profile { try context.synchronize(); clock = DispatchTime.now() }
-            for (i, layer) in net.layers.enumerated() {
-                if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first,
-                    let t = blobs[name]
-                {
-                    let (h, w) = (t.shape.h, t.shape.w)
-                    let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
-                    let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
-                    if !(y0 == 0 && y1 == h && x0 == 0 && x1 == w) {
-                        try context.launch(
-                            "fill_outside", count: t.shape.count,
-                            [
-                                .pointer(t.pointer), .long(t.shape.count), .int(h), .int(w), .int(y0), .int(y1),
-                                .int(x0), .int(x1), .float(window.padValue),
-                            ])
-                    }
-                }
-                let inputs = layer.bottoms.map { blobs[$0]! }
-                let output: DeviceTensor
-                switch steps[i] {
-                case .identity:
-                    output = inputs[0]
-                default:
-                    output = try DeviceTensor(shapes[i], pool: context.pool)
-                    try run(steps[i], layer: i, inputs, output)
-                }
-                for top in layer.tops { blobs[top] = output }
-                for name in releases[i] { blobs[name] = nil }
-                if profile {
-                    try context.synchronize()
-                    let now = DispatchTime.now()
-                    times.append((layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
-                    clock = now
-                }
-            }
-            let out = blobs[net.outputName]!
+            let out = try layers(x, batch: 1, shapes: shapes, masks: masks, label: "\(input.shape)")
             let result = Tensor(uninitialized: out.shape)
             try context.download(out.pointer, count: out.shape.count, into: result.pointer)
-            if profile {
-                let line = times.map { String(format: "%@ %.2f", $0.0, $0.1) }.joined(separator: ", ")
-                FileHandle.standardError.write(Data("cuda profile (ms) \(input.shape): \(line)\n".utf8))
-            }
             return result
         }
     }
 
-    private func run(_ step: Step, layer i: Int, _ inputs: [DeviceTensor], _ y: DeviceTensor) throws {
+    /// The net on `x`, a batch of `batch` images one after another (each of the net's input
+    /// shape; `shapes`: each layer's output for one image), on the device; the caller holds
+    /// `context.exclusive`. `masks` (one image only): padding like the whole-image pass.
+    func layers(
+        _ x: DeviceTensor, batch: Int, shapes: [Shape], masks: [PixelRect?]? = nil, label: @autoclosure () -> String
+    ) throws -> DeviceTensor {
+        precondition(batch == 1 || masks == nil, "padding masks apply to one image")
+        var blobs: [String: DeviceTensor] = [net.inputName: x]
+        var times: [(String, Double)] = []
+        var clock = DispatchTime.now()
+        if profile { try context.synchronize(); clock = DispatchTime.now() }
+        for (i, layer) in net.layers.enumerated() {
+            if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first,
+                let t = blobs[name]
+            {
+                let (h, w) = (t.shape.h, t.shape.w)
+                let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
+                let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
+                if !(y0 == 0 && y1 == h && x0 == 0 && x1 == w) {
+                    try context.launch(
+                        "fill_outside", count: t.shape.count,
+                        [
+                            .pointer(t.pointer), .long(t.shape.count), .int(h), .int(w), .int(y0), .int(y1),
+                            .int(x0), .int(x1), .float(window.padValue),
+                        ])
+                }
+            }
+            let inputs = layer.bottoms.map { blobs[$0]! }
+            let output: DeviceTensor
+            switch steps[i] {
+            case .identity:
+                output = inputs[0]
+            default:
+                let s = shapes[i]
+                output = try DeviceTensor(Shape(c: s.c * batch, h: s.h, w: s.w), pool: context.pool)
+                try run(steps[i], layer: i, inputs, output, batch: batch)
+            }
+            for top in layer.tops { blobs[top] = output }
+            for name in releases[i] { blobs[name] = nil }
+            if profile {
+                try context.synchronize()
+                let now = DispatchTime.now()
+                times.append((layer.name, Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6))
+                clock = now
+            }
+        }
+        if profile {
+            let line = times.map { String(format: "%@ %.2f", $0.0, $0.1) }.joined(separator: ", ")
+            let what = batch == 1 ? label() : "\(batch) × \(label())"
+            FileHandle.standardError.write(Data("cuda profile (ms) \(what): \(line)\n".utf8))
+        }
+        return blobs[net.outputName]!
+    }
+
+    /// One layer on a batch of `batch` images (`x` and `y` hold them one after another).
+    private func run(_ step: Step, layer i: Int, _ inputs: [DeviceTensor], _ y: DeviceTensor, batch: Int) throws {
         let x = inputs[0]
         let plane = y.shape.h * y.shape.w
+        /// Channels of one image of the input and of the output.
+        let (xc, yc) = (x.shape.c / batch, y.shape.c / batch)
         switch step {
         case .convolution(let c):
-            if c.fragmentDescriptor != nil, let g = FragmentGeometry(c.conv, input: x.shape),
+            if batch == 1, c.fragmentDescriptor != nil, let g = FragmentGeometry(c.conv, input: x.shape),
                 g.count * max(x.shape.c * g.fragment.h * g.fragment.w, y.shape.c * g.result.h * g.result.w)
                     < Int(Int32.max)
             {
@@ -254,17 +269,24 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             }
             if context.cudnn != nil {
                 try cudnnConvolution(
-                    c, layer: i, descriptor: c.descriptor, x: x.pointer, input: x.shape, y: y.pointer,
-                    output: y.shape, batch: 1)
+                    c, layer: i, descriptor: c.descriptor, x: x.pointer,
+                    input: Shape(c: xc, h: x.shape.h, w: x.shape.w),
+                    y: y.pointer, output: Shape(c: yc, h: y.shape.h, w: y.shape.w), batch: batch)
             } else {
-                try gemmConvolution(c, x, y)
+                let (xs, ys) = (xc * x.shape.h * x.shape.w, yc * plane)
+                for n in 0..<batch {
+                    try gemmConvolution(
+                        c, x.pointer + UInt64(n * xs * 4), Shape(c: xc, h: x.shape.h, w: x.shape.w),
+                        y.pointer + UInt64(n * ys * 4), Shape(c: yc, h: y.shape.h, w: y.shape.w))
+                }
             }
             if c.bias != nil || c.reluSlope != nil {
                 try context.launch(
                     "bias_act", count: y.shape.count,
                     [
-                        .pointer(y.pointer), .pointer(c.bias?.pointer ?? 0), .long(plane), .int(y.shape.c),
-                        .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0), .float(c.reluSlope ?? 0),
+                        .pointer(y.pointer), .pointer(c.bias?.pointer ?? 0), .long(plane), .int(yc),
+                        .long(y.shape.count), .int(c.bias != nil ? 1 : 0), .int(c.reluSlope != nil ? 1 : 0),
+                        .float(c.reluSlope ?? 0),
                     ])
             }
         case .pooling(let p):
@@ -280,15 +302,16 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                     .int(pad.h), .int(pad.w), .int(dil.h), .int(dil.w), .int(p.method == .max ? 1 : 0),
                 ])
         case .innerProduct(let ip, let w, let b):
-            guard x.shape.count == ip.inputs else {
+            guard x.shape.count == ip.inputs * batch else {
                 throw ModelError(
-                    "layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got \(x.shape)")
+                    "layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got "
+                        + "\(Shape(c: xc, h: x.shape.h, w: x.shape.w))")
             }
             try context.launch(
-                "inner_product", count: ip.outputs,
+                "inner_product", count: ip.outputs * batch,
                 [
                     .pointer(x.pointer), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y.pointer),
-                    .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0),
+                    .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0), .int(batch),
                 ])
         case .activation(let kind, let slope):
             try context.launch(
@@ -300,10 +323,10 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             switch l.region {
             case .acrossChannels:
                 try context.launch(
-                    "lrn_across", count: plane,
+                    "lrn_across", count: plane * batch,
                     [
-                        .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane), .int(l.size),
-                        .float(l.alpha / Float(l.size)), .float(l.k), .float(l.beta),
+                        .pointer(x.pointer), .pointer(y.pointer), .int(xc), .long(plane), .int(l.size),
+                        .float(l.alpha / Float(l.size)), .float(l.k), .float(l.beta), .int(batch),
                     ])
             case .withinChannel:
                 try context.launch(
@@ -319,19 +342,22 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 "affine", count: y.shape.count,
                 [
                     .pointer(x.pointer), .pointer(y.pointer), .pointer(a.pointer), .pointer(b.pointer), .long(plane),
-                    .int(y.shape.c),
+                    .int(yc), .long(y.shape.count),
                 ])
         case .softmax:
             try context.launch(
-                "softmax_channels", count: plane,
+                "softmax_channels", count: plane * batch,
                 [
-                    .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .long(plane),
+                    .pointer(x.pointer), .pointer(y.pointer), .int(xc), .long(plane), .int(batch),
                 ])
-        case .concat:
+        case .concat:  // image by image: each image's channels are its inputs' channels in turn
             var offset = 0
-            for t in inputs {
-                try context.copy(t.pointer, to: y.pointer + UInt64(offset), bytes: t.shape.count * 4)
-                offset += t.shape.count * 4
+            for n in 0..<batch {
+                for t in inputs {
+                    let bytes = t.shape.count / batch * 4
+                    try context.copy(t.pointer + UInt64(n * bytes), to: y.pointer + UInt64(offset), bytes: bytes)
+                    offset += bytes
+                }
             }
         case .eltwise(let e):
             let coefficients = e.coefficients.isEmpty ? [Float](repeating: 1, count: inputs.count) : e.coefficients
@@ -497,12 +523,15 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
 
     /// im2col in row chunks + one sgemm per chunk and group, written straight into
     /// the output planes (column-major view: C[pixels × outputs] = col[pixels × K] · W[K × outputs]).
-    private func gemmConvolution(_ c: ConvolutionStep, _ x: DeviceTensor, _ y: DeviceTensor) throws {
+    /// One image: `x` (`input`-shaped) to `y` (`output`-shaped).
+    private func gemmConvolution(
+        _ c: ConvolutionStep, _ x: DevicePointer, _ input: Shape, _ y: DevicePointer, _ output: Shape
+    ) throws {
         guard let blas = context.cublas else { throw CUDAError(.library, "no cuBLAS for the im2col convolution path") }
         let conv = c.conv
-        let g = conv.group, cg = x.shape.c / g, mg = conv.outputs / g
+        let g = conv.group, cg = input.c / g, mg = conv.outputs / g
         let k = cg * conv.kernel.h * conv.kernel.w
-        let (outH, outW) = (y.shape.h, y.shape.w)
+        let (outH, outW) = (output.h, output.w)
         let rowsPerChunk = max(1, min(outH, Self.columnBudget / max(1, k * outW)))
         let col = try DeviceTensor(Shape(c: 1, h: 1, w: k * rowsPerChunk * outW), pool: context.pool)
         var one: Float = 1, zero: Float = 0
@@ -513,8 +542,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 try context.launch(
                     "im2col", count: k * rows * outW,
                     [
-                        .pointer(x.pointer + UInt64(grp * cg * x.shape.h * x.shape.w * 4)), .pointer(col.pointer),
-                        .int(cg), .int(x.shape.h), .int(x.shape.w), .int(outW), .int(row0), .int(rows),
+                        .pointer(x + UInt64(grp * cg * input.h * input.w * 4)), .pointer(col.pointer),
+                        .int(cg), .int(input.h), .int(input.w), .int(outW), .int(row0), .int(rows),
                         .int(conv.kernel.h), .int(conv.kernel.w), .int(conv.stride.h), .int(conv.stride.w),
                         .int(conv.pad.h), .int(conv.pad.w), .int(conv.dilation.h), .int(conv.dilation.w),
                     ])
@@ -524,7 +553,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                         context.cublasHandle, 0, 0, Int32(n), Int32(mg), Int32(k), &one,
                         col.pointer, Int32(n), c.weights.pointer + UInt64(grp * mg * k * 4),
                         Int32(k), &zero,
-                        y.pointer + UInt64((grp * mg * outH * outW + row0 * outW) * 4),
+                        y + UInt64((grp * mg * outH * outW + row0 * outW) * 4),
                         Int32(outH * outW)), "cublasSgemm")
                 row0 += rows
             }

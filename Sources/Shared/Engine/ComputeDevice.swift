@@ -73,6 +73,13 @@ package enum ComputeDevice: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `naive` on this device when it is a GPU (`PatchMapper`); nil on the CPU, where
+    /// `MapEngine` runs its own `BatchedClassifier`.
+    func patchMapper(_ net: Net, patch: Size2) throws -> (any PatchMapper)? {
+        guard case .cuda(let index, let precision) = self else { return nil }
+        return try GPUBackends.current().patchMapper(net, patch: patch, device: index, precision: precision)
+    }
+
     /// A runner for `net` on this device.
     /// `packing`: packed weights shared with the engine's other CPU runners.
     func executor(_ net: Net, lrnDilation: [Size2]? = nil, packing: PackedWeights? = nil) throws -> any NetExecutor {

@@ -1,13 +1,14 @@
 import ArgumentParser
 import TesseraEngine
 
-/// `--device` and `--precision`: where the engine computes `fast`, `shift` and `dense`.
+/// `--device` and `--precision`: where the engine computes the maps.
 struct DeviceFlags: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Where tiles are computed: cpu, cuda or cuda:N (GPU N). CUDA needs the NVIDIA driver, "
                 + "NVRTC and cuDNN or cuBLAS at run time (found via TESSERA_CUDA_LIBRARY_PATH, "
-                + "/usr/local/cuda/lib64 or the loader path); naive always runs on the CPU.",
+                + "/usr/local/cuda/lib64 or the loader path). On a GPU, naive runs the classifier on thousands "
+                + "of patches per call.",
             valueName: "device"))
     var device = "cpu"
     @Option(

@@ -16,11 +16,14 @@ struct GPUCheck: ParsableCommand {
         abstract: "Check the CUDA engine against the CPU engine and the fixtures, and time it.",
         discussion: """
             Checks, each printed as PASS or FAIL with its measured difference: every fixture net's \
-            patch probabilities (GPU vs the OpenCV/NumPy reference), its dense/shift/fast maps (GPU \
-            vs CPU engine, and vs the reference naive map where the net is exact), the demo model's \
-            dense and shift maps of the demo image, and that the same tile gives the same bytes twice. \
-            With --seed-model it also times fast, shift and dense on a synthetic image (engine time \
-            including host↔device transfers, preprocessing excluded) and compares the GPU map with the CPU map.
+            patch probabilities (GPU vs the OpenCV/NumPy reference), its naive/dense/shift/fast maps (GPU \
+            vs CPU engine, and vs the reference naive map where the net is exact or the mode is naive), \
+            the demo model's naive, dense and shift maps of the demo image, and that the same tile gives \
+            the same bytes twice. With --seed-model it also times fast, shift and dense on a synthetic \
+            image (engine time including host↔device transfers, preprocessing excluded) and compares the \
+            GPU map with the CPU map. With --naive-model (a net that pads, such as the seed's nuclei \
+            caffemodel) it times naive on a --size square and compares a --naive-check-crop corner with \
+            the CPU engine's naive map.
             """
     )
 
@@ -35,6 +38,10 @@ struct GPUCheck: ParsableCommand {
     @Option(help: "Write the dense form of --seed-model as JSON (for benchmarks/torch_peer.py).") var exportDense:
         String?
     @Flag(help: "Skip the CPU timings of --seed-model (they take seconds).") var noCpuTiming = false
+    @Option(help: "A classifier (.caffemodel with its training net, or a deploy.prototxt) to time naive on.")
+    var naiveModel: String?
+    @Option(help: "Side of the corner of the --naive-model map compared with the CPU engine's naive map.")
+    var naiveCheckCrop = 128
 
     func run() throws {
         let device = try compute.resolve()
@@ -49,6 +56,7 @@ struct GPUCheck: ParsableCommand {
         try checkFixtures(device, report)
         try checkDemo(device, report)
         if let seedModel { try timeSeed(seedModel, device, report) }
+        if let naiveModel { try timeNaive(naiveModel, device, report) }
         print(failures == 0 ? "gpu-check: all checks passed" : "gpu-check: \(failures) check(s) FAILED")
         if failures > 0 { throw ExitCode(1) }
     }
@@ -90,11 +98,11 @@ struct GPUCheck: ParsableCommand {
             let image = try f.image()
             let prep = try f.preprocessing()
             let reference = try f.floats("map", "map")
-            for mode in [MapMode.dense, .shift, .fast] {
+            for mode in [MapMode.naive, .dense, .shift, .fast] {
                 let cpuMap = try LocalMapper(engine: cpuEngine, preprocessing: prep).map(image, mode: mode)
                 let gpuMap = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: mode)
                 report("\(name): \(mode.rawValue) map, GPU vs CPU", Self.maxDiff(gpuMap.data, cpuMap.data), nil)
-                if mode != .fast && model.geometry.isExact {
+                if mode == .naive || (mode != .fast && model.geometry.isExact) {
                     report(
                         "\(name): \(mode.rawValue) map, GPU vs \(f.reference) naive map",
                         Self.maxDiff(gpuMap.data, reference), nil)
@@ -112,7 +120,7 @@ struct GPUCheck: ParsableCommand {
         let image = try PNGReader.read(path: demoImage)
         let cpuEngine = try MapEngine(model: model)
         let gpuEngine = try MapEngine(model: model, device: device)
-        for mode in [MapMode.dense, .shift] {
+        for mode in [MapMode.naive, .dense, .shift] {
             let cpuMap = try LocalMapper(engine: cpuEngine, preprocessing: prep).map(image, mode: mode)
             let gpuMap = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: mode)
             report(
@@ -180,6 +188,68 @@ struct GPUCheck: ParsableCommand {
             } else {
                 print(line)
             }
+        }
+    }
+
+    /// naive of a classifier (a net that pads: the exact map there is) on a synthetic
+    /// --size square: the GPU's time for the whole square, and its top-left corner against
+    /// the CPU engine's naive map of that corner alone (and computed twice on the GPU).
+    private func timeNaive(_ path: String, _ device: ComputeDevice, _ report: (String, Float, Float?) -> Void) throws {
+        let loaded = try ModelLoader.load(
+            path.hasSuffix(".caffemodel")
+                ? ModelSource(weights: path) : ModelSource(model: path, requireWeights: false))
+        let classifier = loaded.hasWeights ? loaded.classifier : loaded.classifier.withRandomWeights(seed: 42)
+        let gpuEngine = try MapEngine(
+            classifier: classifier, patch: loaded.patchSize, allowPadding: true, device: device)
+        let cpuEngine = try MapEngine(classifier: classifier, patch: loaded.patchSize, allowPadding: true)
+        let image = SyntheticImage(side: size, seed: 9)
+        let prep = Preprocessing(mean: [104, 117, 123], scale: 1.0 / 64)
+        let mapping = try ChannelMapping.resolve(imageChannels: 3, netChannels: classifier.inputChannels, order: .bgr)
+        func run(_ engine: MapEngine, side: Int, threads: Int) throws -> (Tensor, Double) {
+            let task = TileTask(
+                mode: .naive, rect: PixelRect(y: 0, x: 0, height: side, width: side), image: Size2(size, size))
+            let input = PixelRegion(
+                image: image, paddedRect: engine.tasks.inputRect(task), halfPatch: engine.tasks.halfPatch
+            ).tensor(mapping: mapping, preprocessing: prep)
+            let start = DispatchTime.now()
+            let out = try engine.run(task, input: input, threads: threads)
+            return (out, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+        }
+        let crop = min(naiveCheckCrop, size)
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        let (cpuCorner, cpuTime) = try run(cpuEngine, side: crop, threads: threads)
+        let (gpuCorner, _) = try run(gpuEngine, side: crop, threads: 1)  // also makes the plans
+        let (again, _) = try run(gpuEngine, side: crop, threads: 1)
+        report(
+            "naive \(classifier.name) \(crop)×\(crop): GPU vs CPU", Self.maxDiff(gpuCorner.values, cpuCorner.values),
+            nil)
+        report(
+            "naive \(classifier.name) \(crop)×\(crop): computed twice, byte-identical",
+            gpuCorner.values == again.values ? 0 : 1, 0)
+        var times: [Double] = []
+        var whole: Tensor?
+        for _ in 0..<max(1, min(repeats, 3)) {
+            let (out, t) = try run(gpuEngine, side: size, threads: 1)
+            times.append(t)
+            whole = out
+        }
+        times.sort()
+        let macs = try gpuEngine.convolutionMACs(
+            TileTask(mode: .naive, rect: PixelRect(y: 0, x: 0, height: size, width: size)))
+        print(
+            String(
+                format: "  naive  GPU best %.3f s, median %.3f s, %.0f GFLOP/s (%@ %d×%d, one task); "
+                    + "CPU (%d threads) %.2f s for the %d×%d corner = %.0f s for the whole square",
+                times[0], times[times.count / 2], 2 * Double(macs) / times[0] / 1e9, classifier.name, size, size,
+                threads, cpuTime, crop, crop, cpuTime * Double(size * size) / Double(crop * crop)))
+        if let whole {
+            var corner: [Float] = []
+            for c in 0..<whole.c {
+                for y in 0..<crop { for x in 0..<crop { corner.append(whole[c, y, x]) } }
+            }
+            report(
+                "naive \(size)×\(size): its \(crop)×\(crop) corner vs the corner alone (GPU)",
+                Self.maxDiff(corner, gpuCorner.values), nil)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import TesseraCore
 import TesseraModel
 import TesseraPlan
@@ -10,11 +11,13 @@ import TesseraPlan
 package final class MapEngine: @unchecked Sendable {
     /// The model's classifier, nets, layouts and task geometry.
     package let plan: ModelPlan
-    /// Where `fast`, `shift` and `dense` run (`naive`, the reference, always runs on the CPU).
+    /// Where every mode runs.
     package let device: ComputeDevice
     private let classifierRunner: NetRunner
     /// The classifier on batches of patches (`naive`); nil where the net has no batched form.
     let batchedClassifier: BatchedClassifier?
+    /// `naive` on a GPU device, made when the first `naive` task comes (most jobs run other modes).
+    private let gpuClassifier = LazyPatchMapper()
     private let stridedRunner: any NetExecutor
     private let denseRunner: any NetExecutor
     /// Distinct convolution weight arrays the CPU runners packed (one per layer when
@@ -144,13 +147,16 @@ package final class MapEngine: @unchecked Sendable {
         return out
     }
 
-    /// Every pixel's patch through the classifier: in batches (`BatchedClassifier`)
-    /// claimed by the threads one after another, or one patch at a time for nets
-    /// without a batched form.
+    /// Every pixel's patch through the classifier: on a GPU device by its `PatchMapper`;
+    /// on the CPU in batches (`BatchedClassifier`) claimed by the threads one after another,
+    /// or one patch at a time for nets without a batched form.
     private func naive(_ task: TileTask, input: Tensor, threads: Int) throws -> Tensor {
         let (h, w) = (task.rect.height, task.rect.width)
         // Shapes are checked once here, so the per-patch forward cannot fail.
         _ = try classifierRunner.net.shapes(input: tasks.patch)
+        if let gpu = try gpuClassifier.get({ try device.patchMapper(plan.classifier, patch: tasks.patch) }) {
+            return try gpu.naiveMap(input, size: Size2(h, w))
+        }
         let out = Tensor(Shape(c: classes, h: h, w: w))
         guard let batched = batchedClassifier else {
             naivePerPatch(input: input, into: out, threads: threads)
@@ -192,5 +198,22 @@ package final class MapEngine: @unchecked Sendable {
                 for c in 0..<classes { out[c, y, x] = probs.storage[c] }
             }
         }
+    }
+}
+
+/// A `PatchMapper` made on first use, once, by whichever thread asks first.
+private final class LazyPatchMapper: @unchecked Sendable {
+    private let lock = NSLock()
+    private var made = false
+    private var mapper: (any PatchMapper)?
+
+    func get(_ make: () throws -> (any PatchMapper)?) throws -> (any PatchMapper)? {
+        lock.lock()
+        defer { lock.unlock() }
+        if !made {
+            mapper = try make()
+            made = true
+        }
+        return mapper
     }
 }
