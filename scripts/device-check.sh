@@ -6,12 +6,17 @@
 # when an earlier one failed; logs and results go to $OUT (default /tmp/device-check),
 # a summary to stdout. Exit status: number of failed steps.
 #
-# Steps: gpu-check (fixtures, demo, determinism, seed-net timing vs the CPU engine, naive
-# of the seed's padded nuclei net), naive at three batch sizes and on tiles
-# with cuDNN, again with the im2col + cuBLAS path, cuDNN 'find' algorithms, dilated
-# convolutions through fragments (TESSERA_CUDA_DILATED=fragments), per-layer profiles, the PyTorch peer (fp32, tf32, bf16) when PyTorch is installed,
-# a worker's sustained throughput with one and two pipelines and `cuda:all` (benchmarks/pipelines.sh),
-# and a coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
+# Steps, most important first (issue 20's acceptance, then the rest): gpu-check (fixtures,
+# demo, determinism, seed-net timing vs the CPU engine, naive of the seed's padded nuclei
+# net), the same with dilated convolutions through fragments, the PyTorch fp32 peer and the
+# ratio, a worker's sustained throughput with one and two pipelines and `cuda:all`
+# (benchmarks/pipelines.sh), naive at other batch sizes, per-layer profiles, the other
+# PyTorch precisions, tf32, the im2col + cuBLAS path, cuDNN 'find' algorithms, and a
+# coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
+#
+# BUDGET (seconds, default 480) bounds the whole run: a step gets at most what is left,
+# a step that cannot start with 20 s left is skipped, and the summary is always printed
+# (a lent GPU session has 15 minutes of device time in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device-check}
@@ -37,54 +42,36 @@ NAIVE=()
 [[ -f $NUCLEI ]] && NAIVE=(--naive-model "$NUCLEI")
 DEMO=(--model models/demo/deploy.prototxt --weights models/demo/nuclei32.caffemodel
       --channel-order bgr --mean 134,151,171 --scale 0.015625)
+BUDGET=${BUDGET:-480}
 failed=0
+skipped=()
 step() {  # step NAME TIMEOUT COMMAND...
   local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - SECONDS))
+  if ((left < 20)); then skipped+=("$name"); echo "=== $name: skipped (budget)"; return; fi
+  ((limit > left)) && limit=$left
   echo "=== $name"
   local t0=$SECONDS
-  if declare -F "$1" >/dev/null; then "$@" >"$OUT/$name.log" 2>&1; else timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; fi
-  local rc=$?
+  local rc
+  if declare -F "$1" >/dev/null; then  # a function: in a subshell, stopped (with its children) at the limit
+    ("$@") >"$OUT/$name.log" 2>&1 &
+    local pid=$! waited=0
+    while kill -0 "$pid" 2>/dev/null && ((waited < limit)); do sleep 1; waited=$((waited + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then
+      pkill -TERM -P "$pid"; kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rc=124
+    else
+      wait "$pid"; rc=$?
+    fi
+  else
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; rc=$?
+  fi
   tail -n 40 "$OUT/$name.log"
   echo "=== $name: exit $rc, $((SECONDS - t0)) s"
   [[ $rc -eq 0 ]] || failed=$((failed + 1))
 }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
-echo "cuDNN: ${cudnn:-not found}; python: $PY"
-step info 60 $B/tessera-coordinator info
-step gpu-check 500 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
-  --export-dense "$OUT/dense-net.json" "${NAIVE[@]}"
-step gpu-check-gemm 300 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --no-cpu-timing
-step gpu-check-find 300 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --no-cpu-timing --repeats 10
-# Dilated convolutions as batched undilated ones over fragments (space-to-batch,
-# FragmentGeometry; issue 20): the same numerics and determinism checks (the seed's maps
-# against the CPU engine too), and the per-layer profile.
-step gpu-check-fragments 300 env TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --repeats 10
-step profile-fragments 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator benchmark \
-  --device cuda --model "$SEED" --modes dense --repeats 2
-step profile 120 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda --model "$SEED" \
-  --modes dense --repeats 2
-# naive of the padded nuclei net on the GPU (issue 20: 2000×2000 in at most 20 s): one
-# 2000² task at three batch sizes, then the default 64² tiles.
-if [[ -f $NUCLEI ]]; then
-  for b in 512 2048 8192; do
-    step "naive-batch-$b" 150 env TESSERA_CUDA_NAIVE_BATCH=$b $B/tessera-coordinator benchmark --device cuda \
-      --weights "$NUCLEI" --modes naive --size 2000 --naive-crop 2000 --tile 2000 --repeats 2
-  done
-  step naive-tiles 150 $B/tessera-coordinator benchmark --device cuda --weights "$NUCLEI" --modes naive --size 2000 \
-    --naive-crop 2000 --repeats 1
-  step profile-naive 60 env TESSERA_CUDA_PROFILE=1 $B/tessera-coordinator benchmark --device cuda \
-    --weights "$NUCLEI" --modes naive --size 256 --naive-crop 256 --tile 256
-fi
-step benchmark 120 $B/tessera-coordinator benchmark --device cuda --model "$SEED" --repeats 5
-step benchmark-tf32 120 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --repeats 5
-if $PY -c 'import torch' 2>/dev/null && [[ -f $OUT/dense-net.json ]]; then
-  for p in fp32 tf32 bf16; do
-    step "torch-$p" 180 env LD_LIBRARY_PATH="$ORIGINAL_LD_LIBRARY_PATH" $PY benchmarks/torch_peer.py "$OUT/dense-net.json" --precision $p
-  done
+# The dense fp32 ratio to the PyTorch peer, from the logs written so far.
+ratios() {
   $PY - "$OUT" <<'PY'
 import json, re, sys
 out = sys.argv[1]
@@ -102,7 +89,13 @@ for name in ("gpu-check", "gpu-check-fragments"):
         print(f"dense 2000x2000 fp32 ({name}): Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
               f"(device only {peer['deviceOnlyBest']*1000:.1f} ms): ratio {ours/peer['best']:.2f}")
 PY
-fi
+}
+TORCH=0
+$PY -c 'import torch' 2>/dev/null && TORCH=1
+torch() {  # torch PRECISION: the PyTorch peer on the seed's dense net (gpu-check exported it)
+  [[ $TORCH == 1 && -f $OUT/dense-net.json ]] || { echo "no PyTorch or no exported net"; return 1; }
+  env LD_LIBRARY_PATH="$ORIGINAL_LD_LIBRARY_PATH" $PY benchmarks/torch_peer.py "$OUT/dense-net.json" --precision "$1"
+}
 
 # A CPU coordinator with one CUDA worker and one CPU worker; the same tiles in-process
 # on each device: every tile of the mixed map must equal one of them byte for byte.
@@ -150,11 +143,52 @@ sys.exit(0 if ok else 1)
 PY
   return $rc
 }
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
+echo "cuDNN: ${cudnn:-not found}; python: $PY; torch: $TORCH; budget ${BUDGET} s"
+step info 60 $B/tessera-coordinator info
+step gpu-check 240 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
+  --export-dense "$OUT/dense-net.json" "${NAIVE[@]}"
+# Dilated convolutions as batched undilated ones over fragments (space-to-batch,
+# FragmentGeometry; issue 20): the same numerics and determinism checks (the seed's maps
+# against the CPU engine too).
+step gpu-check-fragments 150 env TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --repeats 10
+step torch-fp32 90 torch fp32
+ratios
 # Sustained throughput of one worker process over 49 tiles of 1024² (shared storage: region
 # reads, transfers and chunk writes included) against the engine alone, with one pipeline,
 # two pipelines on GPU 0, and one per GPU (issue 20).
-step pipelines 300 env TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0 cuda:all
-step mixed-cluster 300 mixed
-TESSERA_CUDNN_ALGO=find step mixed-cluster-find 300 mixed
+step pipelines 180 env TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0 cuda:all
+# naive of the padded nuclei net (issue 20: 2000×2000 in at most 20 s; gpu-check timed the
+# default batch of 2048): one 2000² task at two other batch sizes, then the default 64² tiles.
+if [[ -f $NUCLEI ]]; then
+  for b in 512 8192; do
+    step "naive-batch-$b" 60 env TESSERA_CUDA_NAIVE_BATCH=$b $B/tessera-coordinator benchmark --device cuda \
+      --weights "$NUCLEI" --modes naive --size 2000 --naive-crop 2000 --tile 2000
+  done
+fi
+step profile-fragments 60 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator benchmark \
+  --device cuda --model "$SEED" --modes dense --repeats 2
+step profile 60 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda \
+  --model "$SEED" --modes dense --repeats 2
+[[ -f $NUCLEI ]] && step profile-naive 60 env TESSERA_CUDA_PROFILE=1 $B/tessera-coordinator benchmark --device cuda \
+  --weights "$NUCLEI" --modes naive --size 256 --naive-crop 256 --tile 256
+step torch-tf32 90 torch tf32
+step torch-bf16 90 torch bf16
+step benchmark-tf32 60 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --repeats 5
+step gpu-check-gemm 120 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --no-cpu-timing
+step gpu-check-find 120 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --no-cpu-timing --repeats 10
+[[ -f $NUCLEI ]] && step naive-tiles 90 $B/tessera-coordinator benchmark --device cuda --weights "$NUCLEI" \
+  --modes naive --size 2000 --naive-crop 2000
+step mixed-cluster 150 mixed
+TESSERA_CUDNN_ALGO=find step mixed-cluster-find 150 mixed
+echo "=== summary"
+ratios
+grep -h -E "^(PASS|FAIL)|GPU best|naive  GPU" "$OUT"/gpu-check*.log 2>/dev/null
+grep -h -A6 "^devices" "$OUT/pipelines.log" 2>/dev/null
+grep -h "^naive " "$OUT"/naive-*.log 2>/dev/null
+((${#skipped[@]})) && echo "skipped for the budget: ${skipped[*]}"
 echo "device-check: $failed step(s) failed; logs in $OUT"
 exit $failed
