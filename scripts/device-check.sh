@@ -10,7 +10,7 @@
 # demo, determinism, seed-net timing vs the CPU engine, naive of the seed's padded nuclei
 # net), the same with dilated convolutions through fragments, the PyTorch fp32 peer and the
 # ratio, a worker's sustained throughput with one and two pipelines and `cuda:all`
-# (benchmarks/pipelines.sh), naive at other batch sizes, per-layer profiles, the other
+# (benchmarks/pipelines.sh), the same with transfers overlapping compute, naive at other batch sizes, per-layer profiles, the other
 # PyTorch precisions, tf32, the im2col + cuBLAS path, cuDNN 'find' algorithms, and a
 # coordinator with one CUDA and one CPU worker (tiles compared byte for byte).
 #
@@ -159,6 +159,12 @@ ratios
 # reads, transfers and chunk writes included) against the engine alone, with one pipeline,
 # two pipelines on GPU 0, and one per GPU (issue 20).
 step pipelines 180 env TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0 cuda:all
+# Transfers on each pipeline's own stream, overlapping the other pipeline's compute
+# (TransferLane, TESSERA_CUDA_OVERLAP=1; off by default until this has passed and been timed).
+step gpu-check-overlap 120 env TESSERA_CUDA_OVERLAP=1 $B/tessera-coordinator gpu-check --device cuda \
+  --seed-model "$SEED" --no-cpu-timing --repeats 10
+step pipelines-overlap 120 env TESSERA_CUDA_OVERLAP=1 TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY \
+  benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0
 # naive of the padded nuclei net (issue 20: 2000×2000 in at most 20 s; gpu-check timed the
 # default batch of 2048): one 2000² task at two other batch sizes, then the default 64² tiles.
 if [[ -f $NUCLEI ]]; then
@@ -186,8 +192,10 @@ step mixed-cluster 150 mixed
 TESSERA_CUDNN_ALGO=find step mixed-cluster-find 150 mixed
 echo "=== summary"
 ratios
-grep -h -E "^(PASS|FAIL)|GPU best|naive  GPU" "$OUT"/gpu-check*.log 2>/dev/null
-grep -h -A6 "^devices" "$OUT/pipelines.log" 2>/dev/null
+for f in "$OUT"/gpu-check*.log; do
+  [[ -f $f ]] && { echo "-- $(basename "$f" .log)"; grep -h -E "^FAIL|GPU best|naive  GPU|checks passed|FAILED" "$f"; }
+done
+grep -h -A6 "^devices" "$OUT"/pipelines*.log 2>/dev/null
 grep -h "^naive " "$OUT"/naive-*.log 2>/dev/null
 ((${#skipped[@]})) && echo "skipped for the budget: ${skipped[*]}"
 echo "device-check: $failed step(s) failed; logs in $OUT"

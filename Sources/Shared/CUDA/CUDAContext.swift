@@ -150,6 +150,22 @@ package final class CUDAContext: @unchecked Sendable {
         try compileKernels()
     }
 
+    /// Makes this context current on the calling thread (outside `exclusive`: `TransferLane`).
+    func makeCurrent() throws {
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    /// Lanes not in use (`withLane`).
+    private var idleLanes: [TransferLane] = []
+    private let laneLock = NSLock()
+
+    /// Runs `body` with a `TransferLane` of its own (made on first need, kept for the next caller).
+    func withLane<T>(_ body: (TransferLane) throws -> T) throws -> T {
+        let lane = try laneLock.withLock { idleLanes.popLast() } ?? TransferLane(self)
+        defer { laneLock.withLock { idleLanes.append(lane) } }
+        return try body(lane)
+    }
+
     /// Runs `body` with this context current on the calling thread, one caller at a time.
     func exclusive<T>(_ body: () throws -> T) throws -> T {
         lock.lock()
@@ -347,7 +363,8 @@ final class DeviceMemoryPool: @unchecked Sendable {
 final class DeviceTensor {
     let shape: Shape
     let pointer: DevicePointer
-    private let pool: DeviceMemoryPool
+    /// nil: memory the tensor does not own (a `TransferLane`'s input buffer).
+    private let pool: DeviceMemoryPool?
 
     init(_ shape: Shape, pool: DeviceMemoryPool) throws {
         self.shape = shape
@@ -355,5 +372,12 @@ final class DeviceTensor {
         pointer = try pool.allocate(max(1, shape.count) * 4)
     }
 
-    deinit { pool.release(pointer, bytes: max(1, shape.count) * 4) }
+    /// A view of `shape.count` floats at `pointer`, owned elsewhere.
+    init(borrowing pointer: DevicePointer, shape: Shape) {
+        self.shape = shape
+        self.pointer = pointer
+        pool = nil
+    }
+
+    deinit { pool?.release(pointer, bytes: max(1, shape.count) * 4) }
 }

@@ -29,6 +29,7 @@ struct CUDADriver: @unchecked Sendable {
     let cuEventCreate: @convention(c) (UnsafeMutablePointer<CUHandle>, UInt32) -> Int32
     let cuEventRecord: @convention(c) (CUHandle, CUHandle) -> Int32
     let cuEventSynchronize: @convention(c) (CUHandle) -> Int32
+    let cuStreamWaitEvent: @convention(c) (CUHandle, CUHandle, UInt32) -> Int32
     let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<CUHandle>, UnsafeRawPointer) -> Int32
     let cuModuleGetFunction: @convention(c) (UnsafeMutablePointer<CUHandle>, CUHandle, UnsafePointer<CChar>) -> Int32
     let cuLaunchKernel:
@@ -63,6 +64,7 @@ struct CUDADriver: @unchecked Sendable {
         cuEventCreate = try l.symbol("cuEventCreate")
         cuEventRecord = try l.symbol("cuEventRecord")
         cuEventSynchronize = try l.symbol("cuEventSynchronize")
+        cuStreamWaitEvent = try l.symbol("cuStreamWaitEvent")
         cuModuleLoadData = try l.symbol("cuModuleLoadData")
         cuModuleGetFunction = try l.symbol("cuModuleGetFunction")
         cuLaunchKernel = try l.symbol("cuLaunchKernel")

@@ -188,12 +188,43 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 "layer \(net.layers[i].name) would produce \(s) = \(s.count) values on the GPU, "
                     + "more than 2³¹: use smaller tiles (--tile)")
         }
+        if TransferLane.enabled {
+            return try context.withLane { lane in
+                let x = try lane.upload(input)
+                let out = try context.exclusive {
+                    try lane.computeWaits()
+                    let out = try layers(x, batch: 1, shapes: shapes, masks: masks, label: "\(input.shape)")
+                    try lane.computeQueued()
+                    return out
+                }
+                return try lane.download(out)
+            }
+        }
         return try context.exclusive {
+            var clock = DispatchTime.now()
+            func lap() throws -> Double {
+                try context.synchronize()
+                let now = DispatchTime.now()
+                defer { clock = now }
+                return Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e6
+            }
             let x = try DeviceTensor(input.shape, pool: context.pool)
             try context.upload(input.pointer, count: input.count, to: x.pointer)
+            let up = profile ? try lap() : 0
             let out = try layers(x, batch: 1, shapes: shapes, masks: masks, label: "\(input.shape)")
+            if profile { _ = try lap() }
             let result = Tensor(uninitialized: out.shape)
             try context.download(out.pointer, count: out.shape.count, into: result.pointer)
+            if profile {
+                let down = try lap()
+                FileHandle.standardError.write(
+                    Data(
+                        String(
+                            format: "cuda transfers (ms) %@: upload %.2f (%.0f MB), download %.2f (%.0f MB)\n",
+                            "\(input.shape)", up, Double(input.count * 4) / 1e6, down,
+                            Double(out.shape.count * 4) / 1e6
+                        ).utf8))
+            }
             return result
         }
     }

@@ -133,6 +133,23 @@ struct GPUCheck: ParsableCommand {
         report(
             "demo: dense tiles computed twice on the GPU are byte-identical",
             a.data.withUnsafeBytes { x in b.data.withUnsafeBytes { y in x.elementsEqual(y) ? 0 : 1 } }, 0)
+        // Two pipelines on one GPU (--device cuda:0,cuda:0): two threads map at once, sharing
+        // the context (and, with TESSERA_CUDA_OVERLAP=1, overlapping transfers with compute).
+        let lock = NSLock()
+        var concurrent: [[Float]] = []
+        var failure: Error?
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            do {
+                let m = try LocalMapper(engine: gpuEngine, preprocessing: prep).map(image, mode: .dense, tile: 96)
+                lock.withLock { concurrent.append(m.data) }
+            } catch {
+                lock.withLock { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        report(
+            "demo: dense tiles from two threads at once are byte-identical",
+            concurrent.allSatisfy { $0 == a.data } ? 0 : 1, 0)
     }
 
     private func timeSeed(_ path: String, _ device: ComputeDevice, _ report: (String, Float, Float?) -> Void) throws {
