@@ -146,8 +146,8 @@ PY
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
 echo "cuDNN: ${cudnn:-not found}; python: $PY; torch: $TORCH; budget ${BUDGET} s"
 step info 60 $B/tessera-coordinator info
-step gpu-check 240 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
-  --export-dense "$OUT/dense-net.json" "${NAIVE[@]}"
+step gpu-check 300 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
+  --export-dense "$OUT/dense-net.json" ${NAIVE[@]+"${NAIVE[@]}"}
 # Dilated convolutions as batched undilated ones over fragments (space-to-batch,
 # FragmentGeometry; issue 20): the same numerics and determinism checks (the seed's maps
 # against the CPU engine too).

@@ -77,6 +77,26 @@ struct CUDABatchedKernelEmulationTests {
         }
     }
 
+    typealias ConcatImages =
+        @convention(c) (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int64, Int64, Int64, Int32) -> Void
+
+    @Test("concat_images puts each input's image after the earlier inputs' channels of the same image")
+    func concat() throws {
+        let (a, b) = (Shape(c: 2, h: 3, w: 4), Shape(c: 3, h: 3, w: 4))
+        let n = Self.images
+        let xa = Reference.random(Shape(c: n * a.c, h: 3, w: 4), seed: 49)
+        let xb = Reference.random(Shape(c: n * b.c, h: 3, w: 4), seed: 50)
+        let out = Shape(c: a.c + b.c, h: 3, w: 4)
+        let y = Tensor(Shape(c: n * out.c, h: 3, w: 4))
+        let kernel = try Emulation.kernel("concat_images", as: ConcatImages.self)
+        kernel(xa.pointer, y.pointer, Int64(a.count), Int64(out.count), 0, Int32(n))
+        kernel(xb.pointer, y.pointer, Int64(b.count), Int64(out.count), Int64(a.count), Int32(n))
+        for i in 0..<n {
+            let want = Self.part(xa, i, a).values + Self.part(xb, i, b).values
+            #expect(Self.part(y, i, out).values == want, "image \(i)")
+        }
+    }
+
     typealias BiasAct =
         @convention(c) (UnsafeMutablePointer<Float>, UnsafePointer<Float>?, Int64, Int32, Int64, Int32, Int32, Float)
         -> Void

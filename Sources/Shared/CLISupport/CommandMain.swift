@@ -9,6 +9,9 @@ extension ParsableCommand {
         arguments: [String] = Array(CommandLine.arguments.dropFirst()),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> Never {
+        // Each line out as it is printed, also into a file or a pipe (a log collector, or a
+        // `timeout` that stops the command keeps everything printed before).
+        setvbuf(stdout, nil, _IOLBF, 0)
         let table = EnvironmentTable(Self.self, scheme: scheme)
         let applied: EnvironmentTable.Applied
         do {

@@ -11,7 +11,7 @@ enum CUDAKernelSource {
     static let names = [
         "bias_act", "activation", "affine", "pool2d", "lrn_across", "lrn_within",
         "softmax_channels", "inner_product", "eltwise", "im2col", "fill_outside", "space_to_batch",
-        "batch_to_space", "gather_patches", "scatter_classes",
+        "batch_to_space", "gather_patches", "scatter_classes", "concat_images",
     ]
 
     static let code = #"""
@@ -236,6 +236,13 @@ enum CUDAKernelSource {
                 long long n = t / channels, p = first + n;
                 out[i] = n < count ? x[((long long)c * h + p / map_w + r) * w + p % map_w + s] : 0.0f;
             }
+        }
+
+        // Concat on a batch: each of `images` images of src (src_len values each) at `offset`
+        // within the same image of dst (dst_len values each).
+        __global__ void concat_images(const float* src, float* dst, long long src_len, long long dst_len,
+                                      long long offset, int images) {
+            LOOP(i, src_len * images) dst[i / src_len * dst_len + offset + i % src_len] = src[i];
         }
 
         // naive: a batch's class probabilities ([count][classes]) into the map (classes planes of

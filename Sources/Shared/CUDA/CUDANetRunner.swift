@@ -381,14 +381,21 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 [
                     .pointer(x.pointer), .pointer(y.pointer), .int(xc), .long(plane), .int(batch),
                 ])
-        case .concat:  // image by image: each image's channels are its inputs' channels in turn
+        case .concat:  // each image's channels are its inputs' channels in turn
             var offset = 0
-            for n in 0..<batch {
-                for t in inputs {
-                    let bytes = t.shape.count / batch * 4
-                    try context.copy(t.pointer + UInt64(n * bytes), to: y.pointer + UInt64(offset), bytes: bytes)
-                    offset += bytes
+            for t in inputs {
+                let count = t.shape.count / batch
+                if batch == 1 {
+                    try context.copy(t.pointer, to: y.pointer + UInt64(offset * 4), bytes: count * 4)
+                } else {
+                    try context.launch(
+                        "concat_images", count: t.shape.count,
+                        [
+                            .pointer(t.pointer), .pointer(y.pointer), .long(count), .long(y.shape.count / batch),
+                            .long(offset), .int(batch),
+                        ])
                 }
+                offset += count
             }
         case .eltwise(let e):
             let coefficients = e.coefficients.isEmpty ? [Float](repeating: 1, count: inputs.count) : e.coefficients

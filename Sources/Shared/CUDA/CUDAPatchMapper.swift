@@ -11,9 +11,9 @@ import TesseraModel
 /// second kernel writes the probabilities into the map on the device (`scatter_classes`),
 /// which crosses the bus once at the end.
 ///
-/// Every batch of a task has the same size (the last one is topped up with zero patches
-/// whose outputs are dropped), so a task needs one cuDNN plan per layer, and the same task
-/// gives the same bytes. A patch's probabilities differ from the CPU engine's by float32
+/// Every batch has the same size (`batch`; a task's last one is topped up with zero
+/// patches whose outputs are dropped), so the mapper needs one cuDNN plan per layer, and
+/// a pixel gets the same bytes whatever the task and the tiling. A patch's probabilities differ from the CPU engine's by float32
 /// rounding only (≤ 1e-4, checked by `gpu-check`).
 package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
     let runner: CUDANetRunner
@@ -21,9 +21,11 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
     /// Each layer's output for one patch.
     let shapes: [Shape]
     let classes: Int
-    /// Patches per batch at most (`TESSERA_CUDA_NAIVE_BATCH`, else 2048), fewer when the
-    /// device's memory or cuDNN's 2³¹-element tensors say so.
-    let maxBatch: Int
+    /// Patches per batch, the same for every task (`TESSERA_CUDA_NAIVE_BATCH`, else 2048;
+    /// fewer where an eighth of the device's memory or cuDNN's 2³¹-element tensors say
+    /// so): cuDNN chooses its algorithms by the batch's shape, so a fixed batch gives a
+    /// pixel the same bytes whatever the task's size and the tiling, and one set of plans.
+    let batch: Int
     static let defaultBatch = 2048
 
     init(net: Net, patch: Size2, context: CUDAContext, precision: CUDAPrecision) throws {
@@ -38,12 +40,11 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
         classes = last.c
         let patchValues = net.inputChannels * patch.h * patch.w
         let largest = max(patchValues, shapes.map(\.count).max() ?? 1)
-        // A layer's input and output for each patch, the batch's patches, and cuDNN's
-        // workspace in what is left: a quarter of the free memory for the activations.
+        // A layer's input and output for each patch, and the batch's patches.
         let perPatch = 4 * (patchValues + 2 * largest)
-        let budget = try context.memoryInfo().free / 4
+        let budget = try context.memoryInfo().total / 8
         let asked = ProcessInfo.processInfo.environment["TESSERA_CUDA_NAIVE_BATCH"].flatMap { Int($0) }
-        maxBatch = max(1, min(asked ?? Self.defaultBatch, budget / perPatch, (Int(Int32.max) - 1) / largest))
+        batch = max(1, min(asked ?? Self.defaultBatch, budget / perPatch, (Int(Int32.max) - 1) / largest))
         runner = try CUDANetRunner(net: net, context: context, precision: precision)
     }
 
@@ -58,7 +59,6 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
         let out = Tensor(uninitialized: Shape(c: classes, h: size.h, w: size.w))
         let total = size.h * size.w
         guard total > 0 else { return out }
-        let batch = min(maxBatch, total)
         let context = runner.context
         try context.exclusive {
             let x = try DeviceTensor(input.shape, pool: context.pool)
