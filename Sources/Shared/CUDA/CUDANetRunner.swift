@@ -33,8 +33,9 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     /// cuDNN workspace limit per convolution.
     static let workspaceLimit = 2 << 30
 
-    /// `batch` > 1: the fragments of a dilated convolution (`FragmentGeometry`).
-    private struct PlanKey: Hashable { let layer: Int; let input: Shape; let batch: Int }
+    /// `fragments`: the undilated convolution of a dilated one's `batch` fragments
+    /// (`FragmentGeometry`); else `batch` images (`naive`'s patches) or one.
+    private struct PlanKey: Hashable { let layer: Int; let input: Shape; let batch: Int; let fragments: Bool }
     /// Descriptors and the algorithms cuDNN ranks first for one input shape, best first
     /// (the next is tried when one reports NOT_SUPPORTED at run time).
     private struct ConvolutionPlan {
@@ -432,7 +433,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     private func plan(
         _ c: ConvolutionStep, layer i: Int, descriptor: CUHandle, input: Shape, output: Shape, batch: Int
     ) throws -> ConvolutionPlan {
-        let key = PlanKey(layer: i, input: input, batch: batch)
+        let key = PlanKey(layer: i, input: input, batch: batch, fragments: descriptor == c.fragmentDescriptor)
         if let p = plans[key] { return p }
         let dnn = context.cudnn!
         let handle = context.cudnnHandle
@@ -493,7 +494,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         plans[key] = p
         if profile {
             let list = candidates.map { "\($0.algorithm) (\($0.workspace >> 20) MiB)" }.joined(separator: ", ")
-            let what = batch == 1 ? "\(input)" : "\(batch) fragments \(input)"
+            let what =
+                key.fragments ? "\(batch) fragments \(input)" : batch == 1 ? "\(input)" : "\(batch) × \(input)"
             FileHandle.standardError.write(
                 Data(
                     ("cuda plan \(name) \(what): algorithms \(list)"
@@ -551,7 +553,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 &zero, p.y, y)
             if status != 0 && p.candidates.count > 1 {  // e.g. NOT_SUPPORTED (9; 3000… in cuDNN 9): next one
                 p.candidates.removeFirst()
-                plans[PlanKey(layer: i, input: input, batch: batch)] = p
+                plans[PlanKey(layer: i, input: input, batch: batch, fragments: descriptor == c.fragmentDescriptor)] = p
                 continue
             }
             try dnn.check(status, "layer \(net.layers[i].name): cudnnConvolutionForward (algorithm \(algorithm))")

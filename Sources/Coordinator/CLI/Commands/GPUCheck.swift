@@ -31,6 +31,7 @@ struct GPUCheck: ParsableCommand {
     @Option(help: "Fixture folder.") var fixtures = "Tests/Fixtures"
     @Option(help: "Demo model folder (deploy.prototxt + nuclei32.caffemodel).") var demo = "models/demo"
     @Option(help: "Demo image.") var demoImage = "examples/ihc.png"
+    @Option(help: "Check only the top-left N×N pixels of the demo image (default: all of it).") var demoCrop: Int?
     @Option(help: "A deploy.prototxt to time with fixed random weights (e.g. the seed net).") var seedModel: String?
     @Option(help: "Side of the synthetic timing image.") var size = 2000
     @Option(help: "Timed repetitions (best and median reported).") var repeats = 5
@@ -117,7 +118,7 @@ struct GPUCheck: ParsableCommand {
                 model: "\(demo)/deploy.prototxt",
                 weights: "\(demo)/nuclei32.caffemodel"))
         let prep = Preprocessing(mean: [134, 151, 171], scale: 0.015625, channelOrder: .bgr)
-        let image = try PNGReader.read(path: demoImage)
+        let image = try Self.crop(PNGReader.read(path: demoImage), to: demoCrop)
         let cpuEngine = try MapEngine(model: model)
         let gpuEngine = try MapEngine(model: model, device: device)
         for mode in [MapMode.naive, .dense, .shift] {
@@ -205,6 +206,20 @@ struct GPUCheck: ParsableCommand {
             } else {
                 print(line)
             }
+        }
+    }
+
+    /// The top-left `side`×`side` pixels of `image` (all of it when nil or larger).
+    static func crop(_ image: PixelImage, to side: Int?) throws -> PixelImage {
+        guard let side, side < image.width || side < image.height else { return image }
+        guard side > 0 else { throw ValidationError("--demo-crop must be positive") }
+        let (w, h, c) = (min(side, image.width), min(side, image.height), image.channels)
+        func rows<T>(_ values: [T]) -> [T] {
+            (0..<h).flatMap { y in values[(y * image.width * c)..<((y * image.width + w) * c)] }
+        }
+        switch image.samples {
+        case .uint8(let v): return PixelImage(width: w, height: h, channels: c, samples: .uint8(rows(v)))
+        case .uint16(let v): return PixelImage(width: w, height: h, channels: c, samples: .uint16(rows(v)))
         }
     }
 

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+
+@testable import TesseraImage
+@testable import TestSupport
+
+/// The CUDA backend's own code on an emulated GPU (`Tests/EmulatedCUDA/emulated_cuda.c`:
+/// libcuda, NVRTC, cuDNN and cuBLAS implemented on the CPU), so that what only a lent
+/// GPU could run before (argument marshalling, batches, plans, fragments, transfer
+/// lanes, the im2col path, pipelines per GPU) runs on every CI machine. What this
+/// cannot show: speed, real cuDNN algorithms, and races between streams (the emulation
+/// is synchronous); `scripts/device-check.sh` on a GPU does.
+@Suite("Emulated GPU: the CUDA backend against the CPU engine", .enabled(if: EmulatedGPU.supported))
+struct EmulatedGPUTests {
+    /// Each backend path: the default, dilated convolutions through fragments, transfer
+    /// lanes, im2col + cuBLAS, cuDNN's measured algorithms with naive in batches of 7
+    /// (a task's last batch topped up).
+    static let variants: [[String: String]] = [
+        [:], ["TESSERA_CUDA_DILATED": "fragments"], ["TESSERA_CUDA_OVERLAP": "1"], ["TESSERA_CUDA_CONV": "gemm"],
+        ["TESSERA_CUDNN_ALGO": "find", "TESSERA_CUDA_NAIVE_BATCH": "7"],
+    ]
+
+    /// `gpu-check`: every fixture net's patches and naive/dense/shift/fast maps, a crop of
+    /// the demo in naive/dense/shift, byte-identity twice and from two threads.
+    @Test("gpu-check passes on the emulated GPU on every backend path", arguments: variants)
+    func gpuCheck(_ variant: [String: String]) throws {
+        let group = try ProcessGroup("emulated-gpu-check")
+        defer { group.stop() }
+        let p = try group.start(
+            "tessera-coordinator",
+            [
+                "gpu-check", "--device", "cuda", "--fixtures", TestPaths.fixtures.path,
+                "--demo", TestPaths.packageRoot.appendingPathComponent("models/demo").path,
+                "--demo-image", TestPaths.packageRoot.appendingPathComponent("examples/ihc.png").path,
+                "--demo-crop", "40",
+            ], log: "gpu-check", environment: try EmulatedGPU.environment(variant))
+        let status = group.wait(p, timeout: 300)
+        let log = group.log("gpu-check")
+        #expect(status == 0, "\(variant): \(log)")
+        #expect(log.contains("device: cuda:0 Tessera emulated GPU 0"), "\(log)")
+        #expect(log.contains("gpu-check: all checks passed"), "\(log)")
+        let passed = log.split(separator: "\n").filter { $0.hasPrefix("PASS ") }
+        #expect(!log.contains("FAIL") && passed.count >= 40, "\(passed.count) checks passed: \(log)")
+        for mode in ["naive", "dense", "shift", "fast"] {
+            #expect(passed.contains { $0.contains("\(mode) map, GPU vs CPU") }, "\(mode) checked: \(log)")
+        }
+    }
+
+    /// A worker with one pipeline per emulated GPU (`cuda:all`, two of them) maps an upload
+    /// job: its tiles equal the in-process GPU run's byte for byte, and the CPU engine's to 1e-4.
+    @Test("A worker on two emulated GPUs (cuda:all): the GPU map, byte for byte", arguments: ["dense", "naive"])
+    func cluster(_ mode: String) throws {
+        let group = try ProcessGroup("emulated-gpu-cluster")
+        defer { group.stop() }
+        let environment = try EmulatedGPU.environment(["TESSERA_EMULATED_GPUS": "2"])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--in-process", "--device", "cuda"] + ClusterFixture.modelFlags
+                + [
+                    "--mode", mode, "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--out",
+                    group.directory + "/in-process", image,
+                ], log: "run", environment: environment)
+        #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
+
+        let (workers, clients) = try group.startCoordinator()
+        try group.start(
+            "tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "box", "--device", "cuda:all"],
+            log: "box", environment: environment)
+        let client = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .init(rawValue: mode)!, log: "client")
+        #expect(group.wait(client, timeout: 120) == 0, "\(group.log("client"))\n\(group.log("box"))")
+        let cluster = ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+        #expect(cluster != nil && cluster == ClusterFixture.bytes(group.directory + "/in-process/tissue.npy"))
+        let log = group.log("coordinator")
+        for pipeline in ["box-0", "box-1"] {
+            #expect(log.contains("worker=\(pipeline) workers="), "\(pipeline) joined: \(log)")
+        }
+        #expect(group.log("box").contains("emulated GPU 1"), "a pipeline on GPU 1: \(group.log("box"))")
+
+        let cpu = try NPY.read(
+            path: group.directory + "/cpu.npy",
+            orWrite: ClusterFixture.localNPY(
+                image: image, mode: .init(rawValue: mode)!, scratch: group.directory))
+        let gpu = try NPY.read(path: group.directory + "/out/tissue.npy")
+        #expect(gpu.shape == cpu.shape)
+        let diff = zip(gpu.data, cpu.data).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(diff <= 1e-4 && !diff.isNaN, "max |GPU − CPU| \(diff)")
+    }
+}
+
+extension NPY {
+    /// `bytes` written to `path`, read back.
+    fileprivate static func read(path: String, orWrite bytes: [UInt8]) throws -> FloatArray {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return try read(path: path)
+    }
+}
+
+/// The emulated GPU's libraries, compiled once per test process.
+enum EmulatedGPU {
+    /// x86-64 only (the emulation calls kernels by the System V calling convention).
+    static var supported: Bool {
+        #if arch(x86_64) && os(Linux)
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// A folder holding the library under the four names the backend opens.
+    static let folder: Result<String, EmulationError> = {
+        let dir = NSTemporaryDirectory() + "tessera-emulated-gpu-\(UUID().uuidString)"
+        let source = TestPaths.packageRoot.appendingPathComponent("Tests/EmulatedCUDA/emulated_cuda.c").path
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var failures: [String] = []
+            for compiler in ["cc", "gcc", "clang"] {
+                let (status, output) = try runCommand([
+                    compiler, "-O2", "-shared", "-fPIC", "-o", dir + "/libemulatedcuda.so", source, "-ldl",
+                ])
+                if status == 0 {
+                    for name in ["libcuda.so.1", "libnvrtc.so", "libcudnn.so.9", "libcublas.so"] {
+                        try FileManager.default.createSymbolicLink(
+                            atPath: dir + "/" + name, withDestinationPath: "libemulatedcuda.so")
+                    }
+                    return .success(dir)
+                }
+                failures.append("\(compiler): exit \(status): \(output.prefix(2000))")
+            }
+            return .failure(EmulationError(text: failures.joined(separator: "\n")))
+        } catch {
+            return .failure(EmulationError(text: "\(error)"))
+        }
+    }()
+
+    struct EmulationError: Error, CustomStringConvertible { let text: String; var description: String { text } }
+
+    /// The environment that makes a child process's `--device cuda` the emulated GPU.
+    static func environment(_ extra: [String: String] = [:]) throws -> [String: String] {
+        ["TESSERA_CUDA_LIBRARY_PATH": try folder.get()].merging(extra) { $1 }
+    }
+}
