@@ -215,7 +215,7 @@ int nvrtcCompileProgram(void* program, int count, const char** options) {
     int status = -1;
     for (int i = 0; i < 4 && status != 0; i++) {
         if (!compilers[i]) continue;
-        snprintf(command, sizeof command, "%s -x c++ -O2 -shared -fPIC -o %s %s > %s 2>&1", compilers[i], p->path,
+        snprintf(command, sizeof command, "%s -x c++ -O3 -shared -fPIC -o %s %s > %s 2>&1", compilers[i], p->path,
                  cpp, log);
         status = system(command);
     }
@@ -358,10 +358,16 @@ int cudnnConvolutionForward(
                         if (iy < 0 || iy >= xd->h) continue;
                         for (int kx = 0; kx < fd->w; kx++) {
                             float wv = w[(((size_t)o * cg + c) * fd->h + ky) * fd->w + kx];
+                            // Outputs whose tap lies inside the row: ix = ox * sw + x0 in [0, w).
                             int x0 = kx * cd->dw - cd->pw;
-                            for (int ox = 0; ox < ow; ox++) {
-                                int ix = ox * cd->sw + x0;
-                                if (ix >= 0 && ix < xd->w) row[ox] += wv * plane[(size_t)iy * xd->w + ix];
+                            int lo = x0 >= 0 ? 0 : (-x0 + cd->sw - 1) / cd->sw;
+                            int hi = x0 >= xd->w ? 0 : (xd->w - 1 - x0) / cd->sw + 1;
+                            if (hi > ow) hi = ow;
+                            const float* in = plane + (size_t)iy * xd->w + x0;
+                            if (cd->sw == 1) {
+                                for (int ox = lo; ox < hi; ox++) row[ox] += wv * in[ox];
+                            } else {
+                                for (int ox = lo; ox < hi; ox++) row[ox] += wv * in[(size_t)ox * cd->sw];
                             }
                         }
                     }

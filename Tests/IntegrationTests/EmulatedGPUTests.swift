@@ -118,7 +118,7 @@ enum EmulatedGPU {
             var failures: [String] = []
             for compiler in ["cc", "gcc", "clang"] {
                 let (status, output) = try runCommand([
-                    compiler, "-O2", "-shared", "-fPIC", "-o", dir + "/libemulatedcuda.so", source, "-ldl",
+                    compiler, "-O3", "-shared", "-fPIC", "-o", dir + "/libemulatedcuda.so", source, "-ldl",
                 ])
                 if status == 0 {
                     for name in ["libcuda.so.1", "libnvrtc.so", "libcudnn.so.9", "libcublas.so"] {

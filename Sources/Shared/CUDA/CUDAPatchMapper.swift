@@ -11,20 +11,22 @@ import TesseraModel
 /// second kernel writes the probabilities into the map on the device (`scatter_classes`),
 /// which crosses the bus once at the end.
 ///
-/// Every batch has the same size (`batch`; a task's last one is topped up with zero
-/// patches whose outputs are dropped), so the mapper needs one cuDNN plan per layer, and
-/// a pixel gets the same bytes whatever the task and the tiling. A patch's probabilities differ from the CPU engine's by float32
-/// rounding only (≤ 1e-4, checked by `gpu-check`).
+/// A task of at least `batch` pixels runs every batch at that size (its last one topped
+/// up with zero patches whose outputs are dropped): cuDNN chooses its algorithms by the
+/// batch's shape, so such tasks (whole tiles) give a pixel the same bytes whatever the
+/// tiling, with one set of plans. A smaller task (an edge tile, the check's single
+/// pixels) runs one batch of the next power of two, not thousands of patches for one
+/// pixel; its bytes may differ from a whole tile's in the last bits. A patch's
+/// probabilities differ from the CPU engine's by float32 rounding only (≤ 1e-4,
+/// checked by `gpu-check`).
 package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
     let runner: CUDANetRunner
     let patch: Size2
     /// Each layer's output for one patch.
     let shapes: [Shape]
     let classes: Int
-    /// Patches per batch, the same for every task (`TESSERA_CUDA_NAIVE_BATCH`, else 2048;
-    /// fewer where an eighth of the device's memory or cuDNN's 2³¹-element tensors say
-    /// so): cuDNN chooses its algorithms by the batch's shape, so a fixed batch gives a
-    /// pixel the same bytes whatever the task's size and the tiling, and one set of plans.
+    /// Patches per batch of a whole tile (`TESSERA_CUDA_NAIVE_BATCH`, else 2048; fewer
+    /// where an eighth of the device's memory or cuDNN's 2³¹-element tensors say so).
     let batch: Int
     static let defaultBatch = 2048
 
@@ -59,6 +61,8 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
         let out = Tensor(uninitialized: Shape(c: classes, h: size.h, w: size.w))
         let total = size.h * size.w
         guard total > 0 else { return out }
+        var batch = self.batch
+        if total < batch { batch = min(batch, 1 << (Int.bitWidth - (total - 1).leadingZeroBitCount)) }
         let context = runner.context
         try context.exclusive {
             let x = try DeviceTensor(input.shape, pool: context.pool)
