@@ -154,6 +154,7 @@ extension CoordinatorLoop {
         let count = min(Int(clamping: req.maxBytes), 16 << 20)
         let view = servedNPY(job: req.jobID, path: path)
         let (fetched, wake) = (fetched, wake)
+        let slowness = configuration.debugFetchMillisecondsPerMiB
         fetchQueue.async {
             let reply: WireMessage
             do {
@@ -167,6 +168,7 @@ extension CoordinatorLoop {
                 } else {
                     throw ClusterError("job \(req.jobID) has no output \(req.fileName)")
                 }
+                if slowness > 0 { usleep(UInt32(min((bytes.count * slowness * 1000) >> 20, 60_000_000))) }
                 if req.offset > total {
                     reply = .error(message: "offset \(req.offset) beyond \(total) bytes")
                 } else {

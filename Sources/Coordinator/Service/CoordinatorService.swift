@@ -58,6 +58,8 @@ package final class CoordinatorService: Sendable {
         /// unreachable: crashed, killed, out of memory, cut off) fails its job, so a task
         /// that kills every worker it reaches cannot loop forever; 0: never.
         package var maxTaskLosses = 3
+        /// Tests only: milliseconds each served MiB of a download takes (a slow disk or link).
+        package var debugFetchMillisecondsPerMiB = 0
         /// Largest image (width × height, from its header) a submission may bring.
         package var maxPixels = PNGReader.defaultMaxPixels
         /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).

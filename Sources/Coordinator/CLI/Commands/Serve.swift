@@ -80,6 +80,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Refuse submitted images with more pixels than this (read from the header, before decoding).")
     var maxPixels = PNGReader.defaultMaxPixels
     @Option(help: .hidden) var retentionCheckMs = 30_000
+    @Option(help: .hidden) var debugFetchMsPerMib = 0
     @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
@@ -134,6 +135,7 @@ struct Serve: ParsableCommand {
         config.stragglers.factor = stragglerFactor
         config.maxPixels = maxPixels
         config.maxTaskLosses = maxTaskLosses
+        config.debugFetchMillisecondsPerMiB = max(0, min(debugFetchMsPerMib, 60_000))
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
         config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
         config.retention.checkSeconds = Double(retentionCheckMs) / 1000
