@@ -64,6 +64,7 @@ printf '%-24s %9s %7s %9s %9s %s\n' devices pipelines tiles wall-s Mpx/s "vs eng
 base=""
 for devices in "$@"; do
   first=${devices%%,*}
+  [[ $first == cuda:all ]] && first=cuda:0  # the engine alone runs on one device
   # The engine alone on one tile of this size on the list's first device (best of 3).
   engine=$("$bin/tessera-coordinator" benchmark --model "$model" --device "$first" --threads "$threads" \
     --size "$tile" --tile "$tile" --modes dense --repeats 3 2>&1 | awk '$1 == "dense" { print $2 }')

@@ -16,19 +16,22 @@
 #
 # BUDGET (seconds, default 480) bounds the whole run: a step gets at most what is left,
 # a step that cannot start with 20 s left is skipped, and the summary is always printed
-# (a lent GPU session has 15 minutes of device time in all).
+# (a lent GPU session has 15 minutes of device time in all). SIZE (default 2000) is the
+# side of the timed images; TILE and GRID pass to benchmarks/pipelines.sh. A dry run of
+# the script's logic on the emulated GPU of the tests (Tests/EmulatedCUDA, see
+# scripts/device-dry-run.sh) uses small ones.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device-check}
 mkdir -p "$OUT"
 D=.device
 if [[ -f $D/bundle.tar.xz && ! -x $D/bin/tessera-coordinator ]]; then tar -xJf $D/bundle.tar.xz -C $D; fi
-B=$D/bin
+B=${TESSERA_BIN_DIR:-$D/bin}  # the binaries (a dry run points at a release build)
 ORIGINAL_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}  # PyTorch must find its own cuDNN, not the system's
 export LD_LIBRARY_PATH="$PWD/$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cudnn=$(find /usr /opt -name 'libcudnn.so.9' 2>/dev/null | head -1)
 cudadirs=/usr/local/cuda/lib64${cudnn:+:$(dirname "$cudnn")}
-export TESSERA_CUDA_LIBRARY_PATH=$cudadirs
+export TESSERA_CUDA_LIBRARY_PATH=${TESSERA_CUDA_LIBRARY_PATH:+$TESSERA_CUDA_LIBRARY_PATH:}$cudadirs
 export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cudadirs"
 PY=python3
 for p in /opt/torch/.venv/bin/python python3; do
@@ -43,6 +46,8 @@ NAIVE=()
 DEMO=(--model models/demo/deploy.prototxt --weights models/demo/nuclei32.caffemodel
       --channel-order bgr --mean 134,151,171 --scale 0.015625)
 BUDGET=${BUDGET:-480}
+SIZE=${SIZE:-2000}  # the timed image's side (issue 20's figures are at 2000)
+CHECKS=(${DEMO_CROP:+--demo-crop "$DEMO_CROP"})  # gpu-check's demo image: all of it unless DEMO_CROP
 failed=0
 skipped=()
 step() {  # step NAME TIMEOUT COMMAND...
@@ -72,9 +77,9 @@ step() {  # step NAME TIMEOUT COMMAND...
 
 # The dense fp32 ratio to the PyTorch peer, from the logs written so far.
 ratios() {
-  $PY - "$OUT" <<'PY'
+  $PY - "$OUT" "$SIZE" <<'PY'
 import json, re, sys
-out = sys.argv[1]
+out, size = sys.argv[1], sys.argv[2]
 try:
     peer = json.loads(open(f"{out}/torch-fp32.log").read().strip().splitlines()[-1])
 except Exception as e:
@@ -86,7 +91,7 @@ for name in ("gpu-check", "gpu-check-fragments"):
         m = None
     if m:
         ours = float(m.group(1))
-        print(f"dense 2000x2000 fp32 ({name}): Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
+        print(f"dense {size}x{size} fp32 ({name}): Tessera {ours*1000:.1f} ms, PyTorch {peer['best']*1000:.1f} ms "
               f"(device only {peer['deviceOnlyBest']*1000:.1f} ms): ratio {ours/peer['best']:.2f}")
 PY
 }
@@ -146,13 +151,13 @@ PY
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
 echo "cuDNN: ${cudnn:-not found}; python: $PY; torch: $TORCH; budget ${BUDGET} s"
 step info 60 $B/tessera-coordinator info
-step gpu-check 300 $B/tessera-coordinator gpu-check --device cuda --seed-model "$SEED" --repeats 10 \
+step gpu-check 300 $B/tessera-coordinator gpu-check --device cuda ${CHECKS[@]+"${CHECKS[@]}"} --seed-model "$SEED" --size "$SIZE" --repeats 10 \
   --export-dense "$OUT/dense-net.json" ${NAIVE[@]+"${NAIVE[@]}"}
 # Dilated convolutions as batched undilated ones over fragments (space-to-batch,
 # FragmentGeometry; issue 20): the same numerics and determinism checks (the seed's maps
 # against the CPU engine too).
-step gpu-check-fragments 150 env TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --repeats 10
+step gpu-check-fragments 150 env TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator gpu-check --device cuda ${CHECKS[@]+"${CHECKS[@]}"} \
+  --seed-model "$SEED" --size "$SIZE" --repeats 10
 step torch-fp32 90 torch fp32
 ratios
 # Sustained throughput of one worker process over 49 tiles of 1024² (shared storage: region
@@ -161,8 +166,8 @@ ratios
 step pipelines 180 env TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0 cuda:all
 # Transfers on each pipeline's own stream, overlapping the other pipeline's compute
 # (TransferLane, TESSERA_CUDA_OVERLAP=1; off by default until this has passed and been timed).
-step gpu-check-overlap 120 env TESSERA_CUDA_OVERLAP=1 $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --no-cpu-timing --repeats 10
+step gpu-check-overlap 120 env TESSERA_CUDA_OVERLAP=1 $B/tessera-coordinator gpu-check --device cuda ${CHECKS[@]+"${CHECKS[@]}"} \
+  --seed-model "$SEED" --size "$SIZE" --no-cpu-timing --repeats 10
 step pipelines-overlap 120 env TESSERA_CUDA_OVERLAP=1 TESSERA_BIN=$B MODEL="$SEED" PYTHON=$PY \
   benchmarks/pipelines.sh cuda:0 cuda:0,cuda:0
 # naive of the padded nuclei net (issue 20: 2000×2000 in at most 20 s; gpu-check timed the
@@ -170,24 +175,24 @@ step pipelines-overlap 120 env TESSERA_CUDA_OVERLAP=1 TESSERA_BIN=$B MODEL="$SEE
 if [[ -f $NUCLEI ]]; then
   for b in 512 8192; do
     step "naive-batch-$b" 60 env TESSERA_CUDA_NAIVE_BATCH=$b $B/tessera-coordinator benchmark --device cuda \
-      --weights "$NUCLEI" --modes naive --size 2000 --naive-crop 2000 --tile 2000
+      --weights "$NUCLEI" --modes naive --size "$SIZE" --naive-crop "$SIZE" --tile "$SIZE"
   done
 fi
 step profile-fragments 60 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDA_DILATED=fragments $B/tessera-coordinator benchmark \
-  --device cuda --model "$SEED" --modes dense --repeats 2
+  --device cuda --model "$SEED" --size "$SIZE" --modes dense --repeats 2
 step profile 60 env TESSERA_CUDA_PROFILE=1 TESSERA_CUDNN_ALGO=find $B/tessera-coordinator benchmark --device cuda \
-  --model "$SEED" --modes dense --repeats 2
+  --model "$SEED" --size "$SIZE" --modes dense --repeats 2
 [[ -f $NUCLEI ]] && step profile-naive 60 env TESSERA_CUDA_PROFILE=1 $B/tessera-coordinator benchmark --device cuda \
-  --weights "$NUCLEI" --modes naive --size 256 --naive-crop 256 --tile 256
+  --weights "$NUCLEI" --modes naive --size $((SIZE < 256 ? SIZE : 256)) --naive-crop 256 --tile 256
 step torch-tf32 90 torch tf32
 step torch-bf16 90 torch bf16
-step benchmark-tf32 60 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --repeats 5
-step gpu-check-gemm 120 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --no-cpu-timing
-step gpu-check-find 120 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda \
-  --seed-model "$SEED" --no-cpu-timing --repeats 10
+step benchmark-tf32 60 $B/tessera-coordinator benchmark --device cuda --precision tf32 --model "$SEED" --size "$SIZE" --repeats 5
+step gpu-check-gemm 120 env TESSERA_CUDA_CONV=gemm $B/tessera-coordinator gpu-check --device cuda ${CHECKS[@]+"${CHECKS[@]}"} \
+  --seed-model "$SEED" --size "$SIZE" --no-cpu-timing
+step gpu-check-find 120 env TESSERA_CUDNN_ALGO=find $B/tessera-coordinator gpu-check --device cuda ${CHECKS[@]+"${CHECKS[@]}"} \
+  --seed-model "$SEED" --size "$SIZE" --no-cpu-timing --repeats 10
 [[ -f $NUCLEI ]] && step naive-tiles 90 $B/tessera-coordinator benchmark --device cuda --weights "$NUCLEI" \
-  --modes naive --size 2000 --naive-crop 2000
+  --modes naive --size "$SIZE" --naive-crop "$SIZE"
 step mixed-cluster 150 mixed
 TESSERA_CUDNN_ALGO=find step mixed-cluster-find 150 mixed
 echo "=== summary"
@@ -196,7 +201,9 @@ for f in "$OUT"/gpu-check*.log; do
   [[ -f $f ]] && { echo "-- $(basename "$f" .log)"; grep -h -E "^FAIL|GPU best|naive  GPU|checks passed|FAILED" "$f"; }
 done
 grep -h -A6 "^devices" "$OUT"/pipelines*.log 2>/dev/null
-grep -h "^naive " "$OUT"/naive-*.log 2>/dev/null
+for f in "$OUT"/naive-*.log; do
+  [[ -f $f ]] && echo "$(basename "$f" .log): $(grep -m1 '^naive ' "$f")"
+done
 ((${#skipped[@]})) && echo "skipped for the budget: ${skipped[*]}"
 echo "device-check: $failed step(s) failed; logs in $OUT"
 exit $failed
