@@ -51,16 +51,38 @@ int cuDeviceGetAttribute(int* v, int attribute, int d) {
 }
 int cuDevicePrimaryCtxRetain(void** ctx, int d) { (void)d; *ctx = &dummy_object; return 0; }
 int cuCtxSetCurrent(void* ctx) { (void)ctx; return 0; }
-int cuMemGetInfo_v2(size_t* free_bytes, size_t* total) { *free_bytes = 6ull << 30; *total = 8ull << 30; return 0; }
-
-int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
-    void* m = malloc(bytes ? bytes : 1);
-    if (!m) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
-    memset(m, 0xff, bytes);  // NaN: what nobody wrote shows
-    *p = (uint64_t)(uintptr_t)m;
+// Device memory: TESSERA_EMULATED_GPU_MEMORY_MIB (default 8 GiB, all devices together);
+// each block carries its size in a 64-byte header.
+static size_t used_bytes;
+static size_t memory_limit(void) {
+    const char* e = getenv("TESSERA_EMULATED_GPU_MEMORY_MIB");
+    return e ? (size_t)atoll(e) << 20 : 8ull << 30;
+}
+int cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
+    size_t used = __atomic_load_n(&used_bytes, __ATOMIC_SEQ_CST), limit = memory_limit();
+    *free_bytes = used < limit ? limit - used : 0;
+    *total = limit;
     return 0;
 }
-int cuMemFree_v2(uint64_t p) { free((void*)(uintptr_t)p); return 0; }
+
+int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
+    if (__atomic_add_fetch(&used_bytes, bytes, __ATOMIC_SEQ_CST) > memory_limit()) {
+        __atomic_sub_fetch(&used_bytes, bytes, __ATOMIC_SEQ_CST);
+        return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+    }
+    char* m = malloc(bytes + 64);
+    if (!m) { __atomic_sub_fetch(&used_bytes, bytes, __ATOMIC_SEQ_CST); return 2; }
+    *(size_t*)m = bytes;
+    memset(m + 64, 0xff, bytes);  // NaN: what nobody wrote shows
+    *p = (uint64_t)(uintptr_t)(m + 64);
+    return 0;
+}
+int cuMemFree_v2(uint64_t p) {
+    char* m = (char*)(uintptr_t)p - 64;
+    __atomic_sub_fetch(&used_bytes, *(size_t*)m, __ATOMIC_SEQ_CST);
+    free(m);
+    return 0;
+}
 int cuMemAllocHost_v2(void** p, size_t bytes) { *p = malloc(bytes ? bytes : 1); return *p ? 0 : 2; }
 int cuMemFreeHost(void* p) { free(p); return 0; }
 int cuMemcpyHtoDAsync_v2(uint64_t dst, const void* src, size_t n, void* s) {

@@ -90,6 +90,30 @@ struct EmulatedGPUTests {
     }
 }
 
+extension EmulatedGPUTests {
+    /// A tile too large for the GPU's memory (48 MiB here) fails with what does not fit,
+    /// where, and what to do; not a bare driver error.
+    @Test("A tile too large for the GPU's memory: a clear error naming the input, the device and --tile")
+    func outOfMemory() throws {
+        let group = try ProcessGroup("emulated-gpu-oom")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 600, width: 600)
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--in-process", "--device", "cuda"] + ClusterFixture.modelFlags
+                + ["--mode", "dense", "--tile", "600", "--outputs", "npy", "--out", group.directory + "/out", image],
+            log: "run", environment: try EmulatedGPU.environment(["TESSERA_EMULATED_GPU_MEMORY_MIB": "48"]))
+        let status = group.wait(run, timeout: 120)
+        let log = group.log("run")
+        #expect(status != nil && status != 0, "\(log)")
+        for needle in ["input does not fit on cuda:0", "MiB free of 48 MiB", "use a smaller --tile"] {
+            #expect(log.contains(needle), "\(needle) in: \(log)")
+        }
+        #expect(!log.contains("Fatal error") && !log.contains("Backtrace"), "\(log)")
+    }
+}
+
 extension NPY {
     /// `bytes` written to `path`, read back.
     fileprivate static func read(path: String, orWrite bytes: [UInt8]) throws -> FloatArray {

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraEngine
 import TesseraModel
 
 /// One CUDA device as the engine uses it: the libraries, the device's primary
@@ -174,6 +175,18 @@ package final class CUDAContext: @unchecked Sendable {
         return try body()
     }
 
+    /// `error` as the engine reports a pass that does not fit: a device out of memory
+    /// becomes `EngineError.outOfMemory` naming the input, the device and its memory, with
+    /// what to do; any other error is returned as it is. Call outside `exclusive`.
+    func explain(_ error: Error, input: Shape, what: String = "input") -> Error {
+        guard let e = error as? CUDAError, e.kind == .outOfMemory else { return error }
+        let memory = (try? memoryInfo()).map { " (\($0.free >> 20) MiB free of \($0.total >> 20) MiB)" } ?? ""
+        return EngineError(
+            .outOfMemory,
+            "a \(input.c)×\(input.h)×\(input.w) \(what) does not fit on cuda:\(deviceIndex) \(deviceName)\(memory): "
+                + "\(e.description); use a smaller --tile (or --memory-budget)")
+    }
+
     /// Free and total device memory in bytes.
     package func memoryInfo() throws -> (free: Int, total: Int) {
         try exclusive {
@@ -337,6 +350,7 @@ final class DeviceMemoryPool: @unchecked Sendable {
             trimLocked()
             r = driver.cuMemAlloc(&p, size)
         }
+        if r == 2 { throw CUDAError(.outOfMemory, "allocating \(size >> 20) MiB on the device: out of memory") }
         try driver.check(r, "allocating \(size >> 20) MiB on the device")
         return p
     }

@@ -8,6 +8,8 @@ package struct CUDAError: Error, CustomStringConvertible, Sendable {
         case device
         /// A call into a CUDA library failed.
         case call
+        /// The device has no memory left for an allocation.
+        case outOfMemory
     }
 
     package let kind: Kind

@@ -189,6 +189,14 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                 "layer \(net.layers[i].name) would produce \(s) = \(s.count) values on the GPU, "
                     + "more than 2³¹: use smaller tiles (--tile)")
         }
+        do {
+            return try pass(input, shapes: shapes, masks: masks)
+        } catch {
+            throw context.explain(error, input: input.shape)
+        }
+    }
+
+    private func pass(_ input: Tensor, shapes: [Shape], masks: [PixelRect?]?) throws -> Tensor {
         if TransferLane.enabled {
             return try context.withLane { lane in
                 let x = try lane.upload(input)

@@ -64,6 +64,17 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
         var batch = self.batch
         if total < batch { batch = min(batch, 1 << (Int.bitWidth - (total - 1).leadingZeroBitCount)) }
         let context = runner.context
+        do {
+            try map(input, into: out, size: size, batch: batch)
+        } catch {
+            throw context.explain(
+                error, input: input.shape, what: "naive input (batches of \(batch) patches, TESSERA_CUDA_NAIVE_BATCH)")
+        }
+        return out
+    }
+
+    private func map(_ input: Tensor, into out: Tensor, size: Size2, batch: Int) throws {
+        let (context, channels, total) = (runner.context, runner.net.inputChannels, size.h * size.w)
         try context.exclusive {
             let x = try DeviceTensor(input.shape, pool: context.pool)
             try context.upload(input.pointer, count: input.count, to: x.pointer)
@@ -88,6 +99,5 @@ package final class CUDAPatchMapper: PatchMapper, @unchecked Sendable {
             }
             try context.download(map.pointer, count: out.count, into: out.pointer)
         }
-        return out
     }
 }

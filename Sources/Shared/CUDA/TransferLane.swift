@@ -63,7 +63,9 @@ final class TransferLane {
             if input != 0 { _ = driver.cuMemFree(input) }
             (input, inputBytes) = (0, 0)
             var p: DevicePointer = 0
-            try driver.check(driver.cuMemAlloc(&p, bytes), "allocating \(bytes >> 20) MiB on the device")
+            let r = driver.cuMemAlloc(&p, bytes)
+            if r == 2 { throw CUDAError(.outOfMemory, "allocating \(bytes >> 20) MiB on the device: out of memory") }
+            try driver.check(r, "allocating \(bytes >> 20) MiB on the device")
             (input, inputBytes) = (p, bytes)
         }
         let host = try staging(bytes)
