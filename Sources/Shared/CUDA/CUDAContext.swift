@@ -281,28 +281,34 @@ package final class CUDAContext: @unchecked Sendable {
         return p!
     }
 
+    /// Events for `StagedCopy`'s download pieces (made on first use; caller holds `exclusive`).
+    private var copyEvents: [CUHandle] = []
+
+    /// The stream's staged copies (caller holds `exclusive`).
+    private func stagedCopy() throws -> StagedCopy {
+        if copyEvents.isEmpty { copyEvents = try StagedCopy.makeEvents(driver) }
+        return StagedCopy(driver: driver, stream: stream, events: copyEvents)
+    }
+
     /// Copies `count` floats from host memory to the device through pinned memory
-    /// (the host copy split over threads: one thread's memcpy is slower than the bus).
+    /// (`StagedCopy`: the host copy, split over threads, overlaps the bus transfer).
     func upload(_ source: UnsafePointer<Float>, count: Int, to device: DevicePointer) throws {
         let bytes = count * 4
         try synchronize()  // an earlier transfer may still read the staging buffer
         let staging = try pinnedBuffer(bytes)
-        Self.parallelCopy(staging, UnsafeRawPointer(source), bytes)
-        try driver.check(driver.cuMemcpyHtoDAsync(device, staging, bytes, stream), "cuMemcpyHtoDAsync")
+        try stagedCopy().upload(UnsafeRawPointer(source), bytes, to: device, staging: staging)
     }
 
     /// Copies `count` floats from the device into host memory (through pinned memory).
     func download(_ device: DevicePointer, count: Int, into destination: UnsafeMutablePointer<Float>) throws {
         let bytes = count * 4
         let staging = try pinnedBuffer(bytes)
-        try driver.check(driver.cuMemcpyDtoHAsync(staging, device, bytes, stream), "cuMemcpyDtoHAsync")
-        try synchronize()
-        Self.parallelCopy(UnsafeMutableRawPointer(destination), UnsafeRawPointer(staging), bytes)
+        try stagedCopy().download(device, bytes, into: UnsafeMutableRawPointer(destination), staging: staging)
     }
 
-    /// memcpy in up to 8 pieces on as many threads (large copies only).
+    /// memcpy in up to 8 parts of at least 1 MiB on as many threads.
     static func parallelCopy(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ bytes: Int) {
-        let pieces = max(1, min(8, bytes / (4 << 20)))
+        let pieces = max(1, min(8, bytes >> 20))
         DispatchQueue.concurrentPerform(iterations: pieces) { i in
             let lo = bytes * i / pieces, hi = bytes * (i + 1) / pieces
             memcpy(destination + lo, source + lo, hi - lo)

@@ -41,7 +41,12 @@ struct CUDADriver: @unchecked Sendable {
     let cuGetErrorString: @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
 
     init() throws {
-        let l = try DynamicLibrary.open(["libcuda.so.1", "libcuda.so"], what: "The NVIDIA driver library (libcuda)")
+        try self.init(
+            try DynamicLibrary.open(["libcuda.so.1", "libcuda.so"], what: "The NVIDIA driver library (libcuda)"))
+    }
+
+    /// The driver's entry points in `l` (tests pass the emulated GPU's library).
+    init(_ l: DynamicLibrary) throws {
         library = l
         cuInit = try l.symbol("cuInit")
         cuDriverGetVersion = try l.symbol("cuDriverGetVersion")

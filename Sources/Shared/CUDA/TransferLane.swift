@@ -22,6 +22,7 @@ final class TransferLane {
     private var pinnedBytes = 0
     private var input: DevicePointer = 0
     private var inputBytes = 0
+    private let copies: StagedCopy
 
     /// Whether passes use lanes: `TESSERA_CUDA_OVERLAP=1` (off until timed on a GPU).
     static let enabled = ProcessInfo.processInfo.environment["TESSERA_CUDA_OVERLAP"] == "1"
@@ -35,6 +36,7 @@ final class TransferLane {
         try driver.check(driver.cuEventCreate(&a, 2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate")
         try driver.check(driver.cuEventCreate(&b, 2), "cuEventCreate")
         (stream, uploaded, computed) = (s, a, b)
+        copies = StagedCopy(driver: driver, stream: s, events: try StagedCopy.makeEvents(driver))
     }
 
     private func staging(_ bytes: Int) throws -> UnsafeMutableRawPointer {
@@ -69,8 +71,7 @@ final class TransferLane {
             (input, inputBytes) = (p, bytes)
         }
         let host = try staging(bytes)
-        CUDAContext.parallelCopy(host, UnsafeRawPointer(tensor.pointer), tensor.count * 4)
-        try driver.check(driver.cuMemcpyHtoDAsync(input, host, tensor.count * 4, stream), "cuMemcpyHtoDAsync")
+        try copies.upload(UnsafeRawPointer(tensor.pointer), tensor.count * 4, to: input, staging: host)
         try driver.check(driver.cuEventRecord(uploaded, stream), "cuEventRecord")
         return DeviceTensor(borrowing: input, shape: tensor.shape)
     }
@@ -93,11 +94,8 @@ final class TransferLane {
         let bytes = output.shape.count * 4
         let host = try staging(bytes)
         try driver.check(driver.cuStreamWaitEvent(stream, computed, 0), "cuStreamWaitEvent")
-        try driver.check(driver.cuMemcpyDtoHAsync(host, output.pointer, bytes, stream), "cuMemcpyDtoHAsync")
-        try driver.check(
-            driver.cuStreamSynchronize(stream), "cuStreamSynchronize (transfer lane: a kernel failed?)")
         let result = Tensor(uninitialized: output.shape)
-        CUDAContext.parallelCopy(UnsafeMutableRawPointer(result.pointer), UnsafeRawPointer(host), bytes)
+        try copies.download(output.pointer, bytes, into: UnsafeMutableRawPointer(result.pointer), staging: host)
         return result
     }
 }
