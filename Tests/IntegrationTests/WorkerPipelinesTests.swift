@@ -31,7 +31,13 @@ struct WorkerPipelinesTests {
         #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
         kill(worker.processIdentifier, SIGTERM)
         #expect(group.wait(worker, timeout: 20) == 0, "\(group.log("box"))")
-        let log = group.log("coordinator")
+        // The worker has exited; the coordinator logs each goodbye as its loop reads it.
+        var log = group.log("coordinator")
+        let deadline = Date().addingTimeInterval(10)
+        while log.components(separatedBy: "said goodbye").count < 3 && Date() < deadline {
+            usleep(50_000)
+            log = group.log("coordinator")
+        }
         for pipeline in ["box-0", "box-1"] {
             #expect(log.contains("worker=\(pipeline) workers="), "\(pipeline) joined: \(log)")
             let left = log.split(separator: "\n").first {
