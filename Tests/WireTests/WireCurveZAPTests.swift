@@ -88,6 +88,17 @@ struct WireCurveZAPTests {
         #expect(throws: ZMQError.self) { _ = try ZAPHandler(context: context, policy: .allowAll) }
     }
 
+    /// A service restarted in-process stops its handler and starts a new one in the same
+    /// context at once: the name must be free when stop() returns.
+    @Test("A stopped ZAP handler frees its endpoint at once: 50 restarts in one context")
+    func restartsInOneContext() throws {
+        let context = try ZMQContext()
+        for _ in 0..<50 {
+            let zap = try ZAPHandler(context: context, policy: .allowAll)
+            zap.stop()
+        }
+    }
+
     @Test("A ZAP handler that fails reports why and lets no CURVE client in, listed or not, until stopped")
     func failsClosed() throws {
         struct Broken: Error, CustomStringConvertible { var description: String { "REP socket in a bad state" } }

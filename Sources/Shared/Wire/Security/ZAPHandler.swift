@@ -165,6 +165,16 @@ package final class ZAPHandler: Sendable {
             return
         }
         state.started.signal()
+        answer(socket, state: state)
+        // Free the name before stop() returns, so a handler started next in this context
+        // (a service restarted in-process) can bind it: zmq_close alone releases an
+        // inproc endpoint later, on libzmq's reaper thread.
+        try? socket.unbind(endpoint)
+        socket.close()
+    }
+
+    /// Answers requests until `stop()`.
+    private static func answer(_ socket: borrowing ZMQSocket, state: State) {
         while !state.shared.withLock({ $0.stopping }) {
             do {
                 if let injected = state.shared.withLock({ $0.injectedFailure }) { throw injected }
@@ -189,8 +199,18 @@ package final class ZAPHandler: Sendable {
         try socket.set(.linger, 0)
         // inproc ignores it, but every Tessera socket carries a size limit.
         try socket.set(.maxMessageSize, Int64(64 * 1024))
-        try socket.bind(endpoint)
-        return socket
+        // A handler that stopped an instant ago may still hold the name (its close is
+        // asynchronous): wait for it up to a second; a live handler still fails.
+        var tries = 0
+        while true {
+            do {
+                try socket.bind(endpoint)
+                return socket
+            } catch let error as ZMQError where error.rawValue == EADDRINUSE && tries < 100 {
+                tries += 1
+                usleep(10_000)
+            }
+        }
     }
 
     /// Builds the six-frame ZAP reply for a request (`version, id, status, text, user, metadata`).
