@@ -40,11 +40,18 @@ extension WorkerAgent {
 
     /// One registration: connect, hello, serve until the coordinator goes silent or
     /// disconnects us. Returns whether the coordinator ever answered.
+    ///
+    /// The DEALER lives in a context of its own, terminated when the session ends:
+    /// `zmq_ctx_term` then waits (up to the linger) until the goodbye has left. The
+    /// agent's context cannot do that: the compute thread, possibly mid-task, keeps a
+    /// socket in it, so it is never terminated before the process exits, and a goodbye
+    /// still queued then was lost (the coordinator saw the pipeline go silent instead).
     func session(_ wake: borrowing ZMQSocket) throws -> Bool {
-        let socket = try ZMQSocket(context, type: .dealer)
+        let link = try ZMQContext()
+        let socket = try ZMQSocket(link, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
         try secure(socket)
-        var handshakes = try HandshakeWatch(socket, context: context, curve: configuration.curve != nil)
+        var handshakes = try HandshakeWatch(socket, context: link, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
         startGeneration()
         defer { registered(false) }
