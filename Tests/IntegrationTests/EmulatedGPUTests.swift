@@ -15,10 +15,10 @@ import Testing
 struct EmulatedGPUTests {
     /// Each backend path: the default, dilated convolutions through fragments, transfer
     /// lanes, im2col + cuBLAS, cuDNN's measured algorithms with naive in batches of 7
-    /// (a task's last batch topped up).
+    /// (a task's last batch topped up) on a machine without cuBLAS (InnerProduct's kernel).
     static let variants: [[String: String]] = [
         [:], ["TESSERA_CUDA_DILATED": "fragments"], ["TESSERA_CUDA_OVERLAP": "1"], ["TESSERA_CUDA_CONV": "gemm"],
-        ["TESSERA_CUDNN_ALGO": "find", "TESSERA_CUDA_NAIVE_BATCH": "7"],
+        ["TESSERA_CUDNN_ALGO": "find", "TESSERA_CUDA_NAIVE_BATCH": "7", EmulatedGPU.cuBLASKey: "absent"],
     ]
 
     /// `gpu-check`: every fixture net's patches and naive/dense/shift/fast maps, a crop of
@@ -39,6 +39,7 @@ struct EmulatedGPUTests {
         let log = group.log("gpu-check")
         #expect(status == 0, "\(variant): \(log)")
         #expect(log.contains("device: cuda:0 Tessera emulated GPU 0"), "\(log)")
+        #expect(log.contains("no cuBLAS") == (variant[EmulatedGPU.cuBLASKey] == "absent"), "\(log)")
         #expect(log.contains("gpu-check: all checks passed"), "\(log)")
         let passed = log.split(separator: "\n").filter { $0.hasPrefix("PASS ") }
         #expect(!log.contains("FAIL") && passed.count >= 40, "\(passed.count) checks passed: \(log)")

@@ -39,8 +39,31 @@ enum EmulatedGPU {
 
     struct EmulationError: Error, CustomStringConvertible { let text: String; var description: String { text } }
 
+    /// The same libraries without cuBLAS (a machine with cuDNN only).
+    static let folderWithoutCuBLAS: Result<String, EmulationError> = {
+        do {
+            let full = try folder.get()
+            let dir = full + "-without-cublas"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for name in ["libcuda.so.1", "libnvrtc.so", "libcudnn.so.9"] {
+                try FileManager.default.createSymbolicLink(
+                    atPath: dir + "/" + name, withDestinationPath: full + "/libemulatedcuda.so")
+            }
+            return .success(dir)
+        } catch let error as EmulationError {
+            return .failure(error)
+        } catch {
+            return .failure(EmulationError(text: "\(error)"))
+        }
+    }()
+
+    /// Not an environment variable: in `environment(_:)`'s `extra`, "absent" hides cuBLAS.
+    static let cuBLASKey = "EMULATED_CUBLAS"
+
     /// The environment that makes a child process's `--device cuda` the emulated GPU.
     static func environment(_ extra: [String: String] = [:]) throws -> [String: String] {
-        ["TESSERA_CUDA_LIBRARY_PATH": try folder.get()].merging(extra) { $1 }
+        var extra = extra
+        let libraries = extra.removeValue(forKey: cuBLASKey) == "absent" ? folderWithoutCuBLAS : folder
+        return ["TESSERA_CUDA_LIBRARY_PATH": try libraries.get()].merging(extra) { $1 }
     }
 }

@@ -62,6 +62,7 @@ package final class CUDAContext: @unchecked Sendable {
             : "im2col + cuBLAS (\(cublas?.library.path ?? "?"))"
         return "cuda:\(deviceIndex) \(deviceName), sm_\(computeCapability.major)\(computeCapability.minor), "
             + "convolutions: \(conv), NVRTC \(nvrtc.library.path)"
+            + (cublas == nil ? ", no cuBLAS (InnerProduct by a slower kernel)" : "")
     }
 
     private static let registryLock = NSLock()

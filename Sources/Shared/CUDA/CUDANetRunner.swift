@@ -347,12 +347,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                     "layer \(net.layers[i].name): InnerProduct expects \(ip.inputs) inputs, got "
                         + "\(Shape(c: xc, h: x.shape.h, w: x.shape.w))")
             }
-            try context.launch(
-                "inner_product", count: ip.outputs * batch,
-                [
-                    .pointer(x.pointer), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y.pointer),
-                    .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0), .int(batch),
-                ])
+            try innerProduct(ip, weights: w, bias: b, x.pointer, y.pointer, batch: batch)
         case .activation(let kind, let slope):
             try context.launch(
                 "activation", count: y.shape.count,
@@ -567,6 +562,38 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             try dnn.check(status, "layer \(net.layers[i].name): cudnnConvolutionForward (algorithm \(algorithm))")
             return
         }
+    }
+
+    /// InnerProduct on `batch` images: one sgemm, y[n, o] = Σᵢ w[o, i] x[n, i] (column-major
+    /// view: Y[outputs × batch] = Wᵀ[outputs × inputs] · X[inputs × batch]), then the bias.
+    /// Without cuBLAS, a kernel with one thread per output (its weight reads are not
+    /// coalesced: slow for a big InnerProduct on a big batch).
+    private func innerProduct(
+        _ ip: InnerProduct, weights w: DeviceTensor, bias b: DeviceTensor?,
+        _ x: DevicePointer, _ y: DevicePointer, batch: Int
+    ) throws {
+        guard let blas = context.cublas else {
+            try context.launch(
+                "inner_product", count: ip.outputs * batch,
+                [
+                    .pointer(x), .pointer(w.pointer), .pointer(b?.pointer ?? 0), .pointer(y),
+                    .int(ip.outputs), .int(ip.inputs), .int(b != nil ? 1 : 0), .int(batch),
+                ])
+            return
+        }
+        var one: Float = 1, zero: Float = 0
+        try blas.check(
+            blas.cublasSgemm(
+                context.cublasHandle, 1, 0, Int32(ip.outputs), Int32(batch), Int32(ip.inputs), &one,
+                w.pointer, Int32(ip.inputs), x, Int32(ip.inputs), &zero, y, Int32(ip.outputs)),
+            "cublasSgemm (InnerProduct)")
+        guard let b else { return }
+        try context.launch(
+            "bias_act", count: ip.outputs * batch,
+            [
+                .pointer(y), .pointer(b.pointer), .long(1), .int(ip.outputs), .long(ip.outputs * batch),
+                .int(1), .int(0), .float(0),
+            ])
     }
 
     /// im2col in row chunks + one sgemm per chunk and group, written straight into
