@@ -36,8 +36,10 @@ let cLibraries: [Target] = [
     .systemLibrary(
         name: "COpenSlide", path: "Sources/COpenSlide", pkgConfig: "openslide",
         providers: [.apt(["libopenslide-dev"])]),
-    // zlib (Debian: zlib1g-dev): Zarr chunk compression.
+    // zlib (Debian: zlib1g-dev): stores written before blosc, and the TIFF export's deflate.
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    // c-blosc 1 (Debian: libblosc-dev): Zarr chunk compression (LZ4 + shuffle, as bioformats2raw writes).
+    .systemLibrary(name: "CBlosc", path: "Sources/CBlosc", pkgConfig: "blosc", providers: [.apt(["libblosc-dev"])]),
     // libpng (Debian: libpng-dev).
     .systemLibrary(
         name: "CLibPNG",
@@ -91,7 +93,7 @@ let modules: [Target] = [
     .target(
         name: "TesseraImage",
         dependencies: [
-            "TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib",
+            "TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib", "CBlosc",
             .product(name: "Logging", package: "swift-log"),
         ],
         path: "Sources/Shared/Image",

@@ -5,7 +5,7 @@
 # onnxruntime). Idempotent: does nothing (and needs no root) when everything is there.
 set -euo pipefail
 
-packages=(libzmq3-dev libopenblas-dev libpng-dev libtiff-dev libopenslide-dev zlib1g-dev pkg-config)
+packages=(libzmq3-dev libopenblas-dev libpng-dev libtiff-dev libopenslide-dev zlib1g-dev libblosc-dev pkg-config)
 if [[ "${1:-}" == "--test" ]]; then packages+=(libtiff-tools python3 python3-pip); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -12,7 +12,7 @@ struct ModuleGraphTests {
         ("TesseraCore", "Sources/Shared/Core", ["CChecksum"]),
         (
             "TesseraImage", "Sources/Shared/Image",
-            ["TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib"]
+            ["TesseraCore", "CPNGIO", "CSlideIO", "COpenSlide", "CTIFF", "CTIFFIO", "CZlib", "CBlosc"]
         ),
         ("TesseraModel", "Sources/Shared/Model", ["TesseraCore", "TesseraImage"]),
         ("TesseraPlan", "Sources/Shared/Plan", ["TesseraCore", "TesseraModel"]),
@@ -59,7 +59,7 @@ struct ModuleGraphTests {
     static let projectModules: Set<String> = Set(allowed.map(\.module))
         .union([
             "CPNGIO", "CKernels", "COpenBLAS", "CZeroMQ", "CLibPNG", "CTIFF", "COpenSlide", "CSlideIO", "CTIFFIO",
-            "CZlib", "CChecksum",
+            "CZlib", "CBlosc", "CChecksum",
         ])
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -316,7 +316,7 @@ struct JobFactory: Sendable {
         let layout = try MapLayout(
             classes: kept?.count ?? plan.classes, height: size.h, width: size.w, tileSize: tile,
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
-            compressed: options.storeKind == .zarr, kept: kept, netClasses: plan.classes)
+            compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes)
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)

@@ -43,7 +43,7 @@ struct UploadMap {
         }
         let side = tiles.first.map { max($0.height, $0.width) } ?? tile
         let layout = try MapLayout(
-            classes: classes, height: image.h, width: image.w, tileSize: side, compressed: false)
+            classes: classes, height: image.h, width: image.w, tileSize: side, compression: .none)
         var store: MapStore? = nil
         if resume, let found = try? MapStore.open(at: storePath), found.layout == layout {
             found.removeInterruptedWrites()

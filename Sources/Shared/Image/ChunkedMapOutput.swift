@@ -29,7 +29,7 @@ package final class ChunkedMapOutput {
         let layout = try MapLayout(
             classes: kept?.count ?? classes, height: height, width: width, tileSize: tile,
             dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
-            classNames: nil, compressed: keep, kept: kept, netClasses: classes)
+            classNames: nil, compression: keep ? .blosc : .none, kept: kept, netClasses: classes)
         store = try MapStore.create(at: temporary, layout: layout)
         finalPath = keep ? options.zarrPath : nil
     }

@@ -110,6 +110,70 @@ struct LifecycleTests {
         }
     }
 
+    /// Blosc frames whose header lies about their sizes (or is not one): clear errors,
+    /// never a read or write outside the buffers (the header is checked against the file).
+    @Test func lyingBloscFramesAreRejected() throws {
+        let dir = try temporaryDirectory("blosc")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, receipts) = try smallStore(dir)
+        let tile = receipts[0].tile
+        let path = store.chunkPath(tile, level: 0)
+        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(good[0] == 2 && good.count < store.layout.chunkBytes(0), "a Blosc 1 frame, compressed")
+        func with(_ change: (inout [UInt8]) -> Void) throws -> MapStoreError.Kind? {
+            var bytes = good
+            change(&bytes)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try store.readTile(tile)
+                return nil
+            } catch let error as MapStoreError {
+                return error.kind
+            }
+        }
+        func set(_ bytes: inout [UInt8], at offset: Int, _ value: UInt32) {
+            for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
+        }
+        // Header bytes 4…7: uncompressed size; 12…15: the frame's size.
+        #expect(try with { set(&$0, at: 4, 1 << 30) } == .corrupt)
+        #expect(try with { set(&$0, at: 4, 16) } == .corrupt)
+        #expect(try with { set(&$0, at: 12, UInt32(good.count + 100)) } == .truncated)
+        #expect(try with { set(&$0, at: 12, 20) } == .corrupt)
+        #expect(try with { $0 = Array($0.prefix(10)) } == .truncated)
+        #expect(try with { $0 = [UInt8](repeating: 0xFF, count: good.count) } == .corrupt)
+        #expect(try with { _ in } == nil, "the untouched frame still reads")
+    }
+
+    /// A store written before Blosc (zlib, recorded as "compressed" or not at all) and a
+    /// store naming a compression this build does not know.
+    @Test func compressionOfOlderAndUnknownStores() throws {
+        let legacy = #"{"classes":1,"height":10,"width":10,"tileSize":8,"dtype":"uint8","levels":1}"#
+        #expect(try JSONDecoder().decode(MapLayout.self, from: Data(legacy.utf8)).compression == .zlib)
+        let raw = #"{"classes":1,"height":10,"width":10,"tileSize":8,"dtype":"uint8","levels":1,"compressed":false}"#
+        #expect(try JSONDecoder().decode(MapLayout.self, from: Data(raw.utf8)).compression == .none)
+        let dir = try temporaryDirectory("compression")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir)
+        let attributes = store.path + "/.zattrs"
+        let text = try String(contentsOfFile: attributes, encoding: .utf8)
+        #expect(text.contains(#""compression" : "blosc-lz4""#), "\(text)")
+        try text.replacingOccurrences(of: "blosc-lz4", with: "brotli").write(
+            toFile: attributes, atomically: true, encoding: .utf8)
+        #expect { try MapStore.open(at: store.path) } throws: {
+            let e = $0 as? MapStoreError
+            return e?.kind == .notAStore && "\(e!)".contains("unknown chunk compression brotli")
+        }
+        // Written as zlib but recorded without a compression, as before Blosc: its
+        // .zarray must still match, or the store would not open.
+        let old = try MapStore.create(
+            at: dir + "/old.zarr",
+            layout: MapLayout(classes: 1, height: 10, width: 10, tileSize: 8, compression: .zlib))
+        let oldText = try String(contentsOfFile: old.path + "/.zattrs", encoding: .utf8)
+        try oldText.replacingOccurrences(of: #""compression" : "zlib","#, with: "").write(
+            toFile: old.path + "/.zattrs", atomically: true, encoding: .utf8)
+        #expect(try MapStore.open(at: old.path).layout.compression == .zlib)
+    }
+
     @Test func rewritingATileReplacesIt() throws {
         let dir = try temporaryDirectory("rewrite")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -11,7 +11,7 @@ import Testing
 @Suite("Raw float32 stores")
 struct RawStoreTests {
     /// 2 classes, 70 × 90, 32² tiles: interior, right, bottom and corner tiles.
-    private let layout = try! MapLayout(classes: 2, height: 70, width: 90, tileSize: 32, compressed: false)
+    private let layout = try! MapLayout(classes: 2, height: 70, width: 90, tileSize: 32, compression: .none)
 
     @Test func directWritesEqualTheEncodedChunks() throws {
         let dir = try temporaryDirectory("raw-write")
@@ -88,7 +88,7 @@ struct RawStoreTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // 2 × 1100² floats = 9.7 MB per chunk (unaligned), edge tiles 300 and 150 wide.
         let (height, width) = (1250, 1400)
-        let layout = try MapLayout(classes: 2, height: height, width: width, tileSize: 1100, compressed: false)
+        let layout = try MapLayout(classes: 2, height: height, width: width, tileSize: 1100, compression: .none)
         #expect(layout.chunkBytes(0) > 2 * DirectIO.stagingBytes && layout.chunkBytes(0) % DirectIO.alignment != 0)
         let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
         let full = randomMap(classes: 2, height: height, width: width, seed: 29)

@@ -106,6 +106,10 @@ let referenceScript = #"""
             exp[:, r * side:(r + 1) * side, col * side:(col + 1) * side] = fill
         expected.append(exp)
         compare(f"zarr level {k}", group[str(k)][...], exp)
+        if spec.get("compressor"):
+            got = json.load(open(f"{spec['store']}/{k}/.zarray"))["compressor"]
+            if (got or {}).get("id") != spec["compressor"]:
+                fail(f"level {k}: compressor {got}, expected {spec['compressor']}")
 
     shapes = check_ome(spec["store"], levels, True)
     if spec.get("ome_info"):

@@ -13,8 +13,12 @@ struct MapCase: Sendable, CustomStringConvertible {
     let skipped: [TileIndex]
     /// TIFF export tile side.
     let tiffTile: Int
+    /// zlib: a store written before Blosc, which must still read and export.
+    var compression: ChunkCompression = .blosc
 
-    var description: String { "\(classes)×\(height)×\(width) T\(tile) \(dtype) L\(levels) skip \(skipped.count)" }
+    var description: String {
+        "\(classes)×\(height)×\(width) T\(tile) \(dtype) L\(levels) skip \(skipped.count) \(compression.rawValue)"
+    }
 }
 
 @Suite("Store round trip through zarr, ome_zarr and tifffile")
@@ -44,6 +48,12 @@ struct RoundTripTests {
         MapCase(
             classes: 1, height: 513, width: 257, tile: 256, dtype: .float32, levels: 2,
             skipped: [TileIndex(row: 1, column: 0)], tiffTile: 256),
+        MapCase(
+            classes: 2, height: 100, width: 130, tile: 32, dtype: .float32, levels: 3,
+            skipped: [TileIndex(row: 1, column: 1)], tiffTile: 32, compression: .zlib),
+        MapCase(
+            classes: 3, height: 61, width: 45, tile: 16, dtype: .uint16, levels: 2, skipped: [], tiffTile: 16,
+            compression: .zlib),
     ]
 
     @Test(arguments: cases)
@@ -54,7 +64,7 @@ struct RoundTripTests {
         let names = c.classes == 1 ? nil : (0..<c.classes).map { "class \($0)" }
         let layout = try MapLayout(
             classes: c.classes, height: c.height, width: c.width, tileSize: c.tile,
-            dtype: c.dtype, levels: c.levels, classNames: names)
+            dtype: c.dtype, levels: c.levels, classNames: names, compression: c.compression)
         let map = randomMap(classes: c.classes, height: c.height, width: c.width, seed: UInt64(c.height * 7 + c.width))
         let store = try MapStore.create(at: storePath, layout: layout)
         let grid = layout.tileGrid
@@ -109,6 +119,7 @@ struct RoundTripTests {
             // OpenSlide: the levels of 8-bit maps, and the pixels of one-class ones (as R = G = B).
             "openslide": c.dtype == .uint8,
             "skipped": c.skipped.map { [$0.row, $0.column] },
+            "compressor": c.compression == .blosc ? "blosc" : "zlib",
         ]
         let (status, output) = try runReference(spec, in: dir)
         #expect(status == 0, "\(output)")

@@ -1,8 +1,8 @@
 import Foundation
+import TestSupport
 
 @testable import TesseraCore
 @testable import TesseraImage
-import TestSupport
 
 /// A fresh folder under the system's temporary directory.
 func temporaryDirectory(_ label: String) throws -> String {

@@ -2,9 +2,9 @@ import CZlib
 import TesseraCore
 
 /// Chunk bytes ⇄ the v2 "zlib" codec (RFC 1950 streams, what numcodecs' Zlib
-/// reads), and the CRC32 recorded in receipts. Level 1: maps are written once per
-/// tile by the worker that computed it, and level 1 is several times faster than
-/// the default 6 for little size difference on smooth probability maps.
+/// reads): the chunks of stores written before Blosc (`ChunkCompression`), and the
+/// TIFF export's deflate. Level 1: several times faster than the default 6 for
+/// little size difference on smooth probability maps.
 enum ChunkCodec {
     static let level: Int32 = 1
 

@@ -15,9 +15,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package let levels: Int
     /// One label per class (OME `omero.channels`), or nil.
     package let classNames: [String]?
-    /// Chunks zlib-compressed (Zarr's `zlib` compressor), or stored raw (`null`):
-    /// raw is for a store that only feeds other outputs and is removed after.
-    package let compressed: Bool
+    /// How chunks are compressed (`.none`: a store that only feeds other outputs).
+    package let compression: ChunkCompression
     /// The net's classes the planes hold when not all of them (`--keep-classes`):
     /// writers pass all `netClasses` planes and the store keeps these. Nil: every class.
     package let kept: [Int]?
@@ -29,7 +28,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// many names as classes.
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
-        classNames: [String]? = nil, compressed: Bool = true, kept: [Int]? = nil, netClasses: Int? = nil
+        classNames: [String]? = nil, compression: ChunkCompression = .blosc, kept: [Int]? = nil,
+        netClasses: Int? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -59,11 +59,16 @@ package struct MapLayout: Sendable, Equatable, Codable {
         self.dtype = dtype
         self.levels = levels
         self.classNames = classNames
-        self.compressed = compressed
+        self.compression = compression
+        if compression == .blosc, chunkBytes(0) > BloscCodec.maxBytes {
+            throw fail(
+                "a chunk of \(classes) classes × \(tileSize)² \(dtype.rawValue) samples is \(chunkBytes(0)) bytes, "
+                    + "over Blosc's \(BloscCodec.maxBytes): use a smaller tile, fewer classes or a smaller dtype")
+        }
     }
 
     private enum CodingKeys: String, CodingKey {
-        case classes, height, width, tileSize, dtype, levels, classNames, compressed, kept, netClasses
+        case classes, height, width, tileSize, dtype, levels, classNames, compression, compressed, kept, netClasses
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -74,9 +79,24 @@ package struct MapLayout: Sendable, Equatable, Codable {
             width: c.decode(Int.self, forKey: .width), tileSize: c.decode(Int.self, forKey: .tileSize),
             dtype: c.decode(MapDType.self, forKey: .dtype), levels: c.decode(Int.self, forKey: .levels),
             classNames: c.decodeIfPresent([String].self, forKey: .classNames),
-            compressed: c.decodeIfPresent(Bool.self, forKey: .compressed) ?? true,
+            compression: c.decodeIfPresent(ChunkCompression.self, forKey: .compression)
+                ?? (c.decodeIfPresent(Bool.self, forKey: .compressed) == false ? .none : .zlib),
             kept: c.decodeIfPresent([Int].self, forKey: .kept),
             netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses))
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(height, forKey: .height)
+        try c.encode(width, forKey: .width)
+        try c.encode(tileSize, forKey: .tileSize)
+        try c.encode(dtype, forKey: .dtype)
+        try c.encode(levels, forKey: .levels)
+        try c.encodeIfPresent(classNames, forKey: .classNames)
+        try c.encode(compression, forKey: .compression)
+        try c.encodeIfPresent(kept, forKey: .kept)
+        try c.encode(netClasses, forKey: .netClasses)
     }
 
     /// Net class `c`'s plane in the store, or nil if the store does not keep it.

@@ -15,7 +15,7 @@ import Darwin
 extension MapStore {
     /// Whether `write(tile:values:)` takes this path.
     var writesRawValues: Bool {
-        1.littleEndian == 1 && layout.dtype == .float32 && !layout.compressed && layout.levels == 1
+        1.littleEndian == 1 && layout.dtype == .float32 && layout.compression == .none && layout.levels == 1
             && layout.kept == nil
     }
 

@@ -53,15 +53,7 @@ extension MapStore {
     func chunk(_ tile: TileIndex, level: Int) throws -> [UInt8]? {
         let file = chunkPath(tile, level: level)
         guard let stored = try FileIO.read(file) else { return nil }
-        guard layout.compressed else {
-            guard stored.count == layout.chunkBytes(level) else {
-                throw MapStoreError(
-                    stored.count < layout.chunkBytes(level) ? .truncated : .corrupt, path: file,
-                    detail: "a raw chunk of \(stored.count) bytes, expected \(layout.chunkBytes(level))")
-            }
-            return stored
-        }
-        return try ChunkCodec.decompress(stored, expected: layout.chunkBytes(level), path: file)
+        return try layout.compression.decompress(stored, expected: layout.chunkBytes(level), path: file)
     }
 
     /// A rectangle of `level` as the store's dtype bytes (classes × height × width

@@ -67,7 +67,7 @@ extension MapStore {
             let unselected = try MapLayout(
                 classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
                 dtype: layout.dtype, levels: layout.levels, classNames: layout.classNames,
-                compressed: layout.compressed)
+                compression: layout.compression)
             return try selected.withUnsafeBufferPointer {
                 try encode(tile: tile, values: $0, layout: unselected, path: path)
             }
@@ -79,7 +79,7 @@ extension MapStore {
         for k in 0..<layout.levels {
             let chunk: [UInt8]
             if k == 0 {
-                chunk = encodeChunk(values, height: h, width: w, side: layout.tileSize, layout: layout)
+                chunk = try encodeChunk(values, height: h, width: w, side: layout.tileSize, layout: layout)
             } else {
                 previous =
                     k == 1
@@ -87,8 +87,8 @@ extension MapStore {
                     : previous.withUnsafeBufferPointer { downsample($0, classes: layout.classes, height: h, width: w) }
                 h = (h + 1) / 2
                 w = (w + 1) / 2
-                chunk = previous.withUnsafeBufferPointer {
-                    encodeChunk($0, height: h, width: w, side: layout.chunkSide(k), layout: layout)
+                chunk = try previous.withUnsafeBufferPointer {
+                    try encodeChunk($0, height: h, width: w, side: layout.chunkSide(k), layout: layout)
                 }
             }
             chunks.append(chunk)
@@ -103,7 +103,7 @@ extension MapStore {
     private static func encodeChunk(
         _ values: UnsafeBufferPointer<Float>, height h: Int, width w: Int, side: Int,
         layout: MapLayout
-    ) -> [UInt8] {
+    ) throws -> [UInt8] {
         let size = layout.dtype.size
         var raw = [UInt8](repeating: 0, count: layout.classes * side * side * size)
         raw.withUnsafeMutableBytes { out in
@@ -114,6 +114,7 @@ extension MapStore {
                 }
             }
         }
-        return layout.compressed ? raw.withUnsafeBytes { ChunkCodec.compress($0) } : raw
+        return layout.compression == .none
+            ? raw : try raw.withUnsafeBytes { try layout.compression.compress($0, sampleSize: size) }
     }
 }

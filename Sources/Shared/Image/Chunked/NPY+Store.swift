@@ -13,7 +13,9 @@ extension NPY {
     /// Whether `store` can be viewed as a `.npy` (`NPYStoreView`): level 0 float32,
     /// uncompressed, every chunk present (fill values would need the generic path).
     static func copyable(_ store: MapStore) -> Bool {
-        guard 1.littleEndian == 1, store.layout.dtype == .float32, !store.layout.compressed else { return false }
+        guard 1.littleEndian == 1, store.layout.dtype == .float32, store.layout.compression == .none else {
+            return false
+        }
         let grid = store.layout.tileGrid
         for row in 0..<grid.h {
             for column in 0..<grid.w

@@ -6,7 +6,7 @@ import TesseraCore
 ///     STORE/.zgroup            {"zarr_format": 2}
 ///     STORE/.zattrs            "tessera" (layout, complete flag); "multiscales" (+ "omero") only once finished
 ///     STORE/K/.zarray          level K: shape [C, ceil(H/2^K), ceil(W/2^K)], chunks [C, T>>K, T>>K],
-///                              zlib level 1, "dimension_separator": "/"
+///                              Blosc LZ4 + shuffle (zlib level 1 before), "dimension_separator": "/"
 ///     STORE/K/0/ROW/COLUMN     the chunk of tile (ROW, COLUMN) at level K (full size, edge chunks padded)
 ///
 /// The group's `.zattrs` is rewritten by `finish()` and only then names the
@@ -25,7 +25,7 @@ enum StoreMetadata {
               "shape": [\(layout.classes), \(size.h), \(size.w)],
               "chunks": [\(layout.classes), \(side), \(side)],
               "dtype": "\(layout.dtype.zarrDType)",
-              "compressor": \(layout.compressed ? "{\"id\": \"zlib\", \"level\": \(ChunkCodec.level)}" : "null"),
+              "compressor": \(layout.compression.zarrCompressor),
               "fill_value": \(layout.dtype.zarrFillValue),
               "order": "C",
               "filters": null,
@@ -50,7 +50,7 @@ enum StoreMetadata {
             tessera["kept_classes"] = kept
             tessera["net_classes"] = layout.netClasses
         }
-        if !layout.compressed { tessera["compressed"] = false }
+        tessera["compression"] = layout.compression.rawValue
         var root: [String: Any] = ["tessera": tessera]
         if complete {
             let datasets: [[String: Any]] = (0..<layout.levels).map { k in
@@ -106,12 +106,26 @@ enum StoreMetadata {
             layout = try MapLayout(
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
-                compressed: (t["compressed"] as? Bool) ?? true, kept: t["kept_classes"] as? [Int],
+                compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
                 netClasses: t["net_classes"] as? Int)
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
         let complete = (t["complete"] as? Bool) == true && root["multiscales"] != nil
         return (layout, complete)
+    }
+
+    /// The chunks' compression: `compression`, or for stores written before it,
+    /// zlib unless `"compressed": false`.
+    private static func compression(
+        _ t: [String: Any], _ fail: (String) -> MapStoreError
+    ) throws -> ChunkCompression {
+        guard let name = t["compression"] else { return (t["compressed"] as? Bool) == false ? .none : .zlib }
+        guard let compression = (name as? String).flatMap(ChunkCompression.init(rawValue:)) else {
+            throw fail(
+                "unknown chunk compression \(name) (this build knows "
+                    + ChunkCompression.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        return compression
     }
 }
