@@ -424,7 +424,14 @@ int cudnnConvolutionForward(
 
 // ---------------------------------------------------------------- cuBLAS
 
-int cublasCreate_v2(void** handle) { *handle = &dummy_object; return 0; }
+// TESSERA_EMULATED_CUBLAS_CREATE=fail: a cuBLAS that loads but cannot start (a newer
+// major than the driver's, say): CUBLAS_STATUS_NOT_INITIALIZED.
+int cublasCreate_v2(void** handle) {
+    const char* fail = getenv("TESSERA_EMULATED_CUBLAS_CREATE");
+    if (fail && strcmp(fail, "fail") == 0) return 1;
+    *handle = &dummy_object;
+    return 0;
+}
 int cublasSetStream_v2(void* handle, void* stream) { (void)handle; (void)stream; return 0; }
 int cublasSetMathMode(void* handle, int mode) { (void)handle; (void)mode; return 0; }
 

@@ -41,4 +41,17 @@ struct ComputeDeviceTests {
             #expect(CUDAKernelSource.code.contains("__global__ void \(name)("), "\(name) missing from the source")
         }
     }
+
+    @Test("CUDA libraries of a newer major than the driver's are tried last, not dropped")
+    func libraryOrderFollowsTheDriver() {
+        let names = ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"]
+        #expect(
+            DynamicLibrary.preferring(names, driverMajor: 12)
+                == ["libcublas.so.12", "libcublas.so.11", "libcublas.so", "libcublas.so.13"])
+        #expect(DynamicLibrary.preferring(names, driverMajor: 13) == names)
+        #expect(DynamicLibrary.preferring(names, driverMajor: nil) == names)
+        #expect(
+            DynamicLibrary.preferring(["libnvrtc.so.13", "libnvrtc.so.11.2"], driverMajor: 11)
+                == ["libnvrtc.so.11.2", "libnvrtc.so.13"])
+    }
 }

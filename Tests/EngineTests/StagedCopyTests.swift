@@ -22,6 +22,7 @@ struct StagedCopyTests {
         #expect(pieces.count <= StagedCopy.mostPieces)
         #expect(pieces.first?.lowerBound ?? 0 == 0 && (pieces.last?.upperBound ?? 0) == bytes)
         #expect(zip(pieces, pieces.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+        #expect(pieces.allSatisfy { $0.lowerBound % (1 << 20) == 0 }, "pieces start on MiB boundaries: \(pieces)")
 
         let n = bytes / 4
         let source = (0..<n).map { Float($0 % 65_521) + 0.5 }

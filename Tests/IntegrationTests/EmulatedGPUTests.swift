@@ -15,9 +15,11 @@ import Testing
 struct EmulatedGPUTests {
     /// Each backend path: the default, dilated convolutions through fragments, transfer
     /// lanes, im2col + cuBLAS, cuDNN's measured algorithms with naive in batches of 7
-    /// (a task's last batch topped up) on a machine without cuBLAS (InnerProduct's kernel).
+    /// (a task's last batch topped up) on a machine without cuBLAS (InnerProduct's kernel);
+    /// transfer lanes also with a cuBLAS that loads but cannot start (the same kernel).
     static let variants: [[String: String]] = [
-        [:], ["TESSERA_CUDA_DILATED": "fragments"], ["TESSERA_CUDA_OVERLAP": "1"], ["TESSERA_CUDA_CONV": "gemm"],
+        [:], ["TESSERA_CUDA_DILATED": "fragments"],
+        ["TESSERA_CUDA_OVERLAP": "1", "TESSERA_EMULATED_CUBLAS_CREATE": "fail"], ["TESSERA_CUDA_CONV": "gemm"],
         ["TESSERA_CUDNN_ALGO": "find", "TESSERA_CUDA_NAIVE_BATCH": "7", EmulatedGPU.cuBLASKey: "absent"],
     ]
 
@@ -39,7 +41,11 @@ struct EmulatedGPUTests {
         let log = group.log("gpu-check")
         #expect(status == 0, "\(variant): \(log)")
         #expect(log.contains("device: cuda:0 Tessera emulated GPU 0"), "\(log)")
-        #expect(log.contains("no cuBLAS") == (variant[EmulatedGPU.cuBLASKey] == "absent"), "\(log)")
+        let noCuBLAS = variant[EmulatedGPU.cuBLASKey] == "absent" || variant["TESSERA_EMULATED_CUBLAS_CREATE"] != nil
+        #expect(log.contains("no cuBLAS") == noCuBLAS, "\(log)")
+        if variant["TESSERA_EMULATED_CUBLAS_CREATE"] != nil {
+            #expect(log.contains("cublasCreate"), "the reason names the call that failed: \(log)")
+        }
         #expect(log.contains("gpu-check: all checks passed"), "\(log)")
         let passed = log.split(separator: "\n").filter { $0.hasPrefix("PASS ") }
         #expect(!log.contains("FAIL") && passed.count >= 40, "\(passed.count) checks passed: \(log)")

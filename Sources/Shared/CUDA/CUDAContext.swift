@@ -13,6 +13,8 @@ package final class CUDAContext: @unchecked Sendable {
     /// nil when cuDNN is missing or `TESSERA_CUDA_CONV=gemm`: convolutions then use im2col + cuBLAS.
     let cudnn: CuDNN?
     let cublas: CuBLAS?
+    /// Why there is no cuBLAS, when there is none.
+    let cublasMissing: String?
     package let deviceIndex: Int
     package let deviceName: String
     package let computeCapability: (major: Int, minor: Int)
@@ -62,7 +64,7 @@ package final class CUDAContext: @unchecked Sendable {
             : "im2col + cuBLAS (\(cublas?.library.path ?? "?"))"
         return "cuda:\(deviceIndex) \(deviceName), sm_\(computeCapability.major)\(computeCapability.minor), "
             + "convolutions: \(conv), NVRTC \(nvrtc.library.path)"
-            + (cublas == nil ? ", no cuBLAS (InnerProduct by a slower kernel)" : "")
+            + (cublasMissing.map { ", no cuBLAS (InnerProduct by a slower kernel): \($0.prefix(200))" } ?? "")
     }
 
     private static let registryLock = NSLock()
@@ -116,7 +118,9 @@ package final class CUDAContext: @unchecked Sendable {
         var s: CUHandle = nil
         try driver.check(driver.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
         stream = s
-        nvrtc = try NVRTC()
+        var driverVersion: Int32 = 0  // e.g. 12040 for CUDA 12.4
+        let driverMajor = driver.cuDriverGetVersion(&driverVersion) == 0 ? Int(driverVersion) / 1000 : nil
+        nvrtc = try NVRTC(driverMajor: driverMajor)
         pool = DeviceMemoryPool(driver: driver)
         let convPath = ProcessInfo.processInfo.environment["TESSERA_CUDA_CONV"] ?? "auto"
         guard ["auto", "cudnn", "gemm"].contains(convPath) else {
@@ -131,7 +135,24 @@ package final class CUDAContext: @unchecked Sendable {
         if convPath == "cudnn", let cudnnError { throw cudnnError }
         // cuBLAS: the convolutions' fallback, and the benchmark's sgemm peak.
         var cublasError: Error?
-        do { cublas = try CuBLAS() } catch { cublas = nil; cublasError = error }
+        var blas: CuBLAS?
+        do { blas = try CuBLAS(driverMajor: driverMajor) } catch { cublasError = error }
+        if let b = blas {
+            var h: CUHandle = nil
+            do {
+                // A cuBLAS the driver cannot run fails here (e.g. a newer major than the driver's).
+                try b.check(b.cublasCreate(&h), "cublasCreate (\(b.library.path))")
+                try b.check(b.cublasSetStream(h, stream), "cublasSetStream")
+                try b.check(b.cublasSetMathMode(h, CuBLAS.defaultMath), "cublasSetMathMode")
+                cublasHandle = h
+            } catch {
+                blas = nil
+                cublasError = error
+            }
+        }
+        // With cuDNN, cuBLAS is optional (InnerProduct has a kernel): go on without it, and say why.
+        cublas = blas
+        cublasMissing = cublasError.map { "\($0)" }
         if cudnn == nil, let cublasError {
             throw CUDAError(
                 .library, "convolutions need cuDNN or cuBLAS: \(cudnnError.map { "\($0); " } ?? "")\(cublasError)")
@@ -141,13 +162,6 @@ package final class CUDAContext: @unchecked Sendable {
             try cudnn.check(cudnn.cudnnCreate(&h), "cudnnCreate")
             try cudnn.check(cudnn.cudnnSetStream(h, stream), "cudnnSetStream")
             cudnnHandle = h
-        }
-        if let cublas {
-            var h: CUHandle = nil
-            try cublas.check(cublas.cublasCreate(&h), "cublasCreate")
-            try cublas.check(cublas.cublasSetStream(h, stream), "cublasSetStream")
-            try cublas.check(cublas.cublasSetMathMode(h, CuBLAS.defaultMath), "cublasSetMathMode")
-            cublasHandle = h
         }
         try compileKernels()
     }

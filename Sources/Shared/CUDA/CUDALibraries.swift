@@ -103,8 +103,9 @@ struct NVRTC: @unchecked Sendable {
     let nvrtcDestroyProgram: @convention(c) (UnsafeMutablePointer<CUHandle>) -> Int32
     let nvrtcGetErrorString: @convention(c) (Int32) -> UnsafePointer<CChar>?
 
-    init() throws {
-        let names = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"]
+    init(driverMajor: Int? = nil) throws {
+        let names = DynamicLibrary.preferring(
+            ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"], driverMajor: driverMajor)
         let l = try DynamicLibrary.open(names, what: "NVRTC (the CUDA runtime compiler, libnvrtc)")
         library = l
         nvrtcVersion = try l.symbol("nvrtcVersion")
@@ -233,9 +234,10 @@ struct CuBLAS: @unchecked Sendable {
             DevicePointer, Int32, DevicePointer, Int32, UnsafePointer<Float>, DevicePointer, Int32
         ) -> Int32
 
-    init() throws {
+    init(driverMajor: Int? = nil) throws {
         let l = try DynamicLibrary.open(
-            ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
+            DynamicLibrary.preferring(
+                ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"], driverMajor: driverMajor),
             what: "cuBLAS (libcublas)")
         library = l
         cublasCreate = try l.symbol("cublasCreate_v2")

@@ -17,6 +17,20 @@ struct DynamicLibrary: @unchecked Sendable {
 
     /// Opens the first of `names` found in `searchFolders` or by the loader; `what`
     /// names the library in the error (e.g. "NVRTC (the CUDA runtime compiler)").
+    /// `names` with those of a CUDA major above `driverMajor` (`libcublas.so.13` on a
+    /// 12.x driver) moved last: with several toolkits installed, the one the driver
+    /// runs comes first. Kept, not dropped: a forward-compatibility package may make
+    /// a newer one work.
+    static func preferring(_ names: [String], driverMajor: Int?) -> [String] {
+        guard let driverMajor else { return names }
+        func major(_ name: String) -> Int? {
+            guard let range = name.range(of: ".so.") else { return nil }
+            return Int(name[range.upperBound...].prefix { $0.isNumber })
+        }
+        let newer = names.filter { (major($0) ?? 0) > driverMajor }
+        return names.filter { (major($0) ?? 0) <= driverMajor } + newer
+    }
+
     static func open(_ names: [String], what: String) throws -> DynamicLibrary {
         var tried: [String] = []
         var lastError = ""  // the first failure says most (the preferred name)

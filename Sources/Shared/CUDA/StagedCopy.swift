@@ -20,14 +20,18 @@ struct StagedCopy {
     static func makeEvents(_ driver: CUDADriver) throws -> [CUHandle] {
         try (0..<mostPieces).map { _ in
             var e: CUHandle = nil
-            try driver.check(driver.cuEventCreate(&e, 2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate")
+            // Blocking sync: a host thread waiting for a piece sleeps instead of spinning a core
+            // that the writer's compression and the next region's read need.
+            try driver.check(
+                driver.cuEventCreate(&e, 1 | 2 /* CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING */),
+                "cuEventCreate")
             return e
         }
     }
 
-    /// The byte ranges `bytes` is copied in.
+    /// The byte ranges `bytes` is copied in: each starts on a MiB boundary.
     static func pieces(_ bytes: Int) -> [Range<Int>] {
-        let size = max(smallestPiece, (bytes + mostPieces - 1) / mostPieces)
+        let size = ((max(smallestPiece, (bytes + mostPieces - 1) / mostPieces) + (1 << 20) - 1) >> 20) << 20
         return stride(from: 0, to: bytes, by: size).map { $0..<min(bytes, $0 + size) }
     }
 

@@ -65,7 +65,12 @@ final class TransferLane {
             if input != 0 { _ = driver.cuMemFree(input) }
             (input, inputBytes) = (0, 0)
             var p: DevicePointer = 0
-            let r = driver.cuMemAlloc(&p, bytes)
+            var r = driver.cuMemAlloc(&p, bytes)
+            if r == 2 /* out of memory */ && context.pool.cachedBytes > 0 {
+                // The pool's idle buffers first, as the pool itself does (cuMemFree waits for the device).
+                context.pool.trim()
+                r = driver.cuMemAlloc(&p, bytes)
+            }
             if r == 2 { throw CUDAError(.outOfMemory, "allocating \(bytes >> 20) MiB on the device: out of memory") }
             try driver.check(r, "allocating \(bytes >> 20) MiB on the device")
             (input, inputBytes) = (p, bytes)
