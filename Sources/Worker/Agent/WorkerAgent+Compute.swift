@@ -122,7 +122,8 @@ extension WorkerAgent {
         let mapping = try ChannelMapping.resolve(
             imageChannels: Int(spec.input.channels),
             netChannels: engine.fcn.inputChannels, order: pre.channelOrder)
-        let input = TaskCodec.region(spec.input).tensor(mapping: mapping, preprocessing: pre)
+        let input = TaskCodec.region(spec.input).tensor(
+            mapping: mapping, preprocessing: pre, threads: configuration.threads)
         if let bad = spec.keptClasses.first(where: { Int($0) >= engine.classes }) {
             throw ClusterError("the task keeps class \(bad), and the net has \(engine.classes) classes")
         }

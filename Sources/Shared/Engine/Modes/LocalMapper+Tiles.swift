@@ -83,7 +83,7 @@ extension LocalMapper {
                 ?? PixelRegion(source: image, paddedRect: padded, halfPatch: engine.tasks.halfPatch)
             let t1 = DispatchTime.now().uptimeNanoseconds
             let out = try engine.run(
-                task, input: region.tensor(mapping: mapping, preprocessing: preprocessing),
+                task, input: region.tensor(mapping: mapping, preprocessing: preprocessing, threads: threads),
                 threads: threads)
             counts.readSeconds += Double(t1 - t0) / 1e9
             counts.computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
