@@ -85,6 +85,26 @@ struct DistributedTests {
         #expect(status != 0 && log.contains("labels and overlays need every class"), "\(log)")
     }
 
+    /// The fixture net takes 3 channels with a mean per channel; a grey image feeds it
+    /// its one channel three times. Workers used to reject such a task as malformed
+    /// ("3 mean values for 1 channels") without answering, and the job never ended.
+    @Test("An upload job of a grey PNG with a per-channel mean completes and equals the in-process map")
+    func greyImageWithChannelMeans() throws {
+        let group = try ProcessGroup("grey-upload")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        try group.startWorker(workers, name: "w1")
+        let image = group.directory + "/grey.png"
+        try ClusterFixture.writeImage(to: image, channels: 1)
+        let out = group.directory + "/out"
+        let p = try group.submitFixture(clients, image: image, out: out, log: "submit")
+        let status = group.wait(p, timeout: 60)
+        #expect(status == 0, "\(group.log("submit"))\n\(group.log("w1"))")
+        let local = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        #expect(ClusterFixture.bytes(out + "/grey.npy") == local, "the grey map differs from the in-process one")
+        #expect(!group.log("w1").contains("malformed"), "\(group.log("w1"))")
+    }
+
     @Test("A net that pads: distributed dense and shift equal the in-process map byte for byte")
     func paddedNet() throws {
         // AVE pooling with pad 1: every task needs the image size to pad where the whole-image pass does.

@@ -126,13 +126,15 @@ enum ClusterFixture {
     static let tile = 24
 
     /// A reproducible random RGB PNG.
-    static func writeImage(to path: String, height: Int = 150, width: Int = 190, seed: UInt64 = 11) throws {
+    static func writeImage(
+        to path: String, height: Int = 150, width: Int = 190, seed: UInt64 = 11, channels: Int = 3
+    ) throws {
         var state = seed
-        let samples = (0..<(height * width * 3)).map { _ -> UInt8 in
+        let samples = (0..<(height * width * channels)).map { _ -> UInt8 in
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return UInt8(truncatingIfNeeded: state >> 56)
         }
-        try writePNG(PixelImage(width: width, height: height, channels: 3, samples: .uint8(samples)), to: path)
+        try writePNG(PixelImage(width: width, height: height, channels: channels, samples: .uint8(samples)), to: path)
     }
 
     /// The in-process map's `.npy` bytes (the reference the distributed maps must equal).

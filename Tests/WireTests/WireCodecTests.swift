@@ -219,6 +219,32 @@ struct WireCodecTests {
         }
     }
 
+    /// A task the worker cannot read names itself in the error, so the worker can fail
+    /// it instead of leaving its job waiting; a mean for the net's 3 channels is valid
+    /// on a 1-channel (grey) input.
+    @Test("A rejected task or tile task carries its job, task and attempt")
+    func rejectedTasksNameThemselves() throws {
+        let huge = Self.mutated(.task(WireSamples.task())) {
+            Self.put32(1_000_000, at: Self.taskRect + 8, in: &$0);
+            Self.put32(1_000_000, at: Self.taskRect + 12, in: &$0)
+        }
+        #expect {
+            try WireMessage.decode(huge())
+        } throws: {
+            ($0 as? WireError).map { $0.task?.jobID == 7 && $0.task?.taskID == 42 && $0.task?.attempt == 2 } ?? false
+        }
+        let tileTask = try #require(WireSamples.all.first { if case .tileTask = $0 { true } else { false } })
+        var tile = tileTask.encode()
+        tile[0].removeLast(3)
+        #expect {
+            try WireMessage.decode(tile)
+        } throws: { ($0 as? WireError)?.task?.taskID == 45 }
+        var grey = WireSamples.task()
+        grey.input = Wire.PixelRegion(height: 2, width: 2, channels: 1, bytesPerSample: 1, pixels: [1, 2, 3, 4])
+        grey.preprocessing.mean = [104, 117, 123]
+        #expect(try WireMessage.decode(WireMessage.task(grey).encode()) == .task(grey))
+    }
+
     @Test("Limits are configurable")
     func limits() throws {
         var tight = WireLimits()

@@ -138,6 +138,13 @@ extension WorkerAgent {
                 s.rejects.warning(
                     "malformed", "rejected a malformed message from the coordinator",
                     metadata: ["reason": "\(e)"])
+                if let t = e.task {
+                    // A task this worker cannot read still gets an answer, or its job would wait forever.
+                    let failure = Wire.TaskFailure(
+                        jobID: t.jobID, taskID: t.taskID, attempt: t.attempt,
+                        message: "the worker could not read the task: \(e)")
+                    s.pendingOut.append(.failure(failure))
+                }
                 continue
             }
             s.lastHeard = monotonicSeconds()

@@ -28,6 +28,14 @@ package struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
 
     package var kind: Kind
     package var reason: String
+    /// The task (job, task, attempt) a rejected `task` or `tileTask` was for, when its
+    /// ids could be read: the worker reports it failed, so it is not left running.
+    package var task: (jobID: UInt64, taskID: UInt64, attempt: UInt32)?
+
+    package static func == (a: WireError, b: WireError) -> Bool {
+        a.kind == b.kind && a.reason == b.reason && a.task?.jobID == b.task?.jobID
+            && a.task?.taskID == b.task?.taskID && a.task?.attempt == b.task?.attempt
+    }
 
     package init(_ kind: Kind, _ reason: String) {
         self.kind = kind

@@ -19,6 +19,24 @@ extension WireMessage {
     static func decodeTask(_ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits) throws -> WireMessage {
         try expectFrames(payload, 2, r)
         let job = try r.u64("job id"), task = try r.u64("task id"), attempt = try r.u32("attempt")
+        return try naming((job, task, attempt)) {
+            try decodeTaskBody(&r, payload, limits, job: job, task: task, attempt: attempt)
+        }
+    }
+
+    /// Rethrows a decoding error with the task it was for.
+    private static func naming(
+        _ ref: (UInt64, UInt64, UInt32), _ body: () throws -> WireMessage
+    ) throws -> WireMessage {
+        do { return try body() } catch var error as WireError {
+            error.task = ref
+            throw error
+        }
+    }
+
+    private static func decodeTaskBody(
+        _ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits, job: UInt64, task: UInt64, attempt: UInt32
+    ) throws -> WireMessage {
         let modelDigest = try digest(&r)
         let mode = try mode(&r)
         let outputRect = try taskOutputRect(&r, limits)
@@ -26,10 +44,9 @@ extension WireMessage {
         let imageH = try r.u32("image height", in: 0...Int(Int32.max))
         let imageW = try r.u32("image width", in: 0...Int(Int32.max))
         let input = try taskInput(&r, pixels: payload[0], limits)
+        // The mean is per channel of the net's input, not of the image (a grey image
+        // feeds a colour net): the worker checks it against the net.
         let pre = try preprocessing(&r, limits: limits)
-        guard pre.mean.count <= 1 || pre.mean.count == Int(input.channels) else {
-            throw r.error(.invalidValue, "\(pre.mean.count) mean values for \(input.channels) channels")
-        }
         try taskOptionsSize(&r, frame: payload[1], limits)
         let keptCount = try r.u32("kept classes", in: 0...Int(UInt16.max))
         var kept: [UInt32] = []
@@ -59,6 +76,14 @@ extension WireMessage {
     {
         try expectFrames(payload, 1, r)
         let job = try r.u64("job id"), task = try r.u64("task id"), attempt = try r.u32("attempt")
+        return try naming((job, task, attempt)) {
+            try decodeTileTaskBody(&r, payload, limits, job: job, task: task, attempt: attempt)
+        }
+    }
+
+    private static func decodeTileTaskBody(
+        _ r: inout WireReader, _ payload: [[UInt8]], _ limits: WireLimits, job: UInt64, task: UInt64, attempt: UInt32
+    ) throws -> WireMessage {
         let modelDigest = try digest(&r)
         let mode = try mode(&r)
         let tile = try taskOutputRect(&r, limits)
