@@ -33,6 +33,34 @@ struct CoordinatorServiceTests {
         #expect(service.failure == nil)
     }
 
+    /// Two coordinators on one store numbered their jobs from the same files and
+    /// overwrote each other's; the second is now refused until the first stops.
+    @Test("A store serves one coordinator at a time; it is free again once that one stops")
+    func oneCoordinatorPerStore() throws {
+        let root = NSTemporaryDirectory() + "tessera-store-lock-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func service() throws -> CoordinatorService {
+            CoordinatorService(
+                context: try ZMQContext(),
+                configuration: .init(
+                    workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "tcp://127.0.0.1:*", storeDirectory: root),
+                logger: Logger(label: "test.store-lock"))
+        }
+        let first = try service()
+        _ = try first.start()
+        let second = try service()
+        #expect {
+            _ = try second.start()
+        } throws: {
+            "\($0)".contains("the store \(root) is in use by another coordinator (pid \(getpid())")
+                && "\($0)".contains("give each coordinator its own --store")
+        }
+        first.stop()
+        let third = try service()
+        _ = try third.start()
+        third.stop()
+    }
+
     @Test("A started service stops once, however many threads ask")
     func stopTwice() throws {
         let service = CoordinatorService(

@@ -122,6 +122,39 @@ struct SharedStorageTests {
         #expect(done >= 8 && ahead >= done * 3 / 4, "\(ahead) of \(done) tiles read ahead")
     }
 
+    /// Found by a user audit: a second job into the same --out replaced the first's map
+    /// (both reported done), and a user's folder named like the map was deleted.
+    @Test("A shared job whose map another running job writes is refused; a folder that is not a map is never replaced")
+    func outputClashes() throws {
+        let group = try ProcessGroup("shared-clash")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root + "/out", withIntermediateDirectories: true)
+        let (_, clients) = try cluster(group, root: root, workers: 1, delayMs: 300)
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let first = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c1")
+        // The first job is registered (its tasks are slow) before the second comes.
+        let deadline = Date().addingTimeInterval(20)
+        while !group.log("coordinator").contains("job started") && Date() < deadline { usleep(50_000) }
+        let second = try submit(group, clients, image: image, out: root + "/out", mode: "fast", shared: true, log: "c2")
+        #expect(group.wait(second, timeout: 30) != 0)
+        #expect(group.log("c2").contains("is writing \(root)/out/tissue.zarr already"), "\(group.log("c2"))")
+        #expect(group.wait(first, timeout: 120) == 0, "\(group.log("c1"))")
+
+        // A folder of the map's name that Tessera did not write: refused, left as it was.
+        let mine = root + "/mine"
+        try FileManager.default.createDirectory(atPath: mine + "/tissue.zarr", withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: mine + "/tissue.zarr/important.txt"))
+        let third = try submit(group, clients, image: image, out: mine, mode: "dense", shared: true, log: "c3")
+        #expect(group.wait(third, timeout: 30) != 0)
+        #expect(group.log("c3").contains("is not a Tessera map"), "\(group.log("c3"))")
+        #expect(FileManager.default.fileExists(atPath: mine + "/tissue.zarr/important.txt"))
+        // A finished map of that name is replaced by a new run, as before.
+        let again = try submit(group, clients, image: image, out: root + "/out", mode: "fast", shared: true, log: "c4")
+        #expect(group.wait(again, timeout: 120) == 0, "\(group.log("c4"))")
+    }
+
     @Test("Paths outside --shared-root are refused with the reason; a worker without it refuses shared tasks")
     func sharedRootEnforced() throws {
         let group = try ProcessGroup("shared-root")

@@ -42,9 +42,11 @@ extension CoordinatorLoop {
         if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
+        let output = try sharedOutputClash(spec, options)
         let id = nextJobID
         nextJobID += 1
         let dir = store.directory(id)
+        if let output { preparingOutputs[id] = output }
         if persistent {
             try DurableFile.createDirectory(dir)
         } else {
@@ -62,6 +64,29 @@ extension CoordinatorLoop {
         }
         prepare(spec, options: options, id: id, owner: owner, client: client, bytes: Self.inlineBytes(spec))
         return nil
+    }
+
+    /// A shared-storage zarr job's final map path, after refusing it if a running (or
+    /// preparing) job writes the same map (the second to finish replaced the first's,
+    /// both reported done), or if a folder or file that is not a Tessera map has that name.
+    private func sharedOutputClash(_ spec: Wire.JobSpec, _ options: JobOptions) throws -> String? {
+        guard options.storage == .shared, options.storeKind == .zarr, case .path(let image) = spec.image,
+            let out = options.outputDirectory,
+            let imagePath = try? factory.sharedPath(image, "image"),
+            let outDir = try? factory.sharedPath(out, "output folder")
+        else { return nil }  // the factory refuses what does not resolve, with the reason
+        let output = "\(outDir)/\(OutputOptions.stem(forInput: imagePath)).zarr"
+        let writer =
+            jobs.values.first { $0.isActive && $0.shared?.finalPath == output }?.id
+            ?? preparingOutputs.first { $0.value == output }?.key
+        if let writer {
+            throw ClusterError(
+                .invalidOption,
+                "job \(writer) is writing \(output) already: give this job another --out, or submit it once that one ends"
+            )
+        }
+        try MapStore.checkReplaceable(output)
+        return output
     }
 
     /// Prepares job `id` (its folder exists) on the preparation queue; `collectPrepared`
@@ -98,6 +123,7 @@ extension CoordinatorLoop {
             return p
         }
         for p in ready {
+            preparingOutputs[p.id] = nil
             preparing -= 1
             preparingBytes -= p.bytes
             let reply: WireMessage

@@ -86,6 +86,8 @@ final class CoordinatorLoop {
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")
     let prepared = Locked<[PreparedJob]>([])
     var preparing = 0
+    /// The final map path of each shared-storage job being prepared (`sharedOutputClash`).
+    var preparingOutputs: [UInt64: String] = [:]
     /// Submitted file bytes held by the submissions being prepared: the client endpoint
     /// is not read while they reach `configuration.maxPreparingBytes`.
     var preparingBytes = 0
@@ -108,6 +110,8 @@ final class CoordinatorLoop {
     /// Polled with the sockets: the queues above signal it when they hand the loop
     /// something, so it is answered at once, not at the poll's timeout.
     let wake: WakePipe
+    /// Held while serving a persistent store (`StoreLock`); released when the loop ends.
+    var storeLock: StoreLock?
 
     init(configuration: CoordinatorService.Configuration, logger: Logger, stopRequested: Locked<Bool>) throws {
         wake = try WakePipe()
@@ -127,6 +131,7 @@ final class CoordinatorLoop {
         if let dir = configuration.storeDirectory {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
+            storeLock = try StoreLock(root: dir)
             try checkWritable()
             restrictJobsFolder()
         } else {

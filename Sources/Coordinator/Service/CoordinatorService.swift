@@ -152,6 +152,7 @@ package final class CoordinatorService: Sendable {
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
         vitals.setReady(true, "endpoints bound")
         loop.run(workerSocket, clientSocket)
+        loop.storeLock = nil  // another coordinator (or a restart in this process) may take the store now
         vitals.setReady(false, "stopping")
         workerSocket.close()
         clientSocket.close()

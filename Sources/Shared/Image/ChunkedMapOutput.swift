@@ -24,6 +24,7 @@ package final class ChunkedMapOutput {
     ) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
+        if keep { try MapStore.checkReplaceable(options.zarrPath) }
         let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: temporary)
         let layout = try MapLayout(
@@ -46,6 +47,7 @@ package final class ChunkedMapOutput {
         try store.finish()
         let written = try Self.export(store, image: image, options: options, logger: logger)
         if let finalPath {
+            try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping
             try? FileManager.default.removeItem(atPath: finalPath)
             guard rename(store.path, finalPath) == 0 else {
                 throw MapStoreError(

@@ -122,6 +122,21 @@ package struct OutputOptions: Sendable, Equatable {
         return name
     }
 
+    /// Throws, naming both, if two inputs have the same stem: their outputs in one
+    /// folder would overwrite each other (`a/x.png` and `b/x.png`, or `x.png` and `x.tif`).
+    package static func checkDistinctStems(_ paths: [String]) throws {
+        var seen: [String: String] = [:]
+        for path in paths {
+            let stem = stem(forInput: path)
+            if let other = seen[stem] {
+                throw OutputOptionError(
+                    description: "\(other) and \(path) would both write \(stem).* into the same --out folder: "
+                        + "map them in separate runs with different --out folders, or rename one")
+            }
+            seen[stem] = path
+        }
+    }
+
     package func probabilityPath(forClass index: Int) -> String { "\(directory)/\(stem).prob-\(index).png" }
     package var labelsPath: String { "\(directory)/\(stem).labels.png" }
     package var overlayPath: String { "\(directory)/\(stem).overlay.png" }

@@ -174,6 +174,24 @@ struct LifecycleTests {
         #expect(try MapStore.open(at: old.path).layout.compression == .zlib)
     }
 
+    /// A new map replaces only what Tessera wrote: never a user's folder or file of its name.
+    @Test func onlyTesseraMapsAreReplaceable() throws {
+        let dir = try temporaryDirectory("replaceable")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try MapStore.checkReplaceable(dir + "/absent.zarr")
+        let (store, _) = try smallStore(dir)
+        try MapStore.checkReplaceable(store.path)  // unfinished
+        try store.finish()
+        try MapStore.checkReplaceable(store.path)
+        try FileManager.default.createDirectory(atPath: dir + "/user.zarr", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/file.zarr"))
+        for path in [dir + "/user.zarr", dir + "/file.zarr"] {
+            #expect { try MapStore.checkReplaceable(path) } throws: {
+                ($0 as? MapStoreError)?.kind == .alreadyExists && "\($0)".contains("is not a Tessera map")
+            }
+        }
+    }
+
     @Test func rewritingATileReplacesIt() throws {
         let dir = try temporaryDirectory("rewrite")
         defer { try? FileManager.default.removeItem(atPath: dir) }

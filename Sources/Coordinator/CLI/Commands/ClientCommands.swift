@@ -66,6 +66,7 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        do { try OutputOptions.checkDistinctStems(images) } catch { throw ValidationError("\(error)") }
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
         if shared {
             if let other = kinds?.first(where: { $0 != .zarr }) {

@@ -69,6 +69,7 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
+        do { try OutputOptions.checkDistinctStems(images) } catch { throw ValidationError("\(error)") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
@@ -239,7 +240,11 @@ struct Run: ParsableCommand {
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }
         // The workers read the images and write into --out: exactly those folders are shared.
-        let roots = Set([output.out] + images.map { ($0 as NSString).deletingLastPathComponent })
+        // An image given through a link is read at its target (the coordinator resolves links).
+        let folders = images.flatMap { [$0, SharedRoots.resolve($0)] }.map {
+            ($0 as NSString).deletingLastPathComponent
+        }
+        let roots = Set([output.out] + folders)
             .map { $0.isEmpty ? "." : $0 }
         let pool = try LocalWorkers(
             binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,

@@ -1,3 +1,4 @@
+import Foundation
 import TesseraCore
 
 /// A probability map as an OME-Zarr store (Zarr v2 arrays, OME-NGFF 0.4
@@ -39,6 +40,22 @@ package final class MapStore: Sendable {
         try AtomicFile.write(StoreMetadata.zattrs(layout, complete: false), to: "\(path)/.zattrs", durable: durable)
         if durable { AtomicFile.syncDirectory(path) }
         return store
+    }
+
+    /// Throws unless `path` is free or holds a map store this code wrote (finished or
+    /// not): what a new map may replace. A user's folder or file that happens to have
+    /// the map's name is never deleted.
+    package static func checkReplaceable(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+        if isDirectory.boolValue, let bytes = try? FileIO.read("\(path)/.zattrs"),
+            (try? StoreMetadata.parse(zattrs: bytes, path: path)) != nil
+        {
+            return
+        }
+        throw MapStoreError(
+            .alreadyExists, path: path,
+            detail: "exists and is not a Tessera map, so it is not replaced: move it away or choose another --out")
     }
 
     /// Opens an existing store (finished or not) to resume, read or export it.
