@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import TesseraImage
 @testable import TestSupport
 
 /// Output options that cannot work are refused before any tile is computed.
@@ -62,5 +63,63 @@ struct EarlyChecksTests {
             log: "run-link")
         #expect(s == 0, "\(l)")
         #expect(FileManager.default.fileExists(atPath: group.directory + "/out/img.npy"), "\(l)")
+    }
+
+    /// Found by a user audit: 16-bit samples entered preprocessing as 0–65535 with no
+    /// word, and the help said 0–255; and with --dtype uint8 and zarr, the .npy was the
+    /// quantised map although it promises float32.
+    @Test("16-bit images warn about --raw-scale; a quantised zarr with a .npy is refused")
+    func sixteenBitAndQuantisedNPY() throws {
+        let group = try ProcessGroup("sixteen")
+        defer { group.stop() }
+        let image = group.directory + "/deep.png"
+        var state: UInt64 = 5
+        let samples = (0..<(30 * 40)).map { _ -> UInt16 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1
+            return UInt16(truncatingIfNeeded: state >> 48)
+        }
+        try writePNG(PixelImage(width: 40, height: 30, channels: 1, samples: .uint16(samples)), to: image)
+        let out = group.directory + "/out"
+        for (extra, warns) in [([String](), true), (["--raw-scale", "0.00389105"], false)] {
+            let (s, l) = try SlideMapTests.coordinator(
+                group, ["run"] + ClusterFixture.modelFlags + extra + ["--outputs", "npy", "--out", out, image],
+                log: "run-16-\(warns)")
+            #expect(s == 0, "\(l)")
+            #expect(l.contains("has 16-bit samples") == warns, "\(extra): \(l)")
+        }
+        let (s, l) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + ClusterFixture.modelFlags + ["--dtype", "uint8", "--outputs", "zarr,npy", "--out", out, image],
+            log: "run-npy")
+        #expect(s != 0 && l.contains("the .npy would hold the uint8 zarr's quantised values"), "\(l)")
+    }
+
+    /// An interrupted run left its partial stores in --out (and the embedded
+    /// coordinator's in /tmp) on every try; now it leaves what a failed run leaves.
+    @Test("run stopped by SIGINT removes its unfinished outputs and exits 130", arguments: [false, true])
+    func interruptedRunLeavesNothing(inProcess: Bool) throws {
+        let group = try ProcessGroup("interrupt")
+        defer { group.stop() }
+        let image = group.directory + "/big.png"
+        try ClusterFixture.writeImage(to: image, height: 2400, width: 2400)
+        let out = group.directory + "/out"
+        let demo = TestPaths.packageRoot.appendingPathComponent("models/demo").path
+        let p = try group.start(
+            "tessera-coordinator",
+            [
+                "run", "--model", demo + "/deploy.prototxt", "--weights", demo + "/nuclei32.caffemodel", "--outputs",
+                "zarr,npy", "--tile", "256", "--out", out, image,
+            ] + (inProcess ? ["--in-process"] : []),
+            log: "run")
+        let deadline = Date().addingTimeInterval(60)
+        func partials() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+        }
+        while partials().isEmpty && p.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(!partials().isEmpty, "no partial store appeared: \(group.log("run"))")
+        kill(p.processIdentifier, SIGINT)
+        #expect(group.wait(p, timeout: 30) == 130, "\(group.log("run"))")
+        #expect(partials().isEmpty, "left behind: \(partials())")
+        #expect(!FileManager.default.fileExists(atPath: out + "/big.zarr"))
     }
 }

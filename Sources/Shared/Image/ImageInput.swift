@@ -59,6 +59,16 @@ package enum ImageInput {
         package let channels: Int
         package let level: Int
         package let format: SlideFormat
+        /// 8 or 16 (bits per sample the engine reads).
+        package var bitDepth: Int = 8
+
+        /// A warning for 16-bit samples with the default `--raw-scale`: they enter
+        /// preprocessing as 0–65535, while nets are trained on 0–255 (nil otherwise).
+        package func sixteenBitWarning(path: String, rawScale: Float) -> String? {
+            guard bitDepth == 16, rawScale == 1 else { return nil }
+            return "\(path) has 16-bit samples: they enter preprocessing as 0–65535. A net trained on 8-bit "
+                + "images needs --raw-scale 0.00389105 (255/65535; or the scale of the bits your camera fills)"
+        }
     }
 
     /// The header of `path` at the level `open` would choose (a PNG is not decoded).
@@ -68,12 +78,22 @@ package enum ImageInput {
     ) throws -> Header {
         if case .png = try SlideFormat.detect(path: path), level == nil, mpp == nil {
             let h = try PNGReader.header(path: path, maxPixels: maxPixels)
-            return Header(width: h.width, height: h.height, channels: h.channels, level: 0, format: .png)
+            return Header(
+                width: h.width, height: h.height, channels: h.channels, level: 0, format: .png,
+                bitDepth: h.bitDepth == 16 ? 16 : 8)
         }
         let opened = try open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
         let s = opened.source
         return Header(
-            width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format)
+            width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
+            bitDepth: bitDepth(of: s))
+    }
+
+    /// 16 for a source of 16-bit samples, else 8.
+    static func bitDepth(of source: any RegionSource) -> Int {
+        if let tiff = source as? TIFFRegionSource { return tiff.bitDepth == 16 ? 16 : 8 }
+        if let png = source as? PixelImage, case .uint16 = png.samples { return 16 }
+        return 8
     }
 
     /// The tissue mask of an opened image, answering in the mapped level's pixel

@@ -104,6 +104,9 @@ struct Submit: ParsableCommand {
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
             let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp)
+            if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) {
+                logger.warning("\(warning)")
+            }
             let size = Size2(header.height, header.width)
             let tile =
                 try job.tile

@@ -61,7 +61,9 @@ struct PreprocessingOptions: ParsableArguments {
             valueName: "V1,V2,V3"))
     var mean: String?
 
-    @Option(name: .long, parsing: .unconditional, help: "Multiply raw 0-255 pixels by this first (Caffe's raw_scale).")
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: "Multiply raw pixels (0-255; 0-65535 for 16-bit images) by this first (Caffe's raw_scale).")
     var rawScale: Float = 1
 
     @Option(name: .long, parsing: .unconditional, help: "Multiply by this after subtracting the mean (Caffe's scale).")

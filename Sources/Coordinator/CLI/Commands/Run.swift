@@ -73,6 +73,16 @@ struct Run: ParsableCommand {
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
+        // The .npy is written from the store, which holds the zarr's samples: with a
+        // smaller dtype it would be the quantised map, not the float32 map it promises.
+        if slide.dtype != .float32, let outputs = output.outputs,
+            let kinds = try? OutputOptions.parseKinds(outputs), kinds.contains(.zarr), kinds.contains(.npy)
+        {
+            throw ValidationError(
+                "--outputs \(outputs) with --dtype \(slide.dtype.rawValue): the .npy would hold the \(slide.dtype.rawValue) "
+                    + "zarr's quantised values, not float32. Drop npy or zarr (tiff alone keeps the .npy exact), "
+                    + "or use --dtype float32")
+        }
     }
 
     /// `--check` samples the map as it is computed, so it runs in this process.
@@ -82,6 +92,17 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        let interruption = RunInterruption(out: output.out, images: images, removeOutputs: store == nil)
+        do {
+            try mapImages(interruption)
+        } catch {
+            // Stopping the workers makes the mapping fail: the handler ends the process.
+            interruption.parkIfInterrupted()
+            throw error
+        }
+    }
+
+    private func mapImages(_ interruption: RunInterruption) throws {
         let logger = Logger(label: "tessera.run")
         var inProcess = self.inProcess
         if !inProcess, let reason = try needsInProcess() {
@@ -124,7 +145,7 @@ struct Run: ParsableCommand {
             // Embedded runs compute on the workers: this process only plans (no engine, no BLAS).
             try runEmbedded(
                 plan, memoryBudget: budget, settings: settings, preprocessing: prep,
-                workerThreads: threads ?? max(1, cores / workers), logger: logger)
+                workerThreads: threads ?? max(1, cores / workers), interruption: interruption, logger: logger)
         }
     }
 
@@ -135,6 +156,11 @@ struct Run: ParsableCommand {
             let image = opened.source
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
+            }
+            if let warning = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+                .sixteenBitWarning(path: path, rawScale: mapper.preprocessing.rawScale)
+            {
+                logger.warning("\(warning)")
             }
             let kept = try slide.keptClasses(netClasses: plan.classes)
             let options = try output.options(forImage: path, isPNG: opened.format == .png, keeping: kept != nil)
@@ -223,7 +249,7 @@ struct Run: ParsableCommand {
 
     private func runEmbedded(
         _ plan: ModelPlan, memoryBudget: Int, settings: EngineSettings, preprocessing prep: Preprocessing,
-        workerThreads: Int, logger: Logger
+        workerThreads: Int, interruption: RunInterruption, logger: Logger
     ) throws {
         let binary = locateWorkerBinary(workerBinary)
         guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -239,6 +265,7 @@ struct Run: ParsableCommand {
         let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }
+        interruption.add { service.stop() }
         // The workers read the images and write into --out: exactly those folders are shared.
         // An image given through a link is read at its target (the coordinator resolves links).
         let folders = images.flatMap { [$0, SharedRoots.resolve($0)] }.map {
@@ -251,6 +278,7 @@ struct Run: ParsableCommand {
             arguments: ["--device", compute.device, "--precision", compute.precision]
                 + roots.sorted().flatMap { ["--shared-root", $0] })
         defer { pool.stop() }
+        interruption.add { pool.stop() }
         logger.info(
             "embedded coordinator",
             metadata: [
@@ -276,6 +304,7 @@ struct Run: ParsableCommand {
         progress: Progress, logger: Logger
     ) throws {
         let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+        if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) { logger.warning("\(warning)") }
         let size = Size2(header.height, header.width)
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
