@@ -68,6 +68,19 @@ package enum MapPyramid {
         return (multiple(tile, of: s), 1)
     }
 
+    /// A note when a user's `tile` gives fewer pyramid levels than the image wants
+    /// (levels need the tile divisible by 2^(levels−1)), naming a tile that gives them.
+    package static func levelNote(tile: Int, image: Size2, stride: Size2) -> String? {
+        let wanted = fit(tile: 1 << 12, image: image, stride: stride, fixedTile: false).levels
+        let got = fit(tile: tile, image: image, stride: stride, fixedTile: true).levels
+        guard got < wanted else { return nil }
+        let step = lcm(1 << (wanted - 1), max(stride.h, stride.w))
+        let better = max(step, (tile + step / 2) / step * step)
+        return
+            "--tile \(tile) allows \(got) pyramid level\(got == 1 ? "" : "s") of the \(wanted) this image would have "
+            + "(the tile must divide by 2^(levels−1)): --tile \(better) gives them all"
+    }
+
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
     static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
     /// `value` rounded down to a multiple of `m` (at least `m`).

@@ -5,6 +5,7 @@ import Logging
 import TesseraCluster
 import TesseraCore
 import TesseraImage
+import TesseraPlan
 import TesseraWire
 
 /// How a client command reaches the coordinator: its client endpoint and CURVE keys.
@@ -108,9 +109,21 @@ struct Submit: ParsableCommand {
                 logger.warning("\(warning)")
             }
             let size = Size2(header.height, header.width)
-            let tile =
+            var tile =
                 try job.tile
                 ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))
+            if shared {
+                // The coordinator keeps the tile it is sent: a default one is fitted to the
+                // pyramid here (a 724 tile gave 3 levels where run's 512 gave 8).
+                let stride = plan.tasks.stride
+                if let given = job.tile {
+                    if let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {
+                        logger.warning("\(note)")
+                    }
+                } else {
+                    tile = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: false).tile
+                }
+            }
             var options = job.jobOptions(model, output, outputDirectory: nil)
             options.keptClasses = kept
             let image: Wire.FileSource

@@ -312,6 +312,9 @@ struct Run: ParsableCommand {
         let stride = plan.tasks.stride
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if keepZarr {
+            if let given = job.tile, let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {
+                logger.warning("\(note)")
+            }
             t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
         } else if job.mode == .shift {
             t = MapPyramid.multiple(t, of: max(stride.h, stride.w))
