@@ -184,4 +184,32 @@ struct DiskFullTests {
                 && !result.output.contains("NSCocoaErrorDomain"),
             "\(result.output)")
     }
+
+    /// libtiff reports a full disk as "Write error at scanline …": the export says why.
+    @Test(
+        "A TIFF export onto a full disk names the full disk",
+        .enabled(if: available, "needs root, unshare and nsenter to mount a small tmpfs in a mount namespace"))
+    func fullTIFFExport() throws {
+        let group = try ProcessGroup("full-tiff")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 300, width: 300)
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run", "--in-process"] + ClusterFixture.modelFlags + [
+                "--check", "0", "--outputs", "zarr", "--out", group.directory + "/maps", image,
+            ], log: "run")
+        #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
+        let small = group.directory + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let export = try group.start(
+            Self.unshare,
+            [
+                "--mount", "--propagation", "private", "sh", "-c",
+                "mount -t tmpfs -o size=128k tessera-tiny \"$0\" && exec \"$1\" export \"$2\" --outputs tiff --out \"$0\"",
+                small, ProcessGroup.binary("tessera-coordinator"), group.directory + "/maps/img.zarr",
+            ], log: "export")
+        #expect(group.wait(export, timeout: 60) != 0, "\(group.log("export"))")
+        #expect(group.log("export").contains("No space left on device"), "\(group.log("export"))")
+    }
 }

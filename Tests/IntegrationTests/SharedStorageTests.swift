@@ -141,6 +141,14 @@ struct SharedStorageTests {
         #expect(group.wait(second, timeout: 30) != 0)
         #expect(group.log("c2").contains("is writing \(root)/out/tissue.zarr already"), "\(group.log("c2"))")
         #expect(group.wait(first, timeout: 120) == 0, "\(group.log("c1"))")
+        // fetch cannot download a folder on the shared storage: it says where the map is
+        // (it failed with "Is a directory" and left an empty partial file per try).
+        let fetched = group.directory + "/fetched"
+        let f = try group.start(
+            "tessera-coordinator", ["fetch", "--coordinator", clients, "1", "--out", fetched], log: "fetch")
+        #expect(group.wait(f, timeout: 30) != 0)
+        #expect(group.log("fetch").contains("job 1 is a shared-storage job: tissue.zarr lies in the --out folder"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fetched)) ?? []).isEmpty)
 
         // A folder of the map's name that Tessera did not write: refused, left as it was.
         let mine = root + "/mine"

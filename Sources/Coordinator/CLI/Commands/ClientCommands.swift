@@ -234,6 +234,17 @@ struct Fetch: ParsableCommand {
         guard s.state == .done else {
             throw ClusterError("job \(job) is \(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")")
         }
-        for path in try client.fetchOutputs(job: job, files: s.outputFiles, into: out) { print(path) }
+        // A shared-storage job's map is a folder the workers wrote on the shared storage.
+        let folders = s.outputFiles.filter { $0.hasSuffix(".zarr") }
+        let files = s.outputFiles.filter { !$0.hasSuffix(".zarr") }
+        if !folders.isEmpty {
+            let text =
+                "job \(job) is a shared-storage job: \(folders.joined(separator: ", ")) lies in the --out folder "
+                + "it was submitted with, on the shared storage; read it there, or write other formats from it with "
+                + "`tessera-coordinator export FOLDER/\(folders[0]) --outputs npy,tiff --out …`"
+            if files.isEmpty { throw ClusterError(text) }
+            FileHandle.standardError.write(Data((text + "\n").utf8))
+        }
+        for path in try client.fetchOutputs(job: job, files: files, into: out) { print(path) }
     }
 }

@@ -203,6 +203,8 @@ final class ClusterClient {
             guard let handle = FileHandle(forWritingAtPath: temp) else {
                 throw ClusterError(.storage, "cannot write \(temp)")
             }
+            var complete = false
+            defer { if !complete { try? FileManager.default.removeItem(atPath: temp) } }
             var offset: UInt64 = 0
             while true {
                 let asked = offset
@@ -234,6 +236,7 @@ final class ClusterClient {
             try handle.synchronize()
             try handle.close()
             guard rename(temp, path) == 0 else { throw ClusterError(.storage, "cannot rename \(temp) to \(path)") }
+            complete = true
             written.append(path)
         }
         return written

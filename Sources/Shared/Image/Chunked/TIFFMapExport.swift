@@ -59,6 +59,12 @@ package enum TIFFMapExport {
                     store: store, level: level, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
                     errors: errors, path: path)
             }
+        } catch let error as MapStoreError {
+            // libtiff says "Write error at scanline …", not why: a full disk is checked here.
+            let full = diskFullNote(directory)
+            unlink(temporary)
+            guard let full else { throw error }
+            throw MapStoreError(.io, path: path, detail: "\(full) (\(error.detail))")
         } catch {
             unlink(temporary)
             throw error
@@ -68,11 +74,22 @@ package enum TIFFMapExport {
         let synced = fd >= 0 && fsync(fd) == 0
         if fd >= 0 { close(fd) }
         guard errors.pointee.errors == 0, synced, rename(temporary, path) == 0 else {
-            let detail = errors.pointee.errors > 0 ? message(errors) : errnoText()
+            var detail = errors.pointee.errors > 0 ? message(errors) : errnoText()
+            if let full = diskFullNote(directory) { detail = "\(full) (\(detail))" }
             unlink(temporary)
             throw MapStoreError(errors.pointee.errors > 0 ? .tiff : .io, path: path, detail: detail)
         }
         AtomicFile.syncDirectory(directory)
+    }
+
+    /// "No space left on device …" when the file system holding `directory` has under
+    /// 1 MiB free (checked after a failed write, before the partial file is removed).
+    static func diskFullNote(_ directory: String) -> String? {
+        var s = statvfs()
+        guard statvfs(directory, &s) == 0 else { return nil }
+        let free = UInt64(s.f_bavail) * UInt64(s.f_frsize)
+        guard free < 1 << 20 else { return nil }
+        return "No space left on device: the disk holding \(directory) has \(free) bytes free"
     }
 
     /// The levels exported: all store levels, except trailing ones no smaller than
