@@ -122,4 +122,32 @@ struct EarlyChecksTests {
         #expect(partials().isEmpty, "left behind: \(partials())")
         #expect(!FileManager.default.fileExists(atPath: out + "/big.zarr"))
     }
+
+    /// Messages a user audit found wanting, each now naming the problem.
+    @Test("Clear messages: an endpoint without tcp://, a port in use, an unknown job, an empty image, --mpp on a PNG")
+    func clearMessages() throws {
+        let group = try ProcessGroup("messages")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        func coordinator(_ arguments: [String], _ log: String) throws -> (Int32, String) {
+            try SlideMapTests.coordinator(group, arguments, log: log)
+        }
+        var (s, l) = try coordinator(["status", "--coordinator", "127.0.0.1:5555", "1"], "no-scheme")
+        #expect(s != 0 && l.contains("an endpoint looks like tcp://HOST:PORT"), "\(l)")
+        (s, l) = try coordinator(
+            ["serve", "--worker-endpoint", workers, "--client-endpoint", "tcp://127.0.0.1:*"], "in-use")
+        #expect(s != 0 && l.contains("cannot listen on \(workers): Address already in use"), "\(l)")
+        (s, l) = try coordinator(["status", "--coordinator", clients, "99"], "unknown-job")
+        #expect(s != 0 && l.contains("no job 99"), "\(l)")
+        let empty = group.directory + "/empty.png"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        (s, l) = try coordinator(
+            ["run"] + ClusterFixture.modelFlags + ["--out", group.directory + "/o", empty], "empty")
+        #expect(s != 0 && l.contains("the file is empty (0 bytes)"), "\(l)")
+        let png = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: png, height: 20, width: 20)
+        (s, l) = try coordinator(
+            ["run"] + ClusterFixture.modelFlags + ["--mpp", "0.5", "--out", group.directory + "/o", png], "mpp")
+        #expect(s != 0 && l.contains("a PNG records no microns per pixel"), "\(l)")
+    }
 }

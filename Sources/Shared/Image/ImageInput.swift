@@ -32,10 +32,15 @@ package enum ImageInput {
     ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
-            if level != nil || mpp != nil {
+            if let mpp, level == nil {
                 throw SlideError(
-                    .noSuchLevel(level ?? 0), path: path,
-                    detail: "a PNG has one level and no microns per pixel: choose a level only for slides")
+                    .noLevelNearMPP(mpp), path: path,
+                    detail: "a PNG records no microns per pixel: --mpp chooses a level of a slide")
+            }
+            if let level {
+                throw SlideError(
+                    .noSuchLevel(level), path: path,
+                    detail: "a PNG has one level: --level chooses a level of a slide")
             }
             let image = try PNGReader.read(path: path, maxPixels: maxPixels)
             return Opened(

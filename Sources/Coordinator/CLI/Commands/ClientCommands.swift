@@ -89,8 +89,10 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
-        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue) {
-            throw ValidationError("--level, --mpp and --tissue are for shared-storage jobs (--shared)")
+        if !shared && (slide.level != nil || slide.mpp != nil || slide.tissue || slide.dtype != .float32) {
+            throw ValidationError(
+                "--level, --mpp, --tissue and --dtype are for shared-storage jobs (--shared): an upload job's "
+                    + "outputs (npy, PNGs) are written from float32 values")
         }
         let logger = Logger(label: "tessera.submit")
         let settings = job.engineSettings(model)
@@ -190,6 +192,10 @@ struct Status: ParsableCommand {
     func run() throws {
         let client = try endpoint.connect(try ZMQContext())
         let s = try client.status(job)
+        if let job, s.state == .unknown {
+            // As cancel and fetch do: a script checking the exit status learns the id is wrong.
+            throw ClusterError("no job \(job) on this coordinator\(s.message.isEmpty ? "" : ": \(s.message)")")
+        }
         print(Self.describe(s))
     }
 

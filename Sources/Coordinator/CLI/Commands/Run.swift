@@ -52,7 +52,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
     @Option(help: ArgumentHelp("The tessera-worker executable.", valueName: "path")) var workerBinary: String?
     @Option(help: "Job store folder for the embedded coordinator (default: temporary).") var store: String?
-    @Option(help: "Refuse images with more pixels than this, before decoding them.")
+    @Option(
+        help: ArgumentHelp(
+            "Refuse PNG images with more pixels than this, before decoding them (slides and TIFFs are read "
+                + "region by region, never whole, so any size maps)."))
     var maxPixels = PNGReader.defaultMaxPixels
     @OptionGroup var slide: SlideFlags
     @Option(

@@ -23,7 +23,9 @@ enum FileSniffer {
     }
 
     static func kind(_ path: String) throws -> FileKind {
-        _ = try fileSize(path)
+        guard try fileSize(path) > 0 else {
+            throw SlideError(.truncated, path: path, detail: "the file is empty (0 bytes)")
+        }
         guard let file = FileHandle(forReadingAtPath: path) else {
             throw SlideError(.notFound, path: path, detail: "cannot open the file for reading")
         }

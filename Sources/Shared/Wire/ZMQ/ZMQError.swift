@@ -16,8 +16,13 @@ import Darwin
 package struct ZMQError: RawRepresentable, Error, Hashable, Sendable, CustomStringConvertible {
     /// The `errno` value.
     package let rawValue: CInt
+    /// What was being done ("binding tcp://*:5555"), for the message; not compared.
+    package var context: String?
 
     package init(rawValue: CInt) { self.rawValue = rawValue }
+
+    package static func == (a: ZMQError, b: ZMQError) -> Bool { a.rawValue == b.rawValue }
+    package func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
 
     /// The operation would block (non-blocking send/receive, full pipe with
     /// `ROUTER_MANDATORY`, or a receive timeout). The corresponding C constant is `EAGAIN`.
@@ -53,6 +58,12 @@ package struct ZMQError: RawRepresentable, Error, Hashable, Sendable, CustomStri
     static var current: ZMQError { ZMQError(rawValue: zmq_errno()) }
 
     package var description: String {
-        "ZMQError(\(rawValue)): " + String(cString: zmq_strerror(rawValue))
+        let text = String(cString: zmq_strerror(rawValue))
+        guard let context else { return "ZMQError(\(rawValue)): " + text }
+        let hint =
+            rawValue == EINVAL || rawValue == EPROTONOSUPPORT
+            ? " (an endpoint looks like tcp://HOST:PORT, e.g. tcp://10.0.0.5:5555)"
+            : rawValue == EADDRINUSE ? " (another process listens there: pick another port)" : ""
+        return "\(context): \(text)\(hint)"
     }
 }

@@ -59,12 +59,20 @@ package struct ZMQSocket: ~Copyable {
 
     /// Binds to `endpoint` (`tcp://127.0.0.1:*` picks a free port: read `lastEndpoint`).
     package func bind(_ endpoint: String) throws {
-        try ZMQCall.check { zmq_bind(handle, endpoint) }
+        try Self.naming("cannot listen on \(endpoint)") { try ZMQCall.check { zmq_bind(handle, endpoint) } }
     }
 
     /// Connects to `endpoint` (asynchronously: libzmq reconnects on its own).
     package func connect(_ endpoint: String) throws {
-        try ZMQCall.check { zmq_connect(handle, endpoint) }
+        try Self.naming("cannot connect to \(endpoint)") { try ZMQCall.check { zmq_connect(handle, endpoint) } }
+    }
+
+    /// Rethrows a `ZMQError` with what was being done (the endpoint), for its message.
+    private static func naming(_ context: String, _ body: () throws -> Void) throws {
+        do { try body() } catch var error as ZMQError {
+            error.context = context
+            throw error
+        }
     }
 
     /// Stops connecting to / disconnects from `endpoint`.
