@@ -12,7 +12,7 @@ struct OutputFlags: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
-                + "overlay (map over the image), npy (float32 (C,H,W) map), all (those four), "
+                + "overlay (map over the image), npy (float32 (C,H,W) map; with zarr, the zarr dtype's values), all (those four), "
                 + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default: all for PNG inputs, zarr for slides.",
             valueName: "list"))
     var outputs: String?

@@ -76,16 +76,17 @@ struct Run: ParsableCommand {
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
-        // The .npy is written from the store, which holds the zarr's samples: with a
-        // smaller dtype it would be the quantised map, not the float32 map it promises.
-        if slide.dtype != .float32, let outputs = output.outputs,
+    }
+
+    /// The .npy is written from the store, which holds the zarr's samples: with a smaller
+    /// dtype it is the quantised map (as float32), which the user is told.
+    private var quantisedNPYNote: String? {
+        guard slide.dtype != .float32, let outputs = output.outputs,
             let kinds = try? OutputOptions.parseKinds(outputs), kinds.contains(.zarr), kinds.contains(.npy)
-        {
-            throw ValidationError(
-                "--outputs \(outputs) with --dtype \(slide.dtype.rawValue): the .npy would hold the \(slide.dtype.rawValue) "
-                    + "zarr's quantised values, not float32. Drop npy or zarr (tiff alone keeps the .npy exact), "
-                    + "or use --dtype float32")
-        }
+        else { return nil }
+        return "--outputs \(outputs) with --dtype \(slide.dtype.rawValue): the .npy holds the \(slide.dtype.rawValue) "
+            + "zarr's quantised values (as float32), not the exact map; drop zarr (tiff alone keeps the .npy exact) "
+            + "or use --dtype float32 for the exact values"
     }
 
     /// `--check` samples the map as it is computed, so it runs in this process.
@@ -107,6 +108,7 @@ struct Run: ParsableCommand {
 
     private func mapImages(_ interruption: RunInterruption) throws {
         let logger = Logger(label: "tessera.run")
+        if let note = quantisedNPYNote { logger.warning("\(note)") }
         var inProcess = self.inProcess
         if !inProcess, let reason = try needsInProcess() {
             logger.info("mapping in this process: \(reason) runs there")
