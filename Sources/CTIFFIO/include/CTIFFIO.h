@@ -31,7 +31,7 @@ TIFF *ttiff_open(const char *path, const char *mode, ttiff_errors *errs);
 /// Returns 1 on success, 0 when libtiff refused a field.
 int ttiff_set_directory(TIFF *tif, uint32_t width, uint32_t height, uint32_t tile, uint16_t samples,
                         uint16_t bits, uint16_t format, int reduced, int zip_level, const char *software,
-                        const char *description);
+                        const char *description, double pixels_per_cm);
 
 #ifdef __cplusplus
 }

@@ -316,13 +316,19 @@ struct JobFactory: Sendable {
         let layout = try MapLayout(
             classes: kept?.count ?? plan.classes, height: size.h, width: size.w, tileSize: tile,
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
-            compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes)
+            compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes,
+            micronsPerPixel: header.mpp)
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)
         } else {
             mapStore = try MapStore.open(at: storePath)
-            guard mapStore.layout == layout else {
+            // A store begun before maps recorded microns per pixel resumes as it is.
+            let planned = try MapLayout(
+                classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
+                dtype: layout.dtype, levels: layout.levels, compression: layout.compression, kept: layout.kept,
+                netClasses: layout.netClasses, micronsPerPixel: mapStore.layout.micronsPerPixel)
+            guard mapStore.layout == planned else {
                 throw ClusterError("the map store \(storePath) does not have the layout this job plans")
             }
         }

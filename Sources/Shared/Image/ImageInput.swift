@@ -66,6 +66,8 @@ package enum ImageInput {
         package let format: SlideFormat
         /// 8 or 16 (bits per sample the engine reads).
         package var bitDepth: Int = 8
+        /// Microns per pixel of the level, when the file says.
+        package var mpp: Double?
 
         /// A warning for 16-bit samples with the default `--raw-scale`: they enter
         /// preprocessing as 0–65535, while nets are trained on 0–255 (nil otherwise).
@@ -91,7 +93,7 @@ package enum ImageInput {
         let s = opened.source
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
-            bitDepth: bitDepth(of: s))
+            bitDepth: bitDepth(of: s), mpp: opened.mpp)
     }
 
     /// 16 for a source of 16-bit samples, else 8.

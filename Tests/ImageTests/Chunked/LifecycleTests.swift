@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import TesseraCore
@@ -190,6 +191,49 @@ struct LifecycleTests {
                 ($0 as? MapStoreError)?.kind == .alreadyExists && "\($0)".contains("is not a Tessera map")
             }
         }
+    }
+
+    /// A map made at a slide level's µm/px says so: OME axes in micrometres with the
+    /// level's scale, and the TIFF's resolution (pixels per centimetre) on every page.
+    @Test func physicalScaleReachesTheReaders() throws {
+        let dir = try temporaryDirectory("scale")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let layout = try MapLayout(
+            classes: 2, height: 70, width: 90, tileSize: 32, levels: 2, micronsPerPixel: 0.5)
+        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
+        for column in 0..<3 {
+            for row in 0..<3 {
+                let rect = layout.rect(of: TileIndex(row: row, column: column))
+                let values = randomMap(classes: 2, height: rect.height, width: rect.width, seed: UInt64(column))
+                _ = try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
+            }
+        }
+        try store.finish()
+        #expect(try MapStore.open(at: store.path).layout == layout)
+        try TIFFMapExport.write(store: store, to: dir + "/map.tif", tileSize: 32)
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, zarr, tifffile
+            from ome_zarr.io import parse_url
+            from ome_zarr.reader import Reader
+            node = list(Reader(parse_url(sys.argv[1]))())[0]
+            ms = node.metadata
+            axes = [(a['name'], a.get('unit')) for a in ms['axes']]
+            assert axes == [('c', None), ('y', 'micrometer'), ('x', 'micrometer')], axes
+            scales = [t[0]['scale'] for t in ms['coordinateTransformations']]
+            assert scales == [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]], scales
+            with tifffile.TiffFile(sys.argv[2]) as tf:
+                for k, page in enumerate(tf.series[0].levels):
+                    p = page.pages[0] if hasattr(page, 'pages') else page
+                    x = p.tags['XResolution'].value
+                    assert p.tags['ResolutionUnit'].value == 3, p.tags['ResolutionUnit'].value
+                    assert abs(x[0] / x[1] - 20000 / 2 ** k) < 1e-3, (k, x)
+            print('ok')
+            """,
+            store.path, dir + "/map.tif",
+        ])
+        #expect(status == 0 && output.contains("ok"), "\(output)")
     }
 
     @Test func rewritingATileReplacesIt() throws {

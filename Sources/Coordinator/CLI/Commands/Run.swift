@@ -201,7 +201,7 @@ struct Run: ParsableCommand {
                 ])
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
-                tile: t, dtype: slide.dtype, levels: levels, kept: kept)
+                tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
             let checks = check ?? (plan.geometry.isExact ? 0 : 256)
             var checker =
                 checks > 0

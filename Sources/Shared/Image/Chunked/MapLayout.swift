@@ -22,6 +22,10 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package let kept: [Int]?
     /// How many classes the net has (what a writer passes per pixel).
     package let netClasses: Int
+    /// Microns per pixel of level 0 (the mapped image level's), when the image says:
+    /// written as the OME axes' unit and scale and as the TIFF's resolution, so a map
+    /// made at `--mpp 1` overlays its slide in napari and QuPath.
+    package let micronsPerPixel: Double?
 
     /// Throws `.invalidArgument` unless every count is positive, T is divisible
     /// by 2^(levels−1) (so tiles stay aligned at every level) and there are as
@@ -29,7 +33,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
         classNames: [String]? = nil, compression: ChunkCompression = .blosc, kept: [Int]? = nil,
-        netClasses: Int? = nil
+        netClasses: Int? = nil, micronsPerPixel: Double? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -60,6 +64,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
         self.levels = levels
         self.classNames = classNames
         self.compression = compression
+        if let mpp = micronsPerPixel, !(mpp > 0 && mpp.isFinite) { throw fail("\(mpp) microns per pixel") }
+        self.micronsPerPixel = micronsPerPixel
         if compression == .blosc, chunkBytes(0) > BloscCodec.maxBytes {
             throw fail(
                 "a chunk of \(classes) classes × \(tileSize)² \(dtype.rawValue) samples is \(chunkBytes(0)) bytes, "
@@ -69,6 +75,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case classes, height, width, tileSize, dtype, levels, classNames, compression, compressed, kept, netClasses
+        case micronsPerPixel
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -82,7 +89,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
             compression: c.decodeIfPresent(ChunkCompression.self, forKey: .compression)
                 ?? (c.decodeIfPresent(Bool.self, forKey: .compressed) == false ? .none : .zlib),
             kept: c.decodeIfPresent([Int].self, forKey: .kept),
-            netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses))
+            netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses),
+            micronsPerPixel: c.decodeIfPresent(Double.self, forKey: .micronsPerPixel))
     }
 
     package func encode(to encoder: Encoder) throws {
@@ -97,6 +105,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
         try c.encode(compression, forKey: .compression)
         try c.encodeIfPresent(kept, forKey: .kept)
         try c.encode(netClasses, forKey: .netClasses)
+        try c.encodeIfPresent(micronsPerPixel, forKey: .micronsPerPixel)
     }
 
     /// Net class `c`'s plane in the store, or nil if the store does not keep it.

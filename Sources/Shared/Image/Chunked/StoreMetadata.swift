@@ -51,19 +51,24 @@ enum StoreMetadata {
             tessera["net_classes"] = layout.netClasses
         }
         tessera["compression"] = layout.compression.rawValue
+        if let mpp = layout.micronsPerPixel { tessera["microns_per_pixel"] = mpp }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
+            // Level k's pixel is 2^k level-0 pixels, in micrometres when the image says.
+            let unit = layout.micronsPerPixel ?? 1
             let datasets: [[String: Any]] = (0..<layout.levels).map { k in
-                let f = Double(1 << k)
+                let f = Double(1 << k) * unit
                 return ["path": "\(k)", "coordinateTransformations": [["type": "scale", "scale": [1.0, f, f]]]]
             }
+            var space: [String: Any] = ["type": "space"]
+            if layout.micronsPerPixel != nil { space["unit"] = "micrometer" }
             root["multiscales"] = [
                 [
                     "version": "0.4",
                     "name": "probabilities",
                     "axes": [
-                        ["name": "c", "type": "channel"], ["name": "y", "type": "space"],
-                        ["name": "x", "type": "space"],
+                        ["name": "c", "type": "channel"], space.merging(["name": "y"]) { $1 },
+                        space.merging(["name": "x"]) { $1 },
                     ],
                     "datasets": datasets,
                     "type": "mean",
@@ -107,7 +112,7 @@ enum StoreMetadata {
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
-                netClasses: t["net_classes"] as? Int)
+                netClasses: t["net_classes"] as? Int, micronsPerPixel: t["microns_per_pixel"] as? Double)
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
