@@ -131,8 +131,8 @@ final class CoordinatorLoop {
         if let dir = configuration.storeDirectory {
             store = JobStore(root: dir)
             try DurableFile.createDirectory(store.jobsDirectory)
+            try checkWritable()  // first: a read-only store is refused as such, not for its lock file
             storeLock = try StoreLock(root: dir)
-            try checkWritable()
             restrictJobsFolder()
         } else {
             store = JobStore(
