@@ -120,7 +120,10 @@ struct EarlyChecksTests {
         kill(p.processIdentifier, SIGINT)
         #expect(group.wait(p, timeout: 30) == 130, "\(group.log("run"))")
         #expect(partials().isEmpty, "left behind: \(partials())")
-        #expect(!FileManager.default.fileExists(atPath: out + "/big.zarr"))
+        // Under load the job may have finished before the handler ran: then its map is whole.
+        if FileManager.default.fileExists(atPath: out + "/big.zarr") {
+            #expect(try MapStore.open(at: out + "/big.zarr").isFinished, "a map left unfinished")
+        }
     }
 
     /// Messages a user audit found wanting, each now naming the problem.

@@ -104,6 +104,7 @@ struct Run: ParsableCommand {
             interruption.parkIfInterrupted()
             throw error
         }
+        interruption.parkIfInterrupted()  // finished as the signal came: the handler exits 130
     }
 
     private func mapImages(_ interruption: RunInterruption) throws {
@@ -145,7 +146,8 @@ struct Run: ParsableCommand {
             logger.info("BLAS kernel \(blas.coreName) (\(blas.coreChoice))")
             let mapper = LocalMapper(
                 engine: engine, preprocessing: prep, threads: threads ?? cores, memoryBudget: budget)
-            try runInProcess(mapper, loaded: loaded, plan: plan, logger: logger)
+            interruption.mainThreadWrites()
+            try runInProcess(mapper, loaded: loaded, plan: plan, interruption: interruption, logger: logger)
         } else {
             // Embedded runs compute on the workers: this process only plans (no engine, no BLAS).
             try runEmbedded(
@@ -154,7 +156,9 @@ struct Run: ParsableCommand {
         }
     }
 
-    private func runInProcess(_ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, logger: Logger) throws {
+    private func runInProcess(
+        _ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, interruption: RunInterruption, logger: Logger
+    ) throws {
         let progress = Progress(stream: stderr)
         for path in images {
             let opened = try ImageInput.open(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
@@ -221,6 +225,7 @@ struct Run: ParsableCommand {
                             pixels: Int(Double(image.width * image.height) * share), since: start)
                     },
                     emit: { tile in
+                        if interruption.isInterrupted { throw ClusterError("interrupted") }
                         checker?.record(tile)
                         try sink.write(tile.rect, values: tile.values)
                     })

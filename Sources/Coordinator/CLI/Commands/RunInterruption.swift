@@ -2,31 +2,40 @@ import Foundation
 import TesseraImage
 
 /// What `run` undoes when SIGINT or SIGTERM stops it: the embedded workers and
-/// coordinator are stopped (which removes the coordinator's temporary store), then
-/// this run's unfinished outputs in `--out` are removed (`.STEM.….partial-…` stores
-/// and `.STEM.….tmp-…` files), so an interrupted run leaves what a failed one leaves:
-/// nothing. With `--store` the partial stores stay, for the job to resume.
+/// coordinator are stopped (which removes the coordinator's temporary store); the
+/// main thread, whose mapping then fails (or, in-process, stops at its next tile),
+/// parks; then this run's unfinished outputs in `--out` are removed (`.STEM.….partial-…`
+/// stores and `.STEM.….tmp-…` files) and the process exits 130 (SIGINT) or 143, so an
+/// interrupted run leaves what a failed one leaves: nothing (a map finished before
+/// the signal stays whole). With `--store` the partial stores stay, for the job to resume.
 final class RunInterruption: @unchecked Sendable {
     private let lock = NSLock()
     private var steps: [() -> Void] = []
     private var interrupted = false
+    /// Signalled when the main thread has stopped writing (`parkIfInterrupted`).
+    private let mainStopped = DispatchSemaphore(value: 0)
+    /// In-process mapping: the main thread writes the map itself, so the handler waits
+    /// for it to stop (embedded, the stopped workers were the writers).
+    private var mainWrites = false
     private var sources: [DispatchSourceSignal] = []
 
     /// Installs the handlers; `removeOutputs`: whether partial stores go too.
     init(out: String, images: [String], removeOutputs: Bool) {
         let stems = images.map { OutputOptions.stem(forInput: $0) }
-        if removeOutputs { add { Self.removeTemporaries(in: out, stems: stems) } }
         for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler { [self] in
                 FileHandle.standardError.write(
                     Data("interrupted: stopping the workers and removing this run's unfinished outputs\n".utf8))
-                let steps = lock.withLock {
+                let (steps, waits) = lock.withLock {
                     interrupted = true
-                    return self.steps
+                    return (self.steps, mainWrites)
                 }
                 for step in steps.reversed() { step() }
+                // Nothing is removed while the main thread may still write (30 s at most).
+                if waits { _ = mainStopped.wait(timeout: .now() + 30) }
+                if removeOutputs { Self.removeTemporaries(in: out, stems: stems) }
                 exit(status)
             }
             source.resume()
@@ -37,11 +46,18 @@ final class RunInterruption: @unchecked Sendable {
     /// Blocks for good if an interruption is being handled (its handler exits), so a
     /// mapping that fails because the handler stopped the workers does not exit first.
     func parkIfInterrupted() {
-        guard lock.withLock({ interrupted }) else { return }
+        guard isInterrupted else { return }
+        mainStopped.signal()
         while true { sleep(60) }
     }
 
-    /// Runs `step` on interruption, before the steps added earlier.
+    /// The main thread maps in this process: an interruption waits for it to stop.
+    func mainThreadWrites() { lock.withLock { mainWrites = true } }
+
+    /// Whether a signal came: the in-process mapping stops at its next tile.
+    var isInterrupted: Bool { lock.withLock { interrupted } }
+
+    /// Runs `step` on interruption (before the steps added earlier), to stop what writes.
     func add(_ step: @escaping () -> Void) { lock.withLock { steps.append(step) } }
 
     static func removeTemporaries(in out: String, stems: [String]) {
