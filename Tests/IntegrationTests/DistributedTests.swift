@@ -105,6 +105,22 @@ struct DistributedTests {
         #expect(!group.log("w1").contains("malformed"), "\(group.log("w1"))")
     }
 
+    /// With no worker connected, submit --wait showed "ETA 0s" forever (a user audit).
+    @Test("submit --wait says when no worker is connected, and finishes once one joins")
+    func noWorkerNotice() throws {
+        let group = try ProcessGroup("no-worker")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let p = try group.submitFixture(clients, image: image, out: group.directory + "/out", log: "submit")
+        let deadline = Date().addingTimeInterval(30)
+        while !group.log("submit").contains("no worker is connected") && Date() < deadline { usleep(100_000) }
+        #expect(group.log("submit").contains("is waiting: no worker is connected"), "\(group.log("submit"))")
+        try group.startWorker(workers, name: "late")
+        #expect(group.wait(p, timeout: 60) == 0, "\(group.log("submit"))")
+    }
+
     @Test("A net that pads: distributed dense and shift equal the in-process map byte for byte")
     func paddedNet() throws {
         // AVE pooling with pad 1: every task needs the image size to pad where the whole-image pass does.

@@ -153,6 +153,9 @@ final class ClusterClient {
         return s
     }
 
+    /// How long a job may wait with no worker connected before the client says so.
+    static let noWorkerNotice = 10.0
+
     /// Polls the job until it ends, drawing progress; throws unless it is done.
     /// `alive` is asked between polls (the embedded run checks its workers).
     func wait(
@@ -160,8 +163,19 @@ final class ClusterClient {
         alive: () throws -> Void = {}
     ) throws -> Wire.JobStatus {
         let start = Date()
+        var noWorkerSince: Date?
+        var told = false
         while true {
             let s = try status(job)
+            // A job with no worker to run it waits forever: say so once, after 10 s.
+            noWorkerSince = s.workers == 0 ? (noWorkerSince ?? Date()) : nil
+            if !told, let since = noWorkerSince, Date().timeIntervalSince(since) >= Self.noWorkerNotice {
+                told = true
+                FileHandle.standardError.write(
+                    Data(
+                        ("\njob \(job) is waiting: no worker is connected to the coordinator "
+                            + "(start tessera-worker --coordinator <its worker endpoint>)\n").utf8))
+            }
             let total = Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             progress?.update(label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start)
             switch s.state {
