@@ -153,4 +153,41 @@ struct EarlyChecksTests {
             ["run"] + ClusterFixture.modelFlags + ["--mpp", "0.5", "--out", group.directory + "/o", png], "mpp")
         #expect(s != 0 && l.contains("a PNG records no microns per pixel"), "\(l)")
     }
+
+    /// run --store after an interruption resumed the old job in the background and also
+    /// mapped the image again as a new job (a user audit); now the same command is the
+    /// same job: it resumes, and the map equals an uninterrupted one.
+    @Test("run --store: the same command after an interruption resumes the job instead of mapping it twice")
+    func storeResumesInterruptedRun() throws {
+        let group = try ProcessGroup("store-resume")
+        defer { group.stop() }
+        let image = group.directory + "/big.png"
+        try ClusterFixture.writeImage(to: image, height: 2400, width: 2400)
+        let demo = TestPaths.packageRoot.appendingPathComponent("models/demo").path
+        let model = ["--model", demo + "/deploy.prototxt", "--weights", demo + "/nuclei32.caffemodel", "--tile", "256"]
+        let store = group.directory + "/store", out = group.directory + "/out"
+        let first = try group.start(
+            "tessera-coordinator", ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image],
+            log: "first")
+        let deadline = Date().addingTimeInterval(60)
+        func partials() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+        }
+        while partials().isEmpty && first.isRunning && Date() < deadline { usleep(50_000) }
+        kill(first.processIdentifier, SIGINT)
+        #expect(group.wait(first, timeout: 30) == 130, "\(group.log("first"))")
+        let (s, l) = try SlideMapTests.coordinator(
+            group, ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image], log: "second")
+        #expect(s == 0, "\(l)")
+        let jobs = (try? FileManager.default.contentsOfDirectory(atPath: store + "/jobs"))?.filter { Int($0) != nil }
+        #expect(jobs == ["1"], "one job, resumed: \(jobs ?? [])")
+        let (t, m) = try SlideMapTests.coordinator(
+            group, ["run", "--in-process"] + model + ["--outputs", "npy", "--out", group.directory + "/ref", image],
+            log: "reference")
+        #expect(t == 0, "\(m)")
+        #expect(
+            FileManager.default.contents(atPath: out + "/big.npy")
+                == FileManager.default.contents(atPath: group.directory + "/ref/big.npy"),
+            "the resumed map differs from an uninterrupted one")
+    }
 }

@@ -343,14 +343,47 @@ struct Run: ParsableCommand {
         jobOptions.dtype = slide.dtype
         jobOptions.keptClasses = kept
         jobOptions.storeKind = keepZarr ? .zarr : .raw
-        let spec = Wire.JobSpec(
-            mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
-            outputOptions: jobOptions.encoded,
-            prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
-            weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
-            image: .path(path))
-        guard case .submitted(let id) = try client.request(.submit(spec), timeout: 600, attemptTimeout: 60) else {
-            throw ClusterError("unexpected reply to submit")
+        func spec() -> Wire.JobSpec {
+            Wire.JobSpec(
+                mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
+                outputOptions: jobOptions.encoded,
+                prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
+                weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
+                image: .path(path))
+        }
+        func submit() throws -> UInt64 {
+            guard case .submitted(let id) = try client.request(.submit(spec()), timeout: 600, attemptTimeout: 60) else {
+                throw ClusterError("unexpected reply to submit")
+            }
+            return id
+        }
+        if store != nil {
+            // With --store, the same command again is the same job: an interrupted one is
+            // resumed from the store (its coordinator restored it) instead of mapped twice.
+            jobOptions.token = nil  // (a fresh random one otherwise, for retried submissions)
+            // Files by path, size and modification time: a changed model or image is a new job.
+            func file(_ p: String?) -> String {
+                guard let p else { return "" }
+                let a = try? FileManager.default.attributesOfItem(atPath: p)
+                let size = (a?[.size] as? NSNumber)?.int64Value ?? -1
+                let time = (a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                return "\(SharedRoots.resolve(p)):\(size):\(time)"
+            }
+            let identity =
+                "\(jobOptions.encoded)|\(job.mode.rawValue)|\(t)|\(prep)|\(file(path))|"
+                + "\(file(model.model))|\(file(model.weights))"
+            jobOptions.token =
+                "run-"
+                + SHA256.hash(Array(identity.utf8)).prefix(16).map { String(format: "%02x", $0) }
+                .joined()
+        }
+        var id = try submit()
+        if jobOptions.token != nil, case let s = try client.status(id), s.state == .done,
+            !(s.outputFiles.first.map { FileManager.default.fileExists(atPath: "\(output.out)/\($0)") } ?? false)
+        {
+            // Mapped by an earlier run whose map is gone (moved, or a temporary store): map again.
+            jobOptions.token = nil
+            id = try submit()
         }
         let status = try client.wait(
             job: id, label: OutputOptions.stem(forInput: path), pixels: header.width * header.height, progress: progress
