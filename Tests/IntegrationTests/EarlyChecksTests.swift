@@ -94,6 +94,20 @@ struct EarlyChecksTests {
         #expect(s == 0 && l.contains("the .npy holds the uint8 zarr's quantised values"), "\(l)")
     }
 
+    /// The hidden (partial or temporary) entries of `out`.
+    static func partials(_ out: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+    }
+
+    /// Sends SIGINT to `p` once a partial output appears in `out` (up to 60 s); whether one appeared.
+    static func interruptWhileWriting(_ p: Process, out: String) -> Bool {
+        let deadline = Date().addingTimeInterval(60)
+        while partials(out).isEmpty && p.isRunning && Date() < deadline { usleep(50_000) }
+        let appeared = !partials(out).isEmpty
+        kill(p.processIdentifier, SIGINT)
+        return appeared
+    }
+
     /// An interrupted run left its partial stores in --out (and the embedded
     /// coordinator's in /tmp) on every try; now it leaves what a failed run leaves.
     @Test("run stopped by SIGINT removes its unfinished outputs and exits 130", arguments: [false, true])
@@ -111,15 +125,9 @@ struct EarlyChecksTests {
                 "zarr,npy", "--tile", "256", "--out", out, image,
             ] + (inProcess ? ["--in-process"] : []),
             log: "run")
-        let deadline = Date().addingTimeInterval(60)
-        func partials() -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
-        }
-        while partials().isEmpty && p.isRunning && Date() < deadline { usleep(50_000) }
-        #expect(!partials().isEmpty, "no partial store appeared: \(group.log("run"))")
-        kill(p.processIdentifier, SIGINT)
+        #expect(Self.interruptWhileWriting(p, out: out), "no partial store appeared: \(group.log("run"))")
         #expect(group.wait(p, timeout: 30) == 130, "\(group.log("run"))")
-        #expect(partials().isEmpty, "left behind: \(partials())")
+        #expect(Self.partials(out).isEmpty, "left behind: \(Self.partials(out))")
         // Under load the job may have finished before the handler ran: then its map is whole.
         if FileManager.default.fileExists(atPath: out + "/big.zarr") {
             #expect(try MapStore.open(at: out + "/big.zarr").isFinished, "a map left unfinished")
@@ -169,12 +177,7 @@ struct EarlyChecksTests {
         let first = try group.start(
             "tessera-coordinator", ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image],
             log: "first")
-        let deadline = Date().addingTimeInterval(60)
-        func partials() -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
-        }
-        while partials().isEmpty && first.isRunning && Date() < deadline { usleep(50_000) }
-        kill(first.processIdentifier, SIGINT)
+        _ = Self.interruptWhileWriting(first, out: out)
         #expect(group.wait(first, timeout: 30) == 130, "\(group.log("first"))")
         let (s, l) = try SlideMapTests.coordinator(
             group, ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image], log: "second")
