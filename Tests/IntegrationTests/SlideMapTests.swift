@@ -206,6 +206,29 @@ struct SlideMapTests {
             print('skipped fraction', nan.mean())
             """, [out + "/islands.zarr", out + "-all/islands.npy"])
         #expect(check.contains("skipped fraction"), "\(check)")
+
+        // The embedded cluster (a shared job) skips the same tiles, gives the same map, and
+        // says how many it skipped. It used to refuse a PNG: "no level 0".
+        let counts = l.firstMatch(of: #/(\d+) computed, (\d+) skipped/#).map { (Int($0.1)!, Int($0.2)!) }
+        let embedded =
+            ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "1", "--check", "0"]
+        let (s3, l3) = try Self.coordinator(
+            group, ["run"] + embedded + ["--tissue", "--outputs", "zarr", "--out", out + "-embedded", png],
+            log: "embedded")
+        #expect(s3 == 0, "\(l3)")
+        if let (computed, skipped) = counts {
+            #expect(
+                l3.contains("\(skipped) of \(computed + skipped) tiles hold none") && l3.contains("tiles=\(computed)"),
+                "\(l3)")
+        }
+        let same = try Self.python(
+            """
+            import sys, numpy as np, zarr
+            a = zarr.open(sys.argv[1], mode='r')['0'][:]; b = zarr.open(sys.argv[2], mode='r')['0'][:]
+            assert np.array_equal(a, b, equal_nan=True), 'the embedded map differs from the in-process one'
+            print('same', a.shape)
+            """, [out + "/islands.zarr", out + "-embedded/islands.zarr"])
+        #expect(same.contains("same"), "\(same)")
     }
 
     @Test("bad inputs fail with the file named and leave no store: truncated TIFF, not an image, missing level")

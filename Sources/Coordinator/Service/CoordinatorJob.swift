@@ -197,4 +197,7 @@ struct SharedJobFiles {
     let level: Int
     let store: MapStore
     let finalPath: String
+    /// With `--tissue`: the share of the image's mask cells that hold tissue, and the
+    /// map tiles left out for holding none.
+    var tissue: (fraction: Double, skippedTiles: Int)?
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TesseraCluster
 import TesseraCore
 import TesseraImage
@@ -146,16 +147,19 @@ extension CoordinatorLoop {
     }
 
     private func logStart(_ job: CoordinatorJob, preparedIn seconds: Double) {
-        logger.info(
-            "job started",
-            metadata: [
-                "job": "\(job.id)", "image": "\(job.stem)",
-                "prepared-s": "\(String(format: "%.2f", seconds))",
-                "size": "\(job.imageSize.w)×\(job.imageSize.h)",
-                "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
-                "tasks": "\(job.tasks.count)", "model": "\(job.model.digest.hex.prefix(12))",
-                "storage": "\(job.shared == nil ? "upload" : "shared")",
-            ])
+        var metadata: Logger.Metadata = [
+            "job": "\(job.id)", "image": "\(job.stem)",
+            "prepared-s": "\(String(format: "%.2f", seconds))",
+            "size": "\(job.imageSize.w)×\(job.imageSize.h)",
+            "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",
+            "tasks": "\(job.tasks.count)", "model": "\(job.model.digest.hex.prefix(12))",
+            "storage": "\(job.shared == nil ? "upload" : "shared")",
+        ]
+        if let tissue = job.shared?.tissue {
+            metadata["tissue"] = "\(String(format: "%.3f", tissue.fraction))"
+            metadata["tiles-without-tissue"] = "\(tissue.skippedTiles)"
+        }
+        logger.info("job started", metadata: metadata)
         if job.tasks.isEmpty { finish(job) }
     }
 

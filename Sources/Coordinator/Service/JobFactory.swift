@@ -300,10 +300,13 @@ struct JobFactory: Sendable {
             (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)
         }
         var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
+        var tissue: (fraction: Double, skippedTiles: Int)?
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
             let mask = try ImageInput.tissueMask(opened, path: imagePath)
+            let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
+            tissue = (mask.tissueFraction, all - tiles.count)
         }
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tiles.first, big.height * big.width > limit {
@@ -337,11 +340,18 @@ struct JobFactory: Sendable {
             options.storeKind == .zarr
             ? "\(outDir)/\(stem).zarr"
             : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
-        let files = SharedJobFiles(imagePath: imagePath, level: header.level, store: mapStore, finalPath: finalPath)
-        return CoordinatorJob(
+        let files = SharedJobFiles(
+            imagePath: imagePath, level: header.level, store: mapStore, finalPath: finalPath, tissue: tissue)
+        let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle, plan: plan,
             preprocessing: TaskCodec.preprocessing(pre), image: nil, imageSize: size, shared: files, stem: stem,
             directory: dir, outputDirectory: outDir,
             tasks: tiles.map { TileTask(mode: mode, rect: $0, image: size) })
+        if let tissue {
+            job.message = String(
+                format: "tissue: %.1f %% of the image; %d of %d tiles hold none and are not computed",
+                100 * tissue.fraction, tissue.skippedTiles, tissue.skippedTiles + tiles.count)
+        }
+        return job
     }
 }

@@ -37,7 +37,8 @@ package enum ImageInput {
                     .noLevelNearMPP(mpp), path: path,
                     detail: "a PNG records no microns per pixel: --mpp chooses a level of a slide")
             }
-            if let level {
+            // Level 0 is the PNG itself (a shared job names the level it planned).
+            if let level, level != 0 {
                 throw SlideError(
                     .noSuchLevel(level), path: path,
                     detail: "a PNG has one level: --level chooses a level of a slide")

@@ -398,14 +398,15 @@ struct Run: ParsableCommand {
         let image =
             overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
         let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
-        logger.info(
-            "done",
-            metadata: [
-                "image": "\(path)",
-                "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
-                "tiles": "\(status.tasksDone)",
-                "files": "\(written.count + (keepZarr ? 1 : 0))",
-            ])
+        var metadata: Logger.Metadata = [
+            "image": "\(path)",
+            "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+            "tiles": "\(status.tasksDone)",
+            "files": "\(written.count + (keepZarr ? 1 : 0))",
+        ]
+        // The coordinator's note: how much tissue --tissue found, or what a resumed job restored.
+        if !status.message.isEmpty { metadata["note"] = "\(status.message)" }
+        logger.info("done", metadata: metadata)
     }
 }
 
