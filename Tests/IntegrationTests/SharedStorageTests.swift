@@ -122,6 +122,55 @@ struct SharedStorageTests {
         #expect(done >= 8 && ahead >= done * 3 / 4, "\(ahead) of \(done) tiles read ahead")
     }
 
+    /// A cancelled job's tasks still on a worker end in failed tile writes (its map is
+    /// removed): those reports are expected, not refusals of a misbehaving worker, and
+    /// no partial map reappears.
+    @Test("Cancelling a shared job: the workers' late reports are not refusals, and its map stays removed")
+    func cancelledJobLateReports() throws {
+        let group = try ProcessGroup("shared-cancel")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (port, workerPort) = (try freeLoopbackPort(), try freeLoopbackPort())
+        let endpoints = try group.startCoordinator(
+            extra: ["--shared-root", root, "--heartbeat-ms", "300", "--metrics-address", "127.0.0.1:\(port)"])
+        try group.start(
+            "tessera-worker",
+            [
+                "--coordinator", endpoints.workers, "--threads", "1", "--name", "w1", "--heartbeat-ms", "300",
+                "--shared-root", root, "--debug-task-delay-ms", "1500", "--metrics-address", "127.0.0.1:\(workerPort)",
+            ], log: "w1")
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let job = try submit(
+            group, endpoints.clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c1")
+        let started = Date().addingTimeInterval(30)
+        while !group.log("coordinator").contains("job started") && Date() < started { usleep(50_000) }
+        usleep(300_000)  // the worker holds its tasks (each waits 1.5 s before it computes)
+        let cancel = try group.start(
+            "tessera-coordinator", ["cancel", "1", "--coordinator", endpoints.clients], log: "cancel")
+        #expect(group.wait(cancel, timeout: 30) == 0, "\(group.log("cancel"))")
+        #expect(group.wait(job, timeout: 30) != 0, "\(group.log("c1"))")
+        // Both held tasks end on the worker (each a failed write, or a tile written before the map was removed).
+        let deadline = Date().addingTimeInterval(30)
+        var ended = 0.0
+        repeat {
+            let m = try? PrometheusText(try httpGet(port: workerPort, path: "/metrics").body)
+            ended =
+                (m?.value("tessera_tasks_computed_total", ["outcome": "failed"]) ?? 0)
+                + (m?.value("tessera_tasks_computed_total", ["outcome": "done"]) ?? 0)
+            if ended >= 2 { break }
+            usleep(100_000)
+        } while Date() < deadline
+        #expect(ended >= 2, "\(group.log("w1"))")
+        usleep(500_000)  // their reports reach the coordinator
+        let log = group.log("coordinator")
+        #expect(!log.contains("ignored a failure report") && !log.contains("rejected a result"), "\(log)")
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        #expect((metrics.value("tessera_refusals_total", ["reason": "not-assigned"]) ?? 0) == 0)
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"), "a partial map reappeared")
+    }
+
     /// Found by a user audit: a second job into the same --out replaced the first's map
     /// (both reported done), and a user's folder named like the map was deleted.
     @Test("A shared job whose map another running job writes is refused; a folder that is not a map is never replaced")

@@ -161,6 +161,12 @@ extension CoordinatorLoop {
                 metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
             return nil
         }
+        guard job.isActive || worker.inFlight.contains(ref) else {
+            // Cancelled or failed meanwhile: the job's tasks were taken back, so workers
+            // still computing them are not misbehaving.
+            logger.debug("result for an ended job dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
+            return nil
+        }
         guard worker.inFlight.contains(ref) else {
             rejects.warning(
                 "not-assigned", "rejected a result from a worker that was not assigned the task",
@@ -190,6 +196,13 @@ extension CoordinatorLoop {
 
     func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
+        if let job = jobs[f.jobID], !job.isActive, !worker.inFlight.contains(ref) {
+            // Cancelled or failed meanwhile (its shared map removed, so a tile write fails).
+            logger.debug(
+                "failure report for an ended job dropped",
+                metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
+            return
+        }
         guard worker.inFlight.remove(ref) != nil, let job = jobs[f.jobID] else {
             rejects.warning(
                 "not-assigned", "ignored a failure report for a task the worker does not hold",
