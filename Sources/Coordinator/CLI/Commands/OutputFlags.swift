@@ -13,7 +13,8 @@ struct OutputFlags: ParsableArguments {
         help: ArgumentHelp(
             "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
                 + "overlay (map over the image), npy (float32 (C,H,W) map; with zarr, the zarr dtype's values), all (those four), "
-                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default: all for PNG inputs, zarr for slides.",
+                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default for run and submit: all for PNG "
+                + "inputs, zarr for slides; export needs the list.",
             valueName: "list"))
     var outputs: String?
 
