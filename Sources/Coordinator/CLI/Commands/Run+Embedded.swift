@@ -1,0 +1,214 @@
+import ArgumentParser
+import CoordinatorService
+import Foundation
+import Logging
+import TesseraCUDA
+import TesseraCluster
+import TesseraCore
+import TesseraEngine
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
+
+/// `run` through an embedded coordinator and local worker processes: each image is a
+/// shared-storage job of that coordinator (the same protocol as a cluster).
+extension Run {
+    func runEmbedded(
+        _ plan: ModelPlan, memoryBudget: Int, settings: EngineSettings, preprocessing prep: Preprocessing,
+        workerThreads: Int, interruption: RunInterruption, logger: Logger
+    ) throws {
+        let binary = locateWorkerBinary(workerBinary)
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw ClusterError("no tessera-worker at \(binary): build it, pass --worker-binary, or use --in-process")
+        }
+        let context = try ZMQContext()
+        var config = CoordinatorService.Configuration(
+            workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "inproc://tessera-run-\(UUID().uuidString)",
+            storeDirectory: store)
+        config.allowLocalPaths = true
+        var coordinatorLogger = Logger(label: "tessera.coordinator")
+        coordinatorLogger.logLevel = .warning
+        let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
+        let (workerEndpoint, clientEndpoint) = try service.start()
+        defer { service.stop() }
+        interruption.add { service.stop() }
+        // The workers read the images and write into --out: exactly those folders are shared.
+        // An image given through a link is read at its target (the coordinator resolves links).
+        let folders = images.flatMap { [$0, SharedRoots.resolve($0)] }.map {
+            ($0 as NSString).deletingLastPathComponent
+        }
+        let roots = Set([output.out] + folders)
+            .map { $0.isEmpty ? "." : $0 }
+        let pool = try LocalWorkers(
+            binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
+            arguments: ["--device", compute.device, "--precision", compute.precision]
+                + roots.sorted().flatMap { ["--shared-root", $0] })
+        defer { pool.stop() }
+        interruption.add { pool.stop() }
+        logger.info(
+            "embedded coordinator",
+            metadata: [
+                "workers": "\(workers)", "threads": "\(workerThreads)",
+                "endpoint": "\(workerEndpoint)",
+            ])
+        let client = try ClusterClient(endpoint: clientEndpoint, context: context)
+        let progress = Progress(stream: stderr)
+        for path in images {
+            try mapShared(
+                path, client: client, pool: pool, plan: plan, memoryBudget: memoryBudget, preprocessing: prep,
+                progress: progress,
+                logger: logger)
+        }
+    }
+
+    /// One image as a shared-storage job of the embedded coordinator: the workers read
+    /// the image and write the map's chunks themselves (the OME-Zarr output, or a raw
+    /// temporary store); then the other outputs are written here from the store.
+    private func mapShared(
+        _ path: String, client: ClusterClient, pool: LocalWorkers, plan: ModelPlan, memoryBudget: Int,
+        preprocessing prep: Preprocessing,
+        progress: Progress, logger: Logger
+    ) throws {
+        let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+        if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) { logger.warning("\(warning)") }
+        let size = Size2(header.height, header.width)
+        let kept = try slide.keptClasses(netClasses: plan.classes)
+        let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
+        let keepZarr = options.kinds.contains(.zarr)
+        let stride = plan.tasks.stride
+        var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
+        if keepZarr {
+            if let given = job.tile, let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {
+                logger.warning("\(note)")
+            }
+            t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
+        } else if job.mode == .shift {
+            t = MapPyramid.multiple(t, of: max(stride.h, stride.w))
+        }
+        let start = Date()
+        logger.info(
+            "mapping",
+            metadata: [
+                "image": "\(path)", "size": "\(header.width)×\(header.height)",
+                "level": "\(header.level)", "mode": "\(job.mode.rawValue)", "tile": "\(t)",
+            ])
+        var jobOptions = job.jobOptions(model, output, outputDirectory: output.out)
+        jobOptions.storage = .shared
+        jobOptions.level = header.format == .png ? nil : header.level
+        jobOptions.tissue = slide.tissue
+        jobOptions.dtype = slide.dtype
+        jobOptions.keptClasses = kept
+        jobOptions.storeKind = keepZarr ? .zarr : .raw
+        func spec() -> Wire.JobSpec {
+            Wire.JobSpec(
+                mode: TaskCodec.mode(job.mode), tileSize: UInt32(t), preprocessing: TaskCodec.preprocessing(prep),
+                outputOptions: jobOptions.encoded,
+                prototxt: model.model.map { .path($0) } ?? .inline(name: "deploy.prototxt", bytes: []),
+                weights: model.weights.map { .path($0) } ?? .inline(name: "weights.caffemodel", bytes: []),
+                image: .path(path))
+        }
+        func submit() throws -> UInt64 {
+            guard case .submitted(let id) = try client.request(.submit(spec()), timeout: 600, attemptTimeout: 60) else {
+                throw ClusterError("unexpected reply to submit")
+            }
+            return id
+        }
+        if store != nil {
+            // With --store, the same command again is the same job: an interrupted one is
+            // resumed from the store (its coordinator restored it) instead of mapped twice.
+            jobOptions.token = nil  // (a fresh random one otherwise, for retried submissions)
+            // Files by path, size and modification time: a changed model or image is a new job.
+            func file(_ p: String?) -> String {
+                guard let p else { return "" }
+                let a = try? FileManager.default.attributesOfItem(atPath: p)
+                let size = (a?[.size] as? NSNumber)?.int64Value ?? -1
+                let time = (a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                return "\(SharedRoots.resolve(p)):\(size):\(time)"
+            }
+            let identity =
+                "\(jobOptions.encoded)|\(job.mode.rawValue)|\(t)|\(prep)|\(file(path))|"
+                + "\(file(model.model))|\(file(model.weights))"
+            jobOptions.token =
+                "run-"
+                + SHA256.hash(Array(identity.utf8)).prefix(16).map { String(format: "%02x", $0) }
+                .joined()
+        }
+        var id = try submit()
+        if jobOptions.token != nil, case let s = try client.status(id), s.state == .done,
+            !(s.outputFiles.first.map { FileManager.default.fileExists(atPath: "\(output.out)/\($0)") } ?? false)
+        {
+            // Mapped by an earlier run whose map is gone (moved, or a temporary store): map again.
+            jobOptions.token = nil
+            id = try submit()
+        }
+        let status = try client.wait(
+            job: id, label: OutputOptions.stem(forInput: path), pixels: header.width * header.height, progress: progress
+        ) {
+            try pool.checkAlive()
+        }
+        guard let name = status.outputFiles.first else { throw ClusterError("job \(id) wrote no map store") }
+        let storePath = "\(output.out)/\(name)"
+        defer { if !keepZarr { try? FileManager.default.removeItem(atPath: storePath) } }
+        let store = try MapStore.open(at: storePath)
+        let overlay = options.kinds.contains(.overlay)
+        let image =
+            overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
+        let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
+        var metadata: Logger.Metadata = [
+            "image": "\(path)",
+            "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+            "tiles": "\(status.tasksDone)",
+            "files": "\(written.count + (keepZarr ? 1 : 0))",
+        ]
+        // The coordinator's note: how much tissue --tissue found, or what a resumed job restored.
+        if !status.message.isEmpty { metadata["note"] = "\(status.message)" }
+        logger.info("done", metadata: metadata)
+    }
+}
+
+/// The worker processes of an embedded `run`: started with the coordinator's
+/// endpoint, stopped with SIGTERM (SIGKILL after 5 s); they also exit on their own
+/// when this process dies (`--parent-pid`).
+final class LocalWorkers {
+    private var processes: [Process] = []
+
+    init(binary: String, count: Int, endpoint: String, threads: Int, arguments: [String] = []) throws {
+        for i in 0..<count {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments =
+                [
+                    "--coordinator", endpoint, "--threads", "\(threads)", "--name", "local-\(i + 1)",
+                    "--log-level", "warning", "--parent-pid", "\(getpid())",
+                ] + arguments
+            // Only these flags configure them: TESSERA_WORKER_* meant for other workers
+            // (CURVE keys, another coordinator) must not reach the embedded ones.
+            p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_WORKER_") }
+            do {
+                try p.run()
+            } catch {
+                stop()
+                throw ClusterError("cannot start \(binary): \(error)")
+            }
+            processes.append(p)
+        }
+    }
+
+    /// Throws when every worker has exited.
+    func checkAlive() throws {
+        if !processes.isEmpty, processes.allSatisfy({ !$0.isRunning }) {
+            let codes = processes.map { "\($0.terminationStatus)" }.joined(separator: ", ")
+            throw ClusterError("all local workers exited (status \(codes))")
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
+        processes.removeAll()
+    }
+}

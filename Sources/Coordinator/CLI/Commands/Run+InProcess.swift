@@ -1,0 +1,117 @@
+import ArgumentParser
+import CoordinatorService
+import Foundation
+import Logging
+import TesseraCUDA
+import TesseraCluster
+import TesseraCore
+import TesseraEngine
+import TesseraImage
+import TesseraModel
+import TesseraPlan
+import TesseraWire
+
+/// `run --in-process`: each image mapped by this process's engine, tile by tile,
+/// into the outputs (and, for nets that are not exact, checked against the classifier).
+extension Run {
+    func runInProcess(
+        _ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, interruption: RunInterruption, logger: Logger
+    ) throws {
+        let progress = Progress(stream: stderr)
+        for path in images {
+            let opened = try ImageInput.open(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            let image = opened.source
+            if image.channels == 1 && loaded.net.inputChannels == 3 {
+                logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
+            }
+            if let warning = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+                .sixteenBitWarning(path: path, rawScale: mapper.preprocessing.rawScale)
+            {
+                logger.warning("\(warning)")
+            }
+            let kept = try slide.keptClasses(netClasses: plan.classes)
+            let options = try output.options(forImage: path, isPNG: opened.format == .png, keeping: kept != nil)
+            let size = Size2(image.height, image.width)
+            let start = Date()
+            var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
+            var levels = 1
+            if options.kinds.contains(where: \.isChunked) {
+                (t, levels) = MapPyramid.fit(
+                    tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
+            } else if job.mode == .shift {
+                t = MapPyramid.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
+            }
+            var skip: ((PixelRect) -> Bool)?
+            var share = 1.0
+            if slide.tissue {
+                let mask = try ImageInput.tissueMask(opened, path: path)
+                skip = { !mask.containsTissue($0) }
+                share = mask.tissueFraction
+                logger.info(
+                    "tissue",
+                    metadata: [
+                        "image": "\(path)",
+                        "fraction": "\(String(format: "%.3f", mask.tissueFraction))",
+                    ])
+            }
+            logger.info(
+                "mapping",
+                metadata: [
+                    "image": "\(path)", "size": "\(image.width)×\(image.height)",
+                    "level": "\(opened.levelDescription)", "mode": "\(job.mode.rawValue)",
+                    "tile": "\(t)",
+                ])
+            let sink = try ChunkedMapOutput(
+                options: options, classes: plan.classes, height: size.h, width: size.w,
+                tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
+            let checks = check ?? (plan.geometry.isExact ? 0 : 256)
+            var checker =
+                checks > 0
+                ? MapChecker(
+                    count: checks, image: size,
+                    keep: skip.map { skip in
+                        { y, x in !skip(PixelRect(y: y, x: x, height: 1, width: 1)) }
+                    }) : nil
+            let counts: TileCounts
+            let written: [String]
+            do {
+                counts = try mapper.mapTiles(
+                    image, mode: job.mode, tile: t, skip: skip,
+                    progress: { done, total in
+                        progress.update(
+                            label: OutputOptions.stem(forInput: path), done: done, total: total,
+                            pixels: Int(Double(image.width * image.height) * share), since: start)
+                    },
+                    emit: { tile in
+                        if interruption.isInterrupted { throw ClusterError("interrupted") }
+                        checker?.record(tile)
+                        try sink.write(tile.rect, values: tile.values)
+                    })
+                progress.finish()
+                written = try sink.finish(image: image, logger: logger)
+                if let checker {
+                    let result = try checker.finish(mapper, image: image)
+                    let report = "\(options.directory)/\(options.stem).check.json"
+                    try result.json().write(to: URL(fileURLWithPath: report), options: .atomic)
+                    logger.info(
+                        "check against the exact classifier: \(result.summary)",
+                        metadata: ["image": "\(path)", "report": "\(report)"])
+                }
+            } catch {
+                progress.finish()
+                sink.abandon()
+                throw error
+            }
+            logger.info(
+                "done",
+                metadata: [
+                    "image": "\(path)",
+                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
+                    "tiles": "\(counts.computed) computed, \(counts.skipped) skipped",
+                    "read-s": "\(String(format: "%.2f", counts.readSeconds))",
+                    "compute-s": "\(String(format: "%.2f", counts.computeSeconds))",
+                    "files": "\(written.count)",
+                ])
+        }
+    }
+}
