@@ -61,6 +61,73 @@ struct CoordinatorServiceTests {
         third.stop()
     }
 
+    /// A coordinator killed with -9 (or crashed) left its temporary store, uploads and
+    /// maps included, in the temporary folder for good.
+    @Test("Temporary stores: removed when their process is gone and nobody holds the lock; a live one is kept")
+    func abandonedTemporaryStores() throws {
+        let folder = NSTemporaryDirectory() + "tessera-sweep-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // A PID that is gone: a child that has exited and been reaped.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let dead = child.processIdentifier
+        func store(_ name: String, lock: Bool = false) throws -> String {
+            let path = "\(folder)/\(name)"
+            try FileManager.default.createDirectory(atPath: path + "/jobs/1", withIntermediateDirectories: true)
+            try Data("image".utf8).write(to: URL(fileURLWithPath: path + "/jobs/1/image.raw"))
+            if lock { try Data().write(to: URL(fileURLWithPath: path + "/coordinator.lock")) }
+            return path
+        }
+        let abandoned = try store("tessera-store-\(dead)-A")
+        let unlocked = try store("tessera-store-\(dead)-B", lock: true)
+        let held = try store("tessera-store-\(dead)-C", lock: true)  // another namespace's live coordinator
+        let live = try store("tessera-store-\(getpid())-D")
+        let mine = try store("tessera-store-\(dead)-E")
+        let other = try store("tessera-stores-\(dead)-F")
+        let lock = try StoreLock(root: held)
+        let removed = TemporaryStores.removeAbandoned(in: folder, keeping: mine, logger: Logger(label: "test.sweep"))
+        #expect(Set(removed) == [abandoned, unlocked], "\(removed)")
+        for path in [held, live, mine, other] {
+            #expect(FileManager.default.fileExists(atPath: path + "/jobs/1/image.raw"), "\(path) was removed")
+        }
+        _ = lock
+        #expect(TemporaryStores.pid(of: "tessera-store-123-UUID") == 123)
+        #expect(TemporaryStores.pid(of: "tessera-store-x-UUID") == nil)
+
+        // End to end: a coordinator without --store killed with -9 leaves its store; the next one removes it.
+        let binary = ProcessGroup.binary("tessera-coordinator")
+        let ready = folder + "/ready"
+        let killed = Process()
+        killed.executableURL = URL(fileURLWithPath: binary)
+        killed.arguments = [
+            "serve", "--worker-endpoint", "tcp://127.0.0.1:*", "--client-endpoint", "tcp://127.0.0.1:*",
+            "--ready-file", ready,
+        ]
+        killed.standardError = FileHandle.nullDevice
+        try killed.run()
+        let deadline = Date().addingTimeInterval(20)
+        let prefix = "tessera-store-\(killed.processIdentifier)-"
+        func leftover() -> String? {
+            ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+                .first { $0.hasPrefix(prefix) }
+        }
+        while !FileManager.default.fileExists(atPath: ready) && Date() < deadline { usleep(20_000) }
+        kill(killed.processIdentifier, SIGKILL)
+        killed.waitUntilExit()
+        let left = try #require(leftover(), "the killed coordinator had no temporary store")
+        let next = CoordinatorService(
+            context: try ZMQContext(),
+            configuration: .init(workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "tcp://127.0.0.1:*"),
+            logger: Logger(label: "test.sweep"))
+        _ = try next.start()
+        defer { next.stop() }
+        let swept = Date().addingTimeInterval(10)
+        while leftover() != nil && Date() < swept { usleep(20_000) }
+        #expect(leftover() == nil, "\(left) is still there")
+    }
+
     @Test("A started service stops once, however many threads ask")
     func stopTwice() throws {
         let service = CoordinatorService(

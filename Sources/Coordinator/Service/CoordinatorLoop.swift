@@ -135,13 +135,17 @@ final class CoordinatorLoop {
             storeLock = try StoreLock(root: dir)
             restrictJobsFolder()
         } else {
-            store = JobStore(
-                root: FileManager.default.temporaryDirectory
-                    .appendingPathComponent("tessera-store-\(getpid())-\(UUID().uuidString)").path)
+            store = JobStore(root: TemporaryStores.newPath())
             try FileManager.default.createDirectory(
                 atPath: store.root, withIntermediateDirectories: true,
                 attributes: [.posixPermissions: Int(DurableFile.directoryMode)])
             try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
+            // Held so that another coordinator's sweep (below) knows this store is alive.
+            storeLock = try StoreLock(root: store.root)
+            let (root, logger) = (store.root, logger)
+            DispatchQueue.global(qos: .utility).async {
+                TemporaryStores.removeAbandoned(keeping: root, logger: logger)
+            }
         }
         // Job ids stay unique across restarts on the same store.
         nextJobID = max(store.jobIDs().max() ?? 0, store.highestRemovedID()) + 1
