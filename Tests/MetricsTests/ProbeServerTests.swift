@@ -58,6 +58,29 @@ struct ProbeServerTests {
         #expect(try httpGet(port: Int(s.address.port), path: "/healthz").status == 200)
     }
 
+    /// A connection to `port` from `source` (another loopback address stands for another peer) that sends nothing.
+    static func idleConnection(to port: Int, from source: String) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &local.sin_addr)
+        _ = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr)
+        _ = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return fd
+    }
+
     @Test("silent connections do not hold up probes; a busy port is a clear error")
     func silentClients() throws {
         let vitals = ServiceVitals()
@@ -66,24 +89,32 @@ struct ProbeServerTests {
         let port = Int(s.address.port)
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
-        for _ in 0..<4 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = in_port_t(UInt16(port).bigEndian)
-            inet_pton(AF_INET, "127.0.0.1", &a.sin_addr)
-            _ = withUnsafePointer(to: &a) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            idle.append(fd)
-        }
+        for _ in 0..<4 { idle.append(Self.idleConnection(to: port, from: "127.0.0.3")) }
+        usleep(100_000)
         let start = Date()
         #expect(try httpGet(port: port, path: "/healthz").status == 200)
         #expect(Date().timeIntervalSince(start) < 1)
         #expect(throws: MetricsError.self) {
             try ProbeServer(address: MetricsAddress(host: "127.0.0.1", port: UInt16(port)), handler: { _ in nil })
+        }
+    }
+
+    /// Found by an operator audit: 16 idle connections from one peer (reopened as they
+    /// were closed) made every probe fail, so the kubelet restarted the pod.
+    @Test("one peer holding many idle connections cannot starve another peer's probes")
+    func onePeerCannotStarveProbes() throws {
+        let vitals = ServiceVitals()
+        let s = try server(vitals)
+        defer { s.stop() }
+        let port = Int(s.address.port)
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<40 { idle.append(Self.idleConnection(to: port, from: "127.0.0.2")) }
+        usleep(200_000)  // accepted: 4 held, the rest closed at once
+        for _ in 0..<5 {
+            let start = Date()
+            #expect(try httpGet(port: port, path: "/healthz").status == 200)
+            #expect(Date().timeIntervalSince(start) < 1)
         }
     }
 }

@@ -14,11 +14,12 @@ private let sendFlags: Int32 = 0
 /// thread with plain POSIX sockets (no event loop to build or start): one request per
 /// connection (`Connection: close`), GET and HEAD only, a request head of at most
 /// `maxRequestBytes`, `ioTimeoutSeconds` per read or write and `requestDeadlineSeconds`
-/// for the whole request, at most `maxConnections` served at once (others are closed
-/// at once). Nothing it does waits on the service it reports on: handlers read
-/// snapshots and counters.
+/// for the whole request, at most `maxConnections` served at once and `maxPerPeer` from
+/// one peer address (others are closed at once: one peer holding idle connections
+/// cannot starve the kubelet's probes or the scraper). Nothing it does waits on the
+/// service it reports on: handlers read snapshots and counters.
 package final class ProbeServer: @unchecked Sendable {
-    // Safe: `stopping` and `active` are private and touched only inside `lock`; the
+    // Safe: `stopping`, `active` and `perPeer` are private and touched only inside `lock`; the
     // listening descriptor is closed once, by `stop()`, after the accept thread ended.
 
     package struct Response: Sendable {
@@ -37,9 +38,10 @@ package final class ProbeServer: @unchecked Sendable {
     package typealias Handler = @Sendable (_ path: String) -> Response?
 
     package static let maxRequestBytes = 8192
-    package static let maxConnections = 16
-    package static let ioTimeoutSeconds = 2
-    package static let requestDeadlineSeconds = 5.0
+    package static let maxConnections = 64
+    package static let maxPerPeer = 4
+    package static let ioTimeoutSeconds = 1
+    package static let requestDeadlineSeconds = 2.0
 
     /// The bound address (the real port when 0 was asked for).
     package let address: MetricsAddress
@@ -48,6 +50,7 @@ package final class ProbeServer: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private var active = 0
+    private var perPeer: [[UInt8]: Int] = [:]
     private let finished = DispatchSemaphore(value: 0)
     private var started = false
 
@@ -134,11 +137,19 @@ package final class ProbeServer: @unchecked Sendable {
         while !isStopping {
             var entry = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
             guard poll(&entry, 1, 200) > 0 else { continue }
-            let fd = accept(listener, nil, nil)
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+            }
             guard fd >= 0 else { continue }
+            let peer = Self.peerAddress(storage)
             lock.lock()
-            let admitted = active < Self.maxConnections
-            if admitted { active += 1 }
+            let admitted = active < Self.maxConnections && perPeer[peer, default: 0] < Self.maxPerPeer
+            if admitted {
+                active += 1
+                perPeer[peer, default: 0] += 1
+            }
             lock.unlock()
             guard admitted else {
                 close(fd)
@@ -151,10 +162,29 @@ package final class ProbeServer: @unchecked Sendable {
                 close(fd)
                 lock.lock()
                 active -= 1
+                perPeer[peer, default: 1] -= 1
+                if perPeer[peer] == 0 { perPeer[peer] = nil }
                 lock.unlock()
             }
             thread.name = "tessera-probe"
             thread.start()
+        }
+    }
+
+    /// The peer's IP address bytes (its port left out).
+    static func peerAddress(_ storage: sockaddr_storage) -> [UInt8] {
+        let family = Int32(storage.ss_family)
+        return withUnsafeBytes(of: storage) { raw in
+            switch family {
+            case AF_INET:
+                let offset = MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!
+                return Array(raw[offset..<(offset + 4)])
+            case AF_INET6:
+                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
+                return Array(raw[offset..<(offset + 16)])
+            default:
+                return []
+            }
         }
     }
 
