@@ -98,11 +98,14 @@ struct RetentionTests {
         #expect(try RetentionPolicy.bytes(parsing: "50G") == 50 << 30)
         #expect(try RetentionPolicy.bytes(parsing: "500MB") == 500 << 20)
         #expect(try RetentionPolicy.bytes(parsing: "2TiB") == 2 << 40)
-        #expect(try RetentionPolicy.bytes(parsing: "4096") == 4096)
-        for bad in ["", "7x", "-1d", "d"] {
+        #expect(try RetentionPolicy.bytes(parsing: "4096B") == 4096)
+        #expect(try RetentionPolicy.bytes(parsing: "10KB") == 10 << 10)
+        #expect(try RetentionPolicy.seconds(parsing: "0s") == 0)
+        // A bare number meant seconds or bytes: 7 (days?) removed every finished job at once.
+        for bad in ["", "7x", "-1d", "d", "7", "0", "nan", "infd"] {
             #expect(throws: (any Error).self, "\(bad)") { try RetentionPolicy.seconds(parsing: bad) }
         }
-        for bad in ["", "0", "12Q", "-5G", "G"] {
+        for bad in ["", "0", "12Q", "-5G", "G", "50", "4096", "b", "kb"] {
             #expect(throws: (any Error).self, "\(bad)") { try RetentionPolicy.bytes(parsing: bad) }
         }
         let (status, output) = try runCommand([

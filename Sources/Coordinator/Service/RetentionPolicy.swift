@@ -18,33 +18,51 @@ package struct RetentionPolicy: Sendable, Equatable {
 
     package var isOn: Bool { keepFinishedSeconds != nil || maxStoreBytes != nil }
 
-    /// Seconds in a duration such as `7d`, `12h`, `30m`, `45s` or `1.5h` (a bare number is seconds).
+    /// Seconds in a duration such as `7d`, `12h`, `30m`, `45s` or `1.5h`. The unit is
+    /// required: a bare `7` meant seven seconds, and removed every finished job of an
+    /// operator who meant days before anyone could fetch it.
     package static func seconds(parsing text: String) throws -> Double {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604_800]
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let (number, scale) = t.last.flatMap { units[$0] }.map { (String(t.dropLast()), $0) } ?? (t, 1)
-        guard let value = Double(number), value.isFinite, value >= 0 else {
+        guard let unit = t.last.flatMap({ units[$0] }), let value = Double(t.dropLast()), value.isFinite, value >= 0
+        else {
             throw ClusterError("duration \(text): write a number and a unit s, m, h, d or w (e.g. 7d, 12h, 30m)")
         }
-        return value * scale
+        return value * unit
     }
 
-    /// Bytes in a size such as `50G`, `500M`, `2T`, `64K` or `1.5G` (binary units; `GB`
-    /// and `GiB` mean the same; a bare number is bytes).
+    /// Bytes in a size such as `50G`, `500M`, `2T`, `64K`, `1.5G` or `4096B` (binary
+    /// units; `GB` and `GiB` mean the same). The unit is required, as for durations.
     package static func bytes(parsing text: String) throws -> Int64 {
-        let units: [String: Double] = ["": 1, "k": 1024, "m": 1_048_576, "g": 1_073_741_824, "t": 1_099_511_627_776]
+        let units: [String: Double] = ["b": 1, "k": 1024, "m": 1_048_576, "g": 1_073_741_824, "t": 1_099_511_627_776]
         var t = text.trimmingCharacters(in: .whitespaces).lowercased()
-        for suffix in ["ib", "b"] where t.hasSuffix(suffix) && t.count > suffix.count {
+        for suffix in ["ib", "b"]
+        where t.hasSuffix(suffix) && t.count > suffix.count && t.dropLast(suffix.count).last?.isLetter == true {
             t = String(t.dropLast(suffix.count))
             break
         }
-        let unit = t.last.map { $0.isLetter ? String($0) : "" } ?? ""
-        let number = unit.isEmpty ? t : String(t.dropLast())
-        guard let scale = units[unit], let value = Double(number), value.isFinite, value > 0,
-            value * scale < 9e18
+        guard let unit = t.last.map(String.init), let scale = units[unit], let value = Double(t.dropLast()),
+            value.isFinite, value > 0, value * scale < 9e18
         else {
-            throw ClusterError("size \(text): write a positive number and a unit K, M, G or T (e.g. 50G)")
+            throw ClusterError("size \(text): write a positive number and a unit B, K, M, G or T (e.g. 50G)")
         }
         return Int64(value * scale)
+    }
+
+    /// The limits as an operator reads them in the start-up log ("keep 7d, at most 50G").
+    package var summary: String {
+        func duration(_ s: Double) -> String {
+            for (unit, size) in [("w", 604_800.0), ("d", 86400), ("h", 3600), ("m", 60)]
+            where s >= size && s.truncatingRemainder(dividingBy: size) == 0 {
+                return "\(Int(s / size))\(unit)"
+            }
+            return s == s.rounded() ? "\(Int(s))s" : "\(s)s"
+        }
+        let keep = keepFinishedSeconds.map { "remove ended jobs \(duration($0)) after they end" } ?? "keep ended jobs"
+        let size =
+            maxStoreBytes.map {
+                ", the oldest ended while the store is over \(ByteCountFormatter.string(fromByteCount: $0, countStyle: .binary))"
+            } ?? ""
+        return keep + size
     }
 }

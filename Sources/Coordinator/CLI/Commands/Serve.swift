@@ -47,6 +47,12 @@ struct Serve: ParsableCommand {
     var maxWorkerMessageMib = 256
     @Option(
         help: ArgumentHelp(
+            "The largest message a client may send, in MiB: a submission carries its model files whole "
+                + "(images go in 16 MiB parts), so the largest model must fit; a peer sending more is "
+                + "disconnected before anything is buffered.", valueName: "MiB"))
+    var maxClientMessageMib = 1024
+    @Option(
+        help: ArgumentHelp(
             "Uploaded files (images, models) of submissions waiting for preparation, in MiB: past it the "
                 + "client endpoint is not read until one is prepared, so a flood of uploads waits in the peers' "
                 + "bounded queues (2 messages each) instead of in memory.", valueName: "MiB"))
@@ -88,6 +94,9 @@ struct Serve: ParsableCommand {
         guard (1...4096).contains(maxWorkerMessageMib) else {
             throw ValidationError("--max-worker-message-mib must be between 1 and 4096")
         }
+        guard (32...4096).contains(maxClientMessageMib) else {
+            throw ValidationError("--max-client-message-mib must be between 32 and 4096")
+        }
         guard (1...65536).contains(maxPreparingMib) else {
             throw ValidationError("--max-preparing-mib must be between 1 and 65536")
         }
@@ -126,6 +135,7 @@ struct Serve: ParsableCommand {
             storeDirectory: store)
         config.credit = credit
         config.maxWorkerMessageBytes = maxWorkerMessageMib << 20
+        config.maxClientMessageBytes = maxClientMessageMib << 20
         config.maxPreparingBytes = maxPreparingMib << 20
         config.sharedRoots = sharedRoot
         config.curve = security
@@ -158,10 +168,9 @@ struct Serve: ParsableCommand {
             metadata: [
                 "workers": "\(workers)", "clients": "\(clients)",
                 "store": "\(store ?? "(temporary)")",
-                "curve": "\(security.map { "on, authorized keys in \($0.authorizedKeysDirectory)" } ?? "off")",
+                "curve": "\(security.map(Self.describe) ?? "off")",
                 "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
-                "retention":
-                    "\(keepFinished.map { "keep \($0)" } ?? "keep all")\(maxStore.map { ", at most \($0)" } ?? "")",
+                "retention": "\(config.retention.summary)",
                 "max-pixels": "\(maxPixels)",
             ])
         if let readyFile {
@@ -176,5 +185,13 @@ struct Serve: ParsableCommand {
             throw failure
         }
         logger.info("coordinator stopped", metadata: store.map { ["store": "\($0)"] } ?? [:])
+    }
+
+    /// The CURVE settings as the start-up log gives them: the folders, and whether roles are on.
+    static func describe(_ curve: CurveServerSecurity) -> String {
+        var parts = ["on, authorized keys in \(curve.authorizedKeysDirectory)"]
+        parts.append(curve.workerKeysDirectory.map { "worker keys in \($0) (roles on)" } ?? "no worker roles")
+        if let admins = curve.adminKeysDirectory { parts.append("admin keys in \(admins)") }
+        return parts.joined(separator: ", ")
     }
 }
