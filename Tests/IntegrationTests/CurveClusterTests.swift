@@ -206,9 +206,10 @@ struct CurveClusterTests {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
         }
+        let port = try freeLoopbackPort()
         let (workers, clients) = try group.startCoordinator(extra: [
             "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
-            "--worker-keys", workerKeys, "--admin-keys", adminKeys,
+            "--worker-keys", workerKeys, "--admin-keys", adminKeys, "--metrics-address", "127.0.0.1:\(port)",
         ])
         func worker(_ key: String) throws {
             try group.start(
@@ -230,6 +231,7 @@ struct CurveClusterTests {
         }
         try worker("alice")  // a client key trying to compute
         try worker("root")  // admin keys are for the client endpoint only
+        try worker("coordinator")  // with --worker-keys, not even the coordinator's own key
         try worker("gpu-1")
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image, height: 60, width: 70)
@@ -273,6 +275,9 @@ struct CurveClusterTests {
         #expect(c5 == 0 && t5.contains("job 2: cancelled"), "root cancel: \(t5)")
         let (c6, t6) = try client("bob", ["status", "2"], log: "bob-status-2")
         #expect(c6 != 0 && t6.contains("submitted with another key"), "\(t6)")
+        // A worker key is not a client.
+        let (c7, t7) = try client("gpu-1", ["status"], log: "gpu-status")
+        #expect(c7 != 0 && t7.contains("refused this key"), "\(t7)")
         let deadline = Date().addingTimeInterval(15)
         while !(group.log("worker-alice").contains("refused this key")
             && group.log("worker-root").contains("refused this key"))
@@ -286,6 +291,18 @@ struct CurveClusterTests {
         #expect(log.contains("worker=as-gpu-1") && log.contains("key=gpu-1"), "the worker's key is logged: \(log)")
         #expect(!log.contains("worker=as-alice"), "a client key joined as a worker: \(log)")
         #expect(!log.contains("worker=as-root"), "an admin key joined as a worker: \(log)")
+        #expect(!log.contains("worker=as-coordinator"), "the coordinator's key joined as a worker: \(log)")
+        // Refusals name the key and its role, not only "unlisted public key <z85>".
+        for reason in [
+            "client key alice may not join as a worker", "admin key root may not join as a worker",
+            "client key coordinator may not join as a worker", "worker key gpu-1 may not connect as a client",
+        ] {
+            #expect(log.contains(reason), "\(reason): \(log)")
+        }
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        // Each refused request counts once (each counted twice before).
+        #expect(metrics.value("tessera_refusals_total", ["reason": "not-owner"]) == 4)
+        #expect((metrics.value("tessera_refusals_total", ["reason": "auth-role"]) ?? 0) >= 4)
         for verb in ["status", "fetch", "cancel"] {
             #expect(
                 log.contains("admin key: \(verb) of another key's job") && log.contains("key=admin/root"),
@@ -294,5 +311,27 @@ struct CurveClusterTests {
         #expect(
             log.contains("refused a request for another key's job") && log.contains("key=bob")
                 && log.contains("owner=alice"), "\(log)")
+    }
+
+    @Test("A key in both --worker-keys and --admin-keys is refused at start, naming the key")
+    func overlappingRoles() throws {
+        let group = try ProcessGroup("curve-overlap")
+        defer { group.stop() }
+        for name in ["coordinator", "gpu-1", "alice"] {
+            let (code, text) = try Self.keygen(group, name)
+            try #require(code == 0, "\(text)")
+        }
+        let keys = group.directory + "/keys"
+        let both = group.directory + "/both", clientKeys = group.directory + "/clients"
+        for (dir, names) in [(both, ["gpu-1"]), (clientKeys, ["alice"])] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
+        }
+        let (status, output) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+            "--client-endpoint", "tcp://127.0.0.1:*", "--curve", "--curve-secret-key", keys + "/coordinator.key",
+            "--authorized-keys", clientKeys, "--worker-keys", both, "--admin-keys", both,
+        ])
+        #expect(status != 0 && output.contains("the key gpu-1 is in both --worker-keys and --admin-keys"), "\(output)")
     }
 }

@@ -39,35 +39,44 @@ extension CoordinatorService {
             }
             let onSkip: @Sendable (ZMQKeyFileError) -> Void = { error in
                 logger.warning(
-                    "authorized-keys: skipped a file", metadata: ["file": "\(error.path)", "reason": "\(error.reason)"])
+                    "keys: cannot use a key file or folder",
+                    metadata: ["path": "\(error.path)", "reason": "\(error.reason)"])
             }
-            let clients = AuthorizedKeysPolicy(curve, onSkip: onSkip).policy
-            // Roles: with --worker-keys, each endpoint lets in only its own keys.
+            let clients = AuthorizedKeysPolicy(curve, onSkip: onSkip)
+            // Roles: with --worker-keys, only those keys join as workers (not even the
+            // coordinator's own key), and they are not clients.
             let workers = curve.workerKeysDirectory.map {
-                AuthorizedKeysPolicy(curve, directory: $0, onSkip: onSkip).policy
+                AuthorizedKeysPolicy(curve, directory: $0, includingOwnKey: false, onSkip: onSkip)
             }
             if let dir = curve.workerKeysDirectory, let warning = Self.keyFolderWarning(dir) {
                 logger.warning("worker-keys: \(warning)", metadata: ["folder": "\(dir)"])
             }
             // Admin keys: client endpoint only, never the coordinator's own key implicitly.
             let admins = curve.adminKeysDirectory.map {
-                AuthorizedKeysPolicy(curve, directory: $0, includingOwnKey: false, onSkip: onSkip).policy
+                AuthorizedKeysPolicy(curve, directory: $0, includingOwnKey: false, onSkip: onSkip)
             }
             if let dir = curve.adminKeysDirectory, let warning = Self.keyFolderWarning(dir) {
                 logger.warning("admin-keys: \(warning)", metadata: ["folder": "\(dir)"])
             }
-            policy = ZAPPolicy { request in
-                if request.domain == Self.workerDomain { return (workers ?? clients).decide(request) }
-                if let admins, case .allow(let name) = admins.decide(request) {
-                    return .allow(userID: Self.adminUserID(name))
+            if let workers, let admins {
+                for (key, name) in workers.current() where admins.name(of: key) != nil {
+                    throw ClusterError(
+                        .invalidOption,
+                        "the key \(name) is in both --worker-keys and --admin-keys: a worker key sits on every "
+                            + "worker machine, so it may not be an admin; keep each key in one role's folder")
                 }
-                return clients.decide(request)
+            }
+            policy = ZAPPolicy { request in
+                Self.decide(request, clients: clients, workers: workers, admins: admins)
             }
         } else {
             policy = .allowAll
         }
-        // Refusals are logged on the handler's thread.
-        let refusals = Locked(RateLimitedLog(logger: logger))
+        // Refusals are logged on the handler's thread, and counted by kind
+        // (tessera_refusals_total{reason="auth-…"}: operators alert on key misuse).
+        var log = RateLimitedLog(logger: logger)
+        log.onEvent = { CoordinatorMetrics.refused(Self.refusalKind($0)) }
+        let refusals = Locked(log)
         let logger = self.logger
         do {
             return try ZAPHandler(
@@ -91,6 +100,39 @@ extension CoordinatorService {
         } catch {
             throw ClusterError("cannot start the authentication (ZAP) handler: \(error)")
         }
+    }
+
+    /// The metric label of a ZAP refusal: its reason without the key.
+    static func refusalKind(_ reason: String) -> String {
+        if reason.hasPrefix("unlisted public key") { return "auth-unlisted-key" }
+        if reason.contains(" may not ") { return "auth-role" }
+        return "auth-other"
+    }
+
+    /// Who may connect where. Roles are exclusive: an admin key never joins as a worker,
+    /// and with `--worker-keys` a worker key is never a client (nor an admin) and only
+    /// worker keys join as workers. Refusals say which role the key has.
+    static func decide(
+        _ request: ZAPRequest, clients: AuthorizedKeysPolicy, workers: AuthorizedKeysPolicy?,
+        admins: AuthorizedKeysPolicy?
+    ) -> ZAPDecision {
+        guard request.mechanism == "CURVE", let key = request.curvePublicKey else {
+            return clients.policy.decide(request)  // refused, with the reason
+        }
+        let admin = admins?.name(of: key)
+        let worker = workers?.name(of: key)
+        if request.domain == workerDomain {
+            if let admin { return .deny(reason: "admin key \(admin) may not join as a worker") }
+            guard let workers else { return clients.policy.decide(request) }
+            if let worker { return .allow(userID: worker) }
+            if let client = clients.name(of: key) {
+                return .deny(reason: "client key \(client) may not join as a worker (not in --worker-keys)")
+            }
+            return workers.policy.decide(request)
+        }
+        if let worker { return .deny(reason: "worker key \(worker) may not connect as a client") }
+        if let admin { return .allow(userID: adminUserID(admin)) }
+        return clients.policy.decide(request)
     }
 
     /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can

@@ -42,7 +42,10 @@ package struct CurveClientOptions: ParsableArguments {
 
 /// `--curve`, `--curve-secret-key`, `--authorized-keys`: CURVE for the coordinator.
 package struct CurveServerOptions: ParsableArguments {
-    @Flag(help: "Require CurveZMQ: encrypt every connection and let in only the keys of --authorized-keys.")
+    @Flag(
+        help: ArgumentHelp(
+            "Require CurveZMQ: encrypt every connection and let in only listed keys (--authorized-keys, "
+                + "--worker-keys, --admin-keys; the coordinator's own key is always a client)."))
     package var curve = false
 
     @Option(
@@ -53,22 +56,24 @@ package struct CurveServerOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Folder of the public keys allowed in: one NAME.pub per worker or user, NAME "
-                + "being the identity logged (re-read every 2 s: delete a file to revoke a key).",
+            "Folder of the public keys allowed in: one NAME.pub per user (and per worker unless --worker-keys "
+                + "is given), NAME being the identity logged (re-read every 2 s: delete a file to revoke a key).",
             valueName: "dir"))
     package var authorizedKeys: String?
 
     @Option(
         help: ArgumentHelp(
             "Roles: a folder of the public keys allowed to join as workers. With it, the keys of "
-                + "--authorized-keys can only submit and query (each its own jobs), and only these can "
-                + "compute. Without it, every authorized key may be either.", valueName: "dir"))
+                + "--authorized-keys (and the coordinator's own) can only submit and query (each its own jobs), "
+                + "and only these can compute; they are not clients. Without it, every authorized key may be "
+                + "either.", valueName: "dir"))
     package var workerKeys: String?
 
     @Option(
         help: ArgumentHelp(
             "Admin keys: a folder of public keys allowed on the client endpoint that may see, cancel and "
-                + "fetch every job, not only their own (each use on another key's job is logged).",
+                + "fetch every job, not only their own (each use on another key's job is logged). Never as "
+                + "workers; a key in both --worker-keys and --admin-keys is refused.",
             valueName: "dir"))
     package var adminKeys: String?
 

@@ -104,6 +104,8 @@ package final class AuthorizedKeysPolicy: Sendable {
         var loadedAt = -Double.infinity
         /// Broken files already reported.
         var reported: Set<String> = []
+        /// Whether the folder could not be read at the last reload (reported once).
+        var unreadable = false
     }
 
     private let directory: String
@@ -127,14 +129,26 @@ package final class AuthorizedKeysPolicy: Sendable {
 
     /// The current allow-list (reloaded when stale; the previous list is kept if the
     /// folder cannot be read).
-    func current() -> [ZMQCurveKey: String] {
+    package func current() -> [ZMQCurveKey: String] {
         loaded.withLock { loaded in
             let now = monotonicSeconds()
             if now - loaded.loadedAt >= reloadSeconds {
                 var skipped: [ZMQKeyFileError] = []
-                if var fresh = try? ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) }) {
+                do {
+                    var fresh = try ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) })
                     if let ownKey { fresh[ownKey] = fresh[ownKey] ?? "coordinator" }
                     loaded.keys = fresh
+                    loaded.unreadable = false
+                } catch {
+                    // A removed folder or an unmounted secret must not pass unnoticed (nor revoke silently).
+                    if !loaded.unreadable {
+                        skipped.append(
+                            ZMQKeyFileError(
+                                path: directory,
+                                reason: "cannot read the folder (\(error)): the \(loaded.keys.count) key(s) read last "
+                                    + "stay in force until it can be read again"))
+                    }
+                    loaded.unreadable = true
                 }
                 // Report each broken file once, not at every reload.
                 for error in skipped where !loaded.reported.contains(error.path) { onSkip(error) }
@@ -144,6 +158,9 @@ package final class AuthorizedKeysPolicy: Sendable {
             return loaded.keys
         }
     }
+
+    /// The name of `key` in the current list, or nil.
+    package func name(of key: ZMQCurveKey) -> String? { current()[key] }
 
     package var policy: ZAPPolicy {
         ZAPPolicy { [self] request in ZAPPolicy.allowList(current()).decide(request) }

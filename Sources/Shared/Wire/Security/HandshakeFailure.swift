@@ -14,7 +14,8 @@ package enum HandshakeFailure {
         switch event.event {
         case .handshakeFailedAuth:
             return "\(endpoint) refused this key (authentication status \(event.value)): its public key is not "
-                + "in the coordinator's authorized-keys folder"
+                + "in the coordinator's authorized-keys folder, or its role may not connect here (with --worker-keys, "
+                + "worker keys join only as workers and client keys only as clients; the coordinator's log says which)"
         case .handshakeFailedProtocol:
             // ZMTP error codes (zmq.h): 0x11000001 cryptographic, 0x11000002/3 mechanism or command mismatch.
             let code = "0x" + String(event.value, radix: 16)
