@@ -87,7 +87,6 @@ extension CoordinatorLoop {
                 metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])
             return nil
         }
-        CoordinatorMetrics.refused("not-owner")
         rejects.warning(
             "not-owner", "refused a request for another key's job",
             metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)", "request": "\(verb)"])
@@ -106,12 +105,16 @@ extension CoordinatorLoop {
     /// The cluster's status: task counts over the active jobs, and the workers.
     private func clusterStatus() -> WireMessage {
         let active = jobs.values.filter(\.isActive)
+        // The running jobs' rates (each its average since it started) add up to the cluster's.
+        let rates = active.map { $0.status(workers: workers.count) }
         return .status(
             Wire.JobStatus(
                 jobID: nil, state: active.isEmpty ? .done : .running,
                 tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
                 tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
                 tasksDone: UInt64(jobs.values.reduce(0) { $0 + $1.done }), workers: UInt32(workers.count),
+                tasksPerSecond: rates.reduce(0) { $0 + $1.tasksPerSecond },
+                pixelsPerSecond: rates.reduce(0) { $0 + $1.pixelsPerSecond },
                 message: "\(active.count) active job(s) of \(jobs.count); workers: "
                     + workerOrder.compactMap {
                         workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" }

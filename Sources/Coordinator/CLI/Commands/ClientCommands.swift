@@ -16,6 +16,12 @@ struct CoordinatorOption: ParsableArguments {
     var reconnectTimeout = 60.0
     @OptionGroup var curve: CurveClientOptions
 
+    func validate() throws {
+        guard reconnectTimeout.isFinite, (0...604_800).contains(reconnectTimeout) else {
+            throw ValidationError("--reconnect-timeout must be a number of seconds from 0 to 604800 (a week)")
+        }
+    }
+
     /// A client connected to `--coordinator` (keys read and checked first).
     func connect(_ context: ZMQContext) throws -> ClusterClient {
         let security = try curve.security()
@@ -201,7 +207,7 @@ struct Status: ParsableCommand {
 
     static func describe(_ s: Wire.JobStatus) -> String {
         var lines = [
-            (s.jobID.map { "job \($0): " } ?? "cluster: ") + "\(s.state)",
+            s.jobID.map { "job \($0): \(s.state)" } ?? "cluster: \(s.state == .running ? "running" : "idle")",
             "tasks: \(s.tasksQueued) queued, \(s.tasksRunning) running, \(s.tasksDone) done, \(s.tasksFailed) failed",
             "workers: \(s.workers)",
             String(format: "throughput: %.2f tasks/s, %.3f Mpx/s", s.tasksPerSecond, s.pixelsPerSecond / 1e6),
