@@ -137,9 +137,13 @@ extension CoordinatorService {
 
     /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can
     /// let any key in, so a folder writable by its group or by everyone is reported.
+    /// A read-only mount is safe whatever its mode (Kubernetes mounts a Secret volume
+    /// read-only with mode 1777).
     static func keyFolderWarning(_ directory: String) -> String? {
         var info = stat()
         guard stat(directory, &info) == 0, info.st_mode & 0o022 != 0 else { return nil }
+        var mount = statvfs()
+        if statvfs(directory, &mount) == 0, mount.f_flag & UInt(ST_RDONLY) != 0 { return nil }
         let who = info.st_mode & 0o002 != 0 ? "everyone" : "its group"
         return "the folder is writable by \(who) (mode 0\(String(info.st_mode & 0o777, radix: 8))): "
             + "anyone who can write in it can authorize a key; make it writable by its owner only (chmod 755 or 700)"
