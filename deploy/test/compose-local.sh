@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the exact commands and environments of deploy/compose.yaml (keys, coordinator,
-# 2 workers, demo) as local processes and checks the demo's outputs: proof that the
-# compose file describes a working cluster, CURVE keys included, without a Docker engine.
+# 2 workers, demo) as local processes and checks the demo's outputs and that the demo's
+# user key is refused as a worker: proof that the compose file describes a working
+# cluster, CURVE keys and roles included, without a Docker engine.
 #
 #   deploy/test/compose-local.sh            (after `swift build -c release`)
 #   TESSERA_BIN=/path/to/bin deploy/test/compose-local.sh
@@ -48,6 +49,17 @@ fi
 in_service() {
   local name=$1; shift
   if [[ ${#NETNS[@]} -gt 0 ]]; then ip netns exec "tessera-$tag-$name" "$@"; else "$@"; fi
+}
+# Starts a service in the background, output to LOG. `ip netns exec` and `env` exec the
+# program, so the PID kept for cleanup is the service's own (not a subshell's).
+start_service() {
+  local name=$1 log=$2; shift 2
+  if [[ ${#NETNS[@]} -gt 0 ]]; then
+    ip netns exec "tessera-$tag-$name" "$@" >"$log" 2>&1 &
+  else
+    "$@" >"$log" 2>&1 &
+  fi
+  PIDS+=($!)
 }
 
 BIN="${TESSERA_BIN:-$(swift build -c release --show-bin-path)}"
@@ -116,11 +128,10 @@ script=$(printf '%b' "${ARGS_keys[0]}")
 (cd "$SCRATCH/keys" && PATH="$BIN:$PATH" sh -c "$script") >"$SCRATCH/keys.log" 2>&1 \
   || { echo "compose-local: the keys service failed" >&2; cat "$SCRATCH/keys.log" >&2; exit 1; }
 
-in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" "${ARGS_coordinator[@]}" \
-  >"$SCRATCH/coordinator.log" 2>&1 & PIDS+=($!)
+start_service coordinator "$SCRATCH/coordinator.log" \
+  env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" "${ARGS_coordinator[@]}"
 for i in 1 2; do
-  in_service "worker$i" env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/worker$i.log" 2>&1 &
-  PIDS+=($!)
+  start_service "worker$i" "$SCRATCH/worker$i.log" env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}"
 done
 # The compose health check: `tessera-coordinator status` with the coordinator's environment.
 for _ in $(seq 50); do
@@ -136,6 +147,12 @@ for f in ihc.npy ihc.labels.png ihc.overlay.png ihc.prob-1.png; do
 done
 in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status
 grep -q "curve=on" "$SCRATCH/coordinator.log" || { echo "compose-local: the coordinator did not use CURVE" >&2; exit 1; }
+# Roles (TESSERA_WORKER_KEYS): the demo's user key is refused as a worker.
+client_key=$(printf '%s\n' "${ENV_demo[@]}" | sed -n 's/^TESSERA_CLIENT_CURVE_SECRET_KEY=//p')
+in_service demo env "${ENV_worker[@]}" TESSERA_WORKER_CURVE_SECRET_KEY="$client_key" \
+  timeout 5 "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/user-as-worker.log" 2>&1 || true
+grep -qi "refused" "$SCRATCH/user-as-worker.log" \
+  || { echo "compose-local: a user key was not refused as a worker" >&2; cat "$SCRATCH/user-as-worker.log" >&2; exit 1; }
 if [[ ${#NETNS[@]} -gt 0 ]]; then
   # Each worker reached the coordinator from its own address, not loopback.
   for i in 1 2; do
@@ -155,4 +172,4 @@ if [[ ${#NETNS[@]} -gt 0 ]]; then
 else
   where="loopback"
 fi
-echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers, $where)"
+echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers, a user key was refused as a worker, $where)"
