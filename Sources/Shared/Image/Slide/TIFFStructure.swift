@@ -85,12 +85,16 @@ struct TIFFStructure: Sendable {
             if description.hasPrefix("Aperio"), let value = number(after: "MPP = ", in: description), value > 0 {
                 return (value, "Aperio description")
             }
-            if description.contains("<OME"), let value = number(after: "PhysicalSizeX=\"", in: description),
-                value > 0
-            {
-                let unit = string(after: "PhysicalSizeXUnit=\"", in: description) ?? "µm"
-                let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
-                if let scale { return (value * scale, "OME-XML") }
+            if description.contains("<OME") {
+                // The <Image> stored from IFD 0 (the one mapped), not the first PhysicalSizeX in the
+                // XML: a macro or label image may come first, with another scale or none.
+                let (image, count) = omeImage(storedAt: 0, in: description)
+                if let image, let value = number(after: "PhysicalSizeX=\"", in: image), value > 0 {
+                    let unit = string(after: "PhysicalSizeXUnit=\"", in: image) ?? "µm"
+                    let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+                    if let scale { return (value * scale, count > 1 ? "OME-XML, image 1 of \(count)" : "OME-XML") }
+                }
+                if count > 0 { return (nil, nil) }  // that image records no scale: not another's
             }
         }
         let resolution = info.x_resolution
@@ -100,6 +104,24 @@ struct TIFFStructure: Sendable {
         case 3: return (10000 / resolution, "resolution tags")
         default: return (nil, nil)
         }
+    }
+
+    /// The OME-XML `<Image>` element whose pixels start at IFD `ifd` (a `TiffData` without
+    /// `IFD` starts at 0), and how many images the XML lists.
+    static func omeImage(storedAt ifd: Int, in xml: String) -> (String?, Int) {
+        var images: [Substring] = []
+        var rest = xml[...]
+        while let start = rest.range(of: "<Image ") ?? rest.range(of: "<Image>") {
+            let end = rest[start.upperBound...].range(of: "</Image>")?.upperBound ?? rest.endIndex
+            images.append(rest[start.lowerBound..<end])
+            rest = rest[end...]
+        }
+        let match = images.first { image in
+            guard let data = image.range(of: "<TiffData") else { return false }
+            let tag = image[data.upperBound...].prefix { $0 != ">" }
+            return (number(after: "IFD=\"", in: String(tag)).map(Int.init) ?? 0) == ifd
+        }
+        return (match.map(String.init) ?? (images.count == 1 ? String(images[0]) : nil), images.count)
     }
 
     private static func string(after marker: String, in text: String) -> String? {
