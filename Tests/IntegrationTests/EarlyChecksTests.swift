@@ -177,11 +177,33 @@ struct EarlyChecksTests {
         let first = try group.start(
             "tessera-coordinator", ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image],
             log: "first")
-        _ = Self.interruptWhileWriting(first, out: out)
+        // Interrupted once a tile is journalled: the job is under way, not still being prepared.
+        let journal = store + "/jobs/1/receipts.log"
+        let begun = Date().addingTimeInterval(60)
+        while ((try? FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int) ?? 0) == 0
+            && first.isRunning && Date() < begun
+        {
+            usleep(20_000)
+        }
+        kill(first.processIdentifier, SIGINT)
         #expect(group.wait(first, timeout: 30) == 130, "\(group.log("first"))")
+        // Another command on that store and output: refused, saying the interrupted job is
+        // there and how to finish or drop it (it said to wait for a job that never ends).
+        let (c, changed) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + model + ["--outputs", "zarr,npy", "--dtype", "uint8", "--store", store, "--out", out, image],
+            log: "changed")
+        #expect(
+            c != 0 && changed.contains("restored from the store after an interruption")
+                && changed.contains("Run the command that began it again"), "\(changed)")
         let (s, l) = try SlideMapTests.coordinator(
             group, ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image], log: "second")
         #expect(s == 0, "\(l)")
+        // Said at the start, or (when the refused run's coordinator finished the restored job
+        // while it stopped) in the final line.
+        #expect(
+            l.contains("job 1: resumed: ") || l.contains("note=resumed: "),
+            "the resumed job says what it took from the store: \(l)")
         let jobs = (try? FileManager.default.contentsOfDirectory(atPath: store + "/jobs"))?.filter { Int($0) != nil }
         #expect(jobs == ["1"], "one job, resumed: \(jobs ?? [])")
         let (t, m) = try SlideMapTests.coordinator(

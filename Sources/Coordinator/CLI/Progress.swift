@@ -13,12 +13,15 @@ final class Progress {
         isTerminal = isatty(fileno(stream)) != 0
     }
 
-    /// `done` of `total` tasks of an image of `pixels` pixels, started at `since`.
-    func update(label: String, done: Int, total: Int, pixels: Int, since: Date) {
+    /// `done` of `total` tasks of an image of `pixels` pixels, started at `since` with
+    /// `already` of them done (restored from a store): the rate and the ETA count only
+    /// the tasks done since.
+    func update(label: String, done: Int, total: Int, pixels: Int, since: Date, already: Int = 0) {
         let elapsed = Date().timeIntervalSince(since)
         let fraction = Double(done) / Double(max(1, total))
-        let rate = elapsed > 0 ? Double(pixels) * fraction / elapsed : 0
-        let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
+        let now = Double(max(0, done - already))
+        let rate = elapsed > 0 ? Double(pixels) * now / Double(max(1, total)) / elapsed : 0
+        let eta = now > 0 ? elapsed * Double(max(0, total - done)) / now : 0
         let stats = String(format: "%d/%d tasks  %.2f Mpx/s  ETA %.0fs", done, total, rate / 1e6, eta)
         let width = 30
         let filled = Int(fraction * Double(width))

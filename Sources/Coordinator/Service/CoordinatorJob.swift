@@ -77,6 +77,8 @@ final class CoordinatorJob: @unchecked Sendable {
     var workersUsed: Set<String> = []
     /// Tiles read back from the store at a restart (not recomputed).
     var restored = 0
+    /// Restored from the store by a restarted coordinator (begun by an earlier one).
+    var resumed = false
     /// Tiles computed by workers in this coordinator's life.
     var computed = 0
     /// Copies sent for overdue tasks, and results dropped because another copy won.

@@ -77,9 +77,17 @@ extension CoordinatorLoop {
             let outDir = try? factory.sharedPath(out, "output folder")
         else { return nil }  // the factory refuses what does not resolve, with the reason
         let output = "\(outDir)/\(OutputOptions.stem(forInput: imagePath)).zarr"
-        let writer =
-            jobs.values.first { $0.isActive && $0.shared?.finalPath == output }?.id
-            ?? preparingOutputs.first { $0.value == output }?.key
+        let active = jobs.values.first { $0.isActive && $0.shared?.finalPath == output }
+        if let active, active.resumed {
+            // An interrupted job the store brought back: it does not end by waiting.
+            throw ClusterError(
+                .invalidOption,
+                "job \(active.id), restored from the store after an interruption, writes \(output): it was begun "
+                    + "with another image, model or options (a changed or touched file counts). Run the command "
+                    + "that began it again to finish it, cancel job \(active.id) (with run: remove the --store "
+                    + "folder) to start over, or give this job another --out")
+        }
+        let writer = active?.id ?? preparingOutputs.first { $0.value == output }?.key
         if let writer {
             throw ClusterError(
                 .invalidOption,

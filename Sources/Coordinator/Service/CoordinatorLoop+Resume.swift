@@ -121,6 +121,7 @@ extension CoordinatorLoop {
         let unusable = restoreTiles(job)
         job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
         let n = job.tasks.count
+        job.resumed = true
         job.message =
             "resumed: \(job.restored)/\(n) tiles restored from the store, \(n - job.restored) to compute"
             + (unusable > 0 ? " (\(unusable) stored tiles were unusable)" : "")

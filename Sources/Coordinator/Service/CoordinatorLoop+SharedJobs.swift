@@ -133,6 +133,7 @@ extension CoordinatorLoop {
                     metadata: ["job": "\(id)", "task": "\(index)", "reason": "\(error)"])
             }
         }
+        job.resumed = true
         job.message =
             "resumed: \(job.restored)/\(job.tasks.count) tiles verified in the map store"
             + (unusable > 0 ? " (\(unusable) did not match their receipts)" : "")

@@ -165,8 +165,16 @@ final class ClusterClient {
         let start = Date()
         var noWorkerSince: Date?
         var told = false
+        var already: Int?
         while true {
             let s = try status(job)
+            if already == nil {
+                already = Int(s.tasksDone)
+                // A resumed job says what it took from the store; --tissue what it skips.
+                if !s.message.isEmpty, s.state == .queued || s.state == .running {
+                    FileHandle.standardError.write(Data("job \(job): \(s.message)\n".utf8))
+                }
+            }
             // A job with no worker to run it waits forever: say so once, after 10 s.
             noWorkerSince = s.workers == 0 ? (noWorkerSince ?? Date()) : nil
             if !told, let since = noWorkerSince, Date().timeIntervalSince(since) >= Self.noWorkerNotice {
@@ -177,7 +185,8 @@ final class ClusterClient {
                             + "(start tessera-worker --coordinator <its worker endpoint>)\n").utf8))
             }
             let total = Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
-            progress?.update(label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start)
+            progress?.update(
+                label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start, already: already ?? 0)
             switch s.state {
             case .done:
                 progress?.finish()
