@@ -120,6 +120,8 @@ struct SlideMapTests {
         #expect(s != 0 && l.contains("labels and overlays need every class"), "\(l)")
         (s, l) = try run("bad", ["--keep-classes", "7"])
         #expect(s != 0 && l.contains("class 7 does not exist (the net has 3 classes)"), "\(l)")
+        (s, l) = try run("twice", ["--keep-classes", "1,1"])  // a typo, not "every class"
+        #expect(s != 0 && l.contains("class 1 is given twice"), "\(l)")
         #expect(!FileManager.default.fileExists(atPath: group.directory + "/labels/img.zarr"))
     }
 
@@ -268,6 +270,33 @@ struct SlideMapTests {
 }
 
 extension SlideMapTests {
+    /// Found by a user audit: the µm/px came from the first PhysicalSizeX anywhere in the
+    /// OME-XML, so a macro image stored first was labelled with the slide's scale.
+    @Test("OME-TIFF with several images: the scale is that of the image stored at IFD 0, or none")
+    func omeScaleOfTheMappedImage() throws {
+        let group = try ProcessGroup("ome-images")
+        defer { group.stop() }
+        _ = try Self.python(
+            """
+            import sys, numpy as np, tifffile
+            a = np.random.default_rng(0).integers(0, 255, (512, 768, 3)).astype(np.uint8)
+            label = np.random.default_rng(1).integers(0, 255, (300, 500, 3)).astype(np.uint8)
+            with tifffile.TiffWriter(sys.argv[1] + '/macro-first.ome.tif', ome=True) as t:
+                t.write(label, photometric='rgb', metadata={'Name': 'macro'})
+                t.write(a, tile=(256, 256), photometric='rgb', metadata={'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25})
+            with tifffile.TiffWriter(sys.argv[1] + '/slide-first.ome.tif', ome=True) as t:
+                t.write(a, tile=(256, 256), photometric='rgb', metadata={'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25})
+                t.write(label, photometric='rgb', metadata={'PhysicalSizeX': 8.0, 'PhysicalSizeY': 8.0})
+            """, [group.directory])
+        let (s1, macro) = try Self.coordinator(
+            group, ["inspect-image", group.directory + "/macro-first.ome.tif"], log: "macro")
+        #expect(s1 == 0 && macro.contains("500×300") && !macro.contains("µm/px"), "\(macro)")
+        let (s2, slide) = try Self.coordinator(
+            group, ["inspect-image", group.directory + "/slide-first.ome.tif"], log: "slide")
+        #expect(s2 == 0 && slide.contains("768×512") && slide.contains("0.25 µm/px"), "\(slide)")
+        #expect(!slide.contains("8 µm/px"), "\(slide)")
+    }
+
     @Test("inspect-image: levels, µm/px and vendor of a slide; map size and a time estimate per level with a model")
     func inspectImage() throws {
         let group = try ProcessGroup("inspect-image")

@@ -134,7 +134,10 @@ package struct JobOptions: Equatable, Sendable {
         guard !parts.isEmpty, classes.count == parts.count, classes.allSatisfy({ (0...65535).contains($0) }) else {
             throw ClusterError(.invalidOption, "kept classes \"\(text)\": give class numbers like 1 or 0,2")
         }
-        return Array(Set(classes)).sorted()
+        if let twice = classes.first(where: { c in classes.filter { $0 == c }.count > 1 }) {
+            throw ClusterError(.invalidOption, "kept classes \"\(text)\": class \(twice) is given twice")
+        }
+        return classes.sorted()
     }
 
     /// `value` with `%`, `;`, `=` and control characters percent-encoded (UTF-8 kept as is).

@@ -69,6 +69,14 @@ package enum ImageInput {
         package var bitDepth: Int = 8
         /// Microns per pixel of the level, when the file says.
         package var mpp: Double?
+        package var levelCount = 1
+
+        /// "PNG", or "level 1 of 3, 0.500 µm/px" (as `Opened.levelDescription`).
+        package var levelDescription: String {
+            if case .png = format { return "PNG" }
+            return "level \(level) of \(levelCount)"
+                + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+        }
 
         /// A warning for 16-bit samples with the default `--raw-scale`: they enter
         /// preprocessing as 0–65535, while nets are trained on 0–255 (nil otherwise).
@@ -94,7 +102,7 @@ package enum ImageInput {
         let s = opened.source
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
-            bitDepth: bitDepth(of: s), mpp: opened.mpp)
+            bitDepth: bitDepth(of: s), mpp: opened.mpp, levelCount: opened.levelCount)
     }
 
     /// 16 for a source of 16-bit samples, else 8.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TesseraCluster
 import TesseraCore
 import TesseraImage
 
@@ -27,11 +28,11 @@ struct Export: ParsableCommand {
         let logger = Logger(label: "tessera.export")
         let store = try MapStore.open(at: map)
         guard store.isFinished else {
-            throw ValidationError("\(map) is not a finished map (its job is still running, or failed)")
+            throw ClusterError("\(map) is not a finished map (its job is still running, or failed)")
         }
         try output.checkBeforeMapping(
             classes: store.layout.netClasses, kept: store.layout.kept,
-            kinds: output.outputs.map(OutputOptions.parseKinds))
+            kinds: output.outputs.map(OutputOptions.parseKinds), keptByMap: true)
         let stem = ((map as NSString).lastPathComponent as NSString).deletingPathExtension
         let options = try output.options(forImage: stem + ".png")
         if options.kinds.contains(.zarr) { throw ValidationError("the map is the zarr output already") }
@@ -40,9 +41,15 @@ struct Export: ParsableCommand {
             guard let image else { throw ValidationError("the overlay needs --image (the mapped image)") }
             let opened = try ImageInput.open(path: image, level: level)
             guard opened.source.height == store.layout.height, opened.source.width == store.layout.width else {
-                throw ValidationError(
+                // Name the level that fits, when one does.
+                let fitting = (0..<opened.levelCount).first { l in
+                    guard l != opened.level, let o = try? ImageInput.open(path: image, level: l) else { return false }
+                    return o.source.height == store.layout.height && o.source.width == store.layout.width
+                }
+                throw ClusterError(
                     "\(image) at \(opened.levelDescription) is \(opened.source.width)×\(opened.source.height), "
-                        + "the map is \(store.layout.width)×\(store.layout.height)")
+                        + "the map is \(store.layout.width)×\(store.layout.height)"
+                        + (fitting.map { ": give --level \($0)" } ?? ""))
             }
             source = opened.source
         }

@@ -54,7 +54,10 @@ struct OutputFlags: ParsableArguments {
     /// What can be checked before any tile is computed: the output folder exists (or
     /// is created) and is writable, and the classes asked for exist in a net of
     /// `classes` classes. A job must not run for hours and then fail on these.
-    func checkBeforeMapping(classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil) throws {
+    /// `keptByMap`: the kept classes are the existing map's (`export`), not this command's `--keep-classes`.
+    func checkBeforeMapping(
+        classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil, keptByMap: Bool = false
+    ) throws {
         do {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         } catch {
@@ -74,13 +77,17 @@ struct OutputFlags: ParsableArguments {
                 description: "--overlay-class \(overlayClass): the net has \(count) classes (0…\(count - 1))")
         }
         guard let kept else { return }
+        let keeps =
+            keptByMap
+            ? "the map holds only classes \(kept) (it was made with --keep-classes)"
+            : "--keep-classes keeps only classes \(kept)"
         if let kinds, !kinds.isDisjoint(with: [.labels, .overlay]) {
             throw OutputCheckError(
-                description: "--keep-classes keeps only classes \(kept): labels and overlays need every class "
-                    + "(choose --outputs among zarr, tiff, npy, prob)")
+                description: "\(keeps): labels and overlays need every class "
+                    + "(choose --outputs among \(keptByMap ? "" : "zarr, ")tiff, npy, prob)")
         }
         if let list = requestedClasses, let bad = list.first(where: { !kept.contains($0) }) {
-            throw OutputCheckError(description: "--classes \(bad): --keep-classes keeps only classes \(kept)")
+            throw OutputCheckError(description: "--classes \(bad): \(keeps)")
         }
     }
 

@@ -91,7 +91,7 @@ extension Run {
             "mapping",
             metadata: [
                 "image": "\(path)", "size": "\(header.width)×\(header.height)",
-                "level": "\(header.level)", "mode": "\(job.mode.rawValue)", "tile": "\(t)",
+                "level": "\(header.levelDescription)", "mode": "\(job.mode.rawValue)", "tile": "\(t)",
             ])
         var jobOptions = job.jobOptions(model, output, outputDirectory: output.out)
         jobOptions.storage = .shared
