@@ -162,6 +162,42 @@ struct EarlyChecksTests {
         #expect(s != 0 && l.contains("a PNG records no microns per pixel"), "\(l)")
     }
 
+    /// A run killed with -9 (or a lost machine) left its `.STEM.zarr.partial-*` map in
+    /// --out for good (a user audit); the next job of that output removes the partials
+    /// nothing can resume, and only those.
+    @Test("orphaned partial maps: removed when their coordinator's store is gone; others are kept")
+    func orphanedPartialsRemoved() throws {
+        let group = try ProcessGroup("orphans")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 70)
+        let out = group.directory + "/out"
+        let host = ProcessInfo.processInfo.hostName
+        func partial(_ token: String, owner: String?) throws -> String {
+            let path = "\(out)/.tissue.zarr.partial-\(token)"
+            try FileManager.default.createDirectory(atPath: path + "/0", withIntermediateDirectories: true)
+            if let owner {
+                try Data(owner.utf8).write(to: URL(fileURLWithPath: path + "/tessera-owner.txt"))
+            }
+            return path
+        }
+        let orphan = try partial("gone", owner: "host=\(host)\nstore=\(group.directory)/no-such-store\n")
+        let resumable = try partial("kept", owner: "host=\(host)\nstore=\(group.directory)\n")
+        let otherHost = try partial("other", owner: "host=not-\(host)\nstore=/no/such/store\n")
+        let unmarked = try partial("old", owner: nil)
+        let (s, l) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + ClusterFixture.modelFlags + ["--check", "0", "--outputs", "zarr", "--out", out, image],
+            log: "run")
+        #expect(s == 0, "\(l)")
+        #expect(!FileManager.default.fileExists(atPath: orphan), "the orphaned partial is still there")
+        for kept in [resumable, otherHost, unmarked] {
+            #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed")
+        }
+        #expect(try MapStore.open(at: out + "/tissue.zarr").isFinished)
+        #expect(!FileManager.default.fileExists(atPath: out + "/tissue.zarr/tessera-owner.txt"))
+    }
+
     /// run --store after an interruption resumed the old job in the background and also
     /// mapped the image again as a new job (a user audit); now the same command is the
     /// same job: it resumes, and the map equals an uninterrupted one.

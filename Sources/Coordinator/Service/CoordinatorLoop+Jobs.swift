@@ -24,7 +24,8 @@ struct PreparedJob: Sendable {
 /// other clients are served meanwhile.
 extension CoordinatorLoop {
     var factory: JobFactory {
-        JobFactory(configuration: configuration, store: store, persistent: persistent, plans: planCache)
+        JobFactory(
+            configuration: configuration, store: store, persistent: persistent, plans: planCache, logger: logger)
     }
 
     /// Starts preparing a submission for `client`; the answer (`submitted` or an

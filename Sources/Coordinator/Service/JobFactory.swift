@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TesseraCluster
 import TesseraCore
 import TesseraImage
@@ -17,6 +18,7 @@ struct JobFactory: Sendable {
     let store: JobStore
     let persistent: Bool
     let plans: Locked<[String: ModelPlan]>
+    let logger: Logger
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
     /// `uploaded`: the image arrived in parts and lies decoded in `dir/image.raw`, with this CRC-32 and size.
@@ -207,11 +209,13 @@ struct JobFactory: Sendable {
         let bundle = try modelBundle(spec)
         let stem = OutputOptions.stem(forInput: image)
         let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
         let job = try makeSharedJob(
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
             preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
             storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
             create: true)
+        try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root)
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }

@@ -26,7 +26,8 @@ enum TemporaryStores {
         var removed: [String] = []
         for name in names where name.hasPrefix(prefix) {
             let path = "\(folder)/\(name)"
-            guard path != keeping, let pid = pid(of: name), !isAlive(pid), !isLocked(path) else { continue }
+            guard path != keeping, isAbandoned(path) else { continue }
+            let pid = pid(of: name) ?? 0
             do {
                 try FileManager.default.removeItem(atPath: path)
                 removed.append(path)
@@ -39,6 +40,12 @@ enum TemporaryStores {
             }
         }
         return removed
+    }
+
+    /// Whether the temporary store at `path` is abandoned: its process is gone and nobody holds its lock.
+    static func isAbandoned(_ path: String) -> Bool {
+        guard let pid = pid(of: (path as NSString).lastPathComponent) else { return false }
+        return !isAlive(pid) && !isLocked(path)
     }
 
     /// The PID in `tessera-store-PID-UUID`.
