@@ -250,7 +250,9 @@ struct CurveClusterTests {
             #expect(c != 0 && t.contains("submitted with another key"), "bob \(verb): \(t)")
         }
         let (c1, t1) = try client("bob", ["status"], log: "bob-cluster")
-        #expect(c1 == 0, "\(t1)")
+        #expect(c1 == 0 && !t1.contains("job 1:"), "bob's job list shows alice's job: \(t1)")
+        let (ca, ta) = try client("alice", ["status"], log: "alice-cluster")
+        #expect(ca == 0 && ta.contains("job 1: ") && ta.contains("tissue"), "alice's job list: \(ta)")
         let (c2, t2) = try client("alice", ["status", "1"], log: "alice-status")
         #expect(c2 == 0 && t2.contains("job 1"), "\(t2)")
         // The admin key sees and fetches alice's job once done, and cancels her second one.
@@ -263,6 +265,8 @@ struct CurveClusterTests {
             usleep(200_000)
         }
         #expect(state.contains("job 1: done"), "\(state)")
+        let (cr, tr) = try client("root", ["status"], log: "root-cluster")
+        #expect(cr == 0 && tr.contains("job 1: done, tissue [alice]"), "the admin's job list: \(tr)")
         let (c3, t3) = try client("root", ["fetch", "1", "--out", group.directory + "/root"], log: "root-fetch")
         #expect(c3 == 0 && FileManager.default.fileExists(atPath: group.directory + "/root/tissue.npy"), "\(t3)")
         let (c4, t4) = try client(

@@ -191,9 +191,13 @@ struct Submit: ParsableCommand {
 
 /// `tessera-coordinator status [JOB]`.
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a job's state, or the cluster's (workers, tasks).")
+    static let configuration = CommandConfiguration(
+        abstract: "Show a job's state, or the cluster's (workers, tasks) and your jobs.",
+        discussion: "Without a job id: the active jobs' task counts and rate, the workers, and one line per job "
+            + "of your key (every active one and the last 10 ended; an admin key sees every key's, each with "
+            + "its owner).")
     @OptionGroup var endpoint: CoordinatorOption
-    @Argument(help: "Job id (default: the whole cluster).") var job: UInt64?
+    @Argument(help: "Job id (default: the whole cluster and your jobs).") var job: UInt64?
 
     func run() throws {
         let client = try endpoint.connect(try ZMQContext())
