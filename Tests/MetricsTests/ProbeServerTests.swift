@@ -81,7 +81,10 @@ struct ProbeServerTests {
         return fd
     }
 
-    @Test("silent connections do not hold up probes; a busy port is a clear error")
+    /// Found by an operator audit: 16 idle connections from one peer (reopened as they
+    /// were closed) made every probe fail, so the kubelet restarted the pod. A peer now
+    /// holds at most 4; the rest are closed at once.
+    @Test("idle connections from one peer do not hold up another's probes; a busy port is a clear error")
     func silentClients() throws {
         let vitals = ServiceVitals()
         let s = try server(vitals)
@@ -89,32 +92,15 @@ struct ProbeServerTests {
         let port = Int(s.address.port)
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
-        for _ in 0..<4 { idle.append(Self.idleConnection(to: port, from: "127.0.0.3")) }
-        usleep(100_000)
-        let start = Date()
-        #expect(try httpGet(port: port, path: "/healthz").status == 200)
-        #expect(Date().timeIntervalSince(start) < 1)
-        #expect(throws: MetricsError.self) {
-            try ProbeServer(address: MetricsAddress(host: "127.0.0.1", port: UInt16(port)), handler: { _ in nil })
-        }
-    }
-
-    /// Found by an operator audit: 16 idle connections from one peer (reopened as they
-    /// were closed) made every probe fail, so the kubelet restarted the pod.
-    @Test("one peer holding many idle connections cannot starve another peer's probes")
-    func onePeerCannotStarveProbes() throws {
-        let vitals = ServiceVitals()
-        let s = try server(vitals)
-        defer { s.stop() }
-        let port = Int(s.address.port)
-        var idle: [Int32] = []
-        defer { for fd in idle { close(fd) } }
         for _ in 0..<40 { idle.append(Self.idleConnection(to: port, from: "127.0.0.2")) }
-        usleep(200_000)  // accepted: 4 held, the rest closed at once
+        usleep(200_000)
         for _ in 0..<5 {
             let start = Date()
             #expect(try httpGet(port: port, path: "/healthz").status == 200)
             #expect(Date().timeIntervalSince(start) < 1)
+        }
+        #expect(throws: MetricsError.self) {
+            try ProbeServer(address: MetricsAddress(host: "127.0.0.1", port: UInt16(port)), handler: { _ in nil })
         }
     }
 }
