@@ -317,7 +317,9 @@ struct CurveClusterTests {
                 && log.contains("owner=alice"), "\(log)")
     }
 
-    @Test("A key in both --worker-keys and --admin-keys is refused at start, naming the key")
+    @Test(
+        "Role folders at start: a key in both --worker-keys and --admin-keys is refused, naming it; an empty worker-keys folder is refused; empty user and admin folders are not"
+    )
     func overlappingRoles() throws {
         let group = try ProcessGroup("curve-overlap")
         defer { group.stop() }
@@ -337,5 +339,18 @@ struct CurveClusterTests {
             "--authorized-keys", clientKeys, "--worker-keys", both, "--admin-keys", both,
         ])
         #expect(status != 0 && output.contains("the key gpu-1 is in both --worker-keys and --admin-keys"), "\(output)")
+        let empty = group.directory + "/empty"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let (s2, o2) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
+            "--client-endpoint", "tcp://127.0.0.1:*", "--curve", "--curve-secret-key", keys + "/coordinator.key",
+            "--authorized-keys", clientKeys, "--worker-keys", empty,
+        ])
+        #expect(s2 != 0 && o2.contains("--worker-keys") && o2.contains("no worker could join"), "\(o2)")
+        // Workers listed, no users or admins yet: the coordinator starts (its own key is a client).
+        _ = try group.startCoordinator(extra: [
+            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", empty,
+            "--worker-keys", both, "--admin-keys", empty,
+        ])
     }
 }

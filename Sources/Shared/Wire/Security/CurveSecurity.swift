@@ -48,25 +48,30 @@ extension CurveClientSecurity {
 }
 
 extension CurveServerSecurity {
-    /// Reads the server's key pair and checks that the authorized-keys folder exists
-    /// and lists at least one valid key (an empty folder would lock everyone out).
+    /// Reads the server's key pair and checks the key folders: each must exist, and the
+    /// folder of the keys that compute must list one valid key (empty, nobody could
+    /// compute): the authorized-keys folder, or the worker-keys folder with roles. With
+    /// roles, the authorized-keys and admin-keys folders may be empty (no users or admins yet).
     package static func load(
         secretKeyFile: String, authorizedKeysDirectory: String, workerKeysDirectory: String? = nil,
         adminKeysDirectory: String? = nil
     ) throws -> CurveServerSecurity {
-        for other in [workerKeysDirectory, adminKeysDirectory].compactMap({ $0 }) {
-            _ = try load(secretKeyFile: secretKeyFile, authorizedKeysDirectory: other)
-        }
         let pair = try CurveKeyFiles.readSecret(secretKeyFile)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: authorizedKeysDirectory, isDirectory: &isDirectory),
-            isDirectory.boolValue
-        else { throw ZMQKeyFileError(path: authorizedKeysDirectory, reason: "not a folder (authorized public keys)") }
-        let keys = try ZMQCurve.loadAuthorizedKeys(directory: authorizedKeysDirectory)
-        guard !keys.isEmpty else {
-            throw ZMQKeyFileError(
-                path: authorizedKeysDirectory,
-                reason: "no valid *.pub key in the authorized-keys folder: nobody could connect")
+        let folders: [(String?, String, Bool)] = [
+            (authorizedKeysDirectory, "authorized-keys", workerKeysDirectory == nil),
+            (workerKeysDirectory, "worker-keys", true), (adminKeysDirectory, "admin-keys", false),
+        ]
+        for case let (folder?, name, needsKey) in folders {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue
+            else { throw ZMQKeyFileError(path: folder, reason: "not a folder (\(name): public keys)") }
+            let keys = try ZMQCurve.loadAuthorizedKeys(directory: folder)
+            guard !needsKey || !keys.isEmpty else {
+                throw ZMQKeyFileError(
+                    path: folder,
+                    reason: "no valid *.pub key in the \(name) folder: "
+                        + (name == "worker-keys" ? "no worker could join" : "nobody could connect"))
+            }
         }
         return CurveServerSecurity(
             keyPair: pair, authorizedKeysDirectory: authorizedKeysDirectory, workerKeysDirectory: workerKeysDirectory,
