@@ -89,6 +89,30 @@ struct RetentionTests {
         #expect(try client.status(1).state == .unknown)
     }
 
+    /// tessera_store_bytes kept the size from before an eviction until the next check.
+    @Test("--max-store: tessera_store_bytes drops with the eviction, not one check later")
+    func storeBytesAfterEviction() throws {
+        let group = try ProcessGroup("retention-gauge")
+        defer { group.stop() }
+        let port = try freeLoopbackPort()
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--max-store", "1K", "--retention-check-ms", "4000", "--metrics-address", "127.0.0.1:\(port)",
+        ])
+        try group.startWorker(workers, name: "w1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        try submit(group, clients, image, log: "submit1")
+        let jobs = group.directory + "/store/jobs"
+        #expect(
+            waitUntil(20) { !FileManager.default.fileExists(atPath: jobs + "/1") },
+            "job 1 was not removed: \(group.log("coordinator"))")
+        // Well within the next check (4 s): gauges are published twice a second.
+        #expect(
+            waitUntil(1.5) {
+                (try? PrometheusText(try httpGet(port: port, path: "/metrics").body).value("tessera_store_bytes")) == 0
+            }, "tessera_store_bytes still counts the removed job")
+    }
+
     @Test("durations and sizes parse; nonsense is refused with the format")
     func parsing() throws {
         #expect(try RetentionPolicy.seconds(parsing: "7d") == 7 * 86400)

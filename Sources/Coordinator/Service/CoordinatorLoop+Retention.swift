@@ -74,6 +74,8 @@ extension CoordinatorLoop {
             }
             retention.warnedOverLimit = total > limit
         }
+        // What the store holds once these removals are done, not until the next check.
+        if !removed.isEmpty { metrics.store(bytes: total) }
     }
 
     /// Forgets an ended job and removes its folder (after its queued store writes).
