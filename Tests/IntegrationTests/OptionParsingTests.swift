@@ -39,4 +39,21 @@ struct OptionParsingTests {
         #expect(eq?.preprocessing.scale == -2)
         #expect(throws: (any Error).self) { try TesseraCoordinator.parseAsRoot(["run"] + Self.base + ["--mean"]) }
     }
+
+    /// `--level -1` said "Missing value for '--level <N>'" (ArgumentParser took -1 for a flag).
+    @Test("Negative --level, --mpp and --keep-classes get the option's own message")
+    func negativeSlideOptions() throws {
+        for (args, expected) in [
+            (["--level", "-1"], "--level must be 0 or more"), (["--mpp", "-2"], "--mpp must be a positive number"),
+            (["--keep-classes", "-1"], "give class numbers like 1 or 0,2"),
+        ] {
+            do {
+                _ = try TesseraCoordinator.parseAsRoot(["run"] + Self.base + args)
+                Issue.record("\(args) was accepted")
+            } catch {
+                let message = TesseraCoordinator.message(for: error)
+                #expect(message.contains(expected), "\(args): \(message)")
+            }
+        }
+    }
 }

@@ -5,9 +5,14 @@ import TesseraImage
 /// What `run` and `submit --shared` share for slides: the pyramid level, tissue
 /// detection and the chunked map's sample type and classes.
 struct SlideFlags: ParsableArguments {
-    @Option(help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
+    // The values are taken whatever they look like (`.unconditional`): `--level -1` gets
+    // "must be 0 or more", not ArgumentParser's "Missing value for '--level <N>'".
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Pyramid level of a slide to map (0: full resolution).", valueName: "N"))
     var level: Int?
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
             "Map the slide level closest to this many microns per pixel (within 20 %).",
             valueName: "X"))
@@ -24,6 +29,7 @@ struct SlideFlags: ParsableArguments {
                 + "(probability × 255 or × 65535, rounded)."))
     var dtype: MapDType = .float32
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
             "Keep only these classes in the map (zarr, tiff, npy and probability PNGs), e.g. 1.",
             discussion: "Workers drop the other classes before writing, so a one-class uint8 map of a two-class "
