@@ -207,9 +207,12 @@ struct CurveClusterTests {
             for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
         }
         let port = try freeLoopbackPort()
+        let shared = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
         let (workers, clients) = try group.startCoordinator(extra: [
             "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
             "--worker-keys", workerKeys, "--admin-keys", adminKeys, "--metrics-address", "127.0.0.1:\(port)",
+            "--shared-root", shared,
         ])
         func worker(_ key: String) throws {
             try group.start(
@@ -217,7 +220,7 @@ struct CurveClusterTests {
                 [
                     "--threads", "1", "--name", "as-\(key)", "--coordinator", workers, "--curve",
                     "--curve-secret-key", "\(keys)/\(key).key", "--curve-server-key", keys + "/coordinator.pub",
-                    "--debug-task-delay-ms", "200",
+                    "--debug-task-delay-ms", "200", "--shared-root", shared,
                 ], log: "worker-\(key)")
         }
         func client(_ key: String, _ args: [String], log: String) throws -> (Int32?, String) {
@@ -282,6 +285,22 @@ struct CurveClusterTests {
         // A worker key is not a client.
         let (c7, t7) = try client("gpu-1", ["status"], log: "gpu-status")
         #expect(c7 != 0 && t7.contains("refused this key"), "\(t7)")
+        // A finished map on the shared storage is its key's: bob may not replace alice's; an admin may.
+        let slide = shared + "/tissue.png"
+        try ClusterFixture.writeImage(to: slide, height: 60, width: 70)
+        func sharedJob(_ key: String) throws -> (Int32?, String) {
+            try client(
+                key,
+                ["submit"] + ClusterFixture.modelFlags
+                    + ["--mode", "dense", "--tile", "24", "--shared", "--wait", "--out", shared + "/maps", slide],
+                log: "\(key)-shared")
+        }
+        let (s1, l1) = try sharedJob("alice")
+        #expect(s1 == 0, "\(l1)")
+        let (s2, l2) = try sharedJob("bob")
+        #expect(s2 != 0 && l2.contains("is the map of a job of key alice"), "\(l2)")
+        let (s3, l3) = try sharedJob("root")
+        #expect(s3 == 0, "an admin replaces it: \(l3)")
         let deadline = Date().addingTimeInterval(15)
         while !(group.log("worker-alice").contains("refused this key")
             && group.log("worker-root").contains("refused this key"))

@@ -195,7 +195,9 @@ struct EarlyChecksTests {
             #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed")
         }
         #expect(try MapStore.open(at: out + "/tissue.zarr").isFinished)
-        #expect(!FileManager.default.fileExists(atPath: out + "/tissue.zarr/tessera-owner.txt"))
+        // The finished map's record names only the submitting key (none here: no CURVE).
+        let record = try String(contentsOfFile: out + "/tissue.zarr/tessera-owner.txt", encoding: .utf8)
+        #expect(record == "key=anonymous\n", "\(record)")
     }
 
     /// run --store after an interruption resumed the old job in the background and also

@@ -44,7 +44,7 @@ extension CoordinatorLoop {
         if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
-        let output = try sharedOutputClash(spec, options)
+        let output = try sharedOutputClash(spec, options, requester: owner)
         let id = nextJobID
         nextJobID += 1
         let dir = store.directory(id)
@@ -70,8 +70,9 @@ extension CoordinatorLoop {
 
     /// A shared-storage zarr job's final map path, after refusing it if a running (or
     /// preparing) job writes the same map (the second to finish replaced the first's,
-    /// both reported done), or if a folder or file that is not a Tessera map has that name.
-    private func sharedOutputClash(_ spec: Wire.JobSpec, _ options: JobOptions) throws -> String? {
+    /// both reported done), if a folder or file that is not a Tessera map has that name,
+    /// or if another key's job wrote the map there (an admin key may replace it).
+    private func sharedOutputClash(_ spec: Wire.JobSpec, _ options: JobOptions, requester: String?) throws -> String? {
         guard options.storage == .shared, options.storeKind == .zarr, case .path(let image) = spec.image,
             let out = options.outputDirectory,
             let imagePath = try? factory.sharedPath(image, "image"),
@@ -96,6 +97,12 @@ extension CoordinatorLoop {
             )
         }
         try MapStore.checkReplaceable(output)
+        if let owner = PartialOutputs.mapOwner(output), owner != requester, !CoordinatorService.isAdmin(requester) {
+            throw ClusterError(
+                .invalidOption,
+                "\(output) is the map of a job of key \(owner): another key may not replace it (give this job another --out)"
+            )
+        }
         return output
     }
 

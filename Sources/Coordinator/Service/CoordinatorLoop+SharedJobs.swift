@@ -85,7 +85,7 @@ extension CoordinatorLoop {
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
                 try shared.store.finish()
-                PartialOutputs.unmark(shared.store.path)
+                PartialOutputs.finish(shared.store.path)
                 try MapStore.checkReplaceable(shared.finalPath)
                 if FileManager.default.fileExists(atPath: shared.finalPath) {
                     try FileManager.default.removeItem(atPath: shared.finalPath)

@@ -215,7 +215,7 @@ struct JobFactory: Sendable {
             preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
             storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
             create: true)
-        try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root)
+        try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }

@@ -9,18 +9,42 @@ import Logging
 /// is gone, or is an abandoned temporary store, are removed: no coordinator can resume
 /// them. A partial of a store that still exists (an interrupted `--store` job, which
 /// resumes into it) or of another host is never touched, nor one without the record.
+/// A finished map keeps only the submitting key in its record (`finish`): a job of
+/// another key may not replace it (`CoordinatorLoop.sharedOutputClash`).
 enum PartialOutputs {
     static let ownerFile = "tessera-owner.txt"
 
-    /// Records in the new partial `path` the coordinator store `root` it belongs to.
-    static func markOwner(_ path: String, storeRoot root: String) throws {
-        let text = "host=\(ProcessInfo.processInfo.hostName)\nstore=\(root)\n"
+    /// Records in the new partial `path` the coordinator store `root` it belongs to, and
+    /// the key that submitted the job (`key`: nil without CURVE).
+    static func markOwner(_ path: String, storeRoot root: String, key: String?) throws {
+        let text = "host=\(ProcessInfo.processInfo.hostName)\nstore=\(root)\nkey=\(key ?? "anonymous")\n"
         try Data(text.utf8).write(to: URL(fileURLWithPath: "\(path)/\(ownerFile)"), options: .atomic)
     }
 
-    /// Drops the record from a finished store (before it is renamed into place).
-    static func unmark(_ path: String) {
-        unlink("\(path)/\(ownerFile)")
+    /// Keeps only the submitting key in a finished store's record (before it is renamed
+    /// into place): the map's owner, whom another key may not replace it for.
+    static func finish(_ path: String) {
+        let file = "\(path)/\(ownerFile)"
+        guard let key = fields(file)["key"] else {
+            unlink(file)
+            return
+        }
+        try? Data("key=\(key)\n".utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+    }
+
+    /// The key whose job wrote the finished map at `path` (nil: unrecorded or anonymous).
+    static func mapOwner(_ path: String) -> String? {
+        fields("\(path)/\(ownerFile)")["key"].flatMap { $0 == "anonymous" ? nil : $0 }
+    }
+
+    private static func fields(_ file: String) -> [String: String] {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [:] }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+        }
+        return fields
     }
 
     /// Removes the partials of `stem` in `folder` that nothing can resume; returns them.
@@ -51,12 +75,7 @@ enum PartialOutputs {
     }
 
     static func owner(of partial: String) -> (host: String, store: String)? {
-        guard let text = try? String(contentsOfFile: "\(partial)/\(ownerFile)", encoding: .utf8) else { return nil }
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
-        }
+        let fields = fields("\(partial)/\(ownerFile)")
         guard let host = fields["host"], let store = fields["store"], store.hasPrefix("/") else { return nil }
         return (host, store)
     }
