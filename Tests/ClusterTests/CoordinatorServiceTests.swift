@@ -171,3 +171,24 @@ struct CoordinatorServiceTests {
         }
     }
 }
+
+/// Found by an operator audit: jobs took turns, so a user with ten jobs got ten shares of
+/// the cluster and a user with one got one.
+@Suite("Fair share: keys take turns, then each key's jobs")
+struct FairShareTests {
+    @Test("a key with three jobs and a key with one get half the tasks each; each key's jobs take turns")
+    func keysTakeTurns() {
+        let owners = ["alice", "alice", "bob", "alice"]
+        var turns: [String: Int] = [:]
+        let picks = (0..<12).map { FairShare.pick(owners, turn: $0, keyTurns: &turns) }
+        #expect(picks.filter { $0 == 2 }.count == 6, "\(picks)")
+        for job in [0, 1, 3] { #expect(picks.filter { $0 == job }.count == 2, "\(picks)") }
+    }
+
+    @Test("without CURVE (one key) jobs simply take turns")
+    func oneKey() {
+        var turns: [String: Int] = [:]
+        let picks = (0..<6).map { FairShare.pick(["", "", ""], turn: $0, keyTurns: &turns) }
+        #expect(picks == [0, 1, 2, 0, 1, 2])
+    }
+}

@@ -2,8 +2,9 @@ import Foundation
 import TesseraCore
 import TesseraWire
 
-/// Scheduling: which worker gets which task next, with per-worker credit, jobs taken
-/// in turn, and copies of overdue tasks (stragglers) sent to other workers.
+/// Scheduling: which worker gets which task next, with per-worker credit, keys and
+/// then each key's jobs taken in turn (`FairShare`), and copies of overdue tasks
+/// (stragglers) sent to other workers.
 extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
@@ -42,7 +43,7 @@ extension CoordinatorLoop {
                 }
                 let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
                 if candidates.isEmpty { break }
-                let job = candidates[turn % candidates.count]
+                let job = candidates[FairShare.pick(candidates.map { $0.owner ?? "" }, turn: turn, keyTurns: &keyTurns)]
                 turn += 1
                 let index = job.pending.removeLast()
                 guard send(job, index, to: w, socket) else {
@@ -112,5 +113,28 @@ extension CoordinatorLoop {
         w.sent.append(ref)
         if w.sent.count > 4 * configuration.credit + 8 { w.sent.removeAll { !w.inFlight.contains($0) } }
         return true
+    }
+}
+
+/// The order jobs get tasks in: the keys that have work take turns, then each key's
+/// jobs take turns, so a user with ten jobs gets the share of a user with one (jobs
+/// took turns alone before, which gave that user ten shares). Without CURVE every job
+/// has the same key, and jobs simply take turns.
+enum FairShare {
+    /// The index in `owners` (each candidate job's key, in job order) of the job that gets
+    /// the next task: key number `turn` (modulo their count, in order of first appearance),
+    /// then that key's next job by its own turn in `keyTurns`.
+    static func pick(_ owners: [String], turn: Int, keyTurns: inout [String: Int]) -> Int {
+        var keys: [String] = []
+        var jobsOf: [String: [Int]] = [:]
+        for (i, key) in owners.enumerated() {
+            if jobsOf[key] == nil { keys.append(key) }
+            jobsOf[key, default: []].append(i)
+        }
+        let key = keys[turn % keys.count]
+        let mine = jobsOf[key]!
+        let k = keyTurns[key, default: 0]
+        keyTurns[key] = k + 1
+        return mine[k % mine.count]
     }
 }

@@ -56,6 +56,8 @@ final class CoordinatorLoop {
     var archived: [UInt64: ArchivedJob] = [:]
     var nextJobID: UInt64 = 1
     var rotation = 0
+    /// Each key's turn among its own jobs (`FairShare`).
+    var keyTurns: [String: Int] = [:]
     var lastStragglerScan = 0.0
     /// Set once stopping: submissions are refused.
     var draining = false
