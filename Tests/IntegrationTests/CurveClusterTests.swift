@@ -270,6 +270,8 @@ struct CurveClusterTests {
         #expect(state.contains("job 1: done"), "\(state)")
         let (cr, tr) = try client("root", ["status"], log: "root-cluster")
         #expect(cr == 0 && tr.contains("job 1: done, tissue [alice]"), "the admin's job list: \(tr)")
+        let (cd, td) = try client("alice", ["cancel", "1"], log: "alice-cancel-done")
+        #expect(cd == 0 && td.contains("job 1 had ended (done): nothing to cancel"), "\(td)")
         let (c3, t3) = try client("root", ["fetch", "1", "--out", group.directory + "/root"], log: "root-fetch")
         #expect(c3 == 0 && FileManager.default.fileExists(atPath: group.directory + "/root/tissue.npy"), "\(t3)")
         let (c4, t4) = try client(

@@ -17,7 +17,7 @@ struct TesseraCoordinator: ParsableCommand {
         commandName: "tessera-coordinator",
         abstract: "Exact full-resolution pixel-wise probability maps from a patch-classifier CNN.",
         discussion: """
-            Tessera turns a trained Caffe patch classifier into a fully convolutional net and \
+            Tessera turns a trained patch classifier (Caffe or ONNX) into a fully convolutional net and \
             computes its map over large images: on this machine, or split into tile jobs for \
             stateless workers over ZeroMQ.
 

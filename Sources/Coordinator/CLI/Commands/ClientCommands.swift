@@ -224,7 +224,11 @@ struct Status: ParsableCommand {
 
 /// `tessera-coordinator cancel JOB`.
 struct Cancel: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Cancel a job.")
+    static let configuration = CommandConfiguration(
+        abstract: "Cancel a job.",
+        discussion: "Its key (or an admin key) may cancel a queued or running job: its tasks are taken back and "
+            + "its unfinished outputs removed (a shared job's earlier finished map stays). An ended job is left "
+            + "as it is.")
     @OptionGroup var endpoint: CoordinatorOption
     @Argument(help: "Job id.") var job: UInt64
 
@@ -232,6 +236,9 @@ struct Cancel: ParsableCommand {
         let client = try endpoint.connect(try ZMQContext())
         guard case .status(let s) = try client.request(.cancel(jobID: job)) else {
             throw ClusterError("unexpected reply to cancel")
+        }
+        if s.state == .done || s.state == .failed {
+            print("job \(job) had ended (\(s.state)): nothing to cancel")
         }
         print(Status.describe(s))
     }

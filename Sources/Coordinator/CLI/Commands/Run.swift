@@ -15,7 +15,7 @@ import TesseraWire
 /// embedded coordinator and local worker processes (the same protocol as a cluster).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compute the probability maps of images and whole slides with a Caffe patch classifier.",
+        abstract: "Compute the probability maps of images and whole slides with a patch classifier (Caffe or ONNX).",
         discussion: """
             Modes: dense (exact, one pass of the dilated net: the default), shift (exact, S² strided \
             passes interlaced), fast (one strided pass, interpolated between grid points every S \
