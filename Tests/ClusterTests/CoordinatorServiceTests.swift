@@ -73,28 +73,42 @@ struct CoordinatorServiceTests {
         try child.run()
         child.waitUntilExit()
         let dead = child.processIdentifier
-        func store(_ name: String, lock: Bool = false) throws -> String {
-            let path = "\(folder)/\(name)"
+        let host = ProcessInfo.processInfo.hostName
+        func store(
+            _ pid: pid_t, lock: Bool = false, marker: String? = nil, mode: Int16 = 0o700, name: String? = nil
+        ) throws -> String {
+            let path = "\(folder)/\(name ?? "tessera-store-\(pid)-\(UUID().uuidString)")"
             try FileManager.default.createDirectory(atPath: path + "/jobs/1", withIntermediateDirectories: true)
             try Data("image".utf8).write(to: URL(fileURLWithPath: path + "/jobs/1/image.raw"))
+            try Data((marker ?? "host=\(host)\n").utf8).write(
+                to: URL(fileURLWithPath: path + "/" + TemporaryStores.markerFile))
             if lock { try Data().write(to: URL(fileURLWithPath: path + "/coordinator.lock")) }
+            chmod(path, mode_t(mode))
             return path
         }
-        let abandoned = try store("tessera-store-\(dead)-A")
-        let unlocked = try store("tessera-store-\(dead)-B", lock: true)
-        let held = try store("tessera-store-\(dead)-C", lock: true)  // another namespace's live coordinator
-        let live = try store("tessera-store-\(getpid())-D")
-        let mine = try store("tessera-store-\(dead)-E")
-        let other = try store("tessera-stores-\(dead)-F")
+        let abandoned = try store(dead)
+        let unlocked = try store(dead, lock: true)
+        let held = try store(dead, lock: true)  // another namespace's live coordinator
+        let live = try store(getpid())
+        let mine = try store(dead)
+        let other = try store(dead, name: "tessera-stores-\(dead)-\(UUID().uuidString)")
+        let notUUID = try store(dead, name: "tessera-store-\(dead)-slurm-job")  // a --store of a similar name
+        let otherHost = try store(dead, marker: "host=not-\(host)\n")
+        let open = try store(dead, mode: 0o755)  // not a store this code made
+        let unmarked = try store(dead)
+        try FileManager.default.removeItem(atPath: unmarked + "/" + TemporaryStores.markerFile)
+        let link = "\(folder)/tessera-store-\(dead)-\(UUID().uuidString)"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: abandoned)
         let lock = try StoreLock(root: held)
         let removed = TemporaryStores.removeAbandoned(in: folder, keeping: mine, logger: Logger(label: "test.sweep"))
         #expect(Set(removed) == [abandoned, unlocked], "\(removed)")
-        for path in [held, live, mine, other] {
+        for path in [held, live, mine, other, notUUID, otherHost, open, unmarked] {
             #expect(FileManager.default.fileExists(atPath: path + "/jobs/1/image.raw"), "\(path) was removed")
         }
         _ = lock
-        #expect(TemporaryStores.pid(of: "tessera-store-123-UUID") == 123)
-        #expect(TemporaryStores.pid(of: "tessera-store-x-UUID") == nil)
+        #expect(TemporaryStores.pid(of: "tessera-store-123-\(UUID().uuidString)") == 123)
+        #expect(TemporaryStores.pid(of: "tessera-store-123-UUID") == nil)
+        #expect(TemporaryStores.pid(of: "tessera-store-x-\(UUID().uuidString)") == nil)
 
         // End to end: a coordinator without --store killed with -9 leaves its store; the next one removes it.
         let binary = ProcessGroup.binary("tessera-coordinator")

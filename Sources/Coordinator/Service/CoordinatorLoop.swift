@@ -137,14 +137,11 @@ final class CoordinatorLoop {
             storeLock = try StoreLock(root: dir)
             restrictJobsFolder()
         } else {
-            store = JobStore(root: TemporaryStores.newPath())
-            try FileManager.default.createDirectory(
-                atPath: store.root, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: Int(DurableFile.directoryMode)])
-            try FileManager.default.createDirectory(atPath: store.jobsDirectory, withIntermediateDirectories: true)
-            // Held so that another coordinator's sweep (below) knows this store is alive.
-            storeLock = try StoreLock(root: store.root)
-            let (root, logger) = (store.root, logger)
+            // Locked before it is visible, so that another coordinator's sweep (below) knows it is alive.
+            let (root, lock) = try TemporaryStores.create(logger: logger)
+            store = JobStore(root: root)
+            storeLock = lock
+            let logger = self.logger
             DispatchQueue.global(qos: .utility).async {
                 TemporaryStores.removeAbandoned(keeping: root, logger: logger)
             }

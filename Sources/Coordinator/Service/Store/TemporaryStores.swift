@@ -1,22 +1,52 @@
 import Foundation
 import Logging
+import TesseraCluster
 
 /// The temporary stores of coordinators started without `--store` (every embedded
 /// `run`): `tessera-store-PID-UUID` in the temporary folder, removed when their
 /// coordinator stops. One killed (`kill -9`, a crash, a lost machine) left its store,
 /// uploaded images and maps included, for good; every start now removes those.
 ///
-/// A store is abandoned when its process is gone and nobody holds its lock: both,
-/// because a PID may be reused and may belong to another PID namespace sharing the
-/// folder (a live coordinator there still holds its `flock`).
+/// A store is removed only when all of these hold, so that nothing live, and nothing
+/// that is not a temporary store of this user on this host, is ever touched:
+/// - it is a real folder (not a link) owned by this user, mode 0700, with the exact
+///   `tessera-store-PID-UUID` name and the marker file a temporary store is made with
+///   (a `--store` folder of a similar name has none), naming this host;
+/// - its process is gone, and nobody holds its lock (a PID may be reused, or belong to
+///   another PID namespace sharing the folder, where a live coordinator holds its lock).
+///
+/// A new store is made under a hidden name, marked and locked, and only then renamed
+/// to its visible name: a sweep never sees a store that is not locked yet.
 enum TemporaryStores {
     static let prefix = "tessera-store-"
+    static let markerFile = "tessera-temporary-store"
 
     static var folder: String { FileManager.default.temporaryDirectory.path }
 
-    /// A new store's path for this process.
-    static func newPath(in folder: String = folder) -> String {
-        "\(folder)/\(prefix)\(getpid())-\(UUID().uuidString)"
+    /// Makes a new temporary store for this process: returns its path and its lock
+    /// (nil where the file system has no locks: the store then relies on its PID).
+    static func create(in folder: String = folder, logger: Logger) throws -> (String, StoreLock?) {
+        let name = "\(prefix)\(getpid())-\(UUID().uuidString)"
+        let staging = "\(folder)/.\(name)"
+        let path = "\(folder)/\(name)"
+        try FileManager.default.createDirectory(
+            atPath: staging + "/jobs", withIntermediateDirectories: true,
+            attributes: [.posixPermissions: Int(DurableFile.directoryMode)])
+        chmod(staging, DurableFile.directoryMode)
+        try Data("host=\(ProcessInfo.processInfo.hostName)\n".utf8)
+            .write(to: URL(fileURLWithPath: "\(staging)/\(markerFile)"))
+        var lock: StoreLock?
+        do {
+            lock = try StoreLock(root: staging)
+        } catch {
+            logger.debug("the temporary store cannot be locked", metadata: ["error": "\(error)"])
+        }
+        guard rename(staging, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: staging)
+            throw ClusterError(.storage, "cannot create the temporary store \(path): \(reason)")
+        }
+        return (path, lock)
     }
 
     /// Removes the abandoned stores in `folder` other than `keeping`; returns their paths.
@@ -27,42 +57,49 @@ enum TemporaryStores {
         for name in names where name.hasPrefix(prefix) {
             let path = "\(folder)/\(name)"
             guard path != keeping, isAbandoned(path) else { continue }
-            let pid = pid(of: name) ?? 0
             do {
                 try FileManager.default.removeItem(atPath: path)
                 removed.append(path)
                 logger.notice(
                     "removed the temporary store of a coordinator that did not stop cleanly",
-                    metadata: ["store": "\(path)", "pid": "\(pid)"])
+                    metadata: ["store": "\(path)", "pid": "\(pid(of: name) ?? 0)"])
             } catch {
-                // Another user's, or being removed by another coordinator starting now.
                 logger.debug("cannot remove an abandoned temporary store", metadata: ["store": "\(path)"])
             }
         }
         return removed
     }
 
-    /// Whether the temporary store at `path` is abandoned: its process is gone and nobody holds its lock.
+    /// Whether `path` is a temporary store of this user and host whose coordinator is gone.
     static func isAbandoned(_ path: String) -> Bool {
-        guard let pid = pid(of: (path as NSString).lastPathComponent) else { return false }
+        let name = (path as NSString).lastPathComponent
+        guard let pid = pid(of: name) else { return false }
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(),
+            info.st_mode & 0o077 == 0
+        else { return false }
+        guard let marker = try? String(contentsOfFile: "\(path)/\(markerFile)", encoding: .utf8),
+            marker == "host=\(ProcessInfo.processInfo.hostName)\n"
+        else { return false }
         return !isAlive(pid) && !isLocked(path)
     }
 
-    /// The PID in `tessera-store-PID-UUID`.
+    /// The PID in `tessera-store-PID-UUID` (nil for any other name).
     static func pid(of name: String) -> pid_t? {
-        let rest = name.dropFirst(prefix.count)
-        guard let digits = rest.split(separator: "-", maxSplits: 1).first else { return nil }
-        return pid_t(digits).flatMap { $0 > 0 ? $0 : nil }
+        guard name.hasPrefix(prefix) else { return nil }
+        let parts = name.dropFirst(prefix.count).split(separator: "-", maxSplits: 1)
+        guard parts.count == 2, UUID(uuidString: String(parts[1])) != nil else { return nil }
+        return pid_t(parts[0]).flatMap { $0 > 0 ? $0 : nil }
     }
 
     private static func isAlive(_ pid: pid_t) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
     }
 
-    /// Whether a coordinator holds the store's lock (a store without a lock file has none).
+    /// Whether a coordinator holds the store's lock (one that cannot be checked counts as held).
     private static func isLocked(_ store: String) -> Bool {
-        let fd = open(store + "/coordinator.lock", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return errno != ENOENT }  // unreadable: someone else's, leave it
+        let fd = open(store + "/coordinator.lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return errno != ENOENT }
         defer { close(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
         flock(fd, LOCK_UN)
