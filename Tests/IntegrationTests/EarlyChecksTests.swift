@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import CoordinatorService
 @testable import TesseraImage
 @testable import TestSupport
 
@@ -185,13 +186,20 @@ struct EarlyChecksTests {
         let resumable = try partial("kept", owner: "host=\(host)\nstore=\(group.directory)\n")
         let otherHost = try partial("other", owner: "host=not-\(host)\nstore=/no/such/store\n")
         let unmarked = try partial("old", owner: nil)
+        // A live coordinator whose store this process cannot see (a private /tmp) holds its lock.
+        let locked = try partial("live", owner: "host=\(host)\nstore=\(group.directory)/private-tmp-store\n")
+        let lock = try #require(PartialLock(locked))
+        defer { lock.release() }
+        let otherStem = try partial("x", owner: "host=\(host)\nstore=\(group.directory)/gone\n")
+        let renamed = otherStem.replacingOccurrences(of: ".tissue.zarr.", with: ".tissue.ome.zarr.")
+        try FileManager.default.moveItem(atPath: otherStem, toPath: renamed)  // another image's partial
         let (s, l) = try SlideMapTests.coordinator(
             group,
             ["run"] + ClusterFixture.modelFlags + ["--check", "0", "--outputs", "zarr", "--out", out, image],
             log: "run")
         #expect(s == 0, "\(l)")
         #expect(!FileManager.default.fileExists(atPath: orphan), "the orphaned partial is still there")
-        for kept in [resumable, otherHost, unmarked] {
+        for kept in [resumable, otherHost, unmarked, locked, renamed] {
             #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed")
         }
         #expect(try MapStore.open(at: out + "/tissue.zarr").isFinished)
@@ -233,7 +241,7 @@ struct EarlyChecksTests {
             log: "changed")
         #expect(
             c != 0 && changed.contains("restored from the store after an interruption")
-                && changed.contains("Run the command that began it again"), "\(changed)")
+                && changed.contains("run the command that began it again"), "\(changed)")
         let (s, l) = try SlideMapTests.coordinator(
             group, ["run"] + model + ["--outputs", "zarr,npy", "--store", store, "--out", out, image], log: "second")
         #expect(s == 0, "\(l)")

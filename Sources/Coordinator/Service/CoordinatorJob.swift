@@ -44,7 +44,7 @@ final class CoordinatorJob: @unchecked Sendable {
     var image: RawPixelFile?
     var map: UploadMap?
     /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
-    let shared: SharedJobFiles?
+    var shared: SharedJobFiles?
     /// The CURVE key name that submitted it (see `JobRecord.owner`).
     var owner: String?
     /// Receipt journal lines (`ReceiptJournal`) not yet committed to the store.
@@ -143,11 +143,12 @@ final class CoordinatorJob: @unchecked Sendable {
 
     func status(workers: Int) -> Wire.JobStatus {
         let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
-        let fraction = Double(done) / Double(max(1, tasks.count))
+        // Rates count the tiles computed in this coordinator's life, not those restored from the store.
+        let fraction = Double(max(0, done - restored)) / Double(max(1, tasks.count))
         return Wire.JobStatus(
             jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
             tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
-            tasksPerSecond: Double(done) / elapsed,
+            tasksPerSecond: Double(max(0, done - restored)) / elapsed,
             pixelsPerSecond: fraction * Double(imageSize.h * imageSize.w) / elapsed,
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }
@@ -202,4 +203,6 @@ struct SharedJobFiles {
     /// With `--tissue`: the share of the image's mask cells that hold tissue, and the
     /// map tiles left out for holding none.
     var tissue: (fraction: Double, skippedTiles: Int)?
+    /// Held while the job is active, so that no other job takes the partial map for an orphan.
+    var lock: PartialLock?
 }

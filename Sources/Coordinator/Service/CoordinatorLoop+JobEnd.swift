@@ -129,6 +129,7 @@ extension CoordinatorLoop {
         job.running = 0
         job.journalUnsynced.removeAll()
         if let shared = job.shared {
+            shared.lock?.release()
             // No partial map is left looking like a result (late worker writes then fail harmlessly).
             let path = shared.store.path
             finishQueue.async { try? FileManager.default.removeItem(atPath: path) }

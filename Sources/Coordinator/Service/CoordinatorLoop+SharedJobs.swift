@@ -81,6 +81,7 @@ extension CoordinatorLoop {
         let (completions, wake) = (completions, wake)
         finishQueue.async {
             let result = Result { () throws -> [String] in
+                defer { shared.lock?.release() }
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
@@ -113,6 +114,7 @@ extension CoordinatorLoop {
             id: id, directory: store.directory(id), options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: record.sharedImage!, stem: record.stem,
             storePath: record.sharedStore!, create: false)
+        job.shared!.lock = PartialLock(record.sharedStore!)  // (a store from before the record: none)
         let layout = job.shared!.store.layout
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }

@@ -216,6 +216,7 @@ struct JobFactory: Sendable {
             storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
             create: true)
         try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
+        job.shared!.lock = PartialLock(job.shared!.store.path)
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }

@@ -5,10 +5,13 @@ import Logging
 /// (`.STEM.zarr.partial-TOKEN`, renamed into place when done). A coordinator killed with
 /// `kill -9` (or a lost machine) left its partial there for good, many GB for a large
 /// slide. Each partial records which coordinator store it belongs to (`tessera-owner.txt`:
-/// host and store folder); when a new job plans the same output, the partials whose store
-/// is gone, or is an abandoned temporary store, are removed: no coordinator can resume
-/// them. A partial of a store that still exists (an interrupted `--store` job, which
-/// resumes into it) or of another host is never touched, nor one without the record.
+/// host, store folder and the submitting key), and its coordinator holds a lock on that
+/// record while the job is active. When a new job plans the same output, a partial is
+/// removed only if it is a folder of this user, its record names this host, nobody
+/// holds its lock (so no coordinator, in whatever namespace or private /tmp, works on
+/// it), and its store is positively gone (not found) or an abandoned temporary store:
+/// nothing can resume it. An interrupted `--store` job's partial (its store exists), a
+/// locked one, another host's and one without the record are never touched.
 /// A finished map keeps only the submitting key in its record (`finish`): a job of
 /// another key may not replace it (`CoordinatorLoop.sharedOutputClash`).
 enum PartialOutputs {
@@ -51,15 +54,19 @@ enum PartialOutputs {
     @discardableResult
     static func removeOrphans(stem: String, in folder: String, logger: Logger) -> [String] {
         var removed: [String] = []
+        let prefixes = [".\(stem).zarr.partial-", ".\(stem).chunks.partial-"]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-        where name.hasPrefix(".\(stem).") && name.contains(".partial-") {
+        where prefixes.contains(where: { name.hasPrefix($0) }) {
             let path = "\(folder)/\(name)"
-            guard let owner = owner(of: path), owner.host == ProcessInfo.processInfo.hostName else { continue }
-            let storeGone = !FileManager.default.fileExists(atPath: owner.store)
-            let abandoned =
-                (owner.store as NSString).lastPathComponent.hasPrefix(TemporaryStores.prefix)
-                && TemporaryStores.isAbandoned(owner.store)
-            guard storeGone || abandoned else { continue }
+            var info = stat()
+            guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(),
+                let owner = owner(of: path), owner.host == ProcessInfo.processInfo.hostName,
+                let lock = PartialLock(path)  // held by a live coordinator: not an orphan
+            else { continue }
+            defer { lock.release() }
+            var storeInfo = stat()
+            let storeGone = stat(owner.store, &storeInfo) != 0 && errno == ENOENT
+            guard storeGone || TemporaryStores.isAbandoned(owner.store) else { continue }
             do {
                 try FileManager.default.removeItem(atPath: path)
                 removed.append(path)
@@ -79,4 +86,32 @@ enum PartialOutputs {
         guard let host = fields["host"], let store = fields["store"], store.hasPrefix("/") else { return nil }
         return (host, store)
     }
+}
+
+/// The lock a coordinator holds on a partial map's record while its job is active (an
+/// exclusive `flock`; released at the job's end, or by the kernel if the process dies).
+final class PartialLock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var descriptor: Int32
+
+    /// Takes the lock of the partial map at `path`; nil if it has no record, the file
+    /// system has no locks, or another process holds it.
+    init?(_ path: String) {
+        let fd = open("\(path)/\(PartialOutputs.ownerFile)", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
+        }
+        descriptor = fd
+    }
+
+    func release() {
+        lock.withLock {
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+        }
+    }
+
+    deinit { release() }
 }
