@@ -81,13 +81,15 @@ extension CoordinatorLoop {
         let output = "\(outDir)/\(OutputOptions.stem(forInput: imagePath)).zarr"
         let active = jobs.values.first { $0.isActive && $0.shared?.finalPath == output }
         if let active, active.resumed {
-            // An interrupted job the store brought back: it does not end by waiting.
+            // An interrupted job the store brought back. On a serving coordinator it finishes
+            // once workers compute it; an embedded run's finishes only when that run is repeated.
             throw ClusterError(
                 .invalidOption,
                 "job \(active.id), restored from the store after an interruption, writes \(output): it was begun "
-                    + "with another image, model or options (a changed or touched file counts). Run the command "
-                    + "that began it again to finish it, cancel job \(active.id) (with run: remove the --store "
-                    + "folder) to start over, or give this job another --out")
+                    + "with another image, model or options (a changed or touched file counts). It finishes while "
+                    + "workers compute it (with run --store: run the command that began it again); or cancel job "
+                    + "\(active.id) (with run: remove the --store folder) to start over; or give this job another --out"
+            )
         }
         let writer = active?.id ?? preparingOutputs.first { $0.value == output }?.key
         if let writer {

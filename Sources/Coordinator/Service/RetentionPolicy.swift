@@ -42,7 +42,7 @@ package struct RetentionPolicy: Sendable, Equatable {
             break
         }
         guard let unit = t.last.map(String.init), let scale = units[unit], let value = Double(t.dropLast()),
-            value.isFinite, value > 0, value * scale < 9e18
+            value.isFinite, value * scale >= 1, value * scale < 9e18
         else {
             throw ClusterError("size \(text): write a positive number and a unit B, K, M, G or T (e.g. 50G)")
         }

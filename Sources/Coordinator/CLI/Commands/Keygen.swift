@@ -31,6 +31,9 @@ struct Keygen: ParsableCommand {
         guard !name.isEmpty, !name.hasPrefix("."), name.unicodeScalars.allSatisfy(allowed.contains) else {
             throw ValidationError("key name '\(name)': use letters, digits, '.', '_' and '-' (not starting with '.')")
         }
+        guard name != "anonymous" else {
+            throw ValidationError("key name 'anonymous' is reserved: it means a connection without CURVE")
+        }
     }
 
     func run() throws {

@@ -94,7 +94,7 @@ struct TIFFStructure: Sendable {
                     let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
                     if let scale { return (value * scale, count > 1 ? "OME-XML, image 1 of \(count)" : "OME-XML") }
                 }
-                if count > 0 { return (nil, nil) }  // that image records no scale: not another's
+                // That image records no scale: not another's; its IFD's resolution tags may.
             }
         }
         let resolution = info.x_resolution

@@ -158,6 +158,14 @@ package enum ZMQCurve {
         var keys: [ZMQCurveKey: String] = [:]
         for file in names where file.hasSuffix(".pub") || file.hasSuffix(".key") {
             let path = (directory as NSString).appendingPathComponent(file)
+            // "anonymous" is what a connection without CURVE is called: jobs under it are
+            // everyone's, so no key may take that name.
+            if (file as NSString).deletingPathExtension == "anonymous" {
+                onSkip(
+                    ZMQKeyFileError(
+                        path: path, reason: "the name anonymous is reserved (it means no CURVE): rename the key"))
+                continue
+            }
             do {
                 let key = try readPublicKey(path: path)
                 keys[key] = (file as NSString).deletingPathExtension
