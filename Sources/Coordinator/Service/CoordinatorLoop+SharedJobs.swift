@@ -79,6 +79,7 @@ extension CoordinatorLoop {
     func finishShared(_ job: CoordinatorJob, _ shared: SharedJobFiles) {
         let id = job.id
         let (completions, wake) = (completions, wake)
+        let (owner, curve) = (job.owner, configuration.curve != nil)
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 defer { shared.lock?.release() }
@@ -88,6 +89,14 @@ extension CoordinatorLoop {
                 try shared.store.finish()
                 PartialOutputs.finish(shared.store.path)
                 try MapStore.checkReplaceable(shared.finalPath)
+                // Checked at submission; again here, for a map that appeared meanwhile.
+                if curve, let mapOwner = PartialOutputs.mapOwner(shared.finalPath), mapOwner != owner,
+                    !CoordinatorService.isAdmin(owner)
+                {
+                    throw ClusterError(
+                        "\(shared.finalPath) became the map of a job of key \(mapOwner) while this one ran: "
+                            + "it is not replaced (this job's map stays at \(shared.store.path))")
+                }
                 if FileManager.default.fileExists(atPath: shared.finalPath) {
                     try FileManager.default.removeItem(atPath: shared.finalPath)
                 }

@@ -143,9 +143,12 @@ extension CoordinatorService {
         var info = stat()
         guard stat(directory, &info) == 0, info.st_mode & 0o022 != 0 else { return nil }
         var mount = statvfs()
-        if statvfs(directory, &mount) == 0, mount.f_flag & UInt(ST_RDONLY) != 0 { return nil }
+        let readOnly = statvfs(directory, &mount) == 0 && mount.f_flag & UInt(ST_RDONLY) != 0
+        // A Kubernetes Secret volume: a read-only tmpfs of mode 1777 that nobody writes.
+        if readOnly && info.st_mode & S_ISVTX != 0 { return nil }
         let who = info.st_mode & 0o002 != 0 ? "everyone" : "its group"
-        return "the folder is writable by \(who) (mode 0\(String(info.st_mode & 0o777, radix: 8))): "
+        return "the folder is writable by \(who) (mode 0\(String(info.st_mode & 0o777, radix: 8))"
+            + (readOnly ? ", read-only here: check the folder it is mounted from" : "") + "): "
             + "anyone who can write in it can authorize a key; make it writable by its owner only (chmod 755 or 700)"
     }
 

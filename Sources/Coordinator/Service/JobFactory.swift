@@ -215,8 +215,23 @@ struct JobFactory: Sendable {
             preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
             storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
             create: true)
-        try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
-        job.shared!.lock = PartialLock(job.shared!.store.path)
+        do {
+            try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
+            job.shared!.lock = PartialLock(job.shared!.store.path)
+            try recordSharedJob(job, spec, bundle: bundle, stem: stem, image: image, owner: owner, id: id, dir: dir)
+        } catch {
+            // Nothing refers to the new partial map: it must not stay in the shared folder.
+            try? FileManager.default.removeItem(atPath: job.shared!.store.path)
+            throw error
+        }
+        return job
+    }
+
+    /// Writes a new shared job's model and record (with a persistent store).
+    private func recordSharedJob(
+        _ job: CoordinatorJob, _ spec: Wire.JobSpec, bundle: ModelBundle, stem: String, image: String,
+        owner: String?, id: UInt64, dir: String
+    ) throws {
         if persistent {
             if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
@@ -227,7 +242,6 @@ struct JobFactory: Sendable {
                     preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
                     sharedImage: image, sharedStore: job.shared!.store.path, owner: owner), id)
         }
-        return job
     }
 
     /// An ONNX model named by path, with the external-data files next to it put inside

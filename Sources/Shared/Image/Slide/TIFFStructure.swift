@@ -91,7 +91,7 @@ struct TIFFStructure: Sendable {
                 let (image, count) = omeImage(storedAt: 0, in: description)
                 if let image, let value = number(after: "PhysicalSizeX=\"", in: image), value > 0 {
                     let unit = string(after: "PhysicalSizeXUnit=\"", in: image) ?? "µm"
-                    let scale: Double? = ["µm": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+                    let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
                     if let scale { return (value * scale, count > 1 ? "OME-XML, image 1 of \(count)" : "OME-XML") }
                 }
                 // That image records no scale: not another's; its IFD's resolution tags may.
