@@ -121,9 +121,24 @@ package enum ImageInput {
         let levels = try SlideInfo.inspect(path: path).levels
         let wanted = TissueMask.Options().maxDimension
         let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
-        let small = level.index == opened.level ? target : try openRegionSource(path: path, level: level.index)
-        return try TissueMask.detect(source: small, coverWidth: target.width, coverHeight: target.height)
+        guard level.index != opened.level else {
+            return try TissueMask.detect(source: target, coverWidth: target.width, coverHeight: target.height)
+        }
+        do {
+            let small = try openRegionSource(path: path, level: level.index)
+            return try TissueMask.detect(source: small, coverWidth: target.width, coverHeight: target.height)
+        } catch {
+            // The error names a level the user did not ask for: say why it was read.
+            throw TissueViewError(
+                description: "--tissue looks for tissue in level \(level.index) of \(path) (a low-resolution view), "
+                    + "and could not read it: \(error)")
+        }
     }
+}
+
+/// A slide's low-resolution view for `--tissue` could not be read.
+package struct TissueViewError: Error, CustomStringConvertible, Sendable {
+    package let description: String
 }
 
 /// A source that is one level of a pyramid.
