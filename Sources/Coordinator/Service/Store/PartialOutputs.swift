@@ -58,24 +58,22 @@ enum PartialOutputs {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         where prefixes.contains(where: { name.hasPrefix($0) }) {
             let path = "\(folder)/\(name)"
-            var info = stat()
-            guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(),
-                let owner = owner(of: path), owner.host == ProcessInfo.processInfo.hostName,
+            guard StaleFolders.isOwnFolder(path), let owner = owner(of: path),
+                owner.host == ProcessInfo.processInfo.hostName,
                 let lock = PartialLock(path)  // held by a live coordinator: not an orphan
             else { continue }
             defer { lock.release() }
             var storeInfo = stat()
             let storeGone = stat(owner.store, &storeInfo) != 0 && errno == ENOENT
             guard storeGone || TemporaryStores.isAbandoned(owner.store) else { continue }
-            do {
-                try FileManager.default.removeItem(atPath: path)
-                removed.append(path)
-                logger.notice(
+            if StaleFolders.remove(
+                path,
+                notice:
                     "removed the unfinished map of a coordinator that stopped without finishing it (its store is gone, so nothing can resume it)",
-                    metadata: ["map": "\(path)", "store": "\(owner.store)"])
-            } catch {
-                logger.warning(
-                    "cannot remove an orphaned partial map", metadata: ["map": "\(path)", "error": "\(error)"])
+                failure: "cannot remove an orphaned partial map", failureLevel: .warning,
+                metadata: ["map": "\(path)", "store": "\(owner.store)"], logger: logger)
+            {
+                removed.append(path)
             }
         }
         return removed

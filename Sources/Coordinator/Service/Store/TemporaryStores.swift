@@ -57,14 +57,12 @@ enum TemporaryStores {
         for name in names where name.hasPrefix(prefix) {
             let path = "\(folder)/\(name)"
             guard path != keeping, isAbandoned(path) else { continue }
-            do {
-                try FileManager.default.removeItem(atPath: path)
+            if StaleFolders.remove(
+                path, notice: "removed the temporary store of a coordinator that did not stop cleanly",
+                failure: "cannot remove an abandoned temporary store", failureLevel: .debug,
+                metadata: ["store": "\(path)", "pid": "\(pid(of: name) ?? 0)"], logger: logger)
+            {
                 removed.append(path)
-                logger.notice(
-                    "removed the temporary store of a coordinator that did not stop cleanly",
-                    metadata: ["store": "\(path)", "pid": "\(pid(of: name) ?? 0)"])
-            } catch {
-                logger.debug("cannot remove an abandoned temporary store", metadata: ["store": "\(path)"])
             }
         }
         return removed
@@ -73,11 +71,7 @@ enum TemporaryStores {
     /// Whether `path` is a temporary store of this user and host whose coordinator is gone.
     static func isAbandoned(_ path: String) -> Bool {
         let name = (path as NSString).lastPathComponent
-        guard let pid = pid(of: name) else { return false }
-        var info = stat()
-        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(),
-            info.st_mode & 0o077 == 0
-        else { return false }
+        guard let pid = pid(of: name), StaleFolders.isOwnFolder(path, privateOnly: true) else { return false }
         guard let marker = try? String(contentsOfFile: "\(path)/\(markerFile)", encoding: .utf8),
             marker == "host=\(ProcessInfo.processInfo.hostName)\n"
         else { return false }
