@@ -42,5 +42,9 @@ nodes = list(Reader(parse_url(store))())
 t = tifffile.TiffFile(glob.glob(out + "/*.map.tiff")[0]).series[0]
 print(f"  zarr: {levels} levels, level 0 {z['0'].shape}; ome-zarr reader: {len(nodes[0].data)} levels; "
       f"tifffile: {len(t.levels)} levels, {t.shape}")
+# What a viewer opens per level: chunk side and chunk files (tissue-free chunks are absent).
+import os
+files = [sum(len(f) for _, _, f in os.walk(f"{store}/{k}/0")) for k in range(levels)]
+print("  zarr chunks per level: " + ", ".join(f"L{k} {z[str(k)].chunks[1]}² ×{files[k]}" for k in range(levels)))
 PY
 done

@@ -75,18 +75,21 @@ extension CoordinatorLoop {
 
     /// Completes a shared-storage job off the loop thread: the store's metadata is
     /// marked complete and the folder renamed to its final name (replacing an older
-    /// map of the same name). No map values are read.
+    /// map of the same name). The only map values read are the upper levels'
+    /// small pieces, which `MapStore.finish()` joins into chunks.
     func finishShared(_ job: CoordinatorJob, _ shared: SharedJobFiles) {
         let id = job.id
         let (completions, wake) = (completions, wake)
-        let (owner, curve) = (job.owner, configuration.curve != nil)
+        let (owner, curve, logger) = (job.owner, configuration.curve != nil, logger)
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 defer { shared.lock?.release() }
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
-                try shared.store.finish()
+                if let joined = try shared.store.finish() {
+                    logger.info("map store: \(joined)", metadata: ["job": "\(id)"])
+                }
                 PartialOutputs.finish(shared.store.path)
                 try MapStore.checkReplaceable(shared.finalPath)
                 // Checked at submission; again here, for a map that appeared meanwhile.

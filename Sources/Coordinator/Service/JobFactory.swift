@@ -345,11 +345,13 @@ struct JobFactory: Sendable {
             mapStore = try MapStore.create(at: storePath, layout: layout)
         } else {
             mapStore = try MapStore.open(at: storePath)
-            // A store begun before maps recorded microns per pixel resumes as it is.
+            // A store begun before maps recorded microns per pixel, or before upper levels
+            // were joined (every level chunked by tile), resumes as it is.
             let planned = try MapLayout(
                 classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
                 dtype: layout.dtype, levels: layout.levels, compression: layout.compression, kept: layout.kept,
-                netClasses: layout.netClasses, micronsPerPixel: mapStore.layout.micronsPerPixel)
+                netClasses: layout.netClasses, micronsPerPixel: mapStore.layout.micronsPerPixel,
+                tileLevels: mapStore.layout.tileLevels)
             guard mapStore.layout == planned else {
                 throw ClusterError("the map store \(storePath) does not have the layout this job plans")
             }

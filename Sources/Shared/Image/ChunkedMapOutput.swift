@@ -45,7 +45,7 @@ package final class ChunkedMapOutput {
     /// `image` is the input (for the overlay).
     @discardableResult
     package func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
-        try store.finish()
+        if let joined = try store.finish() { logger?.info("map store: \(joined)") }
         let written = try Self.export(store, image: image, options: options, logger: logger)
         if let finalPath {
             try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping

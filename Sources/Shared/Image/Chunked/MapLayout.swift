@@ -1,9 +1,13 @@
 import TesseraCore
 
 /// The shape of a map store: what `MapStore.create` is given and `MapStore.open`
-/// reads back. Level k is ceil(H/2^k) × ceil(W/2^k) in chunks of
-/// [classes, T>>k, T>>k], so every level has the same chunk grid as the tile
-/// grid and each tile owns exactly one chunk per level (written once, never merged).
+/// reads back. Level k is ceil(H/2^k) × ceil(W/2^k). Each tile computes its own
+/// T>>k × T>>k piece of every level. The first `tileLevels` levels are chunked
+/// on the tile grid: a tile's piece is its chunk (written once, never merged).
+/// Above them a piece would be a tiny chunk (T>>7 is 5 pixels for T = 640), so the
+/// pieces are staged under `K/.tiles/ROW/COLUMN` and `MapStore.finish()` joins
+/// them into chunks of T × T: a viewer reads a few chunks for an overview, not one
+/// file per tile.
 package struct MapLayout: Sendable, Equatable, Codable {
     package let classes: Int
     package let height: Int
@@ -13,6 +17,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package let dtype: MapDType
     /// Pyramid levels, level 0 included.
     package let levels: Int
+    /// The levels chunked on the tile grid (1…levels); the rest are joined by `finish()`.
+    package let tileLevels: Int
     /// One label per class (OME `omero.channels`), or nil.
     package let classNames: [String]?
     /// How chunks are compressed (`.none`: a store that only feeds other outputs).
@@ -33,7 +39,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
         classNames: [String]? = nil, compression: ChunkCompression = .blosc, kept: [Int]? = nil,
-        netClasses: Int? = nil, micronsPerPixel: Double? = nil
+        netClasses: Int? = nil, micronsPerPixel: Double? = nil, tileLevels: Int? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -42,6 +48,11 @@ package struct MapLayout: Sendable, Equatable, Codable {
         guard tileSize % (1 << (levels - 1)) == 0 else {
             throw fail("tile size \(tileSize) is not divisible by 2^\(levels - 1), as \(levels) levels need")
         }
+        let tileLevels = tileLevels ?? Self.tileLevels(tileSize: tileSize, levels: levels)
+        guard (1...levels).contains(tileLevels) else {
+            throw fail("\(tileLevels) levels chunked by tile, of \(levels)")
+        }
+        self.tileLevels = tileLevels
         if let classNames, classNames.count != classes {
             throw fail("\(classNames.count) class names for \(classes) classes")
         }
@@ -75,7 +86,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case classes, height, width, tileSize, dtype, levels, classNames, compression, compressed, kept, netClasses
-        case micronsPerPixel
+        case micronsPerPixel, tileLevels
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -90,7 +101,9 @@ package struct MapLayout: Sendable, Equatable, Codable {
                 ?? (c.decodeIfPresent(Bool.self, forKey: .compressed) == false ? .none : .zlib),
             kept: c.decodeIfPresent([Int].self, forKey: .kept),
             netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses),
-            micronsPerPixel: c.decodeIfPresent(Double.self, forKey: .micronsPerPixel))
+            micronsPerPixel: c.decodeIfPresent(Double.self, forKey: .micronsPerPixel),
+            // Layouts recorded before levels were joined chunked every level by tile.
+            tileLevels: c.decodeIfPresent(Int.self, forKey: .tileLevels) ?? c.decode(Int.self, forKey: .levels))
     }
 
     package func encode(to encoder: Encoder) throws {
@@ -106,6 +119,18 @@ package struct MapLayout: Sendable, Equatable, Codable {
         try c.encodeIfPresent(kept, forKey: .kept)
         try c.encode(netClasses, forKey: .netClasses)
         try c.encodeIfPresent(micronsPerPixel, forKey: .micronsPerPixel)
+        try c.encode(tileLevels, forKey: .tileLevels)
+    }
+
+    /// The smallest piece side that stays a chunk of its own (see the type's comment).
+    package static let smallestTileChunk = 128
+
+    /// The levels chunked by tile for a new store: those whose piece is at least
+    /// `smallestTileChunk` pixels on a side, and always level 0.
+    package static func tileLevels(tileSize: Int, levels: Int) -> Int {
+        var n = 1
+        while n < levels && (tileSize >> n) >= smallestTileChunk { n += 1 }
+        return n
     }
 
     /// Net class `c`'s plane in the store, or nil if the store does not keep it.
@@ -123,8 +148,20 @@ package struct MapLayout: Sendable, Equatable, Codable {
         return Size2((height + f - 1) / f, (width + f - 1) / f)
     }
 
-    /// Chunk side at `level` (T >> level).
+    /// The side of one tile's piece of `level` (T >> level).
     package func chunkSide(_ level: Int) -> Int { tileSize >> level }
+
+    /// Whether `level` is chunked by tile (else its chunks are joined by `finish()`).
+    package func isTileLevel(_ level: Int) -> Bool { level < tileLevels }
+
+    /// The side of `level`'s chunks in the Zarr array: the piece's on a tile level, T above.
+    package func storedChunkSide(_ level: Int) -> Int { isTileLevel(level) ? chunkSide(level) : tileSize }
+
+    /// Chunk rows × columns of `level` in the Zarr array (the tile grid on a tile level).
+    package func storedChunkGrid(_ level: Int) -> Size2 {
+        let size = levelSize(level), side = storedChunkSide(level)
+        return Size2((size.h + side - 1) / side, (size.w + side - 1) / side)
+    }
 
     /// The pixels of `tile` at level 0, clipped to the image.
     package func rect(of tile: TileIndex) -> PixelRect { rect(of: tile, level: 0) }
@@ -149,11 +186,25 @@ package struct MapLayout: Sendable, Equatable, Codable {
         return (0..<grid.h).contains(tile.row) && (0..<grid.w).contains(tile.column)
     }
 
-    /// Bytes of one (padded) chunk at `level`.
+    /// Bytes of one tile's (padded) piece of `level`.
     func chunkBytes(_ level: Int) -> Int { classes * chunkSide(level) * chunkSide(level) * dtype.size }
 
-    /// The chunk's path relative to the store (v2 keys with "/" separator: level/c/y/x).
-    package func chunkKey(_ tile: TileIndex, level: Int) -> String { "\(level)/0/\(tile.row)/\(tile.column)" }
+    /// Bytes of one (padded) chunk of `level` in the Zarr array.
+    func storedChunkBytes(_ level: Int) -> Int {
+        classes * storedChunkSide(level) * storedChunkSide(level) * dtype.size
+    }
+
+    /// The path, relative to the store, of `tile`'s piece of `level`: its chunk
+    /// (a v2 key with "/" separator: level/c/y/x) on a tile level, else where it is staged.
+    package func chunkKey(_ tile: TileIndex, level: Int) -> String {
+        "\(pieceFolder(level))/\(tile.row)/\(tile.column)"
+    }
+
+    /// The folder, relative to the store, of `level`'s pieces (one sub-folder per tile row).
+    package func pieceFolder(_ level: Int) -> String { isTileLevel(level) ? "\(level)/0" : "\(level)/.tiles" }
+
+    /// The Zarr key of chunk (row, column) of `level`.
+    package func storedChunkKey(row: Int, column: Int, level: Int) -> String { "\(level)/0/\(row)/\(column)" }
 }
 
 /// A tile's position in the tile grid (row, column), counted from 0.

@@ -5,7 +5,7 @@ extension MapStore {
     /// decoding only the chunk rows that `y` touches. Integer stores read as
     /// probabilities (q / 255 or q / 65535), tiles never written as the fill value.
     /// For PNG or `.npy` writers: call it band by band, never for the whole map;
-    /// bands of `layout.chunkSide(level)` rows starting at multiples of it decode
+    /// bands of `layout.storedChunkSide(level)` rows starting at multiples of it decode
     /// each chunk exactly once (a chunk is always decoded whole).
     package func rows(level: Int = 0, y: Range<Int>) throws -> [Float] {
         let width = try levelSize(level).w
@@ -27,18 +27,31 @@ extension MapStore {
     }
 
     /// One written tile at `level`: classes × h × w floats for its clipped rectangle
-    /// (`layout.rect(of:level:)`). Throws `.missingChunk` if the tile was never written.
+    /// (`layout.rect(of:level:)`), from the tile's piece, or once `finish()` has
+    /// joined an upper level's pieces, from that level's chunks. Throws
+    /// `.missingChunk` if the tile was never written.
     package func readTile(_ tile: TileIndex, level: Int = 0) throws -> [Float] {
         guard layout.contains(tile), (0..<layout.levels).contains(level) else {
             throw MapStoreError(.invalidArgument, path: path, detail: "no tile \(tile) at level \(level)")
         }
-        let cache = ChunkCache(capacity: 1)
-        guard try cache.chunk(tile, level: level, load: { try chunk(tile, level: level) }) != nil else {
+        let rect = layout.rect(of: tile, level: level)
+        if !layout.isTileLevel(level), !FileIO.exists(chunkPath(tile, level: level)), isFinished {
+            return try region(level: level, rect: rect)
+        }
+        guard let piece = try piece(tile, level: level) else {
             throw MapStoreError(
                 .missingChunk, path: chunkPath(tile, level: level),
                 detail: "tile \(tile) was not written")
         }
-        return try region(level: level, rect: layout.rect(of: tile, level: level), cache: cache)
+        let count = layout.classes * rect.height * rect.width
+        var bytes = [UInt8](repeating: 0, count: count * layout.dtype.size)
+        Self.copy(
+            piece, side: layout.chunkSide(level), origin: (rect.y, rect.x), into: &bytes, rect: rect,
+            classes: layout.classes, sample: layout.dtype.size)
+        return [Float](unsafeUninitializedCapacity: count) { values, initialized in
+            bytes.withUnsafeBytes { layout.dtype.decode($0.baseAddress!, count: count, into: values.baseAddress!) }
+            initialized = count
+        }
     }
 
     func levelSize(_ level: Int) throws -> Size2 {
@@ -48,12 +61,43 @@ extension MapStore {
         return layout.levelSize(level)
     }
 
-    /// The decompressed (raw dtype bytes, padded) chunk of `tile` at `level`,
-    /// or nil when the file does not exist. Throws on a short or corrupt chunk.
-    func chunk(_ tile: TileIndex, level: Int) throws -> [UInt8]? {
+    /// The decompressed (raw dtype bytes, padded) piece of `tile` at `level`,
+    /// or nil when the file does not exist. Throws on a short or corrupt piece.
+    func piece(_ tile: TileIndex, level: Int) throws -> [UInt8]? {
         let file = chunkPath(tile, level: level)
         guard let stored = try FileIO.read(file) else { return nil }
         return try layout.compression.decompress(stored, expected: layout.chunkBytes(level), path: file)
+    }
+
+    /// The decompressed chunk (row, column) of `level` in the Zarr array, or nil when absent.
+    func storedChunk(row: Int, column: Int, level: Int) throws -> [UInt8]? {
+        let file = storedChunkPath(row: row, column: column, level: level)
+        guard let stored = try FileIO.read(file) else { return nil }
+        return try layout.compression.decompress(stored, expected: layout.storedChunkBytes(level), path: file)
+    }
+
+    /// Copies the part of a chunk (raw bytes, classes × side × side samples, its
+    /// pixel (0, 0) at `origin` of the level) inside `rect` into `out` (classes ×
+    /// rect.height × rect.width samples) at the same level positions.
+    static func copy(
+        _ chunk: [UInt8], side: Int, origin: (y: Int, x: Int), into out: inout [UInt8], rect: PixelRect,
+        classes: Int, sample: Int
+    ) {
+        let y0 = max(rect.y, origin.y), y1 = min(rect.y + rect.height, origin.y + side)
+        let x0 = max(rect.x, origin.x), x1 = min(rect.x + rect.width, origin.x + side)
+        guard y0 < y1, x0 < x1 else { return }
+        let runBytes = (x1 - x0) * sample
+        chunk.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                for c in 0..<classes {
+                    for y in y0..<y1 {
+                        let from = ((c * side + y - origin.y) * side + x0 - origin.x) * sample
+                        let to = ((c * rect.height + y - rect.y) * rect.width + x0 - rect.x) * sample
+                        (dst.baseAddress! + to).copyMemory(from: src.baseAddress! + from, byteCount: runBytes)
+                    }
+                }
+            }
+        }
     }
 
     /// A rectangle of `level` as the store's dtype bytes (classes × height × width
@@ -66,36 +110,24 @@ extension MapStore {
         else {
             throw MapStoreError(.invalidArgument, path: path, detail: "\(rect) is outside level \(level) (\(size))")
         }
-        let classes = layout.classes, sample = layout.dtype.size, side = layout.chunkSide(level)
+        let classes = layout.classes, sample = layout.dtype.size, side = layout.storedChunkSide(level)
         var out = filled(count: classes * rect.height * rect.width)
         guard !rect.isEmpty else { return out }
         for row in (rect.y / side)...((rect.y + rect.height - 1) / side) {
             for column in (rect.x / side)...((rect.x + rect.width - 1) / side) {
-                let tile = TileIndex(row: row, column: column)
-                let load = { try self.chunk(tile, level: level) }
-                guard let chunk = try cache.chunk(tile, level: level, load: load) else { continue }
-                // The intersection of the chunk with the rectangle, in level coordinates.
-                let y0 = max(rect.y, row * side), y1 = min(rect.y + rect.height, (row + 1) * side)
-                let x0 = max(rect.x, column * side), x1 = min(rect.x + rect.width, (column + 1) * side)
-                let runBytes = (x1 - x0) * sample
-                chunk.withUnsafeBytes { src in
-                    out.withUnsafeMutableBytes { dst in
-                        for c in 0..<classes {
-                            for y in y0..<y1 {
-                                let from = ((c * side + y - row * side) * side + x0 - column * side) * sample
-                                let to = ((c * rect.height + y - rect.y) * rect.width + x0 - rect.x) * sample
-                                (dst.baseAddress! + to).copyMemory(from: src.baseAddress! + from, byteCount: runBytes)
-                            }
-                        }
-                    }
-                }
+                let load = { try self.storedChunk(row: row, column: column, level: level) }
+                guard let chunk = try cache.chunk(TileIndex(row: row, column: column), level: level, load: load)
+                else { continue }
+                Self.copy(
+                    chunk, side: side, origin: (row * side, column * side), into: &out, rect: rect,
+                    classes: classes, sample: sample)
             }
         }
         return out
     }
 
     /// `count` samples of the fill value, encoded.
-    private func filled(count: Int) -> [UInt8] {
+    func filled(count: Int) -> [UInt8] {
         let fill = layout.dtype.fillBytes
         if fill.allSatisfy({ $0 == 0 }) { return [UInt8](repeating: 0, count: count * fill.count) }
         var out = [UInt8](repeating: 0, count: count * fill.count)
@@ -104,7 +136,7 @@ extension MapStore {
     }
 }
 
-/// The last few decoded chunks, by tile and level (nil: the chunk is absent).
+/// The last few decoded chunks, by chunk index and level (nil: the chunk is absent).
 /// One per reader; not shared between threads.
 final class ChunkCache {
     private let capacity: Int

@@ -2,14 +2,16 @@ import Foundation
 import TesseraCore
 
 extension MapStore {
-    /// The tiles whose chunks exist at every level, in row-major order (what a
-    /// resumed job need not compute again). Temporary files are ignored.
+    /// The tiles whose pieces exist at every level, in row-major order (what a
+    /// resumed job need not compute again); in a finished store, at every tile level
+    /// (the upper levels' pieces are joined and gone). Temporary files are ignored.
     package func presentTiles() -> [TileIndex] {
         var present: Set<TileIndex>?
-        for level in 0..<layout.levels {
+        let levels = isFinished ? layout.tileLevels : layout.levels
+        for level in 0..<levels {
             var found = Set<TileIndex>()
             for row in 0..<layout.tileGrid.h {
-                for name in FileIO.list("\(path)/\(level)/0/\(row)") ?? [] {
+                for name in FileIO.list("\(path)/\(layout.pieceFolder(level))/\(row)") ?? [] {
                     // Chunk names are decimal digits only; temporary files start with ".".
                     guard name.utf8.allSatisfy({ (48...57).contains($0) }), let column = Int(name) else { continue }
                     if layout.contains(TileIndex(row: row, column: column)) {
@@ -22,15 +24,15 @@ extension MapStore {
         return (present ?? []).sorted()
     }
 
-    /// Removes the temporary files of chunk writes that never finished (a writer
-    /// killed mid-write): names starting with "." in the chunk folders, which no
+    /// Removes the temporary files of piece writes that never finished (a writer
+    /// killed mid-write): names starting with "." in the piece folders, which no
     /// reader ever opens. Returns how many were removed. Call when no writer is left.
     @discardableResult
     package func removeInterruptedWrites() -> Int {
         var removed = 0
         for level in 0..<layout.levels {
             for row in 0..<layout.tileGrid.h {
-                let dir = "\(path)/\(level)/0/\(row)"
+                let dir = "\(path)/\(layout.pieceFolder(level))/\(row)"
                 for name in FileIO.list(dir) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
                     if unlink("\(dir)/\(name)") == 0 { removed += 1 }
                 }
@@ -41,9 +43,14 @@ extension MapStore {
 
     /// Checks the chunk files of `receipt`'s tile against it: each must exist
     /// (`.missingChunk`), have the recorded size (`.truncated` if shorter,
-    /// `.corrupt` if longer) and CRC-32 (`.checksumMismatch`).
+    /// `.corrupt` if longer) and CRC-32 (`.checksumMismatch`). In a finished store
+    /// the upper levels' pieces are joined into chunks and gone, so only the tile
+    /// levels' are checked.
     package func verify(_ receipt: TileReceipt) throws {
-        for record in receipt.chunks {
+        let joined =
+            layout.tileLevels < layout.levels && isFinished
+            ? Set((layout.tileLevels..<layout.levels).map { layout.chunkKey(receipt.tile, level: $0) }) : []
+        for record in receipt.chunks where !joined.contains(record.key) {
             let file = "\(path)/\(record.key)"
             guard let bytes = try FileIO.read(file) else {
                 throw MapStoreError(.missingChunk, path: file, detail: "tile \(receipt.tile) has no chunk here")
@@ -62,10 +69,10 @@ extension MapStore {
         }
     }
 
-    /// Checks `tile` without a receipt: every level's chunk must exist and
-    /// decompress to exactly one chunk (catches truncated and garbled files).
+    /// Checks `tile` without a receipt: every level's piece must exist and
+    /// decompress to exactly one piece (catches truncated and garbled files).
     package func verify(tile: TileIndex) throws {
-        for level in 0..<layout.levels where try chunk(tile, level: level) == nil {
+        for level in 0..<layout.levels where try piece(tile, level: level) == nil {
             throw MapStoreError(
                 .missingChunk, path: chunkPath(tile, level: level),
                 detail: "tile \(tile) was not written")

@@ -3,10 +3,11 @@ import TesseraCore
 
 /// A probability map as an OME-Zarr store (Zarr v2 arrays, OME-NGFF 0.4
 /// multiscales, axes c, y, x), written tile by tile by the workers that computed
-/// the tiles: each tile writes its own chunk at every pyramid level, atomically,
+/// the tiles: each tile writes its own piece of every pyramid level, atomically,
 /// and never reads or merges anything, so writes of different tiles may run on
 /// any threads or machines at once. Tiles never written read as the dtype's fill
-/// value. The store is presented as an image only by `finish()`. Layout on disk:
+/// value. The store is presented as an image only by `finish()`, which first joins
+/// the small pieces of the upper levels into chunks (`MapLayout`). Layout on disk:
 /// see `StoreMetadata`.
 package final class MapStore: Sendable {
     /// The store's folder.
@@ -32,7 +33,14 @@ package final class MapStore: Sendable {
         try AtomicFile.write(StoreMetadata.zgroup(), to: "\(path)/.zgroup", durable: durable)
         for level in 0..<layout.levels {
             // Every row folder now, so concurrent tile writes never race to create one.
-            for row in 0..<layout.tileGrid.h { try FileIO.makeDirectories("\(path)/\(level)/0/\(row)") }
+            for row in 0..<layout.tileGrid.h {
+                try FileIO.makeDirectories("\(path)/\(layout.pieceFolder(level))/\(row)")
+            }
+            if !layout.isTileLevel(level) {
+                for row in 0..<layout.storedChunkGrid(level).h {
+                    try FileIO.makeDirectories("\(path)/\(level)/0/\(row)")
+                }
+            }
             try AtomicFile.write(
                 StoreMetadata.zarray(layout, level: level), to: "\(path)/\(level)/.zarray",
                 durable: durable)
@@ -87,13 +95,28 @@ package final class MapStore: Sendable {
         return parsed.complete
     }
 
-    /// Presents the store as complete: rewrites the group's `.zattrs` with the
-    /// OME multiscales and `tessera.complete`. Call once every tile is written
-    /// (tiles left out stay fill); a job that crashes before this never looks finished.
-    package func finish() throws {
-        try AtomicFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
+    /// Presents the store as complete: joins the upper levels' pieces into their
+    /// chunks (`joinUpperLevels`), then rewrites the group's `.zattrs` with the OME
+    /// multiscales and `tessera.complete`, then removes the pieces. Call once every
+    /// tile is written (tiles left out stay fill); a job that crashes before this
+    /// never looks finished, and finishing again after a crash gives the same store.
+    /// Returns what was joined (nil: nothing to join, or finished before).
+    @discardableResult
+    package func finish() throws -> JoinSummary? {
+        var joined: JoinSummary?
+        if !isFinished {
+            joined = try joinUpperLevels()
+            try AtomicFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
+        }
+        removePieceFolders()
+        return joined
     }
 
-    /// The file of `tile`'s chunk at `level`.
+    /// The file of `tile`'s piece of `level` (its chunk on a tile level).
     package func chunkPath(_ tile: TileIndex, level: Int) -> String { "\(path)/\(layout.chunkKey(tile, level: level))" }
+
+    /// The file of chunk (row, column) of `level` in the Zarr array.
+    func storedChunkPath(row: Int, column: Int, level: Int) -> String {
+        "\(path)/\(layout.storedChunkKey(row: row, column: column, level: level))"
+    }
 }

@@ -5,20 +5,25 @@ import TesseraCore
 ///
 ///     STORE/.zgroup            {"zarr_format": 2}
 ///     STORE/.zattrs            "tessera" (layout, complete flag); "multiscales" (+ "omero") only once finished
-///     STORE/K/.zarray          level K: shape [C, ceil(H/2^K), ceil(W/2^K)], chunks [C, T>>K, T>>K],
+///     STORE/K/.zarray          level K: shape [C, ceil(H/2^K), ceil(W/2^K)], chunks [C, S, S] with
+///                              S = T>>K on a tile level, T above (`MapLayout.storedChunkSide`);
 ///                              Blosc LZ4 + shuffle (zlib level 1 before), "dimension_separator": "/"
-///     STORE/K/0/ROW/COLUMN     the chunk of tile (ROW, COLUMN) at level K (full size, edge chunks padded)
+///     STORE/K/0/ROW/COLUMN     chunk (ROW, COLUMN) of level K (full size, edge chunks padded): on a
+///                              tile level, tile (ROW, COLUMN)'s; above, joined by `finish()`
+///     STORE/K/.tiles/ROW/COL   above the tile levels, tile (ROW, COL)'s piece of level K until
+///                              `finish()` joins the pieces and removes the folder
 ///
 /// The group's `.zattrs` is rewritten by `finish()` and only then names the
 /// multiscales, so OME readers do not see a crashed job's store as an image,
 /// and `tessera.complete` says so for Tessera.
 enum StoreMetadata {
-    static let formatVersion = 1
+    /// 2: levels above `tile_levels` are chunked T × T (format 1 chunked every level by tile).
+    static let formatVersion = 2
 
     static func zgroup() -> String { "{\n  \"zarr_format\": 2\n}\n" }
 
     static func zarray(_ layout: MapLayout, level: Int) -> String {
-        let size = layout.levelSize(level), side = layout.chunkSide(level)
+        let size = layout.levelSize(level), side = layout.storedChunkSide(level)
         return """
             {
               "zarr_format": 2,
@@ -43,6 +48,7 @@ enum StoreMetadata {
             "complete": complete,
             "classes": layout.classes, "height": layout.height, "width": layout.width,
             "tile_size": layout.tileSize, "dtype": layout.dtype.rawValue, "levels": layout.levels,
+            "tile_levels": layout.tileLevels,
             "downsampling": "2x2 mean of the existing pixels, in float32, before quantisation",
         ]
         if let names = layout.classNames { tessera["class_names"] = names }
@@ -99,10 +105,15 @@ enum StoreMetadata {
             throw fail(".zattrs is not a JSON object")
         }
         guard let t = root["tessera"] as? [String: Any] else { throw fail(".zattrs has no \"tessera\" section") }
-        guard (t["format"] as? Int) == formatVersion else { throw fail("tessera format \(t["format"] ?? "none")") }
+        guard let format = t["format"] as? Int, (1...formatVersion).contains(format) else {
+            throw fail(
+                "tessera store format \(t["format"] ?? "none") (this build reads 1 to \(formatVersion): "
+                    + "a newer Tessera wrote it?)")
+        }
         guard let classes = t["classes"] as? Int, let height = t["height"] as? Int, let width = t["width"] as? Int,
             let tile = t["tile_size"] as? Int, let levels = t["levels"] as? Int,
-            let dtype = (t["dtype"] as? String).flatMap(MapDType.init(rawValue:))
+            let dtype = (t["dtype"] as? String).flatMap(MapDType.init(rawValue:)),
+            let tileLevels = format == 1 ? levels : t["tile_levels"] as? Int
         else {
             throw fail("the tessera section lacks a field of the layout")
         }
@@ -112,7 +123,8 @@ enum StoreMetadata {
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
-                netClasses: t["net_classes"] as? Int, micronsPerPixel: t["microns_per_pixel"] as? Double)
+                netClasses: t["net_classes"] as? Int, micronsPerPixel: t["microns_per_pixel"] as? Double,
+                tileLevels: tileLevels)
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }

@@ -115,7 +115,7 @@ package enum TIFFMapExport {
             throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
         }
         // Enough chunks for one batch of tiles plus the column it shares with the next.
-        let side = layout.chunkSide(level)
+        let side = layout.storedChunkSide(level)
         let span = (tileSize + side - 1) / side + 1
         let cache = ChunkCache(capacity: span * span * batch + span)
         let columns = Array(stride(from: 0, to: size.w, by: tileSize))
