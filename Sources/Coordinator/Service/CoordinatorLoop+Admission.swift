@@ -39,6 +39,25 @@ extension CoordinatorLoop {
         }
     }
 
+    /// Refuses a new job of `owner` when that key already has `maxJobsPerKey`
+    /// unfinished jobs (uploading, being prepared, queued or running). Admin keys are exempt.
+    func admitJobCount(_ owner: String?) throws {
+        let limit = configuration.maxJobsPerKey
+        guard limit > 0, !CoordinatorService.isAdmin(owner) else { return }
+        let key = owner ?? "anonymous"
+        var unfinished = Set(jobs.values.filter { $0.isActive && ($0.owner ?? "anonymous") == key }.map(\.id))
+        unfinished.formUnion(uploads.values.filter { ($0.owner ?? "anonymous") == key }.map(\.id))
+        unfinished.formUnion(preparingOwners.filter { $0.value == key }.map(\.key))
+        guard unfinished.count >= limit else { return }
+        let who = key == "anonymous" ? "clients without a key (all share one limit)" : "key \(key)"
+        throw AdmissionRefusal(
+            reason: "too-many-jobs",
+            description:
+                "\(who) already \(key == "anonymous" ? "have" : "has") \(unfinished.count) unfinished jobs "
+                + "(\(unfinished.sorted().map { "\($0)" }.joined(separator: ", "))), this coordinator's limit per key "
+                + "(serve --max-jobs-per-key \(limit)): submit again when one has ended, or cancel one")
+    }
+
     /// The name and size of a PNG sent whole or named by path (nil size: no readable header).
     private func inlineOrLocal(_ spec: Wire.JobSpec) throws -> (String, (width: Int, height: Int)?) {
         let name: String

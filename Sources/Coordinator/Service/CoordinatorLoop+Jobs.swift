@@ -41,6 +41,7 @@ extension CoordinatorLoop {
             }
             return .submitted(jobID: known)
         }
+        try admitJobCount(owner)
         if options.outputDirectory != nil && !configuration.allowLocalPaths && options.storage != .shared {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
@@ -121,6 +122,7 @@ extension CoordinatorLoop {
         let (factory, prepared, since, dir, wake) = (factory, prepared, monotonicSeconds(), store.directory(id), wake)
         preparing += 1
         preparingBytes += bytes
+        preparingOwners[id] = owner ?? "anonymous"
         prepareQueue.async {
             let result = Result {
                 do {
@@ -146,6 +148,7 @@ extension CoordinatorLoop {
         }
         for p in ready {
             preparingOutputs[p.id] = nil
+            preparingOwners[p.id] = nil
             preparing -= 1
             preparingBytes -= p.bytes
             let reply: WireMessage

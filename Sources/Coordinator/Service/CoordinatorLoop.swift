@@ -90,6 +90,8 @@ final class CoordinatorLoop {
     var preparing = 0
     /// The final map path of each shared-storage job being prepared (`sharedOutputClash`).
     var preparingOutputs: [UInt64: String] = [:]
+    /// The key of each job being prepared (`admitJobCount`).
+    var preparingOwners: [UInt64: String] = [:]
     /// Submitted file bytes held by the submissions being prepared: the client endpoint
     /// is not read while they reach `configuration.maxPreparingBytes`.
     var preparingBytes = 0

@@ -62,6 +62,10 @@ package final class CoordinatorService: Sendable {
         package var debugFetchMillisecondsPerMiB = 0
         /// Largest image (width × height, from its header) a submission may bring.
         package var maxPixels = PNGReader.defaultMaxPixels
+        /// Unfinished jobs (uploading, being prepared, queued or running) one client key
+        /// may have at once; admin keys are exempt; 0: no limit. Without CURVE every
+        /// client is the same key, so this limits them together.
+        package var maxJobsPerKey = 0
         /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).
         package var retention = RetentionPolicy()
 

@@ -85,6 +85,12 @@ struct Serve: ParsableCommand {
     var maxStore: String?
     @Option(help: "Refuse submitted images with more pixels than this (read from the header, before decoding).")
     var maxPixels = PNGReader.defaultMaxPixels
+    @Option(
+        help: ArgumentHelp(
+            "Unfinished jobs (uploading, queued or running) one client key may have at once; a submission past "
+                + "it is refused, naming the jobs. Admin keys are exempt; without CURVE all clients share one "
+                + "limit. 0: no limit.", valueName: "N"))
+    var maxJobsPerKey = 0
     @Option(help: .hidden) var retentionCheckMs = 30_000
     @Option(help: .hidden) var debugFetchMsPerMib = 0
     @OptionGroup var curve: CurveServerOptions
@@ -109,6 +115,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
         }
         guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be positive") }
+        guard (0...1_000_000).contains(maxJobsPerKey) else {
+            throw ValidationError("--max-jobs-per-key must be 0 (no limit) to 1000000")
+        }
         guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
         do {
             _ = try metricsAddress.map(MetricsAddress.init(parsing:))
@@ -144,6 +153,7 @@ struct Serve: ParsableCommand {
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
         config.maxPixels = maxPixels
+        config.maxJobsPerKey = maxJobsPerKey
         config.maxTaskLosses = maxTaskLosses
         config.debugFetchMillisecondsPerMiB = max(0, min(debugFetchMsPerMib, 60_000))
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
@@ -172,6 +182,7 @@ struct Serve: ParsableCommand {
                 "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
                 "retention": "\(config.retention.summary)",
                 "max-pixels": "\(maxPixels)",
+                "max-jobs-per-key": "\(maxJobsPerKey == 0 ? "no limit" : "\(maxJobsPerKey)")",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
