@@ -281,7 +281,9 @@ struct CurveClusterTests {
             log: "alice-submit-2")
         #expect(c4 == 0 && t4.contains("job 2"), "\(t4)")
         let (c5, t5) = try client("root", ["cancel", "2"], log: "root-cancel")
-        #expect(c5 == 0 && t5.contains("job 2: cancelled"), "root cancel: \(t5)")
+        #expect(c5 == 0 && t5.contains("job 2: cancelled") && !t5.contains("nothing to cancel"), "root cancel: \(t5)")
+        let (c5b, t5b) = try client("root", ["cancel", "2"], log: "root-cancel-again")
+        #expect(c5b == 0 && t5b.contains("job 2 had ended (cancelled): nothing to cancel"), "cancel again: \(t5b)")
         let (c6, t6) = try client("bob", ["status", "2"], log: "bob-status-2")
         #expect(c6 != 0 && t6.contains("submitted with another key"), "\(t6)")
         // A worker key is not a client.

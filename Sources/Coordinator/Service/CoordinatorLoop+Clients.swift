@@ -150,13 +150,21 @@ extension CoordinatorLoop {
             dropUpload(u, reason: "cancelled by a client")
             return .status(Wire.JobStatus(jobID: id, state: .cancelled, message: "cancelled while uploading"))
         }
-        if let job = jobs[id] {
+        if let job = jobs[id], job.isActive {
             abort(job, state: .cancelled, message: "cancelled by a client")
             return .status(job.status(workers: workers.count))
-        } else if let old = archived[id] {
-            return .status(old.status(workers: workers.count))
         }
-        return .error(message: "no job \(id)")
+        // An ended job is left as it is; the reply says so (`cancel` prints "nothing to cancel").
+        var status: Wire.JobStatus
+        if let job = jobs[id] {
+            status = job.status(workers: workers.count)
+        } else if let old = archived[id] {
+            status = old.status(workers: workers.count)
+        } else {
+            return .error(message: "no job \(id)")
+        }
+        status.message = Wire.JobStatus.endedBeforeCancel + status.message
+        return .status(status)
     }
 
     /// A piece of an output file: checked here, read on the fetch queue (a disk read

@@ -237,10 +237,12 @@ struct Cancel: ParsableCommand {
         guard case .status(let s) = try client.request(.cancel(jobID: job)) else {
             throw ClusterError("unexpected reply to cancel")
         }
-        if s.state == .done || s.state == .failed {
+        var status = s
+        if s.message.hasPrefix(Wire.JobStatus.endedBeforeCancel) {
+            status.message.removeFirst(Wire.JobStatus.endedBeforeCancel.count)
             print("job \(job) had ended (\(s.state)): nothing to cancel")
         }
-        print(Status.describe(s))
+        print(Status.describe(status))
     }
 }
 

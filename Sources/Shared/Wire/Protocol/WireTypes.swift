@@ -279,6 +279,9 @@ package enum Wire {
 
     /// The coordinator's answer to `statusRequest` (for a job, or the cluster when `jobID` is nil).
     package struct JobStatus: Equatable, Sendable {
+        /// How the message of a `cancel`'s reply begins when the job had already ended
+        /// (done, failed or cancelled before): nothing was cancelled.
+        package static let endedBeforeCancel = "had ended before this cancel: "
         package var jobID: UInt64?
         package var state: JobState
         package var tasksQueued: UInt64, tasksRunning: UInt64, tasksDone: UInt64, tasksFailed: UInt64
