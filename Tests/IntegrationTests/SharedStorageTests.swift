@@ -3,6 +3,8 @@ import Testing
 
 @testable import CoordinatorService
 @testable import TesseraCluster
+@testable import TesseraCore
+@testable import TesseraImage
 @testable import TesseraWire
 @testable import TestSupport
 
@@ -311,5 +313,77 @@ struct SharedStorageTests {
         #expect(
             try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
             "the map after the faults differs from the in-process one")
+    }
+
+    @Test("A coordinator stopped while finishing: the restarted one finishes the complete map without recomputing it")
+    func stoppedWhileFinishing() throws {
+        let group = try ProcessGroup("shared-finishing")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let ports = try FaultToleranceTests.freePorts(2)
+        let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+        func coordinator(_ log: String) throws -> Process {
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
+                    group.directory + "/store", "--shared-root", root,
+                ], log: log)
+            let deadline = Date().addingTimeInterval(20)
+            while !group.log(log).contains("coordinator serving") {
+                guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start") }
+                usleep(50_000)
+            }
+            return p
+        }
+        // No worker ever joins: the restarted coordinator can only finish what is on disk.
+        let coord = try coordinator("coordinator-1")
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let client = try submit(
+            group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "client")
+        var partial: String?
+        let deadline = Date().addingTimeInterval(30)
+        while partial == nil && Date() < deadline {
+            partial = (try? FileManager.default.contentsOfDirectory(atPath: root + "/out"))?
+                .first { $0.contains(".partial-") }
+            usleep(50_000)
+        }
+        let path = "\(root)/out/\(try #require(partial))"
+        kill(coord.processIdentifier, SIGKILL)
+        #expect(group.wait(coord, timeout: 10) != nil)
+        // What a coordinator killed in finishShared leaves: every tile written, the store
+        // marked complete, receipts not all journalled (a commit is up to 50 ms late).
+        let store = try MapStore.open(at: path)
+        let layout = store.layout
+        var written: [Float] = []
+        var rng = SplitMix64(seed: 11)
+        let map = (0..<(layout.netClasses * layout.height * layout.width)).map { _ in
+            Float.random(in: 0...1, using: &rng)
+        }
+        for row in 0..<layout.tileGrid.h {
+            for column in 0..<layout.tileGrid.w {
+                let rect = layout.rect(of: TileIndex(row: row, column: column))
+                var values: [Float] = []
+                for c in 0..<layout.netClasses {
+                    for y in rect.y..<(rect.y + rect.height) {
+                        let start = (c * layout.height + y) * layout.width + rect.x
+                        values += map[start..<(start + rect.width)]
+                    }
+                }
+                _ = try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
+            }
+        }
+        try store.finish()
+        written = try store.rows(y: 0..<layout.height)
+        try Data().write(to: URL(fileURLWithPath: group.directory + "/store/jobs/1/receipts.log"))
+
+        _ = try coordinator("coordinator-2")
+        #expect(group.wait(client, timeout: 60) == 0, "\(group.log("client"))\n\(group.log("coordinator-2"))")
+        let final = try MapStore.open(at: root + "/out/tissue.zarr")
+        #expect(final.isFinished)
+        #expect(try final.rows(y: 0..<layout.height) == written, "the finished map is the one on disk")
+        #expect(!FileManager.default.fileExists(atPath: path))
     }
 }

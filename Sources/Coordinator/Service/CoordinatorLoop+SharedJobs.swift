@@ -9,10 +9,11 @@ import TesseraWire
 /// Shared-storage jobs (docs/ARCHITECTURE.md §7): the image and the map store lie on
 /// storage the workers see too. The coordinator reads the image's header (and, for
 /// `--tissue`, a thumbnail level), creates the store's metadata, and hands out map
-/// tiles as coordinates; each worker reads its tile's regions, writes its chunks and
-/// returns a receipt. The coordinator never reads or writes map values: it commits
-/// receipts to the job's journal (many per fsync), and renames the store into place
-/// once every tile is in.
+/// tiles as coordinates; each worker reads its tile's regions, writes its pieces of
+/// every level and returns a receipt. The coordinator commits receipts to the job's
+/// journal (many per fsync) and reads no map values while the job runs; once every
+/// tile is in, it joins the upper levels' small pieces into chunks (`MapStore.finish`,
+/// a few per cent of the map's bytes) and renames the store into place.
 extension CoordinatorLoop {
     func handleReceipt(_ r: Wire.TileReceipt, from worker: Worker) {
         guard
@@ -128,6 +129,16 @@ extension CoordinatorLoop {
             storePath: record.sharedStore!, create: false)
         job.shared!.lock = PartialLock(record.sharedStore!)  // (a store from before the record: none)
         let layout = job.shared!.store.layout
+        if job.shared!.store.isFinished {
+            // Stopped while finishing: every tile was in and the upper levels are joined (their
+            // pieces may be gone), so nothing is recomputed; the job goes on to its rename.
+            for i in job.tasks.indices { job.states[i] = .done }
+            job.done = job.tasks.count
+            job.restored = job.tasks.count
+            job.resumed = true
+            job.message = "resumed: the map was complete, stopped while finishing"
+            return job
+        }
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
         var unusable = 0

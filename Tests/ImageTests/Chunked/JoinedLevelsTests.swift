@@ -155,4 +155,19 @@ struct JoinedLevelsTests {
         try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: attributes))
         #expect { try MapStore.open(at: store.path) } throws: { "\($0)".contains("format 9") }
     }
+
+    /// Kept classes on a store whose levels are all chunked by tile (a format-1 store):
+    /// the planes are selected under the store's own chunking.
+    @Test func keptClassesKeepTheStoresChunking() throws {
+        let dir = try temporaryDirectory("kept1")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let layout = try MapLayout(
+            classes: 1, height: 40, width: 50, tileSize: 16, levels: 3, kept: [1], netClasses: 2, tileLevels: 3)
+        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
+        let tile = TileIndex(row: 1, column: 2), rect = layout.rect(of: tile)
+        let values = randomMap(classes: 2, height: rect.height, width: rect.width, seed: 2)
+        let receipt = try values.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+        #expect(receipt.chunks.map(\.key) == ["0/0/1/2", "1/0/1/2", "2/0/1/2"])
+        #expect(try store.readTile(tile) == Array(values[(rect.height * rect.width)...]))
+    }
 }

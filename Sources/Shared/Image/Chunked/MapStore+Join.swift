@@ -65,11 +65,13 @@ extension MapStore {
         return found
     }
 
-    /// Removes the folders of joined pieces (best effort: a straggler's late piece
-    /// may land meanwhile; it is harmless and goes with the next finish).
+    /// Removes the folders of joined pieces, trying again when a straggler's late
+    /// piece lands meanwhile (the removal then finds the folder not empty). A folder
+    /// that still cannot go stays: Zarr readers ignore it (its name starts with ".").
     func removePieceFolders() {
         for level in layout.tileLevels..<layout.levels {
-            try? FileManager.default.removeItem(atPath: "\(path)/\(layout.pieceFolder(level))")
+            let folder = "\(path)/\(layout.pieceFolder(level))"
+            for _ in 0..<3 where FileIO.exists(folder) { try? FileManager.default.removeItem(atPath: folder) }
         }
     }
 }

@@ -2,7 +2,8 @@ import TesseraCore
 
 extension MapStore {
     /// Rows `y` of `level`, all columns: classes × y.count × width floats (C order),
-    /// decoding only the chunk rows that `y` touches. Integer stores read as
+    /// decoding only the chunk rows that `y` touches (an unfinished store's upper
+    /// levels: the tiles' pieces). Integer stores read as
     /// probabilities (q / 255 or q / 65535), tiles never written as the fill value.
     /// For PNG or `.npy` writers: call it band by band, never for the whole map;
     /// bands of `layout.storedChunkSide(level)` rows starting at multiples of it decode
@@ -28,8 +29,9 @@ extension MapStore {
 
     /// One written tile at `level`: classes × h × w floats for its clipped rectangle
     /// (`layout.rect(of:level:)`), from the tile's piece, or once `finish()` has
-    /// joined an upper level's pieces, from that level's chunks. Throws
-    /// `.missingChunk` if the tile was never written.
+    /// joined an upper level's pieces, from that level's chunks (where a tile never
+    /// written reads as the fill value). Throws `.missingChunk` if the tile's piece
+    /// was never written.
     package func readTile(_ tile: TileIndex, level: Int = 0) throws -> [Float] {
         guard layout.contains(tile), (0..<layout.levels).contains(level) else {
             throw MapStoreError(.invalidArgument, path: path, detail: "no tile \(tile) at level \(level)")
@@ -110,12 +112,19 @@ extension MapStore {
         else {
             throw MapStoreError(.invalidArgument, path: path, detail: "\(rect) is outside level \(level) (\(size))")
         }
-        let classes = layout.classes, sample = layout.dtype.size, side = layout.storedChunkSide(level)
+        let classes = layout.classes, sample = layout.dtype.size
         var out = filled(count: classes * rect.height * rect.width)
         guard !rect.isEmpty else { return out }
+        // An upper level of an unfinished store is read from the tiles' pieces (`allowUnfinished` exports).
+        let pieces = !layout.isTileLevel(level) && !isFinished
+        let side = pieces ? layout.chunkSide(level) : layout.storedChunkSide(level)
         for row in (rect.y / side)...((rect.y + rect.height - 1) / side) {
             for column in (rect.x / side)...((rect.x + rect.width - 1) / side) {
-                let load = { try self.storedChunk(row: row, column: column, level: level) }
+                let load = {
+                    pieces
+                        ? try self.piece(TileIndex(row: row, column: column), level: level)
+                        : try self.storedChunk(row: row, column: column, level: level)
+                }
                 guard let chunk = try cache.chunk(TileIndex(row: row, column: column), level: level, load: load)
                 else { continue }
                 Self.copy(

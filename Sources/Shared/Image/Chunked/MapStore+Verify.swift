@@ -30,12 +30,17 @@ extension MapStore {
     @discardableResult
     package func removeInterruptedWrites() -> Int {
         var removed = 0
-        for level in 0..<layout.levels {
-            for row in 0..<layout.tileGrid.h {
-                let dir = "\(path)/\(layout.pieceFolder(level))/\(row)"
-                for name in FileIO.list(dir) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
-                    if unlink("\(dir)/\(name)") == 0 { removed += 1 }
-                }
+        // The pieces' folders, and the upper levels' chunk rows (a join killed half-way).
+        let folders =
+            (0..<layout.levels).flatMap { level in
+                (0..<layout.tileGrid.h).map { "\(path)/\(layout.pieceFolder(level))/\($0)" }
+            }
+            + (layout.tileLevels..<layout.levels).flatMap { level in
+                (0..<layout.storedChunkGrid(level).h).map { "\(path)/\(level)/0/\($0)" }
+            }
+        for dir in folders {
+            for name in FileIO.list(dir) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+                if unlink("\(dir)/\(name)") == 0 { removed += 1 }
             }
         }
         return removed
@@ -70,9 +75,11 @@ extension MapStore {
     }
 
     /// Checks `tile` without a receipt: every level's piece must exist and
-    /// decompress to exactly one piece (catches truncated and garbled files).
+    /// decompress to exactly one piece (catches truncated and garbled files); in a
+    /// finished store, every tile level's (the upper levels' pieces are joined and gone).
     package func verify(tile: TileIndex) throws {
-        for level in 0..<layout.levels where try piece(tile, level: level) == nil {
+        let levels = isFinished ? layout.tileLevels : layout.levels
+        for level in 0..<levels where try piece(tile, level: level) == nil {
             throw MapStoreError(
                 .missingChunk, path: chunkPath(tile, level: level),
                 detail: "tile \(tile) was not written")

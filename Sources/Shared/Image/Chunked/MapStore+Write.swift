@@ -3,8 +3,8 @@ import TesseraCore
 extension MapStore {
     /// Writes one tile: `values` are classes × h × w floats (C order) for the
     /// tile's rectangle clipped to the image (`layout.rect(of:)`). Computes the
-    /// tile's pyramid, quantises each level and writes one chunk per level,
-    /// atomically. Rewriting a tile replaces it. Safe to call concurrently for different tiles.
+    /// tile's pyramid, quantises each level and writes the tile's piece of each
+    /// level (its chunk on a tile level, staged above), atomically. Rewriting a tile replaces it. Safe to call concurrently for different tiles.
     @discardableResult
     package func write(tile: TileIndex, values: UnsafeBufferPointer<Float>) throws -> TileReceipt {
         if writesRawValues { return try writeRaw(tile: tile, values: values) }
@@ -67,7 +67,7 @@ extension MapStore {
             let unselected = try MapLayout(
                 classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
                 dtype: layout.dtype, levels: layout.levels, classNames: layout.classNames,
-                compression: layout.compression)
+                compression: layout.compression, tileLevels: layout.tileLevels)
             return try selected.withUnsafeBufferPointer {
                 try encode(tile: tile, values: $0, layout: unselected, path: path)
             }

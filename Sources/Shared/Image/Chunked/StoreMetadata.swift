@@ -44,7 +44,8 @@ enum StoreMetadata {
     /// OME multiscales (and channel labels, if the layout has class names) too.
     static func zattrs(_ layout: MapLayout, complete: Bool) throws -> [UInt8] {
         var tessera: [String: Any] = [
-            "format": formatVersion,
+            // 1 when nothing is joined: the files are format 1's, and older builds read them.
+            "format": layout.tileLevels == layout.levels ? 1 : formatVersion,
             "complete": complete,
             "classes": layout.classes, "height": layout.height, "width": layout.width,
             "tile_size": layout.tileSize, "dtype": layout.dtype.rawValue, "levels": layout.levels,

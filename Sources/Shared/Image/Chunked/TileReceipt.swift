@@ -5,7 +5,8 @@ import TesseraCore
 /// checks the chunk files against it.
 package struct TileReceipt: Sendable, Equatable, Codable {
     package struct Chunk: Sendable, Equatable, Codable {
-        /// Path relative to the store (level/0/row/column).
+        /// Path relative to the store (`MapLayout.chunkKey`: level/0/row/column on a
+        /// tile level, level/.tiles/row/column above).
         package let key: String
         /// Bytes in the (compressed) chunk file.
         package let size: Int
