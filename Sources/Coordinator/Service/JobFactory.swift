@@ -320,12 +320,14 @@ struct JobFactory: Sendable {
         }
         var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
         var tissue: (fraction: Double, skippedTiles: Int)?
+        var tissueFeature = ""
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
             let mask = try ImageInput.tissueMask(opened, path: imagePath)
             let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)
+            if mask.feature == .brightness { tissueFeature = " (a dark background: its bright parts are the tissue)" }
         }
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tiles.first, big.height * big.width > limit {
@@ -369,9 +371,11 @@ struct JobFactory: Sendable {
             directory: dir, outputDirectory: outDir,
             tasks: tiles.map { TileTask(mode: mode, rect: $0, image: size) })
         if let tissue {
-            job.message = String(
-                format: "tissue: %.1f %% of the image; %d of %d tiles hold none and are not computed",
-                100 * tissue.fraction, tissue.skippedTiles, tissue.skippedTiles + tiles.count)
+            job.message =
+                String(
+                    format: "tissue: %.1f %% of the image", 100 * tissue.fraction)
+                + tissueFeature
+                + "; \(tissue.skippedTiles) of \(tissue.skippedTiles + tiles.count) tiles hold none and are not computed"
         }
         return job
     }

@@ -13,6 +13,7 @@ struct TissueMaskTests {
         let path = fixtures.path(fixture.file)
         let mask = try TissueMask.detect(path: path, options: .init(maxDimension: 150, dilation: 1))
         #expect(mask.coverWidth == 800 && mask.coverHeight == 600)
+        #expect(mask.feature == .saturation)
         #expect(mask.width == 100 && mask.height == 75)  // read from the ¼ level (200×150), cells of 2×2 px
         for blob in try #require(fixture.blobs) {
             let (cy, cx) = (blob[0], blob[1])
@@ -55,6 +56,34 @@ struct TissueMaskTests {
         #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 200, width: 300)))
     }
 
+    /// Fluorescence: bright cells on a near-black background whose noise is strongly
+    /// "saturated" ((3, 0, 1) has saturation 1). In colour and in gray, the bright blobs
+    /// are the tissue and the background is not (saturation marked the background,
+    /// and darkness inverted the gray image: its nuclei were skipped).
+    @Test(arguments: [3, 1])
+    func darkFieldUsesBrightness(channels: Int) throws {
+        let blobs = [(y: 80, x: 100, r: 40), (y: 200, x: 300, r: 50)]
+        let source = FunctionSource(width: 400, height: 300, channels: channels) { y, x in
+            var rng = SplitMix64(seed: UInt64(y * 400 + x))
+            let noise = (0..<channels).map { _ in Float(rng.next() % 7) }
+            guard blobs.contains(where: { ($0.y - y) * ($0.y - y) + ($0.x - x) * ($0.x - x) < $0.r * $0.r }) else {
+                return noise
+            }
+            return channels == 3 ? [20, 190, 60] : [170]
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 100, dilation: 1))
+        #expect(mask.feature == .brightness)
+        for blob in blobs {
+            #expect(
+                mask.containsTissue(PixelRect(y: blob.y - 10, x: blob.x - 10, height: 20, width: 20), minFraction: 1))
+        }
+        for rect in [PixelRect(y: 0, x: 0, height: 30, width: 30), PixelRect(y: 250, x: 0, height: 50, width: 150)] {
+            #expect(!mask.containsTissue(rect), "\(rect)")
+        }
+        // π(40² + 50²) of 120 000 px: about 11 %, a little more with dilation.
+        #expect(mask.tissueFraction > 0.09 && mask.tissueFraction < 0.16, "\(mask.tissueFraction)")
+    }
+
     @Test func otsuSplitsTwoModes() {
         let mask = TissueMask.otsu([Float](repeating: 0.05, count: 100) + [Float](repeating: 0.6, count: 30))
         #expect(mask > 0.05 && mask <= 0.6)
@@ -77,5 +106,29 @@ final class ConstantSource: RegionSource, @unchecked Sendable {
     func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         let samples = (0..<(rect.height * rect.width)).flatMap { _ in value }
         return PixelRegion(height: rect.height, width: rect.width, channels: 3, samples: samples)
+    }
+}
+
+/// An in-memory source whose pixel (y, x) is `pixel(y, x)` (`channels` samples).
+final class FunctionSource: RegionSource, @unchecked Sendable {
+    let name = "function"
+    let width: Int
+    let height: Int
+    let channels: Int
+    let bitDepth = 8
+    let pixel: (Int, Int) -> [Float]
+    init(width: Int, height: Int, channels: Int, pixel: @escaping (Int, Int) -> [Float]) {
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.pixel = pixel
+    }
+    func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        var samples: [Float] = []
+        samples.reserveCapacity(rect.height * rect.width * channels)
+        for y in rect.y..<(rect.y + rect.height) {
+            for x in rect.x..<(rect.x + rect.width) { samples += pixel(y, x) }
+        }
+        return PixelRegion(height: rect.height, width: rect.width, channels: channels, samples: samples)
     }
 }

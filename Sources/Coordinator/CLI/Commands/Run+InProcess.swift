@@ -52,6 +52,7 @@ extension Run {
                     metadata: [
                         "image": "\(path)",
                         "fraction": "\(String(format: "%.3f", mask.tissueFraction))",
+                        "feature": "\(mask.feature.rawValue)\(mask.feature == .brightness ? " (dark background)" : "")",
                     ])
             }
             logger.info(

@@ -6,7 +6,9 @@ import TesseraCore
 /// How: the image is averaged into cells (at most `maxDimension` along the longer side), each cell's mean colour
 /// gets its HSV saturation (stained tissue is coloured, glass and background are grey or white), and an Otsu
 /// threshold on those saturations splits tissue from background, as the pathology toolkits do. Gray images use
-/// darkness (1 − value) instead. The threshold is never below `minimumThreshold`, so an empty slide's noise
+/// darkness (1 − value) instead. A dark-field image (fluorescence: most cells darker than `darkBackground`)
+/// uses brightness (the brightest channel) instead: there the signal is bright, and near-black noise has
+/// a high saturation. The threshold is never below `minimumThreshold`, so an empty slide's noise
 /// is not split in two. The tissue cells are then dilated by `dilation` cells so tissue edges are not cut.
 /// Deterministic: the same pixels give the same mask.
 ///
@@ -28,6 +30,19 @@ package struct TissueMask: Sendable, Equatable {
         }
     }
 
+    /// What a cell's value is (see the type's comment).
+    package enum Feature: String, Sendable, Equatable {
+        /// Brightfield colour: HSV saturation of the cell's mean colour.
+        case saturation
+        /// Brightfield gray: 1 − value.
+        case darkness
+        /// A dark background (fluorescence, dark field): the brightest channel's value.
+        case brightness
+    }
+
+    /// Below this median brightness (brightest channel, 0…1) an image is dark-field.
+    package static let darkBackground: Float = 0.3
+
     /// Mask size in cells.
     package let width: Int
     package let height: Int
@@ -37,8 +52,10 @@ package struct TissueMask: Sendable, Equatable {
     /// The size of one cell in cover pixels.
     package let cellWidth: Double
     package let cellHeight: Double
-    /// The saturation (darkness for gray) above which a cell is tissue, before dilation.
+    /// The feature's value above which a cell is tissue, before dilation.
     package let threshold: Double
+    /// What was thresholded.
+    package let feature: Feature
     /// Row-major, `width × height`: true where there is tissue (after dilation).
     package let cells: [Bool]
 
@@ -55,7 +72,7 @@ package struct TissueMask: Sendable, Equatable {
             throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
         }
         let grid = try CellGrid(source: source, maxDimension: max(1, options.maxDimension))
-        let values = grid.values(gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1))
+        let (values, feature) = grid.values(gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1))
         let threshold = max(Self.otsu(values), options.minimumThreshold)
         let tissue = values.map { Double($0) > threshold }
         let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
@@ -65,7 +82,7 @@ package struct TissueMask: Sendable, Equatable {
             width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
             cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
             cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
-            threshold: threshold, cells: dilated)
+            threshold: threshold, feature: feature, cells: dilated)
     }
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
@@ -188,13 +205,25 @@ struct CellGrid {
         means = sums.indices.map { Float(sums[$0] / max(1, counts[$0 / source.channels])) }
     }
 
-    /// Per cell: HSV saturation of the mean colour, or for gray images darkness (1 − value / maxValue).
-    func values(gray: Bool, maxValue: Float) -> [Float] {
-        (0..<(width * height)).map { index in
-            if gray || channels < 3 { return 1 - means[index * channels] / maxValue }
+    /// Per cell, the feature `TissueMask` thresholds, and which it is: brightness (the
+    /// brightest channel / maxValue) when the median cell is darker than
+    /// `TissueMask.darkBackground`; else HSV saturation of the mean colour, or for gray
+    /// images darkness (1 − value / maxValue).
+    func values(gray: Bool, maxValue: Float) -> ([Float], TissueMask.Feature) {
+        let colour = !gray && channels >= 3
+        let brightness = (0..<(width * height)).map { index in
+            (colour
+                ? max(means[index * 3], means[index * 3 + 1], means[index * 3 + 2]) : means[index * channels])
+                / maxValue
+        }
+        let sorted = brightness.sorted()
+        if !sorted.isEmpty, sorted[sorted.count / 2] < TissueMask.darkBackground { return (brightness, .brightness) }
+        if !colour { return (brightness.map { 1 - $0 }, .darkness) }
+        let saturation = (0..<(width * height)).map { index in
             let r = means[index * 3], g = means[index * 3 + 1], b = means[index * 3 + 2]
             let high = max(r, g, b), low = min(r, g, b)
             return high > 0 ? (high - low) / high : 0
         }
+        return (saturation, .saturation)
     }
 }
