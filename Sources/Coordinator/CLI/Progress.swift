@@ -16,11 +16,12 @@ final class Progress {
     /// `done` of `total` tasks of an image of `pixels` pixels, started at `since` with
     /// `already` of them done (restored from a store): the rate and the ETA count only
     /// the tasks done since.
-    func update(label: String, done: Int, total: Int, pixels: Int, since: Date, already: Int = 0) {
+    /// `rate` (map pixels per second) when the caller knows it better (a coordinator's status).
+    func update(label: String, done: Int, total: Int, pixels: Int, since: Date, already: Int = 0, rate: Double? = nil) {
         let elapsed = Date().timeIntervalSince(since)
         let fraction = Double(done) / Double(max(1, total))
         let now = Double(max(0, done - already))
-        let rate = elapsed > 0 ? Double(pixels) * now / Double(max(1, total)) / elapsed : 0
+        let rate = rate ?? (elapsed > 0 ? Double(pixels) * now / Double(max(1, total)) / elapsed : 0)
         let eta = now > 0 ? elapsed * Double(max(0, total - done)) / now : 0
         let stats = String(format: "%d/%d tasks  %.2f Mpx/s  ETA %.0fs", done, total, rate / 1e6, eta)
         let width = 30

@@ -128,11 +128,17 @@ final class CoordinatorJob: @unchecked Sendable {
         self.directory = directory
         self.outputDirectory = outputDirectory
         self.tasks = tasks
+        mappedPixels =
+            shared != nil ? tasks.reduce(0) { $0 + $1.rect.height * $1.rect.width } : imageSize.h * imageSize.w
         states = Array(repeating: .pending, count: tasks.count)
         pending = Array((0..<tasks.count).reversed())
     }
 
     var isActive: Bool { state == .running || state == .queued }
+
+    /// The map pixels the job computes: a shared job's tiles (the tissue tiles with
+    /// `--tissue`), else the whole image.
+    let mappedPixels: Int
 
     /// Drops the model's bytes once the job has ended: only active jobs' models are
     /// sent to workers, and a restart reads them from the store, so an ended job
@@ -143,13 +149,14 @@ final class CoordinatorJob: @unchecked Sendable {
 
     func status(workers: Int) -> Wire.JobStatus {
         let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
-        // Rates count the tiles computed in this coordinator's life, not those restored from the store.
+        // Rates count the tiles computed in this coordinator's life, not those restored from the store,
+        // and the map pixels of the job's tiles (with --tissue, not the skipped ones).
         let fraction = Double(max(0, done - restored)) / Double(max(1, tasks.count))
         return Wire.JobStatus(
             jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
             tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
             tasksPerSecond: Double(max(0, done - restored)) / elapsed,
-            pixelsPerSecond: fraction * Double(imageSize.h * imageSize.w) / elapsed,
+            pixelsPerSecond: fraction * Double(mappedPixels) / elapsed,
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }
 

@@ -186,7 +186,8 @@ final class ClusterClient {
             }
             let total = Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             progress?.update(
-                label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start, already: already ?? 0)
+                label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start, already: already ?? 0,
+                rate: s.pixelsPerSecond)
             switch s.state {
             case .done:
                 progress?.finish()

@@ -42,11 +42,9 @@ extension Run {
                 t = MapPyramid.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
             }
             var skip: ((PixelRect) -> Bool)?
-            var share = 1.0
             if slide.tissue {
                 let mask = try ImageInput.tissueMask(opened, path: path)
                 skip = { !mask.containsTissue($0) }
-                share = mask.tissueFraction
                 logger.info(
                     "tissue",
                     metadata: [
@@ -62,6 +60,9 @@ extension Run {
                     "level": "\(opened.levelDescription)", "mode": "\(job.mode.rawValue)",
                     "tile": "\(t)",
                 ])
+            // The map pixels computed (the tiles with tissue): what Mpx/s counts, as the cluster's status does.
+            let mapped = TilePlan.mapTiles(mode: job.mode, image: size, tile: t, stride: plan.tasks.stride)
+                .filter { skip?($0) != true }.reduce(0) { $0 + $1.height * $1.width }
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
@@ -81,7 +82,7 @@ extension Run {
                     progress: { done, total in
                         progress.update(
                             label: OutputOptions.stem(forInput: path), done: done, total: total,
-                            pixels: Int(Double(image.width * image.height) * share), since: start)
+                            pixels: mapped, since: start)
                     },
                     emit: { tile in
                         if interruption.isInterrupted { throw ClusterError("interrupted") }
