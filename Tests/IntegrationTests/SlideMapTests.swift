@@ -352,3 +352,55 @@ extension SlideMapTests {
         #expect(s2 != 0 && l2.contains("nothing.svs"), "\(l2)")
     }
 }
+
+extension SlideMapTests {
+    /// A slide with one damaged image tile: by default the job fails, naming it and the
+    /// option; with `--corrupt-tiles skip` the map tiles whose input touches it are left
+    /// empty (NaN), the rest equals the undamaged slide's map, in-process and in the cluster.
+    @Test("--corrupt-tiles skip: the map tiles a damaged image tile feeds are left empty, the rest is the good map")
+    func corruptTilesSkipped() throws {
+        let group = try ProcessGroup("corrupt-tiles")
+        defer { group.stop() }
+        let (good, bad) = (group.directory + "/good.tif", group.directory + "/bad.tif")
+        _ = try Self.python(
+            """
+            import sys, shutil, numpy as np, tifffile
+            rng = np.random.default_rng(5)
+            a = rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+            tifffile.imwrite(sys.argv[1], a, tile=(256, 256), compression='zlib', photometric='rgb')
+            shutil.copy(sys.argv[1], sys.argv[2])
+            with tifffile.TiffFile(sys.argv[2]) as f:
+                off, n = f.pages[0].dataoffsets[5], f.pages[0].databytecounts[5]
+            data = bytearray(open(sys.argv[2], 'rb').read()); data[off:off + n] = bytes(n)
+            open(sys.argv[2], 'wb').write(bytes(data))
+            """, [good, bad])
+        func run(_ extra: [String], _ image: String, out: String) throws -> (Int32, String) {
+            try Self.coordinator(
+                group,
+                ["run"] + ClusterFixture.modelFlags + extra + [
+                    "--mode", "dense", "--tile", "256", "--outputs", "npy", "--out", group.directory + "/" + out, image,
+                ], log: out)
+        }
+        let (s0, l0) = try run([], bad, out: "fail")
+        #expect(s0 != 0 && l0.contains("corrupt tile") && l0.contains("--corrupt-tiles skip"), "\(l0)")
+        let (s1, l1) = try run(["--corrupt-tiles", "skip"], bad, out: "cluster")
+        #expect(s1 == 0 && l1.contains("9 map tiles left empty"), "\(l1)")
+        let (s2, l2) = try run(["--corrupt-tiles", "skip", "--in-process"], bad, out: "local")
+        #expect(s2 == 0 && l2.contains("9 left empty (damaged input)"), "\(l2)")
+        let (s3, l3) = try run(["--in-process"], good, out: "good")
+        #expect(s3 == 0, "\(l3)")
+        let cluster = Self.bytes(group.directory + "/cluster/bad.npy")
+        #expect(cluster != nil && cluster == Self.bytes(group.directory + "/local/bad.npy"))
+        // Tile 5 (rows and columns 256..<512) feeds the 3 × 3 map tiles around it: [0, 768)².
+        let check = try Self.python(
+            """
+            import sys, numpy as np
+            a, g = np.load(sys.argv[1]), np.load(sys.argv[2])
+            empty = np.zeros(a.shape[1:], bool); empty[:768, :768] = True
+            assert (np.isnan(a).all(axis=0) == empty).all(), "the empty tiles are not the 3 x 3 around tile 5"
+            assert np.array_equal(a[:, ~empty], g[:, ~empty]), "the other tiles differ from the good slide's map"
+            print("ok")
+            """, [group.directory + "/cluster/bad.npy", group.directory + "/good/good.npy"])
+        #expect(check.contains("ok"), "\(check)")
+    }
+}

@@ -67,6 +67,10 @@ final class CoordinatorJob: @unchecked Sendable {
     var done = 0
     var attempts: [Int: UInt32] = [:]
     var failures: [Int: [String]] = [:]
+    /// Tasks left undone because their input is damaged (`JobOptions.skipCorruptTiles`),
+    /// with the reason, in the order they were given up; and the note before the first.
+    var corruptSkipped: [(index: Int, reason: String)] = []
+    var noteBeforeSkips: String?
     /// Per task, the lost workers it was in flight on ("name (reason)"): see `maxTaskLosses`.
     var losses: [Int: [String]] = [:]
     var state: Wire.JobState = .running

@@ -224,9 +224,46 @@ extension CoordinatorLoop {
     func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
         guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
-        if job.failures[index]!.count >= 3 {
-            abort(job, state: .failed, message: "task \(index) failed 3 times: " + Self.summary(job.failures[index]!))
+        let failures = job.failures[index]!
+        guard failures.count >= 3 else { return }
+        // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
+        let corrupt = failures.allSatisfy { $0.contains(Wire.TaskFailure.corruptInput) }
+        guard corrupt, job.options.skipCorruptTiles, job.shared != nil else {
+            abort(
+                job, state: .failed,
+                message: "task \(index) failed 3 times: " + Self.summary(failures)
+                    + (corrupt ? " (--corrupt-tiles skip maps the rest and leaves such tiles empty)" : ""))
+            return
         }
+        // Another copy may still run (a straggler's): it ends the same way, and is judged then.
+        guard job.states[index] == .pending else { return }
+        skipCorrupt(job, index, reason: failures.last!)
+    }
+
+    /// Leaves task `index` of a `--corrupt-tiles skip` job undone (its map tile keeps the
+    /// fill value), logs it and lists it in the job's note; the job goes on, and finishes
+    /// if that was its last task.
+    private func skipCorrupt(_ job: CoordinatorJob, _ index: Int, reason: String) {
+        job.pending.removeAll { $0 == index }
+        job.states[index] = .done
+        job.done += 1
+        if job.noteBeforeSkips == nil { job.noteBeforeSkips = job.message }
+        let rect = job.tasks[index].rect
+        let plain = reason.replacingOccurrences(of: Wire.TaskFailure.corruptInput, with: "")
+        job.corruptSkipped.append((index, plain))
+        logger.warning(
+            "map tile left empty: its input is damaged",
+            metadata: [
+                "job": "\(job.id)", "task": "\(index)",
+                "tile": "y \(rect.y) x \(rect.x) \(rect.height)×\(rect.width)", "error": "\(plain)",
+            ])
+        let first = job.tasks[job.corruptSkipped[0].index].rect
+        let skipped = job.corruptSkipped.count
+        let note =
+            "\(skipped) map tile\(skipped == 1 ? "" : "s") left empty (fill value): input damaged "
+            + "(first at y \(first.y) x \(first.x): \(job.corruptSkipped[0].reason))"
+        job.message = [job.noteBeforeSkips ?? "", note].filter { !$0.isEmpty }.joined(separator: "; ")
+        if job.done == job.tasks.count { finish(job) }
     }
 
     /// Messages joined with "; ", each distinct one once, with its count when repeated.

@@ -21,6 +21,7 @@ import TesseraImage
 /// | raw-image | upload: the image arrives decoded, in `uploadPart`s: `HEIGHTxWIDTHxCHANNELSxBITS` (`RawImageShape`) |
 /// | keep | shared: the classes the store keeps (`1` or `0,2`; default every class), applied by the workers |
 /// | store | shared: `zarr` (the OME-Zarr output, kept) or `raw` (a temporary float32 store the client exports from) |
+/// | corrupt-tiles | shared: `skip` leaves the map tiles whose input is damaged empty (default `fail`: the job fails) |
 package struct JobOptions: Equatable, Sendable {
     /// Where a job's pixels and map live.
     package enum Storage: String, Sendable { case upload, shared }
@@ -43,6 +44,9 @@ package struct JobOptions: Equatable, Sendable {
     package var rawImage: RawImageShape?
     /// The classes a shared-storage job's store keeps (ascending, distinct), or nil for every class.
     package var keptClasses: [Int]?
+    /// A shared-storage job's map tiles whose input data is damaged (`SlideError.isCorruptData`,
+    /// on every attempt) are left empty and listed in the job's note instead of failing the job.
+    package var skipCorruptTiles = false
     /// The submission's id, chosen by the client (a UUID): `submit` is retried across a
     /// coordinator restart without creating a second job.
     package var token: String?
@@ -66,6 +70,7 @@ package struct JobOptions: Equatable, Sendable {
             if tissue { parts.append("tissue=1") }
             parts.append("dtype=\(dtype.rawValue)")
             parts.append("store=\(storeKind.rawValue)")
+            if skipCorruptTiles { parts.append("corrupt-tiles=skip") }
         }
         if let keptClasses { parts.append("keep=\(keptClasses.map(String.init).joined(separator: ","))") }
         return parts.joined(separator: ";")
@@ -118,6 +123,11 @@ package struct JobOptions: Equatable, Sendable {
                 }
                 mpp = v
             case "tissue": tissue = try int(0...1) == 1
+            case "corrupt-tiles":
+                guard value == "skip" || value == "fail" else {
+                    throw ClusterError(.invalidOption, "job option corrupt-tiles=\(value) (skip or fail)")
+                }
+                skipCorruptTiles = value == "skip"
             case "dtype": dtype = try named(MapDType.self)
             case "store": storeKind = try named(StoreKind.self)
             case "keep": keptClasses = try Self.keptClasses(value)

@@ -55,6 +55,8 @@ extension WorkerAgent {
                     guard handOver(write) else { return }
                     continue
                 }
+            } catch let error as SlideError where error.isCorruptData {
+                outcome = .failure(item.failure(Wire.TaskFailure.corruptInput + "\(error)"))
             } catch {
                 outcome = .failure(item.failure("\(error)"))
             }

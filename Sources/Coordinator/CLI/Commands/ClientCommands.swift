@@ -143,11 +143,17 @@ struct Submit: ParsableCommand {
                 options.level = header.format == .png ? nil : header.level
                 options.tissue = slide.tissue
                 options.dtype = slide.dtype
+                options.skipCorruptTiles = slide.corruptTiles == .skip
                 image = .path(absolute(path))
             } else {
                 guard header.format == .png else {
                     throw ValidationError(
                         "\(path): upload jobs take PNG images; map TIFFs and slides with --shared (or run)")
+                }
+                guard slide.corruptTiles == .fail else {
+                    throw ValidationError(
+                        "--corrupt-tiles skip is for images the workers read (--shared, or run): an upload job's "
+                            + "PNG is decoded whole by this client, which stops at damaged data")
                 }
                 image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
             }

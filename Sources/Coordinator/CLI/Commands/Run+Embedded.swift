@@ -97,6 +97,7 @@ extension Run {
         jobOptions.storage = .shared
         jobOptions.level = header.format == .png ? nil : header.level
         jobOptions.tissue = slide.tissue
+        jobOptions.skipCorruptTiles = slide.corruptTiles == .skip
         jobOptions.dtype = slide.dtype
         jobOptions.keptClasses = kept
         jobOptions.storeKind = keepZarr ? .zarr : .raw

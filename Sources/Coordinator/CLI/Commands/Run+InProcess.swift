@@ -76,9 +76,22 @@ extension Run {
                     }) : nil
             let counts: TileCounts
             let written: [String]
+            // --corrupt-tiles skip: a tile whose input is damaged is left empty, logged and counted.
+            let giveUp: ((PixelRect, any Error) -> Bool)? =
+                slide.corruptTiles == .skip
+                ? { rect, error in
+                    guard let error = error as? SlideError, error.isCorruptData else { return false }
+                    logger.warning(
+                        "map tile left empty: its input is damaged",
+                        metadata: [
+                            "image": "\(path)", "tile": "y \(rect.y) x \(rect.x) \(rect.height)×\(rect.width)",
+                            "error": "\(error)",
+                        ])
+                    return true
+                } : nil
             do {
                 counts = try mapper.mapTiles(
-                    image, mode: job.mode, tile: t, skip: skip,
+                    image, mode: job.mode, tile: t, skip: skip, giveUp: giveUp,
                     progress: { done, total in
                         progress.update(
                             label: OutputOptions.stem(forInput: path), done: done, total: total,
@@ -102,14 +115,24 @@ extension Run {
             } catch {
                 progress.finish()
                 sink.abandon()
+                if let error = error as? SlideError, error.isCorruptData {
+                    logger.error("--corrupt-tiles skip maps the rest of the image and leaves such tiles empty")
+                }
                 throw error
+            }
+            if counts.givenUp > 0 {
+                logger.warning(
+                    "\(counts.givenUp) map tile\(counts.givenUp == 1 ? "" : "s") left empty (fill value): input damaged",
+                    metadata: ["image": "\(path)"])
             }
             logger.info(
                 "done",
                 metadata: [
                     "image": "\(path)",
                     "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
-                    "tiles": "\(counts.computed) computed, \(counts.skipped) skipped",
+                    "tiles": .string(
+                        "\(counts.computed) computed, \(counts.skipped) skipped"
+                            + (counts.givenUp > 0 ? ", \(counts.givenUp) left empty (damaged input)" : "")),
                     "read-s": "\(String(format: "%.2f", counts.readSeconds))",
                     "compute-s": "\(String(format: "%.2f", counts.computeSeconds))",
                     "files": "\(written.count)",

@@ -19,7 +19,8 @@ struct SlideFlags: ParsableArguments {
     var mpp: Double?
     @Flag(
         help: ArgumentHelp(
-            "Compute only tiles with tissue (Otsu on saturation of a low-resolution view).",
+            "Compute only tiles with tissue (Otsu on saturation of a low-resolution view; on brightness "
+                + "when its background is dark, as in fluorescence).",
             discussion: "Skipped tiles are not computed and read as the store's fill value "
                 + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
     var tissue = false
@@ -36,6 +37,16 @@ struct SlideFlags: ParsableArguments {
                 + "net writes 8× fewer bytes than the full float32 map. Labels and overlays need every class.",
             valueName: "LIST"))
     var keepClasses: String?
+    @Option(
+        help: ArgumentHelp(
+            "What a map tile whose input is damaged (a tile of the image that does not decode) does: fail (the "
+                + "job fails, naming it) or skip (the map is made, such tiles are left empty and listed).",
+            discussion: "Skipped tiles read as the fill value, like --tissue's. A damaged image tile touches the "
+                + "map tiles whose input region (with the net's margin) overlaps it.",
+            valueName: "fail|skip"))
+    var corruptTiles: CorruptTiles = .fail
+
+    enum CorruptTiles: String, ExpressibleByArgument, CaseIterable { case fail, skip }
 
     /// `--keep-classes` as the ascending classes kept, checked against the net's class count.
     func keptClasses(netClasses: Int) throws -> [Int]? {

@@ -21,6 +21,8 @@ package struct MapTile: Sendable {
 package struct TileCounts: Sendable, Equatable {
     package var computed = 0
     package var skipped = 0
+    /// Tiles given up because `mapTiles`'s `giveUp` accepted their error (damaged input).
+    package var givenUp = 0
     /// Seconds spent reading and decoding input regions, and computing on the engine.
     package var readSeconds = 0.0
     package var computeSeconds = 0.0
@@ -32,10 +34,13 @@ extension LocalMapper {
     /// (`TilePlan.mapTiles`), and hands each finished tile to `emit`: nothing that
     /// grows with the image is held. Tiles for which `skip(rect)` holds are neither
     /// computed nor emitted. `progress(done, total)` counts the tasks that are
-    /// computed (skipped ones are not in `total`).
+    /// computed (skipped ones are not in `total`). A tile whose computation throws an
+    /// error that `giveUp(rect, error)` accepts is left out like a skipped one (counted
+    /// in `givenUp`); any other error ends the map.
     @discardableResult
     package func mapTiles(
         _ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
+        giveUp: ((PixelRect, any Error) -> Bool)? = nil,
         progress: ((Int, Int) -> Void)? = nil, emit: (MapTile) throws -> Void
     ) throws -> TileCounts {
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
@@ -52,9 +57,18 @@ extension LocalMapper {
                 counts.skipped += 1
                 continue
             }
-            let values = try computeTile(rect, of: image, mode: mode, counts: &counts) {
-                done += 1
+            let before = done
+            let values: ProbabilityMap
+            do {
+                values = try computeTile(rect, of: image, mode: mode, counts: &counts) {
+                    done += 1
+                    progress?(done, total)
+                }
+            } catch  where giveUp?(rect, error) == true {
+                counts.givenUp += 1
+                done = before + TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks).count
                 progress?(done, total)
+                continue
             }
             try emit(MapTile(rect: rect, values: values))
             counts.computed += 1

@@ -83,7 +83,8 @@ package struct JoinSummary: Sendable, CustomStringConvertible {
     package let chunks: Int
     package let seconds: Double
     package var description: String {
-        "levels \(levels.lowerBound)–\(levels.upperBound - 1): \(pieces) tile pieces joined into \(chunks) chunks in "
+        (levels.count == 1 ? "level \(levels.lowerBound)" : "levels \(levels.lowerBound)–\(levels.upperBound - 1)")
+            + ": \(pieces) tile pieces joined into \(chunks) chunk\(chunks == 1 ? "" : "s") in "
             + String(format: "%.2f s", seconds)
     }
 }

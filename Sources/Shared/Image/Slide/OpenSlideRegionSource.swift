@@ -86,8 +86,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
                 if handle.error != nil { handle = try reopen(rect, firstError) }
                 if let error = read(rect, into: &pixels, with: handle) {
                     handle = try reopen(rect, error)
+                    // The slide reopens but this region still fails: its data is damaged.
                     throw SlideError(
-                        .openSlide, path: name, level: level,
+                        .corruptTile, path: name, level: level,
                         detail: "reading \(rect) (level-0 origin \(origin(rect))): \(error)")
                 }
             }

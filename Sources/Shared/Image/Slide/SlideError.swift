@@ -4,6 +4,10 @@ import TesseraCore
 /// `catch let error as SlideError where error.kind == .truncated`), `path` names the file, `level` and
 /// `tile` say where when it applies, `detail` is the reason in words (libtiff's or OpenSlide's message, or ours).
 package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file's data for this region is damaged (a tile that does not decode, or lies past the
+    /// end of the file): reading it again gives the same error, on any machine.
+    package var isCorruptData: Bool { kind == .corruptTile || kind == .truncated }
+
     package enum Kind: Equatable, Sendable, CustomStringConvertible {
         case notFound
         /// Neither a TIFF nor a format OpenSlide recognises.

@@ -124,6 +124,9 @@ package enum Wire {
 
     /// A task the worker could not run.
     package struct TaskFailure: Equatable, Sendable {
+        /// How `message` begins when the input image's data for the task is damaged
+        /// (`SlideError.isCorruptData`): any worker would fail the same way.
+        package static let corruptInput = "corrupt input: "
         package var jobID: UInt64, taskID: UInt64, attempt: UInt32
         package var message: String
         package init(jobID: UInt64, taskID: UInt64, attempt: UInt32, message: String) {
