@@ -181,7 +181,7 @@ bad["bad_jpeg_tile"] = {"file": "bad_jpeg_tile.tif", "kind": "corruptTile", "til
 damage("jpeg_tables.tif", "bad_jpeg_tables_tile.tif", 5, 64)
 bad["bad_jpeg_tables_tile"] = {"file": "bad_jpeg_tables_tile.tif", "kind": "corruptTile", "tile": 5}
 damage("slide.svs", "bad_tile.svs", 5, 64)
-bad["bad_svs_tile"] = {"file": "bad_tile.svs", "kind": "openSlide"}
+bad["bad_svs_tile"] = {"file": "bad_tile.svs", "kind": "corruptTile"}
 damage("rgb8_tiled_zlib.tif", "bad_zlib_tile.tif", 3, 32)
 bad["bad_zlib_tile"] = {"file": "bad_zlib_tile.tif", "kind": "corruptTile", "tile": 3}
 # Truncated: tifffile writes the directory first, so the tiles at the end are missing; libtiff (tiffcp) writes
