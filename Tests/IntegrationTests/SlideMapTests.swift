@@ -378,7 +378,8 @@ extension SlideMapTests {
             try Self.coordinator(
                 group,
                 ["run"] + ClusterFixture.modelFlags + extra + [
-                    "--mode", "dense", "--tile", "256", "--outputs", "npy", "--out", group.directory + "/" + out, image,
+                    "--mode", "dense", "--tile", "256", "--outputs", "npy,zarr", "--out", group.directory + "/" + out,
+                    image,
                 ], log: out)
         }
         let (s0, l0) = try run([], bad, out: "fail")
@@ -399,8 +400,16 @@ extension SlideMapTests {
             empty = np.zeros(a.shape[1:], bool); empty[:768, :768] = True
             assert (np.isnan(a).all(axis=0) == empty).all(), "the empty tiles are not the 3 x 3 around tile 5"
             assert np.array_equal(a[:, ~empty], g[:, ~empty]), "the other tiles differ from the good slide's map"
+            # The map says which tiles are empty because of damage (not for want of tissue).
+            import zarr
+            for store in sys.argv[3:]:
+                damaged = sorted(map(tuple, zarr.open_group(store, mode="r").attrs["tessera"]["damaged_tiles"]))
+                want = sorted((y, x, 256, 256) for y in (0, 256, 512) for x in (0, 256, 512))
+                assert damaged == want, (store, damaged)
             print("ok")
-            """, [group.directory + "/cluster/bad.npy", group.directory + "/good/good.npy"])
+            """,
+            [group.directory + "/cluster/bad.npy", group.directory + "/good/good.npy"]
+                + ["cluster", "local"].map { group.directory + "/\($0)/bad.zarr" })
         #expect(check.contains("ok"), "\(check)")
     }
 }

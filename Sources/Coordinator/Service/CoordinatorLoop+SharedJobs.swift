@@ -82,13 +82,14 @@ extension CoordinatorLoop {
         let id = job.id
         let (completions, wake) = (completions, wake)
         let (owner, curve, logger) = (job.owner, configuration.curve != nil, logger)
+        let damaged = job.corruptSkipped.map { job.tasks[$0.index].rect }
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 defer { shared.lock?.release() }
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
-                if let joined = try shared.store.finish() {
+                if let joined = try shared.store.finish(damaged: damaged) {
                     logger.info("map store: \(joined)", metadata: ["job": "\(id)"])
                 }
                 PartialOutputs.finish(shared.store.path)

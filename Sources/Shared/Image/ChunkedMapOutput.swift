@@ -42,10 +42,13 @@ package final class ChunkedMapOutput {
     }
 
     /// Completes the store and writes every output from it; returns the paths written.
-    /// `image` is the input (for the overlay).
+    /// `image` is the input (for the overlay); `damaged`, the map tiles left empty because
+    /// their input was damaged (recorded in the zarr's attributes).
     @discardableResult
-    package func finish(image: (any RegionSource)?, logger: Logger? = nil) throws -> [String] {
-        if let joined = try store.finish() { logger?.info("map store: \(joined)") }
+    package func finish(
+        image: (any RegionSource)?, logger: Logger? = nil, damaged: [PixelRect] = []
+    ) throws -> [String] {
+        if let joined = try store.finish(damaged: damaged) { logger?.info("map store: \(joined)") }
         let written = try Self.export(store, image: image, options: options, logger: logger)
         if let finalPath {
             try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping

@@ -77,10 +77,12 @@ extension Run {
             let counts: TileCounts
             let written: [String]
             // --corrupt-tiles skip: a tile whose input is damaged is left empty, logged and counted.
+            var damaged: [PixelRect] = []
             let giveUp: ((PixelRect, any Error) -> Bool)? =
                 slide.corruptTiles == .skip
                 ? { rect, error in
                     guard let error = error as? SlideError, error.isCorruptData else { return false }
+                    damaged.append(rect)
                     logger.warning(
                         "map tile left empty: its input is damaged",
                         metadata: [
@@ -103,7 +105,7 @@ extension Run {
                         try sink.write(tile.rect, values: tile.values)
                     })
                 progress.finish()
-                written = try sink.finish(image: image, logger: logger)
+                written = try sink.finish(image: image, logger: logger, damaged: damaged)
                 if let checker {
                     let result = try checker.finish(mapper, image: image)
                     let report = "\(options.directory)/\(options.stem).check.json"

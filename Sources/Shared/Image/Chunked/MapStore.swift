@@ -100,13 +100,17 @@ package final class MapStore: Sendable {
     /// multiscales and `tessera.complete`, then removes the pieces. Call once every
     /// tile is written (tiles left out stay fill); a job that crashes before this
     /// never looks finished, and finishing again after a crash gives the same store.
-    /// Returns what was joined (nil: nothing to join, or finished before).
+    /// `damaged`: map tiles left empty because their input was damaged, recorded in
+    /// `.zattrs` (`StoreMetadata.zattrs`). Returns what was joined (nil: nothing to
+    /// join, or finished before).
     @discardableResult
-    package func finish() throws -> JoinSummary? {
+    package func finish(damaged: [PixelRect] = []) throws -> JoinSummary? {
         var joined: JoinSummary?
         if !isFinished {
             joined = try joinUpperLevels()
-            try AtomicFile.write(StoreMetadata.zattrs(layout, complete: true), to: "\(path)/.zattrs", durable: true)
+            try AtomicFile.write(
+                StoreMetadata.zattrs(layout, complete: true, emptyTiles: damaged), to: "\(path)/.zattrs",
+                durable: true)
         }
         removePieceFolders()
         return joined

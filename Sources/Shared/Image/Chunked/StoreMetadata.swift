@@ -42,7 +42,10 @@ enum StoreMetadata {
 
     /// The group attributes: always the `tessera` section; when `complete`, the
     /// OME multiscales (and channel labels, if the layout has class names) too.
-    static func zattrs(_ layout: MapLayout, complete: Bool) throws -> [UInt8] {
+    /// `emptyTiles`: the map tiles left empty because their input was damaged
+    /// (`--corrupt-tiles skip`), recorded as `tessera.damaged_tiles` ([y, x, height, width]
+    /// in level-0 pixels) so a reader can tell them from tiles without tissue.
+    static func zattrs(_ layout: MapLayout, complete: Bool, emptyTiles: [PixelRect] = []) throws -> [UInt8] {
         var tessera: [String: Any] = [
             // 1 when nothing is joined: the files are format 1's, and older builds read them.
             "format": layout.tileLevels == layout.levels ? 1 : formatVersion,
@@ -59,6 +62,7 @@ enum StoreMetadata {
         }
         tessera["compression"] = layout.compression.rawValue
         if let mpp = layout.micronsPerPixel { tessera["microns_per_pixel"] = mpp }
+        if !emptyTiles.isEmpty { tessera["damaged_tiles"] = emptyTiles.map { [$0.y, $0.x, $0.height, $0.width] } }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
             // Level k's pixel is 2^k level-0 pixels, in micrometres when the image says.
