@@ -13,19 +13,10 @@ import Testing
 struct JobLimitTests {
     @Test("a third unfinished job is refused naming the limit and the jobs; a retry is not; a cancel frees a place")
     func limit() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-limit-\(UUID().uuidString)")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let context = try ZMQContext()
-        let id = UUID().uuidString
-        var configuration = CoordinatorService.Configuration(
-            workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root)
-        configuration.maxJobsPerKey = 2
-        let service = CoordinatorService(context: context, configuration: configuration, logger: Logger(label: "test"))
-        _ = try service.start()
-        defer { service.stop() }
-        let client = try TestClient(context, "inproc://c-\(id)")
+        try RawUploadTests().withService(configure: { $0.maxJobsPerKey = 2 }) { client, _ in try limit(client) }
+    }
 
+    private func limit(_ client: borrowing TestClient) throws {
         // Raw uploads waiting for their pixels count as unfinished, as do queued jobs.
         func announce(token: String) -> WireMessage {
             var spec = DamagedStoreTests.spec("cells.png", image: [])

@@ -13,8 +13,11 @@ import Testing
 /// what the coordinator accepts, refuses and forgets, checked message by message.
 @Suite("Raw uploads: parts in order, checked, answered one by one")
 struct RawUploadTests {
-    /// Runs `body` against a fresh in-process coordinator on a fresh store.
-    func withService(idle: Double = 120, _ body: (borrowing TestClient, String) throws -> Void) throws {
+    /// Runs `body` against a fresh in-process coordinator on a fresh store (`configure`: more settings).
+    func withService(
+        idle: Double = 120, configure: (inout CoordinatorService.Configuration) -> Void = { _ in },
+        _ body: (borrowing TestClient, String) throws -> Void
+    ) throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-raw-\(UUID().uuidString)")
             .path
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -24,6 +27,7 @@ struct RawUploadTests {
             workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root)
         configuration.uploadIdleSeconds = idle
         configuration.maxPixels = 1_000_000
+        configure(&configuration)
         let service = CoordinatorService(context: context, configuration: configuration, logger: Logger(label: "test"))
         _ = try service.start()
         defer { service.stop() }

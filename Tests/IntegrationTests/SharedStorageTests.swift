@@ -51,6 +51,31 @@ struct SharedStorageTests {
                 + (shared ? ["--shared"] : ["--outputs", "npy"]) + [image], log: log)
     }
 
+    /// Two free TCP endpoints on the loopback (workers, clients), kept across coordinator restarts.
+    static func endpoints() throws -> (workers: String, clients: String) {
+        let ports = try FaultToleranceTests.freePorts(2)
+        return ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+    }
+
+    /// Starts `serve` with a job store in the group's folder (so a restart resumes its
+    /// jobs) and waits until it serves.
+    func persistentCoordinator(
+        _ group: ProcessGroup, _ workers: String, _ clients: String, root: String, log: String
+    ) throws -> Process {
+        let p = try group.start(
+            "tessera-coordinator",
+            [
+                "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
+                group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
+            ], log: log)
+        let deadline = Date().addingTimeInterval(20)
+        while !group.log(log).contains("coordinator serving") {
+            guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start: \(group.log(log))") }
+            usleep(50_000)
+        }
+        return p
+    }
+
     /// `export STORE --outputs npy`: the shared job's map as `.npy` (read from its chunks).
     func exportNPY(_ group: ProcessGroup, store: String, out: String) throws -> [UInt8]? {
         let p = try group.start(
@@ -249,23 +274,9 @@ struct SharedStorageTests {
         defer { group.stop() }
         let root = group.directory + "/shared"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let ports = try FaultToleranceTests.freePorts(2)
-        let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+        let (workers, clients) = try Self.endpoints()
         func coordinator(_ log: String) throws -> Process {
-            let p = try group.start(
-                "tessera-coordinator",
-                [
-                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
-                    group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
-                ], log: log)
-            let deadline = Date().addingTimeInterval(20)
-            while !group.log(log).contains("coordinator serving") {
-                guard Date() < deadline else {
-                    throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
-                }
-                usleep(50_000)
-            }
-            return p
+            try persistentCoordinator(group, workers, clients, root: root, log: log)
         }
         let coord = try coordinator("coordinator-1")
         let w = try (1...3).map { try worker(group, workers, "w\($0)", root: root, delayMs: 80) }
@@ -321,21 +332,9 @@ struct SharedStorageTests {
         defer { group.stop() }
         let root = group.directory + "/shared"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let ports = try FaultToleranceTests.freePorts(2)
-        let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+        let (workers, clients) = try Self.endpoints()
         func coordinator(_ log: String) throws -> Process {
-            let p = try group.start(
-                "tessera-coordinator",
-                [
-                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
-                    group.directory + "/store", "--shared-root", root,
-                ], log: log)
-            let deadline = Date().addingTimeInterval(20)
-            while !group.log(log).contains("coordinator serving") {
-                guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start") }
-                usleep(50_000)
-            }
-            return p
+            try persistentCoordinator(group, workers, clients, root: root, log: log)
         }
         // No worker ever joins: the restarted coordinator can only finish what is on disk.
         let coord = try coordinator("coordinator-1")
