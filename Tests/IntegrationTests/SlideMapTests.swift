@@ -388,6 +388,11 @@ extension SlideMapTests {
         #expect(s1 == 0 && l1.contains("9 map tiles left empty"), "\(l1)")
         let (s2, l2) = try run(["--corrupt-tiles", "skip", "--in-process"], bad, out: "local")
         #expect(s2 == 0 && l2.contains("9 left empty (damaged input)"), "\(l2)")
+        // With --tissue the low-resolution view reads the damaged tile too: it counts as tissue.
+        let (s4, l4) = try run(["--corrupt-tiles", "skip", "--tissue"], bad, out: "tissue")
+        #expect(s4 == 0 && l4.contains("unreadable") && l4.contains("left empty"), "\(l4)")
+        let (s5, l5) = try run(["--tissue"], bad, out: "tissue-fail")
+        #expect(s5 != 0 && l5.contains("--corrupt-tiles skip"), "\(l5)")
         let (s3, l3) = try run(["--in-process"], good, out: "good")
         #expect(s3 == 0, "\(l3)")
         let cluster = Self.bytes(group.directory + "/cluster/bad.npy")

@@ -155,11 +155,12 @@ final class CoordinatorJob: @unchecked Sendable {
         let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
         // Rates count the tiles computed in this coordinator's life, not those restored from the store,
         // and the map pixels of the job's tiles (with --tissue, not the skipped ones).
-        let fraction = Double(max(0, done - restored)) / Double(max(1, tasks.count))
+        let computed = max(0, done - restored - corruptSkipped.count)
+        let fraction = Double(computed) / Double(max(1, tasks.count))
         return Wire.JobStatus(
             jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
             tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
-            tasksPerSecond: Double(max(0, done - restored)) / elapsed,
+            tasksPerSecond: Double(computed) / elapsed,
             pixelsPerSecond: fraction * Double(mappedPixels) / elapsed,
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }

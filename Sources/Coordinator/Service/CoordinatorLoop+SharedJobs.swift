@@ -161,9 +161,11 @@ extension CoordinatorLoop {
             }
         }
         job.resumed = true
+        // The plan's own note (--tissue's) stays after the resume's.
         job.message =
             "resumed: \(job.restored)/\(job.tasks.count) tiles verified in the map store"
             + (unusable > 0 ? " (\(unusable) did not match their receipts)" : "")
+            + (job.message.isEmpty ? "" : "; " + job.message)
         return job
     }
 }

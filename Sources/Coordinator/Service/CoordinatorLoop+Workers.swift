@@ -210,7 +210,10 @@ extension CoordinatorLoop {
             return
         }
         let index = Int(f.taskID)
-        logger.warning(
+        // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
+        let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)
+        logger.log(
+            level: expected ? .debug : .warning,
             "task failed on a worker",
             metadata: [
                 "worker": "\(worker.name)", "job": "\(job.id)",

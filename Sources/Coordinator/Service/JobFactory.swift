@@ -323,11 +323,18 @@ struct JobFactory: Sendable {
         var tissueFeature = ""
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
-            let mask = try ImageInput.tissueMask(opened, path: imagePath)
+            let mask = try ImageInput.tissueMask(
+                opened, path: imagePath, tolerateDamage: options.skipCorruptTiles)
             let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)
             if mask.feature == .brightness { tissueFeature = " (a dark background: its bright parts are the tissue)" }
+            if mask.damagedCells > 0 {
+                tissueFeature += String(
+                    format: " (%.1f %% of the view unreadable: its tiles are tried)",
+                    100 * Double(mask.damagedCells) / Double(max(1, mask.width * mask.height)))
+            }
+            if tiles.isEmpty { tissueFeature += " (no tissue found: nothing to compute; map without --tissue?)" }
         }
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tiles.first, big.height * big.width > limit {

@@ -115,23 +115,32 @@ package enum ImageInput {
     /// The tissue mask of an opened image, answering in the mapped level's pixel
     /// coordinates; computed from the file's smallest level that still has about
     /// 1024 pixels along its longer side, never from the full resolution of a slide.
-    package static func tissueMask(_ opened: Opened, path: String) throws -> TissueMask {
+    /// `tolerateDamage` (`--corrupt-tiles skip`): damaged parts of the view count as tissue.
+    package static func tissueMask(_ opened: Opened, path: String, tolerateDamage: Bool = false) throws -> TissueMask {
         let target = opened.source
-        if case .png = opened.format { return try TissueMask.detect(source: target) }
+        let options = TissueMask.Options(tolerateDamage: tolerateDamage)
+        if case .png = opened.format { return try TissueMask.detect(source: target, options: options) }
         let levels = try SlideInfo.inspect(path: path).levels
-        let wanted = TissueMask.Options().maxDimension
-        let level = levels.last { max($0.width, $0.height) >= wanted } ?? levels[0]
+        let level = levels.last { max($0.width, $0.height) >= options.maxDimension } ?? levels[0]
+        let hint = " (--corrupt-tiles skip maps such an image, leaving the damaged parts empty)"
         guard level.index != opened.level else {
-            return try TissueMask.detect(source: target, coverWidth: target.width, coverHeight: target.height)
+            do {
+                return try TissueMask.detect(
+                    source: target, coverWidth: target.width, coverHeight: target.height, options: options)
+            } catch let error as SlideError where error.isCorruptData {
+                throw TissueViewError(description: "--tissue could not read \(path): \(error)" + hint)
+            }
         }
         do {
             let small = try openRegionSource(path: path, level: level.index)
-            return try TissueMask.detect(source: small, coverWidth: target.width, coverHeight: target.height)
+            return try TissueMask.detect(
+                source: small, coverWidth: target.width, coverHeight: target.height, options: options)
         } catch {
             // The error names a level the user did not ask for: say why it was read.
             throw TissueViewError(
                 description: "--tissue looks for tissue in level \(level.index) of \(path) (a low-resolution view), "
-                    + "and could not read it: \(error)")
+                    + "and could not read it: \(error)"
+                    + ((error as? SlideError)?.isCorruptData == true ? hint : ""))
         }
     }
 }

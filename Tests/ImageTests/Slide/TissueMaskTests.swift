@@ -84,6 +84,50 @@ struct TissueMaskTests {
         #expect(mask.tissueFraction > 0.09 && mask.tissueFraction < 0.16, "\(mask.tissueFraction)")
     }
 
+    /// Found by a user audit: gray stored as RGB (R = G = B) has no saturation, so no tissue was found
+    /// and nothing was computed; and a fluorescence image mostly covered by tissue has a bright median,
+    /// so its mask was inverted. Such images use darkness, or brightness when the border is dark.
+    @Test(arguments: [(dark: false, cover: 40), (dark: true, cover: 40), (dark: true, cover: 130)])
+    func grayAsRGBAndMostlyTissue(dark: Bool, cover radius: Int) throws {
+        let (background, signal): (Float, Float) = dark ? (4, 170) : (235, 120)
+        let source = FunctionSource(width: 400, height: 300, channels: 3) { y, x in
+            let inside = (y - 150) * (y - 150) + (x - 200) * (x - 200) < radius * radius
+            let v = inside ? signal : background + Float((y * 7 + x * 3) % 5)
+            return [v, v, v]
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 100, dilation: 0))
+        #expect(mask.feature == (dark ? .brightness : .darkness))
+        #expect(mask.containsTissue(PixelRect(y: 140, x: 190, height: 20, width: 20), minFraction: 1))
+        #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 8, width: 8)))
+        let expected = Double.pi * Double(radius * radius) / 120_000
+        #expect(abs(mask.tissueFraction - expected) < 0.03, "\(mask.tissueFraction) vs \(expected)")
+    }
+
+    /// `--corrupt-tiles skip`: the damaged part of the view counts as tissue (its tiles are tried), the rest
+    /// is judged as usual; without it, the damage is an error naming the tile.
+    @Test func damagedViewCountsAsTissue() throws {
+        let bad = PixelRect(y: 512, x: 256, height: 256, width: 256)
+        let source = FunctionSource(
+            width: 1024, height: 1024, channels: 3,
+            failing: { r in
+                r.y < bad.y + bad.height && bad.y < r.y + r.height && r.x < bad.x + bad.width && bad.x < r.x + r.width
+            }
+        ) { y, x in
+            (y - 200) * (y - 200) + (x - 700) * (x - 700) < 100 * 100 ? [150, 60, 140] : [240, 240, 240]
+        }
+        #expect { try TissueMask.detect(source: source, options: .init(maxDimension: 128)) } throws: {
+            ($0 as? SlideError)?.isCorruptData == true
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 128, tolerateDamage: true))
+        #expect(mask.feature == .saturation)
+        // Only the damaged 256² block (the view is re-read in 256² blocks), as 32² cells of 8 px.
+        #expect(mask.damagedCells == 32 * 32)
+        #expect(mask.containsTissue(PixelRect(y: 540, x: 280, height: 200, width: 200), minFraction: 1))
+        #expect(mask.containsTissue(PixelRect(y: 190, x: 690, height: 20, width: 20), minFraction: 1))
+        #expect(!mask.containsTissue(PixelRect(y: 900, x: 900, height: 100, width: 100)))
+        #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 200, width: 200)))
+    }
+
     @Test func otsuSplitsTwoModes() {
         let mask = TissueMask.otsu([Float](repeating: 0.05, count: 100) + [Float](repeating: 0.6, count: 30))
         #expect(mask > 0.05 && mask <= 0.6)
@@ -117,13 +161,20 @@ final class FunctionSource: RegionSource, @unchecked Sendable {
     let channels: Int
     let bitDepth = 8
     let pixel: (Int, Int) -> [Float]
-    init(width: Int, height: Int, channels: Int, pixel: @escaping (Int, Int) -> [Float]) {
+    /// Regions for which reading fails as damaged data (a corrupt tile).
+    let failing: (PixelRect) -> Bool
+    init(
+        width: Int, height: Int, channels: Int, failing: @escaping (PixelRect) -> Bool = { _ in false },
+        pixel: @escaping (Int, Int) -> [Float]
+    ) {
         self.width = width
         self.height = height
         self.channels = channels
+        self.failing = failing
         self.pixel = pixel
     }
     func readRegion(_ rect: PixelRect) throws -> PixelRegion {
+        if failing(rect) { throw SlideError(.corruptTile, path: name, detail: "damaged in \(rect)") }
         var samples: [Float] = []
         samples.reserveCapacity(rect.height * rect.width * channels)
         for y in rect.y..<(rect.y + rect.height) {

@@ -43,7 +43,8 @@ extension Run {
             }
             var skip: ((PixelRect) -> Bool)?
             if slide.tissue {
-                let mask = try ImageInput.tissueMask(opened, path: path)
+                let mask = try ImageInput.tissueMask(
+                    opened, path: path, tolerateDamage: slide.corruptTiles == .skip)
                 skip = { !mask.containsTissue($0) }
                 logger.info(
                     "tissue",
@@ -51,6 +52,7 @@ extension Run {
                         "image": "\(path)",
                         "fraction": "\(String(format: "%.3f", mask.tissueFraction))",
                         "feature": "\(mask.feature.rawValue)\(mask.feature == .brightness ? " (dark background)" : "")",
+                        "unreadable-cells": "\(mask.damagedCells)",
                     ])
             }
             logger.info(
@@ -63,6 +65,10 @@ extension Run {
             // The map pixels computed (the tiles with tissue): what Mpx/s counts, as the cluster's status does.
             let mapped = TilePlan.mapTiles(mode: job.mode, image: size, tile: t, stride: plan.tasks.stride)
                 .filter { skip?($0) != true }.reduce(0) { $0 + $1.height * $1.width }
+            if slide.tissue && mapped == 0 {
+                logger.warning(
+                    "no tissue found: nothing is computed (map without --tissue?)", metadata: ["image": "\(path)"])
+            }
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
@@ -78,10 +84,12 @@ extension Run {
             let written: [String]
             // --corrupt-tiles skip: a tile whose input is damaged is left empty, logged and counted.
             var damaged: [PixelRect] = []
+            var firstDamage = ""
             let giveUp: ((PixelRect, any Error) -> Bool)? =
                 slide.corruptTiles == .skip
                 ? { rect, error in
                     guard let error = error as? SlideError, error.isCorruptData else { return false }
+                    if damaged.isEmpty { firstDamage = "first at y \(rect.y) x \(rect.x): \(error)" }
                     damaged.append(rect)
                     logger.warning(
                         "map tile left empty: its input is damaged",
@@ -123,9 +131,9 @@ extension Run {
                 throw error
             }
             if counts.givenUp > 0 {
+                let tiles = "\(counts.givenUp) map tile\(counts.givenUp == 1 ? "" : "s")"
                 logger.warning(
-                    "\(counts.givenUp) map tile\(counts.givenUp == 1 ? "" : "s") left empty (fill value): input damaged",
-                    metadata: ["image": "\(path)"])
+                    "\(tiles) left empty (fill value): input damaged (\(firstDamage))", metadata: ["image": "\(path)"])
             }
             logger.info(
                 "done",

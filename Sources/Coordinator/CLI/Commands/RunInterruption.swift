@@ -27,7 +27,11 @@ final class RunInterruption: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler { [self] in
                 FileHandle.standardError.write(
-                    Data("interrupted: stopping the workers and removing this run's unfinished outputs\n".utf8))
+                    Data(
+                        (removeOutputs
+                            ? "interrupted: stopping the workers and removing this run's unfinished outputs\n"
+                            : "interrupted: stopping the workers; the unfinished map stays for the same command "
+                                + "to resume (--store)\n").utf8))
                 let (steps, waits) = lock.withLock {
                     interrupted = true
                     return (self.steps, mainWrites)

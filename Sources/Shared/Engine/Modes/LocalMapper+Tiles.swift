@@ -36,7 +36,7 @@ extension LocalMapper {
     /// computed nor emitted. `progress(done, total)` counts the tasks that are
     /// computed (skipped ones are not in `total`). A tile whose computation throws an
     /// error that `giveUp(rect, error)` accepts is left out like a skipped one (counted
-    /// in `givenUp`); any other error ends the map.
+    /// in `givenUp`, and taken out of `progress`'s total); any other error ends the map.
     @discardableResult
     package func mapTiles(
         _ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
@@ -47,7 +47,7 @@ extension LocalMapper {
         let size = Size2(image.height, image.width)
         let tiles = TilePlan.mapTiles(mode: mode, image: size, tile: t, stride: engine.tasks.stride)
         let skipped = tiles.map { skip?($0) == true }
-        let total = zip(tiles, skipped).reduce(0) { sum, pair in
+        var total = zip(tiles, skipped).reduce(0) { sum, pair in
             sum + (pair.1 ? 0 : TilePlan.tasks(forTile: pair.0, mode: mode, image: size, geometry: engine.tasks).count)
         }
         var done = 0
@@ -65,8 +65,10 @@ extension LocalMapper {
                     progress?(done, total)
                 }
             } catch  where giveUp?(rect, error) == true {
+                // Not computed: out of the progress's total, like a skipped tile.
                 counts.givenUp += 1
-                done = before + TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks).count
+                total -= TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks).count
+                done = before
                 progress?(done, total)
                 continue
             }

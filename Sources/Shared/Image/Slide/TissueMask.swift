@@ -6,9 +6,10 @@ import TesseraCore
 /// How: the image is averaged into cells (at most `maxDimension` along the longer side), each cell's mean colour
 /// gets its HSV saturation (stained tissue is coloured, glass and background are grey or white), and an Otsu
 /// threshold on those saturations splits tissue from background, as the pathology toolkits do. Gray images use
-/// darkness (1 − value) instead. A dark-field image (fluorescence: most cells darker than `darkBackground`)
-/// uses brightness (the brightest channel) instead: there the signal is bright, and near-black noise has
-/// a high saturation. The threshold is never below `minimumThreshold`, so an empty slide's noise
+/// darkness (1 − value) instead, and so do colour images without colour (gray stored as RGB). A dark-field
+/// image (fluorescence: the cells along its border, where slides show their background, darker than
+/// `darkBackground` in the median) uses brightness (the brightest channel) instead: there the signal is
+/// bright, and near-black noise has a high saturation. The threshold is never below `minimumThreshold`, so an empty slide's noise
 /// is not split in two. The tissue cells are then dilated by `dilation` cells so tissue edges are not cut.
 /// Deterministic: the same pixels give the same mask.
 ///
@@ -22,11 +23,17 @@ package struct TissueMask: Sendable, Equatable {
         package var dilation: Int
         /// The smallest saturation (or darkness, for gray images) counted as tissue, whatever Otsu says.
         package var minimumThreshold: Double
+        /// Parts of the view whose data is damaged (`SlideError.isCorruptData`) count as tissue, so their
+        /// tiles are tried (and left empty if damaged: `--corrupt-tiles skip`); else the damage is an error.
+        package var tolerateDamage: Bool
 
-        package init(maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05) {
+        package init(
+            maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05, tolerateDamage: Bool = false
+        ) {
             self.maxDimension = maxDimension
             self.dilation = dilation
             self.minimumThreshold = minimumThreshold
+            self.tolerateDamage = tolerateDamage
         }
     }
 
@@ -56,6 +63,8 @@ package struct TissueMask: Sendable, Equatable {
     package let threshold: Double
     /// What was thresholded.
     package let feature: Feature
+    /// Cells whose pixels could not be read (damaged data, `Options.tolerateDamage`): counted as tissue.
+    package let damagedCells: Int
     /// Row-major, `width × height`: true where there is tissue (after dilation).
     package let cells: [Bool]
 
@@ -71,10 +80,14 @@ package struct TissueMask: Sendable, Equatable {
         guard source.width > 0, source.height > 0 else {
             throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
         }
-        let grid = try CellGrid(source: source, maxDimension: max(1, options.maxDimension))
-        let (values, feature) = grid.values(gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1))
-        let threshold = max(Self.otsu(values), options.minimumThreshold)
-        let tissue = values.map { Double($0) > threshold }
+        let grid = try CellGrid(
+            source: source, maxDimension: max(1, options.maxDimension), tolerateDamage: options.tolerateDamage)
+        let (values, feature) = grid.values(
+            gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1),
+            minimumSaturation: Float(options.minimumThreshold))
+        let readable = values.indices.filter { !grid.damaged[$0] }.map { values[$0] }
+        let threshold = max(Self.otsu(readable), options.minimumThreshold)
+        let tissue = values.indices.map { grid.damaged[$0] || Double(values[$0]) > threshold }
         let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
         let coverWidth = coverWidth ?? source.width
         let coverHeight = coverHeight ?? source.height
@@ -82,7 +95,8 @@ package struct TissueMask: Sendable, Equatable {
             width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
             cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
             cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
-            threshold: threshold, feature: feature, cells: dilated)
+            threshold: threshold, feature: feature, damagedCells: grid.damaged.lazy.filter { $0 }.count,
+            cells: dilated)
     }
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
@@ -176,54 +190,89 @@ struct CellGrid {
     let channels: Int
     /// Mean of each channel per cell, row-major, interleaved.
     let means: [Float]
+    /// Per cell: some of its pixels could not be read (damaged data; only with `tolerateDamage`).
+    let damaged: [Bool]
 
-    init(source: any RegionSource, maxDimension: Int) throws {
+    init(source: any RegionSource, maxDimension: Int, tolerateDamage: Bool = false) throws {
         cell = max(1, (max(source.width, source.height) + maxDimension - 1) / maxDimension)
         width = (source.width + cell - 1) / cell
         height = (source.height + cell - 1) / cell
         channels = source.channels
         var sums = [Double](repeating: 0, count: width * height * channels)
         var counts = [Double](repeating: 0, count: width * height)
-        let block = max(cell, 1024 / cell * cell)
-        for by in stride(from: 0, to: source.height, by: block) {
-            for bx in stride(from: 0, to: source.width, by: block) {
-                let rect = PixelRect(
-                    y: by, x: bx, height: min(block, source.height - by),
-                    width: min(block, source.width - bx))
-                let region = try source.readRegion(rect)
-                for y in 0..<rect.height {
-                    let cellRow = (by + y) / cell * width
-                    for x in 0..<rect.width {
-                        let index = cellRow + (bx + x) / cell
-                        counts[index] += 1
-                        let at = (y * rect.width + x) * channels
-                        for c in 0..<channels { sums[index * channels + c] += Double(region.samples[at + c]) }
+        var damaged = [Bool](repeating: false, count: width * height)
+        let (cell, width, channels) = (cell, width, channels)
+        func add(_ rect: PixelRect) throws {
+            let region: PixelRegion
+            do {
+                region = try source.readRegion(rect)
+            } catch let error as SlideError where tolerateDamage && error.isCorruptData {
+                // Read it again in smaller blocks, so only the damaged parts count as unreadable.
+                let small = max(cell, 256 / cell * cell)
+                guard rect.height > small || rect.width > small else {
+                    for y in (rect.y / cell)...((rect.y + rect.height - 1) / cell) {
+                        for x in (rect.x / cell)...((rect.x + rect.width - 1) / cell) { damaged[y * width + x] = true }
                     }
+                    return
+                }
+                for by in stride(from: rect.y, to: rect.y + rect.height, by: small) {
+                    for bx in stride(from: rect.x, to: rect.x + rect.width, by: small) {
+                        try add(
+                            PixelRect(
+                                y: by, x: bx, height: min(small, rect.y + rect.height - by),
+                                width: min(small, rect.x + rect.width - bx)))
+                    }
+                }
+                return
+            }
+            for y in 0..<rect.height {
+                let cellRow = (rect.y + y) / cell * width
+                for x in 0..<rect.width {
+                    let index = cellRow + (rect.x + x) / cell
+                    counts[index] += 1
+                    let at = (y * rect.width + x) * channels
+                    for c in 0..<channels { sums[index * channels + c] += Double(region.samples[at + c]) }
                 }
             }
         }
+        let block = max(cell, 1024 / cell * cell)
+        for by in stride(from: 0, to: source.height, by: block) {
+            for bx in stride(from: 0, to: source.width, by: block) {
+                try add(
+                    PixelRect(
+                        y: by, x: bx, height: min(block, source.height - by), width: min(block, source.width - bx)))
+            }
+        }
+        self.damaged = damaged
         means = sums.indices.map { Float(sums[$0] / max(1, counts[$0 / source.channels])) }
     }
 
     /// Per cell, the feature `TissueMask` thresholds, and which it is: brightness (the
-    /// brightest channel / maxValue) when the median cell is darker than
-    /// `TissueMask.darkBackground`; else HSV saturation of the mean colour, or for gray
-    /// images darkness (1 − value / maxValue).
-    func values(gray: Bool, maxValue: Float) -> ([Float], TissueMask.Feature) {
-        let colour = !gray && channels >= 3
-        let brightness = (0..<(width * height)).map { index in
-            (colour
-                ? max(means[index * 3], means[index * 3 + 1], means[index * 3 + 2]) : means[index * channels])
-                / maxValue
-        }
-        let sorted = brightness.sorted()
-        if !sorted.isEmpty, sorted[sorted.count / 2] < TissueMask.darkBackground { return (brightness, .brightness) }
-        if !colour { return (brightness.map { 1 - $0 }, .darkness) }
-        let saturation = (0..<(width * height)).map { index in
+    /// brightest channel / maxValue) when the median of the cells along the border is
+    /// darker than `TissueMask.darkBackground`; else HSV saturation of the mean colour,
+    /// or darkness (1 − value / maxValue) for gray images and for colour images whose
+    /// cells are nearly all below `minimumSaturation` (gray stored as RGB).
+    func values(gray: Bool, maxValue: Float, minimumSaturation: Float) -> ([Float], TissueMask.Feature) {
+        let readable = (0..<(width * height)).filter { !damaged[$0] }
+        let saturation = (0..<(width * height)).map { index -> Float in
+            guard !gray && channels >= 3 else { return 0 }
             let r = means[index * 3], g = means[index * 3 + 1], b = means[index * 3 + 2]
             let high = max(r, g, b), low = min(r, g, b)
             return high > 0 ? (high - low) / high : 0
         }
+        let saturated = readable.map { saturation[$0] }.sorted()
+        let colour = !saturated.isEmpty && saturated[saturated.count * 99 / 100] >= minimumSaturation
+        let brightness = (0..<(width * height)).map { index in
+            (!gray && channels >= 3
+                ? max(means[index * 3], means[index * 3 + 1], means[index * 3 + 2]) : means[index * channels])
+                / maxValue
+        }
+        // Slides show their background along the border (the glass around the tissue).
+        let border = readable.filter { i in
+            i / width == 0 || i / width == height - 1 || i % width == 0 || i % width == width - 1
+        }.map { brightness[$0] }.sorted()
+        if !border.isEmpty, border[border.count / 2] < TissueMask.darkBackground { return (brightness, .brightness) }
+        if !colour { return (brightness.map { 1 - $0 }, .darkness) }
         return (saturation, .saturation)
     }
 }
