@@ -120,7 +120,7 @@ struct TissueMaskTests {
         }
         let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 128, tolerateDamage: true))
         #expect(mask.feature == .saturation)
-        // Only the damaged 256² block (the view is re-read in 256² blocks), as 32² cells of 8 px.
+        // Only the damaged 256² block (the view is re-read in quarters, down to 32 px), as 32² cells of 8 px.
         #expect(mask.damagedCells == 32 * 32)
         #expect(mask.containsTissue(PixelRect(y: 540, x: 280, height: 200, width: 200), minFraction: 1))
         #expect(mask.containsTissue(PixelRect(y: 190, x: 690, height: 20, width: 20), minFraction: 1))

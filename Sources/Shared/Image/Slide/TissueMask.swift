@@ -207,21 +207,21 @@ struct CellGrid {
             do {
                 region = try source.readRegion(rect)
             } catch let error as SlideError where tolerateDamage && error.isCorruptData {
-                // Read it again in smaller blocks, so only the damaged parts count as unreadable.
-                let small = max(cell, 256 / cell * cell)
-                guard rect.height > small || rect.width > small else {
+                // Read it again in quarters (down to 32 pixels), so only the damaged parts count as unreadable.
+                let smallest = max(cell, 32 / cell * cell)
+                guard rect.height > smallest || rect.width > smallest else {
                     for y in (rect.y / cell)...((rect.y + rect.height - 1) / cell) {
                         for x in (rect.x / cell)...((rect.x + rect.width - 1) / cell) { damaged[y * width + x] = true }
                     }
                     return
                 }
-                for by in stride(from: rect.y, to: rect.y + rect.height, by: small) {
-                    for bx in stride(from: rect.x, to: rect.x + rect.width, by: small) {
-                        try add(
-                            PixelRect(
-                                y: by, x: bx, height: min(small, rect.y + rect.height - by),
-                                width: min(small, rect.x + rect.width - bx)))
-                    }
+                // Halves on cell boundaries (a cell is never split between two reads).
+                func halves(_ start: Int, _ length: Int) -> [(Int, Int)] {
+                    let half = max(cell, (length / 2 + cell - 1) / cell * cell)
+                    return half >= length ? [(start, length)] : [(start, half), (start + half, length - half)]
+                }
+                for (y, h) in halves(rect.y, rect.height) {
+                    for (x, w) in halves(rect.x, rect.width) { try add(PixelRect(y: y, x: x, height: h, width: w)) }
                 }
                 return
             }
