@@ -137,7 +137,9 @@ extension CoordinatorLoop {
             job.done = job.tasks.count
             job.restored = job.tasks.count
             job.resumed = true
-            job.message = "resumed: the map was complete, stopped while finishing"
+            job.message =
+                "resumed: the map was complete, stopped while finishing"
+                + (job.message.isEmpty ? "" : "; " + job.message)
             return job
         }
         var byTile: [TileIndex: Int] = [:]

@@ -128,6 +128,30 @@ struct TissueMaskTests {
         #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 200, width: 200)))
     }
 
+    /// Found by a review: 12-bit fluorescence stored in 16 bits sits below 5 % of the full range, so no
+    /// tissue was found; the range the brightest cell fits in is used instead.
+    @Test func dimSixteenBitFluorescence() throws {
+        let source = FunctionSource(width: 400, height: 300, channels: 1, bitDepth: 16) { y, x in
+            let inside = (y - 150) * (y - 150) + (x - 200) * (x - 200) < 60 * 60
+            return [inside ? 1500 : 20 + Float((y * 7 + x * 3) % 9)]
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 100, dilation: 0))
+        #expect(mask.feature == .brightness)
+        #expect(mask.containsTissue(PixelRect(y: 140, x: 190, height: 20, width: 20), minFraction: 1))
+        #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 60, width: 60)))
+        #expect(abs(mask.tissueFraction - Double.pi * 3600 / 120_000) < 0.03, "\(mask.tissueFraction)")
+    }
+
+    /// Only damage tied to a region of the file is "damaged data" (`--corrupt-tiles skip` leaves such tiles
+    /// empty); an empty or vanished file, and bytes that could not be read, are errors of the job.
+    @Test func whatCountsAsDamagedData() {
+        let tile = SlideError.TileLocation(index: 3, rect: PixelRect(y: 0, x: 0, height: 8, width: 8), isStrip: false)
+        #expect(SlideError(.corruptTile, path: "s", level: 0, tile: tile, detail: "").isCorruptData)
+        #expect(SlideError(.truncated, path: "s", level: 0, tile: tile, detail: "").isCorruptData)
+        #expect(!SlideError(.truncated, path: "s", detail: "the file is empty (0 bytes)").isCorruptData)
+        #expect(!SlideError(.readFailed, path: "s", level: 0, tile: tile, detail: "Read error").isCorruptData)
+    }
+
     @Test func otsuSplitsTwoModes() {
         let mask = TissueMask.otsu([Float](repeating: 0.05, count: 100) + [Float](repeating: 0.6, count: 30))
         #expect(mask > 0.05 && mask <= 0.6)
@@ -159,17 +183,18 @@ final class FunctionSource: RegionSource, @unchecked Sendable {
     let width: Int
     let height: Int
     let channels: Int
-    let bitDepth = 8
+    let bitDepth: Int
     let pixel: (Int, Int) -> [Float]
     /// Regions for which reading fails as damaged data (a corrupt tile).
     let failing: (PixelRect) -> Bool
     init(
-        width: Int, height: Int, channels: Int, failing: @escaping (PixelRect) -> Bool = { _ in false },
-        pixel: @escaping (Int, Int) -> [Float]
+        width: Int, height: Int, channels: Int, bitDepth: Int = 8,
+        failing: @escaping (PixelRect) -> Bool = { _ in false }, pixel: @escaping (Int, Int) -> [Float]
     ) {
         self.width = width
         self.height = height
         self.channels = channels
+        self.bitDepth = bitDepth
         self.failing = failing
         self.pixel = pixel
     }

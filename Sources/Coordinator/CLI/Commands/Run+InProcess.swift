@@ -85,12 +85,14 @@ extension Run {
             // --corrupt-tiles skip: a tile whose input is damaged is left empty, logged and counted.
             var damaged: [PixelRect] = []
             var firstDamage = ""
+            var damagedPixels = 0
             let giveUp: ((PixelRect, any Error) -> Bool)? =
                 slide.corruptTiles == .skip
                 ? { rect, error in
                     guard let error = error as? SlideError, error.isCorruptData else { return false }
                     if damaged.isEmpty { firstDamage = "first at y \(rect.y) x \(rect.x): \(error)" }
                     damaged.append(rect)
+                    damagedPixels += rect.height * rect.width
                     logger.warning(
                         "map tile left empty: its input is damaged",
                         metadata: [
@@ -105,7 +107,7 @@ extension Run {
                     progress: { done, total in
                         progress.update(
                             label: OutputOptions.stem(forInput: path), done: done, total: total,
-                            pixels: mapped, since: start)
+                            pixels: mapped - damagedPixels, since: start)
                     },
                     emit: { tile in
                         if interruption.isInterrupted { throw ClusterError("interrupted") }

@@ -5,8 +5,9 @@ import TesseraCore
 /// `tile` say where when it applies, `detail` is the reason in words (libtiff's or OpenSlide's message, or ours).
 package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file's data for this region is damaged (a tile that does not decode, or lies past the
-    /// end of the file): reading it again gives the same error, on any machine.
-    package var isCorruptData: Bool { kind == .corruptTile || kind == .truncated }
+    /// end of the file): reading it again gives the same error, on any machine. Errors about the
+    /// whole file (an empty file) and failed reads (`readFailed`: the storage) are not.
+    package var isCorruptData: Bool { kind == .corruptTile || (kind == .truncated && tile != nil) }
 
     package enum Kind: Equatable, Sendable, CustomStringConvertible {
         case notFound
@@ -18,6 +19,8 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         case corruptTile
         /// The directory structure is damaged (unreadable directory, impossible sizes).
         case corruptFile
+        /// Reading the file's bytes failed (an I/O error or a short read): the storage, not the data.
+        case readFailed
         case unsupportedCompression(Int)
         case unsupportedSampleFormat(String)
         case unsupportedPhotometric(Int)
@@ -39,6 +42,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
             case .truncated: return "truncated"
             case .corruptTile: return "corruptTile"
             case .corruptFile: return "corruptFile"
+            case .readFailed: return "readFailed"
             case .unsupportedCompression: return "unsupportedCompression"
             case .unsupportedSampleFormat: return "unsupportedSampleFormat"
             case .unsupportedPhotometric: return "unsupportedPhotometric"
@@ -57,6 +61,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
             case .truncated: return "truncated file"
             case .corruptTile: return "corrupt tile"
             case .corruptFile: return "corrupt file"
+            case .readFailed: return "read failed"
             case .unsupportedCompression(let code):
                 return "unsupported compression \(TIFFNames.compression(code)) (\(code))"
             case .unsupportedSampleFormat(let format): return "unsupported sample format \(format)"

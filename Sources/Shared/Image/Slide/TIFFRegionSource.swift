@@ -149,6 +149,10 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
         var bytes = [UInt8](repeating: 0, count: layout.chunkBytes)
         var message = ""
         guard let got = bytes.withUnsafeMutableBytes({ handle.readChunk(index, into: $0, failure: &message) }) else {
+            // libtiff's "Read error …" / "Seek error …": the bytes did not arrive (the storage), not bad data.
+            if message.contains("Read error") || message.contains("Seek error") {
+                throw fail(.readFailed, "libtiff could not read it: \(message)")
+            }
             throw fail(.corruptTile, "libtiff could not decode it: \(message)")
         }
         guard got >= needed else { throw fail(.corruptTile, "libtiff decoded \(got) bytes, \(needed) expected") }

@@ -83,7 +83,7 @@ package struct TissueMask: Sendable, Equatable {
         let grid = try CellGrid(
             source: source, maxDimension: max(1, options.maxDimension), tolerateDamage: options.tolerateDamage)
         let (values, feature) = grid.values(
-            gray: source.channels == 1, maxValue: Float((1 << source.bitDepth) - 1),
+            gray: source.channels == 1, maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth),
             minimumSaturation: Float(options.minimumThreshold))
         let readable = values.indices.filter { !grid.damaged[$0] }.map { values[$0] }
         let threshold = max(Self.otsu(readable), options.minimumThreshold)
@@ -201,6 +201,9 @@ struct CellGrid {
         var sums = [Double](repeating: 0, count: width * height * channels)
         var counts = [Double](repeating: 0, count: width * height)
         var damaged = [Bool](repeating: false, count: width * height)
+        // Re-reads of damaged parts, bounded: past `maxFailures`, a failing block counts whole.
+        var failures = 0
+        let maxFailures = 256
         let (cell, width, channels) = (cell, width, channels)
         func add(_ rect: PixelRect) throws {
             let region: PixelRegion
@@ -209,7 +212,8 @@ struct CellGrid {
             } catch let error as SlideError where tolerateDamage && error.isCorruptData {
                 // Read it again in quarters (down to 32 pixels), so only the damaged parts count as unreadable.
                 let smallest = max(cell, 32 / cell * cell)
-                guard rect.height > smallest || rect.width > smallest else {
+                failures += 1
+                guard (rect.height > smallest || rect.width > smallest) && failures <= maxFailures else {
                     for y in (rect.y / cell)...((rect.y + rect.height - 1) / cell) {
                         for x in (rect.x / cell)...((rect.x + rect.width - 1) / cell) { damaged[y * width + x] = true }
                     }
@@ -245,6 +249,21 @@ struct CellGrid {
         }
         self.damaged = damaged
         means = sums.indices.map { Float(sums[$0] / max(1, counts[$0 / source.channels])) }
+    }
+
+    /// The value of full brightness: 2^bitDepth − 1, but for images of more than 8 bits the
+    /// range their brightest cell fits in (2^k − 1, at least 255): 16-bit files often hold
+    /// 12-bit data, whose dim fluorescence would sit below every threshold of the full range.
+    func effectiveMaximum(bitDepth: Int) -> Float {
+        let full = Float((1 << bitDepth) - 1)
+        guard bitDepth > 8 else { return full }
+        var brightest: Float = 0
+        for i in 0..<(width * height) where !damaged[i] {
+            for c in 0..<channels { brightest = max(brightest, means[i * channels + c]) }
+        }
+        var range: Float = 255
+        while range < brightest && range < full { range = range * 2 + 1 }
+        return min(range, full)
     }
 
     /// Per cell, the feature `TissueMask` thresholds, and which it is: brightness (the
