@@ -293,3 +293,53 @@ struct DistributedTests {
         usleep(100_000)
     }
 }
+
+extension DistributedTests {
+    /// A worker that fails every task it is given (a bad mount, a broken GPU) used to get each
+    /// task back at once (it had free credit first), so one task failed 3 times there and the
+    /// job failed. A failed task now goes to another worker while one is connected.
+    @Test("A worker that fails every task does not fail the job: its tasks are retried on the other worker")
+    func brokenWorkerDoesNotFailJobs() throws {
+        let group = try ProcessGroup("broken-worker")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let context = try ZMQContext()
+        let broken = try ZMQSocket(context, type: .dealer)
+        try broken.applyTesseraDefaults()
+        try broken.connect(workers)
+        try broken.send(.hello(Wire.Hello(workerName: "broken", threads: 1, memoryBytes: 1 << 30, device: "cpu")))
+        #expect(try Self.next(broken, { if case .welcome = $0 { true } else { false } }) != nil)
+        try group.startWorker(workers, name: "good")
+        let client = try TestClient(context, clients)
+        let joined = Date().addingTimeInterval(20)
+        while try client.status(nil).workers < 2 && Date() < joined { usleep(50_000) }
+
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
+        var failed = 0
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline {
+            guard try broken.waitForMessage(timeoutMilliseconds: 50), let e = try broken.receiveWire(dontWait: true),
+                let m = try? e.message.get()
+            else { continue }
+            switch m {
+            case .heartbeat: try broken.send(.heartbeat)
+            case .task(let spec):
+                failed += 1
+                try broken.send(
+                    .taskFailed(
+                        Wire.TaskFailure(
+                            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+                            message: "the GPU fell off the bus")))
+            default: break
+            }
+        }
+        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(failed > 0, "the broken worker was given tasks")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+    }
+}

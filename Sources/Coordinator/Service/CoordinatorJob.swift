@@ -67,6 +67,8 @@ final class CoordinatorJob: @unchecked Sendable {
     var done = 0
     var attempts: [Int: UInt32] = [:]
     var failures: [Int: [String]] = [:]
+    /// Per task, the workers it failed on (retries go to others while others are connected).
+    var failedOn: [Int: Set<RoutingID>] = [:]
     /// Tasks left undone because their input is damaged (`JobOptions.skipCorruptTiles`),
     /// with the reason, in the order they were given up; and the note before the first.
     var corruptSkipped: [(index: Int, reason: String)] = []

@@ -3,8 +3,8 @@ import TesseraCore
 import TesseraWire
 
 /// Scheduling: which worker gets which task next, with per-worker credit, keys and
-/// then each key's jobs taken in turn (`FairShare`), and copies of overdue tasks
-/// (stragglers) sent to other workers.
+/// then each key's jobs taken in turn (`FairShare`), copies of overdue tasks
+/// (stragglers) sent to other workers, and failed tasks retried elsewhere.
 extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
@@ -21,6 +21,7 @@ extension CoordinatorLoop {
         }
         guard !overdue.isEmpty || jobs.values.contains(where: { $0.isActive && !$0.pending.isEmpty }) else { return }
         var turn = rotation
+        let connected = Set(workers.keys)
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             while w.inFlight.count < configuration.credit {
@@ -41,11 +42,20 @@ extension CoordinatorLoop {
                         ])
                     continue
                 }
-                let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && !$0.pending.isEmpty }
+                // A task that failed on this worker goes to another one while another is connected,
+                // so one broken worker (a bad mount, a failing GPU) cannot use up a task's 3 attempts.
+                // (Once it failed on every connected worker, any of them may try again.)
+                func eligible(_ job: CoordinatorJob) -> Int? {
+                    job.pending.lastIndex { task in
+                        guard let failed = job.failedOn[task] else { return true }
+                        return !failed.contains(w.id) || connected.isSubset(of: failed)
+                    }
+                }
+                let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && eligible($0) != nil }
                 if candidates.isEmpty { break }
                 let job = candidates[FairShare.pick(candidates.map { $0.owner ?? "" }, turn: turn, keyTurns: &keyTurns)]
                 turn += 1
-                let index = job.pending.removeLast()
+                let index = job.pending.remove(at: eligible(job)!)
                 guard send(job, index, to: w, socket) else {
                     job.pending.append(index)
                     break

@@ -227,6 +227,7 @@ extension CoordinatorLoop {
     func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
         guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
+        job.failedOn[index, default: []].insert(worker.id)
         let failures = job.failures[index]!
         guard failures.count >= 3 else { return }
         // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
