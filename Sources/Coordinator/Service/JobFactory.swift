@@ -320,7 +320,7 @@ struct JobFactory: Sendable {
         }
         var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
         var tissue: (fraction: Double, skippedTiles: Int)?
-        var tissueFeature = ""
+        var tissueRemarks = ""
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
             let mask = try ImageInput.tissueMask(
@@ -328,13 +328,13 @@ struct JobFactory: Sendable {
             let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)
-            if mask.feature == .brightness { tissueFeature = " (a dark background: its bright parts are the tissue)" }
+            if mask.feature == .brightness { tissueRemarks = " (a dark background: its bright parts are the tissue)" }
             if mask.damagedCells > 0 {
-                tissueFeature += String(
+                tissueRemarks += String(
                     format: " (%.1f %% of the view unreadable: its tiles are tried)",
                     100 * Double(mask.damagedCells) / Double(max(1, mask.width * mask.height)))
             }
-            if tiles.isEmpty { tissueFeature += " (no tissue found: nothing to compute; map without --tissue?)" }
+            if tiles.isEmpty { tissueRemarks += " (no tissue found: nothing to compute; map without --tissue?)" }
         }
         let limit = WireLimits.default.maxPixelsPerTask
         if let big = tiles.first, big.height * big.width > limit {
@@ -381,7 +381,7 @@ struct JobFactory: Sendable {
             job.message =
                 String(
                     format: "tissue: %.1f %% of the image", 100 * tissue.fraction)
-                + tissueFeature
+                + tissueRemarks
                 + "; \(tissue.skippedTiles) of \(tissue.skippedTiles + tiles.count) tiles hold none and are not computed"
         }
         return job
