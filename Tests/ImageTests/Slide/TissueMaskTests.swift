@@ -103,6 +103,18 @@ struct TissueMaskTests {
         #expect(abs(mask.tissueFraction - expected) < 0.03, "\(mask.tissueFraction) vs \(expected)")
     }
 
+    /// Found by the slide benchmark: with tissue on 1 % of a slide, most cells have no colour; the
+    /// slide is still judged by saturation (gray stored as RGB has none anywhere).
+    @Test func sparseStainedTissueIsColour() throws {
+        let source = FunctionSource(width: 1000, height: 1000, channels: 3) { y, x in
+            (y - 300) * (y - 300) + (x - 600) * (x - 600) < 56 * 56 ? [150, 60, 140] : [238, 238, 240]
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 250, dilation: 0))
+        #expect(mask.feature == .saturation)
+        #expect(mask.containsTissue(PixelRect(y: 290, x: 590, height: 20, width: 20), minFraction: 1))
+        #expect(abs(mask.tissueFraction - Double.pi * 56 * 56 / 1e6) < 0.005, "\(mask.tissueFraction)")
+    }
+
     /// `--corrupt-tiles skip`: the damaged part of the view counts as tissue (its tiles are tried), the rest
     /// is judged as usual; without it, the damage is an error naming the tile.
     @Test func damagedViewCountsAsTissue() throws {

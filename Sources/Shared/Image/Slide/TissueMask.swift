@@ -269,8 +269,8 @@ struct CellGrid {
     /// Per cell, the feature `TissueMask` thresholds, and which it is: brightness (the
     /// brightest channel / maxValue) when the median of the cells along the border is
     /// darker than `TissueMask.darkBackground`; else HSV saturation of the mean colour,
-    /// or darkness (1 − value / maxValue) for gray images and for colour images whose
-    /// cells are nearly all below `minimumSaturation` (gray stored as RGB).
+    /// or darkness (1 − value / maxValue) for gray images and for colour images with
+    /// (almost) no cell at `minimumSaturation` (gray stored as RGB).
     func values(gray: Bool, maxValue: Float, minimumSaturation: Float) -> ([Float], TissueMask.Feature) {
         let readable = (0..<(width * height)).filter { !damaged[$0] }
         let saturation = (0..<(width * height)).map { index -> Float in
@@ -279,8 +279,9 @@ struct CellGrid {
             let high = max(r, g, b), low = min(r, g, b)
             return high > 0 ? (high - low) / high : 0
         }
-        let saturated = readable.map { saturation[$0] }.sorted()
-        let colour = !saturated.isEmpty && saturated[saturated.count * 99 / 100] >= minimumSaturation
+        // Colour if a few cells (0.1 %, at least one) are saturated: tissue may cover only 1 % of a slide.
+        let saturated = readable.lazy.filter { saturation[$0] >= minimumSaturation }.count
+        let colour = saturated > 0 && saturated >= readable.count / 1000
         let brightness = (0..<(width * height)).map { index in
             (!gray && channels >= 3
                 ? max(means[index * 3], means[index * 3 + 1], means[index * 3 + 2]) : means[index * channels])
