@@ -215,11 +215,7 @@ struct DistributedTests {
         //    legacy ZMTP frames, which then reach the decoder as garbage messages).
         try Self.rawTCP(workers, bytes: (0..<4096).map { _ in UInt8.random(in: 0...255) })
         // 5. A registered worker's result for an unknown job and task.
-        let fake = try ZMQSocket(context, type: .dealer)
-        try fake.applyTesseraDefaults()
-        try fake.connect(workers)
-        try fake.send(hello)
-        #expect(try Self.next(fake, { if case .welcome = $0 { true } else { false } }) != nil)
+        let fake = try Self.registeredWorker(context, workers, hello: hello)
         try fake.send(
             .result(
                 Wire.TaskResult(
@@ -255,6 +251,16 @@ struct DistributedTests {
         // Still serving.
         let client = try TestClient(context, clients)
         #expect(try client.status(1).state == .done)
+    }
+
+    /// A hand-driven worker: a dealer on `endpoint` that sent `hello` (encoded frames) and was welcomed.
+    static func registeredWorker(_ context: ZMQContext, _ endpoint: String, hello: [[UInt8]]) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, type: .dealer)
+        try socket.applyTesseraDefaults()
+        try socket.connect(endpoint)
+        try socket.send(hello)
+        #expect(try next(socket, { if case .welcome = $0 { true } else { false } }) != nil)
+        return socket
     }
 
     static func put(_ v: UInt32, at offset: Int, in bytes: inout [UInt8]) {
@@ -306,11 +312,10 @@ extension DistributedTests {
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
         let context = try ZMQContext()
-        let broken = try ZMQSocket(context, type: .dealer)
-        try broken.applyTesseraDefaults()
-        try broken.connect(workers)
-        try broken.send(.hello(Wire.Hello(workerName: "broken", threads: 1, memoryBytes: 1 << 30, device: "cpu")))
-        #expect(try Self.next(broken, { if case .welcome = $0 { true } else { false } }) != nil)
+        let broken = try Self.registeredWorker(
+            context, workers,
+            hello: WireMessage.hello(Wire.Hello(workerName: "broken", threads: 1, memoryBytes: 1 << 30, device: "cpu"))
+                .encode())
         try group.startWorker(workers, name: "good")
         let client = try TestClient(context, clients)
         let joined = Date().addingTimeInterval(20)

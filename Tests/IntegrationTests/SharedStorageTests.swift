@@ -51,31 +51,6 @@ struct SharedStorageTests {
                 + (shared ? ["--shared"] : ["--outputs", "npy"]) + [image], log: log)
     }
 
-    /// Two free TCP endpoints on the loopback (workers, clients), kept across coordinator restarts.
-    static func endpoints() throws -> (workers: String, clients: String) {
-        let ports = try FaultToleranceTests.freePorts(2)
-        return ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
-    }
-
-    /// Starts `serve` with a job store in the group's folder (so a restart resumes its
-    /// jobs) and waits until it serves.
-    func persistentCoordinator(
-        _ group: ProcessGroup, _ workers: String, _ clients: String, root: String, log: String
-    ) throws -> Process {
-        let p = try group.start(
-            "tessera-coordinator",
-            [
-                "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
-                group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
-            ], log: log)
-        let deadline = Date().addingTimeInterval(20)
-        while !group.log(log).contains("coordinator serving") {
-            guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start: \(group.log(log))") }
-            usleep(50_000)
-        }
-        return p
-    }
-
     /// `export STORE --outputs npy`: the shared job's map as `.npy` (read from its chunks).
     func exportNPY(_ group: ProcessGroup, store: String, out: String) throws -> [UInt8]? {
         let p = try group.start(
@@ -270,14 +245,10 @@ struct SharedStorageTests {
         "Faults: kill -9 a worker and the coordinator mid-job, a damaged chunk, a write killed half-way: identical map, verified tiles kept"
     )
     func faults() throws {
-        let group = try ProcessGroup("shared-faults")
-        defer { group.stop() }
-        let root = group.directory + "/shared"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let (workers, clients) = try Self.endpoints()
-        func coordinator(_ log: String) throws -> Process {
-            try persistentCoordinator(group, workers, clients, root: root, log: log)
-        }
+        let cluster = try RestartableCluster("shared-faults")
+        defer { cluster.group.stop() }
+        let (group, root, workers, clients) = (cluster.group, cluster.root, cluster.workers, cluster.clients)
+        func coordinator(_ log: String) throws -> Process { try cluster.coordinator(log) }
         let coord = try coordinator("coordinator-1")
         let w = try (1...3).map { try worker(group, workers, "w\($0)", root: root, delayMs: 80) }
         let image = root + "/tissue.png"
@@ -328,14 +299,10 @@ struct SharedStorageTests {
 
     @Test("A coordinator stopped while finishing: the restarted one finishes the complete map without recomputing it")
     func stoppedWhileFinishing() throws {
-        let group = try ProcessGroup("shared-finishing")
-        defer { group.stop() }
-        let root = group.directory + "/shared"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let (workers, clients) = try Self.endpoints()
-        func coordinator(_ log: String) throws -> Process {
-            try persistentCoordinator(group, workers, clients, root: root, log: log)
-        }
+        let cluster = try RestartableCluster("shared-finishing")
+        defer { cluster.group.stop() }
+        let (group, root, workers, clients) = (cluster.group, cluster.root, cluster.workers, cluster.clients)
+        func coordinator(_ log: String) throws -> Process { try cluster.coordinator(log) }
         // No worker ever joins: the restarted coordinator can only finish what is on disk.
         let coord = try coordinator("coordinator-1")
         let image = root + "/tissue.png"
@@ -384,5 +351,38 @@ struct SharedStorageTests {
         #expect(final.isFinished)
         #expect(try final.rows(y: 0..<layout.height) == written, "the finished map is the one on disk")
         #expect(!FileManager.default.fileExists(atPath: path))
+    }
+}
+
+/// A shared root and fixed endpoints, so a coordinator (with its job store in the group's
+/// folder) can be killed and another started in its place that resumes its jobs.
+struct RestartableCluster {
+    let group: ProcessGroup
+    let root: String
+    let workers: String
+    let clients: String
+
+    init(_ name: String) throws {
+        group = try ProcessGroup(name)
+        root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let ports = try FaultToleranceTests.freePorts(2)
+        (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+    }
+
+    /// Starts `serve` on the endpoints, with the job store, and waits until it serves.
+    func coordinator(_ log: String) throws -> Process {
+        let p = try group.start(
+            "tessera-coordinator",
+            [
+                "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
+                group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
+            ], log: log)
+        let deadline = Date().addingTimeInterval(20)
+        while !group.log(log).contains("coordinator serving") {
+            guard Date() < deadline else { throw ClusterError("coordinator \(log) did not start: \(group.log(log))") }
+            usleep(50_000)
+        }
+        return p
     }
 }
