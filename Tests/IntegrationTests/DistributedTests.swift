@@ -348,3 +348,55 @@ extension DistributedTests {
                 == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
     }
 }
+
+extension DistributedTests {
+    /// A fault every worker shares and that passes (a storage server failing over) used
+    /// all 3 attempts of a task within milliseconds and failed the job. A failed task now
+    /// waits 2 s before it is sent again (then 6 s), even to the only worker connected.
+    @Test("A failed task waits before it is sent again, and the job survives the fault")
+    func failedTaskWaitsBeforeRetry() throws {
+        let group = try ProcessGroup("retry-delay")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let context = try ZMQContext()
+        let flaky = try Self.registeredWorker(
+            context, workers,
+            hello: WireMessage.hello(Wire.Hello(workerName: "flaky", threads: 1, memoryBytes: 1 << 30, device: "cpu"))
+                .encode())
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
+        var failedAt: [UInt64: Date] = [:]
+        var waits: [Double] = []
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline {
+            guard try flaky.waitForMessage(timeoutMilliseconds: 50), let e = try flaky.receiveWire(dontWait: true),
+                let m = try? e.message.get()
+            else { continue }
+            switch m {
+            case .heartbeat: try flaky.send(.heartbeat)
+            case .task(let spec) where spec.attempt <= 2:
+                if spec.attempt == 2, let first = failedAt[spec.taskID] {
+                    waits.append(Date().timeIntervalSince(first))
+                    // The fault has passed: a working worker joins, and takes the retries.
+                    if waits.count == 1 { try group.startWorker(workers, name: "good") }
+                }
+                try flaky.send(
+                    .taskFailed(
+                        Wire.TaskFailure(
+                            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
+                            message: "cannot read the slide: Input/output error")))
+                if spec.attempt == 1 { failedAt[spec.taskID] = Date() }
+            default: break  // a third attempt is left to run late: the straggler copy goes to "good"
+            }
+        }
+        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(!waits.isEmpty, "a failed task came back to the only worker")
+        #expect(waits.allSatisfy { $0 >= 1.9 }, "retried after \(waits) s")
+        #expect(group.log("coordinator").contains("retried in 2 s"))
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+    }
+}

@@ -69,6 +69,9 @@ final class CoordinatorJob: @unchecked Sendable {
     var failures: [Int: [String]] = [:]
     /// Per task, the workers it failed on (retries go to others while others are connected).
     var failedOn: [Int: Set<RoutingID>] = [:]
+    /// Per failed task, the monotonic time before which it is not sent again
+    /// (`CoordinatorLoop.retryDelay`): a passing fault gets time to pass.
+    var retryAt: [Int: Double] = [:]
     /// Tasks left undone because their input is damaged (`JobOptions.skipCorruptTiles`),
     /// with the reason, in the order they were given up; and the note before the first.
     var corruptSkipped: [(index: Int, reason: String)] = []

@@ -4,7 +4,7 @@ import TesseraWire
 
 /// Scheduling: which worker gets which task next, with per-worker credit, keys and
 /// then each key's jobs taken in turn (`FairShare`), copies of overdue tasks
-/// (stragglers) sent to other workers, and failed tasks retried elsewhere.
+/// (stragglers) sent to other workers, and failed tasks retried elsewhere after a delay.
 extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
@@ -45,9 +45,11 @@ extension CoordinatorLoop {
                 // A task that failed on this worker goes to another one while another is connected,
                 // so one broken worker (a bad mount, a failing GPU) cannot use up a task's 3 attempts.
                 // (Once it failed on every connected worker, any of them may try again.)
+                // A failed task also waits its retry delay first.
                 func eligible(_ job: CoordinatorJob) -> Int? {
                     job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
+                        if let at = job.retryAt[task], at > now { return false }
                         return !failed.contains(w.id) || connected.isSubset(of: failed)
                     }
                 }

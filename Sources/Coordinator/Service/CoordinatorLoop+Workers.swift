@@ -212,30 +212,46 @@ extension CoordinatorLoop {
         let index = Int(f.taskID)
         // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
         let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)
+        let failures = (job.failures[index]?.count ?? 0) + 1
         logger.log(
             level: expected ? .debug : .warning,
             "task failed on a worker",
             metadata: [
                 "worker": "\(worker.name)", "job": "\(job.id)",
                 "task": "\(index)", "error": "\(f.message)",
+                "next":
+                    "\(failures < Self.maxTaskFailures ? "retried in \(Self.retryDelay(afterFailures: failures)) s" : "none")",
             ])
         attemptFailed(job, index, worker, "\(worker.name): \(f.message)")
     }
 
+    /// Failed attempts after which a task fails its job (or, damaged input under
+    /// `--corrupt-tiles skip`, is given up).
+    static let maxTaskFailures = 3
+
+    /// Seconds a task waits after its `n`-th failure before it is sent again: a fault
+    /// that passes (a storage server failing over, a mount coming back, a GPU reset)
+    /// would otherwise use up all attempts within milliseconds, on every worker at
+    /// once when they share the fault. The waits add up to 8 s; other tasks run meanwhile.
+    static func retryDelay(afterFailures n: Int) -> Int { n <= 1 ? 2 : 6 }
+
     /// Records a failed attempt: the job fails after 3 failures of the task; else the
-    /// task is requeued unless another copy of it still runs.
+    /// task is requeued (sent again after `retryDelay`) unless another copy of it still runs.
     func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
         guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         job.failedOn[index, default: []].insert(worker.id)
         let failures = job.failures[index]!
-        guard failures.count >= 3 else { return }
+        guard failures.count >= Self.maxTaskFailures else {
+            job.retryAt[index] = monotonicSeconds() + Double(Self.retryDelay(afterFailures: failures.count))
+            return
+        }
         // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
         let corrupt = failures.allSatisfy { $0.contains(Wire.TaskFailure.corruptInput) }
         guard corrupt, job.options.skipCorruptTiles, job.shared != nil else {
             abort(
                 job, state: .failed,
-                message: "task \(index) failed 3 times: " + Self.summary(failures)
+                message: "task \(index) failed \(Self.maxTaskFailures) times: " + Self.summary(failures)
                     + (corrupt ? " (--corrupt-tiles skip maps the rest and leaves such tiles empty)" : ""))
             return
         }
