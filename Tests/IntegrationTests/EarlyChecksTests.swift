@@ -60,9 +60,12 @@ struct EarlyChecksTests {
         let link = group.directory + "/links/img.png"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
         let (s, l) = try SlideMapTests.coordinator(
-            group, ["run"] + ClusterFixture.modelFlags + ["--outputs", "npy", "--out", group.directory + "/out", link],
+            group,
+            ["run"] + ClusterFixture.modelFlags + [
+                "--check", "0", "--outputs", "npy", "--out", group.directory + "/out", link,
+            ],
             log: "run-link")
-        #expect(s == 0, "\(l)")
+        #expect(s == 0 && l.contains("embedded coordinator"), "\(l)")
         #expect(FileManager.default.fileExists(atPath: group.directory + "/out/img.npy"), "\(l)")
     }
 
