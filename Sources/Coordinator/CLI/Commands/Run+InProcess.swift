@@ -102,8 +102,18 @@ extension Run {
                     return true
                 } : nil
             do {
+                // A failed read (the storage, not the data: `SlideError.readFailed`) is tried
+                // again after 2 s and 6 s, as a cluster retries a failed task.
+                let retryAfter: (any Error, Int) -> Double? = { error, failures in
+                    guard let error = error as? SlideError, error.kind == .readFailed, failures < 3 else { return nil }
+                    let wait = failures == 1 ? 2.0 : 6.0
+                    logger.warning(
+                        "reading the image failed: trying again",
+                        metadata: ["image": "\(path)", "in": "\(Int(wait)) s", "error": "\(error)"])
+                    return wait
+                }
                 counts = try mapper.mapTiles(
-                    image, mode: job.mode, tile: t, skip: skip, giveUp: giveUp,
+                    image, mode: job.mode, tile: t, skip: skip, giveUp: giveUp, retryAfter: retryAfter,
                     progress: { done, total in
                         progress.update(
                             label: OutputOptions.stem(forInput: path), done: done, total: total,

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import TesseraCore
 import TesseraModel
 import TesseraPlan
@@ -37,10 +38,13 @@ extension LocalMapper {
     /// computed (skipped ones are not in `total`). A tile whose computation throws an
     /// error that `giveUp(rect, error)` accepts is left out like a skipped one (counted
     /// in `givenUp`, and taken out of `progress`'s total); any other error ends the map.
+    /// Before either, `retryAfter(error, failures)` may ask for the tile to be computed
+    /// again after that many seconds (a read that failed on storage that may recover).
     @discardableResult
     package func mapTiles(
         _ image: any RegionSource, mode: MapMode, tile t: Int, skip: ((PixelRect) -> Bool)? = nil,
         giveUp: ((PixelRect, any Error) -> Bool)? = nil,
+        retryAfter: ((any Error, Int) -> Double?)? = nil,
         progress: ((Int, Int) -> Void)? = nil, emit: (MapTile) throws -> Void
     ) throws -> TileCounts {
         guard t > 0 else { throw EngineError(.invalidTask, "the tile size must be positive, got \(t)") }
@@ -60,9 +64,21 @@ extension LocalMapper {
             let before = done
             let values: ProbabilityMap
             do {
-                values = try computeTile(rect, of: image, mode: mode, counts: &counts) {
-                    done += 1
-                    progress?(done, total)
+                var failures = 0
+                while true {
+                    do {
+                        values = try computeTile(rect, of: image, mode: mode, counts: &counts) {
+                            done += 1
+                            progress?(done, total)
+                        }
+                        break
+                    } catch {
+                        failures += 1
+                        guard let wait = retryAfter?(error, failures) else { throw error }
+                        done = before
+                        progress?(done, total)
+                        usleep(UInt32(min(60, max(0, wait)) * 1e6))
+                    }
                 }
             } catch  where giveUp?(rect, error) == true {
                 // Not computed: out of the progress's total, like a skipped tile.
