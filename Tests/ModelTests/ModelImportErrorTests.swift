@@ -161,7 +161,7 @@ struct ModelImportErrorTests {
     @Test(
         "absurd sizes are refused before allocating",
         arguments: [
-            ("convolution_param { num_output: 2000000000 kernel_size: 3 }", "2^31"),
+            ("convolution_param { num_output: 2000000000 kernel_size: 3 }", "2^28"),
             ("convolution_param { num_output: 4 kernel_size: 300000 }", "absurdly large"),
         ])
     func absurdLayer(param: String, expected: String) throws {
@@ -262,5 +262,102 @@ struct ModelImportErrorTests {
         let p = try Preprocessing(mean: [104, 117, 123], rawScale: 255, scale: 0.5).validated(channels: 3)
         #expect(p.descriptionLines.contains { $0.contains("104.0000") })
         #expect(p.mean(channel: 2) == 123)
+    }
+}
+
+extension ModelImportErrorTests {
+    /// Found by a user audit: a NaN weight before a ReLU came out of the engine as 0, so
+    /// the map looked like probabilities (onnxruntime and Caffe give NaN everywhere); a
+    /// negative BatchNorm variance made a map of NaNs, written with exit status 0.
+    @Test("NaN or infinite parameters and a negative BatchNorm variance are refused, naming file, layer and value")
+    func nonFiniteParametersRefused() throws {
+        let (dir, proto, _, net) = try Self.tinyFiles()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func message(_ edit: (inout Net) -> Void) throws -> String {
+            var bad = net
+            edit(&bad)
+            let (_, data) = try CaffeWriter.write(bad, input: Size2(square: 8))
+            return loadError(ModelSource(model: proto, weights: try writeFile(dir, "bad.caffemodel", data)))
+        }
+        let nan = try message { n in
+            guard case .convolution(var c) = n.layers[0].op else { return }
+            c.weights[5] = .nan
+            n.layers[0].op = .convolution(c)
+        }
+        #expect(
+            nan.contains("bad.caffemodel") && nan.contains("layer 'conv1'") && nan.contains("weights [5] is nan"),
+            "\(nan)")
+        let inf = try message { n in
+            guard let i = n.layers.firstIndex(where: { $0.name == "fc" }), case .innerProduct(var p) = n.layers[i].op
+            else { return }
+            p.bias![1] = -.infinity
+            n.layers[i].op = .innerProduct(p)
+        }
+        #expect(inf.contains("layer 'fc'") && inf.contains("bias [1] is -inf"), "\(inf)")
+        // The untouched model still loads.
+        _ = try ModelLoader.load(ModelSource(model: proto, weights: dir.appendingPathComponent("tiny.caffemodel").path))
+
+        var def = Caffe_NetParameter()
+        def.input = ["data"]
+        var s = Caffe_BlobShape()
+        s.dim = [1, 2, 1, 1]
+        def.inputShape = [s]
+        func blob(_ v: [Float]) -> Caffe_BlobProto {
+            var b = Caffe_BlobProto()
+            b.data = v
+            var sh = Caffe_BlobShape()
+            sh.dim = [Int64(v.count)]
+            b.shape = sh
+            return b
+        }
+        var bn = Caffe_LayerParameter()
+        (bn.name, bn.type, bn.bottom, bn.top) = ("bn", "BatchNorm", ["data"], ["bn"])
+        bn.blobs = [blob([0, 0]), blob([1, -9]), blob([1])]
+        def.layer = [bn]
+        do {
+            _ = try ModelLoader.load(
+                definition: def, definitionFile: "bn.caffemodel", definitionHoldsWeights: true, patchSize: 1)
+            Issue.record("a negative variance was accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(
+                text.contains("bn.caffemodel") && text.contains("layer 'bn'") && text.contains("variance [1] is -9"),
+                "\(text)")
+        }
+    }
+
+    @Test("The NaN scan finds the first non-finite value wherever it lies")
+    func nonFiniteScan() {
+        #expect(ParameterCheck.firstNonFinite([]) == nil)
+        #expect(ParameterCheck.firstNonFinite([Float](repeating: 3e38, count: 10_000)) == nil)
+        for at in [0, 4095, 4096, 9_999] {
+            var v = [Float](repeating: 1, count: 10_000)
+            v[at] = .infinity
+            if at == 9_999 { v[at] = .nan }
+            #expect(ParameterCheck.firstNonFinite(v) == at)
+        }
+    }
+}
+
+extension ModelImportErrorTests {
+    /// Found by a user audit: `inspect` of a 300-byte prototxt without weights built 7 GB
+    /// of zero placeholders (and aborted under a memory limit).
+    @Test("A shape-only load refuses placeholder weights past 2^28 values, saying to give the caffemodel")
+    func placeholderWeightsCapped() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let proto = try writeFile(
+            dir, "big.prototxt",
+            """
+            name: "big"
+            input: "data"
+            input_shape { dim: 1 dim: 3 dim: 1024 dim: 1024 }
+            layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 600 } }
+            layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+            """)
+        let message = loadError(ModelSource(model: proto, requireWeights: false))
+        #expect(
+            message.contains("big.prototxt") && message.contains("layer 'fc'") && message.contains("2^28")
+                && message.contains("give the caffemodel"), "\(message)")
     }
 }

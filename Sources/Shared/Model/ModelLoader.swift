@@ -200,18 +200,20 @@ package enum ModelLoader {
         return try finish(
             classifier, patch: patch, patchSource: patchSource, file: importer.definitionFile,
             declaredInput: imported.declaredInput, hasWeights: !importer.shapeOnly,
-            meanFileHint: imported.meanFileHint, notes: notes, patchValueLimit: patchValueLimit, logger: logger)
+            meanFileHint: imported.meanFileHint, notes: notes, patchValueLimit: patchValueLimit,
+            parametersFile: importer.weightsFile, logger: logger)
     }
 
     /// Net surgery and geometry at patch size: what every format's import ends with.
     static func finish(
         _ imported: Net, patch: Size2, patchSource: String, file: String, declaredInput: Size2?,
         hasWeights: Bool, meanFileHint: String?, notes: [String], patchValueLimit: Int = maxPatchValues,
-        logger: Logger?
+        parametersFile: String? = nil, logger: Logger?
     ) throws -> LoadedModel {
         var classifier = imported
         var notes = notes
         classifier.patchSize = patch
+        try ParameterCheck.requireFinite(classifier, file: parametersFile ?? file)
         var fcn = try classifier.fullyConvolutional(patch: patch)
         fcn.patchSize = patch
         let (geometry, perLayer): (NetGeometry, [LayerGeometry])

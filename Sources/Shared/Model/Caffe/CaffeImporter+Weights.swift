@@ -69,7 +69,8 @@ extension CaffeImporter {
                     throw ModelError(
                         file: definitionFile, layer: name,
                         "its \(e.what) would be \(e.dims.map(String.init).joined(separator: "×")): "
-                            + "more than \(limitText) values")
+                            + "more than \(limitText) values (without weights, zeros stand in for them: "
+                            + "give the caffemodel to inspect a net this large)")
                 }
                 n = p
             }
@@ -77,7 +78,8 @@ extension CaffeImporter {
             guard placeholderTotal <= placeholderLimit else {
                 throw ModelError(
                     file: definitionFile, layer: name,
-                    "the net's weights would hold more than \(limitText) values in total")
+                    "the net's weights would hold more than \(limitText) values in total (without weights, "
+                        + "zeros stand in for them: give the caffemodel to inspect a net this large)")
             }
             out.append([Float](repeating: 0, count: n))
         }

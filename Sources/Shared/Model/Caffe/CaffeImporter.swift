@@ -17,8 +17,10 @@ struct CaffeImporter {
     /// What the importer did that a user should know.
     var notes: [String] = []
 
-    /// Largest total of placeholder weights built for a shape-only import (elements).
-    static let maxPlaceholderElements = 1 << 31
+    /// Largest total of placeholder weights built for a shape-only import (elements):
+    /// 1 GiB of zeros, more than VGG-19's 144 M weights; a 300-byte prototxt asked
+    /// for 8 GiB under the old cap of 2^31 (user audit).
+    static let maxPlaceholderElements = 1 << 28
     /// The cap this import uses (tests lower it to keep hostile inputs cheap).
     var placeholderLimit = maxPlaceholderElements
 
