@@ -1,12 +1,24 @@
+import Foundation
 import TesseraCore
 import TesseraModel
 
 extension ModelPlan {
     /// The largest square tile (in map pixels, a multiple of the stride) whose
-    /// activations fit the memory budget, capped at the image size.
+    /// activations fit the memory budget, capped at the image size. Throws when not
+    /// even the smallest one fits (a net whose single patch needs more than the budget).
     package func defaultTile(mode: MapMode, image: Size2, memoryBudget: Int) throws -> Int {
         let s = max(tasks.stride.h, tasks.stride.w)
         let largest = TilePlan.roundUp(max(image.h, image.w), s)
+        // The smallest task: one stride step (`naive`: one patch, which its batches hold several of).
+        let smallest = try activationBytes(mode: mode == .naive ? .fast : mode, tile: s)
+        guard smallest <= memoryBudget else {
+            throw ModelError(
+                .shape,
+                "the smallest \(mode.rawValue) tile (\(s)×\(s) map pixels) of this net needs "
+                    + "\(Self.bytesText(smallest)) of activations, more than the memory budget of "
+                    + "\(Self.bytesText(memoryBudget)): raise --memory-budget (MiB) if this machine, and every "
+                    + "worker, has the memory")
+        }
         if mode == .naive { return min(largest, 64) }
         var lo = s, hi = largest
         while lo < hi {
@@ -34,5 +46,11 @@ extension ModelPlan {
             previous = s.count
         }
         return peak * MemoryLayout<Float>.size
+    }
+
+    static func bytesText(_ bytes: Int) -> String {
+        bytes >= 1 << 30
+            ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
+            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
     }
 }
