@@ -30,7 +30,8 @@ struct TesseraWorker: ParsableCommand {
 
             Example: tessera-worker --coordinator tcp://10.0.0.5:5555 --threads 8 \\
               --curve --curve-secret-key worker.key --curve-server-key coordinator.pub
-            """
+            """,
+        version: "tessera-worker \(TesseraVersion.description)"
     )
 
     @Option(help: ArgumentHelp("The coordinator's worker endpoint.", valueName: "endpoint"))
@@ -176,7 +177,7 @@ struct TesseraWorker: ParsableCommand {
         logger.info(
             "worker starting",
             metadata: [
-                "coordinator": "\(endpoint)", "threads": "\(threads)",
+                "version": "\(TesseraVersion.release)", "coordinator": "\(endpoint)", "threads": "\(threads)",
                 "name": "\(baseName)", "curve": "\(security != nil)",
                 "device": "\(devices.map(\.description).joined(separator: ","))",
             ])

@@ -3,6 +3,7 @@ import CLISupport
 import Logging
 import TesseraCUDA
 import TesseraEngine
+import TesseraWire
 
 @main
 struct TesseraCoordinator: ParsableCommand {
@@ -25,6 +26,7 @@ struct TesseraCoordinator: ParsableCommand {
             subcommand's --help (TESSERA_<OPTION>; the client commands' connection options are \
             TESSERA_CLIENT_…, keygen's TESSERA_KEYGEN_…). The command line wins.
             """,
+        version: "tessera-coordinator \(TesseraVersion.description)",
         subcommands: [
             Run.self, Serve.self, Submit.self, Status.self, Cancel.self, Fetch.self,
             Info.self, Inspect.self, InspectImage.self, Convert.self, Export.self, Benchmark.self, Keygen.self,

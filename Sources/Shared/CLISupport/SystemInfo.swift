@@ -9,6 +9,7 @@ package enum SystemInfo {
     package static func lines() throws -> [String] {
         let blas = try BLAS.get()
         return [
+            "Tessera     \(TesseraVersion.description)",
             "libzmq      \(ZMQContext.libraryVersion)",
             "libpng      \(PNGReader.libraryVersion)",
             "OpenBLAS    \(blas.libraryPath), kernel \(blas.coreName) (\(blas.coreChoice)), \(blas.threads) threads",

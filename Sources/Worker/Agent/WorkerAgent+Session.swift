@@ -135,6 +135,13 @@ extension WorkerAgent {
             switch envelope.message {
             case .success(let m): message = m
             case .failure(let e):
+                if e.kind == .unsupportedVersion {
+                    // Not a bad message: another release. Retrying cannot help; say what to do.
+                    throw ClusterError(
+                        "the coordinator at \(configuration.coordinator) runs another Tessera release (\(e.reason)): "
+                            + "run the same release on the coordinator and its workers "
+                            + "(this worker: \(TesseraVersion.description))")
+                }
                 s.rejects.warning(
                     "malformed", "rejected a malformed message from the coordinator",
                     metadata: ["reason": "\(e)"])

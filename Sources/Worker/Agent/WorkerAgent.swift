@@ -159,7 +159,9 @@ package final class WorkerAgent: Sendable {
             let heardBack = try session(wake)
             if shouldStop { break }
             backoff = heardBack ? 1 : min(32, backoff * 2)
-            logger.warning("coordinator lost: reconnecting", metadata: ["in": "\(backoff)s"])
+            logger.warning(
+                heardBack ? "coordinator lost: reconnecting" : "no answer from the coordinator: trying again",
+                metadata: ["coordinator": "\(configuration.coordinator)", "in": "\(backoff)s"])
             let until = monotonicSeconds() + backoff
             while !shouldStop && monotonicSeconds() < until {
                 vitals.tick()

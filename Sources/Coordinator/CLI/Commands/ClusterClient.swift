@@ -108,6 +108,11 @@ final class ClusterClient {
                     case .success(let reply):
                         guard answers(reply) else { continue }
                         return reply
+                    case .failure(let e) where e.kind == .unsupportedVersion:
+                        throw ClusterError(
+                            .protocolViolation,
+                            "the coordinator at \(endpoint) runs another Tessera release (\(e.reason)): use a client "
+                                + "of its release (this one: \(TesseraVersion.description))")
                     case .failure(let e):
                         throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }

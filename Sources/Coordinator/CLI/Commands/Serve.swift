@@ -173,10 +173,19 @@ struct Serve: ParsableCommand {
             return server
         }
         let (workers, clients) = try service.start()
+        if let security, security.workerKeysDirectory == nil {
+            // Every authorized key may then join as a worker and receive others' models and images.
+            logger.warning(
+                """
+                CURVE without worker roles: any authorized key may join as a worker and be sent other keys' \
+                images and models; give --worker-keys DIR (the workers' public keys) on a shared network
+                """,
+                metadata: ["authorized-keys": "\(security.authorizedKeysDirectory)"])
+        }
         logger.info(
             "coordinator serving",
             metadata: [
-                "workers": "\(workers)", "clients": "\(clients)",
+                "version": "\(TesseraVersion.release)", "workers": "\(workers)", "clients": "\(clients)",
                 "store": "\(store ?? "(temporary)")",
                 "curve": "\(security.map(Self.describe) ?? "off")",
                 "metrics": "\(probes.map { "http://\($0.address)/metrics" } ?? "off")",
