@@ -13,6 +13,9 @@ struct VersionTests {
         let coordinator = try runCommand([ProcessGroup.binary("tessera-coordinator"), "--version"])
         let worker = try runCommand([ProcessGroup.binary("tessera-worker"), "--version"])
         #expect(coordinator.status == 0 && worker.status == 0)
+        // One line: the release, not a help screen.
+        #expect(coordinator.output.split(separator: "\n").count == 1, "\(coordinator.output)")
+        #expect(worker.output.split(separator: "\n").count == 1, "\(worker.output)")
         #expect(coordinator.output.contains(TesseraVersion.description), "\(coordinator.output)")
         #expect(worker.output.contains(TesseraVersion.description), "\(worker.output)")
         #expect(TesseraVersion.description.contains("wire protocol \(WireMessage.version)"))

@@ -26,7 +26,9 @@ extension ParsableCommand {
             // A help request (ArgumentParser reports it as an error that exits 0).
             let text = exitCode(for: error) == .success ? fullMessage(for: error) : ""
             if !text.isEmpty {
-                print(text.hasPrefix("{") ? text : table.annotateHelp(text, subcommand: applied.subcommand))
+                // (--version's text is one line; help screens get each option's variable.)
+                let plain = text.hasPrefix("{") || !text.contains("\n")
+                print(plain ? text : table.annotateHelp(text, subcommand: applied.subcommand))
                 exit(withError: ExitCode.success)
             }
             if !applied.used.isEmpty {
