@@ -44,6 +44,39 @@ struct AdmissionTests {
     }
 }
 
+extension AdmissionTests {
+    /// Found by an operator audit: `submit` refused a PNG over 1.5·10⁹ pixels itself, so a
+    /// coordinator started with a larger --max-pixels never saw it. The coordinator decides.
+    @Test("submit leaves the pixel limit to the coordinator: its refusal names serve --max-pixels")
+    func clientDefersToCoordinatorLimit() throws {
+        let group = try ProcessGroup("admission-client")
+        defer { group.stop() }
+        let (_, clients) = try group.startCoordinator(extra: ["--max-pixels", "1000000000"])
+        // A PNG that is all header (its 4.7 MB of data, the least deflate could hold, is never
+        // read): 40 000 × 40 000 = 1.6·10⁹ pixels, over the old client-side limit of 1.5·10⁹.
+        let header = group.directory + "/huge.png"
+        _ = try SlideMapTests.python(
+            """
+            import struct, sys, zlib
+            def chunk(kind, data):
+                return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+            ihdr = struct.pack('>IIBBBBB', 40000, 40000, 8, 2, 0, 0, 0)
+            open(sys.argv[1], 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', bytes(4_700_000)) + chunk(b'IEND', b''))
+            """, [header])
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--out", group.directory + "/out", header,
+            ], log: "submit")
+        let status = group.wait(submit, timeout: 30)
+        let output = group.log("submit")
+        #expect(status != nil && status != 0, "\(output)")
+        #expect(
+            output.contains("40000×40000") && output.contains("1000000000") && output.contains("serve --max-pixels")
+                && !output.contains("1500000000"), "\(output)")
+    }
+}
+
 @Suite("PNG dimensions from the header bytes")
 struct PNGDimensionsTests {
     @Test("a PNG whose data is corrupt half-way fails on the client, naming it; the coordinator drops the upload")

@@ -112,7 +112,9 @@ struct Submit: ParsableCommand {
         let client = try endpoint.connect(context)
         var submitted: [(UInt64, String, Int)] = []
         for path in images {
-            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp)
+            // No pixel limit here: the upload streams bands (`RawUpload`), and the coordinator's
+            // own limit (serve --max-pixels) decides, from the announced size.
+            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: .max)
             if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) {
                 logger.warning("\(warning)")
             }
