@@ -284,6 +284,11 @@ struct CurveClusterTests {
         #expect(c5 == 0 && t5.contains("job 2: cancelled") && !t5.contains("nothing to cancel"), "root cancel: \(t5)")
         let (c5b, t5b) = try client("root", ["cancel", "2"], log: "root-cancel-again")
         #expect(c5b == 0 && t5b.contains("job 2 had ended (cancelled): nothing to cancel"), "cancel again: \(t5b)")
+        // status JOB's exit status says how the job ended: 3 for cancelled (0 for done, above).
+        let (c5c, t5c) = try client("alice", ["status", "2"], log: "alice-status-cancelled")
+        #expect(
+            c5c == 3 && t5c.contains("job 2: cancelled"), "status of a cancelled job: \(String(describing: c5c)) \(t5c)"
+        )
         let (c6, t6) = try client("bob", ["status", "2"], log: "bob-status-2")
         #expect(c6 != 0 && t6.contains("submitted with another key"), "\(t6)")
         // A worker key is not a client.

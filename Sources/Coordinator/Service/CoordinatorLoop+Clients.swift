@@ -101,7 +101,11 @@ extension CoordinatorLoop {
             ?? jobs[id].map { .status($0.status(workers: workers.count)) }
             ?? archived[id].map { .status($0.status(workers: workers.count)) }
             ?? .status(
-                Wire.JobStatus(jobID: id, state: .unknown, workers: UInt32(workers.count), message: "no such job"))
+                Wire.JobStatus(
+                    jobID: id, state: .unknown, workers: UInt32(workers.count),
+                    message: id > 0 && id <= store.highestRemovedID()
+                        ? "it ended and was removed from the store by retention (serve --keep-finished, --max-store)"
+                        : "no such job"))
     }
 
     /// The cluster's status: task counts over the active jobs, the workers, and the jobs

@@ -203,7 +203,8 @@ struct Status: ParsableCommand {
         abstract: "Show a job's state, or the cluster's (workers, tasks) and your jobs.",
         discussion: "Without a job id: the active jobs' task counts and rate, the workers, and one line per job "
             + "of your key (every active one and the last 10 ended; an admin key sees every key's, each with "
-            + "its owner).")
+            + "its owner).\n\nExit status with a job id: 0 queued, running or done; 2 failed; 3 cancelled; "
+            + "1 no such job (or removed by retention) or no answer.")
     @OptionGroup var endpoint: CoordinatorOption
     @Argument(help: "Job id (default: the whole cluster and your jobs).") var job: UInt64?
 
@@ -215,6 +216,9 @@ struct Status: ParsableCommand {
             throw ClusterError("no job \(job) on this coordinator\(s.message.isEmpty ? "" : ": \(s.message)")")
         }
         print(Self.describe(s))
+        // A script watching a job learns how it ended from the exit status.
+        if job != nil, s.state == .failed { throw ExitCode(2) }
+        if job != nil, s.state == .cancelled { throw ExitCode(3) }
     }
 
     static func describe(_ s: Wire.JobStatus) -> String {
