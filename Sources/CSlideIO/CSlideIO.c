@@ -131,7 +131,12 @@ static int describe(struct tsl_tiff *tiff, tsl_dir_info *info, char *message, si
     }
     uint16_t extra_count = 0;
     uint16_t *extra = NULL;
-    if (TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &extra_count, &extra)) info->extra_samples = extra_count;
+    if (TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &extra_count, &extra)) {
+        info->extra_samples = extra_count;
+        for (uint16_t i = 0; extra != NULL && i < extra_count; i++) {
+            if (extra[i] == EXTRASAMPLE_ASSOCALPHA || extra[i] == EXTRASAMPLE_UNASSALPHA) info->alpha_samples++;
+        }
+    }
     if (TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &u32)) info->subfile_type = u32;
     if (TIFFGetField(tif, TIFFTAG_RESOLUTIONUNIT, &u16)) info->resolution_unit = u16;
     float resolution = 0;

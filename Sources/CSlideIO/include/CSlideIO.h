@@ -40,6 +40,7 @@ typedef struct {
     uint16_t compression;       ///< COMPRESSION_*
     int codec_configured;       ///< this libtiff build can decode `compression`
     uint16_t extra_samples;     ///< number of ExtraSamples
+    uint16_t alpha_samples;     ///< how many of them are alpha (associated or not); the rest are data
     uint32_t subfile_type;      ///< NewSubfileType (bit 0: reduced-resolution image)
     uint16_t resolution_unit;   ///< 1 none, 2 inch, 3 centimetre; 0 when absent
     double x_resolution;        ///< pixels per unit; 0 when absent

@@ -79,6 +79,17 @@ struct TIFFLayout: Sendable, Equatable {
                 .unsupportedPhotometric(photometric),
                 "\(samplesPerPixel) samples per pixel, compression \(TIFFNames.compression(compression))")
         }
+        // Samples beyond gray's one or RGB's three that ExtraSamples does not declare alpha are more
+        // channels (fluorescence, a mis-tagged RGB): mapping the first alone would be wrong, silently.
+        let undeclared = samplesPerPixel - Int(info.alpha_samples) - channels
+        if undeclared > 0 && (channels == 1 || samplesPerPixel > 4) {
+            throw fail(
+                .unsupportedSampleFormat("\(samplesPerPixel) samples per pixel"),
+                "Photometric \(photometric == 2 ? "RGB" : "gray") with \(samplesPerPixel) samples per pixel, "
+                    + "\(info.alpha_samples) of them alpha: only the first "
+                    + "\(channels == 1 ? "one" : "three") would be read. Tessera maps gray or RGB images "
+                    + "(plus alpha); write one channel per file, or an RGB image")
+        }
         invert = photometric == 0
         planar = info.planar_config == 2 && samplesPerPixel > 1
         chunkSamplesPerPixel = planar ? 1 : samplesPerPixel

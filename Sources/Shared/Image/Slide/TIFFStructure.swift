@@ -2,8 +2,9 @@ import CSlideIO
 import Foundation
 import TesseraCore
 
-/// The pyramid of a TIFF file: directory 0, then every later directory (main chain) or SubIFD of directory 0
-/// that is tiled, smaller, and either flagged reduced-resolution or of the same aspect ratio.
+/// The pyramid of a TIFF file: directory 0, then every later directory (main chain) that is tiled,
+/// smaller and flagged reduced-resolution, and every SubIFD of directory 0 that is tiled, smaller,
+/// and flagged or of the same aspect ratio (an Aperio file: every tiled directory).
 /// Striped directories after the first (Aperio's thumbnail, label, macro) are never levels.
 struct TIFFStructure: Sendable {
     struct Level: Sendable {
@@ -49,9 +50,10 @@ struct TIFFStructure: Sendable {
             }
         }
         _ = try handle.select(.directory(0), level: 0)
+        let aperio = description?.hasPrefix("Aperio") == true
         let pyramid =
             [candidates[0]]
-            + candidates.dropFirst().filter { Self.isLevel($0.1, of: layout0) }
+            + candidates.dropFirst().filter { Self.isLevel($0, of: layout0, aperio: aperio) }
             .sorted { $0.1.width > $1.1.width }
         let (mpp0, source) = Self.mpp(description: description, info: info0)
         mppSource = source
@@ -69,11 +71,22 @@ struct TIFFStructure: Sendable {
         }
     }
 
-    private static func isLevel(_ layout: TIFFLayout, of base: TIFFLayout) -> Bool {
+    /// A later directory of the main chain is a level only when flagged reduced-resolution
+    /// (OpenSlide's generic-tiff rule): an unflagged page of the same shape is another image (an
+    /// OME-TIFF's second series, a macro photo), and taking it for a level put `--tissue`'s view,
+    /// `--level` and `--mpp` on that image (user audit). A SubIFD of directory 0 is a level of it
+    /// (OME-TIFF's pyramid) when flagged or of the same aspect ratio. In an Aperio file every tiled
+    /// directory is a level (its levels are not flagged; its label and macro are striped), as
+    /// OpenSlide's aperio reader has it.
+    private static func isLevel(
+        _ candidate: (TIFFDirectoryLocation, TIFFLayout), of base: TIFFLayout, aperio: Bool
+    ) -> Bool {
+        let layout = candidate.1
         guard layout.tiled, layout.width < base.width, layout.height < base.height,
             layout.channels == base.channels, layout.bytesPerSample == base.bytesPerSample
         else { return false }
-        if layout.subfileType & 1 != 0 { return true }
+        if layout.subfileType & 1 != 0 || aperio { return true }
+        guard case .subIFD = candidate.0 else { return false }
         let aspect = Double(layout.width) / Double(layout.height)
         let baseAspect = Double(base.width) / Double(base.height)
         return abs(aspect / baseAspect - 1) < 0.02

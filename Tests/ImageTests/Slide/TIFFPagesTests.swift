@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraImage
+@testable import TestSupport
+
+/// Found by a user audit: an OME-TIFF's second image (or any later page of the same shape)
+/// was taken for a pyramid level, so `--tissue` judged the slide by another image; and gray
+/// TIFFs with several samples per pixel were mapped from their first sample, silently.
+@Suite("TIFF pages: which are levels, and samples that would be dropped")
+struct TIFFPagesTests {
+    static func write(_ script: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-pages-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try run(["python3", "-c", "import numpy as np, tifffile, sys\nd = sys.argv[1]\n" + script, dir.path])
+        return dir.path
+    }
+
+    @Test("Only reduced-resolution pages (and SubIFDs) are levels; another image of the same shape is not")
+    func levelsAreFlaggedPages() throws {
+        let dir = try Self.write(
+            """
+            a = np.random.default_rng(1).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+            o = dict(tile=(128, 128), compression='zlib', photometric='rgb')
+            with tifffile.TiffWriter(d + '/two_series.ome.tif', ome=True) as w:
+                w.write(a, metadata={'axes': 'YXS', 'Name': 'slide'}, **o)
+                w.write(a[:256, :256].copy(), metadata={'axes': 'YXS', 'Name': 'macro'}, **o)
+            with tifffile.TiffWriter(d + '/two_pages.tif') as w:
+                w.write(a, **o)
+                w.write(a[::2, ::2].copy(), **o)
+            with tifffile.TiffWriter(d + '/flagged.tif') as w:
+                w.write(a, **o)
+                w.write(a[::2, ::2].copy(), subfiletype=1, **o)
+            with tifffile.TiffWriter(d + '/subifds.ome.tif', ome=True) as w:
+                w.write(a, subifds=1, metadata={'axes': 'YXS'}, **o)
+                w.write(a[::2, ::2].copy(), **o)
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["two_series.ome.tif", "two_pages.tif"] {
+            let source = try TIFFRegionSource(path: dir + "/" + name)
+            #expect(source.levels.count == 1, "\(name): \(source.levels)")
+            #expect(slideError { _ = try TIFFRegionSource(path: dir + "/" + name, level: 1) }?.kind == .noSuchLevel(1))
+        }
+        for name in ["flagged.tif", "subifds.ome.tif"] {
+            let source = try TIFFRegionSource(path: dir + "/" + name)
+            #expect(source.levels.map(\.width) == [512, 256], "\(name): \(source.levels)")
+        }
+    }
+
+    @Test("Gray with several samples per pixel is refused, naming them; gray + alpha and RGBA are read")
+    func undeclaredSamplesRefused() throws {
+        let dir = try Self.write(
+            """
+            rng = np.random.default_rng(2)
+            o = dict(tile=(64, 64), compression='zlib')
+            tifffile.imwrite(d + '/gray3.tif', rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), photometric='minisblack', planarconfig='contig', **o)
+            tifffile.imwrite(d + '/gray2_planar.tif', rng.integers(0, 255, (2, 128, 128), dtype=np.uint8), photometric='minisblack', planarconfig='separate', **o)
+            tifffile.imwrite(d + '/gray_alpha.tif', rng.integers(0, 255, (128, 128, 2), dtype=np.uint8), photometric='minisblack', extrasamples=['unassalpha'], **o)
+            tifffile.imwrite(d + '/rgba.tif', rng.integers(0, 255, (128, 128, 4), dtype=np.uint8), photometric='rgb', extrasamples=['unassalpha'], **o)
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (name, samples) in [("gray3.tif", 3), ("gray2_planar.tif", 2)] {
+            let error = slideError { _ = try TIFFRegionSource(path: dir + "/" + name) }
+            #expect(
+                error?.kind == .unsupportedSampleFormat("\(samples) samples per pixel"),
+                "\(name): \(String(describing: error))")
+            #expect(
+                error?.description.contains(name) == true && error?.description.contains("one channel per file") == true
+            )
+        }
+        #expect(try TIFFRegionSource(path: dir + "/gray_alpha.tif").channels == 1)
+        #expect(try TIFFRegionSource(path: dir + "/rgba.tif").channels == 3)
+    }
+}
