@@ -337,6 +337,9 @@ struct DeployFilesTests {
         let serve = try #require(invocations["coordinator"])
         #expect(serve.subcommand == "serve")
         #expect(serve.value("--curve") == "true", "compose.yaml: the coordinator does not use CURVE")
+        #expect(
+            serve.value("--worker-keys") != nil && serve.value("--admin-keys") != nil,
+            "compose.yaml: CURVE without roles (worker and admin keys)")
         let workerPort = try #require(DeployFiles.port(serve.value("--worker-endpoint")))
         let clientPort = try #require(DeployFiles.port(serve.value("--client-endpoint")))
         let published = strings(dict(services["coordinator"])["ports"]).compactMap {
@@ -421,7 +424,16 @@ struct DeployFilesTests {
         for o in objects {
             let kind = o["kind"] as? String ?? ""
             let name = "\(dict(o["metadata"])["name"] ?? "")"
-            if kind == "Secret" { sawSecret = true }
+            if kind == "Secret" {
+                sawSecret = true
+                // Key Secrets are made by hand (kubectl create): `apply -k` must never output, and so
+                // empty, them (operator audit: a three-way merge wiped the keys).
+                let annotations = dict(dict(o["metadata"])["annotations"])
+                #expect(
+                    "\(annotations["config.kubernetes.io/local-config"] ?? "")" == "true"
+                        && o["data"] == nil && o["stringData"] == nil,
+                    "Secret \(name) would be applied, and its keys replaced, by apply -k")
+            }
             if kind == "HorizontalPodAutoscaler" {
                 sawHPA = true
                 let target = dict(dict(o["spec"])["scaleTargetRef"])
@@ -430,6 +442,9 @@ struct DeployFilesTests {
                         $0["kind"] as? String == target["kind"] as? String
                             && "\(dict($0["metadata"])["name"] ?? "")" == "\(target["name"] ?? "")"
                     }, "HPA target missing")
+                // A replica count in the target fights the autoscaler on every apply.
+                let scaled = objects.first { "\(dict($0["metadata"])["name"] ?? "")" == "\(target["name"] ?? "")" }
+                #expect(dict(scaled?["spec"])["replicas"] == nil, "\(target["name"] ?? ""): replicas fights the HPA")
             }
             guard kind == "StatefulSet" || kind == "Deployment" else { continue }
             let spec = dict(o["spec"])
@@ -458,6 +473,10 @@ struct DeployFilesTests {
                     flagsOnly.environment = [:]
                     try DeployFiles.check(flagsOnly)
                     #expect(inv.value("--curve") == "true", "\(origin): no CURVE")
+                    // Roles: only worker keys join as workers; admin keys see every job.
+                    #expect(
+                        inv.environment["TESSERA_WORKER_KEYS"] != nil && inv.environment["TESSERA_ADMIN_KEYS"] != nil,
+                        "\(origin): CURVE without roles")
                 } else {
                     try DeployFiles.check(inv)
                 }
@@ -614,6 +633,14 @@ struct DeployFilesTests {
                 #expect(
                     exampleVars.contains(String(word.dropFirst(2).dropLast())),
                     "\(unit): \(word) is missing from tessera.env.example")
+            }
+            if sub == "serve" {
+                // The commented CURVE lines turn roles on too (operator audit: any user key could join as a
+                // worker), and the store comes from TESSERA_STORE, so tessera.env can move it.
+                #expect(
+                    text.contains("TESSERA_WORKER_KEYS=") && text.contains("TESSERA_ADMIN_KEYS="),
+                    "\(unit): CURVE without roles")
+                #expect(!exec.contains("--store"), "\(unit): --store on ExecStart overrides tessera.env")
             }
             #expect(settings.contains { $0.key == "DynamicUser" && $0.value == "yes" })
             #expect(settings.contains { $0.key == "ProtectSystem" && $0.value == "strict" })

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the exact commands and environments of deploy/compose.yaml (keys, coordinator,
-# 2 workers, demo) as local processes and checks the demo's outputs and that the demo's
-# user key is refused as a worker: proof that the compose file describes a working
-# cluster, CURVE keys and roles included, without a Docker engine.
+# 2 workers, demo) as local processes and checks the demo's outputs, that the demo's
+# user key is refused as a worker, and the admin role: the coordinator's own key (the
+# `docker compose exec coordinator … status` of deploy/README.md) sees no job lines,
+# an operator key added to keys/admin-keys sees the demo's job with its owner. Proof
+# that the compose file describes a working cluster, CURVE keys and roles included,
+# without a Docker engine.
 #
 #   deploy/test/compose-local.sh            (after `swift build -c release`)
 #   TESSERA_BIN=/path/to/bin deploy/test/compose-local.sh
@@ -145,7 +148,7 @@ timeout 600 "${demo_ns[@]}" env "${ENV_demo[@]}" "$BIN/tessera-coordinator" "${A
 for f in ihc.npy ihc.labels.png ihc.overlay.png ihc.prob-1.png; do
   [[ -s "$SCRATCH/demo-out/$f" ]] || { echo "compose-local: $f missing" >&2; cat "$SCRATCH"/*.log >&2; exit 1; }
 done
-in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status
+in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status | tee "$SCRATCH/status.txt"
 grep -q "curve=on" "$SCRATCH/coordinator.log" || { echo "compose-local: the coordinator did not use CURVE" >&2; exit 1; }
 # Roles (TESSERA_WORKER_KEYS): the demo's user key is refused as a worker.
 client_key=$(printf '%s\n' "${ENV_demo[@]}" | sed -n 's/^TESSERA_CLIENT_CURVE_SECRET_KEY=//p')
@@ -153,6 +156,20 @@ in_service demo env "${ENV_worker[@]}" TESSERA_WORKER_CURVE_SECRET_KEY="$client_
   timeout 5 "$BIN/tessera-worker" "${ARGS_worker[@]}" >"$SCRATCH/user-as-worker.log" 2>&1 || true
 grep -qi "refused" "$SCRATCH/user-as-worker.log" \
   || { echo "compose-local: a user key was not refused as a worker" >&2; cat "$SCRATCH/user-as-worker.log" >&2; exit 1; }
+# Admins (TESSERA_ADMIN_KEYS): the coordinator's own key is a plain client key (no job
+# lines for the demo's job); an operator key put into the (empty) admin-keys folder is
+# let in within the folder's 2 s re-read and sees the demo's job with its owner.
+! grep -q "^job " "$SCRATCH/status.txt" \
+  || { echo "compose-local: the coordinator's key listed another key's job" >&2; exit 1; }
+admin_dir=$(printf '%s\n' "${ENV_coordinator[@]}" | sed -n 's/^TESSERA_ADMIN_KEYS=//p')
+[[ -d $admin_dir ]] || { echo "compose-local: no admin-keys folder ($admin_dir)" >&2; exit 1; }
+"$BIN/tessera-coordinator" keygen operator --out "$SCRATCH/operator" >/dev/null
+cp "$SCRATCH/operator/operator.pub" "$admin_dir/"
+sleep 3
+in_service demo env "${ENV_demo[@]}" TESSERA_CLIENT_CURVE_SECRET_KEY="$SCRATCH/operator/operator.key" \
+  "$BIN/tessera-coordinator" status >"$SCRATCH/admin-status.txt" 2>&1 || true
+grep -q "^job .*\[client\]" "$SCRATCH/admin-status.txt" \
+  || { echo "compose-local: an admin key did not see the demo's job" >&2; cat "$SCRATCH/admin-status.txt" >&2; exit 1; }
 if [[ ${#NETNS[@]} -gt 0 ]]; then
   # Each worker reached the coordinator from its own address, not loopback.
   for i in 1 2; do
@@ -172,4 +189,4 @@ if [[ ${#NETNS[@]} -gt 0 ]]; then
 else
   where="loopback"
 fi
-echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers, a user key was refused as a worker, $where)"
+echo "compose-local: OK (the compose commands ran the demo on 2 CURVE-authenticated workers, a user key was refused as a worker, an admin key saw the demo's job, $where)"
