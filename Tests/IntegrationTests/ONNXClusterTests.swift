@@ -162,6 +162,13 @@ struct ONNXClusterTests {
         let d = zip(got, expected).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
         #expect(d <= 1e-4, "\(fixture): onnxruntime and the engine differ by \(d)")
         print("convert --format onnx \(fixture): \(expected.count) outputs, onnxruntime vs engine max |Δ| \(d)")
+        // Tessera reads its own file back, patch size and all (user audit: an Eltwise, written as
+        // Sum, was refused, and the dynamic input needed --patch-size).
+        let again = try ModelLoader.load(ModelSource(model: out))
+        #expect(again.patchSize == model.patchSize && again.patchSizeSource.contains("tessera.patch_size"))
+        let back = try NetRunner(net: again.net).forward(input, threads: 2).values
+        let d2 = zip(back, expected).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(back.count == expected.count && d2 <= 1e-5, "\(fixture): re-imported ONNX differs by \(d2)")
     }
 
     @Test(

@@ -268,7 +268,11 @@ package enum ModelLoader {
         }
         let imported = try importer.importModel(model)
         let patch = imported.net.patchSize!
-        let source = importer.patchOverride != nil ? "--patch-size" : "the ONNX graph's input shape"
+        let source =
+            importer.patchOverride != nil
+            ? "--patch-size"
+            : imported.declaredInput != nil
+                ? "the ONNX graph's input shape" : "the model's metadata (\(ONNXImporter.patchSizeKey))"
         return try finish(
             imported.net, patch: patch, patchSource: source, file: file, declaredInput: imported.declaredInput,
             hasWeights: true, meanFileHint: nil, notes: importer.notes, logger: logger)

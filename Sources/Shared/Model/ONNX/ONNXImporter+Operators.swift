@@ -243,6 +243,27 @@ extension ONNXImporter {
         return nil
     }
 
+    /// Sum or Max of activations (what `convert --format onnx` writes for an Eltwise of
+    /// several inputs, and a residual's join): one Eltwise. One input is its alias.
+    mutating func addVariadic(_ n: inout NodeContext) throws {
+        let op = n.node.opType
+        guard !n.node.input.isEmpty, n.node.input.count <= 64 else {
+            throw n.fail(.invalid, "\(op) takes 1 to 64 inputs, has \(n.node.input.count)")
+        }
+        if let i = n.node.input.indices.first(where: { isConstant(n.node.input[$0]) }) {
+            throw n.fail(
+                .unsupported,
+                "\(op) with a constant input ('\(n.node.input[i])'): Tessera sums activations only "
+                    + "(add a constant with Add)")
+        }
+        let inputs = try n.node.input.indices.map { try activation(n, $0) }
+        if inputs.count == 1 {
+            try addAlias(n, inputs[0])
+            return
+        }
+        try addLayer(n, .eltwise(Eltwise(operation: op == "Sum" ? .sum : .max)), inputs)
+    }
+
     mutating func addArithmetic(_ n: inout NodeContext) throws {
         let op = n.node.opType
         guard n.node.input.count == 2 else { throw n.fail(.invalid, "\(op) takes two inputs") }

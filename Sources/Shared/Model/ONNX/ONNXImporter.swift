@@ -21,6 +21,9 @@ struct ONNXImporter {
     var file: String
     /// Patch size given by the user, which wins over the graph's input shape.
     var patchOverride: Size2?
+    /// The patch size recorded in the model's metadata (`patchSizeKey`), used when the input's is dynamic.
+    var recordedPatch: Size2?
+    static let patchSizeKey = "tessera.patch_size"
     /// What the importer did that a user should know.
     var notes: [String] = []
 
@@ -29,7 +32,8 @@ struct ONNXImporter {
 
     static let supported = [
         "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Relu",
-        "LeakyRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub", "Mul", "Concat", "Flatten", "Reshape",
+        "LeakyRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub", "Mul", "Sum", "Max", "Concat", "Flatten",
+        "Reshape",
         "Gemm", "MatMul", "Softmax", "Dropout", "Identity", "Constant", "Cast",
     ]
 
@@ -84,9 +88,18 @@ struct ONNXImporter {
         for n in graph.node { for i in n.input where !i.isEmpty { uses[i, default: 0] += 1 } }
         for o in graph.output { uses[o.name, default: 0] += 1 }
 
+        // `convert --format onnx` records the patch size of the fully convolutional net it writes.
+        if let entry = model.metadataProps.first(where: { $0.key == Self.patchSizeKey }) {
+            let parts = entry.value.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
+                throw ModelError(
+                    .patchSize, file: file, "metadata \(Self.patchSizeKey) is '\(entry.value)', not HEIGHTxWIDTH")
+            }
+            recordedPatch = Size2(parts[0], parts[1])
+        }
         let (input, channels, declared) = try readInput(graph)
         inputName = input
-        guard let patch = patchOverride ?? declared else {
+        guard let patch = patchOverride ?? declared ?? recordedPatch else {
             throw ModelError(.patchSize, file: file, "the patch size is unknown")
         }
         shapes[input] = Shape(c: channels, h: patch.h, w: patch.w)
@@ -181,7 +194,7 @@ struct ONNXImporter {
                 throw ModelError(.patchSize, file: file, "\(what) is \(h)×\(w), not a patch size between 1 and 65536")
             }
             declared = Size2(Int(h), Int(w))
-        } else if patchOverride == nil {
+        } else if patchOverride == nil && recordedPatch == nil {
             throw ModelError(
                 .patchSize, file: file,
                 "\(what) has a dynamic height × width (\(describe(dims[2]))×\(describe(dims[3]))): "
@@ -260,6 +273,7 @@ struct ONNXImporter {
                 k: n.float("bias") ?? 1)
             try addLayer(n, .lrn(lrn), [try spatial(n)])
         case "Add", "Sub", "Mul": try addArithmetic(&n)
+        case "Sum", "Max": try addVariadic(&n)
         case "Concat": try addConcat(&n)
         case "Flatten", "Reshape": try addFlatten(&n)
         case "Gemm", "MatMul": try addInnerProduct(&n)

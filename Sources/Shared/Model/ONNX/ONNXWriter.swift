@@ -32,6 +32,13 @@ package enum ONNXWriter {
         var model = Onnx_ModelProto()
         model.irVersion = 8
         model.producerName = "tessera"
+        if let patch = net.patchSize {
+            // A fully convolutional net's input is dynamic: its patch size travels as metadata.
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = ONNXImporter.patchSizeKey
+            entry.value = "\(patch.h)x\(patch.w)"
+            model.metadataProps = [entry]
+        }
         var opsetID = Onnx_OperatorSetIdProto()
         opsetID.domain = ""
         opsetID.version = opset
