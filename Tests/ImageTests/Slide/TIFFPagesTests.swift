@@ -73,3 +73,25 @@ struct TIFFPagesTests {
         #expect(try TIFFRegionSource(path: dir + "/rgba.tif").channels == 3)
     }
 }
+
+extension TIFFPagesTests {
+    /// Found by a user audit: `MPP = 1e308` became infinite at level 1 and failed the job (with an
+    /// empty file name), or failed it after the whole map was computed, writing its metadata.
+    @Test("An implausible µm/px in the file is ignored; a plausible one is read")
+    func implausibleMPPIgnored() throws {
+        let dir = try Self.write(
+            """
+            a = np.random.default_rng(3).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+            for name, mpp in [('huge', '1e308'), ('tiny', '1e-9'), ('sane', '0.25')]:
+                with tifffile.TiffWriter(d + '/' + name + '.tif') as w:
+                    w.write(a, tile=(64, 64), photometric='rgb', description='Aperio Image Library v12|AppMag = 40|MPP = ' + mpp)
+                    w.write(a[::2, ::2].copy(), tile=(64, 64), photometric='rgb', subfiletype=1)
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["huge", "tiny"] {
+            let source = try TIFFRegionSource(path: dir + "/\(name).tif")
+            #expect(source.levels.count == 2 && source.levels.allSatisfy { $0.mpp == nil }, "\(name): \(source.levels)")
+        }
+        #expect(try TIFFRegionSource(path: dir + "/sane.tif").levels.map(\.mpp) == [0.25, 0.5])
+    }
+}

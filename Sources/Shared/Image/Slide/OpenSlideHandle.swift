@@ -41,7 +41,7 @@ final class OpenSlideHandle {
     /// The levels as OpenSlide reports them, with µm/px from `openslide.mpp-x` times the downsample.
     func levels() -> [SlideLevel] {
         let count = max(0, Int(openslide_get_level_count(raw)))
-        let mpp0 = property("openslide.mpp-x").flatMap(Double.init).flatMap { $0 > 0 && $0.isFinite ? $0 : nil }
+        let mpp0 = SlideLevel.plausibleMPP(property("openslide.mpp-x").flatMap(Double.init))
         return (0..<count).map { index in
             var width: Int64 = 0, height: Int64 = 0
             openslide_get_level_dimensions(raw, Int32(index), &width, &height)

@@ -8,6 +8,15 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
     /// Level-0 pixels per pixel of this level (OpenSlide's value; for TIFF the mean of both axes' ratios).
     package let downsample: Double
     /// Micrometres per pixel along x, when the file declares a resolution.
+    /// A level-0 µm/px a file records, if plausible (0.001 to 10 000 µm per pixel: from
+    /// electron-microscopy scales to a photo of a whole slide); nil otherwise. A damaged or
+    /// hostile value (`MPP = 1e308`) otherwise became infinite at the next level and failed
+    /// the job after its map was computed (user audit).
+    package static func plausibleMPP(_ value: Double?) -> Double? {
+        guard let value, value.isFinite, value >= 1e-3, value <= 1e4 else { return nil }
+        return value
+    }
+
     package let mpp: Double?
     /// The tile size; nil for a striped TIFF directory (or when OpenSlide does not say).
     package let tileWidth: Int?

@@ -55,8 +55,9 @@ struct TIFFStructure: Sendable {
             [candidates[0]]
             + candidates.dropFirst().filter { Self.isLevel($0, of: layout0, aperio: aperio) }
             .sorted { $0.1.width > $1.1.width }
-        let (mpp0, source) = Self.mpp(description: description, info: info0)
-        mppSource = source
+        let (recorded, source) = Self.mpp(description: description, info: info0)
+        let mpp0 = SlideLevel.plausibleMPP(recorded)
+        mppSource = source.map { mpp0 == nil ? "\($0): \(recorded!) µm/px ignored (not plausible)" : $0 }
         levels = pyramid.enumerated().map { index, candidate in
             let layout = candidate.1
             let downsample =
