@@ -283,7 +283,16 @@ extension CoordinatorLoop {
             "\(skipped) map tile\(skipped == 1 ? "" : "s") left empty (fill value): input damaged "
             + "(first at y \(first.y) x \(first.x): \(job.corruptSkipped[0].reason))"
         job.message = [job.noteBeforeSkips ?? "", note].filter { !$0.isEmpty }.joined(separator: "; ")
-        if job.done == job.tasks.count { finish(job) }
+        guard job.done == job.tasks.count else { return }
+        if job.corruptSkipped.count == job.tasks.count {
+            // Not a map with holes: nothing at all (damaged tables, a file cut short early).
+            abort(
+                job, state: .failed,
+                message: "the input of every map tile is damaged (\(skipped) tiles), so nothing could be mapped: "
+                    + job.corruptSkipped[0].reason)
+            return
+        }
+        finish(job)
     }
 
     /// Messages joined with "; ", each distinct one once, with its count when repeated.

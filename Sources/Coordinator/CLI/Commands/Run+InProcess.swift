@@ -125,6 +125,12 @@ extension Run {
                         try sink.write(tile.rect, values: tile.values)
                     })
                 progress.finish()
+                if counts.computed == 0 && counts.givenUp > 0 {
+                    // Not a map with holes: nothing at all (damaged tables, a file cut short early).
+                    throw ClusterError(
+                        "\(path): the input of every map tile is damaged (\(counts.givenUp) tiles), so "
+                            + "nothing could be mapped: \(firstDamage)")
+                }
                 written = try sink.finish(image: image, logger: logger, damaged: damaged)
                 if let checker {
                     let result = try checker.finish(mapper, image: image)
