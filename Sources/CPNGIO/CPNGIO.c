@@ -116,7 +116,40 @@ struct tpng_reader {
     int interlaced;
     int image_read;
     int finished;
+    // A palette image is read as indices (one byte each) and expanded here, so that an
+    // index past PLTE is an error: libpng's own expansion makes it black (user audit: a
+    // whole image of them mapped as confident nuclei, exit 0).
+    int palette_entries;             // 0: not a palette image
+    uint8_t palette[256 * 3];
+    uint32_t width;
+    int bad_index;                   // the first index past the palette met, or -1
+    uint32_t bad_x, bad_y;
 };
+
+/// Expands `row`'s `width` indices (the first `width` bytes) into RGB in place, from the
+/// right (pixel x's 3 bytes start at 3x ≥ x). Records the first index past the palette.
+static void expand_palette_row(struct tpng_reader *reader, uint8_t *row, uint32_t y) {
+    for (uint32_t i = reader->width; i > 0; i--) {
+        uint32_t x = i - 1;
+        uint8_t index = row[x];
+        if (index >= reader->palette_entries) {
+            if (reader->bad_index < 0 || y < reader->bad_y || (y == reader->bad_y && x < reader->bad_x)) {
+                reader->bad_index = index;
+                reader->bad_x = x;
+                reader->bad_y = y;
+            }
+            row[3 * x] = row[3 * x + 1] = row[3 * x + 2] = 0;
+            continue;
+        }
+        const uint8_t *rgb = reader->palette + 3 * (size_t)index;
+        row[3 * x + 2] = rgb[2];
+        row[3 * x + 1] = rgb[1];
+        row[3 * x] = rgb[0];
+    }
+}
+
+/// TPNG_ERR_CORRUPT naming the first pixel whose index lies past the palette; TPNG_OK if none.
+static int palette_status(const struct tpng_reader *reader, char *message, size_t size);
 
 static void on_read(png_structp png, png_bytep data, size_t length) {
     struct tpng_reader *reader = (struct tpng_reader *)png_get_io_ptr(png);
@@ -283,9 +316,29 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
     info->interlaced = interlace != PNG_INTERLACE_NONE;
     info->has_trns = png_get_valid(reader->png, reader->info, PNG_INFO_tRNS) != 0;
 
-    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(reader->png);
+    reader->bad_index = -1;
+    reader->width = width;
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_colorp plte = NULL;
+        int entries = 0;
+        if (!png_get_PLTE(reader->png, reader->info, &plte, &entries) || plte == NULL || entries <= 0 ||
+            entries > 256) {
+            set_message(message, message_size, "a palette image without a palette (PLTE)");
+            tpng_reader_close(reader);
+            return TPNG_ERR_CORRUPT;
+        }
+        reader->palette_entries = entries;
+        for (int i = 0; i < entries; i++) {
+            reader->palette[3 * i] = plte[i].red;
+            reader->palette[3 * i + 1] = plte[i].green;
+            reader->palette[3 * i + 2] = plte[i].blue;
+        }
+        if (bit_depth < 8) png_set_packing(reader->png); // one index per byte (tRNS alpha is not expanded)
+    }
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(reader->png);
-    if ((color_type & PNG_COLOR_MASK_ALPHA) != 0 || info->has_trns) png_set_strip_alpha(reader->png);
+    if ((color_type & PNG_COLOR_MASK_ALPHA) != 0 || (info->has_trns && color_type != PNG_COLOR_TYPE_PALETTE)) {
+        png_set_strip_alpha(reader->png);
+    }
     if (bit_depth == 16 && host_is_little_endian()) png_set_swap(reader->png);
     reader->passes = png_set_interlace_handling(reader->png);
     png_read_update_info(reader->png, reader->info);
@@ -293,6 +346,11 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
     info->channels = png_get_channels(reader->png, reader->info);
     info->bit_depth = png_get_bit_depth(reader->png, reader->info);
     info->row_bytes = png_get_rowbytes(reader->png, reader->info);
+    if (reader->palette_entries > 0 && info->channels == 1 && info->bit_depth == 8 && info->row_bytes == width) {
+        // Indices from libpng; RGB once `expand_palette_row` has run over each row.
+        info->channels = 3;
+        info->row_bytes = (size_t)width * 3;
+    }
     if ((info->channels != 1 && info->channels != 3) || (info->bit_depth != 8 && info->bit_depth != 16) ||
         info->row_bytes != (size_t)width * (size_t)info->channels * (size_t)(info->bit_depth / 8)) {
         set_message(message, message_size, "unsupported layout after expansion: %d channels of %d bits",
@@ -322,10 +380,21 @@ int tpng_reader_read_rows(tpng_reader *reader, void *dst, uint32_t count, size_t
         return report(&reader->diag, 0, message, message_size);
     }
     for (uint32_t i = 0; i < count; i++) {
-        png_read_row(reader->png, (png_bytep)dst + (size_t)i * stride, NULL);
+        png_bytep row = (png_bytep)dst + (size_t)i * stride;
+        png_read_row(reader->png, row, NULL);
+        if (reader->palette_entries > 0) expand_palette_row(reader, row, reader->rows_read);
         reader->rows_read++;
     }
-    return TPNG_OK;
+    return palette_status(reader, message, message_size);
+}
+
+static int palette_status(const struct tpng_reader *reader, char *message, size_t size) {
+    if (reader->bad_index < 0) return TPNG_OK;
+    set_message(message, size,
+                "pixel (x %u, y %u) has palette index %d, past the palette's %d colours (such pixels would "
+                "decode as black)",
+                reader->bad_x, reader->bad_y, reader->bad_index, reader->palette_entries);
+    return TPNG_ERR_CORRUPT;
 }
 
 int tpng_reader_finish(tpng_reader *reader, char *message, size_t message_size) {
@@ -373,9 +442,12 @@ int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *
     reader->rows_read = reader->height;
     reader->finished = 1;
     png_read_end(reader->png, NULL);
+    if (reader->palette_entries > 0) {
+        for (uint32_t y = 0; y < reader->height; y++) expand_palette_row(reader, reader->row_pointers[y], y);
+    }
     free(reader->row_pointers);
     reader->row_pointers = NULL;
-    return TPNG_OK;
+    return palette_status(reader, message, message_size);
 }
 
 // MARK: - Writer

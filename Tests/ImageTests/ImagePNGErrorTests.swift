@@ -116,3 +116,54 @@ struct ImagePNGErrorTests {
             reading: try write(handMadePNG(width: 4, height: 4, colorType: 5), "ct5.png", in: directory))
     }
 }
+
+extension ImagePNGErrorTests {
+    /// Found by a user audit: pixels whose index lies past PLTE decoded as black (libpng's
+    /// expansion), so a whole image of them mapped as confident nuclei, exit status 0.
+    @Test("palette indices past PLTE are an error naming the first pixel, whole-image and banded")
+    func paletteIndexPastPLTE() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("short-palette.png")
+        // libpng will not write such a file: by hand, 12 × 9, 10 colours, index 200 from (x 4, y 6) on.
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import struct, sys, zlib
+            def chunk(kind, data):
+                return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+            rows = b''.join(b'\\x00' + bytes(200 if (y == 6 and x >= 4) else (x + y) % 10 for x in range(12)) for y in range(9))
+            png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 12, 9, 8, 3, 0, 0, 0))
+                   + chunk(b'PLTE', bytes(range(0, 240, 8))) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+            open(sys.argv[1], 'wb').write(png)
+            """, path,
+        ])
+        try #require(status == 0, "\(output)")
+        expectError(.corrupt, reading: path)
+        do {
+            _ = try PNGReader.read(path: path)
+        } catch {
+            #expect(
+                "\(error)".contains("pixel (x 4, y 6) has palette index 200, past the palette's 10 colours"), "\(error)"
+            )
+        }
+        #expect(throws: ImageIOError.self) { _ = try PNGReader.readBands(path: path, bandBytes: 64) { _ in } }
+        // The same file with index 9 at most reads, and its colours are the palette's.
+        let fine = directory.file("palette.png")
+        let (status2, output2) = try runCommand([
+            "python3", "-c",
+            """
+            import struct, sys, zlib
+            def chunk(kind, data):
+                return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+            rows = b''.join(b'\\x00' + bytes((x + y) % 10 for x in range(12)) for y in range(9))
+            png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 12, 9, 8, 3, 0, 0, 0))
+                   + chunk(b'PLTE', bytes(range(0, 240, 8))) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+            open(sys.argv[1], 'wb').write(png)
+            """, fine,
+        ])
+        try #require(status2 == 0, "\(output2)")
+        let image = try PNGReader.read(path: fine)
+        #expect(image.channels == 3 && image.allSamples.prefix(6) == [0, 8, 16, 24, 32, 40])
+    }
+}
