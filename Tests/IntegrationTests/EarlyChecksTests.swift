@@ -265,3 +265,23 @@ struct EarlyChecksTests {
             "the resumed map differs from an uninterrupted one")
     }
 }
+
+extension EarlyChecksTests {
+    /// Found by an operator audit: a misspelt coordinator host cost the whole 60 s
+    /// --reconnect-timeout, reported as "may be restarting".
+    @Test("A client whose coordinator host does not resolve fails at once, naming the host")
+    func unresolvableHostFailsAtOnce() throws {
+        let host = "no-such-host.invalid"
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, nil, nil, &result)
+        if let result { freeaddrinfo(result) }
+        // Only where the resolver answers "no such name" (not where DNS is unreachable).
+        guard status == EAI_NONAME || status == EAI_FAIL else { return }
+        let start = Date()
+        let (code, text) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "status", "--coordinator", "tcp://\(host):5556",
+        ])
+        #expect(code != 0 && text.contains("cannot resolve the host '\(host)'"), "\(text)")
+        #expect(Date().timeIntervalSince(start) < 10, "took \(Date().timeIntervalSince(start)) s")
+    }
+}

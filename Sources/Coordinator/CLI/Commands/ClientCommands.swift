@@ -24,6 +24,8 @@ struct CoordinatorOption: ParsableArguments {
 
     /// A client connected to `--coordinator` (keys read and checked first).
     func connect(_ context: ZMQContext) throws -> ClusterClient {
+        // A misspelt host would otherwise cost the whole --reconnect-timeout, as if restarting.
+        if let reason = EndpointHost.unresolvable(coordinator) { throw ClusterError(.unreachable, reason) }
         let security = try curve.security()
         if security == nil && !isLoopback(coordinator) {
             FileHandle.standardError.write(
