@@ -285,3 +285,22 @@ extension EarlyChecksTests {
         #expect(Date().timeIntervalSince(start) < 10, "took \(Date().timeIntervalSince(start)) s")
     }
 }
+
+extension EarlyChecksTests {
+    /// Found by a user audit: convert did not make its output folder and its error named no
+    /// path; a folder given as the model read "NSCocoaErrorDomain error 256".
+    @Test("convert makes its output folder; a folder given as the model is named as one")
+    func convertFolders() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let out = dir.path + "/new/sub/fcn.onnx"
+        let (code, text) = try runCommand(
+            [ProcessGroup.binary("tessera-coordinator"), "convert", "--format", "onnx", "--out-model", out]
+                + ClusterFixture.modelFlags.prefix(4))
+        #expect(code == 0 && FileManager.default.fileExists(atPath: out), "\(text)")
+        let (code2, text2) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "inspect", "--model", dir.path,
+        ])
+        #expect(code2 != 0 && text2.contains("\(dir.path): ") && text2.contains("this is a folder"), "\(text2)")
+    }
+}

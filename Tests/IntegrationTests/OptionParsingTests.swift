@@ -57,3 +57,17 @@ struct OptionParsingTests {
         }
     }
 }
+
+extension OptionParsingTests {
+    /// Found by a user audit: `--check -5` said the value was missing.
+    @Test("A negative --check is a bad value, named as such")
+    func negativeCheck() throws {
+        do {
+            _ = try TesseraCoordinator.parseAsRoot(["run"] + Self.base + ["--check", "-5"])
+            Issue.record("--check -5 was accepted")
+        } catch {
+            let text = TesseraCoordinator.fullMessage(for: error)
+            #expect(text.contains("--check must be between 0 and 1000000"), "\(text)")
+        }
+    }
+}

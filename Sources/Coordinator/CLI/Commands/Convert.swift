@@ -105,11 +105,7 @@ struct Convert: ParsableCommand {
             let (_, shapes) = try written.shapes(input: input)
             if format == .onnx {
                 let bytes = try ONNXWriter.write(written, input: keepClassifier || inputSize != nil ? input : nil)
-                do {
-                    try Data(bytes).write(to: URL(fileURLWithPath: outModel), options: .atomic)
-                } catch {
-                    throw ModelError("cannot write the output: \(error.localizedDescription)")
-                }
+                try Self.write(Data(bytes), to: outModel)
                 print(
                     "wrote \(outModel)\(keepClassifier ? " (the patch classifier)" : ""): input "
                         + (keepClassifier || inputSize != nil ? "\(input.h)×\(input.w)" : "any height × width ≥ \(p)")
@@ -117,12 +113,8 @@ struct Convert: ParsableCommand {
                 return
             }
             let (text, data) = try CaffeWriter.write(written, input: input)
-            do {
-                try text.write(toFile: outModel, atomically: true, encoding: .utf8)
-                try data.write(to: URL(fileURLWithPath: outWeights!), options: .atomic)
-            } catch {
-                throw ModelError("cannot write the output: \(error.localizedDescription)")
-            }
+            try Self.write(Data(text.utf8), to: outModel)
+            try Self.write(data, to: outWeights!)
             let out = shapes.last.map { keepClassifier ? "\($0.count)-value" : "\($0.h)×\($0.w)" } ?? "?"
             print(
                 "wrote \(outModel) and \(outWeights!)\(keepClassifier ? " (the patch classifier)" : ""): "
@@ -133,6 +125,29 @@ struct Convert: ParsableCommand {
             }
         } catch let e as ModelError {
             throw ModelCommandError(e)
+        }
+    }
+}
+
+extension Convert {
+    /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
+    static func write(_ data: Data, to path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        do {
+            if !folder.isEmpty {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            }
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            let ns = error as NSError
+            let posix =
+                ns.domain == NSPOSIXErrorDomain
+                ? ns.code
+                : (ns.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap {
+                    $0.domain == NSPOSIXErrorDomain ? $0.code : nil
+                }
+            let reason = posix.map { String(cString: strerror(Int32($0))) } ?? error.localizedDescription
+            throw ModelError(file: path, "cannot write it: \(reason)")
         }
     }
 }

@@ -59,6 +59,7 @@ struct Run: ParsableCommand {
     var maxPixels = PNGReader.defaultMaxPixels
     @OptionGroup var slide: SlideFlags
     @Option(
+        parsing: .unconditional,  // so that `--check -5` is a bad value, not a missing one
         help: ArgumentHelp(
             "After mapping, classify N random pixels with the exact patch classifier and report "
                 + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "

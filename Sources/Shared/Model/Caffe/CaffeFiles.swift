@@ -16,6 +16,10 @@ enum CaffeFiles {
             throw ModelError(
                 .unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
         }
+        if attributes[.type] as? FileAttributeType == .typeDirectory {
+            throw ModelError(
+                .unreadable, file: path, "cannot read the \(what): this is a folder; name the file in it")
+        }
         if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
             throw ModelError(
                 .unreadable, file: path,

@@ -176,10 +176,12 @@ extension ONNXImporter {
                 if span >= 0, span % s != 0 {
                     throw n.fail(
                         .unsupported,
-                        "ceil_mode=0 leaves the last \(span % s) of its \(size) input \(axis == "height" ? "rows" : "columns") "
-                            + "(with padding \(p)) outside every \(kk)-pixel window of stride \(s) at patch size; "
-                            + "Tessera pools as Caffe and ceil_mode=1 do (the last window is kept): "
-                            + "export with ceil_mode=1, or use a patch size whose windows cover the input")
+                        "ceil_mode=0 at patch size: its \(size) input \(axis == "height" ? "rows" : "columns"), padded by "
+                            + "\(p) on each side, leave \(span % s) after the last whole \(kk)-pixel window of stride \(s), "
+                            + "where Caffe's rounding (ceil_mode=1), which Tessera computes, adds one more, partial "
+                            + "window: the two disagree on this layer's output size. Export with ceil_mode=1, or use "
+                            + "a patch size for which this layer's windows fit exactly (one more or one less pixel "
+                            + "often does)")
                 }
             }
         }
