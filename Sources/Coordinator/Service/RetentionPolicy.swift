@@ -61,8 +61,20 @@ package struct RetentionPolicy: Sendable, Equatable {
         let keep = keepFinishedSeconds.map { "remove ended jobs \(duration($0)) after they end" } ?? "keep ended jobs"
         let size =
             maxStoreBytes.map {
-                ", the oldest ended while the store is over \(ByteCountFormatter.string(fromByteCount: $0, countStyle: .binary))"
+                ", the oldest ended while the store is over \(Self.binaryBytes($0))"
             } ?? ""
         return keep + size
+    }
+
+    /// "30 MiB", "50 GiB", "1.5 TiB": binary units, as --max-store reads them.
+    static func binaryBytes(_ bytes: Int64) -> String {
+        var value = Double(bytes)
+        for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+            if value < 1024 || unit == "TiB" {
+                return value == value.rounded() ? "\(Int(value)) \(unit)" : "\(String(format: "%.1f", value)) \(unit)"
+            }
+            value /= 1024
+        }
+        return "\(bytes) B"
     }
 }

@@ -27,7 +27,8 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Image side in pixels (a square RGB image of random pixels).") var size = 2000
     @Option(help: "Comma-separated modes to time, in this order.") var modes = "fast,shift,dense"
     @Option(help: "Tile size in map pixels (default: from the memory budget).") var tile: Int?
-    @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads (the default is this machine's core count).") var threads = ProcessInfo.processInfo
+        .activeProcessorCount
     @Option(help: "Timed repetitions per mode; the best is reported.") var repeats = 1
     @Option(help: "Side of the crop naive is timed on (extrapolated per pixel).") var naiveCrop = 64
     @Flag(help: "Print one JSON object instead of a table.") var json = false

@@ -20,7 +20,10 @@ struct InspectImage: ParsableCommand {
     )
 
     @Argument(help: ArgumentHelp("The image or slide.", valueName: "image")) var image: String
-    @Option(name: .long, help: ArgumentHelp("Deploy prototxt, to estimate the map's cost.", valueName: "prototxt"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The model (deploy prototxt or ONNX), to estimate the map's cost.", valueName: "prototxt|onnx"))
     var model: String?
     @Option(name: .long, help: ArgumentHelp("Trained weights, to estimate the map's cost.", valueName: "caffemodel"))
     var weights: String?

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraCluster
 import TesseraWire
 
 /// `tessera-coordinator keygen NAME`: a CURVE key pair for the coordinator, a worker or a user.
@@ -37,7 +38,7 @@ struct Keygen: ParsableCommand {
     }
 
     func run() throws {
-        guard ZMQCurve.isAvailable else { throw ValidationError("this libzmq was built without CURVE") }
+        guard ZMQCurve.isAvailable else { throw ClusterError("this libzmq was built without CURVE") }
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
             do {
@@ -45,20 +46,20 @@ struct Keygen: ParsableCommand {
                     atPath: out, withIntermediateDirectories: true,
                     attributes: [.posixPermissions: 0o700])
             } catch {
-                throw ValidationError("--out \(out): cannot create the folder: \(error.localizedDescription)")
+                throw ClusterError("--out \(out): cannot create the folder: \(error.localizedDescription)")
             }
         } else if !isDirectory.boolValue {
-            throw ValidationError("--out \(out): not a folder")
+            throw ClusterError("--out \(out): not a folder")
         }
         let pair = try ZMQCurve.keypair()
         let paths: (publicPath: String, secretPath: String)
         do {
             paths = try ZMQCurve.writeKeyFiles(pair, name: name, directory: out, replace: force)
         } catch let error as ZMQKeyFileError where error.reason == "already exists" {
-            throw ValidationError(
+            throw ClusterError(
                 "\(error.path) already exists: pass --force to replace it (and redistribute the new key)")
         } catch let error as ZMQKeyFileError {
-            throw ValidationError("\(error)")
+            throw ClusterError("\(error)")
         }
         print("secret key: \(paths.secretPath) (keep it private)")
         print("public key: \(paths.publicPath) \(pair.publicKey.z85)")

@@ -38,24 +38,24 @@ struct Serve: ParsableCommand {
                 + "under it for shared-storage jobs (submit --shared). Without it, only upload jobs.",
             valueName: "folder"))
     var sharedRoot: [String] = []
-    @Option(help: "Tasks one worker may hold at once.") var credit = 2
+    @Option(help: "Tasks one worker may hold at once (1 to 64).") var credit = 2
     @Option(
         help: ArgumentHelp(
             "The largest message a peer of the worker endpoint may send, in MiB: an upload job's "
                 + "result (classes × tile² × 4 bytes) must fit; a peer sending more is disconnected "
-                + "before anything is buffered.", valueName: "MiB"))
+                + "before anything is buffered. 1 to 4096.", valueName: "MiB"))
     var maxWorkerMessageMib = 256
     @Option(
         help: ArgumentHelp(
             "The largest message a client may send, in MiB: a submission carries its model files whole "
                 + "(images go in 16 MiB parts), so the largest model must fit; a peer sending more is "
-                + "disconnected before anything is buffered.", valueName: "MiB"))
+                + "disconnected before anything is buffered. 32 to 4096.", valueName: "MiB"))
     var maxClientMessageMib = 1024
     @Option(
         help: ArgumentHelp(
             "Uploaded files (images, models) of submissions waiting for preparation, in MiB: past it the "
                 + "client endpoint is not read until one is prepared, so a flood of uploads waits in the peers' "
-                + "bounded queues (2 messages each) instead of in memory.", valueName: "MiB"))
+                + "bounded queues (2 messages each) instead of in memory. 1 to 65536.", valueName: "MiB"))
     var maxPreparingMib = 256
     @Option(
         help: ArgumentHelp(
@@ -81,7 +81,8 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "While the store holds more than this, remove the oldest ended jobs (active jobs are kept): "
-                + "e.g. 50G, 500M. Default: no limit.", valueName: "size"))
+                + "e.g. 50G, 500M (binary units: K, M, G, T are KiB, MiB, GiB, TiB). Default: no limit.",
+            valueName: "size"))
     var maxStore: String?
     @Option(help: "Refuse submitted images with more pixels than this (read from the header, before decoding).")
     var maxPixels = PNGReader.defaultMaxPixels

@@ -88,6 +88,14 @@ enum CurveKeyFiles {
             throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno)))
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw ZMQKeyFileError(path: path, reason: "not a regular file") }
+        // A public key given as the secret one (keygen writes NAME.pub next to NAME.key): say so,
+        // rather than asking for a chmod that would not help.
+        if path.hasSuffix(".pub"), let text = try? String(contentsOfFile: path, encoding: .utf8),
+            !text.contains("secret-key")
+        {
+            throw ZMQKeyFileError(
+                path: path, reason: "this is a public key (NAME.pub): give the secret one, NAME.key, made with it")
+        }
         guard info.st_mode & 0o007 == 0 else {
             throw ZMQKeyFileError(
                 path: path,
