@@ -95,3 +95,29 @@ extension TIFFPagesTests {
         #expect(try TIFFRegionSource(path: dir + "/sane.tif").levels.map(\.mpp) == [0.25, 0.5])
     }
 }
+
+extension TIFFPagesTests {
+    /// Found by a user audit: an uncompressed tile whose byte count was cut short with the file
+    /// was a storage "read failed" (so --corrupt-tiles skip did not apply, and the cluster retried).
+    @Test("An uncompressed tile cut off by the end of the file is truncated data, not a failed read")
+    func shortUncompressedTileIsTruncated() throws {
+        let dir = try Self.write(
+            """
+            import struct
+            a = np.random.default_rng(4).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+            p = d + '/short.tif'
+            tifffile.imwrite(p, a, tile=(256, 256), photometric='rgb')
+            with tifffile.TiffFile(p) as f:
+                tag = f.pages[0].tags['TileByteCounts']
+                offset = f.pages[0].dataoffsets[0]
+                fmt = {3: '<H', 4: '<I', 16: '<Q'}[tag.dtype]
+            data = bytearray(open(p, 'rb').read())
+            data[tag.valueoffset:tag.valueoffset + struct.calcsize(fmt)] = struct.pack(fmt, 49152)
+            open(p, 'wb').write(bytes(data[:offset + 49152]))
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try TIFFRegionSource(path: dir + "/short.tif")
+        let error = slideError { _ = try source.readRegion(PixelRect(y: 0, x: 0, height: 8, width: 8)) }
+        #expect(error?.kind == .truncated && error?.isCorruptData == true, "\(String(describing: error))")
+    }
+}

@@ -146,6 +146,13 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
             layout.tiled
             ? layout.chunkBytes
             : rect.height * layout.width * layout.chunkSamplesPerPixel * layout.bytesPerSample
+        // Uncompressed data is `needed` bytes whatever the byte count says: libtiff reads that many,
+        // so a file cut inside it fails as a "read error", which is the file's damage, not the storage's.
+        if layout.compression == 1, UInt64(needed) > fileSize - offset {
+            throw fail(
+                .truncated,
+                "its \(needed) uncompressed bytes at byte \(offset) run past the end of the file (\(fileSize) bytes)")
+        }
         var bytes = [UInt8](repeating: 0, count: layout.chunkBytes)
         var message = ""
         guard let got = bytes.withUnsafeMutableBytes({ handle.readChunk(index, into: $0, failure: &message) }) else {
