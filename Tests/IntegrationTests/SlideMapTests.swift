@@ -455,3 +455,26 @@ extension SlideMapTests {
         }
     }
 }
+
+extension SlideMapTests {
+    /// Found by a user audit: --tissue on a large single-level TIFF read it in full for minutes
+    /// before anything was logged.
+    @Test("--tissue says so before it reads a large level in full for its view")
+    func tissueAnnouncesFullRead() throws {
+        let group = try ProcessGroup("tissue-full-read")
+        defer { group.stop() }
+        let image = group.directory + "/long.tif"
+        _ = try Self.python(
+            """
+            import sys, numpy as np, tifffile
+            a = np.full((64, 9000, 3), 240, np.uint8); a[:, 100:300] = (120, 60, 150)
+            tifffile.imwrite(sys.argv[1], a, tile=(64, 512), compression='zlib', photometric='rgb')
+            """, [image])
+        let (status, log) = try Self.coordinator(
+            group,
+            ["run", "--in-process"] + ClusterFixture.modelFlags + [
+                "--tissue", "--check", "0", "--outputs", "npy", "--out", group.directory + "/out", image,
+            ], log: "run")
+        #expect(status == 0 && log.contains("--tissue reads level 0 (9000×64)"), "\(log)")
+    }
+}

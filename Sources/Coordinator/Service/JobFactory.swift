@@ -324,7 +324,8 @@ struct JobFactory: Sendable {
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
             let mask = try ImageInput.tissueMask(
-                opened, path: imagePath, tolerateDamage: options.skipCorruptTiles)
+                opened, path: imagePath, tolerateDamage: options.skipCorruptTiles,
+                announce: { [logger] in logger.notice("\($0)", metadata: ["image": "\(imagePath)"]) })
             let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)

@@ -116,12 +116,22 @@ package enum ImageInput {
     /// coordinates; computed from the file's smallest level that still has about
     /// 1024 pixels along its longer side, never from the full resolution of a slide.
     /// `tolerateDamage` (`--corrupt-tiles skip`): damaged parts of the view count as tissue.
-    package static func tissueMask(_ opened: Opened, path: String, tolerateDamage: Bool = false) throws -> TissueMask {
+    /// `announce` hears, before it starts, of a view read from a level over 8192 pixels
+    /// a side (a file without small levels): that read takes minutes on a large image.
+    package static func tissueMask(
+        _ opened: Opened, path: String, tolerateDamage: Bool = false, announce: (String) -> Void = { _ in }
+    ) throws -> TissueMask {
         let target = opened.source
         let options = TissueMask.Options(tolerateDamage: tolerateDamage)
         if case .png = opened.format { return try TissueMask.detect(source: target, options: options) }
         let levels = try SlideInfo.inspect(path: path).levels
         let level = levels.last { max($0.width, $0.height) >= options.maxDimension } ?? levels[0]
+        if max(level.width, level.height) > 8192 {
+            announce(
+                "--tissue reads level \(level.index) (\(level.width)×\(level.height)), the smallest this file has, "
+                    + "in full for its ~\(options.maxDimension)-pixel view: this takes a while (a pyramidal file "
+                    + "with small levels is read in seconds)")
+        }
         let hint = " (--corrupt-tiles skip maps such an image, leaving the damaged parts empty)"
         guard level.index != opened.level else {
             do {

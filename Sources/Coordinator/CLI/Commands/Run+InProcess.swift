@@ -44,7 +44,8 @@ extension Run {
             var skip: ((PixelRect) -> Bool)?
             if slide.tissue {
                 let mask = try ImageInput.tissueMask(
-                    opened, path: path, tolerateDamage: slide.corruptTiles == .skip)
+                    opened, path: path, tolerateDamage: slide.corruptTiles == .skip,
+                    announce: { logger.notice("\($0)", metadata: ["image": "\(path)"]) })
                 skip = { !mask.containsTissue($0) }
                 logger.info(
                     "tissue",
