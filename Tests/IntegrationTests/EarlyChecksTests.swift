@@ -304,3 +304,18 @@ extension EarlyChecksTests {
         #expect(code2 != 0 && text2.contains("\(dir.path): ") && text2.contains("this is a folder"), "\(text2)")
     }
 }
+
+extension EarlyChecksTests {
+    /// Found by an operator audit: a client pointed at the worker endpoint said "unexpected
+    /// reply to a status request".
+    @Test("A client pointed at the worker endpoint is told it is one")
+    func clientAtWorkerEndpoint() throws {
+        let group = try ProcessGroup("wrong-port")
+        defer { group.stop() }
+        let (workers, _) = try group.startCoordinator()
+        let (code, text) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "status", "--coordinator", workers, "--reconnect-timeout", "5",
+        ])
+        #expect(code != 0 && text.contains("is a coordinator's worker endpoint"), "\(text)")
+    }
+}

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import Coordinator
+@testable import TesseraWire
 
 /// Command-line values that look like flags.
 @Suite("Option values: negative numbers")
@@ -69,5 +70,18 @@ extension OptionParsingTests {
             let text = TesseraCoordinator.fullMessage(for: error)
             #expect(text.contains("--check must be between 0 and 1000000"), "\(text)")
         }
+    }
+}
+
+extension OptionParsingTests {
+    /// Found by an operator audit: a job with no worker left read "running" and nothing more.
+    @Test("status says when no worker is connected to run queued tasks")
+    func statusWithoutWorkers() {
+        let waiting = Status.describe(Wire.JobStatus(jobID: 3, state: .running, tasksQueued: 5, workers: 0))
+        #expect(waiting.contains("no worker is connected"), "\(waiting)")
+        let served = Status.describe(Wire.JobStatus(jobID: 3, state: .running, tasksQueued: 5, workers: 2))
+        #expect(!served.contains("no worker"), "\(served)")
+        let done = Status.describe(Wire.JobStatus(jobID: 3, state: .done, tasksDone: 5, workers: 0))
+        #expect(!done.contains("no worker"), "\(done)")
     }
 }

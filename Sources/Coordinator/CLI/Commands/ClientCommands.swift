@@ -231,6 +231,10 @@ struct Status: ParsableCommand {
             String(format: "throughput: %.2f tasks/s, %.3f Mpx/s", s.tasksPerSecond, s.pixelsPerSecond / 1e6),
         ]
         if !s.message.isEmpty { lines.append(s.message) }
+        if s.workers == 0, s.tasksQueued + s.tasksRunning > 0, s.state == .running || s.state == .queued {
+            // (operator audit: a job read "running" with no worker left to run it)
+            lines.append("no worker is connected: the tasks wait until one joins")
+        }
         if !s.outputFiles.isEmpty { lines.append("outputs: " + s.outputFiles.joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }

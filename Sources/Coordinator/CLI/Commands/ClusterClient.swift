@@ -105,6 +105,13 @@ final class ClusterClient {
                     }
                     switch envelope.message {
                     case .success(.error(let text)): throw ClusterError(.refused, text)
+                    case .success(.disconnect(let reason)) where reason.hasPrefix("unknown worker"):
+                        // The worker endpoint answers a stranger so: the wrong port (operator audit).
+                        throw ClusterError(
+                            .refused,
+                            "\(endpoint) is a coordinator's worker endpoint (it asked this client to register as a "
+                                + "worker): clients use its client endpoint (serve --client-endpoint, port 5556 "
+                                + "by default)")
                     case .success(let reply):
                         guard answers(reply) else { continue }
                         return reply
