@@ -124,21 +124,26 @@ extension ImagePNGErrorTests {
     func paletteIndexPastPLTE() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        let path = directory.file("short-palette.png")
         // libpng will not write such a file: by hand, 12 × 9, 10 colours, index 200 from (x 4, y 6) on.
-        let (status, output) = try runCommand([
-            "python3", "-c",
-            """
-            import struct, sys, zlib
-            def chunk(kind, data):
-                return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-            rows = b''.join(b'\\x00' + bytes(200 if (y == 6 and x >= 4) else (x + y) % 10 for x in range(12)) for y in range(9))
-            png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 12, 9, 8, 3, 0, 0, 0))
-                   + chunk(b'PLTE', bytes(range(0, 240, 8))) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
-            open(sys.argv[1], 'wb').write(png)
-            """, path,
-        ])
-        try #require(status == 0, "\(output)")
+        func write(_ name: String, badIndex: Int) throws -> String {
+            let path = directory.file(name)
+            let (status, output) = try runCommand([
+                "python3", "-c",
+                """
+                import struct, sys, zlib
+                def chunk(kind, data):
+                    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+                bad = int(sys.argv[2])
+                rows = b''.join(b'\\x00' + bytes(bad if (bad and y == 6 and x >= 4) else (x + y) % 10 for x in range(12)) for y in range(9))
+                png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 12, 9, 8, 3, 0, 0, 0))
+                       + chunk(b'PLTE', bytes(range(0, 240, 8))) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+                open(sys.argv[1], 'wb').write(png)
+                """, path, "\(badIndex)",
+            ])
+            try #require(status == 0, "\(output)")
+            return path
+        }
+        let path = try write("short-palette.png", badIndex: 200)
         expectError(.corrupt, reading: path)
         do {
             _ = try PNGReader.read(path: path)
@@ -149,20 +154,7 @@ extension ImagePNGErrorTests {
         }
         #expect(throws: ImageIOError.self) { _ = try PNGReader.readBands(path: path, bandBytes: 64) { _ in } }
         // The same file with index 9 at most reads, and its colours are the palette's.
-        let fine = directory.file("palette.png")
-        let (status2, output2) = try runCommand([
-            "python3", "-c",
-            """
-            import struct, sys, zlib
-            def chunk(kind, data):
-                return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-            rows = b''.join(b'\\x00' + bytes((x + y) % 10 for x in range(12)) for y in range(9))
-            png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 12, 9, 8, 3, 0, 0, 0))
-                   + chunk(b'PLTE', bytes(range(0, 240, 8))) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
-            open(sys.argv[1], 'wb').write(png)
-            """, fine,
-        ])
-        try #require(status2 == 0, "\(output2)")
+        let fine = try write("palette.png", badIndex: 0)
         let image = try PNGReader.read(path: fine)
         #expect(image.channels == 3 && image.allSamples.prefix(6) == [0, 8, 16, 24, 32, 40])
     }

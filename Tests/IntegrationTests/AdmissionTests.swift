@@ -21,15 +21,8 @@ struct AdmissionTests {
         let size = try writeBombPNG(to: bomb, width: 20_000, height: 20_000)
         #expect(size < 3_000_000, "the bomb is \(size) bytes")
         let start = Date()
-        let submit = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
-                "--mode", "dense", "--out", group.directory + "/out", bomb,
-            ], log: "submit")
-        let status = group.wait(submit, timeout: 30)
+        let output = try Self.refusedSubmission(group, clients, bomb)
         let seconds = Date().timeIntervalSince(start)
-        let output = group.log("submit")
-        #expect(status != nil && status != 0, "\(output)")
         #expect(output.contains("20000×20000") && output.contains("100000000"), "\(output)")
         #expect(seconds < 10, "refusal took \(seconds) s")
         // Decoding would have taken 1.2 GB.
@@ -45,6 +38,19 @@ struct AdmissionTests {
 }
 
 extension AdmissionTests {
+    /// `submit` of `image` to `clients`, which must fail (within 30 s); returns its output.
+    static func refusedSubmission(_ group: ProcessGroup, _ clients: String, _ image: String) throws -> String {
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--out", group.directory + "/out", image,
+            ], log: "submit")
+        let status = group.wait(submit, timeout: 30)
+        let output = group.log("submit")
+        #expect(status != nil && status != 0, "\(output)")
+        return output
+    }
+
     /// Found by an operator audit: `submit` refused a PNG over 1.5·10⁹ pixels itself, so a
     /// coordinator started with a larger --max-pixels never saw it. The coordinator decides.
     @Test("submit leaves the pixel limit to the coordinator: its refusal names serve --max-pixels")
@@ -63,14 +69,7 @@ extension AdmissionTests {
             ihdr = struct.pack('>IIBBBBB', 40000, 40000, 8, 2, 0, 0, 0)
             open(sys.argv[1], 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', bytes(4_700_000)) + chunk(b'IEND', b''))
             """, [header])
-        let submit = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
-                "--mode", "dense", "--out", group.directory + "/out", header,
-            ], log: "submit")
-        let status = group.wait(submit, timeout: 30)
-        let output = group.log("submit")
-        #expect(status != nil && status != 0, "\(output)")
+        let output = try Self.refusedSubmission(group, clients, header)
         #expect(
             output.contains("40000×40000") && output.contains("1000000000") && output.contains("serve --max-pixels")
                 && !output.contains("1500000000"), "\(output)")
