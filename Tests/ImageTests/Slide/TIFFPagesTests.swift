@@ -121,3 +121,21 @@ extension TIFFPagesTests {
         #expect(error?.kind == .truncated && error?.isCorruptData == true, "\(String(describing: error))")
     }
 }
+
+extension TIFFPagesTests {
+    /// Found by a user audit: an OME-TIFF of 3 fluorescence channels, one page each, mapped
+    /// channel 0 as a gray image, silently.
+    @Test("An OME-TIFF with channels on separate pages is refused; RGB in one page is read")
+    func omeChannelPlanesRefused() throws {
+        let dir = try Self.write(
+            """
+            rng = np.random.default_rng(5)
+            tifffile.imwrite(d + '/cyx.ome.tif', rng.integers(0, 255, (3, 128, 128), dtype=np.uint8), tile=(64, 64), metadata={'axes': 'CYX'})
+            tifffile.imwrite(d + '/rgb.ome.tif', rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), tile=(64, 64), photometric='rgb', metadata={'axes': 'YXS'})
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let error = slideError { _ = try TIFFRegionSource(path: dir + "/cyx.ome.tif") }
+        #expect(error?.kind == .unsupportedSampleFormat("3 channel planes"), "\(String(describing: error))")
+        #expect(try TIFFRegionSource(path: dir + "/rgb.ome.tif").channels == 3)
+    }
+}

@@ -32,6 +32,7 @@ struct TIFFStructure: Sendable {
         let info0 = try handle.select(.directory(0), level: 0)
         let layout0 = try TIFFLayout(info0, path: path, level: 0)
         description = handle.imageDescription()
+        try Self.refuseChannelPlanes(description: description, layout: layout0, path: path)
         var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(0), layout0)]
         for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
             if let info = try? handle.select(.subIFD(offset)),
@@ -136,6 +137,22 @@ struct TIFFStructure: Sendable {
             return (number(after: "IFD=\"", in: String(tag)).map(Int.init) ?? 0) == ifd
         }
         return (match.map(String.init) ?? (images.count == 1 ? String(images[0]) : nil), images.count)
+    }
+
+    /// Refuses an OME-TIFF whose image 0 has more channels than a page holds samples (each
+    /// channel its own page, as fluorescence is stored): only the first would be mapped, as gray
+    /// (user audit). RGB stored as one page of 3 samples declares SizeC 3 and passes.
+    static func refuseChannelPlanes(description: String?, layout: TIFFLayout, path: String) throws {
+        guard let description, description.contains("<OME"),
+            case let (image?, _) = omeImage(storedAt: 0, in: description),
+            let channels = number(after: "SizeC=\"", in: image).map(Int.init), channels > layout.samplesPerPixel
+        else { return }
+        throw SlideError(
+            .unsupportedSampleFormat("\(channels) channel planes"), path: path,
+            detail: "the OME image declares \(channels) channels (SizeC) stored as separate planes of "
+                + "\(layout.samplesPerPixel) sample\(layout.samplesPerPixel == 1 ? "" : "s"): only the first would be "
+                + "mapped. Tessera maps gray or RGB images: write the channels as one RGB image, or one file per channel"
+        )
     }
 
     private static func string(after marker: String, in text: String) -> String? {
