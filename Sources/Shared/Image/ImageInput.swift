@@ -15,6 +15,8 @@ package enum ImageInput {
         package let mpp: Double?
         /// Levels of the file (one for PNG).
         package let levelCount: Int
+        /// What a user should know about what is mapped (a larger image elsewhere in the file…).
+        package var notes: [String] { (source as? TIFFRegionSource)?.notes ?? [] }
 
         /// "level 1 of 3, 0.50 µm/px" (or "PNG").
         package var levelDescription: String {
@@ -70,6 +72,8 @@ package enum ImageInput {
         /// Microns per pixel of the level, when the file says.
         package var mpp: Double?
         package var levelCount = 1
+        /// `Opened.notes`.
+        package var notes: [String] = []
 
         /// "PNG", or "level 1 of 3, 0.500 µm/px" (as `Opened.levelDescription`).
         package var levelDescription: String {
@@ -102,7 +106,7 @@ package enum ImageInput {
         let s = opened.source
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
-            bitDepth: bitDepth(of: s), mpp: opened.mpp, levelCount: opened.levelCount)
+            bitDepth: bitDepth(of: s), mpp: opened.mpp, levelCount: opened.levelCount, notes: opened.notes)
     }
 
     /// 16 for a source of 16-bit samples, else 8.

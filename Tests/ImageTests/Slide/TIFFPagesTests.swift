@@ -139,3 +139,33 @@ extension TIFFPagesTests {
         #expect(try TIFFRegionSource(path: dir + "/rgb.ome.tif").channels == 3)
     }
 }
+
+extension TIFFPagesTests {
+    /// Found by a user audit: a thumbnail stored as directory 0 was mapped with no word about
+    /// the large image after it, and an OME Z-stack's first plane likewise.
+    @Test(
+        "A larger image after directory 0, and OME Z planes, are noted (run logs the notes, inspect-image prints them)")
+    func mappedImageNotes() throws {
+        let dir = try Self.write(
+            """
+            rng = np.random.default_rng(6)
+            big = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+            with tifffile.TiffWriter(d + '/thumb_first.tif') as w:
+                w.write(big[::4, ::4].copy(), photometric='rgb')
+                w.write(big, tile=(64, 64), photometric='rgb')
+            tifffile.imwrite(d + '/zstack.ome.tif', rng.integers(0, 255, (2, 64, 64), dtype=np.uint8), tile=(32, 32), metadata={'axes': 'ZYX'})
+            tifffile.imwrite(d + '/plain.tif', big, tile=(64, 64), photometric='rgb')
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let thumb = try TIFFRegionSource(path: dir + "/thumb_first.tif")
+        #expect(
+            thumb.width == 100 && thumb.notes.count == 1
+                && thumb.notes[0].contains("larger image (400×300, directory 1)"))
+        #expect(
+            try SlideInfo.inspect(path: dir + "/thumb_first.tif").summary.contains(
+                "note: the file holds a larger image"))
+        let z = try TIFFRegionSource(path: dir + "/zstack.ome.tif")
+        #expect(z.notes.contains { $0.contains("2 Z planes") }, "\(z.notes)")
+        #expect(try TIFFRegionSource(path: dir + "/plain.tif").notes.isEmpty)
+    }
+}

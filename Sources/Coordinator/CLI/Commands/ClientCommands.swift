@@ -120,6 +120,7 @@ struct Submit: ParsableCommand {
             if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) {
                 logger.warning("\(warning)")
             }
+            for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             let size = Size2(header.height, header.width)
             var tile =
                 try job.tile

@@ -72,6 +72,7 @@ extension Run {
     ) throws {
         let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
         if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) { logger.warning("\(warning)") }
+        for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         let size = Size2(header.height, header.width)
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)

@@ -21,6 +21,7 @@ extension Run {
         for path in images {
             let opened = try ImageInput.open(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
             let image = opened.source
+            for note in opened.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
             }

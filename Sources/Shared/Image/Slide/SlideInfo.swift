@@ -47,6 +47,7 @@ package struct SlideInfo: Sendable, Equatable {
         properties["mpp.source"] = structure.mppSource
         properties["tiff.Photometric"] = TIFFNames.photometric(base.layout.photometric)
         properties["tiff.SamplesPerPixel"] = String(base.layout.samplesPerPixel)
+        for (i, note) in structure.notes.enumerated() { properties["note.\(i + 1)"] = note }
         return SlideInfo(
             path: path, format: format, vendor: openslide_detect_vendor(path).map { String(cString: $0) },
             width: base.layout.width, height: base.layout.height, levels: structure.levels.map(\.info),
@@ -89,6 +90,7 @@ package struct SlideInfo: Sendable, Equatable {
         lines.append(line)
         lines += levels.map { "  \($0)" }
         if !associatedImages.isEmpty { lines.append("associated images: " + associatedImages.joined(separator: ", ")) }
+        lines += properties.keys.filter { $0.hasPrefix("note.") }.sorted().map { "note: \(properties[$0]!)" }
         return lines.joined(separator: "\n")
     }
 }

@@ -20,6 +20,8 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     package let level: Int
     /// Every level of the file.
     package let levels: [SlideLevel]
+    /// What a user should know about what is mapped (`TIFFStructure.notes`).
+    package let notes: [String]
 
     let layout: TIFFLayout
     private let fileSize: UInt64
@@ -56,6 +58,7 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
         let first = try Self.openHandle(path: path)
         let structure = try TIFFStructure(path: path, handle: first)
         levels = structure.levels.map(\.info)
+        notes = structure.notes
         let chosen = try LevelChoice.choose(
             levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
             path: path)

@@ -20,6 +20,9 @@ struct TIFFStructure: Sendable {
     let description: String?
     /// Where the level-0 µm/px came from ("Aperio description", "OME-XML", "resolution tags"), if known.
     let mppSource: String?
+    /// What a user should know about what is mapped: a larger image elsewhere in the file, OME
+    /// planes beyond the first (Z, T).
+    let notes: [String]
 
     /// Reads the structure with `handle` (left on directory 0 when it returns).
     init(path: String, handle: TIFFHandle) throws {
@@ -59,6 +62,28 @@ struct TIFFStructure: Sendable {
         let (recorded, source) = Self.mpp(description: description, info: info0)
         let mpp0 = SlideLevel.plausibleMPP(recorded)
         mppSource = source.map { mpp0 == nil ? "\($0): \(recorded!) µm/px ignored (not plausible)" : $0 }
+        var notes: [String] = []
+        let pyramidLocations = Set(pyramid.map(\.0))
+        if let larger = candidates.first(where: {
+            !pyramidLocations.contains($0.0) && $0.1.width * $0.1.height > layout0.width * layout0.height
+        }) {
+            notes.append(
+                "the file holds a larger image (\(larger.1.width)×\(larger.1.height), \(Self.describe(larger.0))) than the "
+                    + "\(layout0.width)×\(layout0.height) one in directory 0, which is what is mapped (a thumbnail "
+                    + "stored first?): extract the image you mean, e.g. tiffcp FILE,N OUT.tif")
+        }
+        if let description, description.contains("<OME"),
+            case let (image?, _) = Self.omeImage(storedAt: 0, in: description)
+        {
+            let z = Self.number(after: "SizeZ=\"", in: image).map(Int.init) ?? 1
+            let t = Self.number(after: "SizeT=\"", in: image).map(Int.init) ?? 1
+            if z > 1 || t > 1 {
+                notes.append(
+                    "the OME image declares \(z) Z plane\(z == 1 ? "" : "s") and \(t) time point\(t == 1 ? "" : "s"): "
+                        + "only the first plane (Z 0, T 0) is mapped")
+            }
+        }
+        self.notes = notes
         levels = pyramid.enumerated().map { index, candidate in
             let layout = candidate.1
             let downsample =
@@ -137,6 +162,13 @@ struct TIFFStructure: Sendable {
             return (number(after: "IFD=\"", in: String(tag)).map(Int.init) ?? 0) == ifd
         }
         return (match.map(String.init) ?? (images.count == 1 ? String(images[0]) : nil), images.count)
+    }
+
+    static func describe(_ location: TIFFDirectoryLocation) -> String {
+        switch location {
+        case .directory(let index): return "directory \(index)"
+        case .subIFD: return "a SubIFD"
+        }
     }
 
     /// Refuses an OME-TIFF whose image 0 has more channels than a page holds samples (each
