@@ -301,6 +301,43 @@ struct DistributedTests {
 }
 
 extension DistributedTests {
+    /// The hello of a hand-driven worker named `name` (`registeredWorker`).
+    static func fakeHello(_ name: String) -> [[UInt8]] {
+        WireMessage.hello(Wire.Hello(workerName: name, threads: 1, memoryBytes: 1 << 30, device: "cpu")).encode()
+    }
+
+    /// Serves `fake` while `p` runs (at most 120 s): answers heartbeats, and reports each task
+    /// `fail` accepts as failed with `message` (the others are left unanswered).
+    static func failTasks(
+        _ fake: borrowing ZMQSocket, while p: Process, message: String, _ fail: (Wire.TaskSpec) throws -> Bool
+    ) throws {
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline {
+            guard try fake.waitForMessage(timeoutMilliseconds: 50), let e = try fake.receiveWire(dontWait: true),
+                let m = try? e.message.get()
+            else { continue }
+            switch m {
+            case .heartbeat: try fake.send(.heartbeat)
+            case .task(let spec) where try fail(spec):
+                try fake.send(
+                    .taskFailed(
+                        Wire.TaskFailure(
+                            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, message: message)))
+            default: break
+            }
+        }
+    }
+
+    /// The fixture job `p` (`submitFixture`, dense, into `out/`) ended well, with the in-process map.
+    static func expectFixtureMap(_ group: ProcessGroup, _ p: Process, image: String) throws {
+        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+    }
+}
+
+extension DistributedTests {
     /// A worker that fails every task it is given (a bad mount, a broken GPU) used to get each
     /// task back at once (it had free credit first), so one task failed 3 times there and the
     /// job failed. A failed task now goes to another worker while one is connected.
@@ -312,10 +349,7 @@ extension DistributedTests {
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
         let context = try ZMQContext()
-        let broken = try Self.registeredWorker(
-            context, workers,
-            hello: WireMessage.hello(Wire.Hello(workerName: "broken", threads: 1, memoryBytes: 1 << 30, device: "cpu"))
-                .encode())
+        let broken = try Self.registeredWorker(context, workers, hello: Self.fakeHello("broken"))
         try group.startWorker(workers, name: "good")
         let client = try TestClient(context, clients)
         let joined = Date().addingTimeInterval(20)
@@ -324,28 +358,12 @@ extension DistributedTests {
         let p = try group.submitFixture(
             clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
         var failed = 0
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline {
-            guard try broken.waitForMessage(timeoutMilliseconds: 50), let e = try broken.receiveWire(dontWait: true),
-                let m = try? e.message.get()
-            else { continue }
-            switch m {
-            case .heartbeat: try broken.send(.heartbeat)
-            case .task(let spec):
-                failed += 1
-                try broken.send(
-                    .taskFailed(
-                        Wire.TaskFailure(
-                            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
-                            message: "the GPU fell off the bus")))
-            default: break
-            }
+        try Self.failTasks(broken, while: p, message: "the GPU fell off the bus") { _ in
+            failed += 1
+            return true
         }
-        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        try Self.expectFixtureMap(group, p, image: image)
         #expect(failed > 0, "the broken worker was given tasks")
-        #expect(
-            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
-                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
     }
 }
 
@@ -361,42 +379,25 @@ extension DistributedTests {
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image)
         let context = try ZMQContext()
-        let flaky = try Self.registeredWorker(
-            context, workers,
-            hello: WireMessage.hello(Wire.Hello(workerName: "flaky", threads: 1, memoryBytes: 1 << 30, device: "cpu"))
-                .encode())
+        let flaky = try Self.registeredWorker(context, workers, hello: Self.fakeHello("flaky"))
         let p = try group.submitFixture(
             clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
         var failedAt: [UInt64: Date] = [:]
         var waits: [Double] = []
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline {
-            guard try flaky.waitForMessage(timeoutMilliseconds: 50), let e = try flaky.receiveWire(dontWait: true),
-                let m = try? e.message.get()
-            else { continue }
-            switch m {
-            case .heartbeat: try flaky.send(.heartbeat)
-            case .task(let spec) where spec.attempt <= 2:
-                if spec.attempt == 2, let first = failedAt[spec.taskID] {
-                    waits.append(Date().timeIntervalSince(first))
-                    // The fault has passed: a working worker joins, and takes the retries.
-                    if waits.count == 1 { try group.startWorker(workers, name: "good") }
-                }
-                try flaky.send(
-                    .taskFailed(
-                        Wire.TaskFailure(
-                            jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt,
-                            message: "cannot read the slide: Input/output error")))
-                if spec.attempt == 1 { failedAt[spec.taskID] = Date() }
-            default: break  // a third attempt is left to run late: the straggler copy goes to "good"
+        // A third attempt is left to run late: the straggler copy goes to "good".
+        try Self.failTasks(flaky, while: p, message: "cannot read the slide: Input/output error") { spec in
+            guard spec.attempt <= 2 else { return false }
+            if spec.attempt == 2, let first = failedAt[spec.taskID] {
+                waits.append(Date().timeIntervalSince(first))
+                // The fault has passed: a working worker joins, and takes the retries.
+                if waits.count == 1 { try group.startWorker(workers, name: "good") }
             }
+            if spec.attempt == 1 { failedAt[spec.taskID] = Date() }
+            return true
         }
-        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        try Self.expectFixtureMap(group, p, image: image)
         #expect(!waits.isEmpty, "a failed task came back to the only worker")
         #expect(waits.allSatisfy { $0 >= 1.9 }, "retried after \(waits) s")
         #expect(group.log("coordinator").contains("retried in 2 s"))
-        #expect(
-            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
-                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
     }
 }

@@ -15,4 +15,11 @@ package enum SystemMemory {
         }
         return limit
     }()
+
+    /// "3.23 GiB" or "768 MiB": an amount of memory in an error message.
+    package static func text(_ bytes: Int) -> String {
+        bytes >= 1 << 30
+            ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
+            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
+    }
 }

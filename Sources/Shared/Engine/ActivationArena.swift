@@ -34,14 +34,14 @@ package final class ActivationArena: @unchecked Sendable {
         guard bytes <= limit else {
             throw EngineError(
                 .outOfMemory,
-                "a \(input.h)×\(input.w) input needs \(Self.text(bytes)) for its activations, more than this "
-                    + "process's limit of \(Self.text(limit)) (\(Self.limitText)): "
+                "a \(input.h)×\(input.w) input needs \(SystemMemory.text(bytes)) for its activations, more than this "
+                    + "process's limit of \(SystemMemory.text(limit)) (\(Self.limitText)): "
                     + "use a smaller --tile (or --memory-budget)")
         }
         guard let memory = malloc(bytes) else {
             throw EngineError(
                 .outOfMemory,
-                "cannot allocate \(Self.text(bytes)) for the activations of a \(input.h)×\(input.w) input "
+                "cannot allocate \(SystemMemory.text(bytes)) for the activations of a \(input.h)×\(input.w) input "
                     + "(an address-space limit?): use a smaller --tile (or --memory-budget)")
         }
         base = memory.bindMemory(to: Float.self, capacity: max(1, count))
@@ -49,11 +49,6 @@ package final class ActivationArena: @unchecked Sendable {
 
     deinit { free(base) }
 
-    private static func text(_ bytes: Int) -> String {
-        bytes >= 1 << 30
-            ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
-            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
-    }
 }
 
 /// Offsets in one arena for buffers with known lifetimes (the steps at which each is

@@ -1,4 +1,3 @@
-import Foundation
 import TesseraCore
 import TesseraModel
 
@@ -15,8 +14,8 @@ extension ModelPlan {
             throw ModelError(
                 .shape,
                 "the smallest \(mode.rawValue) tile (\(s)×\(s) map pixels) of this net needs "
-                    + "\(Self.bytesText(smallest)) of activations, more than the memory budget of "
-                    + "\(Self.bytesText(memoryBudget)): raise --memory-budget (MiB) if this machine, and every "
+                    + "\(SystemMemory.text(smallest)) of activations, more than the memory budget of "
+                    + "\(SystemMemory.text(memoryBudget)): raise --memory-budget (MiB) if this machine, and every "
                     + "worker, has the memory")
         }
         if mode == .naive { return min(largest, 64) }
@@ -46,11 +45,5 @@ extension ModelPlan {
             previous = s.count
         }
         return peak * MemoryLayout<Float>.size
-    }
-
-    static func bytesText(_ bytes: Int) -> String {
-        bytes >= 1 << 30
-            ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
-            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
     }
 }
