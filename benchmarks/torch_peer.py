@@ -37,10 +37,11 @@ def build(spec):
             if layer["method"] == "MAX":
                 layers.append(nn.MaxPool2d(tuple(layer["kernel"]), stride=tuple(layer["stride"]),
                                            padding=tuple(layer["pad"]), dilation=tuple(layer["dilation"]),
-                                           ceil_mode=True))
+                                           ceil_mode=layer.get("ceil_mode", True)))
             else:
                 layers.append(nn.AvgPool2d(tuple(layer["kernel"]), stride=tuple(layer["stride"]),
-                                           padding=tuple(layer["pad"]), ceil_mode=True))
+                                           padding=tuple(layer["pad"]),
+                                           ceil_mode=layer.get("ceil_mode", True)))
         elif t == "LRN":
             if layer["region"] != "ACROSS_CHANNELS":
                 sys.exit(f"{layer['name']}: PyTorch has no WITHIN_CHANNEL LRN")

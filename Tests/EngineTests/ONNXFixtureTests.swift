@@ -14,7 +14,8 @@ struct ONNXFixtureTests {
     static let root = TestPaths.fixtures.appendingPathComponent("onnx")
 
     static let names = [
-        "bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "misc_ops", "padded_residual", "resnet_block", "seed_net",
+        "bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "floor_pool", "misc_ops", "padded_residual",
+        "resnet_block", "resnet_stem", "seed_net",
     ]
 
     struct Manifest: Decodable {

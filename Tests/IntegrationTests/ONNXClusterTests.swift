@@ -136,7 +136,7 @@ struct ONNXClusterTests {
 
     @Test(
         "convert --format onnx: onnxruntime computes the fully convolutional net as Tessera's engine does",
-        arguments: ["conv_pool_ip", "branch_eltwise_concat", "onnx/seed_net", "onnx/branches"])
+        arguments: ["conv_pool_ip", "branch_eltwise_concat", "onnx/seed_net", "onnx/branches", "onnx/resnet_stem"])
     func convertToONNX(_ fixture: String) throws {
         let group = try ProcessGroup("onnx-write")
         defer { group.stop() }

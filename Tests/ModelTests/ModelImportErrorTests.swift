@@ -43,6 +43,32 @@ struct ModelImportErrorTests {
         #expect(m.net.layers[3].name == "fc-conv" && m.net.layers[4].bottoms == ["fc-conv"])
     }
 
+    @Test("Caffe's round_mode: FLOOR rounds the pooled size down, is exact, and is written back")
+    func poolingRoundMode() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // At 9×9 the pool sees 7 rows: rounded up (Caffe's default) 4 windows, the last partial.
+        let nine = Self.tiny.replacingOccurrences(of: "dim: 8 dim: 8", with: "dim: 9 dim: 9")
+        let ceil = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "ceil.prototxt", nine), requireWeights: false))
+        #expect(!ceil.geometry.isExact && ceil.geometry.inexactReasons.joined().contains("partial"))
+        let floorText = nine.replacingOccurrences(of: "stride: 2 }", with: "stride: 2 round_mode: FLOOR }")
+        let floor = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "floor.prototxt", floorText), requireWeights: false))
+        #expect(floor.geometry.isExact, "\(floor.geometry.inexactReasons)")
+        #expect(try floor.classifier.shapes(input: Size2(square: 9)).layers[2].spatial == Size2(square: 3))
+        #expect(try ceil.classifier.shapes(input: Size2(square: 9)).layers[2].spatial == Size2(square: 4))
+        // Written as Caffe files and read back: the same net, rounding included.
+        let net = floor.classifier.randomised(seed: 4)
+        let (text, data) = try CaffeWriter.write(net, input: Size2(square: 9))
+        #expect(text.contains("round_mode: FLOOR"), "\(text)")
+        let again = try ModelLoader.load(
+            ModelSource(
+                model: try writeFile(dir, "again.prototxt", text), weights: try writeFile(dir, "again.caffemodel", data)
+            ))
+        #expect(again.classifier == net)
+    }
+
     @Test func truncatedCaffemodel() throws {
         let (dir, proto, weights, _) = try Self.tinyFiles()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -202,6 +202,36 @@ struct ONNXImportTests {
         #expect(absolute?.message.contains("leaves the model's folder") == true)
     }
 
+    @Test("ceil_mode=0 rounds the pooled size down where a last window is partial; ceil_mode=1 rounds up")
+    func poolingRounding() throws {
+        // At P = 20 the MaxPool 3/2 sees 14 rows: rounded down 6 windows (the 14th row in none),
+        // which the AveragePool 2/2 turns into the 3×3 the Gemm's 54 inputs expect.
+        var m = try Self.proto("conv_pool_gemm")
+        m.graph.input[0].type.tensorType.shape.dim[2].dimValue = 20
+        m.graph.input[0].type.tensorType.shape.dim[3].dimValue = 20
+        let model = try ModelLoader.load(ModelSource(model: try Self.write(m)))
+        let pools = model.net.layers.compactMap { l -> Pooling? in
+            if case .pooling(let p) = l.op { return p } else { return nil }
+        }
+        #expect(pools.count == 2 && pools.allSatisfy { !$0.roundsUp })
+        let shapes = try model.net.shapes(input: Size2(square: 20)).layers
+        let maxPool = model.net.layers.firstIndex { $0.op.typeName == "Pooling" }!
+        #expect(shapes[maxPool].spatial == Size2(square: 6))
+        // Rounding down leaves no partial window: the net is still exact.
+        #expect(model.geometry.isExact, "\(model.geometry.inexactReasons)")
+        // Rounded up, the MaxPool gives 7, its last window partial: the attribute is read.
+        let node = m.graph.node.firstIndex { $0.opType == "MaxPool" }!
+        var ceil = Onnx_AttributeProto()
+        ceil.name = "ceil_mode"
+        ceil.type = .int
+        ceil.i = 1
+        m.graph.node[node].attribute.append(ceil)
+        let up = try ModelLoader.load(ModelSource(model: try Self.write(m)))
+        let upShapes = try up.net.shapes(input: Size2(square: 20)).layers
+        #expect(upShapes[maxPool].spatial == Size2(square: 7))
+        #expect(up.geometry.inexactReasons.joined().contains("partial last window"))
+    }
+
     @Test("Layers Tessera cannot represent are refused with the reason")
     func unrepresentable() throws {
         // Asymmetric padding.
@@ -215,15 +245,6 @@ struct ONNXImportTests {
         m.graph.node[conv].attribute.append(pads)
         var e = Self.loadError(try Self.write(m))
         #expect(e?.message.contains("asymmetric pads [0, 0, 1, 1]") == true, "\(e?.description ?? "")")
-        // ceil_mode=0 that drops the last row at patch size.
-        m = try Self.proto("conv_pool_gemm")
-        m.graph.input[0].type.tensorType.shape.dim[2].dimValue = 20
-        m.graph.input[0].type.tensorType.shape.dim[3].dimValue = 20
-        e = Self.loadError(try Self.write(m))
-        #expect(
-            e?.message.contains("ceil_mode=0 at patch size: its 14 input rows, padded by 0 on each side, leave 1")
-                == true,
-            "\(e?.description ?? "")")
         // Average pooling that does not count the padding.
         m = try Self.proto("padded_residual")
         let avg = m.graph.node.firstIndex { $0.opType == "AveragePool" }!

@@ -12,6 +12,8 @@ package struct ModelReport: Codable, Sendable {
         package var stride: [Int]?
         package var pad: [Int]?
         package var dilation: [Int]?
+        /// Pooling that rounds its output size down ("floor"; nil: up, as Caffe does by default).
+        package var rounding: String?
         /// Multiply-accumulates for one output position (all output channels).
         package var macsPerPosition: Int
         /// Multiply-accumulates for one patch pass (at patch size).
@@ -83,6 +85,7 @@ package struct ModelReport: Codable, Sendable {
                 row.stride = [p.stride.h, p.stride.w]
                 row.pad = [p.pad.h, p.pad.w]
                 row.dilation = [p.dilation.h, p.dilation.w]
+                if !p.roundsUp { row.rounding = "floor" }
             case .innerProduct(let ip):
                 row.macsPerPosition = Self.saturatingProduct([ip.outputs, ip.inputs])
             case .lrn(let l):
@@ -158,7 +161,8 @@ package struct ModelReport: Codable, Sendable {
         ]
         var table: [[String]] = layers.map {
             [
-                $0.name, $0.type, "\($0.output[0])×\($0.output[1])×\($0.output[2])", pair($0.kernel), pair($0.stride),
+                $0.name, $0.type + ($0.rounding.map { " (\($0))" } ?? ""),
+                "\($0.output[0])×\($0.output[1])×\($0.output[2])", pair($0.kernel), pair($0.stride),
                 pair($0.dilation), pair($0.pad), "\($0.macsPerPosition)", "\($0.macsPerPatch)",
             ]
         }

@@ -127,10 +127,15 @@ package struct Pooling: Sendable, Equatable {
     package var global: Bool
     /// Not a Caffe field: the engine's dense mode dilates pooling windows.
     package var dilation: Size2
+    /// How the output size is rounded when the last window does not fit whole: up
+    /// (Caffe's default `round_mode: CEIL`, ONNX `ceil_mode=1`), adding a partial
+    /// last window, or down (Caffe's `round_mode: FLOOR`, ONNX `ceil_mode=0`,
+    /// PyTorch's default), leaving the input's last pixels out of every window.
+    package var roundsUp: Bool
 
     package init(
         method: Method, kernel: Size2, stride: Size2 = .one, pad: Size2 = .zero,
-        global: Bool = false, dilation: Size2 = .one
+        global: Bool = false, dilation: Size2 = .one, roundsUp: Bool = true
     ) {
         self.method = method
         self.kernel = kernel
@@ -138,6 +143,7 @@ package struct Pooling: Sendable, Equatable {
         self.pad = pad
         self.global = global
         self.dilation = dilation
+        self.roundsUp = roundsUp
     }
 }
 

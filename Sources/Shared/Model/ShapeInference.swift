@@ -23,10 +23,14 @@ package enum OutputSize {
         return (input + 2 * pad - extent) / stride + 1
     }
 
-    /// Pooling: Caffe rounds up, then drops a last window that would start in the padding.
-    package static func pooling(input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1) -> Int {
+    /// Pooling: Caffe rounds up, then drops a last window that would start in the
+    /// padding; rounded down (`roundsUp` false), only whole windows count.
+    package static func pooling(
+        input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1, roundsUp: Bool = true
+    ) -> Int {
         let extent = dilation * (kernel - 1) + 1
         let span = input + 2 * pad - extent
+        guard roundsUp else { return span.floorDiv(stride) + 1 }
         var pooled = (span + stride - 1).floorDiv(stride) + 1
         if pad > 0, (pooled - 1) * stride >= input + pad { pooled -= 1 }
         return pooled
@@ -104,10 +108,10 @@ extension Layer {
             if pool.global { return Shape(c: first.c, h: 1, w: 1) }
             let h = OutputSize.pooling(
                 input: first.h, kernel: pool.kernel.h, stride: pool.stride.h,
-                pad: pool.pad.h, dilation: pool.dilation.h)
+                pad: pool.pad.h, dilation: pool.dilation.h, roundsUp: pool.roundsUp)
             let w = OutputSize.pooling(
                 input: first.w, kernel: pool.kernel.w, stride: pool.stride.w,
-                pad: pool.pad.w, dilation: pool.dilation.w)
+                pad: pool.pad.w, dilation: pool.dilation.w, roundsUp: pool.roundsUp)
             guard h > 0, w > 0 else {
                 throw fail("a \(pool.kernel) pooling window does not fit its \(first.h)×\(first.w) input")
             }

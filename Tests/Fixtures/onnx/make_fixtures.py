@@ -284,6 +284,58 @@ def misc_ops():
     return g, g.model(x, 10), pre, False
 
 
+def floor_pool():
+    g = Graph("floor_pool", 3, 20, seed=8)
+    x = g.conv("input", 3, 6, 3)  # 18
+    x = g.node("Relu", [x])
+    # Rounded down: 8 windows, the 18th row is in none of them (rounded up: 9, the last partial).
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=0)
+    x = g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2])  # 3 (rounded up: 4)
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 54, 3, gain=2.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "MaxPool 3/2 and AveragePool 3/2 with ceil_mode 0 over partial last windows at patch size: "
+        + "rounded down, the last rows are in no window (exact: nothing pads)",
+        "Flatten + Gemm over the 3×3 pooled map (opset 13)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 13), pre, True
+
+
+def resnet_stem():
+    """A torchvision ResNet's stem and first block at an even patch size (P = 32, as 224 is):
+    Conv 7×7/2 pad 3, MaxPool 3/2 pad 1 ceil_mode 0 (rounded up it would give one more row),
+    a basic block, then AveragePool 3/2 pad 1 ceil_mode 0 and the global pool head."""
+    g = Graph("resnet_stem", 3, 32, seed=9)
+    x = g.conv("input", 3, 8, 7, strides=[2, 2], pads=[3, 3, 3, 3], bias=False)  # 16
+    x = g.bn(x, 8)
+    x = g.node("Relu", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])  # 8 (up: 9)
+    y = g.conv(x, 8, 8, 3, pads=[1, 1, 1, 1], bias=False)
+    y = g.bn(y, 8)
+    y = g.node("Relu", [y])
+    y = g.conv(y, 8, 8, 3, pads=[1, 1, 1, 1], bias=False)
+    y = g.bn(y, 8)
+    x = g.node("Add", [x, y])
+    x = g.node("Relu", [x])
+    x = g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+               count_include_pad=1, ceil_mode=0)  # 4 (up: 5)
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 2, gain=4.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "a ResNet stem at an even patch size: Conv 7×7/2 pad 3 + BatchNormalization + Relu, "
+        + "MaxPool 3/2 pad 1 ceil_mode 0 (PyTorch's default), rounded down where rounding up adds a window",
+        "a basic block (identity shortcut), AveragePool 3/2 pad 1 count_include_pad 1 ceil_mode 0",
+        "GlobalAveragePool + Flatten + Gemm head (opset 13); not exact (padding)",
+    ]
+    pre = dict(channel_order="rgb", raw_scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+               scale=1.0)
+    return g, g.model(x, 13), pre, False
+
+
 SEED_LAYERS = """the seed's efficient-pixelwise/deploy.prototxt: conv1 32×3×3 → ReLU → LRN 5 → MAX 4/2 →
 conv2 32×3×3 → ReLU → LRN 5 → MAX 2/2 → fc6 64 → ReLU → Dropout → fc7 64 → ReLU → Dropout → fc8 2 → Softmax"""
 
@@ -500,7 +552,8 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 
 def main():
-    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops]:
+    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops,
+                 floor_pool, resnet_stem]:
         g, model, pre, exact = make()
         build(g, model, pre, exact)
     g, model, pre, exact, w = seed_net()

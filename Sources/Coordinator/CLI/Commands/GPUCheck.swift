@@ -373,6 +373,7 @@ enum DenseNetExport {
                 l["group"] = c.group
             case .pooling(let p):
                 l["method"] = p.method.rawValue
+                l["ceil_mode"] = p.roundsUp
                 l["kernel"] = [p.kernel.h, p.kernel.w]
                 l["stride"] = [p.stride.h, p.stride.w]
                 l["pad"] = [p.pad.h, p.pad.w]

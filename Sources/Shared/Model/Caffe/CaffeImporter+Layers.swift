@@ -124,7 +124,7 @@ extension CaffeImporter {
         guard pad.h < kernel.h, pad.w < kernel.w else {
             throw fail("pad \(pad) must be smaller than the kernel \(kernel)")
         }
-        return Pooling(method: method, kernel: kernel, stride: stride, pad: pad)
+        return Pooling(method: method, kernel: kernel, stride: stride, pad: pad, roundsUp: p.roundMode == .ceil)
     }
 
     mutating func innerProduct(

@@ -51,6 +51,7 @@ extension CaffeWriter {
             } else {
                 p.strideH = UInt32(pl.stride.h); p.strideW = UInt32(pl.stride.w)
             }
+            if !pl.roundsUp { p.roundMode = .floor }
             if pl.pad != .zero {
                 if pl.pad.isSquare {
                     p.pad = UInt32(pl.pad.h)

@@ -1781,6 +1781,15 @@ nonisolated struct Caffe_PoolingParameter: Sendable {
   /// Clears the value of `globalPooling`. Subsequent reads from it will return its default value.
   mutating func clearGlobalPooling() {self._globalPooling = nil}
 
+  var roundMode: Caffe_PoolingParameter.RoundMode {
+    get {_roundMode ?? .ceil}
+    set {_roundMode = newValue}
+  }
+  /// Returns true if `roundMode` has been explicitly set.
+  var hasRoundMode: Bool {self._roundMode != nil}
+  /// Clears the value of `roundMode`. Subsequent reads from it will return its default value.
+  mutating func clearRoundMode() {self._roundMode = nil}
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   nonisolated enum PoolMethod: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -1805,6 +1814,17 @@ nonisolated struct Caffe_PoolingParameter: Sendable {
 
   }
 
+  /// How the output size is rounded when the last window does not fit whole.
+  nonisolated enum RoundMode: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+    case ceil = 0
+    case floor = 1
+
+    init() {
+      self = .ceil
+    }
+
+  }
+
   init() {}
 
   fileprivate var _pool: Caffe_PoolingParameter.PoolMethod? = nil
@@ -1819,6 +1839,7 @@ nonisolated struct Caffe_PoolingParameter: Sendable {
   fileprivate var _strideW: UInt32? = nil
   fileprivate var _engine: Caffe_PoolingParameter.Engine? = nil
   fileprivate var _globalPooling: Bool? = nil
+  fileprivate var _roundMode: Caffe_PoolingParameter.RoundMode? = nil
 }
 
 nonisolated struct Caffe_ReLUParameter: Sendable {
@@ -3996,7 +4017,7 @@ nonisolated extension Caffe_LRNParameter.Engine: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Caffe_PoolingParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PoolingParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pool\0\u{3}kernel_size\0\u{1}stride\0\u{1}pad\0\u{3}kernel_h\0\u{3}kernel_w\0\u{3}stride_h\0\u{3}stride_w\0\u{3}pad_h\0\u{3}pad_w\0\u{1}engine\0\u{3}global_pooling\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pool\0\u{3}kernel_size\0\u{1}stride\0\u{1}pad\0\u{3}kernel_h\0\u{3}kernel_w\0\u{3}stride_h\0\u{3}stride_w\0\u{3}pad_h\0\u{3}pad_w\0\u{1}engine\0\u{3}global_pooling\0\u{3}round_mode\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4016,6 +4037,7 @@ nonisolated extension Caffe_PoolingParameter: SwiftProtobuf.Message, SwiftProtob
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self._padW) }()
       case 11: try { try decoder.decodeSingularEnumField(value: &self._engine) }()
       case 12: try { try decoder.decodeSingularBoolField(value: &self._globalPooling) }()
+      case 13: try { try decoder.decodeSingularEnumField(value: &self._roundMode) }()
       default: break
       }
     }
@@ -4062,6 +4084,9 @@ nonisolated extension Caffe_PoolingParameter: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._globalPooling {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 12)
     } }()
+    try { if let v = self._roundMode {
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 13)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4078,6 +4103,7 @@ nonisolated extension Caffe_PoolingParameter: SwiftProtobuf.Message, SwiftProtob
     if lhs._strideW != rhs._strideW {return false}
     if lhs._engine != rhs._engine {return false}
     if lhs._globalPooling != rhs._globalPooling {return false}
+    if lhs._roundMode != rhs._roundMode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4089,6 +4115,10 @@ nonisolated extension Caffe_PoolingParameter.PoolMethod: SwiftProtobuf._ProtoNam
 
 nonisolated extension Caffe_PoolingParameter.Engine: SwiftProtobuf._ProtoNameProviding {
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEFAULT\0\u{1}CAFFE\0\u{1}CUDNN\0")
+}
+
+nonisolated extension Caffe_PoolingParameter.RoundMode: SwiftProtobuf._ProtoNameProviding {
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CEIL\0\u{1}FLOOR\0")
 }
 
 nonisolated extension Caffe_ReLUParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

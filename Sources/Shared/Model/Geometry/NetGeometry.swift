@@ -186,7 +186,7 @@ private struct LayerWindow {
             }
             let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
             let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
-            if !pl.global, spanH % stride.h != 0 || spanW % stride.w != 0 {
+            if !pl.global, pl.roundsUp, spanH % stride.h != 0 || spanW % stride.w != 0 {
                 reasons.append(
                     "layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
                         + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "

@@ -167,25 +167,10 @@ extension ONNXImporter {
                     + "Tessera's average pooling (Caffe's) counts the padding: export with count_include_pad=1 "
                     + "(PyTorch: AvgPool2d(count_include_pad=True)) or without padding")
         }
-        let input = shapes[x]!
-        if (n.int("ceil_mode") ?? 0) == 0 {
-            for (axis, size, kk, s, p) in [
-                ("height", input.h, kernel.h, stride.h, pad.h), ("width", input.w, kernel.w, stride.w, pad.w),
-            ] {
-                let span = size + 2 * p - kk
-                if span >= 0, span % s != 0 {
-                    throw n.fail(
-                        .unsupported,
-                        "ceil_mode=0 at patch size: its \(size) input \(axis == "height" ? "rows" : "columns"), padded by "
-                            + "\(p) on each side, leave \(span % s) after the last whole \(kk)-pixel window of stride \(s), "
-                            + "where Caffe's rounding (ceil_mode=1), which Tessera computes, adds one more, partial "
-                            + "window: the two disagree on this layer's output size. Export with ceil_mode=1, or use "
-                            + "a patch size for which this layer's windows fit exactly (one more or one less pixel "
-                            + "often does)")
-                }
-            }
-        }
-        let pool = Pooling(method: max ? .max : .average, kernel: kernel, stride: stride, pad: pad)
+        // ceil_mode=0 (PyTorch's default) rounds the output size down: no partial last window.
+        let pool = Pooling(
+            method: max ? .max : .average, kernel: kernel, stride: stride, pad: pad,
+            roundsUp: (n.int("ceil_mode") ?? 0) != 0)
         try addLayer(n, .pooling(pool), [x])
     }
 

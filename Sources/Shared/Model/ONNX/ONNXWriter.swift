@@ -3,8 +3,8 @@ import TesseraCore
 
 /// Writes a `Net` as an ONNX model (opset 17), so the fully convolutional net Tessera
 /// computes can be checked in onnxruntime or used elsewhere. Caffe's semantics are kept
-/// where ONNX has a choice: pooling rounds up (`ceil_mode=1`), average pooling counts its
-/// padding (`count_include_pad=1`), Softmax runs over the channels.
+/// where ONNX has a choice: pooling rounds up (`ceil_mode=1`) unless the net's layer rounds
+/// down, average pooling counts its padding (`count_include_pad=1`), Softmax runs over the channels.
 package enum ONNXWriter {
     package static let opset: Int64 = 17
 
@@ -188,7 +188,7 @@ package enum ONNXWriter {
                 var attributes = [
                     Self.ints("kernel_shape", [p.kernel.h, p.kernel.w]),
                     Self.ints("strides", [p.stride.h, p.stride.w]),
-                    Self.ints("pads", [p.pad.h, p.pad.w, p.pad.h, p.pad.w]), Self.int("ceil_mode", 1),
+                    Self.ints("pads", [p.pad.h, p.pad.w, p.pad.h, p.pad.w]), Self.int("ceil_mode", p.roundsUp ? 1 : 0),
                 ]
                 if p.method == .average { attributes.append(Self.int("count_include_pad", 1)) }
                 return node(p.method == .max ? "MaxPool" : "AveragePool", name, [x], attributes: attributes)
