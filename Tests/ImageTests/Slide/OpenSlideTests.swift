@@ -69,6 +69,29 @@ struct OpenSlideTests {
         #expect(try openRegionSource(path: fixtures.path("slide.svs")) is OpenSlideRegionSource)
     }
 
+    /// A TIFF that OpenSlide detects as Aperio but cannot open (user audit: it was called "not a TIFF") is read
+    /// with libtiff, with a note saying so; OpenSlide's own refusal names the vendor.
+    @Test func vendorFileOpenSlideCannotOpenIsReadWithLibtiff() throws {
+        let fixtures = try Fixtures.get()
+        let path = fixtures.path("unopenable.svs")
+        #expect(try SlideFormat.detect(path: path) == .openSlide(vendor: "aperio"))
+        let refusal = slideError { _ = try OpenSlideRegionSource(path: path) }
+        #expect(refusal?.kind == .openSlide)
+        #expect(refusal?.detail.contains("recognises the file as 'aperio' but cannot open it") == true)
+        let source = try #require(try openRegionSource(path: path) as? TIFFRegionSource)
+        #expect(source.notes.first?.contains("read as a generic TIFF with libtiff instead") == true, "\(source.notes)")
+        #expect(source.width == 1024 && source.height == 768 && source.levels.first?.mpp == 0.25)
+        let level = try #require(try fixtures.good("svs").levels?.first)
+        let expected = try fixtures.expected(level)
+        for rect in testRects(height: level.height, width: level.width, seed: 5) {
+            let want = crop(expected, width: level.width, channels: 3, rect)
+            #expect(maxDifference(try source.readRegion(rect).samples, want) <= 1, "\(rect)")
+        }
+        let info = try SlideInfo.inspect(path: path)
+        #expect(info.format == .tiff(bigTIFF: false) && info.mpp == 0.25)
+        #expect(info.properties["note.1"]?.contains("cannot open it") == true, "\(info.properties)")
+    }
+
     @Test func slideInfoDescribesBothKinds() throws {
         let fixtures = try Fixtures.get()
         let svs = try SlideInfo.inspect(path: fixtures.path("slide.svs"))

@@ -155,6 +155,13 @@ with tifffile.TiffFile(os.path.join(out, "slide.svs")) as tif:
     svs_levels = [tif.pages[0].asarray(), tif.pages[2].asarray()]
 add("svs", "slide.svs", svs_levels, 3, tolerance=1, extra={"mpp": [0.25, 1.0]})
 
+# The same slide with its thumbnail tiled: OpenSlide detects "aperio" but refuses to open it (its tiled
+# directories are levels, and the ⅛ one comes before the ¼ one); Tessera reads it with libtiff instead.
+unopenable = os.path.join(out, "unopenable.svs")
+subprocess.run(["tiffcp", "-c", "jpeg:r:90", "-t", plain_path + ",0", unopenable], check=True)
+subprocess.run(["tiffcp", "-a", "-c", "jpeg:r:90", "-t", plain_path + ",1", unopenable], check=True)
+subprocess.run(["tiffcp", "-a", "-c", "jpeg:r:90", "-t", plain_path + ",2", unopenable], check=True)
+
 # Bad files.
 bad = {}
 

@@ -8,7 +8,13 @@ final class OpenSlideHandle {
 
     init(path: String) throws {
         guard let handle = openslide_open(path) else {
-            throw SlideError(.notTIFF, path: path, detail: "OpenSlide does not recognise the format")
+            // OpenSlide opens what it detects, so a detected format it cannot open is a damaged or unusual file.
+            guard let vendor = openslide_detect_vendor(path).map({ String(cString: $0) }) else {
+                throw SlideError(.notTIFF, path: path, detail: "OpenSlide does not recognise the format")
+            }
+            throw SlideError(
+                .openSlide, path: path,
+                detail: "OpenSlide recognises the file as '\(vendor)' but cannot open it (its warnings, if any, are above)")
         }
         if let error = openslide_get_error(handle) {
             let message = String(cString: error)

@@ -49,9 +49,10 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         try self.init(path: path, level: nil, mpp: mpp, mppTolerance: mppTolerance)
     }
 
-    init(path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2) throws {
+    /// - Parameter opened: the slide already opened (by `openRegionSource`), or nil to open it here.
+    init(path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, opened: OpenSlideHandle? = nil) throws {
         _ = try FileSniffer.fileSize(path)
-        let handle = try OpenSlideHandle(path: path)
+        let handle = try opened ?? OpenSlideHandle(path: path)
         levels = handle.levels()
         let chosen = try LevelChoice.choose(
             levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,

@@ -48,10 +48,28 @@ package func openRegionSource(
             cacheBytes: cacheBytes,
             maxHandles: ProcessInfo.processInfo.activeProcessorCount)
     case .openSlide:
-        return try OpenSlideRegionSource(path: path, level: level, mpp: mpp, mppTolerance: mppTolerance)
+        let handle: OpenSlideHandle
+        do {
+            handle = try OpenSlideHandle(path: path)
+        } catch let error as SlideError {
+            guard let note = try openSlideFallback(path: path, error) else { throw error }
+            return try TIFFRegionSource(
+                path: path, level: level, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
+                maxHandles: ProcessInfo.processInfo.activeProcessorCount, notes: [note])
+        }
+        return try OpenSlideRegionSource(
+            path: path, level: level, mpp: mpp, mppTolerance: mppTolerance, opened: handle)
     case .png:
         throw SlideError(.notTIFF, path: path, detail: "a PNG file: read it with the PNG reader")
     case .unknown:
         throw SlideError(.notTIFF, path: path, detail: "no TIFF header, and OpenSlide does not recognise it")
     }
+}
+
+/// When OpenSlide detects a vendor format it then cannot open (`error`), a file that is a TIFF is read as a
+/// generic TIFF instead (libtiff reads what a damaged or unusual vendor structure still holds): the note
+/// saying so, or nil when the file is not a TIFF and `error` stands.
+func openSlideFallback(path: String, _ error: SlideError) throws -> String? {
+    guard error.kind == .openSlide, case .tiff = try FileSniffer.kind(path) else { return nil }
+    return "\(error.detail): read as a generic TIFF with libtiff instead (levels and µm/px from its tags)"
 }

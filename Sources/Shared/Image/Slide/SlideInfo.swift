@@ -38,7 +38,7 @@ package struct SlideInfo: Sendable, Equatable {
         }
     }
 
-    private static func inspectTIFF(path: String, format: SlideFormat) throws -> SlideInfo {
+    private static func inspectTIFF(path: String, format: SlideFormat, notes: [String] = []) throws -> SlideInfo {
         let handle = try TIFFHandle(path: path)
         let structure = try TIFFStructure(path: path, handle: handle)
         let base = structure.levels[0]
@@ -47,7 +47,7 @@ package struct SlideInfo: Sendable, Equatable {
         properties["mpp.source"] = structure.mppSource
         properties["tiff.Photometric"] = TIFFNames.photometric(base.layout.photometric)
         properties["tiff.SamplesPerPixel"] = String(base.layout.samplesPerPixel)
-        for (i, note) in structure.notes.enumerated() { properties["note.\(i + 1)"] = note }
+        for (i, note) in (notes + structure.notes).enumerated() { properties["note.\(i + 1)"] = note }
         return SlideInfo(
             path: path, format: format, vendor: openslide_detect_vendor(path).map { String(cString: $0) },
             width: base.layout.width, height: base.layout.height, levels: structure.levels.map(\.info),
@@ -58,7 +58,15 @@ package struct SlideInfo: Sendable, Equatable {
     }
 
     private static func inspectOpenSlide(path: String, format: SlideFormat, vendor: String) throws -> SlideInfo {
-        let handle = try OpenSlideHandle(path: path)
+        let handle: OpenSlideHandle
+        do {
+            handle = try OpenSlideHandle(path: path)
+        } catch let error as SlideError {
+            guard let note = try openSlideFallback(path: path, error),
+                case .tiff(let big, _) = try FileSniffer.kind(path)
+            else { throw error }
+            return try inspectTIFF(path: path, format: .tiff(bigTIFF: big), notes: [note])
+        }
         let levels = handle.levels()
         guard let base = levels.first else {
             throw SlideError(.openSlide, path: path, detail: "OpenSlide reports no levels")

@@ -50,15 +50,17 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
             maxHandles: maxHandles)
     }
 
+    /// - Parameter notes: notes to give before the file's own (`openRegionSource`'s fallback from OpenSlide).
     init(
-        path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int
+        path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int,
+        notes extraNotes: [String] = []
     )
         throws
     {
         let first = try Self.openHandle(path: path)
         let structure = try TIFFStructure(path: path, handle: first)
         levels = structure.levels.map(\.info)
-        notes = structure.notes
+        notes = extraNotes + structure.notes
         let chosen = try LevelChoice.choose(
             levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
             path: path)
