@@ -16,7 +16,9 @@ package enum ImageInput {
         /// Levels of the file (one for PNG).
         package let levelCount: Int
         /// What a user should know about what is mapped (a larger image elsewhere in the file…).
-        package var notes: [String] { (source as? TIFFRegionSource)?.notes ?? [] }
+        package var notes: [String] {
+            (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes ?? []
+        }
 
         /// "level 1 of 3, 0.50 µm/px" (or "PNG").
         package var levelDescription: String {

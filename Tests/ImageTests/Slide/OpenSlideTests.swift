@@ -92,6 +92,25 @@ struct OpenSlideTests {
         #expect(info.properties["note.1"]?.contains("cannot open it") == true, "\(info.properties)")
     }
 
+    /// A slide cut short inside its last directory (user audit: it mapped as "level 0 of 1" with nothing said):
+    /// through OpenSlide and through libtiff alike, the levels before the cut are read and a note says the file
+    /// was cut short at directory 2.
+    @Test(arguments: ["slide.svs", "unopenable.svs"])
+    func cutShortSlideSaysSo(_ name: String) throws {
+        let fixtures = try Fixtures.get()
+        let before = try ImageInput.open(path: fixtures.path(name))
+        #expect(before.notes.allSatisfy { !$0.contains("cut short") }, "\(before.notes)")
+        let path = fixtures.path("cut_" + name)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)
+        let opened = try ImageInput.open(path: path)
+        #expect(opened.levelCount == before.levelCount - 1)
+        let note = opened.notes.first { $0.contains("cut short") }
+        #expect(
+            note?.contains("directory 2") == true && note?.contains("ends at byte \(size)") == true, "\(opened.notes)")
+        let info = try SlideInfo.inspect(path: path)
+        #expect(info.summary.contains("cut short"), "\(info.summary)")
+    }
+
     @Test func slideInfoDescribesBothKinds() throws {
         let fixtures = try Fixtures.get()
         let svs = try SlideInfo.inspect(path: fixtures.path("slide.svs"))

@@ -182,6 +182,21 @@ def damage(source, target, index, flip):
         f.write(bytes(b ^ 0xFF for b in data))
 
 
+def cut_in_directory(source, target, page):
+    """`source` cut 10 bytes into directory `page` (its IFD), losing that directory and every later one."""
+    with tifffile.TiffFile(os.path.join(out, source)) as tif:
+        end = tif.pages[page].offset + 10
+    with open(os.path.join(out, source), "rb") as f:
+        data = f.read(end)
+    with open(os.path.join(out, target), "wb") as f:
+        f.write(data)
+
+
+# Slides cut short inside directory 2 (the ¼ level): OpenSlide (cut_slide.svs) and libtiff (cut_unopenable.svs,
+# whose tiled thumbnail OpenSlide would refuse) see the levels before it only.
+cut_in_directory("slide.svs", "cut_slide.svs", 2)
+cut_in_directory("unopenable.svs", "cut_unopenable.svs", 2)
+
 # Corrupt tile 5 (row 1, column 0 of a 260-wide image in 64² tiles: 5 tiles across).
 damage("jpeg_rgb.tif", "bad_jpeg_tile.tif", 5, 64)
 bad["bad_jpeg_tile"] = {"file": "bad_jpeg_tile.tif", "kind": "corruptTile", "tile": 5}

@@ -35,6 +35,8 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
     package let vendor: String
     /// The colour given to pixels with no scanned data (α = 0).
     package let background: (red: UInt8, green: UInt8, blue: UInt8)
+    /// What a user should know about what is mapped: a TIFF-based slide cut short (`TIFFDirectoryChain`).
+    package let notes: [String]
 
     private let downsample: Double
     private let lock = ReadWriteLock()
@@ -65,6 +67,7 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         downsample = levels[chosen].downsample
         vendor = openslide_detect_vendor(path).map { String(cString: $0) } ?? "unknown"
         background = Self.parseColor(handle.property("openslide.background-color")) ?? (255, 255, 255)
+        notes = TIFFDirectoryChain.cutShortNote(path: path).map { [$0] } ?? []
         guard width > 0, height > 0, downsample > 0, downsample.isFinite else {
             throw SlideError(
                 .openSlide, path: path, level: chosen,

@@ -73,6 +73,7 @@ package struct SlideInfo: Sendable, Equatable {
         }
         var properties: [String: String] = [:]
         for name in handle.propertyNames { properties[name] = handle.property(name) }
+        if let cut = TIFFDirectoryChain.cutShortNote(path: path) { properties["note.1"] = cut }
         var compression: String?
         if case .tiff = try FileSniffer.kind(path), let tiff = try? TIFFHandle(path: path),
             let info = try? tiff.select(.directory(0))

@@ -83,6 +83,7 @@ struct TIFFStructure: Sendable {
                         + "only the first plane (Z 0, T 0) is mapped")
             }
         }
+        if let cut = TIFFDirectoryChain.cutShortNote(path: path) { notes.append(cut) }
         self.notes = notes
         levels = pyramid.enumerated().map { index, candidate in
             let layout = candidate.1
