@@ -259,8 +259,15 @@ int nvrtcCompileProgram(void* program, int count, const char** options) {
     }
     p->log = read_file(log);
     if (status != 0) return 6;  // NVRTC_ERROR_COMPILATION
-    // Published whole by one rename; a process that lost the race uses the winner's.
-    if (rename(dir, cached) == 0 || access(cached, R_OK) == 0) snprintf(p->path, sizeof p->path, "%s/kernels.so", cached);
+    // Published whole by one rename; a process that lost the race uses the winner's and removes its own.
+    if (rename(dir, cached) == 0) {
+        snprintf(p->path, sizeof p->path, "%s/kernels.so", cached);
+    } else if (access(cached, R_OK) == 0) {
+        const char* files[] = {cpp, src, log, p->path};
+        for (int i = 0; i < 4; i++) unlink(files[i]);
+        rmdir(dir);
+        snprintf(p->path, sizeof p->path, "%s/kernels.so", cached);
+    }
     return 0;
 }
 int nvrtcGetProgramLogSize(void* program, size_t* size) {

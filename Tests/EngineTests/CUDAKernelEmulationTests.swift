@@ -27,9 +27,8 @@ struct CUDAKernelEmulationTests {
 
     /// The kernels as a shared library, compiled once per test process.
     static let library: Result<UnsafeMutableRawPointer, EmulationError> = {
-        let dir = NSTemporaryDirectory() + "tessera-kernels-\(UUID().uuidString)"
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let dir = try ProcessScratch.folder("tessera-kernels-")
             try (prelude + CUDAKernelSource.code).write(toFile: dir + "/kernels.cpp", atomically: true, encoding: .utf8)
             var failures: [String] = []
             for compiler in ["clang++", "g++", "c++"] {

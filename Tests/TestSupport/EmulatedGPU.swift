@@ -13,10 +13,9 @@ enum EmulatedGPU {
 
     /// A folder holding the library under the four names the backend opens.
     static let folder: Result<String, EmulationError> = {
-        let dir = NSTemporaryDirectory() + "tessera-emulated-gpu-\(UUID().uuidString)"
         let source = TestPaths.packageRoot.appendingPathComponent("Tests/EmulatedCUDA/emulated_cuda.c").path
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let dir = try ProcessScratch.folder("tessera-emulated-gpu-")
             var failures: [String] = []
             for compiler in ["cc", "gcc", "clang"] {
                 let (status, output) = try runCommand([
@@ -43,7 +42,7 @@ enum EmulatedGPU {
     static let folderWithoutCuBLAS: Result<String, EmulationError> = {
         do {
             let full = try folder.get()
-            let dir = full + "-without-cublas"
+            let dir = full + "/without-cublas"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for name in ["libcuda.so.1", "libnvrtc.so", "libcudnn.so.9"] {
                 try FileManager.default.createSymbolicLink(

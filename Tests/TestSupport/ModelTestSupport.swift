@@ -15,11 +15,9 @@ enum Seed {
     static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 }
 
-/// A scratch folder for written files.
+/// A scratch folder for written files (inside this process's `ProcessScratch` folder).
 func temporaryDirectory() throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-model-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir
+    URL(fileURLWithPath: try ProcessScratch.fresh("tessera-model-"))
 }
 
 func writeFile(_ dir: URL, _ name: String, _ text: String) throws -> String {

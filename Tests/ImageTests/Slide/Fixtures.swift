@@ -3,7 +3,7 @@ import Testing
 
 @testable import TesseraCore
 @testable import TesseraImage
-import TestSupport
+@testable import TestSupport
 
 /// The test images, written once per test run by make_fixtures.py (python3 + tifffile + tiffcp) into a fresh
 /// temporary directory, with the samples each level must read back as.
@@ -45,7 +45,7 @@ struct Fixtures: Sendable {
 
     private init() throws {
         let prefix = "slide-src-tests-"
-        Self.removeStale(prefix: prefix)
+        ProcessScratch.removeStale(prefix: prefix)
         directory = NSTemporaryDirectory() + prefix + "\(ProcessInfo.processInfo.processIdentifier)"
         try? FileManager.default.removeItem(atPath: directory)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -53,16 +53,6 @@ struct Fixtures: Sendable {
         try run(["python3", script.path, directory])
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/manifest.json"))
         manifest = try JSONDecoder().decode(Manifest.self, from: data)
-    }
-
-    /// Removes the fixture directories of earlier test runs whose process has ended.
-    private static func removeStale(prefix: String) {
-        let temporary = NSTemporaryDirectory()
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? []
-        for name in names where name.hasPrefix(prefix) {
-            guard let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
-            try? FileManager.default.removeItem(atPath: temporary + name)
-        }
     }
 
     func path(_ file: String) -> String { directory + "/" + file }
