@@ -84,6 +84,21 @@ struct BadInputTests {
         #expect(slideError { _ = try openRegionSource(path: svs, level: 0, mpp: 0.25) }?.kind == .invalidArgument)
     }
 
+    /// A FIFO or a device is named as such (user audit: /dev/zero and a FIFO were called "empty (0 bytes)"), and
+    /// nothing blocks reading from it.
+    @Test func specialFilesAreNamed() throws {
+        let fixtures = try Fixtures.get()
+        let fifo = fixtures.path("fifo.tif")
+        unlink(fifo)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        for (path, what) in [(fifo, "FIFO"), ("/dev/zero", "a device")] {
+            let error = slideError { _ = try ImageInput.open(path: path) }
+            #expect(error?.kind == .invalidArgument, "\(path): \(error?.description ?? "no error")")
+            #expect(error?.detail.contains("\(what)") == true && error?.detail.contains("not a regular file") == true)
+        }
+    }
+
     /// Random byte flips and truncations of small tiled TIFFs: every open and read throws or succeeds.
     @Test(arguments: ["fuzz_zlib.tif", "fuzz_jpeg.tif"])
     func fuzzedFilesNeverCrash(file: String) throws {

@@ -19,6 +19,16 @@ enum FileSniffer {
             throw SlideError(.notTIFF, path: path, detail: "a directory, not a file")
         }
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        // A FIFO, a socket or a device (/dev/zero) has no size to read an image by: not "an empty file".
+        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
+            let what: String
+            switch type {
+            case .typeCharacterSpecial, .typeBlockSpecial: what = "a device"
+            case .typeSocket: what = "a socket"
+            default: what = "a FIFO or another special file"
+            }
+            throw SlideError(.invalidArgument, path: path, detail: "\(what), not a regular file: give an image file")
+        }
         return (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
     }
 

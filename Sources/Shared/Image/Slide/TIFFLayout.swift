@@ -101,7 +101,8 @@ struct TIFFLayout: Sendable, Equatable {
             throw fail(
                 .unsupportedLayout,
                 "a \(tiled ? "tile" : "strip") of \(chunkWidth)×\(chunkHeight) pixels"
-                    + " × \(samplesPerPixel) samples exceeds the \(Self.maxChunkBytes >> 20) MiB limit")
+                    + " × \(samplesPerPixel) samples exceeds the \(Self.maxChunkBytes >> 20) MiB limit; if the "
+                    + "file is intact, rewrite it in tiles: tiffcp -t -w 512 -l 512 IN.tif OUT.tif")
         }
         let expected = Int(bytes)
         guard Int(info.chunk_size) >= expected else {
