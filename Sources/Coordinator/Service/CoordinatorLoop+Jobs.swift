@@ -25,7 +25,8 @@ struct PreparedJob: Sendable {
 extension CoordinatorLoop {
     var factory: JobFactory {
         JobFactory(
-            configuration: configuration, store: store, persistent: persistent, plans: planCache, logger: logger)
+            configuration: configuration, store: store, persistent: persistent, plans: planCache, logger: logger,
+            stopRequested: stopRequested)
     }
 
     /// Starts preparing a submission for `client`; the answer (`submitted` or an

@@ -41,7 +41,7 @@ final class CoordinatorLoop {
     let logger: Logger
     var rejects: RateLimitedLog
     /// `CoordinatorService.stop()` sets it; the loop ends when it sees it.
-    private let stopRequested: Locked<Bool>
+    let stopRequested: Locked<Bool>
     /// Finished jobs' output writes, from `finishQueue` to the loop thread.
     let completions = Locked<[(UInt64, Result<[String], any Error>)]>([])
     let finishQueue = DispatchQueue(label: "tessera.coordinator.outputs")

@@ -19,6 +19,9 @@ struct JobFactory: Sendable {
     let persistent: Bool
     let plans: Locked<[String: ModelPlan]>
     let logger: Logger
+    /// Set when the coordinator is asked to stop: a long preparation (a slide's `--tissue` view read
+    /// in full) gives up rather than hold the shutdown, which waits for it.
+    let stopRequested: Locked<Bool>
 
     /// Creates job `id` (its folder `dir` exists) from a submission.
     /// `uploaded`: the image arrived in parts and lies decoded in `dir/image.raw`, with this CRC-32 and size.
@@ -323,9 +326,15 @@ struct JobFactory: Sendable {
         var tissueRemarks = ""
         if options.tissue {
             let opened = try ImageInput.open(path: imagePath, level: header.level)
-            let mask = try ImageInput.tissueMask(
-                opened, path: imagePath, tolerateDamage: options.skipCorruptTiles,
-                announce: { [logger] in logger.notice("\($0)", metadata: ["image": "\(imagePath)"]) })
+            let mask: TissueMask
+            do {
+                mask = try ImageInput.tissueMask(
+                    opened, path: imagePath, tolerateDamage: options.skipCorruptTiles,
+                    announce: { [logger] in logger.notice("\($0)", metadata: ["image": "\(imagePath)"]) },
+                    stop: { stopRequested.withLock { $0 } })
+            } catch is CancellationError {
+                throw ClusterError("the coordinator is stopping: --tissue's view of \(imagePath) was not finished")
+            }
             let all = tiles.count
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)

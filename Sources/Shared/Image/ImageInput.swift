@@ -123,26 +123,42 @@ package enum ImageInput {
     /// 1024 pixels along its longer side, never from the full resolution of a slide.
     /// `tolerateDamage` (`--corrupt-tiles skip`): damaged parts of the view count as tissue.
     /// `announce` hears, before it starts, of a view read from a level over 8192 pixels
-    /// a side (a file without small levels): that read takes minutes on a large image.
+    /// a side (a file without small levels): that read takes minutes on a large image, and
+    /// `announce` then also hears its progress (every 10 %). `stop` is asked before each block
+    /// of the view is read: true ends the detection with `CancellationError` (an interrupted run).
     package static func tissueMask(
-        _ opened: Opened, path: String, tolerateDamage: Bool = false, announce: (String) -> Void = { _ in }
+        _ opened: Opened, path: String, tolerateDamage: Bool = false, announce: (String) -> Void = { _ in },
+        stop: () -> Bool = { false }
     ) throws -> TissueMask {
         let target = opened.source
         let options = TissueMask.Options(tolerateDamage: tolerateDamage)
-        if case .png = opened.format { return try TissueMask.detect(source: target, options: options) }
+        if case .png = opened.format {
+            return try TissueMask.detect(source: target, options: options, watch: { _ in !stop() })
+        }
         let levels = try SlideInfo.inspect(path: path).levels
         let level = levels.last { max($0.width, $0.height) >= options.maxDimension } ?? levels[0]
-        if max(level.width, level.height) > 8192 {
+        let big = max(level.width, level.height) > 8192
+        if big {
             announce(
                 "--tissue reads level \(level.index) (\(level.width)×\(level.height)), the smallest this file has, "
                     + "in full for its ~\(options.maxDimension)-pixel view: this takes a while (a pyramidal file "
                     + "with small levels is read in seconds)")
         }
+        var reported = 0
+        func watch(_ fraction: Double) -> Bool {
+            let tenth = Int(fraction * 10)
+            if big, tenth > reported {
+                reported = tenth
+                announce("--tissue view: \(tenth * 10) % of level \(level.index) read")
+            }
+            return !stop()
+        }
         let hint = " (--corrupt-tiles skip maps such an image, leaving the damaged parts empty)"
         guard level.index != opened.level else {
             do {
                 return try TissueMask.detect(
-                    source: target, coverWidth: target.width, coverHeight: target.height, options: options)
+                    source: target, coverWidth: target.width, coverHeight: target.height, options: options,
+                    watch: watch)
             } catch let error as SlideError where error.isCorruptData {
                 throw TissueViewError(description: "--tissue could not read \(path): \(error)" + hint)
             }
@@ -150,7 +166,9 @@ package enum ImageInput {
         do {
             let small = try openRegionSource(path: path, level: level.index)
             return try TissueMask.detect(
-                source: small, coverWidth: target.width, coverHeight: target.height, options: options)
+                source: small, coverWidth: target.width, coverHeight: target.height, options: options, watch: watch)
+        } catch let cancelled as CancellationError {
+            throw cancelled
         } catch {
             // The error names a level the user did not ask for: say why it was read.
             throw TissueViewError(

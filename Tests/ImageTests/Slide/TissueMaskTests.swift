@@ -56,6 +56,25 @@ struct TissueMaskTests {
         #expect(!mask.containsTissue(PixelRect(y: 0, x: 0, height: 200, width: 300)))
     }
 
+    /// The view is read in blocks of up to 1024²; before each, `watch` hears the fraction read so far, and
+    /// returning false stops the detection (user audit: Ctrl-C waited for a full-resolution view to be read).
+    @Test func detectionReportsProgressAndStops() throws {
+        let source = ConstantSource(width: 4096, height: 3000, value: [245, 244, 246])  // 4 × 3 blocks
+        var seen: [Double] = []
+        _ = try TissueMask.detect(source: source, options: .init(maxDimension: 64)) {
+            seen.append($0); return true
+        }
+        #expect(seen.count == 12 && seen.first == 0 && seen == seen.sorted() && seen.last! < 1, "\(seen)")
+        var calls = 0
+        #expect(throws: CancellationError.self) {
+            _ = try TissueMask.detect(source: source, options: .init(maxDimension: 64)) { _ in
+                calls += 1
+                return calls < 3
+            }
+        }
+        #expect(calls == 3)
+    }
+
     /// Fluorescence: bright cells on a near-black background whose noise is strongly
     /// "saturated" ((3, 0, 1) has saturation 1). In colour and in gray, the bright blobs
     /// are the tissue and the background is not (saturation marked the background,

@@ -28,7 +28,8 @@ extension Run {
             storeDirectory: store)
         config.allowLocalPaths = true
         var coordinatorLogger = Logger(label: "tessera.coordinator")
-        coordinatorLogger.logLevel = .warning
+        // Notices too: a --tissue view read in full from a slide without small levels, and its progress.
+        coordinatorLogger.logLevel = .notice
         let service = CoordinatorService(context: context, configuration: config, logger: coordinatorLogger)
         let (workerEndpoint, clientEndpoint) = try service.start()
         defer { service.stop() }

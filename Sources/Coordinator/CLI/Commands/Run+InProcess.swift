@@ -46,7 +46,8 @@ extension Run {
             if slide.tissue {
                 let mask = try ImageInput.tissueMask(
                     opened, path: path, tolerateDamage: slide.corruptTiles == .skip,
-                    announce: { logger.notice("\($0)", metadata: ["image": "\(path)"]) })
+                    announce: { logger.notice("\($0)", metadata: ["image": "\(path)"]) },
+                    stop: { interruption.isInterrupted })
                 skip = { !mask.containsTissue($0) }
                 logger.info(
                     "tissue",

@@ -73,15 +73,18 @@ package struct TissueMask: Sendable, Equatable {
 
     /// Detects tissue in `source`. Queries use `coverWidth × coverHeight` coordinates (default: the source's
     /// own size; give level 0's size when `source` is a lower level of the same slide).
+    /// `watch` hears how much of the view is read (0–1) before each block, and stops the detection
+    /// (`CancellationError`) by returning false.
     package static func detect(
         source: any RegionSource, coverWidth: Int? = nil, coverHeight: Int? = nil,
-        options: Options = Options()
+        options: Options = Options(), watch: (Double) -> Bool = { _ in true }
     ) throws -> TissueMask {
         guard source.width > 0, source.height > 0 else {
             throw SlideError(.invalidArgument, path: source.name, detail: "an empty image has no tissue mask")
         }
         let grid = try CellGrid(
-            source: source, maxDimension: max(1, options.maxDimension), tolerateDamage: options.tolerateDamage)
+            source: source, maxDimension: max(1, options.maxDimension), tolerateDamage: options.tolerateDamage,
+            watch: watch)
         let (values, feature) = grid.values(
             gray: source.channels == 1, maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth),
             minimumSaturation: Float(options.minimumThreshold))
@@ -193,7 +196,13 @@ struct CellGrid {
     /// Per cell: some of its pixels could not be read (damaged data; only with `tolerateDamage`).
     let damaged: [Bool]
 
-    init(source: any RegionSource, maxDimension: Int, tolerateDamage: Bool = false) throws {
+    /// - Parameters:
+    ///   - watch: asked before each block of up to 1024² pixels is read: the fraction of the view read so far;
+    ///     returns false to stop (the init throws `CancellationError`).
+    init(
+        source: any RegionSource, maxDimension: Int, tolerateDamage: Bool = false,
+        watch: (Double) -> Bool = { _ in true }
+    ) throws {
         cell = max(1, (max(source.width, source.height) + maxDimension - 1) / maxDimension)
         width = (source.width + cell - 1) / cell
         height = (source.height + cell - 1) / cell
@@ -240,8 +249,11 @@ struct CellGrid {
             }
         }
         let block = max(cell, 1024 / cell * cell)
-        for by in stride(from: 0, to: source.height, by: block) {
-            for bx in stride(from: 0, to: source.width, by: block) {
+        let blocksAcross = (source.width + block - 1) / block
+        let blocks = Double(blocksAcross * ((source.height + block - 1) / block))
+        for (row, by) in stride(from: 0, to: source.height, by: block).enumerated() {
+            for (column, bx) in stride(from: 0, to: source.width, by: block).enumerated() {
+                guard watch(Double(row * blocksAcross + column) / blocks) else { throw CancellationError() }
                 try add(
                     PixelRect(
                         y: by, x: bx, height: min(block, source.height - by), width: min(block, source.width - bx)))
