@@ -79,6 +79,10 @@ enum WireSamples {
                 tasksFailed: 1, workers: 3, tasksPerSecond: 12.5, pixelsPerSecond: 3.2e6,
                 message: "", outputFiles: ["slide.npy", "slide-labels.png"])),
         .status(Wire.JobStatus(jobID: nil, state: .unknown, workers: 4)),
+        // The detailed status (flags bit 1): a query, and a reply with its details.
+        .statusRequest(jobID: nil, query: Wire.StatusQuery(states: 0b11000, allEnded: true, owner: "alice")),
+        .statusRequest(jobID: 12, query: Wire.StatusQuery()),
+        .status(WireSamples.detailedStatus),
         .cancel(jobID: 12),
         .fetchRequest(Wire.FetchRequest(jobID: 12, fileName: "slide.npy", offset: 1 << 20, maxBytes: 1 << 20)),
         .fetchData(
@@ -87,4 +91,21 @@ enum WireSamples {
         .uploadPart(Wire.UploadPart(jobID: 7, offset: 1 << 33, crc32: 0xCAFE_F00D, last: true, bytes: [1, 2, 3])),
         .uploadAck(jobID: 7, received: 123_456_789_012),
     ]
+
+    /// A cluster's detailed status: two listed jobs (one active, waiting for workers), a worker, the counts.
+    static let detailedStatus = Wire.JobStatus(
+        jobID: nil, state: .running, tasksQueued: 40, tasksRunning: 0, tasksDone: 24, workers: 1,
+        tasksPerSecond: 0, message: "",
+        details: Wire.StatusDetails(
+            jobs: [
+                Wire.JobSummary(
+                    id: 11, state: .running, image: "ihc", owner: "alice", tasks: 64, queued: 40, done: 24,
+                    tasksPerSecond: 0, submitted: 1_796_000_000.5, waitingForWorkers: true),
+                Wire.JobSummary(
+                    id: 12, state: .failed, image: "b\u{1F600}", owner: "", tasks: 8, done: 7, failed: 1,
+                    tasksPerSecond: 1.5, pixelsPerSecond: 2e6, submitted: 1_796_000_100, ended: 1_796_000_160,
+                    message: "task 3 failed 3 times"),
+            ],
+            workers: [Wire.WorkerSummary(name: "gpu-1", threads: 16, inFlight: 2, tasksDone: 1234)],
+            jobCounts: [0, 1, 5, 1, 2], matched: 9, activeJobs: 3, rateWindowSeconds: 30))
 }

@@ -267,3 +267,56 @@ struct WireCodecTests {
         }
     }
 }
+
+extension WireCodecTests {
+    /// Operator audit F9: the detailed status travels behind flags bit 1 within protocol 3,
+    /// so the plain request and reply keep the bytes of earlier builds, and an earlier
+    /// build refuses the bit with the words the client falls back on.
+    @Test("A plain status keeps the bytes of earlier builds; the detailed one is flags bit 1 and a tail")
+    func detailedStatusIsOptional() throws {
+        let plainRequest = WireMessage.statusRequest(jobID: 12).encode()
+        #expect(plainRequest == [[0x54, 0x53, 0x52, 3, 0x23, 1, 12, 0, 0, 0, 0, 0, 0, 0]], "\(plainRequest)")
+        let detailedRequest = WireMessage.statusRequest(jobID: nil, query: Wire.StatusQuery(states: 0b100)).encode()
+        #expect(detailedRequest[0][5] == 2, "flags: bit 1 only (no job)")
+        #expect(Array(detailedRequest[0][14...]) == [0b100, 0, 0, 0], "mask, list flags, empty owner")
+
+        var plain = WireSamples.detailedStatus
+        plain.details = nil
+        let plainFrame = WireMessage.status(plain).encode()[0]
+        let detailedFrame = WireMessage.status(WireSamples.detailedStatus).encode()[0]
+        #expect(plainFrame[5] == 0 && detailedFrame[5] == 2)
+        // Header, u64 job, u8 state, 4 × u64, u32 workers, 2 × f64, empty message, no files.
+        #expect(plainFrame.count == 6 + 8 + 1 + 32 + 4 + 16 + 2 + 2)
+        #expect(Array(detailedFrame[6..<plainFrame.count]) == Array(plainFrame[6...]), "the plain fields come first")
+        guard case .status(let decoded) = try WireMessage.decode([plainFrame]) else {
+            Issue.record("not a status")
+            return
+        }
+        #expect(decoded.details == nil)
+
+        // What an earlier build's decoder says of a bit it does not define (the client's cue).
+        var undefined = detailedRequest[0]
+        undefined[5] = 4
+        do {
+            _ = try WireMessage.decode([undefined])
+            Issue.record("flags bit 2 was accepted")
+        } catch let error as WireError {
+            #expect("\(error)".contains("statusRequest: flags 0x4 not defined"), "\(error)")
+        }
+    }
+
+    @Test("A detailed status's lists are checked against the bytes left and its values against their ranges")
+    func detailedStatusLimits() throws {
+        var frame = WireMessage.status(WireSamples.detailedStatus).encode()[0]
+        // The job count follows the plain fields: claim more jobs than the header can hold.
+        var plain = WireSamples.detailedStatus
+        plain.details = nil
+        let countAt = WireMessage.status(plain).encode()[0].count
+        frame.replaceSubrange(countAt..<countAt + 4, with: [0xFF, 0xFF, 0, 0])
+        #expect(throws: WireError.self) { try WireMessage.decode([frame]) }
+        // A state mask naming no state (bit 5: "unknown") is refused.
+        var request = WireMessage.statusRequest(jobID: nil, query: Wire.StatusQuery()).encode()[0]
+        request[14] = 1 << 5
+        #expect(throws: WireError.self) { try WireMessage.decode([request]) }
+    }
+}

@@ -21,7 +21,7 @@ extension CoordinatorLoop {
             // Answered once the job is prepared (`collectPrepared`), unless refused now.
             guard let refusal = submit(spec, from: peer, owner: envelope.userID) else { return }
             reply = refusal
-        case .success(.statusRequest(let id)):
+        case .success(.statusRequest(let id, _)):
             reply =
                 id.map { notYours($0, envelope.userID, "status") ?? jobStatus($0) }
                 ?? clusterStatus(for: envelope.userID)

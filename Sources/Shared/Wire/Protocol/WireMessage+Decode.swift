@@ -36,7 +36,7 @@ extension WireMessage {
         let allowedFlags: UInt8 =
             switch type {
             case .submit: 0b111
-            case .statusRequest, .status: 0b1
+            case .statusRequest, .status: 0b11
             default: 0
             }
         guard flags & ~allowedFlags == 0 else {

@@ -52,7 +52,8 @@ extension WireMessage {
 
     static func decodeStatusRequest(_ r: inout WireReader, _ flags: UInt8, _ payload: [[UInt8]]) throws -> WireMessage {
         try expectFrames(payload, 0, r)
-        return .statusRequest(jobID: try optionalJobID(&r, flags))
+        let id = try optionalJobID(&r, flags)
+        return .statusRequest(jobID: id, query: flags & 2 != 0 ? try statusQuery(&r) : nil)
     }
 
     static func decodeStatus(
@@ -74,7 +75,8 @@ extension WireMessage {
                 jobID: id, state: state, tasksQueued: queued,
                 tasksRunning: running, tasksDone: done, tasksFailed: failed,
                 workers: workers, tasksPerSecond: tps, pixelsPerSecond: pps,
-                message: message, outputFiles: files))
+                message: message, outputFiles: files,
+                details: flags & 2 != 0 ? try statusDetails(&r, limits) : nil))
     }
 
     /// A job id that flags bit 0 says is present; when absent the field must be 0.

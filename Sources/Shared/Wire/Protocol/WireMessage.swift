@@ -37,8 +37,8 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level, str store, u32 options size | options |
 /// | submit | u8 mode, u32 tile, preprocessing, str options, 3 × source | one per inline source (flags bit 0/1/2: prototxt/weights/image inline) |
 /// | submitted, cancel | u64 job | – |
-/// | statusRequest | u64 job (flags bit 0: present) | – |
-/// | status | u64 job (flags bit 0), u8 state, u64 × 4 counts, u32 workers, f64 tasks/s, f64 px/s, str message, u16 count + str files | – |
+/// | statusRequest | u64 job (flags bit 0: present)[, query (flags bit 1)] | – |
+/// | status | u64 job (flags bit 0), u8 state, u64 × 4 counts, u32 workers, f64 tasks/s, f64 px/s, str message, u16 count + str files[, details (flags bit 1)] | – |
 /// | fetchRequest | u64 job, str file, u64 offset, u32 max bytes | – |
 /// | fetchData | u64 job, str file, u64 offset, u64 total | chunk bytes |
 /// | error | str message | – |
@@ -47,6 +47,12 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 ///
 /// preprocessing = u8 channel order (bit 7: a std follows), f32 raw scale, f32 scale, float list mean[, float list std].
 /// source = str name-or-path (+ u64 size when inline).
+/// query = u8 state mask, u8 list flags (bit 0: every ended job), str owner.
+/// details = u32 count × job (u64 id, u8 state, str image, str owner, u64 tasks queued running done failed,
+/// u32 workers, f64 tasks/s, f64 px/s, f64 submitted, f64 ended, u8 flags (bit 0: waiting for workers),
+/// str message), u32 count × worker (str name, u32 threads, u32 in flight, u64 done), u64 × 5 job counts,
+/// u64 matched, u64 active jobs, f64 rate window s. A coordinator answers with details only a request
+/// with a query (bit 1 came within protocol 3: an earlier build refuses it as undefined flags).
 ///
 /// Use `encode()` to get the frames and `WireMessage.decode(_:limits:)` to parse
 /// untrusted frames; `ZMQSocket.send(_:to:)` / `receiveWire(limits:)` do both.
@@ -69,8 +75,9 @@ package enum WireMessage: Equatable, Sendable {
     case tileTask(Wire.TileTaskSpec)
     case submit(Wire.JobSpec)
     case submitted(jobID: UInt64)
-    /// Status of one job, or of the cluster when nil.
-    case statusRequest(jobID: UInt64?)
+    /// Status of one job, or of the cluster when nil; with a query, the detailed
+    /// status (`Wire.StatusDetails`), the cluster's listing chosen by the query.
+    case statusRequest(jobID: UInt64?, query: Wire.StatusQuery? = nil)
     case status(Wire.JobStatus)
     case cancel(jobID: UInt64)
     case fetchRequest(Wire.FetchRequest)
@@ -197,17 +204,19 @@ package enum WireMessage: Equatable, Sendable {
             var w = WireWriter(type: .submitted)
             w.u64(id)
             return [w.bytes]
-        case .statusRequest(let id):
-            var w = WireWriter(type: .statusRequest, flags: id == nil ? 0 : 1)
+        case .statusRequest(let id, let query):
+            var w = WireWriter(type: .statusRequest, flags: (id == nil ? 0 : 1) | (query == nil ? 0 : 2))
             w.u64(id ?? 0)
+            if let query { Self.write(query, to: &w) }
             return [w.bytes]
         case .status(let m):
-            var w = WireWriter(type: .status, flags: m.jobID == nil ? 0 : 1)
+            var w = WireWriter(type: .status, flags: (m.jobID == nil ? 0 : 1) | (m.details == nil ? 0 : 2))
             w.u64(m.jobID ?? 0); w.u8(m.state.rawValue)
             w.u64(m.tasksQueued); w.u64(m.tasksRunning); w.u64(m.tasksDone); w.u64(m.tasksFailed)
             w.u32(m.workers); w.f64(m.tasksPerSecond); w.f64(m.pixelsPerSecond); w.string(m.message)
             w.u16(UInt16(clamping: m.outputFiles.count))
             for f in m.outputFiles.prefix(Int(UInt16.max)) { w.string(f) }
+            if let details = m.details { Self.write(details, to: &w) }
             return [w.bytes]
         case .cancel(let id):
             var w = WireWriter(type: .cancel)

@@ -295,15 +295,18 @@ package enum Wire {
         package var message: String
         /// Output files ready for `fetchRequest`.
         package var outputFiles: [String]
+        /// The answer to a request with a `StatusQuery` (nil: a plain request's).
+        package var details: StatusDetails?
         package init(
             jobID: UInt64?, state: JobState, tasksQueued: UInt64 = 0, tasksRunning: UInt64 = 0,
             tasksDone: UInt64 = 0, tasksFailed: UInt64 = 0, workers: UInt32 = 0, tasksPerSecond: Double = 0,
-            pixelsPerSecond: Double = 0, message: String = "", outputFiles: [String] = []
+            pixelsPerSecond: Double = 0, message: String = "", outputFiles: [String] = [],
+            details: StatusDetails? = nil
         ) {
             self.jobID = jobID; self.state = state; self.tasksQueued = tasksQueued; self.tasksRunning = tasksRunning
             self.tasksDone = tasksDone; self.tasksFailed = tasksFailed; self.workers = workers
             self.tasksPerSecond = tasksPerSecond; self.pixelsPerSecond = pixelsPerSecond
-            self.message = message; self.outputFiles = outputFiles
+            self.message = message; self.outputFiles = outputFiles; self.details = details
         }
     }
 
