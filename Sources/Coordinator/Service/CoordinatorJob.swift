@@ -83,6 +83,8 @@ final class CoordinatorJob: @unchecked Sendable {
     var outputFiles: [String] = []
     let started = monotonicSeconds()
     var finished: Double?
+    /// Its completions over the coordinator's rate window (`CoordinatorLoop.register` sets the window).
+    var rate = RateWindow(seconds: 30)
     var workersUsed: Set<String> = []
     /// Tiles read back from the store at a restart (not recomputed).
     var restored = 0
@@ -157,17 +159,24 @@ final class CoordinatorJob: @unchecked Sendable {
     }
 
     func status(workers: Int) -> Wire.JobStatus {
-        let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
-        // Rates count the tiles computed in this coordinator's life, not those restored from the store,
-        // and the map pixels of the job's tiles (with --tissue, not the skipped ones).
-        let computed = max(0, done - restored - corruptSkipped.count)
-        let fraction = Double(computed) / Double(max(1, tasks.count))
+        let (tasksPerSecond, pixelsPerSecond) = rates()
         return Wire.JobStatus(
             jobID: id, state: state, tasksQueued: UInt64(pending.count), tasksRunning: UInt64(running),
             tasksDone: UInt64(done), tasksFailed: UInt64(failures.count), workers: UInt32(workers),
-            tasksPerSecond: Double(computed) / elapsed,
-            pixelsPerSecond: fraction * Double(mappedPixels) / elapsed,
+            tasksPerSecond: tasksPerSecond, pixelsPerSecond: pixelsPerSecond,
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+    }
+
+    /// Tasks and map pixels per second: an active job's over the rate window (0 once
+    /// nothing completes), an ended job's average over its run in this coordinator's life.
+    /// Both count the tiles computed, not those restored from the store, and the map
+    /// pixels of the job's tiles (with --tissue, not the skipped ones).
+    func rates() -> (tasks: Double, pixels: Double) {
+        if isActive { return rate.rates(at: monotonicSeconds(), since: started) }
+        let elapsed = max(1e-6, (finished ?? monotonicSeconds()) - started)
+        let computed = max(0, done - restored - corruptSkipped.count)
+        let fraction = Double(computed) / Double(max(1, tasks.count))
+        return (Double(computed) / elapsed, fraction * Double(mappedPixels) / elapsed)
     }
 
     /// The message that hands task `index` to a worker: for a shared-storage job the

@@ -200,6 +200,7 @@ extension CoordinatorLoop {
     static func tokenKey(_ token: String, _ owner: String?) -> String { "\(owner ?? "")/\(token)" }
 
     func register(_ job: CoordinatorJob) {
+        job.rate = RateWindow(seconds: configuration.rateWindowSeconds)
         if let token = job.options.token { tokens[Self.tokenKey(token, job.owner)] = job.id }
         jobs[job.id] = job
         jobOrder.append(job.id)

@@ -137,6 +137,9 @@ extension CoordinatorLoop {
             ? Size2(job.tasks[index].rect.height, job.tasks[index].rect.width)
             : job.plan.tasks.outputSize(job.tasks[index])
         metrics.taskDone(by: worker.name, since: mine.since, pixels: size.h * size.w)
+        let now = monotonicSeconds()
+        job.rate.record(at: now, pixels: size.h * size.w)
+        clusterRate.record(at: now, pixels: size.h * size.w)
         job.workersUsed.insert(worker.name)
     }
 

@@ -55,6 +55,9 @@ final class CoordinatorLoop {
     /// Jobs that ended before this coordinator started (read from the store).
     var archived: [UInt64: ArchivedJob] = [:]
     var nextJobID: UInt64 = 1
+    /// Every job's completions over the rate window, and when the loop began (`status`).
+    lazy var clusterRate = RateWindow(seconds: configuration.rateWindowSeconds)
+    let began = monotonicSeconds()
     var rotation = 0
     /// Each key's turn among its own jobs (`FairShare`).
     var keyTurns: [String: Int] = [:]

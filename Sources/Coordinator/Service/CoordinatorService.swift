@@ -66,6 +66,9 @@ package final class CoordinatorService: Sendable {
         /// may have at once; admin keys are exempt; 0: no limit. Without CURVE every
         /// client is the same key, so this limits them together.
         package var maxJobsPerKey = 0
+        /// The seconds over which `status` measures an active job's and the cluster's rate
+        /// (`RateWindow`): it falls to 0 this long after the last completion.
+        package var rateWindowSeconds = 30.0
         /// Which ended jobs are removed, and how often that is checked (`CoordinatorLoop+Retention`).
         package var retention = RetentionPolicy()
 

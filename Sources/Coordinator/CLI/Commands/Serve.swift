@@ -94,6 +94,8 @@ struct Serve: ParsableCommand {
     var maxJobsPerKey = 0
     @Option(help: .hidden) var retentionCheckMs = 30_000
     @Option(help: .hidden) var debugFetchMsPerMib = 0
+    /// Tests: a short window, so that a rate falls to 0 within a test's time.
+    @Option(help: .hidden) var rateWindowMs = 30_000
     @OptionGroup var curve: CurveServerOptions
 
     func validate() throws {
@@ -157,6 +159,7 @@ struct Serve: ParsableCommand {
         config.maxJobsPerKey = maxJobsPerKey
         config.maxTaskLosses = maxTaskLosses
         config.debugFetchMillisecondsPerMiB = max(0, min(debugFetchMsPerMib, 60_000))
+        config.rateWindowSeconds = Double(max(100, min(rateWindowMs, 3_600_000))) / 1000
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
         config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
         config.retention.checkSeconds = Double(retentionCheckMs) / 1000
