@@ -82,7 +82,13 @@ final class CoordinatorJob: @unchecked Sendable {
     var message = ""
     var outputFiles: [String] = []
     let started = monotonicSeconds()
-    var finished: Double?
+    /// Monotonic seconds when it ended; setting it stamps `ended`.
+    var finished: Double? {
+        didSet { ended = finished.map { _ in Date().timeIntervalSince1970 } }
+    }
+    /// Unix seconds it was submitted (a resumed job: when its record was written) and ended.
+    var submitted = Date().timeIntervalSince1970
+    private(set) var ended: Double?
     /// Its completions over the coordinator's rate window (`CoordinatorLoop.register` sets the window).
     var rate = RateWindow(seconds: 30)
     var workersUsed: Set<String> = []
@@ -177,6 +183,18 @@ final class CoordinatorJob: @unchecked Sendable {
         let computed = max(0, done - restored - corruptSkipped.count)
         let fraction = Double(computed) / Double(max(1, tasks.count))
         return (Double(computed) / elapsed, fraction * Double(mappedPixels) / elapsed)
+    }
+
+    /// The job in a detailed status; `holders`: the workers holding its tasks,
+    /// `connected`: every worker connected.
+    func summary(holders: Int, connected: Int) -> Wire.JobSummary {
+        let (tasksPerSecond, pixelsPerSecond) = rates()
+        return Wire.JobSummary(
+            id: id, state: state, image: stem, owner: owner ?? "", tasks: UInt64(tasks.count),
+            queued: UInt64(pending.count), running: UInt64(running), done: UInt64(done),
+            failed: UInt64(failures.count), workers: UInt32(holders), tasksPerSecond: tasksPerSecond,
+            pixelsPerSecond: pixelsPerSecond, submitted: submitted, ended: ended ?? 0,
+            waitingForWorkers: isActive && connected == 0, message: message)
     }
 
     /// The message that hands task `index` to a worker: for a shared-storage job the

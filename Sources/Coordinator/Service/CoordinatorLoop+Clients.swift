@@ -21,10 +21,10 @@ extension CoordinatorLoop {
             // Answered once the job is prepared (`collectPrepared`), unless refused now.
             guard let refusal = submit(spec, from: peer, owner: envelope.userID) else { return }
             reply = refusal
-        case .success(.statusRequest(let id, _)):
+        case .success(.statusRequest(let id, let query)):
             reply =
-                id.map { notYours($0, envelope.userID, "status") ?? jobStatus($0) }
-                ?? clusterStatus(for: envelope.userID)
+                id.map { notYours($0, envelope.userID, "status") ?? jobStatus($0, detailed: query != nil) }
+                ?? clusterStatus(for: envelope.userID, query: query)
         case .success(.cancel(let id)):
             reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
@@ -93,59 +93,6 @@ extension CoordinatorLoop {
             "not-owner", "refused a request for another key's job",
             metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)", "request": "\(verb)"])
         return .error(message: "job \(id) was submitted with another key")
-    }
-
-    /// The status of a job of this coordinator's life or of the store's past.
-    private func jobStatus(_ id: UInt64) -> WireMessage {
-        uploads[id].map { .status(uploadStatus($0)) }
-            ?? jobs[id].map { .status($0.status(workers: workers.count)) }
-            ?? archived[id].map { .status($0.status(workers: workers.count)) }
-            ?? .status(
-                Wire.JobStatus(
-                    jobID: id, state: .unknown, workers: UInt32(workers.count),
-                    message: id > 0 && id <= store.highestRemovedID()
-                        ? "it ended and was removed from the store by retention (serve --keep-finished, --max-store)"
-                        : "no such job"))
-    }
-
-    /// The cluster's status: task counts over the active jobs, the workers, and the jobs
-    /// `requester` may see (its own; every job for an admin or without CURVE): all the
-    /// active ones and the last ended ones, one line each.
-    private func clusterStatus(for requester: String?) -> WireMessage {
-        let active = jobs.values.filter(\.isActive)
-        // The running jobs' rates (each its average since it started) add up to the cluster's.
-        let rates = active.map { $0.status(workers: workers.count) }
-        return .status(
-            Wire.JobStatus(
-                jobID: nil, state: active.isEmpty ? .done : .running,
-                tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
-                tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
-                tasksDone: UInt64(jobs.values.reduce(0) { $0 + $1.done }), workers: UInt32(workers.count),
-                tasksPerSecond: rates.reduce(0) { $0 + $1.tasksPerSecond },
-                pixelsPerSecond: rates.reduce(0) { $0 + $1.pixelsPerSecond },
-                message: "\(active.count) active job(s) of \(jobs.count); workers: "
-                    + workerOrder.compactMap {
-                        workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" }
-                    }
-                    .joined(separator: ", ") + jobLines(for: requester)))
-    }
-
-    /// One line per job `requester` may see: the active ones, then the last 10 ended.
-    private func jobLines(for requester: String?) -> String {
-        let admin = CoordinatorService.isAdmin(requester)
-        func visible(_ owner: String?) -> Bool {
-            admin || owner == nil || owner == "anonymous" || owner == requester
-        }
-        func who(_ owner: String?) -> String { admin && owner != nil ? " [\(owner!)]" : "" }
-        let mine = jobs.values.filter { visible($0.owner) }.sorted { $0.id < $1.id }
-        var lines = mine.filter(\.isActive).map {
-            "job \($0.id): \($0.state) \($0.done)/\($0.tasks.count) tiles, \($0.stem)\(who($0.owner))"
-        }
-        let ended =
-            mine.filter { !$0.isActive }.map { ($0.id, "job \($0.id): \($0.state), \($0.stem)\(who($0.owner))") }
-            + archived.values.filter { visible($0.owner) }.map { ($0.id, "job \($0.id): \($0.state)\(who($0.owner))") }
-        lines += ended.sorted { $0.0 < $1.0 }.suffix(10).map(\.1)
-        return lines.isEmpty ? "" : "\n" + lines.joined(separator: "\n")
     }
 
     /// Cancels an active job; an ended one keeps its status.

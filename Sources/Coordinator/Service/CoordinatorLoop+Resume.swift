@@ -16,11 +16,23 @@ struct ArchivedJob {
     let outputFiles: [String]
     /// Who submitted it (see `JobRecord.owner`).
     var owner: String? = nil
+    /// The image's name without its extension (`JobRecord.stem`; "" when its record is unreadable).
+    var stem = ""
+    /// Unix seconds it was submitted and ended (`JobStore.times`; 0: not known).
+    var submitted = 0.0
+    var ended = 0.0
 
     func status(workers: Int) -> Wire.JobStatus {
         Wire.JobStatus(
             jobID: id, state: state, tasksDone: state == .done ? UInt64(tasks) : 0, workers: UInt32(workers),
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
+    }
+
+    /// The job in a detailed status: its task counts beyond the total are not stored.
+    var summary: Wire.JobSummary {
+        Wire.JobSummary(
+            id: id, state: state, image: stem, owner: owner ?? "", tasks: UInt64(tasks),
+            done: state == .done ? UInt64(tasks) : 0, submitted: submitted, ended: ended, message: message)
     }
 }
 
@@ -55,9 +67,12 @@ extension CoordinatorLoop {
                 logger.error(
                     "store: cannot resume a job: it is marked failed",
                     metadata: ["job": "\(id)", "folder": "\(dir)", "error": "\(error)"])
+                // Its record may be whole (the image or model was damaged): it keeps its owner and name.
+                let record = try? store.readRecord(id)
                 archived[id] = ArchivedJob(
                     id: id, state: .failed, message: "cannot resume from the store: \(error)",
-                    tasks: 0, outputFiles: [])
+                    tasks: 0, outputFiles: [], owner: record?.owner, stem: record?.stem ?? "",
+                    submitted: store.times(id).submitted)
             }
         }
     }
@@ -80,8 +95,10 @@ extension CoordinatorLoop {
                 files = []
             }
         }
+        let (submitted, ended) = store.times(id)
         archived[id] = ArchivedJob(
-            id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files, owner: record.owner)
+            id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files, owner: record.owner,
+            stem: record.stem, submitted: submitted, ended: ended)
         logger.debug("store: ended job", metadata: ["job": "\(id)", "state": "\(state)"])
     }
 
@@ -97,6 +114,7 @@ extension CoordinatorLoop {
         if record.sharedImage != nil {
             let job = try resumeShared(id, record, options: options, bundle: bundle)
             job.owner = record.owner
+            job.submitted = store.times(id).submitted
             job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
             register(job)
             logger.info(
@@ -117,6 +135,7 @@ extension CoordinatorLoop {
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
             stem: record.stem, resume: true)
         job.owner = record.owner
+        job.submitted = store.times(id).submitted
         removePartialOutputs(job)
         let unusable = restoreTiles(job)
         job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }

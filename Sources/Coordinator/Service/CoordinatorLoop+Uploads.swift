@@ -24,6 +24,8 @@ final class PendingUpload {
     /// A part is being written (on the upload queue): the next waits.
     var busy = false
     var lastActivity = monotonicSeconds()
+    /// Unix seconds the submission came (`status`).
+    let began = Date().timeIntervalSince1970
 
     init(id: UInt64, spec: Wire.JobSpec, options: JobOptions, owner: String?, total: Int, fd: Int32, path: String) {
         self.id = id

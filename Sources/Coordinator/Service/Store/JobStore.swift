@@ -119,6 +119,19 @@ struct JobStore {
         }
     }
 
+    /// When the job was submitted and ended, in Unix seconds (0: not known or not
+    /// ended): the times its record and its ending were last written. Both are written
+    /// once (the record at submission, last of the entry; the ending when it ended), so
+    /// the store needs no field of its own for them and keeps its format.
+    func times(_ id: UInt64) -> (submitted: Double, ended: Double) {
+        func modified(_ name: String) -> Double {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory(id) + "/" + name)
+            return (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        }
+        let ended = modified(JobEnding.fileName)
+        return (modified(JobRecord.fileName), ended > 0 ? ended : modified(Self.endingSlot))
+    }
+
     /// A stored file's bytes, or an error naming it.
     func read(_ id: UInt64, _ name: String) throws -> [UInt8]? {
         let path = directory(id) + "/" + name

@@ -1,0 +1,149 @@
+import Foundation
+import TesseraCluster
+import TesseraCore
+import TesseraImage
+import TesseraWire
+
+/// `status`: of one job, or of the cluster with the jobs the asking key may see. A
+/// request with a `Wire.StatusQuery` gets the detailed answer (`Wire.StatusDetails`:
+/// every job's record, the workers, the counts); a plain one the reply earlier builds
+/// gave, its listing in `message`.
+extension CoordinatorLoop {
+    /// The status of a job of this coordinator's life or of the store's past.
+    func jobStatus(_ id: UInt64, detailed: Bool) -> WireMessage {
+        var status: Wire.JobStatus
+        var summary: Wire.JobSummary?
+        if let u = uploads[id] {
+            status = uploadStatus(u)
+            summary = uploadSummary(u)
+        } else if let job = jobs[id] {
+            status = job.status(workers: workers.count)
+            summary = job.summary(holders: jobHolders()[id] ?? 0, connected: workers.count)
+        } else if let old = archived[id] {
+            status = old.status(workers: workers.count)
+            summary = old.summary
+        } else {
+            status = Wire.JobStatus(
+                jobID: id, state: .unknown, workers: UInt32(workers.count),
+                message: id > 0 && id <= store.highestRemovedID()
+                    ? "it ended and was removed from the store by retention (serve --keep-finished, --max-store)"
+                    : "no such job")
+        }
+        if detailed {
+            status.details = Wire.StatusDetails(
+                jobs: summary.map { [Self.shown($0)] } ?? [], matched: summary == nil ? 0 : 1,
+                rateWindowSeconds: configuration.rateWindowSeconds)
+        }
+        return .status(status)
+    }
+
+    /// The cluster's status: task counts and rate over the active jobs (every key's),
+    /// the workers, and the jobs `requester` may see (its own; every job for an admin
+    /// or without CURVE) that `query` selects: by default the active ones and the last
+    /// ended ones. The counts by state are over the same jobs as the listing, so that
+    /// they agree with it.
+    func clusterStatus(for requester: String?, query: Wire.StatusQuery?) -> WireMessage {
+        let active = jobs.values.filter(\.isActive)
+        let (tasksPerSecond, pixelsPerSecond) = clusterRate.rates(at: monotonicSeconds(), since: began)
+        let visible = visibleJobs(for: requester)
+        let q = query ?? Wire.StatusQuery()
+        var listed = visible.filter { q.matches($0.state, owner: $0.owner) }
+        let matched = listed.count
+        if !q.listsAll {
+            let ended = listed.filter { !Self.isActive($0.state) }.suffix(Wire.StatusQuery.recentEnded)
+            listed = (listed.filter { Self.isActive($0.state) } + ended).sorted { $0.id < $1.id }
+        }
+        // The wire's list limit: the most recent jobs are the ones kept.
+        listed = Array(listed.suffix(WireLimits.default.maxListCount))
+        let admin = CoordinatorService.isAdmin(requester)
+        var status = Wire.JobStatus(
+            jobID: nil, state: active.isEmpty ? .done : .running,
+            tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
+            tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
+            tasksDone: UInt64(active.reduce(0) { $0 + $1.done }),
+            tasksFailed: UInt64(active.reduce(0) { $0 + $1.failures.count }), workers: UInt32(workers.count),
+            tasksPerSecond: tasksPerSecond, pixelsPerSecond: pixelsPerSecond)
+        let counts = Wire.StatusDetails.countedStates.map { s in UInt64(visible.count { $0.state == s }) }
+        if query != nil {
+            status.details = Wire.StatusDetails(
+                jobs: listed,
+                workers: workerOrder.compactMap { id in
+                    workers[id].map {
+                        Wire.WorkerSummary(
+                            name: $0.name, threads: $0.threads, inFlight: UInt32(clamping: $0.inFlight.count),
+                            tasksDone: UInt64($0.tasksDone))
+                    }
+                },
+                jobCounts: counts, matched: UInt64(matched), activeJobs: UInt64(active.count),
+                rateWindowSeconds: configuration.rateWindowSeconds)
+        } else {
+            status.message = plainListing(
+                visible: visible.count, active: visible.count { Self.isActive($0.state) }, listed: listed,
+                owners: admin)
+        }
+        return .status(status)
+    }
+
+    private static func isActive(_ state: Wire.JobState) -> Bool { state == .queued || state == .running }
+
+    /// Every job `requester` may see, oldest first: this life's, the store's past ones,
+    /// and those still uploading.
+    private func visibleJobs(for requester: String?) -> [Wire.JobSummary] {
+        let admin = CoordinatorService.isAdmin(requester)
+        func visible(_ owner: String?) -> Bool {
+            admin || owner == nil || owner == "anonymous" || owner == requester
+        }
+        let holders = jobHolders()
+        var all = jobs.values.filter { visible($0.owner) }.map {
+            $0.summary(holders: holders[$0.id] ?? 0, connected: workers.count)
+        }
+        all += archived.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(\.summary)
+        all += uploads.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(uploadSummary)
+        return all.map(Self.shown).sorted { $0.id < $1.id }
+    }
+
+    /// A job as status shows it: without CURVE every job is "anonymous"'s, which names no key.
+    private static func shown(_ job: Wire.JobSummary) -> Wire.JobSummary {
+        var job = job
+        if job.owner == "anonymous" { job.owner = "" }
+        return job
+    }
+
+    /// Per active job, the workers holding one of its tasks now.
+    func jobHolders() -> [UInt64: Int] {
+        var holders: [UInt64: Int] = [:]
+        for worker in workers.values {
+            for job in Set(worker.inFlight.map(\.jobID)) { holders[job, default: 0] += 1 }
+        }
+        return holders
+    }
+
+    private func uploadSummary(_ u: PendingUpload) -> Wire.JobSummary {
+        var name = ""
+        if case .inline(let file, _) = u.spec.image { name = OutputOptions.stem(forInput: file) }
+        return Wire.JobSummary(
+            id: u.id, state: .queued, image: name, owner: u.owner ?? "", submitted: u.began,
+            message: uploadStatus(u).message)
+    }
+
+    /// The plain reply's text (`status` of an earlier build prints it as it is): the
+    /// totals, the workers and one line per listed job, cut to the wire's string limit
+    /// (oldest lines first) with a note of how many were left out.
+    private func plainListing(visible: Int, active: Int, listed: [Wire.JobSummary], owners: Bool) -> String {
+        let head =
+            "\(active) active job(s) of \(visible); workers: "
+            + workerOrder.compactMap {
+                workers[$0].map { "\($0.name)(\($0.threads) threads, \($0.tasksDone) tasks)" }
+            }
+            .joined(separator: ", ")
+        var lines = listed.map { StatusText.jobLine($0, owner: owners) }
+        let limit = WireLimits.default.maxStringBytes - 64
+        var cut = 0
+        while !lines.isEmpty && (([head] + lines).joined(separator: "\n").utf8.count > limit) {
+            lines.removeFirst()
+            cut += 1
+        }
+        if cut > 0 { lines.insert("(\(cut) older job(s) not listed)", at: 0) }
+        return ([head] + lines).joined(separator: "\n")
+    }
+}
