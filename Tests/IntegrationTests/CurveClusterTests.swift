@@ -256,6 +256,18 @@ struct CurveClusterTests {
         #expect(c1 == 0 && !t1.contains("job 1:"), "bob's job list shows alice's job: \(t1)")
         let (ca, ta) = try client("alice", ["status"], log: "alice-cluster")
         #expect(ca == 0 && ta.contains("job 1: ") && ta.contains("tissue"), "alice's job list: \(ta)")
+        // Listing every job, or alice's by name, shows bob none of hers, nor counts them (operator audit F9).
+        for (name, args) in [
+            ("all", ["status", "--all", "--json"]), ("owner", ["status", "--owner", "alice", "--json"]),
+        ] {
+            let (c, t) = try client("bob", args, log: "bob-\(name)")
+            let o = try StatusTests.object(t)
+            #expect(c == 0 && (o["jobs"] as? [Any])?.isEmpty == true && o["jobs_matched"] as? Int == 0, "\(t)")
+            #expect((o["job_counts"] as? [String: Int])?.values.allSatisfy { $0 == 0 } == true, "\(t)")
+        }
+        let (cl, tl) = try client("alice", ["status", "--all", "--json"], log: "alice-all")
+        let mine = try #require(try StatusTests.object(tl)["jobs"] as? [[String: Any]], "\(tl)")
+        #expect(cl == 0 && mine.map { $0["id"] as? Int } == [1] && mine.first?["owner"] as? String == "alice", "\(tl)")
         let (c2, t2) = try client("alice", ["status", "1"], log: "alice-status")
         #expect(c2 == 0 && t2.contains("job 1"), "\(t2)")
         // The admin key sees and fetches alice's job once done, and cancels her second one.
@@ -270,6 +282,9 @@ struct CurveClusterTests {
         #expect(state.contains("job 1: done"), "\(state)")
         let (cr, tr) = try client("root", ["status"], log: "root-cluster")
         #expect(cr == 0 && tr.contains("job 1: done, tissue [alice]"), "the admin's job list: \(tr)")
+        let (cra, tra) = try client("root", ["status", "--owner", "alice", "--json"], log: "root-owner")
+        let hers = try #require(try StatusTests.object(tra)["jobs"] as? [[String: Any]], "\(tra)")
+        #expect(cra == 0 && hers.map { $0["id"] as? Int } == [1] && hers.first?["state"] as? String == "done", "\(tra)")
         let (cd, td) = try client("alice", ["cancel", "1"], log: "alice-cancel-done")
         #expect(cd == 0 && td.contains("job 1 had ended (done): nothing to cancel"), "\(td)")
         let (c3, t3) = try client("root", ["fetch", "1", "--out", group.directory + "/root"], log: "root-fetch")

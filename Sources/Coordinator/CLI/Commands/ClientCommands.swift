@@ -200,47 +200,6 @@ struct Submit: ParsableCommand {
     }
 }
 
-/// `tessera-coordinator status [JOB]`.
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show a job's state, or the cluster's (workers, tasks) and your jobs.",
-        discussion: "Without a job id: the active jobs' task counts and rate, the workers, and one line per job "
-            + "of your key (every active one and the last 10 ended; an admin key sees every key's, each with "
-            + "its owner).\n\nExit status with a job id: 0 queued, running or done; 2 failed; 3 cancelled; "
-            + "1 no such job (or removed by retention) or no answer.")
-    @OptionGroup var endpoint: CoordinatorOption
-    @Argument(help: "Job id (default: the whole cluster and your jobs).") var job: UInt64?
-
-    func run() throws {
-        let client = try endpoint.connect(try ZMQContext())
-        let s = try client.status(job)
-        if let job, s.state == .unknown {
-            // As cancel and fetch do: a script checking the exit status learns the id is wrong.
-            throw ClusterError("no job \(job) on this coordinator\(s.message.isEmpty ? "" : ": \(s.message)")")
-        }
-        print(Self.describe(s))
-        // A script watching a job learns how it ended from the exit status.
-        if job != nil, s.state == .failed { throw ExitCode(2) }
-        if job != nil, s.state == .cancelled { throw ExitCode(3) }
-    }
-
-    static func describe(_ s: Wire.JobStatus) -> String {
-        var lines = [
-            s.jobID.map { "job \($0): \(s.state)" } ?? "cluster: \(s.state == .running ? "running" : "idle")",
-            "tasks: \(s.tasksQueued) queued, \(s.tasksRunning) running, \(s.tasksDone) done, \(s.tasksFailed) failed",
-            "workers: \(s.workers)",
-            String(format: "throughput: %.2f tasks/s, %.3f Mpx/s", s.tasksPerSecond, s.pixelsPerSecond / 1e6),
-        ]
-        if !s.message.isEmpty { lines.append(s.message) }
-        if s.workers == 0, s.tasksQueued + s.tasksRunning > 0, s.state == .running || s.state == .queued {
-            // (operator audit: a job read "running" with no worker left to run it)
-            lines.append("no worker is connected: the tasks wait until one joins")
-        }
-        if !s.outputFiles.isEmpty { lines.append("outputs: " + s.outputFiles.joined(separator: ", ")) }
-        return lines.joined(separator: "\n")
-    }
-}
-
 /// `tessera-coordinator cancel JOB`.
 struct Cancel: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -260,6 +219,11 @@ struct Cancel: ParsableCommand {
         if s.message.hasPrefix(Wire.JobStatus.endedBeforeCancel) {
             status.message.removeFirst(Wire.JobStatus.endedBeforeCancel.count)
             print("job \(job) had ended (\(s.state)): nothing to cancel")
+        }
+        // The job's own lines (image, owner, times), as `status JOB` prints them; a
+        // coordinator of an earlier build: the cancel's plain reply.
+        if let detailed = try? client.status(job, query: Wire.StatusQuery()), detailed.details != nil {
+            status = detailed
         }
         print(Status.describe(status))
     }

@@ -165,6 +165,32 @@ final class ClusterClient {
         return s
     }
 
+    /// Set once the coordinator refused a detailed status request: it is of an earlier build.
+    private(set) var plainStatusOnly = false
+
+    /// The detailed status (`details` set), or from a coordinator of an earlier build,
+    /// which refuses the query's flag as undefined, the plain one (`details` nil).
+    func status(_ job: UInt64?, query: Wire.StatusQuery) throws -> Wire.JobStatus {
+        if !plainStatusOnly {
+            do {
+                guard case .status(let s) = try request(.statusRequest(jobID: job, query: query)) else {
+                    throw ClusterError(.protocolViolation, "unexpected reply to a status request")
+                }
+                return s
+            } catch let error as ClusterError where Self.refusesDetailedStatus(error) {
+                plainStatusOnly = true
+            }
+        }
+        return try status(job)
+    }
+
+    /// How a coordinator of an earlier build refuses a status request with a query:
+    /// "malformed message: statusRequest: flags 0x2 not defined" (0x3 with a job id).
+    static func refusesDetailedStatus(_ error: ClusterError) -> Bool {
+        error.kind == .refused && error.description.contains("statusRequest: flags 0x")
+            && error.description.hasSuffix("not defined")
+    }
+
     /// How long a job may wait with no worker connected before the client says so.
     static let noWorkerNotice = 10.0
 

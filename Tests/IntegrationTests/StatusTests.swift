@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+
+@testable import Coordinator
+@testable import TesseraCluster
+@testable import TesseraEngine
+@testable import TesseraWire
+@testable import TestSupport
+
+/// `status` as an operator reads it (operator audit F9): a job whose workers are gone
+/// says it waits for them and shows a rate of 0; `--json` is one object whose fields
+/// the README documents; `--state` chooses the jobs listed; a coordinator of an earlier
+/// build still answers the plain status.
+@Suite("status: waiting for workers, rates, --json, --state, an earlier coordinator")
+struct StatusTests {
+    /// Runs `tessera-coordinator ARGS --coordinator CLIENTS`; its exit status and output.
+    static func cli(_ group: ProcessGroup, _ clients: String, _ args: [String], log: String) throws -> (Int32?, String)
+    {
+        let p = try group.start("tessera-coordinator", args + ["--coordinator", clients], log: log)
+        return (group.wait(p, timeout: 60), group.log(log))
+    }
+
+    /// The JSON object on the one line of `text` that starts with "{".
+    static func object(_ text: String) throws -> [String: Any] {
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("{") }, "no JSON line in \(text)")
+        return try #require(
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not an object: \(line)")
+    }
+
+    @Test("The only worker vanishes: the job and the cluster wait for workers at 0 tasks/s; text and --json agree")
+    func workerVanishes() throws {
+        let group = try ProcessGroup("status-vanished")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(
+            extra: ["--rate-window-ms", "1500", "--heartbeat-ms", "300", "--heartbeat-liveness", "3"])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let context = try ZMQContext()
+        let waiter = try group.submitFixture(clients, image: image, out: group.directory + "/out", log: "submit")
+        let classes = try EngineSettings(allowPadding: true).plan(
+            prototxtPath: ClusterFixture.prototxt, weightsPath: ClusterFixture.weights
+        ).plan.classes
+        let client = try TestClient(context, clients)
+        func job() throws -> Wire.JobSummary? {
+            guard case .status(let s) = try client.request(.statusRequest(jobID: 1, query: Wire.StatusQuery())) else {
+                return nil
+            }
+            return s.details?.jobs.first
+        }
+        var running: Wire.JobSummary?
+        do {
+            let fake = try DistributedTests.registeredWorker(
+                context, workers, hello: DistributedTests.fakeHello("doomed"))
+            // It computes three tiles (zeros of the right shape), then vanishes without a word.
+            for _ in 0..<3 {
+                guard
+                    case .task(let t)? = try DistributedTests.next(fake, { if case .task = $0 { true } else { false } })
+                else {
+                    Issue.record("no task came: \(group.log("coordinator"))")
+                    return
+                }
+                let (h, w) = (t.outputRect.height, t.outputRect.width)
+                try fake.send(
+                    .result(
+                        Wire.TaskResult(
+                            jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes),
+                            height: h, width: w, values: [Float](repeating: 0, count: classes * Int(h * w)))))
+            }
+            let counted = Date().addingTimeInterval(10)
+            repeat {
+                usleep(20_000)
+                running = try job()
+            } while (running?.done ?? 0) < 3 && Date() < counted
+        }  // the fake's socket is closed here: silent, as a kill -9 leaves it
+        let before = try #require(running)
+        #expect(before.done == 3 && before.tasksPerSecond > 0 && !before.waitingForWorkers, "\(before)")
+
+        // The worker is declared lost, and the rate falls to 0 once the window has no completion.
+        var after = before
+        let aged = Date().addingTimeInterval(15)
+        while (after.tasksPerSecond > 0 || !after.waitingForWorkers) && Date() < aged {
+            usleep(100_000)
+            after = try job() ?? after
+        }
+        #expect(after.waitingForWorkers && after.tasksPerSecond == 0 && after.pixelsPerSecond == 0, "\(after)")
+        let total = Int(before.tasks)
+
+        var (code, text) = try Self.cli(group, clients, ["status"], log: "cluster")
+        #expect(code == 0, "\(text)")
+        #expect(text.contains("cluster: waiting for workers"), "\(text)")
+        #expect(text.contains("\nworkers: 0\n"), "\(text)")
+        #expect(text.contains("throughput: 0.00 tasks/s"), "\(text)")
+        #expect(text.contains("\njob 1: waiting for workers 3/\(total) tiles, tissue"), "\(text)")
+        (code, text) = try Self.cli(group, clients, ["status", "1"], log: "job")
+        #expect(code == 0, "\(text)")
+        #expect(text.hasPrefix("job 1: waiting for workers, tissue\n"), "\(text)")
+        #expect(text.contains("tasks: \(total - 3) queued, 0 running, 3 done, 0 failed (\(total) in all)"), "\(text)")
+        #expect(text.contains("\nsubmitted 20") && text.contains(" UTC"), "\(text)")
+        #expect(text.contains("throughput: 0.00 tasks/s, 0.000 Mpx/s, on 0 worker(s)"), "\(text)")
+        #expect(!text.contains("workers: "), "a job's status repeats nothing cluster-wide: \(text)")
+
+        (code, text) = try Self.cli(group, clients, ["status", "--json"], log: "cluster-json")
+        #expect(code == 0, "\(text)")
+        let cluster = try Self.object(text)
+        #expect(cluster["state"] as? String == "waiting_for_workers")
+        #expect((cluster["workers"] as? [Any])?.isEmpty == true)
+        let tasks = try #require(cluster["tasks"] as? [String: Int])
+        #expect(tasks == ["queued": total - 3, "running": 0, "done": 3, "failed": 0], "\(tasks)")
+        #expect(cluster["tasks_per_second"] as? Double == 0 && cluster["pixels_per_second"] as? Double == 0)
+        #expect(cluster["rate_window_seconds"] as? Double == 1.5)
+        #expect(cluster["active_jobs"] as? Int == 1 && cluster["jobs_matched"] as? Int == 1)
+        #expect(
+            cluster["job_counts"] as? [String: Int] == [
+                "queued": 0, "running": 1, "done": 0, "failed": 0, "cancelled": 0,
+            ])
+        let listed = try #require(cluster["jobs"] as? [[String: Any]])
+        #expect(listed.count == 1)
+        let j = try #require(listed.first)
+        #expect(j["id"] as? Int == 1 && j["state"] as? String == "running")
+        #expect(j["waiting_for_workers"] as? Bool == true && j["image"] as? String == "tissue")
+        #expect(j["owner"] is NSNull, "no CURVE: no owner")
+        #expect(
+            j["tasks"] as? [String: Int] == ["total": total, "queued": total - 3, "running": 0, "done": 3, "failed": 0])
+        #expect(j["workers"] as? Int == 0 && j["tasks_per_second"] as? Double == 0)
+        let submitted = try #require(j["submitted"] as? String)
+        let when = try #require(ISO8601DateFormatter().date(from: submitted), "\(submitted)")
+        #expect(abs(when.timeIntervalSinceNow) < 120, "submitted \(submitted)")
+        #expect(j["ended"] is NSNull && j["message"] as? String == "")
+        #expect(j["outputs"] == nil, "outputs are for status JOB")
+
+        (code, text) = try Self.cli(group, clients, ["status", "1", "--json"], log: "job-json")
+        let one = try Self.object(text)
+        #expect(code == 0 && one["id"] as? Int == 1 && one["image"] as? String == "tissue", "\(text)")
+        #expect(one["outputs"] as? [String] == [] && one["waiting_for_workers"] as? Bool == true, "\(text)")
+
+        // Cancelled: --state chooses it.
+        (code, text) = try Self.cli(group, clients, ["cancel", "1"], log: "cancel")
+        #expect(code == 0, "\(text)")
+        #expect(group.wait(waiter) != 0)
+        (code, text) = try Self.cli(group, clients, ["status", "--state", "cancelled", "--json"], log: "cancelled")
+        let cancelled = try #require(try Self.object(text)["jobs"] as? [[String: Any]])
+        #expect(cancelled.map { $0["id"] as? Int } == [1], "\(text)")
+        #expect(cancelled.first?["ended"] is String, "\(text)")
+        (code, text) = try Self.cli(group, clients, ["status", "--state", "running", "--json"], log: "running")
+        #expect(try Self.object(text)["jobs_matched"] as? Int == 0, "\(text)")
+        (code, text) = try Self.cli(group, clients, ["status", "1", "--all"], log: "misuse")
+        #expect(code != 0 && text.contains("give no job id"), "\(text)")
+    }
+
+    @Test("A coordinator of an earlier build: status falls back to the plain reply; --json says it needs a newer one")
+    func earlierCoordinator() throws {
+        let group = try ProcessGroup("status-earlier")
+        defer { group.stop() }
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context, type: .router)
+        try router.applyTesseraDefaults()
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint
+        /// Answers as a coordinator of an earlier build would, while `p` runs.
+        func serve(_ p: Process) throws -> Int {
+            var refused = 0
+            let deadline = Date().addingTimeInterval(30)
+            while p.isRunning && Date() < deadline {
+                guard try router.waitForMessage(timeoutMilliseconds: 50),
+                    let e = try router.receiveWire(dontWait: true),
+                    let peer = e.peer, case .statusRequest(let id, let query) = try e.message.get()
+                else { continue }
+                if query != nil {
+                    refused += 1
+                    let error = WireError(.badFlags, "statusRequest: flags 0x\(id == nil ? 2 : 3) not defined")
+                    _ = try router.send(.error(message: "malformed message: \(error)"), to: peer)
+                } else {
+                    _ = try router.send(
+                        .status(
+                            Wire.JobStatus(
+                                jobID: id, state: .running, tasksQueued: 2, workers: 1, message: "2 active job(s) of 5")
+                        ),
+                        to: peer)
+                }
+            }
+            return refused
+        }
+        var p = try group.start("tessera-coordinator", ["status", "--coordinator", endpoint], log: "plain")
+        #expect(try serve(p) == 1)
+        #expect(group.wait(p) == 0, "\(group.log("plain"))")
+        #expect(
+            group.log("plain").contains("cluster: running\n") && group.log("plain").contains("2 active job(s) of 5"))
+        p = try group.start("tessera-coordinator", ["status", "--coordinator", endpoint, "--json"], log: "json")
+        _ = try serve(p)
+        #expect(group.wait(p) != 0 && group.log("json").contains("an earlier build"), "\(group.log("json"))")
+    }
+}
