@@ -9,9 +9,9 @@ import Testing
 
 /// `status` as an operator reads it (operator audit F9): a job whose workers are gone
 /// says it waits for them and shows a rate of 0; `--json` is one object whose fields
-/// the README documents; `--state` chooses the jobs listed; a coordinator of an earlier
-/// build still answers the plain status.
-@Suite("status: waiting for workers, rates, --json, --state, an earlier coordinator")
+/// the README documents; `--state` chooses the jobs listed; `submit --wait` says how a
+/// job ended; a coordinator of an earlier build still answers the plain status.
+@Suite("status: waiting for workers, rates, --json, --state, --wait's lines, an earlier coordinator")
 struct StatusTests {
     /// Runs `tessera-coordinator ARGS --coordinator CLIENTS`; its exit status and output.
     static func cli(_ group: ProcessGroup, _ clients: String, _ args: [String], log: String) throws -> (Int32?, String)
@@ -133,10 +133,14 @@ struct StatusTests {
         #expect(code == 0 && one["id"] as? Int == 1 && one["image"] as? String == "tissue", "\(text)")
         #expect(one["outputs"] as? [String] == [] && one["waiting_for_workers"] as? Bool == true, "\(text)")
 
-        // Cancelled: --state chooses it.
+        // Cancelled: --state chooses it; --wait's last line says how it ended, never "0/0 tasks".
         (code, text) = try Self.cli(group, clients, ["cancel", "1"], log: "cancel")
         #expect(code == 0, "\(text)")
         #expect(group.wait(waiter) != 0)
+        let waited = group.log("submit")
+        #expect(waited.contains("tissue: cancelled after 3/\(total) tasks: cancelled by a client"), "\(waited)")
+        #expect(!waited.contains("0/0 tasks") && !waited.contains("ETA 0s"), "\(waited)")
+        #expect(waited.contains(" KB") && !waited.contains(" 0/0 MB"), "a small upload in KB: \(waited)")
         (code, text) = try Self.cli(group, clients, ["status", "--state", "cancelled", "--json"], log: "cancelled")
         let cancelled = try #require(try Self.object(text)["jobs"] as? [[String: Any]])
         #expect(cancelled.map { $0["id"] as? Int } == [1], "\(text)")
@@ -188,5 +192,44 @@ struct StatusTests {
         p = try group.start("tessera-coordinator", ["status", "--coordinator", endpoint, "--json"], log: "json")
         _ = try serve(p)
         #expect(group.wait(p) != 0 && group.log("json").contains("an earlier build"), "\(group.log("json"))")
+    }
+
+    @Test("Progress: no ETA before there is a rate; a small upload in KB")
+    func progressLines() throws {
+        func line(_ draw: (Coordinator.Progress) -> Void) throws -> String {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("progress-\(UUID().uuidString)")
+                .path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let file = try #require(fopen(path, "w"))
+            draw(Coordinator.Progress(stream: file))
+            fclose(file)
+            return try String(contentsOfFile: path, encoding: .utf8)
+        }
+        let start = Date().addingTimeInterval(-3)
+        #expect(
+            try line { $0.update(label: "ihc", done: 0, total: 1, pixels: 100, since: start) }
+                == "ihc: 0/1 tasks  0.00 Mpx/s\n")
+        #expect(
+            try line { $0.update(label: "ihc", done: 2, total: 10, pixels: 100, since: start, rate: (0, 0)) }
+                == "ihc: 2/10 tasks  0.00 Mpx/s\n", "nothing completed lately: no ETA")
+        #expect(
+            try line { $0.update(label: "ihc", done: 2, total: 10, pixels: 100, since: start, rate: (4, 2e6)) }
+                == "ihc: 2/10 tasks  2.00 Mpx/s  ETA 2s\n")
+        #expect(
+            try line { $0.transfer(label: "small.png", done: 40_000, total: 40_000, since: start) }
+                .hasPrefix("small.png: uploaded 40/40 KB  13 KB/s"))
+        #expect(
+            try line { $0.transfer(label: "big.png", done: 1_500_000, total: 48_000_000, since: start) }
+                .hasPrefix("big.png: uploaded 1.5/48.0 MB  500 KB/s"))
+        #expect(
+            try line {
+                $0.update(label: "ihc", done: 64, total: 64, pixels: 100, since: start)
+                $0.ended(label: "ihc", "failed after 64/64 tasks: cannot write ihc.npy")
+            } == "ihc: 64/64 tasks  0.00 Mpx/s\nihc: failed after 64/64 tasks: cannot write ihc.npy\n")
+        // A job at 100% still writing its outputs is polled again: its last line is written once.
+        #expect(
+            try line { p in
+                for _ in 0..<3 { p.update(label: "ihc", done: 64, total: 64, pixels: 1_000_000, since: start) }
+            } == "ihc: 64/64 tasks  0.33 Mpx/s\n")
     }
 }

@@ -205,7 +205,9 @@ final class ClusterClient {
         var told = false
         var already: Int?
         while true {
-            let s = try status(job)
+            // Detailed: the job's own task total, and its rate over the coordinator's last seconds.
+            let s = try status(job, query: Wire.StatusQuery())
+            let summary = s.details?.jobs.first
             if already == nil {
                 already = Int(s.tasksDone)
                 // A resumed job says what it took from the store; --tissue what it skips.
@@ -222,18 +224,24 @@ final class ClusterClient {
                         ("\njob \(job) is waiting: no worker is connected to the coordinator "
                             + "(start tessera-worker --coordinator <its worker endpoint>)\n").utf8))
             }
-            let total = Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
-            progress?.update(
-                label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start, already: already ?? 0,
-                rate: s.pixelsPerSecond)
+            let total = summary.map { Int($0.tasks) } ?? Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             switch s.state {
             case .done:
+                progress?.update(
+                    label: label, done: total, total: total, pixels: pixels, since: start, already: already ?? 0)
                 progress?.finish()
                 return s
             case .failed, .cancelled, .unknown:
-                progress?.finish()
-                throw ClusterError(.jobFailed, "job \(job) \(s.state): \(s.message)")
+                // Not a progress line of "0/0 tasks": how it ended, and why.
+                let reason = s.message.isEmpty ? "" : ": \(s.message)"
+                progress?.ended(
+                    label: label,
+                    "\(s.state)" + (summary.map { " after \($0.done)/\($0.tasks) tasks" } ?? "") + reason)
+                throw ClusterError(.jobFailed, "job \(job) \(s.state)\(reason)")
             case .queued, .running:
+                progress?.update(
+                    label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start,
+                    already: already ?? 0, rate: (s.tasksPerSecond, s.pixelsPerSecond))
                 try alive()
                 // Every 0.1 s at first, easing to every 0.5 s over the first 8 s: a short job
                 // ends promptly, and a long one is not asked about ten times a second (each
