@@ -97,6 +97,12 @@ struct BadInputTests {
             #expect(error?.kind == .invalidArgument, "\(path): \(error?.description ?? "no error")")
             #expect(error?.detail.contains("\(what)") == true && error?.detail.contains("not a regular file") == true)
         }
+        // A link to an image is the image (its target is what counts).
+        let link = fixtures.path("link.tif")
+        unlink(link)
+        #expect(symlink(fixtures.path("rgb8_tiled_zlib.tif"), link) == 0)
+        defer { unlink(link) }
+        #expect(try ImageInput.open(path: link).source.width > 0)
     }
 
     /// Random byte flips and truncations of small tiled TIFFs: every open and read throws or succeeds.

@@ -18,18 +18,18 @@ enum FileSniffer {
         guard !isDirectory.boolValue else {
             throw SlideError(.notTIFF, path: path, detail: "a directory, not a file")
         }
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        // A FIFO, a socket or a device (/dev/zero) has no size to read an image by: not "an empty file".
-        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
-            let what: String
-            switch type {
-            case .typeCharacterSpecial, .typeBlockSpecial: what = "a device"
-            case .typeSocket: what = "a socket"
-            default: what = "a FIFO or another special file"
-            }
+        // stat follows links: the file an image path leads to. A FIFO, a socket or a device (/dev/zero)
+        // has no size to read an image by: not "an empty file".
+        var info = stat()
+        guard stat(path, &info) == 0 else { return 0 }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            let what =
+                type == S_IFCHR || type == S_IFBLK
+                ? "a device" : type == S_IFSOCK ? "a socket" : "a FIFO or another special file"
             throw SlideError(.invalidArgument, path: path, detail: "\(what), not a regular file: give an image file")
         }
-        return (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+        return UInt64(max(0, info.st_size))
     }
 
     static func kind(_ path: String) throws -> FileKind {
