@@ -153,6 +153,33 @@ struct DiskFullTests {
         #expect(after1.contains("job 1: done"), "\(after1)")
     }
 
+    /// `run` checks --out's free space before computing: a .npy that cannot fit is refused at once, naming
+    /// both sizes (a slide's .npy is tens of gigabytes; the write used to fail after the whole map was computed).
+    @Test(
+        "run refuses a .npy that cannot fit in --out's free space before computing anything",
+        .enabled(if: available, "needs root and unshare to mount a small tmpfs in a mount namespace"))
+    func npyThatCannotFit() throws {
+        let group = try ProcessGroup("disk-space")
+        defer { group.stop() }
+        let image = group.directory + "/big.png"
+        try ClusterFixture.writeImage(to: image, height: 1200, width: 1100)  // .npy: 3 classes × 1200 × 1100 × 4 = 15.1 MiB
+        let out = group.directory + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let run =
+            [ProcessGroup.binary("tessera-coordinator"), "run"] + ClusterFixture.modelFlags
+            + ["--check", "0", "--outputs", "npy", "--out", out + "/maps", image]
+        let started = Date()
+        let (status, log) = try runCommand(
+            [
+                Self.unshare, "--mount", "--propagation", "private", "sh", "-c",
+                "mount -t tmpfs -o size=8m tessera-space \"$0\" && exec \"$@\"", out,
+            ] + run)
+        #expect(status != 0, "\(log)")
+        #expect(log.contains("the .npy map alone needs 15 MiB") && log.contains("free"), "\(log)")
+        #expect(!log.contains("tasks"), "nothing should be computed: \(log)")
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+
     @Test("A read-only store is refused at start with the store named, not at the first submission")
     func readOnlyStore() throws {
         let group = try ProcessGroup("read-only-store")
