@@ -18,7 +18,24 @@ struct OutputSpaceTests {
         let zarrOnly = OutputSpace(
             height: 1000, width: 500, classes: 2, dtype: .uint8,
             options: OutputOptions(directory: "maps", stem: "slide", kinds: [.zarr]))
-        #expect(zarrOnly.exact == 0 && zarrOnly.atMost == values * 4 / 3)
+        #expect(zarrOnly.exact == 0 && zarrOnly.atMost == values * 4 / 3 && zarrOnly.temporary == 0)
+        // Without zarr the map passes through a temporary float32 store in --out (user audit: a .npy that
+        // fitted alone failed after the whole map was computed).
+        let npyOnly = OutputSpace(
+            height: 1000, width: 500, classes: 2, dtype: .uint8,
+            options: OutputOptions(directory: "maps", stem: "slide", kinds: [.npy]))
+        #expect(npyOnly.exact == 128 + 4 * values && npyOnly.temporary == 4 * values)
+        #expect(throws: OutputSpaceError.self) { try npyOnly.check(free: 6 * values, image: "a", out: "maps") }
+        // Images one after another: outputs add up, one temporary store at a time.
+        let two = npyOnly + zarrOnly
+        #expect(two.exact == npyOnly.exact && two.atMost == npyOnly.atMost + zarrOnly.atMost)
+        #expect(two.temporary == npyOnly.temporary)
+    }
+
+    @Test("Sizes that round to the same words are given in bytes")
+    func closeSizes() {
+        #expect(OutputSpace.texts(8_388_736, 8_388_608) == ("8388736 bytes", "8388608 bytes"))
+        #expect(OutputSpace.texts(20 << 20, 8 << 20) == ("20 MiB", "8 MiB"))
     }
 
     @Test("Too little for the .npy is an error naming both sizes; too little uncompressed is a warning")

@@ -2,16 +2,20 @@ import Foundation
 import Logging
 import TesseraCore
 import TesseraImage
+import TesseraPlan
 
 /// What a map's outputs need on disk, checked against the free space of `--out` before
 /// anything is computed: a slide's `.npy` alone can be tens of gigabytes, and a run that
 /// finds out after hours of computing, at the last write, has wasted them.
 struct OutputSpace: Equatable {
-    /// Bytes the outputs need whatever the data: the `.npy` (float32, uncompressed).
+    /// Bytes the outputs that stay need whatever the data: the `.npy` (float32, uncompressed).
     var exact: UInt64
-    /// Bytes they need at most: every output uncompressed, the chunked ones' pyramids and the
-    /// run's temporary map store included. Compressed outputs usually need far less.
+    /// Bytes they need at most: every output uncompressed, the chunked ones' pyramids included.
+    /// Compressed outputs usually need far less.
     var atMost: UInt64
+    /// The run's temporary map store in `--out` while the image's outputs are written from it
+    /// (float32, uncompressed, one level), unless the map is kept as zarr; removed after the image.
+    var temporary: UInt64
 
     /// The need of a `classes` × `height` × `width` map written as `options` says, its
     /// chunked store holding `dtype` values (`--dtype`).
@@ -19,10 +23,12 @@ struct OutputSpace: Equatable {
         let pixels = UInt64(max(0, height)) * UInt64(max(0, width))
         let values = pixels * UInt64(max(1, classes))
         let kinds = options.kinds
+        let zarr = kinds.contains(.zarr)
         exact = kinds.contains(.npy) ? 128 + 4 * values : 0
+        temporary = zarr ? 0 : 4 * values
         // A pyramid adds at most a third (each level a quarter of the one before).
         let pyramid = values * UInt64(dtype.size) * 4 / 3
-        var most = exact + pyramid  // the map store (the zarr output, or the run's temporary one)
+        var most = exact + (zarr ? pyramid : 0)
         if kinds.contains(.tiff) { most += pyramid }
         let pngBytes = UInt64(options.bitDepth > 8 ? 2 : 1)
         if kinds.contains(.prob) {
@@ -33,6 +39,17 @@ struct OutputSpace: Equatable {
         atMost = most
     }
 
+    init(exact: UInt64, atMost: UInt64, temporary: UInt64) {
+        self.exact = exact
+        self.atMost = atMost
+        self.temporary = temporary
+    }
+
+    /// Images mapped one after another: their outputs add up; one temporary store at a time.
+    static func + (a: OutputSpace, b: OutputSpace) -> OutputSpace {
+        OutputSpace(exact: a.exact + b.exact, atMost: a.atMost + b.atMost, temporary: max(a.temporary, b.temporary))
+    }
+
     /// Bytes free for this user on the file system holding `directory`, or nil if unknown.
     static func free(_ directory: String) -> UInt64? {
         var s = statvfs()
@@ -40,19 +57,31 @@ struct OutputSpace: Equatable {
         return UInt64(s.f_bavail) * UInt64(s.f_frsize)
     }
 
-    /// Throws when the exact need is more than `free`; a warning (to log) when the
-    /// uncompressed need is; nil when everything fits.
+    /// Throws when the exact need (temporary store included) is more than `free`; a warning (to log)
+    /// when the uncompressed need is; nil when everything fits.
     func check(free: UInt64, image: String, out: String) throws -> String? {
-        if exact > free {
+        let (certain, most) = (exact + temporary, atMost + temporary)
+        if certain > free {
+            let (need, have) = Self.texts(certain, free)
+            var parts: [String] = []
+            if exact > 0 { parts.append("\(Self.text(exact)) for the .npy") }
+            if temporary > 0 { parts.append("\(Self.text(temporary)) for the temporary map store it is written from") }
             throw OutputSpaceError(
                 description:
-                    "\(image): the .npy map alone needs \(Self.text(exact)), and the disk holding \(out) has "
-                    + "\(Self.text(free)) free: free some space, give another --out, or leave npy out of --outputs "
-                    + "(zarr and tiff are compressed)")
+                    "\(image): the map needs \(need) in \(out) (\(parts.joined(separator: " and "))), and that disk "
+                    + "has \(have) free: free some space, give another --out, or choose --outputs zarr (compressed, "
+                    + "with no temporary store)")
         }
-        guard atMost > free else { return nil }
-        return "\(image): the outputs need up to \(Self.text(atMost)) uncompressed and the disk holding \(out) has "
-            + "\(Self.text(free)) free: compression usually saves much of it, but the run may fail at its last writes"
+        guard most > free else { return nil }
+        let (upTo, have) = Self.texts(most, free)
+        return "\(image): the outputs need up to \(upTo) uncompressed and the disk holding \(out) has "
+            + "\(have) free: compression usually saves much of it, but the run may fail at its last writes"
+    }
+
+    /// Two sizes in words, in bytes when the rounded words would read the same.
+    static func texts(_ a: UInt64, _ b: UInt64) -> (String, String) {
+        let (x, y) = (text(a), text(b))
+        return x == y ? ("\(a) bytes", "\(b) bytes") : (x, y)
     }
 
     static func text(_ bytes: UInt64) -> String { SystemMemory.text(Int(min(bytes, UInt64(Int.max)))) }
@@ -63,12 +92,23 @@ struct OutputSpaceError: Error, CustomStringConvertible {
 }
 
 extension Run {
-    /// Refuses an image whose `.npy` does not fit in `--out`'s free space; warns when its outputs
-    /// might not, uncompressed.
-    func checkSpace(size: Size2, classes: Int, options: OutputOptions, image: String, logger: Logger) throws {
+    /// Before the first image: refuses a run whose maps cannot fit in `--out`'s free space (every
+    /// image's `.npy` and temporary store together), and warns when their outputs might not fit
+    /// uncompressed.
+    func checkSpace(plan: ModelPlan, logger: Logger) throws {
         guard let free = OutputSpace.free(output.out) else { return }
-        let need = OutputSpace(
-            height: size.h, width: size.w, classes: classes, dtype: slide.dtype, options: options)
-        if let warning = try need.check(free: free, image: image, out: output.out) { logger.warning("\(warning)") }
+        let kept = try slide.keptClasses(netClasses: plan.classes)
+        var total: OutputSpace?
+        for path in images {
+            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
+            let need = OutputSpace(
+                height: header.height, width: header.width, classes: kept?.count ?? plan.classes, dtype: slide.dtype,
+                options: options)
+            total = total.map { $0 + need } ?? need
+        }
+        guard let total else { return }
+        let what = images.count == 1 ? images[0] : "the \(images.count) images"
+        if let warning = try total.check(free: free, image: what, out: output.out) { logger.warning("\(warning)") }
     }
 }

@@ -77,7 +77,6 @@ extension Run {
         let size = Size2(header.height, header.width)
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
-        try checkSpace(size: size, classes: kept?.count ?? plan.classes, options: options, image: path, logger: logger)
         let keepZarr = options.kinds.contains(.zarr)
         let stride = plan.tasks.stride
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)

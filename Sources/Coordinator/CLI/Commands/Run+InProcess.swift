@@ -33,8 +33,6 @@ extension Run {
             let kept = try slide.keptClasses(netClasses: plan.classes)
             let options = try output.options(forImage: path, isPNG: opened.format == .png, keeping: kept != nil)
             let size = Size2(image.height, image.width)
-            try checkSpace(
-                size: size, classes: kept?.count ?? plan.classes, options: options, image: path, logger: logger)
             let start = Date()
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1

@@ -141,6 +141,7 @@ struct Run: ParsableCommand {
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
+        try checkSpace(plan: plan, logger: logger)
         if inProcess {
             let engine = try MapEngine(plan: plan, device: device)
             let blas = try BLAS.get()

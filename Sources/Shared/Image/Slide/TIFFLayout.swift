@@ -102,7 +102,8 @@ struct TIFFLayout: Sendable, Equatable {
                 .unsupportedLayout,
                 "a \(tiled ? "tile" : "strip") of \(chunkWidth)×\(chunkHeight) pixels"
                     + " × \(samplesPerPixel) samples exceeds the \(Self.maxChunkBytes >> 20) MiB limit; if the "
-                    + "file is intact, rewrite it in tiles: tiffcp -t -w 512 -l 512 IN.tif OUT.tif")
+                    + "file is intact, rewrite it in tiles: tiffcp -m 0 -t -w 512 -l 512 IN.tif OUT.tif (-m 0 lifts tiffcp's own memory limit)"
+            )
         }
         let expected = Int(bytes)
         guard Int(info.chunk_size) >= expected else {

@@ -189,8 +189,8 @@ private struct LayerWindow {
             if !pl.global, pl.roundsUp, spanH % stride.h != 0 || spanW % stride.w != 0 {
                 reasons.append(
                     "layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
-                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): Caffe rounds "
-                        + "the output up to \(outShape.h)×\(outShape.w)")
+                        + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): the layer rounds "
+                        + "its output size up (Caffe's default, ONNX ceil_mode=1) to \(outShape.h)×\(outShape.w)")
             }
         case .innerProduct:
             kernel = inShape.spatial
