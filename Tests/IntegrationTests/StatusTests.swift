@@ -215,6 +215,11 @@ struct StatusTests {
         #expect(
             try line { $0.update(label: "ihc", done: 2, total: 10, pixels: 100, since: start, rate: (4, 2e6)) }
                 == "ihc: 2/10 tasks  2.00 Mpx/s  ETA 2s\n")
+        // No worker connected (user audit: the fading rate gave an ETA that grew to minutes).
+        #expect(
+            try line {
+                $0.update(label: "ihc", done: 2, total: 10, pixels: 100, since: start, rate: (4, 2e6), waiting: true)
+            } == "ihc: 2/10 tasks  waiting for workers\n")
         #expect(
             try line { $0.transfer(label: "small.png", done: 40_000, total: 40_000, since: start) }
                 .hasPrefix("small.png: uploaded 40/40 KB  13 KB/s"))

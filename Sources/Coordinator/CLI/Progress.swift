@@ -21,9 +21,10 @@ final class Progress {
     /// `rate` (tasks and map pixels per second) when the caller knows it better (a
     /// coordinator's status, measured over its last seconds). No ETA is shown until
     /// there is a rate: with nothing done yet it would read "ETA 0s".
+    /// `waiting`: no worker is there to compute (said instead of a rate and an ETA).
     func update(
         label: String, done: Int, total: Int, pixels: Int, since: Date, already: Int = 0,
-        rate: (tasks: Double, pixels: Double)? = nil
+        rate: (tasks: Double, pixels: Double)? = nil, waiting: Bool = false
     ) {
         let elapsed = Date().timeIntervalSince(since)
         let fraction = Double(done) / Double(max(1, total))
@@ -31,7 +32,9 @@ final class Progress {
         let measured =
             rate ?? (elapsed > 0 ? (now / elapsed, Double(pixels) * now / Double(max(1, total)) / elapsed) : (0, 0))
         var stats = String(format: "%d/%d tasks  %.2f Mpx/s", done, total, measured.pixels / 1e6)
-        if done < total, measured.tasks > 0 {
+        if waiting {
+            stats = "\(done)/\(total) tasks  waiting for workers"
+        } else if done < total, measured.tasks > 0 {
             stats += String(format: "  ETA %.0fs", Double(total - done) / measured.tasks)
         }
         let width = 30

@@ -44,7 +44,12 @@ extension CoordinatorLoop {
     /// they agree with it.
     func clusterStatus(for requester: String?, query: Wire.StatusQuery?) -> WireMessage {
         let active = jobs.values.filter(\.isActive)
-        let (tasksPerSecond, pixelsPerSecond) = clusterRate.rates(at: monotonicSeconds(), since: began)
+        // Over the window, or since the oldest job that completed tasks in it began (what a job's own
+        // rate does): a cluster busy for 5 s must not read as 5 s of work spread over 30.
+        let now = monotonicSeconds()
+        let recent = jobs.values.filter { $0.isActive || ($0.finished ?? -.infinity) > now - clusterRate.seconds }
+        let busySince = recent.map(\.started).min() ?? began
+        let (tasksPerSecond, pixelsPerSecond) = clusterRate.rates(at: now, since: max(began, busySince))
         let visible = visibleJobs(for: requester)
         let q = query ?? Wire.StatusQuery()
         var listed = visible.filter { q.matches($0.state, owner: $0.owner) }

@@ -239,9 +239,12 @@ final class ClusterClient {
                     "\(s.state)" + (summary.map { " after \($0.done)/\($0.tasks) tasks" } ?? "") + reason)
                 throw ClusterError(.jobFailed, "job \(job) \(s.state)\(reason)")
             case .queued, .running:
+                // No worker: nothing progresses, and the fading rate would give a growing ETA.
+                let waiting = summary?.waitingForWorkers ?? (s.workers == 0)
                 progress?.update(
                     label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start,
-                    already: already ?? 0, rate: (s.tasksPerSecond, s.pixelsPerSecond))
+                    already: already ?? 0, rate: waiting ? (0, 0) : (s.tasksPerSecond, s.pixelsPerSecond),
+                    waiting: waiting)
                 try alive()
                 // Every 0.1 s at first, easing to every 0.5 s over the first 8 s: a short job
                 // ends promptly, and a long one is not asked about ten times a second (each
