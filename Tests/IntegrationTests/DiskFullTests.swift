@@ -180,6 +180,33 @@ struct DiskFullTests {
         #expect(Date().timeIntervalSince(started) < 60)
     }
 
+    /// `submit --wait` downloading onto a full disk names the file, the full disk and how to fetch again (user
+    /// audit: it printed Foundation's "There isn't enough space." and nothing else).
+    @Test(
+        "submit --wait onto a full disk names the file and says to fetch the job again",
+        .enabled(if: available, "needs root and unshare to mount a small tmpfs in a mount namespace"))
+    func downloadOntoFullDisk() throws {
+        let group = try ProcessGroup("download-full")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 600, width: 600)  // its .npy alone: 4.1 MiB
+        let (workers, clients) = try group.startCoordinator()
+        try group.startWorker(workers, name: "w1", threads: 2)
+        let out = group.directory + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let submit =
+            [ProcessGroup.binary("tessera-coordinator"), "submit", "--coordinator", clients] + ClusterFixture.modelFlags
+            + ["--outputs", "npy", "--wait", "--out", out + "/maps", image]
+        let (status, log) = try runCommand(
+            [
+                Self.unshare, "--mount", "--propagation", "private", "sh", "-c",
+                "mount -t tmpfs -o size=1m tessera-small \"$0\" && exec \"$@\"", out,
+            ] + submit)
+        #expect(status != 0, "\(log)")
+        #expect(log.contains("cannot write \(out)/maps/img.npy"), "\(log)")
+        #expect(log.contains("no space left on the disk holding") && log.contains("fetch 1 --out"), "\(log)")
+    }
+
     @Test("A read-only store is refused at start with the store named, not at the first submission")
     func readOnlyStore() throws {
         let group = try ProcessGroup("read-only-store")

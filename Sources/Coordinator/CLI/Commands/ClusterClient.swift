@@ -263,6 +263,16 @@ final class ClusterClient {
     static let largestPiece = 8 << 20
     static let smallestPiece = 256 << 10
 
+    /// Why a write into `directory` failed, in words: a full disk says how much is free.
+    static func writeFailure(_ error: Error, _ directory: String) -> String {
+        var info = statvfs()
+        if statvfs(directory, &info) == 0 {
+            let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+            if free < 1 << 20 { return "no space left on the disk holding \(directory) (\(free) bytes free)" }
+        }
+        return (error as NSError).localizedDescription
+    }
+
     /// Downloads the job's output files into `directory` (pieces of up to 8 MiB, each file
     /// written atomically).
     func fetchOutputs(job: UInt64, files: [String], into directory: String) throws -> [String] {
@@ -302,7 +312,16 @@ final class ClusterClient {
                 guard chunk.offset == offset else {
                     throw ClusterError(.protocolViolation, "fetch: chunk at \(chunk.offset), asked \(offset)")
                 }
-                try handle.write(contentsOf: chunk.bytes)
+                do {
+                    try handle.write(contentsOf: chunk.bytes)
+                } catch {
+                    // Foundation's text ("There isn't enough space.") names neither the file nor what to do.
+                    throw ClusterError(
+                        .storage,
+                        "cannot write \(path) (at byte \(offset) of it): \(Self.writeFailure(error, directory)); the "
+                            + "job's outputs stay on the coordinator: free some space and run tessera-coordinator fetch \(job) --out \(directory)"
+                    )
+                }
                 offset += UInt64(chunk.bytes.count)
                 if chunk.isLast || chunk.bytes.isEmpty { break }
             }
