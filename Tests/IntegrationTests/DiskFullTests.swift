@@ -117,6 +117,9 @@ struct DiskFullTests {
         #expect(
             stalled != nil && stalled == stillStalled,
             "job 1 advanced on a full disk: \(stalled ?? -1) → \(stillStalled ?? -1)")
+        // Its status says why (an operator saw a job stuck at 1/1 tiles, only the log saying why).
+        let (_, stuck) = try client(["status", "1"], clients, log: "status-stuck")
+        #expect(stuck.contains("waiting for the coordinator's store"), "\(stuck)")
         let (cancelled, cancelText) = try client(["cancel", "2"], clients, log: "cancel-2")
         #expect(cancelled == 0 && cancelText.contains("job 2: cancelled"), "\(cancelText)")
         // Space returns: the job resumes and finishes.

@@ -9,6 +9,17 @@ import TesseraWire
 /// every job's record, the workers, the counts); a plain one the reply earlier builds
 /// gave, its listing in `message`.
 extension CoordinatorLoop {
+    /// `message` of job `id`, preceded by why it makes no progress while its tile writes fail (a full
+    /// store disk; operator audit: status showed a job stuck at 1/1 tiles with nothing said).
+    func withStoreNote(_ message: String, _ id: UInt64) -> String {
+        let failed = storeTrouble.failures(of: id)
+        guard failed > 0 else { return message }
+        let note =
+            "waiting for the coordinator's store: \(failed) tile write\(failed == 1 ? "" : "s") failed (a full "
+            + "disk?); dispatching resumes when a write succeeds"
+        return message.isEmpty ? note : note + "; " + message
+    }
+
     /// The status of a job of this coordinator's life or of the store's past.
     func jobStatus(_ id: UInt64, detailed: Bool) -> WireMessage {
         var status: Wire.JobStatus
@@ -19,6 +30,8 @@ extension CoordinatorLoop {
         } else if let job = jobs[id] {
             status = job.status(workers: workers.count)
             summary = job.summary(holders: jobHolders()[id] ?? 0, connected: workers.count)
+            status.message = withStoreNote(status.message, id)
+            summary?.message = status.message
         } else if let old = archived[id] {
             status = old.status(workers: workers.count)
             summary = old.summary
@@ -100,7 +113,9 @@ extension CoordinatorLoop {
         }
         let holders = jobHolders()
         var all = jobs.values.filter { visible($0.owner) }.map {
-            $0.summary(holders: holders[$0.id] ?? 0, connected: workers.count)
+            var summary = $0.summary(holders: holders[$0.id] ?? 0, connected: workers.count)
+            summary.message = withStoreNote(summary.message, $0.id)
+            return summary
         }
         all += archived.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(\.summary)
         all += uploads.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(uploadSummary)
