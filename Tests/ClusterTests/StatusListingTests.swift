@@ -90,6 +90,6 @@ struct StatusListingTests {
         #expect(plain.details == nil)
         #expect(plain.message.hasPrefix("1 active job(s) of 13;"), "\(plain.message)")
         #expect(plain.message.contains("\njob 13: done, img-13"), "\(plain.message)")
-        #expect(plain.message.contains("\njob 1: waiting for workers 0/6 tiles, img-1"), "\(plain.message)")
+        #expect(plain.message.contains("\njob 1: waiting for workers 0/6 tasks, img-1"), "\(plain.message)")
     }
 }

@@ -90,7 +90,7 @@ struct StatusTests {
         #expect(text.contains("cluster: waiting for workers"), "\(text)")
         #expect(text.contains("\nworkers: 0\n"), "\(text)")
         #expect(text.contains("throughput: 0.00 tasks/s"), "\(text)")
-        #expect(text.contains("\njob 1: waiting for workers 3/\(total) tiles, tissue"), "\(text)")
+        #expect(text.contains("\njob 1: waiting for workers 3/\(total) tasks, tissue"), "\(text)")
         (code, text) = try Self.cli(group, clients, ["status", "1"], log: "job")
         #expect(code == 0, "\(text)")
         #expect(text.hasPrefix("job 1: waiting for workers, tissue\n"), "\(text)")
