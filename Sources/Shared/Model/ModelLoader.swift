@@ -70,8 +70,7 @@ package struct LoadedModel: Sendable {
         throw ModelError(
             .inexact,
             "the fully convolutional net is not exactly the patch classifier at every pixel: "
-                + geometry.inexactReasons.joined(separator: "; ")
-                + ". Allow approximate maps to compute one anyway")
+                + geometry.inexactReasons.joined(separator: "; "))
     }
 }
 

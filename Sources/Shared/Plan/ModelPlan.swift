@@ -42,7 +42,7 @@ package struct ModelPlan: Sendable {
                 .inexact,
                 "the net cannot give an exact dense map: "
                     + geometry.inexactReasons.joined(separator: "; ")
-                    + ". Allow approximate maps to compute one anyway")
+                    + " (approximate maps must be allowed to compute it)")
         }
         let (dense, lrnDilation) = try fcn.densified(patch: geometry.patchSize)
         self.classifier = classifier

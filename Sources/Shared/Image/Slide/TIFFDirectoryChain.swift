@@ -43,7 +43,7 @@ enum TIFFDirectoryChain {
 
     private static func cut(size: UInt64, index: Int, at offset: UInt64) -> String {
         "the file ends at byte \(size), inside or before its directory \(index) (at byte \(offset)): it was cut "
-            + "short, and what that directory and any later one held (a pyramid level, a thumbnail, a label) is "
-            + "missing; only the levels before it are read"
+            + "short (or its chain of directories is damaged), and what that directory and any later one held (a "
+            + "pyramid level, a thumbnail, a label) is missing; only the levels before it are read"
     }
 }
