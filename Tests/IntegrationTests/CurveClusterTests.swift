@@ -252,6 +252,11 @@ struct CurveClusterTests {
             let (c, t) = try client("bob", args, log: "bob-\(verb)")
             #expect(c != 0 && t.contains("submitted with another key"), "bob \(verb): \(t)")
         }
+        // With --json, the refusal is JSON too (user audit: it was plain text), and the exit status 1.
+        let (cj, tj) = try client("bob", ["status", "1", "--json"], log: "bob-status-json")
+        let refusal = try JSONSerialization.jsonObject(with: Data(tj.utf8.filter { $0 != 10 })) as? [String: Any]
+        #expect(cj == 1 && refusal?["state"] as? String == "refused" && refusal?["id"] as? Int == 1, "\(tj)")
+        #expect((refusal?["message"] as? String)?.contains("submitted with another key") == true, "\(tj)")
         let (c1, t1) = try client("bob", ["status"], log: "bob-cluster")
         #expect(c1 == 0 && !t1.contains("job 1:"), "bob's job list shows alice's job: \(t1)")
         let (ca, ta) = try client("alice", ["status"], log: "alice-cluster")
@@ -348,7 +353,8 @@ struct CurveClusterTests {
         }
         let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
         // Each refused request counts once (each counted twice before).
-        #expect(metrics.value("tessera_refusals_total", ["reason": "not-owner"]) == 4)
+        // Bob's status, cancel and fetch of job 1, his status --json of it, and his status of job 2.
+        #expect(metrics.value("tessera_refusals_total", ["reason": "not-owner"]) == 5)
         #expect((metrics.value("tessera_refusals_total", ["reason": "auth-role"]) ?? 0) >= 4)
         for verb in ["status", "fetch", "cancel"] {
             #expect(

@@ -13,6 +13,15 @@ extension Status {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// `status JOB --json` when the coordinator refuses to answer (another key's job): its id and why.
+    static func refusalJSON(job: UInt64, _ reason: String) -> String {
+        let object: [String: Any] = ["id": job, "state": "refused", "message": reason]
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// `status JOB --json`: the job's record and its outputs; an unknown job: its id,
     /// state "unknown" and the reason.
     static func jobObject(_ s: Wire.JobStatus) -> [String: Any] {

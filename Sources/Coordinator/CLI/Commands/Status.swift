@@ -58,7 +58,14 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let client = try endpoint.connect(try ZMQContext())
-        let s = try client.status(job, query: query)
+        let s: Wire.JobStatus
+        do {
+            s = try client.status(job, query: query)
+        } catch let error as ClusterError where json && job != nil && error.kind == .refused {
+            // A script reading --json gets JSON for a refusal too (another key's job), and exit 1.
+            print(Self.refusalJSON(job: job!, error.description))
+            throw ExitCode(1)
+        }
         if s.details == nil, json || all || !state.isEmpty || owner != nil {
             throw ClusterError(
                 .refused,
