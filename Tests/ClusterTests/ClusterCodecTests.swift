@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import CoordinatorService
 @testable import TesseraCluster
 @testable import TesseraCore
 @testable import TesseraImage
@@ -17,6 +18,36 @@ struct ClusterCodecTests {
         #expect(EngineSettings(encoded: s.encoded) == s)
         #expect(EngineSettings(encoded: Array(s.encoded.dropLast())) == nil)
         #expect(EngineSettings(encoded: [2] + s.encoded.dropFirst()) == nil)
+    }
+
+    @Test("A net whose pooling rounds down travels with a bit that workers built before it refuse")
+    func poolingRoundingBit() throws {
+        func bundle(_ rounding: String) -> ModelBundle {
+            let text = """
+                layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
+                layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+                        convolution_param { num_output: 4 kernel_size: 3 } }
+                layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+                        pooling_param { pool: MAX kernel_size: 2 stride: 2 \(rounding) } }
+                layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc" inner_product_param { num_output: 2 } }
+                """
+            return ModelBundle(prototxt: Array(text.utf8), weights: [])
+        }
+        let settings = EngineSettings(allowPadding: true, randomWeightsSeed: 5)
+        let floor = bundle("round_mode: FLOOR"), ceil = bundle("")
+        let sent = settings.forWorkers(of: try settings.plan(floor).plan)
+        #expect(sent.poolingRoundsDown && EngineSettings(encoded: sent.encoded) == sent)
+        // What a worker built before the bit accepted: flags within bits 0 and 1.
+        #expect(sent.encoded[5] & ~3 != 0)
+        _ = try sent.plan(floor)
+        // Every other net's tasks keep their bytes.
+        #expect(settings.forWorkers(of: try settings.plan(ceil).plan).encoded == settings.encoded)
+        // A worker that reads the model without such a layer refuses rather than compute another net.
+        let e = #expect(throws: ClusterError.self) { try sent.plan(ceil) }
+        #expect("\(e.map { "\($0)" } ?? "")".contains("read the model differently"))
+        // The coordinator names the cause of an older worker's refusal.
+        #expect(CoordinatorLoop.explained(EngineSettings.notUnderstood).contains("upgrade"))
+        #expect(CoordinatorLoop.explained("disk full") == "disk full")
     }
 
     @Test("Job options round-trip and reject unknown keys")

@@ -135,7 +135,7 @@ final class CoordinatorJob: @unchecked Sendable {
         self.mode = mode
         self.tile = tile
         self.model = model
-        settingsBytes = options.engine.encoded
+        settingsBytes = options.engine.forWorkers(of: plan).encoded
         self.plan = plan
         self.preprocessing = preprocessing
         self.image = image

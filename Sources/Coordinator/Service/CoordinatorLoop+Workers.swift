@@ -225,7 +225,15 @@ extension CoordinatorLoop {
                 "next":
                     "\(failures < Self.maxTaskFailures ? "retried in \(Self.retryDelay(afterFailures: failures)) s" : "none")",
             ])
-        attemptFailed(job, index, worker, "\(worker.name): \(f.message)")
+        attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message))")
+    }
+
+    /// A worker's failure message, with what the coordinator knows about its cause.
+    static func explained(_ message: String) -> String {
+        guard message == EngineSettings.notUnderstood else { return message }
+        // Options bits are added for nets older workers would compute differently
+        // (`EngineSettings.forWorkers(of:)`); their tasks go to up-to-date workers.
+        return message + " (a worker built before this coordinator: upgrade it to compute this model)"
     }
 
     /// Failed attempts after which a task fails its job (or, damaged input under

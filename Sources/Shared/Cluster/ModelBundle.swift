@@ -71,19 +71,41 @@ package struct EngineSettings: Hashable, Sendable {
     package var allowPadding: Bool
     /// Seed for `Net.withRandomWeights` when the model has no weights (benchmarks).
     package var randomWeightsSeed: UInt64?
+    /// The net has a pooling layer that rounds down (Caffe `round_mode: FLOOR`, ONNX
+    /// `ceil_mode=0`). Set by the coordinator from its plan (`forWorkers(of:)`), not by
+    /// users: a worker built before pooling kept its rounding reads a Caffe FLOOR as
+    /// rounding up, a different net; it refuses options with this bit (it knows bits
+    /// 0 and 1 only), so its tasks fail with a message instead of a wrong map.
+    package var poolingRoundsDown: Bool
 
-    package init(patchSize: Int? = nil, allowPadding: Bool = false, randomWeightsSeed: UInt64? = nil) {
+    package init(
+        patchSize: Int? = nil, allowPadding: Bool = false, randomWeightsSeed: UInt64? = nil,
+        poolingRoundsDown: Bool = false
+    ) {
         self.patchSize = patchSize
         self.allowPadding = allowPadding
         self.randomWeightsSeed = randomWeightsSeed
+        self.poolingRoundsDown = poolingRoundsDown
     }
 
-    /// 1 version byte, u32 patch size (0 = none), u8 flags (bit 0 padding, bit 1 seed), u64 seed.
+    /// The settings the coordinator sends workers with the tasks of a job planned as
+    /// `plan`: these, with the bits that keep workers too old for the net away.
+    package func forWorkers(of plan: ModelPlan) -> EngineSettings {
+        var s = self
+        s.poolingRoundsDown = plan.classifier.hasPoolingRoundingDown
+        return s
+    }
+
+    /// What an older worker answers to options with a bit it does not know.
+    package static let notUnderstood = "task options are not engine settings this worker understands"
+
+    /// 1 version byte, u32 patch size (0 = none), u8 flags (bit 0 padding, bit 1 seed,
+    /// bit 2 pooling rounds down), u64 seed.
     package var encoded: [UInt8] {
         var out: [UInt8] = [1]
         let p = UInt32(clamping: patchSize ?? 0)
         for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: p >> (8 * UInt32(i)))) }
-        out.append((allowPadding ? 1 : 0) | (randomWeightsSeed != nil ? 2 : 0))
+        out.append((allowPadding ? 1 : 0) | (randomWeightsSeed != nil ? 2 : 0) | (poolingRoundsDown ? 4 : 0))
         let s = randomWeightsSeed ?? 0
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: s >> (8 * UInt64(i)))) }
         return out
@@ -91,7 +113,7 @@ package struct EngineSettings: Hashable, Sendable {
 
     /// Parses `encoded`; nil for anything else.
     package init?(encoded b: [UInt8]) {
-        guard b.count == 14, b[0] == 1, b[5] & ~3 == 0 else { return nil }
+        guard b.count == 14, b[0] == 1, b[5] & ~7 == 0 else { return nil }
         var p: UInt32 = 0
         for i in 0..<4 { p |= UInt32(b[1 + i]) << (8 * UInt32(i)) }
         var s: UInt64 = 0
@@ -99,7 +121,7 @@ package struct EngineSettings: Hashable, Sendable {
         guard p <= 65536 else { return nil }
         self.init(
             patchSize: p == 0 ? nil : Int(p), allowPadding: b[5] & 1 != 0,
-            randomWeightsSeed: b[5] & 2 != 0 ? s : nil)
+            randomWeightsSeed: b[5] & 2 != 0 ? s : nil, poolingRoundsDown: b[5] & 4 != 0)
     }
 
     /// Loads `bundle` from its bytes and plans its maps: the one construction every
@@ -140,6 +162,11 @@ package struct EngineSettings: Hashable, Sendable {
     }
 
     private func plan(_ loaded: LoadedModel) throws -> (plan: ModelPlan, model: LoadedModel) {
+        if poolingRoundsDown, !loaded.classifier.hasPoolingRoundingDown {
+            throw ClusterError(
+                "the coordinator planned this model with a pooling layer that rounds down, "
+                    + "and this worker reads none: the two builds read the model differently")
+        }
         if let seed = randomWeightsSeed, !loaded.hasWeights {
             let classifier = loaded.classifier.withRandomWeights(seed: seed)
             return (try ModelPlan(classifier: classifier, patch: loaded.patchSize, allowPadding: allowPadding), loaded)

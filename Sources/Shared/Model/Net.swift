@@ -27,6 +27,12 @@ package struct Net: Sendable, Equatable {
 
     /// Name of the blob the net produces (the last layer's first top).
     package var outputName: String { layers.last?.tops.first ?? inputName }
+
+    /// Whether a pooling layer rounds its output size down (Caffe `round_mode: FLOOR`,
+    /// ONNX `ceil_mode=0`) rather than up, Caffe's default.
+    package var hasPoolingRoundingDown: Bool {
+        layers.contains { if case .pooling(let p) = $0.op { !p.roundsUp } else { false } }
+    }
 }
 
 package struct Layer: Sendable, Equatable {

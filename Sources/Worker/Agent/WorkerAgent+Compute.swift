@@ -103,7 +103,7 @@ extension WorkerAgent {
         for item: WorkItem, _ bundle: ModelBundle, engines: inout LRUCache<String, MapEngine>
     ) throws -> MapEngine {
         guard let settings = EngineSettings(encoded: item.options) else {
-            throw ClusterError("task options are not engine settings this worker understands")
+            throw ClusterError(EngineSettings.notUnderstood)
         }
         let key = item.modelDigest.hex + item.options.map { String($0) }.joined(separator: ".")
         if let e = engines.get(key) { return e }
