@@ -59,7 +59,8 @@ struct StatusListingTests {
         // The active job and the last 10 ended (4…13); 2 and 3 are counted, not listed.
         #expect(d.jobs.map(\.id) == [1] + Array(4...13), "\(d.jobs.map(\.id))")
         #expect(d.matched == UInt64(jobs))
-        #expect(d.jobCounts == [0, 1, 10, 1, 1], "queued, running, done, failed, cancelled: \(d.jobCounts)")
+        // Job 1 is queued: no worker has taken a task of it.
+        #expect(d.jobCounts == [1, 0, 10, 1, 1], "queued, running, done, failed, cancelled: \(d.jobCounts)")
         #expect(d.jobCounts.reduce(0, +) == UInt64(jobs), "the counts cover every job the listing is taken from")
         #expect(d.activeJobs == 1)
         for j in d.jobs {

@@ -166,7 +166,9 @@ struct DistributedTests {
         let deadline = Date().addingTimeInterval(30)
         var queued = false
         while Date() < deadline {
-            if let a = try? client.status(1), let b = try? client.status(2), a.state == .running, b.state == .running {
+            if let a = try? client.status(1), let b = try? client.status(2), a.state == .queued, b.state == .queued,
+                a.tasksQueued > 0, b.tasksQueued > 0
+            {
                 queued = a.tasksQueued > 0 && b.tasksQueued > 0 && a.tasksDone == 0 && b.tasksDone == 0
                 break
             }

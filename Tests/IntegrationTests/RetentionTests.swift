@@ -29,7 +29,7 @@ struct RetentionTests {
         return condition()
     }
 
-    @Test("--keep-finished: a done job is removed from disk and status; a running one stays")
+    @Test("--keep-finished: a done job is removed from disk and status; an active one stays")
     func keepFinished() throws {
         let group = try ProcessGroup("retention-age")
         defer { group.stop() }
@@ -44,7 +44,7 @@ struct RetentionTests {
         let client = try TestClient(context, clients)
         try submit(group, clients, image, log: "submit1")
         #expect(waitUntil(20) { (try? client.status(1).state) == .done }, "\(group.log("coordinator"))")
-        // No worker from now on: job 2 stays running.
+        // No worker from now on: job 2 stays active (queued: no worker has taken a task of it).
         kill(worker.processIdentifier, SIGKILL)
         _ = group.wait(worker, timeout: 10)
         try submit(group, clients, image, log: "submit2")
@@ -61,7 +61,7 @@ struct RetentionTests {
         // The running job outlives the limit.
         usleep(1_500_000)
         #expect(FileManager.default.fileExists(atPath: jobs + "/2"))
-        #expect(try client.status(2).state == .running)
+        #expect(try client.status(2).state == .queued)
         // A restart on this store never hands out a removed id again.
         let mark = try String(contentsOfFile: group.directory + "/store/removed-up-to", encoding: .utf8)
         #expect(mark.trimmingCharacters(in: .whitespacesAndNewlines) == "1")

@@ -78,7 +78,10 @@ final class CoordinatorJob: @unchecked Sendable {
     var noteBeforeSkips: String?
     /// Per task, the lost workers it was in flight on ("name (reason)"): see `maxTaskLosses`.
     var losses: [Int: [String]] = [:]
-    var state: Wire.JobState = .running
+    /// `queued` until a task of it is first handed to a worker (or its last task is
+    /// restored from the store), then `running`: a listing tells the jobs waiting their
+    /// turn, or for a worker, from those computing.
+    var state: Wire.JobState = .queued
     var message = ""
     var outputFiles: [String] = []
     let started = monotonicSeconds()

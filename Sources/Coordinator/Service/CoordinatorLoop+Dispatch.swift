@@ -112,6 +112,7 @@ extension CoordinatorLoop {
         let now = monotonicSeconds()
         w.lastSent = now
         job.attempts[index] = attempt
+        if job.state == .queued { job.state = .running }
         let a = CoordinatorJob.Attempt(worker: w.id, number: attempt, since: now)
         if case .running(let others) = job.states[index] {
             job.states[index] = .running(others + [a])
