@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import TesseraCluster
+@testable import TesseraWire
 @testable import TestSupport
 
 /// The coordinator's store on a small tmpfs in a private mount namespace, filled up
@@ -183,10 +184,11 @@ struct DiskFullTests {
         #expect(Date().timeIntervalSince(started) < 60)
     }
 
-    /// `submit --wait` downloading onto a full disk names the file, the full disk and how to fetch again (user
-    /// audit: it printed Foundation's "There isn't enough space." and nothing else).
+    /// `submit --wait` whose downloads cannot fit in `--out` is refused before anything is uploaded;
+    /// a download onto a full disk (`fetch`, or the disk filled meanwhile) names the file, the full disk
+    /// and how to fetch again (user audit: it printed Foundation's "There isn't enough space." and nothing else).
     @Test(
-        "submit --wait onto a full disk names the file and says to fetch the job again",
+        "submit --wait refuses outputs that cannot fit in --out; a download onto a full disk says to fetch again",
         .enabled(if: available, "needs root and unshare to mount a small tmpfs in a mount namespace"))
     func downloadOntoFullDisk() throws {
         let group = try ProcessGroup("download-full")
@@ -197,14 +199,31 @@ struct DiskFullTests {
         try group.startWorker(workers, name: "w1", threads: 2)
         let out = group.directory + "/tmpfs"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let submit =
-            [ProcessGroup.binary("tessera-coordinator"), "submit", "--coordinator", clients] + ClusterFixture.modelFlags
-            + ["--outputs", "npy", "--wait", "--out", out + "/maps", image]
-        let (status, log) = try runCommand(
-            [
-                Self.unshare, "--mount", "--propagation", "private", "sh", "-c",
-                "mount -t tmpfs -o size=1m tessera-small \"$0\" && exec \"$@\"", out,
-            ] + submit)
+        let coordinator = ProcessGroup.binary("tessera-coordinator")
+        func onSmallDisk(_ command: [String]) throws -> (Int32, String) {
+            try runCommand(
+                [
+                    Self.unshare, "--mount", "--propagation", "private", "sh", "-c",
+                    "mount -t tmpfs -o size=1m tessera-small \"$0\" && exec \"$@\"", out,
+                ] + command)
+        }
+        var (status, log) = try onSmallDisk(
+            [coordinator, "submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + ["--outputs", "npy", "--wait", "--out", out + "/maps", image])
+        #expect(status != 0, "\(log)")
+        #expect(log.contains("the map needs 4 MiB") && log.contains("MiB for the .npy") && log.contains("fetch JOB --out"), "\(log)")
+        #expect(!log.contains("job 1"), "refused before submitting: \(log)")
+
+        // Submitted without --wait, then fetched onto the same small disk.
+        (status, log) = try runCommand(
+            [coordinator, "submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + ["--outputs", "npy", "--out", group.directory + "/unused", image])
+        #expect(status == 0 && log.contains("job 1 "), "\(log)")
+        let client = try TestClient(try ZMQContext(), clients)
+        let deadline = Date().addingTimeInterval(60)
+        while (try? client.status(1).state) != .done && Date() < deadline { usleep(100_000) }
+        #expect(try client.status(1).state == .done, "\(group.log("coordinator"))")
+        (status, log) = try onSmallDisk([coordinator, "fetch", "1", "--coordinator", clients, "--out", out + "/maps"])
         #expect(status != 0, "\(log)")
         #expect(log.contains("cannot write \(out)/maps/img.npy"), "\(log)")
         #expect(log.contains("no space left on the disk holding") && log.contains("fetch 1 --out"), "\(log)")

@@ -59,7 +59,8 @@ struct OutputSpace: Equatable {
 
     /// Throws when the exact need (temporary store included) is more than `free`; a warning (to log)
     /// when the uncompressed need is; nil when everything fits.
-    func check(free: UInt64, image: String, out: String) throws -> String? {
+    /// `remedy`: what the refusal suggests.
+    func check(free: UInt64, image: String, out: String, remedy: String? = nil) throws -> String? {
         let (certain, most) = (exact + temporary, atMost + temporary)
         if certain > free {
             let (need, have) = Self.texts(certain, free)
@@ -69,8 +70,10 @@ struct OutputSpace: Equatable {
             throw OutputSpaceError(
                 description:
                     "\(image): the map needs \(need) in \(out) (\(parts.joined(separator: " and "))), and that disk "
-                    + "has \(have) free: free some space, give another --out, or choose --outputs zarr (compressed, "
-                    + "with no temporary store)")
+                    + "has \(have) free: "
+                    + (remedy
+                        ?? "free some space, give another --out, or choose --outputs zarr (compressed, "
+                        + "with no temporary store)"))
         }
         guard most > free else { return nil }
         let (upTo, have) = Self.texts(most, free)
@@ -110,5 +113,31 @@ extension Run {
         guard let total else { return }
         let what = images.count == 1 ? images[0] : "the \(images.count) images"
         if let warning = try total.check(free: free, image: what, out: output.out) { logger.warning("\(warning)") }
+    }
+}
+
+extension Submit {
+    /// `submit --wait` of upload jobs, before the first upload: refuses jobs whose outputs cannot
+    /// fit in `--out` once downloaded (every image's `.npy` together), and warns when they might
+    /// not uncompressed; hours of cluster time would otherwise end in a failed download.
+    func checkDownloadSpace(plan: ModelPlan, kept: [Int]?, logger: Logger) throws {
+        guard let free = OutputSpace.free(output.out) else { return }
+        var total: OutputSpace?
+        for path in images {
+            let header = try ImageInput.header(path: path, level: nil, mpp: nil, maxPixels: .max)
+            var need = OutputSpace(
+                height: header.height, width: header.width, classes: kept?.count ?? plan.classes, dtype: .float32,
+                options: try output.options(forImage: path, keeping: kept != nil))
+            need.temporary = 0  // the coordinator's store holds the map; the client downloads files
+            total = total.map { $0 + need } ?? need
+        }
+        guard let total else { return }
+        let what = images.count == 1 ? images[0] : "the \(images.count) images"
+        let remedy =
+            "free some space, give another --out, or submit without --wait and fetch the outputs later "
+            + "(tessera-coordinator fetch JOB --out DIR); --outputs can leave out the .npy"
+        if let warning = try total.check(free: free, image: what, out: output.out, remedy: remedy) {
+            logger.warning("\(warning)")
+        }
     }
 }

@@ -108,6 +108,7 @@ struct Submit: ParsableCommand {
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
         try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds)
+        if wait && !shared { try checkDownloadSpace(plan: plan, kept: kept, logger: logger) }
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
