@@ -67,6 +67,20 @@ struct ModelImportErrorTests {
                 model: try writeFile(dir, "again.prototxt", text), weights: try writeFile(dir, "again.caffemodel", data)
             ))
         #expect(again.classifier == net)
+        // Those weights with the definition that rounds up: the InnerProduct's weights are too few,
+        // and the error says which pooling rounds up and what to write.
+        let e = loadError(
+            ModelSource(
+                model: try writeFile(dir, "ceil.prototxt", nine), weights: try writeFile(dir, "f.caffemodel", data)))
+        #expect(
+            e.contains("shape mismatch") && e.contains("pooling 'pool1'") && e.contains("round_mode: FLOOR"), "\(e)")
+        // A mismatch with no partial pooling window gets no such hint: 8×8 (whole windows) with 9×9 weights.
+        let (_, ceilData) = try CaffeWriter.write(ceil.classifier.randomised(seed: 5), input: Size2(square: 9))
+        let plain = loadError(
+            ModelSource(
+                model: try writeFile(dir, "tiny.prototxt", Self.tiny),
+                weights: try writeFile(dir, "c.caffemodel", ceilData)))
+        #expect(plain.contains("shape mismatch") && !plain.contains("round_mode"), "\(plain)")
     }
 
     @Test func truncatedCaffemodel() throws {

@@ -21,6 +21,9 @@ extension CaffeImporter {
         var placeholderTotal = 0
         /// The data layers' extra tops (labels): layers reading them only train.
         var labelBlobs: Set<String> = []
+        /// Pooling layers that round up over a partial window (rounded down, their output
+        /// would be smaller): the likely cause when an InnerProduct's weights are too few.
+        var partialPools: [String] = []
     }
 
     mutating func importNet(_ param: Caffe_NetParameter) throws -> Imported {
@@ -72,9 +75,21 @@ extension CaffeImporter {
         let tops = Array(lp.top)
         let inC = bottoms.first.flatMap { progress.channels[$0] }
         let inShape = bottoms.first.flatMap { progress.shapes[$0] }
-        let op = try operation(
-            lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
-            placeholderTotal: &progress.placeholderTotal)
+        let op: LayerOp
+        do {
+            op = try operation(
+                lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
+                placeholderTotal: &progress.placeholderTotal)
+        } catch var e as ModelError
+            where lp.type == "InnerProduct" && !progress.partialPools.isEmpty && e.message.contains("shape mismatch")
+        {
+            let pools = progress.partialPools.map { "'\($0)'" }.joined(separator: ", ")
+            e.message +=
+                "; pooling \(pools) rounds its output size up (Caffe's default) over a partial window: weights "
+                + "trained with pooling that rounds down (BVLC Caffe's round_mode: FLOOR, PyTorch's ceil_mode=False) "
+                + "need round_mode: FLOOR in its pooling_param"
+            throw e
+        }
         guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
         if tops.isEmpty { throw layerError(lp, "the layer has no top (output)") }
         if lp.type != "Split", tops.count > 1 {
@@ -196,6 +211,12 @@ extension CaffeImporter {
             }
             let out: Shape
             do { out = try layer.outputShape(inputs: ins) } catch let e as ModelError { throw e.inFile(definitionFile) }
+            if case .pooling(var p) = layer.op, p.roundsUp, !p.global {
+                p.roundsUp = false
+                let floor = try? Layer(name: layer.name, op: .pooling(p), bottoms: layer.bottoms, tops: layer.tops)
+                    .outputShape(inputs: ins)
+                if let floor, floor != out { progress.partialPools.append(layer.name) }
+            }
             for t in layer.tops { progress.shapes[t] = out }
         } else {
             for b in layer.bottoms where progress.channels[b] == nil && b != progress.inputName {
