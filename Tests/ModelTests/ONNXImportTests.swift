@@ -258,6 +258,26 @@ struct ONNXImportTests {
         #expect(e?.message.contains("opset 8 is older than opset 9") == true, "\(e?.description ?? "")")
     }
 
+    @Test("A Softmax over flattened features wider than the channels is refused, not run per channel")
+    func softmaxOverFlattenedFeatures() throws {
+        // conv_pool_gemm: Conv (spatial > 1×1 at patch size) → Flatten → Gemm; a Softmax put between
+        // Flatten and Gemm runs over all C×H×W features (user audit: it was computed per channel).
+        var m = try Self.proto("conv_pool_gemm")
+        let gemm = m.graph.node.firstIndex { $0.opType == "Gemm" }!
+        var softmax = Onnx_NodeProto()
+        softmax.opType = "Softmax"
+        softmax.name = "feature_softmax"
+        softmax.input = [m.graph.node[gemm].input[0]]
+        softmax.output = ["softmaxed"]
+        m.graph.node[gemm].input[0] = "softmaxed"
+        m.graph.node.insert(softmax, at: gemm)
+        let e = Self.loadError(try Self.write(m))
+        #expect(e?.message.contains("node 'feature_softmax'") == true, "\(e?.description ?? "")")
+        #expect(e?.message.contains("flattened features") == true, "\(e?.description ?? "")")
+        // The model's own Softmax (after the last Gemm, 1×1) still loads.
+        _ = try ModelLoader.load(ModelSource(model: Self.fixture("conv_pool_gemm")))
+    }
+
     @Test("Per-channel std: checked, described, applied")
     func stdPreprocessing() throws {
         let p = Preprocessing(

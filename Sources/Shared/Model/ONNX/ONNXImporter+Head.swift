@@ -93,7 +93,15 @@ extension ONNXImporter {
         let axis = n.int("axis") ?? (opset < 13 ? 1 : -1)
         let a = axis < 0 ? axis + rank : axis
         let shape = shapes[x]!
-        // Before opset 13, Softmax runs over every axis from `axis` on.
+        // Before opset 13, Softmax runs over every axis from `axis` on. Over a flattened
+        // activation it runs over every C×H×W feature: the channels alone only at 1×1
+        // (user audit: Flatten → Softmax → Gemm was mapped as a per-channel softmax).
+        if isFlat, shape.spatial != .one {
+            throw n.fail(
+                .unsupported,
+                "Softmax over the \(shape.count) flattened features of a \(shape) activation: Tessera's Softmax "
+                    + "runs over the channels at each position, which is the same only for a 1×1 activation")
+        }
         let ok = a == 1 && (opset >= 13 || isFlat || shape.spatial == .one)
         guard ok else {
             throw n.fail(
