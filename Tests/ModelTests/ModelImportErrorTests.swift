@@ -83,6 +83,36 @@ struct ModelImportErrorTests {
         #expect(plain.contains("shape mismatch") && !plain.contains("round_mode"), "\(plain)")
     }
 
+    @Test("A fully convolutional prototxt written by Tessera records the patch size, so its map is placed alike")
+    func writtenPatchSize() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // At 9×9 with a pooling that rounds down, the receptive field is 8: a patch size taken
+        // from it would shift the map by one pixel (user audit).
+        let nine = Self.tiny.replacingOccurrences(of: "dim: 8 dim: 8", with: "dim: 9 dim: 9")
+            .replacingOccurrences(of: "stride: 2 }", with: "stride: 2 round_mode: FLOOR }")
+        let loaded = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "nine.prototxt", nine), requireWeights: false))
+        #expect(loaded.patchSize == Size2(square: 9) && loaded.geometry.receptiveField == Size2(square: 8))
+        var fcn = loaded.net
+        fcn.layers = try loaded.classifier.randomised(seed: 6).fullyConvolutional(patch: loaded.patchSize).layers
+        let (text, data) = try CaffeWriter.write(fcn, input: Size2(square: 40))
+        #expect(text.hasPrefix("# tessera.patch_size: 9x9\n"), "\(text.prefix(80))")
+        let weights = try writeFile(dir, "fcn.caffemodel", data)
+        let again = try ModelLoader.load(ModelSource(model: try writeFile(dir, "fcn.prototxt", text), weights: weights))
+        #expect(again.patchSize == Size2(square: 9) && again.patchSizeSource.contains("tessera.patch_size"))
+        #expect(again.net.layers == fcn.layers)
+        // Without the line, the receptive field it is.
+        let bare = text.split(separator: "\n").dropFirst().joined(separator: "\n")
+        let guessed = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "bare.prototxt", bare), weights: weights))
+        #expect(guessed.patchSize == Size2(square: 8))
+        // A damaged line is an error, not a guess.
+        let bad = text.replacingOccurrences(of: "9x9", with: "9x")
+        let message = loadError(ModelSource(model: try writeFile(dir, "bad.prototxt", bad), weights: weights))
+        #expect(message.contains("not HEIGHTxWIDTH"), "\(message)")
+    }
+
     @Test func truncatedCaffemodel() throws {
         let (dir, proto, weights, _) = try Self.tinyFiles()
         defer { try? FileManager.default.removeItem(at: dir) }

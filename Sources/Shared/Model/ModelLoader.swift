@@ -116,6 +116,9 @@ package enum ModelLoader {
         if let data = contents.prototxt {
             let model = contents.prototxtName
             let definition = try CaffeFiles.decodePrototxt(data, file: model, ignored: &ignored)
+            let recorded = try String(data: data, encoding: .utf8).flatMap {
+                try CaffeWriter.recordedPatchSize($0, file: model)
+            }
             var weights: Caffe_NetParameter?
             if let w = contents.weights {
                 weights = try CaffeFiles.decodeCaffemodel(w, file: contents.weightsName)
@@ -125,7 +128,7 @@ package enum ModelLoader {
             return try load(
                 definition: definition, definitionFile: model, weights: weights,
                 weightsFile: contents.weights == nil ? nil : contents.weightsName, patchSize: patchSize,
-                ignored: ignored, logger: logger)
+                recordedPatch: recorded, ignored: ignored, logger: logger)
         } else if let w = contents.weights {
             let definition = try CaffeFiles.decodeCaffemodel(w, file: contents.weightsName)
             return try load(
@@ -144,7 +147,7 @@ package enum ModelLoader {
     /// activation values of one patch (`requirePatchFits`).
     static func load(
         definition: Caffe_NetParameter, definitionFile: String, definitionHoldsWeights: Bool = false,
-        weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?,
+        weights: Caffe_NetParameter? = nil, weightsFile: String? = nil, patchSize: Int?, recordedPatch: Size2? = nil,
         ignored: [String] = [], placeholderLimit: Int = CaffeImporter.maxPlaceholderElements,
         patchValueLimit: Int = maxPatchValues,
         logger: Logger? = nil
@@ -175,7 +178,8 @@ package enum ModelLoader {
         }
 
         // Patch size: --patch-size, the data layer's crop_size, the declared input when the
-        // net gives 1×1 there, else (a fully convolutional net) its receptive field.
+        // net gives 1×1 there, the size `convert` recorded, else (a fully convolutional net)
+        // its receptive field.
         let classifier = imported.net
         let patch: Size2
         let patchSource: String
@@ -185,6 +189,8 @@ package enum ModelLoader {
             (patch, patchSource) = (Size2(square: c), "the data layer's crop_size")
         } else if let d = imported.declaredInput, (try? classifier.geometry(patch: d)) != nil {
             (patch, patchSource) = (d, "the declared input size")
+        } else if let r = recordedPatch {
+            (patch, patchSource) = (r, "the prototxt's '\(CaffeWriter.patchSizeComment)' line")
         } else if let rf = classifier.receptiveFieldWithoutShapes() {
             (patch, patchSource) = (
                 rf,
@@ -222,8 +228,18 @@ package enum ModelLoader {
             throw e.inFile(file)
         }
         try requirePatchFits(fcn, patch: patch, file: file, limit: patchValueLimit)
-        notes.append("patch size \(patch) from \(patchSource)")
         for n in notes { logger?.info("\(n)") }
+        if patchSource.hasPrefix("the receptive field"), geometry.receptiveField == patch {
+            // Nothing records the size the classifier was trained on; a larger one places its
+            // window elsewhere in the patch, and the map would be shifted.
+            let warning =
+                "patch size \(patch) from \(patchSource): if the classifier was trained on larger patches, "
+                + "give --patch-size (the map is placed by it)"
+            logger?.warning("\(warning)")
+        } else {
+            logger?.info("patch size \(patch) from \(patchSource)")
+        }
+        notes.append("patch size \(patch) from \(patchSource)")
         return LoadedModel(
             classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
             patchSizeSource: patchSource, declaredInput: declaredInput,

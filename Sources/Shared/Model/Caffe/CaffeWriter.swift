@@ -24,8 +24,28 @@ package enum CaffeWriter {
                 withBlobs.layer.append(full)
             }
         }
-        let text = expandingLists(def.textFormatString())
+        var text = expandingLists(def.textFormatString())
+        // A fully convolutional net's input is an image, not a patch: the patch size (which
+        // places the classifier's window, and so the map) would otherwise be taken from the
+        // receptive field on import, one pixel off when they differ (user audit). Caffe
+        // ignores comments; `recordedPatchSize` reads this one.
+        if let p = net.patchSize { text = "\(Self.patchSizeComment)\(p.h)x\(p.w)\n" + text }
         return (text, try withBlobs.serializedBytes())
+    }
+
+    /// The comment line in which a written prototxt records the patch size (HEIGHTxWIDTH).
+    static let patchSizeComment = "# tessera.patch_size: "
+
+    /// The patch size a prototxt written by Tessera records (a line before the definition), if any.
+    static func recordedPatchSize(_ text: String, file: String) throws -> Size2? {
+        guard let line = text.split(separator: "\n", maxSplits: 64).first(where: { $0.hasPrefix(patchSizeComment) })
+        else { return nil }
+        let value = line.dropFirst(patchSizeComment.count).trimmingCharacters(in: .whitespaces)
+        let parts = value.split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
+            throw ModelError(.patchSize, file: file, "'\(line)': the recorded patch size is not HEIGHTxWIDTH")
+        }
+        return Size2(parts[0], parts[1])
     }
 
     /// swift-protobuf prints repeated numbers as `dim: [1, 3, 32, 32]`; the protobuf 2
