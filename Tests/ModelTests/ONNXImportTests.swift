@@ -171,7 +171,7 @@ struct ONNXImportTests {
         )
     }
 
-    @Test("External data: a missing file and a path leaving the model's folder are refused")
+    @Test("External data: a missing file and a path leaving the model's folder are refused; links are followed")
     func externalDataErrors() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -200,6 +200,19 @@ struct ONNXImportTests {
         }
         let absolute = Self.loadError(try writeFile(dir, "absolute.onnx", Data(m.serializedBytes() as [UInt8])))
         #expect(absolute?.message.contains("leaves the model's folder") == true)
+
+        // The Hugging Face hub cache: the snapshot's files are links to blobs outside its folder.
+        let fm = FileManager.default
+        let blobs = dir.appendingPathComponent("blobs"), snapshot = dir.appendingPathComponent("snapshots/abc")
+        try fm.createDirectory(at: blobs, withIntermediateDirectories: true)
+        try fm.createDirectory(at: snapshot, withIntermediateDirectories: true)
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.fixture("seed_net") + ".data"))
+        _ = try writeFile(blobs, "1f2e", src)
+        _ = try writeFile(blobs, "9c8d", data)
+        try fm.createSymbolicLink(atPath: snapshot.path + "/model.onnx", withDestinationPath: "../../blobs/1f2e")
+        try fm.createSymbolicLink(atPath: snapshot.path + "/model.onnx.data", withDestinationPath: "../../blobs/9c8d")
+        let linked = try ModelLoader.load(ModelSource(model: snapshot.path + "/model.onnx"))
+        #expect(linked.classifier == (try ModelLoader.load(ModelSource(model: Self.fixture("seed_net")))).classifier)
     }
 
     @Test("ceil_mode=0 rounds the pooled size down where a last window is partial; ceil_mode=1 rounds up")
