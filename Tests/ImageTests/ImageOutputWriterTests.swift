@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import TesseraCore
+@testable import TesseraEngine
 @testable import TesseraImage
 @testable import TestSupport
 
@@ -72,6 +73,23 @@ struct ImageOutputWriterTests {
                 #expect(labels.value(y: y, x: x, channel: 0) == Float(expected), "at (\(y), \(x))")
             }
         }
+    }
+
+    @Test("labels of a one-class map (a sigmoid head): 1 where the probability is above 0.5")
+    func oneClassLabels() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        var map = ProbabilityMap(classes: 1, height: 3, width: 4)
+        let values: [Float] = [0, 0.2, 0.5, 0.50001, 0.9, 1, .nan, 0.49, 0.7, 0.1, 0.6, 0.5]
+        for (i, v) in values.enumerated() { map[0, i / 4, i % 4] = v }
+        let options = OutputOptions(directory: directory.path, stem: "one", kinds: [.labels])
+        try writeOutputs(map: map, image: nil, options: options)
+        let labels = try PNGReader.read(path: options.labelsPath)
+        let read = (0..<12).map { labels.value(y: $0 / 4, x: $0 % 4, channel: 0) }
+        #expect(read == values.map { $0 > 0.5 ? 1 : 0 }, "\(read)")
+        // --check's decision agreement uses the same rule.
+        let check = MapCheck(pixels: [[0, 0], [0, 1]], map: [[0.6], [0.4]], classifier: [[0.7], [0.6]])
+        #expect(check.argmaxAgreement == 0.5)
     }
 
     @Test("overlay: the image where p = 0, the colour map blended in proportion to p", arguments: [1, 3])

@@ -222,6 +222,8 @@ package func writeProbabilityPNGs(
 
 /// `<stem>.labels.png`: the argmax class per pixel as its raw index (ties go
 /// to the lower class, NaN never wins); 8-bit gray, 16-bit above 256 classes.
+/// A one-class map (a sigmoid head: the probability of the class) is labelled 1
+/// where it is above 0.5, else 0 (an argmax of one class would be 0 everywhere).
 /// Raw indices look black in a viewer for few classes: stretch the contrast.
 package func writeLabelsPNG(map: some MapRowSource, to path: String, compressionLevel: Int = 6) throws {
     let width = map.width, height = map.height, classes = map.classes
@@ -240,7 +242,11 @@ package func writeLabelsPNG(map: some MapRowSource, to path: String, compression
                     best[x] = -.infinity
                     label[x] = 0
                 }
-                for c in 0..<classes {
+                if classes == 1 {
+                    let source = y * width
+                    for x in 0..<width where data[source + x] > 0.5 { label[x] = 1 }
+                }
+                for c in 0..<classes where classes > 1 {
                     let source = (c * band.count + y) * width
                     for x in 0..<width where data[source + x] > best[x] {
                         best[x] = data[source + x]

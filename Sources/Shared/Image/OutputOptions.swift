@@ -4,7 +4,8 @@ import TesseraCore
 package enum OutputKind: String, CaseIterable, Sendable, Hashable, Comparable {
     /// `<stem>.prob-<class>.png`: one gray PNG per requested class, probability × 255 (or × 65535).
     case prob
-    /// `<stem>.labels.png`: the argmax class index per pixel, raw (0, 1, 2, …; 8-bit, 16-bit above 256 classes).
+    /// `<stem>.labels.png`: the argmax class index per pixel, raw (0, 1, 2, …; 8-bit, 16-bit above 256 classes);
+    /// a one-class map: 1 where its probability is above 0.5.
     case labels
     /// `<stem>.overlay.png`: the input image with one class's probability blended over it as a colour map.
     case overlay

@@ -28,7 +28,7 @@ struct OutputFlags: ParsableArguments {
             valueName: "list"))
     var classes: String?
 
-    @Option(name: .long, help: "Class shown by the overlay (default: 1).")
+    @Option(name: .long, help: "Class shown by the overlay (default: 1; 0 for a one-class net).")
     var overlayClass: Int?
 
     func validate() throws {
@@ -69,12 +69,12 @@ struct OutputFlags: ParsableArguments {
         }
         try? FileManager.default.removeItem(atPath: probe)
         let valid = 0..<count
+        let has = count == 1 ? "the net has 1 class (0)" : "the net has \(count) classes (0…\(count - 1))"
         if let list = requestedClasses, let bad = list.first(where: { !valid.contains($0) }) {
-            throw OutputCheckError(description: "--classes \(bad): the net has \(count) classes (0…\(count - 1))")
+            throw OutputCheckError(description: "--classes \(bad): \(has)")
         }
         if let overlayClass, !valid.contains(overlayClass) {
-            throw OutputCheckError(
-                description: "--overlay-class \(overlayClass): the net has \(count) classes (0…\(count - 1))")
+            throw OutputCheckError(description: "--overlay-class \(overlayClass): \(has)")
         }
         guard let kept else { return }
         let keeps =

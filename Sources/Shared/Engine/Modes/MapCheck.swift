@@ -28,9 +28,13 @@ package struct MapCheck: Sendable, Codable, Equatable {
         return all.isEmpty ? 0 : all.reduce(0, +) / Double(all.count)
     }
 
-    /// Fraction of sampled pixels whose most likely class is the same in both.
+    /// Fraction of sampled pixels whose most likely class is the same in both (a one-class
+    /// map: whose value is on the same side of 0.5, the labels PNG's decision).
     package var argmaxAgreement: Double {
-        func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }
+        func argmax(_ v: [Float]) -> Int {
+            if v.count == 1 { return v[0] > 0.5 ? 1 : 0 }
+            return v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0
+        }
         let same = zip(map, classifier).filter { argmax($0) == argmax($1) }.count
         return count == 0 ? 1 : Double(same) / Double(count)
     }
