@@ -142,6 +142,13 @@ struct ONNXImportTests {
         #expect(e?.message.contains("dynamic height × width ('height'×'width')") == true, "\(e?.description ?? "")")
         let loaded = try ModelLoader.load(ModelSource(model: path, patchSize: 14))
         #expect(loaded.patchSize == Size2(square: 14) && loaded.patchSizeSource == "--patch-size")
+        #expect(!loaded.notes.contains { $0.contains("overrides") }, "nothing to override: \(loaded.notes)")
+        // A fixed input overridden: the global pooling head runs at 20 too, as another classifier.
+        let fixed = try ModelLoader.load(ModelSource(model: Self.fixture("resnet_block"), patchSize: 20))
+        #expect(fixed.patchSize == Size2(square: 20))
+        #expect(fixed.notes.contains { $0.hasPrefix("--patch-size 20") && $0.contains("overrides") }, "\(fixed.notes)")
+        let same = try ModelLoader.load(ModelSource(model: Self.fixture("resnet_block"), patchSize: 16))
+        #expect(!same.notes.contains { $0.contains("overrides") }, "\(same.notes)")
     }
 
     @Test("Initializers whose shapes do not fit their node are refused with the numbers")

@@ -202,8 +202,13 @@ package enum ModelLoader {
                 .patchSize, file: importer.definitionFile,
                 "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
+        // The patch size the files give, which --patch-size may override.
+        let given =
+            imported.cropSize.map { Size2(square: $0) }
+            ?? imported.declaredInput.flatMap { (try? classifier.geometry(patch: $0)) != nil ? $0 : nil }
+            ?? recordedPatch
         return try finish(
-            classifier, patch: patch, patchSource: patchSource, file: importer.definitionFile,
+            classifier, patch: patch, patchSource: patchSource, given: given, file: importer.definitionFile,
             declaredInput: imported.declaredInput, hasWeights: !importer.shapeOnly,
             meanFileHint: imported.meanFileHint, notes: notes, patchValueLimit: patchValueLimit,
             parametersFile: importer.weightsFile, logger: logger)
@@ -211,7 +216,7 @@ package enum ModelLoader {
 
     /// Net surgery and geometry at patch size: what every format's import ends with.
     static func finish(
-        _ imported: Net, patch: Size2, patchSource: String, file: String, declaredInput: Size2?,
+        _ imported: Net, patch: Size2, patchSource: String, given: Size2? = nil, file: String, declaredInput: Size2?,
         hasWeights: Bool, meanFileHint: String?, notes: [String], patchValueLimit: Int = maxPatchValues,
         parametersFile: String? = nil, logger: Logger?
     ) throws -> LoadedModel {
@@ -240,6 +245,15 @@ package enum ModelLoader {
             logger?.info("patch size \(patch) from \(patchSource)")
         }
         notes.append("patch size \(patch) from \(patchSource)")
+        if patchSource == "--patch-size", let given, given != patch {
+            // A net that runs at any size (a global pooling head) would otherwise quietly become
+            // another classifier (user audit).
+            let warning =
+                "--patch-size \(patch) overrides the model's own patch size \(given): the map is the classifier's "
+                + "on \(patch) patches"
+            logger?.warning("\(warning)")
+            notes.append(warning)
+        }
         return LoadedModel(
             classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
             patchSizeSource: patchSource, declaredInput: declaredInput,
@@ -289,7 +303,8 @@ package enum ModelLoader {
             : imported.declaredInput != nil
                 ? "the ONNX graph's input shape" : "the model's metadata (\(ONNXImporter.patchSizeKey))"
         return try finish(
-            imported.net, patch: patch, patchSource: source, file: file, declaredInput: imported.declaredInput,
+            imported.net, patch: patch, patchSource: source, given: imported.declaredInput ?? importer.recordedPatch,
+            file: file, declaredInput: imported.declaredInput,
             hasWeights: true, meanFileHint: nil, notes: importer.notes, logger: logger)
     }
 }
