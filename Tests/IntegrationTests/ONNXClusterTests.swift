@@ -59,6 +59,30 @@ struct ONNXClusterTests {
         #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
     }
 
+    @Test("naive maps a net that pads without --allow-padding: the classifier itself, as with the flag")
+    func naiveOfPaddedNet() throws {
+        let group = try ProcessGroup("onnx-naive-padded")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 21, width: 17)
+        let padded = Self.dir + "/padded_residual/model.onnx"
+        func naive(_ extra: [String], _ name: String) throws -> [UInt8] {
+            let out = group.directory + "/" + name
+            let p = try group.start(
+                "tessera-coordinator",
+                ["run", "--model", padded] + Self.torchvision + extra
+                    + ["--mode", "naive", "--outputs", "npy", "--out", out, image],
+                log: name)
+            #expect(group.wait(p, timeout: 120) == 0, "\(group.log(name))")
+            #expect(!FileManager.default.fileExists(atPath: out + "/tissue.check.json"), "naive is not checked")
+            return ClusterFixture.bytes(out + "/tissue.npy") ?? []
+        }
+        let plain = try naive(["--in-process"], "plain")
+        #expect(plain.count > 21 * 17 * 4)
+        #expect(plain == (try naive(["--in-process", "--allow-padding"], "flag")))
+        #expect(plain == (try naive(["--workers", "1"], "embedded")), "\(group.log("embedded"))")
+    }
+
     @Test("inspect on a model that needs --patch-size prints run's hint line (ONNX and Caffe)")
     func inspectPatchSizeHint() throws {
         let group = try ProcessGroup("onnx-inspect-hint")

@@ -10,7 +10,7 @@ package enum FlagHints {
 
     package static func hint(_ e: ModelError) -> String? {
         switch e.kind {
-        case .inexact: return "--allow-padding computes the approximate map anyway"
+        case .inexact: return "--allow-padding computes the approximate map anyway; --mode naive the exact one (slower)"
         case .patchSize: return "give the classifier's patch size with --patch-size P"
         case .weights where e.message.hasPrefix("no weights"): return "give the trained .caffemodel with --weights"
         default: return nil

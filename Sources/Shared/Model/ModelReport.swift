@@ -190,7 +190,8 @@ package struct ModelReport: Codable, Sendable {
         } else {
             out += "exact: no\n"
             for r in inexactReasons { out += "  - \(r)\n" }
-            out += "  (dense/shift maps will differ from the patch classifier; --allow-padding computes them anyway)\n"
+            out +=
+                "  (dense/shift maps will differ from the patch classifier; --allow-padding computes them anyway; naive is exact)\n"
         }
         out += "weights: \(hasWeights ? "loaded" : "none (shape-only)")\n"
         out += "MACs per output pixel (Convolution/InnerProduct multiply-accumulates): "

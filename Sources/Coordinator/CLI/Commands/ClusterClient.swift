@@ -350,10 +350,10 @@ struct JobFlags: ParsableArguments {
     func memoryBudgetBytes(slide: Bool = false) -> Int { (memoryBudget ?? (slide ? 256 : 768)) << 20 }
     @Flag(
         help: ArgumentHelp(
-            "Accept a net that cannot be exact (padding, partial pooling windows).",
+            "Accept a net that cannot be exact (padding, partial pooling windows) in dense, shift and fast.",
             discussion: "The map is then the net's pass over the whole mirror-padded image, padded "
                 + "at its edges only: an approximation of the classifier, but the same in dense, "
-                + "shift and fast, tiled or not."))
+                + "shift and fast, tiled or not. naive needs no flag: it is the classifier itself."))
     var allowPadding = false
     @Option(help: .hidden) var randomWeights: UInt64?
 
@@ -362,8 +362,11 @@ struct JobFlags: ParsableArguments {
         if let memoryBudget, memoryBudget < 16 { throw ValidationError("--memory-budget must be at least 16 MiB") }
     }
 
+    /// `naive` needs no `--allow-padding`: it runs the classifier itself on each pixel's patch,
+    /// the one map every mode approximates, exact whether the net pads or not (user audits).
     func engineSettings(_ model: ModelOptions) -> EngineSettings {
-        EngineSettings(patchSize: model.patchSize, allowPadding: allowPadding, randomWeightsSeed: randomWeights)
+        EngineSettings(
+            patchSize: model.patchSize, allowPadding: allowPadding || mode == .naive, randomWeightsSeed: randomWeights)
     }
 
     func jobOptions(_ model: ModelOptions, _ output: OutputFlags, outputDirectory: String?) -> JobOptions {

@@ -75,7 +75,7 @@ extension Run {
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
-            let checks = check ?? (plan.geometry.isExact ? 0 : 256)
+            let checks = check ?? (plan.geometry.isExact || job.mode == .naive ? 0 : 256)
             var checker =
                 checks > 0
                 ? MapChecker(

@@ -63,7 +63,7 @@ struct Run: ParsableCommand {
         help: ArgumentHelp(
             "After mapping, classify N random pixels with the exact patch classifier and report "
                 + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
-                + "not exact (--allow-padding), else 0. In-process runs.", valueName: "N"))
+                + "not exact (--allow-padding) outside naive, else 0. In-process runs.", valueName: "N"))
     var check: Int?
     @Argument(
         help: ArgumentHelp(
@@ -123,7 +123,7 @@ struct Run: ParsableCommand {
         try output.checkBeforeMapping(
             classes: plan.classes, kept: slide.keptClasses(netClasses: plan.classes),
             kinds: output.outputs.map(OutputOptions.parseKinds))
-        if !inProcess && check == nil && !plan.geometry.isExact {
+        if !inProcess && check == nil && !plan.geometry.isExact && job.mode != .naive {
             logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
             inProcess = true
         }
