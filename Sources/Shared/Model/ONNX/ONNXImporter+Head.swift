@@ -1,8 +1,9 @@
 import Foundation
 import TesseraCore
 
-/// The classifier head: Flatten (or Reshape to [N, -1]) + Gemm/MatMul as an inner
-/// product, and the Softmax over the classes.
+/// The classifier head: Flatten (or Reshape to [N, -1], or Squeeze of a 1×1 activation)
+/// + Gemm/MatMul as an inner product, ReduceMean/ReduceMax over the spatial axes as global
+/// pooling, and the Softmax (or LogSoftmax) over the classes.
 extension ONNXImporter {
     // MARK: - The classifier head
 
@@ -29,6 +30,63 @@ extension ONNXImporter {
             }
         }
         try addAlias(n, x, flatten: true)
+    }
+
+    /// Squeeze of the spatial axes of a 1×1 activation (GlobalAveragePool → Squeeze): a flatten.
+    mutating func addSqueeze(_ n: inout NodeContext) throws {
+        let x = try activation(n, 0)
+        let shape = shapes[x]!
+        guard !flat.contains(n.node.input[0]) else {
+            throw n.fail(
+                .unsupported,
+                "Squeeze of flattened features (N×features): Tessera removes only the 1×1 spatial axes (2, 3) "
+                    + "of an N×C×1×1 activation")
+        }
+        let given = try axes(n, inputFrom: 13, index: 1)
+        if let given {
+            let set = Set(try given.map { try axis(n, $0, rank: 4) })
+            guard set == [2, 3] else {
+                throw n.fail(
+                    .unsupported,
+                    "Squeeze of axes \(given) of a \(shape) activation: Tessera removes only both spatial axes "
+                        + "(2, 3) of a 1×1 activation, as a flatten")
+            }
+        }
+        guard shape.spatial == .one else {
+            throw n.fail(
+                .unsupported,
+                "Squeeze of a \(shape) activation: Tessera squeezes the spatial axes only when they are 1×1 at "
+                    + "patch size (after global pooling)")
+        }
+        if given == nil, shape.c == 1 {
+            throw n.fail(
+                .unsupported,
+                "Squeeze without axes of a \(shape) activation would also remove its one channel: "
+                    + "give the axes (2, 3)")
+        }
+        try addAlias(n, x, flatten: true)
+    }
+
+    /// ReduceMean or ReduceMax over the spatial axes (`x.mean([2, 3])`): global pooling, then a
+    /// flatten when keepdims is 0. Axes are an attribute before opset 18, an input from it.
+    mutating func addReduction(_ n: inout NodeContext) throws {
+        let x = try spatial(n)
+        let shape = shapes[x]!
+        let op = n.node.opType
+        let given = try axes(n, inputFrom: 18, index: 1)
+        if given?.isEmpty ?? true, opset >= 18, (n.int("noop_with_empty_axes") ?? 0) != 0 {
+            try addAlias(n, x)
+            return
+        }
+        let set = try given.map { Set(try $0.map { try axis(n, $0, rank: 4) }) }
+        guard let set, set == [2, 3] else {
+            throw n.fail(
+                .unsupported,
+                "\(op) over \(given.map { "axes \($0)" } ?? "all axes") of a \(shape) activation: Tessera reduces "
+                    + "only the spatial axes (2, 3), as global pooling")
+        }
+        try addLayer(n, .pooling(Pooling(method: op == "ReduceMax" ? .max : .average, kernel: .one, global: true)), [x])
+        if (n.int("keepdims") ?? 1) == 0 { flat.insert(n.node.output[0]) }
     }
 
     mutating func addInnerProduct(_ n: inout NodeContext) throws {
@@ -99,16 +157,23 @@ extension ONNXImporter {
         if isFlat, shape.spatial != .one {
             throw n.fail(
                 .unsupported,
-                "Softmax over the \(shape.count) flattened features of a \(shape) activation: Tessera's Softmax "
+                "\(n.node.opType) over the \(shape.count) flattened features of a \(shape) activation: Tessera's Softmax "
                     + "runs over the channels at each position, which is the same only for a 1×1 activation")
         }
         let ok = a == 1 && (opset >= 13 || isFlat || shape.spatial == .one)
         guard ok else {
             throw n.fail(
                 .unsupported,
-                "Softmax over axis \(axis) of a \(isFlat ? "flattened" : "\(shape)") activation (opset \(opset)): "
+                "\(n.node.opType) over axis \(axis) of a \(isFlat ? "flattened" : "\(shape)") activation (opset \(opset)): "
                     + "Tessera's Softmax runs over the classes (the channel axis)")
         }
         try addLayer(n, .softmax, [x])
+        if n.node.opType == "LogSoftmax" {
+            // exp(LogSoftmax) = Softmax: a map of probabilities. Checked to be the net's last layer.
+            logSoftmax = n.name
+            notes.append(
+                "\(file): node '\(n.name)' (LogSoftmax) is imported as Softmax: the map holds probabilities, "
+                    + "exp(the model's output)")
+        }
     }
 }

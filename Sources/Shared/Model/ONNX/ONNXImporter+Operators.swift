@@ -32,24 +32,45 @@ extension ONNXImporter {
         constants[out] = c
     }
 
-    /// Cast to float32: of a constant (float16 weights), a float32 constant; of the
-    /// activations (already float32), nothing.
+    /// Cast of a constant: float16 weights to float32, integers (shapes) to another integer
+    /// type. Of the activations, to a floating-point type: nothing, as Tessera computes in
+    /// float32 (a whole-float16 model, Cast → FLOAT16 … Cast → FLOAT, with a note).
     mutating func addCast(_ n: inout NodeContext) throws {
         guard let out = n.node.output.first, !out.isEmpty, let raw = n.node.input.first else {
             throw n.fail(.invalid, "Cast needs one input and one output")
         }
         try requireNew(n, out)
-        guard n.int("to") == 1 else {
-            throw n.fail(
-                .unsupported,
-                "a Cast to element type \(n.int("to").map(String.init) ?? "?"): Tessera computes in float32 only")
-        }
+        let to = Int32(clamping: n.int("to") ?? 0)
+        let name = ONNXElementType.name(to)
         if isConstant(raw) {
             let c = try constant(n, 0)
-            constants[out] = ONNXConstant(dims: c.dims, floats: c.floats)
-        } else {
-            try addAlias(n, try activation(n, 0))
+            if ONNXElementType.floatingPoint.contains(to) {
+                constants[out] = ONNXConstant(dims: c.dims, floats: c.floats)
+            } else if ONNXElementType.integer.contains(to) {
+                let values = try c.ints ?? c.floats.map { f -> Int64 in
+                    guard f.isFinite, abs(f) < 9.2e18 else { throw n.fail(.invalid, "Cast of \(f) to \(name)") }
+                    return to == 9 ? (f != 0 ? 1 : 0) : Int64(f)
+                }
+                try setConstant(n, .integers(values, dims: c.dims))
+            } else {
+                throw n.fail(.unsupported, "a Cast to \(name): Tessera reads floating-point and integer constants only")
+            }
+            return
         }
+        let x = try activation(n, 0)
+        guard ONNXElementType.floatingPoint.contains(to) else {
+            throw n.fail(
+                .unsupported,
+                "a Cast of the activations to \(name): Tessera computes in float32 only, and a value computed "
+                    + "from the activations' numbers cannot be evaluated while importing")
+        }
+        if to != 1, !notedPrecision {
+            notedPrecision = true
+            notes.append(
+                "\(file): node '\(n.name)' casts the activations to \(name); Tessera computes the whole net in "
+                    + "float32 (the map may differ from a \(name) run by that type's rounding)")
+        }
+        try addAlias(n, x)
     }
 
     // MARK: - Convolution and pooling
@@ -60,8 +81,11 @@ extension ONNXImporter {
         switch auto {
         case "NOTSET", "":
             guard let pads = n.ints("pads") else { return .zero }
-            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 16 }) else {
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else {
                 throw n.fail(.invalid, "pads \(pads) are not four non-negative numbers (top, left, bottom, right)")
+            }
+            guard pads.allSatisfy({ $0 <= 1 << 16 }) else {
+                throw n.fail(.unsupported, "pads \(pads) are too large: Tessera pads at most 65536 rows or columns")
             }
             guard pads[0] == pads[2], pads[1] == pads[3] else {
                 throw n.fail(
@@ -76,8 +100,9 @@ extension ONNXImporter {
             guard stride == .one else {
                 throw n.fail(
                     .unsupported,
-                    "auto_pad \(auto) with stride \(stride) pads by the input's size: export the model with explicit pads"
-                )
+                    "auto_pad \(auto) with stride \(stride): its padding depends on the input's height and width "
+                        + "(and is asymmetric where they are odd or even), so it differs between the patch and "
+                        + "the whole image; export the model with explicit pads")
             }
             let total = Size2(dilation.h * (kernel.h - 1), dilation.w * (kernel.w - 1))
             guard total.h % 2 == 0, total.w % 2 == 0 else {
@@ -112,7 +137,7 @@ extension ONNXImporter {
     }
 
     mutating func addConvolution(_ n: inout NodeContext) throws {
-        let x = try spatial(n)
+        let (x, extra) = try paddedSpatial(n)
         let w = try constant(n, 1)
         guard w.dims.count == 4, w.dims.allSatisfy({ $0 > 0 }) else {
             throw n.fail(
@@ -130,7 +155,8 @@ extension ONNXImporter {
         guard group > 0, w.dims[0] % group == 0 else {
             throw n.fail(.invalid, "group \(group) does not divide its \(w.dims[0]) output channels")
         }
-        let pad = try padding(n, kernel: kernel, stride: stride, dilation: dilation)
+        let own = try padding(n, kernel: kernel, stride: stride, dilation: dilation)
+        let pad = Size2(own.h + extra.h, own.w + extra.w)
         var bias: [Float]?
         if let b = try optionalConstant(n, 2) {
             guard b.count == w.dims[0] else {
@@ -148,7 +174,7 @@ extension ONNXImporter {
     }
 
     mutating func addPooling(_ n: inout NodeContext) throws {
-        let x = try spatial(n)
+        let (x, extra) = try paddedSpatial(n)
         guard let k = n.ints("kernel_shape") else { throw n.fail(.invalid, "pooling without kernel_shape") }
         guard k.count == 2, k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
             throw n.fail(.unsupported, "kernel_shape \(k): Tessera pools in 2-D (height, width)")
@@ -168,8 +194,9 @@ extension ONNXImporter {
                     + "(PyTorch: AvgPool2d(count_include_pad=True)) or without padding")
         }
         // ceil_mode=0 (PyTorch's default) rounds the output size down: no partial last window.
+        // A zero Pad before an average pool adds pixels it counts, as its own counted padding does.
         let pool = Pooling(
-            method: max ? .max : .average, kernel: kernel, stride: stride, pad: pad,
+            method: max ? .max : .average, kernel: kernel, stride: stride, pad: Size2(pad.h + extra.h, pad.w + extra.w),
             roundsUp: (n.int("ceil_mode") ?? 0) != 0)
         try addLayer(n, .pooling(pool), [x])
     }
@@ -257,6 +284,12 @@ extension ONNXImporter {
         let constA = isConstant(n.node.input[0]), constB = isConstant(n.node.input[1])
         if !constA, !constB {
             let a = try activation(n, 0), b = try activation(n, 1)
+            if op == "Div" {
+                throw n.fail(
+                    .unsupported,
+                    "Div of two activations: the engine has no layer that divides one activation by another "
+                        + "(it divides by constants only)")
+            }
             let e: Eltwise
             switch op {
             case "Add": e = Eltwise(operation: .sum)
@@ -271,6 +304,12 @@ extension ONNXImporter {
         }
         let xi = constA ? 1 : 0
         let x = try activation(n, xi)
+        if op == "Div", constA {
+            throw n.fail(
+                .unsupported,
+                "Div of a constant by the activations: the engine has no layer that computes 1/x "
+                    + "(it divides activations by constants only)")
+        }
         let c = try constant(n, 1 - xi)
         let shape = shapes[x]!
         let (expanded, overflow) = broadcastValues.addingReportingOverflow(2 * min(shape.c, Int.max / 4))
@@ -301,6 +340,12 @@ extension ONNXImporter {
             }
             scale = Scale(scale: ones, bias: v)
         case "Sub": scale = constA ? Scale(scale: ones.map { -$0 }, bias: v) : Scale(scale: ones, bias: v.map { -$0 })
+        case "Div":
+            // x / c as x · (1/c), as Mul by a constant is mapped (within an ulp of the quotient).
+            if let zero = v.firstIndex(of: 0) {
+                throw n.fail(.unsupported, "Div by a constant that is 0 (channel \(zero)): the map would be infinite")
+            }
+            scale = Scale(scale: v.map { 1 / $0 }, bias: nil)
         default: scale = Scale(scale: v, bias: nil)
         }
         try addLayer(n, .scale(scale), [x])
@@ -311,8 +356,15 @@ extension ONNXImporter {
         guard let axis = n.int("axis") else { throw n.fail(.invalid, "Concat without 'axis'") }
         let isFlat = n.node.input.contains(where: flat.contains)
         let channelAxis = isFlat ? [1, -1] : [1, -3]
-        guard channelAxis.contains(axis), !isFlat || xs.allSatisfy({ shapes[$0]!.spatial == .one }) else {
+        guard channelAxis.contains(axis) else {
             throw n.fail(.unsupported, "Concat along axis \(axis): Tessera concatenates channels (axis 1) only")
+        }
+        if isFlat, let x = xs.first(where: { shapes[$0]!.spatial != .one }) {
+            throw n.fail(
+                .unsupported,
+                "Concat of flattened features: an input is a \(shapes[x]!) activation flattened to "
+                    + "\(shapes[x]!.count) features, and Tessera concatenates channels, which is the same only "
+                    + "for 1×1 activations; concatenate the N×C×H×W activations (axis 1) before flattening")
         }
         try addLayer(n, .concat, xs)
     }

@@ -31,10 +31,10 @@ struct ONNXImporter {
     static let opsets = 9...28
 
     static let supported = [
-        "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Relu",
-        "LeakyRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub", "Mul", "Sum", "Max", "Concat", "Flatten",
-        "Reshape",
-        "Gemm", "MatMul", "Softmax", "Dropout", "Identity", "Constant", "Cast",
+        "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
+        "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub", "Mul",
+        "Div", "Sum", "Max", "Concat", "Pad", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Gemm", "MatMul",
+        "Softmax", "LogSoftmax", "Dropout", "Identity", "Constant", "Cast", "Shape", "Gather", "Slice",
     ]
 
     struct Imported {
@@ -63,6 +63,14 @@ struct ONNXImporter {
     /// Values materialised by broadcasting constants over channels (Add/Sub/Mul with
     /// a per-channel constant), all nodes together.
     var broadcastValues = 0
+    /// Whether the note on shape arithmetic evaluated at import was given.
+    var notedShapes = false
+    /// Whether the note on a Cast of the activations to another floating-point type was given.
+    var notedPrecision = false
+    /// Zero Pad nodes waiting for the Conv or AveragePool that reads them, by output name.
+    var pendingPads: [String: PendingPad] = [:]
+    /// The LogSoftmax imported as Softmax, which must be the net's last layer.
+    var logSoftmax: String?
 
     /// Most values the import expands constants to (`broadcastValues`): a hostile
     /// graph could otherwise widen an activation to 2^40 channels with a few Concats
@@ -125,6 +133,12 @@ struct ONNXImporter {
                 "the graph's output '\(graph.output[0].name)' is not computed by its last node "
                     + "('\(last.name)'): remove the nodes after it")
         }
+        if let log = logSoftmax, last.name != log {
+            throw ModelError(
+                .unsupported, file: file,
+                "node '\(log)' (LogSoftmax): other nodes compute on its output; Tessera imports LogSoftmax only "
+                    + "as the net's last layer, as Softmax (a map of probabilities): end the model with it")
+        }
         if last.op != .softmax {
             notes.append(
                 "\(file): the net ends in \(last.op.typeName) ('\(last.name)'), not Softmax: "
@@ -167,8 +181,9 @@ struct ONNXImporter {
         guard input.type.tensorType.hasElemType, input.type.tensorType.elemType == 1 else {
             throw ModelError(
                 .unsupported, file: file,
-                "\(what) is not a float32 tensor (element type \(input.type.tensorType.elemType)): "
-                    + "Tessera feeds float32 pixels")
+                "\(what) is not a float32 tensor (\(ONNXElementType.name(input.type.tensorType.elemType))): "
+                    + "Tessera feeds float32 pixels; export the model with a FLOAT input (a float16 model: "
+                    + "keep a float32 input and Cast it, as onnxconverter-common's keep_io_types does)")
         }
         let dims = input.type.tensorType.shape.dim
         guard dims.count == 4 else {
@@ -183,10 +198,14 @@ struct ONNXImporter {
             case nil: return "?"
             }
         }
-        guard case .dimValue(let c) = dims[1].value, c > 0, c <= 1 << 16 else {
+        guard case .dimValue(let c) = dims[1].value else {
             throw ModelError(
                 .unsupported, file: file,
                 "\(what) has \(describe(dims[1])) channels: the channel count must be a fixed number")
+        }
+        guard c > 0, c <= 1 << 16 else {
+            throw ModelError(
+                .unsupported, file: file, "\(what) has \(c) channels: Tessera feeds 1 to 65536 channels")
         }
         var declared: Size2?
         if case .dimValue(let h) = dims[2].value, case .dimValue(let w) = dims[3].value {
@@ -231,21 +250,28 @@ struct ONNXImporter {
                 .unsupported,
                 "an operator of the custom domain '\(node.domain)': Tessera runs standard ONNX operators only")
         }
-        guard Self.supported.contains(node.opType) else {
-            throw n.fail(
-                .unsupported,
-                "Tessera does not run this operator. It runs \(Self.supported.joined(separator: ", ")). "
-                    + "Constant-fold the model first (torch.onnx.export(do_constant_folding=True), onnxsim), "
-                    + "or export a model without it")
+        guard Self.supported.contains(node.opType) else { throw unsupportedOperator(n) }
+        // Nodes that compute constants: shape arithmetic (`ONNXImporter+Shapes.swift`).
+        let allConstant = !node.input.isEmpty && node.input.allSatisfy { !$0.isEmpty && isConstant($0) }
+        switch node.opType {
+        case "Constant": try addConstant(&n)
+        case "Cast": try addCast(&n)
+        case "Shape": try addShape(&n)
+        case "Gather": try addGather(&n)
+        case "Slice": try addSlice(&n)
+        case "Squeeze", "Unsqueeze":
+            if isConstant(node.input.first ?? "") { try addConstantSqueeze(&n) } else { try addLayerNode(&n) }
+        case "Concat":
+            if allConstant { try addConstantConcat(&n) } else { try addLayerNode(&n) }
+        case "Add", "Sub", "Mul", "Div":
+            if allConstant && node.input.count == 2 { try addConstantArithmetic(&n) } else { try addLayerNode(&n) }
+        default: try addLayerNode(&n)
         }
-        if node.opType == "Constant" {
-            try addConstant(&n)
-            return
-        }
-        if node.opType == "Cast" {
-            try addCast(&n)
-            return
-        }
+    }
+
+    /// A node that computes on the activations: one or more layers.
+    mutating func addLayerNode(_ n: inout NodeContext) throws {
+        let node = n.node
         guard !node.output.isEmpty, !node.output[0].isEmpty else { throw n.fail(.invalid, "the node has no output") }
         for extra in node.output.dropFirst() where !extra.isEmpty && (uses[extra] ?? 0) > 0 {
             throw n.fail(
@@ -272,12 +298,21 @@ struct ONNXImporter {
                 region: .acrossChannels, size: size, alpha: n.float("alpha") ?? 1e-4, beta: n.float("beta") ?? 0.75,
                 k: n.float("bias") ?? 1)
             try addLayer(n, .lrn(lrn), [try spatial(n)])
-        case "Add", "Sub", "Mul": try addArithmetic(&n)
+        case "PRelu": try addPRelu(&n)
+        case "Add", "Sub", "Mul", "Div": try addArithmetic(&n)
         case "Sum", "Max": try addVariadic(&n)
         case "Concat": try addConcat(&n)
+        case "Pad": try addPad(&n)
         case "Flatten", "Reshape": try addFlatten(&n)
+        case "Squeeze": try addSqueeze(&n)
+        case "Unsqueeze":
+            throw n.fail(
+                .unsupported,
+                "Unsqueeze of the activations: Tessera's activations are N×C×H×W (or N×features after a Flatten); "
+                    + "export the model without adding axes")
+        case "ReduceMean", "ReduceMax": try addReduction(&n)
         case "Gemm", "MatMul": try addInnerProduct(&n)
-        case "Softmax": try addSoftmax(&n)
+        case "Softmax", "LogSoftmax": try addSoftmax(&n)
         default:  // Dropout, Identity
             if node.opType == "Dropout", let mode = try? constant(n, 2), mode.floats.first ?? 0 != 0 {
                 throw n.fail(.unsupported, "training_mode is on: export the model in eval mode (model.eval())")
@@ -296,6 +331,7 @@ struct ONNXImporter {
             throw n.fail(.invalid, "input \(i + 1) is missing")
         }
         let raw = n.node.input[i]
+        try requireNoPendingPad(n, raw)
         let blob = resolve(raw)
         guard shapes[blob] != nil else {
             if isConstant(raw) {

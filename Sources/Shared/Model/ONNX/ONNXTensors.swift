@@ -57,8 +57,8 @@ struct ONNXConstant {
         }
         guard let type = DataType(rawValue: t.dataType) else {
             throw fail(
-                "data type \(t.dataType) is not one Tessera reads (float32, float16, bfloat16, float64, "
-                    + "int64, int32, int8, uint8)")
+                "data type \(ONNXElementType.name(t.dataType)) is not one Tessera reads (FLOAT, FLOAT16, "
+                    + "BFLOAT16, DOUBLE, INT64, INT32, INT8, UINT8)")
         }
         guard t.dims.count <= 16 else { throw fail("has \(t.dims.count) dimensions") }
         var count = 1
