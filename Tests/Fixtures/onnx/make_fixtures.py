@@ -3,6 +3,7 @@
 fixed random weights, and the outputs onnxruntime computes for them.
 
     python3 Tests/Fixtures/onnx/make_fixtures.py      # needs onnx (1.23) and onnxruntime
+    python3 Tests/Fixtures/onnx/make_fixtures.py zero_pad float16_model   # only these
 
 Deterministic (fixed seeds): a re-run rewrites identical bytes. One folder per net:
 
@@ -50,6 +51,9 @@ class Graph:
         self.inits = []
         self.count = 0
         self.covers = []
+        # exp of the model's output is the reference (a LogSoftmax head, imported as Softmax).
+        self.log_output = False
+        self.tolerance = 1e-4
 
     def fresh(self, base):
         self.count += 1
@@ -384,6 +388,161 @@ def seed_net():
 
 
 # ---------------------------------------------------------------------------
+# Exporter patterns (user audit 15): shape arithmetic, Div, Pad, PRelu, reductions,
+# LogSoftmax, whole-float16 models
+# ---------------------------------------------------------------------------
+
+
+def ints(g, name, values):
+    g.inits.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+    return name
+
+
+def view_flatten_op11():
+    """PyTorch's x.view(x.size(0), -1) at opset 11 with Slice and Cast pieces, Div by
+    constants, and a LogSoftmax head (the map holds exp of its output)."""
+    g = Graph("view_flatten_op11", 3, 14, seed=10)
+    x = g.node("Div", ["input", g.const("div.scalar", np.array(2.0))])
+    x = g.conv(x, 3, 6, 3)  # 12
+    x = g.node("Relu", [x])
+    x = g.node("Div", [x, g.const("div.channels", g.rng.uniform(0.5, 2.0, (6, 1, 1)))])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 6
+    x = g.conv(x, 6, 4, 3)  # 4
+    s = g.node("Shape", [x])
+    b = g.node("Slice", [s, ints(g, "slice.starts", [0]), ints(g, "slice.ends", [1]), ints(g, "slice.axes", [0])])
+    b = g.node("Cast", [b], to=TensorProto.INT32)
+    b = g.node("Cast", [b], to=TensorProto.INT64)
+    target = g.node("Concat", [b, ints(g, "minus_one", [-1])], axis=0)
+    x = g.node("Reshape", [x, target])
+    x = g.gemm(x, 64, 3, gain=0.3)
+    x = g.node("LogSoftmax", [x])  # opset 11: axis 1 by default
+    g.log_output = True
+    g.covers = [
+        "x.view(x.size(0), -1) as Shape → Slice (starts/ends/axes inputs) → Cast INT32 → Cast INT64 → "
+        + "Concat with an initializer [-1] → Reshape (opset 11), evaluated at import",
+        "Div by a scalar and by a per-channel (C×1×1) constant",
+        "LogSoftmax head imported as Softmax: the references are exp(onnxruntime's output)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 11), pre, True
+
+
+def view_flatten_op13():
+    """x.view(x.size(0), x.size(1) * x.size(2) * x.size(3)) at opset 13 (Gather, Mul,
+    Unsqueeze with axes as an input, a Constant node), after a per-channel PRelu."""
+    g = Graph("view_flatten_op13", 3, 13, seed=11)
+    x = g.conv("input", 3, 5, 3)  # 11
+    x = g.node("PRelu", [x, g.const("prelu.slope", g.rng.uniform(-0.5, 0.8, (5, 1, 1)))])
+    x = g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2])  # 5
+    x = g.node("PRelu", [x, g.const("prelu.shared", np.array([0.2]))])
+    s = g.node("Shape", [x])
+    dims = [g.node("Gather", [s, ints(g, f"index{i}", i)], axis=0) for i in range(4)]
+    feat = g.node("Mul", [g.node("Mul", [dims[1], dims[2]]), dims[3]])
+    axes = g.node("Constant", [], value=helper.make_tensor("axes", TensorProto.INT64, [1], [0]))
+    n = g.node("Unsqueeze", [dims[0], axes])
+    f = g.node("Unsqueeze", [feat, axes])
+    x = g.node("Reshape", [x, g.node("Concat", [n, f], axis=0)])
+    x = g.gemm(x, 125, 4, gain=2.0)
+    x = g.node("Softmax", [x], axis=-1)
+    g.covers = [
+        "PRelu with a slope per channel (ReLU, Eltwise, Scale) and one shared slope (a leaky ReLU)",
+        "x.view(x.size(0), x.size(1) * x.size(2) * x.size(3)): Shape → Gather → Mul → Unsqueeze "
+        + "(axes from a Constant node, opset 13) → Concat → Reshape, evaluated at import",
+    ]
+    pre = dict(channel_order="rgb", raw_scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+               scale=1.0)
+    return g, g.model(x, 13), pre, True
+
+
+def pooled_heads(name, opset, seed):
+    """Global pooling written as reductions: x.mean([2, 3]) (ReduceMean, keepdims 0),
+    ReduceMax keepdims 1 + Squeeze of axes 2, 3, GlobalAveragePool + Squeeze without axes,
+    their features concatenated. Axes are attributes before opset 18 (Squeeze: 13)."""
+    g = Graph(name, 3, 12, seed=seed)
+    x = g.conv("input", 3, 4, 3)  # 10
+    x = g.node("Relu", [x])
+    x = g.conv(x, 4, 4, 3, strides=[2, 2])  # 4
+    if opset >= 18:
+        mean = g.node("ReduceMean", [x, ints(g, "mean.axes", [2, 3])], keepdims=0)
+        mx = g.node("ReduceMax", [x, ints(g, "max.axes", [-2, -1])])
+    else:
+        mean = g.node("ReduceMean", [x], axes=[2, 3], keepdims=0)
+        mx = g.node("ReduceMax", [x], axes=[-2, -1])
+    mx = g.node("Squeeze", [mx, ints(g, "squeeze.axes", [2, 3])] if opset >= 13 else [mx], **({} if opset >= 13 else {"axes": [2, 3]}))
+    gap = g.node("Squeeze", [g.node("GlobalAveragePool", [x])])
+    x = g.node("Concat", [mean, mx, gap], axis=1)
+    x = g.gemm(x, 12, 3, gain=0.5)
+    x = g.node("Softmax", [x], axis=1)
+    where = "inputs (opset 18)" if opset >= 18 else f"attributes (opset {opset})"
+    g.covers = [
+        f"ReduceMean keepdims 0 and ReduceMax keepdims 1 over axes 2, 3 as {where}: global pooling",
+        "Squeeze of axes 2, 3 and Squeeze without axes after global pooling: a flatten",
+        "Concat of the flattened 1×1 features, Gemm, Softmax",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[120.0], std=[], scale=1.0 / 64)
+    return g, g.model(x, opset), pre, True
+
+
+def pooled_heads_op18():
+    return pooled_heads("pooled_heads_op18", 18, seed=12)
+
+
+def pooled_heads_op11():
+    return pooled_heads("pooled_heads_op11", 11, seed=13)
+
+
+def zero_pad():
+    """ZeroPad2d before a Conv and before an AveragePool (count_include_pad 0): folded into
+    their pads, the same numbers; the net pads, so it runs with --allow-padding."""
+    g = Graph("zero_pad", 3, 12, seed=14)
+    x = g.node("Pad", ["input", ints(g, "pad1.pads", [0, 0, 1, 1, 0, 0, 1, 1]),
+                       g.const("pad1.value", np.array(0.0))], mode="constant")
+    x = g.conv(x, 3, 6, 3)  # 12
+    x = g.node("Relu", [x])
+    x = g.node("Pad", [x, ints(g, "pad2.pads", [0, 0, 1, 2, 0, 0, 1, 2])])
+    x = g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2])  # 6×7 → 5×6? see below
+    x = g.conv(x, 6, 4, 3)
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 4 * 4 * 5, 3, gain=2.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Pad (constant 0, spatial, symmetric) folded into the next Conv's pads",
+        "Pad of 1×2 folded into an AveragePool with count_include_pad 0 (the Pad's zeros are counted)",
+        "not exact (padding): refused without --allow-padding (opset 13)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[110.0], std=[], scale=1.0 / 50)
+    return g, g.model(x, 13), pre, False
+
+
+def float16_model():
+    """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
+    input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
+    Tessera computes it in float32."""
+    g = Graph("float16_model", 3, 12, seed=15)
+    half = np.float16
+    x = g.node("Cast", ["input"], to=TensorProto.FLOAT16)
+    w = numpy_helper.from_array(g.weights((6, 3, 3, 3), 27).astype(half), "conv.weight")
+    b = numpy_helper.from_array(g.rng.uniform(-0.2, 0.2, 6).astype(half), "conv.bias")
+    g.inits += [w, b]
+    x = g.node("Conv", [x, "conv.weight", "conv.bias"])  # 10
+    x = g.node("Relu", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 5
+    x = g.node("Flatten", [x])
+    fw = numpy_helper.from_array(g.weights((3, 150), 150, gain=0.3).astype(half), "fc.weight")
+    fb = numpy_helper.from_array(g.rng.uniform(-0.2, 0.2, 3).astype(half), "fc.bias")
+    g.inits += [fw, fb]
+    x = g.node("Gemm", [x, "fc.weight", "fc.bias"], transB=1)
+    x = g.node("Softmax", [x], axis=1)
+    x = g.node("Cast", [x], to=F)
+    g.covers = [
+        "a whole-float16 model (Cast → FLOAT16, float16 initializers, Cast → FLOAT): computed in float32",
+        "the references are onnxruntime's CPU run of this model (which computes its float16 operators in float32)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 17), pre, True
+
+
+# ---------------------------------------------------------------------------
 # Caffe files for the seed net (protobuf written by hand: field numbers of caffe.proto)
 # ---------------------------------------------------------------------------
 
@@ -488,6 +647,16 @@ def naive_map(sess, chw, p, classes):
     return probs.T.reshape(classes, h, w).astype(np.float32)
 
 
+class Exp:
+    """A session whose output is exp of the model's (a LogSoftmax head's probabilities)."""
+
+    def __init__(self, sess):
+        self.sess = sess
+
+    def run(self, names, feeds):
+        return [np.exp(o) for o in self.sess.run(names, feeds)]
+
+
 def describe(file, arr, dtype):
     return {"file": file, "dtype": dtype, "shape": list(arr.shape)}
 
@@ -511,6 +680,8 @@ def build(g, model, pre, exact, caffe_weights=None):
     else:
         onnx.save_model(model, path)
     sess = session(path)
+    if g.log_output:
+        sess = Exp(sess)
     rng = np.random.default_rng(100 + len(g.name))
     p, c = g.patch, g.channels
     patches = rng.uniform(-1.5, 1.5, (4 if p > 24 else 8, c, p, p)).astype(np.float32)
@@ -535,7 +706,7 @@ def build(g, model, pre, exact, caffe_weights=None):
         "exact": exact,
         "covers": g.covers,
         "reference": f"onnxruntime {ort.__version__} (CPU, graph optimizations off)",
-        "tolerance": 1e-4,
+        "tolerance": g.tolerance,
         "preprocess": pre,
         "patches": {"input": describe("patches.f32", patches, "float32"),
                     "probabilities": describe("patches_probs.f32", probs, "float32")},
@@ -551,13 +722,21 @@ def build(g, model, pre, exact, caffe_weights=None):
           f"map range {nmap.min():.3f}..{nmap.max():.3f}, {size} bytes")
 
 
+NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
+        resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
+        float16_model]
+
+
 def main():
-    for make in [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops,
-                 floor_pool, resnet_stem]:
-        g, model, pre, exact = make()
-        build(g, model, pre, exact)
-    g, model, pre, exact, w = seed_net()
-    build(g, model, pre, exact, caffe_weights=w)
+    """All fixtures, or those named: make_fixtures.py zero_pad float16_model"""
+    wanted = set(sys.argv[1:])
+    for make in NETS:
+        if not wanted or make.__name__ in wanted:
+            g, model, pre, exact = make()
+            build(g, model, pre, exact)
+    if not wanted or "seed_net" in wanted:
+        g, model, pre, exact, w = seed_net()
+        build(g, model, pre, exact, caffe_weights=w)
 
 
 if __name__ == "__main__":
