@@ -47,10 +47,12 @@ extension ONNXImporter {
             if ONNXElementType.floatingPoint.contains(to) {
                 constants[out] = ONNXConstant(dims: c.dims, floats: c.floats)
             } else if ONNXElementType.integer.contains(to) {
-                let values = try c.ints ?? c.floats.map { f -> Int64 in
-                    guard f.isFinite, abs(f) < 9.2e18 else { throw n.fail(.invalid, "Cast of \(f) to \(name)") }
-                    return to == 9 ? (f != 0 ? 1 : 0) : Int64(f)
-                }
+                let values =
+                    try c.ints
+                    ?? c.floats.map { f -> Int64 in
+                        guard f.isFinite, abs(f) < 9.2e18 else { throw n.fail(.invalid, "Cast of \(f) to \(name)") }
+                        return to == 9 ? (f != 0 ? 1 : 0) : Int64(f)
+                    }
                 try setConstant(n, .integers(values, dims: c.dims))
             } else {
                 throw n.fail(.unsupported, "a Cast to \(name): Tessera reads floating-point and integer constants only")

@@ -203,7 +203,8 @@ extension ONNXImporter {
         let rank = first.dims.count
         guard let given = n.int("axis") else { throw n.fail(.invalid, "Concat without 'axis'") }
         let a = try axis(n, given, rank: rank)
-        for p in parts where p.dims.count != rank || (0..<rank).contains(where: { $0 != a && p.dims[$0] != first.dims[$0] }) {
+        for p in parts
+        where p.dims.count != rank || (0..<rank).contains(where: { $0 != a && p.dims[$0] != first.dims[$0] }) {
             throw n.fail(.invalid, "Concat of constants of shapes \(parts.map(\.shapeText).joined(separator: ", "))")
         }
         let outer = first.dims[..<a].reduce(1, *), inner = first.dims[(a + 1)...].reduce(1, *)
@@ -300,6 +301,8 @@ extension ONNXConstant {
         for (k, picked) in perAxis.enumerated() {
             offsets = offsets.flatMap { o in picked.map { o + $0 * strides[k] } }
         }
-        return ONNXConstant(dims: perAxis.map(\.count), floats: offsets.map { floats[$0] }, ints: ints.map { i in offsets.map { i[$0] } })
+        return ONNXConstant(
+            dims: perAxis.map(\.count), floats: offsets.map { floats[$0] },
+            ints: ints.map { i in offsets.map { i[$0] } })
     }
 }
