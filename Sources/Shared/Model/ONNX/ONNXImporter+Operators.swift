@@ -366,7 +366,7 @@ extension ONNXImporter {
                 .unsupported,
                 "Concat of flattened features: an input is a \(shapes[x]!) activation flattened to "
                     + "\(shapes[x]!.count) features, and Tessera concatenates channels, which is the same only "
-                    + "for 1×1 activations; concatenate the N×C×H×W activations (axis 1) before flattening")
+                    + "for 1×1 activations")
         }
         try addLayer(n, .concat, xs)
     }

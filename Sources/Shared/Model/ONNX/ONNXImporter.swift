@@ -3,19 +3,22 @@ import TesseraCore
 
 /// Turns an ONNX graph into Tessera's `Net` (docs/ARCHITECTURE.md §2): each node becomes
 /// the layer that computes the same numbers (Conv → Convolution, Gemm/MatMul →
-/// InnerProduct, BatchNormalization, pooling, activations, per-channel Add/Mul → Scale,
+/// InnerProduct, BatchNormalization, pooling, activations, per-channel Add/Sub/Mul/Div → Scale,
 /// Add/Sub/Mul of two activations → Eltwise, Concat), pass-through nodes (Identity,
-/// Dropout, Flatten) become aliases. Anything else is refused, naming the node.
+/// Dropout, Flatten) become aliases, and shape arithmetic becomes constants. Anything else
+/// is refused, naming the node.
 ///
 /// Shapes are followed at patch size while importing, so every refusal that depends
 /// on them (a flattened head that does not fit, pooling that rounds down) names the
 /// sizes at fault.
 ///
 /// This file walks the graph (input, nodes in order, output) and keeps the blobs;
-/// the operators are mapped in `ONNXImporter+Operators.swift` and `+Head.swift`,
+/// the operators are mapped in `ONNXImporter+Operators.swift` and `+Head.swift`, PRelu in
+/// `+PRelu.swift`, Pad folding in `+Pad.swift`, shape arithmetic evaluated at import in
+/// `+Shapes.swift`, and the refusal of other operators is worded in `+Unsupported.swift`;
 /// node attributes and node errors are `NodeContext` (`ONNXNodeContext.swift`),
-/// initializers are decoded by `ONNXConstant` (`ONNXTensors.swift`) and external
-/// data is read by `ONNXFiles` (`ONNXExternalData.swift`).
+/// initializers are decoded by `ONNXConstant` (`ONNXTensors.swift`), element types are
+/// named by `ONNXElementType` and external data is read by `ONNXFiles` (`ONNXExternalData.swift`).
 struct ONNXImporter {
     /// The model's file (for messages).
     var file: String
