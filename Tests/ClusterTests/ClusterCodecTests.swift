@@ -5,6 +5,7 @@ import Testing
 @testable import TesseraCluster
 @testable import TesseraCore
 @testable import TesseraImage
+@testable import TesseraWire
 
 @Suite("Cluster codecs: engine settings, job options, task pixels")
 struct ClusterCodecTests {
@@ -70,6 +71,28 @@ struct ClusterCodecTests {
             try JobOptions(encoded: "outputs=npy,zarr").outputOptions(directory: "/tmp", stem: "a")
         }
         #expect(zarr?.kind == .invalidOption && zarr?.description.contains("in-process") == true)
+    }
+
+    /// `--image N` travels in the job's options (and so in the coordinator's job record) only when
+    /// it is not 1: a job of image 1 keeps the options text an older coordinator reads.
+    @Test("The image of a multi-image file round-trips in job options, written only when not 1")
+    func jobOptionsImage() throws {
+        var o = JobOptions()
+        o.storage = .shared
+        o.level = 1
+        let one = o.encoded
+        #expect(!one.contains("image"), "\(one)")
+        #expect(try JobOptions(encoded: one).image == 1)
+        o.image = 2
+        #expect(o.encoded.contains("image=2") && o.encoded.replacingOccurrences(of: "image=2;", with: "") == one)
+        #expect(try JobOptions(encoded: o.encoded) == o)
+        for bad in ["image=0", "image=65537", "image=x"] {
+            #expect(throws: ClusterError.self) { try JobOptions(encoded: "storage=shared;\(bad)") }
+        }
+        // An older worker's refusal of a task for image 2 is explained, naming the image.
+        let refusal = Wire.TaskFailure.unreadable + "limitExceeded: tileTask: level 65536 outside 0…64"
+        #expect(CoordinatorLoop.explained(refusal, image: 2).contains("refused this task for image 2: upgrade it"))
+        #expect(CoordinatorLoop.explained(refusal, image: 1) == refusal)
     }
 
     @Test("Cut pixels equal the engine's own region, 8 and 16 bits, across mirrored edges", arguments: [8, 16])

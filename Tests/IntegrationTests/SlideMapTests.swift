@@ -316,13 +316,20 @@ extension SlideMapTests {
                 t.write(a, tile=(256, 256), photometric='rgb', metadata={'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25})
                 t.write(label, photometric='rgb', metadata={'PhysicalSizeX': 8.0, 'PhysicalSizeY': 8.0})
             """, [group.directory])
+        // The image described, without the list of the file's images (each with its own scale).
+        func described(_ text: String) -> String {
+            text.split(separator: "\n").filter { !$0.hasPrefix("  image ") }.joined(separator: "\n")
+        }
         let (s1, macro) = try Self.coordinator(
             group, ["inspect-image", group.directory + "/macro-first.ome.tif"], log: "macro")
-        #expect(s1 == 0 && macro.contains("500×300") && !macro.contains("µm/px"), "\(macro)")
+        #expect(s1 == 0 && macro.contains("500×300") && !described(macro).contains("µm/px"), "\(macro)")
+        #expect(macro.contains("  image 1: 500×300, 1 level, µm/px unknown, \"macro\" (mapped)"), "\(macro)")
+        #expect(macro.contains("  image 2: 768×512, 1 level, 0.25 µm/px"), "\(macro)")
         let (s2, slide) = try Self.coordinator(
             group, ["inspect-image", group.directory + "/slide-first.ome.tif"], log: "slide")
         #expect(s2 == 0 && slide.contains("768×512") && slide.contains("0.25 µm/px"), "\(slide)")
-        #expect(!slide.contains("8 µm/px"), "\(slide)")
+        #expect(
+            !described(slide).contains("8 µm/px") && slide.contains("  image 2: 500×300, 1 level, 8 µm/px"), "\(slide)")
     }
 
     @Test("inspect-image: levels, µm/px and vendor of a slide; map size and a time estimate per level with a model")

@@ -46,6 +46,13 @@ enum WireSamples {
                 tile: Wire.Rect(y0: 512, x0: 1024, height: 512, width: 300), preprocessing: preprocessing,
                 imagePath: "/shared/slides/case 12 ⏎.svs", level: 1, storePath: "/shared/out/.case.zarr.partial-x",
                 options: [1, 2])),
+        // Image 3 of a multi-image file (`--image 3`): in the level field's high bits.
+        .tileTask(
+            Wire.TileTaskSpec(
+                jobID: 7, taskID: 46, attempt: 1, modelDigest: digest, mode: .dense,
+                tile: Wire.Rect(y0: 0, x0: 0, height: 64, width: 64), preprocessing: preprocessing,
+                imagePath: "/shared/slides/scenes.ome.tif", image: 3, level: 0, storePath: "/shared/out/.s.zarr",
+                options: [1, 2])),
         .receipt(
             Wire.TileReceipt(
                 jobID: 7, taskID: 45, attempt: 1,

@@ -103,7 +103,8 @@ extension Run {
         let kept = try slide.keptClasses(netClasses: plan.classes)
         var total: OutputSpace?
         for path in images {
-            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            let header = try ImageInput.header(
+                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
             let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
             let need = OutputSpace(
                 height: header.height, width: header.width, classes: kept?.count ?? plan.classes, dtype: slide.dtype,

@@ -217,7 +217,8 @@ final class CoordinatorJob: @unchecked Sendable {
             Wire.TileTaskSpec(
                 jobID: id, taskID: UInt64(index), attempt: attempt, modelDigest: model.digest,
                 mode: TaskCodec.mode(mode), tile: rect, preprocessing: preprocessing, imagePath: shared.imagePath,
-                level: UInt32(shared.level), storePath: shared.store.path, options: settingsBytes))
+                image: UInt32(shared.image), level: UInt32(shared.level), storePath: shared.store.path,
+                options: settingsBytes))
     }
 
     /// The wire task for task `index`, with its input pixels cut from the image
@@ -244,6 +245,8 @@ final class CoordinatorJob: @unchecked Sendable {
 /// the job is done, then renamed to `finalPath`.
 struct SharedJobFiles {
     let imagePath: String
+    /// The image of the file (from 1: `--image`) and its pyramid level.
+    let image: Int
     let level: Int
     let store: MapStore
     let finalPath: String

@@ -225,11 +225,19 @@ extension CoordinatorLoop {
                 "next":
                     "\(failures < Self.maxTaskFailures ? "retried in \(Self.retryDelay(afterFailures: failures)) s" : "none")",
             ])
-        attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message))")
+        attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))")
     }
 
-    /// A worker's failure message, with what the coordinator knows about its cause.
-    static func explained(_ message: String) -> String {
+    /// A worker's failure message, with what the coordinator knows about its cause;
+    /// `image`: the image of the file the task maps (`--image`).
+    static func explained(_ message: String, image: Int = 1) -> String {
+        if image != 1, message.hasPrefix(Wire.TaskFailure.unreadable), message.contains("level ") {
+            // A worker built before images could be chosen refuses the level field of a task for
+            // another image than the first (`Wire.TileTaskSpec.levelField`) rather than map image 1.
+            return message
+                + " (a worker built before --image, which reads image 1 of a file only, refused this task for "
+                + "image \(image): upgrade it)"
+        }
         guard message == EngineSettings.notUnderstood else { return message }
         // Options bits are added for nets older workers would compute differently
         // (`EngineSettings.forWorkers(of:)`); their tasks go to up-to-date workers.

@@ -309,7 +309,8 @@ struct JobFactory: Sendable {
         storePath: String, create: Bool
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
-        let header = try ImageInput.header(path: imagePath, level: options.level, mpp: options.mpp)
+        let header = try ImageInput.header(
+            path: imagePath, image: options.image, level: options.level, mpp: options.mpp)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
         _ = try ChannelMapping.resolve(
             imageChannels: header.channels, netChannels: plan.inputChannels, order: pre.channelOrder)
@@ -325,7 +326,7 @@ struct JobFactory: Sendable {
         var tissue: (fraction: Double, skippedTiles: Int)?
         var tissueRemarks = ""
         if options.tissue {
-            let opened = try ImageInput.open(path: imagePath, level: header.level)
+            let opened = try ImageInput.open(path: imagePath, image: header.image, level: header.level)
             let mask: TissueMask
             do {
                 mask = try ImageInput.tissueMask(
@@ -381,7 +382,8 @@ struct JobFactory: Sendable {
             ? "\(outDir)/\(stem).zarr"
             : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         let files = SharedJobFiles(
-            imagePath: imagePath, level: header.level, store: mapStore, finalPath: finalPath, tissue: tissue)
+            imagePath: imagePath, image: header.image, level: header.level, store: mapStore, finalPath: finalPath,
+            tissue: tissue)
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle, plan: plan,
             preprocessing: TaskCodec.preprocessing(pre), image: nil, imageSize: size, shared: files, stem: stem,

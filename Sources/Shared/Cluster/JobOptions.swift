@@ -1,4 +1,5 @@
 import TesseraImage
+import TesseraWire
 
 /// The per-job settings that `Wire.JobSpec` carries as text in its options string:
 /// `key=value` pairs separated by `;`, each value percent-encoded (`%`, `;`, `=`
@@ -15,6 +16,7 @@ import TesseraImage
 /// | out | output folder on the coordinator's machine: honoured only by an embedded coordinator or a shared-storage job |
 /// | token | the client's id for this submission: a retried submit with the same token gets the same job |
 /// | storage | `upload` (default: the coordinator cuts and assembles pixels) or `shared` (docs/ARCHITECTURE.md §7) |
+/// | image | shared: the image of a multi-image file to map (from 1); written only when not 1, so a job of image 1 reads as before images could be chosen |
 /// | level, mpp | shared: the pyramid level to map, or the level nearest this many µm/px |
 /// | tissue | shared: 1 to compute only tiles with tissue |
 /// | dtype | shared: the store's sample type (`MapDType`) |
@@ -35,6 +37,8 @@ package struct JobOptions: Equatable, Sendable {
     package var engine = EngineSettings()
     package var outputDirectory: String?
     package var storage = Storage.upload
+    /// The image of a multi-image file (`--image`, from 1).
+    package var image = 1
     package var level: Int?
     package var mpp: Double?
     package var tissue = false
@@ -65,6 +69,7 @@ package struct JobOptions: Equatable, Sendable {
         if let rawImage { parts.append("raw-image=\(rawImage.encoded)") }
         if storage == .shared {
             parts.append("storage=shared")
+            if image != 1 { parts.append("image=\(image)") }
             if let level { parts.append("level=\(level)") }
             if let mpp { parts.append("mpp=\(mpp)") }
             if tissue { parts.append("tissue=1") }
@@ -116,6 +121,7 @@ package struct JobOptions: Equatable, Sendable {
                 }
                 token = value
             case "storage": storage = try named(Storage.self)
+            case "image": image = try int(1...Int(Wire.TileTaskSpec.maxImage))
             case "level": level = try int(0...64)
             case "mpp":
                 guard let v = Double(value), v > 0, v.isFinite else {

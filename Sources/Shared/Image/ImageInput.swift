@@ -3,12 +3,16 @@ import TesseraCore
 
 /// Opens any image Tessera maps as a region source: PNG (decoded into memory),
 /// TIFF and BigTIFF (libtiff, tile by tile), and whole-slide formats OpenSlide
-/// knows (SVS, NDPI, MRXS, SCN, …), at the pyramid level asked for.
+/// knows (SVS, NDPI, MRXS, SCN, …): the image of the file and the pyramid level asked for.
 package enum ImageInput {
     /// An opened image and what was chosen.
     package struct Opened: Sendable {
         package let source: any RegionSource
         package let format: SlideFormat
+        /// The image of the file mapped (from 1) and how many the file holds (`TIFFImages`; 1 for
+        /// PNG and the files OpenSlide reads).
+        package var image = 1
+        package var imageCount = 1
         /// The pyramid level mapped (0 for PNG).
         package let level: Int
         /// Its microns per pixel, when the file says.
@@ -20,22 +24,31 @@ package enum ImageInput {
             (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes ?? []
         }
 
-        /// "level 1 of 3, 0.50 µm/px" (or "PNG").
+        /// "level 1 of 3, 0.50 µm/px" (or "PNG"), after "image 2 of 3, " in a file of several images.
         package var levelDescription: String {
-            if case .png = format { return "PNG" }
-            return "level \(level) of \(levelCount)"
-                + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+            ImageInput.levelDescription(
+                format: format, image: image, imageCount: imageCount, level: level, levelCount: levelCount, mpp: mpp)
         }
     }
 
-    /// Opens `path`: level `level`, or the level nearest `mpp` microns per pixel
+    static func levelDescription(
+        format: SlideFormat, image: Int, imageCount: Int, level: Int, levelCount: Int, mpp: Double?
+    ) -> String {
+        if case .png = format { return "PNG" }
+        return (imageCount > 1 ? "image \(image) of \(imageCount), " : "") + "level \(level) of \(levelCount)"
+            + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+    }
+
+    /// Opens `path`: image `image` of a multi-image TIFF (from 1; nil: image 1, and the notes
+    /// say when there are others), at level `level`, or the level nearest `mpp` microns per pixel
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
     package static func open(
-        path: String, level: Int? = nil, mpp: Double? = nil,
+        path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil,
         maxPixels: Int = PNGReader.defaultMaxPixels
     ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
+            if let image, image != 1 { throw pngHasOneImage(path: path, image: image) }
             if let mpp, level == nil {
                 throw SlideError(
                     .noLevelNearMPP(mpp), path: path,
@@ -52,13 +65,20 @@ package enum ImageInput {
                 source: NamedImage(image: image, name: path), format: format, level: 0, mpp: nil,
                 levelCount: 1)
         }
-        let source = try openRegionSource(path: path, level: level, mpp: mpp)
+        let source = try openRegionSource(path: path, image: image, level: level, mpp: mpp)
         guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
             return Opened(source: source, format: format, level: 0, mpp: nil, levelCount: 1)
         }
         return Opened(
-            source: source, format: format, level: leveled.level,
-            mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
+            source: source, format: format, image: leveled.image, imageCount: leveled.imageCount,
+            level: leveled.level, mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
+    }
+
+    /// `--image N` (N > 1) on a PNG.
+    package static func pngHasOneImage(path: String, image: Int) -> SlideError {
+        SlideError(
+            .noSuchImage(image), path: path,
+            detail: "the file has 1 image (a PNG): --image chooses an image of a TIFF that holds several")
     }
 
     /// What a map of `path` needs to be planned, without decoding any pixels: the
@@ -69,6 +89,9 @@ package enum ImageInput {
         package let channels: Int
         package let level: Int
         package let format: SlideFormat
+        /// `Opened.image` and `Opened.imageCount`.
+        package var image = 1
+        package var imageCount = 1
         /// 8 or 16 (bits per sample the engine reads).
         package var bitDepth: Int = 8
         /// Microns per pixel of the level, when the file says.
@@ -79,9 +102,8 @@ package enum ImageInput {
 
         /// "PNG", or "level 1 of 3, 0.500 µm/px" (as `Opened.levelDescription`).
         package var levelDescription: String {
-            if case .png = format { return "PNG" }
-            return "level \(level) of \(levelCount)"
-                + (mpp.map { String(format: ", %.3f µm/px", $0) } ?? ", µm/px unknown")
+            ImageInput.levelDescription(
+                format: format, image: image, imageCount: imageCount, level: level, levelCount: levelCount, mpp: mpp)
         }
 
         /// A warning for 16-bit samples with the default `--raw-scale`: they enter
@@ -93,22 +115,24 @@ package enum ImageInput {
         }
     }
 
-    /// The header of `path` at the level `open` would choose (a PNG is not decoded).
+    /// The header of `path` at the image and level `open` would choose (a PNG is not decoded).
     package static func header(
-        path: String, level: Int? = nil, mpp: Double? = nil,
+        path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil,
         maxPixels: Int = PNGReader.defaultMaxPixels
     ) throws -> Header {
         if case .png = try SlideFormat.detect(path: path), level == nil, mpp == nil {
+            if let image, image != 1 { throw pngHasOneImage(path: path, image: image) }
             let h = try PNGReader.header(path: path, maxPixels: maxPixels)
             return Header(
                 width: h.width, height: h.height, channels: h.channels, level: 0, format: .png,
                 bitDepth: h.bitDepth == 16 ? 16 : 8)
         }
-        let opened = try open(path: path, level: level, mpp: mpp, maxPixels: maxPixels)
+        let opened = try open(path: path, image: image, level: level, mpp: mpp, maxPixels: maxPixels)
         let s = opened.source
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
-            bitDepth: bitDepth(of: s), mpp: opened.mpp, levelCount: opened.levelCount, notes: opened.notes)
+            image: opened.image, imageCount: opened.imageCount, bitDepth: bitDepth(of: s), mpp: opened.mpp,
+            levelCount: opened.levelCount, notes: opened.notes)
     }
 
     /// 16 for a source of 16-bit samples, else 8.
@@ -119,7 +143,7 @@ package enum ImageInput {
     }
 
     /// The tissue mask of an opened image, answering in the mapped level's pixel
-    /// coordinates; computed from the file's smallest level that still has about
+    /// coordinates; computed from the mapped image's smallest level that still has about
     /// 1024 pixels along its longer side, never from the full resolution of a slide.
     /// `tolerateDamage` (`--corrupt-tiles skip`): damaged parts of the view count as tissue.
     /// `announce` hears, before it starts, of a view read from a level over 8192 pixels
@@ -135,7 +159,9 @@ package enum ImageInput {
         if case .png = opened.format {
             return try TissueMask.detect(source: target, options: options, watch: { _ in !stop() })
         }
-        let levels = try SlideInfo.inspect(path: path).levels
+        // The opened image's own pyramid (`--image`): its levels as its source read them.
+        let levels =
+            try (target as? any LeveledSource)?.levels ?? SlideInfo.inspect(path: path, image: opened.image).levels
         let level = levels.last { max($0.width, $0.height) >= options.maxDimension } ?? levels[0]
         let big = max(level.width, level.height) > 8192
         if big {
@@ -164,7 +190,7 @@ package enum ImageInput {
             }
         }
         do {
-            let small = try openRegionSource(path: path, level: level.index)
+            let small = try openRegionSource(path: path, image: opened.image, level: level.index)
             return try TissueMask.detect(
                 source: small, coverWidth: target.width, coverHeight: target.height, options: options, watch: watch)
         } catch let cancelled as CancellationError {
@@ -184,8 +210,10 @@ package struct TissueViewError: Error, CustomStringConvertible, Sendable {
     package let description: String
 }
 
-/// A source that is one level of a pyramid.
+/// A source that is one level of a pyramid of one image of a file.
 protocol LeveledSource {
+    var image: Int { get }
+    var imageCount: Int { get }
     var level: Int { get }
     var levels: [SlideLevel] { get }
 }

@@ -14,14 +14,14 @@ struct SharedFiles {
 
     init(roots: [String]) { self.roots = SharedRoots(roots) }
 
-    /// The image at `path`, level `level`, opened once per (path, level).
-    mutating func image(_ path: String, level: Int) throws -> any RegionSource {
-        let key = "\(level):\(path)"
+    /// Image `image` (from 1) of the file at `path`, level `level`, opened once per (path, image, level).
+    mutating func image(_ path: String, image: Int, level: Int) throws -> any RegionSource {
+        let key = "\(image):\(level):\(path)"
         if let open = images.get(key) { return open }
         let resolved = try allowed(path, "image")
-        let opened = try ImageInput.open(path: resolved, level: level == 0 ? nil : level)
+        let opened = try ImageInput.open(path: resolved, image: image, level: level == 0 ? nil : level)
         if opened.format != .png, opened.level != level {
-            throw ClusterError("\(path) has no level \(level)")
+            throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
         }
         images.insert(opened.source, for: key)
         return opened.source

@@ -158,12 +158,13 @@ extension WorkerAgent {
     ) throws -> PendingWrite {
         let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
         let store = try files.store(spec.storePath)
-        let image = try files.image(spec.imagePath, level: Int(spec.level))
+        let image = try files.image(spec.imagePath, image: Int(spec.image), level: Int(spec.level))
         let layout = store.layout
         guard layout.height == image.height, layout.width == image.width, layout.netClasses == engine.classes else {
             throw ClusterError(
                 "the store \(spec.storePath) is for a \(layout.netClasses)-class net and \(layout.height)×\(layout.width) pixels, but "
-                    + "\(spec.imagePath) level \(spec.level) is \(image.height)×\(image.width) and the net has "
+                    + "\(spec.imagePath)\(spec.image == 1 ? "" : " image \(spec.image)") level \(spec.level) is "
+                    + "\(image.height)×\(image.width) and the net has "
                     + "\(engine.classes) classes")
         }
         let rect = TaskCodec.pixelRect(spec.tile)
@@ -188,7 +189,7 @@ extension WorkerAgent {
     ) {
         guard case .tile(let next)? = shared.withLock({ $0.queue.first?.0 }),
             next.modelDigest == spec.modelDigest, next.options == spec.options,
-            let image = try? files.image(next.imagePath, level: Int(next.level))
+            let image = try? files.image(next.imagePath, image: Int(next.image), level: Int(next.level))
         else { return }
         prefetcher.start(next, image: image, engine: engine)
     }

@@ -149,7 +149,7 @@ extension WorkerAgent {
                     // A task this worker cannot read still gets an answer, or its job would wait forever.
                     let failure = Wire.TaskFailure(
                         jobID: t.jobID, taskID: t.taskID, attempt: t.attempt,
-                        message: "the worker could not read the task: \(e)")
+                        message: Wire.TaskFailure.unreadable + "\(e)")
                     s.pendingOut.append(.failure(failure))
                 }
                 continue

@@ -158,9 +158,12 @@ extension TIFFPagesTests {
             """)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let thumb = try TIFFRegionSource(path: dir + "/thumb_first.tif")
+        // The larger image is image 2 of the file: the note says how to map it.
         #expect(
-            thumb.width == 100 && thumb.notes.count == 1
-                && thumb.notes[0].contains("larger image (400×300, directory 1)"))
+            thumb.width == 100 && thumb.notes.count == 2
+                && thumb.notes[0].contains("larger image (400×300, directory 1, image 2)")
+                && thumb.notes[0].contains("--image 2 maps it")
+                && thumb.notes[1] == "image 1 of 2 mapped; --image N picks another", "\(thumb.notes)")
         #expect(
             try SlideInfo.inspect(path: dir + "/thumb_first.tif").summary.contains(
                 "note: the file holds a larger image"))

@@ -117,7 +117,8 @@ struct Submit: ParsableCommand {
         for path in images {
             // No pixel limit here: the upload streams bands (`RawUpload`), and the coordinator's
             // own limit (serve --max-pixels) decides, from the announced size.
-            let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: .max)
+            let header = try ImageInput.header(
+                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: .max)
             if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) {
                 logger.warning("\(warning)")
             }
@@ -146,6 +147,7 @@ struct Submit: ParsableCommand {
                 options.outputDirectory = absolute(output.out)
                 options.outputs = "zarr"
                 options.storage = .shared
+                options.image = header.image
                 options.level = header.format == .png ? nil : header.level
                 options.tissue = slide.tissue
                 options.dtype = slide.dtype

@@ -14,12 +14,18 @@ struct InspectImage: ParsableCommand {
         abstract: "Show an image's or slide's size, pyramid levels, µm/px, vendor and tiles, and what a map costs.",
         discussion: """
             Reads headers only (PNG, TIFF/BigTIFF, and the whole-slide formats OpenSlide knows: SVS, NDPI, \
-            MRXS, SCN, …). With --model and/or --weights it also times the engine on one tile of this \
-            machine and prints, for every level, the map's size on disk (float32) and the estimated time.
+            MRXS, SCN, …). A file of several images (an OME-TIFF's scenes, a TIFF's separate pages) is \
+            listed image by image, and --image N describes image N (what `run --image N` maps). With \
+            --model and/or --weights it also times the engine on one tile of this machine and prints, for \
+            every level, the map's size on disk (float32) and the estimated time.
             """
     )
 
     @Argument(help: ArgumentHelp("The image or slide.", valueName: "image")) var image: String
+    @Option(
+        name: .customLong("image"), parsing: .unconditional,
+        help: ArgumentHelp("The image of a multi-image TIFF to describe, from 1 (default 1).", valueName: "N"))
+    var imageNumber: Int?
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -32,9 +38,16 @@ struct InspectImage: ParsableCommand {
     @Flag(help: "Accept a net that cannot be exact (needed to estimate such a net).") var allowPadding = false
     @Option(help: "Engine threads for the estimate (default: all cores).") var threads: Int?
 
+    func validate() throws {
+        if let imageNumber, imageNumber < 1 {
+            throw ValidationError("--image must be 1 or more (images are numbered from 1)")
+        }
+    }
+
     func run() throws {
         let levels: [SlideLevel]
         if case .png = try SlideFormat.detect(path: image) {
+            if let imageNumber, imageNumber != 1 { throw ImageInput.pngHasOneImage(path: image, image: imageNumber) }
             let header = try PNGReader.header(path: image)
             print(
                 "\(image): PNG, \(header.width)×\(header.height) px, \(header.channels) channel"
@@ -45,7 +58,7 @@ struct InspectImage: ParsableCommand {
                     tileWidth: nil, tileHeight: nil)
             ]
         } else {
-            let info = try SlideInfo.inspect(path: image)
+            let info = try SlideInfo.inspect(path: image, image: imageNumber)
             print(info.summary)
             levels = info.levels
         }

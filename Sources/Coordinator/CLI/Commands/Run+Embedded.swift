@@ -71,7 +71,8 @@ extension Run {
         preprocessing prep: Preprocessing,
         progress: Progress, logger: Logger
     ) throws {
-        let header = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+        let header = try ImageInput.header(
+            path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
         if let warning = header.sixteenBitWarning(path: path, rawScale: prep.rawScale) { logger.warning("\(warning)") }
         for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         let size = Size2(header.height, header.width)
@@ -97,6 +98,7 @@ extension Run {
             ])
         var jobOptions = job.jobOptions(model, output, outputDirectory: output.out)
         jobOptions.storage = .shared
+        jobOptions.image = header.image
         jobOptions.level = header.format == .png ? nil : header.level
         jobOptions.tissue = slide.tissue
         jobOptions.skipCorruptTiles = slide.corruptTiles == .skip
@@ -156,7 +158,9 @@ extension Run {
         let store = try MapStore.open(at: storePath)
         let overlay = options.kinds.contains(.overlay)
         let image =
-            overlay ? try ImageInput.open(path: path, level: jobOptions.level, maxPixels: maxPixels).source : nil
+            overlay
+            ? try ImageInput.open(path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels).source
+            : nil
         let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
         var metadata: Logger.Metadata = [
             "image": "\(path)",

@@ -19,15 +19,17 @@ extension Run {
     ) throws {
         let progress = Progress(stream: stderr)
         for path in images {
-            let opened = try ImageInput.open(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            let opened = try ImageInput.open(
+                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
             let image = opened.source
             for note in opened.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             if image.channels == 1 && loaded.net.inputChannels == 3 {
                 logger.info("gray image expanded to 3 channels", metadata: ["image": "\(path)"])
             }
-            if let warning = try ImageInput.header(path: path, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
-                .sixteenBitWarning(path: path, rawScale: mapper.preprocessing.rawScale)
-            {
+            if let warning = try ImageInput.header(
+                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels
+            )
+            .sixteenBitWarning(path: path, rawScale: mapper.preprocessing.rawScale) {
                 logger.warning("\(warning)")
             }
             let kept = try slide.keptClasses(netClasses: plan.classes)

@@ -31,7 +31,8 @@ struct Run: ParsableCommand {
             Whole slides and large TIFFs (SVS, NDPI, MRXS, SCN, generic tiled TIFF/BigTIFF) are read tile \
             by tile at the pyramid level chosen by --level or --mpp and written as an OME-Zarr pyramid \
             (--outputs zarr, the default for them) and/or a pyramidal TIFF (tiff): memory stays flat at \
-            any image size. --tissue skips tiles without tissue.
+            any image size. --tissue skips tiles without tissue. A TIFF of several images (an OME-TIFF's \
+            scenes, separate pages) is mapped as its image 1, or the image --image N names.
 
             Example:
               tessera-coordinator run --model models/demo/deploy.prototxt \\

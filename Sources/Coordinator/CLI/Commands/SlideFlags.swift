@@ -2,9 +2,15 @@ import ArgumentParser
 import TesseraCluster
 import TesseraImage
 
-/// What `run` and `submit --shared` share for slides: the pyramid level, tissue
-/// detection and the chunked map's sample type and classes.
+/// What `run` and `submit --shared` share for slides: the image of a multi-image file,
+/// the pyramid level, tissue detection and the chunked map's sample type and classes.
 struct SlideFlags: ParsableArguments {
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Image of a multi-image TIFF to map, from 1 (an OME-TIFF's scenes, a TIFF's separate pages).",
+            discussion: "Default 1. `inspect-image` lists a file's images.", valueName: "N"))
+    var image: Int?
     // The values are taken whatever they look like (`.unconditional`): `--level -1` gets
     // "must be 0 or more", not ArgumentParser's "Missing value for '--level <N>'".
     @Option(
@@ -62,6 +68,7 @@ struct SlideFlags: ParsableArguments {
         if let keepClasses { _ = try JobOptions.keptClasses(keepClasses) }
         if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
         if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
+        if let image, image < 1 { throw ValidationError("--image must be 1 or more (images are numbered from 1)") }
         if let mpp, !(mpp > 0 && mpp.isFinite) { throw ValidationError("--mpp must be a positive number") }
     }
 }

@@ -28,6 +28,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
     package let height: Int
     package let channels = 3
     package let bitDepth = 8
+    /// OpenSlide reads one image of a file.
+    package let image = 1
+    package let imageCount = 1
     /// The level this source reads.
     package let level: Int
     package let levels: [SlideLevel]

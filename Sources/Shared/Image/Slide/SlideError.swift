@@ -27,6 +27,8 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         /// Another layout this reader does not handle (a tile or strip decoding to more than 256 MiB).
         case unsupportedLayout
         case noSuchLevel(Int)
+        /// The file holds no image of this number (`--image`, from 1), or holds it elsewhere.
+        case noSuchImage(Int)
         /// No level's resolution is within the tolerance of the requested µm/px (or the file has no µm/px).
         case noLevelNearMPP(Double)
         /// OpenSlide failed to open or read (its sticky error state).
@@ -48,6 +50,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
             case .unsupportedPhotometric: return "unsupportedPhotometric"
             case .unsupportedLayout: return "unsupportedLayout"
             case .noSuchLevel: return "noSuchLevel"
+            case .noSuchImage: return "noSuchImage"
             case .noLevelNearMPP: return "noLevelNearMPP"
             case .openSlide: return "openSlide"
             case .invalidArgument: return "invalidArgument"
@@ -69,6 +72,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
                 return "unsupported photometric interpretation \(TIFFNames.photometric(code)) (\(code))"
             case .unsupportedLayout: return "unsupported layout"
             case .noSuchLevel(let level): return "no level \(level)"
+            case .noSuchImage(let image): return "no image \(image)"
             case .noLevelNearMPP(let mpp): return "no level near \(mpp) µm/px"
             case .openSlide: return "OpenSlide error"
             case .invalidArgument: return "invalid argument"
@@ -86,20 +90,33 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
 
     package let kind: Kind
     package let path: String
+    /// The image of a multi-image file (`--image`), when it is not the first.
+    package private(set) var image: Int?
     package let level: Int?
     package let tile: TileLocation?
     package let detail: String
 
-    package init(_ kind: Kind, path: String, level: Int? = nil, tile: TileLocation? = nil, detail: String) {
+    package init(
+        _ kind: Kind, path: String, image: Int? = nil, level: Int? = nil, tile: TileLocation? = nil, detail: String
+    ) {
         self.kind = kind
         self.path = path
+        self.image = image.flatMap { $0 == 1 ? nil : $0 }
         self.level = level
         self.tile = tile
         self.detail = detail
     }
 
+    /// This error, said of image `image` of its file (image 1 is not named: most files hold one).
+    package func inImage(_ image: Int) -> SlideError {
+        var error = self
+        if image != 1 { error.image = image }
+        return error
+    }
+
     package var description: String {
         var text = "\(path): \(kind)"
+        if let image, kind != .noSuchImage(image) { text += ", image \(image)" }
         if let level { text += ", level \(level)" }
         if let tile { text += ", \(tile)" }
         return detail.isEmpty ? text : text + ": " + detail

@@ -34,29 +34,32 @@ package enum SlideFormat: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Opens a region source for a TIFF-family or OpenSlide file: level 0 by default, level `level`, or the level
-/// within `mppTolerance` (relative) of `mpp` µm/px. Generic TIFFs are read with libtiff, vendor formats with
-/// OpenSlide. PNG files are refused with `.notTIFF` (the PNG reader handles them).
+/// Opens a region source for a TIFF-family or OpenSlide file: image `image` (from 1; nil: image 1, and
+/// the source's notes say when the file holds others), at level 0 by default, level `level`, or the
+/// level within `mppTolerance` (relative) of `mpp` µm/px. Generic TIFFs are read with libtiff, vendor
+/// formats with OpenSlide, which reads one image (`--image` above 1 is refused there). PNG files are
+/// refused with `.notTIFF` (the PNG reader handles them).
 package func openRegionSource(
-    path: String, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
+    path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil, mppTolerance: Double = 0.2,
     cacheBytes: Int = TIFFRegionSource.defaultCacheBytes
 ) throws -> any RegionSource {
     switch try SlideFormat.detect(path: path) {
     case .tiff:
         return try TIFFRegionSource(
-            path: path, level: level, mpp: mpp, mppTolerance: mppTolerance,
+            path: path, image: image, level: level, mpp: mpp, mppTolerance: mppTolerance,
             cacheBytes: cacheBytes,
             maxHandles: ProcessInfo.processInfo.activeProcessorCount)
-    case .openSlide:
+    case .openSlide(let vendor):
         let handle: OpenSlideHandle
         do {
             handle = try OpenSlideHandle(path: path)
         } catch let error as SlideError {
             guard let note = try openSlideFallback(path: path, error) else { throw error }
             return try TIFFRegionSource(
-                path: path, level: level, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
+                path: path, image: image, level: level, mpp: mpp, mppTolerance: mppTolerance, cacheBytes: cacheBytes,
                 maxHandles: ProcessInfo.processInfo.activeProcessorCount, notes: [note])
         }
+        if let image, image != 1 { throw openSlideHasOneImage(path: path, vendor: vendor, image: image) }
         return try OpenSlideRegionSource(
             path: path, level: level, mpp: mpp, mppTolerance: mppTolerance, opened: handle)
     case .png:
@@ -64,6 +67,16 @@ package func openRegionSource(
     case .unknown:
         throw SlideError(.notTIFF, path: path, detail: "no TIFF header, and OpenSlide does not recognise it")
     }
+}
+
+/// `--image N` (N > 1) on a file OpenSlide reads: it reads one image (a vendor's thumbnail, label and
+/// macro are associated images, not images to map). Not read with libtiff instead: a vendor file's
+/// other TIFF directories are those associated images, and its levels and µm/px are OpenSlide's.
+func openSlideHasOneImage(path: String, vendor: String, image: Int) -> SlideError {
+    SlideError(
+        .noSuchImage(image), path: path,
+        detail: "the file has 1 image: OpenSlide reads it (\(vendor)) as one image, whose thumbnail, label or macro "
+            + "are associated images, not images to map; leave out --image")
 }
 
 /// When OpenSlide detects a vendor format it then cannot open (`error`), a file that is a TIFF is read as a

@@ -25,22 +25,40 @@ package struct SlideInfo: Sendable, Equatable {
     package let associatedImages: [String]
     /// OpenSlide's properties, or for a TIFF a few of its tags ("tiff.ImageDescription", "mpp.source").
     package let properties: [String: String]
+    /// The image described (from 1: `--image`), and every image of the file (the first
+    /// `maxListed`; one for the files OpenSlide reads).
+    package var image = 1
+    package var images: [SlideImageSummary] = []
+    /// How many images the file holds.
+    package var imageCount = 1
 
-    /// Describes `path` without decoding any pixels.
-    package static func inspect(path: String) throws -> SlideInfo {
+    /// Images listed at most (a plain TIFF of many pages is as many images).
+    static let maxListed = 64
+
+    /// Describes image `image` (from 1; nil: image 1) of `path` without decoding any pixels.
+    package static func inspect(path: String, image: Int? = nil) throws -> SlideInfo {
         let format = try SlideFormat.detect(path: path)
         switch format {
-        case .tiff: return try inspectTIFF(path: path, format: format)
-        case .openSlide(let vendor): return try inspectOpenSlide(path: path, format: format, vendor: vendor)
+        case .tiff: return try inspectTIFF(path: path, format: format, image: image)
+        case .openSlide(let vendor):
+            return try inspectOpenSlide(path: path, format: format, vendor: vendor, image: image)
         case .png: throw SlideError(.notTIFF, path: path, detail: "a PNG file: the PNG reader describes it")
         case .unknown:
             throw SlideError(.notTIFF, path: path, detail: "no TIFF header, and OpenSlide does not recognise it")
         }
     }
 
-    private static func inspectTIFF(path: String, format: SlideFormat, notes: [String] = []) throws -> SlideInfo {
+    private static func inspectTIFF(
+        path: String, format: SlideFormat, image: Int?, notes: [String] = []
+    ) throws -> SlideInfo {
         let handle = try TIFFHandle(path: path)
-        let structure = try TIFFStructure(path: path, handle: handle)
+        let read = try TIFFStructure.images(path: path, handle: handle)
+        let structure = try TIFFStructure(path: path, handle: handle, images: read, image: image)
+        let count = read.0.entries.count
+        let images = (1...min(count, maxListed)).map { number in
+            number == structure.image
+                ? SlideImageSummary(structure) : SlideImageSummary.of(number, path: path, handle: handle, images: read)
+        }
         let base = structure.levels[0]
         var properties: [String: String] = [:]
         properties["tiff.ImageDescription"] = structure.description
@@ -54,10 +72,13 @@ package struct SlideInfo: Sendable, Equatable {
             channels: base.layout.channels, bitDepth: base.layout.bytesPerSample * 8,
             compression: TIFFNames.compression(base.layout.compression),
             tileWidth: base.info.tileWidth, tileHeight: base.info.tileHeight, mpp: base.info.mpp,
-            objectivePower: nil, associatedImages: [], properties: properties.compactMapValues { $0 })
+            objectivePower: nil, associatedImages: [], properties: properties.compactMapValues { $0 },
+            image: structure.image, images: images, imageCount: count)
     }
 
-    private static func inspectOpenSlide(path: String, format: SlideFormat, vendor: String) throws -> SlideInfo {
+    private static func inspectOpenSlide(
+        path: String, format: SlideFormat, vendor: String, image: Int?
+    ) throws -> SlideInfo {
         let handle: OpenSlideHandle
         do {
             handle = try OpenSlideHandle(path: path)
@@ -65,8 +86,9 @@ package struct SlideInfo: Sendable, Equatable {
             guard let note = try openSlideFallback(path: path, error),
                 case .tiff(let big, _) = try FileSniffer.kind(path)
             else { throw error }
-            return try inspectTIFF(path: path, format: .tiff(bigTIFF: big), notes: [note])
+            return try inspectTIFF(path: path, format: .tiff(bigTIFF: big), image: image, notes: [note])
         }
+        if let image, image != 1 { throw openSlideHasOneImage(path: path, vendor: vendor, image: image) }
         let levels = handle.levels()
         guard let base = levels.first else {
             throw SlideError(.openSlide, path: path, detail: "OpenSlide reports no levels")
@@ -85,12 +107,23 @@ package struct SlideInfo: Sendable, Equatable {
             levels: levels, channels: 3, bitDepth: 8, compression: compression,
             tileWidth: base.tileWidth, tileHeight: base.tileHeight, mpp: base.mpp,
             objectivePower: properties["openslide.objective-power"].flatMap(Double.init),
-            associatedImages: handle.associatedImageNames, properties: properties)
+            associatedImages: handle.associatedImageNames, properties: properties,
+            images: [
+                SlideImageSummary(
+                    number: 1, name: nil, width: base.width, height: base.height, levelCount: levels.count,
+                    mpp: base.mpp, problem: nil)
+            ])
     }
 
     /// A few lines for a terminal.
     package var summary: String {
         var lines = ["\(path): \(format)" + (vendor.map { ", OpenSlide vendor \($0)" } ?? "")]
+        if imageCount > 1 {
+            let maps = image == 1 ? "run maps image 1 (--image N image N)" : "run --image \(image) maps image \(image)"
+            lines.append("\(imageCount) images; \(maps), described below:")
+            lines += images.map { "  \($0)" + ($0.number == image ? " (mapped)" : "") }
+            if imageCount > images.count { lines.append("  … and \(imageCount - images.count) more") }
+        }
         var line = "\(width)×\(height) px, \(channels) channel\(channels == 1 ? "" : "s"), \(bitDepth)-bit"
         if let compression { line += ", \(compression)" }
         if let tileWidth, let tileHeight { line += ", tiles \(tileWidth)×\(tileHeight)" }

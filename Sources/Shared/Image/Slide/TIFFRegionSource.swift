@@ -16,9 +16,12 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     package let height: Int
     package let channels: Int
     package let bitDepth: Int
+    /// The image of the file this source reads (1-based, `TIFFImages`) and how many it holds.
+    package let image: Int
+    package let imageCount: Int
     /// The level this source reads (0: full resolution).
     package let level: Int
-    /// Every level of the file.
+    /// Every level of the image.
     package let levels: [SlideLevel]
     /// What a user should know about what is mapped (`TIFFStructure.notes`).
     package let notes: [String]
@@ -31,12 +34,13 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     /// The default decoded-tile cache: 32 MiB (42 RGB tiles of 512², 170 of 256²).
     package static let defaultCacheBytes = 32 << 20
 
-    /// Opens level `level` of `path`.
+    /// Opens level `level` of image `image` (1 when nil) of `path`.
     package convenience init(
-        path: String, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
+        path: String, image: Int? = nil, level: Int = 0, cacheBytes: Int = defaultCacheBytes,
         maxHandles: Int = ProcessInfo.processInfo.activeProcessorCount
     ) throws {
-        try self.init(path: path, level: level, mpp: nil, cacheBytes: cacheBytes, maxHandles: maxHandles)
+        try self.init(
+            path: path, image: image, level: level, mpp: nil, cacheBytes: cacheBytes, maxHandles: maxHandles)
     }
 
     /// Opens the level whose µm/px is within `mppTolerance` (relative) of `mpp`, the nearest if several.
@@ -50,22 +54,32 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
             maxHandles: maxHandles)
     }
 
+    /// - Parameter image: the image of a multi-image file (1-based; nil: image 1, and the notes say
+    ///   when there are others).
     /// - Parameter notes: notes to give before the file's own (`openRegionSource`'s fallback from OpenSlide).
     init(
-        path: String, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int, maxHandles: Int,
-        notes extraNotes: [String] = []
+        path: String, image: Int? = nil, level: Int?, mpp: Double?, mppTolerance: Double = 0.2, cacheBytes: Int,
+        maxHandles: Int, notes extraNotes: [String] = []
     )
         throws
     {
         let first = try Self.openHandle(path: path)
-        let structure = try TIFFStructure(path: path, handle: first)
+        let structure = try TIFFStructure(path: path, handle: first, image: image)
+        self.image = structure.image
+        imageCount = structure.imageCount
         levels = structure.levels.map(\.info)
         notes = extraNotes + structure.notes
-        let chosen = try LevelChoice.choose(
-            levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
-            path: path)
+        let chosen: Int
+        do {
+            chosen = try LevelChoice.choose(
+                levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
+                path: path)
+        } catch let error as SlideError {
+            throw error.inImage(structure.image)
+        }
         let location = structure.levels[chosen].location
         _ = try first.select(location, level: chosen)
+        let number = structure.image
         name = path
         self.level = chosen
         layout = structure.levels[chosen].layout
@@ -77,7 +91,11 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
         cache = TileCache(capacity: cacheBytes)
         handles = HandlePool(limit: maxHandles, first: first) {
             let handle = try Self.openHandle(path: path)
-            _ = try handle.select(location, level: chosen)
+            do {
+                _ = try handle.select(location, level: chosen)
+            } catch let error as SlideError {
+                throw error.inImage(number)
+            }
             return handle
         }
     }
@@ -97,7 +115,7 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {
         guard Self.contains(rect, height: height, width: width) else {
             throw SlideError(
-                .invalidArgument, path: name, level: level,
+                .invalidArgument, path: name, image: image, level: level,
                 detail: "region \(rect) is not inside the \(width)×\(height) image")
         }
         let count = rect.height * rect.width * channels
@@ -133,7 +151,7 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
         let rect = layout.chunkRect(index)
         func fail(_ kind: SlideError.Kind, _ detail: String) -> SlideError {
             SlideError(
-                kind, path: name, level: level,
+                kind, path: name, image: image, level: level,
                 tile: SlideError.TileLocation(index: index, rect: rect, isStrip: !layout.tiled), detail: detail)
         }
         guard let (offset, byteCount) = handle.chunkLocation(index) else {

@@ -2,9 +2,10 @@ import CSlideIO
 import Foundation
 import TesseraCore
 
-/// The pyramid of a TIFF file: directory 0, then every later directory (main chain) that is tiled,
-/// smaller and flagged reduced-resolution, and every SubIFD of directory 0 that is tiled, smaller,
-/// and flagged or of the same aspect ratio (an Aperio file: every tiled directory).
+/// The pyramid of one image of a TIFF file (`TIFFImages`; image 1 starts at directory 0): the image's
+/// first directory, then every later directory of the main chain the image owns that is tiled,
+/// smaller and flagged reduced-resolution, and every SubIFD of its first directory that is tiled,
+/// smaller, and flagged or of the same aspect ratio (an Aperio file: every tiled directory).
 /// Striped directories after the first (Aperio's thumbnail, label, macro) are never levels.
 struct TIFFStructure: Sendable {
     struct Level: Sendable {
@@ -24,79 +25,144 @@ struct TIFFStructure: Sendable {
     /// planes beyond the first (Z, T).
     let notes: [String]
 
-    /// Reads the structure with `handle` (left on directory 0 when it returns).
-    init(path: String, handle: TIFFHandle) throws {
+    /// The image read (1-based: `TIFFImages`) and how many the file holds.
+    let image: Int
+    let imageCount: Int
+    /// The image's name in the OME-XML, when it has one.
+    let imageName: String?
+
+    /// Reads the structure of image `image` (1 when nil; `notes` then say when the file holds
+    /// others) with `handle`, which is left on the image's first directory when it returns.
+    init(path: String, handle: TIFFHandle, image requested: Int? = nil) throws {
+        try self.init(path: path, handle: handle, images: Self.images(path: path, handle: handle), image: requested)
+    }
+
+    /// The file's images, read with `handle`, and directory 0's ImageDescription.
+    static func images(path: String, handle: TIFFHandle) throws -> (TIFFImages, description: String?) {
+        guard case .tiff = try FileSniffer.kind(path) else {
+            throw SlideError(.notTIFF, path: path, detail: "no TIFF header")
+        }
+        let first = try handle.select(.directory(0), level: 0)
+        let description = handle.imageDescription()
+        let images = TIFFImages(
+            path: path, handle: handle, description: description,
+            layout0: try? TIFFLayout(first, path: path, level: 0))
+        return (images, description)
+    }
+
+    /// The structure of image `requested` of `images` (read by `images(path:handle:)`).
+    init(
+        path: String, handle: TIFFHandle, images read: (TIFFImages, description: String?), image requested: Int?
+    ) throws {
+        let (images, description0) = read
         self.path = path
         fileSize = try FileSniffer.fileSize(path)
         guard case .tiff(let big, _) = try FileSniffer.kind(path) else {
             throw SlideError(.notTIFF, path: path, detail: "no TIFF header")
         }
         bigTIFF = big
-        let info0 = try handle.select(.directory(0), level: 0)
-        let layout0 = try TIFFLayout(info0, path: path, level: 0)
-        description = handle.imageDescription()
-        try Self.refuseChannelPlanes(description: description, layout: layout0, path: path)
-        var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(0), layout0)]
-        for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
-            if let info = try? handle.select(.subIFD(offset)),
-                let layout = try? TIFFLayout(info, path: path, level: candidates.count)
-            {
-                candidates.append((.subIFD(offset), layout))
-            }
+        let number = requested ?? 1
+        imageCount = images.entries.count
+        guard number >= 1, number <= images.entries.count else {
+            throw SlideError(
+                .noSuchImage(number), path: path,
+                detail: "the file has \(images.entries.count) image\(images.entries.count == 1 ? "" : "s"): "
+                    + images.listing())
         }
-        let count = min(handle.directoryCount, 256)
-        if count > 1 {
-            for index in 1..<count {
-                guard let info = try? handle.select(.directory(index)) else { break }
-                if let layout = try? TIFFLayout(info, path: path, level: candidates.count) {
-                    candidates.append((.directory(index), layout))
+        let entry = images.entries[number - 1]
+        guard let base = entry.directory else {
+            throw SlideError(
+                .noSuchImage(number), path: path, image: number,
+                detail: "image \(number) of the file's OME-XML is not in it: \(entry.unavailable ?? "")")
+        }
+        image = number
+        imageName = entry.name
+        do {
+            let info0 = try handle.select(.directory(base), level: 0)
+            let layout0 = try TIFFLayout(info0, path: path, level: 0)
+            description = entry.ome != nil || base == 0 ? description0 : handle.imageDescription()
+            try Self.refuseChannelPlanes(ome: entry.ome, layout: layout0, path: path)
+            var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(base), layout0)]
+            for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
+                if let info = try? handle.select(.subIFD(offset)),
+                    let layout = try? TIFFLayout(info, path: path, level: candidates.count)
+                {
+                    candidates.append((.subIFD(offset), layout))
                 }
             }
-        }
-        _ = try handle.select(.directory(0), level: 0)
-        let aperio = description?.hasPrefix("Aperio") == true
-        let pyramid =
-            [candidates[0]]
-            + candidates.dropFirst().filter { Self.isLevel($0, of: layout0, aperio: aperio) }
-            .sorted { $0.1.width > $1.1.width }
-        let (recorded, source) = Self.mpp(description: description, info: info0)
-        let mpp0 = SlideLevel.plausibleMPP(recorded)
-        mppSource = source.map { mpp0 == nil ? "\($0): \(recorded!) µm/px ignored (not plausible)" : $0 }
-        var notes: [String] = []
-        let pyramidLocations = Set(pyramid.map(\.0))
-        if let larger = candidates.first(where: {
-            !pyramidLocations.contains($0.0) && $0.1.width * $0.1.height > layout0.width * layout0.height
-        }) {
-            notes.append(
-                "the file holds a larger image (\(larger.1.width)×\(larger.1.height), \(Self.describe(larger.0))) than the "
-                    + "\(layout0.width)×\(layout0.height) one in directory 0, which is what is mapped (a thumbnail "
-                    + "stored first?): extract the image you mean, e.g. tiffcp FILE,N OUT.tif")
-        }
-        if let description, description.contains("<OME"),
-            case let (image?, _) = Self.omeImage(storedAt: 0, in: description)
-        {
-            let z = Self.number(after: "SizeZ=\"", in: image).map(Int.init) ?? 1
-            let t = Self.number(after: "SizeT=\"", in: image).map(Int.init) ?? 1
-            if z > 1 || t > 1 {
-                notes.append(
-                    "the OME image declares \(z) Z plane\(z == 1 ? "" : "s") and \(t) time point\(t == 1 ? "" : "s"): "
-                        + "only the first plane (Z 0, T 0) is mapped")
+            candidates += entry.followers.compactMap { index in images.layouts[index].map { (.directory(index), $0) } }
+            _ = try handle.select(.directory(base), level: 0)
+            let aperio = description0?.hasPrefix("Aperio") == true
+            let pyramid =
+                [candidates[0]]
+                + candidates.dropFirst().filter { Self.isLevel($0, of: layout0, aperio: aperio) }
+                .sorted { $0.1.width > $1.1.width }
+            let (recorded, source) = Self.mpp(
+                description: description, ome: entry.ome.map { ($0, images.omeCount, number) }, info: info0)
+            let mpp0 = SlideLevel.plausibleMPP(recorded)
+            mppSource = source.map { mpp0 == nil ? "\($0): \(recorded!) µm/px ignored (not plausible)" : $0 }
+            var notes: [String] = []
+            if requested == nil {
+                let rest = images.layouts.sorted { $0.key < $1.key }.map {
+                    (TIFFDirectoryLocation.directory($0.key), $0.value)
+                }
+                let seen = Set(candidates.map(\.0))
+                notes += Self.otherImageNotes(
+                    images, among: candidates + rest.filter { !seen.contains($0.0) }, pyramid: pyramid.map(\.0),
+                    layout0: layout0)
             }
+            if let ome = entry.ome {
+                let z = OMEXML.number(after: "SizeZ=\"", in: ome.xml).map(Int.init) ?? 1
+                let t = OMEXML.number(after: "SizeT=\"", in: ome.xml).map(Int.init) ?? 1
+                if z > 1 || t > 1 {
+                    notes.append(
+                        "the OME image declares \(z) Z plane\(z == 1 ? "" : "s") and \(t) time point\(t == 1 ? "" : "s"): "
+                            + "only the first plane (Z 0, T 0) is mapped")
+                }
+            }
+            if let cut = TIFFDirectoryChain.cutShortNote(path: path) { notes.append(cut) }
+            self.notes = notes
+            levels = pyramid.enumerated().map { index, candidate in
+                let layout = candidate.1
+                let downsample =
+                    (Double(layout0.width) / Double(layout.width)
+                        + Double(layout0.height) / Double(layout.height)) / 2
+                let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
+                let level = SlideLevel(
+                    index: index, width: layout.width, height: layout.height, downsample: downsample,
+                    mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
+                    tileHeight: layout.tiled ? layout.chunkHeight : nil)
+                return Level(location: candidate.0, layout: layout, info: level)
+            }
+        } catch let error as SlideError {
+            throw error.inImage(number)
         }
-        if let cut = TIFFDirectoryChain.cutShortNote(path: path) { notes.append(cut) }
-        self.notes = notes
-        levels = pyramid.enumerated().map { index, candidate in
-            let layout = candidate.1
-            let downsample =
-                (Double(layout0.width) / Double(layout.width)
-                    + Double(layout0.height) / Double(layout.height)) / 2
-            let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
-            let level = SlideLevel(
-                index: index, width: layout.width, height: layout.height, downsample: downsample,
-                mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
-                tileHeight: layout.tiled ? layout.chunkHeight : nil)
-            return Level(location: candidate.0, layout: layout, info: level)
+    }
+
+    /// With the default image, notes on the file's other images: a larger image than the one
+    /// mapped (a thumbnail stored first?), and that `--image` picks another.
+    private static func otherImageNotes(
+        _ images: TIFFImages, among candidates: [(TIFFDirectoryLocation, TIFFLayout)], pyramid: [TIFFDirectoryLocation],
+        layout0: TIFFLayout
+    ) -> [String] {
+        var notes: [String] = []
+        let levels = Set(pyramid)
+        if let larger = candidates.first(where: {
+            !levels.contains($0.0) && $0.1.width * $0.1.height > layout0.width * layout0.height
+        }) {
+            let other = images.entries.firstIndex { entry in entry.directory.map { .directory($0) } == larger.0 }
+            notes.append(
+                "the file holds a larger image (\(larger.1.width)×\(larger.1.height), \(Self.describe(larger.0))"
+                    + (other.map { ", image \($0 + 1)" } ?? "") + ") than the "
+                    + "\(layout0.width)×\(layout0.height) one in directory 0, which is what is mapped (a thumbnail "
+                    + "stored first?): "
+                    + (other.map { "--image \($0 + 1) maps it" }
+                        ?? "extract the image you mean, e.g. tiffcp FILE,N OUT.tif"))
         }
+        if images.entries.count > 1 {
+            notes.append("image 1 of \(images.entries.count) mapped; --image N picks another")
+        }
+        return notes
     }
 
     /// A later directory of the main chain is a level only when flagged reduced-resolution
@@ -106,7 +172,7 @@ struct TIFFStructure: Sendable {
     /// (OME-TIFF's pyramid) when flagged or of the same aspect ratio. In an Aperio file every tiled
     /// directory is a level (its levels are not flagged; its label and macro are striped), as
     /// OpenSlide's aperio reader has it.
-    private static func isLevel(
+    static func isLevel(
         _ candidate: (TIFFDirectoryLocation, TIFFLayout), of base: TIFFLayout, aperio: Bool
     ) -> Bool {
         let layout = candidate.1
@@ -120,24 +186,28 @@ struct TIFFStructure: Sendable {
         return abs(aspect / baseAspect - 1) < 0.02
     }
 
-    /// Level-0 µm/px: Aperio's `|MPP = x`, OME-XML's PhysicalSizeX (in µm), else XResolution with a unit.
-    static func mpp(description: String?, info: tsl_dir_info) -> (Double?, String?) {
-        if let description {
-            if description.hasPrefix("Aperio"), let value = number(after: "MPP = ", in: description), value > 0 {
-                return (value, "Aperio description")
-            }
-            if description.contains("<OME") {
-                // The <Image> stored from IFD 0 (the one mapped), not the first PhysicalSizeX in the
-                // XML: a macro or label image may come first, with another scale or none.
-                let (image, count) = omeImage(storedAt: 0, in: description)
-                if let image, let value = number(after: "PhysicalSizeX=\"", in: image), value > 0 {
-                    let unit = string(after: "PhysicalSizeXUnit=\"", in: image) ?? "µm"
-                    let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
-                    if let scale { return (value * scale, count > 1 ? "OME-XML, image 1 of \(count)" : "OME-XML") }
-                }
-                // That image records no scale: not another's; its IFD's resolution tags may.
-            }
+    /// Level-0 µm/px: Aperio's `|MPP = x`, OME-XML's PhysicalSizeX (in µm) of the image read, else
+    /// XResolution with a unit. `ome`: the image's OME-XML element, how many the XML lists, and its number.
+    static func mpp(
+        description: String?, ome: (image: OMEXML.Image, count: Int, number: Int)?, info: tsl_dir_info
+    )
+        -> (Double?, String?)
+    {
+        if let description, description.hasPrefix("Aperio"),
+            let value = OMEXML.number(after: "MPP = ", in: description), value > 0
+        {
+            return (value, "Aperio description")
         }
+        // The <Image> read (stored from its IFD), not the first PhysicalSizeX in the XML: a macro or
+        // label image may come first, with another scale or none.
+        if let (image, count, number) = ome, let value = OMEXML.number(after: "PhysicalSizeX=\"", in: image.xml),
+            value > 0
+        {
+            let unit = OMEXML.string(after: "PhysicalSizeXUnit=\"", in: image.xml) ?? "µm"
+            let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+            if let scale { return (value * scale, count > 1 ? "OME-XML, image \(number) of \(count)" : "OME-XML") }
+        }
+        // That image records no scale: not another's; its IFD's resolution tags may.
         let resolution = info.x_resolution
         guard resolution > 0, resolution.isFinite else { return (nil, nil) }
         switch info.resolution_unit {
@@ -147,24 +217,6 @@ struct TIFFStructure: Sendable {
         }
     }
 
-    /// The OME-XML `<Image>` element whose pixels start at IFD `ifd` (a `TiffData` without
-    /// `IFD` starts at 0), and how many images the XML lists.
-    static func omeImage(storedAt ifd: Int, in xml: String) -> (String?, Int) {
-        var images: [Substring] = []
-        var rest = xml[...]
-        while let start = rest.range(of: "<Image ") ?? rest.range(of: "<Image>") {
-            let end = rest[start.upperBound...].range(of: "</Image>")?.upperBound ?? rest.endIndex
-            images.append(rest[start.lowerBound..<end])
-            rest = rest[end...]
-        }
-        let match = images.first { image in
-            guard let data = image.range(of: "<TiffData") else { return false }
-            let tag = image[data.upperBound...].prefix { $0 != ">" }
-            return (number(after: "IFD=\"", in: String(tag)).map(Int.init) ?? 0) == ifd
-        }
-        return (match.map(String.init) ?? (images.count == 1 ? String(images[0]) : nil), images.count)
-    }
-
     static func describe(_ location: TIFFDirectoryLocation) -> String {
         switch location {
         case .directory(let index): return "directory \(index)"
@@ -172,13 +224,12 @@ struct TIFFStructure: Sendable {
         }
     }
 
-    /// Refuses an OME-TIFF whose image 0 has more channels than a page holds samples (each
-    /// channel its own page, as fluorescence is stored): only the first would be mapped, as gray
-    /// (user audit). RGB stored as one page of 3 samples declares SizeC 3 and passes.
-    static func refuseChannelPlanes(description: String?, layout: TIFFLayout, path: String) throws {
-        guard let description, description.contains("<OME"),
-            case let (image?, _) = omeImage(storedAt: 0, in: description),
-            let channels = number(after: "SizeC=\"", in: image).map(Int.init), channels > layout.samplesPerPixel
+    /// Refuses an OME image (`ome`) with more channels than a page holds samples (each channel its
+    /// own page, as fluorescence is stored): only the first would be mapped, as gray (user audit).
+    /// RGB stored as one page of 3 samples declares SizeC 3 and passes.
+    static func refuseChannelPlanes(ome: OMEXML.Image?, layout: TIFFLayout, path: String) throws {
+        guard let ome, let channels = OMEXML.number(after: "SizeC=\"", in: ome.xml).map(Int.init),
+            channels > layout.samplesPerPixel
         else { return }
         throw SlideError(
             .unsupportedSampleFormat("\(channels) channel planes"), path: path,
@@ -186,16 +237,5 @@ struct TIFFStructure: Sendable {
                 + "\(layout.samplesPerPixel) sample\(layout.samplesPerPixel == 1 ? "" : "s"): only the first would be "
                 + "mapped. Tessera maps gray or RGB images: write the channels as one RGB image, or one file per channel"
         )
-    }
-
-    private static func string(after marker: String, in text: String) -> String? {
-        guard let range = text.range(of: marker) else { return nil }
-        let rest = text[range.upperBound...]
-        let end = rest.firstIndex { $0 == "\"" || $0 == "|" || $0 == "\n" || $0 == "\r" } ?? rest.endIndex
-        return String(rest[..<end]).trimmingCharacters(in: .whitespaces)
-    }
-
-    private static func number(after marker: String, in text: String) -> Double? {
-        string(after: marker, in: text).flatMap { Double($0) }.flatMap { $0.isFinite ? $0 : nil }
     }
 }

@@ -89,14 +89,18 @@ extension WireMessage {
         let tile = try taskOutputRect(&r, limits)
         let pre = try preprocessing(&r, limits: limits)
         let image = try r.string("image path")
-        let level = try r.u32("level", in: 0...64)
+        // The level, and above bit 15 the image − 1 (`TileTaskSpec.levelField`).
+        let field = try r.u32("level and image")
+        let level = field & 0xFFFF
+        guard level <= 64 else { throw r.error(.limitExceeded, "level \(level) outside 0…64") }
         let store = try r.string("store path")
         guard !image.isEmpty, !store.isEmpty else { throw r.error(.invalidValue, "empty image or store path") }
         try taskOptionsSize(&r, frame: payload[0], limits)
         return .tileTask(
             Wire.TileTaskSpec(
                 jobID: job, taskID: task, attempt: attempt, modelDigest: modelDigest, mode: mode, tile: tile,
-                preprocessing: pre, imagePath: image, level: level, storePath: store, options: payload[0]))
+                preprocessing: pre, imagePath: image, image: (field >> 16) + 1, level: level, storePath: store,
+                options: payload[0]))
     }
 
     /// The output rectangle: within UInt32 and within the per-task pixel limit.

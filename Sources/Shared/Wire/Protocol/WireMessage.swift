@@ -34,7 +34,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size, u32 count, count × u32 kept class (ascending; none: every class) | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
 /// | disconnect | str reason | – |
-/// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level, str store, u32 options size | options |
+/// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level (bits 16–31: image − 1), str store, u32 options size | options |
 /// | submit | u8 mode, u32 tile, preprocessing, str options, 3 × source | one per inline source (flags bit 0/1/2: prototxt/weights/image inline) |
 /// | submitted, cancel | u64 job | – |
 /// | statusRequest | u64 job (flags bit 0: present)[, query (flags bit 1)] | – |
@@ -48,6 +48,9 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// preprocessing = u8 channel order (bit 7: a std follows), f32 raw scale, f32 scale, float list mean[, float list std].
 /// source = str name-or-path (+ u64 size when inline).
 /// query = u8 state mask, u8 list flags (bit 0: every ended job), str owner.
+/// A tileTask's level field holds the image of a multi-image file − 1 in bits 16–31 (`--image`; 0 for
+/// image 1, the bytes of earlier builds). An earlier build refuses a level over 64 after reading the
+/// task's ids, so its worker fails a task for another image (a `taskFailed`) instead of mapping image 1.
 /// details = u32 count × job (u64 id, u8 state, str image, str owner, u64 tasks queued running done failed,
 /// u32 workers, f64 tasks/s, f64 px/s, f64 submitted, f64 ended, u8 flags (bit 0: waiting for workers),
 /// str message), u32 count × worker (str name, u32 threads, u32 in flight, u64 done), u64 × 5 job counts,
@@ -160,7 +163,7 @@ package enum WireMessage: Equatable, Sendable {
             w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.raw(m.modelDigest.bytes); w.u8(m.mode.rawValue)
             w.u32(m.tile.y0); w.u32(m.tile.x0); w.u32(m.tile.height); w.u32(m.tile.width)
             Self.write(m.preprocessing, to: &w)
-            w.string(m.imagePath); w.u32(m.level); w.string(m.storePath)
+            w.string(m.imagePath); w.u32(m.levelField); w.string(m.storePath)
             w.u32(UInt32(clamping: m.options.count))
             return [w.bytes, m.options]
         case .welcome(let m):

@@ -127,6 +127,8 @@ package enum Wire {
         /// How `message` begins when the input image's data for the task is damaged
         /// (`SlideError.isCorruptData`): any worker would fail the same way.
         package static let corruptInput = "corrupt input: "
+        /// The prefix of the message of a task its worker could not decode (the `WireError` follows).
+        package static let unreadable = "the worker could not read the task: "
         package var jobID: UInt64, taskID: UInt64, attempt: UInt32
         package var message: String
         package init(jobID: UInt64, taskID: UInt64, attempt: UInt32, message: String) {
@@ -198,8 +200,10 @@ package enum Wire {
         /// The map tile (map pixels at the mapped level): one chunk of the store.
         package var tile: Rect
         package var preprocessing: Preprocessing
-        /// The image file and its pyramid level, on storage the worker shares.
+        /// The image file, its image (from 1: `--image`, 1 for a file of one image) and the
+        /// image's pyramid level, on storage the worker shares.
         package var imagePath: String
+        package var image: UInt32
         package var level: UInt32
         /// The job's map store folder (its layout says the tile size, classes and dtype).
         package var storePath: String
@@ -208,12 +212,22 @@ package enum Wire {
 
         package init(
             jobID: UInt64, taskID: UInt64, attempt: UInt32, modelDigest: ModelDigest, mode: Mode, tile: Rect,
-            preprocessing: Preprocessing, imagePath: String, level: UInt32, storePath: String, options: [UInt8]
+            preprocessing: Preprocessing, imagePath: String, image: UInt32 = 1, level: UInt32, storePath: String,
+            options: [UInt8]
         ) {
             self.jobID = jobID; self.taskID = taskID; self.attempt = attempt; self.modelDigest = modelDigest
             self.mode = mode; self.tile = tile; self.preprocessing = preprocessing; self.imagePath = imagePath
-            self.level = level; self.storePath = storePath; self.options = options
+            self.image = image; self.level = level; self.storePath = storePath; self.options = options
         }
+
+        /// The u32 after the image path: the level in bits 0–15 and `image − 1` in bits 16–31. Image 1's
+        /// field is the level alone, as before images could be chosen; any other image's exceeds 64, the
+        /// level a build before images accepts at most, so such a build refuses the task (naming it, so
+        /// the worker reports it failed) instead of mapping image 1 (docs/ARCHITECTURE.md §8).
+        package var levelField: UInt32 { level | (image &- 1) << 16 }
+
+        /// The largest image a task names (16 bits of `levelField`).
+        package static let maxImage: UInt32 = 1 << 16
 
         package var ref: TaskRef { TaskRef(jobID: jobID, taskID: taskID) }
     }
