@@ -41,7 +41,9 @@ ARGS
     fi
     if [ "$service" = coordinator ]; then
       [ -n "${TESSERA_METRICS_ADDRESS:-}" ] && exec "$0" probe "$TESSERA_METRICS_ADDRESS" /readyz
-      exec /usr/local/bin/tessera-coordinator status
+      # Within the check's timeout; CURVE settings from TESSERA_CLIENT_CURVE* (deploy/README.md):
+      # a coordinator configured by flags needs those or TESSERA_METRICS_ADDRESS.
+      exec /usr/local/bin/tessera-coordinator status --reconnect-timeout 5
     fi
     [ -n "${TESSERA_WORKER_METRICS_ADDRESS:-}" ] && exec "$0" probe "$TESSERA_WORKER_METRICS_ADDRESS" /healthz
     exec /usr/local/bin/tessera-worker --info
