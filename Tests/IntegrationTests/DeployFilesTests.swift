@@ -644,6 +644,15 @@ struct DeployFilesTests {
             }
             #expect(settings.contains { $0.key == "DynamicUser" && $0.value == "yes" })
             #expect(settings.contains { $0.key == "ProtectSystem" && $0.value == "strict" })
+            // libzmq opens a netlink socket (getifaddrs) when it binds TCP and aborts when refused:
+            // a unit without AF_NETLINK failed at every start, which `systemd-analyze verify` cannot
+            // see (deploy audit).
+            if let families = settings.first(where: { $0.key == "RestrictAddressFamilies" })?.value {
+                #expect(families.split(separator: " ").contains("AF_NETLINK"), "\(unit): \(families)")
+            }
+            // A worker's metrics port is per instance: the shared file must not offer one, even commented
+            // out (every instance reading it, all but the first could not listen).
+            #expect(!(try DeployFiles.text("systemd/tessera.env.example")).contains("TESSERA_WORKER_METRICS_ADDRESS="))
         }
         // One file for both units: each name is a variable of serve or of the worker, and a unit sets it too.
         let serveVars = try DeployFiles.variables("tessera-coordinator", "serve")
@@ -674,8 +683,9 @@ struct DeployFilesTests {
         #expect(invocations.count > 3)
         for inv in invocations { try DeployFiles.check(inv) }
         // Every TESSERA_ variable named anywhere in deploy/ is one a binary reads (or a
-        // script's own: the compose image name, the local test's settings).
-        var real: Set<String> = ["TESSERA_IMAGE", "TESSERA_BIN", "TESSERA_IN_NETNS"]
+        // script's own: the compose image name, the local test's settings). The compose image
+        // name is not TESSERA_IMAGE, which is export --image's variable (deploy audit).
+        var real: Set<String> = ["TESSERA_DOCKER_IMAGE", "TESSERA_BIN", "TESSERA_IN_NETNS"]
         for sub in DeployFiles.coordinatorSubcommands {
             real.formUnion(try DeployFiles.variables("tessera-coordinator", sub).keys)
         }
