@@ -61,7 +61,11 @@ struct ImageSelectTests {
                 ["run"] + Self.model + ["--threads", "2", "--check", "0", "--outputs", "npy", "--out", out] + extra
                     + [file],
                 log: name)
-            let stem = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            // Image N's outputs are named `<stem>.image-N` (image 1's keep the plain stem).
+            let image = extra.firstIndex(of: "--image").map { extra[$0 + 1] }
+            let stem =
+                ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+                + (image.map { ".image-\($0)" } ?? "")
             return (s, l, ClusterFixture.bytes("\(out)/\(stem).npy"))
         }
         let (s0, l0, reference) = try map("ref", dir + "/only2.tif", [])
@@ -77,9 +81,12 @@ struct ImageSelectTests {
             #expect(same, "\(name): the map of image 2 differs from the map of its pixels alone")
             #expect(l.contains("image 2 of 2, level 0 of 2") && !l.contains("--image N picks another"), "\(l)")
         }
-        let (s1, l1, first) = try map("default", dir + "/scenes.ome.tif", [])
+        // Image 1 into the folder holding image 2's map: each keeps its own (no silent replacement).
+        let (s1, l1, first) = try map("ome", dir + "/scenes.ome.tif", [])
         let differs = first != nil && first != reference
         #expect(s1 == 0 && differs, "\(l1)")
+        let second = ClusterFixture.bytes("\(dir)/ome/scenes.ome.image-2.npy")
+        #expect(second == reference, "image 1's map replaced image 2's")
         #expect(l1.contains("image 1 of 2 mapped; --image N picks another"), "\(l1)")
         let (s3, l3, _) = try map("three", dir + "/scenes.ome.tif", ["--image", "3"])
         #expect(s3 != 0, "\(l3)")
@@ -134,10 +141,13 @@ struct ImageSelectTests {
         #expect(group.log("coordinator-2").contains("tiles verified in the store"), "\(group.log("coordinator-2"))")
         let export = try group.start(
             "tessera-coordinator",
-            ["export", root + "/out/scenes.ome.zarr", "--outputs", "npy", "--out", group.directory + "/export"],
+            [
+                "export", root + "/out/scenes.ome.image-2.zarr", "--outputs", "npy", "--out",
+                group.directory + "/export",
+            ],
             log: "export")
         #expect(group.wait(export, timeout: 60) == 0, "\(group.log("export"))")
-        let same = ClusterFixture.bytes(group.directory + "/export/scenes.ome.npy") == reference
+        let same = ClusterFixture.bytes(group.directory + "/export/scenes.ome.image-2.npy") == reference
         #expect(same, "the cluster's map of image 2 differs from the map of its pixels alone")
     }
 }

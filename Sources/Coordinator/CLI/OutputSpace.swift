@@ -105,7 +105,8 @@ extension Run {
         for path in images {
             let header = try ImageInput.header(
                 path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
-            let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
+            let options = try output.options(
+                forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
             let need = OutputSpace(
                 height: header.height, width: header.width, classes: kept?.count ?? plan.classes, dtype: slide.dtype,
                 options: options)

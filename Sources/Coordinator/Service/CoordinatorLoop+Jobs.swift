@@ -80,7 +80,7 @@ extension CoordinatorLoop {
             let imagePath = try? factory.sharedPath(image, "image"),
             let outDir = try? factory.sharedPath(out, "output folder")
         else { return nil }  // the factory refuses what does not resolve, with the reason
-        let output = "\(outDir)/\(OutputOptions.stem(forInput: imagePath)).zarr"
+        let output = "\(outDir)/\(OutputOptions.stem(forInput: imagePath, image: options.image)).zarr"
         let active = jobs.values.first { $0.isActive && $0.shared?.finalPath == output }
         if let active, active.resumed {
             // An interrupted job the store brought back. On a serving coordinator it finishes

@@ -210,7 +210,7 @@ struct JobFactory: Sendable {
         let image = try sharedPath(imagePath, "image")
         let outDir = try sharedPath(out, "output folder")
         let bundle = try modelBundle(spec)
-        let stem = OutputOptions.stem(forInput: image)
+        let stem = OutputOptions.stem(forInput: image, image: options.image)
         let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
         let job = try makeSharedJob(

@@ -123,6 +123,13 @@ package struct OutputOptions: Sendable, Equatable {
         return name
     }
 
+    /// The stem of image `image` of an input (`--image`): image 1's is the input's stem, as
+    /// before images could be chosen; another's adds `.image-N`, so the maps of two images of
+    /// one file in one folder do not replace each other.
+    package static func stem(forInput path: String, image: Int) -> String {
+        image == 1 ? stem(forInput: path) : "\(stem(forInput: path)).image-\(image)"
+    }
+
     /// Throws, naming both, if two inputs have the same stem: their outputs in one
     /// folder would overwrite each other (`a/x.png` and `b/x.png`, or `x.png` and `x.tif`).
     package static func checkDistinctStems(_ paths: [String]) throws {

@@ -44,9 +44,14 @@ struct OutputFlags: ParsableArguments {
     /// The options for one input image (a slide's default output is its OME-Zarr map;
     /// a PNG's is every output, or with `keeping` some classes only, the `.npy` and
     /// probability PNGs: labels and overlays need every class).
-    func options(forImage path: String, isPNG: Bool = true, keeping: Bool = false) throws -> OutputOptions {
+    /// `image`: the image of a multi-image file (`--image`), which names the outputs.
+    func options(
+        forImage path: String, image: Int = 1, isPNG: Bool = true, keeping: Bool = false
+    ) throws
+        -> OutputOptions
+    {
         try OutputOptions(
-            directory: out, stem: OutputOptions.stem(forInput: path),
+            directory: out, stem: OutputOptions.stem(forInput: path, image: image),
             kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? (keeping ? "npy,prob" : "all") : "zarr")),
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
     }

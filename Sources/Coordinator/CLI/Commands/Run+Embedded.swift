@@ -77,7 +77,8 @@ extension Run {
         for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         let size = Size2(header.height, header.width)
         let kept = try slide.keptClasses(netClasses: plan.classes)
-        let options = try output.options(forImage: path, isPNG: header.format == .png, keeping: kept != nil)
+        let options = try output.options(
+            forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
         let keepZarr = options.kinds.contains(.zarr)
         let stride = plan.tasks.stride
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)

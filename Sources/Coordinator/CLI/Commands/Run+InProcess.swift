@@ -33,7 +33,7 @@ extension Run {
                 logger.warning("\(warning)")
             }
             let kept = try slide.keptClasses(netClasses: plan.classes)
-            let options = try output.options(forImage: path, isPNG: opened.format == .png, keeping: kept != nil)
+            let options = try output.options(forImage: path, image: slide.image ?? 1, isPNG: opened.format == .png, keeping: kept != nil)
             let size = Size2(image.height, image.width)
             let start = Date()
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)

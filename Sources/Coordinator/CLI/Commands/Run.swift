@@ -98,7 +98,8 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let interruption = RunInterruption(out: output.out, images: images, removeOutputs: store == nil)
+        let interruption = RunInterruption(
+            out: output.out, images: images, image: slide.image ?? 1, removeOutputs: store == nil)
         do {
             try mapImages(interruption)
         } catch {

@@ -20,8 +20,8 @@ final class RunInterruption: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
 
     /// Installs the handlers; `removeOutputs`: whether partial stores go too.
-    init(out: String, images: [String], removeOutputs: Bool) {
-        let stems = images.map { OutputOptions.stem(forInput: $0) }
+    init(out: String, images: [String], image: Int, removeOutputs: Bool) {
+        let stems = images.map { OutputOptions.stem(forInput: $0, image: image) }
         for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
