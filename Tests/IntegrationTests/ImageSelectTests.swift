@@ -149,5 +149,15 @@ struct ImageSelectTests {
         #expect(group.wait(export, timeout: 60) == 0, "\(group.log("export"))")
         let same = ClusterFixture.bytes(group.directory + "/export/scenes.ome.image-2.npy") == reference
         #expect(same, "the cluster's map of image 2 differs from the map of its pixels alone")
+        // The overlay of image 2's map is drawn over image 2 (the file's image 1 has another size).
+        let overlay = try group.start(
+            "tessera-coordinator",
+            [
+                "export", root + "/out/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image",
+                root + "/scenes.ome.tif", "--out", group.directory + "/overlay",
+            ], log: "overlay")
+        #expect(group.wait(overlay, timeout: 60) == 0, "\(group.log("overlay"))")
+        #expect(group.log("overlay").contains("the map is of image 2"), "\(group.log("overlay"))")
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/overlay/scenes.ome.image-2.overlay.png"))
     }
 }

@@ -130,6 +130,14 @@ package struct OutputOptions: Sendable, Equatable {
         image == 1 ? stem(forInput: path) : "\(stem(forInput: path)).image-\(image)"
     }
 
+    /// The image a stem names: N for `….image-N`, else 1.
+    package static func imageNumber(ofStem stem: String) -> Int {
+        guard let dot = stem.range(of: ".image-", options: .backwards),
+            let n = Int(stem[dot.upperBound...]), n > 1
+        else { return 1 }
+        return n
+    }
+
     /// Throws, naming both, if two inputs have the same stem: their outputs in one
     /// folder would overwrite each other (`a/x.png` and `b/x.png`, or `x.png` and `x.tif`).
     package static func checkDistinctStems(_ paths: [String]) throws {

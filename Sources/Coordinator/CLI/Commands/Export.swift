@@ -11,7 +11,8 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a pyramidal TIFF, PNGs or .npy from a finished OME-Zarr map (a shared-storage job's output).",
         discussion: """
-            The overlay needs the mapped image (--image, at the same --level).
+            The overlay needs the mapped image (--image, at the same --level); a map named \
+            STEM.image-N.zarr (image N of a multi-image file, `run --image N`) is drawn over image N of it.
 
             Example:
               tessera-coordinator export maps/slide.zarr --outputs tiff --out maps
@@ -39,11 +40,16 @@ struct Export: ParsableCommand {
         var source: (any RegionSource)?
         if options.kinds.contains(.overlay) {
             guard let image else { throw ValidationError("the overlay needs --image (the mapped image)") }
-            let opened = try ImageInput.open(path: image, level: level)
+            // Image N's map is named `<stem>.image-N` (`OutputOptions.stem(forInput:image:)`).
+            let number = OutputOptions.imageNumber(ofStem: stem)
+            if number != 1 { logger.info("the map is of image \(number) of its file: the overlay reads that image") }
+            let opened = try ImageInput.open(path: image, image: number, level: level)
             guard opened.source.height == store.layout.height, opened.source.width == store.layout.width else {
                 // Name the level that fits, when one does.
                 let fitting = (0..<opened.levelCount).first { l in
-                    guard l != opened.level, let o = try? ImageInput.open(path: image, level: l) else { return false }
+                    guard l != opened.level, let o = try? ImageInput.open(path: image, image: number, level: l) else {
+                        return false
+                    }
                     return o.source.height == store.layout.height && o.source.width == store.layout.width
                 }
                 throw ClusterError(
