@@ -59,6 +59,39 @@ struct ONNXClusterTests {
         #expect(refusal.contains("conv_1") && refusal.contains("--allow-padding"), "\(refusal)")
     }
 
+    @Test("run (embedded) reads external data next to the model as named, through links (Hugging Face cache)")
+    func externalDataThroughLinks() throws {
+        let group = try ProcessGroup("onnx-links")
+        defer { group.stop() }
+        let dir = group.directory, fm = FileManager.default
+        let image = dir + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 36)
+        // The snapshot's files are links to blobs; the blob folder also holds a model.onnx.data of
+        // other weights, which reading next to the link's target would take (user audit: a wrong map).
+        try fm.createDirectory(atPath: dir + "/blobs", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: dir + "/snapshots/abc", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: Self.seed, toPath: dir + "/blobs/m1")
+        try fm.copyItem(atPath: Self.seed + ".data", toPath: dir + "/blobs/d1")
+        var other = try Data(contentsOf: URL(fileURLWithPath: Self.seed + ".data"))
+        for i in stride(from: 0, to: other.count, by: 4) { other[i + 3] ^= 0x01 }  // every float changed
+        try other.write(to: URL(fileURLWithPath: dir + "/blobs/model.onnx.data"))
+        try fm.createSymbolicLink(atPath: dir + "/snapshots/abc/model.onnx", withDestinationPath: "../../blobs/m1")
+        try fm.createSymbolicLink(atPath: dir + "/snapshots/abc/model.onnx.data", withDestinationPath: "../../blobs/d1")
+        let linked = dir + "/snapshots/abc/model.onnx"
+        let reference = try Self.inProcessNPY(Self.seed, image: image, mode: .dense, scratch: dir)
+        for (name, extra) in [("embedded", ["--workers", "1"]), ("in-process", ["--in-process"])] {
+            let out = dir + "/" + name
+            let p = try group.start(
+                "tessera-coordinator",
+                ["run", "--model", linked] + Self.torchvision + extra
+                    + ["--mode", "dense", "--tile", "16", "--outputs", "npy", "--out", out, image],
+                log: name)
+            #expect(group.wait(p, timeout: 120) == 0, "\(group.log(name))")
+            let same = ClusterFixture.bytes(out + "/tissue.npy") == reference
+            #expect(same, "\(name): the map differs from the model's own weights'")
+        }
+    }
+
     @Test("naive maps a net that pads without --allow-padding: the classifier itself, as with the flag")
     func naiveOfPaddedNet() throws {
         let group = try ProcessGroup("onnx-naive-padded")

@@ -220,6 +220,15 @@ struct ONNXImportTests {
         try fm.createSymbolicLink(atPath: snapshot.path + "/model.onnx.data", withDestinationPath: "../../blobs/9c8d")
         let linked = try ModelLoader.load(ModelSource(model: snapshot.path + "/model.onnx"))
         #expect(linked.classifier == (try ModelLoader.load(ModelSource(model: Self.fixture("seed_net")))).classifier)
+        // A coordinator reading for others keeps links within its roots (here: the snapshot folder).
+        let inSnapshot = { (path: String) in
+            URL(fileURLWithPath: path).resolvingSymlinksInPath().path.hasPrefix(snapshot.resolvingSymlinksInPath().path)
+        }
+        let outside = #expect(throws: ModelError.self) {
+            try ONNXFiles.selfContainedBytes(snapshot.path + "/model.onnx", dataWithin: inSnapshot)
+        }
+        #expect(outside?.message.contains("leads outside") == true, "\(outside?.description ?? "")")
+        _ = try ONNXFiles.selfContainedBytes(snapshot.path + "/model.onnx", dataWithin: { _ in true })
     }
 
     @Test("ceil_mode=0 rounds the pooled size down where a last window is partial; ceil_mode=1 rounds up")

@@ -249,10 +249,10 @@ struct JobFactory: Sendable {
 
     /// An ONNX model named by path, with the external-data files next to it put inside
     /// (workers receive one file); nil for any other model file.
-    static func onnxBytes(_ path: String) throws -> [UInt8]? {
+    static func onnxBytes(_ path: String, dataWithin: ((String) -> Bool)? = nil) throws -> [UInt8]? {
         guard ONNXFiles.isONNX(nil, name: path) else { return nil }
         do {
-            return try ONNXFiles.selfContainedBytes(path)
+            return try ONNXFiles.selfContainedBytes(path, dataWithin: dataWithin)
         } catch let e as ModelError {
             throw ClusterError(e.description)
         }
@@ -268,7 +268,14 @@ struct JobFactory: Sendable {
                     throw ClusterError("this coordinator does not read client-named paths: upload the \(what)")
                 }
                 let resolved = try sharedPath(path, what)
-                if what == "prototxt", let onnx = try Self.onnxBytes(resolved) { return onnx }
+                // External data lies next to the model as named, not next to the file a link leads
+                // to (the Hugging Face cache links each file to a blob elsewhere; user audit: `run`
+                // read the blob folder's files). Read for others, its links must stay in the roots.
+                let roots = SharedRoots(configuration.sharedRoots)
+                let within: ((String) -> Bool)? =
+                    configuration.allowLocalPaths ? nil : { roots.contains($0) != nil }
+                let named = URL(fileURLWithPath: path).standardizedFileURL.path
+                if what == "prototxt", let onnx = try Self.onnxBytes(named, dataWithin: within) { return onnx }
                 guard let data = FileManager.default.contents(atPath: resolved) else {
                     throw ClusterError("cannot read the \(what) \(path)")
                 }

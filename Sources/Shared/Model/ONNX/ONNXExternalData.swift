@@ -5,7 +5,9 @@ import Foundation
 extension ONNXFiles {
     /// Replaces every external tensor's reference by its values; true when there was one.
     @discardableResult
-    static func loadExternalData(_ model: inout Onnx_ModelProto, modelPath: String) throws -> Bool {
+    static func loadExternalData(
+        _ model: inout Onnx_ModelProto, modelPath: String, dataWithin: ((String) -> Bool)? = nil
+    ) throws -> Bool {
         let folder = URL(fileURLWithPath: modelPath).deletingLastPathComponent().standardizedFileURL
         var any = false
         var cache: [String: Data] = [:]
@@ -19,6 +21,12 @@ extension ONNXFiles {
                 throw ModelError(.weights, file: modelPath, "\(what) is external but names no location")
             }
             let url = try externalURL(location, folder: folder, modelPath: modelPath, what: what)
+            if let dataWithin, !dataWithin(url.path) {
+                throw ModelError(
+                    .weights, file: modelPath,
+                    "\(what): its external-data file '\(location)' leads outside the folders this coordinator "
+                        + "reads (--shared-root), through a symbolic link")
+            }
             let key = url.path
             if cache[key] == nil {
                 do {

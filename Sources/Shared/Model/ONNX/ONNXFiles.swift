@@ -54,10 +54,12 @@ package enum ONNXFiles {
     /// The bytes that carry the model at `path` to another process: the file itself,
     /// or, when its tensors keep their values in external files, the model with those
     /// values put inside (a worker has no access to the files next to the model).
-    package static func selfContainedBytes(_ path: String) throws -> [UInt8] {
+    /// `dataWithin`: whether an external-data file may be read (a coordinator reading a shared
+    /// folder for others: its links must not lead out of `--shared-root`); nil: any.
+    package static func selfContainedBytes(_ path: String, dataWithin: ((String) -> Bool)? = nil) throws -> [UInt8] {
         let data = try CaffeFiles.readBytes(path, what: "ONNX model")
         var model = try decode(data, file: path)
-        guard try loadExternalData(&model, modelPath: path) else {
+        guard try loadExternalData(&model, modelPath: path, dataWithin: dataWithin) else {
             // The message's copy of the weights goes before the file's bytes are copied out.
             model = Onnx_ModelProto()
             return [UInt8](data)
