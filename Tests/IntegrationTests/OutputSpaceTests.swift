@@ -36,6 +36,11 @@ struct OutputSpaceTests {
     func closeSizes() {
         #expect(OutputSpace.texts(8_388_736, 8_388_608) == ("8388736 bytes", "8388608 bytes"))
         #expect(OutputSpace.texts(20 << 20, 8 << 20) == ("20 MiB", "8 MiB"))
+        // Under a MiB in KiB (user audit: a disk with 200 KiB free read "0 MiB free").
+        #expect(OutputSpace.texts(4 << 20, 200 << 10) == ("4 MiB", "200 KiB"))
+        // A slide error names its level once.
+        let e = SlideError(.noSuchLevel(1), path: "s.tif", image: 3, level: 1, detail: "the file has 1 level(s)")
+        #expect(e.description == "s.tif: no level 1, image 3: the file has 1 level(s)", "\(e)")
     }
 
     @Test("Too little for the .npy is an error naming both sizes; too little uncompressed is a warning")

@@ -16,10 +16,12 @@ package enum SystemMemory {
         return limit
     }()
 
-    /// "3.23 GiB" or "768 MiB": an amount of memory in an error message.
+    /// "3.23 GiB", "768 MiB" or "200 KiB": an amount of memory (or disk) in a message.
     package static func text(_ bytes: Int) -> String {
         bytes >= 1 << 30
             ? String(format: "%.2f GiB", Double(bytes) / Double(1 << 30))
-            : String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
+            : bytes >= 1 << 20
+                ? String(format: "%.0f MiB", Double(bytes) / Double(1 << 20))
+                : String(format: "%.0f KiB", Double(bytes) / Double(1 << 10))
     }
 }

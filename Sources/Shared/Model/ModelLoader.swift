@@ -250,7 +250,7 @@ package enum ModelLoader {
             // another classifier (user audit).
             let warning =
                 "--patch-size \(patch) overrides the model's own patch size \(given): the map is the classifier's "
-                + "on \(patch) patches"
+                + "on \(patch.h)×\(patch.w) patches"
             logger?.warning("\(warning)")
             notes.append(warning)
         }

@@ -117,7 +117,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
     package var description: String {
         var text = "\(path): \(kind)"
         if let image, kind != .noSuchImage(image) { text += ", image \(image)" }
-        if let level { text += ", level \(level)" }
+        if let level, kind != .noSuchLevel(level) { text += ", level \(level)" }
         if let tile { text += ", \(tile)" }
         return detail.isEmpty ? text : text + ": " + detail
     }

@@ -119,7 +119,7 @@ package struct SlideInfo: Sendable, Equatable {
     package var summary: String {
         var lines = ["\(path): \(format)" + (vendor.map { ", OpenSlide vendor \($0)" } ?? "")]
         if imageCount > 1 {
-            let maps = image == 1 ? "run maps image 1 (--image N image N)" : "run --image \(image) maps image \(image)"
+            let maps = image == 1 ? "run maps image 1 (--image N maps image N)" : "run --image \(image) maps image \(image)"
             lines.append("\(imageCount) images; \(maps), described below:")
             lines += images.map { "  \($0)" + ($0.number == image ? " (mapped)" : "") }
             if imageCount > images.count { lines.append("  … and \(imageCount - images.count) more") }

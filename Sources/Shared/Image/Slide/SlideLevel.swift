@@ -73,8 +73,7 @@ enum LevelChoice {
             guard best.1 <= tolerance else {
                 throw SlideError(
                     .noLevelNearMPP(wanted), path: path,
-                    detail: "no level within \(formatNumber(tolerance * 100))% of "
-                        + "\(formatNumber(wanted)) µm/px; levels: \(listing(levels))")
+                    detail: "none within \(formatNumber(tolerance * 100))%; levels: \(listing(levels))")
             }
             return best.0
         case (nil, nil):
