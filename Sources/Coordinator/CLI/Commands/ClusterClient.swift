@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TesseraCluster
+import TesseraCore
 import TesseraPlan
 import TesseraWire
 
@@ -273,11 +274,36 @@ final class ClusterClient {
         return (error as NSError).localizedDescription
     }
 
+    /// Refuses a download whose files cannot fit in `directory`'s free space, before any is written
+    /// (user audit: a fetch onto a small disk wrote some outputs and failed at the next). Each
+    /// file's size comes with its first byte.
+    func checkSpace(job: UInt64, files: [String], into directory: String) throws {
+        var info = statvfs()
+        guard !files.isEmpty, statvfs(directory, &info) == 0 else { return }
+        let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+        var total: UInt64 = 0
+        for name in files {
+            guard
+                case .fetchData(let chunk) = try request(
+                    .fetchRequest(Wire.FetchRequest(jobID: job, fileName: name, offset: 0, maxBytes: 1)))
+            else { throw ClusterError(.protocolViolation, "unexpected reply to a fetch request") }
+            total += chunk.totalSize
+        }
+        guard total > free else { return }
+        let (need, have) = (SystemMemory.text(Int(min(total, UInt64(Int.max)))), SystemMemory.text(Int(free)))
+        throw ClusterError(
+            .storage,
+            "job \(job)'s outputs need \(need) and the disk holding \(directory) has \(have) free: nothing was "
+                + "downloaded; free some space, or fetch into another folder (tessera-coordinator fetch \(job) --out DIR)"
+        )
+    }
+
     /// Downloads the job's output files into `directory` (pieces of up to 8 MiB, each file
     /// written atomically).
     func fetchOutputs(job: UInt64, files: [String], into directory: String) throws -> [String] {
         var piece = Self.largestPiece
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try checkSpace(job: job, files: files, into: directory)
         var written: [String] = []
         for name in files {
             let path = "\(directory)/\(name)"
