@@ -4,6 +4,7 @@ import Testing
 @testable import CoordinatorService
 @testable import TesseraCluster
 @testable import TesseraCore
+@testable import TesseraImage
 @testable import TestSupport
 
 /// `--image N` through the built binaries: `run` (its embedded cluster and in-process) and a
@@ -88,6 +89,18 @@ struct ImageSelectTests {
         let second = ClusterFixture.bytes("\(dir)/ome/scenes.ome.image-2.npy")
         #expect(second == reference, "image 1's map replaced image 2's")
         #expect(l1.contains("image 1 of 2 mapped; --image N picks another"), "\(l1)")
+        // In process, a zarr of image 2's level 1 records both (tessera.source in .zattrs).
+        let (sz, lz) = try Self.coordinator(
+            group,
+            ["run", "--in-process"] + Self.model + [
+                "--check", "0", "--outputs", "zarr", "--image", "2", "--level", "1", "--out", dir + "/zarr",
+                dir + "/scenes.ome.tif",
+            ], log: "zarr")
+        #expect(sz == 0, "\(lz)")
+        let attrs = try String(contentsOfFile: dir + "/zarr/scenes.ome.image-2.zarr/.zattrs", encoding: .utf8)
+        let source = try MapStore.open(at: dir + "/zarr/scenes.ome.image-2.zarr").layout.source
+        #expect(
+            source == MapSource(file: "scenes.ome.tif", image: 2, level: 1) && attrs.contains("\"source\""), "\(attrs)")
         let (s3, l3, _) = try map("three", dir + "/scenes.ome.tif", ["--image", "3"])
         #expect(s3 != 0, "\(l3)")
         #expect(
@@ -147,6 +160,9 @@ struct ImageSelectTests {
             ],
             log: "export")
         #expect(group.wait(export, timeout: 60) == 0, "\(group.log("export"))")
+        // The map says what it was computed from.
+        let stored = try MapStore.open(at: root + "/out/scenes.ome.image-2.zarr").layout.source
+        #expect(stored == MapSource(file: "scenes.ome.tif", image: 2, level: 0), "\(String(describing: stored))")
         let same = ClusterFixture.bytes(group.directory + "/export/scenes.ome.image-2.npy") == reference
         #expect(same, "the cluster's map of image 2 differs from the map of its pixels alone")
         // The overlay of image 2's map is drawn over image 2 (the file's image 1 has another size).

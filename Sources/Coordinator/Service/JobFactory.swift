@@ -366,7 +366,7 @@ struct JobFactory: Sendable {
             classes: kept?.count ?? plan.classes, height: size.h, width: size.w, tileSize: tile,
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
             compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes,
-            micronsPerPixel: header.mpp)
+            micronsPerPixel: header.mpp, source: MapSource(file: imagePath, image: header.image, level: header.level))
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)
@@ -378,7 +378,7 @@ struct JobFactory: Sendable {
                 classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
                 dtype: layout.dtype, levels: layout.levels, compression: layout.compression, kept: layout.kept,
                 netClasses: layout.netClasses, micronsPerPixel: mapStore.layout.micronsPerPixel,
-                tileLevels: mapStore.layout.tileLevels)
+                tileLevels: mapStore.layout.tileLevels, source: mapStore.layout.source)
             guard mapStore.layout == planned else {
                 throw ClusterError("the map store \(storePath) does not have the layout this job plans")
             }

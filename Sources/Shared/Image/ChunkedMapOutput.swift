@@ -20,7 +20,7 @@ package final class ChunkedMapOutput {
     ///   - kept: the classes the store keeps (`--keep-classes`; tiles are still written with every class), or nil.
     package init(
         options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
-        levels: Int = 1, kept: [Int]? = nil, micronsPerPixel: Double? = nil
+        levels: Int = 1, kept: [Int]? = nil, micronsPerPixel: Double? = nil, source: MapSource? = nil
     ) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
@@ -31,7 +31,7 @@ package final class ChunkedMapOutput {
             classes: kept?.count ?? classes, height: height, width: width, tileSize: tile,
             dtype: keep ? dtype : .float32, levels: keep ? levels : 1,
             classNames: nil, compression: keep ? .blosc : .none, kept: kept, netClasses: classes,
-            micronsPerPixel: micronsPerPixel)
+            micronsPerPixel: micronsPerPixel, source: source)
         store = try MapStore.create(at: temporary, layout: layout)
         finalPath = keep ? options.zarrPath : nil
     }

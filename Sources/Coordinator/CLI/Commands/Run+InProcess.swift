@@ -33,7 +33,8 @@ extension Run {
                 logger.warning("\(warning)")
             }
             let kept = try slide.keptClasses(netClasses: plan.classes)
-            let options = try output.options(forImage: path, image: slide.image ?? 1, isPNG: opened.format == .png, keeping: kept != nil)
+            let options = try output.options(
+                forImage: path, image: slide.image ?? 1, isPNG: opened.format == .png, keeping: kept != nil)
             let size = Size2(image.height, image.width)
             let start = Date()
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
@@ -76,7 +77,8 @@ extension Run {
             }
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
-                tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp)
+                tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp,
+                source: MapSource(file: path, image: opened.image, level: opened.level))
             let checks = check ?? (plan.geometry.isExact || job.mode == .naive ? 0 : 256)
             var checker =
                 checks > 0

@@ -8,6 +8,19 @@ import TesseraCore
 /// pieces are staged under `K/.tiles/ROW/COLUMN` and `MapStore.finish()` joins
 /// them into chunks of T × T: a viewer reads a few chunks for an overview, not one
 /// file per tile.
+/// What a map was computed from: the image file's name (not its path), the image of a
+/// multi-image file (`--image`) and its pyramid level, recorded so a map tells which it is.
+package struct MapSource: Sendable, Equatable, Codable {
+    package let file: String
+    package let image: Int
+    package let level: Int
+    package init(file: String, image: Int, level: Int) {
+        self.file = file.split(separator: "/").last.map(String.init) ?? file
+        self.image = image
+        self.level = level
+    }
+}
+
 package struct MapLayout: Sendable, Equatable, Codable {
     package let classes: Int
     package let height: Int
@@ -32,6 +45,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// written as the OME axes' unit and scale and as the TIFF's resolution, so a map
     /// made at `--mpp 1` overlays its slide in napari and QuPath.
     package let micronsPerPixel: Double?
+    /// The image and level mapped, when known (stores written before it say nothing).
+    package let source: MapSource?
 
     /// Throws `.invalidArgument` unless every count is positive, T is divisible
     /// by 2^(levels−1) (so tiles stay aligned at every level) and there are as
@@ -39,7 +54,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
         classNames: [String]? = nil, compression: ChunkCompression = .blosc, kept: [Int]? = nil,
-        netClasses: Int? = nil, micronsPerPixel: Double? = nil, tileLevels: Int? = nil
+        netClasses: Int? = nil, micronsPerPixel: Double? = nil, tileLevels: Int? = nil, source: MapSource? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -77,6 +92,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
         self.compression = compression
         if let mpp = micronsPerPixel, !(mpp > 0 && mpp.isFinite) { throw fail("\(mpp) microns per pixel") }
         self.micronsPerPixel = micronsPerPixel
+        self.source = source
         if compression == .blosc, chunkBytes(0) > BloscCodec.maxBytes {
             throw fail(
                 "a chunk of \(classes) classes × \(tileSize)² \(dtype.rawValue) samples is \(chunkBytes(0)) bytes, "
@@ -86,7 +102,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case classes, height, width, tileSize, dtype, levels, classNames, compression, compressed, kept, netClasses
-        case micronsPerPixel, tileLevels
+        case micronsPerPixel, tileLevels, source
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -103,7 +119,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
             netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses),
             micronsPerPixel: c.decodeIfPresent(Double.self, forKey: .micronsPerPixel),
             // Layouts recorded before levels were joined chunked every level by tile.
-            tileLevels: c.decodeIfPresent(Int.self, forKey: .tileLevels) ?? c.decode(Int.self, forKey: .levels))
+            tileLevels: c.decodeIfPresent(Int.self, forKey: .tileLevels) ?? c.decode(Int.self, forKey: .levels),
+            source: c.decodeIfPresent(MapSource.self, forKey: .source))
     }
 
     package func encode(to encoder: Encoder) throws {
@@ -120,6 +137,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
         try c.encode(netClasses, forKey: .netClasses)
         try c.encodeIfPresent(micronsPerPixel, forKey: .micronsPerPixel)
         try c.encode(tileLevels, forKey: .tileLevels)
+        try c.encodeIfPresent(source, forKey: .source)
     }
 
     /// The smallest piece side that stays a chunk of its own (see the type's comment).

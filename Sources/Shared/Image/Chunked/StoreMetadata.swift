@@ -62,6 +62,7 @@ enum StoreMetadata {
         }
         tessera["compression"] = layout.compression.rawValue
         if let mpp = layout.micronsPerPixel { tessera["microns_per_pixel"] = mpp }
+        if let s = layout.source { tessera["source"] = ["file": s.file, "image": s.image, "level": s.level] }
         if !emptyTiles.isEmpty { tessera["damaged_tiles"] = emptyTiles.map { [$0.y, $0.x, $0.height, $0.width] } }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
@@ -103,6 +104,14 @@ enum StoreMetadata {
         return Array(data) + [0x0A]
     }
 
+    /// The image a map was computed from (`tessera.source`), when recorded.
+    static func source(_ t: [String: Any]) -> MapSource? {
+        guard let s = t["source"] as? [String: Any], let file = s["file"] as? String, let image = s["image"] as? Int,
+            let level = s["level"] as? Int
+        else { return nil }
+        return MapSource(file: file, image: image, level: level)
+    }
+
     /// The layout and completion recorded in a store's `.zattrs`.
     static func parse(zattrs bytes: [UInt8], path: String) throws -> (layout: MapLayout, complete: Bool) {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.notAStore, path: path, detail: detail) }
@@ -129,7 +138,7 @@ enum StoreMetadata {
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
                 netClasses: t["net_classes"] as? Int, micronsPerPixel: t["microns_per_pixel"] as? Double,
-                tileLevels: tileLevels)
+                tileLevels: tileLevels, source: source(t))
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
