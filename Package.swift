@@ -193,7 +193,7 @@ let services: [Target] = [
         name: "Worker",
         dependencies: [
             "TesseraCore", "TesseraModel", "TesseraPlan", "TesseraEngine", "TesseraCUDA", "TesseraWire",
-            "TesseraCluster", "CLISupport", "TesseraMetrics",
+            "TesseraCluster", "TesseraImage", "CLISupport", "TesseraMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -235,7 +235,7 @@ let tests: [Target] = [
         name: "ClusterTests", dependencies: allModules + ["TestSupport", "CoordinatorService"],
         path: "Tests/ClusterTests", swiftSettings: swift5),
     .testTarget(
-        name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG"], path: "Tests/FuzzTests",
+        name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG", "CPNGIO"], path: "Tests/FuzzTests",
         swiftSettings: swift5),
     .testTarget(
         name: "MetricsTests", dependencies: ["TesseraMetrics", "TestSupport"], path: "Tests/MetricsTests",
@@ -247,7 +247,7 @@ let tests: [Target] = [
     .testTarget(
         name: "IntegrationTests",
         dependencies: allModules + [
-            "TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker",
+            "TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker", "CLibPNG", "CZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         path: "Tests/IntegrationTests",
