@@ -41,8 +41,17 @@ struct ClusterCodecTests {
         // What a worker built before the bit accepted: flags within bits 0 and 1.
         #expect(sent.encoded[5] & ~3 != 0)
         _ = try sent.plan(floor)
-        // Every other net's tasks keep their bytes.
+        // Every other net's tasks keep their bytes, a floor pool whose rounding changes nothing included
+        // (at 8×8 the pool sees 6 rows: 3 windows either way).
         #expect(settings.forWorkers(of: try settings.plan(ceil).plan).encoded == settings.encoded)
+        let eight = ModelBundle(
+            prototxt: Array(
+                String(decoding: floor.prototxt, as: UTF8.self).replacingOccurrences(
+                    of: "dim: 9 dim: 9", with: "dim: 8 dim: 8"
+                ).utf8), weights: [])
+        let plan8 = try settings.plan(eight).plan
+        #expect(plan8.classifier.hasPoolingRoundingDown)
+        #expect(settings.forWorkers(of: plan8).encoded == settings.encoded)
         // A worker that reads the model without such a layer refuses rather than compute another net.
         let e = #expect(throws: ClusterError.self) { try sent.plan(ceil) }
         #expect("\(e.map { "\($0)" } ?? "")".contains("read the model differently"))

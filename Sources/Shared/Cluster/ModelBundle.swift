@@ -72,10 +72,12 @@ package struct EngineSettings: Hashable, Sendable {
     /// Seed for `Net.withRandomWeights` when the model has no weights (benchmarks).
     package var randomWeightsSeed: UInt64?
     /// The net has a pooling layer that rounds down (Caffe `round_mode: FLOOR`, ONNX
-    /// `ceil_mode=0`). Set by the coordinator from its plan (`forWorkers(of:)`), not by
-    /// users: a worker built before pooling kept its rounding reads a Caffe FLOOR as
-    /// rounding up, a different net; it refuses options with this bit (it knows bits
-    /// 0 and 1 only), so its tasks fail with a message instead of a wrong map.
+    /// `ceil_mode=0`) where rounding up would give another size. Set by the coordinator from
+    /// its plan (`forWorkers(of:)`), not by users: a worker built before pooling kept its
+    /// rounding reads a Caffe FLOOR as rounding up, a different net there; it refuses options
+    /// with this bit (it knows bits 0 and 1 only), so its tasks fail with a message instead of
+    /// a wrong map. Where the rounding changes nothing (most ONNX `ceil_mode=0` pools), older
+    /// workers compute the same net, and the bytes stay as they were.
     package var poolingRoundsDown: Bool
 
     package init(
@@ -92,7 +94,7 @@ package struct EngineSettings: Hashable, Sendable {
     /// `plan`: these, with the bits that keep workers too old for the net away.
     package func forWorkers(of plan: ModelPlan) -> EngineSettings {
         var s = self
-        s.poolingRoundsDown = plan.classifier.hasPoolingRoundingDown
+        s.poolingRoundsDown = plan.classifier.poolingRoundingMatters(at: plan.geometry.patchSize)
         return s
     }
 

@@ -33,6 +33,24 @@ package struct Net: Sendable, Equatable {
     package var hasPoolingRoundingDown: Bool {
         layers.contains { if case .pooling(let p) = $0.op { !p.roundsUp } else { false } }
     }
+
+    /// Whether the rounding of those layers changes the net at patch size `patch`: rounded up
+    /// instead, some layer would have another output size (a partial last window). Where it does
+    /// not, a reader that rounds every pooling up computes the same net.
+    package func poolingRoundingMatters(at patch: Size2) -> Bool {
+        guard hasPoolingRoundingDown else { return false }
+        var up = self
+        for i in up.layers.indices {
+            if case .pooling(var p) = up.layers[i].op, !p.roundsUp {
+                p.roundsUp = true
+                up.layers[i].op = .pooling(p)
+            }
+        }
+        guard let ours = try? shapes(input: patch).layers, let theirs = try? up.shapes(input: patch).layers else {
+            return true
+        }
+        return ours != theirs
+    }
 }
 
 package struct Layer: Sendable, Equatable {
