@@ -223,7 +223,8 @@ let tests: [Target] = [
         name: "ImageTests", dependencies: allModules + ["TestSupport"], path: "Tests/ImageTests",
         exclude: ["Slide/make_fixtures.py"], swiftSettings: swift5),
     .testTarget(
-        name: "ModelTests", dependencies: allModules + ["TestSupport"], path: "Tests/ModelTests",
+        name: "ModelTests",
+        dependencies: allModules + ["TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Tests/ModelTests",
         swiftSettings: swift5),
     .testTarget(
         name: "EngineTests", dependencies: allModules + ["TestSupport", "COpenBLAS"], path: "Tests/EngineTests",
@@ -232,15 +233,23 @@ let tests: [Target] = [
         name: "WireTests", dependencies: allModules + ["TestSupport", "CZeroMQ"], path: "Tests/WireTests",
         swiftSettings: swift5),
     .testTarget(
-        name: "ClusterTests", dependencies: allModules + ["TestSupport", "CoordinatorService"],
+        name: "ClusterTests",
+        dependencies: allModules + [
+            "TestSupport", "CoordinatorService", .product(name: "Logging", package: "swift-log"),
+        ],
         path: "Tests/ClusterTests", swiftSettings: swift5),
     .testTarget(
-        name: "FuzzTests", dependencies: allModules + ["TestSupport", "CLibPNG", "CPNGIO"], path: "Tests/FuzzTests",
+        name: "FuzzTests",
+        dependencies: allModules + [
+            "TestSupport", "CLibPNG", "CPNGIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Tests/FuzzTests",
         swiftSettings: swift5),
     .testTarget(
-        name: "MetricsTests", dependencies: ["TesseraMetrics", "TestSupport"], path: "Tests/MetricsTests",
+        name: "MetricsTests",
+        dependencies: ["TesseraMetrics", "TestSupport", .product(name: "CoreMetrics", package: "swift-metrics")], path: "Tests/MetricsTests",
         swiftSettings: swift5),
-    // The module graph: every import checked against docs/ARCHITECTURE.md's table.
+    // The module graph: every import checked against docs/ARCHITECTURE.md's table, and
+    // against the dependencies declared here.
     .testTarget(name: "ArchitectureTests", path: "Tests/ArchitectureTests", swiftSettings: swift6),
     // Suites that start the built executables (cluster, CLI, deploy files) and the
     // architecture check: `swift test --skip IntegrationTests` leaves them out.
@@ -249,6 +258,8 @@ let tests: [Target] = [
         dependencies: allModules + [
             "TestSupport", "CoordinatorService", "CLISupport", "Coordinator", "Worker", "CLibPNG", "CZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ],
         path: "Tests/IntegrationTests",
         swiftSettings: swift5

@@ -71,22 +71,34 @@ struct ModuleGraphTests {
         guard let walker = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil) else { return [] }
         var out: [(String, String)] = []
         for case let url as URL in walker where url.pathExtension == "swift" {
-            let text = try String(contentsOf: url, encoding: .utf8)
-            for line in text.split(separator: "\n") {
-                let words = line.split(separator: " ").map(String.init)
-                guard let i = words.firstIndex(of: "import"), i + 1 < words.count,
-                    words[..<i].allSatisfy({
-                        [
-                            "@testable", "internal", "public", "package", "@_exported",
-                            "private", "fileprivate",
-                        ].contains($0)
-                    })
-                else { continue }
-                let module = words[i + 1]
-                if projectModules.contains(module) {
-                    out.append((String(url.path.dropFirst(root.path.count + 1)), module))
-                }
+            for module in importedNames(in: try String(contentsOf: url, encoding: .utf8))
+            where projectModules.contains(module) {
+                out.append((String(url.path.dropFirst(root.path.count + 1)), module))
             }
+        }
+        return out
+    }
+
+    /// The module named by each `import` line of a Swift file (`import struct M.T` counts as M).
+    static func importedNames(in text: String) -> [String] {
+        var out: [String] = []
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard let i = words.firstIndex(of: "import"), i + 1 < words.count,
+                words[..<i].allSatisfy({
+                    [
+                        "@testable", "internal", "public", "package", "@_exported",
+                        "private", "fileprivate",
+                    ].contains($0)
+                })
+            else { continue }
+            var name = words[i + 1]
+            if ["struct", "class", "enum", "protocol", "func", "typealias", "var", "let"].contains(name),
+                i + 2 < words.count
+            {
+                name = words[i + 2]
+            }
+            out.append(String(name.split(separator: ".").first ?? Substring(name)))
         }
         return out
     }
