@@ -231,6 +231,49 @@ struct DiskFullTests {
         #expect(log.contains("fetch 1 --out"), "\(log)")
     }
 
+    /// A write that fails mid-download, after the free-space check passed (here a file size limit,
+    /// as a quota gives: `ulimit -f` with SIGXFSZ ignored, so write(2) fails with EFBIG), names the
+    /// file, the byte and how to fetch again, leaves no partial file, and the outputs stay on the
+    /// coordinator: the same fetch without the limit then gets them whole.
+    @Test(
+        "A download whose write fails midway names the file and byte, leaves nothing behind, and can be fetched again")
+    func writeFailsMidDownload() throws {
+        let group = try ProcessGroup("download-efbig")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 600, width: 600)  // its .npy: 4.1 MiB
+        let (workers, clients) = try group.startCoordinator()
+        try group.startWorker(workers, name: "w1", threads: 2)
+        let coordinator = ProcessGroup.binary("tessera-coordinator")
+        var (status, log) = try runCommand(
+            [coordinator, "submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + ["--outputs", "npy", "--out", group.directory + "/unused", image])
+        #expect(status == 0 && log.contains("job 1 "), "\(log)")
+        let client = try TestClient(try ZMQContext(), clients)
+        let deadline = Date().addingTimeInterval(60)
+        while (try? client.status(1).state) != .done && Date() < deadline { usleep(100_000) }
+        #expect(try client.status(1).state == .done, "\(group.log("coordinator"))")
+
+        let out = group.directory + "/maps"
+        (status, log) = try runCommand([
+            "bash", "-c", "trap '' XFSZ; ulimit -f 1024; exec \"$@\"", "fetch-limited",
+            coordinator, "fetch", "1", "--coordinator", clients, "--out", out,
+        ])
+        #expect(status != 0, "\(log)")
+        #expect(log.contains("cannot write \(out)/img.npy (at byte "), "\(log)")
+        #expect(
+            log.contains("File too large") && log.contains("fix that and run tessera-coordinator fetch 1 --out \(out)"),
+            "\(log)")
+        #expect(!log.contains("NSCocoaErrorDomain"), "Foundation's code instead of the reason: \(log)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: out)
+        #expect(left.isEmpty, "a failed download left \(left)")
+
+        (status, log) = try runCommand([coordinator, "fetch", "1", "--coordinator", clients, "--out", out])
+        #expect(status == 0, "\(log)")
+        let size = (try FileManager.default.attributesOfItem(atPath: out + "/img.npy")[.size] as? Int) ?? 0
+        #expect(size > 4 << 20, "the second fetch wrote \(size) bytes")
+    }
+
     @Test("A read-only store is refused at start with the store named, not at the first submission")
     func readOnlyStore() throws {
         let group = try ProcessGroup("read-only-store")

@@ -271,7 +271,7 @@ final class ClusterClient {
             let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
             if free < 1 << 20 { return "no space left on the disk holding \(directory) (\(free) bytes free)" }
         }
-        return (error as NSError).localizedDescription
+        return systemErrorText(error)
     }
 
     /// Refuses a download whose files cannot fit in `directory`'s free space, before any is written
@@ -342,10 +342,12 @@ final class ClusterClient {
                     try handle.write(contentsOf: chunk.bytes)
                 } catch {
                     // Foundation's text ("There isn't enough space.") names neither the file nor what to do.
+                    let full = [ENOSPC, EDQUOT].contains(systemErrorCode(error) ?? 0)
                     throw ClusterError(
                         .storage,
                         "cannot write \(path) (at byte \(offset) of it): \(Self.writeFailure(error, directory)); the "
-                            + "job's outputs stay on the coordinator: free some space and run tessera-coordinator fetch \(job) --out \(directory)"
+                            + "job's outputs stay on the coordinator: \(full ? "free some space" : "fix that") and run "
+                            + "tessera-coordinator fetch \(job) --out \(directory)"
                     )
                 }
                 offset += UInt64(chunk.bytes.count)

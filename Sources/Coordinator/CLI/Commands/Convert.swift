@@ -139,15 +139,7 @@ extension Convert {
             }
             try data.write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            let ns = error as NSError
-            let posix =
-                ns.domain == NSPOSIXErrorDomain
-                ? ns.code
-                : (ns.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap {
-                    $0.domain == NSPOSIXErrorDomain ? $0.code : nil
-                }
-            let reason = posix.map { String(cString: strerror(Int32($0))) } ?? error.localizedDescription
-            throw ModelError(file: path, "cannot write it: \(reason)")
+            throw ModelError(file: path, "cannot write it: \(systemErrorText(error))")
         }
     }
 }

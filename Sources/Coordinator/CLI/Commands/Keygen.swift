@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TesseraCluster
+import TesseraCore
 import TesseraWire
 
 /// `tessera-coordinator keygen NAME`: a CURVE key pair for the coordinator, a worker or a user.
@@ -46,7 +47,7 @@ struct Keygen: ParsableCommand {
                     atPath: out, withIntermediateDirectories: true,
                     attributes: [.posixPermissions: 0o700])
             } catch {
-                throw ClusterError("--out \(out): cannot create the folder: \(error.localizedDescription)")
+                throw ClusterError("--out \(out): cannot create the folder: \(systemErrorText(error))")
             }
         } else if !isDirectory.boolValue {
             throw ClusterError("--out \(out): not a folder")

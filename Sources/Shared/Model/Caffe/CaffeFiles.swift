@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import TesseraCore
 
 /// Reading Caffe's files into their protobuf messages, with errors that name the
 /// file and, for text, the line and column.
@@ -28,7 +29,7 @@ enum CaffeFiles {
         do {
             return try Data(contentsOf: url)
         } catch {
-            throw ModelError(.unreadable, file: path, "cannot read the \(what): \(error.localizedDescription)")
+            throw ModelError(.unreadable, file: path, "cannot read the \(what): \(systemErrorText(error))")
         }
     }
 
