@@ -416,6 +416,78 @@ struct DeployFilesTests {
             for doc in try DeployFiles.yaml("kubernetes/\(file)") { objects.append(dict(doc)) }
         }
         let imageNames = Set(list(kustomization["images"]).map { "\(dict($0)["name"] ?? "")" })
+        try Self.checkKubernetes(objects, imageNames: imageNames)
+    }
+
+    /// The shared-storage component, rendered over the manifests by `kubectl kustomize`: the
+    /// same checks hold, and the coordinator and every worker mount one ReadWriteMany claim at
+    /// the path both take as `--shared-root`.
+    @Test("kubernetes/shared-storage: one ReadWriteMany claim at the coordinator's and every worker's --shared-root")
+    func kubernetesSharedStorage() throws {
+        try #require(DeployFiles.yamlAvailable, "python3 with PyYAML is missing: kubernetes/ not checked")
+        let kubectl = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+            .map { "\($0)/kubectl" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let kubectl else {
+            print("DeployFilesTests: kubectl is missing, kubernetes/shared-storage not rendered")
+            return
+        }
+        // An overlay enabling the component; kustomize takes only relative paths to them.
+        let overlay = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-overlay-\(getpid())")
+        try FileManager.default.createDirectory(at: overlay, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: overlay) }
+        let up = String(repeating: "../", count: overlay.standardizedFileURL.pathComponents.count - 1)
+        let base = up + String(DeployFiles.path("kubernetes").dropFirst())
+        try "namespace: tessera\nresources:\n  - \(base)\ncomponents:\n  - \(base)/shared-storage\n".write(
+            to: overlay.appendingPathComponent("kustomization.yaml"), atomically: true, encoding: .utf8)
+        let (status, output) = try DeployFiles.run(kubectl, ["kustomize", overlay.path])
+        try #require(status == 0, "kubectl kustomize: \(output)")
+        let script = "import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)"
+        let (parsed, json) = try DeployFiles.run(DeployFiles.python!, ["-c", script], stdin: Data(output.utf8))
+        try #require(parsed == 0, "\(json)")
+        let rendered = (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [Any] ?? []).map(dict)
+        // kustomize leaves the key Secrets out (local-config) and writes each image with its tag.
+        let secrets = try DeployFiles.yaml("kubernetes/secret-keys.yaml").map(dict)
+        let objects = rendered + secrets
+        let kustomization = dict(try DeployFiles.yaml("kubernetes/kustomization.yaml").first)
+        let images = list(kustomization["images"]).map(dict).map { "\($0["name"] ?? ""):\($0["newTag"] ?? "")" }
+        try Self.checkKubernetes(objects, imageNames: Set(images))
+
+        let claims = objects.filter { $0["kind"] as? String == "PersistentVolumeClaim" }
+        #expect(claims.count == 1)
+        let claim = try #require(claims.first)
+        let claimName = "\(dict(claim["metadata"])["name"] ?? "")"
+        #expect(strings(dict(claim["spec"])["accessModes"]) == ["ReadWriteMany"])
+        #expect("\(dict(claim["metadata"])["namespace"] ?? "")" == "tessera")
+        var roots: [String: String] = [:]
+        for o in objects where ["StatefulSet", "Deployment"].contains(o["kind"] as? String ?? "") {
+            let name = "\(dict(o["metadata"])["name"] ?? "")"
+            let podSpec = dict(dict(dict(o["spec"])["template"])["spec"])
+            let shared = list(podSpec["volumes"]).map(dict).filter {
+                "\(dict($0["persistentVolumeClaim"])["claimName"] ?? "")" == claimName
+            }
+            let volume = try #require(shared.first, "\(name) does not mount the shared claim")
+            for c in list(podSpec["containers"]).map(dict) {
+                var inv = try DeployFiles.imageInvocation(strings(c["args"]), origin: name)
+                for variable in list(c["env"]).map(dict) {
+                    inv.environment["\(variable["name"] ?? "")"] = "\(variable["value"] ?? "")"
+                }
+                let root = try #require(inv.value("--shared-root"), "\(name): no --shared-root")
+                let mount = list(c["volumeMounts"]).map(dict).first {
+                    "\($0["name"] ?? "")" == "\(volume["name"] ?? "")"
+                }
+                #expect(
+                    "\(mount?["mountPath"] ?? "")" == root, "\(name): --shared-root \(root) is not the claim's mount")
+                #expect(mount?["readOnly"] as? Bool != true, "\(name): workers and coordinator both write maps there")
+                roots[name] = root
+            }
+        }
+        #expect(Set(roots.keys) == ["tessera-coordinator", "tessera-worker", "tessera-worker-gpu"], "\(roots)")
+        #expect(Set(roots.values).count == 1, "one path on every pod: \(roots)")
+    }
+
+    /// The manifests' checks: args and variables are real flags, probes, ports, volumes, Secrets
+    /// and Services agree.
+    static func checkKubernetes(_ objects: [[String: Any]], imageNames: Set<String>) throws {
         var services: [String: [String: Any]] = [:]
         for o in objects where o["kind"] as? String == "Service" {
             services["\(dict(o["metadata"])["name"] ?? "")"] = o
@@ -530,6 +602,12 @@ struct DeployFilesTests {
                     let clientPort = try #require(DeployFiles.port(inv.value("--client-endpoint")))
                     let metricsPort = DeployFiles.port(inv.value("--metrics-address"))
                     #expect(Set(containerPorts) == Set([workerPort, clientPort] + (metricsPort.map { [$0] } ?? [])))
+                    // The StatefulSet's governing Service is headless (it gives the pod its DNS name).
+                    let governing = try #require(
+                        services["\(spec["serviceName"] ?? "")"], "\(origin): no serviceName Service")
+                    #expect(
+                        "\(dict(governing["spec"])["clusterIP"] ?? "")" == "None",
+                        "\(origin): serviceName is not headless")
                     // The Service named like the StatefulSet forwards both ports.
                     let service = try #require(services[name], "no Service \(name)")
                     let portNames = Set(ports.map { "\($0["name"] ?? "")" })
