@@ -70,7 +70,12 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         downsample = levels[chosen].downsample
         vendor = openslide_detect_vendor(path).map { String(cString: $0) } ?? "unknown"
         background = Self.parseColor(handle.property("openslide.background-color")) ?? (255, 255, 255)
-        notes = TIFFDirectoryChain.cutShortNote(path: path).map { [$0] } ?? []
+        notes =
+            (TIFFDirectoryChain.cutShortNote(path: path).map { [$0] } ?? [])
+            + (SlideLevel.nonSquareNote(
+                x: handle.property("openslide.mpp-x").flatMap(Double.init),
+                y: handle.property("openslide.mpp-y").flatMap(Double.init)
+            ).map { [$0] } ?? [])
         guard width > 0, height > 0, downsample > 0, downsample.isFinite else {
             throw SlideError(
                 .openSlide, path: path, level: chosen,

@@ -17,6 +17,21 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
         return value
     }
 
+    /// A note when a file's pixels are not square (x and y µm/px differ by over 1 %): Tessera,
+    /// like the viewers, maps the slide's own pixel grid, so the net sees the tissue stretched,
+    /// and µm/px (`--mpp`, the maps' scale) is the x size. Nil when square or either is unknown.
+    package static func nonSquareNote(x: Double?, y: Double?) -> String? {
+        guard let x = plausibleMPP(x), let y = plausibleMPP(y), abs(y / x - 1) > 0.01 else { return nil }
+        return "its pixels are not square (\(formatMPP(x)) µm wide, \(formatMPP(y)) µm high): they are read as "
+            + "stored, so the net sees the tissue squeezed \(formatMPP(max(x, y) / min(x, y)))× "
+            + "\(y > x ? "vertically" : "horizontally") (unless it was trained on such slides); µm/px (--mpp, the "
+            + "maps' scale) is the width"
+    }
+
+    static func formatMPP(_ value: Double) -> String {
+        String(format: "%.4g", value)
+    }
+
     package let mpp: Double?
     /// The tile size; nil for a striped TIFF directory (or when OpenSlide does not say).
     package let tileWidth: Int?

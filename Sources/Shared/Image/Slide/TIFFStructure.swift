@@ -121,6 +121,11 @@ struct TIFFStructure: Sendable {
                 }
             }
             if let cut = TIFFDirectoryChain.cutShortNote(path: path) { notes.append(cut) }
+            if let note = SlideLevel.nonSquareNote(
+                x: recorded, y: Self.mppY(ome: entry.ome, info: info0, source: source))
+            {
+                notes.append(note)
+            }
             self.notes = notes
             levels = pyramid.enumerated().map { index, candidate in
                 let layout = candidate.1
@@ -214,6 +219,26 @@ struct TIFFStructure: Sendable {
         case 2: return (25400 / resolution, "resolution tags")
         case 3: return (10000 / resolution, "resolution tags")
         default: return (nil, nil)
+        }
+    }
+
+    /// Level-0 µm/px along y, from where `mpp` read x (`source`): OME-XML's PhysicalSizeY or the
+    /// YResolution tag; nil when that gives none (Aperio records one size for both).
+    static func mppY(ome: OMEXML.Image?, info: tsl_dir_info, source: String?) -> Double? {
+        guard let source else { return nil }
+        if source.hasPrefix("OME-XML") {
+            guard let ome, let value = OMEXML.number(after: "PhysicalSizeY=\"", in: ome.xml), value > 0 else {
+                return nil
+            }
+            let unit = OMEXML.string(after: "PhysicalSizeYUnit=\"", in: ome.xml) ?? "µm"
+            let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+            return scale.map { value * $0 }
+        }
+        guard source == "resolution tags", info.y_resolution > 0, info.y_resolution.isFinite else { return nil }
+        switch info.resolution_unit {
+        case 2: return 25400 / info.y_resolution
+        case 3: return 10000 / info.y_resolution
+        default: return nil
         }
     }
 

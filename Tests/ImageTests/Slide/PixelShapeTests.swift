@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+@testable import TesseraImage
+@testable import TestSupport
+
+/// A slide whose pixels are not square (x and y µm/px differ) is read as its pixel grid, as
+/// viewers show it, with a note saying so and which size µm/px means; square pixels get no note.
+@Suite("Non-square pixels: a note names both sizes")
+struct PixelShapeTests {
+    static let folder: Result<String, FixtureError> = Result {
+        let dir = try ProcessScratch.fresh("tessera-pixel-shape-")
+        try run(["python3", "-c", script, dir])
+        return dir
+    }.mapError { FixtureError("\($0)") }
+
+    /// Resolution tags 40 000 px/cm across, 20 000 down (0.25 × 0.5 µm); OME PhysicalSizeY in nm;
+    /// and a square pair of each.
+    static let script = """
+        import sys, numpy as np, tifffile
+        d = sys.argv[1]
+        a = np.random.default_rng(5).integers(0, 255, (128, 160, 3), dtype=np.uint8)
+        o = dict(tile=(64, 64), photometric='rgb')
+        tifffile.imwrite(d + '/tags.tif', a, resolution=(40000, 20000), resolutionunit='CENTIMETER', **o)
+        tifffile.imwrite(d + '/square.tif', a, resolution=(40000, 40000), resolutionunit='CENTIMETER', **o)
+        tifffile.imwrite(d + '/ome.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25,
+            'PhysicalSizeY': 200, 'PhysicalSizeYUnit': 'nm'}, **o)
+        tifffile.imwrite(d + '/ome-square.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25,
+            'PhysicalSizeY': 0.25}, **o)
+        """
+
+    static func path(_ name: String) throws -> String { try folder.get() + "/" + name }
+
+    @Test("Resolution tags and OME-XML: different x and y sizes give the note, equal ones none")
+    func notes() throws {
+        let tags = try TIFFRegionSource(path: Self.path("tags.tif"))
+        #expect(tags.levels[0].mpp == 0.25)
+        let note = try #require(tags.notes.first { $0.contains("not square") }, "\(tags.notes)")
+        #expect(note.contains("0.25 µm wide, 0.5 µm high") && note.contains("squeezed 2× vertically"), "\(note)")
+        #expect(note.contains("--mpp"), "\(note)")
+
+        let ome = try TIFFRegionSource(path: Self.path("ome.ome.tif"))
+        let omeNote = try #require(ome.notes.first { $0.contains("not square") }, "\(ome.notes)")
+        #expect(
+            omeNote.contains("0.25 µm wide, 0.2 µm high") && omeNote.contains("squeezed 1.25× horizontally"),
+            "\(omeNote)")
+
+        for square in ["square.tif", "ome-square.ome.tif"] {
+            let source = try TIFFRegionSource(path: Self.path(square))
+            #expect(source.levels[0].mpp == 0.25 && source.notes.isEmpty, "\(square): \(source.notes)")
+        }
+        // inspect-image shows it too.
+        let info = try SlideInfo.inspect(path: Self.path("tags.tif"))
+        #expect(info.properties.contains { $0.key.hasPrefix("note.") && $0.value == note }, "\(info.properties)")
+    }
+
+    @Test("The note's arithmetic: within 1 % is square; unknown or implausible sizes give none")
+    func arithmetic() {
+        #expect(SlideLevel.nonSquareNote(x: 0.25, y: 0.252) == nil)
+        #expect(SlideLevel.nonSquareNote(x: 0.25, y: 0.26) != nil)
+        #expect(SlideLevel.nonSquareNote(x: 0.25, y: nil) == nil)
+        #expect(SlideLevel.nonSquareNote(x: 0.25, y: 1e300) == nil)
+    }
+}
