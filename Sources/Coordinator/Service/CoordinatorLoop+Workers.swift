@@ -223,7 +223,7 @@ extension CoordinatorLoop {
                 "worker": "\(worker.name)", "job": "\(job.id)",
                 "task": "\(index)", "error": "\(f.message)",
                 "next":
-                    "\(failures < Self.maxTaskFailures ? "retried in \(Self.retryDelay(afterFailures: failures)) s" : "none")",
+                    "\(failures < Self.maxTaskFailures ? "retried in \(expected ? 0 : Self.retryDelay(afterFailures: failures)) s" : "none")",
             ])
         attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))")
     }
@@ -262,7 +262,11 @@ extension CoordinatorLoop {
         job.failedOn[index, default: []].insert(worker.id)
         let failures = job.failures[index]!
         guard failures.count >= Self.maxTaskFailures else {
-            job.retryAt[index] = monotonicSeconds() + Double(Self.retryDelay(afterFailures: failures.count))
+            // Damaged data does not heal with time: under --corrupt-tiles skip such a task goes to
+            // another worker at once (its 8 s of waits made a slide with damaged tiles end that late).
+            let damaged = job.options.skipCorruptTiles && message.contains(Wire.TaskFailure.corruptInput)
+            job.retryAt[index] =
+                monotonicSeconds() + (damaged ? 0 : Double(Self.retryDelay(afterFailures: failures.count)))
             return
         }
         // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
