@@ -107,6 +107,13 @@ struct ONNXExporterPatternTests {
         #expect(c.pad == Size2(1, 1) && p.pad == Size2(1, 2))
         #expect(pad.notes.contains { $0.contains("Pad node 'pad_1' is folded into node 'conv_2'") })
         #expect(!pad.geometry.isExact)
+        // After a ReLU, a zero Pad folds into the MaxPool that reads it (zeros never win there).
+        let maxPad = try ModelLoader.load(ModelSource(model: T.fixture("relu_pad_maxpool")))
+        let pools = maxPad.classifier.layers.compactMap { layer -> Pooling? in
+            if case .pooling(let p) = layer.op { return p } else { return nil }
+        }
+        #expect(pools.count == 1 && pools[0].method == .max && pools[0].pad == Size2(1, 1), "\(pools)")
+        #expect(maxPad.notes.contains { $0.contains("Pad node 'pad_3' is folded into node 'maxpool_4'") })
         #expect(pad.geometry.inexactReasons.joined().contains("conv_2"), "\(pad.geometry.inexactReasons)")
         // A whole-float16 model runs in float32, with a note naming FLOAT16.
         let half = try ModelLoader.load(ModelSource(model: T.fixture("float16_model")))
@@ -169,7 +176,9 @@ struct ONNXExporterPatternTests {
         try Self.refusal(m, node: "prelu_2", "a slope of shape 5")
     }
 
-    @Test("Pads that are not zero, symmetric and spatial, or that feed MaxPool, are refused with a specific reason")
+    @Test(
+        "Pads that are not zero, symmetric and spatial, or that feed a MaxPool of signed values, are refused with a specific reason"
+    )
     func padRefusals() throws {
         var m = try T.proto("zero_pad")
         Self.setAttribute(&m, "pad_1", Self.attribute("mode", string: "reflect"))
@@ -185,9 +194,14 @@ struct ONNXExporterPatternTests {
         m = try T.proto("zero_pad")
         Self.setInitializer(&m, "pad1.value", floats: [0.5], dims: [])
         try Self.refusal(m, node: "pad_1", "the value 0.5")
-        m = try T.proto("zero_pad")
-        m.graph.node[Self.index(m, "averagepool_5")].opType = "MaxPool"
-        try Self.refusal(m, node: "averagepool_5", "Pad node 'pad_4'", "MaxPool's own padding")
+        // A MaxPool reading a Pad of values that can be negative (a leaky ReLU's): zeros are not −∞.
+        m = try T.proto("relu_pad_maxpool")
+        m.graph.node[Self.index(m, "relu_2")].opType = "LeakyRelu"
+        try Self.refusal(m, node: "maxpool_4", "Pad node 'pad_3'", "MaxPool's own padding", "can be negative")
+        // After a ReLU, but padding so much that a window holds padding only.
+        m = try T.proto("relu_pad_maxpool")
+        Self.setInitializer(&m, "pad.pads", ints: [0, 0, 3, 3, 0, 0, 3, 3])
+        try Self.refusal(m, node: "maxpool_4", "hold only padding")
         // A Pad read by a layer that cannot take it.
         m = try T.proto("zero_pad")
         m.graph.node[Self.index(m, "conv_2")].opType = "Relu"

@@ -514,6 +514,27 @@ def zero_pad():
     return g, g.model(x, 13), pre, False
 
 
+def relu_pad_maxpool():
+    """ZeroPad2d between a ReLU and a MaxPool (as TF/Keras exports pad a max pool): the ReLU's
+    output is never negative, so the zeros pad like MaxPool's own (−∞) padding, and the Pad is
+    folded into the MaxPool's pads; the net pads, so it runs with --allow-padding."""
+    g = Graph("relu_pad_maxpool", 3, 12, seed=15)
+    x = g.conv("input", 3, 6, 3)  # 10
+    x = g.node("Relu", [x])
+    x = g.node("Pad", [x, ints(g, "pad.pads", [0, 0, 1, 1, 0, 0, 1, 1])])  # 12
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2])  # 5
+    x = g.conv(x, 6, 4, 3)  # 3
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 4 * 3 * 3, 3, gain=0.5)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Pad (constant 0) after a Relu folded into the MaxPool that reads it (zeros = −∞ there)",
+        "not exact (padding): refused without --allow-padding (opset 13)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[110.0], std=[], scale=1.0 / 50)
+    return g, g.model(x, 13), pre, False
+
+
 def float16_model():
     """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
     input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
@@ -724,7 +745,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model]
+        float16_model, relu_pad_maxpool]
 
 
 def main():

@@ -188,6 +188,14 @@ extension ONNXImporter {
         }
         let pad = try padding(n, kernel: kernel, stride: stride, dilation: .one)
         let max = n.node.opType == "MaxPool"
+        // A folded zero Pad before a MaxPool (of non-negative values) equals −∞ padding only where
+        // every window still holds one input pixel.
+        if max, extra != .zero, pad.h + extra.h >= kernel.h || pad.w + extra.w >= kernel.w {
+            throw n.fail(
+                .unsupported,
+                "a Pad node adds \(extra) zero rows and columns before it, which with its own pads \(pad) makes "
+                    + "windows of \(kernel) that hold only padding: Tessera cannot fold that Pad into it")
+        }
         if !max, pad != .zero, (n.int("count_include_pad") ?? 0) == 0 {
             throw n.fail(
                 .unsupported,

@@ -12,8 +12,9 @@ struct PendingPad {
 }
 
 /// Pad nodes (user audit F6: ZeroPad2d, TF-style explicit padding): a zero Pad of the
-/// spatial axes, the same on both sides, read by one Conv or AveragePool, is exactly that
-/// layer with larger pads, so it is folded into them (the net then pads: `--allow-padding`).
+/// spatial axes, the same on both sides, read by one Conv or AveragePool (or a MaxPool of values
+/// that are never negative), is exactly that layer with larger pads, so it is folded into them
+/// (the net then pads: `--allow-padding`).
 /// Other Pads are refused with what they do that Tessera's layers cannot.
 extension ONNXImporter {
     mutating func addPad(_ n: inout NodeContext) throws {
@@ -80,7 +81,7 @@ extension ONNXImporter {
             throw n.fail(
                 .unsupported,
                 "its output is read by \(uses[out] ?? 0) nodes: Tessera folds a Pad into the one Conv or "
-                    + "AveragePool that reads it")
+                    + "pooling node that reads it")
         }
         try requireNew(n, out)
         pendingPads[out] = PendingPad(blob: x, pad: Size2(Int(full[2]), Int(full[3])), node: n.name)
@@ -90,11 +91,14 @@ extension ONNXImporter {
     /// Pad node before it, which the layer takes on.
     mutating func paddedSpatial(_ n: NodeContext) throws -> (blob: String, pad: Size2) {
         guard let raw = n.node.input.first, let p = pendingPads[raw] else { return (try spatial(n), .zero) }
-        if n.node.opType == "MaxPool" {
+        // MaxPool's own padding never wins a window (−∞); zeros do, unless the input is never
+        // negative (after a ReLU), where a window's maximum is at least 0 anyway: then they are the same.
+        if n.node.opType == "MaxPool", !isNonNegative(p.blob) {
             throw n.fail(
                 .unsupported,
                 "its input is padded with zeros by Pad node '\(p.node)', but MaxPool's own padding is ignored "
-                    + "(−∞), not zero: Tessera cannot fold the Pad into it; export the model with MaxPool's pads")
+                    + "(−∞), not zero, and the padded values can be negative (no ReLU before the Pad): Tessera "
+                    + "cannot fold the Pad into it; export the model with MaxPool's pads")
         }
         pendingPads[raw] = nil
         notes.append(
@@ -103,13 +107,25 @@ extension ONNXImporter {
         return (p.blob, p.pad)
     }
 
-    /// Refuses reading the output of a Pad node anywhere but in a Conv or AveragePool.
+    /// Whether every value of `blob` is ≥ 0: made by a ReLU, a sigmoid or a softmax, or pooled from such.
+    func isNonNegative(_ blob: String) -> Bool {
+        guard let producer = layers.last(where: { $0.tops.contains(blob) }) else { return false }
+        switch producer.op {
+        case .relu(let slope): return slope == 0
+        case .sigmoid, .softmax: return true
+        case .pooling:
+            return producer.bottoms.count == 1 && producer.bottoms[0] != blob && isNonNegative(producer.bottoms[0])
+        default: return false
+        }
+    }
+
+    /// Refuses reading the output of a Pad node anywhere but in a Conv or pooling node.
     func requireNoPendingPad(_ n: NodeContext, _ raw: String) throws {
         if let p = pendingPads[raw] {
             throw n.fail(
                 .unsupported,
                 "its input '\(raw)' is the output of Pad node '\(p.node)': Tessera folds a zero Pad only into "
-                    + "the Conv or AveragePool that reads it (as their own pads), and has no Pad layer")
+                    + "the Conv or pooling node that reads it (as their own pads), and has no Pad layer")
         }
     }
 }

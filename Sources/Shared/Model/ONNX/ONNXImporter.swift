@@ -70,7 +70,7 @@ struct ONNXImporter {
     var notedShapes = false
     /// Whether the note on a Cast of the activations to another floating-point type was given.
     var notedPrecision = false
-    /// Zero Pad nodes waiting for the Conv or AveragePool that reads them, by output name.
+    /// Zero Pad nodes waiting for the Conv or pooling node that reads them, by output name.
     var pendingPads: [String: PendingPad] = [:]
     /// The LogSoftmax imported as Softmax, which must be the net's last layer.
     var logSoftmax: String?
