@@ -347,6 +347,11 @@ struct JobFactory: Sendable {
             tiles = tiles.filter { mask.containsTissue($0) }
             tissue = (mask.tissueFraction, all - tiles.count)
             if mask.feature == .brightness { tissueRemarks = " (a dark background: its bright parts are the tissue)" }
+            if mask.paleCells > 0 {
+                tissueRemarks += String(
+                    format: " (%.1f %% of the view barely coloured but darker than the glass: counted as tissue)",
+                    100 * Double(mask.paleCells) / Double(max(1, mask.cells.count)))
+            }
             if mask.damagedCells > 0 {
                 tissueRemarks += String(
                     format: " (%.1f %% of the view unreadable: its tiles are tried)",

@@ -134,6 +134,39 @@ struct TissueMaskTests {
         #expect(abs(mask.tissueFraction - Double.pi * 56 * 56 / 1e6) < 0.005, "\(mask.tissueFraction)")
     }
 
+    /// Found by a user audit: pale stroma beside strongly stained tissue (saturation 0.04, with nuclei in it)
+    /// fell below Otsu's saturation threshold and was left out of the map. Darker than the glass, it is tissue;
+    /// the glass itself, noisy and brighter in the middle (uneven lighting), is not.
+    @Test func paleTissueDarkerThanTheGlass() throws {
+        let (width, height) = (600, 400)
+        let source = FunctionSource(width: width, height: height, channels: 3) { y, x in
+            var rng = SplitMix64(seed: UInt64(y * width + x))
+            let noise = Float(rng.next() % 5)
+            if (y - 200) * (y - 200) + (x - 150) * (x - 150) < 80 * 80 { return [140, 70, 40 + noise] }  // stained
+            if y >= 120 && y < 280 && x >= 360 && x < 520 { return [214 + noise, 210, 216] }  // pale
+            // Glass: 240 in the middle, 234 at the corners.
+            let d = Float((y - 200) * (y - 200) + (x - 300) * (x - 300)) / Float(200 * 200 + 300 * 300)
+            let v = 240 - 6 * d + noise
+            return [v, v, v + 2]
+        }
+        let mask = try TissueMask.detect(source: source, options: .init(maxDimension: 150, dilation: 0))
+        #expect(mask.feature == .saturation)
+        #expect(mask.containsTissue(PixelRect(y: 190, x: 140, height: 20, width: 20), minFraction: 1))
+        #expect(mask.containsTissue(PixelRect(y: 124, x: 364, height: 152, width: 152), minFraction: 1))
+        #expect(mask.paleCells > 0 && mask.paleBelow != nil)
+        for rect in [
+            PixelRect(y: 0, x: 0, height: 40, width: 40), PixelRect(y: 180, x: 260, height: 40, width: 60),
+            PixelRect(y: 340, x: 540, height: 60, width: 60),
+        ] {
+            #expect(!mask.containsTissue(rect), "glass \(rect) counted as tissue")
+        }
+        // Saturation alone (the rule off) leaves the pale region out: the check can fail.
+        let saturationOnly = try TissueMask.detect(
+            source: source, options: .init(maxDimension: 150, dilation: 0, paleMargin: nil))
+        #expect(!saturationOnly.containsTissue(PixelRect(y: 180, x: 420, height: 40, width: 40)))
+        #expect(saturationOnly.paleCells == 0)
+    }
+
     /// `--corrupt-tiles skip`: the damaged part of the view counts as tissue (its tiles are tried), the rest
     /// is judged as usual; without it, the damage is an error naming the tile.
     @Test func damagedViewCountsAsTissue() throws {

@@ -59,6 +59,8 @@ extension Run {
                         "fraction": "\(String(format: "%.3f", mask.tissueFraction))",
                         "feature": "\(mask.feature.rawValue)\(mask.feature == .brightness ? " (dark background)" : "")",
                         "unreadable-cells": "\(mask.damagedCells)",
+                        // Barely coloured but darker than the glass: tissue by brightness alone.
+                        "pale-cells": "\(mask.paleCells)",
                     ])
             }
             logger.info(

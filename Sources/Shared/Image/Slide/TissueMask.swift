@@ -10,7 +10,11 @@ import TesseraCore
 /// image (fluorescence: the cells along its border, where slides show their background, darker than
 /// `darkBackground` in the median) uses brightness (the brightest channel) instead: there the signal is
 /// bright, and near-black noise has a high saturation. The threshold is never below `minimumThreshold`, so an empty slide's noise
-/// is not split in two. The tissue cells are then dilated by `dilation` cells so tissue edges are not cut.
+/// is not split in two. In colour, a cell also counts as tissue when it is darker than the glass by `paleMargin`
+/// (or by four times the glass's own spread, if larger): pale, barely stained tissue (stroma beside a strong stain,
+/// whose saturation Otsu puts with the glass) is darker than the glass even where it is not coloured; the glass's
+/// brightness is the median of the view's border cells. The tissue cells are then dilated by `dilation` cells so
+/// tissue edges are not cut.
 /// Deterministic: the same pixels give the same mask.
 ///
 /// The mask never holds a full-resolution image: the source is read in blocks of about 1024² pixels and
@@ -26,14 +30,19 @@ package struct TissueMask: Sendable, Equatable {
         /// Parts of the view whose data is damaged (`SlideError.isCorruptData`) count as tissue, so their
         /// tiles are tried (and left empty if damaged: `--corrupt-tiles skip`); else the damage is an error.
         package var tolerateDamage: Bool
+        /// In colour: how much darker than the glass (brightness 0…1) a cell must be to count as tissue whatever
+        /// its saturation; nil: saturation alone.
+        package var paleMargin: Double?
 
         package init(
-            maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05, tolerateDamage: Bool = false
+            maxDimension: Int = 1024, dilation: Int = 1, minimumThreshold: Double = 0.05, tolerateDamage: Bool = false,
+            paleMargin: Double? = 0.04
         ) {
             self.maxDimension = maxDimension
             self.dilation = dilation
             self.minimumThreshold = minimumThreshold
             self.tolerateDamage = tolerateDamage
+            self.paleMargin = paleMargin
         }
     }
 
@@ -65,6 +74,10 @@ package struct TissueMask: Sendable, Equatable {
     package let feature: Feature
     /// Cells whose pixels could not be read (damaged data, `Options.tolerateDamage`): counted as tissue.
     package let damagedCells: Int
+    /// In colour: the brightness below which a cell is tissue whatever its saturation (pale tissue), if any.
+    package let paleBelow: Double?
+    /// Cells that are tissue by the pale rule only (before dilation).
+    package let paleCells: Int
     /// Row-major, `width × height`: true where there is tissue (after dilation).
     package let cells: [Bool]
 
@@ -90,7 +103,20 @@ package struct TissueMask: Sendable, Equatable {
             minimumSaturation: Float(options.minimumThreshold))
         let readable = values.indices.filter { !grid.damaged[$0] }.map { values[$0] }
         let threshold = max(Self.otsu(readable), options.minimumThreshold)
-        let tissue = values.indices.map { grid.damaged[$0] || Double(values[$0]) > threshold }
+        var tissue = values.indices.map { grid.damaged[$0] || Double(values[$0]) > threshold }
+        var paleBelow: Double?
+        var paleCells = 0
+        if feature == .saturation, let margin = options.paleMargin,
+            let glass = grid.glass(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth))
+        {
+            let below = glass.median - max(margin, 4 * glass.spread)
+            let brightness = grid.brightness(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth))
+            for i in tissue.indices where !tissue[i] && Double(brightness[i]) < below {
+                tissue[i] = true
+                paleCells += 1
+            }
+            paleBelow = below
+        }
         let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
         let coverWidth = coverWidth ?? source.width
         let coverHeight = coverHeight ?? source.height
@@ -99,7 +125,7 @@ package struct TissueMask: Sendable, Equatable {
             cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
             cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
             threshold: threshold, feature: feature, damagedCells: grid.damaged.lazy.filter { $0 }.count,
-            cells: dilated)
+            paleBelow: paleBelow, paleCells: paleCells, cells: dilated)
     }
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
@@ -294,17 +320,36 @@ struct CellGrid {
         // Colour if a few cells (0.1 %, at least one) are saturated: tissue may cover only 1 % of a slide.
         let saturated = readable.lazy.filter { saturation[$0] >= minimumSaturation }.count
         let colour = saturated > 0 && saturated >= readable.count / 1000
-        let brightness = (0..<(width * height)).map { index in
+        let brightness = brightness(maxValue: maxValue, gray: gray)
+        let border = borderBrightness(brightness)
+        if !border.isEmpty, border[border.count / 2] < TissueMask.darkBackground { return (brightness, .brightness) }
+        if !colour { return (brightness.map { 1 - $0 }, .darkness) }
+        return (saturation, .saturation)
+    }
+
+    /// Each cell's brightness, 0…1: its brightest channel's mean (its mean, for gray).
+    func brightness(maxValue: Float, gray: Bool = false) -> [Float] {
+        (0..<(width * height)).map { index in
             (!gray && channels >= 3
                 ? max(means[index * 3], means[index * 3 + 1], means[index * 3 + 2]) : means[index * channels])
                 / maxValue
         }
-        // Slides show their background along the border (the glass around the tissue).
-        let border = readable.filter { i in
-            i / width == 0 || i / width == height - 1 || i % width == 0 || i % width == width - 1
+    }
+
+    /// The readable border cells' brightness, ascending: slides show their background along the border
+    /// (the glass around the tissue).
+    func borderBrightness(_ brightness: [Float]) -> [Float] {
+        (0..<(width * height)).filter { i in
+            !damaged[i] && (i / width == 0 || i / width == height - 1 || i % width == 0 || i % width == width - 1)
         }.map { brightness[$0] }.sorted()
-        if !border.isEmpty, border[border.count / 2] < TissueMask.darkBackground { return (brightness, .brightness) }
-        if !colour { return (brightness.map { 1 - $0 }, .darkness) }
-        return (saturation, .saturation)
+    }
+
+    /// The glass's brightness (the border cells' median) and spread (their median absolute deviation).
+    func glass(maxValue: Float) -> (median: Double, spread: Double)? {
+        let border = borderBrightness(brightness(maxValue: maxValue))
+        guard !border.isEmpty else { return nil }
+        let median = Double(border[border.count / 2])
+        let deviations = border.map { abs(Double($0) - median) }.sorted()
+        return (median, deviations[deviations.count / 2])
     }
 }
