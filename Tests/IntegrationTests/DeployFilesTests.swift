@@ -762,7 +762,7 @@ struct DeployFilesTests {
         for inv in invocations { try DeployFiles.check(inv) }
         // Every TESSERA_ variable named anywhere in deploy/ is one a binary reads (or a
         // script's own: the compose image name, the local test's settings). The compose image
-        // name is not TESSERA_IMAGE, which is export --image's variable (deploy audit).
+        // name is not TESSERA_IMAGE, which is run --image's variable (deploy audit).
         var real: Set<String> = ["TESSERA_DOCKER_IMAGE", "TESSERA_BIN", "TESSERA_IN_NETNS"]
         for sub in DeployFiles.coordinatorSubcommands {
             real.formUnion(try DeployFiles.variables("tessera-coordinator", sub).keys)

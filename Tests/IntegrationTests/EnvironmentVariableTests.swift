@@ -190,6 +190,9 @@ struct EnvironmentVariableTests {
             coordinator.scheme.variable(subcommand: "submit", flag: "curve-secret-key")
                 == "TESSERA_CLIENT_CURVE_SECRET_KEY")
         #expect(coordinator.scheme.variable(subcommand: "keygen", flag: "out") == "TESSERA_KEYGEN_OUT")
+        // export --image is a path, run --image a number (user audit: TESSERA_IMAGE=2 broke export).
+        #expect(coordinator.scheme.variable(subcommand: "export", flag: "image") == "TESSERA_EXPORT_IMAGE")
+        #expect(coordinator.scheme.variable(subcommand: "run", flag: "image") == "TESSERA_IMAGE")
         // Actions are not settings.
         #expect(!worker.all.contains { $0.flag == "info" || $0.flag == "help" })
     }

@@ -101,6 +101,35 @@ struct ImageSelectTests {
         let source = try MapStore.open(at: dir + "/zarr/scenes.ome.image-2.zarr").layout.source
         #expect(
             source == MapSource(file: "scenes.ome.tif", image: 2, level: 1) && attrs.contains("\"source\""), "\(attrs)")
+        // export draws its overlay over the image and level the map records, without --level (user audit: it
+        // asked for --level 1); another file is drawn over with a warning naming the recorded one.
+        let (se, le) = try Self.coordinator(
+            group,
+            [
+                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image",
+                dir + "/scenes.ome.tif", "--out", dir + "/zarr-overlay",
+            ], log: "export-overlay")
+        #expect(se == 0 && le.contains("the map is of level 1"), "\(le)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/zarr-overlay/scenes.ome.image-2.overlay.png"))
+        try FileManager.default.copyItem(atPath: dir + "/scenes.ome.tif", toPath: dir + "/copy.tif")
+        let (sc, lc) = try Self.coordinator(
+            group,
+            [
+                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image", dir + "/copy.tif",
+                "--out", dir + "/copy-overlay",
+            ], log: "export-copy")
+        #expect(sc == 0 && lc.contains("computed from scenes.ome.tif, not copy.tif"), "\(lc)")
+        // An unfinished output a killed export left (its pid gone) is removed by the next export; one of a
+        // running process (this test's pid) stays.
+        let out = dir + "/zarr-overlay"
+        let dead = ".scenes.ome.image-2.npy.partial-999999999-17",
+            live = ".scenes.ome.image-2.npy.partial-\(getpid())-3"
+        for name in [dead, live] { FileManager.default.createFile(atPath: out + "/" + name, contents: Data(count: 10)) }
+        let (sn, ln) = try Self.coordinator(
+            group, ["export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "npy", "--out", out], log: "npy")
+        #expect(sn == 0 && ln.contains("removed unfinished outputs") && ln.contains(dead), "\(ln)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/" + dead))
+        #expect(FileManager.default.fileExists(atPath: out + "/" + live))
         let (s3, l3, _) = try map("three", dir + "/scenes.ome.tif", ["--image", "3"])
         #expect(s3 != 0, "\(l3)")
         #expect(

@@ -29,7 +29,10 @@ package struct EnvironmentScheme: Sendable {
     ///   `TESSERA_CLIENT_CURVE_SERVER_KEY` (serve's `TESSERA_CURVE_SECRET_KEY` is the
     ///   coordinator's own key; a client's is the user's);
     /// - `keygen`: `TESSERA_KEYGEN_OUT`, `TESSERA_KEYGEN_FORCE` (its `--out` is a key
-    ///   folder, not the outputs folder of `run`/`submit`/`fetch`).
+    ///   folder, not the outputs folder of `run`/`submit`/`fetch`);
+    /// - `export`'s `--image` and `--level`: `TESSERA_EXPORT_IMAGE`, `TESSERA_EXPORT_LEVEL` (its
+    ///   `--image` is the mapped file, `run`'s an image number; a `TESSERA_LEVEL` meant for `run` would
+    ///   override the level the map records).
     package static let coordinator = EnvironmentScheme(
         binary: "tessera-coordinator", prefix: "TESSERA_",
         scopes: [
@@ -38,6 +41,7 @@ package struct EnvironmentScheme: Sendable {
                 flags: ["coordinator", "reconnect-timeout", "curve", "curve-secret-key", "curve-server-key"],
                 prefix: "TESSERA_CLIENT_"),
             Scope(subcommands: ["keygen"], flags: nil, prefix: "TESSERA_KEYGEN_"),
+            Scope(subcommands: ["export"], flags: ["image", "level"], prefix: "TESSERA_EXPORT_"),
         ],
         actions: [])
 

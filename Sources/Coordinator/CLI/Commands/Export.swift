@@ -11,8 +11,9 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a pyramidal TIFF, PNGs or .npy from a finished OME-Zarr map (a shared-storage job's output).",
         discussion: """
-            The overlay needs the mapped image (--image, at the same --level); a map named \
-            STEM.image-N.zarr (image N of a multi-image file, `run --image N`) is drawn over image N of it.
+            The overlay needs the mapped image (--image). It is drawn over the image and level the map \
+            records (.zattrs tessera.source, written by this release); for an older map, give the mapped \
+            --level, and a map named STEM.image-N.zarr (`run --image N`) is drawn over image N of the file.
 
             Example:
               tessera-coordinator export maps/slide.zarr --outputs tiff --out maps
@@ -22,7 +23,11 @@ struct Export: ParsableCommand {
     @Argument(help: ArgumentHelp("The map store (a folder ending in .zarr).", valueName: "map")) var map: String
     @OptionGroup var output: OutputFlags
     @Option(help: ArgumentHelp("The mapped image, for the overlay.", valueName: "path")) var image: String?
-    @Option(help: ArgumentHelp("The pyramid level of --image that was mapped.", valueName: "N")) var level: Int?
+    @Option(
+        help: ArgumentHelp(
+            "The pyramid level of --image that was mapped (default: the level the map records, else 0).",
+            valueName: "N"))
+    var level: Int?
 
     func run() throws {
         guard output.outputs != nil else { throw ValidationError("give --outputs (tiff, prob, labels, overlay, npy)") }
@@ -40,9 +45,21 @@ struct Export: ParsableCommand {
         var source: (any RegionSource)?
         if options.kinds.contains(.overlay) {
             guard let image else { throw ValidationError("the overlay needs --image (the mapped image)") }
-            // Image N's map is named `<stem>.image-N` (`OutputOptions.stem(forInput:image:)`).
-            let number = OutputOptions.imageNumber(ofStem: stem)
+            // The map records the file, image and level it was computed from (`tessera.source`); older
+            // maps name image N `<stem>.image-N` (`OutputOptions.stem(forInput:image:)`).
+            let recorded = store.layout.source
+            let number = recorded?.image ?? OutputOptions.imageNumber(ofStem: stem)
             if number != 1 { logger.info("the map is of image \(number) of its file: the overlay reads that image") }
+            if let recorded, recorded.file != (image as NSString).lastPathComponent {
+                let given = (image as NSString).lastPathComponent
+                logger.warning(
+                    "the map was computed from \(recorded.file), not \(given): the overlay draws it over --image all the same"
+                )
+            }
+            let level = self.level ?? recorded?.level
+            if let level, self.level == nil, level != 0 {
+                logger.info("the map is of level \(level) of its image (tessera.source): the overlay reads that level")
+            }
             let opened = try ImageInput.open(path: image, image: number, level: level)
             guard opened.source.height == store.layout.height, opened.source.width == store.layout.width else {
                 // Name the level that fits, when one does.
@@ -59,6 +76,18 @@ struct Export: ParsableCommand {
             }
             source = opened.source
         }
+        // Left by an export or run killed before it could clean up (SIGKILL, a power loss).
+        let stale = RunInterruption.removeStaleTemporaries(in: options.directory, stems: [options.stem])
+        if !stale.isEmpty {
+            logger.notice(
+                "removed unfinished outputs an interrupted earlier process left: \(stale.joined(separator: ", "))")
+        }
+        // Ctrl-C or SIGTERM: this export's unfinished files go (they were left, hidden, before: 1.4 GB for a
+        // slide's .npy) and it exits 130 or 143 at once; finished outputs stay.
+        let interruption = RunInterruption(
+            out: options.directory, images: [options.stem + ".png"], image: 1, removeOutputs: true,
+            message: "interrupted: removing this export's unfinished outputs")
+        defer { withExtendedLifetime(interruption) {} }
         for path in try ChunkedMapOutput.export(store, image: source, options: options, logger: logger) { print(path) }
     }
 }

@@ -20,18 +20,19 @@ final class RunInterruption: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
 
     /// Installs the handlers; `removeOutputs`: whether partial stores go too.
-    init(out: String, images: [String], image: Int, removeOutputs: Bool) {
+    init(out: String, images: [String], image: Int, removeOutputs: Bool, message: String? = nil) {
         let stems = images.map { OutputOptions.stem(forInput: $0, image: image) }
         for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler { [self] in
-                FileHandle.standardError.write(
-                    Data(
-                        (removeOutputs
-                            ? "interrupted: stopping the workers and removing this run's unfinished outputs\n"
-                            : "interrupted: stopping the workers; the unfinished map stays for the same command "
-                                + "to resume (--store)\n").utf8))
+                let text =
+                    message.map { $0 + "\n" }
+                    ?? (removeOutputs
+                        ? "interrupted: stopping the workers and removing this run's unfinished outputs\n"
+                        : "interrupted: stopping the workers; the unfinished map stays for the same command "
+                            + "to resume (--store)\n")
+                FileHandle.standardError.write(Data(text.utf8))
                 let (steps, waits) = lock.withLock {
                     interrupted = true
                     return (self.steps, mainWrites)
@@ -63,6 +64,21 @@ final class RunInterruption: @unchecked Sendable {
 
     /// Runs `step` on interruption (before the steps added earlier), to stop what writes.
     func add(_ step: @escaping () -> Void) { lock.withLock { steps.append(step) } }
+
+    /// Removes the unfinished outputs of `stems` in `out` that processes no longer running left
+    /// (killed by SIGKILL or a power loss: `.NAME.partial-PID-…`, `.NAME.tmp-PID-…`), and returns their
+    /// names; those of running processes (another export, a run) stay.
+    static func removeStaleTemporaries(in out: String, stems: [String]) -> [String] {
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        where stems.contains(where: { name.hasPrefix(".\($0).") }) {
+            guard let marker = name.range(of: ".partial-") ?? name.range(of: ".tmp-") else { continue }
+            let digits = name[marker.upperBound...].prefix { $0.isNumber }
+            guard let pid = pid_t(digits), pid > 0, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if (try? FileManager.default.removeItem(atPath: out + "/" + name)) != nil { removed.append(name) }
+        }
+        return removed
+    }
 
     static func removeTemporaries(in out: String, stems: [String]) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
