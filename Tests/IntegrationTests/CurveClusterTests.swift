@@ -402,4 +402,79 @@ struct CurveClusterTests {
             "--worker-keys", both, "--admin-keys", empty,
         ])
     }
+
+    /// Operator audit (HIGH): deleting a key's `.pub` only refused new handshakes. A worker already
+    /// connected kept receiving tasks (and, in upload jobs, the images), a connected client finished its
+    /// download. Now the key's next message is refused: the worker's tasks go to another worker and the
+    /// job's map is whole, the client's requests get "revoked".
+    @Test("Revoking a key (deleting its .pub) also stops its open connections: worker retired, client refused")
+    func revocationReachesOpenConnections() throws {
+        let group = try ProcessGroup("curve-revoke")
+        defer { group.stop() }
+        for name in ["coordinator", "w1", "w2", "alice"] {
+            let (code, text) = try Self.keygen(group, name)
+            try #require(code == 0, "\(text)")
+        }
+        let keys = group.directory + "/keys"
+        let clientKeys = group.directory + "/clients", workerKeys = group.directory + "/workers"
+        for (dir, names) in [(clientKeys, ["alice"]), (workerKeys, ["w1", "w2"])] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for n in names {
+                try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub")
+            }
+        }
+        let port = try freeLoopbackPort()
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
+            "--worker-keys", workerKeys, "--metrics-address", "127.0.0.1:\(port)",
+        ])
+        for key in ["w1", "w2"] {
+            try group.start(
+                "tessera-worker",
+                [
+                    "--threads", "1", "--name", key, "--coordinator", workers, "--curve",
+                    "--curve-secret-key", "\(keys)/\(key).key", "--curve-server-key", keys + "/coordinator.pub",
+                    "--debug-task-delay-ms", "300",
+                ], log: "worker-\(key)")
+        }
+        let client = try TestClient(
+            try ZMQContext(), clients, curve: (keys + "/alice.key", keys + "/coordinator.pub"))
+        let up = Date().addingTimeInterval(30)
+        while (try? client.status(nil).workers) != 2 && Date() < up { usleep(100_000) }
+        try #require(try client.status(nil).workers == 2)
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 96, width: 96)
+        let submit = try group.start(
+            "tessera-coordinator",
+            [
+                "submit", "--coordinator", clients, "--curve", "--curve-secret-key", keys + "/alice.key",
+                "--curve-server-key", keys + "/coordinator.pub",
+            ] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--wait", "--out",
+                    group.directory + "/out", image,
+                ],
+            log: "submit")
+        // Once both workers compute, w2's key goes.
+        let busy = Date().addingTimeInterval(30)
+        while (try? client.status(1).tasksDone) ?? 0 < 2 && Date() < busy { usleep(50_000) }
+        try FileManager.default.removeItem(atPath: workerKeys + "/w2.pub")
+        #expect(group.wait(submit, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
+        let log = group.log("coordinator")
+        #expect(log.contains("refused a worker whose key was revoked") && log.contains("key=w2"), "\(log)")
+        #expect(log.contains("its key w2 was revoked"), "\(log)")
+        // The map is whole: the same as one without the revocation.
+        let reference = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == reference)
+        // The client connection opened before alice's key goes is refused at its next request.
+        try FileManager.default.removeItem(atPath: clientKeys + "/alice.pub")
+        usleep(2_500_000)  // the folders are re-read every 2 s
+        guard case .error(let message) = try client.request(.statusRequest(jobID: 1)) else {
+            Issue.record("a revoked key's open connection still gets answers")
+            return
+        }
+        #expect(message.contains("alice is no longer authorized"), "\(message)")
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        #expect((metrics.value("tessera_refusals_total", ["reason": "revoked-key"]) ?? 0) >= 2)
+    }
 }

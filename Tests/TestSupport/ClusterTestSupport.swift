@@ -163,9 +163,15 @@ enum ClusterFixture {
 struct TestClient: ~Copyable {
     let socket: ZMQSocket
 
-    init(_ context: ZMQContext, _ endpoint: String) throws {
+    /// `curve`: the client's key pair file (`NAME.key`) and the coordinator's public key file.
+    init(_ context: ZMQContext, _ endpoint: String, curve: (key: String, server: String)? = nil) throws {
         let s = try ZMQSocket(context, type: .dealer)
         try s.applyTesseraDefaults()
+        if let curve {
+            try ZMQCurve.configureClient(
+                s, pair: try ZMQCurve.readKeyPair(path: curve.key),
+                serverKey: try ZMQCurve.readPublicKey(path: curve.server))
+        }
         try s.connect(endpoint)
         socket = s
     }

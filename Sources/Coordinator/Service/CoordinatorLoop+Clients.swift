@@ -11,11 +11,24 @@ extension CoordinatorLoop {
     func handleClient(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
         guard let peer = envelope.peer else { return }
         let reply: WireMessage
+        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, false) {
+            // Revoked while connected (a download in progress, a waiting submit): nothing more for it.
+            rejects.warning(
+                "revoked-key", "refused a request of a key revoked while it was connected",
+                metadata: ["key": "\(key)", "address": "\(envelope.peerAddress ?? "?")"])
+            reply = .error(message: "the key \(key) is no longer authorized on this coordinator (revoked)")
+            self.reply(reply, to: peer, socket)
+            return
+        }
         switch envelope.message {
         case .failure(let error):
             rejects.warning(
                 "malformed-client", "rejected a malformed client message",
-                metadata: ["peer": "\(peer)", "reason": "\(error)"])
+                metadata: [
+                    "peer": "\(peer)", "address": "\(envelope.peerAddress ?? "?")",
+                    "key": "\(envelope.userID ?? "none")",
+                    "reason": "\(error)",
+                ])
             reply = .error(message: "malformed message: \(error)")
         case .success(.submit(let spec)):
             // Answered once the job is prepared (`collectPrepared`), unless refused now.

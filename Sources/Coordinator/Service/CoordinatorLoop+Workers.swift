@@ -18,8 +18,18 @@ extension CoordinatorLoop {
                 "malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
                 metadata: [
                     "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
-                    "reason": "\(error)",
+                    "key": "\(envelope.userID ?? "none")", "reason": "\(error)",
                 ])
+            return
+        }
+        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, true) {
+            // Revoked while connected: its tasks go to others, and it is told to go (it reconnects, and
+            // the handshake refuses the key).
+            rejects.warning(
+                "revoked-key", "refused a worker whose key was revoked while it was connected",
+                metadata: ["key": "\(key)", "address": "\(envelope.peerAddress ?? "?")", "type": "\(message.type)"])
+            if let worker = workers[peer] { retire(worker, reason: "its key \(key) was revoked") }
+            try? socket.send(.disconnect(reason: "key \(key) revoked"), to: peer, flags: .dontWait)
             return
         }
         if case .hello(let hello) = message {

@@ -69,6 +69,12 @@ extension CoordinatorService {
             policy = ZAPPolicy { request in
                 Self.decide(request, clients: clients, workers: workers, admins: admins)
             }
+            keyStillAuthorized.withLock {
+                $0 = { userID, workerEndpoint in
+                    Self.stillAuthorized(
+                        userID, workerEndpoint: workerEndpoint, clients: clients, workers: workers, admins: admins)
+                }
+            }
         } else {
             policy = .allowAll
         }
@@ -133,6 +139,21 @@ extension CoordinatorService {
         if let worker { return .deny(reason: "worker key \(worker) may not connect as a client") }
         if let admin { return .allow(userID: adminUserID(admin)) }
         return clients.policy.decide(request)
+    }
+
+    /// Whether the key a connection was let in with (its User-Id: the key's name, `admin/NAME` for an
+    /// admin) is still in its role's folder: revoking a key (deleting its `.pub`) also ends what its
+    /// open connections may do (operator audit: a revoked worker kept receiving tasks, a revoked
+    /// client finished its download). A key renamed or replaced under the same name is judged by name.
+    static func stillAuthorized(
+        _ userID: String, workerEndpoint: Bool, clients: AuthorizedKeysPolicy, workers: AuthorizedKeysPolicy?,
+        admins: AuthorizedKeysPolicy?
+    ) -> Bool {
+        if workerEndpoint { return (workers ?? clients).current().values.contains(userID) }
+        if isAdmin(userID) {
+            return admins?.current().values.contains(String(userID.dropFirst(adminPrefix.count))) ?? false
+        }
+        return clients.current().values.contains(userID)
     }
 
     /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can
