@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import TesseraCluster
+@testable import TesseraModel
 @testable import TesseraWire
 @testable import TestSupport
 
@@ -50,6 +51,46 @@ struct EndpointLimitTests {
         #expect(group.wait(submit, timeout: 60) != 0)
         #expect(group.log("client").contains("exceeds the worker endpoint's limit of 1 MiB"), "\(group.log("client"))")
         print("worker endpoint limit: RSS \(before >> 20) → \(after >> 20) MiB after 4 × 64 MiB frames")
+    }
+
+    /// Operator audit: a submission over `--max-client-message-mib` (here a 41 MB model, limit 32 MiB) made
+    /// libzmq close the connection unanswered; the client waited 2 minutes, then asked "is it running?".
+    /// It now fails at once, naming the limit.
+    @Test("A submission over the client endpoint's message limit fails at once, naming the limit")
+    func oversizedSubmission() throws {
+        let group = try ProcessGroup("client-limit")
+        defer { group.stop() }
+        // A patch classifier with a 14 400 → 700 inner product: 40 MB of weights (38.5 MiB).
+        let prototxt = group.directory + "/big.prototxt"
+        try """
+        input: "data"
+        input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 16 kernel_size: 3 } }
+        layer { name: "fc1" type: "InnerProduct" bottom: "conv" top: "fc1" inner_product_param { num_output: 700 } }
+        layer { name: "relu" type: "ReLU" bottom: "fc1" top: "fc1" }
+        layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2" inner_product_param { num_output: 2 } }
+        layer { name: "prob" type: "Softmax" bottom: "fc2" top: "prob" }
+        """.write(toFile: prototxt, atomically: true, encoding: .utf8)
+        let loaded = try ModelLoader.load(ModelSource(model: prototxt, requireWeights: false))
+        let written = try CaffeWriter.write(loaded.classifier.withRandomWeights(seed: 3), input: loaded.patchSize)
+        try written.prototxt.write(toFile: group.directory + "/fcn.prototxt", atomically: true, encoding: .utf8)
+        try written.caffemodel.write(to: URL(fileURLWithPath: group.directory + "/big.caffemodel"))
+        #expect(written.caffemodel.count > 32 << 20)
+        let (_, clients) = try group.startCoordinator(extra: ["--max-client-message-mib", "32"])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 64, width: 64)
+        let started = Date()
+        let submit = try group.start(
+            "tessera-coordinator",
+            [
+                "submit", "--coordinator", clients, "--model", prototxt, "--weights",
+                group.directory + "/big.caffemodel",
+                "--allow-padding", "--outputs", "npy", "--out", group.directory + "/out", image,
+            ], log: "client")
+        #expect(group.wait(submit, timeout: 60) == 1, "\(group.log("client"))")
+        let log = group.log("client")
+        #expect(log.contains("closed the connection") && log.contains("--max-client-message-mib"), "\(log)")
+        #expect(Date().timeIntervalSince(started) < 30, "it took \(Date().timeIntervalSince(started)) s")
     }
 
     /// A submission whose image is `size` bytes: a real PNG header (admitted) and junk, so

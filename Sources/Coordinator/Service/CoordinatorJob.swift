@@ -43,6 +43,8 @@ final class CoordinatorJob: @unchecked Sendable {
     /// once the outputs are written.
     var image: RawPixelFile?
     var map: UploadMap?
+    /// Every tile is in and its outputs are being written (`finish`): too late to cancel.
+    var finishing = false
     /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
     var shared: SharedJobFiles?
     /// The CURVE key name that submitted it (see `JobRecord.owner`).

@@ -114,6 +114,13 @@ extension CoordinatorLoop {
             dropUpload(u, reason: "cancelled by a client")
             return .status(Wire.JobStatus(jobID: id, state: .cancelled, message: "cancelled while uploading"))
         }
+        if let job = jobs[id], job.isActive, job.finishing {
+            // Its outputs are being written: a cancel now would be answered "cancelled" and then be
+            // overtaken by "done" (operator audit). It ends done in a moment.
+            return .error(
+                message: "job \(id) is writing its outputs (every tile is computed): too late to cancel; it ends done "
+                    + "shortly (its outputs can then be removed with retention, or by hand)")
+        }
         if let job = jobs[id], job.isActive {
             abort(job, state: .cancelled, message: "cancelled by a client")
             return .status(job.status(workers: workers.count))

@@ -8,6 +8,7 @@ import TesseraWire
 /// a failure or a cancellation, and the end recorded in the store.
 extension CoordinatorLoop {
     func finish(_ job: CoordinatorJob) {
+        job.finishing = true
         if let shared = job.shared {
             finishShared(job, shared)
             return

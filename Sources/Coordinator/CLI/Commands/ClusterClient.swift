@@ -33,9 +33,37 @@ final class ClusterClient {
         self.curve = curve
         self.reconnectTimeout = reconnectTimeout
         let fresh = try Self.makeSocket(context, curve)
-        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        monitor = try fresh.monitor(events: Self.monitored, context: context)
         try fresh.connect(endpoint)
         socket = fresh
+    }
+
+    /// The handshake's outcome, and the connection closing (a request over the coordinator's
+    /// message limit closes it before any reply).
+    private static let monitored: ZMQSocketEvent = HandshakeFailure.events.union(.disconnected)
+    /// The last refused handshake since the last good one: why, and whether retrying cannot help (a key
+    /// refused, a cryptographic error) rather than maybe (a connection reset by a coordinator that was
+    /// killed while it hung, then restarted: operator audit, a submit was lost to it).
+    private var refusal: (reason: String, definitive: Bool)?
+    /// Refused handshakes in a row that might pass on retry.
+    private var doubtfulRefusals = 0
+    /// The connection closed since the last request was sent.
+    private var dropped = false
+
+    /// Reads the monitor's events into `refusal` and `dropped`.
+    private func drainMonitor() {
+        while let event = try? monitor.next(timeoutMilliseconds: 0) {
+            if event.event == .disconnected {
+                dropped = true
+            } else if event.event == .handshakeSucceeded {
+                refusal = nil
+                doubtfulRefusals = 0
+            } else if let reason = HandshakeFailure.explain(event, curve: curve != nil) {
+                let definitive = event.event != .handshakeFailedNoDetail
+                if !definitive { doubtfulRefusals += 1 }
+                refusal = (reason, definitive)
+            }
+        }
     }
 
     /// A DEALER with Tessera's options and the CURVE keys, not connected yet.
@@ -51,17 +79,17 @@ final class ClusterClient {
     /// Replaces the socket (and its monitor) with a fresh, connected one.
     private func reconnect() throws {
         let fresh = try Self.makeSocket(context, curve)
-        monitor = try fresh.monitor(events: HandshakeFailure.events, context: context)
+        monitor = try fresh.monitor(events: Self.monitored, context: context)
         try fresh.connect(endpoint)
         socket = fresh
     }
 
-    /// Why the coordinator refused this connection's handshake, if it did.
+    /// Why the coordinator refused this connection's handshake, when retrying cannot help: a
+    /// definitive refusal, or one that might pass that came three times in a row.
     private func handshakeFailure() -> String? {
-        while let event = try? monitor.next(timeoutMilliseconds: 0) {
-            if let reason = HandshakeFailure.explain(event, curve: curve != nil) { return reason }
-        }
-        return nil
+        drainMonitor()
+        guard let refusal, refusal.definitive || doubtfulRefusals >= 3 else { return nil }
+        return refusal.reason
     }
 
     /// Sends `message` and waits for the reply; an `.error` reply throws. A request
@@ -87,8 +115,11 @@ final class ClusterClient {
         var outageSince: Date?
         while true {
             var sent = false
+            var bytes = 0
             do {
-                try socket.send(message)
+                drainMonitor()
+                dropped = false
+                bytes = try socket.send(message)
                 sent = true
             } catch ZMQError.again {
                 // Not connected: the message never left, so it can be sent again, unless
@@ -99,7 +130,20 @@ final class ClusterClient {
                 let wait = isIdempotent ? min(timeout, attempt) : timeout
                 let deadline = Date().addingTimeInterval(wait)
                 while Date() < deadline {
-                    guard try socket.waitForMessage(timeoutMilliseconds: 200) else { continue }
+                    guard try socket.waitForMessage(timeoutMilliseconds: 200) else {
+                        drainMonitor()
+                        // A large request that closes the connection unanswered was over the coordinator's
+                        // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?").
+                        if dropped, bytes >= Self.largeRequest {
+                            throw ClusterError(
+                                .refused,
+                                "the coordinator at \(endpoint) closed the connection on receiving this "
+                                    + "\(SystemMemory.text(bytes)) request without answering: it is larger than the "
+                                    + "coordinator accepts (serve --max-client-message-mib). Nothing was done, unless "
+                                    + "the coordinator restarted at that moment (status shows)")
+                        }
+                        continue
+                    }
                     guard let envelope = try socket.receiveWire(limits: limits, dontWait: true) else { continue }
                     if outageSince != nil {
                         logger.notice("the coordinator answers again", metadata: ["coordinator": "\(endpoint)"])
@@ -255,6 +299,9 @@ final class ClusterClient {
             }
         }
     }
+
+    /// A request at least this large that closes the connection unanswered was over the coordinator's limit.
+    static let largeRequest = 1 << 20
 
     /// The longest wait for the reply to one attempt of an idempotent request (it doubles from `attemptTimeout`).
     static let longestAttempt = 24.0
