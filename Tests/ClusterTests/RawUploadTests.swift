@@ -116,8 +116,21 @@ struct RawUploadTests {
             Issue.record("small announcements were refused")
             return
         }
-        _ = try client.request(.cancel(jobID: cancelled))
-        #expect(try client.status(cancelled).state == .unknown)
+        // Cancelled while uploading: it stays listed as cancelled (operator audit: it vanished, "unknown"),
+        // and a part sent after the cancel is told so.
+        guard case .status(let answer) = try client.request(.cancel(jobID: cancelled)) else {
+            Issue.record("cancel was not answered with a status")
+            return
+        }
+        #expect(answer.state == .cancelled)
+        let after = try client.status(cancelled)
+        #expect(after.state == .cancelled && after.message.contains("while its image was uploading"), "\(after)")
+        let late = try client.request(part(cancelled, [1, 2, 3][...], at: 0, last: false))
+        guard case .error(let lateMessage) = late, lateMessage.contains("was cancelled while its image was uploading")
+        else {
+            Issue.record("a part after the cancel: \(late)")
+            return
+        }
         let deadline = Date().addingTimeInterval(10)
         while try client.status(quiet).state != .unknown && Date() < deadline { usleep(100_000) }
         #expect(try client.status(quiet).state == .unknown, "the abandoned upload was not dropped")

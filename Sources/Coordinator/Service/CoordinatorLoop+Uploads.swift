@@ -1,6 +1,7 @@
 import Foundation
 import TesseraCluster
 import TesseraCore
+import TesseraImage
 import TesseraWire
 
 /// An upload job whose image is still arriving: the client decodes its image and
@@ -23,6 +24,8 @@ final class PendingUpload {
     var crc: UInt32 = 0
     /// A part is being written (on the upload queue): the next waits.
     var busy = false
+    /// Cancelled while a part was being written: dropped once it is.
+    var cancelled = false
     var lastActivity = monotonicSeconds()
     /// Unix seconds the submission came (`status`).
     let began = Date().timeIntervalSince1970
@@ -73,6 +76,9 @@ extension CoordinatorLoop {
     /// written (`collectUploads`). Returns the answer when it is given at once.
     func handleUploadPart(_ part: Wire.UploadPart, from client: RoutingID, key: String?) -> WireMessage? {
         guard let u = uploads[part.jobID] else {
+            if archived[part.jobID]?.state == .cancelled {
+                return .error(message: "job \(part.jobID) was cancelled while its image was uploading")
+            }
             return .error(
                 message: "no upload in progress for job \(part.jobID) (it finished, failed, was cancelled or "
                     + "expired): submit the image again")
@@ -146,6 +152,11 @@ extension CoordinatorLoop {
             guard let u = uploads[o.id] else { continue }
             u.busy = false
             u.lastActivity = monotonicSeconds()
+            if u.cancelled {
+                dropUpload(u, reason: "cancelled by a client")
+                reply(.error(message: "job \(u.id) was cancelled while its image was uploading"), to: o.client, socket)
+                continue
+            }
             switch o.result {
             case .failure(let error):
                 reply(.error(message: "\(error)"), to: o.client, socket)
@@ -174,6 +185,26 @@ extension CoordinatorLoop {
     }
 
     /// Forgets an upload and removes its folder (nothing else refers to it yet).
+    /// Cancels an upload (at once, or once the part being written is in) and keeps a `cancelled`
+    /// record for `status` (operator audit: the job vanished, and a cancel during a part's write
+    /// answered "no job").
+    func cancelUpload(_ u: PendingUpload) -> Wire.JobStatus {
+        let message = "cancelled by a client while its image was uploading"
+        if u.busy { u.cancelled = true } else { dropUpload(u, reason: "cancelled by a client") }
+        archived[u.id] = ArchivedJob(
+            id: u.id, state: .cancelled, message: message, tasks: 0, outputFiles: [], owner: u.owner,
+            stem: Self.uploadStem(u.spec.image), submitted: u.began,
+            ended: Date().timeIntervalSince1970)
+        return Wire.JobStatus(jobID: u.id, state: .cancelled, workers: UInt32(workers.count), message: message)
+    }
+
+    static func uploadStem(_ image: Wire.FileSource) -> String {
+        switch image {
+        case .inline(let name, _): OutputOptions.stem(forInput: name)
+        case .path(let path): OutputOptions.stem(forInput: path)
+        }
+    }
+
     func dropUpload(_ u: PendingUpload, reason: String) {
         close(u.fd)
         uploads[u.id] = nil
