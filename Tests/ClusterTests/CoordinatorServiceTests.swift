@@ -21,6 +21,16 @@ struct CoordinatorServiceTests {
         return done.wait(timeout: .now() + seconds) == .success
     }
 
+    @Test("A result's values: NaN and infinities never pass; outside [0, 1] only for nets without a softmax or sigmoid")
+    func impossibleValues() {
+        #expect(CoordinatorLoop.impossibleValue([0, 0.5, 1], probabilities: true) == nil)
+        #expect(CoordinatorLoop.impossibleValue([0.2, 2.0], probabilities: true) == 2.0)
+        #expect(CoordinatorLoop.impossibleValue([-0.1], probabilities: true) == -0.1)
+        #expect(CoordinatorLoop.impossibleValue([-3, 7.5], probabilities: false) == nil)
+        #expect(CoordinatorLoop.impossibleValue([0.3, .nan], probabilities: false)?.isNaN == true)
+        #expect(CoordinatorLoop.impossibleValue([.infinity], probabilities: false) == .infinity)
+    }
+
     @Test("stop() and waitUntilStopped() return at once when start() never ran")
     func stopWithoutStart() throws {
         let service = CoordinatorService(

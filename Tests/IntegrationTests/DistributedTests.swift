@@ -238,6 +238,14 @@ struct DistributedTests {
                     jobID: spec.jobID, taskID: other, attempt: 1, classes: 3,
                     height: spec.outputRect.height, width: spec.outputRect.width,
                     values: [Float](repeating: 0.5, count: n))))
+        // 7. A result of the right shape for its own task, holding NaN (operator audit: a hostile worker's
+        //    NaN and 2.0 maps ended "done"): refused, and the task goes to another worker.
+        try fake.send(
+            .result(
+                Wire.TaskResult(
+                    jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: 3,
+                    height: spec.outputRect.height, width: spec.outputRect.width,
+                    values: [Float](repeating: .nan, count: n))))
         // The fake worker leaves, returning what it holds; a real worker finishes the job.
         usleep(200_000)
         try fake.send(.goodbye([spec.ref]))
@@ -247,7 +255,10 @@ struct DistributedTests {
             ClusterFixture.bytes(group.directory + "/out/tissue.npy")
                 == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
         let log = group.log("coordinator")
-        for needle in ["malformed", "truncated", "limitExceeded", "unknown job", "not assigned"] {
+        for needle in [
+            "malformed", "truncated", "limitExceeded", "unknown job", "not assigned",
+            "rejected a result holding values no net of this job gives",
+        ] {
             #expect(log.contains(needle), "the coordinator log should mention \(needle): \(log)")
         }
         // Still serving.

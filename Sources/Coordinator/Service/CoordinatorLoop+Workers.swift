@@ -124,11 +124,30 @@ extension CoordinatorLoop {
             attemptFailed(job, index, worker, "\(worker.name): result of the wrong shape")
             return
         }
+        if let bad = Self.impossibleValue(
+            r.values, probabilities: job.plan.classifier.layers.last?.op.isProbability ?? false)
+        {
+            // A worker's engine gives finite values, in [0, 1] after a softmax or sigmoid: anything else is a
+            // broken or hostile worker (operator audit: all-2.0 and all-NaN maps ended "done").
+            rejects.warning(
+                "bad-result", "rejected a result holding values no net of this job gives",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)", "value": "\(bad)"])
+            attemptFailed(job, index, worker, "\(worker.name): result holds \(bad), which this net cannot give")
+            return
+        }
         markDone(job, index, mine, by: worker)
         if let tile = job.map?.add(index, task, values: r.values, rows: Int(r.height), cols: Int(r.width)) {
             writeTile(tile, of: job)
         }
         if job.done == job.tasks.count && job.unwritten == 0 && job.heldTiles.isEmpty { finish(job) }
+    }
+
+    /// The first value of a result no engine gives: NaN or infinite, or, where the net ends in a softmax or
+    /// sigmoid, outside [0, 1] (beyond float rounding); nil when all are possible.
+    static func impossibleValue(_ values: [Float], probabilities: Bool) -> Float? {
+        let (low, high): (Float, Float) = probabilities ? (-1e-5, 1 + 1e-5) : (-.infinity, .infinity)
+        for v in values where !v.isFinite || v < low || v > high { return v }
+        return nil
     }
 
     /// Records task `index` as done by `worker`. The other copy, if any, stays in its

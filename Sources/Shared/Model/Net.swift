@@ -85,6 +85,9 @@ package enum LayerOp: Sendable, Equatable {
     case concat
     case eltwise(Eltwise)
 
+    /// Whether every output is a probability, in [0, 1] (softmax, sigmoid).
+    package var isProbability: Bool { self == .softmax || self == .sigmoid }
+
     /// Caffe's type name, for tables and messages.
     package var typeName: String {
         switch self {
