@@ -239,6 +239,20 @@ struct SharedStorageTests {
         #expect(!FileManager.default.fileExists(atPath: root + "/out2/tissue.zarr"), "a failed job presents no map")
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: root + "/out2")) ?? []
         #expect(leftovers.isEmpty, "the failed job's partial store is removed: \(leftovers)")
+        // With a worker that can reach the files beside it, the plain worker's refusals are not failures:
+        // the tasks go to the other (operator audit: 254 failed tasks on a job that succeeded).
+        _ = try worker(group, workers, "reaching", root: root, delayMs: 0)
+        let client = try TestClient(try ZMQContext(), clients2)
+        let joined = Date().addingTimeInterval(30)
+        while (try? client.status(nil).workers) != 2 && Date() < joined { usleep(100_000) }
+        let r = try submit(group, clients2, image: image, out: root + "/out3", mode: "dense", shared: true, log: "c3")
+        #expect(group.wait(r, timeout: 60) == 0, "\(group.log("c3"))\n\(group.log("coordinator-2"))")
+        let status = try client.status(2)
+        #expect(status.state == .done && status.tasksFailed == 0, "\(status)")
+        let log = group.log("coordinator-2")
+        #expect(
+            log.contains("a worker cannot reach a shared-storage job's files") && log.contains("worker=plain"), "\(log)"
+        )
     }
 
     @Test(

@@ -47,7 +47,14 @@ extension CoordinatorLoop {
                 // (Once it failed on every connected worker, any of them may try again.)
                 // A failed task also waits its retry delay first.
                 func eligible(_ job: CoordinatorJob) -> Int? {
-                    job.pending.lastIndex { task in
+                    // A shared job's files out of this worker's reach: its tasks go to the others, unless
+                    // none can reach them (then the failures say why, and fail the job).
+                    if w.cannotReach.contains(job.id),
+                        workers.values.contains(where: { !$0.cannotReach.contains(job.id) })
+                    {
+                        return nil
+                    }
+                    return job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
                         if let at = job.retryAt[task], at > now { return false }
                         return !failed.contains(w.id) || connected.isSubset(of: failed)

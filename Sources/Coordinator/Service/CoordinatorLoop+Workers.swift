@@ -242,6 +242,21 @@ extension CoordinatorLoop {
             return
         }
         let index = Int(f.taskID)
+        // A worker without --shared-root, or with one that does not hold this job's files (operator audit: it
+        // failed 254 tasks of a job that others completed): its tasks go to the workers that can reach them,
+        // uncounted, while there are such workers.
+        if job.shared != nil, Self.outOfReach(f.message) {
+            let first = worker.cannotReach.insert(job.id).inserted
+            if workers.values.contains(where: { !$0.cannotReach.contains(job.id) }) {
+                if first {
+                    logger.warning(
+                        "a worker cannot reach a shared-storage job's files: it gets none of its tasks",
+                        metadata: ["worker": "\(worker.name)", "job": "\(job.id)", "reason": "\(f.message)"])
+                }
+                removeAttempt(job, index, worker.id)
+                return
+            }
+        }
         // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
         let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)
         let failures = (job.failures[index]?.count ?? 0) + 1
@@ -255,6 +270,13 @@ extension CoordinatorLoop {
                     "\(failures < Self.maxTaskFailures ? "retried in \(expected ? 0 : Self.retryDelay(afterFailures: failures)) s" : "none")",
             ])
         attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))")
+    }
+
+    /// Whether a worker failed a shared-storage task because the job's files are out of its reach (its
+    /// `--shared-root`), which another worker's need not be.
+    static func outOfReach(_ message: String) -> Bool {
+        message.contains("this worker takes no shared-storage tasks")
+            || message.contains("outside this worker's --shared-root")
     }
 
     /// A worker's failure message, with what the coordinator knows about its cause;

@@ -30,6 +30,9 @@ final class CoordinatorLoop {
         /// it was computing.
         var sent: [Wire.TaskRef] = []
         var tasksDone = 0
+        /// Shared-storage jobs this worker cannot reach (started without `--shared-root`, or with one
+        /// that does not hold the job's files): it gets none of their tasks while another worker can.
+        var cannotReach: Set<UInt64> = []
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id
             self.name = name
