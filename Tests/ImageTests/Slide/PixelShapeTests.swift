@@ -27,6 +27,9 @@ struct PixelShapeTests {
             'PhysicalSizeY': 200, 'PhysicalSizeYUnit': 'nm'}, **o)
         tifffile.imwrite(d + '/ome-square.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25,
             'PhysicalSizeY': 0.25}, **o)
+        tifffile.imwrite(d + '/ome-cm.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 2.5e-5,
+            'PhysicalSizeXUnit': 'cm', 'PhysicalSizeY': 2.5e-5, 'PhysicalSizeYUnit': 'cm'}, **o)
+        tifffile.imwrite(d + '/dpi72.tif', a, resolution=(72, 72), resolutionunit='INCH', **o)
         """
 
     static func path(_ name: String) throws -> String { try folder.get() + "/" + name }
@@ -52,6 +55,18 @@ struct PixelShapeTests {
         // inspect-image shows it too.
         let info = try SlideInfo.inspect(path: Self.path("tags.tif"))
         #expect(info.properties.contains { $0.key.hasPrefix("note.") && $0.value == note }, "\(info.properties)")
+    }
+
+    /// User audit: OME lengths in cm (or inches) read as "µm/px unknown"; a 72-dpi placeholder in the
+    /// resolution tags became 352.8 µm/px in the map's metadata.
+    @Test("OME units cm and in are converted; a 72-dpi placeholder is ignored with a note")
+    func unitsAndPlaceholders() throws {
+        let cm = try TIFFRegionSource(path: Self.path("ome-cm.ome.tif"))
+        #expect(abs((cm.levels[0].mpp ?? 0) - 0.25) < 1e-9 && cm.notes.isEmpty, "\(cm.levels[0]) \(cm.notes)")
+        let dpi = try TIFFRegionSource(path: Self.path("dpi72.tif"))
+        #expect(dpi.levels[0].mpp == nil)
+        #expect(dpi.notes.contains { $0.contains("72 dpi") && $0.contains("placeholder") }, "\(dpi.notes)")
+        #expect(OMEXML.micrometres(perUnit: "in") == 25_400 && OMEXML.micrometres(perUnit: "furlong") == nil)
     }
 
     @Test("The note's arithmetic: within 1 % is square; unknown or implausible sizes give none")

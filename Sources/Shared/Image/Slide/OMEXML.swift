@@ -4,6 +4,25 @@ import Foundation
 /// elements, where each one's pixels start, its name and its attributes. Read by plain text
 /// search, as the rest of the file's tags are: no XML parser for a few attributes.
 enum OMEXML {
+    /// Micrometres in one OME length unit (`PhysicalSizeXUnit`, UnitsLength); nil for one not listed.
+    static func micrometres(perUnit unit: String) -> Double? {
+        // A switch, not a dictionary literal: "Å" and the angstrom sign are equal Strings (canonically
+        // equivalent), which a literal's duplicate-key check traps on.
+        switch unit {
+        case "pm": 1e-6
+        case "Å": 1e-4
+        case "nm": 1e-3
+        case "µm", "\u{03BC}m", "um": 1
+        case "mm": 1e3
+        case "cm": 1e4
+        case "dm": 1e5
+        case "m": 1e6
+        case "in": 25_400
+        case "pt": 25_400 / 72.0
+        default: nil
+        }
+    }
+
     /// One `<Image>` element.
     struct Image: Sendable, Equatable {
         /// The element's text, `<Image …>` to `</Image>`.

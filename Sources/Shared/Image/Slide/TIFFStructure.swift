@@ -99,9 +99,19 @@ struct TIFFStructure: Sendable {
                 .sorted { $0.1.width > $1.1.width }
             let (recorded, source) = Self.mpp(
                 description: description, ome: entry.ome.map { ($0, images.omeCount, number) }, info: info0)
-            let mpp0 = SlideLevel.plausibleMPP(recorded)
-            mppSource = source.map { mpp0 == nil ? "\($0): \(recorded!) µm/px ignored (not plausible)" : $0 }
+            // Resolution tags of 72, 96 or 300 dpi are an image editor's placeholder, not a scanner's (user
+            // audit: 72 dpi became 352.8 µm/px in the map's metadata).
+            let placeholder = source == "resolution tags" && (recorded ?? 0) > Self.largestTagMPP
+            let mpp0 = placeholder ? nil : SlideLevel.plausibleMPP(recorded)
+            mppSource = source.map {
+                guard mpp0 == nil, let recorded else { return $0 }
+                return placeholder
+                    ? "\($0): \(String(format: "%.1f", recorded)) µm/px (\(String(format: "%.0f", 25400 / recorded)) dpi) "
+                        + "ignored: a placeholder, not a microscope's resolution"
+                    : "\($0): \(recorded) µm/px ignored (not plausible)"
+            }
             var notes: [String] = []
+            if placeholder, let mppSource { notes.append(mppSource) }
             if requested == nil {
                 let rest = images.layouts.sorted { $0.key < $1.key }.map {
                     (TIFFDirectoryLocation.directory($0.key), $0.value)
@@ -209,7 +219,7 @@ struct TIFFStructure: Sendable {
             value > 0
         {
             let unit = OMEXML.string(after: "PhysicalSizeXUnit=\"", in: image.xml) ?? "µm"
-            let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+            let scale = OMEXML.micrometres(perUnit: unit)
             if let scale { return (value * scale, count > 1 ? "OME-XML, image \(number) of \(count)" : "OME-XML") }
         }
         // That image records no scale: not another's; its IFD's resolution tags may.
@@ -222,6 +232,9 @@ struct TIFFStructure: Sendable {
         }
     }
 
+    /// Coarser than this (µm/px, 508 dpi) from resolution tags is taken for a placeholder.
+    static let largestTagMPP = 50.0
+
     /// Level-0 µm/px along y, from where `mpp` read x (`source`): OME-XML's PhysicalSizeY or the
     /// YResolution tag; nil when that gives none (Aperio records one size for both).
     static func mppY(ome: OMEXML.Image?, info: tsl_dir_info, source: String?) -> Double? {
@@ -231,7 +244,7 @@ struct TIFFStructure: Sendable {
                 return nil
             }
             let unit = OMEXML.string(after: "PhysicalSizeYUnit=\"", in: ome.xml) ?? "µm"
-            let scale: Double? = ["µm": 1, "\u{03BC}m": 1, "um": 1, "nm": 0.001, "mm": 1000][unit]
+            let scale = OMEXML.micrometres(perUnit: unit)
             return scale.map { value * $0 }
         }
         guard source == "resolution tags", info.y_resolution > 0, info.y_resolution.isFinite else { return nil }
