@@ -400,3 +400,47 @@ struct FaultToleranceTests {
         }
     }
 }
+
+extension FaultToleranceTests {
+    /// The worker processes `run` started (children of `parent` named tessera-worker).
+    static func childWorkers(of parent: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let name = stat[stat.index(after: stat.firstIndex(of: "(")!)..<close]
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            return name.hasPrefix("tessera-worker") && fields.count > 1 && Int32(fields[1]) == parent
+        }
+    }
+
+    /// User audit: with `run`'s one local worker, a worker killed (the out-of-memory killer) lost the whole
+    /// run with "all local workers exited (status 9)". It is started again, and the map is the same.
+    @Test("run: a local worker killed with SIGKILL is started again; the map is the in-process one")
+    func embeddedWorkerRestarted() throws {
+        let group = try ProcessGroup("embedded-restart")
+        defer { group.stop() }
+        let (image, expected) = try reference(group)
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run"] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--check", "0", "--outputs", "npy", "--out",
+                group.directory + "/out", image,
+            ], log: "run")
+        var killed: Int32?
+        let deadline = Date().addingTimeInterval(20)
+        while killed == nil && run.isRunning && Date() < deadline {
+            if let pid = Self.childWorkers(of: run.processIdentifier).first {
+                kill(pid, SIGKILL)
+                killed = pid
+            }
+            usleep(5_000)
+        }
+        #expect(killed != nil, "no local worker seen: \(group.log("run"))")
+        #expect(group.wait(run, timeout: 120) == 0, "\(group.log("run"))")
+        let log = group.log("run")
+        #expect(log.contains("a local worker died: started again") && log.contains("killed by SIGKILL"), "\(log)")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
+    }
+}

@@ -243,6 +243,7 @@ final class ClusterClient {
     /// `alive` is asked between polls (the embedded run checks its workers).
     func wait(
         job: UInt64, label: String, pixels: Int, progress: Progress?,
+        noWorker: String = "start tessera-worker --coordinator <its worker endpoint>",
         alive: () throws -> Void = {}
     ) throws -> Wire.JobStatus {
         let start = Date()
@@ -266,8 +267,7 @@ final class ClusterClient {
                 told = true
                 FileHandle.standardError.write(
                     Data(
-                        ("\njob \(job) is waiting: no worker is connected to the coordinator "
-                            + "(start tessera-worker --coordinator <its worker endpoint>)\n").utf8))
+                        ("\njob \(job) is waiting: no worker is connected to the coordinator (\(noWorker))\n").utf8))
             }
             let total = summary.map { Int($0.tasks) } ?? Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             switch s.state {

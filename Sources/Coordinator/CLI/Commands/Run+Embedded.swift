@@ -149,7 +149,10 @@ extension Run {
             id = try submit()
         }
         let status = try client.wait(
-            job: id, label: OutputOptions.stem(forInput: path), pixels: header.width * header.height, progress: progress
+            job: id, label: OutputOptions.stem(forInput: path), pixels: header.width * header.height,
+            progress: progress,
+            noWorker: "this run's own workers, pids \(pool.pids.map(String.init).joined(separator: ", ")), do not "
+                + "answer: stopped (kill -STOP, Ctrl-Z) or hung? The run goes on when they do"
         ) {
             try pool.checkAlive()
         }
@@ -177,11 +180,20 @@ extension Run {
 
 /// The worker processes of an embedded `run`: started with the coordinator's
 /// endpoint, stopped with SIGTERM (SIGKILL after 5 s); they also exit on their own
-/// when this process dies (`--parent-pid`).
+/// when this process dies (`--parent-pid`). A worker that dies (the kernel's out-of-memory
+/// killer, a crash) is started again, `maxRestarts` times in all: its tasks go back to the
+/// coordinator's queue, and a task that keeps killing workers fails its job with the reason
+/// (user audit: one killed worker lost the whole run).
 final class LocalWorkers {
     private var processes: [Process] = []
+    private let binary: String
+    private var stopping = false
+    private(set) var restarts = 0
+    static let maxRestarts = 3
+    private let logger = Logger(label: "tessera.run")
 
     init(binary: String, count: Int, endpoint: String, threads: Int, arguments: [String] = []) throws {
+        self.binary = binary
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
@@ -203,15 +215,55 @@ final class LocalWorkers {
         }
     }
 
-    /// Throws when every worker has exited.
+    /// The process ids, for messages.
+    var pids: [Int32] { processes.map(\.processIdentifier) }
+
+    /// How a worker ended, in words: "killed by SIGKILL (the out-of-memory killer?)", "exit status 1".
+    static func ending(_ p: Process) -> String {
+        guard p.terminationReason == .uncaughtSignal else { return "exit status \(p.terminationStatus)" }
+        let signal = p.terminationStatus
+        let name =
+            [
+                SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGILL: "SIGILL",
+                SIGTERM: "SIGTERM", SIGINT: "SIGINT",
+            ][signal] ?? "signal \(signal)"
+        let hint = signal == SIGKILL ? " (the out-of-memory killer? the kernel log says: dmesg)" : ""
+        return "killed by \(name)\(hint)"
+    }
+
+    /// Starts dead workers again (at most `maxRestarts` in all); throws when every worker has
+    /// exited and none may be started.
     func checkAlive() throws {
+        guard !stopping else { return }
+        for (i, p) in processes.enumerated() where !p.isRunning && restarts < Self.maxRestarts {
+            restarts += 1
+            let again = Process()
+            again.executableURL = p.executableURL
+            again.arguments = p.arguments
+            again.environment = p.environment
+            do {
+                try again.run()
+            } catch {
+                continue
+            }
+            processes[i] = again
+            logger.warning(
+                "a local worker died: started again (its tasks go back to the queue)",
+                metadata: [
+                    "worker": "local-\(i + 1)", "ended": "\(Self.ending(p))", "pid": "\(again.processIdentifier)",
+                    "restart": "\(restarts) of \(Self.maxRestarts)",
+                ])
+        }
         if !processes.isEmpty, processes.allSatisfy({ !$0.isRunning }) {
-            let codes = processes.map { "\($0.terminationStatus)" }.joined(separator: ", ")
-            throw ClusterError("all local workers exited (status \(codes))")
+            let endings = processes.map(Self.ending).joined(separator: "; ")
+            throw ClusterError(
+                "all local workers exited (\(endings))\(restarts > 0 ? ", after \(restarts) restarts" : ""): "
+                    + "with --store DIR the same command resumes from the tiles already computed")
         }
     }
 
     func stop() {
+        stopping = true
         for p in processes where p.isRunning { p.terminate() }
         let deadline = Date().addingTimeInterval(5)
         while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }

@@ -52,7 +52,13 @@ struct Run: ParsableCommand {
     @Option(help: "Local worker processes.") var workers = 1
     @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
     @Option(help: ArgumentHelp("The tessera-worker executable.", valueName: "path")) var workerBinary: String?
-    @Option(help: "Job store folder for the embedded coordinator (default: temporary).") var store: String?
+    @Option(
+        help: ArgumentHelp(
+            "Job store folder for the embedded coordinator (default: temporary).",
+            discussion: "With a store, the same command again resumes an interrupted run (Ctrl-C, a crash, the "
+                + "machine going down) from the tiles already computed, instead of starting over.",
+            valueName: "folder"))
+    var store: String?
     @Option(
         help: ArgumentHelp(
             "Refuse PNG images with more pixels than this, before decoding them (slides and TIFFs are read "
