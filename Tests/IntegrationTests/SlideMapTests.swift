@@ -231,6 +231,24 @@ struct SlideMapTests {
             print('same', a.shape)
             """, [out + "/islands.zarr", out + "-embedded/islands.zarr"])
         #expect(same.contains("same"), "\(same)")
+        // Both record which tiles hold no computed value (user audit: in an integer map their fill, 0,
+        // reads as a probability of 0): tessera.not_computed's bits are the NaN tiles, tile by tile.
+        let recorded = try Self.python(
+            """
+            import sys, base64, numpy as np, zarr
+            for path in sys.argv[1:]:
+                g = zarr.open(path, mode='r'); z = g['0'][:]
+                r = g.attrs['tessera']['not_computed']; t = r['tile_size']
+                bits = np.unpackbits(np.frombuffer(base64.b64decode(r['bits']), np.uint8))[:r['rows'] * r['columns']]
+                flags = bits.reshape(r['rows'], r['columns']).astype(bool)
+                nan = np.isnan(z[0])
+                tiles = np.array([[nan[y:y + t, x:x + t].all() for x in range(0, nan.shape[1], t)]
+                                  for y in range(0, nan.shape[0], t)])
+                assert np.array_equal(flags, tiles), (path, flags.sum(), tiles.sum())
+                assert r['tiles'] == flags.sum() > 0
+            print('recorded', r['tiles'])
+            """, [out + "/islands.zarr", out + "-embedded/islands.zarr"])
+        #expect(recorded.contains("recorded"), "\(recorded)")
     }
 
     @Test("bad inputs fail with the file named and leave no store: truncated TIFF, not an image, missing level")

@@ -109,11 +109,25 @@ package final class MapStore: Sendable {
         if !isFinished {
             joined = try joinUpperLevels()
             try AtomicFile.write(
-                StoreMetadata.zattrs(layout, complete: true, emptyTiles: damaged), to: "\(path)/.zattrs",
-                durable: true)
+                StoreMetadata.zattrs(layout, complete: true, emptyTiles: damaged, notComputed: notComputedTiles()),
+                to: "\(path)/.zattrs", durable: true)
         }
         removePieceFolders()
         return joined
+    }
+
+    /// Per level-0 tile (row-major): whether it has no chunk, so no value was computed for it (a computed
+    /// tile's chunk is always written, even when it equals the fill).
+    func notComputedTiles() -> [Bool] {
+        let rows = (layout.height + layout.tileSize - 1) / layout.tileSize
+        let columns = (layout.width + layout.tileSize - 1) / layout.tileSize
+        var flags = [Bool](repeating: true, count: rows * columns)
+        for row in 0..<rows {
+            for name in FileIO.list("\(path)/\(layout.pieceFolder(0))/\(row)") ?? [] {
+                if let column = Int(name), column >= 0, column < columns { flags[row * columns + column] = false }
+            }
+        }
+        return flags
     }
 
     /// The file of `tile`'s piece of `level` (its chunk on a tile level).
