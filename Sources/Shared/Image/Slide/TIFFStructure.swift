@@ -191,11 +191,16 @@ struct TIFFStructure: Sendable {
         _ candidate: (TIFFDirectoryLocation, TIFFLayout), of base: TIFFLayout, aperio: Bool
     ) -> Bool {
         let layout = candidate.1
-        guard layout.tiled, layout.width < base.width, layout.height < base.height,
+        // Striped reductions in the main chain are thumbnails, labels and macro photos (Aperio); in
+        // SubIFDs they are the image's own levels, which bioformats and tifffile may write in strips
+        // (user audit: they were dropped without a word, and --level/--mpp refused them).
+        let subIFD: Bool
+        if case .subIFD = candidate.0 { subIFD = true } else { subIFD = false }
+        guard layout.tiled || subIFD, layout.width < base.width, layout.height < base.height,
             layout.channels == base.channels, layout.bytesPerSample == base.bytesPerSample
         else { return false }
-        if layout.subfileType & 1 != 0 || aperio { return true }
-        guard case .subIFD = candidate.0 else { return false }
+        if layout.tiled && (layout.subfileType & 1 != 0 || aperio) { return true }
+        guard subIFD else { return false }
         let aspect = Double(layout.width) / Double(layout.height)
         let baseAspect = Double(base.width) / Double(base.height)
         return abs(aspect / baseAspect - 1) < 0.02

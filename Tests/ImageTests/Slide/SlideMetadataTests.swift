@@ -1,13 +1,14 @@
 import Foundation
 import Testing
 
+@testable import TesseraCore
 @testable import TesseraImage
 @testable import TestSupport
 
-/// A slide whose pixels are not square (x and y µm/px differ) is read as its pixel grid, as
+/// What a slide file says about its pixels. A slide whose pixels are not square (x and y µm/px differ) is read as its pixel grid, as
 /// viewers show it, with a note saying so and which size µm/px means; square pixels get no note.
-@Suite("Non-square pixels: a note names both sizes")
-struct PixelShapeTests {
+@Suite("Slide metadata: non-square pixels, length units, placeholder resolutions, striped levels")
+struct SlideMetadataTests {
     static let folder: Result<String, FixtureError> = Result {
         let dir = try ProcessScratch.fresh("tessera-pixel-shape-")
         try run(["python3", "-c", script, dir])
@@ -30,6 +31,13 @@ struct PixelShapeTests {
         tifffile.imwrite(d + '/ome-cm.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 2.5e-5,
             'PhysicalSizeXUnit': 'cm', 'PhysicalSizeY': 2.5e-5, 'PhysicalSizeYUnit': 'cm'}, **o)
         tifffile.imwrite(d + '/dpi72.tif', a, resolution=(72, 72), resolutionunit='INCH', **o)
+        # A pyramid whose SubIFD levels are striped (tifffile writes what it is asked to).
+        with tifffile.TiffWriter(d + '/striped-levels.ome.tif', ome=True) as w:
+            w.write(a, subifds=2, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25}, **o)
+            for f in (2, 4):
+                w.write(a[::f, ::f].copy(), subfiletype=1, rowsperstrip=16, photometric='rgb')
+        with tifffile.TiffFile(d + '/striped-levels.ome.tif') as t:
+            t.series[0].levels[2].asarray().tofile(d + '/striped-levels.l2.raw')
         """
 
     static func path(_ name: String) throws -> String { try folder.get() + "/" + name }
@@ -67,6 +75,20 @@ struct PixelShapeTests {
         #expect(dpi.levels[0].mpp == nil)
         #expect(dpi.notes.contains { $0.contains("72 dpi") && $0.contains("placeholder") }, "\(dpi.notes)")
         #expect(OMEXML.micrometres(perUnit: "in") == 25_400 && OMEXML.micrometres(perUnit: "furlong") == nil)
+    }
+
+    /// User audit: striped SubIFD levels were dropped, so `--level 2` and `--mpp 1` were refused.
+    @Test(
+        "Striped pyramid levels in SubIFDs are levels: listed, chosen by --level and --mpp, read as tifffile reads them"
+    )
+    func stripedSubIFDLevels() throws {
+        let path = try Self.path("striped-levels.ome.tif")
+        let source = try TIFFRegionSource(path: path, level: 2)
+        #expect(source.levels.count == 3 && source.width == 40 && source.height == 32, "\(source.levels)")
+        let region = try source.readRegion(PixelRect(y: 0, x: 0, height: 32, width: 40))
+        let expected = try Data(contentsOf: URL(fileURLWithPath: Self.path("striped-levels.l2.raw"))).map { Float($0) }
+        #expect(region.samples == expected)
+        #expect(try TIFFRegionSource(path: path, mpp: 1.0).level == 2)
     }
 
     @Test("The note's arithmetic: within 1 % is square; unknown or implausible sizes give none")
