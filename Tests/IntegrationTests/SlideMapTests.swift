@@ -251,6 +251,34 @@ struct SlideMapTests {
         #expect(recorded.contains("recorded"), "\(recorded)")
     }
 
+    /// User audit: one damaged slide in a batch left the slides after it unmapped.
+    @Test(
+        "--keep-going: the images after a failed one are mapped, and the run exits 1 naming it",
+        arguments: [true, false])
+    func keepGoing(inProcess: Bool) throws {
+        let group = try ProcessGroup("keep-going")
+        defer { group.stop() }
+        let (first, bad, last) = (group.directory + "/a.png", group.directory + "/b.tif", group.directory + "/c.png")
+        try ClusterFixture.writeImage(to: first, height: 40, width: 50)
+        try ClusterFixture.writeImage(to: last, height: 40, width: 50)
+        try Data("II*\0 not really a TIFF".utf8).write(to: URL(fileURLWithPath: bad))
+        let base =
+            ["run"] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "24", "--check", "0", "--outputs", "npy",
+            ]
+            + (inProcess ? ["--in-process"] : [])
+        let (s1, l1) = try Self.coordinator(
+            group, base + ["--keep-going", "--out", group.directory + "/kept", first, bad, last], log: "kept")
+        #expect(s1 == 1, "\(l1)")
+        #expect(l1.contains("1 of 3 images failed: \(bad)"), "\(l1)")
+        for name in ["a", "c"] {
+            #expect(FileManager.default.fileExists(atPath: group.directory + "/kept/\(name).npy"), "\(name): \(l1)")
+        }
+        let (s2, l2) = try Self.coordinator(
+            group, base + ["--out", group.directory + "/stop", first, bad, last], log: "stop")
+        #expect(s2 != 0 && !FileManager.default.fileExists(atPath: group.directory + "/stop/c.npy"), "\(l2)")
+    }
+
     @Test("bad inputs fail with the file named and leave no store: truncated TIFF, not an image, missing level")
     func badInputs() throws {
         let group = try ProcessGroup("bad-slides")

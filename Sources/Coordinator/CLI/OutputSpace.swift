@@ -103,8 +103,12 @@ extension Run {
         let kept = try slide.keptClasses(netClasses: plan.classes)
         var total: OutputSpace?
         for path in images {
-            let header = try ImageInput.header(
-                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            let read = {
+                try ImageInput.header(
+                    path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+            }
+            // With --keep-going an unreadable image fails in its turn, not here.
+            guard let header = keepGoing ? try? read() : try read() else { continue }
             let options = try output.options(
                 forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
             let need = OutputSpace(

@@ -55,7 +55,7 @@ extension Run {
             ])
         let client = try ClusterClient(endpoint: clientEndpoint, context: context)
         let progress = Progress(stream: stderr)
-        for path in images {
+        try forEachImage(interruption: interruption, logger: logger) { path in
             try mapShared(
                 path, client: client, pool: pool, plan: plan, memoryBudget: memoryBudget, preprocessing: prep,
                 progress: progress,

@@ -18,7 +18,7 @@ extension Run {
         _ mapper: LocalMapper, loaded: LoadedModel, plan: ModelPlan, interruption: RunInterruption, logger: Logger
     ) throws {
         let progress = Progress(stream: stderr)
-        for path in images {
+        try forEachImage(interruption: interruption, logger: logger) { path in
             let opened = try ImageInput.open(
                 path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
             let image = opened.source

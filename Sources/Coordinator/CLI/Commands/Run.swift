@@ -51,6 +51,12 @@ struct Run: ParsableCommand {
     @Option(help: "Engine threads (default: all cores, shared between the workers).") var threads: Int?
     @Option(help: "Local worker processes.") var workers = 1
     @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
+    @Flag(
+        help: ArgumentHelp(
+            "With several images, map the others when one fails (a damaged or unreadable file), then exit 1 "
+                + "naming the failed ones.",
+            discussion: "Without it, the first failure ends the run (the images after it are not mapped)."))
+    var keepGoing = false
     @Option(help: ArgumentHelp("The tessera-worker executable.", valueName: "path")) var workerBinary: String?
     @Option(
         help: ArgumentHelp(
@@ -136,7 +142,10 @@ struct Run: ParsableCommand {
             inProcess = true
         }
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
-        let slides = try images.contains { try SlideFormat.detect(path: $0) != .png }
+        // With --keep-going an unreadable image fails in its turn, not here.
+        let slides = try images.contains {
+            try (keepGoing ? ((try? SlideFormat.detect(path: $0)) ?? .png) : SlideFormat.detect(path: $0)) != .png
+        }
         var budget = job.memoryBudgetBytes(slide: slides)
         if case .cuda(let index, _) = device {
             if inProcess {
@@ -164,6 +173,35 @@ struct Run: ParsableCommand {
                 plan, memoryBudget: budget, settings: settings, preprocessing: prep,
                 workerThreads: threads ?? max(1, cores / workers), interruption: interruption, logger: logger)
         }
+    }
+}
+
+extension Run {
+    /// Maps each image with `body`; with `--keep-going`, an image that fails is logged and the next one is
+    /// mapped, and the run then fails naming every image that did (user audit: one damaged slide left the
+    /// rest of a batch unmapped). An interruption always ends the run.
+    func forEachImage(
+        interruption: RunInterruption, logger: Logger, _ body: (String) throws -> Void
+    ) throws {
+        var failed: [(path: String, error: any Error)] = []
+        for path in images {
+            do {
+                try body(path)
+            } catch {
+                guard keepGoing, images.count > 1, !interruption.isInterrupted else { throw error }
+                interruption.parkIfInterrupted()
+                logger.error(
+                    "image failed: going on with the next (--keep-going)",
+                    metadata: [
+                        "image": "\(path)", "error": "\(error)",
+                    ])
+                failed.append((path, error))
+            }
+        }
+        guard !failed.isEmpty else { return }
+        throw ClusterError(
+            "\(failed.count) of \(images.count) images failed: "
+                + failed.map { "\($0.path) (\($0.error))" }.joined(separator: "; "))
     }
 }
 
