@@ -249,6 +249,10 @@ struct DiskFullTests {
             [coordinator, "submit", "--coordinator", clients] + ClusterFixture.modelFlags
                 + ["--outputs", "npy", "--out", group.directory + "/unused", image])
         #expect(status == 0 && log.contains("job 1 "), "\(log)")
+        // Without --wait, --out is not written (operator audit: an empty folder appeared), and the
+        // client says where the outputs are.
+        #expect(log.contains("tessera-coordinator fetch 1 --out \(group.directory)/unused downloads them"), "\(log)")
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/unused"))
         let client = try TestClient(try ZMQContext(), clients)
         let deadline = Date().addingTimeInterval(60)
         while (try? client.status(1).state) != .done && Date() < deadline { usleep(100_000) }

@@ -53,7 +53,7 @@ extension CoordinatorLoop {
         throw AdmissionRefusal(
             reason: "too-many-jobs",
             description:
-                "\(who) already \(key == "anonymous" ? "have" : "has") \(unfinished.count) unfinished jobs "
+                "\(who) already \(key == "anonymous" ? "have" : "has") \(unfinished.count) unfinished job\(unfinished.count == 1 ? "" : "s") "
                 + "(\(unfinished.sorted().map { "\($0)" }.joined(separator: ", "))), this coordinator's limit per key "
                 + "(serve --max-jobs-per-key \(limit)): submit again when one has ended, or cancel one")
     }

@@ -42,7 +42,10 @@ extension CoordinatorLoop {
             reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
             // Answered once read (`collectFetched`), unless refused now.
-            guard let refusal = notYours(req.jobID, envelope.userID, "fetch") ?? fetch(req, for: peer) else { return }
+            guard
+                let refusal = notYours(req.jobID, envelope.userID, "fetch", log: req.offset == 0 && req.maxBytes > 1)
+                    ?? fetch(req, for: peer)
+            else { return }
             reply = refusal
         case .success(.uploadPart(let part)):
             // Answered once written (`collectUploads`), unless refused now.
@@ -90,13 +93,15 @@ extension CoordinatorLoop {
     /// (jobs submitted without CURVE, "anonymous", by anyone), or by an admin key
     /// (`--admin-keys`), whose use of another key's job is logged. A refusal is logged
     /// with both key names; the reply does not say whose the job is.
-    private func notYours(_ id: UInt64, _ requester: String?, _ verb: String) -> WireMessage? {
+    /// `log`: whether an admin's use is logged (a download's later pieces are not: one line per file).
+    private func notYours(_ id: UInt64, _ requester: String?, _ verb: String, log: Bool = true) -> WireMessage? {
         guard let owner = jobs[id]?.owner ?? archived[id]?.owner ?? uploads[id]?.owner, owner != "anonymous",
             owner != requester
         else {
             return nil
         }
         if CoordinatorService.isAdmin(requester) {
+            guard log else { return nil }
             logger.notice(
                 "admin key: \(verb) of another key's job",
                 metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])

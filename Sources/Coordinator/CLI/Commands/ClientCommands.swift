@@ -107,7 +107,7 @@ struct Submit: ParsableCommand {
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
-        try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds)
+        try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds, folder: wait || shared)
         if wait && !shared { try checkDownloadSpace(plan: plan, kept: kept, logger: logger) }
         let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
@@ -187,7 +187,17 @@ struct Submit: ParsableCommand {
             print("job \(id) \(path)")
             submitted.append((id, path, header.width * header.height))
         }
-        guard wait else { return }
+        guard wait else {
+            if !shared, let first = submitted.first {
+                // Upload jobs keep their outputs on the coordinator (operator audit: nothing said where they were).
+                FileHandle.standardError.write(
+                    Data(
+                        ("the outputs stay on the coordinator: tessera-coordinator status \(first.0) shows the job, "
+                            + "and once it is done tessera-coordinator fetch \(first.0) --out \(output.out) downloads "
+                            + "them\n").utf8))
+            }
+            return
+        }
         let progress = Progress(stream: stderr)
         for (id, path, pixels) in submitted {
             let status = try client.wait(

@@ -60,19 +60,35 @@ struct OutputFlags: ParsableArguments {
     /// is created) and is writable, and the classes asked for exist in a net of
     /// `classes` classes. A job must not run for hours and then fail on these.
     /// `keptByMap`: the kept classes are the existing map's (`export`), not this command's `--keep-classes`.
+    /// `folder`: whether `--out` is written by this command (not by `submit` without `--wait`, whose
+    /// outputs stay on the coordinator until fetched).
     func checkBeforeMapping(
-        classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil, keptByMap: Bool = false
+        classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil, keptByMap: Bool = false,
+        folder: Bool = true
     ) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        } catch {
-            throw OutputCheckError(description: "--out \(out): cannot create the folder: \(Self.whyNotCreatable(out))")
+        if folder {
+            do {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            } catch {
+                throw OutputCheckError(
+                    description: "--out \(out): cannot create the folder: \(Self.whyNotCreatable(out))")
+            }
+            let probe = "\(out)/.tessera-write-check-\(getpid())"
+            guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+                throw OutputCheckError(description: "--out \(out): the folder is not writable")
+            }
+            try? FileManager.default.removeItem(atPath: probe)
+        } else {
+            // Not written now, but where `fetch --out` will go: a path that can never be a folder is refused.
+            var isFolder: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: out, isDirectory: &isFolder)
+            if exists && !isFolder.boolValue {
+                throw OutputCheckError(description: "--out \(out): a file, not a folder")
+            }
+            if !exists, case let why = Self.whyNotCreatable(out), why.hasSuffix("is a file, not a folder") {
+                throw OutputCheckError(description: "--out \(out): cannot create the folder: \(why)")
+            }
         }
-        let probe = "\(out)/.tessera-write-check-\(getpid())"
-        guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
-            throw OutputCheckError(description: "--out \(out): the folder is not writable")
-        }
-        try? FileManager.default.removeItem(atPath: probe)
         let valid = 0..<count
         let has = count == 1 ? "the net has 1 class (0)" : "the net has \(count) classes (0…\(count - 1))"
         if let list = requestedClasses, let bad = list.first(where: { !valid.contains($0) }) {
