@@ -266,6 +266,23 @@ struct DistributedTests {
         #expect(try client.status(1).state == .done)
     }
 
+    /// Operator audit: two workers of one --name were listed twice under it, and their metrics merged.
+    @Test("A second worker of a connected worker's name is named apart (NAME#2), with a warning")
+    func duplicateWorkerNames() throws {
+        let group = try ProcessGroup("twin-names")
+        defer { group.stop() }
+        let (workers, _) = try group.startCoordinator()
+        let context = try ZMQContext()
+        let first = try Self.registeredWorker(context, workers, hello: Self.fakeHello("twin"))
+        let second = try Self.registeredWorker(context, workers, hello: Self.fakeHello("twin"))
+        let deadline = Date().addingTimeInterval(10)
+        while !group.log("coordinator").contains("worker=twin#2") && Date() < deadline { usleep(50_000) }
+        let log = group.log("coordinator")
+        #expect(log.contains("this one is named apart") && log.contains("named=twin#2"), "\(log)")
+        try first.send(.goodbye([]))
+        try second.send(.goodbye([]))
+    }
+
     /// A hand-driven worker: a dealer on `endpoint` that sent `hello` (encoded frames) and was welcomed.
     static func registeredWorker(_ context: ZMQContext, _ endpoint: String, hello: [[UInt8]]) throws -> ZMQSocket {
         let socket = try ZMQSocket(context, type: .dealer)

@@ -70,13 +70,23 @@ extension CoordinatorLoop {
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
     private func register(_ hello: Wire.Hello, peer: RoutingID, key: String?, _ socket: borrowing ZMQSocket) {
         if let old = workers[peer] { retire(old, reason: "said hello again") }
-        let w = Worker(id: peer, name: hello.workerName, threads: hello.threads)
+        // Two workers of one name merged in status and in the metrics (operator audit): the second is NAME#2.
+        var name = hello.workerName
+        if workers.values.contains(where: { $0.name == name }) {
+            var n = 2
+            while workers.values.contains(where: { $0.name == "\(hello.workerName)#\(n)" }) { n += 1 }
+            name = "\(hello.workerName)#\(n)"
+            logger.warning(
+                "a worker of this name is connected already: this one is named apart (give each worker its own --name)",
+                metadata: ["worker": "\(hello.workerName)", "named": "\(name)", "key": "\(key ?? "none")"])
+        }
+        let w = Worker(id: peer, name: name, threads: hello.threads)
         workers[peer] = w
         workerOrder.append(peer)
         logger.info(
             "worker joined",
             metadata: [
-                "worker": "\(hello.workerName)", "key": "\(key ?? "none")", "threads": "\(hello.threads)",
+                "worker": "\(name)", "key": "\(key ?? "none")", "threads": "\(hello.threads)",
                 "device": "\(hello.device)", "workers": "\(workers.count)",
             ])
         send(

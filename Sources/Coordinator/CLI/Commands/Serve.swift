@@ -97,8 +97,17 @@ struct Serve: ParsableCommand {
     /// Tests: a short window, so that a rate falls to 0 within a test's time.
     @Option(help: .hidden) var rateWindowMs = 30_000
     @OptionGroup var curve: CurveServerOptions
+    @Option(
+        help: ArgumentHelp(
+            "Log level: trace, debug, info, notice, warning, error, critical (debug adds each refused or dropped "
+                + "message's details).", valueName: "level"))
+    var logLevel = "info"
 
     func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError(
+                "unknown --log-level \(logLevel): trace, debug, info, notice, warning, error, critical")
+        }
         guard (1...64).contains(credit) else { throw ValidationError("--credit must be between 1 and 64") }
         guard (1...4096).contains(maxWorkerMessageMib) else {
             throw ValidationError("--max-worker-message-mib must be between 1 and 4096")
@@ -132,7 +141,8 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let logger = Logger(label: "tessera.coordinator")
+        var logger = Logger(label: "tessera.coordinator")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let security = try curve.security()
         for endpoint in [workerEndpoint, clientEndpoint] where security == nil && !isLoopback(endpoint) {
             logger.warning(
