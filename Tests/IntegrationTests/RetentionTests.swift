@@ -87,6 +87,8 @@ struct RetentionTests {
         let log = group.log("coordinator")
         #expect(log.contains("job finished"), "\(log)")
         #expect(log.contains("job removed") && log.contains("max-store"), "\(log)")
+        // Removed within seconds of its end: the operator is told --max-store is too small.
+        #expect(log.contains("a job is removed within minutes of its end"), "\(log)")
         #expect(try client.status(1).state == .unknown)
     }
 

@@ -63,6 +63,19 @@ extension CoordinatorLoop {
         }
         if let limit = policy.maxStoreBytes {
             for (id, at) in ended where total > limit && !removed.contains(id) {
+                // A job removed within minutes of its end could hardly be fetched (operator audit: a 12M
+                // --max-store removed a 33 MB job 6 s after it finished, without a word).
+                if now.timeIntervalSince(at) < 600 {
+                    logger.warning(
+                        """
+                        a job is removed within minutes of its end: --max-store is too small for the jobs it should \
+                        keep until they are fetched (raise it, or the store's volume)
+                        """,
+                        metadata: [
+                            "job": "\(id)", "bytes": "\(usage[id]?.bytes ?? 0)", "limit": "\(limit)",
+                            "ended": "\(Int(now.timeIntervalSince(at)))s ago",
+                        ])
+                }
                 removeEnded(id, reason: "the store is over --max-store", endedAt: at, bytes: usage[id]?.bytes)
                 removed.insert(id)
                 total -= usage[id]?.bytes ?? 0
