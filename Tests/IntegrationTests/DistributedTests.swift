@@ -72,7 +72,7 @@ struct DistributedTests {
         #expect(!FileManager.default.fileExists(atPath: group.directory + "/kept/tissue.prob-1.png"))
         // The coordinator's running count of bytes from workers, at each job's end: the
         // kept job's results are two planes of three.
-        let counts = group.log("coordinator").components(separatedBy: "worker-bytes-in=").dropFirst()
+        let counts = group.log("coordinator").components(separatedBy: "worker-endpoint-bytes-in-total=").dropFirst()
             .compactMap { Int($0.prefix { $0.isNumber }) }
         #expect(counts.count == 2, "\(counts)")
         if counts.count == 2 {

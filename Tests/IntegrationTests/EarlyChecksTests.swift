@@ -27,6 +27,12 @@ struct EarlyChecksTests {
             let expected = extra == ["--out-under-file"] ? "a-file is a file, not a folder" : "the net has 3 classes"
             #expect(l.contains(expected), "\(command) \(extra): \(l)")
             #expect(!l.contains("mapping") && !l.contains("submitted"), "\(command) \(extra) started work: \(l)")
+            // An --out that is a file is called one (user audit: "cannot create the folder").
+            if extra == ["--out-under-file"] {
+                let (s2, l2) = try SlideMapTests.coordinator(
+                    group, [command] + ClusterFixture.modelFlags + ["--out", blocker, image], log: "\(command)-file")
+                #expect(s2 != 0 && l2.contains("--out \(blocker): a file, not a folder"), "\(command): \(l2)")
+            }
         }
     }
 

@@ -78,7 +78,9 @@ extension CoordinatorLoop {
                         "tasks": "\(job.tasks.count)", "restored": "\(job.restored)", "computed": "\(job.computed)",
                         "copies": "\(job.copiesSent)", "duplicates": "\(job.duplicatesDropped)",
                         "workers": "\(job.workersUsed.count)", "files": "\(files.count)",
-                        "worker-bytes-in": "\(workerBytesIn)", "worker-bytes-out": "\(workerBytesOut)",
+                        // The worker endpoint's traffic since the coordinator started, all jobs and peers together.
+                        "worker-endpoint-bytes-in-total": "\(workerBytesIn)",
+                        "worker-endpoint-bytes-out-total": "\(workerBytesOut)",
                         "cpu-s": "\(String(format: "%.3f", ResourceUsage.cpuSeconds()))",
                         "loop-cpu-s": "\(String(format: "%.3f", ResourceUsage.cpuSeconds(thisThread: true)))",
                     ])

@@ -77,7 +77,7 @@ struct InspectImage: ParsableCommand {
             let bytes = pixels * Double(plan.classes) * 4
             print(
                 String(
-                    format: "  level %d: map %d×%d×%d, %@ float32, ~%@ at this rate (without --tissue)", level.index,
+                    format: "  level %d: map %d×%d×%d, %@ float32, %@ at this rate (without --tissue)", level.index,
                     plan.classes,
                     level.height, level.width, Self.size(bytes), Self.duration(pixels / rate)))
         }
@@ -113,9 +113,9 @@ struct InspectImage: ParsableCommand {
     }
 
     static func duration(_ seconds: Double) -> String {
-        if seconds < 1 { return "<1 s" }
-        if seconds < 120 { return String(format: "%.0f s", seconds) }
-        if seconds < 7200 { return String(format: "%.0f min", seconds / 60) }
-        return String(format: "%.1f h", seconds / 3600)
+        if seconds < 1 { return "under 1 s" }
+        if seconds < 120 { return String(format: "~%.0f s", seconds) }
+        if seconds < 7200 { return String(format: "~%.0f min", seconds / 60) }
+        return String(format: "~%.1f h", seconds / 3600)
     }
 }

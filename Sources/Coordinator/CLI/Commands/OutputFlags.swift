@@ -67,6 +67,10 @@ struct OutputFlags: ParsableArguments {
         folder: Bool = true
     ) throws {
         if folder {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+                throw OutputCheckError(description: "--out \(out): a file, not a folder")
+            }
             do {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             } catch {
