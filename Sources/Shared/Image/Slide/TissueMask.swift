@@ -107,10 +107,10 @@ package struct TissueMask: Sendable, Equatable {
         var paleBelow: Double?
         var paleCells = 0
         if feature == .saturation, let margin = options.paleMargin,
-            let glass = grid.glass(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth))
+            case let brightness = grid.brightness(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth)),
+            let glass = grid.glass(brightness)
         {
             let below = glass.median - max(margin, 4 * glass.spread)
-            let brightness = grid.brightness(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth))
             for i in tissue.indices where !tissue[i] && Double(brightness[i]) < below {
                 tissue[i] = true
                 paleCells += 1
@@ -345,8 +345,8 @@ struct CellGrid {
     }
 
     /// The glass's brightness (the border cells' median) and spread (their median absolute deviation).
-    func glass(maxValue: Float) -> (median: Double, spread: Double)? {
-        let border = borderBrightness(brightness(maxValue: maxValue))
+    func glass(_ brightness: [Float]) -> (median: Double, spread: Double)? {
+        let border = borderBrightness(brightness)
         guard !border.isEmpty else { return nil }
         let median = Double(border[border.count / 2])
         let deviations = border.map { abs(Double($0) - median) }.sorted()
