@@ -89,7 +89,8 @@ extension CoordinatorLoop {
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
-                if let joined = try shared.store.finish(damaged: damaged) {
+                let key = PartialOutputs.submittingKey(shared.store.path)
+                if let joined = try shared.store.finish(damaged: damaged, submittedBy: key) {
                     logger.info("map store: \(joined)", metadata: ["job": "\(id)"])
                 }
                 PartialOutputs.finish(shared.store.path)

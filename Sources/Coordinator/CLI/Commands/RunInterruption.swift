@@ -1,11 +1,11 @@
 import Foundation
 import TesseraImage
 
-/// What `run` undoes when SIGINT or SIGTERM stops it: the embedded workers and
+/// What `run` undoes when SIGINT, SIGTERM or SIGHUP stops it: the embedded workers and
 /// coordinator are stopped (which removes the coordinator's temporary store); the
 /// main thread, whose mapping then fails (or, in-process, stops at its next tile),
 /// parks; then this run's unfinished outputs in `--out` are removed (`.STEM.….partial-…`
-/// stores and `.STEM.….tmp-…` files) and the process exits 130 (SIGINT) or 143, so an
+/// stores and `.STEM.….tmp-…` files) and the process exits 130 (SIGINT), 143 or 129, so an
 /// interrupted run leaves what a failed one leaves: nothing (a map finished before
 /// the signal stays whole). With `--store` the partial stores stay, for the job to resume.
 final class RunInterruption: @unchecked Sendable {
@@ -22,7 +22,11 @@ final class RunInterruption: @unchecked Sendable {
     /// Installs the handlers; `removeOutputs`: whether partial stores go too.
     init(out: String, images: [String], image: Int, removeOutputs: Bool, message: String? = nil) {
         let stems = images.map { OutputOptions.stem(forInput: $0, image: image) }
-        for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+        // SIGHUP: the terminal or ssh session closed (a hidden partial map stayed); not where the
+        // process was started with it ignored (nohup), which must keep it running.
+        var signals = [(SIGINT, Int32(130)), (SIGTERM, Int32(143))]
+        if !Self.isIgnored(SIGHUP) { signals.append((SIGHUP, 129)) }
+        for (signal, status) in signals {
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler { [self] in
@@ -32,7 +36,8 @@ final class RunInterruption: @unchecked Sendable {
                         ? "interrupted: stopping the workers and removing this run's unfinished outputs\n"
                         : "interrupted: stopping the workers; the unfinished map stays for the same command "
                             + "to resume (--store)\n")
-                FileHandle.standardError.write(Data(text.utf8))
+                // write(2), not FileHandle: after SIGHUP the terminal may be gone (EIO), which must not trap.
+                _ = text.withCString { write(2, $0, strlen($0)) }
                 let (steps, waits) = lock.withLock {
                     interrupted = true
                     return (self.steps, mainWrites)
@@ -46,6 +51,13 @@ final class RunInterruption: @unchecked Sendable {
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// Whether `signal` is ignored now (inherited from `nohup` or a service manager).
+    static func isIgnored(_ signal: Int32) -> Bool {
+        var current = sigaction()
+        return sigaction(signal, nil, &current) == 0
+            && current.__sigaction_handler.sa_handler.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 
     /// Blocks for good if an interruption is being handled (its handler exits), so a

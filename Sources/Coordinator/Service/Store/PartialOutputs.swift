@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TesseraImage
 
 /// The unfinished map stores a shared-storage job builds in its output folder
 /// (`.STEM.zarr.partial-TOKEN`, renamed into place when done). A coordinator killed with
@@ -12,8 +13,9 @@ import Logging
 /// it), and its store is positively gone (not found) or an abandoned temporary store:
 /// nothing can resume it. An interrupted `--store` job's partial (its store exists), a
 /// locked one, another host's and one without the record are never touched.
-/// A finished map keeps only the submitting key in its record (`finish`): a job of
-/// another key may not replace it (`CoordinatorLoop.sharedOutputClash`).
+/// A finished map keeps only the submitting key, in its `.zattrs` (`tessera.submitted_by`, written by
+/// `MapStore.finish`), and the record goes (`finish`): zarr-python warned about the stray file on every
+/// open. A job of another key may not replace the map (`CoordinatorLoop.sharedOutputClash`).
 enum PartialOutputs {
     static let ownerFile = "tessera-owner.txt"
 
@@ -24,20 +26,18 @@ enum PartialOutputs {
         try Data(text.utf8).write(to: URL(fileURLWithPath: "\(path)/\(ownerFile)"), options: .atomic)
     }
 
-    /// Keeps only the submitting key in a finished store's record (before it is renamed
-    /// into place): the map's owner, whom another key may not replace it for.
-    static func finish(_ path: String) {
-        let file = "\(path)/\(ownerFile)"
-        guard let key = fields(file)["key"] else {
-            unlink(file)
-            return
-        }
-        try? Data("key=\(key)\n".utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
-    }
+    /// The submitting key in the record of the partial `path` ("anonymous" without CURVE; nil: no record).
+    static func submittingKey(_ path: String) -> String? { fields("\(path)/\(ownerFile)")["key"] }
 
-    /// The key whose job wrote the finished map at `path` (nil: unrecorded or anonymous).
+    /// Removes a finished store's record (before it is renamed into place): its key is in `.zattrs` by now.
+    static func finish(_ path: String) { unlink("\(path)/\(ownerFile)") }
+
+    /// The key whose job wrote the finished map at `path` (nil: unrecorded or anonymous); maps of
+    /// earlier versions kept it in the record file.
     static func mapOwner(_ path: String) -> String? {
-        fields("\(path)/\(ownerFile)")["key"].flatMap { $0 == "anonymous" ? nil : $0 }
+        (MapStore.submittedBy(path) ?? fields("\(path)/\(ownerFile)")["key"]).flatMap {
+            $0 == "anonymous" ? nil : $0
+        }
     }
 
     private static func fields(_ file: String) -> [String: String] {

@@ -101,19 +101,31 @@ package final class MapStore: Sendable {
     /// tile is written (tiles left out stay fill); a job that crashes before this
     /// never looks finished, and finishing again after a crash gives the same store.
     /// `damaged`: map tiles left empty because their input was damaged, recorded in
-    /// `.zattrs` (`StoreMetadata.zattrs`). Returns what was joined (nil: nothing to
-    /// join, or finished before).
+    /// `.zattrs` (`StoreMetadata.zattrs`). `submittedBy`: the key whose job wrote the map (a cluster's
+    /// shared-storage job; "anonymous" without CURVE), recorded as `tessera.submitted_by`. Returns what was
+    /// joined (nil: nothing to join, or finished before).
     @discardableResult
-    package func finish(damaged: [PixelRect] = []) throws -> JoinSummary? {
+    package func finish(damaged: [PixelRect] = [], submittedBy: String? = nil) throws -> JoinSummary? {
         var joined: JoinSummary?
         if !isFinished {
             joined = try joinUpperLevels()
             try AtomicFile.write(
-                StoreMetadata.zattrs(layout, complete: true, emptyTiles: damaged, notComputed: notComputedTiles()),
+                StoreMetadata.zattrs(
+                    layout, complete: true, emptyTiles: damaged, notComputed: notComputedTiles(),
+                    submittedBy: submittedBy),
                 to: "\(path)/.zattrs", durable: true)
         }
         removePieceFolders()
         return joined
+    }
+
+    /// The key recorded as having written the finished map at `path` (`tessera.submitted_by`; nil: none recorded).
+    package static func submittedBy(_ path: String) -> String? {
+        guard let bytes = try? FileIO.read("\(path)/.zattrs"),
+            let root = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            let tessera = root["tessera"] as? [String: Any]
+        else { return nil }
+        return tessera["submitted_by"] as? String
     }
 
     /// Per level-0 tile (row-major): whether it has no chunk, so no value was computed for it (a computed

@@ -63,9 +63,11 @@ enum StoreMetadata {
     /// (`--corrupt-tiles skip`), recorded as `tessera.damaged_tiles` ([y, x, height, width]
     /// in level-0 pixels) so a reader can tell them from tiles without tissue.
     /// `notComputed`: per level-0 tile (row-major), whether no value of it was computed (left out for want
-    /// of tissue, or damaged), recorded as `tessera.not_computed` when any is.
+    /// of tissue, or damaged), recorded as `tessera.not_computed` when any is. `submittedBy`: the key of the
+    /// cluster job that wrote the map, which another key may not replace (`tessera.submitted_by`).
     static func zattrs(
-        _ layout: MapLayout, complete: Bool, emptyTiles: [PixelRect] = [], notComputed: [Bool] = []
+        _ layout: MapLayout, complete: Bool, emptyTiles: [PixelRect] = [], notComputed: [Bool] = [],
+        submittedBy: String? = nil
     ) throws -> [UInt8] {
         var tessera: [String: Any] = [
             // 1 when nothing is joined: the files are format 1's, and older builds read them.
@@ -86,6 +88,7 @@ enum StoreMetadata {
         if let s = layout.source { tessera["source"] = ["file": s.file, "image": s.image, "level": s.level] }
         if !emptyTiles.isEmpty { tessera["damaged_tiles"] = emptyTiles.map { [$0.y, $0.x, $0.height, $0.width] } }
         if let record = notComputedRecord(layout, notComputed) { tessera["not_computed"] = record }
+        if let submittedBy { tessera["submitted_by"] = submittedBy }
         var root: [String: Any] = ["tessera": tessera]
         if complete {
             // Level k's pixel is 2^k level-0 pixels, in micrometres when the image says.
