@@ -104,6 +104,8 @@ struct SlideMapTests {
                 assert np.array_equal(a, b[[0, 2]]), 'the kept planes differ from classes 0 and 2 of the full map'
                 t = z.attrs['tessera']
                 assert t['kept_classes'] == [0, 2] and t['net_classes'] == 3 and t['classes'] == 2, t
+                labels = [c['label'] for c in z.attrs['omero']['channels']]
+                assert labels == ['class 0', 'class 2'], labels
                 n = np.load(kept + '/img.npy')
                 assert n.shape == a.shape and np.array_equal(n, np.load(full + '/img.npy')[[0, 2]]), 'npy differs'
                 print('ok', a.shape)

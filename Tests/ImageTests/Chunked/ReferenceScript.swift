@@ -73,6 +73,11 @@ let referenceScript = #"""
         axes = [a["name"] if isinstance(a, dict) else a for a in node.metadata.get("axes", [])]
         if axes != ["c", "y", "x"]:
             fail(f"ome_zarr axes {axes}")
+        # Each plane is labelled with its class (viewers showed "channel 0/1").
+        names = node.metadata.get("channel_names")
+        want = [f"class {k}" for k in range(node.data[0].shape[0])]
+        if names != want:
+            fail(f"ome_zarr channel names {names}, expected {want}")
         return [tuple(d.shape) for d in node.data]
 
     def ome_info(path):

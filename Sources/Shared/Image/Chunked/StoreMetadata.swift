@@ -58,7 +58,7 @@ enum StoreMetadata {
     }
 
     /// The group attributes: always the `tessera` section; when `complete`, the
-    /// OME multiscales (and channel labels, if the layout has class names) too.
+    /// OME multiscales and channel labels (the class names, else "class K" for the net's class K) too.
     /// `emptyTiles`: the map tiles left empty because their input was damaged
     /// (`--corrupt-tiles skip`), recorded as `tessera.damaged_tiles` ([y, x, height, width]
     /// in level-0 pixels) so a reader can tell them from tiles without tissue.
@@ -111,19 +111,20 @@ enum StoreMetadata {
                     "type": "mean",
                 ] as [String: Any]
             ]
-            if let names = layout.classNames {
-                let end: Double = layout.dtype == .uint8 ? 255 : layout.dtype == .uint16 ? 65535 : 1
-                root["omero"] =
-                    [
-                        "channels": names.map { name -> [String: Any] in
-                            [
-                                "label": name, "color": "FFFFFF", "active": true,
-                                "window": ["start": 0.0, "end": end, "min": 0.0, "max": end],
-                            ]
-                        },
-                        "rdefs": ["model": "greyscale"],
-                    ] as [String: Any]
-            }
+            // Viewers (napari, QuPath) showed "channel 0/1": without names, each plane is labelled with the
+            // net's class it holds ("class 1" for plane 0 under --keep-classes 1).
+            let names = layout.classNames ?? (layout.kept ?? Array(0..<layout.classes)).map { "class \($0)" }
+            let end: Double = layout.dtype == .uint8 ? 255 : layout.dtype == .uint16 ? 65535 : 1
+            root["omero"] =
+                [
+                    "channels": names.map { name -> [String: Any] in
+                        [
+                            "label": name, "color": "FFFFFF", "active": true,
+                            "window": ["start": 0.0, "end": end, "min": 0.0, "max": end],
+                        ]
+                    },
+                    "rdefs": ["model": "greyscale"],
+                ] as [String: Any]
         }
         let data = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
         return Array(data) + [0x0A]
