@@ -109,6 +109,33 @@ struct PaddedNetTests {
         }
     }
 
+    /// The map placed each pixel's window centred on its patch, not where the classifier places it: for
+    /// even P (and P ≡ 2, 3 mod 4 here) the map was the classifier's shifted by 1–2 pixels (ONNX user
+    /// audit). A net whose padding never counts must give the classifier's map exactly.
+    @Test(
+        "A net that pads where padding never counts: dense, shift and fast equal naive, for P = 21 … 25",
+        arguments: 21...25)
+    func paddingThatNeverCountsIsExact(patch: Int) throws {
+        let engine = try MapEngine(classifier: TestNets.centreTaps(patch: patch), allowPadding: true)
+        #expect(!engine.geometry.isExact && engine.tasks.pads)
+        let mapper = LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2)
+        let image = ArrayImage.random(height: 23, width: 19, seed: UInt64(patch))
+        let naive = try mapper.map(image, mode: .naive)
+        #expect(Set(naive.data).count > 50, "a constant map proves nothing")
+        for mode in [MapMode.dense, .shift] {
+            let map = try mapper.map(image, mode: mode, tile: 8)
+            let d = Self.maxDiff(map, naive)
+            #expect(d <= 1e-5, "P \(patch) \(mode): differs from naive by \(d)")
+        }
+        let fast = try mapper.map(image, mode: .fast)
+        let s = engine.tasks.stride
+        for y in stride(from: 0, to: image.height, by: s.h) {
+            for x in stride(from: 0, to: image.width, by: s.w) {
+                #expect(abs(fast[0, y, x] - naive[0, y, x]) <= 1e-5, "P \(patch) fast at (\(y), \(x))")
+            }
+        }
+    }
+
     @Test("A task of a net that pads must say the image size")
     func taskNeedsImageSize() throws {
         let engine = try MapEngine(classifier: TestNets.padded, allowPadding: true)

@@ -156,6 +156,32 @@ enum TestNets {
             ])
     }
 
+    /// Two 3×3 stride-2 convolutions with pad 1 whose only non-zero tap is the centre, then an
+    /// InnerProduct, at patch size `p`: it pads, so it is not exact, but its padding never counts, so
+    /// its map must equal the classifier's (`naive`) on every pixel, whatever P mod 4.
+    static func centreTaps(patch p: Int) -> Net {
+        func centre(_ layer: Layer) -> Layer {
+            var l = layer
+            if case .convolution(var c) = l.op {
+                c.pad = .one
+                for i in c.weights.indices where i % 9 != 4 { c.weights[i] = 0 }
+                l.op = .convolution(c)
+            }
+            return l
+        }
+        let f1 = (p - 1) / 2 + 1, f2 = (f1 - 1) / 2 + 1
+        return Net(
+            name: "centre-taps", inputName: "data", inputChannels: 3, patchSize: Size2(square: p),
+            layers: [
+                centre(conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 3, stride: 2, seed: 70)),
+                op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
+                centre(conv("conv2", "conv1", "conv2", cin: 4, cout: 4, k: 3, stride: 2, seed: 71)),
+                op("relu2", .relu(negativeSlope: 0), ["conv2"], "conv2"),
+                ip("fc", "conv2", "fc", inputs: 4 * f2 * f2, outputs: 3, seed: 72),
+                op("prob", .softmax, ["fc"], "prob"),
+            ])
+    }
+
     /// The layout of the seed's trained CIFAR-10-quick classifiers, narrowed, with random
     /// weights: 5×5 convolutions with pad 2, MAX then AVE 3/2 pooling with partial last
     /// windows (32 → 16 → 8 → 4), ReLU after pool1 and fused into conv2/conv3, two

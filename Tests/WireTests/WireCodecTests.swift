@@ -269,13 +269,15 @@ struct WireCodecTests {
 }
 
 extension WireCodecTests {
-    /// Operator audit F9: the detailed status travels behind flags bit 1 within protocol 3,
+    /// Operator audit F9: the detailed status travels behind flags bit 1 (added within protocol 3),
     /// so the plain request and reply keep the bytes of earlier builds, and an earlier
     /// build refuses the bit with the words the client falls back on.
     @Test("A plain status keeps the bytes of earlier builds; the detailed one is flags bit 1 and a tail")
     func detailedStatusIsOptional() throws {
         let plainRequest = WireMessage.statusRequest(jobID: 12).encode()
-        #expect(plainRequest == [[0x54, 0x53, 0x52, 3, 0x23, 1, 12, 0, 0, 0, 0, 0, 0, 0]], "\(plainRequest)")
+        #expect(
+            plainRequest == [[0x54, 0x53, 0x52, WireMessage.version, 0x23, 1, 12, 0, 0, 0, 0, 0, 0, 0]],
+            "\(plainRequest)")
         let detailedRequest = WireMessage.statusRequest(jobID: nil, query: Wire.StatusQuery(states: 0b100)).encode()
         #expect(detailedRequest[0][5] == 2, "flags: bit 1 only (no job)")
         #expect(Array(detailedRequest[0][14...]) == [0b100, 0, 0, 0], "mask, list flags, empty owner")

@@ -53,8 +53,12 @@ package struct TaskGeometry: Sendable, Equatable {
     /// Window start of a pass's output pixel 0 relative to its input pixel 0:
     /// 0 for nets that do not pad, negative when they do.
     package var origin: Size2
-    /// Map pixel `y`'s window starts at padded row `y − centring`: 0 for exact
-    /// nets (the window is the patch); for approximate nets the window is centred on the patch.
+    /// Map pixel `y`'s window starts at padded row `y − centring`, where the classifier's own window
+    /// starts on the patch centred at `y` (padded rows `y ..< y + P`): `−origin`, 0 for exact nets.
+    /// It was the window centred on the patch, which for a net whose window is not symmetric about its
+    /// patch (even P with padded strided layers, partial pooling windows at the far edge) shifted the map
+    /// by 1–3 pixels against the classifier it approximates (ONNX user audit: a net whose padding
+    /// never counts gave `dense[y, x] = naive[y + 1, x + 1]`).
     package var centring: Size2
     /// The smallest input for which the dense net gives one output: the
     /// whole-image pass reads `H + minimalInput − 1` rows (see `wholeImageInput`).
@@ -72,12 +76,7 @@ package struct TaskGeometry: Sendable, Equatable {
         stride = g.stride
         receptiveField = g.receptiveField
         origin = g.origin
-        centring =
-            g.isExact
-            ? .zero
-            : Size2(
-                (g.receptiveField.h - g.patchSize.h).floorDiv(2),
-                (g.receptiveField.w - g.patchSize.w).floorDiv(2))
+        centring = Size2(-g.origin.h, -g.origin.w)
         self.minimalInput = minimalInput
         self.pads = pads
     }
@@ -147,9 +146,9 @@ package struct TaskGeometry: Sendable, Equatable {
     /// The input of the pass over the whole `image` that defines the map of a
     /// net that pads: it yields exactly the image's pixels, and every layer pads
     /// the edges of its whole-image input there, whatever tile computes a pixel.
+    /// It starts at padded row 0 (`centring` is `−origin`): the converted net run
+    /// over the mirror-padded image.
     package func wholeImageInput(_ image: Size2) -> PixelRect {
-        PixelRect(
-            y: -(origin.h + centring.h), x: -(origin.w + centring.w),
-            height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
+        PixelRect(y: 0, x: 0, height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
     }
 }

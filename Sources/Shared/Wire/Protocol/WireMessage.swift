@@ -93,8 +93,10 @@ package enum WireMessage: Equatable, Sendable {
 
     /// "TSR".
     package static let magic: [UInt8] = [0x54, 0x53, 0x52]
-    /// The protocol version this build speaks.
-    package static let version: UInt8 = 3
+    /// The protocol version this build speaks. 4: a net that pads places each pixel's window where
+    /// the classifier does (`TaskGeometry.centring`); a worker of 3 would read tasks' inputs 1–3
+    /// pixels off and give a shifted map, so it is refused at its handshake instead.
+    package static let version: UInt8 = 4
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
