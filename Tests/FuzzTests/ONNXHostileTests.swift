@@ -392,3 +392,100 @@ struct ONNXGraphFuzzTests {
         #expect(summary.rejected["UNEXPECTED"] == nil)
     }
 }
+
+/// The ONNX user audit's messages: each said something untrue of the model it refused.
+@Suite("ONNX refusals that name the real problem")
+struct ONNXRefusalWordingTests {
+    static func load(_ g: ONNXGraph) throws -> LoadedModel {
+        try ModelLoader.load(
+            ModelContents(prototxt: Data(g.bytes), prototxtName: "m.onnx", weights: nil), patchSize: nil)
+    }
+
+    @Test("Several outputs: the one ending in Softmax or Sigmoid is mapped; none or two are refused with extract_model")
+    func severalOutputs() throws {
+        var g = ONNXGraph(channels: 2)
+        g.node("Relu", ["input"], ["logits"])
+        g.node("Softmax", ["logits"], ["out"], [ONNXGraph.attribute("axis", int: 1)])
+        g.model.graph.output = [ONNXGraph.value("logits", nil), ONNXGraph.value("out", nil)]
+        let model = try Self.load(g)
+        #expect(model.net.layers.last?.op == .softmax)
+        #expect(
+            model.notes.contains { $0.contains("Tessera maps 'out', the one that ends in Softmax") }, "\(model.notes)")
+        // Two probability outputs: which is the map cannot be told.
+        g.node("Sigmoid", ["logits"], ["p2"])
+        g.model.graph.output.append(ONNXGraph.value("p2", nil))
+        var e = g.loadError()
+        #expect(
+            e?.message.contains("2 of them end in a Softmax") == true
+                && e?.message.contains(
+                    "onnx.utils.extract_model('model.onnx', 'one-output.onnx', ['input'], ['OUTPUT'])")
+                    == true,
+            "\(e?.description ?? "")")
+        // None does.
+        g = ONNXGraph(channels: 2)
+        g.node("Relu", ["input"], ["a"])
+        g.node("Tanh", ["a"], ["out"])
+        g.model.graph.output = [ONNXGraph.value("a", nil), ONNXGraph.value("out", nil)]
+        e = g.loadError()
+        #expect(e?.message.contains("none of them ends in a Softmax") == true, "\(e?.description ?? "")")
+    }
+
+    @Test("A node after the output that nothing reads is left out, with a note; one before it too")
+    func unusedNodesLeftOut() throws {
+        var g = ONNXGraph(channels: 2)
+        g.node("Relu", ["input"], ["a"])
+        g.node("Tanh", ["a"], ["unused_before"])
+        g.node("Sigmoid", ["a"], ["out"])
+        g.node("Relu", ["out"], ["unused_after"])
+        let model = try Self.load(g)
+        #expect(model.net.layers.map(\.op) == [.relu(negativeSlope: 0), .sigmoid], "\(model.net.layers)")
+        #expect(
+            model.notes.contains { $0.contains("2 nodes the output 'out' does not need left out") }, "\(model.notes)")
+    }
+
+    @Test("Max(x, 0) is a ReLU; Max with another constant is refused as Max, not as a sum")
+    func maxWithConstant() throws {
+        var g = ONNXGraph(channels: 2)
+        g.initializer(ONNXGraph.tensor("zero", [], floats: [0]))
+        g.node("Max", ["zero", "input"], ["m"])
+        g.node("Sigmoid", ["m"], ["out"])
+        #expect(try Self.load(g).net.layers.first?.op == .relu(negativeSlope: 0))
+        g = ONNXGraph(channels: 2)
+        g.initializer(ONNXGraph.tensor("six", [], floats: [6]))
+        g.node("Max", ["input", "six"], ["m"])
+        g.node("Sigmoid", ["m"], ["out"])
+        let e = g.loadError()
+        #expect(
+            e?.message.contains("Max with a constant input ('six')") == true
+                && e?.message.contains("no layer for the maximum with another constant") == true
+                && e?.message.contains("sums") == false, "\(e?.description ?? "")")
+    }
+
+    @Test("An initializer missing from the file is called undefined, not 'must be a constant'")
+    func missingInitializer() throws {
+        var g = ONNXGraph(channels: 2)
+        g.node("Conv", ["input", "w"], ["c"])
+        g.node("Sigmoid", ["c"], ["out"])
+        let e = g.loadError()
+        #expect(
+            e?.message.contains("input 'w' is not defined") == true
+                && e?.message.contains("must be a constant") == false,
+            "\(e?.description ?? "")")
+    }
+
+    @Test("The first bytes of an ONNX file (a truncated copy) are called truncated, not a text file")
+    func truncatedHead() throws {
+        var g = ONNXGraph(channels: 2)
+        g.model.producerName = "pytorch"
+        g.node("Sigmoid", ["input"], ["out"])
+        let head = Array(g.bytes.prefix(10))
+        #expect(head.first == 0x08)
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(
+                ModelContents(prototxt: Data(head), prototxtName: "m.onnx", weights: nil), patchSize: nil)
+        }
+        #expect(
+            e?.message.contains("truncated or corrupt") == true && e?.message.contains("text file") == false,
+            "\(e?.description ?? "")")
+    }
+}

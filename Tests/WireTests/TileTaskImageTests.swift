@@ -3,10 +3,10 @@ import Testing
 @testable import TesseraWire
 @testable import TestSupport
 
-/// `--image N` within protocol 3: a shared-storage task names its image in the high bits of its
+/// `--image N` (added within protocol 3): a shared-storage task names its image in the high bits of its
 /// level field, so image 1's tasks keep their bytes and a worker built before images refuses a
 /// task for another image (naming it, so it reports the failure) instead of mapping image 1.
-@Suite("Tile tasks name their image within protocol 3")
+@Suite("Tile tasks name their image (added within protocol 3)")
 struct TileTaskImageTests {
     static func spec(image: UInt32, level: UInt32 = 2) -> Wire.TileTaskSpec {
         Wire.TileTaskSpec(
@@ -22,7 +22,7 @@ struct TileTaskImageTests {
         func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         func str(_ s: String) -> [UInt8] { le(UInt16(s.utf8.count)) + Array(s.utf8) }
         let p = m.preprocessing
-        var out: [UInt8] = [0x54, 0x53, 0x52, 3, 0x15, 0]
+        var out: [UInt8] = [0x54, 0x53, 0x52, WireMessage.version, 0x15, 0]
         out += le(m.jobID) + le(m.taskID) + le(m.attempt) + m.modelDigest.bytes + [m.mode.rawValue]
         out += le(m.tile.y0) + le(m.tile.x0) + le(m.tile.height) + le(m.tile.width)
         out += [p.channelOrder.rawValue] + le(p.rawScale.bitPattern) + le(p.scale.bitPattern)

@@ -54,6 +54,8 @@ class Graph:
         # exp of the model's output is the reference (a LogSoftmax head, imported as Softmax).
         self.log_output = False
         self.tolerance = 1e-4
+        # More graph outputs after the one Tessera maps (the first).
+        self.extra_outputs = []
 
     def fresh(self, base):
         self.count += 1
@@ -111,8 +113,8 @@ class Graph:
 
     def model(self, output, opset):
         inp = helper.make_tensor_value_info("input", F, ["N", self.channels, self.patch, self.patch])
-        out = helper.make_tensor_value_info(output, F, ["N", None])
-        graph = helper.make_graph(self.nodes, self.name, [inp], [out], initializer=self.inits)
+        outs = [helper.make_tensor_value_info(o, F, ["N", None]) for o in [output] + self.extra_outputs]
+        graph = helper.make_graph(self.nodes, self.name, [inp], outs, initializer=self.inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tessera-fixtures")
         m.ir_version = min(m.ir_version, 10)
         onnx.checker.check_model(m)
@@ -535,6 +537,33 @@ def relu_pad_maxpool():
     return g, g.model(x, 13), pre, False
 
 
+def keras_head():
+    """A Keras model exported as NCHW (tf2onnx --inputs-as-nchw): Keras's Flatten reads H×W×C, so a
+    Transpose(0, 2, 3, 1) stays before the Reshape → MatMul → Add head; Tessera folds it into the
+    weights. Max(x, 0) as a ReLU. The logits are a second graph output (the Softmax one is mapped),
+    and a node after the head that nothing reads is left out."""
+    g = Graph("keras_head", 3, 12, seed=16)
+    x = g.conv("input", 3, 5, 3)  # 10
+    x = g.node("Max", [x, g.const("zero", np.array(0.0, dtype=np.float32))])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 5
+    x = g.conv(x, 5, 3, 2)  # 3 channels, 4×4: the H, W, C order differs from C, H, W
+    x = g.node("Transpose", [x], perm=[0, 2, 3, 1])
+    x = g.node("Reshape", [x, ints(g, "flatten.shape", [0, -1])])
+    logits = g.node("MatMul", [x, g.const("dense.kernel", g.weights((48, 3), 48, gain=6.0))])
+    logits = g.node("Add", [logits, g.const("dense.bias", g.rng.uniform(-0.3, 0.3, 3))])
+    probs = g.node("Softmax", [logits], axis=1)
+    g.node("Relu", [logits], name="unused_after_head")
+    g.extra_outputs = [logits]
+    g.covers = [
+        "Transpose(0, 2, 3, 1) → Reshape [0, -1] → MatMul + Add: a Keras Flatten + Dense, folded into the weights",
+        "Max(x, 0) as a ReLU",
+        "two graph outputs (probabilities, logits): the one ending in Softmax is mapped",
+        "a node nothing reads after the head, left out",
+    ]
+    pre = dict(channel_order="rgb", raw_scale=1.0 / 255.0, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], scale=1.0)
+    return g, g.model(probs, 13), pre, True
+
+
 def float16_model():
     """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
     input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
@@ -745,7 +774,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model, relu_pad_maxpool]
+        float16_model, relu_pad_maxpool, keras_head]
 
 
 def main():

@@ -21,7 +21,12 @@ package enum ONNXFiles {
             options.messageDepthLimit = 64
             model = try Onnx_ModelProto(serializedBytes: data, options: options)
         } catch {
-            if String(data: data.prefix(4096), encoding: .utf8) != nil, !data.prefix(4096).contains(0) {
+            // Text has no control bytes but tab and line ends: the first bytes of a truncated model
+            // (08 08 12 07 "pyto…") are valid UTF-8 too, and were called a text file (ONNX user audit).
+            let head = data.prefix(4096)
+            if String(data: head, encoding: .utf8) != nil,
+                head.allSatisfy({ $0 >= 0x20 || $0 == 9 || $0 == 10 || $0 == 13 })
+            {
                 throw ModelError(
                     .unreadable, file: file,
                     "this is a text file, not an ONNX model (a binary ModelProto): a Caffe prototxt is not an ONNX file"

@@ -8,6 +8,7 @@ extension ONNXImporter {
     // MARK: - The classifier head
 
     mutating func addFlatten(_ n: inout NodeContext) throws {
+        if try addChannelsLastFlatten(&n) { return }
         let x = try activation(n, 0)
         let shape = shapes[x]!
         if n.node.opType == "Flatten" {
@@ -120,6 +121,9 @@ extension ONNXImporter {
                     + "but its input is \(shape) = \(shape.count) values at patch size")
         }
         var weights = transB ? b.floats : Self.transposed(b.floats, rows: k, columns: outputs)
+        if let order = flattenedChannelsLast[n.node.input[0]] {
+            weights = Self.channelsFirst(weights, outputs: outputs, shape: order.shape)
+        }
         if gemm, let alpha = n.float("alpha"), alpha != 1 { weights = weights.map { $0 * alpha } }
         var bias: [Float]?
         if gemm, let c = try optionalConstant(n, 2) {

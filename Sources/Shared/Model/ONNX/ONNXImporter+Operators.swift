@@ -275,10 +275,22 @@ extension ONNXImporter {
             throw n.fail(.invalid, "\(op) takes 1 to 64 inputs, has \(n.node.input.count)")
         }
         if let i = n.node.input.indices.first(where: { isConstant(n.node.input[$0]) }) {
+            // Max(x, 0): a ReLU (torch.clamp(min=0), tf.maximum(x, 0)).
+            if op == "Max", n.node.input.count == 2, !isConstant(n.node.input[1 - i]) {
+                let c = try constant(n, i)
+                if c.count == 1, c.floats[0] == 0 {
+                    let x = try activation(n, 1 - i)
+                    try addLayer(n, .relu(negativeSlope: 0), [x], inPlace: ownsAlone(x))
+                    return
+                }
+            }
             throw n.fail(
                 .unsupported,
-                "\(op) with a constant input ('\(n.node.input[i])'): Tessera sums activations only "
-                    + "(add a constant with Add)")
+                op == "Max"
+                    ? "Max with a constant input ('\(n.node.input[i])') other than one activation's Max with 0 (a "
+                        + "ReLU): the engine has no layer for the maximum with another constant"
+                    : "Sum with a constant input ('\(n.node.input[i])'): Tessera sums activations only "
+                        + "(add a constant with Add)")
         }
         let inputs = try n.node.input.indices.map { try activation(n, $0) }
         if inputs.count == 1 {

@@ -25,9 +25,11 @@ extension ONNXImporter {
         if op == "Transpose" {
             return n.fail(
                 .unsupported,
-                "Tessera does not run Transpose; this one looks like the layout change of a channels-last "
-                    + "(NHWC) model, as Keras/tf2onnx export them. Tessera runs N×C×H×W (NCHW) models: export it "
-                    + "as NCHW (tf2onnx --inputs-as-nchw INPUT, and no Transpose left in the graph)")
+                "Tessera does not run Transpose (perm \(n.ints("perm").map { "\($0)" } ?? "reversed")); this one "
+                    + "looks like the layout change of a channels-last (NHWC) model, as Keras/tf2onnx export them. "
+                    + "Tessera runs N×C×H×W (NCHW) models: export it as NCHW (tf2onnx --inputs-as-nchw INPUT). The "
+                    + "one Transpose it folds is a Keras Flatten's: perm [0, 2, 3, 1] of the activations, then a "
+                    + "Flatten (or Reshape) and a Gemm/MatMul")
         }
         if Self.shapeOperators.contains(op) {
             return n.fail(

@@ -74,6 +74,11 @@ struct ONNXImporter {
     var pendingPads: [String: PendingPad] = [:]
     /// The LogSoftmax imported as Softmax, which must be the net's last layer.
     var logSoftmax: String?
+    /// Outputs of a Transpose to channels-last, waiting for the Flatten of a Keras head
+    /// (`ONNXImporter+ChannelsLast.swift`): the N×C×H×W blob transposed, and the node's name.
+    var channelsLast: [String: (blob: String, transpose: String)] = [:]
+    /// Features flattened in H, W, C order from such a Transpose: the activation's shape, the Transpose.
+    var flattenedChannelsLast: [String: (shape: Shape, transpose: String)] = [:]
 
     /// Most values the import expands constants to (`broadcastValues`): a hostile
     /// graph could otherwise widen an activation to 2^40 channels with a few Concats
@@ -96,8 +101,6 @@ struct ONNXImporter {
             }
             initializers[t.name] = t
         }
-        for n in graph.node { for i in n.input where !i.isEmpty { uses[i, default: 0] += 1 } }
-        for o in graph.output { uses[o.name, default: 0] += 1 }
 
         // `convert --format onnx` records the patch size of the fully convolutional net it writes.
         if let entry = model.metadataProps.first(where: { $0.key == Self.patchSizeKey }) {
@@ -110,30 +113,28 @@ struct ONNXImporter {
         }
         let (input, channels, declared) = try readInput(graph)
         inputName = input
+        let (outputName, needed) = try chooseOutput(graph, input: input)
+        for (index, n) in graph.node.enumerated() where needed[index] {
+            for i in n.input where !i.isEmpty { uses[i, default: 0] += 1 }
+        }
+        uses[outputName, default: 0] += 1
         guard let patch = patchOverride ?? declared ?? recordedPatch else {
             throw ModelError(.patchSize, file: file, "the patch size is unknown")
         }
         shapes[input] = Shape(c: channels, h: patch.h, w: patch.w)
         readers[input] = uses[input] ?? 0
 
-        for (index, node) in graph.node.enumerated() {
+        for (index, node) in graph.node.enumerated() where needed[index] {
             try addNode(node, index: index)
         }
-
-        guard graph.output.count == 1 else {
-            throw ModelError(
-                .unsupported, file: file,
-                "the graph has \(graph.output.count) outputs (\(graph.output.map { "'\($0.name)'" }.joined(separator: ", "))); "
-                    + "Tessera maps one: the class scores")
-        }
-        let output = resolve(graph.output[0].name)
+        let output = resolve(outputName)
         guard let last = layers.last else {
             throw ModelError(.unsupported, file: file, "the graph has no node Tessera runs: it computes nothing")
         }
         guard last.tops.first == output else {
             throw ModelError(
                 .unsupported, file: file,
-                "the graph's output '\(graph.output[0].name)' is not computed by its last node "
+                "the graph's output '\(outputName)' is not computed by its last node "
                     + "('\(last.name)'): remove the nodes after it")
         }
         if let log = logSoftmax, last.name != log {
@@ -253,6 +254,7 @@ struct ONNXImporter {
                 .unsupported,
                 "an operator of the custom domain '\(node.domain)': Tessera runs standard ONNX operators only")
         }
+        if node.opType == "Transpose", try addChannelsLastTranspose(&n) { return }
         guard Self.supported.contains(node.opType) else { throw unsupportedOperator(n) }
         // Nodes that compute constants: shape arithmetic (`ONNXImporter+Shapes.swift`).
         let allConstant = !node.input.isEmpty && node.input.allSatisfy { !$0.isEmpty && isConstant($0) }
@@ -334,6 +336,7 @@ struct ONNXImporter {
             throw n.fail(.invalid, "input \(i + 1) is missing")
         }
         let raw = n.node.input[i]
+        if let refusal = channelsLastRefusal(n, raw) { throw refusal }
         try requireNoPendingPad(n, raw)
         let blob = resolve(raw)
         guard shapes[blob] != nil else {
@@ -362,6 +365,12 @@ struct ONNXImporter {
         let name = n.node.input[i]
         if let c = constants[name] { return c }
         guard let t = initializers[name] else {
+            guard shapes[resolve(name)] != nil || channelsLast[name] != nil else {
+                throw n.fail(
+                    .invalid,
+                    "input '\(name)' is not defined: no initializer, Constant node or earlier node has that name "
+                        + "(a weight missing from the file?)")
+            }
             throw n.fail(
                 .unsupported,
                 "input '\(name)' must be a constant (an initializer): Tessera takes weights from initializers, "
@@ -420,6 +429,7 @@ struct ONNXImporter {
         alias[out] = blob
         readers[blob, default: 0] += (uses[out] ?? 0) - 1
         if flatten || flat.contains(n.node.input[0]) { flat.insert(out) }
+        if let order = flattenedChannelsLast[n.node.input[0]] { flattenedChannelsLast[out] = order }
     }
 
     /// Whether a layer may write its output over `blob`: nothing else reads it.
