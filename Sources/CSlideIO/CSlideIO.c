@@ -69,6 +69,11 @@ void tsl_tiff_last_messages(tsl_tiff *tiff, char *message, size_t message_size) 
     }
 }
 
+int tsl_tiff_message_count(tsl_tiff *tiff) {
+    if (tiff == NULL) return 0;
+    return tiff->errors + tiff->warnings;
+}
+
 int tsl_tiff_open(const char *path, tsl_tiff **out, char *message, size_t message_size) {
     if (path == NULL || out == NULL) {
         set_message(message, message_size, "invalid argument");

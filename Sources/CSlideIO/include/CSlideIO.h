@@ -83,6 +83,9 @@ int64_t tsl_tiff_read_chunk(tsl_tiff *tiff, uint32_t index, void *buffer, size_t
 /// Writes `message` with the first error and warning libtiff reported since the last reset.
 void tsl_tiff_last_messages(tsl_tiff *tiff, char *message, size_t message_size);
 
+/// How many errors and warnings libtiff reported since the last reset (selecting a directory resets).
+int tsl_tiff_message_count(tsl_tiff *tiff);
+
 #ifdef __cplusplus
 }
 #endif

@@ -107,6 +107,11 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         self.detail = detail
     }
 
+    /// This error with `text` after its detail.
+    package func adding(_ text: String) -> SlideError {
+        SlideError(kind, path: path, image: image, level: level, tile: tile, detail: detail + text)
+    }
+
     /// This error, said of image `image` of its file (image 1 is not named: most files hold one).
     package func inImage(_ image: Int) -> SlideError {
         var error = self

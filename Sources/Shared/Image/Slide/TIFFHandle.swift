@@ -67,6 +67,31 @@ final class TIFFHandle {
         return info
     }
 
+    /// What libtiff complained of while reading the current directory (an IO error reading a tag
+    /// of a truncated file), or nil when it read cleanly.
+    func directoryWarnings() -> String? {
+        guard tsl_tiff_message_count(raw) > 0 else { return nil }
+        var message = [CChar](repeating: 0, count: cMessageSize)
+        tsl_tiff_last_messages(raw, &message, message.count)
+        return cMessage(message)
+    }
+
+    /// Of the current directory's `count` tiles or strips, those whose bytes run past `fileSize`
+    /// (a truncated copy): how many, and the first one's index and offset.
+    func chunksPastEnd(count: Int, fileSize: UInt64) -> (count: Int, first: Int, offset: UInt64)? {
+        var past = 0
+        var first: (Int, UInt64)?
+        for index in 0..<count {
+            guard let (offset, bytes) = chunkLocation(index), bytes > 0 else { continue }
+            let (end, overflow) = offset.addingReportingOverflow(bytes)
+            if overflow || end > fileSize {
+                past += 1
+                if first == nil { first = (index, offset) }
+            }
+        }
+        return first.map { (past, $0.0, $0.1) }
+    }
+
     /// SubIFD offsets of the current directory (at most 64).
     func subIFDOffsets() -> [UInt64] {
         var offsets = [UInt64](repeating: 0, count: 64)

@@ -75,7 +75,9 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
                 levels: levels, level: level, mpp: mpp, tolerance: mppTolerance,
                 path: path)
         } catch let error as SlideError {
-            throw error.inImage(structure.image)
+            // Levels and µm/px a truncated copy lost look like the file's own (user audit).
+            throw error.inImage(structure.image).adding(
+                structure.damage.first.map { " (the file looks damaged: \($0))" } ?? "")
         }
         let location = structure.levels[chosen].location
         _ = try first.select(location, level: chosen)

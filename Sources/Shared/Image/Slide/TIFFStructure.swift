@@ -22,8 +22,10 @@ struct TIFFStructure: Sendable {
     /// Where the level-0 µm/px came from ("Aperio description", "OME-XML", "resolution tags"), if known.
     let mppSource: String?
     /// What a user should know about what is mapped: a larger image elsewhere in the file, OME
-    /// planes beyond the first (Z, T).
+    /// planes beyond the first (Z, T), signs of damage (`damage`, first).
     let notes: [String]
+    /// Signs of a truncated or damaged file (`damageNotes`): what a refused --level or --mpp may owe to it.
+    let damage: [String]
 
     /// The image read (1-based: `TIFFImages`) and how many the file holds.
     let image: Int
@@ -79,11 +81,15 @@ struct TIFFStructure: Sendable {
         imageName = entry.name
         do {
             let info0 = try handle.select(.directory(base), level: 0)
+            // A truncated copy: libtiff reads the directory, but warns of tags it could not read (the
+            // description holding µm/px, the SubIFD list holding the levels), which were then just absent.
+            let directoryWarning = handle.directoryWarnings()
+            let subIFDs = handle.subIFDOffsets()
             let layout0 = try TIFFLayout(info0, path: path, level: 0)
             description = entry.ome != nil || base == 0 ? description0 : handle.imageDescription()
             try Self.refuseChannelPlanes(ome: entry.ome, layout: layout0, path: path)
             var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(base), layout0)]
-            for offset in handle.subIFDOffsets() where offset > 0 && offset < fileSize {
+            for offset in subIFDs where offset > 0 && offset < fileSize {
                 if let info = try? handle.select(.subIFD(offset)),
                     let layout = try? TIFFLayout(info, path: path, level: candidates.count)
                 {
@@ -110,7 +116,12 @@ struct TIFFStructure: Sendable {
                         + "ignored: a placeholder, not a microscope's resolution"
                     : "\($0): \(recorded) µm/px ignored (not plausible)"
             }
-            var notes: [String] = []
+            let damage = try Self.damageNotes(
+                handle, pyramid: pyramid.map(\.0), directoryWarning: directoryWarning,
+                lostSubIFDs: subIFDs.count { [fileSize] in $0 >= fileSize }, fileSize: fileSize)
+            self.damage = damage
+            var notes = damage
+            _ = try handle.select(.directory(base), level: 0)
             if placeholder, let mppSource { notes.append(mppSource) }
             if requested == nil {
                 let rest = images.layouts.sorted { $0.key < $1.key }.map {
@@ -152,6 +163,38 @@ struct TIFFStructure: Sendable {
         } catch let error as SlideError {
             throw error.inImage(number)
         }
+    }
+
+    /// Signs of a truncated or damaged file (a user audit: an incomplete copy passed `inspect-image`, its
+    /// lost levels and µm/px looking like the file's own properties): libtiff's complaints reading the
+    /// image's directory, SubIFD levels past the end, and tiles or strips of a level whose bytes run past
+    /// the end (checked from their offsets, without reading them). Leaves `handle` on some level.
+    static func damageNotes(
+        _ handle: TIFFHandle, pyramid: [TIFFDirectoryLocation], directoryWarning: String?, lostSubIFDs: Int,
+        fileSize: UInt64
+    ) throws -> [String] {
+        var notes: [String] = []
+        if let directoryWarning {
+            notes.append(
+                "damaged or truncated? libtiff could not read all of the image's directory (\(directoryWarning)): "
+                    + "what it holds (the description with µm/px, the list of levels) may be missing here")
+        }
+        if lostSubIFDs > 0 {
+            notes.append(
+                "truncated: \(lostSubIFDs) of the image's levels (SubIFDs) start past the end of the file "
+                    + "(\(fileSize) bytes) and are left out: an incomplete copy?")
+        }
+        for (index, location) in pyramid.enumerated() {
+            let info = try handle.select(location, level: index)
+            let count = Int(info.chunk_count)
+            guard let past = handle.chunksPastEnd(count: count, fileSize: fileSize) else { continue }
+            let kind = info.tiled != 0 ? "tile" : "strip"
+            notes.append(
+                "truncated: \(past.count) of level \(index)'s \(count) \(kind)s lie past the end of the file "
+                    + "(\(fileSize) bytes; the first, \(kind) \(past.first), at byte \(past.offset)): an incomplete "
+                    + "copy? They cannot be read (--corrupt-tiles skip maps around them)")
+        }
+        return notes
     }
 
     /// With the default image, notes on the file's other images: a larger image than the one
