@@ -150,6 +150,47 @@ struct EarlyChecksTests {
         }
     }
 
+    /// Two runs of one image into one --out both computed it, and the last silently replaced the first;
+    /// an interrupted run removed every unfinished output of its image, another live run's too (user
+    /// audit F18). A coordinator's partial map (base-36 token) was read as a pid's ("99999999abc").
+    @Test(
+        "A second run of an image another run is writing into the same --out is refused; an interruption removes only its own outputs"
+    )
+    func concurrentRunsRefused() throws {
+        let group = try ProcessGroup("concurrent")
+        defer { group.stop() }
+        let image = group.directory + "/big.png"
+        try ClusterFixture.writeImage(to: image, height: 2400, width: 2400)
+        let out = group.directory + "/out"
+        let demo = TestPaths.packageRoot.appendingPathComponent("models/demo").path
+        let model = ["--model", demo + "/deploy.prototxt", "--weights", demo + "/nuclei32.caffemodel", "--tile", "256"]
+        let first = try group.start(
+            "tessera-coordinator", ["run"] + model + ["--outputs", "zarr,npy", "--out", out, image], log: "first")
+        let deadline = Date().addingTimeInterval(60)
+        while Self.partials(out).isEmpty && first.isRunning && Date() < deadline { usleep(50_000) }
+        try #require(!Self.partials(out).isEmpty, "no partial appeared: \(group.log("first"))")
+        for (log, extra) in [("second", [String]()), ("second-in-process", ["--in-process"])] {
+            let (s, l) = try SlideMapTests.coordinator(
+                group, ["run"] + model + extra + ["--outputs", "npy", "--out", out, image], log: log)
+            #expect(s != 0 && l.contains("is writing the outputs of \(image) in \(out) now"), "\(log): \(l)")
+        }
+        // Another live process's temporary file, and a live coordinator's partial whose token starts with
+        // digits (it was read as pid 99999999, absent, so "stale").
+        let others = [".big.npy.tmp-\(getpid())-7", ".big.zarr.partial-99999999abc"]
+        FileManager.default.createFile(atPath: out + "/" + others[0], contents: Data())
+        try FileManager.default.createDirectory(atPath: out + "/" + others[1], withIntermediateDirectories: true)
+        try Data("host=h\nstore=/elsewhere\n".utf8).write(
+            to: URL(fileURLWithPath: out + "/" + others[1] + "/tessera-owner.txt"))
+        let lock = try #require(PartialLock(out + "/" + others[1]))
+        defer { lock.release() }
+        kill(first.processIdentifier, SIGINT)
+        #expect(group.wait(first, timeout: 30) == 130, "\(group.log("first"))")
+        #expect(Set(Self.partials(out)) == Set(others), "left: \(Self.partials(out))")
+        #expect(PartialOutputs.writerPID(".big.zarr.partial-99999999abc") == nil)
+        #expect(PartialOutputs.writerPID(".big.zarr.partial-123") == 123)
+        #expect(PartialOutputs.writerPID(".big.npy.tmp-45-678") == 45)
+    }
+
     /// Messages a user audit found wanting, each now naming the problem.
     @Test("Clear messages: an endpoint without tcp://, a port in use, an unknown job, an empty image, --mpp on a PNG")
     func clearMessages() throws {
@@ -208,13 +249,22 @@ struct EarlyChecksTests {
         let otherStem = try partial("x", owner: "host=\(host)\nstore=\(group.directory)/gone\n")
         let renamed = otherStem.replacingOccurrences(of: ".tissue.zarr.", with: ".tissue.ome.zarr.")
         try FileManager.default.moveItem(atPath: otherStem, toPath: renamed)  // another image's partial
-        let (s, l) = try SlideMapTests.coordinator(
-            group,
-            ["run"] + ClusterFixture.modelFlags + ["--check", "0", "--outputs", "zarr", "--out", out, image],
-            log: "run")
+        let arguments =
+            ["run"] + ClusterFixture.modelFlags + ["--check", "0", "--outputs", "zarr", "--out", out, image]
+        // While that coordinator writes the map, another run of it is refused, and nothing is removed.
+        var (s, l) = try SlideMapTests.coordinator(group, arguments, log: "refused")
+        #expect(s != 0 && l.contains("a coordinator (.tissue.zarr.partial-live) is writing the outputs"), "\(l)")
+        for kept in [orphan, resumable, otherHost, unmarked, locked, renamed] {
+            #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed")
+        }
+        // Once it stops (its store unseen here, so gone), its partial is an orphan too.
+        lock.release()
+        (s, l) = try SlideMapTests.coordinator(group, arguments, log: "run")
         #expect(s == 0, "\(l)")
-        #expect(!FileManager.default.fileExists(atPath: orphan), "the orphaned partial is still there")
-        for kept in [resumable, otherHost, unmarked, locked, renamed] {
+        for removed in [orphan, locked] {
+            #expect(!FileManager.default.fileExists(atPath: removed), "the orphaned partial \(removed) is still there")
+        }
+        for kept in [resumable, otherHost, unmarked, renamed] {
             #expect(FileManager.default.fileExists(atPath: kept), "\(kept) was removed")
         }
         #expect(try MapStore.open(at: out + "/tissue.zarr").isFinished)

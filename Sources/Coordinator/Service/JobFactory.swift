@@ -212,6 +212,12 @@ struct JobFactory: Sendable {
         let bundle = try modelBundle(spec)
         let stem = OutputOptions.stem(forInput: image, image: options.image)
         let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        if let writer = PartialOutputs.liveWriter(stem: stem, in: outDir, ownStore: store.root) {
+            throw ClusterError(
+                .invalidOption,
+                "\(writer) is writing the map of \(image) in \(outDir) now: give this job another --out, or submit "
+                    + "it once that one ends")
+        }
         PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
         let job = try makeSharedJob(
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),

@@ -110,6 +110,16 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        // Another run (or coordinator) mapping one of these images into --out now: both computed the map
+        // and the last replaced the first without a word (user audit F18).
+        for path in images {
+            let stem = OutputOptions.stem(forInput: path, image: slide.image ?? 1)
+            if let writer = PartialOutputs.liveWriter(stem: stem, in: output.out) {
+                throw ClusterError(
+                    "\(writer) is writing the outputs of \(path) in \(output.out) now: wait for it to end, or give "
+                        + "this run another --out")
+            }
+        }
         let interruption = RunInterruption(
             out: output.out, images: images, image: slide.image ?? 1, removeOutputs: store == nil)
         do {

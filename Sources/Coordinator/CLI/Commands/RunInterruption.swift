@@ -1,3 +1,4 @@
+import CoordinatorService
 import Foundation
 import TesseraImage
 
@@ -84,20 +85,30 @@ final class RunInterruption: @unchecked Sendable {
         var removed: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
         where stems.contains(where: { name.hasPrefix(".\($0).") }) {
-            guard let marker = name.range(of: ".partial-") ?? name.range(of: ".tmp-") else { continue }
-            let digits = name[marker.upperBound...].prefix { $0.isNumber }
-            guard let pid = pid_t(digits), pid > 0, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            // A coordinator's partial map has no pid: `PartialOutputs.removeOrphans` judges those.
+            guard let pid = PartialOutputs.writerPID(name), pid != getpid(), !PartialOutputs.isRunning(pid) else {
+                continue
+            }
             if (try? FileManager.default.removeItem(atPath: out + "/" + name)) != nil { removed.append(name) }
         }
         return removed
     }
 
+    /// Removes this run's unfinished outputs of `stems` in `out`: its own (its pid in the name) and the
+    /// partial maps of its stopped coordinator (no longer locked); not those of another live run or
+    /// coordinator writing the same image there (they were removed too).
     static func removeTemporaries(in out: String, stems: [String]) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
         where stems.contains(where: { name.hasPrefix(".\($0).") })
             && (name.contains(".partial-") || name.contains(".tmp-"))
         {
-            try? FileManager.default.removeItem(atPath: out + "/" + name)
+            let path = out + "/" + name
+            if let pid = PartialOutputs.writerPID(name) {
+                guard pid == getpid() || !PartialOutputs.isRunning(pid) else { continue }
+            } else if PartialOutputs.isHeld(path) {
+                continue
+            }
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 }

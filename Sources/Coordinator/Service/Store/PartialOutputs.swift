@@ -16,7 +16,7 @@ import TesseraImage
 /// A finished map keeps only the submitting key, in its `.zattrs` (`tessera.submitted_by`, written by
 /// `MapStore.finish`), and the record goes (`finish`): zarr-python warned about the stray file on every
 /// open. A job of another key may not replace the map (`CoordinatorLoop.sharedOutputClash`).
-enum PartialOutputs {
+package enum PartialOutputs {
     static let ownerFile = "tessera-owner.txt"
 
     /// Records in the new partial `path` the coordinator store `root` it belongs to, and
@@ -77,6 +77,50 @@ enum PartialOutputs {
             }
         }
         return removed
+    }
+
+    // MARK: - Who writes an output now
+
+    /// The pid in the name of an unfinished output a process writes itself (`.NAME.partial-PID`,
+    /// `.NAME.partial-PID-RANDOM`, `.NAME.tmp-PID-RANDOM`); nil for a coordinator's partial map, whose
+    /// token (base 36) is no pid (it was read as one: "3k9x…" as pid 3, whose absence made a live
+    /// coordinator's partial "stale").
+    package static func writerPID(_ name: String) -> pid_t? {
+        guard let marker = name.range(of: ".partial-") ?? name.range(of: ".tmp-") else { return nil }
+        let field = name[marker.upperBound...].prefix { $0 != "-" }
+        guard !field.isEmpty, field.allSatisfy({ $0.isASCII && $0.isNumber }), let pid = pid_t(field), pid > 0 else {
+            return nil
+        }
+        return pid
+    }
+
+    /// Whether process `pid` is running (on this machine).
+    package static func isRunning(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
+    /// Whether a live coordinator holds the lock of the partial map at `path` (`PartialLock`).
+    package static func isHeld(_ path: String) -> Bool {
+        let fd = open("\(path)/\(ownerFile)", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    /// The unfinished output of `stem` in `folder` that another live process writes now (a `run` or
+    /// `export` by its pid, a coordinator by its lock; not one of coordinator store `ownStore`), named for a
+    /// message; nil when none. Two runs of one image into one --out both computed it, and the last
+    /// silently replaced the first (user audit F18).
+    package static func liveWriter(stem: String, in folder: String, ownStore: String? = nil) -> String? {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        where name.hasPrefix(".\(stem).") && (name.contains(".partial-") || name.contains(".tmp-")) {
+            if let pid = writerPID(name) {
+                if pid != getpid(), isRunning(pid) { return "process \(pid) (\(name))" }
+            } else if isHeld("\(folder)/\(name)"), owner(of: "\(folder)/\(name)")?.store != ownStore {
+                return "a coordinator (\(name))"
+            }
+        }
+        return nil
     }
 
     static func owner(of partial: String) -> (host: String, store: String)? {
