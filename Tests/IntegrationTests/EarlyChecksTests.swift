@@ -217,6 +217,11 @@ struct EarlyChecksTests {
         (s, l) = try coordinator(
             ["run"] + ClusterFixture.modelFlags + ["--mpp", "0.5", "--out", group.directory + "/o", png], "mpp")
         #expect(s != 0 && l.contains("a PNG records no microns per pixel"), "\(l)")
+        // A command's own ValidationError (thrown once parsed) was followed by the top-level usage.
+        (s, l) = try coordinator(["export", group.directory + "/map.zarr", "--out", group.directory + "/e"], "export")
+        #expect(
+            s == 64 && l.contains("Error: give --outputs") && l.contains("See 'tessera-coordinator export --help'")
+                && !l.contains("<subcommand>"), "\(l)")
     }
 
     /// A run killed with -9 (or a lost machine) left its `.STEM.zarr.partial-*` map in

@@ -19,8 +19,10 @@ extension ParsableCommand {
         } catch {
             exit(withError: ValidationError("\(error)"))
         }
+        var parsed = false
         do {
             var command = try parseAsRoot(applied.arguments)
+            parsed = true
             try command.run()
         } catch {
             // A help request (ArgumentParser reports it as an error that exits 0).
@@ -34,6 +36,15 @@ extension ParsableCommand {
             if !applied.used.isEmpty {
                 let list = applied.used.map { "\($0.variable) → --\($0.flag)" }.joined(separator: ", ")
                 FileHandle.standardError.write(Data("note: from the environment: \(list)\n".utf8))
+            }
+            // A ValidationError from a command's run() got the top-level usage after it (user audit: export's
+            // "the overlay needs --image" was followed by "Usage: tessera-coordinator <subcommand>"): the
+            // message alone, and where the command's help is.
+            if parsed, let validation = error as? ValidationError {
+                let name = [Self.configuration.commandName, applied.subcommand].compactMap { $0 }
+                    .joined(separator: " ")
+                FileHandle.standardError.write(Data("Error: \(validation.message)\n  See '\(name) --help'.\n".utf8))
+                exit(withError: ExitCode.validationFailure)
             }
             exit(withError: FlagHints.annotate(error))
         }
