@@ -13,8 +13,10 @@ struct tsl_tiff {
     TIFF *tif;
     int errors;            // error handler calls since the last reset
     int warnings;          // warning handler calls since the last reset
+    int io_problems;       // errors, and warnings of data that could not be read, since the last reset
     char first_error[256];
     char first_warning[256];
+    char first_io_problem[256];
 };
 
 static void set_message(char *message, size_t size, const char *format, ...) {
@@ -35,25 +37,43 @@ static void record(char *slot, size_t size, const char *module, const char *form
     }
 }
 
+/// Whether a warning says data could not be read (a truncated or damaged file), not that a tag is
+/// unknown or unusual (private tags, as scanners and tifffile write them, warn too).
+static int is_io_problem(const char *text) {
+    return strstr(text, "IO error") != NULL || strstr(text, "Read error") != NULL || strstr(text, "Seek error") != NULL
+           || strstr(text, "annot read") != NULL || strstr(text, "past end") != NULL
+           || strstr(text, "end of file") != NULL;
+}
+
 static int on_error(TIFF *tif, void *user_data, const char *module, const char *format, va_list ap) {
     (void)tif;
     struct tsl_tiff *tiff = (struct tsl_tiff *)user_data;
-    if (tiff->errors++ == 0) record(tiff->first_error, sizeof tiff->first_error, module, format, ap);
+    char text[256];
+    record(text, sizeof text, module, format, ap);
+    if (tiff->errors++ == 0) snprintf(tiff->first_error, sizeof tiff->first_error, "%s", text);
+    if (tiff->io_problems++ == 0) snprintf(tiff->first_io_problem, sizeof tiff->first_io_problem, "%s", text);
     return 1; // handled: libtiff does not call its global handler (stderr)
 }
 
 static int on_warning(TIFF *tif, void *user_data, const char *module, const char *format, va_list ap) {
     (void)tif;
     struct tsl_tiff *tiff = (struct tsl_tiff *)user_data;
-    if (tiff->warnings++ == 0) record(tiff->first_warning, sizeof tiff->first_warning, module, format, ap);
+    char text[256];
+    record(text, sizeof text, module, format, ap);
+    if (tiff->warnings++ == 0) snprintf(tiff->first_warning, sizeof tiff->first_warning, "%s", text);
+    if (is_io_problem(text) && tiff->io_problems++ == 0) {
+        snprintf(tiff->first_io_problem, sizeof tiff->first_io_problem, "%s", text);
+    }
     return 1;
 }
 
 static void reset(struct tsl_tiff *tiff) {
     tiff->errors = 0;
     tiff->warnings = 0;
+    tiff->io_problems = 0;
     tiff->first_error[0] = 0;
     tiff->first_warning[0] = 0;
+    tiff->first_io_problem[0] = 0;
 }
 
 void tsl_tiff_last_messages(tsl_tiff *tiff, char *message, size_t message_size) {
@@ -69,9 +89,10 @@ void tsl_tiff_last_messages(tsl_tiff *tiff, char *message, size_t message_size) 
     }
 }
 
-int tsl_tiff_message_count(tsl_tiff *tiff) {
-    if (tiff == NULL) return 0;
-    return tiff->errors + tiff->warnings;
+int tsl_tiff_io_problem(tsl_tiff *tiff, char *message, size_t message_size) {
+    if (tiff == NULL || tiff->io_problems == 0) return 0;
+    set_message(message, message_size, "%s", tiff->first_io_problem);
+    return tiff->io_problems;
 }
 
 int tsl_tiff_open(const char *path, tsl_tiff **out, char *message, size_t message_size) {

@@ -83,8 +83,10 @@ int64_t tsl_tiff_read_chunk(tsl_tiff *tiff, uint32_t index, void *buffer, size_t
 /// Writes `message` with the first error and warning libtiff reported since the last reset.
 void tsl_tiff_last_messages(tsl_tiff *tiff, char *message, size_t message_size);
 
-/// How many errors and warnings libtiff reported since the last reset (selecting a directory resets).
-int tsl_tiff_message_count(tsl_tiff *tiff);
+/// How many errors, and warnings of data it could not read (an IO error reading a tag of a truncated
+/// file; not an unknown tag), libtiff reported since the last reset (selecting a directory resets),
+/// with the first in `message` when there is one.
+int tsl_tiff_io_problem(tsl_tiff *tiff, char *message, size_t message_size);
 
 #ifdef __cplusplus
 }

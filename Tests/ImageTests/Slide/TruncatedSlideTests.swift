@@ -20,8 +20,10 @@ struct TruncatedSlideTests {
             img = rng.integers(0, 255, (1200, 1000, 3), dtype=np.uint8)
             path = d + '/whole.ome.tif'
             with tifffile.TiffWriter(path, ome=True) as t:
+                # A private tag, as scanners write them: libtiff warns of it, which is no damage.
                 t.write(img, tile=(256, 256), photometric='rgb', compression='zlib', subifds=2,
-                        metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25})
+                        metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25},
+                        extratags=[(65000, 's', 0, 'scanner data', True)])
                 for k in (2, 4):
                     t.write(img[::k, ::k].copy(), tile=(256, 256), photometric='rgb', compression='zlib',
                             subfiletype=1)
@@ -29,6 +31,11 @@ struct TruncatedSlideTests {
             for share in (90, 50):
                 shutil.copy(path, f'{d}/cut{share}.ome.tif')
                 open(f'{d}/cut{share}.ome.tif', 'r+b').truncate(n * share // 100)
+            # Cut inside the last level's directory: it starts within the file but cannot be read.
+            with tifffile.TiffFile(path) as f:
+                last = max(f.pages[0].tags['SubIFDs'].value)
+            shutil.copy(path, f'{d}/cutsubifd.ome.tif')
+            open(f'{d}/cutsubifd.ome.tif', 'r+b').truncate(last + 20)
             """, folder,
         ])
         #expect(status == 0, "\(output)")
@@ -64,6 +71,12 @@ struct TruncatedSlideTests {
                 #expect(error?.description.contains("the file looks damaged") == true, "\(String(describing: error))")
             }
         }
+        // A level whose directory is cut is named as unreadable (it vanished without a word).
+        let cut = try TIFFRegionSource(
+            path: folder + "/cutsubifd.ome.tif", level: nil, mpp: nil, cacheBytes: 1 << 20, maxHandles: 2)
+        #expect(cut.levels.count == 2, "\(cut.levels)")
+        #expect(
+            cut.notes.contains { $0.contains("1 of the image's levels (SubIFDs) cannot be read") }, "\(cut.notes)")
         // The 50 % copy lost its description (µm/px) and its SubIFDs, as libtiff warned.
         let half = try TIFFRegionSource(
             path: folder + "/cut50.ome.tif", level: nil, mpp: nil, cacheBytes: 1 << 20, maxHandles: 2)

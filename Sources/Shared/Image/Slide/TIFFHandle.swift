@@ -67,12 +67,11 @@ final class TIFFHandle {
         return info
     }
 
-    /// What libtiff complained of while reading the current directory (an IO error reading a tag
-    /// of a truncated file), or nil when it read cleanly.
+    /// What libtiff could not read of the current directory (an IO error reading a tag of a truncated
+    /// file), or nil when it read it whole (warnings of unknown or private tags do not count).
     func directoryWarnings() -> String? {
-        guard tsl_tiff_message_count(raw) > 0 else { return nil }
         var message = [CChar](repeating: 0, count: cMessageSize)
-        tsl_tiff_last_messages(raw, &message, message.count)
+        guard tsl_tiff_io_problem(raw, &message, message.count) > 0 else { return nil }
         return cMessage(message)
     }
 

@@ -89,11 +89,16 @@ struct TIFFStructure: Sendable {
             description = entry.ome != nil || base == 0 ? description0 : handle.imageDescription()
             try Self.refuseChannelPlanes(ome: entry.ome, layout: layout0, path: path)
             var candidates: [(TIFFDirectoryLocation, TIFFLayout)] = [(.directory(base), layout0)]
+            var unreadableSubIFDs: [String] = []
             for offset in subIFDs where offset > 0 && offset < fileSize {
-                if let info = try? handle.select(.subIFD(offset)),
-                    let layout = try? TIFFLayout(info, path: path, level: candidates.count)
-                {
-                    candidates.append((.subIFD(offset), layout))
+                do {
+                    let info = try handle.select(.subIFD(offset))
+                    if let layout = try? TIFFLayout(info, path: path, level: candidates.count) {
+                        candidates.append((.subIFD(offset), layout))
+                    }
+                } catch let error as SlideError {
+                    // A level whose directory was cut off (review: it vanished without a word).
+                    unreadableSubIFDs.append("at byte \(offset): \(error.detail)")
                 }
             }
             candidates += entry.followers.compactMap { index in images.layouts[index].map { (.directory(index), $0) } }
@@ -118,7 +123,8 @@ struct TIFFStructure: Sendable {
             }
             let damage = try Self.damageNotes(
                 handle, pyramid: pyramid.map(\.0), directoryWarning: directoryWarning,
-                lostSubIFDs: subIFDs.count { [fileSize] in $0 >= fileSize }, fileSize: fileSize)
+                lostSubIFDs: subIFDs.count { [fileSize] in $0 >= fileSize }, unreadableSubIFDs: unreadableSubIFDs,
+                fileSize: fileSize)
             self.damage = damage
             var notes = damage
             _ = try handle.select(.directory(base), level: 0)
@@ -171,7 +177,7 @@ struct TIFFStructure: Sendable {
     /// the end (checked from their offsets, without reading them). Leaves `handle` on some level.
     static func damageNotes(
         _ handle: TIFFHandle, pyramid: [TIFFDirectoryLocation], directoryWarning: String?, lostSubIFDs: Int,
-        fileSize: UInt64
+        unreadableSubIFDs: [String], fileSize: UInt64
     ) throws -> [String] {
         var notes: [String] = []
         if let directoryWarning {
@@ -183,6 +189,11 @@ struct TIFFStructure: Sendable {
             notes.append(
                 "truncated: \(lostSubIFDs) of the image's levels (SubIFDs) start past the end of the file "
                     + "(\(fileSize) bytes) and are left out: an incomplete copy?")
+        }
+        if let first = unreadableSubIFDs.first {
+            notes.append(
+                "damaged or truncated? \(unreadableSubIFDs.count) of the image's levels (SubIFDs) cannot be read and "
+                    + "are left out (the first \(first))")
         }
         for (index, location) in pyramid.enumerated() {
             let info = try handle.select(location, level: index)
