@@ -123,7 +123,7 @@ struct StoreFormatTests {
                 imageBytes: Int.random(in: 0...Int.max, using: &rng))
             let text = r.encoded()
             // Exactly one line per key, whatever the values hold.
-            #expect(text.utf8.filter { $0 == UInt8(ascii: "\n") }.count == 12, "round \(round)")
+            #expect(text.utf8.filter { $0 == UInt8(ascii: "\n") }.count == 13, "round \(round)")
             let back = try JobRecord(text: text)
             #expect(back.stem == r.stem && back.options == r.options, "round \(round): \(stem.debugDescription)")
             #expect(back.preprocessing.rawScale.bitPattern == r.preprocessing.rawScale.bitPattern)
@@ -327,6 +327,56 @@ struct DamagedStoreTests {
             return
         }
         #expect(data.bytes == [1, 2, 3])
+    }
+
+    /// Review: a job begun by a release that placed a padded net's windows elsewhere (centred on the patch)
+    /// resumed with the new placement, so its stored tiles and new ones were 1–3 pixels apart.
+    @Test(
+        "A job an earlier release began whose net's windows moved since is failed at resume, not mixed; current ones resume"
+    )
+    func earlierPlacementNotResumed() throws {
+        let scratch = try Scratch("placement", height: 40, width: 50)
+        defer { scratch.remove() }
+        let context = try ZMQContext()
+        func start() throws -> (CoordinatorService, String) {
+            let id = UUID().uuidString
+            let service = CoordinatorService(
+                context: context,
+                configuration: .init(
+                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)",
+                    storeDirectory: scratch.root),
+                logger: Logger(label: "test.placement"))
+            _ = try service.start()
+            return (service, "inproc://c-\(id)")
+        }
+        do {  // No workers: both jobs stay unfinished.
+            let (service, endpoint) = try start()
+            defer { service.stop() }
+            let client = try TestClient(context, endpoint)
+            for name in ["old.png", "new.png"] {
+                guard case .submitted = try client.request(.submit(Self.spec(name, image: scratch.image))) else {
+                    Issue.record("the submission was refused")
+                    return
+                }
+            }
+        }
+        // Job 1's record as an earlier release wrote it: no window-placement line.
+        let file = JobStore(root: scratch.root).directory(1) + "/job.txt"
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(text.contains("window-placement=2"), "\(text)")
+        let old =
+            text.split(separator: "\n").filter { !$0.hasPrefix("window-placement=") }.joined(separator: "\n") + "\n"
+        try DurableFile.write(Array(old.utf8), to: file)
+        #expect(try JobRecord(text: old).placement == nil)
+        let (service, endpoint) = try start()
+        defer { service.stop() }
+        let client = try TestClient(context, endpoint)
+        let one = try client.status(1)
+        #expect(
+            one.state == .failed && one.message.contains("begun by an earlier Tessera release")
+                && one.message.contains("submit the job again"), "\(one.state): \(one.message)")
+        let two = try client.status(2)
+        #expect(two.state == .queued || two.state == .running, "\(two.state): \(two.message)")
     }
 
     @Test("When state.txt cannot be written (a full disk), the ending goes into the reserved slot and is read back")

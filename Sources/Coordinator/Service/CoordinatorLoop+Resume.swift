@@ -113,6 +113,7 @@ extension CoordinatorLoop {
         }
         if record.sharedImage != nil {
             let job = try resumeShared(id, record, options: options, bundle: bundle)
+            try refuseMixedPlacement(job, record)
             job.owner = record.owner
             job.submitted = store.times(id).submitted
             job.pending = (0..<job.tasks.count).reversed().filter { job.states[$0] == .pending }
@@ -134,6 +135,7 @@ extension CoordinatorLoop {
             id: id, directory: dir, options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: imagePath,
             stem: record.stem, resume: true)
+        try refuseMixedPlacement(job, record)
         job.owner = record.owner
         job.submitted = store.times(id).submitted
         removePartialOutputs(job)
@@ -153,6 +155,23 @@ extension CoordinatorLoop {
                 "unusable": "\(unusable)",
             ])
         if job.done == n { finish(job) }
+    }
+
+    /// A job an earlier release began (its record has no `window-placement`) whose net's windows that
+    /// release placed elsewhere (a net that pads: centred on the patch, not where the classifier places
+    /// them): its stored tiles and new ones would not join (review: 1–3 pixel jumps at tile edges).
+    func refuseMixedPlacement(_ job: CoordinatorJob, _ record: JobRecord) throws {
+        guard record.placement == nil else { return }
+        let g = job.plan.geometry
+        let before =
+            g.isExact
+            ? Size2.zero
+            : Size2((g.receptiveField.h - g.patchSize.h).floorDiv(2), (g.receptiveField.w - g.patchSize.w).floorDiv(2))
+        guard before != job.plan.tasks.centring else { return }
+        throw ClusterError(
+            "it was begun by an earlier Tessera release, which placed this net's windows \(before) pixels from the "
+                + "patch's corner where this one places them \(job.plan.tasks.centring) (the classifier's own "
+                + "placement): its stored tiles would not join new ones; submit the job again")
     }
 
     /// Removes output files the previous coordinator was writing when it stopped

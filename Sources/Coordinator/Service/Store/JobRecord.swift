@@ -35,6 +35,11 @@ struct JobRecord: Equatable {
     /// The CURVE key name that submitted the job (roles: only it may see, cancel or
     /// fetch the job); nil or "anonymous" without CURVE.
     var owner: String?
+    /// How the job's tasks place a net's windows: `currentPlacement` (2: where the classifier places
+    /// them, from release 0.3); nil in records of earlier releases, whose maps of some nets that pad
+    /// were placed 1–3 pixels off (`CoordinatorLoop.refuseMixedPlacement`).
+    var placement: Int? = JobRecord.currentPlacement
+    static let currentPlacement = 2
 
     func encoded() -> String {
         func bits(_ f: Float) -> String { String(format: "%08x", f.bitPattern) }
@@ -57,6 +62,7 @@ struct JobRecord: Equatable {
         if let sharedImage { fields.append(("shared-image", sharedImage)) }
         if let sharedStore { fields.append(("shared-store", sharedStore)) }
         if let owner { fields.append(("owner", owner)) }
+        if let placement { fields.append(("window-placement", "\(placement)")) }
         return RecordText.encode(fields)
     }
 
@@ -109,6 +115,7 @@ struct JobRecord: Equatable {
         sharedImage = fields["shared-image"]
         sharedStore = fields["shared-store"]
         owner = fields["owner"]
+        placement = fields["window-placement"].flatMap { Int($0) }
         guard (sharedImage == nil) == (sharedStore == nil) else {
             throw ClusterError("a shared-storage job needs both shared-image= and shared-store=")
         }
