@@ -30,16 +30,29 @@ extension ONNXImporter {
                 producer[out] = index
             }
         }
-        /// The operator an output's values come from, past pass-through nodes.
+        /// The operator an output's values come from, past pass-through nodes. Each tensor's answer is
+        /// kept: thousands of outputs over one long chain of Identity nodes took minutes (review).
+        var known: [String: String?] = [:]
         func source(_ name: String) -> String? {
-            var name = name
-            for _ in 0..<graph.node.count {
-                guard let index = producer[name] else { return nil }
+            var chain: [String] = []
+            var current = name
+            var answer: String?
+            for _ in 0...graph.node.count {
+                if let memo = known[current] {
+                    answer = memo
+                    break
+                }
+                guard let index = producer[current] else { break }
                 let node = graph.node[index]
-                guard Self.passThrough.contains(node.opType), let first = node.input.first else { return node.opType }
-                name = first
+                guard Self.passThrough.contains(node.opType), let first = node.input.first else {
+                    answer = node.opType
+                    break
+                }
+                chain.append(current)
+                current = first
             }
-            return nil
+            for tensor in chain + [current] { known[tensor] = answer }
+            return answer
         }
         let names = graph.output.map(\.name)
         let listed = names.map { "'\($0)'" }.joined(separator: ", ")
