@@ -391,8 +391,8 @@ extension EarlyChecksTests {
 /// Whether this test process has SIGHUP ignored (its children inherit that).
 enum RunInterruptionProbe {
     static var sighupIgnored: Bool {
-        var current = sigaction()
-        return sigaction(SIGHUP, nil, &current) == 0
-            && current.__sigaction_handler.sa_handler.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
+        let previous = signal(SIGHUP, SIG_IGN)
+        signal(SIGHUP, previous)
+        return previous.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 }

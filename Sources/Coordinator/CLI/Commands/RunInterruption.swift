@@ -54,11 +54,12 @@ final class RunInterruption: @unchecked Sendable {
         }
     }
 
-    /// Whether `signal` is ignored now (inherited from `nohup` or a service manager).
-    static func isIgnored(_ signal: Int32) -> Bool {
-        var current = sigaction()
-        return sigaction(signal, nil, &current) == 0
-            && current.__sigaction_handler.sa_handler.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
+    /// Whether `number` is ignored now (inherited from `nohup` or a service manager): read by setting it
+    /// ignored and putting the old disposition back (portable, unlike glibc's `sigaction` fields).
+    static func isIgnored(_ number: Int32) -> Bool {
+        let previous = signal(number, SIG_IGN)
+        signal(number, previous)
+        return previous.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 
     /// Blocks for good if an interruption is being handled (its handler exits), so a

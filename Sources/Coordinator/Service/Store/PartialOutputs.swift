@@ -30,7 +30,16 @@ package enum PartialOutputs {
     static func submittingKey(_ path: String) -> String? { fields("\(path)/\(ownerFile)")["key"] }
 
     /// Removes a finished store's record (before it is renamed into place): its key is in `.zattrs` by now.
-    static func finish(_ path: String) { unlink("\(path)/\(ownerFile)") }
+    /// A store an earlier build finished (then stopped before the rename) has none there: its record keeps
+    /// the key alone, as that build left it.
+    static func finish(_ path: String) {
+        let file = "\(path)/\(ownerFile)"
+        guard MapStore.submittedBy(path) == nil, let key = fields(file)["key"] else {
+            unlink(file)
+            return
+        }
+        try? Data("key=\(key)\n".utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+    }
 
     /// The key whose job wrote the finished map at `path` (nil: unrecorded or anonymous); maps of
     /// earlier versions kept it in the record file.
