@@ -111,15 +111,23 @@ struct PaddedNetTests {
 
     /// The map placed each pixel's window centred on its patch, not where the classifier places it: for
     /// even P (and P ≡ 2, 3 mod 4 here) the map was the classifier's shifted by 1–2 pixels (ONNX user
-    /// audit). A net whose padding never counts must give the classifier's map exactly.
+    /// audit). A net whose padding never counts must give the classifier's map exactly. The 16×21 patch
+    /// also has extents that differ per axis: the whole-image pass was planned square (review).
     @Test(
-        "A net that pads where padding never counts: dense, shift and fast equal naive, for P = 21 … 25",
-        arguments: 21...25)
-    func paddingThatNeverCountsIsExact(patch: Int) throws {
+        "A net that pads where padding never counts: dense, shift and fast equal naive (P 21 … 25, 16×21)",
+        arguments: [
+            Size2(square: 21), Size2(square: 22), Size2(square: 23), Size2(square: 24), Size2(square: 25),
+            Size2(16, 21),
+        ])
+    func paddingThatNeverCountsIsExact(patch: Size2) throws {
         let engine = try MapEngine(classifier: TestNets.centreTaps(patch: patch), allowPadding: true)
         #expect(!engine.geometry.isExact && engine.tasks.pads)
         let mapper = LocalMapper(engine: engine, preprocessing: Self.preprocessing, threads: 2)
-        let image = ArrayImage.random(height: 23, width: 19, seed: UInt64(patch))
+        let image = ArrayImage.random(height: 23, width: 19, seed: UInt64(patch.h * 100 + patch.w))
+        // The whole-image pass yields exactly the image's pixels on each axis.
+        let whole = engine.tasks.wholeImageInput(Size2(23, 19))
+        let shapes = try engine.plan.dense.shapes(input: Size2(whole.height, whole.width)).1
+        #expect(shapes.last?.h == 23 && shapes.last?.w == 19, "P \(patch): \(String(describing: shapes.last))")
         let naive = try mapper.map(image, mode: .naive)
         #expect(Set(naive.data).count > 50, "a constant map proves nothing")
         for mode in [MapMode.dense, .shift] {

@@ -159,7 +159,10 @@ enum TestNets {
     /// Two 3×3 stride-2 convolutions with pad 1 whose only non-zero tap is the centre, then an
     /// InnerProduct, at patch size `p`: it pads, so it is not exact, but its padding never counts, so
     /// its map must equal the classifier's (`naive`) on every pixel, whatever P mod 4.
-    static func centreTaps(patch p: Int) -> Net {
+    static func centreTaps(patch p: Int) -> Net { centreTaps(patch: Size2(square: p)) }
+
+    /// `centreTaps` at a patch of any shape.
+    static func centreTaps(patch: Size2) -> Net {
         func centre(_ layer: Layer) -> Layer {
             var l = layer
             if case .convolution(var c) = l.op {
@@ -169,15 +172,16 @@ enum TestNets {
             }
             return l
         }
-        let f1 = (p - 1) / 2 + 1, f2 = (f1 - 1) / 2 + 1
+        func side(_ p: Int) -> Int { ((p - 1) / 2 + 1 - 1) / 2 + 1 }
+        let (f2h, f2w) = (side(patch.h), side(patch.w))
         return Net(
-            name: "centre-taps", inputName: "data", inputChannels: 3, patchSize: Size2(square: p),
+            name: "centre-taps", inputName: "data", inputChannels: 3, patchSize: patch,
             layers: [
                 centre(conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 3, stride: 2, seed: 70)),
                 op("relu1", .relu(negativeSlope: 0), ["conv1"], "conv1"),
                 centre(conv("conv2", "conv1", "conv2", cin: 4, cout: 4, k: 3, stride: 2, seed: 71)),
                 op("relu2", .relu(negativeSlope: 0), ["conv2"], "conv2"),
-                ip("fc", "conv2", "fc", inputs: 4 * f2 * f2, outputs: 3, seed: 72),
+                ip("fc", "conv2", "fc", inputs: 4 * f2h * f2w, outputs: 3, seed: 72),
                 op("prob", .softmax, ["fc"], "prob"),
             ])
     }

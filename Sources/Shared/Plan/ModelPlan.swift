@@ -56,7 +56,8 @@ package struct ModelPlan: Sendable {
             tasks = TaskGeometry(geometry)
         } else {
             tasks = TaskGeometry(
-                geometry, minimalInput: try Self.extent(of: dense, limit: 8 * geometry.patchSize.h),
+                geometry,
+                minimalInput: try Self.extent(of: dense, limit: 8 * max(geometry.patchSize.h, geometry.patchSize.w)),
                 pads: stridedLayout.pads)
         }
     }
@@ -64,13 +65,20 @@ package struct ModelPlan: Sendable {
     package var classes: Int { geometry.classes }
     package var inputChannels: Int { fcn.inputChannels }
 
-    /// The smallest square input for which `net` produces an output.
+    /// The smallest input for which `net` produces an output, per axis (each with the other axis
+    /// large). It was the smallest square one, too large on the smaller axis of a net whose extents
+    /// differ: its whole-image pass then padded past the image's mirrored edge there (review).
     static func extent(of net: Net, limit: Int) throws -> Size2 {
-        for n in 1...max(1, limit) {
-            if let (_, shapes) = try? net.shapes(input: Size2(n, n)), let last = shapes.last, last.h >= 1, last.w >= 1 {
-                return Size2(n, n)
-            }
+        let big = max(1, limit)
+        func produces(_ input: Size2) -> Bool {
+            guard let (_, shapes) = try? net.shapes(input: input), let last = shapes.last else { return false }
+            return last.h >= 1 && last.w >= 1
         }
-        throw ModelError(.shape, "the net produces no output for inputs up to \(limit)×\(limit) pixels")
+        guard let h = (1...big).first(where: { produces(Size2($0, big)) }),
+            let w = (1...big).first(where: { produces(Size2(big, $0)) })
+        else {
+            throw ModelError(.shape, "the net produces no output for inputs up to \(limit)×\(limit) pixels")
+        }
+        return Size2(h, w)
     }
 }
