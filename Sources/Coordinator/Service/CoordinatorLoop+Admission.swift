@@ -42,6 +42,7 @@ extension CoordinatorLoop {
     /// Refuses a new job of `owner` when that key already has `maxJobsPerKey`
     /// unfinished jobs (uploading, being prepared, queued or running). Admin keys are exempt.
     func admitJobCount(_ owner: String?) throws {
+        try admitTotalJobCount(owner)
         let limit = configuration.maxJobsPerKey
         guard limit > 0, !CoordinatorService.isAdmin(owner) else { return }
         let key = owner ?? "anonymous"
@@ -56,6 +57,23 @@ extension CoordinatorLoop {
                 "\(who) already \(key == "anonymous" ? "have" : "has") \(unfinished.count) unfinished job\(unfinished.count == 1 ? "" : "s") "
                 + "(\(unfinished.sorted().map { "\($0)" }.joined(separator: ", "))), this coordinator's limit per key "
                 + "(serve --max-jobs-per-key \(limit)): submit again when one has ended, or cancel one")
+    }
+
+    /// Refuses a new job when the coordinator already holds `maxJobs` unfinished ones, whoever's: many
+    /// keys (or every client of a coordinator without CURVE) could queue without bound (operator audit
+    /// F11). Admin keys are exempt.
+    func admitTotalJobCount(_ owner: String?) throws {
+        let limit = configuration.maxJobs
+        guard limit > 0, !CoordinatorService.isAdmin(owner) else { return }
+        let unfinished =
+            jobs.values.filter(\.isActive).count + uploads.count
+            + preparingOwners.keys.filter { jobs[$0] == nil && uploads[$0] == nil }.count
+        guard unfinished >= limit else { return }
+        throw AdmissionRefusal(
+            reason: "queue-full",
+            description:
+                "this coordinator holds \(unfinished) unfinished jobs, its limit (serve --max-jobs \(limit)): submit "
+                + "again when some have ended")
     }
 
     /// The name and size of a PNG sent whole or named by path (nil size: no readable header).

@@ -65,6 +65,9 @@ package final class CoordinatorService: Sendable {
         /// Unfinished jobs (uploading, being prepared, queued or running) one client key
         /// may have at once; admin keys are exempt; 0: no limit. Without CURVE every
         /// client is the same key, so this limits them together.
+        /// Unfinished jobs the coordinator holds in all (whoever's), past which submissions are refused
+        /// (admin keys exempt); 0: no limit.
+        package var maxJobs = 0
         package var maxJobsPerKey = 0
         /// The seconds over which `status` measures an active job's and the cluster's rate
         /// (`RateWindow`): it falls to 0 this long after the last completion.

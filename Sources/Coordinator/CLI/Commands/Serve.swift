@@ -92,6 +92,12 @@ struct Serve: ParsableCommand {
                 + "it is refused, naming the jobs. Admin keys are exempt; without CURVE all clients share one "
                 + "limit. 0: no limit.", valueName: "N"))
     var maxJobsPerKey = 0
+    @Option(
+        help: ArgumentHelp(
+            "Unfinished jobs this coordinator holds in all, whoever submitted them; a submission past it is "
+                + "refused (\"submit again when some have ended\"). Admin keys are exempt. 0: no limit.",
+            valueName: "N"))
+    var maxJobs = 10_000
     @Option(help: .hidden) var retentionCheckMs = 30_000
     @Option(help: .hidden) var debugFetchMsPerMib = 0
     /// Tests: a short window, so that a rate falls to 0 within a test's time.
@@ -127,6 +133,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("--straggler-floor-ms must be positive and --straggler-factor at least 1")
         }
         guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be positive") }
+        guard (0...1_000_000).contains(maxJobs) else {
+            throw ValidationError("--max-jobs must be between 0 (no limit) and 1000000")
+        }
         guard (0...1_000_000).contains(maxJobsPerKey) else {
             throw ValidationError("--max-jobs-per-key must be 0 (no limit) to 1000000")
         }
@@ -167,6 +176,7 @@ struct Serve: ParsableCommand {
         config.stragglers.factor = stragglerFactor
         config.maxPixels = maxPixels
         config.maxJobsPerKey = maxJobsPerKey
+        config.maxJobs = maxJobs
         config.maxTaskLosses = maxTaskLosses
         config.debugFetchMillisecondsPerMiB = max(0, min(debugFetchMsPerMib, 60_000))
         config.rateWindowSeconds = Double(max(100, min(rateWindowMs, 3_600_000))) / 1000
@@ -206,6 +216,7 @@ struct Serve: ParsableCommand {
                 "retention": "\(config.retention.summary)",
                 "max-pixels": "\(maxPixels)",
                 "max-jobs-per-key": "\(maxJobsPerKey == 0 ? "no limit" : "\(maxJobsPerKey)")",
+                "max-jobs": "\(maxJobs == 0 ? "no limit" : "\(maxJobs)")",
             ])
         if let readyFile {
             try Data("\(workers)\n\(clients)\n".utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
