@@ -154,11 +154,13 @@ package final class WorkerAgent: Sendable {
         if case .failure(let error) = computeStarted.wait(until: { $0 != nil }, then: { $0! }) {
             throw ClusterError("the compute thread cannot start: \(error)")
         }
+        // Doubling up to 8 s between tries: with 32 s, workers took up to 33 s to rejoin a restarted
+        // coordinator (operator audit F14); a hello every 8 s from each of a few hundred workers is nothing.
         var backoff = 1.0
         while !shouldStop {
             let heardBack = try session(wake)
             if shouldStop { break }
-            backoff = heardBack ? 1 : min(32, backoff * 2)
+            backoff = heardBack ? 1 : min(8, backoff * 2)
             logger.warning(
                 heardBack ? "coordinator lost: reconnecting" : "no answer from the coordinator: trying again",
                 metadata: ["coordinator": "\(configuration.coordinator)", "in": "\(backoff)s"])
