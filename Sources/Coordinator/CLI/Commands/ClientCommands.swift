@@ -124,6 +124,7 @@ struct Submit: ParsableCommand {
             }
             for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             let size = Size2(header.height, header.width)
+            if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
             var tile =
                 try job.tile
                 ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))

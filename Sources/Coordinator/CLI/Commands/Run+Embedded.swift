@@ -81,6 +81,7 @@ extension Run {
             forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
         let keepZarr = options.kinds.contains(.zarr)
         let stride = plan.tasks.stride
+        if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if keepZarr {
             if let given = job.tile, let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {

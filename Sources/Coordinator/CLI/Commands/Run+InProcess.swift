@@ -37,6 +37,7 @@ extension Run {
                 forImage: path, image: slide.image ?? 1, isPNG: opened.format == .png, keeping: kept != nil)
             let size = Size2(image.height, image.width)
             let start = Date()
+            if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1
             if options.kinds.contains(where: \.isChunked) {

@@ -67,8 +67,9 @@ struct Run: ParsableCommand {
     var store: String?
     @Option(
         help: ArgumentHelp(
-            "Refuse PNG images with more pixels than this, before decoding them (slides and TIFFs are read "
-                + "region by region, never whole, so any size maps)."))
+            "Refuse PNG images with more pixels than this, before decoding them (slides and tiled TIFFs are "
+                + "read region by region, never whole, so any size maps; a striped TIFF whose one strip holds "
+                + "over 256 MiB is refused, with the tiffcp command that tiles it)."))
     var maxPixels = PNGReader.defaultMaxPixels
     @OptionGroup var slide: SlideFlags
     @Option(

@@ -60,7 +60,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
         package var description: String {
             switch self {
             case .notFound: return "file not found"
-            case .notTIFF: return "not a TIFF or a slide format OpenSlide recognises"
+            case .notTIFF: return "not a PNG, a TIFF or a slide format OpenSlide recognises"
             case .truncated: return "truncated file"
             case .corruptTile: return "corrupt tile"
             case .corruptFile: return "corrupt file"
