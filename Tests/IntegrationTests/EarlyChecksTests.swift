@@ -396,3 +396,51 @@ enum RunInterruptionProbe {
         return previous.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 }
+
+extension EarlyChecksTests {
+    /// Caffe audit: a training net's preprocessing (its data layer's transform_param mean_value and scale)
+    /// was ignored, `inspect` said "mean: none", and the map was off by up to 0.6 from Caffe's.
+    @Test(
+        "A Caffe data layer's transform_param mean and scale are used when no option gives values; options win, with a warning"
+    )
+    func declaredPreprocessing() throws {
+        let group = try ProcessGroup("transform-param")
+        defer { group.stop() }
+        let deploy = try String(contentsOfFile: ClusterFixture.prototxt, encoding: .utf8)
+        let header = deploy.range(of: "layer {")!
+        let data = """
+            name: "conv_pool_ip_train"
+            layer {
+              name: "data" type: "Data" top: "data" top: "label"
+              transform_param { crop_size: 18 mean_value: 104 mean_value: 117 mean_value: 123 scale: 0.0078125 }
+              data_param { source: "train_lmdb" batch_size: 16 }
+            }
+
+            """
+        let trainVal = group.directory + "/train_val.prototxt"
+        try (data + deploy[header.lowerBound...]).write(toFile: trainVal, atomically: true, encoding: .utf8)
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 20, width: 24)
+        let weights = ["--weights", ClusterFixture.weights]
+        var (s, l) = try SlideMapTests.coordinator(group, ["inspect", "--model", trainVal] + weights, log: "inspect")
+        #expect(
+            s == 0 && l.contains("mean: [104.0000, 117.0000, 123.0000] subtracted (from the model's data layer")
+                && l.contains("scale: 0.0078125"), "\(l)")
+        func run(_ model: String, _ extra: [String], _ out: String) throws -> (Int32, String) {
+            try SlideMapTests.coordinator(
+                group,
+                ["run", "--model", model] + weights + extra + [
+                    "--mode", "naive", "--in-process", "--outputs", "npy", "--out", group.directory + "/" + out, image,
+                ], log: out)
+        }
+        (s, l) = try run(trainVal, [], "declared")
+        #expect(s == 0 && l.contains("preprocessing from the model's data layer"), "\(l)")
+        (s, l) = try run(ClusterFixture.prototxt, ["--mean", "104,117,123", "--scale", "0.0078125"], "given")
+        #expect(s == 0, "\(l)")
+        let declared = SlideMapTests.bytes(group.directory + "/declared/img.npy")
+        #expect(declared != nil && declared == SlideMapTests.bytes(group.directory + "/given/img.npy"))
+        (s, l) = try run(trainVal, ["--mean", "1,2,3"], "other")
+        #expect(s == 0 && l.contains("the model's data layer preprocessed with mean 104.0,117.0,123.0"), "\(l)")
+        #expect(declared != SlideMapTests.bytes(group.directory + "/other/img.npy"))
+    }
+}

@@ -58,6 +58,10 @@ package struct LoadedModel: Sendable {
     package var hasWeights: Bool
     /// Mean file named by the training data layer (a path on the training machine), if any.
     package var meanFileHint: String?
+    /// The training data layer's transform_param mean_value (net's channel order) and scale: the
+    /// preprocessing Caffe applied, used when the command line gives none (`PreprocessingOptions`).
+    package var declaredMean: [Float] = []
+    package var declaredScale: Float?
     /// What the loader did that the user should know (skipped layers, ignored fields, BatchNorm layout…).
     package var notes: [String]
 
@@ -173,6 +177,11 @@ package enum ModelLoader {
         }
         let imported = try importer.importNet(definition)
         var notes = ignored + importer.notes
+        if let hint = imported.meanFileHint {
+            notes.append(
+                "the data layer subtracted the mean image \(hint) (transform_param mean_file): give that file with "
+                    + "--mean-file (reduced to one mean per channel), or its per-channel values with --mean")
+        }
         if importer.shapeOnly {
             notes.append("no weights given: shapes and geometry only (weights are zero placeholders)")
         }
@@ -207,11 +216,14 @@ package enum ModelLoader {
             imported.cropSize.map { Size2(square: $0) }
             ?? imported.declaredInput.flatMap { (try? classifier.geometry(patch: $0)) != nil ? $0 : nil }
             ?? recordedPatch
-        return try finish(
+        var loaded = try finish(
             classifier, patch: patch, patchSource: patchSource, given: given, file: importer.definitionFile,
             declaredInput: imported.declaredInput, hasWeights: !importer.shapeOnly,
             meanFileHint: imported.meanFileHint, notes: notes, patchValueLimit: patchValueLimit,
             parametersFile: importer.weightsFile, logger: logger)
+        loaded.declaredMean = imported.declaredMean
+        loaded.declaredScale = imported.declaredScale
+        return loaded
     }
 
     /// Net surgery and geometry at patch size: what every format's import ends with.

@@ -109,7 +109,7 @@ struct Submit: ParsableCommand {
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
         try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds, folder: wait || shared)
         if wait && !shared { try checkDownloadSpace(plan: plan, kept: kept, logger: logger) }
-        let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
+        let prep = try preprocessing.resolve(loaded, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
         let client = try endpoint.connect(context)

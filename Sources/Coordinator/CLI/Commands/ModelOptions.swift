@@ -64,10 +64,15 @@ struct PreprocessingOptions: ParsableArguments {
     @Option(
         name: .long, parsing: .unconditional,
         help: "Multiply raw pixels (0-255; 0-65535 for 16-bit images) by this first (Caffe's raw_scale).")
-    var rawScale: Float = 1
+    var rawScale: Float?
 
-    @Option(name: .long, parsing: .unconditional, help: "Multiply by this after subtracting the mean (Caffe's scale).")
-    var scale: Float = 1
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Multiply by this after subtracting the mean (Caffe's scale).",
+            discussion: "Without --mean, --mean-file, --scale, --raw-scale and --std, a Caffe model's own "
+                + "preprocessing is used: its data layer's transform_param mean_value and scale."))
+    var scale: Float?
 
     @Option(
         name: .long, parsing: .unconditional,
@@ -87,7 +92,9 @@ struct PreprocessingOptions: ParsableArguments {
         if let s = try parsedList(std, "--std"), s.contains(where: { $0 <= 0 }) {
             throw ValidationError("--std \(std!): every std must be positive")
         }
-        guard rawScale.isFinite, scale.isFinite else { throw ValidationError("--raw-scale and --scale must be finite") }
+        guard rawScale?.isFinite ?? true, scale?.isFinite ?? true else {
+            throw ValidationError("--raw-scale and --scale must be finite")
+        }
     }
 
     func parsedMean() throws -> [Float] {
@@ -107,10 +114,49 @@ struct PreprocessingOptions: ParsableArguments {
         return values.map { $0! }
     }
 
-    /// The preprocessing for a net with `channels` input channels.
+    /// Whether any option of the values (not the channel order) was given.
+    var givesValues: Bool { meanFile != nil || mean != nil || rawScale != nil || scale != nil || std != nil }
+
+    /// The preprocessing for `model`: the options, or when they give no values, what the model's training data
+    /// layer declares (transform_param mean_value and scale; a user audit: they were ignored, and the map was
+    /// off by 0.6 from Caffe's). A mean image it names, and declared values the options differ from, are warned of.
+    func resolve(_ model: LoadedModel, logger: Logger? = nil) throws -> Preprocessing {
+        let declares = !model.declaredMean.isEmpty || model.declaredScale != nil
+        if declares, !givesValues {
+            var p = Preprocessing(
+                mean: model.declaredMean, rawScale: 1, scale: model.declaredScale ?? 1, channelOrder: channelOrder)
+            if !p.mean.isEmpty { p.meanSource = "the model's data layer (transform_param mean_value)" }
+            logger?.notice(
+                "preprocessing from the model's data layer (transform_param): mean \(Self.list(p.mean)), scale \(p.scale); give --mean, --scale (or --mean-file) to override"
+            )
+            return try p.validated(channels: model.net.inputChannels)
+        }
+        let p = try resolve(channels: model.net.inputChannels, logger: logger)
+        if declares,
+            !model.declaredMean.isEmpty && model.declaredMean != p.mean
+                || (model.declaredScale.map { $0 != p.scale } ?? false)
+        {
+            logger?.warning(
+                "the model's data layer preprocessed with mean \(Self.list(model.declaredMean)) and scale \(model.declaredScale ?? 1) (transform_param); the options give mean \(Self.list(p.mean)), scale \(p.scale): the map is the net's on that input"
+            )
+        }
+        if let hint = model.meanFileHint, meanFile == nil, mean == nil {
+            logger?.warning(
+                "the model's data layer subtracted the mean image \(hint) (transform_param mean_file): give it with --mean-file (reduced to one mean per channel) or --mean, or the map is not Caffe's"
+            )
+        }
+        return p
+    }
+
+    static func list(_ values: [Float]) -> String {
+        values.isEmpty ? "none" : values.map { "\($0)" }.joined(separator: ",")
+    }
+
+    /// The preprocessing the options give, for a net with `channels` input channels.
     func resolve(channels: Int, logger: Logger? = nil) throws -> Preprocessing {
         var p = Preprocessing(
-            rawScale: rawScale, scale: scale, channelOrder: channelOrder, std: try parsedList(std, "--std") ?? [])
+            rawScale: rawScale ?? 1, scale: scale ?? 1, channelOrder: channelOrder,
+            std: try parsedList(std, "--std") ?? [])
         if let meanFile {
             let (m, source) = try Preprocessing.readMeanFile(meanFile, logger: logger)
             p.mean = m
@@ -132,6 +178,6 @@ func loadModel(
     logger: Logger? = nil
 ) throws -> (model: LoadedModel, preprocessing: Preprocessing) {
     let loaded = try ModelLoader.load(model.source(requireWeights: requireWeights), logger: logger)
-    let pre = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
+    let pre = try preprocessing.resolve(loaded, logger: logger)
     return (loaded, pre)
 }

@@ -152,7 +152,7 @@ struct Run: ParsableCommand {
             logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
             inProcess = true
         }
-        let prep = try preprocessing.resolve(channels: loaded.net.inputChannels, logger: logger)
+        let prep = try preprocessing.resolve(loaded, logger: logger)
         // With --keep-going an unreadable image fails in its turn, not here.
         let slides = try images.contains {
             try (keepGoing ? ((try? SlideFormat.detect(path: $0)) ?? .png) : SlideFormat.detect(path: $0)) != .png

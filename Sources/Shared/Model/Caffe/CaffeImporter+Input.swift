@@ -38,6 +38,11 @@ extension CaffeImporter {
             progress.cropSize = Int(lp.imageDataParam.cropSize)
         }
         if lp.hasTransformParam, lp.transformParam.hasMeanFile { progress.meanFileHint = lp.transformParam.meanFile }
+        // The preprocessing Caffe applied to the patches (a user audit: it was ignored, and the map was off by 0.6).
+        if lp.hasTransformParam, progress.declaredMean.isEmpty, progress.declaredScale == nil {
+            progress.declaredMean = lp.transformParam.meanValue
+            if lp.transformParam.hasScale { progress.declaredScale = lp.transformParam.scale }
+        }
         if type == "MemoryData", lp.hasMemoryDataParam, progress.inputDims == nil {
             let m = lp.memoryDataParam
             progress.inputDims = [Int(m.batchSize), Int(m.channels), Int(m.height), Int(m.width)]

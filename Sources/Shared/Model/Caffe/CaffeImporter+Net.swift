@@ -11,6 +11,9 @@ extension CaffeImporter {
         var inputDims: [Int]?
         var cropSize: Int?
         var meanFileHint: String?
+        /// The data layer's transform_param mean_value and scale (Caffe's TEST-phase preprocessing).
+        var declaredMean: [Float] = []
+        var declaredScale: Float?
         var layers: [Layer] = []
         /// Channels of every blob produced so far.
         var channels: [String: Int] = [:]
@@ -249,7 +252,8 @@ extension CaffeImporter {
             patchSize: progress.patch ?? declared, layers: progress.layers)
         return Imported(
             net: net, declaredInput: declared, cropSize: progress.cropSize,
-            meanFileHint: progress.meanFileHint)
+            meanFileHint: progress.meanFileHint, declaredMean: progress.declaredMean,
+            declaredScale: progress.declaredScale)
     }
 
     /// An error about layer `lp` of the definition file.

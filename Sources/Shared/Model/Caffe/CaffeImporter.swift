@@ -33,6 +33,9 @@ struct CaffeImporter {
         var cropSize: Int?
         /// Mean file named by the data layer (a path on the training machine), if any.
         var meanFileHint: String?
+        /// The data layer's transform_param mean_value and scale, if it gives them.
+        var declaredMean: [Float] = []
+        var declaredScale: Float?
     }
 
     // MARK: - Layer selection
