@@ -431,3 +431,38 @@ extension ModelImportErrorTests {
                 && message.contains("give the caffemodel"), "\(message)")
     }
 }
+
+/// Caffe audit: the last layer's blob was the map, so a side output after the Softmax became the map.
+@Suite("A Caffe net with several outputs")
+struct CaffeOutputsTests {
+    static func load(_ extra: String, replacing: (String, String)? = nil) throws -> LoadedModel {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var text = ModelImportErrorTests.tiny + "\n" + extra
+        if let (a, b) = replacing { text = text.replacingOccurrences(of: a, with: b) }
+        let proto = try writeFile(dir, "outputs.prototxt", text)
+        return try ModelLoader.load(ModelSource(model: proto, requireWeights: false))
+    }
+
+    @Test("A side output after the Softmax: the Softmax's blob is mapped, the side layers left out, with a note")
+    func softmaxChosen() throws {
+        let m = try Self.load(#"layer { name: "feat" type: "ReLU" bottom: "fc" top: "feat" }"#)
+        #expect(m.classifier.layers.last?.name == "prob" && !m.classifier.layers.contains { $0.name == "feat" })
+        #expect(m.geometry.classes == 2)
+        #expect(
+            m.notes.contains { $0.contains("the net has 2 outputs ('prob', 'feat'): Tessera maps 'prob'") },
+            "\(m.notes)")
+    }
+
+    @Test("Two outputs, neither a Softmax or Sigmoid (or both): refused, naming them")
+    func ambiguousRefused() throws {
+        let e = #expect(throws: ModelError.self) {
+            try Self.load(
+                #"layer { name: "feat" type: "TanH" bottom: "fc" top: "feat" }"#,
+                replacing: (#"type: "Softmax""#, #"type: "TanH""#))
+        }
+        #expect(
+            e?.message.contains("the net has 2 outputs") == true && e?.message.contains("'prob', 'feat'") == true
+                && e?.message.contains("none of them is made by a Softmax") == true, "\(String(describing: e))")
+    }
+}

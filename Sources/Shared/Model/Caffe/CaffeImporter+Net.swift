@@ -234,7 +234,7 @@ extension CaffeImporter {
 
     /// The net, once every layer is read: it needs an input with known channels and
     /// at least one layer.
-    private func imported(_ def: Caffe_NetParameter, _ progress: Progress) throws -> Imported {
+    private mutating func imported(_ def: Caffe_NetParameter, _ progress: Progress) throws -> Imported {
         let file = definitionFile
         guard let input = progress.inputName else {
             throw ModelError(file: file, "the net declares no input (no Input layer, 'input:' field, or data layer)")
@@ -249,7 +249,7 @@ extension CaffeImporter {
         let declared = try Self.spatial(progress.inputDims, file: file)
         let net = Net(
             name: def.name, inputName: input, inputChannels: inChannels,
-            patchSize: progress.patch ?? declared, layers: progress.layers)
+            patchSize: progress.patch ?? declared, layers: try chooseOutput(progress.layers))
         return Imported(
             net: net, declaredInput: declared, cropSize: progress.cropSize,
             meanFileHint: progress.meanFileHint, declaredMean: progress.declaredMean,
