@@ -466,3 +466,40 @@ struct CaffeOutputsTests {
                 && e?.message.contains("none of them is made by a Softmax") == true, "\(String(describing: e))")
     }
 }
+
+/// Caffe audit: shapes were compared without their size-1 axes, so a caffemodel of a 1×3 kernel ran as a 3×1
+/// one, and a convolution's extra blob was ignored; Caffe refuses both.
+@Suite("Caffe weight shapes as Caffe checks them")
+struct CaffeWeightShapeTests {
+    @Test("A 1×3 kernel's weights under a 3×1 definition, and a bias under bias_term: false, are refused")
+    func shapesChecked() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let oneByThree = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: "num_output: 4 kernel_size: 3", with: "num_output: 4 kernel_h: 1 kernel_w: 3")
+        let proto = try writeFile(dir, "k13.prototxt", oneByThree)
+        let net = try ModelLoader.load(ModelSource(model: proto, requireWeights: false)).classifier.randomised(seed: 5)
+        let (_, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        let weights = try writeFile(dir, "k13.caffemodel", data)
+        _ = try ModelLoader.load(ModelSource(model: proto, weights: weights))
+        let threeByOne = try writeFile(
+            dir, "k31.prototxt",
+            oneByThree.replacingOccurrences(of: "kernel_h: 1 kernel_w: 3", with: "kernel_h: 3 kernel_w: 1"))
+        var e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(ModelSource(model: threeByOne, weights: weights))
+        }
+        #expect(
+            e?.message.contains("weight shape mismatch") == true
+                && e?.message.contains("expected 4×3×3×1, found 4×3×1×3")
+                    == true,
+            "\(String(describing: e))")
+        let noBias = try writeFile(
+            dir, "nobias.prototxt",
+            oneByThree.replacingOccurrences(
+                of: "kernel_h: 1 kernel_w: 3", with: "kernel_h: 1 kernel_w: 3 bias_term: false"))
+        e = #expect(throws: ModelError.self) { try ModelLoader.load(ModelSource(model: noBias, weights: weights)) }
+        #expect(
+            e?.message.contains("has 2 weight blobs in the caffemodel; its definition takes 1") == true,
+            "\(String(describing: e))")
+    }
+}

@@ -34,11 +34,21 @@ extension CaffeImporter {
                 "has \(raw.count) weight blob(s); expected \(expected.count) (\(expected.map(\.what).joined(separator: ", ")))"
             )
         }
+        // Caffe refuses a caffemodel whose convolution or inner product has other blobs than its own.
+        if ["Convolution", "InnerProduct"].contains(lp.type), raw.count > expected.count {
+            throw ModelError(
+                file: weightFile(), layer: name,
+                "has \(raw.count) weight blobs in the caffemodel; its definition takes \(expected.count) "
+                    + "(\(expected.map(\.what).joined(separator: ", "))): the caffemodel is of another net "
+                    + "(or bias_term differs)")
+        }
         var out: [[Float]] = []
         for (i, e) in expected.enumerated() {
             let v = try BlobValues(raw[i], file: weightFile(), layer: name, index: i)
-            let want = e.dims.filter { $0 != 1 }
-            guard v.squeezed == want else {
+            // Size-1 axes do not count (legacy 4-D shapes, 1×1×64×1024, match modern ones, 64×1024), except
+            // in a convolution's 4-D kernel, where they place it (a 1×3 kernel was taken for a 3×1 one: Caffe audit).
+            let exact = lp.type == "Convolution" && v.dims.count == 4 && e.dims.count == 4
+            guard exact ? v.dims == e.dims : v.squeezed == e.dims.filter({ $0 != 1 }) else {
                 throw ModelError(
                     file: weightFile(), layer: name,
                     "weight shape mismatch for its \(e.what): expected \(e.dims.map(String.init).joined(separator: "×")), "
