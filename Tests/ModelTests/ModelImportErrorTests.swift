@@ -503,3 +503,36 @@ struct CaffeWeightShapeTests {
             "\(String(describing: e))")
     }
 }
+
+/// Caffe audit: a Flatten before the InnerProduct was refused, and softmax_param.axis -1 after one too.
+@Suite("Caffe Flatten and Softmax axis")
+struct CaffeFlattenSoftmaxTests {
+    @Test("Flatten before the InnerProduct and a Softmax over axis -1 (or -3) load as the plain net; axis 0 is refused")
+    func flattenAndAxis() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plain = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "plain.prototxt", ModelImportErrorTests.tiny), requireWeights: false))
+        for axis in ["-1", "-3"] {
+            let text = ModelImportErrorTests.tiny
+                .replacingOccurrences(
+                    of: #"layer { name: "fc" type: "InnerProduct" bottom: "pool1""#,
+                    with: #"layer { name: "flat" type: "Flatten" bottom: "pool1" top: "flat" }"#
+                        + "\n" + #"layer { name: "fc" type: "InnerProduct" bottom: "flat""#
+                )
+                .replacingOccurrences(
+                    of: #"type: "Softmax" bottom: "fc" top: "prob" }"#,
+                    with: #"type: "Softmax" bottom: "fc" top: "prob" softmax_param { axis: "# + axis + " } }")
+            let m = try ModelLoader.load(
+                ModelSource(model: try writeFile(dir, "flat\(axis).prototxt", text), requireWeights: false))
+            #expect(m.geometry == plain.geometry && m.classifier.layers.last?.op == .softmax)
+        }
+        let zero = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"type: "Softmax" bottom: "fc" top: "prob" }"#,
+            with: #"type: "Softmax" bottom: "fc" top: "prob" softmax_param { axis: 0 } }"#)
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(ModelSource(model: try writeFile(dir, "axis0.prototxt", zero), requireWeights: false))
+        }
+        #expect(e?.message.contains("softmax_param.axis is 0") == true, "\(String(describing: e))")
+    }
+}

@@ -139,10 +139,16 @@ extension CaffeImporter {
             return .scale(try scale(lp, channels: inC))
         case "Dropout", "Split":
             return .identity
+        case "Flatten":
+            // Before an InnerProduct (which flattens its input itself): nothing to compute (Caffe audit).
+            return .identity
         case "Softmax", "SoftmaxWithLoss":
-            if lp.hasSoftmaxParam, lp.softmaxParam.axis != 1 {
+            // The channel axis: 1, or counted from the end: -3 of N×C×H×W, -1 of N×C (1×1 at patch size).
+            let axis = lp.hasSoftmaxParam ? Int(lp.softmaxParam.axis) : 1
+            let flat = inShape.map { $0.h == 1 && $0.w == 1 } ?? false
+            guard axis == 1 || axis == -3 || (axis == -1 && flat) else {
                 throw layerError(
-                    lp, "softmax_param.axis is \(lp.softmaxParam.axis); only the channel axis (1) is supported")
+                    lp, "softmax_param.axis is \(axis); only the channel axis (1) is supported")
             }
             if type == "SoftmaxWithLoss" {
                 bottoms = Array(bottoms.prefix(1))
@@ -161,7 +167,8 @@ extension CaffeImporter {
             throw layerError(
                 lp,
                 "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise and Split")
+                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split and Flatten "
+                    + "(data, Input, Accuracy and loss layers are read or dropped)")
         }
     }
 
