@@ -536,3 +536,29 @@ struct CaffeFlattenSoftmaxTests {
         #expect(e?.message.contains("softmax_param.axis is 0") == true, "\(String(describing: e))")
     }
 }
+
+/// Caffe audit: a fork's `pooling_param { ceil_mode: false }` was ignored as "not used", so the pooling rounded up.
+@Suite("Caffe forks' ceil_mode")
+struct CaffeCeilModeTests {
+    @Test("ceil_mode: false is read as round_mode: FLOOR, ceil_mode: true as CEIL, with a note")
+    func ceilMode() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (value, roundsUp) in [("false", false), ("true", true)] {
+            let text = ModelImportErrorTests.tiny.replacingOccurrences(
+                of: "pool: MAX kernel_size: 2 stride: 2", with: "pool: MAX kernel_size: 2 stride: 2 ceil_mode: \(value)"
+            )
+            let m = try ModelLoader.load(
+                ModelSource(model: try writeFile(dir, "ceil-\(value).prototxt", text), requireWeights: false))
+            let pool = m.classifier.layers.first { $0.name == "pool1" }
+            guard case .pooling(let p)? = pool?.op else {
+                Issue.record("no pool1")
+                continue
+            }
+            #expect(p.roundsUp == roundsUp, "ceil_mode: \(value)")
+            #expect(
+                m.notes.contains { $0.contains("'ceil_mode: \(value)'") && $0.contains("read as 'round_mode") },
+                "\(m.notes)")
+        }
+    }
+}

@@ -79,6 +79,17 @@ enum CaffeFiles {
                 throw ModelError(.syntax, file: file, "cannot parse the prototxt: \(describe(error))")
             }
             let at = "line \(culprit.line), column \(culprit.column)"
+            // Caffe forks' pooling_param ceil_mode (BVLC PR 3057) is BVLC's round_mode: ignoring it rounded
+            // a floor-mode pooling up (Caffe audit: a map off by 0.95).
+            if culprit.name == "ceil_mode", ["false", "true", "0", "1"].contains(s.valueText(culprit)) {
+                let floor = ["false", "0"].contains(s.valueText(culprit))
+                let text = Array((floor ? "round_mode: FLOOR" : "round_mode: CEIL").utf8)
+                current.replaceSubrange(culprit.start..<culprit.end, with: text)
+                ignored.append(
+                    "\(file): 'ceil_mode: \(s.valueText(culprit))' at \(at) (a Caffe fork's field) read as "
+                        + "'round_mode: \(floor ? "FLOOR" : "CEIL")'")
+                continue
+            }
             if case TextFormatDecodingError.unknownField = error {
                 ignored.append("\(file): ignored field '\(culprit.name)' at \(at) (not used by Tessera)")
                 current = s.blanking(culprit, in: current)
