@@ -37,6 +37,14 @@ extension CoordinatorLoop {
             return
         }
         guard let worker = workers[peer] else {
+            // A worker this coordinator already let go says goodbye (the end of every multi-worker `run`
+            // warned of it: Caffe audit): it is leaving, nothing to ask of it.
+            if case .goodbye = message {
+                logger.debug(
+                    "goodbye from a worker not registered (any more)",
+                    metadata: ["peer": "\(String(peer.description.prefix(16)))"])
+                return
+            }
             // A stranger, or a worker this coordinator forgot (restart, declared dead): make it register again.
             rejects.warning(
                 "unregistered", "message from an unregistered worker: asked it to say hello",
