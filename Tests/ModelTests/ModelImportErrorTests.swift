@@ -562,3 +562,43 @@ struct CaffeCeilModeTests {
         }
     }
 }
+
+/// Caffe audit: weights shared by name (`param { name: … }`) and stored only with their owner were refused
+/// as "has no weights"; Caffe loads such a net with the owner's blobs.
+@Suite("Caffe weights shared by name")
+struct CaffeSharedWeightsTests {
+    @Test("A layer whose blobs are stored only with the layer sharing them by name gets that layer's weights")
+    func sharedByName() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shared = #"param { name: "w" } param { name: "b" }"#
+        let text = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"layer { name: "relu1""#,
+            with: #"layer { name: "conv1b" type: "Convolution" bottom: "conv1" top: "conv1b" "# + shared
+                + #" convolution_param { num_output: 4 kernel_size: 1 } }"# + "\n"
+                + #"layer { name: "conv1c" type: "Convolution" bottom: "conv1b" top: "conv1c" "# + shared
+                + #" convolution_param { num_output: 4 kernel_size: 1 } }"# + "\n" + #"layer { name: "relu1""#
+        ).replacingOccurrences(of: #"bottom: "conv1" top: "conv1" }"#, with: #"bottom: "conv1c" top: "conv1c" }"#)
+            .replacingOccurrences(of: #"bottom: "conv1" top: "pool1""#, with: #"bottom: "conv1c" top: "pool1""#)
+        let proto = try writeFile(dir, "shared.prototxt", text)
+        let net = try ModelLoader.load(ModelSource(model: proto, requireWeights: false)).classifier.randomised(seed: 9)
+        let (_, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        // As Caffe saves a shared blob: with its owner only (and the params naming it).
+        var saved = try Caffe_NetParameter(serializedBytes: data)
+        for i in saved.layer.indices where ["conv1b", "conv1c"].contains(saved.layer[i].name) {
+            saved.layer[i].param = [Caffe_ParamSpec.with { $0.name = "w" }, Caffe_ParamSpec.with { $0.name = "b" }]
+            if saved.layer[i].name == "conv1c" { saved.layer[i].blobs = [] }
+        }
+        let weights = dir.appendingPathComponent("shared.caffemodel").path
+        let bytes: [UInt8] = try saved.serializedBytes()
+        try Data(bytes).write(to: URL(fileURLWithPath: weights))
+        let m = try ModelLoader.load(ModelSource(model: proto, weights: weights))
+        func kernel(_ name: String) -> [Float]? {
+            guard case .convolution(let c)? = m.classifier.layers.first(where: { $0.name == name })?.op else {
+                return nil
+            }
+            return c.weights
+        }
+        #expect(kernel("conv1c") != nil && kernel("conv1c") == kernel("conv1b"))
+    }
+}

@@ -162,7 +162,13 @@ package enum ModelLoader {
             let file = weightsFile ?? "(weights)"
             let w = try CaffeImporter.upgradeV1(weights, file: file)
             importer.weightsFile = file
-            for l in w.layer where !l.blobs.isEmpty { importer.weightsByLayer[l.name] = l.blobs }
+            for l in w.layer where !l.blobs.isEmpty {
+                importer.weightsByLayer[l.name] = l.blobs
+                // Blobs shared by name (`param { name: … }`) are stored with the layer that owns them.
+                for (i, spec) in l.param.enumerated() where !spec.name.isEmpty && i < l.blobs.count {
+                    if importer.sharedBlobs[spec.name] == nil { importer.sharedBlobs[spec.name] = l.blobs[i] }
+                }
+            }
             if importer.weightsByLayer.isEmpty {
                 throw ModelError(.weights, file: file, "the caffemodel holds no weights at all")
             }

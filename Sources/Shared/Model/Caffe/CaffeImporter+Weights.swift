@@ -6,6 +6,11 @@ extension CaffeImporter {
     func blobs(for lp: Caffe_LayerParameter) throws -> [Caffe_BlobProto]? {
         if weightsFile != nil {
             if let b = weightsByLayer[lp.name] { return b }
+            // A layer sharing every blob by name with another (Caffe stores them with their owner only; a
+            // Caffe audit found such a net refused as "has no weights").
+            if lp.blobs.isEmpty, !lp.param.isEmpty, lp.param.allSatisfy({ sharedBlobs[$0.name] != nil }) {
+                return lp.param.map { sharedBlobs[$0.name]! }
+            }
             return lp.blobs.isEmpty ? nil : lp.blobs
         }
         return lp.blobs.isEmpty ? nil : lp.blobs

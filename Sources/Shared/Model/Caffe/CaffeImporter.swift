@@ -10,6 +10,8 @@ struct CaffeImporter {
     var weightsFile: String?
     /// Blobs of the weights file by layer name.
     var weightsByLayer: [String: [Caffe_BlobProto]] = [:]
+    /// Blobs by their shared name (`param { name: … }`), as the layer owning them holds them in the caffemodel.
+    var sharedBlobs: [String: Caffe_BlobProto] = [:]
     /// Build placeholder (zero) weights when there are none: shapes only.
     var shapeOnly = false
     /// Patch size given by the user, which wins over everything else.
