@@ -221,6 +221,18 @@ struct DamagedStoreTests {
         }
     }
 
+    /// A coordinator on `store` with in-process endpoints and no workers; its service and client endpoint.
+    static func startService(_ context: ZMQContext, store: String) throws -> (CoordinatorService, String) {
+        let id = UUID().uuidString
+        let service = CoordinatorService(
+            context: context,
+            configuration: .init(
+                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: store),
+            logger: Logger(label: "test.store"))
+        _ = try service.start()
+        return (service, "inproc://c-\(id)")
+    }
+
     static func spec(_ name: String, image: [UInt8]) -> Wire.JobSpec {
         var options = JobOptions()
         options.engine.allowPadding = true
@@ -279,16 +291,7 @@ struct DamagedStoreTests {
         let names = ["a\ntile=1.png", "b;mode=fast=%41\r\n\u{1F600}.png"]
         func spec(_ name: String) throws -> Wire.JobSpec { Self.spec(name, image: image) }
         let context = try ZMQContext()
-        func start() throws -> (CoordinatorService, String) {
-            let id = UUID().uuidString
-            let service = CoordinatorService(
-                context: context,
-                configuration: .init(
-                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
-                logger: Logger(label: "test.names"))
-            _ = try service.start()
-            return (service, "inproc://c-\(id)")
-        }
+        func start() throws -> (CoordinatorService, String) { try Self.startService(context, store: root) }
         do {  // No workers: both jobs stay unfinished.
             let (service, endpoint) = try start()
             defer { service.stop() }
@@ -338,17 +341,7 @@ struct DamagedStoreTests {
         let scratch = try Scratch("placement", height: 40, width: 50)
         defer { scratch.remove() }
         let context = try ZMQContext()
-        func start() throws -> (CoordinatorService, String) {
-            let id = UUID().uuidString
-            let service = CoordinatorService(
-                context: context,
-                configuration: .init(
-                    workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)",
-                    storeDirectory: scratch.root),
-                logger: Logger(label: "test.placement"))
-            _ = try service.start()
-            return (service, "inproc://c-\(id)")
-        }
+        func start() throws -> (CoordinatorService, String) { try Self.startService(context, store: scratch.root) }
         do {  // No workers: both jobs stay unfinished.
             let (service, endpoint) = try start()
             defer { service.stop() }

@@ -177,7 +177,7 @@ struct EarlyChecksTests {
         // Another live process's temporary file, and a live coordinator's partial whose token starts with
         // digits (it was read as pid 99999999, absent, so "stale").
         let others = [".big.npy.tmp-\(getpid())-7", ".big.zarr.partial-99999999abc"]
-        FileManager.default.createFile(atPath: out + "/" + others[0], contents: Data())
+        _ = FileManager.default.createFile(atPath: out + "/" + others[0], contents: Data())
         try FileManager.default.createDirectory(atPath: out + "/" + others[1], withIntermediateDirectories: true)
         try Data("host=h\nstore=/elsewhere\n".utf8).write(
             to: URL(fileURLWithPath: out + "/" + others[1] + "/tessera-owner.txt"))
@@ -208,7 +208,7 @@ struct EarlyChecksTests {
         (s, l) = try coordinator(["status", "--coordinator", clients, "99"], "unknown-job")
         #expect(s != 0 && l.contains("no job 99"), "\(l)")
         let empty = group.directory + "/empty.png"
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
         (s, l) = try coordinator(
             ["run"] + ClusterFixture.modelFlags + ["--out", group.directory + "/o", empty], "empty")
         #expect(s != 0 && l.contains("the file is empty (0 bytes)"), "\(l)")

@@ -29,7 +29,7 @@ extension CoordinatorLoop {
                 "revoked-key", "refused a worker whose key was revoked while it was connected",
                 metadata: ["key": "\(key)", "address": "\(envelope.peerAddress ?? "?")", "type": "\(message.type)"])
             if let worker = workers[peer] { retire(worker, reason: "its key \(key) was revoked") }
-            try? socket.send(.disconnect(reason: "key \(key) revoked"), to: peer, flags: .dontWait)
+            _ = try? socket.send(.disconnect(reason: "key \(key) revoked"), to: peer, flags: .dontWait)
             return
         }
         if case .hello(let hello) = message {
@@ -49,7 +49,7 @@ extension CoordinatorLoop {
             rejects.warning(
                 "unregistered", "message from an unregistered worker: asked it to say hello",
                 metadata: ["peer": "\(String(peer.description.prefix(16)))", "type": "\(message.type)"])
-            try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
+            _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
             return
         }
         worker.lastHeard = monotonicSeconds()
@@ -487,7 +487,7 @@ extension CoordinatorLoop {
             if now - w.lastHeard > hb.deadline {
                 metrics.heartbeatMissed()
                 retire(w, reason: "silent for \(hb.liveness) heartbeats", lost: true)
-                try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
+                _ = try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
             } else if now - w.lastSent >= hb.interval {
                 send(.heartbeat, to: w, socket)
             }

@@ -295,7 +295,7 @@ final class CoordinatorLoop {
         commitReceipts(force: true)
         storeQueue.sync {}
         for (_, w) in workers {
-            try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait)
+            _ = try? workerSocket.send(.disconnect(reason: "coordinator stopping"), to: w.id, flags: .dontWait)
         }
         if persistent {
             let unfinished = jobs.values.filter(\.isActive)
