@@ -207,10 +207,10 @@ struct ModelImportErrorTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = Self.tiny.replacingOccurrences(
-            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"PReLU\"")
+            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"Power\"")
         let path = try writeFile(dir, "p.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
-        #expect(message.contains("layer 'relu1'") && message.contains("'PReLU'"), "\(message)")
+        #expect(message.contains("layer 'relu1'") && message.contains("'Power'"), "\(message)")
     }
 
     @Test func outputNotOneByOne() throws {
@@ -600,5 +600,48 @@ struct CaffeSharedWeightsTests {
             return c.weights
         }
         #expect(kernel("conv1c") != nil && kernel("conv1c") == kernel("conv1b"))
+    }
+}
+
+/// Caffe audit: PReLU was refused, though the ONNX importer maps PRelu (checked against a NumPy Caffe forward
+/// by the audit's scripts: 6e-8 per channel, 1e-6 shared).
+@Suite("Caffe PReLU")
+struct CaffePReLUTests {
+    @Test("A per-channel PReLU becomes ReLU, x − relu(x), its slopes as a Scale, and a sum; a shared one a leaky ReLU")
+    func prelu() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plainProto = try writeFile(dir, "plain.prototxt", ModelImportErrorTests.tiny)
+        let net = try ModelLoader.load(ModelSource(model: plainProto, requireWeights: false)).classifier.randomised(
+            seed: 4)
+        let (_, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        let prelu = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"layer { name: "relu1" type: "ReLU""#, with: #"layer { name: "relu1" type: "PReLU""#)
+        let proto = try writeFile(dir, "prelu.prototxt", prelu)
+        for slopes: [Float] in [[0.1, 0.2, 0.05, 0.3], [0.25]] {
+            var saved = try Caffe_NetParameter(serializedBytes: data)
+            saved.layer.removeAll { $0.name == "relu1" }
+            var layer = Caffe_LayerParameter()
+            layer.name = "relu1"
+            layer.type = "PReLU"
+            layer.blobs = [
+                Caffe_BlobProto.with {
+                    $0.data = slopes; $0.shape.dim = [Int64(slopes.count)]
+                }
+            ]
+            saved.layer.append(layer)
+            let bytes: [UInt8] = try saved.serializedBytes()
+            let weights = dir.appendingPathComponent("prelu\(slopes.count).caffemodel").path
+            try Data(bytes).write(to: URL(fileURLWithPath: weights))
+            let m = try ModelLoader.load(ModelSource(model: proto, weights: weights))
+            let ops = m.classifier.layers.map(\.op)
+            if slopes.count == 1 {
+                #expect(ops.contains(.relu(negativeSlope: 0.25)), "\(m.classifier.layers.map(\.name))")
+            } else {
+                #expect(ops.contains(.scale(Scale(scale: slopes, bias: nil))), "\(m.classifier.layers.map(\.name))")
+                #expect(ops.contains(.eltwise(Eltwise(operation: .sum, coefficients: [1, -1]))))
+                #expect(m.classifier.layers.last?.op == .softmax && m.geometry.classes == 2)
+            }
+        }
     }
 }

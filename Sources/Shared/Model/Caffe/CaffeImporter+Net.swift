@@ -78,6 +78,10 @@ extension CaffeImporter {
         let tops = Array(lp.top)
         let inC = bottoms.first.flatMap { progress.channels[$0] }
         let inShape = bottoms.first.flatMap { progress.shapes[$0] }
+        if lp.type == "PReLU" {
+            try addPReLU(lp, inC: inC, to: &progress)
+            return
+        }
         let op: LayerOp
         do {
             op = try operation(
@@ -167,7 +171,7 @@ extension CaffeImporter {
             throw layerError(
                 lp,
                 "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split and Flatten "
+                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split, Flatten and PReLU "
                     + "(data, Input, Accuracy and loss layers are read or dropped)")
         }
     }
@@ -202,6 +206,11 @@ extension CaffeImporter {
 
     /// Appends the layer and records its tops' channels and, when the input size is
     /// known, their shapes; every bottom must come from an earlier layer.
+    /// `append` for a layer another file builds (a PReLU's parts).
+    func appendPart(_ layer: Layer, _ inC: Int, _ progress: inout Progress) throws {
+        try append(layer, inC: inC, to: &progress)
+    }
+
     private func append(_ layer: Layer, inC: Int?, to progress: inout Progress) throws {
         var outC = inC
         switch layer.op {
