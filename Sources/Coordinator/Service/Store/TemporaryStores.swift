@@ -75,7 +75,7 @@ enum TemporaryStores {
         guard let marker = try? String(contentsOfFile: "\(path)/\(markerFile)", encoding: .utf8),
             marker == "host=\(ProcessInfo.processInfo.hostName)\n"
         else { return false }
-        return !isAlive(pid) && !isLocked(path)
+        return !PartialOutputs.isRunning(pid) && !isLocked(path)
     }
 
     /// The PID in `tessera-store-PID-UUID` (nil for any other name).
@@ -84,10 +84,6 @@ enum TemporaryStores {
         let parts = name.dropFirst(prefix.count).split(separator: "-", maxSplits: 1)
         guard parts.count == 2, UUID(uuidString: String(parts[1])) != nil else { return nil }
         return pid_t(parts[0]).flatMap { $0 > 0 ? $0 : nil }
-    }
-
-    private static func isAlive(_ pid: pid_t) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
     }
 
     /// Whether a coordinator holds the store's lock (one that cannot be checked counts as held).
