@@ -535,6 +535,34 @@ struct CaffeFlattenSoftmaxTests {
         }
         #expect(e?.message.contains("softmax_param.axis is 0") == true, "\(String(describing: e))")
     }
+
+    @Test("A Flatten of a C×H×W blob read by anything but an InnerProduct is refused; of a 1×1 blob it is nothing")
+    func flattenReaders() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A Softmax over all 4×3×3 values of a flattened pool1 is not the per-position Softmax a map gives.
+        let spatial = ModelImportErrorTests.tiny.replacingOccurrences(
+            of:
+                #"layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 2 } }"#,
+            with: #"layer { name: "flat" type: "Flatten" bottom: "pool1" top: "flat" }"#
+        ).replacingOccurrences(of: #"type: "Softmax" bottom: "fc""#, with: #"type: "Softmax" bottom: "flat""#)
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(
+                ModelSource(model: try writeFile(dir, "spatial.prototxt", spatial), requireWeights: false))
+        }
+        #expect(e?.layer == "flat", "\(String(describing: e))")
+        #expect(e?.message.contains("4×3×3 blob is read by 'prob' (Softmax)") == true, "\(String(describing: e))")
+        // After the InnerProduct (1×1 at patch size) a Flatten changes nothing.
+        let late = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"layer { name: "prob" type: "Softmax" bottom: "fc""#,
+            with: #"layer { name: "flat" type: "Flatten" bottom: "fc" top: "flat" }"# + "\n"
+                + #"layer { name: "prob" type: "Softmax" bottom: "flat""#)
+        let plain = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "plain.prototxt", ModelImportErrorTests.tiny), requireWeights: false))
+        let m = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "late.prototxt", late), requireWeights: false))
+        #expect(m.geometry == plain.geometry && m.classifier.layers.last?.op == .softmax)
+    }
 }
 
 /// Caffe audit: a fork's `pooling_param { ceil_mode: false }` was ignored as "not used", so the pooling rounded up.

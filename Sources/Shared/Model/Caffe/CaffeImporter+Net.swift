@@ -99,6 +99,7 @@ extension CaffeImporter {
         }
         guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
         if tops.isEmpty { throw layerError(lp, "the layer has no top (output)") }
+        if lp.type == "Flatten" { try checkFlatten(lp, inShape: inShape, of: def) }
         if lp.type != "Split", tops.count > 1 {
             throw layerError(lp, "the layer has \(tops.count) tops; a \(lp.type) layer has one")
         }
@@ -173,6 +174,27 @@ extension CaffeImporter {
                 "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
                     + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split, Flatten and PReLU "
                     + "(data, Input, Accuracy and loss layers are read or dropped)")
+        }
+    }
+
+    /// A Flatten is read as nothing to compute: true before an InnerProduct, which flattens its input
+    /// itself, or of a 1×1 input. Any other reader of a flattened C×H×W blob (a Softmax over all its
+    /// values, say) would get per-position channels instead, so such a net is refused.
+    private func checkFlatten(_ lp: Caffe_LayerParameter, inShape: Shape?, of def: Caffe_NetParameter) throws {
+        if let s = inShape, s.h == 1, s.w == 1 { return }
+        let readers = def.layer.filter { other in
+            other.name != lp.name && lp.top.contains(where: other.bottom.contains)
+                && Self.includedInTest(other) && !Self.dropTypes.contains(other.type)
+                && !(other.type.hasSuffix("Loss") && other.type != "SoftmaxWithLoss")
+        }
+        let others = readers.filter { $0.type != "InnerProduct" }
+        let size = inShape.map { "\($0.c)×\($0.h)×\($0.w) " } ?? ""
+        guard others.isEmpty else {
+            let names = others.map { "'\($0.name)' (\($0.type))" }.joined(separator: ", ")
+            throw layerError(
+                lp,
+                "the Flatten of a \(size)blob is read by \(names): Tessera reads a Flatten only before an "
+                    + "InnerProduct (or of a 1×1 blob), where it changes nothing")
         }
     }
 
