@@ -207,10 +207,10 @@ struct ModelImportErrorTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = Self.tiny.replacingOccurrences(
-            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"Power\"")
+            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"ELU\"")
         let path = try writeFile(dir, "p.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
-        #expect(message.contains("layer 'relu1'") && message.contains("'Power'"), "\(message)")
+        #expect(message.contains("layer 'relu1'") && message.contains("'ELU'"), "\(message)")
     }
 
     @Test func outputNotOneByOne() throws {
@@ -562,6 +562,83 @@ struct CaffeFlattenSoftmaxTests {
         let m = try ModelLoader.load(
             ModelSource(model: try writeFile(dir, "late.prototxt", late), requireWeights: false))
         #expect(m.geometry == plain.geometry && m.classifier.layers.last?.op == .softmax)
+    }
+}
+
+/// Caffe audit: Power, AbsVal and Reshape were refused. AbsVal, Power of power 1 and a flattening
+/// Reshape are read (numbers: the `absval_power_reshape` OpenCV fixture); other settings are refused.
+@Suite("Caffe AbsVal, Power and Reshape")
+struct CaffePowerReshapeTests {
+    static func load(_ dir: URL, _ name: String, _ text: String) throws -> LoadedModel {
+        try ModelLoader.load(ModelSource(model: try writeFile(dir, name, text), requireWeights: false))
+    }
+
+    static func refusal(_ dir: URL, _ name: String, _ text: String) -> ModelError? {
+        #expect(throws: ModelError.self) { try load(dir, name, text) }
+    }
+
+    /// The tiny net with `layer` inserted after relu1, reading and writing conv1.
+    static func withLayer(_ layer: String) -> String {
+        ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"layer { name: "pool1""#, with: layer + "\n" + #"layer { name: "pool1""#)
+    }
+
+    @Test("AbsVal is a leaky ReLU of slope −1; Power of power 1 a Scale; other powers are refused")
+    func pointwise() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let abs = try Self.load(
+            dir, "abs.prototxt", Self.withLayer(#"layer { name: "a" type: "AbsVal" bottom: "conv1" top: "conv1" }"#))
+        #expect(abs.classifier.layers.first { $0.name == "a" }?.op == .relu(negativeSlope: -1))
+        let power = try Self.load(
+            dir, "power.prototxt",
+            Self.withLayer(
+                #"layer { name: "p" type: "Power" bottom: "conv1" top: "conv1" power_param { scale: 0.5 shift: -2 } }"#
+            ))
+        #expect(
+            power.classifier.layers.first { $0.name == "p" }?.op
+                == .scale(Scale(scale: [Float](repeating: 0.5, count: 4), bias: [Float](repeating: -2, count: 4))))
+        let square = Self.refusal(
+            dir, "square.prototxt",
+            Self.withLayer(
+                #"layer { name: "p" type: "Power" bottom: "conv1" top: "conv1" power_param { power: 2 } }"#))
+        #expect(
+            square?.layer == "p" && square?.message.contains("power_param.power is 2.0") == true,
+            "\(String(describing: square))")
+    }
+
+    @Test("A Reshape or Flatten is read only when it flattens each image from the channel axis")
+    func flattening() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plain = try Self.load(dir, "plain.prototxt", ModelImportErrorTests.tiny)
+        func before(_ layer: String) -> String {
+            ModelImportErrorTests.tiny.replacingOccurrences(
+                of: #"layer { name: "fc" type: "InnerProduct" bottom: "pool1""#,
+                with: layer + "\n" + #"layer { name: "fc" type: "InnerProduct" bottom: "flat""#)
+        }
+        for (i, shape) in ["dim: 0 dim: -1", "dim: 1 dim: 36", "dim: 0 dim: -1 dim: 1 dim: 1"].enumerated() {
+            let m = try Self.load(
+                dir, "reshape\(i).prototxt",
+                before(
+                    #"layer { name: "r" type: "Reshape" bottom: "pool1" top: "flat" reshape_param { shape { "#
+                        + shape + " } } }"))
+            #expect(m.geometry == plain.geometry && m.classifier.layers.last?.op == .softmax, "\(shape)")
+        }
+        for (i, shape) in ["dim: 0 dim: 4 dim: -1", "dim: 0 dim: 35", "dim: -1"].enumerated() {
+            let e = Self.refusal(
+                dir, "bad\(i).prototxt",
+                before(
+                    #"layer { name: "r" type: "Reshape" bottom: "pool1" top: "flat" reshape_param { shape { "#
+                        + shape + " } } }"))
+            #expect(e?.layer == "r" && e?.message.contains("reshape_param shape") == true, "\(String(describing: e))")
+        }
+        let axis2 = Self.refusal(
+            dir, "axis2.prototxt",
+            before(#"layer { name: "f" type: "Flatten" bottom: "pool1" top: "flat" flatten_param { axis: 2 } }"#))
+        #expect(
+            axis2?.layer == "f" && axis2?.message.contains("flatten_param axis 2") == true,
+            "\(String(describing: axis2))")
     }
 }
 

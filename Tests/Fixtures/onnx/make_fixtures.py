@@ -564,6 +564,25 @@ def keras_head():
     return g, g.model(probs, 13), pre, True
 
 
+def abs_activation():
+    g = Graph("abs_activation", 3, 14, seed=11)
+    x = g.conv("input", 3, 6, 3)  # 12
+    x = g.node("Abs", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 6
+    x = g.conv(x, 6, 8, 3)  # 4
+    x = g.node("Abs", [x])
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 3, gain=2.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Abs after a Conv (imported as a ReLU of negative slope -1) before a MaxPool",
+        "Abs before a GlobalAveragePool, Flatten + Gemm head (opset 13)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 13), pre, True
+
+
 def float16_model():
     """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
     input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
@@ -774,7 +793,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model, relu_pad_maxpool, keras_head]
+        float16_model, relu_pad_maxpool, keras_head, abs_activation]
 
 
 def main():

@@ -178,6 +178,48 @@ extension CaffeImporter {
         return Scale(scale: w[0], bias: p.biasTerm ? w[1] : nil)
     }
 
+    /// Caffe's Power layer, y = (shift + scale·x)^power, of power 1: a per-channel Scale with the same
+    /// factor and bias for every channel.
+    func power(_ lp: Caffe_LayerParameter, channels: Int?) throws -> Scale {
+        let p = lp.powerParam
+        guard p.power == 1 else {
+            throw layerError(
+                lp, "power_param.power is \(p.power): only power 1 (y = shift + scale·x) is supported")
+        }
+        guard let c = channels else { throw layerError(lp, "the number of its input channels is unknown") }
+        return Scale(
+            scale: [Float](repeating: p.scale, count: c),
+            bias: p.shift == 0 ? nil : [Float](repeating: p.shift, count: c))
+    }
+
+    /// A Flatten or Reshape that flattens from the channel axis on: flatten_param axis 1 (or −3) to the
+    /// end, or a reshape_param shape { dim: 0 or 1, dim: −1 or C·H·W } (trailing 1s allowed) over all axes.
+    func checkFlattening(_ lp: Caffe_LayerParameter, inputShape: Shape?) throws {
+        if lp.type == "Flatten" {
+            let p = lp.flattenParam
+            guard p.axis == 1 || p.axis == -3, p.endAxis == -1 || p.endAxis == 3 else {
+                throw layerError(
+                    lp,
+                    "flatten_param axis \(p.axis), end_axis \(p.endAxis): only flattening from the channel axis "
+                        + "to the end (axis 1, end_axis -1) is supported")
+            }
+            return
+        }
+        let p = lp.reshapeParam
+        let dims = p.shape.dim
+        let total = inputShape.map { Int64($0.c * $0.h * $0.w) }
+        let flattens =
+            p.axis == 0 && p.numAxes == -1 && dims.count >= 2 && (dims[0] == 0 || dims[0] == 1)
+            && (dims[1] == -1 || (total != nil && dims[1] == total)) && dims.dropFirst(2).allSatisfy { $0 == 1 }
+        guard flattens else {
+            let shape = dims.map(String.init).joined(separator: ", ")
+            throw layerError(
+                lp,
+                "reshape_param shape [\(shape)] (axis \(p.axis), num_axes \(p.numAxes)): only a Reshape that "
+                    + "flattens each image before an InnerProduct (shape { dim: 0 dim: -1 }) is supported")
+        }
+    }
+
     func lrn(_ lp: Caffe_LayerParameter) throws -> LRN {
         let p = lp.lrnParam
         guard p.localSize % 2 == 1 else {

@@ -28,6 +28,7 @@ extension CaffeImporter {
             if old.hasInnerProductParam { l.innerProductParam = old.innerProductParam }
             if old.hasLrnParam { l.lrnParam = old.lrnParam }
             if old.hasReluParam { l.reluParam = old.reluParam }
+            if old.hasPowerParam { l.powerParam = old.powerParam }
             if old.hasDropoutParam { l.dropoutParam = old.dropoutParam }
             if old.hasConcatParam { l.concatParam = old.concatParam }
             if old.hasEltwiseParam { l.eltwiseParam = old.eltwiseParam }

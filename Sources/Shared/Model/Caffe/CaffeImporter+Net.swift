@@ -99,7 +99,7 @@ extension CaffeImporter {
         }
         guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
         if tops.isEmpty { throw layerError(lp, "the layer has no top (output)") }
-        if lp.type == "Flatten" { try checkFlatten(lp, inShape: inShape, of: def) }
+        if lp.type == "Flatten" || lp.type == "Reshape" { try checkFlatten(lp, inShape: inShape, of: def) }
         if lp.type != "Split", tops.count > 1 {
             throw layerError(lp, "the layer has \(tops.count) tops; a \(lp.type) layer has one")
         }
@@ -142,10 +142,16 @@ extension CaffeImporter {
                     "a Scale layer with \(lp.bottom.count) inputs (scale taken from a second input) is not supported")
             }
             return .scale(try scale(lp, channels: inC))
+        case "AbsVal":
+            return .relu(negativeSlope: -1)  // |x| = x for x > 0, −1·x otherwise
+        case "Power":
+            return .scale(try power(lp, channels: inC))
         case "Dropout", "Split":
             return .identity
-        case "Flatten":
-            // Before an InnerProduct (which flattens its input itself): nothing to compute (Caffe audit).
+        case "Flatten", "Reshape":
+            // Flattening before an InnerProduct (which flattens its input itself): nothing to compute
+            // (Caffe audit); checkFlatten refuses other readers.
+            try checkFlattening(lp, inputShape: inShape)
             return .identity
         case "Softmax", "SoftmaxWithLoss":
             // The channel axis: 1, or counted from the end: -3 of N×C×H×W, -1 of N×C (1×1 at patch size).
@@ -172,14 +178,16 @@ extension CaffeImporter {
             throw layerError(
                 lp,
                 "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                    + "Sigmoid, TanH, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split, Flatten and PReLU "
+                    + "Sigmoid, TanH, AbsVal, Power (power 1), LRN, BatchNorm, Scale, Dropout, Softmax, Concat, "
+                    + "Eltwise, Split, Flatten, Reshape (flattening) and PReLU "
                     + "(data, Input, Accuracy and loss layers are read or dropped)")
         }
     }
 
-    /// A Flatten is read as nothing to compute: true before an InnerProduct, which flattens its input
-    /// itself, or of a 1×1 input. Any other reader of a flattened C×H×W blob (a Softmax over all its
-    /// values, say) would get per-position channels instead, so such a net is refused.
+    /// A Flatten (or flattening Reshape) is read as nothing to compute: true before an InnerProduct,
+    /// which flattens its input itself, or of a 1×1 input. Any other reader of a flattened C×H×W blob
+    /// (a Softmax over all its values, say) would get per-position channels instead, so such a net is
+    /// refused.
     private func checkFlatten(_ lp: Caffe_LayerParameter, inShape: Shape?, of def: Caffe_NetParameter) throws {
         if let s = inShape, s.h == 1, s.w == 1 { return }
         let readers = def.layer.filter { other in
@@ -193,8 +201,8 @@ extension CaffeImporter {
             let names = others.map { "'\($0.name)' (\($0.type))" }.joined(separator: ", ")
             throw layerError(
                 lp,
-                "the Flatten of a \(size)blob is read by \(names): Tessera reads a Flatten only before an "
-                    + "InnerProduct (or of a 1×1 blob), where it changes nothing")
+                "the \(lp.type) of a \(size)blob is read by \(names): Tessera reads a flattening \(lp.type) only "
+                    + "before an InnerProduct (or of a 1×1 blob), where it changes nothing")
         }
     }
 

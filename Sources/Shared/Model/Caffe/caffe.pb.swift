@@ -632,6 +632,15 @@ nonisolated struct Caffe_LayerParameter: @unchecked Sendable {
   /// Clears the value of `poolingParam`. Subsequent reads from it will return its default value.
   mutating func clearPoolingParam() {_uniqueStorage()._poolingParam = nil}
 
+  var powerParam: Caffe_PowerParameter {
+    get {_storage._powerParam ?? Caffe_PowerParameter()}
+    set {_uniqueStorage()._powerParam = newValue}
+  }
+  /// Returns true if `powerParam` has been explicitly set.
+  var hasPowerParam: Bool {_storage._powerParam != nil}
+  /// Clears the value of `powerParam`. Subsequent reads from it will return its default value.
+  mutating func clearPowerParam() {_uniqueStorage()._powerParam = nil}
+
   var reluParam: Caffe_ReLUParameter {
     get {_storage._reluParam ?? Caffe_ReLUParameter()}
     set {_uniqueStorage()._reluParam = newValue}
@@ -640,6 +649,24 @@ nonisolated struct Caffe_LayerParameter: @unchecked Sendable {
   var hasReluParam: Bool {_storage._reluParam != nil}
   /// Clears the value of `reluParam`. Subsequent reads from it will return its default value.
   mutating func clearReluParam() {_uniqueStorage()._reluParam = nil}
+
+  var reshapeParam: Caffe_ReshapeParameter {
+    get {_storage._reshapeParam ?? Caffe_ReshapeParameter()}
+    set {_uniqueStorage()._reshapeParam = newValue}
+  }
+  /// Returns true if `reshapeParam` has been explicitly set.
+  var hasReshapeParam: Bool {_storage._reshapeParam != nil}
+  /// Clears the value of `reshapeParam`. Subsequent reads from it will return its default value.
+  mutating func clearReshapeParam() {_uniqueStorage()._reshapeParam = nil}
+
+  var flattenParam: Caffe_FlattenParameter {
+    get {_storage._flattenParam ?? Caffe_FlattenParameter()}
+    set {_uniqueStorage()._flattenParam = newValue}
+  }
+  /// Returns true if `flattenParam` has been explicitly set.
+  var hasFlattenParam: Bool {_storage._flattenParam != nil}
+  /// Clears the value of `flattenParam`. Subsequent reads from it will return its default value.
+  mutating func clearFlattenParam() {_uniqueStorage()._flattenParam = nil}
 
   var scaleParam: Caffe_ScaleParameter {
     get {_storage._scaleParam ?? Caffe_ScaleParameter()}
@@ -1842,6 +1869,119 @@ nonisolated struct Caffe_PoolingParameter: Sendable {
   fileprivate var _roundMode: Caffe_PoolingParameter.RoundMode? = nil
 }
 
+nonisolated struct Caffe_PowerParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var power: Float {
+    get {_power ?? 1}
+    set {_power = newValue}
+  }
+  /// Returns true if `power` has been explicitly set.
+  var hasPower: Bool {self._power != nil}
+  /// Clears the value of `power`. Subsequent reads from it will return its default value.
+  mutating func clearPower() {self._power = nil}
+
+  var scale: Float {
+    get {_scale ?? 1}
+    set {_scale = newValue}
+  }
+  /// Returns true if `scale` has been explicitly set.
+  var hasScale: Bool {self._scale != nil}
+  /// Clears the value of `scale`. Subsequent reads from it will return its default value.
+  mutating func clearScale() {self._scale = nil}
+
+  var shift: Float {
+    get {_shift ?? 0}
+    set {_shift = newValue}
+  }
+  /// Returns true if `shift` has been explicitly set.
+  var hasShift: Bool {self._shift != nil}
+  /// Clears the value of `shift`. Subsequent reads from it will return its default value.
+  mutating func clearShift() {self._shift = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _power: Float? = nil
+  fileprivate var _scale: Float? = nil
+  fileprivate var _shift: Float? = nil
+}
+
+nonisolated struct Caffe_ReshapeParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var shape: Caffe_BlobShape {
+    get {_shape ?? Caffe_BlobShape()}
+    set {_shape = newValue}
+  }
+  /// Returns true if `shape` has been explicitly set.
+  var hasShape: Bool {self._shape != nil}
+  /// Clears the value of `shape`. Subsequent reads from it will return its default value.
+  mutating func clearShape() {self._shape = nil}
+
+  var axis: Int32 {
+    get {_axis ?? 0}
+    set {_axis = newValue}
+  }
+  /// Returns true if `axis` has been explicitly set.
+  var hasAxis: Bool {self._axis != nil}
+  /// Clears the value of `axis`. Subsequent reads from it will return its default value.
+  mutating func clearAxis() {self._axis = nil}
+
+  var numAxes: Int32 {
+    get {_numAxes ?? -1}
+    set {_numAxes = newValue}
+  }
+  /// Returns true if `numAxes` has been explicitly set.
+  var hasNumAxes: Bool {self._numAxes != nil}
+  /// Clears the value of `numAxes`. Subsequent reads from it will return its default value.
+  mutating func clearNumAxes() {self._numAxes = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _shape: Caffe_BlobShape? = nil
+  fileprivate var _axis: Int32? = nil
+  fileprivate var _numAxes: Int32? = nil
+}
+
+nonisolated struct Caffe_FlattenParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var axis: Int32 {
+    get {_axis ?? 1}
+    set {_axis = newValue}
+  }
+  /// Returns true if `axis` has been explicitly set.
+  var hasAxis: Bool {self._axis != nil}
+  /// Clears the value of `axis`. Subsequent reads from it will return its default value.
+  mutating func clearAxis() {self._axis = nil}
+
+  var endAxis: Int32 {
+    get {_endAxis ?? -1}
+    set {_endAxis = newValue}
+  }
+  /// Returns true if `endAxis` has been explicitly set.
+  var hasEndAxis: Bool {self._endAxis != nil}
+  /// Clears the value of `endAxis`. Subsequent reads from it will return its default value.
+  mutating func clearEndAxis() {self._endAxis = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _axis: Int32? = nil
+  fileprivate var _endAxis: Int32? = nil
+}
+
 nonisolated struct Caffe_ReLUParameter: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2213,6 +2353,15 @@ nonisolated struct Caffe_V1LayerParameter: @unchecked Sendable {
   var hasPoolingParam: Bool {_storage._poolingParam != nil}
   /// Clears the value of `poolingParam`. Subsequent reads from it will return its default value.
   mutating func clearPoolingParam() {_uniqueStorage()._poolingParam = nil}
+
+  var powerParam: Caffe_PowerParameter {
+    get {_storage._powerParam ?? Caffe_PowerParameter()}
+    set {_uniqueStorage()._powerParam = newValue}
+  }
+  /// Returns true if `powerParam` has been explicitly set.
+  var hasPowerParam: Bool {_storage._powerParam != nil}
+  /// Clears the value of `powerParam`. Subsequent reads from it will return its default value.
+  mutating func clearPowerParam() {_uniqueStorage()._powerParam = nil}
 
   var reluParam: Caffe_ReLUParameter {
     get {_storage._reluParam ?? Caffe_ReLUParameter()}
@@ -2735,7 +2884,7 @@ nonisolated extension Caffe_ParamSpec.DimCheckMode: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".LayerParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{4}\u{2}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{c}batch_norm_param\0\u{4}\u{3}scale_param\0\u{3}input_param\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{4}\u{3}scale_param\0\u{3}input_param\0")
 
   fileprivate class _StorageClass {
     var _name: String? = nil
@@ -2764,7 +2913,10 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
     var _lrnParam: Caffe_LRNParameter? = nil
     var _memoryDataParam: Caffe_MemoryDataParameter? = nil
     var _poolingParam: Caffe_PoolingParameter? = nil
+    var _powerParam: Caffe_PowerParameter? = nil
     var _reluParam: Caffe_ReLUParameter? = nil
+    var _reshapeParam: Caffe_ReshapeParameter? = nil
+    var _flattenParam: Caffe_FlattenParameter? = nil
     var _scaleParam: Caffe_ScaleParameter? = nil
     var _sigmoidParam: Caffe_SigmoidParameter? = nil
     var _softmaxParam: Caffe_SoftmaxParameter? = nil
@@ -2805,7 +2957,10 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       _lrnParam = source._lrnParam
       _memoryDataParam = source._memoryDataParam
       _poolingParam = source._poolingParam
+      _powerParam = source._powerParam
       _reluParam = source._reluParam
+      _reshapeParam = source._reshapeParam
+      _flattenParam = source._flattenParam
       _scaleParam = source._scaleParam
       _sigmoidParam = source._sigmoidParam
       _softmaxParam = source._softmaxParam
@@ -2852,10 +3007,13 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         case 118: try { try decoder.decodeSingularMessageField(value: &_storage._lrnParam) }()
         case 119: try { try decoder.decodeSingularMessageField(value: &_storage._memoryDataParam) }()
         case 121: try { try decoder.decodeSingularMessageField(value: &_storage._poolingParam) }()
+        case 122: try { try decoder.decodeSingularMessageField(value: &_storage._powerParam) }()
         case 123: try { try decoder.decodeSingularMessageField(value: &_storage._reluParam) }()
         case 124: try { try decoder.decodeSingularMessageField(value: &_storage._sigmoidParam) }()
         case 125: try { try decoder.decodeSingularMessageField(value: &_storage._softmaxParam) }()
         case 127: try { try decoder.decodeSingularMessageField(value: &_storage._tanhParam) }()
+        case 133: try { try decoder.decodeSingularMessageField(value: &_storage._reshapeParam) }()
+        case 135: try { try decoder.decodeSingularMessageField(value: &_storage._flattenParam) }()
         case 139: try { try decoder.decodeSingularMessageField(value: &_storage._batchNormParam) }()
         case 142: try { try decoder.decodeSingularMessageField(value: &_storage._scaleParam) }()
         case 143: try { try decoder.decodeSingularMessageField(value: &_storage._inputParam) }()
@@ -2943,6 +3101,9 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._poolingParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 121)
       } }()
+      try { if let v = _storage._powerParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 122)
+      } }()
       try { if let v = _storage._reluParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 123)
       } }()
@@ -2954,6 +3115,12 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       } }()
       try { if let v = _storage._tanhParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 127)
+      } }()
+      try { if let v = _storage._reshapeParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 133)
+      } }()
+      try { if let v = _storage._flattenParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 135)
       } }()
       try { if let v = _storage._batchNormParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 139)
@@ -2999,7 +3166,10 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._lrnParam != rhs_storage._lrnParam {return false}
         if _storage._memoryDataParam != rhs_storage._memoryDataParam {return false}
         if _storage._poolingParam != rhs_storage._poolingParam {return false}
+        if _storage._powerParam != rhs_storage._powerParam {return false}
         if _storage._reluParam != rhs_storage._reluParam {return false}
+        if _storage._reshapeParam != rhs_storage._reshapeParam {return false}
+        if _storage._flattenParam != rhs_storage._flattenParam {return false}
         if _storage._scaleParam != rhs_storage._scaleParam {return false}
         if _storage._sigmoidParam != rhs_storage._sigmoidParam {return false}
         if _storage._softmaxParam != rhs_storage._softmaxParam {return false}
@@ -4121,6 +4291,133 @@ nonisolated extension Caffe_PoolingParameter.RoundMode: SwiftProtobuf._ProtoName
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CEIL\0\u{1}FLOOR\0")
 }
 
+nonisolated extension Caffe_PowerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PowerParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}power\0\u{1}scale\0\u{1}shift\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFloatField(value: &self._power) }()
+      case 2: try { try decoder.decodeSingularFloatField(value: &self._scale) }()
+      case 3: try { try decoder.decodeSingularFloatField(value: &self._shift) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._power {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._scale {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._shift {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_PowerParameter, rhs: Caffe_PowerParameter) -> Bool {
+    if lhs._power != rhs._power {return false}
+    if lhs._scale != rhs._scale {return false}
+    if lhs._shift != rhs._shift {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caffe_ReshapeParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ReshapeParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shape\0\u{1}axis\0\u{3}num_axes\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._shape) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self._axis) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self._numAxes) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._shape {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._axis {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._numAxes {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_ReshapeParameter, rhs: Caffe_ReshapeParameter) -> Bool {
+    if lhs._shape != rhs._shape {return false}
+    if lhs._axis != rhs._axis {return false}
+    if lhs._numAxes != rhs._numAxes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caffe_FlattenParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".FlattenParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}axis\0\u{3}end_axis\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self._axis) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self._endAxis) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._axis {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._endAxis {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_FlattenParameter, rhs: Caffe_FlattenParameter) -> Bool {
+    if lhs._axis != rhs._axis {return false}
+    if lhs._endAxis != rhs._endAxis {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Caffe_ReLUParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ReLUParameter"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}negative_slope\0\u{1}engine\0")
@@ -4383,7 +4680,7 @@ nonisolated extension Caffe_TanHParameter.Engine: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".V1LayerParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{2}bottom\0\u{1}top\0\u{1}name\0\u{1}type\0\u{1}blobs\0\u{3}blobs_lr\0\u{3}weight_decay\0\u{3}concat_param\0\u{3}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{3}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}pooling_param\0\u{4}\u{3}memory_data_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{3}accuracy_param\0\u{4}\u{3}relu_param\0\u{2}\u{2}include\0\u{1}exclude\0\u{4}\u{2}loss_weight\0\u{3}transform_param\0\u{3}tanh_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{3}loss_param\0\u{2}\u{7f}\u{e}param\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{2}bottom\0\u{1}top\0\u{1}name\0\u{1}type\0\u{1}blobs\0\u{3}blobs_lr\0\u{3}weight_decay\0\u{3}concat_param\0\u{3}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{3}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}pooling_param\0\u{4}\u{2}power_param\0\u{3}memory_data_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{3}accuracy_param\0\u{4}\u{3}relu_param\0\u{2}\u{2}include\0\u{1}exclude\0\u{4}\u{2}loss_weight\0\u{3}transform_param\0\u{3}tanh_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{3}loss_param\0\u{2}\u{7f}\u{e}param\0")
 
   fileprivate class _StorageClass {
     var _bottom: [String] = []
@@ -4408,6 +4705,7 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
     var _lrnParam: Caffe_LRNParameter? = nil
     var _memoryDataParam: Caffe_MemoryDataParameter? = nil
     var _poolingParam: Caffe_PoolingParameter? = nil
+    var _powerParam: Caffe_PowerParameter? = nil
     var _reluParam: Caffe_ReLUParameter? = nil
     var _sigmoidParam: Caffe_SigmoidParameter? = nil
     var _softmaxParam: Caffe_SoftmaxParameter? = nil
@@ -4446,6 +4744,7 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
       _lrnParam = source._lrnParam
       _memoryDataParam = source._memoryDataParam
       _poolingParam = source._poolingParam
+      _powerParam = source._powerParam
       _reluParam = source._reluParam
       _sigmoidParam = source._sigmoidParam
       _softmaxParam = source._softmaxParam
@@ -4485,6 +4784,7 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._innerProductParam) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._lrnParam) }()
         case 19: try { try decoder.decodeSingularMessageField(value: &_storage._poolingParam) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._powerParam) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._memoryDataParam) }()
         case 24: try { try decoder.decodeSingularMessageField(value: &_storage._eltwiseParam) }()
         case 27: try { try decoder.decodeSingularMessageField(value: &_storage._accuracyParam) }()
@@ -4554,6 +4854,9 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
       } }()
       try { if let v = _storage._poolingParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._powerParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
       } }()
       try { if let v = _storage._memoryDataParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
@@ -4625,6 +4928,7 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
         if _storage._lrnParam != rhs_storage._lrnParam {return false}
         if _storage._memoryDataParam != rhs_storage._memoryDataParam {return false}
         if _storage._poolingParam != rhs_storage._poolingParam {return false}
+        if _storage._powerParam != rhs_storage._powerParam {return false}
         if _storage._reluParam != rhs_storage._reluParam {return false}
         if _storage._sigmoidParam != rhs_storage._sigmoidParam {return false}
         if _storage._softmaxParam != rhs_storage._softmaxParam {return false}

@@ -111,7 +111,7 @@ extension ONNXImporter {
     func isNonNegative(_ blob: String) -> Bool {
         guard let producer = layers.last(where: { $0.tops.contains(blob) }) else { return false }
         switch producer.op {
-        case .relu(let slope): return slope == 0
+        case .relu(let slope): return slope <= 0
         case .sigmoid, .softmax: return true
         case .pooling:
             return producer.bottoms.count == 1 && producer.bottoms[0] != blob && isNonNegative(producer.bottoms[0])
