@@ -317,7 +317,8 @@ struct ONNXHostileTests {
 struct ONNXGraphFuzzTests {
     static let ops = [
         "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Relu",
-        "LeakyRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub", "Mul", "Concat", "Flatten", "Reshape", "Gemm",
+        "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish", "PRelu", "Abs", "LRN", "Add", "Sub", "Mul",
+        "Concat", "Flatten", "Reshape", "Gemm",
         "MatMul", "Softmax", "Dropout", "Identity", "Constant", "Cast", "Loop",
     ]
     static let numbers: [Int64] = [0, 1, 1, 2, 2, 3, -1, -2, 65536, 65537, 1 << 31, .max, .min]

@@ -567,7 +567,7 @@ struct CaffeFlattenSoftmaxTests {
 
 /// Caffe audit: Power, AbsVal and Reshape were refused. AbsVal, Power of power 1 and a flattening
 /// Reshape are read (numbers: the `absval_power_reshape` OpenCV fixture); other settings are refused.
-@Suite("Caffe AbsVal, Power and Reshape")
+@Suite("Caffe AbsVal, Power, Clip and Reshape")
 struct CaffePowerReshapeTests {
     static func load(_ dir: URL, _ name: String, _ text: String) throws -> LoadedModel {
         try ModelLoader.load(ModelSource(model: try writeFile(dir, name, text), requireWeights: false))
@@ -605,6 +605,22 @@ struct CaffePowerReshapeTests {
         #expect(
             square?.layer == "p" && square?.message.contains("power_param.power is 2.0") == true,
             "\(String(describing: square))")
+    }
+
+    @Test("Clip and a fork's ReLU6 are ReLU and Scale layers; a Clip without both bounds is refused")
+    func clip() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let relu6 = try Self.load(
+            dir, "relu6.prototxt", Self.withLayer(#"layer { name: "c" type: "ReLU6" bottom: "conv1" top: "conv1" }"#))
+        #expect(relu6.classifier.layers.filter { $0.name.hasPrefix("c") && $0.name != "conv1" }.count == 4)
+        #expect(relu6.notes.contains { $0.contains("layer 'c' (ReLU6) to [0.0, 6.0]") }, "\(relu6.notes)")
+        let open = Self.refusal(
+            dir, "open.prototxt",
+            Self.withLayer(#"layer { name: "c" type: "Clip" bottom: "conv1" top: "conv1" clip_param { min: 0 } }"#))
+        #expect(
+            open?.layer == "c" && open?.message.contains("clip_param { min max }") == true,
+            "\(String(describing: open))")
     }
 
     @Test("A Reshape or Flatten is read only when it flattens each image from the channel axis")

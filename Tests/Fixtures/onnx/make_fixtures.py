@@ -583,6 +583,31 @@ def abs_activation():
     return g, g.model(x, 13), pre, True
 
 
+def clamps():
+    g = Graph("clamps", 3, 14, seed=12)
+    x = g.conv("input", 3, 6, 3)  # 12
+    x = g.node("Mul", [x, g.const("gain1", np.full((6, 1, 1), 6.0))])
+    x = g.node("Clip", [x, g.const("zero", np.array(0.0)), g.const("six", np.array(6.0))])  # ReLU6
+    x = g.conv(x, 6, 6, 3)  # 10
+    x = g.node("HardSwish", [x])
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 5
+    x = g.conv(x, 6, 8, 3)  # 3
+    x = g.node("Clip", [x, g.const("minus_one", np.array(-1.0)), g.const("one", np.array(1.0))])  # Hardtanh
+    x = g.node("HardSigmoid", [x], alpha=0.7, beta=0.4)
+    x = g.node("Clip", [x, "", g.const("cap", np.array(0.8))])  # only a maximum
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 3, gain=4.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Clip [0, 6] (ReLU6) over values well past 6, Clip [-1, 1] (Hardtanh), Clip with only a maximum",
+        "HardSwish, HardSigmoid alpha 0.7 beta 0.4 (opset 14)",
+        "all imported as ReLU and Scale layers (ClampSteps), Eltwise PROD for HardSwish",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 14), pre, True
+
+
 def float16_model():
     """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
     input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
@@ -793,7 +818,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model, relu_pad_maxpool, keras_head, abs_activation]
+        float16_model, relu_pad_maxpool, keras_head, abs_activation, clamps]
 
 
 def main():

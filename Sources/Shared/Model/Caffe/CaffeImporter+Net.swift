@@ -82,6 +82,10 @@ extension CaffeImporter {
             try addPReLU(lp, inC: inC, to: &progress)
             return
         }
+        if lp.type == "Clip" || lp.type == "ReLU6" {
+            try addClip(lp, inC: inC, to: &progress)
+            return
+        }
         let op: LayerOp
         do {
             op = try operation(
@@ -178,7 +182,7 @@ extension CaffeImporter {
             throw layerError(
                 lp,
                 "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                    + "Sigmoid, TanH, AbsVal, Power (power 1), LRN, BatchNorm, Scale, Dropout, Softmax, Concat, "
+                    + "Sigmoid, TanH, AbsVal, Power (power 1), Clip, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, "
                     + "Eltwise, Split, Flatten, Reshape (flattening) and PReLU "
                     + "(data, Input, Accuracy and loss layers are read or dropped)")
         }

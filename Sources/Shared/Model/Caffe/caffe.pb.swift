@@ -533,6 +533,15 @@ nonisolated struct Caffe_LayerParameter: @unchecked Sendable {
   /// Clears the value of `batchNormParam`. Subsequent reads from it will return its default value.
   mutating func clearBatchNormParam() {_uniqueStorage()._batchNormParam = nil}
 
+  var clipParam: Caffe_ClipParameter {
+    get {_storage._clipParam ?? Caffe_ClipParameter()}
+    set {_uniqueStorage()._clipParam = newValue}
+  }
+  /// Returns true if `clipParam` has been explicitly set.
+  var hasClipParam: Bool {_storage._clipParam != nil}
+  /// Clears the value of `clipParam`. Subsequent reads from it will return its default value.
+  mutating func clearClipParam() {_uniqueStorage()._clipParam = nil}
+
   var concatParam: Caffe_ConcatParameter {
     get {_storage._concatParam ?? Caffe_ConcatParameter()}
     set {_uniqueStorage()._concatParam = newValue}
@@ -1270,6 +1279,37 @@ nonisolated struct Caffe_BatchNormParameter: @unchecked Sendable {
   init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+nonisolated struct Caffe_ClipParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var min: Float {
+    get {_min ?? 0}
+    set {_min = newValue}
+  }
+  /// Returns true if `min` has been explicitly set.
+  var hasMin: Bool {self._min != nil}
+  /// Clears the value of `min`. Subsequent reads from it will return its default value.
+  mutating func clearMin() {self._min = nil}
+
+  var max: Float {
+    get {_max ?? 0}
+    set {_max = newValue}
+  }
+  /// Returns true if `max` has been explicitly set.
+  var hasMax: Bool {self._max != nil}
+  /// Clears the value of `max`. Subsequent reads from it will return its default value.
+  mutating func clearMax() {self._max = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _min: Float? = nil
+  fileprivate var _max: Float? = nil
 }
 
 nonisolated struct Caffe_ConcatParameter: Sendable {
@@ -2884,7 +2924,7 @@ nonisolated extension Caffe_ParamSpec.DimCheckMode: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".LayerParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{4}\u{3}scale_param\0\u{3}input_param\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{4}\u{3}scale_param\0\u{3}input_param\0\u{4}\u{5}clip_param\0")
 
   fileprivate class _StorageClass {
     var _name: String? = nil
@@ -2902,6 +2942,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
     var _lossParam: Caffe_LossParameter? = nil
     var _accuracyParam: Caffe_AccuracyParameter? = nil
     var _batchNormParam: Caffe_BatchNormParameter? = nil
+    var _clipParam: Caffe_ClipParameter? = nil
     var _concatParam: Caffe_ConcatParameter? = nil
     var _convolutionParam: Caffe_ConvolutionParameter? = nil
     var _dataParam: Caffe_DataParameter? = nil
@@ -2946,6 +2987,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       _lossParam = source._lossParam
       _accuracyParam = source._accuracyParam
       _batchNormParam = source._batchNormParam
+      _clipParam = source._clipParam
       _concatParam = source._concatParam
       _convolutionParam = source._convolutionParam
       _dataParam = source._dataParam
@@ -3017,6 +3059,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         case 139: try { try decoder.decodeSingularMessageField(value: &_storage._batchNormParam) }()
         case 142: try { try decoder.decodeSingularMessageField(value: &_storage._scaleParam) }()
         case 143: try { try decoder.decodeSingularMessageField(value: &_storage._inputParam) }()
+        case 148: try { try decoder.decodeSingularMessageField(value: &_storage._clipParam) }()
         default: break
         }
       }
@@ -3131,6 +3174,9 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._inputParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 143)
       } }()
+      try { if let v = _storage._clipParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 148)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3155,6 +3201,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._lossParam != rhs_storage._lossParam {return false}
         if _storage._accuracyParam != rhs_storage._accuracyParam {return false}
         if _storage._batchNormParam != rhs_storage._batchNormParam {return false}
+        if _storage._clipParam != rhs_storage._clipParam {return false}
         if _storage._concatParam != rhs_storage._concatParam {return false}
         if _storage._convolutionParam != rhs_storage._convolutionParam {return false}
         if _storage._dataParam != rhs_storage._dataParam {return false}
@@ -3697,6 +3744,45 @@ nonisolated extension Caffe_BatchNormParameter: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Caffe_BatchNormParameter.Engine: SwiftProtobuf._ProtoNameProviding {
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEFAULT\0\u{1}CAFFE\0\u{1}CUDNN\0")
+}
+
+nonisolated extension Caffe_ClipParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ClipParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}min\0\u{1}max\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFloatField(value: &self._min) }()
+      case 2: try { try decoder.decodeSingularFloatField(value: &self._max) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._min {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._max {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_ClipParameter, rhs: Caffe_ClipParameter) -> Bool {
+    if lhs._min != rhs._min {return false}
+    if lhs._max != rhs._max {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Caffe_ConcatParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

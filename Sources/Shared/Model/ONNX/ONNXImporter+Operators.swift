@@ -249,11 +249,62 @@ extension ONNXImporter {
         } else if noLow, noHigh {
             try addAlias(n, x)
         } else {
+            if low?.isNaN == true || high?.isNaN == true { throw n.fail(.invalid, "Clip with a NaN bound") }
+            try reserveBroadcast(n, copies: 8, of: shapes[x]!, "Clip of a \(shapes[x]!) activation")
+            let ops = ClampSteps.steps(
+                low: noLow ? nil : low, high: noHigh ? nil : high, channels: shapes[x]!.c)
+            try addChain(n, ops, from: x)
+            notes.append(
+                "\(file): Clip node '\(n.name)' to [\(noLow ? "-inf" : "\(low!)"), \(noHigh ? "inf" : "\(high!)")] "
+                    + "is computed as \(ops.count) ReLU and Scale layers (the same numbers to about 1e-7)")
+        }
+    }
+
+    /// HardSigmoid, `clamp(alpha·x + beta, 0, 1)`, and HardSwish, `x · HardSigmoid(x)` with alpha 1/6 and
+    /// beta 1/2 (MobileNetV3): a Scale and a clamp (`ClampSteps`), times x for HardSwish.
+    mutating func addHardSigmoid(_ n: inout NodeContext, swish: Bool) throws {
+        let x = try activation(n, 0)
+        try reserveBroadcast(n, copies: 10, of: shapes[x]!, "\(n.node.opType) of a \(shapes[x]!) activation")
+        let channels = shapes[x]!.c
+        let alpha = swish ? 1 / 6 : n.float("alpha") ?? 0.2, beta = swish ? 0.5 : n.float("beta") ?? 0.5
+        guard alpha.isFinite, beta.isFinite else { throw n.fail(.invalid, "alpha \(alpha), beta \(beta)") }
+        let ops =
+            [
+                LayerOp.scale(
+                    Scale(
+                        scale: [Float](repeating: alpha, count: channels),
+                        bias: [Float](repeating: beta, count: channels)))
+            ]
+            + ClampSteps.steps(low: 0, high: 1, channels: channels)
+        guard swish else {
+            try addChain(n, ops, from: x)
+            return
+        }
+        var last = x
+        for (i, op) in ops.enumerated() { last = try addPart(n, "hardsigmoid\(i)", op, [last], readers: 1) }
+        readers[x, default: 0] += 1
+        try addLayer(n, .eltwise(Eltwise(operation: .product)), [x, last])
+    }
+
+    /// Counts `copies` per-channel arrays over `shape`'s channels against `maxBroadcastValues`, before
+    /// they are made.
+    mutating func reserveBroadcast(_ n: NodeContext, copies: Int, of shape: Shape, _ what: String) throws {
+        let (expanded, overflow) = broadcastValues.addingReportingOverflow(copies * min(shape.c, Int.max / 16))
+        guard !overflow, expanded <= Self.maxBroadcastValues else {
             throw n.fail(
                 .unsupported,
-                "Clip to [\(low.map { "\($0)" } ?? "-inf"), \(high.map { "\($0)" } ?? "inf")] needs a clamp layer "
-                    + "the engine does not have; Tessera runs Clip only as ReLU (min 0, no max)")
+                "\(what): its per-channel values over \(shape.c) channels take the graph past the "
+                    + "\(Self.maxBroadcastValues) broadcast values Tessera expands (a patch classifier has far fewer "
+                    + "channels)")
         }
+        broadcastValues = expanded
+    }
+
+    /// Pointwise `ops` one after another from `x`, the last writing the node's output.
+    private mutating func addChain(_ n: NodeContext, _ ops: [LayerOp], from x: String) throws {
+        var last = x
+        for (i, op) in ops.dropLast().enumerated() { last = try addPart(n, "step\(i)", op, [last], readers: 1) }
+        try addLayer(n, ops.last!, [last])
     }
 
     // MARK: - Arithmetic and branches
@@ -334,15 +385,7 @@ extension ONNXImporter {
         }
         let c = try constant(n, 1 - xi)
         let shape = shapes[x]!
-        let (expanded, overflow) = broadcastValues.addingReportingOverflow(2 * min(shape.c, Int.max / 4))
-        guard !overflow, expanded <= Self.maxBroadcastValues else {
-            throw n.fail(
-                .unsupported,
-                "\(op) of a constant and a \(shape) activation: its per-channel values over \(shape.c) channels "
-                    + "take the graph past the \(Self.maxBroadcastValues) broadcast values Tessera expands "
-                    + "(a patch classifier has far fewer channels)")
-        }
-        broadcastValues = expanded
+        try reserveBroadcast(n, copies: 2, of: shape, "\(op) of a constant and a \(shape) activation")
         guard let v = perChannel(c, shape, flat: flat.contains(n.node.input[xi])) else {
             throw n.fail(
                 .unsupported,

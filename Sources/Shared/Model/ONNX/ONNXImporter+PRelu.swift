@@ -10,6 +10,7 @@ extension ONNXImporter {
         let x = try activation(n, 0)
         let shape = shapes[x]!
         let slope = try constant(n, 1)
+        try reserveBroadcast(n, copies: 1, of: shape, "PRelu of a \(shape) activation")
         guard let a = perChannel(slope, shape, flat: flat.contains(n.node.input[0])) else {
             throw n.fail(
                 .unsupported,

@@ -35,7 +35,8 @@ struct ONNXImporter {
 
     static let supported = [
         "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
-        "BatchNormalization", "Relu", "LeakyRelu", "Abs", "PRelu", "Sigmoid", "Tanh", "Clip", "LRN", "Add", "Sub",
+        "BatchNormalization", "Relu", "LeakyRelu", "Abs", "PRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
+        "Clip", "LRN", "Add", "Sub",
         "Mul",
         "Div", "Sum", "Max", "Concat", "Pad", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Gemm", "MatMul",
         "Softmax", "LogSoftmax", "Dropout", "Identity", "Constant", "Cast", "Shape", "Gather", "Slice",
@@ -294,6 +295,7 @@ struct ONNXImporter {
         case "Relu": try addReLU(n, slope: 0)
         case "LeakyRelu": try addReLU(n, slope: n.float("alpha") ?? 0.01)
         case "Abs": try addReLU(n, slope: -1)  // |x| = x for x > 0, −1·x otherwise
+        case "HardSigmoid", "HardSwish": try addHardSigmoid(&n, swish: node.opType == "HardSwish")
         case "Sigmoid": try addLayer(n, .sigmoid, [try activation(n, 0)])
         case "Tanh": try addLayer(n, .tanh, [try activation(n, 0)])
         case "Clip": try addClip(&n)
