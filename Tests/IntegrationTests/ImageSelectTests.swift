@@ -124,7 +124,9 @@ struct ImageSelectTests {
         let out = dir + "/zarr-overlay"
         let dead = ".scenes.ome.image-2.npy.partial-999999999-17",
             live = ".scenes.ome.image-2.npy.partial-\(getpid())-3"
-        for name in [dead, live] { FileManager.default.createFile(atPath: out + "/" + name, contents: Data(count: 10)) }
+        for name in [dead, live] {
+            #expect(FileManager.default.createFile(atPath: out + "/" + name, contents: Data(count: 10)))
+        }
         let (sn, ln) = try Self.coordinator(
             group, ["export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "npy", "--out", out], log: "npy")
         #expect(sn == 0 && ln.contains("removed unfinished outputs") && ln.contains(dead), "\(ln)")

@@ -315,7 +315,7 @@ struct SharedStorageTests {
     func stoppedWhileFinishing() throws {
         let cluster = try RestartableCluster("shared-finishing")
         defer { cluster.group.stop() }
-        let (group, root, workers, clients) = (cluster.group, cluster.root, cluster.workers, cluster.clients)
+        let (group, root, clients) = (cluster.group, cluster.root, cluster.clients)
         func coordinator(_ log: String) throws -> Process { try cluster.coordinator(log) }
         // No worker ever joins: the restarted coordinator can only finish what is on disk.
         let coord = try coordinator("coordinator-1")
