@@ -24,7 +24,10 @@ package enum OutputSize {
     }
 
     /// Pooling: Caffe rounds up, then drops a last window that would start in the
-    /// padding; rounded down (`roundsUp` false), only whole windows count.
+    /// padding; rounded down (`roundsUp` false), only whole windows count. Without
+    /// padding a last window can start past the input only when the stride exceeds the
+    /// kernel: Caffe keeps that empty window (its max is −FLT_MAX, its average 0/0), and
+    /// PyTorch and onnxruntime drop it, as Tessera does (fuzz audit: the map was −inf/NaN).
     package static func pooling(
         input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1, roundsUp: Bool = true
     ) -> Int {
@@ -32,7 +35,7 @@ package enum OutputSize {
         let span = input + 2 * pad - extent
         guard roundsUp else { return span.floorDiv(stride) + 1 }
         var pooled = (span + stride - 1).floorDiv(stride) + 1
-        if pad > 0, (pooled - 1) * stride >= input + pad { pooled -= 1 }
+        if (pooled - 1) * stride >= input + pad { pooled -= 1 }
         return pooled
     }
 }

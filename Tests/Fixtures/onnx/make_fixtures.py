@@ -608,6 +608,29 @@ def clamps():
     return g, g.model(x, 14), pre, True
 
 
+def sparse_pool():
+    g = Graph("sparse_pool", 3, 20, seed=13)
+    x = g.conv("input", 3, 6, 3)  # 18
+    x = g.node("Relu", [x])
+    # Stride 3 over a kernel of 2, ceil_mode 1: rounded up there would be a 7th window starting at
+    # row 18, past the input; onnxruntime (and PyTorch) drop it, so 6 windows (exact: none partial).
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[3, 3], ceil_mode=1)  # 6
+    w = g.weights((8, 6, 2, 3), 6 * 2 * 3)
+    x = g.node("Conv", [x, g.const("aniso.weight", w), g.const("aniso.bias", g.rng.uniform(-0.2, 0.2, 8))],
+               name="aniso", kernel_shape=[2, 3], strides=[2, 1])  # 3×4: total stride 6×3
+    x = g.node("Relu", [x])
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 3, gain=0.3)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "MaxPool 2/3 with ceil_mode 1: the window rounding up would add starts past the input and is dropped",
+        "Conv kernel 2×3 stride 2×1: total stride 6×3 (shift tiles a multiple of both strides)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 13), pre, True
+
+
 def float16_model():
     """A whole-float16 model as onnxconverter-common writes it (keep_io_types): the float32
     input Cast to FLOAT16, float16 weights used directly, the output Cast back to FLOAT.
@@ -818,7 +841,7 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model, relu_pad_maxpool, keras_head, abs_activation, clamps]
+        float16_model, relu_pad_maxpool, keras_head, abs_activation, clamps, sparse_pool]
 
 
 def main():

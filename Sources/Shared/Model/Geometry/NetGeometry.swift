@@ -184,9 +184,16 @@ private struct LayerWindow {
             if pl.pad != .zero {
                 reasons.append("layer '\(layer.name)' (Pooling \(pl.kernel)) pads by \(pl.pad)")
             }
-            let spanH = inShape.h + 2 * pad.h - (dilation.h * (kernel.h - 1) + 1)
-            let spanW = inShape.w + 2 * pad.w - (dilation.w * (kernel.w - 1) + 1)
-            if !pl.global, pl.roundsUp, spanH % stride.h != 0 || spanW % stride.w != 0 {
+            // Partial: rounding up keeps a last window that rounding down would not (one that starts
+            // past the input, stride > kernel, is dropped either way).
+            func partial(_ input: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int) -> Bool {
+                OutputSize.pooling(input: input, kernel: k, stride: s, pad: p, dilation: d, roundsUp: true)
+                    != OutputSize.pooling(input: input, kernel: k, stride: s, pad: p, dilation: d, roundsUp: false)
+            }
+            if !pl.global, pl.roundsUp,
+                partial(inShape.h, kernel.h, stride.h, pad.h, dilation.h)
+                    || partial(inShape.w, kernel.w, stride.w, pad.w, dilation.w)
+            {
                 reasons.append(
                     "layer '\(layer.name)' (Pooling \(pl.kernel) stride \(pl.stride)) has a partial "
                         + "last window on its \(inShape.h)×\(inShape.w) input at patch size \(p): the layer rounds "
