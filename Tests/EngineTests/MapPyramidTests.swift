@@ -22,4 +22,22 @@ struct MapPyramidTests {
         let strided = MapPyramid.levelNote(tile: 1000, image: slide, stride: Size2(3, 3))
         #expect(strided?.contains("--tile 1152 gives them all") == true, "\(strided ?? "nil")")
     }
+
+    @Test(
+        "A 2×3-stride net's shift tiles are square and a multiple of both strides (fuzz audit: 4×3 tiles missed the store)"
+    )
+    func anisotropicShiftTiles() {
+        let image = Size2(25, 31), stride = Size2(2, 3)
+        #expect(TilePlan.shiftUnit(stride) == 6 && TilePlan.shiftUnit(Size2(4, 4)) == 4)
+        for tile in [3, 4, 7, 12] {
+            let tiles = TilePlan.mapTiles(mode: .shift, image: image, tile: tile, stride: stride)
+            let side = TilePlan.roundUp(tile, 6)
+            #expect(tiles.allSatisfy { $0.y % side == 0 && $0.x % side == 0 }, "tile \(tile)")
+            #expect(
+                tiles.allSatisfy { $0.height == min(side, image.h - $0.y) && $0.width == min(side, image.w - $0.x) })
+            #expect(tiles.reduce(0) { $0 + $1.height * $1.width } == image.h * image.w)
+        }
+        let fitted = MapPyramid.fit(tile: 1000, image: Size2(3000, 3000), stride: stride, fixedTile: false)
+        #expect(fitted.tile % 6 == 0 && fitted.tile % (1 << (fitted.levels - 1)) == 0, "\(fitted)")
+    }
 }

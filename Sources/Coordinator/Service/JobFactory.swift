@@ -330,7 +330,7 @@ struct JobFactory: Sendable {
         let mode = TaskCodec.mode(wireMode)
         let size = Size2(header.height, header.width)
         let stride = plan.tasks.stride
-        var tile = mode == .shift ? TilePlan.roundUp(requested, max(stride.h, stride.w)) : requested
+        var tile = mode == .shift ? TilePlan.roundUp(requested, TilePlan.shiftUnit(stride)) : requested
         var levels = 1
         if options.storeKind == .zarr {
             (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)

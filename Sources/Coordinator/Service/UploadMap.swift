@@ -22,6 +22,7 @@ struct UploadMap {
     private let image: Size2
     private let classes: Int
     private let stride: Size2
+    private let pads: Bool
 
     /// Plans the tasks of an `image`-sized map (tiles in row-major order, each
     /// tile's tasks together) and creates the raw store at `path` (replacing one
@@ -55,13 +56,14 @@ struct UploadMap {
         }
         let map = UploadMap(
             store: store!, tiles: tiles, tileOfTask: tileOfTask,
-            remaining: remaining, mode: mode, image: image, classes: classes, stride: geometry.stride)
+            remaining: remaining, mode: mode, image: image, classes: classes, stride: geometry.stride,
+            pads: geometry.pads)
         return (map, tasks)
     }
 
     private init(
         store: MapStore, tiles: [PixelRect], tileOfTask: [Int], remaining: [Int], mode: MapMode, image: Size2,
-        classes: Int, stride: Size2
+        classes: Int, stride: Size2, pads: Bool
     ) {
         self.store = store
         self.tiles = tiles
@@ -71,6 +73,7 @@ struct UploadMap {
         self.image = image
         self.classes = classes
         self.stride = stride
+        self.pads = pads
     }
 
     /// A finished map tile, to be written with `write`.
@@ -93,7 +96,7 @@ struct UploadMap {
         }
         var assembler =
             assemblers[t]
-            ?? TileAssembler(tile: tiles[t], mode: mode, image: image, classes: classes, stride: stride)
+            ?? TileAssembler(tile: tiles[t], mode: mode, image: image, classes: classes, stride: stride, pads: pads)
         values.withUnsafeBufferPointer { assembler.add(task, result: $0, classes: classes, rows: rows, cols: cols) }
         remaining[t] -= 1
         if remaining[t] > 0 {

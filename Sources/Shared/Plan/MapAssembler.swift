@@ -13,25 +13,37 @@ package struct MapAssembler: Sendable {
     private let origin: Size2
     /// `fast` only: the whole image's grid.
     private let grid: Size2
+    /// `fast` only: the grid points interpolation reads. The last grid row or column can lie past the
+    /// image (`(H−1)` not a multiple of S); for a net that pads it is outside the whole-image pass
+    /// that defines the map, computed from padding alone (−inf through a MaxPool's padding: fuzz
+    /// audit, NaN in the last columns), so its neighbours take the last grid point inside the image.
+    private let interpolatedGrid: Size2
 
-    package init(mode: MapMode, image: Size2, classes: Int, stride: Size2) {
+    package init(mode: MapMode, image: Size2, classes: Int, stride: Size2, pads: Bool) {
         self.mode = mode
         self.image = image
         self.stride = stride
         grid = mode == .fast ? TilePlan.fastGrid(image: image, stride: stride) : image
+        interpolatedGrid = Self.interpolatedGrid(grid, image: image, stride: stride, pads: pads)
         origin = .zero
         target = ProbabilityMap(classes: classes, height: grid.h, width: grid.w)
+    }
+
+    private static func interpolatedGrid(_ grid: Size2, image: Size2, stride: Size2, pads: Bool) -> Size2 {
+        guard pads else { return grid }
+        return Size2(min(grid.h, (image.h - 1) / stride.h + 1), min(grid.w, (image.w - 1) / stride.w + 1))
     }
 
     /// A `fast` assembler for the grid points of `window` only (grid coordinates,
     /// within the whole image's grid): enough to interpolate the map tiles whose
     /// grid points it holds (`TilePlan.tasks(forTile:…)`), with the same arithmetic
     /// as a whole-grid assembler, so the values are bit-identical.
-    package init(fastWindow window: PixelRect, image: Size2, classes: Int, stride: Size2) {
+    package init(fastWindow window: PixelRect, image: Size2, classes: Int, stride: Size2, pads: Bool) {
         mode = .fast
         self.image = image
         self.stride = stride
         grid = TilePlan.fastGrid(image: image, stride: stride)
+        interpolatedGrid = Self.interpolatedGrid(grid, image: image, stride: stride, pads: pads)
         origin = Size2(window.y, window.x)
         target = ProbabilityMap(classes: classes, height: window.height, width: window.width)
     }
@@ -91,8 +103,8 @@ package struct MapAssembler: Sendable {
                 return (i0 - o, i1 - o, t)
             }
         }
-        let ys = axis(rect.y..<(rect.y + rect.height), stride.h, grid.h, origin.h, target.height)
-        let xs = axis(rect.x..<(rect.x + rect.width), stride.w, grid.w, origin.w, target.width)
+        let ys = axis(rect.y..<(rect.y + rect.height), stride.h, interpolatedGrid.h, origin.h, target.height)
+        let xs = axis(rect.x..<(rect.x + rect.width), stride.w, interpolatedGrid.w, origin.w, target.width)
         for c in 0..<target.classes {
             for (y, (i0, i1, ty)) in ys.enumerated() {
                 for (x, (j0, j1, tx)) in xs.enumerated() {

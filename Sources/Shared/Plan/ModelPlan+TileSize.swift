@@ -2,11 +2,11 @@ import TesseraCore
 import TesseraModel
 
 extension ModelPlan {
-    /// The largest square tile (in map pixels, a multiple of the stride) whose
+    /// The largest square tile (in map pixels, a multiple of both strides) whose
     /// activations fit the memory budget, capped at the image size. Throws when not
     /// even the smallest one fits (a net whose single patch needs more than the budget).
     package func defaultTile(mode: MapMode, image: Size2, memoryBudget: Int) throws -> Int {
-        let s = max(tasks.stride.h, tasks.stride.w)
+        let s = TilePlan.shiftUnit(tasks.stride)
         let largest = TilePlan.roundUp(max(image.h, image.w), s)
         // The smallest task: one stride step (`naive`: one patch, which its batches hold several of).
         let smallest = try activationBytes(mode: mode == .naive ? .fast : mode, tile: s)

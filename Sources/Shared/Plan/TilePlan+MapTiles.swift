@@ -4,14 +4,19 @@ import TesseraCore
 /// tile) and the unit a shared-storage task computes, whatever the mode. Each map
 /// tile is computed from its own tasks only, so a worker can finish a tile alone.
 extension TilePlan {
-    /// The map tiles (map pixels, row-major) of an `image`-sized map with tiles of
-    /// `tile` pixels (rounded up to a multiple of the stride for `shift`, whose
-    /// tiles must start on multiples of S).
+    /// The map tiles (map pixels, row-major) of an `image`-sized map with square tiles of
+    /// `tile` pixels (rounded up to a multiple of `shiftUnit` for `shift`, whose tiles must
+    /// start on multiples of S on both axes).
     package static func mapTiles(mode: MapMode, image: Size2, tile: Int, stride: Size2) -> [PixelRect] {
         precondition(image.h > 0 && image.w > 0 && tile > 0)
-        let t = mode == .shift ? Size2(roundUp(tile, stride.h), roundUp(tile, stride.w)) : Size2(tile, tile)
-        return rects(image, tile: t)
+        let side = mode == .shift ? roundUp(tile, shiftUnit(stride)) : tile
+        return rects(image, tile: Size2(square: side))
     }
+
+    /// What a `shift` tile's side is a multiple of: both strides (6 for a 2×3 stride). Square tiles
+    /// of a multiple of only one of them did not match the chunks of the square-tiled store (fuzz
+    /// audit: a 2×3-stride net failed in `shift` with more than one tile).
+    package static func shiftUnit(_ stride: Size2) -> Int { lcm(stride.h, stride.w) }
 
     /// The tasks that compute map tile `rect`: the tile itself (`naive`, `dense`),
     /// its S² displaced passes (`shift`), or the window of the `fast` grid whose
@@ -58,7 +63,7 @@ package enum MapPyramid {
     package static func fit(tile: Int, image: Size2, stride: Size2, fixedTile: Bool) -> (tile: Int, levels: Int) {
         var levels = 1
         while levels < 8 && (max(image.h, image.w) >> (levels - 1)) > 256 { levels += 1 }
-        let s = max(stride.h, stride.w)
+        let s = TilePlan.shiftUnit(stride)
         if fixedTile { return (tile, min(levels, 1 + tile.trailingZeroBitCount)) }
         while levels > 1 {
             let step = lcm(1 << (levels - 1), s)
@@ -74,15 +79,14 @@ package enum MapPyramid {
         let wanted = fit(tile: 1 << 12, image: image, stride: stride, fixedTile: false).levels
         let got = fit(tile: tile, image: image, stride: stride, fixedTile: true).levels
         guard got < wanted else { return nil }
-        let step = lcm(1 << (wanted - 1), max(stride.h, stride.w))
+        let step = lcm(1 << (wanted - 1), TilePlan.shiftUnit(stride))
         let better = max(step, (tile + step / 2) / step * step)
         return
             "--tile \(tile) allows \(got) pyramid level\(got == 1 ? "" : "s") of the \(wanted) this image would have "
             + "(the tile must divide by 2^(levels−1)): --tile \(better) gives them all"
     }
 
-    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-    static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
+    static func lcm(_ a: Int, _ b: Int) -> Int { TilePlan.lcm(a, b) }
     /// `value` rounded down to a multiple of `m` (at least `m`).
     package static func multiple(_ value: Int, of m: Int) -> Int { max(m, value / m * m) }
 }
@@ -93,16 +97,18 @@ package struct TileAssembler: Sendable {
     private var assembler: MapAssembler
     private let mode: MapMode
 
-    package init(tile rect: PixelRect, mode: MapMode, image: Size2, classes: Int, stride: Size2) {
+    /// `pads`: whether the net pads (`TaskGeometry.pads`), which decides the grid points `fast`
+    /// interpolates from at the far edges.
+    package init(tile rect: PixelRect, mode: MapMode, image: Size2, classes: Int, stride: Size2, pads: Bool) {
         self.rect = rect
         self.mode = mode
         if mode == .fast {
             assembler = MapAssembler(
                 fastWindow: TilePlan.fastWindow(for: rect, image: image, stride: stride), image: image,
-                classes: classes, stride: stride)
+                classes: classes, stride: stride, pads: pads)
         } else {
             assembler = MapAssembler(
-                mode: mode, image: Size2(rect.height, rect.width), classes: classes, stride: stride)
+                mode: mode, image: Size2(rect.height, rect.width), classes: classes, stride: stride, pads: pads)
         }
     }
 

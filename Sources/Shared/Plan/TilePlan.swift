@@ -22,12 +22,14 @@ package enum TilePlan {
             return rects(grid, tile: cells).map { TileTask(mode: .fast, rect: $0, image: image) }
         case .shift:
             // Tile origins on multiples of S, so every tile has the same S² phases.
-            let t = Size2(roundUp(tile, g.stride.h), roundUp(tile, g.stride.w))
+            let t = Size2(square: roundUp(tile, shiftUnit(g.stride)))
             return rects(image, tile: t).flatMap { tasks(forTile: $0, mode: .shift, image: image, geometry: g) }
         }
     }
 
     package static func roundUp(_ v: Int, _ m: Int) -> Int { max(m, (v + m - 1) / m * m) }
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+    static func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
 
     /// Row-major tiles of at most `tile` covering `size`.
     package static func rects(_ size: Size2, tile: Size2) -> [PixelRect] {

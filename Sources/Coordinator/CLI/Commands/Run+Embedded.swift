@@ -83,13 +83,12 @@ extension Run {
         let stride = plan.tasks.stride
         if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
+        if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(stride)) }
         if keepZarr {
             if let given = job.tile, let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {
                 logger.warning("\(note)")
             }
             t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
-        } else if job.mode == .shift {
-            t = MapPyramid.multiple(t, of: max(stride.h, stride.w))
         }
         let start = Date()
         logger.info(

@@ -40,11 +40,10 @@ extension Run {
             if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1
+            if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(plan.tasks.stride)) }
             if options.kinds.contains(where: \.isChunked) {
                 (t, levels) = MapPyramid.fit(
                     tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
-            } else if job.mode == .shift {
-                t = MapPyramid.multiple(t, of: max(plan.tasks.stride.h, plan.tasks.stride.w))
             }
             var skip: ((PixelRect) -> Bool)?
             if slide.tissue {

@@ -106,7 +106,8 @@ extension LocalMapper {
         let mapping = try ChannelMapping.resolve(
             imageChannels: image.channels, netChannels: engine.fcn.inputChannels, order: preprocessing.channelOrder)
         var assembler = TileAssembler(
-            tile: rect, mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride)
+            tile: rect, mode: mode, image: size, classes: engine.classes, stride: engine.tasks.stride,
+            pads: engine.tasks.pads)
         for task in TilePlan.tasks(forTile: rect, mode: mode, image: size, geometry: engine.tasks) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let padded = engine.tasks.inputRect(task)
