@@ -92,6 +92,17 @@ enum Reference {
         return Tensor(shape, values: (0..<shape.count).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale })
     }
 
+    /// The first `size` rows and columns of every channel of `t`, C order (the map part of a whole-image pass).
+    static func topLeft(_ t: Tensor, _ size: Size2) -> [Float] {
+        precondition(t.h >= size.h && t.w >= size.w, "\(t.shape) is smaller than \(size)")
+        var out: [Float] = []
+        out.reserveCapacity(t.c * size.h * size.w)
+        for c in 0..<t.c {
+            for y in 0..<size.h { out += t.values[(c * t.h + y) * t.w..<(c * t.h + y) * t.w + size.w] }
+        }
+        return out
+    }
+
     static func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         var rng = SplitMix64(seed: seed)
         return (0..<n).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }

@@ -157,21 +157,16 @@ extension CoordinatorLoop {
         if job.done == n { finish(job) }
     }
 
-    /// A job an earlier release began (its record has no `window-placement`) whose net's windows that
-    /// release placed elsewhere (a net that pads: centred on the patch, not where the classifier places
-    /// them): its stored tiles and new ones would not join (review: 1–3 pixel jumps at tile edges).
+    /// A job an earlier release began (its record's `window-placement` is older, or missing) whose net's
+    /// map that release computed differently (`TaskGeometry.placementChange`): its stored tiles and new
+    /// ones would not join (review: 1–3 pixel jumps at tile edges; fuzz audit: the last rows).
     func refuseMixedPlacement(_ job: CoordinatorJob, _ record: JobRecord) throws {
-        guard record.placement == nil else { return }
-        let g = job.plan.geometry
-        let before =
-            g.isExact
-            ? Size2.zero
-            : Size2((g.receptiveField.h - g.patchSize.h).floorDiv(2), (g.receptiveField.w - g.patchSize.w).floorDiv(2))
-        guard before != job.plan.tasks.centring else { return }
+        guard
+            let change = job.plan.tasks.placementChange(since: record.placement, exact: job.plan.geometry.isExact)
+        else { return }
         throw ClusterError(
-            "it was begun by an earlier Tessera release, which placed this net's windows \(before) pixels from the "
-                + "patch's corner where this one places them \(job.plan.tasks.centring) (the classifier's own "
-                + "placement): its stored tiles would not join new ones; submit the job again")
+            "it was begun by an earlier Tessera release, which \(change): its stored tiles would not join new ones; "
+                + "submit the job again")
     }
 
     /// Removes output files the previous coordinator was writing when it stopped

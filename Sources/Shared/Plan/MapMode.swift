@@ -144,11 +144,17 @@ package struct TaskGeometry: Sendable, Equatable {
     }
 
     /// The input of the pass over the whole `image` that defines the map of a
-    /// net that pads: it yields exactly the image's pixels, and every layer pads
-    /// the edges of its whole-image input there, whatever tile computes a pixel.
-    /// It starts at padded row 0 (`centring` is `−origin`): the converted net run
-    /// over the mirror-padded image.
+    /// net that pads: the mirror-padded image, `H + P − 1` rows from padded row 0
+    /// (`centring` is `−origin`), so the converted net run over it; every layer pads
+    /// the edges of that input, whatever tile computes a pixel, and the map is the
+    /// pass's first H × W outputs. A net whose smallest input for one output exceeds
+    /// the patch (partial pooling windows rounding up) reads `H + minimalInput − 1`
+    /// rows, the fewest that give H outputs. (It read `H + minimalInput − 1` rows for
+    /// every net: a net whose strided layers leave the patch's last rows unread padded
+    /// its last rows and columns where the classifier sees mirrored pixels; fuzz audit.)
     package func wholeImageInput(_ image: Size2) -> PixelRect {
-        PixelRect(y: 0, x: 0, height: image.h + minimalInput.h - 1, width: image.w + minimalInput.w - 1)
+        PixelRect(
+            y: 0, x: 0, height: image.h + max(patch.h, minimalInput.h) - 1,
+            width: image.w + max(patch.w, minimalInput.w) - 1)
     }
 }

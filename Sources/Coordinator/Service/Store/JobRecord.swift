@@ -1,6 +1,7 @@
 import Foundation
 import TesseraCluster
 import TesseraModel
+import TesseraPlan
 import TesseraWire
 
 /// What the job store keeps of a submitted job (`jobs/<id>/job.txt`), enough to
@@ -35,11 +36,10 @@ struct JobRecord: Equatable {
     /// The CURVE key name that submitted the job (roles: only it may see, cancel or
     /// fetch the job); nil or "anonymous" without CURVE.
     var owner: String?
-    /// How the job's tasks place a net's windows: `currentPlacement` (2: where the classifier places
-    /// them, from release 0.3); nil in records of earlier releases, whose maps of some nets that pad
-    /// were placed 1–3 pixels off (`CoordinatorLoop.refuseMixedPlacement`).
+    /// How the job's tasks compute a net's map: `currentPlacement` (`TaskGeometry.placementVersion`);
+    /// older in records of earlier releases, nil before 0.3.0 (`CoordinatorLoop.refuseMixedPlacement`).
     var placement: Int? = JobRecord.currentPlacement
-    static let currentPlacement = 2
+    static let currentPlacement = TaskGeometry.placementVersion
 
     func encoded() -> String {
         func bits(_ f: Float) -> String { String(format: "%08x", f.bitPattern) }

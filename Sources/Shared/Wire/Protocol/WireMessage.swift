@@ -95,8 +95,11 @@ package enum WireMessage: Equatable, Sendable {
     package static let magic: [UInt8] = [0x54, 0x53, 0x52]
     /// The protocol version this build speaks. 4: a net that pads places each pixel's window where
     /// the classifier does (`TaskGeometry.centring`); a worker of 3 would read tasks' inputs 1–3
-    /// pixels off and give a shifted map, so it is refused at its handshake instead.
-    package static let version: UInt8 = 4
+    /// pixels off and give a shifted map, so it is refused at its handshake instead. 5: a net that
+    /// pads is padded at the edges of the whole mirror-padded image (`TaskGeometry.wholeImageInput`),
+    /// and fast grid points past the image are not interpolated from: a worker of 4 would give
+    /// other last rows and columns.
+    package static let version: UInt8 = 5
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 

@@ -1,0 +1,33 @@
+import TesseraCore
+
+/// Which definition of the map a stored job's tiles were computed with (`JobRecord`'s
+/// `window-placement`), so that a job resumed by a later release is not finished with tiles of
+/// another definition (a 1–3 pixel jump, or different last rows, at tile edges).
+extension TaskGeometry {
+    /// 2 (release 0.3.0): windows placed where the classifier places them (`centring = −origin`).
+    /// 3: the whole-image pass of a net that pads reads the whole mirror-padded image (`wholeImageInput`).
+    /// Records of releases before 0.3.0 have none.
+    package static let placementVersion = 3
+
+    /// How the release that wrote `recorded` computed this net's map differently from this one, or nil
+    /// when it computed the same numbers. `exact`: the net's `NetGeometry.isExact`.
+    package func placementChange(since recorded: Int?, exact: Bool) -> String? {
+        if recorded == nil {
+            // Before 0.3.0: windows centred on the patch.
+            let before =
+                exact
+                ? Size2.zero
+                : Size2((receptiveField.h - patch.h).floorDiv(2), (receptiveField.w - patch.w).floorDiv(2))
+            if before != centring {
+                return "placed this net's windows \(before) pixels from the patch's corner where this one places "
+                    + "them \(centring) (the classifier's own placement)"
+            }
+        }
+        if (recorded ?? 2) < 3, pads, minimalInput.h < patch.h || minimalInput.w < patch.w {
+            return "ended this net's pass over the image \(patch.h - minimalInput.h)×\(patch.w - minimalInput.w) "
+                + "pixels before the mirror-padded image ends (it padded the map's last rows and columns where "
+                + "the classifier sees mirrored pixels)"
+        }
+        return nil
+    }
+}
