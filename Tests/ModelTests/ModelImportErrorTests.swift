@@ -766,3 +766,59 @@ struct CaffePReLUTests {
         }
     }
 }
+
+/// Hostile-input audit: model files that crashed, hung or misled.
+@Suite("Hostile model files")
+struct HostileModelFileTests {
+    @Test("10 000 nested blocks are a syntax error, not a stack overflow")
+    func deepNesting() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let deep = ModelImportErrorTests.tiny + String(repeating: "layer {\n", count: 10_000)
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(ModelSource(model: try writeFile(dir, "deep.prototxt", deep), requireWeights: false))
+        }
+        #expect(e?.message.contains("nested more than 100 deep") == true, "\(String(describing: e))")
+    }
+
+    @Test("One unknown field in every layer is skipped in one pass; thousands of distinct ones fail fast")
+    func unknownFields() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The same unknown field in 300 layers: each noted, all read.
+        var layers = ""
+        for i in 0..<300 {
+            layers += #"layer { name: "r\#(i)" type: "ReLU" bottom: "conv1" top: "conv1" fork_engine: 3 }"# + "\n"
+        }
+        let same = ModelImportErrorTests.tiny.replacingOccurrences(
+            of: #"layer { name: "pool1""#, with: layers + #"layer { name: "pool1""#)
+        let m = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "same.prototxt", same), requireWeights: false))
+        #expect(m.notes.filter { $0.contains("ignored field 'fork_engine'") }.count == 300)
+        // 20 000 distinct unknown fields (about 1 MB): refused within a bounded number of passes.
+        var distinct = ModelImportErrorTests.tiny
+        for i in 0..<20_000 { distinct += "unknown_field_number_\(i): 1\n" }
+        let start = Date()
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(
+                ModelSource(model: try writeFile(dir, "distinct.prototxt", distinct), requireWeights: false))
+        }
+        #expect(e?.message.contains("too many unknown fields") == true, "\(String(describing: e))")
+        #expect(Date().timeIntervalSince(start) < 30, "took \(Date().timeIntervalSince(start)) s")
+    }
+
+    @Test("A FIFO or device as weights is named as not a regular file")
+    func notRegularFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let proto = try writeFile(dir, "tiny.prototxt", ModelImportErrorTests.tiny)
+        let fifo = dir.appendingPathComponent("w.caffemodel").path
+        #expect(mkfifo(fifo, 0o644) == 0)
+        for weights in [fifo, "/dev/zero"] {
+            let e = #expect(throws: ModelError.self) {
+                try ModelLoader.load(ModelSource(model: proto, weights: weights))
+            }
+            #expect(e?.message.contains("not a regular file") == true, "\(weights): \(String(describing: e))")
+        }
+    }
+}

@@ -189,7 +189,7 @@ struct ONNXImportTests {
         let e = Self.loadError(alone)
         #expect(e?.kind == .weights)
         #expect(
-            e?.message.contains("external-data file 'model.onnx.data' cannot be read") == true,
+            e?.message.contains("external-data file 'model.onnx.data' does not exist") == true,
             "\(e?.description ?? "")")
         #expect(throws: ModelError.self) { try ONNXFiles.selfContainedBytes(alone) }
         var m = try Onnx_ModelProto(serializedBytes: src)

@@ -87,8 +87,19 @@ struct JobFactory: Sendable {
             if what == "prototxt", let onnx = try Self.onnxBytes(path) {
                 return (onnx, (path as NSString).lastPathComponent)
             }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ClusterError("cannot read the \(what) \(path)")
+            if what == "image" {
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ClusterError("cannot read the image \(path)")
+                }
+                return ([UInt8](data), (path as NSString).lastPathComponent)
+            }
+            let data: Data
+            do {
+                // Checked first: a regular file under 2 GiB (hostile-input audit: a client-named 1.9 GB
+                // sparse file, read whole and copied, aborted the coordinator).
+                data = try ModelFiles.read(path, what: what)
+            } catch let e as ModelError {
+                throw ClusterError(e.description)
             }
             return ([UInt8](data), (path as NSString).lastPathComponent)
         }
@@ -282,10 +293,13 @@ struct JobFactory: Sendable {
                     configuration.allowLocalPaths ? nil : { roots.contains($0) != nil }
                 let named = URL(fileURLWithPath: path).standardizedFileURL.path
                 if what == "prototxt", let onnx = try Self.onnxBytes(named, dataWithin: within) { return onnx }
-                guard let data = FileManager.default.contents(atPath: resolved) else {
-                    throw ClusterError("cannot read the \(what) \(path)")
+                do {
+                    // A regular file under 2 GiB (hostile-input audit: a 1.9 GB sparse file named as the
+                    // weights was read whole, copied, and aborted the coordinator).
+                    return [UInt8](try ModelFiles.read(resolved, what: what))
+                } catch let e as ModelError {
+                    throw ClusterError("the \(what) \(path): \(e.message)")
                 }
-                return [UInt8](data)
             }
         }
         let bundle = ModelBundle(
@@ -335,6 +349,7 @@ struct JobFactory: Sendable {
         if options.storeKind == .zarr {
             (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)
         }
+        if let why = TilePlan.tooManyTiles(image: size, tile: tile) { throw ClusterError(why) }
         var tiles = TilePlan.mapTiles(mode: mode, image: size, tile: tile, stride: stride)
         var tissue: (fraction: Double, skippedTiles: Int)?
         var tissueRemarks = ""

@@ -52,10 +52,7 @@ package struct ModelBundle: Sendable, Equatable {
         func read(_ path: String?) throws -> [UInt8] {
             guard let path else { return [] }
             if ONNXFiles.isONNX(nil, name: path) { return try ONNXFiles.selfContainedBytes(path) }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ModelError(.unreadable, file: path, "cannot read the file")
-            }
-            return [UInt8](data)
+            return [UInt8](try ModelFiles.read(path, what: "model file"))
         }
         self.init(prototxt: try read(prototxtPath), weights: try read(weightsPath))
     }

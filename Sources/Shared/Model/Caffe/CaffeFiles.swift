@@ -9,22 +9,48 @@ enum CaffeFiles {
     static let maxFileBytes = 2_147_483_647
 
     static func readBytes(_ path: String, what: String) throws -> Data {
+        try ModelFiles.read(path, what: what)
+    }
+}
+
+/// Reading a model file whole, after checking it is one: a regular file (a FIFO or `/dev/zero`
+/// gave Foundation's "You don't have permission"), under 2 GiB (a coordinator read a client-named
+/// sparse file of 1.9 GB whole and aborted; hostile-input audit).
+package enum ModelFiles {
+    package static func read(_ path: String, what: String) throws -> Data {
+        let maxFileBytes = CaffeFiles.maxFileBytes
         let url = URL(fileURLWithPath: path)
         let attributes: [FileAttributeKey: Any]
         do {
-            attributes = try FileManager.default.attributesOfItem(atPath: path)
+            // Of what a link names (model caches link their files).
+            attributes = try FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
         } catch {
             throw ModelError(
                 .unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
         }
-        if attributes[.type] as? FileAttributeType == .typeDirectory {
+        let type = attributes[.type] as? FileAttributeType
+        if type == .typeDirectory {
             throw ModelError(
                 .unreadable, file: path, "cannot read the \(what): this is a folder; name the file in it")
+        }
+        if type != .typeRegular {
+            throw ModelError(
+                .unreadable, file: path,
+                "cannot read the \(what): this is not a regular file (a pipe, socket or device)")
         }
         if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
             throw ModelError(
                 .unreadable, file: path,
                 "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
+        }
+        // Read, copied and decoded to floats, a model file takes about three times its size: past what this
+        // process may use, refused before reading (hostile-input audit: a client-named 1.9 GB file aborted
+        // the coordinator under a 4 GB limit).
+        if let size = (attributes[.size] as? NSNumber)?.intValue, size > SystemMemory.room / 3 {
+            throw ModelError(
+                .unreadable, file: path,
+                "the \(what) is \(SystemMemory.text(size)): loading it takes about \(SystemMemory.text(3 * size)) and "
+                    + "this process may use \(SystemMemory.text(SystemMemory.room)) in all")
         }
         do {
             return try Data(contentsOf: url)
@@ -32,7 +58,9 @@ enum CaffeFiles {
             throw ModelError(.unreadable, file: path, "cannot read the \(what): \(systemErrorText(error))")
         }
     }
+}
 
+extension CaffeFiles {
     /// A text prototxt. Fields Tessera does not know are skipped (each noted in
     /// `ignored` with its position); anything else wrong is an error with line and column.
     static func readPrototxt(_ path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
@@ -63,7 +91,11 @@ enum CaffeFiles {
         }
         _ = entries
         var current = scanner.bytes
-        for _ in 0..<1000 {
+        // Each pass decodes the text about log2(fields) times: passes are bounded by the text's size, so a
+        // hostile file of a thousand distinct unknown fields fails in seconds (hostile-input audit: 2 MB
+        // took 47 s, 4 MB over a minute, and blocked the coordinator's submissions meanwhile).
+        let passes = max(16, min(1000, (32 << 20) / max(1, current.count)))
+        for _ in 0..<passes {
             let candidate = String(decoding: current, as: UTF8.self)
             let error: Error
             do {
@@ -91,8 +123,13 @@ enum CaffeFiles {
                 continue
             }
             if case TextFormatDecodingError.unknownField = error {
-                ignored.append("\(file): ignored field '\(culprit.name)' at \(at) (not used by Tessera)")
-                current = s.blanking(culprit, in: current)
+                // The same field in every layer at once (a fork's engine field, say).
+                for e in s.entries(atPathOf: culprit, in: tree) {
+                    ignored.append(
+                        "\(file): ignored field '\(e.name)' at line \(e.line), column \(e.column) (not used by Tessera)"
+                    )
+                    current = s.blanking(e, in: current)
+                }
                 continue
             }
             let value = s.valueText(culprit)
@@ -101,7 +138,10 @@ enum CaffeFiles {
                 "error at \(at): field '\(culprit.name)'"
                     + (value.isEmpty ? "" : " = \(value)") + ": \(describe(error))")
         }
-        throw ModelError(.syntax, file: file, "too many unknown fields: is this a Caffe prototxt?")
+        throw ModelError(
+            .syntax, file: file,
+            "too many unknown fields (still more after \(passes) passes over its \(current.count) bytes): is this a Caffe "
+                + "prototxt?")
     }
 
     static func describe(_ error: Error) -> String {

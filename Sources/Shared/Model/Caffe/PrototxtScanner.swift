@@ -31,6 +31,12 @@ struct PrototxtScanner {
 
     let bytes: [UInt8]
     private var pos = 0
+    /// Blocks open at `pos`: the grammar recurses once per block, so a file of 10 000 nested `{`
+    /// overflowed the stack (hostile-input audit: SIGSEGV of the CLI, the coordinator and workers).
+    private var depth = 0
+    /// Far more than any Caffe net nests (a layer's parameter blocks are 3 or 4 deep), far less than
+    /// what the stack holds.
+    static let maxDepth = 100
     private var lineStarts: [Int] = [0]
 
     init(_ text: String) {
@@ -151,6 +157,13 @@ struct PrototxtScanner {
     // MARK: - Grammar
 
     private mutating func parseEntries(closer: UInt8?, openedAt: Int) throws -> [Entry] {
+        if closer != nil {
+            guard depth < Self.maxDepth else {
+                throw fail(openedAt, "blocks nested more than \(Self.maxDepth) deep: this is not a Caffe net")
+            }
+            depth += 1
+        }
+        defer { if closer != nil { depth -= 1 } }
         var entries: [Entry] = []
         while true {
             let (tok, at) = try peek()
@@ -284,6 +297,27 @@ extension PrototxtScanner {
     }
 
     /// The text with one field replaced by spaces (newlines kept, so positions stay valid).
+    /// Every entry of `tree` at the same field path as `target` (names from the top level down):
+    /// the same unknown field in every layer, blanked in one pass.
+    func entries(atPathOf target: Entry, in tree: [Entry]) -> [Entry] {
+        func path(_ entries: [Entry], _ prefix: [String]) -> [String]? {
+            for e in entries {
+                if e.start == target.start, e.name == target.name { return prefix + [e.name] }
+                if e.start < target.start, target.end <= e.end, let p = path(e.children, prefix + [e.name]) { return p }
+            }
+            return nil
+        }
+        guard let wanted = path(tree, []) else { return [target] }
+        func collect(_ entries: [Entry], _ level: Int, _ out: inout [Entry]) {
+            for e in entries where e.name == wanted[level] {
+                if level == wanted.count - 1 { out.append(e) } else { collect(e.children, level + 1, &out) }
+            }
+        }
+        var out: [Entry] = []
+        collect(tree, 0, &out)
+        return out.isEmpty ? [target] : out
+    }
+
     func blanking(_ entry: Entry, in text: [UInt8]) -> [UInt8] {
         var out = text
         for i in entry.start..<entry.end where out[i] != UInt8(ascii: "\n") { out[i] = 0x20 }

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 /// External data: the files next to a large model that hold its tensors' values,
 /// read into `raw_data` (only from the model's folder or below it).
@@ -10,7 +11,10 @@ extension ONNXFiles {
     ) throws -> Bool {
         let folder = URL(fileURLWithPath: modelPath).deletingLastPathComponent().standardizedFileURL
         var any = false
-        var cache: [String: Data] = [:]
+        // Each tensor's bytes are read from its file where they lie: a 4 KB tensor in a 3 GiB file read
+        // the whole file into memory (hostile-input audit).
+        var files: [String: (handle: FileHandle, size: Int)] = [:]
+        defer { for f in files.values { try? f.handle.close() } }
         func resolve(_ t: inout Onnx_TensorProto, _ where_: String) throws {
             guard t.dataLocation == .external else { return }
             any = true
@@ -28,26 +32,31 @@ extension ONNXFiles {
                         + "reads (--shared-root), through a symbolic link")
             }
             let key = url.path
-            if cache[key] == nil {
-                do {
-                    cache[key] = try Data(contentsOf: url, options: .mappedIfSafe)
-                } catch {
-                    throw ModelError(
-                        .weights, file: modelPath,
-                        "\(what): its external-data file '\(location)' cannot be read (\(url.path)): "
-                            + "keep it next to the model")
-                }
-            }
-            let file = cache[key]!
+            if files[key] == nil { files[key] = try open(url, location: location, what: what, modelPath: modelPath) }
+            let (handle, size) = files[key]!
             let offset = Int(entries["offset"] ?? "0") ?? -1
-            let length = entries["length"].map { Int($0) ?? -1 } ?? (file.count - max(0, offset))
-            guard offset >= 0, length >= 0, offset <= file.count, length <= file.count - offset else {
+            let length = entries["length"].map { Int($0) ?? -1 } ?? (size - max(0, offset))
+            guard offset >= 0, length >= 0, offset <= size, length <= size - offset else {
                 throw ModelError(
                     .weights, file: modelPath,
                     "\(what): offset \(entries["offset"] ?? "0") and length \(entries["length"] ?? "-") "
-                        + "do not fit its external-data file '\(location)' of \(file.count) bytes")
+                        + "do not fit its external-data file '\(location)' of \(size) bytes")
             }
-            t.rawData = file.subdata(in: (file.startIndex + offset)..<(file.startIndex + offset + length))
+            let bytes: Data?
+            do {
+                try handle.seek(toOffset: UInt64(offset))
+                bytes = try handle.read(upToCount: length)
+            } catch {
+                throw ModelError(
+                    .weights, file: modelPath,
+                    "\(what): reading its external-data file '\(location)' failed: \(systemErrorText(error))")
+            }
+            let data = bytes ?? Data()
+            guard data.count == length else {
+                throw ModelError(
+                    .weights, file: modelPath, "\(what): its external-data file '\(location)' ended early")
+            }
+            t.rawData = data
             t.externalData = []
             t.clearDataLocation()
         }
@@ -60,6 +69,33 @@ extension ONNXFiles {
             }
         }
         return any
+    }
+
+    /// An external-data file opened for reading, with its size; a missing file, or one that is not a
+    /// regular file (a FIFO or device ran into Foundation's misleading errors), is named as such.
+    private static func open(
+        _ url: URL, location: String, what: String, modelPath: String
+    ) throws -> (handle: FileHandle, size: Int) {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        guard let attributes else {
+            throw ModelError(
+                .weights, file: modelPath,
+                "\(what): its external-data file '\(location)' does not exist (\(url.path)): keep it next to the model")
+        }
+        guard attributes[.type] as? FileAttributeType == .typeRegular,
+            let size = (attributes[.size] as? NSNumber)?.intValue
+        else {
+            throw ModelError(
+                .weights, file: modelPath,
+                "\(what): its external-data file '\(location)' is not a regular file (a pipe, socket or device)")
+        }
+        do {
+            return (try FileHandle(forReadingFrom: url), size)
+        } catch {
+            throw ModelError(
+                .weights, file: modelPath,
+                "\(what): its external-data file '\(location)' cannot be opened: \(systemErrorText(error))")
+        }
     }
 
     /// The external-data file `location`, which must stay inside the model's folder as written:
