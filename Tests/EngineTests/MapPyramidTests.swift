@@ -41,3 +41,17 @@ struct MapPyramidTests {
         #expect(fitted.tile % 6 == 0 && fitted.tile % (1 << (fitted.levels - 1)) == 0, "\(fitted)")
     }
 }
+
+/// Hostile-input audit: a 2^31-pixel-high TIFF with `--tile 16` planned 6.9·10¹⁰ tiles and aborted.
+@Suite("Tile counts")
+struct TileCountTests {
+    @Test("A tile giving more than maxTiles tiles is refused with the smallest tile that works")
+    func tooManyTiles() {
+        let huge = Size2(2_147_483_647, 8192)
+        let why = TilePlan.tooManyTiles(image: huge, tile: 16)
+        #expect(why?.contains("give a --tile of at least 2048") == true, "\(why ?? "nil")")
+        #expect(TilePlan.tooManyTiles(image: huge, tile: 2048) == nil)
+        #expect(TilePlan.tooManyTiles(image: Size2(150_000, 150_000), tile: 256) == nil)
+        #expect(TilePlan.tooManyTiles(image: Size2(Int.max / 2, Int.max / 2), tile: 1)?.contains("too many") == true)
+    }
+}

@@ -16,6 +16,16 @@ package enum SystemMemory {
         return limit
     }()
 
+    /// The address-space limit (`ulimit -v`, RLIMIT_AS), if one is set: allocations past it fail.
+    package static var addressSpaceLimit: Int? {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_AS.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return nil }
+        return Int(clamping: r.rlim_cur)
+    }
+
+    /// What this process may allocate in all: `limit`, or less under an address-space limit.
+    package static var room: Int { addressSpaceLimit.map { min($0, limit) } ?? limit }
+
     /// "3.23 GiB", "768 MiB" or "200 KiB": an amount of memory (or disk) in a message.
     package static func text(_ bytes: Int) -> String {
         bytes >= 1 << 30

@@ -13,6 +13,22 @@ extension TilePlan {
         return rects(image, tile: Size2(square: side))
     }
 
+    /// Most map tiles a map is planned in: the plan holds every tile (32 bytes each) and each tile's
+    /// tasks, so a tiny `--tile` over a 2^31-pixel-high image asked for terabytes (hostile-input audit:
+    /// the run aborted allocating its tile list).
+    package static let maxTiles = 1 << 22
+
+    /// Why `tile` cannot map an `image`-sized map (too many tiles), or nil.
+    package static func tooManyTiles(image: Size2, tile: Int) -> String? {
+        let t = max(1, tile)
+        let (n, overflow) = ((image.h + t - 1) / t).multipliedReportingOverflow(by: (image.w + t - 1) / t)
+        guard overflow || n > maxTiles else { return nil }
+        let smallest = Int((Double(image.h) * Double(image.w) / Double(maxTiles)).squareRoot().rounded(.up))
+        return
+            "tiles of \(t) pixels cut the \(image.w)×\(image.h) map into \(overflow ? "too many" : "\(n)") tiles, more than "
+            + "the \(maxTiles) Tessera plans: give a --tile of at least \(smallest)"
+    }
+
     /// What a `shift` tile's side is a multiple of: both strides (6 for a 2×3 stride). Square tiles
     /// of a multiple of only one of them did not match the chunks of the square-tiled store (fuzz
     /// audit: a 2×3-stride net failed in `shift` with more than one tile).

@@ -90,6 +90,7 @@ extension Run {
             }
             t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
         }
+        if let why = TilePlan.tooManyTiles(image: size, tile: t) { throw ClusterError("\(path): \(why)") }
         let start = Date()
         logger.info(
             "mapping",
