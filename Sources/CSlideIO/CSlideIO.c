@@ -40,9 +40,13 @@ static void record(char *slot, size_t size, const char *module, const char *form
 /// Whether a warning says data could not be read (a truncated or damaged file), not that a tag is
 /// unknown or unusual (private tags, as scanners and tifffile write them, warn too).
 static int is_io_problem(const char *text) {
-    return strstr(text, "IO error") != NULL || strstr(text, "Read error") != NULL || strstr(text, "Seek error") != NULL
-           || strstr(text, "annot read") != NULL || strstr(text, "past end") != NULL
-           || strstr(text, "end of file") != NULL;
+    // A tile/strip offsets or byte counts tag of the wrong length is ignored by libtiff, which then reads
+    // every offset as 0: damage, not a private tag's quirk (hostile-input audit).
+    int locations = strstr(text, "Incorrect count") != NULL
+                    && (strstr(text, "Offsets") != NULL || strstr(text, "ByteCounts") != NULL);
+    return locations || strstr(text, "IO error") != NULL || strstr(text, "Read error") != NULL
+           || strstr(text, "Seek error") != NULL || strstr(text, "annot read") != NULL
+           || strstr(text, "past end") != NULL || strstr(text, "end of file") != NULL;
 }
 
 static int on_error(TIFF *tif, void *user_data, const char *module, const char *format, va_list ap) {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import TesseraCore
 @testable import TesseraImage
 @testable import TestSupport
 
@@ -86,5 +87,38 @@ struct TruncatedSlideTests {
                 path: folder + "/cut50.ome.tif", level: nil, mpp: 0.5, cacheBytes: 1 << 20, maxHandles: 2)
         }
         #expect(error?.description.contains("the file looks damaged") == true, "\(String(describing: error))")
+    }
+
+    /// Hostile-input audit: a TileOffsets tag of the wrong count is ignored by libtiff, every offset reads
+    /// as 0, and an uncompressed file's header was decoded as its tiles (rc 0, no warning).
+    @Test("Tile offsets libtiff ignored: a note of damage, and reading a tile is refused, naming it")
+    func ignoredTileOffsets() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("offsets-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, struct, numpy as np, tifffile
+            path = sys.argv[1] + '/raw.tif'
+            img = np.random.default_rng(4).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+            tifffile.imwrite(path, img, tile=(32, 32), photometric='rgb', compression=None)
+            with tifffile.TiffFile(path) as f:
+                entry = f.pages[0].tags['TileOffsets'].offset
+            with open(path, 'r+b') as f:
+                f.seek(entry + 4)
+                f.write(struct.pack('<I', 0))  # the tag's count
+            """, folder,
+        ])
+        #expect(status == 0, "\(output)")
+        let source = try TIFFRegionSource(
+            path: folder + "/raw.tif", level: nil, mpp: nil, cacheBytes: 1 << 20, maxHandles: 2)
+        #expect(
+            source.notes.contains { $0.contains("Incorrect count") && $0.contains("TileOffsets") }, "\(source.notes)")
+        let error = #expect(throws: SlideError.self) {
+            _ = try source.readRegion(PixelRect(y: 0, x: 0, height: 32, width: 32))
+        }
+        #expect(error?.description.contains("tile 0") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("inside the file's header") == true, "\(String(describing: error))")
     }
 }

@@ -160,6 +160,12 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
             throw fail(.corruptFile, "the directory has no offset or byte count for it")
         }
         guard byteCount > 0 else { throw fail(.corruptTile, "its byte count is 0 (no data stored)") }
+        // The first 8 bytes (16 in a BigTIFF) are the header: no image data starts there. libtiff reads a
+        // TileOffsets tag of the wrong count as all zeros, and the header was decoded as pixels
+        // (hostile-input audit: an uncompressed file mapped without an error).
+        guard offset >= 8 else {
+            throw fail(.corruptFile, "its data offset is \(offset), inside the file's header (the offsets are damaged)")
+        }
         guard offset <= fileSize, byteCount <= fileSize - offset else {
             throw fail(
                 .truncated,
