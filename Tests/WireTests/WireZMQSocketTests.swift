@@ -109,6 +109,26 @@ struct WireZMQSocketTests {
         #expect(try pull.receive(maxFrames: 8).frames == [[7]])
     }
 
+    /// Hostile-input audit: a request of 9 frames came back without its peer, so it got no reply and no log.
+    @Test("An over-long message to a ROUTER still names its peer, as a limitExceeded failure")
+    func overLongMessageKeepsPeer() throws {
+        let context = try ZMQContext()
+        let endpoint = uniqueInproc("overlong")
+        let router = try ZMQSocket(context, type: .router)
+        try router.bind(endpoint)
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.set(.routingID, Array("peer-1".utf8))
+        try dealer.connect(endpoint)
+        try dealer.send(Array(repeating: [0], count: 20))
+        let envelope = try #require(try router.receiveWire())
+        #expect(envelope.peer == RoutingID(Array("peer-1".utf8)))
+        guard case .failure(let error) = envelope.message else {
+            Issue.record("an over-long message decoded")
+            return
+        }
+        #expect(error.kind == .limitExceeded && error.description.contains("over 8 frames"), "\(error)")
+    }
+
     @Test("MAXMSGSIZE drops an oversized message; a normal peer still works")
     func maxMessageSize() throws {
         let context = try ZMQContext()

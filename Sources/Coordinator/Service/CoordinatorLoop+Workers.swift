@@ -74,19 +74,36 @@ extension CoordinatorLoop {
         }
     }
 
+    /// `text` with control characters replaced by '?', at most `limit` characters.
+    static func printable(_ text: String, limit: Int) -> String {
+        var out = String(
+            String.UnicodeScalarView(
+                text.unicodeScalars.prefix(limit).map {
+                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format ? "?" : $0
+                }))
+        if text.unicodeScalars.count > limit { out += "…" }
+        return out
+    }
+
     /// A hello registers the peer as a new worker (one that says hello again starts
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
     private func register(_ hello: Wire.Hello, peer: RoutingID, key: String?, _ socket: borrowing ZMQSocket) {
         if let old = workers[peer] { retire(old, reason: "said hello again") }
+        // A peer's name and device go into logs, status and metrics: control characters (a newline forged
+        // whole log lines, escapes reached the operator's terminal) become '?' (hostile-input audit).
+        let given = Self.printable(hello.workerName, limit: 128), device = Self.printable(hello.device, limit: 128)
         // Two workers of one name merged in status and in the metrics (operator audit): the second is NAME#2.
-        var name = hello.workerName
-        if workers.values.contains(where: { $0.name == name }) {
+        // The names taken are looked up in a set: scanning every worker per candidate stalled the loop
+        // when a thousand peers said hello with one name (hostile-input audit).
+        var name = given
+        let taken = Set(workers.values.map(\.name))
+        if taken.contains(name) {
             var n = 2
-            while workers.values.contains(where: { $0.name == "\(hello.workerName)#\(n)" }) { n += 1 }
-            name = "\(hello.workerName)#\(n)"
+            while taken.contains("\(given)#\(n)") { n += 1 }
+            name = "\(given)#\(n)"
             logger.warning(
                 "a worker of this name is connected already: this one is named apart (give each worker its own --name)",
-                metadata: ["worker": "\(hello.workerName)", "named": "\(name)", "key": "\(key ?? "none")"])
+                metadata: ["worker": "\(given)", "named": "\(name)", "key": "\(key ?? "none")"])
         }
         let w = Worker(id: peer, name: name, threads: hello.threads)
         workers[peer] = w
@@ -95,7 +112,7 @@ extension CoordinatorLoop {
             "worker joined",
             metadata: [
                 "worker": "\(name)", "key": "\(key ?? "none")", "threads": "\(hello.threads)",
-                "device": "\(hello.device)", "workers": "\(workers.count)",
+                "device": "\(device)", "workers": "\(workers.count)",
             ])
         send(
             .welcome(

@@ -13,6 +13,8 @@ extension WorkerAgent {
         var heartbeat: Heartbeat
         var helloSent = false
         var welcomed = false
+        /// Tasks the coordinator may have in flight here (its welcome's credit).
+        var credit = 1
         var lastHeard = monotonicSeconds()
         var lastSent = 0.0
         /// Models received this session, by digest (the 4 used last).
@@ -177,6 +179,7 @@ extension WorkerAgent {
                 registered(true)
             }
             s.welcomed = true
+            s.credit = max(1, Int(w.maxTasksInFlight))
         case .heartbeat:
             break
         case .task(let spec):
@@ -199,8 +202,23 @@ extension WorkerAgent {
         return true
     }
 
-    /// Queues a task whose model is here, or parks it and asks for the model once.
+    /// Queues a task whose model is here, or parks it and asks for the model once. A coordinator sends
+    /// no more than its credit: tasks past twice that are failed back at once, not held (hostile-input
+    /// audit: a fake coordinator's 60 tasks of 50 MB grew a worker to 3 GB).
     private func take(_ item: WorkItem, _ socket: borrowing ZMQSocket, _ s: inout Session) {
+        let held =
+            shared.withLock { $0.queue.count + ($0.computing == nil ? 0 : 1) }
+            + s.parked.values.reduce(0) { $0 + $1.count }
+        if held >= 2 * s.credit + 2 {
+            _ = s.trySend(
+                .taskFailed(
+                    item.failure("the worker holds \(held) tasks already, past its credit of \(s.credit): refused")),
+                on: socket)
+            s.rejects.warning(
+                "credit", "a task past this worker's credit refused",
+                metadata: ["held": "\(held)", "credit": "\(s.credit)"])
+            return
+        }
         let digest = item.modelDigest
         if let bundle = s.models.get(digest) {
             enqueue(item, bundle)

@@ -60,18 +60,20 @@ extension ZMQSocket {
         let envelopeFrames = type == .router ? 1 : 0
         let maxFrames = limits.maxFrames + envelopeFrames
         let maxBytes = limits.maxTotalBytes.addingReportingOverflow(256).overflow ? Int.max : limits.maxTotalBytes + 256
-        let received: ZMQMessage?
-        do {
-            received =
-                dontWait
-                ? try receiveIfAvailable(maxFrames: maxFrames, maxBytes: maxBytes)
-                : try receive(maxFrames: maxFrames, maxBytes: maxBytes)
-        } catch ZMQError.messageTooLarge {
+        guard
+            let (received, oversized) = try receiveBounded(dontWait: dontWait, maxFrames: maxFrames, maxBytes: maxBytes)
+        else { return nil }
+        if oversized {
+            // Answered and logged like any malformed message: the peer is known (hostile-input audit: a
+            // request of 9 frames got no reply and left no log line).
+            let peer = envelopeFrames == 1 ? received.frames.first.map { RoutingID($0) } : nil
             return WireEnvelope(
-                peer: nil, userID: nil, peerAddress: nil,
-                message: .failure(WireError(.limitExceeded, "message over \(maxFrames) frames or \(maxBytes) bytes")))
+                peer: peer, userID: received.userID, peerAddress: received.peerAddress,
+                message: .failure(
+                    WireError(
+                        .limitExceeded,
+                        "message over \(maxFrames - envelopeFrames) frames or \(maxBytes) bytes (discarded)")))
         }
-        guard let received else { return nil }
         var frames = received.frames
         var peer: RoutingID?
         if envelopeFrames == 1, !frames.isEmpty { peer = RoutingID(frames.removeFirst()) }

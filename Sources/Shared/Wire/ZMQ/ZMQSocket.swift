@@ -156,6 +156,19 @@ package struct ZMQSocket: ~Copyable {
     }
 
     private func receive(dontWait: Bool, maxFrames: Int, maxBytes: Int) throws -> ZMQMessage? {
+        guard
+            let (message, oversized) = try receiveBounded(dontWait: dontWait, maxFrames: maxFrames, maxBytes: maxBytes)
+        else { return nil }
+        if oversized { throw ZMQError.messageTooLarge }
+        return message
+    }
+
+    /// A message, or nil when none is waiting (`dontWait`). One over `maxFrames` frames or `maxBytes`
+    /// bytes is received to the end and comes back `oversized`, holding only its first frames (a
+    /// ROUTER's routing id among them, so the sender can be answered; metadata kept).
+    package func receiveBounded(
+        dontWait: Bool, maxFrames: Int, maxBytes: Int
+    ) throws -> (message: ZMQMessage, oversized: Bool)? {
         let raw = ZMQRawMessage()
         guard try raw.receive(from: handle, dontWait: dontWait) else { return nil }
         var message = ZMQMessage(
@@ -176,8 +189,7 @@ package struct ZMQSocket: ~Copyable {
             _ = try raw.receive(from: handle, dontWait: false)
         }
         traffic.add(received: total)
-        if overflow { throw ZMQError.messageTooLarge }
-        return message
+        return (message, overflow)
     }
 
     // MARK: Waiting
