@@ -71,6 +71,8 @@ static int on_warning(TIFF *tif, void *user_data, const char *module, const char
     return 1;
 }
 
+void tsl_tiff_quiet_global_warnings(void) { TIFFSetWarningHandler(NULL); }
+
 static void reset(struct tsl_tiff *tiff) {
     tiff->errors = 0;
     tiff->warnings = 0;

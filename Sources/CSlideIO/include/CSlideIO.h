@@ -54,6 +54,9 @@ typedef struct {
 /// and libtiff then reports a short read instead of a silent -1). Reads directory 0.
 int tsl_tiff_open(const char *path, tsl_tiff **out, char *message, size_t message_size);
 void tsl_tiff_close(tsl_tiff *tiff);
+// Drops libtiff's process-wide warning handler (stderr): a library that opens TIFFs itself (OpenSlide)
+// then prints no raw lines; Tessera's own handles report through their per-file handlers.
+void tsl_tiff_quiet_global_warnings(void);
 
 /// Number of directories in the main IFD chain.
 int tsl_tiff_directory_count(tsl_tiff *tiff);

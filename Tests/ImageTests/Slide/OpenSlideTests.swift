@@ -3,6 +3,7 @@ import Testing
 
 @testable import TesseraCore
 @testable import TesseraImage
+@testable import TestSupport
 
 @Suite("OpenSlide source, format detection, SlideInfo")
 struct OpenSlideTests {
@@ -23,6 +24,38 @@ struct OpenSlideTests {
                 #expect(maxDifference(region.samples, want) <= 1, "level \(index) \(rect)")
             }
         }
+    }
+
+    /// Hostile-input audit: an SVS whose ImageLength was raised to 32768 made libtiff ignore its tile
+    /// offsets; OpenSlide returned the tiles as transparent, mapped as background with no word (rc 0).
+    @Test("A damaged SVS through OpenSlide carries libtiff's damage note; an intact one none")
+    func damagedSVSIsNoted() throws {
+        let fixtures = try Fixtures.get()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("svs-damage-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let damaged = folder + "/tall.svs"
+        try FileManager.default.copyItem(atPath: fixtures.path("slide.svs"), toPath: damaged)
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, struct, tifffile
+            with tifffile.TiffFile(sys.argv[1]) as f:
+                tag = f.pages[0].tags['ImageLength']
+                entry, dtype = tag.offset, tag.dtype
+            with open(sys.argv[1], 'r+b') as f:
+                f.seek(entry + 8)
+                f.write(struct.pack('<H' if dtype == 3 else '<I', 32768))
+            """, damaged,
+        ])
+        #expect(status == 0, "\(output)")
+        let source = try OpenSlideRegionSource(path: damaged, level: 0)
+        #expect(
+            source.notes.contains { $0.contains("damaged: libtiff could not read where the image's tiles") },
+            "\(source.notes)")
+        #expect(try SlideInfo.inspect(path: damaged).summary.contains("note: damaged"))
+        let intact = try OpenSlideRegionSource(path: fixtures.path("slide.svs"), level: 0)
+        #expect(!intact.notes.contains { $0.contains("damaged") }, "\(intact.notes)")
     }
 
     /// mpp picks the level within 20 %; otherwise the error lists every level and its µm/px.

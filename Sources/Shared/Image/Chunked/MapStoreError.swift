@@ -34,5 +34,6 @@ package struct MapStoreError: Error, Equatable, Sendable, CustomStringConvertibl
         self.detail = detail
     }
 
-    package var description: String { "\(path): \(kind.rawValue): \(detail)" }
+    /// A layout refused before any store exists has no path: "Error: : invalid argument" read as a bug.
+    package var description: String { (path.isEmpty ? "" : "\(path): ") + "\(kind.rawValue): \(detail)" }
 }

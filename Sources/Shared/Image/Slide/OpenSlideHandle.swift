@@ -7,6 +7,7 @@ final class OpenSlideHandle {
     let raw: OpaquePointer
 
     init(path: String) throws {
+        _ = TIFFHandle.quietGlobalWarnings
         guard let handle = openslide_open(path) else {
             // OpenSlide opens what it detects, so a detected format it cannot open is a damaged or unusual file.
             guard let vendor = openslide_detect_vendor(path).map({ String(cString: $0) }) else {
@@ -14,7 +15,8 @@ final class OpenSlideHandle {
             }
             throw SlideError(
                 .openSlide, path: path,
-                detail: "OpenSlide recognises the file as '\(vendor)' but cannot open it (its warnings, if any, are above)")
+                detail:
+                    "OpenSlide recognises the file as '\(vendor)' but cannot open it (its warnings, if any, are above)")
         }
         if let error = openslide_get_error(handle) {
             let message = String(cString: error)

@@ -72,6 +72,7 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         background = Self.parseColor(handle.property("openslide.background-color")) ?? (255, 255, 255)
         notes =
             (TIFFDirectoryChain.cutShortNote(path: path).map { [$0] } ?? [])
+            + Self.tiffDamageNotes(path, vendor: vendor)
             + (SlideLevel.nonSquareNote(
                 x: handle.property("openslide.mpp-x").flatMap(Double.init),
                 y: handle.property("openslide.mpp-y").flatMap(Double.init)
@@ -81,6 +82,20 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
                 .openSlide, path: path, level: chosen,
                 detail: "OpenSlide reports an empty level (\(width)×\(height), downsample \(downsample))")
         }
+    }
+
+    /// Vendors whose files are plain TIFF, which libtiff reads as OpenSlide does.
+    static let tiffVendors: Set<String> = ["aperio", "generic-tiff", "leica", "philips", "trestle", "ventana"]
+
+    /// The damage libtiff sees in a TIFF-based slide (offsets it ignored, tiles past the end, lost
+    /// levels): OpenSlide returns such tiles as transparent, mapped as background without a word
+    /// (hostile-input audit: a mutated SVS gave a map 98 % invented background, rc 0).
+    static func tiffDamageNotes(_ path: String, vendor: String) -> [String] {
+        guard tiffVendors.contains(vendor), let handle = try? TIFFHandle(path: path),
+            let structure = try? TIFFStructure(path: path, handle: handle)
+        else { return [] }
+        let cut = TIFFDirectoryChain.cutShortNote(path: path)
+        return structure.notes.filter { ($0.contains("damaged") || $0.contains("truncated")) && $0 != cut }
     }
 
     package func readRegion(_ rect: PixelRect) throws -> PixelRegion {

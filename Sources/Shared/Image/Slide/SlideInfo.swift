@@ -95,7 +95,10 @@ package struct SlideInfo: Sendable, Equatable {
         }
         var properties: [String: String] = [:]
         for name in handle.propertyNames { properties[name] = handle.property(name) }
-        if let cut = TIFFDirectoryChain.cutShortNote(path: path) { properties["note.1"] = cut }
+        let notes =
+            (TIFFDirectoryChain.cutShortNote(path: path).map { [$0] } ?? [])
+            + OpenSlideRegionSource.tiffDamageNotes(path, vendor: vendor)
+        for (i, note) in notes.enumerated() { properties["note.\(i + 1)"] = note }
         var compression: String?
         if case .tiff = try FileSniffer.kind(path), let tiff = try? TIFFHandle(path: path),
             let info = try? tiff.select(.directory(0))
@@ -119,7 +122,8 @@ package struct SlideInfo: Sendable, Equatable {
     package var summary: String {
         var lines = ["\(path): \(format)" + (vendor.map { ", OpenSlide vendor \($0)" } ?? "")]
         if imageCount > 1 {
-            let maps = image == 1 ? "run maps image 1 (--image N maps image N)" : "run --image \(image) maps image \(image)"
+            let maps =
+                image == 1 ? "run maps image 1 (--image N maps image N)" : "run --image \(image) maps image \(image)"
             lines.append("\(imageCount) images; \(maps), described below:")
             lines += images.map { "  \($0)" + ($0.number == image ? " (mapped)" : "") }
             if imageCount > images.count { lines.append("  … and \(imageCount - images.count) more") }

@@ -13,6 +13,10 @@ final class TIFFHandle {
     let path: String
     private let raw: OpaquePointer
 
+    /// libtiff's warnings for files other libraries open (OpenSlide) are dropped, not printed raw to
+    /// stderr outside the log (hostile-input audit); what they said is in `TIFFStructure`'s damage notes.
+    static let quietGlobalWarnings: Void = tsl_tiff_quiet_global_warnings()
+
     init(path: String) throws {
         self.path = path
         var message = [CChar](repeating: 0, count: cMessageSize)

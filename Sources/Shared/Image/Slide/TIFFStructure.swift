@@ -180,7 +180,11 @@ struct TIFFStructure: Sendable {
         unreadableSubIFDs: [String], fileSize: UInt64
     ) throws -> [String] {
         var notes: [String] = []
-        if let directoryWarning {
+        if let directoryWarning, directoryWarning.contains("Offsets") || directoryWarning.contains("ByteCounts") {
+            notes.append(
+                "damaged: libtiff could not read where the image's tiles or strips lie (\(directoryWarning)): they "
+                    + "are refused, or (through OpenSlide) read as empty background")
+        } else if let directoryWarning {
             notes.append(
                 "damaged or truncated? libtiff could not read all of the image's directory (\(directoryWarning)): "
                     + "what it holds (the description with µm/px, the list of levels) may be missing here")
