@@ -59,6 +59,13 @@ struct FastEdgeTests {
             // Tiled the same, bit for bit.
             let tiled = try mapper.map(image, mode: .fast, tile: 4)
             #expect(tiled.data == fast.data, "\(h)×\(w): tiled fast differs")
+            // A fast job of 0.3.0 (placement 2) is not resumed when its far edge changed.
+            let changed = engine.tasks.placementChange(
+                since: 2, exact: false, mode: .fast, image: Size2(h, w))
+            let extent = engine.tasks.minimalInput.h < 9 || engine.tasks.minimalInput.w < 9
+            #expect((changed != nil) == (extent || (h - 1) % 3 != 0 || (w - 1) % 3 != 0), "\(h)×\(w)")
+            #expect(
+                engine.tasks.placementChange(since: 2, exact: false, mode: .dense, image: Size2(h, w)) == nil || extent)
         }
     }
 

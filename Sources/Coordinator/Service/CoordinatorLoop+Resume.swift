@@ -162,7 +162,8 @@ extension CoordinatorLoop {
     /// ones would not join (review: 1–3 pixel jumps at tile edges; fuzz audit: the last rows).
     func refuseMixedPlacement(_ job: CoordinatorJob, _ record: JobRecord) throws {
         guard
-            let change = job.plan.tasks.placementChange(since: record.placement, exact: job.plan.geometry.isExact)
+            let change = job.plan.tasks.placementChange(
+                since: record.placement, exact: job.plan.geometry.isExact, mode: job.mode, image: job.imageSize)
         else { return }
         throw ClusterError(
             "it was begun by an earlier Tessera release, which \(change): its stored tiles would not join new ones; "

@@ -10,8 +10,11 @@ extension TaskGeometry {
     package static let placementVersion = 3
 
     /// How the release that wrote `recorded` computed this net's map differently from this one, or nil
-    /// when it computed the same numbers. `exact`: the net's `NetGeometry.isExact`.
-    package func placementChange(since recorded: Int?, exact: Bool) -> String? {
+    /// when it computed the same numbers. `exact`: the net's `NetGeometry.isExact`; `mode` and `image`:
+    /// the job's, when known (a `fast` map's far edges changed too).
+    package func placementChange(
+        since recorded: Int?, exact: Bool, mode: MapMode? = nil, image: Size2? = nil
+    ) -> String? {
         if recorded == nil {
             // Before 0.3.0: windows centred on the patch.
             let before =
@@ -27,6 +30,12 @@ extension TaskGeometry {
             return "ended this net's pass over the image \(patch.h - minimalInput.h)×\(patch.w - minimalInput.w) "
                 + "pixels before the mirror-padded image ends (it padded the map's last rows and columns where "
                 + "the classifier sees mirrored pixels)"
+        }
+        if (recorded ?? 2) < 3, pads, mode == .fast, let image,
+            (image.h - 1) % stride.h != 0 || (image.w - 1) % stride.w != 0
+        {
+            return "interpolated this net's fast map past the last grid point inside the image from a point "
+                + "beyond it (computed from padding alone)"
         }
         return nil
     }
