@@ -412,6 +412,11 @@ int tpng_reader_finish(tpng_reader *reader, char *message, size_t message_size) 
     return TPNG_OK;
 }
 
+void tpng_reader_warnings(const tpng_reader *reader, char *out, size_t out_size) {
+    if (out == NULL || out_size == 0) return;
+    snprintf(out, out_size, "%s", reader != NULL ? reader->diag.warnings : "");
+}
+
 int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *message, size_t message_size) {
     if (reader == NULL || dst == NULL) {
         set_message(message, message_size, "invalid argument");

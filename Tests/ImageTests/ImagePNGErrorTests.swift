@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import TesseraCore
 @testable import TesseraImage
 @testable import TestSupport
 
@@ -157,5 +158,23 @@ extension ImagePNGErrorTests {
         let fine = try write("palette.png", badIndex: 0)
         let image = try PNGReader.read(path: fine)
         #expect(image.channels == 3 && image.allSamples.prefix(6) == [0, 8, 16, 24, 32, 40])
+    }
+
+    /// Hostile-input audit: a header cut to fewer rows than the image data holds mapped those rows without a
+    /// word (libpng's warning was dropped). Now the read says so.
+    @Test("More image data than the header's rows: read as the header says, with a note; an intact file has none")
+    func surplusImageData() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let (path, bytes) = try noisePNG(in: directory)
+        #expect(try PNGReader.readNoted(path: path).notes.isEmpty)
+        // IHDR's height (bytes 20–23) set to 17, its CRC (bytes 29–32) recomputed.
+        var short = bytes
+        short[20...23] = [0, 0, 0, 17]
+        let crc = Array(short[12..<29]).withUnsafeBytes { CRC32.update(0, $0) }
+        short[29...32] = [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
+        let (image, notes) = try PNGReader.readNoted(path: try write(short, "short.png", in: directory))
+        #expect(image.height == 17 && image.width == 64)
+        #expect(notes.contains { $0.contains("Too much image data") }, "\(notes)")
     }
 }

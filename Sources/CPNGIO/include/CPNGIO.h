@@ -80,6 +80,9 @@ int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *
 /// tpng_reader_read_rows).
 int tpng_reader_finish(tpng_reader *reader, char *message, size_t message_size);
 
+/// libpng's warnings so far, "; "-separated (empty when none).
+void tpng_reader_warnings(const tpng_reader *reader, char *out, size_t out_size);
+
 /// Frees the reader and closes its file. NULL is fine.
 void tpng_reader_close(tpng_reader *reader);
 

@@ -21,7 +21,8 @@ package enum ImageInput {
         package let levelCount: Int
         /// What a user should know about what is mapped (a larger image elsewhere in the file…).
         package var notes: [String] {
-            (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes ?? []
+            (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes
+                ?? (source as? NamedImage)?.notes ?? []
         }
 
         /// "level 1 of 3, 0.50 µm/px" (or "PNG"), after "image 2 of 3, " in a file of several images.
@@ -60,9 +61,9 @@ package enum ImageInput {
                     .noSuchLevel(level), path: path,
                     detail: "a PNG has one level: --level chooses a level of a slide")
             }
-            let image = try PNGReader.read(path: path, maxPixels: maxPixels)
+            let (image, notes) = try PNGReader.readNoted(path: path, maxPixels: maxPixels)
             return Opened(
-                source: NamedImage(image: image, name: path), format: format, level: 0, mpp: nil,
+                source: NamedImage(image: image, name: path, notes: notes), format: format, level: 0, mpp: nil,
                 levelCount: 1)
         }
         let source = try openRegionSource(path: path, image: image, level: level, mpp: mpp)
@@ -225,6 +226,8 @@ extension OpenSlideRegionSource: LeveledSource {}
 struct NamedImage: PixelSource {
     let image: PixelImage
     let name: String
+    /// What the reader warned of (`PNGReader.readNoted`).
+    var notes: [String] = []
     var width: Int { image.width }
     var height: Int { image.height }
     var channels: Int { image.channels }

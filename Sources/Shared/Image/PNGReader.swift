@@ -43,6 +43,15 @@ package enum PNGReader {
     /// any image memory is allocated; the samples are decoded row by row (all
     /// passes for interlaced files) into the one buffer the image keeps.
     package static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> PixelImage {
+        try readNoted(path: path, maxPixels: maxPixels).image
+    }
+
+    /// `read`, and what libpng warned of the image data: more data than the header's rows (hostile-input
+    /// audit: a header cut to 17 of 96 rows mapped 17 rows without a word), a bad CRC it tolerated.
+    /// Warnings about ancillary chunks (colour profiles) are not the image's and are left out.
+    package static func readNoted(
+        path: String, maxPixels: Int = defaultMaxPixels
+    ) throws -> (image: PixelImage, notes: [String]) {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
         let count = header.width * header.height * header.channels
@@ -80,7 +89,15 @@ package enum PNGReader {
                     initialized = count
                 })
         }
-        return PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples)
+        var warnings = [CChar](repeating: 0, count: 1024)
+        tpng_reader_warnings(reader, &warnings, warnings.count)
+        let text = String(decoding: warnings.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let notes = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.localizedCaseInsensitiveContains("data") || $0.contains("IDAT") || $0.contains("CRC") }
+            .map { "damaged? libpng: \($0) (the \(header.width)×\(header.height) pixels of the header were read)" }
+        return (
+            PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples), notes
+        )
     }
 
     /// Decodes `path` a band of rows at a time (at most `bandBytes` per band; the
