@@ -256,6 +256,10 @@ struct DamagedStoreTests {
         try DurableFile.createDirectory(store.directory(5))
         try DurableFile.write(Array("format=2\nmode=dense\ntile=abc\n".utf8), to: store.directory(5) + "/job.txt")
         try DurableFile.createDirectory(store.directory(6))  // no job.txt: submission interrupted
+        // No job.txt, but the job ended: a damaged store, not an interrupted submission (security audit:
+        // a finished job's folder was deleted with its outputs).
+        try DurableFile.createDirectory(store.directory(7))
+        try store.writeEnding(JobEnding(state: .done, message: "done", tasks: 4, files: ["m.npy"]), 7)
         try DurableFile.createDirectory(store.directory(8))
         try DurableFile.write(Array("format=1\nmode=dense\n".utf8), to: store.directory(8) + "/job.txt")
         let context = try ZMQContext()
@@ -272,6 +276,9 @@ struct DamagedStoreTests {
         #expect(five.state == .failed)
         #expect(five.message.contains("job.txt") && five.message.contains("tile=abc"), "\(five.message)")
         #expect(try client.status(6).state == .unknown)
+        let seven = try client.status(7)
+        #expect(seven.state == .failed && seven.message.contains("job.txt is missing"), "\(seven.message)")
+        #expect(FileManager.default.fileExists(atPath: store.directory(7) + "/" + JobEnding.fileName))
         let eight = try client.status(8)
         #expect(eight.state == .failed && eight.message.contains("another version"), "\(eight.message)")
         // New ids continue after the highest one in the store.

@@ -47,6 +47,15 @@ extension CoordinatorLoop {
             let dir = store.directory(id)
             do {
                 guard let record = try store.readRecord(id) else {
+                    // A job that ended has had its record: it lost it, and its outputs stay (security audit:
+                    // a finished job's folder was deleted as an interrupted submission).
+                    if [JobEnding.fileName, ReceiptJournal.fileName, "out"].contains(where: {
+                        FileManager.default.fileExists(atPath: dir + "/" + $0)
+                    }) {
+                        throw ClusterError(
+                            "its \(JobRecord.fileName) is missing, though the job computed or ended: the store is damaged"
+                        )
+                    }
                     // The client was never told of it (`submitted` follows the record), and
                     // retries with the same token: nothing refers to this folder.
                     try? FileManager.default.removeItem(atPath: dir)
@@ -67,15 +76,21 @@ extension CoordinatorLoop {
                 logger.error(
                     "store: cannot resume a job: it is marked failed",
                     metadata: ["job": "\(id)", "folder": "\(dir)", "error": "\(error)"])
-                // Its record may be whole (the image or model was damaged): it keeps its owner and name.
+                // Its record may be whole (the image or model was damaged): it keeps its owner and name. A
+                // record too damaged to name its owner leaves the job to admin keys under CURVE (security
+                // audit: it became every key's, to list, read and cancel).
                 let record = try? store.readRecord(id)
+                let owner = record?.owner ?? (configuration.curve != nil ? Self.unknownOwner : nil)
                 archived[id] = ArchivedJob(
                     id: id, state: .failed, message: "cannot resume from the store: \(error)",
-                    tasks: 0, outputFiles: [], owner: record?.owner, stem: record?.stem ?? "",
+                    tasks: 0, outputFiles: [], owner: owner, stem: record?.stem ?? "",
                     submitted: store.times(id).submitted)
             }
         }
     }
+
+    /// The owner of a job whose record is too damaged to say: no key is named so (admin keys only).
+    static let unknownOwner = "(unknown: damaged record)"
 
     private func archive(_ id: UInt64, _ record: JobRecord, _ ending: JobEnding) {
         var message = ending.message

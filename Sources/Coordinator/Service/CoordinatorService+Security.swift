@@ -81,16 +81,19 @@ extension CoordinatorService {
         // Refusals are logged on the handler's thread, and counted by kind
         // (tessera_refusals_total{reason="auth-…"}: operators alert on key misuse).
         var log = RateLimitedLog(logger: logger)
-        log.onEvent = { CoordinatorMetrics.refused(Self.refusalKind($0)) }
+        log.onEvent = { CoordinatorMetrics.refused($0) }
         let refusals = Locked(log)
         let logger = self.logger
         do {
             return try ZAPHandler(
                 context: context, policy: policy,
                 onRefusal: { request, reason in
+                    // Rate-limited per kind of refusal: the reason names the peer's key, so a flood of fresh
+                    // keys had a log line and a limiter entry each (security audit: 20 000 lines, memory
+                    // never released).
                     refusals.withLock {
                         $0.warning(
-                            reason, "refused a connection (ZAP)",
+                            Self.refusalKind(reason), "refused a connection (ZAP)",
                             metadata: [
                                 "address": "\(request.address)", "mechanism": "\(request.mechanism)",
                                 "reason": "\(reason)",
