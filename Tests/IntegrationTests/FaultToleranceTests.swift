@@ -204,6 +204,25 @@ struct FaultToleranceTests {
             ], log: "fetch")
         #expect(group.wait(fetch, timeout: 30) == 0, "\(group.log("fetch"))\n\(group.log("coordinator-4"))")
         #expect(ClusterFixture.bytes(group.directory + "/refetch/tissue.npy") == expected)
+
+        // A finished job's chunk damaged while the coordinator was down is not served (security audit: it was,
+        // as the job's map): the fetch fails naming the chunk, and the log says so.
+        kill(coord.processIdentifier, SIGTERM)
+        #expect(group.wait(coord, timeout: 15) == 0)
+        let finished = try #require(Self.journalledTiles(jobDir).last)
+        let finishedChunk = "\(jobDir)/map.chunks/\(finished.key)"
+        var finishedBytes = try #require(ClusterFixture.bytes(finishedChunk))
+        finishedBytes[finishedBytes.count / 3] ^= 0x01
+        try Data(finishedBytes).write(to: URL(fileURLWithPath: finishedChunk))
+        coord = try coordinator("coordinator-5")
+        let refused = try group.start(
+            "tessera-coordinator",
+            ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch2"], log: "fetch-2")
+        #expect(group.wait(refused, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-2"))")
+        #expect(group.log("fetch-2").contains("does not match its receipt"), "\(group.log("fetch-2"))")
+        #expect(
+            group.log("coordinator-5").contains("a finished job's map does not match its receipts"),
+            "\(group.log("coordinator-5"))")
         print(
             "R3: \(total) tasks; restored \(restored1) after kill -9 (1 damaged tile recomputed), "
                 + "\(restored2) after SIGTERM; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")

@@ -159,7 +159,8 @@ extension CoordinatorLoop {
         }
         let count = min(Int(clamping: req.maxBytes), 16 << 20)
         let view = servedNPY(job: req.jobID, path: path)
-        let (fetched, wake) = (fetched, wake)
+        let (fetched, wake, checks, log) = (fetched, wake, servedChecks, logger)
+        let directory = store.directory(req.jobID)
         let slowness = configuration.debugFetchMillisecondsPerMiB
         fetchQueue.async {
             let reply: WireMessage
@@ -170,6 +171,17 @@ extension CoordinatorLoop {
                     (total, bytes) = (size, read)
                 } else if let view {
                     total = UInt64(view.size)
+                    if req.offset < total {
+                        do {
+                            try checks.check(
+                                job: req.jobID, directory: directory, view: view, offset: Int(req.offset), count: count)
+                        } catch {
+                            log.error(
+                                "store: a finished job's map does not match its receipts: not served",
+                                metadata: ["job": "\(req.jobID)", "error": "\(error)"])
+                            throw error
+                        }
+                    }
                     bytes = req.offset <= total ? try view.read(offset: Int(req.offset), count: count) : []
                 } else {
                     throw ClusterError("job \(req.jobID) has no output \(req.fileName)")

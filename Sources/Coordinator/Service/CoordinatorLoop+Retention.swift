@@ -98,6 +98,7 @@ extension CoordinatorLoop {
         jobOrder.removeAll { $0 == id }
         archived[id] = nil
         servedViews[id] = nil
+        servedChecks.forget(id)
         metrics.jobEvicted()
         logger.info(
             "job removed",

@@ -117,6 +117,8 @@ final class CoordinatorLoop {
     /// Upload jobs' `.npy` views being downloaded (`servedNPY`), a few at a time: opening
     /// one reads the store's metadata and checks every chunk, too much for every piece.
     var servedViews: [UInt64: NPYStoreView] = [:]
+    /// Their chunks checked against the jobs' receipts as they are first served.
+    let servedChecks = ServedChunkCheck()
     /// Download pieces are read here, off the loop (`+Clients`), and handed back in `fetched`.
     let fetchQueue = DispatchQueue(label: "tessera.coordinator.fetch")
     let fetched = Locked<[(client: RoutingID, reply: WireMessage)]>([])
