@@ -260,6 +260,14 @@ struct DamagedStoreTests {
         // a finished job's folder was deleted with its outputs).
         try DurableFile.createDirectory(store.directory(7))
         try store.writeEnding(JobEnding(state: .done, message: "done", tasks: 4, files: ["m.npy"]), 7)
+        // A receipts journal linked out of the store: not resumed, nothing written through it (security audit).
+        try DurableFile.createDirectory(store.directory(9))
+        try DurableFile.write(Array("format=2\nmode=dense\n".utf8), to: store.directory(9) + "/job.txt")
+        let outside = root + "-outside.log"
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        #expect(FileManager.default.createFile(atPath: outside, contents: Data("kept\n".utf8)))
+        try FileManager.default.createSymbolicLink(
+            atPath: store.directory(9) + "/" + ReceiptJournal.fileName, withDestinationPath: outside)
         try DurableFile.createDirectory(store.directory(8))
         try DurableFile.write(Array("format=1\nmode=dense\n".utf8), to: store.directory(8) + "/job.txt")
         let context = try ZMQContext()
@@ -276,18 +284,21 @@ struct DamagedStoreTests {
         #expect(five.state == .failed)
         #expect(five.message.contains("job.txt") && five.message.contains("tile=abc"), "\(five.message)")
         #expect(try client.status(6).state == .unknown)
+        let nine = try client.status(9)
+        #expect(nine.state == .failed && nine.message.contains("is a symbolic link"), "\(nine.message)")
+        #expect(try String(contentsOfFile: outside, encoding: .utf8) == "kept\n")
         let seven = try client.status(7)
         #expect(seven.state == .failed && seven.message.contains("job.txt is missing"), "\(seven.message)")
         #expect(FileManager.default.fileExists(atPath: store.directory(7) + "/" + JobEnding.fileName))
         let eight = try client.status(8)
         #expect(eight.state == .failed && eight.message.contains("another version"), "\(eight.message)")
         // New ids continue after the highest one in the store.
-        guard case .error(let text) = try client.request(.fetchRequest(Wire.FetchRequest(jobID: 9, fileName: "x")))
+        guard case .error(let text) = try client.request(.fetchRequest(Wire.FetchRequest(jobID: 10, fileName: "x")))
         else {
             Issue.record("fetch of an unknown job should fail")
             return
         }
-        #expect(text.contains("no job 9"))
+        #expect(text.contains("no job 10"))
     }
 
     @Test("Jobs whose image names hold line breaks, = and ; resume after a restart; a finished one is still served")

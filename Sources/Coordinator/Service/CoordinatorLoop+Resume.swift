@@ -46,6 +46,10 @@ extension CoordinatorLoop {
         for id in store.jobIDs() {
             let dir = store.directory(id)
             do {
+                if let link = store.symbolicLink(in: id) {
+                    throw ClusterError(
+                        "\(link) is a symbolic link: the store's files are its own, so it is not followed")
+                }
                 guard let record = try store.readRecord(id) else {
                     // A job that ended has had its record: it lost it, and its outputs stay (security audit:
                     // a finished job's folder was deleted as an interrupted submission).

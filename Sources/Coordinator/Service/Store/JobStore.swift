@@ -30,6 +30,31 @@ struct JobStore {
         ((try? FileManager.default.contentsOfDirectory(atPath: jobsDirectory)) ?? []).compactMap { UInt64($0) }.sorted()
     }
 
+    /// The first symbolic link among job `id`'s folder, its entries and the folders of its map's chunks,
+    /// or nil. Appends and chunk writes would follow one out of the store (security audit: a linked
+    /// receipts.log and map.chunks were written through), so such a job is not resumed.
+    func symbolicLink(in id: UInt64) -> String? {
+        func isLink(_ path: String) -> Bool {
+            (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeSymbolicLink
+        }
+        let dir = directory(id)
+        if isLink(dir) { return dir }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where isLink(dir + "/" + name) {
+            return dir + "/" + name
+        }
+        // The chunks' folders (levels and tile rows: a few hundred); chunk files are replaced by rename.
+        var folders = [dir + "/map.chunks"]
+        while let folder = folders.popLast() {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+                let path = folder + "/" + name
+                let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType
+                if type == .typeSymbolicLink { return path }
+                if type == .typeDirectory { folders.append(path) }
+            }
+        }
+        return nil
+    }
+
     func writeRecord(_ record: JobRecord, _ id: UInt64) throws {
         try DurableFile.write(Array(record.encoded().utf8), to: directory(id) + "/" + JobRecord.fileName)
     }
