@@ -399,6 +399,11 @@ struct DamagedStoreTests {
         try DurableFile.createDirectory(store.directory(1))
         try store.reserveEndingSlot(1)
         #expect(try store.readEnding(1) == nil, "an empty slot is no ending")
+        // A folder named state.txt with an empty slot: damage, named (security audit: resumed as unfinished).
+        try FileManager.default.createDirectory(
+            atPath: store.directory(1) + "/" + JobEnding.fileName, withIntermediateDirectories: false)
+        #expect(throws: ClusterError.self) { try store.readEnding(1) }
+        try FileManager.default.removeItem(atPath: store.directory(1) + "/" + JobEnding.fileName)
         // state.txt cannot be created: a folder of that name stands in for ENOSPC.
         try FileManager.default.createDirectory(
             atPath: store.directory(1) + "/" + JobEnding.fileName, withIntermediateDirectories: false)

@@ -134,9 +134,19 @@ struct JobStore {
             }
         }
         let slot = directory(id) + "/" + Self.endingSlot
-        guard let data = FileManager.default.contents(atPath: slot) else { return nil }
+        // A folder named state.txt stands where the ending could not be written: the slot then holds it.
+        // With an empty slot the job did not end that way: the store is damaged (security audit: the job was
+        // resumed as unfinished and failed for an unrelated reason).
+        let damaged = isDirectory.boolValue ? ClusterError("\(path) is a folder, and \(slot) holds no ending") : nil
+        guard let data = FileManager.default.contents(atPath: slot) else {
+            if let damaged { throw damaged }
+            return nil
+        }
         let used = data.prefix { $0 != 0 }
-        guard !used.isEmpty else { return nil }
+        guard !used.isEmpty else {
+            if let damaged { throw damaged }
+            return nil
+        }
         do {
             return try JobEnding(text: String(decoding: used, as: UTF8.self))
         } catch {
