@@ -161,6 +161,8 @@ extension CoordinatorLoop {
         let view = servedNPY(job: req.jobID, path: path)
         let (fetched, wake, checks, log) = (fetched, wake, servedChecks, logger)
         let directory = store.directory(req.jobID)
+        // Only maps stored before this coordinator started (`ServedChunkCheck`).
+        let check = jobs[req.jobID] == nil && archived[req.jobID] != nil
         let slowness = configuration.debugFetchMillisecondsPerMiB
         fetchQueue.async {
             let reply: WireMessage
@@ -171,7 +173,7 @@ extension CoordinatorLoop {
                     (total, bytes) = (size, read)
                 } else if let view {
                     total = UInt64(view.size)
-                    if req.offset < total {
+                    if check, req.offset < total {
                         do {
                             try checks.check(
                                 job: req.jobID, directory: directory, view: view, offset: Int(req.offset), count: count)

@@ -5,10 +5,13 @@ import TesseraImage
 import TesseraWire
 
 /// Checks the chunks an upload job's served `.npy` is read from against the job's receipts (size and
-/// CRC-32, `ReceiptJournal`) before any of their bytes go out, each chunk once per coordinator run. A
+/// CRC-32, `ReceiptJournal`) before any of their bytes go out, each chunk once per coordinator run, for
+/// jobs that ended before this coordinator started (their store sat on disk while it was down; a job
+/// that ended in this run was written by it, and its last receipts may still be uncommitted). A
 /// finished job's chunks were served unchecked (security audit: two jobs' swapped stores gave one user
-/// the other's map as "done"; four overwritten bytes came out as NaN). Runs on the fetch queue, not the
-/// loop: a tile row is read once more on its first download.
+/// the other's map as "done"; four overwritten bytes came out as NaN). A chunk with no receipt (a kill
+/// before its group was committed) is served unchecked. Runs on the fetch queue, not the loop: a tile
+/// row is read once more on its first download.
 final class ServedChunkCheck: Sendable {
     private struct Job {
         var receipts: [String: TileReceipt.Chunk]
@@ -45,9 +48,7 @@ final class ServedChunkCheck: Sendable {
                 let tile = TileIndex(row: tileRow, column: column)
                 if jobs.withLock({ $0[id]?.checked.contains(tile) == true }) { continue }
                 let key = layout.chunkKey(tile, level: 0)
-                guard let receipt = receipts[key] else {
-                    throw ClusterError("job \(id)'s map chunk \(key) has no receipt: the store is damaged")
-                }
+                guard let receipt = receipts[key] else { continue }
                 let path = view.store.chunkPath(tile, level: 0)
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw ClusterError("job \(id)'s map chunk \(key) cannot be read: the store is damaged")
