@@ -280,10 +280,9 @@ extension ONNXImporter {
             try addChain(n, ops, from: x)
             return
         }
-        var last = x
-        for (i, op) in ops.enumerated() { last = try addPart(n, "hardsigmoid\(i)", op, [last], readers: 1) }
+        let hardSigmoid = try addParts(n, ops[...], from: x)
         readers[x, default: 0] += 1
-        try addLayer(n, .eltwise(Eltwise(operation: .product)), [x, last])
+        try addLayer(n, .eltwise(Eltwise(operation: .product)), [x, hardSigmoid])
     }
 
     /// Counts `copies` per-channel arrays over `shape`'s channels against `maxBroadcastValues`, before
@@ -302,9 +301,14 @@ extension ONNXImporter {
 
     /// Pointwise `ops` one after another from `x`, the last writing the node's output.
     private mutating func addChain(_ n: NodeContext, _ ops: [LayerOp], from x: String) throws {
+        try addLayer(n, ops.last!, [try addParts(n, ops.dropLast(), from: x)])
+    }
+
+    /// Pointwise `ops` one after another from `x` as parts of node `n` (`node/stepK`); the last part's blob.
+    private mutating func addParts(_ n: NodeContext, _ ops: ArraySlice<LayerOp>, from x: String) throws -> String {
         var last = x
-        for (i, op) in ops.dropLast().enumerated() { last = try addPart(n, "step\(i)", op, [last], readers: 1) }
-        try addLayer(n, ops.last!, [last])
+        for (i, op) in ops.enumerated() { last = try addPart(n, "step\(i)", op, [last], readers: 1) }
+        return last
     }
 
     // MARK: - Arithmetic and branches
