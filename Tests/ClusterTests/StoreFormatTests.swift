@@ -271,15 +271,9 @@ struct DamagedStoreTests {
         try DurableFile.createDirectory(store.directory(8))
         try DurableFile.write(Array("format=1\nmode=dense\n".utf8), to: store.directory(8) + "/job.txt")
         let context = try ZMQContext()
-        let id = UUID().uuidString
-        let service = CoordinatorService(
-            context: context,
-            configuration: .init(
-                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: root),
-            logger: Logger(label: "test.store"))
-        _ = try service.start()
+        let (service, endpoint) = try Self.startService(context, store: root)
         defer { service.stop() }
-        let client = try TestClient(context, "inproc://c-\(id)")
+        let client = try TestClient(context, endpoint)
         let five = try client.status(5)
         #expect(five.state == .failed)
         #expect(five.message.contains("job.txt") && five.message.contains("tile=abc"), "\(five.message)")
