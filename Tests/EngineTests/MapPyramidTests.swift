@@ -54,4 +54,18 @@ struct TileCountTests {
         #expect(TilePlan.tooManyTiles(image: Size2(150_000, 150_000), tile: 256) == nil)
         #expect(TilePlan.tooManyTiles(image: Size2(Int.max / 2, Int.max / 2), tile: 1)?.contains("too many") == true)
     }
+
+    /// `shift` plans S² tasks a tile: a 16-stride net with 64-pixel tiles on a 60 000² slide is 225 million tasks.
+    @Test("shift counts its S² tasks per tile against the bound")
+    func shiftTasks() {
+        let slide = Size2(60_000, 60_000)
+        #expect(TilePlan.tasksPerTile(mode: .shift, stride: Size2(16, 16)) == 256)
+        #expect(TilePlan.tasksPerTile(mode: .dense, stride: Size2(16, 16)) == 1)
+        #expect(TilePlan.tooManyTiles(image: slide, tile: 64) == nil)
+        let why = TilePlan.tooManyTiles(image: slide, tile: 64, tasksPerTile: 256)
+        #expect(why?.contains("879844 tiles of 256 tasks each") == true, "\(why ?? "nil")")
+        #expect(why?.contains("give a --tile of at least 469") == true, "\(why ?? "nil")")
+        #expect(TilePlan.tooManyTiles(image: slide, tile: 469, tasksPerTile: 256) == nil)
+        #expect(TilePlan.tooManyTiles(image: slide, tile: 468, tasksPerTile: 256) != nil)
+    }
 }

@@ -169,6 +169,12 @@ struct JobFactory: Sendable {
                 "--keep-classes keeps only classes \(kept): labels and overlays need every class "
                     + "(choose --outputs among npy, prob)")
         }
+        // The plan lists every task: bound it before it is made (a small --tile in shift is S² tasks a tile).
+        let perTile = TilePlan.tasksPerTile(mode: mode, stride: plan.tasks.stride)
+        let side = mode == .shift ? TilePlan.roundUp(tile, TilePlan.shiftUnit(plan.tasks.stride)) : tile
+        if let why = TilePlan.tooManyTiles(image: size, tile: side, tasksPerTile: perTile) {
+            throw ClusterError(.invalidOption, why)
+        }
         let (map, tasks) = try UploadMap.plan(
             mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: kept?.count ?? plan.classes,
             storePath: dir + "/map.chunks", resume: resume)

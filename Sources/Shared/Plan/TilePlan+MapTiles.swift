@@ -13,20 +13,34 @@ extension TilePlan {
         return rects(image, tile: Size2(square: side))
     }
 
-    /// Most map tiles a map is planned in: the plan holds every tile (32 bytes each) and each tile's
+    /// Most tasks a map is planned in: the plan holds every tile (32 bytes each) and each tile's
     /// tasks, so a tiny `--tile` over a 2^31-pixel-high image asked for terabytes (hostile-input audit:
-    /// the run aborted allocating its tile list).
+    /// the run aborted allocating its tile list). An upload job's `shift` tile is S² tasks.
     package static let maxTiles = 1 << 22
 
-    /// Why `tile` cannot map an `image`-sized map (too many tiles), or nil.
-    package static func tooManyTiles(image: Size2, tile: Int) -> String? {
-        let t = max(1, tile)
+    /// The tasks an upload or in-process map plans per map tile: the S² displaced passes of `shift`,
+    /// one otherwise (a shared-storage task computes a whole tile whatever the mode).
+    package static func tasksPerTile(mode: MapMode, stride: Size2) -> Int {
+        mode == .shift ? stride.h * stride.w : 1
+    }
+
+    /// Why `tile` cannot map an `image`-sized map (too many tiles, or with `tasksPerTile` > 1 too many
+    /// tasks), or nil.
+    package static func tooManyTiles(image: Size2, tile: Int, tasksPerTile: Int = 1) -> String? {
+        let t = max(1, tile), per = max(1, tasksPerTile)
         let (n, overflow) = ((image.h + t - 1) / t).multipliedReportingOverflow(by: (image.w + t - 1) / t)
-        guard overflow || n > maxTiles else { return nil }
-        let smallest = Int((Double(image.h) * Double(image.w) / Double(maxTiles)).squareRoot().rounded(.up))
-        return
-            "tiles of \(t) pixels cut the \(image.w)×\(image.h) map into \(overflow ? "too many" : "\(n)") tiles, more than "
-            + "the \(maxTiles) Tessera plans: give a --tile of at least \(smallest)"
+        let (tasks, overflow2) = n.multipliedReportingOverflow(by: per)
+        guard overflow || overflow2 || tasks > maxTiles else { return nil }
+        let pixels = Double(image.h) * Double(image.w) * Double(per)
+        let smallest = Int((pixels / Double(maxTiles)).squareRoot().rounded(.up))
+        let count = overflow ? "too many" : "\(n)"
+        if per == 1 {
+            return "tiles of \(t) pixels cut the \(image.w)×\(image.h) map into \(count) tiles, more than "
+                + "the \(maxTiles) Tessera plans: give a --tile of at least \(smallest)"
+        }
+        return "tiles of \(t) pixels cut the \(image.w)×\(image.h) map into \(count) tiles of \(per) tasks each "
+            + "(shift's displaced passes), more than the \(maxTiles) tasks Tessera plans: give a --tile of at "
+            + "least \(smallest)"
     }
 
     /// What a `shift` tile's side is a multiple of: both strides (6 for a 2×3 stride). Square tiles

@@ -90,7 +90,10 @@ extension Run {
             }
             t = MapPyramid.fit(tile: t, image: size, stride: stride, fixedTile: job.tile != nil).tile
         }
-        if let why = TilePlan.tooManyTiles(image: size, tile: t) { throw ClusterError("\(path): \(why)") }
+        let perTile = TilePlan.tasksPerTile(mode: job.mode, stride: stride)
+        if let why = TilePlan.tooManyTiles(image: size, tile: t, tasksPerTile: perTile) {
+            throw ClusterError("\(path): \(why)")
+        }
         let start = Date()
         logger.info(
             "mapping",

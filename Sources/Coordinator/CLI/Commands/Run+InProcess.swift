@@ -45,7 +45,10 @@ extension Run {
                 (t, levels) = MapPyramid.fit(
                     tile: t, image: size, stride: plan.tasks.stride, fixedTile: job.tile != nil)
             }
-            if let why = TilePlan.tooManyTiles(image: size, tile: t) { throw ClusterError("\(path): \(why)") }
+            let perTile = TilePlan.tasksPerTile(mode: job.mode, stride: plan.tasks.stride)
+            if let why = TilePlan.tooManyTiles(image: size, tile: t, tasksPerTile: perTile) {
+                throw ClusterError("\(path): \(why)")
+            }
             var skip: ((PixelRect) -> Bool)?
             if slide.tissue {
                 let mask = try ImageInput.tissueMask(
