@@ -173,8 +173,19 @@ extension ImagePNGErrorTests {
         short[20...23] = [0, 0, 0, 17]
         let crc = Array(short[12..<29]).withUnsafeBytes { CRC32.update(0, $0) }
         short[29...32] = [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
-        let (image, notes) = try PNGReader.readNoted(path: try write(short, "short.png", in: directory))
+        let shortPath = try write(short, "short.png", in: directory)
+        let (image, notes) = try PNGReader.readNoted(path: shortPath)
         #expect(image.height == 17 && image.width == 64)
         #expect(notes.contains { $0.contains("Too much image data") }, "\(notes)")
+        // The band reader (uploads, the coordinator's transcode) warns of it too, and not of an intact file.
+        for (file, expected) in [(shortPath, true), (path, false)] {
+            var warned: [String] = []
+            var rows = 0
+            try PNGReader.readBands(path: file, bandBytes: 64 * 3 * 5, warn: { warned.append($0) }) {
+                rows += $0.count / (64 * 3)
+            }
+            #expect(rows == (expected ? 17 : 64))
+            #expect(warned.contains { $0.contains("Too much image data") } == expected, "\(file): \(warned)")
+        }
     }
 }

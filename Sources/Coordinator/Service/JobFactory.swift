@@ -145,7 +145,8 @@ struct JobFactory: Sendable {
             // The image goes to disk as raw samples, decoded a band at a time: tasks read
             // their regions from there, so the coordinator's memory does not grow with it.
             let header = try RawPixelFile.transcode(
-                png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels)
+                png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels,
+                warn: { [logger] in logger.warning("\($0)", metadata: ["job": "\(id)", "image": "\(stem)"]) })
             image = try RawPixelFile(
                 path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
                 bitDepth: header.bitDepth, name: imagePath)

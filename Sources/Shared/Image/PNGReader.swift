@@ -89,24 +89,31 @@ package enum PNGReader {
                     initialized = count
                 })
         }
+        return (
+            PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples),
+            imageNotes(reader, header)
+        )
+    }
+
+    /// What libpng warned of the image data of `reader`, once it has read the image (`readNoted`).
+    private static func imageNotes(_ reader: OpaquePointer, _ header: PNGHeader) -> [String] {
         var warnings = [CChar](repeating: 0, count: 1024)
         tpng_reader_warnings(reader, &warnings, warnings.count)
         let text = String(decoding: warnings.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let notes = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        return text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { $0.localizedCaseInsensitiveContains("data") || $0.contains("IDAT") || $0.contains("CRC") }
             .map { "damaged? libpng: \($0) (the \(header.width)×\(header.height) pixels of the header were read)" }
-        return (
-            PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples), notes
-        )
     }
 
     /// Decodes `path` a band of rows at a time (at most `bandBytes` per band; the
     /// whole image at once when interlaced) and hands each band's raw samples (UInt8,
-    /// or UInt16 in host order) to `body`, top to bottom. Returns the header.
+    /// or UInt16 in host order) to `body`, top to bottom. Returns the header; `warn` gets what
+    /// libpng warned of the image data once it is read (`readNoted`: the embedded run's and `submit`'s
+    /// uploads dropped it).
     @discardableResult
     package static func readBands(
         path: String, maxPixels: Int = defaultMaxPixels, bandBytes: Int = 32 << 20,
-        _ body: ([UInt8]) throws -> Void
+        warn: (String) -> Void = { _ in }, _ body: ([UInt8]) throws -> Void
     ) throws -> PNGHeader {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
@@ -121,6 +128,7 @@ package enum PNGReader {
                 try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count))
             }
             try body(all)
+            imageNotes(reader, header).forEach(warn)
             return header
         }
         let band = max(1, bandBytes / max(1, rowBytes))
@@ -136,6 +144,7 @@ package enum PNGReader {
             row += count
         }
         try check(tpng_reader_finish(reader, &message, message.count))
+        imageNotes(reader, header).forEach(warn)
         return header
     }
 

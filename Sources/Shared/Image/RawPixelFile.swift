@@ -43,7 +43,7 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
     /// place), a band of rows at a time; returns the PNG's header.
     @discardableResult
     package static func transcode(
-        png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels
+        png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels, warn: (String) -> Void = { _ in }
     ) throws
         -> PNGHeader
     {
@@ -57,7 +57,7 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
             if !closed { close(out) }
             unlink(temporary)
         }
-        let header = try PNGReader.readBands(path: png, maxPixels: maxPixels) { bytes in
+        let header = try PNGReader.readBands(path: png, maxPixels: maxPixels, warn: warn) { bytes in
             try bytes.withUnsafeBytes { try writeAll(out, $0, path: raw) }
         }
         closed = true

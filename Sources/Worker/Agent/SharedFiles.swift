@@ -15,7 +15,11 @@ struct SharedFiles {
     init(roots: [String]) { self.roots = SharedRoots(roots) }
 
     /// Image `image` (from 1) of the file at `path`, level `level`, opened once per (path, image, level).
-    mutating func image(_ path: String, image: Int, level: Int) throws -> any RegionSource {
+    /// `warn` gets what the PNG reader warned of the image data when it is opened (a TIFF's notes reach
+    /// the client from its header; a PNG's need the whole decode this does).
+    mutating func image(
+        _ path: String, image: Int, level: Int, warn: (String) -> Void = { _ in }
+    ) throws -> any RegionSource {
         let key = "\(image):\(level):\(path)"
         if let open = images.get(key) { return open }
         let resolved = try allowed(path, "image")
@@ -23,6 +27,7 @@ struct SharedFiles {
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
         }
+        if opened.format == .png { opened.notes.forEach(warn) }
         images.insert(opened.source, for: key)
         return opened.source
     }

@@ -158,7 +158,9 @@ extension WorkerAgent {
     ) throws -> PendingWrite {
         let pre = try TaskCodec.preprocessing(spec.preprocessing).validated(channels: engine.fcn.inputChannels)
         let store = try files.store(spec.storePath)
-        let image = try files.image(spec.imagePath, image: Int(spec.image), level: Int(spec.level))
+        let image = try files.image(
+            spec.imagePath, image: Int(spec.image), level: Int(spec.level),
+            warn: { [logger] in logger.warning("\($0)", metadata: ["image": "\(spec.imagePath)"]) })
         let layout = store.layout
         guard layout.height == image.height, layout.width == image.width, layout.netClasses == engine.classes else {
             throw ClusterError(
@@ -189,7 +191,9 @@ extension WorkerAgent {
     ) {
         guard case .tile(let next)? = shared.withLock({ $0.queue.first?.0 }),
             next.modelDigest == spec.modelDigest, next.options == spec.options,
-            let image = try? files.image(next.imagePath, image: Int(next.image), level: Int(next.level))
+            let image = try? files.image(
+                next.imagePath, image: Int(next.image), level: Int(next.level),
+                warn: { [logger] in logger.warning("\($0)", metadata: ["image": "\(next.imagePath)"]) })
         else { return }
         prefetcher.start(next, image: image, engine: engine)
     }

@@ -183,7 +183,8 @@ struct Submit: ParsableCommand {
             } else {
                 // Decoded here and sent in parts: the coordinator never decodes the image.
                 id = try RawUpload.submit(
-                    spec, options: options, png: path, client: client, progress: Progress(stream: stderr))
+                    spec, options: options, png: path, client: client, progress: Progress(stream: stderr),
+                    warn: { logger.warning("\($0)", metadata: ["image": "\(path)"]) })
             }
             print("job \(id) \(path)")
             submitted.append((id, path, header.width * header.height))

@@ -13,10 +13,11 @@ import TesseraWire
 enum RawUpload {
     static let partBytes = 16 << 20
 
-    /// Submits `spec` (its image a PNG at `path`) and uploads the image; returns the job id.
+    /// Submits `spec` (its image a PNG at `path`) and uploads the image; returns the job id. `warn` gets
+    /// what libpng warned of the image data (from the decoding thread).
     static func submit(
         _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient,
-        progress: Progress? = nil
+        progress: Progress? = nil, warn: @escaping @Sendable (String) -> Void = { _ in }
     ) throws -> UInt64 {
         let header = try PNGReader.header(path: path, maxPixels: Int.max)
         var options = options
@@ -37,7 +38,8 @@ enum RawUpload {
         let bands = BandQueue(capacity: 2)
         Thread.detachNewThread {
             do {
-                _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes) { band in
+                _ = try PNGReader.readBands(path: path, maxPixels: Int.max, bandBytes: partBytes, warn: warn) {
+                    band in
                     guard bands.put(band) else { throw ClusterError("upload stopped") }
                 }
                 bands.finish(nil)
