@@ -179,20 +179,11 @@ struct JobFactory: Sendable {
         let (map, tasks) = try UploadMap.plan(
             mode: mode, image: size, tile: tile, geometry: plan.tasks, classes: kept?.count ?? plan.classes,
             storePath: dir + "/map.chunks", resume: resume)
-        let limit = WireLimits.default.maxPixelsPerTask
-        if let big = tasks.first(where: {
-            let r = plan.tasks.inputRect($0); return r.height * r.width > limit
-        }) {
-            throw ClusterError("tile \(tile) is too large: task \(big) needs more than \(limit) input pixels")
-        }
-        // Each result must fit the worker endpoint's message limit.
-        let largest = tasks.lazy.map { plan.tasks.outputSize($0) }.map { $0.h * $0.w }.max() ?? 0
-        let bytes = largest * (kept?.count ?? plan.classes) * 4 + 256
-        if bytes > configuration.maxWorkerMessageBytes {
-            throw ClusterError(
-                "tile \(tile) is too large for an upload job: a result of \(bytes >> 20) MiB exceeds the worker "
-                    + "endpoint's limit of \(configuration.maxWorkerMessageBytes >> 20) MiB "
-                    + "(serve --max-worker-message-mib; or a smaller --tile, or a shared-storage job)")
+        if let why = UploadTaskLimits.problem(
+            tasks, geometry: plan.tasks, tile: tile, classes: kept?.count ?? plan.classes,
+            maxResultBytes: configuration.maxWorkerMessageBytes)
+        {
+            throw ClusterError(.invalidOption, why)
         }
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,

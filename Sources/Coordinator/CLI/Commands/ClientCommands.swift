@@ -164,6 +164,17 @@ struct Submit: ParsableCommand {
                         "--corrupt-tiles skip is for images the workers read (--shared, or run): an upload job's "
                             + "PNG is decoded whole by this client, which stops at damaged data")
                 }
+                // Refused before the upload what the coordinator would refuse once the image is in (the
+                // worker-message limit is the coordinator's setting: it checks that one).
+                let perTile = TilePlan.tasksPerTile(mode: job.mode, stride: plan.tasks.stride)
+                let side = job.mode == .shift ? TilePlan.roundUp(tile, TilePlan.shiftUnit(plan.tasks.stride)) : tile
+                if let why = TilePlan.tooManyTiles(image: size, tile: side, tasksPerTile: perTile)
+                    ?? UploadTaskLimits.problem(
+                        mode: job.mode, image: size, tile: tile, geometry: plan.tasks,
+                        classes: kept?.count ?? plan.classes, maxResultBytes: nil)
+                {
+                    throw ValidationError("\(path): \(why)")
+                }
                 image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
             }
             let spec = Wire.JobSpec(
