@@ -17,7 +17,7 @@ struct ONNXFixtureTests {
         "bn_lrn_matmul_fp16", "branches", "conv_pool_gemm", "floor_pool", "misc_ops", "padded_residual",
         "resnet_block", "resnet_stem", "seed_net", "view_flatten_op11", "view_flatten_op13", "pooled_heads_op18",
         "pooled_heads_op11", "zero_pad", "float16_model", "relu_pad_maxpool", "keras_head", "abs_activation", "clamps",
-        "sparse_pool",
+        "sparse_pool", "elu_softplus",
     ]
 
     struct Manifest: Decodable {

@@ -207,10 +207,10 @@ struct ModelImportErrorTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = Self.tiny.replacingOccurrences(
-            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"ELU\"")
+            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"Exp\"")
         let path = try writeFile(dir, "p.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
-        #expect(message.contains("layer 'relu1'") && message.contains("'ELU'"), "\(message)")
+        #expect(message.contains("layer 'relu1'") && message.contains("'Exp'"), "\(message)")
     }
 
     @Test func outputNotOneByOne() throws {
@@ -279,6 +279,39 @@ struct ModelImportErrorTests {
         #expect(m.geometry.classes == 3)
         #expect(m.geometry.receptiveField == Size2(square: 4))
         #expect(m.notes.contains { $0.contains("V1") })
+    }
+
+    /// Caffe fuzz audit: V1 files with ABSVAL, POWER or FLATTEN were refused though the current format's are read;
+    /// BNLL (and ELU, current format only) are read since ELU and softplus layers exist.
+    @Test("V1 ABSVAL, POWER, FLATTEN and BNLL layers are read; ELU and BNLL write back and read again")
+    func legacyV1ActivationsAndWriter() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let v1 = """
+            input: "data"
+            input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
+            layers { name: "abs" type: ABSVAL bottom: "data" top: "abs" }
+            layers { name: "pow" type: POWER bottom: "abs" top: "pow" power_param { scale: 2 shift: 1 } }
+            layers { name: "soft" type: BNLL bottom: "pow" top: "soft" }
+            layers { name: "flat" type: FLATTEN bottom: "soft" top: "flat" }
+            layers { name: "ip" type: INNER_PRODUCT bottom: "flat" top: "ip" inner_product_param { num_output: 3 } }
+            layers { name: "prob" type: SOFTMAX bottom: "ip" top: "prob" }
+            """
+        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "v1.prototxt", v1), requireWeights: false))
+        #expect(m.geometry.classes == 3)
+        #expect(m.classifier.layers.map(\.op.typeName).contains("BNLL"), "\(m.classifier.layers.map(\.op.typeName))")
+        #expect(m.classifier.layers.contains { $0.op == .relu(negativeSlope: -1) })
+        // ELU (with its alpha) and softplus survive CaffeWriter and the importer.
+        let text = Self.tiny.replacingOccurrences(
+            of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"ELU\" elu_param { alpha: 0.25 }")
+        let proto = try writeFile(dir, "elu.prototxt", text)
+        let net = try ModelLoader.load(ModelSource(model: proto, requireWeights: false)).classifier.randomised(seed: 4)
+        #expect(net.layers.contains { $0.op == .elu(alpha: 0.25) })
+        let (written, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        let again = try ModelLoader.load(
+            ModelSource(
+                model: try writeFile(dir, "w.prototxt", written), weights: try writeFile(dir, "w.caffemodel", data)))
+        #expect(again.classifier == net)
     }
 
     @Test func batchNormBVLCZeroFactorAndScaleFold() throws {

@@ -37,13 +37,15 @@ enum CUDAKernelSource {
             }
         }
 
-        // kind 0: ReLU (slope), 1: sigmoid, 2: tanh.
+        // kind 0: ReLU (slope), 1: sigmoid, 2: tanh, 3: ELU (slope: alpha), 4: softplus.
         __global__ void activation(const float* x, float* y, long long n, int kind, float slope) {
             LOOP(i, n) {
                 float v = x[i];
                 if (kind == 0) v = v > 0.0f ? v : v * slope;
                 else if (kind == 1) v = 1.0f / (1.0f + expf(-v));
-                else v = tanhf(v);
+                else if (kind == 2) v = tanhf(v);
+                else if (kind == 3) v = v > 0.0f ? v : slope * expm1f(v);
+                else v = fmaxf(v, 0.0f) + log1pf(expf(-fabsf(v)));
                 y[i] = v;
             }
         }

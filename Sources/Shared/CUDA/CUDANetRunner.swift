@@ -162,6 +162,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             return .activation(kind: 0, slope: slope)
         case .sigmoid: return .activation(kind: 1, slope: 0)
         case .tanh: return .activation(kind: 2, slope: 0)
+        case .elu(let alpha): return .activation(kind: 3, slope: alpha)
+        case .softplus: return .activation(kind: 4, slope: 0)
         case .lrn(let l): return .lrn(l, dilation: lrnDilation)
         case .batchNorm(let bn):
             let (a, b) = PointwiseKernels.batchNormCoefficients(bn)

@@ -42,6 +42,8 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
         case relu(Float)
         case sigmoid
         case tanh
+        case elu(Float)
+        case softplus
         case lrn(LRNKernel)
         case affine(a: [Float], b: [Float])
         case identity
@@ -81,6 +83,8 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
                 }
             case .sigmoid: steps.append(.sigmoid)
             case .tanh: steps.append(.tanh)
+            case .elu(let alpha): steps.append(.elu(alpha))
+            case .softplus: steps.append(.softplus)
             case .lrn(let l): steps.append(.lrn(LRNKernel(lrn: l, dilation: lrnDilation?[i] ?? .one)))
             case .batchNorm(let bn):
                 let (a, b) = PointwiseKernels.batchNormCoefficients(bn)
@@ -334,6 +338,8 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
         case .relu(let slope): PointwiseKernels.relu(input, output, slope: slope, threads: threads)
         case .sigmoid: PointwiseKernels.sigmoid(input, output, threads: threads)
         case .tanh: PointwiseKernels.tanh(input, output, threads: threads)
+        case .elu(let alpha): PointwiseKernels.elu(input, output, alpha: alpha, threads: threads)
+        case .softplus: PointwiseKernels.softplus(input, output, threads: threads)
         case .lrn(let k): k.forward(input, into: output, threads: threads)
         case .affine(let a, let b): PointwiseKernels.affine(input, output, a: a, b: b, threads: threads)
         case .softmax: PointwiseKernels.softmax(input, output, threads: threads)

@@ -74,6 +74,10 @@ package enum LayerOp: Sendable, Equatable {
     case relu(negativeSlope: Float)
     case sigmoid
     case tanh
+    /// `x` for x > 0, `alpha·(eˣ − 1)` otherwise (Caffe ELU, ONNX Elu).
+    case elu(alpha: Float)
+    /// `log(1 + eˣ)` (Caffe BNLL, ONNX Softplus).
+    case softplus
     case lrn(LRN)
     case batchNorm(BatchNorm)
     case scale(Scale)
@@ -97,6 +101,8 @@ package enum LayerOp: Sendable, Equatable {
         case .relu: return "ReLU"
         case .sigmoid: return "Sigmoid"
         case .tanh: return "TanH"
+        case .elu: return "ELU"
+        case .softplus: return "BNLL"
         case .lrn: return "LRN"
         case .batchNorm: return "BatchNorm"
         case .scale: return "Scale"

@@ -47,9 +47,11 @@ enum ParameterCheck {
                 try check(l.k, "k")
             case .relu(let slope):
                 try check(slope, "negative slope")
+            case .elu(let alpha):
+                try check(alpha, "alpha")
             case .eltwise(let e):
                 try check(e.coefficients, "coefficients")
-            case .pooling, .sigmoid, .tanh, .identity, .softmax, .concat:
+            case .pooling, .sigmoid, .tanh, .softplus, .identity, .softmax, .concat:
                 break
             }
         }

@@ -124,7 +124,7 @@ extension Layer {
                 throw fail("weights expect \(ip.inputs) inputs but its input is \(first) = \(first.count) values")
             }
             return Shape(c: ip.outputs, h: 1, w: 1)
-        case .relu, .sigmoid, .tanh, .lrn, .identity, .softmax:
+        case .relu, .sigmoid, .tanh, .elu, .softplus, .lrn, .identity, .softmax:
             return first
         case .batchNorm(let bn):
             guard bn.mean.count == first.c else {

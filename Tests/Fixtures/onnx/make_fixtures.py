@@ -583,6 +583,28 @@ def abs_activation():
     return g, g.model(x, 13), pre, True
 
 
+def elu_softplus():
+    g = Graph("elu_softplus", 3, 14, seed=13)
+    x = g.conv("input", 3, 6, 3)  # 12
+    x = g.node("Elu", [x], alpha=0.7)
+    x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])  # 6
+    x = g.conv(x, 6, 8, 3)  # 4
+    x = g.node("Softplus", [x])
+    x = g.conv(x, 8, 8, 3)  # 2
+    x = g.node("Elu", [x])
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x])
+    x = g.gemm(x, 8, 3, gain=2.0)
+    x = g.node("Softmax", [x], axis=1)
+    g.covers = [
+        "Elu with alpha 0.7 after a Conv, before a MaxPool",
+        "Softplus (log(1 + e^x)) after a Conv",
+        "Elu with its default alpha (1)",
+    ]
+    pre = dict(channel_order="bgr", raw_scale=1.0, mean=[104.0, 117.0, 123.0], std=[], scale=0.015625)
+    return g, g.model(x, 13), pre, True
+
+
 def clamps():
     g = Graph("clamps", 3, 14, seed=12)
     x = g.conv("input", 3, 6, 3)  # 12
@@ -841,7 +863,8 @@ def build(g, model, pre, exact, caffe_weights=None):
 
 NETS = [conv_pool_gemm, bn_lrn_matmul_fp16, branches, padded_residual, resnet_block, misc_ops, floor_pool,
         resnet_stem, view_flatten_op11, view_flatten_op13, pooled_heads_op18, pooled_heads_op11, zero_pad,
-        float16_model, relu_pad_maxpool, keras_head, abs_activation, clamps, sparse_pool]
+        float16_model, relu_pad_maxpool, keras_head, abs_activation, clamps, sparse_pool,
+        elu_softplus]
 
 
 def main():

@@ -43,6 +43,20 @@ package enum PointwiseKernels {
         }
     }
 
+    /// `x` for x > 0, `alpha·(eˣ − 1)` otherwise (`expm1`: exact near 0, where `exp(x) − 1` loses digits).
+    static func elu(_ input: Tensor, _ output: Tensor, alpha: Float, threads: Int) {
+        perPlane(input, output, threads: threads) { _, s, d, n in
+            for i in 0..<n { d[i] = s[i] > 0 ? s[i] : alpha * Foundation.expm1(s[i]) }
+        }
+    }
+
+    /// `log(1 + eˣ)`, as `max(x, 0) + log1p(e^−|x|)`: no overflow for large x, no lost digits for very negative x.
+    static func softplus(_ input: Tensor, _ output: Tensor, threads: Int) {
+        perPlane(input, output, threads: threads) { _, s, d, n in
+            for i in 0..<n { d[i] = max(s[i], 0) + Foundation.log1p(Foundation.exp(-abs(s[i]))) }
+        }
+    }
+
     /// `y = x · a[c] + b[c]`: BatchNorm and Scale reduce to this.
     static func affine(_ input: Tensor, _ output: Tensor, a: [Float], b: [Float], threads: Int) {
         perPlane(input, output, threads: threads) { ch, s, d, n in

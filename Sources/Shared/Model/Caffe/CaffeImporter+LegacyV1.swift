@@ -48,5 +48,6 @@ extension CaffeImporter {
         .lrn: "LRN", .memoryData: "MemoryData", .pooling: "Pooling", .relu: "ReLU", .sigmoid: "Sigmoid",
         .softmax: "Softmax", .softmaxLoss: "SoftmaxWithLoss", .split: "Split", .tanh: "TanH",
         .silence: "Silence", .euclideanLoss: "EuclideanLoss", .hdf5Data: "HDF5Data", .dummyData: "DummyData",
+        .bnll: "BNLL", .absval: "AbsVal", .power: "Power", .flatten: "Flatten",
     ]
 }

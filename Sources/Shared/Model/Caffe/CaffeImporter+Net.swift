@@ -135,6 +135,10 @@ extension CaffeImporter {
             return .sigmoid
         case "TanH":
             return .tanh
+        case "ELU":
+            return .elu(alpha: lp.eluParam.alpha)
+        case "BNLL":
+            return .softplus
         case "LRN":
             return .lrn(try lrn(lp))
         case "BatchNorm":

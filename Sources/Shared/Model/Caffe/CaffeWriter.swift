@@ -101,6 +101,11 @@ package enum CaffeWriter {
             lp.type = "Sigmoid"
         case .tanh:
             lp.type = "TanH"
+        case .elu(let alpha):
+            lp.type = "ELU"
+            if alpha != 1 { var p = Caffe_ELUParameter(); p.alpha = alpha; lp.eluParam = p }
+        case .softplus:
+            lp.type = "BNLL"
         case .lrn(let l):
             lrn(l, into: &lp)
         case .batchNorm(let bn):

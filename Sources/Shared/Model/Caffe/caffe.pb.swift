@@ -587,6 +587,15 @@ nonisolated struct Caffe_LayerParameter: @unchecked Sendable {
   /// Clears the value of `eltwiseParam`. Subsequent reads from it will return its default value.
   mutating func clearEltwiseParam() {_uniqueStorage()._eltwiseParam = nil}
 
+  var eluParam: Caffe_ELUParameter {
+    get {_storage._eluParam ?? Caffe_ELUParameter()}
+    set {_uniqueStorage()._eluParam = newValue}
+  }
+  /// Returns true if `eluParam` has been explicitly set.
+  var hasEluParam: Bool {_storage._eluParam != nil}
+  /// Clears the value of `eluParam`. Subsequent reads from it will return its default value.
+  mutating func clearEluParam() {_uniqueStorage()._eluParam = nil}
+
   var imageDataParam: Caffe_ImageDataParameter {
     get {_storage._imageDataParam ?? Caffe_ImageDataParameter()}
     set {_uniqueStorage()._imageDataParam = newValue}
@@ -1310,6 +1319,27 @@ nonisolated struct Caffe_ClipParameter: Sendable {
 
   fileprivate var _min: Float? = nil
   fileprivate var _max: Float? = nil
+}
+
+nonisolated struct Caffe_ELUParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var alpha: Float {
+    get {_alpha ?? 1}
+    set {_alpha = newValue}
+  }
+  /// Returns true if `alpha` has been explicitly set.
+  var hasAlpha: Bool {self._alpha != nil}
+  /// Clears the value of `alpha`. Subsequent reads from it will return its default value.
+  mutating func clearAlpha() {self._alpha = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _alpha: Float? = nil
 }
 
 nonisolated struct Caffe_ConcatParameter: Sendable {
@@ -2924,7 +2954,7 @@ nonisolated extension Caffe_ParamSpec.DimCheckMode: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".LayerParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{4}\u{3}scale_param\0\u{3}input_param\0\u{4}\u{5}clip_param\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{3}elu_param\0\u{4}\u{2}scale_param\0\u{3}input_param\0\u{4}\u{5}clip_param\0")
 
   fileprivate class _StorageClass {
     var _name: String? = nil
@@ -2948,6 +2978,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
     var _dataParam: Caffe_DataParameter? = nil
     var _dropoutParam: Caffe_DropoutParameter? = nil
     var _eltwiseParam: Caffe_EltwiseParameter? = nil
+    var _eluParam: Caffe_ELUParameter? = nil
     var _imageDataParam: Caffe_ImageDataParameter? = nil
     var _innerProductParam: Caffe_InnerProductParameter? = nil
     var _inputParam: Caffe_InputParameter? = nil
@@ -2993,6 +3024,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       _dataParam = source._dataParam
       _dropoutParam = source._dropoutParam
       _eltwiseParam = source._eltwiseParam
+      _eluParam = source._eluParam
       _imageDataParam = source._imageDataParam
       _innerProductParam = source._innerProductParam
       _inputParam = source._inputParam
@@ -3057,6 +3089,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         case 133: try { try decoder.decodeSingularMessageField(value: &_storage._reshapeParam) }()
         case 135: try { try decoder.decodeSingularMessageField(value: &_storage._flattenParam) }()
         case 139: try { try decoder.decodeSingularMessageField(value: &_storage._batchNormParam) }()
+        case 140: try { try decoder.decodeSingularMessageField(value: &_storage._eluParam) }()
         case 142: try { try decoder.decodeSingularMessageField(value: &_storage._scaleParam) }()
         case 143: try { try decoder.decodeSingularMessageField(value: &_storage._inputParam) }()
         case 148: try { try decoder.decodeSingularMessageField(value: &_storage._clipParam) }()
@@ -3168,6 +3201,9 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._batchNormParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 139)
       } }()
+      try { if let v = _storage._eluParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 140)
+      } }()
       try { if let v = _storage._scaleParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 142)
       } }()
@@ -3207,6 +3243,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._dataParam != rhs_storage._dataParam {return false}
         if _storage._dropoutParam != rhs_storage._dropoutParam {return false}
         if _storage._eltwiseParam != rhs_storage._eltwiseParam {return false}
+        if _storage._eluParam != rhs_storage._eluParam {return false}
         if _storage._imageDataParam != rhs_storage._imageDataParam {return false}
         if _storage._innerProductParam != rhs_storage._innerProductParam {return false}
         if _storage._inputParam != rhs_storage._inputParam {return false}
@@ -3780,6 +3817,40 @@ nonisolated extension Caffe_ClipParameter: SwiftProtobuf.Message, SwiftProtobuf.
   static func ==(lhs: Caffe_ClipParameter, rhs: Caffe_ClipParameter) -> Bool {
     if lhs._min != rhs._min {return false}
     if lhs._max != rhs._max {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caffe_ELUParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ELUParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alpha\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFloatField(value: &self._alpha) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._alpha {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_ELUParameter, rhs: Caffe_ELUParameter) -> Bool {
+    if lhs._alpha != rhs._alpha {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -112,7 +112,7 @@ extension ONNXImporter {
         guard let producer = layers.last(where: { $0.tops.contains(blob) }) else { return false }
         switch producer.op {
         case .relu(let slope): return slope <= 0
-        case .sigmoid, .softmax: return true
+        case .sigmoid, .softmax, .softplus: return true
         case .pooling:
             return producer.bottoms.count == 1 && producer.bottoms[0] != blob && isNonNegative(producer.bottoms[0])
         default: return false

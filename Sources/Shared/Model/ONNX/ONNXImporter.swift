@@ -35,7 +35,8 @@ struct ONNXImporter {
 
     static let supported = [
         "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
-        "BatchNormalization", "Relu", "LeakyRelu", "Abs", "PRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
+        "BatchNormalization", "Relu", "LeakyRelu", "Abs", "PRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Elu",
+        "Softplus",
         "Clip", "LRN", "Add", "Sub",
         "Mul",
         "Div", "Sum", "Max", "Concat", "Pad", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Gemm", "MatMul",
@@ -298,6 +299,8 @@ struct ONNXImporter {
         case "HardSigmoid", "HardSwish": try addHardSigmoid(&n, swish: node.opType == "HardSwish")
         case "Sigmoid": try addLayer(n, .sigmoid, [try activation(n, 0)])
         case "Tanh": try addLayer(n, .tanh, [try activation(n, 0)])
+        case "Elu": try addLayer(n, .elu(alpha: n.float("alpha") ?? 1), [try activation(n, 0)])
+        case "Softplus": try addLayer(n, .softplus, [try activation(n, 0)])
         case "Clip": try addClip(&n)
         case "LRN":
             guard let size = n.int("size"), size > 0, size <= 1 << 16 else {

@@ -202,6 +202,8 @@ package enum ONNXWriter {
                     ? node("Relu", name, [x]) : node("LeakyRelu", name, [x], attributes: [Self.float("alpha", slope)])
             case .sigmoid: return node("Sigmoid", name, [x])
             case .tanh: return node("Tanh", name, [x])
+            case .elu(let alpha): return node("Elu", name, [x], attributes: [Self.float("alpha", alpha)])
+            case .softplus: return node("Softplus", name, [x])
             case .lrn(let l):
                 guard l.region == .acrossChannels else {
                     throw ModelError(.unsupported, layer: name, "ONNX has no WITHIN_CHANNEL LRN")
