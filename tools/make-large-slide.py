@@ -6,8 +6,8 @@ Usage: make-large-slide.py OUT.tif [SIDE] [ISLANDS]   (default 60000 px, 4 islan
 Tiles are generated one at a time from a formula (islands with seeded texture), so
 memory stays small whatever the size. Needs numpy, tifffile and imagecodecs.
 """
+import argparse
 import math
-import sys
 
 import numpy as np
 import tifffile
@@ -52,9 +52,18 @@ def tiles(side, scale, spots):
 
 
 def main():
-    path = sys.argv[1]
-    side = int(sys.argv[2]) if len(sys.argv) > 2 else 60000
-    count = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", metavar="OUT.tif", help="output BigTIFF path")
+    ap.add_argument("side", metavar="SIDE", type=int, nargs="?", default=60000,
+                    help="width and height of level 0 in pixels (default 60000)")
+    ap.add_argument("count", metavar="ISLANDS", type=int, nargs="?", default=4,
+                    help="number of tissue islands (default 4)")
+    args = ap.parse_args()
+    if args.side <= 0:
+        ap.error("SIDE must be a positive number of pixels")
+    if args.count < 0:
+        ap.error("ISLANDS must not be negative")
+    path, side, count = args.out, args.side, args.count
     spots = islands(side, count)
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         scale = 1

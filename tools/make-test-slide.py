@@ -8,9 +8,9 @@ Writes, from the RGB pixels of INPUT.png:
   OUTDIR/slide-decoded.png  level 0 of slide.svs as tifffile + imagecodecs decode it (an independent decoder)
 Generated on the fly, nothing downloaded. Needs numpy, tifffile, imagecodecs and libtiff's tiffcp.
 """
+import argparse
 import os
 import subprocess
-import sys
 
 import numpy as np
 import tifffile
@@ -31,7 +31,13 @@ def write_png(path, a):
 
 
 def main():
-    src, out = sys.argv[1], sys.argv[2]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", metavar="INPUT.png", help="PNG whose RGB pixels the slides hold")
+    ap.add_argument("out", metavar="OUTDIR", help="folder to write tiled.tif, slide.svs and slide-decoded.png in")
+    args = ap.parse_args()
+    src, out = args.src, args.out
+    if not os.path.isfile(src):
+        ap.error(f"no such file: {src}")
     os.makedirs(out, exist_ok=True)
     image = read_png_rgb(src)
     h, w = image.shape[:2]
