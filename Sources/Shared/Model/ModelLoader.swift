@@ -233,6 +233,9 @@ package enum ModelLoader {
     }
 
     /// Net surgery and geometry at patch size: what every format's import ends with.
+    /// A note that starts so is logged as a warning (without it): the map may not be what the user expects.
+    package static let warningPrefix = "warning: "
+
     static func finish(
         _ imported: Net, patch: Size2, patchSource: String, given: Size2? = nil, file: String, declaredInput: Size2?,
         hasWeights: Bool, meanFileHint: String?, notes: [String], patchValueLimit: Int = maxPatchValues,
@@ -251,7 +254,13 @@ package enum ModelLoader {
             throw e.inFile(file)
         }
         try requirePatchFits(fcn, patch: patch, file: file, limit: patchValueLimit)
-        for n in notes { logger?.info("\(n)") }
+        for n in notes {
+            if n.hasPrefix(Self.warningPrefix) {
+                logger?.warning("\(n.dropFirst(Self.warningPrefix.count))")
+            } else {
+                logger?.info("\(n)")
+            }
+        }
         if patchSource.hasPrefix("the receptive field"), geometry.receptiveField == patch {
             // Nothing records the size the classifier was trained on; a larger one places its
             // window elsewhere in the patch, and the map would be shifted.

@@ -127,7 +127,7 @@ struct PreprocessingOptions: ParsableArguments {
                 mean: model.declaredMean, rawScale: 1, scale: model.declaredScale ?? 1, channelOrder: channelOrder)
             if !p.mean.isEmpty { p.meanSource = "the model's data layer (transform_param mean_value)" }
             logger?.notice(
-                "preprocessing from the model's data layer (transform_param): mean \(Self.list(p.mean)), scale \(p.scale); give --mean, --scale (or --mean-file) to override"
+                "preprocessing from the model's data layer: mean \(Self.list(p.mean)), scale \(p.scale); give --mean, --scale (or --mean-file) to override"
             )
             return try p.validated(channels: model.net.inputChannels)
         }

@@ -19,12 +19,16 @@ extension CaffeImporter {
     {
         let name = lp.name
         func fail(_ m: String) -> ModelError { ModelError(file: weightFile(), layer: name, m) }
-        guard let c = channels else { throw fail("the number of its input channels is unknown") }
+        guard let c = channels else { throw fail(Self.unknownChannels) }
         let p = lp.batchNormParam
         if p.hasUseGlobalStats, !p.useGlobalStats {
+            // Caffe fuzz audit: the note said "as Caffe's TEST phase", but Caffe honours an explicit false in every
+            // phase (each batch normalised by its own statistics), and OpenCV refuses the net.
             notes.append(
-                "layer '\(name)': use_global_stats is false in the file; inference uses the saved statistics, as Caffe's TEST phase"
-            )
+                ModelLoader.warningPrefix
+                    + "layer '\(name)': use_global_stats is false in the file, so Caffe would normalise each batch "
+                    + "with its own statistics (training behaviour, which has no per-pixel meaning); Tessera uses the "
+                    + "saved mean and variance, as a net saved for inference (use_global_stats true) does")
         }
         let raw = try blobs(for: lp)
         let count = raw?.count ?? 3

@@ -7,7 +7,7 @@ extension CaffeImporter {
         guard lp.bottom.count == 1, lp.top.count == 1, let x = lp.bottom.first, let top = lp.top.first else {
             throw layerError(lp, "a \(lp.type) layer has one bottom and one top")
         }
-        guard let channels = inC else { throw layerError(lp, "the number of its input channels is unknown") }
+        guard let channels = inC else { throw layerError(lp, Self.unknownChannels) }
         let low: Float, high: Float
         if lp.type == "ReLU6" {
             (low, high) = (0, 6)

@@ -43,6 +43,22 @@ extension CaffeImporter {
             progress.declaredMean = lp.transformParam.meanValue
             if lp.transformParam.hasScale { progress.declaredScale = lp.transformParam.scale }
         }
+        // Old files keep scale and mean_file in data_param or image_data_param (Caffe's upgrade moves them into
+        // transform_param; a Caffe fuzz audit found the scale ignored, the map 0.74 off).
+        if progress.declaredScale == nil {
+            if lp.hasDataParam, lp.dataParam.hasScale {
+                progress.declaredScale = lp.dataParam.scale
+            } else if lp.hasImageDataParam, lp.imageDataParam.hasScale {
+                progress.declaredScale = lp.imageDataParam.scale
+            }
+        }
+        if progress.meanFileHint == nil {
+            if lp.hasDataParam, lp.dataParam.hasMeanFile {
+                progress.meanFileHint = lp.dataParam.meanFile
+            } else if lp.hasImageDataParam, lp.imageDataParam.hasMeanFile {
+                progress.meanFileHint = lp.imageDataParam.meanFile
+            }
+        }
         if type == "MemoryData", lp.hasMemoryDataParam, progress.inputDims == nil {
             let m = lp.memoryDataParam
             progress.inputDims = [Int(m.batchSize), Int(m.channels), Int(m.height), Int(m.width)]
@@ -63,14 +79,17 @@ extension CaffeImporter {
     }
 
     /// Until the input has a shape: its channels (declared, else guessed from the
-    /// weights of `lp`, the first layer that computes) and, once a patch size is
-    /// known (given, crop size, declared), its shape.
-    func settleInputShape(before lp: Caffe_LayerParameter, _ progress: inout Progress) throws {
+    /// mean values or the weights of the layers from `rest.first`, the next layer that computes) and, once a
+    /// patch size is known (given, crop size, declared), its shape.
+    func settleInputShape(before rest: ArraySlice<Caffe_LayerParameter>, _ progress: inout Progress) throws {
         guard progress.shapes.isEmpty, let input = progress.inputName else { return }
         let declared = try Self.spatial(progress.inputDims, file: definitionFile)
         if progress.patch == nil, let c = progress.cropSize { progress.patch = Size2(square: c) }
         if let dims = progress.inputDims, dims.count >= 2 { progress.channels[input] = dims[1] }
-        let inC = try progress.channels[input] ?? Self.guessChannels(lp, weights: blobs(for: lp))
+        if progress.channels[input] == nil, progress.declaredMean.count > 1 {
+            progress.channels[input] = progress.declaredMean.count  // one mean_value per channel
+        }
+        let inC = try progress.channels[input] ?? guessChannels(rest)
         if let inC { progress.channels[input] = inC }
         if let p = progress.patch ?? declared, let c = progress.channels[input] {
             progress.shapes[input] = Shape(c: c, h: p.h, w: p.w)
@@ -95,7 +114,32 @@ extension CaffeImporter {
         return Size2(dims[2], dims[3])
     }
 
-    /// Channels of the input from the first layer's weights (for a training net whose data layer does not say).
+    /// Channels of the input from the weights of the first layer that has some, past layers that keep the channels
+    /// (a training net whose data layer does not say; a Caffe fuzz audit found nets starting with a ReLU or a
+    /// BatchNorm refused).
+    func guessChannels(_ layers: ArraySlice<Caffe_LayerParameter>) throws -> Int? {
+        let keeping: Set<String> = [
+            "ReLU", "Sigmoid", "TanH", "ELU", "BNLL", "AbsVal", "Power", "Clip", "ReLU6", "Dropout", "Split", "LRN",
+            "Pooling",
+        ]
+        for lp in layers where Self.includedInTest(lp) && !Self.dataTypes.contains(lp.type) {
+            if Self.dropTypes.contains(lp.type) { continue }
+            switch lp.type {
+            case "Convolution":
+                return Self.guessChannels(lp, weights: try blobs(for: lp))
+            case "BatchNorm", "Scale", "PReLU":
+                guard let w = try blobs(for: lp)?.first,
+                    let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0), v.count > 1
+                else { return nil }
+                return v.count
+            default:
+                guard keeping.contains(lp.type) else { return nil }
+            }
+        }
+        return nil
+    }
+
+    /// Channels of the input from a Convolution's weights.
     static func guessChannels(_ lp: Caffe_LayerParameter, weights: [Caffe_BlobProto]?) -> Int? {
         guard lp.type == "Convolution", let w = weights?.first,
             let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0)

@@ -56,7 +56,9 @@ extension CaffeImporter {
         guard stride.h > 0, stride.w > 0, dilation.h > 0, dilation.w > 0 else {
             throw fail("stride and dilation must be at least 1")
         }
-        guard p.axis == 1 else { throw fail("convolution_param.axis is \(p.axis); only 1 is supported") }
+        guard p.axis == 1 || p.axis == -3 else {
+            throw fail("convolution_param.axis is \(p.axis); only the channel axis (1, or -3) is supported")
+        }
         let group = Int(p.group)
         let outputs = Int(p.numOutput)
         guard group >= 1, outputs % group == 0 else {
@@ -73,7 +75,7 @@ extension CaffeImporter {
         {
             perGroup = v.dims[1]
         } else {
-            throw fail("the number of its input channels is unknown")
+            throw fail(Self.unknownChannels)
         }
         guard perGroup >= 1 else {
             throw fail(
@@ -134,7 +136,9 @@ extension CaffeImporter {
         let file = definitionFile, name = lp.name
         func fail(_ m: String) -> ModelError { ModelError(file: file, layer: name, m) }
         guard p.numOutput > 0 else { throw fail("inner_product_param.num_output is missing or 0") }
-        guard p.axis == 1 else { throw fail("inner_product_param.axis is \(p.axis); only 1 is supported") }
+        guard p.axis == 1 || p.axis == -3 else {
+            throw fail("inner_product_param.axis is \(p.axis); only the channel axis (1, or -3) is supported")
+        }
         let outputs = Int(p.numOutput)
         let inputs: Int
         if let input {
@@ -165,12 +169,12 @@ extension CaffeImporter {
     func scale(_ lp: Caffe_LayerParameter, channels: Int?) throws -> Scale {
         let p = lp.scaleParam
         func fail(_ m: String) -> ModelError { ModelError(file: definitionFile, layer: lp.name, m) }
-        guard p.axis == 1, p.numAxes == 1 else {
+        guard p.axis == 1 || p.axis == -3, p.numAxes == 1 else {
             throw fail(
                 "scale_param axis \(p.axis), num_axes \(p.numAxes): only per-channel scaling (axis 1, num_axes 1) is supported"
             )
         }
-        guard let c = channels else { throw fail("the number of its input channels is unknown") }
+        guard let c = channels else { throw fail(Self.unknownChannels) }
         var expected = [(what: "scale", dims: [c])]
         if p.biasTerm { expected.append((what: "bias", dims: [c])) }
         var total = 0
@@ -186,7 +190,7 @@ extension CaffeImporter {
             throw layerError(
                 lp, "power_param.power is \(p.power): only power 1 (y = shift + scale·x) is supported")
         }
-        guard let c = channels else { throw layerError(lp, "the number of its input channels is unknown") }
+        guard let c = channels else { throw layerError(lp, Self.unknownChannels) }
         return Scale(
             scale: [Float](repeating: p.scale, count: c),
             bias: p.shift == 0 ? nil : [Float](repeating: p.shift, count: c))
@@ -240,6 +244,13 @@ extension CaffeImporter {
         case .prod: operation = .product
         case .max: operation = .max
         default: operation = .sum
+        }
+        // Caffe (and OpenCV) refuse coefficients for PROD and MAX; ignoring them computed another net.
+        guard operation == .sum || p.coeff.isEmpty else {
+            throw layerError(
+                lp,
+                "eltwise_param has coeff values for a \(operation == .max ? "MAX" : "PROD") operation: Caffe "
+                    + "takes coefficients only for SUM")
         }
         return Eltwise(operation: operation, coefficients: p.coeff)
     }

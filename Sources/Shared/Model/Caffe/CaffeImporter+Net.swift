@@ -27,6 +27,9 @@ extension CaffeImporter {
         /// Pooling layers that round up over a partial window (rounded down, their output
         /// would be smaller): the likely cause when an InnerProduct's weights are too few.
         var partialPools: [String] = []
+        /// Pooling layers whose last window, in Caffe, starts past the input (stride > kernel, no padding):
+        /// Caffe pools it from nothing, Tessera leaves it out (as PyTorch does), so later weights may not fit.
+        var emptyWindowPools: [String] = []
     }
 
     mutating func importNet(_ param: Caffe_NetParameter) throws -> Imported {
@@ -37,14 +40,14 @@ extension CaffeImporter {
         }
         var progress = Progress(patch: patchOverride)
         try readNetInput(def, into: &progress)
-        for lp in def.layer {
+        for (i, lp) in def.layer.enumerated() {
             // Data layers give the input name and the crop size, whatever their phase.
             if Self.dataTypes.contains(lp.type) || lp.type == "Input" {
                 try readInputLayer(lp, into: &progress)
                 continue
             }
             guard runsAtInference(lp, labelBlobs: progress.labelBlobs) else { continue }
-            try settleInputShape(before: lp, &progress)
+            try settleInputShape(before: def.layer[i...], &progress)
             try addLayer(lp, of: def, to: &progress)
         }
         return try imported(def, progress)
@@ -92,13 +95,22 @@ extension CaffeImporter {
                 lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
                 placeholderTotal: &progress.placeholderTotal)
         } catch var e as ModelError
-            where lp.type == "InnerProduct" && !progress.partialPools.isEmpty && e.message.contains("shape mismatch")
+            where lp.type == "InnerProduct" && e.message.contains("shape mismatch")
+            && !(progress.partialPools.isEmpty && progress.emptyWindowPools.isEmpty)
         {
-            let pools = progress.partialPools.map { "'\($0)'" }.joined(separator: ", ")
-            e.message +=
-                "; pooling \(pools) rounds its output size up (Caffe's default) over a partial window: weights "
-                + "trained with pooling that rounds down (BVLC Caffe's round_mode: FLOOR, PyTorch's ceil_mode=False) "
-                + "need round_mode: FLOOR in its pooling_param"
+            if !progress.emptyWindowPools.isEmpty {
+                let pools = progress.emptyWindowPools.map { "'\($0)'" }.joined(separator: ", ")
+                e.message +=
+                    "; pooling \(pools) has, in Caffe, a last window that starts past its input (a stride larger "
+                    + "than the kernel, no padding), which Caffe pools from no pixels: Tessera leaves that window "
+                    + "out (as PyTorch does), so the weights trained with it do not fit"
+            } else {
+                let pools = progress.partialPools.map { "'\($0)'" }.joined(separator: ", ")
+                e.message +=
+                    "; pooling \(pools) rounds its output size up (Caffe's default) over a partial window: weights "
+                    + "trained with pooling that rounds down (BVLC Caffe's round_mode: FLOOR, PyTorch's "
+                    + "ceil_mode=False) need round_mode: FLOOR in its pooling_param"
+            }
             throw e
         }
         guard !bottoms.isEmpty else { throw layerError(lp, "the layer has no bottom (input)") }
@@ -176,8 +188,8 @@ extension CaffeImporter {
             return .softmax
         case "Concat":
             let axis = lp.concatParam.hasAxis ? Int(lp.concatParam.axis) : Int(lp.concatParam.concatDim)
-            guard axis == 1 else {
-                throw layerError(lp, "concat_param axis is \(axis); only the channel axis (1) is supported")
+            guard axis == 1 || axis == -3 else {
+                throw layerError(lp, "concat_param axis is \(axis); only the channel axis (1, or -3) is supported")
             }
             return .concat
         case "Eltwise":
@@ -273,10 +285,23 @@ extension CaffeImporter {
                 let floor = try? Layer(name: layer.name, op: .pooling(p), bottoms: layer.bottoms, tops: layer.tops)
                     .outputShape(inputs: ins)
                 if let floor, floor != out { progress.partialPools.append(layer.name) }
+                if p.pad == .zero, let input = ins.first {
+                    // Caffe drops a window starting past the input only when it pads.
+                    func caffe(_ n: Int, _ k: Int, _ s: Int) -> Int { (n - k + s - 1).floorDiv(s) + 1 }
+                    if caffe(input.h, p.kernel.h, p.stride.h) != out.h
+                        || caffe(input.w, p.kernel.w, p.stride.w) != out.w
+                    {
+                        progress.emptyWindowPools.append(layer.name)
+                    }
+                }
             }
             for t in layer.tops { progress.shapes[t] = out }
         } else {
             for b in layer.bottoms where progress.channels[b] == nil && b != progress.inputName {
+                if progress.layers.contains(where: { $0.tops.contains(b) }) {
+                    // Made from the input by layers that keep its channels, which nothing told.
+                    throw ModelError(file: definitionFile, layer: layer.name, Self.unknownChannels)
+                }
                 throw ModelError(
                     file: definitionFile, layer: layer.name,
                     "its input blob '\(b)' is not produced by any earlier layer")
@@ -314,4 +339,11 @@ extension CaffeImporter {
     func layerError(_ lp: Caffe_LayerParameter, _ message: String) -> ModelError {
         ModelError(file: definitionFile, layer: lp.name, message)
     }
+
+    /// What a layer whose input channels nothing told says (a training net's data layer gives none: they come
+    /// from the mean values or the first weights, when there are some).
+    static let unknownChannels =
+        "the number of its input channels is unknown (the net's input declares none, and neither its mean_value "
+        + "list nor the weights before this layer tell): give the weights, or a deploy prototxt with input_shape "
+        + "{ dim: 1 dim: C dim: P dim: P }"
 }

@@ -8,7 +8,7 @@ extension CaffeImporter {
         guard lp.bottom.count == 1, lp.top.count == 1, let x = lp.bottom.first, let top = lp.top.first else {
             throw layerError(lp, "a PReLU layer has one bottom and one top")
         }
-        guard let channels = inC else { throw layerError(lp, "the number of its input channels is unknown") }
+        guard let channels = inC else { throw layerError(lp, Self.unknownChannels) }
         let slopes: [Float]
         if let raw = try blobs(for: lp) {
             guard raw.count == 1 else {

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+
+@testable import TesseraCore
+@testable import TesseraModel
+@testable import TestSupport
+
+/// Findings of the Caffe importer's differential fuzz against OpenCV (numbers: the audit's NumPy reference; here
+/// what the importer reads and refuses).
+@Suite("Caffe import: fuzz audit findings")
+struct CaffeImportAuditTests {
+    static func training(_ data: String, _ body: String) -> String {
+        """
+        name: "t"
+        layer { name: "data" type: "Data" top: "data" top: "label" \(data) }
+        \(body)
+        layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 2 } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+        """
+    }
+
+    static let reluFirst = """
+        layer { name: "relu0" type: "ReLU" bottom: "data" top: "relu0" }
+        layer { name: "conv1" type: "Convolution" bottom: "relu0" top: "conv1"
+                convolution_param { num_output: 4 kernel_size: 3 } }
+        """
+
+    @Test("a training net starting with a ReLU: its channels from mean_value, or a clear refusal")
+    func reluFirstTrainingNet() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let withMeans = Self.training(
+            "transform_param { crop_size: 8 mean_value: 120 mean_value: 110 mean_value: 100 scale: 0.01 }",
+            Self.reluFirst)
+        let m = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "a.prototxt", withMeans), requireWeights: false))
+        #expect(m.classifier.inputChannels == 3 && m.geometry.receptiveField == Size2(square: 8))
+        // One mean for every channel says nothing of their number, and no weights are given.
+        let oneMean = Self.training("transform_param { crop_size: 8 mean_value: 120 }", Self.reluFirst)
+        let message = loadError(ModelSource(model: try writeFile(dir, "b.prototxt", oneMean), requireWeights: false))
+        #expect(message.contains("input channels is unknown") && message.contains("input_shape"), "\(message)")
+    }
+
+    @Test("a training net starting with a BatchNorm: its channels from the BatchNorm's weights")
+    func batchNormFirstTrainingNet() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let body = """
+            layer { name: "bn0" type: "BatchNorm" bottom: "data" top: "bn0" }
+            layer { name: "conv1" type: "Convolution" bottom: "bn0" top: "conv1"
+                    convolution_param { num_output: 4 kernel_size: 3 } }
+            """
+        let deploy = """
+            name: "t"
+            input: "data"
+            input_shape { dim: 1 dim: 5 dim: 8 dim: 8 }
+            \(body)
+            layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 2 } }
+            layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+            """
+        var net = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "d.prototxt", deploy), requireWeights: false)
+        ).classifier.randomised(seed: 8)
+        // Variances must be positive for the BatchNorm to be one.
+        if case .batchNorm(var bn) = net.layers[0].op {
+            bn.variance = bn.variance.map { abs($0) + 0.5 }
+            net.layers[0].op = .batchNorm(bn)
+        }
+        let (_, data) = try CaffeWriter.write(net, input: Size2(square: 8))
+        let weights = try writeFile(dir, "w.caffemodel", data)
+        let train = Self.training("transform_param { crop_size: 8 }", body)
+        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "t.prototxt", train), weights: weights))
+        #expect(m.classifier.inputChannels == 5)
+    }
+
+    @Test("V1 data_param scale and mean_file are read, as Caffe's upgrade moves them into transform_param")
+    func legacyDataParam() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let v1 = """
+            layers { name: "data" type: DATA top: "data" top: "label" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 }
+                     data_param { source: "x" batch_size: 4 scale: 0.00390625 crop_size: 6 mean_file: "m.binaryproto" } }
+            layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1"
+                     convolution_param { num_output: 2 kernel_size: 6 } }
+            layers { name: "prob" type: SOFTMAX bottom: "conv1" top: "prob" }
+            """
+        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "v1.prototxt", v1), requireWeights: false))
+        #expect(m.declaredScale == 0.00390625)
+        #expect(m.meanFileHint == "m.binaryproto")
+        #expect(m.geometry.receptiveField == Size2(square: 6))
+    }
+
+    @Test("Eltwise PROD and MAX with coeff are refused; axis -3 is the channel axis")
+    func eltwiseCoefficientsAndNegativeAxis() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func net(_ extra: String, axis: String = "") -> String {
+            """
+            name: "t"
+            layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 6 dim: 6 } } }
+            layer { name: "a" type: "Convolution" bottom: "data" top: "a"
+                    convolution_param { num_output: 2 kernel_size: 3 \(axis) } }
+            layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 2 kernel_size: 3 } }
+            layer { name: "m" type: "Eltwise" bottom: "a" bottom: "b" top: "m" eltwise_param { \(extra) } }
+            layer { name: "cat" type: "Concat" bottom: "m" bottom: "a" top: "cat" concat_param { axis: -3 } }
+            layer { name: "ip" type: "InnerProduct" bottom: "cat" top: "ip" inner_product_param { num_output: 2 axis: -3 } }
+            layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+            """
+        }
+        for op in ["PROD", "MAX"] {
+            let text = net("operation: \(op) coeff: 1 coeff: -1")
+            let message = loadError(
+                ModelSource(model: try writeFile(dir, "\(op).prototxt", text), requireWeights: false))
+            #expect(message.contains("layer 'm'") && message.contains("only for SUM"), "\(message)")
+        }
+        let sum = net("operation: SUM coeff: 1 coeff: -1", axis: "axis: -3")
+        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "sum.prototxt", sum), requireWeights: false))
+        #expect(m.geometry.classes == 2)
+    }
+}
