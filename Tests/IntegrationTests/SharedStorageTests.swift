@@ -124,6 +124,48 @@ struct SharedStorageTests {
         #expect(done >= 8 && ahead >= done * 3 / 4, "\(ahead) of \(done) tiles read ahead")
     }
 
+    /// Ops audit: a worker that wrote nothing (a fake, or one whose "shared" folder is another disk) had its
+    /// receipts accepted, and the job ended "done" with a NaN map. The finest chunk must now be in the store
+    /// with the receipt's size; otherwise the tile goes to another worker.
+    @Test("A receipt whose chunk is not in the store is refused; another worker computes the tile")
+    func receiptWithoutChunk() throws {
+        let group = try ProcessGroup("shared-unwritten-receipt")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (workers, clients) = try group.startCoordinator(extra: ["--shared-root", root])
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let context = try ZMQContext()
+        let fake = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("liar"))
+        let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
+        let task = try #require(try DistributedTests.next(fake, { if case .tileTask = $0 { true } else { false } }))
+        guard case .tileTask(let spec) = task else { return }
+        // The right chunk names, written nowhere.
+        let layout = try MapStore.open(at: spec.storePath).layout
+        let tile = try #require(layout.tile(for: TaskCodec.pixelRect(spec.tile)))
+        let chunks = (0..<layout.levels).map {
+            Wire.TileReceipt.Chunk(key: layout.chunkKey(tile, level: $0), size: 4096, crc32: 7)
+        }
+        try fake.send(
+            .receipt(Wire.TileReceipt(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, chunks: chunks)))
+        let deadline = Date().addingTimeInterval(20)
+        while !group.log("coordinator").contains("rejected a receipt whose chunk is not in the map store"),
+            Date() < deadline
+        {
+            usleep(50_000)
+        }
+        try fake.send(.goodbye([spec.ref]))
+        _ = try worker(group, workers, "honest", root: root, delayMs: 0)
+        #expect(group.wait(job, timeout: 120) == 0, "\(group.log("c"))\n\(group.log("coordinator"))")
+        let log = group.log("coordinator")
+        #expect(log.contains("rejected a receipt whose chunk is not in the map store"), "\(log)")
+        #expect(
+            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
+            "the map differs from the in-process one")
+    }
+
     /// A cancelled job's tasks still on a worker end in failed tile writes (its map is
     /// removed): those reports are expected, not refusals of a misbehaving worker, and
     /// no partial map reappears.

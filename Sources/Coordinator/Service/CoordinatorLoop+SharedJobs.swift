@@ -35,6 +35,20 @@ extension CoordinatorLoop {
             attemptFailed(job, index, worker, "\(worker.name): receipt for the wrong chunks")
             return
         }
+        // The finest level's chunk (the map itself) must be there as the worker says: a stat, no read.
+        if let first = r.chunks.first,
+            let why = shared.store.writtenProblem(
+                TileReceipt.Chunk(key: first.key, size: Int(clamping: first.size), crc32: first.crc32))
+        {
+            rejects.warning(
+                "unwritten-receipt", "rejected a receipt whose chunk is not in the map store",
+                metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)", "why": "\(why)"])
+            attemptFailed(
+                job, index, worker,
+                "\(worker.name): its receipt names a chunk the coordinator does not find as written: \(why) (does the "
+                    + "worker see the same shared storage at the same path?)")
+            return
+        }
         markDone(job, index, mine, by: worker)
         if persistent {
             job.journalUnsynced.append(

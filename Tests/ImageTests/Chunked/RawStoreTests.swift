@@ -31,9 +31,22 @@ struct RawStoreTests {
                 #expect(receipt == encoded.receipt, "tile \(tile)")
                 #expect(try FileIO.read(store.chunkPath(tile, level: 0)) == encoded.chunks[0], "tile \(tile)")
                 try store.verify(receipt)
+                #expect(store.writtenProblem(receipt.chunks[0]) == nil)
                 #expect(sameValues(try store.readTile(tile), values))
             }
         }
+        // Ops audit: a journal line whose tile index was damaged (42 → 52) named another tile's chunks, all
+        // present and matching: that tile counted as done and was never computed. The keys must be the tile's.
+        let first = try [Float](repeating: 0.5, count: 2 * 32 * 32).withUnsafeBufferPointer {
+            try store.write(tile: TileIndex(row: 0, column: 0), values: $0)
+        }
+        let moved = TileReceipt(tile: TileIndex(row: 1, column: 1), chunks: first.chunks)
+        #expect(throws: MapStoreError.self) { try store.verify(moved) }
+        // A receipt's chunk must be there with its size (one stat).
+        let wrongSize = TileReceipt.Chunk(key: first.chunks[0].key, size: first.chunks[0].size + 4, crc32: 0)
+        #expect(store.writtenProblem(wrongSize)?.contains("the receipt says") == true)
+        let missing = TileReceipt.Chunk(key: layout.chunkKey(TileIndex(row: 9, column: 9), level: 0), size: 4, crc32: 0)
+        #expect(store.writtenProblem(missing)?.contains("does not exist") == true)
     }
 
     @Test func npyCopiedFromChunksEqualsTheMapInMemory() throws {

@@ -51,7 +51,16 @@ extension MapStore {
     /// `.corrupt` if longer) and CRC-32 (`.checksumMismatch`). In a finished store
     /// the upper levels' pieces are joined into chunks and gone, so only the tile
     /// levels' are checked.
+    /// The receipt must name the tile's own chunks, level by level: a journal line whose tile index was damaged
+    /// (one bit: 42 → 52) named another tile's chunks, and counted that tile as done (ops audit: a NaN hole).
     package func verify(_ receipt: TileReceipt) throws {
+        let own = (0..<receipt.chunks.count).map { layout.chunkKey(receipt.tile, level: $0) }
+        guard receipt.chunks.count <= layout.levels, receipt.chunks.map(\.key) == own else {
+            throw MapStoreError(
+                .corrupt, path: path,
+                detail: "the receipt of tile \(receipt.tile) names the chunks "
+                    + "\(receipt.chunks.map(\.key).joined(separator: ", ")), not the tile's (a damaged journal line)")
+        }
         let joined =
             layout.tileLevels < layout.levels && isFinished
             ? Set((layout.tileLevels..<layout.levels).map { layout.chunkKey(receipt.tile, level: $0) }) : []
@@ -72,6 +81,22 @@ extension MapStore {
                     detail: "CRC-32 \(hex(crc)), the receipt says \(hex(record.crc32))")
             }
         }
+    }
+
+    /// Why the chunk a worker's receipt names is not in this store as the receipt says (missing, or of another
+    /// size), or nil. Only the file's size is looked at (one `stat`): the coordinator does not read the map's
+    /// data. (Ops audit: a worker that wrote nothing, or to another storage mounted at the same path, had its
+    /// receipts accepted and the job ended "done" with a NaN map.)
+    package func writtenProblem(_ record: TileReceipt.Chunk) -> String? {
+        let file = "\(path)/\(record.key)"
+        var info = stat()
+        guard stat(file, &info) == 0 else {
+            return "\(file) does not exist here (\(String(cString: strerror(errno))))"
+        }
+        guard Int(info.st_size) == record.size else {
+            return "\(file) has \(info.st_size) bytes, the receipt says \(record.size)"
+        }
+        return nil
     }
 
     /// Checks `tile` without a receipt: every level's piece must exist and
