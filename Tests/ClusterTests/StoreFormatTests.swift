@@ -38,6 +38,12 @@ struct StoreFormatTests {
         #expect(
             entries[3].chunks?.first?.crc32 == 0xDEAD_B, "a cut CRC still parses: verify() refuses it, not the reader")
         #expect(ReceiptJournal.entries(in: dir + "/missing").isEmpty)
+        // A byte that is not UTF-8 spoils its own line only (ops audit: the whole journal read as empty).
+        var bytes = Array((ReceiptJournal.line(1, a) + "\n" + ReceiptJournal.line(2, b) + "\n").utf8)
+        bytes[bytes.count - 5] = 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + ReceiptJournal.fileName))
+        let spoiled = ReceiptJournal.entries(in: dir)
+        #expect(spoiled.count == 2 && spoiled[0].chunks == a, "\(spoiled)")
     }
 
     @Test("A job record keeps the preprocessing floats exactly; damaged records name the key at fault")

@@ -223,6 +223,16 @@ struct FaultToleranceTests {
         #expect(
             group.log("coordinator-5").contains("a finished job's map does not match its receipts"),
             "\(group.log("coordinator-5"))")
+        // Its journal gone too (ops audit: that turned the check off and the damaged chunk went out): not served.
+        kill(coord.processIdentifier, SIGTERM)
+        #expect(group.wait(coord, timeout: 15) == 0)
+        try FileManager.default.removeItem(atPath: jobDir + "/receipts.log")
+        coord = try coordinator("coordinator-6")
+        let unchecked = try group.start(
+            "tessera-coordinator",
+            ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch3"], log: "fetch-3")
+        #expect(group.wait(unchecked, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-3"))")
+        #expect(group.log("fetch-3").contains("receipts.log is missing"), "\(group.log("fetch-3"))")
         print(
             "R3: \(total) tasks; restored \(restored1) after kill -9 (1 damaged tile recomputed), "
                 + "\(restored2) after SIGTERM; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")

@@ -103,6 +103,14 @@ extension CoordinatorLoop {
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
+                // The metadata as a resume checks it: damage while the job ran (a level's .zarray deleted or
+                // changed) ended "done" with an unreadable map (ops audit).
+                let reread = try MapStore.open(at: shared.store.path)
+                guard reread.layout == shared.store.layout else {
+                    throw ClusterError(
+                        "\(shared.store.path): the map store's metadata changed while the job ran (another layout "
+                            + "than the job's): the map is not finished")
+                }
                 let key = PartialOutputs.submittingKey(shared.store.path)
                 if let joined = try shared.store.finish(damaged: damaged, submittedBy: key) {
                     logger.info("map store: \(joined)", metadata: ["job": "\(id)"])

@@ -20,7 +20,9 @@ final class ServedChunkCheck: Sendable {
     private let jobs = Locked<[UInt64: Job]>([:])
 
     /// Throws, naming the chunk, when a chunk holding bytes `offset ..< offset + count` of `view` does
-    /// not match its receipt. A job that journalled no receipts (an earlier release) is not checked.
+    /// not match its receipt. A job that journalled no receipts (an earlier release) is not checked; one whose
+    /// record says it did (0.3.0 on, `JobRecord.placement`) and has none readable is not served (ops audit:
+    /// deleting receipts.log, or one bad byte in it, turned the check off and a damaged chunk went out).
     func check(job id: UInt64, directory: String, view: NPYStoreView, offset: Int, count: Int) throws {
         let layout = view.store.layout
         var receipts = jobs.withLock { $0[id]?.receipts }
@@ -28,6 +30,13 @@ final class ServedChunkCheck: Sendable {
             var all: [String: TileReceipt.Chunk] = [:]
             for entry in ReceiptJournal.entries(in: directory) {
                 for chunk in entry.chunks ?? [] { all[chunk.key] = chunk }
+            }
+            if all.isEmpty, let data = FileManager.default.contents(atPath: directory + "/" + JobRecord.fileName),
+                let record = try? JobRecord(text: String(decoding: data, as: UTF8.self)), record.placement != nil
+            {
+                throw ClusterError(
+                    "job \(id)'s \(ReceiptJournal.fileName) is missing or holds no readable receipt: its map cannot "
+                        + "be checked, and is not served (the store is damaged)")
             }
             receipts = all
             jobs.withLock { if $0[id] == nil { $0[id] = Job(receipts: all) } }

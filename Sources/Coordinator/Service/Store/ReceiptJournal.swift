@@ -22,7 +22,10 @@ enum ReceiptJournal {
     /// order; a torn or malformed line gives `nil` chunks for its index, or is skipped
     /// when even the index is unreadable.
     static func entries(in directory: String) -> [(index: Int, chunks: [TileReceipt.Chunk]?)] {
-        let text = (try? String(contentsOfFile: directory + "/" + fileName, encoding: .utf8)) ?? ""
+        // Decoded line by line in effect: a byte that is not UTF-8 spoils its line only (ops audit: one 0xff byte
+        // made the whole journal read as empty).
+        let data = FileManager.default.contents(atPath: directory + "/" + fileName) ?? Data()
+        let text = String(decoding: data, as: UTF8.self)
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard let index = Int(fields.first ?? ""), index >= 0 else { return nil }
