@@ -136,5 +136,8 @@ struct RawUploadTests {
         #expect(try client.status(quiet).state == .unknown, "the abandoned upload was not dropped")
         #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(quiet)"))
         #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(cancelled)"))
+        // Their ids are recorded as removed: a restart on this store gives neither to another job (ops audit).
+        let mark = try String(contentsOfFile: root + "/removed-up-to", encoding: .utf8)
+        #expect(UInt64(mark.trimmingCharacters(in: .whitespacesAndNewlines)) == max(quiet, cancelled), "\(mark)")
     }
 }

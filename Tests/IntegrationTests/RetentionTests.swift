@@ -54,7 +54,8 @@ struct RetentionTests {
             waitUntil(15) { !FileManager.default.fileExists(atPath: jobs + "/1") },
             "job 1 was not removed: \(group.log("coordinator"))")
         let status = try client.status(1)
-        #expect(status.state == .unknown && status.message.contains("removed from the store by retention"), "\(status)")
+        #expect(
+            status.state == .unknown && status.message.contains("removed from the store: by retention"), "\(status)")
         #expect(try client.status(99).message == "no such job")
         let log = group.log("coordinator")
         #expect(log.contains("job removed") && log.contains("keep-finished"), "\(log)")

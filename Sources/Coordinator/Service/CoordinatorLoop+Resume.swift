@@ -88,7 +88,7 @@ extension CoordinatorLoop {
                 archived[id] = ArchivedJob(
                     id: id, state: .failed, message: "cannot resume from the store: \(error)",
                     tasks: 0, outputFiles: [], owner: owner, stem: record?.stem ?? "",
-                    submitted: store.times(id).submitted)
+                    submitted: store.times(id).submitted, ended: store.lastWritten(id))
             }
         }
     }

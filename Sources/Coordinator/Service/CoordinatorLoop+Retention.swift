@@ -49,8 +49,10 @@ extension CoordinatorLoop {
             guard let finished = job.finished else { continue }
             ended.append((job.id, now.addingTimeInterval(finished - mono)))
         }
-        for id in archived.keys where jobs[id] == nil {
-            ended.append((id, usage[id]?.ended ?? now))
+        for (id, old) in archived where jobs[id] == nil {
+            // A recorded end; else when it ended in this run or its folder was last written (a cancelled upload,
+            // a job failed at resume: they aged from "now" at every check and were never removed).
+            ended.append((id, usage[id]?.ended ?? (old.ended > 0 ? Date(timeIntervalSince1970: old.ended) : now)))
         }
         ended.sort { ($0.at, $0.id) < ($1.at, $1.id) }
         var removed = Set<UInt64>()

@@ -39,7 +39,8 @@ extension CoordinatorLoop {
             status = Wire.JobStatus(
                 jobID: id, state: .unknown, workers: UInt32(workers.count),
                 message: id > 0 && id <= store.highestRemovedID()
-                    ? "it ended and was removed from the store by retention (serve --keep-finished, --max-store)"
+                    ? "it ended and was removed from the store: by retention (serve --keep-finished, --max-store), "
+                        + "or it was cancelled or abandoned while its image uploaded"
                     : "no such job")
         }
         if detailed {

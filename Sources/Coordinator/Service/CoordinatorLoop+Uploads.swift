@@ -209,6 +209,15 @@ extension CoordinatorLoop {
         close(u.fd)
         uploads[u.id] = nil
         tokens = tokens.filter { $0.value != u.id }
+        if persistent {
+            do {
+                try store.markRemoved(u.id)
+            } catch {
+                logger.error(
+                    "cannot record a dropped upload's id as removed (a restart may give it to another job)",
+                    metadata: ["job": "\(u.id)", "error": "\(error)"])
+            }
+        }
         try? FileManager.default.removeItem(atPath: store.directory(u.id))
         logger.warning("upload dropped", metadata: ["job": "\(u.id)", "reason": "\(reason)"])
     }

@@ -22,10 +22,31 @@ extension JobStore {
 
     /// Removes a job's folder, after recording its id as removed.
     func removeJob(_ id: UInt64) throws {
+        try markRemoved(id)
+        // (A cancelled upload has no folder left.)
+        guard FileManager.default.fileExists(atPath: directory(id)) else { return }
+        try FileManager.default.removeItem(atPath: directory(id))
+    }
+
+    /// Records `id` as removed, so that no later job gets it (a cancelled or abandoned upload's folder goes at
+    /// once: its id was handed to the next submission after a restart, another key's, ops audit).
+    func markRemoved(_ id: UInt64) throws {
         if id > highestRemovedID() {
             try DurableFile.write(Array("\(id)\n".utf8), to: removedMarkPath)
         }
-        try FileManager.default.removeItem(atPath: directory(id))
+    }
+
+    /// Unix seconds the job's folder was last written (its newest entry), 0 if unknown: the age of a job that
+    /// ended without recording it (failed at resume: retention dated it "now" at every check, ops audit).
+    func lastWritten(_ id: UInt64) -> Double {
+        let dir = directory(id)
+        var newest = 0.0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            var info = stat()
+            guard lstat(dir + "/" + name, &info) == 0 else { continue }
+            newest = max(newest, Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        }
+        return newest
     }
 
     /// Every job folder's usage (files counted by their allocated size, links not followed).
