@@ -407,11 +407,15 @@ struct CurveClusterTests {
     /// connected kept receiving tasks (and, in upload jobs, the images), a connected client finished its
     /// download. Now the key's next message is refused: the worker's tasks go to another worker and the
     /// job's map is whole, the client's requests get "revoked".
-    @Test("Revoking a key (deleting its .pub) also stops its open connections: worker retired, client refused")
+    /// Ops audit: a key replaced under the same name (a rotation after a leak) left the old key's open
+    /// connection working; connections are now judged by their key. Here w2's key is rotated, alice's deleted.
+    @Test(
+        "Revoking a key (deleting or replacing its .pub) also stops its open connections: worker retired, client refused"
+    )
     func revocationReachesOpenConnections() throws {
         let group = try ProcessGroup("curve-revoke")
         defer { group.stop() }
-        for name in ["coordinator", "w1", "w2", "alice"] {
+        for name in ["coordinator", "w1", "w2", "alice", "w2-rotated"] {
             let (code, text) = try Self.keygen(group, name)
             try #require(code == 0, "\(text)")
         }
@@ -455,10 +459,12 @@ struct CurveClusterTests {
                     group.directory + "/out", image,
                 ],
             log: "submit")
-        // Once both workers compute, w2's key goes.
+        // Once both workers compute, w2's key is replaced by a new one under the same name.
         let busy = Date().addingTimeInterval(30)
         while (try? client.status(1).tasksDone) ?? 0 < 2 && Date() < busy { usleep(50_000) }
-        try FileManager.default.removeItem(atPath: workerKeys + "/w2.pub")
+        let rotated = try String(contentsOfFile: keys + "/w2-rotated.pub", encoding: .utf8)
+        try rotated.write(toFile: workerKeys + "/w2.pub.tmp", atomically: false, encoding: .utf8)
+        #expect(rename(workerKeys + "/w2.pub.tmp", workerKeys + "/w2.pub") == 0)
         #expect(group.wait(submit, timeout: 120) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
         let log = group.log("coordinator")
         #expect(log.contains("refused a worker whose key was revoked") && log.contains("key=w2"), "\(log)")

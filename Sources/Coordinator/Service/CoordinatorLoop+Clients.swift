@@ -11,7 +11,7 @@ extension CoordinatorLoop {
     func handleClient(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
         guard let peer = envelope.peer else { return }
         let reply: WireMessage
-        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, false) {
+        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, envelope.curveKey, false) {
             // Revoked while connected (a download in progress, a waiting submit): nothing more for it.
             rejects.warning(
                 "revoked-key", "refused a request of a key revoked while it was connected",

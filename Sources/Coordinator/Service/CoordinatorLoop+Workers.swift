@@ -22,7 +22,7 @@ extension CoordinatorLoop {
                 ])
             return
         }
-        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, true) {
+        if let key = envelope.userID, let check = keyStillAuthorized, !check(key, envelope.curveKey, true) {
             // Revoked while connected: its tasks go to others, and it is told to go (it reconnects, and
             // the handshake refuses the key).
             rejects.warning(

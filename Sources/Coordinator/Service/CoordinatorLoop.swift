@@ -112,7 +112,7 @@ final class CoordinatorLoop {
     var vitals: ServiceVitals?
     /// With CURVE: whether a message's User-Id is still authorized (worker endpoint: true). A key whose
     /// `.pub` was deleted stays connected (ZAP judges handshakes only): its messages are refused here.
-    var keyStillAuthorized: ((String, Bool) -> Bool)?
+    var keyStillAuthorized: ((String, String?, Bool) -> Bool)?
     var retention = RetentionState()
     /// Upload jobs' `.npy` views being downloaded (`servedNPY`), a few at a time: opening
     /// one reads the store's metadata and checks every chunk, too much for every piece.

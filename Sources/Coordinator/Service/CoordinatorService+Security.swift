@@ -70,9 +70,10 @@ extension CoordinatorService {
                 Self.decide(request, clients: clients, workers: workers, admins: admins)
             }
             keyStillAuthorized.withLock {
-                $0 = { userID, workerEndpoint in
+                $0 = { userID, key, workerEndpoint in
                     Self.stillAuthorized(
-                        userID, workerEndpoint: workerEndpoint, clients: clients, workers: workers, admins: admins)
+                        userID, key: key, workerEndpoint: workerEndpoint, clients: clients, workers: workers,
+                        admins: admins)
                 }
             }
         } else {
@@ -147,16 +148,21 @@ extension CoordinatorService {
     /// Whether the key a connection was let in with (its User-Id: the key's name, `admin/NAME` for an
     /// admin) is still in its role's folder: revoking a key (deleting its `.pub`) also ends what its
     /// open connections may do (operator audit: a revoked worker kept receiving tasks, a revoked
-    /// client finished its download). A key renamed or replaced under the same name is judged by name.
+    /// client finished its download). With the connection's `key` (the ZAP handler's metadata), the name
+    /// must still belong to that key: a key replaced under the same name (a rotation after a leak) ends the
+    /// old key's connections too (ops audit: they kept working).
     static func stillAuthorized(
-        _ userID: String, workerEndpoint: Bool, clients: AuthorizedKeysPolicy, workers: AuthorizedKeysPolicy?,
-        admins: AuthorizedKeysPolicy?
+        _ userID: String, key: String?, workerEndpoint: Bool, clients: AuthorizedKeysPolicy,
+        workers: AuthorizedKeysPolicy?, admins: AuthorizedKeysPolicy?
     ) -> Bool {
-        if workerEndpoint { return (workers ?? clients).current().values.contains(userID) }
-        if isAdmin(userID) {
-            return admins?.current().values.contains(String(userID.dropFirst(adminPrefix.count))) ?? false
+        func holds(_ policy: AuthorizedKeysPolicy?, _ name: String) -> Bool {
+            guard let keys = policy?.current() else { return false }
+            guard let key, let curve = ZMQCurveKey(z85: key) else { return keys.values.contains(name) }
+            return keys[curve] == name
         }
-        return clients.current().values.contains(userID)
+        if workerEndpoint { return holds(workers ?? clients, userID) }
+        if isAdmin(userID) { return holds(admins, String(userID.dropFirst(adminPrefix.count))) }
+        return holds(clients, userID)
     }
 
     /// Why the authorized-keys folder is unsafe, or nil: whoever can write in it can

@@ -96,7 +96,8 @@ package final class CoordinatorService: Sendable {
     let authentication = Locked<ZAPHandler?>(nil)
     /// With CURVE: whether a connection's User-Id is still authorized on the worker endpoint (true)
     /// or the client endpoint (false), from the key folders as re-read now (`startAuthentication`).
-    let keyStillAuthorized = Locked<(@Sendable (String, Bool) -> Bool)?>(nil)
+    /// Whether a connection's key (User-Id, CURVE key, worker endpoint?) is still authorized.
+    let keyStillAuthorized = Locked<(@Sendable (String, String?, Bool) -> Bool)?>(nil)
     /// What `/healthz` and `/readyz` read: the loop's ticks, the endpoints bound.
     package let vitals = ServiceVitals()
     /// The store's jobs folder once it is prepared (`/readyz` checks it is writable).
@@ -160,7 +161,7 @@ package final class CoordinatorService: Sendable {
         try clientSocket.bind(configuration.clientEndpoint)
         let loop = try CoordinatorLoop(configuration: configuration, logger: logger, stopRequested: stopRequested)
         loop.vitals = vitals
-        let check: (@Sendable (String, Bool) -> Bool)? = keyStillAuthorized.withLock { value in value }
+        let check: (@Sendable (String, String?, Bool) -> Bool)? = keyStillAuthorized.withLock { value in value }
         loop.keyStillAuthorized = check
         try loop.prepareStore()
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }

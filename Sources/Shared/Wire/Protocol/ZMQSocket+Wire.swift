@@ -17,6 +17,8 @@ package struct WireEnvelope: Sendable {
     package var userID: String?
     /// The sender's IP address, when known.
     package var peerAddress: String?
+    /// The CURVE key (Z85) the sender's connection authenticated with (`ZMQMessage.curveKey`).
+    package var curveKey: String? = nil
     /// The decoded message, or why it was rejected.
     package var message: Result<WireMessage, WireError>
     /// Bytes received, all frames together (routing frame included).
@@ -68,7 +70,7 @@ extension ZMQSocket {
             // request of 9 frames got no reply and left no log line).
             let peer = envelopeFrames == 1 ? received.frames.first.map { RoutingID($0) } : nil
             return WireEnvelope(
-                peer: peer, userID: received.userID, peerAddress: received.peerAddress,
+                peer: peer, userID: received.userID, peerAddress: received.peerAddress, curveKey: received.curveKey,
                 message: .failure(
                     WireError(
                         .limitExceeded,
@@ -86,7 +88,8 @@ extension ZMQSocket {
             result = .failure(WireError(.invalidValue, "\(error)"))
         }
         return WireEnvelope(
-            peer: peer, userID: received.userID, peerAddress: received.peerAddress, message: result,
+            peer: peer, userID: received.userID, peerAddress: received.peerAddress, curveKey: received.curveKey,
+            message: result,
             byteCount: received.frames.reduce(0) { $0 + $1.count })
     }
 }

@@ -213,6 +213,23 @@ package final class ZAPHandler: Sendable {
         }
     }
 
+    /// The message property holding the connection's CURVE public key (Z85), from the ZAP reply's metadata.
+    package static let curveKeyProperty = "X-Curve-Key"
+
+    /// ZMTP metadata (RFC 23/37): per property a 1-byte name length, the name, a 4-byte big-endian value
+    /// length and the value.
+    static func metadataFrame(_ properties: [(String, String)]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (name, value) in properties {
+            let n = Array(name.utf8), v = Array(value.utf8)
+            out.append(UInt8(n.count))
+            out += n
+            out += withUnsafeBytes(of: UInt32(v.count).bigEndian) { Array($0) }
+            out += v
+        }
+        return out
+    }
+
     /// Builds the six-frame ZAP reply for a request (`version, id, status, text, user, metadata`).
     private static func reply(to frames: [[UInt8]], state: State) -> [[UInt8]] {
         func text(_ i: Int) -> String { i < frames.count ? String(decoding: frames[i], as: UTF8.self) : "" }
@@ -226,7 +243,11 @@ package final class ZAPHandler: Sendable {
         let policy = state.shared.withLock { $0.policy }
         switch policy.decide(request) {
         case .allow(let userID):
-            return [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(userID.utf8), []]
+            // The CURVE key goes with the connection's messages as metadata (`ZMQMessage.curveKey`): a key
+            // replaced under the same name is then told from the new one (ops audit: an old key's open
+            // connection kept working after the rotation).
+            let metadata = request.curvePublicKey.map { metadataFrame([(curveKeyProperty, $0.z85)]) } ?? []
+            return [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(userID.utf8), metadata]
         case .deny(let reason):
             state.onRefusal(request, reason)
             return [Array("1.0".utf8), requestID, Array("400".utf8), Array(reason.utf8.prefix(200)), [], []]

@@ -13,11 +13,15 @@ package struct ZMQMessage: Sendable, Equatable {
     package var userID: String?
     /// The peer's IP address (`Peer-Address`), when the transport has one.
     package var peerAddress: String?
+    /// The CURVE public key (Z85) the connection authenticated with, from the ZAP handler's metadata
+    /// (`ZAPHandler.curveKeyProperty`); nil without CURVE.
+    package var curveKey: String?
 
-    package init(frames: [[UInt8]], userID: String? = nil, peerAddress: String? = nil) {
+    package init(frames: [[UInt8]], userID: String? = nil, peerAddress: String? = nil, curveKey: String? = nil) {
         self.frames = frames
         self.userID = userID
         self.peerAddress = peerAddress
+        self.curveKey = curveKey
     }
 
     /// Total payload bytes over all frames.

@@ -173,7 +173,7 @@ package struct ZMQSocket: ~Copyable {
         guard try raw.receive(from: handle, dontWait: dontWait) else { return nil }
         var message = ZMQMessage(
             frames: [], userID: raw.property("User-Id"),
-            peerAddress: raw.property("Peer-Address"))
+            peerAddress: raw.property("Peer-Address"), curveKey: raw.property(ZAPHandler.curveKeyProperty))
         var total = 0
         var overflow = false
         while true {
@@ -184,6 +184,7 @@ package struct ZMQSocket: ~Copyable {
             // A ROUTER's routing-id frame carries no metadata: take it from a later frame.
             if message.userID == nil { message.userID = raw.property("User-Id") }
             if message.peerAddress == nil { message.peerAddress = raw.property("Peer-Address") }
+            if message.curveKey == nil { message.curveKey = raw.property(ZAPHandler.curveKeyProperty) }
             guard raw.hasMore else { break }
             // The rest of a multipart message is already queued: never blocks.
             _ = try raw.receive(from: handle, dontWait: false)
