@@ -133,9 +133,15 @@ struct TesseraWorker: ParsableCommand {
             + (cpuPipelines > 1 ? " shared by \(cpuPipelines) CPU pipelines" : "")
         let threads = self.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / devices.count)
         for case .cuda(let index, _) in Set(devices) {
-            // Fail now, with the reason, rather than on the first task.
-            let gpu = try CUDAContext.get(device: index)
-            logger.info("GPU ready", metadata: ["device": "\(gpu.summary)"])
+            // Fail now, with the reason, rather than on the first task; with `deviceUnavailable`, which
+            // an embedded run does not restart (user review: the same libcuda error four times).
+            do {
+                let gpu = try CUDAContext.get(device: index)
+                logger.info("GPU ready", metadata: ["device": "\(gpu.summary)"])
+            } catch {
+                FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+                throw ExitCode(WorkerExit.deviceUnavailable)
+            }
         }
         let baseName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         // Before the agents: their metrics bind to the backend when they are made.

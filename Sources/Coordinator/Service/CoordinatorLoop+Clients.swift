@@ -51,6 +51,12 @@ extension CoordinatorLoop {
             // Answered once written (`collectUploads`), unless refused now.
             guard let refusal = handleUploadPart(part, from: peer, key: envelope.userID) else { return }
             reply = refusal
+        case .success(.hello):
+            rejects.warning(
+                "worker-on-client-endpoint",
+                "a worker connected to the client endpoint: told to use the worker endpoint",
+                metadata: ["address": "\(envelope.peerAddress ?? "?")"])
+            reply = .disconnect(reason: Wire.clientEndpointRefusal)
         case .success(let other):
             rejects.warning(
                 "unexpected-client", "unexpected message on the client endpoint", metadata: ["type": "\(other.type)"])

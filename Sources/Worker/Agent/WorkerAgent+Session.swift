@@ -157,6 +157,10 @@ extension WorkerAgent {
                 continue
             }
             s.lastHeard = monotonicSeconds()
+            if case .disconnect(let reason) = message, reason == Wire.clientEndpointRefusal {
+                // Retrying cannot help: the address is wrong.
+                throw ClusterError("\(configuration.coordinator): \(reason)")
+            }
             guard handle(message, socket, &s) else { return false }
         }
         return true

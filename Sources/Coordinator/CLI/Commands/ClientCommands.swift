@@ -91,8 +91,12 @@ struct Submit: ParsableCommand {
         }
         if let chunked = kinds?.first(where: \.isChunked) {
             throw ValidationError(
-                "--outputs \(chunked.rawValue) is written by shared-storage jobs (--shared) and `run`; "
-                    + "an upload job writes prob, labels, overlay and npy")
+                chunked == .zarr
+                    ? "--outputs zarr is written by shared-storage jobs (--shared) and `run`; an upload job writes "
+                        + "prob, labels, overlay and npy"
+                    : "--outputs \(chunked.rawValue) is written by `run`, or by `tessera-coordinator export` from the "
+                        + "zarr map a shared-storage job (--shared) writes; an upload job writes prob, labels, overlay "
+                        + "and npy")
         }
     }
 
@@ -279,6 +283,7 @@ struct Fetch: ParsableCommand {
             if files.isEmpty { throw ClusterError(text) }
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
+        try OutputFlags.prepareFolder(out)
         for path in try client.fetchOutputs(job: job, files: files, into: out) { print(path) }
     }
 }

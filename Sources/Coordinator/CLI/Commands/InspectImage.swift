@@ -35,7 +35,8 @@ struct InspectImage: ParsableCommand {
     var weights: String?
     @Option(help: ArgumentHelp("Patch size P (default: from the model).", valueName: "P")) var patchSize: Int?
     @Option(help: "Mode to estimate: naive, fast, shift or dense.") var mode: MapMode = .dense
-    @Flag(help: "Accept a net that cannot be exact (needed to estimate such a net).") var allowPadding = false
+    @Flag(help: "Estimate a net that cannot be exact without the note that it is not (it is estimated either way).")
+    var allowPadding = false
     @Option(help: "Engine threads for the estimate (default: all cores).") var threads: Int?
 
     func validate() throws {
@@ -65,7 +66,15 @@ struct InspectImage: ParsableCommand {
         guard model != nil || weights != nil else { return }
         let source = ModelSource(model: model, weights: weights, patchSize: patchSize, requireWeights: false)
         let loaded = try ModelLoader.load(source)
-        let plan = try ModelPlan(model: loaded, allowPadding: allowPadding)
+        // A net that is not exact is estimated as it maps with --allow-padding (the same work), with a note: the
+        // README's example with the padded nuclei net ended in a refusal and no estimate (user review).
+        if !loaded.geometry.isExact && !allowPadding && mode != .naive {
+            print(
+                "note: the net is not exact (\(loaded.geometry.inexactReasons.joined(separator: "; "))): run maps it "
+                    + "with --allow-padding (an approximation) or exactly in --mode naive; estimated as with "
+                    + "--allow-padding")
+        }
+        let plan = try ModelPlan(model: loaded, allowPadding: true)
         let engine = try MapEngine(plan: plan)
         let rate = try pixelsPerSecond(engine)
         print(

@@ -13,8 +13,9 @@ struct OutputFlags: ParsableArguments {
         help: ArgumentHelp(
             "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
                 + "overlay (map over the image), npy (float32 (C,H,W) map; with zarr, the zarr dtype's values), all (those four), "
-                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default for run and submit: all for PNG "
-                + "inputs, zarr for slides; export needs the list.",
+                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default for run: all for PNG inputs, zarr "
+                + "for slides. submit: an upload job writes the first four (default all), a shared-storage job "
+                + "(--shared) the zarr map only (export writes the others from it). export needs the list.",
             valueName: "list"))
     var outputs: String?
 
@@ -67,21 +68,7 @@ struct OutputFlags: ParsableArguments {
         folder: Bool = true
     ) throws {
         if folder {
-            var isFolder: ObjCBool = false
-            if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
-                throw OutputCheckError(description: "--out \(out): a file, not a folder")
-            }
-            do {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            } catch {
-                throw OutputCheckError(
-                    description: "--out \(out): cannot create the folder: \(Self.whyNotCreatable(out))")
-            }
-            let probe = "\(out)/.tessera-write-check-\(getpid())"
-            guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
-                throw OutputCheckError(description: "--out \(out): the folder is not writable")
-            }
-            try? FileManager.default.removeItem(atPath: probe)
+            try Self.prepareFolder(out)
         } else {
             // Not written now, but where `fetch --out` will go: a path that can never be a folder is refused.
             var isFolder: ObjCBool = false
@@ -120,6 +107,25 @@ struct OutputFlags: ParsableArguments {
 }
 
 extension OutputFlags {
+    /// Makes `out` (the `--out` folder) if it is missing and checks that it can be written, naming the option
+    /// when it cannot (`fetch` too: a file there gave a raw Foundation error, user review).
+    static func prepareFolder(_ out: String) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+            throw OutputCheckError(description: "--out \(out): a file, not a folder")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw OutputCheckError(description: "--out \(out): cannot create the folder: \(whyNotCreatable(out))")
+        }
+        let probe = "\(out)/.tessera-write-check-\(getpid())"
+        guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+            throw OutputCheckError(description: "--out \(out): the folder is not writable")
+        }
+        try? FileManager.default.removeItem(atPath: probe)
+    }
+
     /// Why `path` cannot be created as a folder: its nearest existing ancestor is a
     /// file, or is not writable.
     static func whyNotCreatable(_ path: String) -> String {

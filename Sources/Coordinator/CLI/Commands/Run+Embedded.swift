@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
@@ -239,6 +240,13 @@ final class LocalWorkers {
     /// exited and none may be started.
     func checkAlive() throws {
         guard !stopping else { return }
+        if let p = processes.first(where: {
+            !$0.isRunning && $0.terminationReason == .exit && $0.terminationStatus == WorkerExit.deviceUnavailable
+        }) {
+            throw ClusterError(
+                "a local worker cannot open its compute device (\(Self.ending(p)); its error is above): "
+                    + "starting it again cannot help")
+        }
         for (i, p) in processes.enumerated() where !p.isRunning && restarts < Self.maxRestarts {
             restarts += 1
             let again = Process()

@@ -3,6 +3,12 @@ import TesseraCore
 /// Namespace for the payloads of `WireMessage` (kept apart from the engine's own
 /// types of similar names: converting is the coordinator's and worker's job).
 package enum Wire {
+    /// The reason a coordinator's client endpoint gives a worker's hello (`disconnect`): the worker then stops
+    /// with it instead of retrying forever (user review: pointed at the client endpoint, a worker logged
+    /// "unexpected message" every second and never said why).
+    package static let clientEndpointRefusal =
+        "this is the coordinator's client endpoint: a worker connects to its worker endpoint (serve --worker-endpoint)"
+
     /// A model's content digest: SHA-256 of the prototxt followed by the caffemodel
     /// (computed by the model code; here just 32 opaque bytes).
     package struct ModelDigest: Hashable, Sendable, CustomStringConvertible {

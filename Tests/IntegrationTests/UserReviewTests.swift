@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+@testable import TesseraWire
+@testable import TestSupport
+
+/// Common mistakes a user review found answered badly: each now gets one clear error (or, for inspect-image,
+/// an estimate with a note) instead of a loop, a raw Foundation error, repeated restarts or a refusal.
+@Suite("Common mistakes, clear answers")
+struct UserReviewTests {
+    @Test("A worker pointed at the client endpoint stops at once, saying which endpoint to use")
+    func workerAtClientEndpoint() throws {
+        let group = try ProcessGroup("worker-wrong-endpoint")
+        defer { group.stop() }
+        let (_, clients) = try group.startCoordinator()
+        let worker = try group.start(
+            "tessera-worker", ["--coordinator", clients, "--threads", "1", "--name", "lost"], log: "worker")
+        let status = group.wait(worker, timeout: 20)
+        #expect(status != nil && status != 0, "the worker kept running: \(group.log("worker"))")
+        #expect(group.log("worker").contains("serve --worker-endpoint"), "\(group.log("worker"))")
+        #expect(group.log("coordinator").contains("a worker connected to the client endpoint"))
+    }
+
+    @Test("fetch --out naming a file says so, naming the option")
+    func fetchIntoAFile() throws {
+        let group = try ProcessGroup("fetch-into-file")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        try group.startWorker(workers, name: "w1")
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .dense, log: "submit")
+        #expect(group.wait(p) == 0, "\(group.log("submit"))")
+        let file = group.directory + "/a-file"
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let (status, log) = try SlideMapTests.coordinator(
+            group, ["fetch", "1", "--coordinator", clients, "--out", file], log: "fetch")
+        #expect(status != 0 && log.contains("--out \(file): a file, not a folder"), "\(log)")
+        #expect(!log.contains("NSCocoaErrorDomain"), "\(log)")
+    }
+
+    @Test("run on a GPU that is not there fails once, without restarting its workers")
+    func missingGPU() throws {
+        let group = try ProcessGroup("missing-gpu")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        // cuda:7: no machine this runs on has eight GPUs (nor, usually, one). --check 0: embedded workers (a
+        // checked run of this net that pads maps in this process, which fails once anyway).
+        let (status, log) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + ClusterFixture.modelFlags
+                + ["--device", "cuda:7", "--check", "0", "--out", group.directory + "/out", image],
+            log: "run")
+        #expect(status != 0 && log.contains("cannot open its compute device"), "\(log)")
+        #expect(!log.contains("started again") && !log.contains("--store DIR"), "\(log)")
+    }
+
+    @Test("inspect-image estimates a net that is not exact, with a note saying how run maps it")
+    func inspectImageOfAPaddedNet() throws {
+        let group = try ProcessGroup("inspect-padded")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let net = TestPaths.fixtures.appendingPathComponent("strided_lrn_pad").path
+        let (status, log) = try SlideMapTests.coordinator(
+            group,
+            ["inspect-image", image, "--model", net + "/deploy.prototxt", "--weights", net + "/weights.caffemodel"],
+            log: "inspect")
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("note: the net is not exact") && log.contains("--allow-padding"), "\(log)")
+        #expect(log.contains("level 0: map"), "\(log)")
+    }
+}
