@@ -64,10 +64,18 @@ extension CoordinatorLoop {
             }
         }
         if let limit = policy.maxStoreBytes {
-            for (id, at) in ended where total > limit && !removed.contains(id) {
+            var byOwner: [String: Int64] = [:]
+            for (id, u) in usage { byOwner[ownerKey(id), default: 0] += u.bytes }
+            let candidates = ended.filter { !removed.contains($0.id) }.map {
+                RetentionPolicy.Ended(id: $0.id, at: $0.at, owner: ownerKey($0.id), bytes: usage[$0.id]?.bytes ?? 0)
+            }
+            let victims = Set(
+                RetentionPolicy.maxStoreVictims(
+                    candidates, total: total, limit: limit, bytesByOwner: byOwner, now: now))
+            for (id, at) in ended where victims.contains(id) {
                 // A job removed within minutes of its end could hardly be fetched (operator audit: a 12M
                 // --max-store removed a 33 MB job 6 s after it finished, without a word).
-                if now.timeIntervalSince(at) < 600 {
+                if now.timeIntervalSince(at) < RetentionPolicy.maxStoreGrace {
                     logger.warning(
                         """
                         a job is removed within minutes of its end: --max-store is too small for the jobs it should \
@@ -84,13 +92,21 @@ extension CoordinatorLoop {
             }
             if total > limit && !retention.warnedOverLimit {
                 logger.warning(
-                    "store over --max-store with no ended job left to remove (active jobs are kept)",
+                    """
+                    store over --max-store with no ended job left to remove (active jobs are kept, and other keys' \
+                    jobs for 10 minutes after their end)
+                    """,
                     metadata: ["bytes": "\(total)", "limit": "\(limit)"])
             }
             retention.warnedOverLimit = total > limit
         }
         // What the store holds once these removals are done, not until the next check.
         if !removed.isEmpty { metrics.store(bytes: total) }
+    }
+
+    /// The key a job's bytes count against (`""`: no CURVE, or no owner known).
+    private func ownerKey(_ id: UInt64) -> String {
+        jobs[id]?.owner ?? archived[id]?.owner ?? uploads[id]?.owner ?? ""
     }
 
     /// Forgets an ended job and removes its folder (after its queued store writes).

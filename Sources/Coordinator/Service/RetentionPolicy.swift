@@ -18,6 +18,39 @@ package struct RetentionPolicy: Sendable, Equatable {
 
     package var isOn: Bool { keepFinishedSeconds != nil || maxStoreBytes != nil }
 
+    /// How long after its end a job is kept from `--max-store` removal unless its key holds the most of the store.
+    package static let maxStoreGrace: TimeInterval = 600
+
+    /// One ended job, as `--max-store` weighs it.
+    package struct Ended: Sendable, Equatable {
+        package var id: UInt64
+        package var at: Date
+        package var owner: String
+        package var bytes: Int64
+        package init(id: UInt64, at: Date, owner: String, bytes: Int64) {
+            self.id = id; self.at = at; self.owner = owner; self.bytes = bytes
+        }
+    }
+
+    /// The ended jobs `--max-store` removes, in order, from a store of `total` bytes (`bytesByOwner`: every
+    /// job's, active ones too, per key): oldest end first until the store fits `limit`; a job that ended less
+    /// than `maxStoreGrace` ago only if its key holds the most of the store (ops audit: one key's submission,
+    /// or one large upload of its, removed another key's result seconds after it ended). Without CURVE every
+    /// job is one key's, and the oldest go first as before.
+    package static func maxStoreVictims(
+        _ ended: [Ended], total: Int64, limit: Int64, bytesByOwner: [String: Int64], now: Date
+    ) -> [UInt64] {
+        let heaviest = bytesByOwner.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
+        var total = total
+        var out: [UInt64] = []
+        for job in ended.sorted(by: { ($0.at, $0.id) < ($1.at, $1.id) }) where total > limit {
+            if now.timeIntervalSince(job.at) < maxStoreGrace && job.owner != heaviest { continue }
+            out.append(job.id)
+            total -= job.bytes
+        }
+        return out
+    }
+
     /// Seconds in a duration such as `7d`, `12h`, `30m`, `45s` or `1.5h`. The unit is
     /// required: a bare `7` meant seven seconds, and removed every finished job of an
     /// operator who meant days before anyone could fetch it.
