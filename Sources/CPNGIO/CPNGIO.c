@@ -241,8 +241,8 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
         png_uint_32 width = png_get_uint_32(ihdr + 8), height = png_get_uint_32(ihdr + 12);
         if (width > 0 && height > 0 && width <= 0x7fffffffu && height <= 0x7fffffffu &&
             (uint64_t)width * (uint64_t)height > max_pixels) {
-            set_message(message, message_size, "%u x %u = %llu pixels exceeds the limit of %llu pixels", width,
-                        height, (unsigned long long)width * height, (unsigned long long)max_pixels);
+            set_message(message, message_size, "%u×%u = %llu pixels, over the limit of %llu pixels (--max-pixels)",
+                        width, height, (unsigned long long)width * height, (unsigned long long)max_pixels);
             tpng_reader_close(reader);
             return TPNG_ERR_TOO_LARGE;
         }
@@ -283,7 +283,8 @@ int tpng_reader_open(const char *path, uint64_t max_pixels, tpng_reader **out, t
     int bit_depth = 0, color_type = 0, interlace = 0;
     png_get_IHDR(reader->png, reader->info, &width, &height, &bit_depth, &color_type, &interlace, NULL, NULL);
     if ((uint64_t)width * (uint64_t)height > max_pixels) {
-        set_message(message, message_size, "%u x %u = %llu pixels exceeds the limit of %llu pixels", width, height,
+        set_message(message, message_size, "%u×%u = %llu pixels, over the limit of %llu pixels (--max-pixels)",
+                    width, height,
                     (unsigned long long)width * height, (unsigned long long)max_pixels);
         tpng_reader_close(reader);
         return TPNG_ERR_TOO_LARGE;

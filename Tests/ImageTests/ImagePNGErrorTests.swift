@@ -81,7 +81,7 @@ struct ImagePNGErrorTests {
         do {
             _ = try PNGReader.header(path: huge)
         } catch let error as ImageIOError {
-            #expect(error.detail.contains("1000000 x 1000000"), "\(error)")
+            #expect(error.detail.contains("1000000×1000000"), "\(error)")
         }
         // The limit is configurable, and exact.
         let (path, _) = try noisePNG(in: directory)

@@ -47,3 +47,14 @@ extension ModelPlan {
         return peak * MemoryLayout<Float>.size
     }
 }
+
+extension ModelPlan {
+    /// A note when an `image` is smaller than the patch on either axis: every patch is then mostly mirrored
+    /// pixels (user review: a 20×20 image mapped with a 32×32 classifier without a word).
+    package func smallImageNote(image: Size2) -> String? {
+        let p = geometry.patchSize
+        guard image.h < p.h || image.w < p.w else { return nil }
+        return "the \(image.w)×\(image.h) image is smaller than the classifier's \(p.w)×\(p.h) patch: every patch "
+            + "is mostly the image mirrored at its edges, which the classifier never saw in training"
+    }
+}

@@ -329,6 +329,9 @@ struct LifecycleTests {
             ($0 as? MapStoreError)?.kind == .alreadyExists
         }
         #expect { try MapStore.open(at: dir) } throws: { ($0 as? MapStoreError)?.kind == .notAStore }
+        #expect { try MapStore.open(at: dir + "/typo.zarr") } throws: {
+            "\($0)".hasSuffix("typo.zarr: I/O error: no such file or folder")
+        }
         let short = [Float](repeating: 0, count: 5)
         let first = TileIndex(row: 0, column: 0)
         #expect { try short.withUnsafeBufferPointer { try store.write(tile: first, values: $0) } } throws: {

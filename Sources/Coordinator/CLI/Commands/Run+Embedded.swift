@@ -83,6 +83,7 @@ extension Run {
         let keepZarr = options.kinds.contains(.zarr)
         let stride = plan.tasks.stride
         if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
+        if let note = plan.smallImageNote(image: size) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(stride)) }
         if keepZarr {

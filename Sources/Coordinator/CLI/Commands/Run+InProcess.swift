@@ -38,6 +38,7 @@ extension Run {
             let size = Size2(image.height, image.width)
             let start = Date()
             if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
+            if let note = plan.smallImageNote(image: size) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             var t = try job.tile ?? mapper.defaultTile(mode: job.mode, image: size)
             var levels = 1
             if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(plan.tasks.stride)) }

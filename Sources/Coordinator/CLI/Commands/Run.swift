@@ -77,7 +77,8 @@ struct Run: ParsableCommand {
         help: ArgumentHelp(
             "After mapping, classify N random pixels with the exact patch classifier and report "
                 + "the map's deviation (log and <stem>.check.json). Default: 256 for nets that are "
-                + "not exact (--allow-padding) outside naive, else 0. In-process runs.", valueName: "N"))
+                + "not exact (--allow-padding) outside naive, else 0. A checked run maps in this process (no "
+                + "local workers).", valueName: "N"))
     var check: Int?
     @Argument(
         help: ArgumentHelp(

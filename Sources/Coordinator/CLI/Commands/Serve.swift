@@ -154,10 +154,15 @@ struct Serve: ParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let security = try curve.security()
         for endpoint in [workerEndpoint, clientEndpoint] where security == nil && !isLoopback(endpoint) {
+            // What each endpoint exposes (user review: the worker endpoint's warning spoke of submitting jobs).
+            let exposure =
+                endpoint == workerEndpoint
+                ? "pose as a worker and receive tasks (their images and models)"
+                : "submit jobs, read their outputs and cancel them"
             logger.warning(
                 """
-                BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can submit jobs, \
-                read outputs or pose as a worker. Use --curve, loopback, or a trusted network.
+                BINDING \(endpoint) WITHOUT AUTHENTICATION: anyone who can reach it can \(exposure). \
+                Use --curve, loopback, or a trusted network.
                 """)
         }
         let context = try ZMQContext()

@@ -68,10 +68,13 @@ package final class MapStore: Sendable {
 
     /// Opens an existing store (finished or not) to resume, read or export it.
     /// Throws `.notAStore` if the folder does not hold a store this code wrote,
-    /// or a level's `.zarray` disagrees with the recorded layout.
+    /// or a level's `.zarray` disagrees with the recorded layout; `.io` if there is nothing at `path`.
     package static func open(at path: String, durable: Bool = false) throws -> MapStore {
         guard let attributes = try FileIO.read("\(path)/.zattrs") else {
-            throw MapStoreError(.notAStore, path: path, detail: "no .zattrs")
+            // A path that is not there is named so (user review: "no .zattrs" for a mistyped path).
+            let there = FileManager.default.fileExists(atPath: path)
+            throw MapStoreError(
+                there ? .notAStore : .io, path: path, detail: there ? "no .zattrs" : "no such file or folder")
         }
         let layout = try StoreMetadata.parse(zattrs: attributes, path: path).layout
         for level in 0..<layout.levels {
