@@ -44,6 +44,10 @@ struct StoreFormatTests {
         try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + ReceiptJournal.fileName))
         let spoiled = ReceiptJournal.entries(in: dir)
         #expect(spoiled.count == 2 && spoiled[0].chunks == a, "\(spoiled)")
+        // One unreadable line is a kill mid-append, not damage; all lines unreadable is.
+        #expect(ReceiptJournal.damage(in: dir) == nil)
+        try Data([0xFF, 0x0A, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: dir + "/" + ReceiptJournal.fileName))
+        #expect(ReceiptJournal.damage(in: dir)?.contains("2 of 2 lines") == true)
     }
 
     @Test("A job record keeps the preprocessing floats exactly; damaged records name the key at fault")

@@ -209,6 +209,9 @@ extension CoordinatorLoop {
         let layout = map.store.layout
         let tasksByTile = map.tasksByTile
         var unusable = 0
+        if let damage = ReceiptJournal.damage(in: job.directory) {
+            logger.warning("store: \(damage)", metadata: ["job": "\(job.id)"])
+        }
         for (t, chunks) in ReceiptJournal.entries(in: job.directory) where t < map.tiles.count {
             let tasks = tasksByTile[t]
             guard tasks.contains(where: { job.states[$0] == .pending }) else { continue }

@@ -168,6 +168,9 @@ extension CoordinatorLoop {
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
         var unusable = 0
+        if let damage = ReceiptJournal.damage(in: store.directory(id)) {
+            logger.warning("store: \(damage)", metadata: ["job": "\(id)"])
+        }
         for (index, chunks) in ReceiptJournal.entries(in: store.directory(id)) {
             guard index < job.tasks.count, job.states[index] == .pending,
                 let tile = layout.tile(for: job.tasks[index].rect), byTile[tile] == index

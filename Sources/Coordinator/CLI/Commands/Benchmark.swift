@@ -58,7 +58,11 @@ struct Benchmark: ParsableCommand {
         var processPeak = 0
         var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
         for name in modes.split(separator: ",") {
-            guard let mode = MapMode(rawValue: String(name)) else { throw ValidationError("unknown mode \(name)") }
+            guard let mode = MapMode(rawValue: String(name)) else {
+                throw ValidationError(
+                    "unknown mode \(name) in --modes: give some of "
+                        + MapMode.allCases.map(\.rawValue).joined(separator: ", "))
+            }
             // naive runs the classifier per pixel: timed on a crop, extrapolated per pixel.
             let side = mode == .naive ? min(size, max(1, naiveCrop)) : size
             let scale = Double(size * size) / Double(side * side)
@@ -118,7 +122,7 @@ struct Benchmark: ParsableCommand {
             return
         }
         print(
-            "net \(classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
+            "net \(classifier.name.isEmpty ? "(unnamed)" : classifier.name), image \(size)×\(size), device \(device), \(threads) threads, "
                 + "BLAS kernel \(summary["blasKernel"]!), direct convolution \(summary["directConvolution"]!)")
         print("CPU \(CPUFeatures.current.modelName)")
         print(

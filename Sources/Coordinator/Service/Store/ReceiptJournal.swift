@@ -40,4 +40,18 @@ enum ReceiptJournal {
             return (index, chunks.isEmpty ? nil : chunks)
         }
     }
+
+    /// Why the journal in `directory` lost receipts, or nil: more than its last line (a kill mid-append) does not
+    /// read (a damaged byte, an overwritten block). Those tiles are computed again; the ops audit found a
+    /// journal spoilt this way redone in silence.
+    static func damage(in directory: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: directory + "/" + fileName), !data.isEmpty else {
+            return nil
+        }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").count
+        let readable = entries(in: directory).filter { $0.chunks != nil }.count
+        guard lines - readable > 1 || (readable == 0 && lines > 0) else { return nil }
+        return "\(lines - readable) of \(lines) lines of \(fileName) do not read (damaged): their tiles are "
+            + "computed again"
+    }
 }
