@@ -185,7 +185,7 @@ package enum ModelLoader {
         var notes = ignored + importer.notes
         if let hint = imported.meanFileHint {
             notes.append(
-                "the data layer subtracted the mean image \(hint) (transform_param mean_file): give that file with "
+                "the data layer subtracted the mean image \(hint) (mean_file): give that file with "
                     + "--mean-file (reduced to one mean per channel), or its per-channel values with --mean")
         }
         if importer.shapeOnly {
@@ -213,9 +213,15 @@ package enum ModelLoader {
                     + "is a full image, not a patch)"
             )
         } else {
-            throw ModelError(
-                .patchSize, file: importer.definitionFile,
-                "the patch size is unknown: give the size of the patches the classifier was trained on")
+            // Why the declared input was no patch size, when it was not (Caffe fuzz: the net's own fault, a
+            // layer whose inputs do not line up, hid behind "give --patch-size").
+            var why = "the patch size is unknown: give the size of the patches the classifier was trained on"
+            if let d = imported.declaredInput {
+                do { _ = try classifier.geometry(patch: d) } catch {
+                    why += " (at the declared input size \(d): \(error))"
+                }
+            }
+            throw ModelError(.patchSize, file: importer.definitionFile, why)
         }
         // The patch size the files give, which --patch-size may override.
         let given =

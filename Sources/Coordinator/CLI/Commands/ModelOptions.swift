@@ -117,6 +117,14 @@ struct PreprocessingOptions: ParsableArguments {
     /// Whether any option of the values (not the channel order) was given.
     var givesValues: Bool { meanFile != nil || mean != nil || rawScale != nil || scale != nil || std != nil }
 
+    /// Warns when the model's data layer subtracted a mean image that no option gives.
+    private func warnOfMeanFile(_ model: LoadedModel, logger: Logger?) {
+        guard let hint = model.meanFileHint, meanFile == nil, mean == nil else { return }
+        logger?.warning(
+            "the model's data layer subtracted the mean image \(hint) (mean_file): give it with --mean-file (reduced to one mean per channel) or --mean, or the map is not Caffe's"
+        )
+    }
+
     /// The preprocessing for `model`: the options, or when they give no values, what the model's training data
     /// layer declares (transform_param mean_value and scale; a user audit: they were ignored, and the map was
     /// off by 0.6 from Caffe's). A mean image it names, and declared values the options differ from, are warned of.
@@ -129,6 +137,8 @@ struct PreprocessingOptions: ParsableArguments {
             logger?.notice(
                 "preprocessing from the model's data layer: mean \(Self.list(p.mean)), scale \(p.scale); give --mean, --scale (or --mean-file) to override"
             )
+            // (A mean image it names is not among those values: Caffe fuzz, it went unsaid.)
+            if p.mean.isEmpty { warnOfMeanFile(model, logger: logger) }
             return try p.validated(channels: model.net.inputChannels)
         }
         let p = try resolve(channels: model.net.inputChannels, logger: logger)
@@ -140,11 +150,7 @@ struct PreprocessingOptions: ParsableArguments {
                 "the model's data layer preprocessed with mean \(Self.list(model.declaredMean)) and scale \(model.declaredScale ?? 1) (transform_param); the options give mean \(Self.list(p.mean)), scale \(p.scale): the map is the net's on that input"
             )
         }
-        if let hint = model.meanFileHint, meanFile == nil, mean == nil {
-            logger?.warning(
-                "the model's data layer subtracted the mean image \(hint) (transform_param mean_file): give it with --mean-file (reduced to one mean per channel) or --mean, or the map is not Caffe's"
-            )
-        }
+        warnOfMeanFile(model, logger: logger)
         return p
     }
 

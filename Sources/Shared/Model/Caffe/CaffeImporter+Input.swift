@@ -128,9 +128,12 @@ extension CaffeImporter {
             case "Convolution":
                 return Self.guessChannels(lp, weights: try blobs(for: lp))
             case "BatchNorm", "Scale", "PReLU":
+                // One value per channel (one channel: one value); a PReLU's single slope may be shared by all
+                // channels: the layers after it tell.
                 guard let w = try blobs(for: lp)?.first,
-                    let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0), v.count > 1
+                    let v = try? BlobValues(w, file: nil, layer: lp.name, index: 0), v.count >= 1
                 else { return nil }
+                if lp.type == "PReLU" && v.count == 1 { continue }
                 return v.count
             default:
                 guard keeping.contains(lp.type) else { return nil }
