@@ -366,6 +366,13 @@ extension EarlyChecksTests {
             [ProcessGroup.binary("tessera-coordinator"), "convert", "--format", "onnx", "--out-model", out]
                 + ClusterFixture.modelFlags.prefix(4))
         #expect(code == 0 && FileManager.default.fileExists(atPath: out), "\(text)")
+        // Without --format, an --out-model ending in .onnx is one (user review: a prototxt was written into it).
+        let implied = dir.path + "/implied.onnx"
+        let (code1, text1) = try runCommand(
+            [ProcessGroup.binary("tessera-coordinator"), "convert", "--out-model", implied]
+                + ClusterFixture.modelFlags.prefix(4))
+        #expect(code1 == 0, "\(text1)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: implied)) == Data(contentsOf: URL(fileURLWithPath: out)))
         let (code2, text2) = try runCommand([
             ProcessGroup.binary("tessera-coordinator"), "inspect", "--model", dir.path,
         ])

@@ -58,7 +58,11 @@ package struct PixelRect: Hashable, Sendable, CustomStringConvertible {
         self.width = width
     }
     package var isEmpty: Bool { height <= 0 || width <= 0 }
-    package var description: String { "[\(y)..<\(y + height), \(x)..<\(x + width)]" }
+    /// Inclusive rows and columns, as users count them (user review: Swift's `[128..<256, 0..<64]` in messages).
+    package var description: String {
+        func span(_ a: Int, _ n: Int) -> String { n <= 0 ? "none from \(a)" : n == 1 ? "\(a)" : "\(a)–\(a + n - 1)" }
+        return "rows \(span(y, height)), columns \(span(x, width))"
+    }
 }
 
 extension PixelRect {

@@ -24,7 +24,7 @@ struct BadInputTests {
         if bad.tile == -1 { #expect(error?.tile != nil, "\(String(describing: error))") }
         if let tile = bad.tile, tile >= 0 {
             #expect(error?.tile?.index == tile, "\(String(describing: error))")
-            #expect(error?.description.contains("tile \(tile) [") == true)
+            #expect(error?.description.contains("tile \(tile) rows ") == true)
         }
         if bad.tile != nil { #expect(error?.level == 0) }
     }

@@ -27,11 +27,16 @@ struct Convert: ParsableCommand {
     }
 
     @Option(
-        name: .long,
+        name: .customLong("format"),
         help: ArgumentHelp(
             "caffe: a prototxt and a caffemodel; onnx: one ONNX file (opset 17, height and width dynamic "
-                + "unless --input-size is given), e.g. to check the net in onnxruntime."))
-    var format: Format = .caffe
+                + "unless --input-size is given), e.g. to check the net in onnxruntime. Default: onnx for an "
+                + "--out-model ending in .onnx, else caffe."))
+    var formatOption: Format?
+
+    /// The format written: `--format`, else the `--out-model` extension's (user review: `--out-model x.onnx`
+    /// wrote a prototxt into x.onnx).
+    var format: Format { formatOption ?? (outModel.lowercased().hasSuffix(".onnx") ? .onnx : .caffe) }
 
     @Option(
         name: .long,

@@ -140,13 +140,13 @@ struct Serve: ParsableCommand {
             throw ValidationError("--max-jobs-per-key must be 0 (no limit) to 1000000")
         }
         guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
-        do {
-            _ = try metricsAddress.map(MetricsAddress.init(parsing:))
-            _ = try keepFinished.map(RetentionPolicy.seconds(parsing:))
-            _ = try maxStore.map(RetentionPolicy.bytes(parsing:))
-        } catch {
-            throw ValidationError("\(error)")
+        // Each error names its option (user review: "duration 7x: …" did not say which).
+        func check(_ option: String, _ parse: () throws -> Void) throws {
+            do { try parse() } catch { throw ValidationError("\(option): \(error)") }
         }
+        try check("--metrics-address") { _ = try metricsAddress.map(MetricsAddress.init(parsing:)) }
+        try check("--keep-finished") { _ = try keepFinished.map(RetentionPolicy.seconds(parsing:)) }
+        try check("--max-store") { _ = try maxStore.map(RetentionPolicy.bytes(parsing:)) }
     }
 
     func run() throws {
