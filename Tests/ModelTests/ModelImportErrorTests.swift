@@ -213,6 +213,17 @@ struct ModelImportErrorTests {
         #expect(message.contains("layer 'relu1'") && message.contains("'Exp'"), "\(message)")
     }
 
+    /// User review: a misspelt field was ignored as unknown, and the error named only the missing one.
+    @Test("an error after unknown fields names them: a misspelt field is likely")
+    func misspeltField() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = Self.tiny.replacingOccurrences(
+            of: "num_output: 4 kernel_size: 3", with: "num_output: 4 kernel_sise: 3")
+        let message = loadError(ModelSource(model: try writeFile(dir, "typo.prototxt", text), requireWeights: false))
+        #expect(message.contains("kernel_size") && message.contains("'kernel_sise' at line 4"), "\(message)")
+    }
+
     @Test func outputNotOneByOne() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -181,7 +181,22 @@ package enum ModelLoader {
             }
             importer.patchOverride = Size2(square: p)
         }
-        let imported = try importer.importNet(definition)
+        let imported: CaffeImporter.Imported
+        do {
+            imported = try importer.importNet(definition)
+        } catch var e as ModelError {
+            // A misspelt field is ignored as unknown, and the error comes later, about the field it should have
+            // been (user review: "kernel_sise: 3" gave "convolution_param has no kernel_size", nothing more).
+            let unknown = ignored.filter { $0.contains(": ignored field '") }
+            if !unknown.isEmpty {
+                e.message +=
+                    " (the file's unknown fields were ignored: "
+                    + unknown.prefix(5).map { $0.components(separatedBy: ": ignored field ").last ?? $0 }
+                    .joined(separator: "; ")
+                    + (unknown.count > 5 ? "; …" : "") + ": a misspelt field?)"
+            }
+            throw e
+        }
         var notes = ignored + importer.notes
         if let hint = imported.meanFileHint {
             notes.append(
