@@ -57,6 +57,25 @@ struct UserReviewTests {
         #expect(!log.contains("started again") && !log.contains("--store DIR"), "\(log)")
     }
 
+    @Test(
+        "A folder where an output file goes is refused before mapping, in process and embedded",
+        arguments: [true, false])
+    func folderWhereAnOutputGoes(inProcess: Bool) throws {
+        let group = try ProcessGroup("folder-in-the-way")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        try FileManager.default.createDirectory(
+            atPath: group.directory + "/out/tissue.npy", withIntermediateDirectories: true)
+        let (status, log) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + ClusterFixture.modelFlags + (inProcess ? ["--in-process"] : ["--check", "0"])
+                + ["--outputs", "npy", "--out", group.directory + "/out", image],
+            log: "run")
+        #expect(status != 0 && log.contains("tissue.npy is a folder"), "\(log)")
+        #expect(!log.contains("mapping"), "it mapped first: \(log)")
+    }
+
     @Test("inspect-image estimates a net that is not exact, with a note saying how run maps it")
     func inspectImageOfAPaddedNet() throws {
         let group = try ProcessGroup("inspect-padded")

@@ -1,3 +1,4 @@
+import Foundation
 import TesseraCore
 
 /// The files written for one probability map.
@@ -165,5 +166,20 @@ package struct OutputOptions: Sendable, Equatable {
 
     package func resolvedOverlayClass(classCount: Int) -> Int {
         overlayClass ?? Self.defaultOverlayClass(classCount: classCount)
+    }
+
+    /// An output file that a folder stands in the way of (its rename would fail once the whole map is
+    /// computed: user review), or nil.
+    package func folderInTheWay(classCount: Int) -> String? {
+        var files: [String] = []
+        if kinds.contains(.prob) { files += resolvedClasses(classCount: classCount).map(probabilityPath(forClass:)) }
+        if kinds.contains(.labels) { files.append(labelsPath) }
+        if kinds.contains(.overlay) { files.append(overlayPath) }
+        if kinds.contains(.npy) { files.append(npyPath) }
+        if kinds.contains(.tiff) { files.append(tiffPath) }
+        return files.first { path in
+            var folder: ObjCBool = false
+            return FileManager.default.fileExists(atPath: path, isDirectory: &folder) && folder.boolValue
+        }
     }
 }

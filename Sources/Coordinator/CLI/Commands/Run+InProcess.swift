@@ -35,6 +35,10 @@ extension Run {
             let kept = try slide.keptClasses(netClasses: plan.classes)
             let options = try output.options(
                 forImage: path, image: slide.image ?? 1, isPNG: opened.format == .png, keeping: kept != nil)
+            if let blocked = options.folderInTheWay(classCount: kept?.count ?? plan.classes) {
+                throw ClusterError(
+                    "\(blocked) is a folder: it stands where an output file goes (move it, or choose another --out)")
+            }
             let size = Size2(image.height, image.width)
             let start = Date()
             if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
