@@ -31,7 +31,7 @@ final class Progress {
         let now = Double(max(0, done - already))
         let measured =
             rate ?? (elapsed > 0 ? (now / elapsed, Double(pixels) * now / Double(max(1, total)) / elapsed) : (0, 0))
-        var stats = String(format: "%d/%d tasks  %.2f Mpx/s", done, total, measured.pixels / 1e6)
+        var stats = "\(done)/\(total) tasks  \(Self.rate(measured.pixels))"
         if waiting {
             stats = "\(done)/\(total) tasks  waiting for workers"
         } else if done < total, measured.tasks > 0 {
@@ -41,6 +41,14 @@ final class Progress {
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         emit(terminal: "\(label) \(bar) \(stats)", line: "\(label): \(stats)", last: total > 0 && done == total)
+    }
+
+    /// Map pixels per second in a unit that shows them: `naive` of a large net runs at thousands of pixels a
+    /// second, which read "0.00 Mpx/s" throughout (user review).
+    static func rate(_ pixelsPerSecond: Double) -> String {
+        if pixelsPerSecond >= 1e5 || pixelsPerSecond == 0 { return String(format: "%.2f Mpx/s", pixelsPerSecond / 1e6) }
+        if pixelsPerSecond >= 100 { return String(format: "%.1f kpx/s", pixelsPerSecond / 1e3) }
+        return String(format: "%.0f px/s", pixelsPerSecond)
     }
 
     /// The last line of work that did not finish: "ihc: failed after 3/64 tasks".
