@@ -27,6 +27,10 @@ struct EarlyChecksTests {
             let expected = extra == ["--out-under-file"] ? "a-file is a file, not a folder" : "the net has 3 classes"
             #expect(l.contains(expected), "\(command) \(extra): \(l)")
             #expect(!l.contains("mapping") && !l.contains("submitted"), "\(command) \(extra) started work: \(l)")
+            // A refused run leaves no empty --out behind (user review).
+            if command == "run" && extra != ["--out-under-file"] {
+                #expect(!FileManager.default.fileExists(atPath: out), "run \(extra) left \(out)")
+            }
             // An --out that is a file is called one (user audit: "cannot create the folder").
             if extra == ["--out-under-file"] {
                 let (s2, l2) = try SlideMapTests.coordinator(

@@ -124,11 +124,16 @@ struct Run: ParsableCommand {
         }
         let interruption = RunInterruption(
             out: output.out, images: images, image: slide.image ?? 1, removeOutputs: store == nil)
+        let outExisted = FileManager.default.fileExists(atPath: output.out)
         do {
             try mapImages(interruption)
         } catch {
             // Stopping the workers makes the mapping fail: the handler ends the process.
             interruption.parkIfInterrupted()
+            // A run refused or failed before writing anything leaves no empty --out it made (user review).
+            if !outExisted, (try? FileManager.default.contentsOfDirectory(atPath: output.out))?.isEmpty == true {
+                try? FileManager.default.removeItem(atPath: output.out)
+            }
             throw error
         }
         interruption.parkIfInterrupted()  // finished as the signal came: the handler exits 130
