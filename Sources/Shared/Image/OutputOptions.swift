@@ -58,7 +58,7 @@ package struct OutputOptions: Sendable, Equatable {
         bitDepth: Int = 8, classes: [Int]? = nil, overlayClass: Int? = nil, overlayOpacity: Float = 0.6,
         compressionLevel: Int = 6
     ) {
-        self.directory = directory
+        self.directory = Self.folder(directory)
         self.stem = stem
         self.kinds = kinds
         self.bitDepth = bitDepth
@@ -163,6 +163,13 @@ package struct OutputOptions: Sendable, Equatable {
 
     /// The probability classes to write for a map of `classCount` classes.
     package func resolvedClasses(classCount: Int) -> [Int] { classes ?? Self.defaultClasses(classCount: classCount) }
+
+    /// `path` without trailing slashes (`--out out/` wrote `out//ihc.npy` in messages: user review); "/" stays.
+    package static func folder(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        return String(p)
+    }
 
     package func resolvedOverlayClass(classCount: Int) -> Int {
         overlayClass ?? Self.defaultOverlayClass(classCount: classCount)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TesseraCluster
 import TesseraCore
+import TesseraImage
 import TesseraPlan
 import TesseraWire
 
@@ -347,7 +348,8 @@ final class ClusterClient {
 
     /// Downloads the job's output files into `directory` (pieces of up to 8 MiB, each file
     /// written atomically).
-    func fetchOutputs(job: UInt64, files: [String], into directory: String) throws -> [String] {
+    func fetchOutputs(job: UInt64, files: [String], into folder: String) throws -> [String] {
+        let directory = OutputOptions.folder(folder)
         var piece = Self.largestPiece
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try checkSpace(job: job, files: files, into: directory)
