@@ -223,9 +223,23 @@ struct FaultToleranceTests {
         #expect(
             group.log("coordinator-5").contains("a finished job's map does not match its receipts"),
             "\(group.log("coordinator-5"))")
-        // Its journal gone too (ops audit: that turned the check off and the damaged chunk went out): not served.
+        // Its journal cut to its first line, then gone (ops audit: that turned the check off and the damaged
+        // chunk went out): not served.
         kill(coord.processIdentifier, SIGTERM)
         #expect(group.wait(coord, timeout: 15) == 0)
+        let journal = try String(contentsOfFile: jobDir + "/receipts.log", encoding: .utf8)
+        let firstLine = journal.split(separator: "\n").first.map { String($0) + "\n" } ?? ""
+        if journal.split(separator: "\n").count > 1 {
+            try firstLine.write(toFile: jobDir + "/receipts.log", atomically: true, encoding: .utf8)
+            coord = try coordinator("coordinator-5b")
+            let cut = try group.start(
+                "tessera-coordinator",
+                ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch2b"], log: "fetch-2b")
+            #expect(group.wait(cut, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-2b"))")
+            #expect(group.log("fetch-2b").contains("has no receipt"), "\(group.log("fetch-2b"))")
+            kill(coord.processIdentifier, SIGTERM)
+            #expect(group.wait(coord, timeout: 15) == 0)
+        }
         try FileManager.default.removeItem(atPath: jobDir + "/receipts.log")
         coord = try coordinator("coordinator-6")
         let unchecked = try group.start(

@@ -89,6 +89,9 @@ extension CoordinatorLoop {
                 job.message = "writing the outputs failed: \(error)"
                 logger.error("job failed", metadata: ["job": "\(id)", "error": "\(error)"])
             }
+            // Its receipts are in the journal before its ending (the same queue): a served chunk of a done job
+            // without one is damage (`ServedChunkCheck`).
+            commitReceipts(force: true)
             persistEnding(job)
         }
     }

@@ -35,11 +35,12 @@ extension CoordinatorLoop {
             attemptFailed(job, index, worker, "\(worker.name): receipt for the wrong chunks")
             return
         }
-        // The finest level's chunk (the map itself) must be there as the worker says: a stat, no read.
-        if let first = r.chunks.first,
-            let why = shared.store.writtenProblem(
-                TileReceipt.Chunk(key: first.key, size: Int(clamping: first.size), crc32: first.crc32))
-        {
+        // Every chunk it names must be there as the worker says: a stat each (one per pyramid level), no read
+        // (ops audit: receipts of chunks never written ended jobs "done" with NaN maps, at level 0 and, when only
+        // it was checked, at the upper levels).
+        if let why = r.chunks.lazy.compactMap({
+            shared.store.writtenProblem(TileReceipt.Chunk(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32))
+        }).first {
             rejects.warning(
                 "unwritten-receipt", "rejected a receipt whose chunk is not in the map store",
                 metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)", "why": "\(why)"])

@@ -9,8 +9,9 @@ import TesseraWire
 /// jobs that ended before this coordinator started (their store sat on disk while it was down; a job
 /// that ended in this run was written by it, and its last receipts may still be uncommitted). A
 /// finished job's chunks were served unchecked (security audit: two jobs' swapped stores gave one user
-/// the other's map as "done"; four overwritten bytes came out as NaN). A chunk with no receipt (a kill
-/// before its group was committed) is served unchecked. Runs on the fetch queue, not the loop: a tile
+/// the other's map as "done"; four overwritten bytes came out as NaN). Every receipt is committed
+/// before a job's "done" is recorded, so a chunk without one is damage (ops audit: one lost journal line
+/// let a damaged chunk out) and is not served either. Runs on the fetch queue, not the loop: a tile
 /// row is read once more on its first download.
 final class ServedChunkCheck: Sendable {
     private struct Job {
@@ -57,7 +58,11 @@ final class ServedChunkCheck: Sendable {
                 let tile = TileIndex(row: tileRow, column: column)
                 if jobs.withLock({ $0[id]?.checked.contains(tile) == true }) { continue }
                 let key = layout.chunkKey(tile, level: 0)
-                guard let receipt = receipts[key] else { continue }
+                guard let receipt = receipts[key] else {
+                    throw ClusterError(
+                        "job \(id)'s map chunk \(key) has no receipt in \(ReceiptJournal.fileName): it cannot be "
+                            + "checked, and is not served (the store is damaged)")
+                }
                 let path = view.store.chunkPath(tile, level: 0)
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw ClusterError("job \(id)'s map chunk \(key) cannot be read: the store is damaged")
