@@ -119,25 +119,27 @@ struct RetentionTests {
 
     /// Ops audit: one key's submission (or one large upload of its) removed another key's result seconds
     /// after it ended. Recent results go only if their key holds the most of the store.
-    @Test("--max-store: oldest first; a result under 10 minutes old only if its key holds the most of the store")
+    @Test("--max-store: oldest first; a result under 10 minutes old not while another key has work running")
     func maxStoreFairness() {
         let now = Date()
         func job(_ id: UInt64, _ ago: Double, _ owner: String, _ bytes: Int64) -> RetentionPolicy.Ended {
             RetentionPolicy.Ended(id: id, at: now.addingTimeInterval(-ago), owner: owner, bytes: bytes)
         }
         let old = job(1, 7200, "bob", 10), bobNew = job(2, 5, "bob", 10), aliceNew = job(3, 30, "alice", 10)
-        // alice holds the most (an active 100-byte upload): her recent result goes, bob's stays.
+        // alice has work running (an upload, a small job): her recent result goes, bob's stays, however
+        // small alice's running work is.
         let victims = RetentionPolicy.maxStoreVictims(
-            [bobNew, aliceNew, old], total: 130, limit: 100, bytesByOwner: ["alice": 110, "bob": 20], now: now)
+            [bobNew, aliceNew, old], total: 130, limit: 100, activeOwners: ["alice"], now: now)
         #expect(victims == [1, 3])
-        // Still over the limit, with only other keys' recent results left: they stay.
-        let kept = RetentionPolicy.maxStoreVictims(
-            [bobNew], total: 130, limit: 100, bytesByOwner: ["alice": 120, "bob": 10], now: now)
+        // Still over the limit, with only recent results of keys with nothing running left: they stay.
+        let kept = RetentionPolicy.maxStoreVictims([bobNew], total: 130, limit: 100, activeOwners: ["alice"], now: now)
         #expect(kept.isEmpty)
-        // One key (no CURVE): the oldest go first, recent ones too, while over.
+        // Nothing running, or only the result's own key: recent results go too, oldest first (as with one key,
+        // without CURVE).
+        #expect(RetentionPolicy.maxStoreVictims([bobNew], total: 130, limit: 100, activeOwners: [], now: now) == [2])
         let single = RetentionPolicy.maxStoreVictims(
             [job(4, 5, "", 10), job(5, 50, "", 10), job(6, 9000, "", 10)], total: 35, limit: 16,
-            bytesByOwner: ["": 35], now: now)
+            activeOwners: [""], now: now)
         #expect(single == [6, 5])
     }
 

@@ -64,14 +64,15 @@ extension CoordinatorLoop {
             }
         }
         if let limit = policy.maxStoreBytes {
-            var byOwner: [String: Int64] = [:]
-            for (id, u) in usage { byOwner[ownerKey(id), default: 0] += u.bytes }
+            // Keys with work running (jobs not ended, uploads arriving).
+            let active = Set(
+                jobs.values.filter(\.isActive).map { $0.owner ?? "" } + uploads.values.map { $0.owner ?? "" })
             let candidates = ended.filter { !removed.contains($0.id) }.map {
                 RetentionPolicy.Ended(id: $0.id, at: $0.at, owner: ownerKey($0.id), bytes: usage[$0.id]?.bytes ?? 0)
             }
             let victims = Set(
                 RetentionPolicy.maxStoreVictims(
-                    candidates, total: total, limit: limit, bytesByOwner: byOwner, now: now))
+                    candidates, total: total, limit: limit, activeOwners: active, now: now))
             for (id, at) in ended where victims.contains(id) {
                 // A job removed within minutes of its end could hardly be fetched (operator audit: a 12M
                 // --max-store removed a 33 MB job 6 s after it finished, without a word).

@@ -18,7 +18,7 @@ package struct RetentionPolicy: Sendable, Equatable {
 
     package var isOn: Bool { keepFinishedSeconds != nil || maxStoreBytes != nil }
 
-    /// How long after its end a job is kept from `--max-store` removal unless its key holds the most of the store.
+    /// How long after its end a job is kept from `--max-store` removal while other keys have work running.
     package static let maxStoreGrace: TimeInterval = 600
 
     /// One ended job, as `--max-store` weighs it.
@@ -32,19 +32,18 @@ package struct RetentionPolicy: Sendable, Equatable {
         }
     }
 
-    /// The ended jobs `--max-store` removes, in order, from a store of `total` bytes (`bytesByOwner`: every
-    /// job's, active ones too, per key): oldest end first until the store fits `limit`; a job that ended less
-    /// than `maxStoreGrace` ago only if its key holds the most of the store (ops audit: one key's submission,
-    /// or one large upload of its, removed another key's result seconds after it ended). Without CURVE every
-    /// job is one key's, and the oldest go first as before.
+    /// The ended jobs `--max-store` removes, in order, from a store of `total` bytes: oldest end first until
+    /// the store fits `limit`; a job that ended less than `maxStoreGrace` ago not while another key has work
+    /// running (`activeOwners`): a fresh result is not removed to make room for another key's work (ops audit:
+    /// one key's submission, or one large upload of its, removed another key's result seconds after it
+    /// ended). Without CURVE every job is one key's, and the oldest go first as before.
     package static func maxStoreVictims(
-        _ ended: [Ended], total: Int64, limit: Int64, bytesByOwner: [String: Int64], now: Date
+        _ ended: [Ended], total: Int64, limit: Int64, activeOwners: Set<String>, now: Date
     ) -> [UInt64] {
-        let heaviest = bytesByOwner.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
         var total = total
         var out: [UInt64] = []
         for job in ended.sorted(by: { ($0.at, $0.id) < ($1.at, $1.id) }) where total > limit {
-            if now.timeIntervalSince(job.at) < maxStoreGrace && job.owner != heaviest { continue }
+            if now.timeIntervalSince(job.at) < maxStoreGrace && !activeOwners.isSubset(of: [job.owner]) { continue }
             out.append(job.id)
             total -= job.bytes
         }
