@@ -48,6 +48,15 @@ struct StoreFormatTests {
         #expect(ReceiptJournal.damage(in: dir) == nil)
         try Data([0xFF, 0x0A, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: dir + "/" + ReceiptJournal.fileName))
         #expect(ReceiptJournal.damage(in: dir)?.contains("2 of 2 lines") == true)
+        // No journal at all, while the store holds tiles: said too.
+        try FileManager.default.removeItem(atPath: dir + "/" + ReceiptJournal.fileName)
+        let layout = try MapLayout(classes: 1, height: 8, width: 8, tileSize: 8, compression: .none)
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        #expect(ReceiptJournal.damage(in: dir, store: store) == nil)
+        try [Float](repeating: 0.5, count: 64).withUnsafeBufferPointer {
+            _ = try store.write(tile: TileIndex(row: 0, column: 0), values: $0)
+        }
+        #expect(ReceiptJournal.damage(in: dir, store: store)?.contains("missing or empty") == true)
     }
 
     @Test("A job record keeps the preprocessing floats exactly; damaged records name the key at fault")

@@ -209,7 +209,7 @@ extension CoordinatorLoop {
         let layout = map.store.layout
         let tasksByTile = map.tasksByTile
         var unusable = 0
-        if let damage = ReceiptJournal.damage(in: job.directory) {
+        if let damage = ReceiptJournal.damage(in: job.directory, store: map.store) {
             logger.warning("store: \(damage)", metadata: ["job": "\(job.id)"])
         }
         for (t, chunks) in ReceiptJournal.entries(in: job.directory) where t < map.tiles.count {

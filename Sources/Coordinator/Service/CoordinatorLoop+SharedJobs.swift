@@ -169,7 +169,7 @@ extension CoordinatorLoop {
         var byTile: [TileIndex: Int] = [:]
         for (i, task) in job.tasks.enumerated() { if let t = layout.tile(for: task.rect) { byTile[t] = i } }
         var unusable = 0
-        if let damage = ReceiptJournal.damage(in: store.directory(id)) {
+        if let damage = ReceiptJournal.damage(in: store.directory(id), store: job.shared!.store) {
             logger.warning("store: \(damage)", metadata: ["job": "\(id)"])
         }
         for (index, chunks) in ReceiptJournal.entries(in: store.directory(id)) {

@@ -44,8 +44,12 @@ enum ReceiptJournal {
     /// Why the journal in `directory` lost receipts, or nil: more than its last line (a kill mid-append) does not
     /// read (a damaged byte, an overwritten block). Those tiles are computed again; the ops audit found a
     /// journal spoilt this way redone in silence.
-    static func damage(in directory: String) -> String? {
+    static func damage(in directory: String, store: MapStore? = nil) -> String? {
         guard let data = FileManager.default.contents(atPath: directory + "/" + fileName), !data.isEmpty else {
+            // No journal, but tiles in the store: it was lost (verification of the ops fixes: silent).
+            if let store, !store.presentTiles().isEmpty {
+                return "\(fileName) is missing or empty, though the map store holds tiles: they are computed again"
+            }
             return nil
         }
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").count
