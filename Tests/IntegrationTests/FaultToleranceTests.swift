@@ -215,11 +215,15 @@ struct FaultToleranceTests {
         finishedBytes[finishedBytes.count / 3] ^= 0x01
         try Data(finishedBytes).write(to: URL(fileURLWithPath: finishedChunk))
         coord = try coordinator("coordinator-5")
-        let refused = try group.start(
-            "tessera-coordinator",
-            ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch2"], log: "fetch-2")
-        #expect(group.wait(refused, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-2"))")
-        #expect(group.log("fetch-2").contains("does not match its receipt"), "\(group.log("fetch-2"))")
+        // A fetch of job 1 that must be refused with `reason`.
+        func refusedFetch(_ log: String, _ reason: String) throws {
+            let p = try group.start(
+                "tessera-coordinator",
+                ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/" + log], log: log)
+            #expect(group.wait(p, timeout: 30).map { $0 != 0 } == true, "\(group.log(log))")
+            #expect(group.log(log).contains(reason), "\(group.log(log))")
+        }
+        try refusedFetch("fetch-2", "does not match its receipt")
         #expect(
             group.log("coordinator-5").contains("a finished job's map does not match its receipts"),
             "\(group.log("coordinator-5"))")
@@ -232,21 +236,13 @@ struct FaultToleranceTests {
         if journal.split(separator: "\n").count > 1 {
             try firstLine.write(toFile: jobDir + "/receipts.log", atomically: true, encoding: .utf8)
             coord = try coordinator("coordinator-5b")
-            let cut = try group.start(
-                "tessera-coordinator",
-                ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch2b"], log: "fetch-2b")
-            #expect(group.wait(cut, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-2b"))")
-            #expect(group.log("fetch-2b").contains("has no receipt"), "\(group.log("fetch-2b"))")
+            try refusedFetch("fetch-2b", "has no receipt")
             kill(coord.processIdentifier, SIGTERM)
             #expect(group.wait(coord, timeout: 15) == 0)
         }
         try FileManager.default.removeItem(atPath: jobDir + "/receipts.log")
         coord = try coordinator("coordinator-6")
-        let unchecked = try group.start(
-            "tessera-coordinator",
-            ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/refetch3"], log: "fetch-3")
-        #expect(group.wait(unchecked, timeout: 30).map { $0 != 0 } == true, "\(group.log("fetch-3"))")
-        #expect(group.log("fetch-3").contains("receipts.log is missing"), "\(group.log("fetch-3"))")
+        try refusedFetch("fetch-3", "receipts.log is missing")
         print(
             "R3: \(total) tasks; restored \(restored1) after kill -9 (1 damaged tile recomputed), "
                 + "\(restored2) after SIGTERM; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
