@@ -57,6 +57,14 @@ struct OutputFlags: ParsableArguments {
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
     }
 
+    /// A note when `--keep-classes` changes the default outputs of a PNG (labels and overlays need every class),
+    /// which went unsaid (user review).
+    func keptDefaultNote(kept: [Int]?, isPNG: Bool) -> String? {
+        guard let kept, outputs == nil, isPNG else { return nil }
+        return "--keep-classes \(kept.map(String.init).joined(separator: ",")): writing npy and prob only (labels and "
+            + "overlays need every class)"
+    }
+
     /// What can be checked before any tile is computed: the output folder exists (or
     /// is created) and is writable, and the classes asked for exist in a net of
     /// `classes` classes. A job must not run for hours and then fail on these.
