@@ -81,6 +81,7 @@ extension Run {
         let options = try output.options(
             forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
         if let note = output.keptDefaultNote(kept: kept, isPNG: header.format == .png) { logger.notice("\(note)") }
+        if let note = unusedDtypeNote(options) { logger.notice("\(note)") }
         if let blocked = options.folderInTheWay(classCount: kept?.count ?? plan.classes) {
             throw ClusterError(
                 "\(blocked) is a folder: it stands where an output file goes (move it, or choose another --out)")

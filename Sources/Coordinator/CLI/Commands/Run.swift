@@ -105,6 +105,14 @@ struct Run: ParsableCommand {
             + "or use --dtype float32 for the exact values"
     }
 
+    /// A note when `--dtype` has nothing to apply to (no zarr or tiff output): it was ignored without a word
+    /// (user review).
+    func unusedDtypeNote(_ options: OutputOptions) -> String? {
+        guard slide.dtype != .float32, !options.kinds.contains(where: \.isChunked) else { return nil }
+        return "--dtype \(slide.dtype.rawValue) applies to the zarr and tiff outputs, and this run writes neither: "
+            + "its outputs are written from the float32 map"
+    }
+
     /// `--check` samples the map as it is computed, so it runs in this process.
     private func needsInProcess() throws -> String? {
         if let check, check > 0 { return "--check" }
