@@ -213,6 +213,18 @@ struct ModelImportErrorTests {
         #expect(message.contains("layer 'relu1'") && message.contains("'Exp'"), "\(message)")
     }
 
+    /// User review: a PNG given as --model was called a caffemodel.
+    @Test("an image given as the model is named as one")
+    func imageAsModel() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let png = Data([
+            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0xFF, 0xFE,
+        ])
+        let message = loadError(ModelSource(model: try writeFile(dir, "img.png", png), requireWeights: false))
+        #expect(message.contains("a PNG image: the image goes last"), "\(message)")
+    }
+
     /// User review: a misspelt field was ignored as unknown, and the error named only the missing one.
     @Test("an error after unknown fields names them: a misspelt field is likely")
     func misspeltField() throws {

@@ -71,10 +71,17 @@ extension CaffeFiles {
     static func decodePrototxt(_ data: Data, file path: String, ignored: inout [String]) throws -> Caffe_NetParameter {
         guard let text = String(data: data, encoding: .utf8) else {
             if looksBinary(data) {
-                throw ModelError(
-                    .unreadable, file: path,
-                    "this is not a text prototxt but a binary file: "
-                        + "a .caffemodel goes with --weights, not --model")
+                // What it is, when its first bytes say (user review: a PNG was called a caffemodel).
+                let head = [UInt8](data.prefix(8))
+                let kind: String
+                if head.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+                    kind = "a PNG image: the image goes last on the command line, --model takes the net's prototxt"
+                } else if head.starts(with: [0x49, 0x49, 0x2A]) || head.starts(with: [0x4D, 0x4D, 0x00]) {
+                    kind = "a TIFF image: the image goes last on the command line, --model takes the net's prototxt"
+                } else {
+                    kind = "a .caffemodel goes with --weights, not --model"
+                }
+                throw ModelError(.unreadable, file: path, "this is not a text prototxt but a binary file: \(kind)")
             }
             throw ModelError(.unreadable, file: path, "the prototxt is not valid UTF-8 text")
         }
