@@ -377,6 +377,11 @@ extension EarlyChecksTests {
                 + ClusterFixture.modelFlags.prefix(4))
         #expect(code1 == 0, "\(text1)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: implied)) == Data(contentsOf: URL(fileURLWithPath: out)))
+        // An --out-model that is a folder is called one (user review: "NSCocoaErrorDomain error 512").
+        let (code3, text3) = try runCommand(
+            [ProcessGroup.binary("tessera-coordinator"), "convert", "--format", "onnx", "--out-model", dir.path]
+                + ClusterFixture.modelFlags.prefix(4))
+        #expect(code3 != 0 && text3.contains("\(dir.path): a folder"), "\(text3)")
         let (code2, text2) = try runCommand([
             ProcessGroup.binary("tessera-coordinator"), "inspect", "--model", dir.path,
         ])

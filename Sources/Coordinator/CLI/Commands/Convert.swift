@@ -138,6 +138,15 @@ extension Convert {
     /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
     static func write(_ data: Data, to path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
+        // Said in words (user review: "NSCocoaErrorDomain error 512" for a folder, "a file with the same name
+        // already exists" for a path under a file).
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw ModelError(file: path, "a folder: give the file to write (e.g. \(path)/fcn.onnx)")
+        }
+        if !folder.isEmpty, case let why = OutputFlags.whyNotCreatable(path), why.hasSuffix("is a file, not a folder") {
+            throw ModelError(file: path, "cannot write it: \(why)")
+        }
         do {
             if !folder.isEmpty {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
