@@ -63,7 +63,7 @@ package final class MapStore: Sendable {
         }
         throw MapStoreError(
             .alreadyExists, path: path,
-            detail: "exists and is not a Tessera map, so it is not replaced: move it away or choose another --out")
+            detail: "it is not a Tessera map, so it is not replaced: move it away or choose another --out")
     }
 
     /// Opens an existing store (finished or not) to resume, read or export it.

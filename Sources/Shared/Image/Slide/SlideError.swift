@@ -67,7 +67,7 @@ package struct SlideError: Error, Equatable, Sendable, CustomStringConvertible {
             case .readFailed: return "read failed"
             case .unsupportedCompression(let code):
                 return "unsupported compression \(TIFFNames.compression(code)) (\(code))"
-            case .unsupportedSampleFormat(let format): return "unsupported sample format \(format)"
+            case .unsupportedSampleFormat(let format): return "unsupported sample format (\(format))"
             case .unsupportedPhotometric(let code):
                 return "unsupported photometric interpretation \(TIFFNames.photometric(code)) (\(code))"
             case .unsupportedLayout: return "unsupported layout"
