@@ -211,6 +211,17 @@ struct EnvironmentVariableTests {
         #expect(run.arguments == ["run", "--out=o", "a.png"])
     }
 
+    /// User review: a bad variable's error was followed by the top-level usage, not the subcommand's help.
+    @Test("A bad variable's error points at the subcommand's help")
+    func badVariableNamesSubcommand() throws {
+        // `/usr/bin/env NAME=VALUE binary …` sets the variable for the binary alone.
+        let (code, text) = try runCommand([
+            "TESSERA_IN_PROCESS=yes", ProcessGroup.binary("tessera-coordinator"), "run", "x.png",
+        ])
+        #expect(code != 0 && text.contains("TESSERA_IN_PROCESS=yes"), "\(text)")
+        #expect(text.contains("See 'tessera-coordinator run --help'") && !text.contains("<subcommand>"), "\(text)")
+    }
+
     @Test("--help of every subcommand lists each shown option's variable (the real binaries)")
     func helpListsVariables() throws {
         for binary in Self.binaries {

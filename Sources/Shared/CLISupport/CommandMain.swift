@@ -17,7 +17,14 @@ extension ParsableCommand {
         do {
             applied = try table.apply(arguments, environment: environment)
         } catch {
-            exit(withError: ValidationError("\(error)"))
+            // The message and where the subcommand's help is, not the top-level usage (user review:
+            // TESSERA_IN_PROCESS=yes was followed by "Usage: tessera-coordinator <subcommand>").
+            let sub = arguments.first.flatMap { a in
+                Self.configuration.subcommands.contains { $0._commandName == a } ? a : nil
+            }
+            let name = [Self.configuration.commandName, sub].compactMap { $0 }.joined(separator: " ")
+            FileHandle.standardError.write(Data("Error: \(error)\n  See '\(name) --help'.\n".utf8))
+            exit(withError: ExitCode.validationFailure)
         }
         var parsed = false
         do {
