@@ -44,6 +44,14 @@ extension CoordinatorLoop {
             rejects.warning(
                 "unwritten-receipt", "rejected a receipt whose chunk is not in the map store",
                 metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)", "why": "\(why)"])
+            // Its writes do not reach this store (another disk at the same path, or none): like a worker that
+            // cannot reach the job's files, it gets none of its tasks while another worker can, uncounted
+            // (verification of the fix: it kept taking tasks and could use up a tile's attempts).
+            worker.cannotReach.insert(job.id)
+            if workers.values.contains(where: { !$0.cannotReach.contains(job.id) }) {
+                removeAttempt(job, index, worker.id)
+                return
+            }
             attemptFailed(
                 job, index, worker,
                 "\(worker.name): its receipt names a chunk the coordinator does not find as written: \(why) (does the "
