@@ -166,6 +166,54 @@ struct SharedStorageTests {
             "the map differs from the in-process one")
     }
 
+    /// A worker whose receipts name chunks the coordinator cannot see (its "shared" folder is another disk) gets
+    /// none of the job's tasks once one is rejected, while an honest worker is there: it took task after task.
+    @Test("A worker whose receipts are rejected gets no more of the job's tasks while another worker can take them")
+    func rejectedReceiptsStopTasks() throws {
+        let group = try ProcessGroup("shared-rejected-receipts")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (workers, clients) = try group.startCoordinator(extra: ["--shared-root", root])
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let context = try ZMQContext()
+        let fake = try DistributedTests.registeredWorker(
+            context, workers, hello: DistributedTests.fakeHello("elsewhere"))
+        _ = try worker(group, workers, "honest", root: root, delayMs: 20)
+        let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
+        // The fake answers every task with a receipt of chunks it never wrote, until the job ends.
+        var given = 0
+        let deadline = Date().addingTimeInterval(120)
+        while job.isRunning && Date() < deadline {
+            guard try fake.waitForMessage(timeoutMilliseconds: 50), let e = try fake.receiveWire(dontWait: true),
+                let m = try? e.message.get()
+            else { continue }
+            switch m {
+            case .heartbeat: try fake.send(.heartbeat)
+            case .tileTask(let spec):
+                given += 1
+                let layout = try MapStore.open(at: spec.storePath).layout
+                let tile = try #require(layout.tile(for: TaskCodec.pixelRect(spec.tile)))
+                let chunks = (0..<layout.levels).map {
+                    Wire.TileReceipt.Chunk(key: layout.chunkKey(tile, level: $0), size: 4096, crc32: 7)
+                }
+                try fake.send(
+                    .receipt(
+                        Wire.TileReceipt(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, chunks: chunks))
+                )
+            default: break
+            }
+        }
+        #expect(group.wait(job, timeout: 10) == 0, "\(group.log("c"))\n\(group.log("coordinator"))")
+        // At most the tasks it held when its first receipt was rejected (its credit), not one after another.
+        #expect(given >= 1 && given <= 4, "the worker whose receipts were rejected was given \(given) tasks")
+        #expect(
+            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
+            "the map differs from the in-process one")
+    }
+
     /// A cancelled job's tasks still on a worker end in failed tile writes (its map is
     /// removed): those reports are expected, not refusals of a misbehaving worker, and
     /// no partial map reappears.
