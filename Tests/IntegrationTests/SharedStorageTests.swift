@@ -124,6 +124,16 @@ struct SharedStorageTests {
         #expect(done >= 8 && ahead >= done * 3 / 4, "\(ahead) of \(done) tiles read ahead")
     }
 
+    /// A receipt for `spec`'s tile naming the right chunks, which nobody wrote.
+    static func unwrittenReceipt(_ spec: Wire.TileTaskSpec) throws -> WireMessage {
+        let layout = try MapStore.open(at: spec.storePath).layout
+        let tile = try #require(layout.tile(for: TaskCodec.pixelRect(spec.tile)))
+        let chunks = (0..<layout.levels).map {
+            Wire.TileReceipt.Chunk(key: layout.chunkKey(tile, level: $0), size: 4096, crc32: 7)
+        }
+        return .receipt(Wire.TileReceipt(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, chunks: chunks))
+    }
+
     /// Ops audit: a worker that wrote nothing (a fake, or one whose "shared" folder is another disk) had its
     /// receipts accepted, and the job ended "done" with a NaN map. The finest chunk must now be in the store
     /// with the receipt's size; otherwise the tile goes to another worker.
@@ -142,14 +152,7 @@ struct SharedStorageTests {
         let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
         let task = try #require(try DistributedTests.next(fake, { if case .tileTask = $0 { true } else { false } }))
         guard case .tileTask(let spec) = task else { return }
-        // The right chunk names, written nowhere.
-        let layout = try MapStore.open(at: spec.storePath).layout
-        let tile = try #require(layout.tile(for: TaskCodec.pixelRect(spec.tile)))
-        let chunks = (0..<layout.levels).map {
-            Wire.TileReceipt.Chunk(key: layout.chunkKey(tile, level: $0), size: 4096, crc32: 7)
-        }
-        try fake.send(
-            .receipt(Wire.TileReceipt(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, chunks: chunks)))
+        try fake.send(try Self.unwrittenReceipt(spec))
         let deadline = Date().addingTimeInterval(20)
         while !group.log("coordinator").contains("rejected a receipt whose chunk is not in the map store"),
             Date() < deadline
@@ -182,6 +185,10 @@ struct SharedStorageTests {
         let fake = try DistributedTests.registeredWorker(
             context, workers, hello: DistributedTests.fakeHello("elsewhere"))
         _ = try worker(group, workers, "honest", root: root, delayMs: 20)
+        // Both registered before the job: alone, the fake would rightly get the tasks (and fail them).
+        let client = try TestClient(context, clients)
+        let up = Date().addingTimeInterval(30)
+        while (try? client.status(nil).workers) != 2 && Date() < up { usleep(50_000) }
         let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
         // The fake answers every task with a receipt of chunks it never wrote, until the job ends.
         var given = 0
@@ -194,15 +201,7 @@ struct SharedStorageTests {
             case .heartbeat: try fake.send(.heartbeat)
             case .tileTask(let spec):
                 given += 1
-                let layout = try MapStore.open(at: spec.storePath).layout
-                let tile = try #require(layout.tile(for: TaskCodec.pixelRect(spec.tile)))
-                let chunks = (0..<layout.levels).map {
-                    Wire.TileReceipt.Chunk(key: layout.chunkKey(tile, level: $0), size: 4096, crc32: 7)
-                }
-                try fake.send(
-                    .receipt(
-                        Wire.TileReceipt(jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, chunks: chunks))
-                )
+                try fake.send(try Self.unwrittenReceipt(spec))
             default: break
             }
         }

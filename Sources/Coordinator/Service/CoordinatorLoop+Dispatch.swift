@@ -25,7 +25,8 @@ extension CoordinatorLoop {
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             while w.inFlight.count < configuration.credit {
-                if let k = overdue.firstIndex(where: { $0.holder != w.id }) {
+                // (Not to a worker that cannot reach the job's files, or whose receipts it cannot see.)
+                if let k = overdue.firstIndex(where: { $0.holder != w.id && !w.cannotReach.contains($0.job.id) }) {
                     let late = overdue.remove(at: k)
                     guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
                         attempts.count == 1
