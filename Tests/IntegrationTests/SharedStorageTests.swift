@@ -124,6 +124,28 @@ struct SharedStorageTests {
         #expect(done >= 8 && ahead >= done * 3 / 4, "\(ahead) of \(done) tiles read ahead")
     }
 
+    /// A coordinator sharing `root` (no worker yet) and the fixture image in it, with its in-process map.
+    func fakeReceiptCluster(
+        _ group: ProcessGroup
+    ) throws -> (
+        root: String, workers: String, clients: String, image: String, expected: [UInt8]?
+    ) {
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (workers, clients) = try group.startCoordinator(extra: ["--shared-root", root])
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        return (root, workers, clients, image, expected)
+    }
+
+    /// The dense job's map in `root/out` equals the in-process one.
+    func expectMap(_ group: ProcessGroup, root: String, _ expected: [UInt8]?) throws {
+        #expect(
+            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
+            "the map differs from the in-process one")
+    }
+
     /// A receipt for `spec`'s tile naming the right chunks, which nobody wrote.
     static func unwrittenReceipt(_ spec: Wire.TileTaskSpec) throws -> WireMessage {
         let layout = try MapStore.open(at: spec.storePath).layout
@@ -141,12 +163,7 @@ struct SharedStorageTests {
     func receiptWithoutChunk() throws {
         let group = try ProcessGroup("shared-unwritten-receipt")
         defer { group.stop() }
-        let root = group.directory + "/shared"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let (workers, clients) = try group.startCoordinator(extra: ["--shared-root", root])
-        let image = root + "/tissue.png"
-        try ClusterFixture.writeImage(to: image)
-        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let (root, workers, clients, image, expected) = try fakeReceiptCluster(group)
         let context = try ZMQContext()
         let fake = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("liar"))
         let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
@@ -164,9 +181,7 @@ struct SharedStorageTests {
         #expect(group.wait(job, timeout: 120) == 0, "\(group.log("c"))\n\(group.log("coordinator"))")
         let log = group.log("coordinator")
         #expect(log.contains("rejected a receipt whose chunk is not in the map store"), "\(log)")
-        #expect(
-            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
-            "the map differs from the in-process one")
+        try expectMap(group, root: root, expected)
     }
 
     /// A worker whose receipts name chunks the coordinator cannot see (its "shared" folder is another disk) gets
@@ -175,12 +190,7 @@ struct SharedStorageTests {
     func rejectedReceiptsStopTasks() throws {
         let group = try ProcessGroup("shared-rejected-receipts")
         defer { group.stop() }
-        let root = group.directory + "/shared"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let (workers, clients) = try group.startCoordinator(extra: ["--shared-root", root])
-        let image = root + "/tissue.png"
-        try ClusterFixture.writeImage(to: image)
-        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let (root, workers, clients, image, expected) = try fakeReceiptCluster(group)
         let context = try ZMQContext()
         let fake = try DistributedTests.registeredWorker(
             context, workers, hello: DistributedTests.fakeHello("elsewhere"))
@@ -208,9 +218,7 @@ struct SharedStorageTests {
         #expect(group.wait(job, timeout: 10) == 0, "\(group.log("c"))\n\(group.log("coordinator"))")
         // At most the tasks it held when its first receipt was rejected (its credit), not one after another.
         #expect(given >= 1 && given <= 4, "the worker whose receipts were rejected was given \(given) tasks")
-        #expect(
-            try exportNPY(group, store: root + "/out/tissue.zarr", out: group.directory + "/export") == expected,
-            "the map differs from the in-process one")
+        try expectMap(group, root: root, expected)
     }
 
     /// A cancelled job's tasks still on a worker end in failed tile writes (its map is
