@@ -128,8 +128,9 @@ struct Submit: ParsableCommand {
             }
             for note in header.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             let size = Size2(header.height, header.width)
-            if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
-            if let note = plan.smallImageNote(image: size) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
+            for note in job.sizeNotes(image: size, plan: plan) {
+                logger.warning("\(note)", metadata: ["image": "\(path)"])
+            }
             var tile =
                 try job.tile
                 ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: job.memoryBudgetBytes(slide: shared))

@@ -436,6 +436,12 @@ struct JobFlags: ParsableArguments {
 
     /// A note when `--tile` cuts `image` into so many tiny tiles that overhead dominates (user audit: `--tile 1`
     /// made 1.17 million tasks at "0.00 Mpx/s", without a word).
+    /// What an `image`-sized map with `plan` should be warned of before it starts: a tiny --tile, an image
+    /// smaller than the patch.
+    func sizeNotes(image: Size2, plan: ModelPlan) -> [String] {
+        [smallTileNote(image: image), plan.smallImageNote(image: image)].compactMap { $0 }
+    }
+
     func smallTileNote(image: Size2) -> String? {
         guard let tile, tile < 64 else { return nil }
         let tasks = ((image.h + tile - 1) / tile) * ((image.w + tile - 1) / tile)

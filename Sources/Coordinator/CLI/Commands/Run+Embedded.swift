@@ -80,16 +80,10 @@ extension Run {
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let options = try output.options(
             forImage: path, image: slide.image ?? 1, isPNG: header.format == .png, keeping: kept != nil)
-        if let note = output.keptDefaultNote(kept: kept, isPNG: header.format == .png) { logger.notice("\(note)") }
-        if let note = unusedDtypeNote(options) { logger.notice("\(note)") }
-        if let blocked = options.folderInTheWay(classCount: kept?.count ?? plan.classes) {
-            throw ClusterError(
-                "\(blocked) is a folder: it stands where an output file goes (move it, or choose another --out)")
-        }
+        try checkOutputs(options, kept: kept, isPNG: header.format == .png, classes: plan.classes, logger: logger)
         let keepZarr = options.kinds.contains(.zarr)
         let stride = plan.tasks.stride
-        if let note = job.smallTileNote(image: size) { logger.warning("\(note)") }
-        if let note = plan.smallImageNote(image: size) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
+        for note in job.sizeNotes(image: size, plan: plan) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(stride)) }
         if keepZarr {

@@ -105,6 +105,17 @@ struct Run: ParsableCommand {
             + "or use --dtype float32 for the exact values"
     }
 
+    /// Before an image is mapped: what its outputs should be told of (`--keep-classes` narrowing a PNG's
+    /// defaults, a `--dtype` with nothing to apply to), and a folder standing where an output file goes.
+    func checkOutputs(_ options: OutputOptions, kept: [Int]?, isPNG: Bool, classes: Int, logger: Logger) throws {
+        if let note = output.keptDefaultNote(kept: kept, isPNG: isPNG) { logger.notice("\(note)") }
+        if let note = unusedDtypeNote(options) { logger.notice("\(note)") }
+        if let blocked = options.folderInTheWay(classCount: kept?.count ?? classes) {
+            throw ClusterError(
+                "\(blocked) is a folder: it stands where an output file goes (move it, or choose another --out)")
+        }
+    }
+
     /// A note when `--dtype` has nothing to apply to (no zarr or tiff output): it was ignored without a word
     /// (user review).
     func unusedDtypeNote(_ options: OutputOptions) -> String? {
