@@ -387,7 +387,7 @@ struct DamagedStoreTests {
         // Job 1's record as an earlier release wrote it: no window-placement line.
         let file = JobStore(root: scratch.root).directory(1) + "/job.txt"
         let text = try String(contentsOfFile: file, encoding: .utf8)
-        #expect(text.contains("window-placement=3"), "\(text)")
+        #expect(text.contains("window-placement=\(TaskGeometry.placementVersion)"), "\(text)")
         let old =
             text.split(separator: "\n").filter { !$0.hasPrefix("window-placement=") }.joined(separator: "\n") + "\n"
         try DurableFile.write(Array(old.utf8), to: file)

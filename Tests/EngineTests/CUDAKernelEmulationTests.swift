@@ -191,7 +191,7 @@ struct CUDAKernelEmulationTests {
     typealias Pool2d =
         @convention(c) (
             UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
-            Int32, Int32, Int32, Int32, Int32, Int32
+            Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32
         ) -> Void
 
     @Test(
@@ -210,7 +210,25 @@ struct CUDAKernelEmulationTests {
         try Self.kernel("pool2d", as: Pool2d.self)(
             x.pointer, got.pointer, 3, Int32(x.h), Int32(x.w), Int32(want.shape.h), Int32(want.shape.w), Int32(k),
             Int32(k), Int32(stride), Int32(stride), Int32(pad), Int32(pad), Int32(dilation), Int32(dilation),
-            method == .max ? 1 : 0)
+            method == .max ? 1 : 0, Int32(-pad), Int32(x.h + pad), Int32(-pad), Int32(x.w + pad))
+        let diff = Reference.maxDifference(got, want)
+        #expect(diff < 1e-6, "max difference \(diff)")
+    }
+
+    /// In a tile of a net that pads, an average's divisor counts the taps inside the whole-image
+    /// pass's padded input, which may end before (or after) the tile's own input.
+    @Test("pool2d narrowed to the whole-image pass's padded input equals the CPU engine's")
+    func pool2dCounted() throws {
+        let x = Reference.random(Shape(c: 2, h: 17, w: 19), seed: 33)
+        let pool = Pooling(method: .average, kernel: Size2(square: 3), stride: Size2(2, 1), pad: Size2(square: 1))
+        let counted = PixelRect(y: 2, x: -1, height: 11, width: 16)
+        let want = Tensor(Shape(c: 2, h: 9, w: 19))
+        PoolingKernel(pool: pool).forward(x, into: want, threads: 1, counted: counted)
+        let plain = try Self.cpu(.pooling(pool), x)
+        #expect(plain.shape == want.shape && Reference.maxDifference(plain, want) > 0.01, "the range must matter")
+        let got = Tensor(want.shape)
+        try Self.kernel("pool2d", as: Pool2d.self)(
+            x.pointer, got.pointer, 2, 17, 19, 9, 19, 3, 3, 2, 1, 1, 1, 1, 1, 0, 2, 13, -1, 15)
         let diff = Reference.maxDifference(got, want)
         #expect(diff < 1e-6, "max difference \(diff)")
     }

@@ -30,8 +30,11 @@ struct FixtureTests {
             var image: Array; var channel_order: String; var preprocess: Preprocess
             var preprocessed: Array; var map: Array
         }
+        /// A net that pads: its own pass over the mirror-padded image (`input` rows × columns).
+        struct WholeImagePass: Decodable { var input: [Int]; var output: Array }
         var name: String; var patch_size: Int; var classes: Int; var reference: String; var tolerance: Float
         var patches: Patches; var map: MapPart
+        var whole_image_pass: WholeImagePass?
     }
 
     struct Fixture {
@@ -126,5 +129,47 @@ struct FixtureTests {
                 #expect(d <= f.manifest.tolerance, "\(name): \(mode) map differs by \(d)")
             }
         }
+    }
+
+    static var wholeImagePassNames: [String] {
+        names.filter { (try? Fixture($0).manifest.whole_image_pass) != nil }
+    }
+
+    /// A net that pads, with poolings whose last window in the whole-image pass is partial before
+    /// padded convolutions: every mode's map equals, at its grid points, the net's own pass over the
+    /// mirror-padded image as OpenCV (Caffe's semantics) computes it. Tessera's pass left those
+    /// windows out, so its last rows and columns padded one output early (fuzz audit F1).
+    @Test(
+        "A padded net's map equals its own whole-image pass (partial pooling windows kept) at grid points",
+        arguments: wholeImagePassNames)
+    func wholeImagePass(_ name: String) throws {
+        let f = try Fixture(name)
+        let pass = try #require(f.manifest.whole_image_pass)
+        let image = try f.image
+        let engine = try MapEngine(model: f.model, allowPadding: true)
+        #expect(!engine.geometry.isExact && engine.tasks.pads)
+        let whole = engine.tasks.wholeImageInput(Size2(image.height, image.width))
+        #expect([whole.height, whole.width] == pass.input, "the fixture's pass reads another input")
+        let (k, oh, ow) = (pass.output.shape[0], pass.output.shape[1], pass.output.shape[2])
+        let reference = try f.floats(pass.output)
+        let s = engine.tasks.stride
+        #expect(oh >= (image.height + s.h - 1) / s.h && ow >= (image.width + s.w - 1) / s.w)
+        let mapper = LocalMapper(engine: engine, preprocessing: f.preprocessing, threads: 2)
+        for (mode, tile) in [(MapMode.dense, 64), (.dense, 8), (.shift, 8), (.fast, 64), (.fast, 8)] {
+            let map = try mapper.map(image, mode: mode, tile: tile)
+            var worst: Float = 0
+            for c in 0..<k {
+                for y in stride(from: 0, to: image.height, by: s.h) {
+                    for x in stride(from: 0, to: image.width, by: s.w) {
+                        worst = max(worst, abs(map[c, y, x] - reference[(c * oh + y / s.h) * ow + x / s.w]))
+                    }
+                }
+            }
+            #expect(worst <= f.manifest.tolerance, "\(name) \(mode) tile \(tile): differs by \(worst)")
+        }
+        // A job of this net and image begun before placement 4 is not resumed with these numbers.
+        let size = Size2(image.height, image.width)
+        #expect(engine.plan.placementChange(since: 3, exact: false, image: size)?.contains("partial") == true)
+        #expect(engine.plan.placementChange(since: TaskGeometry.placementVersion, exact: false, image: size) == nil)
     }
 }

@@ -181,7 +181,7 @@ extension CoordinatorLoop {
     /// ones would not join (review: 1–3 pixel jumps at tile edges; fuzz audit: the last rows).
     func refuseMixedPlacement(_ job: CoordinatorJob, _ record: JobRecord) throws {
         guard
-            let change = job.plan.tasks.placementChange(
+            let change = job.plan.placementChange(
                 since: record.placement, exact: job.plan.geometry.isExact, mode: job.mode, image: job.imageSize)
         else { return }
         throw ClusterError(

@@ -60,9 +60,11 @@ enum CUDAKernelSource {
         }
 
         // MAX / AVE pooling with Caffe's window rules plus dilation: max over the taps
-        // inside the input; average = sum of taps inside / taps inside the padded input.
+        // inside the input; average = sum of taps inside / taps inside the padded input,
+        // which rows cy0..cy1 and columns cx0..cx1 narrow (the whole-image pass's, in a tile).
         __global__ void pool2d(const float* x, float* y, int channels, int in_h, int in_w, int out_h, int out_w,
-                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int is_max) {
+                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int is_max,
+                               int cy0, int cy1, int cx0, int cx1) {
             long long n = (long long)channels * out_h * out_w;
             LOOP(i, n) {
                 int ox = (int)(i % out_w);
@@ -72,8 +74,12 @@ enum CUDAKernelSource {
                 int y0 = oy * sh - ph, x0 = ox * sw - pw;
                 float acc = is_max ? -3.402823466e+38f : 0.0f;
                 int pad_y = 0, pad_x = 0;
-                for (int ky = 0; ky < kh; ky++) if (y0 + ky * dh < in_h + ph) pad_y++;
-                for (int kx = 0; kx < kw; kx++) if (x0 + kx * dw < in_w + pw) pad_x++;
+                int ylo = cy0 > -ph ? cy0 : -ph, yhi = cy1 < in_h + ph ? cy1 : in_h + ph;
+                int xlo = cx0 > -pw ? cx0 : -pw, xhi = cx1 < in_w + pw ? cx1 : in_w + pw;
+                for (int ky = 0; ky < kh; ky++) { int t = y0 + ky * dh; if (t >= ylo && t < yhi) pad_y++; }
+                for (int kx = 0; kx < kw; kx++) { int t = x0 + kx * dw; if (t >= xlo && t < xhi) pad_x++; }
+                if (pad_y < 1) pad_y = 1;  // a window with no counted tap is never read
+                if (pad_x < 1) pad_x = 1;
                 for (int ky = 0; ky < kh; ky++) {
                     int iy = y0 + ky * dh;
                     if (iy < 0 || iy >= in_h) continue;

@@ -252,9 +252,11 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
         var clock = DispatchTime.now()
         if profile { try context.synchronize(); clock = DispatchTime.now() }
         for (i, layer) in net.layers.enumerated() {
+            var counted: PixelRect?
             if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first,
                 let t = blobs[name]
             {
+                counted = rect.grown(by: window.pad)
                 let (h, w) = (t.shape.h, t.shape.w)
                 let y0 = min(max(rect.y, 0), h), y1 = min(max(rect.y + rect.height, y0), h)
                 let x0 = min(max(rect.x, 0), w), x1 = min(max(rect.x + rect.width, x0), w)
@@ -275,7 +277,7 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
             default:
                 let s = shapes[i]
                 output = try DeviceTensor(Shape(c: s.c * batch, h: s.h, w: s.w), pool: context.pool)
-                try run(steps[i], layer: i, inputs, output, batch: batch)
+                try run(steps[i], layer: i, inputs, output, batch: batch, counted: counted)
             }
             for top in layer.tops { blobs[top] = output }
             for name in releases[i] { blobs[name] = nil }
@@ -295,7 +297,10 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
     }
 
     /// One layer on a batch of `batch` images (`x` and `y` hold them one after another).
-    private func run(_ step: Step, layer i: Int, _ inputs: [DeviceTensor], _ y: DeviceTensor, batch: Int) throws {
+    /// `counted`: a pooling's whole-image padded input in its input's pixels (`PoolingKernel`).
+    private func run(
+        _ step: Step, layer i: Int, _ inputs: [DeviceTensor], _ y: DeviceTensor, batch: Int, counted: PixelRect? = nil
+    ) throws {
         let x = inputs[0]
         let plane = y.shape.h * y.shape.w
         /// Channels of one image of the input and of the output.
@@ -342,6 +347,8 @@ package final class CUDANetRunner: NetExecutor, @unchecked Sendable {
                     .pointer(x.pointer), .pointer(y.pointer), .int(x.shape.c), .int(x.shape.h), .int(x.shape.w),
                     .int(y.shape.h), .int(y.shape.w), .int(kernel.h), .int(kernel.w), .int(stride.h), .int(stride.w),
                     .int(pad.h), .int(pad.w), .int(dil.h), .int(dil.w), .int(p.method == .max ? 1 : 0),
+                    .int(counted?.y ?? -pad.h), .int(counted.map { $0.y + $0.height } ?? x.shape.h + pad.h),
+                    .int(counted?.x ?? -pad.w), .int(counted.map { $0.x + $0.width } ?? x.shape.w + pad.w),
                 ])
         case .innerProduct(let ip, let w, let b):
             guard x.shape.count == ip.inputs * batch else {

@@ -226,10 +226,12 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
                 }
                 continue
             }
+            var counted: PixelRect?
             if let rect = masks?[i] ?? nil, let window = layout.windows[i], let name = layer.bottoms.first {
                 // The caller's input is not ours to overwrite.
                 if blobs[name] === input { blobs[name] = input.copy() }
                 blobs[name]!.fill(outside: rect, with: window.padValue)
+                counted = rect.grown(by: window.pad)
             }
             let inputs = layer.bottoms.map { blobs[$0]! }
             let output: Tensor
@@ -248,7 +250,11 @@ package final class NetRunner: NetExecutor, @unchecked Sendable {
                 let layerOrigin = Size2(
                     (origin.h + p.offset.h).floorDiv(p.jump.h),
                     (origin.w + p.offset.w).floorDiv(p.jump.w))
-                run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
+                if case .pooling(let k) = steps[i] {
+                    k.forward(inputs[0], into: output, threads: threads, counted: counted)
+                } else {
+                    run(steps[i], inputs[0], output, origin: layerOrigin, threads: threads)
+                }
             }
             for top in layer.tops { blobs[top] = output }
             for name in releases[i] { blobs[name] = nil }

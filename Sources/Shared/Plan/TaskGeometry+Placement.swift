@@ -1,4 +1,5 @@
 import TesseraCore
+import TesseraModel
 
 /// Which definition of the map a stored job's tiles were computed with (`JobRecord`'s
 /// `window-placement`), so that a job resumed by a later release is not finished with tiles of
@@ -6,8 +7,10 @@ import TesseraCore
 extension TaskGeometry {
     /// 2 (release 0.3.0): windows placed where the classifier places them (`centring = −origin`).
     /// 3: the whole-image pass of a net that pads reads the whole mirror-padded image (`wholeImageInput`).
+    /// 4 (release 0.3.2): that pass keeps the partial last windows of poolings that round up, as Caffe's
+    /// (`ModelPlan.placementChange` tells which nets and images that changed).
     /// Records of releases before 0.3.0 have none.
-    package static let placementVersion = 3
+    package static let placementVersion = 4
 
     /// How the release that wrote `recorded` computed this net's map differently from this one, or nil
     /// when it computed the same numbers. `exact`: the net's `NetGeometry.isExact`; `mode` and `image`:
@@ -38,5 +41,30 @@ extension TaskGeometry {
                 + "beyond it (computed from padding alone)"
         }
         return nil
+    }
+}
+
+extension ModelPlan {
+    /// `TaskGeometry.placementChange`, and placement 4: whether the whole-image pass of `image` (of any
+    /// image, when not known) keeps a partial pooling window that releases before it left out.
+    package func placementChange(
+        since recorded: Int?, exact: Bool, mode: MapMode? = nil, image: Size2? = nil
+    ) -> String? {
+        if let change = tasks.placementChange(since: recorded, exact: exact, mode: mode, image: image) {
+            return change
+        }
+        guard (recorded ?? 3) < 4, tasks.pads, stridedLayout.windows.contains(where: { $0?.roundsUp == true }) else {
+            return nil
+        }
+        if let image {
+            let input = tasks.wholeImageInput(image)
+            if stridedLayout.validRegions(fcn, input: input)
+                == stridedLayout.validRegions(fcn, input: input, keepingPartialWindows: false)
+            {
+                return nil
+            }
+        }
+        return "left out the partial last windows of this net's poolings from its pass over the image, where "
+            + "Caffe's pass keeps them (the map's last rows and columns differ)"
     }
 }

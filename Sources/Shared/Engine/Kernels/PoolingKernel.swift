@@ -4,7 +4,9 @@ import TesseraModel
 /// MAX and AVE pooling with Caffe's window rules, plus dilation (used by the
 /// dense mode). Max clips the window to the input; average divides by the
 /// window clipped to the padded input (Caffe's `pool_size`), summing only the
-/// pixels inside the input.
+/// pixels inside the input. In a pass of a net that pads, the padded input is the
+/// one of the whole-image pass (`counted`): a partial last window there divides by
+/// its taps up to that input's padded end, wherever the tile's own input ends.
 ///
 /// Separable: each output row first reduces the window's input rows to one
 /// row (max or sum over ky), then reduces along x.
@@ -19,26 +21,37 @@ struct PoolingKernel {
         var inPadded: Int
     }
 
-    static func taps(outputs: Int, input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int) -> [Taps] {
-        (0..<outputs).map { o in
+    /// `counted`: the input positions AVE counts, when narrower than the padded input.
+    static func taps(
+        outputs: Int, input: Int, kernel: Int, stride: Int, pad: Int, dilation: Int, counted: Range<Int>? = nil
+    ) -> [Taps] {
+        let lower = max(-pad, counted?.lowerBound ?? -pad)
+        let upper = max(lower, min(input + pad, counted?.upperBound ?? input + pad))
+        return (0..<outputs).map { o in
             let start = o * stride - pad
             var lo = 0, hi = kernel
             while lo < hi && start + lo * dilation < 0 { lo += 1 }
             while hi > lo && start + (hi - 1) * dilation >= input { hi -= 1 }
-            let inPadded = (0..<kernel).filter { start + $0 * dilation < input + pad }.count
-            return Taps(start: start, lo: lo, hi: hi, inPadded: inPadded)
+            // At least 1: a window with no counted tap is outside the pass's real values (never read).
+            let inPadded = (0..<kernel).filter { (lower..<upper).contains(start + $0 * dilation) }.count
+            return Taps(start: start, lo: lo, hi: hi, inPadded: max(1, inPadded))
         }
     }
 
-    func forward(_ input: Tensor, into output: Tensor, threads: Int) {
+    /// `counted`: the whole-image pass's padded input in this input's pixels (`NetRunner` gives
+    /// the layer's padding mask grown by its pad), or nil for the input's own.
+    func forward(_ input: Tensor, into output: Tensor, threads: Int, counted: PixelRect? = nil) {
         let kernel = pool.global ? input.shape.spatial : pool.kernel
         let stride = pool.global ? Size2.one : pool.stride
         let pad = pool.global ? Size2.zero : pool.pad
         let dil = pool.global ? Size2.one : pool.dilation
         let (inW, outH, outW) = (input.w, output.h, output.w)
         let ys = Self.taps(
-            outputs: outH, input: input.h, kernel: kernel.h, stride: stride.h, pad: pad.h, dilation: dil.h)
-        let xs = Self.taps(outputs: outW, input: inW, kernel: kernel.w, stride: stride.w, pad: pad.w, dilation: dil.w)
+            outputs: outH, input: input.h, kernel: kernel.h, stride: stride.h, pad: pad.h, dilation: dil.h,
+            counted: counted.map { $0.y..<($0.y + $0.height) })
+        let xs = Self.taps(
+            outputs: outW, input: inW, kernel: kernel.w, stride: stride.w, pad: pad.w, dilation: dil.w,
+            counted: counted.map { $0.x..<($0.x + $0.width) })
         let isMax = pool.method == .max
         // Outputs ix0..<ix1: the run whose whole window lies inside the line (the
         // same for every row, so found once: scanning for it per row, and skipping

@@ -98,8 +98,9 @@ package enum WireMessage: Equatable, Sendable {
     /// pixels off and give a shifted map, so it is refused at its handshake instead. 5: a net that
     /// pads is padded at the edges of the whole mirror-padded image (`TaskGeometry.wholeImageInput`),
     /// and fast grid points past the image are not interpolated from: a worker of 4 would give
-    /// other last rows and columns.
-    package static let version: UInt8 = 5
+    /// other last rows and columns. 6: that pass keeps the partial last windows of poolings that
+    /// round up (Caffe's): a worker of 5 would give other last rows and columns.
+    package static let version: UInt8 = 6
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
