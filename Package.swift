@@ -224,7 +224,10 @@ let tests: [Target] = [
         exclude: ["Slide/make_fixtures.py"], swiftSettings: swift5),
     .testTarget(
         name: "ModelTests",
-        dependencies: allModules + ["TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Tests/ModelTests",
+        dependencies: allModules + [
+            "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/ModelTests",
         swiftSettings: swift5),
     .testTarget(
         name: "EngineTests", dependencies: allModules + ["TestSupport", "COpenBLAS"], path: "Tests/EngineTests",
@@ -246,7 +249,8 @@ let tests: [Target] = [
         swiftSettings: swift5),
     .testTarget(
         name: "MetricsTests",
-        dependencies: ["TesseraMetrics", "TestSupport", .product(name: "CoreMetrics", package: "swift-metrics")], path: "Tests/MetricsTests",
+        dependencies: ["TesseraMetrics", "TestSupport", .product(name: "CoreMetrics", package: "swift-metrics")],
+        path: "Tests/MetricsTests",
         swiftSettings: swift5),
     // The module graph: every import checked against docs/ARCHITECTURE.md's table, and
     // against the dependencies declared here.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import TesseraCore
@@ -85,10 +86,17 @@ struct CaffeImportAuditTests {
                      convolution_param { num_output: 2 kernel_size: 6 } }
             layers { name: "prob" type: SOFTMAX bottom: "conv1" top: "prob" }
             """
-        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "v1.prototxt", v1), requireWeights: false))
+        let log = CapturedLog()
+        let m = try ModelLoader.load(
+            ModelSource(model: try writeFile(dir, "v1.prototxt", v1), requireWeights: false), logger: log.logger)
         #expect(m.declaredScale == 0.00390625)
         #expect(m.meanFileHint == "m.binaryproto")
         #expect(m.geometry.receptiveField == Size2(square: 6))
+        // The mean file is pointed out in inspect's notes, not logged by the loader: a command that maps says
+        // it only when no --mean-file or --mean is given (user review F4: it followed a given --mean-file).
+        #expect(m.notes.contains { $0.contains("m.binaryproto") && $0.contains("--mean-file") })
+        #expect(!log.messages.contains { $0.contains("m.binaryproto") }, "\(log.messages)")
+        #expect(log.messages.contains { $0.contains("patch size") }, "the loader logs its other notes")
     }
 
     @Test("Eltwise PROD and MAX with coeff are refused; axis -3 is the channel axis")
@@ -117,5 +125,29 @@ struct CaffeImportAuditTests {
         let sum = net("operation: SUM coeff: 1 coeff: -1", axis: "axis: -3")
         let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "sum.prototxt", sum), requireWeights: false))
         #expect(m.geometry.classes == 2)
+    }
+}
+
+/// A logger that keeps its messages, for tests of what is logged.
+final class CapturedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var kept: [String] = []
+    var messages: [String] { lock.withLock { kept } }
+
+    var logger: Logger {
+        Logger(label: "test.captured") { _ in Handler(log: self) }
+    }
+
+    struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            log.lock.withLock { log.kept.append("\(event.message)") }
+        }
     }
 }

@@ -198,11 +198,6 @@ package enum ModelLoader {
             throw e
         }
         var notes = ignored + importer.notes
-        if let hint = imported.meanFileHint {
-            notes.append(
-                "the data layer subtracted the mean image \(hint) (mean_file): give that file with "
-                    + "--mean-file (reduced to one mean per channel), or its per-channel values with --mean")
-        }
         if importer.shapeOnly {
             notes.append("no weights given: shapes and geometry only (weights are zero placeholders)")
         }
@@ -281,6 +276,13 @@ package enum ModelLoader {
             } else {
                 logger?.info("\(n)")
             }
+        }
+        // For `inspect`'s report only: a command that maps warns when neither --mean-file nor --mean
+        // is given (`ModelOptions`), and logged here the note also followed a given --mean-file (user review F4).
+        if let hint = meanFileHint {
+            notes.append(
+                "the data layer subtracted the mean image \(hint) (mean_file): give that file with "
+                    + "--mean-file (reduced to one mean per channel), or its per-channel values with --mean")
         }
         if patchSource.hasPrefix("the receptive field"), geometry.receptiveField == patch {
             // Nothing records the size the classifier was trained on; a larger one places its
