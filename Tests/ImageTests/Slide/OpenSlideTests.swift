@@ -58,6 +58,56 @@ struct OpenSlideTests {
         #expect(!intact.notes.contains { $0.contains("damaged") }, "\(intact.notes)")
     }
 
+    /// Hostile-input audit 27: OpenSlide reads a tile whose byte count is 0 as transparent (the map was
+    /// background, rc 0, no word), and allocates a byte count of 0xFFFFFFFF before reading (GLib aborted
+    /// the process under a memory limit, `--corrupt-tiles skip` or not). Neither tile is asked of it now:
+    /// a region over one is a corrupt tile, named, and the rest of the level reads as before.
+    @Test("SVS tiles with no data or a 4 GiB byte count are refused by name, never read through OpenSlide")
+    func unreadableTilesAreNotRead() throws {
+        let fixtures = try Fixtures.get()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("svs-counts-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let damaged = folder + "/counts.svs"
+        try FileManager.default.copyItem(atPath: fixtures.path("slide.svs"), toPath: damaged)
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, struct, tifffile
+            with tifffile.TiffFile(sys.argv[1]) as f:
+                tag = f.pages[0].tags['TileByteCounts']
+                size = {3: 2, 4: 4, 16: 8}[tag.dtype]
+                fmt = {3: '<H', 4: '<I', 16: '<Q'}[tag.dtype]
+                at, width = tag.valueoffset, f.pages[0].tilewidth
+            with open(sys.argv[1], 'r+b') as f:
+                f.seek(at)
+                f.write(struct.pack(fmt, 0))  # tile 0: no data
+                f.seek(at + size)
+                f.write(struct.pack(fmt, 2**(8 * size) - 1))  # tile 1: 4 GiB
+            print(width)
+            """, damaged,
+        ])
+        #expect(status == 0, "\(output)")
+        let tile = try #require(Int(output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let source = try OpenSlideRegionSource(path: damaged, level: 0)
+        #expect(
+            source.notes.contains { $0.contains("1 of level 0's") && $0.contains("hold no data") }, "\(source.notes)")
+        for (x, kind, words) in [
+            (0, SlideError.Kind.corruptTile, "byte count is 0"), (tile, .truncated, "run past the end"),
+        ] {
+            let error = #expect(throws: SlideError.self) {
+                _ = try source.readRegion(PixelRect(y: 0, x: x, height: 16, width: 16))
+            }
+            #expect(error?.kind == kind && error?.isCorruptData == true, "\(String(describing: error))")
+            #expect(error?.tile?.index == x / tile, "\(String(describing: error))")
+            #expect(error?.description.contains(words) == true, "\(String(describing: error))")
+        }
+        // The tiles around them read as the intact slide's.
+        let intact = try OpenSlideRegionSource(path: fixtures.path("slide.svs"), level: 0)
+        let rect = PixelRect(y: tile, x: 0, height: 40, width: 3 * tile)
+        #expect(try source.readRegion(rect) == intact.readRegion(rect))
+    }
+
     /// mpp picks the level within 20 %; otherwise the error lists every level and its µm/px.
     @Test func mppSelection() throws {
         let fixtures = try Fixtures.get()

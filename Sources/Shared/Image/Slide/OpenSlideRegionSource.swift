@@ -42,6 +42,8 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
     package let notes: [String]
 
     private let downsample: Double
+    /// The tiles of this level that OpenSlide is never asked for (`UnreadableTiles`), nil when none.
+    private let unreadable: UnreadableTiles?
     private let lock = ReadWriteLock()
     private var handle: OpenSlideHandle
 
@@ -77,10 +79,64 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
                 x: handle.property("openslide.mpp-x").flatMap(Double.init),
                 y: handle.property("openslide.mpp-y").flatMap(Double.init)
             ).map { [$0] } ?? [])
+        unreadable = UnreadableTiles(path, vendor: vendor, width: width, height: height)
         guard width > 0, height > 0, downsample > 0, downsample.isFinite else {
             throw SlideError(
                 .openSlide, path: path, level: chosen,
                 detail: "OpenSlide reports an empty level (\(width)×\(height), downsample \(downsample))")
+        }
+    }
+
+    /// The tiles of a TIFF-based slide's level whose stored bytes libtiff's directory shows unreadable
+    /// (`TIFFHandle.storedBytesProblem`), found once when the level opens. OpenSlide must not be asked
+    /// for them: it allocates what a tile's byte count says before reading (a count of 4 GiB aborted the
+    /// process under a memory limit, `--corrupt-tiles skip` or not) and reads a tile of 0 bytes as
+    /// transparent, mapped as background without a word (hostile-input audit 27). A region over one
+    /// fails as a corrupt tile instead, which `--corrupt-tiles skip` maps around.
+    struct UnreadableTiles {
+        let tileWidth: Int, tileHeight: Int, across: Int, width: Int, height: Int
+        let problems: [Int: (kind: SlideError.Kind, detail: String)]
+
+        /// Nil when the slide is not plain TIFF, no tiled level of its pyramid is `width × height`, or
+        /// every tile of it looks sound.
+        init?(_ path: String, vendor: String, width: Int, height: Int) {
+            guard OpenSlideRegionSource.tiffVendors.contains(vendor), let handle = try? TIFFHandle(path: path),
+                let structure = try? TIFFStructure(path: path, handle: handle),
+                let level = structure.levels.first(where: {
+                    $0.layout.tiled && $0.layout.width == width && $0.layout.height == height
+                }),
+                let info = try? handle.select(level.location, level: level.info.index), info.tiled != 0
+            else { return nil }
+            var problems: [Int: (SlideError.Kind, String)] = [:]
+            for index in 0..<Int(info.chunk_count) {
+                if let problem = handle.storedBytesProblem(index, fileSize: structure.fileSize) {
+                    problems[index] = problem
+                }
+            }
+            guard !problems.isEmpty else { return nil }
+            self.problems = problems
+            (tileWidth, tileHeight, across) = (
+                level.layout.chunkWidth, level.layout.chunkHeight, level.layout.chunksAcross
+            )
+            (self.width, self.height) = (width, height)
+        }
+
+        /// The first unreadable tile `rect` covers, with why.
+        func first(in rect: PixelRect) -> (SlideError.TileLocation, SlideError.Kind, String)? {
+            for ty in (rect.y / tileHeight)...((rect.y + rect.height - 1) / tileHeight) {
+                for tx in (rect.x / tileWidth)...((rect.x + rect.width - 1) / tileWidth) {
+                    let index = ty * across + tx
+                    guard let (kind, detail) = problems[index] else { continue }
+                    let (y, x) = (ty * tileHeight, tx * tileWidth)
+                    let tile = PixelRect(
+                        y: y, x: x, height: min(tileHeight, height - y), width: min(tileWidth, width - x))
+                    return (
+                        SlideError.TileLocation(index: index, rect: tile, isStrip: false), kind,
+                        detail + " (found in the file's TIFF directory; not read)"
+                    )
+                }
+            }
+            return nil
         }
     }
 
@@ -106,6 +162,9 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
         }
         var pixels = [UInt32](repeating: 0, count: rect.height * rect.width)
         guard !rect.isEmpty else { return convert(pixels, rect) }
+        if let (tile, kind, detail) = unreadable?.first(in: rect) {
+            throw SlideError(kind, path: name, level: level, tile: tile, detail: detail)
+        }
         let firstError = lock.reading { read(rect, into: &pixels, with: handle) }
         if let firstError {
             try lock.writing {

@@ -79,6 +79,29 @@ final class TIFFHandle {
         return cMessage(message)
     }
 
+    /// Why tile or strip `index` of the current directory cannot be read, from its offset and byte count
+    /// alone (nil when they look sound): no location, no data stored (0 bytes: OpenSlide reads such a
+    /// tile as transparent background), an offset inside the header, or bytes past the end of the file.
+    func storedBytesProblem(_ index: Int, fileSize: UInt64) -> (kind: SlideError.Kind, detail: String)? {
+        guard let (offset, byteCount) = chunkLocation(index) else {
+            return (.corruptFile, "the directory has no offset or byte count for it")
+        }
+        guard byteCount > 0 else { return (.corruptTile, "its byte count is 0 (no data stored)") }
+        // The first 8 bytes (16 in a BigTIFF) are the header: no image data starts there. libtiff reads a
+        // TileOffsets tag of the wrong count as all zeros, and the header was decoded as pixels
+        // (hostile-input audit: an uncompressed file mapped without an error).
+        guard offset >= 8 else {
+            return (.corruptFile, "its data offset is \(offset), inside the file's header (the offsets are damaged)")
+        }
+        guard offset <= fileSize, byteCount <= fileSize - offset else {
+            return (
+                .truncated,
+                "its \(byteCount) bytes at byte \(offset) run past the end of the file (\(fileSize) bytes)"
+            )
+        }
+        return nil
+    }
+
     /// Of the current directory's `count` tiles or strips, those whose bytes run past `fileSize`
     /// (a truncated copy): how many, and the first one's index and offset.
     func chunksPastEnd(count: Int, fileSize: UInt64) -> (count: Int, first: Int, offset: UInt64)? {

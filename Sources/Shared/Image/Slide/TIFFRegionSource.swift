@@ -156,21 +156,9 @@ package final class TIFFRegionSource: RegionSource, @unchecked Sendable {
                 kind, path: name, image: image, level: level,
                 tile: SlideError.TileLocation(index: index, rect: rect, isStrip: !layout.tiled), detail: detail)
         }
-        guard let (offset, byteCount) = handle.chunkLocation(index) else {
+        if let (kind, detail) = handle.storedBytesProblem(index, fileSize: fileSize) { throw fail(kind, detail) }
+        guard let (offset, _) = handle.chunkLocation(index) else {
             throw fail(.corruptFile, "the directory has no offset or byte count for it")
-        }
-        guard byteCount > 0 else { throw fail(.corruptTile, "its byte count is 0 (no data stored)") }
-        // The first 8 bytes (16 in a BigTIFF) are the header: no image data starts there. libtiff reads a
-        // TileOffsets tag of the wrong count as all zeros, and the header was decoded as pixels
-        // (hostile-input audit: an uncompressed file mapped without an error).
-        guard offset >= 8 else {
-            throw fail(.corruptFile, "its data offset is \(offset), inside the file's header (the offsets are damaged)")
-        }
-        guard offset <= fileSize, byteCount <= fileSize - offset else {
-            throw fail(
-                .truncated,
-                "its \(byteCount) bytes at byte \(offset) run past the end of the file"
-                    + " (\(fileSize) bytes)")
         }
         // A strip's decoded size depends on its rows (the last strip is shorter); a tile is always full size.
         let needed =

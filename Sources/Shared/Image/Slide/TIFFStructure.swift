@@ -182,8 +182,8 @@ struct TIFFStructure: Sendable {
         var notes: [String] = []
         if let directoryWarning, directoryWarning.contains("Offsets") || directoryWarning.contains("ByteCounts") {
             notes.append(
-                "damaged: libtiff could not read where the image's tiles or strips lie (\(directoryWarning)): they "
-                    + "are refused, or (through OpenSlide) read as empty background")
+                "damaged: libtiff could not read where the image's tiles or strips lie (\(directoryWarning)): those "
+                    + "it cannot locate are refused")
         } else if let directoryWarning {
             notes.append(
                 "damaged or truncated? libtiff could not read all of the image's directory (\(directoryWarning)): "
@@ -202,6 +202,13 @@ struct TIFFStructure: Sendable {
         for (index, location) in pyramid.enumerated() {
             let info = try handle.select(location, level: index)
             let count = Int(info.chunk_count)
+            // Strips with no byte count are fine (libtiff works them out); tiles are not.
+            let empty = info.tiled != 0 ? (0..<count).filter { handle.chunkLocation($0)?.byteCount == 0 } : []
+            if let first = empty.first {
+                notes.append(
+                    "damaged: \(empty.count) of level \(index)'s \(count) tiles hold no data (0 bytes; the first, "
+                        + "tile \(first)): they cannot be read (--corrupt-tiles skip maps around them)")
+            }
             guard let past = handle.chunksPastEnd(count: count, fileSize: fileSize) else { continue }
             let kind = info.tiled != 0 ? "tile" : "strip"
             notes.append(
