@@ -184,6 +184,46 @@ struct SharedStorageTests {
         try expectMap(group, root: root, expected)
     }
 
+    /// Chaos audit 28: chunk files deleted from the partial map while the job ran (after their receipts were
+    /// accepted) left a job "done" with NaN holes. Every receipt's chunks are checked again before the map is
+    /// called done; here one is gone, so the job fails, naming it, and no map is renamed into place.
+    @Test("A chunk deleted from the shared map while the job runs fails the job at its end, naming the chunk")
+    func chunkDeletedWhileRunning() throws {
+        let group = try ProcessGroup("shared-chunk-deleted")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let (_, clients) = try cluster(group, root: root, workers: 1, delayMs: 250)
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let job = try submit(group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
+        // The level-0 chunk of the first tile whose receipt the coordinator accepted (journalled): deleted.
+        var deleted: String?
+        let journal = group.directory + "/store/jobs/1/receipts.log"
+        let deadline = Date().addingTimeInterval(60)
+        while deleted == nil, Date() < deadline {
+            let first = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").first
+            let key = first?.split(separator: " ").dropFirst().first?.split(separator: ":").first
+            let out = root + "/out"
+            if let key,
+                let partial = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).first(where: {
+                    $0.contains(".partial-")
+                })
+            {
+                try FileManager.default.removeItem(atPath: "\(out)/\(partial)/\(key)")
+                deleted = String(key)
+            } else {
+                usleep(20_000)
+            }
+        }
+        #expect(deleted != nil, "no chunk appeared: \(group.log("coordinator"))")
+        let status = group.wait(job, timeout: 120)
+        let log = group.log("c") + group.log("coordinator")
+        #expect(status != nil && status != 0, "the job ended done: \(log)")
+        #expect(log.contains("changed on the shared storage"), "\(log)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"), "the map was renamed into place")
+    }
+
     /// A worker whose receipts name chunks the coordinator cannot see (its "shared" folder is another disk) gets
     /// none of the job's tasks once one is rejected, while an honest worker is there: it took task after task.
     @Test("A worker whose receipts are rejected gets no more of the job's tasks while another worker can take them")

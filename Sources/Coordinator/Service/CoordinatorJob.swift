@@ -51,6 +51,9 @@ final class CoordinatorJob: @unchecked Sendable {
     var owner: String?
     /// Receipt journal lines (`ReceiptJournal`) not yet committed to the store.
     var journalUnsynced: [String] = []
+    /// Shared jobs: the chunks each done tile's receipt named (received or verified at resume), which
+    /// `finishShared` checks are still there as written before it calls the map done.
+    var receipts: [Int: [TileReceipt.Chunk]] = [:]
     /// Upload jobs: finished map tiles handed to the store queue and not yet known
     /// written, tiles whose write failed (a full disk), kept to be written again, and
     /// how many of those are being written again.

@@ -59,12 +59,9 @@ extension CoordinatorLoop {
             return
         }
         markDone(job, index, mine, by: worker)
-        if persistent {
-            job.journalUnsynced.append(
-                ReceiptJournal.line(
-                    index,
-                    r.chunks.map { TileReceipt.Chunk(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) }))
-        }
+        let chunks = r.chunks.map { TileReceipt.Chunk(key: $0.key, size: Int(clamping: $0.size), crc32: $0.crc32) }
+        job.receipts[index] = chunks
+        if persistent { job.journalUnsynced.append(ReceiptJournal.line(index, chunks)) }
         if job.done == job.tasks.count { finish(job) }
     }
 
@@ -106,6 +103,7 @@ extension CoordinatorLoop {
         let (completions, wake) = (completions, wake)
         let (owner, curve, logger) = (job.owner, configuration.curve != nil, logger)
         let damaged = job.corruptSkipped.map { job.tasks[$0.index].rect }
+        let receipts = job.receipts
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 defer { shared.lock?.release() }
@@ -119,6 +117,14 @@ extension CoordinatorLoop {
                     throw ClusterError(
                         "\(shared.store.path): the map store's metadata changed while the job ran (another layout "
                             + "than the job's): the map is not finished")
+                }
+                // Every chunk a receipt named, still there with its size (a stat each, no read): chunks deleted
+                // or cut on the shared storage while the job ran ended "done" with NaN holes (chaos audit 28).
+                let problems = receipts.values.joined().compactMap { shared.store.writtenProblem($0) }
+                if let first = problems.first {
+                    throw ClusterError(
+                        "\(problems.count) of the map's chunks changed on the shared storage after their tiles were "
+                            + "written (the first: \(first)): the map is not finished; submit the job again")
                 }
                 let key = PartialOutputs.submittingKey(shared.store.path)
                 if let joined = try shared.store.finish(damaged: damaged, submittedBy: key) {
@@ -187,6 +193,7 @@ extension CoordinatorLoop {
             do {
                 guard let chunks, chunks.count == layout.levels else { throw ClusterError("a torn journal line") }
                 try job.shared!.store.verify(TileReceipt(tile: tile, chunks: chunks))
+                job.receipts[index] = chunks
                 job.states[index] = .done
                 job.done += 1
                 job.restored += 1
