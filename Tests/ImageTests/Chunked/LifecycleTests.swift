@@ -112,6 +112,57 @@ struct LifecycleTests {
         }
     }
 
+    /// Hostile-input audit 27: a finished map with a chunk deleted exported with rc 0 and a NaN hole (the
+    /// probability PNG read 0 there). A tile the map records as never computed still reads as the fill value;
+    /// a computed tile whose chunk is gone is an error naming it, at every tile level.
+    @Test func lostChunkOfAFinishedMapIsAnError() throws {
+        let dir = try temporaryDirectory("lost")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, receipts) = try smallStore(dir)
+        try store.finish()
+        let finished = try MapStore.open(at: store.path)
+        // Tiles (0, 1) and the rest were never written: recorded as not computed, they read as NaN.
+        let gap = try finished.region(level: 0, rect: finished.layout.rect(of: TileIndex(row: 0, column: 1)))
+        #expect(gap.allSatisfy { $0.isNaN })
+        let whole = PixelRect(y: 0, x: 0, height: 70, width: 90)
+        _ = try finished.region(level: 0, rect: whole)
+        for level in 0..<finished.layout.tileLevels {
+            let lost = finished.storedChunkPath(row: 1, column: 2, level: level)
+            let kept = dir + "/kept-\(level)"
+            try FileManager.default.moveItem(atPath: lost, toPath: kept)
+            let size = finished.layout.levelSize(level)
+            #expect {
+                try finished.region(level: level, rect: PixelRect(y: 0, x: 0, height: size.h, width: size.w))
+            } throws: { error in
+                let e = error as? MapStoreError
+                return e?.kind == .missingChunk && e?.path == lost && "\(error)".contains("its chunk is gone")
+            }
+            try FileManager.default.moveItem(atPath: kept, toPath: lost)
+        }
+        _ = receipts
+        // A map with no gaps recorded (every tile computed): any lost chunk is an error.
+        let (full, _) = try fullStore(dir + "/full")
+        try full.finish()
+        try FileManager.default.removeItem(atPath: full.storedChunkPath(row: 0, column: 0, level: 0))
+        #expect { try full.rows(y: 0..<8) } throws: { ($0 as? MapStoreError)?.kind == .missingChunk }
+    }
+
+    /// A 1-class 40 × 40 store, 32² tiles, every tile written.
+    private func fullStore(_ dir: String) throws -> (MapStore, MapLayout) {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let layout = try MapLayout(classes: 1, height: 40, width: 40, tileSize: 32, dtype: .float32, levels: 1)
+        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
+        for row in 0..<2 {
+            for column in 0..<2 {
+                let rect = layout.rect(of: TileIndex(row: row, column: column))
+                let values = randomMap(
+                    classes: 1, height: rect.height, width: rect.width, seed: UInt64(row * 2 + column))
+                _ = try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
+            }
+        }
+        return (store, layout)
+    }
+
     /// Blosc frames whose header lies about their sizes (or is not one): clear errors,
     /// never a read or write outside the buffers (the header is checked against the file).
     @Test func lyingBloscFramesAreRejected() throws {

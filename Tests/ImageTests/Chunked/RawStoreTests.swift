@@ -81,8 +81,31 @@ struct RawStoreTests {
             #expect(try view.read(offset: offset, count: count) == Array(file[offset..<end]), "\(offset)+\(count)")
         }
         #expect(try view.read(offset: file.count, count: 10) == [])
-        // A missing chunk is the fill value: the general path writes it.
+        // A chunk lost from the finished map (the map records no gap there) is an error, not a hole of fill
+        // values (hostile-input audit 27: such an export succeeded silently).
         try FileManager.default.removeItem(atPath: store.chunkPath(TileIndex(row: 1, column: 1), level: 0))
+        #expect(!NPY.copyable(store))
+        #expect { try NPY.write(store, to: dir + "/holes.npy") } throws: {
+            ($0 as? MapStoreError)?.kind == .missingChunk
+        }
+    }
+
+    /// A tile never written (no tissue) is recorded when the map finishes; it reads as the fill value through
+    /// the general path.
+    @Test func npyOfAMapWithAGap() throws {
+        let dir = try temporaryDirectory("raw-gap")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        let full = randomMap(classes: 2, height: 70, width: 90, seed: 12)
+        let grid = layout.tileGrid
+        for row in 0..<grid.h {
+            for column in 0..<grid.w where !(row == 1 && column == 1) {
+                let tile = TileIndex(row: row, column: column)
+                let values = crop(full, classes: 2, height: 70, width: 90, layout.rect(of: tile))
+                try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
+            }
+        }
+        try store.finish()
         #expect(!NPY.copyable(store))
         try NPY.write(store, to: dir + "/holes.npy")
         let read = try NPY.read(path: dir + "/holes.npy")

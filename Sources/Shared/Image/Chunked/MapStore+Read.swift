@@ -116,8 +116,14 @@ extension MapStore {
         var out = filled(count: classes * rect.height * rect.width)
         guard !rect.isEmpty else { return out }
         // An upper level of an unfinished store is read from the tiles' pieces (`allowUnfinished` exports).
-        let pieces = !layout.isTileLevel(level) && !isFinished
+        let finished = isFinished
+        let pieces = !layout.isTileLevel(level) && !finished
         let side = pieces ? layout.chunkSide(level) : layout.storedChunkSide(level)
+        // In a finished map a tile level's chunk is missing only where the map records no value computed
+        // (`tessera.not_computed`): elsewhere the chunk was lost, and reading it as the fill value made an
+        // export of a damaged map succeed, silently, with a hole (hostile-input audit 27).
+        let gaps = layout.isTileLevel(level) && finished ? notComputedFlags() : nil
+        let columns = layout.storedChunkGrid(level).w
         for row in (rect.y / side)...((rect.y + rect.height - 1) / side) {
             for column in (rect.x / side)...((rect.x + rect.width - 1) / side) {
                 let load = {
@@ -126,7 +132,15 @@ extension MapStore {
                         : try self.storedChunk(row: row, column: column, level: level)
                 }
                 guard let chunk = try cache.chunk(TileIndex(row: row, column: column), level: level, load: load)
-                else { continue }
+                else {
+                    if let gaps, !(gaps.indices.contains(row * columns + column) && gaps[row * columns + column]) {
+                        throw MapStoreError(
+                            .missingChunk, path: storedChunkPath(row: row, column: column, level: level),
+                            detail: "tile \(TileIndex(row: row, column: column)) was computed (the map records "
+                                + "no gap there, tessera.not_computed) but its chunk is gone: the map is damaged")
+                    }
+                    continue
+                }
                 Self.copy(
                     chunk, side: side, origin: (row * side, column * side), into: &out, rect: rect,
                     classes: classes, sample: sample)

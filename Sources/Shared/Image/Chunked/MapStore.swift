@@ -145,6 +145,13 @@ package final class MapStore: Sendable {
         return flags
     }
 
+    /// Per level-0 tile (row-major), whether the finished map records it as never computed
+    /// (`tessera.not_computed`); empty when it records none (every tile computed).
+    func notComputedFlags() -> [Bool] {
+        guard let bytes = try? FileIO.read("\(path)/.zattrs") else { return [] }
+        return StoreMetadata.notComputedFlags(zattrs: bytes)
+    }
+
     /// The file of `tile`'s piece of `level` (its chunk on a tile level).
     package func chunkPath(_ tile: TileIndex, level: Int) -> String { "\(path)/\(layout.chunkKey(tile, level: level))" }
 

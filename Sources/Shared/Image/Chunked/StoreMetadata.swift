@@ -57,6 +57,20 @@ enum StoreMetadata {
         ]
     }
 
+    /// The flags `notComputedRecord` wrote (one per level-0 tile, row-major), or none when the
+    /// attributes hold no such record (every tile computed) or an unreadable one.
+    static func notComputedFlags(zattrs bytes: [UInt8]) -> [Bool] {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            let record = (root["tessera"] as? [String: Any])?["not_computed"] as? [String: Any],
+            let rows = record["rows"] as? Int, let columns = record["columns"] as? Int, rows >= 0, columns >= 0,
+            let text = record["bits"] as? String, let data = Data(base64Encoded: text)
+        else { return [] }
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, count <= data.count * 8 else { return [] }
+        let bits = [UInt8](data)
+        return (0..<count).map { bits[$0 / 8] & (0x80 >> UInt8($0 % 8)) != 0 }
+    }
+
     /// The group attributes: always the `tessera` section; when `complete`, the
     /// OME multiscales and channel labels (the class names, else "class K" for the net's class K) too.
     /// `emptyTiles`: the map tiles left empty because their input was damaged
