@@ -45,6 +45,27 @@ struct ImageOutputWriterTests {
         }
     }
 
+    /// Hostile-input audit 27: `run --tile 32768` (the largest allowed) on a 128² PNG allocated 8 GiB chunks and
+    /// aborted. One tile covers an image no larger than it, so the store's chunk is the image's size (rounded up
+    /// for the zarr pyramid's halvings); the outputs are those of a small tile.
+    @Test("A tile far larger than the image: the chunked outputs' chunks are the image's size, the outputs unchanged")
+    func hugeTileOnASmallImage() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let map = sampleMap()
+        var written: [[UInt8]] = []
+        for (tile, stem) in [(32768, "huge"), (8, "small")] {
+            let options = OutputOptions(directory: directory.path, stem: stem, kinds: [.prob, .zarr])
+            let sink = try ChunkedMapOutput(
+                options: options, classes: 3, height: 5, width: 7, tile: tile, levels: 2)
+            #expect(sink.store.layout.tileSize == 8, "tile \(tile): chunks of \(sink.store.layout.tileSize)")
+            try sink.write(PixelRect(y: 0, x: 0, height: 5, width: 7), values: map)
+            try sink.finish(image: nil)
+            written.append(try #require(try FileIO.read(directory.file("\(stem).prob-1.png"))))
+        }
+        #expect(written[0] == written[1])
+    }
+
     @Test("default classes: all but 0 for two classes, all otherwise")
     func defaultClasses() throws {
         #expect(OutputOptions.defaultClasses(classCount: 2) == [1])
