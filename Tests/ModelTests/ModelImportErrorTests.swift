@@ -266,6 +266,34 @@ struct ModelImportErrorTests {
         #expect(message.contains("conv1") && message.contains(expected), "\(message)")
     }
 
+    /// Hostile-input audit 27: a mean file with NaN said only "preprocessing values must be finite numbers"; one
+    /// whose shape and data disagree spoke of a "layer 'mean'" (a mean file has no layer).
+    @Test("A damaged mean file is named, with what is wrong in it")
+    func damagedMeanFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func write(_ name: String, _ data: [Float], dims: [Int64]) throws -> String {
+            var blob = Caffe_BlobProto()
+            blob.data = data
+            var shape = Caffe_BlobShape()
+            shape.dim = dims
+            blob.shape = shape
+            let path = dir.appendingPathComponent(name).path
+            try blob.serializedData().write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let good = try write("good.binaryproto", [1, 2, 3, 4, 5, 6, 7, 8], dims: [2, 2, 2])
+        #expect(try Preprocessing.readMeanFile(good).mean == [2.5, 6.5])
+        let nan = try write("nan.binaryproto", [1, 2, .nan, 4], dims: [1, 2, 2])
+        let e1 = #expect(throws: ModelError.self) { try Preprocessing.readMeanFile(nan) }
+        #expect(e1?.description.contains("nan.binaryproto") == true, "\(String(describing: e1))")
+        #expect(e1?.description.contains("not a finite number") == true, "\(String(describing: e1))")
+        let short = try write("short.binaryproto", [1, 2, 3], dims: [1, 2, 2])
+        let e2 = #expect(throws: ModelError.self) { try Preprocessing.readMeanFile(short) }
+        #expect(e2?.description.contains("short.binaryproto") == true, "\(String(describing: e2))")
+        #expect(e2?.description.contains("layer") == false, "\(String(describing: e2))")
+    }
+
     @Test func absurdBlobAndInput() throws {
         var blob = Caffe_BlobProto()
         var s = Caffe_BlobShape()
@@ -850,7 +878,11 @@ struct HostileModelFileTests {
             of: #"layer { name: "pool1""#, with: layers + #"layer { name: "pool1""#)
         let m = try ModelLoader.load(
             ModelSource(model: try writeFile(dir, "same.prototxt", same), requireWeights: false))
-        #expect(m.notes.filter { $0.contains("ignored field 'fork_engine'") }.count == 300)
+        // One warning for them all (audit 27: a misspelt field was an info line, "not used by Tessera").
+        let notes = m.notes.filter { $0.contains("ignored field 'fork_engine'") }
+        #expect(notes.count == 1 && notes[0].hasPrefix(ModelLoader.warningPrefix), "\(notes)")
+        #expect(notes.first?.contains("(and 299 more of that name)") == true, "\(notes)")
+        #expect(notes.first?.contains("caffe.proto has no such field") == true, "\(notes)")
         // 20 000 distinct unknown fields (about 1 MB): refused within a bounded number of passes.
         var distinct = ModelImportErrorTests.tiny
         for i in 0..<20_000 { distinct += "unknown_field_number_\(i): 1\n" }

@@ -92,7 +92,20 @@ package struct Preprocessing: Sendable, Equatable {
     /// as the original fully convolutional code does.
     package static func readMeanFile(_ path: String, logger: Logger? = nil) throws -> (mean: [Float], source: String) {
         let blob = try CaffeFiles.readBlob(path)
-        let v = try BlobValues(blob, file: path, layer: "mean", index: 0)
+        let v: BlobValues
+        do {
+            v = try BlobValues(blob, file: path, layer: "mean", index: 0)
+        } catch let e as ModelError {
+            // A mean file has no layer: the blob reader's "layer 'mean': blob 0" named one (audit 27).
+            throw ModelError(.unreadable, file: path, "not a usable mean image: \(e.message)")
+        }
+        guard v.data.allSatisfy(\.isFinite) else {
+            // It said only "preprocessing values must be finite numbers", naming neither file nor cause (audit 27).
+            let bad = v.data.firstIndex { !$0.isFinite }!
+            throw ModelError(
+                .unreadable, file: path,
+                "the mean image holds \(v.data[bad]) at value \(bad) (not a finite number): a damaged mean file?")
+        }
         var dims = v.dims
         while dims.count > 3, dims.first == 1 { dims.removeFirst() }
         guard dims.count == 3 || dims.count == 1, v.count > 0 else {

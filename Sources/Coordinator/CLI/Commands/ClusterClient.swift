@@ -453,7 +453,10 @@ struct JobFlags: ParsableArguments {
 
     func validate() throws {
         if let tile, tile <= 0 || tile > 1 << 15 { throw ValidationError("--tile must be between 1 and 32768") }
-        if let memoryBudget, memoryBudget < 16 { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        // At most 1 PiB: a larger value overflowed into a negative budget ("raise --memory-budget", audit 27).
+        if let memoryBudget, memoryBudget < 16 || memoryBudget > 1 << 30 {
+            throw ValidationError("--memory-budget must be between 16 and 1073741824 MiB")
+        }
     }
 
     /// `naive` needs no `--allow-padding`: it runs the classifier itself on each pixel's patch,

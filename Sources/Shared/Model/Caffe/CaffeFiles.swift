@@ -130,13 +130,18 @@ extension CaffeFiles {
                 continue
             }
             if case TextFormatDecodingError.unknownField = error {
-                // The same field in every layer at once (a fork's engine field, say).
-                for e in s.entries(atPathOf: culprit, in: tree) {
+                // The same field in every layer at once (a fork's engine field, say): one warning. It was an
+                // info line saying "not used by Tessera", which read as harmless: a misspelt 'pol: AVE' ran MAX
+                // pooling, up to 0.93 off the net meant (hostile-input audit 27; BVLC Caffe refuses the file).
+                let all = s.entries(atPathOf: culprit, in: tree)
+                if let e = all.first {
                     ignored.append(
-                        "\(file): ignored field '\(e.name)' at line \(e.line), column \(e.column) (not used by Tessera)"
+                        "\(ModelLoader.warningPrefix)\(file): ignored field '\(e.name)' at line \(e.line), column "
+                            + "\(e.column)\(all.count > 1 ? " (and \(all.count - 1) more of that name)" : ""): Caffe's "
+                            + "caffe.proto has no such field (misspelt? a Caffe fork's?), and BVLC Caffe refuses the file"
                     )
-                    current = s.blanking(e, in: current)
                 }
+                for e in all { current = s.blanking(e, in: current) }
                 continue
             }
             let value = s.valueText(culprit)
