@@ -97,6 +97,55 @@ struct FaultToleranceTests {
             "R1: \(total) tasks, 2 of 3 workers killed, \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
+    /// Chaos audit 28: a coordinator killed while it received an upload lost it (uploads live in memory); the
+    /// client's part waited out its 60 s attempt (300 s for a last part), silently, then exited 1 with "no upload
+    /// in progress ... submit the image again". It now asks again as soon as the connection closes, and uploads
+    /// the image again to the restarted coordinator: the job completes with the right map.
+    @Test("kill -9 the coordinator while it receives an upload: the client uploads again and the job completes")
+    func killCoordinatorDuringUpload() throws {
+        let group = try ProcessGroup("kill-during-upload")
+        defer { group.stop() }
+        let ports = try Self.freePorts(2)
+        let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
+        func coordinator(_ log: String) throws -> Process {
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
+                    group.directory + "/store", "--heartbeat-ms", "300",
+                ], log: log)
+            guard waitForLog(group, log, "coordinator serving") else {
+                throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
+            }
+            return p
+        }
+        let coord = try coordinator("coordinator-1")
+        _ = try worker(group, workers, "w1", delayMs: 0)
+        // 2 upload parts (16 MiB each): the first is being received when the coordinator dies.
+        let image = group.directory + "/large.png"
+        try ClusterFixture.writeImage(to: image, height: 2400, width: 2600)
+        let expected = try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)
+        let client = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients, "--reconnect-timeout", "60"] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "512", "--outputs", "npy", "--wait", "--out", group.directory + "/out",
+                    image,
+                ],
+            log: "client")
+        #expect(waitForLog(group, "coordinator-1", "receiving an upload", timeout: 60), "\(group.log("client"))")
+        kill(coord.processIdentifier, SIGKILL)
+        _ = group.wait(coord, timeout: 10)
+        usleep(500_000)
+        _ = try coordinator("coordinator-2")
+        let status = group.wait(client, timeout: 240)
+        let log = group.log("client")
+        #expect(status == 0, "\(log)\n\(group.log("coordinator-2"))")
+        #expect(log.contains("submitting the image again") || log.contains("asking again"), "\(log)")
+        #expect(!log.contains("no answer from the coordinator in 60 s"), "\(log)")
+        #expect(ClusterFixture.bytes(group.directory + "/out/large.npy") == expected, "the map differs")
+    }
+
     @Test(
         "R3 + R8: kill -9 the coordinator mid-job, restart on its store (one tile damaged), then SIGTERM and restart again: identical map, stored tiles not recomputed"
     )

@@ -80,7 +80,7 @@ extension CoordinatorLoop {
                 return .error(message: "job \(part.jobID) was cancelled while its image was uploading")
             }
             return .error(
-                message: "no upload in progress for job \(part.jobID) (it finished, failed, was cancelled or "
+                message: "\(Wire.noUploadInProgress) \(part.jobID) (it finished, failed, was cancelled or "
                     + "expired): submit the image again")
         }
         if let owner = u.owner, owner != "anonymous", owner != key {

@@ -114,9 +114,13 @@ final class ClusterClient {
         var limits = WireLimits()
         limits.maxTotalBytes = 1 << 30
         var outageSince: Date?
+        // Times this large request's connection closed before an answer: once may be a coordinator restarting,
+        // twice is its message limit.
+        var largeDrops = 0
         while true {
             var sent = false
             var bytes = 0
+            var lost = false
             do {
                 drainMonitor()
                 dropped = false
@@ -133,15 +137,28 @@ final class ClusterClient {
                 while Date() < deadline {
                     guard try socket.waitForMessage(timeoutMilliseconds: 200) else {
                         drainMonitor()
-                        // A large request that closes the connection unanswered was over the coordinator's
-                        // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?").
-                        if dropped, bytes >= Self.largeRequest {
+                        // A large request that closes the connection unanswered twice was over the coordinator's
+                        // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?"); once, it
+                        // may have met a coordinator restarting (chaos audit: an upload part was called too large).
+                        if dropped, bytes >= Self.largeRequest, largeDrops >= 1 || !isIdempotent {
                             throw ClusterError(
                                 .refused,
                                 "the coordinator at \(endpoint) closed the connection on receiving this "
-                                    + "\(SystemMemory.text(bytes)) request without answering: it is larger than the "
-                                    + "coordinator accepts (serve --max-client-message-mib). Nothing was done, unless "
-                                    + "the coordinator restarted at that moment (status shows)")
+                                    + "\(SystemMemory.text(bytes)) request without answering"
+                                    + (isIdempotent ? ", twice" : "") + ": it is larger than the coordinator accepts "
+                                    + "(serve --max-client-message-mib)"
+                                    + (isIdempotent
+                                        ? ""
+                                        : ". Nothing was done, unless the coordinator restarted at that moment (status shows)")
+                            )
+                        }
+                        // The connection closed: no answer comes on it (the coordinator stopped, or restarted).
+                        // An idempotent request is asked again at once (chaos audit: an upload part waited out
+                        // its 60 s attempt, a last part 300 s, silently).
+                        if dropped, isIdempotent {
+                            if bytes >= Self.largeRequest { largeDrops += 1 }
+                            lost = true
+                            break
                         }
                         continue
                     }
@@ -181,10 +198,12 @@ final class ClusterClient {
             if outageSince == nil {
                 outageSince = since
                 let text =
-                    sent
-                    ? "no answer from the coordinator in \(Int(min(timeout, attempt))) s: asking again, waiting "
-                        + "longer (it may be restarting, or its reply is slow)"
-                    : "the coordinator cannot be reached: retrying (it may be restarting)"
+                    lost
+                    ? "the connection to the coordinator closed before it answered: asking again (it may be restarting)"
+                    : sent
+                        ? "no answer from the coordinator in \(Int(min(timeout, attempt))) s: asking again, waiting "
+                            + "longer (it may be restarting, or its reply is slow)"
+                        : "the coordinator cannot be reached: retrying (it may be restarting)"
                 logger.warning(
                     "\(text)", metadata: ["coordinator": "\(endpoint)", "for-up-to": "\(Int(reconnectTimeout))s"])
             }
@@ -194,7 +213,7 @@ final class ClusterClient {
                     "no coordinator answered at \(endpoint) for \(Int(reconnectTimeout)) s "
                         + "(is it running? --reconnect-timeout sets how long to wait)")
             }
-            if sent {
+            if sent && !lost {
                 attempt = min(max(attemptTimeout, Self.longestAttempt), attempt * 2)
                 if let resend { message = resend(message) }
             }

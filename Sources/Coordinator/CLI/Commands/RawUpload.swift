@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TesseraCluster
 import TesseraCore
 import TesseraImage
@@ -14,10 +15,29 @@ enum RawUpload {
     static let partBytes = 16 << 20
 
     /// Submits `spec` (its image a PNG at `path`) and uploads the image; returns the job id. `warn` gets
-    /// what libpng warned of the image data (from the decoding thread).
+    /// what libpng warned of the image data (from the decoding thread). A coordinator that no longer holds
+    /// the upload (it restarted while receiving it: its uploads are in memory) gets the image again, from
+    /// the submission on, up to twice (chaos audit: `submit` exited 1, "submit the image again").
     static func submit(
         _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient,
         progress: Progress? = nil, warn: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws -> UInt64 {
+        var tries = 0
+        while true {
+            tries += 1
+            do {
+                return try submitOnce(spec, options: options, png: path, client: client, progress: progress, warn: warn)
+            } catch let error as ClusterError where tries < 3 && error.description.contains(Wire.noUploadInProgress) {
+                Logger(label: "tessera.client").warning(
+                    "the coordinator no longer holds this upload (did it restart?): submitting the image again",
+                    metadata: ["image": "\(path)", "reason": "\(error)"])
+            }
+        }
+    }
+
+    private static func submitOnce(
+        _ spec: Wire.JobSpec, options: JobOptions, png path: String, client: ClusterClient,
+        progress: Progress?, warn: @escaping @Sendable (String) -> Void
     ) throws -> UInt64 {
         let header = try PNGReader.header(path: path, maxPixels: Int.max)
         var options = options
@@ -73,7 +93,18 @@ enum RawUpload {
             let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
             let part = Wire.UploadPart(jobID: id, offset: UInt64(offset), crc32: crc, last: last, bytes: band)
             // The last part is answered once the job is prepared.
-            switch try client.request(.uploadPart(part), timeout: 600, attemptTimeout: last ? 300 : 60) {
+            let reply: WireMessage
+            do {
+                reply = try client.request(.uploadPart(part), timeout: 600, attemptTimeout: last ? 300 : 60)
+            } catch let error as ClusterError where last && error.description.contains(Wire.noUploadInProgress) {
+                // A last part sent again (its answer was lost with the connection) after the coordinator took
+                // it: the job exists, and is the answer.
+                guard let status = try? client.status(id), [.queued, .running, .done].contains(status.state) else {
+                    throw error
+                }
+                reply = .submitted(jobID: id)
+            }
+            switch reply {
             case .uploadAck(let job, let received) where job == id && received == UInt64(offset + band.count):
                 break
             case .submitted(let job) where last && job == id:

@@ -9,6 +9,10 @@ package enum Wire {
     package static let clientEndpointRefusal =
         "this is the coordinator's client endpoint: a worker connects to its worker endpoint (serve --worker-endpoint)"
 
+    /// How a coordinator's refusal of an upload part begins when it holds no upload of that job (it restarted,
+    /// or the upload expired): `submit` then uploads the image again (chaos audit: it exited 1).
+    package static let noUploadInProgress = "no upload in progress for job"
+
     /// A model's content digest: SHA-256 of the prototxt followed by the caffemodel
     /// (computed by the model code; here just 32 opaque bytes).
     package struct ModelDigest: Hashable, Sendable, CustomStringConvertible {
