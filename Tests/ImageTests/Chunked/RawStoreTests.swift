@@ -49,19 +49,24 @@ struct RawStoreTests {
         #expect(store.writtenProblem(missing)?.contains("does not exist") == true)
     }
 
-    @Test func npyCopiedFromChunksEqualsTheMapInMemory() throws {
-        let dir = try temporaryDirectory("raw-npy")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
-        let full = randomMap(classes: 2, height: 70, width: 90, seed: 11)
+    /// Writes every tile of the 2 × 70 × 90 map `full` into `store`, but `except`.
+    private func write(_ full: [Float], into store: MapStore, except: TileIndex? = nil) throws {
         let grid = layout.tileGrid
         for row in 0..<grid.h {
-            for column in 0..<grid.w {
+            for column in 0..<grid.w where TileIndex(row: row, column: column) != except {
                 let tile = TileIndex(row: row, column: column)
                 let values = crop(full, classes: 2, height: 70, width: 90, layout.rect(of: tile))
                 try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
             }
         }
+    }
+
+    @Test func npyCopiedFromChunksEqualsTheMapInMemory() throws {
+        let dir = try temporaryDirectory("raw-npy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
+        let full = randomMap(classes: 2, height: 70, width: 90, seed: 11)
+        try write(full, into: store)
         #expect(NPY.copyable(store) == (1.littleEndian == 1))
         #expect(throws: MapStoreError.self) { try NPYStoreView(store) }  // not finished yet
         try store.finish()
@@ -97,14 +102,7 @@ struct RawStoreTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try MapStore.create(at: dir + "/map.chunks", layout: layout)
         let full = randomMap(classes: 2, height: 70, width: 90, seed: 12)
-        let grid = layout.tileGrid
-        for row in 0..<grid.h {
-            for column in 0..<grid.w where !(row == 1 && column == 1) {
-                let tile = TileIndex(row: row, column: column)
-                let values = crop(full, classes: 2, height: 70, width: 90, layout.rect(of: tile))
-                try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
-            }
-        }
+        try write(full, into: store, except: TileIndex(row: 1, column: 1))
         try store.finish()
         #expect(!NPY.copyable(store))
         try NPY.write(store, to: dir + "/holes.npy")

@@ -194,6 +194,13 @@ package final class OpenSlideRegionSource: RegionSource, @unchecked Sendable {
     }
 
     private func reopen(_ rect: PixelRect, _ error: String) throws -> OpenSlideHandle {
+        // A slide deleted or moved while it was read: said so (chaos audit: "OpenSlide does not recognise the
+        // format" named the wrong cause).
+        guard FileManager.default.fileExists(atPath: name) else {
+            throw SlideError(
+                .notFound, path: name, level: level,
+                detail: "reading \(rect) failed (\(error)): the file is gone (deleted or moved while it was read)")
+        }
         do {
             return try OpenSlideHandle(path: name)
         } catch {
