@@ -266,6 +266,41 @@ struct DistributedTests {
         #expect(try client.status(1).state == .done)
     }
 
+    /// Hostile-input audit 27: a result cut short on its way (4 bytes) was rejected as malformed and nothing
+    /// else happened: its task stayed with the worker, which went on heartbeating, and the job waited. The
+    /// worker is now let go (asked to say hello again) and its tasks go back to the queue.
+    @Test("A registered worker's malformed result: its tasks go back to the queue and it is asked to register again")
+    func malformedResultFromAWorker() throws {
+        let group = try ProcessGroup("malformed-result")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        let context = try ZMQContext()
+        let fake = try Self.registeredWorker(context, workers, hello: Self.fakeHello("cut"))
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", mode: .dense, log: "client")
+        let task = try #require(try Self.next(fake, { if case .task = $0 { true } else { false } }))
+        guard case .task(let spec) = task else { return }
+        let n = Int(spec.outputRect.height * spec.outputRect.width) * 3
+        var frames = WireMessage.result(
+            Wire.TaskResult(
+                jobID: spec.jobID, taskID: spec.taskID, attempt: spec.attempt, classes: 3,
+                height: spec.outputRect.height, width: spec.outputRect.width,
+                values: [Float](repeating: 0.5, count: n))
+        ).encode()
+        frames[frames.count - 1].removeLast(4)
+        try fake.send(frames)
+        let told = try Self.next(fake) { if case .disconnect(let r) = $0 { r.contains("say hello") } else { false } }
+        #expect(told != nil, "the worker was not told: \(group.log("coordinator"))")
+        try group.startWorker(workers, name: "real", threads: 2)
+        #expect(group.wait(p) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
+        #expect(
+            ClusterFixture.bytes(group.directory + "/out/tissue.npy")
+                == (try ClusterFixture.localNPY(image: image, mode: .dense, scratch: group.directory)))
+        #expect(group.log("coordinator").contains("sent a malformed message"), "\(group.log("coordinator"))")
+    }
+
     /// Operator audit: two workers of one --name were listed twice under it, and their metrics merged.
     @Test("A second worker of a connected worker's name is named apart (NAME#2), with a warning")
     func duplicateWorkerNames() throws {

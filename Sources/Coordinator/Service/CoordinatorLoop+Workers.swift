@@ -20,6 +20,13 @@ extension CoordinatorLoop {
                     "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
                     "key": "\(envelope.userID ?? "none")", "reason": "\(error)",
                 ])
+            // A registered worker's message that does not decode (a bug, another build, damage on the way):
+            // a lost result would leave its task waiting on a live worker for good (hostile-input audit 27:
+            // the job "waited for workers"). Its tasks go back to the queue, and it is asked to register again.
+            if let worker = workers[peer] {
+                retire(worker, reason: "it sent a malformed message (\(error.kind))")
+                _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
+            }
             return
         }
         if let key = envelope.userID, let check = keyStillAuthorized, !check(key, envelope.curveKey, true) {
