@@ -240,6 +240,43 @@ struct DamagedStoreTests {
         }
     }
 
+    /// Chaos audit 28: a coordinator killed after a shared submission created its partial map in the shared
+    /// output, but before the job's record, left that map there for good (the restart removed only the job's
+    /// folder). The submission names the map in its folder first; the restart removes it, and nothing else.
+    @Test("A shared submission interrupted before its record: the restart removes the partial map it had made")
+    func interruptedSharedSubmission() throws {
+        let context = try ZMQContext()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-planned-\(UUID().uuidString)")
+            .path
+        let out = root + "-out"
+        defer {
+            try? FileManager.default.removeItem(atPath: root)
+            try? FileManager.default.removeItem(atPath: out)
+        }
+        do {
+            let (service, _) = try Self.startService(context, store: root)
+            service.stop()
+        }
+        let jobs = JobStore(root: root)
+        var maps: [String] = []
+        for (id, owner) in [(7, root), (8, "/another/store"), (9, nil)] as [(UInt64, String?)] {
+            let map = "\(out)/.slide\(id).zarr.partial-tok\(id)"
+            try FileManager.default.createDirectory(atPath: map + "/0", withIntermediateDirectories: true)
+            if let owner {
+                try PartialOutputs.markOwner(map, storeRoot: owner, key: nil)
+            }
+            try PartialOutputs.plan(map, jobFolder: jobs.directory(id))
+            maps.append(map)
+        }
+        let (service, _) = try Self.startService(context, store: root)
+        defer { service.stop() }
+        // Ours (recorded, or not yet): removed; another store's: kept. The job folders go either way.
+        #expect(!FileManager.default.fileExists(atPath: maps[0]))
+        #expect(FileManager.default.fileExists(atPath: maps[1]))
+        #expect(!FileManager.default.fileExists(atPath: maps[2]))
+        for id in [7, 8, 9] as [UInt64] { #expect(!FileManager.default.fileExists(atPath: jobs.directory(id))) }
+    }
+
     /// A coordinator on `store` with in-process endpoints and no workers; its service and client endpoint.
     static func startService(_ context: ZMQContext, store: String) throws -> (CoordinatorService, String) {
         let id = UUID().uuidString

@@ -61,7 +61,9 @@ extension CoordinatorLoop {
                         )
                     }
                     // The client was never told of it (`submitted` follows the record), and
-                    // retries with the same token: nothing refers to this folder.
+                    // retries with the same token: nothing refers to this folder, nor to the partial
+                    // map a shared submission may have created already.
+                    PartialOutputs.removePlanned(jobFolder: dir, storeRoot: store.root, logger: logger)
                     try? FileManager.default.removeItem(atPath: dir)
                     logger.warning(
                         "store: removed a job entry without \(JobRecord.fileName) (its submission was interrupted)",

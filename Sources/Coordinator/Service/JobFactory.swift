@@ -228,10 +228,11 @@ struct JobFactory: Sendable {
                     + "it once that one ends")
         }
         PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
+        let storePath = "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)"
+        if persistent { try PartialOutputs.plan(storePath, jobFolder: dir) }
         let job = try makeSharedJob(
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
-            preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem,
-            storePath: "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)",
+            preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem, storePath: storePath,
             create: true)
         do {
             try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)

@@ -19,6 +19,36 @@ import TesseraImage
 package enum PartialOutputs {
     static let ownerFile = "tessera-owner.txt"
 
+    /// The file in a shared job's folder that names the partial map its submission is about to create.
+    static let plannedFile = "partial-map.txt"
+
+    /// Names in `dir` (the job's folder) the partial map about to be created at `path`, before the job's
+    /// record: a coordinator killed in between left that map in the shared output for good, as nothing
+    /// named it (chaos audit 28). `removePlanned` removes it at the next start.
+    static func plan(_ path: String, jobFolder dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try DurableFile.write(Array(path.utf8), to: "\(dir)/\(plannedFile)")
+    }
+
+    /// The partial map an interrupted submission whose folder is `dir` planned, removed when it is there (a
+    /// folder of a partial map's name, with no owner record or one of `storeRoot`). Returns it when removed.
+    @discardableResult
+    static func removePlanned(jobFolder dir: String, storeRoot: String, logger: Logger) -> String? {
+        guard let text = try? String(contentsOfFile: "\(dir)/\(plannedFile)", encoding: .utf8) else { return nil }
+        let path = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = (path as NSString).lastPathComponent
+        var isDirectory: ObjCBool = false
+        guard path.hasPrefix("/"), name.hasPrefix("."), name.contains(".partial-"),
+            FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
+            owner(of: path).map({ $0.store == storeRoot }) ?? true
+        else { return nil }
+        let removed = StaleFolders.remove(
+            path, notice: "removed the partial map of a shared submission the coordinator stopped during",
+            failure: "cannot remove the partial map of an interrupted shared submission", failureLevel: .warning,
+            metadata: ["map": "\(path)"], logger: logger)
+        return removed ? path : nil
+    }
+
     /// Records in the new partial `path` the coordinator store `root` it belongs to, and
     /// the key that submitted the job (`key`: nil without CURVE).
     static func markOwner(_ path: String, storeRoot root: String, key: String?) throws {
