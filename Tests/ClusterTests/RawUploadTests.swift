@@ -131,9 +131,11 @@ struct RawUploadTests {
             Issue.record("a part after the cancel: \(late)")
             return
         }
+        // Abandoned: dropped, and listed as failed with why (chaos audit 28: "queued", then "unknown").
         let deadline = Date().addingTimeInterval(10)
-        while try client.status(quiet).state != .unknown && Date() < deadline { usleep(100_000) }
-        #expect(try client.status(quiet).state == .unknown, "the abandoned upload was not dropped")
+        while try client.status(quiet).state != .failed && Date() < deadline { usleep(100_000) }
+        let dropped = try client.status(quiet)
+        #expect(dropped.state == .failed && dropped.message.contains("stopped arriving"), "\(dropped)")
         #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(quiet)"))
         #expect(!FileManager.default.fileExists(atPath: "\(root)/jobs/\(cancelled)"))
         // Their ids are recorded as removed: a restart on this store gives neither to another job (ops audit).

@@ -180,7 +180,13 @@ extension CoordinatorLoop {
         let now = monotonicSeconds()
         let idle = configuration.uploadIdleSeconds
         for u in uploads.values where !u.busy && now - u.lastActivity > idle {
-            dropUpload(u, reason: "no part for \(Int(idle)) s: the client is gone")
+            let reason = "no part for \(Int(idle)) s: the client is gone"
+            dropUpload(u, reason: reason)
+            // Listed as failed, with why (chaos audit 28: it showed "queued" for 2 minutes, then "unknown").
+            archived[u.id] = ArchivedJob(
+                id: u.id, state: .failed, message: "its image stopped arriving (\(reason)): submit it again",
+                tasks: 0, outputFiles: [], owner: u.owner, stem: Self.uploadStem(u.spec.image), submitted: u.began,
+                ended: Date().timeIntervalSince1970)
         }
     }
 
