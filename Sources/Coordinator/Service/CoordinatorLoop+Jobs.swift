@@ -201,6 +201,9 @@ extension CoordinatorLoop {
 
     func register(_ job: CoordinatorJob) {
         job.rate = RateWindow(seconds: configuration.rateWindowSeconds)
+        // A resumed job that had computed tiles stays running, as it does when its workers leave (chaos audit
+        // 28: it went back to "queued" until a task was dispatched again).
+        if job.resumed && job.restored > 0 && job.state == .queued { job.state = .running }
         if let token = job.options.token { tokens[Self.tokenKey(token, job.owner)] = job.id }
         jobs[job.id] = job
         jobOrder.append(job.id)
