@@ -72,6 +72,29 @@ struct NPYWeightsTests {
         #expect(e?.message.contains("bias, shape (2,)") == true)
     }
 
+    /// Hostile-input audit 27: NaN weights were written into a caffemodel with rc 0 (only a run refused them); a
+    /// header echoed raw control bytes into the error.
+    @Test func nanWeightsAndAControlByteInAHeaderAreRefusedByName() throws {
+        let (dir, _, shapeOnly, _) = try Self.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let npy = dir.appendingPathComponent("npy")
+        try Self.save([Float](repeating: .nan, count: 2), [2], npy, "fc.1.npy")
+        let e = Self.modelError { _ = try shapeOnly.fillingBlobs(fromNPYDirectory: npy.path) }
+        #expect(e?.layer == "fc" && e?.message.contains("nan") == true, "\(String(describing: e))")
+        // A dtype with an escape and a bell in it: printed as '?'.
+        let file = npy.appendingPathComponent("fc.1.npy")
+        var bytes = [UInt8](try Data(contentsOf: file))
+        let text = String(decoding: bytes, as: UTF8.self)
+        let at = try #require(text.range(of: "<f4")).lowerBound.utf16Offset(in: text)
+        bytes[at + 1] = 0x1B
+        bytes[at + 2] = 0x07
+        try Data(bytes).write(to: file)
+        let d = Self.modelError { _ = try shapeOnly.fillingBlobs(fromNPYDirectory: npy.path) }
+        let shown = "\(String(describing: d))"
+        #expect(
+            shown.contains("only '<f4' is read") && !shown.contains("\u{1B}") && !shown.contains("\u{07}"), "\(shown)")
+    }
+
     @Test func aWrongShapeNamesBothShapes() throws {
         let (dir, _, shapeOnly, _) = try Self.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }

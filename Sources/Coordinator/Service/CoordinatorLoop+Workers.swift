@@ -81,16 +81,8 @@ extension CoordinatorLoop {
         }
     }
 
-    /// `text` with control characters replaced by '?', at most `limit` characters.
-    static func printable(_ text: String, limit: Int) -> String {
-        var out = String(
-            String.UnicodeScalarView(
-                text.unicodeScalars.prefix(limit).map {
-                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format ? "?" : $0
-                }))
-        if text.unicodeScalars.count > limit { out += "…" }
-        return out
-    }
+    /// `text` with control characters replaced by '?', at most `limit` characters (`String.printable`).
+    static func printable(_ text: String, limit: Int) -> String { text.printable(limit: limit) }
 
     /// A hello registers the peer as a new worker (one that says hello again starts
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.

@@ -198,19 +198,25 @@ package enum NPY {
             return dict[range.upperBound...].drop { $0 == " " }
         }
         guard let descr = value(of: "descr") else {
-            throw ImageIOError(.notNPY, path: path, detail: "no 'descr' in the header \(dict)")
+            throw ImageIOError(.notNPY, path: path, detail: "no 'descr' in the header \(dict.printable(limit: 200))")
         }
         guard descr.hasPrefix("'<f4'") else {
             throw ImageIOError(
-                .unsupportedNPY, path: path, detail: "dtype \(descr.prefix { $0 != "," }), only '<f4' is read")
+                .unsupportedNPY, path: path,
+                detail: "dtype \(String(descr.prefix { $0 != "," }).printable(limit: 40)), only '<f4' is read")
         }
-        guard let order = value(of: "fortran_order"), order.hasPrefix("False") else {
+        guard let order = value(of: "fortran_order") else {
+            throw ImageIOError(
+                .notNPY, path: path, detail: "no 'fortran_order' in the header \(dict.printable(limit: 200))")
+        }
+        guard order.hasPrefix("False") else {
             throw ImageIOError(
                 .unsupportedNPY, path: path, detail: "only C-order (fortran_order False) arrays are read")
         }
         guard let shapeText = value(of: "shape"), shapeText.first == "(", let close = shapeText.firstIndex(of: ")")
         else {
-            throw ImageIOError(.notNPY, path: path, detail: "no 'shape' tuple in the header \(dict)")
+            throw ImageIOError(
+                .notNPY, path: path, detail: "no 'shape' tuple in the header \(dict.printable(limit: 200))")
         }
         let inner = shapeText[shapeText.index(after: shapeText.startIndex)..<close]
         var shape: [Int] = []
@@ -218,7 +224,8 @@ package enum NPY {
             let trimmed = part.trimmingSpaces()
             if trimmed.isEmpty { continue }
             guard let dim = Int(trimmed), dim >= 0 else {
-                throw ImageIOError(.notNPY, path: path, detail: "bad dimension '\(trimmed)' in the shape")
+                throw ImageIOError(
+                    .notNPY, path: path, detail: "bad dimension '\(String(trimmed).printable(limit: 40))' in the shape")
             }
             shape.append(dim)
         }

@@ -1,3 +1,5 @@
+import TesseraCore
+
 /// An error in a model: what kind of problem (callers match on `kind`), which file
 /// and layer, and what is wrong, in words a user can act on. Library messages name
 /// no command-line flag: the CLI adds the flag that fixes a kind (see `CLISupport`).
@@ -40,11 +42,13 @@ package struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         self.init(.invalid, file: file, layer: layer, message)
     }
 
+    /// Control characters from the file (a node's op type, a layer's name) become '?' (hostile-input audit 27:
+    /// they were printed raw to the terminal).
     package var description: String {
         var s = ""
         if let file { s += "\(file): " }
         if let layer { s += "layer '\(layer)': " }
-        return s + message
+        return (s + message).printable(keepingLines: true)
     }
 
     /// The same error attributed to a file.

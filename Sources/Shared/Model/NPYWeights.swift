@@ -95,6 +95,8 @@ extension Net {
                     + "to no blob of the net (files are named <layer>.<blobIndex>.npy; layers with weights: "
                     + layers.filter(\.hasParameters).map(\.name).joined(separator: ", ") + ")")
         }
+        // NaN weights were written into a caffemodel with rc 0; only running it refused them (audit 27).
+        try ParameterCheck.requireFinite(out, file: directory)
         return out
     }
 }
