@@ -21,6 +21,32 @@ struct UserReviewTests {
         #expect(group.log("coordinator").contains("a worker connected to the client endpoint"))
     }
 
+    /// Hostile-input audit 27: --scale 0 and a mean of 1e6 (a damaged mean file, a typo) were accepted without a word.
+    @Test("A scale of 0 and a mean far outside the pixels' range are warned of")
+    func implausiblePreprocessing() throws {
+        let group = try ProcessGroup("implausible-preprocessing")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 20, width: 20)
+        let model = ["--model", ClusterFixture.prototxt, "--weights", ClusterFixture.weights, "--allow-padding"]
+        let (status, log) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + model + [
+                "--in-process", "--scale", "0", "--mean", "1000000,0,0", "--check", "0", "--out",
+                group.directory + "/out", image,
+            ], log: "run")
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("--scale 0.0 and --raw-scale 1.0"), "\(log)")
+        #expect(log.contains("a mean of 1000000.0 (--mean) is far outside"), "\(log)")
+        let (plain, quiet) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + model + [
+                "--in-process", "--scale", "0.015625", "--mean", "134,151,171", "--check", "0", "--out",
+                group.directory + "/out2", image,
+            ], log: "run2")
+        #expect(plain == 0 && !quiet.contains("is that meant"), "\(quiet)")
+    }
+
     @Test("fetch --out naming a file says so, naming the option")
     func fetchIntoAFile() throws {
         let group = try ProcessGroup("fetch-into-file")

@@ -171,7 +171,25 @@ struct PreprocessingOptions: ParsableArguments {
             p.mean = try parsedMean()
             if !p.mean.isEmpty { p.meanSource = "--mean" }
         }
+        warnOfImplausible(p, logger: logger)
         return try p.validated(channels: channels)
+    }
+
+    /// Values that are allowed but almost surely a slip (hostile-input audit 27: accepted without a word).
+    private func warnOfImplausible(_ p: Preprocessing, logger: Logger?) {
+        if p.scale <= 0 || p.rawScale <= 0 {
+            logger?.warning(
+                "--scale \(p.scale) and --raw-scale \(p.rawScale): a factor of 0 makes every input value the same, a negative one inverts the image; is that meant?"
+            )
+        }
+        // Pixels are 0–255 × --raw-scale: a mean far outside that range (a damaged mean file, a typo) leaves
+        // every input far from what the net was trained on.
+        let range = 255 * Double(abs(p.rawScale))
+        if let worst = p.mean.max(by: { abs($0) < abs($1) }), Double(abs(worst)) > max(1000, 4 * range) {
+            logger?.warning(
+                "a mean of \(worst) (\(p.meanSource ?? "--mean")) is far outside the pixels' range (0–\(Int(range.rounded()))): is that meant?"
+            )
+        }
     }
 }
 
