@@ -68,6 +68,37 @@ struct RetentionTests {
         #expect(mark.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
     }
 
+    /// Session-19 left-over: retention removed a job while a client downloaded it (the download then failed).
+    /// A job whose outputs were asked for within the last minute is kept; the active check still removes it later.
+    @Test("--keep-finished: a job a client is downloading is kept while the download goes on")
+    func keptWhileDownloading() throws {
+        let group = try ProcessGroup("retention-download")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--keep-finished", "1s", "--retention-check-ms", "200",
+        ])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        _ = try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        try submit(group, clients, image, log: "submit1")
+        #expect(waitUntil(20) { (try? client.status(1).state) == .done }, "\(group.log("coordinator"))")
+        // A slow download: one small piece a second, for 4 s (the job ended over 1 s ago by its end).
+        let file = try #require(try client.status(1).outputFiles.first)
+        for i in 0..<4 {
+            let piece = try client.request(
+                .fetchRequest(Wire.FetchRequest(jobID: 1, fileName: file, offset: UInt64(i * 64), maxBytes: 64)))
+            guard case .fetchData = piece else {
+                Issue.record("piece \(i) was refused: \(piece)\n\(group.log("coordinator"))")
+                return
+            }
+            usleep(1_000_000)
+        }
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1"))
+        #expect(group.log("coordinator").contains("retention keeps a job a client is downloading"))
+    }
+
     @Test("--max-store: the oldest ended jobs go while the store is over the size")
     func maxStore() throws {
         let group = try ProcessGroup("retention-size")

@@ -11,6 +11,8 @@ struct RetentionState {
     let measured = Locked<[UInt64: JobStore.FolderUsage]?>(nil)
     let queue = DispatchQueue(label: "tessera.coordinator.retention", qos: .utility)
     var warnedOverLimit = false
+    /// The jobs kept at the last check because a client was downloading them (logged once each).
+    var keptForDownload = Set<UInt64>()
 }
 
 /// Retention (`serve --keep-finished`, `--max-store`): every `checkSeconds` the store
@@ -55,6 +57,14 @@ extension CoordinatorLoop {
             ended.append((id, usage[id]?.ended ?? (old.ended > 0 ? Date(timeIntervalSince1970: old.ended) : now)))
         }
         ended.sort { ($0.at, $0.id) < ($1.at, $1.id) }
+        // Jobs a client is downloading are kept until it is done (their turn comes at a later check).
+        let downloading = Set(
+            ended.map(\.id).filter { lastFetched[$0].map { mono - $0 < RetentionPolicy.downloadGrace } ?? false })
+        for id in downloading where !retention.keptForDownload.contains(id) {
+            logger.info("retention keeps a job a client is downloading", metadata: ["job": "\(id)"])
+        }
+        retention.keptForDownload = downloading
+        ended.removeAll { downloading.contains($0.id) }
         var removed = Set<UInt64>()
         if let keep = policy.keepFinishedSeconds {
             for (id, at) in ended where now.timeIntervalSince(at) > keep {
@@ -116,6 +126,7 @@ extension CoordinatorLoop {
         jobs[id] = nil
         jobOrder.removeAll { $0 == id }
         archived[id] = nil
+        lastFetched[id] = nil
         servedViews[id] = nil
         servedChecks.forget(id)
         metrics.jobEvicted()

@@ -117,6 +117,9 @@ final class CoordinatorLoop {
     /// Upload jobs' `.npy` views being downloaded (`servedNPY`), a few at a time: opening
     /// one reads the store's metadata and checks every chunk, too much for every piece.
     var servedViews: [UInt64: NPYStoreView] = [:]
+    /// When each job's outputs were last asked for (monotonic seconds): retention keeps a job a client is
+    /// downloading (`RetentionPolicy.downloadGrace`).
+    var lastFetched: [UInt64: Double] = [:]
     /// Their chunks checked against the jobs' receipts as they are first served.
     let servedChecks = ServedChunkCheck()
     /// Download pieces are read here, off the loop (`+Clients`), and handed back in `fetched`.

@@ -18,6 +18,11 @@ package struct RetentionPolicy: Sendable, Equatable {
 
     package var isOn: Bool { keepFinishedSeconds != nil || maxStoreBytes != nil }
 
+    /// How long after a client last asked for a piece of a job's outputs retention leaves the job alone: a
+    /// download in progress asks every few seconds at most (a job was removed under a download, which then
+    /// failed: session-19 left-over).
+    package static let downloadGrace: Double = 60
+
     /// How long after its end a job is kept from `--max-store` removal while other keys have work running.
     package static let maxStoreGrace: TimeInterval = 600
 
