@@ -53,6 +53,23 @@ struct FaultToleranceTests {
         throw ClusterError("timed out waiting for \(what)")
     }
 
+    /// A coordinator on fixed endpoints and `store` (so that a restarted one takes over its clients and
+    /// workers), started and serving.
+    func fixedCoordinator(
+        _ group: ProcessGroup, _ workers: String, _ clients: String, store: String, log: String
+    ) throws -> Process {
+        let p = try group.start(
+            "tessera-coordinator",
+            [
+                "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store", store,
+                "--heartbeat-ms", "300",
+            ], log: log)
+        guard waitForLog(group, log, "coordinator serving") else {
+            throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
+        }
+        return p
+    }
+
     /// Waits until `log` contains `needle` (bounded).
     func waitForLog(_ group: ProcessGroup, _ log: String, _ needle: String, timeout: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
@@ -108,16 +125,7 @@ struct FaultToleranceTests {
         let ports = try Self.freePorts(2)
         let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
         func coordinator(_ log: String) throws -> Process {
-            let p = try group.start(
-                "tessera-coordinator",
-                [
-                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
-                    group.directory + "/store", "--heartbeat-ms", "300",
-                ], log: log)
-            guard waitForLog(group, log, "coordinator serving") else {
-                throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
-            }
-            return p
+            try fixedCoordinator(group, workers, clients, store: group.directory + "/store", log: log)
         }
         let coord = try coordinator("coordinator-1")
         _ = try worker(group, workers, "w1", delayMs: 0)
@@ -157,16 +165,7 @@ struct FaultToleranceTests {
         let (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
         let store = group.directory + "/store"
         func coordinator(_ log: String) throws -> Process {
-            let p = try group.start(
-                "tessera-coordinator",
-                [
-                    "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store", store,
-                    "--heartbeat-ms", "300",
-                ], log: log)
-            guard waitForLog(group, log, "coordinator serving") else {
-                throw ClusterError("coordinator \(log) did not start: \(group.log(log))")
-            }
-            return p
+            try fixedCoordinator(group, workers, clients, store: store, log: log)
         }
         var coord = try coordinator("coordinator-1")
         for i in 1...3 { _ = try worker(group, workers, "w\(i)", delayMs: 80) }
