@@ -47,6 +47,27 @@ struct UserReviewTests {
         #expect(plain == 0 && !quiet.contains("is that meant"), "\(quiet)")
     }
 
+    /// Hostile-input audit 27 and its verification: --tile 32768 on a small image allocated 8 GiB chunks, in process
+    /// and then with local workers (the shared store's layout). The chunks are now the image's size.
+    @Test("--tile 32768 on a small image: the map's chunks are the image's size, with local workers too")
+    func hugeTileWithLocalWorkers() throws {
+        let group = try ProcessGroup("huge-tile")
+        defer { group.stop() }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let (status, log) = try SlideMapTests.coordinator(
+            group,
+            ["run"] + ClusterFixture.modelFlags + [
+                "--workers", "1", "--tile", "32768", "--outputs", "zarr",
+                "--check", "0", "--out", group.directory + "/out", image,
+            ], log: "run")
+        #expect(status == 0, "\(log)")
+        let array = try String(contentsOfFile: group.directory + "/out/tissue.zarr/0/.zarray", encoding: .utf8)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(array.utf8)) as? [String: Any])
+        let chunks = try #require(json["chunks"] as? [Int])
+        #expect(chunks.suffix(2).allSatisfy { $0 <= 64 }, "\(chunks)")
+    }
+
     @Test("fetch --out naming a file says so, naming the option")
     func fetchIntoAFile() throws {
         let group = try ProcessGroup("fetch-into-file")

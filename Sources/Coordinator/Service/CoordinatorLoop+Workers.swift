@@ -24,7 +24,9 @@ extension CoordinatorLoop {
             // a lost result would leave its task waiting on a live worker for good (hostile-input audit 27:
             // the job "waited for workers"). Its tasks go back to the queue, and it is asked to register again.
             if let worker = workers[peer] {
-                retire(worker, reason: "it sent a malformed message (\(error.kind))")
+                // Counted against the task it was computing, as a lost worker's is: one that sends nothing but
+                // bad results fails the job after --max-task-losses, instead of re-registering forever (audit 29).
+                retire(worker, reason: "it sent a malformed message (\(error.kind))", lost: true)
                 _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
             }
             return

@@ -388,7 +388,8 @@ struct JobFactory: Sendable {
         }
         let kept = options.keptClasses == Array(0..<plan.classes) ? nil : options.keptClasses
         let layout = try MapLayout(
-            classes: kept?.count ?? plan.classes, height: size.h, width: size.w, tileSize: tile,
+            classes: kept?.count ?? plan.classes, height: size.h, width: size.w,
+            tileSize: MapLayout.chunkSide(tile: tile, height: size.h, width: size.w, levels: levels),
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
             compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes,
             micronsPerPixel: header.mpp, source: MapSource(file: imagePath, image: header.image, level: header.level))

@@ -27,11 +27,8 @@ package final class ChunkedMapOutput {
         if keep { try MapStore.checkReplaceable(options.zarrPath) }
         let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: temporary)
-        // One tile covers an image no larger than it: the chunk need be no larger than the image (rounded up
-        // for the pyramid's halvings). A 128² PNG with --tile 32768 allocated 8 GiB chunks (hostile-input audit).
         let levelsKept = keep ? levels : 1
-        let largest = max(height, width), step = 1 << max(0, levelsKept - 1)
-        let side = tile <= largest ? tile : min(tile, (largest + step - 1) / step * step)
+        let side = MapLayout.chunkSide(tile: tile, height: height, width: width, levels: levelsKept)
         let layout = try MapLayout(
             classes: kept?.count ?? classes, height: height, width: width, tileSize: side,
             dtype: keep ? dtype : .float32, levels: levelsKept,

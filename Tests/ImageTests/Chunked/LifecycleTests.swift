@@ -126,8 +126,12 @@ struct LifecycleTests {
         #expect(gap.allSatisfy { $0.isNaN })
         let whole = PixelRect(y: 0, x: 0, height: 70, width: 90)
         _ = try finished.region(level: 0, rect: whole)
-        for level in 0..<finished.layout.tileLevels {
-            let lost = finished.storedChunkPath(row: 1, column: 2, level: level)
+        // Tile (1, 2)'s chunk at every level: its own at the tile levels, the joined one holding it above
+        // (verification audit 29: a lost chunk of a joined level still exported with a hole).
+        #expect(finished.layout.tileLevels < finished.layout.levels, "a joined level to check")
+        for level in 0..<finished.layout.levels {
+            let k = (finished.layout.storedChunkSide(level) << level) / finished.layout.tileSize
+            let lost = finished.storedChunkPath(row: 1 / k, column: 2 / k, level: level)
             let kept = dir + "/kept-\(level)"
             try FileManager.default.moveItem(atPath: lost, toPath: kept)
             let size = finished.layout.levelSize(level)
@@ -135,7 +139,7 @@ struct LifecycleTests {
                 try finished.region(level: level, rect: PixelRect(y: 0, x: 0, height: size.h, width: size.w))
             } throws: { error in
                 let e = error as? MapStoreError
-                return e?.kind == .missingChunk && e?.path == lost && "\(error)".contains("its chunk is gone")
+                return e?.kind == .missingChunk && e?.path == lost && "\(error)".contains("the map is damaged")
             }
             try FileManager.default.moveItem(atPath: kept, toPath: lost)
         }

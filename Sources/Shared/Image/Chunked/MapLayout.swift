@@ -167,6 +167,14 @@ package struct MapLayout: Sendable, Equatable, Codable {
     }
 
     /// The side of one tile's piece of `level` (T >> level).
+    /// The chunk side for a map of `height × width` mapped in `tile`-pixel tiles with `levels` pyramid levels:
+    /// the tile, unless one tile covers the image, whose size then suffices (rounded up for the pyramid's
+    /// halvings). A 128² PNG with --tile 32768 allocated 8 GiB chunks (hostile-input audit 27).
+    package static func chunkSide(tile: Int, height: Int, width: Int, levels: Int) -> Int {
+        let largest = max(height, width), step = 1 << max(0, levels - 1)
+        return tile <= largest ? tile : min(tile, (largest + step - 1) / step * step)
+    }
+
     package func chunkSide(_ level: Int) -> Int { tileSize >> level }
 
     /// Whether `level` is chunked by tile (else its chunks are joined by `finish()`).

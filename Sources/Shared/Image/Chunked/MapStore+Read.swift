@@ -119,11 +119,21 @@ extension MapStore {
         let finished = isFinished
         let pieces = !layout.isTileLevel(level) && !finished
         let side = pieces ? layout.chunkSide(level) : layout.storedChunkSide(level)
-        // In a finished map a tile level's chunk is missing only where the map records no value computed
-        // (`tessera.not_computed`): elsewhere the chunk was lost, and reading it as the fill value made an
-        // export of a damaged map succeed, silently, with a hole (hostile-input audit 27).
-        let gaps = layout.isTileLevel(level) && finished ? notComputedFlags() : nil
-        let columns = layout.storedChunkGrid(level).w
+        // In a finished map a chunk is missing only where the map records no value computed in it
+        // (`tessera.not_computed`, per level-0 tile; a chunk of level L covers k × k of them): elsewhere it
+        // was lost, and reading it as the fill value made an export of a damaged map succeed, silently, with
+        // a hole (hostile-input audit 27; at the upper levels, verification audit 29).
+        let gaps = finished ? notComputedFlags() : nil
+        let k = max(1, (side << level) / layout.tileSize)
+        let grid = layout.tileGrid
+        /// Whether chunk (row, column) may be missing: every level-0 tile it covers was never computed.
+        func mayBeMissing(_ row: Int, _ column: Int) -> Bool {
+            guard let gaps, gaps.count == grid.h * grid.w else { return false }
+            for r in (row * k)..<min(grid.h, (row + 1) * k) {
+                for c in (column * k)..<min(grid.w, (column + 1) * k) where !gaps[r * grid.w + c] { return false }
+            }
+            return true
+        }
         for row in (rect.y / side)...((rect.y + rect.height - 1) / side) {
             for column in (rect.x / side)...((rect.x + rect.width - 1) / side) {
                 let load = {
@@ -133,11 +143,11 @@ extension MapStore {
                 }
                 guard let chunk = try cache.chunk(TileIndex(row: row, column: column), level: level, load: load)
                 else {
-                    if let gaps, !(gaps.indices.contains(row * columns + column) && gaps[row * columns + column]) {
+                    if gaps != nil, !mayBeMissing(row, column) {
                         throw MapStoreError(
                             .missingChunk, path: storedChunkPath(row: row, column: column, level: level),
-                            detail: "tile \(TileIndex(row: row, column: column)) was computed (the map records "
-                                + "no gap there, tessera.not_computed) but its chunk is gone: the map is damaged")
+                            detail: "chunk (\(row), \(column)) of level \(level) holds computed values (the map "
+                                + "records no gap there, tessera.not_computed) but it is gone: the map is damaged")
                     }
                     continue
                 }
