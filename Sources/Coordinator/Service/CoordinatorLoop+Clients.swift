@@ -234,11 +234,14 @@ extension CoordinatorLoop {
 
     /// An upload job's `.npy` output, served from its map's chunks (the file itself is never written).
     func servedNPY(job id: UInt64, path: String) -> NPYStoreView? {
+        try? servedNPYView(job: id, path: path)
+    }
+
+    /// `servedNPY`, or why the job's map cannot serve `path` (nil result: not a served `.npy`).
+    func servedNPYView(job id: UInt64, path: String) throws -> NPYStoreView? {
         guard path.hasSuffix(".npy") else { return nil }
         if let view = servedViews[id] { return view }
-        guard let store = try? MapStore.open(at: self.store.directory(id) + "/map.chunks"),
-            let view = try? NPYStoreView(store)
-        else { return nil }
+        let view = try NPYStoreView(try MapStore.open(at: self.store.directory(id) + "/map.chunks"))
         if servedViews.count >= 8 { servedViews.removeAll() }
         servedViews[id] = view
         return view

@@ -155,7 +155,10 @@ package enum PartialOutputs {
         where name.hasPrefix(".\(stem).") && (name.contains(".partial-") || name.contains(".tmp-")) {
             if let pid = writerPID(name) {
                 if pid != getpid(), isRunning(pid) { return "process \(pid) (\(name))" }
-            } else if isHeld("\(folder)/\(name)"), owner(of: "\(folder)/\(name)")?.store != ownStore {
+            } else if isHeld("\(folder)/\(name)"), ownStore == nil || owner(of: "\(folder)/\(name)")?.store != ownStore
+            {
+                // (A finishing job's record no longer names its store, but its lock is held till the rename: a
+                // run's check let a second run of the image through then, and only its coordinator refused it.)
                 return "a coordinator (\(name))"
             }
         }
