@@ -294,6 +294,19 @@ struct ModelImportErrorTests {
         #expect(e2?.description.contains("layer") == false, "\(String(describing: e2))")
     }
 
+    /// Caffe's `Blob::FromProto` prefers double_data: a blob with both was read from data (hostile-input audit 27).
+    @Test func doubleDataWinsAsInCaffe() throws {
+        var blob = Caffe_BlobProto()
+        var shape = Caffe_BlobShape()
+        shape.dim = [2]
+        blob.shape = shape
+        blob.data = [1, 2]
+        blob.doubleData = [3, 4]
+        #expect(try BlobValues(blob, file: "f", layer: "l", index: 0).data == [3, 4])
+        blob.doubleData = []
+        #expect(try BlobValues(blob, file: "f", layer: "l", index: 0).data == [1, 2])
+    }
+
     @Test func absurdBlobAndInput() throws {
         var blob = Caffe_BlobProto()
         var s = Caffe_BlobShape()

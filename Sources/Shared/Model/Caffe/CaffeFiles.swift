@@ -268,10 +268,12 @@ struct BlobValues {
             count = p
         }
         dims = raw.map { Int($0) }
-        if !blob.data.isEmpty {
-            data = blob.data
-        } else {
+        // Caffe's `Blob::FromProto` reads double_data when it has any, whatever data holds (hostile-input audit 27:
+        // a blob with both was read from data).
+        if !blob.doubleData.isEmpty {
             data = blob.doubleData.map { Float($0) }
+        } else {
+            data = blob.data
         }
         guard data.count == Int(count) else {
             throw fail(
