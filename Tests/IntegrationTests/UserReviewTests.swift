@@ -8,6 +8,14 @@ import Testing
 /// an estimate with a note) instead of a loop, a raw Foundation error, repeated restarts or a refusal.
 @Suite("Common mistakes, clear answers")
 struct UserReviewTests {
+    /// A process group with a small test image (`tissue.png`) in its folder.
+    static func groupWithImage(_ label: String, height: Int = 40, width: Int = 50) throws -> (ProcessGroup, String) {
+        let group = try ProcessGroup(label)
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: height, width: width)
+        return (group, image)
+    }
+
     @Test("A worker pointed at the client endpoint stops at once, saying which endpoint to use")
     func workerAtClientEndpoint() throws {
         let group = try ProcessGroup("worker-wrong-endpoint")
@@ -24,10 +32,8 @@ struct UserReviewTests {
     /// Hostile-input audit 27: --scale 0 and a mean of 1e6 (a damaged mean file, a typo) were accepted without a word.
     @Test("A scale of 0 and a mean far outside the pixels' range are warned of")
     func implausiblePreprocessing() throws {
-        let group = try ProcessGroup("implausible-preprocessing")
+        let (group, image) = try Self.groupWithImage("implausible-preprocessing", height: 20, width: 20)
         defer { group.stop() }
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 20, width: 20)
         let model = ["--model", ClusterFixture.prototxt, "--weights", ClusterFixture.weights, "--allow-padding"]
         let (status, log) = try SlideMapTests.coordinator(
             group,
@@ -51,10 +57,8 @@ struct UserReviewTests {
     /// and then with local workers (the shared store's layout). The chunks are now the image's size.
     @Test("--tile 32768 on a small image: the map's chunks are the image's size, with local workers too")
     func hugeTileWithLocalWorkers() throws {
-        let group = try ProcessGroup("huge-tile")
+        let (group, image) = try Self.groupWithImage("huge-tile")
         defer { group.stop() }
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
         let (status, log) = try SlideMapTests.coordinator(
             group,
             ["run"] + ClusterFixture.modelFlags + [
@@ -89,10 +93,8 @@ struct UserReviewTests {
 
     @Test("run on a GPU that is not there fails once, without restarting its workers")
     func missingGPU() throws {
-        let group = try ProcessGroup("missing-gpu")
+        let (group, image) = try Self.groupWithImage("missing-gpu")
         defer { group.stop() }
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
         // cuda:7: no machine this runs on has eight GPUs (nor, usually, one). --check 0: embedded workers (a
         // checked run of this net that pads maps in this process, which fails once anyway).
         let (status, log) = try SlideMapTests.coordinator(
@@ -108,10 +110,8 @@ struct UserReviewTests {
         "A folder where an output file goes is refused before mapping, in process and embedded",
         arguments: [true, false])
     func folderWhereAnOutputGoes(inProcess: Bool) throws {
-        let group = try ProcessGroup("folder-in-the-way")
+        let (group, image) = try Self.groupWithImage("folder-in-the-way")
         defer { group.stop() }
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
         try FileManager.default.createDirectory(
             atPath: group.directory + "/out/tissue.npy", withIntermediateDirectories: true)
         let (status, log) = try SlideMapTests.coordinator(
@@ -125,10 +125,8 @@ struct UserReviewTests {
 
     @Test("inspect-image estimates a net that is not exact, with a note saying how run maps it")
     func inspectImageOfAPaddedNet() throws {
-        let group = try ProcessGroup("inspect-padded")
+        let (group, image) = try Self.groupWithImage("inspect-padded")
         defer { group.stop() }
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
         let net = TestPaths.fixtures.appendingPathComponent("strided_lrn_pad").path
         let (status, log) = try SlideMapTests.coordinator(
             group,

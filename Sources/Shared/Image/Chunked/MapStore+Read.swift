@@ -122,12 +122,14 @@ extension MapStore {
         // In a finished map a chunk is missing only where the map records no value computed in it
         // (`tessera.not_computed`, per level-0 tile; a chunk of level L covers k × k of them): elsewhere it
         // was lost, and reading it as the fill value made an export of a damaged map succeed, silently, with
-        // a hole (hostile-input audit 27; at the upper levels, verification audit 29).
-        let gaps = finished ? notComputedFlags() : nil
+        // a hole (hostile-input audit 27; at the upper levels, verification audit 29). Read from `.zattrs` at the
+        // first missing chunk only: TIFF export calls this once per TIFF tile.
+        var gaps: [Bool]?
         let k = max(1, (side << level) / layout.tileSize)
         let grid = layout.tileGrid
         /// Whether chunk (row, column) may be missing: every level-0 tile it covers was never computed.
         func mayBeMissing(_ row: Int, _ column: Int) -> Bool {
+            if gaps == nil { gaps = notComputedFlags() }
             guard let gaps, gaps.count == grid.h * grid.w else { return false }
             for r in (row * k)..<min(grid.h, (row + 1) * k) {
                 for c in (column * k)..<min(grid.w, (column + 1) * k) where !gaps[r * grid.w + c] { return false }
@@ -143,7 +145,7 @@ extension MapStore {
                 }
                 guard let chunk = try cache.chunk(TileIndex(row: row, column: column), level: level, load: load)
                 else {
-                    if gaps != nil, !mayBeMissing(row, column) {
+                    if finished, !mayBeMissing(row, column) {
                         throw MapStoreError(
                             .missingChunk, path: storedChunkPath(row: row, column: column, level: level),
                             detail: "chunk (\(row), \(column)) of level \(level) holds computed values (the map "
