@@ -184,8 +184,11 @@ struct TestClient: ~Copyable {
         return try e.message.get()
     }
 
-    func status(_ job: UInt64?) throws -> Wire.JobStatus {
-        guard case .status(let s) = try request(.statusRequest(jobID: job)) else { throw ClusterError("not a status") }
+    /// `query`: the detailed status (`Wire.StatusQuery`), else the plain one.
+    func status(_ job: UInt64?, query: Wire.StatusQuery? = nil) throws -> Wire.JobStatus {
+        guard case .status(let s) = try request(.statusRequest(jobID: job, query: query)) else {
+            throw ClusterError("not a status")
+        }
         return s
     }
 }

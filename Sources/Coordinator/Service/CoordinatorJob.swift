@@ -88,6 +88,9 @@ final class CoordinatorJob: @unchecked Sendable {
     /// turn, or for a worker, from those computing.
     var state: Wire.JobState = .queued
     var message = ""
+    /// A worker's refusal of this shared-storage job's files as outside its `--shared-root`, kept for the
+    /// job's status while no connected worker can reach them.
+    var outOfReach: String?
     var outputFiles: [String] = []
     let started = monotonicSeconds()
     /// Monotonic seconds when it ended; setting it stamps `ended`.
@@ -194,7 +197,7 @@ final class CoordinatorJob: @unchecked Sendable {
     }
 
     /// The job in a detailed status; `holders`: the workers holding its tasks,
-    /// `connected`: every worker connected.
+    /// `connected`: the connected workers that may take its tasks.
     func summary(holders: Int, connected: Int) -> Wire.JobSummary {
         let (tasksPerSecond, pixelsPerSecond) = rates()
         return Wire.JobSummary(

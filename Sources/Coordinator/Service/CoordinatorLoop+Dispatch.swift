@@ -48,8 +48,10 @@ extension CoordinatorLoop {
                 // (Once it failed on every connected worker, any of them may try again.)
                 // A failed task also waits its retry delay first.
                 func eligible(_ job: CoordinatorJob) -> Int? {
-                    // A shared job's files out of this worker's reach: its tasks go to the others, unless
-                    // none can reach them (then the failures say why, and fail the job).
+                    // A shared job's paths outside this worker's --shared-root: none of its tasks. Its receipts
+                    // not found as written: its tasks go to the others, unless none can reach them (then the
+                    // failures say why, and fail the job).
+                    if w.outsideRoots.contains(job.id) { return nil }
                     if w.cannotReach.contains(job.id),
                         workers.values.contains(where: { !$0.cannotReach.contains(job.id) })
                     {

@@ -20,6 +20,26 @@ extension CoordinatorLoop {
         return message.isEmpty ? note : note + "; " + message
     }
 
+    /// The connected workers that may take `job`'s tasks: not those that refused its files as outside
+    /// their `--shared-root`.
+    func takers(of job: CoordinatorJob) -> Int {
+        workers.values.count { !$0.outsideRoots.contains(job.id) }
+    }
+
+    /// An active job's summary, its message with why it waits: the store, or a worker that can reach its files.
+    func activeSummary(_ job: CoordinatorJob, holders: Int) -> Wire.JobSummary {
+        let takers = takers(of: job)
+        var summary = job.summary(holders: holders, connected: takers)
+        summary.message = withStoreNote(summary.message, job.id)
+        if job.isActive, takers == 0, let refusal = job.outOfReach {
+            let note =
+                "waiting for a worker whose --shared-root holds its files: the workers connected refused them ("
+                + refusal + ")"
+            summary.message = summary.message.isEmpty ? note : note + "; " + summary.message
+        }
+        return summary
+    }
+
     /// The status of a job of this coordinator's life or of the store's past.
     func jobStatus(_ id: UInt64, detailed: Bool) -> WireMessage {
         var status: Wire.JobStatus
@@ -29,9 +49,8 @@ extension CoordinatorLoop {
             summary = uploadSummary(u)
         } else if let job = jobs[id] {
             status = job.status(workers: workers.count)
-            summary = job.summary(holders: jobHolders()[id] ?? 0, connected: workers.count)
-            status.message = withStoreNote(status.message, id)
-            summary?.message = status.message
+            summary = activeSummary(job, holders: jobHolders()[id] ?? 0)
+            status.message = summary!.message
         } else if let old = archived[id] {
             status = old.status(workers: workers.count)
             summary = old.summary
@@ -113,11 +132,7 @@ extension CoordinatorLoop {
             admin || owner == nil || owner == "anonymous" || owner == requester
         }
         let holders = jobHolders()
-        var all = jobs.values.filter { visible($0.owner) }.map {
-            var summary = $0.summary(holders: holders[$0.id] ?? 0, connected: workers.count)
-            summary.message = withStoreNote(summary.message, $0.id)
-            return summary
-        }
+        var all = jobs.values.filter { visible($0.owner) }.map { activeSummary($0, holders: holders[$0.id] ?? 0) }
         all += archived.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(\.summary)
         all += uploads.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(uploadSummary)
         return all.map(Self.shown).sorted { $0.id < $1.id }

@@ -280,18 +280,28 @@ extension CoordinatorLoop {
         let index = Int(f.taskID)
         // A worker without --shared-root, or with one that does not hold this job's files (operator audit: it
         // failed 254 tasks of a job that others completed): its tasks go to the workers that can reach them,
-        // uncounted, while there are such workers.
+        // uncounted. With none connected the job waits for one (user review F31: it failed after 3 tries),
+        // saying why in its status (`reachNote`).
         if job.shared != nil, Self.outOfReach(f.message) {
-            let first = worker.cannotReach.insert(job.id).inserted
-            if workers.values.contains(where: { !$0.cannotReach.contains(job.id) }) {
-                if first {
+            worker.cannotReach.insert(job.id)
+            let first = worker.outsideRoots.insert(job.id).inserted
+            if first {
+                let metadata: Logger.Metadata = [
+                    "worker": "\(worker.name)", "job": "\(job.id)", "reason": "\(f.message)",
+                ]
+                if workers.values.contains(where: { !$0.outsideRoots.contains(job.id) }) {
                     logger.warning(
                         "a worker cannot reach a shared-storage job's files: it gets none of its tasks",
-                        metadata: ["worker": "\(worker.name)", "job": "\(job.id)", "reason": "\(f.message)"])
+                        metadata: metadata)
+                } else {
+                    job.outOfReach = f.message
+                    logger.warning(
+                        "no connected worker can reach a shared-storage job's files: it waits for a worker whose --shared-root holds them",
+                        metadata: metadata)
                 }
-                removeAttempt(job, index, worker.id)
-                return
             }
+            removeAttempt(job, index, worker.id)
+            return
         }
         // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
         let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)

@@ -33,6 +33,9 @@ final class CoordinatorLoop {
         /// Shared-storage jobs this worker cannot reach (started without `--shared-root`, or with one
         /// that does not hold the job's files): it gets none of their tasks while another worker can.
         var cannotReach: Set<UInt64> = []
+        /// The shared-storage jobs whose paths this worker refused as outside its `--shared-root` (or it has
+        /// none): it never gets their tasks, and they wait for a worker that can reach them.
+        var outsideRoots: Set<UInt64> = []
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id
             self.name = name

@@ -281,13 +281,16 @@ final class ClusterClient {
                     FileHandle.standardError.write(Data("job \(job): \(s.message)\n".utf8))
                 }
             }
-            // A job with no worker to run it waits forever: say so once, after 10 s.
-            noWorkerSince = s.workers == 0 ? (noWorkerSince ?? Date()) : nil
+            // A job with no worker to run it (none connected, or none that can reach a shared job's files) waits
+            // forever: say so once, after 10 s.
+            let waiting = summary?.waitingForWorkers ?? (s.workers == 0)
+            noWorkerSince = waiting ? (noWorkerSince ?? Date()) : nil
             if !told, let since = noWorkerSince, Date().timeIntervalSince(since) >= Self.noWorkerNotice {
                 told = true
-                FileHandle.standardError.write(
-                    Data(
-                        ("\njob \(job) is waiting: no worker is connected to the coordinator (\(noWorker))\n").utf8))
+                let why =
+                    s.workers == 0 || s.message.isEmpty
+                    ? "no worker is connected to the coordinator (\(noWorker))" : s.message
+                FileHandle.standardError.write(Data("\njob \(job) is waiting: \(why)\n".utf8))
             }
             let total = summary.map { Int($0.tasks) } ?? Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             switch s.state {
@@ -305,7 +308,6 @@ final class ClusterClient {
                 throw ClusterError(.jobFailed, "job \(job) \(s.state)\(reason)")
             case .queued, .running:
                 // No worker: nothing progresses, and the fading rate would give a growing ETA.
-                let waiting = summary?.waitingForWorkers ?? (s.workers == 0)
                 progress?.update(
                     label: label, done: Int(s.tasksDone), total: total, pixels: pixels, since: start,
                     already: already ?? 0, rate: waiting ? (0, 0) : (s.tasksPerSecond, s.pixelsPerSecond),

@@ -34,7 +34,9 @@ extension Status {
             lines.append(
                 String(format: "throughput: %.2f tasks/s, %.3f Mpx/s", j.tasksPerSecond, j.pixelsPerSecond / 1e6)
                     + ", on \(j.workers) worker(s)")
-            if j.waitingForWorkers { lines.append("no worker is connected: the tasks wait until one joins") }
+            if j.waitingForWorkers {
+                lines.append("no worker that can take its tasks is connected: they wait until one joins")
+            }
         }
         if !j.message.isEmpty { lines.append(j.message) }
         if !outputs.isEmpty { lines.append("outputs: " + outputs.joined(separator: ", ")) }
