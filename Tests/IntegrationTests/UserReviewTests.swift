@@ -72,6 +72,38 @@ struct UserReviewTests {
         #expect(chunks.suffix(2).allSatisfy { $0 <= 64 }, "\(chunks)")
     }
 
+    /// User review F32: the embedded coordinator took a random loopback port (a firewall's port policy, and any
+    /// local user could join it as a worker). Its workers now connect over a Unix socket in an owner-only folder
+    /// of the run's store; a store path too long for a socket's address falls back to a loopback port.
+    @Test(
+        "run's workers connect over a Unix socket in an owner-only folder of its store (a loopback port when too long)")
+    func embeddedRunOverUnixSocket() throws {
+        let (group, image) = try Self.groupWithImage("embedded-socket")
+        defer { group.stop() }
+        func run(store: String, out: String) throws -> String {
+            let (status, log) = try SlideMapTests.coordinator(
+                group,
+                ["run"] + ClusterFixture.modelFlags + [
+                    "--workers", "1", "--outputs", "npy", "--check", "0", "--store", store, "--out", out, image,
+                ], log: (out as NSString).lastPathComponent)
+            #expect(status == 0, "\(log)")
+            return log
+        }
+        let store = group.directory + "/store"
+        let log = try run(store: store, out: group.directory + "/out")
+        #expect(log.contains("endpoint=ipc://\(store)/sockets/workers"), "\(log)")
+        var info = stat()
+        #expect(
+            stat(store + "/sockets", &info) == 0 && info.st_mode & 0o777 == 0o700, "\(String(info.st_mode, radix: 8))")
+        #expect(!FileManager.default.fileExists(atPath: store + "/sockets/workers"), "the socket is removed at the end")
+        let long = group.directory + "/" + String(repeating: "s", count: 100)
+        let fallback = try run(store: long, out: group.directory + "/out2")
+        #expect(fallback.contains("endpoint=tcp://127.0.0.1:"), "\(fallback)")
+        #expect(
+            FileManager.default.contents(atPath: group.directory + "/out/tissue.npy")
+                == FileManager.default.contents(atPath: group.directory + "/out2/tissue.npy"))
+    }
+
     @Test("fetch --out naming a file says so, naming the option")
     func fetchIntoAFile() throws {
         let group = try ProcessGroup("fetch-into-file")

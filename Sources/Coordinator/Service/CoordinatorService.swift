@@ -21,6 +21,10 @@ package final class CoordinatorService: Sendable {
     package struct Configuration: Sendable {
         package var workerEndpoint: String
         package var clientEndpoint: String
+        /// Binds the worker endpoint as a Unix socket in an owner-only folder of the store (`run`'s embedded
+        /// coordinator: no port is taken, and only this user's processes can join as workers), or
+        /// `workerEndpoint` where the socket's path is too long for one.
+        package var workerSocketInStore = false
         /// Job store: `jobs/<id>/` holds the job's spec, model files, image, completed
         /// tiles (`tiles/<task>.f32`) and outputs. Nil: a temporary folder.
         package var storeDirectory: String?
@@ -151,7 +155,7 @@ package final class CoordinatorService: Sendable {
         try workerSocket.set(.receiveHighWaterMark, Int32(configuration.peerQueueMessages))
         try workerSocket.set(.sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages))
         try secure(workerSocket, domain: Self.workerDomain)
-        try workerSocket.bind(configuration.workerEndpoint)
+        if !configuration.workerSocketInStore { try workerSocket.bind(configuration.workerEndpoint) }
         let clientSocket = try ZMQSocket(context, type: .router)
         try clientSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxClientMessageBytes))
         // A client has one request in flight; its replies (up to 16 MiB fetch chunks) are capped too.
@@ -164,6 +168,12 @@ package final class CoordinatorService: Sendable {
         let check: (@Sendable (String, String?, Bool) -> Bool)? = keyStillAuthorized.withLock { value in value }
         loop.keyStillAuthorized = check
         try loop.prepareStore()
+        var socketFile: String?
+        if configuration.workerSocketInStore {
+            let endpoint = try Self.privateEndpoint(in: loop.store.root)
+            try workerSocket.bind(endpoint ?? configuration.workerEndpoint)
+            socketFile = endpoint.map { String($0.dropFirst("ipc://".count)) }
+        }
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
         vitals.setReady(true, "endpoints bound")
@@ -172,6 +182,20 @@ package final class CoordinatorService: Sendable {
         vitals.setReady(false, "stopping")
         workerSocket.close()
         clientSocket.close()
+        if let socketFile { unlink(socketFile) }  // libzmq leaves it
+    }
+
+    /// `ipc://STORE/sockets/workers` in a folder made owner-only, or nil where that path does not fit a Unix
+    /// socket's address (108 bytes on Linux).
+    static func privateEndpoint(in store: String) throws -> String? {
+        let folder = store + "/sockets"
+        let path = folder + "/workers"
+        guard path.utf8.count < 100 else { return nil }
+        try DurableFile.createDirectory(folder)
+        guard chmod(folder, DurableFile.directoryMode) == 0 else {
+            throw ClusterError(.storage, "cannot make \(folder) owner-only: \(String(cString: strerror(errno)))")
+        }
+        return "ipc://" + path
     }
 
     /// Asks the loop to end and waits for it (sockets are closed on its thread).

@@ -27,6 +27,8 @@ extension Run {
         var config = CoordinatorService.Configuration(
             workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "inproc://tessera-run-\(UUID().uuidString)",
             storeDirectory: store)
+        // A Unix socket in the store: no port to allow, and no other user can join as a worker (user review F32).
+        config.workerSocketInStore = true
         config.allowLocalPaths = true
         var coordinatorLogger = Logger(label: "tessera.coordinator")
         // Notices too: a --tissue view read in full from a slide without small levels, and its progress.

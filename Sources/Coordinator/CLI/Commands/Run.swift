@@ -22,7 +22,7 @@ struct Run: ParsableCommand {
             pixels), naive (the classifier on every patch; a reference for small images). \
             dense, shift and naive give the same map to ~1e-5.
 
-            By default an embedded coordinator on loopback hands the map tiles to --workers local \
+            By default an embedded coordinator (over a Unix socket only this user can reach) hands the map tiles to --workers local \
             tessera-worker processes (found next to this executable, or --worker-binary / \
             $TESSERA_WORKER_BINARY), exactly as a cluster's shared-storage job: the workers read the \
             image and write the map's chunks themselves. --in-process computes in this process \
