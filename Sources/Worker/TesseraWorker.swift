@@ -92,7 +92,11 @@ struct TesseraWorker: ParsableCommand {
             throw ValidationError("--precision must be fp32 or tf32")
         }
         // Syntax only here (cuda:all needs the driver, asked in run()).
-        _ = try ComputeDevice.devices(parsing: device, gpuCount: { 1 })
+        do {
+            _ = try ComputeDevice.devices(parsing: device, gpuCount: { 1 })
+        } catch {
+            throw ValidationError("\(error)")
+        }
         if let maxMemoryMib, !(1...(1 << 24)).contains(maxMemoryMib) {
             throw ValidationError("--max-memory-mib must be between 1 and 16777216 (16 TiB)")
         }

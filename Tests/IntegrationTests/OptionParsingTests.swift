@@ -4,6 +4,7 @@ import Testing
 
 @testable import Coordinator
 @testable import TesseraWire
+@testable import Worker
 
 /// Command-line values that look like flags.
 @Suite("Option values: negative numbers")
@@ -83,5 +84,28 @@ extension OptionParsingTests {
         #expect(!served.contains("no worker"), "\(served)")
         let done = Status.describe(Wire.JobStatus(jobID: 3, state: .done, tasksDone: 5, workers: 0))
         #expect(!done.contains("no worker"), "\(done)")
+    }
+}
+
+extension OptionParsingTests {
+    /// User review F11: similar mistakes exited 1 or 64. A command line wrong in itself is a usage error (64, with
+    /// the usage); an option that does not fit the model is an error of what the command works on (1, tested in
+    /// SlideMapTests and EarlyChecksTests).
+    @Test("A malformed --keep-classes and an unknown --device are usage errors (exit status 64), for the worker too")
+    func usageErrorsExit64() {
+        for args in [["--keep-classes", "1,1"], ["--device", "gpu7"], ["--bit-depth", "12"]] {
+            do {
+                _ = try TesseraCoordinator.parseAsRoot(["run"] + Self.base + args)
+                Issue.record("\(args) was accepted")
+            } catch {
+                #expect(TesseraCoordinator.exitCode(for: error) == .validationFailure, "\(args): \(error)")
+            }
+        }
+        do {
+            _ = try TesseraWorker.parseAsRoot(["--coordinator", "tcp://127.0.0.1:5555", "--device", "gpu7"])
+            Issue.record("the worker accepted --device gpu7")
+        } catch {
+            #expect(TesseraWorker.exitCode(for: error) == .validationFailure, "\(error)")
+        }
     }
 }

@@ -35,7 +35,7 @@ package struct CurveClientOptions: ParsableArguments {
             return try CurveClientSecurity.load(secretKeyFile: secret, serverKeyFile: server)
         } catch let error as ZMQKeyFileError {
             let flag = error.path == secret ? "--curve-secret-key" : "--curve-server-key"
-            throw ValidationError("\(flag) \(error)")
+            throw CommandError("\(flag) \(error)")
         }
     }
 }
@@ -103,9 +103,9 @@ package struct CurveServerOptions: ParsableArguments {
                 ? "--curve-secret-key"
                 : error.path == workerKeys
                     ? "--worker-keys" : error.path == adminKeys ? "--admin-keys" : "--authorized-keys"
-            throw ValidationError("\(flag) \(error)")
+            throw CommandError("\(flag) \(error)")
         } catch {
-            throw ValidationError("--authorized-keys \(folder): \(error)")
+            throw CommandError("--authorized-keys \(folder): \(error)")
         }
     }
 }

@@ -162,7 +162,7 @@ struct Submit: ParsableCommand {
                 image = .path(absolute(path))
             } else {
                 guard header.format == .png else {
-                    throw ValidationError(
+                    throw CommandError(
                         "\(path): upload jobs take PNG images; map TIFFs and slides with --shared (or run)")
                 }
                 guard slide.corruptTiles == .fail else {
@@ -179,7 +179,7 @@ struct Submit: ParsableCommand {
                         mode: job.mode, image: size, tile: tile, geometry: plan.tasks,
                         classes: kept?.count ?? plan.classes, maxResultBytes: nil)
                 {
-                    throw ValidationError("\(path): \(why)")
+                    throw CommandError("\(path): \(why)")
                 }
                 image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
             }

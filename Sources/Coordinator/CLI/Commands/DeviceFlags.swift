@@ -21,7 +21,7 @@ struct DeviceFlags: ParsableArguments {
         guard CUDAPrecision(rawValue: precision) != nil else {
             throw ValidationError("--precision must be fp32 or tf32")
         }
-        _ = try ComputeDevice(parsing: device)
+        do { _ = try ComputeDevice(parsing: device) } catch { throw ValidationError("\(error)") }
     }
 
     func resolve() throws -> ComputeDevice {

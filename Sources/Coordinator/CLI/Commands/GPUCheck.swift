@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import TesseraCUDA
 import TesseraCore
@@ -70,7 +71,7 @@ struct GPUCheck: ParsableCommand {
     private func checkFixtures(_ device: ComputeDevice, _ report: (String, Float, Float?) -> Void) throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: fixtures).sorted()
             .filter { FileManager.default.fileExists(atPath: "\(fixtures)/\($0)/manifest.json") }
-        guard !names.isEmpty else { throw ValidationError("no fixtures under \(fixtures)") }
+        guard !names.isEmpty else { throw CommandError("no fixtures under \(fixtures)") }
         for name in names {
             let f = try FixtureFiles(folder: "\(fixtures)/\(name)")
             let model = try ModelLoader.load(
@@ -295,7 +296,7 @@ private struct FixtureFiles {
         self.folder = folder
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/manifest.json"))
         guard let m = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("\(folder)/manifest.json is not a JSON object")
+            throw CommandError("\(folder)/manifest.json is not a JSON object")
         }
         manifest = m
     }
@@ -304,21 +305,21 @@ private struct FixtureFiles {
 
     private func entry(_ part: String, _ key: String) throws -> [String: Any] {
         guard let p = manifest[part] as? [String: Any], let e = p[key] as? [String: Any] else {
-            throw ValidationError("\(folder)/manifest.json has no \(part).\(key)")
+            throw CommandError("\(folder)/manifest.json has no \(part).\(key)")
         }
         return e
     }
 
     func shape(_ part: String, _ key: String) throws -> [Int] {
         guard let s = try entry(part, key)["shape"] as? [Int] else {
-            throw ValidationError("\(folder)/manifest.json: \(part).\(key) has no shape")
+            throw CommandError("\(folder)/manifest.json: \(part).\(key) has no shape")
         }
         return s
     }
 
     func bytes(_ part: String, _ key: String) throws -> Data {
         guard let file = try entry(part, key)["file"] as? String else {
-            throw ValidationError("\(folder)/manifest.json: \(part).\(key) has no file")
+            throw CommandError("\(folder)/manifest.json: \(part).\(key) has no file")
         }
         return try Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(file)"))
     }
@@ -326,7 +327,7 @@ private struct FixtureFiles {
     func floats(_ part: String, _ key: String) throws -> [Float] {
         let data = try bytes(part, key)
         guard data.count == (try shape(part, key)).reduce(4, *) else {
-            throw ValidationError("\(folder): \(part).\(key) has \(data.count) bytes, not what its shape says")
+            throw CommandError("\(folder): \(part).\(key) has \(data.count) bytes, not what its shape says")
         }
         return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
@@ -338,7 +339,7 @@ private struct FixtureFiles {
 
     func preprocessing() throws -> Preprocessing {
         guard let map = manifest["map"] as? [String: Any], let p = map["preprocess"] as? [String: Any] else {
-            throw ValidationError("\(folder)/manifest.json has no map.preprocess")
+            throw CommandError("\(folder)/manifest.json has no map.preprocess")
         }
         let mean = (p["mean"] as? [Double] ?? []).map(Float.init)
         return Preprocessing(

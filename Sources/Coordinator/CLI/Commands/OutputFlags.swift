@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import TesseraImage
 
@@ -82,19 +83,19 @@ struct OutputFlags: ParsableArguments {
             var isFolder: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: out, isDirectory: &isFolder)
             if exists && !isFolder.boolValue {
-                throw OutputCheckError(description: "--out \(out): a file, not a folder")
+                throw CommandError("--out \(out): a file, not a folder")
             }
             if !exists, case let why = Self.whyNotCreatable(out), why.hasSuffix("is a file, not a folder") {
-                throw OutputCheckError(description: "--out \(out): cannot create the folder: \(why)")
+                throw CommandError("--out \(out): cannot create the folder: \(why)")
             }
         }
         let valid = 0..<count
         let has = count == 1 ? "the net has 1 class (0)" : "the net has \(count) classes (0…\(count - 1))"
         if let list = requestedClasses, let bad = list.first(where: { !valid.contains($0) }) {
-            throw OutputCheckError(description: "--classes \(bad): \(has)")
+            throw CommandError("--classes \(bad): \(has)")
         }
         if let overlayClass, !valid.contains(overlayClass) {
-            throw OutputCheckError(description: "--overlay-class \(overlayClass): \(has)")
+            throw CommandError("--overlay-class \(overlayClass): \(has)")
         }
         guard let kept else { return }
         let keeps =
@@ -102,12 +103,12 @@ struct OutputFlags: ParsableArguments {
             ? "the map holds only classes \(kept) (it was made with --keep-classes)"
             : "--keep-classes keeps only classes \(kept)"
         if let kinds, !kinds.isDisjoint(with: [.labels, .overlay]) {
-            throw OutputCheckError(
-                description: "\(keeps): labels and overlays need every class "
+            throw CommandError(
+                "\(keeps): labels and overlays need every class "
                     + "(choose --outputs among \(keptByMap ? "" : "zarr, ")tiff, npy, prob)")
         }
         if let list = requestedClasses, let bad = list.first(where: { !kept.contains($0) }) {
-            throw OutputCheckError(description: "--classes \(bad): \(keeps)")
+            throw CommandError("--classes \(bad): \(keeps)")
         }
     }
 
@@ -120,16 +121,16 @@ extension OutputFlags {
     static func prepareFolder(_ out: String) throws {
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
-            throw OutputCheckError(description: "--out \(out): a file, not a folder")
+            throw CommandError("--out \(out): a file, not a folder")
         }
         do {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         } catch {
-            throw OutputCheckError(description: "--out \(out): cannot create the folder: \(whyNotCreatable(out))")
+            throw CommandError("--out \(out): cannot create the folder: \(whyNotCreatable(out))")
         }
         let probe = "\(out)/.tessera-write-check-\(getpid())"
         guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
-            throw OutputCheckError(description: "--out \(out): the folder is not writable")
+            throw CommandError("--out \(out): the folder is not writable")
         }
         try? FileManager.default.removeItem(atPath: probe)
     }
@@ -148,9 +149,4 @@ extension OutputFlags {
         }
         return access(existing, W_OK) == 0 ? "the file system refused it" : "\(existing) is not writable"
     }
-}
-
-/// An output option that cannot work for this model or folder (exit code 1, no usage text).
-struct OutputCheckError: Error, CustomStringConvertible {
-    let description: String
 }

@@ -87,7 +87,7 @@ struct Run: ParsableCommand {
     var images: [String]
 
     func validate() throws {
-        guard !images.isEmpty else { throw ValidationError("give at least one PNG image") }
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
         do { try OutputOptions.checkDistinctStems(images) } catch { throw ValidationError("\(error)") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import TesseraCluster
 import TesseraImage
 
@@ -59,13 +60,18 @@ struct SlideFlags: ParsableArguments {
         guard let keepClasses else { return nil }
         let kept = try JobOptions.keptClasses(keepClasses)
         if let bad = kept.first(where: { $0 >= netClasses }) {
-            throw ValidationError("--keep-classes: class \(bad) does not exist (the net has \(netClasses) classes)")
+            throw CommandError("--keep-classes: class \(bad) does not exist (the net has \(netClasses) classes)")
         }
         return kept == Array(0..<netClasses) ? nil : kept
     }
 
     func validate() throws {
-        if let keepClasses { _ = try JobOptions.keptClasses(keepClasses) }
+        if let keepClasses {
+            // A malformed list is the command line's error (exit status 64, with the usage).
+            do { _ = try JobOptions.keptClasses(keepClasses) } catch {
+                throw ValidationError("--keep-classes: \(error)")
+            }
+        }
         if level != nil && mpp != nil { throw ValidationError("give --level or --mpp, not both") }
         if let level, level < 0 { throw ValidationError("--level must be 0 or more") }
         if let image, image < 1 { throw ValidationError("--image must be 1 or more (images are numbered from 1)") }
