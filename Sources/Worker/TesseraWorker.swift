@@ -25,8 +25,8 @@ struct TesseraWorker: ParsableCommand {
             it lacks (checked against their SHA-256 digest) and returns each task's map tile. It keeps \
             no job state: stop it at any time (SIGTERM returns its unfinished tasks).
 
-            Every option can also be set by an environment variable, TESSERA_WORKER_<OPTION> (listed \
-            with it below); the command line wins.
+            Every option but --info (an action) can also be set by an environment variable, \
+            TESSERA_WORKER_<OPTION> (listed with it below); the command line wins.
 
             Example: tessera-worker --coordinator tcp://10.0.0.5:5555 --threads 8 \\
               --curve --curve-secret-key worker.key --curve-server-key coordinator.pub

@@ -76,7 +76,7 @@ enum DeployFiles {
 
     static let coordinatorSubcommands = [
         "serve", "submit", "status", "cancel", "fetch", "run", "inspect",
-        "convert", "info", "benchmark", "keygen",
+        "convert", "info", "benchmark", "keygen", "export", "inspect-image", "gpu-check",
     ]
 
     /// The long options listed by `<binary> [subcommand] --help`.

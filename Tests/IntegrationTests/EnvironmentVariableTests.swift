@@ -193,6 +193,15 @@ struct EnvironmentVariableTests {
         // export --image is a path, run --image a number (user audit: TESSERA_IMAGE=2 broke export).
         #expect(coordinator.scheme.variable(subcommand: "export", flag: "image") == "TESSERA_EXPORT_IMAGE")
         #expect(coordinator.scheme.variable(subcommand: "run", flag: "image") == "TESSERA_IMAGE")
+        // serve's store is locked while it serves: run in the same environment (the coordinator's container, a
+        // systemd environment file) took it and was refused (user review F13).
+        #expect(coordinator.scheme.variable(subcommand: "serve", flag: "store") == "TESSERA_STORE")
+        #expect(coordinator.scheme.variable(subcommand: "run", flag: "store") == "TESSERA_RUN_STORE")
+        let run = ["run", "--model", "m.prototxt", "--out", "o", "a.png"]
+        #expect(try coordinator.apply(run, environment: ["TESSERA_STORE": "/srv/store"]).arguments == run)
+        #expect(
+            try coordinator.apply(run, environment: ["TESSERA_RUN_STORE": "/tmp/r"]).arguments.contains(
+                "--store=/tmp/r"))
         // Actions are not settings.
         #expect(!worker.all.contains { $0.flag == "info" || $0.flag == "help" })
     }

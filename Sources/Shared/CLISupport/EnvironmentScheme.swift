@@ -32,7 +32,9 @@ package struct EnvironmentScheme: Sendable {
     ///   folder, not the outputs folder of `run`/`submit`/`fetch`);
     /// - `export`'s `--image` and `--level`: `TESSERA_EXPORT_IMAGE`, `TESSERA_EXPORT_LEVEL` (its
     ///   `--image` is the mapped file, `run`'s an image number; a `TESSERA_LEVEL` meant for `run` would
-    ///   override the level the map records).
+    ///   override the level the map records);
+    /// - `run`'s `--store`: `TESSERA_RUN_STORE` (`TESSERA_STORE` is `serve`'s store, locked while it serves: in
+    ///   the coordinator's container or a systemd environment, `run` took it and was refused; user review F13).
     package static let coordinator = EnvironmentScheme(
         binary: "tessera-coordinator", prefix: "TESSERA_",
         scopes: [
@@ -42,6 +44,7 @@ package struct EnvironmentScheme: Sendable {
                 prefix: "TESSERA_CLIENT_"),
             Scope(subcommands: ["keygen"], flags: nil, prefix: "TESSERA_KEYGEN_"),
             Scope(subcommands: ["export"], flags: ["image", "level"], prefix: "TESSERA_EXPORT_"),
+            Scope(subcommands: ["run"], flags: ["store"], prefix: "TESSERA_RUN_"),
         ],
         actions: [])
 
