@@ -598,6 +598,15 @@ struct CaffeWeightShapeTests {
         #expect(
             e?.message.contains("has 2 weight blobs in the caffemodel; its definition takes 1") == true,
             "\(String(describing: e))")
+        // A kernel blob of another rank (5-D 4×3×3×1×1: a 3×1 kernel's layout) is refused, not squeezed into the
+        // 1×3 definition (hostile-input audit 27).
+        var saved = try Caffe_NetParameter(serializedBytes: data)
+        let conv = try #require(saved.layer.firstIndex { $0.name == "conv1" })
+        saved.layer[conv].blobs[0].shape.dim = [4, 3, 3, 1, 1]
+        let fiveD = dir.appendingPathComponent("k5d.caffemodel").path
+        try Data(try saved.serializedBytes() as [UInt8]).write(to: URL(fileURLWithPath: fiveD))
+        e = #expect(throws: ModelError.self) { try ModelLoader.load(ModelSource(model: proto, weights: fiveD)) }
+        #expect(e?.message.contains("expected 4×3×1×3, found 4×3×3×1×1") == true, "\(String(describing: e))")
     }
 }
 

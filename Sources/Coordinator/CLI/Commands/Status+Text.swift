@@ -20,7 +20,10 @@ extension Status {
         var lines = [
             "job \(j.id): \(StatusText.state(j))" + (j.image.isEmpty ? "" : ", \(j.image)")
                 + (j.owner.isEmpty ? "" : " [\(j.owner)]"),
-            "tasks: \(j.queued) queued, \(j.running) running, \(j.done) done, \(j.failed) failed (\(j.tasks) in all)",
+            // `failed` counts the tasks that failed at least once, done ones too (audit 29 N5: "1 done, 1 failed
+            // (1 in all)" read as two tasks of one).
+            "tasks: \(j.queued) queued, \(j.running) running, \(j.done) done (\(j.tasks) in all); "
+                + "\(j.failed) failed at least once",
         ]
         var times: [String] = []
         if j.submitted > 0 { times.append("submitted \(time(j.submitted))") }

@@ -51,8 +51,10 @@ extension CaffeImporter {
         for (i, e) in expected.enumerated() {
             let v = try BlobValues(raw[i], file: weightFile(), layer: name, index: i)
             // Size-1 axes do not count (legacy 4-D shapes, 1×1×64×1024, match modern ones, 64×1024), except
-            // in a convolution's 4-D kernel, where they place it (a 1×3 kernel was taken for a 3×1 one: Caffe audit).
-            let exact = lp.type == "Convolution" && v.dims.count == 4 && e.dims.count == 4
+            // in a convolution's 4-D kernel, where they place it (a 1×3 kernel was taken for a 3×1 one: Caffe audit;
+            // a 5-D blob 4×3×3×1×1 was still taken for a 4×3×1×3 kernel: hostile-input audit 27). Caffe too
+            // takes a convolution's kernel in exactly its 4-D shape.
+            let exact = lp.type == "Convolution" && e.dims.count == 4
             guard exact ? v.dims == e.dims : v.squeezed == e.dims.filter({ $0 != 1 }) else {
                 throw ModelError(
                     file: weightFile(), layer: name,
