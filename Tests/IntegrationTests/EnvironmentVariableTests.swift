@@ -197,6 +197,15 @@ struct EnvironmentVariableTests {
         // systemd environment file) took it and was refused (user review F13).
         #expect(coordinator.scheme.variable(subcommand: "serve", flag: "store") == "TESSERA_STORE")
         #expect(coordinator.scheme.variable(subcommand: "run", flag: "store") == "TESSERA_RUN_STORE")
+        // A repeatable option's variable gives several values, separated by ":" (operator audit F16).
+        #expect(
+            try coordinator.apply(["serve"], environment: ["TESSERA_SHARED_ROOT": "/data:/scratch"]).arguments == [
+                "serve", "--shared-root=/data", "--shared-root=/scratch",
+            ])
+        #expect(
+            try worker.apply([], environment: ["TESSERA_WORKER_SHARED_ROOT": "/data"]).arguments == [
+                "--shared-root=/data"
+            ])
         let run = ["run", "--model", "m.prototxt", "--out", "o", "a.png"]
         #expect(try coordinator.apply(run, environment: ["TESSERA_STORE": "/srv/store"]).arguments == run)
         #expect(

@@ -28,7 +28,9 @@ extension EnvironmentTable {
                 !lines[end].trimmingCharacters(in: .whitespaces).isEmpty
             { end += 1 }
             let column = end > i + 1 ? lines[i + 1].prefix { $0 == " " }.count : Self.descriptionColumn(of: line)
-            lines.insert(String(repeating: " ", count: column) + "(env: \(option.variable))", at: end)
+            lines.insert(
+                String(repeating: " ", count: column)
+                    + "(env: \(option.variable))\(option.repeats ? " values separated by :" : "")", at: end)
             i = end + 1
         }
         var text = lines.joined(separator: "\n")
@@ -39,7 +41,8 @@ extension EnvironmentTable {
             ENVIRONMENT:
               Each option can also be set by the variable shown with it (env: …). The command
               line wins over the environment; an empty variable counts as unset; flags take
-              1, true, 0 or false.
+              1, true, 0 or false; a repeatable option's variable takes its values separated
+              by : (as PATH).
 
             """
     }

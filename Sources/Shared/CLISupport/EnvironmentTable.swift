@@ -17,6 +17,9 @@ package struct EnvironmentOption: Sendable, Equatable, CustomStringConvertible {
     package var inversion: String?
     /// The values an enumeration option accepts (empty: any text the option parses).
     package var values: [String] = []
+    /// A repeatable option (`--shared-root`): its variable holds its values separated by `:`, as `PATH` does
+    /// (operator audit F16: one variable could give only one).
+    package var repeats = false
 
     package var description: String { "\(subcommand.map { "\($0) " } ?? "")--\(flag) ← \(variable)" }
 }
@@ -66,7 +69,7 @@ package struct EnvironmentTable: Sendable {
                     variable: scheme.variable(subcommand: name, flag: flag),
                     takesValue: argument.kind == "option", isShown: argument.shouldDisplay,
                     inversion: longs.dropFirst().first { $0 == "no-" + flag },
-                    values: argument.allValues ?? [])
+                    values: argument.allValues ?? [], repeats: argument.isRepeating ?? false)
             }
         }
         if let info {
@@ -134,7 +137,8 @@ package struct EnvironmentTable: Sendable {
             else { continue }
             if option.takesValue {
                 // `--flag=value`: a value starting with "-" stays a value.
-                added.append("--\(option.flag)=\(raw)")
+                let values = option.repeats ? raw.split(separator: ":").map(String.init) : [raw]
+                added += values.map { "--\(option.flag)=\($0)" }
             } else {
                 switch raw.lowercased() {
                 case "1", "true": added.append("--\(option.flag)")
@@ -169,4 +173,5 @@ struct DumpedArgument: Decodable {
     var names: [Name]?
     var shouldDisplay: Bool
     var allValues: [String]?
+    var isRepeating: Bool?
 }
