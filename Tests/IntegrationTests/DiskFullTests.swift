@@ -84,7 +84,7 @@ struct DiskFullTests {
             let (_, text) = try client(["status", "\(id)"], clients, log: "status")
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tasks:") }) else { return nil }
             let words = line.split(separator: " ")
-            return words.firstIndex(of: "done,").flatMap { Int(words[$0 - 1]) }
+            return words.firstIndex(of: "done").flatMap { Int(words[$0 - 1]) }
         }
 
         var (workers, clients) = try startCoordinator("coordinator")
