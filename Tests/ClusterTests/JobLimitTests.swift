@@ -61,3 +61,20 @@ struct JobLimitTests {
         }
     }
 }
+
+/// Who reaches a job under CURVE (CURVE audit 30): a key moved between the user and the admin folder lost its own
+/// jobs (F04: owners were compared with the role's prefix), and jobs with no owner (submitted while CURVE was off,
+/// or whose record lost it) were every key's (F03).
+@Suite("Job ownership under CURVE")
+struct JobOwnershipTests {
+    @Test("the same key name owns its jobs in either role; ownerless jobs are admins' only; without CURVE, anyone's")
+    func ownership() {
+        let owns = { (requester: String?, owner: String?, curve: Bool) in
+            CoordinatorLoop.submitted(by: requester, owner: owner, curve: curve)
+        }
+        #expect(owns("alice", "alice", true) && owns("admin/alice", "alice", true) && owns("alice", "admin/alice", true))
+        #expect(!owns("bob", "alice", true) && !owns("admin/bob", "alice", true))
+        #expect(!owns("bob", nil, true) && !owns("bob", "anonymous", true) && !owns("anonymous", "anonymous", true))
+        #expect(owns("anonymous", "alice", false) && owns("anonymous", nil, false))
+    }
+}

@@ -367,7 +367,7 @@ struct CurveClusterTests {
     }
 
     @Test(
-        "Role folders at start: a key in both --worker-keys and --admin-keys is refused, naming it; an empty worker-keys folder is refused; empty user and admin folders are not"
+        "Role folders: a key in both --worker-keys and --admin-keys is refused in both roles, naming it (the coordinator still starts); an empty worker-keys folder is refused; empty user and admin folders are not"
     )
     func overlappingRoles() throws {
         let group = try ProcessGroup("curve-overlap")
@@ -382,12 +382,30 @@ struct CurveClusterTests {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for n in names { try FileManager.default.copyItem(atPath: "\(keys)/\(n).pub", toPath: "\(dir)/\(n).pub") }
         }
-        let (status, output) = try runCommand([
-            ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
-            "--client-endpoint", "tcp://127.0.0.1:*", "--curve", "--curve-secret-key", keys + "/coordinator.key",
-            "--authorized-keys", clientKeys, "--worker-keys", both, "--admin-keys", both,
+        // It exited 1 at the start, so a key added to both while serving kept a crash-restarted coordinator down
+        // (CURVE audit 30 F05). Now the key is refused in both roles, said at the start and at each handshake.
+        let (workers, clients) = try group.startCoordinator(
+            extra: [
+                "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", clientKeys,
+                "--worker-keys", both, "--admin-keys", both,
+            ], name: "both")
+        #expect(group.log("both").contains("the key gpu-1 is in both --worker-keys and --admin-keys"))
+        let worker = try group.start(
+            "tessera-worker",
+            [
+                "--threads", "1", "--name", "gpu", "--coordinator", workers, "--curve", "--curve-secret-key",
+                keys + "/gpu-1.key", "--curve-server-key", keys + "/coordinator.pub",
+            ], log: "worker-gpu")
+        defer { kill(worker.processIdentifier, SIGKILL) }
+        let (client, text) = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "status", "--coordinator", clients, "--curve",
+            "--curve-secret-key", keys + "/gpu-1.key", "--curve-server-key", keys + "/coordinator.pub",
         ])
-        #expect(status != 0 && output.contains("the key gpu-1 is in both --worker-keys and --admin-keys"), "\(output)")
+        #expect(client != 0 && text.contains("refused this key"), "\(text)")
+        let refused = Date().addingTimeInterval(20)
+        while !group.log("worker-gpu").contains("refused this key") && Date() < refused { usleep(100_000) }
+        #expect(group.log("worker-gpu").contains("refused this key"), "\(group.log("worker-gpu"))")
+        #expect(!group.log("both").contains("worker=gpu"), "the key joined as a worker: \(group.log("both"))")
         let empty = group.directory + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         let (s2, o2) = try runCommand([

@@ -51,6 +51,47 @@ struct WireCurveZAPTests {
         #expect(skipped.count == 1 && skipped[0].hasSuffix("broken.pub"))
     }
 
+    /// CURVE audit 30: a key under two names took the name sorting last (and with it another key's jobs), a secret
+    /// key in the folder let its key in silently (F01, F08); a damaged pair was accepted and every handshake then
+    /// blamed the server's key (F02); a folder, a dangling link and a missing file all read "unreadable" (F11).
+    @Test("Key folder: a key under two names, secret keys and broken pairs are refused with the reason")
+    func keyFolderHygiene() throws {
+        let dir = try Self.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (alice, bob, carol) = (try ZMQCurve.keypair(), try ZMQCurve.keypair(), try ZMQCurve.keypair())
+        let secrets = dir + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+        for (pair, name) in [(alice, "alice"), (bob, "bob"), (carol, "carol")] {
+            try ZMQCurve.writeKeyFiles(pair, name: name, directory: secrets)
+        }
+        let folder = dir + "/authorized"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: secrets + "/alice.pub", toPath: folder + "/alice.pub")
+        try FileManager.default.copyItem(atPath: secrets + "/alice.pub", toPath: folder + "/zz-alice.pub")
+        try FileManager.default.copyItem(atPath: secrets + "/bob.pub", toPath: folder + "/bob.pub")
+        try FileManager.default.copyItem(atPath: secrets + "/carol.key", toPath: folder + "/carol.key")
+        try FileManager.default.createDirectory(atPath: folder + "/dir.pub", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder + "/dangling.pub", withDestinationPath: dir + "/none")
+        var skipped: [String: String] = [:]
+        let keys = try ZMQCurve.loadAuthorizedKeys(directory: folder) {
+            skipped[($0.path as NSString).lastPathComponent] = $0.reason
+        }
+        #expect(keys == [bob.publicKey: "bob"], "\(keys)")
+        #expect(skipped["alice.pub"]?.contains("the same public key as zz-alice.pub") == true, "\(skipped)")
+        #expect(skipped["zz-alice.pub"]?.contains("the same public key as alice.pub") == true, "\(skipped)")
+        #expect(skipped["carol.key"]?.contains("it holds a secret key") == true, "\(skipped)")
+        #expect(skipped["dir.pub"] == "a folder, not a key file", "\(skipped)")
+        #expect(skipped["dangling.pub"] == "a symbolic link to nothing", "\(skipped)")
+        #expect(throws: ZMQKeyFileError.self) { try ZMQCurve.readPublicKey(path: dir + "/missing.pub") }
+
+        // A pair whose secret is not its public key's.
+        var text = try String(contentsOfFile: secrets + "/bob.key", encoding: .utf8)
+        text = text.replacingOccurrences(of: bob.publicKey.z85, with: carol.publicKey.z85)
+        try text.write(toFile: dir + "/mixed.key", atomically: true, encoding: .utf8)
+        let e = #expect(throws: ZMQKeyFileError.self) { try ZMQCurve.readKeyPair(path: dir + "/mixed.key") }
+        #expect(e?.reason.contains("its secret-key does not match its public-key") == true, "\(String(describing: e))")
+    }
+
     @Test("Without a ZAP handler CURVE accepts any client key")
     func noHandlerAcceptsAnyone() throws {
         let setup = try CurveSetup(context: try ZMQContext())

@@ -96,27 +96,45 @@ extension CoordinatorLoop {
         }
     }
 
+    /// Whether the key `requester` (a connection's User-Id) submitted jobs of `owner`: the same key name, whichever
+    /// role folder held it (a key moved between `--authorized-keys` and `--admin-keys` keeps its jobs: CURVE audit
+    /// 30 F04, it lost them). Without CURVE every client is "anonymous": every job is its.
+    func submitted(by requester: String?, owner: String?) -> Bool {
+        Self.submitted(by: requester, owner: owner, curve: configuration.curve != nil)
+    }
+
+    /// `submitted(by:owner:)` of a coordinator with or without CURVE.
+    static func submitted(by requester: String?, owner: String?, curve: Bool) -> Bool {
+        guard curve else { return true }
+        func name(_ id: String?) -> String? {
+            id.map { CoordinatorService.isAdmin($0) ? String($0.dropFirst(CoordinatorService.adminPrefix.count)) : $0 }
+        }
+        // A job with no owner under CURVE (submitted while CURVE was off, or its record lost the owner) is an admin
+        // key's only (CURVE audit 30 F03: it was every key's).
+        guard let owner = name(owner), owner != "anonymous" else { return false }
+        return owner == name(requester)
+    }
+
     /// Roles: a job is seen, cancelled and fetched by the key that submitted it only
-    /// (jobs submitted without CURVE, "anonymous", by anyone), or by an admin key
-    /// (`--admin-keys`), whose use of another key's job is logged. A refusal is logged
-    /// with both key names; the reply does not say whose the job is.
+    /// (`submitted(by:owner:)`), or by an admin key (`--admin-keys`), whose use of another key's job is logged. A
+    /// refusal is logged with both key names; the reply does not say whose the job is.
     /// `log`: whether an admin's use is logged (a download's later pieces are not: one line per file).
     private func notYours(_ id: UInt64, _ requester: String?, _ verb: String, log: Bool = true) -> WireMessage? {
-        guard let owner = jobs[id]?.owner ?? archived[id]?.owner ?? uploads[id]?.owner, owner != "anonymous",
-            owner != requester
-        else {
-            return nil
-        }
+        guard jobs[id] != nil || archived[id] != nil || uploads[id] != nil else { return nil }
+        let owner = jobs[id]?.owner ?? archived[id]?.owner ?? uploads[id]?.owner
+        if submitted(by: requester, owner: owner) { return nil }
         if CoordinatorService.isAdmin(requester) {
             guard log else { return nil }
             logger.notice(
                 "admin key: \(verb) of another key's job",
-                metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)"])
+                metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner ?? "none")"])
             return nil
         }
         rejects.warning(
             "not-owner", "refused a request for another key's job",
-            metadata: ["job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner)", "request": "\(verb)"])
+            metadata: [
+                "job": "\(id)", "key": "\(requester ?? "?")", "owner": "\(owner ?? "none")", "request": "\(verb)",
+            ])
         return .error(message: "job \(id) was submitted with another key")
     }
 

@@ -102,7 +102,7 @@ extension CoordinatorLoop {
         }
         try MapStore.checkReplaceable(output)
         // Without CURVE every requester is anonymous: no key to tell owners apart.
-        if configuration.curve != nil, let owner = PartialOutputs.mapOwner(output), owner != requester,
+        if let owner = PartialOutputs.mapOwner(output), !submitted(by: requester, owner: owner),
             !CoordinatorService.isAdmin(requester)
         {
             throw ClusterError(

@@ -133,8 +133,8 @@ extension CoordinatorLoop {
                 PartialOutputs.finish(shared.store.path)
                 try MapStore.checkReplaceable(shared.finalPath)
                 // Checked at submission; again here, for a map that appeared meanwhile.
-                if curve, let mapOwner = PartialOutputs.mapOwner(shared.finalPath), mapOwner != owner,
-                    !CoordinatorService.isAdmin(owner)
+                if curve, let mapOwner = PartialOutputs.mapOwner(shared.finalPath),
+                    !Self.submitted(by: owner, owner: mapOwner, curve: curve), !CoordinatorService.isAdmin(owner)
                 {
                     throw ClusterError(
                         "\(shared.finalPath) became the map of a job of key \(mapOwner) while this one ran: "

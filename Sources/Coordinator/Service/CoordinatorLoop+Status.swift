@@ -128,9 +128,7 @@ extension CoordinatorLoop {
     /// and those still uploading.
     private func visibleJobs(for requester: String?) -> [Wire.JobSummary] {
         let admin = CoordinatorService.isAdmin(requester)
-        func visible(_ owner: String?) -> Bool {
-            admin || owner == nil || owner == "anonymous" || owner == requester
-        }
+        func visible(_ owner: String?) -> Bool { admin || submitted(by: requester, owner: owner) }
         let holders = jobHolders()
         var all = jobs.values.filter { visible($0.owner) }.map { activeSummary($0, holders: holders[$0.id] ?? 0) }
         all += archived.values.filter { visible($0.owner) && jobs[$0.id] == nil }.map(\.summary)

@@ -83,7 +83,7 @@ extension CoordinatorLoop {
                 message: "\(Wire.noUploadInProgress) \(part.jobID) (it finished, failed, was cancelled or "
                     + "expired): submit the image again")
         }
-        if let owner = u.owner, owner != "anonymous", owner != key {
+        if !submitted(by: key, owner: u.owner), let owner = u.owner {
             rejects.warning(
                 "not-owner", "refused an upload part for another key's job",
                 metadata: ["job": "\(u.id)", "key": "\(key ?? "?")", "owner": "\(owner)"])

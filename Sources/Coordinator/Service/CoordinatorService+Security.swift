@@ -58,12 +58,13 @@ extension CoordinatorService {
             if let dir = curve.adminKeysDirectory, let warning = Self.keyFolderWarning(dir) {
                 logger.warning("admin-keys: \(warning)", metadata: ["folder": "\(dir)"])
             }
+            // Checked at every handshake too (`decide`): such a key is refused in both roles. At the start it was a
+            // fatal error, so a crash restart after the key was added while serving kept the coordinator down
+            // (CURVE audit 30 F05).
             if let workers, let admins {
                 for (key, name) in workers.current() where admins.name(of: key) != nil {
-                    throw ClusterError(
-                        .invalidOption,
-                        "the key \(name) is in both --worker-keys and --admin-keys: a worker key sits on every "
-                            + "worker machine, so it may not be an admin; keep each key in one role's folder")
+                    logger.error(
+                        "keys: \(Self.bothRoles(name))", metadata: ["folder": "\(curve.adminKeysDirectory ?? "")"])
                 }
             }
             policy = ZAPPolicy { request in
@@ -131,6 +132,13 @@ extension CoordinatorService {
         }
         let admin = admins?.name(of: key)
         let worker = workers?.name(of: key)
+        if let worker, admin != nil { return .deny(reason: bothRoles(worker)) }
+        if let name = clashingName(key, clients: clients, admins: admins) {
+            return .deny(
+                reason:
+                    "the name \(name) is held by another key in \(admin == nil ? "--admin-keys" : "--authorized-keys"): "
+                    + "a name is one key's (the owner of its jobs); it is refused until one is renamed")
+        }
         if request.domain == workerDomain {
             if let admin { return .deny(reason: "admin key \(admin) may not join as a worker") }
             guard let workers else { return clients.policy.decide(request) }
@@ -143,6 +151,24 @@ extension CoordinatorService {
         if let worker { return .deny(reason: "worker key \(worker) may not connect as a client") }
         if let admin { return .allow(userID: adminUserID(admin)) }
         return clients.policy.decide(request)
+    }
+
+    /// Why a key in both the worker and the admin folder is refused.
+    static func bothRoles(_ name: String) -> String {
+        "the key \(name) is in both --worker-keys and --admin-keys: refused in both roles (a worker key sits on every "
+            + "worker machine, so it may not be an admin); keep it in one role's folder"
+    }
+
+    /// The name of `key` when a different key has the same name in the other client folder (`--authorized-keys`,
+    /// `--admin-keys`): a job's owner is a name, whichever folder held it (`CoordinatorLoop.submitted(by:owner:)`).
+    static func clashingName(
+        _ key: ZMQCurveKey, clients: AuthorizedKeysPolicy, admins: AuthorizedKeysPolicy?
+    ) -> String? {
+        guard let admins else { return nil }
+        let (asClient, asAdmin) = (clients.current(), admins.current())
+        if let name = asClient[key], asAdmin.contains(where: { $0.value == name && $0.key != key }) { return name }
+        if let name = asAdmin[key], asClient.contains(where: { $0.value == name && $0.key != key }) { return name }
+        return nil
     }
 
     /// Whether the key a connection was let in with (its User-Id: the key's name, `admin/NAME` for an
@@ -158,6 +184,9 @@ extension CoordinatorService {
         func holds(_ policy: AuthorizedKeysPolicy?, _ name: String) -> Bool {
             guard let keys = policy?.current() else { return false }
             guard let key, let curve = ZMQCurveKey(z85: key) else { return keys.values.contains(name) }
+            // A key that gained a conflicting role or name since it connected is refused as at a handshake.
+            if workers?.name(of: curve) != nil, admins?.name(of: curve) != nil { return false }
+            if clashingName(curve, clients: clients, admins: admins) != nil { return false }
             return keys[curve] == name
         }
         if workerEndpoint { return holds(workers ?? clients, userID) }

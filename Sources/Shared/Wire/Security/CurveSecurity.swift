@@ -149,7 +149,18 @@ package final class AuthorizedKeysPolicy: Sendable {
                 var skipped: [ZMQKeyFileError] = []
                 do {
                     var fresh = try ZMQCurve.loadAuthorizedKeys(directory: directory, onSkip: { skipped.append($0) })
-                    if let ownKey { fresh[ownKey] = fresh[ownKey] ?? "coordinator" }
+                    if let ownKey {
+                        // The coordinator's own key (its health check's) is "coordinator": another key of that
+                        // name shared its identity, and each saw the other's jobs (CURVE audit 30 F09).
+                        for (key, name) in fresh where name == Self.ownName && key != ownKey {
+                            fresh[key] = nil
+                            skipped.append(
+                                ZMQKeyFileError(
+                                    path: "\(directory)/\(Self.ownName).pub",
+                                    reason: "the name \(Self.ownName) is this coordinator's own key's: rename the key"))
+                        }
+                        fresh[ownKey] = fresh[ownKey] ?? Self.ownName
+                    }
                     loaded.keys = fresh
                     loaded.unreadable = false
                 } catch {
@@ -171,6 +182,9 @@ package final class AuthorizedKeysPolicy: Sendable {
             return loaded.keys
         }
     }
+
+    /// The name the server's own key has.
+    package static let ownName = "coordinator"
 
     /// The name of `key` in the current list, or nil.
     package func name(of key: ZMQCurveKey) -> String? { current()[key] }

@@ -131,31 +131,53 @@ package enum ZMQCurve {
 
     /// Reads the public key of a `.pub` or `.key` file.
     package static func readPublicKey(path: String) throws -> ZMQCurveKey {
-        let fields = try readFields(path: path)
+        try publicKey(path: path, try readFields(path: path))
+    }
+
+    private static func publicKey(path: String, _ fields: [String: String]) throws -> ZMQCurveKey {
         guard let text = fields["public-key"], let key = ZMQCurveKey(z85: text) else {
             throw ZMQKeyFileError(path: path, reason: "no valid public-key")
         }
         return key
     }
 
-    /// Reads the key pair of a `.key` file.
+    /// Reads the key pair of a `.key` file, whose public key must be its secret key's.
     package static func readKeyPair(path: String) throws -> ZMQCurveKeyPair {
         let fields = try readFields(path: path)
         guard let p = fields["public-key"].flatMap(ZMQCurveKey.init(z85:)),
             let s = fields["secret-key"].flatMap(ZMQCurveKey.init(z85:))
         else { throw ZMQKeyFileError(path: path, reason: "needs valid public-key and secret-key") }
+        // A damaged or hand-edited pair was accepted, and every handshake then failed blaming the server's key
+        // (CURVE audit 30 F02).
+        guard publicKey(of: s) == p else {
+            throw ZMQKeyFileError(
+                path: path,
+                reason: "its secret-key does not match its public-key (the file is damaged or was edited): make a "
+                    + "new pair with keygen")
+        }
         return ZMQCurveKeyPair(publicKey: p, secretKey: s)
     }
 
-    /// Loads every `*.pub` and `*.key` file in `directory` as an allow-list entry:
-    /// public key → key name (file name without extension), used as the ZAP User-Id.
-    /// Unreadable or invalid files are reported through `onSkip` and skipped.
+    /// The public key of `secret` (`zmq_curve_public`); nil if libzmq cannot derive it.
+    static func publicKey(of secret: ZMQCurveKey) -> ZMQCurveKey? {
+        var publicText = [CChar](repeating: 0, count: 41)
+        guard zmq_curve_public(&publicText, secret.z85) == 0 else { return nil }
+        return ZMQCurveKey(z85: String(decoding: publicText.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    /// Loads every `*.pub` and `*.key` file in `directory` as an allow-list entry: public key → key name (file
+    /// name without extension), used as the ZAP User-Id. Unreadable or invalid files are reported through `onSkip`
+    /// and skipped, and so are (CURVE audit 30):
+    /// - files holding a secret key (a copied `NAME.key`): they were let in silently, and a secret has no place in a
+    ///   folder others may read (F08);
+    /// - a key listed under two names: the name sorting last became its identity, silently, and with it another
+    ///   key's jobs (F01). Both files are skipped, so the key gets in under no name until one is removed.
     package static func loadAuthorizedKeys(
         directory: String,
         onSkip: (ZMQKeyFileError) -> Void = { _ in }
     ) throws -> [ZMQCurveKey: String] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
-        var keys: [ZMQCurveKey: String] = [:]
+        var files: [ZMQCurveKey: [String]] = [:]
         for file in names where file.hasSuffix(".pub") || file.hasSuffix(".key") {
             let path = (directory as NSString).appendingPathComponent(file)
             // "anonymous" is what a connection without CURVE is called: jobs under it are
@@ -167,11 +189,34 @@ package enum ZMQCurve {
                 continue
             }
             do {
-                let key = try readPublicKey(path: path)
-                keys[key] = (file as NSString).deletingPathExtension
+                let fields = try readFields(path: path)
+                guard fields["secret-key"] == nil else {
+                    onSkip(
+                        ZMQKeyFileError(
+                            path: path,
+                            reason: "it holds a secret key: only public keys (NAME.pub) belong in this folder; keep "
+                                + "NAME.key private (and make a new pair if others could read it here)"))
+                    continue
+                }
+                files[try publicKey(path: path, fields), default: []].append(file)
             } catch let error as ZMQKeyFileError {
                 onSkip(error)
             }
+        }
+        var keys: [ZMQCurveKey: String] = [:]
+        for (key, held) in files {
+            guard held.count == 1 else {
+                for file in held {
+                    onSkip(
+                        ZMQKeyFileError(
+                            path: (directory as NSString).appendingPathComponent(file),
+                            reason: "the same public key as \(held.filter { $0 != file }.joined(separator: ", ")): a "
+                                + "key has one name (its identity, the owner of its jobs); it is refused until one "
+                                + "of the files is removed"))
+                }
+                continue
+            }
+            keys[key] = (held[0] as NSString).deletingPathExtension
         }
         return keys
     }
@@ -201,9 +246,27 @@ package enum ZMQCurve {
     // MARK: Files
 
     private static func readFields(path: String) throws -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: path), data.count <= 64 * 1024,
-            let text = String(data: data, encoding: .utf8)
-        else { throw ZMQKeyFileError(path: path, reason: "unreadable or not UTF-8") }
+        // Each cause in words (CURVE audit 30 F11: a folder, a dangling link, a large file and a missing one all read
+        // "unreadable or not UTF-8").
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let dangling = lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+            throw ZMQKeyFileError(
+                path: path, reason: dangling ? "a symbolic link to nothing" : String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ZMQKeyFileError(
+                path: path, reason: (info.st_mode & S_IFMT) == S_IFDIR ? "a folder, not a key file" : "not a file")
+        }
+        guard info.st_size <= 64 * 1024 else {
+            throw ZMQKeyFileError(path: path, reason: "\(info.st_size) bytes: a key file holds under 1 KB")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ZMQKeyFileError(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ZMQKeyFileError(path: path, reason: "not a text file (not UTF-8)")
+        }
         var fields: [String: String] = [:]
         for rawLine in text.split(whereSeparator: \.isNewline) {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
