@@ -84,6 +84,16 @@ struct WireCurveZAPTests {
         #expect(skipped["dangling.pub"] == "a symbolic link to nothing", "\(skipped)")
         #expect(throws: ZMQKeyFileError.self) { try ZMQCurve.readPublicKey(path: dir + "/missing.pub") }
 
+        // Another key named "coordinator" shared the identity of the coordinator's own key (F09).
+        try FileManager.default.copyItem(atPath: secrets + "/carol.pub", toPath: folder + "/coordinator.pub")
+        let own = try ZMQCurve.keypair()
+        let reported = Locked<[String]>([])
+        let policy = AuthorizedKeysPolicy(
+            CurveServerSecurity(keyPair: own, authorizedKeysDirectory: folder),
+            onSkip: { error in reported.withLock { $0.append(error.reason) } })
+        #expect(policy.current() == [bob.publicKey: "bob", own.publicKey: "coordinator"])
+        #expect(reported.withLock { $0 }.contains { $0.contains("the name coordinator is this coordinator's own key's") })
+
         // A pair whose secret is not its public key's.
         var text = try String(contentsOfFile: secrets + "/bob.key", encoding: .utf8)
         text = text.replacingOccurrences(of: bob.publicKey.z85, with: carol.publicKey.z85)
