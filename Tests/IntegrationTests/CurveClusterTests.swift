@@ -421,6 +421,44 @@ struct CurveClusterTests {
         ])
     }
 
+    /// CURVE audit 30 F06: a client without CURVE, or with another coordinator's public key, fails its handshake
+    /// before the ZAP handler is asked: such peers were neither logged nor counted.
+    @Test("Handshakes that fail before ZAP (no CURVE, the wrong server key) are logged and counted")
+    func failedHandshakesCounted() throws {
+        let group = try ProcessGroup("curve-handshakes")
+        defer { group.stop() }
+        for name in ["coordinator", "alice", "other"] {
+            let (code, text) = try Self.keygen(group, name)
+            try #require(code == 0, "\(text)")
+        }
+        let keys = group.directory + "/keys", authorized = group.directory + "/authorized"
+        try FileManager.default.createDirectory(atPath: authorized, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: keys + "/alice.pub", toPath: authorized + "/alice.pub")
+        let port = try freeLoopbackPort()
+        let (_, clients) = try group.startCoordinator(extra: [
+            "--curve", "--curve-secret-key", keys + "/coordinator.key", "--authorized-keys", authorized,
+            "--metrics-address", "127.0.0.1:\(port)",
+        ])
+        for extra in [
+            [], ["--curve", "--curve-secret-key", keys + "/alice.key", "--curve-server-key", keys + "/other.pub"],
+        ] {
+            let (code, text) = try runCommand(
+                [ProcessGroup.binary("tessera-coordinator"), "status", "--coordinator", clients] + extra)
+            #expect(code != 0, "\(text)")
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !group.log("coordinator").contains("another coordinator public key") && Date() < deadline {
+            usleep(100_000)
+        }
+        let log = group.log("coordinator")
+        #expect(
+            log.contains("mechanism mismatch: the peer does not use CURVE") && log.contains("endpoint=clients"),
+            "\(log)")
+        #expect(log.contains("cryptographic error: the peer uses another coordinator public key"), "\(log)")
+        let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        #expect((metrics.value("tessera_refusals_total", ["reason": "handshake-protocol"]) ?? 0) >= 2)
+    }
+
     /// Operator audit (HIGH): deleting a key's `.pub` only refused new handshakes. A worker already
     /// connected kept receiving tasks (and, in upload jobs, the images), a connected client finished its
     /// download. Now the key's next message is refused: the worker's tasks go to another worker and the

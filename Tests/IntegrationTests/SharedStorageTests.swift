@@ -363,6 +363,8 @@ struct SharedStorageTests {
         let p = try submit(group, clients, image: outside, out: root + "/out", mode: "dense", shared: true, log: "c1")
         #expect(group.wait(p, timeout: 30) != 0)
         #expect(group.log("c1").contains("outside the coordinator's --shared-root"), "\(group.log("c1"))")
+        // The --out the client made for it is removed again (CURVE audit 30 F13: an empty folder was left).
+        #expect(!FileManager.default.fileExists(atPath: root + "/out"), "the refused job's --out is left")
 
         // A worker started without --shared-root refuses the task with a message that says how to fix it; with no
         // other worker, the job waits for one that can reach its files and says why (user review F31: it failed

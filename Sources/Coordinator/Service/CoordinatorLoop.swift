@@ -205,11 +205,17 @@ final class CoordinatorLoop {
 
     // MARK: Loop
 
-    func run(_ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket) {
+    /// `workerMonitor`, `clientMonitor`: the endpoints' handshake-failure monitors (`readHandshakeFailures`).
+    func run(
+        _ workerSocket: borrowing ZMQSocket, _ clientSocket: borrowing ZMQSocket,
+        workerMonitor: borrowing ZMQMonitor, clientMonitor: borrowing ZMQMonitor
+    ) {
         var poller = ZMQPoller()
         let wi = poller.add(workerSocket)
         let ci = poller.add(clientSocket)
         let woken = poller.add(fileDescriptor: wake.readDescriptor)
+        let wm = poller.add(workerMonitor.socket)
+        let cm = poller.add(clientMonitor.socket)
         // While the preparations hold `maxPreparingBytes`, only the worker endpoint is
         // polled: clients' messages wait in their bounded queues (`peerQueueMessages`).
         var workersOnly = ZMQPoller()
@@ -247,6 +253,8 @@ final class CoordinatorLoop {
                         handleClient(envelope, clientSocket)
                     }
                 }
+                if readClients && poller.isReadable(wm) { readHandshakeFailures(workerMonitor, endpoint: "workers") }
+                if readClients && poller.isReadable(cm) { readHandshakeFailures(clientMonitor, endpoint: "clients") }
                 collectPrepared(clientSocket)
                 collectUploads(clientSocket)
                 collectFetched(clientSocket)

@@ -177,9 +177,15 @@ package final class CoordinatorService: Sendable {
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
         vitals.setReady(true, "endpoints bound")
-        loop.run(workerSocket, clientSocket)
+        let workerMonitor = try workerSocket.monitor(events: CoordinatorLoop.handshakeEvents, context: context)
+        let clientMonitor = try clientSocket.monitor(events: CoordinatorLoop.handshakeEvents, context: context)
+        loop.run(workerSocket, clientSocket, workerMonitor: workerMonitor, clientMonitor: clientMonitor)
         loop.storeLock = nil  // another coordinator (or a restart in this process) may take the store now
         vitals.setReady(false, "stopping")
+        try? workerSocket.stopMonitor()
+        try? clientSocket.stopMonitor()
+        _ = consume workerMonitor  // before the sockets they watch
+        _ = consume clientMonitor
         workerSocket.close()
         clientSocket.close()
         if let socketFile { unlink(socketFile) }  // libzmq leaves it

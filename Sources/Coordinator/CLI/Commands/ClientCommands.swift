@@ -111,13 +111,17 @@ struct Submit: ParsableCommand {
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)
         let kept = try slide.keptClasses(netClasses: plan.classes)
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
+        // A --out this command makes is removed again when nothing was submitted: a refused path was left as an empty
+        // folder (CURVE audit 30 F13: one outside the coordinator's --shared-root).
+        var submitted: [(UInt64, String, Int)] = []
+        let madeOut = !FileManager.default.fileExists(atPath: output.out)
+        defer { if madeOut && submitted.isEmpty { rmdir(output.out) } }
         try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds, folder: wait || shared)
         if wait && !shared { try checkDownloadSpace(plan: plan, kept: kept, logger: logger) }
         let prep = try preprocessing.resolve(loaded, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)
         let context = try ZMQContext()
         let client = try endpoint.connect(context)
-        var submitted: [(UInt64, String, Int)] = []
         for path in images {
             // No pixel limit here: the upload streams bands (`RawUpload`), and the coordinator's
             // own limit (serve --max-pixels) decides, from the announced size.

@@ -1,0 +1,42 @@
+import Foundation
+import TesseraWire
+
+/// Security handshakes that fail before the ZAP handler is asked: a peer without CURVE on a CURVE coordinator (or
+/// the reverse), or one that encrypted to another coordinator's public key. libzmq reports them only through a
+/// socket monitor; they went unlogged and uncounted (CURVE audit 30 F06: 300 such peers, no line, no count).
+extension CoordinatorLoop {
+    /// The events read from each endpoint's monitor.
+    static let handshakeEvents: ZMQSocketEvent = [.handshakeFailedProtocol, .handshakeFailedNoDetail]
+
+    /// Logs (rate-limited) and counts the failed handshakes `monitor` has queued on `endpoint` ("workers",
+    /// "clients"): `tessera_refusals_total{reason="handshake-protocol"}` for a mechanism mismatch or a wrong key,
+    /// `handshake-dropped` for a peer that closed mid-handshake (a port scan, a TCP probe: counted, not logged).
+    func readHandshakeFailures(_ monitor: borrowing ZMQMonitor, endpoint: String) {
+        while let event = try? monitor.next(timeoutMilliseconds: 0) {
+            if event.event == .handshakeFailedNoDetail {
+                CoordinatorMetrics.refused("handshake-dropped")
+                continue
+            }
+            guard event.event == .handshakeFailedProtocol else { continue }
+            rejects.warning(
+                "handshake-protocol", "a peer's security handshake failed",
+                metadata: [
+                    "endpoint": "\(endpoint)", "code": "0x\(String(event.value, radix: 16))",
+                    "reason": "\(Self.handshakeReason(event.value, curve: configuration.curve != nil))",
+                ])
+        }
+    }
+
+    /// What a ZMTP protocol error code (zmq.h `ZMQ_PROTOCOL_ERROR_*`) says about the peer.
+    static func handshakeReason(_ code: UInt32, curve: Bool) -> String {
+        switch code {
+        case 0x1100_0001:
+            return "cryptographic error: the peer uses another coordinator public key (--curve-server-key)"
+        case 0x1100_0002:
+            return curve
+                ? "mechanism mismatch: the peer does not use CURVE (give it --curve and keys)"
+                : "mechanism mismatch: the peer uses CURVE, this coordinator does not"
+        default: return "malformed handshake (not a Tessera peer, or another ZeroMQ security setting)"
+        }
+    }
+}
