@@ -58,6 +58,9 @@ extension CoordinatorService {
             if let dir = curve.adminKeysDirectory, let warning = Self.keyFolderWarning(dir) {
                 logger.warning("admin-keys: \(warning)", metadata: ["folder": "\(dir)"])
             }
+            // Read now, so that broken key files are reported at the start, not at the first handshake (CURVE audit
+            // 30 F11).
+            _ = (clients.current(), workers?.current(), admins?.current())
             // Checked at every handshake too (`decide`): such a key is refused in both roles. At the start it was a
             // fatal error, so a crash restart after the key was added while serving kept the coordinator down
             // (CURVE audit 30 F05).
