@@ -104,7 +104,7 @@ struct RetentionTests {
         let group = try ProcessGroup("retention-size")
         defer { group.stop() }
         let (workers, clients) = try group.startCoordinator(extra: [
-            "--max-store", "1K", "--retention-check-ms", "200",
+            "--max-store", "1K", "--retention-check-ms", "200", "--retention-grace-ms", "0",
         ])
         try group.startWorker(workers, name: "w1")
         let image = group.directory + "/tissue.png"
@@ -119,8 +119,8 @@ struct RetentionTests {
         let log = group.log("coordinator")
         #expect(log.contains("job finished"), "\(log)")
         #expect(log.contains("job removed") && log.contains("max-store"), "\(log)")
-        // Removed within seconds of its end: the operator is told --max-store is too small.
-        #expect(log.contains("a job is removed within minutes of its end"), "\(log)")
+        // Removed before anyone fetched it: the operator is told --max-store is too small.
+        #expect(log.contains("a result is removed before anyone fetched it"), "\(log)")
         #expect(try client.status(1).state == .unknown)
     }
 
@@ -131,7 +131,8 @@ struct RetentionTests {
         defer { group.stop() }
         let port = try freeLoopbackPort()
         let (workers, clients) = try group.startCoordinator(extra: [
-            "--max-store", "1K", "--retention-check-ms", "4000", "--metrics-address", "127.0.0.1:\(port)",
+            "--max-store", "1K", "--retention-check-ms", "4000", "--retention-grace-ms", "0",
+            "--metrics-address", "127.0.0.1:\(port)",
         ])
         try group.startWorker(workers, name: "w1")
         let image = group.directory + "/tissue.png"
@@ -148,30 +149,29 @@ struct RetentionTests {
             }, "tessera_store_bytes still counts the removed job")
     }
 
-    /// Ops audit: one key's submission (or one large upload of its) removed another key's result seconds
-    /// after it ended. Recent results go only if their key holds the most of the store.
-    @Test("--max-store: oldest first; a result under 10 minutes old not while another key has work running")
-    func maxStoreFairness() {
+    /// Soak audit 31 F1: under pressure --max-store removed the oldest jobs first, so the results that had just
+    /// ended went before anyone fetched them (6 upload results lost in a phase), while older, already downloaded
+    /// ones stayed; a `submit --wait` found its job "unknown" the second it ended.
+    @Test("--max-store: delivered jobs first, oldest first; unfetched results kept 10 minutes, every job a minute")
+    func maxStoreOrder() {
         let now = Date()
-        func job(_ id: UInt64, _ ago: Double, _ owner: String, _ bytes: Int64) -> RetentionPolicy.Ended {
-            RetentionPolicy.Ended(id: id, at: now.addingTimeInterval(-ago), owner: owner, bytes: bytes)
+        func job(_ id: UInt64, _ ago: Double, delivered: Bool, _ bytes: Int64 = 10) -> RetentionPolicy.Ended {
+            RetentionPolicy.Ended(id: id, at: now.addingTimeInterval(-ago), bytes: bytes, delivered: delivered)
         }
-        let old = job(1, 7200, "bob", 10), bobNew = job(2, 5, "bob", 10), aliceNew = job(3, 30, "alice", 10)
-        // alice has work running (an upload, a small job): her recent result goes, bob's stays, however
-        // small alice's running work is.
-        let victims = RetentionPolicy.maxStoreVictims(
-            [bobNew, aliceNew, old], total: 130, limit: 100, activeOwners: ["alice"], now: now)
-        #expect(victims == [1, 3])
-        // Still over the limit, with only recent results of keys with nothing running left: they stay.
-        let kept = RetentionPolicy.maxStoreVictims([bobNew], total: 130, limit: 100, activeOwners: ["alice"], now: now)
-        #expect(kept.isEmpty)
-        // Nothing running, or only the result's own key: recent results go too, oldest first (as with one key,
-        // without CURVE).
-        #expect(RetentionPolicy.maxStoreVictims([bobNew], total: 130, limit: 100, activeOwners: [], now: now) == [2])
-        let single = RetentionPolicy.maxStoreVictims(
-            [job(4, 5, "", 10), job(5, 50, "", 10), job(6, 9000, "", 10)], total: 35, limit: 16,
-            activeOwners: [""], now: now)
-        #expect(single == [6, 5])
+        let policy = RetentionPolicy(maxStoreBytes: 100)
+        let fetchedOld = job(1, 7200, delivered: true), fetchedRecent = job(2, 120, delivered: true)
+        let unfetchedOld = job(3, 3600, delivered: false), unfetchedNew = job(4, 30, delivered: false)
+        let justEnded = job(5, 10, delivered: true)
+        let all = [unfetchedNew, justEnded, fetchedRecent, unfetchedOld, fetchedOld]
+        // The delivered ones go first, oldest first, then unfetched ones past the grace; never the fresh ones.
+        #expect(policy.maxStoreVictims(all, total: 200, limit: 100, now: now) == [1, 2, 3])
+        #expect(policy.maxStoreVictims(all, total: 115, limit: 100, now: now) == [1, 2])
+        #expect(policy.maxStoreVictims([unfetchedNew, justEnded], total: 1000, limit: 100, now: now).isEmpty)
+        // The graces are the policy's (tests shorten them).
+        var quick = policy
+        quick.endGrace = 0
+        quick.unfetchedGrace = 0
+        #expect(quick.maxStoreVictims([unfetchedNew, justEnded], total: 1000, limit: 100, now: now) == [5, 4])
     }
 
     @Test("durations and sizes parse; nonsense is refused with the format")

@@ -23,32 +23,40 @@ package struct RetentionPolicy: Sendable, Equatable {
     /// failed: session-19 left-over).
     package static let downloadGrace: Double = 60
 
-    /// How long after its end a job is kept from `--max-store` removal while other keys have work running.
-    package static let maxStoreGrace: TimeInterval = 600
+    /// How long after its end a result nobody has fetched is kept from `--max-store` removal (tests shorten it).
+    package var unfetchedGrace: TimeInterval = 600
+    /// How long after its end any job is kept from `--max-store` removal: a client waiting on it (`submit --wait`,
+    /// a `cancel`) sees how it ended (tests shorten it).
+    package var endGrace: TimeInterval = 60
 
     /// One ended job, as `--max-store` weighs it.
     package struct Ended: Sendable, Equatable {
         package var id: UInt64
         package var at: Date
-        package var owner: String
         package var bytes: Int64
-        package init(id: UInt64, at: Date, owner: String, bytes: Int64) {
-            self.id = id; self.at = at; self.owner = owner; self.bytes = bytes
+        /// Nothing in it waits to be fetched: it was fetched, its map is on the shared storage, or it failed or
+        /// was cancelled.
+        package var delivered: Bool
+        package init(id: UInt64, at: Date, bytes: Int64, delivered: Bool) {
+            self.id = id; self.at = at; self.bytes = bytes; self.delivered = delivered
         }
     }
 
-    /// The ended jobs `--max-store` removes, in order, from a store of `total` bytes: oldest end first until
-    /// the store fits `limit`; a job that ended less than `maxStoreGrace` ago not while another key has work
-    /// running (`activeOwners`): a fresh result is not removed to make room for another key's work (ops audit:
-    /// one key's submission, or one large upload of its, removed another key's result seconds after it
-    /// ended). Without CURVE every job is one key's, and the oldest go first as before.
-    package static func maxStoreVictims(
-        _ ended: [Ended], total: Int64, limit: Int64, activeOwners: Set<String>, now: Date
-    ) -> [UInt64] {
+    /// The ended jobs `--max-store` removes, in order, from a store of `total` bytes, until it fits `limit`: first
+    /// the delivered ones (oldest end first), then the undelivered ones older than `unfetchedGrace`; never a job
+    /// that ended under `endGrace` ago, nor an undelivered one under `unfetchedGrace` (the store may stay over the
+    /// limit meanwhile, with a warning). It removed the oldest jobs first, so under pressure the results that had
+    /// just ended went, unfetched, and older ones already downloaded stayed (soak audit 31 F1: 6 upload results
+    /// lost, a `submit --wait` ended "unknown").
+    package func maxStoreVictims(_ ended: [Ended], total: Int64, limit: Int64, now: Date) -> [UInt64] {
         var total = total
         var out: [UInt64] = []
-        for job in ended.sorted(by: { ($0.at, $0.id) < ($1.at, $1.id) }) where total > limit {
-            if now.timeIntervalSince(job.at) < maxStoreGrace && !activeOwners.isSubset(of: [job.owner]) { continue }
+        let removable = ended.filter { job in
+            let age = now.timeIntervalSince(job.at)
+            return age >= endGrace && (job.delivered || age >= unfetchedGrace)
+        }
+        for job in removable.sorted(by: { ($0.delivered ? 0 : 1, $0.at, $0.id) < ($1.delivered ? 0 : 1, $1.at, $1.id) })
+        where total > limit {
             out.append(job.id)
             total -= job.bytes
         }

@@ -99,6 +99,8 @@ struct Serve: ParsableCommand {
             valueName: "N"))
     var maxJobs = 10_000
     @Option(help: .hidden) var retentionCheckMs = 30_000
+    /// Tests: how long --max-store keeps a job after its end, and an unfetched result (default 60 s and 10 min).
+    @Option(help: .hidden) var retentionGraceMs: Int?
     @Option(help: .hidden) var debugFetchMsPerMib = 0
     /// Tests: a short window, so that a rate falls to 0 within a test's time.
     @Option(help: .hidden) var rateWindowMs = 30_000
@@ -188,6 +190,10 @@ struct Serve: ParsableCommand {
         config.retention.keepFinishedSeconds = try keepFinished.map(RetentionPolicy.seconds(parsing:))
         config.retention.maxStoreBytes = try maxStore.map(RetentionPolicy.bytes(parsing:))
         config.retention.checkSeconds = Double(retentionCheckMs) / 1000
+        if let retentionGraceMs {
+            config.retention.endGrace = Double(max(0, retentionGraceMs)) / 1000
+            config.retention.unfetchedGrace = config.retention.endGrace
+        }
         // Before the service starts: its metrics bind to the backend when it creates them.
         let exporter = metricsAddress != nil ? MetricsExporter.shared : nil
         let service = CoordinatorService(context: context, configuration: config, logger: logger)
