@@ -18,6 +18,11 @@ struct SlowDownloadTests {
         try group.startWorker(workers, name: "w", threads: 2)
         let image = group.directory + "/tissue.png"
         try ClusterFixture.writeImage(to: image, height: 1100, width: 1100)
+        // What a killed download left, and what a live one is writing (soak audit 31 F4: the first stayed).
+        let out = group.directory + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let (dead, live) = (out + "/.tissue.npy.partial-999999999", out + "/.tissue.npy.partial-\(getpid())")
+        for path in [dead, live] { try Data(count: 1000).write(to: URL(fileURLWithPath: path)) }
         let client = try group.submitFixture(
             clients, image: image, out: group.directory + "/out", tile: 256,
             extra: ["--reconnect-timeout", "40"], log: "client")
@@ -26,5 +31,7 @@ struct SlowDownloadTests {
         #expect(group.wait(client, timeout: 120) == 0, "\(group.log("client"))\n\(group.log("coordinator"))")
         let got = ClusterFixture.bytes(group.directory + "/out/tissue.npy")
         #expect(got?.count == expected.count && got == expected, "the downloaded map equals the in-process one")
+        #expect(!FileManager.default.fileExists(atPath: dead), "a killed download's partial file stays")
+        #expect(FileManager.default.fileExists(atPath: live), "a live download's partial file was removed")
     }
 }

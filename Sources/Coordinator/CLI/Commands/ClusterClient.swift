@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoordinatorService
 import Foundation
 import Logging
 import TesseraCluster
@@ -373,6 +374,15 @@ final class ClusterClient {
         let directory = OutputOptions.folder(folder)
         var piece = Self.largestPiece
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // What a killed download of these files left (soak audit 31 F4: a 126 MB `.NAME.partial-PID` stayed beside
+        // the complete file of the next fetch); a download still running elsewhere keeps its file.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where files.contains(where: { entry.hasPrefix(".\($0).partial-") }) {
+            guard let pid = PartialOutputs.writerPID(entry), pid != getpid(), !PartialOutputs.isRunning(pid) else {
+                continue
+            }
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
+        }
         try checkSpace(job: job, files: files, into: directory)
         var written: [String] = []
         for name in files {
