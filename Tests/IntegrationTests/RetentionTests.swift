@@ -97,6 +97,9 @@ struct RetentionTests {
         }
         #expect(FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1"))
         #expect(group.log("coordinator").contains("retention keeps a job a client is downloading"))
+        // An ended job keeps no copy of its model (soak audit 31 F3): only a resume reads it.
+        let folder = try FileManager.default.contentsOfDirectory(atPath: group.directory + "/store/jobs/1")
+        #expect(folder.contains("state.txt") && !folder.contains("weights.caffemodel"), "\(folder)")
     }
 
     @Test("--max-store: the oldest ended jobs go while the store is over the size")

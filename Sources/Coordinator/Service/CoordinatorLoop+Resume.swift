@@ -136,8 +136,8 @@ extension CoordinatorLoop {
         let dir = store.directory(id)
         let options = try JobOptions(encoded: record.options)
         let bundle = ModelBundle(
-            prototxt: try store.read(id, "deploy.prototxt") ?? [],
-            weights: try store.read(id, "weights.caffemodel") ?? [])
+            prototxt: try store.read(id, JobStore.modelFiles[0]) ?? [],
+            weights: try store.read(id, JobStore.modelFiles[1]) ?? [])
         guard bundle.digest.hex == record.modelDigest else {
             throw ClusterError("the model files in \(dir) do not match their recorded SHA-256 (corrupt or replaced)")
         }

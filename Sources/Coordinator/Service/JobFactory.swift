@@ -49,8 +49,8 @@ struct JobFactory: Sendable {
             try uploaded.map { (dir + "/image.raw", OutputOptions.stem(forInput: Self.name(of: spec.image)), $0) }
             ?? storeImage(spec.image, directory: dir)
         if persistent {
-            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
-            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
+            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0]) }
+            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/" + JobStore.modelFiles[1]) }
         }
         let job = try makeJob(
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
@@ -252,8 +252,8 @@ struct JobFactory: Sendable {
         owner: String?, id: UInt64, dir: String
     ) throws {
         if persistent {
-            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/deploy.prototxt") }
-            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/weights.caffemodel") }
+            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0]) }
+            if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/" + JobStore.modelFiles[1]) }
             try store.reserveEndingSlot(id)
             try store.writeRecord(
                 JobRecord(

@@ -22,6 +22,9 @@ import TesseraCore
 struct JobStore {
     let root: String
 
+    /// A job's model files (its definition, its weights), in its folder while it may be resumed.
+    static let modelFiles = ["deploy.prototxt", "weights.caffemodel"]
+
     var jobsDirectory: String { root + "/jobs" }
     func directory(_ id: UInt64) -> String { "\(jobsDirectory)/\(id)" }
 
