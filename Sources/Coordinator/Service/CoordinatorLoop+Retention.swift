@@ -109,8 +109,12 @@ extension CoordinatorLoop {
             }
             retention.warnedOverLimit = total > limit
         }
-        // What the store holds once these removals are done, not until the next check.
-        if !removed.isEmpty { metrics.store(bytes: total) }
+        // What the store holds once these removals are done, not until the next check; the removed jobs'
+        // submission tokens go too, in one pass (soak audit 31 F5: they were kept for the process's life).
+        if !removed.isEmpty {
+            metrics.store(bytes: total)
+            tokens = tokens.filter { !removed.contains($0.value) }
+        }
     }
 
     /// Whether nothing in ended job `id` waits to be fetched: a client asked for its outputs (in this
