@@ -57,6 +57,13 @@ struct RetentionTests {
         #expect(
             status.state == .unknown && status.message.contains("removed from the store: by retention"), "\(status)")
         #expect(try client.status(99).message == "no such job")
+        // fetch says the same as status (soak audit 31 F6: a bare "no job 1").
+        let fetched = try client.request(
+            .fetchRequest(Wire.FetchRequest(jobID: 1, fileName: "tissue.npy", offset: 0, maxBytes: 64)))
+        guard case .error(let why) = fetched, why.contains("removed from the store: by retention") else {
+            Issue.record("\(fetched)")
+            return
+        }
         let log = group.log("coordinator")
         #expect(log.contains("job removed") && log.contains("keep-finished"), "\(log)")
         // The running job outlives the limit.

@@ -159,7 +159,7 @@ extension CoordinatorLoop {
         } else if let old = archived[id] {
             status = old.status(workers: workers.count)
         } else {
-            return .error(message: "no job \(id)")
+            return .error(message: "no job \(id): \(unknownJob(id))")
         }
         status.message = Wire.JobStatus.endedBeforeCancel + status.message
         return .status(status)
@@ -176,7 +176,7 @@ extension CoordinatorLoop {
         } else if let old = archived[req.jobID] {
             (state, files) = (old.state, old.outputFiles)
         } else {
-            return .error(message: "no job \(req.jobID)")
+            return .error(message: "no job \(req.jobID): \(unknownJob(req.jobID))")
         }
         guard state == .done else { return .error(message: "job \(req.jobID) is \(state), not done") }
         guard let path = files.first(where: { ($0 as NSString).lastPathComponent == req.fileName }) else {

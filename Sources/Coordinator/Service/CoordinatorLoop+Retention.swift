@@ -13,6 +13,8 @@ struct RetentionState {
     var warnedOverLimit = false
     /// The jobs kept at the last check because a client was downloading them (logged once each).
     var keptForDownload = Set<UInt64>()
+    /// The highest id removed in this coordinator's life: the store records it a moment later.
+    var removedUpTo: UInt64 = 0
 }
 
 /// Retention (`serve --keep-finished`, `--max-store`): every `checkSeconds` the store
@@ -130,6 +132,7 @@ extension CoordinatorLoop {
     private func removeEnded(_ id: UInt64, reason: String, endedAt: Date, bytes: Int64?) {
         let state = jobs[id]?.state ?? archived[id]?.state ?? .unknown
         jobs[id] = nil
+        retention.removedUpTo = max(retention.removedUpTo, id)
         jobOrder.removeAll { $0 == id }
         archived[id] = nil
         lastFetched[id] = nil

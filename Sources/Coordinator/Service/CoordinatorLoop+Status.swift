@@ -40,6 +40,15 @@ extension CoordinatorLoop {
         return summary
     }
 
+    /// Why job `id` is not known: removed (by retention, or a cancelled or abandoned upload), or never was. `status`,
+    /// `cancel` and `fetch` say the same (soak audit 31 F6: three different answers for one removed job).
+    func unknownJob(_ id: UInt64) -> String {
+        id > 0 && id <= max(retention.removedUpTo, store.highestRemovedID())
+            ? "it ended and was removed from the store: by retention (serve --keep-finished, --max-store), or it was "
+                + "cancelled or abandoned while its image uploaded"
+            : "no such job"
+    }
+
     /// The status of a job of this coordinator's life or of the store's past.
     func jobStatus(_ id: UInt64, detailed: Bool) -> WireMessage {
         var status: Wire.JobStatus
@@ -56,11 +65,7 @@ extension CoordinatorLoop {
             summary = old.summary
         } else {
             status = Wire.JobStatus(
-                jobID: id, state: .unknown, workers: UInt32(workers.count),
-                message: id > 0 && id <= store.highestRemovedID()
-                    ? "it ended and was removed from the store: by retention (serve --keep-finished, --max-store), "
-                        + "or it was cancelled or abandoned while its image uploaded"
-                    : "no such job")
+                jobID: id, state: .unknown, workers: UInt32(workers.count), message: unknownJob(id))
         }
         if detailed {
             status.details = Wire.StatusDetails(
