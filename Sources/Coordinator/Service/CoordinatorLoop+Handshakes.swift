@@ -8,9 +8,11 @@ extension CoordinatorLoop {
     /// The events read from each endpoint's monitor.
     static let handshakeEvents: ZMQSocketEvent = [.handshakeFailedProtocol, .handshakeFailedNoDetail]
 
-    /// Logs (rate-limited) and counts the failed handshakes `monitor` has queued on `endpoint` ("workers",
-    /// "clients"): `tessera_refusals_total{reason="handshake-protocol"}` for a mechanism mismatch or a wrong key,
-    /// `handshake-dropped` for a peer that closed mid-handshake (a port scan, a TCP probe: counted, not logged).
+    /// Logs (rate-limited per cause, so that one retrying peer does not hide another) and counts the failed
+    /// handshakes `monitor` has queued on `endpoint` ("workers", "clients"): `tessera_refusals_total{reason=…}`
+    /// `handshake-mechanism` (CURVE on one side only), `handshake-key` (another coordinator's public key),
+    /// `handshake-protocol` (any other protocol error), and `handshake-dropped` for a peer that closed
+    /// mid-handshake (a port scan, a TCP probe: counted, not logged).
     func readHandshakeFailures(_ monitor: borrowing ZMQMonitor, endpoint: String) {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
             if event.event == .handshakeFailedNoDetail {
@@ -18,8 +20,9 @@ extension CoordinatorLoop {
                 continue
             }
             guard event.event == .handshakeFailedProtocol else { continue }
+            let cause = [0x1100_0001: "handshake-key", 0x1100_0002: "handshake-mechanism"][event.value]
             rejects.warning(
-                "handshake-protocol", "a peer's security handshake failed",
+                cause ?? "handshake-protocol", "a peer's security handshake failed",
                 metadata: [
                     "endpoint": "\(endpoint)", "code": "0x\(String(event.value, radix: 16))",
                     "reason": "\(Self.handshakeReason(event.value, curve: configuration.curve != nil))",
