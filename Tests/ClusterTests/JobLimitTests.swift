@@ -72,9 +72,44 @@ struct JobOwnershipTests {
         let owns = { (requester: String?, owner: String?, curve: Bool) in
             CoordinatorLoop.submitted(by: requester, owner: owner, curve: curve)
         }
-        #expect(owns("alice", "alice", true) && owns("admin/alice", "alice", true) && owns("alice", "admin/alice", true))
+        #expect(
+            owns("alice", "alice", true) && owns("admin/alice", "alice", true) && owns("alice", "admin/alice", true))
         #expect(!owns("bob", "alice", true) && !owns("admin/bob", "alice", true))
         #expect(!owns("bob", nil, true) && !owns("bob", "anonymous", true) && !owns("anonymous", "anonymous", true))
         #expect(owns("anonymous", "alice", false) && owns("anonymous", nil, false))
+    }
+}
+
+extension JobOwnershipTests {
+    /// Verification audit 32 N3: the same key as `authorized/alice.pub` and `admins/boss.pub` became admin "boss"
+    /// silently; a name held by two keys of the two client folders shared their jobs (CURVE audit 30 F04 follow-up).
+    @Test("a key with two names across the client folders, or a name of two keys, has no identity: refused")
+    func identityAcrossFolders() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("identity-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (alice, carol, own) = (try ZMQCurve.keypair(), try ZMQCurve.keypair(), try ZMQCurve.keypair())
+        func folder(_ name: String, _ keys: [(ZMQCurveKeyPair, String)]) throws -> String {
+            let dir = root + "/" + name
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for (pair, file) in keys {
+                try ("public-key = \"\(pair.publicKey.z85)\"\n").write(
+                    toFile: "\(dir)/\(file).pub", atomically: true, encoding: .utf8)
+            }
+            return dir
+        }
+        let security = CurveServerSecurity(
+            keyPair: own, authorizedKeysDirectory: try folder("users", [(alice, "alice"), (carol, "carol")]))
+        let users = AuthorizedKeysPolicy(security, onSkip: { _ in })
+        let admins = AuthorizedKeysPolicy(
+            security, directory: try folder("admins", [(alice, "boss"), (own, "carol")]), includingOwnKey: false,
+            onSkip: { _ in })
+        let twoNames = CoordinatorService.identityConflict(alice.publicKey, clients: users, admins: admins)
+        #expect(twoNames?.contains("the key is alice in --authorized-keys and boss in --admin-keys") == true)
+        let sharedName = CoordinatorService.identityConflict(carol.publicKey, clients: users, admins: admins)
+        #expect(
+            sharedName?.contains("the name carol is held by another key") == true, "\(String(describing: sharedName))")
+        let alone = AuthorizedKeysPolicy(
+            security, directory: try folder("alone", [(alice, "alice")]), includingOwnKey: false, onSkip: { _ in })
+        #expect(CoordinatorService.identityConflict(alice.publicKey, clients: users, admins: alone) == nil)
     }
 }

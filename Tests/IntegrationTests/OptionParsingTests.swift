@@ -101,6 +101,18 @@ extension OptionParsingTests {
                 #expect(TesseraCoordinator.exitCode(for: error) == .validationFailure, "\(args): \(error)")
             }
         }
+        // A TIFF given to an upload job is the image's matter: 1 (verification audit 32 N4: it exited 64).
+        let tiff = FileManager.default.temporaryDirectory.appendingPathComponent("upload-\(UUID().uuidString).tif").path
+        defer { try? FileManager.default.removeItem(atPath: tiff) }
+        _ = FileManager.default.createFile(
+            atPath: tiff, contents: Data([0x49, 0x49, 0x2A, 0x00] + [UInt8](repeating: 0, count: 60)))
+        do {
+            _ = try TesseraCoordinator.parseAsRoot(["submit", "--model", "m.prototxt", "--out", "o", tiff])
+            Issue.record("a TIFF upload was accepted")
+        } catch {
+            #expect(TesseraCoordinator.exitCode(for: error) == .failure, "\(error)")
+            #expect(TesseraCoordinator.message(for: error).contains("is not a PNG"), "\(error)")
+        }
         do {
             _ = try TesseraWorker.parseAsRoot(["--coordinator", "tcp://127.0.0.1:5555", "--device", "gpu7"])
             Issue.record("the worker accepted --device gpu7")

@@ -96,6 +96,10 @@ struct UserReviewTests {
         #expect(
             stat(store + "/sockets", &info) == 0 && info.st_mode & 0o777 == 0o700, "\(String(info.st_mode, radix: 8))")
         #expect(!FileManager.default.fileExists(atPath: store + "/sockets/workers"), "the socket is removed at the end")
+        // The same store again: the finished job stays done (verification audit 32 N1: its map, a temporary store
+        // the run removed, was reported missing and the job listed as failed at every reopening).
+        let again = try run(store: store, out: group.directory + "/out3")
+        #expect(!again.contains("outputs are missing"), "\(again)")
         let long = group.directory + "/" + String(repeating: "s", count: 100)
         let fallback = try run(store: long, out: group.directory + "/out2")
         #expect(fallback.contains("endpoint=tcp://127.0.0.1:"), "\(fallback)")

@@ -136,12 +136,7 @@ extension CoordinatorService {
         let admin = admins?.name(of: key)
         let worker = workers?.name(of: key)
         if let worker, admin != nil { return .deny(reason: bothRoles(worker)) }
-        if let name = clashingName(key, clients: clients, admins: admins) {
-            return .deny(
-                reason:
-                    "the name \(name) is held by another key in \(admin == nil ? "--admin-keys" : "--authorized-keys"): "
-                    + "a name is one key's (the owner of its jobs); it is refused until one is renamed")
-        }
+        if let conflict = identityConflict(key, clients: clients, admins: admins) { return .deny(reason: conflict) }
         if request.domain == workerDomain {
             if let admin { return .deny(reason: "admin key \(admin) may not join as a worker") }
             guard let workers else { return clients.policy.decide(request) }
@@ -162,15 +157,25 @@ extension CoordinatorService {
             + "worker machine, so it may not be an admin); keep it in one role's folder"
     }
 
-    /// The name of `key` when a different key has the same name in the other client folder (`--authorized-keys`,
-    /// `--admin-keys`): a job's owner is a name, whichever folder held it (`CoordinatorLoop.submitted(by:owner:)`).
-    static func clashingName(
+    /// Why `key` has no single identity across the client folders (`--authorized-keys`, `--admin-keys`), or nil: a
+    /// job's owner is a name, whichever folder held it (`CoordinatorLoop.submitted(by:owner:)`), so a name must be
+    /// one key's, and a key must have one name (verification audit 32 N3: a user's key listed under another name in
+    /// the admin folder became that admin, silently).
+    static func identityConflict(
         _ key: ZMQCurveKey, clients: AuthorizedKeysPolicy, admins: AuthorizedKeysPolicy?
     ) -> String? {
         guard let admins else { return nil }
         let (asClient, asAdmin) = (clients.current(), admins.current())
-        if let name = asClient[key], asAdmin.contains(where: { $0.value == name && $0.key != key }) { return name }
-        if let name = asAdmin[key], asClient.contains(where: { $0.value == name && $0.key != key }) { return name }
+        if let user = asClient[key], let admin = asAdmin[key], user != admin {
+            return "the key is \(user) in --authorized-keys and \(admin) in --admin-keys: a key has one name (the "
+                + "owner of its jobs); it is refused until one file is removed or renamed"
+        }
+        for (name, other) in [(asClient[key], asAdmin), (asAdmin[key], asClient)] {
+            if let name, other.contains(where: { $0.value == name && $0.key != key }) {
+                return "the name \(name) is held by another key in the other client folder (--authorized-keys, "
+                    + "--admin-keys): a name is one key's (the owner of its jobs); it is refused until one is renamed"
+            }
+        }
         return nil
     }
 
@@ -189,7 +194,7 @@ extension CoordinatorService {
             guard let key, let curve = ZMQCurveKey(z85: key) else { return keys.values.contains(name) }
             // A key that gained a conflicting role or name since it connected is refused as at a handshake.
             if workers?.name(of: curve) != nil, admins?.name(of: curve) != nil { return false }
-            if clashingName(curve, clients: clients, admins: admins) != nil { return false }
+            if identityConflict(curve, clients: clients, admins: admins) != nil { return false }
             return keys[curve] == name
         }
         if workerEndpoint { return holds(workers ?? clients, userID) }

@@ -85,8 +85,9 @@ struct Submit: ParsableCommand {
             }
             return
         }
+        // The image's matter, not the command line's: exit status 1 (verification audit 32 N4: 64 and the usage).
         for path in images where (try? SlideFormat.detect(path: path)).map({ $0 != .png }) ?? false {
-            throw ValidationError(
+            throw CommandError(
                 "\(path) is not a PNG: upload jobs take PNG images; use --shared for slides and TIFFs")
         }
         if let chunked = kinds?.first(where: \.isChunked) {
