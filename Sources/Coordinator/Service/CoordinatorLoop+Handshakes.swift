@@ -12,11 +12,21 @@ extension CoordinatorLoop {
     /// handshakes `monitor` has queued on `endpoint` ("workers", "clients"): `tessera_refusals_total{reason=…}`
     /// `handshake-mechanism` (CURVE on one side only), `handshake-key` (another coordinator's public key),
     /// `handshake-protocol` (any other protocol error), and `handshake-dropped` for a peer that closed
-    /// mid-handshake (a port scan, a TCP probe: counted, not logged).
+    /// mid-handshake (logged only with CURVE on: without, it is a port scan or a TCP probe).
     func readHandshakeFailures(_ monitor: borrowing ZMQMonitor, endpoint: String) {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
             if event.event == .handshakeFailedNoDetail {
-                CoordinatorMetrics.refused("handshake-dropped")
+                // A peer that closed first: libzmq reports a client without CURVE this way as often as not
+                // (verification audit 32 N2), so with CURVE on it is logged too; without, it is a probe.
+                guard configuration.curve != nil else {
+                    CoordinatorMetrics.refused("handshake-dropped")
+                    continue
+                }
+                rejects.warning(
+                    "handshake-dropped",
+                    "a peer closed its connection during the security handshake: a client without CURVE, one with "
+                        + "another coordinator's public key, or a port probe",
+                    metadata: ["endpoint": "\(endpoint)", "errno": "\(event.value)"])
                 continue
             }
             guard event.event == .handshakeFailedProtocol else { continue }
