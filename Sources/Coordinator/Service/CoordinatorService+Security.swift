@@ -165,13 +165,13 @@ extension CoordinatorService {
         _ key: ZMQCurveKey, clients: AuthorizedKeysPolicy, admins: AuthorizedKeysPolicy?
     ) -> String? {
         guard let admins else { return nil }
-        let (asClient, asAdmin) = (clients.current(), admins.current())
-        if let user = asClient[key], let admin = asAdmin[key], user != admin {
+        let (user, admin) = (clients.name(of: key), admins.name(of: key))
+        if let user, let admin, user != admin {
             return "the key is \(user) in --authorized-keys and \(admin) in --admin-keys: a key has one name (the "
                 + "owner of its jobs); it is refused until one file is removed or renamed"
         }
-        for (name, other) in [(asClient[key], asAdmin), (asAdmin[key], asClient)] {
-            if let name, other.contains(where: { $0.value == name && $0.key != key }) {
+        for (name, other) in [(user, admins), (admin, clients)] {
+            if let name, let holder = other.key(named: name), holder != key {
                 return "the name \(name) is held by another key in the other client folder (--authorized-keys, "
                     + "--admin-keys): a name is one key's (the owner of its jobs); it is refused until one is renamed"
             }
@@ -194,7 +194,7 @@ extension CoordinatorService {
             guard let key, let curve = ZMQCurveKey(z85: key) else { return keys.values.contains(name) }
             // A key that gained a conflicting role or name since it connected is refused as at a handshake.
             if workers?.name(of: curve) != nil, admins?.name(of: curve) != nil { return false }
-            if identityConflict(curve, clients: clients, admins: admins) != nil { return false }
+            if !workerEndpoint, identityConflict(curve, clients: clients, admins: admins) != nil { return false }
             return keys[curve] == name
         }
         if workerEndpoint { return holds(workers ?? clients, userID) }

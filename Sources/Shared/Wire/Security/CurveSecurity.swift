@@ -113,7 +113,11 @@ enum CurveKeyFiles {
 package final class AuthorizedKeysPolicy: Sendable {
     /// The allow-list as last read, shared by every handshake that asks for it.
     private struct Loaded: Sendable {
-        var keys: [ZMQCurveKey: String] = [:]
+        var keys: [ZMQCurveKey: String] = [:] {
+            didSet { byName = Dictionary(keys.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a }) }
+        }
+        /// `keys` by name (a name is one file's, so one key's).
+        var byName: [String: ZMQCurveKey] = [:]
         var loadedAt = -Double.infinity
         /// Broken files already reported.
         var reported: Set<String> = []
@@ -188,6 +192,12 @@ package final class AuthorizedKeysPolicy: Sendable {
 
     /// The name of `key` in the current list, or nil.
     package func name(of key: ZMQCurveKey) -> String? { current()[key] }
+
+    /// The key named `name` in the current list, or nil (a lookup, not a scan: it is asked per message).
+    package func key(named name: String) -> ZMQCurveKey? {
+        _ = current()
+        return loaded.withLock { $0.byName[name] }
+    }
 
     package var policy: ZAPPolicy {
         ZAPPolicy { [self] request in ZAPPolicy.allowList(current()).decide(request) }
