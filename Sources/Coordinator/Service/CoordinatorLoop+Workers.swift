@@ -281,11 +281,12 @@ extension CoordinatorLoop {
         // A worker without --shared-root, or with one that does not hold this job's files (operator audit: it
         // failed 254 tasks of a job that others completed): its tasks go to the workers that can reach them,
         // uncounted. With none connected the job waits for one (user review F31: it failed after 3 tries),
-        // saying why in its status (`reachNote`).
+        // saying why in its status (`activeSummary`, whenever no connected worker can take its tasks).
         if job.shared != nil, Self.outOfReach(f.message) {
             worker.cannotReach.insert(job.id)
             let first = worker.outsideRoots.insert(job.id).inserted
             if first {
+                job.outOfReach = f.message
                 let metadata: Logger.Metadata = [
                     "worker": "\(worker.name)", "job": "\(job.id)", "reason": "\(f.message)",
                 ]
@@ -294,7 +295,6 @@ extension CoordinatorLoop {
                         "a worker cannot reach a shared-storage job's files: it gets none of its tasks",
                         metadata: metadata)
                 } else {
-                    job.outOfReach = f.message
                     logger.warning(
                         "no connected worker can reach a shared-storage job's files: it waits for a worker whose --shared-root holds them",
                         metadata: metadata)
