@@ -19,7 +19,10 @@ extension CoordinatorLoop {
             lastStragglerScan = now
             overdue = overdueTasks(now)
         }
-        guard !overdue.isEmpty || jobs.values.contains(where: { $0.isActive && !$0.pending.isEmpty }) else { return }
+        guard
+            !overdue.isEmpty
+                || jobOrder.contains(where: { jobs[$0].map { $0.isActive && !$0.pending.isEmpty } ?? false })
+        else { return }
         var turn = rotation
         let connected = Set(workers.keys)
         for id in workerOrder {

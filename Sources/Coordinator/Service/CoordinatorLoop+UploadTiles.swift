@@ -88,7 +88,9 @@ extension CoordinatorLoop {
 
     /// Whether some job's map tiles wait for the store (held after a failed write, or
     /// being written again): no new work is dispatched meanwhile.
-    var tilesHeld: Bool { jobs.values.contains { !$0.heldTiles.isEmpty || $0.retrying > 0 } }
+    var tilesHeld: Bool {
+        jobOrder.contains { jobs[$0].map { !$0.heldTiles.isEmpty || $0.retrying > 0 } ?? false }
+    }
 
     /// Drops what a job that ended still holds of its tiles.
     func releaseHeldTiles(_ job: CoordinatorJob) {

@@ -57,7 +57,9 @@ final class CoordinatorLoop {
     var workers: [RoutingID: Worker] = [:]
     var workerOrder: [RoutingID] = []
     var jobs: [UInt64: CoordinatorJob] = [:]
+    /// The jobs the loop works on, in submission order (`pruneJobOrder` drops the ended ones).
     var jobOrder: [UInt64] = []
+    var lastJobOrderPrune = 0.0
     /// Jobs that ended before this coordinator started (read from the store).
     var archived: [UInt64: ArchivedJob] = [:]
     var nextJobID: UInt64 = 1
