@@ -35,21 +35,19 @@ struct UserReviewTests {
         let (group, image) = try Self.groupWithImage("implausible-preprocessing", height: 20, width: 20)
         defer { group.stop() }
         let model = ["--model", ClusterFixture.prototxt, "--weights", ClusterFixture.weights, "--allow-padding"]
-        let (status, log) = try SlideMapTests.coordinator(
-            group,
-            ["run"] + model + [
-                "--in-process", "--scale", "0", "--mean", "1000000,0,0", "--check", "0", "--out",
-                group.directory + "/out", image,
-            ], log: "run")
+        func run(scale: String, mean: String, out: String) throws -> (Int32, String) {
+            try SlideMapTests.coordinator(
+                group,
+                ["run"] + model + [
+                    "--in-process", "--scale", scale, "--mean", mean, "--check", "0", "--out",
+                    group.directory + "/" + out, image,
+                ], log: out)
+        }
+        let (status, log) = try run(scale: "0", mean: "1000000,0,0", out: "out")
         #expect(status == 0, "\(log)")
         #expect(log.contains("--scale 0.0 and --raw-scale 1.0"), "\(log)")
         #expect(log.contains("a mean of 1000000.0 (--mean) is far outside"), "\(log)")
-        let (plain, quiet) = try SlideMapTests.coordinator(
-            group,
-            ["run"] + model + [
-                "--in-process", "--scale", "0.015625", "--mean", "134,151,171", "--check", "0", "--out",
-                group.directory + "/out2", image,
-            ], log: "run2")
+        let (plain, quiet) = try run(scale: "0.015625", mean: "134,151,171", out: "out2")
         #expect(plain == 0 && !quiet.contains("is that meant"), "\(quiet)")
     }
 
