@@ -187,7 +187,7 @@ extension CoordinatorLoop {
         let (fetched, wake, checks, log) = (fetched, wake, servedChecks, logger)
         let directory = store.directory(req.jobID)
         // Only maps stored before this coordinator started (`ServedChunkCheck`).
-        let check = jobs[req.jobID] == nil && archived[req.jobID] != nil
+        let check = jobs[req.jobID] == nil && archived[req.jobID]?.fromStore == true
         let slowness = configuration.debugFetchMillisecondsPerMiB
         fetchQueue.async {
             let reply: WireMessage

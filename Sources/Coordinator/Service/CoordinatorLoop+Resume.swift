@@ -5,8 +5,10 @@ import TesseraCore
 import TesseraImage
 import TesseraWire
 
-/// A job that ended before this coordinator started, as the store recorded it: still
-/// answers `status` and, when done, `fetch`.
+/// An ended job as status and fetch need it, and no more: one that ended before this coordinator
+/// started (read from the store), a dropped upload, or one of this run, archived by
+/// `archiveEndedJobs` once the loop is done with it (soak audit 31 F2: every ended job stayed a full
+/// `CoordinatorJob`, 10–40 KB each, until a restart).
 struct ArchivedJob {
     let id: UInt64
     let state: Wire.JobState
@@ -21,18 +23,31 @@ struct ArchivedJob {
     /// Unix seconds it was submitted and ended (`JobStore.times`; 0: not known).
     var submitted = 0.0
     var ended = 0.0
+    /// Its map is on the shared storage (out of the store's custody: nothing waits to be fetched).
+    var shared = false
+    /// Read from the store at start: its stored map was on disk while no coordinator watched it, so its
+    /// chunks are checked before they are served (`ServedChunkCheck`).
+    var fromStore = false
+    /// A job of this run: its task counts and average rates when it ended (the store keeps only the
+    /// total, so a job read from it shows all done or none).
+    var counts: (done: Int, failed: Int)? = nil
+    var rates: (tasks: Double, pixels: Double) = (0, 0)
+
+    private var done: Int { counts?.done ?? (state == .done ? tasks : 0) }
 
     func status(workers: Int) -> Wire.JobStatus {
         Wire.JobStatus(
-            jobID: id, state: state, tasksDone: state == .done ? UInt64(tasks) : 0, workers: UInt32(workers),
+            jobID: id, state: state, tasksDone: UInt64(done), tasksFailed: UInt64(counts?.failed ?? 0),
+            workers: UInt32(workers), tasksPerSecond: rates.tasks, pixelsPerSecond: rates.pixels,
             message: message, outputFiles: outputFiles.map { ($0 as NSString).lastPathComponent })
     }
 
-    /// The job in a detailed status: its task counts beyond the total are not stored.
+    /// The job in a detailed status.
     var summary: Wire.JobSummary {
         Wire.JobSummary(
-            id: id, state: state, image: stem, owner: owner ?? "", tasks: UInt64(tasks),
-            done: state == .done ? UInt64(tasks) : 0, submitted: submitted, ended: ended, message: message)
+            id: id, state: state, image: stem, owner: owner ?? "", tasks: UInt64(tasks), done: UInt64(done),
+            failed: UInt64(counts?.failed ?? 0), tasksPerSecond: rates.tasks, pixelsPerSecond: rates.pixels,
+            submitted: submitted, ended: ended, message: message)
     }
 }
 
@@ -130,7 +145,7 @@ extension CoordinatorLoop {
         let (submitted, ended) = store.times(id)
         archived[id] = ArchivedJob(
             id: id, state: state, message: message, tasks: ending.tasks, outputFiles: files, owner: record.owner,
-            stem: record.stem, submitted: submitted, ended: ended)
+            stem: record.stem, submitted: submitted, ended: ended, shared: record.sharedImage != nil, fromStore: true)
         logger.debug("store: ended job", metadata: ["job": "\(id)", "state": "\(state)"])
     }
 

@@ -125,7 +125,7 @@ extension CoordinatorLoop {
         if lastFetched[id] != nil { return true }
         if let job = jobs[id] { return job.state != .done || job.shared != nil }
         guard let old = archived[id] else { return true }
-        return old.state != .done || old.outputFiles.allSatisfy { $0.hasSuffix(".zarr") }
+        return old.state != .done || old.shared
     }
 
     /// Forgets an ended job and removes its folder (after its queued store writes).

@@ -218,6 +218,12 @@ extension CoordinatorLoop {
     ) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
         let r = (jobID: ref.jobID, taskID: ref.taskID, attempt: attempt)
         guard let job = jobs[r.jobID] else {
+            if isArchived(r.jobID) {
+                // Ended a while ago (`archiveEndedJobs`) while this worker still computed the task.
+                worker.inFlight.remove(ref)
+                logger.debug("result for an ended job dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
+                return nil
+            }
             rejects.warning(
                 "unknown-task", "rejected a result for an unknown job",
                 metadata: ["worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)"])
@@ -264,7 +270,8 @@ extension CoordinatorLoop {
 
     func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
-        if let job = jobs[f.jobID], !job.isActive, !worker.inFlight.contains(ref) {
+        if isArchived(f.jobID) || jobs[f.jobID].map({ !$0.isActive && !worker.inFlight.contains(ref) }) == true {
+            worker.inFlight.remove(ref)
             // Cancelled or failed meanwhile (its shared map removed, so a tile write fails).
             logger.debug(
                 "failure report for an ended job dropped",

@@ -113,6 +113,7 @@ extension CoordinatorLoop {
         if now - lastJobOrderPrune >= 1 {
             lastJobOrderPrune = now
             pruneJobOrder()
+            archiveEndedJobs(now: now)
         }
     }
 
