@@ -33,7 +33,7 @@ struct DistributedTests {
     }
 
     @Test(
-        "--keep-classes 2,0 on an upload job: workers send only those planes (fewer bytes in), and the .npy and probability PNGs equal the full map's; labels are refused"
+        "--keep-classes 0,2 on an upload job: workers send only those planes (fewer bytes in), and the .npy and probability PNGs equal the full map's; labels are refused"
     )
     func keptClassesUpload() throws {
         let group = try ProcessGroup("kept-upload")
@@ -49,7 +49,7 @@ struct DistributedTests {
         }
         var (status, log) = try submit("full", outputs: "npy,prob")
         #expect(status == 0, "\(log)")
-        (status, log) = try submit("kept", outputs: "npy,prob", ["--keep-classes", "2,0"])
+        (status, log) = try submit("kept", outputs: "npy,prob", ["--keep-classes", "0,2"])
         #expect(status == 0, "\(log)\n\(group.log("coordinator"))")
         let check = try runCommand([
             "python3", "-c",

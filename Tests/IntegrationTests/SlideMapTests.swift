@@ -91,7 +91,7 @@ struct SlideMapTests {
         var (s, l) = try run("full", ["--outputs", "npy,prob,zarr", "--dtype", "uint8"])
         #expect(s == 0, "\(l)")
         for (name, extra) in [("workers", [String]()), ("local", ["--in-process"])] {
-            (s, l) = try run(name, extra + ["--keep-classes", "2,0", "--outputs", "npy,prob,zarr", "--dtype", "uint8"])
+            (s, l) = try run(name, extra + ["--keep-classes", "0,2", "--outputs", "npy,prob,zarr", "--dtype", "uint8"])
             #expect(s == 0, "\(name): \(l)")
             let dir = group.directory + "/" + name
             let check = try Self.python(
@@ -127,6 +127,9 @@ struct SlideMapTests {
         #expect(!l.contains("--help"), "no usage text for a class the net lacks: \(l)")
         (s, l) = try run("twice", ["--keep-classes", "1,1"])  // a typo, not "every class"
         #expect(s == 64 && l.contains("class 1 is given twice") && l.contains("--help"), "\(l)")
+        // Descending: the planes would be written in the net's order, not the one asked (numerics audit 33).
+        (s, l) = try run("descending", ["--keep-classes", "2,0"])
+        #expect(s == 64 && l.contains("give them in ascending order (0,2)"), "\(l)")
         #expect(!FileManager.default.fileExists(atPath: group.directory + "/labels/img.zarr"))
     }
 

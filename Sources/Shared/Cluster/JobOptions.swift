@@ -153,7 +153,15 @@ package struct JobOptions: Equatable, Sendable {
         if let twice = classes.first(where: { c in classes.filter { $0 == c }.count > 1 }) {
             throw ClusterError(.invalidOption, "kept classes \"\(text)\": class \(twice) is given twice")
         }
-        return classes.sorted()
+        // The outputs hold the kept classes in the net's order: "3,1" written as 1,3 left a .npy's planes other
+        // than asked, silently (numerics audit 33).
+        guard classes == classes.sorted() else {
+            throw ClusterError(
+                .invalidOption,
+                "kept classes \"\(text)\": give them in ascending order (\(classes.sorted().map(String.init).joined(separator: ","))): "
+                    + "the outputs hold them in the net's class order")
+        }
+        return classes
     }
 
     /// `value` with `%`, `;`, `=` and control characters percent-encoded (UTF-8 kept as is).
