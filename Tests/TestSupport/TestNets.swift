@@ -122,6 +122,30 @@ enum TestNets {
             ])
     }
 
+    /// Poolings whose windows, a stride past the whole ones, may start past their input (numerics audit 33:
+    /// a 2×2/2 MAX then a padded 3×3, and a 3×3/2 AVE that pads): `dense` and `shift` took those empty windows
+    /// for real values, NaN or saturated pixels when the image's size left them in the pass. P = 20, S = 4.
+    static var paddedEvenPool: Net {
+        var conv2 = conv("conv2", "pool1", "conv2", cin: 4, cout: 5, k: 3, seed: 51)
+        if case .convolution(var c) = conv2.op { c.pad = .one; conv2.op = .convolution(c) }
+        return Net(
+            name: "padded-even-pool", inputName: "data", inputChannels: 3, patchSize: Size2(square: 20),
+            layers: [
+                conv("conv1", "data", "conv1", cin: 3, cout: 4, k: 3, seed: 50),
+                op(
+                    "pool1", .pooling(Pooling(method: .max, kernel: Size2(square: 2), stride: Size2(square: 2))),
+                    ["conv1"], "pool1"),
+                conv2,
+                op(
+                    "pool2",
+                    .pooling(
+                        Pooling(method: .average, kernel: Size2(square: 3), stride: Size2(square: 2), pad: .one)),
+                    ["conv2"], "pool2"),
+                ip("fc", "pool2", "fc", inputs: 5 * 25, outputs: 3, seed: 52),
+                op("prob", .softmax, ["fc"], "prob"),
+            ])
+    }
+
     /// ResNet blocks (pad 1, so not exact: needs `allowPadding`): a basic block with the
     /// identity shortcut (windows 1×1 and 5×5 meet, one centre), then a downsampling block
     /// whose 1×1 stride-2 projection is the Eltwise's first input, then an InnerProduct.

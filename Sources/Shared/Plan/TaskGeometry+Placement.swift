@@ -9,8 +9,10 @@ extension TaskGeometry {
     /// 3: the whole-image pass of a net that pads reads the whole mirror-padded image (`wholeImageInput`).
     /// 4 (release 0.3.2): that pass keeps the partial last windows of poolings that round up, as Caffe's
     /// (`ModelPlan.placementChange` tells which nets and images that changed).
+    /// 5 (release 0.3.4): of those windows, only the ones that start on a real input pixel hold real values
+    /// (`PassLayout.PartialWindows.startingInInput`).
     /// Records of releases before 0.3.0 have none.
-    package static let placementVersion = 4
+    package static let placementVersion = 5
 
     /// How the release that wrote `recorded` computed this net's map differently from this one, or nil
     /// when it computed the same numbers. `exact`: the net's `NetGeometry.isExact`; `mode` and `image`:
@@ -45,26 +47,32 @@ extension TaskGeometry {
 }
 
 extension ModelPlan {
-    /// `TaskGeometry.placementChange`, and placement 4: whether the whole-image pass of `image` (of any
-    /// image, when not known) keeps a partial pooling window that releases before it left out.
+    /// `TaskGeometry.placementChange`, and placements 4 and 5: whether the whole-image pass of `image` (of any
+    /// image, when not known) keeps partial pooling windows as the release that wrote `recorded` did not.
     package func placementChange(
         since recorded: Int?, exact: Bool, mode: MapMode? = nil, image: Size2? = nil
     ) -> String? {
         if let change = tasks.placementChange(since: recorded, exact: exact, mode: mode, image: image) {
             return change
         }
-        guard (recorded ?? 3) < 4, tasks.pads, stridedLayout.windows.contains(where: { $0?.roundsUp == true }) else {
+        let then: PassLayout.PartialWindows =
+            (recorded ?? 3) < 4 ? .leftOut : (recorded! < 5 ? .wholeStride : .startingInInput)
+        guard then != .startingInInput, tasks.pads, stridedLayout.windows.contains(where: { $0?.roundsUp == true })
+        else {
             return nil
         }
         if let image {
             let input = tasks.wholeImageInput(image)
             if stridedLayout.validRegions(fcn, input: input)
-                == stridedLayout.validRegions(fcn, input: input, keepingPartialWindows: false)
+                == stridedLayout.validRegions(fcn, input: input, partialWindows: then)
             {
                 return nil
             }
         }
-        return "left out the partial last windows of this net's poolings from its pass over the image, where "
-            + "Caffe's pass keeps them (the map's last rows and columns differ)"
+        return then == .leftOut
+            ? "left out the partial last windows of this net's poolings from its pass over the image, where "
+                + "Caffe's pass keeps them (the map's last rows and columns differ)"
+            : "took pooling windows that start past their input's end for real values in its pass over the image "
+                + "(NaN or saturated pixels in dense and shift maps)"
     }
 }

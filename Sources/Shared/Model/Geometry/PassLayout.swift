@@ -78,6 +78,17 @@ package struct PassLayout: Sendable, Equatable {
         }
     }
 
+    /// How far a pass's real values reach past the whole windows of a pooling that rounds up.
+    package enum PartialWindows: Sendable {
+        /// Not at all: releases before 0.3.2 (placement 3), whose map's last rows differed from Caffe's pass.
+        case leftOut
+        /// One output stride: 0.3.2 and 0.3.3 (placement 4), which also took windows starting past the input
+        /// for real values.
+        case wholeStride
+        /// One output stride, but only windows that start on a real input pixel (placement 5).
+        case startingInInput
+    }
+
     /// Whether any layer pads: only then do passes need `validRegions`.
     package var pads: Bool { windows.contains { $0?.pads == true } }
 
@@ -99,9 +110,9 @@ package struct PassLayout: Sendable, Equatable {
     /// divide that window's average as Caffe does (`PoolingKernel`'s `counted`).
     /// (It was left out: the map's last rows and columns differed from Caffe's pass
     /// by up to 0.6 on the seed's nuclei net, and 0.1–0.2 in a fuzz of random nets.)
-    /// `keepingPartialWindows` false: the pass of releases before 0.3.2 (placement 3), which left them out.
+    /// `rule`: how releases computed the partial windows (`PartialWindows`); the current one by default.
     package func validRegions(
-        _ net: Net, input: PixelRect, keepingPartialWindows: Bool = true
+        _ net: Net, input: PixelRect, partialWindows rule: PartialWindows = .startingInInput
     )
         -> [String: PixelRect]
     {
@@ -128,7 +139,7 @@ package struct PassLayout: Sendable, Equatable {
                 let (ph, pw) = (w.pad.h * j.h, w.pad.w * j.w)
                 let (sh, sw) = ((w.kernel.h - 1) * w.dilation.h * j.h, (w.kernel.w - 1) * w.dilation.w * j.w)
                 var extra = Size2.zero
-                if w.roundsUp && keepingPartialWindows {
+                if w.roundsUp && rule != .leftOut {
                     // The pass's pooling keeps Caffe's partial last window: one more output, one
                     // output stride further, whose window hangs over the input's end (on the
                     // shift-0 lattice, where the pass's own pixels lie: this rectangle starts on it).
@@ -139,7 +150,16 @@ package struct PassLayout: Sendable, Equatable {
                     let partialW = Self.hasPartialWindow(
                         input: -((-r.width).floorDiv(j.w)), kernel: w.kernel.w, stride: s.w, pad: w.pad.w,
                         dilation: w.dilation.w)
-                    extra = Size2(partialH ? j.h * s.h : 0, partialW ? j.w * s.w : 0)
+                    // At most to windows that start on a real input pixel: the band one stride wide also holds the
+                    // other lattices' windows (those of `shift`'s displaced passes and the dense pass), and where the
+                    // kernel is no wider than the stride, or pads, some of them start past the input's end (a
+                    // padded pass's max was −FLT_MAX there, its average 0/0: NaN and saturated pixels in `dense`
+                    // and `shift` maps; numerics audit 33). Caffe's own last window starts on one too
+                    // (`OutputSize.pooling` drops the one that would not).
+                    let reach =
+                        rule == .wholeStride ? Size2(j.h * s.h, j.w * s.w) : Size2(max(0, sh - ph), max(0, sw - pw))
+                    extra = Size2(
+                        partialH ? min(j.h * s.h, reach.h) : 0, partialW ? min(j.w * s.w, reach.w) : 0)
                 }
                 r = PixelRect(
                     y: r.y - ph, x: r.x - pw, height: r.height + 2 * ph - sh + extra.h,

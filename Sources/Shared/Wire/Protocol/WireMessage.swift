@@ -99,8 +99,10 @@ package enum WireMessage: Equatable, Sendable {
     /// pads is padded at the edges of the whole mirror-padded image (`TaskGeometry.wholeImageInput`),
     /// and fast grid points past the image are not interpolated from: a worker of 4 would give
     /// other last rows and columns. 6: that pass keeps the partial last windows of poolings that
-    /// round up (Caffe's): a worker of 5 would give other last rows and columns.
-    package static let version: UInt8 = 6
+    /// round up (Caffe's): a worker of 5 would give other last rows and columns. 7: of those windows, only
+    /// the ones that start on a real input pixel are real values (`PassLayout.PartialWindows`): a worker of
+    /// 6 gave NaN or saturated pixels in `dense` and `shift` maps of the nets where others start past it.
+    package static let version: UInt8 = 7
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
