@@ -99,15 +99,35 @@ package final class MapEngine: @unchecked Sendable {
         let size = tasks.outputSize(task), offset = tasks.outputOffset(task)
         let origin = Size2(expected.y, expected.x)
         let (runner, layout) = task.mode == .dense ? (denseRunner, denseLayout) : (stridedRunner, stridedLayout)
+        let out: Tensor
         switch task.mode {
         case .naive:
-            return try naive(task, input: input, threads: threads)
+            out = try naive(task, input: input, threads: threads)
         case .dense, .fast, .shift:
             let masks = try paddingMasks(task, layout: layout, net: runner.net, inputOrigin: origin)
-            return try crop(
+            out = try crop(
                 runner.forward(input, threads: threads, origin: origin, masks: masks),
                 at: offset, size: size, task: task)
         }
+        try Self.requireFinite(out, task: task)
+        return out
+    }
+
+    /// A tile with a NaN or an infinity is an error, never a map: a net whose arithmetic overflows, or a bug
+    /// (numerics audit 33: NaN pixels in `dense` maps, written with exit status 0). In-process runs, workers
+    /// and the GPU all pass here; the coordinator checks workers' results again.
+    static func requireFinite(_ t: Tensor, task: TileTask) throws {
+        let p = t.pointer
+        var bad = 0
+        for i in 0..<t.count where !p[i].isFinite { bad += 1 }
+        guard bad > 0 else { return }
+        let first = (0..<t.count).first { !p[$0].isFinite }!
+        let (c, y, x) = (first / (t.h * t.w), first / t.w % t.h, first % t.w)
+        throw EngineError(
+            .netOutput,
+            "task \(task): the net computed \(bad) value\(bad == 1 ? "" : "s") that \(bad == 1 ? "is" : "are") NaN or "
+                + "infinite (the first, \(p[first]), at class \(c), row \(y), column \(x) of the tile's outputs): its "
+                + "arithmetic overflowed, or this is a Tessera bug; no map is made of them")
     }
 
     /// For a net that pads: where each padded layer of `task`'s pass must see
