@@ -861,6 +861,7 @@ struct CaffePReLUTests {
             let weights = dir.appendingPathComponent("prelu\(slopes.count).caffemodel").path
             try Data(bytes).write(to: URL(fileURLWithPath: weights))
             let m = try ModelLoader.load(ModelSource(model: proto, weights: weights))
+            #expect(!m.notes.contains { $0.contains("ignored field") }, "\(m.notes)")
             let ops = m.classifier.layers.map(\.op)
             if slopes.count == 1 {
                 #expect(ops.contains(.relu(negativeSlope: 0.25)), "\(m.classifier.layers.map(\.name))")
@@ -868,6 +869,25 @@ struct CaffePReLUTests {
                 #expect(ops.contains(.scale(Scale(scale: slopes, bias: nil))), "\(m.classifier.layers.map(\.name))")
                 #expect(ops.contains(.eltwise(Eltwise(operation: .sum, coefficients: [1, -1]))))
                 #expect(m.classifier.layers.last?.op == .softmax && m.geometry.classes == 2)
+            }
+            // BVLC's prelu_param (numbers audit 33: it was "a field BVLC Caffe refuses"): channel_shared
+            // wants one slope.
+            let shared = try writeFile(
+                dir, "shared.prototxt",
+                prelu.replacingOccurrences(
+                    of: #"type: "PReLU""#, with: #"type: "PReLU" prelu_param { channel_shared: true }"#))
+            if slopes.count == 1 {
+                let one = try ModelLoader.load(ModelSource(model: shared, weights: weights))
+                #expect(!one.notes.contains { $0.contains("prelu_param") }, "\(one.notes)")
+                #expect(one.classifier.layers.map(\.op).contains(.relu(negativeSlope: 0.25)))
+            } else {
+                let e = #expect(throws: ModelError.self) {
+                    try ModelLoader.load(ModelSource(model: shared, weights: weights))
+                }
+                #expect(
+                    e?.description.contains("relu1") == true
+                        && e?.description.contains("channel_shared, but its slopes blob holds 4 values") == true,
+                    "\(String(describing: e))")
             }
         }
     }

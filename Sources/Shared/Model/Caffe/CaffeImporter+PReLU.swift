@@ -9,12 +9,17 @@ extension CaffeImporter {
             throw layerError(lp, "a PReLU layer has one bottom and one top")
         }
         guard let channels = inC else { throw layerError(lp, Self.unknownChannels) }
+        let shared = lp.preluParam.channelShared
         let slopes: [Float]
         if let raw = try blobs(for: lp) {
             guard raw.count == 1 else {
                 throw layerError(lp, "has \(raw.count) weight blobs in the caffemodel; a PReLU has 1 (its slopes)")
             }
             let v = try BlobValues(raw[0], file: weightFile(), layer: lp.name, index: 0)
+            if shared && v.count != 1 {
+                throw layerError(
+                    lp, "its prelu_param says channel_shared, but its slopes blob holds \(v.count) values, not 1")
+            }
             guard v.count == 1 || v.count == channels else {
                 throw layerError(
                     lp,
@@ -24,7 +29,7 @@ extension CaffeImporter {
             slopes = v.data
         } else {
             var total = progress.placeholderTotal
-            let placeholder = try weights(lp, expected: [("slopes", [channels])], placeholderTotal: &total)
+            let placeholder = try weights(lp, expected: [("slopes", [shared ? 1 : channels])], placeholderTotal: &total)
             progress.placeholderTotal = total
             slopes = placeholder?.first ?? [0]
         }

@@ -659,6 +659,15 @@ nonisolated struct Caffe_LayerParameter: @unchecked Sendable {
   /// Clears the value of `powerParam`. Subsequent reads from it will return its default value.
   mutating func clearPowerParam() {_uniqueStorage()._powerParam = nil}
 
+  var preluParam: Caffe_PReLUParameter {
+    get {_storage._preluParam ?? Caffe_PReLUParameter()}
+    set {_uniqueStorage()._preluParam = newValue}
+  }
+  /// Returns true if `preluParam` has been explicitly set.
+  var hasPreluParam: Bool {_storage._preluParam != nil}
+  /// Clears the value of `preluParam`. Subsequent reads from it will return its default value.
+  mutating func clearPreluParam() {_uniqueStorage()._preluParam = nil}
+
   var reluParam: Caffe_ReLUParameter {
     get {_storage._reluParam ?? Caffe_ReLUParameter()}
     set {_uniqueStorage()._reluParam = newValue}
@@ -2542,6 +2551,38 @@ nonisolated struct Caffe_V1LayerParameter: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+nonisolated struct Caffe_PReLUParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var filler: Caffe_FillerParameter {
+    get {_filler ?? Caffe_FillerParameter()}
+    set {_filler = newValue}
+  }
+  /// Returns true if `filler` has been explicitly set.
+  var hasFiller: Bool {self._filler != nil}
+  /// Clears the value of `filler`. Subsequent reads from it will return its default value.
+  mutating func clearFiller() {self._filler = nil}
+
+  /// One slope for every channel, not one per channel.
+  var channelShared: Bool {
+    get {_channelShared ?? false}
+    set {_channelShared = newValue}
+  }
+  /// Returns true if `channelShared` has been explicitly set.
+  var hasChannelShared: Bool {self._channelShared != nil}
+  /// Clears the value of `channelShared`. Subsequent reads from it will return its default value.
+  mutating func clearChannelShared() {self._channelShared = nil}
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _filler: Caffe_FillerParameter? = nil
+  fileprivate var _channelShared: Bool? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "caffe"
@@ -2954,7 +2995,7 @@ nonisolated extension Caffe_ParamSpec.DimCheckMode: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".LayerParameter"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{6}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{3}elu_param\0\u{4}\u{2}scale_param\0\u{3}input_param\0\u{4}\u{5}clip_param\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}bottom\0\u{1}top\0\u{3}loss_weight\0\u{1}param\0\u{1}blobs\0\u{1}include\0\u{1}exclude\0\u{1}phase\0\u{3}propagate_down\0\u{4}Y\u{1}transform_param\0\u{3}loss_param\0\u{3}accuracy_param\0\u{4}\u{2}concat_param\0\u{4}\u{2}convolution_param\0\u{3}data_param\0\u{3}dropout_param\0\u{4}\u{2}eltwise_param\0\u{4}\u{5}image_data_param\0\u{4}\u{2}inner_product_param\0\u{3}lrn_param\0\u{3}memory_data_param\0\u{4}\u{2}pooling_param\0\u{3}power_param\0\u{3}relu_param\0\u{3}sigmoid_param\0\u{3}softmax_param\0\u{4}\u{2}tanh_param\0\u{4}\u{4}prelu_param\0\u{4}\u{2}reshape_param\0\u{4}\u{2}flatten_param\0\u{4}\u{4}batch_norm_param\0\u{3}elu_param\0\u{4}\u{2}scale_param\0\u{3}input_param\0\u{4}\u{5}clip_param\0")
 
   fileprivate class _StorageClass {
     var _name: String? = nil
@@ -2986,6 +3027,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
     var _memoryDataParam: Caffe_MemoryDataParameter? = nil
     var _poolingParam: Caffe_PoolingParameter? = nil
     var _powerParam: Caffe_PowerParameter? = nil
+    var _preluParam: Caffe_PReLUParameter? = nil
     var _reluParam: Caffe_ReLUParameter? = nil
     var _reshapeParam: Caffe_ReshapeParameter? = nil
     var _flattenParam: Caffe_FlattenParameter? = nil
@@ -3032,6 +3074,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       _memoryDataParam = source._memoryDataParam
       _poolingParam = source._poolingParam
       _powerParam = source._powerParam
+      _preluParam = source._preluParam
       _reluParam = source._reluParam
       _reshapeParam = source._reshapeParam
       _flattenParam = source._flattenParam
@@ -3086,6 +3129,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         case 124: try { try decoder.decodeSingularMessageField(value: &_storage._sigmoidParam) }()
         case 125: try { try decoder.decodeSingularMessageField(value: &_storage._softmaxParam) }()
         case 127: try { try decoder.decodeSingularMessageField(value: &_storage._tanhParam) }()
+        case 131: try { try decoder.decodeSingularMessageField(value: &_storage._preluParam) }()
         case 133: try { try decoder.decodeSingularMessageField(value: &_storage._reshapeParam) }()
         case 135: try { try decoder.decodeSingularMessageField(value: &_storage._flattenParam) }()
         case 139: try { try decoder.decodeSingularMessageField(value: &_storage._batchNormParam) }()
@@ -3192,6 +3236,9 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._tanhParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 127)
       } }()
+      try { if let v = _storage._preluParam {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 131)
+      } }()
       try { if let v = _storage._reshapeParam {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 133)
       } }()
@@ -3251,6 +3298,7 @@ nonisolated extension Caffe_LayerParameter: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._memoryDataParam != rhs_storage._memoryDataParam {return false}
         if _storage._poolingParam != rhs_storage._poolingParam {return false}
         if _storage._powerParam != rhs_storage._powerParam {return false}
+        if _storage._preluParam != rhs_storage._preluParam {return false}
         if _storage._reluParam != rhs_storage._reluParam {return false}
         if _storage._reshapeParam != rhs_storage._reshapeParam {return false}
         if _storage._flattenParam != rhs_storage._flattenParam {return false}
@@ -5103,4 +5151,43 @@ nonisolated extension Caffe_V1LayerParameter: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Caffe_V1LayerParameter.LayerType: SwiftProtobuf._ProtoNameProviding {
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NONE\0\u{1}ACCURACY\0\u{1}BNLL\0\u{1}CONCAT\0\u{1}CONVOLUTION\0\u{1}DATA\0\u{1}DROPOUT\0\u{1}EUCLIDEAN_LOSS\0\u{1}FLATTEN\0\u{1}HDF5_DATA\0\u{1}HDF5_OUTPUT\0\u{1}IM2COL\0\u{1}IMAGE_DATA\0\u{1}INFOGAIN_LOSS\0\u{1}INNER_PRODUCT\0\u{1}LRN\0\u{1}MULTINOMIAL_LOGISTIC_LOSS\0\u{1}POOLING\0\u{1}RELU\0\u{1}SIGMOID\0\u{1}SOFTMAX\0\u{1}SOFTMAX_LOSS\0\u{1}SPLIT\0\u{1}TANH\0\u{1}WINDOW_DATA\0\u{1}ELTWISE\0\u{1}POWER\0\u{1}SIGMOID_CROSS_ENTROPY_LOSS\0\u{1}HINGE_LOSS\0\u{1}MEMORY_DATA\0\u{1}ARGMAX\0\u{1}THRESHOLD\0\u{1}DUMMY_DATA\0\u{1}SLICE\0\u{1}MVN\0\u{1}ABSVAL\0\u{1}SILENCE\0\u{1}CONTRASTIVE_LOSS\0\u{1}EXP\0\u{1}DECONVOLUTION\0")
+}
+
+nonisolated extension Caffe_PReLUParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PReLUParameter"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}filler\0\u{3}channel_shared\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._filler) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self._channelShared) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._filler {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._channelShared {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Caffe_PReLUParameter, rhs: Caffe_PReLUParameter) -> Bool {
+    if lhs._filler != rhs._filler {return false}
+    if lhs._channelShared != rhs._channelShared {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
