@@ -330,6 +330,14 @@ struct CurveClusterTests {
         #expect(s2 != 0 && l2.contains("is the map of a job of key alice"), "\(l2)")
         let (s3, l3) = try sharedJob("root")
         #expect(s3 == 0, "an admin replaces it: \(l3)")
+        // An admin's jobs are its key name's, as a user's are (identity ignores the role): listed as root's, and
+        // found by --owner root (they showed as admin/root, which --owner root missed).
+        let (c8, t8) = try client("alice", ["status", "--owner", "root", "--json"], log: "alice-owner-root")
+        let aliceSees = try StatusTests.object(t8)["jobs"] as? [Any]
+        #expect(c8 == 0 && aliceSees?.isEmpty == true, "not alice's: \(t8)")
+        let (c9, t9) = try client("root", ["status", "--owner", "root", "--json", "--all"], log: "root-owner-root")
+        let rootJobs = try #require(try StatusTests.object(t9)["jobs"] as? [[String: Any]], "\(t9)")
+        #expect(c9 == 0 && rootJobs.count == 1 && rootJobs.first?["owner"] as? String == "root", "\(t9)")
         let deadline = Date().addingTimeInterval(15)
         while !(group.log("worker-alice").contains("refused this key")
             && group.log("worker-root").contains("refused this key"))

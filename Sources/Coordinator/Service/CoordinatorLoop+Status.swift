@@ -141,10 +141,13 @@ extension CoordinatorLoop {
         return all.map(Self.shown).sorted { $0.id < $1.id }
     }
 
-    /// A job as status shows it: without CURVE every job is "anonymous"'s, which names no key.
+    /// A job as status shows it: without CURVE every job is "anonymous"'s, which names no key; an admin key's
+    /// is its name's, without the role's `admin/` (a key's identity in either client role: `submitted(by:owner:)`;
+    /// `status --owner root` missed root's own jobs).
     private static func shown(_ job: Wire.JobSummary) -> Wire.JobSummary {
         var job = job
         if job.owner == "anonymous" { job.owner = "" }
+        if CoordinatorService.isAdmin(job.owner) { job.owner.removeFirst(CoordinatorService.adminPrefix.count) }
         return job
     }
 
