@@ -127,4 +127,95 @@ struct ArchivedJobTests {
         let listed = try #require(try status(nil, Wire.StatusQuery(allEnded: true)).details)
         #expect(listed.jobs.map(\.id) == [1, 2] && listed.jobs.map(\.state) == [.cancelled, .done], "\(listed.jobs)")
     }
+
+    /// Verification audit 34 F1: a straggler's original whose job ended (its copy won) and was removed by retention
+    /// came back as "a result for an unknown job": rejected, and the worker's slot stayed taken for good.
+    @Test("A late result of a job retention removed frees its worker's slot, without a rejection")
+    func lateResultAfterRemoval() throws {
+        let group = try ProcessGroup("removed-late")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--credit", "1", "--straggler-floor-ms", "300", "--straggler-factor", "1", "--keep-finished", "1s",
+            "--retention-check-ms", "200", "--retention-grace-ms", "0", "--log-level", "debug",
+        ])
+        let image = group.directory + "/small.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 72)
+        let classes = try EngineSettings(allowPadding: true).plan(
+            prototxtPath: ClusterFixture.prototxt, weightsPath: ClusterFixture.weights
+        ).plan.classes
+        let context = try ZMQContext()
+        let slow = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("slow"))
+        let quick = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("quick"))
+        func answer(_ t: Wire.TaskSpec, on fake: borrowing ZMQSocket) throws {
+            let (h, w) = (t.outputRect.height, t.outputRect.width)
+            try fake.send(
+                .result(
+                    Wire.TaskResult(
+                        jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes),
+                        height: h, width: w, values: [Float](repeating: 0.5, count: classes * Int(h * w)))))
+        }
+        /// One message of `fake`, if any: heartbeats answered; a task returned.
+        func poll(_ fake: borrowing ZMQSocket) throws -> Wire.TaskSpec? {
+            guard try fake.waitForMessage(timeoutMilliseconds: 10), let e = try fake.receiveWire(dontWait: true),
+                let m = try? e.message.get()
+            else { return nil }
+            if case .heartbeat = m { try fake.send(.heartbeat) }
+            if case .task(let t) = m { return t }
+            return nil
+        }
+        /// Serves both fakes until `done` says so of slow's tasks (at most 30 s): quick answers every task, slow
+        /// keeps its tasks.
+        func serve(until done: ([Wire.TaskSpec]) -> Bool) throws -> [Wire.TaskSpec] {
+            var kept: [Wire.TaskSpec] = []
+            let deadline = Date().addingTimeInterval(30)
+            while !done(kept) && Date() < deadline {
+                if let t = try poll(slow) { kept.append(t) }
+                if let t = try poll(quick) { try answer(t, on: quick) }
+            }
+            return kept
+        }
+        func submit(_ name: String) throws -> Process {
+            try group.start(
+                "tessera-coordinator",
+                ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                    + [
+                        "--mode", "dense", "--tile", "\(ClusterFixture.tile)", "--outputs", "npy", "--out",
+                        group.directory + "/" + name, image,
+                    ], log: name)
+        }
+        // Job 1: quick computes its tasks and the copy of the one slow keeps (a straggler); the job ends, and
+        // retention removes it a second later (nobody fetches it: no download keeps it).
+        _ = try submit("submit1")
+        let kept = try serve { _ in group.log("coordinator").contains("job removed") }
+        #expect(group.log("coordinator").contains("job removed"), "\(group.log("coordinator"))")
+        #expect(group.log("coordinator").contains("straggler"), "no straggler copy: \(group.log("coordinator"))")
+        let held = try #require(kept.first, "slow got no task: \(group.log("coordinator"))")
+        try answer(held, on: slow)
+        // The slot is free: job 2's tasks come to slow too (credit 1).
+        _ = try submit("submit2")
+        let later = try serve { $0.contains { $0.jobID == 2 } }
+        #expect(later.contains { $0.jobID == 2 }, "the late result kept the slot: \(group.log("coordinator"))")
+        let log = group.log("coordinator")
+        #expect(!log.contains("rejected a result"), "\(log)")
+    }
+
+    /// Verification audit 34 F2: a worker of another release got no answer and retried its hello for good.
+    @Test("A hello in another protocol version is answered with a disconnect naming this release")
+    func otherReleaseAnswered() throws {
+        let group = try ProcessGroup("other-release")
+        defer { group.stop() }
+        let (workers, _) = try group.startCoordinator()
+        let socket = try ZMQSocket(try ZMQContext(), type: .dealer)
+        try socket.applyTesseraDefaults()
+        try socket.connect(workers)
+        var hello = DistributedTests.fakeHello("old")
+        hello[0][3] = WireMessage.version - 1
+        try socket.send(hello)
+        let reply = try DistributedTests.next(socket) { if case .disconnect = $0 { true } else { false } }
+        guard case .disconnect(let reason)? = reply else {
+            Issue.record("no disconnect: \(group.log("coordinator"))")
+            return
+        }
+        #expect(reason.contains("this coordinator runs \(TesseraVersion.description)"), "\(reason)")
+    }
 }

@@ -28,6 +28,12 @@ extension CoordinatorLoop {
                 // bad results fails the job after --max-task-losses, instead of re-registering forever (audit 29).
                 retire(worker, reason: "it sent a malformed message (\(error.kind))", lost: true)
                 _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
+            } else if error.kind == .unsupportedVersion {
+                // A worker of another release: answered in this release's protocol, which it cannot read either,
+                // so it stops saying so (verification audit 34 F2: unanswered, it retried its hello for good and
+                // the job waited for workers).
+                let reason = "this coordinator runs \(TesseraVersion.description): run the same release on its workers"
+                _ = try? socket.send(.disconnect(reason: reason), to: peer, flags: .dontWait)
             }
             return
         }
@@ -218,8 +224,10 @@ extension CoordinatorLoop {
     ) -> (CoordinatorJob, Int, CoordinatorJob.Attempt)? {
         let r = (jobID: ref.jobID, taskID: ref.taskID, attempt: attempt)
         guard let job = jobs[r.jobID] else {
-            if isArchived(r.jobID) {
-                // Ended a while ago (`archiveEndedJobs`) while this worker still computed the task.
+            if isArchived(r.jobID) || worker.inFlight.contains(ref) {
+                // Ended a while ago (`archiveEndedJobs`), or removed by retention, while this worker still computed
+                // the task: its slot is free again (verification audit 34 F1: a result of a removed job kept it taken,
+                // and the worker got no task again).
                 worker.inFlight.remove(ref)
                 logger.debug("result for an ended job dropped", metadata: ["job": "\(r.jobID)", "task": "\(r.taskID)"])
                 return nil
@@ -278,7 +286,15 @@ extension CoordinatorLoop {
                 metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
             return
         }
-        guard worker.inFlight.remove(ref) != nil, let job = jobs[f.jobID] else {
+        let held = worker.inFlight.remove(ref) != nil
+        guard held, let job = jobs[f.jobID] else {
+            if held {
+                // Its job was removed by retention meanwhile (the slot is free again).
+                logger.debug(
+                    "failure report for a removed job dropped",
+                    metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
+                return
+            }
             rejects.warning(
                 "not-assigned", "ignored a failure report for a task the worker does not hold",
                 metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
