@@ -43,12 +43,7 @@ struct ArchivedJobTests {
             }
         }
         func answer(_ t: Wire.TaskSpec) throws {
-            let (h, w) = (t.outputRect.height, t.outputRect.width)
-            try fake.send(
-                .result(
-                    Wire.TaskResult(
-                        jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes),
-                        height: h, width: w, values: [Float](repeating: 0.25, count: classes * Int(h * w)))))
+            try DistributedTests.answer(t, classes: classes, value: 0.25, on: fake)
         }
         func archived(_ job: Int) -> Bool {
             group.log("coordinator").split(separator: "\n").contains {
@@ -147,12 +142,7 @@ struct ArchivedJobTests {
         let slow = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("slow"))
         let quick = try DistributedTests.registeredWorker(context, workers, hello: DistributedTests.fakeHello("quick"))
         func answer(_ t: Wire.TaskSpec, on fake: borrowing ZMQSocket) throws {
-            let (h, w) = (t.outputRect.height, t.outputRect.width)
-            try fake.send(
-                .result(
-                    Wire.TaskResult(
-                        jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes),
-                        height: h, width: w, values: [Float](repeating: 0.5, count: classes * Int(h * w)))))
+            try DistributedTests.answer(t, classes: classes, value: 0.5, on: fake)
         }
         /// One message of `fake`, if any: heartbeats answered; a task returned.
         func poll(_ fake: borrowing ZMQSocket) throws -> Wire.TaskSpec? {

@@ -367,6 +367,16 @@ struct DistributedTests {
 
 extension DistributedTests {
     /// The hello of a hand-driven worker named `name` (`registeredWorker`).
+    /// Answers task `t` on a fake worker's socket with `value` everywhere (`classes` planes).
+    static func answer(_ t: Wire.TaskSpec, classes: Int, value: Float = 0, on fake: borrowing ZMQSocket) throws {
+        let (h, w) = (t.outputRect.height, t.outputRect.width)
+        try fake.send(
+            .result(
+                Wire.TaskResult(
+                    jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes), height: h,
+                    width: w, values: [Float](repeating: value, count: classes * Int(h * w)))))
+    }
+
     static func fakeHello(_ name: String) -> [[UInt8]] {
         WireMessage.hello(Wire.Hello(workerName: name, threads: 1, memoryBytes: 1 << 30, device: "cpu")).encode()
     }

@@ -59,12 +59,7 @@ struct StatusTests {
                     Issue.record("no task came: \(group.log("coordinator"))")
                     return
                 }
-                let (h, w) = (t.outputRect.height, t.outputRect.width)
-                try fake.send(
-                    .result(
-                        Wire.TaskResult(
-                            jobID: t.jobID, taskID: t.taskID, attempt: t.attempt, classes: UInt32(classes),
-                            height: h, width: w, values: [Float](repeating: 0, count: classes * Int(h * w)))))
+                try DistributedTests.answer(t, classes: classes, on: fake)
             }
             let counted = Date().addingTimeInterval(10)
             repeat {
@@ -94,7 +89,9 @@ struct StatusTests {
         (code, text) = try Self.cli(group, clients, ["status", "1"], log: "job")
         #expect(code == 0, "\(text)")
         #expect(text.hasPrefix("job 1: waiting for workers, tissue\n"), "\(text)")
-        #expect(text.contains("tasks: \(total - 3) queued, 0 running, 3 done (\(total) in all); 0 failed at least once"), "\(text)")
+        #expect(
+            text.contains("tasks: \(total - 3) queued, 0 running, 3 done (\(total) in all); 0 failed at least once"),
+            "\(text)")
         #expect(text.contains("\nsubmitted 20") && text.contains(" UTC"), "\(text)")
         #expect(text.contains("throughput: 0.00 tasks/s, 0.000 Mpx/s, on 0 worker(s)"), "\(text)")
         #expect(!text.contains("workers: "), "a job's status repeats nothing cluster-wide: \(text)")
