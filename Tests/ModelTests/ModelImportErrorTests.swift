@@ -876,6 +876,21 @@ struct CaffePReLUTests {
                 dir, "shared.prototxt",
                 prelu.replacingOccurrences(
                     of: #"type: "PReLU""#, with: #"type: "PReLU" prelu_param { channel_shared: true }"#))
+            // channel_shared: false, said explicitly, wants a slope per channel.
+            let perChannel = try writeFile(
+                dir, "per-channel.prototxt",
+                prelu.replacingOccurrences(
+                    of: #"type: "PReLU""#, with: #"type: "PReLU" prelu_param { channel_shared: false }"#))
+            if slopes.count == 1 {
+                let e = #expect(throws: ModelError.self) {
+                    try ModelLoader.load(ModelSource(model: perChannel, weights: weights))
+                }
+                #expect(
+                    e?.description.contains("channel_shared: false, but its slopes blob holds 1 value") == true,
+                    "\(String(describing: e))")
+            } else {
+                #expect(throws: Never.self) { try ModelLoader.load(ModelSource(model: perChannel, weights: weights)) }
+            }
             if slopes.count == 1 {
                 let one = try ModelLoader.load(ModelSource(model: shared, weights: weights))
                 #expect(!one.notes.contains { $0.contains("prelu_param") }, "\(one.notes)")

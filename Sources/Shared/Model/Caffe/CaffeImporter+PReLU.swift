@@ -20,6 +20,14 @@ extension CaffeImporter {
                 throw layerError(
                     lp, "its prelu_param says channel_shared, but its slopes blob holds \(v.count) values, not 1")
             }
+            // Said explicitly, as BVLC Caffe reads it (verification audit 34 L2: accepted as a shared slope). A file
+            // that leaves prelu_param out keeps the leniency: one slope is a shared one.
+            if lp.preluParam.hasChannelShared && !shared && v.count == 1 && channels > 1 {
+                throw layerError(
+                    lp,
+                    "its prelu_param says channel_shared: false, but its slopes blob holds 1 value for \(channels) "
+                        + "channels (set channel_shared: true for one slope)")
+            }
             guard v.count == 1 || v.count == channels else {
                 throw layerError(
                     lp,
