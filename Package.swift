@@ -36,7 +36,8 @@ let cLibraries: [Target] = [
     .systemLibrary(
         name: "COpenSlide", path: "Sources/COpenSlide", pkgConfig: "openslide",
         providers: [.apt(["libopenslide-dev"])]),
-    // zlib (Debian: zlib1g-dev): stores written before blosc, and the TIFF export's deflate.
+    // zlib (Debian: zlib1g-dev): stores written before blosc, the TIFF export's deflate, and the check of
+    // deflate tiles read (CSlideIO).
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // c-blosc 1 (Debian: libblosc-dev): Zarr chunk compression (LZ4 + shuffle, as bioformats2raw writes).
     .systemLibrary(name: "CBlosc", path: "Sources/CBlosc", pkgConfig: "blosc", providers: [.apt(["libblosc-dev"])]),
@@ -58,7 +59,7 @@ let cHelpers: [Target] = [
     // Owns every libtiff call: per-handle error/warning handlers (varargs callbacks),
     // tag access, and the per-tile error count that catches corrupt JPEG tiles
     // libtiff reports as decoded.
-    .target(name: "CSlideIO", dependencies: ["CTIFF"], path: "Sources/CSlideIO"),
+    .target(name: "CSlideIO", dependencies: ["CTIFF", "CZlib"], path: "Sources/CSlideIO"),
     // TIFFSetField and the error handlers for the map's TIFF export.
     .target(name: "CTIFFIO", dependencies: ["CTIFF"], path: "Sources/CTIFFIO"),
     // Inner loops that Swift cannot vectorise (libm calls): exact IEEE arithmetic,

@@ -79,7 +79,9 @@ int tsl_tiff_chunk_location(tsl_tiff *tiff, uint32_t index, uint64_t *offset, ui
 
 /// Decodes tile or strip `index` of the current directory into `buffer` (`size` bytes: a full tile or strip).
 /// Returns the number of bytes decoded, or -1 with the reason in `message`. Also -1 when libtiff returned
-/// data but an error or warning handler was called during the read (a corrupt JPEG tile).
+/// data but an error or warning handler was called during the read (a corrupt JPEG tile), and for a deflate
+/// chunk whose stored stream does not inflate to its end with a correct Adler-32 (libtiff stops reading it
+/// once the chunk is full, so damage after that point, or a wrong checksum, went unseen).
 int64_t tsl_tiff_read_chunk(tsl_tiff *tiff, uint32_t index, void *buffer, size_t size, char *message,
                             size_t message_size);
 

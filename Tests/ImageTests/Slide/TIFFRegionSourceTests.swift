@@ -10,7 +10,7 @@ struct TIFFRegionSourceTests {
         "rgb8_tiled_none", "rgb8_tiled_lzw", "rgb8_tiled_zlib", "rgb8_tiled_packbits", "rgb8_tiled_zstd",
         "rgb8_tiled_lzma", "rgb8_subifds_big", "rgba8_tiled", "grayalpha8_striped", "rgb16_tiled",
         "gray16_striped", "gray8_striped", "gray8_miniswhite", "rgb8_bigtiff", "rgb8_planar_tiled",
-        "rgba16_planar_striped",
+        "rgba16_planar_striped", "rgb8_striped_zlib_pred", "rgb8_tiled_zlib_pred_be", "rgb16_tiled_zlib_pred",
     ]
     static let jpeg = ["jpeg_ycbcr", "jpeg_rgb", "jpeg_tables", "svs"]
 

@@ -123,6 +123,21 @@ rgb_big = noise(130, 150, 3)
 tifffile.imwrite(os.path.join(out, "rgb8_bigtiff.tif"), rgb_big, bigtiff=True, tile=(64, 64), compression="zlib",
                  photometric="rgb")
 add("rgb8_bigtiff", "rgb8_bigtiff.tif", [rgb_big], 3)
+# Deflate with the horizontal predictor (libvips' default), striped with a short last strip, big-endian, and
+# 16-bit: the deflate streams' Adler-32 is checked from the decoded bytes (DeflateIntegrityTests). Their own
+# generator, so that the fixtures above keep their pixels.
+more = np.random.RandomState(99)
+pred8 = more.randint(0, 256, (75, 90, 3)).astype(np.uint8)
+tifffile.imwrite(os.path.join(out, "rgb8_striped_zlib_pred.tif"), pred8, rowsperstrip=16, compression="zlib",
+                 predictor=True, photometric="rgb")
+add("rgb8_striped_zlib_pred", "rgb8_striped_zlib_pred.tif", [pred8], 3)
+tifffile.imwrite(os.path.join(out, "rgb8_tiled_zlib_pred_be.tif"), pred8, tile=(32, 48), compression="zlib",
+                 predictor=True, photometric="rgb", byteorder=">")
+add("rgb8_tiled_zlib_pred_be", "rgb8_tiled_zlib_pred_be.tif", [pred8], 3)
+pred16 = more.randint(0, 65536, (70, 50, 3)).astype(np.uint16)
+tifffile.imwrite(os.path.join(out, "rgb16_tiled_zlib_pred.tif"), pred16, tile=(32, 32), compression="zlib",
+                 predictor=True, photometric="rgb")
+add("rgb16_tiled_zlib_pred", "rgb16_tiled_zlib_pred.tif", [pred16], 3)
 
 # JPEG: YCbCr (tifffile, 2×2 subsampling), RGB, and YCbCr with shared JPEGTables (tiffcp, as libtiff writes).
 picture = smooth(180, 260)
