@@ -66,6 +66,7 @@ struct EnvironmentVariableTests {
     /// Values tried in order until one is accepted and differs from the default.
     static let samples = [
         "3", "17", "debug", "fast", "rgb", "prob", "16", "0.5", "1,2,3", "cuda:1", "tf32", "onnx", "64", "7d", "50G",
+        "tcp://127.0.0.1:7000",
     ]
 
     static func dump(_ command: ParsableCommand) -> String {

@@ -20,6 +20,9 @@ struct CoordinatorOption: ParsableArguments {
         guard reconnectTimeout.isFinite, (0...604_800).contains(reconnectTimeout) else {
             throw ValidationError("--reconnect-timeout must be a number of seconds from 0 to 604800 (a week)")
         }
+        if let problem = EndpointSyntax.problem(coordinator, option: "--coordinator", bind: false) {
+            throw ValidationError(problem)
+        }
     }
 
     /// A client connected to `--coordinator` (keys read and checked first).

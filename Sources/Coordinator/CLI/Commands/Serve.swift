@@ -99,7 +99,7 @@ struct Serve: ParsableCommand {
             valueName: "N"))
     var maxJobs = 10_000
     @Option(help: .hidden) var retentionCheckMs = 30_000
-    /// Tests: how long --max-store keeps a job after its end, and an unfetched result (default 60 s and 10 min).
+    /// Tests: how long retention keeps a job after its end, and an unfetched result (default 60 s and 10 min).
     @Option(help: .hidden) var retentionGraceMs: Int?
     @Option(help: .hidden) var debugFetchMsPerMib = 0
     /// Tests: a short window, so that a rate falls to 0 within a test's time.
@@ -142,6 +142,11 @@ struct Serve: ParsableCommand {
             throw ValidationError("--max-jobs-per-key must be 0 (no limit) to 1000000")
         }
         guard retentionCheckMs >= 10 else { throw ValidationError("--retention-check-ms must be at least 10") }
+        for (option, endpoint) in [("--worker-endpoint", workerEndpoint), ("--client-endpoint", clientEndpoint)] {
+            if let problem = EndpointSyntax.problem(endpoint, option: option, bind: true) {
+                throw ValidationError(problem)
+            }
+        }
         // Each error names its option (user review: "duration 7x: …" did not say which).
         func check(_ option: String, _ parse: () throws -> Void) throws {
             do { try parse() } catch { throw ValidationError("\(option): \(error)") }
