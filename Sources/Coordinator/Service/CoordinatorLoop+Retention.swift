@@ -21,7 +21,8 @@ struct RetentionState {
 /// is measured off the loop thread; then ended jobs older than the limit, and the
 /// oldest ended ones while the store is over its size, are removed from memory at
 /// once and from disk on the store queue (after the job's queued writes). Each
-/// removal is logged; active jobs are never removed.
+/// removal is logged; active jobs are never removed, nor, by either limit, a job within
+/// `endGrace` of its end or an unfetched result within `unfetchedGrace`.
 extension CoordinatorLoop {
     func enforceRetention(_ now: Double) {
         if let usage = retention.measured.withLock({ m in
@@ -70,6 +71,15 @@ extension CoordinatorLoop {
         var removed = Set<UInt64>()
         if let keep = policy.keepFinishedSeconds {
             for (id, at) in ended where now.timeIntervalSince(at) > keep {
+                // The graces hold here too (docs/CLI audit 36 F2: `--keep-finished 1s` removed a job a second
+                // after its end, before a `submit --wait` saw it and before anyone fetched it).
+                let age = now.timeIntervalSince(at), delivered = delivered(id)
+                guard age >= policy.endGrace, delivered || age >= policy.unfetchedGrace else { continue }
+                if !delivered {
+                    rejects.warning(
+                        "keep-finished-unfetched", "a result is removed by --keep-finished before anyone fetched it",
+                        metadata: ["job": "\(id)", "ended": "\(Int(age))s ago"])
+                }
                 removeEnded(id, reason: "ended more than --keep-finished ago", endedAt: at, bytes: usage[id]?.bytes)
                 removed.insert(id)
                 total -= usage[id]?.bytes ?? 0

@@ -23,10 +23,11 @@ package struct RetentionPolicy: Sendable, Equatable {
     /// failed: session-19 left-over).
     package static let downloadGrace: Double = 60
 
-    /// How long after its end a result nobody has fetched is kept from `--max-store` removal (tests shorten it).
+    /// How long after its end a result nobody has fetched is kept from removal, by `--max-store` and
+    /// `--keep-finished` alike (tests shorten it).
     package var unfetchedGrace: TimeInterval = 600
-    /// How long after its end any job is kept from `--max-store` removal: a client waiting on it (`submit --wait`,
-    /// a `cancel`) sees how it ended (tests shorten it).
+    /// How long after its end any job is kept from removal (`--max-store`, `--keep-finished`): a client waiting
+    /// on it (`submit --wait`, a `cancel`) sees how it ended (tests shorten it).
     package var endGrace: TimeInterval = 60
 
     /// One ended job, as `--max-store` weighs it.
