@@ -76,7 +76,8 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Remove ended (done, failed, cancelled) jobs this long after they ended, from memory and the store: "
-                + "e.g. 7d, 12h, 30m. Default: keep them.", valueName: "duration"))
+                + "e.g. 7d, 12h, 30m (never within a minute of their end, nor a result nobody fetched within 10 "
+                + "minutes). Default: keep them.", valueName: "duration"))
     var keepFinished: String?
     @Option(
         help: ArgumentHelp(
