@@ -36,7 +36,9 @@ struct TesseraWorker: ParsableCommand {
 
     @Option(help: ArgumentHelp("The coordinator's worker endpoint.", valueName: "endpoint"))
     var coordinator: String?
-    @Option(help: "Engine threads per task and pipeline (default: the cores divided among the pipelines).")
+    @Option(
+        parsing: .unconditional,
+        help: "Engine threads per task and pipeline (default: the cores divided among the pipelines).")
     var threads: Int?
     @Option(help: "Name shown in the coordinator's log and status (default: host-pid).")
     var name: String?
@@ -83,6 +85,9 @@ struct TesseraWorker: ParsableCommand {
             throw ValidationError("--threads must be between 1 and 1024")
         }
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
+        if let coordinator, let problem = EndpointSyntax.problem(coordinator, option: "--coordinator", bind: false) {
+            throw ValidationError(problem)
+        }
         guard (0...WorkerAgent.maxTaskDelayMilliseconds).contains(debugTaskDelayMs) else {
             throw ValidationError(
                 "--debug-task-delay-ms must be between 0 and \(WorkerAgent.maxTaskDelayMilliseconds) (a day)")
@@ -126,8 +131,15 @@ struct TesseraWorker: ParsableCommand {
                 """)
         }
         _ = try BLAS.get()
-        let devices = try ComputeDevice.devices(
-            parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
+        // `cuda:all` asks the driver how many GPUs there are: no driver is a device that cannot be opened (78,
+        // which a supervisor does not restart), as for `cuda` (docs/CLI audit 36 F3: it was 1).
+        let devices: [ComputeDevice]
+        do {
+            devices = try ComputeDevice.devices(parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(WorkerExit.deviceUnavailable)
+        }
         // CPU pipelines compute at the same time: each gets its share of the memory and of the cores.
         let cpuPipelines = max(1, devices.filter { $0 == .cpu }.count)
         let memory = min(SystemMemory.limit, maxMemoryMib.map { $0 << 20 } ?? Int.max)

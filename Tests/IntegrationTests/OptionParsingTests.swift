@@ -121,3 +121,64 @@ extension OptionParsingTests {
         }
     }
 }
+
+extension OptionParsingTests {
+    /// Docs/CLI audit 36 F1: libzmq took a port above 65535 modulo 65536 (99999 bound 34463), silently.
+    @Test("Endpoints: a port out of range, a missing port or * to connect to are usage errors; good forms parse")
+    func endpointSyntax() throws {
+        let refused: [[String]] = [
+            ["serve", "--worker-endpoint", "tcp://127.0.0.1:99999"],
+            ["serve", "--client-endpoint", "tcp://127.0.0.1:0"],
+            ["serve", "--client-endpoint", "tcp://127.0.0.1"],
+            ["status", "--coordinator", "tcp://127.0.0.1:*"],
+            ["status", "--coordinator", "tcp://127.0.0.1:70000"],
+            ["status", "--coordinator", "http://127.0.0.1:5556"],
+        ]
+        for args in refused {
+            do {
+                _ = try TesseraCoordinator.parseAsRoot(args)
+                Issue.record("\(args) was accepted")
+            } catch {
+                #expect(TesseraCoordinator.exitCode(for: error) == .validationFailure, "\(args): \(error)")
+                #expect(TesseraCoordinator.message(for: error).contains(args[2]), "\(args): \(error)")
+            }
+        }
+        do {
+            _ = try TesseraWorker.parseAsRoot(["--coordinator", "tcp://127.0.0.1:65536"])
+            Issue.record("the worker accepted port 65536")
+        } catch {
+            #expect(TesseraWorker.exitCode(for: error) == .validationFailure, "\(error)")
+        }
+        _ = try TesseraCoordinator.parseAsRoot(["serve", "--worker-endpoint", "tcp://*:5555"])
+        _ = try TesseraCoordinator.parseAsRoot(["serve", "--client-endpoint", "tcp://[::1]:65535"])
+        _ = try TesseraCoordinator.parseAsRoot(["status", "--coordinator", "tcp://eth0;10.0.0.1:5556"])
+        _ = try TesseraWorker.parseAsRoot(["--coordinator", "ipc:///tmp/tessera.sock"])
+    }
+
+    /// Docs/CLI audit 36 F5 and F8: `benchmark --size 0` trapped (exit 132); `--tile -5` was a "missing value".
+    @Test("benchmark's and run's numbers out of range, negative ones too, are usage errors naming the option")
+    func benchmarkRanges() {
+        let model = ["benchmark", "--model", "m.prototxt"]
+        for (args, expected) in [
+            (model + ["--size", "0"], "--size must be between 1 and 32768"),
+            (model + ["--size", "-3"], "--size must be between 1 and 32768"),
+            (model + ["--tile", "0"], "--tile must be between 1 and 32768"),
+            (model + ["--threads", "0"], "--threads must be between 1 and 1024"),
+            (model + ["--repeats", "0"], "--repeats must be between 1 and 1000"),
+            (model + ["--naive-crop", "0"], "--naive-crop must be between 1 and 4096"),
+            (model + ["--modes", ""], "unknown mode '' in --modes"),
+            (model + ["--modes", "dense,turbo"], "unknown mode 'turbo' in --modes"),
+            (["run"] + Self.base + ["--tile", "-5"], "--tile must be between 1 and 32768"),
+            (["run"] + Self.base + ["--threads", "-1"], "--threads must be between 1 and 1024"),
+            (["inspect-image", "a.png", "--threads", "0"], "--threads must be between 1 and 1024"),
+        ] {
+            do {
+                _ = try TesseraCoordinator.parseAsRoot(args)
+                Issue.record("\(args) was accepted")
+            } catch {
+                #expect(TesseraCoordinator.exitCode(for: error) == .validationFailure, "\(args): \(error)")
+                #expect(TesseraCoordinator.message(for: error).contains(expected), "\(args): \(error)")
+            }
+        }
+    }
+}

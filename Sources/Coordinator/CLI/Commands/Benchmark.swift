@@ -24,15 +24,42 @@ struct Benchmark: ParsableCommand {
     )
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Image side in pixels (a square RGB image of random pixels).") var size = 2000
+    // `.unconditional` on the numbers: `--size -3` is a bad value, not a missing one (docs/CLI audit 36 F8).
+    @Option(parsing: .unconditional, help: "Image side in pixels (a square RGB image of random pixels).")
+    var size = 2000
     @Option(help: "Comma-separated modes to time, in this order.") var modes = "fast,shift,dense"
-    @Option(help: "Tile size in map pixels (default: from the memory budget).") var tile: Int?
-    @Option(help: "Threads (the default is this machine's core count).") var threads = ProcessInfo.processInfo
+    @Option(parsing: .unconditional, help: "Tile size in map pixels (default: from the memory budget).") var tile: Int?
+    @Option(parsing: .unconditional, help: "Threads (the default is this machine's core count).") var threads =
+        ProcessInfo.processInfo
         .activeProcessorCount
-    @Option(help: "Timed repetitions per mode; the best is reported.") var repeats = 1
-    @Option(help: "Side of the crop naive is timed on (extrapolated per pixel).") var naiveCrop = 64
+    @Option(parsing: .unconditional, help: "Timed repetitions per mode; the best is reported.") var repeats = 1
+    @Option(parsing: .unconditional, help: "Side of the crop naive is timed on (extrapolated per pixel).")
+    var naiveCrop = 64
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @OptionGroup var compute: DeviceFlags
+
+    /// Docs/CLI audit 36 F5: `--size 0` and `--tile 0` trapped (exit 132), a huge `--size` aborted (134), and 0
+    /// threads, repeats or crop were taken without a word.
+    func validate() throws {
+        guard (1...32768).contains(size) else { throw ValidationError("--size must be between 1 and 32768") }
+        if let tile, !(1...32768).contains(tile) { throw ValidationError("--tile must be between 1 and 32768") }
+        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024") }
+        guard (1...1000).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 1000") }
+        guard (1...4096).contains(naiveCrop) else { throw ValidationError("--naive-crop must be between 1 and 4096") }
+        let names = modes.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for name in names where MapMode(rawValue: name) == nil {
+            throw ValidationError(
+                "unknown mode '\(name)' in --modes: give some of "
+                    + MapMode.allCases.map(\.rawValue).joined(separator: ", ") + ", separated by commas")
+        }
+        // The synthetic image is held in memory as float32 RGB.
+        let imageBytes = size * size * 3 * MemoryLayout<Float>.size
+        guard imageBytes <= SystemMemory.limit / 2 else {
+            throw ValidationError(
+                "--size \(size): its image alone takes \(SystemMemory.text(imageBytes)), more than half of this "
+                    + "machine's memory (\(SystemMemory.text(SystemMemory.limit)))")
+        }
+    }
 
     func run() throws {
         let loaded = try ModelLoader.load(model.source(requireWeights: false))
@@ -58,11 +85,7 @@ struct Benchmark: ParsableCommand {
         var processPeak = 0
         var seconds: [MapMode: Double] = [:], macs: [MapMode: Int] = [:]
         for name in modes.split(separator: ",") {
-            guard let mode = MapMode(rawValue: String(name)) else {
-                throw ValidationError(
-                    "unknown mode \(name) in --modes: give some of "
-                        + MapMode.allCases.map(\.rawValue).joined(separator: ", "))
-            }
+            guard let mode = MapMode(rawValue: String(name)) else { continue }  // refused by validate()
             // naive runs the classifier per pixel: timed on a crop, extrapolated per pixel.
             let side = mode == .naive ? min(size, max(1, naiveCrop)) : size
             let scale = Double(size * size) / Double(side * side)

@@ -446,7 +446,9 @@ final class ClusterClient {
 /// What `run` and `submit` share to describe one image's job.
 struct JobFlags: ParsableArguments {
     @Option(help: "naive, fast, shift or dense.") var mode: MapMode = .dense
-    @Option(help: "Tile size in map pixels (default: the largest that fits --memory-budget).") var tile: Int?
+    // `.unconditional`: `--tile -5` is a bad value, not a missing one (docs/CLI audit 36 F8).
+    @Option(parsing: .unconditional, help: "Tile size in map pixels (default: the largest that fits --memory-budget).")
+    var tile: Int?
     @Option(
         help: ArgumentHelp(
             "Memory budget for one tile's activations, in MiB (default: 768 for PNG images, "

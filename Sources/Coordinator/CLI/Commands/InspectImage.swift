@@ -37,12 +37,13 @@ struct InspectImage: ParsableCommand {
     @Option(help: "Mode to estimate: naive, fast, shift or dense.") var mode: MapMode = .dense
     @Flag(help: "Estimate a net that cannot be exact without the note that it is not (it is estimated either way).")
     var allowPadding = false
-    @Option(help: "Engine threads for the estimate (default: all cores).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Engine threads for the estimate (default: all cores).") var threads: Int?
 
     func validate() throws {
         if let imageNumber, imageNumber < 1 {
             throw ValidationError("--image must be 1 or more (images are numbered from 1)")
         }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be between 1 and 1024") }
     }
 
     func run() throws {
