@@ -211,6 +211,18 @@ struct ModelImportErrorTests {
         let path = try writeFile(dir, "p.prototxt", text)
         let message = loadError(ModelSource(model: path, requireWeights: false))
         #expect(message.contains("layer 'relu1'") && message.contains("'Exp'"), "\(message)")
+        #expect(!message.contains("did you mean"), "\(message)")
+        // The list names every type the importer computes (docs/CLI audit 36 F6: ELU and BNLL were left out).
+        for type in CaffeImporter.computedTypes where type != "SoftmaxWithLoss" {
+            #expect(message.contains(type), "\(type) missing from: \(message)")
+        }
+        // A near miss of a supported type is named.
+        let typo = try writeFile(
+            dir, "typo.prototxt",
+            Self.tiny.replacingOccurrences(of: "name: \"relu1\" type: \"ReLU\"", with: "name: \"relu1\" type: \"ReLu\"")
+        )
+        let near = loadError(ModelSource(model: typo, requireWeights: false))
+        #expect(near.contains("'ReLu' (did you mean 'ReLU'?"), "\(near)")
     }
 
     /// User review: a PNG given as --model was called a caffemodel.

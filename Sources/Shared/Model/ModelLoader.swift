@@ -219,8 +219,10 @@ package enum ModelLoader {
         } else if let rf = classifier.receptiveFieldWithoutShapes() {
             (patch, patchSource) = (
                 rf,
-                "the receptive field (the declared input \(imported.declaredInput.map { "\($0)" } ?? "-") "
-                    + "is a full image, not a patch)"
+                "the receptive field ("
+                    + (imported.declaredInput.map { "the declared input \($0) is a full image, not a patch" }
+                        ?? "the net declares no input size nor crop_size")
+                    + ")"
             )
         } else {
             // Why the declared input was no patch size, when it was not (Caffe fuzz: the net's own fault, a

@@ -195,14 +195,24 @@ extension CaffeImporter {
         case "Eltwise":
             return .eltwise(try eltwise(lp))
         default:
+            // A near miss ("ReLu", "relu") is named (docs/CLI audit 36 F6).
+            let meant = Self.computedTypes.first { $0.lowercased() == type.lowercased() }
             throw layerError(
                 lp,
-                "unsupported layer type '\(type)'. Tessera runs Convolution, Pooling, InnerProduct, ReLU, "
-                    + "Sigmoid, TanH, AbsVal, Power (power 1), Clip, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, "
-                    + "Eltwise, Split, Flatten, Reshape (flattening) and PReLU "
+                "unsupported layer type '\(type)'\(meant.map { " (did you mean '\($0)'? Types are case-sensitive)" } ?? ""). "
+                    + "Tessera runs Convolution, Pooling, InnerProduct, ReLU, Sigmoid, TanH, ELU, BNLL, AbsVal, "
+                    + "Power (power 1), Clip, ReLU6, LRN, BatchNorm, Scale, Dropout, Softmax, Concat, Eltwise, Split, "
+                    + "Flatten, Reshape (flattening) and PReLU "
                     + "(data, Input, Accuracy and loss layers are read or dropped)")
         }
     }
+
+    /// The layer types the importer turns into computation (the refusal above lists them).
+    static let computedTypes = [
+        "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "ELU", "BNLL", "AbsVal", "Power", "Clip",
+        "ReLU6", "LRN", "BatchNorm", "Scale", "Dropout", "Softmax", "SoftmaxWithLoss", "Concat", "Eltwise", "Split",
+        "Flatten", "Reshape", "PReLU",
+    ]
 
     /// A Flatten (or flattening Reshape) is read as nothing to compute: true before an InnerProduct,
     /// which flattens its input itself, or of a 1×1 input. Any other reader of a flattened C×H×W blob
