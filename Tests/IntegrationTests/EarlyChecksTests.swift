@@ -460,3 +460,38 @@ extension EarlyChecksTests {
         #expect(declared != SlideMapTests.bytes(group.directory + "/other/img.npy"))
     }
 }
+
+extension EarlyChecksTests {
+    /// Docs/CLI audit 36 F16: `run --store` was ignored without a word when the run mapped in this process:
+    /// `--in-process`, `--check N`, and by default every net that is not exact, whose runs then could not resume.
+    @Test("run --store: refused beside --in-process and --check N; a net that is not exact maps through the store")
+    func storeWithANetThatIsNotExact() throws {
+        let group = try ProcessGroup("store-padded")
+        defer { group.stop() }
+        let image = group.directory + "/small.png"
+        try ClusterFixture.writeImage(to: image, height: 50, width: 60)
+        let net = TestPaths.fixtures.appendingPathComponent("padded_partial_pool").path
+        let model = [
+            "--model", net + "/deploy.prototxt", "--weights", net + "/weights.caffemodel", "--allow-padding",
+            "--outputs", "npy",
+        ]
+        let store = group.directory + "/store"
+        for extra in [["--in-process"], ["--check", "16"]] {
+            let (status, log) = try SlideMapTests.coordinator(
+                group, ["run"] + model + extra + ["--store", store, "--out", group.directory + "/refused", image],
+                log: "refused-\(extra[0])")
+            #expect(status == 64 && log.contains("--store"), "\(extra): \(log)")
+        }
+        let (s, l) = try SlideMapTests.coordinator(
+            group, ["run"] + model + ["--store", store, "--out", group.directory + "/out", image], log: "stored")
+        #expect(s == 0 && l.contains("the map is not checked: --store"), "\(l)")
+        #expect(FileManager.default.fileExists(atPath: store + "/jobs/1"), "\(l)")
+        let (t, m) = try SlideMapTests.coordinator(
+            group, ["run", "--in-process", "--check", "0"] + model + ["--out", group.directory + "/ref", image],
+            log: "reference")
+        #expect(t == 0, "\(m)")
+        #expect(
+            FileManager.default.contents(atPath: group.directory + "/out/small.npy")
+                == FileManager.default.contents(atPath: group.directory + "/ref/small.npy"))
+    }
+}

@@ -48,8 +48,9 @@ struct Run: ParsableCommand {
     @OptionGroup var job: JobFlags
     @OptionGroup var compute: DeviceFlags
 
-    @Option(help: "Engine threads (default: all cores, shared between the workers).") var threads: Int?
-    @Option(help: "Local worker processes.") var workers = 1
+    @Option(parsing: .unconditional, help: "Engine threads (default: all cores, shared between the workers).")
+    var threads: Int?
+    @Option(parsing: .unconditional, help: "Local worker processes.") var workers = 1
     @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
     @Flag(
         help: ArgumentHelp(
@@ -92,6 +93,18 @@ struct Run: ParsableCommand {
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
+        // --store resumes runs through the embedded coordinator; these map in this process, where it was ignored
+        // without a word (docs/CLI audit 36 F16).
+        if store != nil, inProcess {
+            throw ValidationError(
+                "--store keeps the tiles of a run through the embedded coordinator, to resume it; --in-process maps "
+                    + "without one: drop one of them")
+        }
+        if store != nil, let check, check > 0 {
+            throw ValidationError(
+                "--check \(check) maps in this process, without the --store that resumes a run: drop one of them "
+                    + "(--check 0 keeps the store)")
+        }
     }
 
     /// The .npy is written from the store, which holds the zarr's samples: with a smaller
@@ -174,8 +187,17 @@ struct Run: ParsableCommand {
             classes: plan.classes, kept: slide.keptClasses(netClasses: plan.classes),
             kinds: output.outputs.map(OutputOptions.parseKinds))
         if !inProcess && check == nil && !plan.geometry.isExact && job.mode != .naive {
-            logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
-            inProcess = true
+            if store != nil {
+                // What the user asked for wins over a default: a resumable run.
+                logger.notice(
+                    """
+                    the net is not exact, but the map is not checked: --store maps through the embedded \
+                    coordinator, and the check runs in this process (run without --store to check it)
+                    """)
+            } else {
+                logger.info("mapping in this process: the net is not exact, so the map is checked (--check 0 skips it)")
+                inProcess = true
+            }
         }
         let prep = try preprocessing.resolve(loaded, logger: logger)
         // With --keep-going an unreadable image fails in its turn, not here.
