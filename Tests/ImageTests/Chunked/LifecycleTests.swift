@@ -249,6 +249,23 @@ struct LifecycleTests {
         }
     }
 
+    /// Whole-slide audit 35 F6: a layout re-read from `.zattrs` differed from the one written in the last bit of
+    /// its µm/px for many ordinary values (a pyramid level's 0.5 · 1401 / 701), so finished shared jobs were
+    /// discarded as "changed while the job ran". Every value reads back exactly.
+    @Test func micronsPerPixelReadsBackExactly() throws {
+        let dir = try temporaryDirectory("mpp")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var random = SplitMix64(seed: 35)
+        let values =
+            [0.9992867332382311, 0.9966887417218543, 0.9972222222222222, 0.5 * 1401 / 701]
+            + (0..<40).map { _ in 0.05 + Double(random.next() % 1_000_000_007) / 1e8 }
+        for (k, mpp) in values.enumerated() {
+            let layout = try MapLayout(classes: 2, height: 10, width: 12, tileSize: 16, micronsPerPixel: mpp)
+            let store = try MapStore.create(at: dir + "/map\(k).zarr", layout: layout)
+            #expect(try MapStore.open(at: store.path).layout == layout, "µm/px \(mpp)")
+        }
+    }
+
     /// A map made at a slide level's µm/px says so: OME axes in micrometres with the
     /// level's scale, and the TIFF's resolution (pixels per centimetre) on every page.
     @Test func physicalScaleReachesTheReaders() throws {

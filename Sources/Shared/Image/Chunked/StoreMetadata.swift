@@ -177,13 +177,29 @@ enum StoreMetadata {
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
-                netClasses: t["net_classes"] as? Int, micronsPerPixel: t["microns_per_pixel"] as? Double,
+                netClasses: t["net_classes"] as? Int,
+                micronsPerPixel: micronsPerPixel(bytes) ?? t["microns_per_pixel"] as? Double,
                 tileLevels: tileLevels, source: source(t))
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
         let complete = (t["complete"] as? Bool) == true && root["multiscales"] != nil
         return (layout, complete)
+    }
+
+    /// `tessera.microns_per_pixel` as written. Read with JSONDecoder: Foundation's JSONSerialization reads many
+    /// 16–17-digit numbers an ulp off (36 % of random values measured), so a store's layout re-read at a job's
+    /// end differed from the job's, and the finished map was discarded as "changed while the job ran"
+    /// (whole-slide audit 35 F6). JSONSerialization writes them exactly.
+    private static func micronsPerPixel(_ bytes: [UInt8]) -> Double? {
+        struct Root: Decodable {
+            struct Tessera: Decodable {
+                let micronsPerPixel: Double?
+                enum CodingKeys: String, CodingKey { case micronsPerPixel = "microns_per_pixel" }
+            }
+            let tessera: Tessera
+        }
+        return (try? JSONDecoder().decode(Root.self, from: Data(bytes)))?.tessera.micronsPerPixel
     }
 
     /// The chunks' compression: `compression`, or for stores written before it,
