@@ -44,7 +44,7 @@ TIFF *ttiff_open(const char *path, const char *mode, ttiff_errors *errs) {
 
 int ttiff_set_directory(TIFF *tif, uint32_t width, uint32_t height, uint32_t tile, uint16_t samples,
                         uint16_t bits, uint16_t format, int reduced, int zip_level, const char *software,
-                        const char *description, double pixels_per_cm) {
+                        const char *description, double pixels_per_cm, double pixels_per_cm_y) {
     int ok = 1;
     ok &= TIFFSetField(tif, TIFFTAG_SUBFILETYPE, reduced ? FILETYPE_REDUCEDIMAGE : 0);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, width);
@@ -70,7 +70,7 @@ int ttiff_set_directory(TIFF *tif, uint32_t width, uint32_t height, uint32_t til
     if (software != NULL) ok &= TIFFSetField(tif, TIFFTAG_SOFTWARE, software);
     if (pixels_per_cm > 0) {
         ok &= TIFFSetField(tif, TIFFTAG_XRESOLUTION, (float)pixels_per_cm);
-        ok &= TIFFSetField(tif, TIFFTAG_YRESOLUTION, (float)pixels_per_cm);
+        ok &= TIFFSetField(tif, TIFFTAG_YRESOLUTION, (float)(pixels_per_cm_y > 0 ? pixels_per_cm_y : pixels_per_cm));
         ok &= TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, RESUNIT_CENTIMETER);
     }
     if (description != NULL) ok &= TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, description);

@@ -49,7 +49,9 @@ struct JobFactory: Sendable {
             try uploaded.map { (dir + "/image.raw", OutputOptions.stem(forInput: Self.name(of: spec.image)), $0) }
             ?? storeImage(spec.image, directory: dir)
         if persistent {
-            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0]) }
+            if !bundle.prototxt.isEmpty {
+                try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0])
+            }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/" + JobStore.modelFiles[1]) }
         }
         let job = try makeJob(
@@ -252,7 +254,9 @@ struct JobFactory: Sendable {
         owner: String?, id: UInt64, dir: String
     ) throws {
         if persistent {
-            if !bundle.prototxt.isEmpty { try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0]) }
+            if !bundle.prototxt.isEmpty {
+                try DurableFile.write(bundle.prototxt, to: dir + "/" + JobStore.modelFiles[0])
+            }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/" + JobStore.modelFiles[1]) }
             try store.reserveEndingSlot(id)
             try store.writeRecord(
@@ -392,7 +396,8 @@ struct JobFactory: Sendable {
             tileSize: MapLayout.chunkSide(tile: tile, height: size.h, width: size.w, levels: levels),
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
             compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes,
-            micronsPerPixel: header.mpp, source: MapSource(file: imagePath, image: header.image, level: header.level))
+            micronsPerPixel: header.mpp, micronsPerPixelY: header.mppY,
+            source: MapSource(file: imagePath, image: header.image, level: header.level))
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)
@@ -404,6 +409,7 @@ struct JobFactory: Sendable {
                 classes: layout.classes, height: layout.height, width: layout.width, tileSize: layout.tileSize,
                 dtype: layout.dtype, levels: layout.levels, compression: layout.compression, kept: layout.kept,
                 netClasses: layout.netClasses, micronsPerPixel: mapStore.layout.micronsPerPixel,
+                micronsPerPixelY: mapStore.layout.micronsPerPixelY,
                 tileLevels: mapStore.layout.tileLevels, source: mapStore.layout.source)
             guard mapStore.layout == planned else {
                 throw ClusterError("the map store \(storePath) does not have the layout this job plans")

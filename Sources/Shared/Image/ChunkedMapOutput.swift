@@ -20,7 +20,8 @@ package final class ChunkedMapOutput {
     ///   - kept: the classes the store keeps (`--keep-classes`; tiles are still written with every class), or nil.
     package init(
         options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
-        levels: Int = 1, kept: [Int]? = nil, micronsPerPixel: Double? = nil, source: MapSource? = nil
+        levels: Int = 1, kept: [Int]? = nil, micronsPerPixel: Double? = nil, micronsPerPixelY: Double? = nil,
+        source: MapSource? = nil
     ) throws {
         self.options = options
         let keep = options.kinds.contains(.zarr)
@@ -33,7 +34,7 @@ package final class ChunkedMapOutput {
             classes: kept?.count ?? classes, height: height, width: width, tileSize: side,
             dtype: keep ? dtype : .float32, levels: levelsKept,
             classNames: nil, compression: keep ? .blosc : .none, kept: kept, netClasses: classes,
-            micronsPerPixel: micronsPerPixel, source: source)
+            micronsPerPixel: micronsPerPixel, micronsPerPixelY: micronsPerPixelY, source: source)
         store = try MapStore.create(at: temporary, layout: layout)
         finalPath = keep ? options.zarrPath : nil
     }

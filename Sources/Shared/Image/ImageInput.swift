@@ -17,6 +17,8 @@ package enum ImageInput {
         package let level: Int
         /// Its microns per pixel, when the file says.
         package let mpp: Double?
+        /// Its microns per pixel along y, when the file records a height that differs (`SlideLevel.mppY`).
+        package var mppY: Double?
         /// Levels of the file (one for PNG).
         package let levelCount: Int
         /// What a user should know about what is mapped (a larger image elsewhere in the file…).
@@ -70,9 +72,10 @@ package enum ImageInput {
         guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
             return Opened(source: source, format: format, level: 0, mpp: nil, levelCount: 1)
         }
+        let chosen = leveled.levels[leveled.level]
         return Opened(
             source: source, format: format, image: leveled.image, imageCount: leveled.imageCount,
-            level: leveled.level, mpp: leveled.levels[leveled.level].mpp, levelCount: leveled.levels.count)
+            level: leveled.level, mpp: chosen.mpp, mppY: chosen.mppY, levelCount: leveled.levels.count)
     }
 
     /// `--image N` (N > 1) on a PNG.
@@ -97,6 +100,8 @@ package enum ImageInput {
         package var bitDepth: Int = 8
         /// Microns per pixel of the level, when the file says.
         package var mpp: Double?
+        /// `Opened.mppY`.
+        package var mppY: Double?
         package var levelCount = 1
         /// `Opened.notes`.
         package var notes: [String] = []
@@ -133,7 +138,7 @@ package enum ImageInput {
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
             image: opened.image, imageCount: opened.imageCount, bitDepth: bitDepth(of: s), mpp: opened.mpp,
-            levelCount: opened.levelCount, notes: opened.notes)
+            mppY: opened.mppY, levelCount: opened.levelCount, notes: opened.notes)
     }
 
     /// 16 for a source of 16-bit samples, else 8.

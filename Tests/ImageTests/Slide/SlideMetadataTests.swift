@@ -65,6 +65,54 @@ struct SlideMetadataTests {
         #expect(info.properties.contains { $0.key.hasPrefix("note.") && $0.value == note }, "\(info.properties)")
     }
 
+    /// Whole-slide audit 35 F7: the maps recorded the x size for both axes, so a map of non-square pixels did not
+    /// overlay its slide (0.24 % off for 0.2527 × 0.2533 µm: 240 px down a 100 000-px slide). The levels carry the
+    /// y size, the store's OME scale and the TIFF's YResolution hold it.
+    @Test("Non-square pixels: the levels and the map's OME scale and TIFF resolution keep both sizes")
+    func nonSquareScaleReachesTheMap() throws {
+        let tags = try TIFFRegionSource(path: Self.path("tags.tif"))
+        #expect(tags.levels[0].mpp == 0.25 && tags.levels[0].mppY == 0.5)
+        let ome = try TIFFRegionSource(path: Self.path("ome.ome.tif"))
+        #expect(ome.levels[0].mppY.map { abs($0 - 0.2) < 1e-12 } == true, "\(ome.levels[0])")
+        #expect(try TIFFRegionSource(path: Self.path("square.tif")).levels[0].mppY == nil)
+        let opened = try ImageInput.open(path: Self.path("tags.tif"))
+        #expect(opened.mpp == 0.25 && opened.mppY == 0.5)
+
+        let dir = try Self.folder.get() + "/nonsquare-map"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let layout = try MapLayout(
+            classes: 2, height: 70, width: 90, tileSize: 32, levels: 2, micronsPerPixel: 0.25, micronsPerPixelY: 0.5)
+        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
+        for column in 0..<3 {
+            for row in 0..<3 {
+                let rect = layout.rect(of: TileIndex(row: row, column: column))
+                let values = [Float](repeating: 0.5, count: 2 * rect.height * rect.width)
+                _ = try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
+            }
+        }
+        try store.finish()
+        #expect(try MapStore.open(at: store.path).layout == layout)
+        try TIFFMapExport.write(store: store, to: dir + "/map.tif", tileSize: 32)
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, zarr, tifffile
+            z = zarr.open(sys.argv[1], mode='r')
+            scales = [d['coordinateTransformations'][0]['scale'] for d in z.attrs['multiscales'][0]['datasets']]
+            assert scales == [[1.0, 0.5, 0.25], [1.0, 1.0, 0.5]], scales
+            assert z.attrs['tessera']['microns_per_pixel_y'] == 0.5
+            with tifffile.TiffFile(sys.argv[2]) as tf:
+                p = tf.pages[0]
+                x, y = p.tags['XResolution'].value, p.tags['YResolution'].value
+                assert abs(x[0] / x[1] - 40000) < 1e-2 and abs(y[0] / y[1] - 20000) < 1e-2, (x, y)
+            print('ok')
+            """,
+            store.path, dir + "/map.tif",
+        ])
+        #expect(status == 0 && output.contains("ok"), "\(output)")
+    }
+
     /// User audit: OME lengths in cm (or inches) read as "µm/px unknown"; a 72-dpi placeholder in the
     /// resolution tags became 352.8 µm/px in the map's metadata.
     @Test("OME units cm and in are converted; a 72-dpi placeholder is ignored with a note")

@@ -87,6 +87,7 @@ extension Run {
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp,
+                micronsPerPixelY: opened.mppY,
                 source: MapSource(file: path, image: opened.image, level: opened.level))
             let checks = check ?? (plan.geometry.isExact || job.mode == .naive ? 0 : 256)
             var checker =

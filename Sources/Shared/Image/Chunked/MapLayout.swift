@@ -45,6 +45,9 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// written as the OME axes' unit and scale and as the TIFF's resolution, so a map
     /// made at `--mpp 1` overlays its slide in napari and QuPath.
     package let micronsPerPixel: Double?
+    /// Microns per pixel of level 0 along y when it differs from `micronsPerPixel` (non-square pixels); nil:
+    /// square. Written as the OME y scale and the TIFF's YResolution.
+    package let micronsPerPixelY: Double?
     /// The image and level mapped, when known (stores written before it say nothing).
     package let source: MapSource?
 
@@ -54,7 +57,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
     package init(
         classes: Int, height: Int, width: Int, tileSize: Int, dtype: MapDType = .float32, levels: Int = 1,
         classNames: [String]? = nil, compression: ChunkCompression = .blosc, kept: [Int]? = nil,
-        netClasses: Int? = nil, micronsPerPixel: Double? = nil, tileLevels: Int? = nil, source: MapSource? = nil
+        netClasses: Int? = nil, micronsPerPixel: Double? = nil, micronsPerPixelY: Double? = nil,
+        tileLevels: Int? = nil, source: MapSource? = nil
     ) throws {
         func fail(_ detail: String) -> MapStoreError { MapStoreError(.invalidArgument, path: "", detail: detail) }
         guard classes > 0, height > 0, width > 0 else { throw fail("empty map \(classes)×\(height)×\(width)") }
@@ -92,6 +96,8 @@ package struct MapLayout: Sendable, Equatable, Codable {
         self.compression = compression
         if let mpp = micronsPerPixel, !(mpp > 0 && mpp.isFinite) { throw fail("\(mpp) microns per pixel") }
         self.micronsPerPixel = micronsPerPixel
+        if let y = micronsPerPixelY, !(y > 0 && y.isFinite) { throw fail("\(y) microns per pixel along y") }
+        self.micronsPerPixelY = micronsPerPixel != nil && micronsPerPixelY != micronsPerPixel ? micronsPerPixelY : nil
         self.source = source
         if compression == .blosc, chunkBytes(0) > BloscCodec.maxBytes {
             throw fail(
@@ -102,7 +108,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case classes, height, width, tileSize, dtype, levels, classNames, compression, compressed, kept, netClasses
-        case micronsPerPixel, tileLevels, source
+        case micronsPerPixel, micronsPerPixelY, tileLevels, source
     }
 
     /// Decodes through the validating initialiser: a stored layout is checked like a new one.
@@ -118,6 +124,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
             kept: c.decodeIfPresent([Int].self, forKey: .kept),
             netClasses: c.decodeIfPresent(Int.self, forKey: .netClasses),
             micronsPerPixel: c.decodeIfPresent(Double.self, forKey: .micronsPerPixel),
+            micronsPerPixelY: c.decodeIfPresent(Double.self, forKey: .micronsPerPixelY),
             // Layouts recorded before levels were joined chunked every level by tile.
             tileLevels: c.decodeIfPresent(Int.self, forKey: .tileLevels) ?? c.decode(Int.self, forKey: .levels),
             source: c.decodeIfPresent(MapSource.self, forKey: .source))
@@ -136,6 +143,7 @@ package struct MapLayout: Sendable, Equatable, Codable {
         try c.encodeIfPresent(kept, forKey: .kept)
         try c.encode(netClasses, forKey: .netClasses)
         try c.encodeIfPresent(micronsPerPixel, forKey: .micronsPerPixel)
+        try c.encodeIfPresent(micronsPerPixelY, forKey: .micronsPerPixelY)
         try c.encode(tileLevels, forKey: .tileLevels)
         try c.encodeIfPresent(source, forKey: .source)
     }

@@ -99,6 +99,7 @@ enum StoreMetadata {
         }
         tessera["compression"] = layout.compression.rawValue
         if let mpp = layout.micronsPerPixel { tessera["microns_per_pixel"] = mpp }
+        if let mppY = layout.micronsPerPixelY { tessera["microns_per_pixel_y"] = mppY }
         if let s = layout.source { tessera["source"] = ["file": s.file, "image": s.image, "level": s.level] }
         if !emptyTiles.isEmpty { tessera["damaged_tiles"] = emptyTiles.map { [$0.y, $0.x, $0.height, $0.width] } }
         if let record = notComputedRecord(layout, notComputed) { tessera["not_computed"] = record }
@@ -106,10 +107,13 @@ enum StoreMetadata {
         var root: [String: Any] = ["tessera": tessera]
         if complete {
             // Level k's pixel is 2^k level-0 pixels, in micrometres when the image says.
-            let unit = layout.micronsPerPixel ?? 1
+            let unit = layout.micronsPerPixel ?? 1, unitY = layout.micronsPerPixelY ?? unit
             let datasets: [[String: Any]] = (0..<layout.levels).map { k in
-                let f = Double(1 << k) * unit
-                return ["path": "\(k)", "coordinateTransformations": [["type": "scale", "scale": [1.0, f, f]]]]
+                let f = Double(1 << k)
+                return [
+                    "path": "\(k)",
+                    "coordinateTransformations": [["type": "scale", "scale": [1.0, f * unitY, f * unit]]],
+                ]
             }
             var space: [String: Any] = ["type": "space"]
             if layout.micronsPerPixel != nil { space["unit"] = "micrometer" }
@@ -178,7 +182,8 @@ enum StoreMetadata {
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
                 netClasses: t["net_classes"] as? Int,
-                micronsPerPixel: micronsPerPixel(bytes) ?? t["microns_per_pixel"] as? Double,
+                micronsPerPixel: micronsPerPixel(bytes).x ?? t["microns_per_pixel"] as? Double,
+                micronsPerPixelY: micronsPerPixel(bytes).y ?? t["microns_per_pixel_y"] as? Double,
                 tileLevels: tileLevels, source: source(t))
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
@@ -191,15 +196,20 @@ enum StoreMetadata {
     /// 16–17-digit numbers an ulp off (36 % of random values measured), so a store's layout re-read at a job's
     /// end differed from the job's, and the finished map was discarded as "changed while the job ran"
     /// (whole-slide audit 35 F6). JSONSerialization writes them exactly.
-    private static func micronsPerPixel(_ bytes: [UInt8]) -> Double? {
+    private static func micronsPerPixel(_ bytes: [UInt8]) -> (x: Double?, y: Double?) {
         struct Root: Decodable {
             struct Tessera: Decodable {
-                let micronsPerPixel: Double?
-                enum CodingKeys: String, CodingKey { case micronsPerPixel = "microns_per_pixel" }
+                let x: Double?
+                let y: Double?
+                enum CodingKeys: String, CodingKey {
+                    case x = "microns_per_pixel"
+                    case y = "microns_per_pixel_y"
+                }
             }
             let tessera: Tessera
         }
-        return (try? JSONDecoder().decode(Root.self, from: Data(bytes)))?.tessera.micronsPerPixel
+        let read = (try? JSONDecoder().decode(Root.self, from: Data(bytes)))?.tessera
+        return (read?.x, read?.y)
     }
 
     /// The chunks' compression: `compression`, or for stores written before it,

@@ -110,7 +110,8 @@ package enum TIFFMapExport {
             ttiff_set_directory(
                 tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
                 UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
-                nil, layout.micronsPerPixel.map { 1e4 / ($0 * Double(1 << level)) } ?? 0) == 1
+                nil, layout.micronsPerPixel.map { 1e4 / ($0 * Double(1 << level)) } ?? 0,
+                layout.micronsPerPixelY.map { 1e4 / ($0 * Double(1 << level)) } ?? 0) == 1
         else {
             throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
         }

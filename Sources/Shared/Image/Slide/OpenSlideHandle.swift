@@ -50,6 +50,7 @@ final class OpenSlideHandle {
     func levels() -> [SlideLevel] {
         let count = max(0, Int(openslide_get_level_count(raw)))
         let mpp0 = SlideLevel.plausibleMPP(property("openslide.mpp-x").flatMap(Double.init))
+        let mppY0 = SlideLevel.plausibleMPP(property("openslide.mpp-y").flatMap(Double.init))
         return (0..<count).map { index in
             var width: Int64 = 0, height: Int64 = 0
             openslide_get_level_dimensions(raw, Int32(index), &width, &height)
@@ -58,7 +59,8 @@ final class OpenSlideHandle {
             let tileHeight = property("openslide.level[\(index)].tile-height").flatMap { Int($0) }
             return SlideLevel(
                 index: index, width: Int(width), height: Int(height), downsample: downsample,
-                mpp: mpp0.map { $0 * downsample }, tileWidth: tileWidth, tileHeight: tileHeight)
+                mpp: mpp0.map { $0 * downsample }, mppY: mpp0 == nil ? nil : mppY0.map { $0 * downsample },
+                tileWidth: tileWidth, tileHeight: tileHeight)
         }
     }
 }

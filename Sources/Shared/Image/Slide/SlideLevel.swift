@@ -18,14 +18,14 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A note when a file's pixels are not square (x and y µm/px differ by over 1 %): Tessera,
-    /// like the viewers, maps the slide's own pixel grid, so the net sees the tissue stretched,
-    /// and µm/px (`--mpp`, the maps' scale) is the x size. Nil when square or either is unknown.
+    /// like the viewers, maps the slide's own pixel grid, so the net sees the tissue stretched;
+    /// `--mpp` chooses by the x size, and the maps' scale has both. Nil when square or either is unknown.
     package static func nonSquareNote(x: Double?, y: Double?) -> String? {
         guard let x = plausibleMPP(x), let y = plausibleMPP(y), abs(y / x - 1) > 0.01 else { return nil }
         return "its pixels are not square (\(formatMPP(x)) µm wide, \(formatMPP(y)) µm high): they are read as "
             + "stored, so the net sees the tissue squeezed \(formatMPP(max(x, y) / min(x, y)))× "
-            + "\(y > x ? "vertically" : "horizontally") (unless it was trained on such slides); µm/px (--mpp, the "
-            + "maps' scale) is the width"
+            + "\(y > x ? "vertically" : "horizontally") (unless it was trained on such slides); --mpp chooses by the "
+            + "width, and the maps record both sizes"
     }
 
     static func formatMPP(_ value: Double) -> String {
@@ -33,12 +33,15 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
     }
 
     package let mpp: Double?
+    /// Micrometres per pixel along y, when the file records a height that differs from the width (OME-XML's
+    /// PhysicalSizeY, YResolution, OpenSlide's mpp-y); nil: square, or unknown.
+    package let mppY: Double?
     /// The tile size; nil for a striped TIFF directory (or when OpenSlide does not say).
     package let tileWidth: Int?
     package let tileHeight: Int?
 
     package init(
-        index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, tileWidth: Int?,
+        index: Int, width: Int, height: Int, downsample: Double, mpp: Double?, mppY: Double? = nil, tileWidth: Int?,
         tileHeight: Int?
     ) {
         self.index = index
@@ -46,6 +49,7 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
         self.height = height
         self.downsample = downsample
         self.mpp = mpp
+        self.mppY = mpp != nil && mppY != mpp ? mppY : nil
         self.tileWidth = tileWidth
         self.tileHeight = tileHeight
     }

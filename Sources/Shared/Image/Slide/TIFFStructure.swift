@@ -114,6 +114,9 @@ struct TIFFStructure: Sendable {
             // audit: 72 dpi became 352.8 µm/px in the map's metadata).
             let placeholder = source == "resolution tags" && (recorded ?? 0) > Self.largestTagMPP
             let mpp0 = placeholder ? nil : SlideLevel.plausibleMPP(recorded)
+            // The height, where it is recorded apart (whole-slide audit 35 F7: the maps claimed square pixels).
+            let mppY0 =
+                mpp0 == nil ? nil : SlideLevel.plausibleMPP(Self.mppY(ome: entry.ome, info: info0, source: source))
             mppSource = source.map {
                 guard mpp0 == nil, let recorded else { return $0 }
                 return placeholder
@@ -160,9 +163,10 @@ struct TIFFStructure: Sendable {
                     (Double(layout0.width) / Double(layout.width)
                         + Double(layout0.height) / Double(layout.height)) / 2
                 let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
+                let mppY = mppY0.map { $0 * Double(layout0.height) / Double(layout.height) }
                 let level = SlideLevel(
                     index: index, width: layout.width, height: layout.height, downsample: downsample,
-                    mpp: mpp, tileWidth: layout.tiled ? layout.chunkWidth : nil,
+                    mpp: mpp, mppY: mppY, tileWidth: layout.tiled ? layout.chunkWidth : nil,
                     tileHeight: layout.tiled ? layout.chunkHeight : nil)
                 return Level(location: candidate.0, layout: layout, info: level)
             }
