@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import Testing
 
@@ -84,6 +85,15 @@ extension OptionParsingTests {
         #expect(!served.contains("no worker"), "\(served)")
         let done = Status.describe(Wire.JobStatus(jobID: 3, state: .done, tasksDone: 5, workers: 0))
         #expect(!done.contains("no worker"), "\(done)")
+        // Docs/CLI audit 36 F9: an ended job's average rate was in --json only.
+        let ended = Status.describe(
+            job: Wire.JobSummary(
+                id: 8, state: .done, tasks: 16, done: 16, tasksPerSecond: 52.778, pixelsPerSecond: 864_710,
+                submitted: 1_796_000_000, ended: 1_796_000_001),
+            outputs: [])
+        #expect(ended.contains("average throughput: 52.78 tasks/s, 0.865 Mpx/s"), "\(ended)")
+        let restarted = Status.describe(job: Wire.JobSummary(id: 9, state: .done, tasks: 1, done: 1), outputs: [])
+        #expect(!restarted.contains("throughput"), "\(restarted)")
     }
 }
 
@@ -180,5 +190,24 @@ extension OptionParsingTests {
                 #expect(TesseraCoordinator.message(for: error).contains(expected), "\(args): \(error)")
             }
         }
+    }
+}
+
+extension OptionParsingTests {
+    /// Docs/CLI audit 36 F10: the `status`/`fetch` commands `submit` prints went to the default coordinator.
+    @Test("The follow-up commands submit prints name the coordinator and keys given, quoted for a shell")
+    func followUpFlags() throws {
+        #expect(try CoordinatorOption.parse([]).followUpFlags == "")
+        let given = try CoordinatorOption.parse([
+            "--coordinator", "tcp://10.0.0.5:5556", "--curve", "--curve-secret-key", "my keys/alice.key",
+            "--curve-server-key", "c.pub",
+        ])
+        #expect(
+            given.followUpFlags
+                == " --coordinator tcp://10.0.0.5:5556 --curve --curve-secret-key 'my keys/alice.key' "
+                + "--curve-server-key c.pub")
+        #expect(
+            shellQuoted("it's") == "'it'\\''s'" && shellQuoted("") == "''"
+                && shellQuoted("a/b_c-1.png") == "a/b_c-1.png")
     }
 }

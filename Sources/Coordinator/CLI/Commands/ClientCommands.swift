@@ -11,7 +11,8 @@ import TesseraWire
 /// How a client command reaches the coordinator: its client endpoint and CURVE keys.
 struct CoordinatorOption: ParsableArguments {
     @Option(help: ArgumentHelp("The coordinator's client endpoint.", valueName: "endpoint"))
-    var coordinator = "tcp://127.0.0.1:5556"
+    var coordinator = Self.defaultCoordinator
+    static let defaultCoordinator = "tcp://127.0.0.1:5556"
     @Option(help: "Seconds to keep retrying while the coordinator does not answer (a restart).")
     var reconnectTimeout = 60.0
     @OptionGroup var curve: CurveClientOptions
@@ -23,6 +24,18 @@ struct CoordinatorOption: ParsableArguments {
         if let problem = EndpointSyntax.problem(coordinator, option: "--coordinator", bind: false) {
             throw ValidationError(problem)
         }
+    }
+
+    /// The options a follow-up command needs to reach the same coordinator the same way (" --coordinator …
+    /// --curve …"), empty for the defaults: a printed `status`/`fetch` hint without them went to the default
+    /// endpoint (docs/CLI audit 36 F10).
+    var followUpFlags: String {
+        var flags = ""
+        if coordinator != Self.defaultCoordinator { flags += " --coordinator \(shellQuoted(coordinator))" }
+        if curve.curve { flags += " --curve" }
+        if let key = curve.curveSecretKey { flags += " --curve-secret-key \(shellQuoted(key))" }
+        if let key = curve.curveServerKey { flags += " --curve-server-key \(shellQuoted(key))" }
+        return flags
     }
 
     /// A client connected to `--coordinator` (keys read and checked first).
@@ -219,9 +232,10 @@ struct Submit: ParsableCommand {
                 // Upload jobs keep their outputs on the coordinator (operator audit: nothing said where they were).
                 FileHandle.standardError.write(
                     Data(
-                        ("the outputs stay on the coordinator: tessera-coordinator status \(first.0) shows the job, "
-                            + "and once it is done tessera-coordinator fetch \(first.0) --out \(output.out) downloads "
-                            + "them\n").utf8))
+                        ("the outputs stay on the coordinator: tessera-coordinator status \(first.0)"
+                            + "\(endpoint.followUpFlags) shows the job, and once it is done tessera-coordinator fetch "
+                            + "\(first.0) --out \(shellQuoted(output.out))\(endpoint.followUpFlags) downloads them\n")
+                            .utf8))
             }
             return
         }

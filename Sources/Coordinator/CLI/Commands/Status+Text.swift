@@ -40,6 +40,12 @@ extension Status {
             if j.waitingForWorkers {
                 lines.append("no worker that can take its tasks is connected: they wait until one joins")
             }
+        } else if j.tasksPerSecond > 0 || j.pixelsPerSecond > 0 {
+            // An ended job's average over its run in this coordinator's life, as the README says (docs/CLI audit
+            // 36 F9: only --json had it).
+            lines.append(
+                String(
+                    format: "average throughput: %.2f tasks/s, %.3f Mpx/s", j.tasksPerSecond, j.pixelsPerSecond / 1e6))
         }
         if !j.message.isEmpty { lines.append(j.message) }
         if !outputs.isEmpty { lines.append("outputs: " + outputs.joined(separator: ", ")) }
