@@ -475,6 +475,11 @@ extension EarlyChecksTests {
             "--model", net + "/deploy.prototxt", "--weights", net + "/weights.caffemodel", "--allow-padding",
             "--outputs", "npy",
         ]
+        // What a killed run left (whole-slide audit 35 F6): a half-written TIFF of a process no longer running goes.
+        let out = group.directory + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let stale = out + "/.small.map.tiff.tmp-4194303-17"
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data(count: 100)))
         let store = group.directory + "/store"
         for extra in [["--in-process"], ["--check", "16"]] {
             let (status, log) = try SlideMapTests.coordinator(
@@ -485,6 +490,7 @@ extension EarlyChecksTests {
         let (s, l) = try SlideMapTests.coordinator(
             group, ["run"] + model + ["--store", store, "--out", group.directory + "/out", image], log: "stored")
         #expect(s == 0 && l.contains("the map is not checked: --store"), "\(l)")
+        #expect(!FileManager.default.fileExists(atPath: stale) && l.contains(".small.map.tiff.tmp-4194303-17"), "\(l)")
         #expect(FileManager.default.fileExists(atPath: store + "/jobs/1"), "\(l)")
         let (t, m) = try SlideMapTests.coordinator(
             group, ["run", "--in-process", "--check", "0"] + model + ["--out", group.directory + "/ref", image],

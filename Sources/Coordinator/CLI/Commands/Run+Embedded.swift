@@ -173,7 +173,19 @@ extension Run {
             overlay
             ? try ImageInput.open(path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels).source
             : nil
-        let written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
+        let written: [String]
+        do {
+            written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
+        } catch  where keepZarr {
+            // The zarr is complete and stays (hours of computing); the error says so and how to finish (whole-slide
+            // audit 35 F7: the run exited 1 with the zarr left and not a word about it).
+            let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
+            throw ClusterError(
+                "\(error). The map itself is complete and kept: \(storePath); `tessera-coordinator export "
+                    + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
+                    + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "")
+                    + "` writes the rest from it")
+        }
         var metadata: Logger.Metadata = [
             "image": "\(path)",
             "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(start)))",
@@ -182,6 +194,11 @@ extension Run {
         ]
         // The coordinator's note: how much tissue --tissue found, or what a resumed job restored.
         if !status.message.isEmpty { metadata["note"] = "\(status.message)" }
+        // A warning, as `--in-process` gives (docs/CLI audit 36 F18: only the info line said it).
+        if jobOptions.tissue && status.tasksDone == 0 {
+            logger.warning(
+                "no tissue found: nothing is computed (map without --tissue?)", metadata: ["image": "\(path)"])
+        }
         logger.info("done", metadata: metadata)
     }
 }

@@ -56,7 +56,9 @@ struct Run: ParsableCommand {
         help: ArgumentHelp(
             "With several images, map the others when one fails (a damaged or unreadable file), then exit 1 "
                 + "naming the failed ones.",
-            discussion: "Without it, the first failure ends the run (the images after it are not mapped)."))
+            discussion: "Without it, every image's header is read before any is mapped, so a missing or unreadable "
+                + "file ends the run before it begins, and a failure while mapping ends it there (the images after it "
+                + "on the command line are not mapped)."))
     var keepGoing = false
     @Option(help: ArgumentHelp("The tessera-worker executable.", valueName: "path")) var workerBinary: String?
     @Option(
@@ -153,6 +155,14 @@ struct Run: ParsableCommand {
                     "\(writer) is writing the outputs of \(path) in \(output.out) now: wait for it to end, or give "
                         + "this run another --out")
             }
+        }
+        // What a run killed outright (SIGKILL, a power loss) left of these images' outputs: a half-written
+        // `.NAME.map.tiff.tmp-PID-…` stayed for good (whole-slide audit 35 F6).
+        let stems = images.map { OutputOptions.stem(forInput: $0, image: slide.image ?? 1) }
+        let stale = RunInterruption.removeStaleTemporaries(in: output.out, stems: stems)
+        if !stale.isEmpty {
+            Logger(label: "tessera.run").notice(
+                "removed what a run killed earlier left unfinished: \(stale.joined(separator: ", "))")
         }
         let interruption = RunInterruption(
             out: output.out, images: images, image: slide.image ?? 1, removeOutputs: store == nil)
