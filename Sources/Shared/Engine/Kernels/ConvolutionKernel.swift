@@ -31,7 +31,14 @@ package enum DirectConvolutionKernel: String, Sendable {
         switch setting?.lowercased() {
         case "0", "off", "none", "im2col": return nil
         case "avx2": order = [.avx2]
-        default: order = [.avx512, .avx2]
+        case nil, "", "auto", "avx512": order = [.avx512, .avx2]
+        default:
+            // A typo (`avx-2`) benchmarked the default kernel without a word (docs/CLI audit 36 F14).
+            FileHandle.standardError.write(
+                Data(
+                    ("warning: TESSERA_DIRECT_CONV=\(setting ?? "") is not auto, avx512, avx2 or 0: the best kernel "
+                        + "this CPU runs is used\n").utf8))
+            order = [.avx512, .avx2]
         }
         return order.first { $0.isSupported }
     }
