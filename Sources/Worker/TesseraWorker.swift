@@ -159,6 +159,7 @@ struct TesseraWorker: ParsableCommand {
                 throw ExitCode(WorkerExit.deviceUnavailable)
             }
         }
+        for warning in missingFolderWarnings(sharedRoot, option: "--shared-root") { logger.warning("\(warning)") }
         let baseName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         // Before the agents: their metrics bind to the backend when they are made.
         let exporter = metricsAddress != nil ? MetricsExporter.shared : nil

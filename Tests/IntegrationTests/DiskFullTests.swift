@@ -251,7 +251,12 @@ struct DiskFullTests {
         #expect(status == 0 && log.contains("job 1 "), "\(log)")
         // Without --wait, --out is not written (operator audit: an empty folder appeared), and the
         // client says where the outputs are.
-        #expect(log.contains("tessera-coordinator fetch 1 --out \(group.directory)/unused downloads them"), "\(log)")
+        // With the coordinator given, to paste as printed (docs/CLI audit 36 F10).
+        #expect(
+            log.contains("tessera-coordinator status 1 --coordinator \(clients) shows the job")
+                && log.contains(
+                    "tessera-coordinator fetch 1 --out \(group.directory)/unused --coordinator \(clients) downloads"),
+            "\(log)")
         #expect(!FileManager.default.fileExists(atPath: group.directory + "/unused"))
         let client = try TestClient(try ZMQContext(), clients)
         let deadline = Date().addingTimeInterval(60)

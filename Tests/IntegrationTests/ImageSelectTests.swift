@@ -119,6 +119,15 @@ struct ImageSelectTests {
                 "--out", dir + "/copy-overlay",
             ], log: "export-copy")
         #expect(sc == 0 && lc.contains("computed from scenes.ome.tif, not copy.tif"), "\(lc)")
+        // A PNG has no level 1: the error says the level is the map's (docs/CLI audit 36 F15: it blamed --level).
+        try ClusterFixture.writeImage(to: dir + "/crop.png", height: 20, width: 20)
+        let (sp, lp) = try Self.coordinator(
+            group,
+            [
+                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image", dir + "/crop.png",
+                "--out", dir + "/png-overlay",
+            ], log: "export-png")
+        #expect(sp == 1 && lp.contains("the map records image 2, level 1 of scenes.ome.tif (tessera.source)"), "\(lp)")
         // An unfinished output a killed export left (its pid gone) is removed by the next export; one of a
         // running process (this test's pid) stays.
         let out = dir + "/zarr-overlay"

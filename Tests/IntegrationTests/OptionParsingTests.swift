@@ -211,3 +211,16 @@ extension OptionParsingTests {
                 && shellQuoted("a/b_c-1.png") == "a/b_c-1.png")
     }
 }
+
+extension OptionParsingTests {
+    /// Docs/CLI audit 36 F11: a mistyped --shared-root was accepted without a word by serve and the worker.
+    @Test("A --shared-root that is missing or a file is warned of; a folder is not")
+    func sharedRootWarnings() {
+        let tmp = NSTemporaryDirectory()
+        let warnings = missingFolderWarnings(
+            [tmp, "/nonexistent-\(getpid())", "/etc/hostname"], option: "--shared-root")
+        #expect(warnings.count == 2, "\(warnings)")
+        #expect(warnings.first?.contains("/nonexistent-\(getpid()) does not exist") == true, "\(warnings)")
+        #expect(warnings.last?.contains("/etc/hostname is a file") == true, "\(warnings)")
+    }
+}

@@ -20,6 +20,33 @@ struct RetentionTests {
         #expect(group.wait(p, timeout: 30) == 0, "\(group.log(log))")
     }
 
+    /// A coordinator with `--keep-finished 1s`, checks every 200 ms and `grace` ms of grace, one worker, a
+    /// 60×50 image and a client: what `body` gets.
+    func withCluster(
+        _ label: String, grace: String, _ body: (Cluster, borrowing TestClient) throws -> Void
+    ) throws {
+        let group = try ProcessGroup(label)
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: [
+            "--keep-finished", "1s", "--retention-check-ms", "200", "--retention-grace-ms", grace,
+        ])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        _ = try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        try body(Cluster(group: group, clients: clients, image: image), client)
+    }
+
+    /// What `withCluster` set up.
+    struct Cluster {
+        let group: ProcessGroup
+        let clients: String
+        let image: String
+        var directory: String { group.directory }
+        func log(_ name: String) -> String { group.log(name) }
+    }
+
     func waitUntil(_ timeout: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -79,60 +106,44 @@ struct RetentionTests {
     /// the grace after its end (a minute; 10 s here), nor an unfetched result (10 minutes; 10 s here).
     @Test("--keep-finished keeps every job for the grace after its end")
     func keepFinishedHonoursTheGrace() throws {
-        let group = try ProcessGroup("retention-grace")
-        defer { group.stop() }
-        let (workers, clients) = try group.startCoordinator(extra: [
-            "--keep-finished", "1s", "--retention-check-ms", "200", "--retention-grace-ms", "10000",
-        ])
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
-        _ = try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
-        let context = try ZMQContext()
-        let client = try TestClient(context, clients)
-        try submit(group, clients, image, log: "submit1")  // not fetched: the longer grace, 10 s here too
-        #expect(waitUntil(30) { (try? client.status(1).state) == .done }, "\(group.log("coordinator"))")
-        let ended = Date()
-        let folder = group.directory + "/store/jobs/1"
-        // Past --keep-finished and several checks, within the grace: still there.
-        usleep(2_000_000)
-        #expect(FileManager.default.fileExists(atPath: folder), "\(group.log("coordinator"))")
-        #expect(try client.status(1).state == .done)
-        #expect(waitUntil(20) { !FileManager.default.fileExists(atPath: folder) }, "\(group.log("coordinator"))")
-        #expect(Date().timeIntervalSince(ended) >= 8.0)
+        try withCluster("retention-grace", grace: "10000") { cluster, client in
+            try submit(cluster.group, cluster.clients, cluster.image, log: "submit1")  // not fetched: the longer grace, 10 s here too
+            #expect(waitUntil(30) { (try? client.status(1).state) == .done }, "\(cluster.log("coordinator"))")
+            let ended = Date()
+            let folder = cluster.directory + "/store/jobs/1"
+            // Past --keep-finished and several checks, within the grace: still there.
+            usleep(2_000_000)
+            #expect(FileManager.default.fileExists(atPath: folder), "\(cluster.log("coordinator"))")
+            #expect(try client.status(1).state == .done)
+            #expect(waitUntil(20) { !FileManager.default.fileExists(atPath: folder) }, "\(cluster.log("coordinator"))")
+            #expect(Date().timeIntervalSince(ended) >= 8.0)
+        }
     }
 
     /// Session-19 left-over: retention removed a job while a client downloaded it (the download then failed).
     /// A job whose outputs were asked for within the last minute is kept; the active check still removes it later.
     @Test("--keep-finished: a job a client is downloading is kept while the download goes on")
     func keptWhileDownloading() throws {
-        let group = try ProcessGroup("retention-download")
-        defer { group.stop() }
-        let (workers, clients) = try group.startCoordinator(extra: [
-            "--keep-finished", "1s", "--retention-check-ms", "200", "--retention-grace-ms", "0",
-        ])
-        let image = group.directory + "/tissue.png"
-        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
-        _ = try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
-        let context = try ZMQContext()
-        let client = try TestClient(context, clients)
-        try submit(group, clients, image, log: "submit1")
-        #expect(waitUntil(20) { (try? client.status(1).state) == .done }, "\(group.log("coordinator"))")
-        // A slow download: one small piece a second, for 4 s (the job ended over 1 s ago by its end).
-        let file = try #require(try client.status(1).outputFiles.first)
-        for i in 0..<4 {
-            let piece = try client.request(
-                .fetchRequest(Wire.FetchRequest(jobID: 1, fileName: file, offset: UInt64(i * 64), maxBytes: 64)))
-            guard case .fetchData = piece else {
-                Issue.record("piece \(i) was refused: \(piece)\n\(group.log("coordinator"))")
-                return
+        try withCluster("retention-download", grace: "0") { cluster, client in
+            try submit(cluster.group, cluster.clients, cluster.image, log: "submit1")
+            #expect(waitUntil(20) { (try? client.status(1).state) == .done }, "\(cluster.log("coordinator"))")
+            // A slow download: one small piece a second, for 4 s (the job ended over 1 s ago by its end).
+            let file = try #require(try client.status(1).outputFiles.first)
+            for i in 0..<4 {
+                let piece = try client.request(
+                    .fetchRequest(Wire.FetchRequest(jobID: 1, fileName: file, offset: UInt64(i * 64), maxBytes: 64)))
+                guard case .fetchData = piece else {
+                    Issue.record("piece \(i) was refused: \(piece)\n\(cluster.log("coordinator"))")
+                    return
+                }
+                usleep(1_000_000)
             }
-            usleep(1_000_000)
+            #expect(FileManager.default.fileExists(atPath: cluster.directory + "/store/jobs/1"))
+            #expect(cluster.log("coordinator").contains("retention keeps a job a client is downloading"))
+            // An ended job keeps no copy of its model (soak audit 31 F3): only a resume reads it.
+            let folder = try FileManager.default.contentsOfDirectory(atPath: cluster.directory + "/store/jobs/1")
+            #expect(folder.contains("state.txt") && !folder.contains("weights.caffemodel"), "\(folder)")
         }
-        #expect(FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1"))
-        #expect(group.log("coordinator").contains("retention keeps a job a client is downloading"))
-        // An ended job keeps no copy of its model (soak audit 31 F3): only a resume reads it.
-        let folder = try FileManager.default.contentsOfDirectory(atPath: group.directory + "/store/jobs/1")
-        #expect(folder.contains("state.txt") && !folder.contains("weights.caffemodel"), "\(folder)")
     }
 
     @Test("--max-store: the oldest ended jobs go while the store is over the size")

@@ -273,15 +273,9 @@ struct LifecycleTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let layout = try MapLayout(
             classes: 2, height: 70, width: 90, tileSize: 32, levels: 2, micronsPerPixel: 0.5)
-        let store = try MapStore.create(at: dir + "/map.zarr", layout: layout)
-        for column in 0..<3 {
-            for row in 0..<3 {
-                let rect = layout.rect(of: TileIndex(row: row, column: column))
-                let values = randomMap(classes: 2, height: rect.height, width: rect.width, seed: UInt64(column))
-                _ = try values.withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
-            }
+        let store = try finishedStore(layout, at: dir + "/map.zarr") { rect, column in
+            randomMap(classes: 2, height: rect.height, width: rect.width, seed: UInt64(column))
         }
-        try store.finish()
         #expect(try MapStore.open(at: store.path).layout == layout)
         try TIFFMapExport.write(store: store, to: dir + "/map.tif", tileSize: 32)
         let (status, output) = try runCommand([

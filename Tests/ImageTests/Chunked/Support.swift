@@ -59,3 +59,20 @@ func runReference(_ spec: [String: Any], in directory: String) throws -> (Int32,
     try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: specPath))
     return try runCommand(["python3", script, specPath])
 }
+
+/// A finished store of `layout` at `path`, every level-0 tile written with `values(rect, column)` (C × rect values).
+func finishedStore(
+    _ layout: MapLayout, at path: String, values: (PixelRect, Int) -> [Float]
+) throws -> MapStore {
+    let store = try MapStore.create(at: path, layout: layout)
+    let rows = (layout.height + layout.tileSize - 1) / layout.tileSize
+    let columns = (layout.width + layout.tileSize - 1) / layout.tileSize
+    for column in 0..<columns {
+        for row in 0..<rows {
+            let rect = layout.rect(of: TileIndex(row: row, column: column))
+            _ = try values(rect, column).withUnsafeBufferPointer { try store.write(rect: rect, values: $0) }
+        }
+    }
+    try store.finish()
+    return store
+}

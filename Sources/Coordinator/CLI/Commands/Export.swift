@@ -60,7 +60,24 @@ struct Export: ParsableCommand {
             if let level, self.level == nil, level != 0 {
                 logger.info("the map is of level \(level) of its image (tessera.source): the overlay reads that level")
             }
-            let opened = try ImageInput.open(path: image, image: number, level: level)
+            let opened: ImageInput.Opened
+            do {
+                opened = try ImageInput.open(path: image, image: number, level: level)
+            } catch let error as SlideError {
+                // The image and level came from the map, not from the command line (docs/CLI audit 36 F15: the
+                // error blamed a --level never given).
+                let fromMap: Bool
+                switch error.kind {
+                case .noSuchLevel: fromMap = self.level == nil
+                case .noSuchImage: fromMap = true
+                default: fromMap = false
+                }
+                guard fromMap, let recorded else { throw error }
+                throw ClusterError(
+                    "the map records image \(recorded.image), level \(recorded.level) of \(recorded.file) "
+                        + "(tessera.source), which \(image) does not have (\(error.detail)): give the image the map "
+                        + "was computed from")
+            }
             guard opened.source.height == store.layout.height, opened.source.width == store.layout.width else {
                 // Name the level that fits, when one does.
                 let fitting = (0..<opened.levelCount).first { l in

@@ -182,6 +182,7 @@ struct Serve: ParsableCommand {
         config.maxClientMessageBytes = maxClientMessageMib << 20
         config.maxPreparingBytes = maxPreparingMib << 20
         config.sharedRoots = sharedRoot
+        for warning in missingFolderWarnings(sharedRoot, option: "--shared-root") { logger.warning("\(warning)") }
         config.curve = security
         config.heartbeat.intervalMilliseconds = heartbeatMs
         config.heartbeat.liveness = heartbeatLiveness
