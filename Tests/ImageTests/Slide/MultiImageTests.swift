@@ -152,6 +152,9 @@ struct MultiImageTests {
         // A vendor file holds one image: image 2 is refused, not read by libtiff as another image.
         let svs = try Fixtures.get().path("slide.svs")
         #expect(try openRegionSource(path: svs, image: 1) is TIFFRegionSource)
+        // Read with libtiff, still one image: the thumbnail is no "image 2" (verification audit 37 N1).
+        let opened = try ImageInput.open(path: svs)
+        #expect(opened.imageCount == 1 && !opened.notes.contains { $0.contains("image 1 of") }, "\(opened.notes)")
         let error = slideError { _ = try openRegionSource(path: svs, image: 2) }
         #expect(
             error?.kind == .noSuchImage(2)

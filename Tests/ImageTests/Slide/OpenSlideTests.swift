@@ -176,12 +176,19 @@ struct OpenSlideTests {
                 t.write(l1, description='Aperio Image Library v12.0.15\\r\\nlevel', metadata=None, tile=(64, 64),
                         compression='zlib')
             l1.tofile(sys.argv[1] + '.l1')
+            # No MPP in the description, resolution tags all the same: no scale, as OpenSlide has it.
+            tifffile.imwrite(sys.argv[1] + '.nompp.svs', l0, tile=(64, 64), compression='zlib', metadata=None,
+                             description='Aperio Image Library v12.0.15\\r\\n517x403 [0,0 517x403] (64x64) JPEG/RGB',
+                             resolution=(40000, 40000), resolutionunit='CENTIMETER')
             """, path,
         ])
         #expect(status == 0, "\(output)")
         #expect(try SlideFormat.detect(path: path) == .openSlide(vendor: "aperio"))
         let source = try openRegionSource(path: path, level: 1)
         #expect(source.width == 128 && source.height == 100)
+        // Verification audit 37 N5: run took µm/px from the tags of an SVS whose description had none.
+        let bare = try #require(try openRegionSource(path: path + ".nompp.svs") as? TIFFRegionSource)
+        #expect(bare.levels[0].mpp == nil, "\(bare.levels[0])")
         let expected = try Data(contentsOf: URL(fileURLWithPath: path + ".l1")).map { Float($0) }
         for rect in testRects(height: 100, width: 128, seed: 9) + [PixelRect(y: 37, x: 61, height: 50, width: 60)] {
             #expect(try source.readRegion(rect).samples == crop(expected, width: 128, channels: 3, rect), "\(rect)")

@@ -31,6 +31,8 @@ struct SlideMetadataTests {
         tifffile.imwrite(d + '/ome-cm.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 2.5e-5,
             'PhysicalSizeXUnit': 'cm', 'PhysicalSizeY': 2.5e-5, 'PhysicalSizeYUnit': 'cm'}, **o)
         tifffile.imwrite(d + '/dpi72.tif', a, resolution=(72, 72), resolutionunit='INCH', **o)
+        tifffile.imwrite(d + '/ome-odd.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.8829499338332965,
+            'PhysicalSizeY': 0.8829499338332965}, **o)
         # A pyramid whose SubIFD levels are striped (tifffile writes what it is asked to).
         with tifffile.TiffWriter(d + '/striped-levels.ome.tif', ome=True) as w:
             w.write(a, subifds=2, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25}, **o)
@@ -75,6 +77,10 @@ struct SlideMetadataTests {
         let ome = try TIFFRegionSource(path: Self.path("ome.ome.tif"))
         #expect(ome.levels[0].mppY.map { abs($0 - 0.2) < 1e-12 } == true, "\(ome.levels[0])")
         #expect(try TIFFRegionSource(path: Self.path("square.tif")).levels[0].mppY == nil)
+        // Square with a value whose x · W / W is not x (verification audit 37 N2: a y size an ulp off, and an x size
+        // that was not the file's): the file's value, and no y size.
+        let odd = try TIFFRegionSource(path: Self.path("ome-odd.ome.tif")).levels[0]
+        #expect(odd.mpp == 0.8829499338332965 && odd.mppY == nil, "\(odd)")
         let opened = try ImageInput.open(path: Self.path("tags.tif"))
         #expect(opened.mpp == 0.25 && opened.mppY == 0.5)
 

@@ -49,7 +49,9 @@ package struct SlideLevel: Sendable, Equatable, CustomStringConvertible {
         self.height = height
         self.downsample = downsample
         self.mpp = mpp
-        self.mppY = mpp != nil && mppY != mpp ? mppY : nil
+        // Square within rounding (a level's x and y sizes come from different ratios): no y size
+        // (verification audit 37 N2: square OME files got a y size an ulp off).
+        if let mpp, let mppY, abs(mppY / mpp - 1) > 1e-9 { self.mppY = mppY } else { self.mppY = nil }
         self.tileWidth = tileWidth
         self.tileHeight = tileHeight
     }

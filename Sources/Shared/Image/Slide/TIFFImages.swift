@@ -16,7 +16,8 @@ import TesseraCore
 ///   the last image before it whose level it can be (`TIFFStructure.isLevel`: tiled, smaller,
 ///   flagged reduced-resolution, or any tiled directory of an Aperio file), else, unless flagged
 ///   reduced-resolution, the first directory of a new image (an unflagged full-size page, a
-///   thumbnail, a macro photo).
+///   thumbnail, a macro photo). An Aperio file holds one image: its other directories are
+///   associated images (thumbnail, label, macro), never mapped.
 struct TIFFImages: Sendable {
     struct Entry: Sendable {
         /// The main-chain directory of its full-resolution plane (nil: not in this file).
@@ -74,7 +75,9 @@ struct TIFFImages: Sendable {
                 })
             {
                 followers[owner].append(index)
-            } else if info.subfile_type & 1 == 0 {
+            } else if info.subfile_type & 1 == 0 && !aperio {
+                // (An Aperio file's other directories, its thumbnail, label and macro, are associated images,
+                // as OpenSlide has them: verification audit 37 N1, "image 1 of 2 mapped" on every SVS.)
                 bases.append((index, layouts[index]))
                 followers.append([])
             }

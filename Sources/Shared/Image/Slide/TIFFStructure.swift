@@ -162,8 +162,9 @@ struct TIFFStructure: Sendable {
                 let downsample =
                     (Double(layout0.width) / Double(layout.width)
                         + Double(layout0.height) / Double(layout.height)) / 2
-                let mpp = mpp0.map { $0 * Double(layout0.width) / Double(layout.width) }
-                let mppY = mppY0.map { $0 * Double(layout0.height) / Double(layout.height) }
+                // The ratio first: level 0 keeps the file's value exactly (x · W / W is not always x).
+                let mpp = mpp0.map { $0 * (Double(layout0.width) / Double(layout.width)) }
+                let mppY = mppY0.map { $0 * (Double(layout0.height) / Double(layout.height)) }
                 let level = SlideLevel(
                     index: index, width: layout.width, height: layout.height, downsample: downsample,
                     mpp: mpp, mppY: mppY, tileWidth: layout.tiled ? layout.chunkWidth : nil,
@@ -282,9 +283,10 @@ struct TIFFStructure: Sendable {
     )
         -> (Double?, String?)
     {
-        if let description, description.hasPrefix("Aperio"),
-            let value = OMEXML.number(after: "MPP = ", in: description), value > 0
-        {
+        if let description, description.hasPrefix("Aperio") {
+            // An Aperio file's scale is its description's, as OpenSlide (and inspect-image) has it; its resolution
+            // tags are not used (verification audit 37 N5: run took them where inspect-image showed none).
+            guard let value = OMEXML.number(after: "MPP = ", in: description), value > 0 else { return (nil, nil) }
             return (value, "Aperio description")
         }
         // The <Image> read (stored from its IFD), not the first PhysicalSizeX in the XML: a macro or
