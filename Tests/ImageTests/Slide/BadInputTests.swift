@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import TesseraCore
@@ -140,5 +141,41 @@ struct BadInputTests {
         }
         #expect(outcomes.opened + outcomes.failed >= rounds)
         #expect(outcomes.failed > 0 && outcomes.read > 0, "\(outcomes)")
+    }
+}
+
+extension BadInputTests {
+    /// Whole-slide audit 35 F9: a header whose every tile holds 0 bytes was planned as millions of tasks that
+    /// each failed. Such a level is refused at open; one tile with data is enough to open it.
+    @Test("A level none of whose tiles holds data is refused at open, naming the file and level")
+    func levelWithoutData() throws {
+        let folder = NSTemporaryDirectory() + "no-data-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import sys, numpy as np, tifffile
+            a = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+            for name, keep in (('empty.tif', 0), ('one.tif', 1)):
+                path = sys.argv[1] + '/' + name
+                tifffile.imwrite(path, a, tile=(32, 32), photometric='rgb')
+                with tifffile.TiffFile(path) as t:
+                    tag = t.pages[0].tags['TileByteCounts']
+                    offset, count, size = tag.valueoffset, tag.count, {3: 2, 4: 4, 16: 8}[int(tag.dtype)]
+                with open(path, 'r+b') as f:
+                    f.seek(offset + keep * size)
+                    f.write(bytes((count - keep) * size))
+            """, folder,
+        ])
+        #expect(status == 0, "\(output)")
+        let error = slideError { _ = try openRegionSource(path: folder + "/empty.tif") }
+        #expect(error?.kind == .corruptFile && error?.level == 0, "\(String(describing: error))")
+        #expect(error?.description.contains("none of the level's 12 tiles holds any data") == true)
+        #expect(error?.description.contains(folder + "/empty.tif") == true)
+        let one = try openRegionSource(path: folder + "/one.tif")
+        #expect(one.width == 128)
+        let bad = slideError { _ = try one.readRegion(PixelRect(y: 40, x: 40, height: 8, width: 8)) }
+        #expect(bad?.kind == .corruptTile, "\(String(describing: bad))")
     }
 }
