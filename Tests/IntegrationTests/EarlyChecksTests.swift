@@ -501,3 +501,48 @@ extension EarlyChecksTests {
                 == FileManager.default.contents(atPath: group.directory + "/ref/small.npy"))
     }
 }
+
+extension EarlyChecksTests {
+    /// Whole-slide audit 35 F9: a net's error caused by an absurd image size named a layer, not the image.
+    @Test("A net's refusal of an absurdly sized image names the image")
+    func netErrorNamesTheImage() throws {
+        let group = try ProcessGroup("wide-image")
+        defer { group.stop() }
+        let image = group.directory + "/wide.tif"
+        // A 2³¹−1 × 16 tiled TIFF whose first tile holds data (the others none).
+        let (status, output) = try runCommand([
+            "python3", "-c",
+            """
+            import struct, sys
+            W, H, tw, th = 2**31 - 1, 16, 65536, 16
+            n = -(-W // tw)
+            tile = bytes([200]) * (tw * th * 3)
+            with open(sys.argv[1], 'wb') as f:
+                f.write(b'II*\\\\x00' + struct.pack('<I', 0))
+                first = f.tell(); f.write(tile)
+                offsets = f.tell(); f.write(struct.pack('<I', first) + bytes(4 * (n - 1)))
+                counts = f.tell(); f.write(struct.pack('<I', len(tile)) + bytes(4 * (n - 1)))
+                bps = f.tell(); f.write(struct.pack('<3H', 8, 8, 8))
+                ifd = f.tell()
+                tags = [(256, 4, 1, W), (257, 4, 1, H), (258, 3, 3, bps), (259, 3, 1, 1), (262, 3, 1, 2),
+                        (277, 3, 1, 3), (284, 3, 1, 1), (322, 4, 1, tw), (323, 4, 1, th), (324, 4, n, offsets),
+                        (325, 4, n, counts)]
+                f.write(struct.pack('<H', len(tags)))
+                for code, kind, count, value in tags:
+                    if kind == 3 and count == 1: f.write(struct.pack('<HHIHH', code, kind, count, value, 0))
+                    else: f.write(struct.pack('<HHII', code, kind, count, value))
+                f.write(struct.pack('<I', 0))
+                f.seek(4); f.write(struct.pack('<I', ifd))
+            """, image,
+        ])
+        #expect(status == 0, "\(output)")
+        let demo = TestPaths.packageRoot.appendingPathComponent("models/demo").path
+        let (s, l) = try SlideMapTests.coordinator(
+            group,
+            [
+                "run", "--model", demo + "/deploy.prototxt", "--weights", demo + "/nuclei32.caffemodel",
+                "--outputs", "zarr", "--out", group.directory + "/out", image,
+            ], log: "wide")
+        #expect(s == 1 && l.contains("Error: \(image): "), "\(l)")
+    }
+}

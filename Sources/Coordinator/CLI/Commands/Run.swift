@@ -261,7 +261,15 @@ extension Run {
         var failed: [(path: String, error: any Error)] = []
         for path in images {
             do {
-                try body(path)
+                do {
+                    try body(path)
+                } catch let error as ModelError {
+                    // The net's errors name a layer, not the image whose size led to them (whole-slide audit 35 F9:
+                    // "layer 'conv1': its output would be …" for a 2³¹-pixel-wide file).
+                    throw ClusterError("\(path): \(error)")
+                } catch let error as EngineError {
+                    throw ClusterError("\(path): \(error)")
+                }
             } catch {
                 guard keepGoing, images.count > 1, !interruption.isInterrupted else { throw error }
                 interruption.parkIfInterrupted()
