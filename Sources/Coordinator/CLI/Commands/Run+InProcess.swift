@@ -163,10 +163,7 @@ extension Run {
                 if let error = error as? SlideError, error.isCorruptData {
                     logger.error("--corrupt-tiles skip maps the rest of the image and leaves such tiles empty")
                 }
-                // The engine's errors name the task, not the image (verification audit 34 L1: with several images,
-                // which one overflowed was left to guess).
-                if error is EngineError { throw ClusterError("\(path): \(error)") }
-                throw error
+                throw error  // `forEachImage` names the image in an engine's or net's error
             }
             if counts.givenUp > 0 {
                 let tiles = "\(counts.givenUp) map tile\(counts.givenUp == 1 ? "" : "s")"

@@ -264,8 +264,9 @@ extension Run {
                 do {
                     try body(path)
                 } catch let error as ModelError {
-                    // The net's errors name a layer, not the image whose size led to them (whole-slide audit 35 F9:
-                    // "layer 'conv1': its output would be …" for a 2³¹-pixel-wide file).
+                    // The net's and engine's errors name a layer or task, not the image (whole-slide audit 35 F9:
+                    // "layer 'conv1': its output would be …" for a 2³¹-pixel-wide file; verification audit 34 L1: which
+                    // of several images overflowed was left to guess).
                     throw ClusterError("\(path): \(error)")
                 } catch let error as EngineError {
                     throw ClusterError("\(path): \(error)")
