@@ -103,30 +103,24 @@ struct ImageSelectTests {
             source == MapSource(file: "scenes.ome.tif", image: 2, level: 1) && attrs.contains("\"source\""), "\(attrs)")
         // export draws its overlay over the image and level the map records, without --level (user audit: it
         // asked for --level 1); another file is drawn over with a warning naming the recorded one.
-        let (se, le) = try Self.coordinator(
-            group,
-            [
-                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image",
-                dir + "/scenes.ome.tif", "--out", dir + "/zarr-overlay",
-            ], log: "export-overlay")
+        /// `export` of image 2's zarr map as an overlay over `image`, into `out`.
+        func overlay(over image: String, into out: String, log: String) throws -> (Int32, String) {
+            try Self.coordinator(
+                group,
+                [
+                    "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image", image,
+                    "--out", out,
+                ], log: log)
+        }
+        let (se, le) = try overlay(over: dir + "/scenes.ome.tif", into: dir + "/zarr-overlay", log: "export-overlay")
         #expect(se == 0 && le.contains("the map is of level 1"), "\(le)")
         #expect(FileManager.default.fileExists(atPath: dir + "/zarr-overlay/scenes.ome.image-2.overlay.png"))
         try FileManager.default.copyItem(atPath: dir + "/scenes.ome.tif", toPath: dir + "/copy.tif")
-        let (sc, lc) = try Self.coordinator(
-            group,
-            [
-                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image", dir + "/copy.tif",
-                "--out", dir + "/copy-overlay",
-            ], log: "export-copy")
+        let (sc, lc) = try overlay(over: dir + "/copy.tif", into: dir + "/copy-overlay", log: "export-copy")
         #expect(sc == 0 && lc.contains("computed from scenes.ome.tif, not copy.tif"), "\(lc)")
         // A PNG has no level 1: the error says the level is the map's (docs/CLI audit 36 F15: it blamed --level).
         try ClusterFixture.writeImage(to: dir + "/crop.png", height: 20, width: 20)
-        let (sp, lp) = try Self.coordinator(
-            group,
-            [
-                "export", dir + "/zarr/scenes.ome.image-2.zarr", "--outputs", "overlay", "--image", dir + "/crop.png",
-                "--out", dir + "/png-overlay",
-            ], log: "export-png")
+        let (sp, lp) = try overlay(over: dir + "/crop.png", into: dir + "/png-overlay", log: "export-png")
         #expect(sp == 1 && lp.contains("the map records image 2, level 1 of scenes.ome.tif (tessera.source)"), "\(lp)")
         // An unfinished output a killed export left (its pid gone) is removed by the next export; one of a
         // running process (this test's pid) stays.
