@@ -26,6 +26,11 @@ struct OutputSpaceTests {
             options: OutputOptions(directory: "maps", stem: "slide", kinds: [.npy]))
         #expect(npyOnly.exact == 128 + 4 * values && npyOnly.temporary == 4 * values)
         #expect(throws: OutputSpaceError.self) { try npyOnly.check(free: 6 * values, image: "a", out: "maps") }
+        // A TIFF without zarr: the temporary store holds the float32 pyramid; the TIFF, the --dtype one.
+        let tiffOnly = OutputSpace(
+            height: 1000, width: 500, classes: 2, dtype: .uint8,
+            options: OutputOptions(directory: "maps", stem: "slide", kinds: [.tiff]))
+        #expect(tiffOnly.temporary == 4 * values * 4 / 3 && tiffOnly.atMost == values * 4 / 3)
         // Images one after another: outputs add up, one temporary store at a time.
         let two = npyOnly + zarrOnly
         #expect(two.exact == npyOnly.exact && two.atMost == npyOnly.atMost + zarrOnly.atMost)

@@ -14,7 +14,8 @@ struct OutputSpace: Equatable {
     /// Compressed outputs usually need far less.
     var atMost: UInt64
     /// The run's temporary map store in `--out` while the image's outputs are written from it
-    /// (float32, uncompressed, one level), unless the map is kept as zarr; removed after the image.
+    /// (float32, uncompressed, one level, or a pyramid for the TIFF), unless the map is kept as
+    /// zarr; removed after the image.
     var temporary: UInt64
 
     /// The need of a `classes` × `height` × `width` map written as `options` says, its
@@ -25,7 +26,7 @@ struct OutputSpace: Equatable {
         let kinds = options.kinds
         let zarr = kinds.contains(.zarr)
         exact = kinds.contains(.npy) ? 128 + 4 * values : 0
-        temporary = zarr ? 0 : 4 * values
+        temporary = zarr ? 0 : kinds.contains(.tiff) ? 4 * values * 4 / 3 : 4 * values
         // A pyramid adds at most a third (each level a quarter of the one before).
         let pyramid = values * UInt64(dtype.size) * 4 / 3
         var most = exact + (zarr ? pyramid : 0)

@@ -349,7 +349,8 @@ struct JobFactory: Sendable {
         let stride = plan.tasks.stride
         var tile = mode == .shift ? TilePlan.roundUp(requested, TilePlan.shiftUnit(stride)) : requested
         var levels = 1
-        if options.storeKind == .zarr {
+        // A raw store (`run` without the zarr) keeps exact float32 values, with the pyramid its TIFF needs.
+        if options.storeKind == .zarr || (try? OutputOptions.parseKinds(options.outputs))?.contains(.tiff) == true {
             (tile, levels) = MapPyramid.fit(tile: tile, image: size, stride: stride, fixedTile: true)
         }
         if let why = TilePlan.tooManyTiles(image: size, tile: tile) { throw ClusterError(why) }

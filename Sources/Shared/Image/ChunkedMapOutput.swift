@@ -6,17 +6,21 @@ import TesseraCore
 /// finished, then every requested output from that store. With the `zarr` output
 /// the store is the OME-Zarr pyramid (built under a temporary name and renamed
 /// into place when complete, so no partial store is ever presented as finished);
-/// otherwise it is a raw temporary store that only feeds the PNG, `.npy` and TIFF
-/// outputs and is removed after. The whole map is never in memory.
+/// otherwise it is a raw temporary store of the exact float32 values that only feeds
+/// the PNG, `.npy` and TIFF outputs and is removed after (with a pyramid when the TIFF
+/// is asked for, whose samples are quantised to `dtype` as it is written). The whole
+/// map is never in memory.
 package final class ChunkedMapOutput {
     package let options: OutputOptions
     package let store: MapStore
     private let finalPath: String?
+    /// The TIFF's sample type (`--dtype`), which a raw store does not hold.
+    private let tiffDType: MapDType
     private var finished = false
 
     /// - Parameters:
     ///   - tile: the map's tile size, which is the store's chunk size (tiles must start on multiples of it).
-    ///   - levels: pyramid levels of the zarr output (the tile must be divisible by 2^(levels−1)).
+    ///   - levels: pyramid levels of the zarr or TIFF output (the tile must be divisible by 2^(levels−1)).
     ///   - kept: the classes the store keeps (`--keep-classes`; tiles are still written with every class), or nil.
     package init(
         options: OutputOptions, classes: Int, height: Int, width: Int, tile: Int, dtype: MapDType = .float32,
@@ -28,7 +32,9 @@ package final class ChunkedMapOutput {
         if keep { try MapStore.checkReplaceable(options.zarrPath) }
         let temporary = "\(options.directory)/.\(options.stem).\(keep ? "zarr" : "chunks").partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: temporary)
-        let levelsKept = keep ? levels : 1
+        // The TIFF without the zarr still gets its pyramid (verification audit 37 N4: one float32 page).
+        let levelsKept = keep || options.kinds.contains(.tiff) ? levels : 1
+        tiffDType = dtype
         let side = MapLayout.chunkSide(tile: tile, height: height, width: width, levels: levelsKept)
         let layout = try MapLayout(
             classes: kept?.count ?? classes, height: height, width: width, tileSize: side,
@@ -52,7 +58,7 @@ package final class ChunkedMapOutput {
         image: (any RegionSource)?, logger: Logger? = nil, damaged: [PixelRect] = []
     ) throws -> [String] {
         if let joined = try store.finish(damaged: damaged) { logger?.info("map store: \(joined)") }
-        let written = try Self.export(store, image: image, options: options, logger: logger)
+        let written = try Self.export(store, image: image, options: options, tiffDType: tiffDType, logger: logger)
         if let finalPath {
             try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping
             try? FileManager.default.removeItem(atPath: finalPath)
@@ -70,13 +76,15 @@ package final class ChunkedMapOutput {
 
     /// Writes every output of `options` except the store itself (the TIFF export,
     /// PNGs, `.npy`) from a finished store, band by band; returns the paths written.
-    /// `image` is the input (for the overlay; only opened when that is asked for).
+    /// `image` is the input (for the overlay; only opened when that is asked for); `tiffDType`,
+    /// the TIFF's sample type when not the store's (a float32 store's values are quantised).
     package static func export(
-        _ store: MapStore, image: (any RegionSource)?, options: OutputOptions, logger: Logger? = nil
+        _ store: MapStore, image: (any RegionSource)?, options: OutputOptions, tiffDType: MapDType? = nil,
+        logger: Logger? = nil
     ) throws -> [String] {
         var written: [String] = []
         if options.kinds.contains(.tiff) {
-            try TIFFMapExport.write(store: store, to: options.tiffPath)
+            try TIFFMapExport.write(store: store, to: options.tiffPath, dtype: tiffDType)
             written.append(options.tiffPath)
         }
         if !options.kinds.subtracting([.zarr, .tiff]).isEmpty {

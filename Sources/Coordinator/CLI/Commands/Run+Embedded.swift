@@ -88,7 +88,7 @@ extension Run {
         for note in job.sizeNotes(image: size, plan: plan) { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
         var t = try job.tile ?? plan.defaultTile(mode: job.mode, image: size, memoryBudget: memoryBudget)
         if job.mode == .shift { t = TilePlan.roundUp(t, TilePlan.shiftUnit(stride)) }
-        if keepZarr {
+        if options.kinds.contains(where: \.isChunked) {  // the zarr's or the TIFF's pyramid
             if let given = job.tile, let note = MapPyramid.levelNote(tile: given, image: size, stride: stride) {
                 logger.warning("\(note)")
             }
@@ -175,7 +175,8 @@ extension Run {
             : nil
         let written: [String]
         do {
-            written = try ChunkedMapOutput.export(store, image: image, options: options, logger: logger)
+            written = try ChunkedMapOutput.export(
+                store, image: image, options: options, tiffDType: slide.dtype, logger: logger)
         } catch  where keepZarr {
             // The zarr is complete and stays (hours of computing); the error says so and how to finish (whole-slide
             // audit 35 F7: the run exited 1 with the zarr left and not a word about it).

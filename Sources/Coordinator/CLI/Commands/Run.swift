@@ -134,13 +134,6 @@ struct Run: ParsableCommand {
     /// A note when `--dtype` has nothing to apply to (no zarr or tiff output): it was ignored without a word
     /// (user review).
     func unusedDtypeNote(_ options: OutputOptions) -> String? {
-        // A TIFF without the zarr is written from the exact map the other outputs use (verification audit 37 N4:
-        // --dtype and the pyramid were dropped without a word).
-        if options.kinds.contains(.tiff), !options.kinds.contains(.zarr) {
-            return "--outputs tiff without zarr writes the TIFF from the exact float32 map, one page (no pyramid"
-                + (slide.dtype != .float32 ? ", not --dtype \(slide.dtype.rawValue)" : "")
-                + "): add zarr to --outputs for a pyramidal TIFF in --dtype"
-        }
         guard slide.dtype != .float32, !options.kinds.contains(where: \.isChunked) else { return nil }
         return "--dtype \(slide.dtype.rawValue) applies to the zarr and tiff outputs, and this run writes neither: "
             + "its outputs are written from the float32 map"

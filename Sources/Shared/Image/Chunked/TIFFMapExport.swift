@@ -17,7 +17,8 @@ import Darwin
 /// the file as one series of shape (classes, H, W) — (H, W) for one class — with
 /// every level as `series[0].levels[k]`; a page per class would instead make
 /// tifffile see one series per class and the pyramid across them. Samples keep the
-/// store's dtype, deflate-compressed (zlib level `zipLevel`, 1 by default: float
+/// store's dtype, or are quantised from a float32 store's exact values to the dtype
+/// asked for (what `run --outputs tiff` without the zarr writes), deflate-compressed (zlib level `zipLevel`, 1 by default: float
 /// samples gain little from higher levels). Tiles are `tileSize`² (edge tiles
 /// zero-padded), written row by row from the chunks, a small batch at a time
 /// compressed on all cores: memory is a few chunks and a batch of tiles, whatever
@@ -28,11 +29,19 @@ import Darwin
 package enum TIFFMapExport {
     /// Writes `store` to `path` atomically (temporary name in the same folder,
     /// fsync, rename). Throws `.notFinished` unless the store is finished or
-    /// `allowUnfinished` (then unwritten tiles export as the fill value).
+    /// `allowUnfinished` (then unwritten tiles export as the fill value). `dtype`: the
+    /// samples' type, when not the store's (which must then be float32).
     package static func write(
-        store: MapStore, to path: String, tileSize: Int = 256, zipLevel: Int = 1,
+        store: MapStore, to path: String, dtype: MapDType? = nil, tileSize: Int = 256, zipLevel: Int = 1,
         allowUnfinished: Bool = false
     ) throws {
+        let dtype = dtype ?? store.layout.dtype
+        guard dtype == store.layout.dtype || store.layout.dtype == .float32 else {
+            throw MapStoreError(
+                .invalidArgument, path: path,
+                detail: "a \(store.layout.dtype.rawValue) map cannot be written as \(dtype.rawValue) samples: only "
+                    + "a float32 map's exact values are quantised")
+        }
         guard tileSize > 0, tileSize % 16 == 0 else {
             throw MapStoreError(
                 .invalidArgument, path: path,
@@ -56,7 +65,7 @@ package enum TIFFMapExport {
             defer { TIFFClose(tif) }
             for level in 0..<levelCount(store.layout) {
                 try writeLevel(
-                    store: store, level: level, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
+                    store: store, level: level, dtype: dtype, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
                     errors: errors, path: path)
             }
         } catch let error as MapStoreError {
@@ -101,10 +110,10 @@ package enum TIFFMapExport {
     }
 
     private static func writeLevel(
-        store: MapStore, level: Int, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
+        store: MapStore, level: Int, dtype: MapDType, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
         errors: UnsafeMutablePointer<ttiff_errors>, path: String
     ) throws {
-        let layout = store.layout, size = layout.levelSize(level), dtype = layout.dtype
+        let layout = store.layout, size = layout.levelSize(level), stored = layout.dtype
         let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
         guard
             ttiff_set_directory(
@@ -134,8 +143,9 @@ package enum TIFFMapExport {
                     DispatchQueue.concurrentPerform(iterations: out.count) { i in
                         let tile = paddedTile(
                             regions[i / classes], rect: rects[i / classes], plane: i % classes,
-                            tileSize: tileSize, sample: dtype.size)
-                        out[i] = tile.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
+                            tileSize: tileSize, sample: stored.size)
+                        let samples = dtype == stored ? tile : converted(tile, from: stored, to: dtype)
+                        out[i] = samples.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
                     }
                 }
                 for (i, plane) in planes.enumerated() {
@@ -178,6 +188,16 @@ package enum TIFFMapExport {
             }
         }
         return tile
+    }
+
+    /// `samples` (of type `from`) as `to`'s samples, quantised as the store's writes would.
+    private static func converted(_ samples: [UInt8], from: MapDType, to: MapDType) -> [UInt8] {
+        let count = samples.count / from.size
+        var values = [Float](repeating: 0, count: count)
+        samples.withUnsafeBytes { raw in
+            values.withUnsafeMutableBufferPointer { from.decode(raw.baseAddress!, count: count, into: $0.baseAddress!) }
+        }
+        return values.withUnsafeBufferPointer { to.encode(values: $0) }
     }
 
     /// Tiles read, then compressed in parallel, at a time: enough to keep every core busy.
