@@ -93,4 +93,34 @@ struct StatusListingTests {
         #expect(plain.message.contains("\njob 13: done, img-13"), "\(plain.message)")
         #expect(plain.message.contains("\njob 1: waiting for workers 0/6 tasks, img-1"), "\(plain.message)")
     }
+
+    /// Docs/CLI audit 36 F17: a submission refused while prepared used up its id, and `status` of
+    /// that id then said there was no such job.
+    @Test("A submission refused while it is prepared takes no job id")
+    func refusedSubmissionTakesNoID() throws {
+        let scratch = try DamagedStoreTests.Scratch("refused-id", height: 30, width: 30)
+        defer { scratch.remove() }
+        let context = try ZMQContext()
+        let id = UUID().uuidString
+        let service = CoordinatorService(
+            context: context,
+            configuration: .init(
+                workerEndpoint: "inproc://w-\(id)", clientEndpoint: "inproc://c-\(id)", storeDirectory: scratch.root),
+            logger: Logger(label: "test.refused-id"))
+        _ = try service.start()
+        defer { service.stop() }
+        let client = try TestClient(context, "inproc://c-\(id)")
+        var bad = DamagedStoreTests.spec("bad.png", image: scratch.image)
+        bad.prototxt = .inline(name: "deploy.prototxt", bytes: Array("layer { name: 'x' type: 'Nope' }".utf8))
+        for _ in 0..<2 {
+            let refused = try client.request(.submit(bad))
+            guard case .error(let message) = refused else {
+                Issue.record("a net with an unknown layer was accepted: \(refused)")
+                return
+            }
+            #expect(message.contains("Nope"), "\(message)")
+        }
+        let good = try client.request(.submit(DamagedStoreTests.spec("good.png", image: scratch.image)))
+        #expect(good == .submitted(jobID: 1), "\(good)")
+    }
 }

@@ -304,6 +304,18 @@ struct ModelImportErrorTests {
         let e2 = #expect(throws: ModelError.self) { try Preprocessing.readMeanFile(short) }
         #expect(e2?.description.contains("short.binaryproto") == true, "\(String(describing: e2))")
         #expect(e2?.description.contains("layer") == false, "\(String(describing: e2))")
+        // An image, an array or a text file given as the mean file says what it is (docs/CLI audit 36 F17).
+        let png = dir.appendingPathComponent("mean.png").path
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13]).write(to: URL(fileURLWithPath: png))
+        let npy = dir.appendingPathComponent("mean.npy").path
+        try Data([0x93] + Array("NUMPY".utf8) + [1, 0]).write(to: URL(fileURLWithPath: npy))
+        let text = try writeFile(dir, "mean.txt", "104 117 123\n")
+        for (path, kind) in [(png, "a PNG image"), (npy, "a NumPy .npy array"), (text, "a text file")] {
+            let e = #expect(throws: ModelError.self) { try Preprocessing.readMeanFile(path) }
+            let message = e?.description ?? ""
+            #expect(message.contains(path) && message.contains("this is \(kind)"), "\(message)")
+            #expect(message.contains("--mean"), "\(message)")
+        }
     }
 
     /// Caffe's `Blob::FromProto` prefers double_data: a blob with both was read from data (hostile-input audit 27).

@@ -160,6 +160,9 @@ extension CoordinatorLoop {
                 reply = .submitted(jobID: p.id)
             case .failure(let error):
                 tokens = tokens.filter { $0.value != p.id }
+                // The client got no id: the next job takes this one when it was the last given, so job ids
+                // count jobs (docs/CLI audit 36 F17: refusals left gaps that `status` then denied).
+                if p.id == nextJobID - 1 { nextJobID = p.id }
                 CoordinatorMetrics.refused("submit")
                 logger.warning("job refused", metadata: ["job": "\(p.id)", "error": "\(error)"])
                 reply = .error(message: "\(error)")

@@ -11,20 +11,24 @@ struct DeviceFlags: ParsableArguments {
                 + "of patches per call.",
             valueName: "device"))
     var device = "cpu"
-    @Option(
-        help: ArgumentHelp(
-            "GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
-                + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision"))
-    var precision = "fp32"
+    @Option(help: precisionHelp) var precision = "fp32"
 
-    func validate() throws {
+    static let precisionHelp = ArgumentHelp(
+        "GPU arithmetic: fp32 (IEEE single precision, the default) or tf32 (tensor cores, ~2× faster; "
+            + "maps within 1e-2 of fp32: 1.6e-3 measured on the demo).", valueName: "precision")
+
+    func validate() throws { try Self.validate(device: device, precision: precision) }
+
+    func resolve() throws -> ComputeDevice { try Self.resolve(device: device, precision: precision) }
+
+    static func validate(device: String, precision: String) throws {
         guard CUDAPrecision(rawValue: precision) != nil else {
             throw ValidationError("--precision must be fp32 or tf32")
         }
         do { _ = try ComputeDevice(parsing: device) } catch { throw ValidationError("\(error)") }
     }
 
-    func resolve() throws -> ComputeDevice {
+    static func resolve(device: String, precision: String) throws -> ComputeDevice {
         try ComputeDevice(parsing: device, precision: CUDAPrecision(rawValue: precision) ?? .fp32)
     }
 }

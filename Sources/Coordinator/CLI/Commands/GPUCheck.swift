@@ -28,7 +28,11 @@ struct GPUCheck: ParsableCommand {
             """
     )
 
-    @OptionGroup var compute: DeviceFlags
+    // Its own --device, defaulting to the first GPU: the shared flags' default, cpu, is refused here
+    // (docs/CLI audit 36 F17: --help showed a default that failed).
+    @Option(help: ArgumentHelp("The GPU to check: cuda (GPU 0) or cuda:N.", valueName: "device"))
+    var device = "cuda"
+    @Option(help: DeviceFlags.precisionHelp) var precision = "fp32"
     @Option(help: "Fixture folder.") var fixtures = "Tests/Fixtures"
     @Option(help: "Demo model folder (deploy.prototxt + nuclei32.caffemodel).") var demo = "models/demo"
     @Option(help: "Demo image.") var demoImage = "examples/ihc.png"
@@ -45,8 +49,10 @@ struct GPUCheck: ParsableCommand {
     @Option(help: "Side of the corner of the --naive-model map compared with the CPU engine's naive map.")
     var naiveCheckCrop = 128
 
+    func validate() throws { try DeviceFlags.validate(device: device, precision: precision) }
+
     func run() throws {
-        let device = try compute.resolve()
+        let device = try DeviceFlags.resolve(device: self.device, precision: precision)
         guard case .cuda(let index, _) = device else { throw ValidationError("gpu-check needs --device cuda[:N]") }
         print("device: \(try CUDAContext.get(device: index).summary)")
         var failures = 0

@@ -204,14 +204,43 @@ extension CaffeFiles {
     /// A binary BlobProto (mean.binaryproto).
     static func readBlob(_ path: String) throws -> Caffe_BlobProto {
         let data = try readBytes(path, what: "mean file (binaryproto)")
+        // An image or an array is the likely mistake (docs/CLI audit 36 F17: a PNG was "malformed protobuf";
+        // protobuf skips unknown fields, so some such files would even decode as an empty blob).
+        if let kind = fileKind(data) {
+            throw ModelError(
+                .unreadable, file: path,
+                "this is \(kind), not a Caffe mean file (a BlobProto, usually mean.binaryproto): give the "
+                    + "per-channel means with --mean instead (e.g. --mean 104,117,123, in the net's channel order)")
+        }
         do {
             return try Caffe_BlobProto(serializedBytes: data)
         } catch {
+            if String(data: data.prefix(4096), encoding: .utf8) != nil && !looksBinary(data) && !data.isEmpty {
+                throw ModelError(
+                    .unreadable, file: path,
+                    "this is a text file, not a Caffe mean file (a binary BlobProto, usually mean.binaryproto): "
+                        + "give per-channel means with --mean instead")
+            }
             throw ModelError(
                 .unreadable, file: path,
                 "the mean file is truncated or corrupt (\(binaryReason(error))): "
                     + "it does not decode as a Caffe BlobProto")
         }
+    }
+
+    /// "a PNG image" and the like, from the first bytes of a file that is not what was expected.
+    static func fileKind(_ data: Data) -> String? {
+        let head = [UInt8](data.prefix(8))
+        func starts(_ magic: [UInt8]) -> Bool { head.starts(with: magic) }
+        if starts([0x89, 0x50, 0x4E, 0x47]) { return "a PNG image" }
+        if starts([0xFF, 0xD8, 0xFF]) { return "a JPEG image" }
+        if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) || starts([0x49, 0x49, 0x2B, 0x00])
+            || starts([0x4D, 0x4D, 0x00, 0x2B])
+        {
+            return "a TIFF image"
+        }
+        if starts([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) { return "a NumPy .npy array" }
+        return nil
     }
 
     static func binaryReason(_ error: Error) -> String {
