@@ -26,8 +26,8 @@ struct MapCheckTests {
             """
             import json, sys; r = json.load(open(sys.argv[1]))
             assert r['pixels'] == 30, r['pixels']
-            assert r['maxAbsDeviation'] < 1e-5, r['maxAbsDeviation']
-            assert r['argmaxAgreement'] == 1.0
+            assert r['max_abs_deviation'] < 1e-5, r['max_abs_deviation']
+            assert r['argmax_agreement'] == 1.0
             print('ok')
             """, [out + "/ihc.check.json"])
         #expect(report.contains("ok"), "\(report)")
@@ -67,10 +67,10 @@ struct MapCheckTests {
             assert np.array_equal(np.array(r['samples']['map'], np.float32), a), 'map values differ from dense.npy'
             assert np.array_equal(np.array(r['samples']['classifier'], np.float32), b), 'classifier differs from naive'
             d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            assert abs(d.max() - r['maxAbsDeviation']) < 1e-7, (d.max(), r['maxAbsDeviation'])
-            assert abs(d.mean() - r['meanAbsDeviation']) < 1e-7, (d.mean(), r['meanAbsDeviation'])
+            assert abs(d.max() - r['max_abs_deviation']) < 1e-7, (d.max(), r['max_abs_deviation'])
+            assert abs(d.mean() - r['mean_abs_deviation']) < 1e-7, (d.mean(), r['mean_abs_deviation'])
             agree = float(np.mean(a.argmax(1) == b.argmax(1)))
-            assert abs(agree - r['argmaxAgreement']) < 1e-12, (agree, r['argmaxAgreement'])
+            assert abs(agree - r['argmax_agreement']) < 1e-12, (agree, r['argmax_agreement'])
             assert d.max() > 0, 'a padded net should deviate somewhere'
             print('ok', d.max(), agree)
             """,
@@ -79,5 +79,40 @@ struct MapCheckTests {
                 group.directory + "/dense/img.npy",
             ])
         #expect(verdict.contains("ok"), "\(verdict)")
+    }
+
+    /// Docs/CLI audit 36 F13: `inspect --json` (and the check report) had camelCase keys beside
+    /// `status --json`'s snake_case ones.
+    @Test("inspect --json has snake_case keys, as status --json")
+    func inspectKeys() throws {
+        let group = try ProcessGroup("inspect-json")
+        defer { group.stop() }
+        let root = TestPaths.packageRoot.path
+        let (s, l) = try SlideMapTests.coordinator(
+            group,
+            [
+                "inspect", "--model", root + "/models/demo/deploy.prototxt",
+                "--weights", root + "/models/demo/nuclei32.caffemodel", "--json",
+            ], log: "inspect")
+        #expect(s == 0, "\(l)")
+        let json = try #require(l.firstIndex(of: "{").map { String(l[$0...]) })
+        let keys = try SlideMapTests.python(
+            """
+            import json, sys, re
+            r = json.loads(sys.argv[1])
+            def walk(o):
+                if isinstance(o, dict):
+                    for k, v in o.items():
+                        yield k
+                        yield from walk(v)
+                elif isinstance(o, list):
+                    for v in o: yield from walk(v)
+            bad = sorted({k for k in walk(r) if re.search('[A-Z]', k)})
+            assert not bad, bad
+            assert r['has_weights'] is True and r['input_channels'] == 3 and r['classes'] == 2, r.keys()
+            assert r['layers'][0]['macs_per_patch'] > 0
+            print('ok')
+            """, [json])
+        #expect(keys.contains("ok"), "\(keys)")
     }
 }

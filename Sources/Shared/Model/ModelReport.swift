@@ -142,9 +142,10 @@ package struct ModelReport: Codable, Sendable {
         value.isNaN ? 0 : (value >= 0x1p63 ? Int.max : Int(value.rounded()))
     }
 
-    /// One JSON object (sorted keys, pretty).
+    /// One JSON object (snake_case keys, as `status --json`'s; sorted, pretty).
     package func json() throws -> String {
         let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase  // docs/CLI audit 36 F13: camelCase beside snake_case
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }

@@ -53,6 +53,7 @@ package struct MapCheck: Sendable, Codable, Equatable {
             let samples: MapCheck
         }
         let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase  // as `status --json` and `inspect --json`
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(
             Report(
