@@ -56,4 +56,50 @@ struct TIFFOnlyOutputTests {
             #expect(check.contains("ok 3"), "\(name): \(check)")
         }
     }
+
+    /// Whole-slide audit 35 F8: the TIFF held no class names, no quantisation scale and no record of the
+    /// tiles not computed, whose 0 in an integer map reads as a computed probability of 0.
+    @Test("The TIFF's ImageDescription records the planes, the sample scale and the not-computed tiles of the zarr")
+    func description() throws {
+        let group = try ProcessGroup("tiff-description")
+        defer { group.stop() }
+        let png = group.directory + "/islands.png"
+        _ = try SlideMapTests.python(
+            """
+            import sys, numpy as np, imagecodecs
+            a = np.full((256, 320, 3), 245, np.uint8)
+            a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
+            open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
+            """, [png])
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--check", "0"]
+        for (name, extra) in [("zarr", ["--outputs", "zarr,tiff"]), ("tiff", ["--outputs", "tiff"])] {
+            let (status, log) = try SlideMapTests.coordinator(
+                group,
+                ["run"] + model + extra + [
+                    "--tissue", "--dtype", "uint8", "--keep-classes", "1", "--out", group.directory + "/" + name, png,
+                ], log: name)
+            #expect(status == 0, "\(name): \(log)")
+        }
+        let check = try SlideMapTests.python(
+            """
+            import sys, json, numpy as np, tifffile, zarr
+            z = zarr.open(sys.argv[1], mode='r').attrs['tessera']
+            for path in sys.argv[2:]:
+                with tifffile.TiffFile(path) as f:
+                    d = json.loads(f.pages[0].description)['tessera']
+                    assert len(f.series) == 1 and len(f.series[0].levels) == d['levels'] == 2, (path, d)
+                    assert f.series[0].levels[0].asarray().dtype == np.uint8
+                assert d['planes'] == ['class 1'] and d['kept_classes'] == [1] and d['net_classes'] == 3, d
+                assert d['values'] == 'probability * 255, rounded' and d['fill_value'] == '0', d
+                assert d['dtype'] == 'uint8' and d['height'] == 256 and d['width'] == 320, d
+                assert d['not_computed'] == z['not_computed'] and d['not_computed']['tiles'] > 0, (d, z)
+                assert 'shape' not in d and 'compression' not in d, d
+            print('ok')
+            """,
+            [
+                group.directory + "/zarr/islands.zarr", group.directory + "/zarr/islands.map.tiff",
+                group.directory + "/tiff/islands.map.tiff",
+            ])
+        #expect(check.contains("ok"), "\(check)")
+    }
 }

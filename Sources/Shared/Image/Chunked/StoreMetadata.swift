@@ -148,6 +148,38 @@ enum StoreMetadata {
         return Array(data) + [0x0A]
     }
 
+    /// The TIFF export's ImageDescription (on level 0), as JSON: the finished store's `tessera`
+    /// section with what a TIFF reader of the map needs (audit 35 F8: the TIFF had none of it): the
+    /// planes' class names, how the samples read as probabilities, the fill value, and the not-computed
+    /// and damaged tiles (in an integer map their 0 reads like a computed 0). No "shape" key, which
+    /// tifffile would take for its own metadata.
+    static func tiffDescription(zattrs bytes: [UInt8], layout: MapLayout, dtype: MapDType, levels: Int) -> String? {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            var t = root["tessera"] as? [String: Any]
+        else { return nil }
+        // The store's own bookkeeping; the key that wrote a cluster's map stays with the zarr.
+        for key in ["format", "complete", "compression", "tile_size", "tile_levels", "submitted_by"] {
+            t[key] = nil
+        }
+        t["dtype"] = dtype.rawValue
+        t["levels"] = levels
+        t["values"] =
+            switch dtype {
+            case .uint8: "probability * 255, rounded"
+            case .uint16: "probability * 65535, rounded"
+            case .float16, .float32: "probability"
+            }
+        t["fill_value"] = dtype.isFloat ? "NaN" : "0"
+        t["planes"] = layout.classNames ?? (layout.kept ?? Array(0..<layout.classes)).map { "class \($0)" }
+        // Exact values (JSONSerialization reads some doubles an ulp off; the layout's are the file's).
+        t["microns_per_pixel"] = layout.micronsPerPixel
+        t["microns_per_pixel_y"] = layout.micronsPerPixelY
+        guard let data = try? JSONSerialization.data(withJSONObject: ["tessera": t], options: [.sortedKeys]) else {
+            return nil
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// The image a map was computed from (`tessera.source`), when recorded.
     static func source(_ t: [String: Any]) -> MapSource? {
         guard let s = t["source"] as? [String: Any], let file = s["file"] as? String, let image = s["image"] as? Int,

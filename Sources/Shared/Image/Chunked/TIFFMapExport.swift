@@ -25,7 +25,9 @@ import Darwin
 /// the image size. (A chunk taller than the tile is decoded once per tile row it
 /// spans.) OpenSlide (tested: uint8) sees every level, but renders the pixels of
 /// one-class maps only (gray); multi-class and float maps are for tifffile, QuPath
-/// and other Bio-Formats-based readers. No OME-XML is written.
+/// and other Bio-Formats-based readers. No OME-XML is written: level 0's ImageDescription
+/// is a JSON object `{"tessera": …}` (`StoreMetadata.tiffDescription`) naming the planes' classes,
+/// how samples read as probabilities, and the tiles not computed.
 package enum TIFFMapExport {
     /// Writes `store` to `path` atomically (temporary name in the same folder,
     /// fsync, rename). Throws `.notFinished` unless the store is finished or
@@ -61,12 +63,16 @@ package enum TIFFMapExport {
         guard let tif = ttiff_open(temporary, "w8", errors) else {
             throw MapStoreError(.tiff, path: path, detail: message(errors))
         }
+        let levels = levelCount(store.layout)
+        let description = (try? FileIO.read("\(store.path)/.zattrs")).flatMap { $0 }.flatMap {
+            StoreMetadata.tiffDescription(zattrs: $0, layout: store.layout, dtype: dtype, levels: levels)
+        }
         do {
             defer { TIFFClose(tif) }
-            for level in 0..<levelCount(store.layout) {
+            for level in 0..<levels {
                 try writeLevel(
-                    store: store, level: level, dtype: dtype, tif: tif, tileSize: tileSize, zipLevel: zipLevel,
-                    errors: errors, path: path)
+                    store: store, level: level, dtype: dtype, description: level == 0 ? description : nil, tif: tif,
+                    tileSize: tileSize, zipLevel: zipLevel, errors: errors, path: path)
             }
         } catch let error as MapStoreError {
             // libtiff says "Write error at scanline …", not why: a full disk is checked here.
@@ -110,18 +116,20 @@ package enum TIFFMapExport {
     }
 
     private static func writeLevel(
-        store: MapStore, level: Int, dtype: MapDType, tif: OpaquePointer, tileSize: Int, zipLevel: Int,
-        errors: UnsafeMutablePointer<ttiff_errors>, path: String
+        store: MapStore, level: Int, dtype: MapDType, description: String?, tif: OpaquePointer, tileSize: Int,
+        zipLevel: Int, errors: UnsafeMutablePointer<ttiff_errors>, path: String
     ) throws {
         let layout = store.layout, size = layout.levelSize(level), stored = layout.dtype
         let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
-        guard
+        func setDirectory(_ text: UnsafePointer<CChar>?) -> Int32 {
             ttiff_set_directory(
                 tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
                 UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
-                nil, layout.micronsPerPixel.map { 1e4 / ($0 * Double(1 << level)) } ?? 0,
-                layout.micronsPerPixelY.map { 1e4 / ($0 * Double(1 << level)) } ?? 0) == 1
-        else {
+                text, layout.micronsPerPixel.map { 1e4 / ($0 * Double(1 << level)) } ?? 0,
+                layout.micronsPerPixelY.map { 1e4 / ($0 * Double(1 << level)) } ?? 0)
+        }
+        let set = description.map { $0.withCString { setDirectory($0) } } ?? setDirectory(nil)
+        guard set == 1 else {
             throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
         }
         // Enough chunks for one batch of tiles plus the column it shares with the next.
