@@ -72,7 +72,7 @@ struct TIFFOnlyOutputTests {
             open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
             """, [png])
         let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--check", "0"]
-        for (name, extra) in [("zarr", ["--outputs", "zarr,tiff"]), ("tiff", ["--outputs", "tiff"])] {
+        for (name, extra) in [("zarr", ["--outputs", "zarr,tiff,npy"]), ("tiff", ["--outputs", "tiff"])] {
             let (status, log) = try SlideMapTests.coordinator(
                 group,
                 ["run"] + model + extra + [
@@ -82,8 +82,9 @@ struct TIFFOnlyOutputTests {
         }
         let check = try SlideMapTests.python(
             """
-            import sys, json, numpy as np, tifffile, zarr
+            import sys, json, base64, numpy as np, tifffile, zarr
             z = zarr.open(sys.argv[1], mode='r').attrs['tessera']
+            assert z['values'] == 'probability * 255, rounded', z  # the zarr says it too (output audit 39 F7)
             for path in sys.argv[2:]:
                 with tifffile.TiffFile(path) as f:
                     d = json.loads(f.pages[0].description)['tessera']
@@ -94,6 +95,14 @@ struct TIFFOnlyOutputTests {
                 assert d['dtype'] == 'uint8' and d['height'] == 256 and d['width'] == 320, d
                 assert d['not_computed'] == z['not_computed'] and d['not_computed']['tiles'] > 0, (d, z)
                 assert 'shape' not in d and 'compression' not in d, d
+            # The .npy of the uint8 map (output audit 39 F1): NaN exactly in the tiles not computed, v / 255 elsewhere.
+            g = zarr.open(sys.argv[1], mode='r'); q = g['0'][:]; n = np.load(sys.argv[1][:-5] + '.npy')
+            r = z['not_computed']; t = r['tile_size']
+            bits = np.unpackbits(np.frombuffer(base64.b64decode(r['bits']), np.uint8))[:r['rows'] * r['columns']]
+            skipped = np.kron(bits.reshape(r['rows'], r['columns']), np.ones((t, t), np.uint8))[:256, :320] == 1
+            assert n.dtype == np.float32 and n.shape == q.shape, (n.dtype, n.shape)
+            assert np.isnan(n[:, skipped]).all() and not np.isnan(n[:, ~skipped]).any(), 'NaN is not the skipped tiles'
+            assert np.array_equal(n[:, ~skipped], q[:, ~skipped] / np.float32(255)), 'computed values differ'
             print('ok')
             """,
             [

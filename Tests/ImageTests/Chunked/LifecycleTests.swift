@@ -290,6 +290,9 @@ struct LifecycleTests {
             assert axes == [('c', None), ('y', 'micrometer'), ('x', 'micrometer')], axes
             scales = [t[0]['scale'] for t in ms['coordinateTransformations']]
             assert scales == [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]], scales
+            # Level 1's pixel centres lie half a level-0 pixel on (output audit 39 F6).
+            moves = [t[1:] for t in ms['coordinateTransformations']]
+            assert moves == [[], [{'type': 'translation', 'translation': [0.0, 0.25, 0.25]}]], moves
             with tifffile.TiffFile(sys.argv[2]) as tf:
                 for k, page in enumerate(tf.series[0].levels):
                     p = page.pages[0] if hasattr(page, 'pages') else page

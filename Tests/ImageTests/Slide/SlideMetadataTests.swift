@@ -101,6 +101,8 @@ struct SlideMetadataTests {
             z = zarr.open(sys.argv[1], mode='r')
             scales = [d['coordinateTransformations'][0]['scale'] for d in z.attrs['multiscales'][0]['datasets']]
             assert scales == [[1.0, 0.5, 0.25], [1.0, 1.0, 0.5]], scales
+            moves = z.attrs['multiscales'][0]['datasets'][1]['coordinateTransformations'][1]['translation']
+            assert moves == [0.0, 0.25, 0.125], moves
             assert z.attrs['tessera']['microns_per_pixel_y'] == 0.5
             with tifffile.TiffFile(sys.argv[2]) as tf:
                 p = tf.pages[0]

@@ -29,7 +29,7 @@ struct SlideFlags: ParsableArguments {
             "Compute only tiles with tissue (Otsu on saturation of a low-resolution view, and what is darker "
                 + "than the glass; on brightness when its background is dark, as in fluorescence).",
             discussion: "Skipped tiles are not computed and read as the store's fill value "
-                + "(NaN for float maps, 0 for integer ones; 0 in PNGs)."))
+                + "(NaN for float maps and the .npy, 0 for integer ones; 0 in PNGs)."))
     var tissue = false
     @Option(
         help: ArgumentHelp(

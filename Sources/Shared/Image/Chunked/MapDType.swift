@@ -106,6 +106,15 @@ package enum MapDType: String, Sendable, Codable, CaseIterable {
         }
     }
 
+    /// How a sample reads as a probability, for the maps' metadata.
+    var valuesRule: String {
+        switch self {
+        case .uint8: "probability * 255, rounded"
+        case .uint16: "probability * 65535, rounded"
+        case .float16, .float32: "probability"
+        }
+    }
+
     /// One sample of the fill value, encoded (little-endian).
     var fillBytes: [UInt8] {
         [fillValue].withUnsafeBufferPointer { encode(values: $0) }

@@ -4,7 +4,8 @@ extension MapStore {
     /// Rows `y` of `level`, all columns: classes × y.count × width floats (C order),
     /// decoding only the chunk rows that `y` touches (an unfinished store's upper
     /// levels: the tiles' pieces). Integer stores read as
-    /// probabilities (q / 255 or q / 65535), tiles never written as the fill value.
+    /// probabilities (q / 255 or q / 65535), tiles never written as the fill value
+    /// (NaN, for integer stores too where the map records them as not computed).
     /// For PNG or `.npy` writers: call it band by band, never for the whole map;
     /// bands of `layout.storedChunkSide(level)` rows starting at multiples of it decode
     /// each chunk exactly once (a chunk is always decoded whole).
@@ -21,9 +22,34 @@ extension MapStore {
     private func region(level: Int, rect: PixelRect, cache: ChunkCache) throws -> [Float] {
         let bytes = try regionBytes(level: level, rect: rect, cache: cache)
         let count = layout.classes * rect.height * rect.width
-        return [Float](unsafeUninitializedCapacity: count) { values, initialized in
+        var values = [Float](unsafeUninitializedCapacity: count) { values, initialized in
             bytes.withUnsafeBytes { layout.dtype.decode($0.baseAddress!, count: count, into: values.baseAddress!) }
             initialized = count
+        }
+        if !layout.dtype.isFloat { markNotComputed(&values, level: level, rect: rect) }
+        return values
+    }
+
+    /// An integer map's pixels of `rect` (at `level`) in the level-0 tiles that `tessera.not_computed`
+    /// records read NaN, as a float map's do: their fill, 0, went into the float32 `.npy` as a computed
+    /// probability of 0 (output audit 39 F1). A level-0 tile covers T >> level pixels of `level` (the
+    /// tile divides by 2^(levels−1)).
+    private func markNotComputed(_ values: inout [Float], level: Int, rect: PixelRect) {
+        guard !rect.isEmpty else { return }
+        let flags = notComputedFlags(), grid = layout.tileGrid
+        guard flags.count == grid.h * grid.w, flags.contains(true) else { return }
+        let side = max(1, layout.tileSize >> level)
+        for r in (rect.y / side)...((rect.y + rect.height - 1) / side) where r < grid.h {
+            for c in (rect.x / side)...((rect.x + rect.width - 1) / side) where c < grid.w && flags[r * grid.w + c] {
+                let y0 = max(rect.y, r * side), y1 = min(rect.y + rect.height, (r + 1) * side)
+                let x0 = max(rect.x, c * side), x1 = min(rect.x + rect.width, (c + 1) * side)
+                for plane in 0..<layout.classes {
+                    for y in y0..<y1 {
+                        let row = (plane * rect.height + y - rect.y) * rect.width - rect.x
+                        for x in x0..<x1 { values[row + x] = .nan }
+                    }
+                }
+            }
         }
     }
 

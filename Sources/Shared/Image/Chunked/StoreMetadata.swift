@@ -91,6 +91,8 @@ enum StoreMetadata {
             "tile_size": layout.tileSize, "dtype": layout.dtype.rawValue, "levels": layout.levels,
             "tile_levels": layout.tileLevels,
             "downsampling": "2x2 mean of the existing pixels, in float32, before quantisation",
+            // How a sample reads as a probability (output audit 39 F7: only the README said ÷ 255).
+            "values": layout.dtype.valuesRule,
         ]
         if let names = layout.classNames { tessera["class_names"] = names }
         if let kept = layout.kept {
@@ -108,12 +110,16 @@ enum StoreMetadata {
         if complete {
             // Level k's pixel is 2^k level-0 pixels, in micrometres when the image says.
             let unit = layout.micronsPerPixel ?? 1, unitY = layout.micronsPerPixelY ?? unit
+            // A level-k pixel is the mean of 2^k × 2^k level-0 pixels: its centre lies (2^k − 1)/2 of them
+            // further on, which the translation says (output audit 39 F6: viewers drew the upper levels
+            // shifted up and left by that much).
             let datasets: [[String: Any]] = (0..<layout.levels).map { k in
-                let f = Double(1 << k)
-                return [
-                    "path": "\(k)",
-                    "coordinateTransformations": [["type": "scale", "scale": [1.0, f * unitY, f * unit]]],
-                ]
+                let f = Double(1 << k), half = (f - 1) / 2
+                var transforms: [[String: Any]] = [["type": "scale", "scale": [1.0, f * unitY, f * unit]]]
+                if k > 0 {
+                    transforms.append(["type": "translation", "translation": [0.0, half * unitY, half * unit]])
+                }
+                return ["path": "\(k)", "coordinateTransformations": transforms]
             }
             var space: [String: Any] = ["type": "space"]
             if layout.micronsPerPixel != nil { space["unit"] = "micrometer" }
@@ -163,12 +169,7 @@ enum StoreMetadata {
         }
         t["dtype"] = dtype.rawValue
         t["levels"] = levels
-        t["values"] =
-            switch dtype {
-            case .uint8: "probability * 255, rounded"
-            case .uint16: "probability * 65535, rounded"
-            case .float16, .float32: "probability"
-            }
+        t["values"] = dtype.valuesRule
         t["fill_value"] = dtype.isFloat ? "NaN" : "0"
         t["planes"] = layout.classNames ?? (layout.kept ?? Array(0..<layout.classes)).map { "class \($0)" }
         // Exact values (JSONSerialization reads some doubles an ulp off; the layout's are the file's).

@@ -19,8 +19,8 @@ import Darwin
 /// tifffile see one series per class and the pyramid across them. Samples keep the
 /// store's dtype, or are quantised from a float32 store's exact values to the dtype
 /// asked for (what `run --outputs tiff` without the zarr writes), deflate-compressed (zlib level `zipLevel`, 1 by default: float
-/// samples gain little from higher levels). Tiles are `tileSize`² (edge tiles
-/// zero-padded), written row by row from the chunks, a small batch at a time
+/// samples gain little from higher levels). Tiles are `tileSize`² (less on a level
+/// smaller than that; edge tiles zero-padded), written row by row from the chunks, a small batch at a time
 /// compressed on all cores: memory is a few chunks and a batch of tiles, whatever
 /// the image size. (A chunk taller than the tile is decoded once per tile row it
 /// spans.) OpenSlide (tested: uint8) sees every level, but renders the pixels of
@@ -107,12 +107,24 @@ package enum TIFFMapExport {
         return "No space left on device: the disk holding \(directory) has \(free) bytes free"
     }
 
-    /// The levels exported: all store levels, except trailing ones no smaller than
-    /// the level before (a 1×1 map's 2×2 means), which readers cannot tell from a new series.
+    /// The levels exported: the store's, up to the first that is not smaller than the one before on
+    /// both sides (tifffile then reads it as another series: a 1-pixel-tall map's levels were four
+    /// series, output audit 39 F5) or is under 16 pixels on a side (less than one TIFF tile, F4).
     package static func levelCount(_ layout: MapLayout) -> Int {
         var count = 1
-        while count < layout.levels && layout.levelSize(count) != layout.levelSize(count - 1) { count += 1 }
+        while count < layout.levels {
+            let size = layout.levelSize(count), before = layout.levelSize(count - 1)
+            guard size.h < before.h, size.w < before.w, min(size.h, size.w) >= 16 else { break }
+            count += 1
+        }
         return count
+    }
+
+    /// A level's TIFF tile: `tileSize`, or less on a level smaller than it (a multiple of 16, at
+    /// least 16). OpenSlide (libtiff's RGBA reader, 4.5) returns wrong pixels for a tile wider or
+    /// taller than its level, which every pyramid's last level was (output audit 39 F4).
+    static func tileSide(_ tileSize: Int, level size: Size2) -> Int {
+        max(16, min(tileSize, min(size.h, size.w) / 16 * 16))
     }
 
     private static func writeLevel(
@@ -120,6 +132,7 @@ package enum TIFFMapExport {
         zipLevel: Int, errors: UnsafeMutablePointer<ttiff_errors>, path: String
     ) throws {
         let layout = store.layout, size = layout.levelSize(level), stored = layout.dtype
+        let tileSize = tileSide(tileSize, level: size)
         let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
         func setDirectory(_ text: UnsafePointer<CChar>?) -> Int32 {
             ttiff_set_directory(
