@@ -175,16 +175,21 @@ package struct OutputOptions: Sendable, Equatable {
         overlayClass ?? Self.defaultOverlayClass(classCount: classCount)
     }
 
-    /// An output file that a folder stands in the way of (its rename would fail once the whole map is
-    /// computed: user review), or nil.
-    package func folderInTheWay(classCount: Int) -> String? {
+    /// The single-file outputs asked for (not the zarr), the probability PNGs of `probabilityClasses`.
+    package func singleFiles(probabilityClasses: [Int]) -> [String] {
         var files: [String] = []
-        if kinds.contains(.prob) { files += resolvedClasses(classCount: classCount).map(probabilityPath(forClass:)) }
+        if kinds.contains(.prob) { files += probabilityClasses.map(probabilityPath(forClass:)) }
         if kinds.contains(.labels) { files.append(labelsPath) }
         if kinds.contains(.overlay) { files.append(overlayPath) }
         if kinds.contains(.npy) { files.append(npyPath) }
         if kinds.contains(.tiff) { files.append(tiffPath) }
-        return files.first { path in
+        return files
+    }
+
+    /// An output file that a folder stands in the way of (its rename would fail once the whole map is
+    /// computed: user review), or nil.
+    package func folderInTheWay(classCount: Int) -> String? {
+        singleFiles(probabilityClasses: resolvedClasses(classCount: classCount)).first { path in
             var folder: ObjCBool = false
             return FileManager.default.fileExists(atPath: path, isDirectory: &folder) && folder.boolValue
         }

@@ -61,8 +61,7 @@ extension Run {
         try forEachImage(interruption: interruption, logger: logger) { path in
             try mapShared(
                 path, client: client, pool: pool, plan: plan, memoryBudget: memoryBudget, preprocessing: prep,
-                progress: progress,
-                logger: logger)
+                progress: progress, interruption: interruption, logger: logger)
         }
     }
 
@@ -72,7 +71,7 @@ extension Run {
     private func mapShared(
         _ path: String, client: ClusterClient, pool: LocalWorkers, plan: ModelPlan, memoryBudget: Int,
         preprocessing prep: Preprocessing,
-        progress: Progress, logger: Logger
+        progress: Progress, interruption: RunInterruption, logger: Logger
     ) throws {
         let header = try ImageInput.header(
             path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
@@ -174,18 +173,33 @@ extension Run {
             ? try ImageInput.open(path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels).source
             : nil
         let written: [String]
+        // The zarr is complete and in place (hours of computing): a failure or an interruption now says so, and how
+        // to finish (whole-slide audit 35 F7: the run exited 1 with the zarr left and not a word about it).
+        let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
+        let keptNote =
+            "The map itself is complete and kept: \(storePath); `tessera-coordinator export "
+            + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
+            + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "") + "` writes the rest from it"
+        if keepZarr && !rest.isEmpty {
+            // An earlier run's files of these names no longer match the map now in place: an interruption while
+            // they were rewritten left them beside it, unsaid (output audit 39 F2).
+            let classes = options.classes ?? kept ?? OutputOptions.defaultClasses(classCount: plan.classes)
+            let earlier = options.singleFiles(probabilityClasses: classes).filter {
+                FileManager.default.fileExists(atPath: $0)
+            }
+            for file in earlier { try? FileManager.default.removeItem(atPath: file) }
+            if !earlier.isEmpty {
+                logger.info(
+                    "removed an earlier run's outputs, which the new map replaces: \(earlier.joined(separator: ", "))")
+            }
+            interruption.setNote(keptNote)
+        }
+        defer { interruption.setNote(nil) }
         do {
             written = try ChunkedMapOutput.export(
                 store, image: image, options: options, tiffDType: slide.dtype, logger: logger)
         } catch  where keepZarr {
-            // The zarr is complete and stays (hours of computing); the error says so and how to finish (whole-slide
-            // audit 35 F7: the run exited 1 with the zarr left and not a word about it).
-            let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
-            throw ClusterError(
-                "\(error). The map itself is complete and kept: \(storePath); `tessera-coordinator export "
-                    + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
-                    + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "")
-                    + "` writes the rest from it")
+            throw ClusterError("\(error). \(keptNote)")
         }
         var metadata: Logger.Metadata = [
             "image": "\(path)",

@@ -19,6 +19,8 @@ final class RunInterruption: @unchecked Sendable {
     /// for it to stop (embedded, the stopped workers were the writers).
     private var mainWrites = false
     private var sources: [DispatchSourceSignal] = []
+    /// What an interruption now should also say (a finished map that stays, and how to finish its outputs).
+    private var note: String?
 
     /// Installs the handlers; `removeOutputs`: whether partial stores go too.
     init(out: String, images: [String], image: Int, removeOutputs: Bool, message: String? = nil) {
@@ -38,11 +40,12 @@ final class RunInterruption: @unchecked Sendable {
                         : "interrupted: stopping the workers; the unfinished map stays for the same command "
                             + "to resume (--store)\n")
                 // write(2), not FileHandle: after SIGHUP the terminal may be gone (EIO), which must not trap.
-                _ = text.withCString { write(2, $0, strlen($0)) }
-                let (steps, waits) = lock.withLock {
+                let (steps, waits, note) = lock.withLock {
                     interrupted = true
-                    return (self.steps, mainWrites)
+                    return (self.steps, mainWrites, self.note)
                 }
+                let said = text + (note.map { $0 + "\n" } ?? "")
+                _ = said.withCString { write(2, $0, strlen($0)) }
                 for step in steps.reversed() { step() }
                 // Nothing is removed while the main thread may still write (30 s at most).
                 if waits { _ = mainStopped.wait(timeout: .now() + 30) }
@@ -69,6 +72,9 @@ final class RunInterruption: @unchecked Sendable {
         mainStopped.signal()
         while true { sleep(60) }
     }
+
+    /// What an interruption from now on also says (nil: nothing more).
+    func setNote(_ text: String?) { lock.withLock { note = text } }
 
     /// The main thread maps in this process: an interruption waits for it to stop.
     func mainThreadWrites() { lock.withLock { mainWrites = true } }

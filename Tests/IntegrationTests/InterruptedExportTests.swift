@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+
+@testable import TesseraImage
+@testable import TestSupport
+
+/// Output audit 39 F2: Ctrl-C after the embedded job's new zarr was in place, while the TIFF
+/// and `.npy` were written from it, left the new uint8 zarr beside the previous run's float32
+/// TIFF and `.npy`, and said that it had removed "this run's unfinished outputs".
+@Suite("An interrupted export")
+struct InterruptedExportTests {
+    @Test(
+        "Ctrl-C while a run writes outputs from its finished zarr: no earlier run's outputs beside it, and the export command"
+    )
+    func interruptedExport() throws {
+        let group = try ProcessGroup("interrupted-export")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 2000, width: 2000)
+        let out = group.directory + "/out"
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "256", "--check", "0", "--out", out]
+        let (s, l) = try SlideMapTests.coordinator(
+            group, ["run"] + model + ["--outputs", "zarr,npy,tiff", image], log: "first")
+        #expect(s == 0, "\(l)")
+        let earlier = try #require(ClusterFixture.bytes(out + "/img.npy"))
+        let second = try group.start(
+            "tessera-coordinator",
+            ["run"] + model + ["--outputs", "zarr,npy,tiff,prob", "--bit-depth", "16", "--dtype", "uint8", image],
+            log: "second")
+        // The outputs' temporary files appear only once the zarr is complete and in place.
+        func exporting() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).contains {
+                $0.hasPrefix(".img.") && $0.contains(".tmp-")
+            }
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while !exporting() && second.isRunning && Date() < deadline { usleep(1000) }
+        let caught = exporting()
+        kill(second.processIdentifier, SIGINT)
+        let status = group.wait(second, timeout: 60)
+        let log = group.log("second")
+        // The new map is complete whether the signal came during the export or after it.
+        let store = try MapStore.open(at: out + "/img.zarr")
+        #expect(store.isFinished && store.layout.dtype == .uint8, "\(log)")
+        // Any .npy there is this run's (uint8 values as float32), not the earlier float32 map.
+        if let npy = ClusterFixture.bytes(out + "/img.npy") { #expect(npy != earlier, "the earlier run's .npy stayed") }
+        if caught && status == 130 {
+            #expect(log.contains("The map itself is complete and kept: \(out)/img.zarr"), "\(log)")
+            #expect(log.contains("tessera-coordinator export"), "\(log)")
+        } else {
+            #expect(status == 0, "\(log)")  // it finished first (a loaded machine): its outputs are whole
+        }
+    }
+}
