@@ -721,6 +721,19 @@ struct DeployFilesTests {
                 #expect(!exec.contains("--store"), "\(unit): --store on ExecStart overrides tessera.env")
             }
             #expect(settings.contains { $0.key == "DynamicUser" && $0.value == "yes" })
+            // Permanent errors are not restarted every 2 s until the start limit (operator audit 38 F5).
+            #expect(
+                settings.contains {
+                    $0.key == "RestartPreventExitStatus" && $0.value == (sub == "serve" ? "64" : "64 78")
+                }, "\(unit)")
+            // Shared storage: one user for both units, and the lines come after DynamicUser=yes, which they
+            // override (a dynamic uid per unit refused every worker write: operator audit 38 F1).
+            let lines = text.split(separator: "\n").map(String.init)
+            let dynamic = try #require(lines.firstIndex(of: "DynamicUser=yes"))
+            for line in ["#DynamicUser=no", "#User=tessera", "#Group=tessera", "#ReadWritePaths=/data"] {
+                let at = lines.firstIndex(of: line)
+                #expect(at.map { $0 > dynamic } == true, "\(unit): \(line) missing or before DynamicUser=yes")
+            }
             #expect(settings.contains { $0.key == "ProtectSystem" && $0.value == "strict" })
             // libzmq opens a netlink socket (getifaddrs) when it binds TCP and aborts when refused:
             // a unit without AF_NETLINK failed at every start, which `systemd-analyze verify` cannot

@@ -1,3 +1,4 @@
+import CLISupport
 import CoordinatorService
 import Foundation
 import TesseraImage
@@ -28,7 +29,7 @@ final class RunInterruption: @unchecked Sendable {
         // SIGHUP: the terminal or ssh session closed (a hidden partial map stayed); not where the
         // process was started with it ignored (nohup), which must keep it running.
         var signals = [(SIGINT, Int32(130)), (SIGTERM, Int32(143))]
-        if !Self.isIgnored(SIGHUP) { signals.append((SIGHUP, 129)) }
+        if !signalIsIgnored(SIGHUP) { signals.append((SIGHUP, 129)) }
         for (signal, status) in signals {
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
@@ -55,14 +56,6 @@ final class RunInterruption: @unchecked Sendable {
             source.resume()
             sources.append(source)
         }
-    }
-
-    /// Whether `number` is ignored now (inherited from `nohup` or a service manager): read by setting it
-    /// ignored and putting the old disposition back (portable, unlike glibc's `sigaction` fields).
-    static func isIgnored(_ number: Int32) -> Bool {
-        let previous = signal(number, SIG_IGN)
-        signal(number, previous)
-        return previous.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 
     /// Blocks for good if an interruption is being handled (its handler exits), so a

@@ -224,6 +224,14 @@ struct Serve: ParsableCommand {
                 """,
                 metadata: ["authorized-keys": "\(security.authorizedKeysDirectory)"])
         }
+        if let security, security.workerKeysDirectory != nil,
+            (try? ZMQCurve.loadAuthorizedKeys(directory: security.authorizedKeysDirectory))?.isEmpty == true
+        {
+            // Accepted (users may be added later; the folder is re-read), but not without a word (operator audit 38 F4).
+            logger.warning(
+                "no user keys yet: the authorized-keys folder holds no valid *.pub key, so only admin keys may submit; users' public keys added there are taken within 2 s",
+                metadata: ["authorized-keys": "\(security.authorizedKeysDirectory)"])
+        }
         logger.info(
             "coordinator serving",
             metadata: [
