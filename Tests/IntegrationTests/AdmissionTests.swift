@@ -17,6 +17,11 @@ struct AdmissionTests {
         let (_, clients) = try group.startCoordinator(extra: [
             "--max-pixels", "100000000", "--metrics-address", "\(port)",
         ])
+        // The refusal series are there at 0 before any refusal (operator audit 38 F7: "no data" until the first).
+        let before = try PrometheusText(try httpGet(port: port, path: "/metrics").body)
+        for reason in ["too-many-pixels", "auth-unlisted-key", "handshake-key"] {
+            #expect(before.value("tessera_refusals_total", ["reason": reason]) == 0, "\(reason)")
+        }
         let bomb = group.directory + "/bomb.png"
         let size = try writeBombPNG(to: bomb, width: 20_000, height: 20_000)
         #expect(size < 3_000_000, "the bomb is \(size) bytes")

@@ -26,6 +26,8 @@ final class PendingUpload {
     var busy = false
     /// Cancelled while a part was being written: dropped once it is.
     var cancelled = false
+    /// Why the last part could not be stored (a full disk): what a cancel that follows is logged with.
+    var refusal: String?
     var lastActivity = monotonicSeconds()
     /// Unix seconds the submission came (`status`).
     let began = Date().timeIntervalSince1970
@@ -159,6 +161,8 @@ extension CoordinatorLoop {
             }
             switch o.result {
             case .failure(let error):
+                u.refusal = "\(error)"
+                logger.warning("upload part not stored", metadata: ["job": "\(u.id)", "error": "\(error)"])
                 reply(.error(message: "\(error)"), to: o.client, socket)
             case .success(let (received, crc)):
                 (u.received, u.crc) = (received, crc)
@@ -196,7 +200,10 @@ extension CoordinatorLoop {
     /// answered "no job").
     func cancelUpload(_ u: PendingUpload) -> Wire.JobStatus {
         let message = "cancelled by a client while its image was uploading"
-        if u.busy { u.cancelled = true } else { dropUpload(u, reason: "cancelled by a client") }
+        // After a part was refused (a full disk), the client's cancel is its answer to that (operator audit 38 F9:
+        // the log said only "cancelled by a client").
+        let reason = u.refusal.map { "cancelled by its client after a part could not be stored: \($0)" }
+        if u.busy { u.cancelled = true } else { dropUpload(u, reason: reason ?? "cancelled by a client") }
         archived[u.id] = ArchivedJob(
             id: u.id, state: .cancelled, message: message, tasks: 0, outputFiles: [], owner: u.owner,
             stem: Self.uploadStem(u.spec.image), submitted: u.began,
@@ -215,6 +222,8 @@ extension CoordinatorLoop {
         close(u.fd)
         uploads[u.id] = nil
         tokens = tokens.filter { $0.value != u.id }
+        // The folder first: on a full disk (the usual reason to drop one) the record needs the room it frees.
+        try? FileManager.default.removeItem(atPath: store.directory(u.id))
         if persistent {
             do {
                 try store.markRemoved(u.id)
@@ -224,7 +233,6 @@ extension CoordinatorLoop {
                     metadata: ["job": "\(u.id)", "error": "\(error)"])
             }
         }
-        try? FileManager.default.removeItem(atPath: store.directory(u.id))
         logger.warning("upload dropped", metadata: ["job": "\(u.id)", "reason": "\(reason)"])
     }
 

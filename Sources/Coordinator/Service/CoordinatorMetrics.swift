@@ -31,6 +31,19 @@ final class CoordinatorMetrics {
 
     static let jobStates = ["queued", "running", "done", "failed", "cancelled"]
 
+    /// The refusals an operator alerts on, whose series are there at 0 from the start: a series that
+    /// appears only at the first refusal reads "no data" on a dashboard (operator audit 38 F7).
+    static let commonRefusals = [
+        "submit", "too-many-pixels", "too-many-jobs", "queue-full", "not-owner", "revoked-key", "auth-unlisted-key",
+        "auth-role", "handshake-mechanism", "handshake-key", "handshake-protocol", "handshake-dropped",
+    ]
+
+    init() {
+        for reason in Self.commonRefusals {
+            Counter(label: MetricName.refusals, dimensions: [("reason", reason)]).increment(by: 0)
+        }
+    }
+
     /// A result accepted from `worker` for a task dispatched at `since` (monotonic seconds).
     func taskDone(by worker: String, since: Double, pixels: Int) {
         let seconds = monotonicSeconds() - since
