@@ -23,7 +23,22 @@ struct TIFFOnlyOutputTests {
         }
         // The references: the zarr run's TIFF (from the uint8 zarr), and the exact map.
         _ = try run("zarr", ["--outputs", "zarr,tiff", "--dtype", "uint8"])
-        _ = try run("exact", ["--outputs", "npy"])
+        _ = try run("exact", ["--outputs", "npy,zarr"])
+        // export --dtype: the float32 zarr's TIFF in uint8, as a TIFF-only run writes it; a uint8 map is not converted.
+        var (status, log) = try SlideMapTests.coordinator(
+            group,
+            [
+                "export", group.directory + "/exact/img.zarr", "--outputs", "tiff", "--dtype", "uint8", "--out",
+                group.directory + "/exported",
+            ], log: "export")
+        #expect(status == 0, "\(log)")
+        (status, log) = try SlideMapTests.coordinator(
+            group,
+            [
+                "export", group.directory + "/zarr/img.zarr", "--outputs", "tiff", "--dtype", "float16", "--out",
+                group.directory + "/refused",
+            ], log: "refused")
+        #expect(status == 1 && log.contains("only a float32 map's exact values are converted"), "\(log)")
         for (name, extra) in [("workers", [String]()), ("local", ["--in-process"])] {
             let log = try run(name, extra + ["--outputs", "npy,tiff", "--dtype", "uint8"])
             #expect(!log.contains("one page"), "\(name): the old notice: \(log)")
@@ -47,12 +62,19 @@ struct TIFFOnlyOutputTests {
                     # Level 0 is the same quantised map; the levels above are means (of the exact
                     # values here, of the tiles' quantised ones past the tile in the zarr's).
                     assert d == 0 if k == 0 else d <= 1, (k, d)
+                e = tifffile.TiffFile(sys.argv[4]).series[0]
+                assert len(e.levels) == len(got.levels)
+                for k, (a, b) in enumerate(zip(e.levels, got.levels)):
+                    assert np.array_equal(a.asarray(), b.asarray()), ('export --dtype differs at level', k)
                 exact = np.load(sys.argv[3])
                 q = np.round(np.clip(exact, 0, 1) * 255)
                 assert np.abs(q - got.levels[0].asarray()).max() <= 1, 'level 0 is not the exact map quantised'
                 print('ok', len(got.levels))
                 """,
-                [group.directory + "/zarr/img.map.tiff", dir + "/img.map.tiff", dir + "/img.npy"])
+                [
+                    group.directory + "/zarr/img.map.tiff", dir + "/img.map.tiff", dir + "/img.npy",
+                    group.directory + "/exported/img.map.tiff",
+                ])
             #expect(check.contains("ok 3"), "\(name): \(check)")
         }
     }

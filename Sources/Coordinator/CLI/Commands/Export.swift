@@ -28,6 +28,12 @@ struct Export: ParsableCommand {
             "The pyramid level of --image that was mapped (default: the level the map records, else 0).",
             valueName: "N"))
     var level: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Sample type of the TIFF: float16, uint8 or uint16 from a float32 map's exact values (default: the map's).",
+            discussion: "Map once in float32, then write a smaller TIFF for a viewer without mapping again.",
+            valueName: "type"))
+    var dtype: MapDType?
 
     func run() throws {
         guard output.outputs != nil else { throw ValidationError("give --outputs (tiff, prob, labels, overlay, npy)") }
@@ -42,6 +48,16 @@ struct Export: ParsableCommand {
         let stem = ((map as NSString).lastPathComponent as NSString).deletingPathExtension
         let options = try output.options(forImage: stem + ".png")
         if options.kinds.contains(.zarr) { throw ValidationError("the map is the zarr output already") }
+        if let dtype, dtype != store.layout.dtype {
+            guard options.kinds.contains(.tiff) else {
+                throw ValidationError("--dtype \(dtype.rawValue) sets the TIFF's samples: add tiff to --outputs")
+            }
+            guard store.layout.dtype == .float32 else {
+                throw ClusterError(
+                    "--dtype \(dtype.rawValue): the map holds \(store.layout.dtype.rawValue) samples; only a float32 "
+                        + "map's exact values are converted (export it without --dtype)")
+            }
+        }
         var source: (any RegionSource)?
         if options.kinds.contains(.overlay) {
             guard let image else { throw ValidationError("the overlay needs --image (the mapped image)") }
@@ -105,6 +121,10 @@ struct Export: ParsableCommand {
             out: options.directory, images: [options.stem + ".png"], image: 1, removeOutputs: true,
             message: "interrupted: removing this export's unfinished outputs")
         defer { withExtendedLifetime(interruption) {} }
-        for path in try ChunkedMapOutput.export(store, image: source, options: options, logger: logger) { print(path) }
+        for path in try ChunkedMapOutput.export(
+            store, image: source, options: options, tiffDType: dtype, logger: logger)
+        {
+            print(path)
+        }
     }
 }
