@@ -31,6 +31,18 @@ struct SlideMapTests {
 
     static func bytes(_ path: String) -> [UInt8]? { ClusterFixture.bytes(path) }
 
+    /// A 320×256 PNG: white background (glass) with two stained islands, at rows 32–95, columns 40–119 and
+    /// rows 160–223, columns 200–289.
+    static func writeIslands(_ png: String) throws {
+        _ = try python(
+            """
+            import sys, numpy as np, imagecodecs
+            a = np.full((256, 320, 3), 245, np.uint8)
+            a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
+            open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
+            """, [png])
+    }
+
     @Test(
         "PNG: the OME-Zarr float32 map (zarr) equals the cluster path's .npy bit for bit, tiled or not",
         arguments: MapMode.allCases)
@@ -182,14 +194,7 @@ struct SlideMapTests {
         let group = try ProcessGroup("tissue")
         defer { group.stop() }
         let png = group.directory + "/islands.png"
-        // White background with two stained islands.
-        _ = try Self.python(
-            """
-            import sys, numpy as np, imagecodecs
-            a = np.full((256, 320, 3), 245, np.uint8)
-            a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
-            open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
-            """, [png])
+        try Self.writeIslands(png)
         let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--in-process"]
         let out = group.directory + "/out"
         let (s, l) = try Self.coordinator(

@@ -86,13 +86,7 @@ struct TIFFOnlyOutputTests {
         let group = try ProcessGroup("tiff-description")
         defer { group.stop() }
         let png = group.directory + "/islands.png"
-        _ = try SlideMapTests.python(
-            """
-            import sys, numpy as np, imagecodecs
-            a = np.full((256, 320, 3), 245, np.uint8)
-            a[32:96, 40:120] = (170, 60, 140); a[160:224, 200:290] = (120, 40, 150)
-            open(sys.argv[1], 'wb').write(imagecodecs.png_encode(a))
-            """, [png])
+        try SlideMapTests.writeIslands(png)
         let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "32", "--threads", "2", "--check", "0"]
         for (name, extra) in [("zarr", ["--outputs", "zarr,tiff,npy"]), ("tiff", ["--outputs", "tiff"])] {
             let (status, log) = try SlideMapTests.coordinator(
