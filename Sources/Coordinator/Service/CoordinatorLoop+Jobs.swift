@@ -14,6 +14,8 @@ struct PreparedJob: Sendable {
     let since: Double
     /// The submitted files' bytes it held (`CoordinatorLoop.preparingBytes`).
     let bytes: Int
+    /// Whether its client was given the id already (an upload's, at its first part).
+    let announced: Bool
     let result: Result<CoordinatorJob, any Error>
 }
 
@@ -135,7 +137,9 @@ extension CoordinatorLoop {
                 }
             }
             prepared.withLock {
-                $0.append(PreparedJob(id: id, client: client, since: since, bytes: bytes, result: result))
+                $0.append(
+                    PreparedJob(
+                        id: id, client: client, since: since, bytes: bytes, announced: uploaded != nil, result: result))
             }
             wake.signal()
         }
@@ -160,9 +164,10 @@ extension CoordinatorLoop {
                 reply = .submitted(jobID: p.id)
             case .failure(let error):
                 tokens = tokens.filter { $0.value != p.id }
-                // The client got no id: the next job takes this one when it was the last given, so job ids
+                // The client got no id (an upload's got it with its first part): the next job takes this one when
+                // it was the last given, so job ids
                 // count jobs (docs/CLI audit 36 F17: refusals left gaps that `status` then denied).
-                if p.id == nextJobID - 1 { nextJobID = p.id }
+                if !p.announced && p.id == nextJobID - 1 { nextJobID = p.id }
                 CoordinatorMetrics.refused("submit")
                 logger.warning("job refused", metadata: ["job": "\(p.id)", "error": "\(error)"])
                 reply = .error(message: "\(error)")
