@@ -51,4 +51,36 @@ struct InterruptedExportTests {
             #expect(status == 0, "\(log)")  // it finished first (a loaded machine): its outputs are whole
         }
     }
+
+    /// Verification audit 40: the earlier outputs were removed with `removeItem`, which takes a folder made
+    /// under an output's name while the image was mapped, with its contents.
+    @Test(
+        "A folder made under an output's name while the run maps is left with its contents, and the run fails naming it"
+    )
+    func folderStays() throws {
+        let group = try ProcessGroup("export-folder")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 2000, width: 2000)
+        let out = group.directory + "/out"
+        let run = try group.start(
+            "tessera-coordinator",
+            ["run"] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "256", "--check", "0", "--outputs", "zarr,npy", "--out", out, image,
+            ], log: "run")
+        func mapping() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).contains { $0.contains(".partial-") }
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while !mapping() && run.isRunning && Date() < deadline { usleep(1000) }
+        try #require(mapping(), "the run ended before its map store appeared: \(group.log("run"))")
+        let notes = out + "/img.npy/precious/notes.txt"
+        try FileManager.default.createDirectory(
+            atPath: out + "/img.npy/precious", withIntermediateDirectories: true)
+        try "user data".write(toFile: notes, atomically: true, encoding: .utf8)
+        let status = group.wait(run, timeout: 120)
+        #expect(status != 0, "\(group.log("run"))")
+        #expect(group.log("run").contains("img.npy"), "\(group.log("run"))")
+        #expect((try? String(contentsOfFile: notes, encoding: .utf8)) == "user data", "the folder's file is gone")
+    }
 }

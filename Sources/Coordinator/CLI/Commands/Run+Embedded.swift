@@ -184,8 +184,11 @@ extension Run {
             // An earlier run's files of these names no longer match the map now in place: an interruption while
             // they were rewritten left them beside it, unsaid (output audit 39 F2).
             let classes = options.classes ?? kept ?? OutputOptions.defaultClasses(classCount: plan.classes)
+            // Files only (or links): a folder of that name, made while the image was mapped, is the user's and
+            // stays; writing the output then fails, naming it (verification audit 40: it was removed with its contents).
             let earlier = options.singleFiles(probabilityClasses: classes).filter {
-                FileManager.default.fileExists(atPath: $0)
+                var info = stat()
+                return lstat($0, &info) == 0 && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
             }
             for file in earlier { try? FileManager.default.removeItem(atPath: file) }
             if !earlier.isEmpty {
