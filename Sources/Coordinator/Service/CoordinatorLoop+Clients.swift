@@ -224,7 +224,7 @@ extension CoordinatorLoop {
                 }
             } catch {
                 // Retention or a cancel may have removed the job's folder while this read waited.
-                let folder = (path as NSString).deletingLastPathComponent
+                let folder = parentPath(path)
                 if !FileManager.default.fileExists(atPath: folder) {
                     reply = .error(
                         message: "job \(req.jobID)'s outputs were removed while being downloaded "

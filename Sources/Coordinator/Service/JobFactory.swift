@@ -416,7 +416,7 @@ struct JobFactory: Sendable {
                 throw ClusterError("the map store \(storePath) does not have the layout this job plans")
             }
         }
-        let outDir = (storePath as NSString).deletingLastPathComponent
+        let outDir = parentPath(storePath)
         let finalPath =
             options.storeKind == .zarr
             ? "\(outDir)/\(stem).zarr"

@@ -518,5 +518,5 @@ func locateWorkerBinary(_ explicit: String?) -> String {
     if let explicit { return explicit }
     if let env = ProcessInfo.processInfo.environment["TESSERA_WORKER_BINARY"], !env.isEmpty { return env }
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return ((me as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tessera-worker")
+    return (parentPath(me) as NSString).appendingPathComponent("tessera-worker")
 }

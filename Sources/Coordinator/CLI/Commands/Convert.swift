@@ -138,7 +138,7 @@ struct Convert: ParsableCommand {
 extension Convert {
     /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
     static func write(_ data: Data, to path: String) throws {
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = parentPath(path)
         // Said in words (user review: "NSCocoaErrorDomain error 512" for a folder, "a file with the same name
         // already exists" for a path under a file).
         var isFolder: ObjCBool = false

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLISupport
 import Foundation
+import TesseraCore
 import TesseraImage
 
 /// `--out`, `--outputs`, `--bit-depth`, `--classes`, `--overlay-class`: what is written
@@ -138,9 +139,9 @@ extension OutputFlags {
     /// Why `path` cannot be created as a folder: its nearest existing ancestor is a
     /// file, or is not writable.
     static func whyNotCreatable(_ path: String) -> String {
-        var ancestor = (path as NSString).deletingLastPathComponent
+        var ancestor = parentPath(path)
         while !ancestor.isEmpty && ancestor != "/" && !FileManager.default.fileExists(atPath: ancestor) {
-            ancestor = (ancestor as NSString).deletingLastPathComponent
+            ancestor = parentPath(ancestor)
         }
         let existing = ancestor.isEmpty ? "." : ancestor
         var isFolder: ObjCBool = false

@@ -40,7 +40,7 @@ extension Run {
         // The workers read the images and write into --out: exactly those folders are shared.
         // An image given through a link is read at its target (the coordinator resolves links).
         let folders = images.flatMap { [$0, SharedRoots.resolve($0)] }.map {
-            ($0 as NSString).deletingLastPathComponent
+            parentPath($0)
         }
         let roots = Set([output.out] + folders)
             .map { $0.isEmpty ? "." : $0 }

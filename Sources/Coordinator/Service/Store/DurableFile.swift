@@ -1,5 +1,6 @@
 import Foundation
 import TesseraCluster
+import TesseraCore
 
 /// Write temp → fsync → rename → fsync the folder: a file appears under its final
 /// name only complete and durable (the job store's records, tiles and files). A
@@ -13,7 +14,7 @@ enum DurableFile {
     static let directoryMode: mode_t = 0o700
 
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentPath(path)
         let temp =
             "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, fileMode)
@@ -50,13 +51,13 @@ enum DurableFile {
         var d = dir
         while !FileManager.default.fileExists(atPath: d) && d != "/" && !d.isEmpty {
             missing.append(d)
-            d = (d as NSString).deletingLastPathComponent
+            d = parentPath(d)
         }
         for m in missing.reversed() {
             if mkdir(m, directoryMode) != 0 && errno != EEXIST {
                 throw ClusterError("cannot create the folder \(m): \(String(cString: strerror(errno)))")
             }
-            let parent = (m as NSString).deletingLastPathComponent
+            let parent = parentPath(m)
             try syncDirectory(parent.isEmpty ? "." : parent)  // a relative path's first folder lives in "."
         }
     }
@@ -72,7 +73,7 @@ enum DurableFile {
         if failure == nil && fsync(fd) != 0 { failure = "fsync: \(String(cString: strerror(errno)))" }
         if close(fd) != 0 && failure == nil { failure = "close: \(String(cString: strerror(errno)))" }
         if let failure { throw ClusterError("cannot append to \(path): \(failure)") }
-        if isNew { try syncDirectory((path as NSString).deletingLastPathComponent) }
+        if isNew { try syncDirectory(parentPath(path)) }
     }
 
     /// Writes all of `bytes` to `fd` (retrying short writes and EINTR); the failure, or nil.
