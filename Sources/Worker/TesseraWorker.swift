@@ -145,7 +145,8 @@ struct TesseraWorker: ParsableCommand {
         let memory = min(SystemMemory.limit, maxMemoryMib.map { $0 << 20 } ?? Int.max)
         ActivationArena.limitBytes = memory / cpuPipelines
         ActivationArena.limitText =
-            (maxMemoryMib != nil ? "--max-memory-mib" : "the machine's memory")
+            (maxMemoryMib.map { $0 << 20 <= SystemMemory.limit } == true
+                ? "--max-memory-mib" : SystemMemory.limitSource)
             + (cpuPipelines > 1 ? " shared by \(cpuPipelines) CPU pipelines" : "")
         let threads = self.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / devices.count)
         for case .cuda(let index, _) in Set(devices) {

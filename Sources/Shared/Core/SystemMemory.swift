@@ -11,6 +11,12 @@ package enum SystemMemory {
         return cgroupLimit(groups: groups, root: "/sys/fs/cgroup").map { min($0, physical) } ?? physical
     }()
 
+    /// Where `limit` comes from, for messages: "the machine's memory" or "its control group's memory limit".
+    package static var limitSource: String {
+        limit < Int(clamping: ProcessInfo.processInfo.physicalMemory)
+            ? "its control group's memory limit" : "the machine's memory"
+    }
+
     /// The smallest memory limit of the groups `groups` (the text of `/proc/self/cgroup`) names and
     /// their parents, under the hierarchy mounted at `root`, or nil if none is set. Only the root's was
     /// read: a limit on the process's own group (a unit's `MemoryMax=`, a nested group) was not seen, and

@@ -165,6 +165,16 @@ extension Run {
         }
         guard let name = status.outputFiles.first else { throw ClusterError("job \(id) wrote no map store") }
         let storePath = "\(output.out)/\(name)"
+        // The zarr is complete and in place (hours of computing): a failure or an interruption now says so, and how
+        // to finish (whole-slide audit 35 F7: the run exited 1 with the zarr left and not a word about it).
+        let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
+        let keptNote =
+            "The map itself is complete and kept: \(storePath); `tessera-coordinator export "
+            + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
+            + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "") + "` writes the rest from it"
+        // Said at once: the zarr landed a moment ago (verification audit 40 N3: a Ctrl-C then got no hint).
+        if keepZarr && !rest.isEmpty { interruption.setNote(keptNote) }
+        defer { interruption.setNote(nil) }
         defer { if !keepZarr { try? FileManager.default.removeItem(atPath: storePath) } }
         let store = try MapStore.open(at: storePath)
         let overlay = options.kinds.contains(.overlay)
@@ -173,13 +183,6 @@ extension Run {
             ? try ImageInput.open(path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels).source
             : nil
         let written: [String]
-        // The zarr is complete and in place (hours of computing): a failure or an interruption now says so, and how
-        // to finish (whole-slide audit 35 F7: the run exited 1 with the zarr left and not a word about it).
-        let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
-        let keptNote =
-            "The map itself is complete and kept: \(storePath); `tessera-coordinator export "
-            + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
-            + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "") + "` writes the rest from it"
         if keepZarr && !rest.isEmpty {
             // An earlier run's files of these names no longer match the map now in place: an interruption while
             // they were rewritten left them beside it, unsaid (output audit 39 F2).
@@ -195,9 +198,7 @@ extension Run {
                 logger.info(
                     "removed an earlier run's outputs, which the new map replaces: \(earlier.joined(separator: ", "))")
             }
-            interruption.setNote(keptNote)
         }
-        defer { interruption.setNote(nil) }
         do {
             written = try ChunkedMapOutput.export(
                 store, image: image, options: options, tiffDType: slide.dtype, logger: logger)
