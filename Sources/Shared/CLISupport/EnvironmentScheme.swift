@@ -33,6 +33,7 @@ package struct EnvironmentScheme: Sendable {
     /// - `export`'s `--image` and `--level`: `TESSERA_EXPORT_IMAGE`, `TESSERA_EXPORT_LEVEL` (its
     ///   `--image` is the mapped file, `run`'s an image number; a `TESSERA_LEVEL` meant for `run` would
     ///   override the level the map records);
+    /// - `gpu-check`'s `--device` and `--precision`: `TESSERA_GPU_CHECK_DEVICE`, `TESSERA_GPU_CHECK_PRECISION`;
     /// - `run`'s `--store`: `TESSERA_RUN_STORE` (`TESSERA_STORE` is `serve`'s store, locked while it serves: in
     ///   the coordinator's container or a systemd environment, `run` took it and was refused; user review F13).
     package static let coordinator = EnvironmentScheme(
@@ -45,6 +46,8 @@ package struct EnvironmentScheme: Sendable {
             Scope(subcommands: ["keygen"], flags: nil, prefix: "TESSERA_KEYGEN_"),
             Scope(subcommands: ["export"], flags: ["image", "level"], prefix: "TESSERA_EXPORT_"),
             Scope(subcommands: ["run"], flags: ["store"], prefix: "TESSERA_RUN_"),
+            // Its --device defaults to cuda: a TESSERA_DEVICE=cpu exported for `run` made it refuse (audit 40 N10).
+            Scope(subcommands: ["gpu-check"], flags: ["device", "precision"], prefix: "TESSERA_GPU_CHECK_"),
         ],
         actions: [])
 
