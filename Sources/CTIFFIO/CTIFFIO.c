@@ -42,15 +42,20 @@ TIFF *ttiff_open(const char *path, const char *mode, ttiff_errors *errs) {
     return tif;
 }
 
-int ttiff_set_directory(TIFF *tif, uint32_t width, uint32_t height, uint32_t tile, uint16_t samples,
+int ttiff_set_directory(TIFF *tif, uint32_t width, uint32_t height, uint32_t tile, uint32_t rows_per_strip,
+                        uint16_t samples,
                         uint16_t bits, uint16_t format, int reduced, int zip_level, const char *software,
                         const char *description, double pixels_per_cm, double pixels_per_cm_y) {
     int ok = 1;
     ok &= TIFFSetField(tif, TIFFTAG_SUBFILETYPE, reduced ? FILETYPE_REDUCEDIMAGE : 0);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, width);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGELENGTH, height);
-    ok &= TIFFSetField(tif, TIFFTAG_TILEWIDTH, tile);
-    ok &= TIFFSetField(tif, TIFFTAG_TILELENGTH, tile);
+    if (tile > 0) {
+        ok &= TIFFSetField(tif, TIFFTAG_TILEWIDTH, tile);
+        ok &= TIFFSetField(tif, TIFFTAG_TILELENGTH, tile);
+    } else {
+        ok &= TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
+    }
     ok &= TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, samples);
     ok &= TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, bits);
     ok &= TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, format);

@@ -42,6 +42,8 @@ struct RoundTripTests {
             classes: 1, height: 300, width: 257, tile: 64, dtype: .uint8, levels: 3,
             skipped: [TileIndex(row: 1, column: 1)], tiffTile: 256),  // levels below 256: smaller TIFF tiles
         MapCase(classes: 1, height: 1, width: 1, tile: 8, dtype: .uint16, levels: 4, skipped: [], tiffTile: 16),
+        // Under 16 px on a side: strips, which OpenSlide refuses rather than misreads (verification audit 40 N4).
+        MapCase(classes: 1, height: 15, width: 300, tile: 64, dtype: .uint8, levels: 2, skipped: [], tiffTile: 256),
         // One row: its levels do not shrink in height, and tifffile took them for 3 series (output audit 39 F5).
         MapCase(classes: 2, height: 1, width: 300, tile: 64, dtype: .uint8, levels: 3, skipped: [], tiffTile: 16),
         MapCase(

@@ -20,7 +20,7 @@ import Darwin
 /// store's dtype, or are quantised from a float32 store's exact values to the dtype
 /// asked for (what `run --outputs tiff` without the zarr writes), deflate-compressed (zlib level `zipLevel`, 1 by default: float
 /// samples gain little from higher levels). Tiles are `tileSize`² (less on a level
-/// smaller than that; edge tiles zero-padded), written row by row from the chunks, a small batch at a time
+/// smaller than that, strips for a map under 16 pixels on a side; edge tiles zero-padded), written row by row from the chunks, a small batch at a time
 /// compressed on all cores: memory is a few chunks and a batch of tiles, whatever
 /// the image size. (A chunk taller than the tile is decoded once per tile row it
 /// spans.) OpenSlide (tested: uint8) sees every level, but renders the pixels of
@@ -132,11 +132,15 @@ package enum TIFFMapExport {
         zipLevel: Int, errors: UnsafeMutablePointer<ttiff_errors>, path: String
     ) throws {
         let layout = store.layout, size = layout.levelSize(level), stored = layout.dtype
-        let tileSize = tileSide(tileSize, level: size)
+        // A map under 16 pixels on a side is written in strips: no TIFF tile fits in it, and OpenSlide misread
+        // such tiles (verification audit 40 N4); it then refuses the file (generic TIFF is tiled), tifffile reads it.
+        let strips = min(size.h, size.w) < 16
+        let tileSize = strips ? 0 : tileSide(tileSize, level: size)
+        let rowsPerStrip = max(1, min(size.h, (1 << 20) / max(1, size.w * dtype.size)))
         let format = UInt16(dtype.isFloat ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT)
         func setDirectory(_ text: UnsafePointer<CChar>?) -> Int32 {
             ttiff_set_directory(
-                tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt16(layout.classes),
+                tif, UInt32(size.w), UInt32(size.h), UInt32(tileSize), UInt32(rowsPerStrip), UInt16(layout.classes),
                 UInt16(dtype.size * 8), format, level > 0 ? 1 : 0, Int32(zipLevel), "Tessera",
                 text, layout.micronsPerPixel.map { 1e4 / ($0 * Double(1 << level)) } ?? 0,
                 layout.micronsPerPixelY.map { 1e4 / ($0 * Double(1 << level)) } ?? 0)
@@ -144,6 +148,12 @@ package enum TIFFMapExport {
         let set = description.map { $0.withCString { setDirectory($0) } } ?? setDirectory(nil)
         guard set == 1 else {
             throw MapStoreError(.tiff, path: path, detail: "level \(level): cannot set the tags: \(message(errors))")
+        }
+        if strips {
+            try writeStrips(
+                store: store, level: level, dtype: dtype, rows: rowsPerStrip, tif: tif, zipLevel: zipLevel,
+                errors: errors, path: path)
+            return
         }
         // Enough chunks for one batch of tiles plus the column it shares with the next.
         let side = layout.storedChunkSide(level)
@@ -190,6 +200,38 @@ package enum TIFFMapExport {
             throw MapStoreError(
                 .tiff, path: path,
                 detail: "level \(level): cannot write the directory: \(message(errors))")
+        }
+    }
+
+    /// A level as strips of `rows` rows (the last may be shorter), one per class plane each, after the tags.
+    private static func writeStrips(
+        store: MapStore, level: Int, dtype: MapDType, rows: Int, tif: OpaquePointer, zipLevel: Int,
+        errors: UnsafeMutablePointer<ttiff_errors>, path: String
+    ) throws {
+        let layout = store.layout, size = layout.levelSize(level), stored = layout.dtype
+        let cache = ChunkCache(capacity: (size.w + layout.storedChunkSide(level) - 1) / layout.storedChunkSide(level))
+        for y in stride(from: 0, to: size.h, by: rows) {
+            let rect = PixelRect(y: y, x: 0, height: min(rows, size.h - y), width: size.w)
+            let region = try store.regionBytes(level: level, rect: rect, cache: cache)
+            let planeBytes = rect.height * rect.width * stored.size
+            for c in 0..<layout.classes {
+                let plane = Array(region[(c * planeBytes)..<((c + 1) * planeBytes)])
+                let samples = dtype == stored ? plane : converted(plane, from: stored, to: dtype)
+                let packed = samples.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
+                let index = TIFFComputeStrip(tif, UInt32(y), UInt16(c))
+                let written = packed.withUnsafeBytes { raw in
+                    TIFFWriteRawStrip(
+                        tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress), tmsize_t(raw.count))
+                }
+                guard written == packed.count else {
+                    throw MapStoreError(
+                        .tiff, path: path, detail: "level \(level), strip at y \(y), class \(c): " + message(errors))
+                }
+            }
+        }
+        guard TIFFWriteDirectory(tif) == 1 else {
+            throw MapStoreError(
+                .tiff, path: path, detail: "level \(level): cannot write the directory: \(message(errors))")
         }
     }
 
