@@ -154,6 +154,35 @@ package struct OutputOptions: Sendable, Equatable {
         }
     }
 
+    /// Throws, naming both, if an input image lies in `out` under the name of an output of one of the
+    /// inputs (`out/x.prob-1.png` beside `x.png`): it was overwritten before it was read, and its map made
+    /// from the other image's output, without a word (paths audit 41 F1).
+    package static func checkInputsAreNotOutputs(_ paths: [String], out: String, image: Int = 1) throws {
+        guard let outFolder = realPath(out) else { return }  // not there yet: nothing is in it
+        let stems = paths.map { (stem(forInput: $0, image: image), $0) }
+        for path in paths {
+            let folder = parentPath(path)
+            guard realPath(folder.isEmpty ? "." : folder) == outFolder else { continue }
+            let name = String(path.split(separator: "/").last ?? "")
+            for (stem, input) in stems {
+                let fixed = ["npy", "labels.png", "overlay.png", "map.tiff"].map { "\(stem).\($0)" }
+                guard fixed.contains(name) || (name.hasPrefix("\(stem).prob-") && name.hasSuffix(".png")) else {
+                    continue
+                }
+                throw OutputOptionError(
+                    description: "\(path) is in --out \(out) under the name of an output of \(input): it would be "
+                        + "overwritten before it is read; move it, or give another --out")
+            }
+        }
+    }
+
+    /// The canonical absolute path of an existing file or folder, or nil.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     package func probabilityPath(forClass index: Int) -> String { "\(directory)/\(stem).prob-\(index).png" }
     package var labelsPath: String { "\(directory)/\(stem).labels.png" }
     package var overlayPath: String { "\(directory)/\(stem).overlay.png" }

@@ -91,7 +91,10 @@ struct Submit: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
-        do { try OutputOptions.checkDistinctStems(images) } catch { throw ValidationError("\(error)") }
+        do {
+            try OutputOptions.checkDistinctStems(images)
+            try OutputOptions.checkInputsAreNotOutputs(images, out: output.out)
+        } catch { throw ValidationError("\(error)") }
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
         if shared {
             if let other = kinds?.first(where: { $0 != .zarr }) {

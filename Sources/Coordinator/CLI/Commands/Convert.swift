@@ -77,6 +77,19 @@ struct Convert: ParsableCommand {
             throw ValidationError("--out-weights is for the caffe format: an ONNX file holds its weights")
         default: break
         }
+        // One file for both outputs lost the prototxt, and an output naming an input replaced it, each with
+        // "wrote …" and exit 0 (paths audit 41 F2).
+        if let outWeights, Self.samePath(outModel, outWeights) {
+            throw ValidationError("--out-model and --out-weights are the same file, \(outWeights): give two names")
+        }
+        for (option, output) in [("--out-model", Optional(outModel)), ("--out-weights", outWeights)] {
+            for (given, input) in [("--model", model.model), ("--weights", model.weights)] {
+                if let output, let input, Self.samePath(output, input) {
+                    throw ValidationError(
+                        "\(option) \(output) is the \(given) file: convert writes new files; give another name")
+                }
+            }
+        }
         if keepClassifier, inputSize != nil {
             throw ValidationError("--input-size does not apply to --keep-classifier (its input is the patch size)")
         }
@@ -136,6 +149,14 @@ struct Convert: ParsableCommand {
 }
 
 extension Convert {
+    /// Whether `a` and `b` name one file: the same file when both exist (links, `./`), else the same
+    /// absolute path.
+    static func samePath(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        return URL(fileURLWithPath: a).standardizedFileURL.path == URL(fileURLWithPath: b).standardizedFileURL.path
+    }
+
     /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
     static func write(_ data: Data, to path: String) throws {
         let folder = parentPath(path)

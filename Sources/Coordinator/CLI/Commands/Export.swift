@@ -45,7 +45,8 @@ struct Export: ParsableCommand {
         try output.checkBeforeMapping(
             classes: store.layout.netClasses, kept: store.layout.kept,
             kinds: output.outputs.map(OutputOptions.parseKinds), keptByMap: true)
-        let stem = ((map as NSString).lastPathComponent as NSString).deletingPathExtension
+        // The folder's own name: `export .` took "." for the stem and wrote `..prob-1.png` (paths audit 41 F7).
+        let stem = (URL(fileURLWithPath: map).standardizedFileURL.lastPathComponent as NSString).deletingPathExtension
         let options = try output.options(forImage: stem + ".png")
         if options.kinds.contains(.zarr) { throw ValidationError("the map is the zarr output already") }
         if let dtype, dtype != store.layout.dtype {

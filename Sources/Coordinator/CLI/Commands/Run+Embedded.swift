@@ -47,7 +47,8 @@ extension Run {
         let pool = try LocalWorkers(
             binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
             arguments: ["--device", compute.device, "--precision", compute.precision]
-                + roots.sorted().flatMap { ["--shared-root", $0] })
+                // `--shared-root=PATH`: a folder named "-o" was taken for an option (paths audit 41 F3).
+                + roots.sorted().map { "--shared-root=\($0)" })
         defer { pool.stop() }
         interruption.add { pool.stop() }
         logger.info(

@@ -91,7 +91,10 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
-        do { try OutputOptions.checkDistinctStems(images) } catch { throw ValidationError("\(error)") }
+        do {
+            try OutputOptions.checkDistinctStems(images)
+            try OutputOptions.checkInputsAreNotOutputs(images, out: output.out, image: slide.image ?? 1)
+        } catch { throw ValidationError("\(error)") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }

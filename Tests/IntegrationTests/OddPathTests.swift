@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+@testable import TestSupport
+
+/// Paths a user can type that lost data or misled (paths audit 41).
+@Suite("Odd paths: inputs among outputs, convert's files, dashes, export .")
+struct OddPathTests {
+    /// F1: `x.png` and `out/x.prob-1.png` mapped into `out`: the second was overwritten by the first's output
+    /// before it was read, and its map made from that, exit 0.
+    @Test("An input named as another input's output in --out is refused before anything is written")
+    func inputAmongOutputs() throws {
+        let group = try ProcessGroup("input-among-outputs")
+        defer { group.stop() }
+        let out = group.directory + "/d"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try ClusterFixture.writeImage(to: group.directory + "/x.png", height: 40, width: 50)
+        try ClusterFixture.writeImage(to: out + "/x.prob-1.png", height: 40, width: 50)
+        let before = ClusterFixture.bytes(out + "/x.prob-1.png")
+        for extra in [["--in-process"], [String]()] {
+            let (status, log) = try SlideMapTests.coordinator(
+                group,
+                ["run"] + extra + ClusterFixture.modelFlags + [
+                    "--check", "0", "--out", out, group.directory + "/x.png", out + "/x.prob-1.png",
+                ], log: "run\(extra.count)")
+            #expect(status == 64 && log.contains("under the name of an output of"), "\(log)")
+        }
+        #expect(ClusterFixture.bytes(out + "/x.prob-1.png") == before, "the input was overwritten")
+    }
+
+    /// F2: `--out-model m --out-weights m` lost the prototxt; an output naming an input replaced it.
+    @Test("convert refuses one file for both outputs, and an output that is an input")
+    func convertFiles() throws {
+        let group = try ProcessGroup("convert-files")
+        defer { group.stop() }
+        let model = try #require(
+            ClusterFixture.modelFlags.firstIndex(of: "--model").map { ClusterFixture.modelFlags[$0 + 1] })
+        let weights = try #require(
+            ClusterFixture.modelFlags.firstIndex(of: "--weights").map { ClusterFixture.modelFlags[$0 + 1] })
+        let copy = group.directory + "/w.caffemodel"
+        try FileManager.default.copyItem(atPath: weights, toPath: copy)
+        let original = ClusterFixture.bytes(copy)
+        let cases: [([String], String)] = [
+            (["--out-model", group.directory + "/m", "--out-weights", group.directory + "/m"], "are the same file"),
+            (["--out-model", group.directory + "/f.prototxt", "--out-weights", copy], "is the --weights file"),
+        ]
+        for (outputs, expected) in cases {
+            let (status, log) = try SlideMapTests.coordinator(
+                group, ["convert", "--model", model, "--weights", copy] + outputs, log: "convert")
+            #expect(status == 64 && log.contains(expected), "\(log)")
+        }
+        #expect(ClusterFixture.bytes(copy) == original, "the weights were overwritten")
+        #expect(!FileManager.default.fileExists(atPath: group.directory + "/m"))
+    }
+
+    /// F3: a folder named "-o" reached the workers as `--shared-root -o`, an option; F7: `export .` wrote `..prob-1.png`.
+    @Test("run into a folder named -o through the workers; export of the current folder names outputs after it")
+    func dashesAndDot() throws {
+        let group = try ProcessGroup("dash-folder")
+        defer { group.stop() }
+        try ClusterFixture.writeImage(to: group.directory + "/x.png", height: 40, width: 50)
+        let binary = ProcessGroup.binary("tessera-coordinator")
+        func inFolder(_ folder: String, _ arguments: [String]) throws -> (Int32, String) {
+            try runCommand(["sh", "-c", "cd \"$0\" && exec \"$@\"", folder, binary] + arguments)
+        }
+        var (status, output) = try inFolder(
+            group.directory,
+            ["run", "--check", "0"] + ClusterFixture.modelFlags + ["--outputs", "npy,zarr", "--out=-o", "x.png"])
+        #expect(status == 0, "\(output)")
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/-o/x.npy"), "\(output)")
+        (status, output) = try inFolder(
+            group.directory + "/-o/x.zarr", ["export", ".", "--outputs", "npy", "--out", group.directory + "/e"])
+        #expect(status == 0, "\(output)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: group.directory + "/e")
+        #expect(written == ["x.npy"], "\(written)")
+    }
+}
