@@ -74,4 +74,19 @@ struct OddPathTests {
         let written = try FileManager.default.contentsOfDirectory(atPath: group.directory + "/e")
         #expect(written == ["x.npy"], "\(written)")
     }
+
+    /// F5: a file that exists but cannot be reached was "file not found".
+    @Test("An image behind a link loop says why it cannot be reached; a missing one is not found")
+    func unreachableImage() throws {
+        let group = try ProcessGroup("unreachable-image")
+        defer { group.stop() }
+        let (a, b) = (group.directory + "/l1.png", group.directory + "/l2.png")
+        try FileManager.default.createSymbolicLink(atPath: a, withDestinationPath: b)
+        try FileManager.default.createSymbolicLink(atPath: b, withDestinationPath: a)
+        var (status, log) = try SlideMapTests.coordinator(group, ["inspect-image", a], log: "loop")
+        #expect(status != 0 && log.contains("cannot reach the file") && !log.contains("file not found"), "\(log)")
+        (status, log) = try SlideMapTests.coordinator(
+            group, ["inspect-image", group.directory + "/none.png"], log: "none")
+        #expect(status != 0 && log.contains("file not found: no such file"), "\(log)")
+    }
 }

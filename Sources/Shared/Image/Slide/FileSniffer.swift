@@ -11,18 +11,28 @@ enum FileKind: Equatable {
 /// Reads the first 16 bytes of a file: the TIFF/BigTIFF header or the PNG signature.
 enum FileSniffer {
     static func fileSize(_ path: String) throws -> UInt64 {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw SlideError(.notFound, path: path, detail: "no such file")
-        }
-        guard !isDirectory.boolValue else {
-            throw SlideError(.notTIFF, path: path, detail: "a directory, not a file")
-        }
-        // stat follows links: the file an image path leads to. A FIFO, a socket or a device (/dev/zero)
-        // has no size to read an image by: not "an empty file".
+        // stat follows links: the file an image path leads to. Why it fails is said: an unreadable file, a
+        // folder without search permission, a link loop or an over-long path were all "file not found"
+        // (paths audit 41 F5).
         var info = stat()
-        guard stat(path, &info) == 0 else { return 0 }
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            guard code == ENOENT || code == ENOTDIR else {
+                throw SlideError(
+                    .readFailed, path: path,
+                    detail: "cannot reach the file: \(String(cString: strerror(code)))"
+                        + (code == EACCES ? " (this user may not read it, or may not enter a folder on its path)" : ""))
+            }
+            // A byte that is not UTF-8 in a name given on the command line reaches this program replaced.
+            throw SlideError(
+                .notFound, path: path,
+                detail: path.contains("\u{FFFD}")
+                    ? "no such file (its name holds a byte that is not UTF-8, which cannot be passed here: rename it)"
+                    : "no such file")
+        }
         let type = info.st_mode & S_IFMT
+        guard type != S_IFDIR else { throw SlideError(.notTIFF, path: path, detail: "a directory, not a file") }
+        // A FIFO, a socket or a device (/dev/zero) has no size to read an image by: not "an empty file".
         guard type == S_IFREG else {
             let what =
                 type == S_IFCHR || type == S_IFBLK
@@ -37,7 +47,9 @@ enum FileSniffer {
             throw SlideError(.truncated, path: path, detail: "the file is empty (0 bytes)")
         }
         guard let file = FileHandle(forReadingAtPath: path) else {
-            throw SlideError(.notFound, path: path, detail: "cannot open the file for reading")
+            throw SlideError(
+                .readFailed, path: path, detail: "cannot open the file for reading: \(String(cString: strerror(errno)))"
+            )
         }
         defer { try? file.close() }
         let head = [UInt8]((try? file.read(upToCount: 16)) ?? Data())
