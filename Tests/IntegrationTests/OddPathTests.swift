@@ -89,4 +89,17 @@ struct OddPathTests {
             group, ["inspect-image", group.directory + "/none.png"], log: "none")
         #expect(status != 0 && log.contains("file not found: no such file"), "\(log)")
     }
+
+    /// F4: a 230-byte name failed with "File name too long" only once mapped (a cluster job after computing).
+    @Test("An image name too long for its outputs' temporary names is refused before mapping")
+    func longName() throws {
+        let group = try ProcessGroup("long-name")
+        defer { group.stop() }
+        let image = group.directory + "/" + String(repeating: "n", count: 210) + ".png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let (status, log) = try SlideMapTests.coordinator(
+            group, ["run", "--in-process"] + ClusterFixture.modelFlags + ["--out", group.directory + "/o", image],
+            log: "long")
+        #expect(status == 64 && log.contains("its name is 210 bytes without the extension"), "\(log)")
+    }
 }

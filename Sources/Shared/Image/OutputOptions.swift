@@ -154,6 +154,23 @@ package struct OutputOptions: Sendable, Equatable {
         }
     }
 
+    /// The longest stem (bytes) whose outputs' temporary names (`.STEM.prob-N.png.partial-PID-RANDOM`, up
+    /// to 44 bytes more) fit the 255 bytes of a file name.
+    package static let maxStemBytes = 200
+
+    /// Throws, naming it, if an input's stem is too long for its outputs' temporary names: it failed with
+    /// "File name too long" once mapped (a cluster job after computing the map; paths audit 41 F4).
+    package static func checkStemLengths(_ paths: [String], image: Int = 1) throws {
+        for path in paths {
+            let stem = stem(forInput: path, image: image)
+            guard stem.utf8.count > maxStemBytes else { continue }
+            throw OutputOptionError(
+                description: "\(path): its name is \(stem.utf8.count) bytes without the extension; its outputs' "
+                    + "names, with the temporary ones written first, need it to be at most \(maxStemBytes) (a file "
+                    + "name holds 255): rename it, or map a link with a shorter name")
+        }
+    }
+
     /// Throws, naming both, if an input image lies in `out` under the name of an output of one of the
     /// inputs (`out/x.prob-1.png` beside `x.png`): it was overwritten before it was read, and its map made
     /// from the other image's output, without a word (paths audit 41 F1).

@@ -94,6 +94,7 @@ struct Submit: ParsableCommand {
         do {
             try OutputOptions.checkDistinctStems(images)
             try OutputOptions.checkInputsAreNotOutputs(images, out: output.out)
+            try OutputOptions.checkStemLengths(images)
         } catch { throw ValidationError("\(error)") }
         let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
         if shared {

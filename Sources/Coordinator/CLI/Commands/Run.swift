@@ -94,6 +94,7 @@ struct Run: ParsableCommand {
         do {
             try OutputOptions.checkDistinctStems(images)
             try OutputOptions.checkInputsAreNotOutputs(images, out: output.out, image: slide.image ?? 1)
+            try OutputOptions.checkStemLengths(images, image: slide.image ?? 1)
         } catch { throw ValidationError("\(error)") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
