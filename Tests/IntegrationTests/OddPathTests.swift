@@ -51,6 +51,21 @@ struct OddPathTests {
         }
         #expect(ClusterFixture.bytes(copy) == original, "the weights were overwritten")
         #expect(!FileManager.default.fileExists(atPath: group.directory + "/m"))
+        // F8: a folder as --out-weights left the prototxt written alone; "o/" as --out-model wrote a file "o".
+        let folder = group.directory + "/wdir"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let halves: [([String], String)] = [
+            (["--out-model", group.directory + "/half.prototxt", "--out-weights", folder], "wdir/fcn.caffemodel"),
+            (["--out-model", group.directory + "/o/", "--out-weights", group.directory + "/o.caffemodel"], "a folder"),
+        ]
+        for (outputs, expected) in halves {
+            let (status, log) = try SlideMapTests.coordinator(
+                group, ["convert", "--model", model, "--weights", copy] + outputs, log: "half")
+            #expect(status != 0 && log.contains(expected), "\(log)")
+        }
+        for name in ["half.prototxt", "o", "o.caffemodel"] {
+            #expect(!FileManager.default.fileExists(atPath: group.directory + "/" + name), "\(name) was written")
+        }
     }
 
     /// F3: a folder named "-o" reached the workers as `--shared-root -o`, an option; F7: `export .` wrote `..prob-1.png`.

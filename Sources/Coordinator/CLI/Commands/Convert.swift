@@ -120,6 +120,9 @@ struct Convert: ParsableCommand {
             guard n >= p.h, n >= p.w else {
                 throw ModelError("--input-size \(n) is smaller than the patch size \(p)")
             }
+            // Both destinations first: a bad --out-weights left the prototxt written alone (paths audit 41 F8).
+            try Self.checkDestination(outModel, example: format == .onnx ? "fcn.onnx" : "fcn.prototxt")
+            if let outWeights { try Self.checkDestination(outWeights, example: "fcn.caffemodel") }
             let input = keepClassifier ? p : Size2(square: n)
             let (_, shapes) = try written.shapes(input: input)
             if format == .onnx {
@@ -157,18 +160,28 @@ extension Convert {
         return URL(fileURLWithPath: a).standardizedFileURL.path == URL(fileURLWithPath: b).standardizedFileURL.path
     }
 
-    /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
-    static func write(_ data: Data, to path: String) throws {
-        let folder = parentPath(path)
+    /// Throws what writing a file at `path` would meet, before anything is written: a folder there (or a
+    /// name ending in "/", which wrote a file of the folder's name), or a file where a folder of it goes.
+    static func checkDestination(_ path: String, example: String) throws {
         // Said in words (user review: "NSCocoaErrorDomain error 512" for a folder, "a file with the same name
         // already exists" for a path under a file).
         var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-            throw ModelError(file: path, "a folder: give the file to write (e.g. \(path)/fcn.onnx)")
+        if path.hasSuffix("/")
+            || (FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue)
+        {
+            let folder = path.hasSuffix("/") ? String(path.dropLast()) : path
+            throw ModelError(file: path, "a folder: give the file to write (e.g. \(folder)/\(example))")
         }
-        if !folder.isEmpty, case let why = OutputFlags.whyNotCreatable(path), why.hasSuffix("is a file, not a folder") {
+        if !parentPath(path).isEmpty, case let why = OutputFlags.whyNotCreatable(path),
+            why.hasSuffix("is a file, not a folder")
+        {
             throw ModelError(file: path, "cannot write it: \(why)")
         }
+    }
+
+    /// Writes `data` to `path` atomically, making its folder as `run --out` does; an error names the path.
+    static func write(_ data: Data, to path: String) throws {
+        let folder = parentPath(path)
         do {
             if !folder.isEmpty {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
