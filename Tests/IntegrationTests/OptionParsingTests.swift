@@ -222,5 +222,8 @@ extension OptionParsingTests {
         #expect(warnings.count == 2, "\(warnings)")
         #expect(warnings.first?.contains("/nonexistent-\(getpid()) does not exist") == true, "\(warnings)")
         #expect(warnings.last?.contains("/etc/hostname is a file") == true, "\(warnings)")
+        // Paths audit 41 F13: under a file, the file is the answer, not "does not exist (yet?)".
+        let under = missingFolderWarnings(["/etc/hostname/", "/etc/hostname/x"], option: "--shared-root")
+        #expect(under.allSatisfy { $0.contains("a file stands on its path") }, "\(under)")
     }
 }
