@@ -6,6 +6,12 @@ import Testing
 /// Paths a user can type that lost data or misled (paths audit 41).
 @Suite("Odd paths: inputs among outputs, convert's files, dashes, export .")
 struct OddPathTests {
+    /// `tessera-coordinator ARGUMENTS` run in `folder`: its exit status and output.
+    static func inFolder(_ folder: String, _ arguments: [String]) throws -> (Int32, String) {
+        try runCommand(
+            ["sh", "-c", "cd \"$0\" && exec \"$@\"", folder, ProcessGroup.binary("tessera-coordinator")] + arguments)
+    }
+
     /// F1: `x.png` and `out/x.prob-1.png` mapped into `out`: the second was overwritten by the first's output
     /// before it was read, and its map made from that, exit 0.
     @Test("An input named as another input's output in --out is refused before anything is written")
@@ -74,16 +80,12 @@ struct OddPathTests {
         let group = try ProcessGroup("dash-folder")
         defer { group.stop() }
         try ClusterFixture.writeImage(to: group.directory + "/x.png", height: 40, width: 50)
-        let binary = ProcessGroup.binary("tessera-coordinator")
-        func inFolder(_ folder: String, _ arguments: [String]) throws -> (Int32, String) {
-            try runCommand(["sh", "-c", "cd \"$0\" && exec \"$@\"", folder, binary] + arguments)
-        }
-        var (status, output) = try inFolder(
+        var (status, output) = try Self.inFolder(
             group.directory,
             ["run", "--check", "0"] + ClusterFixture.modelFlags + ["--outputs", "npy,zarr", "--out=-o", "x.png"])
         #expect(status == 0, "\(output)")
         #expect(FileManager.default.fileExists(atPath: group.directory + "/-o/x.npy"), "\(output)")
-        (status, output) = try inFolder(
+        (status, output) = try Self.inFolder(
             group.directory + "/-o/x.zarr", ["export", ".", "--outputs", "npy", "--out", group.directory + "/e"])
         #expect(status == 0, "\(output)")
         let written = try FileManager.default.contentsOfDirectory(atPath: group.directory + "/e")

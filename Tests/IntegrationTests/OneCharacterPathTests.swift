@@ -12,9 +12,8 @@ struct OneCharacterPathTests {
         let group = try ProcessGroup("one-character")
         defer { group.stop() }
         try ClusterFixture.writeImage(to: group.directory + "/a", height: 40, width: 50)
-        let binary = ProcessGroup.binary("tessera-coordinator")
         func inFolder(_ arguments: [String]) throws -> (Int32, String) {
-            try runCommand(["sh", "-c", "cd \"$0\" && exec \"$@\"", group.directory, binary] + arguments)
+            try OddPathTests.inFolder(group.directory, arguments)
         }
         var (status, output) = try inFolder(
             ["submit", "--coordinator", "tcp://127.0.0.1:1", "--reconnect-timeout", "1"] + ClusterFixture.modelFlags
