@@ -318,6 +318,24 @@ struct ModelImportErrorTests {
         }
     }
 
+    /// Paths audit 41 F6: a dangling link or a loop of links was "not a regular file (a pipe, socket or device)".
+    @Test("A model behind a dangling link or a loop of links says so")
+    func brokenLinks() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dangling = dir.appendingPathComponent("gone.prototxt").path
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: dir.path + "/nowhere")
+        let (a, b) = (dir.appendingPathComponent("a.prototxt").path, dir.appendingPathComponent("b.prototxt").path)
+        try FileManager.default.createSymbolicLink(atPath: a, withDestinationPath: b)
+        try FileManager.default.createSymbolicLink(atPath: b, withDestinationPath: a)
+        let missing = loadError(ModelSource(model: dangling, requireWeights: false))
+        #expect(missing.contains("it is a link to") && missing.contains("which does not exist"), "\(missing)")
+        let loop = loadError(ModelSource(model: a, requireWeights: false))
+        #expect(loop.contains("its links form a loop"), "\(loop)")
+        let none = loadError(ModelSource(model: dir.path + "/none.prototxt", requireWeights: false))
+        #expect(none.contains("the file does not exist"), "\(none)")
+    }
+
     /// Caffe's `Blob::FromProto` prefers double_data: a blob with both was read from data (hostile-input audit 27).
     @Test func doubleDataWinsAsInCaffe() throws {
         var blob = Caffe_BlobProto()

@@ -20,33 +20,44 @@ package enum ModelFiles {
     package static func read(_ path: String, what: String) throws -> Data {
         let maxFileBytes = CaffeFiles.maxFileBytes
         let url = URL(fileURLWithPath: path)
-        let attributes: [FileAttributeKey: Any]
-        do {
-            // Of what a link names (model caches link their files).
-            attributes = try FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
-        } catch {
-            throw ModelError(
-                .unreadable, file: path, "cannot read the \(what): the file does not exist or is not readable")
+        // stat follows links (model caches link their files); why it fails is said: a dangling link or a
+        // loop of links was "not a regular file (a pipe, socket or device)" (paths audit 41 F6).
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            var link = stat()
+            let why =
+                code == ENOENT && lstat(path, &link) == 0
+                ? "it is a link to \((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"), "
+                    + "which does not exist"
+                : code == ENOENT || code == ENOTDIR
+                    ? "the file does not exist"
+                    : code == ELOOP
+                        ? "its links form a loop"
+                        : code == EACCES
+                            ? "this user may not read it (or a folder on its path)"
+                            : String(cString: strerror(code))
+            throw ModelError(.unreadable, file: path, "cannot read the \(what): \(why)")
         }
-        let type = attributes[.type] as? FileAttributeType
-        if type == .typeDirectory {
+        let type = info.st_mode & S_IFMT
+        if type == S_IFDIR {
             throw ModelError(
                 .unreadable, file: path, "cannot read the \(what): this is a folder; name the file in it")
         }
-        if type != .typeRegular {
+        if type != S_IFREG {
             throw ModelError(
                 .unreadable, file: path,
                 "cannot read the \(what): this is not a regular file (a pipe, socket or device)")
         }
-        if let size = attributes[.size] as? NSNumber, size.int64Value > Int64(maxFileBytes) {
+        if Int64(info.st_size) > Int64(maxFileBytes) {
             throw ModelError(
                 .unreadable, file: path,
-                "the \(what) is \(size.int64Value) bytes, more than the 2 GiB a Caffe file can hold")
+                "the \(what) is \(info.st_size) bytes, more than the 2 GiB a Caffe file can hold")
         }
         // Read, copied and decoded to floats, a model file takes about three times its size: past what this
         // process may use, refused before reading (hostile-input audit: a client-named 1.9 GB file aborted
         // the coordinator under a 4 GB limit).
-        if let size = (attributes[.size] as? NSNumber)?.intValue, size > SystemMemory.room / 3 {
+        if case let size = Int(info.st_size), size > SystemMemory.room / 3 {
             throw ModelError(
                 .unreadable, file: path,
                 "the \(what) is \(SystemMemory.text(size)): loading it takes about \(SystemMemory.text(3 * size)) and "
