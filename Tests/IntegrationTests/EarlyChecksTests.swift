@@ -1,3 +1,4 @@
+import CLISupport
 import Foundation
 import Testing
 
@@ -130,7 +131,7 @@ struct EarlyChecksTests {
         arguments: [(false, SIGINT), (true, SIGINT), (false, SIGHUP)])
     func interruptedRunLeavesNothing(inProcess: Bool, signal: Int32) throws {
         // A test process started under nohup passes SIGHUP ignored on: run must then keep running.
-        if signal == SIGHUP && RunInterruptionProbe.sighupIgnored { return }
+        if signal == SIGHUP && signalIsIgnored(SIGHUP) { return }
         let group = try ProcessGroup("interrupt")
         defer { group.stop() }
         let image = group.directory + "/big.png"
@@ -401,15 +402,6 @@ extension EarlyChecksTests {
             ProcessGroup.binary("tessera-coordinator"), "status", "--coordinator", workers, "--reconnect-timeout", "5",
         ])
         #expect(code != 0 && text.contains("is a coordinator's worker endpoint"), "\(text)")
-    }
-}
-
-/// Whether this test process has SIGHUP ignored (its children inherit that).
-enum RunInterruptionProbe {
-    static var sighupIgnored: Bool {
-        let previous = signal(SIGHUP, SIG_IGN)
-        signal(SIGHUP, previous)
-        return previous.map { unsafeBitCast($0, to: Int.self) } == 1  // SIG_IGN
     }
 }
 

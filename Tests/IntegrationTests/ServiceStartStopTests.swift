@@ -1,3 +1,4 @@
+import CLISupport
 import Foundation
 import Testing
 
@@ -10,7 +11,7 @@ struct ServiceStartStopTests {
     /// clean stop SIGTERM gives (the store synced, a worker's tasks handed back).
     @Test("SIGHUP stops serve and a worker cleanly, as SIGTERM does")
     func hangUp() throws {
-        if RunInterruptionProbe.sighupIgnored { return }  // started under nohup: they inherit SIGHUP ignored
+        if signalIsIgnored(SIGHUP) { return }  // started under nohup: they inherit SIGHUP ignored
         let group = try ProcessGroup("sighup")
         defer { group.stop() }
         let ready = group.directory + "/ready"
