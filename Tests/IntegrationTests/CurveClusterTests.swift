@@ -76,6 +76,14 @@ struct CurveClusterTests {
         (code, text) = try DeployFiles.run(
             coordinator, ["serve", "--curve", "--curve-secret-key", keys + "/coordinator.key"])
         #expect(code != 0 && text.contains("--authorized-keys"), "\(text)")
+        // One path for both (paths audit 41 F10: the secret key's option was blamed for the folder's error).
+        (code, text) = try DeployFiles.run(
+            coordinator,
+            [
+                "serve", "--curve", "--curve-secret-key", keys + "/coordinator.key",
+                "--authorized-keys", keys + "/./coordinator.key",
+            ])
+        #expect(code == 64 && text.contains("--curve-secret-key and --authorized-keys both name"), "\(text)")
         chmod(keys + "/coordinator.key", 0o644)
         (code, text) = try DeployFiles.run(
             coordinator,

@@ -71,12 +71,22 @@ struct WireCurveZAPTests {
         try FileManager.default.copyItem(atPath: secrets + "/bob.pub", toPath: folder + "/bob.pub")
         try FileManager.default.copyItem(atPath: secrets + "/carol.key", toPath: folder + "/carol.key")
         try FileManager.default.createDirectory(atPath: folder + "/dir.pub", withIntermediateDirectories: true)
+        // Names that are not identities (paths audit 41 F11: a newline split `status` lines); `alice@lab` is fine.
+        let (dave, erin, frank) = (try ZMQCurve.keypair(), try ZMQCurve.keypair(), try ZMQCurve.keypair())
+        try ZMQCurve.writeKeyFiles(dave, name: "dave", directory: secrets)
+        try ZMQCurve.writeKeyFiles(erin, name: "erin", directory: secrets)
+        try ZMQCurve.writeKeyFiles(frank, name: "frank", directory: secrets)
+        try FileManager.default.copyItem(atPath: secrets + "/dave.pub", toPath: folder + "/da\nve.pub")
+        try FileManager.default.copyItem(atPath: secrets + "/erin.pub", toPath: folder + "/.pub")
+        try FileManager.default.copyItem(atPath: secrets + "/frank.pub", toPath: folder + "/frank@lab.pub")
         try FileManager.default.createSymbolicLink(atPath: folder + "/dangling.pub", withDestinationPath: dir + "/none")
         var skipped: [String: String] = [:]
         let keys = try ZMQCurve.loadAuthorizedKeys(directory: folder) {
             skipped[($0.path as NSString).lastPathComponent] = $0.reason
         }
-        #expect(keys == [bob.publicKey: "bob"], "\(keys)")
+        #expect(keys == [bob.publicKey: "bob", frank.publicKey: "frank@lab"], "\(keys)")
+        #expect(skipped["da\nve.pub"]?.contains("a space or a control character") == true, "\(skipped)")
+        #expect(skipped[".pub"]?.contains("no name before") == true, "\(skipped)")
         #expect(skipped["alice.pub"]?.contains("the same public key as zz-alice.pub") == true, "\(skipped)")
         #expect(skipped["zz-alice.pub"]?.contains("the same public key as alice.pub") == true, "\(skipped)")
         #expect(skipped["carol.key"]?.contains("it holds a secret key") == true, "\(skipped)")
@@ -91,7 +101,7 @@ struct WireCurveZAPTests {
         let policy = AuthorizedKeysPolicy(
             CurveServerSecurity(keyPair: own, authorizedKeysDirectory: folder),
             onSkip: { error in reported.withLock { $0.append(error.reason) } })
-        #expect(policy.current() == [bob.publicKey: "bob", own.publicKey: "coordinator"])
+        #expect(policy.current() == [bob.publicKey: "bob", frank.publicKey: "frank@lab", own.publicKey: "coordinator"])
         #expect(
             reported.withLock { $0 }.contains { $0.contains("the name coordinator is this coordinator's own key's") })
 

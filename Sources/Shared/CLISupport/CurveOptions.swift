@@ -84,6 +84,18 @@ package struct CurveServerOptions: ParsableArguments {
             guard curveSecretKey != nil, authorizedKeys != nil else {
                 throw ValidationError("--curve needs --curve-secret-key FILE and --authorized-keys DIR")
             }
+            // One path for the secret key and a folder of keys: the error named whichever was read first (paths
+            // audit 41 F10).
+            let secret = URL(fileURLWithPath: curveSecretKey ?? "").standardizedFileURL.path
+            for (flag, folder) in [
+                ("--authorized-keys", authorizedKeys), ("--worker-keys", workerKeys), ("--admin-keys", adminKeys),
+            ] {
+                if let folder, URL(fileURLWithPath: folder).standardizedFileURL.path == secret {
+                    throw ValidationError(
+                        "--curve-secret-key and \(flag) both name \(folder): the secret key is a file (NAME.key), "
+                            + "\(flag) a folder of public keys (*.pub)")
+                }
+            }
         } else if curveSecretKey != nil || authorizedKeys != nil || workerKeys != nil || adminKeys != nil {
             throw ValidationError(
                 "--curve-secret-key, --authorized-keys, --worker-keys and --admin-keys are used only with --curve")

@@ -192,6 +192,10 @@ package enum ZMQCurve {
                         path: path, reason: "the name anonymous is reserved (it means no CURVE): rename the key"))
                 continue
             }
+            if let problem = keyNameProblem((file as NSString).deletingPathExtension) {
+                onSkip(ZMQKeyFileError(path: path, reason: problem))
+                continue
+            }
             let stamp = KeyFolderCache.Stamp(path: path)
             let outcome: Result<ZMQCurveKey, ZMQKeyFileError>
             if let stamp, let earlier = cache.files[file], earlier.stamp == stamp {
@@ -246,6 +250,20 @@ package enum ZMQCurve {
         try socket.set(.curveServerKey, serverKey)
         try socket.set(.curvePublicKey, pair.publicKey)
         try socket.set(.curveSecretKey, pair.secretKey)
+    }
+
+    /// Why a key folder's file stem cannot be a key's name (its identity in logs, `status` and job records), or nil.
+    /// `keygen` makes names of letters, digits, '.', '_' and '-'; a copied file may be named otherwise, and names
+    /// such as `alice@lab` stay accepted, but not an empty one or one with a space or a control character (paths
+    /// audit 41 F11: a newline in a name split `status` lines and log records).
+    package static func keyNameProblem(_ stem: String) -> String? {
+        if stem.isEmpty { return "the file has no name before .pub/.key: a key's name is its identity" }
+        let unsafe = CharacterSet.controlCharacters.union(.whitespacesAndNewlines).union(.illegalCharacters)
+        if stem.unicodeScalars.contains(where: unsafe.contains) {
+            return "the name holds a space or a control character: rename the file (keygen's names use letters, "
+                + "digits, '.', '_' and '-')"
+        }
+        return nil
     }
 
     /// `loadAuthorizedKeys` without a cache (every file read).
