@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TesseraWire
 
 /// `--curve`, `--curve-secret-key`, `--curve-server-key`: CURVE for a program that
