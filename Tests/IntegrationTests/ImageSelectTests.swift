@@ -99,8 +99,12 @@ struct ImageSelectTests {
         #expect(sz == 0, "\(lz)")
         let attrs = try String(contentsOfFile: dir + "/zarr/scenes.ome.image-2.zarr/.zattrs", encoding: .utf8)
         let source = try MapStore.open(at: dir + "/zarr/scenes.ome.image-2.zarr").layout.source
+        // With level 0's size and the level's downsample (output audit 39 F7b: a slide without µm/px recorded only
+        // the level's number, so the map could not be laid over level 0).
+        let scale = LevelScale(levelZeroHeight: 100, levelZeroWidth: 130, downsample: 2)
         #expect(
-            source == MapSource(file: "scenes.ome.tif", image: 2, level: 1) && attrs.contains("\"source\""), "\(attrs)")
+            source == MapSource(file: "scenes.ome.tif", image: 2, level: 1, scale: scale)
+                && attrs.contains("\"level0_width\" : 130"), "\(attrs)")
         // export draws its overlay over the image and level the map records, without --level (user audit: it
         // asked for --level 1); another file is drawn over with a warning naming the recorded one.
         /// `export` of image 2's zarr map as an overlay over `image`, into `out`.

@@ -398,7 +398,7 @@ struct JobFactory: Sendable {
             dtype: options.storeKind == .zarr ? options.dtype : .float32, levels: levels,
             compression: options.storeKind == .zarr ? .blosc : .none, kept: kept, netClasses: plan.classes,
             micronsPerPixel: header.mpp, micronsPerPixelY: header.mppY,
-            source: MapSource(file: imagePath, image: header.image, level: header.level))
+            source: MapSource(file: imagePath, image: header.image, level: header.level, scale: header.scale))
         let mapStore: MapStore
         if create {
             mapStore = try MapStore.create(at: storePath, layout: layout)

@@ -21,6 +21,8 @@ package enum ImageInput {
         package var mppY: Double?
         /// Levels of the file (one for PNG).
         package let levelCount: Int
+        /// Level 0's size and the level's downsample, for a level above 0.
+        package var scale: LevelScale?
         /// What a user should know about what is mapped (a larger image elsewhere in the file…).
         package var notes: [String] {
             (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes
@@ -72,10 +74,13 @@ package enum ImageInput {
         guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
             return Opened(source: source, format: format, level: 0, mpp: nil, levelCount: 1)
         }
-        let chosen = leveled.levels[leveled.level]
+        let chosen = leveled.levels[leveled.level], zero = leveled.levels[0]
         return Opened(
             source: source, format: format, image: leveled.image, imageCount: leveled.imageCount,
-            level: leveled.level, mpp: chosen.mpp, mppY: chosen.mppY, levelCount: leveled.levels.count)
+            level: leveled.level, mpp: chosen.mpp, mppY: chosen.mppY, levelCount: leveled.levels.count,
+            scale: leveled.level > 0
+                ? LevelScale(levelZeroHeight: zero.height, levelZeroWidth: zero.width, downsample: chosen.downsample)
+                : nil)
     }
 
     /// `--image N` (N > 1) on a PNG.
@@ -103,6 +108,8 @@ package enum ImageInput {
         /// `Opened.mppY`.
         package var mppY: Double?
         package var levelCount = 1
+        /// `Opened.scale`.
+        package var scale: LevelScale?
         /// `Opened.notes`.
         package var notes: [String] = []
 
@@ -138,7 +145,7 @@ package enum ImageInput {
         return Header(
             width: s.width, height: s.height, channels: s.channels, level: opened.level, format: opened.format,
             image: opened.image, imageCount: opened.imageCount, bitDepth: bitDepth(of: s), mpp: opened.mpp,
-            mppY: opened.mppY, levelCount: opened.levelCount, notes: opened.notes)
+            mppY: opened.mppY, levelCount: opened.levelCount, scale: opened.scale, notes: opened.notes)
     }
 
     /// 16 for a source of 16-bit samples, else 8.

@@ -88,7 +88,7 @@ extension Run {
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp,
                 micronsPerPixelY: opened.mppY,
-                source: MapSource(file: path, image: opened.image, level: opened.level))
+                source: MapSource(file: path, image: opened.image, level: opened.level, scale: opened.scale))
             let checks = check ?? (plan.geometry.isExact || job.mode == .naive ? 0 : 256)
             var checker =
                 checks > 0

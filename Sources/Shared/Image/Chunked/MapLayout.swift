@@ -14,10 +14,27 @@ package struct MapSource: Sendable, Equatable, Codable {
     package let file: String
     package let image: Int
     package let level: Int
-    package init(file: String, image: Int, level: Int) {
+    /// Where the level sits in its slide (a level above 0 only), so that a map of a slide without µm/px can still be
+    /// laid over level 0 (output audit 39 F7b: only the level's number was recorded).
+    package let scale: LevelScale?
+    package init(file: String, image: Int, level: Int, scale: LevelScale? = nil) {
         self.file = file.split(separator: "/").last.map(String.init) ?? file
         self.image = image
         self.level = level
+        self.scale = level > 0 ? scale : nil
+    }
+}
+
+/// A pyramid level's place in its slide: level 0's size and the level's downsample (level-0 pixels per pixel of
+/// the level, as the file's reader gives it: OpenSlide's, or for TIFF the mean of both axes' ratios).
+package struct LevelScale: Sendable, Equatable, Codable {
+    package let levelZeroHeight: Int
+    package let levelZeroWidth: Int
+    package let downsample: Double
+    package init(levelZeroHeight: Int, levelZeroWidth: Int, downsample: Double) {
+        self.levelZeroHeight = levelZeroHeight
+        self.levelZeroWidth = levelZeroWidth
+        self.downsample = downsample
     }
 }
 

@@ -102,7 +102,15 @@ enum StoreMetadata {
         tessera["compression"] = layout.compression.rawValue
         if let mpp = layout.micronsPerPixel { tessera["microns_per_pixel"] = mpp }
         if let mppY = layout.micronsPerPixelY { tessera["microns_per_pixel_y"] = mppY }
-        if let s = layout.source { tessera["source"] = ["file": s.file, "image": s.image, "level": s.level] }
+        if let s = layout.source {
+            var source: [String: Any] = ["file": s.file, "image": s.image, "level": s.level]
+            if let scale = s.scale {
+                source["downsample"] = scale.downsample
+                source["level0_height"] = scale.levelZeroHeight
+                source["level0_width"] = scale.levelZeroWidth
+            }
+            tessera["source"] = source
+        }
         if !emptyTiles.isEmpty { tessera["damaged_tiles"] = emptyTiles.map { [$0.y, $0.x, $0.height, $0.width] } }
         if let record = notComputedRecord(layout, notComputed) { tessera["not_computed"] = record }
         if let submittedBy { tessera["submitted_by"] = submittedBy }
@@ -186,7 +194,13 @@ enum StoreMetadata {
         guard let s = t["source"] as? [String: Any], let file = s["file"] as? String, let image = s["image"] as? Int,
             let level = s["level"] as? Int
         else { return nil }
-        return MapSource(file: file, image: image, level: level)
+        var scale: LevelScale?
+        if let d = (s["downsample"] as? NSNumber)?.doubleValue, let h = s["level0_height"] as? Int,
+            let w = s["level0_width"] as? Int
+        {
+            scale = LevelScale(levelZeroHeight: h, levelZeroWidth: w, downsample: d)
+        }
+        return MapSource(file: file, image: image, level: level, scale: scale)
     }
 
     /// The layout and completion recorded in a store's `.zattrs`.
