@@ -32,6 +32,20 @@ extension ZMQSocket {
     /// Returns the bytes sent (all frames, routing frame included).
     @discardableResult
     package func send(_ message: WireMessage, to peer: RoutingID? = nil, flags: ZMQSendFlags = []) throws -> Int {
+        do {
+            return try sendOnce(message, to: peer, flags: flags)
+        } catch ZMQError.again where peer != nil && flags.contains(.dontWait) {
+            // A ROUTER counts a peer's queue as full until it processes its I/O thread's word that the messages
+            // were taken, which a send does at most about once a millisecond: a client answered quickly twice in a
+            // row (queue of 2) had its reply dropped though it read every one (about 1 in 700 status requests
+            // under load). Reading ZMQ_EVENTS processes that word now; a peer that really reads nothing stays full.
+            // A ROUTER refuses at the routing frame, before any part of the message is queued.
+            _ = try? get(.events)
+            return try sendOnce(message, to: peer, flags: flags)
+        }
+    }
+
+    private func sendOnce(_ message: WireMessage, to peer: RoutingID?, flags: ZMQSendFlags) throws -> Int {
         if case .result(let result) = message {
             try sendResult(result, to: peer, flags: flags)
             return (peer?.bytes.count ?? 0) + WireMessage.resultHeader(result).count + result.values.count * 4

@@ -192,7 +192,7 @@ package enum ZMQCurve {
                         path: path, reason: "the name anonymous is reserved (it means no CURVE): rename the key"))
                 continue
             }
-            if let problem = keyNameProblem((file as NSString).deletingPathExtension) {
+            if let problem = keyNameProblem(String(file.dropLast(4))) {  // ".pub"/".key" off (NSString keeps ".pub")
                 onSkip(ZMQKeyFileError(path: path, reason: problem))
                 continue
             }
@@ -225,7 +225,7 @@ package enum ZMQCurve {
                 }
                 continue
             }
-            keys[key] = (held[0] as NSString).deletingPathExtension
+            keys[key] = String(held[0].dropLast(4))
         }
         return keys
     }

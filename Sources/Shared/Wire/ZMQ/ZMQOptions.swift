@@ -115,6 +115,10 @@ extension ZMQSocketOption where Value == Int32 {
     /// Milliseconds to keep unsent messages after close (-1 = forever: never use).
     /// The corresponding C constant is `ZMQ_LINGER`.
     package static var linger: Self { Self(rawValue: ZMQ_LINGER) }
+    /// What the socket could do now without blocking (`ZMQ_POLLIN`/`ZMQ_POLLOUT` bits; read only). Reading it
+    /// makes libzmq process the commands its I/O threads sent the socket. The corresponding C constant is
+    /// `ZMQ_EVENTS`.
+    package static var events: Self { Self(rawValue: ZMQ_EVENTS) }
     /// Send high-water mark, messages per pipe. The corresponding C constant is `ZMQ_SNDHWM`.
     package static var sendHighWaterMark: Self { Self(rawValue: ZMQ_SNDHWM) }
     /// Receive high-water mark, messages per pipe. The corresponding C constant is `ZMQ_RCVHWM`.
