@@ -168,11 +168,9 @@ package final class CoordinatorService: Sendable {
         let check: (@Sendable (String, String?, Bool) -> Bool)? = keyStillAuthorized.withLock { value in value }
         loop.keyStillAuthorized = check
         try loop.prepareStore()
-        var socketFile: String?
         if configuration.workerSocketInStore {
-            let endpoint = try Self.privateEndpoint(in: loop.store.root)
-            try workerSocket.bind(endpoint ?? configuration.workerEndpoint)
-            socketFile = endpoint.map { String($0.dropFirst("ipc://".count)) }
+            // (Its socket file goes when the socket closes: `ZMQSocket.bind`.)
+            try workerSocket.bind(try Self.privateEndpoint(in: loop.store.root) ?? configuration.workerEndpoint)
         }
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
@@ -188,7 +186,6 @@ package final class CoordinatorService: Sendable {
         _ = consume clientMonitor
         workerSocket.close()
         clientSocket.close()
-        if let socketFile { unlink(socketFile) }  // libzmq leaves it
     }
 
     /// `ipc://STORE/sockets/workers` in a folder made owner-only, or nil where that path does not fit a Unix

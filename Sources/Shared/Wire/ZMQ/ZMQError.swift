@@ -63,7 +63,12 @@ package struct ZMQError: RawRepresentable, Error, Hashable, Sendable, CustomStri
         let hint =
             rawValue == EINVAL || rawValue == EPROTONOSUPPORT
             ? " (an endpoint looks like tcp://HOST:PORT, e.g. tcp://10.0.0.5:5555)"
-            : rawValue == EADDRINUSE ? " (another process listens there: pick another port)" : ""
+            : rawValue == EADDRINUSE
+                ? (context.contains("ipc://")
+                    ? " (another process listens there: stop it, or pick another path)"
+                    : " (another process listens there: pick another port)")
+                : rawValue == EEXIST && context.contains("ipc://")
+                    ? " (a file that is not a socket is there, which listening would delete: pick another path)" : ""
         return "\(context): \(text)\(hint)"
     }
 }

@@ -11,7 +11,8 @@ extension ZMQSocket {
     ///
     /// ZMTP heartbeats are left off: Tessera heartbeats at the application level, and a
     /// ZMTP timeout shorter than the longest transfer loses messages (libzmq#2709).
-    package func applyTesseraDefaults(maxMessageSize: Int64 = 64 << 20, linger: Int32 = ZMQSocket.defaultLinger) throws {
+    package func applyTesseraDefaults(maxMessageSize: Int64 = 64 << 20, linger: Int32 = ZMQSocket.defaultLinger) throws
+    {
         try set(.maxMessageSize, maxMessageSize)
         try set(.linger, linger)
         try set(.reconnectIntervalMax, 32_000)

@@ -30,6 +30,8 @@ package struct ZMQSocket: ~Copyable {
     private let context: ZMQContext
     /// Bytes through this socket so far (for metrics).
     package let traffic = SocketTraffic()
+    /// The `ipc://` socket files it bound, removed when it closes.
+    private let socketFiles = BoundSocketFiles()
 
     /// Creates a socket of `type` in `context`, with a bounded linger.
     package init(_ context: ZMQContext, type: ZMQSocketType) throws {
@@ -47,6 +49,7 @@ package struct ZMQSocket: ~Copyable {
 
     deinit {
         ZMQCall.mustSucceed("zmq_close") { zmq_close(handle) }
+        for file in socketFiles.files { file.removeIfUnchanged() }
     }
 
     /// Closes the socket now (unsent messages are kept up to the linger time).
@@ -58,8 +61,13 @@ package struct ZMQSocket: ~Copyable {
     // MARK: Endpoints
 
     /// Binds to `endpoint` (`tcp://127.0.0.1:*` picks a free port: read `lastEndpoint`).
+    /// An `ipc://PATH` whose PATH holds a file that is not a socket, or a socket another process listens on, is
+    /// refused (`IPCSocketFile`: libzmq would delete it), and the socket file is removed when this socket closes.
     package func bind(_ endpoint: String) throws {
+        let path = IPCSocketFile.path(of: endpoint)
+        if let path { try IPCSocketFile.checkFree(path, context: "cannot listen on \(endpoint)") }
         try Self.naming("cannot listen on \(endpoint)") { try ZMQCall.check { zmq_bind(handle, endpoint) } }
+        if let path, let file = IPCSocketFile(at: path) { socketFiles.files.append(file) }
     }
 
     /// Connects to `endpoint` (asynchronously: libzmq reconnects on its own).
