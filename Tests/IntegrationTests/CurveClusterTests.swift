@@ -42,6 +42,10 @@ struct CurveClusterTests {
             let (code, text) = try Self.keygen(group, bad)
             #expect(code != 0 && text.contains("key name"), "\(bad): \(text)")
         }
+        // An --out under a file says so in the system's words (paths audit 41 F9: "NSCocoaErrorDomain error 512").
+        let (underFile, why) = try DeployFiles.run(
+            ProcessGroup.binary("tessera-coordinator"), ["keygen", "carol", "--out", keys + "/alice.pub/sub"])
+        #expect(underFile != 0 && why.contains("alice.pub/sub: Not a directory"), "\(why)")
         // Through the environment: TESSERA_KEYGEN_OUT.
         let p = try group.start(
             "tessera-coordinator", ["keygen", "bob"], log: "keygen-env",

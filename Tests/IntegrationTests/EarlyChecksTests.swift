@@ -58,6 +58,30 @@ struct EarlyChecksTests {
         }
     }
 
+    /// A --worker-binary that is there but cannot run is called what it is (paths audit 41 F9: "no tessera-worker").
+    @Test("run --worker-binary: a missing program, a file without execute permission and a folder each say so")
+    func workerBinaryChecks() throws {
+        let group = try ProcessGroup("worker-binary")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 50)
+        let plain = group.directory + "/plain"
+        try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: plain))
+        for (binary, expected) in [
+            (group.directory + "/none", "no tessera-worker at \(group.directory)/none"),
+            (plain, "\(plain) is not executable (chmod +x it)"),
+            (group.directory, "\(group.directory) is a folder, not the tessera-worker program"),
+        ] {
+            let (s, l) = try SlideMapTests.coordinator(
+                group,
+                ["run", "--check", "0"] + ClusterFixture.modelFlags + [
+                    "--worker-binary", binary, "--out", group.directory + "/o", image,
+                ],
+                log: "binary-\((binary as NSString).lastPathComponent)")
+            #expect(s != 0 && l.contains(expected), "\(binary): \(l)")
+        }
+    }
+
     /// The embedded workers' shared roots are the images' folders; the coordinator reads
     /// an image at its link's target, which was outside them ("outside --shared-root").
     @Test("run maps an image given through a symbolic link in another folder")

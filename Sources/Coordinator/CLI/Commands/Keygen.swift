@@ -42,12 +42,17 @@ struct Keygen: ParsableCommand {
         guard ZMQCurve.isAvailable else { throw ClusterError("this libzmq was built without CURVE") }
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
-            do {
-                try FileManager.default.createDirectory(
-                    atPath: out, withIntermediateDirectories: true,
-                    attributes: [.posixPermissions: 0o700])
-            } catch {
-                throw ClusterError("--out \(out): cannot create the folder: \(systemErrorText(error))")
+            // Each missing folder 0700, with the system's reason (paths audit 41 F9: Foundation's "The operation
+            // could not be completed. (NSCocoaErrorDomain error 512.)" for a file on the path).
+            var missing: [String] = []
+            var folder = out
+            while !FileManager.default.fileExists(atPath: folder) && folder != "/" && !folder.isEmpty {
+                missing.append(folder)
+                folder = parentPath(folder)
+            }
+            for folder in missing.reversed() where mkdir(folder, 0o700) != 0 && errno != EEXIST {
+                throw ClusterError(
+                    "--out \(out): cannot create the folder \(folder): \(String(cString: strerror(errno)))")
             }
         } else if !isDirectory.boolValue {
             throw ClusterError("--out \(out): not a folder")

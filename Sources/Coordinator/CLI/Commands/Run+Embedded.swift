@@ -20,9 +20,17 @@ extension Run {
         workerThreads: Int, interruption: RunInterruption, logger: Logger
     ) throws {
         let binary = locateWorkerBinary(workerBinary)
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw ClusterError("no tessera-worker at \(binary): build it, pass --worker-binary, or use --in-process")
-        }
+        // Say what is there (paths audit 41 F9: a file without execute permission read "no tessera-worker", and a
+        // folder, which has execute permission, "NSCocoaErrorDomain Code=4").
+        var isFolder: ObjCBool = false
+        let problem =
+            !FileManager.default.fileExists(atPath: binary, isDirectory: &isFolder)
+            ? "no tessera-worker at \(binary)"
+            : isFolder.boolValue
+                ? "\(binary) is a folder, not the tessera-worker program"
+                : !FileManager.default.isExecutableFile(atPath: binary)
+                    ? "\(binary) is not executable (chmod +x it)" : nil
+        if let problem { throw ClusterError("\(problem): build it, pass --worker-binary, or use --in-process") }
         let context = try ZMQContext()
         var config = CoordinatorService.Configuration(
             workerEndpoint: "tcp://127.0.0.1:*", clientEndpoint: "inproc://tessera-run-\(UUID().uuidString)",
