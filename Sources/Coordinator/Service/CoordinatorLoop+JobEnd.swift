@@ -134,7 +134,9 @@ extension CoordinatorLoop {
         job.image = nil
         job.releaseModel()
         storeTrouble.ended(job.id)
-        for w in workers.values { w.inFlight = w.inFlight.filter { $0.jobID != job.id } }
+        // Workers keep computing the job's tasks they hold (there is no message to stop them), so those stay in
+        // their in-flight sets until reported (then dropped): freed at once, a worker got more tasks than its
+        // credit, refused one and that job was charged a failure (concurrency audit 42 F4).
         job.running = 0
         job.journalUnsynced.removeAll()
         if let shared = job.shared {

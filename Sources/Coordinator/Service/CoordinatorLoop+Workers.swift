@@ -278,7 +278,7 @@ extension CoordinatorLoop {
 
     func handleFailure(_ f: Wire.TaskFailure, from worker: Worker) {
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
-        if isArchived(f.jobID) || jobs[f.jobID].map({ !$0.isActive && !worker.inFlight.contains(ref) }) == true {
+        if isArchived(f.jobID) || jobs[f.jobID].map({ !$0.isActive }) == true {
             worker.inFlight.remove(ref)
             // Cancelled or failed meanwhile (its shared map removed, so a tile write fails).
             logger.debug(
@@ -323,6 +323,15 @@ extension CoordinatorLoop {
                         metadata: metadata)
                 }
             }
+            removeAttempt(job, index, worker.id)
+            return
+        }
+        if job.states[index] == .done {
+            // A straggler's copy of a task another worker completed (concurrency audit 42 F6: logged as a warning,
+            // "retried in 2 s", though nothing is).
+            logger.debug(
+                "failure report for a task already done dropped",
+                metadata: ["worker": "\(worker.name)", "job": "\(f.jobID)", "task": "\(f.taskID)"])
             removeAttempt(job, index, worker.id)
             return
         }
@@ -498,6 +507,12 @@ extension CoordinatorLoop {
     /// unreachable, not one that said goodbye) counts against the task it was computing:
     /// a task computed by `maxTaskLosses` workers that were lost fails its job (`taskLost`).
     func retire(_ worker: Worker, reason: String, lost: Bool = false) {
+        // Within two deadlines of this coordinator's own stall (`heartbeatAndPurge`), a worker's silence or closed
+        // connection is no sign of what its task does to it: its worker gave up the session meanwhile (and
+        // joined again), and its messages queued before that may still arrive first.
+        let afterStall = monotonicSeconds() - lastStallEnd <= 2 * configuration.heartbeat.deadline
+        let reason = lost && afterStall ? reason + ", just after this coordinator's stall: not counted" : reason
+        let lost = lost && !afterStall
         let ordered = worker.sent.filter(worker.inFlight.contains)
         let computing = ordered.first
         // Requeued last in, first out (`pending` is a stack): the task it was computing
@@ -525,6 +540,10 @@ extension CoordinatorLoop {
             rejects.warning(
                 "worker-queue-full", "a worker does not read its messages: message dropped",
                 metadata: ["worker": "\(worker.name)", "message": "\(m.type)"])
+        } catch ZMQError.hostUnreachable {
+            // Its connection is gone (killed, crashed): retired now, not after 3 s of silence (concurrency audit 42
+            // F5), as a failed task send does.
+            retire(worker, reason: "unreachable", lost: true)
         } catch {
             logger.debug("send to worker failed", metadata: ["worker": "\(worker.name)", "error": "\(error)"])
         }
@@ -533,6 +552,15 @@ extension CoordinatorLoop {
     func heartbeatAndPurge(_ socket: borrowing ZMQSocket) {
         let now = monotonicSeconds()
         let hb = configuration.heartbeat
+        // After a gap in this loop longer than the deadline (the coordinator stopped, paused or starved), its
+        // workers' silence is its own: they get a fresh deadline, and those retired soon after (their workers gave
+        // the sessions up meanwhile and joined again) do not charge their tasks (`retire`; concurrency audit 42
+        // F2: every worker was retired as lost after each stall, so three stalls failed a healthy job).
+        if now - lastPurge > hb.deadline {
+            lastStallEnd = now
+            for w in workers.values { w.lastHeard = max(w.lastHeard, now) }
+        }
+        lastPurge = now
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             if now - w.lastHeard > hb.deadline {

@@ -46,6 +46,10 @@ final class CoordinatorLoop {
     let configuration: CoordinatorService.Configuration
     let logger: Logger
     var rejects: RateLimitedLog
+    /// When `heartbeatAndPurge` last ran, and when this loop last came back from a gap longer than the heartbeat
+    /// deadline (its own stall: `heartbeatAndPurge`, `retire`).
+    var lastPurge = monotonicSeconds()
+    var lastStallEnd = -Double.infinity
     /// `CoordinatorService.stop()` sets it; the loop ends when it sees it.
     let stopRequested: Locked<Bool>
     /// Finished jobs' output writes, from `finishQueue` to the loop thread.

@@ -251,12 +251,18 @@ extension WorkerAgent {
         for spec in s.parked.removeValue(forKey: data.digest) ?? [] { enqueue(spec, bundle) }
     }
 
-    /// A model nobody serves: fail the parked tasks so they are not lost silently.
+    /// A model nobody serves: fail the tasks parked for it so they are not lost silently. Only that model's
+    /// (the coordinator's error names its digest): every parked task of every model was failed, so a job that
+    /// ended while a worker asked for its model charged failures to other jobs' tasks (concurrency audit 42 F3).
+    /// An error naming no parked model leaves them, unless it is a model refusal that names none.
     private func failParked(_ text: String, _ socket: borrowing ZMQSocket, _ s: inout Session) {
-        for (_, specs) in s.parked {
-            for item in specs { _ = s.trySend(.taskFailed(item.failure(text)), on: socket) }
+        var digests = s.parked.keys.filter { text.contains($0.hex) }
+        if digests.isEmpty && text.hasPrefix("no active job uses model") { digests = Array(s.parked.keys) }
+        for digest in digests {
+            for item in s.parked.removeValue(forKey: digest) ?? [] {
+                _ = s.trySend(.taskFailed(item.failure(text)), on: socket)
+            }
         }
-        s.parked.removeAll()
     }
 
     /// Leaving: return what is queued or running so the coordinator requeues it now.

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+@testable import TesseraCluster
+@testable import TesseraWire
+@testable import TestSupport
+
+/// Failures the coordinator charged to tasks that did not cause them (concurrency audit 42).
+@Suite("Blame: cancels and the coordinator's own stalls", .serialized)
+struct WorkerBlameTests {
+    /// `submit` without `--wait` of the fixture net on `image` (`tile`: the tile side); exits once queued.
+    func submit(_ group: ProcessGroup, _ clients: String, _ image: String, tile: Int, log: String) throws {
+        let p = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "\(tile)", "--outputs", "npy", "--out", group.directory + "/out-" + log,
+                image,
+            ], log: log)
+        #expect(group.wait(p, timeout: 30) == 0, "\(group.log(log))")
+    }
+
+    /// F4: a cancelled job's tasks stay on the worker's credit until it reports them (it computes them anyway):
+    /// freed at once, the worker got tasks past its credit, refused one, and the next job was charged a failure.
+    @Test("tasks of cancelled jobs keep their worker's slots until reported: a later job gets no refusal, no failure")
+    func cancelKeepsSlots() throws {
+        let group = try ProcessGroup("cancel-slots")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator()
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        _ = try group.start(
+            "tessera-worker",
+            ["--coordinator", workers, "--threads", "1", "--name", "w1", "--debug-task-delay-ms", "700"], log: "w1")
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        var id: UInt64 = 0
+        for round in 1...3 {
+            for side in ["a", "b"] {
+                try submit(group, clients, image, tile: ClusterFixture.tile, log: "\(side)\(round)")
+                id += 1
+            }
+            usleep(300_000)
+            _ = try client.request(.cancel(jobID: id - 1))
+            _ = try client.request(.cancel(jobID: id))
+        }
+        try submit(group, clients, image, tile: ClusterFixture.tile, log: "victim")
+        let victim = id + 1
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline, (try? client.status(victim).state) != .done { usleep(200_000) }
+        #expect(try client.status(victim).state == .done, "\(group.log("coordinator"))")
+        #expect(!group.log("w1").contains("past this worker's credit"), "\(group.log("w1"))")
+        #expect(!group.log("coordinator").contains("task failed on a worker"), "\(group.log("coordinator"))")
+    }
+
+    /// F2: a coordinator stopped past the heartbeat deadline retired every worker as lost and charged the task;
+    /// with --max-task-losses 1 one stall failed a healthy job.
+    @Test(
+        "a coordinator stopped for 4 s (past the 3 s deadline) charges no worker's loss to the task: the job ends done")
+    func coordinatorStallIsNotTheTasks() throws {
+        let group = try ProcessGroup("coordinator-stall")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--max-task-losses", "1"])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        for name in ["w1", "w2"] {
+            _ = try group.start(
+                "tessera-worker",
+                ["--coordinator", workers, "--threads", "1", "--name", name, "--debug-task-delay-ms", "6000"],
+                log: name)
+        }
+        usleep(500_000)
+        try submit(group, clients, image, tile: 64, log: "job")  // one task, computed over the stall
+        usleep(1_000_000)
+        let pid = try #require(group.coordinatorPID)
+        kill(pid, SIGSTOP)
+        usleep(4_000_000)
+        kill(pid, SIGCONT)
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        let deadline = Date().addingTimeInterval(60)
+        var state = Wire.JobState.queued
+        while Date() < deadline {
+            state = (try? client.status(1).state) ?? state
+            if state == .done || state == .failed { break }
+            usleep(200_000)
+        }
+        let log = group.log("coordinator")
+        #expect(state == .done, "\(log)")
+        #expect(log.contains("just after this coordinator's stall: not counted"), "\(log)")
+    }
+}
