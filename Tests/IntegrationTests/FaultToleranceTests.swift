@@ -409,7 +409,7 @@ struct FaultToleranceTests {
         let s = try TestClient(try ZMQContext(), clients).status(1)
         #expect(s.state == .failed)
         for needle in [
-            "was being computed by 3 workers that were lost", "w3 (silent for 3 heartbeats)", "w5 (", "--tile",
+            "was being computed by 3 workers that were lost", "w3 (unreachable)", "w5 (", "--tile",
         ] {
             #expect(s.message.contains(needle), "\(needle) in: \(s.message)")
         }
