@@ -64,7 +64,13 @@ struct Serve: ParsableCommand {
                 + "does not loop forever. 0: never.", valueName: "N"))
     var maxTaskLosses = 3
     @Option(help: .hidden) var heartbeatMs = 1000
-    @Option(help: .hidden) var heartbeatLiveness = 3
+    @Option(
+        help: ArgumentHelp(
+            "Heartbeats (one per second) a worker or this coordinator may miss before the other declares it dead; "
+                + "workers take it from here. A message still crossing the link counts as silence: with workers "
+                + "behind a slow link, allow the largest task, result or model to cross (a 500 MB model over "
+                + "100 Mbit/s takes 40 s).", valueName: "N"))
+    var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0
     @Option(help: .hidden) var readyFile: String?
