@@ -8,14 +8,10 @@ import Testing
 /// Failures the coordinator charged to tasks that did not cause them (concurrency audit 42).
 @Suite("Blame: cancels and the coordinator's own stalls", .serialized)
 struct WorkerBlameTests {
-    /// `submit` without `--wait` of the fixture net on `image` (`tile`: the tile side); exits once queued.
+    /// `submit` without `--wait` of the fixture net on `image` in `tile`-pixel tiles; returns once queued.
     func submit(_ group: ProcessGroup, _ clients: String, _ image: String, tile: Int, log: String) throws {
-        let p = try group.start(
-            "tessera-coordinator",
-            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags + [
-                "--mode", "dense", "--tile", "\(tile)", "--outputs", "npy", "--out", group.directory + "/out-" + log,
-                image,
-            ], log: log)
+        let p = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out-" + log, tile: tile, wait: false, log: log)
         #expect(group.wait(p, timeout: 30) == 0, "\(group.log(log))")
     }
 

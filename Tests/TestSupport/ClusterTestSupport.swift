@@ -194,17 +194,17 @@ struct TestClient: ~Copyable {
 }
 
 extension ProcessGroup {
-    /// `tessera-coordinator submit --wait` of the fixture net (`ClusterFixture.modelFlags`):
+    /// `tessera-coordinator submit --wait` (without `--wait` when `wait` is false) of the fixture net (`ClusterFixture.modelFlags`):
     /// a `mode` map of `image` in `tile`-pixel tiles, `outputs` into `out`, `extra` flags
     /// before the image; its output is logged as `log`.
     func submitFixture(
         _ clients: String, image: String, out: String, mode: MapMode = .dense, tile: Int = ClusterFixture.tile,
-        outputs: String = "npy", extra: [String] = [], log: String
+        outputs: String = "npy", wait: Bool = true, extra: [String] = [], log: String
     ) throws -> Process {
         try start(
             "tessera-coordinator",
             ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
-                + ["--mode", mode.rawValue, "--tile", "\(tile)", "--outputs", outputs, "--wait", "--out", out]
-                + extra + [image], log: log)
+                + ["--mode", mode.rawValue, "--tile", "\(tile)", "--outputs", outputs] + (wait ? ["--wait"] : [])
+                + ["--out", out] + extra + [image], log: log)
     }
 }
