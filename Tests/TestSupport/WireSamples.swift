@@ -35,6 +35,7 @@ enum WireSamples {
         .modelRequest(digest),
         .goodbye([Wire.TaskRef(jobID: 7, taskID: 44), Wire.TaskRef(jobID: 9, taskID: 1)]),
         .goodbye([]),
+        .piece(Wire.Piece(frameSizes: [60, 1_000_000], offset: 262_144, bytes: [1, 2, 3, 4])),
         .welcome(Wire.Welcome(heartbeatIntervalMilliseconds: 1000, heartbeatLiveness: 3, maxTasksInFlight: 2)),
         .task(task()),
         .task(task(mode: .dense, bytesPerSample: 2)),

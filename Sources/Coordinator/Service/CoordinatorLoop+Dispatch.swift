@@ -116,12 +116,7 @@ extension CoordinatorLoop {
                     "task \(index): cannot read its input region from the stored image, or it does not fit the wire")
             return true
         }
-        do {
-            workerBytesOut += try socket.send(message, to: w.id, flags: .dontWait)
-        } catch {
-            if (error as? ZMQError) == .hostUnreachable { retire(w, reason: "unreachable", lost: true) }
-            return false
-        }
+        guard send(message, to: w, socket) else { return false }
         let now = monotonicSeconds()
         w.lastSent = now
         job.attempts[index] = attempt

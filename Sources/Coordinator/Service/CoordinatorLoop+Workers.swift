@@ -10,31 +10,11 @@ import TesseraWire
 extension CoordinatorLoop {
     func handleWorker(_ envelope: WireEnvelope, _ socket: borrowing ZMQSocket) {
         guard let peer = envelope.peer else { return }
-        let message: WireMessage
+        var message: WireMessage
         switch envelope.message {
         case .success(let m): message = m
         case .failure(let error):
-            rejects.warning(
-                "malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
-                metadata: [
-                    "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
-                    "key": "\(envelope.userID ?? "none")", "reason": "\(error)",
-                ])
-            // A registered worker's message that does not decode (a bug, another build, damage on the way):
-            // a lost result would leave its task waiting on a live worker for good (hostile-input audit 27:
-            // the job "waited for workers"). Its tasks go back to the queue, and it is asked to register again.
-            if let worker = workers[peer] {
-                // Counted against the task it was computing, as a lost worker's is: one that sends nothing but
-                // bad results fails the job after --max-task-losses, instead of re-registering forever (audit 29).
-                retire(worker, reason: "it sent a malformed message (\(error.kind))", lost: true)
-                _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
-            } else if error.kind == .unsupportedVersion {
-                // A worker of another release: answered in this release's protocol, which it cannot read either,
-                // so it stops saying so (verification audit 34 F2: unanswered, it retried its hello for good and
-                // the job waited for workers).
-                let reason = "this coordinator runs \(TesseraVersion.description): run the same release on its workers"
-                _ = try? socket.send(.disconnect(reason: reason), to: peer, flags: .dontWait)
-            }
+            rejectMalformed(error, peer: peer, envelope, socket)
             return
         }
         if let key = envelope.userID, let check = keyStillAuthorized, !check(key, envelope.curveKey, true) {
@@ -68,6 +48,24 @@ extension CoordinatorLoop {
             return
         }
         worker.lastHeard = monotonicSeconds()
+        if case .piece(let piece) = message {
+            // A piece of a larger message (a result): it proves the worker alive while the message crosses.
+            switch worker.pieces.add(piece, limits: workerLimits) {
+            case .incomplete: return
+            case .complete(.success(let whole)): message = whole
+            case .complete(.failure(let error)):
+                rejectMalformed(error, peer: peer, envelope, socket)
+                return
+            }
+        } else if worker.pieces.inProgress {
+            // Its outbox never cuts a message short: this worker is not of this build, or broken.
+            rejects.warning(
+                "pieces-cut", "a worker's message was cut short by another: its pieces are discarded",
+                metadata: [
+                    "worker": "\(worker.name)", "bytes": "\(worker.pieces.bytesHeld)", "type": "\(message.type)",
+                ])
+            worker.pieces.reset()
+        }
         switch message {
         case .heartbeat:
             break
@@ -86,6 +84,33 @@ extension CoordinatorLoop {
             rejects.warning(
                 "unexpected", "unexpected message on the worker endpoint",
                 metadata: ["worker": "\(worker.name)", "type": "\(message.type)"])
+        }
+    }
+
+    /// A message from a worker endpoint peer that does not decode, or pieces that do not make one.
+    private func rejectMalformed(
+        _ error: WireError, peer: RoutingID, _ envelope: WireEnvelope, _ socket: borrowing ZMQSocket
+    ) {
+        rejects.warning(
+            "malformed-\(error.kind)", "rejected a malformed message from a worker endpoint peer",
+            metadata: [
+                "peer": "\(String(peer.description.prefix(16)))", "address": "\(envelope.peerAddress ?? "?")",
+                "key": "\(envelope.userID ?? "none")", "reason": "\(error)",
+            ])
+        // A registered worker's message that does not decode (a bug, another build, damage on the way):
+        // a lost result would leave its task waiting on a live worker for good (hostile-input audit 27:
+        // the job "waited for workers"). Its tasks go back to the queue, and it is asked to register again.
+        if let worker = workers[peer] {
+            // Counted against the task it was computing, as a lost worker's is: one that sends nothing but
+            // bad results fails the job after --max-task-losses, instead of re-registering forever (audit 29).
+            retire(worker, reason: "it sent a malformed message (\(error.kind))", lost: true)
+            _ = try? socket.send(.disconnect(reason: "unknown worker: say hello"), to: peer, flags: .dontWait)
+        } else if error.kind == .unsupportedVersion {
+            // A worker of another release: answered in this release's protocol, which it cannot read either,
+            // so it stops saying so (verification audit 34 F2: unanswered, it retried its hello for good and
+            // the job waited for workers).
+            let reason = "this coordinator runs \(TesseraVersion.description): run the same release on its workers"
+            _ = try? socket.send(.disconnect(reason: reason), to: peer, flags: .dontWait)
         }
     }
 
@@ -532,21 +557,50 @@ extension CoordinatorLoop {
             ])
     }
 
-    func send(_ m: WireMessage, to worker: Worker, _ socket: borrowing ZMQSocket) {
-        do {
-            workerBytesOut += try socket.send(m, to: worker.id, flags: .dontWait)
-            worker.lastSent = monotonicSeconds()
-        } catch ZMQError.again {
+    /// Queues `m` in the worker's outbox and sends what its queue takes. False when it was not queued (the
+    /// outbox is full: the worker does not read) or the worker is gone (then retired).
+    @discardableResult
+    func send(_ m: WireMessage, to worker: Worker, _ socket: borrowing ZMQSocket) -> Bool {
+        // Tasks are bounded by the credit and heartbeats wait while anything does: only a worker that reads
+        // nothing fills it.
+        guard worker.outbox.count < configuration.credit + 16 else {
             rejects.warning(
                 "worker-queue-full", "a worker does not read its messages: message dropped",
                 metadata: ["worker": "\(worker.name)", "message": "\(m.type)"])
+            return false
+        }
+        worker.outbox.append(m)
+        return pump(worker, socket)
+    }
+
+    /// Sends what `worker`'s outbox holds, as far as its queue takes it. False when its connection is gone
+    /// (killed, crashed): it is retired now, not after 3 s of silence (concurrency audit 42 F5).
+    @discardableResult
+    func pump(_ worker: Worker, _ socket: borrowing ZMQSocket) -> Bool {
+        do {
+            let bytes = try worker.outbox.pump(socket, to: worker.id)
+            if bytes > 0 {
+                workerBytesOut += bytes
+                worker.lastSent = monotonicSeconds()
+            }
         } catch ZMQError.hostUnreachable {
-            // Its connection is gone (killed, crashed): retired now, not after 3 s of silence (concurrency audit 42
-            // F5), as a failed task send does.
             retire(worker, reason: "unreachable", lost: true)
+            return false
         } catch {
             logger.debug("send to worker failed", metadata: ["worker": "\(worker.name)", "error": "\(error)"])
         }
+        return true
+    }
+
+    /// Sends on from every outbox its worker's queue did not take whole (a large message's pieces over a
+    /// slow link); the loop polls briefly while any waits.
+    func pumpOutboxes(_ socket: borrowing ZMQSocket) {
+        var waiting = false
+        for id in workerOrder {
+            guard let w = workers[id], !w.outbox.isEmpty else { continue }
+            if pump(w, socket), !w.outbox.isEmpty { waiting = true }
+        }
+        outboxesWaiting = waiting
     }
 
     func heartbeatAndPurge(_ socket: borrowing ZMQSocket) {
@@ -567,7 +621,8 @@ extension CoordinatorLoop {
                 metrics.heartbeatMissed()
                 retire(w, reason: "silent for \(hb.liveness) heartbeats", lost: true)
                 _ = try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
-            } else if now - w.lastSent >= hb.interval {
+            } else if now - w.lastSent >= hb.interval, w.outbox.isEmpty {
+                // (While its outbox waits, what it sends on proves this side alive.)
                 send(.heartbeat, to: w, socket)
             }
         }

@@ -36,6 +36,10 @@ final class CoordinatorLoop {
         /// The shared-storage jobs whose paths this worker refused as outside its `--shared-root` (or it has
         /// none): it never gets their tasks, and they wait for a worker that can reach them.
         var outsideRoots: Set<UInt64> = []
+        /// Messages on their way to it, in order (large ones leave as pieces), and the pieces of the message
+        /// it is sending (`CoordinatorLoop+Workers`).
+        var outbox = WireOutbox()
+        var pieces = PieceAssembler()
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id
             self.name = name
@@ -80,6 +84,14 @@ final class CoordinatorLoop {
     /// Whether the store outlives this process (`storeDirectory` given).
     var persistent: Bool { configuration.storeDirectory != nil }
     /// Bytes received from and sent to workers since start (the data path's cost).
+    /// What a worker's message, or the message its pieces make, may hold.
+    var workerLimits: WireLimits {
+        var l = WireLimits()
+        l.maxTotalBytes = configuration.maxWorkerMessageBytes
+        return l
+    }
+    /// Whether a worker's outbox held messages its queue did not take at the last `pumpOutboxes`.
+    var outboxesWaiting = false
     var workerBytesIn = 0
     var workerBytesOut = 0
     /// When shared-storage receipts were last committed to the store (group commit).
@@ -227,11 +239,6 @@ final class CoordinatorLoop {
         var workersOnly = ZMQPoller()
         workersOnly.add(workerSocket)
         workersOnly.add(fileDescriptor: wake.readDescriptor)
-        let workerLimits: WireLimits = {
-            var l = WireLimits()
-            l.maxTotalBytes = configuration.maxWorkerMessageBytes
-            return l
-        }()
         let clientLimits: WireLimits = {
             var l = WireLimits()
             l.maxTotalBytes = configuration.maxClientMessageBytes
@@ -240,10 +247,12 @@ final class CoordinatorLoop {
         while !shouldStop {
             do {
                 let readClients = !clientsPaused()
+                // A worker's outbox its queue did not take is tried again soon (`pumpOutboxes`).
+                let timeout = outboxesWaiting ? 2 : 50
                 if readClients {
-                    try poller.poll(timeoutMilliseconds: 50)
+                    try poller.poll(timeoutMilliseconds: timeout)
                 } else {
-                    try workersOnly.poll(timeoutMilliseconds: 50)
+                    try workersOnly.poll(timeoutMilliseconds: timeout)
                 }
                 if readClients ? poller.isReadable(woken) : workersOnly.isReadable(1) { wake.drain() }
                 if readClients ? poller.isReadable(wi) : workersOnly.isReadable(0) {
@@ -269,6 +278,7 @@ final class CoordinatorLoop {
                 commitReceipts()
                 heartbeatAndPurge(workerSocket)
                 dispatch(workerSocket)
+                pumpOutboxes(workerSocket)
                 housekeeping(workerSocket, clientSocket)
             } catch ZMQError.terminated {
                 break

@@ -150,10 +150,11 @@ package final class CoordinatorService: Sendable {
     private func serve(started: ((String, String)) -> Void) throws {
         let workerSocket = try ZMQSocket(context, type: .router)
         try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxWorkerMessageBytes))
-        // Per peer: a few received messages; sent ones are tasks (at most `credit`), model
-        // data and heartbeats.
+        // Per peer: a few received messages; sent ones are tasks (at most `credit`), model data and heartbeats,
+        // and up to 32 pieces of larger ones (8 MiB): the rest waits in the worker's `WireOutbox`.
         try workerSocket.set(.receiveHighWaterMark, Int32(configuration.peerQueueMessages))
-        try workerSocket.set(.sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages))
+        try workerSocket.set(
+            .sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages + 32))
         try secure(workerSocket, domain: Self.workerDomain)
         if !configuration.workerSocketInStore { try workerSocket.bind(configuration.workerEndpoint) }
         let clientSocket = try ZMQSocket(context, type: .router)

@@ -21,14 +21,15 @@ extension WorkerAgent {
         var models = LRUCache<Wire.ModelDigest, ModelBundle>(capacity: 4)
         /// Tasks waiting for their model, asked for once per digest.
         var parked: [Wire.ModelDigest: [WorkItem]] = [:]
-        /// Outcomes taken from the outbox that could not be sent yet.
-        var pendingOut: [Outcome] = []
+        /// Messages for the coordinator, in order, that its queue has not taken yet (large ones leave as
+        /// pieces), and the pieces of the message it is sending (`Wire.Piece`).
+        var outbox = WireOutbox()
+        var pieces = PieceAssembler()
         var rejects: RateLimitedLog
         /// The socket's traffic already counted in the metrics.
         var trafficSeen: (UInt64, UInt64) = (0, 0)
 
-        /// Sends without blocking; false when it could not go out (not connected yet,
-        /// or the coordinator's queue is full).
+        /// Sends the hello without blocking; false when it could not go out (not connected yet).
         mutating func trySend(_ m: WireMessage, on socket: borrowing ZMQSocket) -> Bool {
             do {
                 try socket.send(m, flags: .dontWait)
@@ -37,6 +38,18 @@ extension WorkerAgent {
             } catch {
                 return false
             }
+        }
+
+        /// Queues `m` behind what waits and sends what the socket takes.
+        mutating func send(_ m: WireMessage, on socket: borrowing ZMQSocket) {
+            outbox.append(m)
+            pump(socket)
+        }
+
+        /// Sends what waits, as far as the socket takes it without blocking (the rest goes at the next turn).
+        mutating func pump(_ socket: borrowing ZMQSocket) {
+            guard !outbox.isEmpty, let sent = try? outbox.pump(socket), sent > 0 else { return }
+            lastSent = monotonicSeconds()
         }
     }
 
@@ -78,13 +91,15 @@ extension WorkerAgent {
                     continue
                 }
             }
-            try poller.poll(timeoutMilliseconds: min(100, s.heartbeat.intervalMilliseconds))
+            // What the socket did not take is tried again soon.
+            try poller.poll(timeoutMilliseconds: s.outbox.isEmpty ? min(100, s.heartbeat.intervalMilliseconds) : 2)
             if poller.isReadable(wi) { while try wake.receiveIfAvailable() != nil {} }
             sendOutcomes(socket, &s)
             if poller.isReadable(si), try !receiveAll(socket, &s) { return true }
             s.trafficSeen = metrics.traffic(socket.traffic, since: s.trafficSeen)
             let now = monotonicSeconds()
-            if now - s.lastSent >= s.heartbeat.interval { _ = s.trySend(.heartbeat, on: socket) }
+            // (While anything waits, what is sent proves this side alive.)
+            if now - s.lastSent >= s.heartbeat.interval, s.outbox.isEmpty { s.send(.heartbeat, on: socket) }
             if now - s.lastHeard > s.heartbeat.deadline {
                 logger.warning(
                     "coordinator silent", metadata: ["seconds": "\(String(format: "%.1f", now - s.lastHeard))"])
@@ -111,30 +126,39 @@ extension WorkerAgent {
         }
     }
 
-    /// Sends the compute thread's outcomes, in order, as far as the socket takes them.
+    /// Queues the compute thread's outcomes, in order, and sends what waits as far as the socket takes it.
     private func sendOutcomes(_ socket: borrowing ZMQSocket, _ s: inout Session) {
-        s.pendingOut += shared.withLock { shared in
+        let outcomes = shared.withLock { shared in
             defer { shared.outbox.removeAll() }
             return shared.outbox
         }
-        while let first = s.pendingOut.first {
-            let m: WireMessage =
-                switch first {
-                case .result(let r): .result(r)
-                case .receipt(let r): .receipt(r)
-                case .failure(let f): .taskFailed(f)
-                }
-            guard s.trySend(m, on: socket) else { break }
-            s.pendingOut.removeFirst()
+        for outcome in outcomes {
+            switch outcome {
+            case .result(let r): s.outbox.append(.result(r))
+            case .receipt(let r): s.outbox.append(.receipt(r))
+            case .failure(let f): s.outbox.append(.taskFailed(f))
+            }
         }
+        s.pump(socket)
     }
 
     /// Handles every message waiting on the socket; false once the coordinator
     /// disconnected us (the session ends).
     private func receiveAll(_ socket: borrowing ZMQSocket, _ s: inout Session) throws -> Bool {
         while let envelope = try socket.receiveWire(dontWait: true) {
+            var received = envelope.message
+            if case .success(.piece(let piece)) = received {
+                // A piece of a larger message (a task, a model): it proves the coordinator alive while it crosses.
+                s.lastHeard = monotonicSeconds()
+                guard case .complete(let whole) = s.pieces.add(piece, limits: .default) else { continue }
+                received = whole
+            } else if s.pieces.inProgress {
+                // Its outbox never cuts a message short but for a disconnect: the pieces are of no use now.
+                logger.debug("a message from the coordinator was cut short by another: its pieces are discarded")
+                s.pieces.reset()
+            }
             let message: WireMessage
-            switch envelope.message {
+            switch received {
             case .success(let m): message = m
             case .failure(let e):
                 if e.kind == .unsupportedVersion {
@@ -152,7 +176,7 @@ extension WorkerAgent {
                     let failure = Wire.TaskFailure(
                         jobID: t.jobID, taskID: t.taskID, attempt: t.attempt,
                         message: Wire.TaskFailure.unreadable + "\(e)")
-                    s.pendingOut.append(.failure(failure))
+                    s.send(.taskFailed(failure), on: socket)
                 }
                 continue
             }
@@ -214,7 +238,7 @@ extension WorkerAgent {
             shared.withLock { $0.queue.count + ($0.computing == nil ? 0 : 1) }
             + s.parked.values.reduce(0) { $0 + $1.count }
         if held >= 2 * s.credit + 2 {
-            _ = s.trySend(
+            s.send(
                 .taskFailed(
                     item.failure("the worker holds \(held) tasks already, past its credit of \(s.credit): refused")),
                 on: socket)
@@ -227,7 +251,7 @@ extension WorkerAgent {
         if let bundle = s.models.get(digest) {
             enqueue(item, bundle)
         } else {
-            if s.parked[digest] == nil { _ = s.trySend(.modelRequest(digest), on: socket) }
+            if s.parked[digest] == nil { s.send(.modelRequest(digest), on: socket) }
             s.parked[digest, default: []].append(item)
         }
     }
@@ -260,7 +284,7 @@ extension WorkerAgent {
         if digests.isEmpty && text.hasPrefix("no active job uses model") { digests = Array(s.parked.keys) }
         for digest in digests {
             for item in s.parked.removeValue(forKey: digest) ?? [] {
-                _ = s.trySend(.taskFailed(item.failure(text)), on: socket)
+                s.send(.taskFailed(item.failure(text)), on: socket)
             }
         }
     }
@@ -272,7 +296,7 @@ extension WorkerAgent {
             return s.queue.map { $0.0.ref } + (s.computing.map { [$0] } ?? [])
         }
         refs += s.parked.values.flatMap { $0.map(\.ref) }
-        _ = s.trySend(.goodbye(refs), on: socket)
+        s.send(.goodbye(refs), on: socket)
         logger.info("worker stopping", metadata: ["tasks": "\(tasksDone)", "returned": "\(refs.count)"])
     }
 }

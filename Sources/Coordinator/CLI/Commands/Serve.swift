@@ -67,9 +67,8 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Heartbeats (one per second) a worker or this coordinator may miss before the other declares it dead; "
-                + "workers take it from here. A message still crossing the link counts as silence: with workers "
-                + "behind a slow link, allow the largest task, result or model to cross (a 500 MB model over "
-                + "100 Mbit/s takes 40 s).", valueName: "N"))
+                + "workers take it from here. Messages over 256 KiB cross in pieces of 256 KiB, each of which "
+                + "counts as heard, so a link down to about 90 kB/s stays alive with the default.", valueName: "N"))
     var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0

@@ -102,6 +102,7 @@ extension WireMessage {
         case .modelRequest: return try decodeModelRequest(&r, payload)
         case .goodbye: return try decodeGoodbye(&r, payload, limits)
         case .receipt: return try decodeReceipt(&r, payload, limits)
+        case .piece: return try decodePiece(&r, payload, limits)
         // Coordinator → worker.
         case .welcome: return try decodeWelcome(&r, payload)
         case .task: return try decodeTask(&r, payload, limits)

@@ -3,6 +3,8 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
     // Worker → coordinator (heartbeat goes both ways).
     case hello = 0x01, heartbeat = 0x02, result = 0x03, taskFailed = 0x04, modelRequest = 0x05, goodbye = 0x06
     case receipt = 0x07
+    /// Both ways on the worker link: a piece of a larger message (`Wire.Piece`).
+    case piece = 0x08
     // Coordinator → worker.
     case welcome = 0x11, task = 0x12, modelData = 0x13, disconnect = 0x14, tileTask = 0x15
     // Client ↔ coordinator.
@@ -30,6 +32,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | modelRequest | 32-byte digest | – |
 /// | goodbye | u32 count, count × (u64 job, u64 task) | – |
 /// | receipt | u64 job, u64 task, u32 attempt, u32 count, count × (str key, u64 size, u32 crc32) | – |
+/// | piece | u64 offset, u8 count, count × u64 frame size | bytes (from offset, of the message's frames end to end) |
 /// | welcome | u32 heartbeat ms, u32 liveness, u32 max tasks in flight | – |
 /// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size, u32 count, count × u32 kept class (ascending; none: every class) | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
@@ -69,6 +72,9 @@ package enum WireMessage: Equatable, Sendable {
     case goodbye([Wire.TaskRef])
     /// A shared-storage task's result: the chunks the worker wrote, not the values.
     case receipt(Wire.TileReceipt)
+    /// On the worker link, both ways: a piece of a message larger than `Wire.pieceBytes` (`WireOutbox`,
+    /// `PieceAssembler`).
+    case piece(Wire.Piece)
     case welcome(Wire.Welcome)
     case task(Wire.TaskSpec)
     case modelData(Wire.ModelData)
@@ -101,8 +107,10 @@ package enum WireMessage: Equatable, Sendable {
     /// other last rows and columns. 6: that pass keeps the partial last windows of poolings that
     /// round up (Caffe's): a worker of 5 would give other last rows and columns. 7: of those windows, only
     /// the ones that start on a real input pixel are real values (`PassLayout.PartialWindows`): a worker of
-    /// 6 gave NaN or saturated pixels in `dense` and `shift` maps of the nets where others start past it.
-    package static let version: UInt8 = 7
+    /// 6 gave NaN or saturated pixels in `dense` and `shift` maps of the nets where others start past it. 8: a
+    /// message over `Wire.pieceBytes` crosses the worker link as `piece`s (`WireOutbox`), which a build of 7
+    /// cannot read.
+    package static let version: UInt8 = 8
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
 
@@ -116,6 +124,7 @@ package enum WireMessage: Equatable, Sendable {
         case .modelRequest: .modelRequest
         case .goodbye: .goodbye
         case .receipt: .receipt
+        case .piece: .piece
         case .tileTask: .tileTask
         case .welcome: .welcome
         case .task: .task
@@ -166,6 +175,8 @@ package enum WireMessage: Equatable, Sendable {
             w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.u32(UInt32(clamping: m.chunks.count))
             for c in m.chunks { w.string(c.key); w.u64(c.size); w.u32(c.crc32) }
             return [w.bytes]
+        case .piece(let m):
+            return [Self.pieceHeader(frameSizes: m.frameSizes, offset: m.offset), m.bytes]
         case .tileTask(let m):
             var w = WireWriter(type: .tileTask)
             w.u64(m.jobID); w.u64(m.taskID); w.u32(m.attempt); w.raw(m.modelDigest.bytes); w.u8(m.mode.rawValue)
