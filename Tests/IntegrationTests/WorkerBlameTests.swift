@@ -48,6 +48,36 @@ struct WorkerBlameTests {
         #expect(!group.log("coordinator").contains("task failed on a worker"), "\(group.log("coordinator"))")
     }
 
+    /// A cancelled job's tasks queued on a worker were computed to the end (no message stopped them), and a job
+    /// submitted after the cancel waited behind them. The worker now drops them when the coordinator revokes the job.
+    @Test("a cancelled job's tasks not started are dropped by its worker at once: the next job does not wait for them")
+    func cancelRevokesQueuedTasks() throws {
+        let group = try ProcessGroup("revoke")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--credit", "4"])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        _ = try group.start(
+            "tessera-worker",
+            ["--coordinator", workers, "--threads", "1", "--name", "w1", "--debug-task-delay-ms", "2500"], log: "w1")
+        usleep(500_000)
+        try submit(group, clients, image, tile: ClusterFixture.tile, log: "a")  // 9 tasks: 4 go to w1
+        usleep(1_000_000)
+        let context = try ZMQContext()
+        let client = try TestClient(context, clients)
+        _ = try client.request(.cancel(jobID: 1))
+        let start = Date()
+        try submit(group, clients, image, tile: 64, log: "b")  // 1 task
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, (try? client.status(2).state) != .done { usleep(100_000) }
+        let waited = Date().timeIntervalSince(start)
+        #expect(try client.status(2).state == .done, "\(group.log("coordinator"))")
+        #expect(group.log("w1").contains("tasks=3"), "\(group.log("w1"))")
+        // The task being computed (2.5 s) and job 2's (2.5 s), not the 3 queued ones (7.5 s more).
+        #expect(waited < 8.5, "job 2 took \(waited) s: \(group.log("w1"))")
+        #expect(!group.log("coordinator").contains("task failed on a worker"), "\(group.log("coordinator"))")
+    }
+
     /// F2: a coordinator stopped past the heartbeat deadline retired every worker as lost and charged the task;
     /// with --max-task-losses 1 one stall failed a healthy job.
     @Test(

@@ -41,6 +41,7 @@ enum WireSamples {
         .task(task(mode: .dense, bytesPerSample: 2)),
         .modelData(Wire.ModelData(digest: digest, prototxt: Array("name: \"net\"\n".utf8), weights: [9, 8, 7, 6, 5])),
         .disconnect(reason: "coordinator restarting"),
+        .revoke(jobID: 0x0102_0304_0506_0708),
         .tileTask(
             Wire.TileTaskSpec(
                 jobID: 7, taskID: 45, attempt: 1, modelDigest: digest, mode: .fast,

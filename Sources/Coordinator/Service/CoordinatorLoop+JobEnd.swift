@@ -9,6 +9,8 @@ import TesseraWire
 extension CoordinatorLoop {
     func finish(_ job: CoordinatorJob) {
         job.finishing = true
+        // Copies of its tasks still queued on other workers (stragglers') are dropped there.
+        revokes.append(job.id)
         if let shared = job.shared {
             finishShared(job, shared)
             return
@@ -134,9 +136,11 @@ extension CoordinatorLoop {
         job.image = nil
         job.releaseModel()
         storeTrouble.ended(job.id)
-        // Workers keep computing the job's tasks they hold (there is no message to stop them), so those stay in
-        // their in-flight sets until reported (then dropped): freed at once, a worker got more tasks than its
-        // credit, refused one and that job was charged a failure (concurrency audit 42 F4).
+        // The job's tasks stay in their workers' in-flight sets until reported (then dropped): freed at once, a
+        // worker got more tasks than its credit, refused one and that job was charged a failure (concurrency
+        // audit 42 F4). Its workers are told to drop those not started (`revoke`), which they report at once; the
+        // ones being computed finish.
+        revokes.append(job.id)
         job.running = 0
         job.journalUnsynced.removeAll()
         if let shared = job.shared {

@@ -595,6 +595,16 @@ extension CoordinatorLoop {
     /// Sends on from every outbox its worker's queue did not take whole (a large message's pieces over a
     /// slow link); the loop polls briefly while any waits.
     func pumpOutboxes(_ socket: borrowing ZMQSocket) {
+        if !revokes.isEmpty {
+            let ended = Set(revokes)
+            revokes.removeAll()
+            for id in workerOrder {
+                guard let w = workers[id] else { continue }
+                for job in Set(w.inFlight.map(\.jobID)).intersection(ended).sorted() {
+                    send(.revoke(jobID: job), to: w, socket)
+                }
+            }
+        }
         var waiting = false
         for id in workerOrder {
             guard let w = workers[id], !w.outbox.isEmpty else { continue }

@@ -90,6 +90,8 @@ final class CoordinatorLoop {
         l.maxTotalBytes = configuration.maxWorkerMessageBytes
         return l
     }
+    /// Jobs ended (cancelled, failed) whose workers are yet to be told to drop their tasks (`pumpOutboxes`).
+    var revokes: [UInt64] = []
     /// Whether a worker's outbox held messages its queue did not take at the last `pumpOutboxes`.
     var outboxesWaiting = false
     var workerBytesIn = 0

@@ -216,6 +216,8 @@ extension WorkerAgent {
             take(.tile(spec), socket, &s)
         case .modelData(let data):
             receiveModel(data, &s)
+        case .revoke(let job):
+            revoke(job, socket, &s)
         case .disconnect(let reason):
             logger.warning("coordinator disconnected us", metadata: ["reason": "\(reason)"])
             return false
@@ -287,6 +289,24 @@ extension WorkerAgent {
                 s.send(.taskFailed(item.failure(text)), on: socket)
             }
         }
+    }
+
+    /// The job ended: its tasks that have not started are dropped and reported failed, which frees their
+    /// places on the coordinator (it held them until reported); the one being computed finishes.
+    private func revoke(_ job: UInt64, _ socket: borrowing ZMQSocket, _ s: inout Session) {
+        var dropped = shared.withLock { sh in
+            defer { sh.queue.removeAll { $0.0.ref.jobID == job } }
+            return sh.queue.filter { $0.0.ref.jobID == job }.map(\.0)
+        }
+        for (digest, items) in s.parked {
+            // The model's request stays answered by an empty list: not asked for again.
+            dropped += items.filter { $0.ref.jobID == job }
+            s.parked[digest] = items.filter { $0.ref.jobID != job }
+        }
+        guard !dropped.isEmpty else { return }
+        for item in dropped { s.outbox.append(.taskFailed(item.failure(Wire.TaskFailure.revoked))) }
+        s.pump(socket)
+        logger.info("tasks of an ended job dropped", metadata: ["job": "\(job)", "tasks": "\(dropped.count)"])
     }
 
     /// Leaving: return what is queued or running so the coordinator requeues it now.

@@ -108,6 +108,9 @@ extension WireMessage {
         case .task: return try decodeTask(&r, payload, limits)
         case .modelData: return try decodeModelData(&r, payload)
         case .disconnect: return try decodeDisconnect(&r, payload)
+        case .revoke:
+            try expectFrames(payload, 0, r)
+            return .revoke(jobID: try r.u64("job id"))
         case .tileTask: return try decodeTileTask(&r, payload, limits)
         // Client ↔ coordinator.
         case .submit: return try decodeSubmit(&r, flags, payload, limits)

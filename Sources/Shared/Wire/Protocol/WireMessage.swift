@@ -7,6 +7,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
     case piece = 0x08
     // Coordinator → worker.
     case welcome = 0x11, task = 0x12, modelData = 0x13, disconnect = 0x14, tileTask = 0x15
+    case revoke = 0x16
     // Client ↔ coordinator.
     case submit = 0x21, submitted = 0x22, statusRequest = 0x23, status = 0x24, cancel = 0x25
     case fetchRequest = 0x26, fetchData = 0x27, error = 0x28
@@ -37,6 +38,7 @@ package enum WireMessageType: UInt8, Sendable, CaseIterable {
 /// | task | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, u32 dy dx, u32 image h w, u32 h w c, u8 bytes/sample, preprocessing, u32 options size, u32 count, count × u32 kept class (ascending; none: every class) | pixels, options |
 /// | modelData | digest, u64 prototxt size, u64 weights size | prototxt, weights |
 /// | disconnect | str reason | – |
+/// | revoke | u64 job | – |
 /// | tileTask | u64 job, u64 task, u32 attempt, digest, u8 mode, u32 y0 x0 h w, preprocessing, str image, u32 level (bits 16–31: image − 1), str store, u32 options size | options |
 /// | submit | u8 mode, u32 tile, preprocessing, str options, 3 × source | one per inline source (flags bit 0/1/2: prototxt/weights/image inline) |
 /// | submitted, cancel | u64 job | – |
@@ -82,6 +84,9 @@ package enum WireMessage: Equatable, Sendable {
     case disconnect(reason: String)
     /// A shared-storage task: coordinates only; the worker reads and writes the files.
     case tileTask(Wire.TileTaskSpec)
+    /// The job ended (cancelled, failed): the worker drops its tasks that have not started and reports each
+    /// failed (`Wire.TaskFailure.revoked`); the one it is computing finishes.
+    case revoke(jobID: UInt64)
     case submit(Wire.JobSpec)
     case submitted(jobID: UInt64)
     /// Status of one job, or of the cluster when nil; with a query, the detailed
@@ -109,7 +114,7 @@ package enum WireMessage: Equatable, Sendable {
     /// the ones that start on a real input pixel are real values (`PassLayout.PartialWindows`): a worker of
     /// 6 gave NaN or saturated pixels in `dense` and `shift` maps of the nets where others start past it. 8: a
     /// message over `Wire.pieceBytes` crosses the worker link as `piece`s (`WireOutbox`), which a build of 7
-    /// cannot read.
+    /// cannot read, and an ended job's tasks are `revoke`d.
     package static let version: UInt8 = 8
     /// Bytes before the type-specific fields.
     static let prefixSize = 6
@@ -130,6 +135,7 @@ package enum WireMessage: Equatable, Sendable {
         case .task: .task
         case .modelData: .modelData
         case .disconnect: .disconnect
+        case .revoke: .revoke
         case .submit: .submit
         case .submitted: .submitted
         case .statusRequest: .statusRequest
@@ -207,6 +213,10 @@ package enum WireMessage: Equatable, Sendable {
         case .disconnect(let reason):
             var w = WireWriter(type: .disconnect)
             w.string(reason)
+            return [w.bytes]
+        case .revoke(let id):
+            var w = WireWriter(type: .revoke)
+            w.u64(id)
             return [w.bytes]
         case .submit(let m):
             let sources = [m.prototxt, m.weights, m.image]

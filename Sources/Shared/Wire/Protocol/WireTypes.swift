@@ -139,6 +139,8 @@ package enum Wire {
         package static let corruptInput = "corrupt input: "
         /// The prefix of the message of a task its worker could not decode (the `WireError` follows).
         package static let unreadable = "the worker could not read the task: "
+        /// The message of a task dropped before it started because its job ended (`revoke`).
+        package static let revoked = "revoked: its job ended before the task started"
         package var jobID: UInt64, taskID: UInt64, attempt: UInt32
         package var message: String
         package init(jobID: UInt64, taskID: UInt64, attempt: UInt32, message: String) {
