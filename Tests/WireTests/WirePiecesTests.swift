@@ -122,6 +122,58 @@ struct WirePiecesTests {
         #expect(received == sent)
     }
 
+    @Test("Messages not begun are taken back by subject; a message part-way out is not: its receiver holds pieces")
+    func removeUnsent() throws {
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context, type: .router)
+        try router.applyTesseraDefaults()
+        try router.set(.sendHighWaterMark, 3)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.set(.routingID, Array("w".utf8))
+        try dealer.set(.receiveHighWaterMark, 1)
+        try dealer.applyTesseraDefaults()
+        try dealer.connect(try router.lastEndpoint)
+        try dealer.send(.heartbeat)
+        #expect(try router.waitForMessage(timeoutMilliseconds: 5000))
+        _ = try router.receiveWire()
+        let messages = Self.messages()  // heartbeat, task (job 7), modelRequest, result (job 3), model, heartbeat
+        var outbox = WireOutbox()
+        for m in messages { outbox.append(m) }
+        _ = try outbox.pump(router, to: RoutingID(Array("w".utf8)))
+        #expect(outbox.isMidMessage, "the task's pieces all left at once")
+        let taken = outbox.removeUnsent { subject in
+            switch subject {
+            case .task: true
+            case .model: true
+            }
+        }
+        // The task is part-way out and stays; the result and the model had not begun.
+        #expect(taken == [.task(Wire.TaskRef(jobID: 3, taskID: 9), attempt: 1), .model(WireSamples.digest)])
+        // Taken back part-way only when asked (the caller then sends what tells the receiver to drop its pieces).
+        var abandoned = outbox
+        #expect(abandoned.removeUnsent(partlySent: true) { _ in true } == [.task(WireSamples.task().ref, attempt: 2)])
+        #expect(!abandoned.isMidMessage && abandoned.count == 2)
+        var assembler = PieceAssembler()
+        var received: [WireMessage] = []
+        let deadline = Date().addingTimeInterval(20)
+        while received.count < 4, Date() < deadline {
+            if let envelope = try dealer.receiveWire(dontWait: true) {
+                switch try envelope.message.get() {
+                case .piece(let piece):
+                    if case .complete(let whole) = assembler.add(piece, limits: .default) {
+                        received.append(try whole.get())
+                    }
+                case let m: received.append(m)
+                }
+            } else {
+                _ = try outbox.pump(router, to: RoutingID(Array("w".utf8)))
+                usleep(500)
+            }
+        }
+        #expect(received == [messages[0], messages[1], messages[2], messages[5]])
+    }
+
     @Test("A piece's layout is checked against the limits when it is decoded")
     func decodeLimits() throws {
         func frames(_ sizes: [UInt64], offset: UInt64, bytes: Int) -> [[UInt8]] {
@@ -211,5 +263,18 @@ struct WirePiecesTests {
             return
         }
         #expect(m == .modelRequest(WireSamples.digest))
+        // A message abandoned part-way (its job was revoked): the next message's first piece starts over.
+        #expect(
+            {
+                if case .incomplete = a.add(piece(0, Array(header.prefix(3))), limits: .default) { true } else { false }
+            }())
+        guard
+            case .complete(.success(let next)) = a.add(
+                Wire.Piece(frameSizes: [UInt64(good[0].count)], offset: 0, bytes: good[0]), limits: .default)
+        else {
+            Issue.record("a new message after an abandoned one was refused")
+            return
+        }
+        #expect(next == .modelRequest(WireSamples.digest) && !a.inProgress)
     }
 }

@@ -58,9 +58,9 @@ extension CoordinatorLoop {
                 return
             }
         } else if worker.pieces.inProgress {
-            // Its outbox never cuts a message short: this worker is not of this build, or broken.
-            rejects.warning(
-                "pieces-cut", "a worker's message was cut short by another: its pieces are discarded",
+            // It abandoned a message part-way (its job was revoked): the pieces held are dropped.
+            logger.debug(
+                "a worker's message was cut short by another: its pieces are discarded",
                 metadata: [
                     "worker": "\(worker.name)", "bytes": "\(worker.pieces.bytesHeld)", "type": "\(message.type)",
                 ])
@@ -473,6 +473,9 @@ extension CoordinatorLoop {
     }
 
     /// Messages joined with "; ", each distinct one once, with its count when repeated.
+    /// How a worker's loss reads when it went silent with a message part-way across the link.
+    static let slowLink = "a message part-way across the link"
+
     static func summary(_ messages: [String]) -> String {
         var counts: [String: Int] = [:]
         var order: [String] = []
@@ -518,7 +521,11 @@ extension CoordinatorLoop {
             job, state: .failed,
             message: "task \(index) was being computed by \(losses.count) workers that were lost "
                 + "(crashed, killed, out of memory or cut off): \(Self.summary(losses)). "
-                + "It may be what kills them (see their logs; a smaller --tile needs less memory); "
+                + (losses.contains { $0.contains(Self.slowLink) }
+                    ? "Their links are too slow for what crosses them in a heartbeat deadline (workers sharing a link "
+                        + "share its rate): serve --heartbeat-liveness N allows N s of silence, --credit 1 sends less "
+                        + "at once; "
+                    : "It may be what kills them (see their logs; a smaller --tile needs less memory); ")
                 + "serve --max-task-losses sets the limit")
     }
 
@@ -598,8 +605,25 @@ extension CoordinatorLoop {
         if !revokes.isEmpty {
             let ended = Set(revokes)
             revokes.removeAll()
+            let models = Set(jobs.values.filter(\.isActive).map(\.model.digest))
             for id in workerOrder {
                 guard let w = workers[id] else { continue }
+                // What has not begun to leave is taken back (over a slow link a cancelled job's tasks and model
+                // crossed before the revoke, holding the worker's credit: audit 43 F2): its tasks leave the
+                // worker's credit, and a model no active job uses is not sent.
+                // A message part-way out too: the revoke that follows tells the worker to drop its pieces.
+                let taken = w.outbox.removeUnsent(partlySent: true) { subject in
+                    switch subject {
+                    case .task(let ref, _): ended.contains(ref.jobID)
+                    case .model(let digest): !models.contains(digest)
+                    }
+                }
+                for case .task(let ref, _) in taken { w.inFlight.remove(ref) }
+                if !taken.isEmpty {
+                    logger.info(
+                        "messages of an ended job taken back before they left",
+                        metadata: ["worker": "\(w.name)", "messages": "\(taken.count)"])
+                }
                 for job in Set(w.inFlight.map(\.jobID)).intersection(ended).sorted() {
                     send(.revoke(jobID: job), to: w, socket)
                 }
@@ -629,7 +653,12 @@ extension CoordinatorLoop {
             guard let w = workers[id] else { continue }
             if now - w.lastHeard > hb.deadline {
                 metrics.heartbeatMissed()
-                retire(w, reason: "silent for \(hb.liveness) heartbeats", lost: true)
+                // Silent with a message part-way across either way: the link is too slow for it (workers sharing a
+                // link share its rate: audit 43 F1), which the job's failure then says instead of blaming the task.
+                let crossing = w.pieces.inProgress || w.outbox.isMidMessage
+                retire(
+                    w, reason: "silent for \(hb.liveness) heartbeats" + (crossing ? ", " + Self.slowLink : ""),
+                    lost: true)
                 _ = try? socket.send(.disconnect(reason: "declared dead"), to: id, flags: .dontWait)
             } else if now - w.lastSent >= hb.interval, w.outbox.isEmpty {
                 // (While its outbox waits, what it sends on proves this side alive.)

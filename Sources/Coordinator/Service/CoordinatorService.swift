@@ -151,7 +151,8 @@ package final class CoordinatorService: Sendable {
         let workerSocket = try ZMQSocket(context, type: .router)
         try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(configuration.maxWorkerMessageBytes))
         // Per peer: a few received messages; sent ones are tasks (at most `credit`), model data and heartbeats,
-        // and up to 32 pieces of larger ones (8 MiB): the rest waits in the worker's `WireOutbox`.
+        // and up to 32 pieces of larger ones (2 MiB): the rest waits in the worker's `WireOutbox`, where a revoke can
+        // still take it back (libzmq's queue cannot give anything back).
         try workerSocket.set(.receiveHighWaterMark, Int32(configuration.peerQueueMessages))
         try workerSocket.set(
             .sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages + 32))

@@ -65,6 +65,9 @@ extension WorkerAgent {
         let link = try ZMQContext()
         let socket = try ZMQSocket(link, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: 1 << 30)
+        // 64 messages (4 MiB of pieces) in libzmq's queue: the rest waits in the outbox, where a revoke can still take
+        // a result back (libzmq's default of 1000 took 64 MB at once, which then crossed a slow uplink: audit 43 F3).
+        try socket.set(.sendHighWaterMark, 64)
         try secure(socket)
         var handshakes = try HandshakeWatch(socket, context: link, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
@@ -128,6 +131,12 @@ extension WorkerAgent {
 
     /// Queues the compute thread's outcomes, in order, and sends what waits as far as the socket takes it.
     private func sendOutcomes(_ socket: borrowing ZMQSocket, _ s: inout Session) {
+        takeOutcomes(&s)
+        s.pump(socket)
+    }
+
+    /// Moves the compute thread's outcomes to the outbox, in order.
+    private func takeOutcomes(_ s: inout Session) {
         let outcomes = shared.withLock { shared in
             defer { shared.outbox.removeAll() }
             return shared.outbox
@@ -139,7 +148,6 @@ extension WorkerAgent {
             case .failure(let f): s.outbox.append(.taskFailed(f))
             }
         }
-        s.pump(socket)
     }
 
     /// Handles every message waiting on the socket; false once the coordinator
@@ -153,7 +161,7 @@ extension WorkerAgent {
                 guard case .complete(let whole) = s.pieces.add(piece, limits: .default) else { continue }
                 received = whole
             } else if s.pieces.inProgress {
-                // Its outbox never cuts a message short but for a disconnect: the pieces are of no use now.
+                // It abandoned a message part-way (a revoked job's, or a disconnect): the pieces are of no use now.
                 logger.debug("a message from the coordinator was cut short by another: its pieces are discarded")
                 s.pieces.reset()
             }
@@ -303,10 +311,25 @@ extension WorkerAgent {
             dropped += items.filter { $0.ref.jobID == job }
             s.parked[digest] = items.filter { $0.ref.jobID != job }
         }
-        guard !dropped.isEmpty else { return }
+        // Outcomes of the job not sent yet become short reports (a slow uplink went on carrying a cancelled job's
+        // results, and the coordinator held the worker's credit for them: audit 43 F3).
+        takeOutcomes(&s)
+        // One part-way out too: the report that follows tells the coordinator to drop its pieces.
+        let unsent = s.outbox.removeUnsent(partlySent: true) { subject in
+            if case .task(let ref, _) = subject { ref.jobID == job } else { false }
+        }
+        guard !dropped.isEmpty || !unsent.isEmpty else { return }
         for item in dropped { s.outbox.append(.taskFailed(item.failure(Wire.TaskFailure.revoked))) }
+        for case .task(let ref, let attempt) in unsent {
+            s.outbox.append(
+                .taskFailed(
+                    Wire.TaskFailure(
+                        jobID: ref.jobID, taskID: ref.taskID, attempt: attempt, message: Wire.TaskFailure.revoked)))
+        }
         s.pump(socket)
-        logger.info("tasks of an ended job dropped", metadata: ["job": "\(job)", "tasks": "\(dropped.count)"])
+        logger.info(
+            "tasks of an ended job dropped",
+            metadata: ["job": "\(job)", "tasks": "\(dropped.count)", "outcomes": "\(unsent.count)"])
     }
 
     /// Leaving: return what is queued or running so the coordinator requeues it now.
@@ -317,6 +340,12 @@ extension WorkerAgent {
         }
         refs += s.parked.values.flatMap { $0.map(\.ref) }
         s.send(.goodbye(refs), on: socket)
+        // Behind the rest of a large result crossing a slow link, the goodbye waits its turn (up to the linger).
+        let until = monotonicSeconds() + Double(ZMQSocket.defaultLinger) / 1000
+        while !s.outbox.isEmpty, monotonicSeconds() < until {
+            usleep(2_000)
+            s.pump(socket)
+        }
         logger.info("worker stopping", metadata: ["tasks": "\(tasksDone)", "returned": "\(refs.count)"])
     }
 }

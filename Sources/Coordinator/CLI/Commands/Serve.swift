@@ -67,8 +67,9 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Heartbeats (one per second) a worker or this coordinator may miss before the other declares it dead; "
-                + "workers take it from here. Messages over 256 KiB cross in pieces of 256 KiB, each of which "
-                + "counts as heard, so a link down to about 90 kB/s stays alive with the default.", valueName: "N"))
+                + "workers take it from here. Messages over 64 KiB cross in pieces of 64 KiB, each of which "
+                + "counts as heard, so a link down to about 22 kB/s per worker stays alive with the default.",
+            valueName: "N"))
     var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0

@@ -4,8 +4,28 @@
 /// keeps the rest, so a message's pieces go out one after another with nothing between them, however
 /// often the socket's queue is full: no message is dropped, none overtakes another.
 package struct WireOutbox: Sendable {
+    /// What a waiting message is about, for taking it back before it leaves (`removeUnsent`).
+    package enum Subject: Equatable, Sendable {
+        /// A task, or its outcome (result, receipt, failure).
+        case task(Wire.TaskRef, attempt: UInt32)
+        case model(Wire.ModelDigest)
+
+        init?(_ message: WireMessage) {
+            switch message {
+            case .task(let m): self = .task(m.ref, attempt: m.attempt)
+            case .tileTask(let m): self = .task(m.ref, attempt: m.attempt)
+            case .result(let m): self = .task(Wire.TaskRef(jobID: m.jobID, taskID: m.taskID), attempt: m.attempt)
+            case .receipt(let m): self = .task(Wire.TaskRef(jobID: m.jobID, taskID: m.taskID), attempt: m.attempt)
+            case .taskFailed(let m): self = .task(Wire.TaskRef(jobID: m.jobID, taskID: m.taskID), attempt: m.attempt)
+            case .modelData(let m): self = .model(m.digest)
+            default: return nil
+            }
+        }
+    }
+
     private struct Entry: Sendable {
         let type: WireMessageType
+        let subject: Subject?
         let frames: [[UInt8]]
         let sizes: [UInt64]
         let total: Int
@@ -31,7 +51,29 @@ package struct WireOutbox: Sendable {
         let frames = message.encode()
         let sizes = frames.map { UInt64($0.count) }
         entries.append(
-            Entry(type: message.type, frames: frames, sizes: sizes, total: frames.reduce(0) { $0 + $1.count }))
+            Entry(
+                type: message.type, subject: Subject(message), frames: frames, sizes: sizes,
+                total: frames.reduce(0) { $0 + $1.count }))
+    }
+
+    /// Takes back the waiting messages `matches` picks; returns their subjects, in order. A message part-way
+    /// out is taken back too when `partlySent`: what this side sends next (a whole message, or a new message's
+    /// first piece) tells the receiver to drop the pieces it holds (`PieceAssembler`).
+    package mutating func removeUnsent(partlySent: Bool = false, where matches: (Subject) -> Bool) -> [Subject] {
+        let first = isMidMessage && !partlySent ? head + 1 : head
+        guard first < entries.count else { return [] }
+        var removed: [Subject] = []
+        var kept = Array(entries[head..<first])
+        for e in entries[first...] {
+            if let subject = e.subject, matches(subject) {
+                removed.append(subject)
+            } else {
+                kept.append(e)
+            }
+        }
+        entries = kept
+        head = 0
+        return removed
     }
 
     /// Drops every waiting message (the connection is being replaced).
