@@ -42,8 +42,9 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "The largest message a peer of the worker endpoint may send, in MiB: an upload job's "
-                + "result (classes × tile² × 4 bytes) must fit; a peer sending more is disconnected "
-                + "before anything is buffered. 1 to 4096.", valueName: "MiB"))
+                + "result (classes × tile² × 4 bytes) must fit. Messages cross in 128 KiB pieces: one "
+                + "announcing more is refused at its first piece, before anything is kept. 1 to 4096.",
+            valueName: "MiB"))
     var maxWorkerMessageMib = 256
     @Option(
         help: ArgumentHelp(
@@ -67,8 +68,8 @@ struct Serve: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Heartbeats (one per second) a worker or this coordinator may miss before the other declares it dead; "
-                + "workers take it from here. Messages over 64 KiB cross in pieces of 64 KiB, each of which "
-                + "counts as heard, so a link down to about 22 kB/s per worker stays alive with the default.",
+                + "workers take it from here. Messages over 128 KiB cross in pieces of 128 KiB, each of which "
+                + "counts as heard, so a link down to about 44 kB/s per worker stays alive with the default.",
             valueName: "N"))
     var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
