@@ -152,13 +152,13 @@ package final class CoordinatorService: Sendable {
         // Workers send nothing larger than a piece (`Wire.linkFrameBytes`): a larger message is joined from its
         // pieces, under `maxWorkerMessageBytes`. So 64 of a peer's messages may wait (libzmq then stops reading its
         // connection), 8.3 MiB: a wake of the loop takes many pieces, not 2.
-        // Sent, per peer: tasks (at most `credit`), model data and heartbeats, and up to 32 pieces of larger ones
-        // (4 MiB): the rest waits in the worker's `WireOutbox`, where a revoke can still take it back (libzmq's
+        // Sent, per peer: tasks (at most `credit`), model data and heartbeats, and up to 16 pieces of larger ones
+        // (2 MiB): the rest waits in the worker's `WireOutbox`, where a revoke can still take it back (libzmq's
         // queue cannot give anything back).
         try workerSocket.applyTesseraDefaults(maxMessageSize: Int64(Wire.linkFrameBytes))
         try workerSocket.set(.receiveHighWaterMark, 64)
         try workerSocket.set(
-            .sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages + 32))
+            .sendHighWaterMark, Int32(configuration.credit + 2 * configuration.peerQueueMessages + 16))
         try secure(workerSocket, domain: Self.workerDomain)
         if !configuration.workerSocketInStore { try workerSocket.bind(configuration.workerEndpoint) }
         let clientSocket = try ZMQSocket(context, type: .router)

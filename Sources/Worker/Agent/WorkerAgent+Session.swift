@@ -65,9 +65,9 @@ extension WorkerAgent {
         let link = try ZMQContext()
         let socket = try ZMQSocket(link, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: Int64(Wire.linkFrameBytes))
-        // 64 messages (4 MiB of pieces) in libzmq's queue: the rest waits in the outbox, where a revoke can still take
+        // 32 messages (4 MiB of pieces) in libzmq's queue: the rest waits in the outbox, where a revoke can still take
         // a result back (libzmq's default of 1000 took 64 MB at once, which then crossed a slow uplink: audit 43 F3).
-        try socket.set(.sendHighWaterMark, 64)
+        try socket.set(.sendHighWaterMark, 32)
         try secure(socket)
         var handshakes = try HandshakeWatch(socket, context: link, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
