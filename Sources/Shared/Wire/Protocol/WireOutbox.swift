@@ -42,8 +42,6 @@ package struct WireOutbox: Sendable {
     package var isEmpty: Bool { head == entries.count }
     /// Messages waiting, the one partly sent included.
     package var count: Int { entries.count - head }
-    /// Bytes waiting.
-    package var bytesWaiting: Int { entries[head...].reduce(0) { $0 + $1.total - $1.sent } }
     /// Whether a message is partly sent (its other pieces must follow before anything else).
     package var isMidMessage: Bool { !isEmpty && entries[head].sent > 0 }
 
