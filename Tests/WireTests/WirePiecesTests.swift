@@ -85,7 +85,9 @@ struct WirePiecesTests {
         let router = try ZMQSocket(context, type: .router)
         try router.applyTesseraDefaults()
         try router.set(.sendHighWaterMark, 2)
-        try router.bind("tcp://127.0.0.1:*")
+        // In process, so that the queue is what the two high-water marks say (2 + 2 messages): over TCP the
+        // kernel's buffers took a varying share of the 4 MB too, and the test failed now and then.
+        try router.bind(uniqueInproc("full-queue"))
         let dealer = try ZMQSocket(context, type: .dealer)
         try dealer.set(.routingID, Array("slow".utf8))
         try dealer.set(.receiveHighWaterMark, 2)
@@ -128,7 +130,9 @@ struct WirePiecesTests {
         let router = try ZMQSocket(context, type: .router)
         try router.applyTesseraDefaults()
         try router.set(.sendHighWaterMark, 3)
-        try router.bind("tcp://127.0.0.1:*")
+        // In process: the queue holds exactly 3 + 1 messages (over TCP the kernel's buffers took the whole task
+        // now and then, and nothing was part-way out).
+        try router.bind(uniqueInproc("remove-unsent"))
         let dealer = try ZMQSocket(context, type: .dealer)
         try dealer.set(.routingID, Array("w".utf8))
         try dealer.set(.receiveHighWaterMark, 1)
@@ -276,5 +280,55 @@ struct WirePiecesTests {
             return
         }
         #expect(next == .modelRequest(WireSamples.digest) && !a.inProgress)
+    }
+
+    @Test("A message not admitted at its first piece passes through: only its header is kept, the rest is counted")
+    func notAdmitted() throws {
+        let result = Wire.TaskResult(
+            jobID: 7, taskID: 3, attempt: 2, classes: 2, height: 300, width: 300,
+            values: [Float](repeating: 0.5, count: 2 * 300 * 300))
+        let frames = WireMessage.result(result).encode()
+        let sizes = frames.map { UInt64($0.count) }
+        let bytes = frames.flatMap { $0 }
+        // The pieces a sender cuts: 128 KiB each, the header's start in the first.
+        func pieces() -> [Wire.Piece] {
+            stride(from: 0, to: bytes.count, by: Wire.pieceBytes).map {
+                Wire.Piece(
+                    frameSizes: sizes, offset: UInt64($0),
+                    bytes: Array(bytes[$0..<min($0 + Wire.pieceBytes, bytes.count)]))
+            }
+        }
+        var a = PieceAssembler()
+        var asked = 0
+        var outcome: PieceAssembler.Outcome = .incomplete
+        for p in pieces() {
+            outcome = a.add(
+                p, limits: .default,
+                admit: { first in
+                    asked += 1
+                    // What the coordinator reads at the first piece: the result's fields, before its values.
+                    let header = Array(first.bytes.prefix(Int(first.frameSizes[0])))
+                    #expect(WireMessage.resultFields(header)?.taskID == 3)
+                    return false
+                })
+            #expect(a.bytesHeld <= UInt64(frames[0].count), "a message not admitted was held")
+        }
+        #expect(asked == 1)
+        guard case .discarded(let header, let total) = outcome else {
+            Issue.record("a message not admitted ended as \(outcome)")
+            return
+        }
+        #expect(header == frames[0] && total == UInt64(bytes.count) && !a.inProgress)
+        let fields = try #require(WireMessage.resultFields(header))
+        #expect(fields.jobID == 7 && fields.attempt == 2 && fields.classes == 2 && fields.width == 300)
+        #expect(WireMessage.resultFields(WireMessage.heartbeat.encode()[0]) == nil)
+        #expect(WireMessage.resultFields(Array(frames[0].dropLast())) == nil)
+        // Admitted, the same pieces make the message.
+        for p in pieces() { outcome = a.add(p, limits: .default, admit: { _ in true }) }
+        guard case .complete(.success(.result(let back))) = outcome else {
+            Issue.record("an admitted message ended as \(outcome)")
+            return
+        }
+        #expect(back == result)
     }
 }

@@ -50,11 +50,14 @@ extension CoordinatorLoop {
         worker.lastHeard = monotonicSeconds()
         if case .piece(let piece) = message {
             // A piece of a larger message (a result): it proves the worker alive while the message crosses.
-            switch worker.pieces.add(piece, limits: workerLimits) {
+            switch worker.pieces.add(piece, limits: workerLimits, admit: { admits($0, from: worker) }) {
             case .incomplete: return
             case .complete(.success(let whole)): message = whole
             case .complete(.failure(let error)):
                 rejectMalformed(error, peer: peer, envelope, socket)
+                return
+            case .discarded(let header, let bytes):
+                dropUnasked(header, bytes: bytes, from: worker, peer: peer, envelope, socket)
                 return
             }
         } else if worker.pieces.inProgress {
@@ -62,7 +65,7 @@ extension CoordinatorLoop {
             logger.debug(
                 "a worker's message was cut short by another: its pieces are discarded",
                 metadata: [
-                    "worker": "\(worker.name)", "bytes": "\(worker.pieces.bytesHeld)", "type": "\(message.type)",
+                    "worker": "\(worker.name)", "bytes": "\(worker.pieces.bytesReceived)", "type": "\(message.type)",
                 ])
             worker.pieces.reset()
         }
@@ -85,6 +88,51 @@ extension CoordinatorLoop {
                 "unexpected", "unexpected message on the worker endpoint",
                 metadata: ["worker": "\(worker.name)", "type": "\(message.type)"])
         }
+    }
+
+    /// The most bytes of a message a worker sends unasked: every message but a result is far smaller (a
+    /// receipt lists at most 64 chunks, a failure report's text is at most 64 KiB).
+    static let unaskedMessageBytes: UInt64 = 1 << 20
+
+    /// Whether the coordinator keeps the message whose first piece this is: a result of a task this worker
+    /// holds, of the shape that task gives, or another message of at most `unaskedMessageBytes`. The pieces of
+    /// any other pass through (`dropUnasked` at the last), so what a worker makes the coordinator hold is one
+    /// result it asked for (audit 43 F4: four fake workers, each part-way through a 256 MiB message, held 838 MB).
+    func admits(_ first: Wire.Piece, from worker: Worker) -> Bool {
+        if first.messageBytes <= Self.unaskedMessageBytes { return true }
+        guard first.frameSizes.count == 2, first.frameSizes[0] <= UInt64(first.bytes.count),
+            let r = WireMessage.resultFields(Array(first.bytes.prefix(Int(first.frameSizes[0])))),
+            worker.inFlight.contains(Wire.TaskRef(jobID: r.jobID, taskID: r.taskID)),
+            let job = jobs[r.jobID], job.shared == nil, r.taskID < UInt64(job.tasks.count)
+        else { return false }
+        let size = job.plan.tasks.outputSize(job.tasks[Int(r.taskID)])
+        return Int(r.classes) == job.resultClasses && Int(r.height) == size.h && Int(r.width) == size.w
+    }
+
+    /// The last piece of a message `admits` did not keep: a result the coordinator drops (`runningAttempt`: an
+    /// ended job's, a task this worker does not hold), or fails (values for a shared-storage task, a shape its
+    /// task does not give), as `handleResult` would; anything else is malformed.
+    private func dropUnasked(
+        _ header: [UInt8], bytes: UInt64, from worker: Worker, peer: RoutingID, _ envelope: WireEnvelope,
+        _ socket: borrowing ZMQSocket
+    ) {
+        guard let r = WireMessage.resultFields(header) else {
+            let what = "a \(bytes)-byte message that is not a result (only results exceed \(Self.unaskedMessageBytes))"
+            rejectMalformed(WireError(.limitExceeded, what), peer: peer, envelope, socket)
+            return
+        }
+        guard
+            let (job, index, _) = runningAttempt(
+                of: Wire.TaskRef(jobID: r.jobID, taskID: r.taskID), r.attempt, from: worker)
+        else { return }
+        let got = "\(r.classes)×\(r.height)×\(r.width)"
+        rejects.warning(
+            "bad-result", "rejected a result its task does not give",
+            metadata: [
+                "worker": "\(worker.name)", "job": "\(r.jobID)", "task": "\(r.taskID)", "got": "\(got)",
+                "shared": "\(job.shared != nil)",
+            ])
+        attemptFailed(job, index, worker, "\(worker.name): a \(got) result its task does not give")
     }
 
     /// A message from a worker endpoint peer that does not decode, or pieces that do not make one.

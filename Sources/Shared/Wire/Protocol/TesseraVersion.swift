@@ -2,7 +2,7 @@
 /// coordinator, workers and clients must speak the same wire protocol
 /// (`WireMessage.version`), which changes only with a release.
 package enum TesseraVersion {
-    package static let release = "0.3.8"
-    /// "0.3.8 (wire protocol 8)".
+    package static let release = "0.3.9"
+    /// "0.3.9 (wire protocol 8)".
     package static var description: String { "\(release) (wire protocol \(WireMessage.version))" }
 }

@@ -84,3 +84,20 @@ extension WireMessage {
         return .receipt(Wire.TileReceipt(jobID: job, taskID: task, attempt: attempt, chunks: chunks))
     }
 }
+
+extension WireMessage {
+    /// The fields of a `result`'s header frame (`values` left empty), or nil if `header` is not one: what a
+    /// receiver checks at a result's first piece, before its values come (`PieceAssembler`'s `admit`).
+    package static func resultFields(_ header: [UInt8]) -> Wire.TaskResult? {
+        guard header.count > prefixSize, Array(header[0..<3]) == magic, header[3] == version,
+            header[4] == WireMessageType.result.rawValue, header[5] == 0
+        else { return nil }
+        var r = WireReader(header, offset: prefixSize, limits: .default, what: "result")
+        guard let job = try? r.u64("job id"), let task = try? r.u64("task id"), let attempt = try? r.u32("attempt"),
+            let classes = try? r.u32("classes"), let height = try? r.u32("height"), let width = try? r.u32("width"),
+            (try? r.finish()) != nil
+        else { return nil }
+        return Wire.TaskResult(
+            jobID: job, taskID: task, attempt: attempt, classes: classes, height: height, width: width, values: [])
+    }
+}

@@ -75,34 +75,51 @@ extension WireMessage {
 /// job ended: `WireOutbox.removeUnsent`): what it sends next, a whole message (the caller then calls `reset`) or
 /// a new message's first piece, drops the pieces held. Any other piece out of order, or of another layout,
 /// discards the message (the sender is broken). Holds at most the message's bytes, whose size the piece's
-/// decoding checked against the endpoint's limits.
+/// decoding checked against the endpoint's limits, and only for a message its receiver admits at its first
+/// piece (`add`'s `admit`): the pieces of any other pass through, and only its header frame is kept
+/// (`discarded`), so a peer cannot make its receiver hold bytes it did not ask for (audit 43 F4).
 package struct PieceAssembler: Sendable {
     package enum Outcome: Sendable {
         /// A piece was kept; the message is not complete yet.
         case incomplete
         /// The last piece came: the message decoded (or why it did not), or why the piece was refused.
         case complete(Result<WireMessage, WireError>)
+        /// The last piece of a message not admitted came: its header frame (empty if longer than
+        /// `keptHeaderBytes`), and the message's size. Nothing else of it was kept.
+        case discarded(header: [UInt8], bytes: UInt64)
     }
+
+    /// The most of a message not admitted that is kept: its header frame, if no longer (a result's is 38 bytes).
+    package static let keptHeaderBytes: UInt64 = 4096
 
     private var sizes: [UInt64] = []
     private var frames: [[UInt8]] = []
     private var received: UInt64 = 0
+    private var admitted = true
 
     package init() {}
 
     /// Whether a message's first pieces came and its last did not.
     package var inProgress: Bool { !sizes.isEmpty }
+    /// The bytes of the message in progress that came (whether kept or passed through).
+    package var bytesReceived: UInt64 { received }
     /// The bytes held for the message in progress.
-    package var bytesHeld: UInt64 { received }
+    package var bytesHeld: UInt64 { UInt64(frames.reduce(0) { $0 + $1.count }) }
 
     /// Drops the message in progress.
     package mutating func reset() {
         sizes = []
         frames = []
         received = 0
+        admitted = true
     }
 
-    package mutating func add(_ piece: Wire.Piece, limits: WireLimits) -> Outcome {
+    /// Adds a piece. `admit` is asked at a message's first piece whether the message is to be held (the piece
+    /// holds the start of the header frame, and all of it when it is short); a message not admitted passes
+    /// through, its header frame aside, and ends as `discarded`.
+    package mutating func add(
+        _ piece: Wire.Piece, limits: WireLimits, admit: (Wire.Piece) -> Bool = { _ in true }
+    ) -> Outcome {
         // A new message's first piece: the one in progress was abandoned by its sender.
         if inProgress, piece.offset == 0 { reset() }
         if inProgress {
@@ -126,6 +143,7 @@ package struct PieceAssembler: Sendable {
             }
             sizes = piece.frameSizes
             frames = Array(repeating: [], count: sizes.count)
+            admitted = admit(piece)
         }
         // Copy into the frames the piece spans.
         var position = piece.offset
@@ -135,16 +153,20 @@ package struct PieceAssembler: Sendable {
             let end = start + size
             defer { start = end }
             guard position < end else { continue }
-            if frames[i].isEmpty { frames[i].reserveCapacity(Int(size)) }
             let n = Int(min(end - position, UInt64(piece.bytes.count - taken)))
-            frames[i].append(contentsOf: piece.bytes[taken..<(taken + n)])
+            if admitted || (i == 0 && size <= Self.keptHeaderBytes) {
+                if frames[i].isEmpty { frames[i].reserveCapacity(Int(size)) }
+                frames[i].append(contentsOf: piece.bytes[taken..<(taken + n)])
+            }
             taken += n
             position += UInt64(n)
         }
         received = position
         guard received == piece.messageBytes else { return .incomplete }
         let whole = frames
+        let kept = admitted
         reset()
+        guard kept else { return .discarded(header: whole[0], bytes: piece.messageBytes) }
         do {
             let message = try WireMessage.decode(whole, limits: limits)
             if case .piece = message {
