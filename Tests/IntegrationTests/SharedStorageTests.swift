@@ -395,7 +395,8 @@ struct SharedStorageTests {
             }
             usleep(100_000)
         }
-        #expect(waiting?.waitingForWorkers == true && waiting?.state == .running, "\(String(describing: waiting))")
+        // Refused is not taken: the job is still queued (audit 44 D2: it read "running").
+        #expect(waiting?.waitingForWorkers == true && waiting?.state == .queued, "\(String(describing: waiting))")
         #expect(
             waiting?.message.hasPrefix("waiting for a worker whose --shared-root holds its files") == true,
             "\(String(describing: waiting))")
@@ -420,6 +421,27 @@ struct SharedStorageTests {
         #expect(group.wait(r, timeout: 60) == 0, "\(group.log("c3"))\n\(group.log("coordinator-2"))")
         let status = try client.status(2)
         #expect(status.state == .done && status.tasksFailed == 0, "\(status)")
+        // A task that fails on the one worker that can reach the files is tried there again (2 s, then 6 s) and
+        // the job fails after 3 tries, naming the tile. Counting the plain worker as one it had not failed on, the
+        // coordinator waited for it for good and `submit --wait` never returned (audit 44 D1).
+        let bad = root + "/bad.tif"
+        _ = try SlideMapTests.python(
+            """
+            import sys, numpy as np, tifffile
+            a = np.random.default_rng(5).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+            tifffile.imwrite(sys.argv[1], a, tile=(256, 256), compression='zlib', photometric='rgb')
+            with tifffile.TiffFile(sys.argv[1]) as f:
+                off, n = f.pages[0].dataoffsets[1], f.pages[0].databytecounts[1]
+            data = bytearray(open(sys.argv[1], 'rb').read()); data[off:off + n] = bytes(n)
+            open(sys.argv[1], 'wb').write(bytes(data))
+            """, [bad])
+        let f = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients2] + ClusterFixture.modelFlags
+                + ["--mode", "dense", "--tile", "256", "--wait", "--out", root + "/out4", "--shared", bad],
+            log: "c4")
+        #expect(group.wait(f, timeout: 90) == 1, "\(group.log("c4"))\n\(group.log("coordinator-2"))")
+        #expect(group.log("c4").contains("failed 3 times") && group.log("c4").contains("corrupt"), "\(group.log("c4"))")
     }
 
     @Test(

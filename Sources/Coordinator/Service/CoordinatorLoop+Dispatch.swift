@@ -24,12 +24,21 @@ extension CoordinatorLoop {
                 || jobOrder.contains(where: { jobs[$0].map { $0.isActive && !$0.pending.isEmpty } ?? false })
         else { return }
         var turn = rotation
-        let connected = Set(workers.keys)
+        // Per job, the connected workers that may take its tasks (`takers`), found when first needed.
+        var takersOf: [UInt64: Set<RoutingID>] = [:]
+        func takers(_ job: CoordinatorJob) -> Set<RoutingID> {
+            if let known = takersOf[job.id] { return known }
+            let found = self.takers(job)
+            takersOf[job.id] = found
+            return found
+        }
         for id in workerOrder {
             guard let w = workers[id] else { continue }
             while w.inFlight.count < configuration.credit {
                 // (Not to a worker that cannot reach the job's files, or whose receipts it cannot see.)
-                if let k = overdue.firstIndex(where: { $0.holder != w.id && !w.cannotReach.contains($0.job.id) }) {
+                if let k = overdue.firstIndex(where: {
+                    $0.holder != w.id && !w.cannotReach.contains($0.job.id) && !w.outsideRoots.contains($0.job.id)
+                }) {
                     let late = overdue.remove(at: k)
                     guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
                         attempts.count == 1
@@ -46,10 +55,11 @@ extension CoordinatorLoop {
                         ])
                     continue
                 }
-                // A task that failed on this worker goes to another one while another is connected,
-                // so one broken worker (a bad mount, a failing GPU) cannot use up a task's 3 attempts.
-                // (Once it failed on every connected worker, any of them may try again.)
-                // A failed task also waits its retry delay first.
+                // A task that failed on this worker goes to another one while another that may take it is
+                // connected, so one broken worker (a bad mount, a failing GPU) cannot use up a task's 3 attempts.
+                // (Once it failed on every connected worker that may take it, any of them may try again: counting
+                // the workers that refuse the job's tasks, a shared job's failed task waited for good while one
+                // without --shared-root was connected, audit 44 D1.) A failed task also waits its retry delay first.
                 func eligible(_ job: CoordinatorJob) -> Int? {
                     // A shared job's paths outside this worker's --shared-root: none of its tasks. Its receipts
                     // not found as written: its tasks go to the others, unless none can reach them (then the
@@ -63,7 +73,7 @@ extension CoordinatorLoop {
                     return job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
                         if let at = job.retryAt[task], at > now { return false }
-                        return !failed.contains(w.id) || connected.isSubset(of: failed)
+                        return !failed.contains(w.id) || takers(job).isSubset(of: failed)
                     }
                 }
                 let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && eligible($0) != nil }
@@ -78,6 +88,14 @@ extension CoordinatorLoop {
             }
         }
         rotation = turn
+    }
+
+    /// The connected workers that may take `job`'s tasks: not those its paths are outside of, nor those that
+    /// cannot reach its files while another can (`dispatch`'s rules).
+    func takers(_ job: CoordinatorJob) -> Set<RoutingID> {
+        let inside = workers.values.filter { !$0.outsideRoots.contains(job.id) }
+        let reaching = inside.filter { !$0.cannotReach.contains(job.id) }
+        return Set((reaching.isEmpty ? inside : reaching).map(\.id))
     }
 
     struct Overdue {

@@ -397,6 +397,9 @@ extension CoordinatorLoop {
                 }
             }
             removeAttempt(job, index, worker.id)
+            // Refused, not computed: a job none of whose tasks a worker took is still queued (audit 44 D2: it
+            // read "running", and `status --state queued` did not list it).
+            if job.state == .running, job.running == 0, job.done == 0, job.failedOn.isEmpty { job.state = .queued }
             return
         }
         if job.states[index] == .done {
