@@ -419,7 +419,7 @@ struct ONNXRefusalWordingTests {
         #expect(
             e?.message.contains("2 of them end in a Softmax") == true
                 && e?.message.contains(
-                    "onnx.utils.extract_model('model.onnx', 'one-output.onnx', ['input'], ['OUTPUT'])")
+                    "onnx.utils.extract_model('hostile.onnx', 'hostile.one-output.onnx', ['input'], ['out'])")
                     == true,
             "\(e?.description ?? "")")
         // None does.

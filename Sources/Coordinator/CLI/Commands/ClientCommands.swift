@@ -137,7 +137,8 @@ struct Submit: ParsableCommand {
         var submitted: [(UInt64, String, Int)] = []
         let madeOut = !FileManager.default.fileExists(atPath: output.out)
         defer { if madeOut && submitted.isEmpty { rmdir(output.out) } }
-        try output.checkBeforeMapping(classes: plan.classes, kept: kept, kinds: kinds, folder: wait || shared)
+        try output.checkBeforeMapping(
+            classes: plan.classes, kept: kept, kinds: kinds, folder: wait || shared, upload: !shared)
         if wait && !shared { try checkDownloadSpace(plan: plan, kept: kept, logger: logger) }
         let prep = try preprocessing.resolve(loaded, logger: logger)
         let bundle = try ModelBundle(prototxtPath: model.model, weightsPath: model.weights)

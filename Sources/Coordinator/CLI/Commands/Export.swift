@@ -38,6 +38,11 @@ struct Export: ParsableCommand {
     func run() throws {
         guard output.outputs != nil else { throw ValidationError("give --outputs (tiff, prob, labels, overlay, npy)") }
         let logger = Logger(label: "tessera.export")
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: map, isDirectory: &isFolder), !isFolder.boolValue {
+            // (It read "MAP/.zattrs: … Not a directory": audit 44 D7.)
+            throw ClusterError("\(map) is a file, not a map store: give the .zarr folder a job or run wrote")
+        }
         let store = try MapStore.open(at: map)
         guard store.isFinished else {
             throw ClusterError("\(map) is not a finished map (its job is still running, or failed)")

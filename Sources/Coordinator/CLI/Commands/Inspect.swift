@@ -23,7 +23,18 @@ struct Inspect: ParsableCommand {
     func run() throws {
         do {
             let (loaded, pre) = try loadModel(model, preprocessing, requireWeights: false)
-            let report = try ModelReport(model: loaded, preprocessing: pre)
+            var report = try ModelReport(model: loaded, preprocessing: pre)
+            if let given = preprocessing.meanFile.map({ "--mean-file \($0)" })
+                ?? preprocessing.mean.map({ "--mean \($0)" })
+            {
+                // Its mean is given: the note names what stands for the net's mean image (audit 44 D4: it still said
+                // "give that file with --mean-file" after --mean-file was given).
+                let prefix = "the data layer subtracted the mean image "
+                report.notes = report.notes.map { note in
+                    guard note.hasPrefix(prefix), let cut = note.range(of: " (mean_file)") else { return note }
+                    return String(note[..<cut.upperBound]) + ": " + given + " stands for it"
+                }
+            }
             print(json ? try report.json() : report.text(preprocessing: pre))
         } catch let e as ModelError {
             throw ModelCommandError(e)

@@ -75,7 +75,7 @@ struct OutputFlags: ParsableArguments {
     /// outputs stay on the coordinator until fetched).
     func checkBeforeMapping(
         classes count: Int, kept: [Int]? = nil, kinds: Set<OutputKind>? = nil, keptByMap: Bool = false,
-        folder: Bool = true
+        folder: Bool = true, upload: Bool = false
     ) throws {
         if folder {
             try Self.prepareFolder(out)
@@ -106,7 +106,9 @@ struct OutputFlags: ParsableArguments {
         if let kinds, !kinds.isDisjoint(with: [.labels, .overlay]) {
             throw CommandError(
                 "\(keeps): labels and overlays need every class "
-                    + "(choose --outputs among \(keptByMap ? "" : "zarr, ")tiff, npy, prob)")
+                    // (An upload job writes neither zarr nor TIFF: audit 44 D7.)
+                    + "(choose --outputs among \(upload ? "npy, prob" : keptByMap ? "tiff, npy, prob" : "zarr, tiff, npy, prob"))"
+            )
         }
         if let list = requestedClasses, let bad = list.first(where: { !kept.contains($0) }) {
             throw CommandError("--classes \(bad): \(keeps)")

@@ -53,7 +53,7 @@ extension Run {
         let roots = Set([output.out] + folders)
             .map { $0.isEmpty ? "." : $0 }
         let pool = try LocalWorkers(
-            binary: binary, count: workers, endpoint: workerEndpoint, threads: workerThreads,
+            binary: binary, count: workerCount, endpoint: workerEndpoint, threads: workerThreads,
             arguments: ["--device", compute.device, "--precision", compute.precision]
                 // `--shared-root=PATH`: a folder named "-o" was taken for an option (paths audit 41 F3).
                 + roots.sorted().map { "--shared-root=\($0)" })
@@ -62,7 +62,7 @@ extension Run {
         logger.info(
             "embedded coordinator",
             metadata: [
-                "workers": "\(workers)", "threads": "\(workerThreads)",
+                "workers": "\(workerCount)", "threads": "\(workerThreads)",
                 "endpoint": "\(workerEndpoint)",
             ])
         let client = try ClusterClient(endpoint: clientEndpoint, context: context)

@@ -50,7 +50,9 @@ struct Run: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Engine threads (default: all cores, shared between the workers).")
     var threads: Int?
-    @Option(parsing: .unconditional, help: "Local worker processes.") var workers = 1
+    @Option(parsing: .unconditional, help: "Local worker processes (default: 1).") var workers: Int?
+    /// `--workers`, or its default.
+    var workerCount: Int { workers ?? 1 }
     @Flag(help: "Compute in this process, without coordinator or workers.") var inProcess = false
     @Flag(
         help: ArgumentHelp(
@@ -97,7 +99,7 @@ struct Run: ParsableCommand {
             try OutputOptions.checkStemLengths(images, image: slide.image ?? 1)
         } catch { throw ValidationError("\(error)") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
-        guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
+        guard (1...256).contains(workerCount) else { throw ValidationError("--workers must be between 1 and 256") }
         if let check, check < 0 || check > 1_000_000 { throw ValidationError("--check must be between 0 and 1000000") }
         // --store resumes runs through the embedded coordinator; these map in this process, where it was ignored
         // without a word (docs/CLI audit 36 F16).
@@ -189,6 +191,12 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "tessera.run")
         if let note = quantisedNPYNote { logger.warning("\(note)") }
         var inProcess = self.inProcess
+        // What asks for this process says so of the local workers' options (audit 44 D6: they were dropped without
+        // a word).
+        if workers != nil || workerBinary != nil, inProcess || (check ?? 0) > 0 {
+            let why = inProcess ? "--in-process" : "--check \(check ?? 0)"
+            logger.warning("--workers and --worker-binary are not used: \(why) maps in this process, without workers")
+        }
         if !inProcess, let reason = try needsInProcess() {
             logger.info("mapping in this process: \(reason) runs there")
             inProcess = true
@@ -243,7 +251,7 @@ struct Run: ParsableCommand {
             // Embedded runs compute on the workers: this process only plans (no engine, no BLAS).
             try runEmbedded(
                 plan, memoryBudget: budget, settings: settings, preprocessing: prep,
-                workerThreads: threads ?? max(1, cores / workers), interruption: interruption, logger: logger)
+                workerThreads: threads ?? max(1, cores / workerCount), interruption: interruption, logger: logger)
         }
     }
 }

@@ -14,13 +14,19 @@ import Foundation
 /// `TESSERA_BLAS_LIBRARY` the library file.
 package final class BLAS: @unchecked Sendable {
     package enum LoadError: Error, CustomStringConvertible {
-        case libraryNotFound(tried: [String], reason: String)
+        /// `chosen`: the library was `TESSERA_BLAS_LIBRARY`'s, not the system's.
+        case libraryNotFound(tried: [String], reason: String, chosen: Bool = false)
         case symbolMissing(String, library: String)
         case verificationFailed(coreType: String, maxError: Float)
 
         package var description: String {
             switch self {
-            case .libraryNotFound(let tried, let reason):
+            case .libraryNotFound(let tried, let reason, let chosen):
+                if chosen {
+                    // (It advised setting the variable that was set and wrong: audit 44 D7.)
+                    return "OpenBLAS could not be loaded from TESSERA_BLAS_LIBRARY=\(tried.joined()): \(reason). "
+                        + "Point it at an OpenBLAS library, or unset it to use the system's."
+                }
                 return "OpenBLAS could not be loaded (tried \(tried.joined(separator: ", "))): \(reason). "
                     + "Install it with `apt-get install libopenblas-dev` or set TESSERA_BLAS_LIBRARY."
             case .symbolMissing(let name, let library):
@@ -90,7 +96,8 @@ package final class BLAS: @unchecked Sendable {
         }
 
         var candidates = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"]
-        if let path = env["TESSERA_BLAS_LIBRARY"], !path.isEmpty { candidates = [path] }
+        let chosen = env["TESSERA_BLAS_LIBRARY"].map { !$0.isEmpty } ?? false
+        if chosen, let path = env["TESSERA_BLAS_LIBRARY"] { candidates = [path] }
         var handle: UnsafeMutableRawPointer?
         var loaded = ""
         var lastError = "not found"
@@ -102,7 +109,7 @@ package final class BLAS: @unchecked Sendable {
             }
             if let e = dlerror() { lastError = String(cString: e) }
         }
-        guard let handle else { throw .libraryNotFound(tried: candidates, reason: lastError) }
+        guard let handle else { throw .libraryNotFound(tried: candidates, reason: lastError, chosen: chosen) }
 
         func symbol<T>(_ name: String, as: T.Type) -> T? {
             guard let p = dlsym(handle, name) else { return nil }

@@ -70,7 +70,9 @@ extension ONNXImporter {
                             ? "none of them ends in a Softmax, LogSoftmax or Sigmoid"
                             : "\(scores.count) of them end in a Softmax, LogSoftmax or Sigmoid")
                         + ": keep only the one to map, e.g. python3 -c \"import onnx.utils; "
-                        + "onnx.utils.extract_model('model.onnx', 'one-output.onnx', ['\(input)'], ['OUTPUT'])\"")
+                        // The real names, not placeholders (audit 44 D7).
+                        + "onnx.utils.extract_model('\(file)', '\((file as NSString).deletingPathExtension)"
+                        + ".one-output.onnx', ['\(input)'], ['\(scores.first ?? names[0])'])\"")
             }
             output = chosen
             notes.append(
