@@ -188,6 +188,13 @@ struct CurveClusterTests {
         #expect(log.contains("unlisted public key"), "\(log)")
         #expect(log.contains("worker=trusted") && !log.contains("worker=intruder"), "\(log)")
         #expect(group.log("intruder").contains("refused this key"), "\(group.log("intruder"))")
+        // It tries again, saying it was refused, not that nothing answered (audit 44 D7).
+        let retried = Date().addingTimeInterval(15)
+        while !group.log("intruder").contains("refused by the coordinator: trying again") && Date() < retried {
+            usleep(100_000)
+        }
+        #expect(group.log("intruder").contains("refused by the coordinator: trying again"), "\(group.log("intruder"))")
+        #expect(!group.log("intruder").contains("no answer from the coordinator"), "\(group.log("intruder"))")
 
         // The coordinator's own key is a valid client key (health checks in containers).
         p = try group.start(

@@ -17,6 +17,8 @@ struct HandshakeWatch: ~Copyable {
     let monitor: ZMQMonitor
     let curve: Bool
     private var logged: Set<UInt16> = []
+    /// Whether the coordinator refused a handshake this session (it answered: with a refusal).
+    private(set) var refused = false
 
     init(_ socket: borrowing ZMQSocket, context: ZMQContext, curve: Bool) throws {
         monitor = try socket.monitor(events: HandshakeFailure.events, context: context)
@@ -25,9 +27,9 @@ struct HandshakeWatch: ~Copyable {
 
     mutating func check(_ logger: Logger) {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
-            guard let reason = HandshakeFailure.explain(event, curve: curve),
-                logged.insert(event.event.rawValue).inserted
-            else { continue }
+            guard let reason = HandshakeFailure.explain(event, curve: curve) else { continue }
+            refused = true
+            guard logged.insert(event.event.rawValue).inserted else { continue }
             logger.error("cannot register with the coordinator: \(reason)")
         }
     }

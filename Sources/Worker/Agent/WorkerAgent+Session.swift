@@ -53,15 +53,18 @@ extension WorkerAgent {
         }
     }
 
+    /// How a session ended: after the coordinator answered, with no answer, or with its refusal of this key.
+    enum SessionEnd { case heardBack, noAnswer, refused }
+
     /// One registration: connect, hello, serve until the coordinator goes silent or
-    /// disconnects us. Returns whether the coordinator ever answered.
+    /// disconnects us. Returns whether the coordinator ever answered, or refused the handshake.
     ///
     /// The DEALER lives in a context of its own, terminated when the session ends:
     /// `zmq_ctx_term` then waits (up to the linger) until the goodbye has left. The
     /// agent's context cannot do that: the compute thread, possibly mid-task, keeps a
     /// socket in it, so it is never terminated before the process exits, and a goodbye
     /// still queued then was lost (the coordinator saw the pipeline go silent instead).
-    func session(_ wake: borrowing ZMQSocket) throws -> Bool {
+    func session(_ wake: borrowing ZMQSocket) throws -> SessionEnd {
         let link = try ZMQContext()
         let socket = try ZMQSocket(link, type: .dealer)
         try socket.applyTesseraDefaults(maxMessageSize: Int64(Wire.linkFrameBytes))
@@ -90,7 +93,9 @@ extension WorkerAgent {
                     // Not connected yet: nothing else may go out before the hello.
                     handshakes.check(logger)
                     usleep(10_000)
-                    if monotonicSeconds() - s.lastHeard > s.heartbeat.deadline { return false }
+                    if monotonicSeconds() - s.lastHeard > s.heartbeat.deadline {
+                        return handshakes.refused ? .refused : .noAnswer
+                    }
                     continue
                 }
             }
@@ -98,7 +103,7 @@ extension WorkerAgent {
             try poller.poll(timeoutMilliseconds: s.outbox.isEmpty ? min(100, s.heartbeat.intervalMilliseconds) : 2)
             if poller.isReadable(wi) { while try wake.receiveIfAvailable() != nil {} }
             sendOutcomes(socket, &s)
-            if poller.isReadable(si), try !receiveAll(socket, &s) { return true }
+            if poller.isReadable(si), try !receiveAll(socket, &s) { return .heardBack }
             s.trafficSeen = metrics.traffic(socket.traffic, since: s.trafficSeen)
             let now = monotonicSeconds()
             // (While anything waits, what is sent proves this side alive.)
@@ -106,11 +111,11 @@ extension WorkerAgent {
             if now - s.lastHeard > s.heartbeat.deadline {
                 logger.warning(
                     "coordinator silent", metadata: ["seconds": "\(String(format: "%.1f", now - s.lastHeard))"])
-                return s.welcomed
+                return s.welcomed ? .heardBack : handshakes.refused ? .refused : .noAnswer
             }
         }
         leave(socket, &s)
-        return true
+        return .heardBack
     }
 
     /// Registration as `/readyz` and the metrics see it.

@@ -158,12 +158,16 @@ package final class WorkerAgent: Sendable {
         // coordinator (operator audit F14); a hello every 8 s from each of a few hundred workers is nothing.
         var backoff = 1.0
         while !shouldStop {
-            let heardBack = try session(wake)
+            let end = try session(wake)
             if shouldStop { break }
-            backoff = heardBack ? 1 : min(8, backoff * 2)
-            logger.warning(
-                heardBack ? "coordinator lost: reconnecting" : "no answer from the coordinator: trying again",
-                metadata: ["coordinator": "\(configuration.coordinator)", "in": "\(backoff)s"])
+            backoff = end == .heardBack ? 1 : min(8, backoff * 2)
+            let metadata: Logger.Metadata = ["coordinator": "\(configuration.coordinator)", "in": "\(backoff)s"]
+            switch end {
+            case .heardBack: logger.warning("coordinator lost: reconnecting", metadata: metadata)
+            case .noAnswer: logger.warning("no answer from the coordinator: trying again", metadata: metadata)
+            // It answered with a refusal, logged as an error with the reason (audit 44 D7: "no answer").
+            case .refused: logger.warning("refused by the coordinator: trying again", metadata: metadata)
+            }
             let until = monotonicSeconds() + backoff
             while !shouldStop && monotonicSeconds() < until {
                 vitals.tick()
