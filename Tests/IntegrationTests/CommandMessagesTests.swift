@@ -85,5 +85,10 @@ struct CommandMessagesTests {
             group, ["info"], log: "info", environment: ["TESSERA_BLAS_LIBRARY": "/nonexistent/libopenblas.so"])
         #expect(l.contains("TESSERA_BLAS_LIBRARY=/nonexistent/libopenblas.so") && l.contains("unset it"), "\(s): \(l)")
         #expect(!l.contains("or set TESSERA_BLAS_LIBRARY"), "\(l)")
+        // A kernel name OpenBLAS does not know is ignored by it: the report says so instead of crediting the name.
+        let (s2, l2) = try Self.command(group, ["info"], log: "core", environment: ["TESSERA_BLAS_CORETYPE": "Bogus"])
+        #expect(
+            s2 == 0 && l2.contains("TESSERA_BLAS_CORETYPE=Bogus, which this OpenBLAS does not have: it chose"),
+            "\(l2)")
     }
 }

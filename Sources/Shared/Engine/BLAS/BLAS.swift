@@ -83,13 +83,18 @@ package final class BLAS: @unchecked Sendable {
     private static func load() throws(LoadError) -> BLAS {
         let env = ProcessInfo.processInfo.environment
         var choice: String
+        // The kernel asked for by name, to compare with the one OpenBLAS takes (it ignores a name it does not know).
+        var asked: String?
         if let forced = env["TESSERA_BLAS_CORETYPE"], !forced.isEmpty {
             setenv("OPENBLAS_CORETYPE", forced, 1)
             choice = "TESSERA_BLAS_CORETYPE=\(forced)"
+            asked = forced
         } else if let user = env["OPENBLAS_CORETYPE"], !user.isEmpty {
             choice = "OPENBLAS_CORETYPE=\(user)"
+            asked = user
         } else if let core = CPUFeatures.current.preferredOpenBLASCore {
             setenv("OPENBLAS_CORETYPE", core, 1)
+            asked = core
             choice = "cpu features (\(CPUFeatures.current.summary)) → \(core)"
         } else {
             choice = "OpenBLAS's own detection"
@@ -121,6 +126,10 @@ package final class BLAS: @unchecked Sendable {
         var core = "unknown"
         if let corename = symbol("openblas_get_corename", as: CorenameFn.self), let c = corename() {
             core = String(cString: c)
+        }
+        // (An unknown name was credited with OpenBLAS's own choice: audit 44 D7.)
+        if let asked, core != "unknown", core.lowercased() != asked.lowercased() {
+            choice += ", which this OpenBLAS does not have: it chose \(core)"
         }
         let blas = BLAS(
             libraryPath: loaded, coreName: core, coreChoice: choice, sgemm: sgemm,
