@@ -25,7 +25,8 @@ struct TesseraCoordinator: ParsableCommand {
             Every option can also be set by an environment variable, listed with it by each \
             subcommand's --help (TESSERA_<OPTION>; the client commands' connection options are \
             TESSERA_CLIENT_…, keygen's TESSERA_KEYGEN_…, export's --image and --level \
-            TESSERA_EXPORT_…, run's --store TESSERA_RUN_STORE). The command line wins.
+            TESSERA_EXPORT_…, run's --store TESSERA_RUN_STORE, gpu-check's --device and --precision \
+            TESSERA_GPU_CHECK_…). The command line wins.
             """,
         version: "tessera-coordinator \(TesseraVersion.description)",
         subcommands: [
