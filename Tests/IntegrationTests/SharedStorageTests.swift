@@ -401,6 +401,12 @@ struct SharedStorageTests {
             waiting?.message.hasPrefix("waiting for a worker whose --shared-root holds its files") == true,
             "\(String(describing: waiting))")
         #expect(waiting?.failed == 0, "a refusal is not a failure: \(String(describing: waiting))")
+        // The cluster waits for workers too: the one connected may take none of the tasks (audit 45 S4: "running").
+        let cluster = try group.start(
+            "tessera-coordinator", ["status", "--coordinator", clients2, "--json"], log: "cluster-status")
+        #expect(group.wait(cluster, timeout: 30) == 0)
+        #expect(
+            group.log("cluster-status").contains("\"state\":\"waiting_for_workers\""), "\(group.log("cluster-status"))")
         // The client says why it waits, once, after 10 s.
         let told = Date().addingTimeInterval(30)
         while !group.log("c2").contains("job 1 is waiting: waiting for a worker whose --shared-root") && Date() < told {

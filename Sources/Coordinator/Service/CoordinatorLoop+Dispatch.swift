@@ -36,8 +36,11 @@ extension CoordinatorLoop {
             guard let w = workers[id] else { continue }
             while w.inFlight.count < configuration.credit {
                 // (Not to a worker that cannot reach the job's files, or whose receipts it cannot see.)
+                // Nor to a worker that failed the task (audit 45 S1: copies went again and again to the one free
+                // worker, which failed them at once).
                 if let k = overdue.firstIndex(where: {
-                    $0.holder != w.id && !w.cannotReach.contains($0.job.id) && !w.outsideRoots.contains($0.job.id)
+                    $0.holder != w.id && takers($0.job).contains(w.id)
+                        && !($0.job.failedOn[$0.index]?.contains(w.id) ?? false)
                 }) {
                     let late = overdue.remove(at: k)
                     guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
@@ -64,12 +67,7 @@ extension CoordinatorLoop {
                     // A shared job's paths outside this worker's --shared-root: none of its tasks. Its receipts
                     // not found as written: its tasks go to the others, unless none can reach them (then the
                     // failures say why, and fail the job).
-                    if w.outsideRoots.contains(job.id) { return nil }
-                    if w.cannotReach.contains(job.id),
-                        workers.values.contains(where: { !$0.cannotReach.contains(job.id) })
-                    {
-                        return nil
-                    }
+                    if !takers(job).contains(w.id) { return nil }
                     return job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
                         if let at = job.retryAt[task], at > now { return false }
@@ -90,12 +88,15 @@ extension CoordinatorLoop {
         rotation = turn
     }
 
-    /// The connected workers that may take `job`'s tasks: not those its paths are outside of, nor those that
-    /// cannot reach its files while another can (`dispatch`'s rules).
+    /// The connected workers that may take `job`'s tasks: not those its paths are outside of, nor those whose
+    /// receipts it did not find as written while another worker can reach its files or one's receipts checked out
+    /// (then the job waits for such a worker: audit 45 S3, a good worker's restart let the known-bad one fail the
+    /// job). Only while no worker's receipt was ever found do they get its tasks, whose failures then say why.
     func takers(_ job: CoordinatorJob) -> Set<RoutingID> {
         let inside = workers.values.filter { !$0.outsideRoots.contains(job.id) }
         let reaching = inside.filter { !$0.cannotReach.contains(job.id) }
-        return Set((reaching.isEmpty ? inside : reaching).map(\.id))
+        let proven = job.shared != nil && !job.receipts.isEmpty
+        return Set((reaching.isEmpty && !proven ? inside : reaching).map(\.id))
     }
 
     struct Overdue {

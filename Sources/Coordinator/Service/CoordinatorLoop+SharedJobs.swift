@@ -47,8 +47,10 @@ extension CoordinatorLoop {
             // Its writes do not reach this store (another disk at the same path, or none): like a worker that
             // cannot reach the job's files, it gets none of its tasks while another worker can, uncounted
             // (verification of the fix: it kept taking tasks and could use up a tile's attempts).
+            // Once a worker's receipts checked out, the job waits for one whose writes reach the store (audit 45
+            // S3: a good worker's restart let this one use up a tile's attempts).
             worker.cannotReach.insert(job.id)
-            if workers.values.contains(where: { !$0.cannotReach.contains(job.id) }) {
+            if !job.receipts.isEmpty || workers.values.contains(where: { !$0.cannotReach.contains(job.id) }) {
                 removeAttempt(job, index, worker.id)
                 return
             }

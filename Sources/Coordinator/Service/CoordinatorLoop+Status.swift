@@ -20,23 +20,27 @@ extension CoordinatorLoop {
         return message.isEmpty ? note : note + "; " + message
     }
 
-    /// The connected workers that may take `job`'s tasks: not those that refused its files as outside
-    /// their `--shared-root`.
-    func takers(of job: CoordinatorJob) -> Int {
-        workers.values.count { !$0.outsideRoots.contains(job.id) }
-    }
-
-    /// An active job's summary, its message with why it waits: the store, or a worker that can reach its files.
+    /// An active job's summary, its message with why it waits: the store, or a worker that can reach its files
+    /// (`takers`).
     func activeSummary(_ job: CoordinatorJob, holders: Int) -> Wire.JobSummary {
-        let takers = takers(of: job)
+        let takers = takers(job).count
         var summary = job.summary(holders: holders, connected: takers)
         summary.message = withStoreNote(summary.message, job.id)
-        if job.isActive, takers == 0, let refusal = job.outOfReach {
-            let note =
-                "waiting for a worker whose --shared-root holds its files: the workers connected refused them ("
+        guard job.isActive, takers == 0, job.shared != nil else { return summary }
+        var note: String?
+        if let refusal = job.outOfReach, workers.values.allSatisfy({ $0.outsideRoots.contains(job.id) }) {
+            // (It said "the workers connected" with none connected: audit 45 S4.)
+            note =
+                "waiting for a worker whose --shared-root holds its files: "
+                + (workers.isEmpty
+                    ? "the last worker connected refused them (" : "the workers connected refused them (")
                 + refusal + ")"
-            summary.message = summary.message.isEmpty ? note : note + "; " + summary.message
+        } else if !workers.isEmpty {
+            note =
+                "waiting for a worker whose writes reach the map store: the chunks the workers connected wrote are not "
+                + "in it (do they see the same shared storage at the same path?)"
         }
+        if let note { summary.message = summary.message.isEmpty ? note : note + "; " + summary.message }
         return summary
     }
 
@@ -100,7 +104,9 @@ extension CoordinatorLoop {
         listed = Array(listed.suffix(WireLimits.default.maxListCount))
         let admin = CoordinatorService.isAdmin(requester)
         var status = Wire.JobStatus(
-            jobID: nil, state: active.isEmpty ? .done : .running,
+            // Queued: jobs wait, and no connected worker may take any of their tasks (audit 45 S4: it read
+            // "running" while every worker refused them).
+            jobID: nil, state: active.isEmpty ? .done : active.allSatisfy({ takers($0).isEmpty }) ? .queued : .running,
             tasksQueued: UInt64(active.reduce(0) { $0 + $1.pending.count }),
             tasksRunning: UInt64(active.reduce(0) { $0 + $1.running }),
             tasksDone: UInt64(active.reduce(0) { $0 + $1.done }),

@@ -413,17 +413,16 @@ extension CoordinatorLoop {
         }
         // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
         let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)
-        let failures = (job.failures[index]?.count ?? 0) + 1
+        let message = "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))"
         logger.log(
             level: expected ? .debug : .warning,
             "task failed on a worker",
             metadata: [
                 "worker": "\(worker.name)", "job": "\(job.id)",
                 "task": "\(index)", "error": "\(f.message)",
-                "next":
-                    "\(failures < Self.maxTaskFailures ? "retried in \(expected ? 0 : Self.retryDelay(afterFailures: failures)) s" : "none")",
+                "next": "\(afterFailure(job, index, worker, message))",
             ])
-        attemptFailed(job, index, worker, "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))")
+        attemptFailed(job, index, worker, message)
     }
 
     /// Whether a worker failed a shared-storage task because the job's files are out of its reach (its
@@ -459,27 +458,67 @@ extension CoordinatorLoop {
     /// once when they share the fault. The waits add up to 8 s; other tasks run meanwhile.
     static func retryDelay(afterFailures n: Int) -> Int { n <= 1 ? 2 : 6 }
 
-    /// Records a failed attempt: the job fails after 3 failures of the task; else the
-    /// task is requeued (sent again after `retryDelay`) unless another copy of it still runs.
+    /// What a failure of task `index` on `worker` leads to (asked before `attemptFailed` records it).
+    enum AfterFailure: CustomStringConvertible {
+        /// Sent again after this many seconds (to a worker that has not failed it, while one is connected).
+        case retry(seconds: Int)
+        /// Another copy of it (a straggler's) still runs: the task is judged when that one ends.
+        case copyRuns
+        /// Given up: the job fails (or, damaged input under `--corrupt-tiles skip`, the tile is left empty).
+        case end
+        var description: String {
+            switch self {
+            case .retry(let s): "retried in \(s) s"
+            case .copyRuns: "none: another copy of it still runs"
+            case .end: "none"
+            }
+        }
+    }
+
+    /// The rule: a task is given up after `maxTaskFailures` failures, unless a connected worker that may take it
+    /// has not failed it (then it goes there, up to twice as many failures: audit 45 S2, three broken workers failed
+    /// a job while a good one was idle), or its failures are all damaged input (the same on every worker). A copy
+    /// that fails while another runs is not judged (audit 45 S1: copies of a task computing fine elsewhere, failing
+    /// on one broken worker, failed the job).
+    func afterFailure(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) -> AfterFailure {
+        if case .running(let attempts) = job.states[index], attempts.contains(where: { $0.worker != worker.id }) {
+            return .copyRuns
+        }
+        let failures = (job.failures[index] ?? []) + [message]
+        let failedOn = (job.failedOn[index] ?? []).union([worker.id])
+        // Damaged data does not heal with time: under --corrupt-tiles skip such a task goes to
+        // another worker at once (its 8 s of waits made a slide with damaged tiles end that late).
+        let damaged = job.options.skipCorruptTiles && message.contains(Wire.TaskFailure.corruptInput)
+        let retry = AfterFailure.retry(seconds: damaged ? 0 : Self.retryDelay(afterFailures: failures.count))
+        if failures.count < Self.maxTaskFailures { return retry }
+        // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
+        let corrupt = failures.allSatisfy { $0.contains(Wire.TaskFailure.corruptInput) }
+        if !corrupt, failures.count < 2 * Self.maxTaskFailures, !takers(job).isSubset(of: failedOn) { return retry }
+        return .end
+    }
+
+    /// Records a failed attempt and acts on `afterFailure`: the task is requeued (sent again after
+    /// `retryDelay`), left to the copy that still runs, or given up (the job fails).
     func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
-        guard job.isActive, removeAttempt(job, index, worker.id) != nil else { return }
+        guard job.isActive else { return }
+        let next = afterFailure(job, index, worker, message)
+        guard removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         job.failedOn[index, default: []].insert(worker.id)
         let failures = job.failures[index]!
-        guard failures.count >= Self.maxTaskFailures else {
-            // Damaged data does not heal with time: under --corrupt-tiles skip such a task goes to
-            // another worker at once (its 8 s of waits made a slide with damaged tiles end that late).
-            let damaged = job.options.skipCorruptTiles && message.contains(Wire.TaskFailure.corruptInput)
-            job.retryAt[index] =
-                monotonicSeconds() + (damaged ? 0 : Double(Self.retryDelay(afterFailures: failures.count)))
+        switch next {
+        case .copyRuns: return
+        case .retry(let seconds):
+            job.retryAt[index] = monotonicSeconds() + Double(seconds)
             return
+        case .end: break
         }
         // Damaged input fails the same way on any worker (`SlideError.isCorruptData`).
         let corrupt = failures.allSatisfy { $0.contains(Wire.TaskFailure.corruptInput) }
         guard corrupt, job.options.skipCorruptTiles, job.shared != nil else {
             abort(
                 job, state: .failed,
-                message: "task \(index) failed \(Self.maxTaskFailures) times: " + Self.summary(failures)
+                message: "task \(index) failed \(failures.count) times: " + Self.summary(failures)
                     + (corrupt ? " (--corrupt-tiles skip maps the rest and leaves such tiles empty)" : ""))
             return
         }

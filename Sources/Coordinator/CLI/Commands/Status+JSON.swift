@@ -56,7 +56,8 @@ extension Status {
     /// `status --json`: the cluster, its workers and the listed jobs.
     static func clusterObject(_ s: Wire.JobStatus) -> [String: Any] {
         let d = s.details ?? Wire.StatusDetails()
-        let state = s.state != .running ? "idle" : s.workers == 0 ? "waiting_for_workers" : "running"
+        // (queued: active jobs that no connected worker may take.)
+        let state = s.state == .done ? "idle" : s.workers == 0 || s.state == .queued ? "waiting_for_workers" : "running"
         var counts: [String: Any] = [:]
         for (state, count) in zip(Wire.StatusDetails.countedStates, d.jobCounts) { counts["\(state)"] = count }
         return [

@@ -56,7 +56,11 @@ extension Status {
     /// counted by state, and the listed ones (with a note when some were left out).
     static func describe(cluster s: Wire.JobStatus, _ d: Wire.StatusDetails) -> String {
         let state =
-            s.state != .running ? "idle" : s.workers == 0 ? "waiting for workers (no worker is connected)" : "running"
+            s.state == .done
+            ? "idle"
+            : s.workers == 0
+                ? "waiting for workers (no worker is connected)"
+                : s.state == .queued ? "waiting for workers (none connected may take the jobs' tasks)" : "running"
         let workers = d.workers.map {
             "\($0.name) (\($0.threads) threads, \($0.inFlight) in flight, \($0.tasksDone) done)"
         }
@@ -83,7 +87,8 @@ extension Status {
     /// A plain reply, as earlier builds printed it.
     static func describePlain(_ s: Wire.JobStatus) -> String {
         var lines = [
-            s.jobID.map { "job \($0): \(s.state)" } ?? "cluster: \(s.state == .running ? "running" : "idle")",
+            s.jobID.map { "job \($0): \(s.state)" }
+                ?? "cluster: \(s.state == .done ? "idle" : s.state == .queued ? "waiting for workers" : "running")",
             "tasks: \(s.tasksQueued) queued, \(s.tasksRunning) running, \(s.tasksDone) done, \(s.tasksFailed) failed",
             "workers: \(s.workers)",
             String(format: "throughput: %.2f tasks/s, %.3f Mpx/s", s.tasksPerSecond, s.pixelsPerSecond / 1e6),
