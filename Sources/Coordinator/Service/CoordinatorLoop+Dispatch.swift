@@ -65,8 +65,8 @@ extension CoordinatorLoop {
                 // without --shared-root was connected, audit 44 D1.) A failed task also waits its retry delay first.
                 func eligible(_ job: CoordinatorJob) -> Int? {
                     // A shared job's paths outside this worker's --shared-root: none of its tasks. Its receipts
-                    // not found as written: its tasks go to the others, unless none can reach them (then the
-                    // failures say why, and fail the job).
+                    // not found as written: its tasks go to the others, unless none can reach them and no receipt
+                    // of the job ever checked out (then the failures say why, and fail the job; see `takers`).
                     if !takers(job).contains(w.id) { return nil }
                     return job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
