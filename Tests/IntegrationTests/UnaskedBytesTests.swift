@@ -11,16 +11,8 @@ import Testing
 @Suite("Bytes a worker was not asked for", .serialized)
 struct UnaskedBytesTests {
     /// The pieces `WireOutbox` would cut `frames` into.
-    static func pieces(_ frames: [[UInt8]]) -> [WireMessage] {
-        let sizes = frames.map { UInt64($0.count) }
-        let bytes = frames.flatMap { $0 }
-        return stride(from: 0, to: bytes.count, by: Wire.pieceBytes).map {
-            .piece(
-                Wire.Piece(
-                    frameSizes: sizes, offset: UInt64($0),
-                    bytes: Array(bytes[$0..<min($0 + Wire.pieceBytes, bytes.count)])))
-        }
-    }
+    /// The pieces of `frames`, as messages.
+    static func pieces(_ frames: [[UInt8]]) -> [WireMessage] { WireSamples.pieces(frames).map { .piece($0) } }
 
     static func sendAll(_ socket: borrowing ZMQSocket, _ messages: [WireMessage]) throws {
         for m in messages { try socket.send(m) }

@@ -118,3 +118,15 @@ enum WireSamples {
             workers: [Wire.WorkerSummary(name: "gpu-1", threads: 16, inFlight: 2, tasksDone: 1234)],
             jobCounts: [0, 1, 5, 1, 2], matched: 9, activeJobs: 3, rateWindowSeconds: 30))
 }
+
+extension WireSamples {
+    /// The pieces a sender (`WireOutbox`) cuts the message `frames` into: `Wire.pieceBytes` each, laid end to end.
+    static func pieces(_ frames: [[UInt8]]) -> [Wire.Piece] {
+        let sizes = frames.map { UInt64($0.count) }
+        let bytes = frames.flatMap { $0 }
+        return stride(from: 0, to: bytes.count, by: Wire.pieceBytes).map {
+            Wire.Piece(
+                frameSizes: sizes, offset: UInt64($0), bytes: Array(bytes[$0..<min($0 + Wire.pieceBytes, bytes.count)]))
+        }
+    }
+}

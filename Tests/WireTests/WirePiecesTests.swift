@@ -288,16 +288,9 @@ struct WirePiecesTests {
             jobID: 7, taskID: 3, attempt: 2, classes: 2, height: 300, width: 300,
             values: [Float](repeating: 0.5, count: 2 * 300 * 300))
         let frames = WireMessage.result(result).encode()
-        let sizes = frames.map { UInt64($0.count) }
         let bytes = frames.flatMap { $0 }
         // The pieces a sender cuts: 128 KiB each, the header's start in the first.
-        func pieces() -> [Wire.Piece] {
-            stride(from: 0, to: bytes.count, by: Wire.pieceBytes).map {
-                Wire.Piece(
-                    frameSizes: sizes, offset: UInt64($0),
-                    bytes: Array(bytes[$0..<min($0 + Wire.pieceBytes, bytes.count)]))
-            }
-        }
+        func pieces() -> [Wire.Piece] { WireSamples.pieces(frames) }
         var a = PieceAssembler()
         var asked = 0
         var outcome: PieceAssembler.Outcome = .incomplete

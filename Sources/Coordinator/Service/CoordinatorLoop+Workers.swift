@@ -414,15 +414,16 @@ extension CoordinatorLoop {
         // Damaged input under --corrupt-tiles skip: expected, and logged once when the tile is given up.
         let expected = job.options.skipCorruptTiles && f.message.hasPrefix(Wire.TaskFailure.corruptInput)
         let message = "\(worker.name): \(Self.explained(f.message, image: job.shared?.image ?? 1))"
+        let next = afterFailure(job, index, worker, message)
         logger.log(
             level: expected ? .debug : .warning,
             "task failed on a worker",
             metadata: [
                 "worker": "\(worker.name)", "job": "\(job.id)",
                 "task": "\(index)", "error": "\(f.message)",
-                "next": "\(afterFailure(job, index, worker, message))",
+                "next": "\(next)",
             ])
-        attemptFailed(job, index, worker, message)
+        attemptFailed(job, index, worker, message, next: next)
     }
 
     /// Whether a worker failed a shared-storage task because the job's files are out of its reach (its
@@ -497,11 +498,13 @@ extension CoordinatorLoop {
         return .end
     }
 
-    /// Records a failed attempt and acts on `afterFailure`: the task is requeued (sent again after
-    /// `retryDelay`), left to the copy that still runs, or given up (the job fails).
-    func attemptFailed(_ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String) {
+    /// Records a failed attempt and acts on `afterFailure` (`next`, when the caller already asked it): the task is
+    /// requeued (sent again after `retryDelay`), left to the copy that still runs, or given up (the job fails).
+    func attemptFailed(
+        _ job: CoordinatorJob, _ index: Int, _ worker: Worker, _ message: String, next: AfterFailure? = nil
+    ) {
         guard job.isActive else { return }
-        let next = afterFailure(job, index, worker, message)
+        let next = next ?? afterFailure(job, index, worker, message)
         guard removeAttempt(job, index, worker.id) != nil else { return }
         job.failures[index, default: []].append(message)
         job.failedOn[index, default: []].insert(worker.id)
