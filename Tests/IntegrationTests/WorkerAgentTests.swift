@@ -149,4 +149,46 @@ struct WorkerAgentTests {
         #expect(throws: (any Error).self) { try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms=-1"]) }
         #expect(throws: Never.self) { try TesseraWorker.parseAsRoot(base + ["--debug-task-delay-ms", "5000000"]) }
     }
+
+    @Test(
+        "A task whose pieces are cut off (a gap, or another message before the last) is reported failed",
+        arguments: ["gap", "cut"])
+    func cutTaskReported(damage: String) throws {
+        let context = try ZMQContext()
+        let coordinator = try FakeCoordinator(context)
+        let agent = try WorkerAgent(
+            configuration: .init(coordinator: coordinator.endpoint, name: "w", threads: 1),
+            logger: Logger(label: "test.worker"))
+        let outcome = Self.start(agent)
+        defer {
+            agent.stop()
+            _ = Self.wait(outcome, seconds: 10)
+        }
+        guard let (peer, first) = try coordinator.next(), case .hello = first else {
+            Issue.record("no hello")
+            return
+        }
+        try coordinator.socket.send(
+            .welcome(Wire.Welcome(heartbeatIntervalMilliseconds: 1000, heartbeatLiveness: 3, maxTasksInFlight: 2)),
+            to: peer)
+        var spec = WireSamples.task()
+        spec.input = Wire.PixelRegion(
+            height: 512, width: 512, channels: 3, bytesPerSample: 1, pixels: [UInt8](repeating: 9, count: 786_432))
+        let pieces = WireSamples.pieces(WireMessage.task(spec).encode())
+        #expect(pieces.count >= 4)
+        // Audit 43 F5: the worker dropped the pieces and said nothing, so the task waited on a live worker.
+        if damage == "gap" {
+            for i in [0, 2, 3] { try coordinator.socket.send(.piece(pieces[i]), to: peer) }
+        } else {
+            for i in [0, 1] { try coordinator.socket.send(.piece(pieces[i]), to: peer) }
+            try coordinator.socket.send(.heartbeat, to: peer)
+        }
+        let reply = try coordinator.next()?.1
+        guard case .taskFailed(let failure)? = reply else {
+            Issue.record("no failure report for the cut task: \(String(describing: reply))")
+            return
+        }
+        #expect(failure.jobID == spec.jobID && failure.taskID == spec.taskID && failure.attempt == spec.attempt)
+        #expect(failure.message.hasPrefix(Wire.TaskFailure.unreadable), "\(failure.message)")
+    }
 }

@@ -324,4 +324,29 @@ struct WirePiecesTests {
         }
         #expect(back == result)
     }
+
+    @Test("A task cut off names its ids: out of order in the failure, abandoned in the header kept")
+    func cutTaskNamesItsIDs() throws {
+        var spec = WireSamples.task()
+        spec.input = Wire.PixelRegion(
+            height: 512, width: 512, channels: 3, bytesPerSample: 1, pixels: [UInt8](repeating: 1, count: 786_432))
+        let pieces = WireSamples.pieces(WireMessage.task(spec).encode())
+        var a = PieceAssembler()
+        _ = a.add(pieces[0], limits: .default)
+        guard case .complete(.failure(let error)) = a.add(pieces[2], limits: .default) else {
+            Issue.record("a gap was not refused")
+            return
+        }
+        #expect(error.task?.jobID == spec.jobID && error.task?.taskID == spec.taskID)
+        #expect(error.task?.attempt == spec.attempt)
+        _ = a.add(pieces[0], limits: .default)
+        _ = a.add(pieces[1], limits: .default)
+        let ids = WireMessage.taskIDs(a.abandon())
+        #expect(ids?.jobID == spec.jobID && ids?.taskID == spec.taskID && !a.inProgress)
+        // Not a task: no ids, whether a result, a model or a header cut before its ids.
+        let result = Wire.TaskResult(jobID: 7, taskID: 42, attempt: 2, classes: 1, height: 1, width: 1, values: [0])
+        #expect(WireMessage.taskIDs(WireMessage.result(result).encode()[0]) == nil)
+        #expect(WireMessage.taskIDs(Array(WireMessage.task(spec).encode()[0].prefix(12))) == nil)
+        #expect(WireMessage.taskIDs(a.abandon()) == nil)
+    }
 }

@@ -163,12 +163,11 @@ extension WorkerAgent {
             if case .success(.piece(let piece)) = received {
                 // A piece of a larger message (a task, a model): it proves the coordinator alive while it crosses.
                 s.lastHeard = monotonicSeconds()
+                if s.pieces.inProgress, piece.offset == 0 { cutShort(socket, &s) }
                 guard case .complete(let whole) = s.pieces.add(piece, limits: .default) else { continue }
                 received = whole
             } else if s.pieces.inProgress {
-                // It abandoned a message part-way (a revoked job's, or a disconnect): the pieces are of no use now.
-                logger.debug("a message from the coordinator was cut short by another: its pieces are discarded")
-                s.pieces.reset()
+                cutShort(socket, &s)
             }
             let message: WireMessage
             switch received {
@@ -201,6 +200,27 @@ extension WorkerAgent {
             guard handle(message, socket, &s) else { return false }
         }
         return true
+    }
+
+    /// The coordinator began another message before the last piece of the one in progress (it takes back a
+    /// revoked job's task part-way): the pieces are dropped, and a task among them is reported failed, so a
+    /// broken peer's cut cannot leave it waiting on this worker (audit 43 F5; for a revoked job the report is
+    /// dropped).
+    private func cutShort(_ socket: borrowing ZMQSocket, _ s: inout Session) {
+        let bytes = s.pieces.bytesReceived
+        guard let t = WireMessage.taskIDs(s.pieces.abandon()) else {
+            logger.debug(
+                "a message from the coordinator was cut short by another: its pieces are discarded",
+                metadata: ["bytes": "\(bytes)"])
+            return
+        }
+        logger.debug(
+            "a task from the coordinator was cut short by another message: reported failed",
+            metadata: ["job": "\(t.jobID)", "task": "\(t.taskID)", "bytes": "\(bytes)"])
+        let failure = Wire.TaskFailure(
+            jobID: t.jobID, taskID: t.taskID, attempt: t.attempt,
+            message: Wire.TaskFailure.unreadable + "its pieces were cut short after \(bytes) bytes")
+        s.send(.taskFailed(failure), on: socket)
     }
 
     /// One message from the coordinator; false when it disconnected us.

@@ -100,4 +100,17 @@ extension WireMessage {
         return Wire.TaskResult(
             jobID: job, taskID: task, attempt: attempt, classes: classes, height: height, width: width, values: [])
     }
+
+    /// The ids of the task or shared-storage task whose header frame starts with `header` (the rest of the
+    /// frame may be missing), or nil if it is not one: a worker reports a task failed whose pieces were cut off
+    /// (audit 43 F5), as it does a task it cannot decode (`WireError.task`).
+    package static func taskIDs(_ header: [UInt8]) -> (jobID: UInt64, taskID: UInt64, attempt: UInt32)? {
+        guard header.count > prefixSize, Array(header[0..<3]) == magic, header[3] == version,
+            header[4] == WireMessageType.task.rawValue || header[4] == WireMessageType.tileTask.rawValue
+        else { return nil }
+        var r = WireReader(header, offset: prefixSize, limits: .default, what: "task")
+        guard let job = try? r.u64("job id"), let task = try? r.u64("task id"), let attempt = try? r.u32("attempt")
+        else { return nil }
+        return (job, task, attempt)
+    }
 }

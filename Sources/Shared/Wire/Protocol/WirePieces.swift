@@ -106,6 +106,15 @@ package struct PieceAssembler: Sendable {
     /// The bytes held for the message in progress.
     package var bytesHeld: UInt64 { UInt64(frames.reduce(0) { $0 + $1.count }) }
 
+    /// Drops the message in progress; returns what came of its header frame (empty if none was kept), whose
+    /// ids a worker reports failed when the message was a task (`WireMessage.taskIDs`).
+    @discardableResult
+    package mutating func abandon() -> [UInt8] {
+        let header = frames.first ?? []
+        reset()
+        return header
+    }
+
     /// Drops the message in progress.
     package mutating func reset() {
         sizes = []
@@ -125,13 +134,13 @@ package struct PieceAssembler: Sendable {
         if inProgress {
             guard piece.frameSizes == sizes, piece.offset == received else {
                 let expected = received
-                reset()
-                return .complete(
-                    .failure(
-                        WireError(
-                            .invalidValue,
-                            "piece at offset \(piece.offset) of a \(piece.messageBytes)-byte message, expected offset "
-                                + "\(expected) of the message in progress (discarded)")))
+                var error = WireError(
+                    .invalidValue,
+                    "piece at offset \(piece.offset) of a \(piece.messageBytes)-byte message, expected offset "
+                        + "\(expected) of the message in progress (discarded)")
+                // The task it was (its ids came in the first piece) gets an answer (audit 43 F5).
+                error.task = WireMessage.taskIDs(abandon())
+                return .complete(.failure(error))
             }
         } else {
             guard piece.offset == 0 else {
