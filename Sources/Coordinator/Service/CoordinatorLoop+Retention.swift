@@ -9,6 +9,8 @@ struct RetentionState {
     var lastCheck = -Double.infinity
     var measuring = false
     let measured = Locked<[UInt64: JobStore.FolderUsage]?>(nil)
+    /// The last measurement: ended jobs' counts are reused (`JobStore.usage(reusing:)`).
+    var lastUsage: [UInt64: JobStore.FolderUsage] = [:]
     let queue = DispatchQueue(label: "tessera.coordinator.retention", qos: .utility)
     var warnedOverLimit = false
     /// The jobs kept at the last check because a client was downloading them (logged once each).
@@ -29,14 +31,15 @@ extension CoordinatorLoop {
             defer { m = nil }; return m
         }) {
             retention.measuring = false
+            retention.lastUsage = usage
             applyRetention(usage)
         }
         guard !retention.measuring, now - retention.lastCheck >= configuration.retention.checkSeconds else { return }
         retention.lastCheck = now
         retention.measuring = true
-        let (store, measured) = (store, retention.measured)
+        let (store, measured, previous) = (store, retention.measured, retention.lastUsage)
         retention.queue.async {
-            let usage = store.usage()
+            let usage = store.usage(reusing: previous)
             measured.withLock { $0 = usage }
         }
     }

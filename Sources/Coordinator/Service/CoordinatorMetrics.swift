@@ -73,23 +73,27 @@ final class CoordinatorMetrics {
 
     /// Sets the gauges from the loop's state and adds the sockets' new traffic.
     func publish(
-        jobs all: [CoordinatorJob], archived: [ArchivedJob], workers count: Int,
+        jobs all: [CoordinatorJob], archived: some Sequence<ArchivedJob>, workers count: Int,
         traffic sockets: [(endpoint: String, received: UInt64, sent: UInt64)]
     ) {
         lastPublished = monotonicSeconds()
         var heldModelBytes = 0
-        var byState = Dictionary(uniqueKeysWithValues: CoordinatorMetrics.jobStates.map { ($0, 0) })
+        // Counted by the state's raw value, named once: "\(state)" per job reflects on the enum, and twice a
+        // second over 20 000 ended jobs that was a third of an idle coordinator's CPU time.
+        var counts = [Int](repeating: 0, count: Wire.JobState.allCases.count)
         var queuedTasks = 0
         var runningTasks = 0
         for job in all {
-            byState["\(job.state)", default: 0] += 1
+            counts[Int(job.state.rawValue)] += 1
             heldModelBytes += job.model.byteCount
             if job.isActive {
                 queuedTasks += job.pending.count
                 runningTasks += job.running
             }
         }
-        for job in archived { byState["\(job.state)", default: 0] += 1 }
+        for job in archived { counts[Int(job.state.rawValue)] += 1 }
+        var byState: [String: Int] = [:]
+        for state in Wire.JobState.allCases { byState["\(state)"] = counts[Int(state.rawValue)] }
         for (state, gauge) in jobs { gauge.record(byState[state] ?? 0) }
         modelBytes.record(heldModelBytes)
         queued.record(queuedTasks)
@@ -116,7 +120,7 @@ extension CoordinatorLoop {
         let now = monotonicSeconds()
         if now - metrics.lastPublished >= 0.5 {
             metrics.publish(
-                jobs: Array(jobs.values), archived: Array(archived.values), workers: workers.count,
+                jobs: Array(jobs.values), archived: archived.values, workers: workers.count,
                 traffic: [
                     ("workers", workerSocket.traffic.received, workerSocket.traffic.sent),
                     ("clients", clientSocket.traffic.received, clientSocket.traffic.sent),

@@ -82,12 +82,4 @@ extension Status {
         let scale = pow(10, Double(digits))
         return (v * scale).rounded() / scale
     }
-
-    /// ISO 8601 in UTC ("2026-12-05T18:49:47Z"), or null when not known.
-    private static func timestamp(_ unixSeconds: Double) -> Any {
-        guard unixSeconds > 0 else { return NSNull() }
-        let f = ISO8601DateFormatter()
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: Date(timeIntervalSince1970: unixSeconds))
-    }
 }

@@ -102,15 +102,6 @@ extension Status {
         return lines.joined(separator: "\n")
     }
 
-    /// "2026-12-05 18:49:47 UTC".
-    static func time(_ unixSeconds: Double) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return f.string(from: Date(timeIntervalSince1970: unixSeconds))
-    }
-
     /// "25 s", "4 min 10 s", "2 h 5 min".
     static func duration(_ seconds: Double) -> String {
         let s = Int(max(0, seconds).rounded())

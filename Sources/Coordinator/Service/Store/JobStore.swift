@@ -37,9 +37,7 @@ struct JobStore {
     /// or nil. Appends and chunk writes would follow one out of the store (security audit: a linked
     /// receipts.log and map.chunks were written through), so such a job is not resumed.
     func symbolicLink(in id: UInt64) -> String? {
-        func isLink(_ path: String) -> Bool {
-            (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeSymbolicLink
-        }
+        func isLink(_ path: String) -> Bool { Self.status(path).map { $0.st_mode & S_IFMT == S_IFLNK } ?? false }
         let dir = directory(id)
         if isLink(dir) { return dir }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where isLink(dir + "/" + name) {
@@ -50,9 +48,9 @@ struct JobStore {
         while let folder = folders.popLast() {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
                 let path = folder + "/" + name
-                let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType
-                if type == .typeSymbolicLink { return path }
-                if type == .typeDirectory { folders.append(path) }
+                let type = Self.status(path).map { $0.st_mode & S_IFMT }
+                if type == S_IFLNK { return path }
+                if type == S_IFDIR { folders.append(path) }
             }
         }
         return nil
@@ -162,13 +160,21 @@ struct JobStore {
     /// once (the record at submission, last of the entry; the ending when it ended), so
     /// the store needs no field of its own for them and keeps its format.
     func times(_ id: UInt64) -> (submitted: Double, ended: Double) {
-        func modified(_ name: String) -> Double {
-            let attributes = try? FileManager.default.attributesOfItem(atPath: directory(id) + "/" + name)
-            return (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        }
+        func modified(_ name: String) -> Double { Self.status(directory(id) + "/" + name).map(Self.modified) ?? 0 }
         let ended = modified(JobEnding.fileName)
         return (modified(JobRecord.fileName), ended > 0 ? ended : modified(Self.endingSlot))
     }
+
+    /// `lstat` of `path` (a link is not followed), or nil if it cannot be read. Not Foundation's
+    /// `attributesOfItem`, which looks the owner and group up in /etc/passwd and /etc/group at every call: a
+    /// coordinator reading back a store of 20 000 ended jobs read each 32 000 times and answered after 31 s.
+    static func status(_ path: String) -> stat? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info : nil
+    }
+
+    /// A file's modification time, in Unix seconds.
+    static func modified(_ info: stat) -> Double { Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9 }
 
     /// A stored file's bytes, or an error naming it.
     func read(_ id: UInt64, _ name: String) throws -> [UInt8]? {
