@@ -561,6 +561,62 @@ struct SharedStorageTests {
         #expect(try final.rows(y: 0..<layout.height) == written, "the finished map is the one on disk")
         #expect(!FileManager.default.fileExists(atPath: path))
     }
+
+    @Test("A job that cannot be resumed (its image gone, or outside a changed --shared-root) fails for good")
+    func unresumableFailsForGood() throws {
+        let cluster = try RestartableCluster("shared-unresumable")
+        defer { cluster.group.stop() }
+        let (group, root, clients) = (cluster.group, cluster.root, cluster.clients)
+        // No worker ever joins: each job stays where the coordinator was killed.
+        func interrupted(_ n: Int, image: String, out: String) throws -> (client: Process, partial: String) {
+            let coordinator = try cluster.coordinator("coordinator-\(n)")
+            let client = try submit(group, clients, image: image, out: out, mode: "dense", shared: true, log: "c\(n)")
+            var partial: String?
+            let deadline = Date().addingTimeInterval(30)
+            while partial == nil && Date() < deadline {
+                partial = (try? FileManager.default.contentsOfDirectory(atPath: out))?.first {
+                    $0.contains(".partial-")
+                }
+                usleep(50_000)
+            }
+            kill(coordinator.processIdentifier, SIGKILL)
+            #expect(group.wait(coordinator, timeout: 10) != nil)
+            return (client, "\(out)/\(try #require(partial))")
+        }
+        func status(_ job: Int, _ log: String) -> (Int32?, String) {
+            guard
+                let p = try? group.start(
+                    "tessera-coordinator", ["status", "--coordinator", clients, "\(job)"], log: log)
+            else { return (nil, "") }
+            return (group.wait(p, timeout: 30), group.log(log))
+        }
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        // The image is missing when the coordinator restarts (a shared mount not back yet).
+        let first = try interrupted(1, image: image, out: root + "/out")
+        try FileManager.default.moveItem(atPath: image, toPath: image + ".away")
+        let c2 = try cluster.coordinator("coordinator-2")
+        #expect(group.wait(first.client, timeout: 60) != 0)
+        #expect(group.log("c1").contains("cannot resume"), "\(group.log("c1"))")
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/store/jobs/1/state.txt"))
+        #expect(!FileManager.default.fileExists(atPath: first.partial), "a failed job leaves its partial map")
+        kill(c2.processIdentifier, SIGKILL)
+        #expect(group.wait(c2, timeout: 10) != nil)
+        // Audit 46 F1: with the image back, the next start resumed the job it had reported failed.
+        try FileManager.default.moveItem(atPath: image + ".away", toPath: image)
+        let second = try interrupted(3, image: image, out: root + "/out2")
+        #expect(!group.log("coordinator-3").contains("resumed shared-storage job 1"), "\(group.log("coordinator-3"))")
+        // Audit 46 F4: restarted with another --shared-root, the coordinator resumed the job outside it.
+        let other = group.directory + "/other-root"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        _ = try cluster.coordinator("coordinator-4", sharedRoot: other)
+        #expect(group.wait(second.client, timeout: 60) != 0)
+        #expect(group.log("c3").contains("outside the coordinator's --shared-root"), "\(group.log("c3"))")
+        #expect(!FileManager.default.fileExists(atPath: second.partial))
+        let (rc1, text1) = status(1, "status-4")
+        #expect(rc1 == 2 && text1.contains("cannot resume"), "\(text1)")
+        #expect(!group.log("coordinator-4").contains("resumed shared-storage"), "\(group.log("coordinator-4"))")
+    }
 }
 
 /// A shared root and fixed endpoints, so a coordinator (with its job store in the group's
@@ -579,13 +635,14 @@ struct RestartableCluster {
         (workers, clients) = ("tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.1:\(ports[1])")
     }
 
-    /// Starts `serve` on the endpoints, with the job store, and waits until it serves.
-    func coordinator(_ log: String) throws -> Process {
+    /// Starts `serve` on the endpoints, with the job store, and waits until it serves; `sharedRoot`: another
+    /// root than `root`.
+    func coordinator(_ log: String, sharedRoot: String? = nil) throws -> Process {
         let p = try group.start(
             "tessera-coordinator",
             [
                 "serve", "--worker-endpoint", workers, "--client-endpoint", clients, "--store",
-                group.directory + "/store", "--shared-root", root, "--heartbeat-ms", "300",
+                group.directory + "/store", "--shared-root", sharedRoot ?? root, "--heartbeat-ms", "300",
             ], log: log)
         let deadline = Date().addingTimeInterval(20)
         while !group.log(log).contains("coordinator serving") {

@@ -58,10 +58,20 @@ extension CoordinatorLoop {
     /// only the missing ones are queued. A damaged tile is logged and recomputed; a
     /// damaged job entry fails that job with the reason, never the coordinator.
     func resumeFromStore() {
-        for id in store.jobIDs() {
+        let ids = store.jobIDs()
+        let began = monotonicSeconds()
+        var said = began
+        for (n, id) in ids.enumerated() {
+            if monotonicSeconds() - said >= 10 {
+                // A large store takes a while (about 0.2 ms a job): the coordinator answers once it is read.
+                said = monotonicSeconds()
+                logger.info("store: reading back its jobs", metadata: ["read": "\(n)", "jobs": "\(ids.count)"])
+            }
             let dir = store.directory(id)
+            var linked = false
             do {
                 if let link = store.symbolicLink(in: id) {
+                    linked = true
                     throw ClusterError(
                         "\(link) is a symbolic link: the store's files are its own, so it is not followed")
                 }
@@ -102,11 +112,35 @@ extension CoordinatorLoop {
                 // audit: it became every key's, to list, read and cancel).
                 let record = try? store.readRecord(id)
                 let owner = record?.owner ?? (configuration.curve != nil ? Self.unknownOwner : nil)
+                let message = "cannot resume from the store: \(error)"
+                if !linked { failUnresumable(id, record, message) }
                 archived[id] = ArchivedJob(
-                    id: id, state: .failed, message: "cannot resume from the store: \(error)",
+                    id: id, state: .failed, message: message,
                     tasks: 0, outputFiles: [], owner: owner, stem: record?.stem ?? "",
                     submitted: store.times(id).submitted, ended: store.lastWritten(id))
             }
+        }
+        if monotonicSeconds() - began >= 10 {
+            logger.info(
+                "store: its jobs read back",
+                metadata: ["jobs": "\(ids.count)", "seconds": "\(Int(monotonicSeconds() - began))"])
+        }
+    }
+
+    /// Records the failure of a job that could not be resumed, and removes its partial map: reported failed
+    /// but not recorded, it was resumed at the next start (the shared storage back), ran to its end and
+    /// replaced the map of the job its user had submitted again meanwhile (audit 46 F1). A folder with a
+    /// symbolic link is not written to.
+    private func failUnresumable(_ id: UInt64, _ record: JobRecord?, _ message: String) {
+        do {
+            try store.writeEnding(JobEnding(state: .failed, message: message, tasks: 0, files: []), id)
+        } catch {
+            logger.error(
+                "store: cannot record that a job could not be resumed (the next start tries again)",
+                metadata: ["job": "\(id)", "error": "\(error)"])
+        }
+        if let partial = record?.sharedStore {
+            PartialOutputs.removeUnresumable(partial, storeRoot: store.root, logger: logger)
         }
     }
 

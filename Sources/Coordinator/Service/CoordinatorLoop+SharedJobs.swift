@@ -164,6 +164,14 @@ extension CoordinatorLoop {
     ) throws
         -> CoordinatorJob
     {
+        // The roots are this coordinator's, which may have changed since the job was submitted (audit 46 F4: a
+        // root taken away still had its jobs resumed, and their maps written and renamed there).
+        do {
+            _ = try factory.sharedPath(record.sharedImage!, "image")
+            _ = try factory.sharedPath((record.sharedStore! as NSString).deletingLastPathComponent, "output folder")
+        } catch {
+            throw ClusterError("\(error) (it was submitted when the coordinator's --shared-root allowed it)")
+        }
         let job = try factory.makeSharedJob(
             id: id, directory: store.directory(id), options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: record.sharedImage!, stem: record.stem,

@@ -36,6 +36,26 @@ package enum PartialOutputs {
     static func removePlanned(jobFolder dir: String, storeRoot: String, logger: Logger) -> String? {
         guard let text = try? String(contentsOfFile: "\(dir)/\(plannedFile)", encoding: .utf8) else { return nil }
         let path = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return remove(
+            path, storeRoot: storeRoot,
+            notice: "removed the partial map of a shared submission the coordinator stopped during",
+            failure: "cannot remove the partial map of an interrupted shared submission", logger: logger)
+    }
+
+    /// The partial map `path` of a job that failed when the coordinator could not resume it, removed when it
+    /// is there (as `removePlanned`'s): a failed job leaves no map, and nothing can resume this one.
+    @discardableResult
+    static func removeUnresumable(_ path: String, storeRoot: String, logger: Logger) -> String? {
+        remove(
+            path, storeRoot: storeRoot,
+            notice: "removed the partial map of a job that could not be resumed",
+            failure: "cannot remove the partial map of a job that could not be resumed", logger: logger)
+    }
+
+    /// Removes `path` if it is a folder named as a partial map, with no owner record or one of `storeRoot`.
+    private static func remove(
+        _ path: String, storeRoot: String, notice: Logger.Message, failure: Logger.Message, logger: Logger
+    ) -> String? {
         let name = (path as NSString).lastPathComponent
         var isDirectory: ObjCBool = false
         guard path.hasPrefix("/"), name.hasPrefix("."), name.contains(".partial-"),
@@ -43,9 +63,8 @@ package enum PartialOutputs {
             owner(of: path).map({ $0.store == storeRoot }) ?? true
         else { return nil }
         let removed = StaleFolders.remove(
-            path, notice: "removed the partial map of a shared submission the coordinator stopped during",
-            failure: "cannot remove the partial map of an interrupted shared submission", failureLevel: .warning,
-            metadata: ["map": "\(path)"], logger: logger)
+            path, notice: notice, failure: failure, failureLevel: .warning, metadata: ["map": "\(path)"],
+            logger: logger)
         return removed ? path : nil
     }
 
