@@ -381,7 +381,7 @@ struct FaultToleranceTests {
     }
 
     @Test(
-        "R7: a task being computed by 3 workers that were lost fails its job, naming them; losses below the limit, and goodbyes, do not"
+        "R7: a task held by 3 workers that were lost fails its job, naming them; losses below the limit, and goodbyes, do not"
     )
     func lostWorkersFailTheJob() throws {
         let group = try ProcessGroup("lost-workers")
@@ -409,12 +409,37 @@ struct FaultToleranceTests {
         let s = try TestClient(try ZMQContext(), clients).status(1)
         #expect(s.state == .failed)
         for needle in [
-            "was being computed by 3 workers that were lost", "w3 (unreachable)", "w5 (", "--tile",
+            "was held by 3 workers that were lost", "w3 (unreachable)", "w5 (", "--tile",
         ] {
             #expect(s.message.contains(needle), "\(needle) in: \(s.message)")
         }
         #expect(!s.message.contains("w1") && !s.message.contains("w2"), "goodbyes are not losses: \(s.message)")
         print("R7 (lost workers): \(s.message)")
+    }
+
+    @Test("R7: a worker paused three times past the deadline joins again each time: not lost, nor renamed")
+    func pausedWorkerIsNotLost() throws {
+        let group = try ProcessGroup("paused-worker")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--heartbeat-ms", "300"])
+        let (image, expected) = try reference(group)
+        let client = try submit(group, clients, image: image, out: group.directory + "/out")
+        let w = try worker(group, workers, "w1", delayMs: 1500)
+        // Audit 46 F3: each pause was charged as a lost worker, and the third failed the job; F6: the worker
+        // joined again before its old session was retired, and was NAME#2 from then on.
+        for pause in 1...3 {
+            _ = try waitFor(clients, "w1 holding tasks (pause \(pause))") { $0.tasksRunning >= 1 && $0.workers == 1 }
+            kill(w.processIdentifier, SIGSTOP)
+            usleep(2_000_000)  // past the coordinator's deadline (0.9 s) and the worker's
+            kill(w.processIdentifier, SIGCONT)
+            // No wait: the requeued task goes out first again, so the next pause holds the same task.
+            #expect(waitForLog(group, "coordinator", "losses are withdrawn"), "pause \(pause): not withdrawn")
+        }
+        #expect(group.wait(client, timeout: 120) == 0, "the job must not fail: \(group.log("client"))")
+        #expect(ClusterFixture.bytes(group.directory + "/out/tissue.npy") == expected)
+        let log = group.log("coordinator")
+        #expect(log.contains("losses are withdrawn") || !log.contains("lost"), "\(log)")
+        #expect(!log.contains("w1#2"), "the worker was renamed: \(log)")
     }
 
     @Test("R7: a tile too large for a worker's memory fails its task with the sizes; the worker serves on")

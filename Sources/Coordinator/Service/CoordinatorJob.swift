@@ -81,8 +81,15 @@ final class CoordinatorJob: @unchecked Sendable {
     /// with the reason, in the order they were given up; and the note before the first.
     var corruptSkipped: [(index: Int, reason: String)] = []
     var noteBeforeSkips: String?
-    /// Per task, the lost workers it was in flight on ("name (reason)"): see `maxTaskLosses`.
-    var losses: [Int: [String]] = [:]
+    /// Per task, the lost workers it was in flight on: see `maxTaskLosses`.
+    var losses: [Int: [Loss]] = [:]
+
+    /// A worker lost while it held a task: "name (reason)", and its process (`WorkerIdentity`), whose return
+    /// withdraws the loss.
+    struct Loss {
+        var text: String
+        var process: UInt64?
+    }
     /// `queued` until a task of it is first handed to a worker (or its last task is
     /// restored from the store), then `running`: a listing tells the jobs waiting their
     /// turn, or for a worker, from those computing.

@@ -169,6 +169,7 @@ extension CoordinatorLoop {
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
     private func register(_ hello: Wire.Hello, peer: RoutingID, key: String?, _ socket: borrowing ZMQSocket) {
         if let old = workers[peer] { retire(old, reason: "said hello again") }
+        if let process = WorkerIdentity.process(of: peer) { returned(process) }
         // A peer's name and device go into logs, status and metrics: control characters (a newline forged
         // whole log lines, escapes reached the operator's terminal) become '?' (hostile-input audit).
         let given = Self.printable(hello.workerName, limit: 128), device = Self.printable(hello.device, limit: 128)
@@ -200,6 +201,29 @@ extension CoordinatorLoop {
                     heartbeatIntervalMilliseconds: UInt32(configuration.heartbeat.intervalMilliseconds),
                     heartbeatLiveness: UInt32(configuration.heartbeat.liveness),
                     maxTasksInFlight: UInt32(configuration.credit))), to: w, socket)
+    }
+
+    /// A new session of the worker process `process`. Its earlier session, if still listed (the worker gave it
+    /// up first: its host paused, its link dropped), is retired: the worker dropped its tasks, and it keeps its
+    /// name (audit 46 F6: it became NAME#2 for good). The losses charged to it are withdrawn: a worker that
+    /// comes back was not killed by its task (audit 46 F3: one worker paused three times failed a job).
+    private func returned(_ process: UInt64) {
+        for old in workers.values where old.process == process {
+            retire(old, reason: "its new session replaces this one (the same worker process joined again)")
+        }
+        var withdrawn = 0
+        for job in jobs.values where job.isActive && !job.losses.isEmpty {
+            for (index, losses) in job.losses {
+                let kept = losses.filter { $0.process != process }
+                withdrawn += losses.count - kept.count
+                job.losses[index] = kept.isEmpty ? nil : kept
+            }
+        }
+        if withdrawn > 0 {
+            logger.info(
+                "a worker counted lost joined again: its losses are withdrawn",
+                metadata: ["losses": "\(withdrawn)"])
+        }
     }
 
     /// Sends the model files of an active job with that digest; only those are served.
@@ -607,13 +631,14 @@ extension CoordinatorLoop {
         guard configuration.maxTaskLosses > 0, let job = jobs[ref.jobID], job.isActive else { return }
         let index = Int(ref.taskID)
         guard job.states[index] != .done else { return }
-        job.losses[index, default: []].append("\(worker.name) (\(reason))")
-        let losses = job.losses[index]!
+        job.losses[index, default: []].append(.init(text: "\(worker.name) (\(reason))", process: worker.process))
+        let losses = job.losses[index]!.map(\.text)
         guard losses.count >= configuration.maxTaskLosses else { return }
         abort(
             job, state: .failed,
-            message: "task \(index) was being computed by \(losses.count) workers that were lost "
-                + "(crashed, killed, out of memory or cut off): \(Self.summary(losses)). "
+            message:
+                "task \(index) was held by \(losses.count) \(losses.count == 1 ? "worker that was" : "workers that were") "
+                + "lost (crashed, killed, out of memory or cut off): \(Self.summary(losses)). "
                 + (losses.contains { $0.contains(Self.slowLink) }
                     ? "Their links are too slow for what crosses them in a heartbeat deadline (workers sharing a link "
                         + "share its rate): serve --heartbeat-liveness N allows N s of silence, --credit 1 sends less "

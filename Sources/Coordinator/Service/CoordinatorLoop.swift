@@ -40,10 +40,13 @@ final class CoordinatorLoop {
         /// it is sending (`CoordinatorLoop+Workers`).
         var outbox = WireOutbox()
         var pieces = PieceAssembler()
+        /// The worker process whose session this is, when its id names one (`WorkerIdentity`).
+        let process: UInt64?
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id
             self.name = name
             self.threads = threads
+            process = WorkerIdentity.process(of: id)
         }
     }
 

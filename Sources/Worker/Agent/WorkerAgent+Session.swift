@@ -72,6 +72,9 @@ extension WorkerAgent {
         // a result back (libzmq's default of 1000 took 64 MB at once, which then crossed a slow uplink: audit 43 F3).
         try socket.set(.sendHighWaterMark, 32)
         try secure(socket)
+        // Each session its own id (a ROUTER refuses an id still in use), naming this process (`WorkerIdentity`).
+        let number = UInt32(truncatingIfNeeded: shared.withLock { $0.generation } + 1)
+        try socket.set(.routingID, WorkerIdentity.routingID(process: processToken, session: number))
         var handshakes = try HandshakeWatch(socket, context: link, curve: configuration.curve != nil)
         try socket.connect(configuration.coordinator)
         startGeneration()

@@ -90,6 +90,8 @@ package final class WorkerAgent: Sendable {
     let logger: Logger
     let context: ZMQContext
     let wakeEndpoint = "inproc://tessera-worker-wake-\(UUID().uuidString)"
+    /// Names this worker's sessions to the coordinator (`WorkerIdentity`): one that comes back is the same worker.
+    let processToken = UInt64.random(in: 1...UInt64.max)
 
     /// What the socket thread and the compute thread share.
     struct Shared: Sendable {

@@ -62,7 +62,8 @@ struct Serve: ParsableCommand {
         help: ArgumentHelp(
             "Fail a job when one of its tasks was in flight on this many workers that were then lost "
                 + "(crashed, killed, out of memory, silent): a task that kills every worker it reaches "
-                + "does not loop forever. 0: never.", valueName: "N"))
+                + "does not loop forever. A worker that joins again (the same process: its host paused, its link "
+                + "cut) has its losses withdrawn. 0: never.", valueName: "N"))
     var maxTaskLosses = 3
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(
