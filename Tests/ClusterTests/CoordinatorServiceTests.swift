@@ -197,22 +197,63 @@ struct CoordinatorServiceTests {
 }
 
 /// Found by an operator audit: jobs took turns, so a user with ten jobs got ten shares of
-/// the cluster and a user with one got one.
-@Suite("Fair share: keys take turns, then each key's jobs")
+/// the cluster and a user with one got one; then by audit 46 (F2): keys took turns per task, so a
+/// key whose tasks took 100 times longer held nearly every worker.
+@Suite("Fair share: keys, then each key's jobs, get equal work")
 struct FairShareTests {
+    /// Picks `n` tasks, each charged its cost in the key and the job (`costs`: seconds per job).
+    static func run(_ owners: [String], costs: [Double], _ n: Int) -> (picks: [Int], keys: [String: Double]) {
+        var share = FairShare()
+        var given = [Double](repeating: 0, count: owners.count)
+        var picks: [Int] = []
+        for turn in 0..<n {
+            let i = share.pick(Array(zip(owners, given)).map { (key: $0.0, given: $0.1) }, turn: turn)
+            picks.append(i)
+            given[i] += costs[i]
+            share.charge(owners[i], costs[i])
+        }
+        return (picks, share.keys)
+    }
+
     @Test("a key with three jobs and a key with one get half the tasks each; each key's jobs take turns")
     func keysTakeTurns() {
-        let owners = ["alice", "alice", "bob", "alice"]
-        var turns: [String: Int] = [:]
-        let picks = (0..<12).map { FairShare.pick(owners, turn: $0, keyTurns: &turns) }
+        let picks = Self.run(["alice", "alice", "bob", "alice"], costs: [1, 1, 1, 1], 12).picks
         #expect(picks.filter { $0 == 2 }.count == 6, "\(picks)")
         for job in [0, 1, 3] { #expect(picks.filter { $0 == job }.count == 2, "\(picks)") }
     }
 
     @Test("without CURVE (one key) jobs simply take turns")
     func oneKey() {
-        var turns: [String: Int] = [:]
-        let picks = (0..<6).map { FairShare.pick(["", "", ""], turn: $0, keyTurns: &turns) }
-        #expect(picks == [0, 1, 2, 0, 1, 2])
+        #expect(Self.run(["", "", ""], costs: [1, 1, 1], 6).picks == [0, 1, 2, 0, 1, 2])
+    }
+
+    @Test("a key whose tasks cost 100 times more gets the same work, not the same number of tasks")
+    func equalWork() {
+        let (picks, keys) = Self.run(["alice", "bob"], costs: [1, 0.01], 505)
+        #expect(picks.filter { $0 == 0 }.count == 5, "alice: \(picks.filter { $0 == 0 }.count) tasks")
+        #expect(abs(keys["alice"]! - keys["bob"]!) <= 1.0 + 1e-9, "\(keys)")
+        // Within a key too: its two jobs get equal work.
+        let mine = Self.run(["alice", "alice"], costs: [1, 0.01], 202).picks
+        #expect(mine.filter { $0 == 0 }.count == 2, "\(mine)")
+    }
+
+    @Test("a key that had no work starts level with the others: idle time is not banked")
+    func noBanking() {
+        var share = FairShare()
+        for _ in 0..<10 { share.charge("alice", 1) }
+        share.keep(["alice", "bob"])
+        // Bob arrives: level with alice, they alternate (not ten tasks in a row for bob).
+        var picks: [Int] = []
+        var given = [10.0, 0]
+        for turn in 0..<6 {
+            let i = share.pick([(key: "alice", given: given[0]), (key: "bob", given: given[1])], turn: turn)
+            picks.append(i)
+            given[i] += 1
+            share.charge(i == 0 ? "alice" : "bob", 1)
+        }
+        #expect(picks.filter { $0 == 1 }.count == 3, "\(picks)")
+        // Gone and back: forgotten, then level again.
+        share.keep(["alice"])
+        #expect(share.keys["bob"] == nil)
     }
 }

@@ -19,6 +19,8 @@ final class CoordinatorJob: @unchecked Sendable {
         let worker: RoutingID
         let number: UInt32
         let since: Double
+        /// The seconds of work it was charged when sent (`FairShare`).
+        var estimate: Double = 0
     }
 
     enum TaskState: Equatable {
@@ -119,6 +121,10 @@ final class CoordinatorJob: @unchecked Sendable {
     /// Copies sent for overdue tasks, and results dropped because another copy won.
     var copiesSent = 0
     var duplicatesDropped = 0
+    /// Seconds of worker time given to it (`FairShare`), and what its tasks measured per map pixel (an
+    /// average of the recent ones; nil before the first is done).
+    var given = 0.0
+    var secondsPerPixel: Double?
     /// Dispatch → result seconds of recent tasks, and the straggler deadline they give.
     private(set) var taskTimes: [Double] = []
     private(set) var taskDeadline: Double?

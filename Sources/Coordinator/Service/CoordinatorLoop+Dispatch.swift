@@ -3,7 +3,7 @@ import TesseraCore
 import TesseraWire
 
 /// Scheduling: which worker gets which task next, with per-worker credit, keys and
-/// then each key's jobs taken in turn (`FairShare`), copies of overdue tasks
+/// then each key's jobs given equal work (`FairShare`), copies of overdue tasks
 /// (stragglers) sent to other workers, and failed tasks retried elsewhere after a delay.
 extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
@@ -24,6 +24,7 @@ extension CoordinatorLoop {
                 || jobOrder.contains(where: { jobs[$0].map { $0.isActive && !$0.pending.isEmpty } ?? false })
         else { return }
         var turn = rotation
+        fairShare.keep(Set(jobs.values.filter(\.isActive).map { $0.owner ?? "" }))
         // Per job, the connected workers that may take its tasks (`takers`), found when first needed.
         var takersOf: [UInt64: Set<RoutingID>] = [:]
         func takers(_ job: CoordinatorJob) -> Set<RoutingID> {
@@ -76,7 +77,7 @@ extension CoordinatorLoop {
                 }
                 let candidates = jobOrder.compactMap { jobs[$0] }.filter { $0.isActive && eligible($0) != nil }
                 if candidates.isEmpty { break }
-                let job = candidates[FairShare.pick(candidates.map { $0.owner ?? "" }, turn: turn, keyTurns: &keyTurns)]
+                let job = candidates[fairShare.pick(candidates.map { ($0.owner ?? "", $0.given) }, turn: turn)]
                 turn += 1
                 let index = job.pending.remove(at: eligible(job)!)
                 guard send(job, index, to: w, socket) else {
@@ -140,7 +141,13 @@ extension CoordinatorLoop {
         w.lastSent = now
         job.attempts[index] = attempt
         if job.state == .queued { job.state = .running }
-        let a = CoordinatorJob.Attempt(worker: w.id, number: attempt, since: now)
+        // Charged its estimated work now (`FairShare`), corrected when done (`markDone`).
+        let estimate =
+            Double(job.tasks[index].rect.height * job.tasks[index].rect.width)
+            * (job.secondsPerPixel ?? lastSecondsPerPixel)
+        job.given += estimate
+        fairShare.charge(job.owner ?? "", estimate)
+        let a = CoordinatorJob.Attempt(worker: w.id, number: attempt, since: now, estimate: estimate)
         if case .running(let others) = job.states[index] {
             job.states[index] = .running(others + [a])
         } else {
@@ -156,25 +163,44 @@ extension CoordinatorLoop {
     }
 }
 
-/// The order jobs get tasks in: the keys that have work take turns, then each key's
-/// jobs take turns, so a user with ten jobs gets the share of a user with one (jobs
-/// took turns alone before, which gave that user ten shares). Without CURVE every job
-/// has the same key, and jobs simply take turns.
-enum FairShare {
-    /// The index in `owners` (each candidate job's key, in job order) of the job that gets
-    /// the next task: key number `turn` (modulo their count, in order of first appearance),
-    /// then that key's next job by its own turn in `keyTurns`.
-    static func pick(_ owners: [String], turn: Int, keyTurns: inout [String: Int]) -> Int {
-        var keys: [String] = []
-        var jobsOf: [String: [Int]] = [:]
-        for (i, key) in owners.enumerated() {
-            if jobsOf[key] == nil { keys.append(key) }
-            jobsOf[key, default: []].append(i)
+/// The order jobs get tasks in, by the work each was given (start-time fair queuing): the key with work
+/// that was given the fewest seconds of worker time gets the next task, then that key's job given the
+/// fewest, so a user with ten jobs gets the share of a user with one, and one with large tiles the share of
+/// one with small tiles. A task is charged its estimate when sent (its pixels × its job's measured seconds
+/// per pixel) and corrected by its measured time when done. Taking turns per task instead, a key whose tasks
+/// took 100 times longer held nearly every worker (audit 46 F2: a 2.3 s job took 23.6 s beside one 16-task
+/// job). A key that had no work starts level with the least served key with work, so idle time is not banked.
+/// Equal charges go in turn (`turn`). Without CURVE every job has the same key.
+struct FairShare {
+    /// Seconds of work given to each key with active jobs.
+    private(set) var keys: [String: Double] = [:]
+
+    /// The index in `jobs` (each candidate's key and the work given to it, in job order) of the job that gets
+    /// the next task.
+    mutating func pick(_ jobs: [(key: String, given: Double)], turn: Int) -> Int {
+        var order: [String] = []
+        var members: [String: [Int]] = [:]
+        for (i, job) in jobs.enumerated() {
+            if members[job.key] == nil { order.append(job.key) }
+            members[job.key, default: []].append(i)
         }
-        let key = keys[turn % keys.count]
-        let mine = jobsOf[key]!
-        let k = keyTurns[key, default: 0]
-        keyTurns[key] = k + 1
-        return mine[k % mine.count]
+        let level = order.compactMap { keys[$0] }.min() ?? 0
+        for key in order where keys[key] == nil { keys[key] = level }
+        let key = Self.least(order, turn: turn) { keys[$0]! }
+        return Self.least(members[key]!, turn: turn) { jobs[$0].given }
     }
+
+    /// The first of `items`, from position `turn` on (wrapping), whose value is the least.
+    private static func least<T>(_ items: [T], turn: Int, _ value: (T) -> Double) -> T {
+        let start = turn % items.count
+        let rotated = items[start...] + items[..<start]
+        let floor = rotated.map(value).min()!
+        return rotated.first { value($0) <= floor + 1e-9 }!
+    }
+
+    /// Adds `seconds` (negative: a correction) to what `key` was given.
+    mutating func charge(_ key: String, _ seconds: Double) { keys[key, default: 0] += seconds }
+
+    /// Forgets the keys without active jobs: one that comes back starts level again.
+    mutating func keep(_ active: Set<String>) { keys = keys.filter { active.contains($0.key) } }
 }

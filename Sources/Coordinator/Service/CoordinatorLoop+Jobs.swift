@@ -213,6 +213,8 @@ extension CoordinatorLoop {
         // 28: it went back to "queued" until a task was dispatched again).
         if job.resumed && job.restored > 0 && job.state == .queued { job.state = .running }
         if let token = job.options.token { tokens[Self.tokenKey(token, job.owner)] = job.id }
+        // Level with its key's least served active job (`FairShare`): the work of the others is not owed to it.
+        job.given = jobs.values.filter { $0.isActive && $0.owner == job.owner }.map(\.given).min() ?? 0
         jobs[job.id] = job
         jobOrder.append(job.id)
     }

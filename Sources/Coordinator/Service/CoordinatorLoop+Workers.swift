@@ -293,7 +293,18 @@ extension CoordinatorLoop {
     /// worker's in-flight set: its result will be recognised as a duplicate, and the
     /// worker gets no new task while still busy.
     func markDone(_ job: CoordinatorJob, _ index: Int, _ mine: CoordinatorJob.Attempt, by worker: Worker) {
-        job.recordTaskTime(monotonicSeconds() - mine.since, policy: configuration.stragglers)
+        let now = monotonicSeconds()
+        job.recordTaskTime(now - mine.since, policy: configuration.stragglers)
+        // Its work: from when the worker began it (after its task before, if any) to now. What the job and its
+        // key were charged for it is corrected by that (`FairShare`).
+        let seconds = now - max(mine.since, worker.lastDone)
+        worker.lastDone = now
+        let rect = job.tasks[index].rect
+        let perPixel = seconds / Double(max(1, rect.height * rect.width))
+        job.secondsPerPixel = job.secondsPerPixel.map { 0.75 * $0 + 0.25 * perPixel } ?? perPixel
+        lastSecondsPerPixel = perPixel
+        job.given += seconds - mine.estimate
+        fairShare.charge(job.owner ?? "", seconds - mine.estimate)
         job.running -= 1
         job.states[index] = .done
         job.done += 1
@@ -305,7 +316,6 @@ extension CoordinatorLoop {
             ? Size2(job.tasks[index].rect.height, job.tasks[index].rect.width)
             : job.plan.tasks.outputSize(job.tasks[index])
         metrics.taskDone(by: worker.name, since: mine.since, pixels: size.h * size.w)
-        let now = monotonicSeconds()
         job.rate.record(at: now, pixels: size.h * size.w)
         clusterRate.record(at: now, pixels: size.h * size.w)
         job.workersUsed.insert(worker.name)
@@ -384,6 +394,7 @@ extension CoordinatorLoop {
             return
         }
         let held = worker.inFlight.remove(ref) != nil
+        if held { worker.lastDone = monotonicSeconds() }
         guard held, let job = jobs[f.jobID] else {
             if held {
                 // Its job was removed by retention meanwhile (the slot is free again).

@@ -40,6 +40,8 @@ final class CoordinatorLoop {
         /// it is sending (`CoordinatorLoop+Workers`).
         var outbox = WireOutbox()
         var pieces = PieceAssembler()
+        /// When its last task was done: a task sent meanwhile began then (it computes them in order).
+        var lastDone = 0.0
         /// The worker process whose session this is, when its id names one (`WorkerIdentity`).
         let process: UInt64?
         init(id: RoutingID, name: String, threads: UInt32) {
@@ -78,8 +80,10 @@ final class CoordinatorLoop {
     lazy var clusterRate = RateWindow(seconds: configuration.rateWindowSeconds)
     let began = monotonicSeconds()
     var rotation = 0
-    /// Each key's turn among its own jobs (`FairShare`).
-    var keyTurns: [String: Int] = [:]
+    /// The work given to each key (`FairShare`), and the seconds per map pixel the last task measured, the
+    /// estimate of a job none of whose tasks is done yet.
+    var fairShare = FairShare()
+    var lastSecondsPerPixel = 1e-6
     var lastStragglerScan = 0.0
     /// Set once stopping: submissions are refused.
     var draining = false
