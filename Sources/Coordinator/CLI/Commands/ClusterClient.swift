@@ -38,6 +38,7 @@ final class ClusterClient {
         monitor = try fresh.monitor(events: Self.monitored, context: context)
         try fresh.connect(endpoint)
         socket = fresh
+        live = false
     }
 
     /// The handshake's outcome, and the connection closing (a request over the coordinator's
@@ -51,13 +52,20 @@ final class ClusterClient {
     private var doubtfulRefusals = 0
     /// The connection closed since the last request was sent.
     private var dropped = false
+    /// A handshake succeeded on the connection now open. Only such a connection's close is a drop: a forwarder
+    /// (as `kubectl port-forward`) accepts and closes connections while the coordinator behind it is down, and
+    /// those closes, reported after the request left on a later connection, were taken for the coordinator
+    /// refusing the request's size (audit 46 F5: an upload part was "larger than the coordinator accepts").
+    private var live = false
 
     /// Reads the monitor's events into `refusal` and `dropped`.
     private func drainMonitor() {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
             if event.event == .disconnected {
-                dropped = true
+                if live { dropped = true }
+                live = false
             } else if event.event == .handshakeSucceeded {
+                live = true
                 refusal = nil
                 doubtfulRefusals = 0
             } else if let reason = HandshakeFailure.explain(event, curve: curve != nil) {
@@ -84,6 +92,7 @@ final class ClusterClient {
         monitor = try fresh.monitor(events: Self.monitored, context: context)
         try fresh.connect(endpoint)
         socket = fresh
+        live = false
     }
 
     /// Why the coordinator refused this connection's handshake, when retrying cannot help: a
