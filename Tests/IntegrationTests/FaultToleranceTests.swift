@@ -442,6 +442,30 @@ struct FaultToleranceTests {
         #expect(!log.contains("w1#2"), "the worker was renamed: \(log)")
     }
 
+    @Test("R7: losses withdrawn at most --max-task-losses a task: a worker that always comes back still fails it")
+    func withdrawalsAreBounded() throws {
+        let group = try ProcessGroup("paused-bound")
+        defer { group.stop() }
+        let (workers, clients) = try group.startCoordinator(extra: ["--heartbeat-ms", "300", "--max-task-losses", "2"])
+        let (image, _) = try reference(group)
+        // One task (a 192² tile over the 150×190 image), held 1.5 s each time.
+        let client = try group.submitFixture(
+            clients, image: image, out: group.directory + "/out", tile: 192, log: "job")
+        let w = try worker(group, workers, "w1", delayMs: 1500)
+        // Audit 47 F1: over a link too slow for its task a worker came back after every loss, each loss was
+        // withdrawn, and the job never ended. Two are withdrawn here, the next two fail the job.
+        for pause in 1...4 where client.isRunning {
+            guard (try? waitFor(clients, "w1 holding the task (pause \(pause))") { $0.tasksRunning >= 1 }) != nil
+            else { break }
+            kill(w.processIdentifier, SIGSTOP)
+            usleep(2_000_000)
+            kill(w.processIdentifier, SIGCONT)
+            usleep(300_000)
+        }
+        #expect(group.wait(client, timeout: 60) == 1, "the job must fail: \(group.log("job"))")
+        #expect(group.log("job").contains("held by 2 workers that were lost"), "\(group.log("job"))")
+    }
+
     @Test("R7: a tile too large for a worker's memory fails its task with the sizes; the worker serves on")
     func tileLargerThanTheWorkersMemory() throws {
         let group = try ProcessGroup("worker-memory")

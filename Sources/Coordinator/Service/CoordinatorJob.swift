@@ -83,14 +83,17 @@ final class CoordinatorJob: @unchecked Sendable {
     /// with the reason, in the order they were given up; and the note before the first.
     var corruptSkipped: [(index: Int, reason: String)] = []
     var noteBeforeSkips: String?
-    /// Per task, the lost workers it was in flight on: see `maxTaskLosses`.
+    /// Per task, the lost workers it was in flight on: see `maxTaskLosses`; and how many losses were
+    /// withdrawn because their worker came back (`CoordinatorLoop.returned`).
     var losses: [Int: [Loss]] = [:]
+    var withdrawnLosses: [Int: Int] = [:]
 
     /// A worker lost while it held a task: "name (reason)", and its process (`WorkerIdentity`), whose return
     /// withdraws the loss.
     struct Loss {
         var text: String
         var process: UInt64?
+        var key: String?
     }
     /// `queued` until a task of it is first handed to a worker (or its last task is
     /// restored from the store), then `running`: a listing tells the jobs waiting their

@@ -139,7 +139,16 @@ extension CoordinatorLoop {
                 "store: cannot record that a job could not be resumed (the next start tries again)",
                 metadata: ["job": "\(id)", "error": "\(error)"])
         }
-        if let partial = record?.sharedStore {
+        // What a failed job does not keep (`abort`, `persistEnding`): an upload job's image and map, the model
+        // (audit 47 F2: 31 MB stayed). A shared job's partial map, unless outside the roots now (a root taken
+        // away is not written to: audit 47 F4).
+        let dir = store.directory(id)
+        for name in ["map.chunks", "image.raw"] + JobStore.modelFiles {
+            try? FileManager.default.removeItem(atPath: dir + "/" + name)
+        }
+        if let partial = record?.sharedStore,
+            (try? factory.sharedPath((partial as NSString).deletingLastPathComponent, "output folder")) != nil
+        {
             PartialOutputs.removeUnresumable(partial, storeRoot: store.root, logger: logger)
         }
     }

@@ -169,7 +169,7 @@ extension CoordinatorLoop {
     /// over: its tasks are requeued) and welcomes it with the heartbeat and credit.
     private func register(_ hello: Wire.Hello, peer: RoutingID, key: String?, _ socket: borrowing ZMQSocket) {
         if let old = workers[peer] { retire(old, reason: "said hello again") }
-        if let process = WorkerIdentity.process(of: peer) { returned(process) }
+        if let process = WorkerIdentity.process(of: peer) { returned(process, key: key) }
         // A peer's name and device go into logs, status and metrics: control characters (a newline forged
         // whole log lines, escapes reached the operator's terminal) become '?' (hostile-input audit).
         let given = Self.printable(hello.workerName, limit: 128), device = Self.printable(hello.device, limit: 128)
@@ -187,6 +187,7 @@ extension CoordinatorLoop {
                 metadata: ["worker": "\(given)", "named": "\(name)", "key": "\(key ?? "none")"])
         }
         let w = Worker(id: peer, name: name, threads: hello.threads)
+        w.key = key
         workers[peer] = w
         workerOrder.append(peer)
         logger.info(
@@ -206,16 +207,28 @@ extension CoordinatorLoop {
     /// A new session of the worker process `process`. Its earlier session, if still listed (the worker gave it
     /// up first: its host paused, its link dropped), is retired: the worker dropped its tasks, and it keeps its
     /// name (audit 46 F6: it became NAME#2 for good). The losses charged to it are withdrawn: a worker that
-    /// comes back was not killed by its task (audit 46 F3: one worker paused three times failed a job).
-    private func returned(_ process: UInt64) {
-        for old in workers.values where old.process == process {
+    /// comes back was not killed by its task (audit 46 F3: one worker paused three times failed a job). At most
+    /// `maxTaskLosses` per task, so a task that loses a worker that always comes back (its link too slow for
+    /// it, its host thrashing) still fails its job, after twice the losses (audit 47 F1: it looped for good).
+    /// Only a session of the same key counts (a key cannot end or clear another's workers).
+    private func returned(_ process: UInt64, key: String?) {
+        for old in workers.values where old.process == process && old.key == key {
             retire(old, reason: "its new session replaces this one (the same worker process joined again)")
         }
         var withdrawn = 0
         for job in jobs.values where job.isActive && !job.losses.isEmpty {
             for (index, losses) in job.losses {
-                let kept = losses.filter { $0.process != process }
-                withdrawn += losses.count - kept.count
+                var kept: [CoordinatorJob.Loss] = []
+                for loss in losses {
+                    if loss.process == process, loss.key == key,
+                        job.withdrawnLosses[index, default: 0] < configuration.maxTaskLosses
+                    {
+                        job.withdrawnLosses[index, default: 0] += 1
+                        withdrawn += 1
+                    } else {
+                        kept.append(loss)
+                    }
+                }
                 job.losses[index] = kept.isEmpty ? nil : kept
             }
         }
@@ -642,7 +655,8 @@ extension CoordinatorLoop {
         guard configuration.maxTaskLosses > 0, let job = jobs[ref.jobID], job.isActive else { return }
         let index = Int(ref.taskID)
         guard job.states[index] != .done else { return }
-        job.losses[index, default: []].append(.init(text: "\(worker.name) (\(reason))", process: worker.process))
+        job.losses[index, default: []].append(
+            .init(text: "\(worker.name) (\(reason))", process: worker.process, key: worker.key))
         let losses = job.losses[index]!.map(\.text)
         guard losses.count >= configuration.maxTaskLosses else { return }
         abort(

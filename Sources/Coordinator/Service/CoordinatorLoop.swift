@@ -42,8 +42,9 @@ final class CoordinatorLoop {
         var pieces = PieceAssembler()
         /// When its last task was done: a task sent meanwhile began then (it computes them in order).
         var lastDone = 0.0
-        /// The worker process whose session this is, when its id names one (`WorkerIdentity`).
+        /// The worker process whose session this is, when its id names one (`WorkerIdentity`), and its CURVE key.
         let process: UInt64?
+        var key: String?
         init(id: RoutingID, name: String, threads: UInt32) {
             self.id = id
             self.name = name

@@ -63,7 +63,7 @@ struct Serve: ParsableCommand {
             "Fail a job when one of its tasks was in flight on this many workers that were then lost "
                 + "(crashed, killed, out of memory, silent): a task that kills every worker it reaches "
                 + "does not loop forever. A worker that joins again (the same process: its host paused, its link "
-                + "cut) has its losses withdrawn. 0: never.", valueName: "N"))
+                + "cut) has its losses withdrawn, up to N a task. 0: never.", valueName: "N"))
     var maxTaskLosses = 3
     @Option(help: .hidden) var heartbeatMs = 1000
     @Option(
