@@ -40,7 +40,12 @@ struct ForwarderRestartTests {
         let cluster = try RestartableCluster("forwarder-restart")
         defer { cluster.group.stop() }
         let group = cluster.group
-        let port = try FaultToleranceTests.freePorts(1)[0]
+        // Not one of the cluster's ports, which were free a moment ago too (a clean-clone run got the worker
+        // endpoint's port, and the client met the worker endpoint).
+        let port = try #require(
+            try FaultToleranceTests.freePorts(3).first {
+                !cluster.workers.hasSuffix(":\($0)") && !cluster.clients.hasSuffix(":\($0)")
+            })
         let target = try #require(Int(cluster.clients.split(separator: ":").last ?? ""))
         _ = try group.start(
             "/usr/bin/env", ["python3", "-c", Self.forwarder, "\(port)", "\(target)", "20000000"], log: "forwarder")
