@@ -186,8 +186,7 @@ extension CoordinatorLoop {
                 "a worker of this name is connected already: this one is named apart (give each worker its own --name)",
                 metadata: ["worker": "\(given)", "named": "\(name)", "key": "\(key ?? "none")"])
         }
-        let w = Worker(id: peer, name: name, threads: hello.threads)
-        w.key = key
+        let w = Worker(id: peer, name: name, threads: hello.threads, key: key)
         workers[peer] = w
         workerOrder.append(peer)
         logger.info(

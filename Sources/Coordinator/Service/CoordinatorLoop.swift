@@ -44,11 +44,12 @@ final class CoordinatorLoop {
         var lastDone = 0.0
         /// The worker process whose session this is, when its id names one (`WorkerIdentity`), and its CURVE key.
         let process: UInt64?
-        var key: String?
-        init(id: RoutingID, name: String, threads: UInt32) {
+        let key: String?
+        init(id: RoutingID, name: String, threads: UInt32, key: String? = nil) {
             self.id = id
             self.name = name
             self.threads = threads
+            self.key = key
             process = WorkerIdentity.process(of: id)
         }
     }

@@ -79,10 +79,8 @@ extension JobStore {
     }
 
     static func bytes(under path: String) -> Int64 {
-        var total: Int64 = 0
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return 0 }
-        total += Int64(info.st_blocks) * 512
+        guard let info = status(path) else { return 0 }
+        var total = Int64(info.st_blocks) * 512
         guard info.st_mode & S_IFMT == S_IFDIR,
             let names = try? FileManager.default.contentsOfDirectory(atPath: path)
         else { return total }
