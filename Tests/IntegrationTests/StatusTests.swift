@@ -204,10 +204,10 @@ struct StatusTests {
         let fixed: [Double] = [1, 59.999, 951_782_400, 1_709_164_799.5, 4_102_444_800, 253_402_300_799]
         for t in fixed + (0..<500).map({ _ in Double(rng.next() % 4_102_444_800) + 0.25 }) {
             let date = Date(timeIntervalSince1970: t.rounded(.down))
-            #expect(Status.timestamp(t) as? String == iso.string(from: date), "\(t)")
+            #expect(Status.timestamp(t) == .string(iso.string(from: date)), "\(t)")
             #expect(Status.time(t) == text.string(from: date), "\(t)")
         }
-        #expect(Status.timestamp(0) is NSNull)
+        #expect(Status.timestamp(0) == .null)
     }
 
     @Test("Progress: no ETA before there is a rate; a small upload in KB")
