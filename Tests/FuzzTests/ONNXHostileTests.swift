@@ -204,6 +204,46 @@ struct ONNXHostileTests {
         }
     }
 
+    /// Model audit 48 F5: integer weights were used as float weights without a word (onnxruntime refuses them).
+    @Test("Integer weights, biases and Clip bounds are refused, naming the input; integer shapes are read")
+    func integerValues() throws {
+        func int32(_ name: String, _ dims: [Int64], _ values: [Int32]) -> Onnx_TensorProto {
+            var t = ONNXGraph.tensor(name, dims, floats: [])
+            t.dataType = 6
+            t.int32Data = values
+            return t
+        }
+        var g = ONNXGraph()
+        g.initializer(int32("w", [2, 1, 1, 1], [1, -1]))
+        g.node("Conv", ["input", "w"], ["out"])
+        var e = g.loadError()
+        #expect(e?.kind == .weights, "\(e?.description ?? "")")
+        #expect(
+            e?.message.contains("node 'Conv_0'") == true && e?.message.contains("input 2 'w' holds integers") == true,
+            "\(e?.description ?? "")")
+        g = ONNXGraph()
+        g.initializer(ONNXGraph.tensor("w", [2, 1, 1, 1], floats: [1, -1]))
+        g.initializer(int32("b", [2], [0, 1]))
+        g.node("Conv", ["input", "w", "b"], ["out"])
+        e = g.loadError()
+        #expect(e?.message.contains("input 3 'b' holds integers") == true, "\(e?.description ?? "")")
+        g = ONNXGraph()
+        g.initializer(ONNXGraph.tensor("w", [2, 1, 1, 1], floats: [1, -1]))
+        g.initializer(int32("lo", [], [0]))
+        g.node("Conv", ["input", "w"], ["c"])
+        g.node("Clip", ["c", "lo"], ["out"])
+        e = g.loadError()
+        #expect(e?.message.contains("input 2 'lo' holds integers") == true, "\(e?.description ?? "")")
+        // The same net with float weights loads.
+        g = ONNXGraph()
+        g.initializer(ONNXGraph.tensor("w", [2, 1, 1, 1], floats: [1, -1]))
+        g.node("Conv", ["input", "w"], ["out"])
+        #expect(throws: Never.self) {
+            try ModelLoader.load(
+                ModelContents(prototxt: Data(g.bytes), prototxtName: "ok.onnx", weights: nil), patchSize: nil)
+        }
+    }
+
     @Test("raw_data of every type decodes exactly, NaN and infinities included")
     func rawDecoding() throws {
         func decode(_ type: Int32, _ bytes: [UInt8], count: Int64) throws -> ONNXConstant {

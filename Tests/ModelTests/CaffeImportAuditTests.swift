@@ -126,6 +126,97 @@ struct CaffeImportAuditTests {
         let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "sum.prototxt", sum), requireWeights: false))
         #expect(m.geometry.classes == 2)
     }
+
+    /// Model audit 48 F1: a train_val file lists its TRAIN data layer first; its mean, scale, mean file and crop
+    /// size were taken, not the TEST layer's (a map 0.97 off).
+    @Test("A train_val net's preprocessing and crop size are its TEST data layer's, whichever comes first")
+    func testPhaseDataLayer() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = """
+            layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+                    transform_param { crop_size: 8 mean_value: 200 mean_value: 200 mean_value: 200 scale: 0.02
+                                      mirror: true mean_file: "train.binaryproto" } data_param { source: "t" batch_size: 8 } }
+            """
+        let test = """
+            layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
+                    transform_param { crop_size: 6 mean_value: 10 mean_value: 20 mean_value: 30 scale: 0.01
+                                      mean_file: "val.binaryproto" } data_param { source: "v" batch_size: 8 } }
+            """
+        let body = """
+            layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 2 kernel_size: 3 } }
+            layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 2 } }
+            layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+            """
+        for (name, layers) in [("train-first", train + "\n" + test), ("test-first", test + "\n" + train)] {
+            let m = try ModelLoader.load(
+                ModelSource(
+                    model: try writeFile(dir, "\(name).prototxt", "name: \"t\"\n" + layers + "\n" + body),
+                    requireWeights: false))
+            #expect(m.declaredMean == [10, 20, 30] && m.declaredScale == 0.01, "\(name)")
+            #expect(m.meanFileHint == "val.binaryproto" && m.patchSize == Size2(square: 6), "\(name)")
+        }
+    }
+
+    /// Model audit 48 F4: BVLC fields Tessera's caffe.proto leaves out (a data source's, a Crop's) were warned about
+    /// as misspelt, "and BVLC Caffe refuses the file".
+    @Test("BVLC fields of layers Tessera does not compute are noted as not read, not as misspelt")
+    func bvlcFieldsNotRead() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = """
+            name: "t"
+            layer { name: "data" type: "HDF5Data" top: "data" top: "label" include { phase: TRAIN }
+                    hdf5_data_param { source: "train.txt" batch_size: 8 } }
+            layer { name: "data" type: "Python" top: "data" top: "label" include { phase: TEST }
+                    python_param { module: "reader" layer: "Patches" }
+                    transform_param { crop_size: 6 mean_value: 1 mean_value: 2 mean_value: 3 } }
+            layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 2 kernel_size: 3 } }
+            layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 2 } }
+            layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+            """
+        let m = try ModelLoader.load(ModelSource(model: try writeFile(dir, "h5.prototxt", text), requireWeights: false))
+        #expect(m.patchSize == Size2(square: 6))
+        #expect(!m.notes.contains { $0.hasPrefix(ModelLoader.warningPrefix) }, "\(m.notes)")
+        for field in ["hdf5_data_param", "python_param"] {
+            #expect(m.notes.contains { $0.contains("'\(field)'") && $0.contains("not read") }, "\(m.notes)")
+        }
+        // A Crop layer is refused for its type; its crop_param is no "misspelt field".
+        let crop = """
+            name: "t"
+            layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+            layer { name: "c" type: "Crop" bottom: "data" bottom: "data" top: "c" crop_param { axis: 2 offset: 1 } }
+            layer { name: "conv1" type: "Convolution" bottom: "c" top: "conv1" convolution_param { num_output: 2 kernel_size: 8 } }
+            layer { name: "prob" type: "Softmax" bottom: "conv1" top: "prob" }
+            """
+        let message = loadError(ModelSource(model: try writeFile(dir, "crop.prototxt", crop), requireWeights: false))
+        #expect(message.contains("'c'") && !message.contains("misspelt"), "\(message)")
+    }
+
+    /// Model audit 48 F3: a net whose branches do not line up at the input size it declares was refused as "the
+    /// patch size is unknown", with the real reason in parentheses and a hint to give --patch-size.
+    @Test("Branches that do not line up at the declared input size: that is the error, not the patch size")
+    func misalignedAtDeclaredSize() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = """
+            name: "t"
+            input: "data"
+            input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }
+            layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 4 kernel_size: 3 stride: 2 } }
+            layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 4 kernel_size: 4 stride: 2 } }
+            layer { name: "e" type: "Eltwise" bottom: "a" bottom: "b" top: "e" }
+            layer { name: "fc" type: "InnerProduct" bottom: "e" top: "fc" inner_product_param { num_output: 2 } }
+            layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+            """
+        let e = #expect(throws: ModelError.self) {
+            try ModelLoader.load(ModelSource(model: try writeFile(dir, "m.prototxt", text), requireWeights: false))
+        }
+        #expect(e?.kind != .patchSize && e?.layer == "e", "\(String(describing: e))")
+        #expect(
+            e?.message.contains("do not line up") == true && e?.message.contains("patch size is unknown") == false
+                && e?.message.contains("declares, 10)") == true, "\(String(describing: e))")
+    }
 }
 
 /// A logger that keeps its messages, for tests of what is logged.

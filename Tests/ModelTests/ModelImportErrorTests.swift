@@ -652,10 +652,13 @@ struct CaffeWeightShapeTests {
     }
 }
 
-/// Caffe audit: a Flatten before the InnerProduct was refused, and softmax_param.axis -1 after one too.
+/// Caffe audit: a Flatten before the InnerProduct was refused, and softmax_param.axis -1 after one too. Model audit
+/// 48 F2: axis -1 of a convolution's N×K×1×1 output was taken for its channels (Caffe takes the width).
 @Suite("Caffe Flatten and Softmax axis")
 struct CaffeFlattenSoftmaxTests {
-    @Test("Flatten before the InnerProduct and a Softmax over axis -1 (or -3) load as the plain net; axis 0 is refused")
+    @Test(
+        "Flatten before the InnerProduct and a Softmax over axis -1 load as the plain net; -3 (of 2 axes) and 0 are refused"
+    )
     func flattenAndAxis() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -671,8 +674,13 @@ struct CaffeFlattenSoftmaxTests {
                 .replacingOccurrences(
                     of: #"type: "Softmax" bottom: "fc" top: "prob" }"#,
                     with: #"type: "Softmax" bottom: "fc" top: "prob" softmax_param { axis: "# + axis + " } }")
-            let m = try ModelLoader.load(
-                ModelSource(model: try writeFile(dir, "flat\(axis).prototxt", text), requireWeights: false))
+            let source = ModelSource(model: try writeFile(dir, "flat\(axis).prototxt", text), requireWeights: false)
+            if axis == "-3" {
+                let e = #expect(throws: ModelError.self) { try ModelLoader.load(source) }
+                #expect(e?.message.contains("has two axes") == true, "\(String(describing: e))")
+                continue
+            }
+            let m = try ModelLoader.load(source)
             #expect(m.geometry == plain.geometry && m.classifier.layers.last?.op == .softmax)
         }
         let zero = ModelImportErrorTests.tiny.replacingOccurrences(
@@ -682,6 +690,24 @@ struct CaffeFlattenSoftmaxTests {
             try ModelLoader.load(ModelSource(model: try writeFile(dir, "axis0.prototxt", zero), requireWeights: false))
         }
         #expect(e?.message.contains("softmax_param.axis is 0") == true, "\(String(describing: e))")
+        // A convolution head's N×2×1×1 output: axis -3 is its channels, -1 its width (Caffe: 1 for every class).
+        for axis in ["-3", "-1"] {
+            let conv = ModelImportErrorTests.tiny.replacingOccurrences(
+                of: #"type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 2 } }"#,
+                with:
+                    #"type: "Convolution" bottom: "pool1" top: "fc" convolution_param { num_output: 2 kernel_size: 3 } }"#
+                    + "\n" + #"layer { name: "relu2" type: "ReLU" bottom: "fc" top: "fc" }"#
+            ).replacingOccurrences(
+                of: #"type: "Softmax" bottom: "fc" top: "prob" }"#,
+                with: #"type: "Softmax" bottom: "fc" top: "prob" softmax_param { axis: "# + axis + " } }")
+            let source = ModelSource(model: try writeFile(dir, "conv\(axis).prototxt", conv), requireWeights: false)
+            if axis == "-3" {
+                #expect(try ModelLoader.load(source).classifier.layers.last?.op == .softmax)
+            } else {
+                let e = #expect(throws: ModelError.self) { try ModelLoader.load(source) }
+                #expect(e?.layer == "prob" && e?.message.contains("the width") == true, "\(String(describing: e))")
+            }
+        }
     }
 
     @Test("A Flatten of a C×H×W blob read by anything but an InnerProduct is refused; of a 1×1 blob it is nothing")

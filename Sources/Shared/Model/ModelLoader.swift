@@ -225,15 +225,19 @@ package enum ModelLoader {
                     + ")"
             )
         } else {
-            // Why the declared input was no patch size, when it was not (Caffe fuzz: the net's own fault, a
-            // layer whose inputs do not line up, hid behind "give --patch-size").
-            var why = "the patch size is unknown: give the size of the patches the classifier was trained on"
+            // The net's own fault at the size it declares (a layer whose inputs do not line up) is the error, not
+            // "give --patch-size", which then gave the same error (Caffe fuzz; model audit 48 F3).
             if let d = imported.declaredInput {
-                do { _ = try classifier.geometry(patch: d) } catch {
-                    why += " (at the declared input size \(d): \(error))"
+                do { _ = try classifier.geometry(patch: d) } catch var e as ModelError {
+                    e.message += " (at the input size the file declares, \(d))"
+                    throw e.inFile(importer.definitionFile)
+                } catch {
+                    throw ModelError(.shape, file: importer.definitionFile, "at the declared input size \(d): \(error)")
                 }
             }
-            throw ModelError(.patchSize, file: importer.definitionFile, why)
+            throw ModelError(
+                .patchSize, file: importer.definitionFile,
+                "the patch size is unknown: give the size of the patches the classifier was trained on")
         }
         // The patch size the files give, which --patch-size may override.
         let given =

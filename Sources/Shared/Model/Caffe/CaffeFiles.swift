@@ -99,6 +99,15 @@ extension CaffeFiles {
         return try parsePrototxt(text, file: path, ignored: &ignored)
     }
 
+    /// BVLC Caffe's LayerParameter and V1LayerParameter fields that Tessera's caffe.proto leaves out: the
+    /// parameters of layers it does not compute (data sources, losses, Crop, ArgMax, …).
+    static let bvlcFieldsNotRead: Set<String> = [
+        "argmax_param", "bias_param", "contrastive_loss_param", "crop_param", "dummy_data_param", "embed_param",
+        "exp_param", "hdf5_data_param", "hdf5_output_param", "hinge_loss_param", "infogain_loss_param", "log_param",
+        "mvn_param", "parameter_param", "python_param", "recurrent_param", "reduction_param", "slice_param",
+        "spp_param", "swish_param", "threshold_param", "tile_param", "window_data_param", "blob_share_mode",
+    ]
+
     static func parsePrototxt(_ text: String, file: String, ignored: inout [String]) throws -> Caffe_NetParameter {
         var scanner = PrototxtScanner(text)
         let entries: [PrototxtScanner.Entry]
@@ -145,7 +154,14 @@ extension CaffeFiles {
                 // info line saying "not used by Tessera", which read as harmless: a misspelt 'pol: AVE' ran MAX
                 // pooling, up to 0.93 off the net meant (hostile-input audit 27; BVLC Caffe refuses the file).
                 let all = s.entries(atPathOf: culprit, in: tree)
-                if let e = all.first {
+                if let e = all.first, Self.bvlcFieldsNotRead.contains(e.name) {
+                    // BVLC's own field, of a layer Tessera does not compute (a data source, Crop, ArgMax): it was
+                    // called misspelt, and "BVLC Caffe refuses the file" (model audit 48 F4).
+                    ignored.append(
+                        "\(file): '\(e.name)' at line \(e.line), column \(e.column)"
+                            + "\(all.count > 1 ? " (and \(all.count - 1) more of that name)" : ""): a Caffe field of "
+                            + "layers Tessera does not compute, not read")
+                } else if let e = all.first {
                     ignored.append(
                         "\(ModelLoader.warningPrefix)\(file): ignored field '\(e.name)' at line \(e.line), column "
                             + "\(e.column)\(all.count > 1 ? " (and \(all.count - 1) more of that name)" : ""): Caffe's "

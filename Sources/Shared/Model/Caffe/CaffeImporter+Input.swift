@@ -24,8 +24,9 @@ extension CaffeImporter {
         }
     }
 
-    /// A data or Input layer: the crop size, the mean file, the input shape and name.
-    /// A second input is an error only when it is part of the TEST phase.
+    /// A data or Input layer: the crop size, the mean file, the input shape and name; the first layer read gives
+    /// each (`importNet` reads the TEST phase's first). A second input is an error only when it is part of the
+    /// TEST phase.
     func readInputLayer(_ lp: Caffe_LayerParameter, into progress: inout Progress) throws {
         let type = lp.type
         if lp.hasTransformParam, lp.transformParam.cropSize > 0, progress.cropSize == nil {
@@ -37,7 +38,9 @@ extension CaffeImporter {
         if lp.hasImageDataParam, lp.imageDataParam.cropSize > 0, progress.cropSize == nil {
             progress.cropSize = Int(lp.imageDataParam.cropSize)
         }
-        if lp.hasTransformParam, lp.transformParam.hasMeanFile { progress.meanFileHint = lp.transformParam.meanFile }
+        if lp.hasTransformParam, lp.transformParam.hasMeanFile, progress.meanFileHint == nil {
+            progress.meanFileHint = lp.transformParam.meanFile
+        }
         // The preprocessing Caffe applied to the patches (a user audit: it was ignored, and the map was off by 0.6).
         if lp.hasTransformParam, progress.declaredMean.isEmpty, progress.declaredScale == nil {
             progress.declaredMean = lp.transformParam.meanValue
@@ -64,7 +67,10 @@ extension CaffeImporter {
             progress.inputDims = [Int(m.batchSize), Int(m.channels), Int(m.height), Int(m.width)]
         }
         if type == "Input" {
-            if let s = lp.inputParam.shape.first { progress.inputDims = s.dim.map { Int(clamping: $0) } }
+            // (One outside the TEST phase, read after those in it, only fills in.)
+            if let s = lp.inputParam.shape.first, progress.inputDims == nil || Self.includedInTest(lp) {
+                progress.inputDims = s.dim.map { Int(clamping: $0) }
+            }
         }
         guard let top = lp.top.first else { throw layerError(lp, "the \(type) layer has no top") }
         if let existing = progress.inputName, existing != top {

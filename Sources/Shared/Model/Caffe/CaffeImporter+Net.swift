@@ -24,6 +24,9 @@ extension CaffeImporter {
         var placeholderTotal = 0
         /// The data layers' extra tops (labels): layers reading them only train.
         var labelBlobs: Set<String> = []
+        /// Blobs of two axes (N×K): an InnerProduct's output, a flattening's, and what the layers that keep the
+        /// first input's axes make of them. A Softmax's axis −1 is their channel axis, a 4-D blob's width.
+        var vectors: Set<String> = []
         /// Pooling layers that round up over a partial window (rounded down, their output
         /// would be smaller): the likely cause when an InnerProduct's weights are too few.
         var partialPools: [String] = []
@@ -40,12 +43,15 @@ extension CaffeImporter {
         }
         var progress = Progress(patch: patchOverride)
         try readNetInput(def, into: &progress)
+        // Data layers give the input name, the crop size and the preprocessing, whatever their phase, but those
+        // of the TEST phase first: a train_val file's TRAIN layer usually comes first, and its mean, scale and
+        // crop size were taken instead of the TEST layer's (model audit 48 F1: a map 0.97 off).
+        let inputLayers = def.layer.filter { Self.dataTypes.contains($0.type) || $0.type == "Input" }
+        for lp in inputLayers.filter({ Self.includedInTest($0) }) + inputLayers.filter({ !Self.includedInTest($0) }) {
+            try readInputLayer(lp, into: &progress)
+        }
         for (i, lp) in def.layer.enumerated() {
-            // Data layers give the input name and the crop size, whatever their phase.
-            if Self.dataTypes.contains(lp.type) || lp.type == "Input" {
-                try readInputLayer(lp, into: &progress)
-                continue
-            }
+            if Self.dataTypes.contains(lp.type) || lp.type == "Input" { continue }
             guard runsAtInference(lp, labelBlobs: progress.labelBlobs) else { continue }
             try settleInputShape(before: def.layer[i...], &progress)
             try addLayer(lp, of: def, to: &progress)
@@ -81,6 +87,12 @@ extension CaffeImporter {
         let tops = Array(lp.top)
         let inC = bottoms.first.flatMap { progress.channels[$0] }
         let inShape = bottoms.first.flatMap { progress.shapes[$0] }
+        let vectorInput = bottoms.first.map { progress.vectors.contains($0) } ?? false
+        defer {
+            if vectorInput || ["InnerProduct", "Flatten", "Reshape"].contains(lp.type) {
+                progress.vectors.formUnion(tops)
+            }
+        }
         if lp.type == "PReLU" {
             try addPReLU(lp, inC: inC, to: &progress)
             return
@@ -92,7 +104,7 @@ extension CaffeImporter {
         let op: LayerOp
         do {
             op = try operation(
-                lp, inputChannels: inC, inputShape: inShape, bottoms: &bottoms,
+                lp, inputChannels: inC, inputShape: inShape, vectorInput: vectorInput, bottoms: &bottoms,
                 placeholderTotal: &progress.placeholderTotal)
         } catch var e as ModelError
             where lp.type == "InnerProduct" && e.message.contains("shape mismatch")
@@ -130,7 +142,7 @@ extension CaffeImporter {
     /// The layer's operation, its settings and weights checked. A SoftmaxWithLoss
     /// becomes a Softmax on its first bottom only (the others are labels).
     private mutating func operation(
-        _ lp: Caffe_LayerParameter, inputChannels inC: Int?, inputShape inShape: Shape?,
+        _ lp: Caffe_LayerParameter, inputChannels inC: Int?, inputShape inShape: Shape?, vectorInput: Bool,
         bottoms: inout [String], placeholderTotal: inout Int
     ) throws -> LayerOp {
         let type = lp.type
@@ -174,12 +186,17 @@ extension CaffeImporter {
             try checkFlattening(lp, inputShape: inShape)
             return .identity
         case "Softmax", "SoftmaxWithLoss":
-            // The channel axis: 1, or counted from the end: -3 of N×C×H×W, -1 of N×C (1×1 at patch size).
+            // The channel axis: 1, or counted from the end: -3 of N×C×H×W, -1 of N×C (an InnerProduct's output).
             let axis = lp.hasSoftmaxParam ? Int(lp.softmaxParam.axis) : 1
-            let flat = inShape.map { $0.h == 1 && $0.w == 1 } ?? false
-            guard axis == 1 || axis == -3 || (axis == -1 && flat) else {
+            guard axis == 1 || axis == (vectorInput ? -1 : -3) else {
+                // (Axis -1 of a 4-D blob was taken for its channels when it was 1×1 at the patch size: Caffe takes
+                // its width, and gives 1 for every class. Model audit 48 F2.)
+                let which =
+                    vectorInput
+                    ? " (this N×K blob, an InnerProduct's output, has two axes: its classes are axis 1 or -1)"
+                    : axis == -1 ? " (of this N×C×H×W blob, the width: Caffe computes 1 for every class)" : ""
                 throw layerError(
-                    lp, "softmax_param.axis is \(axis); only the channel axis (1) is supported")
+                    lp, "softmax_param.axis is \(axis)\(which); only the channel axis (1) is supported")
             }
             if type == "SoftmaxWithLoss" {
                 bottoms = Array(bottoms.prefix(1))

@@ -94,15 +94,21 @@ extension ONNXImporter {
         let x = try activation(n, 0)
         let shape = shapes[x]!
         guard flat.contains(n.node.input[0]) || shape.spatial == .one else {
+            // (A MatMul of an N×C×H×W tensor is valid ONNX, a product along the width: a Flatten before it would
+            // change what the model computes. Model audit 48 F6.)
             throw n.fail(
                 .unsupported,
-                "its input is a \(shape) activation, not flattened: put a Flatten before \(n.node.opType)")
+                n.node.opType == "Gemm"
+                    ? "its input is a \(shape) activation, not flattened: put a Flatten before Gemm"
+                    : "its input is a \(shape) activation, not flattened: this MatMul multiplies along the width "
+                        + "of each row; Tessera reads MatMul only as a classifier head, of a flattened (or 1×1) "
+                        + "activation")
         }
         let gemm = n.node.opType == "Gemm"
         if gemm, (n.int("transA") ?? 0) != 0 {
             throw n.fail(.unsupported, "transA=1: the activations must be the first factor, untransposed")
         }
-        let b = try constant(n, 1)
+        let b = try valueConstant(n, 1)
         let transB = gemm && (n.int("transB") ?? 0) != 0
         guard b.dims.count == 2 else {
             throw n.fail(
@@ -126,7 +132,7 @@ extension ONNXImporter {
         }
         if gemm, let alpha = n.float("alpha"), alpha != 1 { weights = weights.map { $0 * alpha } }
         var bias: [Float]?
-        if gemm, let c = try optionalConstant(n, 2) {
+        if gemm, let c = try optionalValueConstant(n, 2) {
             let beta = n.float("beta") ?? 1
             guard c.count == outputs || c.count == 1, c.trimmed.count <= 1 else {
                 throw n.fail(

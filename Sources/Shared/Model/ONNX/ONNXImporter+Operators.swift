@@ -140,7 +140,7 @@ extension ONNXImporter {
 
     mutating func addConvolution(_ n: inout NodeContext) throws {
         let (x, extra) = try paddedSpatial(n)
-        let w = try constant(n, 1)
+        let w = try valueConstant(n, 1)
         guard w.dims.count == 4, w.dims.allSatisfy({ $0 > 0 }) else {
             throw n.fail(
                 .unsupported,
@@ -160,7 +160,7 @@ extension ONNXImporter {
         let own = try padding(n, kernel: kernel, stride: stride, dilation: dilation)
         let pad = Size2(own.h + extra.h, own.w + extra.w)
         var bias: [Float]?
-        if let b = try optionalConstant(n, 2) {
+        if let b = try optionalValueConstant(n, 2) {
             guard b.count == w.dims[0] else {
                 throw n.fail(
                     .weights,
@@ -219,7 +219,7 @@ extension ONNXImporter {
         let c = shapes[x]!.c
         var values: [[Float]] = []
         for (i, what) in [(1, "scale"), (2, "B (bias)"), (3, "mean"), (4, "var")] {
-            let v = try constant(n, i)
+            let v = try valueConstant(n, i)
             guard v.count == c else {
                 throw n.fail(
                     .weights,
@@ -239,8 +239,8 @@ extension ONNXImporter {
             low = n.float("min")
             high = n.float("max")
         } else {
-            low = try optionalConstant(n, 1).map { $0.floats.first ?? 0 }
-            high = try optionalConstant(n, 2).map { $0.floats.first ?? 0 }
+            low = try optionalValueConstant(n, 1).map { $0.floats.first ?? 0 }
+            high = try optionalValueConstant(n, 2).map { $0.floats.first ?? 0 }
         }
         let noHigh = high.map { $0.isInfinite && $0 > 0 || $0 >= Float.greatestFiniteMagnitude } ?? true
         let noLow = low.map { $0.isInfinite && $0 < 0 || $0 <= -Float.greatestFiniteMagnitude } ?? true
@@ -332,7 +332,7 @@ extension ONNXImporter {
         if let i = n.node.input.indices.first(where: { isConstant(n.node.input[$0]) }) {
             // Max(x, 0): a ReLU (torch.clamp(min=0), tf.maximum(x, 0)).
             if op == "Max", n.node.input.count == 2, !isConstant(n.node.input[1 - i]) {
-                let c = try constant(n, i)
+                let c = try valueConstant(n, i)
                 if c.count == 1, c.floats[0] == 0 {
                     let x = try activation(n, 1 - i)
                     try addLayer(n, .relu(negativeSlope: 0), [x], inPlace: ownsAlone(x))
@@ -387,7 +387,7 @@ extension ONNXImporter {
                 "Div of a constant by the activations: the engine has no layer that computes 1/x "
                     + "(it divides activations by constants only)")
         }
-        let c = try constant(n, 1 - xi)
+        let c = try valueConstant(n, 1 - xi)
         let shape = shapes[x]!
         try reserveBroadcast(n, copies: 2, of: shape, "\(op) of a constant and a \(shape) activation")
         guard let v = perChannel(c, shape, flat: flat.contains(n.node.input[xi])) else {

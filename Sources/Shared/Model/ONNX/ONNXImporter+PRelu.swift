@@ -9,7 +9,7 @@ extension ONNXImporter {
     mutating func addPRelu(_ n: inout NodeContext) throws {
         let x = try activation(n, 0)
         let shape = shapes[x]!
-        let slope = try constant(n, 1)
+        let slope = try valueConstant(n, 1)
         try reserveBroadcast(n, copies: 1, of: shape, "PRelu of a \(shape) activation")
         guard let a = perChannel(slope, shape, flat: flat.contains(n.node.input[0])) else {
             throw n.fail(

@@ -40,7 +40,7 @@ extension ONNXImporter {
         } else {
             guard let p = try constant(n, 1).ints else { throw n.fail(.invalid, "its pads are not integers") }
             pads = p
-            if let v = try optionalConstant(n, 2) {
+            if let v = try optionalValueConstant(n, 2) {
                 guard v.count == 1 else { throw n.fail(.invalid, "its constant_value has \(v.count) values") }
                 value = v.floats[0]
             }

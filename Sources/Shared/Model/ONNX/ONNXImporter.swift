@@ -365,6 +365,27 @@ struct ONNXImporter {
         return try constant(n, i)
     }
 
+    /// Input `i` as a constant the node computes with (weights, a bias, a Clip's bounds): ONNX types these as
+    /// the activations' floating-point type. Integers were read as float weights without a word, where
+    /// onnxruntime refuses the model (model audit 48 F5). Shapes, axes and pads use `constant`.
+    func valueConstant(_ n: NodeContext, _ i: Int) throws -> ONNXConstant {
+        let c = try constant(n, i)
+        guard c.ints == nil else {
+            throw n.fail(
+                .weights,
+                "input \(i + 1) '\(n.node.input[i])' holds integers: \(n.node.opType) computes with it in the "
+                    + "activations' floating-point type, so ONNX requires float, float16, bfloat16 or double "
+                    + "(onnxruntime refuses the model too): export it as float")
+        }
+        return c
+    }
+
+    /// Input `i` as a value constant (`valueConstant`), or nil when the node leaves it out.
+    func optionalValueConstant(_ n: NodeContext, _ i: Int) throws -> ONNXConstant? {
+        guard i < n.node.input.count, !n.node.input[i].isEmpty else { return nil }
+        return try valueConstant(n, i)
+    }
+
     func constant(_ n: NodeContext, _ i: Int) throws -> ONNXConstant {
         guard i < n.node.input.count, !n.node.input[i].isEmpty else {
             throw n.fail(.invalid, "input \(i + 1) is missing")
