@@ -71,7 +71,7 @@ struct CommandMessagesTests {
         let (s2, l2) = try Self.command(
             group,
             ["submit", "--coordinator", "tcp://127.0.0.1:9"] + Self.demoModel + [
-                "--keep-classes", "1", "--wait",
+                "--keep-classes", "1", "--wait", "--outputs", "npy,labels",
                 "--out", group.directory + "/u", image,
             ], log: "submit")
         #expect(s2 != 0 && l2.contains("(choose --outputs among npy, prob)"), "\(l2)")

@@ -83,6 +83,17 @@ struct DistributedTests {
         }
         (status, log) = try submit("labels", outputs: "labels", ["--keep-classes", "1"])
         #expect(status != 0 && log.contains("labels and overlays need every class"), "\(log)")
+        // Without --outputs an upload job takes run's default, npy and prob, with its notice (docs audit 49 F2: it
+        // was refused, its default being every output).
+        let plain = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients] + ClusterFixture.modelFlags
+                + ["--tile", "\(ClusterFixture.tile)", "--wait", "--keep-classes", "1"]
+                + ["--out", group.directory + "/default", image], log: "default")
+        #expect(group.wait(plain, timeout: 60) == 0, "\(group.log("default"))")
+        #expect(group.log("default").contains("writing npy and prob only"), "\(group.log("default"))")
+        let written = (try? FileManager.default.contentsOfDirectory(atPath: group.directory + "/default")) ?? []
+        #expect(Set(written) == ["tissue.npy", "tissue.prob-1.png"], "\(written)")
     }
 
     /// The fixture net takes 3 channels with a mean per channel; a grey image feeds it

@@ -52,6 +52,38 @@ struct InterruptedExportTests {
         }
     }
 
+    /// Docs audit 49 F1: only the earlier outputs of the kinds a run wrote again were removed: after `--outputs
+    /// zarr,npy,tiff` then `--outputs zarr` with another mean, the old `.npy` and TIFF stayed, up to 1.0 off.
+    @Test("A new zarr map removes the earlier outputs of its name of every kind, embedded and in-process; others stay")
+    func staleOutputsRemoved() throws {
+        let group = try ProcessGroup("stale-outputs")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 200, width: 200)
+        let out = group.directory + "/out"
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--check", "0", "--out", out]
+        func listing() -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []) }
+        var (s, l) = try SlideMapTests.coordinator(
+            group, ["run"] + model + ["--outputs", "zarr,npy,tiff,prob,labels,overlay", image], log: "first")
+        #expect(s == 0, "\(l)")
+        let all = listing()
+        #expect(all.isSuperset(of: ["img.npy", "img.map.tiff", "img.labels.png", "img.overlay.png"]), "\(all)")
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: out + "/img.notes.txt"))
+        (s, l) = try SlideMapTests.coordinator(group, ["run"] + model + ["--outputs", "zarr", image], log: "second")
+        #expect(s == 0, "\(l)")
+        #expect(listing() == ["img.zarr", "img.notes.txt"], "\(listing())")
+        #expect(l.contains("removed an earlier run's outputs"), "\(l)")
+        // In-process: the outputs it writes are new, the others of its name go.
+        for name in all where name != "img.zarr" {
+            try Data("old".utf8).write(to: URL(fileURLWithPath: out + "/" + name))
+        }
+        (s, l) = try SlideMapTests.coordinator(
+            group, ["run", "--in-process"] + model + ["--outputs", "zarr,npy", image], log: "third")
+        #expect(s == 0, "\(l)")
+        #expect(listing() == ["img.zarr", "img.npy", "img.notes.txt"], "\(listing())")
+        #expect(ClusterFixture.bytes(out + "/img.npy") != Array("old".utf8))
+    }
+
     /// Verification audit 40: the earlier outputs were removed with `removeItem`, which takes a folder made
     /// under an output's name while the image was mapped, with its contents.
     @Test(

@@ -354,9 +354,17 @@ struct SharedStorageTests {
         #expect(group.wait(third, timeout: 30) != 0)
         #expect(group.log("c3").contains("is not a Tessera map"), "\(group.log("c3"))")
         #expect(FileManager.default.fileExists(atPath: mine + "/tissue.zarr/important.txt"))
-        // A finished map of that name is replaced by a new run, as before.
+        // A finished map of that name is replaced by a new run, as before, and what `export` wrote from the old one
+        // is removed with it (docs audit 49 F1: a TIFF stayed beside the new map); other files stay.
+        let e = try group.start(
+            "tessera-coordinator",
+            ["export", root + "/out/tissue.zarr", "--outputs", "npy,tiff,prob", "--out", root + "/out"], log: "export")
+        #expect(group.wait(e, timeout: 60) == 0, "\(group.log("export"))")
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: root + "/out/tissue.notes.txt"))
         let again = try submit(group, clients, image: image, out: root + "/out", mode: "fast", shared: true, log: "c4")
         #expect(group.wait(again, timeout: 120) == 0, "\(group.log("c4"))")
+        let left = Set((try? FileManager.default.contentsOfDirectory(atPath: root + "/out")) ?? [])
+        #expect(left == ["tissue.zarr", "tissue.notes.txt"], "\(left)")
     }
 
     @Test("Paths outside --shared-root are refused with the reason; a worker without it refuses shared tasks")

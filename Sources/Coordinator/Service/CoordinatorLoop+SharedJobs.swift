@@ -150,6 +150,17 @@ extension CoordinatorLoop {
                         "cannot move the finished map \(shared.store.path) to \(shared.finalPath): "
                             + String(cString: strerror(errno)))
                 }
+                // Outputs `export` wrote beside the map this one replaced no longer match it (docs audit 49 F1).
+                let folder = (shared.finalPath as NSString).deletingLastPathComponent
+                let stem = ((shared.finalPath as NSString).lastPathComponent as NSString).deletingPathExtension
+                let earlier = OutputOptions.existingOutputs(
+                    directory: folder, stem: stem, netClasses: shared.store.layout.netClasses)
+                for file in earlier { try? FileManager.default.removeItem(atPath: file) }
+                if !earlier.isEmpty {
+                    logger.info(
+                        "removed outputs of the map this job's replaced: \(earlier.joined(separator: ", "))",
+                        metadata: ["job": "\(id)"])
+                }
                 return [shared.finalPath]
             }
             completions.withLock { $0.append((id, result)) }

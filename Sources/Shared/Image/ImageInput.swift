@@ -179,7 +179,8 @@ package enum ImageInput {
         let big = max(level.width, level.height) > 8192
         if big {
             announce(
-                "--tissue reads level \(level.index) (\(level.width)×\(level.height)), the smallest this file has, "
+                "--tissue reads level \(level.index) (\(level.width)×\(level.height)), the smallest this file has of "
+                    + "at least \(options.maxDimension) pixels, "
                     + "in full for its ~\(options.maxDimension)-pixel view: this takes a while (a pyramidal file "
                     + "with small levels is read in seconds)")
         }

@@ -221,6 +221,21 @@ package struct OutputOptions: Sendable, Equatable {
         overlayClass ?? Self.defaultOverlayClass(classCount: classCount)
     }
 
+    /// The single-file outputs of an image named `stem` in `directory` that are there (regular files or links):
+    /// the probability PNGs of `netClasses` classes, labels, overlay, `.npy` and TIFF, of any run. Once a new
+    /// zarr is in place they belong to the map it replaced: the README promises they are removed (docs audit
+    /// 49 F1: those of kinds the new run did not write stayed, up to 1.0 off, and a shared job's `export`ed
+    /// TIFF stayed beside its new map).
+    package static func existingOutputs(directory: String, stem: String, netClasses: Int) -> [String] {
+        let names =
+            (0..<max(0, min(netClasses, 1 << 16))).map { "\(stem).prob-\($0).png" }
+            + ["labels.png", "overlay.png", "npy", "map.tiff"].map { "\(stem).\($0)" }
+        return names.map { "\(directory)/\($0)" }.filter { path in
+            var info = stat()
+            return lstat(path, &info) == 0 && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
+        }
+    }
+
     /// The single-file outputs asked for (not the zarr), the probability PNGs of `probabilityClasses`.
     package func singleFiles(probabilityClasses: [Int]) -> [String] {
         var files: [String] = []

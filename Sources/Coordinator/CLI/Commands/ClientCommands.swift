@@ -131,7 +131,11 @@ struct Submit: ParsableCommand {
         let settings = job.engineSettings(model)
         let (plan, loaded) = try settings.plan(prototxtPath: model.model, weightsPath: model.weights, logger: nil)
         let kept = try slide.keptClasses(netClasses: plan.classes)
-        let kinds = try? OutputOptions.parseKinds(output.outputs ?? (shared ? "zarr" : "all"))
+        // An upload job's default outputs with --keep-classes are run's: npy and prob (labels and overlays need every
+        // class), with the same notice; it was refused (docs audit 49 F2).
+        let outputs = output.outputsOrDefault(isPNG: !shared, keeping: kept != nil)
+        if !shared, let note = output.keptDefaultNote(kept: kept, isPNG: true) { logger.notice("\(note)") }
+        let kinds = try? OutputOptions.parseKinds(outputs)
         // A --out this command makes is removed again when nothing was submitted: a refused path was left as an empty
         // folder (CURVE audit 30 F13: one outside the coordinator's --shared-root).
         var submitted: [(UInt64, String, Int)] = []
@@ -173,6 +177,7 @@ struct Submit: ParsableCommand {
                 }
             }
             var options = job.jobOptions(model, output, outputDirectory: nil)
+            options.outputs = outputs
             options.keptClasses = kept
             let image: Wire.FileSource
             if shared {

@@ -55,8 +55,14 @@ struct OutputFlags: ParsableArguments {
     {
         try OutputOptions(
             directory: out, stem: OutputOptions.stem(forInput: path, image: image),
-            kinds: OutputOptions.parseKinds(outputs ?? (isPNG ? (keeping ? "npy,prob" : "all") : "zarr")),
+            kinds: OutputOptions.parseKinds(outputsOrDefault(isPNG: isPNG, keeping: keeping)),
             bitDepth: bitDepth, classes: classes.map(OutputOptions.parseClasses), overlayClass: overlayClass)
+    }
+
+    /// `--outputs`, or the default: a slide's OME-Zarr map; a PNG's every output, or with `keeping` some classes
+    /// only, the `.npy` and probability PNGs (`run` and an upload job alike: docs audit 49 F2).
+    func outputsOrDefault(isPNG: Bool, keeping: Bool) -> String {
+        outputs ?? (isPNG ? (keeping ? "npy,prob" : "all") : "zarr")
     }
 
     /// A note when `--keep-classes` changes the default outputs of a PNG (labels and overlays need every class),

@@ -149,6 +149,19 @@ extension Run {
                             + "nothing could be mapped: \(firstDamage)")
                 }
                 written = try sink.finish(image: image, logger: logger, damaged: damaged)
+                if options.kinds.contains(.zarr) {
+                    // Outputs of this image's names that this run did not write belong to the map the new zarr
+                    // replaced (docs audit 49 F1), as the embedded coordinator's path removes them.
+                    let earlier = OutputOptions.existingOutputs(
+                        directory: options.directory, stem: options.stem, netClasses: plan.classes
+                    ).filter { !written.contains($0) }
+                    for file in earlier { try? FileManager.default.removeItem(atPath: file) }
+                    if !earlier.isEmpty {
+                        logger.info(
+                            "removed an earlier run's outputs, which the new map replaces: \(earlier.joined(separator: ", "))"
+                        )
+                    }
+                }
                 if let checker {
                     let result = try checker.finish(mapper, image: image)
                     let report = "\(options.directory)/\(options.stem).check.json"
