@@ -156,6 +156,14 @@ struct CaffeImportAuditTests {
             #expect(m.declaredMean == [10, 20, 30] && m.declaredScale == 0.01, "\(name)")
             #expect(m.meanFileHint == "val.binaryproto" && m.patchSize == Size2(square: 6), "\(name)")
         }
+        // A TEST layer without a mean or scale: Caffe's TEST phase applies none, whatever the TRAIN layer says.
+        let bare = test.replacingOccurrences(
+            of: "mean_value: 10 mean_value: 20 mean_value: 30 scale: 0.01\n", with: "mean_value: 0 mean_value: 0 mean_value: 0 ")
+        let m = try ModelLoader.load(
+            ModelSource(
+                model: try writeFile(dir, "bare.prototxt", "name: \"t\"\n" + train + "\n" + bare + "\n" + body),
+                requireWeights: false))
+        #expect(m.declaredMean == [0, 0, 0] && m.declaredScale == nil && m.patchSize == Size2(square: 6))
     }
 
     /// Model audit 48 F4: BVLC fields Tessera's caffe.proto leaves out (a data source's, a Crop's) were warned about

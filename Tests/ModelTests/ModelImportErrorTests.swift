@@ -690,17 +690,23 @@ struct CaffeFlattenSoftmaxTests {
             try ModelLoader.load(ModelSource(model: try writeFile(dir, "axis0.prototxt", zero), requireWeights: false))
         }
         #expect(e?.message.contains("softmax_param.axis is 0") == true, "\(String(describing: e))")
-        // A convolution head's N×2×1×1 output: axis -3 is its channels, -1 its width (Caffe: 1 for every class).
-        for axis in ["-3", "-1"] {
+        // A convolution head's N×2×1×1 output: axis -3 is its channels, -1 its width (Caffe: 1 for every class);
+        // so is an InnerProduct's output reshaped to 4 axes.
+        let heads = [
+            #"type: "Convolution" bottom: "pool1" top: "fc" convolution_param { num_output: 2 kernel_size: 3 } }"#
+                + "\n" + #"layer { name: "relu2" type: "ReLU" bottom: "fc" top: "fc" }"#,
+            #"type: "InnerProduct" bottom: "pool1" top: "ip" inner_product_param { num_output: 2 } }"# + "\n"
+                + #"layer { name: "r" type: "Reshape" bottom: "ip" top: "fc" reshape_param { shape { dim: 0 dim: -1 dim: 1 dim: 1 } } }"#,
+        ]
+        for (head, axis) in heads.flatMap({ h in ["-3", "-1"].map { (h, $0) } }) {
             let conv = ModelImportErrorTests.tiny.replacingOccurrences(
                 of: #"type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 2 } }"#,
-                with:
-                    #"type: "Convolution" bottom: "pool1" top: "fc" convolution_param { num_output: 2 kernel_size: 3 } }"#
-                    + "\n" + #"layer { name: "relu2" type: "ReLU" bottom: "fc" top: "fc" }"#
+                with: head
             ).replacingOccurrences(
                 of: #"type: "Softmax" bottom: "fc" top: "prob" }"#,
                 with: #"type: "Softmax" bottom: "fc" top: "prob" softmax_param { axis: "# + axis + " } }")
-            let source = ModelSource(model: try writeFile(dir, "conv\(axis).prototxt", conv), requireWeights: false)
+            let source = ModelSource(
+                model: try writeFile(dir, "conv\(axis)-\(head.count).prototxt", conv), requireWeights: false)
             if axis == "-3" {
                 #expect(try ModelLoader.load(source).classifier.layers.last?.op == .softmax)
             } else {

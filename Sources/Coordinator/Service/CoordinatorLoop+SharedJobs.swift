@@ -142,19 +142,21 @@ extension CoordinatorLoop {
                         "\(shared.finalPath) became the map of a job of key \(mapOwner) while this one ran: "
                             + "it is not replaced (this job's map stays at \(shared.store.path))")
                 }
-                if FileManager.default.fileExists(atPath: shared.finalPath) {
-                    try FileManager.default.removeItem(atPath: shared.finalPath)
-                }
+                let replacing = FileManager.default.fileExists(atPath: shared.finalPath)
+                if replacing { try FileManager.default.removeItem(atPath: shared.finalPath) }
                 guard rename(shared.store.path, shared.finalPath) == 0 else {
                     throw ClusterError(
                         "cannot move the finished map \(shared.store.path) to \(shared.finalPath): "
                             + String(cString: strerror(errno)))
                 }
                 // Outputs `export` wrote beside the map this one replaced no longer match it (docs audit 49 F1).
+                // Only beside a replaced map (the owner check above covered it), and only a zarr's (`run`'s other
+                // outputs come from a hidden temporary store: review).
                 let folder = (shared.finalPath as NSString).deletingLastPathComponent
-                let stem = ((shared.finalPath as NSString).lastPathComponent as NSString).deletingPathExtension
-                let earlier = OutputOptions.existingOutputs(
-                    directory: folder, stem: stem, netClasses: shared.store.layout.netClasses)
+                let name = (shared.finalPath as NSString).lastPathComponent
+                let earlier =
+                    replacing && name.hasSuffix(".zarr") && !name.hasPrefix(".")
+                    ? OutputOptions.existingOutputs(directory: folder, stem: String(name.dropLast(5))) : []
                 for file in earlier { try? FileManager.default.removeItem(atPath: file) }
                 if !earlier.isEmpty {
                     logger.info(

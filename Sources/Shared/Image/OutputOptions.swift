@@ -222,15 +222,19 @@ package struct OutputOptions: Sendable, Equatable {
     }
 
     /// The single-file outputs of an image named `stem` in `directory` that are there (regular files or links):
-    /// the probability PNGs of `netClasses` classes, labels, overlay, `.npy` and TIFF, of any run. Once a new
-    /// zarr is in place they belong to the map it replaced: the README promises they are removed (docs audit
-    /// 49 F1: those of kinds the new run did not write stayed, up to 1.0 off, and a shared job's `export`ed
-    /// TIFF stayed beside its new map).
-    package static func existingOutputs(directory: String, stem: String, netClasses: Int) -> [String] {
-        let names =
-            (0..<max(0, min(netClasses, 1 << 16))).map { "\(stem).prob-\($0).png" }
-            + ["labels.png", "overlay.png", "npy", "map.tiff"].map { "\(stem).\($0)" }
-        return names.map { "\(directory)/\($0)" }.filter { path in
+    /// its probability PNGs of any class, labels, overlay, `.npy` and TIFF. When a new zarr replaces an earlier
+    /// map of that name, they are that map's: the README promises they are removed (docs audit 49 F1: those of
+    /// kinds the new run did not write stayed, up to 1.0 off, and a shared job's `export`ed TIFF stayed beside
+    /// its new map). Only then: files of these names beside no map may be anyone's (review).
+    package static func existingOutputs(directory: String, stem: String) -> [String] {
+        let fixed = ["labels.png", "overlay.png", "npy", "map.tiff"].map { "\(stem).\($0)" }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+            if fixed.contains(name) { return true }
+            guard name.hasPrefix("\(stem).prob-"), name.hasSuffix(".png") else { return false }
+            let number = name.dropFirst(stem.count + 6).dropLast(4)
+            return !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber)
+        }
+        return names.sorted().map { "\(directory)/\($0)" }.filter { path in
             var info = stat()
             return lstat(path, &info) == 0 && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
         }

@@ -15,8 +15,9 @@ struct OutputFlags: ParsableArguments {
         help: ArgumentHelp(
             "Outputs to write, comma-separated: prob (one PNG per class), labels (argmax PNG), "
                 + "overlay (map over the image), npy (float32 (C,H,W) map; with zarr, the zarr dtype's values), all (those four), "
-                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default for run: all for PNG inputs, zarr "
-                + "for slides. submit: an upload job writes the first four (default all), a shared-storage job "
+                + "zarr (OME-Zarr pyramid), tiff (pyramidal tiled TIFF). Default for run: all for PNG inputs (npy,prob with "
+                + "--keep-classes), zarr for slides. submit: an upload job writes the first four (default as run's), "
+                + "a shared-storage job "
                 + "(--shared) the zarr map only (export writes the others from it). export needs the list.",
             valueName: "list"))
     var outputs: String?

@@ -156,12 +156,10 @@ extension Run {
                 + SHA256.hash(Array(identity.utf8)).prefix(16).map { String(format: "%02x", $0) }
                 .joined()
         }
-        // The outputs of this image's names there now: the job's coordinator removes them once the new zarr is in
-        // place (docs audit 49 F1), and this run says so.
-        let before =
-            keepZarr
-            ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem, netClasses: plan.classes)
-            : []
+        // The outputs of this image's names beside the map the new one replaces: the job's coordinator removes them
+        // once the new zarr is in place (docs audit 49 F1), and this run says so.
+        let replacing = keepZarr && FileManager.default.fileExists(atPath: options.zarrPath)
+        let before = replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : []
         var id = try submit()
         if jobOptions.token != nil, case let s = try client.status(id), s.state == .done,
             !(s.outputFiles.first.map { FileManager.default.fileExists(atPath: "\(output.out)/\($0)") } ?? false)
@@ -199,15 +197,20 @@ extension Run {
             : nil
         let written: [String]
         if keepZarr {
-            // An earlier run's files of this image's names no longer match the map now in place: removed before
-            // this run's are written, so an interruption does not leave them beside it, unsaid (output audit 39
-            // F2), and those of kinds this run does not write too (docs audit 49 F1). Files only (or links): a
-            // folder of that name, made while the image was mapped, is the user's and stays; writing the output
-            // then fails, naming it (verification audit 40: it was removed with its contents).
-            let left = OutputOptions.existingOutputs(
-                directory: options.directory, stem: options.stem, netClasses: plan.classes)
+            // Earlier files of the names this run writes no longer match the map now in place: removed before this
+            // run's are written, so an interruption does not leave them beside it, unsaid (output audit 39 F2);
+            // when it replaced a map, that map's outputs of the other kinds too (docs audit 49 F1). Files only (or
+            // links): a folder of that name, made while the image was mapped, is the user's and stays; writing the
+            // output then fails, naming it (verification audit 40: it was removed with its contents).
+            let classes = options.classes ?? kept ?? OutputOptions.defaultClasses(classCount: plan.classes)
+            let left =
+                options.singleFiles(probabilityClasses: classes).filter {
+                    var info = stat()
+                    return lstat($0, &info) == 0
+                        && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
+                } + (replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : [])
             for file in left { try? FileManager.default.removeItem(atPath: file) }
-            let earlier = before + left.filter { !before.contains($0) }
+            let earlier = before + Set(left).subtracting(before).sorted()
             if !earlier.isEmpty {
                 logger.info(
                     "removed an earlier run's outputs, which the new map replaces: \(earlier.joined(separator: ", "))")

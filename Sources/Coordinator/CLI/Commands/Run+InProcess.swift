@@ -84,6 +84,7 @@ extension Run {
                 logger.warning(
                     "no tissue found: nothing is computed (map without --tissue?)", metadata: ["image": "\(path)"])
             }
+            let replacing = options.kinds.contains(.zarr) && FileManager.default.fileExists(atPath: options.zarrPath)
             let sink = try ChunkedMapOutput(
                 options: options, classes: plan.classes, height: size.h, width: size.w,
                 tile: t, dtype: slide.dtype, levels: levels, kept: kept, micronsPerPixel: opened.mpp,
@@ -149,12 +150,11 @@ extension Run {
                             + "nothing could be mapped: \(firstDamage)")
                 }
                 written = try sink.finish(image: image, logger: logger, damaged: damaged)
-                if options.kinds.contains(.zarr) {
+                if replacing {
                     // Outputs of this image's names that this run did not write belong to the map the new zarr
                     // replaced (docs audit 49 F1), as the embedded coordinator's path removes them.
-                    let earlier = OutputOptions.existingOutputs(
-                        directory: options.directory, stem: options.stem, netClasses: plan.classes
-                    ).filter { !written.contains($0) }
+                    let earlier = OutputOptions.existingOutputs(directory: options.directory, stem: options.stem)
+                        .filter { !written.contains($0) }
                     for file in earlier { try? FileManager.default.removeItem(atPath: file) }
                     if !earlier.isEmpty {
                         logger.info(

@@ -25,8 +25,8 @@ extension CaffeImporter {
     }
 
     /// A data or Input layer: the crop size, the mean file, the input shape and name; the first layer read gives
-    /// each (`importNet` reads the TEST phase's first). A second input is an error only when it is part of the
-    /// TEST phase.
+    /// each (`importNet` reads only the TEST phase's when it has any). A second input is an error only when it is
+    /// part of the TEST phase.
     func readInputLayer(_ lp: Caffe_LayerParameter, into progress: inout Progress) throws {
         let type = lp.type
         if lp.hasTransformParam, lp.transformParam.cropSize > 0, progress.cropSize == nil {
@@ -67,10 +67,7 @@ extension CaffeImporter {
             progress.inputDims = [Int(m.batchSize), Int(m.channels), Int(m.height), Int(m.width)]
         }
         if type == "Input" {
-            // (One outside the TEST phase, read after those in it, only fills in.)
-            if let s = lp.inputParam.shape.first, progress.inputDims == nil || Self.includedInTest(lp) {
-                progress.inputDims = s.dim.map { Int(clamping: $0) }
-            }
+            if let s = lp.inputParam.shape.first { progress.inputDims = s.dim.map { Int(clamping: $0) } }
         }
         guard let top = lp.top.first else { throw layerError(lp, "the \(type) layer has no top") }
         if let existing = progress.inputName, existing != top {

@@ -46,9 +46,13 @@ extension CaffeImporter {
         // Data layers give the input name, the crop size and the preprocessing, whatever their phase, but those
         // of the TEST phase first: a train_val file's TRAIN layer usually comes first, and its mean, scale and
         // crop size were taken instead of the TEST layer's (model audit 48 F1: a map 0.97 off).
+        // Only the TEST phase's, when it has one: a TEST layer without a mean took the TRAIN layer's (review).
+        // The others' extra tops are still labels, which only training layers read.
         let inputLayers = def.layer.filter { Self.dataTypes.contains($0.type) || $0.type == "Input" }
-        for lp in inputLayers.filter({ Self.includedInTest($0) }) + inputLayers.filter({ !Self.includedInTest($0) }) {
-            try readInputLayer(lp, into: &progress)
+        let testLayers = inputLayers.filter { Self.includedInTest($0) }
+        for lp in testLayers.isEmpty ? inputLayers : testLayers { try readInputLayer(lp, into: &progress) }
+        for lp in inputLayers where !testLayers.isEmpty && !Self.includedInTest(lp) {
+            progress.labelBlobs.formUnion(lp.top.dropFirst())
         }
         for (i, lp) in def.layer.enumerated() {
             if Self.dataTypes.contains(lp.type) || lp.type == "Input" { continue }
@@ -88,11 +92,11 @@ extension CaffeImporter {
         let inC = bottoms.first.flatMap { progress.channels[$0] }
         let inShape = bottoms.first.flatMap { progress.shapes[$0] }
         let vectorInput = bottoms.first.map { progress.vectors.contains($0) } ?? false
-        defer {
-            if vectorInput || ["InnerProduct", "Flatten", "Reshape"].contains(lp.type) {
-                progress.vectors.formUnion(tops)
-            }
-        }
+        // (A Reshape to { 0, -1, 1, 1 } keeps 4 axes: review of audit 48 F2.)
+        let makesVector =
+            lp.type == "InnerProduct" || lp.type == "Flatten"
+            || (lp.type == "Reshape" && lp.reshapeParam.shape.dim.count == 2)
+        defer { if makesVector || (vectorInput && lp.type != "Reshape") { progress.vectors.formUnion(tops) } }
         if lp.type == "PReLU" {
             try addPReLU(lp, inC: inC, to: &progress)
             return
