@@ -26,7 +26,7 @@ struct ImageMemoryTests {
         defer { directory.cleanup() }
         let resultPath = directory.file("result.txt")
         let child = try runProbeChild(
-            suite: "ImageMemoryTests", variable: Self.probeVariable, value: "4000:\(resultPath)",
+            suite: "ImageMemoryTests/memoryProbe", variable: Self.probeVariable, value: "4000:\(resultPath)",
             resultPath: resultPath)
         guard let result = child.result else {
             Issue.record("the probe child wrote no result (status \(child.status)): \(child.output.suffix(2000))")
@@ -41,6 +41,59 @@ struct ImageMemoryTests {
             #expect(extra < 8 << 20, "\(line): more than 8 MB on top of the map")
             #expect(extra < map / 20, "\(line)")
         }
+    }
+
+    static let tiffProbeVariable = "TESSERA_TIFF_MEMORY_PROBE"
+
+    /// Memory audit 50 F1: the TIFF export's chunk cache counted chunks (16 per core, plus some), not bytes: a map
+    /// of large tiles was held whole (1.6 GB for a 16 000² float32 map on 2 cores).
+    @Test("exporting a map of 8 MiB chunks to TIFF holds a few chunks, not the 128 MiB map")
+    func tiffExportMemory() throws {
+        if let resultPath = ProcessInfo.processInfo.environment[Self.tiffProbeVariable] {
+            let directory = try TemporaryDirectory()
+            defer { directory.cleanup() }
+            let side = 1024, grid = 4
+            let layout = try MapLayout(
+                classes: 2, height: side * grid, width: side * grid, tileSize: side, dtype: .float32, levels: 1)
+            let store = try MapStore.create(at: directory.file("map.zarr"), layout: layout)
+            var values = [Float](repeating: 0, count: 2 * side * side)
+            for i in 0..<(side * side) {
+                values[side * side + i] = Float((i * 7919) % 1000) / 999
+                values[i] = 1 - values[side * side + i]
+            }
+            for row in 0..<grid {
+                for column in 0..<grid {
+                    _ = try values.withUnsafeBufferPointer {
+                        try store.write(tile: TileIndex(row: row, column: column), values: $0)
+                    }
+                }
+            }
+            try store.finish()
+            let reopened = try MapStore.open(at: directory.file("map.zarr"))
+            _ = try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+            let before = Self.residentMemory().current
+            try TIFFMapExport.write(store: reopened, to: directory.file("map.tif"))
+            try "extra \(Self.residentMemory().peak - before)\n".write(
+                toFile: resultPath, atomically: true, encoding: .utf8)
+            return
+        }
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let resultPath = directory.file("result.txt")
+        let child = try runProbeChild(
+            suite: "ImageMemoryTests/tiffExportMemory", variable: Self.tiffProbeVariable, value: resultPath,
+            resultPath: resultPath)
+        guard let result = child.result,
+            let extra = Int(result.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        else {
+            Issue.record("the probe child wrote no result (status \(child.status)): \(child.output.suffix(2000))")
+            return
+        }
+        // 64 MiB of chunks, a batch of TIFF tiles (4 per core, 512 KiB each) as read, padded and deflated, and some
+        // slack: 100 MiB on 2 cores. The whole map, which the old cache held on top of the batch, is 128 MiB.
+        let batch = 4 * max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let limit = (64 << 20) + 3 * batch * (2 * 256 * 256 * 4) + (24 << 20)
+        #expect(extra < limit, "the TIFF export took \(extra >> 20) MiB above the store (limit \(limit >> 20) MiB)")
     }
 
     /// Resident memory and its peak, from /proc/self/status, in bytes.

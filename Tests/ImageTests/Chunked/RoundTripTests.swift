@@ -52,6 +52,10 @@ struct RoundTripTests {
         MapCase(
             classes: 1, height: 513, width: 257, tile: 256, dtype: .float32, levels: 2,
             skipped: [TileIndex(row: 1, column: 0)], tiffTile: 256),
+        // Map tiles of several TIFF tiles, not a multiple of them: the TIFF is written in blocks (memory audit 50 F1).
+        MapCase(
+            classes: 2, height: 300, width: 257, tile: 100, dtype: .float32, levels: 2,
+            skipped: [TileIndex(row: 1, column: 1)], tiffTile: 32),
         MapCase(
             classes: 2, height: 100, width: 130, tile: 32, dtype: .float32, levels: 3,
             skipped: [TileIndex(row: 1, column: 1)], tiffTile: 32, compression: .zlib),

@@ -58,6 +58,11 @@ struct CoordinatorOption: ParsableArguments {
 /// `tessera-coordinator submit`: uploads model files and images as jobs, or names
 /// images and an output folder on storage the cluster shares (`--shared`).
 struct Submit: ParsableCommand {
+    /// What a client waiting for a submission's answer says once it takes long.
+    static let preparing =
+        "the coordinator is preparing the job (the image's header; with --tissue, its tissue view, which takes "
+        + "minutes for a large TIFF without reduced levels): waiting for its answer"
+
     static let configuration = CommandConfiguration(
         abstract: "Submit images to a coordinator: uploaded, or read and written on shared storage (--shared).",
         discussion: """
@@ -223,7 +228,8 @@ struct Submit: ParsableCommand {
             let id: UInt64
             if shared {
                 guard
-                    case .submitted(let submitted) = try client.request(.submit(spec), timeout: 300, attemptTimeout: 60)
+                    case .submitted(let submitted) = try client.request(
+                        .submit(spec), timeout: 3600, attemptTimeout: 60, slowReply: Self.preparing)
                 else {
                     throw ClusterError("unexpected reply to submit")
                 }

@@ -58,6 +58,10 @@ final class ClusterClient {
     /// refusing the request's size (audit 46 F5: an upload part was "larger than the coordinator accepts").
     private var live = false
 
+    /// The request's connection is up: a handshake succeeded and it did not close since, or the coordinator is this
+    /// process's own (`run`'s `inproc://` endpoint, which has no handshake to report).
+    private var connected: Bool { endpoint.hasPrefix("inproc://") || (live && !dropped) }
+
     /// Reads the monitor's events into `refusal` and `dropped`.
     private func drainMonitor() {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
@@ -114,9 +118,14 @@ final class ClusterClient {
     /// or `attemptTimeout` when that is longer), so a reply that takes longer than one
     /// attempt to arrive (a large piece over a slow link) still gets through;
     /// `resend` may change the request first (a fetch asks for a smaller piece).
+    ///
+    /// `slowReply` (a submission, answered once the job is prepared): while the connection that carried the
+    /// request stays up, no answer is a slow preparation, not an outage: the client waits for it, up to `timeout`
+    /// s, saying so once with `slowReply`'s text. A `--tissue` view of a large single-level TIFF takes minutes;
+    /// the client took 60 s of silence for a coordinator gone and gave up (memory audit 50 F2).
     func request(
         _ message: WireMessage, timeout: Double = 60, isIdempotent: Bool = true,
-        attemptTimeout: Double = 3, resend: ((WireMessage) -> WireMessage)? = nil,
+        attemptTimeout: Double = 3, resend: ((WireMessage) -> WireMessage)? = nil, slowReply: String? = nil,
         answers: (WireMessage) -> Bool = { _ in true }
     ) throws -> WireMessage {
         var message = message
@@ -143,10 +152,25 @@ final class ClusterClient {
             }
             if sent {
                 let wait = isIdempotent ? min(timeout, attempt) : timeout
-                let deadline = Date().addingTimeInterval(wait)
+                let sentAt = Date()
+                var deadline = sentAt.addingTimeInterval(wait)
+                var saidSlow = false
                 while Date() < deadline {
                     guard try socket.waitForMessage(timeoutMilliseconds: 200) else {
                         drainMonitor()
+                        if let slowReply, connected, Date().addingTimeInterval(0.25) >= deadline,
+                            Date().timeIntervalSince(sentAt) < timeout
+                        {
+                            if !saidSlow {
+                                saidSlow = true
+                                // (`run`'s own coordinator is waited for as long as it runs: no limit to state.)
+                                logger.notice(
+                                    "\(slowReply)",
+                                    metadata: endpoint.hasPrefix("inproc://")
+                                        ? [:] : ["coordinator": "\(endpoint)", "for-up-to": "\(Int(timeout))s"])
+                            }
+                            deadline = min(sentAt.addingTimeInterval(timeout), Date().addingTimeInterval(wait))
+                        }
                         // A large request that closes the connection unanswered twice was over the coordinator's
                         // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?"); once, it
                         // may have met a coordinator restarting (chaos audit: an upload part was called too large).
@@ -196,6 +220,13 @@ final class ClusterClient {
                     case .failure(let e):
                         throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }
+                }
+                if slowReply != nil, connected, Date().timeIntervalSince(sentAt) >= timeout {
+                    throw ClusterError(
+                        .unreachable,
+                        "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s, though connected: it "
+                            + "may still be preparing the job (`tessera-coordinator status` shows whether it was "
+                            + "submitted)")
                 }
                 if !isIdempotent {
                     throw ClusterError(

@@ -48,7 +48,10 @@ enum RawUpload {
         var announce = spec
         announce.outputOptions = options.encoded
         announce.image = .inline(name: (path as NSString).lastPathComponent, bytes: [])
-        guard case .submitted(let id) = try client.request(.submit(announce), timeout: 300, attemptTimeout: 60) else {
+        guard
+            case .submitted(let id) = try client.request(
+                .submit(announce), timeout: 3600, attemptTimeout: 60, slowReply: Submit.preparing)
+        else {
             throw ClusterError(.protocolViolation, "unexpected reply to submit")
         }
         var offset = 0

@@ -131,7 +131,10 @@ extension Run {
                 image: .path(path))
         }
         func submit() throws -> UInt64 {
-            guard case .submitted(let id) = try client.request(.submit(spec()), timeout: 600, attemptTimeout: 60) else {
+            guard
+                case .submitted(let id) = try client.request(
+                    .submit(spec()), timeout: 86_400, attemptTimeout: 60, slowReply: Submit.preparing)
+            else {
                 throw ClusterError("unexpected reply to submit")
             }
             return id

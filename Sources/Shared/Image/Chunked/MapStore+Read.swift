@@ -197,8 +197,8 @@ extension MapStore {
     }
 }
 
-/// The last few decoded chunks, by chunk index and level (nil: the chunk is absent).
-/// One per reader; not shared between threads.
+/// The last few decoded chunks used, by chunk index and level (nil: the chunk is absent); the least recently
+/// used goes first. One per reader; not shared between threads.
 final class ChunkCache {
     private let capacity: Int
     private var entries: [(key: ChunkKey, bytes: [UInt8]?)] = []
@@ -212,7 +212,11 @@ final class ChunkCache {
 
     func chunk(_ tile: TileIndex, level: Int, load: () throws -> [UInt8]?) throws -> [UInt8]? {
         let key = ChunkKey(tile: tile, level: level)
-        if let index = entries.firstIndex(where: { $0.key == key }) { return entries[index].bytes }
+        if let index = entries.firstIndex(where: { $0.key == key }) {
+            let entry = entries.remove(at: index)
+            entries.append(entry)
+            return entry.bytes
+        }
         let bytes = try load()
         if capacity > 0 {
             if entries.count >= capacity { entries.removeFirst() }

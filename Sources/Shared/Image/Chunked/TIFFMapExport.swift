@@ -155,44 +155,57 @@ package enum TIFFMapExport {
                 errors: errors, path: path)
             return
         }
-        // Enough chunks for one batch of tiles plus the column it shares with the next.
+        // The TIFF's tiles are written in blocks of k × k that fit in a stored chunk (a map tile, up to a few
+        // thousand pixels a side), so a block needs at most 2 × 2 chunks and each chunk is decoded a few times at
+        // most. Row by row across the map, a cache of chunks counted, not sized, held 34 chunks of 47 MiB on 2 cores
+        // and more on more (memory audit 50 F1: 1.6 GB for a 16 000² float32 map). Its bytes are bounded now.
         let side = layout.storedChunkSide(level)
+        let k = max(1, side / tileSize)
         let span = (tileSize + side - 1) / side + 1
-        let cache = ChunkCache(capacity: span * span * batch + span)
-        let columns = Array(stride(from: 0, to: size.w, by: tileSize))
-        for y in stride(from: 0, to: size.h, by: tileSize) {
-            for first in stride(from: 0, to: columns.count, by: batch) {
-                // Read a few tiles in order (the cache is single-threaded), deflate their planes on
-                // all cores (libtiff would on one), then append them in order as raw tiles.
-                let rects = columns[first..<min(first + batch, columns.count)].map { x in
-                    PixelRect(y: y, x: x, height: min(tileSize, size.h - y), width: min(tileSize, size.w - x))
-                }
-                let regions = try rects.map { try store.regionBytes(level: level, rect: $0, cache: cache) }
-                let classes = layout.classes
-                var planes = [[UInt8]](repeating: [], count: rects.count * classes)
-                planes.withUnsafeMutableBufferPointer { out in
-                    DispatchQueue.concurrentPerform(iterations: out.count) { i in
-                        let tile = paddedTile(
-                            regions[i / classes], rect: rects[i / classes], plane: i % classes,
-                            tileSize: tileSize, sample: stored.size)
-                        let samples = dtype == stored ? tile : converted(tile, from: stored, to: dtype)
-                        out[i] = samples.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
+        let chunkBytes = max(1, layout.classes * side * side * stored.size)
+        let needed = k > 1 ? 4 : span * span
+        let cache = ChunkCache(capacity: max(needed, min(span * span * batch + span, (64 << 20) / chunkBytes)))
+        let block = k * tileSize
+        var order: [PixelRect] = []
+        for by in stride(from: 0, to: size.h, by: block) {
+            for bx in stride(from: 0, to: size.w, by: block) {
+                for y in stride(from: by, to: min(by + block, size.h), by: tileSize) {
+                    for x in stride(from: bx, to: min(bx + block, size.w), by: tileSize) {
+                        order.append(
+                            PixelRect(y: y, x: x, height: min(tileSize, size.h - y), width: min(tileSize, size.w - x)))
                     }
                 }
-                for (i, plane) in planes.enumerated() {
-                    let rect = rects[i / classes], c = i % classes
-                    let index = TIFFComputeTile(tif, UInt32(rect.x), UInt32(rect.y), 0, UInt16(c))
-                    let written = plane.withUnsafeBytes { raw in
-                        TIFFWriteRawTile(
-                            tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress),
-                            tmsize_t(raw.count))
-                    }
-                    guard written == plane.count else {
-                        throw MapStoreError(
-                            .tiff, path: path,
-                            detail: "level \(level), tile at y \(rect.y) x \(rect.x), class \(c): "
-                                + message(errors))
-                    }
+            }
+        }
+        for first in stride(from: 0, to: order.count, by: batch) {
+            // Read a few tiles in order (the cache is single-threaded), deflate their planes on
+            // all cores (libtiff would on one), then write them as raw tiles at their places.
+            let rects = Array(order[first..<min(first + batch, order.count)])
+            let regions = try rects.map { try store.regionBytes(level: level, rect: $0, cache: cache) }
+            let classes = layout.classes
+            var planes = [[UInt8]](repeating: [], count: rects.count * classes)
+            planes.withUnsafeMutableBufferPointer { out in
+                DispatchQueue.concurrentPerform(iterations: out.count) { i in
+                    let tile = paddedTile(
+                        regions[i / classes], rect: rects[i / classes], plane: i % classes,
+                        tileSize: tileSize, sample: stored.size)
+                    let samples = dtype == stored ? tile : converted(tile, from: stored, to: dtype)
+                    out[i] = samples.withUnsafeBytes { ChunkCodec.compress($0, level: Int32(zipLevel)) }
+                }
+            }
+            for (i, plane) in planes.enumerated() {
+                let rect = rects[i / classes], c = i % classes
+                let index = TIFFComputeTile(tif, UInt32(rect.x), UInt32(rect.y), 0, UInt16(c))
+                let written = plane.withUnsafeBytes { raw in
+                    TIFFWriteRawTile(
+                        tif, index, UnsafeMutableRawPointer(mutating: raw.baseAddress),
+                        tmsize_t(raw.count))
+                }
+                guard written == plane.count else {
+                    throw MapStoreError(
+                        .tiff, path: path,
+                        detail: "level \(level), tile at y \(rect.y) x \(rect.x), class \(c): "
+                            + message(errors))
                 }
             }
         }
