@@ -225,19 +225,20 @@ package enum ModelLoader {
                     + ")"
             )
         } else {
-            // The net's own fault at the size it declares (a layer whose inputs do not line up) is the error, not
-            // "give --patch-size", which then gave the same error (Caffe fuzz; model audit 48 F3).
+            // Why the declared input was no patch size, when it was not (Caffe fuzz: the net's own fault, a layer
+            // whose inputs do not line up, hid behind "give --patch-size"). Branches that do not line up are the
+            // error whatever the size (model audit 48 F3: --patch-size then gave the same error); other reasons
+            // (a stride too large at this size) leave the patch size to give.
+            var why = "the patch size is unknown: give the size of the patches the classifier was trained on"
             if let d = imported.declaredInput {
-                do { _ = try classifier.geometry(patch: d) } catch var e as ModelError {
+                do { _ = try classifier.geometry(patch: d) } catch var e as ModelError where e.kind == .shape {
                     e.message += " (at the input size the file declares, \(d))"
                     throw e.inFile(importer.definitionFile)
                 } catch {
-                    throw ModelError(.shape, file: importer.definitionFile, "at the declared input size \(d): \(error)")
+                    why += " (at the declared input size \(d): \(error))"
                 }
             }
-            throw ModelError(
-                .patchSize, file: importer.definitionFile,
-                "the patch size is unknown: give the size of the patches the classifier was trained on")
+            throw ModelError(.patchSize, file: importer.definitionFile, why)
         }
         // The patch size the files give, which --patch-size may override.
         let given =

@@ -10,11 +10,13 @@ import TesseraImage
 struct SharedFiles {
     let roots: SharedRoots
     private var images = LRUCache<String, any RegionSource>(capacity: 4)
-    /// PNGs, decoded whole: two while they hold under `decodedBytes` together, else the last one alone. Among
-    /// the slides' open files, 4 stayed after their jobs ended (memory audit 50 F3: 1 GB idle after four 8000²
-    /// PNG jobs).
-    private var decoded = LRUCache<String, any RegionSource>(capacity: 2)
-    static let decodedBytes = 512 << 20
+    /// PNGs, decoded whole: up to 4 while they hold under `decodedBytes` together, the least recently used
+    /// going first (always room for the one being opened). Counted with the slides' open files, 4 stayed whatever
+    /// their size (memory audit 50 F3: 1 GB idle after four 8000² PNG jobs, 18 GB possible); a cache of two
+    /// thrashed between three jobs' PNGs, each task decoding its image again (review: 1.6× slower).
+    private var decoded = LRUCache<String, any RegionSource>(capacity: 4)
+    /// A sixteenth of the machine's memory, from 512 MiB to 4 GiB.
+    static let decodedBytes = min(4 << 30, max(512 << 20, Int(ProcessInfo.processInfo.physicalMemory / 16)))
 
     /// A decoded image's samples, in bytes.
     private static func bytes(_ s: any RegionSource) -> Int {
@@ -37,8 +39,13 @@ struct SharedFiles {
             // Room is made before the decode, so no more than the budget's worth is ever held at once.
             let header = try ImageInput.header(path: resolved)
             let need = header.width * header.height * header.channels * (header.bitDepth > 8 ? 2 : 1)
-            let kept = decoded.keys.compactMap { decoded.get($0) }.reduce(0) { $0 + Self.bytes($1) }
-            if kept + need > Self.decodedBytes { decoded = LRUCache(capacity: 2) }
+            // Least recently used first (`get` in that order keeps the order).
+            var kept = decoded.keys.compactMap { key in decoded.get(key).map { (key, $0) } }
+            while !kept.isEmpty, kept.reduce(need, { $0 + Self.bytes($1.1) }) > Self.decodedBytes {
+                kept.removeFirst()
+            }
+            decoded = LRUCache(capacity: 4)
+            for (key, source) in kept { decoded.insert(source, for: key) }
         }
         let opened = try ImageInput.open(path: resolved, image: image, level: level == 0 ? nil : level)
         if opened.format != .png, opened.level != level {

@@ -154,22 +154,41 @@ final class ClusterClient {
                 let wait = isIdempotent ? min(timeout, attempt) : timeout
                 let sentAt = Date()
                 var deadline = sentAt.addingTimeInterval(wait)
-                var saidSlow = false
+                // Waiting past the attempt for a slow answer; when the coordinator last proved alive (the request's
+                // connection, then its answers to a status request every 10 s: a stopped or hung coordinator keeps
+                // the connection up); when one was asked last.
+                var slow = false
+                var lastProof = sentAt, lastProbe = sentAt
                 while Date() < deadline {
                     guard try socket.waitForMessage(timeoutMilliseconds: 200) else {
                         drainMonitor()
-                        if let slowReply, connected, Date().addingTimeInterval(0.25) >= deadline,
-                            Date().timeIntervalSince(sentAt) < timeout
-                        {
-                            if !saidSlow {
-                                saidSlow = true
+                        if let slowReply, connected {
+                            let now = Date()
+                            if !slow, now.addingTimeInterval(1) >= deadline {
+                                slow = true
+                                outageSince = nil  // it is reachable (review: an earlier outage's clock ran on)
+                                lastProof = now
+                                deadline = sentAt.addingTimeInterval(timeout)
                                 // (`run`'s own coordinator is waited for as long as it runs: no limit to state.)
                                 logger.notice(
                                     "\(slowReply)",
                                     metadata: endpoint.hasPrefix("inproc://")
                                         ? [:] : ["coordinator": "\(endpoint)", "for-up-to": "\(Int(timeout))s"])
                             }
-                            deadline = min(sentAt.addingTimeInterval(timeout), Date().addingTimeInterval(wait))
+                            if slow, now.timeIntervalSince(lastProof) > max(reconnectTimeout, 30) {
+                                throw ClusterError(
+                                    .unreachable,
+                                    "the coordinator at \(endpoint) stopped answering while it prepared the job: no "
+                                        + "answer to a status request in \(Int(now.timeIntervalSince(lastProof))) s "
+                                        + "(stopped, hung, or the network lost?); `tessera-coordinator status` lists "
+                                        + "the job if it was submitted")
+                            }
+                            if slow, now.timeIntervalSince(lastProbe) >= 10 {
+                                lastProbe = now
+                                _ = try? socket.send(.statusRequest(jobID: nil))
+                            }
+                        } else if slow {
+                            deadline = Date()  // the connection closed: resent below, as after any drop
                         }
                         // A large request that closes the connection unanswered twice was over the coordinator's
                         // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?"); once, it
@@ -197,6 +216,11 @@ final class ClusterClient {
                         continue
                     }
                     guard let envelope = try socket.receiveWire(limits: limits, dontWait: true) else { continue }
+                    // The answer to a liveness status request (a submission's answer is never a status).
+                    if slow, case .success(.status) = envelope.message {
+                        lastProof = Date()
+                        continue
+                    }
                     if outageSince != nil {
                         logger.notice("the coordinator answers again", metadata: ["coordinator": "\(endpoint)"])
                     }
@@ -211,6 +235,8 @@ final class ClusterClient {
                                 + "by default)")
                     case .success(let reply):
                         guard answers(reply) else { continue }
+                        // Answers to liveness status requests may still come: not on the next request's socket.
+                        if lastProbe > sentAt { try? reconnect() }
                         return reply
                     case .failure(let e) where e.kind == .unsupportedVersion:
                         throw ClusterError(
@@ -221,12 +247,12 @@ final class ClusterClient {
                         throw ClusterError(.protocolViolation, "malformed reply from the coordinator: \(e)")
                     }
                 }
-                if slowReply != nil, connected, Date().timeIntervalSince(sentAt) >= timeout {
+                if slow, connected, Date().timeIntervalSince(sentAt) >= timeout {
                     throw ClusterError(
                         .unreachable,
-                        "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s, though connected: it "
-                            + "may still be preparing the job (`tessera-coordinator status` shows whether it was "
-                            + "submitted)")
+                        "the coordinator at \(endpoint) did not answer within \(Int(timeout)) s, though it answers: "
+                            + "it may still be preparing the job (`tessera-coordinator status` lists the job once it "
+                            + "is prepared)")
                 }
                 if !isIdempotent {
                     throw ClusterError(

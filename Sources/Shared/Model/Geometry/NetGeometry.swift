@@ -91,7 +91,7 @@ extension Net {
             guard let o = pos[other] else { continue }
             guard o.jump == at.jump, o.centre2 == at.centre2 else {
                 throw ModelError(
-                    layer: layer.name,
+                    .shape, layer: layer.name,
                     "combines inputs whose pixels do not line up: total strides \(at.jump) and \(o.jump), "
                         + "window centres (of output pixel 0, in input pixels) at \(at.centreText) and "
                         + "\(o.centreText). Branches that meet must have the same stride and windows with the "
