@@ -60,6 +60,9 @@ struct SharedFiles {
         return opened.source
     }
 
+    /// Drops the decoded PNGs (the worker is idle: they would hold memory for nothing).
+    mutating func dropDecoded() { decoded = LRUCache(capacity: 4) }
+
     /// The map store at `path`, opened once.
     mutating func store(_ path: String) throws -> MapStore {
         if let open = stores.get(path) { return open }

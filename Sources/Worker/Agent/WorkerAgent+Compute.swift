@@ -37,6 +37,9 @@ extension WorkerAgent {
         var files = SharedFiles(roots: configuration.sharedRoots)
         let prefetcher = RegionPrefetcher()
         while true {
+            // No task for 30 s: the decoded PNGs go, so an idle worker holds none (memory audit 50 F3: four
+            // 8000² PNGs, 1 GB, stayed after their jobs).
+            if !shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, seconds: 30) { files.dropDecoded() }
             let next = shared.wait(until: { !$0.queue.isEmpty || $0.stopRequested }, then: Self.takeTask)
             guard let (item, bundle, gen) = next else { return }
 

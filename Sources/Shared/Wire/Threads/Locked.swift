@@ -37,6 +37,17 @@ package final class Locked<State: Sendable>: @unchecked Sendable {
         return try body(&state)
     }
 
+    /// Sleeps until `ready` holds or `seconds` have passed; returns whether it holds.
+    package func wait(until ready: (State) -> Bool, seconds: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(seconds)
+        while !ready(state) {
+            if !condition.wait(until: deadline) { return ready(state) }
+        }
+        return true
+    }
+
     /// Sleeps until `ready` holds (checked under the lock, which is released while
     /// sleeping), then runs `body` on the state before releasing the lock.
     package func wait<Result>(
