@@ -234,10 +234,14 @@ package struct OutputOptions: Sendable, Equatable {
             let number = name.dropFirst(stem.count + 6).dropLast(4)
             return !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber)
         }
-        return names.sorted().map { "\(directory)/\($0)" }.filter { path in
-            var info = stat()
-            return lstat(path, &info) == 0 && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
-        }
+        return names.sorted().map { "\(directory)/\($0)" }.filter(isFileOrLink)
+    }
+
+    /// Whether `path` is a regular file or a symbolic link (not followed): what may be removed as an earlier
+    /// output. A folder of an output's name is the user's (verification audit 40).
+    package static func isFileOrLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
     }
 
     /// The single-file outputs asked for (not the zarr), the probability PNGs of `probabilityClasses`.

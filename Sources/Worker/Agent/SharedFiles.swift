@@ -19,8 +19,11 @@ struct SharedFiles {
     static let decodedBytes = min(4 << 30, max(512 << 20, Int(ProcessInfo.processInfo.physicalMemory / 16)))
 
     /// A decoded image's samples, in bytes.
+    private static func bytes(width: Int, height: Int, channels: Int, bitDepth: Int) -> Int {
+        width * height * channels * (bitDepth > 8 ? 2 : 1)
+    }
     private static func bytes(_ s: any RegionSource) -> Int {
-        s.width * s.height * s.channels * (s.bitDepth > 8 ? 2 : 1)
+        bytes(width: s.width, height: s.height, channels: s.channels, bitDepth: s.bitDepth)
     }
     private var stores = LRUCache<String, MapStore>(capacity: 8)
 
@@ -38,7 +41,8 @@ struct SharedFiles {
         if try SlideFormat.detect(path: resolved) == .png {
             // Room is made before the decode, so no more than the budget's worth is ever held at once.
             let header = try ImageInput.header(path: resolved)
-            let need = header.width * header.height * header.channels * (header.bitDepth > 8 ? 2 : 1)
+            let need = Self.bytes(
+                width: header.width, height: header.height, channels: header.channels, bitDepth: header.bitDepth)
             // Least recently used first (`get` in that order keeps the order).
             var kept = decoded.keys.compactMap { key in decoded.get(key).map { (key, $0) } }
             while !kept.isEmpty, kept.reduce(need, { $0 + Self.bytes($1.1) }) > Self.decodedBytes {

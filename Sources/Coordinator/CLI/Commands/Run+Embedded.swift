@@ -207,11 +207,8 @@ extension Run {
             // output then fails, naming it (verification audit 40: it was removed with its contents).
             let classes = options.classes ?? kept ?? OutputOptions.defaultClasses(classCount: plan.classes)
             let left =
-                options.singleFiles(probabilityClasses: classes).filter {
-                    var info = stat()
-                    return lstat($0, &info) == 0
-                        && (info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFLNK)
-                } + (replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : [])
+                options.singleFiles(probabilityClasses: classes).filter(OutputOptions.isFileOrLink)
+                + (replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : [])
             for file in left { try? FileManager.default.removeItem(atPath: file) }
             let earlier = before + Set(left).subtracting(before).sorted()
             if !earlier.isEmpty {
