@@ -358,11 +358,10 @@ struct JobFactory: Sendable {
         var tissue: (fraction: Double, skippedTiles: Int)?
         var tissueRemarks = ""
         if options.tissue {
-            let opened = try ImageInput.open(path: imagePath, image: header.image, level: header.level)
             let mask: TissueMask
             do {
                 mask = try ImageInput.tissueMask(
-                    opened, path: imagePath, tolerateDamage: options.skipCorruptTiles,
+                    path: imagePath, header: header, tolerateDamage: options.skipCorruptTiles,
                     announce: { [logger] in logger.notice("\($0)", metadata: ["image": "\(imagePath)"]) },
                     stop: { stopRequested.withLock { $0 } })
             } catch is CancellationError {

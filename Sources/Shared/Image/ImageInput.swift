@@ -184,13 +184,9 @@ package enum ImageInput {
                     + "in full for its ~\(options.maxDimension)-pixel view: this takes a while (a pyramidal file "
                     + "with small levels is read in seconds)")
         }
-        var reported = 0
+        var progress = ViewProgress(big: big, what: "level \(level.index)")
         func watch(_ fraction: Double) -> Bool {
-            let tenth = Int(fraction * 10)
-            if big, tenth > reported {
-                reported = tenth
-                announce("--tissue view: \(tenth * 10) % of level \(level.index) read")
-            }
+            progress.message(at: fraction).map(announce)
             return !stop()
         }
         let hint = " (--corrupt-tiles skip maps such an image, leaving the damaged parts empty)"
@@ -216,6 +212,45 @@ package enum ImageInput {
                     + "and could not read it: \(error)"
                     + ((error as? SlideError)?.isCorruptData == true ? hint : ""))
         }
+    }
+}
+
+extension ImageInput {
+    /// The tissue mask of `path` at the image and level of `header` (as `tissueMask(_:path:…)`), without
+    /// holding a PNG's pixels: a PNG is decoded a band of rows at a time, a slide read as its view needs.
+    package static func tissueMask(
+        path: String, header: Header, tolerateDamage: Bool = false, announce: (String) -> Void = { _ in },
+        stop: () -> Bool = { false }
+    ) throws -> TissueMask {
+        guard case .png = header.format else {
+            let opened = try open(path: path, image: header.image, level: header.level)
+            return try tissueMask(opened, path: path, tolerateDamage: tolerateDamage, announce: announce, stop: stop)
+        }
+        let big = max(header.width, header.height) > 8192
+        if big {
+            announce(
+                "--tissue decodes the whole PNG (\(header.width)×\(header.height)) for its view, a band of rows at "
+                    + "a time: this takes a while")
+        }
+        var progress = ViewProgress(big: big, what: "the PNG")
+        return try TissueMask.detect(png: path, options: TissueMask.Options(tolerateDamage: tolerateDamage)) {
+            progress.message(at: $0).map(announce)
+            return !stop()
+        }
+    }
+}
+
+/// The progress of a `--tissue` view: a line at each tenth of `what` read, for a view of a big image.
+private struct ViewProgress {
+    let big: Bool
+    let what: String
+    var reported = 0
+
+    mutating func message(at fraction: Double) -> String? {
+        let tenth = Int(fraction * 10)
+        guard big, tenth > reported else { return nil }
+        reported = tenth
+        return "--tissue view: \(tenth * 10) % of \(what) read"
     }
 }
 

@@ -98,34 +98,27 @@ package struct TissueMask: Sendable, Equatable {
         let grid = try CellGrid(
             source: source, maxDimension: max(1, options.maxDimension), tolerateDamage: options.tolerateDamage,
             watch: watch)
-        let (values, feature) = grid.values(
-            gray: source.channels == 1, maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth),
-            minimumSaturation: Float(options.minimumThreshold))
-        let readable = values.indices.filter { !grid.damaged[$0] }.map { values[$0] }
-        let threshold = max(Self.otsu(readable), options.minimumThreshold)
-        var tissue = values.indices.map { grid.damaged[$0] || Double(values[$0]) > threshold }
-        var paleBelow: Double?
-        var paleCells = 0
-        if feature == .saturation, let margin = options.paleMargin,
-            case let brightness = grid.brightness(maxValue: grid.effectiveMaximum(bitDepth: source.bitDepth)),
-            let glass = grid.glass(brightness)
-        {
-            let below = glass.median - max(margin, 4 * glass.spread)
-            for i in tissue.indices where !tissue[i] && Double(brightness[i]) < below {
-                tissue[i] = true
-                paleCells += 1
-            }
-            paleBelow = below
-        }
-        let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
-        let coverWidth = coverWidth ?? source.width
-        let coverHeight = coverHeight ?? source.height
         return TissueMask(
-            width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
-            cellWidth: Double(grid.cell) * Double(coverWidth) / Double(source.width),
-            cellHeight: Double(grid.cell) * Double(coverHeight) / Double(source.height),
-            threshold: threshold, feature: feature, damagedCells: grid.damaged.lazy.filter { $0 }.count,
-            paleBelow: paleBelow, paleCells: paleCells, cells: dilated)
+            grid: grid, bitDepth: source.bitDepth, coverWidth: coverWidth ?? source.width,
+            coverHeight: coverHeight ?? source.height, options: options)
+    }
+
+    /// Detects tissue in the PNG at `path`, decoded a band of rows at a time (an interlaced PNG at once): the
+    /// decoded image is never held, only the cells' sums. Queries use the PNG's pixel coordinates. `watch` hears
+    /// how much of the image is decoded (0–1) before each band is added.
+    package static func detect(
+        png path: String, maxPixels: Int = PNGReader.defaultMaxPixels, options: Options = Options(),
+        watch: (Double) -> Bool = { _ in true }
+    ) throws -> TissueMask {
+        let header = try PNGReader.header(path: path, maxPixels: maxPixels)
+        guard header.width > 0, header.height > 0 else {
+            throw SlideError(.invalidArgument, path: path, detail: "an empty image has no tissue mask")
+        }
+        let grid = try CellGrid(
+            png: path, header: header, maxPixels: maxPixels, maxDimension: max(1, options.maxDimension), watch: watch)
+        return TissueMask(
+            grid: grid, bitDepth: header.bitDepth == 16 ? 16 : 8, coverWidth: header.width,
+            coverHeight: header.height, options: options)
     }
 
     /// Detects tissue in a slide or TIFF file from its coarsest level that still has `maxDimension` pixels along
@@ -210,6 +203,38 @@ package struct TissueMask: Sendable, Equatable {
     }
 }
 
+extension TissueMask {
+    /// The mask of a source's cell means (`detect`): `bitDepth` is the source's, the cover size the query space.
+    private init(grid: CellGrid, bitDepth: Int, coverWidth: Int, coverHeight: Int, options: Options) {
+        let (values, feature) = grid.values(
+            gray: grid.channels == 1, maxValue: grid.effectiveMaximum(bitDepth: bitDepth),
+            minimumSaturation: Float(options.minimumThreshold))
+        let readable = values.indices.filter { !grid.damaged[$0] }.map { values[$0] }
+        let threshold = max(Self.otsu(readable), options.minimumThreshold)
+        var tissue = values.indices.map { grid.damaged[$0] || Double(values[$0]) > threshold }
+        var paleBelow: Double?
+        var paleCells = 0
+        if feature == .saturation, let margin = options.paleMargin,
+            case let brightness = grid.brightness(maxValue: grid.effectiveMaximum(bitDepth: bitDepth)),
+            let glass = grid.glass(brightness)
+        {
+            let below = glass.median - max(margin, 4 * glass.spread)
+            for i in tissue.indices where !tissue[i] && Double(brightness[i]) < below {
+                tissue[i] = true
+                paleCells += 1
+            }
+            paleBelow = below
+        }
+        let dilated = Self.dilate(tissue, width: grid.width, height: grid.height, radius: max(0, options.dilation))
+        self.init(
+            width: grid.width, height: grid.height, coverWidth: coverWidth, coverHeight: coverHeight,
+            cellWidth: Double(grid.cell) * Double(coverWidth) / Double(grid.sourceWidth),
+            cellHeight: Double(grid.cell) * Double(coverHeight) / Double(grid.sourceHeight),
+            threshold: threshold, feature: feature, damagedCells: grid.damaged.lazy.filter { $0 }.count,
+            paleBelow: paleBelow, paleCells: paleCells, cells: dilated)
+    }
+}
+
 /// Per-cell colour means of a source, accumulated block by block.
 struct CellGrid {
     /// Cell size in source pixels.
@@ -217,6 +242,9 @@ struct CellGrid {
     let width: Int
     let height: Int
     let channels: Int
+    /// The source's size in pixels.
+    let sourceWidth: Int
+    let sourceHeight: Int
     /// Mean of each channel per cell, row-major, interleaved.
     let means: [Float]
     /// Per cell: some of its pixels could not be read (damaged data; only with `tolerateDamage`).
@@ -229,12 +257,11 @@ struct CellGrid {
         source: any RegionSource, maxDimension: Int, tolerateDamage: Bool = false,
         watch: (Double) -> Bool = { _ in true }
     ) throws {
-        cell = max(1, (max(source.width, source.height) + maxDimension - 1) / maxDimension)
-        width = (source.width + cell - 1) / cell
-        height = (source.height + cell - 1) / cell
-        channels = source.channels
-        var sums = [Double](repeating: 0, count: width * height * channels)
-        var counts = [Double](repeating: 0, count: width * height)
+        var sums = CellSums(
+            sourceWidth: source.width, sourceHeight: source.height, channels: source.channels,
+            maxDimension: maxDimension)
+        (cell, width, height, channels) = (sums.cell, sums.width, sums.height, sums.channels)
+        (sourceWidth, sourceHeight) = (source.width, source.height)
         var damaged = [Bool](repeating: false, count: width * height)
         // Re-reads of damaged parts, bounded: past `maxFailures`, a failing block counts whole.
         var failures = 0
@@ -264,15 +291,7 @@ struct CellGrid {
                 }
                 return
             }
-            for y in 0..<rect.height {
-                let cellRow = (rect.y + y) / cell * width
-                for x in 0..<rect.width {
-                    let index = cellRow + (rect.x + x) / cell
-                    counts[index] += 1
-                    let at = (y * rect.width + x) * channels
-                    for c in 0..<channels { sums[index * channels + c] += Double(region.samples[at + c]) }
-                }
-            }
+            sums.add(region.samples, rect: rect) { Double($0) }
         }
         let block = max(cell, 1024 / cell * cell)
         let blocksAcross = (source.width + block - 1) / block
@@ -286,7 +305,44 @@ struct CellGrid {
             }
         }
         self.damaged = damaged
-        means = sums.indices.map { Float(sums[$0] / max(1, counts[$0 / source.channels])) }
+        means = sums.means
+    }
+
+    /// The cells of the PNG at `path` (its `header`), decoded a band of rows at a time; `watch` as above, asked
+    /// before each band is added.
+    init(
+        png path: String, header: PNGHeader, maxPixels: Int, maxDimension: Int, bandBytes: Int = 32 << 20,
+        watch: (Double) -> Bool = { _ in true }
+    ) throws {
+        var sums = CellSums(
+            sourceWidth: header.width, sourceHeight: header.height, channels: header.channels,
+            maxDimension: maxDimension)
+        (cell, width, height, channels) = (sums.cell, sums.width, sums.height, sums.channels)
+        (sourceWidth, sourceHeight) = (header.width, header.height)
+        let rowSamples = header.width * header.channels
+        var row = 0
+        let read = try PNGReader.readBands(path: path, maxPixels: maxPixels, bandBytes: bandBytes) { bytes in
+            guard watch(Double(row) / Double(header.height)) else { throw CancellationError() }
+            let rows: Int
+            if header.bitDepth == 16 {
+                rows = bytes.count / 2 / rowSamples
+                bytes.withUnsafeBytes { raw in
+                    sums.add(
+                        raw.bindMemory(to: UInt16.self),
+                        rect: PixelRect(y: row, x: 0, height: rows, width: header.width)
+                    ) { Double($0) }
+                }
+            } else {
+                rows = bytes.count / rowSamples
+                sums.add(bytes, rect: PixelRect(y: row, x: 0, height: rows, width: header.width)) { Double($0) }
+            }
+            row += rows
+        }
+        guard read == header, row == header.height else {
+            throw ImageIOError(.truncated, path: path, detail: "the PNG changed while its tissue view was read")
+        }
+        damaged = [Bool](repeating: false, count: width * height)
+        means = sums.means
     }
 
     /// The value of full brightness: 2^bitDepth − 1, but for images of more than 8 bits the
@@ -352,4 +408,44 @@ struct CellGrid {
         let deviations = border.map { abs(Double($0) - median) }.sorted()
         return (median, deviations[deviations.count / 2])
     }
+}
+
+/// Per-cell sums of a source's samples, added a rectangle at a time.
+private struct CellSums {
+    let cell: Int
+    let width: Int
+    let height: Int
+    let channels: Int
+    private var sums: [Double]
+    private var counts: [Double]
+
+    /// Cells of `cell²` pixels, `cell` the smallest that puts at most `maxDimension` along the longer side.
+    init(sourceWidth: Int, sourceHeight: Int, channels: Int, maxDimension: Int) {
+        cell = max(1, (max(sourceWidth, sourceHeight) + maxDimension - 1) / maxDimension)
+        width = (sourceWidth + cell - 1) / cell
+        height = (sourceHeight + cell - 1) / cell
+        self.channels = channels
+        sums = [Double](repeating: 0, count: width * height * channels)
+        counts = [Double](repeating: 0, count: width * height)
+    }
+
+    /// Adds the interleaved samples of `rect` (row-major, `channels` per pixel).
+    @inline(__always)
+    mutating func add<Samples: RandomAccessCollection>(
+        _ samples: Samples, rect: PixelRect, _ value: (Samples.Element) -> Double
+    ) where Samples.Index == Int {
+        let start = samples.startIndex
+        for y in 0..<rect.height {
+            let cellRow = (rect.y + y) / cell * width
+            for x in 0..<rect.width {
+                let index = cellRow + (rect.x + x) / cell
+                counts[index] += 1
+                let at = start + (y * rect.width + x) * channels
+                for c in 0..<channels { sums[index * channels + c] += value(samples[at + c]) }
+            }
+        }
+    }
+
+    /// Each cell's mean per channel, interleaved.
+    var means: [Float] { sums.indices.map { Float(sums[$0] / max(1, counts[$0 / channels])) } }
 }
