@@ -47,9 +47,11 @@ package enum ImageInput {
     /// Opens `path`: image `image` of a multi-image TIFF (from 1; nil: image 1, and the notes
     /// say when there are others), at level `level`, or the level nearest `mpp` microns per pixel
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
+    /// `rowsInOrder`: the caller reads the image top to bottom, a band at a time (the overlay), so a PNG that is
+    /// not interlaced is decoded as the bands are read (`PNGRowSource`), never held whole.
     package static func open(
         path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil,
-        maxPixels: Int = PNGReader.defaultMaxPixels
+        maxPixels: Int = PNGReader.defaultMaxPixels, rowsInOrder: Bool = false
     ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
@@ -64,6 +66,9 @@ package enum ImageInput {
                 throw SlideError(
                     .noSuchLevel(level), path: path,
                     detail: "a PNG has one level: --level chooses a level of a slide")
+            }
+            if rowsInOrder, let rows = try PNGRowSource(path: path, maxPixels: maxPixels) {
+                return Opened(source: rows, format: format, level: 0, mpp: nil, levelCount: 1)
             }
             let (image, notes) = try PNGReader.readNoted(path: path, maxPixels: maxPixels)
             return Opened(

@@ -148,7 +148,7 @@ package enum PNGReader {
         return header
     }
 
-    private static func open(path: String, maxPixels: Int) throws -> (OpaquePointer, PNGHeader) {
+    static func open(path: String, maxPixels: Int) throws -> (OpaquePointer, PNGHeader) {
         guard maxPixels > 0 else {
             throw ImageIOError(.invalidArgument, path: path, detail: "the pixel limit must be positive")
         }

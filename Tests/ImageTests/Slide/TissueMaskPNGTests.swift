@@ -128,3 +128,60 @@ struct TissueMaskPNGTests {
         #expect(fields[1] > 0.15 && fields[1] < 0.18, "tissue fraction \(fields[1])")
     }
 }
+
+/// Memory audit 50 F5: `run --outputs overlay` and `export --outputs overlay` decoded the whole PNG again for
+/// the overlay (975 MiB for a 16 000² PNG); it is now decoded as the overlay goes down the image.
+@Suite("PNG rows read in order")
+struct PNGRowSourceTests {
+    @Test("regions read in order, skipped, and read again give the decoded image's samples", arguments: [8, 16])
+    func sameSamples(bitDepth: Int) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("rows.png")
+        var pngCase = PNGCase(colorType: 2, bitDepth: bitDepth)
+        pngCase.width = 23
+        pngCase.height = 29
+        try pngCase.make().0.write(to: path)
+        let decoded = try PNGReader.read(path: path)
+        let rows = try #require(try PNGRowSource(path: path))
+        #expect(rows.width == 23 && rows.height == 29 && rows.channels == 3 && rows.bitDepth == bitDepth)
+        let rects = [
+            PixelRect(y: 0, x: 0, height: 5, width: 23), PixelRect(y: 5, x: 3, height: 4, width: 7),
+            PixelRect(y: 17, x: 0, height: 1, width: 23), PixelRect(y: 2, x: 0, height: 10, width: 23),
+            PixelRect(y: 12, x: 22, height: 17, width: 1), PixelRect(y: 28, x: 0, height: 1, width: 23),
+            PixelRect(y: 0, x: 0, height: 29, width: 23),
+        ]
+        for rect in rects { #expect(try rows.readRegion(rect) == decoded.readRegion(rect), "\(rect)") }
+    }
+
+    @Test func interlacedIsDecodedWhole() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("adam7.png")
+        try PNGCase(colorType: 2, bitDepth: 8, interlaced: true).make().0.write(to: path)
+        #expect(try PNGRowSource(path: path) == nil)
+        let opened = try ImageInput.open(path: path, rowsInOrder: true)
+        #expect(opened.source is NamedImage)
+        #expect(try ImageInput.open(path: directory.file("adam7.png"), rowsInOrder: false).source is NamedImage)
+    }
+
+    /// A PNG damaged half-way: the band that reaches the damage fails naming the file, after the bands above it
+    /// were read.
+    @Test func damaged() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("damaged.png")
+        var random = SeededGenerator(seed: 5)
+        let values = (0..<(200 * 300 * 3)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        try writePNG(PixelImage(width: 300, height: 200, channels: 3, samples: .uint8(values)), to: path)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bytes[i] = 0 }
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let rows = try #require(try PNGRowSource(path: path))
+        _ = try rows.readRegion(PixelRect(y: 0, x: 0, height: 10, width: 300))
+        let error = try #require(throws: ImageIOError.self) {
+            _ = try rows.readRegion(PixelRect(y: 10, x: 0, height: 190, width: 300))
+        }
+        #expect("\(error)".contains(path))
+    }
+}

@@ -84,7 +84,7 @@ struct Export: ParsableCommand {
             }
             let opened: ImageInput.Opened
             do {
-                opened = try ImageInput.open(path: image, image: number, level: level)
+                opened = try ImageInput.open(path: image, image: number, level: level, rowsInOrder: true)
             } catch let error as SlideError {
                 // The image and level came from the map, not from the command line (docs/CLI audit 36 F15: the
                 // error blamed a --level never given).

@@ -196,7 +196,9 @@ extension Run {
         let overlay = options.kinds.contains(.overlay)
         let image =
             overlay
-            ? try ImageInput.open(path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels).source
+            ? try ImageInput.open(
+                path: path, image: header.image, level: jobOptions.level, maxPixels: maxPixels, rowsInOrder: true
+            ).source
             : nil
         let written: [String]
         if keepZarr {
