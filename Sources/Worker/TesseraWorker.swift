@@ -130,6 +130,8 @@ struct TesseraWorker: ParsableCommand {
                 the tiles or pose as the coordinator. Use --curve on untrusted networks.
                 """)
         }
+        // A worker holds its jobs' images and map stores open (several files each), and one socket.
+        ResourceUsage.raiseOpenFileLimit()
         _ = try BLAS.get()
         // `cuda:all` asks the driver how many GPUs there are: no driver is a device that cannot be opened (78,
         // which a supervisor does not restart), as for `cuda` (docs/CLI audit 36 F3: it was 1).

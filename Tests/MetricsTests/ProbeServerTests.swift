@@ -7,7 +7,7 @@ import Testing
 @Suite("Probe server: /metrics, /healthz, /readyz over plain sockets")
 struct ProbeServerTests {
     func server(
-        _ vitals: ServiceVitals, maxStall: Double = 15,
+        _ vitals: ServiceVitals, maxStall: Double = 15, aliveWhileStarting: Bool = false,
         extra: (@Sendable () -> (ready: Bool, detail: String))? = nil
     ) throws -> ProbeServer {
         let exporter = MetricsExporter()
@@ -16,7 +16,7 @@ struct ProbeServerTests {
             address: MetricsAddress(host: "127.0.0.1", port: 0),
             handler: ProbeRoutes.handler(
                 exporter: exporter, vitals: vitals, maxStallSeconds: maxStall,
-                extraReadiness: extra))
+                aliveWhileStarting: aliveWhileStarting, extraReadiness: extra))
         s.start()
         return s
     }
@@ -56,6 +56,25 @@ struct ProbeServerTests {
         #expect(reply.status == 503 && reply.body.contains("stalled"), "\(reply)")
         vitals.tick()
         #expect(try httpGet(port: Int(s.address.port), path: "/healthz").status == 200)
+    }
+
+    /// Deploy audit 51 F2: a coordinator reading a large store back does not tick its loop; its liveness probe
+    /// said "stalled" and Kubernetes restarted it mid-resume, over and over. Until first ready it is alive.
+    @Test("a coordinator that has not been ready yet is alive however long its start takes; afterwards a stall fails")
+    func aliveWhileStarting() throws {
+        let vitals = ServiceVitals()
+        let s = try server(vitals, maxStall: 0.2, aliveWhileStarting: true)
+        defer { s.stop() }
+        vitals.setReady(false, "reading the store back (3 of 100 jobs)")
+        usleep(300_000)
+        let starting = try httpGet(port: Int(s.address.port), path: "/healthz")
+        #expect(starting.status == 200 && starting.body.contains("3 of 100 jobs"), "\(starting)")
+        #expect(try httpGet(port: Int(s.address.port), path: "/readyz").status == 503)
+        vitals.setReady(true, "endpoints bound")
+        vitals.setReady(false, "stopping")
+        usleep(300_000)
+        let stalled = try httpGet(port: Int(s.address.port), path: "/healthz")
+        #expect(stalled.status == 503 && stalled.body.contains("stalled"), "\(stalled)")
     }
 
     /// A connection to `port` from `source` (another loopback address stands for another peer) that sends nothing.

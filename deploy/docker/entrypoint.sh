@@ -2,13 +2,13 @@
 # Picks the binary from the first argument: coordinator | worker | healthcheck | probe.
 set -eu
 role="${1:-worker}"
+# The role's own arguments follow it (none: a worker configured by TESSERA_WORKER_*).
+[ $# -gt 0 ] && shift
 case "$role" in
   coordinator)
-    shift
     exec /usr/local/bin/tessera-coordinator "$@"
     ;;
   worker)
-    shift
     exec /usr/local/bin/tessera-worker "$@"
     ;;
   healthcheck)
@@ -22,7 +22,7 @@ case "$role" in
     # Without: the coordinator answers a status request (configured by the container's
     # TESSERA_CLIENT_* variables: endpoint, default tcp://127.0.0.1:5556; CURVE keys),
     # a worker's binary and OpenBLAS load (also what a container running neither gets).
-    service="${2:-}"
+    service="${1:-}"
     if [ -z "$service" ]; then
       for cmdline in /proc/[0-9]*/cmdline; do
         # The first two words of the process' argument list (NUL-separated); a
@@ -53,7 +53,11 @@ ARGS
     # ADDRESS as --metrics-address takes it: HOST:PORT, :PORT or PORT (loopback); an
     # IPv6 host in brackets ([::1]:9090); a wildcard host (0.0.0.0, [::]) means loopback.
     # bash's /dev/tcp: the runtime image has no curl.
-    address="$2"; path="$3"
+    if [ $# -ne 2 ]; then
+      echo "usage: tessera-entrypoint probe ADDRESS PATH (e.g. probe :9090 /readyz)" >&2
+      exit 2
+    fi
+    address="$1"; path="$2"
     port="${address##*:}"; host="${address%:*}"
     [ "$host" = "$address" ] && host=""
     case "$host" in
@@ -70,10 +74,9 @@ ARGS
       "$host" "$port" "$path" "$header"
     ;;
   tessera-coordinator|tessera-worker)
-    shift
     exec "/usr/local/bin/$role" "$@"
     ;;
   *)
-    exec "$@"
+    exec "$role" "$@"
     ;;
 esac

@@ -136,7 +136,8 @@ start_service coordinator "$SCRATCH/coordinator.log" \
 for i in 1 2; do
   start_service "worker$i" "$SCRATCH/worker$i.log" env "${ENV_worker[@]}" "$BIN/tessera-worker" "${ARGS_worker[@]}"
 done
-# The compose health check: `tessera-coordinator status` with the coordinator's environment.
+# Ready: a status request answered with the coordinator's environment (what the health check
+# does with metrics off; compose's runs the entrypoint's `healthcheck`, an HTTP probe with them on).
 for _ in $(seq 50); do
   in_service coordinator env "${ENV_coordinator[@]}" "$BIN/tessera-coordinator" status >/dev/null 2>&1 && break
   sleep 0.2

@@ -61,11 +61,13 @@ extension CoordinatorLoop {
         let ids = store.jobIDs()
         let began = monotonicSeconds()
         var said = began
+        vitals?.setReady(false, "reading the store back (\(ids.count) jobs)")
         for (n, id) in ids.enumerated() {
             if monotonicSeconds() - said >= 10 {
                 // A large store takes a while (about 0.2 ms a job): the coordinator answers once it is read.
                 said = monotonicSeconds()
                 logger.info("store: reading back its jobs", metadata: ["read": "\(n)", "jobs": "\(ids.count)"])
+                vitals?.setReady(false, "reading the store back (\(n) of \(ids.count) jobs)")
             }
             let dir = store.directory(id)
             var linked = false

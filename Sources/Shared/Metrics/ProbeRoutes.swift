@@ -4,7 +4,10 @@ import Foundation
 ///
 /// - `/metrics`: `MetricsExporter.render()`, Prometheus text format 0.0.4;
 /// - `/healthz`: 200 while the main loop goes round (`ServiceVitals.tick`) at least
-///   every `maxStallSeconds`, else 503: for a liveness probe;
+///   every `maxStallSeconds`, else 503: for a liveness probe. With `aliveWhileStarting`, also 200
+///   until the service is first ready (a coordinator reading a large store back before its loop
+///   starts: deploy audit 51 F2, a liveness probe restarted it mid-resume, over and over);
+///   a start that never ends is a startup probe's to catch (`/readyz`);
 /// - `/readyz`: 200 once the service says it is ready and `extraReadiness` (if any)
 ///   agrees, else 503 with the reason: for a readiness probe.
 package enum ProbeRoutes {
@@ -12,7 +15,7 @@ package enum ProbeRoutes {
 
     package static func handler(
         exporter: MetricsExporter, vitals: ServiceVitals, maxStallSeconds: Double = defaultMaxStallSeconds,
-        extraReadiness: (@Sendable () -> (ready: Bool, detail: String))? = nil
+        aliveWhileStarting: Bool = false, extraReadiness: (@Sendable () -> (ready: Bool, detail: String))? = nil
     ) -> ProbeServer.Handler {
         exporter.addCollector {
             exporter.factory.makeRecorder(label: MetricName.loopStallSeconds, dimensions: [], aggregate: false)
@@ -25,6 +28,9 @@ package enum ProbeRoutes {
                     status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: exporter.render())
             case "/healthz":
                 let stall = vitals.secondsSinceTick
+                if aliveWhileStarting && stall >= maxStallSeconds && vitals.isStarting {
+                    return ProbeServer.Response(status: 200, body: "ok: starting (\(vitals.readiness.detail))\n")
+                }
                 return stall < maxStallSeconds
                     ? ProbeServer.Response(status: 200, body: "ok\n")
                     : ProbeServer.Response(

@@ -11,6 +11,8 @@ package final class ServiceVitals: @unchecked Sendable {
         var lastTick: Double
         var ready = false
         var readyDetail = "starting"
+        /// It has not been ready yet (a coordinator reading its store back).
+        var starting = true
     }
 
     private let lock = NSLock()
@@ -46,7 +48,14 @@ package final class ServiceVitals: @unchecked Sendable {
         withLock {
             $0.ready = ready
             $0.readyDetail = detail
+            if ready { $0.starting = false }
         }
+    }
+
+    /// Whether it has never been ready (any part, for combined vitals).
+    package var isStarting: Bool {
+        guard parts.isEmpty else { return parts.contains { $0.vitals.isStarting } }
+        return withLock { $0.starting }
     }
 
     /// Seconds since the loop last went round.

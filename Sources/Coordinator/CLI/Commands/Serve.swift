@@ -3,6 +3,7 @@ import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
+import TesseraCore
 import TesseraImage
 import TesseraMetrics
 import TesseraWire
@@ -181,6 +182,12 @@ struct Serve: ParsableCommand {
                 Use --curve, loopback, or a trusted network.
                 """)
         }
+        if let files = ResourceUsage.raiseOpenFileLimit(), files < maxJobs + 1024 {
+            // A file per unfinished job (its map store or raw image) and a socket per peer.
+            logger.warning(
+                "the open-file limit is \(files), below --max-jobs (\(maxJobs)) and its peers: jobs and workers past it fail with \"Too many open files\"; raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn) or lower --max-jobs"
+            )
+        }
         let context = try ZMQContext()
         var config = CoordinatorService.Configuration(
             workerEndpoint: workerEndpoint, clientEndpoint: clientEndpoint,
@@ -217,7 +224,8 @@ struct Serve: ParsableCommand {
             let server = try ProbeServer(
                 address: try MetricsAddress(parsing: text),
                 handler: ProbeRoutes.handler(
-                    exporter: exporter, vitals: service.vitals, extraReadiness: { service.storeReadiness }))
+                    exporter: exporter, vitals: service.vitals, aliveWhileStarting: true,
+                    extraReadiness: { service.storeReadiness }))
             server.start()
             warnIfExposed(server.address, logger)
             return server
