@@ -10,10 +10,11 @@ import TesseraImage
 struct SharedFiles {
     let roots: SharedRoots
     private var images = LRUCache<String, any RegionSource>(capacity: 4)
-    /// PNGs, decoded whole: up to 4 while they hold under `decodedBytes` together, the least recently used
-    /// going first (always room for the one being opened). Counted with the slides' open files, 4 stayed whatever
-    /// their size (memory audit 50 F3: 1 GB idle after four 8000² PNG jobs, 18 GB possible); a cache of two
-    /// thrashed between three jobs' PNGs, each task decoding its image again (review: 1.6× slower).
+    /// PNGs, decoded whole (a PNG cannot be read a region at a time) into raw files in the temporary folder
+    /// (`transcoded`): up to 4 while they hold under `decodedBytes` together, the least recently used going first
+    /// (always room for the one being opened). Counted with the slides' open files, 4 stayed whatever their size
+    /// (memory audit 50 F3: 1 GB idle after four 8000² PNG jobs, 18 GB possible); a cache of two thrashed between
+    /// three jobs' PNGs, each task decoding its image again (review: 1.6× slower).
     private var decoded = LRUCache<String, any RegionSource>(capacity: 4)
     /// A sixteenth of the machine's memory, from 512 MiB to 4 GiB.
     static let decodedBytes = min(4 << 30, max(512 << 20, Int(ProcessInfo.processInfo.physicalMemory / 16)))
@@ -27,7 +28,13 @@ struct SharedFiles {
     }
     private var stores = LRUCache<String, MapStore>(capacity: 8)
 
-    init(roots: [String]) { self.roots = SharedRoots(roots) }
+    /// Where PNGs are decoded to (`transcoded`).
+    let temporaryFolder: String
+
+    init(roots: [String], temporaryFolder: String = FileManager.default.temporaryDirectory.path) {
+        self.roots = SharedRoots(roots)
+        self.temporaryFolder = temporaryFolder
+    }
 
     /// Image `image` (from 1) of the file at `path`, level `level`, opened once per (path, image, level).
     /// `warn` gets what the PNG reader warned of the image data when it is opened (a TIFF's notes reach
@@ -38,7 +45,8 @@ struct SharedFiles {
         let key = "\(image):\(level):\(path)"
         if let open = images.get(key) ?? decoded.get(key) { return open }
         let resolved = try allowed(path, "image")
-        if try SlideFormat.detect(path: resolved) == .png {
+        let isPNG = try SlideFormat.detect(path: resolved) == .png
+        if isPNG {
             // Room is made before the decode, so no more than the budget's worth is ever held at once.
             let header = try ImageInput.header(path: resolved)
             let need = Self.bytes(
@@ -51,6 +59,12 @@ struct SharedFiles {
             decoded = LRUCache(capacity: 4)
             for (key, source) in kept { decoded.insert(source, for: key) }
         }
+        if isPNG, image == 1, level == 0,
+            let raw = try Self.transcoded(resolved, name: path, folder: temporaryFolder, warn: warn)
+        {
+            decoded.insert(raw, for: key)
+            return raw
+        }
         let opened = try ImageInput.open(path: resolved, image: image, level: level == 0 ? nil : level)
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
@@ -62,6 +76,29 @@ struct SharedFiles {
             images.insert(opened.source, for: key)
         }
         return opened.source
+    }
+
+    /// The PNG at `path` decoded a band of rows at a time into a raw file in the temporary folder (`TMPDIR`), read
+    /// a region at a time: what grows with the image is on disk, not in memory (memory audit 50 F5: a worker held
+    /// a 16 000² PNG's 732 MiB of samples while it mapped it). The file is unlinked once open: it goes when the
+    /// cache lets it go, or with the process, however it ends. Nil when the temporary folder cannot hold it (full,
+    /// read-only): the caller decodes it in memory, and `warn` says why.
+    private static func transcoded(
+        _ path: String, name: String, folder: String, warn: (String) -> Void
+    ) throws -> RawPixelFile? {
+        let raw = "\(folder)/tessera-worker-\(getpid())-\(UUID().uuidString).raw"
+        defer { unlink(raw) }
+        do {
+            let header = try RawPixelFile.transcode(png: path, to: raw, warn: warn)
+            return try RawPixelFile(
+                path: raw, width: header.width, height: header.height, channels: header.channels,
+                bitDepth: header.bitDepth, name: name)
+        } catch let error as ImageIOError where error.path == raw {
+            warn(
+                "this worker's temporary folder \(folder) could not take \(name) decoded (\(error.detail)): "
+                    + "it is held in memory instead")
+            return nil
+        }
     }
 
     /// Drops the decoded PNGs (the worker is idle: they would hold memory for nothing).
