@@ -95,10 +95,13 @@ enum RawUpload {
             let last = offset + band.count == total
             let crc = band.withUnsafeBytes { CRC32.update(0, $0) }
             let part = Wire.UploadPart(jobID: id, offset: UInt64(offset), crc32: crc, last: last, bytes: band)
-            // The last part is answered once the job is prepared.
+            // The last part is answered once the job is prepared: waited for as a submission is (review: it kept
+            // the old give-up path).
             let reply: WireMessage
             do {
-                reply = try client.request(.uploadPart(part), timeout: 600, attemptTimeout: last ? 300 : 60)
+                reply = try client.request(
+                    .uploadPart(part), timeout: last ? 3600 : 600, attemptTimeout: last ? 300 : 60,
+                    slowReply: last ? Submit.preparing : nil)
             } catch let error as ClusterError where last && error.description.contains(Wire.noUploadInProgress) {
                 // A last part sent again (its answer was lost with the connection) after the coordinator took
                 // it: the job exists, and is the answer.
