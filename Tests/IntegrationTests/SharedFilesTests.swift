@@ -48,6 +48,24 @@ struct SharedFilesTests {
         #expect(try files.image(path, image: 1, level: 0) as AnyObject === source as AnyObject)
     }
 
+    /// Review 29b L5: the cache was keyed by path, so a PNG written again at the same path was served stale.
+    @Test func replacedFileIsReadAgain() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("input.png")
+        func write(_ value: UInt8) throws {
+            try writePNG(
+                PixelImage(width: 8, height: 6, channels: 1, samples: .uint8(.init(repeating: value, count: 48))),
+                to: path)
+        }
+        try write(10)
+        var files = SharedFiles(roots: [directory.path], temporaryFolder: directory.path)
+        let rect = PixelRect(y: 0, x: 0, height: 1, width: 1)
+        #expect(try files.image(path, image: 1, level: 0).readRegion(rect).samples == [10])
+        try write(200)  // a new file (AtomicFile: written aside, renamed over the old one)
+        #expect(try files.image(path, image: 1, level: 0).readRegion(rect).samples == [200])
+    }
+
     /// A temporary folder that cannot take the image (missing, full): the PNG is decoded in memory, with a word.
     @Test func temporaryFolderUnusable() throws {
         let directory = try TemporaryDirectory()

@@ -42,7 +42,7 @@ struct SharedFiles {
     mutating func image(
         _ path: String, image: Int, level: Int, warn: (String) -> Void = { _ in }
     ) throws -> any RegionSource {
-        let key = "\(image):\(level):\(path)"
+        let key = "\(image):\(level):\(Self.identity(path)):\(path)"
         if let open = images.get(key) ?? decoded.get(key) { return open }
         let resolved = try allowed(path, "image")
         let isPNG = try SlideFormat.detect(path: resolved) == .png
@@ -99,6 +99,15 @@ struct SharedFiles {
                     + "it is held in memory instead")
             return nil
         }
+    }
+
+    /// The file at `path` as the cache tells it apart: device, inode, size and modification time. A file
+    /// replaced at the same path (an image written again between two jobs) is opened again, not served from
+    /// what was read of the old one (review 29b L5).
+    private static func identity(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "?" }
+        return "\(info.st_dev).\(info.st_ino).\(info.st_size).\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
     }
 
     /// Drops the decoded PNGs (the worker is idle: they would hold memory for nothing).
