@@ -6,7 +6,7 @@ import TesseraWire
 /// socket monitor; they went unlogged and uncounted (CURVE audit 30 F06: 300 such peers, no line, no count).
 extension CoordinatorLoop {
     /// The events read from each endpoint's monitor.
-    static let handshakeEvents: ZMQSocketEvent = [.handshakeFailedProtocol, .handshakeFailedNoDetail]
+    static let handshakeEvents: ZMQSocketEvent = [.handshakeFailedProtocol, .handshakeFailedNoDetail, .acceptFailed]
 
     /// Logs (rate-limited per cause, so that one retrying peer does not hide another) and counts the failed
     /// handshakes `monitor` has queued on `endpoint` ("workers", "clients"): `tessera_refusals_total{reason=…}`
@@ -15,6 +15,18 @@ extension CoordinatorLoop {
     /// mid-handshake (logged only with CURVE on: without, it is a port scan or a TCP probe).
     func readHandshakeFailures(_ monitor: borrowing ZMQMonitor, endpoint: String) {
         while let event = try? monitor.next(timeoutMilliseconds: 0) {
+            if event.event == .acceptFailed {
+                // Out of file descriptors, most often: peers then wait unanswered, and nothing was logged (deploy
+                // audit 51 F1: a worker "trying again" for ever).
+                let cause = String(cString: strerror(Int32(bitPattern: event.value)))
+                rejects.warning(
+                    "accept-failed",
+                    "cannot accept a connection: \(cause)"
+                        + (event.value == UInt32(EMFILE) || event.value == UInt32(ENFILE)
+                            ? " (the open-file limit: too many jobs or peers; raise LimitNOFILE= or ulimit -n)" : ""),
+                    metadata: ["endpoint": "\(endpoint)", "errno": "\(event.value)"])
+                continue
+            }
             if event.event == .handshakeFailedNoDetail {
                 // A peer that closed first: libzmq reports a client without CURVE this way as often as not
                 // (verification audit 32 N2), so with CURVE on it is logged too; without, it is a probe.
