@@ -31,12 +31,12 @@ struct SharedFilesTests {
         let source = try files.image(path, image: 1, level: 0) { warnings.append($0) }
         #expect(source is RawPixelFile && warnings.isEmpty, "\(type(of: source)): \(warnings)")
         #expect(source.name == path && source.bitDepth == bitDepth && source.channels == 3)
-        // Unlinked once open: nothing in the folder, the open file marked deleted.
+        // A file without a name: nothing in the folder, the open file in it marked deleted (O_TMPFILE's too).
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty)
         let links = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
             try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
         }
-        #expect(links.contains { $0.hasPrefix(scratch + "/tessera-worker-") && $0.hasSuffix("(deleted)") })
+        #expect(links.contains { $0.hasPrefix(scratch + "/") && $0.hasSuffix("(deleted)") }, "\(links)")
         let decoded = try PNGReader.read(path: path)
         for rect in [
             PixelRect(y: 0, x: 0, height: 207, width: 301), PixelRect(y: 100, x: 37, height: 50, width: 1),

@@ -63,6 +63,7 @@ extension CoordinatorLoop {
         var said = began
         vitals?.setReady(false, "reading the store back (\(ids.count) jobs)")
         for (n, id) in ids.enumerated() {
+            vitals?.tick()  // Alive: going through the store (`/healthz` while starting).
             if monotonicSeconds() - said >= 10 {
                 // A large store takes a while (about 0.2 ms a job): the coordinator answers once it is read.
                 said = monotonicSeconds()

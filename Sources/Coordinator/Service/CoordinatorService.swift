@@ -179,6 +179,7 @@ package final class CoordinatorService: Sendable {
         }
         jobsFolder.withLock { $0 = loop.store.jobsDirectory }
         started((try workerSocket.lastEndpoint, try clientSocket.lastEndpoint))
+        vitals.tick()
         vitals.setReady(true, "endpoints bound")
         let workerMonitor = try workerSocket.monitor(events: CoordinatorLoop.handshakeEvents, context: context)
         let clientMonitor = try clientSocket.monitor(events: CoordinatorLoop.handshakeEvents, context: context)

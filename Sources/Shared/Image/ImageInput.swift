@@ -233,9 +233,10 @@ extension ImageInput {
         }
         let big = max(header.width, header.height) > 8192
         if big {
+            let interlaced = (try? PNGReader.header(path: path).interlaced) ?? false
             announce(
-                "--tissue decodes the whole PNG (\(header.width)×\(header.height)) for its view, a band of rows at "
-                    + "a time: this takes a while")
+                "--tissue decodes the whole PNG (\(header.width)×\(header.height)) for its view, "
+                    + (interlaced ? "at once (it is interlaced)" : "a band of rows at a time") + ": this takes a while")
         }
         var progress = ViewProgress(big: big, what: "the PNG")
         return try TissueMask.detect(png: path, options: TissueMask.Options(tolerateDamage: tolerateDamage)) {

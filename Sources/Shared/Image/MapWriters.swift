@@ -86,7 +86,10 @@ package func writeOutputs(
 ) throws -> [String] {
     try validate(map: map, image: image, options: options)
     var written: [String] = []
-    for kind in options.kinds.sorted() {
+    // The overlay first: a PNG input is decoded as the overlay goes down it (`PNGRowSource`), so damage is found
+    // only there; first, it leaves no other output written (review: labels were written, then the overlay failed).
+    let kinds = options.kinds.sorted()
+    for kind in kinds.filter({ $0 == .overlay }) + kinds.filter({ $0 != .overlay }) {
         switch kind {
         case .prob:
             let indices = probabilityClasses(map, options)

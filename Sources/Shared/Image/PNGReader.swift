@@ -55,18 +55,7 @@ package enum PNGReader {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
         let count = header.width * header.height * header.channels
-        // A PNG is decoded whole: refused before allocating when the samples alone pass what this process may
-        // use (hostile-input audit: a 23 MB file declaring 30000² RGB 16-bit aborted allocating 5.4 GB).
-        let bytes = count * (header.bitDepth == 8 ? 1 : 2)
-        let room = SystemMemory.room
-        guard bytes <= room / 4 * 3 else {
-            throw ImageIOError(
-                .outOfMemory, path: path,
-                detail:
-                    "decoding its \(header.width)×\(header.height) pixels needs \(SystemMemory.text(bytes)) and this "
-                    + "process may use \(SystemMemory.text(room)) in all: convert it to a tiled TIFF, "
-                    + "which is read tile by tile (e.g. `vips tiffsave in.png out.tif --tile --pyramid`)")
-        }
+        try checkRoomToDecodeWhole(header, path: path)
         let rowBytes = header.width * header.channels * header.bitDepth / 8
         var message = [CChar](repeating: 0, count: cMessageSize)
         func readInto(_ base: UnsafeMutableRawPointer?) throws {
@@ -93,6 +82,24 @@ package enum PNGReader {
             PixelImage(width: header.width, height: header.height, channels: header.channels, samples: samples),
             imageNotes(reader, header)
         )
+    }
+
+    /// A PNG decoded whole is refused before allocating when its samples alone pass what this process may use
+    /// (hostile-input audit: a 23 MB file declaring 30000² RGB 16-bit aborted allocating 5.4 GB; review: an
+    /// interlaced one read by `readBands` aborted the coordinator).
+    private static func checkRoomToDecodeWhole(_ header: PNGHeader, path: String) throws {
+        let bytes = header.width * header.height * header.channels * (header.bitDepth == 8 ? 1 : 2)
+        let room = SystemMemory.room
+        guard bytes <= room / 4 * 3 else {
+            throw ImageIOError(
+                .outOfMemory, path: path,
+                detail:
+                    "decoding its \(header.width)×\(header.height) pixels"
+                    + (header.interlaced ? " (interlaced: decoded whole)" : "")
+                    + " needs \(SystemMemory.text(bytes)) and this process may use \(SystemMemory.text(room)) in all: "
+                    + "convert it to a tiled TIFF, which is read tile by tile "
+                    + "(e.g. `vips tiffsave in.png out.tif --tile --pyramid`)")
+        }
     }
 
     /// What libpng warned of the image data of `reader`, once it has read the image (`readNoted`).
@@ -123,6 +130,7 @@ package enum PNGReader {
             if status != Int32(TPNG_OK.rawValue) { throw ImageIOError(status: status, path: path, message: message) }
         }
         if header.interlaced {
+            try checkRoomToDecodeWhole(header, path: path)
             var all = [UInt8](repeating: 0, count: rowBytes * header.height)
             try all.withUnsafeMutableBytes {
                 try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count))

@@ -14,6 +14,8 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
     package let bitDepth: Int
     private let maxPixels: Int
     private let header: PNGHeader
+    /// The file's inode, size and modification time when opened: a restart reads the same file.
+    private let identity: [Int]
     private let lock = NSLock()
     /// The open reader and the next row it decodes.
     private var reader: OpaquePointer?
@@ -28,6 +30,7 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
         }
         self.reader = reader
         self.header = header
+        identity = Self.identity(path)
         self.maxPixels = maxPixels
         name = path
         width = header.width
@@ -56,8 +59,10 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
             for y in 0..<rect.height {
                 let out = y * count
                 if bitDepth == 16 {
-                    let row = raw.baseAddress!.advanced(by: y * rowBytes).assumingMemoryBound(to: UInt16.self)
-                    for i in 0..<count { samples[out + i] = Float(row[first + i]) }
+                    let row = y * rowBytes + first * 2
+                    for i in 0..<count {
+                        samples[out + i] = Float(raw.loadUnaligned(fromByteOffset: row + 2 * i, as: UInt16.self))
+                    }
                 } else {
                     for i in 0..<count { samples[out + i] = Float(raw[y * rowBytes + first + i]) }
                 }
@@ -80,10 +85,19 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
         nextRow += count
     }
 
+    private static func identity(_ path: String) -> [Int] {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return [] }
+        return [
+            Int(truncatingIfNeeded: info.st_dev), Int(truncatingIfNeeded: info.st_ino), Int(info.st_size),
+            info.st_mtim.tv_sec, info.st_mtim.tv_nsec,
+        ]
+    }
+
     /// Opens the file again at its first row; it must still be the PNG it was.
     private func restart() throws {
         let (fresh, again) = try PNGReader.open(path: name, maxPixels: maxPixels)
-        guard again == header else {
+        guard again == header, Self.identity(name) == identity else {
             tpng_reader_close(fresh)
             throw ImageIOError(.mismatch, path: name, detail: "the PNG changed while it was read")
         }

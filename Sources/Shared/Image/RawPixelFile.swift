@@ -16,12 +16,21 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
     private let fd: Int32
 
     /// Opens a raw file written by `transcode` (its shape is not stored in it).
-    package init(path: String, width: Int, height: Int, channels: Int, bitDepth: Int, name: String? = nil) throws {
-        let expected = width * height * channels * (bitDepth / 8)
+    package convenience init(
+        path: String, width: Int, height: Int, channels: Int, bitDepth: Int, name: String? = nil
+    ) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw ImageIOError(.io, path: path, detail: "cannot open: \(String(cString: strerror(errno)))")
         }
+        try self.init(
+            fd: fd, width: width, height: height, channels: channels, bitDepth: bitDepth, name: name ?? path,
+            path: path)
+    }
+
+    /// Takes over `fd` (closed on failure too), which must hold the image's samples.
+    private init(fd: Int32, width: Int, height: Int, channels: Int, bitDepth: Int, name: String, path: String) throws {
+        let expected = width * height * channels * (bitDepth / 8)
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
             close(fd)
@@ -30,7 +39,7 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
                 detail: "\(info.st_size) bytes, a \(width)×\(height)×\(channels) image needs \(expected)")
         }
         self.fd = fd
-        self.name = name ?? path
+        self.name = name
         self.width = width
         self.height = height
         self.channels = channels
@@ -38,6 +47,38 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
     }
 
     deinit { close(fd) }
+
+    /// A PNG decoded into a file of the folder `folder` that has no name (`O_TMPFILE`; where the file system
+    /// lacks it, one unlinked as soon as it is created): nothing is left behind however the process ends, and
+    /// the disk space goes with the last reference. `name` is what errors call the image. Errors about the folder
+    /// (missing, full, read-only) have its path; the PNG's own have the PNG's.
+    package static func decoded(
+        png: String, inFolder folder: String, name: String? = nil, maxPixels: Int = PNGReader.defaultMaxPixels,
+        warn: (String) -> Void = { _ in }
+    ) throws -> RawPixelFile {
+        var fd = open(folder, O_DIRECTORY | 0o20_000_000 | O_RDWR | O_CLOEXEC, 0o600)  // O_TMPFILE
+        if fd < 0 && [EOPNOTSUPP, EISDIR, EINVAL].contains(errno) {
+            let path = "\(folder)/.tessera-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).raw"
+            fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 { unlink(path) }
+        }
+        guard fd >= 0 else {
+            throw ImageIOError(
+                .io, path: folder, detail: "cannot create a file there: \(String(cString: strerror(errno)))")
+        }
+        let header: PNGHeader
+        do {
+            header = try PNGReader.readBands(path: png, maxPixels: maxPixels, warn: warn) { bytes in
+                try bytes.withUnsafeBytes { try writeAll(fd, $0, path: folder) }
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return try RawPixelFile(
+            fd: fd, width: header.width, height: header.height, channels: header.channels,
+            bitDepth: header.bitDepth, name: name ?? png, path: folder)
+    }
 
     /// Decodes the PNG at `png` into a raw file at `raw` (written, then renamed into
     /// place), a band of rows at a time; returns the PNG's header.

@@ -4,14 +4,15 @@ import Foundation
 ///
 /// - `/metrics`: `MetricsExporter.render()`, Prometheus text format 0.0.4;
 /// - `/healthz`: 200 while the main loop goes round (`ServiceVitals.tick`) at least
-///   every `maxStallSeconds`, else 503: for a liveness probe. With `aliveWhileStarting`, also 200
-///   until the service is first ready (a coordinator reading a large store back before its loop
-///   starts: deploy audit 51 F2, a liveness probe restarted it mid-resume, over and over);
-///   a start that never ends is a startup probe's to catch (`/readyz`);
+///   every `maxStallSeconds`, else 503: for a liveness probe. With `aliveWhileStarting`, until the
+///   service is first ready the limit is `maxStartingStallSeconds` (a coordinator reading a large store
+///   back ticks once per job, and one job's files may take minutes to check on a slow disk: deploy
+///   audit 51 F2, a liveness probe restarted it mid-resume, over and over);
 /// - `/readyz`: 200 once the service says it is ready and `extraReadiness` (if any)
 ///   agrees, else 503 with the reason: for a readiness probe.
 package enum ProbeRoutes {
     package static let defaultMaxStallSeconds = 15.0
+    package static let maxStartingStallSeconds = 600.0
 
     package static func handler(
         exporter: MetricsExporter, vitals: ServiceVitals, maxStallSeconds: Double = defaultMaxStallSeconds,
@@ -28,7 +29,9 @@ package enum ProbeRoutes {
                     status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: exporter.render())
             case "/healthz":
                 let stall = vitals.secondsSinceTick
-                if aliveWhileStarting && stall >= maxStallSeconds && vitals.isStarting {
+                if aliveWhileStarting && stall >= maxStallSeconds && stall < maxStartingStallSeconds
+                    && vitals.isStarting
+                {
                     return ProbeServer.Response(status: 200, body: "ok: starting (\(vitals.readiness.detail))\n")
                 }
                 return stall < maxStallSeconds

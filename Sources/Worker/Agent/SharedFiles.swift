@@ -46,10 +46,11 @@ struct SharedFiles {
         if let open = images.get(key) ?? decoded.get(key) { return open }
         let resolved = try allowed(path, "image")
         let isPNG = try SlideFormat.detect(path: resolved) == .png
+        var need = 0
         if isPNG {
             // Room is made before the decode, so no more than the budget's worth is ever held at once.
             let header = try ImageInput.header(path: resolved)
-            let need = Self.bytes(
+            need = Self.bytes(
                 width: header.width, height: header.height, channels: header.channels, bitDepth: header.bitDepth)
             // Least recently used first (`get` in that order keeps the order).
             var kept = decoded.keys.compactMap { key in decoded.get(key).map { (key, $0) } }
@@ -60,7 +61,7 @@ struct SharedFiles {
             for (key, source) in kept { decoded.insert(source, for: key) }
         }
         if isPNG, image == 1, level == 0,
-            let raw = try Self.transcoded(resolved, name: path, folder: temporaryFolder, warn: warn)
+            let raw = try Self.transcoded(resolved, name: path, bytes: need, folder: temporaryFolder, warn: warn)
         {
             decoded.insert(raw, for: key)
             return raw
@@ -78,22 +79,28 @@ struct SharedFiles {
         return opened.source
     }
 
-    /// The PNG at `path` decoded a band of rows at a time into a raw file in the temporary folder (`TMPDIR`), read
-    /// a region at a time: what grows with the image is on disk, not in memory (memory audit 50 F5: a worker held
-    /// a 16 000² PNG's 732 MiB of samples while it mapped it). The file is unlinked once open: it goes when the
-    /// cache lets it go, or with the process, however it ends. Nil when the temporary folder cannot hold it (full,
-    /// read-only): the caller decodes it in memory, and `warn` says why.
+    /// The PNG at `path` decoded a band of rows at a time into a raw file in `folder` that has no name
+    /// (`RawPixelFile.decoded`), read a region at a time: what grows with the image is on disk, not in memory
+    /// (memory audit 50 F5: a worker held a 16 000² PNG's 732 MiB of samples while it mapped it); nothing is
+    /// left behind however the worker ends. Nil when the folder cannot take its `bytes` of samples (missing,
+    /// without the room and 256 MiB to spare, read-only, full): the caller decodes it in memory, and `warn` says
+    /// why (review: filling the folder up to ENOSPC left `run`'s own store, there too, without room).
     private static func transcoded(
-        _ path: String, name: String, folder: String, warn: (String) -> Void
+        _ path: String, name: String, bytes: Int, folder: String, warn: (String) -> Void
     ) throws -> RawPixelFile? {
-        let raw = "\(folder)/tessera-worker-\(getpid())-\(UUID().uuidString).raw"
-        defer { unlink(raw) }
+        var info = statvfs()
+        if statvfs(folder, &info) == 0 {
+            let free = Int(clamping: UInt64(info.f_bavail) &* UInt64(info.f_frsize))
+            if free < bytes + (256 << 20) {
+                warn(
+                    "this worker's temporary folder \(folder) has \(SystemMemory.text(free)) free, and \(name) "
+                        + "decoded takes \(SystemMemory.text(bytes)): it is held in memory instead")
+                return nil
+            }
+        }
         do {
-            let header = try RawPixelFile.transcode(png: path, to: raw, warn: warn)
-            return try RawPixelFile(
-                path: raw, width: header.width, height: header.height, channels: header.channels,
-                bitDepth: header.bitDepth, name: name)
-        } catch let error as ImageIOError where error.path == raw {
+            return try RawPixelFile.decoded(png: path, inFolder: folder, name: name, warn: warn)
+        } catch let error as ImageIOError where error.path == folder {
             warn(
                 "this worker's temporary folder \(folder) could not take \(name) decoded (\(error.detail)): "
                     + "it is held in memory instead")

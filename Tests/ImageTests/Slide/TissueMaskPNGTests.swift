@@ -185,3 +185,53 @@ struct PNGRowSourceTests {
         #expect("\(error)".contains(path))
     }
 }
+
+/// Review of 4c75201: `readBands` decodes an interlaced PNG whole, without the room check `read` has, and the
+/// coordinator's `--tissue` view and the worker's decode now use it: a 3 MB interlaced 32 000² PNG aborted both.
+@Suite("An interlaced PNG decoded whole needs the room")
+struct InterlacedRoomTests {
+    static let probeVariable = "TESSERA_INTERLACED_ROOM_PROBE"
+
+    @Test("readBands of an interlaced PNG larger than the process may use is refused, not a crash")
+    func refused() throws {
+        if let spec = ProcessInfo.processInfo.environment[Self.probeVariable] {
+            // Child: "<png>:<result>", under a 2 GiB address-space limit.
+            let parts = spec.split(separator: ":").map(String.init)
+            var limit = rlimit(rlim_cur: 2 << 30, rlim_max: 2 << 30)
+            setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit)
+            var outcome = "read"
+            do {
+                try PNGReader.readBands(path: parts[0], maxPixels: Int.max) { _ in }
+            } catch let error as ImageIOError {
+                outcome = "\(error.kind): \(error)"
+            }
+            try outcome.write(toFile: parts[1], atomically: true, encoding: .utf8)
+            return
+        }
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let png = directory.file("interlaced.png"), result = directory.file("result.txt")
+        try Self.writeInterlacedHeader(to: png, side: 32_000)
+        let child = try runProbeChild(
+            suite: "InterlacedRoomTests/refused", variable: Self.probeVariable, value: "\(png):\(result)",
+            resultPath: result)
+        let outcome = try #require(child.result, "no result (status \(child.status)): \(child.output.suffix(2000))")
+        #expect(outcome.hasPrefix("outOfMemory") && outcome.contains("interlaced"), "\(outcome)")
+    }
+
+    /// A PNG whose header declares an interlaced `side`² RGB image, with image data long enough to pass the
+    /// reader's size check (deflate's best ratio) but never decoded.
+    static func writeInterlacedHeader(to path: String, side: Int) throws {
+        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+            let body = Array(type.utf8) + data
+            let crc = body.withUnsafeBytes { CRC32.update(0, $0) }
+            return withUnsafeBytes(of: UInt32(data.count).bigEndian, Array.init) + body
+                + withUnsafeBytes(of: crc.bigEndian, Array.init)
+        }
+        let size = withUnsafeBytes(of: UInt32(side).bigEndian, Array.init)
+        let header = size + size + [8, 2, 0, 0, 1]
+        let data = [UInt8](repeating: 0, count: side * side * 3 / 1000)
+        let bytes = [137, 80, 78, 71, 13, 10, 26, 10] + chunk("IHDR", header) + chunk("IDAT", data) + chunk("IEND", [])
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+}

@@ -193,9 +193,10 @@ final class ClusterClient {
                         // A large request that closes the connection unanswered twice was over the coordinator's
                         // limit (operator audit: a 40 MiB model waited 2 minutes, then "is it running?"); once, it
                         // may have met a coordinator restarting (chaos audit: an upload part was called too large).
-                        // A drop after a long wait for the answer was no size refusal, which closes at once (review:
-                        // a coordinator that died twice preparing a job was said to refuse the request's size).
-                        if dropped, !slow, bytes >= Self.largeRequest, largeDrops >= 1 || !isIdempotent {
+                        // A drop after a wait of seconds was no size refusal, which closes at once (reviews: a
+                        // coordinator that died twice preparing a job was said to refuse the request's size).
+                        let quick = Date().timeIntervalSince(sentAt) < 10
+                        if dropped, quick, bytes >= Self.largeRequest, largeDrops >= 1 || !isIdempotent {
                             throw ClusterError(
                                 .refused,
                                 "the coordinator at \(endpoint) closed the connection on receiving this "
@@ -211,7 +212,7 @@ final class ClusterClient {
                         // An idempotent request is asked again at once (chaos audit: an upload part waited out
                         // its 60 s attempt, a last part 300 s, silently).
                         if dropped, isIdempotent {
-                            if bytes >= Self.largeRequest && !slow { largeDrops += 1 }
+                            if bytes >= Self.largeRequest && quick { largeDrops += 1 }
                             lost = true
                             break
                         }

@@ -327,10 +327,11 @@ struct CellGrid {
             if header.bitDepth == 16 {
                 rows = bytes.count / 2 / rowSamples
                 bytes.withUnsafeBytes { raw in
-                    sums.add(
-                        raw.bindMemory(to: UInt16.self),
-                        rect: PixelRect(y: row, x: 0, height: rows, width: header.width)
-                    ) { Double($0) }
+                    raw.withMemoryRebound(to: UInt16.self) { samples in
+                        sums.add(samples, rect: PixelRect(y: row, x: 0, height: rows, width: header.width)) {
+                            Double($0)
+                        }
+                    }
                 }
             } else {
                 rows = bytes.count / rowSamples
