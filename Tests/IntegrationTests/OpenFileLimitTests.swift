@@ -34,19 +34,7 @@ struct OpenFileLimitTests {
         let port = try #require(endpoints[0].split(separator: ":").last.flatMap { Int($0) })
         var sockets: [Int32] = []
         defer { sockets.forEach { close($0) } }
-        for _ in 0..<40 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-            _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            sockets.append(fd)
-        }
+        for _ in 0..<40 { sockets.append(idleTCPConnection(to: port)) }
         let logged = Date().addingTimeInterval(10)
         while !group.log("coordinator").contains("cannot accept a connection") && Date() < logged { usleep(50_000) }
         let log = group.log("coordinator")

@@ -77,29 +77,6 @@ struct ProbeServerTests {
         #expect(stalled.status == 503 && stalled.body.contains("stalled"), "\(stalled)")
     }
 
-    /// A connection to `port` from `source` (another loopback address stands for another peer) that sends nothing.
-    static func idleConnection(to port: Int, from source: String) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, source, &local.sin_addr)
-        _ = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr)
-        _ = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return fd
-    }
-
     /// Found by an operator audit: 16 idle connections from one peer (reopened as they
     /// were closed) made every probe fail, so the kubelet restarted the pod. A peer now
     /// holds at most 4; the rest are closed at once.
@@ -111,7 +88,7 @@ struct ProbeServerTests {
         let port = Int(s.address.port)
         var idle: [Int32] = []
         defer { for fd in idle { close(fd) } }
-        for _ in 0..<40 { idle.append(Self.idleConnection(to: port, from: "127.0.0.2")) }
+        for _ in 0..<40 { idle.append(idleTCPConnection(to: port, from: "127.0.0.2")) }
         usleep(200_000)
         for _ in 0..<5 {
             let start = Date()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraCore
 
 extension ParsableCommand {
     /// `main()` with the environment: options missing from the command line are taken
@@ -12,6 +13,9 @@ extension ParsableCommand {
         // Each line out as it is printed, also into a file or a pipe (a log collector, or a
         // `timeout` that stops the command keeps everything printed before).
         setvbuf(stdout, nil, _IOLBF, 0)
+        // Maps of many small tiles have many chunk files (audit 52: `run` lost a finished map's .npy to the
+        // default soft limit of 1024 open files); the hard limit is the machine's.
+        ResourceUsage.raiseOpenFileLimit()
         let table = EnvironmentTable(Self.self, scheme: scheme)
         let applied: EnvironmentTable.Applied
         do {

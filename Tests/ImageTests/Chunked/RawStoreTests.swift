@@ -3,6 +3,7 @@ import Testing
 
 @testable import TesseraCore
 @testable import TesseraImage
+@testable import TestSupport
 
 /// The raw float32 store of an upload job on the coordinator: tiles written straight
 /// from their values, uncached (`DirectIO`), `.npy` copied from its chunks and
@@ -93,6 +94,42 @@ struct RawStoreTests {
         #expect { try NPY.write(store, to: dir + "/holes.npy") } throws: {
             ($0 as? MapStoreError)?.kind == .missingChunk
         }
+    }
+
+    static let openFilesProbe = "TESSERA_NPY_VIEW_OPEN_FILES_PROBE"
+
+    /// Audit 52: a read of the served view kept every chunk it touched open to its end; a map of many small tiles
+    /// passed the open-file limit and `run` lost its finished map's `.npy`. Read under a limit of 64 open files, a
+    /// view of 4 096 chunks gives the written file's bytes.
+    @Test func npyViewOfManyChunksUnderAFileLimit() throws {
+        if let resultPath = ProcessInfo.processInfo.environment[Self.openFilesProbe] {
+            var limit = rlimit(rlim_cur: 64, rlim_max: 64)
+            setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+            let dir = try temporaryDirectory("raw-npy-files")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let small = try MapLayout(classes: 2, height: 256, width: 256, tileSize: 4, compression: .none)
+            let store = try MapStore.create(at: dir + "/map.chunks", layout: small)
+            let full = randomMap(classes: 2, height: 256, width: 256, seed: 5)
+            for row in 0..<64 {
+                for column in 0..<64 {
+                    let tile = TileIndex(row: row, column: column)
+                    let values = crop(full, classes: 2, height: 256, width: 256, small.rect(of: tile))
+                    try values.withUnsafeBufferPointer { _ = try store.write(tile: tile, values: $0) }
+                }
+            }
+            try store.finish()
+            try NPY.write(ProbabilityMap(classes: 2, height: 256, width: 256, data: full), to: dir + "/memory.npy")
+            let view = try NPYStoreView(store)
+            let same = try view.read(offset: 0, count: view.size) == FileIO.read(dir + "/memory.npy")
+            try "\(same)".write(toFile: resultPath, atomically: true, encoding: .utf8)
+            return
+        }
+        let dir = try temporaryDirectory("raw-npy-probe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let child = try runProbeChild(
+            suite: "RawStoreTests/npyViewOfManyChunksUnderAFileLimit", variable: Self.openFilesProbe,
+            value: dir + "/result.txt", resultPath: dir + "/result.txt")
+        #expect(child.result == "true", "status \(child.status): \(child.output.suffix(2000))")
     }
 
     /// A tile never written (no tissue) is recorded when the map finishes; it reads as the fill value through
