@@ -320,7 +320,8 @@ final class LocalWorkers {
             logger.warning(
                 "a local worker died: started again (its tasks go back to the queue)",
                 metadata: [
-                    "worker": "local-\(i + 1)", "ended": "\(Self.ending(p))", "pid": "\(again.processIdentifier)",
+                    "worker": "local-\(i + 1)", "ended": "\(Self.ending(p))", "pid": "\(p.processIdentifier)",
+                    "new-pid": "\(again.processIdentifier)",
                     "restart": "\(restarts) of \(Self.maxRestarts)",
                 ])
         }
