@@ -89,12 +89,7 @@ struct SharedFilesTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = directory.file("cut.png")
-        var random = SeededGenerator(seed: 9)
-        let values = (0..<(120 * 90 * 3)).map { _ in UInt8.random(in: 0...255, using: &random) }
-        try writePNG(PixelImage(width: 120, height: 90, channels: 3, samples: .uint8(values)), to: path)
-        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bytes[i] = 0 }
-        try bytes.write(to: URL(fileURLWithPath: path))
+        try writeDamagedPNG(to: path, width: 120, height: 90, seed: 9)
         var files = SharedFiles(roots: [directory.path], temporaryFolder: directory.path)
         var warnings: [String] = []
         let error = try #require(throws: ImageIOError.self) {

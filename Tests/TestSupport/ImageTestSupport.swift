@@ -83,3 +83,14 @@ extension PixelImage {
         }
     }
 }
+
+/// Writes a `width`×`height` RGB PNG of random samples (no two runs of zlib alike, so its image data spans the
+/// file) and zeroes 64 bytes in its middle: the rows before the damage decode, the rest fail.
+package func writeDamagedPNG(to path: String, width: Int, height: Int, seed: UInt64) throws {
+    var random = SeededGenerator(seed: seed)
+    let values = (0..<(width * height * 3)).map { _ in UInt8.random(in: 0...255, using: &random) }
+    try writePNG(PixelImage(width: width, height: height, channels: 3, samples: .uint8(values)), to: path)
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bytes[i] = 0 }
+    try bytes.write(to: URL(fileURLWithPath: path))
+}

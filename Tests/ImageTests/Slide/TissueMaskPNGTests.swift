@@ -171,12 +171,7 @@ struct PNGRowSourceTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = directory.file("damaged.png")
-        var random = SeededGenerator(seed: 5)
-        let values = (0..<(200 * 300 * 3)).map { _ in UInt8.random(in: 0...255, using: &random) }
-        try writePNG(PixelImage(width: 300, height: 200, channels: 3, samples: .uint8(values)), to: path)
-        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bytes[i] = 0 }
-        try bytes.write(to: URL(fileURLWithPath: path))
+        try writeDamagedPNG(to: path, width: 300, height: 200, seed: 5)
         let rows = try #require(try PNGRowSource(path: path))
         _ = try rows.readRegion(PixelRect(y: 0, x: 0, height: 10, width: 300))
         let error = try #require(throws: ImageIOError.self) {

@@ -260,13 +260,11 @@ struct CellGrid {
         var sums = CellSums(
             sourceWidth: source.width, sourceHeight: source.height, channels: source.channels,
             maxDimension: maxDimension)
-        (cell, width, height, channels) = (sums.cell, sums.width, sums.height, sums.channels)
-        (sourceWidth, sourceHeight) = (source.width, source.height)
-        var damaged = [Bool](repeating: false, count: width * height)
+        let (cell, width) = (sums.cell, sums.width)
+        var damaged = [Bool](repeating: false, count: sums.width * sums.height)
         // Re-reads of damaged parts, bounded: past `maxFailures`, a failing block counts whole.
         var failures = 0
         let maxFailures = 256
-        let (cell, width, channels) = (cell, width, channels)
         func add(_ rect: PixelRect) throws {
             let region: PixelRegion
             do {
@@ -304,6 +302,13 @@ struct CellGrid {
                         y: by, x: bx, height: min(block, source.height - by), width: min(block, source.width - bx)))
             }
         }
+        self.init(sums, damaged: damaged)
+    }
+
+    /// The grid of `sums`, all added.
+    private init(_ sums: CellSums, damaged: [Bool]) {
+        (cell, width, height, channels) = (sums.cell, sums.width, sums.height, sums.channels)
+        (sourceWidth, sourceHeight) = (sums.sourceWidth, sums.sourceHeight)
         self.damaged = damaged
         means = sums.means
     }
@@ -317,8 +322,6 @@ struct CellGrid {
         var sums = CellSums(
             sourceWidth: header.width, sourceHeight: header.height, channels: header.channels,
             maxDimension: maxDimension)
-        (cell, width, height, channels) = (sums.cell, sums.width, sums.height, sums.channels)
-        (sourceWidth, sourceHeight) = (header.width, header.height)
         let rowSamples = header.width * header.channels
         var row = 0
         let read = try PNGReader.readBands(path: path, maxPixels: maxPixels, bandBytes: bandBytes) { bytes in
@@ -342,8 +345,7 @@ struct CellGrid {
         guard read == header, row == header.height else {
             throw ImageIOError(.truncated, path: path, detail: "the PNG changed while its tissue view was read")
         }
-        damaged = [Bool](repeating: false, count: width * height)
-        means = sums.means
+        self.init(sums, damaged: [Bool](repeating: false, count: sums.width * sums.height))
     }
 
     /// The value of full brightness: 2^bitDepth − 1, but for images of more than 8 bits the
@@ -417,6 +419,8 @@ private struct CellSums {
     let width: Int
     let height: Int
     let channels: Int
+    let sourceWidth: Int
+    let sourceHeight: Int
     private var sums: [Double]
     private var counts: [Double]
 
@@ -425,6 +429,7 @@ private struct CellSums {
         cell = max(1, (max(sourceWidth, sourceHeight) + maxDimension - 1) / maxDimension)
         width = (sourceWidth + cell - 1) / cell
         height = (sourceHeight + cell - 1) / cell
+        (self.sourceWidth, self.sourceHeight) = (sourceWidth, sourceHeight)
         self.channels = channels
         sums = [Double](repeating: 0, count: width * height * channels)
         counts = [Double](repeating: 0, count: width * height)
