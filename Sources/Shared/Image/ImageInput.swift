@@ -26,7 +26,7 @@ package enum ImageInput {
         /// What a user should know about what is mapped (a larger image elsewhere in the file…).
         package var notes: [String] {
             (source as? TIFFRegionSource)?.notes ?? (source as? OpenSlideRegionSource)?.notes
-                ?? (source as? NamedImage)?.notes ?? []
+                ?? (source as? NamedImage)?.notes ?? (source as? RawPixelFile)?.notes ?? []
         }
 
         /// "level 1 of 3, 0.50 µm/px" (or "PNG"), after "image 2 of 3, " in a file of several images.
@@ -49,9 +49,11 @@ package enum ImageInput {
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
     /// `rowsInOrder`: the caller reads the image top to bottom, a band at a time (the overlay), so a PNG that is
     /// not interlaced is decoded as the bands are read (`PNGRowSource`), never held whole.
+    /// `pngFolder`: a PNG read a region at a time (a map's tiles) is decoded once, a band of rows at a time, into a
+    /// file without a name in that folder (`decodedPNG`), not into memory.
     package static func open(
         path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil,
-        maxPixels: Int = PNGReader.defaultMaxPixels, rowsInOrder: Bool = false
+        maxPixels: Int = PNGReader.defaultMaxPixels, rowsInOrder: Bool = false, pngFolder: String? = nil
     ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
@@ -70,10 +72,17 @@ package enum ImageInput {
             if rowsInOrder, let rows = try PNGRowSource(path: path, maxPixels: maxPixels) {
                 return Opened(source: rows, format: format, level: 0, mpp: nil, levelCount: 1)
             }
+            var why: String?
+            if let pngFolder {
+                switch try decodedPNG(path, folder: pngFolder, maxPixels: maxPixels) {
+                case .decoded(let raw): return Opened(source: raw, format: format, level: 0, mpp: nil, levelCount: 1)
+                case .noRoom(let reason): why = reason
+                }
+            }
             let (image, notes) = try PNGReader.readNoted(path: path, maxPixels: maxPixels)
             return Opened(
-                source: NamedImage(image: image, name: path, notes: notes), format: format, level: 0, mpp: nil,
-                levelCount: 1)
+                source: NamedImage(image: image, name: path, notes: notes + (why.map { [$0] } ?? [])), format: format,
+                level: 0, mpp: nil, levelCount: 1)
         }
         let source = try openRegionSource(path: path, image: image, level: level, mpp: mpp)
         guard let leveled = source as? any LeveledSource, leveled.levels.indices.contains(leveled.level) else {
@@ -86,6 +95,42 @@ package enum ImageInput {
             scale: leveled.level > 0
                 ? LevelScale(levelZeroHeight: zero.height, levelZeroWidth: zero.width, downsample: chosen.downsample)
                 : nil)
+    }
+
+    private enum DecodedPNG {
+        case decoded(RawPixelFile)
+        /// Why the folder cannot take it: the PNG is then decoded in memory, and a note says so.
+        case noRoom(String)
+    }
+
+    /// The PNG at `path` decoded a band of rows at a time into a file of `folder` that has no name
+    /// (`RawPixelFile.decoded`), read a region at a time: what grows with the image is on disk, not in memory
+    /// (memory audit 50 F5: a worker held a 16 000² PNG's 732 MiB of samples while it mapped it; `run --in-process`
+    /// too); nothing is left behind however the process ends. `noRoom` when the folder cannot take the samples
+    /// (missing, without their room and 256 MiB to spare, read-only, full; review 30: filling the folder up to
+    /// ENOSPC left `run`'s own store, there too, without room).
+    private static func decodedPNG(_ path: String, folder: String, maxPixels: Int) throws -> DecodedPNG {
+        let header = try PNGReader.header(path: path, maxPixels: maxPixels)
+        let bytes = header.width * header.height * header.channels * (header.bitDepth > 8 ? 2 : 1)
+        var info = statvfs()
+        if statvfs(folder, &info) == 0 {
+            let free = Int(clamping: UInt64(info.f_bavail) &* UInt64(info.f_frsize))
+            if free < bytes + (256 << 20) {
+                return .noRoom(
+                    "the temporary folder \(folder) has \(SystemMemory.text(free)) free, and \(path) decoded takes "
+                        + "\(SystemMemory.text(bytes)): it is held in memory instead")
+            }
+        }
+        var notes: [String] = []
+        do {
+            let raw = try RawPixelFile.decoded(png: path, inFolder: folder, maxPixels: maxPixels) { notes.append($0) }
+            raw.notes = notes
+            return .decoded(raw)
+        } catch let error as ImageIOError where error.path == folder {
+            return .noRoom(
+                "the temporary folder \(folder) could not take \(path) decoded (\(error.detail)): it is held in "
+                    + "memory instead")
+        }
     }
 
     /// `--image N` (N > 1) on a PNG.

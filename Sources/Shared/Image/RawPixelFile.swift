@@ -13,6 +13,8 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
     package let height: Int
     package let channels: Int
     package let bitDepth: Int
+    /// What the PNG reader warned of as it decoded the image (`decoded`), set before the file is shared.
+    package var notes: [String] = []
     private let fd: Int32
 
     /// Opens a raw file written by `transcode` (its shape is not stored in it).

@@ -11,7 +11,7 @@ struct SharedFiles {
     let roots: SharedRoots
     private var images = LRUCache<String, any RegionSource>(capacity: 4)
     /// PNGs, decoded whole (a PNG cannot be read a region at a time) into raw files in the temporary folder
-    /// (`transcoded`): up to 4 while they hold under `decodedBytes` together, the least recently used going first
+    /// (`ImageInput.open(…, pngFolder:)`): up to 4 while they hold under `decodedBytes` together, the least recently used going first
     /// (always room for the one being opened). Counted with the slides' open files, 4 stayed whatever their size
     /// (memory audit 50 F3: 1 GB idle after four 8000² PNG jobs, 18 GB possible); a cache of two thrashed between
     /// three jobs' PNGs, each task decoding its image again (review: 1.6× slower).
@@ -28,7 +28,7 @@ struct SharedFiles {
     }
     private var stores = LRUCache<String, MapStore>(capacity: 8)
 
-    /// Where PNGs are decoded to (`transcoded`).
+    /// Where PNGs are decoded to.
     let temporaryFolder: String
 
     init(roots: [String], temporaryFolder: String = FileManager.default.temporaryDirectory.path) {
@@ -60,13 +60,8 @@ struct SharedFiles {
             decoded = LRUCache(capacity: 4)
             for (key, source) in kept { decoded.insert(source, for: key) }
         }
-        if isPNG, image == 1, level == 0,
-            let raw = try Self.transcoded(resolved, name: path, bytes: need, folder: temporaryFolder, warn: warn)
-        {
-            decoded.insert(raw, for: key)
-            return raw
-        }
-        let opened = try ImageInput.open(path: resolved, image: image, level: level == 0 ? nil : level)
+        let opened = try ImageInput.open(
+            path: resolved, image: image, level: level == 0 ? nil : level, pngFolder: temporaryFolder)
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
         }
@@ -77,35 +72,6 @@ struct SharedFiles {
             images.insert(opened.source, for: key)
         }
         return opened.source
-    }
-
-    /// The PNG at `path` decoded a band of rows at a time into a raw file in `folder` that has no name
-    /// (`RawPixelFile.decoded`), read a region at a time: what grows with the image is on disk, not in memory
-    /// (memory audit 50 F5: a worker held a 16 000² PNG's 732 MiB of samples while it mapped it); nothing is
-    /// left behind however the worker ends. Nil when the folder cannot take its `bytes` of samples (missing,
-    /// without the room and 256 MiB to spare, read-only, full): the caller decodes it in memory, and `warn` says
-    /// why (review: filling the folder up to ENOSPC left `run`'s own store, there too, without room).
-    private static func transcoded(
-        _ path: String, name: String, bytes: Int, folder: String, warn: (String) -> Void
-    ) throws -> RawPixelFile? {
-        var info = statvfs()
-        if statvfs(folder, &info) == 0 {
-            let free = Int(clamping: UInt64(info.f_bavail) &* UInt64(info.f_frsize))
-            if free < bytes + (256 << 20) {
-                warn(
-                    "this worker's temporary folder \(folder) has \(SystemMemory.text(free)) free, and \(name) "
-                        + "decoded takes \(SystemMemory.text(bytes)): it is held in memory instead")
-                return nil
-            }
-        }
-        do {
-            return try RawPixelFile.decoded(png: path, inFolder: folder, name: name, warn: warn)
-        } catch let error as ImageIOError where error.path == folder {
-            warn(
-                "this worker's temporary folder \(folder) could not take \(name) decoded (\(error.detail)): "
-                    + "it is held in memory instead")
-            return nil
-        }
     }
 
     /// The file at `path` as the cache tells it apart: device, inode, size and modification time. A file

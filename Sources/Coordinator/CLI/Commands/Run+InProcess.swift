@@ -19,8 +19,10 @@ extension Run {
     ) throws {
         let progress = Progress(stream: stderr)
         try forEachImage(interruption: interruption, logger: logger) { path in
+            // A PNG is decoded to a file without a name in TMPDIR, not into memory (memory audit 50).
             let opened = try ImageInput.open(
-                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels)
+                path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels,
+                pngFolder: FileManager.default.temporaryDirectory.path)
             let image = opened.source
             for note in opened.notes { logger.warning("\(note)", metadata: ["image": "\(path)"]) }
             if image.channels == 1 && loaded.net.inputChannels == 3 {
