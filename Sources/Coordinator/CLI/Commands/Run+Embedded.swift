@@ -252,11 +252,14 @@ final class LocalWorkers {
     private let binary: String
     private var stopping = false
     private(set) var restarts = 0
+    /// How many times each worker has been started (its replacement is named `local-N.S`).
+    private var starts: [Int]
     static let maxRestarts = 3
     private let logger = Logger(label: "tessera.run")
 
     init(binary: String, count: Int, endpoint: String, threads: Int, arguments: [String] = []) throws {
         self.binary = binary
+        starts = Array(repeating: 1, count: count)
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
@@ -276,6 +279,14 @@ final class LocalWorkers {
             }
             processes.append(p)
         }
+    }
+
+    /// The `--name` a worker process was started with.
+    static func name(_ p: Process) -> String {
+        guard let arguments = p.arguments, let at = arguments.firstIndex(of: "--name"), at + 1 < arguments.count else {
+            return "?"
+        }
+        return arguments[at + 1]
     }
 
     /// The process ids, for messages.
@@ -307,9 +318,15 @@ final class LocalWorkers {
         }
         for (i, p) in processes.enumerated() where !p.isRunning && restarts < Self.maxRestarts {
             restarts += 1
+            starts[i] += 1
             let again = Process()
             again.executableURL = p.executableURL
-            again.arguments = p.arguments
+            // A name of its own: the coordinator may not have noticed the death yet, and named the replacement
+            // apart with a warning to give each worker its own --name, which a `run` user cannot (audit 52).
+            let name = "local-\(i + 1).\(starts[i])"
+            var arguments = p.arguments ?? []
+            if let at = arguments.firstIndex(of: "--name"), at + 1 < arguments.count { arguments[at + 1] = name }
+            again.arguments = arguments
             again.environment = p.environment
             do {
                 try again.run()
@@ -320,8 +337,8 @@ final class LocalWorkers {
             logger.warning(
                 "a local worker died: started again (its tasks go back to the queue)",
                 metadata: [
-                    "worker": "local-\(i + 1)", "ended": "\(Self.ending(p))", "pid": "\(p.processIdentifier)",
-                    "new-pid": "\(again.processIdentifier)",
+                    "worker": "\(Self.name(p))", "ended": "\(Self.ending(p))", "pid": "\(p.processIdentifier)",
+                    "new-pid": "\(again.processIdentifier)", "new-name": "\(name)",
                     "restart": "\(restarts) of \(Self.maxRestarts)",
                 ])
         }
