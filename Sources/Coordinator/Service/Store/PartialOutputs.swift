@@ -34,7 +34,7 @@ package enum PartialOutputs {
     /// folder of a partial map's name, with no owner record or one of `storeRoot`). Returns it when removed.
     @discardableResult
     static func removePlanned(jobFolder dir: String, storeRoot: String, logger: Logger) -> String? {
-        guard let text = try? String(contentsOfFile: "\(dir)/\(plannedFile)", encoding: .utf8) else { return nil }
+        guard let text = FileIO.text("\(dir)/\(plannedFile)") else { return nil }
         let path = text.trimmingCharacters(in: .whitespacesAndNewlines)
         return remove(
             path, storeRoot: storeRoot,
@@ -99,7 +99,9 @@ package enum PartialOutputs {
     }
 
     private static func fields(_ file: String) -> [String: String] {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [:] }
+        // A regular file of at most 16 MiB: the folder is the client's (hostile-peer audit 54: a FIFO record
+        // blocked the preparation queue, so every later submission hung).
+        guard let text = FileIO.text(file) else { return [:] }
         var fields: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
@@ -157,7 +159,7 @@ package enum PartialOutputs {
 
     /// Whether a live coordinator holds the lock of the partial map at `path` (`PartialLock`).
     package static func isHeld(_ path: String) -> Bool {
-        let fd = open("\(path)/\(ownerFile)", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open("\(path)/\(ownerFile)", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)  // (a FIFO: not waited on)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TesseraCluster
+import TesseraImage
 
 /// The temporary stores of coordinators started without `--store` (every embedded
 /// `run`): `tessera-store-PID-UUID` in the temporary folder, removed when their
@@ -72,7 +73,7 @@ enum TemporaryStores {
     static func isAbandoned(_ path: String) -> Bool {
         let name = (path as NSString).lastPathComponent
         guard let pid = pid(of: name), StaleFolders.isOwnFolder(path, privateOnly: true) else { return false }
-        guard let marker = try? String(contentsOfFile: "\(path)/\(markerFile)", encoding: .utf8),
+        guard let marker = FileIO.text("\(path)/\(markerFile)"),
             marker == "host=\(ProcessInfo.processInfo.hostName)\n"
         else { return false }
         return !PartialOutputs.isRunning(pid) && !isLocked(path)

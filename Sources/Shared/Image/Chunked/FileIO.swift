@@ -7,10 +7,17 @@ import Darwin
 #endif
 
 /// Whole-file reads and folder helpers.
-enum FileIO {
-    /// The file's bytes, or nil if it does not exist. Other failures throw `.io`.
-    static func read(_ path: String) throws -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+package enum FileIO {
+    /// What `read` takes by default: a store's metadata (`.zattrs`, `.zarray`) and records are a few KiB.
+    package static let metadataLimit = 16 << 20
+
+    /// The bytes of the regular file at `path`, or nil if it does not exist. Files in a map store sit in a folder
+    /// a client may control (shared storage): a FIFO or device there, or a file over `limit` bytes, throws
+    /// (`.io`, `.corrupt`) without blocking or allocating (hostile-peer audit 54: a FIFO `.zattrs` froze the
+    /// coordinator's loop and every worker that opened the store; a sparse 1 TiB one aborted the coordinator).
+    package static func read(_ path: String, limit: Int = metadataLimit) throws -> [UInt8]? {
+        // Non-blocking: opening a FIFO without a writer would wait for one.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw MapStoreError(.io, path: path, detail: "cannot open: \(errnoText())")
@@ -18,7 +25,16 @@ enum FileIO {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw MapStoreError(.io, path: path, detail: "fstat: \(errnoText())") }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw MapStoreError(
+                .io, path: path,
+                detail: st.st_mode & S_IFMT == S_IFDIR
+                    ? "a folder, not a file" : "not a regular file (a FIFO, socket or device): it is not read")
+        }
         let size = Int(st.st_size)
+        guard size <= limit else {
+            throw MapStoreError(.corrupt, path: path, detail: "\(size) bytes, more than such a file holds (\(limit))")
+        }
         return try [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var offset = 0
             while offset < size {
@@ -32,6 +48,14 @@ enum FileIO {
             }
             initialized = offset
         }
+    }
+
+    /// The most a chunk of `raw` bytes can take compressed (Blosc's and zlib's overheads are far below this).
+    package static func chunkLimit(raw: Int) -> Int { raw + raw / 16 + 4096 }
+
+    /// `read`'s bytes as UTF-8 text; nil when it does not exist or cannot be read.
+    package static func text(_ path: String, limit: Int = metadataLimit) -> String? {
+        (try? read(path, limit: limit)).flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The size of a file, or nil if it does not exist.

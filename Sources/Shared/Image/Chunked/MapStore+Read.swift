@@ -93,14 +93,18 @@ extension MapStore {
     /// or nil when the file does not exist. Throws on a short or corrupt piece.
     func piece(_ tile: TileIndex, level: Int) throws -> [UInt8]? {
         let file = chunkPath(tile, level: level)
-        guard let stored = try FileIO.read(file) else { return nil }
+        guard let stored = try FileIO.read(file, limit: FileIO.chunkLimit(raw: layout.chunkBytes(level))) else {
+            return nil
+        }
         return try layout.compression.decompress(stored, expected: layout.chunkBytes(level), path: file)
     }
 
     /// The decompressed chunk (row, column) of `level` in the Zarr array, or nil when absent.
     func storedChunk(row: Int, column: Int, level: Int) throws -> [UInt8]? {
         let file = storedChunkPath(row: row, column: column, level: level)
-        guard let stored = try FileIO.read(file) else { return nil }
+        guard let stored = try FileIO.read(file, limit: FileIO.chunkLimit(raw: layout.storedChunkBytes(level))) else {
+            return nil
+        }
         return try layout.compression.decompress(stored, expected: layout.storedChunkBytes(level), path: file)
     }
 

@@ -66,7 +66,8 @@ extension MapStore {
             ? Set((layout.tileLevels..<layout.levels).map { layout.chunkKey(receipt.tile, level: $0) }) : []
         for record in receipt.chunks where !joined.contains(record.key) {
             let file = "\(path)/\(record.key)"
-            guard let bytes = try FileIO.read(file) else {
+            // No more than the receipt's size is read: a larger file fails as one of another size would.
+            guard let bytes = try FileIO.read(file, limit: record.size) else {
                 throw MapStoreError(.missingChunk, path: file, detail: "tile \(receipt.tile) has no chunk here")
             }
             guard bytes.count == record.size else {

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+
+@testable import TestSupport
+
+/// Hostile-peer audit 54 F1, F2, F5: files a client puts where a shared job's map goes. A FIFO `.zattrs` at
+/// `OUT/STEM.zarr` froze the coordinator's loop (every client and worker stalled), a sparse 1 TiB one aborted the
+/// coordinator, and a FIFO owner record in a `.STEM.zarr.partial-*` folder blocked the preparation queue (every
+/// later submission of every key hung).
+@Suite("Shared storage: FIFOs and huge files where the map goes", .serialized)
+struct HostileSharedFilesTests {
+    @Test("each submission ends with an answer, and the coordinator serves the next job")
+    func fifosAndHugeFiles() throws {
+        let group = try ProcessGroup("hostile-shared")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let shared = SharedStorageTests()
+        let (_, clients) = try shared.cluster(group, root: root, workers: 1)
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)
+        var unblock: [String] = []
+        defer {
+            // A FIFO still waited on (the old behaviour) is opened for writing, so nothing hangs past the test.
+            for fifo in unblock {
+                let fd = open(fifo, O_WRONLY | O_NONBLOCK)
+                if fd >= 0 { close(fd) }
+            }
+        }
+        for (n, kind) in ["fifo", "sparse", "owner-fifo"].enumerated() {
+            let out = "\(root)/\(kind)"
+            let folder = kind == "owner-fifo" ? out + "/.tissue.zarr.partial-x" : out + "/tissue.zarr"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            switch kind {
+            case "fifo":
+                #expect(mkfifo(folder + "/.zattrs", 0o644) == 0)
+                unblock.append(folder + "/.zattrs")
+            case "sparse":
+                #expect(FileManager.default.createFile(atPath: folder + "/.zattrs", contents: nil))
+                #expect(truncate(folder + "/.zattrs", 1 << 40) == 0)
+            default:
+                #expect(mkfifo(folder + "/tessera-owner.txt", 0o644) == 0)
+                unblock.append(folder + "/tessera-owner.txt")
+            }
+            let log = "submit-\(n)"
+            let p = try shared.submit(group, clients, image: image, out: out, mode: "dense", shared: true, log: log)
+            let status = group.wait(p, timeout: 60)
+            #expect(status != nil, "\(kind): no answer in 60 s: \(group.log(log))")
+            if kind != "owner-fifo" {
+                #expect(status != 0 && group.log(log).contains("tissue.zarr"), "\(kind): \(group.log(log))")
+            }
+        }
+        // Still serving: an upload job of another client is done.
+        let p = try shared.submit(
+            group, clients, image: image, out: group.directory + "/upload", mode: "dense", shared: false, log: "upload")
+        #expect(group.wait(p, timeout: 120) == 0, "\(group.log("upload"))\n\(group.log("coordinator"))")
+        #expect(!group.log("coordinator").contains("Fatal error"), "\(group.log("coordinator"))")
+    }
+}
