@@ -57,3 +57,29 @@ struct HostileSharedFilesTests {
         #expect(!group.log("coordinator").contains("Fatal error"), "\(group.log("coordinator"))")
     }
 }
+
+/// Audit 53 F1: an image replaced at its path while its shared job ran gave a map mixed tile by tile from both
+/// images, and the job ended "done".
+@Suite("Shared storage: an image replaced while its job runs", .serialized)
+struct ReplacedImageTests {
+    @Test("the job fails, saying the image changed; no map is left")
+    func replacedMidJob() throws {
+        let group = try ProcessGroup("replaced-image")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root + "/out", withIntermediateDirectories: true)
+        let shared = SharedStorageTests()
+        let (_, clients) = try shared.cluster(group, root: root, workers: 1, delayMs: 200)
+        let image = root + "/tissue.png", other = root + "/other.png"
+        try ClusterFixture.writeImage(to: image)
+        try ClusterFixture.writeImage(to: other, seed: 99)
+        let p = try shared.submit(
+            group, clients, image: image, out: root + "/out", mode: "dense", shared: true, log: "c")
+        let deadline = Date().addingTimeInterval(30)
+        while !group.log("coordinator").contains("job started") && Date() < deadline { usleep(20_000) }
+        #expect(rename(other, image) == 0)
+        #expect(group.wait(p, timeout: 120) != 0, "\(group.log("c"))")
+        #expect(group.log("c").contains("changed while the job ran"), "\(group.log("c"))")
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"))
+    }
+}

@@ -269,6 +269,9 @@ final class CoordinatorJob: @unchecked Sendable {
 /// the job is done, then renamed to `finalPath`.
 struct SharedJobFiles {
     let imagePath: String
+    /// The image file when the job was planned (or resumed): one replaced or rewritten while its tiles were mapped
+    /// gives a map mixed from two images, so the job then fails (audit 53 F1: it ended "done").
+    let imageIdentity: FileIdentity?
     /// The image of the file (from 1: `--image`) and its pyramid level.
     let image: Int
     let level: Int

@@ -128,6 +128,13 @@ extension CoordinatorLoop {
                         "\(problems.count) of the map's chunks changed on the shared storage after their tiles were "
                             + "written (the first: \(first)): the map is not finished; submit the job again")
                 }
+                let now = FileIdentity(path: shared.imagePath)
+                if let planned = shared.imageIdentity, now != planned {
+                    throw ClusterError(
+                        "\(shared.imagePath) changed while the job ran (planned: \(planned); now: "
+                            + (now.map { "\($0)" } ?? "unreadable")
+                            + "): its tiles may come from two images, so the map is not finished; submit the job again")
+                }
                 let key = PartialOutputs.submittingKey(shared.store.path)
                 if let joined = try shared.store.finish(damaged: damaged, submittedBy: key) {
                     logger.info("map store: \(joined)", metadata: ["job": "\(id)"])

@@ -339,6 +339,8 @@ struct JobFactory: Sendable {
         storePath: String, create: Bool
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
+        // Before the header is read: the image the job plans, checked again when it finishes.
+        let identity = FileIdentity(path: imagePath)
         let header = try ImageInput.header(
             path: imagePath, image: options.image, level: options.level, mpp: options.mpp)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
@@ -421,8 +423,8 @@ struct JobFactory: Sendable {
             ? "\(outDir)/\(stem).zarr"
             : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         let files = SharedJobFiles(
-            imagePath: imagePath, image: header.image, level: header.level, store: mapStore, finalPath: finalPath,
-            tissue: tissue)
+            imagePath: imagePath, imageIdentity: identity, image: header.image, level: header.level, store: mapStore,
+            finalPath: finalPath, tissue: tissue)
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle, plan: plan,
             preprocessing: TaskCodec.preprocessing(pre), image: nil, imageSize: size, shared: files, stem: stem,

@@ -15,7 +15,7 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
     private let maxPixels: Int
     private let header: PNGHeader
     /// The file's inode, size and modification time when opened: a restart reads the same file.
-    private let identity: [Int]
+    private let identity: FileIdentity?
     private let lock = NSLock()
     /// The open reader and the next row it decodes.
     private var reader: OpaquePointer?
@@ -30,7 +30,7 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
         }
         self.reader = reader
         self.header = header
-        identity = Self.identity(path)
+        identity = FileIdentity(path: path)
         self.maxPixels = maxPixels
         name = path
         width = header.width
@@ -85,19 +85,10 @@ package final class PNGRowSource: RegionSource, @unchecked Sendable {
         nextRow += count
     }
 
-    private static func identity(_ path: String) -> [Int] {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return [] }
-        return [
-            Int(truncatingIfNeeded: info.st_dev), Int(truncatingIfNeeded: info.st_ino), Int(info.st_size),
-            info.st_mtim.tv_sec, info.st_mtim.tv_nsec,
-        ]
-    }
-
     /// Opens the file again at its first row; it must still be the PNG it was.
     private func restart() throws {
         let (fresh, again) = try PNGReader.open(path: name, maxPixels: maxPixels)
-        guard again == header, Self.identity(name) == identity else {
+        guard again == header, FileIdentity(path: name) == identity else {
             tpng_reader_close(fresh)
             throw ImageIOError(.mismatch, path: name, detail: "the PNG changed while it was read")
         }

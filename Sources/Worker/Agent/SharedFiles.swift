@@ -77,11 +77,7 @@ struct SharedFiles {
     /// The file at `path` as the cache tells it apart: device, inode, size and modification time. A file
     /// replaced at the same path (an image written again between two jobs) is opened again, not served from
     /// what was read of the old one (review 29b L5).
-    private static func identity(_ path: String) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return "?" }
-        return "\(info.st_dev).\(info.st_ino).\(info.st_size).\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-    }
+    private static func identity(_ path: String) -> String { FileIdentity(path: path).map { "\($0)" } ?? "?" }
 
     /// Drops the decoded PNGs (the worker is idle: they would hold memory for nothing).
     mutating func dropDecoded() { decoded = LRUCache(capacity: 4) }

@@ -19,6 +19,7 @@ extension Run {
     ) throws {
         let progress = Progress(stream: stderr)
         try forEachImage(interruption: interruption, logger: logger) { path in
+            let identity = FileIdentity(path: path)
             // A PNG is decoded to a file without a name in TMPDIR, not into memory (memory audit 50).
             let opened = try ImageInput.open(
                 path: path, image: slide.image, level: slide.level, mpp: slide.mpp, maxPixels: maxPixels,
@@ -150,6 +151,12 @@ extension Run {
                     throw ClusterError(
                         "\(path): the input of every map tile is damaged (\(counts.givenUp) tiles), so "
                             + "nothing could be mapped: \(firstDamage)")
+                }
+                // A slide's tiles are read as they are mapped: one rewritten meanwhile mixes two images (audit 53 F1).
+                if let identity, FileIdentity(path: path) != identity {
+                    throw ClusterError(
+                        "\(path) changed while it was mapped: its tiles may come from two images, so the map is not "
+                            + "written; run again")
                 }
                 written = try sink.finish(image: image, logger: logger, damaged: damaged)
                 if replacing {
