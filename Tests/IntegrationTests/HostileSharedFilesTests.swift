@@ -83,3 +83,43 @@ struct ReplacedImageTests {
         #expect(!FileManager.default.fileExists(atPath: root + "/out/tissue.zarr"))
     }
 }
+
+/// Hostile-peer audit 54 F7: a worker that keeps its session (heartbeats) but never answers held a job's tasks for
+/// good while fewer than 3 of the job's tasks were measured (no straggler deadline yet): a 1-task job never
+/// ended; and a copy sent to another such worker got no copy in its turn.
+@Suite("A worker that takes a task and never answers", .serialized)
+struct SilentWorkerTests {
+    @Test("a 1-task job gets copies past two silent workers and is done")
+    func copiesPastSilentWorkers() throws {
+        let group = try ProcessGroup("silent-worker")
+        defer { group.stop() }
+        let endpoints = try group.startCoordinator(
+            extra: ["--heartbeat-ms", "300", "--straggler-unmeasured-ms", "2000", "--credit", "1"])
+        let shared = SharedStorageTests()
+        // Two workers whose task takes an hour (they keep heartbeating), listed before the good one.
+        for name in ["silent-1", "silent-2"] {
+            _ = try shared.worker(group, endpoints.workers, name, root: group.directory, delayMs: 3_600_000)
+        }
+        var deadline = Date().addingTimeInterval(30)
+        while group.log("coordinator").components(separatedBy: "worker joined").count < 3 && Date() < deadline {
+            usleep(50_000)
+        }
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 40, width: 40)
+        let submit = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", endpoints.clients] + ClusterFixture.modelFlags + [
+                "--mode", "dense", "--tile", "64", "--outputs", "npy", "--wait", "--out", group.directory + "/out",
+                image,
+            ], log: "submit")
+        deadline = Date().addingTimeInterval(30)
+        while !group.log("coordinator").contains("job started") && Date() < deadline { usleep(50_000) }
+        usleep(500_000)  // the first silent worker holds the task
+        _ = try shared.worker(group, endpoints.workers, "good", root: group.directory, delayMs: 0)
+        // 2 s to the first copy (to silent-2 or good), 2 s more to the second.
+        #expect(group.wait(submit, timeout: 60) == 0, "\(group.log("submit"))\n\(group.log("coordinator"))")
+        let log = group.log("coordinator")
+        #expect(log.contains("straggler: task overdue, a copy sent to another worker"), "\(log)")
+        #expect(FileManager.default.fileExists(atPath: group.directory + "/out/tissue.npy"))
+    }
+}

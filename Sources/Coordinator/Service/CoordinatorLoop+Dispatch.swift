@@ -40,12 +40,12 @@ extension CoordinatorLoop {
                 // Nor to a worker that failed the task (audit 45 S1: copies went again and again to the one free
                 // worker, which failed them at once).
                 if let k = overdue.firstIndex(where: {
-                    $0.holder != w.id && takers($0.job).contains(w.id)
+                    !$0.holders.contains(w.id) && takers($0.job).contains(w.id)
                         && !($0.job.failedOn[$0.index]?.contains(w.id) ?? false)
                 }) {
                     let late = overdue.remove(at: k)
                     guard late.job.isActive, case .running(let attempts) = late.job.states[late.index],
-                        attempts.count == 1
+                        attempts.count == late.holders.count
                     else { continue }
                     guard send(late.job, late.index, to: w, socket) else { break }
                     late.job.copiesSent += 1
@@ -53,8 +53,9 @@ extension CoordinatorLoop {
                         "straggler: task overdue, a copy sent to another worker",
                         metadata: [
                             "job": "\(late.job.id)", "task": "\(late.index)",
-                            "worker": "\(workers[late.holder]?.name ?? "?")", "copy-to": "\(w.name)",
-                            "running": "\(String(format: "%.2f", now - attempts[0].since))s",
+                            "worker": "\(attempts.map { workers[$0.worker]?.name ?? "?" }.joined(separator: ", "))",
+                            "copy-to": "\(w.name)",
+                            "running": "\(String(format: "%.2f", now - (attempts.map(\.since).max() ?? now)))s",
                             "deadline": "\(String(format: "%.2f", late.deadline))s",
                         ])
                     continue
@@ -103,21 +104,30 @@ extension CoordinatorLoop {
     struct Overdue {
         let job: CoordinatorJob
         let index: Int
-        let holder: RoutingID
+        /// The workers running it now.
+        let holders: Set<RoutingID>
         let deadline: Double
     }
 
-    /// Running tasks with a single copy that have run past their job's deadline, most overdue first.
+    /// Running tasks whose newest attempt has run past their job's deadline (with copies to spare), most overdue
+    /// first.
     func overdueTasks(_ now: Double) -> [Overdue] {
         var out: [(Overdue, Double)] = []
+        let policy = configuration.stragglers
         for id in jobOrder {
-            guard let job = jobs[id], job.isActive, job.running > 0, let limit = job.taskDeadline else { continue }
+            guard let job = jobs[id], job.isActive, job.running > 0 else { continue }
+            // Unmeasured, only once none of the job's tasks waits: its slow first tasks must not push its queued
+            // ones back.
+            guard job.taskDeadline != nil || job.pending.isEmpty else { continue }
+            let limit = job.taskDeadline ?? policy.unmeasuredSeconds
             for (index, state) in job.states.enumerated() {
-                if case .running(let a) = state, a.count == 1, now - a[0].since > limit {
+                if case .running(let a) = state, a.count <= policy.maxCopies, let newest = a.map(\.since).max(),
+                    now - newest > limit
+                {
                     out.append(
                         (
-                            Overdue(job: job, index: index, holder: a[0].worker, deadline: limit),
-                            now - a[0].since - limit
+                            Overdue(job: job, index: index, holders: Set(a.map(\.worker)), deadline: limit),
+                            now - newest - limit
                         ))
                 }
             }

@@ -11,6 +11,13 @@ package struct StragglerPolicy: Sendable, Equatable {
     /// Which quantile of the measured times (0.5 = median).
     package var quantile: Double = 0.5
     package var minSamples = 3
+    /// The deadline while fewer than `minSamples` of the job's tasks are measured (and none is queued): a worker that keeps its session
+    /// (heartbeats) but never answers held a job's first tasks for good (hostile-peer audit 54 F7: a 1-task job
+    /// never ended).
+    package var unmeasuredSeconds: Double = 300
+    /// Copies a task may get, each once the newest attempt is overdue in its turn (a copy sent to another silent
+    /// session got none: audit 54 F7, 8 such sessions stalled a 16-task job).
+    package var maxCopies = 2
     /// The most recent task times kept per job.
     package static let window = 512
 
@@ -21,9 +28,9 @@ package struct StragglerPolicy: Sendable, Equatable {
         self.minSamples = minSamples
     }
 
-    /// The deadline for the job's tasks given its measured task times, nil while too few are measured.
-    package func deadline(samples: [Double]) -> Double? {
-        guard samples.count >= max(1, minSamples) else { return nil }
+    /// The deadline for the job's tasks given its measured task times; `unmeasuredSeconds` while too few are.
+    package func deadline(samples: [Double]) -> Double {
+        guard samples.count >= max(1, minSamples) else { return unmeasuredSeconds }
         let sorted = samples.sorted()
         let q = sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * quantile).rounded()))]
         return max(floorSeconds, factor * q)

@@ -76,6 +76,7 @@ struct Serve: ParsableCommand {
     var heartbeatLiveness = 3
     @Option(help: .hidden) var stragglerFloorMs = 10_000
     @Option(help: .hidden) var stragglerFactor = 3.0
+    @Option(help: .hidden) var stragglerUnmeasuredMs = 300_000
     @Option(help: .hidden) var readyFile: String?
     @Option(
         help: ArgumentHelp(
@@ -203,6 +204,7 @@ struct Serve: ParsableCommand {
         config.heartbeat.liveness = heartbeatLiveness
         config.stragglers.floorSeconds = Double(stragglerFloorMs) / 1000
         config.stragglers.factor = stragglerFactor
+        config.stragglers.unmeasuredSeconds = Double(max(1, stragglerUnmeasuredMs)) / 1000
         config.maxPixels = maxPixels
         config.maxJobsPerKey = maxJobsPerKey
         config.maxJobs = maxJobs
