@@ -93,3 +93,35 @@ struct HostileStoreFileTests {
         #expect(throws: MapStoreError.self) { try store.piece(tile, level: 0) }
     }
 }
+
+/// Hostile-peer audit 54 F3: a link put in place of one of a partial store's folders had workers (and the
+/// coordinator, finishing) write chunks wherever the link pointed, outside every --shared-root.
+@Suite("Store folders replaced by links")
+struct StoreLinkTests {
+    @Test("a chunk is not written through a link in place of a store folder")
+    func noWriteThroughLinks() throws {
+        let dir = try temporaryDirectory("links")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let outside = dir + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        for compression in ChunkCompression.allCases {
+            let layout = try MapLayout(classes: 2, height: 70, width: 90, tileSize: 32, compression: compression)
+            let path = dir + "/\(compression).zarr"
+            let store = try MapStore.create(at: path, layout: layout)
+            let tile = TileIndex(row: 1, column: 1)
+            let folder = (store.chunkPath(tile, level: 0) as NSString).deletingLastPathComponent
+            try FileManager.default.removeItem(atPath: folder)
+            try FileManager.default.createSymbolicLink(atPath: folder, withDestinationPath: outside)
+            let values = [Float](repeating: 0.25, count: 2 * 32 * 32)
+            #expect {
+                _ = try values.withUnsafeBufferPointer { try store.write(tile: tile, values: $0) }
+            } throws: { error in
+                "\(error)".contains(folder) && "\(error)".contains("link")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+            // A tile whose folders are the store's own is written as before.
+            _ = try values.withUnsafeBufferPointer { try store.write(tile: TileIndex(row: 0, column: 0), values: $0) }
+            #expect(FileManager.default.fileExists(atPath: store.chunkPath(TileIndex(row: 0, column: 0), level: 0)))
+        }
+    }
+}

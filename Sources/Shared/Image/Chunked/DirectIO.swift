@@ -43,6 +43,13 @@ enum DirectIO {
         return fd
     }
 
+    /// `openat` (relative to the folder `directory`) with `O_DIRECT` where the file system allows it, else without.
+    static func open(in directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Int32 {
+        let fd = openat(directory, name, flags | flag | O_CLOEXEC, mode)
+        if fd < 0 && errno == EINVAL { return openat(directory, name, flags | O_CLOEXEC, mode) }
+        return fd
+    }
+
     /// Turns `O_DIRECT` off on `fd` after a transfer it refused (`EINVAL`); false if it was not on.
     static func disable(_ fd: Int32) -> Bool {
         let flags = fcntl(fd, F_GETFL)

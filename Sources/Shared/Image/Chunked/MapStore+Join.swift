@@ -61,7 +61,8 @@ extension MapStore {
         let stored =
             layout.compression == .none
             ? chunk : try chunk.withUnsafeBytes { try layout.compression.compress($0, sampleSize: sample) }
-        try AtomicFile.write(stored, to: storedChunkPath(row: row, column: column, level: level), durable: true)
+        try AtomicFile.write(
+            stored, to: storedChunkPath(row: row, column: column, level: level), durable: true, within: path)
         return found
     }
 

@@ -54,7 +54,7 @@ extension MapStore {
             }
         }
         var crc: UInt32 = 0
-        try AtomicFile.write(to: chunkPath(tile, level: 0), durable: durable, uncached: true) { fd, put in
+        try AtomicFile.write(to: chunkPath(tile, level: 0), durable: durable, uncached: true, within: path) { fd, put in
             try DirectIO.withStaging { staging in
                 var offset = 0
                 while offset < size {

@@ -32,7 +32,8 @@ extension MapStore {
             throw MapStoreError(.invalidArgument, path: path, detail: "the encoded tile does not fit this store")
         }
         for level in (0..<layout.levels).reversed() {
-            try AtomicFile.write(encoded.chunks[level], to: chunkPath(encoded.tile, level: level), durable: durable)
+            try AtomicFile.write(
+                encoded.chunks[level], to: chunkPath(encoded.tile, level: level), durable: durable, within: path)
         }
         return encoded.receipt
     }
