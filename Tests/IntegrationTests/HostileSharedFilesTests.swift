@@ -123,3 +123,23 @@ struct SilentWorkerTests {
         #expect(FileManager.default.fileExists(atPath: group.directory + "/out/tissue.npy"))
     }
 }
+
+/// Hostile-peer audit 54 F8: serve --max-pixels was not applied to a shared-storage job's PNG (9 Mpx passed a
+/// 1 Mpx limit), which every worker then decodes to its disk.
+@Suite("Shared storage: serve --max-pixels", .serialized)
+struct SharedMaxPixelsTests {
+    @Test("a shared PNG over the limit is refused, naming the configured limit")
+    func refused() throws {
+        let group = try ProcessGroup("shared-max-pixels")
+        defer { group.stop() }
+        let root = group.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let shared = SharedStorageTests()
+        let (_, clients) = try shared.cluster(group, root: root, workers: 1, extra: ["--max-pixels", "20000"])
+        let image = root + "/tissue.png"
+        try ClusterFixture.writeImage(to: image)  // 190×150 = 28 500 pixels
+        let p = try shared.submit(group, clients, image: image, out: root, mode: "dense", shared: true, log: "c")
+        #expect(group.wait(p, timeout: 60) != 0, "\(group.log("c"))")
+        #expect(group.log("c").contains("20000"), "\(group.log("c"))")
+    }
+}

@@ -341,8 +341,10 @@ struct JobFactory: Sendable {
         let plan = try self.plan(bundle, options)
         // Before the header is read: the image the job plans, checked again when it finishes.
         let identity = FileIdentity(path: imagePath)
+        // A PNG (decoded whole by each worker, to its disk) within serve --max-pixels, as an upload's (audit 54 F8).
         let header = try ImageInput.header(
-            path: imagePath, image: options.image, level: options.level, mpp: options.mpp)
+            path: imagePath, image: options.image, level: options.level, mpp: options.mpp,
+            maxPixels: configuration.maxPixels)
         let pre = try TaskCodec.preprocessing(preprocessing).validated(channels: plan.inputChannels)
         _ = try ChannelMapping.resolve(
             imageChannels: header.channels, netChannels: plan.inputChannels, order: pre.channelOrder)
