@@ -141,5 +141,16 @@ struct SharedMaxPixelsTests {
         let p = try shared.submit(group, clients, image: image, out: root, mode: "dense", shared: true, log: "c")
         #expect(group.wait(p, timeout: 60) != 0, "\(group.log("c"))")
         #expect(group.log("c").contains("20000"), "\(group.log("c"))")
+        // Audit 54 F11: a name with a newline and an escape forged coordinator log lines and reached other users'
+        // terminals through `status`. Refused, the name shown with '?'.
+        let evil = root + "/evil\n2026-01-01T00:00:00+0000 critical forged \u{1B}[31m.png"
+        try ClusterFixture.writeImage(to: evil, height: 40, width: 40)
+        let q = try shared.submit(group, clients, image: evil, out: root, mode: "dense", shared: true, log: "evil")
+        #expect(group.wait(q, timeout: 60) != 0, "\(group.log("evil"))")
+        #expect(group.log("evil").contains("control characters"), "\(group.log("evil"))")
+        // No line of the log begins with the forged stamp, and no escape reached it.
+        #expect(
+            !group.log("coordinator").contains("\n2026-01-01T00:00:00") && !group.log("coordinator").contains("\u{1B}"),
+            "\(group.log("coordinator"))")
     }
 }

@@ -45,6 +45,7 @@ struct JobFactory: Sendable {
         let weights = try fileBytes(spec.weights, "weights")
         guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
         let bundle = ModelBundle(prototxt: proto?.bytes ?? [], weights: weights?.bytes ?? [])
+        try Self.checkPrintable(Self.name(of: spec.image), "image")
         let (imagePath, stem, imageCheck) =
             try uploaded.map { (dir + "/image.raw", OutputOptions.stem(forInput: Self.name(of: spec.image)), $0) }
             ?? storeImage(spec.image, directory: dir)
@@ -316,6 +317,7 @@ struct JobFactory: Sendable {
     /// `path` resolved, if clients may name it: anything on an embedded coordinator
     /// (`allowLocalPaths`), else only under `--shared-root` (links resolved).
     func sharedPath(_ path: String, _ what: String) throws -> String {
+        try Self.checkPrintable(path, what)
         if configuration.allowLocalPaths { return SharedRoots.resolve(path) }
         let roots = SharedRoots(configuration.sharedRoots)
         guard !roots.roots.isEmpty else {
@@ -329,6 +331,16 @@ struct JobFactory: Sendable {
                     + "(\(roots.given.joined(separator: ", ")))")
         }
         return resolved
+    }
+
+    /// Refuses a client's name or path with control or format characters: it goes into log lines and other users'
+    /// `status`, where a newline forged whole log lines and an escape reached their terminals (hostile-peer audit 54
+    /// F11).
+    static func checkPrintable(_ name: String, _ what: String) throws {
+        guard name.printable() != name else { return }
+        throw ClusterError(
+            .invalidOption,
+            "the \(what) \(name.printable(limit: 200)) has control characters in its name ('?' here): rename it")
     }
 
     /// Plans a shared-storage job from the image's header and creates (or, resuming,
