@@ -322,3 +322,40 @@ struct ONNXImportTests {
         #expect(e?.kind == .preprocessing)
     }
 }
+
+/// Hostile-peer audit 54 F9: each tensor's external data was checked against its file only, so tensors that each
+/// named a whole sparse 1 GiB file made the coordinator hold N GiB before protobuf's 2 GiB refused the model.
+@Suite("ONNX external data: the total is bounded before it is read")
+struct ONNXExternalTotalTests {
+    @Test("three tensors of 1 GiB each are refused without reading them")
+    func totalBounded() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("w.bin").path
+        #expect(FileManager.default.createFile(atPath: data, contents: nil) && truncate(data, 1 << 30) == 0)
+        let fixture = ONNXImportTests.fixture("seed_net")
+        _ = try writeFile(dir, "model.onnx.data", Data(contentsOf: URL(fileURLWithPath: fixture + ".data")))
+        var m = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: fixture)))
+        var tensor = Onnx_TensorProto()
+        tensor.dataType = 1
+        tensor.dims = [1 << 28]
+        tensor.dataLocation = .external
+        for (key, value) in [("location", "w.bin"), ("offset", "0"), ("length", "\(1 << 30)")] {
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = key
+            entry.value = value
+            tensor.externalData.append(entry)
+        }
+        for n in 0..<3 {
+            tensor.name = "unused\(n)"
+            m.graph.initializer.append(tensor)
+        }
+        let path = try writeFile(dir, "model.onnx", Data(m.serializedBytes() as [UInt8]))
+        #expect {
+            try ONNXFiles.selfContainedBytes(path)
+        } throws: { error in
+            "\(error)".contains("more than 2 GiB") && "\(error)".contains("unused1")
+        }
+        // (Counted before any tensor is read: the whole 2 GiB was in memory before protobuf refused it.)
+    }
+}

@@ -4,6 +4,9 @@ import TesseraCore
 /// External data: the files next to a large model that hold its tensors' values,
 /// read into `raw_data` (only from the model's folder or below it).
 extension ONNXFiles {
+    /// The most external data a model may hold: it goes into one protobuf message, of at most 2 GiB.
+    static let maxExternalBytes = 2 << 30
+
     /// Replaces every external tensor's reference by its values; true when there was one.
     @discardableResult
     static func loadExternalData(
@@ -15,7 +18,11 @@ extension ONNXFiles {
         // the whole file into memory (hostile-input audit).
         var files: [String: (handle: FileHandle, size: Int)] = [:]
         defer { for f in files.values { try? f.handle.close() } }
-        func resolve(_ t: inout Onnx_TensorProto, _ where_: String) throws {
+        // The tensors together, before any is read: each within its file, all of them named one whole 1 GiB file,
+        // and the coordinator held 3.6 GiB before protobuf's limit refused the model (hostile-peer audit 54 F9).
+        var total = 0
+        // Two passes: every tensor's range checked and counted, then read.
+        func resolve(_ t: inout Onnx_TensorProto, _ where_: String, read: Bool) throws {
             guard t.dataLocation == .external else { return }
             any = true
             var entries: [String: String] = [:]
@@ -42,6 +49,16 @@ extension ONNXFiles {
                     "\(what): offset \(entries["offset"] ?? "0") and length \(entries["length"] ?? "-") "
                         + "do not fit its external-data file '\(location)' of \(size) bytes")
             }
+            guard read else {
+                total += length
+                guard total <= Self.maxExternalBytes else {
+                    throw ModelError(
+                        .weights, file: modelPath,
+                        "\(what): the external data of the model's tensors comes to more than "
+                            + "\(Self.maxExternalBytes >> 30) GiB, over protobuf's 2 GiB for the model they go into")
+                }
+                return
+            }
             let bytes: Data?
             do {
                 try handle.seek(toOffset: UInt64(offset))
@@ -60,12 +77,15 @@ extension ONNXFiles {
             t.externalData = []
             t.clearDataLocation()
         }
-        for i in model.graph.initializer.indices {
-            try resolve(&model.graph.initializer[i], "")
-        }
-        for n in model.graph.node.indices {
-            for a in model.graph.node[n].attribute.indices where model.graph.node[n].attribute[a].hasT {
-                try resolve(&model.graph.node[n].attribute[a].t, " of node '\(model.graph.node[n].name)'")
+        for read in [false, true] {
+            for i in model.graph.initializer.indices {
+                try resolve(&model.graph.initializer[i], "", read: read)
+            }
+            for n in model.graph.node.indices {
+                for a in model.graph.node[n].attribute.indices where model.graph.node[n].attribute[a].hasT {
+                    try resolve(
+                        &model.graph.node[n].attribute[a].t, " of node '\(model.graph.node[n].name)'", read: read)
+                }
             }
         }
         return any
