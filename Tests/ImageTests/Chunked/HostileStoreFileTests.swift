@@ -125,3 +125,22 @@ struct StoreLinkTests {
         }
     }
 }
+
+/// Audit 53 F2: a level whose downsample is a 17-digit number (1024/420) failed every shared job and `run` at the
+/// end with "the map store's metadata changed while the job ran": Foundation's JSON reader reads such numbers an
+/// ulp off, so the re-read layout differed from the job's.
+@Suite("Store metadata read back exactly")
+struct ExactMetadataTests {
+    @Test("a source downsample and microns per pixel read back bit for bit", arguments: [1024.0 / 420, 1024.0 / 300])
+    func roundTrip(downsample: Double) throws {
+        let dir = try temporaryDirectory("exact")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let layout = try MapLayout(
+            classes: 2, height: 420, width: 300, tileSize: 64, micronsPerPixel: 0.25 * downsample,
+            source: MapSource(
+                file: "/slides/a.tif", image: 1, level: 1,
+                scale: LevelScale(levelZeroHeight: 1024, levelZeroWidth: 1024, downsample: downsample)))
+        _ = try MapStore.create(at: dir + "/m.zarr", layout: layout)
+        #expect(try MapStore.open(at: dir + "/m.zarr").layout == layout)
+    }
+}

@@ -189,13 +189,14 @@ enum StoreMetadata {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// The image a map was computed from (`tessera.source`), when recorded.
-    static func source(_ t: [String: Any]) -> MapSource? {
+    /// The image a map was computed from (`tessera.source`), when recorded; its downsample `exact` as written
+    /// (`exactDoubles`).
+    static func source(_ t: [String: Any], exactDownsample exact: Double? = nil) -> MapSource? {
         guard let s = t["source"] as? [String: Any], let file = s["file"] as? String, let image = s["image"] as? Int,
             let level = s["level"] as? Int
         else { return nil }
         var scale: LevelScale?
-        if let d = (s["downsample"] as? NSNumber)?.doubleValue, let h = s["level0_height"] as? Int,
+        if let d = exact ?? (s["downsample"] as? NSNumber)?.doubleValue, let h = s["level0_height"] as? Int,
             let w = s["level0_width"] as? Int
         {
             scale = LevelScale(levelZeroHeight: h, levelZeroWidth: w, downsample: d)
@@ -223,15 +224,16 @@ enum StoreMetadata {
             throw fail("the tessera section lacks a field of the layout")
         }
         let layout: MapLayout
+        let exact = exactDoubles(bytes)
         do {
             layout = try MapLayout(
                 classes: classes, height: height, width: width, tileSize: tile, dtype: dtype,
                 levels: levels, classNames: t["class_names"] as? [String],
                 compression: try compression(t, fail), kept: t["kept_classes"] as? [Int],
                 netClasses: t["net_classes"] as? Int,
-                micronsPerPixel: micronsPerPixel(bytes).x ?? t["microns_per_pixel"] as? Double,
-                micronsPerPixelY: micronsPerPixel(bytes).y ?? t["microns_per_pixel_y"] as? Double,
-                tileLevels: tileLevels, source: source(t))
+                micronsPerPixel: exact.x ?? t["microns_per_pixel"] as? Double,
+                micronsPerPixelY: exact.y ?? t["microns_per_pixel_y"] as? Double,
+                tileLevels: tileLevels, source: source(t, exactDownsample: exact.downsample))
         } catch let error as MapStoreError {
             throw fail("invalid layout: \(error.detail)")
         }
@@ -239,24 +241,28 @@ enum StoreMetadata {
         return (layout, complete)
     }
 
-    /// `tessera.microns_per_pixel` as written. Read with JSONDecoder: Foundation's JSONSerialization reads many
-    /// 16–17-digit numbers an ulp off (36 % of random values measured), so a store's layout re-read at a job's
-    /// end differed from the job's, and the finished map was discarded as "changed while the job ran"
-    /// (whole-slide audit 35 F6). JSONSerialization writes them exactly.
-    private static func micronsPerPixel(_ bytes: [UInt8]) -> (x: Double?, y: Double?) {
+    /// The layout's doubles as written (`tessera.microns_per_pixel`, `_y`, `source.downsample`). Read with
+    /// JSONDecoder: Foundation's JSONSerialization reads many 16–17-digit numbers an ulp off (36 % of random
+    /// values measured), so a store's layout re-read at a job's end differed from the job's, and the finished map
+    /// was discarded as "changed while the job ran" (whole-slide audit 35 F6; audit 53 F2: a level whose
+    /// downsample is such a number). JSONSerialization writes them exactly.
+    private static func exactDoubles(_ bytes: [UInt8]) -> (x: Double?, y: Double?, downsample: Double?) {
         struct Root: Decodable {
             struct Tessera: Decodable {
+                struct Source: Decodable { let downsample: Double? }
                 let x: Double?
                 let y: Double?
+                let source: Source?
                 enum CodingKeys: String, CodingKey {
                     case x = "microns_per_pixel"
                     case y = "microns_per_pixel_y"
+                    case source
                 }
             }
             let tessera: Tessera
         }
         let read = (try? JSONDecoder().decode(Root.self, from: Data(bytes)))?.tessera
-        return (read?.x, read?.y)
+        return (read?.x, read?.y, read?.source?.downsample)
     }
 
     /// The chunks' compression: `compression`, or for stores written before it,
