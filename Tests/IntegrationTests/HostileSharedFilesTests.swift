@@ -148,6 +148,11 @@ struct SharedMaxPixelsTests {
         let q = try shared.submit(group, clients, image: evil, out: root, mode: "dense", shared: true, log: "evil")
         #expect(group.wait(q, timeout: 60) != 0, "\(group.log("evil"))")
         #expect(group.log("evil").contains("control characters"), "\(group.log("evil"))")
+        // A name's own format characters (a ZWNJ in a Persian name) and a tab are names, not attacks (review 31).
+        let persian = root + "/\u{646}\u{645}\u{648}\u{646}\u{647}\u{200C}\u{6CC}\u{6A9}\t.png"
+        try ClusterFixture.writeImage(to: persian, height: 40, width: 40)
+        let r = try shared.submit(group, clients, image: persian, out: root, mode: "dense", shared: true, log: "zwnj")
+        #expect(group.wait(r, timeout: 60) == 0, "\(group.log("zwnj"))")
         // No line of the log begins with the forged stamp, and no escape reached it.
         #expect(
             !group.log("coordinator").contains("\n2026-01-01T00:00:00") && !group.log("coordinator").contains("\u{1B}"),

@@ -130,7 +130,7 @@ final class CoordinatorJob: @unchecked Sendable {
     var secondsPerPixel: Double?
     /// Dispatch → result seconds of recent tasks, and the straggler deadline they give.
     private(set) var taskTimes: [Double] = []
-    /// Nil until a task is measured: `StragglerPolicy.unmeasuredSeconds` then.
+    /// Nil until `minSamples` tasks are measured: `StragglerPolicy.unmeasuredSeconds` then, once none waits.
     private(set) var taskDeadline: Double?
 
     private var taskTimesNext = 0

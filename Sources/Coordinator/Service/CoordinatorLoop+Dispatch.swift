@@ -121,7 +121,10 @@ extension CoordinatorLoop {
             guard job.taskDeadline != nil || job.pending.isEmpty else { continue }
             let limit = job.taskDeadline ?? policy.unmeasuredSeconds
             for (index, state) in job.states.enumerated() {
-                if case .running(let a) = state, a.count <= policy.maxCopies, let newest = a.map(\.since).max(),
+                // A second copy only while unmeasured (a copy sent to another silent session); a measured job's
+                // slow task gets one, as before.
+                if case .running(let a) = state, a.count <= (job.taskDeadline == nil ? policy.maxCopies : 1),
+                    let newest = a.map(\.since).max(),
                     now - newest > limit
                 {
                     out.append(

@@ -181,7 +181,8 @@ extension CoordinatorLoop {
 
     private func logStart(_ job: CoordinatorJob, preparedIn seconds: Double) {
         var metadata: Logger.Metadata = [
-            "job": "\(job.id)", "image": "\(job.stem)",
+            // (An uploaded image's name is the client's: printable here, as it may hold a newline.)
+            "job": "\(job.id)", "image": "\(job.stem.printable(limit: 300))",
             "prepared-s": "\(String(format: "%.2f", seconds))",
             "size": "\(job.imageSize.w)×\(job.imageSize.h)",
             "mode": "\(job.mode.rawValue)", "tile": "\(job.tile)",

@@ -196,6 +196,11 @@ extension CoordinatorLoop {
             id: id, directory: store.directory(id), options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: record.sharedImage!, stem: record.stem,
             storePath: record.sharedStore!, create: false)
+        if let planned = record.sharedImageIdentity, let now = job.shared!.imageIdentity?.description, now != planned {
+            throw ClusterError(
+                "\(record.sharedImage!) changed while the coordinator was stopped (planned: \(planned); now: \(now)): "
+                    + "the map's tiles would come from two images; submit the job again")
+        }
         job.shared!.lock = PartialLock(record.sharedStore!)  // (a store from before the record: none)
         let layout = job.shared!.store.layout
         if job.shared!.store.isFinished {

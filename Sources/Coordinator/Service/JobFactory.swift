@@ -45,7 +45,6 @@ struct JobFactory: Sendable {
         let weights = try fileBytes(spec.weights, "weights")
         guard proto != nil || weights != nil else { throw ClusterError("the job names no model files") }
         let bundle = ModelBundle(prototxt: proto?.bytes ?? [], weights: weights?.bytes ?? [])
-        try Self.checkPrintable(Self.name(of: spec.image), "image")
         let (imagePath, stem, imageCheck) =
             try uploaded.map { (dir + "/image.raw", OutputOptions.stem(forInput: Self.name(of: spec.image)), $0) }
             ?? storeImage(spec.image, directory: dir)
@@ -149,7 +148,9 @@ struct JobFactory: Sendable {
             // their regions from there, so the coordinator's memory does not grow with it.
             let header = try RawPixelFile.transcode(
                 png: imagePath, to: dir + "/image.raw", maxPixels: configuration.maxPixels,
-                warn: { [logger] in logger.warning("\($0)", metadata: ["job": "\(id)", "image": "\(stem)"]) })
+                warn: { [logger] in
+                    logger.warning("\($0)", metadata: ["job": "\(id)", "image": "\(stem.printable(limit: 300))"])
+                })
             image = try RawPixelFile(
                 path: dir + "/image.raw", width: header.width, height: header.height, channels: header.channels,
                 bitDepth: header.bitDepth, name: imagePath)
@@ -260,11 +261,12 @@ struct JobFactory: Sendable {
             }
             if !bundle.weights.isEmpty { try DurableFile.write(bundle.weights, to: dir + "/" + JobStore.modelFiles[1]) }
             try store.reserveEndingSlot(id)
-            try store.writeRecord(
-                JobRecord(
-                    mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,
-                    preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
-                    sharedImage: image, sharedStore: job.shared!.store.path, owner: owner), id)
+            var record = JobRecord(
+                mode: spec.mode, tile: job.tile, stem: stem, options: spec.outputOptions,
+                preprocessing: spec.preprocessing, modelDigest: bundle.digest.hex, imageCRC32: 0, imageBytes: 0,
+                sharedImage: image, sharedStore: job.shared!.store.path, owner: owner)
+            record.sharedImageIdentity = job.shared!.imageIdentity?.description
+            try store.writeRecord(record, id)
         }
     }
 
@@ -317,8 +319,9 @@ struct JobFactory: Sendable {
     /// `path` resolved, if clients may name it: anything on an embedded coordinator
     /// (`allowLocalPaths`), else only under `--shared-root` (links resolved).
     func sharedPath(_ path: String, _ what: String) throws -> String {
-        try Self.checkPrintable(path, what)
+        // (`run`'s own coordinator serves no one else: its user's names are taken as they are.)
         if configuration.allowLocalPaths { return SharedRoots.resolve(path) }
+        try Self.checkPrintable(path, what)
         let roots = SharedRoots(configuration.sharedRoots)
         guard !roots.roots.isEmpty else {
             throw ClusterError(
@@ -333,14 +336,20 @@ struct JobFactory: Sendable {
         return resolved
     }
 
-    /// Refuses a client's name or path with control or format characters: it goes into log lines and other users'
-    /// `status`, where a newline forged whole log lines and an escape reached their terminals (hostile-peer audit 54
-    /// F11).
+    /// Refuses a client's name or path with control characters (a newline, an escape; a tab is fine) or bidi
+    /// overrides: it goes into log lines and other users' `status`, where a newline forged whole log lines and an
+    /// escape reached their terminals (hostile-peer audit 54 F11). Other format characters (a ZWNJ in a Persian
+    /// name, an emoji's ZWJ) are names' own (review 31).
     static func checkPrintable(_ name: String, _ what: String) throws {
-        guard name.printable() != name else { return }
+        let hostile = name.unicodeScalars.contains {
+            ($0.properties.generalCategory == .control && $0 != "\t") || (0x202A...0x202E).contains($0.value)
+                || (0x2066...0x2069).contains($0.value)
+        }
+        guard hostile else { return }
         throw ClusterError(
             .invalidOption,
-            "the \(what) \(name.printable(limit: 200)) has control characters in its name ('?' here): rename it")
+            "the \(what) \(name.printable(limit: 200)) has control characters in its name (a newline, an escape; "
+                + "'?' here): rename it")
     }
 
     /// Plans a shared-storage job from the image's header and creates (or, resuming,

@@ -15,8 +15,9 @@ package struct StragglerPolicy: Sendable, Equatable {
     /// (heartbeats) but never answers held a job's first tasks for good (hostile-peer audit 54 F7: a 1-task job
     /// never ended).
     package var unmeasuredSeconds: Double = 300
-    /// Copies a task may get, each once the newest attempt is overdue in its turn (a copy sent to another silent
-    /// session got none: audit 54 F7, 8 such sessions stalled a 16-task job).
+    /// Copies a task of a job not yet measured may get, each once the newest attempt is overdue in its turn (a copy
+    /// sent to another silent session got none: audit 54 F7, 8 such sessions stalled a 16-task job); a measured
+    /// job's task gets one.
     package var maxCopies = 2
     /// The most recent task times kept per job.
     package static let window = 512
@@ -28,9 +29,10 @@ package struct StragglerPolicy: Sendable, Equatable {
         self.minSamples = minSamples
     }
 
-    /// The deadline for the job's tasks given its measured task times; `unmeasuredSeconds` while too few are.
-    package func deadline(samples: [Double]) -> Double {
-        guard samples.count >= max(1, minSamples) else { return unmeasuredSeconds }
+    /// The deadline for the job's tasks given its measured task times; nil while too few are (then
+    /// `unmeasuredSeconds` holds, once none of the job's tasks waits).
+    package func deadline(samples: [Double]) -> Double? {
+        guard samples.count >= max(1, minSamples) else { return nil }
         let sorted = samples.sorted()
         let q = sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * quantile).rounded()))]
         return max(floorSeconds, factor * q)

@@ -33,6 +33,9 @@ struct JobRecord: Equatable {
     /// (under its temporary name); nil for upload jobs.
     var sharedImage: String?
     var sharedStore: String?
+    /// The shared image's `FileIdentity` when the job was planned: a resume checks it (review 31: an image
+    /// replaced while the coordinator was down gave a map of two images, "done"). Nil in earlier records.
+    var sharedImageIdentity: String?
     /// The CURVE key name that submitted the job (roles: only it may see, cancel or
     /// fetch the job); nil or "anonymous" without CURVE.
     var owner: String?
@@ -61,6 +64,7 @@ struct JobRecord: Equatable {
         if !p.std.isEmpty { fields.append(("std", p.std.map(bits).joined(separator: ","))) }
         if let sharedImage { fields.append(("shared-image", sharedImage)) }
         if let sharedStore { fields.append(("shared-store", sharedStore)) }
+        if let sharedImageIdentity { fields.append(("shared-image-identity", sharedImageIdentity)) }
         if let owner { fields.append(("owner", owner)) }
         if let placement { fields.append(("window-placement", "\(placement)")) }
         return RecordText.encode(fields)
@@ -114,6 +118,7 @@ struct JobRecord: Equatable {
         imageBytes = n
         sharedImage = fields["shared-image"]
         sharedStore = fields["shared-store"]
+        sharedImageIdentity = fields["shared-image-identity"]
         owner = fields["owner"]
         placement = fields["window-placement"].flatMap { Int($0) }
         guard (sharedImage == nil) == (sharedStore == nil) else {
