@@ -190,8 +190,9 @@ static int check_chunk_lengths(FILE *file, long long file_size, char *message, s
             }
             type[4] = 0;
             set_message(message, size,
-                        "chunk '%s' at byte %lld declares %u bytes of data, but the file has only %lld bytes left",
-                        type, at, length, file_size - at - 8);
+                        "chunk '%s' at byte %lld declares %u bytes of data, which with its 4-byte CRC need %lld "
+                        "bytes, but the file has only %lld bytes left",
+                        type, at, length, (long long)length + 4, file_size - at - 8);
             return TPNG_ERR_TRUNCATED;
         }
         if (memcmp(head + 4, "IEND", 4) == 0) break;

@@ -167,10 +167,11 @@ extension WorkerAgent {
         let layout = store.layout
         guard layout.height == image.height, layout.width == image.width, layout.netClasses == engine.classes else {
             throw ClusterError(
-                "the store \(spec.storePath) is for a \(layout.netClasses)-class net and \(layout.height)×\(layout.width) pixels, but "
+                "the store \(spec.storePath) is for a \(layout.netClasses)-class net and \(layout.width)×\(layout.height) pixels, but "
                     + "\(spec.imagePath)\(spec.image == 1 ? "" : " image \(spec.image)") level \(spec.level) is "
-                    + "\(image.height)×\(image.width) and the net has "
-                    + "\(engine.classes) classes")
+                    + "\(image.width)×\(image.height) and the net has \(engine.classes) classes"
+                    + (layout.netClasses == engine.classes
+                        ? " (was the image replaced since the job was planned?)" : ""))
         }
         let rect = TaskCodec.pixelRect(spec.tile)
         guard let tile = layout.tile(for: rect) else {
