@@ -43,9 +43,11 @@ extension CoordinatorLoop {
                     if !keepStore { try? FileManager.default.removeItem(atPath: map.store.path) }
                     try? FileManager.default.removeItem(atPath: raw)
                 }
-                var files = try writeOutputs(
-                    map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
-                    options: written, logger: logger)
+                var files = try OutputStaging.write(written) { staged in
+                    try writeOutputs(
+                        map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
+                        options: staged, logger: logger)
+                }
                 if servedNPY {
                     _ = try NPYStoreView(map.store)  // checks that every chunk is there
                     keepStore = true

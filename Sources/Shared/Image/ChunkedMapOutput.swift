@@ -58,39 +58,49 @@ package final class ChunkedMapOutput {
         image: (any RegionSource)?, logger: Logger? = nil, damaged: [PixelRect] = []
     ) throws -> [String] {
         if let joined = try store.finish(damaged: damaged) { logger?.info("map store: \(joined)") }
-        let written = try Self.export(store, image: image, options: options, tiffDType: tiffDType, logger: logger)
-        if let finalPath {
+        let finalPath = finalPath
+        let written = try Self.export(store, image: image, options: options, tiffDType: tiffDType, logger: logger) {
+            // The zarr first, then the files written from it: all or none of them replace earlier ones.
+            guard let finalPath else { return }
             try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping
             try? FileManager.default.removeItem(atPath: finalPath)
-            guard rename(store.path, finalPath) == 0 else {
+            guard rename(self.store.path, finalPath) == 0 else {
                 throw MapStoreError(
                     .io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
             }
-            finished = true
-            return [finalPath] + written
+            self.finished = true
         }
+        if let finalPath { return [finalPath] + written }
         try? FileManager.default.removeItem(atPath: store.path)
         finished = true
         return written
     }
 
     /// Writes every output of `options` except the store itself (the TIFF export,
-    /// PNGs, `.npy`) from a finished store, band by band; returns the paths written.
-    /// `image` is the input (for the overlay; only opened when that is asked for); `tiffDType`,
-    /// the TIFF's sample type when not the store's (a float32 store's values are quantised).
+    /// PNGs, `.npy`) from a finished store, band by band, and moves them into place
+    /// together once all are written (`OutputStaging`), after `beforeMove`; returns the
+    /// paths written. `image` is the input (for the overlay; only opened when that is
+    /// asked for); `tiffDType`, the TIFF's sample type when not the store's (a float32
+    /// store's values are quantised).
     package static func export(
         _ store: MapStore, image: (any RegionSource)?, options: OutputOptions, tiffDType: MapDType? = nil,
-        logger: Logger? = nil
+        logger: Logger? = nil, beforeMove: () throws -> Void = {}
     ) throws -> [String] {
-        var written: [String] = []
-        if options.kinds.contains(.tiff) {
-            try TIFFMapExport.write(store: store, to: options.tiffPath, dtype: tiffDType)
-            written.append(options.tiffPath)
+        guard !options.kinds.subtracting([.zarr]).isEmpty else {
+            try beforeMove()
+            return []
         }
-        if !options.kinds.subtracting([.zarr, .tiff]).isEmpty {
-            written += try writeOutputs(map: store, image: image, options: options, logger: logger)
+        return try OutputStaging.write(options, beforeMove: beforeMove) { staged in
+            var written: [String] = []
+            if options.kinds.contains(.tiff) {
+                try TIFFMapExport.write(store: store, to: staged.tiffPath, dtype: tiffDType)
+                written.append(staged.tiffPath)
+            }
+            if !options.kinds.subtracting([.zarr, .tiff]).isEmpty {
+                written += try writeOutputs(map: store, image: image, options: staged, logger: logger)
+            }
+            return written
         }
-        return written
     }
 
     /// Removes the unfinished store (after a failure): nothing half-written is left.
