@@ -456,6 +456,21 @@ struct SharedStorageTests {
             log: "c4")
         #expect(group.wait(f, timeout: 90) == 1, "\(group.log("c4"))\n\(group.log("coordinator-2"))")
         #expect(group.log("c4").contains("failed 3 times") && group.log("c4").contains("corrupt"), "\(group.log("c4"))")
+        // Skipped, the map is done with that tile empty, and the client says so (audit 53 F10: it printed the map's
+        // path and nothing else).
+        let g = try group.start(
+            "tessera-coordinator",
+            ["submit", "--coordinator", clients2] + ClusterFixture.modelFlags
+                + [
+                    "--mode", "dense", "--tile", "128", "--corrupt-tiles", "skip", "--wait", "--out", root + "/out5",
+                    "--shared", bad,
+                ],
+            log: "c5")
+        #expect(group.wait(g, timeout: 90) == 0, "\(group.log("c5"))\n\(group.log("coordinator-2"))")
+        #expect(
+            group.log("c5").contains("warning") && group.log("c5").contains("map tiles left empty for damaged input")
+                && group.log("c5").contains("left empty (fill value): input damaged (first at y 0 x "),
+            "\(group.log("c5"))")
     }
 
     @Test(

@@ -601,7 +601,7 @@ extension CoordinatorLoop {
         let first = job.tasks[job.corruptSkipped[0].index].rect
         let skipped = job.corruptSkipped.count
         let note =
-            "\(skipped) map tile\(skipped == 1 ? "" : "s") left empty (fill value): input damaged "
+            "\(skipped) map tile\(skipped == 1 ? "" : "s") \(Wire.JobStatus.emptyTilesNote): input damaged "
             + "(first at y \(first.y) x \(first.x): \(job.corruptSkipped[0].reason))"
         job.message = [job.noteBeforeSkips ?? "", note].filter { !$0.isEmpty }.joined(separator: "; ")
         guard job.done == job.tasks.count else { return }

@@ -76,7 +76,17 @@ package enum ImageInput {
             if let pngFolder {
                 switch try decodedPNG(path, folder: pngFolder, maxPixels: maxPixels) {
                 case .decoded(let raw): return Opened(source: raw, format: format, level: 0, mpp: nil, levelCount: 1)
-                case .noRoom(let reason): why = reason
+                case .noRoom(let reason):
+                    // In memory, the built-in limit holds whatever was allowed on disk (a worker allows what its
+                    // coordinator admitted: review 31 F9).
+                    let header = try PNGReader.header(path: path, maxPixels: maxPixels)
+                    if header.width * header.height > PNGReader.defaultMaxPixels {
+                        throw ImageIOError(
+                            .tooLarge, path: path,
+                            detail: "\(reason), and held in memory its \(header.width)×\(header.height) pixels pass "
+                                + "the limit of \(PNGReader.defaultMaxPixels) for that: give TMPDIR a folder with room")
+                    }
+                    why = reason + ": it is held in memory instead"
                 }
             }
             let (image, notes) = try PNGReader.readNoted(path: path, maxPixels: maxPixels)
@@ -118,7 +128,7 @@ package enum ImageInput {
             if free < bytes + (256 << 20) {
                 return .noRoom(
                     "the temporary folder \(folder) has \(SystemMemory.text(free)) free, and \(path) decoded takes "
-                        + "\(SystemMemory.text(bytes)): it is held in memory instead")
+                        + "\(SystemMemory.text(bytes))")
             }
         }
         var notes: [String] = []
@@ -128,8 +138,7 @@ package enum ImageInput {
             return .decoded(raw)
         } catch let error as ImageIOError where error.path == folder {
             return .noRoom(
-                "the temporary folder \(folder) could not take \(path) decoded (\(error.detail)): it is held in "
-                    + "memory instead")
+                "the temporary folder \(folder) could not take \(path) decoded (\(error.detail))")
         }
     }
 

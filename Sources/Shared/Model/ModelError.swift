@@ -47,7 +47,7 @@ package struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     package var description: String {
         var s = ""
         if let file { s += "\(file): " }
-        if let layer { s += "layer '\(layer)': " }
+        if let layer { s += layer.isEmpty ? "a layer without a name: " : "layer '\(layer)': " }
         return (s + message).printable(keepingLines: true)
     }
 

@@ -277,6 +277,7 @@ package enum ModelLoader {
             throw e.inFile(file)
         }
         try requirePatchFits(fcn, patch: patch, file: file, limit: patchValueLimit)
+        if let note = scoresNote(classifier) { notes.append(note) }
         for n in notes {
             if n.hasPrefix(Self.warningPrefix) {
                 logger?.warning("\(n.dropFirst(Self.warningPrefix.count))")
@@ -315,6 +316,18 @@ package enum ModelLoader {
             classifier: classifier, net: fcn, geometry: geometry, layerGeometry: perLayer,
             patchSizeSource: patchSource, declaredInput: declaredInput,
             hasWeights: hasWeights, meanFileHint: meanFileHint, notes: notes)
+    }
+
+    /// A warning when the net does not end in a Softmax or Sigmoid (Identity layers aside): its map
+    /// holds raw scores, which the outputs would present as probabilities (audit 53 F7: a deploy file
+    /// without its `prob` layer mapped values −7.5…6.4, clipped in the PNGs, without a word).
+    static func scoresNote(_ net: Net) -> String? {
+        let last = net.layers.last { if case .identity = $0.op { false } else { true } }
+        guard let last, !last.op.isProbability else { return nil }
+        return Self.warningPrefix
+            + "the net ends in layer '\(last.name)' (\(last.op.typeName)), not a Softmax or Sigmoid: its map holds "
+            + "raw scores, not probabilities (PNGs, overlays and uint8/uint16 samples clamp them to [0, 1]); "
+            + "add the net's Softmax layer if it was left out"
     }
 
     /// Most activation values one patch may need at once (8 GiB of floats).

@@ -23,7 +23,13 @@ extension ModelPlan {
         while lo < hi {
             let mid = TilePlan.roundUp((lo + hi + 1) / 2, s)
             if mid > hi { break }
-            if try activationBytes(mode: mode, tile: mid) <= memoryBudget { lo = mid } else { hi = mid - s }
+            // A tile too large to size at all (past 2^48 values: a 2^31-pixel side) does not fit either (audit 53 F3: a
+            // 2147483647×1 image failed with the shape error of a square tile of that side).
+            if let bytes = try? activationBytes(mode: mode, tile: mid), bytes <= memoryBudget {
+                lo = mid
+            } else {
+                hi = mid - s
+            }
         }
         return max(s, lo)
     }

@@ -60,8 +60,12 @@ struct SharedFiles {
             decoded = LRUCache(capacity: 4)
             for (key, source) in kept { decoded.insert(source, for: key) }
         }
+        // A PNG's size was admitted by the coordinator (`serve --max-pixels`, `run --max-pixels`), which this
+        // worker follows; it is decoded to disk, band by band, so its size costs no memory here (review 31 F9:
+        // the built-in 1.5 Gpx refused what the coordinator had allowed).
         let opened = try ImageInput.open(
-            path: resolved, image: image, level: level == 0 ? nil : level, pngFolder: temporaryFolder)
+            path: resolved, image: image, level: level == 0 ? nil : level, maxPixels: .max,
+            pngFolder: temporaryFolder)
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
         }

@@ -33,6 +33,11 @@ struct SlideMetadataTests {
         tifffile.imwrite(d + '/dpi72.tif', a, resolution=(72, 72), resolutionunit='INCH', **o)
         tifffile.imwrite(d + '/ome-odd.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.8829499338332965,
             'PhysicalSizeY': 0.8829499338332965}, **o)
+        # PhysicalSizeX that is no size, and one that is no plausible one (audit 53 F11).
+        tifffile.imwrite(d + '/ome-negative.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': -0.5,
+            'PhysicalSizeY': -0.5}, **o)
+        tifffile.imwrite(d + '/ome-tiny.ome.tif', a, metadata={'axes': 'YXS', 'PhysicalSizeX': 1e-300,
+            'PhysicalSizeXUnit': 'm', 'PhysicalSizeY': 1e-300, 'PhysicalSizeYUnit': 'm'}, **o)
         # A pyramid whose SubIFD levels are striped (tifffile writes what it is asked to).
         with tifffile.TiffWriter(d + '/striped-levels.ome.tif', ome=True) as w:
             w.write(a, subifds=2, metadata={'axes': 'YXS', 'PhysicalSizeX': 0.25, 'PhysicalSizeY': 0.25}, **o)
@@ -65,6 +70,19 @@ struct SlideMetadataTests {
         // inspect-image shows it too.
         let info = try SlideInfo.inspect(path: Self.path("tags.tif"))
         #expect(info.properties.contains { $0.key.hasPrefix("note.") && $0.value == note }, "\(info.properties)")
+    }
+
+    /// Audit 53 F11: an OME PhysicalSizeX of −0.5, 0, NaN or 1e−300 m gave "µm/px unknown" and no word why.
+    @Test("An OME PhysicalSizeX that is not a (plausible) pixel size is ignored with a note")
+    func invalidOMESize() throws {
+        for (name, said) in [
+            ("ome-negative.ome.tif", #"PhysicalSizeX="-0.5" (µm) is not a pixel size: ignored, the scale is unknown"#),
+            ("ome-tiny.ome.tif", "µm/px ignored (not plausible)"),
+        ] {
+            let source = try TIFFRegionSource(path: Self.path(name))
+            #expect(source.levels[0].mpp == nil, "\(name): \(source.levels[0])")
+            #expect(source.notes.contains { $0.contains(said) }, "\(name): \(source.notes)")
+        }
     }
 
     /// Whole-slide audit 35 F7: the maps recorded the x size for both axes, so a map of non-square pixels did not

@@ -260,12 +260,21 @@ struct Submit: ParsableCommand {
             let status = try client.wait(
                 job: id, label: OutputOptions.stem(forInput: path), pixels: pixels,
                 progress: progress)
+            // The coordinator's note (tiles left empty for damaged input, tissue found, tiles restored), as `run` and
+            // `status` give it (audit 53 F10: a shared job's map with an empty tile was printed without a word).
+            var metadata: Logger.Metadata = ["job": "\(id)"]
+            if !status.message.isEmpty { metadata["note"] = "\(status.message)" }
             if shared {
                 for name in status.outputFiles { print("\(output.out)/\(name)") }
-                continue
+            } else {
+                let files = try client.fetchOutputs(job: id, files: status.outputFiles, into: output.out)
+                metadata["files"] = "\(files.count)"
             }
-            let files = try client.fetchOutputs(job: id, files: status.outputFiles, into: output.out)
-            logger.info("job done", metadata: ["job": "\(id)", "files": "\(files.count)"])
+            if status.message.contains(Wire.JobStatus.emptyTilesNote) {
+                logger.warning("job done, with map tiles left empty for damaged input", metadata: metadata)
+            } else if !shared || !status.message.isEmpty {
+                logger.info("job done", metadata: metadata)
+            }
         }
     }
 }

@@ -38,6 +38,8 @@ extension Run {
         // A Unix socket in the store: no port to allow, and no other user can join as a worker (user review F32).
         config.workerSocketInStore = true
         config.allowLocalPaths = true
+        // The limit run was given, not serve's default (review 31 F9: 2 Gpx was refused "by serve --max-pixels").
+        config.maxPixels = maxPixels
         var coordinatorLogger = Logger(label: "tessera.coordinator")
         // Notices too: a --tissue view read in full from a slide without small levels, and its progress.
         coordinatorLogger.logLevel = .notice

@@ -131,7 +131,8 @@ struct TIFFStructure: Sendable {
             self.damage = damage
             var notes = damage
             _ = try handle.select(.directory(base), level: 0)
-            if placeholder, let mppSource { notes.append(mppSource) }
+            if mpp0 == nil, recorded != nil, let mppSource { notes.append(mppSource) }
+            if let note = Self.ignoredOMEScaleNote(entry.ome, usedSource: source) { notes.append(note) }
             if requested == nil {
                 let rest = images.layouts.sorted { $0.key < $1.key }.map {
                     (TIFFDirectoryLocation.directory($0.key), $0.value)
@@ -306,6 +307,18 @@ struct TIFFStructure: Sendable {
         case 3: return (10000 / resolution, "resolution tags")
         default: return (nil, nil)
         }
+    }
+
+    /// A note when the image's OME-XML gives a PhysicalSizeX that is not a size (negative, 0, NaN) or in a unit
+    /// not known, so that the scale came from elsewhere or is unknown (audit 53 F11: dropped without a word).
+    static func ignoredOMEScaleNote(_ ome: OMEXML.Image?, usedSource: String?) -> String? {
+        guard let ome, usedSource?.hasPrefix("OME-XML") != true,
+            let text = OMEXML.string(after: "PhysicalSizeX=\"", in: ome.xml)
+        else { return nil }
+        let unit = OMEXML.string(after: "PhysicalSizeXUnit=\"", in: ome.xml) ?? "µm"
+        let instead = usedSource.map { "the \($0) give the scale" } ?? "the scale is unknown"
+        return "the OME-XML's PhysicalSizeX=\"\(text.printable(limit: 40))\" (\(unit.printable(limit: 40))) is not a "
+            + "pixel size: ignored, \(instead)"
     }
 
     /// Coarser than this (µm/px, 508 dpi) from resolution tags is taken for a placeholder.

@@ -215,6 +215,12 @@ extension CaffeImporter {
             return .concat
         case "Eltwise":
             return .eltwise(try eltwise(lp))
+        case "":
+            // (Audit 53 F12: a caffemodel of empty layers, given alone, said "unsupported layer type ''".)
+            throw layerError(
+                lp,
+                "it has no type: every layer of a net definition names one (a damaged file? A caffemodel given "
+                    + "alone must hold the net's definition too; else give the deploy prototxt with --model)")
         default:
             // A near miss ("ReLu", "relu") is named (docs/CLI audit 36 F6).
             let meant = Self.computedTypes.first { $0.lowercased() == type.lowercased() }

@@ -311,6 +311,10 @@ package enum Wire {
         /// How the message of a `cancel`'s reply begins when the job had already ended
         /// (done, failed or cancelled before): nothing was cancelled.
         package static let endedBeforeCancel = "had ended before this cancel: "
+        /// What a done job's message says when map tiles were left empty for damaged input (`--corrupt-tiles skip`).
+        package static let emptyTilesNote = "left empty (fill value)"
+        /// How an active job's message begins while the coordinator's store cannot write its map tiles.
+        package static let storeWaitNote = "waiting for the coordinator's store"
         package var jobID: UInt64?
         package var state: JobState
         package var tasksQueued: UInt64, tasksRunning: UInt64, tasksDone: UInt64, tasksFailed: UInt64
