@@ -9,11 +9,12 @@ extension CoordinatorLoop {
     /// Gives each worker tasks up to its credit: first a copy of an overdue task that
     /// another worker holds (a straggler), then queued tasks, taking jobs in turn.
     func dispatch(_ socket: borrowing ZMQSocket) {
-        guard storeBacklog.withLock({ $0 }) < Self.maxStoreBacklog else { return }
         let now = monotonicSeconds()
-        guard !storeTrouble.paused(now) else { return }
-        // Map tiles the store refused wait in memory: no new work until they are written.
-        guard !tilesHeld else { return }
+        // Upload jobs' map tiles are written by this coordinator: no new upload work while the store is behind, while
+        // tiles it refused (a full disk) wait in memory to be written again, nor for a moment after each failed
+        // write. A shared job's workers write its map themselves: its tasks still go out (audit 55 F1: one upload
+        // job on a full store stalled every job, for good).
+        let uploadsWait = storeBacklog.withLock({ $0 }) >= Self.maxStoreBacklog || storeTrouble.paused(now) || tilesHeld
         var overdue: [Overdue] = []
         if now - lastStragglerScan >= 0.1 {
             lastStragglerScan = now
@@ -40,7 +41,7 @@ extension CoordinatorLoop {
                 // Nor to a worker that failed the task (audit 45 S1: copies went again and again to the one free
                 // worker, which failed them at once).
                 if let k = overdue.firstIndex(where: {
-                    !$0.holders.contains(w.id) && takers($0.job).contains(w.id)
+                    !(uploadsWait && $0.job.map != nil) && !$0.holders.contains(w.id) && takers($0.job).contains(w.id)
                         && !($0.job.failedOn[$0.index]?.contains(w.id) ?? false)
                 }) {
                     let late = overdue.remove(at: k)
@@ -69,7 +70,7 @@ extension CoordinatorLoop {
                     // A shared job's paths outside this worker's --shared-root: none of its tasks. Its receipts
                     // not found as written: its tasks go to the others, unless none can reach them and no receipt
                     // of the job ever checked out (then the failures say why, and fail the job; see `takers`).
-                    if !takers(job).contains(w.id) { return nil }
+                    if !takers(job).contains(w.id) || (uploadsWait && job.map != nil) { return nil }
                     return job.pending.lastIndex { task in
                         guard let failed = job.failedOn[task] else { return true }
                         if let at = job.retryAt[task], at > now { return false }

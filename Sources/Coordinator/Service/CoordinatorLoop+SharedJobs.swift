@@ -82,14 +82,19 @@ extension CoordinatorLoop {
             job.journalUnsynced.removeAll()
         }
         guard !batches.isEmpty else { return }
-        let (logger, committed) = (logger, batches)
+        let (logger, committed, failing) = (logger, batches, failingJournals)
         storeQueue.async {
             for (path, lines) in committed {
                 do {
                     try DurableFile.append(Array((lines.joined(separator: "\n") + "\n").utf8), to: path)
+                    if failing.withLock({ $0.remove(path) }) != nil {
+                        logger.notice("tile receipts are committed again", metadata: ["journal": "\(path)"])
+                    }
                 } catch {
+                    // Once per run of failures (audit 55 F9: 36 lines in one full-disk episode).
+                    guard failing.withLock({ $0.insert(path).inserted }) else { continue }
                     logger.error(
-                        "cannot commit tile receipts (those tiles will be recomputed after a restart)",
+                        "cannot commit tile receipts (recomputed after a restart; said once until a commit succeeds)",
                         metadata: ["journal": "\(path)", "error": "\(error)"])
                 }
             }
@@ -109,6 +114,11 @@ extension CoordinatorLoop {
         finishQueue.async {
             let result = Result { () throws -> [String] in
                 defer { shared.lock?.release() }
+                // A job that fails here leaves no partial map (audit 55 F6: a join that filled the disk left 9 MB on
+                // it, for good), unless it is this job's finished map kept beside another key's (below). After the
+                // rename the path is gone.
+                var keepPartial = false
+                defer { if !keepPartial { try? FileManager.default.removeItem(atPath: shared.store.path) } }
                 // Late copies of a task (stragglers) may still be writing: they only ever
                 // rename complete chunks into place, and their temporary files are swept here.
                 shared.store.removeInterruptedWrites()
@@ -145,6 +155,7 @@ extension CoordinatorLoop {
                 if curve, let mapOwner = PartialOutputs.mapOwner(shared.finalPath),
                     !Self.submitted(by: owner, owner: mapOwner, curve: curve), !CoordinatorService.isAdmin(owner)
                 {
+                    keepPartial = true
                     throw ClusterError(
                         "\(shared.finalPath) became the map of a job of key \(mapOwner) while this one ran: "
                             + "it is not replaced (this job's map stays at \(shared.store.path))")

@@ -15,7 +15,7 @@ extension CoordinatorLoop {
         let failed = storeTrouble.failures(of: id)
         guard failed > 0 else { return message }
         let note =
-            "waiting for the coordinator's store: \(failed) tile write\(failed == 1 ? "" : "s") failed (a full "
+            "\(Wire.JobStatus.storeWaitNote): \(failed) tile write\(failed == 1 ? "" : "s") failed (a full "
             + "disk?); dispatching resumes when a write succeeds"
         return message.isEmpty ? note : note + "; " + message
     }

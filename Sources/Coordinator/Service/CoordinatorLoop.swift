@@ -121,6 +121,8 @@ final class CoordinatorLoop {
     let written = Locked<[TileWritten]>([])
     /// Failing tile writes (a full disk): dispatching pauses, logged once per job.
     let storeTrouble: StoreTrouble
+    /// Receipt journals whose last append failed: logged once when it starts failing, once when it writes again.
+    let failingJournals = Locked(Set<String>())
     /// Jobs prepared off the loop thread (`+Jobs`), how many are under way, and the
     /// plans the preparation shares.
     let prepareQueue = DispatchQueue(label: "tessera.coordinator.prepare")

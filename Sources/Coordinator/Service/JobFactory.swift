@@ -234,10 +234,17 @@ struct JobFactory: Sendable {
         PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
         let storePath = "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)"
         if persistent { try PartialOutputs.plan(storePath, jobFolder: dir) }
-        let job = try makeSharedJob(
-            id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
-            preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem, storePath: storePath,
-            create: true)
+        let job: CoordinatorJob
+        do {
+            job = try makeSharedJob(
+                id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
+                preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem, storePath: storePath,
+                create: true)
+        } catch {
+            // A store begun on a disk that filled (audit 55 F6: an empty partial map was left).
+            try? FileManager.default.removeItem(atPath: storePath)
+            throw error
+        }
         do {
             try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
             job.shared!.lock = PartialLock(job.shared!.store.path)

@@ -16,6 +16,10 @@ extension ParsableCommand {
         // Maps of many small tiles have many chunk files (audit 52: `run` lost a finished map's .npy to the
         // default soft limit of 1024 open files); the hard limit is the machine's.
         ResourceUsage.raiseOpenFileLimit()
+        // A file-size limit (`ulimit -f`, systemd's LimitFSIZE=) then fails the write with EFBIG, which every write
+        // path reports (naming the file) or falls back from, instead of killing the process without a word (audit
+        // 55 F3: workers and `run` died of SIGXFSZ, "killed by signal 25").
+        signal(SIGXFSZ, SIG_IGN)
         let table = EnvironmentTable(Self.self, scheme: scheme)
         let applied: EnvironmentTable.Applied
         do {

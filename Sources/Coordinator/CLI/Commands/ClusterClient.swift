@@ -339,6 +339,7 @@ final class ClusterClient {
         let start = Date()
         var noWorkerSince: Date?
         var told = false
+        var toldStore = false
         var already: Int?
         while true {
             // Detailed: the job's own task total, and its rate over the coordinator's last seconds.
@@ -361,6 +362,12 @@ final class ClusterClient {
                     s.workers == 0 || s.message.isEmpty
                     ? "no worker is connected to the coordinator (\(noWorker))" : s.message
                 FileHandle.standardError.write(Data("\njob \(job) is waiting: \(why)\n".utf8))
+            }
+            // Its map tiles cannot be stored (a full disk on the coordinator): said once, the first time (audit 55
+            // F1: `submit --wait` showed "4/4 tasks" and nothing more, for good).
+            if !toldStore, s.message.hasPrefix(Wire.JobStatus.storeWaitNote) {
+                toldStore = true
+                FileHandle.standardError.write(Data("\njob \(job) is waiting: \(s.message)\n".utf8))
             }
             let total = summary.map { Int($0.tasks) } ?? Int(s.tasksQueued + s.tasksRunning + s.tasksDone)
             switch s.state {

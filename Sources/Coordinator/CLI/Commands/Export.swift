@@ -115,6 +115,18 @@ struct Export: ParsableCommand {
             }
             source = opened.source
         }
+        // A .npy that cannot fit is refused before it is written (audit 55 F13: a slide's tens of gigabytes were
+        // read and written until the disk was full), as `run` refuses it.
+        if let free = OutputSpace.free(options.directory) {
+            var need = OutputSpace(
+                height: store.layout.height, width: store.layout.width, classes: store.layout.classes,
+                dtype: dtype ?? store.layout.dtype, options: options)
+            need.temporary = 0
+            let remedy = "free some space, or give another --out"
+            if let warning = try need.check(free: free, image: store.path, out: options.directory, remedy: remedy) {
+                logger.warning("\(warning)")
+            }
+        }
         // Left by an export or run killed before it could clean up (SIGKILL, a power loss).
         let stale = RunInterruption.removeStaleTemporaries(in: options.directory, stems: [options.stem])
         if !stale.isEmpty {

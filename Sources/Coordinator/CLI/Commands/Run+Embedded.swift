@@ -166,6 +166,28 @@ extension Run {
         let replacing = keepZarr && FileManager.default.fileExists(atPath: options.zarrPath)
         let before = replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : []
         var id = try submit()
+        if let base = jobOptions.token {
+            // The same command after a failure maps again (a full disk since freed; audit 55 F2: every later run
+            // ended at once with the first one's "No space left on device"): each failed or cancelled job of this
+            // command is followed by the next token of its line.
+            var earlier: (id: UInt64, status: Wire.JobStatus)?
+            for retry in 1...1000 {
+                let s = try client.status(id)
+                guard s.state == .failed || s.state == .cancelled else { break }
+                earlier = earlier ?? (id, s)
+                jobOptions.token = "\(base)-\(retry)"
+                id = try submit()
+            }
+            // (Said when the job found has work to do: one the line already holds done is no news.)
+            if let earlier, case let now = try client.status(id), now.state == .queued || now.state == .running {
+                logger.info(
+                    "an earlier run of this command ended without a map: mapping again",
+                    metadata: [
+                        "earlier-job": "\(earlier.id)", "state": "\(earlier.status.state)",
+                        "reason": "\(earlier.status.message)", "job": "\(id)",
+                    ])
+            }
+        }
         if jobOptions.token != nil, case let s = try client.status(id), s.state == .done,
             !(s.outputFiles.first.map { FileManager.default.fileExists(atPath: "\(output.out)/\($0)") } ?? false)
         {

@@ -238,7 +238,7 @@ struct Run: ParsableCommand {
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         try FileManager.default.createDirectory(atPath: output.out, withIntermediateDirectories: true)
-        try checkSpace(plan: plan, logger: logger)
+        try checkSpace(plan: plan, memoryBudget: budget, logger: logger)
         if inProcess {
             let engine = try MapEngine(plan: plan, device: device)
             let blas = try BLAS.get()

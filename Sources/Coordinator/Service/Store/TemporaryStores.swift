@@ -30,12 +30,28 @@ enum TemporaryStores {
         let name = "\(prefix)\(getpid())-\(UUID().uuidString)"
         let staging = "\(folder)/.\(name)"
         let path = "\(folder)/\(name)"
-        try FileManager.default.createDirectory(
-            atPath: staging + "/jobs", withIntermediateDirectories: true,
-            attributes: [.posixPermissions: Int(DurableFile.directoryMode)])
-        chmod(staging, DurableFile.directoryMode)
-        try Data("host=\(ProcessInfo.processInfo.hostName)\n".utf8)
-            .write(to: URL(fileURLWithPath: "\(staging)/\(markerFile)"))
+        // POSIX calls, whose errno names the cause (audit 55 F5: a full TMPDIR gave Foundation's "NSCocoaErrorDomain
+        // Code=640", and the hidden folder was left for good).
+        func failure(_ what: String) -> ClusterError {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: staging)
+            return ClusterError(
+                .storage,
+                "cannot create a temporary job store in \(folder) (the temporary folder, TMPDIR): \(what): \(reason); "
+                    + "set TMPDIR to a folder with room, or give --store")
+        }
+        guard mkdir(staging, DurableFile.directoryMode) == 0, chmod(staging, DurableFile.directoryMode) == 0,
+            mkdir(staging + "/jobs", DurableFile.directoryMode) == 0
+        else { throw failure("cannot make its folder") }
+        let marker = Array("host=\(ProcessInfo.processInfo.hostName)\n".utf8)
+        let fd = open("\(staging)/\(markerFile)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("cannot write its marker") }
+        let written = write(fd, marker, marker.count)
+        close(fd)
+        guard written == marker.count else {
+            if written >= 0 { errno = ENOSPC }
+            throw failure("cannot write its marker")
+        }
         var lock: StoreLock?
         do {
             lock = try StoreLock(root: staging)
@@ -55,6 +71,14 @@ enum TemporaryStores {
     static func removeAbandoned(in folder: String = folder, keeping: String, logger: Logger) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         var removed: [String] = []
+        for name in names where name.hasPrefix(".\(prefix)") {
+            // One a process killed while making it left under its hidden name (never locked, maybe no marker).
+            let path = "\(folder)/\(name)"
+            guard let pid = pid(of: String(name.dropFirst())), !PartialOutputs.isRunning(pid),
+                StaleFolders.isOwnFolder(path, privateOnly: true)
+            else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
         for name in names where name.hasPrefix(prefix) {
             let path = "\(folder)/\(name)"
             guard path != keeping, isAbandoned(path) else { continue }

@@ -75,11 +75,14 @@ package enum TIFFMapExport {
                     tileSize: tileSize, zipLevel: zipLevel, errors: errors, path: path)
             }
         } catch let error as MapStoreError {
-            // libtiff says "Write error at scanline …", not why: a full disk is checked here.
+            // libtiff says "Write error at scanline …", not why: the failed write's errno when it is one a write
+            // gives (audit 55 F10: a file-size limit or a quota lost its reason), and a full disk checked here.
+            let code = errno
+            let cause = [EFBIG, EDQUOT, ENOSPC, EIO].contains(code) ? errnoText(code) : nil
             let full = diskFullNote(directory)
             unlink(temporary)
-            guard let full else { throw error }
-            throw MapStoreError(.io, path: path, detail: "\(full) (\(error.detail))")
+            guard let note = full ?? cause else { throw error }
+            throw MapStoreError(.io, path: path, detail: "\(note) (\(error.detail))")
         } catch {
             unlink(temporary)
             throw error
