@@ -146,6 +146,56 @@ struct RetentionTests {
         }
     }
 
+    /// Soak audit 56 F2: whether a result was fetched was known only in the coordinator's life: after a restart
+    /// every done result counted as unfetched (kept 10 minutes more, and its removal warned "before anyone fetched
+    /// it"). A fetch is now marked in the job's folder.
+    @Test("a result fetched before a restart is not warned of as unfetched when retention removes it")
+    func fetchedBeforeRestart() throws {
+        let group = try ProcessGroup("retention-restart")
+        defer { group.stop() }
+        func coordinator(_ name: String, _ extra: [String]) throws -> (Process, String, String) {
+            let ready = group.directory + "/ready-" + name
+            let p = try group.start(
+                "tessera-coordinator",
+                [
+                    "serve", "--worker-endpoint", "tcp://127.0.0.1:*", "--client-endpoint", "tcp://127.0.0.1:*",
+                    "--store", group.directory + "/store", "--ready-file", ready,
+                ] + extra, log: name)
+            #expect(waitUntil(20) { ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").hasSuffix("\n") })
+            let lines = try String(contentsOfFile: ready, encoding: .utf8).split(separator: "\n").map(String.init)
+            try #require(lines.count == 2, "\(group.log(name))")
+            return (p, lines[0], lines[1])
+        }
+        let (first, workers, clients) = try coordinator("coordinator-1", [])
+        let image = group.directory + "/tissue.png"
+        try ClusterFixture.writeImage(to: image, height: 60, width: 50)
+        _ = try group.start("tessera-worker", ["--coordinator", workers, "--threads", "1", "--name", "w1"], log: "w1")
+        let client = try TestClient(try ZMQContext(), clients)
+        try submit(group, clients, image, log: "submit1")
+        try submit(group, clients, image, log: "submit2")
+        #expect(waitUntil(30) { (try? client.status(2).state) == .done && (try? client.status(1).state) == .done })
+        // Job 1's outputs are fetched; job 2's are not.
+        let fetch = try group.start(
+            "tessera-coordinator", ["fetch", "1", "--coordinator", clients, "--out", group.directory + "/fetched"],
+            log: "fetch")
+        #expect(group.wait(fetch, timeout: 30) == 0, "\(group.log("fetch"))")
+        usleep(300_000)  // (the mark is written on the store queue)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        _ = try coordinator(
+            "coordinator-2", ["--keep-finished", "1s", "--retention-check-ms", "200", "--retention-grace-ms", "0"])
+        let jobs = group.directory + "/store/jobs"
+        #expect(
+            waitUntil(20) {
+                !FileManager.default.fileExists(atPath: jobs + "/1")
+                    && !FileManager.default.fileExists(atPath: jobs + "/2")
+            }, "\(group.log("coordinator-2"))")
+        let warned = group.log("coordinator-2").split(separator: "\n").filter {
+            $0.contains("before anyone fetched it")
+        }
+        #expect(warned.count == 1 && warned[0].contains("job=2"), "\(warned)")
+    }
+
     @Test("--max-store: the oldest ended jobs go while the store is over the size")
     func maxStore() throws {
         let group = try ProcessGroup("retention-size")

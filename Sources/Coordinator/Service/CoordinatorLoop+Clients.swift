@@ -41,7 +41,10 @@ extension CoordinatorLoop {
         case .success(.cancel(let id)):
             reply = notYours(id, envelope.userID, "cancel") ?? cancel(id)
         case .success(.fetchRequest(let req)):
-            if jobs[req.jobID] != nil || archived[req.jobID] != nil { lastFetched[req.jobID] = monotonicSeconds() }
+            if jobs[req.jobID] != nil || archived[req.jobID] != nil {
+                if lastFetched[req.jobID] == nil { recordFetched(req.jobID) }
+                lastFetched[req.jobID] = monotonicSeconds()
+            }
             // Answered once read (`collectFetched`), unless refused now.
             guard
                 let refusal = notYours(req.jobID, envelope.userID, "fetch", log: req.offset == 0 && req.maxBytes > 1)

@@ -133,12 +133,32 @@ extension CoordinatorLoop {
     }
 
     /// Whether nothing in ended job `id` waits to be fetched: a client asked for its outputs (in this
-    /// coordinator's life), its map is on the shared storage, or it did not end done.
+    /// coordinator's life, or an earlier one's: `recordFetched`), its map is on the shared storage, or it did not
+    /// end done.
     private func delivered(_ id: UInt64) -> Bool {
         if lastFetched[id] != nil { return true }
+        if persistent, FileManager.default.fileExists(atPath: store.directory(id) + "/" + Self.fetchedFile) {
+            lastFetched[id] = monotonicSeconds() - RetentionPolicy.downloadGrace  // (not a download under way)
+            return true
+        }
         if let job = jobs[id] { return job.state != .done || job.shared != nil }
         guard let old = archived[id] else { return true }
         return old.state != .done || old.shared
+    }
+
+    /// The mark in a job's folder that a client asked for its outputs.
+    static let fetchedFile = "fetched"
+
+    /// Marks job `id` as fetched in the store (once, on the store queue; best effort), so a restarted coordinator
+    /// does not keep it as unfetched, nor warn of its removal (soak audit 56 F2: every result fetched before a
+    /// restart was kept 10 minutes more, and its removal warned "before anyone fetched it").
+    func recordFetched(_ id: UInt64) {
+        guard persistent else { return }
+        let path = store.directory(id) + "/" + Self.fetchedFile
+        storeQueue.async {
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if fd >= 0 { close(fd) }
+        }
     }
 
     /// Forgets an ended job and removes its folder (after its queued store writes).
