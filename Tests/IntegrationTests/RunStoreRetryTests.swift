@@ -38,7 +38,7 @@ struct RunStoreRetryTests {
         let again = try run()
         #expect(again.status == 0, "\(again.output)")
         #expect(
-            again.output.contains("an earlier run of this command ended without a map: mapping again"),
+            again.output.contains("an earlier run of this command ended without a map: this run maps it with another job"),
             "\(again.output)")
         let map = try Data(contentsOf: URL(fileURLWithPath: dir + "/out/img.npy"))
         #expect(map.count == 128 + 2 * 600 * 600 * 4)

@@ -53,7 +53,8 @@ package enum ImageInput {
     /// file without a name in that folder (`decodedPNG`), not into memory.
     package static func open(
         path: String, image: Int? = nil, level: Int? = nil, mpp: Double? = nil,
-        maxPixels: Int = PNGReader.defaultMaxPixels, rowsInOrder: Bool = false, pngFolder: String? = nil
+        maxPixels: Int = PNGReader.defaultMaxPixels, rowsInOrder: Bool = false, pngFolder: String? = nil,
+        memoryMaxPixels: Int? = nil
     ) throws -> Opened {
         let format = try SlideFormat.detect(path: path)
         if case .png = format {
@@ -77,14 +78,14 @@ package enum ImageInput {
                 switch try decodedPNG(path, folder: pngFolder, maxPixels: maxPixels) {
                 case .decoded(let raw): return Opened(source: raw, format: format, level: 0, mpp: nil, levelCount: 1)
                 case .noRoom(let reason):
-                    // In memory, the built-in limit holds whatever was allowed on disk (a worker allows what its
-                    // coordinator admitted: review 31 F9).
+                    // In memory, `memoryMaxPixels` holds whatever was allowed on disk (a worker allows what its
+                    // coordinator admitted, review 31 F9; not that much in memory).
                     let header = try PNGReader.header(path: path, maxPixels: maxPixels)
-                    if header.width * header.height > PNGReader.defaultMaxPixels {
+                    if let limit = memoryMaxPixels, header.width * header.height > limit {
                         throw ImageIOError(
                             .tooLarge, path: path,
                             detail: "\(reason), and held in memory its \(header.width)×\(header.height) pixels pass "
-                                + "the limit of \(PNGReader.defaultMaxPixels) for that: give TMPDIR a folder with room")
+                                + "the limit of \(limit) for that: give TMPDIR a folder with room")
                     }
                     why = reason + ": it is held in memory instead"
                 }

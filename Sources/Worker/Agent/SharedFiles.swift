@@ -39,6 +39,10 @@ struct SharedFiles {
     /// Image `image` (from 1) of the file at `path`, level `level`, opened once per (path, image, level).
     /// `warn` gets what the PNG reader warned of the image data when it is opened (a TIFF's notes reach
     /// the client from its header; a PNG's need the whole decode this does).
+    /// The most pixels of a PNG a worker decodes (to disk) once its coordinator admitted it: 2^40, so that every
+    /// size computed from it fits an Int (review 32 R1: unbounded, a forged 2^31 × 2^31 header would overflow).
+    static let admittedPixels = 1 << 40
+
     mutating func image(
         _ path: String, image: Int, level: Int, warn: (String) -> Void = { _ in }
     ) throws -> any RegionSource {
@@ -49,7 +53,7 @@ struct SharedFiles {
         var need = 0
         if isPNG {
             // Room is made before the decode, so no more than the budget's worth is ever held at once.
-            let header = try ImageInput.header(path: resolved)
+            let header = try ImageInput.header(path: resolved, maxPixels: Self.admittedPixels)
             need = Self.bytes(
                 width: header.width, height: header.height, channels: header.channels, bitDepth: header.bitDepth)
             // Least recently used first (`get` in that order keeps the order).
@@ -62,10 +66,11 @@ struct SharedFiles {
         }
         // A PNG's size was admitted by the coordinator (`serve --max-pixels`, `run --max-pixels`), which this
         // worker follows; it is decoded to disk, band by band, so its size costs no memory here (review 31 F9:
-        // the built-in 1.5 Gpx refused what the coordinator had allowed).
+        // the built-in 1.5 Gpx refused what the coordinator had allowed). Held in memory (TMPDIR without room),
+        // the built-in limit holds.
         let opened = try ImageInput.open(
-            path: resolved, image: image, level: level == 0 ? nil : level, maxPixels: .max,
-            pngFolder: temporaryFolder)
+            path: resolved, image: image, level: level == 0 ? nil : level, maxPixels: Self.admittedPixels,
+            pngFolder: temporaryFolder, memoryMaxPixels: PNGReader.defaultMaxPixels)
         if opened.format != .png, opened.level != level {
             throw ClusterError("\(path) has no level \(level)" + (image == 1 ? "" : " in image \(image)"))
         }

@@ -115,8 +115,14 @@ struct Export: ParsableCommand {
             }
             source = opened.source
         }
+        // Left by an export or run killed before it could clean up (SIGKILL, a power loss).
+        let stale = RunInterruption.removeStaleTemporaries(in: options.directory, stems: [options.stem])
+        if !stale.isEmpty {
+            logger.notice(
+                "removed unfinished outputs an interrupted earlier process left: \(stale.joined(separator: ", "))")
+        }
         // A .npy that cannot fit is refused before it is written (audit 55 F13: a slide's tens of gigabytes were
-        // read and written until the disk was full), as `run` refuses it.
+        // read and written until the disk was full), as `run` refuses it; after the leftovers went (review 32 R2).
         if let free = OutputSpace.free(options.directory) {
             var need = OutputSpace(
                 height: store.layout.height, width: store.layout.width, classes: store.layout.classes,
@@ -126,12 +132,6 @@ struct Export: ParsableCommand {
             if let warning = try need.check(free: free, image: store.path, out: options.directory, remedy: remedy) {
                 logger.warning("\(warning)")
             }
-        }
-        // Left by an export or run killed before it could clean up (SIGKILL, a power loss).
-        let stale = RunInterruption.removeStaleTemporaries(in: options.directory, stems: [options.stem])
-        if !stale.isEmpty {
-            logger.notice(
-                "removed unfinished outputs an interrupted earlier process left: \(stale.joined(separator: ", "))")
         }
         // Ctrl-C or SIGTERM: this export's unfinished files go (they were left, hidden, before: 1.4 GB for a
         // slide's .npy) and it exits 130 or 143 at once; finished outputs stay.

@@ -178,10 +178,11 @@ extension Run {
                 jobOptions.token = "\(base)-\(retry)"
                 id = try submit()
             }
-            // (Said when the job found has work to do: one the line already holds done is no news.)
+            // (Said when the job found has work to do: one the line already holds done is no news; one it holds
+            // interrupted is resumed, review 32 R5.)
             if let earlier, case let now = try client.status(id), now.state == .queued || now.state == .running {
                 logger.info(
-                    "an earlier run of this command ended without a map: mapping again",
+                    "an earlier run of this command ended without a map: this run maps it with another job",
                     metadata: [
                         "earlier-job": "\(earlier.id)", "state": "\(earlier.status.state)",
                         "reason": "\(earlier.status.message)", "job": "\(id)",
