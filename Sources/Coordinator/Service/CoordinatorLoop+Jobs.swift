@@ -167,9 +167,13 @@ extension CoordinatorLoop {
                 // The client got no id (an upload's got it with its first part): the next job takes this one when
                 // it was the last given, so job ids
                 // count jobs (docs/CLI audit 36 F17: refusals left gaps that `status` then denied).
-                if !p.announced && p.id == nextJobID - 1 { nextJobID = p.id }
+                let reused = !p.announced && p.id == nextJobID - 1
+                if reused { nextJobID = p.id }
                 CoordinatorMetrics.refused("submit")
-                logger.warning("job refused", metadata: ["job": "\(p.id)", "error": "\(error)"])
+                // Not under `job=N` when N goes to the next job (soak audit 56 F5: `grep job=N` mixed the two).
+                logger.warning(
+                    "job refused",
+                    metadata: reused ? ["error": "\(error)"] : ["job": "\(p.id)", "error": "\(error)"])
                 reply = .error(message: "\(error)")
             }
             // Clients that retried meanwhile (a lost reply, a reconnect) get the same answer.
