@@ -82,6 +82,16 @@ struct DiskFullTests {
             let p = try group.start("tessera-coordinator", args + ["--coordinator", clients], log: log)
             return (group.wait(p, timeout: 60), group.log(log))
         }
+        /// `status ID` once it says done, or after 60 s.
+        func statusOnceDone(_ id: Int, _ clients: String) throws -> String {
+            let deadline = Date().addingTimeInterval(60)
+            var state = ""
+            while !state.contains("job \(id): done") && Date() < deadline {
+                state = try client(["status", "\(id)"], clients, log: "status").1
+                usleep(200_000)
+            }
+            return state
+        }
         func tasksDone(_ id: Int, _ clients: String) throws -> Int? {
             let (_, text) = try client(["status", "\(id)"], clients, log: "status")
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tasks:") }) else { return nil }
@@ -123,12 +133,7 @@ struct DiskFullTests {
         #expect(group.log("coordinator").contains("cannot store the job's tiles"), "\(group.log("coordinator"))")
         // The shared-storage job, whose worker writes its map on another disk, is mapped meanwhile (audit 55 F1: one
         // upload job on a full store stalled every job, for good).
-        let sharedDone = Date().addingTimeInterval(60)
-        var sharedState = ""
-        while !sharedState.contains("job 3: done") && Date() < sharedDone {
-            sharedState = try client(["status", "3"], clients, log: "status").1
-            usleep(200_000)
-        }
+        let sharedState = try statusOnceDone(3, clients)
         #expect(sharedState.contains("job 3: done"), "\(sharedState)\n\(group.log("coordinator"))")
         #expect(FileManager.default.fileExists(atPath: group.directory + "/shared/out/small.zarr/.zattrs"))
         // What its failed store writes (journal appends, cut back) gave back is filled too.
@@ -149,12 +154,7 @@ struct DiskFullTests {
         // Space returns: the job resumes and finishes.
         let (freed, freeText) = try shell("rm -f \"$0/filler\" \"$0/filler-2\"")
         #expect(freed == 0, "\(freeText)")
-        let finished = Date().addingTimeInterval(60)
-        var state = ""
-        while !state.contains("job 1: done") && Date() < finished {
-            state = try client(["status", "1"], clients, log: "status").1
-            usleep(200_000)
-        }
+        let state = try statusOnceDone(1, clients)
         #expect(state.contains("job 1: done"), "\(state)\n\(group.log("coordinator"))")
         let (fetched, fetchText) = try client(
             ["fetch", "1", "--out", group.directory + "/fetched"], clients, log: "fetch")

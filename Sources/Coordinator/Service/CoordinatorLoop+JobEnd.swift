@@ -43,11 +43,15 @@ extension CoordinatorLoop {
                     if !keepStore { try? FileManager.default.removeItem(atPath: map.store.path) }
                     try? FileManager.default.removeItem(atPath: raw)
                 }
-                var files = try OutputStaging.write(written) { staged in
-                    try writeOutputs(
-                        map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
-                        options: staged, logger: logger)
-                }
+                // (Nothing to stage when the served .npy is the only output.)
+                var files =
+                    written.kinds.isEmpty
+                    ? []
+                    : try OutputStaging.write(written) { staged in
+                        try writeOutputs(
+                            map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
+                            options: staged, logger: logger)
+                    }
                 if servedNPY {
                     _ = try NPYStoreView(map.store)  // checks that every chunk is there
                     keepStore = true
