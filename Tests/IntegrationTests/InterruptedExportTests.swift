@@ -124,4 +124,33 @@ struct InterruptedExportTests {
         #expect(group.log("run").contains("img.npy"), "\(group.log("run"))")
         #expect((try? String(contentsOfFile: notes, encoding: .utf8)) == "user data", "the folder's file is gone")
     }
+
+    /// Review 32 R4: `run` killed with -9 while it wrote its outputs from the finished tile store left that store
+    /// (the float map, `.STEM.chunks-JOB-RANDOM`) for good: no pid in its name, so no later run knew it was dead.
+    @Test("The finished tile store of a run killed while writing its outputs is swept by the next run")
+    func killedRunTileStoreSwept() throws {
+        let group = try ProcessGroup("killed-export")
+        defer { group.stop() }
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 2000, width: 2000)
+        let out = group.directory + "/out"
+        let model = ClusterFixture.modelFlags + ["--mode", "dense", "--tile", "256", "--check", "0", "--out", out]
+        let first = try group.start(
+            "tessera-coordinator", ["run"] + model + ["--outputs", "npy,tiff,prob", image], log: "first")
+        // Without a zarr the job's store is hidden, renamed from its partial name once every tile is in.
+        func finishedStore() -> String? {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).first {
+                $0.hasPrefix(".img.chunks") && !$0.contains(".partial-")
+            }
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while finishedStore() == nil && first.isRunning && Date() < deadline { usleep(500) }
+        let left = try #require(finishedStore(), "the run ended before its outputs were written: \(group.log("first"))")
+        kill(first.processIdentifier, SIGKILL)
+        _ = group.wait(first, timeout: 30)
+        let (s, l) = try SlideMapTests.coordinator(group, ["run"] + model + ["--outputs", "npy", image], log: "second")
+        #expect(s == 0, "\(l)")
+        let hidden = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+        #expect(hidden.isEmpty, "left after the second run: \(hidden) (the killed run's store: \(left))")
+    }
 }

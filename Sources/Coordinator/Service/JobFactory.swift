@@ -451,7 +451,9 @@ struct JobFactory: Sendable {
         let finalPath =
             options.storeKind == .zarr
             ? "\(outDir)/\(stem).zarr"
-            : "\(outDir)/.\(stem).chunks-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+            // The finished tile store `run` writes its outputs from, then removes: named for this process, so
+            // the next run's sweep removes it when a kill -9 left it (review 32 R4: it stayed for good).
+            : "\(outDir)/.\(stem).chunks.tmp-\(getpid())-\(id)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         let files = SharedJobFiles(
             imagePath: imagePath, imageIdentity: identity, image: header.image, level: header.level, store: mapStore,
             finalPath: finalPath, tissue: tissue)

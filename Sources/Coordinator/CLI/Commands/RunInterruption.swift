@@ -98,12 +98,12 @@ final class RunInterruption: @unchecked Sendable {
     /// partial maps of its stopped coordinator (no longer locked); not those of another live run or
     /// coordinator writing the same image there (they were removed too).
     /// Also the finished tile store an embedded job leaves for the outputs to be written from
-    /// (`.STEM.chunks-JOB-RANDOM`; verification audit 37 N3: Ctrl-C while they were written left it, the size of
-    /// the float map).
+    /// (`.STEM.chunks.tmp-PID-JOB-RANDOM`; verification audit 37 N3: Ctrl-C while they were written left it, the
+    /// size of the float map).
     static func removeTemporaries(in out: String, stems: [String]) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
         where stems.contains(where: { name.hasPrefix(".\($0).") })
-            && (name.contains(".partial-") || name.contains(".tmp-") || name.contains(".chunks-"))
+            && (name.contains(".partial-") || name.contains(".tmp-"))
         {
             let path = out + "/" + name
             if let pid = PartialOutputs.writerPID(name) {
