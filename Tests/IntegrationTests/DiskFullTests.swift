@@ -39,65 +39,17 @@ struct DiskFullTests {
     func fullStore() throws {
         let group = try ProcessGroup("disk-full")
         defer { group.stop() }
-        let mountPoint = group.directory + "/tmpfs"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let disk = try TmpfsCoordinator(group, size: "8m")
         try FileManager.default.createDirectory(atPath: group.directory + "/shared", withIntermediateDirectories: true)
-        // A process that holds the namespace (and so the tmpfs) across coordinator restarts.
-        let holder = try group.start(
-            Self.unshare,
-            [
-                "--mount", "--propagation", "private", "sh", "-c",
-                "mount -t tmpfs -o size=8m,mode=0700 tessera-full \"$0\" && touch \"$1\" && exec sleep 900",
-                mountPoint, group.directory + "/mounted",
-            ], log: "holder")
-        let mounted = Date().addingTimeInterval(10)
-        while !FileManager.default.fileExists(atPath: group.directory + "/mounted") && Date() < mounted {
-            usleep(50_000)
-        }
-        try #require(
-            FileManager.default.fileExists(atPath: group.directory + "/mounted"), "tmpfs: \(group.log("holder"))")
-        let inNamespace = [Self.nsenter, "-t", "\(holder.processIdentifier)", "-m", "--"]
-        func shell(_ script: String) throws -> (Int32, String) {
-            try runCommand(inNamespace + ["sh", "-c", script, mountPoint])
-        }
-        var coordinator: Process?
-        func startCoordinator(_ name: String) throws -> (workers: String, clients: String) {
-            let ready = group.directory + "/ready-\(name)"
-            coordinator = try group.start(
-                Self.nsenter,
-                Array(inNamespace.dropFirst()) + [
-                    ProcessGroup.binary("tessera-coordinator"), "serve", "--worker-endpoint", "tcp://127.0.0.1:*",
-                    "--client-endpoint", "tcp://127.0.0.1:*", "--store", mountPoint + "/store", "--ready-file", ready,
-                    "--shared-root", group.directory + "/shared",
-                ], log: name)
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline {
-                let lines = ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").split(separator: "\n")
-                if lines.count == 2 { return (String(lines[0]), String(lines[1])) }
-                usleep(20_000)
-            }
-            throw ClusterError("the coordinator did not start: \(group.log(name))")
-        }
+        func shell(_ script: String) throws -> (Int32, String) { try disk.shell(script) }
         func client(_ args: [String], _ clients: String, log: String) throws -> (Int32?, String) {
-            let p = try group.start("tessera-coordinator", args + ["--coordinator", clients], log: log)
-            return (group.wait(p, timeout: 60), group.log(log))
+            try disk.client(args, clients, log: log)
         }
-        /// `status ID` once it says done, or after 60 s.
-        func statusOnceDone(_ id: Int, _ clients: String) throws -> String {
-            let deadline = Date().addingTimeInterval(60)
-            var state = ""
-            while !state.contains("job \(id): done") && Date() < deadline {
-                state = try client(["status", "\(id)"], clients, log: "status").1
-                usleep(200_000)
-            }
-            return state
+        func tasksDone(_ id: Int, _ clients: String) throws -> Int? { try disk.tasksDone(id, clients) }
+        func startCoordinator(_ name: String) throws -> (workers: String, clients: String) {
+            try disk.startCoordinator(name, ["--shared-root", group.directory + "/shared"])
         }
-        func tasksDone(_ id: Int, _ clients: String) throws -> Int? {
-            let (_, text) = try client(["status", "\(id)"], clients, log: "status")
-            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tasks:") }) else { return nil }
-            let words = line.split(separator: " ")
-            return words.firstIndex(of: "done").flatMap { Int(words[$0 - 1]) }
-        }
+        func statusOnceDone(_ id: Int, _ clients: String) throws -> String { try disk.statusOnce(id, clients) }
 
         var (workers, clients) = try startCoordinator("coordinator")
         try group.start(
@@ -173,8 +125,7 @@ struct DiskFullTests {
         print("disk full: job 1 stalled at \(stalled ?? -1) tiles; \(resumed.first ?? "")")
 
         // A restart on the same store: job 2 stays cancelled, job 1 done.
-        if let coordinator { kill(coordinator.processIdentifier, SIGKILL) }
-        coordinator?.waitUntilExit()
+        disk.killCoordinator()
         (workers, clients) = try startCoordinator("coordinator-2")
         let (_, after2) = try client(["status", "2"], clients, log: "status-2-after")
         #expect(after2.contains("job 2: cancelled"), "\(after2)\n\(group.log("coordinator-2"))")

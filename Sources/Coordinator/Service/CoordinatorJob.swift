@@ -47,6 +47,9 @@ final class CoordinatorJob: @unchecked Sendable {
     var map: UploadMap?
     /// Every tile is in and its outputs are being written (`finish`): too late to cancel.
     var finishing = false
+    /// An upload job whose outputs did not fit the store waits for room (`CoordinatorLoop.waitForRoom`); such a job
+    /// can be cancelled.
+    var outputsWait: OutputsWait?
     /// Shared-storage jobs: where workers read and write (docs/ARCHITECTURE.md §7).
     var shared: SharedJobFiles?
     /// The CURVE key name that submitted it (see `JobRecord.owner`).
@@ -222,7 +225,7 @@ final class CoordinatorJob: @unchecked Sendable {
             queued: UInt64(pending.count), running: UInt64(running), done: UInt64(done),
             failed: UInt64(failures.count), workers: UInt32(holders), tasksPerSecond: tasksPerSecond,
             pixelsPerSecond: pixelsPerSecond, submitted: submitted, ended: ended ?? 0,
-            waitingForWorkers: isActive && connected == 0, message: message)
+            waitingForWorkers: isActive && !finishing && connected == 0, message: message)
     }
 
     /// The message that hands task `index` to a worker: for a shared-storage job the

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraCluster
+import TesseraCore
 import TesseraImage
 import TesseraWire
 
@@ -74,6 +75,19 @@ extension CoordinatorLoop {
             description:
                 "this coordinator holds \(unfinished) unfinished jobs, its limit (serve --max-jobs \(limit)): submit "
                 + "again when some have ended")
+    }
+
+    /// Refuses a raw-image upload before a byte is sent when the image alone cannot fit in the store's free space
+    /// (its map is checked once the job is planned: `JobFactory.checkRoom`).
+    func admitUploadRoom(_ shape: RawImageShape) throws {
+        guard let total = shape.byteCount, let free = freeBytes(store.root), UInt64(total) > free else { return }
+        let (needText, freeText) = OutputSpace.texts(UInt64(total), free)
+        throw AdmissionRefusal(
+            reason: "store-full",
+            description:
+                "the \(shape.width)×\(shape.height) image needs \(needText) on the coordinator's store, and that disk has "
+                + "\(freeText) free: submit it again once other jobs' results are fetched and removed (serve "
+                + "--keep-finished, --max-store), or give the store more room")
     }
 
     /// The name and size of a PNG sent whole or named by path (nil size: no readable header).

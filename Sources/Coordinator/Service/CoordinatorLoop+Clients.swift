@@ -144,7 +144,7 @@ extension CoordinatorLoop {
     /// Cancels an active job; an ended one keeps its status.
     private func cancel(_ id: UInt64) -> WireMessage {
         if let u = uploads[id] { return .status(cancelUpload(u)) }
-        if let job = jobs[id], job.isActive, job.finishing {
+        if let job = jobs[id], job.isActive, job.finishing, job.outputsWait?.trying ?? true {
             // Its outputs are being written: a cancel now would be answered "cancelled" and then be
             // overtaken by "done" (operator audit). It ends done in a moment.
             return .error(

@@ -36,28 +36,35 @@ extension CoordinatorLoop {
         let (kept, netClasses) = (job.keptClasses, job.plan.classes)
         finishQueue.async {
             let result = Result {
-                try map.store.finish()
-                var keepStore = false
+                let freeBefore = freeBytes(written.directory)
+                var (keepStore, keepImage) = (false, false)
                 defer {
                     // Derived files (the raw image, the map's chunks unless they serve the .npy).
                     if !keepStore { try? FileManager.default.removeItem(atPath: map.store.path) }
-                    try? FileManager.default.removeItem(atPath: raw)
+                    if !keepImage { try? FileManager.default.removeItem(atPath: raw) }
                 }
-                // (Nothing to stage when the served .npy is the only output.)
-                var files =
-                    written.kinds.isEmpty
-                    ? []
-                    : try OutputStaging.write(written) { staged in
-                        try writeOutputs(
-                            map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
-                            options: staged, logger: logger)
+                do {
+                    try map.store.finish()
+                    // (Nothing to stage when the served .npy is the only output.)
+                    var files =
+                        written.kinds.isEmpty
+                        ? []
+                        : try OutputStaging.write(written) { staged in
+                            try writeOutputs(
+                                map: KeptClassesMap(map.store, kept: kept, netClasses: netClasses), image: image,
+                                options: staged, logger: logger)
+                        }
+                    if servedNPY {
+                        _ = try NPYStoreView(map.store)  // checks that every chunk is there
+                        keepStore = true
+                        files.append(options.npyPath)
                     }
-                if servedNPY {
-                    _ = try NPYStoreView(map.store)  // checks that every chunk is there
-                    keepStore = true
-                    files.append(options.npyPath)
+                    return files
+                } catch  where OutputsNeedRoom.isOutOfRoom(error) {
+                    // The computed map waits for room, on disk as it was (audit 55 F7: the job failed and lost it).
+                    (keepStore, keepImage) = (true, true)
+                    throw OutputsNeedRoom(error: error, map: map, image: image, freeBefore: freeBefore)
                 }
-                return files
             }
             completions.withLock { $0.append((id, result)) }
             wake.signal()
@@ -71,6 +78,15 @@ extension CoordinatorLoop {
         }
         for (id, result) in done {
             guard let job = jobs[id] else { continue }
+            if case .failure(let failure as OutputsNeedRoom) = result, job.isActive {
+                waitForRoom(job, failure)
+                continue
+            }
+            if let wait = job.outputsWait, case .success = result {
+                logger.notice(
+                    "the job's outputs are written: the store has room again",
+                    metadata: ["job": "\(id)", "failed-tries": "\(wait.tries)"])
+            }
             job.finished = monotonicSeconds()
             job.image = nil
             job.releaseModel()

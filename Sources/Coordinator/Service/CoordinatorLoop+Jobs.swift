@@ -49,6 +49,7 @@ extension CoordinatorLoop {
             throw ClusterError("this coordinator does not write outputs to client-chosen folders: use fetch")
         }
         let output = try sharedOutputClash(spec, options, requester: owner)
+        if let shape = options.rawImage { try admitUploadRoom(shape) }
         let id = nextJobID
         nextJobID += 1
         let dir = store.directory(id)
@@ -169,7 +170,7 @@ extension CoordinatorLoop {
                 // count jobs (docs/CLI audit 36 F17: refusals left gaps that `status` then denied).
                 let reused = !p.announced && p.id == nextJobID - 1
                 if reused { nextJobID = p.id }
-                CoordinatorMetrics.refused("submit")
+                CoordinatorMetrics.refused((error as? AdmissionRefusal)?.reason ?? "submit")
                 // Not under `job=N` when N goes to the next job (soak audit 56 F5: `grep job=N` mixed the two).
                 logger.warning(
                     "job refused",

@@ -12,6 +12,10 @@ extension CoordinatorLoop {
     /// `message` of job `id`, preceded by why it makes no progress while its tile writes fail (a full
     /// store disk; operator audit: status showed a job stuck at 1/1 tiles with nothing said).
     func withStoreNote(_ message: String, _ id: UInt64) -> String {
+        if let wait = jobs[id]?.outputsWait {
+            let note = "\(Wire.JobStatus.storeWaitNote): \(wait.note)"
+            return message.isEmpty ? note : note + "; " + message
+        }
         let failed = storeTrouble.failures(of: id)
         guard failed > 0 else { return message }
         let note =

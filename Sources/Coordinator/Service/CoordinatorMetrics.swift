@@ -127,6 +127,7 @@ extension CoordinatorLoop {
                 ])
         }
         enforceRetention(now)
+        retryOutputs(now)
         if now - lastJobOrderPrune >= 1 {
             lastJobOrderPrune = now
             pruneJobOrder()

@@ -189,12 +189,37 @@ struct JobFactory: Sendable {
         {
             throw ClusterError(.invalidOption, why)
         }
+        if !resume { try checkRoom(map: map.store.layout, options: options, directory: dir, stem: stem) }
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
             plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, imageSize: size, stem: stem,
             directory: dir, outputDirectory: options.outputDirectory ?? dir + "/out", tasks: tasks)
         job.map = map
         return job
+    }
+
+    /// Refuses an upload job whose map cannot fit in the store's free space (its image is in already): its float32
+    /// chunks, and the `.npy` when one is written to a folder of its own (the job's is served from the chunks).
+    /// Accepted, a 100 000² slide filled the disk tile by tile and then waited for good (audit 55).
+    private func checkRoom(map layout: MapLayout, options: JobOptions, directory dir: String, stem: String) throws {
+        guard let free = freeBytes(dir) else { return }
+        let npy =
+            options.outputDirectory != nil
+                && (try? options.outputOptions(directory: dir, stem: stem))?.kinds
+                    .contains(.npy) == true
+            ? 128 + UInt64(layout.classes) * UInt64(layout.height) * UInt64(layout.width) * 4 : 0
+        let need = layout.levelZeroBytes + npy
+        guard need > free else { return }
+        let (needText, freeText) = OutputSpace.texts(need, free)
+        throw AdmissionRefusal(
+            reason: "store-full",
+            description:
+                "image \(stem.printable(limit: 300)): its map needs \(needText) on the coordinator's store (\(layout.classes) "
+                + "class\(layout.classes == 1 ? "" : "es") × \(layout.width)×\(layout.height) float32 values"
+                + (npy > 0 ? ", and its .npy as much again" : "")
+                + "), and that disk has \(freeText) free: submit it again once other jobs' results are fetched and "
+                + "removed (serve --keep-finished, --max-store), keep fewer classes (--keep-classes), or give the "
+                + "store more room")
     }
 
     /// The model's plan for these engine settings, made once and cached (four at most).

@@ -412,10 +412,8 @@ final class ClusterClient {
 
     /// Why a write into `directory` failed, in words: a full disk says how much is free.
     static func writeFailure(_ error: Error, _ directory: String) -> String {
-        var info = statvfs()
-        if statvfs(directory, &info) == 0 {
-            let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
-            if free < 1 << 20 { return "no space left on the disk holding \(directory) (\(free) bytes free)" }
+        if let free = freeBytes(directory), free < 1 << 20 {
+            return "no space left on the disk holding \(directory) (\(free) bytes free)"
         }
         return systemErrorText(error)
     }
@@ -424,9 +422,7 @@ final class ClusterClient {
     /// (user audit: a fetch onto a small disk wrote some outputs and failed at the next). Each
     /// file's size comes with its first byte.
     func checkSpace(job: UInt64, files: [String], into directory: String) throws {
-        var info = statvfs()
-        guard !files.isEmpty, statvfs(directory, &info) == 0 else { return }
-        let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+        guard !files.isEmpty, let free = freeBytes(directory) else { return }
         var total: UInt64 = 0
         for name in files {
             guard

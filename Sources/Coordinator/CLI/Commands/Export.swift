@@ -123,7 +123,7 @@ struct Export: ParsableCommand {
         }
         // A .npy that cannot fit is refused before it is written (audit 55 F13: a slide's tens of gigabytes were
         // read and written until the disk was full), as `run` refuses it; after the leftovers went (review 32 R2).
-        if let free = OutputSpace.free(options.directory) {
+        if let free = freeBytes(options.directory) {
             var need = OutputSpace(
                 height: store.layout.height, width: store.layout.width, classes: store.layout.classes,
                 dtype: dtype ?? store.layout.dtype, options: options)

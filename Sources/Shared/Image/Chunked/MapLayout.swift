@@ -240,6 +240,9 @@ package struct MapLayout: Sendable, Equatable, Codable {
     /// Bytes of one tile's (padded) piece of `level`.
     func chunkBytes(_ level: Int) -> Int { classes * chunkSide(level) * chunkSide(level) * dtype.size }
 
+    /// Bytes of level 0 stored uncompressed: every tile's chunk, edge chunks padded.
+    package var levelZeroBytes: UInt64 { UInt64(tileGrid.h) * UInt64(tileGrid.w) * UInt64(chunkBytes(0)) }
+
     /// Bytes of one (padded) chunk of `level` in the Zarr array.
     func storedChunkBytes(_ level: Int) -> Int {
         classes * storedChunkSide(level) * storedChunkSide(level) * dtype.size
