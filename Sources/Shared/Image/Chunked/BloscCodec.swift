@@ -11,7 +11,7 @@ enum BloscCodec {
     /// The largest chunk one frame holds (Blosc 1 sizes are 32-bit).
     static let maxBytes = Int(Int32.max) - Int(BLOSC_MAX_OVERHEAD)
 
-    static func compress(_ raw: UnsafeRawBufferPointer, typeSize: Int) throws -> [UInt8] {
+    static func compress(_ raw: UnsafeRawBufferPointer, typeSize: Int, threads: Int32 = threads) throws -> [UInt8] {
         guard raw.count <= maxBytes else {
             throw MapStoreError(
                 .invalidArgument, path: "",
@@ -19,7 +19,7 @@ enum BloscCodec {
         }
         let bound = raw.count + Int(BLOSC_MAX_OVERHEAD)
         var failure: Int32 = 0
-        let out = [UInt8](unsafeUninitializedCapacity: bound) { out, initialized in
+        var out = [UInt8](unsafeUninitializedCapacity: bound) { out, initialized in
             let n = blosc_compress_ctx(
                 level, 1 /* BLOSC_SHUFFLE */, max(1, typeSize), raw.count, raw.baseAddress, out.baseAddress, bound,
                 "lz4", 0, threads)
@@ -29,7 +29,45 @@ enum BloscCodec {
         guard failure == 0 else {
             throw MapStoreError(.invalidArgument, path: "", detail: "blosc_compress_ctx failed (\(failure))")
         }
+        orderBlocks(&out)
         return out
+    }
+
+    /// Puts a frame's compressed blocks in block order. Blosc's threads append each block where the output
+    /// stands when it is done, so the same chunk compressed twice gave other bytes (the same values): a
+    /// straggler's copy of a tile then failed its receipt's CRC-32, and two runs' zarrs differed. The frame's
+    /// layout (c-blosc's README_HEADER): a 16-byte header (flags at 2, nbytes at 4, blocksize at 8, cbytes at 12,
+    /// little-endian), then one 32-bit start per block, then the blocks, each from its start to the next one's.
+    /// A frame it does not read so (stored uncompressed, or anything unexpected) is left as it is.
+    static func orderBlocks(_ frame: inout [UInt8]) {
+        func int32(_ at: Int) -> Int {
+            Int(
+                UInt32(frame[at]) | UInt32(frame[at + 1]) << 8 | UInt32(frame[at + 2]) << 16 | UInt32(frame[at + 3])
+                    << 24)
+        }
+        guard frame.count >= 16, frame[2] & 0x02 == 0 /* BLOSC_MEMCPYED */ else { return }
+        let (nbytes, blocksize, cbytes) = (int32(4), int32(8), int32(12))
+        guard blocksize > 0, cbytes == frame.count else { return }
+        let blocks = (nbytes + blocksize - 1) / blocksize
+        let first = 16 + 4 * blocks
+        guard blocks > 1, first <= cbytes else { return }
+        let starts = (0..<blocks).map { int32(16 + 4 * $0) }
+        guard starts != starts.sorted() else { return }  // in order already
+        let byPosition = starts.indices.sorted { starts[$0] < starts[$1] }
+        guard starts[byPosition[0]] == first, Set(starts).count == blocks, starts.allSatisfy({ $0 < cbytes }) else {
+            return
+        }
+        var ends = [Int](repeating: cbytes, count: blocks)
+        for (k, block) in byPosition.enumerated() where k + 1 < blocks { ends[block] = starts[byPosition[k + 1]] }
+        var ordered = [UInt8](frame[..<first])
+        ordered.reserveCapacity(frame.count)
+        for block in 0..<blocks {
+            let start = ordered.count
+            ordered.replaceSubrange(
+                16 + 4 * block..<20 + 4 * block, with: withUnsafeBytes(of: UInt32(start).littleEndian, Array.init))
+            ordered += frame[starts[block]..<ends[block]]
+        }
+        frame = ordered
     }
 
     /// Decompresses a frame that must hold exactly `expected` bytes, checking its header
