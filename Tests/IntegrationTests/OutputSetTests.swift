@@ -10,7 +10,9 @@ import Testing
 /// one file over it.
 @Suite("Outputs replace earlier ones all together or not at all")
 struct OutputSetTests {
-    @Test("a write failing part-way leaves the earlier outputs and zarr as they were; a success replaces all")
+    @Test(
+        "a write failing part-way leaves the earlier outputs as they were, or with a zarr keeps the new zarr alone and says how to export the rest; a success replaces all"
+    )
     func allOrNothing() throws {
         let group = try ProcessGroup("output-set")
         defer { group.stop() }
@@ -26,12 +28,14 @@ struct OutputSetTests {
             """, [dir])
         let root = TestPaths.packageRoot.path
         let out = dir + "/out"
-        func run(_ image: String, sizeLimitKiB: Int? = nil) throws -> (status: Int32, output: String) {
+        let files = "prob,labels,overlay,npy"
+        func run(_ image: String, outputs: String, sizeLimitKiB: Int? = nil) throws -> (status: Int32, output: String) {
             let command = [
                 ProcessGroup.binary("tessera-coordinator"), "run", "--in-process", "--model",
                 root + "/models/demo/deploy.prototxt", "--weights", root + "/models/demo/nuclei32.caffemodel",
-                "--mean", "134,151,171", "--scale", "0.015625", "--mode", "dense", "--outputs",
-                "zarr,prob,labels,overlay,npy", "--dtype", "uint8", "--out", out, "\(dir)/\(image)/x.png",
+                "--mean", "134,151,171", "--scale", "0.015625", "--mode", "dense", "--tile", "200", "--outputs",
+                outputs,
+                "--dtype", "uint8", "--out", out, "\(dir)/\(image)/x.png",
             ]
             let limit = sizeLimitKiB.map { "ulimit -f \($0); " } ?? ""
             return try runCommand(["bash", "-c", limit + "exec \"$@\"", "bash"] + command)
@@ -48,13 +52,17 @@ struct OutputSetTests {
             }
             return files
         }
-        let first = try run("a")
+        func hidden() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+        }
+        let first = try run("a", outputs: "zarr," + files)
         #expect(first.status == 0, "\(first.output)")
         let before = try contents()
         #expect(before["x.npy"] != nil && before["x.prob-1.png"] != nil && before["x.zarr/0/0/0/0"] != nil)
 
-        // The .npy (2 × 400² float32, 1.25 MiB) cannot be written: nothing of this run replaces anything.
-        let failed = try run("b", sizeLimitKiB: 1000)
+        // The .npy (2 × 400² float32, 1.25 MiB) cannot be written (the float32 store's chunks, 200², can): nothing of
+        // this run replaces anything.
+        let failed = try run("b", outputs: files, sizeLimitKiB: 1000)
         #expect(failed.status != 0, "\(failed.output)")
         #expect(
             failed.output.contains("\(out)/x.npy") && failed.output.contains("File too large")
@@ -63,15 +71,36 @@ struct OutputSetTests {
         let after = try contents()
         #expect(Set(after.keys) == Set(before.keys), "\(after.keys.sorted()) vs \(before.keys.sorted())")
         for (name, bytes) in before { #expect(after[name] == bytes, "\(name) changed by the failed run") }
-        let hidden = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") }
-        #expect(hidden.isEmpty, "left behind: \(hidden)")
+        #expect(hidden().isEmpty, "left behind: \(hidden())")
 
-        // Without the limit, every output is the new image's.
-        let second = try run("b")
+        // With the zarr asked for, the new map (minutes to hours of computing) is kept, as the embedded `run`
+        // keeps it (review 32 R6: it was removed), and the earlier map's files beside it go.
+        let kept = try run("b", outputs: "zarr," + files, sizeLimitKiB: 1000)
+        #expect(kept.status != 0, "\(kept.output)")
+        #expect(
+            kept.output.contains("File too large")
+                && kept.output.contains(
+                    "The map itself is complete and kept: \(out)/x.zarr; `tessera-coordinator export")
+                && kept.output.contains("--image"), "\(kept.output)")
+        let zarrOnly = try contents()
+        #expect(zarrOnly.keys.allSatisfy { $0.hasPrefix("x.zarr/") }, "\(zarrOnly.keys.sorted())")
+        #expect(zarrOnly["x.zarr/0/0/0/0"] != nil && zarrOnly["x.zarr/0/0/0/0"] != before["x.zarr/0/0/0/0"])
+        #expect(hidden().isEmpty, "left behind: \(hidden())")
+        // Its export, as the message gives it, writes the rest.
+        let export = try runCommand([
+            ProcessGroup.binary("tessera-coordinator"), "export", out + "/x.zarr", "--outputs", files, "--out", out,
+            "--image", "\(dir)/b/x.png",
+        ])
+        #expect(export.status == 0, "\(export.output)")
+        let exported = try contents()
+
+        // Without the limit, every output is the new image's, as the export wrote them.
+        let second = try run("b", outputs: "zarr," + files)
         #expect(second.status == 0, "\(second.output)")
         let replaced = try contents()
         for name in ["x.npy", "x.prob-1.png", "x.labels.png", "x.overlay.png", "x.zarr/0/0/0/0"] {
             #expect(replaced[name] != nil && replaced[name] != before[name], "\(name) was not replaced")
+            #expect(replaced[name] == exported[name], "\(name): the export differs from the run's")
         }
     }
 }

@@ -59,8 +59,7 @@ package final class ChunkedMapOutput {
     ) throws -> [String] {
         if let joined = try store.finish(damaged: damaged) { logger?.info("map store: \(joined)") }
         let finalPath = finalPath
-        let written = try Self.export(store, image: image, options: options, tiffDType: tiffDType, logger: logger) {
-            // The zarr first, then the files written from it: all or none of them replace earlier ones.
+        let moveIntoPlace = {
             guard let finalPath else { return }
             try MapStore.checkReplaceable(finalPath)  // it may have appeared while mapping
             try? FileManager.default.removeItem(atPath: finalPath)
@@ -69,6 +68,25 @@ package final class ChunkedMapOutput {
                     .io, path: finalPath, detail: "cannot move the finished store into place: \(errnoText())")
             }
             self.finished = true
+        }
+        let written: [String]
+        do {
+            // The zarr first, then the files written from it: all or none of them replace earlier ones.
+            written = try Self.export(
+                store, image: image, options: options, tiffDType: tiffDType, logger: logger, beforeMove: moveIntoPlace)
+        } catch  where finalPath != nil && !finished {
+            // The other outputs failed (a full disk): the finished zarr, hours of computing for a slide, is kept, as
+            // the embedded coordinator keeps it (review 32 R6: it was removed), and the files of this image's
+            // names beside it go: they are an earlier map's.
+            guard (try? moveIntoPlace()) != nil else { throw error }
+            let classes =
+                options.classes ?? store.layout.kept
+                ?? OutputOptions.defaultClasses(classCount: store.layout.netClasses)
+            let earlier = Set(
+                options.singleFiles(probabilityClasses: classes).filter(OutputOptions.isFileOrLink)
+                    + OutputOptions.existingOutputs(directory: options.directory, stem: options.stem))
+            for file in earlier { try? FileManager.default.removeItem(atPath: file) }
+            throw MapKeptError(map: finalPath!, error: error, removed: earlier.sorted())
         }
         if let finalPath { return [finalPath] + written }
         try? FileManager.default.removeItem(atPath: store.path)
@@ -108,6 +126,15 @@ package final class ChunkedMapOutput {
         guard !finished else { return }
         try? FileManager.default.removeItem(atPath: store.path)
     }
+}
+
+/// The outputs of a map failed after its zarr was complete: the zarr is in place at `map` (`removed`: the earlier
+/// outputs of the image's names that were beside it).
+package struct MapKeptError: Error, CustomStringConvertible {
+    package let map: String
+    package let error: any Error
+    package let removed: [String]
+    package var description: String { "\(error)" }
 }
 
 extension MapStore: MapRowSource {

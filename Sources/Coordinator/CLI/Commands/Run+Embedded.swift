@@ -208,13 +208,9 @@ extension Run {
         let storePath = "\(output.out)/\(name)"
         // The zarr is complete and in place (hours of computing): a failure or an interruption now says so, and how
         // to finish (whole-slide audit 35 F7: the run exited 1 with the zarr left and not a word about it).
-        let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
-        let keptNote =
-            "The map itself is complete and kept: \(storePath); `tessera-coordinator export "
-            + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
-            + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "") + "` writes the rest from it"
+        let keptNote = keptMapNote(storePath, options: options, image: path)
         // Said at once: the zarr landed a moment ago (verification audit 40 N3: a Ctrl-C then got no hint).
-        if keepZarr && !rest.isEmpty { interruption.setNote(keptNote) }
+        if keepZarr && options.kinds != [.zarr] { interruption.setNote(keptNote) }
         defer { interruption.setNote(nil) }
         defer { if !keepZarr { try? FileManager.default.removeItem(atPath: storePath) } }
         let store = try MapStore.open(at: storePath)

@@ -180,6 +180,13 @@ extension Run {
                         "check against the exact classifier: \(result.summary)",
                         metadata: ["image": "\(path)", "report": "\(report)"])
                 }
+            } catch let kept as MapKeptError {
+                if !kept.removed.isEmpty {
+                    logger.info(
+                        "removed an earlier run's outputs, which the new map replaces: \(kept.removed.joined(separator: ", "))"
+                    )
+                }
+                throw ClusterError("\(kept.error). \(keptMapNote(kept.map, options: options, image: path))")
             } catch {
                 progress.finish()
                 sink.abandon()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import CoordinatorService
 import Foundation
 import Logging
@@ -257,6 +258,15 @@ struct Run: ParsableCommand {
 }
 
 extension Run {
+    /// What a failure or an interruption says once the zarr `storePath` is complete and in place, while the other
+    /// outputs of `options` were still to be written from it: that it is kept, and the `export` that writes the rest.
+    func keptMapNote(_ storePath: String, options: OutputOptions, image path: String) -> String {
+        let rest = options.kinds.subtracting([.zarr]).map(\.rawValue).sorted().joined(separator: ",")
+        return "The map itself is complete and kept: \(storePath); `tessera-coordinator export "
+            + "\(shellQuoted(storePath)) --outputs \(rest) --out \(shellQuoted(output.out))"
+            + (options.kinds.contains(.overlay) ? " --image \(shellQuoted(path))" : "") + "` writes the rest from it"
+    }
+
     /// Maps each image with `body`; with `--keep-going`, an image that fails is logged and the next one is
     /// mapped, and the run then fails naming every image that did (user audit: one damaged slide left the
     /// rest of a batch unmapped). An interruption always ends the run.
