@@ -101,6 +101,10 @@ struct DiskFullTests {
         // Its status says why (an operator saw a job stuck at 1/1 tiles, only the log saying why).
         let (_, stuck) = try client(["status", "1"], clients, log: "status-stuck")
         #expect(stuck.contains("waiting for the coordinator's store"), "\(stuck)")
+        // So does job 2's, whose tasks wait as well, whether or not one of its own writes failed (review 32: only
+        // the job whose writes failed said why).
+        let (_, stuck2) = try client(["status", "2"], clients, log: "status-stuck-2")
+        #expect(stuck2.contains("waiting for the coordinator's store"), "\(stuck2)")
         let (cancelled, cancelText) = try client(["cancel", "2"], clients, log: "cancel-2")
         #expect(cancelled == 0 && cancelText.contains("job 2: cancelled"), "\(cancelText)")
         // Space returns: the job resumes and finishes.

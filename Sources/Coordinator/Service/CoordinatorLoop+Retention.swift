@@ -81,7 +81,7 @@ extension CoordinatorLoop {
                 if !delivered {
                     rejects.warning(
                         "keep-finished-unfetched", "a result is removed by --keep-finished before anyone fetched it",
-                        metadata: ["job": "\(id)", "ended": "\(Int(age))s ago"])
+                        metadata: ["job": "\(id)", "ended": "\(Int(age))s ago"], counts: false)
                 }
                 removeEnded(id, reason: "ended more than --keep-finished ago", endedAt: at, bytes: usage[id]?.bytes)
                 removed.insert(id)
@@ -108,7 +108,7 @@ extension CoordinatorLoop {
                         metadata: [
                             "job": "\(id)", "bytes": "\(job.bytes)", "limit": "\(limit)",
                             "ended": "\(Int(now.timeIntervalSince(job.at)))s ago",
-                        ])
+                        ], counts: false)
                 }
                 removeEnded(id, reason: "the store is over --max-store", endedAt: job.at, bytes: job.bytes)
                 removed.insert(id)

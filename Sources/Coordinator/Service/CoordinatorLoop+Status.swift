@@ -17,10 +17,21 @@ extension CoordinatorLoop {
             return message.isEmpty ? note : note + "; " + message
         }
         let failed = storeTrouble.failures(of: id)
-        guard failed > 0 else { return message }
-        let note =
-            "\(Wire.JobStatus.storeWaitNote): \(failed) tile write\(failed == 1 ? "" : "s") failed (a full "
-            + "disk?); dispatching resumes when a write succeeds"
+        let note: String
+        if failed > 0 {
+            note =
+                "\(Wire.JobStatus.storeWaitNote): \(failed) tile write\(failed == 1 ? "" : "s") failed (a full "
+                + "disk?); dispatching resumes when a write succeeds"
+        } else if let job = jobs[id], job.isActive, job.shared == nil, !job.pending.isEmpty,
+            storeTrouble.paused(monotonicSeconds()) || tilesHeld
+        {
+            // Its tasks wait too, though none of its writes failed (review 32: only the failing job said why).
+            note =
+                "\(Wire.JobStatus.storeWaitNote): another job's map tiles could not be written (a full disk?); "
+                + "upload jobs' tasks wait until the store takes them"
+        } else {
+            return message
+        }
         return message.isEmpty ? note : note + "; " + message
     }
 

@@ -23,14 +23,16 @@ package struct RateLimitedLog: Sendable {
     let logger: Logger
     package var burst = 5
     package var window = 10.0
-    /// Called with the key of every warning, logged or suppressed (a refusals counter).
+    /// Called with the key of every warning that `counts`, logged or suppressed (a refusals counter).
     package var onEvent: (@Sendable (String) -> Void)?
     private var windows: [String: (start: Double, count: Int, suppressed: Int)] = [:]
 
     package init(logger: Logger) { self.logger = logger }
 
-    package mutating func warning(_ key: String, _ message: String, metadata: Logger.Metadata = [:]) {
-        onEvent?(key)
+    package mutating func warning(
+        _ key: String, _ message: String, metadata: Logger.Metadata = [:], counts: Bool = true
+    ) {
+        if counts { onEvent?(key) }
         let now = monotonicSeconds()
         var w = windows[key] ?? (now, 0, 0)
         if now - w.start > window { w = (now, 0, w.suppressed) }
