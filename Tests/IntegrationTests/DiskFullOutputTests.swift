@@ -56,6 +56,7 @@ extension DiskFullTests {
         try #require(freed == 0, "\(freeText)")
         let done = try disk.statusOnce(2, clients, timeout: 30)
         #expect(done.contains("job 2: done"), "\(done)\n\(group.log("coordinator"))")
+        #expect(!done.contains("no room for the outputs"), "the wait's note outlived it: \(done)")
         (code, text) = try disk.client(["fetch", "2", "--out", group.directory + "/second"], clients, log: "fetch-2")
         #expect(code == 0, "\(text)")
         for (name, bytes) in zip(outputs, first) {
@@ -111,5 +112,34 @@ extension DiskFullTests {
         #expect(code == 0 && text.contains("job 2 \(small)"), "\(text)")
         let metrics = group.log("coordinator")
         #expect(metrics.contains("image large: its map needs"), "\(metrics)")
+    }
+
+    /// Review 33: the room check compared each job with the free space alone, so two uploads that each fit were
+    /// both admitted, filled the disk together, and neither could finish.
+    @Test(
+        "An upload that fits alone but not beside what the jobs under way have still to write is refused",
+        .enabled(if: available, "needs root, unshare and nsenter to mount a small tmpfs in a mount namespace"))
+    func uploadsTogetherTooLarge() throws {
+        let group = try ProcessGroup("disk-full-reserved")
+        defer { group.stop() }
+        let disk = try TmpfsCoordinator(group, size: "6m")
+        // No worker: job 1 stays under way with its whole map still to write.
+        let (_, clients) = try disk.startCoordinator("coordinator")
+        let flags =
+            ClusterFixture.modelFlags + ["--mode", "dense", "--outputs", "npy", "--out", group.directory + "/out"]
+        let image = group.directory + "/img.png"
+        try ClusterFixture.writeImage(to: image, height: 500, width: 500)  // 0.75 MB raw, a 3 MiB map
+        var (code, text) = try disk.client(["submit"] + flags + [image], clients, log: "submit-1")
+        #expect(code == 0 && text.contains("job 1 "), "\(text)")
+        (code, text) = try disk.client(["submit"] + flags + [image], clients, log: "submit-2")
+        #expect(code != 0, "\(text)")
+        #expect(
+            text.contains("its map needs") && text.contains("beside what the jobs under way have still to write there"),
+            "\(text)")
+        // Once job 1 is cancelled, the same image fits.
+        (code, text) = try disk.client(["cancel", "1"], clients, log: "cancel-1")
+        #expect(code == 0, "\(text)")
+        (code, text) = try disk.client(["submit"] + flags + [image], clients, log: "submit-3")
+        #expect(code == 0 && text.contains("job 3 "), "\(text)")
     }
 }

@@ -152,5 +152,32 @@ struct InterruptedExportTests {
         #expect(s == 0, "\(l)")
         let hidden = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
         #expect(hidden.isEmpty, "left after the second run: \(hidden) (the killed run's store: \(left))")
+
+        // With --store the finished store is the done job's map: the same command writes its outputs from it,
+        // computing nothing (review 33: the sweep removed it, and every tile was computed again).
+        let stored = model + ["--store", group.directory + "/store", "--outputs", "npy,tiff,prob", image]
+        try FileManager.default.removeItem(atPath: out)
+        let third = try group.start("tessera-coordinator", ["run"] + stored, log: "third")
+        // Killed once its outputs are being written (the job's end is recorded by then).
+        func staging() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).contains {
+                $0.contains(".outputs.partial-")
+            }
+        }
+        let again = Date().addingTimeInterval(120)
+        while !staging() && third.isRunning && Date() < again { usleep(500) }
+        let kept = try #require(finishedStore(), "the run ended before its outputs were written: \(group.log("third"))")
+        kill(third.processIdentifier, SIGKILL)
+        _ = group.wait(third, timeout: 30)
+        let (s4, l4) = try SlideMapTests.coordinator(group, ["run"] + stored, log: "fourth")
+        #expect(s4 == 0, "\(l4)")
+        // (Its staging folder is swept, not the store.)
+        #expect(
+            !l4.split(separator: "\n").contains { $0.contains("left unfinished") && $0.contains(".chunks.tmp-") },
+            "\(l4)")
+        #expect(!l4.contains("0/64 tasks"), "the map was computed again: \(l4)")
+        #expect(FileManager.default.fileExists(atPath: out + "/img.npy"), "\(l4)")
+        let after = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter { $0.hasPrefix(".") }
+        #expect(after.isEmpty, "left after the fourth run: \(after) (the killed run's store: \(kept))")
     }
 }

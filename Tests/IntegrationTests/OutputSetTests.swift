@@ -29,13 +29,15 @@ struct OutputSetTests {
         let root = TestPaths.packageRoot.path
         let out = dir + "/out"
         let files = "prob,labels,overlay,npy"
-        func run(_ image: String, outputs: String, sizeLimitKiB: Int? = nil) throws -> (status: Int32, output: String) {
+        func run(
+            _ image: String, outputs: String, sizeLimitKiB: Int? = nil, into out: String = out, dtype: String = "uint8"
+        ) throws -> (status: Int32, output: String) {
             let command = [
                 ProcessGroup.binary("tessera-coordinator"), "run", "--in-process", "--model",
                 root + "/models/demo/deploy.prototxt", "--weights", root + "/models/demo/nuclei32.caffemodel",
                 "--mean", "134,151,171", "--scale", "0.015625", "--mode", "dense", "--tile", "200", "--outputs",
                 outputs,
-                "--dtype", "uint8", "--out", out, "\(dir)/\(image)/x.png",
+                "--dtype", dtype, "--out", out, "\(dir)/\(image)/x.png",
             ]
             let limit = sizeLimitKiB.map { "ulimit -f \($0); " } ?? ""
             return try runCommand(["bash", "-c", limit + "exec \"$@\"", "bash"] + command)
@@ -102,5 +104,16 @@ struct OutputSetTests {
             #expect(replaced[name] != nil && replaced[name] != before[name], "\(name) was not replaced")
             #expect(replaced[name] == exported[name], "\(name): the export differs from the run's")
         }
+
+        // A kept zarr that replaced no map leaves the outputs of other kinds beside it, as a finished run does
+        // (review 33: every earlier output of the image went): here the .npy fails.
+        let other = dir + "/other"
+        #expect(try run("b", outputs: "labels,overlay", into: other).status == 0)
+        let keptAlone = try run("b", outputs: "zarr,npy", sizeLimitKiB: 1000, into: other)
+        #expect(
+            keptAlone.status != 0 && keptAlone.output.contains("The map itself is complete and kept"),
+            "\(keptAlone.output)")
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: other))
+        #expect(left == ["x.overlay.png", "x.labels.png", "x.zarr"], "\(left.sorted())")
     }
 }

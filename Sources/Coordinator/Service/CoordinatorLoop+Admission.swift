@@ -80,14 +80,32 @@ extension CoordinatorLoop {
     /// Refuses a raw-image upload before a byte is sent when the image alone cannot fit in the store's free space
     /// (its map is checked once the job is planned: `JobFactory.checkRoom`).
     func admitUploadRoom(_ shape: RawImageShape) throws {
-        guard let total = shape.byteCount, let free = freeBytes(store.root), UInt64(total) > free else { return }
+        guard let total = shape.byteCount, let disk = freeBytes(store.root) else { return }
+        let reserved = reservedStoreBytes()
+        let free = disk > reserved ? disk - reserved : 0
+        guard UInt64(total) > free else { return }
         let (needText, freeText) = OutputSpace.texts(UInt64(total), free)
         throw AdmissionRefusal(
             reason: "store-full",
             description:
                 "the \(shape.width)×\(shape.height) image needs \(needText) on the coordinator's store, and that disk has "
-                + "\(freeText) free: submit it again once other jobs' results are fetched and removed (serve "
+                + "\(freeText) free"
+                + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
+                + ": submit it again once other jobs' results are fetched and removed (serve "
                 + "--keep-finished, --max-store), or give the store more room")
+    }
+
+    /// What the upload jobs under way have still to write in the store (an estimate, not a reservation the disk
+    /// keeps): the parts of uploads still arriving, and the map chunks of active jobs' tasks not yet done.
+    func reservedStoreBytes() -> UInt64 {
+        var total: UInt64 = 0
+        for u in uploads.values { total += UInt64(max(0, u.total - u.received)) }
+        for id in jobOrder {
+            guard let job = jobs[id], job.isActive, let map = job.map, !job.tasks.isEmpty else { continue }
+            let left = UInt64(job.tasks.count - min(job.done, job.tasks.count))
+            total += map.store.layout.levelZeroBytes / UInt64(job.tasks.count) * left
+        }
+        return total
     }
 
     /// The name and size of a PNG sent whole or named by path (nil size: no readable header).

@@ -144,7 +144,12 @@ extension CoordinatorLoop {
     /// Cancels an active job; an ended one keeps its status.
     private func cancel(_ id: UInt64) -> WireMessage {
         if let u = uploads[id] { return .status(cancelUpload(u)) }
-        if let job = jobs[id], job.isActive, job.finishing, job.outputsWait?.trying ?? true {
+        if let job = jobs[id], job.isActive, job.outputsWait?.trying == true {
+            return .error(
+                message: "job \(id) is trying again to write its outputs now: if they still do not fit it waits again, "
+                    + "and can be cancelled then; if they do, it ends done")
+        }
+        if let job = jobs[id], job.isActive, job.finishing, job.outputsWait == nil {
             // Its outputs are being written: a cancel now would be answered "cancelled" and then be
             // overtaken by "done" (operator audit). It ends done in a moment.
             return .error(

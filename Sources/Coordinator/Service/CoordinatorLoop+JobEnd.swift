@@ -36,7 +36,7 @@ extension CoordinatorLoop {
         let (kept, netClasses) = (job.keptClasses, job.plan.classes)
         finishQueue.async {
             let result = Result {
-                let freeBefore = freeBytes(written.directory)
+                let (freeBefore, inodesBefore) = (freeBytes(written.directory), freeInodes(written.directory))
                 var (keepStore, keepImage) = (false, false)
                 defer {
                     // Derived files (the raw image, the map's chunks unless they serve the .npy).
@@ -63,7 +63,8 @@ extension CoordinatorLoop {
                 } catch  where OutputsNeedRoom.isOutOfRoom(error) {
                     // The computed map waits for room, on disk as it was (audit 55 F7: the job failed and lost it).
                     (keepStore, keepImage) = (true, true)
-                    throw OutputsNeedRoom(error: error, map: map, image: image, freeBefore: freeBefore)
+                    throw OutputsNeedRoom(
+                        error: error, map: map, image: image, freeBefore: freeBefore, inodesBefore: inodesBefore)
                 }
             }
             completions.withLock { $0.append((id, result)) }
@@ -78,7 +79,13 @@ extension CoordinatorLoop {
         }
         for (id, result) in done {
             guard let job = jobs[id] else { continue }
-            if case .failure(let failure as OutputsNeedRoom) = result, job.isActive {
+            if case .failure(let failure as OutputsNeedRoom) = result {
+                guard job.isActive else {
+                    // (Unreachable while a try cannot be cancelled; kept so that nothing stays behind if it can.)
+                    let paths = [failure.map.store.path, job.directory + "/image.raw"]
+                    storeQueue.async { for p in paths { try? FileManager.default.removeItem(atPath: p) } }
+                    continue
+                }
                 waitForRoom(job, failure)
                 continue
             }
@@ -87,6 +94,7 @@ extension CoordinatorLoop {
                     "the job's outputs are written: the store has room again",
                     metadata: ["job": "\(id)", "failed-tries": "\(wait.tries)"])
             }
+            job.outputsWait = nil
             job.finished = monotonicSeconds()
             job.image = nil
             job.releaseModel()
@@ -148,6 +156,7 @@ extension CoordinatorLoop {
         job.message = message
         job.finished = monotonicSeconds()
         job.pending.removeAll()
+        job.outputsWait = nil
         if let map = job.map {
             // After the tile writes already queued for it.
             let paths = [map.store.path, job.directory + "/image.raw"]

@@ -124,6 +124,7 @@ extension CoordinatorLoop {
         uploaded: (crc: UInt32, bytes: Int)? = nil
     ) {
         let (factory, prepared, since, dir, wake) = (factory, prepared, monotonicSeconds(), store.directory(id), wake)
+        let reserved = reservedStoreBytes()
         preparing += 1
         preparingBytes += bytes
         preparingOwners[id] = owner ?? "anonymous"
@@ -131,7 +132,8 @@ extension CoordinatorLoop {
             let result = Result {
                 do {
                     return try factory.create(
-                        spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded)
+                        spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded,
+                        reserved: reserved)
                 } catch {
                     try? FileManager.default.removeItem(atPath: dir)
                     throw error

@@ -11,7 +11,7 @@ extension CoordinatorLoop {
         job.image = failure.image
         let now = monotonicSeconds()
         job.outputsWait = OutputsWait(
-            reason: "\(failure.error)", freeBefore: failure.freeBefore, tried: now,
+            reason: "\(failure.error)", freeBefore: failure.freeBefore, inodesBefore: failure.inodesBefore, tried: now,
             tries: (job.outputsWait?.tries ?? 0) + 1, nextCheck: now + OutputsWait.checkSeconds)
         guard job.outputsWait!.tries == 1 else { return }
         logger.warning(
@@ -20,15 +20,17 @@ extension CoordinatorLoop {
     }
 
     /// Tries again the outputs of the jobs waiting for room (`housekeeping`): when the disk holding them has
-    /// more room than before the failed try (by a quarter, 1 MiB at least), or every `OutputsWait.retrySeconds`
-    /// (a quota is not seen in the free space).
+    /// more room than before the failed try (by a quarter, 1 MiB at least) or more free inodes (by a quarter, 64 at
+    /// least: files cannot be made without), or every `OutputsWait.retrySeconds` (a quota is not seen there).
     func retryOutputs(_ now: Double) {
         for id in jobOrder {
             guard let job = jobs[id], job.isActive, var wait = job.outputsWait, !wait.trying,
                 wait.nextCheck <= now
             else { continue }
-            let before = wait.freeBefore ?? 0
-            let roomier = freeBytes(job.outputDirectory).map { $0 >= before + max(1 << 20, before / 4) } ?? false
+            let (bytes, inodes) = (wait.freeBefore ?? 0, wait.inodesBefore ?? 0)
+            let roomier =
+                freeBytes(job.outputDirectory).map { $0 >= bytes + max(1 << 20, bytes / 4) } ?? false
+                || freeInodes(job.outputDirectory).map { $0 >= inodes + max(64, inodes / 4) } ?? false
             guard roomier || now - wait.tried >= OutputsWait.retrySeconds else {
                 wait.nextCheck = now + OutputsWait.checkSeconds
                 job.outputsWait = wait
@@ -47,8 +49,9 @@ struct OutputsWait {
 
     /// The failed try's error.
     let reason: String
-    /// The bytes free where the outputs go before the failed try (nil: unknown).
+    /// The bytes and inodes free where the outputs go before the failed try (nil: unknown).
     let freeBefore: UInt64?
+    let inodesBefore: UInt64?
     /// When it failed, and how many tries failed so (monotonic seconds).
     let tried: Double
     let tries: Int
@@ -70,6 +73,7 @@ struct OutputsNeedRoom: Error {
     let map: UploadMap
     let image: RawPixelFile
     let freeBefore: UInt64?
+    let inodesBefore: UInt64?
 
     /// Whether `error` is a full disk or an exhausted quota (told by its text: the outputs' writers name the errno).
     static func isOutOfRoom(_ error: any Error) -> Bool {

@@ -34,7 +34,8 @@ final class CoordinatorMetrics {
     /// The refusals an operator alerts on, whose series are there at 0 from the start: a series that
     /// appears only at the first refusal reads "no data" on a dashboard (operator audit 38 F7).
     static let commonRefusals = [
-        "submit", "too-many-pixels", "too-many-jobs", "queue-full", "not-owner", "revoked-key", "auth-unlisted-key",
+        "submit", "too-many-pixels", "too-many-jobs", "queue-full", "store-full", "not-owner", "revoked-key",
+        "auth-unlisted-key",
         "auth-role", "handshake-mechanism", "handshake-key", "handshake-protocol", "handshake-dropped",
     ]
 

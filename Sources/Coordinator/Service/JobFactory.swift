@@ -27,19 +27,20 @@ struct JobFactory: Sendable {
     /// `uploaded`: the image arrived in parts and lies decoded in `dir/image.raw`, with this CRC-32 and size.
     func create(
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64, directory dir: String, owner: String?,
-        uploaded: (crc: UInt32, bytes: Int)? = nil
+        uploaded: (crc: UInt32, bytes: Int)? = nil, reserved: UInt64 = 0
     ) throws -> CoordinatorJob {
         let job =
             options.storage == .shared
             ? try createSharedJob(spec, options: options, id: id, directory: dir, owner: owner)
-            : try createUploadJob(spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded)
+            : try createUploadJob(
+                spec, options: options, id: id, directory: dir, owner: owner, uploaded: uploaded, reserved: reserved)
         job.owner = owner
         return job
     }
 
     private func createUploadJob(
         _ spec: Wire.JobSpec, options: JobOptions, id: UInt64,
-        directory dir: String, owner: String?, uploaded: (crc: UInt32, bytes: Int)?
+        directory dir: String, owner: String?, uploaded: (crc: UInt32, bytes: Int)?, reserved: UInt64
     ) throws -> CoordinatorJob {
         let proto = try fileBytes(spec.prototxt, "prototxt")
         let weights = try fileBytes(spec.weights, "weights")
@@ -56,7 +57,7 @@ struct JobFactory: Sendable {
         }
         let job = try makeJob(
             id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
-            preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem)
+            preprocessing: spec.preprocessing, model: bundle, imagePath: imagePath, stem: stem, reserved: reserved)
         if persistent {
             // Last: a whole entry is one with a record (and a reserved ending slot).
             try store.reserveEndingSlot(id)
@@ -134,7 +135,7 @@ struct JobFactory: Sendable {
     func makeJob(
         id: UInt64, directory dir: String, options: JobOptions, mode wireMode: Wire.Mode, tile: Int,
         preprocessing: Wire.Preprocessing, model bundle: ModelBundle, imagePath: String,
-        stem: String, resume: Bool = false
+        stem: String, resume: Bool = false, reserved: UInt64 = 0
     ) throws -> CoordinatorJob {
         let plan = try self.plan(bundle, options)
         let image: RawPixelFile
@@ -189,7 +190,9 @@ struct JobFactory: Sendable {
         {
             throw ClusterError(.invalidOption, why)
         }
-        if !resume { try checkRoom(map: map.store.layout, options: options, directory: dir, stem: stem) }
+        if !resume {
+            try checkRoom(map: map.store.layout, options: options, directory: dir, stem: stem, reserved: reserved)
+        }
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
             plan: plan, preprocessing: TaskCodec.preprocessing(pre), image: image, imageSize: size, stem: stem,
@@ -200,9 +203,14 @@ struct JobFactory: Sendable {
 
     /// Refuses an upload job whose map cannot fit in the store's free space (its image is in already): its float32
     /// chunks, and the `.npy` when one is written to a folder of its own (the job's is served from the chunks).
-    /// Accepted, a 100 000² slide filled the disk tile by tile and then waited for good (audit 55).
-    private func checkRoom(map layout: MapLayout, options: JobOptions, directory dir: String, stem: String) throws {
-        guard let free = freeBytes(dir) else { return }
+    /// Accepted, a 100 000² slide filled the disk tile by tile and then waited for good (audit 55). `reserved`: what
+    /// the jobs under way have still to write there (`CoordinatorLoop.reservedStoreBytes`): two jobs that each fit
+    /// alone filled the disk together and neither could finish (review 33).
+    private func checkRoom(
+        map layout: MapLayout, options: JobOptions, directory dir: String, stem: String, reserved: UInt64
+    ) throws {
+        guard let disk = freeBytes(dir) else { return }
+        let free = disk > reserved ? disk - reserved : 0
         let npy =
             options.outputDirectory != nil
                 && (try? options.outputOptions(directory: dir, stem: stem))?.kinds
@@ -217,7 +225,9 @@ struct JobFactory: Sendable {
                 "image \(stem.printable(limit: 300)): its map needs \(needText) on the coordinator's store (\(layout.classes) "
                 + "class\(layout.classes == 1 ? "" : "es") × \(layout.width)×\(layout.height) float32 values"
                 + (npy > 0 ? ", and its .npy as much again" : "")
-                + "), and that disk has \(freeText) free: submit it again once other jobs' results are fetched and "
+                + "), and that disk has \(freeText) free"
+                + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
+                + ": submit it again once other jobs' results are fetched and "
                 + "removed (serve --keep-finished, --max-store), keep fewer classes (--keep-classes), or give the "
                 + "store more room")
     }

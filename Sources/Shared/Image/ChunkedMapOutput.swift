@@ -76,15 +76,18 @@ package final class ChunkedMapOutput {
                 store, image: image, options: options, tiffDType: tiffDType, logger: logger, beforeMove: moveIntoPlace)
         } catch  where finalPath != nil && !finished {
             // The other outputs failed (a full disk): the finished zarr, hours of computing for a slide, is kept, as
-            // the embedded coordinator keeps it (review 32 R6: it was removed), and the files of this image's
-            // names beside it go: they are an earlier map's.
+            // the embedded coordinator keeps it (review 32 R6: it was removed). The files of the names this run
+            // writes go (they do not match the new map), and, when it replaced a map, every output of that map, as a
+            // finished run does (review 33: every output of the image went, whatever was replaced).
+            let replacing = FileManager.default.fileExists(atPath: finalPath!)
             guard (try? moveIntoPlace()) != nil else { throw error }
             let classes =
                 options.classes ?? store.layout.kept
                 ?? OutputOptions.defaultClasses(classCount: store.layout.netClasses)
             let earlier = Set(
                 options.singleFiles(probabilityClasses: classes).filter(OutputOptions.isFileOrLink)
-                    + OutputOptions.existingOutputs(directory: options.directory, stem: options.stem))
+                    + (replacing ? OutputOptions.existingOutputs(directory: options.directory, stem: options.stem) : [])
+            )
             for file in earlier { try? FileManager.default.removeItem(atPath: file) }
             throw MapKeptError(map: finalPath!, error: error, removed: earlier.sorted())
         }

@@ -116,7 +116,8 @@ struct Export: ParsableCommand {
             source = opened.source
         }
         // Left by an export or run killed before it could clean up (SIGKILL, a power loss).
-        let stale = RunInterruption.removeStaleTemporaries(in: options.directory, stems: [options.stem])
+        let stale = RunInterruption.removeStaleTemporaries(
+            in: options.directory, stems: [options.stem], finishedStores: false)
         if !stale.isEmpty {
             logger.notice(
                 "removed unfinished outputs an interrupted earlier process left: \(stale.joined(separator: ", "))")

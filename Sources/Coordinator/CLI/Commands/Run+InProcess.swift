@@ -183,7 +183,7 @@ extension Run {
             } catch let kept as MapKeptError {
                 if !kept.removed.isEmpty {
                     logger.info(
-                        "removed an earlier run's outputs, which the new map replaces: \(kept.removed.joined(separator: ", "))"
+                        "removed earlier outputs of this image, which do not match the new map: \(kept.removed.joined(separator: ", "))"
                     )
                 }
                 throw ClusterError("\(kept.error). \(keptMapNote(kept.map, options: options, image: path))")

@@ -166,7 +166,8 @@ struct Run: ParsableCommand {
         // What a run killed outright (SIGKILL, a power loss) left of these images' outputs: a half-written
         // `.NAME.map.tiff.tmp-PID-…` stayed for good (whole-slide audit 35 F6).
         let stems = images.map { OutputOptions.stem(forInput: $0, image: slide.image ?? 1) }
-        let stale = RunInterruption.removeStaleTemporaries(in: output.out, stems: stems)
+        let stale = RunInterruption.removeStaleTemporaries(
+            in: output.out, stems: stems, finishedStores: store == nil)
         if !stale.isEmpty {
             Logger(label: "tessera.run").notice(
                 "removed what a run killed earlier left unfinished: \(stale.joined(separator: ", "))")

@@ -80,11 +80,15 @@ final class RunInterruption: @unchecked Sendable {
 
     /// Removes the unfinished outputs of `stems` in `out` that processes no longer running left
     /// (killed by SIGKILL or a power loss: `.NAME.partial-PID-…`, `.NAME.tmp-PID-…`), and returns their
-    /// names; those of running processes (another export, a run) stay.
-    static func removeStaleTemporaries(in out: String, stems: [String]) -> [String] {
+    /// names; those of running processes (another export, a run) stay. A finished tile store
+    /// (`.STEM.chunks.tmp-PID-…`) goes only with `finishedStores`: one of a `run --store` is its done job's map,
+    /// which the same command writes its outputs from (review 33: it was swept, and every tile computed again).
+    static func removeStaleTemporaries(in out: String, stems: [String], finishedStores: Bool) -> [String] {
         var removed: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
-        where stems.contains(where: { name.hasPrefix(".\($0).") }) {
+        where stems.contains(where: { name.hasPrefix(".\($0).") })
+            && (finishedStores || !name.contains(".chunks.tmp-"))
+        {
             // A coordinator's partial map has no pid: `PartialOutputs.removeOrphans` judges those.
             guard let pid = PartialOutputs.writerPID(name), pid != getpid(), !PartialOutputs.isRunning(pid) else {
                 continue
