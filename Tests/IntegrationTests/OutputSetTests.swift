@@ -68,7 +68,7 @@ struct OutputSetTests {
         #expect(failed.status != 0, "\(failed.output)")
         #expect(
             failed.output.contains("\(out)/x.npy") && failed.output.contains("File too large")
-                && failed.output.contains("no output of x was written"), "\(failed.output)")
+                && failed.output.contains("no file output of x was written"), "\(failed.output)")
         #expect(!failed.output.contains(".outputs.partial-"), "the message names the hidden folder: \(failed.output)")
         let after = try contents()
         #expect(Set(after.keys) == Set(before.keys), "\(after.keys.sorted()) vs \(before.keys.sorted())")

@@ -191,7 +191,7 @@ struct JobFactory: Sendable {
             throw ClusterError(.invalidOption, why)
         }
         if !resume {
-            try checkRoom(map: map.store.layout, options: options, directory: dir, stem: stem, reserved: reserved)
+            try checkRoom(map: map.store.layout, directory: dir, stem: stem, reserved: reserved)
         }
         let job = CoordinatorJob(
             id: id, options: options, mode: mode, tile: tile, model: bundle,
@@ -202,21 +202,14 @@ struct JobFactory: Sendable {
     }
 
     /// Refuses an upload job whose map cannot fit in the store's free space (its image is in already): its float32
-    /// chunks, and the `.npy` when one is written to a folder of its own (the job's is served from the chunks).
+    /// chunks (its `.npy` is served from them; its PNGs wait for room if they do not fit: `OutputsWait`).
     /// Accepted, a 100 000² slide filled the disk tile by tile and then waited for good (audit 55). `reserved`: what
     /// the jobs under way have still to write there (`CoordinatorLoop.reservedStoreBytes`): two jobs that each fit
     /// alone filled the disk together and neither could finish (review 33).
-    private func checkRoom(
-        map layout: MapLayout, options: JobOptions, directory dir: String, stem: String, reserved: UInt64
-    ) throws {
+    private func checkRoom(map layout: MapLayout, directory dir: String, stem: String, reserved: UInt64) throws {
         guard let disk = freeBytes(dir) else { return }
         let free = disk > reserved ? disk - reserved : 0
-        let npy =
-            options.outputDirectory != nil
-                && (try? options.outputOptions(directory: dir, stem: stem))?.kinds
-                    .contains(.npy) == true
-            ? 128 + UInt64(layout.classes) * UInt64(layout.height) * UInt64(layout.width) * 4 : 0
-        let need = layout.levelZeroBytes + npy
+        let need = layout.levelZeroBytes
         guard need > free else { return }
         let (needText, freeText) = OutputSpace.texts(need, free)
         throw AdmissionRefusal(
@@ -224,7 +217,6 @@ struct JobFactory: Sendable {
             description:
                 "image \(stem.printable(limit: 300)): its map needs \(needText) on the coordinator's store (\(layout.classes) "
                 + "class\(layout.classes == 1 ? "" : "es") × \(layout.width)×\(layout.height) float32 values"
-                + (npy > 0 ? ", and its .npy as much again" : "")
                 + "), and that disk has \(freeText) free"
                 + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
                 + ": submit it again once other jobs' results are fetched and "

@@ -87,7 +87,7 @@ package final class OutputStaging {
         guard text.contains(path) else { return error }
         return OutputSetError(
             description: text.replacingOccurrences(of: path, with: directory)
-                + " (no output of \(stem) was written: the files are moved into place together once all are complete)")
+                + " (no file output of \(stem) was written: they are moved into place together once all are complete)")
     }
 }
 
