@@ -9,6 +9,24 @@ struct AdmissionRefusal: Error, CustomStringConvertible {
     /// The refusals metric's label.
     let reason: String
     let description: String
+
+    /// A `store-full` refusal when `need` bytes (`what`, in words; `detail`: of what) do not fit in the store's free
+    /// space `disk` less what the upload jobs under way have still to write there (`reserved`); nil when they fit.
+    /// `remedy`: a way out of its own, said before the general ones.
+    static func storeFull(
+        _ what: String, detail: String? = nil, need: UInt64, disk: UInt64, reserved: UInt64, remedy: String = ""
+    ) -> AdmissionRefusal? {
+        let free = disk > reserved ? disk - reserved : 0
+        guard need > free else { return nil }
+        let (needText, freeText) = OutputSpace.texts(need, free)
+        return AdmissionRefusal(
+            reason: "store-full",
+            description:
+                "\(what) needs \(needText) on the coordinator's store\(detail.map { " (\($0))" } ?? ""), and that disk has "
+                + "\(freeText) free" + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
+                + ": submit it again once other jobs' results are fetched and removed (serve --keep-finished, "
+                + "--max-store), \(remedy)or give the store more room")
+    }
 }
 
 /// Admission: what a submission may ask of this coordinator, checked from the
@@ -80,19 +98,12 @@ extension CoordinatorLoop {
     /// Refuses a raw-image upload before a byte is sent when the image alone cannot fit in the store's free space
     /// (its map is checked once the job is planned: `JobFactory.checkRoom`).
     func admitUploadRoom(_ shape: RawImageShape) throws {
-        guard let total = shape.byteCount, let disk = freeBytes(store.root) else { return }
-        let reserved = reservedStoreBytes()
-        let free = disk > reserved ? disk - reserved : 0
-        guard UInt64(total) > free else { return }
-        let (needText, freeText) = OutputSpace.texts(UInt64(total), free)
-        throw AdmissionRefusal(
-            reason: "store-full",
-            description:
-                "the \(shape.width)×\(shape.height) image needs \(needText) on the coordinator's store, and that disk has "
-                + "\(freeText) free"
-                + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
-                + ": submit it again once other jobs' results are fetched and removed (serve "
-                + "--keep-finished, --max-store), or give the store more room")
+        guard let total = shape.byteCount, let disk = freeBytes(store.root),
+            let refusal = AdmissionRefusal.storeFull(
+                "the \(shape.width)×\(shape.height) image", need: UInt64(total), disk: disk,
+                reserved: reservedStoreBytes())
+        else { return }
+        throw refusal
     }
 
     /// What the upload jobs under way have still to write in the store (an estimate, not a reservation the disk

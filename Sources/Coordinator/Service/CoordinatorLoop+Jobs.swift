@@ -124,7 +124,7 @@ extension CoordinatorLoop {
         uploaded: (crc: UInt32, bytes: Int)? = nil
     ) {
         let (factory, prepared, since, dir, wake) = (factory, prepared, monotonicSeconds(), store.directory(id), wake)
-        let reserved = reservedStoreBytes()
+        let reserved = options.storage == .shared ? 0 : reservedStoreBytes()  // (only upload jobs are checked)
         preparing += 1
         preparingBytes += bytes
         preparingOwners[id] = owner ?? "anonymous"

@@ -207,21 +207,14 @@ struct JobFactory: Sendable {
     /// the jobs under way have still to write there (`CoordinatorLoop.reservedStoreBytes`): two jobs that each fit
     /// alone filled the disk together and neither could finish (review 33).
     private func checkRoom(map layout: MapLayout, directory dir: String, stem: String, reserved: UInt64) throws {
-        guard let disk = freeBytes(dir) else { return }
-        let free = disk > reserved ? disk - reserved : 0
-        let need = layout.levelZeroBytes
-        guard need > free else { return }
-        let (needText, freeText) = OutputSpace.texts(need, free)
-        throw AdmissionRefusal(
-            reason: "store-full",
-            description:
-                "image \(stem.printable(limit: 300)): its map needs \(needText) on the coordinator's store (\(layout.classes) "
-                + "class\(layout.classes == 1 ? "" : "es") × \(layout.width)×\(layout.height) float32 values"
-                + "), and that disk has \(freeText) free"
-                + (reserved > 0 ? " beside what the jobs under way have still to write there" : "")
-                + ": submit it again once other jobs' results are fetched and "
-                + "removed (serve --keep-finished, --max-store), keep fewer classes (--keep-classes), or give the "
-                + "store more room")
+        guard let disk = freeBytes(dir),
+            let refusal = AdmissionRefusal.storeFull(
+                "image \(stem.printable(limit: 300)): its map",
+                detail: "\(layout.classes) class\(layout.classes == 1 ? "" : "es") × \(layout.width)×\(layout.height) "
+                    + "float32 values", need: layout.levelZeroBytes, disk: disk,
+                reserved: reserved, remedy: "keep fewer classes (--keep-classes), ")
+        else { return }
+        throw refusal
     }
 
     /// The model's plan for these engine settings, made once and cached (four at most).
