@@ -231,6 +231,47 @@ struct LifecycleTests {
         #expect(try MapStore.open(at: old.path).layout.compression == .zlib)
     }
 
+    /// A damaged `.zarray` is refused with the field at fault and both values (audit 53 F9: one vague
+    /// "does not match" for every damage); the same array re-indented with its keys reordered still opens.
+    @Test func damagedArrayDescriptionsAreNamed() throws {
+        let dir = try temporaryDirectory("zarray")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, _) = try smallStore(dir)
+        let level1 = store.path + "/1/.zarray"
+        let original = try Data(contentsOf: URL(fileURLWithPath: level1))
+        func openError(_ bytes: Data) throws -> String {
+            try bytes.write(to: URL(fileURLWithPath: level1))
+            do {
+                _ = try MapStore.open(at: store.path)
+                return "opened"
+            } catch let error as MapStoreError {
+                #expect(error.kind == .notAStore && error.path == level1, "\(error)")
+                return error.detail
+            }
+        }
+        var object = try #require(try JSONSerialization.jsonObject(with: original) as? [String: Any])
+        object["shape"] = [2, 35, 46]
+        object["order"] = nil
+        object["fill_value"] = 0
+        let changed = try openError(JSONSerialization.data(withJSONObject: object, options: .sortedKeys))
+        #expect(changed.hasPrefix("level 1's array does not match the map's recorded layout (.zattrs)"), "\(changed)")
+        #expect(changed.contains(#""shape" is [2,35,46], the layout says [2,35,45]"#), "\(changed)")
+        #expect(changed.contains(#""fill_value" is 0, the layout says "NaN""#), "\(changed)")
+        #expect(changed.contains(#""order" is missing (the layout says "C")"#), "\(changed)")
+        #expect(!changed.contains("chunks"), "\(changed)")
+        let cut = try openError(original.prefix(40))
+        #expect(
+            cut.contains("not valid JSON (40 bytes)") && cut.contains("shape [2,35,45], chunks [2,32,32]"), "\(cut)")
+        #expect(try openError(Data()).contains("it is empty"))
+        #expect(try openError(Data("[1, 2]".utf8)).contains("JSON but not an object"))
+        // Rewritten by another tool: keys sorted, other spacing, 32.0 for 32. Same array, so it opens.
+        var same = try #require(try JSONSerialization.jsonObject(with: original) as? [String: Any])
+        same["chunks"] = [2, 32.0, 32]
+        #expect(
+            try openError(JSONSerialization.data(withJSONObject: same, options: [.sortedKeys, .prettyPrinted]))
+                == "opened")
+    }
+
     /// A new map replaces only what Tessera wrote: never a user's folder or file of its name.
     @Test func onlyTesseraMapsAreReplaceable() throws {
         let dir = try temporaryDirectory("replaceable")

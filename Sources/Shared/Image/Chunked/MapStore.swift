@@ -82,8 +82,8 @@ package final class MapStore: Sendable {
             guard let bytes = try FileIO.read(arrayPath) else {
                 throw MapStoreError(.notAStore, path: arrayPath, detail: "level \(level) is missing")
             }
-            guard String(decoding: bytes, as: UTF8.self) == StoreMetadata.zarray(layout, level: level) else {
-                throw MapStoreError(.notAStore, path: arrayPath, detail: "the array does not match the recorded layout")
+            if let mismatch = StoreMetadata.zarrayMismatch(bytes, layout: layout, level: level) {
+                throw MapStoreError(.notAStore, path: arrayPath, detail: mismatch)
             }
         }
         return MapStore(path: path, layout: layout, durable: durable)
