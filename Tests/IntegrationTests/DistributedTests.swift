@@ -471,7 +471,8 @@ extension DistributedTests {
         var failedAt: [UInt64: Date] = [:]
         var waits: [Double] = []
         // A third attempt is left to run late: the straggler copy goes to "good".
-        try Self.failTasks(flaky, while: p, message: "cannot read the slide: Input/output error") { spec in
+        // A multi-line failure is logged on one line (review 31 F6: each newline read '?').
+        try Self.failTasks(flaky, while: p, message: "cannot read the slide:\n  Input/output error\n") { spec in
             guard spec.attempt <= 2 else { return false }
             if spec.attempt == 2, let first = failedAt[spec.taskID] {
                 waits.append(Date().timeIntervalSince(first))
@@ -485,5 +486,6 @@ extension DistributedTests {
         #expect(!waits.isEmpty, "a failed task came back to the only worker")
         #expect(waits.allSatisfy { $0 >= 1.9 }, "retried after \(waits) s")
         #expect(group.log("coordinator").contains("retried in 2 s"))
+        #expect(group.log("coordinator").contains("cannot read the slide: Input/output error"))
     }
 }

@@ -397,9 +397,10 @@ extension CoordinatorLoop {
 
     func handleFailure(_ report: Wire.TaskFailure, from worker: Worker) {
         // A peer's text, for the log and other users' `status`: control characters (a newline that forges log
-        // lines, escapes for a terminal) become '?', as in a worker's name (hostile-peer audit 54 F11).
+        // lines, escapes for a terminal) become '?', as in a worker's name (hostile-peer audit 54 F11); its line
+        // breaks become "; " first, so a multi-line error stays readable.
         var f = report
-        f.message = report.message.printable(limit: 4096)
+        f.message = report.message.joinedLines().printable(limit: 4096)
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
         if isArchived(f.jobID) || jobs[f.jobID].map({ !$0.isActive }) == true {
             worker.inFlight.remove(ref)

@@ -13,4 +13,19 @@ extension String {
         if limit < Int.max && unicodeScalars.count > limit { out += "…" }
         return out
     }
+
+    /// This text on one line: each line break, with the indentation after it, becomes "; " (a worker's
+    /// multi-line failure, a model error's list of layers, read in a log line or `status` instead of '?'
+    /// for every newline: review 31 F6); blank lines and trailing breaks go.
+    package func joinedLines() -> String {
+        guard contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return self }
+        return split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
+            .map { $0.trimmingPrefix(while: { $0 == " " || $0 == "\t" }) }
+            .filter { !$0.isEmpty }
+            .reduce(into: "") { text, line in
+                // "layers:\n  a\n  b" reads "layers: a; b".
+                if !text.isEmpty { text += text.hasSuffix(":") ? " " : "; " }
+                text += line
+            }
+    }
 }
