@@ -139,7 +139,7 @@ extension CoordinatorLoop {
                             + "written (the first: \(first)): the map is not finished; submit the job again")
                 }
                 let now = FileIdentity(path: shared.imagePath)
-                if let planned = shared.imageIdentity, now != planned {
+                if let planned = shared.imageIdentity, now.map({ !$0.isSameFile(as: planned) }) ?? true {
                     throw ClusterError(
                         "\(shared.imagePath) changed while the job ran (planned: \(planned); now: "
                             + (now.map { "\($0)" } ?? "unreadable")
@@ -207,7 +207,9 @@ extension CoordinatorLoop {
             id: id, directory: store.directory(id), options: options, mode: record.mode, tile: record.tile,
             preprocessing: record.preprocessing, model: bundle, imagePath: record.sharedImage!, stem: record.stem,
             storePath: record.sharedStore!, create: false)
-        if let planned = record.sharedImageIdentity, let now = job.shared!.imageIdentity?.description, now != planned {
+        if let planned = record.sharedImageIdentity, let now = job.shared!.imageIdentity,
+            FileIdentity(recorded: planned).map({ !now.isSameFile(as: $0) }) ?? (now.description != planned)
+        {
             throw ClusterError(
                 "\(record.sharedImage!) changed while the coordinator was stopped (planned: \(planned); now: \(now)): "
                     + "the map's tiles would come from two images; submit the job again")
