@@ -12,9 +12,9 @@ import TesseraWire
 /// it needs no lock and is not Sendable (the compiler keeps it on its thread). What
 /// other threads touch is a `Locked` value or a queue.
 ///
-/// The loop polls both sockets, handles every waiting message (`+Workers`,
-/// `+Clients`), collects finished outputs (`+JobEnd`), heartbeats and purges workers,
-/// and dispatches tasks (`+Dispatch`). Jobs are created in `+Jobs` and read back from
+/// The loop polls both sockets, handles every waiting message (`+Workers`, with `+Results`
+/// and `+Failures`; `+Clients`), collects finished outputs (`+JobEnd`), heartbeats and purges
+/// workers (`+WorkerLinks`), and dispatches tasks (`+Dispatch`). Jobs are created in `+Jobs` and read back from
 /// the store at start in `+Resume`.
 final class CoordinatorLoop {
     /// A registered worker and what it holds.
@@ -37,7 +37,7 @@ final class CoordinatorLoop {
         /// none): it never gets their tasks, and they wait for a worker that can reach them.
         var outsideRoots: Set<UInt64> = []
         /// Messages on their way to it, in order (large ones leave as pieces), and the pieces of the message
-        /// it is sending (`CoordinatorLoop+Workers`).
+        /// it is sending (`CoordinatorLoop+WorkerLinks`, `+Workers`).
         var outbox = WireOutbox()
         var pieces = PieceAssembler()
         /// When its last task was done: a task sent meanwhile began then (it computes them in order).
