@@ -4,8 +4,10 @@ import TesseraCluster
 import TesseraCore
 import TesseraWire
 
-/// The worker endpoint's results: each checked against what was asked of whom (job, task, attempt, size,
-/// values) before it is placed; the first result of a task wins.
+/// The worker endpoint's results: each checked against what was asked of whom (job, task, worker, shape,
+/// values) before it is placed; the first result of a task wins. Its attempt number is logged, not compared
+/// (audit 54 F14): a task's values do not depend on its attempt, so a result from the worker that holds
+/// the task counts, whatever number it carries.
 extension CoordinatorLoop {
     /// Checks a result against what was asked of whom, then places it (first result wins).
     func handleResult(_ r: Wire.TaskResult, from worker: Worker) {
