@@ -110,6 +110,7 @@ struct tpng_reader {
     png_structp png;
     png_infop info;
     png_bytepp row_pointers; // only while tpng_reader_read_image runs
+    png_bytep file_row;      // only while tpng_reader_read_image_fd runs
     uint32_t height;
     uint32_t rows_read;
     int passes;
@@ -168,6 +169,7 @@ void tpng_reader_close(tpng_reader *reader) {
     if (reader == NULL) return;
     if (reader->png != NULL) png_destroy_read_struct(&reader->png, &reader->info, NULL);
     free(reader->row_pointers);
+    free(reader->file_row);
     if (reader->file != NULL) fclose(reader->file);
     free(reader);
 }
@@ -455,6 +457,110 @@ int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *
     free(reader->row_pointers);
     reader->row_pointers = NULL;
     return palette_status(reader, message, message_size);
+}
+
+/// Whether Adam7 pass `pass` (0…6) has pixels in image row `y` (the pass's start row and row step).
+static int adam7_pass_has_row(int pass, uint32_t y) {
+    static const uint32_t start[7] = {0, 0, 4, 0, 2, 0, 1};
+    static const uint32_t step[7] = {8, 8, 8, 4, 4, 2, 2};
+    return y >= start[pass] && (y - start[pass]) % step[pass] == 0;
+}
+
+/// Reads (`writing` 0) or writes `size` bytes at `offset` of `fd`; a read past the end gives zeros (the
+/// file is sized first, so that happens only if it was cut meanwhile). -1 with errno on failure.
+static int file_row_io(int fd, uint8_t *row, size_t size, off_t offset, int writing) {
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = writing ? pwrite(fd, row + done, size - done, offset + (off_t)done)
+                            : pread(fd, row + done, size - done, offset + (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) {
+            if (writing) {
+                errno = EIO;
+                return -1;
+            }
+            memset(row + done, 0, size - done);
+            return 0;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static void free_file_row(struct tpng_reader *reader) {
+    free(reader->file_row);
+    reader->file_row = NULL;
+}
+
+int tpng_reader_read_image_fd(tpng_reader *reader, int fd, size_t stride, char *message, size_t message_size) {
+    if (reader == NULL || fd < 0 || stride == 0) {
+        set_message(message, message_size, "invalid argument");
+        return TPNG_ERR_ARGUMENT;
+    }
+    if (reader->rows_read != 0 || reader->image_read || reader->finished) {
+        set_message(message, message_size, "read_image_fd must be the first read");
+        return TPNG_ERR_STATE;
+    }
+    size_t libpng_row = png_get_rowbytes(reader->png, reader->info);
+    size_t row_size = stride > libpng_row ? stride : libpng_row;
+    reader->image_read = 1;
+    if (ftruncate(fd, (off_t)stride * (off_t)reader->height) != 0) {
+        set_message(message, message_size, "cannot size the file for the decoded rows: %s", strerror(errno));
+        reader->finished = 1;
+        return TPNG_ERR_IO;
+    }
+    reader->file_row = malloc(row_size);
+    if (reader->file_row == NULL) {
+        set_message(message, message_size, "out of memory for a row of %zu bytes", row_size);
+        reader->finished = 1;
+        return TPNG_ERR_NOMEM;
+    }
+    memset(reader->file_row, 0, row_size);
+    if (setjmp(png_jmpbuf(reader->png))) {
+        reader->finished = 1;
+        free_file_row(reader);
+        return report(&reader->diag, 0, message, message_size);
+    }
+    // Each Adam7 pass merges its pixels into the rows it has: such a row is read back from the file, merged
+    // and written again; libpng still sees every row of every pass (it counts them), the others without a
+    // buffer. Memory is one row, whatever the image.
+    for (int pass = 0; pass < reader->passes; pass++) {
+        for (uint32_t y = 0; y < reader->height; y++) {
+            if (reader->passes > 1 && !adam7_pass_has_row(pass, y)) {
+                png_read_row(reader->png, NULL, NULL);
+                continue;
+            }
+            off_t offset = (off_t)y * (off_t)stride;
+            // (A row's first pass finds zeros in the file: no read. Every pixel is in one pass, so whatever
+            // the buffer holds at the others' places is overwritten by their passes.)
+            int merged = 0;
+            for (int earlier = 0; earlier < pass && reader->passes > 1; earlier++) {
+                merged = merged || adam7_pass_has_row(earlier, y);
+            }
+            if (merged && file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto io_error;
+            png_read_row(reader->png, reader->file_row, NULL);
+            if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto io_error;
+        }
+    }
+    reader->rows_read = reader->height;
+    reader->finished = 1;
+    png_read_end(reader->png, NULL);
+    if (reader->palette_entries > 0) {
+        for (uint32_t y = 0; y < reader->height; y++) {
+            off_t offset = (off_t)y * (off_t)stride;
+            if (file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto io_error;
+            expand_palette_row(reader, reader->file_row, y);
+            if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto io_error;
+        }
+    }
+    free_file_row(reader);
+    return palette_status(reader, message, message_size);
+io_error:
+    set_message(message, message_size, "cannot write the decoded rows to their file: %s", strerror(errno));
+    reader->finished = 1;
+    free_file_row(reader);
+    return TPNG_ERR_IO;
 }
 
 // MARK: - Writer

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 import Testing
 
 @testable import TesseraImage
@@ -36,6 +37,8 @@ struct PNGCase: CustomTestStringConvertible, Sendable {
         }
         cases.append(PNGCase(colorType: 2, bitDepth: 8, interlaced: true, width: 1, height: 1))
         cases.append(PNGCase(colorType: 6, bitDepth: 8, interlaced: true, width: 67, height: 3))
+        cases.append(PNGCase(colorType: 2, bitDepth: 16, interlaced: true, width: 9, height: 17))
+        cases.append(PNGCase(colorType: 3, bitDepth: 8, interlaced: true, width: 5, height: 34))
         return cases
     }()
 
@@ -102,6 +105,21 @@ struct ImagePNGReaderTests {
             got == expected,
             "first mismatch at sample \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)"
         )
+        // Decoded into a file with one row in memory (Adam7's passes merged in the file), and a row at a time
+        // through such a file (`readBands`), or from memory when the folder cannot take it: the same samples.
+        let all = PixelRect(y: 0, x: 0, height: pngCase.height, width: pngCase.width)
+        #expect(try RawPixelFile.decoded(png: path, inFolder: directory.path).read(all).allSamples == expected)
+        let rowBytes = pngCase.width * channels * (pngCase.bitDepth == 16 ? 2 : 1)
+        for folder in [directory.path, "/nonexistent"] {
+            var bands: [Int] = []
+            var sizes = Set<Int>()
+            try PNGReader.readBands(path: path, bandBytes: rowBytes, temporaryFolder: folder) { bytes in
+                sizes.insert(bytes.count)
+                bands += PixelImage.samples(bytes, bitDepth: image.bitDepth)
+            }
+            #expect(bands == expected && sizes == [rowBytes], "\(folder): bands of \(sizes) bytes")
+        }
+        #expect(try directory.contents() == ["input.png"], "the decoded files have no names")
     }
 
     @Test("value(y:x:channel:) and withUnsafeRows agree with the samples, without copying")

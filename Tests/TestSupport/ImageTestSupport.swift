@@ -82,6 +82,14 @@ extension PixelImage {
         case .uint16(let values): return values.map(Int.init)
         }
     }
+
+    /// Raw samples as `PNGReader.readBands` hands them over (UInt8, or UInt16 in host order), as Ints.
+    static func samples(_ bytes: [UInt8], bitDepth: Int) -> [Int] {
+        guard bitDepth == 16 else { return bytes.map(Int.init) }
+        return bytes.withUnsafeBytes { raw in
+            (0..<bytes.count / 2).map { Int(raw.load(fromByteOffset: 2 * $0, as: UInt16.self)) }
+        }
+    }
 }
 
 /// Writes a `width`×`height` RGB PNG of random samples (no two runs of zlib alike, so its image data spans the

@@ -76,6 +76,13 @@ int tpng_reader_read_rows(tpng_reader *reader, void *dst, uint32_t count, size_t
 /// IEND is reported. Must be the first read call.
 int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *message, size_t message_size);
 
+/// `tpng_reader_read_image` into the file `fd` instead of memory (rows `stride`
+/// bytes apart from offset 0; the file is sized to height × stride first): each
+/// Adam7 pass's rows are read back, merged and written again, so memory is one
+/// row whatever the image. Failed reads or writes of `fd` give TPNG_ERR_IO with
+/// strerror. Must be the first read call; `fd` stays open.
+int tpng_reader_read_image_fd(tpng_reader *reader, int fd, size_t stride, char *message, size_t message_size);
+
 /// Reads the chunks after the image data (after all rows were read with
 /// tpng_reader_read_rows).
 int tpng_reader_finish(tpng_reader *reader, char *message, size_t message_size);

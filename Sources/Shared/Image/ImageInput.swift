@@ -48,7 +48,8 @@ package enum ImageInput {
     /// say when there are others), at level `level`, or the level nearest `mpp` microns per pixel
     /// (within 20 %), or level 0. A PNG larger than `maxPixels` is refused before it is decoded.
     /// `rowsInOrder`: the caller reads the image top to bottom, a band at a time (the overlay), so a PNG that is
-    /// not interlaced is decoded as the bands are read (`PNGRowSource`), never held whole.
+    /// not interlaced is decoded as the bands are read (`PNGRowSource`), never held whole; an interlaced one is
+    /// decoded into a file of TMPDIR as `pngFolder` says.
     /// `pngFolder`: a PNG read a region at a time (a map's tiles) is decoded once, a band of rows at a time, into a
     /// file without a name in that folder (`decodedPNG`), not into memory.
     package static func open(
@@ -74,8 +75,9 @@ package enum ImageInput {
                 return Opened(source: rows, format: format, level: 0, mpp: nil, levelCount: 1)
             }
             var why: String?
-            if let pngFolder {
-                switch try decodedPNG(path, folder: pngFolder, maxPixels: maxPixels) {
+            // (Read in order but interlaced: decoded into a file of TMPDIR, not held.)
+            if let folder = pngFolder ?? (rowsInOrder ? FileManager.default.temporaryDirectory.path : nil) {
+                switch try decodedPNG(path, folder: folder, maxPixels: maxPixels) {
                 case .decoded(let raw): return Opened(source: raw, format: format, level: 0, mpp: nil, levelCount: 1)
                 case .noRoom(let reason):
                     // In memory, `memoryMaxPixels` holds whatever was allowed on disk (a worker allows what its
@@ -291,7 +293,8 @@ extension ImageInput {
             let interlaced = (try? PNGReader.header(path: path).interlaced) ?? false
             announce(
                 "--tissue decodes the whole PNG (\(header.width)×\(header.height)) for its view, "
-                    + (interlaced ? "at once (it is interlaced)" : "a band of rows at a time") + ": this takes a while")
+                    + (interlaced ? "into a temporary file first (it is interlaced)" : "a band of rows at a time")
+                    + ": this takes a while")
         }
         var progress = ViewProgress(big: big, what: "the PNG")
         return try TissueMask.detect(png: path, options: TissueMask.Options(tolerateDamage: tolerateDamage)) {

@@ -1,4 +1,5 @@
 internal import CPNGIO
+import Foundation
 import TesseraCore
 
 /// What a PNG's header says, and what `PNGReader.read` will deliver.
@@ -87,7 +88,7 @@ package enum PNGReader {
     /// A PNG decoded whole is refused before allocating when its samples alone pass what this process may use
     /// (hostile-input audit: a 23 MB file declaring 30000² RGB 16-bit aborted allocating 5.4 GB; review: an
     /// interlaced one read by `readBands` aborted the coordinator).
-    private static func checkRoomToDecodeWhole(_ header: PNGHeader, path: String) throws {
+    static func checkRoomToDecodeWhole(_ header: PNGHeader, path: String) throws {
         let bytes = header.width * header.height * header.channels * (header.bitDepth == 8 ? 1 : 2)
         let room = SystemMemory.room
         guard bytes <= room / 4 * 3 else {
@@ -103,7 +104,7 @@ package enum PNGReader {
     }
 
     /// What libpng warned of the image data of `reader`, once it has read the image (`readNoted`).
-    private static func imageNotes(_ reader: OpaquePointer, _ header: PNGHeader) -> [String] {
+    static func imageNotes(_ reader: OpaquePointer, _ header: PNGHeader) -> [String] {
         var warnings = [CChar](repeating: 0, count: 1024)
         tpng_reader_warnings(reader, &warnings, warnings.count)
         let text = String(decoding: warnings.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -112,34 +113,44 @@ package enum PNGReader {
             .map { "damaged? libpng: \($0) (the \(header.width)×\(header.height) pixels of the header were read)" }
     }
 
-    /// Decodes `path` a band of rows at a time (at most `bandBytes` per band; the
-    /// whole image at once when interlaced) and hands each band's raw samples (UInt8,
-    /// or UInt16 in host order) to `body`, top to bottom. Returns the header; `warn` gets what
-    /// libpng warned of the image data once it is read (`readNoted`: the embedded run's and `submit`'s
-    /// uploads dropped it).
+    /// Decodes `path` a band of rows at a time (at most `bandBytes` per band) and hands each band's raw samples
+    /// (UInt8, or UInt16 in host order) to `body`, top to bottom. An interlaced PNG, whose rows come whole only
+    /// after its last pass, is decoded first into a file without a name in `temporaryFolder` (one row in memory:
+    /// `decode(path:into:)`), then read back a band at a time; in memory only when that folder lacks the room (it
+    /// was held whole, and handed over as one band: an upload sent it as one part over the message limit).
+    /// Returns the header; `warn` gets what libpng warned of the image data once it is read (`readNoted`: the
+    /// embedded run's and `submit`'s uploads dropped it).
     @discardableResult
     package static func readBands(
         path: String, maxPixels: Int = defaultMaxPixels, bandBytes: Int = 32 << 20,
+        temporaryFolder: String = FileManager.default.temporaryDirectory.path,
         warn: (String) -> Void = { _ in }, _ body: ([UInt8]) throws -> Void
     ) throws -> PNGHeader {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
         let rowBytes = header.width * header.channels * header.bitDepth / 8
+        let band = max(1, bandBytes / max(1, rowBytes))
         var message = [CChar](repeating: 0, count: cMessageSize)
         func check(_ status: Int32) throws {
             if status != Int32(TPNG_OK.rawValue) { throw ImageIOError(status: status, path: path, message: message) }
         }
         if header.interlaced {
+            if let rows = try InterlacedRows(reader, header, path: path, folder: temporaryFolder) {
+                try rows.bands(of: band, body)
+                imageNotes(reader, header).forEach(warn)
+                return header
+            }
             try checkRoomToDecodeWhole(header, path: path)
             var all = [UInt8](repeating: 0, count: rowBytes * header.height)
             try all.withUnsafeMutableBytes {
                 try check(tpng_reader_read_image(reader, $0.baseAddress, rowBytes, &message, message.count))
             }
-            try body(all)
+            for start in stride(from: 0, to: header.height, by: band) {
+                try body(Array(all[start * rowBytes..<min(header.height, start + band) * rowBytes]))
+            }
             imageNotes(reader, header).forEach(warn)
             return header
         }
-        let band = max(1, bandBytes / max(1, rowBytes))
         var row = 0
         while row < header.height {
             let count = min(band, header.height - row)

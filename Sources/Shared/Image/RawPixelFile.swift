@@ -4,9 +4,8 @@ import TesseraCore
 /// An image kept on disk as raw samples, row by row (`height × width × channels`,
 /// UInt8, or UInt16 in host order), read a rectangle at a time with `pread`: what an
 /// upload job's coordinator cuts task inputs from, so that memory does not grow
-/// with the image. `transcode` writes one from a PNG, decoding a band of rows at a
-/// time (an interlaced PNG must be decoded whole: Adam7 spreads each row over seven
-/// passes).
+/// with the image. `transcode` and `decoded` write one from a PNG with one row in memory,
+/// interlaced or not (`PNGReader.decode(path:into:)`).
 package final class RawPixelFile: RegionSource, @unchecked Sendable {
     package let name: String
     package let width: Int
@@ -58,6 +57,22 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
         png: String, inFolder folder: String, name: String? = nil, maxPixels: Int = PNGReader.defaultMaxPixels,
         warn: (String) -> Void = { _ in }
     ) throws -> RawPixelFile {
+        let fd = try unnamedFile(in: folder)
+        let header: PNGHeader
+        do {
+            header = try PNGReader.decode(path: png, maxPixels: maxPixels, into: fd, fileName: folder, warn: warn)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return try RawPixelFile(
+            fd: fd, width: header.width, height: header.height, channels: header.channels,
+            bitDepth: header.bitDepth, name: name ?? png, path: folder)
+    }
+
+    /// A new file of `folder` that has no name (`O_TMPFILE`; where the file system lacks it, one unlinked as soon
+    /// as it is created), open for reading and writing. Errors name the folder.
+    package static func unnamedFile(in folder: String) throws -> Int32 {
         var fd = open(folder, O_DIRECTORY | 0o20_000_000 | O_RDWR | O_CLOEXEC, 0o600)  // O_TMPFILE
         if fd < 0 && [EOPNOTSUPP, EISDIR, EINVAL].contains(errno) {
             let path = "\(folder)/.tessera-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).raw"
@@ -68,22 +83,11 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
             throw ImageIOError(
                 .io, path: folder, detail: "cannot create a file there: \(String(cString: strerror(errno)))")
         }
-        let header: PNGHeader
-        do {
-            header = try PNGReader.readBands(path: png, maxPixels: maxPixels, warn: warn) { bytes in
-                try bytes.withUnsafeBytes { try writeAll(fd, $0, path: folder) }
-            }
-        } catch {
-            close(fd)
-            throw error
-        }
-        return try RawPixelFile(
-            fd: fd, width: header.width, height: header.height, channels: header.channels,
-            bitDepth: header.bitDepth, name: name ?? png, path: folder)
+        return fd
     }
 
     /// Decodes the PNG at `png` into a raw file at `raw` (written, then renamed into
-    /// place), a band of rows at a time; returns the PNG's header.
+    /// place) with one row in memory (`PNGReader.decode(path:into:)`); returns the PNG's header.
     @discardableResult
     package static func transcode(
         png: String, to raw: String, maxPixels: Int = PNGReader.defaultMaxPixels, warn: (String) -> Void = { _ in }
@@ -91,7 +95,7 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
         -> PNGHeader
     {
         let temporary = raw + ".partial-\(getpid())"
-        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let out = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)  // read too: Adam7 merges rows
         guard out >= 0 else {
             throw ImageIOError(.io, path: raw, detail: "cannot create: \(String(cString: strerror(errno)))")
         }
@@ -100,26 +104,12 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
             if !closed { close(out) }
             unlink(temporary)
         }
-        let header = try PNGReader.readBands(path: png, maxPixels: maxPixels, warn: warn) { bytes in
-            try bytes.withUnsafeBytes { try writeAll(out, $0, path: raw) }
-        }
+        let header = try PNGReader.decode(path: png, maxPixels: maxPixels, into: out, fileName: raw, warn: warn)
         closed = true
         guard close(out) == 0, rename(temporary, raw) == 0 else {
             throw ImageIOError(.io, path: raw, detail: "cannot finish: \(String(cString: strerror(errno)))")
         }
         return header
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ImageIOError(.io, path: path, detail: "cannot write: \(String(cString: strerror(errno)))")
-            }
-            offset += n
-        }
     }
 
     /// The raw samples of `rect` (inside the image) as an image of its own.

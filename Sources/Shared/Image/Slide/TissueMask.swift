@@ -103,7 +103,7 @@ package struct TissueMask: Sendable, Equatable {
             coverHeight: coverHeight ?? source.height, options: options)
     }
 
-    /// Detects tissue in the PNG at `path`, decoded a band of rows at a time (an interlaced PNG at once): the
+    /// Detects tissue in the PNG at `path`, decoded a band of rows at a time (an interlaced PNG through a file: `readBands`): the
     /// decoded image is never held, only the cells' sums. Queries use the PNG's pixel coordinates. `watch` hears
     /// how much of the image is decoded (0–1) before each band is added.
     package static func detect(
