@@ -503,64 +503,79 @@ int tpng_reader_read_image_fd(tpng_reader *reader, int fd, size_t stride, char *
         return TPNG_ERR_STATE;
     }
     size_t libpng_row = png_get_rowbytes(reader->png, reader->info);
-    size_t row_size = stride > libpng_row ? stride : libpng_row;
-    reader->image_read = 1;
-    if (ftruncate(fd, (off_t)stride * (off_t)reader->height) != 0) {
-        set_message(message, message_size, "cannot size the file for the decoded rows: %s", strerror(errno));
-        reader->finished = 1;
-        return TPNG_ERR_IO;
+    size_t slack = libpng_row > stride ? libpng_row - stride : 0;
+    // Non-interlaced: rows are complete as read, so a band of them (about 1 MiB) is written at once.
+    uint32_t band = 1;
+    if (reader->passes == 1) {
+        size_t rows = ((size_t)1 << 20) / stride;
+        band = rows < 1 ? 1 : (rows > reader->height ? reader->height : (uint32_t)rows);
     }
-    reader->file_row = malloc(row_size);
+    reader->image_read = 1;
+    if (ftruncate(fd, (off_t)stride * (off_t)reader->height) != 0) goto output_error;
+    reader->file_row = malloc((size_t)band * stride + slack);
     if (reader->file_row == NULL) {
-        set_message(message, message_size, "out of memory for a row of %zu bytes", row_size);
+        set_message(message, message_size, "out of memory for %u rows of %zu bytes", band, stride);
         reader->finished = 1;
         return TPNG_ERR_NOMEM;
     }
-    memset(reader->file_row, 0, row_size);
+    memset(reader->file_row, 0, (size_t)band * stride + slack);
     if (setjmp(png_jmpbuf(reader->png))) {
         reader->finished = 1;
         free_file_row(reader);
         return report(&reader->diag, 0, message, message_size);
     }
-    // Each Adam7 pass merges its pixels into the rows it has: such a row is read back from the file, merged
-    // and written again; libpng still sees every row of every pass (it counts them), the others without a
-    // buffer. Memory is one row, whatever the image.
-    for (int pass = 0; pass < reader->passes; pass++) {
-        for (uint32_t y = 0; y < reader->height; y++) {
-            if (reader->passes > 1 && !adam7_pass_has_row(pass, y)) {
-                png_read_row(reader->png, NULL, NULL);
-                continue;
+    if (reader->passes == 1) {
+        for (uint32_t y0 = 0; y0 < reader->height; y0 += band) {
+            uint32_t count = reader->height - y0 < band ? reader->height - y0 : band;
+            for (uint32_t i = 0; i < count; i++) {
+                png_bytep row = reader->file_row + (size_t)i * stride;
+                png_read_row(reader->png, row, NULL);
+                if (reader->palette_entries > 0) expand_palette_row(reader, row, y0 + i);
             }
-            off_t offset = (off_t)y * (off_t)stride;
-            // (A row's first pass finds zeros in the file: no read. Every pixel is in one pass, so whatever
-            // the buffer holds at the others' places is overwritten by their passes.)
-            int merged = 0;
-            for (int earlier = 0; earlier < pass && reader->passes > 1; earlier++) {
-                merged = merged || adam7_pass_has_row(earlier, y);
+            if (file_row_io(fd, reader->file_row, (size_t)count * stride, (off_t)y0 * (off_t)stride, 1) != 0) {
+                goto output_error;
             }
-            if (merged && file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto io_error;
-            png_read_row(reader->png, reader->file_row, NULL);
-            if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto io_error;
+        }
+    } else {
+        // Each Adam7 pass merges its pixels into the rows it has: such a row is read back from the file,
+        // merged and written again; libpng still sees every row of every pass (it counts them), the others
+        // without a buffer. Memory is one row, whatever the image.
+        for (int pass = 0; pass < reader->passes; pass++) {
+            for (uint32_t y = 0; y < reader->height; y++) {
+                if (!adam7_pass_has_row(pass, y)) {
+                    png_read_row(reader->png, NULL, NULL);
+                    continue;
+                }
+                off_t offset = (off_t)y * (off_t)stride;
+                // (A row's first pass finds zeros in the file: no read. Every pixel is in one pass, so
+                // whatever the buffer holds at the others' places is overwritten by their passes.)
+                int merged = 0;
+                for (int earlier = 0; earlier < pass; earlier++) merged = merged || adam7_pass_has_row(earlier, y);
+                if (merged && file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto output_error;
+                png_read_row(reader->png, reader->file_row, NULL);
+                if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto output_error;
+            }
         }
     }
     reader->rows_read = reader->height;
     reader->finished = 1;
     png_read_end(reader->png, NULL);
-    if (reader->palette_entries > 0) {
+    if (reader->palette_entries > 0 && reader->passes > 1) {
+        // Indices until the last pass: expanded now, row by row.
         for (uint32_t y = 0; y < reader->height; y++) {
             off_t offset = (off_t)y * (off_t)stride;
-            if (file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto io_error;
+            if (file_row_io(fd, reader->file_row, stride, offset, 0) != 0) goto output_error;
             expand_palette_row(reader, reader->file_row, y);
-            if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto io_error;
+            if (file_row_io(fd, reader->file_row, stride, offset, 1) != 0) goto output_error;
         }
     }
     free_file_row(reader);
     return palette_status(reader, message, message_size);
-io_error:
+output_error:
     set_message(message, message_size, "cannot write the decoded rows to their file: %s", strerror(errno));
     reader->finished = 1;
     free_file_row(reader);
-    return TPNG_ERR_IO;
+    return TPNG_ERR_OUTPUT;
 }
 
 // MARK: - Writer

@@ -122,6 +122,32 @@ struct ImagePNGReaderTests {
         #expect(try directory.contents() == ["input.png"], "the decoded files have no names")
     }
 
+    /// Decoding into a file: a failure of that file names it, a failure of the PNG names the PNG (review 34 F1: a
+    /// read error of the PNG was blamed on the temporary folder, and the image decoded again in memory).
+    @Test("decode(into:) names the file at fault")
+    func decodeNamesTheFileAtFault() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let png = directory.file("input.png"), damaged = directory.file("damaged.png")
+        try PNGCase(colorType: 2, bitDepth: 8).make().0.write(to: png)
+        try writeDamagedPNG(to: damaged, width: 300, height: 200, seed: 5)
+        let output = directory.file("rows.raw")
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let readOnly = open(output, O_RDONLY)
+        defer { close(readOnly) }
+        let unwritable = try #require(throws: ImageIOError.self) {
+            try PNGReader.decode(path: png, into: readOnly, fileName: "the output")
+        }
+        #expect(unwritable.kind == .io && unwritable.path == "the output", "\(unwritable)")
+        #expect(unwritable.detail.hasPrefix("cannot write the decoded rows to their file"), "\(unwritable)")
+        let writable = open(output, O_RDWR)
+        defer { close(writable) }
+        let corrupt = try #require(throws: ImageIOError.self) {
+            try PNGReader.decode(path: damaged, into: writable, fileName: "the output")
+        }
+        #expect(corrupt.path == damaged, "\(corrupt)")
+    }
+
     @Test("value(y:x:channel:) and withUnsafeRows agree with the samples, without copying")
     func accessors() throws {
         let values: [UInt16] = (0..<(4 * 5 * 3)).map { UInt16($0 * 1000) }

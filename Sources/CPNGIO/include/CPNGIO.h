@@ -33,6 +33,7 @@ typedef enum {
     TPNG_ERR_NOMEM = 11,        ///< malloc failed
     TPNG_ERR_ARGUMENT = 12,     ///< the caller passed something invalid (a bug)
     TPNG_ERR_STATE = 13,        ///< the call does not fit the reader/writer state (a bug)
+    TPNG_ERR_OUTPUT = 14,       ///< the file the rows are decoded into failed (message has strerror)
 } tpng_status;
 
 /// What a reader reports after opening a file.
@@ -79,8 +80,10 @@ int tpng_reader_read_image(tpng_reader *reader, void *dst, size_t stride, char *
 /// `tpng_reader_read_image` into the file `fd` instead of memory (rows `stride`
 /// bytes apart from offset 0; the file is sized to height × stride first): each
 /// Adam7 pass's rows are read back, merged and written again, so memory is one
-/// row whatever the image. Failed reads or writes of `fd` give TPNG_ERR_IO with
-/// strerror. Must be the first read call; `fd` stays open.
+/// row whatever the image (a non-interlaced one is written in bands of about
+/// 1 MiB). Failed reads or writes of `fd` give TPNG_ERR_OUTPUT with strerror (a
+/// failed read of the PNG stays TPNG_ERR_IO). Must be the first read call; `fd`
+/// stays open.
 int tpng_reader_read_image_fd(tpng_reader *reader, int fd, size_t stride, char *message, size_t message_size);
 
 /// Reads the chunks after the image data (after all rows were read with

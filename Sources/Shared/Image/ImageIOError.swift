@@ -47,7 +47,7 @@ package struct ImageIOError: Error, Equatable, Sendable, CustomStringConvertible
         case Int32(TPNG_ERR_BIT_DEPTH.rawValue): kind = .unsupportedBitDepth
         case Int32(TPNG_ERR_HEADER.rawValue): kind = .invalidHeader
         case Int32(TPNG_ERR_TOO_LARGE.rawValue): kind = .tooLarge
-        case Int32(TPNG_ERR_IO.rawValue): kind = .io
+        case Int32(TPNG_ERR_IO.rawValue), Int32(TPNG_ERR_OUTPUT.rawValue): kind = .io
         case Int32(TPNG_ERR_NOMEM.rawValue): kind = .outOfMemory
         case Int32(TPNG_ERR_ARGUMENT.rawValue), Int32(TPNG_ERR_STATE.rawValue): kind = .invalidArgument
         default: kind = .corrupt

@@ -29,7 +29,7 @@ extension PNGReader {
         let status = tpng_reader_read_image_fd(reader, fd, rowBytes, &message, message.count)
         guard status == Int32(TPNG_OK.rawValue) else {
             throw ImageIOError(
-                status: status, path: status == Int32(TPNG_ERR_IO.rawValue) ? fileName : path, message: message)
+                status: status, path: status == Int32(TPNG_ERR_OUTPUT.rawValue) ? fileName : path, message: message)
         }
     }
 }
@@ -43,10 +43,10 @@ struct InterlacedRows: ~Copyable {
     private let folder: String
 
     /// Decodes the image open in `reader` into `folder`; nil, with nothing read, when the folder cannot take
-    /// its samples and 256 MiB to spare (missing, read-only, too full).
+    /// its samples and 256 MiB to spare (missing, read-only, too full; held in memory: `decodeRoom`).
     init?(_ reader: OpaquePointer, _ header: PNGHeader, path: String, folder: String) throws {
         let rowBytes = header.width * header.channels * header.bitDepth / 8
-        guard let free = freeBytes(folder), free >= UInt64(rowBytes * header.height) + (256 << 20),
+        guard let room = decodeRoom(folder), room >= UInt64(rowBytes * header.height) + (256 << 20),
             let fd = try? RawPixelFile.unnamedFile(in: folder)
         else { return nil }
         do {
