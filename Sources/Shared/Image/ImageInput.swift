@@ -125,14 +125,11 @@ package enum ImageInput {
     private static func decodedPNG(_ path: String, folder: String, maxPixels: Int) throws -> DecodedPNG {
         let header = try PNGReader.header(path: path, maxPixels: maxPixels)
         let bytes = header.width * header.height * header.channels * (header.bitDepth > 8 ? 2 : 1)
-        var info = statvfs()
-        if statvfs(folder, &info) == 0 {
-            let free = Int(clamping: UInt64(info.f_bavail) &* UInt64(info.f_frsize))
-            if free < bytes + (256 << 20) {
-                return .noRoom(
-                    "the temporary folder \(folder) has \(SystemMemory.text(free)) free, and \(path) decoded takes "
-                        + "\(SystemMemory.text(bytes))")
-            }
+        if let room = decodeRoom(folder).map({ Int(clamping: $0) }), room < bytes + (256 << 20) {
+            let memory = isMemoryBacked(folder) ? " (it is held in memory: a tmpfs)" : ""
+            return .noRoom(
+                "the temporary folder \(folder)\(memory) has room for \(SystemMemory.text(room)), and \(path) decoded "
+                    + "takes \(SystemMemory.text(bytes))")
         }
         var notes: [String] = []
         do {
