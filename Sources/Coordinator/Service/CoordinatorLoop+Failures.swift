@@ -12,7 +12,8 @@ extension CoordinatorLoop {
         // lines, escapes for a terminal) become '?', as in a worker's name (hostile-peer audit 54 F11); its line
         // breaks become "; " first, so a multi-line error stays readable.
         var f = report
-        f.message = report.message.joinedLines().printable(limit: 4096)
+        let joined = report.message.joinedLines()
+        f.message = joined.isEmpty ? "(no reason given)" : joined.printable(limit: 4096)
         let ref = Wire.TaskRef(jobID: f.jobID, taskID: f.taskID)
         if isArchived(f.jobID) || jobs[f.jobID].map({ !$0.isActive }) == true {
             worker.inFlight.remove(ref)

@@ -7,8 +7,11 @@ extension String {
             String.UnicodeScalarView(
                 unicodeScalars.prefix(limit).map {
                     if keepingLines && ($0 == "\n" || $0 == "\t") { return $0 }
-                    let category = $0.properties.generalCategory
-                    return category == .control || category == .format ? "?" : $0
+                    // (Line and paragraph separators, U+2028 and U+2029, break lines in some viewers: review 34 N4.)
+                    switch $0.properties.generalCategory {
+                    case .control, .format, .lineSeparator, .paragraphSeparator: return "?"
+                    default: return $0
+                    }
                 }))
         if limit < Int.max && unicodeScalars.count > limit { out += "…" }
         return out
@@ -16,10 +19,11 @@ extension String {
 
     /// This text on one line: each line break, with the indentation after it, becomes "; " (a worker's
     /// multi-line failure, a model error's list of layers, read in a log line or `status` instead of '?'
-    /// for every newline: review 31 F6); blank lines and trailing breaks go.
+    /// for every newline: review 31 F6); blank lines and trailing breaks go. Every line break counts (LF, CR,
+    /// CR LF, VT, FF, NEL, U+2028, U+2029).
     package func joinedLines() -> String {
-        guard contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return self }
-        return split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
+        guard contains(where: \.isNewline) else { return self }
+        return split(whereSeparator: \.isNewline)
             .map { $0.trimmingPrefix(while: { $0 == " " || $0 == "\t" }) }
             .filter { !$0.isEmpty }
             .reduce(into: "") { text, line in
