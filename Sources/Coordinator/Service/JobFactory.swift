@@ -254,27 +254,31 @@ struct JobFactory: Sendable {
         PartialOutputs.removeOrphans(stem: stem, in: outDir, logger: logger)
         let storePath = "\(outDir)/.\(stem).\(options.storeKind == .zarr ? "zarr" : "chunks").partial-\(token)"
         if persistent { try PartialOutputs.plan(storePath, jobFolder: dir) }
-        let job: CoordinatorJob
+        // The partial map's folder appears with its owner record, locked, before the job is planned (a
+        // `--tissue` view can take a while) and its store written: a second run of the image into this folder
+        // checked in between found it unowned and mapped it too (its map then replaced this one's).
+        var lock: PartialLock?
         do {
-            job = try makeSharedJob(
+            guard mkdir(storePath, 0o755) == 0 else {
+                throw ClusterError(
+                    .storage, "cannot create the partial map \(storePath): \(String(cString: strerror(errno)))")
+            }
+            try PartialOutputs.markOwner(storePath, storeRoot: store.root, key: owner)
+            lock = PartialLock(storePath)
+            let job = try makeSharedJob(
                 id: id, directory: dir, options: options, mode: spec.mode, tile: Int(spec.tileSize),
                 preprocessing: spec.preprocessing, model: bundle, imagePath: image, stem: stem, storePath: storePath,
                 create: true)
-        } catch {
-            // A store begun on a disk that filled (audit 55 F6: an empty partial map was left).
-            try? FileManager.default.removeItem(atPath: storePath)
-            throw error
-        }
-        do {
-            try PartialOutputs.markOwner(job.shared!.store.path, storeRoot: store.root, key: owner)
-            job.shared!.lock = PartialLock(job.shared!.store.path)
+            job.shared!.lock = lock
             try recordSharedJob(job, spec, bundle: bundle, stem: stem, image: image, owner: owner, id: id, dir: dir)
+            return job
         } catch {
-            // Nothing refers to the new partial map: it must not stay in the shared folder.
-            try? FileManager.default.removeItem(atPath: job.shared!.store.path)
+            // Nothing refers to the new partial map (a store begun on a disk that filled, audit 55 F6: an empty
+            // partial map was left): it must not stay in the shared folder.
+            try? FileManager.default.removeItem(atPath: storePath)
+            lock?.release()
             throw error
         }
-        return job
     }
 
     /// Writes a new shared job's model and record (with a persistent store).
@@ -452,7 +456,7 @@ struct JobFactory: Sendable {
             source: MapSource(file: imagePath, image: header.image, level: header.level, scale: header.scale))
         let mapStore: MapStore
         if create {
-            mapStore = try MapStore.create(at: storePath, layout: layout)
+            mapStore = try MapStore.create(at: storePath, layout: layout, besides: [PartialOutputs.ownerFile])
         } else {
             mapStore = try MapStore.open(at: storePath)
             // A store begun before maps recorded microns per pixel, or before upper levels

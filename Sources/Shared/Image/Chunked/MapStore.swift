@@ -24,8 +24,12 @@ package final class MapStore: Sendable {
 
     /// Creates an empty store at `path` (a new or empty folder; `.alreadyExists`
     /// if it holds anything, so a job never overwrites another's map: resume with `open`).
-    package static func create(at path: String, layout: MapLayout, durable: Bool = false) throws -> MapStore {
-        if let entries = FileIO.list(path), !entries.isEmpty {
+    /// `besides`: files the folder may already hold (a coordinator's owner record, written and locked
+    /// before the store so that the folder is never seen unowned).
+    package static func create(
+        at path: String, layout: MapLayout, durable: Bool = false, besides: Set<String> = []
+    ) throws -> MapStore {
+        if let entries = FileIO.list(path), entries.contains(where: { !besides.contains($0) }) {
             throw MapStoreError(.alreadyExists, path: path, detail: "the folder is not empty (open it to resume)")
         }
         try FileIO.makeDirectories(path)
