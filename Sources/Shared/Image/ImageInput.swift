@@ -124,12 +124,11 @@ package enum ImageInput {
     /// ENOSPC left `run`'s own store, there too, without room).
     private static func decodedPNG(_ path: String, folder: String, maxPixels: Int) throws -> DecodedPNG {
         let header = try PNGReader.header(path: path, maxPixels: maxPixels)
-        let bytes = header.width * header.height * header.channels * (header.bitDepth > 8 ? 2 : 1)
-        if let room = decodeRoom(folder).map({ Int(clamping: $0) }), room < bytes + (256 << 20) {
+        if let room = RawPixelFile.folderTakes(header.sampleBytes, folder) {
             let memory = isMemoryBacked(folder) ? " (it is held in memory: a tmpfs)" : ""
             return .noRoom(
                 "the temporary folder \(folder)\(memory) has room for \(SystemMemory.text(room)), and \(path) decoded "
-                    + "takes \(SystemMemory.text(bytes))")
+                    + "takes \(SystemMemory.text(header.sampleBytes))")
         }
         var notes: [String] = []
         do {

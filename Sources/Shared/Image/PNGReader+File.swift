@@ -24,9 +24,8 @@ extension PNGReader {
     static func decode(
         _ reader: OpaquePointer, _ header: PNGHeader, path: String, into fd: Int32, fileName: String
     ) throws {
-        let rowBytes = header.width * header.channels * header.bitDepth / 8
         var message = [CChar](repeating: 0, count: cMessageSize)
-        let status = tpng_reader_read_image_fd(reader, fd, rowBytes, &message, message.count)
+        let status = tpng_reader_read_image_fd(reader, fd, header.rowBytes, &message, message.count)
         guard status == Int32(TPNG_OK.rawValue) else {
             throw ImageIOError(
                 status: status, path: status == Int32(TPNG_ERR_OUTPUT.rawValue) ? fileName : path, message: message)
@@ -43,10 +42,9 @@ struct InterlacedRows: ~Copyable {
     private let folder: String
 
     /// Decodes the image open in `reader` into `folder`; nil, with nothing read, when the folder cannot take
-    /// its samples and 256 MiB to spare (missing, read-only, too full; held in memory: `decodeRoom`).
+    /// its samples (`RawPixelFile.folderTakes`).
     init?(_ reader: OpaquePointer, _ header: PNGHeader, path: String, folder: String) throws {
-        let rowBytes = header.width * header.channels * header.bitDepth / 8
-        guard let room = decodeRoom(folder), room >= UInt64(rowBytes * header.height) + (256 << 20),
+        guard RawPixelFile.folderTakes(header.sampleBytes, folder) == nil,
             let fd = try? RawPixelFile.unnamedFile(in: folder)
         else { return nil }
         do {
@@ -55,7 +53,7 @@ struct InterlacedRows: ~Copyable {
             close(fd)
             throw error
         }
-        (self.fd, self.rowBytes, height, self.folder) = (fd, rowBytes, header.height, folder)
+        (self.fd, rowBytes, height, self.folder) = (fd, header.rowBytes, header.height, folder)
     }
 
     deinit { close(fd) }

@@ -17,6 +17,9 @@ package struct PNGHeader: Sendable, Equatable {
     package let bitDepth: Int
     /// The file has an alpha channel or a tRNS chunk, which reading drops (not composited).
     package var hadAlpha: Bool { fileColorType & 4 != 0 || hadTransparency }
+    /// Bytes of one decoded row, and of the whole decoded image.
+    package var rowBytes: Int { width * channels * bitDepth / 8 }
+    package var sampleBytes: Int { rowBytes * height }
     let hadTransparency: Bool
 }
 
@@ -57,7 +60,7 @@ package enum PNGReader {
         defer { tpng_reader_close(reader) }
         let count = header.width * header.height * header.channels
         try checkRoomToDecodeWhole(header, path: path)
-        let rowBytes = header.width * header.channels * header.bitDepth / 8
+        let rowBytes = header.rowBytes
         var message = [CChar](repeating: 0, count: cMessageSize)
         func readInto(_ base: UnsafeMutableRawPointer?) throws {
             let status = tpng_reader_read_image(reader, base, rowBytes, &message, message.count)
@@ -89,7 +92,7 @@ package enum PNGReader {
     /// (hostile-input audit: a 23 MB file declaring 30000² RGB 16-bit aborted allocating 5.4 GB; review: an
     /// interlaced one read by `readBands` aborted the coordinator).
     static func checkRoomToDecodeWhole(_ header: PNGHeader, path: String) throws {
-        let bytes = header.width * header.height * header.channels * (header.bitDepth == 8 ? 1 : 2)
+        let bytes = header.sampleBytes
         let room = SystemMemory.room
         guard bytes <= room / 4 * 3 else {
             throw ImageIOError(
@@ -128,7 +131,7 @@ package enum PNGReader {
     ) throws -> PNGHeader {
         let (reader, header) = try open(path: path, maxPixels: maxPixels)
         defer { tpng_reader_close(reader) }
-        let rowBytes = header.width * header.channels * header.bitDepth / 8
+        let rowBytes = header.rowBytes
         let band = max(1, bandBytes / max(1, rowBytes))
         var message = [CChar](repeating: 0, count: cMessageSize)
         func check(_ status: Int32) throws {

@@ -70,6 +70,13 @@ package final class RawPixelFile: RegionSource, @unchecked Sendable {
             bitDepth: header.bitDepth, name: name ?? png, path: folder)
     }
 
+    /// Nil when `folder` can take a decoded image of `bytes` and 256 MiB to spare (`decodeRoom`: on a tmpfs, what
+    /// memory may take), or cannot be asked (creating the file there then says why); else the room it has.
+    package static func folderTakes(_ bytes: Int, _ folder: String) -> Int? {
+        guard let room = decodeRoom(folder).map({ Int(clamping: $0) }) else { return nil }
+        return room >= bytes + (256 << 20) ? nil : room
+    }
+
     /// A new file of `folder` that has no name (`O_TMPFILE`; where the file system lacks it, one unlinked as soon
     /// as it is created), open for reading and writing. Errors name the folder.
     package static func unnamedFile(in folder: String) throws -> Int32 {
