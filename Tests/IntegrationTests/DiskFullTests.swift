@@ -120,10 +120,15 @@ struct DiskFullTests {
 
         // Logged once per job when its writes start failing, and once with the count when it writes again (not
         // once per tile: a write may succeed in between, on space a failed write of the shared job gave back).
+        // Which upload job had a tile write fail is a race (the pause holds them all): job 1 may have been paused
+        // by job 2's failure alone (it failed so once in a full suite), and job 2 was cancelled before space came
+        // back, so only job 1 logs the writes resuming, and only after its own failures.
         let log = group.log("coordinator").split(separator: "\n")
-        let starts = log.filter { $0.contains("cannot store the job's tiles") && $0.contains("job=1") }
-        #expect((1...3).contains(starts.count), "\(starts)")
-        let resumed = log.filter { $0.contains("the store writes the job's tiles again") && $0.contains("job=1") }
+        let starts = log.filter { $0.contains("cannot store the job's tiles") && $0.contains("job=1 ") }
+        let startsOf2 = log.filter { $0.contains("cannot store the job's tiles") && $0.contains("job=2 ") }
+        #expect(starts.count <= 3 && startsOf2.count <= 3, "\(starts) \(startsOf2)")
+        #expect(starts.count + startsOf2.count >= 1, "no job logged its failed writes")
+        let resumed = log.filter { $0.contains("the store writes the job's tiles again") && $0.contains("job=1 ") }
         #expect(
             resumed.count == starts.count && resumed.allSatisfy { $0.contains("failed-writes=") }, "\(resumed)")
         print("disk full: job 1 stalled at \(stalled ?? -1) tiles; \(resumed.first ?? "")")
